@@ -1,0 +1,109 @@
+//! Server functions: the dashboard's calls to the server. Each one is a thin
+//! shell over the [`Backend`] the server provides as context, so this crate
+//! never depends on the server crate.
+
+use crate::model::{AppError, Event, Session};
+use leptos::prelude::*;
+
+#[cfg(feature = "ssr")]
+pub use self::ssr::{Backend, SharedBackend};
+
+#[cfg(feature = "ssr")]
+pub(crate) mod ssr {
+    use crate::model::{AppError, Event, Session, SessionId, SessionSpec};
+    use leptos::prelude::*;
+    use std::sync::Arc;
+
+    /// What the server implements for the dashboard's server functions.
+    #[async_trait::async_trait]
+    pub trait Backend: Send + Sync + 'static {
+        async fn list_sessions(&self) -> Result<Vec<Session>, AppError>;
+        async fn create_session(&self, spec: SessionSpec) -> Result<Session, AppError>;
+        /// `Err(NotFound)` for an unknown id.
+        async fn get_session(&self, id: SessionId) -> Result<Session, AppError>;
+        /// Up to `limit` events with `seq > after`, oldest first.
+        async fn events(
+            &self,
+            id: SessionId,
+            after: i64,
+            limit: i64,
+        ) -> Result<Vec<Event>, AppError>;
+    }
+
+    pub type SharedBackend = Arc<dyn Backend>;
+
+    pub(super) fn backend() -> Result<SharedBackend, AppError> {
+        use_context::<SharedBackend>().ok_or_else(|| {
+            tracing::error!("no Backend in the server-function context");
+            AppError::Internal
+        })
+    }
+
+    /// Gives a failed call the HTTP status that fits it, so API clients and
+    /// server-rendered pages see 400/404 rather than a generic 500.
+    pub(super) fn respond<T>(result: Result<T, AppError>) -> Result<T, AppError> {
+        if let Err(e) = &result {
+            set_status(e);
+        }
+        result
+    }
+
+    pub(crate) fn set_status(e: &AppError) {
+        let status = match e {
+            AppError::Invalid(_) => http::StatusCode::BAD_REQUEST,
+            AppError::NotFound(_) => http::StatusCode::NOT_FOUND,
+            AppError::Internal | AppError::Transport(_) => http::StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        if let Some(options) = use_context::<leptos_axum::ResponseOptions>() {
+            options.set_status(status);
+        }
+    }
+
+    pub(super) fn parse_id(id: &str) -> Result<SessionId, AppError> {
+        id.parse()
+            .map_err(|_| AppError::NotFound(format!("Session {id:?}")))
+    }
+}
+
+/// Events shown per page of a transcript.
+pub const EVENTS_PAGE: i64 = 500;
+
+#[server(endpoint = "list_sessions")]
+pub async fn list_sessions() -> Result<Vec<Session>, AppError> {
+    ssr::respond(async { ssr::backend()?.list_sessions().await }.await)
+}
+
+/// Creates a session from the New-session form. The fields arrive flat, as a
+/// browser form posts them; empty optional fields mean "the default".
+#[server(endpoint = "create_session")]
+pub async fn create_session(name: String, model: Option<String>) -> Result<Session, AppError> {
+    ssr::respond(
+        async {
+            let spec = crate::model::NewSession {
+                name,
+                model,
+                ..Default::default()
+            }
+            .validate()?;
+            ssr::backend()?.create_session(spec).await
+        }
+        .await,
+    )
+}
+
+#[server(endpoint = "get_session")]
+pub async fn get_session(id: String) -> Result<Session, AppError> {
+    ssr::respond(async { ssr::backend()?.get_session(ssr::parse_id(&id)?).await }.await)
+}
+
+#[server(endpoint = "session_events")]
+pub async fn session_events(id: String, after: i64) -> Result<Vec<Event>, AppError> {
+    ssr::respond(
+        async {
+            ssr::backend()?
+                .events(ssr::parse_id(&id)?, after.max(0), EVENTS_PAGE)
+                .await
+        }
+        .await,
+    )
+}

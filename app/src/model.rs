@@ -1,0 +1,341 @@
+//! Types shared by server and browser: the one definition of a session and
+//! of the events in its transcript.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+use uuid::Uuid;
+
+pub type SessionId = Uuid;
+
+/// Longest session name accepted, in characters.
+pub const NAME_MAX_CHARS: usize = 200;
+/// Longest model identifier accepted, in characters.
+pub const MODEL_MAX_CHARS: usize = 100;
+/// Longest system prompt accepted, in bytes.
+pub const SYSTEM_PROMPT_MAX_BYTES: usize = 64 * 1024;
+/// The model a new session gets when none is chosen.
+pub const DEFAULT_MODEL: &str = "claude-sonnet-4-5";
+/// Models offered in the New-session form; any other identifier is accepted
+/// too, since gateways and newer releases add names faster than we ship.
+pub const SUGGESTED_MODELS: &[&str] = &["claude-sonnet-4-5", "claude-opus-4-5", "claude-haiku-4-5"];
+
+/// Declares a string-backed enum whose wire, database and display forms are
+/// one and the same string.
+macro_rules! string_enum {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        pub enum $name {
+            $(#[serde(rename = $text)] $variant),+
+        }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = AppError;
+            fn from_str(s: &str) -> Result<Self, AppError> {
+                match s {
+                    $($text => Ok($name::$variant),)+
+                    other => Err(AppError::Invalid(format!(
+                        concat!("unknown ", stringify!($name), " {:?}; expected one of: {}"),
+                        other,
+                        [$($text),+].join(", ")
+                    ))),
+                }
+            }
+        }
+    };
+}
+
+string_enum! {
+    /// Where a session is in its life.
+    SessionStatus {
+        Idle => "idle",
+        Starting => "starting",
+        Running => "running",
+        AwaitingPermission => "awaiting_permission",
+        Error => "error",
+        Stopped => "stopped",
+        Interrupted => "interrupted",
+    }
+}
+
+string_enum! {
+    /// Which agent runs the session: Paddock's own loop or the Claude Code CLI.
+    Engine {
+        Native => "native",
+        ClaudeCode => "claude-code",
+    }
+}
+
+string_enum! {
+    /// What the agent may do without asking.
+    PermissionMode {
+        Ask => "ask",
+        AcceptEdits => "accept-edits",
+        Auto => "auto",
+        ReadOnly => "read-only",
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Session {
+    pub id: SessionId,
+    pub name: String,
+    pub engine: Engine,
+    pub model: String,
+    pub system_prompt: String,
+    pub permission_mode: PermissionMode,
+    pub status: SessionStatus,
+    pub cost_usd: f64,
+    pub turns: i64,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    /// Sequence number of the newest event in the transcript (0: none yet).
+    pub last_seq: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// What a client asks for when it creates a session. Optional fields take
+/// their defaults; [`NewSession::validate`] is the only gate to the store.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct NewSession {
+    pub name: String,
+    #[serde(default)]
+    pub model: Option<String>,
+    #[serde(default)]
+    pub system_prompt: Option<String>,
+    #[serde(default)]
+    pub permission_mode: Option<PermissionMode>,
+    #[serde(default)]
+    pub engine: Option<Engine>,
+}
+
+/// A [`NewSession`] that passed validation, with every default filled in.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SessionSpec {
+    pub name: String,
+    pub model: String,
+    pub system_prompt: String,
+    pub permission_mode: PermissionMode,
+    pub engine: Engine,
+}
+
+impl NewSession {
+    pub fn validate(self) -> Result<SessionSpec, AppError> {
+        let name = self.name.trim();
+        if name.is_empty() {
+            return Err(AppError::Invalid("Give the session a name.".into()));
+        }
+        if name.chars().count() > NAME_MAX_CHARS {
+            return Err(AppError::Invalid(format!(
+                "The name is too long: at most {NAME_MAX_CHARS} characters."
+            )));
+        }
+        if name.chars().any(char::is_control) {
+            return Err(AppError::Invalid(
+                "The name cannot contain control characters.".into(),
+            ));
+        }
+        let model = self
+            .model
+            .as_deref()
+            .map(str::trim)
+            .filter(|m| !m.is_empty())
+            .unwrap_or(DEFAULT_MODEL);
+        if model.chars().count() > MODEL_MAX_CHARS
+            || !model
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '@' | '/'))
+        {
+            return Err(AppError::Invalid(format!(
+                "{model:?} is not a model identifier: use letters, digits and - _ . : @ / (at most {MODEL_MAX_CHARS})."
+            )));
+        }
+        let system_prompt = self.system_prompt.unwrap_or_default();
+        if system_prompt.len() > SYSTEM_PROMPT_MAX_BYTES {
+            return Err(AppError::Invalid(format!(
+                "The system prompt is too long: at most {} KiB.",
+                SYSTEM_PROMPT_MAX_BYTES / 1024
+            )));
+        }
+        Ok(SessionSpec {
+            name: name.to_owned(),
+            model: model.to_owned(),
+            system_prompt,
+            permission_mode: self.permission_mode.unwrap_or(PermissionMode::Ask),
+            engine: self.engine.unwrap_or(Engine::Native),
+        })
+    }
+}
+
+/// One stored step of a session's transcript. `seq` numbers a session's
+/// events 1, 2, 3, … with no holes; it is the SSE `id`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub session_id: SessionId,
+    pub seq: i64,
+    pub at: DateTime<Utc>,
+    pub kind: EventKind,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EventKind {
+    UserMessage {
+        text: String,
+    },
+    AssistantText {
+        text: String,
+    },
+    Thinking {
+        text: String,
+    },
+    ToolCall {
+        id: String,
+        name: String,
+        input: serde_json::Value,
+    },
+    ToolResult {
+        id: String,
+        output: String,
+        is_error: bool,
+        truncated: bool,
+    },
+    Status {
+        status: SessionStatus,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
+    },
+    Usage {
+        input_tokens: i64,
+        output_tokens: i64,
+        cost_usd: f64,
+    },
+    Error {
+        message: String,
+    },
+}
+
+impl EventKind {
+    /// The `type` tag, also stored in the `events.kind` column for filtering.
+    pub fn name(&self) -> &'static str {
+        match self {
+            EventKind::UserMessage { .. } => "user_message",
+            EventKind::AssistantText { .. } => "assistant_text",
+            EventKind::Thinking { .. } => "thinking",
+            EventKind::ToolCall { .. } => "tool_call",
+            EventKind::ToolResult { .. } => "tool_result",
+            EventKind::Status { .. } => "status",
+            EventKind::Usage { .. } => "usage",
+            EventKind::Error { .. } => "error",
+        }
+    }
+}
+
+/// The error every server function and API call returns: what went wrong,
+/// in words a user can act on. Internal details are logged, never sent.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum AppError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("Something went wrong on the server; the details are in its log.")]
+    Internal,
+    #[error("{0}")]
+    Transport(String),
+}
+
+impl leptos::server_fn::error::FromServerFnError for AppError {
+    type Encoder = leptos::server_fn::codec::JsonEncoding;
+
+    fn from_server_fn_error(value: leptos::server_fn::error::ServerFnErrorErr) -> Self {
+        use leptos::server_fn::error::ServerFnErrorErr as E;
+        let error = match value {
+            // The request itself was malformed: the client's fault.
+            E::Args(m) | E::Deserialization(m) | E::MissingArg(m) => AppError::Invalid(m),
+            other => AppError::Transport(other.to_string()),
+        };
+        // On the server this runs when a request cannot even be decoded,
+        // before any server function body; the status must say so too.
+        #[cfg(feature = "ssr")]
+        crate::api::ssr::set_status(&error);
+        error
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn new(name: &str) -> NewSession {
+        NewSession {
+            name: name.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn validate_fills_defaults_and_trims() {
+        let spec = new("  fix the build ").validate().unwrap();
+        assert_eq!(spec.name, "fix the build");
+        assert_eq!(spec.model, DEFAULT_MODEL);
+        assert_eq!(spec.permission_mode, PermissionMode::Ask);
+        assert_eq!(spec.engine, Engine::Native);
+    }
+
+    #[test]
+    fn validate_rejects_bad_names() {
+        assert!(matches!(new("   ").validate(), Err(AppError::Invalid(_))));
+        assert!(matches!(new(&"x".repeat(10_000)).validate(), Err(AppError::Invalid(_))));
+        assert!(matches!(new("a\u{0}b").validate(), Err(AppError::Invalid(_))));
+        assert!(new(&"é".repeat(NAME_MAX_CHARS)).validate().is_ok());
+    }
+
+    #[test]
+    fn validate_rejects_bad_models() {
+        let mut n = new("ok");
+        n.model = Some("claude<script>".into());
+        assert!(matches!(n.validate(), Err(AppError::Invalid(_))));
+    }
+
+    #[test]
+    fn enums_round_trip_through_their_strings() {
+        for s in SessionStatus::ALL {
+            assert_eq!(s.as_str().parse::<SessionStatus>().unwrap(), *s);
+            assert_eq!(serde_json::to_string(s).unwrap(), format!("\"{s}\""));
+        }
+        for m in PermissionMode::ALL {
+            assert_eq!(m.as_str().parse::<PermissionMode>().unwrap(), *m);
+        }
+        assert!("root".parse::<Engine>().is_err());
+    }
+
+    #[test]
+    fn event_kind_tag_matches_name() {
+        let kind = EventKind::ToolResult {
+            id: "t1".into(),
+            output: "ok".into(),
+            is_error: false,
+            truncated: false,
+        };
+        let json = serde_json::to_value(&kind).unwrap();
+        assert_eq!(json["type"], kind.name());
+    }
+}

@@ -1,0 +1,83 @@
+//! The dashboard's pages.
+
+mod session;
+mod sessions;
+
+pub use session::SessionPage;
+pub use sessions::SessionsPage;
+
+use crate::model::SessionStatus;
+use chrono::{DateTime, Utc};
+use leptos::prelude::*;
+use leptos_router::components::A;
+
+#[component]
+pub fn NotFound() -> impl IntoView {
+    #[cfg(feature = "ssr")]
+    if let Some(options) = use_context::<leptos_axum::ResponseOptions>() {
+        options.set_status(http::StatusCode::NOT_FOUND);
+    }
+    view! { <Missing what="Page" /> }
+}
+
+/// The body of a "not found" page, shared by unknown routes and unknown ids.
+#[component]
+fn Missing(what: &'static str) -> impl IntoView {
+    view! {
+        <div class="rounded-lg border border-zinc-200 bg-white p-8 text-center dark:border-zinc-800 dark:bg-zinc-900">
+            <h1 class="text-lg font-semibold">{what} " not found"</h1>
+            <p class="mt-2 text-sm text-zinc-500 dark:text-zinc-400">
+                "It may have been deleted, or the address is mistyped."
+            </p>
+            <A href="/" attr:class="mt-4 inline-block text-sm font-medium text-amber-600 hover:underline dark:text-amber-400">
+                "Back to sessions"
+            </A>
+        </div>
+    }
+}
+
+#[component]
+fn StatusBadge(status: SessionStatus) -> impl IntoView {
+    let tone = match status {
+        SessionStatus::Idle | SessionStatus::Stopped => {
+            "bg-zinc-100 text-zinc-700 dark:bg-zinc-800 dark:text-zinc-300"
+        }
+        SessionStatus::Starting | SessionStatus::Running => {
+            "bg-sky-100 text-sky-800 dark:bg-sky-900/50 dark:text-sky-300"
+        }
+        SessionStatus::AwaitingPermission => {
+            "bg-amber-100 text-amber-800 dark:bg-amber-900/50 dark:text-amber-300"
+        }
+        SessionStatus::Error | SessionStatus::Interrupted => {
+            "bg-red-100 text-red-800 dark:bg-red-900/50 dark:text-red-300"
+        }
+    };
+    let live = matches!(status, SessionStatus::Running | SessionStatus::Starting);
+    view! {
+        <span
+            data-status=status.as_str()
+            class=format!("inline-flex items-center gap-1.5 rounded-full px-2 py-0.5 text-xs font-medium {tone}")
+        >
+            {live.then(|| view! { <span aria-hidden="true" class="h-1.5 w-1.5 animate-pulse rounded-full bg-current"></span> })}
+            {status.as_str().replace('_', " ")}
+        </span>
+    }
+}
+
+/// Absolute UTC time: identical on server and client, so hydration matches.
+fn format_time(at: DateTime<Utc>) -> String {
+    at.format("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+fn format_cost(usd: f64) -> String {
+    format!("${usd:.4}")
+}
+
+#[component]
+fn ErrorNote(message: String) -> impl IntoView {
+    view! {
+        <p role="alert" class="rounded-md border border-red-200 bg-red-50 px-3 py-2 text-sm text-red-800 dark:border-red-900 dark:bg-red-950 dark:text-red-300">
+            {message}
+        </p>
+    }
+}

@@ -1,0 +1,87 @@
+//! The HTTP surface: health probes, the server-rendered dashboard and its
+//! server functions, and static files.
+
+use crate::backend::Paddock;
+use crate::config::Config;
+use crate::store::Store;
+use app::api::SharedBackend;
+use app::{shell, App};
+use axum::extract::{FromRef, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use leptos::config::LeptosOptions;
+use leptos::prelude::provide_context;
+use leptos_axum::{generate_route_list, LeptosRoutes};
+use std::sync::Arc;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::trace::TraceLayer;
+
+/// Largest request body accepted (a prompt may be up to 1 MiB).
+pub const BODY_LIMIT: usize = 2 * 1024 * 1024;
+
+#[derive(Clone, FromRef)]
+pub struct AppState {
+    pub leptos: LeptosOptions,
+    pub paddock: Arc<Paddock>,
+}
+
+impl AppState {
+    /// Builds the state from configuration; Leptos' own settings (site root,
+    /// output name) come from the `LEPTOS_*` environment that cargo-leptos
+    /// sets, falling back to the workspace's metadata.
+    pub async fn new(config: &Config) -> anyhow::Result<Self> {
+        let leptos = leptos::config::get_configuration(None)?.leptos_options;
+        Self::with_options(config, leptos).await
+    }
+
+    pub async fn with_options(config: &Config, leptos: LeptosOptions) -> anyhow::Result<Self> {
+        let store = Store::open(&config.database_url).await?;
+        std::fs::create_dir_all(&config.workspace_root)?;
+        Ok(Self {
+            leptos,
+            paddock: Arc::new(Paddock { store }),
+        })
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    let backend: SharedBackend = state.paddock.clone();
+    let routes = generate_route_list(App);
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .leptos_routes_with_context(
+            &state,
+            routes,
+            move || provide_context(backend.clone()),
+            {
+                let options = state.leptos.clone();
+                move || shell(options.clone())
+            },
+        )
+        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Liveness: the process is up and serving.
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Readiness: the dependencies a request needs answer.
+async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    match state.paddock.store.ping().await {
+        Ok(()) => (StatusCode::OK, Json(serde_json::json!({ "status": "ready", "database": "ok" }))),
+        Err(e) => {
+            tracing::warn!("readiness: {e}");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(serde_json::json!({ "status": "unavailable", "database": e.to_string() })),
+            )
+        }
+    }
+}

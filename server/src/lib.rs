@@ -1,0 +1,64 @@
+//! Paddock's server: configuration, the store, and the HTTP surface (the
+//! Leptos dashboard, server functions and health probes).
+
+pub mod backend;
+pub mod config;
+pub mod http;
+pub mod store;
+pub mod telemetry;
+
+pub use config::Config;
+
+use anyhow::Context;
+use std::future::Future;
+use tokio::net::TcpListener;
+
+/// Opens the store, binds the configured address and serves until SIGINT or
+/// SIGTERM.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let state = http::AppState::new(&config).await?;
+    let addr = config.listen_addr();
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    tracing::info!("Paddock listening on http://{}", listener.local_addr()?);
+    serve(listener, state, shutdown_signal()).await
+}
+
+/// Serves the app on `listener` until `shutdown` completes, then lets
+/// in-flight requests finish.
+pub async fn serve(
+    listener: TcpListener,
+    state: http::AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    axum::serve(listener, http::router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("server failed")
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!("cannot listen for SIGINT: {e}");
+            std::future::pending::<()>().await;
+        }
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!("cannot listen for SIGTERM: {e}");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,235 @@
+//! The store: sessions and their event logs in SQLite (one file, WAL mode so
+//! readers never wait for the writer).
+
+use app::model::{AppError, Event, EventKind, Session, SessionId, SessionSpec};
+use chrono::{DateTime, SecondsFormat, Utc};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use std::str::FromStr;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("cannot create the database folder {path}: {source}")]
+    Folder {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("stored row is invalid: {0}")]
+    Corrupt(String),
+}
+
+impl From<StoreError> for AppError {
+    fn from(e: StoreError) -> Self {
+        tracing::error!("store: {e}");
+        AppError::Internal
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: SqlitePool,
+}
+
+/// Fixed-width UTC timestamps, so text order is time order.
+fn timestamp(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+const SESSION_COLUMNS: &str = "id, name, engine, model, system_prompt, permission_mode, status, \
+     cost_usd, turns, input_tokens, output_tokens, last_seq, created_at, updated_at";
+
+#[derive(sqlx::FromRow)]
+struct SessionRow {
+    id: String,
+    name: String,
+    engine: String,
+    model: String,
+    system_prompt: String,
+    permission_mode: String,
+    status: String,
+    cost_usd: f64,
+    turns: i64,
+    input_tokens: i64,
+    output_tokens: i64,
+    last_seq: i64,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl TryFrom<SessionRow> for Session {
+    type Error = StoreError;
+    fn try_from(r: SessionRow) -> Result<Self> {
+        let corrupt = |what: &str, e: &dyn std::fmt::Display| {
+            StoreError::Corrupt(format!("session {}: {what}: {e}", r.id))
+        };
+        Ok(Session {
+            id: r.id.parse().map_err(|e| corrupt("id", &e))?,
+            engine: r.engine.parse().map_err(|e| corrupt("engine", &e))?,
+            permission_mode: r
+                .permission_mode
+                .parse()
+                .map_err(|e| corrupt("permission_mode", &e))?,
+            status: r.status.parse().map_err(|e| corrupt("status", &e))?,
+            name: r.name,
+            model: r.model,
+            system_prompt: r.system_prompt,
+            cost_usd: r.cost_usd,
+            turns: r.turns,
+            input_tokens: r.input_tokens,
+            output_tokens: r.output_tokens,
+            last_seq: r.last_seq,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct EventRow {
+    session_id: String,
+    seq: i64,
+    at: DateTime<Utc>,
+    payload: String,
+}
+
+impl TryFrom<EventRow> for Event {
+    type Error = StoreError;
+    fn try_from(r: EventRow) -> Result<Self> {
+        let corrupt = |e: &dyn std::fmt::Display| {
+            StoreError::Corrupt(format!("event {}#{}: {e}", r.session_id, r.seq))
+        };
+        Ok(Event {
+            session_id: r.session_id.parse().map_err(|e| corrupt(&e))?,
+            seq: r.seq,
+            at: r.at,
+            kind: serde_json::from_str(&r.payload).map_err(|e| corrupt(&e))?,
+        })
+    }
+}
+
+impl Store {
+    /// Opens (creating if missing) the database at `url` and brings its
+    /// schema up to date.
+    pub async fn open(url: &str) -> Result<Self> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(5));
+        if let Some(dir) = options.get_filename().parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::Folder {
+                path: dir.display().to_string(),
+                source,
+            })?;
+        }
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("../migrations").run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    /// Succeeds when the database answers a query.
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Sessions with the most recent activity first.
+    pub async fn list_sessions(&self) -> Result<Vec<Session>> {
+        let rows: Vec<SessionRow> = sqlx::query_as(&format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions ORDER BY updated_at DESC, created_at DESC LIMIT 1000"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(Session::try_from).collect()
+    }
+
+    pub async fn create_session(&self, spec: &SessionSpec) -> Result<Session> {
+        let id = uuid::Uuid::now_v7();
+        let now = timestamp(Utc::now());
+        let row: SessionRow = sqlx::query_as(&format!(
+            "INSERT INTO sessions (id, name, engine, model, system_prompt, permission_mode, status, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, 'idle', ?, ?) RETURNING {SESSION_COLUMNS}"
+        ))
+        .bind(id.to_string())
+        .bind(&spec.name)
+        .bind(spec.engine.as_str())
+        .bind(&spec.model)
+        .bind(&spec.system_prompt)
+        .bind(spec.permission_mode.as_str())
+        .bind(&now)
+        .bind(&now)
+        .fetch_one(&self.pool)
+        .await?;
+        row.try_into()
+    }
+
+    pub async fn get_session(&self, id: SessionId) -> Result<Option<Session>> {
+        let row: Option<SessionRow> =
+            sqlx::query_as(&format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ?"))
+                .bind(id.to_string())
+                .fetch_optional(&self.pool)
+                .await?;
+        row.map(Session::try_from).transpose()
+    }
+
+    /// Appends an event to a session's log: the next `seq` is taken and the
+    /// event stored in one transaction, so numbers are gapless and unique.
+    /// `None` when the session does not exist.
+    pub async fn append_event(&self, id: SessionId, kind: &EventKind) -> Result<Option<Event>> {
+        let at = Utc::now();
+        let mut tx = self.pool.begin().await?;
+        let seq: Option<i64> = sqlx::query_scalar(
+            "UPDATE sessions SET last_seq = last_seq + 1, updated_at = ? WHERE id = ? RETURNING last_seq",
+        )
+        .bind(timestamp(at))
+        .bind(id.to_string())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(seq) = seq else {
+            return Ok(None);
+        };
+        let payload =
+            serde_json::to_string(kind).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        sqlx::query("INSERT INTO events (session_id, seq, at, kind, payload) VALUES (?, ?, ?, ?, ?)")
+            .bind(id.to_string())
+            .bind(seq)
+            .bind(timestamp(at))
+            .bind(kind.name())
+            .bind(payload)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Some(Event {
+            session_id: id,
+            seq,
+            at,
+            kind: kind.clone(),
+        }))
+    }
+
+    /// Up to `limit` events of a session with `seq > after`, in order.
+    pub async fn events_after(&self, id: SessionId, after: i64, limit: i64) -> Result<Vec<Event>> {
+        let rows: Vec<EventRow> = sqlx::query_as(
+            "SELECT session_id, seq, at, payload FROM events WHERE session_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+        )
+        .bind(id.to_string())
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(Event::try_from).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests;
