@@ -59,8 +59,10 @@ pub fn App() -> impl IntoView {
                 </nav>
             </header>
             <main class="mx-auto max-w-5xl px-4 py-6">
+                // Async: pages arrive complete, so they read well without
+                // JavaScript and set their status (404) before the first byte.
                 <Routes fallback=pages::NotFound>
-                    <Route path=path!("") view=pages::SessionsPage />
+                    <Route path=path!("") view=pages::SessionsPage ssr=SsrMode::Async />
                     <Route path=path!("sessions/:id") view=pages::SessionPage ssr=SsrMode::Async />
                 </Routes>
             </main>

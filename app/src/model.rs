@@ -159,9 +159,9 @@ impl NewSession {
             .filter(|m| !m.is_empty())
             .unwrap_or(DEFAULT_MODEL);
         if model.chars().count() > MODEL_MAX_CHARS
-            || !model
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '@' | '/'))
+            || !model.chars().all(|c| {
+                c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '@' | '/')
+            })
         {
             return Err(AppError::Invalid(format!(
                 "{model:?} is not a model identifier: use letters, digits and - _ . : @ / (at most {MODEL_MAX_CHARS})."
@@ -303,8 +303,14 @@ mod tests {
     #[test]
     fn validate_rejects_bad_names() {
         assert!(matches!(new("   ").validate(), Err(AppError::Invalid(_))));
-        assert!(matches!(new(&"x".repeat(10_000)).validate(), Err(AppError::Invalid(_))));
-        assert!(matches!(new("a\u{0}b").validate(), Err(AppError::Invalid(_))));
+        assert!(matches!(
+            new(&"x".repeat(10_000)).validate(),
+            Err(AppError::Invalid(_))
+        ));
+        assert!(matches!(
+            new("a\u{0}b").validate(),
+            Err(AppError::Invalid(_))
+        ));
         assert!(new(&"é".repeat(NAME_MAX_CHARS)).validate().is_ok());
     }
 

@@ -27,7 +27,10 @@ impl Backend for Paddock {
     }
 
     async fn get_session(&self, id: SessionId) -> Result<Session, AppError> {
-        self.store.get_session(id).await?.ok_or_else(|| not_found(id))
+        self.store
+            .get_session(id)
+            .await?
+            .ok_or_else(|| not_found(id))
     }
 
     async fn events(&self, id: SessionId, after: i64, limit: i64) -> Result<Vec<Event>, AppError> {

@@ -6,7 +6,11 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
 #[derive(Parser, Debug, Clone)]
-#[command(name = "paddock", version, about = "Run Claude agents in closed sandboxes")]
+#[command(
+    name = "paddock",
+    version,
+    about = "Run Claude agents in closed sandboxes"
+)]
 pub struct Config {
     /// Address to listen on [default: 127.0.0.1:3000, or 0.0.0.0:$PORT when
     /// only PORT is set, as a PaaS does].
@@ -53,12 +57,18 @@ mod tests {
 
     #[test]
     fn binds_loopback_by_default() {
-        assert_eq!(config(None, None).listen_addr(), "127.0.0.1:3000".parse().unwrap());
+        assert_eq!(
+            config(None, None).listen_addr(),
+            "127.0.0.1:3000".parse().unwrap()
+        );
     }
 
     #[test]
     fn port_alone_binds_all_interfaces_and_addr_wins() {
-        assert_eq!(config(None, Some(8080)).listen_addr(), "0.0.0.0:8080".parse().unwrap());
+        assert_eq!(
+            config(None, Some(8080)).listen_addr(),
+            "0.0.0.0:8080".parse().unwrap()
+        );
         assert_eq!(
             config(Some("127.0.0.1:9000"), Some(8080)).listen_addr(),
             "127.0.0.1:9000".parse().unwrap()
@@ -67,7 +77,14 @@ mod tests {
 
     #[test]
     fn flags_parse() {
-        let c = Config::try_parse_from(["paddock", "--addr", "127.0.0.1:1", "--database-url", "sqlite://x.db"]).unwrap();
+        let c = Config::try_parse_from([
+            "paddock",
+            "--addr",
+            "127.0.0.1:1",
+            "--database-url",
+            "sqlite://x.db",
+        ])
+        .unwrap();
         assert_eq!(c.listen_addr(), "127.0.0.1:1".parse().unwrap());
         assert_eq!(c.database_url, "sqlite://x.db");
     }

@@ -13,8 +13,8 @@ use axum::routing::get;
 use axum::{Json, Router};
 use leptos::config::LeptosOptions;
 use leptos::prelude::provide_context;
-use leptos_axum::{generate_route_list, LeptosRoutes};
-use std::sync::Arc;
+use leptos_axum::{generate_route_list, AxumRouteListing, LeptosRoutes};
+use std::sync::{Arc, OnceLock};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::trace::TraceLayer;
 
@@ -48,13 +48,12 @@ impl AppState {
 
 pub fn router(state: AppState) -> Router {
     let backend: SharedBackend = state.paddock.clone();
-    let routes = generate_route_list(App);
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .leptos_routes_with_context(
             &state,
-            routes,
+            route_list(),
             move || provide_context(backend.clone()),
             {
                 let options = state.leptos.clone();
@@ -67,6 +66,15 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// The dashboard's routes, discovered once per process. Discovery renders the
+/// app with resource loading suppressed process-wide (leptos issue 4773), so
+/// it must never overlap a real render: every router is built from this one
+/// list, and no render can start before the first router exists.
+fn route_list() -> Vec<AxumRouteListing> {
+    static ROUTES: OnceLock<Vec<AxumRouteListing>> = OnceLock::new();
+    ROUTES.get_or_init(|| generate_route_list(App)).clone()
+}
+
 /// Liveness: the process is up and serving.
 async fn healthz() -> &'static str {
     "ok"
@@ -75,7 +83,10 @@ async fn healthz() -> &'static str {
 /// Readiness: the dependencies a request needs answer.
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     match state.paddock.store.ping().await {
-        Ok(()) => (StatusCode::OK, Json(serde_json::json!({ "status": "ready", "database": "ok" }))),
+        Ok(()) => (
+            StatusCode::OK,
+            Json(serde_json::json!({ "status": "ready", "database": "ok" })),
+        ),
         Err(e) => {
             tracing::warn!("readiness: {e}");
             (

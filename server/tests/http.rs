@@ -53,7 +53,10 @@ async fn session_count(h: &Harness) -> usize {
 #[tokio::test]
 async fn probes_answer() {
     let h = harness().await;
-    assert_eq!(send(&h, get("/healthz")).await, (StatusCode::OK, "ok".into()));
+    assert_eq!(
+        send(&h, get("/healthz")).await,
+        (StatusCode::OK, "ok".into())
+    );
     let (status, body) = send(&h, get("/readyz")).await;
     assert_eq!(status, StatusCode::OK);
     let json: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -68,14 +71,24 @@ async fn home_page_renders_empty_state_then_created_session() {
     assert!(html.contains("No sessions yet"), "{html}");
     assert!(html.contains("/pkg/paddock.js"), "hydration script missing");
 
-    let (status, body) = send(&h, form_post("/api/create_session", "name=Fix+%3Cb%3Eit%3C%2Fb%3E&model=claude-haiku-4-5")).await;
+    let (status, body) = send(
+        &h,
+        form_post(
+            "/api/create_session",
+            "name=Fix+%3Cb%3Eit%3C%2Fb%3E&model=claude-haiku-4-5",
+        ),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let session: app::model::Session = serde_json::from_str(&body).unwrap();
     assert_eq!(session.name, "Fix <b>it</b>");
     assert_eq!(session.model, "claude-haiku-4-5");
 
     let (_, html) = send(&h, get("/")).await;
-    assert!(html.contains("Fix &lt;b&gt;it&lt;/b&gt;"), "name must be escaped: {html}");
+    assert!(
+        html.contains("Fix &lt;b&gt;it&lt;/b&gt;"),
+        "name must be escaped: {html}"
+    );
     assert!(!html.contains("<b>it</b>"));
 
     let (status, html) = send(&h, get(&format!("/sessions/{}", session.id))).await;
@@ -99,7 +112,14 @@ async fn bad_input_is_refused_and_writes_nothing() {
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {msg}");
         assert!(!msg.is_empty());
     }
-    let (status, _) = send(&h, form_post("/api/create_session", format!("name={}", "y".repeat(3 * 1024 * 1024)))).await;
+    let (status, _) = send(
+        &h,
+        form_post(
+            "/api/create_session",
+            format!("name={}", "y".repeat(3 * 1024 * 1024)),
+        ),
+    )
+    .await;
     assert!(status.is_client_error(), "{status}");
     assert_eq!(session_count(&h).await, 0);
 }
@@ -107,12 +127,20 @@ async fn bad_input_is_refused_and_writes_nothing() {
 #[tokio::test]
 async fn unknown_ids_and_paths_are_404() {
     let h = harness().await;
-    for uri in ["/sessions/not-a-uuid", "/sessions/0190f5a0-0000-7000-8000-000000000000", "/no/such/page"] {
+    for uri in [
+        "/sessions/not-a-uuid",
+        "/sessions/0190f5a0-0000-7000-8000-000000000000",
+        "/no/such/page",
+    ] {
         let (status, html) = send(&h, get(uri)).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{uri}");
         assert!(html.contains("not found"), "{uri}: {html}");
     }
-    let (status, body) = send(&h, form_post("/api/get_session", "id=..%2F..%2Fetc%2Fpasswd")).await;
+    let (status, body) = send(
+        &h,
+        form_post("/api/get_session", "id=..%2F..%2Fetc%2Fpasswd"),
+    )
+    .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(body.contains("NotFound"), "{body}");
 }
@@ -128,7 +156,11 @@ async fn serves_on_port_zero_and_shuts_down_gracefully() {
     }));
 
     let client = reqwest::Client::new();
-    let res = client.get(format!("http://{addr}/healthz")).send().await.unwrap();
+    let res = client
+        .get(format!("http://{addr}/healthz"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 200);
     let res = client
         .post(format!("http://{addr}/api/create_session"))
@@ -142,5 +174,9 @@ async fn serves_on_port_zero_and_shuts_down_gracefully() {
 
     stop.send(()).unwrap();
     server.await.unwrap().unwrap();
-    assert!(client.get(format!("http://{addr}/healthz")).send().await.is_err());
+    assert!(client
+        .get(format!("http://{addr}/healthz"))
+        .send()
+        .await
+        .is_err());
 }

@@ -37,7 +37,10 @@ fn SessionDetail(
         ("Permission mode", s.permission_mode.to_string()),
         ("Cost", format_cost(s.cost_usd)),
         ("Turns", s.turns.to_string()),
-        ("Tokens in / out", format!("{} / {}", s.input_tokens, s.output_tokens)),
+        (
+            "Tokens in / out",
+            format!("{} / {}", s.input_tokens, s.output_tokens),
+        ),
         ("Created", format_time(s.created_at)),
         ("Last activity", format_time(s.updated_at)),
     ];
@@ -107,7 +110,10 @@ fn EventRow(event: Event) -> impl IntoView {
             input_tokens,
             output_tokens,
             cost_usd,
-        } => format!("{input_tokens} in / {output_tokens} out · {}", format_cost(*cost_usd)),
+        } => format!(
+            "{input_tokens} in / {output_tokens} out · {}",
+            format_cost(*cost_usd)
+        ),
         EventKind::Error { message } => message.clone(),
     };
     view! {

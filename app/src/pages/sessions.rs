@@ -45,7 +45,8 @@ fn NewSessionForm(create: ServerAction<CreateSession>) -> impl IntoView {
         }
     });
 
-    let input = "mt-1 block w-full rounded-md border border-zinc-300 bg-white px-3 py-2 text-sm shadow-sm \
+    let input =
+        "mt-1 block w-full rounded-md border border-zinc-300 bg-white px-3 py-2 text-sm shadow-sm \
                  focus:border-amber-500 focus:outline-none focus:ring-2 focus:ring-amber-500/40 \
                  dark:border-zinc-700 dark:bg-zinc-900";
     view! {

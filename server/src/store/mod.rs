@@ -3,7 +3,9 @@
 
 use app::model::{AppError, Event, EventKind, Session, SessionId, SessionSpec};
 use chrono::{DateTime, SecondsFormat, Utc};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -123,7 +125,11 @@ impl Store {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(5));
-        if let Some(dir) = options.get_filename().parent().filter(|d| !d.as_os_str().is_empty()) {
+        if let Some(dir) = options
+            .get_filename()
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+        {
             std::fs::create_dir_all(dir).map_err(|source| StoreError::Folder {
                 path: dir.display().to_string(),
                 source,
@@ -174,11 +180,12 @@ impl Store {
     }
 
     pub async fn get_session(&self, id: SessionId) -> Result<Option<Session>> {
-        let row: Option<SessionRow> =
-            sqlx::query_as(&format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ?"))
-                .bind(id.to_string())
-                .fetch_optional(&self.pool)
-                .await?;
+        let row: Option<SessionRow> = sqlx::query_as(&format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ?"
+        ))
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
         row.map(Session::try_from).transpose()
     }
 
@@ -200,14 +207,16 @@ impl Store {
         };
         let payload =
             serde_json::to_string(kind).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        sqlx::query("INSERT INTO events (session_id, seq, at, kind, payload) VALUES (?, ?, ?, ?, ?)")
-            .bind(id.to_string())
-            .bind(seq)
-            .bind(timestamp(at))
-            .bind(kind.name())
-            .bind(payload)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO events (session_id, seq, at, kind, payload) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(id.to_string())
+        .bind(seq)
+        .bind(timestamp(at))
+        .bind(kind.name())
+        .bind(payload)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(Some(Event {
             session_id: id,

@@ -47,7 +47,10 @@ async fn sessions_survive_reopening_newest_first() {
         .collect();
     assert_eq!(names, ["second", "first"]);
     assert_eq!(reopened.get_session(first.id).await.unwrap(), Some(first));
-    assert_eq!(reopened.get_session(uuid::Uuid::now_v7()).await.unwrap(), None);
+    assert_eq!(
+        reopened.get_session(uuid::Uuid::now_v7()).await.unwrap(),
+        None
+    );
 }
 
 #[tokio::test]
@@ -59,7 +62,12 @@ async fn concurrent_appends_are_gapless() {
             let store = store.clone();
             tokio::spawn(async move {
                 store
-                    .append_event(s.id, &EventKind::AssistantText { text: format!("{i}") })
+                    .append_event(
+                        s.id,
+                        &EventKind::AssistantText {
+                            text: format!("{i}"),
+                        },
+                    )
                     .await
                     .unwrap()
                     .unwrap()
@@ -75,7 +83,10 @@ async fn concurrent_appends_are_gapless() {
     assert_eq!(seqs, (1..=40).collect::<Vec<_>>());
 
     let stored = store.events_after(s.id, 0, 1000).await.unwrap();
-    assert_eq!(stored.iter().map(|e| e.seq).collect::<Vec<_>>(), (1..=40).collect::<Vec<_>>());
+    assert_eq!(
+        stored.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        (1..=40).collect::<Vec<_>>()
+    );
     let tail = store.events_after(s.id, 35, 1000).await.unwrap();
     assert_eq!(tail.first().map(|e| e.seq), Some(36));
     assert_eq!(store.get_session(s.id).await.unwrap().unwrap().last_seq, 40);
@@ -85,7 +96,9 @@ async fn concurrent_appends_are_gapless() {
 async fn append_to_unknown_session_writes_nothing() {
     let (_dir, store, _) = temp_store().await;
     let id = uuid::Uuid::now_v7();
-    let kind = EventKind::Error { message: "x".into() };
+    let kind = EventKind::Error {
+        message: "x".into(),
+    };
     assert_eq!(store.append_event(id, &kind).await.unwrap(), None);
     let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events")
         .fetch_one(&store.pool)

@@ -1,0 +1,85 @@
+import { test, expect, gotoHydrated } from './fixtures';
+
+test('create a session through the form; it survives reload and restart', async ({ page, paddock }) => {
+  await gotoHydrated(page, paddock.url);
+  await expect(page.getByTestId('sessions-empty')).toBeVisible();
+
+  await page.getByLabel('Name').fill('Refactor the parser');
+  await page.getByLabel('Model').fill('claude-haiku-4-5');
+  await page.getByRole('button', { name: 'Create session' }).click();
+
+  const list = page.getByTestId('session-list');
+  await expect(list.getByText('Refactor the parser')).toBeVisible();
+  await expect(page.getByLabel('Name')).toHaveValue('');
+  await page.screenshot({ path: 'artifacts/sessions.png', fullPage: true });
+
+  await page.reload();
+  await expect(list.getByText('Refactor the parser')).toBeVisible();
+
+  await paddock.restart();
+  await gotoHydrated(page, paddock.url);
+  await expect(list.getByText('Refactor the parser')).toBeVisible();
+
+  await list.getByText('Refactor the parser').click();
+  await expect(page.getByTestId('session-title')).toHaveText('Refactor the parser');
+  await expect(page.getByText('claude-haiku-4-5')).toBeVisible();
+  await expect(page).toHaveURL(/\/sessions\/[0-9a-f-]{36}$/);
+  await page.screenshot({ path: 'artifacts/session.png', fullPage: true });
+});
+
+test('the form works before the WASM loads', async ({ browser, paddock }) => {
+  const context = await browser.newContext({ javaScriptEnabled: false });
+  const page = await context.newPage();
+  await page.goto(paddock.url);
+  await page.getByLabel('Name').fill('No script needed');
+  await page.getByRole('button', { name: 'Create session' }).click();
+  await expect(page.getByTestId('session-list').getByText('No script needed')).toBeVisible();
+  await context.close();
+});
+
+test('bad input gets a clear message and writes nothing', async ({ page, paddock }) => {
+  await gotoHydrated(page, paddock.url);
+  await page.getByLabel('Name').fill('   ');
+  await page.getByRole('button', { name: 'Create session' }).click();
+  await expect(page.getByRole('alert')).toHaveText('Give the session a name.');
+
+  await page.getByLabel('Name').fill('fine name');
+  await page.getByLabel('Model').fill('<img src=x onerror=alert(1)>');
+  await page.getByRole('button', { name: 'Create session' }).click();
+  await expect(page.getByRole('alert')).toContainText('is not a model identifier');
+
+  const tooLong = await page.request.post(`${paddock.url}/api/create_session`, {
+    form: { name: 'x'.repeat(10_000) },
+  });
+  expect(tooLong.status()).toBe(400);
+  const malformed = await page.request.post(`${paddock.url}/api/create_session`, {
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    data: '%%%',
+  });
+  expect(malformed.status()).toBe(400);
+
+  await page.reload();
+  await expect(page.getByTestId('sessions-empty')).toBeVisible();
+});
+
+test('hostile names render as inert text', async ({ page, paddock }) => {
+  let dialogs = 0;
+  page.on('dialog', (d) => { dialogs++; void d.dismiss(); });
+  await gotoHydrated(page, paddock.url);
+  const hostile = '<img src=x onerror=alert(1)><script>alert(2)</script>';
+  await page.getByLabel('Name').fill(hostile);
+  await page.getByRole('button', { name: 'Create session' }).click();
+  await expect(page.getByTestId('session-list').getByText(hostile)).toBeVisible();
+  await page.reload();
+  await expect(page.getByTestId('session-list').getByText(hostile)).toBeVisible();
+  expect(dialogs).toBe(0);
+  await expect(page.locator('img[src="x"]')).toHaveCount(0);
+});
+
+test('unknown session ids and pages are a clear 404', async ({ page, paddock }) => {
+  for (const path of ['/sessions/nope', '/sessions/0190f5a0-0000-7000-8000-000000000000', '/nowhere']) {
+    const response = await page.goto(paddock.url + path);
+    expect(response?.status()).toBe(404);
+    await expect(page.getByRole('heading', { name: /not found/ })).toBeVisible();
+  }
+});
