@@ -1,6 +1,8 @@
 //! The HTTP surface against a real SQLite file: router tests without a
 //! socket, and a real server on port 0.
 
+#![allow(clippy::unwrap_used)]
+
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use http_body_util::BodyExt;
