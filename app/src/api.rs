@@ -2,7 +2,7 @@
 //! shell over the [`Backend`] the server provides as context, so this crate
 //! never depends on the server crate.
 
-use crate::model::{AppError, Event, Session};
+use crate::model::{AppError, Event, ServerInfo, Session};
 use leptos::prelude::*;
 
 #[cfg(feature = "ssr")]
@@ -10,7 +10,7 @@ pub use self::ssr::{Backend, SharedBackend};
 
 #[cfg(feature = "ssr")]
 pub(crate) mod ssr {
-    use crate::model::{AppError, Event, Session, SessionId, SessionSpec};
+    use crate::model::{AppError, Event, ServerInfo, Session, SessionId, SessionSpec};
     use leptos::prelude::*;
     use std::sync::Arc;
 
@@ -21,6 +21,9 @@ pub(crate) mod ssr {
         async fn create_session(&self, spec: SessionSpec) -> Result<Session, AppError>;
         /// `Err(NotFound)` for an unknown id.
         async fn get_session(&self, id: SessionId) -> Result<Session, AppError>;
+        /// Removes the session, its sandbox and its workspace.
+        async fn delete_session(&self, id: SessionId) -> Result<(), AppError>;
+        fn server_info(&self) -> ServerInfo;
         /// Up to `limit` events with `seq > after`, oldest first.
         async fn events(
             &self,
@@ -52,6 +55,7 @@ pub(crate) mod ssr {
         let status = match e {
             AppError::Invalid(_) => http::StatusCode::BAD_REQUEST,
             AppError::NotFound(_) => http::StatusCode::NOT_FOUND,
+            AppError::Unavailable(_) => http::StatusCode::SERVICE_UNAVAILABLE,
             AppError::Internal | AppError::Transport(_) => http::StatusCode::INTERNAL_SERVER_ERROR,
         };
         if let Some(options) = use_context::<leptos_axum::ResponseOptions>() {
@@ -94,6 +98,16 @@ pub async fn create_session(name: String, model: Option<String>) -> Result<Sessi
 #[server(endpoint = "get_session")]
 pub async fn get_session(id: String) -> Result<Session, AppError> {
     ssr::respond(async { ssr::backend()?.get_session(ssr::parse_id(&id)?).await }.await)
+}
+
+#[server(endpoint = "delete_session")]
+pub async fn delete_session(id: String) -> Result<(), AppError> {
+    ssr::respond(async { ssr::backend()?.delete_session(ssr::parse_id(&id)?).await }.await)
+}
+
+#[server(endpoint = "server_info")]
+pub async fn get_server_info() -> Result<ServerInfo, AppError> {
+    ssr::respond(ssr::backend().map(|b| b.server_info()))
 }
 
 #[server(endpoint = "session_events")]

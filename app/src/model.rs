@@ -107,8 +107,49 @@ pub struct Session {
     pub output_tokens: i64,
     /// Sequence number of the newest event in the transcript (0: none yet).
     pub last_seq: i64,
+    /// Sandbox limits chosen for this session; `None` means the server's.
+    pub limits: SandboxLimits,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// Resource limits a session may set for its sandbox; each `None` falls back
+/// to the server's default.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SandboxLimits {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_mb: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pids: Option<i64>,
+}
+
+impl SandboxLimits {
+    pub const MEMORY_MB: std::ops::RangeInclusive<i64> = 64..=65_536;
+    pub const CPUS: std::ops::RangeInclusive<f64> = 0.1..=64.0;
+    pub const PIDS: std::ops::RangeInclusive<i64> = 16..=65_536;
+
+    pub fn validate(self) -> Result<Self, AppError> {
+        fn check<T: PartialOrd + fmt::Display>(
+            what: &str,
+            value: Option<T>,
+            range: &std::ops::RangeInclusive<T>,
+        ) -> Result<(), AppError> {
+            match value {
+                Some(v) if !range.contains(&v) => Err(AppError::Invalid(format!(
+                    "The sandbox {what} must be between {} and {}.",
+                    range.start(),
+                    range.end()
+                ))),
+                _ => Ok(()),
+            }
+        }
+        check("memory (MiB)", self.memory_mb, &Self::MEMORY_MB)?;
+        check("CPU count", self.cpus, &Self::CPUS)?;
+        check("process limit", self.pids, &Self::PIDS)?;
+        Ok(self)
+    }
 }
 
 /// What a client asks for when it creates a session. Optional fields take
@@ -124,6 +165,8 @@ pub struct NewSession {
     pub permission_mode: Option<PermissionMode>,
     #[serde(default)]
     pub engine: Option<Engine>,
+    #[serde(default)]
+    pub limits: SandboxLimits,
 }
 
 /// A [`NewSession`] that passed validation, with every default filled in.
@@ -134,6 +177,7 @@ pub struct SessionSpec {
     pub system_prompt: String,
     pub permission_mode: PermissionMode,
     pub engine: Engine,
+    pub limits: SandboxLimits,
 }
 
 impl NewSession {
@@ -180,8 +224,18 @@ impl NewSession {
             system_prompt,
             permission_mode: self.permission_mode.unwrap_or(PermissionMode::Ask),
             engine: self.engine.unwrap_or(Engine::Native),
+            limits: self.limits.validate()?,
         })
     }
+}
+
+/// Facts about the server the dashboard shows everywhere.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ServerInfo {
+    /// `docker` or `local`.
+    pub sandbox: String,
+    /// Set when sandboxes are weaker than closed containers, in plain words.
+    pub sandbox_warning: Option<String>,
 }
 
 /// One stored step of a session's transcript. `seq` numbers a session's
@@ -256,6 +310,8 @@ pub enum AppError {
     Invalid(String),
     #[error("{0} not found")]
     NotFound(String),
+    #[error("{0}")]
+    Unavailable(String),
     #[error("Something went wrong on the server; the details are in its log.")]
     Internal,
     #[error("{0}")]
@@ -319,6 +375,19 @@ mod tests {
         let mut n = new("ok");
         n.model = Some("claude<script>".into());
         assert!(matches!(n.validate(), Err(AppError::Invalid(_))));
+    }
+
+    #[test]
+    fn validate_checks_sandbox_limits() {
+        let mut n = new("ok");
+        n.limits.memory_mb = Some(8);
+        assert!(matches!(n.clone().validate(), Err(AppError::Invalid(_))));
+        n.limits = SandboxLimits {
+            memory_mb: Some(512),
+            cpus: Some(0.5),
+            pids: Some(64),
+        };
+        assert_eq!(n.validate().unwrap().limits.pids, Some(64));
     }
 
     #[test]

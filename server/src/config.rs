@@ -1,6 +1,8 @@
 //! Configuration from flags and the environment (12-factor: every flag has an
 //! environment variable, which is how containers and PaaS set them).
 
+use crate::sandbox::Limits;
+use app::model::SandboxLimits;
 use clap::Parser;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -28,9 +30,47 @@ pub struct Config {
     /// Folder under which each session's workspace lives.
     #[arg(long, env = "WORKSPACE_ROOT", default_value = "data/workspaces")]
     pub workspace_root: PathBuf,
+
+    /// Sandbox backend [default: docker when a daemon answers, else local].
+    #[arg(long, env = "PADDOCK_SANDBOX", value_enum)]
+    pub sandbox: Option<SandboxChoice>,
+
+    /// Image of the Docker sandboxes.
+    #[arg(long, env = "PADDOCK_IMAGE", default_value = DEFAULT_IMAGE)]
+    pub image: String,
+
+    /// Default memory limit of a sandbox, in MiB.
+    #[arg(long, env = "PADDOCK_SANDBOX_MEMORY_MB", default_value_t = Limits::default().memory_mb)]
+    pub sandbox_memory_mb: i64,
+
+    /// Default CPU limit of a sandbox, in CPUs.
+    #[arg(long, env = "PADDOCK_SANDBOX_CPUS", default_value_t = Limits::default().cpus)]
+    pub sandbox_cpus: f64,
+
+    /// Default process limit of a sandbox.
+    #[arg(long, env = "PADDOCK_SANDBOX_PIDS", default_value_t = Limits::default().pids)]
+    pub sandbox_pids: i64,
+}
+
+/// The project's agent image, at the version its recipe declares.
+pub const DEFAULT_IMAGE: &str = concat!("paddock-agent:", include_str!("../images/agent/VERSION"));
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SandboxChoice {
+    Docker,
+    Local,
 }
 
 impl Config {
+    /// A session's sandbox limits: its own where it set them, else ours.
+    pub fn limits_for(&self, own: SandboxLimits) -> Limits {
+        Limits {
+            memory_mb: own.memory_mb.unwrap_or(self.sandbox_memory_mb),
+            cpus: own.cpus.unwrap_or(self.sandbox_cpus),
+            pids: own.pids.unwrap_or(self.sandbox_pids),
+        }
+    }
+
     /// Loopback unless told otherwise: an explicit address wins; a bare PORT
     /// means a platform routes traffic to us, so all interfaces.
     pub fn listen_addr(&self) -> SocketAddr {
@@ -50,8 +90,7 @@ mod tests {
         Config {
             addr: addr.map(|a| a.parse().unwrap()),
             port,
-            database_url: String::new(),
-            workspace_root: PathBuf::new(),
+            ..Config::try_parse_from(["paddock"]).unwrap()
         }
     }
 
@@ -72,6 +111,29 @@ mod tests {
         assert_eq!(
             config(Some("127.0.0.1:9000"), Some(8080)).listen_addr(),
             "127.0.0.1:9000".parse().unwrap()
+        );
+    }
+
+    #[test]
+    fn default_image_is_the_agent_image() {
+        assert_eq!(DEFAULT_IMAGE, "paddock-agent:1");
+    }
+
+    #[test]
+    fn session_limits_override_server_defaults() {
+        let c = config(None, None);
+        let l = c.limits_for(SandboxLimits {
+            memory_mb: Some(256),
+            cpus: None,
+            pids: None,
+        });
+        assert_eq!(
+            l,
+            Limits {
+                memory_mb: 256,
+                cpus: c.sandbox_cpus,
+                pids: c.sandbox_pids
+            }
         );
     }
 

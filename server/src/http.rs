@@ -3,7 +3,6 @@
 
 use crate::backend::Paddock;
 use crate::config::Config;
-use crate::store::Store;
 use app::api::SharedBackend;
 use app::{shell, App};
 use axum::extract::{FromRef, State};
@@ -36,12 +35,14 @@ impl AppState {
         Self::with_options(config, leptos).await
     }
 
+    /// Opens Paddock's services and recovers from the previous run before
+    /// any request is served.
     pub async fn with_options(config: &Config, leptos: LeptosOptions) -> anyhow::Result<Self> {
-        let store = Store::open(&config.database_url).await?;
-        std::fs::create_dir_all(&config.workspace_root)?;
+        let paddock = Paddock::open(config.clone()).await?;
+        paddock.recover().await?;
         Ok(Self {
             leptos,
-            paddock: Arc::new(Paddock { store }),
+            paddock: Arc::new(paddock),
         })
     }
 }

@@ -4,6 +4,7 @@
 pub mod backend;
 pub mod config;
 pub mod http;
+pub mod sandbox;
 pub mod store;
 pub mod telemetry;
 

@@ -8,6 +8,7 @@ use axum::http::{header, Request, StatusCode};
 use http_body_util::BodyExt;
 use leptos::config::LeptosOptions;
 use server::http::{router, AppState};
+use clap::Parser;
 use server::Config;
 use tower::ServiceExt;
 
@@ -18,12 +19,15 @@ struct Harness {
 
 async fn harness() -> Harness {
     let dir = tempfile::tempdir().unwrap();
-    let config = Config {
-        addr: None,
-        port: None,
-        database_url: format!("sqlite://{}/paddock.db", dir.path().display()),
-        workspace_root: dir.path().join("workspaces"),
-    };
+    // Local sandboxes: these tests are about HTTP, and must not leave
+    // containers behind for the sessions they create.
+    let config = Config::try_parse_from([
+        "paddock".into(),
+        "--sandbox=local".into(),
+        format!("--database-url=sqlite://{}/paddock.db", dir.path().display()),
+        format!("--workspace-root={}", dir.path().join("workspaces").display()),
+    ])
+    .unwrap();
     let options = LeptosOptions::builder().output_name("paddock").build();
     let state = AppState::with_options(&config, options).await.unwrap();
     Harness { _dir: dir, state }

@@ -1,7 +1,9 @@
 //! The store: sessions and their event logs in SQLite (one file, WAL mode so
 //! readers never wait for the writer).
 
-use app::model::{AppError, Event, EventKind, Session, SessionId, SessionSpec};
+use app::model::{
+    AppError, Event, EventKind, SandboxLimits, Session, SessionId, SessionSpec, SessionStatus,
+};
 use chrono::{DateTime, SecondsFormat, Utc};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -44,7 +46,8 @@ fn timestamp(at: DateTime<Utc>) -> String {
 }
 
 const SESSION_COLUMNS: &str = "id, name, engine, model, system_prompt, permission_mode, status, \
-     cost_usd, turns, input_tokens, output_tokens, last_seq, created_at, updated_at";
+     cost_usd, turns, input_tokens, output_tokens, last_seq, sandbox_memory_mb, sandbox_cpus, \
+     sandbox_pids, created_at, updated_at";
 
 #[derive(sqlx::FromRow)]
 struct SessionRow {
@@ -60,6 +63,9 @@ struct SessionRow {
     input_tokens: i64,
     output_tokens: i64,
     last_seq: i64,
+    sandbox_memory_mb: Option<i64>,
+    sandbox_cpus: Option<f64>,
+    sandbox_pids: Option<i64>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
 }
@@ -86,6 +92,11 @@ impl TryFrom<SessionRow> for Session {
             input_tokens: r.input_tokens,
             output_tokens: r.output_tokens,
             last_seq: r.last_seq,
+            limits: SandboxLimits {
+                memory_mb: r.sandbox_memory_mb,
+                cpus: r.sandbox_cpus,
+                pids: r.sandbox_pids,
+            },
             created_at: r.created_at,
             updated_at: r.updated_at,
         })
@@ -163,8 +174,9 @@ impl Store {
         let id = uuid::Uuid::now_v7();
         let now = timestamp(Utc::now());
         let row: SessionRow = sqlx::query_as(&format!(
-            "INSERT INTO sessions (id, name, engine, model, system_prompt, permission_mode, status, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, ?, ?, 'idle', ?, ?) RETURNING {SESSION_COLUMNS}"
+            "INSERT INTO sessions (id, name, engine, model, system_prompt, permission_mode, status, \
+             sandbox_memory_mb, sandbox_cpus, sandbox_pids, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, 'idle', ?, ?, ?, ?, ?) RETURNING {SESSION_COLUMNS}"
         ))
         .bind(id.to_string())
         .bind(&spec.name)
@@ -172,6 +184,9 @@ impl Store {
         .bind(&spec.model)
         .bind(&spec.system_prompt)
         .bind(spec.permission_mode.as_str())
+        .bind(spec.limits.memory_mb)
+        .bind(spec.limits.cpus)
+        .bind(spec.limits.pids)
         .bind(&now)
         .bind(&now)
         .fetch_one(&self.pool)
@@ -189,41 +204,60 @@ impl Store {
         row.map(Session::try_from).transpose()
     }
 
+    /// Deletes a session and its transcript; `false` if it did not exist.
+    pub async fn delete_session(&self, id: SessionId) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM sessions WHERE id = ?")
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Sets a session's status and records the change as an event, in one
+    /// transaction. `None` when the session does not exist.
+    pub async fn set_status(
+        &self,
+        id: SessionId,
+        status: SessionStatus,
+        message: Option<String>,
+    ) -> Result<Option<Event>> {
+        let kind = EventKind::Status { status, message };
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE sessions SET status = ? WHERE id = ?")
+            .bind(status.as_str())
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        let event = append_in(&mut tx, id, &kind).await?;
+        tx.commit().await?;
+        Ok(event)
+    }
+
+    /// The value stored under `key`, setting it to `default()` if absent.
+    pub async fn meta_or_insert(
+        &self,
+        key: &str,
+        default: impl FnOnce() -> String,
+    ) -> Result<String> {
+        sqlx::query("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING")
+            .bind(key)
+            .bind(default())
+            .execute(&self.pool)
+            .await?;
+        Ok(sqlx::query_scalar("SELECT value FROM meta WHERE key = ?")
+            .bind(key)
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
     /// Appends an event to a session's log: the next `seq` is taken and the
     /// event stored in one transaction, so numbers are gapless and unique.
     /// `None` when the session does not exist.
     pub async fn append_event(&self, id: SessionId, kind: &EventKind) -> Result<Option<Event>> {
-        let at = Utc::now();
         let mut tx = self.pool.begin().await?;
-        let seq: Option<i64> = sqlx::query_scalar(
-            "UPDATE sessions SET last_seq = last_seq + 1, updated_at = ? WHERE id = ? RETURNING last_seq",
-        )
-        .bind(timestamp(at))
-        .bind(id.to_string())
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(seq) = seq else {
-            return Ok(None);
-        };
-        let payload =
-            serde_json::to_string(kind).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        sqlx::query(
-            "INSERT INTO events (session_id, seq, at, kind, payload) VALUES (?, ?, ?, ?, ?)",
-        )
-        .bind(id.to_string())
-        .bind(seq)
-        .bind(timestamp(at))
-        .bind(kind.name())
-        .bind(payload)
-        .execute(&mut *tx)
-        .await?;
+        let event = append_in(&mut tx, id, kind).await?;
         tx.commit().await?;
-        Ok(Some(Event {
-            session_id: id,
-            seq,
-            at,
-            kind: kind.clone(),
-        }))
+        Ok(event)
     }
 
     /// Up to `limit` events of a session with `seq > after`, in order.
@@ -238,6 +272,41 @@ impl Store {
         .await?;
         rows.into_iter().map(Event::try_from).collect()
     }
+}
+
+/// Appends inside the caller's transaction: the next `seq` is taken from
+/// `sessions.last_seq` and the event stored together, so numbers are gapless.
+async fn append_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    id: SessionId,
+    kind: &EventKind,
+) -> Result<Option<Event>> {
+    let at = Utc::now();
+    let seq: Option<i64> = sqlx::query_scalar(
+        "UPDATE sessions SET last_seq = last_seq + 1, updated_at = ? WHERE id = ? RETURNING last_seq",
+    )
+    .bind(timestamp(at))
+    .bind(id.to_string())
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some(seq) = seq else {
+        return Ok(None);
+    };
+    let payload = serde_json::to_string(kind).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    sqlx::query("INSERT INTO events (session_id, seq, at, kind, payload) VALUES (?, ?, ?, ?, ?)")
+        .bind(id.to_string())
+        .bind(seq)
+        .bind(timestamp(at))
+        .bind(kind.name())
+        .bind(payload)
+        .execute(&mut **tx)
+        .await?;
+    Ok(Some(Event {
+        session_id: id,
+        seq,
+        at,
+        kind: kind.clone(),
+    }))
 }
 
 #[cfg(test)]

@@ -1,0 +1,449 @@
+//! The Docker backend: one closed container per session, driven with bollard.
+//!
+//! Closed by default: non-root (uid 10001), no network, every capability
+//! dropped, no-new-privileges, read-only root filesystem with tmpfs `/tmp`,
+//! memory/CPU/pids limits, and an init process that reaps zombies. Containers
+//! carry `paddock.session` and `paddock.instance` labels so a restarted server
+//! finds its own and nobody else's.
+
+use super::{
+    remove_workspace, workspace_dir, BackendInfo, BackendKind, CappedOutput, ExecOutcome,
+    ExecRequest, Found, Limits, OutputSink, OutputStream, Result, Sandbox, SandboxError, Workspace,
+    MOUNT_POINT, SANDBOX_ENV, SANDBOX_UID,
+};
+use app::model::SessionId;
+use bollard::container::LogOutput;
+use bollard::errors::Error as DockerError;
+use bollard::exec::{CreateExecOptions, StartExecResults};
+use bollard::models::{ContainerCreateBody, HostConfig};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
+    StopContainerOptionsBuilder,
+};
+use bollard::Docker;
+use futures_util::StreamExt;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+pub const SESSION_LABEL: &str = "paddock.session";
+pub const INSTANCE_LABEL: &str = "paddock.instance";
+
+/// Runs the command under `timeout`, which gives it a process group of its
+/// own and kills that whole group when time is up. The group id is printed
+/// first (before `exec`, so before any output) so Paddock can kill the group
+/// on Stop; whatever the command left running in it is killed when it ends,
+/// so no tool call outlives itself (a fork bomb's children included). The
+/// wrapper's own stderr is silenced after the fork, so its job notices
+/// ("Killed") never mix with the command's output.
+const EXEC_WRAPPER: &str = r#"{ echo "$BASHPID"; exec timeout -s KILL "$1" bash -c "$2"; } & pid=$!
+exec 2>/dev/null; wait "$pid"; rc=$?; kill -KILL -- "-$pid"; exit "$rc""#;
+
+pub struct DockerSandbox {
+    docker: Docker,
+    image: String,
+    instance: String,
+    workspace_root: PathBuf,
+    /// OOM-kill count of each container when last read, to tell an OOM kill
+    /// from any other SIGKILL.
+    oom_kills: Mutex<HashMap<SessionId, u64>>,
+}
+
+fn unavailable(e: DockerError) -> SandboxError {
+    SandboxError::Unavailable(e.to_string())
+}
+
+fn failed(e: DockerError) -> SandboxError {
+    SandboxError::Failed(e.to_string())
+}
+
+fn status_of(e: &DockerError) -> Option<u16> {
+    match e {
+        DockerError::DockerResponseServerError { status_code, .. } => Some(*status_code),
+        _ => None,
+    }
+}
+
+impl DockerSandbox {
+    /// Connects to `DOCKER_HOST` or the default socket, agreeing on an API
+    /// version the daemon speaks (Debian's engine is older than bollard).
+    pub async fn connect(image: String, instance: String, workspace_root: PathBuf) -> Result<Self> {
+        let docker = Docker::connect_with_defaults()
+            .map_err(unavailable)?
+            .negotiate_version()
+            .await
+            .map_err(unavailable)?;
+        docker.ping().await.map_err(unavailable)?;
+        Ok(Self {
+            docker,
+            image,
+            instance,
+            workspace_root,
+            oom_kills: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn container_name(session: SessionId) -> String {
+        format!("paddock-{session}")
+    }
+
+    fn create_body(&self, session: SessionId, limits: Limits) -> ContainerCreateBody {
+        let workspace = workspace_dir(&self.workspace_root, session);
+        let uid = SANDBOX_UID;
+        ContainerCreateBody {
+            image: Some(self.image.clone()),
+            user: Some(format!("{uid}:{uid}")),
+            cmd: Some(vec!["sleep".into(), "infinity".into()]),
+            working_dir: Some(MOUNT_POINT.into()),
+            env: Some(
+                SANDBOX_ENV
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .chain(["HOME=/home/agent".to_owned()])
+                    .collect(),
+            ),
+            labels: Some(HashMap::from([
+                (SESSION_LABEL.to_owned(), session.to_string()),
+                (INSTANCE_LABEL.to_owned(), self.instance.clone()),
+            ])),
+            network_disabled: Some(true),
+            host_config: Some(HostConfig {
+                binds: Some(vec![format!("{}:{MOUNT_POINT}", workspace.display())]),
+                network_mode: Some("none".into()),
+                cap_drop: Some(vec!["ALL".into()]),
+                security_opt: Some(vec!["no-new-privileges".into()]),
+                readonly_rootfs: Some(true),
+                tmpfs: Some(HashMap::from([
+                    ("/tmp".to_owned(), "rw,nosuid,nodev,size=512m".to_owned()),
+                    (
+                        "/home/agent".to_owned(),
+                        format!("rw,nosuid,nodev,size=256m,uid={uid},gid={uid}"),
+                    ),
+                ])),
+                memory: Some(limits.memory_mb * 1024 * 1024),
+                // No swap: the memory limit is the limit.
+                memory_swap: Some(limits.memory_mb * 1024 * 1024),
+                nano_cpus: Some((limits.cpus * 1e9) as i64),
+                pids_limit: Some(limits.pids),
+                init: Some(true),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// Runs a short helper command (no timeout wrapper) and returns stdout.
+    async fn run_helper(&self, session: SessionId, cmd: &[&str]) -> Result<String> {
+        let exec = self
+            .docker
+            .create_exec(
+                &Self::container_name(session),
+                CreateExecOptions {
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    cmd: Some(cmd.to_vec()),
+                    user: Some("10001:10001"),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(failed)?;
+        let mut out = String::new();
+        if let StartExecResults::Attached { mut output, .. } = self
+            .docker
+            .start_exec(&exec.id, None)
+            .await
+            .map_err(failed)?
+        {
+            while let Some(item) = output.next().await {
+                if let LogOutput::StdOut { message } = item.map_err(failed)? {
+                    out.push_str(&String::from_utf8_lossy(&message));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// How many processes the container's cgroup has OOM-killed so far.
+    async fn oom_kill_count(&self, session: SessionId) -> Option<u64> {
+        let text = self
+            .run_helper(
+                session,
+                &[
+                    "sh",
+                    "-c",
+                    "cat /sys/fs/cgroup/memory.events 2>/dev/null || cat /sys/fs/cgroup/memory/memory.oom_control",
+                ],
+            )
+            .await
+            .ok()?;
+        text.lines()
+            .find_map(|l| l.strip_prefix("oom_kill "))
+            .and_then(|n| n.trim().parse().ok())
+    }
+
+    async fn kill_group(&self, session: SessionId, pgid: Option<u32>) {
+        let Some(pgid) = pgid else { return };
+        let target = format!("-{pgid}");
+        if let Err(e) = self
+            .run_helper(session, &["kill", "-KILL", "--", &target])
+            .await
+        {
+            tracing::warn!(%session, "cannot kill process group {pgid}: {e}");
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Sandbox for DockerSandbox {
+    fn info(&self) -> BackendInfo {
+        BackendInfo {
+            kind: BackendKind::Docker,
+            warning: None,
+        }
+    }
+
+    async fn check(&self) -> Result<()> {
+        self.docker.ping().await.map(|_| ()).map_err(unavailable)
+    }
+
+    #[tracing::instrument(skip(self))]
+    async fn start(&self, session: SessionId, limits: Limits) -> Result<()> {
+        self.workspace(session)
+            .create()
+            .map_err(|e| SandboxError::Failed(format!("cannot create the workspace: {e}")))?;
+        let name = Self::container_name(session);
+        let running = match self.docker.inspect_container(&name, None).await {
+            Ok(info) => info.state.and_then(|s| s.running).unwrap_or(false),
+            Err(e) if status_of(&e) == Some(404) => {
+                let options = CreateContainerOptionsBuilder::new().name(&name).build();
+                match self
+                    .docker
+                    .create_container(Some(options), self.create_body(session, limits))
+                    .await
+                {
+                    Ok(_) => {}
+                    // Created meanwhile by a concurrent start: fine.
+                    Err(e) if status_of(&e) == Some(409) => {}
+                    Err(e) if status_of(&e) == Some(404) => {
+                        return Err(SandboxError::Unavailable(format!(
+                            "image {:?} not found: build it with scripts/build-image or set PADDOCK_IMAGE ({e})",
+                            self.image
+                        )))
+                    }
+                    Err(e) => return Err(failed(e)),
+                }
+                false
+            }
+            Err(e) => return Err(failed(e)),
+        };
+        if !running {
+            match self.docker.start_container(&name, None).await {
+                Ok(()) => {}
+                Err(e) if status_of(&e) == Some(304) => {}
+                Err(e) => return Err(failed(e)),
+            }
+            if let Some(n) = self.oom_kill_count(session).await {
+                self.oom_kills
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(session, n);
+            }
+        }
+        Ok(())
+    }
+
+    #[tracing::instrument(skip(self, request, cancel, sink), fields(command = %request.command))]
+    async fn exec(
+        &self,
+        session: SessionId,
+        request: &ExecRequest,
+        cancel: &CancellationToken,
+        sink: OutputSink<'_>,
+    ) -> Result<ExecOutcome> {
+        let name = Self::container_name(session);
+        let secs = format!("{:.3}", request.timeout.as_secs_f64());
+        let env: Vec<String> = SANDBOX_ENV
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let exec = self
+            .docker
+            .create_exec(
+                &name,
+                CreateExecOptions {
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    cmd: Some(vec![
+                        "bash",
+                        "-c",
+                        EXEC_WRAPPER,
+                        "paddock",
+                        &secs,
+                        &request.command,
+                    ]),
+                    env: Some(env.iter().map(String::as_str).collect()),
+                    working_dir: Some(MOUNT_POINT),
+                    user: Some("10001:10001"),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| match status_of(&e) {
+                Some(404) => SandboxError::Missing(session),
+                Some(409) => SandboxError::Failed(format!("the sandbox is not running: {e}")),
+                _ => failed(e),
+            })?;
+        let StartExecResults::Attached { mut output, .. } = self
+            .docker
+            .start_exec(&exec.id, None)
+            .await
+            .map_err(failed)?
+        else {
+            return Err(SandboxError::Failed("exec did not attach".into()));
+        };
+
+        let started = Instant::now();
+        let mut captured = CappedOutput::new(request.output_cap);
+        let mut pid_line: Option<Vec<u8>> = Some(Vec::new());
+        let mut pgid = None;
+        let (mut cancelled, mut backstop_fired) = (false, false);
+        // The in-container `timeout` is the real limit; this only fires if
+        // the container itself stops answering.
+        let backstop = tokio::time::sleep(request.timeout + Duration::from_secs(5));
+        tokio::pin!(backstop);
+        loop {
+            tokio::select! {
+                item = output.next() => {
+                    let (stream, mut bytes) = match item {
+                        None => break,
+                        Some(Err(e)) => return Err(failed(e)),
+                        Some(Ok(LogOutput::StdOut { message })) => (OutputStream::Stdout, message),
+                        Some(Ok(LogOutput::StdErr { message })) => (OutputStream::Stderr, message),
+                        Some(Ok(_)) => continue,
+                    };
+                    if let (OutputStream::Stdout, Some(line)) = (stream, pid_line.as_mut()) {
+                        match bytes.iter().position(|b| *b == b'\n') {
+                            Some(i) => {
+                                line.extend_from_slice(&bytes[..i]);
+                                pgid = std::str::from_utf8(line).ok().and_then(|s| s.trim().parse().ok());
+                                pid_line = None;
+                                bytes = bytes.slice(i + 1..);
+                            }
+                            None => {
+                                line.extend_from_slice(&bytes);
+                                continue;
+                            }
+                        }
+                    }
+                    if !bytes.is_empty() {
+                        sink(stream, &bytes);
+                        captured.push(&bytes);
+                    }
+                }
+                () = cancel.cancelled(), if !cancelled => {
+                    cancelled = true;
+                    self.kill_group(session, pgid).await;
+                }
+                () = &mut backstop, if !backstop_fired => {
+                    backstop_fired = true;
+                    self.kill_group(session, pgid).await;
+                }
+            }
+        }
+        let elapsed = started.elapsed();
+        let exit_code = self
+            .docker
+            .inspect_exec(&exec.id)
+            .await
+            .map_err(failed)?
+            .exit_code;
+        let killed = exit_code == Some(137) || exit_code.is_none();
+        let timed_out = !cancelled && killed && (backstop_fired || elapsed >= request.timeout);
+        let mut oom_killed = false;
+        if killed && !timed_out && !cancelled {
+            if let Some(now) = self.oom_kill_count(session).await {
+                let mut seen = self.oom_kills.lock().unwrap_or_else(|p| p.into_inner());
+                let before = seen.insert(session, now).unwrap_or(0);
+                oom_killed = now > before;
+            }
+        }
+        Ok(ExecOutcome {
+            exit_code: if timed_out || cancelled || oom_killed {
+                None
+            } else {
+                exit_code
+            },
+            truncated: captured.truncated(),
+            total_bytes: captured.total(),
+            output: captured.finish(),
+            timed_out,
+            oom_killed,
+            cancelled,
+        })
+    }
+
+    async fn stop(&self, session: SessionId) -> Result<()> {
+        let options = StopContainerOptionsBuilder::new().t(2).build();
+        match self
+            .docker
+            .stop_container(&Self::container_name(session), Some(options))
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) if matches!(status_of(&e), Some(304 | 404)) => Ok(()),
+            Err(e) => Err(failed(e)),
+        }
+    }
+
+    async fn destroy(&self, session: SessionId) -> Result<()> {
+        let options = RemoveContainerOptionsBuilder::new()
+            .force(true)
+            .v(true)
+            .build();
+        match self
+            .docker
+            .remove_container(&Self::container_name(session), Some(options))
+            .await
+        {
+            Ok(()) => {}
+            Err(e) if status_of(&e) == Some(404) => {}
+            Err(e) => return Err(failed(e)),
+        }
+        self.oom_kills
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&session);
+        remove_workspace(&self.workspace_root, session)
+    }
+
+    async fn list(&self) -> Result<Vec<Found>> {
+        let filters =
+            HashMap::from([("label", vec![format!("{INSTANCE_LABEL}={}", self.instance)])]);
+        let options = ListContainersOptionsBuilder::new()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let containers = self
+            .docker
+            .list_containers(Some(options))
+            .await
+            .map_err(unavailable)?;
+        Ok(containers
+            .into_iter()
+            .filter_map(|c| {
+                let session = c.labels.as_ref()?.get(SESSION_LABEL)?.parse().ok()?;
+                let running = c
+                    .state
+                    .is_some_and(|s| s == bollard::models::ContainerSummaryStateEnum::RUNNING);
+                Some(Found { session, running })
+            })
+            .collect())
+    }
+
+    fn workspace(&self, session: SessionId) -> Workspace {
+        Workspace::new(workspace_dir(&self.workspace_root, session))
+    }
+}

@@ -1,0 +1,266 @@
+//! The local backend, for hosts without Docker (such as a PaaS container):
+//! a child process in the session's workspace with a scrubbed environment,
+//! inside bubblewrap (no network; an empty root holding only the system's
+//! programs, read-only; private /tmp; an unprivileged uid) when it is
+//! installed and usable. Weaker than a
+//! container: no memory or CPU limits, and without bubblewrap the command
+//! sees the host as the server's user. `info()` says so, and so does the UI.
+
+use super::{
+    remove_workspace, workspace_dir, BackendInfo, BackendKind, CappedOutput, ExecOutcome,
+    ExecRequest, Found, Limits, OutputSink, OutputStream, Result, Sandbox, SandboxError, Workspace,
+    MOUNT_POINT, SANDBOX_ENV,
+};
+use app::model::SessionId;
+use rustix::process::{kill_process_group, Pid, Signal};
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::process::Command;
+use tokio_util::sync::CancellationToken;
+
+pub struct LocalSandbox {
+    workspace_root: PathBuf,
+    bwrap: Option<PathBuf>,
+}
+
+impl LocalSandbox {
+    pub fn new(workspace_root: PathBuf) -> Self {
+        let bwrap = find_usable_bwrap();
+        if bwrap.is_none() {
+            tracing::warn!(
+                "bubblewrap is not usable here: local sandboxes run as plain child processes"
+            );
+        }
+        Self {
+            workspace_root,
+            bwrap,
+        }
+    }
+
+    fn command(&self, workspace: &Path, request: &ExecRequest) -> Command {
+        let secs = format!("{:.3}", request.timeout.as_secs_f64());
+        let inner = [
+            "timeout",
+            "-s",
+            "KILL",
+            &secs,
+            "bash",
+            "-c",
+            &request.command,
+        ];
+        let mut cmd = match &self.bwrap {
+            Some(bwrap) => {
+                let mut c = Command::new(bwrap);
+                // An empty root with only the system's programs and settings,
+                // read-only: no home folders, no server data, no other sessions.
+                for dir in [
+                    "/usr", "/etc", "/opt", "/bin", "/sbin", "/lib", "/lib32", "/lib64",
+                ] {
+                    match std::fs::read_link(dir) {
+                        Ok(target) => {
+                            c.arg("--symlink").arg(target).arg(dir);
+                        }
+                        Err(_) if Path::new(dir).is_dir() => {
+                            c.args(["--ro-bind", dir, dir]);
+                        }
+                        Err(_) => {}
+                    }
+                }
+                c.args(["--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]);
+                c.arg("--bind").arg(workspace).arg(MOUNT_POINT);
+                c.args(["--chdir", MOUNT_POINT, "--uid", "10001", "--gid", "10001"]);
+                c.args(["--unshare-all", "--die-with-parent", "--new-session", "--"]);
+                c.args(inner);
+                c
+            }
+            None => {
+                let mut c = Command::new(inner[0]);
+                c.args(&inner[1..])
+                    .current_dir(workspace)
+                    .env("HOME", workspace);
+                c
+            }
+        };
+        cmd.env_clear()
+            .envs(SANDBOX_ENV.iter().copied())
+            .env(
+                "HOME",
+                if self.bwrap.is_some() {
+                    Path::new(MOUNT_POINT)
+                } else {
+                    workspace
+                },
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        cmd
+    }
+}
+
+/// bubblewrap needs user namespaces, which many container hosts forbid: try it.
+fn find_usable_bwrap() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    let bwrap = std::env::split_paths(&path)
+        .map(|d| d.join("bwrap"))
+        .find(|p| p.is_file())?;
+    let ok = std::process::Command::new(&bwrap)
+        .args([
+            "--ro-bind",
+            "/usr",
+            "/usr",
+            "--symlink",
+            "usr/bin",
+            "/bin",
+            "--unshare-all",
+            "--",
+            "/usr/bin/true",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    ok.then_some(bwrap)
+}
+
+async fn read_some(
+    pipe: &mut Option<impl AsyncRead + Unpin>,
+    buf: &mut [u8],
+) -> std::io::Result<usize> {
+    match pipe {
+        Some(p) => p.read(buf).await,
+        None => std::future::pending().await,
+    }
+}
+
+#[async_trait::async_trait]
+impl Sandbox for LocalSandbox {
+    fn info(&self) -> BackendInfo {
+        let warning = if self.bwrap.is_some() {
+            "Sandboxes are local processes under bubblewrap: no network and a read-only view of the \
+             system, but no memory or CPU limits. Run Paddock with Docker for closed containers."
+        } else {
+            "Sandboxes are plain local processes with a scrubbed environment: commands can read the \
+             host's files as the server's user. Run Paddock with Docker for real isolation."
+        };
+        BackendInfo {
+            kind: BackendKind::Local,
+            warning: Some(warning.to_owned()),
+        }
+    }
+
+    async fn check(&self) -> Result<()> {
+        std::fs::create_dir_all(&self.workspace_root)
+            .map_err(|e| SandboxError::Unavailable(format!("workspace root: {e}")))
+    }
+
+    async fn start(&self, session: SessionId, _limits: Limits) -> Result<()> {
+        self.workspace(session)
+            .create()
+            .map_err(|e| SandboxError::Failed(format!("cannot create the workspace: {e}")))
+    }
+
+    async fn exec(
+        &self,
+        session: SessionId,
+        request: &ExecRequest,
+        cancel: &CancellationToken,
+        sink: OutputSink<'_>,
+    ) -> Result<ExecOutcome> {
+        let workspace = workspace_dir(&self.workspace_root, session);
+        if !workspace.is_dir() {
+            return Err(SandboxError::Missing(session));
+        }
+        let mut child = self
+            .command(&workspace, request)
+            .spawn()
+            .map_err(|e| SandboxError::Failed(format!("cannot start the command: {e}")))?;
+        let group = child.id().and_then(|id| Pid::from_raw(id as i32));
+        let kill = || {
+            if let Some(pid) = group {
+                let _ = kill_process_group(pid, Signal::KILL);
+            }
+        };
+
+        let started = Instant::now();
+        let mut captured = CappedOutput::new(request.output_cap);
+        let (mut stdout, mut stderr) = (child.stdout.take(), child.stderr.take());
+        let (mut out_buf, mut err_buf) = (vec![0u8; 16 * 1024], vec![0u8; 16 * 1024]);
+        let (mut cancelled, mut backstop_fired) = (false, false);
+        let backstop = tokio::time::sleep(request.timeout + Duration::from_secs(5));
+        tokio::pin!(backstop);
+        while stdout.is_some() || stderr.is_some() {
+            tokio::select! {
+                n = read_some(&mut stdout, &mut out_buf) => match n {
+                    Ok(0) | Err(_) => stdout = None,
+                    Ok(n) => { sink(OutputStream::Stdout, &out_buf[..n]); captured.push(&out_buf[..n]); }
+                },
+                n = read_some(&mut stderr, &mut err_buf) => match n {
+                    Ok(0) | Err(_) => stderr = None,
+                    Ok(n) => { sink(OutputStream::Stderr, &err_buf[..n]); captured.push(&err_buf[..n]); }
+                },
+                () = cancel.cancelled(), if !cancelled => { cancelled = true; kill(); }
+                () = &mut backstop, if !backstop_fired => { backstop_fired = true; kill(); }
+            }
+        }
+        let status = child
+            .wait()
+            .await
+            .map_err(|e| SandboxError::Failed(format!("cannot wait for the command: {e}")))?;
+        // Nothing the command left behind outlives it.
+        kill();
+        let exit_code = status
+            .code()
+            .or_else(|| status.signal().map(|s| 128 + s))
+            .map(i64::from);
+        let killed = exit_code == Some(137);
+        let timed_out =
+            !cancelled && killed && (backstop_fired || started.elapsed() >= request.timeout);
+        Ok(ExecOutcome {
+            exit_code: if timed_out || cancelled {
+                None
+            } else {
+                exit_code
+            },
+            truncated: captured.truncated(),
+            total_bytes: captured.total(),
+            output: captured.finish(),
+            timed_out,
+            oom_killed: false,
+            cancelled,
+        })
+    }
+
+    async fn stop(&self, _session: SessionId) -> Result<()> {
+        // Nothing runs between commands.
+        Ok(())
+    }
+
+    async fn destroy(&self, session: SessionId) -> Result<()> {
+        remove_workspace(&self.workspace_root, session)
+    }
+
+    async fn list(&self) -> Result<Vec<Found>> {
+        let entries = match std::fs::read_dir(&self.workspace_root) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(SandboxError::Unavailable(e.to_string())),
+        };
+        Ok(entries
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .map(|session| Found {
+                session,
+                running: false,
+            })
+            .collect())
+    }
+
+    fn workspace(&self, session: SessionId) -> Workspace {
+        Workspace::new(workspace_dir(&self.workspace_root, session))
+    }
+}

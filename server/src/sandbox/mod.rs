@@ -1,0 +1,186 @@
+//! Sandboxes: where every command of a session's agent runs.
+//!
+//! One sandbox per session, behind the [`Sandbox`] trait. The Docker backend
+//! (the default when a daemon answers) gives each session a closed container;
+//! the local backend (for hosts without Docker, e.g. inside a PaaS container)
+//! runs a child process with a scrubbed environment, under bubblewrap when it
+//! is installed, and says plainly that its isolation is weaker.
+//!
+//! Files are not touched through the sandbox at all: a session's workspace is
+//! a host folder mounted into it, and [`Workspace`] confines every path.
+
+mod docker;
+mod local;
+mod output;
+mod workspace;
+
+pub use docker::DockerSandbox;
+pub use local::LocalSandbox;
+pub use output::CappedOutput;
+pub use workspace::{Entry, FileError, Workspace, MOUNT_POINT, SANDBOX_UID};
+
+use app::model::SessionId;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// Resource limits of one sandbox.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Limits {
+    pub memory_mb: i64,
+    pub cpus: f64,
+    pub pids: i64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            memory_mb: 1024,
+            cpus: 1.0,
+            pids: 256,
+        }
+    }
+}
+
+/// One command to run in a sandbox with `bash -c`, in `/workspace`.
+#[derive(Clone, Debug)]
+pub struct ExecRequest {
+    pub command: String,
+    /// Wall-clock limit; the whole process tree is killed when it passes.
+    pub timeout: Duration,
+    /// Bytes of output kept (head and tail halves); the rest is counted.
+    pub output_cap: usize,
+}
+
+impl ExecRequest {
+    pub fn new(command: impl Into<String>) -> Self {
+        Self {
+            command: command.into(),
+            timeout: Duration::from_secs(120),
+            output_cap: 64 * 1024,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutputStream {
+    Stdout,
+    Stderr,
+}
+
+/// Receives output as it is produced, before capping: for live display.
+pub type OutputSink<'a> = &'a mut (dyn FnMut(OutputStream, &[u8]) + Send);
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ExecOutcome {
+    /// `None` when the process was killed (timeout, cancel, OOM).
+    pub exit_code: Option<i64>,
+    /// stdout and stderr interleaved as they arrived, capped.
+    pub output: String,
+    pub truncated: bool,
+    pub total_bytes: u64,
+    pub timed_out: bool,
+    pub oom_killed: bool,
+    pub cancelled: bool,
+}
+
+impl ExecOutcome {
+    pub fn success(&self) -> bool {
+        self.exit_code == Some(0)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackendKind {
+    Docker,
+    Local,
+}
+
+impl BackendKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackendKind::Docker => "docker",
+            BackendKind::Local => "local",
+        }
+    }
+}
+
+/// What `/readyz` and the dashboard say about the sandbox backend.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct BackendInfo {
+    pub kind: BackendKind,
+    /// A plain-words caveat when isolation is weaker than a closed container.
+    pub warning: Option<String>,
+}
+
+/// A sandbox that exists on the backend, as found when listing.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Found {
+    pub session: SessionId,
+    pub running: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("the sandbox backend is unavailable: {0}")]
+    Unavailable(String),
+    #[error("the sandbox of session {0} does not exist")]
+    Missing(SessionId),
+    #[error("sandbox failure: {0}")]
+    Failed(String),
+}
+
+pub type Result<T, E = SandboxError> = std::result::Result<T, E>;
+
+#[async_trait::async_trait]
+pub trait Sandbox: Send + Sync + 'static {
+    fn info(&self) -> BackendInfo;
+    /// Readiness: the backend answers.
+    async fn check(&self) -> Result<()>;
+    /// Creates the sandbox if it does not exist and starts it if stopped.
+    async fn start(&self, session: SessionId, limits: Limits) -> Result<()>;
+    /// Runs a command; cancelling `cancel` kills its process tree at once.
+    async fn exec(
+        &self,
+        session: SessionId,
+        request: &ExecRequest,
+        cancel: &CancellationToken,
+        sink: OutputSink<'_>,
+    ) -> Result<ExecOutcome>;
+    /// Stops the sandbox; its workspace stays.
+    async fn stop(&self, session: SessionId) -> Result<()>;
+    /// Removes the sandbox and its workspace for good.
+    async fn destroy(&self, session: SessionId) -> Result<()>;
+    /// The sandboxes this server owns on the backend.
+    async fn list(&self) -> Result<Vec<Found>>;
+    fn workspace(&self, session: SessionId) -> Workspace;
+}
+
+/// Host folder of a session's workspace.
+pub fn workspace_dir(root: &Path, session: SessionId) -> PathBuf {
+    root.join(session.to_string())
+}
+
+/// Removes a session's workspace folder; a missing one is fine.
+fn remove_workspace(root: &Path, session: SessionId) -> Result<()> {
+    match std::fs::remove_dir_all(workspace_dir(root, session)) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(SandboxError::Failed(format!(
+            "cannot remove the workspace: {e}"
+        ))),
+    }
+}
+
+/// Environment every sandboxed command gets: nothing from the server's own
+/// (which may hold the API key), only what a shell needs.
+pub const SANDBOX_ENV: &[(&str, &str)] = &[
+    (
+        "PATH",
+        "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    ),
+    ("LANG", "C.UTF-8"),
+    ("TERM", "dumb"),
+];
