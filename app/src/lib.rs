@@ -13,6 +13,24 @@ use leptos_router::{
     path, SsrMode,
 };
 
+/// Says plainly when sessions run in a weaker sandbox than a closed
+/// container (the local backend), on every page.
+#[component]
+fn SandboxWarning() -> impl IntoView {
+    let info = Resource::new(|| (), |_| api::get_server_info());
+    view! {
+        <Suspense>
+            {move || Suspend::new(async move {
+                info.await.ok().and_then(|i| i.sandbox_warning).map(|warning| view! {
+                    <div role="status" data-testid="sandbox-warning" class="border-b border-amber-300 bg-amber-50 text-amber-900 dark:border-amber-800 dark:bg-amber-950 dark:text-amber-200">
+                        <p class="mx-auto max-w-5xl px-4 py-2 text-sm"><strong>"Weaker isolation: "</strong>{warning}</p>
+                    </div>
+                })
+            })}
+        </Suspense>
+    }
+}
+
 /// The HTML document around the app, rendered on the server only.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
     view! {
@@ -58,6 +76,7 @@ pub fn App() -> impl IntoView {
                     <span class="text-sm text-zinc-500 dark:text-zinc-400">"Claude agents in closed sandboxes"</span>
                 </nav>
             </header>
+            <SandboxWarning />
             <main class="mx-auto max-w-5xl px-4 py-6">
                 // Async: pages arrive complete, so they read well without
                 // JavaScript and set their status (404) before the first byte.

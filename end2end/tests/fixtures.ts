@@ -1,6 +1,7 @@
 import { test as base, expect, Page } from '@playwright/test';
 import { spawn, ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -9,7 +10,11 @@ export class Paddock {
   private proc?: ChildProcess;
   private output = '';
   url = '';
-  constructor(readonly dataDir: string) {}
+  constructor(readonly dataDir: string, readonly sandbox: 'docker' | 'local') {}
+
+  get workspaces(): string {
+    return join(this.dataDir, 'workspaces');
+  }
 
   async start(addr = '127.0.0.1:0'): Promise<void> {
     const bin = process.env.PADDOCK_BIN;
@@ -21,7 +26,8 @@ export class Paddock {
         ...process.env,
         PADDOCK_ADDR: addr,
         DATABASE_URL: `sqlite://${join(this.dataDir, 'paddock.db')}`,
-        WORKSPACE_ROOT: join(this.dataDir, 'workspaces'),
+        WORKSPACE_ROOT: this.workspaces,
+        PADDOCK_SANDBOX: this.sandbox,
         LEPTOS_SITE_ROOT: siteRoot,
         RUST_LOG: 'info',
         NO_COLOR: '1',
@@ -65,13 +71,31 @@ export async function gotoHydrated(page: Page, url: string) {
   return response;
 }
 
-export const test = base.extend<{ paddock: Paddock }>({
-  paddock: async ({}, use) => {
+/** Whether a session's Docker sandbox exists. */
+export function containerExists(sessionId: string): boolean {
+  try {
+    execFileSync('docker', ['inspect', `paddock-${sessionId}`], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export const test = base.extend<{ sandbox: 'docker' | 'local'; paddock: Paddock }>({
+  // Local by default: most tests are about the dashboard, not containers.
+  sandbox: ['local', { option: true }],
+  paddock: async ({ sandbox }, use) => {
     const dir = mkdtempSync(join(tmpdir(), 'paddock-e2e-'));
-    const paddock = new Paddock(dir);
+    const paddock = new Paddock(dir, sandbox);
     await paddock.start();
     await use(paddock);
     await paddock.stop();
+    // A failed test must not leave containers behind.
+    if (sandbox === 'docker' && existsSync(paddock.workspaces)) {
+      for (const id of readdirSync(paddock.workspaces)) {
+        try { execFileSync('docker', ['rm', '-f', `paddock-${id}`], { stdio: 'ignore' }); } catch { /* gone */ }
+      }
+    }
     rmSync(dir, { recursive: true, force: true });
   },
 });

@@ -81,19 +81,30 @@ async fn healthz() -> &'static str {
     "ok"
 }
 
-/// Readiness: the dependencies a request needs answer.
+/// Readiness: the dependencies a request needs answer. The body names each,
+/// and carries the sandbox backend's isolation warning when it has one.
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    match state.paddock.store.ping().await {
-        Ok(()) => (
-            StatusCode::OK,
-            Json(serde_json::json!({ "status": "ready", "database": "ok" })),
-        ),
-        Err(e) => {
-            tracing::warn!("readiness: {e}");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(serde_json::json!({ "status": "unavailable", "database": e.to_string() })),
-            )
-        }
+    let paddock = &state.paddock;
+    let database = paddock.store.ping().await.map_err(|e| e.to_string());
+    let sandbox = paddock.sandbox.check().await.map_err(|e| e.to_string());
+    let info = paddock.sandbox.info();
+    let ready = database.is_ok() && sandbox.is_ok();
+    let body = serde_json::json!({
+        "status": if ready { "ready" } else { "unavailable" },
+        "database": database.err().unwrap_or_else(|| "ok".into()),
+        "sandbox": {
+            "backend": info.kind,
+            "state": sandbox.err().unwrap_or_else(|| "ok".into()),
+            "warning": info.warning,
+        },
+    });
+    if !ready {
+        tracing::warn!("not ready: {body}");
     }
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body))
 }

@@ -5,10 +5,10 @@
 
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
+use clap::Parser;
 use http_body_util::BodyExt;
 use leptos::config::LeptosOptions;
 use server::http::{router, AppState};
-use clap::Parser;
 use server::Config;
 use tower::ServiceExt;
 
@@ -24,8 +24,14 @@ async fn harness() -> Harness {
     let config = Config::try_parse_from([
         "paddock".into(),
         "--sandbox=local".into(),
-        format!("--database-url=sqlite://{}/paddock.db", dir.path().display()),
-        format!("--workspace-root={}", dir.path().join("workspaces").display()),
+        format!(
+            "--database-url=sqlite://{}/paddock.db",
+            dir.path().display()
+        ),
+        format!(
+            "--workspace-root={}",
+            dir.path().join("workspaces").display()
+        ),
     ])
     .unwrap();
     let options = LeptosOptions::builder().output_name("paddock").build();

@@ -1,5 +1,5 @@
 use super::{format_cost, format_time, ErrorNote, Missing, StatusBadge};
-use crate::api::{get_session, session_events};
+use crate::api::{get_session, session_events, DeleteSession};
 use crate::model::{AppError, Event, EventKind, Session};
 use leptos::prelude::*;
 use leptos_router::hooks::use_params_map;
@@ -50,6 +50,7 @@ fn SessionDetail(
             <header class="flex flex-wrap items-center gap-3">
                 <h1 class="min-w-0 break-words text-xl font-semibold" data-testid="session-title">{s.name.clone()}</h1>
                 <StatusBadge status=s.status />
+                <DeleteButton id=s.id.to_string() name=s.name.clone() />
             </header>
             <dl class="grid grid-cols-2 gap-x-6 gap-y-3 rounded-lg border border-zinc-200 bg-white p-4 text-sm sm:grid-cols-4 dark:border-zinc-800 dark:bg-zinc-900">
                 {fields
@@ -91,6 +92,38 @@ fn SessionDetail(
                 </Suspense>
             </section>
         </article>
+    }
+}
+
+/// Deletes the session (its sandbox and workspace too) after the user
+/// confirms, then goes back to the list.
+#[component]
+fn DeleteButton(id: String, name: String) -> impl IntoView {
+    let delete = ServerAction::<DeleteSession>::new();
+    let navigate = leptos_router::hooks::use_navigate();
+    Effect::new(move |_| {
+        if matches!(delete.value().get(), Some(Ok(()))) {
+            navigate("/", Default::default());
+        }
+    });
+    let on_click = move |_| {
+        let question = format!(
+            "Delete session {name:?}? Its sandbox and workspace files are removed for good."
+        );
+        if window().confirm_with_message(&question).unwrap_or(false) {
+            delete.dispatch(DeleteSession { id: id.clone() });
+        }
+    };
+    view! {
+        <button
+            type="button"
+            on:click=on_click
+            disabled=move || delete.pending().get()
+            class="ml-auto rounded-md border border-red-300 px-3 py-1.5 text-sm font-medium text-red-700 hover:bg-red-50 focus:outline-none focus-visible:ring-2 focus-visible:ring-red-500 disabled:opacity-60 dark:border-red-800 dark:text-red-300 dark:hover:bg-red-950"
+        >
+            {move || if delete.pending().get() { "Deleting…" } else { "Delete session" }}
+        </button>
+        {move || delete.value().get().and_then(Result::err).map(|e| view! { <ErrorNote message=e.to_string() /> })}
     }
 }
 

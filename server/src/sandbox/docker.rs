@@ -444,6 +444,9 @@ impl Sandbox for DockerSandbox {
     }
 
     fn workspace(&self, session: SessionId) -> Workspace {
-        Workspace::new(workspace_dir(&self.workspace_root, session))
+        Workspace::new(
+            workspace_dir(&self.workspace_root, session),
+            Some(SANDBOX_UID),
+        )
     }
 }

@@ -54,21 +54,7 @@ impl LocalSandbox {
         let mut cmd = match &self.bwrap {
             Some(bwrap) => {
                 let mut c = Command::new(bwrap);
-                // An empty root with only the system's programs and settings,
-                // read-only: no home folders, no server data, no other sessions.
-                for dir in [
-                    "/usr", "/etc", "/opt", "/bin", "/sbin", "/lib", "/lib32", "/lib64",
-                ] {
-                    match std::fs::read_link(dir) {
-                        Ok(target) => {
-                            c.arg("--symlink").arg(target).arg(dir);
-                        }
-                        Err(_) if Path::new(dir).is_dir() => {
-                            c.args(["--ro-bind", dir, dir]);
-                        }
-                        Err(_) => {}
-                    }
-                }
+                c.args(bwrap_system_args());
                 c.args(["--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]);
                 c.arg("--bind").arg(workspace).arg(MOUNT_POINT);
                 c.args(["--chdir", MOUNT_POINT, "--uid", "10001", "--gid", "10001"]);
@@ -103,6 +89,24 @@ impl LocalSandbox {
     }
 }
 
+/// An empty root with only the system's programs and settings, read-only:
+/// no home folders, no server data, no other sessions.
+fn bwrap_system_args() -> Vec<std::ffi::OsString> {
+    let mut args: Vec<std::ffi::OsString> = Vec::new();
+    for dir in [
+        "/usr", "/etc", "/opt", "/bin", "/sbin", "/lib", "/lib32", "/lib64",
+    ] {
+        match std::fs::read_link(dir) {
+            Ok(target) => args.extend(["--symlink".into(), target.into(), dir.into()]),
+            Err(_) if Path::new(dir).is_dir() => {
+                args.extend(["--ro-bind".into(), dir.into(), dir.into()])
+            }
+            Err(_) => {}
+        }
+    }
+    args
+}
+
 /// bubblewrap needs user namespaces, which many container hosts forbid: try it.
 fn find_usable_bwrap() -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
@@ -110,17 +114,8 @@ fn find_usable_bwrap() -> Option<PathBuf> {
         .map(|d| d.join("bwrap"))
         .find(|p| p.is_file())?;
     let ok = std::process::Command::new(&bwrap)
-        .args([
-            "--ro-bind",
-            "/usr",
-            "/usr",
-            "--symlink",
-            "usr/bin",
-            "/bin",
-            "--unshare-all",
-            "--",
-            "/usr/bin/true",
-        ])
+        .args(bwrap_system_args())
+        .args(["--unshare-all", "--", "true"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
@@ -261,6 +256,7 @@ impl Sandbox for LocalSandbox {
     }
 
     fn workspace(&self, session: SessionId) -> Workspace {
-        Workspace::new(workspace_dir(&self.workspace_root, session))
+        // Inside bubblewrap the sandbox uid maps to ours: files stay ours.
+        Workspace::new(workspace_dir(&self.workspace_root, session), None)
     }
 }

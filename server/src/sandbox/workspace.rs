@@ -14,7 +14,7 @@ use std::path::{Component, Path, PathBuf};
 
 /// Where the workspace appears inside a sandbox.
 pub const MOUNT_POINT: &str = "/workspace";
-/// The sandbox user; files Paddock writes are given to it.
+/// The sandbox user of containers; files Paddock writes are given to it.
 pub const SANDBOX_UID: u32 = 10001;
 /// Largest file `read` returns.
 pub const READ_MAX_BYTES: u64 = 10 * 1024 * 1024;
@@ -45,11 +45,14 @@ pub struct Entry {
 #[derive(Clone, Debug)]
 pub struct Workspace {
     root: PathBuf,
+    /// Host uid that must own what Paddock creates, so the sandbox user can
+    /// change it; `None`: the server's own (the sandbox maps to it).
+    owner: Option<u32>,
 }
 
 impl Workspace {
-    pub fn new(root: PathBuf) -> Self {
-        Self { root }
+    pub fn new(root: PathBuf, owner: Option<u32>) -> Self {
+        Self { root, owner }
     }
 
     pub fn root(&self) -> &Path {
@@ -59,7 +62,7 @@ impl Workspace {
     /// Creates the folder (and gives it to the sandbox user when we can).
     pub fn create(&self) -> std::io::Result<()> {
         std::fs::create_dir_all(&self.root)?;
-        give_to_sandbox_user(&File::open(&self.root)?.into());
+        self.give(&File::open(&self.root)?.into());
         Ok(())
     }
 
@@ -146,7 +149,7 @@ impl Workspace {
             OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC,
             Mode::from_raw_mode(0o644),
         )?;
-        give_to_sandbox_user(&fd);
+        self.give(&fd);
         File::from(fd)
             .write_all(data)
             .map_err(|e| io_error(path, e))
@@ -178,7 +181,7 @@ impl Workspace {
                 Err(e) => return Err(io_error(&step, e)),
             }
             let made = self.open(&step, OFlags::DIRECTORY | OFlags::RDONLY, Mode::empty())?;
-            give_to_sandbox_user(&made);
+            self.give(&made);
         }
         Ok(())
     }
@@ -219,12 +222,17 @@ fn io_error(path: &str, e: impl std::fmt::Display) -> FileError {
     }
 }
 
-/// Files Paddock creates belong to the sandbox user, so the agent can change
-/// them. Only root may give files away; otherwise they stay ours.
-fn give_to_sandbox_user(fd: &OwnedFd) {
-    if rustix::process::geteuid().is_root() {
-        let id = Some(rfs::Uid::from_raw(SANDBOX_UID));
-        let _ = rfs::fchown(fd, id, Some(rfs::Gid::from_raw(SANDBOX_UID)));
+impl Workspace {
+    /// Gives a file Paddock created to the sandbox's owner. Only root may
+    /// give files away; otherwise they stay ours.
+    fn give(&self, fd: &OwnedFd) {
+        if let Some(uid) = self.owner.filter(|_| rustix::process::geteuid().is_root()) {
+            let _ = rfs::fchown(
+                fd,
+                Some(rfs::Uid::from_raw(uid)),
+                Some(rfs::Gid::from_raw(uid)),
+            );
+        }
     }
 }
 
@@ -234,7 +242,7 @@ mod tests {
 
     fn ws() -> (tempfile::TempDir, Workspace) {
         let dir = tempfile::tempdir().unwrap();
-        let ws = Workspace::new(dir.path().join("ws"));
+        let ws = Workspace::new(dir.path().join("ws"), Some(SANDBOX_UID));
         ws.create().unwrap();
         (dir, ws)
     }

@@ -1,0 +1,48 @@
+import { test, expect, gotoHydrated, containerExists } from './fixtures';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+
+test.describe('with Docker sandboxes', () => {
+  test.use({ sandbox: 'docker' });
+
+  test('a session gets a container; deleting it removes container and workspace', async ({ page, paddock }) => {
+    await gotoHydrated(page, paddock.url);
+    await expect(page.getByTestId('sandbox-warning')).toHaveCount(0);
+    await page.getByLabel('Name').fill('Short-lived');
+    await page.getByRole('button', { name: 'Create session' }).click();
+    await page.getByTestId('session-list').getByText('Short-lived').click();
+    await expect(page.getByTestId('session-title')).toHaveText('Short-lived');
+    await expect(page.locator('body[data-hydrated="true"]')).toBeAttached();
+    const id = page.url().split('/').pop()!;
+    await expect.poll(() => containerExists(id)).toBe(true);
+    expect(existsSync(join(paddock.workspaces, id))).toBe(true);
+
+    page.once('dialog', (d) => void d.accept());
+    await page.getByRole('button', { name: 'Delete session' }).click();
+    await expect(page).toHaveURL(paddock.url + '/');
+    await expect(page.getByTestId('sessions-empty')).toBeVisible();
+    expect(containerExists(id)).toBe(false);
+    expect(existsSync(join(paddock.workspaces, id))).toBe(false);
+  });
+});
+
+test('local sandboxes are flagged as weaker isolation on every page', async ({ page, paddock }) => {
+  await gotoHydrated(page, paddock.url);
+  await expect(page.getByTestId('sandbox-warning')).toContainText('Weaker isolation');
+  const ready = await page.request.get(`${paddock.url}/readyz`);
+  const body = await ready.json();
+  expect(body.sandbox.backend).toBe('local');
+  expect(body.sandbox.warning).toBeTruthy();
+});
+
+test('cancelling the delete confirmation keeps the session', async ({ page, paddock }) => {
+  await gotoHydrated(page, paddock.url);
+  await page.getByLabel('Name').fill('Keep me');
+  await page.getByRole('button', { name: 'Create session' }).click();
+  await page.getByTestId('session-list').getByText('Keep me').click();
+  await expect(page.locator('body[data-hydrated="true"]')).toBeAttached();
+  page.once('dialog', (d) => void d.dismiss());
+  await page.getByRole('button', { name: 'Delete session' }).click();
+  await gotoHydrated(page, paddock.url);
+  await expect(page.getByTestId('session-list').getByText('Keep me')).toBeVisible();
+});
