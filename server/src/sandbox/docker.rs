@@ -239,18 +239,33 @@ impl Sandbox for DockerSandbox {
             }
             Err(e) => return Err(failed(e)),
         };
-        if !running {
+        // A container's cgroup, and so its OOM-kill count, starts afresh at
+        // each start; only one found running (after a server restart) has a
+        // history to read.
+        let known = self
+            .oom_kills
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(&session);
+        let baseline = if running {
+            if known {
+                None
+            } else {
+                self.oom_kill_count(session).await
+            }
+        } else {
             match self.docker.start_container(&name, None).await {
                 Ok(()) => {}
                 Err(e) if status_of(&e) == Some(304) => {}
                 Err(e) => return Err(failed(e)),
             }
-            if let Some(n) = self.oom_kill_count(session).await {
-                self.oom_kills
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(session, n);
-            }
+            Some(0)
+        };
+        if let Some(n) = baseline {
+            self.oom_kills
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(session, n);
         }
         Ok(())
     }

@@ -1,0 +1,151 @@
+//! Sandbox overheads, Paddock versus the bare Docker CLI, in one run:
+//! create+start of a closed container, and an exec round trip of `true`.
+//!
+//!     cargo bench --bench sandbox            # needs dockerd and the agent image
+//!     SANDBOX_BENCH_RUNS=50 cargo bench --bench sandbox
+//!
+//! Both sides create the same container (same image, limits and hardening
+//! flags) and exec the same command; the CLI side includes the docker
+//! client's own start-up, which is what a script calling `docker` pays.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use server::config::DEFAULT_IMAGE;
+use server::sandbox::{DockerSandbox, ExecRequest, Limits, Sandbox};
+use std::process::Command;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+fn percentile(samples: &mut [Duration], p: f64) -> Duration {
+    samples.sort_unstable();
+    let i = ((samples.len() as f64 - 1.0) * p).round() as usize;
+    samples[i]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn docker(args: &[&str]) {
+    let out = Command::new("docker").args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "docker {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn report(name: &str, paddock: &mut [Duration], bare: &mut [Duration]) {
+    let (p50, p99) = (percentile(paddock, 0.5), percentile(paddock, 0.99));
+    let (b50, b99) = (percentile(bare, 0.5), percentile(bare, 0.99));
+    println!(
+        "| {name} | {} | {} | {} | {} | {:.2}× | {:.2}× |",
+        ms(p50),
+        ms(p99),
+        ms(b50),
+        ms(b99),
+        p50.as_secs_f64() / b50.as_secs_f64(),
+        p99.as_secs_f64() / b99.as_secs_f64(),
+    );
+}
+
+#[tokio::main]
+async fn main() {
+    let runs: usize = std::env::var("SANDBOX_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(30);
+    let dir = tempfile::tempdir().unwrap();
+    let root = std::fs::canonicalize(dir.path()).unwrap();
+    let instance = uuid::Uuid::now_v7().to_string();
+    let sandbox = DockerSandbox::connect(DEFAULT_IMAGE.into(), instance, root.clone())
+        .await
+        .expect("a Docker daemon and the agent image (scripts/setup)");
+    let limits = Limits::default();
+
+    // create + start
+    let (mut paddock_start, mut bare_start) = (Vec::new(), Vec::new());
+    for i in 0..runs {
+        let session = uuid::Uuid::now_v7();
+        let t = Instant::now();
+        sandbox.start(session, limits).await.unwrap();
+        paddock_start.push(t.elapsed());
+        sandbox.destroy(session).await.unwrap();
+
+        let name = format!("paddock-bench-{i}-{}", std::process::id());
+        let ws = root.join(&name);
+        std::fs::create_dir_all(&ws).unwrap();
+        let bind = format!("{}:/workspace", ws.display());
+        let t = Instant::now();
+        docker(&[
+            "run",
+            "-d",
+            "--name",
+            &name,
+            "--user",
+            "10001:10001",
+            "--network",
+            "none",
+            "--cap-drop",
+            "ALL",
+            "--security-opt",
+            "no-new-privileges",
+            "--read-only",
+            "--tmpfs",
+            "/tmp",
+            "--memory",
+            "1g",
+            "--memory-swap",
+            "1g",
+            "--cpus",
+            "1",
+            "--pids-limit",
+            "256",
+            "--init",
+            "-v",
+            &bind,
+            "-w",
+            "/workspace",
+            DEFAULT_IMAGE,
+            "sleep",
+            "infinity",
+        ]);
+        bare_start.push(t.elapsed());
+        docker(&["rm", "-f", &name]);
+    }
+
+    // exec round trip of `true` in one running container
+    let session = uuid::Uuid::now_v7();
+    sandbox.start(session, limits).await.unwrap();
+    let name = DockerSandbox::container_name(session);
+    let request = ExecRequest::new("true");
+    let (mut paddock_exec, mut bare_exec) = (Vec::new(), Vec::new());
+    for _ in 0..runs {
+        let t = Instant::now();
+        let outcome = sandbox
+            .exec(session, &request, &CancellationToken::new(), &mut |_, _| {})
+            .await
+            .unwrap();
+        paddock_exec.push(t.elapsed());
+        assert!(outcome.success());
+
+        let t = Instant::now();
+        docker(&[
+            "exec",
+            "-u",
+            "10001:10001",
+            "-w",
+            "/workspace",
+            &name,
+            "true",
+        ]);
+        bare_exec.push(t.elapsed());
+    }
+    sandbox.destroy(session).await.unwrap();
+
+    println!("\n{runs} runs each, interleaved\n");
+    println!("| operation | Paddock p50 | Paddock p99 | docker CLI p50 | docker CLI p99 | ratio p50 | ratio p99 |");
+    println!("| --- | --- | --- | --- | --- | --- | --- |");
+    report("create + start", &mut paddock_start, &mut bare_start);
+    report("exec `true`", &mut paddock_exec, &mut bare_exec);
+}
