@@ -114,8 +114,9 @@ pub struct Session {
 }
 
 /// Resource limits a session may set for its sandbox; each `None` falls back
-/// to the server's default.
+/// to the server's default. Unknown fields are refused (see [`NewSession`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SandboxLimits {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_mb: Option<i64>,
@@ -154,7 +155,10 @@ impl SandboxLimits {
 
 /// What a client asks for when it creates a session. Optional fields take
 /// their defaults; [`NewSession::validate`] is the only gate to the store.
+/// Unknown fields are refused, so a misspelt option is an error rather than
+/// silently ignored.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct NewSession {
     pub name: String,
     #[serde(default)]
@@ -276,6 +280,20 @@ pub enum EventKind {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         message: Option<String>,
     },
+    /// The agent wants to use a tool its permission mode does not allow
+    /// outright; it waits for a [`EventKind::PermissionDecision`].
+    PermissionRequest {
+        request_id: String,
+        tool_use_id: String,
+        tool: String,
+        input: serde_json::Value,
+    },
+    PermissionDecision {
+        request_id: String,
+        decision: Decision,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
     Usage {
         input_tokens: i64,
         output_tokens: i64,
@@ -296,10 +314,49 @@ impl EventKind {
             EventKind::ToolCall { .. } => "tool_call",
             EventKind::ToolResult { .. } => "tool_result",
             EventKind::Status { .. } => "status",
+            EventKind::PermissionRequest { .. } => "permission_request",
+            EventKind::PermissionDecision { .. } => "permission_decision",
             EventKind::Usage { .. } => "usage",
             EventKind::Error { .. } => "error",
         }
     }
+}
+
+string_enum! {
+    /// How a permission request was decided (`expired`: nobody decided in
+    /// time, which counts as a denial).
+    Decision {
+        Allow => "allow",
+        AllowSession => "allow_session",
+        Deny => "deny",
+        Expired => "expired",
+    }
+}
+
+string_enum! {
+    /// Which kind of content block a [`Delta`] extends.
+    DeltaKind {
+        Text => "text",
+        Thinking => "thinking",
+        ToolInput => "tool_input",
+    }
+}
+
+/// A fragment of a content block still being generated, for live display
+/// only. Deltas are never stored: when the block completes it is stored as an
+/// [`Event`] (`AssistantText`, `Thinking`, `ToolCall`) with its own `seq`, and
+/// a viewer replaces the fragments it showed with that event. So a delta has
+/// no SSE `id`, and a client that reconnects simply gets the completed block.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Delta {
+    pub session_id: SessionId,
+    /// The newest stored `seq` when the fragment was produced (the completed
+    /// block's own `seq` is not known yet): the block follows that event.
+    pub seq_hint: i64,
+    /// Index of the content block within the assistant message.
+    pub block: usize,
+    pub kind: DeltaKind,
+    pub text: String,
 }
 
 /// The error every server function and API call returns: what went wrong,

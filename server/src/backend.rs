@@ -1,14 +1,27 @@
-//! Paddock's core: the store and the sandboxes, and the server's side of the
-//! dashboard's [`Backend`] contract.
+//! Paddock's core: the store, the sandboxes and the live hub, and the
+//! server's side of the dashboard's [`Backend`] contract.
+//!
+//! Every event enters the transcript through [`Paddock::record`] (or
+//! [`Paddock::set_status`]): stored first, in the transaction that gives it
+//! its `seq`, then published to the hub. Appending through the store alone
+//! would leave live viewers without the event until something else is
+//! published; publishing before the commit would let a viewer see an event a
+//! reconnect cannot find.
 
 use crate::config::{Config, SandboxChoice};
+use crate::engine::{EngineLimits, EngineState};
+use crate::hub::Hub;
+use crate::llm::{Anthropic, AnthropicConfig, Provider};
 use crate::sandbox::{DockerSandbox, LocalSandbox, Sandbox};
 use crate::store::Store;
 use anyhow::Context;
 use app::api::Backend;
-use app::model::{AppError, Event, ServerInfo, Session, SessionId, SessionSpec, SessionStatus};
+use app::model::{
+    AppError, Event, EventKind, ServerInfo, Session, SessionId, SessionSpec, SessionStatus,
+};
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Paddock's core services, shared by every request.
 #[derive(Clone)]
@@ -16,6 +29,12 @@ pub struct Paddock {
     pub config: Config,
     pub store: Store,
     pub sandbox: Arc<dyn Sandbox>,
+    /// Live fan-out of stored events and token deltas to viewers.
+    pub hub: Hub,
+    /// The model the native engine talks to.
+    pub provider: Arc<dyn Provider>,
+    /// Runs, queues and pending permission requests of every session.
+    pub engine: Arc<EngineState>,
 }
 
 fn not_found(id: SessionId) -> AppError {
@@ -68,11 +87,61 @@ impl Paddock {
         if let Some(warning) = sandbox.info().warning {
             tracing::warn!("{warning}");
         }
+        let provider = Arc::new(Anthropic::new(AnthropicConfig {
+            base_url: config.anthropic_base_url.clone(),
+            api_key: config.anthropic_api_key.clone(),
+            auth_token: config.anthropic_auth_token.clone(),
+            timeout: Duration::from_secs(config.model_timeout_secs),
+            ..AnthropicConfig::default()
+        })?);
         Ok(Self {
             config,
             store,
             sandbox,
+            hub: Hub::new(),
+            provider,
+            engine: Arc::default(),
         })
+    }
+
+    pub fn engine_limits(&self) -> EngineLimits {
+        EngineLimits {
+            max_turns: self.config.max_turns,
+            max_tokens: 8192,
+            tool_timeout: Duration::from_secs(self.config.tool_timeout_secs),
+            permission_timeout: Duration::from_secs(self.config.permission_timeout_secs),
+            output_cap: 32 * 1024,
+        }
+    }
+
+    /// Appends an event to a session's transcript, then broadcasts it: the
+    /// one way events enter a transcript (invariant 1: stored with its `seq`
+    /// before anyone sees it).
+    pub async fn record(&self, session: SessionId, kind: EventKind) -> Result<Event, AppError> {
+        let event = self
+            .store
+            .append_event(session, &kind)
+            .await?
+            .ok_or_else(|| not_found(session))?;
+        self.hub.publish_event(event.clone());
+        Ok(event)
+    }
+
+    /// Sets a session's status and records the change as an event (one
+    /// transaction), then broadcasts the event.
+    pub async fn set_status(
+        &self,
+        session: SessionId,
+        status: SessionStatus,
+        message: Option<String>,
+    ) -> Result<Event, AppError> {
+        let event = self
+            .store
+            .set_status(session, status, message)
+            .await?
+            .ok_or_else(|| not_found(session))?;
+        self.hub.publish_event(event.clone());
+        Ok(event)
     }
 
     /// After a start (or a crash): removes sandboxes whose session is gone,
@@ -99,8 +168,7 @@ impl Paddock {
                     "Paddock stopped while this session was working. Its workspace is intact; \
                                send a prompt to continue."
                         .to_owned();
-                self.store
-                    .set_status(s.id, SessionStatus::Interrupted, Some(message))
+                self.set_status(s.id, SessionStatus::Interrupted, Some(message))
                     .await?;
                 recovery.interrupted.push(s.id);
             }
@@ -122,15 +190,16 @@ impl Backend for Paddock {
         let session = self.store.create_session(&spec).await?;
         tracing::info!(session = %session.id, name = %session.name, "session created");
         // Warm the sandbox up now, so the first prompt does not wait for it.
-        let (sandbox, store) = (self.sandbox.clone(), self.store.clone());
+        let paddock = self.clone();
         let (id, limits) = (session.id, self.config.limits_for(session.limits));
         tokio::spawn(async move {
-            if let Err(e) = sandbox.start(id, limits).await {
+            if let Err(e) = paddock.sandbox.start(id, limits).await {
                 tracing::warn!(session = %id, "sandbox did not start: {e}");
-                let event = app::model::EventKind::Error {
+                let event = EventKind::Error {
                     message: format!("The sandbox could not start: {e}"),
                 };
-                let _ = store.append_event(id, &event).await;
+                // The session may have been deleted meanwhile: nothing to tell.
+                let _ = paddock.record(id, event).await;
             }
         });
         Ok(session)
@@ -154,6 +223,8 @@ impl Backend for Paddock {
             ))
         })?;
         self.store.delete_session(id).await?;
+        // Its viewers' streams end; a reconnect gets 404.
+        self.hub.close(id);
         tracing::info!(session = %id, "session deleted");
         Ok(())
     }

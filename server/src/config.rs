@@ -50,6 +50,34 @@ pub struct Config {
     /// Default process limit of a sandbox.
     #[arg(long, env = "PADDOCK_SANDBOX_PIDS", default_value_t = Limits::default().pids)]
     pub sandbox_pids: i64,
+
+    /// Messages API endpoint (a gateway, or the scripted model server).
+    #[arg(long, env = "ANTHROPIC_BASE_URL", default_value = crate::llm::DEFAULT_BASE_URL)]
+    pub anthropic_base_url: String,
+
+    /// API key, sent as `x-api-key`. Never shown, logged or given to a sandbox.
+    #[arg(long, env = "ANTHROPIC_API_KEY", hide_env_values = true)]
+    pub anthropic_api_key: Option<String>,
+
+    /// Bearer token instead of a key (for gateways that issue tokens).
+    #[arg(long, env = "ANTHROPIC_AUTH_TOKEN", hide_env_values = true)]
+    pub anthropic_auth_token: Option<String>,
+
+    /// Model turns one prompt may take.
+    #[arg(long, env = "PADDOCK_MAX_TURNS", default_value_t = 50)]
+    pub max_turns: u32,
+
+    /// Limit of one model call, in seconds.
+    #[arg(long, env = "PADDOCK_MODEL_TIMEOUT_SECS", default_value_t = 120)]
+    pub model_timeout_secs: u64,
+
+    /// Limit of one tool call (e.g. a bash command), in seconds.
+    #[arg(long, env = "PADDOCK_TOOL_TIMEOUT_SECS", default_value_t = 120)]
+    pub tool_timeout_secs: u64,
+
+    /// How long a permission request waits before it is denied, in seconds.
+    #[arg(long, env = "PADDOCK_PERMISSION_TIMEOUT_SECS", default_value_t = 600)]
+    pub permission_timeout_secs: u64,
 }
 
 /// The project's agent image, at the version its recipe declares.

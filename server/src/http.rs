@@ -1,5 +1,6 @@
 //! The HTTP surface: health probes, the server-rendered dashboard and its
-//! server functions, and static files.
+//! server functions, static files, and the JSON API with the live event
+//! stream ([`crate::api`]).
 
 use crate::backend::Paddock;
 use crate::config::Config;
@@ -63,6 +64,9 @@ pub fn router(state: AppState) -> Router {
         )
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
+        // The JSON API and event stream, after the limit layer so that it
+        // enforces the same limit itself and answers in JSON.
+        .merge(crate::api::router())
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

@@ -1,12 +1,18 @@
 //! Paddock's server: configuration, the store, and the HTTP surface (the
 //! Leptos dashboard, server functions and health probes).
 
+pub mod api;
 pub mod backend;
 pub mod config;
+pub mod engine;
 pub mod http;
+pub mod hub;
+pub mod llm;
 pub mod sandbox;
+pub mod scripted;
 pub mod store;
 pub mod telemetry;
+pub mod tools;
 
 pub use config::Config;
 

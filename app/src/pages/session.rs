@@ -147,6 +147,13 @@ fn EventRow(event: Event) -> impl IntoView {
             "{input_tokens} in / {output_tokens} out · {}",
             format_cost(*cost_usd)
         ),
+        EventKind::PermissionRequest { tool, input, .. } => format!("{tool} {input}"),
+        EventKind::PermissionDecision {
+            decision, reason, ..
+        } => match reason {
+            Some(r) => format!("{decision}: {r}"),
+            None => decision.to_string(),
+        },
         EventKind::Error { message } => message.clone(),
     };
     view! {

@@ -233,6 +233,28 @@ impl Store {
         Ok(event)
     }
 
+    /// Adds one model call's tokens and cost to the session's counters.
+    pub async fn add_usage(
+        &self,
+        id: SessionId,
+        input_tokens: i64,
+        output_tokens: i64,
+        cost_usd: f64,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE sessions SET input_tokens = input_tokens + ?, output_tokens = output_tokens + ?, \
+             cost_usd = cost_usd + ?, turns = turns + 1, updated_at = ? WHERE id = ?",
+        )
+        .bind(input_tokens)
+        .bind(output_tokens)
+        .bind(cost_usd)
+        .bind(timestamp(Utc::now()))
+        .bind(id.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     /// The value stored under `key`, setting it to `default()` if absent.
     pub async fn meta_or_insert(
         &self,

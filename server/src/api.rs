@@ -1,0 +1,401 @@
+//! The JSON API for scripts, and the live event stream the dashboard reads.
+//!
+//! `/api/sessions…` sits beside the Leptos server functions (which live at
+//! `/api/<function name>`, a different set of paths) and speaks plain JSON:
+//! resources in, resources out, and every failure as
+//! `{"error": {"type": …, "message": …}}` with a fitting status, from the one
+//! [`ApiError`] conversion. Input is checked completely before anything is
+//! written, so a refused request leaves no trace.
+//!
+//! `GET /api/sessions/{id}/events` is Server-Sent Events. Each stored event
+//! is a frame `id: <seq>`, `event: event`; token fragments are `event: delta`
+//! frames without an id, so a browser's `EventSource` resumes after the last
+//! *stored* event it saw. Resuming (`Last-Event-ID`, or `?after=N` on a first
+//! connection) replays the store and then follows the hub, with no gap and no
+//! duplicate, because
+//! - the stream subscribes to the hub before it reads the store, so an event
+//!   committed after the read is in the subscription, and one committed
+//!   before it is in the read; live events at or below the last `seq` sent
+//!   are dropped;
+//! - events are published only after they are committed, so whenever the
+//!   live side skips a `seq` (a lagging receiver, or two writers publishing
+//!   out of order) the missing events are already in the store, and the
+//!   stream goes back to reading it from the last `seq` it sent. A slow
+//!   viewer is caught up, never dropped.
+
+use crate::backend::Paddock;
+use crate::http::{AppState, BODY_LIMIT};
+use app::api::{Backend, EVENTS_PAGE};
+use app::model::{AppError, Decision, Event, NewSession, Session, SessionId};
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderName, StatusCode};
+use axum::response::sse::{self, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::sync::Arc;
+use tokio::sync::broadcast::{self, error::RecvError};
+
+use crate::hub::HubMessage;
+
+/// The API's routes. They enforce the body limit themselves (the router's
+/// outer limit answers in plain text), so an oversized body gets a JSON 413
+/// like every other error here.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/sessions", get(list_sessions).post(create_session))
+        .route(
+            "/api/sessions/{id}",
+            get(get_session).delete(delete_session),
+        )
+        .route("/api/sessions/{id}/events", get(events))
+        .route("/api/sessions/{id}/prompt", post(send_prompt))
+        .route("/api/sessions/{id}/stop", post(stop))
+        .route("/api/sessions/{id}/permissions/{request_id}", post(decide))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+}
+
+/// An [`AppError`] answered as JSON with the status that fits it (a wrapper
+/// because neither the error nor `IntoResponse` is this crate's).
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    error: AppError,
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+}
+
+impl From<AppError> for ApiError {
+    fn from(error: AppError) -> Self {
+        let status = match &error {
+            AppError::Invalid(_) => StatusCode::BAD_REQUEST,
+            AppError::NotFound(_) => StatusCode::NOT_FOUND,
+            AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Internal | AppError::Transport(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        Self { status, error }
+    }
+}
+
+/// A body that is not the JSON asked for: 415 for another content type, 413
+/// over the size limit, 400 for the rest (axum's 422 for well-formed JSON of
+/// the wrong shape included: to a script, both are simply a bad request).
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        let status = match rejection.status() {
+            StatusCode::UNPROCESSABLE_ENTITY => StatusCode::BAD_REQUEST,
+            s => s,
+        };
+        Self {
+            status,
+            error: AppError::Invalid(rejection.body_text()),
+        }
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        AppError::Invalid(rejection.body_text()).into()
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let kind = match self.error {
+            AppError::Invalid(_) => "invalid_request",
+            AppError::NotFound(_) => "not_found",
+            AppError::Unavailable(_) => "unavailable",
+            AppError::Internal | AppError::Transport(_) => "internal",
+        };
+        let message = match self.error {
+            // Never produced on the server; its text would mislead.
+            AppError::Transport(_) => AppError::Internal.to_string(),
+            e => e.to_string(),
+        };
+        let body = serde_json::json!({ "error": { "type": kind, "message": message } });
+        (self.status, Json(body)).into_response()
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// A session id from the path. Anything that is not one names no session:
+/// 404, like an unknown id.
+fn session_id(path: Result<Path<String>, PathRejection>) -> Result<SessionId, AppError> {
+    let not_found = |id: &str| AppError::NotFound(format!("Session {id:?}"));
+    let Path(id) = path.map_err(|_| not_found("(unreadable)"))?;
+    id.parse().map_err(|_| not_found(&id))
+}
+
+async fn list_sessions(State(paddock): State<Arc<Paddock>>) -> ApiResult<Json<Vec<Session>>> {
+    Ok(Json(paddock.list_sessions().await?))
+}
+
+async fn create_session(
+    State(paddock): State<Arc<Paddock>>,
+    body: Result<Json<NewSession>, JsonRejection>,
+) -> ApiResult<impl IntoResponse> {
+    let Json(new) = body?;
+    let session = paddock.create_session(new.validate()?).await?;
+    let location = format!("/api/sessions/{}", session.id);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(session),
+    ))
+}
+
+async fn get_session(
+    State(paddock): State<Arc<Paddock>>,
+    path: Result<Path<String>, PathRejection>,
+) -> ApiResult<Json<Session>> {
+    Ok(Json(paddock.get_session(session_id(path)?).await?))
+}
+
+async fn delete_session(
+    State(paddock): State<Arc<Paddock>>,
+    path: Result<Path<String>, PathRejection>,
+) -> ApiResult<StatusCode> {
+    paddock.delete_session(session_id(path)?).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Prompt {
+    text: String,
+}
+
+/// Accepted at once (202): the prompt is stored, and runs now or after the
+/// prompts queued before it.
+async fn send_prompt(
+    State(paddock): State<Arc<Paddock>>,
+    path: Result<Path<String>, PathRejection>,
+    body: Result<Json<Prompt>, JsonRejection>,
+) -> ApiResult<StatusCode> {
+    let id = session_id(path)?;
+    let Json(prompt) = body?;
+    paddock.send_prompt(id, prompt.text).await?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+async fn stop(
+    State(paddock): State<Arc<Paddock>>,
+    path: Result<Path<String>, PathRejection>,
+) -> ApiResult<StatusCode> {
+    paddock.stop(session_id(path)?).await?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DecisionBody {
+    decision: Decision,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+async fn decide(
+    State(paddock): State<Arc<Paddock>>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    body: Result<Json<DecisionBody>, JsonRejection>,
+) -> ApiResult<StatusCode> {
+    let Path((id, request_id)) =
+        path.map_err(|_| AppError::NotFound("Permission request".into()))?;
+    let id: SessionId = id
+        .parse()
+        .map_err(|_| AppError::NotFound(format!("Session {id:?}")))?;
+    let Json(body) = body?;
+    paddock
+        .decide(id, &request_id, body.decision, body.reason)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+struct EventsQuery {
+    after: Option<String>,
+}
+
+/// A resume point: the `seq` of the last event the client has.
+fn parse_after(what: &str, value: &str) -> Result<i64, AppError> {
+    value
+        .trim()
+        .parse::<i64>()
+        .ok()
+        .filter(|n| *n >= 0)
+        .ok_or_else(|| {
+            AppError::Invalid(format!(
+                "{what} must be the seq of the last event received (a whole number, 0 or more), \
+                 not {value:?}."
+            ))
+        })
+}
+
+/// Where to resume: `Last-Event-ID` (what a reconnecting `EventSource`
+/// sends, so it wins over the `after` of the URL it reconnects to), then
+/// `?after=`, else from the start.
+fn resume_point(headers: &HeaderMap, query: &EventsQuery) -> Result<i64, AppError> {
+    if let Some(value) = headers.get("last-event-id") {
+        let value = value
+            .to_str()
+            .map_err(|_| AppError::Invalid("Last-Event-ID is not readable text.".into()))?;
+        if !value.trim().is_empty() {
+            return parse_after("Last-Event-ID", value);
+        }
+    }
+    match &query.after {
+        Some(after) => parse_after("after", after),
+        None => Ok(0),
+    }
+}
+
+async fn events(
+    State(paddock): State<Arc<Paddock>>,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<EventsQuery>, QueryRejection>,
+    headers: HeaderMap,
+) -> ApiResult<impl IntoResponse> {
+    let id = session_id(path)?;
+    let Query(query) = query?;
+    let after = resume_point(&headers, &query)?;
+    // Subscribe first: whatever is committed from here on reaches us live,
+    // whatever was committed before is in the store reads that follow.
+    let rx = paddock.hub.subscribe(id);
+    let session = paddock.get_session(id).await?;
+    if after > session.last_seq {
+        return Err(AppError::Invalid(format!(
+            "There is no event {after} to resume after: the newest is {}.",
+            session.last_seq
+        ))
+        .into());
+    }
+    tracing::debug!(session = %id, after, "viewer connected");
+    let tail = Tail {
+        paddock,
+        session: id,
+        rx,
+        last: after,
+        pending: VecDeque::new(),
+        catching_up: true,
+    };
+    let stream = futures_util::stream::unfold(tail, |mut tail| async move {
+        let frame = tail.next().await?;
+        Some((Ok::<_, Infallible>(frame), tail))
+    });
+    Ok((
+        // Proxies such as nginx would otherwise buffer the stream.
+        [(HeaderName::from_static("x-accel-buffering"), "no")],
+        Sse::new(stream).keep_alive(KeepAlive::default()),
+    ))
+}
+
+/// One viewer's position in a transcript: the store until caught up, then
+/// the hub, back to the store whenever the hub skips a `seq`.
+struct Tail {
+    paddock: Arc<Paddock>,
+    session: SessionId,
+    rx: broadcast::Receiver<HubMessage>,
+    /// The `seq` of the last event sent (or the resume point).
+    last: i64,
+    /// Events read from the store, not yet sent; all `> last`, in order.
+    pending: VecDeque<Event>,
+    /// Whether the store may hold events `> last` not yet read.
+    catching_up: bool,
+}
+
+impl Drop for Tail {
+    fn drop(&mut self) {
+        tracing::debug!(session = %self.session, last = self.last, "viewer disconnected");
+    }
+}
+
+impl Tail {
+    /// The next frame, or `None` when the stream ends (the session was
+    /// deleted, or the store failed: the client reconnects and resumes).
+    async fn next(&mut self) -> Option<sse::Event> {
+        loop {
+            if let Some(event) = self.pending.pop_front() {
+                self.last = event.seq;
+                return event_frame(&event);
+            }
+            if self.catching_up {
+                let page = match self
+                    .paddock
+                    .store
+                    .events_after(self.session, self.last, EVENTS_PAGE)
+                    .await
+                {
+                    Ok(page) => page,
+                    Err(e) => {
+                        tracing::error!(session = %self.session, "cannot replay events: {e}");
+                        return None;
+                    }
+                };
+                // A short page is the end of the stored transcript; anything
+                // later is in the subscription.
+                self.catching_up = page.len() as i64 == EVENTS_PAGE;
+                self.pending.extend(page);
+                continue;
+            }
+            match self.rx.recv().await {
+                Ok(HubMessage::Event(event)) => {
+                    if event.seq <= self.last {
+                        continue; // already sent from the store
+                    }
+                    if event.seq == self.last + 1 {
+                        self.last = event.seq;
+                        return event_frame(&event);
+                    }
+                    // A skipped seq: published out of order, or missed. It
+                    // is committed, so the store has it (and this one).
+                    self.catching_up = true;
+                }
+                Ok(HubMessage::Delta(delta)) => {
+                    match sse::Event::default().event("delta").json_data(&*delta) {
+                        Ok(frame) => return Some(frame),
+                        Err(e) => tracing::error!(session = %self.session, "delta not sent: {e}"),
+                    }
+                }
+                Err(RecvError::Lagged(missed)) => {
+                    tracing::warn!(
+                        session = %self.session,
+                        missed,
+                        last = self.last,
+                        "viewer fell behind the live stream; catching up from the store"
+                    );
+                    self.paddock.hub.note_lag_recovery();
+                    self.catching_up = true;
+                }
+                Err(RecvError::Closed) => {
+                    tracing::debug!(session = %self.session, "stream closed (session deleted)");
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+fn event_frame(event: &Event) -> Option<sse::Event> {
+    match sse::Event::default()
+        .id(event.seq.to_string())
+        .event("event")
+        .json_data(event)
+    {
+        Ok(frame) => Some(frame),
+        Err(e) => {
+            // Ending the stream is better than a silent hole: the client
+            // reconnects, and the log says why.
+            tracing::error!(session = %event.session_id, seq = event.seq, "event not sent: {e}");
+            None
+        }
+    }
+}

@@ -1,0 +1,273 @@
+//! The agent engine: runs each session's prompts, one at a time, in order.
+//!
+//! A prompt is stored (as a `user_message` event) before anything runs, so
+//! nothing a user typed is lost. Each session with work has one runner task;
+//! prompts that arrive while it runs are queued behind the current one. Stop
+//! cancels the running model call or tool at once (the cancellation reaches
+//! the HTTP stream and the sandbox's process group) and drops the queue.
+//! Permission requests wait for a decision from any viewer, or expire.
+
+mod history;
+mod native;
+
+use crate::backend::Paddock;
+use app::model::{AppError, Decision, EventKind, SessionId, SessionStatus};
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+use std::time::Duration;
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+
+/// Largest prompt accepted, in bytes.
+pub const PROMPT_MAX_BYTES: usize = 1024 * 1024;
+
+#[derive(Clone, Debug)]
+pub struct EngineLimits {
+    pub max_turns: u32,
+    pub max_tokens: u32,
+    pub tool_timeout: Duration,
+    pub permission_timeout: Duration,
+    pub output_cap: usize,
+}
+
+/// Engine state shared by every clone of [`Paddock`].
+#[derive(Default)]
+pub struct EngineState {
+    runs: Mutex<HashMap<SessionId, Run>>,
+    pending: Mutex<HashMap<String, Pending>>,
+    /// Tools a user allowed "for this session".
+    allowed: Mutex<HashMap<SessionId, HashSet<String>>>,
+}
+
+struct Run {
+    queued: usize,
+    cancel: CancellationToken,
+}
+
+struct Pending {
+    session: SessionId,
+    answer: oneshot::Sender<(Decision, Option<String>)>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Why a prompt's run ended early.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum RunError {
+    #[error("stopped")]
+    Stopped,
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl From<AppError> for RunError {
+    fn from(e: AppError) -> Self {
+        RunError::Failed(e.to_string())
+    }
+}
+
+impl Paddock {
+    /// Stores the prompt, then runs it now or after the prompts before it.
+    pub async fn send_prompt(&self, session: SessionId, text: String) -> Result<(), AppError> {
+        if text.trim().is_empty() {
+            return Err(AppError::Invalid("The prompt is empty.".into()));
+        }
+        if text.len() > PROMPT_MAX_BYTES {
+            return Err(AppError::Invalid(format!(
+                "The prompt is too long: at most {} KiB.",
+                PROMPT_MAX_BYTES / 1024
+            )));
+        }
+        self.store
+            .get_session(session)
+            .await?
+            .ok_or_else(|| AppError::NotFound(format!("Session {session}")))?;
+        self.record(session, EventKind::UserMessage { text })
+            .await?;
+        let start = {
+            let mut runs = lock(&self.engine.runs);
+            match runs.get_mut(&session) {
+                Some(run) => {
+                    run.queued += 1;
+                    false
+                }
+                None => {
+                    runs.insert(
+                        session,
+                        Run {
+                            queued: 1,
+                            cancel: CancellationToken::new(),
+                        },
+                    );
+                    true
+                }
+            }
+        };
+        if start {
+            let me = self.clone();
+            tokio::spawn(async move { me.run_queue(session).await });
+        }
+        Ok(())
+    }
+
+    /// Cancels what the session is doing and drops its queued prompts.
+    pub async fn stop(&self, session: SessionId) -> Result<(), AppError> {
+        self.store
+            .get_session(session)
+            .await?
+            .ok_or_else(|| AppError::NotFound(format!("Session {session}")))?;
+        if let Some(run) = lock(&self.engine.runs).get_mut(&session) {
+            run.queued = 0;
+            run.cancel.cancel();
+        }
+        Ok(())
+    }
+
+    /// Answers a pending permission request; a request is decided once.
+    pub async fn decide(
+        &self,
+        session: SessionId,
+        request_id: &str,
+        decision: Decision,
+        reason: Option<String>,
+    ) -> Result<(), AppError> {
+        if decision == Decision::Expired {
+            return Err(AppError::Invalid(
+                "\"expired\" is not a decision a user can make.".into(),
+            ));
+        }
+        let pending = {
+            let mut all = lock(&self.engine.pending);
+            match all.get(request_id) {
+                Some(p) if p.session == session => all.remove(request_id),
+                _ => None,
+            }
+        };
+        let pending = pending.ok_or_else(|| {
+            AppError::NotFound(format!(
+                "Pending permission request {request_id:?} (it may be decided already)"
+            ))
+        })?;
+        let _ = pending.answer.send((decision, reason));
+        Ok(())
+    }
+
+    /// Whether the session is running a prompt right now.
+    pub fn is_running(&self, session: SessionId) -> bool {
+        lock(&self.engine.runs).contains_key(&session)
+    }
+
+    async fn run_queue(&self, session: SessionId) {
+        loop {
+            let cancel = {
+                let mut runs = lock(&self.engine.runs);
+                let Some(run) = runs.get_mut(&session) else {
+                    return;
+                };
+                if run.queued == 0 {
+                    runs.remove(&session);
+                    return;
+                }
+                run.queued -= 1;
+                if run.cancel.is_cancelled() {
+                    run.cancel = CancellationToken::new();
+                }
+                run.cancel.clone()
+            };
+            let _ = self.set_status(session, SessionStatus::Running, None).await;
+            let (status, message) = match self.run_prompt(session, &cancel).await {
+                Ok(()) => (SessionStatus::Idle, None),
+                Err(RunError::Stopped) => (SessionStatus::Idle, Some("Stopped.".to_owned())),
+                Err(RunError::Failed(message)) => {
+                    let _ = self
+                        .record(
+                            session,
+                            EventKind::Error {
+                                message: message.clone(),
+                            },
+                        )
+                        .await;
+                    (SessionStatus::Error, None)
+                }
+            };
+            if let Err(e) = self.set_status(session, status, message).await {
+                tracing::warn!(%session, "cannot record the end of a run: {e}");
+            }
+        }
+    }
+
+    /// Asks the session's viewers whether a tool may run; waits for the
+    /// answer or the timeout. `true` when allowed.
+    pub(crate) async fn ask_permission(
+        &self,
+        session: SessionId,
+        tool_use_id: &str,
+        tool: &str,
+        input: &serde_json::Value,
+        cancel: &CancellationToken,
+    ) -> Result<(bool, Option<String>), RunError> {
+        if lock(&self.engine.allowed)
+            .get(&session)
+            .is_some_and(|t| t.contains(tool))
+        {
+            return Ok((true, None));
+        }
+        let request_id = format!("perm_{}", uuid::Uuid::now_v7().simple());
+        let (tx, rx) = oneshot::channel();
+        lock(&self.engine.pending).insert(
+            request_id.clone(),
+            Pending {
+                session,
+                answer: tx,
+            },
+        );
+        self.record(
+            session,
+            EventKind::PermissionRequest {
+                request_id: request_id.clone(),
+                tool_use_id: tool_use_id.to_owned(),
+                tool: tool.to_owned(),
+                input: input.clone(),
+            },
+        )
+        .await?;
+        self.set_status(session, SessionStatus::AwaitingPermission, None)
+            .await?;
+        let answer = tokio::select! {
+            () = cancel.cancelled() => None,
+            a = tokio::time::timeout(self.engine_limits().permission_timeout, rx) => Some(a),
+        };
+        lock(&self.engine.pending).remove(&request_id);
+        let (decision, reason) = match answer {
+            None => return Err(RunError::Stopped),
+            Some(Ok(Ok(answer))) => answer,
+            Some(_) => (
+                Decision::Expired,
+                Some("Nobody decided in time.".to_owned()),
+            ),
+        };
+        if decision == Decision::AllowSession {
+            lock(&self.engine.allowed)
+                .entry(session)
+                .or_default()
+                .insert(tool.to_owned());
+        }
+        self.record(
+            session,
+            EventKind::PermissionDecision {
+                request_id,
+                decision,
+                reason: reason.clone(),
+            },
+        )
+        .await?;
+        self.set_status(session, SessionStatus::Running, None)
+            .await?;
+        Ok((
+            matches!(decision, Decision::Allow | Decision::AllowSession),
+            reason,
+        ))
+    }
+}

@@ -1,0 +1,194 @@
+//! The hub: live fan-out of each session's transcript to its viewers.
+//!
+//! The store is the source of truth; the hub only saves viewers from polling
+//! it. Every persisted event is published *after* its transaction committed
+//! (see [`crate::backend::Paddock::record`]), so anything a viewer receives
+//! from the hub can also be read back from the store. That is what lets the
+//! SSE route ([`crate::api`]) repair every imperfection of a broadcast
+//! channel from the store: a viewer that lags behind, or sees a `seq` skip
+//! because two writers published out of order, re-reads the missing events
+//! instead of losing them. Deltas (token fragments) are not stored and may be
+//! lost that way; the completed block they belong to never is.
+//!
+//! One `tokio::sync::broadcast` channel per session with viewers: created by
+//! the first [`Hub::subscribe`], dropped as soon as a publish finds nobody
+//! listening, or when the session is deleted ([`Hub::close`], which ends
+//! every viewer's stream). Sessions nobody watches cost nothing.
+
+use app::model::{Delta, Event, SessionId};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::sync::broadcast;
+
+/// Messages a session's channel carries.
+#[derive(Clone, Debug)]
+pub enum HubMessage {
+    /// A stored event (shared: every viewer gets the same allocation).
+    Event(Arc<Event>),
+    /// A transient fragment of a block still being generated.
+    Delta(Arc<Delta>),
+}
+
+/// Per-session broadcast channels. Cheap to clone: clones share the channels.
+#[derive(Clone, Debug)]
+pub struct Hub {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    capacity: usize,
+    channels: Mutex<HashMap<SessionId, broadcast::Sender<HubMessage>>>,
+    lag_recoveries: AtomicU64,
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Hub {
+    /// Messages a channel holds for its slowest viewer before that viewer
+    /// lags (and falls back to the store). Deltas come a few per token, so
+    /// this covers a few seconds of a viewer being slower than the model.
+    pub const DEFAULT_CAPACITY: usize = 1024;
+
+    pub fn new() -> Self {
+        Self::with_capacity(Self::DEFAULT_CAPACITY)
+    }
+
+    /// A hub whose channels hold `capacity` messages (at least 1); tests use
+    /// a tiny one to make viewers lag.
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                capacity: capacity.max(1),
+                channels: Mutex::new(HashMap::new()),
+                lag_recoveries: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    fn channels(&self) -> MutexGuard<'_, HashMap<SessionId, broadcast::Sender<HubMessage>>> {
+        // The map stays consistent even if a holder panicked (every critical
+        // section is a single map operation), so a poisoned lock is usable.
+        self.inner
+            .channels
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Receives everything published for `session` from now on. Subscribe
+    /// *before* reading the store, so nothing falls between the two.
+    pub fn subscribe(&self, session: SessionId) -> broadcast::Receiver<HubMessage> {
+        let mut channels = self.channels();
+        // Forget channels whose viewers all left since their last publish.
+        channels.retain(|_, tx| tx.receiver_count() > 0);
+        channels
+            .entry(session)
+            .or_insert_with(|| broadcast::channel(self.inner.capacity).0)
+            .subscribe()
+    }
+
+    /// Sends a stored event to the session's viewers, if it has any. Call
+    /// only after the event's transaction committed.
+    pub fn publish_event(&self, event: Event) {
+        self.publish(event.session_id, HubMessage::Event(Arc::new(event)));
+    }
+
+    /// Sends a token fragment to the session's viewers, if it has any.
+    pub fn publish_delta(&self, delta: Delta) {
+        self.publish(delta.session_id, HubMessage::Delta(Arc::new(delta)));
+    }
+
+    fn publish(&self, session: SessionId, message: HubMessage) {
+        let mut channels = self.channels();
+        if let Some(tx) = channels.get(&session) {
+            if tx.send(message).is_err() {
+                // Nobody listens any more: drop the channel.
+                channels.remove(&session);
+            }
+        }
+    }
+
+    /// Ends every viewer's stream of `session` (it was deleted).
+    pub fn close(&self, session: SessionId) {
+        if self.channels().remove(&session).is_some() {
+            tracing::debug!(session = %session, "live viewers disconnected");
+        }
+    }
+
+    /// Number of sessions that currently have a channel.
+    pub fn live_sessions(&self) -> usize {
+        self.channels().len()
+    }
+
+    /// Counts a viewer that lagged behind its channel and was caught up from
+    /// the store.
+    pub(crate) fn note_lag_recovery(&self) {
+        self.inner.lag_recoveries.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How many times a viewer lagged and was caught up from the store since
+    /// start-up (a sign that the capacity is too small for the load).
+    pub fn lag_recoveries(&self) -> u64 {
+        self.inner.lag_recoveries.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use app::model::{DeltaKind, EventKind};
+
+    fn event(session: SessionId, seq: i64) -> Event {
+        Event {
+            session_id: session,
+            seq,
+            at: chrono::Utc::now(),
+            kind: EventKind::AssistantText { text: "hi".into() },
+        }
+    }
+
+    #[tokio::test]
+    async fn channels_exist_only_while_watched() {
+        let hub = Hub::new();
+        let (a, b) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+        hub.publish_event(event(a, 1));
+        assert_eq!(hub.live_sessions(), 0, "publishing creates nothing");
+
+        let mut rx = hub.subscribe(a);
+        hub.publish_event(event(a, 1));
+        hub.publish_event(event(b, 1));
+        hub.publish_delta(Delta {
+            session_id: a,
+            seq_hint: 1,
+            block: 0,
+            kind: DeltaKind::Text,
+            text: "x".into(),
+        });
+        assert!(matches!(rx.recv().await.unwrap(), HubMessage::Event(e) if e.seq == 1));
+        assert!(matches!(rx.recv().await.unwrap(), HubMessage::Delta(d) if d.text == "x"));
+        assert_eq!(hub.live_sessions(), 1);
+
+        drop(rx);
+        hub.publish_event(event(a, 2));
+        assert_eq!(hub.live_sessions(), 0, "dropped once nobody listens");
+    }
+
+    #[tokio::test]
+    async fn close_ends_the_stream() {
+        let hub = Hub::new();
+        let a = uuid::Uuid::now_v7();
+        let mut rx = hub.subscribe(a);
+        hub.close(a);
+        assert!(matches!(
+            rx.recv().await,
+            Err(broadcast::error::RecvError::Closed)
+        ));
+    }
+}

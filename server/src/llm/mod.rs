@@ -1,0 +1,157 @@
+//! Talking to the model: the Messages API types Paddock uses, a provider
+//! trait so other endpoints (OpenAI-compatible servers such as Ollama or vLLM)
+//! can be added beside Anthropic's, and the per-model price table.
+
+mod anthropic;
+mod pricing;
+
+pub use anthropic::{Anthropic, AnthropicConfig, DEFAULT_BASE_URL};
+pub use pricing::cost_usd;
+
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    User,
+    Assistant,
+}
+
+/// A content block as the Messages API spells it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ContentBlock {
+    Text {
+        text: String,
+    },
+    Thinking {
+        thinking: String,
+        #[serde(default)]
+        signature: String,
+    },
+    ToolUse {
+        id: String,
+        name: String,
+        input: serde_json::Value,
+    },
+    ToolResult {
+        tool_use_id: String,
+        content: String,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        is_error: bool,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    pub role: Role,
+    pub content: Vec<ContentBlock>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ToolDef {
+    pub name: String,
+    pub description: String,
+    pub input_schema: serde_json::Value,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Request {
+    pub model: String,
+    pub max_tokens: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub system: Option<String>,
+    pub messages: Vec<Message>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tools: Vec<ToolDef>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    #[serde(default)]
+    pub input_tokens: u64,
+    #[serde(default)]
+    pub output_tokens: u64,
+}
+
+/// The model's complete answer to one request.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Response {
+    pub id: String,
+    pub content: Vec<ContentBlock>,
+    pub stop_reason: Option<String>,
+    pub usage: Usage,
+}
+
+/// What a streaming call reports while the answer is being generated.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StreamDelta {
+    Text {
+        block: usize,
+        text: String,
+    },
+    Thinking {
+        block: usize,
+        text: String,
+    },
+    ToolInput {
+        block: usize,
+        partial_json: String,
+    },
+    /// The attempt failed and is being retried: discard partial blocks.
+    Restart {
+        attempt: u32,
+        reason: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum LlmError {
+    #[error("the model endpoint refused the API key (401): {0}")]
+    Auth(String),
+    #[error("the request was invalid (400): {0}")]
+    InvalidRequest(String),
+    #[error("rate limited (429): {message}")]
+    RateLimited {
+        message: String,
+        retry_after: Option<u64>,
+    },
+    #[error("the model is overloaded: {0}")]
+    Overloaded(String),
+    #[error("the model endpoint failed ({status}): {message}")]
+    Api { status: u16, message: String },
+    #[error("no answer from the model within {0} s")]
+    Timeout(u64),
+    #[error("cannot reach the model endpoint: {0}")]
+    Transport(String),
+    #[error("the model's answer did not follow the protocol: {0}")]
+    Protocol(String),
+    #[error("cancelled")]
+    Cancelled,
+}
+
+impl LlmError {
+    /// Worth another try: the server said "later" or dropped the connection.
+    pub fn retryable(&self) -> bool {
+        match self {
+            LlmError::RateLimited { .. } | LlmError::Overloaded(_) | LlmError::Transport(_) => true,
+            LlmError::Api { status, .. } => *status >= 500,
+            _ => false,
+        }
+    }
+}
+
+pub type DeltaSink<'a> = &'a mut (dyn FnMut(StreamDelta) + Send);
+
+#[async_trait::async_trait]
+pub trait Provider: Send + Sync + 'static {
+    /// Sends `request` and streams the answer; deltas go to `on_delta` as
+    /// they arrive, the assembled response is returned at the end.
+    async fn stream(
+        &self,
+        request: &Request,
+        cancel: &CancellationToken,
+        on_delta: DeltaSink<'_>,
+    ) -> Result<Response, LlmError>;
+}
