@@ -187,6 +187,11 @@ impl Backend for Paddock {
     }
 
     async fn create_session(&self, spec: SessionSpec) -> Result<Session, AppError> {
+        if spec.engine == app::model::Engine::ClaudeCode {
+            return Err(AppError::Invalid(
+                "The claude-code engine is not available in this version of Paddock; use \"native\".".into(),
+            ));
+        }
         let session = self.store.create_session(&spec).await?;
         tracing::info!(session = %session.id, name = %session.name, "session created");
         // Warm the sandbox up now, so the first prompt does not wait for it.

@@ -430,6 +430,17 @@ async fn the_rest_api_runs_prompts_and_refuses_bad_ones() {
         .json()
         .await
         .unwrap();
+    let res = http
+        .post(format!("{base}/api/sessions"))
+        .json(&json!({"name": "cc", "engine": "claude-code"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        400,
+        "an engine that is not there is refused, not faked"
+    );
     let prompt_url = format!("{base}/api/sessions/{}/prompt", s.id);
     for (body, status) in [
         (json!({"text": "  "}), 400),

@@ -16,8 +16,21 @@ struct Server {
     url: String,
 }
 
+impl Drop for Server {
+    /// A failing test must not leave a server running.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn start(dir: &Path, addr: &str) -> Server {
+    start_with(dir, addr, &[])
+}
+
+fn start_with(dir: &Path, addr: &str, env: &[(&str, &str)]) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_paddock"))
+        .envs(env.iter().copied())
         .env("PADDOCK_ADDR", addr)
         .env(
             "DATABASE_URL",
@@ -145,6 +158,113 @@ async fn sigkill_then_restart_reaps_orphans_and_interrupts_running_sessions() {
     let () = call(&server, "delete_session", &[("id", &id)]).await;
     assert!(!container_exists(&running));
     assert!(!workspaces.join(&id).exists());
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn sigkill_mid_turn_loses_no_stored_event_and_the_session_resumes() {
+    use server::scripted::{Scenario, ScriptedModel};
+    let scenario = serde_json::json!([
+        {"reply": [{"tool_use": {"name": "bash", "input": {"command": "echo one > one.txt; sleep 60"}}}]},
+        {"expect": {"contains": ["first task", "interrupted", "second task"]}, "reply": "Resumed where we were."}
+    ]);
+    let model = ScriptedModel::new(Scenario::from_json(&scenario.to_string()).unwrap());
+    let model_url = format!("http://{}", model.spawn().await.unwrap());
+    let env = [
+        ("ANTHROPIC_BASE_URL", model_url.as_str()),
+        ("ANTHROPIC_API_KEY", "sk-test"),
+    ];
+
+    let dir = std::fs::canonicalize(tempfile::tempdir().unwrap().keep()).unwrap();
+    let mut server = start_with(&dir, "127.0.0.1:0", &env);
+    let http = reqwest::Client::new();
+    let session: Session = http
+        .post(format!("{}/api/sessions", server.url))
+        .json(&serde_json::json!({"name": "crashy", "permission_mode": "auto"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = session.id.to_string();
+    let prompt = |text: &'static str, url: String| {
+        let http = http.clone();
+        async move {
+            let res = http
+                .post(format!("{url}/api/sessions/{id}/prompt", id = session.id))
+                .json(&serde_json::json!({ "text": text }))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 202);
+        }
+    };
+    prompt("first task", server.url.clone()).await;
+    let marker = dir.join("workspaces").join(&id).join("one.txt");
+    for _ in 0..200 {
+        if marker.exists() {
+            break; // the tool is running in the sandbox
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let before: Vec<Event> = call(&server, "session_events", &[("id", &id), ("after", "0")]).await;
+    assert!(marker.exists(), "the tool never ran: {before:?}");
+    assert!(
+        before
+            .iter()
+            .any(|e| matches!(e.kind, EventKind::ToolCall { .. })),
+        "{before:?}"
+    );
+    assert!(
+        !before
+            .iter()
+            .any(|e| matches!(e.kind, EventKind::ToolResult { .. })),
+        "still running"
+    );
+
+    server.child.kill().unwrap(); // SIGKILL mid-turn
+    server.child.wait().unwrap();
+    let addr = server.url.trim_start_matches("http://").to_owned();
+    let mut server = start_with(&dir, &addr, &env);
+
+    let after: Vec<Event> = call(&server, "session_events", &[("id", &id), ("after", "0")]).await;
+    assert_eq!(
+        &after[..before.len()],
+        &before[..],
+        "every stored event survives"
+    );
+    assert!(matches!(
+        &after[before.len()].kind,
+        EventKind::Status {
+            status: SessionStatus::Interrupted,
+            ..
+        }
+    ));
+
+    prompt("second task", server.url.clone()).await;
+    let mut done = false;
+    for _ in 0..100 {
+        let s: Session = call(&server, "get_session", &[("id", &id)]).await;
+        if s.status == SessionStatus::Idle {
+            done = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(done, "the session finished its second prompt");
+    let events: Vec<Event> = call(&server, "session_events", &[("id", &id), ("after", "0")]).await;
+    assert!(events.iter().any(
+        |e| matches!(&e.kind, EventKind::AssistantText { text } if text == "Resumed where we were.")
+    ));
+    assert_eq!(
+        events.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        (1..=events.len() as i64).collect::<Vec<_>>()
+    );
+
+    let () = call(&server, "delete_session", &[("id", &id)]).await;
     server.child.kill().unwrap();
     server.child.wait().unwrap();
     std::fs::remove_dir_all(&dir).unwrap();

@@ -24,7 +24,7 @@ use bollard::Docker;
 use futures_util::StreamExt;
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
@@ -49,6 +49,9 @@ pub struct DockerSandbox {
     /// OOM-kill count of each container when last read, to tell an OOM kill
     /// from any other SIGKILL.
     oom_kills: Mutex<HashMap<SessionId, u64>>,
+    /// One start at a time per session: two concurrent creates of the same
+    /// container race inside the daemon (one sees 409, then 404 on start).
+    starting: Mutex<HashMap<SessionId, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 fn unavailable(e: DockerError) -> SandboxError {
@@ -82,6 +85,7 @@ impl DockerSandbox {
             instance,
             workspace_root,
             oom_kills: Mutex::new(HashMap::new()),
+            starting: Mutex::new(HashMap::new()),
         })
     }
 
@@ -211,6 +215,14 @@ impl Sandbox for DockerSandbox {
 
     #[tracing::instrument(skip(self))]
     async fn start(&self, session: SessionId, limits: Limits) -> Result<()> {
+        let gate = self
+            .starting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(session)
+            .or_default()
+            .clone();
+        let _one_at_a_time = gate.lock().await;
         self.workspace(session)
             .create()
             .map_err(|e| SandboxError::Failed(format!("cannot create the workspace: {e}")))?;
