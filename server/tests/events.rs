@@ -241,7 +241,7 @@ async fn rest_create_list_get_delete() {
             "model": "claude-haiku-4-5",
             "system_prompt": "Be brief.",
             "permission_mode": "accept-edits",
-            "engine": "claude-code",
+            "engine": "native",
             "limits": { "memory_mb": 512, "pids": 64 },
         }))
         .send()
@@ -254,7 +254,7 @@ async fn rest_create_list_get_delete() {
     assert_eq!(created.name, "refactor <the> parser");
     assert_eq!(created.model, "claude-haiku-4-5");
     assert_eq!(created.system_prompt, "Be brief.");
-    assert_eq!(created.engine.as_str(), "claude-code");
+    assert_eq!(created.engine.as_str(), "native");
     assert_eq!(created.permission_mode.as_str(), "accept-edits");
     assert_eq!(created.limits.memory_mb, Some(512));
 
