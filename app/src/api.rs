@@ -10,7 +10,7 @@ pub use self::ssr::{Backend, SharedBackend};
 
 #[cfg(feature = "ssr")]
 pub(crate) mod ssr {
-    use crate::model::{AppError, Event, ServerInfo, Session, SessionId, SessionSpec};
+    use crate::model::{AppError, Decision, Event, ServerInfo, Session, SessionId, SessionSpec};
     use leptos::prelude::*;
     use std::sync::Arc;
 
@@ -21,6 +21,18 @@ pub(crate) mod ssr {
         async fn create_session(&self, spec: SessionSpec) -> Result<Session, AppError>;
         /// `Err(NotFound)` for an unknown id.
         async fn get_session(&self, id: SessionId) -> Result<Session, AppError>;
+        /// Stores the prompt and runs it now or after those queued before it.
+        async fn send_prompt(&self, id: SessionId, text: String) -> Result<(), AppError>;
+        /// Cancels what the session is doing and drops its queue.
+        async fn stop(&self, id: SessionId) -> Result<(), AppError>;
+        /// Answers a pending permission request (once).
+        async fn decide(
+            &self,
+            id: SessionId,
+            request_id: String,
+            decision: Decision,
+            reason: Option<String>,
+        ) -> Result<(), AppError>;
         /// Removes the session, its sandbox and its workspace.
         async fn delete_session(&self, id: SessionId) -> Result<(), AppError>;
         fn server_info(&self) -> ServerInfo;
@@ -98,6 +110,33 @@ pub async fn create_session(name: String, model: Option<String>) -> Result<Sessi
 #[server(endpoint = "get_session")]
 pub async fn get_session(id: String) -> Result<Session, AppError> {
     ssr::respond(async { ssr::backend()?.get_session(ssr::parse_id(&id)?).await }.await)
+}
+
+#[server(endpoint = "send_prompt")]
+pub async fn send_prompt(id: String, text: String) -> Result<(), AppError> {
+    ssr::respond(async { ssr::backend()?.send_prompt(ssr::parse_id(&id)?, text).await }.await)
+}
+
+#[server(endpoint = "stop_session")]
+pub async fn stop_session(id: String) -> Result<(), AppError> {
+    ssr::respond(async { ssr::backend()?.stop(ssr::parse_id(&id)?).await }.await)
+}
+
+#[server(endpoint = "decide_permission")]
+pub async fn decide_permission(
+    id: String,
+    request_id: String,
+    decision: crate::model::Decision,
+    reason: Option<String>,
+) -> Result<(), AppError> {
+    ssr::respond(
+        async {
+            ssr::backend()?
+                .decide(ssr::parse_id(&id)?, request_id, decision, reason)
+                .await
+        }
+        .await,
+    )
 }
 
 #[server(endpoint = "delete_session")]

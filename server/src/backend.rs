@@ -234,6 +234,24 @@ impl Backend for Paddock {
         Ok(())
     }
 
+    async fn send_prompt(&self, id: SessionId, text: String) -> Result<(), AppError> {
+        Paddock::send_prompt(self, id, text).await
+    }
+
+    async fn stop(&self, id: SessionId) -> Result<(), AppError> {
+        Paddock::stop(self, id).await
+    }
+
+    async fn decide(
+        &self,
+        id: SessionId,
+        request_id: String,
+        decision: app::model::Decision,
+        reason: Option<String>,
+    ) -> Result<(), AppError> {
+        Paddock::decide(self, id, &request_id, decision, reason).await
+    }
+
     fn server_info(&self) -> ServerInfo {
         let info = self.sandbox.info();
         ServerInfo {

@@ -192,3 +192,47 @@ async fn serves_on_port_zero_and_shuts_down_gracefully() {
         .await
         .is_err());
 }
+
+#[tokio::test]
+async fn prompt_stop_and_decide_server_functions_refuse_bad_input() {
+    let h = harness().await;
+    let (_, body) = send(&h, form_post("/api/create_session", "name=talk")).await;
+    let session: app::model::Session = serde_json::from_str(&body).unwrap();
+    let id = session.id;
+    let (status, _) = send(
+        &h,
+        form_post("/api/send_prompt", format!("id={id}&text=+++")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = send(&h, form_post("/api/send_prompt", "id=nope&text=hi")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = send(&h, form_post("/api/stop_session", format!("id={id}"))).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = send(
+        &h,
+        form_post(
+            "/api/decide_permission",
+            format!("id={id}&request_id=perm_x&decision=allow"),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = send(
+        &h,
+        form_post(
+            "/api/decide_permission",
+            format!("id={id}&request_id=perm_x&decision=maybe"),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let events = h
+        .state
+        .paddock
+        .store
+        .events_after(id, 0, 100)
+        .await
+        .unwrap();
+    assert!(events.is_empty(), "nothing stored: {events:?}");
+}
