@@ -109,6 +109,9 @@ pub struct Session {
     pub last_seq: i64,
     /// Sandbox limits chosen for this session; `None` means the server's.
     pub limits: SandboxLimits,
+    /// Spending limit in USD; the engine stops calling the model once the
+    /// session's cost reaches it. `None`: no limit.
+    pub budget_usd: Option<f64>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -171,6 +174,8 @@ pub struct NewSession {
     pub engine: Option<Engine>,
     #[serde(default)]
     pub limits: SandboxLimits,
+    #[serde(default)]
+    pub budget_usd: Option<f64>,
 }
 
 /// A [`NewSession`] that passed validation, with every default filled in.
@@ -182,7 +187,11 @@ pub struct SessionSpec {
     pub permission_mode: PermissionMode,
     pub engine: Engine,
     pub limits: SandboxLimits,
+    pub budget_usd: Option<f64>,
 }
+
+/// The largest budget a session may set, in USD.
+pub const BUDGET_MAX_USD: f64 = 1_000_000.0;
 
 impl NewSession {
     pub fn validate(self) -> Result<SessionSpec, AppError> {
@@ -229,6 +238,14 @@ impl NewSession {
             permission_mode: self.permission_mode.unwrap_or(PermissionMode::Ask),
             engine: self.engine.unwrap_or(Engine::Native),
             limits: self.limits.validate()?,
+            budget_usd: match self.budget_usd {
+                Some(b) if !(b > 0.0 && b <= BUDGET_MAX_USD) => {
+                    return Err(AppError::Invalid(format!(
+                        "The budget must be more than $0 and at most ${BUDGET_MAX_USD}."
+                    )))
+                }
+                b => b,
+            },
         })
     }
 }
@@ -445,6 +462,18 @@ mod tests {
             pids: Some(64),
         };
         assert_eq!(n.validate().unwrap().limits.pids, Some(64));
+    }
+
+    #[test]
+    fn validate_checks_the_budget() {
+        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+            let mut n = new("ok");
+            n.budget_usd = Some(bad);
+            assert!(matches!(n.validate(), Err(AppError::Invalid(_))), "{bad}");
+        }
+        let mut n = new("ok");
+        n.budget_usd = Some(2.5);
+        assert_eq!(n.validate().unwrap().budget_usd, Some(2.5));
     }
 
     #[test]

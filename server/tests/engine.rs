@@ -338,6 +338,27 @@ async fn max_turns_stops_a_looping_model() {
 }
 
 #[tokio::test]
+async fn a_spent_budget_stops_further_model_calls() {
+    let turn = json!({"reply": [{"tool_use": {"name": "list_files", "input": {}}}]});
+    let h = harness(json!([turn.clone(), turn]), &[]).await;
+    let spec = app::model::NewSession {
+        name: "thrifty".into(),
+        permission_mode: Some("auto".parse().unwrap()),
+        budget_usd: Some(1e-9),
+        ..Default::default()
+    }
+    .validate()
+    .unwrap();
+    let s = h.paddock.store.create_session(&spec).await.unwrap();
+    assert_eq!(s.budget_usd, Some(1e-9));
+    h.prompt(&s, "spend").await;
+    let events = h.wait_idle(&s).await;
+    assert_eq!(status_of(&events), SessionStatus::Error);
+    assert!(events.iter().any(|e| matches!(&e.kind, EventKind::Error { message } if message.contains("budget"))), "{events:?}");
+    assert_eq!(h.model.turns_left(), 1, "the second call was never made");
+}
+
+#[tokio::test]
 async fn permission_allow_deny_and_timeout() {
     let write = |n: u32| json!({"reply": [{"tool_use": {"name": "bash", "input": {"command": format!("echo {n} > n{n}.txt")}}}]});
     let h = harness(

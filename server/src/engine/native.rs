@@ -54,13 +54,20 @@ impl Paddock {
                 messages: messages.clone(),
                 tools: tool_defs.clone(),
             };
-            let seq_hint = self
+            let now = self
                 .store
                 .get_session(session)
                 .await
-                .ok()
-                .flatten()
-                .map_or(0, |s| s.last_seq);
+                .map_err(|e| RunError::Failed(e.to_string()))?
+                .ok_or_else(|| RunError::Failed("the session was deleted".into()))?;
+            if let Some(budget) = now.budget_usd.filter(|b| now.cost_usd >= *b) {
+                return Err(RunError::Failed(format!(
+                    "This session reached its budget of ${budget:.2} (spent ${:.4}); \
+                     no more model calls will be made.",
+                    now.cost_usd
+                )));
+            }
+            let seq_hint = now.last_seq;
             let hub = self.hub.clone();
             let mut on_delta = |d: StreamDelta| {
                 let (block, kind, text) = match d {

@@ -47,7 +47,7 @@ fn timestamp(at: DateTime<Utc>) -> String {
 
 const SESSION_COLUMNS: &str = "id, name, engine, model, system_prompt, permission_mode, status, \
      cost_usd, turns, input_tokens, output_tokens, last_seq, sandbox_memory_mb, sandbox_cpus, \
-     sandbox_pids, created_at, updated_at";
+     sandbox_pids, budget_usd, created_at, updated_at";
 
 #[derive(sqlx::FromRow)]
 struct SessionRow {
@@ -66,6 +66,7 @@ struct SessionRow {
     sandbox_memory_mb: Option<i64>,
     sandbox_cpus: Option<f64>,
     sandbox_pids: Option<i64>,
+    budget_usd: Option<f64>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
 }
@@ -97,6 +98,7 @@ impl TryFrom<SessionRow> for Session {
                 cpus: r.sandbox_cpus,
                 pids: r.sandbox_pids,
             },
+            budget_usd: r.budget_usd,
             created_at: r.created_at,
             updated_at: r.updated_at,
         })
@@ -175,8 +177,8 @@ impl Store {
         let now = timestamp(Utc::now());
         let row: SessionRow = sqlx::query_as(&format!(
             "INSERT INTO sessions (id, name, engine, model, system_prompt, permission_mode, status, \
-             sandbox_memory_mb, sandbox_cpus, sandbox_pids, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, ?, ?, 'idle', ?, ?, ?, ?, ?) RETURNING {SESSION_COLUMNS}"
+             sandbox_memory_mb, sandbox_cpus, sandbox_pids, budget_usd, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, 'idle', ?, ?, ?, ?, ?, ?) RETURNING {SESSION_COLUMNS}"
         ))
         .bind(id.to_string())
         .bind(&spec.name)
@@ -187,6 +189,7 @@ impl Store {
         .bind(spec.limits.memory_mb)
         .bind(spec.limits.cpus)
         .bind(spec.limits.pids)
+        .bind(spec.budget_usd)
         .bind(&now)
         .bind(&now)
         .fetch_one(&self.pool)

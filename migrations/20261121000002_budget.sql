@@ -1,0 +1,2 @@
+-- An optional spending limit per session, in USD (NULL: none).
+ALTER TABLE sessions ADD COLUMN budget_usd REAL;
