@@ -48,6 +48,8 @@ pub struct Recovery {
     pub reaped: Vec<SessionId>,
     /// Sessions that were mid-turn when the server stopped, now interrupted.
     pub interrupted: Vec<SessionId>,
+    /// Sessions that were waiting for a permission decision: they wait again.
+    pub resumed: Vec<SessionId>,
 }
 
 impl Paddock {
@@ -158,7 +160,15 @@ impl Paddock {
             }
         }
         for s in sessions {
-            if matches!(
+            if s.status == SessionStatus::AwaitingPermission
+                && s.engine == app::model::Engine::Native
+                && self.waits_for_decision(s.id).await?
+            {
+                // Nothing ran yet: the question is still open, and the run
+                // goes on once someone answers it.
+                self.resume(s.id);
+                recovery.resumed.push(s.id);
+            } else if matches!(
                 s.status,
                 SessionStatus::Starting
                     | SessionStatus::Running

@@ -42,14 +42,14 @@ impl Drop for Server {
 }
 
 async fn start() -> Server {
-    start_with(Hub::new()).await
+    start_with(Hub::new(), &[]).await
 }
 
-async fn start_with(hub: Hub) -> Server {
+async fn start_with(hub: Hub, extra: &[String]) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let workspaces = dir.path().join("workspaces");
     // Local sandboxes: no containers for the sessions these tests create.
-    let config = Config::try_parse_from([
+    let mut args = vec![
         "paddock".into(),
         "--sandbox=local".into(),
         format!(
@@ -57,8 +57,9 @@ async fn start_with(hub: Hub) -> Server {
             dir.path().display()
         ),
         format!("--workspace-root={}", workspaces.display()),
-    ])
-    .unwrap();
+    ];
+    args.extend_from_slice(extra);
+    let config = Config::try_parse_from(args).unwrap();
     let mut paddock = Paddock::open(config).await.unwrap();
     paddock.hub = hub;
     let paddock = Arc::new(paddock);
@@ -858,7 +859,7 @@ async fn twenty_viewers_see_the_same_gapless_sequence() {
 
 #[tokio::test]
 async fn a_lagging_viewer_is_caught_up_from_the_store() {
-    let s = start_with(Hub::with_capacity(4)).await;
+    let s = start_with(Hub::with_capacity(4), &[]).await;
     let session = s.session().await;
     let mut frames = connect(&s, session, None).await;
     // Far more than the socket buffers hold, published while the viewer
@@ -936,4 +937,75 @@ async fn deleting_a_session_ends_its_streams() {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
+}
+
+/// A real scripted run: text streamed in small slow deltas, a tool call, more
+/// text. A viewer that drops its connection after every few frames (in the
+/// middle of streaming blocks) and resumes with Last-Event-ID ends up with
+/// every stored event exactly once; afterwards, resuming after any seq of the
+/// finished transcript replays exactly the rest.
+#[tokio::test]
+async fn a_scripted_run_resumed_mid_stream_and_after_every_seq() {
+    use server::scripted::{Scenario, ScriptedModel};
+    let text = "Streaming in small pieces so that a reconnect lands mid-block. ".repeat(3);
+    let scenario = serde_json::json!([
+        {"reply": [{"text": text}, {"tool_use": {"name": "list_files", "input": {}}}],
+         "chunk": 4, "delay_ms": 5},
+        {"reply": text, "chunk": 4, "delay_ms": 5}
+    ]);
+    let model = ScriptedModel::new(Scenario::from_json(&scenario.to_string()).unwrap());
+    let addr = model.spawn().await.unwrap();
+    let s = start_with(
+        Hub::new(),
+        &[
+            format!("--anthropic-base-url=http://{addr}"),
+            "--anthropic-api-key=sk-test".into(),
+        ],
+    )
+    .await;
+    let session = s.session().await;
+    let mut frames = connect(&s, session, None).await;
+    s.paddock
+        .send_prompt(session, "stream, please".into())
+        .await
+        .unwrap();
+
+    let mut seen: Vec<i64> = Vec::new();
+    let (mut deltas, mut reconnects) = (0, 0);
+    loop {
+        let stored = s.paddock.store.get_session(session).await.unwrap().unwrap();
+        let done = !s.paddock.is_running(session) && seen.last() == Some(&stored.last_seq);
+        if done {
+            break;
+        }
+        match tokio::time::timeout(Duration::from_millis(500), next_frame(&mut frames)).await {
+            Ok(Frame::Event(e)) => seen.push(e.seq),
+            Ok(Frame::Delta { .. }) => {
+                deltas += 1;
+                if deltas % 7 == 0 {
+                    // Drop the connection mid-block and resume.
+                    reconnects += 1;
+                    frames = connect(&s, session, seen.last().copied()).await;
+                }
+            }
+            Err(_) => {} // idle: check whether the run is over
+        }
+    }
+    let last = s
+        .paddock
+        .store
+        .get_session(session)
+        .await
+        .unwrap()
+        .unwrap()
+        .last_seq;
+    assert!(reconnects >= 3, "only {reconnects} reconnects");
+    assert_eq!(seen, range(1, last), "every event exactly once");
+    assert_eq!(model.turns_left(), 0);
+
+    for k in 0..=last {
+        let mut frames = connect(&s, session, Some(k)).await;
+        let seqs = seqs_before_marker(&s.paddock, session, &mut frames).await;
+        assert_eq!(seqs, range(k + 1, last), "Last-Event-ID: {k}");
+    }
 }

@@ -24,10 +24,6 @@ impl Drop for Server {
     }
 }
 
-fn start(dir: &Path, addr: &str) -> Server {
-    start_with(dir, addr, &[])
-}
-
 fn start_with(dir: &Path, addr: &str, env: &[(&str, &str)]) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_paddock"))
         .envs(env.iter().copied())
@@ -94,11 +90,83 @@ async fn wait_for(mut condition: impl FnMut() -> bool) {
     panic!("condition not met within 10 s");
 }
 
+/// The scripted model server playing `scenario`, and the environment that
+/// points a Paddock at it.
+async fn scripted(scenario: serde_json::Value) -> (server::scripted::ScriptedModel, String) {
+    use server::scripted::{Scenario, ScriptedModel};
+    let model = ScriptedModel::new(Scenario::from_json(&scenario.to_string()).unwrap());
+    let url = format!("http://{}", model.spawn().await.unwrap());
+    (model, url)
+}
+
+fn model_env(url: &str) -> [(&str, &str); 2] {
+    [
+        ("ANTHROPIC_BASE_URL", url),
+        ("ANTHROPIC_API_KEY", "sk-test"),
+    ]
+}
+
+/// Creates a session through the REST API.
+async fn create(server: &Server, body: serde_json::Value) -> Session {
+    let res = reqwest::Client::new()
+        .post(format!("{}/api/sessions", server.url))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    res.json().await.unwrap()
+}
+
+async fn prompt(server: &Server, session: &Session, text: &str) {
+    let res = reqwest::Client::new()
+        .post(format!("{}/api/sessions/{}/prompt", server.url, session.id))
+        .json(&serde_json::json!({ "text": text }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 202);
+}
+
+/// Waits (10 s at most) until the session has `status`.
+async fn wait_status(server: &Server, session: &Session, status: SessionStatus) {
+    let id = session.id.to_string();
+    for _ in 0..200 {
+        let s: Session = call(server, "get_session", &[("id", &id)]).await;
+        if s.status == status {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("session {id} never became {status:?}");
+}
+
+/// SIGKILLs the server and starts it again on the same address.
+fn crash_and_restart(mut server: Server, dir: &Path, env: &[(&str, &str)]) -> Server {
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    let addr = server.url.trim_start_matches("http://").to_owned();
+    start_with(dir, &addr, env)
+}
+
+/// Deletes the session, stops the server and removes its files.
+async fn finish(mut server: Server, session: &Session, dir: &Path) {
+    let () = call(
+        &server,
+        "delete_session",
+        &[("id", &session.id.to_string())],
+    )
+    .await;
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
 #[tokio::test]
 async fn sigkill_then_restart_reaps_orphans_and_interrupts_running_sessions() {
     let dir = tempfile::tempdir().unwrap();
     let dir = std::fs::canonicalize(dir.keep()).unwrap();
-    let mut server = start(&dir, "127.0.0.1:0");
+    let server = start_with(&dir, "127.0.0.1:0", &[]);
     let running: Session = call(&server, "create_session", &[("name", "was running")]).await;
     let deleted: Session = call(&server, "create_session", &[("name", "deleted meanwhile")]).await;
     wait_for(|| container_exists(&running) && container_exists(&deleted)).await;
@@ -124,11 +192,7 @@ async fn sigkill_then_restart_reaps_orphans_and_interrupts_running_sessions() {
         .await
         .unwrap();
     db.close().await;
-    server.child.kill().unwrap(); // SIGKILL
-    server.child.wait().unwrap();
-
-    let addr = server.url.trim_start_matches("http://").to_owned();
-    let mut server = start(&dir, &addr);
+    let server = crash_and_restart(server, &dir, &[]);
     assert!(
         !container_exists(&deleted),
         "the orphan's container is reaped"
@@ -155,54 +219,28 @@ async fn sigkill_then_restart_reaps_orphans_and_interrupts_running_sessions() {
     );
 
     // Deleting the session removes its container and workspace.
-    let () = call(&server, "delete_session", &[("id", &id)]).await;
+    finish(server, &running, &dir).await;
     assert!(!container_exists(&running));
     assert!(!workspaces.join(&id).exists());
-    server.child.kill().unwrap();
-    server.child.wait().unwrap();
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[tokio::test]
 async fn sigkill_mid_turn_loses_no_stored_event_and_the_session_resumes() {
-    use server::scripted::{Scenario, ScriptedModel};
-    let scenario = serde_json::json!([
+    let (_model, url) = scripted(serde_json::json!([
         {"reply": [{"tool_use": {"name": "bash", "input": {"command": "echo one > one.txt; sleep 60"}}}]},
         {"expect": {"contains": ["first task", "interrupted", "second task"]}, "reply": "Resumed where we were."}
-    ]);
-    let model = ScriptedModel::new(Scenario::from_json(&scenario.to_string()).unwrap());
-    let model_url = format!("http://{}", model.spawn().await.unwrap());
-    let env = [
-        ("ANTHROPIC_BASE_URL", model_url.as_str()),
-        ("ANTHROPIC_API_KEY", "sk-test"),
-    ];
-
+    ]))
+    .await;
+    let env = model_env(&url);
     let dir = std::fs::canonicalize(tempfile::tempdir().unwrap().keep()).unwrap();
-    let mut server = start_with(&dir, "127.0.0.1:0", &env);
-    let http = reqwest::Client::new();
-    let session: Session = http
-        .post(format!("{}/api/sessions", server.url))
-        .json(&serde_json::json!({"name": "crashy", "permission_mode": "auto"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let server = start_with(&dir, "127.0.0.1:0", &env);
+    let session = create(
+        &server,
+        serde_json::json!({"name": "crashy", "permission_mode": "auto"}),
+    )
+    .await;
     let id = session.id.to_string();
-    let prompt = |text: &'static str, url: String| {
-        let http = http.clone();
-        async move {
-            let res = http
-                .post(format!("{url}/api/sessions/{id}/prompt", id = session.id))
-                .json(&serde_json::json!({ "text": text }))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(res.status(), 202);
-        }
-    };
-    prompt("first task", server.url.clone()).await;
+    prompt(&server, &session, "first task").await;
     let marker = dir.join("workspaces").join(&id).join("one.txt");
     for _ in 0..200 {
         if marker.exists() {
@@ -225,11 +263,7 @@ async fn sigkill_mid_turn_loses_no_stored_event_and_the_session_resumes() {
         "still running"
     );
 
-    server.child.kill().unwrap(); // SIGKILL mid-turn
-    server.child.wait().unwrap();
-    let addr = server.url.trim_start_matches("http://").to_owned();
-    let mut server = start_with(&dir, &addr, &env);
-
+    let server = crash_and_restart(server, &dir, &env); // SIGKILL mid-turn
     let after: Vec<Event> = call(&server, "session_events", &[("id", &id), ("after", "0")]).await;
     assert_eq!(
         &after[..before.len()],
@@ -244,17 +278,8 @@ async fn sigkill_mid_turn_loses_no_stored_event_and_the_session_resumes() {
         }
     ));
 
-    prompt("second task", server.url.clone()).await;
-    let mut done = false;
-    for _ in 0..100 {
-        let s: Session = call(&server, "get_session", &[("id", &id)]).await;
-        if s.status == SessionStatus::Idle {
-            done = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(done, "the session finished its second prompt");
+    prompt(&server, &session, "second task").await;
+    wait_status(&server, &session, SessionStatus::Idle).await;
     let events: Vec<Event> = call(&server, "session_events", &[("id", &id), ("after", "0")]).await;
     assert!(events.iter().any(
         |e| matches!(&e.kind, EventKind::AssistantText { text } if text == "Resumed where we were.")
@@ -263,9 +288,64 @@ async fn sigkill_mid_turn_loses_no_stored_event_and_the_session_resumes() {
         events.iter().map(|e| e.seq).collect::<Vec<_>>(),
         (1..=events.len() as i64).collect::<Vec<_>>()
     );
+    finish(server, &session, &dir).await;
+}
 
-    let () = call(&server, "delete_session", &[("id", &id)]).await;
-    server.child.kill().unwrap();
-    server.child.wait().unwrap();
-    std::fs::remove_dir_all(&dir).unwrap();
+#[tokio::test]
+async fn a_pending_permission_request_survives_a_restart() {
+    let (model, url) = scripted(serde_json::json!([
+        {"reply": [{"tool_use": {"name": "bash", "input": {"command": "echo yes > approved.txt"}}}]},
+        {"expect": {"tool_result_contains": ""}, "reply": "Written after the restart."}
+    ]))
+    .await;
+    let env = model_env(&url);
+    let dir = std::fs::canonicalize(tempfile::tempdir().unwrap().keep()).unwrap();
+    let server = start_with(&dir, "127.0.0.1:0", &env);
+    let session = create(
+        &server,
+        serde_json::json!({"name": "careful", "permission_mode": "ask"}),
+    )
+    .await;
+    let id = session.id.to_string();
+    prompt(&server, &session, "write it").await;
+    wait_status(&server, &session, SessionStatus::AwaitingPermission).await;
+    let events: Vec<Event> = call(&server, "session_events", &[("id", &id), ("after", "0")]).await;
+    let request = events
+        .iter()
+        .find_map(|e| match &e.kind {
+            EventKind::PermissionRequest { request_id, .. } => Some(request_id.clone()),
+            _ => None,
+        })
+        .expect("the engine asked");
+
+    let server = crash_and_restart(server, &dir, &env); // while the question is open
+    wait_status(&server, &session, SessionStatus::AwaitingPermission).await;
+    let res = reqwest::Client::new()
+        .post(format!(
+            "{}/api/sessions/{id}/permissions/{request}",
+            server.url
+        ))
+        .json(&serde_json::json!({"decision": "allow"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204, "{}", res.text().await.unwrap());
+    wait_status(&server, &session, SessionStatus::Idle).await;
+    assert_eq!(
+        std::fs::read_to_string(dir.join("workspaces").join(&id).join("approved.txt")).unwrap(),
+        "yes\n"
+    );
+    let events: Vec<Event> = call(&server, "session_events", &[("id", &id), ("after", "0")]).await;
+    assert!(!events.iter().any(|e| matches!(
+        e.kind,
+        EventKind::Status {
+            status: SessionStatus::Interrupted,
+            ..
+        }
+    )));
+    assert!(events.iter().any(
+        |e| matches!(&e.kind, EventKind::AssistantText { text } if text == "Written after the restart.")
+    ));
+    assert_eq!(model.turns_left(), 0);
+    finish(server, &session, &dir).await;
 }

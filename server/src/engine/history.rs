@@ -6,7 +6,88 @@
 //! crash or Stop (answered with an error result, so the protocol stays valid).
 
 use crate::llm::{ContentBlock, Message, Role};
-use app::model::{Event, EventKind};
+use app::model::{Decision, Event, EventKind};
+use chrono::{DateTime, Utc};
+use std::collections::{HashMap, HashSet};
+
+/// A tool call without a result yet: fresh from the model, or left open when
+/// the server stopped while it waited for a permission decision.
+#[derive(Debug)]
+pub struct OpenCall {
+    pub id: String,
+    pub name: String,
+    pub input: serde_json::Value,
+    /// The permission request still waiting for a decision, and when it was
+    /// asked.
+    pub request: Option<(String, DateTime<Utc>)>,
+}
+
+/// The tool calls since the last prompt that never got a result. Empty
+/// whenever a prompt came after them (those are answered as interrupted by
+/// [`rebuild`]).
+pub fn unfinished(events: &[Event]) -> Vec<OpenCall> {
+    let start = events
+        .iter()
+        .rposition(|e| matches!(e.kind, EventKind::UserMessage { .. }))
+        .map_or(0, |i| i + 1);
+    let mut calls: Vec<OpenCall> = Vec::new();
+    for event in &events[start..] {
+        match &event.kind {
+            EventKind::ToolCall { id, name, input } => calls.push(OpenCall {
+                id: id.clone(),
+                name: name.clone(),
+                input: input.clone(),
+                request: None,
+            }),
+            EventKind::ToolResult { id, .. } => calls.retain(|c| &c.id != id),
+            EventKind::PermissionRequest {
+                request_id,
+                tool_use_id,
+                ..
+            } => {
+                if let Some(c) = calls.iter_mut().find(|c| &c.id == tool_use_id) {
+                    c.request = Some((request_id.clone(), event.at));
+                }
+            }
+            EventKind::PermissionDecision { request_id, .. } => {
+                for c in &mut calls {
+                    if c.request.as_ref().is_some_and(|(r, _)| r == request_id) {
+                        c.request = None;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    calls
+}
+
+/// The tools a user allowed "for this session", from the decisions in the
+/// log, so the choice outlives a restart.
+pub fn allowed_for_session(events: &[Event]) -> HashSet<String> {
+    let mut tools: HashMap<&str, &str> = HashMap::new();
+    let mut allowed = HashSet::new();
+    for event in events {
+        match &event.kind {
+            EventKind::PermissionRequest {
+                request_id, tool, ..
+            } => {
+                tools.insert(request_id, tool);
+            }
+            EventKind::PermissionDecision {
+                request_id,
+                decision: Decision::AllowSession,
+                ..
+            } => {
+                if let Some(tool) = tools.get(request_id.as_str()) {
+                    allowed.insert((*tool).to_owned());
+                }
+            }
+            _ => {}
+        }
+    }
+    allowed
+}
 
 pub fn rebuild(events: &[Event]) -> Vec<Message> {
     let mut messages: Vec<Message> = Vec::new();
@@ -165,6 +246,46 @@ mod tests {
         assert!(
             matches!(&messages[2].content[0], ContentBlock::ToolResult { tool_use_id, .. } if tool_use_id == "t1")
         );
+    }
+
+    #[test]
+    fn unfinished_calls_and_session_wide_permissions() {
+        let request = |id: &str, call: &str| EventKind::PermissionRequest {
+            request_id: id.into(),
+            tool_use_id: call.into(),
+            tool: "bash".into(),
+            input: json!({}),
+        };
+        let call = |id: &str| EventKind::ToolCall {
+            id: id.into(),
+            name: "bash".into(),
+            input: json!({}),
+        };
+        let log = events(vec![
+            user("one"),
+            call("t0"),
+            request("p0", "t0"),
+            EventKind::PermissionDecision {
+                request_id: "p0".into(),
+                decision: Decision::AllowSession,
+                reason: None,
+            },
+            user("two"),
+            call("t1"),
+            call("t2"),
+            request("p1", "t1"),
+        ]);
+        let open = unfinished(&log);
+        assert_eq!(open.len(), 2);
+        assert_eq!(open[0].request.as_ref().map(|r| r.0.as_str()), Some("p1"));
+        assert!(open[1].request.is_none(), "not asked yet");
+        assert_eq!(
+            allowed_for_session(&log),
+            HashSet::from(["bash".to_owned()])
+        );
+        let mut later = log;
+        later.extend(events(vec![user("three")]));
+        assert!(unfinished(&later).is_empty(), "a prompt came after them");
     }
 
     #[test]

@@ -112,6 +112,29 @@ impl Paddock {
         Ok(())
     }
 
+    /// Whether the session's last turn has a tool call waiting for a
+    /// permission decision.
+    pub(crate) async fn waits_for_decision(&self, session: SessionId) -> Result<bool, AppError> {
+        let events = self.store.events_after(session, 0, i64::MAX).await?;
+        Ok(history::unfinished(&events)
+            .iter()
+            .any(|c| c.request.is_some()))
+    }
+
+    /// Picks a run up again after a restart, where it waited for a
+    /// permission decision (see [`history::unfinished`]).
+    pub(crate) fn resume(&self, session: SessionId) {
+        lock(&self.engine.runs).insert(
+            session,
+            Run {
+                queued: 1,
+                cancel: CancellationToken::new(),
+            },
+        );
+        let me = self.clone();
+        tokio::spawn(async move { me.run_queue(session).await });
+    }
+
     /// Cancels what the session is doing and drops its queued prompts.
     pub async fn stop(&self, session: SessionId) -> Result<(), AppError> {
         self.store
@@ -215,14 +238,9 @@ impl Paddock {
             return Ok((true, None));
         }
         let request_id = format!("perm_{}", uuid::Uuid::now_v7().simple());
-        let (tx, rx) = oneshot::channel();
-        lock(&self.engine.pending).insert(
-            request_id.clone(),
-            Pending {
-                session,
-                answer: tx,
-            },
-        );
+        // Listening before the request is visible: a quick viewer's answer
+        // must find it.
+        let answer = self.listen_for_decision(session, &request_id);
         self.record(
             session,
             EventKind::PermissionRequest {
@@ -233,11 +251,61 @@ impl Paddock {
             },
         )
         .await?;
+        let timeout = self.engine_limits().permission_timeout;
+        self.await_decision(session, request_id, tool, answer, timeout, cancel)
+            .await
+    }
+
+    /// Waits again for a request stored before a restart, for what is left
+    /// of its timeout.
+    pub(crate) async fn resume_permission(
+        &self,
+        session: SessionId,
+        request_id: String,
+        asked_at: chrono::DateTime<chrono::Utc>,
+        tool: &str,
+        cancel: &CancellationToken,
+    ) -> Result<(bool, Option<String>), RunError> {
+        let answer = self.listen_for_decision(session, &request_id);
+        let waited = (chrono::Utc::now() - asked_at).to_std().unwrap_or_default();
+        let timeout = self
+            .engine_limits()
+            .permission_timeout
+            .saturating_sub(waited);
+        self.await_decision(session, request_id, tool, answer, timeout, cancel)
+            .await
+    }
+
+    fn listen_for_decision(
+        &self,
+        session: SessionId,
+        request_id: &str,
+    ) -> oneshot::Receiver<(Decision, Option<String>)> {
+        let (tx, rx) = oneshot::channel();
+        lock(&self.engine.pending).insert(
+            request_id.to_owned(),
+            Pending {
+                session,
+                answer: tx,
+            },
+        );
+        rx
+    }
+
+    async fn await_decision(
+        &self,
+        session: SessionId,
+        request_id: String,
+        tool: &str,
+        answer: oneshot::Receiver<(Decision, Option<String>)>,
+        timeout: Duration,
+        cancel: &CancellationToken,
+    ) -> Result<(bool, Option<String>), RunError> {
         self.set_status(session, SessionStatus::AwaitingPermission, None)
             .await?;
         let answer = tokio::select! {
             () = cancel.cancelled() => None,
-            a = tokio::time::timeout(self.engine_limits().permission_timeout, rx) => Some(a),
+            a = tokio::time::timeout(timeout, answer) => Some(a),
         };
         lock(&self.engine.pending).remove(&request_id);
         let (decision, reason) = match answer {

@@ -4,7 +4,8 @@
 //! when the permission mode says so), send the results back, and repeat
 //! until the model ends its turn or a limit is reached.
 
-use super::{history, RunError};
+use super::history::{self, OpenCall};
+use super::{lock, RunError};
 use crate::backend::Paddock;
 use crate::llm::{cost_usd, ContentBlock, LlmError, Message, Request, Role, StreamDelta};
 use crate::tools::{self, Access, ToolContext};
@@ -38,11 +39,35 @@ impl Paddock {
             .start(session, self.config.limits_for(s.limits))
             .await
             .map_err(|e| RunError::Failed(format!("The sandbox could not start: {e}")))?;
-        let events = self
-            .store
-            .events_after(session, 0, i64::MAX)
-            .await
-            .map_err(|e| RunError::Failed(e.to_string()))?;
+        let load = || async {
+            self.store
+                .events_after(session, 0, i64::MAX)
+                .await
+                .map_err(|e| RunError::Failed(e.to_string()))
+        };
+        let mut events = load().await?;
+        lock(&self.engine.allowed).insert(session, history::allowed_for_session(&events));
+        // Calls the server stopped in the middle of (waiting for a decision)
+        // are finished first, so the model gets their real results.
+        let unfinished = history::unfinished(&events);
+        if !unfinished.is_empty() {
+            for call in unfinished {
+                let (content, is_error, truncated) = self
+                    .run_tool(session, s.permission_mode, &call, cancel)
+                    .await?;
+                self.record(
+                    session,
+                    EventKind::ToolResult {
+                        id: call.id,
+                        output: content,
+                        is_error,
+                        truncated,
+                    },
+                )
+                .await?;
+            }
+            events = load().await?;
+        }
         let mut messages = history::rebuild(&events);
         let tool_defs = tools::definitions(s.permission_mode);
 
@@ -102,7 +127,12 @@ impl Paddock {
                         text: thinking.clone(),
                     },
                     ContentBlock::ToolUse { id, name, input } => {
-                        calls.push((id.clone(), name.clone(), input.clone()));
+                        calls.push(OpenCall {
+                            id: id.clone(),
+                            name: name.clone(),
+                            input: input.clone(),
+                            request: None,
+                        });
                         EventKind::ToolCall {
                             id: id.clone(),
                             name: name.clone(),
@@ -149,10 +179,11 @@ impl Paddock {
                 return Ok(());
             }
             let mut results = Vec::new();
-            for (id, name, input) in calls {
+            for call in calls {
                 let (content, is_error, truncated) = self
-                    .run_tool(session, s.permission_mode, &id, &name, &input, cancel)
+                    .run_tool(session, s.permission_mode, &call, cancel)
                     .await?;
+                let id = call.id;
                 self.record(
                     session,
                     EventKind::ToolResult {
@@ -181,16 +212,16 @@ impl Paddock {
     }
 
     /// Runs one tool call, asking for permission first where the mode says
-    /// so. Failures and refusals are results for the model, not errors.
+    /// so (or waiting again for a request asked before a restart). Failures
+    /// and refusals are results for the model, not errors.
     async fn run_tool(
         &self,
         session: SessionId,
         mode: PermissionMode,
-        id: &str,
-        name: &str,
-        input: &serde_json::Value,
+        call: &OpenCall,
         cancel: &CancellationToken,
     ) -> Result<(String, bool, bool), RunError> {
+        let (id, name, input) = (call.id.as_str(), call.name.as_str(), &call.input);
         let Some(access) = tools::access(name) else {
             return Ok((format!("Unknown tool {name:?}."), true, false));
         };
@@ -203,9 +234,16 @@ impl Paddock {
                 ))
             }
             Some(true) => {
-                let (allowed, reason) = self
-                    .ask_permission(session, id, name, input, cancel)
-                    .await?;
+                let (allowed, reason) = match &call.request {
+                    Some((request_id, asked_at)) => {
+                        self.resume_permission(session, request_id.clone(), *asked_at, name, cancel)
+                            .await?
+                    }
+                    None => {
+                        self.ask_permission(session, id, name, input, cancel)
+                            .await?
+                    }
+                };
                 if !allowed {
                     let why = reason.map(|r| format!(" Reason: {r}")).unwrap_or_default();
                     return Ok((
