@@ -90,18 +90,72 @@ pub async fn list_sessions() -> Result<Vec<Session>, AppError> {
 }
 
 /// Creates a session from the New-session form. The fields arrive flat, as a
-/// browser form posts them; empty optional fields mean "the default".
+/// browser form posts them; empty optional fields mean "the default", and an
+/// empty name becomes "Untitled session", so one click is enough.
 #[server(endpoint = "create_session")]
-pub async fn create_session(name: String, model: Option<String>) -> Result<Session, AppError> {
+pub async fn create_session(
+    name: String,
+    model: Option<String>,
+    system_prompt: Option<String>,
+    permission_mode: Option<String>,
+    engine: Option<String>,
+    budget_usd: Option<String>,
+) -> Result<Session, AppError> {
     ssr::respond(
         async {
+            fn given(field: Option<String>) -> Option<String> {
+                field.filter(|v| !v.trim().is_empty())
+            }
+            let invalid = |what: &str, value: &str| {
+                AppError::Invalid(format!("{value:?} is not a valid {what}."))
+            };
             let spec = crate::model::NewSession {
-                name,
-                model,
+                name: if name.trim().is_empty() {
+                    "Untitled session".to_owned()
+                } else {
+                    name
+                },
+                model: given(model),
+                system_prompt: given(system_prompt),
+                permission_mode: given(permission_mode)
+                    .map(|m| m.parse().map_err(|_| invalid("permission mode", &m)))
+                    .transpose()?,
+                engine: given(engine)
+                    .map(|e| e.parse().map_err(|_| invalid("engine", &e)))
+                    .transpose()?,
+                budget_usd: given(budget_usd)
+                    .map(|b| b.trim().parse().map_err(|_| invalid("budget in USD", &b)))
+                    .transpose()?,
                 ..Default::default()
             }
             .validate()?;
             ssr::backend()?.create_session(spec).await
+        }
+        .await,
+    )
+}
+
+/// What the session page starts from: the session, and the newest page of
+/// its transcript up to the session's `last_seq` (so counters and events
+/// agree, and live updates continue from there).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SessionView {
+    pub session: Session,
+    pub events: Vec<Event>,
+}
+
+#[server(endpoint = "open_session")]
+pub async fn open_session(id: String) -> Result<SessionView, AppError> {
+    ssr::respond(
+        async {
+            let backend = ssr::backend()?;
+            let session = backend.get_session(ssr::parse_id(&id)?).await?;
+            let after = (session.last_seq - EVENTS_PAGE).max(0);
+            let mut events = backend
+                .events(session.id, after, session.last_seq - after)
+                .await?;
+            events.retain(|e| e.seq <= session.last_seq);
+            Ok(SessionView { session, events })
         }
         .await,
     )

@@ -3,8 +3,12 @@
 //! browser (`hydrate`) from this one crate.
 
 pub mod api;
+mod highlight;
+mod live;
+pub mod markdown;
 pub mod model;
 mod pages;
+pub mod transcript;
 
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};

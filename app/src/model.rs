@@ -257,6 +257,8 @@ pub struct ServerInfo {
     pub sandbox: String,
     /// Set when sandboxes are weaker than closed containers, in plain words.
     pub sandbox_warning: Option<String>,
+    /// Set when no model credentials are configured: what to do about it.
+    pub model_warning: Option<String>,
 }
 
 /// One stored step of a session's transcript. `seq` numbers a session's

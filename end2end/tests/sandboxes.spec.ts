@@ -10,7 +10,6 @@ test.describe('with Docker sandboxes', () => {
     await expect(page.getByTestId('sandbox-warning')).toHaveCount(0);
     await page.getByLabel('Name').fill('Short-lived');
     await page.getByRole('button', { name: 'Create session' }).click();
-    await page.getByTestId('session-list').getByText('Short-lived').click();
     await expect(page.getByTestId('session-title')).toHaveText('Short-lived');
     await expect(page.locator('body[data-hydrated="true"]')).toBeAttached();
     const id = page.url().split('/').pop()!;

@@ -1,4 +1,4 @@
-import { test, expect, gotoHydrated } from './fixtures';
+import { test, expect, gotoHydrated, snapshot } from './fixtures';
 
 test('create a session through the form; it survives reload and restart', async ({ page, paddock }) => {
   await gotoHydrated(page, paddock.url);
@@ -8,10 +8,15 @@ test('create a session through the form; it survives reload and restart', async 
   await page.getByLabel('Model').fill('claude-haiku-4-5');
   await page.getByRole('button', { name: 'Create session' }).click();
 
+  // The new session opens, ready for a prompt.
+  await expect(page.getByTestId('session-title')).toHaveText('Refactor the parser');
+  await expect(page).toHaveURL(/\/sessions\/[0-9a-f-]{36}$/);
+  await expect(page.getByText('claude-haiku-4-5')).toBeAttached();
+
   const list = page.getByTestId('session-list');
+  await gotoHydrated(page, paddock.url);
   await expect(list.getByText('Refactor the parser')).toBeVisible();
-  await expect(page.getByLabel('Name')).toHaveValue('');
-  await page.screenshot({ path: 'artifacts/sessions.png', fullPage: true });
+  await snapshot(page, 'sessions');
 
   await page.reload();
   await expect(list.getByText('Refactor the parser')).toBeVisible();
@@ -22,9 +27,13 @@ test('create a session through the form; it survives reload and restart', async 
 
   await list.getByText('Refactor the parser').click();
   await expect(page.getByTestId('session-title')).toHaveText('Refactor the parser');
-  await expect(page.getByText('claude-haiku-4-5')).toBeVisible();
-  await expect(page).toHaveURL(/\/sessions\/[0-9a-f-]{36}$/);
-  await page.screenshot({ path: 'artifacts/session.png', fullPage: true });
+});
+
+test('one click is enough: an unnamed session gets a name', async ({ page, paddock }) => {
+  await gotoHydrated(page, paddock.url);
+  await page.getByRole('button', { name: 'Create session' }).click();
+  await expect(page.getByTestId('session-title')).toHaveText('Untitled session');
+  await expect(page.getByLabel('Prompt')).toBeVisible();
 });
 
 test('the form works before the WASM loads', async ({ browser, paddock }) => {
@@ -39,10 +48,6 @@ test('the form works before the WASM loads', async ({ browser, paddock }) => {
 
 test('bad input gets a clear message and writes nothing', async ({ page, paddock }) => {
   await gotoHydrated(page, paddock.url);
-  await page.getByLabel('Name').fill('   ');
-  await page.getByRole('button', { name: 'Create session' }).click();
-  await expect(page.getByRole('alert')).toHaveText('Give the session a name.');
-
   await page.getByLabel('Name').fill('fine name');
   await page.getByLabel('Model').fill('<img src=x onerror=alert(1)>');
   await page.getByRole('button', { name: 'Create session' }).click();
@@ -69,8 +74,8 @@ test('hostile names render as inert text', async ({ page, paddock }) => {
   const hostile = '<img src=x onerror=alert(1)><script>alert(2)</script>';
   await page.getByLabel('Name').fill(hostile);
   await page.getByRole('button', { name: 'Create session' }).click();
-  await expect(page.getByTestId('session-list').getByText(hostile)).toBeVisible();
-  await page.reload();
+  await expect(page.getByTestId('session-title')).toHaveText(hostile);
+  await gotoHydrated(page, paddock.url);
   await expect(page.getByTestId('session-list').getByText(hostile)).toBeVisible();
   expect(dialogs).toBe(0);
   await expect(page.locator('img[src="x"]')).toHaveCount(0);

@@ -34,13 +34,14 @@ use axum::response::sse::{self, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use futures_util::StreamExt;
 use serde::Deserialize;
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::Arc;
 use tokio::sync::broadcast::{self, error::RecvError};
 
-use crate::hub::HubMessage;
+use crate::hub::{HubMessage, SessionUpdate};
 
 /// The API's routes. They enforce the body limit themselves (the router's
 /// outer limit answers in plain text), so an oversized body gets a JSON 413
@@ -56,6 +57,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/sessions/{id}/prompt", post(send_prompt))
         .route("/api/sessions/{id}/stop", post(stop))
         .route("/api/sessions/{id}/permissions/{request_id}", post(decide))
+        .route("/api/updates", get(updates))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
 }
 
@@ -279,6 +281,7 @@ async fn events(
         .into());
     }
     tracing::debug!(session = %id, after, "viewer connected");
+    let shutdown = paddock.hub.shutting_down();
     let tail = Tail {
         paddock,
         session: id,
@@ -290,12 +293,39 @@ async fn events(
     let stream = futures_util::stream::unfold(tail, |mut tail| async move {
         let frame = tail.next().await?;
         Some((Ok::<_, Infallible>(frame), tail))
-    });
+    })
+    .take_until(shutdown);
     Ok((
         // Proxies such as nginx would otherwise buffer the stream.
         [(HeaderName::from_static("x-accel-buffering"), "no")],
         Sse::new(stream).keep_alive(KeepAlive::default()),
     ))
+}
+
+/// `GET /api/updates`: session summaries as they change, for the sessions
+/// list: `event: session` (the session as JSON), `event: deleted` (its id),
+/// and `event: resync` when this viewer fell behind and should reload.
+async fn updates(State(paddock): State<Arc<Paddock>>) -> impl IntoResponse {
+    let rx = paddock.hub.subscribe_sessions();
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        let frame = match rx.recv().await {
+            Ok(SessionUpdate::Changed(s)) => sse::Event::default()
+                .event("session")
+                .json_data(&*s)
+                .unwrap_or_else(|_| sse::Event::default().event("resync").data("")),
+            Ok(SessionUpdate::Deleted(id)) => {
+                sse::Event::default().event("deleted").data(id.to_string())
+            }
+            Err(RecvError::Lagged(_)) => sse::Event::default().event("resync").data(""),
+            Err(RecvError::Closed) => return None,
+        };
+        Some((Ok::<_, Infallible>(frame), rx))
+    })
+    .take_until(paddock.hub.shutting_down());
+    (
+        [(HeaderName::from_static("x-accel-buffering"), "no")],
+        Sse::new(stream).keep_alive(KeepAlive::default()),
+    )
 }
 
 /// One viewer's position in a transcript: the store until caught up, then

@@ -10,7 +10,7 @@
 
 use crate::config::{Config, SandboxChoice};
 use crate::engine::{EngineLimits, EngineState};
-use crate::hub::Hub;
+use crate::hub::{Hub, SessionUpdate};
 use crate::llm::{Anthropic, AnthropicConfig, Provider};
 use crate::sandbox::{DockerSandbox, LocalSandbox, Sandbox};
 use crate::store::Store;
@@ -126,7 +126,27 @@ impl Paddock {
             .await?
             .ok_or_else(|| not_found(session))?;
         self.hub.publish_event(event.clone());
+        if matches!(
+            kind,
+            EventKind::UserMessage { .. } | EventKind::Usage { .. }
+        ) {
+            self.publish_summary(session).await;
+        }
         Ok(event)
+    }
+
+    /// Sends the session's row to the sessions list, if anyone watches it.
+    async fn publish_summary(&self, session: SessionId) {
+        if !self.hub.watches_sessions() {
+            return;
+        }
+        match self.store.get_session(session).await {
+            Ok(Some(s)) => self
+                .hub
+                .publish_session(SessionUpdate::Changed(Arc::new(s))),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(%session, "session summary not sent: {e}"),
+        }
     }
 
     /// Sets a session's status and records the change as an event (one
@@ -143,6 +163,7 @@ impl Paddock {
             .await?
             .ok_or_else(|| not_found(session))?;
         self.hub.publish_event(event.clone());
+        self.publish_summary(session).await;
         Ok(event)
     }
 
@@ -204,6 +225,8 @@ impl Backend for Paddock {
         }
         let session = self.store.create_session(&spec).await?;
         tracing::info!(session = %session.id, name = %session.name, "session created");
+        self.hub
+            .publish_session(SessionUpdate::Changed(Arc::new(session.clone())));
         // Warm the sandbox up now, so the first prompt does not wait for it.
         let paddock = self.clone();
         let (id, limits) = (session.id, self.config.limits_for(session.limits));
@@ -240,6 +263,7 @@ impl Backend for Paddock {
         self.store.delete_session(id).await?;
         // Its viewers' streams end; a reconnect gets 404.
         self.hub.close(id);
+        self.hub.publish_session(SessionUpdate::Deleted(id));
         tracing::info!(session = %id, "session deleted");
         Ok(())
     }
@@ -267,6 +291,14 @@ impl Backend for Paddock {
         ServerInfo {
             sandbox: info.kind.as_str().to_owned(),
             sandbox_warning: info.warning,
+            model_warning: (self.config.anthropic_api_key.is_none()
+                && self.config.anthropic_auth_token.is_none())
+            .then(|| {
+                "No model credentials are configured, so prompts will fail. Set \
+                 ANTHROPIC_API_KEY (or ANTHROPIC_AUTH_TOKEN for a gateway, with \
+                 ANTHROPIC_BASE_URL) in Paddock's environment and restart it."
+                    .to_owned()
+            }),
         }
     }
 

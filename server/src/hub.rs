@@ -14,12 +14,17 @@
 //! the first [`Hub::subscribe`], dropped as soon as a publish finds nobody
 //! listening, or when the session is deleted ([`Hub::close`], which ends
 //! every viewer's stream). Sessions nobody watches cost nothing.
+//!
+//! One more channel carries session summaries (status, cost, activity) to
+//! the sessions list, which watches all sessions at once. Summaries are not
+//! numbered: a list that lags simply reloads.
 
-use app::model::{Delta, Event, SessionId};
+use app::model::{Delta, Event, Session, SessionId};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::broadcast;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 /// Messages a session's channel carries.
 #[derive(Clone, Debug)]
@@ -28,6 +33,13 @@ pub enum HubMessage {
     Event(Arc<Event>),
     /// A transient fragment of a block still being generated.
     Delta(Arc<Delta>),
+}
+
+/// A change the sessions list shows.
+#[derive(Clone, Debug)]
+pub enum SessionUpdate {
+    Changed(Arc<Session>),
+    Deleted(SessionId),
 }
 
 /// Per-session broadcast channels. Cheap to clone: clones share the channels.
@@ -40,6 +52,10 @@ pub struct Hub {
 struct Inner {
     capacity: usize,
     channels: Mutex<HashMap<SessionId, broadcast::Sender<HubMessage>>>,
+    sessions: broadcast::Sender<SessionUpdate>,
+    /// Cancelled when the server shuts down: live streams end, so a graceful
+    /// shutdown does not wait for viewers that never leave.
+    shutdown: CancellationToken,
     lag_recoveries: AtomicU64,
 }
 
@@ -66,6 +82,8 @@ impl Hub {
             inner: Arc::new(Inner {
                 capacity: capacity.max(1),
                 channels: Mutex::new(HashMap::new()),
+                sessions: broadcast::channel(256).0,
+                shutdown: CancellationToken::new(),
                 lag_recoveries: AtomicU64::new(0),
             }),
         }
@@ -118,6 +136,31 @@ impl Hub {
         if self.channels().remove(&session).is_some() {
             tracing::debug!(session = %session, "live viewers disconnected");
         }
+    }
+
+    /// Receives every session's summary changes from now on.
+    pub fn subscribe_sessions(&self) -> broadcast::Receiver<SessionUpdate> {
+        self.inner.sessions.subscribe()
+    }
+
+    /// Whether anyone watches the sessions list (so a summary is worth
+    /// reading from the store).
+    pub fn watches_sessions(&self) -> bool {
+        self.inner.sessions.receiver_count() > 0
+    }
+
+    pub fn publish_session(&self, update: SessionUpdate) {
+        let _ = self.inner.sessions.send(update);
+    }
+
+    /// Ends every live stream (the server is shutting down).
+    pub fn shut_down(&self) {
+        self.inner.shutdown.cancel();
+    }
+
+    /// Completes when the server shuts down; live streams end with it.
+    pub fn shutting_down(&self) -> WaitForCancellationFutureOwned {
+        self.inner.shutdown.clone().cancelled_owned()
     }
 
     /// Number of sessions that currently have a channel.

@@ -32,13 +32,18 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     serve(listener, state, shutdown_signal()).await
 }
 
-/// Serves the app on `listener` until `shutdown` completes, then lets
-/// in-flight requests finish.
+/// Serves the app on `listener` until `shutdown` completes, then ends the
+/// live streams and lets in-flight requests finish.
 pub async fn serve(
     listener: TcpListener,
     state: http::AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let hub = state.paddock.hub.clone();
+    let shutdown = async move {
+        shutdown.await;
+        hub.shut_down();
+    };
     axum::serve(listener, http::router(state))
         .with_graceful_shutdown(shutdown)
         .await

@@ -6,6 +6,7 @@ mod sessions;
 pub use session::SessionPage;
 pub use sessions::SessionsPage;
 
+use crate::api::DeleteSession;
 use crate::model::SessionStatus;
 use chrono::{DateTime, Utc};
 use leptos::prelude::*;
@@ -71,6 +72,47 @@ fn format_time(at: DateTime<Utc>) -> String {
 
 fn format_cost(usd: f64) -> String {
     format!("${usd:.4}")
+}
+
+/// Deletes a session (its sandbox and workspace too) after the user
+/// confirms; then goes to `then_go_to`, if given.
+#[component]
+fn DeleteButton(
+    id: String,
+    name: String,
+    #[prop(optional)] then_go_to: Option<&'static str>,
+) -> impl IntoView {
+    let delete = ServerAction::<DeleteSession>::new();
+    let navigate = leptos_router::hooks::use_navigate();
+    Effect::new(move |_| {
+        if let (Some(Ok(())), Some(to)) = (delete.value().get(), then_go_to) {
+            navigate(to, Default::default());
+        }
+    });
+    let label = format!("Delete session {name}");
+    let on_click = move |e: leptos::ev::MouseEvent| {
+        e.prevent_default();
+        e.stop_propagation();
+        let question = format!(
+            "Delete session {name:?}? Its sandbox and workspace files are removed for good."
+        );
+        if window().confirm_with_message(&question).unwrap_or(false) {
+            delete.dispatch(DeleteSession { id: id.clone() });
+        }
+    };
+    view! {
+        <button
+            type="button"
+            data-testid="delete"
+            aria-label=label
+            on:click=on_click
+            disabled=move || delete.pending().get()
+            class="ml-auto rounded-md border border-red-300 px-3 py-1.5 text-sm font-medium text-red-700 hover:bg-red-50 focus:outline-none focus-visible:ring-2 focus-visible:ring-red-500 disabled:opacity-60 dark:border-red-800 dark:text-red-300 dark:hover:bg-red-950"
+        >
+            {move || if delete.pending().get() { "Deleting…" } else { "Delete" }}
+        </button>
+        {move || delete.value().get().and_then(Result::err).map(|e| view! { <ErrorNote message=e.to_string() /> })}
+    }
 }
 
 #[component]

@@ -1,15 +1,26 @@
-use super::{format_cost, format_time, ErrorNote, StatusBadge};
-use crate::api::{list_sessions, CreateSession};
-use crate::model::{Session, DEFAULT_MODEL, NAME_MAX_CHARS, SUGGESTED_MODELS};
-use leptos::{html, prelude::*};
+//! The home page: every session, newest activity first, kept current by the
+//! server's session updates stream, and the form that starts a new one.
+
+use super::{format_cost, format_time, DeleteButton, ErrorNote, StatusBadge};
+use crate::api::{get_server_info, list_sessions, CreateSession};
+use crate::live::{self, Link};
+use crate::model::{
+    Engine, PermissionMode, Session, DEFAULT_MODEL, NAME_MAX_CHARS, SUGGESTED_MODELS,
+};
+use leptos::prelude::*;
 use leptos_router::components::A;
 
-/// The home page: every session, newest activity first, and a form to start
-/// a new one.
 #[component]
 pub fn SessionsPage() -> impl IntoView {
     let create = ServerAction::<CreateSession>::new();
-    let sessions = Resource::new(move || create.version().get(), |_| list_sessions());
+    let sessions = Resource::new(|| (), |_| list_sessions());
+    // A created session opens at once, ready for its first prompt.
+    let navigate = leptos_router::hooks::use_navigate();
+    Effect::new(move |_| {
+        if let Some(Ok(s)) = create.value().get() {
+            navigate(&format!("/sessions/{}", s.id), Default::default());
+        }
+    });
 
     view! {
         <div class="grid gap-6 md:grid-cols-[20rem_1fr]">
@@ -18,50 +29,121 @@ pub fn SessionsPage() -> impl IntoView {
                 <h2 id="sessions-heading" class="mb-3 text-sm font-semibold uppercase tracking-wide text-zinc-500 dark:text-zinc-400">
                     "Sessions"
                 </h2>
-                <Transition fallback=|| view! { <p class="text-sm text-zinc-500">"Loading sessions…"</p> }>
+                <Suspense fallback=|| view! { <p class="text-sm text-zinc-500">"Loading sessions…"</p> }>
                     {move || Suspend::new(async move {
                         match sessions.await {
-                            Ok(list) if list.is_empty() => view! { <EmptyState /> }.into_any(),
-                            Ok(list) => view! { <SessionList list /> }.into_any(),
+                            Ok(list) => view! { <LiveSessionList initial=list refetch=move || sessions.refetch() /> }.into_any(),
                             Err(e) => view! { <ErrorNote message=e.to_string() /> }.into_any(),
                         }
                     })}
-                </Transition>
+                </Suspense>
             </section>
         </div>
     }
 }
 
+/// Newest activity first, as the server lists them.
+fn sort(list: &mut [Session]) {
+    list.sort_by(|a, b| {
+        b.updated_at
+            .cmp(&a.updated_at)
+            .then(b.created_at.cmp(&a.created_at))
+    });
+}
+
+/// The list as rendered, then kept current by `/api/updates`.
+#[component]
+fn LiveSessionList(
+    initial: Vec<Session>,
+    refetch: impl Fn() + Send + Sync + 'static,
+) -> impl IntoView {
+    let list = RwSignal::new(initial);
+    let (_, set_link) = signal(Link::Connecting);
+    live::subscribe(
+        || "/api/updates".to_owned(),
+        &["session", "deleted", "resync"],
+        move |name, data| match name {
+            "session" => {
+                if let Ok(s) = serde_json::from_str::<Session>(&data) {
+                    list.update(|l| {
+                        match l.iter_mut().find(|x| x.id == s.id) {
+                            Some(x) => *x = s,
+                            None => l.push(s),
+                        }
+                        sort(l);
+                    });
+                }
+            }
+            "deleted" => list.update(|l| l.retain(|s| s.id.to_string() != data)),
+            _ => refetch(),
+        },
+        set_link,
+    );
+    view! {
+        <Show when=move || !list.with(Vec::is_empty) fallback=|| view! { <EmptyState /> }>
+            <ul data-testid="session-list" class="divide-y divide-zinc-200 overflow-hidden rounded-lg border border-zinc-200 bg-white dark:divide-zinc-800 dark:border-zinc-800 dark:bg-zinc-900">
+                <For each=move || list.get() key=|s| (s.id, s.updated_at, s.status) let:s>
+                    <SessionRow s />
+                </For>
+            </ul>
+        </Show>
+    }
+    .into_any()
+}
+
+#[component]
+fn SessionRow(s: Session) -> impl IntoView {
+    let name = s.name.clone();
+    view! {
+        <li class="flex items-center gap-2 pr-3 hover:bg-zinc-50 dark:hover:bg-zinc-800/60" data-testid="session-row" data-id=s.id.to_string()>
+            <A href=format!("/sessions/{}", s.id) attr:class="flex min-w-0 flex-1 flex-wrap items-center gap-x-4 gap-y-1 px-4 py-3 focus:bg-zinc-50 focus:outline-none dark:focus:bg-zinc-800/60">
+                <span class="min-w-0 flex-1 truncate font-medium" data-testid="session-name">{s.name.clone()}</span>
+                <StatusBadge status=s.status />
+                <span class="w-full text-xs text-zinc-500 sm:w-auto dark:text-zinc-400" data-testid="session-meta">
+                    {format!("{} · {} · ", s.engine, s.model)}
+                    <span data-testid="session-cost">{format_cost(s.cost_usd)}</span>
+                    {format!(" · {} turns · {}", s.turns, format_time(s.updated_at))}
+                </span>
+            </A>
+            <DeleteButton id=s.id.to_string() name />
+        </li>
+    }
+    .into_any()
+}
+
 #[component]
 fn NewSessionForm(create: ServerAction<CreateSession>) -> impl IntoView {
-    let form = NodeRef::<html::Form>::new();
     let result = create.value();
-    // A created session appears in the list; clear the form for the next one.
-    Effect::new(move |_| {
-        if matches!(result.get(), Some(Ok(_))) {
-            if let Some(form) = form.get() {
-                form.reset();
-            }
-        }
-    });
-
+    let info = Resource::new(|| (), |_| get_server_info());
     let input =
         "mt-1 block w-full rounded-md border border-zinc-300 bg-white px-3 py-2 text-sm shadow-sm \
                  focus:border-amber-500 focus:outline-none focus:ring-2 focus:ring-amber-500/40 \
                  dark:border-zinc-700 dark:bg-zinc-900";
+    let mode_label = |m: PermissionMode| match m {
+        PermissionMode::Ask => "Ask before commands and edits",
+        PermissionMode::AcceptEdits => "Accept edits, ask before commands",
+        PermissionMode::Auto => "Run everything (no questions)",
+        PermissionMode::ReadOnly => "Read-only",
+    };
     view! {
         <section aria-labelledby="new-session-heading" class="h-fit rounded-lg border border-zinc-200 bg-white p-4 shadow-sm dark:border-zinc-800 dark:bg-zinc-900">
             <h2 id="new-session-heading" class="mb-3 font-semibold">"New session"</h2>
-            <ActionForm action=create node_ref=form attr:class="space-y-3">
+            <Suspense>
+                {move || Suspend::new(async move {
+                    info.await.ok().and_then(|i| i.model_warning).map(|w| view! {
+                        <p role="status" data-testid="model-warning" class="mb-3 rounded-md border border-amber-300 bg-amber-50 px-3 py-2 text-sm text-amber-900 dark:border-amber-800 dark:bg-amber-950 dark:text-amber-200">{w}</p>
+                    })
+                })}
+            </Suspense>
+            <ActionForm action=create attr:class="space-y-3">
                 <div>
                     <label for="session-name" class="text-sm font-medium">"Name"</label>
                     <input
                         id="session-name"
                         name="name"
-                        required
                         maxlength=NAME_MAX_CHARS
                         autocomplete="off"
-                        placeholder="e.g. Fix the flaky login test"
+                        placeholder="Untitled session"
                         class=input
                     />
                 </div>
@@ -72,6 +154,38 @@ fn NewSessionForm(create: ServerAction<CreateSession>) -> impl IntoView {
                         {SUGGESTED_MODELS.iter().map(|m| view! { <option value=*m></option> }).collect_view()}
                     </datalist>
                 </div>
+                <div>
+                    <label for="session-mode" class="text-sm font-medium">"Permissions"</label>
+                    <select id="session-mode" name="permission_mode" class=input>
+                        {PermissionMode::ALL.iter().map(|m| view! {
+                            <option value=m.as_str() selected=*m == PermissionMode::Ask>{mode_label(*m)}</option>
+                        }).collect_view()}
+                    </select>
+                </div>
+                <details class="text-sm">
+                    <summary class="cursor-pointer font-medium">"More options"</summary>
+                    <div class="mt-2 space-y-3">
+                        <div>
+                            <label for="session-engine" class="text-sm font-medium">"Engine"</label>
+                            <select id="session-engine" name="engine" class=input>
+                                {Engine::ALL.iter().map(|e| view! {
+                                    <option value=e.as_str() selected=*e == Engine::Native>{match e {
+                                        Engine::Native => "Paddock's agent loop",
+                                        Engine::ClaudeCode => "Claude Code CLI",
+                                    }}</option>
+                                }).collect_view()}
+                            </select>
+                        </div>
+                        <div>
+                            <label for="session-system" class="text-sm font-medium">"System prompt"</label>
+                            <textarea id="session-system" name="system_prompt" rows="3" placeholder="Optional instructions for every turn" class=input></textarea>
+                        </div>
+                        <div>
+                            <label for="session-budget" class="text-sm font-medium">"Budget (USD)"</label>
+                            <input id="session-budget" name="budget_usd" type="number" min="0.01" step="0.01" placeholder="No limit" class=input />
+                        </div>
+                    </div>
+                </details>
                 <button
                     type="submit"
                     disabled=move || create.pending().get()
@@ -83,6 +197,7 @@ fn NewSessionForm(create: ServerAction<CreateSession>) -> impl IntoView {
             </ActionForm>
         </section>
     }
+    .into_any()
 }
 
 #[component]
@@ -91,32 +206,8 @@ fn EmptyState() -> impl IntoView {
         <div data-testid="sessions-empty" class="rounded-lg border border-dashed border-zinc-300 p-8 text-center dark:border-zinc-700">
             <p class="font-medium">"No sessions yet"</p>
             <p class="mt-1 text-sm text-zinc-500 dark:text-zinc-400">
-                "Create one with the form: give it a name, pick a model, and it gets its own closed sandbox."
+                "Create one with the form, then describe a task: a Claude agent works on it in its own closed sandbox, and you watch it live."
             </p>
         </div>
-    }
-}
-
-#[component]
-fn SessionList(list: Vec<Session>) -> impl IntoView {
-    view! {
-        <ul data-testid="session-list" class="divide-y divide-zinc-200 overflow-hidden rounded-lg border border-zinc-200 bg-white dark:divide-zinc-800 dark:border-zinc-800 dark:bg-zinc-900">
-            {list
-                .into_iter()
-                .map(|s| {
-                    view! {
-                        <li>
-                            <A href=format!("/sessions/{}", s.id) attr:class="flex flex-wrap items-center gap-x-4 gap-y-1 px-4 py-3 hover:bg-zinc-50 focus:bg-zinc-50 focus:outline-none dark:hover:bg-zinc-800/60 dark:focus:bg-zinc-800/60">
-                                <span class="min-w-0 flex-1 truncate font-medium" data-testid="session-name">{s.name}</span>
-                                <StatusBadge status=s.status />
-                                <span class="w-full text-xs text-zinc-500 sm:w-auto dark:text-zinc-400">
-                                    {format!("{} · {} · {} · {} turns · {}", s.engine, s.model, format_cost(s.cost_usd), s.turns, format_time(s.updated_at))}
-                                </span>
-                            </A>
-                        </li>
-                    }
-                })
-                .collect_view()}
-        </ul>
     }
 }

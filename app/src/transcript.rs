@@ -1,0 +1,351 @@
+//! What the transcript shows, derived from the stored events: the same pure
+//! functions run on the server (the first render) and in the browser (each
+//! live event), so both always agree.
+//!
+//! The log is in the order things happened, which is not always the order
+//! that reads best: a prompt sent while the agent works is stored at once,
+//! in the middle of the running turn. The transcript shows it where its run
+//! starts (the next `running` status), and until then at the bottom, marked
+//! queued. Tool results and permission decisions are shown inside the card
+//! of their call or request; usage only moves the counters.
+
+use crate::model::{Decision, Event, EventKind, SessionStatus};
+use std::collections::{HashMap, HashSet};
+
+/// One tool call's outcome.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Outcome {
+    pub output: String,
+    pub is_error: bool,
+    pub truncated: bool,
+}
+
+/// The events to show, in display order, and what their cards look up.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Transcript {
+    /// Shown in order; prompts waiting for their run are at the end.
+    pub items: Vec<Item>,
+    /// Tool results by tool-use id.
+    pub outcomes: HashMap<String, Outcome>,
+    /// Permission decisions by request id.
+    pub decisions: HashMap<String, (Decision, Option<String>)>,
+    /// Tool calls whose run ended without a result (stopped, failed, or
+    /// the server restarted).
+    pub cut_off: HashSet<String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Item {
+    pub event: Event,
+    /// A prompt stored while another ran, not started yet.
+    pub queued: bool,
+}
+
+impl Transcript {
+    pub fn build(events: &[Event]) -> Self {
+        let mut t = Transcript::default();
+        let mut waiting: Vec<&Event> = Vec::new();
+        let mut open: Vec<&str> = Vec::new();
+        let show = |t: &mut Transcript, event: &Event| {
+            t.items.push(Item {
+                event: event.clone(),
+                queued: false,
+            })
+        };
+        for event in events {
+            match &event.kind {
+                EventKind::UserMessage { .. } => waiting.push(event),
+                EventKind::Status { status, message } => {
+                    if matches!(
+                        status,
+                        SessionStatus::Idle | SessionStatus::Error | SessionStatus::Interrupted
+                    ) {
+                        t.cut_off.extend(open.drain(..).map(str::to_owned));
+                    }
+                    match status {
+                        // A run starts: its prompt goes here.
+                        SessionStatus::Running if !waiting.is_empty() => {
+                            let prompt = waiting.remove(0);
+                            show(&mut t, prompt);
+                        }
+                        // A run ended and its queue was dropped (Stop, a
+                        // restart): those prompts still reached the
+                        // conversation, so they are shown here.
+                        SessionStatus::Idle | SessionStatus::Interrupted if message.is_some() => {
+                            for prompt in waiting.drain(..) {
+                                show(&mut t, prompt);
+                            }
+                        }
+                        _ => {}
+                    }
+                    if message.is_some() {
+                        show(&mut t, event);
+                    }
+                }
+                EventKind::ToolResult {
+                    id,
+                    output,
+                    is_error,
+                    truncated,
+                } => {
+                    open.retain(|o| o != id);
+                    t.outcomes.insert(
+                        id.clone(),
+                        Outcome {
+                            output: output.clone(),
+                            is_error: *is_error,
+                            truncated: *truncated,
+                        },
+                    );
+                }
+                EventKind::PermissionDecision {
+                    request_id,
+                    decision,
+                    reason,
+                } => {
+                    t.decisions
+                        .insert(request_id.clone(), (*decision, reason.clone()));
+                }
+                EventKind::Usage { .. } => {}
+                EventKind::ToolCall { id, .. } => {
+                    open.push(id);
+                    show(&mut t, event);
+                }
+                _ => show(&mut t, event),
+            }
+        }
+        t.items.extend(waiting.into_iter().map(|e| Item {
+            event: e.clone(),
+            queued: true,
+        }));
+        t
+    }
+}
+
+/// Truncates to `max` characters, with an ellipsis.
+fn clip(text: &str, max: usize) -> String {
+    let line = text.lines().next().unwrap_or("");
+    let more = line.len() < text.len();
+    match line.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &line[..i]),
+        None if more => format!("{line} …"),
+        None => line.to_owned(),
+    }
+}
+
+/// A one-line summary of a tool call's input: the command, the path, the
+/// pattern; otherwise the input as compact JSON.
+pub fn summary(input: &serde_json::Value) -> String {
+    const MAX: usize = 120;
+    for key in [
+        "command",
+        "path",
+        "file_path",
+        "pattern",
+        "url",
+        "query",
+        "description",
+    ] {
+        if let Some(v) = input.get(key).and_then(|v| v.as_str()) {
+            return clip(v, MAX);
+        }
+    }
+    match input {
+        serde_json::Value::Object(o) if o.is_empty() => String::new(),
+        other => clip(&other.to_string(), MAX),
+    }
+}
+
+/// One line of a diff.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DiffLine {
+    /// `+`, `-` or ` `.
+    pub sign: char,
+    pub text: String,
+}
+
+/// The change a file-writing tool call makes, as a line diff: an edit's old
+/// and new text, or a written file's content (all new). `None` for other
+/// tools.
+pub fn file_diff(tool: &str, input: &serde_json::Value) -> Option<Vec<DiffLine>> {
+    let field = |k: &str| input.get(k).and_then(|v| v.as_str());
+    let (old, new) = match tool {
+        "edit_file" | "Edit" => (field("old_string")?, field("new_string")?),
+        "write_file" | "Write" => ("", field("content")?),
+        _ => return None,
+    };
+    let diff = similar::TextDiff::from_lines(old, new);
+    Some(
+        diff.iter_all_changes()
+            .map(|change| DiffLine {
+                sign: match change.tag() {
+                    similar::ChangeTag::Delete => '-',
+                    similar::ChangeTag::Insert => '+',
+                    similar::ChangeTag::Equal => ' ',
+                },
+                text: change.value().trim_end_matches('\n').to_owned(),
+            })
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn log(kinds: Vec<EventKind>) -> Vec<Event> {
+        kinds
+            .into_iter()
+            .enumerate()
+            .map(|(i, kind)| Event {
+                session_id: uuid::Uuid::nil(),
+                seq: i as i64 + 1,
+                at: chrono::DateTime::UNIX_EPOCH,
+                kind,
+            })
+            .collect()
+    }
+    fn user(t: &str) -> EventKind {
+        EventKind::UserMessage { text: t.into() }
+    }
+    fn status(s: SessionStatus, m: Option<&str>) -> EventKind {
+        EventKind::Status {
+            status: s,
+            message: m.map(Into::into),
+        }
+    }
+    fn text(t: &str) -> EventKind {
+        EventKind::AssistantText { text: t.into() }
+    }
+    fn seqs(t: &Transcript) -> Vec<(i64, bool)> {
+        t.items.iter().map(|i| (i.event.seq, i.queued)).collect()
+    }
+
+    #[test]
+    fn a_queued_prompt_waits_at_the_bottom_then_moves_to_its_run() {
+        use SessionStatus::*;
+        let events = log(vec![
+            user("one"),           // 1
+            status(Running, None), // 2
+            text("part"),          // 3
+            user("two"),           // 4: sent while one runs
+            text("rest"),          // 5
+            status(Idle, None),    // 6
+            status(Running, None), // 7: two's run
+            text("answer two"),    // 8
+        ]);
+        assert_eq!(
+            seqs(&Transcript::build(&events[..5])),
+            [(1, false), (3, false), (5, false), (4, true)]
+        );
+        assert_eq!(
+            seqs(&Transcript::build(&events)),
+            [(1, false), (3, false), (5, false), (4, false), (8, false)]
+        );
+    }
+
+    #[test]
+    fn stopped_runs_release_their_queue_and_plain_statuses_are_hidden() {
+        use SessionStatus::*;
+        let events = log(vec![
+            user("one"),
+            status(Running, None),
+            user("two"),
+            status(Idle, Some("Stopped.")),
+        ]);
+        let t = Transcript::build(&events);
+        assert_eq!(seqs(&t), [(1, false), (3, false), (4, false)]);
+    }
+
+    #[test]
+    fn calls_without_a_result_are_cut_off_when_the_run_ends() {
+        let call = |id: &str| EventKind::ToolCall {
+            id: id.into(),
+            name: "bash".into(),
+            input: json!({}),
+        };
+        let mut events = log(vec![call("a"), call("b")]);
+        let running = Transcript::build(&events);
+        assert!(running.cut_off.is_empty(), "still running");
+        let mut stopped = events.clone();
+        stopped.extend(log(vec![status(SessionStatus::Idle, Some("Stopped."))]).into_iter().map(|mut e| {
+            e.seq = 3;
+            e
+        }));
+        let t = Transcript::build(&stopped);
+        assert_eq!(t.cut_off.len(), 2);
+    }
+
+    #[test]
+    fn results_and_decisions_are_looked_up_not_listed() {
+        let events = log(vec![
+            EventKind::ToolCall {
+                id: "t".into(),
+                name: "bash".into(),
+                input: json!({"command": "ls"}),
+            },
+            EventKind::PermissionRequest {
+                request_id: "p".into(),
+                tool_use_id: "t".into(),
+                tool: "bash".into(),
+                input: json!({"command": "ls"}),
+            },
+            EventKind::PermissionDecision {
+                request_id: "p".into(),
+                decision: Decision::Deny,
+                reason: Some("no".into()),
+            },
+            EventKind::ToolResult {
+                id: "t".into(),
+                output: "denied".into(),
+                is_error: true,
+                truncated: false,
+            },
+            EventKind::Usage {
+                input_tokens: 1,
+                output_tokens: 1,
+                cost_usd: 0.1,
+            },
+        ]);
+        let t = Transcript::build(&events);
+        assert_eq!(seqs(&t), [(1, false), (2, false)]);
+        assert!(t.outcomes["t"].is_error);
+        assert_eq!(t.decisions["p"].0, Decision::Deny);
+    }
+
+    #[test]
+    fn summaries() {
+        assert_eq!(
+            summary(&json!({"command": "cargo test\nmore"})),
+            "cargo test …"
+        );
+        assert_eq!(
+            summary(&json!({"path": "src/main.rs", "content": "x"})),
+            "src/main.rs"
+        );
+        assert_eq!(summary(&json!({})), "");
+        assert_eq!(summary(&json!({"a": 1})), "{\"a\":1}");
+        assert_eq!(
+            summary(&json!({"command": "x".repeat(500)}))
+                .chars()
+                .count(),
+            121
+        );
+    }
+
+    #[test]
+    fn diffs_of_edits_and_writes() {
+        let d = file_diff(
+            "edit_file",
+            &json!({"path": "a", "old_string": "a\nb\n", "new_string": "a\nc\n"}),
+        )
+        .unwrap();
+        let signs: String = d.iter().map(|l| l.sign).collect();
+        assert_eq!(signs, " -+");
+        let d = file_diff("write_file", &json!({"path": "a", "content": "x\ny"})).unwrap();
+        assert_eq!(d.len(), 2);
+        assert!(d.iter().all(|l| l.sign == '+'));
+        assert!(file_diff("bash", &json!({"command": "ls"})).is_none());
+    }
+}
