@@ -265,14 +265,18 @@ mod tests {
             name: "bash".into(),
             input: json!({}),
         };
-        let mut events = log(vec![call("a"), call("b")]);
+        let events = log(vec![call("a"), call("b")]);
         let running = Transcript::build(&events);
         assert!(running.cut_off.is_empty(), "still running");
         let mut stopped = events.clone();
-        stopped.extend(log(vec![status(SessionStatus::Idle, Some("Stopped."))]).into_iter().map(|mut e| {
-            e.seq = 3;
-            e
-        }));
+        stopped.extend(
+            log(vec![status(SessionStatus::Idle, Some("Stopped."))])
+                .into_iter()
+                .map(|mut e| {
+                    e.seq = 3;
+                    e
+                }),
+        );
         let t = Transcript::build(&stopped);
         assert_eq!(t.cut_off.len(), 2);
     }
