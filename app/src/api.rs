@@ -92,12 +92,17 @@ pub async fn list_sessions() -> Result<Vec<Session>, AppError> {
 /// Creates a session from the New-session form. The fields arrive flat, as a
 /// browser form posts them; empty optional fields mean "the default".
 #[server(endpoint = "create_session")]
-pub async fn create_session(name: String, model: Option<String>) -> Result<Session, AppError> {
+pub async fn create_session(
+    name: String,
+    model: Option<String>,
+    engine: Option<crate::model::Engine>,
+) -> Result<Session, AppError> {
     ssr::respond(
         async {
             let spec = crate::model::NewSession {
                 name,
                 model,
+                engine,
                 ..Default::default()
             }
             .validate()?;

@@ -87,7 +87,11 @@ pub struct Config {
 
     /// Folder holding each claude-code session's home (the CLI's transcripts,
     /// for --resume) and the socket of its LLM proxy.
-    #[arg(long, env = "PADDOCK_CLAUDE_CODE_ROOT", default_value = "data/claude-code")]
+    #[arg(
+        long,
+        env = "PADDOCK_CLAUDE_CODE_ROOT",
+        default_value = "data/claude-code"
+    )]
     pub claude_code_root: PathBuf,
 
     /// Longest one claude-code prompt may run, in seconds; its proxy token

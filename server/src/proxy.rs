@@ -279,7 +279,11 @@ fn api_error(status: StatusCode, kind: &str, message: &str) -> Response {
 
 /// The token the sandbox sent, as `x-api-key` or `Authorization: Bearer`.
 fn presented_token(headers: &HeaderMap) -> Option<&str> {
-    let get = |name| headers.get(name).and_then(|v: &HeaderValue| v.to_str().ok());
+    let get = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+    };
     get(HeaderName::from_static("x-api-key"))
         .or_else(|| get(header::AUTHORIZATION).and_then(|v| v.strip_prefix("Bearer ")))
 }
@@ -304,7 +308,13 @@ async fn forward(State(ctx): State<Ctx>, uri: Uri, headers: HeaderMap, body: Byt
                 "invalid x-api-key",
             );
         }
-        Err(()) => return api_error(StatusCode::INTERNAL_SERVER_ERROR, "api_error", "Internal error"),
+        Err(()) => {
+            return api_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "api_error",
+                "Internal error",
+            )
+        }
     }
     let metered = uri.path() == "/v1/messages";
     if metered {
@@ -315,11 +325,19 @@ async fn forward(State(ctx): State<Ctx>, uri: Uri, headers: HeaderMap, body: Byt
                 }
             }
             Ok(None) => {
-                return api_error(StatusCode::UNAUTHORIZED, "authentication_error", "invalid x-api-key")
+                return api_error(
+                    StatusCode::UNAUTHORIZED,
+                    "authentication_error",
+                    "invalid x-api-key",
+                )
             }
             Err(e) => {
                 tracing::error!(%session, "LLM proxy: {e}");
-                return api_error(StatusCode::INTERNAL_SERVER_ERROR, "api_error", "Internal error");
+                return api_error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "api_error",
+                    "Internal error",
+                );
             }
         }
     }
@@ -480,10 +498,14 @@ impl Meter {
     fn usage(&mut self, usage: &serde_json::Value) {
         // Cache writes and reads are input too; counting them at the input
         // price errs on the side of the budget.
-        let input: u64 = ["input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"]
-            .iter()
-            .filter_map(|k| usage[k].as_u64())
-            .sum();
+        let input: u64 = [
+            "input_tokens",
+            "cache_creation_input_tokens",
+            "cache_read_input_tokens",
+        ]
+        .iter()
+        .filter_map(|k| usage[k].as_u64())
+        .sum();
         if input > 0 {
             self.input_tokens = input;
         }

@@ -104,12 +104,16 @@ impl Harness {
 
     async fn wait_for_permission(&self, s: &Session, after: usize) -> (String, String) {
         for _ in 0..1200 {
-            let found = self.events(s).await.into_iter().filter_map(|e| match e.kind {
-                EventKind::PermissionRequest {
-                    request_id, tool, ..
-                } => Some((request_id, tool)),
-                _ => None,
-            });
+            let found = self
+                .events(s)
+                .await
+                .into_iter()
+                .filter_map(|e| match e.kind {
+                    EventKind::PermissionRequest {
+                        request_id, tool, ..
+                    } => Some((request_id, tool)),
+                    _ => None,
+                });
             if let Some(found) = found.into_iter().nth(after) {
                 return found;
             }
@@ -197,7 +201,9 @@ fn files_containing(dir: &Path, needle: &[u8]) -> Vec<String> {
     while let Some(d) = stack.pop() {
         for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
             let path = entry.path();
-            let Ok(kind) = entry.file_type() else { continue };
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
             if kind.is_dir() {
                 stack.push(path);
             } else if kind.is_file() {
@@ -230,7 +236,13 @@ async fn bash_writes_a_file_a_follow_up_resumes_and_the_key_stays_out() {
         "made-by-claude\n"
     );
     let k = kinds(&events);
-    for kind in ["user_message", "assistant_text", "tool_call", "tool_result", "usage"] {
+    for kind in [
+        "user_message",
+        "assistant_text",
+        "tool_call",
+        "tool_result",
+        "usage",
+    ] {
         assert!(k.contains(&kind), "{kind} missing: {k:?}");
     }
     assert!(events.iter().any(|e| matches!(&e.kind,
@@ -262,17 +274,21 @@ async fn bash_writes_a_file_a_follow_up_resumes_and_the_key_stays_out() {
     assert!(!inspect.stdout.windows(canary.len()).any(|w| w == canary));
     // (The canary is searched for from here, never put on a command line in
     // the container, where /proc would show it.)
-    let found = h.sh(
-        &s,
-        "cat /proc/*/environ /proc/*/cmdline 2>/dev/null",
+    let found = h.sh(&s, "cat /proc/*/environ /proc/*/cmdline 2>/dev/null");
+    assert!(
+        !found.contains(&h.canary),
+        "the key is in a process of the container"
     );
-    assert!(!found.contains(&h.canary), "the key is in a process of the container");
     let found = h.sh_with_input(
         &s,
         "grep -rlsF --exclude-dir=proc --exclude-dir=sys -f /dev/stdin /",
         &h.canary,
     );
-    assert_eq!(found.trim(), "", "the key is in files of the container: {found}");
+    assert_eq!(
+        found.trim(),
+        "",
+        "the key is in files of the container: {found}"
+    );
     let pattern = h.dir.path().join("canary");
     std::fs::write(&pattern, &h.canary).unwrap();
     let export = std::process::Command::new("bash")
@@ -328,7 +344,12 @@ async fn permissions_deny_reaches_the_model_and_allow_runs_the_tool() {
     h.paddock.send_prompt(s.id, "second".into()).await.unwrap();
     let (request, _) = h.wait_for_permission(&s, 1).await;
     h.paddock
-        .decide(s.id, &request, Decision::Deny, Some("not on a Friday".into()))
+        .decide(
+            s.id,
+            &request,
+            Decision::Deny,
+            Some("not on a Friday".into()),
+        )
         .await
         .unwrap();
     let events = h.wait_idle(&s).await;
@@ -381,7 +402,9 @@ async fn a_rejected_upstream_key_is_a_clear_session_error() {
     assert_eq!(last_status(&events).0, SessionStatus::Error, "{events:#?}");
     let errors = errors(&events);
     assert!(
-        errors.iter().any(|m| m.starts_with("Claude Code")),
+        errors
+            .iter()
+            .any(|m| m.starts_with("Claude Code stopped") && m.contains("401")),
         "{errors:?}"
     );
 }
@@ -414,7 +437,11 @@ async fn send(
         request = request.header("x-api-key", token);
     }
     let response = sender
-        .send_request(request.body(Full::new(Bytes::from(body.to_owned()))).unwrap())
+        .send_request(
+            request
+                .body(Full::new(Bytes::from(body.to_owned())))
+                .unwrap(),
+        )
         .await
         .map_err(|e| e.to_string())?;
     let status = response.status().as_u16();
@@ -450,7 +477,11 @@ async fn the_proxy_refuses_wrong_expired_and_revoked_tokens_and_other_paths() {
     let body = message_body(true);
 
     // No token, a wrong one, and another session's are all refused.
-    for token in [None, Some("0".repeat(64).as_str()), Some(other.token.as_str())] {
+    for token in [
+        None,
+        Some("0".repeat(64).as_str()),
+        Some(other.token.as_str()),
+    ] {
         let (status, answer) = send(&h.paddock, &a, "POST", "/v1/messages", token, &body)
             .await
             .unwrap();
@@ -467,14 +498,28 @@ async fn the_proxy_refuses_wrong_expired_and_revoked_tokens_and_other_paths() {
         let (status, answer) = send(&h.paddock, &a, method, path, Some(&lease.token), "{}")
             .await
             .unwrap();
-        assert!(status == 404 || status == 405, "{method} {path}: {status} {answer}");
+        assert!(
+            status == 404 || status == 405,
+            "{method} {path}: {status} {answer}"
+        );
     }
-    assert_eq!(h.model.requests().len(), 0, "nothing refused reached upstream");
+    assert_eq!(
+        h.model.requests().len(),
+        0,
+        "nothing refused reached upstream"
+    );
 
     // The right token passes, streamed and not; usage is metered.
-    let (status, answer) = send(&h.paddock, &a, "POST", "/v1/messages", Some(&lease.token), &body)
-        .await
-        .unwrap();
+    let (status, answer) = send(
+        &h.paddock,
+        &a,
+        "POST",
+        "/v1/messages",
+        Some(&lease.token),
+        &body,
+    )
+    .await
+    .unwrap();
     assert_eq!(status, 200, "{answer}");
     assert!(answer.as_str().unwrap().contains("event: message_stop"));
     let (status, answer) = send(
@@ -483,7 +528,8 @@ async fn the_proxy_refuses_wrong_expired_and_revoked_tokens_and_other_paths() {
         "POST",
         "/v1/messages/count_tokens",
         Some(&lease.token),
-        &json!({"model": "claude-sonnet-4-5", "messages": [{"role": "user", "content": "hi"}]}).to_string(),
+        &json!({"model": "claude-sonnet-4-5", "messages": [{"role": "user", "content": "hi"}]})
+            .to_string(),
     )
     .await
     .unwrap();
@@ -503,21 +549,37 @@ async fn the_proxy_refuses_wrong_expired_and_revoked_tokens_and_other_paths() {
     assert_eq!(answer["content"][0]["text"], "plain");
     tokio::time::sleep(Duration::from_millis(200)).await;
     let metered = h.paddock.store.get_session(a.id).await.unwrap().unwrap();
-    assert_eq!((metered.turns, metered.input_tokens, metered.output_tokens), (2, 2000, 1000));
+    assert_eq!(
+        (metered.turns, metered.input_tokens, metered.output_tokens),
+        (2, 2000, 1000)
+    );
     assert!((metered.cost_usd - 2.0 * (0.003 + 0.0075)).abs() < 1e-9);
     assert_eq!(
-        kinds(&h.events(&a).await).iter().filter(|k| **k == "usage").count(),
+        kinds(&h.events(&a).await)
+            .iter()
+            .filter(|k| **k == "usage")
+            .count(),
         2
     );
 
     // Over budget: an Anthropic-shaped refusal, and nothing sent upstream.
-    let (status, answer) = send(&h.paddock, &a, "POST", "/v1/messages", Some(&lease.token), &body)
-        .await
-        .unwrap();
+    let (status, answer) = send(
+        &h.paddock,
+        &a,
+        "POST",
+        "/v1/messages",
+        Some(&lease.token),
+        &body,
+    )
+    .await
+    .unwrap();
     assert_eq!(status, 402, "{answer}");
     assert_eq!(answer["type"], "error");
     assert_eq!(answer["error"]["type"], "billing_error");
-    assert!(answer["error"]["message"].as_str().unwrap().contains("budget"));
+    assert!(answer["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("budget"));
     assert_eq!(h.model.turns_left(), 1);
 
     // Revoked when its run ends: refused, even while the next run's socket
@@ -525,22 +587,41 @@ async fn the_proxy_refuses_wrong_expired_and_revoked_tokens_and_other_paths() {
     let token = lease.token.clone();
     h.paddock.close_proxy(a.id, lease).await;
     let next = h.paddock.open_proxy(a.id).await.unwrap();
-    let (status, _) = send(&h.paddock, &a, "POST", "/v1/messages/count_tokens", Some(&token), "{}")
-        .await
-        .unwrap();
+    let (status, _) = send(
+        &h.paddock,
+        &a,
+        "POST",
+        "/v1/messages/count_tokens",
+        Some(&token),
+        "{}",
+    )
+    .await
+    .unwrap();
     assert_eq!(status, 401);
     h.paddock.close_proxy(a.id, next).await;
 }
 
 #[tokio::test]
 async fn the_proxy_refuses_an_expired_token() {
-    let h = harness(json!([{"reply": "x"}]), "local", &["--claude-code-run-secs=1"]).await;
+    let h = harness(
+        json!([{"reply": "x"}]),
+        "local",
+        &["--claude-code-run-secs=1"],
+    )
+    .await;
     let s = h.session("auto", None).await;
     let lease = h.paddock.open_proxy(s.id).await.unwrap();
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let (status, answer) = send(&h.paddock, &s, "POST", "/v1/messages", Some(&lease.token), &message_body(true))
-        .await
-        .unwrap();
+    let (status, answer) = send(
+        &h.paddock,
+        &s,
+        "POST",
+        "/v1/messages",
+        Some(&lease.token),
+        &message_body(true),
+    )
+    .await
+    .unwrap();
     assert_eq!(status, 401, "{answer}");
     assert_eq!(h.model.requests().len(), 0);
 }

@@ -354,7 +354,12 @@ async fn a_spent_budget_stops_further_model_calls() {
     h.prompt(&s, "spend").await;
     let events = h.wait_idle(&s).await;
     assert_eq!(status_of(&events), SessionStatus::Error);
-    assert!(events.iter().any(|e| matches!(&e.kind, EventKind::Error { message } if message.contains("budget"))), "{events:?}");
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(&e.kind, EventKind::Error { message } if message.contains("budget"))),
+        "{events:?}"
+    );
     assert_eq!(h.model.turns_left(), 1, "the second call was never made");
 }
 

@@ -72,6 +72,13 @@ fn NewSessionForm(create: ServerAction<CreateSession>) -> impl IntoView {
                         {SUGGESTED_MODELS.iter().map(|m| view! { <option value=*m></option> }).collect_view()}
                     </datalist>
                 </div>
+                <div>
+                    <label for="session-engine" class="text-sm font-medium">"Engine"</label>
+                    <select id="session-engine" name="engine" class=input>
+                        <option value="native" selected>"Native (Paddock's own loop)"</option>
+                        <option value="claude-code">"Claude Code (the CLI in the sandbox)"</option>
+                    </select>
+                </div>
                 <button
                     type="submit"
                     disabled=move || create.pending().get()

@@ -17,11 +17,11 @@
 //! requests decided in the dashboard; Stop sends an `interrupt` control
 //! request (and kills the process group if the CLI does not end in time).
 
-use super::{denial, lock, RunError};
+use super::{budget_refusal, denial, lock, RunError};
 use crate::backend::Paddock;
 use crate::proxy::{Lease, SOCKET_DIR, SOCKET_NAME};
-use crate::sandbox::{CappedOutput, Mount, OutputStream, SandboxError, SpawnRequest, Workspace};
 use crate::sandbox::SANDBOX_UID;
+use crate::sandbox::{CappedOutput, Mount, OutputStream, SandboxError, SpawnRequest, Workspace};
 use crate::tools::shell_quote;
 use app::model::{Delta, DeltaKind, EventKind, PermissionMode, Session, SessionId};
 use futures_util::StreamExt;
@@ -111,12 +111,17 @@ type Stdin = std::pin::Pin<Box<dyn AsyncWrite + Send>>;
 struct Outcome {
     result: Option<Result<(), String>>,
     interrupted: bool,
+    /// A failure retrying cannot mend (the CLI would retry it for minutes).
+    fatal: Option<String>,
 }
 
 impl Paddock {
     /// What a claude-code sandbox mounts: the CLI (read-only), the session's
     /// Claude Code home, and the proxy's socket folder (read-only).
-    pub(crate) fn claude_code_mounts(&self, session: SessionId) -> Result<Vec<Mount>, SandboxError> {
+    pub(crate) fn claude_code_mounts(
+        &self,
+        session: SessionId,
+    ) -> Result<Vec<Mount>, SandboxError> {
         let bin = self.config.claude_code_bin();
         if !bin.is_file() {
             return Err(SandboxError::Failed(format!(
@@ -162,7 +167,12 @@ impl Paddock {
         self.start_sandbox(&s)
             .await
             .map_err(|e| RunError::Failed(format!("The sandbox could not start: {e}")))?;
-        let mut state: CliState = match self.store.engine_state(s.id).await.map_err(|e| failed(&e))? {
+        let mut state: CliState = match self
+            .store
+            .engine_state(s.id)
+            .await
+            .map_err(|e| failed(&e))?
+        {
             Some(v) => serde_json::from_value(v).unwrap_or_default(),
             None => CliState::default(),
         };
@@ -243,7 +253,10 @@ impl Paddock {
                     format!("http://127.0.0.1:{RELAY_PORT}"),
                 ),
                 ("ANTHROPIC_API_KEY".into(), lease.token.clone()),
-                ("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC".into(), "1".into()),
+                (
+                    "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC".into(),
+                    "1".into(),
+                ),
                 ("HOME".into(), HOME.into()),
             ],
             timeout: Duration::from_secs(self.config.claude_code_run_secs),
@@ -285,9 +298,9 @@ impl Paddock {
                         process.control.kill().await;
                         return Err(RunError::Failed(format!("Lost Claude Code's output: {e}")));
                     }
-                    Some(Ok((OutputStream::Stderr, bytes))) => {eprintln!("ERR {}", String::from_utf8_lossy(&bytes)); stderr.push(&bytes)},
+                    Some(Ok((OutputStream::Stderr, bytes))) => stderr.push(&bytes),
                     Some(Ok((OutputStream::Stdout, bytes))) => {
-                        eprintln!("OUT {}", String::from_utf8_lossy(&bytes)); pending.extend_from_slice(&bytes);
+                        pending.extend_from_slice(&bytes);
                         while let Some(end) = pending.iter().position(|b| *b == b'\n') {
                             let line: Vec<u8> = pending.drain(..=end).collect();
                             let Ok(message) = serde_json::from_slice::<Value>(&line) else {
@@ -295,6 +308,10 @@ impl Paddock {
                             };
                             self.on_message(s, state, &message, &mut process.stdin, &mut outcome, &mut seq_hint, cancel)
                                 .await?;
+                            if outcome.fatal.is_some() && !killed {
+                                killed = true;
+                                process.control.kill().await;
+                            }
                             if outcome.result.is_some() && ending.is_none() {
                                 // One prompt per process: end its input.
                                 let _ = process.stdin.shutdown().await;
@@ -326,6 +343,9 @@ impl Paddock {
             .map_err(|e| RunError::Failed(format!("Cannot read how Claude Code ended: {e}")))?;
         if outcome.interrupted {
             return Err(RunError::Stopped);
+        }
+        if let Some(message) = outcome.fatal {
+            return Err(RunError::Failed(format!("Claude Code stopped: {message}")));
         }
         sent?;
         match (outcome.result, exit) {
@@ -383,6 +403,28 @@ impl Paddock {
                     }
                 }
             }
+            Some("system") if message["subtype"] == "api_retry" => {
+                let error = message["error"].as_str().unwrap_or("error");
+                outcome.fatal = match message["error_status"].as_u64() {
+                    Some(status @ (401 | 403)) => Some(format!(
+                        "its model calls are refused ({status} {error}): the credential Paddock \
+                         forwards (ANTHROPIC_API_KEY or ANTHROPIC_AUTH_TOKEN) is not accepted by \
+                         ANTHROPIC_BASE_URL, or the run outlived its proxy token."
+                    )),
+                    Some(402) => Some(
+                        self.store
+                            .get_session(session)
+                            .await
+                            .ok()
+                            .flatten()
+                            .and_then(|now| budget_refusal(&now))
+                            .unwrap_or_else(|| {
+                                format!("its model calls are refused (402 {error}).")
+                            }),
+                    ),
+                    _ => None,
+                };
+            }
             Some("stream_event") => {
                 let event = &message["event"];
                 if event["type"] != "content_block_delta" {
@@ -404,7 +446,11 @@ impl Paddock {
                 });
             }
             Some("assistant") => {
-                for block in message["message"]["content"].as_array().into_iter().flatten() {
+                for block in message["message"]["content"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                {
                     let kind = match block["type"].as_str() {
                         Some("text") => EventKind::AssistantText {
                             text: block["text"].as_str().unwrap_or_default().to_owned(),
@@ -423,7 +469,11 @@ impl Paddock {
                 }
             }
             Some("user") => {
-                for block in message["message"]["content"].as_array().into_iter().flatten() {
+                for block in message["message"]["content"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                {
                     if block["type"] != "tool_result" {
                         continue;
                     }
@@ -488,12 +538,20 @@ impl Paddock {
                     let text = message["result"]
                         .as_str()
                         .map(str::to_owned)
-                        .or_else(|| message["errors"].as_array().map(|e| {
-                            e.iter().filter_map(Value::as_str).collect::<Vec<_>>().join("; ")
-                        }))
+                        .or_else(|| {
+                            message["errors"].as_array().map(|e| {
+                                e.iter()
+                                    .filter_map(Value::as_str)
+                                    .collect::<Vec<_>>()
+                                    .join("; ")
+                            })
+                        })
                         .filter(|t| !t.is_empty())
                         .unwrap_or_else(|| {
-                            format!("the run ended with {}", message["subtype"].as_str().unwrap_or("an error"))
+                            format!(
+                                "the run ended with {}",
+                                message["subtype"].as_str().unwrap_or("an error")
+                            )
                         });
                     Err(text)
                 } else {
@@ -513,8 +571,14 @@ mod tests {
     #[test]
     fn permission_modes_map_to_the_cli() {
         assert_eq!(cli_permission_mode(PermissionMode::Ask), "default");
-        assert_eq!(cli_permission_mode(PermissionMode::AcceptEdits), "acceptEdits");
-        assert_eq!(cli_permission_mode(PermissionMode::Auto), "bypassPermissions");
+        assert_eq!(
+            cli_permission_mode(PermissionMode::AcceptEdits),
+            "acceptEdits"
+        );
+        assert_eq!(
+            cli_permission_mode(PermissionMode::Auto),
+            "bypassPermissions"
+        );
         assert_eq!(cli_permission_mode(PermissionMode::ReadOnly), "plan");
     }
 
@@ -529,7 +593,9 @@ mod tests {
     fn tool_results_are_text() {
         assert_eq!(tool_result_text(&json!("ok")), "ok");
         assert_eq!(
-            tool_result_text(&json!([{"type": "text", "text": "a"}, {"type": "text", "text": "b"}])),
+            tool_result_text(
+                &json!([{"type": "text", "text": "a"}, {"type": "text", "text": "b"}])
+            ),
             "a\nb"
         );
     }

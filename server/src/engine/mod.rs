@@ -217,7 +217,11 @@ impl Paddock {
     }
 
     /// Runs the oldest queued prompt with the session's engine.
-    async fn run_engine(&self, session: SessionId, cancel: &CancellationToken) -> Result<(), RunError> {
+    async fn run_engine(
+        &self,
+        session: SessionId,
+        cancel: &CancellationToken,
+    ) -> Result<(), RunError> {
         let s = self
             .store
             .get_session(session)

@@ -160,7 +160,12 @@ impl Sandbox for LocalSandbox {
             .map_err(|e| SandboxError::Unavailable(format!("workspace root: {e}")))
     }
 
-    async fn start_with(&self, session: SessionId, _limits: Limits, mounts: &[Mount]) -> Result<()> {
+    async fn start_with(
+        &self,
+        session: SessionId,
+        _limits: Limits,
+        mounts: &[Mount],
+    ) -> Result<()> {
         if !mounts.is_empty() {
             return Err(NEEDS_DOCKER);
         }

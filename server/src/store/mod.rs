@@ -318,7 +318,11 @@ impl Store {
     }
 
     /// Revokes one token (by hash), or every token of `session` when `None`.
-    pub async fn revoke_proxy_tokens(&self, session: SessionId, sha256: Option<&str>) -> Result<()> {
+    pub async fn revoke_proxy_tokens(
+        &self,
+        session: SessionId,
+        sha256: Option<&str>,
+    ) -> Result<()> {
         sqlx::query(
             "UPDATE proxy_tokens SET revoked = 1 WHERE session_id = ? AND (? IS NULL OR token_sha256 = ?)",
         )
