@@ -11,6 +11,8 @@
 //!    claude-code engine (the real CLI in its sandbox), wall time from the
 //!    prompt to idle.
 //!
+//! Run:
+//!
 //!     cargo bench --bench proxy     # needs dockerd, the agent image and the CLI (scripts/setup)
 //!     PROXY_BENCH_RUNS=500 ENGINE_BENCH_RUNS=5 cargo bench --bench proxy
 

@@ -625,3 +625,21 @@ async fn the_proxy_refuses_an_expired_token() {
     assert_eq!(status, 401, "{answer}");
     assert_eq!(h.model.requests().len(), 0);
 }
+
+#[tokio::test]
+async fn local_sandboxes_refuse_the_claude_code_engine_plainly() {
+    use app::api::Backend;
+    let h = harness(json!([{"reply": "x"}]), "local", &[]).await;
+    let spec = NewSession {
+        name: "cc".into(),
+        engine: Some(Engine::ClaudeCode),
+        ..Default::default()
+    }
+    .validate()
+    .unwrap();
+    match h.paddock.create_session(spec).await {
+        Err(app::model::AppError::Invalid(m)) => assert!(m.contains("Docker"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(h.paddock.store.list_sessions().await.unwrap().is_empty());
+}

@@ -393,14 +393,12 @@ impl Paddock {
             async move { me.record(session, kind).await.map(|e| e.seq) }
         };
         match message["type"].as_str() {
-            Some("system") if message["subtype"] == "init" => {
-                // Under --resume the CLI may report another id; the one
-                // first resumed from stays the handle.
-                if state.claude_session_id.is_none() {
-                    if let Some(id) = message["session_id"].as_str() {
-                        state.claude_session_id = Some(id.to_owned());
-                        self.save_state(session, state).await?;
-                    }
+            // Under --resume the CLI may report another id; the one first
+            // resumed from stays the handle.
+            Some("system") if message["subtype"] == "init" && state.claude_session_id.is_none() => {
+                if let Some(id) = message["session_id"].as_str() {
+                    state.claude_session_id = Some(id.to_owned());
+                    self.save_state(session, state).await?;
                 }
             }
             Some("system") if message["subtype"] == "api_retry" => {
