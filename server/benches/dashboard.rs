@@ -70,7 +70,10 @@ async fn main() {
     let config = Config::try_parse_from([
         "paddock".into(),
         "--sandbox=local".into(),
-        format!("--database-url=sqlite://{}/paddock.db", dir.path().display()),
+        format!(
+            "--database-url=sqlite://{}/paddock.db",
+            dir.path().display()
+        ),
         format!("--workspace-root={}", dir.path().join("w").display()),
     ])
     .unwrap();
@@ -83,14 +86,21 @@ async fn main() {
     .unwrap();
     let session = paddock.store.create_session(&spec).await.unwrap().id;
     for i in 0..n {
-        paddock.store.append_event(session, &event(i)).await.unwrap();
+        paddock
+            .store
+            .append_event(session, &event(i))
+            .await
+            .unwrap();
     }
     let state = AppState {
         leptos: LeptosOptions::builder().output_name("paddock").build(),
         paddock: Arc::new(paddock),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/sessions/{session}", listener.local_addr().unwrap());
+    let url = format!(
+        "http://{}/sessions/{session}",
+        listener.local_addr().unwrap()
+    );
     tokio::spawn(server::serve(listener, state, std::future::pending()));
 
     let client = reqwest::Client::new();
@@ -108,7 +118,10 @@ async fn main() {
         assert!(body.contains("data-testid=\"transcript\""));
     }
     let ms = |d: Duration| format!("{:.1} ms", d.as_secs_f64() * 1000.0);
-    println!("SSR of a session with {n} events ({runs} runs, page {} KiB):", bytes / 1024);
+    println!(
+        "SSR of a session with {n} events ({runs} runs, page {} KiB):",
+        bytes / 1024
+    );
     println!("| events | p50 | p99 | max |");
     println!(
         "| {n} | {} | {} | {} |",

@@ -12,12 +12,13 @@ use crate::config::{Config, SandboxChoice};
 use crate::engine::{EngineLimits, EngineState};
 use crate::hub::{Hub, SessionUpdate};
 use crate::llm::{Anthropic, AnthropicConfig, Provider};
-use crate::sandbox::{DockerSandbox, LocalSandbox, Sandbox};
+use crate::proxy::CredentialProxy;
+use crate::sandbox::{BackendKind, DockerSandbox, LocalSandbox, Sandbox, SandboxError};
 use crate::store::Store;
 use anyhow::Context;
 use app::api::Backend;
 use app::model::{
-    AppError, Event, EventKind, ServerInfo, Session, SessionId, SessionSpec, SessionStatus,
+    AppError, Engine, Event, EventKind, ServerInfo, Session, SessionId, SessionSpec, SessionStatus,
 };
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -35,6 +36,8 @@ pub struct Paddock {
     pub provider: Arc<dyn Provider>,
     /// Runs, queues and pending permission requests of every session.
     pub engine: Arc<EngineState>,
+    /// The credential-injecting LLM proxy of claude-code sessions.
+    pub proxy: Arc<CredentialProxy>,
 }
 
 fn not_found(id: SessionId) -> AppError {
@@ -96,6 +99,13 @@ impl Paddock {
             timeout: Duration::from_secs(config.model_timeout_secs),
             ..AnthropicConfig::default()
         })?);
+        let proxy = Arc::new(CredentialProxy::new(
+            &config.anthropic_base_url,
+            config.anthropic_api_key.as_deref(),
+            config.anthropic_auth_token.as_deref(),
+            std::path::absolute(&config.claude_code_root)?,
+            Duration::from_secs(config.claude_code_run_secs),
+        )?);
         Ok(Self {
             config,
             store,
@@ -103,6 +113,7 @@ impl Paddock {
             hub: Hub::new(),
             provider,
             engine: Arc::default(),
+            proxy,
         })
     }
 
@@ -114,6 +125,18 @@ impl Paddock {
             permission_timeout: Duration::from_secs(self.config.permission_timeout_secs),
             output_cap: 32 * 1024,
         }
+    }
+
+    /// Creates (or starts) a session's sandbox with what its engine needs
+    /// mounted.
+    pub async fn start_sandbox(&self, s: &Session) -> Result<(), SandboxError> {
+        let mounts = match s.engine {
+            Engine::Native => Vec::new(),
+            Engine::ClaudeCode => self.claude_code_mounts(s.id)?,
+        };
+        self.sandbox
+            .start_with(s.id, self.config.limits_for(s.limits), &mounts)
+            .await
     }
 
     /// Appends an event to a session's transcript, then broadcasts it: the
@@ -218,9 +241,11 @@ impl Backend for Paddock {
     }
 
     async fn create_session(&self, spec: SessionSpec) -> Result<Session, AppError> {
-        if spec.engine == app::model::Engine::ClaudeCode {
+        if spec.engine == Engine::ClaudeCode && self.sandbox.info().kind != BackendKind::Docker {
             return Err(AppError::Invalid(
-                "The claude-code engine is not available in this version of Paddock; use \"native\".".into(),
+                "The claude-code engine runs only in Docker sandboxes, and this server uses local \
+                 ones; use \"native\", or run Paddock with PADDOCK_SANDBOX=docker."
+                    .into(),
             ));
         }
         let session = self.store.create_session(&spec).await?;
@@ -229,9 +254,10 @@ impl Backend for Paddock {
             .publish_session(SessionUpdate::Changed(Arc::new(session.clone())));
         // Warm the sandbox up now, so the first prompt does not wait for it.
         let paddock = self.clone();
-        let (id, limits) = (session.id, self.config.limits_for(session.limits));
+        let created = session.clone();
         tokio::spawn(async move {
-            if let Err(e) = paddock.sandbox.start(id, limits).await {
+            let id = created.id;
+            if let Err(e) = paddock.start_sandbox(&created).await {
                 tracing::warn!(session = %id, "sandbox did not start: {e}");
                 let event = EventKind::Error {
                     message: format!("The sandbox could not start: {e}"),
@@ -260,6 +286,12 @@ impl Backend for Paddock {
                 "The sandbox could not be removed, so the session was kept: {e}"
             ))
         })?;
+        if let Err(e) = self.forget_proxy(id).await {
+            tracing::error!(session = %id, "cannot remove the session's claude-code folder: {e}");
+            return Err(AppError::Unavailable(format!(
+                "The session's Claude Code folder could not be removed, so the session was kept: {e}"
+            )));
+        }
         self.store.delete_session(id).await?;
         // Its viewers' streams end; a reconnect gets 404.
         self.hub.close(id);

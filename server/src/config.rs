@@ -78,7 +78,30 @@ pub struct Config {
     /// How long a permission request waits before it is denied, in seconds.
     #[arg(long, env = "PADDOCK_PERMISSION_TIMEOUT_SECS", default_value_t = 600)]
     pub permission_timeout_secs: u64,
+
+    /// The Claude Code CLI (a native Linux binary) that claude-code sessions
+    /// run, mounted read-only into their sandboxes [default: where
+    /// scripts/setup installs the pinned version].
+    #[arg(long, env = "PADDOCK_CLAUDE_CODE_BIN")]
+    pub claude_code_bin: Option<PathBuf>,
+
+    /// Folder holding each claude-code session's home (the CLI's transcripts,
+    /// for --resume) and the socket of its LLM proxy.
+    #[arg(
+        long,
+        env = "PADDOCK_CLAUDE_CODE_ROOT",
+        default_value = "data/claude-code"
+    )]
+    pub claude_code_root: PathBuf,
+
+    /// Longest one claude-code prompt may run, in seconds; its proxy token
+    /// expires then too.
+    #[arg(long, env = "PADDOCK_CLAUDE_CODE_RUN_SECS", default_value_t = 4 * 3600)]
+    pub claude_code_run_secs: u64,
 }
+
+/// The Claude Code CLI version scripts/setup installs.
+pub const CLAUDE_CODE_VERSION: &str = include_str!("../claude-code/VERSION").trim_ascii();
 
 /// The project's agent image, at the version its recipe declares.
 pub const DEFAULT_IMAGE: &str = concat!("paddock-agent:", include_str!("../images/agent/VERSION"));
@@ -90,6 +113,21 @@ pub enum SandboxChoice {
 }
 
 impl Config {
+    /// The Claude Code CLI to run: the configured one, else the pinned
+    /// version in scripts/setup's cache (`$XDG_CACHE_HOME` or `~/.cache`).
+    pub fn claude_code_bin(&self) -> PathBuf {
+        self.claude_code_bin.clone().unwrap_or_else(|| {
+            let cache = std::env::var_os("XDG_CACHE_HOME")
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+                .unwrap_or_else(|| PathBuf::from(".cache"));
+            cache
+                .join("paddock/claude-code")
+                .join(CLAUDE_CODE_VERSION)
+                .join("node_modules/@anthropic-ai/claude-code/bin/claude.exe")
+        })
+    }
+
     /// A session's sandbox limits: its own where it set them, else ours.
     pub fn limits_for(&self, own: SandboxLimits) -> Limits {
         Limits {

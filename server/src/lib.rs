@@ -8,6 +8,7 @@ pub mod engine;
 pub mod http;
 pub mod hub;
 pub mod llm;
+pub mod proxy;
 pub mod sandbox;
 pub mod scripted;
 pub mod store;

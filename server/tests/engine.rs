@@ -462,11 +462,9 @@ async fn the_rest_api_runs_prompts_and_refuses_bad_ones() {
         .send()
         .await
         .unwrap();
-    assert_eq!(
-        res.status(),
-        400,
-        "an engine that is not there is refused, not faked"
-    );
+    assert_eq!(res.status(), 201, "the engine is chosen per session");
+    let cc: Session = res.json().await.unwrap();
+    assert_eq!(cc.engine, app::model::Engine::ClaudeCode);
     let prompt_url = format!("{base}/api/sessions/{}/prompt", s.id);
     for (body, status) in [
         (json!({"text": "  "}), 400),

@@ -7,11 +7,12 @@
 //! the HTTP stream and the sandbox's process group) and drops the queue.
 //! Permission requests wait for a decision from any viewer, or expire.
 
+mod claude_code;
 mod history;
 mod native;
 
 use crate::backend::Paddock;
-use app::model::{AppError, Decision, EventKind, SessionId, SessionStatus};
+use app::model::{AppError, Decision, Engine, EventKind, Session, SessionId, SessionStatus};
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -60,6 +61,23 @@ pub(crate) enum RunError {
     Stopped,
     #[error("{0}")]
     Failed(String),
+}
+
+/// Why no more model calls may be made for a session, if its budget is
+/// spent: checked by the native loop and by the LLM proxy before each call.
+pub(crate) fn budget_refusal(s: &Session) -> Option<String> {
+    let budget = s.budget_usd.filter(|b| s.cost_usd >= *b)?;
+    Some(format!(
+        "This session reached its budget of ${budget:.2} (spent ${:.4}); \
+         no more model calls will be made.",
+        s.cost_usd
+    ))
+}
+
+/// What the model is told when a person refused a tool call.
+pub(crate) fn denial(tool: &str, reason: Option<String>) -> String {
+    let why = reason.map(|r| format!(" Reason: {r}")).unwrap_or_default();
+    format!("The user denied permission to run {tool}.{why}")
 }
 
 impl From<AppError> for RunError {
@@ -200,7 +218,7 @@ impl Paddock {
                 run.cancel.clone()
             };
             let _ = self.set_status(session, SessionStatus::Running, None).await;
-            let (status, message) = match self.run_prompt(session, &cancel).await {
+            let (status, message) = match self.run_engine(session, &cancel).await {
                 Ok(()) => (SessionStatus::Idle, None),
                 Err(RunError::Stopped) => (SessionStatus::Idle, Some("Stopped.".to_owned())),
                 Err(RunError::Failed(message)) => {
@@ -218,6 +236,24 @@ impl Paddock {
             if let Err(e) = self.set_status(session, status, message).await {
                 tracing::warn!(%session, "cannot record the end of a run: {e}");
             }
+        }
+    }
+
+    /// Runs the oldest queued prompt with the session's engine.
+    async fn run_engine(
+        &self,
+        session: SessionId,
+        cancel: &CancellationToken,
+    ) -> Result<(), RunError> {
+        let s = self
+            .store
+            .get_session(session)
+            .await
+            .map_err(|e| RunError::Failed(e.to_string()))?
+            .ok_or_else(|| RunError::Failed("the session was deleted".into()))?;
+        match s.engine {
+            Engine::Native => self.run_native(s, cancel).await,
+            Engine::ClaudeCode => self.run_claude_code(s, cancel).await,
         }
     }
 

@@ -9,7 +9,7 @@ use super::{lock, RunError};
 use crate::backend::Paddock;
 use crate::llm::{cost_usd, ContentBlock, LlmError, Message, Request, Role, StreamDelta};
 use crate::tools::{self, Access, ToolContext};
-use app::model::{Delta, DeltaKind, EventKind, PermissionMode, SessionId};
+use app::model::{Delta, DeltaKind, EventKind, PermissionMode, Session, SessionId};
 use tokio_util::sync::CancellationToken;
 
 /// Whether a tool needs a person's approval in this mode (`None`: refused).
@@ -23,20 +23,14 @@ fn needs_approval(mode: PermissionMode, access: Access) -> Option<bool> {
 }
 
 impl Paddock {
-    pub(crate) async fn run_prompt(
+    pub(crate) async fn run_native(
         &self,
-        session: SessionId,
+        s: Session,
         cancel: &CancellationToken,
     ) -> Result<(), RunError> {
-        let s = self
-            .store
-            .get_session(session)
-            .await
-            .map_err(|e| RunError::Failed(e.to_string()))?
-            .ok_or_else(|| RunError::Failed("the session was deleted".into()))?;
+        let session = s.id;
         let limits = self.engine_limits();
-        self.sandbox
-            .start(session, self.config.limits_for(s.limits))
+        self.start_sandbox(&s)
             .await
             .map_err(|e| RunError::Failed(format!("The sandbox could not start: {e}")))?;
         let load = || async {
@@ -85,12 +79,8 @@ impl Paddock {
                 .await
                 .map_err(|e| RunError::Failed(e.to_string()))?
                 .ok_or_else(|| RunError::Failed("the session was deleted".into()))?;
-            if let Some(budget) = now.budget_usd.filter(|b| now.cost_usd >= *b) {
-                return Err(RunError::Failed(format!(
-                    "This session reached its budget of ${budget:.2} (spent ${:.4}); \
-                     no more model calls will be made.",
-                    now.cost_usd
-                )));
+            if let Some(refusal) = super::budget_refusal(&now) {
+                return Err(RunError::Failed(refusal));
             }
             let seq_hint = now.last_seq;
             let hub = self.hub.clone();
@@ -245,12 +235,7 @@ impl Paddock {
                     }
                 };
                 if !allowed {
-                    let why = reason.map(|r| format!(" Reason: {r}")).unwrap_or_default();
-                    return Ok((
-                        format!("The user denied permission to run {name}.{why}"),
-                        true,
-                        false,
-                    ));
+                    return Ok((super::denial(name, reason), true, false));
                 }
             }
             Some(false) => {}

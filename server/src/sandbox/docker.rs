@@ -8,8 +8,8 @@
 
 use super::{
     remove_workspace, workspace_dir, BackendInfo, BackendKind, CappedOutput, ExecOutcome,
-    ExecRequest, Found, Limits, OutputSink, OutputStream, Result, Sandbox, SandboxError, Workspace,
-    MOUNT_POINT, SANDBOX_ENV, SANDBOX_UID,
+    ExecRequest, Found, Limits, Mount, OutputSink, OutputStream, Process, ProcessControl, Result,
+    Sandbox, SandboxError, SpawnRequest, Workspace, MOUNT_POINT, SANDBOX_ENV, SANDBOX_UID,
 };
 use app::model::SessionId;
 use bollard::container::LogOutput;
@@ -21,6 +21,7 @@ use bollard::query_parameters::{
     StopContainerOptionsBuilder,
 };
 use bollard::Docker;
+use bytes::Bytes;
 use futures_util::StreamExt;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -37,8 +38,10 @@ pub const INSTANCE_LABEL: &str = "paddock.instance";
 /// on Stop; whatever the command left running in it is killed when it ends,
 /// so no tool call outlives itself (a fork bomb's children included). The
 /// wrapper's own stderr is silenced after the fork, so its job notices
-/// ("Killed") never mix with the command's output.
-const EXEC_WRAPPER: &str = r#"{ echo "$BASHPID"; exec timeout -s KILL "$1" bash -c "$2"; } & pid=$!
+/// ("Killed") never mix with the command's output. The group keeps the
+/// exec's stdin (`<&0`): bash would give a background job /dev/null, and a
+/// spawned process (the Claude Code CLI) reads its input there.
+const EXEC_WRAPPER: &str = r#"{ echo "$BASHPID"; exec timeout -s KILL "$1" bash -c "$2"; } <&0 & pid=$!
 exec 2>/dev/null; wait "$pid"; rc=$?; kill -KILL -- "-$pid"; exit "$rc""#;
 
 pub struct DockerSandbox {
@@ -93,8 +96,19 @@ impl DockerSandbox {
         format!("paddock-{session}")
     }
 
-    fn create_body(&self, session: SessionId, limits: Limits) -> ContainerCreateBody {
+    fn create_body(
+        &self,
+        session: SessionId,
+        limits: Limits,
+        mounts: &[Mount],
+    ) -> ContainerCreateBody {
         let workspace = workspace_dir(&self.workspace_root, session);
+        let binds = std::iter::once(format!("{}:{MOUNT_POINT}", workspace.display()))
+            .chain(mounts.iter().map(|m| {
+                let mode = if m.read_only { ":ro" } else { "" };
+                format!("{}:{}{mode}", m.host.display(), m.target)
+            }))
+            .collect();
         let uid = SANDBOX_UID;
         ContainerCreateBody {
             image: Some(self.image.clone()),
@@ -114,7 +128,7 @@ impl DockerSandbox {
             ])),
             network_disabled: Some(true),
             host_config: Some(HostConfig {
-                binds: Some(vec![format!("{}:{MOUNT_POINT}", workspace.display())]),
+                binds: Some(binds),
                 network_mode: Some("none".into()),
                 cap_drop: Some(vec!["ALL".into()]),
                 security_opt: Some(vec!["no-new-privileges".into()]),
@@ -138,42 +152,10 @@ impl DockerSandbox {
         }
     }
 
-    /// Runs a short helper command (no timeout wrapper) and returns stdout.
-    async fn run_helper(&self, session: SessionId, cmd: &[&str]) -> Result<String> {
-        let exec = self
-            .docker
-            .create_exec(
-                &Self::container_name(session),
-                CreateExecOptions {
-                    attach_stdout: Some(true),
-                    attach_stderr: Some(true),
-                    cmd: Some(cmd.to_vec()),
-                    user: Some("10001:10001"),
-                    ..Default::default()
-                },
-            )
-            .await
-            .map_err(failed)?;
-        let mut out = String::new();
-        if let StartExecResults::Attached { mut output, .. } = self
-            .docker
-            .start_exec(&exec.id, None)
-            .await
-            .map_err(failed)?
-        {
-            while let Some(item) = output.next().await {
-                if let LogOutput::StdOut { message } = item.map_err(failed)? {
-                    out.push_str(&String::from_utf8_lossy(&message));
-                }
-            }
-        }
-        Ok(out)
-    }
-
     /// How many processes the container's cgroup has OOM-killed so far.
     async fn oom_kill_count(&self, session: SessionId) -> Option<u64> {
-        let text = self
-            .run_helper(
+        let text = run_helper(
+                &self.docker,
                 session,
                 &[
                     "sh",
@@ -189,14 +171,79 @@ impl DockerSandbox {
     }
 
     async fn kill_group(&self, session: SessionId, pgid: Option<u32>) {
-        let Some(pgid) = pgid else { return };
-        let target = format!("-{pgid}");
-        if let Err(e) = self
-            .run_helper(session, &["kill", "-KILL", "--", &target])
-            .await
-        {
-            tracing::warn!(%session, "cannot kill process group {pgid}: {e}");
+        kill_group(&self.docker, session, pgid).await;
+    }
+}
+
+/// Runs a short helper command (no timeout wrapper) and returns stdout.
+async fn run_helper(docker: &Docker, session: SessionId, cmd: &[&str]) -> Result<String> {
+    let exec = docker
+        .create_exec(
+            &DockerSandbox::container_name(session),
+            CreateExecOptions {
+                attach_stdout: Some(true),
+                attach_stderr: Some(true),
+                cmd: Some(cmd.to_vec()),
+                user: Some("10001:10001"),
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(failed)?;
+    let mut out = String::new();
+    if let StartExecResults::Attached { mut output, .. } =
+        docker.start_exec(&exec.id, None).await.map_err(failed)?
+    {
+        while let Some(item) = output.next().await {
+            if let LogOutput::StdOut { message } = item.map_err(failed)? {
+                out.push_str(&String::from_utf8_lossy(&message));
+            }
         }
+    }
+    Ok(out)
+}
+
+async fn kill_group(docker: &Docker, session: SessionId, pgid: Option<u32>) {
+    let Some(pgid) = pgid else { return };
+    let target = format!("-{pgid}");
+    if let Err(e) = run_helper(docker, session, &["kill", "-KILL", "--", &target]).await {
+        tracing::warn!(%session, "cannot kill process group {pgid}: {e}");
+    }
+}
+
+/// The environment of a command: [`SANDBOX_ENV`] and the request's own.
+fn exec_env(extra: &[(String, String)]) -> Vec<String> {
+    SANDBOX_ENV
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .chain(extra.iter().map(|(k, v)| format!("{k}={v}")))
+        .collect()
+}
+
+/// A spawned command: the exec to inspect and the process group to kill.
+struct DockerProcess {
+    docker: Docker,
+    session: SessionId,
+    exec_id: String,
+    pgid: Option<u32>,
+}
+
+#[async_trait::async_trait]
+impl ProcessControl for DockerProcess {
+    async fn kill(&self) {
+        kill_group(&self.docker, self.session, self.pgid).await;
+    }
+
+    async fn exit_code(&self) -> Result<Option<i64>> {
+        let code = self
+            .docker
+            .inspect_exec(&self.exec_id)
+            .await
+            .map_err(failed)?
+            .exit_code;
+        // Whatever the command left running in its group goes with it.
+        self.kill().await;
+        Ok(code.filter(|c| *c != 137))
     }
 }
 
@@ -213,8 +260,8 @@ impl Sandbox for DockerSandbox {
         self.docker.ping().await.map(|_| ()).map_err(unavailable)
     }
 
-    #[tracing::instrument(skip(self))]
-    async fn start(&self, session: SessionId, limits: Limits) -> Result<()> {
+    #[tracing::instrument(skip(self, mounts))]
+    async fn start_with(&self, session: SessionId, limits: Limits, mounts: &[Mount]) -> Result<()> {
         let gate = self
             .starting
             .lock()
@@ -233,7 +280,7 @@ impl Sandbox for DockerSandbox {
                 let options = CreateContainerOptionsBuilder::new().name(&name).build();
                 match self
                     .docker
-                    .create_container(Some(options), self.create_body(session, limits))
+                    .create_container(Some(options), self.create_body(session, limits, mounts))
                     .await
                 {
                     Ok(_) => {}
@@ -292,10 +339,7 @@ impl Sandbox for DockerSandbox {
     ) -> Result<ExecOutcome> {
         let name = Self::container_name(session);
         let secs = format!("{:.3}", request.timeout.as_secs_f64());
-        let env: Vec<String> = SANDBOX_ENV
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
+        let env = exec_env(&[]);
         let exec = self
             .docker
             .create_exec(
@@ -409,6 +453,94 @@ impl Sandbox for DockerSandbox {
             timed_out,
             oom_killed,
             cancelled,
+        })
+    }
+
+    #[tracing::instrument(skip(self, request))]
+    async fn spawn(&self, session: SessionId, request: &SpawnRequest) -> Result<Process> {
+        let secs = format!("{:.3}", request.timeout.as_secs_f64());
+        let env = exec_env(&request.env);
+        let exec = self
+            .docker
+            .create_exec(
+                &Self::container_name(session),
+                CreateExecOptions {
+                    attach_stdin: Some(true),
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    cmd: Some(vec![
+                        "bash",
+                        "-c",
+                        EXEC_WRAPPER,
+                        "paddock",
+                        &secs,
+                        &request.command,
+                    ]),
+                    env: Some(env.iter().map(String::as_str).collect()),
+                    working_dir: Some(MOUNT_POINT),
+                    user: Some("10001:10001"),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| match status_of(&e) {
+                Some(404) => SandboxError::Missing(session),
+                _ => failed(e),
+            })?;
+        let StartExecResults::Attached { mut output, input } = self
+            .docker
+            .start_exec(&exec.id, None)
+            .await
+            .map_err(failed)?
+        else {
+            return Err(SandboxError::Failed("exec did not attach".into()));
+        };
+        // The wrapper prints the process group id first, before any output.
+        let mut first = Vec::new();
+        let mut early: Vec<(OutputStream, Bytes)> = Vec::new();
+        let pgid = loop {
+            match output.next().await {
+                None => break None,
+                Some(Err(e)) => return Err(failed(e)),
+                Some(Ok(LogOutput::StdOut { message })) => {
+                    match message.iter().position(|b| *b == b'\n') {
+                        Some(i) => {
+                            first.extend_from_slice(&message[..i]);
+                            if i + 1 < message.len() {
+                                early.push((OutputStream::Stdout, message.slice(i + 1..)));
+                            }
+                            break std::str::from_utf8(&first)
+                                .ok()
+                                .and_then(|s| s.trim().parse().ok());
+                        }
+                        None => first.extend_from_slice(&message),
+                    }
+                }
+                Some(Ok(LogOutput::StdErr { message })) => {
+                    early.push((OutputStream::Stderr, message))
+                }
+                Some(Ok(_)) => {}
+            }
+        };
+        let rest = output.filter_map(|item| async move {
+            match item {
+                Ok(LogOutput::StdOut { message }) => Some(Ok((OutputStream::Stdout, message))),
+                Ok(LogOutput::StdErr { message }) => Some(Ok((OutputStream::Stderr, message))),
+                Ok(_) => None,
+                Err(e) => Some(Err(failed(e))),
+            }
+        });
+        Ok(Process {
+            stdin: input,
+            output: futures_util::stream::iter(early.into_iter().map(Ok))
+                .chain(rest)
+                .boxed(),
+            control: Box::new(DockerProcess {
+                docker: self.docker.clone(),
+                session,
+                exec_id: exec.id,
+                pgid,
+            }),
         })
     }
 

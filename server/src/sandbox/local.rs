@@ -8,8 +8,8 @@
 
 use super::{
     remove_workspace, workspace_dir, BackendInfo, BackendKind, CappedOutput, ExecOutcome,
-    ExecRequest, Found, Limits, OutputSink, OutputStream, Result, Sandbox, SandboxError, Workspace,
-    MOUNT_POINT, SANDBOX_ENV,
+    ExecRequest, Found, Limits, Mount, OutputSink, OutputStream, Process, Result, Sandbox,
+    SandboxError, SpawnRequest, Workspace, MOUNT_POINT, SANDBOX_ENV,
 };
 use app::model::SessionId;
 use rustix::process::{kill_process_group, Pid, Signal};
@@ -20,6 +20,12 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::Command;
 use tokio_util::sync::CancellationToken;
+
+/// Mounts and long-running processes serve the claude-code engine only,
+/// which runs in closed containers: local sandboxes refuse both plainly.
+const NEEDS_DOCKER: SandboxError = SandboxError::Unsupported(
+    "the claude-code engine needs the Docker sandbox backend (PADDOCK_SANDBOX=docker)",
+);
 
 pub struct LocalSandbox {
     workspace_root: PathBuf,
@@ -154,7 +160,15 @@ impl Sandbox for LocalSandbox {
             .map_err(|e| SandboxError::Unavailable(format!("workspace root: {e}")))
     }
 
-    async fn start(&self, session: SessionId, _limits: Limits) -> Result<()> {
+    async fn start_with(
+        &self,
+        session: SessionId,
+        _limits: Limits,
+        mounts: &[Mount],
+    ) -> Result<()> {
+        if !mounts.is_empty() {
+            return Err(NEEDS_DOCKER);
+        }
         self.workspace(session)
             .create()
             .map_err(|e| SandboxError::Failed(format!("cannot create the workspace: {e}")))
@@ -229,6 +243,10 @@ impl Sandbox for LocalSandbox {
             oom_killed: false,
             cancelled,
         })
+    }
+
+    async fn spawn(&self, _session: SessionId, _request: &SpawnRequest) -> Result<Process> {
+        Err(NEEDS_DOCKER)
     }
 
     async fn stop(&self, _session: SessionId) -> Result<()> {

@@ -20,9 +20,13 @@ pub use output::CappedOutput;
 pub use workspace::{Entry, FileError, Workspace, MOUNT_POINT, SANDBOX_UID};
 
 use app::model::SessionId;
+use bytes::Bytes;
+use futures_util::stream::BoxStream;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::time::Duration;
+use tokio::io::AsyncWrite;
 use tokio_util::sync::CancellationToken;
 
 /// Resource limits of one sandbox.
@@ -61,6 +65,43 @@ impl ExecRequest {
             output_cap: 64 * 1024,
         }
     }
+}
+
+/// A host path mounted into a sandbox when it is created: how the
+/// claude-code engine gets its CLI (read-only), a home that survives the
+/// container, and the proxy's socket folder into a closed sandbox.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Mount {
+    pub host: PathBuf,
+    pub target: &'static str,
+    pub read_only: bool,
+}
+
+/// A long-running command with its stdin attached (the Claude Code CLI,
+/// which speaks JSON lines both ways), run like [`ExecRequest`] in its own
+/// process group under a time limit.
+#[derive(Clone, Debug)]
+pub struct SpawnRequest {
+    pub command: String,
+    /// Added to [`SANDBOX_ENV`]; nothing of the server's own environment.
+    pub env: Vec<(String, String)>,
+    pub timeout: Duration,
+}
+
+/// A running [`SpawnRequest`]: write to `stdin`, read `output` until it
+/// ends, then ask `control` for the exit code.
+pub struct Process {
+    pub stdin: Pin<Box<dyn AsyncWrite + Send>>,
+    pub output: BoxStream<'static, Result<(OutputStream, Bytes)>>,
+    pub control: Box<dyn ProcessControl>,
+}
+
+#[async_trait::async_trait]
+pub trait ProcessControl: Send + Sync {
+    /// Kills the process group at once.
+    async fn kill(&self);
+    /// The exit code once `output` has ended; `None` if killed by a signal.
+    async fn exit_code(&self) -> Result<Option<i64>>;
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -130,6 +171,8 @@ pub enum SandboxError {
     Missing(SessionId),
     #[error("sandbox failure: {0}")]
     Failed(String),
+    #[error("{0}")]
+    Unsupported(&'static str),
 }
 
 pub type Result<T, E = SandboxError> = std::result::Result<T, E>;
@@ -140,7 +183,12 @@ pub trait Sandbox: Send + Sync + 'static {
     /// Readiness: the backend answers.
     async fn check(&self) -> Result<()>;
     /// Creates the sandbox if it does not exist and starts it if stopped.
-    async fn start(&self, session: SessionId, limits: Limits) -> Result<()>;
+    async fn start(&self, session: SessionId, limits: Limits) -> Result<()> {
+        self.start_with(session, limits, &[]).await
+    }
+    /// [`Sandbox::start`], with host paths mounted when it is created (a
+    /// sandbox that exists already keeps the mounts it was created with).
+    async fn start_with(&self, session: SessionId, limits: Limits, mounts: &[Mount]) -> Result<()>;
     /// Runs a command; cancelling `cancel` kills its process tree at once.
     async fn exec(
         &self,
@@ -149,6 +197,8 @@ pub trait Sandbox: Send + Sync + 'static {
         cancel: &CancellationToken,
         sink: OutputSink<'_>,
     ) -> Result<ExecOutcome>;
+    /// Starts a long-running command with stdin attached.
+    async fn spawn(&self, session: SessionId, request: &SpawnRequest) -> Result<Process>;
     /// Stops the sandbox; its workspace stays.
     async fn stop(&self, session: SessionId) -> Result<()>;
     /// Removes the sandbox and its workspace for good.

@@ -258,6 +258,82 @@ impl Store {
         Ok(())
     }
 
+    /// Engine-specific resume state of a session (e.g. the Claude Code
+    /// session id), `None` when nothing was saved yet.
+    pub async fn engine_state(&self, id: SessionId) -> Result<Option<serde_json::Value>> {
+        let text: Option<Option<String>> =
+            sqlx::query_scalar("SELECT engine_state FROM sessions WHERE id = ?")
+                .bind(id.to_string())
+                .fetch_optional(&self.pool)
+                .await?;
+        text.flatten()
+            .map(|t| {
+                serde_json::from_str(&t)
+                    .map_err(|e| StoreError::Corrupt(format!("session {id}: engine_state: {e}")))
+            })
+            .transpose()
+    }
+
+    pub async fn set_engine_state(&self, id: SessionId, state: &serde_json::Value) -> Result<()> {
+        sqlx::query("UPDATE sessions SET engine_state = ? WHERE id = ?")
+            .bind(state.to_string())
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Stores a proxy token's hash for `session`, valid until `expires_at`.
+    pub async fn insert_proxy_token(
+        &self,
+        sha256: &str,
+        session: SessionId,
+        expires_at: DateTime<Utc>,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO proxy_tokens (token_sha256, session_id, expires_at, created_at) VALUES (?, ?, ?, ?)",
+        )
+        .bind(sha256)
+        .bind(session.to_string())
+        .bind(timestamp(expires_at))
+        .bind(timestamp(Utc::now()))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Whether a token with this hash is live (not revoked, not expired) and
+    /// belongs to `session`.
+    pub async fn proxy_token_valid(&self, sha256: &str, session: SessionId) -> Result<bool> {
+        let found: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM proxy_tokens WHERE token_sha256 = ? AND session_id = ? \
+             AND revoked = 0 AND expires_at > ?",
+        )
+        .bind(sha256)
+        .bind(session.to_string())
+        .bind(timestamp(Utc::now()))
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(found.is_some())
+    }
+
+    /// Revokes one token (by hash), or every token of `session` when `None`.
+    pub async fn revoke_proxy_tokens(
+        &self,
+        session: SessionId,
+        sha256: Option<&str>,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE proxy_tokens SET revoked = 1 WHERE session_id = ? AND (? IS NULL OR token_sha256 = ?)",
+        )
+        .bind(session.to_string())
+        .bind(sha256)
+        .bind(sha256)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     /// The value stored under `key`, setting it to `default()` if absent.
     pub async fn meta_or_insert(
         &self,
