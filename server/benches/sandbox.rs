@@ -10,21 +10,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
+use common::{ms, percentile};
 use server::config::DEFAULT_IMAGE;
 use server::sandbox::{DockerSandbox, ExecRequest, Limits, Sandbox};
 use std::process::Command;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
-
-fn percentile(samples: &mut [Duration], p: f64) -> Duration {
-    samples.sort_unstable();
-    let i = ((samples.len() as f64 - 1.0) * p).round() as usize;
-    samples[i]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
-}
 
 fn docker(args: &[&str]) {
     let out = Command::new("docker").args(args).output().unwrap();
