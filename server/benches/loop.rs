@@ -34,6 +34,7 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use axum::serve::ListenerExt;
 use common::{ms, percentile};
 use eventsource_stream::{EventStreamError, Eventsource};
 use futures_util::future::join_all;
@@ -121,6 +122,9 @@ impl Front {
     async fn spawn(self: Arc<Self>) -> String {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
+        // No Nagle delay on this hop: the real API streams each event as it
+        // is written, and a held-back frame would count against Paddock.
+        let listener = listener.tap_io(|tcp| tcp.set_nodelay(true).unwrap());
         let app = axum::Router::new().fallback(forward).with_state(self);
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         url
@@ -732,36 +736,61 @@ async fn main() {
     join_all(sessions.iter().map(|s| api.delete(s))).await;
     drop(results);
 
-    // ---- VIEWERS viewers of one session
-    let key = "bench-crowd";
+    // ---- VIEWERS viewers of one session, after the same run with one
+    println!(
+        "\n## Viewers of one session (5 tool turns + a final answer: {CROWD_DELTAS} text deltas, {} ms apart)\n",
+        p.delay_ms
+    );
+    println!("| viewers | events each | viewers with a gap or duplicate | connect all | prompt → first viewer done | prompt → last viewer done | deltas per viewer (min–max) | lag catch-ups | RSS with viewers connected |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    let rss_one = crowd(&api, &front, &paddock, 1, p.delay_ms).await;
+    let rss_all = crowd(&api, &front, &paddock, p.viewers, p.delay_ms).await;
+    println!(
+        "\nRSS per viewer: {:.1} KiB",
+        rss_all.saturating_sub(rss_one) as f64 / (p.viewers - 1) as f64
+    );
+    println!(
+        "\nserver log: {} ERROR lines",
+        paddock.errors_logged.load(Ordering::Relaxed)
+    );
+    assert_cleaned_up(&paddock.workspaces);
+}
+
+/// Text deltas of the crowd's run: 40 in each of its 6 turns.
+const CROWD_DELTAS: usize = 6 * 40;
+
+/// `viewers` viewers of one fresh session, connected before its prompt:
+/// each must receive every stored event exactly once, in order. Prints a
+/// table row; returns the server's RSS with the viewers connected (KiB).
+async fn crowd(api: &Api, front: &Front, paddock: &Paddock, viewers: usize, delay_ms: u64) -> u64 {
+    let key = format!("bench-crowd-{viewers}");
     let mut turns: Vec<Value> = (0..5)
         .map(|t| {
             json!({
                 "reply": [
-                    {"text": unique_text(&format!("c{t}"), 40)},
+                    {"text": unique_text(&format!("c{t}"), CROWD_DELTAS / 6)},
                     {"tool_use": {"name": "bash", "input": {"command": format!("echo turn {t}")}}},
                 ],
-                "delay_ms": p.delay_ms,
+                "delay_ms": delay_ms,
             })
         })
         .collect();
-    turns.push(json!({"reply": unique_text("cend", 40), "delay_ms": p.delay_ms}));
-    front.script(key, Value::Array(turns), false);
-    let session = api.create(key, key).await;
+    turns.push(json!({"reply": unique_text("cend", CROWD_DELTAS / 6), "delay_ms": delay_ms}));
+    front.script(&key, Value::Array(turns), false);
+    let session = api.create(&key, &key).await;
     wait_for_sandboxes(std::slice::from_ref(&session)).await;
-    let rss_one = paddock.rss_kib();
     let connecting = Instant::now();
-    let viewers: Vec<Viewer> = join_all((0..p.viewers).map(|_| api.watch(&session))).await;
+    let crowd: Vec<Viewer> = join_all((0..viewers).map(|_| api.watch(&session))).await;
     let connect_time = connecting.elapsed();
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let rss_crowd = paddock.rss_kib();
+    let rss = paddock.rss_kib();
     let after = api.get(&session).await.last_seq;
     let lag_before = paddock.lag_recoveries.load(Ordering::Relaxed);
     let start = Instant::now();
     api.prompt(&session, "Five steps for a crowd")
         .await
         .unwrap();
-    let results = all_done(viewers, &vec![after; p.viewers], false).await;
+    let results = all_done(crowd, &vec![after; viewers], false).await;
     let first = results.iter().map(|(_, s)| s.done.unwrap()).min().unwrap() - start;
     let last = results.iter().map(|(_, s)| s.done.unwrap()).max().unwrap() - start;
     let last_seq = api.get(&session).await.last_seq;
@@ -778,37 +807,18 @@ async fn main() {
     }
     let deltas: Vec<usize> = results.iter().map(|(_, s)| s.delta_count).collect();
     println!(
-        "\n## {} viewers of one session (5 tool turns + a final answer, {} text deltas, {} ms apart)\n",
-        p.viewers,
-        6 * 40,
-        p.delay_ms
-    );
-    println!("| viewers | events each | viewers with a gap or duplicate | connect all | prompt → first viewer done | prompt → last viewer done | deltas per viewer (min–max) | lag catch-ups |");
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
-    println!(
-        "| {} | {last_seq} | {gapped} (missing {missing}, duplicated {duplicated}) | {} | {} | {} | {}–{} | {} |",
-        p.viewers,
+        "| {viewers} | {last_seq} | {gapped} (missing {missing}, duplicated {duplicated}) | {} | {} | {} | {}–{} | {} | {} |",
         ms(connect_time),
         ms(first),
         ms(last),
         deltas.iter().min().unwrap(),
         deltas.iter().max().unwrap(),
         paddock.lag_recoveries.load(Ordering::Relaxed) - lag_before,
-    );
-    println!(
-        "\nRSS: one session, no viewer {}; with {} viewers connected {} ({:.1} KiB per viewer)",
-        mib(rss_one),
-        p.viewers,
-        mib(rss_crowd),
-        rss_crowd.saturating_sub(rss_one) as f64 / p.viewers as f64
+        mib(rss),
     );
     drop(results);
     api.delete(&session).await;
-    println!(
-        "\nserver log: {} ERROR lines",
-        paddock.errors_logged.load(Ordering::Relaxed)
-    );
-    assert_cleaned_up(&paddock.workspaces);
+    rss
 }
 
 /// Every session was deleted: no workspace may remain.
