@@ -324,6 +324,17 @@ impl Drop for Paddock {
     }
 }
 
+/// The 1, 5 and 15 minute load averages: other work on the machine shows
+/// in every figure here, so the report says how busy it was.
+fn load_average() -> String {
+    let loadavg = std::fs::read_to_string("/proc/loadavg").unwrap();
+    loadavg
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 fn mib(kib: u64) -> String {
     format!("{:.1} MiB", kib as f64 / 1024.0)
 }
@@ -573,8 +584,9 @@ async fn main() {
         url: paddock.url.clone(),
     };
     println!(
-        "\npaddock pid {}, open-file limit {fd_limit}",
-        paddock.child.id()
+        "\npaddock pid {}, open-file limit {fd_limit}, load average {}",
+        paddock.child.id(),
+        load_average()
     );
 
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -750,8 +762,9 @@ async fn main() {
         rss_all.saturating_sub(rss_one) as f64 / (p.viewers - 1) as f64
     );
     println!(
-        "\nserver log: {} ERROR lines",
-        paddock.errors_logged.load(Ordering::Relaxed)
+        "\nserver log: {} ERROR lines; load average {}",
+        paddock.errors_logged.load(Ordering::Relaxed),
+        load_average()
     );
     assert_cleaned_up(&paddock.workspaces);
 }
