@@ -302,6 +302,21 @@ impl Paddock {
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .expect("VmRSS in /proc/<pid>/status")
     }
+
+    /// CPU time (user + system, all threads) the server has used so far.
+    fn cpu_time(&self) -> Duration {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
+        // After the parenthesised command name come fields 3, 4, …; utime
+        // and stime are fields 14 and 15, in USER_HZ ticks (100 a second).
+        let fields: Vec<u64> = stat
+            .rsplit_once(')')
+            .unwrap()
+            .1
+            .split_whitespace()
+            .map(|f| f.parse().unwrap_or(0))
+            .collect();
+        Duration::from_millis((fields[11] + fields[12]) * 10)
+    }
 }
 
 impl Drop for Paddock {
@@ -677,9 +692,11 @@ async fn main() {
         .map(|s| s.last_seq)
         .collect();
     lock(&front.emitted).clear();
+    let (cpu_before, start) = (paddock.cpu_time(), Instant::now());
     let posted = join_all(sessions.iter().map(|s| api.prompt(s, "Now stream"))).await;
     assert!(posted.iter().all(Result::is_ok), "{posted:?}");
     let results = all_done(viewers, &afters, true).await;
+    let (cpu, wall) = (paddock.cpu_time() - cpu_before, start.elapsed());
     let emitted = std::mem::take(&mut *lock(&front.emitted));
     let mut samples = Vec::new();
     let mut unmatched = 0;
@@ -703,8 +720,11 @@ async fn main() {
     );
     report_latency(samples);
     println!(
-        "\ndeltas emitted {}, lost {lost}, unmatched {unmatched}",
-        emitted.len()
+        "\ndeltas emitted {}, lost {lost}, unmatched {unmatched}; server CPU {} in {} ({:.0} µs per delta, everything included)",
+        emitted.len(),
+        ms(cpu),
+        ms(wall),
+        cpu.as_secs_f64() * 1e6 / emitted.len() as f64
     );
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss_streamed = paddock.rss_kib();
@@ -753,8 +773,8 @@ async fn main() {
         "\n## Viewers of one session (5 tool turns + a final answer: {CROWD_DELTAS} text deltas, {} ms apart)\n",
         p.delay_ms
     );
-    println!("| viewers | events each | viewers with a gap or duplicate | connect all | prompt → first viewer done | prompt → last viewer done | deltas per viewer (min–max) | lag catch-ups | RSS with viewers connected |");
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    println!("| viewers | events each | viewers with a gap or duplicate | connect all | prompt → first viewer done | prompt → last viewer done | deltas per viewer (min–max) | lag catch-ups | server CPU | RSS with viewers connected |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     let rss_one = crowd(&api, &front, &paddock, 1, p.delay_ms).await;
     let rss_all = crowd(&api, &front, &paddock, p.viewers, p.delay_ms).await;
     println!(
@@ -799,11 +819,12 @@ async fn crowd(api: &Api, front: &Front, paddock: &Paddock, viewers: usize, dela
     let rss = paddock.rss_kib();
     let after = api.get(&session).await.last_seq;
     let lag_before = paddock.lag_recoveries.load(Ordering::Relaxed);
-    let start = Instant::now();
+    let (cpu_before, start) = (paddock.cpu_time(), Instant::now());
     api.prompt(&session, "Five steps for a crowd")
         .await
         .unwrap();
     let results = all_done(crowd, &vec![after; viewers], false).await;
+    let cpu = paddock.cpu_time() - cpu_before;
     let first = results.iter().map(|(_, s)| s.done.unwrap()).min().unwrap() - start;
     let last = results.iter().map(|(_, s)| s.done.unwrap()).max().unwrap() - start;
     let last_seq = api.get(&session).await.last_seq;
@@ -820,13 +841,14 @@ async fn crowd(api: &Api, front: &Front, paddock: &Paddock, viewers: usize, dela
     }
     let deltas: Vec<usize> = results.iter().map(|(_, s)| s.delta_count).collect();
     println!(
-        "| {viewers} | {last_seq} | {gapped} (missing {missing}, duplicated {duplicated}) | {} | {} | {} | {}–{} | {} | {} |",
+        "| {viewers} | {last_seq} | {gapped} (missing {missing}, duplicated {duplicated}) | {} | {} | {} | {}–{} | {} | {} | {} |",
         ms(connect_time),
         ms(first),
         ms(last),
         deltas.iter().min().unwrap(),
         deltas.iter().max().unwrap(),
         paddock.lag_recoveries.load(Ordering::Relaxed) - lag_before,
+        ms(cpu),
         mib(rss),
     );
     drop(results);
