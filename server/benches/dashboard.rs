@@ -20,10 +20,9 @@ use server::Config;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-fn percentile(samples: &mut [Duration], p: f64) -> Duration {
-    samples.sort_unstable();
-    samples[((samples.len() as f64 - 1.0) * p).round() as usize]
-}
+mod common;
+
+use common::{ms, percentile};
 
 fn event(i: usize) -> EventKind {
     let call = format!("toolu_{i}");
@@ -117,7 +116,6 @@ async fn main() {
         bytes = body.len();
         assert!(body.contains("data-testid=\"transcript\""));
     }
-    let ms = |d: Duration| format!("{:.1} ms", d.as_secs_f64() * 1000.0);
     println!(
         "SSR of a session with {n} events ({runs} runs, page {} KiB):",
         bytes / 1024
