@@ -18,7 +18,7 @@ use server::backend::Paddock;
 use server::http::AppState;
 use server::Config;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 mod common;
 
