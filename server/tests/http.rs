@@ -113,8 +113,11 @@ async fn bad_input_is_refused_and_writes_nothing() {
     let h = harness().await;
     let long = "x".repeat(10_000);
     for body in [
-        "name=".to_string(),
-        "name=+++".to_string(),
+        // An empty name is fine (it becomes "Untitled session"); these are not.
+        "name=ok&permission_mode=sometimes".to_string(),
+        "name=ok&engine=emacs".to_string(),
+        "name=ok&budget_usd=-1".to_string(),
+        "name=ok&budget_usd=lots".to_string(),
         format!("name={long}"),
         "name=ok&model=%3Cscript%3E".to_string(),
         "%%%garbage".to_string(),
