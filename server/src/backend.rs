@@ -206,7 +206,7 @@ impl Paddock {
         for s in sessions {
             if s.status == SessionStatus::AwaitingPermission
                 && s.engine == app::model::Engine::Native
-                && self.waits_for_decision(s.id).await?
+                && self.listen_again(s.id).await?
             {
                 // Nothing ran yet: the question is still open, and the run
                 // goes on once someone answers it.

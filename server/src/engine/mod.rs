@@ -38,7 +38,13 @@ pub struct EngineState {
     pending: Mutex<HashMap<String, Pending>>,
     /// Tools a user allowed "for this session".
     allowed: Mutex<HashMap<SessionId, HashSet<String>>>,
+    /// Answers to requests stored before a restart, listened for from the
+    /// moment the server is back (before it serves), until their run picks
+    /// them up: a decision made at once is not lost.
+    recovered: Mutex<HashMap<String, Answer>>,
 }
+
+type Answer = oneshot::Receiver<(Decision, Option<String>)>;
 
 struct Run {
     queued: usize,
@@ -130,13 +136,19 @@ impl Paddock {
         Ok(())
     }
 
-    /// Whether the session's last turn has a tool call waiting for a
-    /// permission decision.
-    pub(crate) async fn waits_for_decision(&self, session: SessionId) -> Result<bool, AppError> {
+    /// Listens again for the permission requests of the session's last
+    /// turn that were still open when the server stopped; `true` if any.
+    pub(crate) async fn listen_again(&self, session: SessionId) -> Result<bool, AppError> {
         let events = self.store.events_after(session, 0, i64::MAX).await?;
-        Ok(history::unfinished(&events)
-            .iter()
-            .any(|c| c.request.is_some()))
+        let mut any = false;
+        for call in history::unfinished(&events) {
+            if let Some((request_id, _)) = call.request {
+                let answer = self.listen_for_decision(session, &request_id);
+                lock(&self.engine.recovered).insert(request_id, answer);
+                any = true;
+            }
+        }
+        Ok(any)
     }
 
     /// Picks a run up again after a restart, where it waited for a
@@ -302,7 +314,8 @@ impl Paddock {
         tool: &str,
         cancel: &CancellationToken,
     ) -> Result<(bool, Option<String>), RunError> {
-        let answer = self.listen_for_decision(session, &request_id);
+        let recovered = lock(&self.engine.recovered).remove(&request_id);
+        let answer = recovered.unwrap_or_else(|| self.listen_for_decision(session, &request_id));
         let waited = (chrono::Utc::now() - asked_at).to_std().unwrap_or_default();
         let timeout = self
             .engine_limits()
@@ -312,11 +325,7 @@ impl Paddock {
             .await
     }
 
-    fn listen_for_decision(
-        &self,
-        session: SessionId,
-        request_id: &str,
-    ) -> oneshot::Receiver<(Decision, Option<String>)> {
+    fn listen_for_decision(&self, session: SessionId, request_id: &str) -> Answer {
         let (tx, rx) = oneshot::channel();
         lock(&self.engine.pending).insert(
             request_id.to_owned(),
@@ -333,7 +342,7 @@ impl Paddock {
         session: SessionId,
         request_id: String,
         tool: &str,
-        answer: oneshot::Receiver<(Decision, Option<String>)>,
+        answer: Answer,
         timeout: Duration,
         cancel: &CancellationToken,
     ) -> Result<(bool, Option<String>), RunError> {
