@@ -38,7 +38,7 @@ test('cancelling the delete confirmation keeps the session', async ({ page, padd
   await gotoHydrated(page, paddock.url);
   await page.getByLabel('Name').fill('Keep me');
   await page.getByRole('button', { name: 'Create session' }).click();
-  await page.getByTestId('session-list').getByText('Keep me').click();
+  await expect(page.getByTestId('session-title')).toHaveText('Keep me');
   await expect(page.locator('body[data-hydrated="true"]')).toBeAttached();
   page.once('dialog', (d) => void d.dismiss());
   await page.getByRole('button', { name: 'Delete session' }).click();
