@@ -10,9 +10,10 @@
 //! In order, on one server: a scripted 20-tool-call task (wall time from the
 //! prompt's POST to the session going idle); `SESSIONS` sessions each running
 //! a task with a tool call at once (errors, wall time); the server's RSS idle
-//! and with those sessions live; the latency a viewer adds to each token
-//! delta while all those sessions stream at once; and `VIEWERS` viewers of
-//! one session, each of which must receive every stored event exactly once.
+//! and with those sessions live; the latency Paddock adds between the model
+//! emitting each token delta and a viewer receiving it, while all those
+//! sessions stream at once; and `VIEWERS` viewers of one session, each of
+//! which must receive every stored event exactly once.
 //!
 //! Delta latency is measured on one clock. The scripted models run in this
 //! process behind a small front that hands each session's requests to that
@@ -410,6 +411,13 @@ impl Api {
             .unwrap()
     }
 
+    /// The `seq` of each session's newest event: a run that starts now ends
+    /// with a status event after it.
+    async fn last_seqs(&self, sessions: &[Session]) -> Vec<i64> {
+        let sessions = join_all(sessions.iter().map(|s| self.get(s))).await;
+        sessions.iter().map(|s| s.last_seq).collect()
+    }
+
     /// Sends a prompt; an answer other than 202 is an error.
     async fn prompt(&self, session: &Session, text: &str) -> Result<(), String> {
         let url = format!("{}/api/sessions/{}/prompt", self.url, session.id);
@@ -548,7 +556,7 @@ fn raise_fd_limit() -> u64 {
 // ---------------------------------------------------------------- benches ---
 
 /// A scripted 20-tool-call task in a fresh session (sandbox already up):
-/// wall time from the prompt's POST to the session going idle.
+/// wall time from the prompt's POST to a viewer receiving the idle status.
 async fn twenty_tools(api: &Api, front: &Front, paddock: &Paddock, run: usize) -> Duration {
     let key = format!("bench-tools-{run}");
     front.script(&key, twenty_tool_task(), false);
@@ -647,11 +655,7 @@ async fn main() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss_no_prompt = paddock.rss_kib();
 
-    let afters: Vec<i64> = join_all(sessions.iter().map(|s| api.get(s)))
-        .await
-        .iter()
-        .map(|s| s.last_seq)
-        .collect();
+    let afters = api.last_seqs(&sessions).await;
     let start = Instant::now();
     let posted = join_all(sessions.iter().map(|s| api.prompt(s, "Write out.txt"))).await;
     let results = all_done(viewers, &afters, false).await;
@@ -686,11 +690,7 @@ async fn main() {
 
     // ---- delta latency, every session streaming at once
     let viewers: Vec<Viewer> = results.into_iter().map(|(v, _)| v).collect();
-    let afters: Vec<i64> = join_all(sessions.iter().map(|s| api.get(s)))
-        .await
-        .iter()
-        .map(|s| s.last_seq)
-        .collect();
+    let afters = api.last_seqs(&sessions).await;
     lock(&front.emitted).clear();
     let (cpu_before, start) = (paddock.cpu_time(), Instant::now());
     let posted = join_all(sessions.iter().map(|s| api.prompt(s, "Now stream"))).await;
