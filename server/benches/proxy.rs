@@ -83,6 +83,7 @@ async fn timed(
         .header("x-api-key", token)
         .body(Full::new(body.clone()))
         .unwrap();
+    sender.ready().await.unwrap();
     let started = Instant::now();
     let response = sender.send_request(request).await.unwrap();
     assert_eq!(response.status(), 200);
@@ -173,9 +174,9 @@ fn task(engine: Engine) -> Value {
         Engine::ClaudeCode => "/workspace/notes/b.txt",
     };
     json!([
-        {"reply": [{"text": "Setting up."}, {"tool_use": {"name": bash, "input": {"command": "mkdir -p notes && echo one > notes/a.txt", "description": "make a"}}}]},
+        {"reply": [{"text": "Setting up."}, {"tool_use": {"name": bash, "input": {"command": "mkdir -p notes && echo one > notes/a.txt"}}}]},
         {"reply": [{"tool_use": {"name": write, "input": {path: b, "content": "two\n"}}}]},
-        {"reply": [{"tool_use": {"name": bash, "input": {"command": "cat notes/a.txt notes/b.txt | wc -l", "description": "count"}}}]},
+        {"reply": [{"tool_use": {"name": bash, "input": {"command": "cat notes/a.txt notes/b.txt | wc -l"}}}]},
         {"reply": "Both files are there: 2 lines."}
     ])
 }
@@ -214,14 +215,26 @@ async fn engine_wall_time(engine: Engine, runs: usize) -> Vec<Duration> {
             _ => None,
         });
         assert_eq!(ok, Some(true), "{engine} run failed: {events:#?}");
-        let b = std::fs::read_to_string(
-            dir.path()
-                .join("workspaces")
-                .join(s.id.to_string())
-                .join("notes/b.txt"),
-        )
-        .unwrap();
-        assert_eq!(b, "two\n");
+        let notes = dir
+            .path()
+            .join("workspaces")
+            .join(s.id.to_string())
+            .join("notes");
+        assert_eq!(
+            std::fs::read_to_string(notes.join("a.txt")).unwrap(),
+            "one\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(notes.join("b.txt")).unwrap(),
+            "two\n"
+        );
+        let counted = events.iter().any(|e| {
+            matches!(&e.kind, EventKind::ToolResult { output, is_error: false, .. } if output.trim() == "2")
+        });
+        assert!(
+            counted,
+            "{engine}: the last command did not count 2 lines: {events:#?}"
+        );
         if i > 0 {
             times.push(elapsed);
         }
