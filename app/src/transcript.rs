@@ -167,23 +167,46 @@ pub struct DiffLine {
 /// The change a file-writing tool call makes, as a line diff: an edit's old
 /// and new text, or a written file's content (all new). `None` for other
 /// tools.
+///
+/// One algorithm on line slices: `TextDiff` dispatches over every algorithm
+/// at run time, which instantiates all of them into the browser bundle.
 pub fn file_diff(tool: &str, input: &serde_json::Value) -> Option<Vec<DiffLine>> {
     let field = |k: &str| input.get(k).and_then(|v| v.as_str());
+    let line = |sign, text: &str| DiffLine {
+        sign,
+        text: text.to_owned(),
+    };
     let (old, new) = match tool {
         "edit_file" | "Edit" => (field("old_string")?, field("new_string")?),
-        "write_file" | "Write" => ("", field("content")?),
+        "write_file" | "Write" => {
+            return Some(field("content")?.lines().map(|l| line('+', l)).collect())
+        }
         _ => return None,
     };
-    let diff = similar::TextDiff::from_lines(old, new);
+    let (old, new): (Vec<&str>, Vec<&str>) = (old.lines().collect(), new.lines().collect());
+    // `Replace` turns an interleaved insert/delete pair into one replacement,
+    // listed as the old lines then the new ones, the way diffs are read.
+    let mut ops = similar::algorithms::Replace::new(similar::algorithms::Capture::new());
+    let Ok(()) = similar::algorithms::myers::diff_deadline_raw(
+        &mut ops,
+        &old,
+        0..old.len(),
+        &new,
+        0..new.len(),
+        None,
+    );
     Some(
-        diff.iter_all_changes()
-            .map(|change| DiffLine {
-                sign: match change.tag() {
+        ops.into_inner()
+            .into_ops()
+            .iter()
+            .flat_map(|op| op.iter_changes(&old, &new))
+            .map(|change| {
+                let sign = match change.tag() {
                     similar::ChangeTag::Delete => '-',
                     similar::ChangeTag::Insert => '+',
                     similar::ChangeTag::Equal => ' ',
-                },
-                text: change.value().trim_end_matches('\n').to_owned(),
+                };
+                line(sign, change.value())
             })
             .collect(),
     )
