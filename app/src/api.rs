@@ -4,6 +4,7 @@
 
 use crate::model::{AppError, Event, ServerInfo, Session};
 use leptos::prelude::*;
+use leptos::server_fn;
 
 #[cfg(feature = "ssr")]
 pub use self::ssr::{Backend, SharedBackend};
@@ -81,10 +82,45 @@ pub(crate) mod ssr {
     }
 }
 
+/// JSON for server-function results and errors, decoded from text. Leptos
+/// hands hydrated resources to serde_json as `&str`; the stock encoding
+/// decodes responses from bytes, which compiled a second copy of every
+/// `Deserialize` into the browser bundle.
+pub struct JsonText;
+
+/// `POST` with URL-encoded arguments (so forms work without JavaScript) and a
+/// [`JsonText`] response.
+pub type UrlInJsonOut = server_fn::codec::Post<JsonText>;
+
+impl server_fn::ContentType for JsonText {
+    const CONTENT_TYPE: &'static str = "application/json";
+}
+
+impl server_fn::FormatType for JsonText {
+    const FORMAT_TYPE: server_fn::Format = server_fn::Format::Text;
+}
+
+impl<T: serde::Serialize> server_fn::Encodes<T> for JsonText {
+    type Error = serde_json::Error;
+
+    fn encode(value: &T) -> Result<server_fn::Bytes, Self::Error> {
+        serde_json::to_vec(value).map(Into::into)
+    }
+}
+
+impl<T: serde::de::DeserializeOwned> server_fn::Decodes<T> for JsonText {
+    type Error = serde_json::Error;
+
+    fn decode(bytes: server_fn::Bytes) -> Result<T, Self::Error> {
+        let text = std::str::from_utf8(&bytes).map_err(serde::de::Error::custom)?;
+        serde_json::from_str(text)
+    }
+}
+
 /// Events shown per page of a transcript.
 pub const EVENTS_PAGE: i64 = 500;
 
-#[server(endpoint = "list_sessions")]
+#[server(endpoint = "list_sessions", output = UrlInJsonOut)]
 pub async fn list_sessions() -> Result<Vec<Session>, AppError> {
     ssr::respond(async { ssr::backend()?.list_sessions().await }.await)
 }
@@ -92,7 +128,7 @@ pub async fn list_sessions() -> Result<Vec<Session>, AppError> {
 /// Creates a session from the New-session form. The fields arrive flat, as a
 /// browser form posts them; empty optional fields mean "the default", and an
 /// empty name becomes "Untitled session", so one click is enough.
-#[server(endpoint = "create_session")]
+#[server(endpoint = "create_session", output = UrlInJsonOut)]
 pub async fn create_session(
     name: String,
     model: Option<String>,
@@ -144,7 +180,7 @@ pub struct SessionView {
     pub events: Vec<Event>,
 }
 
-#[server(endpoint = "open_session")]
+#[server(endpoint = "open_session", output = UrlInJsonOut)]
 pub async fn open_session(id: String) -> Result<SessionView, AppError> {
     ssr::respond(
         async {
@@ -161,22 +197,22 @@ pub async fn open_session(id: String) -> Result<SessionView, AppError> {
     )
 }
 
-#[server(endpoint = "get_session")]
+#[server(endpoint = "get_session", output = UrlInJsonOut)]
 pub async fn get_session(id: String) -> Result<Session, AppError> {
     ssr::respond(async { ssr::backend()?.get_session(ssr::parse_id(&id)?).await }.await)
 }
 
-#[server(endpoint = "send_prompt")]
+#[server(endpoint = "send_prompt", output = UrlInJsonOut)]
 pub async fn send_prompt(id: String, text: String) -> Result<(), AppError> {
     ssr::respond(async { ssr::backend()?.send_prompt(ssr::parse_id(&id)?, text).await }.await)
 }
 
-#[server(endpoint = "stop_session")]
+#[server(endpoint = "stop_session", output = UrlInJsonOut)]
 pub async fn stop_session(id: String) -> Result<(), AppError> {
     ssr::respond(async { ssr::backend()?.stop(ssr::parse_id(&id)?).await }.await)
 }
 
-#[server(endpoint = "decide_permission")]
+#[server(endpoint = "decide_permission", output = UrlInJsonOut)]
 pub async fn decide_permission(
     id: String,
     request_id: String,
@@ -193,17 +229,17 @@ pub async fn decide_permission(
     )
 }
 
-#[server(endpoint = "delete_session")]
+#[server(endpoint = "delete_session", output = UrlInJsonOut)]
 pub async fn delete_session(id: String) -> Result<(), AppError> {
     ssr::respond(async { ssr::backend()?.delete_session(ssr::parse_id(&id)?).await }.await)
 }
 
-#[server(endpoint = "server_info")]
+#[server(endpoint = "server_info", output = UrlInJsonOut)]
 pub async fn get_server_info() -> Result<ServerInfo, AppError> {
     ssr::respond(ssr::backend().map(|b| b.server_info()))
 }
 
-#[server(endpoint = "session_events")]
+#[server(endpoint = "session_events", output = UrlInJsonOut)]
 pub async fn session_events(id: String, after: i64) -> Result<Vec<Event>, AppError> {
     ssr::respond(
         async {

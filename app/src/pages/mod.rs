@@ -66,8 +66,16 @@ fn StatusBadge(status: SessionStatus) -> impl IntoView {
 }
 
 /// Absolute UTC time: identical on server and client, so hydration matches.
+/// Written out rather than with `format("%Y-…")`, whose parser and
+/// formatter are a sizeable part of chrono in the browser bundle.
 fn format_time(at: DateTime<Utc>) -> String {
-    at.format("%Y-%m-%d %H:%M UTC").to_string()
+    use chrono::Timelike;
+    format!(
+        "{} {:02}:{:02} UTC",
+        at.date_naive(),
+        at.hour(),
+        at.minute()
+    )
 }
 
 fn format_cost(usd: f64) -> String {

@@ -8,6 +8,7 @@ use crate::model::{
     Engine, PermissionMode, Session, DEFAULT_MODEL, NAME_MAX_CHARS, SUGGESTED_MODELS,
 };
 use leptos::prelude::*;
+use leptos::server_fn::ServerFn as _;
 use leptos_router::components::A;
 
 #[component]
@@ -125,6 +126,25 @@ fn NewSessionForm(create: ServerAction<CreateSession>) -> impl IntoView {
         PermissionMode::Auto => "Run everything (no questions)",
         PermissionMode::ReadOnly => "Read-only",
     };
+    // Without JavaScript the browser posts the form to the server function
+    // itself. With it, the same fields go through the action, so the page can
+    // open the new session; read straight from `FormData`, because Leptos'
+    // `ActionForm` would put a query-string decoder into the bundle for it.
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        let Ok(data) = leptos::web_sys::FormData::new_with_form(&event_target(&ev)) else {
+            return;
+        };
+        let field = |k: &str| data.get(k).as_string();
+        create.dispatch(CreateSession {
+            name: field("name").unwrap_or_default(),
+            model: field("model"),
+            system_prompt: field("system_prompt"),
+            permission_mode: field("permission_mode"),
+            engine: field("engine"),
+            budget_usd: field("budget_usd"),
+        });
+    };
     view! {
         <section aria-labelledby="new-session-heading" class="h-fit rounded-lg border border-zinc-200 bg-white p-4 shadow-sm dark:border-zinc-800 dark:bg-zinc-900">
             <h2 id="new-session-heading" class="mb-3 font-semibold">"New session"</h2>
@@ -135,7 +155,7 @@ fn NewSessionForm(create: ServerAction<CreateSession>) -> impl IntoView {
                     })
                 })}
             </Suspense>
-            <ActionForm action=create attr:class="space-y-3">
+            <form action=CreateSession::PATH method="post" on:submit=submit class="space-y-3">
                 <div>
                     <label for="session-name" class="text-sm font-medium">"Name"</label>
                     <input
@@ -194,7 +214,7 @@ fn NewSessionForm(create: ServerAction<CreateSession>) -> impl IntoView {
                     {move || if create.pending().get() { "Creating…" } else { "Create session" }}
                 </button>
                 {move || result.get().and_then(Result::err).map(|e| view! { <ErrorNote message=e.to_string() /> })}
-            </ActionForm>
+            </form>
         </section>
     }
     .into_any()
