@@ -2,7 +2,7 @@
 //! shell over the [`Backend`] the server provides as context, so this crate
 //! never depends on the server crate.
 
-use crate::model::{AppError, Event, ServerInfo, Session};
+use crate::model::{AppError, Event, EventHtml, ServerInfo, Session};
 use leptos::prelude::*;
 use leptos::server_fn;
 
@@ -171,13 +171,32 @@ pub async fn create_session(
     )
 }
 
+/// Stored events, oldest first, with the rendered Markdown of those that
+/// have some.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct EventPage {
+    pub events: Vec<Event>,
+    pub html: Vec<EventHtml>,
+}
+
+#[cfg(feature = "ssr")]
+impl From<Vec<Event>> for EventPage {
+    fn from(events: Vec<Event>) -> Self {
+        let html = events
+            .iter()
+            .filter_map(crate::markdown::event_html)
+            .collect();
+        EventPage { events, html }
+    }
+}
+
 /// What the session page starts from: the session, and the newest page of
 /// its transcript up to the session's `last_seq` (so counters and events
 /// agree, and live updates continue from there).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SessionView {
     pub session: Session,
-    pub events: Vec<Event>,
+    pub page: EventPage,
 }
 
 #[server(endpoint = "open_session", output = UrlInJsonOut)]
@@ -191,7 +210,10 @@ pub async fn open_session(id: String) -> Result<SessionView, AppError> {
                 .events(session.id, after, session.last_seq - after)
                 .await?;
             events.retain(|e| e.seq <= session.last_seq);
-            Ok(SessionView { session, events })
+            Ok(SessionView {
+                session,
+                page: events.into(),
+            })
         }
         .await,
     )
@@ -239,13 +261,15 @@ pub async fn get_server_info() -> Result<ServerInfo, AppError> {
     ssr::respond(ssr::backend().map(|b| b.server_info()))
 }
 
+/// The page of events after `after`, for "show earlier events".
 #[server(endpoint = "session_events", output = UrlInJsonOut)]
-pub async fn session_events(id: String, after: i64) -> Result<Vec<Event>, AppError> {
+pub async fn session_events(id: String, after: i64) -> Result<EventPage, AppError> {
     ssr::respond(
         async {
             ssr::backend()?
                 .events(ssr::parse_id(&id)?, after.max(0), EVENTS_PAGE)
                 .await
+                .map(EventPage::from)
         }
         .await,
     )

@@ -8,7 +8,19 @@
 //! images become links (nothing loads by itself), and code blocks are
 //! highlighted here from escaped text. pulldown-cmark escapes all other text.
 
+use crate::model::{self, EventHtml, EventKind};
 use pulldown_cmark::{CodeBlockKind, CowStr, Event, Options, Parser, Tag, TagEnd};
+
+/// The rendered Markdown of an event that has some: the model's text.
+pub fn event_html(event: &model::Event) -> Option<EventHtml> {
+    match &event.kind {
+        EventKind::AssistantText { text } => Some(EventHtml {
+            seq: event.seq,
+            html: render(text),
+        }),
+        _ => None,
+    }
+}
 
 /// Escapes text for an HTML text node or a quoted attribute.
 pub fn escape(text: &str, out: &mut String) {

@@ -361,6 +361,17 @@ string_enum! {
     }
 }
 
+/// The HTML the dashboard shows for a stored event's Markdown (the model's
+/// text), rendered and made safe on the server: the browser bundle carries
+/// no Markdown parser (pulldown-cmark alone was a sixth of it). It travels
+/// with the event: in the same page of a server function's answer, and on
+/// the event stream (`?html=true`) as an `html` frame just before the event.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EventHtml {
+    pub seq: i64,
+    pub html: String,
+}
+
 /// A fragment of a content block still being generated, for live display
 /// only. Deltas are never stored: when the block completes it is stored as an
 /// [`Event`] (`AssistantText`, `Thinking`, `ToolCall`) with its own `seq`, and

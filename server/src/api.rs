@@ -10,7 +10,10 @@
 //! `GET /api/sessions/{id}/events` is Server-Sent Events. Each stored event
 //! is a frame `id: <seq>`, `event: event`; token fragments are `event: delta`
 //! frames without an id, so a browser's `EventSource` resumes after the last
-//! *stored* event it saw. Resuming (`Last-Event-ID`, or `?after=N` on a first
+//! *stored* event it saw. With `?html=true` (the dashboard), the model's
+//! text also comes rendered: an `event: html` frame (`{"seq", "html"}`, no
+//! id) just before its event, so a client that resumes after that event has
+//! its HTML too. Resuming (`Last-Event-ID`, or `?after=N` on a first
 //! connection) replays the store and then follows the hub, with no gap and no
 //! duplicate, because
 //! - the stream subscribes to the hub before it reads the store, so an event
@@ -225,6 +228,8 @@ async fn decide(
 #[derive(Deserialize)]
 struct EventsQuery {
     after: Option<String>,
+    #[serde(default)]
+    html: bool,
 }
 
 /// A resume point: the `seq` of the last event the client has.
@@ -289,6 +294,8 @@ async fn events(
         last: after,
         pending: VecDeque::new(),
         catching_up: true,
+        html: query.html,
+        next_frame: None,
     };
     let stream = futures_util::stream::unfold(tail, |mut tail| async move {
         let frame = tail.next().await?;
@@ -340,6 +347,10 @@ struct Tail {
     pending: VecDeque<Event>,
     /// Whether the store may hold events `> last` not yet read.
     catching_up: bool,
+    /// Whether to send `html` frames.
+    html: bool,
+    /// The event frame that follows the `html` frame just sent.
+    next_frame: Option<sse::Event>,
 }
 
 impl Drop for Tail {
@@ -352,10 +363,13 @@ impl Tail {
     /// The next frame, or `None` when the stream ends (the session was
     /// deleted, or the store failed: the client reconnects and resumes).
     async fn next(&mut self) -> Option<sse::Event> {
+        if let Some(frame) = self.next_frame.take() {
+            return Some(frame);
+        }
         loop {
             if let Some(event) = self.pending.pop_front() {
                 self.last = event.seq;
-                return event_frame(&event);
+                return self.frames(&event);
             }
             if self.catching_up {
                 let page = match self
@@ -383,7 +397,7 @@ impl Tail {
                     }
                     if event.seq == self.last + 1 {
                         self.last = event.seq;
-                        return event_frame(&event);
+                        return self.frames(&event);
                     }
                     // A skipped seq: published out of order, or missed. It
                     // is committed, so the store has it (and this one).
@@ -412,14 +426,30 @@ impl Tail {
             }
         }
     }
+
+    /// An event's frame; first its `html` frame, if asked for and it has one.
+    fn frames(&mut self, event: &Event) -> Option<sse::Event> {
+        let head = sse::Event::default()
+            .id(event.seq.to_string())
+            .event("event");
+        let frame = frame(head, event, event)?;
+        match self
+            .html
+            .then(|| app::markdown::event_html(event))
+            .flatten()
+        {
+            Some(html) => {
+                self.next_frame = Some(frame);
+                self::frame(sse::Event::default().event("html"), &html, event)
+            }
+            None => Some(frame),
+        }
+    }
 }
 
-fn event_frame(event: &Event) -> Option<sse::Event> {
-    match sse::Event::default()
-        .id(event.seq.to_string())
-        .event("event")
-        .json_data(event)
-    {
+/// `head` with `data` as JSON, the data of `event`.
+fn frame(head: sse::Event, data: &impl serde::Serialize, event: &Event) -> Option<sse::Event> {
+    match head.json_data(data) {
         Ok(frame) => Some(frame),
         Err(e) => {
             // Ending the stream is better than a silent hole: the client

@@ -814,6 +814,112 @@ async fn deltas_are_frames_without_an_id() {
     }
 }
 
+/// The raw frames of `url` until `count` of them (comments skipped).
+async fn raw_frames(s: &Server, url: &str, count: usize) -> Vec<String> {
+    let res = s.client.get(s.url(url)).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let mut raw = String::new();
+    let mut body = res.bytes_stream();
+    loop {
+        let frames: Vec<String> = raw
+            .split("\n\n")
+            .filter(|f| !f.is_empty() && !f.starts_with(':'))
+            .map(str::to_owned)
+            .collect();
+        if raw.ends_with("\n\n") && frames.len() >= count {
+            return frames;
+        }
+        let chunk = tokio::time::timeout(PATIENCE, body.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        raw.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+}
+
+fn frame_data<T: serde::de::DeserializeOwned>(frame: &str) -> T {
+    let data: Vec<&str> = frame
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .collect();
+    serde_json::from_str(&data.join("\n")).unwrap()
+}
+
+#[tokio::test]
+async fn the_dashboard_gets_the_models_markdown_rendered_before_its_event() {
+    let s = start().await;
+    let session = s.session().await;
+    let hostile = "**bold** <script>alert(1)</script> [x](javascript:alert(1))";
+    record(&s.paddock, session, hostile.into()).await;
+    s.paddock
+        .record(
+            session,
+            EventKind::UserMessage {
+                text: "**not rendered**".into(),
+            },
+        )
+        .await
+        .unwrap();
+    record(&s.paddock, session, "# Done".into()).await;
+
+    let frames = raw_frames(&s, &format!("/api/sessions/{session}/events?html=true"), 5).await;
+    let kinds: Vec<&str> = frames
+        .iter()
+        .map(|f| f.lines().find_map(|l| l.strip_prefix("event: ")).unwrap())
+        .collect();
+    assert_eq!(kinds, ["html", "event", "event", "html", "event"]);
+    for i in [0, 3] {
+        assert!(
+            !frames[i].lines().any(|l| l.starts_with("id")),
+            "an html frame must not move the resume point: {}",
+            frames[i]
+        );
+    }
+    let first: app::model::EventHtml = frame_data(&frames[0]);
+    assert_eq!(first.seq, 1);
+    assert!(
+        first.html.contains("<strong>bold</strong>"),
+        "{}",
+        first.html
+    );
+    assert!(first.html.contains("&lt;script&gt;"), "{}", first.html);
+    assert!(
+        !first.html.contains("<script") && !first.html.contains("javascript:"),
+        "{}",
+        first.html
+    );
+    let last: app::model::EventHtml = frame_data(&frames[3]);
+    assert_eq!((last.seq, last.html.trim()), (3, "<h1>Done</h1>"));
+
+    // Resuming after the first event: its html is not sent again, the next
+    // one's is; and without `?html=true` there are none.
+    let frames = raw_frames(
+        &s,
+        &format!("/api/sessions/{session}/events?html=true&after=1"),
+        3,
+    )
+    .await;
+    assert!(
+        frames[0].contains("id: 2")
+            && frames[1].contains("event: html")
+            && frames[2].contains("id: 3")
+    );
+    let frames = raw_frames(&s, &format!("/api/sessions/{session}/events"), 3).await;
+    assert!(
+        frames.iter().all(|f| f.contains("event: event")),
+        "{frames:?}"
+    );
+
+    let res = s
+        .client
+        .get(s.url(&format!("/api/sessions/{session}/events?html=yes")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+}
+
 #[tokio::test]
 async fn twenty_viewers_see_the_same_gapless_sequence() {
     let s = start().await;

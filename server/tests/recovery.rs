@@ -5,7 +5,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use app::model::{Event, EventKind, Session, SessionStatus};
+use app::api::EventPage;
+use app::model::{EventKind, Session, SessionStatus};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -212,7 +213,9 @@ async fn sigkill_then_restart_reaps_orphans_and_interrupts_running_sessions() {
     let id = running.id.to_string();
     let after: Session = call(&server, "get_session", &[("id", &id)]).await;
     assert_eq!(after.status, SessionStatus::Interrupted);
-    let events: Vec<Event> = call(&server, "session_events", &[("id", &id), ("after", "0")]).await;
+    let events = call::<EventPage>(&server, "session_events", &[("id", &id), ("after", "0")])
+        .await
+        .events;
     assert!(
         matches!(&events.last().unwrap().kind, EventKind::Status { status: SessionStatus::Interrupted, message: Some(m) } if m.contains("send a prompt")),
         "{events:?}"
@@ -248,7 +251,9 @@ async fn sigkill_mid_turn_loses_no_stored_event_and_the_session_resumes() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let before: Vec<Event> = call(&server, "session_events", &[("id", &id), ("after", "0")]).await;
+    let before = call::<EventPage>(&server, "session_events", &[("id", &id), ("after", "0")])
+        .await
+        .events;
     assert!(marker.exists(), "the tool never ran: {before:?}");
     assert!(
         before
@@ -264,7 +269,9 @@ async fn sigkill_mid_turn_loses_no_stored_event_and_the_session_resumes() {
     );
 
     let server = crash_and_restart(server, &dir, &env); // SIGKILL mid-turn
-    let after: Vec<Event> = call(&server, "session_events", &[("id", &id), ("after", "0")]).await;
+    let after = call::<EventPage>(&server, "session_events", &[("id", &id), ("after", "0")])
+        .await
+        .events;
     assert_eq!(
         &after[..before.len()],
         &before[..],
@@ -280,7 +287,9 @@ async fn sigkill_mid_turn_loses_no_stored_event_and_the_session_resumes() {
 
     prompt(&server, &session, "second task").await;
     wait_status(&server, &session, SessionStatus::Idle).await;
-    let events: Vec<Event> = call(&server, "session_events", &[("id", &id), ("after", "0")]).await;
+    let events = call::<EventPage>(&server, "session_events", &[("id", &id), ("after", "0")])
+        .await
+        .events;
     assert!(events.iter().any(
         |e| matches!(&e.kind, EventKind::AssistantText { text } if text == "Resumed where we were.")
     ));
@@ -309,7 +318,9 @@ async fn a_pending_permission_request_survives_a_restart() {
     let id = session.id.to_string();
     prompt(&server, &session, "write it").await;
     wait_status(&server, &session, SessionStatus::AwaitingPermission).await;
-    let events: Vec<Event> = call(&server, "session_events", &[("id", &id), ("after", "0")]).await;
+    let events = call::<EventPage>(&server, "session_events", &[("id", &id), ("after", "0")])
+        .await
+        .events;
     let request = events
         .iter()
         .find_map(|e| match &e.kind {
@@ -335,7 +346,9 @@ async fn a_pending_permission_request_survives_a_restart() {
         std::fs::read_to_string(dir.join("workspaces").join(&id).join("approved.txt")).unwrap(),
         "yes\n"
     );
-    let events: Vec<Event> = call(&server, "session_events", &[("id", &id), ("after", "0")]).await;
+    let events = call::<EventPage>(&server, "session_events", &[("id", &id), ("after", "0")])
+        .await
+        .events;
     assert!(!events.iter().any(|e| matches!(
         e.kind,
         EventKind::Status {

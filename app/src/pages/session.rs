@@ -4,23 +4,25 @@
 //! transcript), so a reload shows the whole recent history at once; once
 //! hydrated it subscribes to the session's event stream from the last `seq`
 //! it holds. Stored events extend the transcript; deltas feed the blocks
-//! still being generated, which the stored block replaces when it arrives.
+//! still being generated (as plain text), which the stored block replaces
+//! when it arrives. The model's Markdown comes rendered by the server, with
+//! the event (see [`EventHtml`]).
 //! Older events are loaded a page at a time on request, so a transcript of
 //! any length renders quickly.
 
 use super::{format_cost, format_time, DeleteButton, ErrorNote, Missing, StatusBadge};
 use crate::api::{
-    open_session, session_events, DecidePermission, SendPrompt, SessionView, StopSession,
-    EVENTS_PAGE,
+    open_session, session_events, DecidePermission, EventPage, SendPrompt, SessionView,
+    StopSession, EVENTS_PAGE,
 };
 use crate::live::{self, Link};
-use crate::markdown;
 use crate::model::{
-    AppError, Decision, Delta, DeltaKind, Event, EventKind, Session, SessionStatus,
+    AppError, Decision, Delta, DeltaKind, Event, EventHtml, EventKind, Session, SessionStatus,
 };
 use crate::transcript::{self, Item, Transcript};
 use leptos::prelude::*;
 use leptos_router::hooks::use_params_map;
+use std::collections::HashMap;
 
 #[component]
 pub fn SessionPage() -> impl IntoView {
@@ -37,6 +39,16 @@ pub fn SessionPage() -> impl IntoView {
                 }
             })}
         </Suspense>
+    }
+}
+
+/// The rendered Markdown of the events shown, by `seq`.
+#[derive(Default)]
+struct Html(HashMap<i64, String>);
+
+impl Html {
+    fn add(&mut self, html: impl IntoIterator<Item = EventHtml>) {
+        self.0.extend(html.into_iter().map(|h| (h.seq, h.html)));
     }
 }
 
@@ -59,12 +71,14 @@ fn is_busy(status: SessionStatus) -> bool {
 fn SessionScreen(data: SessionView) -> impl IntoView {
     let SessionView {
         session: initial,
-        events: initial_events,
+        page,
     } = data;
     let id = initial.id.to_string();
     let title = initial.name.clone();
     let session = RwSignal::new(initial);
-    let events = RwSignal::new(initial_events);
+    let events = RwSignal::new(page.events);
+    let html = RwSignal::new(Html::default());
+    html.update(|h| h.add(page.html));
     let live = RwSignal::new(Vec::<LiveBlock>::new());
     let (link, set_link) = signal(Link::Connecting);
     // The newest stored event the page holds (its events end there).
@@ -126,15 +140,20 @@ fn SessionScreen(data: SessionView) -> impl IntoView {
     };
     let stream_url = {
         let id = id.clone();
-        move || format!("/api/sessions/{id}/events?after={}", newest())
+        move || format!("/api/sessions/{id}/events?html=true&after={}", newest())
     };
     live::subscribe(
         stream_url,
-        &["event", "delta"],
+        &["event", "html", "delta"],
         move |name, data| match name {
             "event" => {
                 if let Ok(e) = serde_json::from_str::<Event>(&data) {
                     apply(e);
+                }
+            }
+            "html" => {
+                if let Ok(h) = serde_json::from_str::<EventHtml>(&data) {
+                    html.update(|m| m.add([h]));
                 }
             }
             _ => {
@@ -157,7 +176,7 @@ fn SessionScreen(data: SessionView) -> impl IntoView {
             <Header session id=id_header link />
             <section aria-labelledby="transcript-heading" class="space-y-3">
                 <h2 id="transcript-heading" class="sr-only">"Transcript"</h2>
-                <EarlierEvents id=id_earlier events />
+                <EarlierEvents id=id_earlier events html />
                 {move || (events.with(Vec::is_empty) && live.with(Vec::is_empty)).then(|| view! {
                     <p data-testid="transcript-empty" class="rounded-lg border border-dashed border-zinc-300 p-6 text-center text-sm text-zinc-500 dark:border-zinc-700 dark:text-zinc-400">
                         "Nothing here yet. Describe a task below; the agent works on it in this session's sandbox."
@@ -169,7 +188,7 @@ fn SessionScreen(data: SessionView) -> impl IntoView {
                         key=|item: &Item| (item.event.seq, item.queued)
                         let:item
                     >
-                        <EventView item transcript id=id_items.clone() />
+                        <EventView item transcript html id=id_items.clone() />
                     </For>
                 </ol>
                 <div aria-live="polite" aria-busy=move || (!live.with(Vec::is_empty)).to_string() data-testid="live">
@@ -290,14 +309,19 @@ fn Header(session: RwSignal<Session>, id: String, link: ReadSignal<Link>) -> imp
 
 /// "Show earlier events": loads the page before the oldest one shown.
 #[component]
-fn EarlierEvents(id: String, events: RwSignal<Vec<Event>>) -> impl IntoView {
+fn EarlierEvents(id: String, events: RwSignal<Vec<Event>>, html: RwSignal<Html>) -> impl IntoView {
     let first = move || events.with(|e| e.first().map_or(1, |e| e.seq));
     let load = Action::new(move |before: &i64| {
         let (id, before) = (id.clone(), *before);
         async move {
-            let older = session_events(id, (before - 1 - EVENTS_PAGE).max(0)).await?;
+            let older: EventPage = session_events(id, (before - 1 - EVENTS_PAGE).max(0)).await?;
+            html.update(|h| h.add(older.html));
             events.update(|list| {
-                let mut merged: Vec<Event> = older.into_iter().filter(|e| e.seq < before).collect();
+                let mut merged: Vec<Event> = older
+                    .events
+                    .into_iter()
+                    .filter(|e| e.seq < before)
+                    .collect();
                 merged.append(list);
                 *list = merged;
             });
@@ -322,7 +346,12 @@ fn EarlierEvents(id: String, events: RwSignal<Vec<Event>>) -> impl IntoView {
 }
 
 #[component]
-fn EventView(item: Item, transcript: Memo<Transcript>, id: String) -> impl IntoView {
+fn EventView(
+    item: Item,
+    transcript: Memo<Transcript>,
+    html: RwSignal<Html>,
+    id: String,
+) -> impl IntoView {
     let Item { event, queued } = item;
     let seq = event.seq;
     let kind = event.kind.name();
@@ -336,10 +365,15 @@ fn EventView(item: Item, transcript: Memo<Transcript>, id: String) -> impl IntoV
             </div>
         }
         .into_any(),
-        EventKind::AssistantText { text } => view! {
-            <div class="markdown max-w-none break-words" inner_html=markdown::render(&text)></div>
-        }
-        .into_any(),
+        // The rendered Markdown arrives before its event; the text is the
+        // fallback should it ever be missing.
+        EventKind::AssistantText { text } => match html.with_untracked(|h| h.0.get(&seq).cloned()) {
+            Some(rendered) => view! {
+                <div class="markdown max-w-none break-words" inner_html=rendered></div>
+            }
+            .into_any(),
+            None => view! { <p class="whitespace-pre-wrap break-words">{text}</p> }.into_any(),
+        },
         EventKind::Thinking { text } => view! {
             <details class="text-sm text-zinc-500 dark:text-zinc-400">
                 <summary class="cursor-pointer select-none">"Thinking"</summary>
@@ -543,10 +577,9 @@ fn LiveBlockView(block: LiveBlock) -> impl IntoView {
     let cursor = view! { <span aria-hidden="true" class="cursor ml-0.5 inline-block h-4 w-2 translate-y-0.5 animate-pulse bg-zinc-400"></span> };
     match block.kind {
         DeltaKind::Text => view! {
-            <div data-testid="streaming" class="markdown max-w-none break-words">
-                <div inner_html=markdown::render(&block.text)></div>
-                {cursor}
-            </div>
+            <p data-testid="streaming" class="whitespace-pre-wrap break-words">
+                {block.text}{cursor}
+            </p>
         }
         .into_any(),
         DeltaKind::Thinking => view! {
