@@ -45,6 +45,13 @@ pub async fn serve(
         shutdown.await;
         hub.shut_down();
     };
+    // Event frames and deltas are small writes that must leave at once, not
+    // wait for Nagle's algorithm to batch them with the next one.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::warn!("cannot set TCP_NODELAY: {e}");
+        }
+    });
     axum::serve(listener, http::router(state))
         .with_graceful_shutdown(shutdown)
         .await
