@@ -1,6 +1,7 @@
 //! Configuration from flags and the environment (12-factor: every flag has an
 //! environment variable, which is how containers and PaaS set them).
 
+use crate::origin::{parse_allowed_host, parse_public_url, Origin};
 use crate::sandbox::Limits;
 use app::model::SandboxLimits;
 use clap::Parser;
@@ -22,6 +23,18 @@ pub struct Config {
     /// Port given by a PaaS; ignored when PADDOCK_ADDR is set.
     #[arg(long, env = "PORT")]
     pub port: Option<u16>,
+
+    /// The URL people open Paddock at, when it is not a loopback address
+    /// (behind a proxy, on a PaaS, on a team's machine): its host is served
+    /// and its origin trusted. Set it whenever Paddock listens beyond
+    /// loopback.
+    #[arg(long, env = "PADDOCK_PUBLIC_URL", value_parser = parse_public_url)]
+    pub public_url: Option<Origin>,
+
+    /// More host names to serve (comma-separated), besides loopback ones
+    /// and the public URL's.
+    #[arg(long, env = "PADDOCK_ALLOWED_HOSTS", value_delimiter = ',', value_parser = parse_allowed_host)]
+    pub allowed_hosts: Vec<String>,
 
     /// Database URL; a missing SQLite file (and its folder) is created.
     #[arg(long, env = "DATABASE_URL", default_value = "sqlite://data/paddock.db")]

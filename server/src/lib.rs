@@ -8,6 +8,7 @@ pub mod engine;
 pub mod http;
 pub mod hub;
 pub mod llm;
+pub mod origin;
 pub mod proxy;
 pub mod sandbox;
 pub mod scripted;
@@ -30,6 +31,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     tracing::info!("Paddock listening on http://{}", listener.local_addr()?);
+    if let Some(warning) = http::request_guard::RequestGuard::new(&config).startup_warning() {
+        tracing::warn!("{warning}");
+    }
     serve(listener, state, shutdown_signal()).await
 }
 

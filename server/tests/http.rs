@@ -18,10 +18,14 @@ struct Harness {
 }
 
 async fn harness() -> Harness {
+    harness_with(&[]).await
+}
+
+async fn harness_with(extra: &[&str]) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     // Local sandboxes: these tests are about HTTP, and must not leave
     // containers behind for the sessions they create.
-    let config = Config::try_parse_from([
+    let mut args = vec![
         "paddock".into(),
         "--sandbox=local".into(),
         format!(
@@ -32,8 +36,9 @@ async fn harness() -> Harness {
             "--workspace-root={}",
             dir.path().join("workspaces").display()
         ),
-    ])
-    .unwrap();
+    ];
+    args.extend(extra.iter().map(|a| a.to_string()));
+    let config = Config::try_parse_from(args).unwrap();
     let options = LeptosOptions::builder().output_name("paddock").build();
     let state = AppState::with_options(&config, options).await.unwrap();
     Harness { _dir: dir, state }
@@ -238,4 +243,240 @@ async fn prompt_stop_and_decide_server_functions_refuse_bad_input() {
         .await
         .unwrap();
     assert!(events.is_empty(), "nothing stored: {events:?}");
+}
+
+/// A request as a browser sends it: with its `Host`, and the other headers
+/// given (`Origin`, `Sec-Fetch-Site`, `Referer`, a content type).
+fn browser(method: &str, uri: &str, headers: &[(&str, &str)], body: &str) -> Request<Body> {
+    let mut req = Request::builder().method(method).uri(uri);
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    req.body(Body::from(body.to_owned())).unwrap()
+}
+
+/// Every kind of door: pages, static files, server functions, REST and both
+/// event streams, as (method, path, content type, body).
+fn doors(id: &str) -> Vec<(&'static str, String, &'static str, String)> {
+    let form = "application/x-www-form-urlencoded";
+    let json = "application/json";
+    vec![
+        ("GET", "/".into(), "", "".into()),
+        ("GET", format!("/sessions/{id}"), "", "".into()),
+        ("GET", "/pkg/paddock.css".into(), "", "".into()),
+        ("POST", "/api/list_sessions".into(), form, "".into()),
+        (
+            "POST",
+            "/api/create_session".into(),
+            form,
+            "name=evil&permission_mode=auto".into(),
+        ),
+        (
+            "POST",
+            "/api/send_prompt".into(),
+            form,
+            format!("id={id}&text=rm+-rf+%2F"),
+        ),
+        ("POST", "/api/stop_session".into(), form, format!("id={id}")),
+        (
+            "POST",
+            "/api/delete_session".into(),
+            form,
+            format!("id={id}"),
+        ),
+        ("GET", "/api/sessions".into(), "", "".into()),
+        (
+            "POST",
+            "/api/sessions".into(),
+            json,
+            r#"{"name":"evil"}"#.into(),
+        ),
+        ("GET", format!("/api/sessions/{id}"), "", "".into()),
+        (
+            "POST",
+            format!("/api/sessions/{id}/prompt"),
+            json,
+            r#"{"text":"rm -rf /"}"#.into(),
+        ),
+        ("POST", format!("/api/sessions/{id}/stop"), "", "".into()),
+        ("DELETE", format!("/api/sessions/{id}"), "", "".into()),
+        ("GET", format!("/api/sessions/{id}/events"), "", "".into()),
+        ("GET", "/api/updates".into(), "", "".into()),
+    ]
+}
+
+/// Nothing was created, prompted or deleted: only `id` exists, with no event.
+async fn untouched(h: &Harness, id: app::model::SessionId) {
+    let sessions = h.state.paddock.store.list_sessions().await.unwrap();
+    assert_eq!(sessions.iter().map(|s| s.id).collect::<Vec<_>>(), [id]);
+    let events = h.state.paddock.store.events_after(id, 0, 10).await.unwrap();
+    assert!(events.is_empty(), "{events:?}");
+}
+
+#[tokio::test]
+async fn foreign_hosts_are_refused_at_every_door_but_the_probes() {
+    let h = harness().await;
+    let (_, body) = send(&h, form_post("/api/create_session", "name=mine")).await;
+    let session: app::model::Session = serde_json::from_str(&body).unwrap();
+    for host in [
+        "rebind.evil.example",
+        "rebind.evil.example:3000",
+        "127.0.0.1.evil.example",
+    ] {
+        for (method, uri, content_type, body) in doors(&session.id.to_string()) {
+            let mut headers = vec![("host", host)];
+            if !content_type.is_empty() {
+                headers.push(("content-type", content_type));
+            }
+            let (status, text) = send(&h, browser(method, &uri, &headers, &body)).await;
+            assert_eq!(
+                status,
+                StatusCode::MISDIRECTED_REQUEST,
+                "{method} {uri} {host}: {text}"
+            );
+            assert!(text.contains("does not serve the host"), "{text}");
+            if uri.starts_with("/api/") {
+                let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+                assert_eq!(json["error"]["type"], "misdirected_request");
+            }
+        }
+    }
+    untouched(&h, session.id).await;
+    for probe in ["/healthz", "/readyz"] {
+        let req = browser(
+            "GET",
+            probe,
+            &[("host", "healthcheck.platform.example")],
+            "",
+        );
+        assert_eq!(send(&h, req).await.0, StatusCode::OK, "{probe}");
+    }
+}
+
+#[tokio::test]
+async fn cross_origin_writes_are_forbidden_and_change_nothing() {
+    let h = harness().await;
+    let (_, body) = send(&h, form_post("/api/create_session", "name=mine")).await;
+    let session: app::model::Session = serde_json::from_str(&body).unwrap();
+    let host = ("host", "127.0.0.1:3000");
+    let sources: [&[(&str, &str)]; 6] = [
+        &[("origin", "http://evil.example")],
+        // Another port on loopback is another origin.
+        &[("origin", "http://127.0.0.1:8080")],
+        &[("origin", "null")],
+        &[("sec-fetch-site", "cross-site")],
+        &[("sec-fetch-site", "same-site")],
+        &[("referer", "http://evil.example/innocent.html")],
+    ];
+    for source in sources {
+        // Reads change nothing, and a page of another origin cannot read
+        // their answers (no CORS headers): only the host check is theirs.
+        for (method, uri, content_type, body) in doors(&session.id.to_string())
+            .into_iter()
+            .filter(|(method, ..)| *method != "GET")
+        {
+            let mut headers = vec![host];
+            headers.extend_from_slice(source);
+            if !content_type.is_empty() {
+                headers.push(("content-type", content_type));
+            }
+            let (status, text) = send(&h, browser(method, &uri, &headers, &body)).await;
+            assert_eq!(
+                status,
+                StatusCode::FORBIDDEN,
+                "{method} {uri} {source:?}: {text}"
+            );
+            assert!(text.contains("not by Paddock's own pages"), "{text}");
+            let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(json["error"]["type"], "forbidden");
+        }
+    }
+    untouched(&h, session.id).await;
+}
+
+#[tokio::test]
+async fn same_origin_pages_and_non_browser_clients_keep_working() {
+    let h = harness_with(&["--public-url=https://paddock.example.com"]).await;
+    let form = ("content-type", "application/x-www-form-urlencoded");
+    let json = ("content-type", "application/json");
+    let created = [
+        // The dashboard, with and without its port, and by its public URL
+        // behind a proxy that keeps or rewrites the Host.
+        browser(
+            "POST",
+            "/api/create_session",
+            &[
+                ("host", "127.0.0.1:3000"),
+                ("origin", "http://127.0.0.1:3000"),
+                form,
+            ],
+            "name=a",
+        ),
+        browser(
+            "POST",
+            "/api/create_session",
+            &[("host", "localhost"), ("origin", "http://localhost"), form],
+            "name=b",
+        ),
+        browser(
+            "POST",
+            "/api/create_session",
+            &[
+                ("host", "paddock.example.com"),
+                ("origin", "https://paddock.example.com"),
+                form,
+            ],
+            "name=c",
+        ),
+        browser(
+            "POST",
+            "/api/create_session",
+            &[
+                ("host", "127.0.0.1:3000"),
+                ("origin", "https://paddock.example.com"),
+                form,
+            ],
+            "name=d",
+        ),
+        browser(
+            "POST",
+            "/api/create_session",
+            &[
+                ("host", "127.0.0.1:3000"),
+                ("sec-fetch-site", "same-origin"),
+                form,
+            ],
+            "name=e",
+        ),
+        browser(
+            "POST",
+            "/api/create_session",
+            &[
+                ("host", "127.0.0.1:3000"),
+                ("referer", "http://127.0.0.1:3000/"),
+                form,
+            ],
+            "name=f",
+        ),
+        // curl and scripts send none of those headers.
+        browser(
+            "POST",
+            "/api/sessions",
+            &[("host", "127.0.0.1:3000"), json],
+            r#"{"name":"g"}"#,
+        ),
+        browser("POST", "/api/sessions", &[json], r#"{"name":"h"}"#),
+    ];
+    for req in created {
+        let what = format!("{:?}", req.headers());
+        let (status, text) = send(&h, req).await;
+        assert!(status.is_success(), "{what}: {status} {text}");
+    }
+    assert_eq!(session_count(&h).await, 8);
+    let (status, _) = send(
+        &h,
+        browser("GET", "/", &[("host", "paddock.example.com")], ""),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
 }

@@ -1,6 +1,8 @@
 //! The HTTP surface: health probes, the server-rendered dashboard and its
 //! server functions, static files, and the JSON API with the live event
-//! stream ([`crate::api`]).
+//! stream ([`crate::api`]), all behind the [`request_guard`].
+
+pub mod request_guard;
 
 use crate::backend::Paddock;
 use crate::config::Config;
@@ -14,6 +16,7 @@ use axum::{Json, Router};
 use leptos::config::LeptosOptions;
 use leptos::prelude::provide_context;
 use leptos_axum::{generate_route_list, AxumRouteListing, LeptosRoutes};
+use request_guard::RequestGuard;
 use std::sync::{Arc, OnceLock};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::trace::TraceLayer;
@@ -51,8 +54,6 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     let backend: SharedBackend = state.paddock.clone();
     Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
         .leptos_routes_with_context(
             &state,
             route_list(),
@@ -67,6 +68,15 @@ pub fn router(state: AppState) -> Router {
         // The JSON API and event stream, after the limit layer so that it
         // enforces the same limit itself and answers in JSON.
         .merge(crate::api::router())
+        // Every route above, and the fallback, behind the host and origin
+        // checks; the probes below are not, as platforms probe with hosts
+        // of their own.
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(RequestGuard::new(&state.paddock.config)),
+            request_guard::check,
+        ))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

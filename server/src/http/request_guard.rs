@@ -1,0 +1,379 @@
+//! The door every request passes first: which requests a browser may bring.
+//!
+//! Listening on 127.0.0.1 keeps other machines out, not the web pages open
+//! in the user's own browser. Two checks close what such a page could do:
+//!
+//! - **Host** (DNS rebinding): a page on `evil.example` whose name is
+//!   rebound to 127.0.0.1 becomes "same-origin" with Paddock and could read
+//!   every transcript. Browsers always send the name they resolved in
+//!   `Host`, so only the names Paddock is known by are served: loopback
+//!   (`localhost`, loopback addresses), the address it listens on, the host
+//!   of `PADDOCK_PUBLIC_URL` and those in `PADDOCK_ALLOWED_HOSTS`. Any other
+//!   host gets 421 before anything is read or changed. The probes
+//!   (`/healthz`, `/readyz`) are outside this check, because platforms probe
+//!   with hosts of their own, and they reveal and change nothing.
+//! - **Origin** (cross-site requests): a plain HTML form on any site can
+//!   post to a server function, and a `no-cors` fetch can post to the REST
+//!   API, without a preflight. Every request that is not a read (`GET`,
+//!   `HEAD`, `OPTIONS`) and comes from a browser must come from Paddock's
+//!   own origin: the `Origin` header, or lacking it `Sec-Fetch-Site`, or
+//!   lacking that the `Referer`. Anything else gets 403. A request without
+//!   any of them is not from a browser (curl, scripts) and is served.
+//!
+//! Sign-in builds on this door: it is where the caller's identity will be
+//! checked too, so there is one place every request passes.
+
+use crate::config::Config;
+use crate::origin::Origin;
+use axum::extract::{Request, State};
+use axum::http::uri::Authority;
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use std::collections::HashSet;
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+/// The `Host` a request was sent to.
+struct RequestHost {
+    name: String,
+    port: Option<u16>,
+}
+
+impl RequestHost {
+    /// From the `Host` header, or the URI's authority (HTTP/2, absolute-form
+    /// requests). `Ok(None)`: the request names no host, which no browser
+    /// sends. Never from `X-Forwarded-Host`: a rebound page may set any
+    /// header it likes on its "same-origin" requests.
+    fn of(headers: &HeaderMap, uri: &Uri) -> Result<Option<RequestHost>, String> {
+        let authority = match headers.get(header::HOST) {
+            Some(value) => Some(
+                value
+                    .to_str()
+                    .ok()
+                    .and_then(|v| v.parse::<Authority>().ok())
+                    .ok_or_else(|| shown(value))?,
+            ),
+            None => uri.authority().cloned(),
+        };
+        Ok(authority.map(|a| RequestHost {
+            name: a.host().to_ascii_lowercase(),
+            port: a.port_u16(),
+        }))
+    }
+}
+
+/// Why a request was refused.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// Sent to a host name Paddock is not known by (421).
+    ForeignHost(String),
+    /// A state-changing request from a page of another origin (403).
+    CrossOrigin(String),
+}
+
+impl Refusal {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Refusal::ForeignHost(_) => StatusCode::MISDIRECTED_REQUEST,
+            Refusal::CrossOrigin(_) => StatusCode::FORBIDDEN,
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            Refusal::ForeignHost(_) => "misdirected_request",
+            Refusal::CrossOrigin(_) => "forbidden",
+        }
+    }
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Refusal::ForeignHost(host) => write!(
+                f,
+                "This Paddock does not serve the host {host}. Open it by an address it serves \
+                 (such as 127.0.0.1), or add the name to PADDOCK_PUBLIC_URL or \
+                 PADDOCK_ALLOWED_HOSTS."
+            ),
+            Refusal::CrossOrigin(source) => write!(
+                f,
+                "Refused: this request was sent by a page of {source}, not by Paddock's own \
+                 pages. Changes are accepted only from Paddock's own origin and from clients \
+                 that are not browsers."
+            ),
+        }
+    }
+}
+
+/// A header value as it may be shown in a message: quoted, escaped, short.
+fn shown(value: &HeaderValue) -> String {
+    let text = String::from_utf8_lossy(value.as_bytes());
+    let short: String = text.chars().take(100).collect();
+    format!("{short:?}")
+}
+
+/// The hosts Paddock answers to and the origin it trusts besides its own.
+#[derive(Debug)]
+pub struct RequestGuard {
+    /// Host names served besides loopback ones, lowercase.
+    hosts: HashSet<String>,
+    /// The address Paddock listens on, unless it listens on all of them.
+    listen_ip: Option<IpAddr>,
+    /// The public URL's origin: the one a proxy in front may rewrite `Host`
+    /// away from.
+    public: Option<Origin>,
+}
+
+impl RequestGuard {
+    pub fn new(config: &Config) -> Self {
+        let public = config.public_url.clone();
+        let mut hosts: HashSet<String> = config.allowed_hosts.iter().cloned().collect();
+        hosts.insert("localhost".into());
+        hosts.extend(public.as_ref().map(|o| o.host().to_owned()));
+        let ip = config.listen_addr().ip();
+        Self {
+            hosts,
+            listen_ip: (!ip.is_unspecified()).then_some(ip),
+            public,
+        }
+    }
+
+    /// What to tell the operator at start-up: listening beyond loopback
+    /// without a public URL serves only those who open it as localhost.
+    pub fn startup_warning(&self) -> Option<String> {
+        let exposed = self.listen_ip.is_none_or(|ip| !ip.is_loopback());
+        (exposed && self.public.is_none()).then(|| {
+            "PADDOCK_PUBLIC_URL is not set: only requests to localhost, loopback addresses and \
+             the listening address are served. Set it to the URL people open (such as \
+             https://paddock.example.com), or name more hosts in PADDOCK_ALLOWED_HOSTS."
+                .into()
+        })
+    }
+
+    fn serves(&self, host: &str) -> bool {
+        if self.hosts.contains(host) {
+            return true;
+        }
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        bare.parse::<IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback() || Some(ip) == self.listen_ip)
+    }
+
+    /// Whether `origin` is Paddock's own for a request sent to `host` (a
+    /// host already found to be served).
+    fn is_own(&self, origin: &Origin, host: Option<&RequestHost>) -> bool {
+        self.public.as_ref() == Some(origin)
+            || host.is_some_and(|h| origin.is_host(&h.name, h.port))
+    }
+
+    /// Checks a request's host, and the origin of a state-changing one.
+    pub fn admits(&self, method: &Method, headers: &HeaderMap, uri: &Uri) -> Result<(), Refusal> {
+        let host = RequestHost::of(headers, uri).map_err(Refusal::ForeignHost)?;
+        if let Some(h) = &host {
+            if !self.serves(&h.name) {
+                return Err(Refusal::ForeignHost(format!("{:?}", h.name)));
+            }
+        }
+        if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
+            return Ok(());
+        }
+        let own = |url: &HeaderValue| {
+            url.to_str()
+                .ok()
+                .and_then(Origin::of_url)
+                .is_some_and(|o| self.is_own(&o, host.as_ref()))
+        };
+        let refuse = |value: &HeaderValue| Err(Refusal::CrossOrigin(shown(value)));
+        let origin = headers.get(header::ORIGIN);
+        // `Origin: null` is an opaque origin (a sandboxed frame, a file, a
+        // no-referrer page): it proves nothing, so the other signals decide.
+        match origin {
+            Some(o) if o != "null" => return if own(o) { Ok(()) } else { refuse(o) },
+            _ => {}
+        }
+        if let Some(site) = headers.get("sec-fetch-site") {
+            // "none": the user's own action (a bookmark, the address bar).
+            return if site == "same-origin" || site == "none" {
+                Ok(())
+            } else {
+                refuse(site)
+            };
+        }
+        match (headers.get(header::REFERER), origin) {
+            (Some(r), _) if own(r) => Ok(()),
+            (Some(r), _) => refuse(r),
+            (None, Some(null)) => refuse(null),
+            (None, None) => Ok(()),
+        }
+    }
+}
+
+/// The middleware: refuses what [`RequestGuard::admits`] refuses, in JSON
+/// under `/api/` (as every API error), as text elsewhere.
+pub async fn check(State(guard): State<Arc<RequestGuard>>, req: Request, next: Next) -> Response {
+    match guard.admits(req.method(), req.headers(), req.uri()) {
+        Ok(()) => next.run(req).await,
+        Err(refusal) => {
+            tracing::warn!(method = %req.method(), path = req.uri().path(), "refused: {refusal:?}");
+            let message = refusal.to_string();
+            if req.uri().path().starts_with("/api/") {
+                let body =
+                    serde_json::json!({ "error": { "type": refusal.kind(), "message": message } });
+                (refusal.status(), Json(body)).into_response()
+            } else {
+                (refusal.status(), message).into_response()
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn guard(args: &[&str]) -> RequestGuard {
+        let mut argv = vec!["paddock"];
+        argv.extend_from_slice(args);
+        RequestGuard::new(&Config::try_parse_from(argv).unwrap())
+    }
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(
+                header::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        map
+    }
+
+    fn check(p: &RequestGuard, method: Method, pairs: &[(&str, &str)]) -> Result<(), Refusal> {
+        p.admits(&method, &headers(pairs), &Uri::from_static("/api/sessions"))
+    }
+
+    #[test]
+    fn loopback_names_and_addresses_are_served_others_are_not() {
+        let p = guard(&[]);
+        for host in [
+            "127.0.0.1:3000",
+            "localhost:3000",
+            "LOCALHOST",
+            "[::1]:3000",
+            "127.0.0.2",
+        ] {
+            assert_eq!(check(&p, Method::GET, &[("host", host)]), Ok(()), "{host}");
+        }
+        for host in [
+            "rebind.evil.example",
+            "evil.localhost",
+            "localhost.evil.example",
+            "10.0.0.1",
+            "",
+            "a b",
+        ] {
+            let refused = check(&p, Method::GET, &[("host", host)]);
+            assert!(
+                matches!(refused, Err(Refusal::ForeignHost(_))),
+                "{host}: {refused:?}"
+            );
+        }
+        // No Host at all: no browser sends that.
+        assert_eq!(check(&p, Method::GET, &[]), Ok(()));
+    }
+
+    #[test]
+    fn public_url_allowed_hosts_and_listen_address_are_served() {
+        let p = guard(&[
+            "--public-url=https://Paddock.Example.com",
+            "--allowed-hosts=team.internal,10.1.2.3",
+            "--addr=192.168.7.7:3000",
+        ]);
+        for host in [
+            "paddock.example.com",
+            "team.internal:8080",
+            "10.1.2.3",
+            "192.168.7.7:3000",
+            "localhost",
+        ] {
+            assert_eq!(check(&p, Method::GET, &[("host", host)]), Ok(()), "{host}");
+        }
+        assert!(check(&p, Method::GET, &[("host", "192.168.7.8")]).is_err());
+        assert_eq!(p.startup_warning(), None);
+        assert!(guard(&["--port=8080"]).startup_warning().is_some());
+        assert!(guard(&["--addr=0.0.0.0:3000"]).startup_warning().is_some());
+        assert_eq!(guard(&[]).startup_warning(), None);
+    }
+
+    #[test]
+    fn writes_from_other_origins_are_refused() {
+        let p = guard(&[]);
+        let host = ("host", "127.0.0.1:3000");
+        let refused = |pairs: &[(&str, &str)]| {
+            let r = check(&p, Method::POST, pairs);
+            assert!(
+                matches!(r, Err(Refusal::CrossOrigin(_))),
+                "{pairs:?}: {r:?}"
+            );
+        };
+        refused(&[host, ("origin", "http://evil.example")]);
+        refused(&[host, ("origin", "http://127.0.0.1:8080")]);
+        refused(&[host, ("origin", "https://127.0.0.1:3001")]);
+        refused(&[host, ("origin", "http://localhost:3000")]);
+        refused(&[host, ("origin", "null")]);
+        refused(&[host, ("origin", "garbage")]);
+        refused(&[host, ("origin", "http://evil.example@127.0.0.1:3000")]);
+        refused(&[host, ("sec-fetch-site", "cross-site")]);
+        refused(&[host, ("sec-fetch-site", "same-site")]);
+        refused(&[host, ("referer", "http://evil.example/page")]);
+        refused(&[
+            host,
+            ("origin", "null"),
+            ("referer", "http://evil.example/"),
+        ]);
+        // The same-origin answer of one header does not excuse another's.
+        refused(&[
+            host,
+            ("origin", "http://evil.example"),
+            ("sec-fetch-site", "same-origin"),
+        ]);
+        // Every method that changes something.
+        for method in [Method::PUT, Method::PATCH, Method::DELETE] {
+            assert!(check(&p, method, &[host, ("origin", "http://evil.example")]).is_err());
+        }
+    }
+
+    #[test]
+    fn own_origin_and_non_browsers_may_write() {
+        let p = guard(&["--public-url=https://paddock.example.com"]);
+        let host = ("host", "127.0.0.1:3000");
+        let allowed = |pairs: &[(&str, &str)]| {
+            assert_eq!(check(&p, Method::POST, pairs), Ok(()), "{pairs:?}");
+        };
+        allowed(&[host, ("origin", "http://127.0.0.1:3000")]);
+        allowed(&[("host", "localhost"), ("origin", "http://localhost")]);
+        allowed(&[("host", "[::1]:3000"), ("origin", "http://[::1]:3000")]);
+        allowed(&[host, ("origin", "null"), ("sec-fetch-site", "same-origin")]);
+        allowed(&[host, ("sec-fetch-site", "none")]);
+        allowed(&[host, ("referer", "http://127.0.0.1:3000/sessions/x")]);
+        // Behind a proxy that rewrites Host to ours, the public origin.
+        allowed(&[host, ("origin", "https://paddock.example.com")]);
+        allowed(&[
+            ("host", "paddock.example.com"),
+            ("origin", "https://paddock.example.com:443"),
+        ]);
+        // curl, scripts.
+        allowed(&[host]);
+        allowed(&[]);
+        // Reads are not checked for their origin.
+        assert_eq!(
+            check(&p, Method::GET, &[host, ("origin", "http://evil.example")]),
+            Ok(())
+        );
+    }
+}
