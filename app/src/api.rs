@@ -2,7 +2,7 @@
 //! shell over the [`Backend`] the server provides as context, so this crate
 //! never depends on the server crate.
 
-use crate::model::{AppError, Event, EventHtml, ServerInfo, Session};
+use crate::domain::{AppError, Event, EventHtml, ServerInfo, Session};
 use leptos::prelude::*;
 use leptos::server_fn;
 
@@ -11,7 +11,7 @@ pub use self::ssr::{Backend, SharedBackend};
 
 #[cfg(feature = "ssr")]
 pub(crate) mod ssr {
-    use crate::model::{AppError, Decision, Event, ServerInfo, Session, SessionId, SessionSpec};
+    use crate::domain::{AppError, Decision, Event, ServerInfo, Session, SessionId, SessionSpec};
     use leptos::prelude::*;
     use std::sync::Arc;
 
@@ -65,12 +65,8 @@ pub(crate) mod ssr {
     }
 
     pub(crate) fn set_status(e: &AppError) {
-        let status = match e {
-            AppError::Invalid(_) => http::StatusCode::BAD_REQUEST,
-            AppError::NotFound(_) => http::StatusCode::NOT_FOUND,
-            AppError::Unavailable(_) => http::StatusCode::SERVICE_UNAVAILABLE,
-            AppError::Internal | AppError::Transport(_) => http::StatusCode::INTERNAL_SERVER_ERROR,
-        };
+        let status = http::StatusCode::from_u16(e.status())
+            .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
         if let Some(options) = use_context::<leptos_axum::ResponseOptions>() {
             options.set_status(status);
         }
@@ -117,6 +113,24 @@ impl<T: serde::de::DeserializeOwned> server_fn::Decodes<T> for JsonText {
     }
 }
 
+impl leptos::server_fn::error::FromServerFnError for AppError {
+    type Encoder = JsonText;
+
+    fn from_server_fn_error(value: leptos::server_fn::error::ServerFnErrorErr) -> Self {
+        use leptos::server_fn::error::ServerFnErrorErr as E;
+        let error = match value {
+            // The request itself was malformed: the client's fault.
+            E::Args(m) | E::Deserialization(m) | E::MissingArg(m) => AppError::Invalid(m),
+            other => AppError::Transport(other.to_string()),
+        };
+        // On the server this runs when a request cannot even be decoded,
+        // before any server function body; the status must say so too.
+        #[cfg(feature = "ssr")]
+        ssr::set_status(&error);
+        error
+    }
+}
+
 /// Events shown per page of a transcript.
 pub const EVENTS_PAGE: i64 = 500;
 
@@ -145,7 +159,7 @@ pub async fn create_session(
             let invalid = |what: &str, value: &str| {
                 AppError::Invalid(format!("{value:?} is not a valid {what}."))
             };
-            let spec = crate::model::NewSession {
+            let spec = crate::domain::NewSession {
                 name: if name.trim().is_empty() {
                     "Untitled session".to_owned()
                 } else {
@@ -238,7 +252,7 @@ pub async fn stop_session(id: String) -> Result<(), AppError> {
 pub async fn decide_permission(
     id: String,
     request_id: String,
-    decision: crate::model::Decision,
+    decision: crate::domain::Decision,
     reason: Option<String>,
 ) -> Result<(), AppError> {
     ssr::respond(

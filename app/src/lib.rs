@@ -3,10 +3,9 @@
 //! browser (`hydrate`) from this one crate.
 
 pub mod api;
-mod highlight;
+pub mod domain;
 mod live;
 pub mod markdown;
-pub mod model;
 mod pages;
 pub mod transcript;
 

@@ -9,7 +9,7 @@
 //! queued. Tool results and permission decisions are shown inside the card
 //! of their call or request; usage only moves the counters.
 
-use crate::model::{Decision, Event, EventKind, SessionStatus};
+use crate::domain::{Decision, Event, EventKind, SessionStatus};
 use std::collections::{HashMap, HashSet};
 
 /// One tool call's outcome.

@@ -10,12 +10,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use app::model::{EventKind, NewSession, SessionStatus};
+use app::domain::{EventKind, NewSession, SessionStatus};
 use clap::Parser;
 use leptos::config::LeptosOptions;
 use serde_json::json;
-use server::backend::Paddock;
 use server::http::AppState;
+use server::paddock::Paddock;
 use server::Config;
 use std::sync::Arc;
 use std::time::Instant;

@@ -30,7 +30,7 @@
 
 mod common;
 
-use app::model::{Delta, Event, EventKind, Session, SessionStatus};
+use app::domain::{Delta, Event, EventKind, Session, SessionStatus};
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
@@ -40,8 +40,8 @@ use common::{ms, percentile};
 use eventsource_stream::{EventStreamError, Eventsource};
 use futures_util::future::join_all;
 use futures_util::{Stream, StreamExt};
+use paddock_model::{Scenario, ScriptedModel};
 use serde_json::{json, Value};
-use server::scripted::{Scenario, ScriptedModel};
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

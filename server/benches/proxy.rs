@@ -20,17 +20,18 @@
 
 mod common;
 
-use app::model::{Engine, EventKind, NewSession, Session, SessionStatus};
+use app::api::Backend;
+use app::domain::{Engine, EventKind, NewSession, Session, SessionStatus};
 use clap::Parser;
 use common::{ms, percentile};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
+use paddock_model::{Scenario, ScriptedModel};
 use serde_json::{json, Value};
-use server::backend::Paddock;
+use server::paddock::Paddock;
 use server::proxy::SOCKET_NAME;
-use server::scripted::{Scenario, ScriptedModel};
 use server::Config;
 use std::time::{Duration, Instant};
 
@@ -62,7 +63,7 @@ async fn session(paddock: &Paddock, engine: Engine) -> Session {
     let spec = NewSession {
         name: "bench".into(),
         engine: Some(engine),
-        permission_mode: Some(app::model::PermissionMode::Auto),
+        permission_mode: Some(app::domain::PermissionMode::Auto),
         ..Default::default()
     }
     .validate()
@@ -116,7 +117,7 @@ async fn proxy_latency(runs: usize) {
     let dir = tempfile::tempdir().unwrap();
     let paddock = paddock(dir.path(), addr, "local").await;
     let s = session(&paddock, Engine::ClaudeCode).await;
-    let lease = paddock.open_proxy(s.id).await.unwrap();
+    let lease = paddock.proxy.open(s.id).await.unwrap();
     let socket = paddock.proxy.socket_dir(s.id).join(SOCKET_NAME);
     let mut direct = connect(tokio::net::TcpStream::connect(addr).await.unwrap()).await;
     let mut proxied = connect(tokio::net::UnixStream::connect(&socket).await.unwrap()).await;
@@ -141,7 +142,7 @@ async fn proxy_latency(runs: usize) {
         p_first.push(f);
         p_total.push(t);
     }
-    paddock.close_proxy(s.id, lease).await;
+    paddock.proxy.close(s.id, lease).await;
     println!("\nLLM proxy, {runs} streamed requests each way, interleaved:\n");
     println!("| measure | direct p50 | direct p99 | via proxy p50 | via proxy p99 | added p50 | added p99 |");
     println!("| --- | --- | --- | --- | --- | --- | --- |");
@@ -196,7 +197,7 @@ async fn engine_wall_time(engine: Engine, runs: usize) -> Vec<Duration> {
     // The first run of each engine warms its sandbox and is not counted.
     for i in 0..runs + 1 {
         let s = session(&paddock, engine).await;
-        paddock.start_sandbox(&s).await.unwrap();
+        paddock.runner.start_sandbox(&s).await.unwrap();
         let started = Instant::now();
         paddock
             .send_prompt(
@@ -205,7 +206,7 @@ async fn engine_wall_time(engine: Engine, runs: usize) -> Vec<Duration> {
             )
             .await
             .unwrap();
-        while paddock.is_running(s.id) {
+        while paddock.runner.is_running(s.id) {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         let elapsed = started.elapsed();

@@ -3,7 +3,7 @@
 
 use crate::origin::{parse_allowed_host, parse_public_url, Origin};
 use crate::sandbox::Limits;
-use app::model::SandboxLimits;
+use app::domain::SandboxLimits;
 use clap::Parser;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;

@@ -19,7 +19,7 @@
 //! the sessions list, which watches all sessions at once. Summaries are not
 //! numbered: a list that lags simply reloads.
 
-use app::model::{Delta, Event, Session, SessionId};
+use app::domain::{Delta, Event, Session, SessionId};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -186,7 +186,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-    use app::model::{DeltaKind, EventKind};
+    use app::domain::{DeltaKind, EventKind};
 
     fn event(session: SessionId, seq: i64) -> Event {
         Event {

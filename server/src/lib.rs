@@ -1,18 +1,18 @@
 //! Paddock's server: configuration, the store, and the HTTP surface (the
 //! Leptos dashboard, server functions and health probes).
 
-pub mod api;
-pub mod backend;
 pub mod config;
 pub mod engine;
 pub mod http;
 pub mod hub;
+pub mod journal;
 pub mod llm;
 pub mod origin;
+pub mod paddock;
 pub mod proxy;
 pub mod sandbox;
-pub mod scripted;
 pub mod store;
+pub mod sync;
 pub mod telemetry;
 pub mod tools;
 

@@ -4,8 +4,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use server::config::DEFAULT_IMAGE;
-use server::sandbox::{DockerSandbox, ExecRequest, Limits, Sandbox};
+mod common;
+
+use common::DockerBox;
+use server::sandbox::{ExecRequest, Limits, Sandbox};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -20,14 +22,8 @@ fn peak_rss_kib() -> u64 {
 
 #[tokio::test]
 async fn a_gigabyte_of_output_is_truncated_in_flat_memory() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = std::fs::canonicalize(dir.path()).unwrap();
-    let sandbox =
-        DockerSandbox::connect(DEFAULT_IMAGE.into(), uuid::Uuid::now_v7().to_string(), root)
-            .await
-            .unwrap();
-    let session = uuid::Uuid::now_v7();
-    sandbox.start(session, Limits::default()).await.unwrap();
+    let d = DockerBox::start(Limits::default()).await;
+    let (sandbox, session) = (&d.sandbox, d.session);
 
     let before = peak_rss_kib();
     let mut request =

@@ -7,7 +7,7 @@ pub use session::SessionPage;
 pub use sessions::SessionsPage;
 
 use crate::api::DeleteSession;
-use crate::model::SessionStatus;
+use crate::domain::SessionStatus;
 use chrono::{DateTime, Utc};
 use leptos::prelude::*;
 use leptos_router::components::A;

@@ -15,10 +15,10 @@ use crate::api::{
     open_session, session_events, DecidePermission, EventPage, SendPrompt, SessionView,
     StopSession, EVENTS_PAGE,
 };
-use crate::live::{self, Link};
-use crate::model::{
+use crate::domain::{
     AppError, Decision, Delta, DeltaKind, Event, EventHtml, EventKind, Session, SessionStatus,
 };
+use crate::live::{self, Link};
 use crate::transcript::{self, Item, Transcript};
 use leptos::prelude::*;
 use leptos_router::hooks::use_params_map;

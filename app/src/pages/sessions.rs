@@ -3,10 +3,10 @@
 
 use super::{format_cost, format_time, DeleteButton, ErrorNote, StatusBadge};
 use crate::api::{get_server_info, list_sessions, CreateSession};
-use crate::live::{self, Link};
-use crate::model::{
+use crate::domain::{
     Engine, PermissionMode, Session, DEFAULT_MODEL, NAME_MAX_CHARS, SUGGESTED_MODELS,
 };
+use crate::live::{self, Link};
 use leptos::prelude::*;
 use leptos::server_fn::ServerFn as _;
 use leptos_router::components::A;

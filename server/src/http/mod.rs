@@ -1,18 +1,24 @@
-//! The HTTP surface: health probes, the server-rendered dashboard and its
-//! server functions, static files, and the JSON API with the live event
-//! stream ([`crate::api`]), all behind the [`request_guard`].
+//! The HTTP surface: the server-rendered dashboard and its server functions,
+//! static files, the JSON API ([`sessions`]), the two event streams
+//! ([`events`], [`updates`]) and the health probes ([`probes`]), every route
+//! but the probes behind the [`request_guard`]. Handlers take what they
+//! need through the [`extract`]ors and fail with the one [`error`] type.
 
+pub mod error;
+mod events;
+pub mod extract;
+mod probes;
 pub mod request_guard;
+mod sessions;
+mod updates;
 
-use crate::backend::Paddock;
 use crate::config::Config;
+use crate::paddock::Paddock;
 use app::api::SharedBackend;
 use app::{shell, App};
-use axum::extract::{FromRef, State};
-use axum::http::StatusCode;
-use axum::response::IntoResponse;
+use axum::extract::FromRef;
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::Router;
 use leptos::config::LeptosOptions;
 use leptos::prelude::provide_context;
 use leptos_axum::{generate_route_list, AxumRouteListing, LeptosRoutes};
@@ -65,9 +71,11 @@ pub fn router(state: AppState) -> Router {
         )
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
-        // The JSON API and event stream, after the limit layer so that it
-        // enforces the same limit itself and answers in JSON.
-        .merge(crate::api::router())
+        // The JSON API, after the limit layer so that it enforces the same
+        // limit itself and answers in JSON.
+        .merge(sessions::router())
+        .merge(events::router())
+        .merge(updates::router())
         // Every route above, and the fallback, behind the host and origin
         // checks; the probes below are not, as platforms probe with hosts
         // of their own.
@@ -75,8 +83,8 @@ pub fn router(state: AppState) -> Router {
             Arc::new(RequestGuard::new(&state.paddock.config)),
             request_guard::check,
         ))
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
+        .route("/healthz", get(probes::healthz))
+        .route("/readyz", get(probes::readyz))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
@@ -88,37 +96,4 @@ pub fn router(state: AppState) -> Router {
 fn route_list() -> Vec<AxumRouteListing> {
     static ROUTES: OnceLock<Vec<AxumRouteListing>> = OnceLock::new();
     ROUTES.get_or_init(|| generate_route_list(App)).clone()
-}
-
-/// Liveness: the process is up and serving.
-async fn healthz() -> &'static str {
-    "ok"
-}
-
-/// Readiness: the dependencies a request needs answer. The body names each,
-/// and carries the sandbox backend's isolation warning when it has one.
-async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    let paddock = &state.paddock;
-    let database = paddock.store.ping().await.map_err(|e| e.to_string());
-    let sandbox = paddock.sandbox.check().await.map_err(|e| e.to_string());
-    let info = paddock.sandbox.info();
-    let ready = database.is_ok() && sandbox.is_ok();
-    let body = serde_json::json!({
-        "status": if ready { "ready" } else { "unavailable" },
-        "database": database.err().unwrap_or_else(|| "ok".into()),
-        "sandbox": {
-            "backend": info.kind,
-            "state": sandbox.err().unwrap_or_else(|| "ok".into()),
-            "warning": info.warning,
-        },
-    });
-    if !ready {
-        tracing::warn!("not ready: {body}");
-    }
-    let status = if ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (status, Json(body))
 }

@@ -6,10 +6,16 @@ mod anthropic;
 mod pricing;
 
 pub use anthropic::{Anthropic, AnthropicConfig, DEFAULT_BASE_URL};
-pub use pricing::cost_usd;
+pub use pricing::{budget_refusal, cost_usd};
 
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
+
+/// The Messages API's error body (`{"type": "error", "error": {..}}`), for
+/// answers given in the API's own terms.
+pub fn error_body(kind: &str, message: &str) -> serde_json::Value {
+    serde_json::json!({"type": "error", "error": {"type": kind, "message": message}})
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -1,7 +1,9 @@
-//! Prices per million tokens, for the cost shown beside each session. Exact
-//! identifiers first, then by family, so dated ids (`…-20250929`) and
-//! gateway aliases still get a price; unknown models cost 0 and say so in
-//! the log once.
+//! Prices per million tokens, for the cost shown beside each session and
+//! checked against its budget. Exact identifiers first, then by family, so
+//! dated ids (`…-20250929`) and gateway aliases still get a price; unknown
+//! models cost 0 and say so in the log once.
+
+use app::domain::Session;
 
 /// (model id prefix, input $/MTok, output $/MTok), most specific first.
 const PRICES: &[(&str, f64, f64)] = &[
@@ -35,6 +37,17 @@ pub fn cost_usd(model: &str, input_tokens: u64, output_tokens: u64) -> f64 {
             0.0
         }
     }
+}
+
+/// Why no more model calls may be made for a session, if its budget is
+/// spent: checked by the native loop and by the LLM proxy before each call.
+pub fn budget_refusal(s: &Session) -> Option<String> {
+    let budget = s.budget_usd.filter(|b| s.cost_usd >= *b)?;
+    Some(format!(
+        "This session reached its budget of ${budget:.2} (spent ${:.4}); \
+         no more model calls will be made.",
+        s.cost_usd
+    ))
 }
 
 #[cfg(test)]

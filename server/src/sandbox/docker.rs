@@ -8,10 +8,11 @@
 
 use super::{
     remove_workspace, workspace_dir, BackendInfo, BackendKind, CappedOutput, ExecOutcome,
-    ExecRequest, Found, Limits, Mount, OutputSink, OutputStream, Process, ProcessControl, Result,
-    Sandbox, SandboxError, SpawnRequest, Workspace, MOUNT_POINT, SANDBOX_ENV, SANDBOX_UID,
+    ExecRequest, Found, HostFolder, HostWorkspace, Limits, Mount, OutputSink, OutputStream,
+    Process, ProcessControl, Result, Sandbox, SandboxError, SpawnRequest, Workspace, MOUNT_POINT,
+    SANDBOX_ENV, SANDBOX_UID,
 };
-use app::model::SessionId;
+use app::domain::SessionId;
 use bollard::container::LogOutput;
 use bollard::errors::Error as DockerError;
 use bollard::exec::{CreateExecOptions, StartExecResults};
@@ -90,6 +91,14 @@ impl DockerSandbox {
             oom_kills: Mutex::new(HashMap::new()),
             starting: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The session's workspace folder, given to the sandbox user.
+    fn folder(&self, session: SessionId) -> HostFolder {
+        HostFolder::new(
+            workspace_dir(&self.workspace_root, session),
+            Some(SANDBOX_UID),
+        )
     }
 
     pub fn container_name(session: SessionId) -> String {
@@ -270,7 +279,7 @@ impl Sandbox for DockerSandbox {
             .or_default()
             .clone();
         let _one_at_a_time = gate.lock().await;
-        self.workspace(session)
+        self.folder(session)
             .create()
             .map_err(|e| SandboxError::Failed(format!("cannot create the workspace: {e}")))?;
         let name = Self::container_name(session);
@@ -602,10 +611,7 @@ impl Sandbox for DockerSandbox {
             .collect())
     }
 
-    fn workspace(&self, session: SessionId) -> Workspace {
-        Workspace::new(
-            workspace_dir(&self.workspace_root, session),
-            Some(SANDBOX_UID),
-        )
+    fn workspace(&self, session: SessionId) -> Box<dyn Workspace + '_> {
+        Box::new(HostWorkspace::new(self.folder(session), self, session))
     }
 }

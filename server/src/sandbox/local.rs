@@ -8,10 +8,10 @@
 
 use super::{
     remove_workspace, workspace_dir, BackendInfo, BackendKind, CappedOutput, ExecOutcome,
-    ExecRequest, Found, Limits, Mount, OutputSink, OutputStream, Process, Result, Sandbox,
-    SandboxError, SpawnRequest, Workspace, MOUNT_POINT, SANDBOX_ENV,
+    ExecRequest, Found, HostFolder, HostWorkspace, Limits, Mount, OutputSink, OutputStream,
+    Process, Result, Sandbox, SandboxError, SpawnRequest, Workspace, MOUNT_POINT, SANDBOX_ENV,
 };
-use app::model::SessionId;
+use app::domain::SessionId;
 use rustix::process::{kill_process_group, Pid, Signal};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -33,6 +33,12 @@ pub struct LocalSandbox {
 }
 
 impl LocalSandbox {
+    /// The session's workspace folder. Inside bubblewrap the sandbox uid
+    /// maps to ours: files stay ours.
+    fn folder(&self, session: SessionId) -> HostFolder {
+        HostFolder::new(workspace_dir(&self.workspace_root, session), None)
+    }
+
     pub fn new(workspace_root: PathBuf) -> Self {
         let bwrap = find_usable_bwrap();
         if bwrap.is_none() {
@@ -169,7 +175,7 @@ impl Sandbox for LocalSandbox {
         if !mounts.is_empty() {
             return Err(NEEDS_DOCKER);
         }
-        self.workspace(session)
+        self.folder(session)
             .create()
             .map_err(|e| SandboxError::Failed(format!("cannot create the workspace: {e}")))
     }
@@ -273,8 +279,7 @@ impl Sandbox for LocalSandbox {
             .collect())
     }
 
-    fn workspace(&self, session: SessionId) -> Workspace {
-        // Inside bubblewrap the sandbox uid maps to ours: files stay ours.
-        Workspace::new(workspace_dir(&self.workspace_root, session), None)
+    fn workspace(&self, session: SessionId) -> Box<dyn Workspace + '_> {
+        Box::new(HostWorkspace::new(self.folder(session), self, session))
     }
 }

@@ -6,20 +6,30 @@
 //! runs a child process with a scrubbed environment, under bubblewrap when it
 //! is installed, and says plainly that its isolation is weaker.
 //!
-//! Files are not touched through the sandbox at all: a session's workspace is
-//! a host folder mounted into it, and [`Workspace`] confines every path.
+//! A session's files are its [`Workspace`]: for both backends a host folder
+//! mounted into the sandbox ([`HostWorkspace`]), every path confined to it.
 
 mod docker;
+mod host_folder;
+mod host_workspace;
 mod local;
 mod output;
+mod search;
+mod shell;
 mod workspace;
 
 pub use docker::DockerSandbox;
+pub use host_folder::HostFolder;
+pub use host_workspace::HostWorkspace;
 pub use local::LocalSandbox;
 pub use output::CappedOutput;
-pub use workspace::{Entry, FileError, Workspace, MOUNT_POINT, SANDBOX_UID};
+pub use shell::shell_quote;
+pub use workspace::{
+    relative, Entry, FileError, GlobMatches, GlobQuery, GrepMatches, GrepQuery, SearchError,
+    SearchLimits, Workspace, READ_MAX_BYTES,
+};
 
-use app::model::SessionId;
+use app::domain::SessionId;
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
 use serde::Serialize;
@@ -28,6 +38,11 @@ use std::pin::Pin;
 use std::time::Duration;
 use tokio::io::AsyncWrite;
 use tokio_util::sync::CancellationToken;
+
+/// Where the workspace appears inside a sandbox.
+pub const MOUNT_POINT: &str = "/workspace";
+/// The sandbox user; files Paddock writes into a workspace are given to it.
+pub const SANDBOX_UID: u32 = 10001;
 
 /// Resource limits of one sandbox.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
@@ -205,7 +220,8 @@ pub trait Sandbox: Send + Sync + 'static {
     async fn destroy(&self, session: SessionId) -> Result<()>;
     /// The sandboxes this server owns on the backend.
     async fn list(&self) -> Result<Vec<Found>>;
-    fn workspace(&self, session: SessionId) -> Workspace;
+    /// The session's files.
+    fn workspace(&self, session: SessionId) -> Box<dyn Workspace + '_>;
 }
 
 /// Host folder of a session's workspace.

@@ -1,21 +1,20 @@
-//! A session's workspace as seen from the host: the folder bind-mounted at
-//! `/workspace` in its sandbox. File tools run here, on the host, so they are
-//! fast and work the same for every backend, but every path is resolved by
-//! the kernel with `openat2(RESOLVE_BENEATH)`: `..`, absolute paths and
-//! symlinks (even ones the agent plants mid-operation) cannot leave the
-//! workspace.
+//! A session's files, as the agent's tools see them: the [`Workspace`]
+//! trait. Paths are the agent's (`src/a.rs`, `./src/a.rs` and
+//! `/workspace/src/a.rs` are one file) and never leave the workspace.
+//!
+//! The Docker and local backends implement it with
+//! [`HostWorkspace`](super::HostWorkspace): the session's host folder for
+//! reading, writing and listing (confined by the kernel, see
+//! [`HostFolder`](super::HostFolder)), and searches run inside the sandbox,
+//! where ripgrep is. A backend whose files are not on this host (a remote Docker
+//! host, a Kubernetes pod, an agent inside the sandbox) implements the same
+//! trait its own way; the tools do not change.
 
-use rustix::fs::{self as rfs, Mode, OFlags, ResolveFlags};
-use rustix::io::Errno;
-use std::fs::File;
-use std::io::{Read, Write};
-use std::os::fd::OwnedFd;
+use super::{SandboxError, MOUNT_POINT};
 use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
-/// Where the workspace appears inside a sandbox.
-pub const MOUNT_POINT: &str = "/workspace";
-/// The sandbox user of containers; files Paddock writes are given to it.
-pub const SANDBOX_UID: u32 = 10001;
 /// Largest file `read` returns.
 pub const READ_MAX_BYTES: u64 = 10 * 1024 * 1024;
 
@@ -42,280 +41,125 @@ pub struct Entry {
     pub size: u64,
 }
 
+/// Files matching glob patterns under a folder.
 #[derive(Clone, Debug)]
-pub struct Workspace {
-    root: PathBuf,
-    /// Host uid that must own what Paddock creates, so the sandbox user can
-    /// change it; `None`: the server's own (the sandbox maps to it).
-    owner: Option<u32>,
+pub struct GlobQuery<'a> {
+    /// Patterns relative to `dir` (`**` crosses folders; no `{a,b}`: the
+    /// caller expands those).
+    pub patterns: &'a [String],
+    /// A folder relative to the workspace, as [`relative`] gives it (`.`
+    /// for the workspace itself).
+    pub dir: &'a str,
+    /// Paths returned at most.
+    pub max_results: usize,
 }
 
-impl Workspace {
-    pub fn new(root: PathBuf, owner: Option<u32>) -> Self {
-        Self { root, owner }
-    }
+/// What a glob found: paths relative to the workspace, sorted, folders
+/// with a trailing `/`, and how many matched in all.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GlobMatches {
+    pub paths: Vec<String>,
+    pub total: usize,
+}
 
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
+/// Lines matching a regular expression, in files under a folder.
+#[derive(Clone, Debug)]
+pub struct GrepQuery<'a> {
+    pub pattern: &'a str,
+    /// As [`GlobQuery::dir`].
+    pub dir: &'a str,
+    /// Only files whose names match this glob.
+    pub file_glob: Option<&'a str>,
+    pub case_insensitive: bool,
+}
 
-    /// Creates the folder (and gives it to the sandbox user when we can).
-    pub fn create(&self) -> std::io::Result<()> {
-        std::fs::create_dir_all(&self.root)?;
-        self.give(&File::open(&self.root)?.into());
-        Ok(())
-    }
+/// Matching lines as `path:line:text`, sorted by path; empty when nothing
+/// matched.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GrepMatches {
+    pub lines: String,
+    /// Lines were left out to respect the output cap.
+    pub truncated: bool,
+}
 
-    /// The path relative to the workspace root, as the agent means it:
-    /// `src/a.rs`, `./src/a.rs` and `/workspace/src/a.rs` are the same file.
-    /// Refuses lexically what can never be inside; the kernel refuses the rest.
-    pub fn relative(&self, path: &str) -> Result<PathBuf, FileError> {
-        let p = Path::new(path);
-        let rel = if p.is_absolute() {
-            p.strip_prefix(MOUNT_POINT)
-                .map_err(|_| FileError::Outside(path.to_owned()))?
-        } else {
-            p
-        };
-        let mut depth = 0usize;
-        for c in rel.components() {
-            match c {
-                Component::Normal(_) => depth += 1,
-                Component::CurDir => {}
-                Component::ParentDir if depth > 0 => depth -= 1,
-                _ => return Err(FileError::Outside(path.to_owned())),
-            }
-        }
-        if rel.as_os_str().is_empty() {
-            Ok(PathBuf::from("."))
-        } else {
-            Ok(rel.to_path_buf())
-        }
-    }
+/// Bounds of one search.
+#[derive(Clone, Copy, Debug)]
+pub struct SearchLimits<'a> {
+    pub timeout: Duration,
+    /// Bytes of matches kept.
+    pub output_cap: usize,
+    pub cancel: &'a CancellationToken,
+}
 
-    fn open(&self, path: &str, flags: OFlags, mode: Mode) -> Result<OwnedFd, FileError> {
-        let rel = self.relative(path)?;
-        let root = rfs::open(
-            &self.root,
-            OFlags::DIRECTORY | OFlags::PATH | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| io_error(path, e))?;
-        rfs::openat2(
-            &root,
-            &rel,
-            flags | OFlags::CLOEXEC | OFlags::NOCTTY,
-            mode,
-            ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS,
-        )
-        .map_err(|e| match e {
-            Errno::XDEV => FileError::Outside(path.to_owned()),
-            Errno::NOENT => FileError::NotFound(path.to_owned()),
-            Errno::ISDIR => FileError::IsDirectory(path.to_owned()),
-            Errno::NOTDIR => FileError::NotDirectory(path.to_owned()),
-            e => io_error(path, e),
-        })
-    }
+/// Why a search found nothing to report.
+#[derive(Debug, thiserror::Error)]
+pub enum SearchError {
+    #[error("the folder does not exist")]
+    NotFound,
+    #[error("the folder is outside the workspace")]
+    Outside,
+    #[error("not a folder")]
+    NotDirectory,
+    #[error("timed out")]
+    TimedOut,
+    #[error("cancelled")]
+    Cancelled,
+    #[error("the sandbox ran out of memory")]
+    OutOfMemory,
+    #[error("ripgrep (rg) is not installed in this sandbox")]
+    NoRipgrep,
+    /// The search ended with another exit code, and what it printed.
+    #[error("the search failed (exit code {code:?})")]
+    Failed { code: Option<i64>, output: String },
+    #[error("the search could not be run: {0}")]
+    Sandbox(#[from] SandboxError),
+}
 
-    pub fn read(&self, path: &str) -> Result<Vec<u8>, FileError> {
-        let fd = self.open(path, OFlags::RDONLY, Mode::empty())?;
-        let stat = rfs::fstat(&fd).map_err(|e| io_error(path, e))?;
-        if rfs::FileType::from_raw_mode(stat.st_mode) == rfs::FileType::Directory {
-            return Err(FileError::IsDirectory(path.to_owned()));
-        }
-        let size = u64::try_from(stat.st_size).unwrap_or(0);
-        if size > READ_MAX_BYTES {
-            return Err(FileError::TooLarge {
-                path: path.to_owned(),
-                size,
-            });
-        }
-        let mut data = Vec::with_capacity(size as usize);
-        File::from(fd)
-            .take(READ_MAX_BYTES + 1)
-            .read_to_end(&mut data)
-            .map_err(|e| io_error(path, e))?;
-        Ok(data)
-    }
-
+/// A session's files.
+#[async_trait::async_trait]
+pub trait Workspace: Send + Sync {
+    /// A file's bytes, up to [`READ_MAX_BYTES`].
+    async fn read(&self, path: &str) -> Result<Vec<u8>, FileError>;
     /// Writes `data` to `path`, creating missing parent folders.
-    pub fn write(&self, path: &str, data: &[u8]) -> Result<(), FileError> {
-        let rel = self.relative(path)?;
-        if let Some(parent) = rel.parent().filter(|p| !p.as_os_str().is_empty()) {
-            self.create_dirs(path, parent)?;
-        }
-        let fd = self.open(
-            path,
-            OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC,
-            Mode::from_raw_mode(0o644),
-        )?;
-        self.give(&fd);
-        File::from(fd)
-            .write_all(data)
-            .map_err(|e| io_error(path, e))
-    }
-
-    fn create_dirs(&self, path: &str, parent: &Path) -> Result<(), FileError> {
-        let mut prefix = PathBuf::new();
-        for c in parent.components() {
-            prefix.push(c);
-            let step = prefix.to_string_lossy().into_owned();
-            match self.open(&step, OFlags::DIRECTORY | OFlags::RDONLY, Mode::empty()) {
-                Ok(_) => continue,
-                Err(FileError::NotFound(_)) => {}
-                Err(FileError::NotDirectory(_)) => return Err(FileError::NotDirectory(step)),
-                Err(e) => return Err(e),
-            }
-            // Create it inside its (already confined) parent folder.
-            let (dir, name) = match prefix.parent().filter(|p| !p.as_os_str().is_empty()) {
-                Some(p) => (
-                    p.to_string_lossy().into_owned(),
-                    prefix.file_name().map(PathBuf::from),
-                ),
-                None => (".".to_owned(), Some(prefix.clone())),
-            };
-            let dir_fd = self.open(&dir, OFlags::DIRECTORY | OFlags::RDONLY, Mode::empty())?;
-            let name = name.ok_or_else(|| FileError::Outside(path.to_owned()))?;
-            match rfs::mkdirat(&dir_fd, &name, Mode::from_raw_mode(0o755)) {
-                Ok(()) | Err(Errno::EXIST) => {}
-                Err(e) => return Err(io_error(&step, e)),
-            }
-            let made = self.open(&step, OFlags::DIRECTORY | OFlags::RDONLY, Mode::empty())?;
-            self.give(&made);
-        }
-        Ok(())
-    }
-
+    async fn write(&self, path: &str, data: &[u8]) -> Result<(), FileError>;
     /// The entries of a folder, sorted by name.
-    pub fn list(&self, path: &str) -> Result<Vec<Entry>, FileError> {
-        let fd = self.open(path, OFlags::DIRECTORY | OFlags::RDONLY, Mode::empty())?;
-        let dir = rfs::Dir::read_from(&fd).map_err(|e| io_error(path, e))?;
-        let mut entries = Vec::new();
-        for entry in dir {
-            let entry = entry.map_err(|e| io_error(path, e))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name == "." || name == ".." {
-                continue;
-            }
-            let stat = rfs::statat(&fd, entry.file_name(), rfs::AtFlags::SYMLINK_NOFOLLOW)
-                .map_err(|e| io_error(path, e))?;
-            let is_dir = rfs::FileType::from_raw_mode(stat.st_mode) == rfs::FileType::Directory;
-            entries.push(Entry {
-                name,
-                is_dir,
-                size: if is_dir {
-                    0
-                } else {
-                    u64::try_from(stat.st_size).unwrap_or(0)
-                },
-            });
-        }
-        entries.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(entries)
-    }
+    async fn list(&self, path: &str) -> Result<Vec<Entry>, FileError>;
+    async fn glob(
+        &self,
+        query: &GlobQuery<'_>,
+        limits: SearchLimits<'_>,
+    ) -> Result<GlobMatches, SearchError>;
+    async fn grep(
+        &self,
+        query: &GrepQuery<'_>,
+        limits: SearchLimits<'_>,
+    ) -> Result<GrepMatches, SearchError>;
 }
 
-fn io_error(path: &str, e: impl std::fmt::Display) -> FileError {
-    FileError::Io {
-        path: path.to_owned(),
-        message: e.to_string(),
-    }
-}
-
-impl Workspace {
-    /// Gives a file Paddock created to the sandbox's owner. Only root may
-    /// give files away; otherwise they stay ours.
-    fn give(&self, fd: &OwnedFd) {
-        if let Some(uid) = self.owner.filter(|_| rustix::process::geteuid().is_root()) {
-            let _ = rfs::fchown(
-                fd,
-                Some(rfs::Uid::from_raw(uid)),
-                Some(rfs::Gid::from_raw(uid)),
-            );
+/// The path relative to the workspace root, as the agent means it:
+/// `src/a.rs`, `./src/a.rs` and `/workspace/src/a.rs` are the same file.
+/// Refuses lexically what can never be inside; the backend refuses the rest
+/// (symlinks, for one).
+pub fn relative(path: &str) -> Result<PathBuf, FileError> {
+    let p = Path::new(path);
+    let rel = if p.is_absolute() {
+        p.strip_prefix(MOUNT_POINT)
+            .map_err(|_| FileError::Outside(path.to_owned()))?
+    } else {
+        p
+    };
+    let mut depth = 0usize;
+    for c in rel.components() {
+        match c {
+            Component::Normal(_) => depth += 1,
+            Component::CurDir => {}
+            Component::ParentDir if depth > 0 => depth -= 1,
+            _ => return Err(FileError::Outside(path.to_owned())),
         }
     }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn ws() -> (tempfile::TempDir, Workspace) {
-        let dir = tempfile::tempdir().unwrap();
-        let ws = Workspace::new(dir.path().join("ws"), Some(SANDBOX_UID));
-        ws.create().unwrap();
-        (dir, ws)
-    }
-
-    #[test]
-    fn writes_reads_and_lists_inside() {
-        let (_d, ws) = ws();
-        ws.write("src/deep/a.txt", b"hello").unwrap();
-        assert_eq!(ws.read("/workspace/src/deep/a.txt").unwrap(), b"hello");
-        assert_eq!(ws.read("./src/../src/deep/a.txt").unwrap(), b"hello");
-        let names: Vec<_> = ws
-            .list("/workspace")
-            .unwrap()
-            .into_iter()
-            .map(|e| (e.name, e.is_dir))
-            .collect();
-        assert_eq!(names, [("src".to_owned(), true)]);
-        assert_eq!(ws.list("src/deep").unwrap()[0].size, 5);
-    }
-
-    #[test]
-    fn refuses_paths_outside() {
-        let (dir, ws) = ws();
-        std::fs::write(dir.path().join("secret"), "s").unwrap();
-        for p in [
-            "../secret",
-            "../../etc/passwd",
-            "/etc/passwd",
-            "/workspace/../secret",
-            "a/../../secret",
-        ] {
-            assert_eq!(ws.read(p), Err(FileError::Outside(p.to_owned())), "{p}");
-        }
-        assert!(matches!(
-            ws.write("/tmp/x", b"x"),
-            Err(FileError::Outside(_))
-        ));
-    }
-
-    #[test]
-    fn refuses_symlinks_that_escape() {
-        let (dir, ws) = ws();
-        std::fs::write(dir.path().join("secret"), "s").unwrap();
-        std::os::unix::fs::symlink("/etc/passwd", ws.root().join("abs")).unwrap();
-        std::os::unix::fs::symlink("../secret", ws.root().join("rel")).unwrap();
-        std::os::unix::fs::symlink("/etc", ws.root().join("dir")).unwrap();
-        assert_eq!(ws.read("abs"), Err(FileError::Outside("abs".into())));
-        assert_eq!(ws.read("rel"), Err(FileError::Outside("rel".into())));
-        assert_eq!(
-            ws.write("rel", b"pwned"),
-            Err(FileError::Outside("rel".into()))
-        );
-        assert!(matches!(
-            ws.write("dir/evil", b"x"),
-            Err(FileError::Outside(_))
-        ));
-        assert!(matches!(ws.list("dir"), Err(FileError::Outside(_))));
-        assert_eq!(
-            std::fs::read_to_string(dir.path().join("secret")).unwrap(),
-            "s"
-        );
-        // A link that stays inside is fine.
-        ws.write("real.txt", b"ok").unwrap();
-        std::os::unix::fs::symlink("real.txt", ws.root().join("inside")).unwrap();
-        assert_eq!(ws.read("inside").unwrap(), b"ok");
-    }
-
-    #[test]
-    fn clear_errors_for_missing_and_directories() {
-        let (_d, ws) = ws();
-        assert_eq!(ws.read("nope"), Err(FileError::NotFound("nope".into())));
-        ws.write("d/f", b"").unwrap();
-        assert_eq!(ws.read("d"), Err(FileError::IsDirectory("d".into())));
-        assert!(matches!(ws.list("d/f"), Err(FileError::NotDirectory(_))));
+    if rel.as_os_str().is_empty() {
+        Ok(PathBuf::from("."))
+    } else {
+        Ok(rel.to_path_buf())
     }
 }

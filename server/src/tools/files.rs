@@ -1,7 +1,6 @@
-//! The file tools: `read_file`, `write_file`, `edit_file` and `list_files`.
-//! They run on the host through [`Workspace`], which resolves every path
-//! beneath the session's workspace (symlinks included), so they are fast, the
-//! same for every backend, and cannot touch anything outside.
+//! The file tools: `read_file`, `write_file`, `edit_file` and `list_files`,
+//! over the session's [`Workspace`], which resolves every path beneath it
+//! (symlinks included), so they cannot touch anything outside.
 
 use super::{cap_text, Args, ToolOutput};
 use crate::sandbox::{FileError, Workspace};
@@ -17,9 +16,9 @@ const EDIT_CONTEXT_LINES: usize = 3;
 /// Bytes of the output cap kept for `read_file`'s closing note.
 const NOTE_ROOM: usize = 160;
 
-pub(super) fn read_file(ws: &Workspace, args: &Args, cap: usize) -> ToolOutput {
+pub(super) async fn read_file(ws: &dyn Workspace, args: &Args, cap: usize) -> ToolOutput {
     let path = args.str("path");
-    let data = match ws.read(path) {
+    let data = match ws.read(path).await {
         Ok(data) => data,
         Err(e) => return file_error(e, Verb::Read),
     };
@@ -85,11 +84,11 @@ pub(super) fn read_file(ws: &Workspace, args: &Args, cap: usize) -> ToolOutput {
     }
 }
 
-pub(super) fn write_file(ws: &Workspace, args: &Args, _cap: usize) -> ToolOutput {
+pub(super) async fn write_file(ws: &dyn Workspace, args: &Args) -> ToolOutput {
     let path = args.str("path");
     let content = args.str("content");
-    let existed = !matches!(ws.read(path), Err(FileError::NotFound(_)));
-    match ws.write(path, content.as_bytes()) {
+    let existed = !matches!(ws.read(path).await, Err(FileError::NotFound(_)));
+    match ws.write(path, content.as_bytes()).await {
         Ok(()) => ToolOutput::ok(format!(
             "{} {path:?} ({} byte{}).",
             if existed { "Overwrote" } else { "Created" },
@@ -100,7 +99,7 @@ pub(super) fn write_file(ws: &Workspace, args: &Args, _cap: usize) -> ToolOutput
     }
 }
 
-pub(super) fn edit_file(ws: &Workspace, args: &Args, cap: usize) -> ToolOutput {
+pub(super) async fn edit_file(ws: &dyn Workspace, args: &Args, cap: usize) -> ToolOutput {
     let path = args.str("path");
     let (old, new) = (args.str("old_string"), args.str("new_string"));
     let replace_all = args.flag("replace_all");
@@ -114,7 +113,7 @@ pub(super) fn edit_file(ws: &Workspace, args: &Args, cap: usize) -> ToolOutput {
             "old_string and new_string are the same: there is nothing to change.",
         );
     }
-    let data = match ws.read(path) {
+    let data = match ws.read(path).await {
         Ok(data) => data,
         Err(e) => return file_error(e, Verb::Edit),
     };
@@ -153,7 +152,7 @@ make it unique, or set replace_all to true to replace every occurrence."
     } else {
         text.replacen(old, new, 1)
     };
-    if let Err(e) = ws.write(path, edited.as_bytes()) {
+    if let Err(e) = ws.write(path, edited.as_bytes()).await {
         return file_error(e, Verb::Edit);
     }
     let first_line = text[..first].matches('\n').count() + 1;
@@ -171,9 +170,9 @@ make it unique, or set replace_all to true to replace every occurrence."
     }
 }
 
-pub(super) fn list_files(ws: &Workspace, args: &Args, cap: usize) -> ToolOutput {
+pub(super) async fn list_files(ws: &dyn Workspace, args: &Args, cap: usize) -> ToolOutput {
     let path = args.opt_str("path").unwrap_or(".");
-    let entries = match ws.list(path) {
+    let entries = match ws.list(path).await {
         Ok(entries) => entries,
         Err(e) => return file_error(e, Verb::List),
     };

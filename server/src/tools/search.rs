@@ -1,32 +1,19 @@
-//! `glob` and `grep`: searches that run in the session's sandbox, where the
-//! files and ripgrep are, and which must stay searches. Every value the model
-//! chose reaches bash single-quoted ([`shell_quote`]): the glob pattern is
-//! assigned to a variable and expanded unquoted, which globs but never runs
-//! anything, and ripgrep gets its pattern after `-e` and its path after `--`.
-//! The folder searched is checked, after resolving symlinks, to be inside the
-//! workspace, as the host-side file tools check theirs.
+//! `glob` and `grep`: the model's searches, checked and answered in words
+//! it can act on; the [`Workspace`] runs them (and keeps them searches:
+//! every value the model chose is data, never a command).
 
-use super::shell::shell_quote;
 use super::{cap_text, seconds, Args, ToolContext, ToolOutput};
-use crate::sandbox::{ExecOutcome, ExecRequest, FileError, MOUNT_POINT};
+use crate::sandbox::{
+    relative, FileError, GlobQuery, GrepQuery, SearchError, SearchLimits, Workspace, MOUNT_POINT,
+};
 use std::path::{Component, Path};
 
 /// Paths `glob` returns at most.
 pub const GLOB_MAX_RESULTS: usize = 1000;
 /// Patterns one `{a,b}` pattern may expand to.
 const GLOB_MAX_ALTERNATIVES: usize = 256;
-/// Bytes of raw `glob` output read back from the sandbox.
-const GLOB_RAW_CAP: usize = 8 * 1024 * 1024;
-/// Characters of one matching line `grep` shows.
-const GREP_MAX_COLUMNS: usize = 500;
 
-// Exit codes of the checks the scripts make before searching (ripgrep and
-// the glob loop never exit with these).
-const EXIT_NOT_FOUND: i64 = 101;
-const EXIT_OUTSIDE: i64 = 102;
-const EXIT_NOT_DIRECTORY: i64 = 103;
-
-pub(super) async fn glob(ctx: &ToolContext<'_>, args: &Args) -> ToolOutput {
+pub(super) async fn glob(ctx: &ToolContext<'_>, ws: &dyn Workspace, args: &Args) -> ToolOutput {
     let mut pattern = args.str("pattern");
     let mut path = args.opt_str("path").unwrap_or(".");
     if pattern.contains('\0') || path.contains('\0') {
@@ -53,7 +40,7 @@ pub(super) async fn glob(ctx: &ToolContext<'_>, args: &Args) -> ToolOutput {
             "{pattern:?} contains a \"..\" segment; glob patterns only look down: set path to the folder to search from instead."
         ));
     }
-    let rel = match relative(ctx, path) {
+    let rel = match tidy(path) {
         Ok(rel) => rel,
         Err(e) => return e,
     };
@@ -62,65 +49,36 @@ pub(super) async fn glob(ctx: &ToolContext<'_>, args: &Args) -> ToolOutput {
             "{pattern:?} expands to more than {GLOB_MAX_ALTERNATIVES} patterns; use fewer {{a,b}} alternatives."
         ));
     };
-
-    let quoted: Vec<String> = patterns.iter().map(|p| shell_quote(p)).collect();
-    let mut script = String::from(
-        "exec 2>/dev/null\nshopt -s globstar nullglob\nshopt -u dotglob failglob\nIFS=\nLC_ALL=C\nroot=$(pwd -P) || exit 1\n",
-    );
-    if rel != "." {
-        script.push_str(&enter_dir(&rel));
-    }
-    script.push_str(&format!(
-        r#"here=$(pwd -P); prefix=${{here#"$root"}}; prefix=${{prefix#/}}; [[ -n $prefix ]] && prefix+=/
-n=0
-for p in {}; do
-  m=($p)
-  # A pattern without wildcards stays as it is, whether or not it exists.
-  if (( ${{#m[@]}} == 1 )) && [[ ! -e ${{m[0]}} && ! -L ${{m[0]}} ]]; then continue; fi
-  n=$((n + ${{#m[@]}}))
-  for f in "${{m[@]:0:{GLOB_MAX_RESULTS}}}"; do
-    f=${{f%/}}
-    if [[ -d $f ]]; then printf '%s%s/\0' "$prefix" "$f"; else printf '%s%s\0' "$prefix" "$f"; fi
-  done
-done
-printf '%s\0' "$n"
-"#,
-        quoted.join(" ")
-    ));
-    let outcome = match exec(ctx, script, GLOB_RAW_CAP).await {
-        Ok(o) => o,
-        Err(e) => return e,
+    let query = GlobQuery {
+        patterns: &patterns,
+        dir: &rel,
+        max_results: GLOB_MAX_RESULTS,
     };
-    if let Some(failure) = failure("glob", ctx, &outcome, path) {
-        return failure;
-    }
-    if outcome.exit_code != Some(0) || outcome.truncated {
-        return ToolOutput::error(format!(
-            "glob failed (exit code {:?}); try a simpler pattern. {}",
-            outcome.exit_code,
-            outcome.output.replace('\0', "\n").trim()
-        ));
-    }
-
-    let mut items: Vec<&str> = outcome.output.split('\0').collect();
-    items.pop(); // after the last NUL
-    let total: usize = items.pop().and_then(|n| n.parse().ok()).unwrap_or(0);
-    items.sort_unstable();
-    items.dedup();
-    let shown = items.len().min(GLOB_MAX_RESULTS);
-    if shown == 0 {
+    let found = match ws.glob(&query, limits(ctx)).await {
+        Ok(found) => found,
+        Err(SearchError::Failed { code, output }) => {
+            return ToolOutput::error(format!(
+                "glob failed (exit code {code:?}); try a simpler pattern. {}",
+                output.replace('\0', "\n").trim()
+            ))
+        }
+        Err(e) => return failure("glob", ctx, e, path),
+    };
+    if found.paths.is_empty() {
         return ToolOutput::ok(format!(
             "No files match {pattern:?} under {}.",
             display_dir(&rel)
         ));
     }
-    let mut out = items[..shown].join("\n");
+    let shown = found.paths.len();
+    let mut out = found.paths.join("\n");
     out.push('\n');
     let mut truncated = false;
-    if total > shown {
+    if found.total > shown {
         truncated = true;
         out.push_str(&format!(
-            "[{total} matches; showing the first {shown}. Narrow the pattern or path.]"
+            "[{} matches; showing the first {shown}. Narrow the pattern or path.]",
+            found.total
         ));
     }
     let (content, cut) = cap_text(out, ctx.output_cap, "narrow the pattern or path");
@@ -131,7 +89,7 @@ printf '%s\0' "$n"
     }
 }
 
-pub(super) async fn grep(ctx: &ToolContext<'_>, args: &Args) -> ToolOutput {
+pub(super) async fn grep(ctx: &ToolContext<'_>, ws: &dyn Workspace, args: &Args) -> ToolOutput {
     let pattern = args.str("pattern");
     let path = args.opt_str("path").unwrap_or(".");
     let file_glob = args.opt_str("glob");
@@ -145,47 +103,24 @@ pub(super) async fn grep(ctx: &ToolContext<'_>, args: &Args) -> ToolOutput {
     if pattern.is_empty() {
         return ToolOutput::error("pattern is empty: give a regular expression to search for.");
     }
-    let rel = match relative(ctx, path) {
+    let rel = match tidy(path) {
         Ok(rel) => rel,
         Err(e) => return e,
     };
-    let mut script = String::from("root=$(pwd -P) || exit 1\n");
-    let mut rg = format!(
-        "exec rg --line-number --with-filename --no-heading --color never --sort path \
---max-columns {GREP_MAX_COLUMNS} --max-columns-preview"
-    );
-    if args.flag("case_insensitive") {
-        rg.push_str(" --ignore-case");
-    }
-    if let Some(g) = file_glob {
-        rg.push_str(&format!(" --glob {}", shell_quote(g)));
-    }
-    rg.push_str(&format!(" -e {}", shell_quote(pattern)));
-    if rel == "." {
-        // No path: ripgrep searches the working folder and prints its paths
-        // without a `./`. (stdin is not a file, so it is not searched.)
-        rg.push_str(" </dev/null");
-    } else {
-        let q = shell_quote(&rel);
-        script.push_str(&format!(
-            "t=$(realpath -e -- {q} 2>/dev/null) || exit {EXIT_NOT_FOUND}\n\
-case \"$t/\" in \"$root\"/*) ;; *) exit {EXIT_OUTSIDE};; esac\n"
-        ));
-        rg.push_str(&format!(" -- {q}"));
-    }
-    script.push_str(&rg);
-    script.push('\n');
-    let outcome = match exec(ctx, script, ctx.output_cap).await {
-        Ok(o) => o,
-        Err(e) => return e,
+    let query = GrepQuery {
+        pattern,
+        dir: &rel,
+        file_glob,
+        case_insensitive: args.flag("case_insensitive"),
     };
-    if let Some(failure) = failure("grep", ctx, &outcome, path) {
-        return failure;
-    }
-    match outcome.exit_code {
-        Some(0) => {
-            let mut content = outcome.output;
-            if outcome.truncated {
+    match ws.grep(&query, limits(ctx)).await {
+        Ok(found) if found.lines.trim().is_empty() && !found.truncated => ToolOutput::ok(format!(
+            "No matches for {pattern:?} in {}.",
+            display_dir(&rel)
+        )),
+        Ok(found) => {
+            let mut content = found.lines;
+            if found.truncated {
                 if !content.ends_with('\n') {
                     content.push('\n');
                 }
@@ -196,30 +131,33 @@ case \"$t/\" in \"$root\"/*) ;; *) exit {EXIT_OUTSIDE};; esac\n"
             ToolOutput {
                 content,
                 is_error: false,
-                truncated: outcome.truncated,
+                truncated: found.truncated,
             }
         }
-        Some(1) if outcome.output.trim().is_empty() => ToolOutput::ok(format!(
-            "No matches for {pattern:?} in {}.",
-            display_dir(&rel)
-        )),
-        Some(127) => ToolOutput::error("ripgrep (rg) is not installed in this sandbox."),
-        code => ToolOutput::error(format!(
+        Err(SearchError::NoRipgrep) => {
+            ToolOutput::error("ripgrep (rg) is not installed in this sandbox.")
+        }
+        Err(SearchError::Failed { code, output }) => ToolOutput::error(format!(
             "{}\n[ripgrep failed: exit code {}]",
-            outcome.output.trim_end(),
+            output.trim_end(),
             code.map_or_else(|| "none".to_owned(), |c| c.to_string())
         )),
+        Err(e) => failure("grep", ctx, e, path),
+    }
+}
+
+fn limits<'a>(ctx: &ToolContext<'a>) -> SearchLimits<'a> {
+    SearchLimits {
+        timeout: ctx.exec_timeout,
+        output_cap: ctx.output_cap,
+        cancel: ctx.cancel,
     }
 }
 
 /// `path` relative to the workspace, lexically tidied (`./a/../b` → `b`);
-/// the Workspace's own error when it can never be inside.
-fn relative(ctx: &ToolContext<'_>, path: &str) -> Result<String, ToolOutput> {
-    let rel = ctx
-        .sandbox
-        .workspace(ctx.session)
-        .relative(path)
-        .map_err(|e| ToolOutput::error(e.to_string()))?;
+/// the workspace's own error when it can never be inside.
+fn tidy(path: &str) -> Result<String, ToolOutput> {
+    let rel = relative(path).map_err(|e| ToolOutput::error(e.to_string()))?;
     Ok(normalize(&rel))
 }
 
@@ -249,62 +187,24 @@ fn display_dir(rel: &str) -> String {
     }
 }
 
-/// Bash that enters folder `rel`, refusing one that is missing, not a
-/// folder, or (through a symlink) outside the workspace.
-fn enter_dir(rel: &str) -> String {
-    let q = shell_quote(rel);
-    format!(
-        "[[ -e {q} ]] || exit {EXIT_NOT_FOUND}\n\
-[[ -d {q} ]] || exit {EXIT_NOT_DIRECTORY}\n\
-cd -- {q} || exit {EXIT_NOT_FOUND}\n\
-case \"$(pwd -P)/\" in \"$root\"/*) ;; *) exit {EXIT_OUTSIDE};; esac\n"
-    )
-}
-
-async fn exec(
-    ctx: &ToolContext<'_>,
-    script: String,
-    cap: usize,
-) -> Result<ExecOutcome, ToolOutput> {
-    let request = ExecRequest {
-        command: script,
-        timeout: ctx.exec_timeout,
-        output_cap: cap,
-    };
-    ctx.sandbox
-        .exec(ctx.session, &request, ctx.cancel, &mut |_, _| {})
-        .await
-        .map_err(|e| ToolOutput::error(format!("The search could not be run: {e}")))
-}
-
-/// The ways a search ends that are not its own result.
-fn failure(
-    tool: &str,
-    ctx: &ToolContext<'_>,
-    outcome: &ExecOutcome,
-    path: &str,
-) -> Option<ToolOutput> {
-    let message = if outcome.timed_out {
-        format!(
+/// The ways a search ends that are not its own result, for the model.
+fn failure(tool: &str, ctx: &ToolContext<'_>, error: SearchError, path: &str) -> ToolOutput {
+    ToolOutput::error(match error {
+        SearchError::TimedOut => format!(
             "{tool} timed out after {} s; narrow the search with a more specific path or pattern.",
             seconds(ctx.exec_timeout)
-        )
-    } else if outcome.cancelled {
-        "[cancelled]".to_owned()
-    } else if outcome.oom_killed {
-        format!("{tool} was killed: the sandbox ran out of memory.")
-    } else {
-        match outcome.exit_code {
-            Some(EXIT_NOT_FOUND) => format!(
-                "{}. Check the path with list_files.",
-                FileError::NotFound(path.to_owned())
-            ),
-            Some(EXIT_OUTSIDE) => FileError::Outside(path.to_owned()).to_string(),
-            Some(EXIT_NOT_DIRECTORY) => FileError::NotDirectory(path.to_owned()).to_string(),
-            _ => return None,
-        }
-    };
-    Some(ToolOutput::error(message))
+        ),
+        SearchError::Cancelled => "[cancelled]".to_owned(),
+        SearchError::OutOfMemory => format!("{tool} was killed: the sandbox ran out of memory."),
+        SearchError::NotFound => format!(
+            "{}. Check the path with list_files.",
+            FileError::NotFound(path.to_owned())
+        ),
+        SearchError::Outside => FileError::Outside(path.to_owned()).to_string(),
+        SearchError::NotDirectory => FileError::NotDirectory(path.to_owned()).to_string(),
+        SearchError::Sandbox(e) => format!("The search could not be run: {e}"),
+        other @ (SearchError::NoRipgrep | SearchError::Failed { .. }) => other.to_string(),
+    })
 }
 
 /// Bash-style brace expansion (`a{b,c{d,e}}` → `ab acd ace`), which bash

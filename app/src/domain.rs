@@ -1,0 +1,520 @@
+//! Types shared by server and browser: the one definition of a session and
+//! of the events in its transcript.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+use uuid::Uuid;
+
+pub type SessionId = Uuid;
+
+/// Longest session name accepted, in characters.
+pub const NAME_MAX_CHARS: usize = 200;
+/// Longest model identifier accepted, in characters.
+pub const MODEL_MAX_CHARS: usize = 100;
+/// Longest system prompt accepted, in bytes.
+pub const SYSTEM_PROMPT_MAX_BYTES: usize = 64 * 1024;
+/// The model a new session gets when none is chosen.
+pub const DEFAULT_MODEL: &str = "claude-sonnet-4-5";
+/// Models offered in the New-session form; any other identifier is accepted
+/// too, since gateways and newer releases add names faster than we ship.
+pub const SUGGESTED_MODELS: &[&str] = &["claude-sonnet-4-5", "claude-opus-4-5", "claude-haiku-4-5"];
+
+/// Declares a string-backed enum whose wire, database and display forms are
+/// one and the same string.
+macro_rules! string_enum {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        pub enum $name {
+            $(#[serde(rename = $text)] $variant),+
+        }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = AppError;
+            fn from_str(s: &str) -> Result<Self, AppError> {
+                match s {
+                    $($text => Ok($name::$variant),)+
+                    other => Err(AppError::Invalid(format!(
+                        concat!("unknown ", stringify!($name), " {:?}; expected one of: {}"),
+                        other,
+                        [$($text),+].join(", ")
+                    ))),
+                }
+            }
+        }
+    };
+}
+
+string_enum! {
+    /// Where a session is in its life.
+    SessionStatus {
+        Idle => "idle",
+        Starting => "starting",
+        Running => "running",
+        AwaitingPermission => "awaiting_permission",
+        Error => "error",
+        Stopped => "stopped",
+        Interrupted => "interrupted",
+    }
+}
+
+string_enum! {
+    /// Which agent runs the session: Paddock's own loop or the Claude Code CLI.
+    Engine {
+        Native => "native",
+        ClaudeCode => "claude-code",
+    }
+}
+
+string_enum! {
+    /// What the agent may do without asking.
+    PermissionMode {
+        Ask => "ask",
+        AcceptEdits => "accept-edits",
+        Auto => "auto",
+        ReadOnly => "read-only",
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Session {
+    pub id: SessionId,
+    pub name: String,
+    pub engine: Engine,
+    pub model: String,
+    pub system_prompt: String,
+    pub permission_mode: PermissionMode,
+    pub status: SessionStatus,
+    pub cost_usd: f64,
+    pub turns: i64,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    /// Sequence number of the newest event in the transcript (0: none yet).
+    pub last_seq: i64,
+    /// Sandbox limits chosen for this session; `None` means the server's.
+    pub limits: SandboxLimits,
+    /// Spending limit in USD; the engine stops calling the model once the
+    /// session's cost reaches it. `None`: no limit.
+    pub budget_usd: Option<f64>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Resource limits a session may set for its sandbox; each `None` falls back
+/// to the server's default. Unknown fields are refused (see [`NewSession`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SandboxLimits {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_mb: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pids: Option<i64>,
+}
+
+impl SandboxLimits {
+    pub const MEMORY_MB: std::ops::RangeInclusive<i64> = 64..=65_536;
+    pub const CPUS: std::ops::RangeInclusive<f64> = 0.1..=64.0;
+    pub const PIDS: std::ops::RangeInclusive<i64> = 16..=65_536;
+
+    pub fn validate(self) -> Result<Self, AppError> {
+        fn check<T: PartialOrd + fmt::Display>(
+            what: &str,
+            value: Option<T>,
+            range: &std::ops::RangeInclusive<T>,
+        ) -> Result<(), AppError> {
+            match value {
+                Some(v) if !range.contains(&v) => Err(AppError::Invalid(format!(
+                    "The sandbox {what} must be between {} and {}.",
+                    range.start(),
+                    range.end()
+                ))),
+                _ => Ok(()),
+            }
+        }
+        check("memory (MiB)", self.memory_mb, &Self::MEMORY_MB)?;
+        check("CPU count", self.cpus, &Self::CPUS)?;
+        check("process limit", self.pids, &Self::PIDS)?;
+        Ok(self)
+    }
+}
+
+/// What a client asks for when it creates a session. Optional fields take
+/// their defaults; [`NewSession::validate`] is the only gate to the store.
+/// Unknown fields are refused, so a misspelt option is an error rather than
+/// silently ignored.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewSession {
+    pub name: String,
+    #[serde(default)]
+    pub model: Option<String>,
+    #[serde(default)]
+    pub system_prompt: Option<String>,
+    #[serde(default)]
+    pub permission_mode: Option<PermissionMode>,
+    #[serde(default)]
+    pub engine: Option<Engine>,
+    #[serde(default)]
+    pub limits: SandboxLimits,
+    #[serde(default)]
+    pub budget_usd: Option<f64>,
+}
+
+/// A [`NewSession`] that passed validation, with every default filled in.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SessionSpec {
+    pub name: String,
+    pub model: String,
+    pub system_prompt: String,
+    pub permission_mode: PermissionMode,
+    pub engine: Engine,
+    pub limits: SandboxLimits,
+    pub budget_usd: Option<f64>,
+}
+
+/// The largest budget a session may set, in USD.
+pub const BUDGET_MAX_USD: f64 = 1_000_000.0;
+
+impl NewSession {
+    pub fn validate(self) -> Result<SessionSpec, AppError> {
+        let name = self.name.trim();
+        if name.is_empty() {
+            return Err(AppError::Invalid("Give the session a name.".into()));
+        }
+        if name.chars().count() > NAME_MAX_CHARS {
+            return Err(AppError::Invalid(format!(
+                "The name is too long: at most {NAME_MAX_CHARS} characters."
+            )));
+        }
+        if name.chars().any(char::is_control) {
+            return Err(AppError::Invalid(
+                "The name cannot contain control characters.".into(),
+            ));
+        }
+        let model = self
+            .model
+            .as_deref()
+            .map(str::trim)
+            .filter(|m| !m.is_empty())
+            .unwrap_or(DEFAULT_MODEL);
+        if model.chars().count() > MODEL_MAX_CHARS
+            || !model.chars().all(|c| {
+                c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '@' | '/')
+            })
+        {
+            return Err(AppError::Invalid(format!(
+                "{model:?} is not a model identifier: use letters, digits and - _ . : @ / (at most {MODEL_MAX_CHARS})."
+            )));
+        }
+        let system_prompt = self.system_prompt.unwrap_or_default();
+        if system_prompt.len() > SYSTEM_PROMPT_MAX_BYTES {
+            return Err(AppError::Invalid(format!(
+                "The system prompt is too long: at most {} KiB.",
+                SYSTEM_PROMPT_MAX_BYTES / 1024
+            )));
+        }
+        Ok(SessionSpec {
+            name: name.to_owned(),
+            model: model.to_owned(),
+            system_prompt,
+            permission_mode: self.permission_mode.unwrap_or(PermissionMode::Ask),
+            engine: self.engine.unwrap_or(Engine::Native),
+            limits: self.limits.validate()?,
+            budget_usd: match self.budget_usd {
+                Some(b) if !(b > 0.0 && b <= BUDGET_MAX_USD) => {
+                    return Err(AppError::Invalid(format!(
+                        "The budget must be more than $0 and at most ${BUDGET_MAX_USD}."
+                    )))
+                }
+                b => b,
+            },
+        })
+    }
+}
+
+/// Facts about the server the dashboard shows everywhere.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ServerInfo {
+    /// `docker` or `local`.
+    pub sandbox: String,
+    /// Set when sandboxes are weaker than closed containers, in plain words.
+    pub sandbox_warning: Option<String>,
+    /// Set when no model credentials are configured: what to do about it.
+    pub model_warning: Option<String>,
+}
+
+/// One stored step of a session's transcript. `seq` numbers a session's
+/// events 1, 2, 3, … with no holes; it is the SSE `id`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub session_id: SessionId,
+    pub seq: i64,
+    pub at: DateTime<Utc>,
+    pub kind: EventKind,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EventKind {
+    UserMessage {
+        text: String,
+    },
+    AssistantText {
+        text: String,
+    },
+    Thinking {
+        text: String,
+    },
+    ToolCall {
+        id: String,
+        name: String,
+        input: serde_json::Value,
+    },
+    ToolResult {
+        id: String,
+        output: String,
+        is_error: bool,
+        truncated: bool,
+    },
+    Status {
+        status: SessionStatus,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
+    },
+    /// The agent wants to use a tool its permission mode does not allow
+    /// outright; it waits for a [`EventKind::PermissionDecision`].
+    PermissionRequest {
+        request_id: String,
+        tool_use_id: String,
+        tool: String,
+        input: serde_json::Value,
+    },
+    PermissionDecision {
+        request_id: String,
+        decision: Decision,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    Usage {
+        input_tokens: i64,
+        output_tokens: i64,
+        cost_usd: f64,
+    },
+    Error {
+        message: String,
+    },
+}
+
+impl EventKind {
+    /// The `type` tag, also stored in the `events.kind` column for filtering.
+    pub fn name(&self) -> &'static str {
+        match self {
+            EventKind::UserMessage { .. } => "user_message",
+            EventKind::AssistantText { .. } => "assistant_text",
+            EventKind::Thinking { .. } => "thinking",
+            EventKind::ToolCall { .. } => "tool_call",
+            EventKind::ToolResult { .. } => "tool_result",
+            EventKind::Status { .. } => "status",
+            EventKind::PermissionRequest { .. } => "permission_request",
+            EventKind::PermissionDecision { .. } => "permission_decision",
+            EventKind::Usage { .. } => "usage",
+            EventKind::Error { .. } => "error",
+        }
+    }
+}
+
+string_enum! {
+    /// How a permission request was decided (`expired`: nobody decided in
+    /// time, which counts as a denial).
+    Decision {
+        Allow => "allow",
+        AllowSession => "allow_session",
+        Deny => "deny",
+        Expired => "expired",
+    }
+}
+
+string_enum! {
+    /// Which kind of content block a [`Delta`] extends.
+    DeltaKind {
+        Text => "text",
+        Thinking => "thinking",
+        ToolInput => "tool_input",
+    }
+}
+
+/// The HTML the dashboard shows for a stored event's Markdown (the model's
+/// text), rendered and made safe on the server: the browser bundle carries
+/// no Markdown parser (pulldown-cmark alone was a sixth of it). It travels
+/// with the event: in the same page of a server function's answer, and on
+/// the event stream (`?html=true`) as an `html` frame just before the event.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EventHtml {
+    pub seq: i64,
+    pub html: String,
+}
+
+/// A fragment of a content block still being generated, for live display
+/// only. Deltas are never stored: when the block completes it is stored as an
+/// [`Event`] (`AssistantText`, `Thinking`, `ToolCall`) with its own `seq`, and
+/// a viewer replaces the fragments it showed with that event. So a delta has
+/// no SSE `id`, and a client that reconnects simply gets the completed block.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Delta {
+    pub session_id: SessionId,
+    /// The newest stored `seq` when the fragment was produced (the completed
+    /// block's own `seq` is not known yet): the block follows that event.
+    pub seq_hint: i64,
+    /// Index of the content block within the assistant message.
+    pub block: usize,
+    pub kind: DeltaKind,
+    pub text: String,
+}
+
+/// The error every server function and API call returns: what went wrong,
+/// in words a user can act on. Internal details are logged, never sent.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum AppError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("Something went wrong on the server; the details are in its log.")]
+    Internal,
+    #[error("{0}")]
+    Transport(String),
+}
+
+impl AppError {
+    /// The HTTP status this error is answered with, by server functions and
+    /// the REST API alike.
+    pub fn status(&self) -> u16 {
+        match self {
+            AppError::Invalid(_) => 400,
+            AppError::NotFound(_) => 404,
+            AppError::Unavailable(_) => 503,
+            AppError::Internal | AppError::Transport(_) => 500,
+        }
+    }
+
+    /// The error's type in the REST API's `{"error": {"type": …}}`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            AppError::Invalid(_) => "invalid_request",
+            AppError::NotFound(_) => "not_found",
+            AppError::Unavailable(_) => "unavailable",
+            AppError::Internal | AppError::Transport(_) => "internal",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn new(name: &str) -> NewSession {
+        NewSession {
+            name: name.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn validate_fills_defaults_and_trims() {
+        let spec = new("  fix the build ").validate().unwrap();
+        assert_eq!(spec.name, "fix the build");
+        assert_eq!(spec.model, DEFAULT_MODEL);
+        assert_eq!(spec.permission_mode, PermissionMode::Ask);
+        assert_eq!(spec.engine, Engine::Native);
+    }
+
+    #[test]
+    fn validate_rejects_bad_names() {
+        assert!(matches!(new("   ").validate(), Err(AppError::Invalid(_))));
+        assert!(matches!(
+            new(&"x".repeat(10_000)).validate(),
+            Err(AppError::Invalid(_))
+        ));
+        assert!(matches!(
+            new("a\u{0}b").validate(),
+            Err(AppError::Invalid(_))
+        ));
+        assert!(new(&"é".repeat(NAME_MAX_CHARS)).validate().is_ok());
+    }
+
+    #[test]
+    fn validate_rejects_bad_models() {
+        let mut n = new("ok");
+        n.model = Some("claude<script>".into());
+        assert!(matches!(n.validate(), Err(AppError::Invalid(_))));
+    }
+
+    #[test]
+    fn validate_checks_sandbox_limits() {
+        let mut n = new("ok");
+        n.limits.memory_mb = Some(8);
+        assert!(matches!(n.clone().validate(), Err(AppError::Invalid(_))));
+        n.limits = SandboxLimits {
+            memory_mb: Some(512),
+            cpus: Some(0.5),
+            pids: Some(64),
+        };
+        assert_eq!(n.validate().unwrap().limits.pids, Some(64));
+    }
+
+    #[test]
+    fn validate_checks_the_budget() {
+        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+            let mut n = new("ok");
+            n.budget_usd = Some(bad);
+            assert!(matches!(n.validate(), Err(AppError::Invalid(_))), "{bad}");
+        }
+        let mut n = new("ok");
+        n.budget_usd = Some(2.5);
+        assert_eq!(n.validate().unwrap().budget_usd, Some(2.5));
+    }
+
+    #[test]
+    fn enums_round_trip_through_their_strings() {
+        for s in SessionStatus::ALL {
+            assert_eq!(s.as_str().parse::<SessionStatus>().unwrap(), *s);
+            assert_eq!(serde_json::to_string(s).unwrap(), format!("\"{s}\""));
+        }
+        for m in PermissionMode::ALL {
+            assert_eq!(m.as_str().parse::<PermissionMode>().unwrap(), *m);
+        }
+        assert!("root".parse::<Engine>().is_err());
+    }
+
+    #[test]
+    fn event_kind_tag_matches_name() {
+        let kind = EventKind::ToolResult {
+            id: "t1".into(),
+            output: "ok".into(),
+            is_error: false,
+            truncated: false,
+        };
+        let json = serde_json::to_value(&kind).unwrap();
+        assert_eq!(json["type"], kind.name());
+    }
+}

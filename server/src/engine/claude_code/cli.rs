@@ -1,0 +1,170 @@
+//! How the CLI is started in a sandbox: what is mounted, its arguments, its
+//! environment, and the shell line that relays the model's port first.
+
+use super::{ClaudeCodeSettings, CliError, CliState};
+use crate::proxy::{CredentialProxy, Lease, SOCKET_DIR, SOCKET_NAME};
+use crate::sandbox::{shell_quote, HostFolder, Mount, SandboxError, SpawnRequest, SANDBOX_UID};
+
+use app::domain::{PermissionMode, Session, SessionId};
+
+/// Where the CLI binary is mounted, read-only.
+const CLI: &str = "/opt/paddock/claude";
+/// The CLI's home in the sandbox: a host folder, so `--resume` survives the
+/// container.
+const HOME: &str = "/paddock/home";
+/// The loopback port socat listens on inside the sandbox.
+const RELAY_PORT: u16 = 4180;
+
+/// What a claude-code sandbox mounts: the CLI (read-only), the session's
+/// Claude Code home, and the proxy's socket folder (read-only).
+pub(super) fn mounts(
+    settings: &ClaudeCodeSettings,
+    proxy: &CredentialProxy,
+    session: SessionId,
+) -> Result<Vec<Mount>, SandboxError> {
+    let bin = settings.bin.clone();
+    if !bin.is_file() {
+        return Err(SandboxError::Failed(format!(
+            "the Claude Code CLI is not installed at {}: run scripts/setup, or set PADDOCK_CLAUDE_CODE_BIN",
+            bin.display()
+        )));
+    }
+    let home = proxy.session_dir(session).join("home");
+    HostFolder::new(home.clone(), Some(SANDBOX_UID))
+        .create()
+        .map_err(|e| SandboxError::Failed(format!("cannot create {}: {e}", home.display())))?;
+    let socket_dir = proxy.socket_dir(session);
+    std::fs::create_dir_all(&socket_dir).map_err(|e| {
+        SandboxError::Failed(format!("cannot create {}: {e}", socket_dir.display()))
+    })?;
+    Ok(vec![
+        Mount {
+            host: bin,
+            target: CLI,
+            read_only: true,
+        },
+        Mount {
+            host: home,
+            target: HOME,
+            read_only: false,
+        },
+        Mount {
+            host: socket_dir,
+            target: SOCKET_DIR,
+            read_only: true,
+        },
+    ])
+}
+
+/// The CLI's `--permission-mode` for a Paddock permission mode.
+fn permission_mode(mode: PermissionMode) -> &'static str {
+    match mode {
+        // The CLI asks (through us) before edits and commands.
+        PermissionMode::Ask => "default",
+        PermissionMode::AcceptEdits => "acceptEdits",
+        // The sandbox is the boundary; nothing to ask.
+        PermissionMode::Auto => "bypassPermissions",
+        // Plan mode reads and reasons but changes nothing.
+        PermissionMode::ReadOnly => "plan",
+    }
+}
+
+/// The CLI process for one prompt of `s`, reaching the model only through
+/// the lease's token.
+pub(super) fn spawn_request(
+    settings: &ClaudeCodeSettings,
+    s: &Session,
+    state: &CliState,
+    allowed_tools: &[String],
+    lease: &Lease,
+) -> Result<SpawnRequest, CliError> {
+    Ok(SpawnRequest {
+        command: command(&args(settings, s, state, allowed_tools)?),
+        env: vec![
+            (
+                "ANTHROPIC_BASE_URL".into(),
+                format!("http://127.0.0.1:{RELAY_PORT}"),
+            ),
+            ("ANTHROPIC_API_KEY".into(), lease.token.clone()),
+            (
+                "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC".into(),
+                "1".into(),
+            ),
+            ("HOME".into(), HOME.into()),
+        ],
+        timeout: settings.run_timeout,
+    })
+}
+
+fn args(
+    settings: &ClaudeCodeSettings,
+    s: &Session,
+    state: &CliState,
+    allowed_tools: &[String],
+) -> Result<Vec<String>, CliError> {
+    let mut args: Vec<String> = [
+        "-p",
+        "--output-format",
+        "stream-json",
+        "--input-format",
+        "stream-json",
+        "--verbose",
+        "--include-partial-messages",
+        "--permission-prompt-tool",
+        "stdio",
+        "--permission-mode",
+        permission_mode(s.permission_mode),
+        "--model",
+        &s.model,
+        "--max-turns",
+    ]
+    .map(str::to_owned)
+    .into();
+    args.push(settings.max_turns.to_string());
+    if !s.system_prompt.is_empty() {
+        if s.system_prompt.contains('\0') {
+            return Err(CliError::NulInSystemPrompt);
+        }
+        args.extend(["--append-system-prompt".to_owned(), s.system_prompt.clone()]);
+    }
+    if !allowed_tools.is_empty() {
+        args.extend(["--allowedTools".to_owned(), allowed_tools.join(",")]);
+    }
+    if let Some(id) = &state.claude_session_id {
+        args.extend(["--resume".to_owned(), id.clone()]);
+    }
+    Ok(args)
+}
+
+/// The shell command run in the sandbox: socat relays a loopback port to
+/// the proxy's socket, and once it listens the CLI replaces the shell.
+fn command(args: &[String]) -> String {
+    let socket = format!("{SOCKET_DIR}/{SOCKET_NAME}");
+    let args: Vec<String> = args.iter().map(|a| shell_quote(a)).collect();
+    format!(
+        "socat TCP-LISTEN:{RELAY_PORT},bind=127.0.0.1,fork,reuseaddr UNIX-CONNECT:{socket} 2>/dev/null &\n\
+         for _ in $(seq 200); do (: </dev/tcp/127.0.0.1/{RELAY_PORT}) 2>/dev/null && break; sleep 0.025; done\n\
+         exec {CLI} {}",
+        args.join(" ")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn permission_modes_map_to_the_cli() {
+        assert_eq!(permission_mode(PermissionMode::Ask), "default");
+        assert_eq!(permission_mode(PermissionMode::AcceptEdits), "acceptEdits");
+        assert_eq!(permission_mode(PermissionMode::Auto), "bypassPermissions");
+        assert_eq!(permission_mode(PermissionMode::ReadOnly), "plan");
+    }
+
+    #[test]
+    fn arguments_are_quoted_into_the_command() {
+        let cmd = command(&["--append-system-prompt".into(), "it's $(rm -rf /)".into()]);
+        assert!(cmd.ends_with(r"'--append-system-prompt' 'it'\''s $(rm -rf /)'"));
+        assert!(cmd.contains("UNIX-CONNECT:/run/paddock/llm.sock"));
+    }
+}

@@ -1,0 +1,195 @@
+//! The claude-code engine: the real Claude Code CLI runs inside the session's
+//! closed container, driven the way the Claude Agent SDK drives it, so users
+//! get its own tools, skills, subagents and compaction.
+//!
+//! Each prompt starts one CLI process in the sandbox (`claude -p` with
+//! stream-json in and out, `--permission-prompt-tool stdio`; see [`cli`]),
+//! resuming the session's Claude Code conversation with `--resume <id>` (the
+//! id from its first `system/init`, kept in `sessions.engine_state`; the
+//! CLI's transcripts live in a per-session home folder on the host, mounted
+//! into the sandbox, so they outlive the container). The container has no
+//! network: the CLI reaches the model through socat, relaying a loopback
+//! port to the credential proxy's Unix socket, with a per-run token as its
+//! only credential (invariant 2, see `crate::proxy`).
+//!
+//! Every stream-json message ([`protocol`]) becomes Paddock events in the
+//! same log as the native engine's; `can_use_tool` control requests become
+//! Paddock permission requests decided in the dashboard; Stop sends an
+//! `interrupt` control request (and kills the process group if the CLI does
+//! not end in time). The run itself is a [`run::Run`].
+
+mod cli;
+mod protocol;
+mod run;
+
+use super::{AgentEngine, Permissions, RunError};
+use crate::config::Config;
+use crate::journal::Journal;
+use crate::proxy::{CredentialProxy, ProxyError};
+use crate::sandbox::{BackendInfo, BackendKind, Mount, Sandbox, SandboxError};
+use crate::store::Store;
+use app::domain::{AppError, EventKind, Session, SessionId};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// How claude-code sessions run, from the configuration.
+#[derive(Clone, Debug)]
+pub struct ClaudeCodeSettings {
+    /// The CLI binary mounted into sandboxes.
+    pub bin: PathBuf,
+    pub max_turns: u32,
+    /// Longest one prompt may run.
+    pub run_timeout: Duration,
+    /// Bytes of a tool result kept in the transcript.
+    pub output_cap: usize,
+}
+
+impl ClaudeCodeSettings {
+    pub fn from_config(config: &Config, output_cap: usize) -> Self {
+        Self {
+            bin: config.claude_code_bin(),
+            max_turns: config.max_turns,
+            run_timeout: Duration::from_secs(config.claude_code_run_secs),
+            output_cap,
+        }
+    }
+}
+
+/// The Claude Code CLI as an engine.
+pub struct ClaudeCodeEngine {
+    store: Arc<dyn Store>,
+    journal: Journal,
+    sandbox: Arc<dyn Sandbox>,
+    permissions: Arc<Permissions>,
+    proxy: Arc<CredentialProxy>,
+    settings: ClaudeCodeSettings,
+}
+
+/// What the engine remembers of a session between prompts.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct CliState {
+    /// The Claude Code session to resume.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    claude_session_id: Option<String>,
+    /// `seq` of the last prompt handed to the CLI.
+    #[serde(default)]
+    sent_seq: i64,
+}
+
+/// Why a claude-code run failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("The system prompt holds a NUL byte, which no program argument can.")]
+    NulInSystemPrompt,
+    #[error(transparent)]
+    Proxy(#[from] ProxyError),
+    #[error("Claude Code could not start: {0}")]
+    Start(#[source] SandboxError),
+    #[error("Claude Code stopped reading its input: {0}")]
+    Input(#[source] std::io::Error),
+    #[error("Lost Claude Code's output: {0}")]
+    Output(#[source] SandboxError),
+    #[error("Cannot read how Claude Code ended: {0}")]
+    Exit(#[source] SandboxError),
+    #[error("cannot encode JSON for Claude Code: {0}")]
+    Encode(#[from] serde_json::Error),
+    /// A failure the CLI would retry for minutes (a refused credential, a
+    /// spent budget).
+    #[error("Claude Code stopped: {0}")]
+    Refused(String),
+    /// The run's `result` said it failed.
+    #[error("Claude Code: {0}")]
+    Failed(String),
+    /// The CLI ended without a `result`.
+    #[error("Claude Code {how} before finishing the prompt{}", stderr_note(.stderr))]
+    Ended { how: String, stderr: String },
+}
+
+/// The end of [`CliError::Ended`]'s message: the tail of the CLI's stderr.
+fn stderr_note(stderr: &str) -> String {
+    if stderr.is_empty() {
+        ".".to_owned()
+    } else {
+        format!(": {stderr}")
+    }
+}
+
+impl ClaudeCodeEngine {
+    pub fn new(
+        store: Arc<dyn Store>,
+        journal: Journal,
+        sandbox: Arc<dyn Sandbox>,
+        permissions: Arc<Permissions>,
+        proxy: Arc<CredentialProxy>,
+        settings: ClaudeCodeSettings,
+    ) -> Self {
+        Self {
+            store,
+            journal,
+            sandbox,
+            permissions,
+            proxy,
+            settings,
+        }
+    }
+
+    async fn save_state(&self, session: SessionId, state: &CliState) -> Result<(), RunError> {
+        let value = serde_json::to_value(state).map_err(CliError::Encode)?;
+        Ok(self.store.set_engine_state(session, &value).await?)
+    }
+}
+
+#[async_trait::async_trait]
+impl AgentEngine for ClaudeCodeEngine {
+    fn check_sandbox(&self, sandbox: &BackendInfo) -> Result<(), AppError> {
+        if sandbox.kind == BackendKind::Docker {
+            return Ok(());
+        }
+        Err(AppError::Invalid(
+            "The claude-code engine runs only in Docker sandboxes, and this server uses local \
+             ones; use \"native\", or run Paddock with PADDOCK_SANDBOX=docker."
+                .into(),
+        ))
+    }
+
+    fn mounts(&self, session: SessionId) -> Result<Vec<Mount>, SandboxError> {
+        cli::mounts(&self.settings, &self.proxy, session)
+    }
+
+    /// Runs the oldest prompt the CLI has not been given yet.
+    #[tracing::instrument(skip(self, s, cancel), fields(session = %s.id))]
+    async fn run(&self, s: Session, cancel: &CancellationToken) -> Result<(), RunError> {
+        let state: CliState = match self.store.engine_state(s.id).await? {
+            Some(v) => serde_json::from_value(v).unwrap_or_default(),
+            None => CliState::default(),
+        };
+        let events = self
+            .store
+            .events_after(s.id, state.sent_seq, i64::MAX)
+            .await?;
+        let Some((seq, prompt)) = events.iter().find_map(|e| match &e.kind {
+            EventKind::UserMessage { text } => Some((e.seq, text.clone())),
+            _ => None,
+        }) else {
+            return Ok(());
+        };
+        let lease = self.proxy.open(s.id).await.map_err(CliError::from)?;
+        let outcome = run::Run::new(self, &s, state, cancel)
+            .drive(seq, &prompt, &lease)
+            .await;
+        self.proxy.close(s.id, lease).await;
+        outcome
+    }
+
+    async fn forget(&self, session: SessionId) -> Result<(), AppError> {
+        self.proxy.forget(session).await.map_err(|e| {
+            tracing::error!(%session, "cannot remove the session's claude-code folder: {e}");
+            AppError::Unavailable(format!(
+                "The session's Claude Code folder could not be removed, so the session was kept: {e}"
+            ))
+        })
+    }
+}

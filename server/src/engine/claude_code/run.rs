@@ -1,0 +1,311 @@
+//! One prompt's run of the CLI: start it, hand it the prompt, turn each line
+//! it prints into events (answering its control requests), and tell how it
+//! ended.
+
+use super::protocol::{
+    Block, ControlRequest, Delta, Input, Output, Permission, StreamEvent, System,
+};
+use super::{cli, ClaudeCodeEngine, CliError, CliState};
+use crate::engine::{denial, RunError};
+use crate::llm::budget_refusal;
+use crate::proxy::Lease;
+use crate::sandbox::{CappedOutput, OutputStream, Process};
+use app::domain::{Delta as LiveDelta, DeltaKind, EventKind, Session};
+use futures_util::StreamExt;
+use std::pin::Pin;
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+use tokio_util::sync::CancellationToken;
+
+/// How long the CLI gets to end after an interrupt or its result.
+const GRACE: Duration = Duration::from_secs(10);
+/// Kept of the CLI's stderr, for the error message when it fails.
+const STDERR_CAP: usize = 8 * 1024;
+
+/// How the CLI's run ended, as far as its messages told.
+#[derive(Default)]
+struct Outcome {
+    result: Option<Result<(), String>>,
+    interrupted: bool,
+    /// A failure retrying cannot mend (the CLI would retry it for minutes).
+    fatal: Option<String>,
+}
+
+pub(super) struct Run<'a> {
+    engine: &'a ClaudeCodeEngine,
+    session: &'a Session,
+    state: CliState,
+    cancel: &'a CancellationToken,
+    outcome: Outcome,
+    /// The `seq` the live deltas follow.
+    seq_hint: i64,
+}
+
+impl<'a> Run<'a> {
+    pub(super) fn new(
+        engine: &'a ClaudeCodeEngine,
+        session: &'a Session,
+        state: CliState,
+        cancel: &'a CancellationToken,
+    ) -> Self {
+        Self {
+            engine,
+            session,
+            state,
+            cancel,
+            outcome: Outcome::default(),
+            seq_hint: session.last_seq,
+        }
+    }
+
+    /// Runs the prompt stored as event `seq` to its end.
+    pub(super) async fn drive(
+        mut self,
+        seq: i64,
+        prompt: &str,
+        lease: &Lease,
+    ) -> Result<(), RunError> {
+        let engine = self.engine;
+        let allowed = engine.permissions.allowed(self.session.id);
+        let request =
+            cli::spawn_request(&engine.settings, self.session, &self.state, &allowed, lease)?;
+        let mut process = engine
+            .sandbox
+            .spawn(self.session.id, &request)
+            .await
+            .map_err(CliError::Start)?;
+        let sent = send(&mut process, &Input::user(prompt)).await;
+        if sent.is_ok() {
+            self.state.sent_seq = seq;
+            engine.save_state(self.session.id, &self.state).await?;
+        }
+
+        let mut stderr = CappedOutput::new(STDERR_CAP);
+        let mut pending: Vec<u8> = Vec::new();
+        let mut ending: Option<Pin<Box<tokio::time::Sleep>>> = None;
+        let mut killed = false;
+        loop {
+            let deadline = async {
+                match ending.as_mut() {
+                    Some(sleep) => sleep.as_mut().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                item = process.output.next() => match item {
+                    None => break,
+                    Some(Err(e)) => {
+                        process.control.kill().await;
+                        return Err(CliError::Output(e).into());
+                    }
+                    Some(Ok((OutputStream::Stderr, bytes))) => stderr.push(&bytes),
+                    Some(Ok((OutputStream::Stdout, bytes))) => {
+                        pending.extend_from_slice(&bytes);
+                        while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+                            let line: Vec<u8> = pending.drain(..=end).collect();
+                            let Ok(message) = serde_json::from_slice::<Output>(&line) else {
+                                tracing::debug!(session = %self.session.id, "not a stream-json message: {}", String::from_utf8_lossy(&line[..line.len().min(200)]));
+                                continue;
+                            };
+                            self.on_output(message, &mut process).await?;
+                            if self.outcome.fatal.is_some() && !killed {
+                                killed = true;
+                                process.control.kill().await;
+                            }
+                            if self.outcome.result.is_some() && ending.is_none() {
+                                // One prompt per process: end its input.
+                                let _ = process.stdin.shutdown().await;
+                                ending = Some(Box::pin(tokio::time::sleep(GRACE)));
+                            }
+                        }
+                    }
+                },
+                () = self.cancel.cancelled(), if !self.outcome.interrupted => {
+                    self.outcome.interrupted = true;
+                    let id = format!("paddock_{}", uuid::Uuid::now_v7().simple());
+                    let _ = send(&mut process, &Input::interrupt(&id)).await;
+                    ending = Some(Box::pin(tokio::time::sleep(GRACE)));
+                }
+                () = deadline, if !killed => {
+                    killed = true;
+                    process.control.kill().await;
+                }
+            }
+        }
+        let exit = process.control.exit_code().await.map_err(CliError::Exit)?;
+        let outcome = self.outcome;
+        if outcome.interrupted {
+            return Err(RunError::Stopped);
+        }
+        if let Some(message) = outcome.fatal {
+            return Err(CliError::Refused(message).into());
+        }
+        sent?;
+        match (outcome.result, exit) {
+            (Some(Err(message)), _) => Err(CliError::Failed(message).into()),
+            (Some(Ok(())), _) => Ok(()),
+            (None, code) => {
+                let how = match code {
+                    Some(code) => format!("exited with status {code}"),
+                    None => "was killed".to_owned(),
+                };
+                let stderr = stderr.finish().trim().to_owned();
+                Err(CliError::Ended { how, stderr }.into())
+            }
+        }
+    }
+
+    /// Turns one stream-json message into events, answers control requests.
+    async fn on_output(&mut self, message: Output, process: &mut Process) -> Result<(), RunError> {
+        let engine = self.engine;
+        let session = self.session.id;
+        match message {
+            // Under --resume the CLI may report another id; the one first
+            // resumed from stays the handle.
+            Output::System(System::Init {
+                session_id: Some(id),
+            }) if self.state.claude_session_id.is_none() => {
+                self.state.claude_session_id = Some(id);
+                engine.save_state(session, &self.state).await?;
+            }
+            Output::System(System::ApiRetry {
+                error,
+                error_status,
+            }) => {
+                let error = error.as_deref().unwrap_or("error");
+                self.outcome.fatal = match error_status {
+                    Some(status @ (401 | 403)) => Some(format!(
+                        "its model calls are refused ({status} {error}): the credential Paddock \
+                         forwards (ANTHROPIC_API_KEY or ANTHROPIC_AUTH_TOKEN) is not accepted by \
+                         ANTHROPIC_BASE_URL, or the run outlived its proxy token."
+                    )),
+                    Some(402) => Some(
+                        engine
+                            .store
+                            .get_session(session)
+                            .await
+                            .ok()
+                            .flatten()
+                            .and_then(|now| budget_refusal(&now))
+                            .unwrap_or_else(|| {
+                                format!("its model calls are refused (402 {error}).")
+                            }),
+                    ),
+                    _ => None,
+                };
+            }
+            Output::StreamEvent {
+                event: StreamEvent::ContentBlockDelta { index, delta },
+            } => {
+                let (kind, text) = match delta {
+                    Delta::Text { text } => (DeltaKind::Text, text),
+                    Delta::Thinking { thinking } => (DeltaKind::Thinking, thinking),
+                    Delta::InputJson { partial_json } => (DeltaKind::ToolInput, partial_json),
+                    Delta::Other => return Ok(()),
+                };
+                engine.journal.delta(LiveDelta {
+                    session_id: session,
+                    seq_hint: self.seq_hint,
+                    block: index,
+                    kind,
+                    text,
+                });
+            }
+            Output::Assistant { message } => {
+                for block in message.blocks() {
+                    let kind = match block {
+                        Block::Text { text } => EventKind::AssistantText { text: text.clone() },
+                        Block::Thinking { thinking } => EventKind::Thinking {
+                            text: thinking.clone(),
+                        },
+                        Block::ToolUse { id, name, input } => EventKind::ToolCall {
+                            id: id.clone(),
+                            name: name.clone(),
+                            input: input.clone(),
+                        },
+                        Block::ToolResult { .. } | Block::Other => continue,
+                    };
+                    self.seq_hint = engine.journal.record(session, kind).await?.seq;
+                }
+            }
+            Output::User { message } => {
+                for block in message.blocks() {
+                    let Block::ToolResult {
+                        tool_use_id,
+                        content,
+                        is_error,
+                    } = block
+                    else {
+                        continue;
+                    };
+                    let mut output = CappedOutput::new(engine.settings.output_cap);
+                    output.push(content.text().as_bytes());
+                    let truncated = output.truncated();
+                    let kind = EventKind::ToolResult {
+                        id: tool_use_id.clone(),
+                        output: output.finish(),
+                        is_error: is_error.unwrap_or(false),
+                        truncated,
+                    };
+                    self.seq_hint = engine.journal.record(session, kind).await?.seq;
+                }
+            }
+            Output::ControlRequest {
+                request_id,
+                request:
+                    ControlRequest::CanUseTool {
+                        tool_name,
+                        input,
+                        tool_use_id,
+                    },
+            } => {
+                let verdict = engine
+                    .permissions
+                    .ask(session, &tool_use_id, &tool_name, &input, self.cancel)
+                    .await;
+                let response = match verdict {
+                    Ok((true, _)) => Permission::Allow {
+                        updated_input: &input,
+                    },
+                    Ok((false, reason)) => Permission::Deny {
+                        message: denial(&tool_name, reason),
+                        interrupt: false,
+                    },
+                    // Stop while waiting: refuse, and the select loop
+                    // interrupts the turn.
+                    Err(RunError::Stopped) => Permission::Deny {
+                        message: "Stopped by the user.".into(),
+                        interrupt: true,
+                    },
+                    Err(e) => return Err(e),
+                };
+                send(process, &Input::answer(&request_id, response)).await?;
+            }
+            Output::ControlRequest {
+                request_id,
+                request: ControlRequest::Other { subtype },
+            } => {
+                let subtype = subtype.as_deref().unwrap_or("?");
+                let error = format!("Paddock does not handle {subtype} requests");
+                send(process, &Input::refuse(&request_id, error)).await?;
+            }
+            Output::Result(result) => {
+                self.outcome.result = Some(result.failure().map_or(Ok(()), Err));
+            }
+            Output::System(_) | Output::StreamEvent { .. } | Output::Other => {}
+        }
+        Ok(())
+    }
+}
+
+/// Writes one line to the CLI's stdin.
+async fn send(process: &mut Process, input: &Input<'_>) -> Result<(), CliError> {
+    let mut line = serde_json::to_string(input)?;
+    line.push('\n');
+    let stdin = &mut process.stdin;
+    stdin
+        .write_all(line.as_bytes())
+        .await
+        .and(stdin.flush().await)
+        .map_err(CliError::Input)
+}

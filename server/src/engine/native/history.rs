@@ -1,0 +1,320 @@
+//! The conversation sent to the model, rebuilt from the event log, so a
+//! session resumes after a restart exactly where its transcript stands.
+//!
+//! The log may hold what a live conversation never would: prompts queued
+//! behind each other (merged into one user turn) and tool calls cut off by a
+//! crash or Stop (answered with an error result, so the protocol stays valid).
+
+use crate::llm::{ContentBlock, Message, Role};
+use app::domain::{Decision, Event, EventKind};
+use chrono::{DateTime, Utc};
+use std::collections::{HashMap, HashSet};
+
+/// A tool call without a result yet: fresh from the model, or left open when
+/// the server stopped while it waited for a permission decision.
+#[derive(Debug)]
+pub struct OpenCall {
+    pub id: String,
+    pub name: String,
+    pub input: serde_json::Value,
+    /// The permission request still waiting for a decision, and when it was
+    /// asked.
+    pub request: Option<(String, DateTime<Utc>)>,
+}
+
+/// The tool calls since the last prompt that never got a result. Empty
+/// whenever a prompt came after them (those are answered as interrupted by
+/// [`rebuild`]).
+pub fn unfinished(events: &[Event]) -> Vec<OpenCall> {
+    let start = events
+        .iter()
+        .rposition(|e| matches!(e.kind, EventKind::UserMessage { .. }))
+        .map_or(0, |i| i + 1);
+    let mut calls: Vec<OpenCall> = Vec::new();
+    for event in &events[start..] {
+        match &event.kind {
+            EventKind::ToolCall { id, name, input } => calls.push(OpenCall {
+                id: id.clone(),
+                name: name.clone(),
+                input: input.clone(),
+                request: None,
+            }),
+            EventKind::ToolResult { id, .. } => calls.retain(|c| &c.id != id),
+            EventKind::PermissionRequest {
+                request_id,
+                tool_use_id,
+                ..
+            } => {
+                if let Some(c) = calls.iter_mut().find(|c| &c.id == tool_use_id) {
+                    c.request = Some((request_id.clone(), event.at));
+                }
+            }
+            EventKind::PermissionDecision { request_id, .. } => {
+                for c in &mut calls {
+                    if c.request.as_ref().is_some_and(|(r, _)| r == request_id) {
+                        c.request = None;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    calls
+}
+
+/// The tools a user allowed "for this session", from the decisions in the
+/// log, so the choice outlives a restart.
+pub fn allowed_for_session(events: &[Event]) -> HashSet<String> {
+    let mut tools: HashMap<&str, &str> = HashMap::new();
+    let mut allowed = HashSet::new();
+    for event in events {
+        match &event.kind {
+            EventKind::PermissionRequest {
+                request_id, tool, ..
+            } => {
+                tools.insert(request_id, tool);
+            }
+            EventKind::PermissionDecision {
+                request_id,
+                decision: Decision::AllowSession,
+                ..
+            } => {
+                if let Some(tool) = tools.get(request_id.as_str()) {
+                    allowed.insert((*tool).to_owned());
+                }
+            }
+            _ => {}
+        }
+    }
+    allowed
+}
+
+pub fn rebuild(events: &[Event]) -> Vec<Message> {
+    let mut messages: Vec<Message> = Vec::new();
+    let mut unanswered: Vec<String> = Vec::new();
+    for event in events {
+        let (role, block) = match &event.kind {
+            EventKind::UserMessage { text } => {
+                (Role::User, ContentBlock::Text { text: text.clone() })
+            }
+            EventKind::AssistantText { text } => {
+                (Role::Assistant, ContentBlock::Text { text: text.clone() })
+            }
+            EventKind::ToolCall { id, name, input } => {
+                unanswered.push(id.clone());
+                (
+                    Role::Assistant,
+                    ContentBlock::ToolUse {
+                        id: id.clone(),
+                        name: name.clone(),
+                        input: input.clone(),
+                    },
+                )
+            }
+            EventKind::ToolResult {
+                id,
+                output,
+                is_error,
+                ..
+            } => {
+                unanswered.retain(|u| u != id);
+                (
+                    Role::User,
+                    ContentBlock::ToolResult {
+                        tool_use_id: id.clone(),
+                        content: output.clone(),
+                        is_error: *is_error,
+                    },
+                )
+            }
+            // Thinking is not replayed (it would need its signature), and
+            // status, usage, permission and error events are Paddock's own.
+            _ => continue,
+        };
+        if role == Role::User && !unanswered.is_empty() {
+            answer_interrupted(&mut messages, &mut unanswered);
+        }
+        push(&mut messages, role, block);
+    }
+    if !unanswered.is_empty() {
+        answer_interrupted(&mut messages, &mut unanswered);
+    }
+    messages
+}
+
+/// Tool calls that never got a result: the model is told they were cut off.
+fn answer_interrupted(messages: &mut Vec<Message>, unanswered: &mut Vec<String>) {
+    for id in unanswered.drain(..) {
+        push(
+            messages,
+            Role::User,
+            ContentBlock::ToolResult {
+                tool_use_id: id,
+                content: "The tool call was interrupted before it finished (stopped, or Paddock restarted).".into(),
+                is_error: true,
+            },
+        );
+    }
+}
+
+/// Appends to the last message when it has the same role (the API wants
+/// roles to alternate); tool results go before text in a user turn.
+fn push(messages: &mut Vec<Message>, role: Role, block: ContentBlock) {
+    match messages.last_mut() {
+        Some(last) if last.role == role => {
+            if matches!(block, ContentBlock::ToolResult { .. }) {
+                let at = last
+                    .content
+                    .iter()
+                    .position(|b| !matches!(b, ContentBlock::ToolResult { .. }))
+                    .unwrap_or(last.content.len());
+                last.content.insert(at, block);
+            } else {
+                last.content.push(block);
+            }
+        }
+        _ => messages.push(Message {
+            role,
+            content: vec![block],
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn events(kinds: Vec<EventKind>) -> Vec<Event> {
+        kinds
+            .into_iter()
+            .enumerate()
+            .map(|(i, kind)| Event {
+                session_id: uuid::Uuid::nil(),
+                seq: i as i64 + 1,
+                at: chrono::Utc::now(),
+                kind,
+            })
+            .collect()
+    }
+
+    fn user(text: &str) -> EventKind {
+        EventKind::UserMessage { text: text.into() }
+    }
+
+    #[test]
+    fn alternates_and_pairs_tool_calls_with_results() {
+        let log = events(vec![
+            user("make a file"),
+            EventKind::Thinking { text: "hm".into() },
+            EventKind::AssistantText {
+                text: "on it".into(),
+            },
+            EventKind::ToolCall {
+                id: "t1".into(),
+                name: "bash".into(),
+                input: json!({"command": "touch a"}),
+            },
+            EventKind::ToolResult {
+                id: "t1".into(),
+                output: "".into(),
+                is_error: false,
+                truncated: false,
+            },
+            EventKind::AssistantText {
+                text: "done".into(),
+            },
+            user("thanks"),
+        ]);
+        let messages = rebuild(&log);
+        let roles: Vec<_> = messages.iter().map(|m| m.role).collect();
+        assert_eq!(
+            roles,
+            [
+                Role::User,
+                Role::Assistant,
+                Role::User,
+                Role::Assistant,
+                Role::User
+            ]
+        );
+        assert_eq!(
+            messages[1].content.len(),
+            2,
+            "text and tool_use, no thinking"
+        );
+        assert!(
+            matches!(&messages[2].content[0], ContentBlock::ToolResult { tool_use_id, .. } if tool_use_id == "t1")
+        );
+    }
+
+    #[test]
+    fn unfinished_calls_and_session_wide_permissions() {
+        let request = |id: &str, call: &str| EventKind::PermissionRequest {
+            request_id: id.into(),
+            tool_use_id: call.into(),
+            tool: "bash".into(),
+            input: json!({}),
+        };
+        let call = |id: &str| EventKind::ToolCall {
+            id: id.into(),
+            name: "bash".into(),
+            input: json!({}),
+        };
+        let log = events(vec![
+            user("one"),
+            call("t0"),
+            request("p0", "t0"),
+            EventKind::PermissionDecision {
+                request_id: "p0".into(),
+                decision: Decision::AllowSession,
+                reason: None,
+            },
+            user("two"),
+            call("t1"),
+            call("t2"),
+            request("p1", "t1"),
+        ]);
+        let open = unfinished(&log);
+        assert_eq!(open.len(), 2);
+        assert_eq!(open[0].request.as_ref().map(|r| r.0.as_str()), Some("p1"));
+        assert!(open[1].request.is_none(), "not asked yet");
+        assert_eq!(
+            allowed_for_session(&log),
+            HashSet::from(["bash".to_owned()])
+        );
+        let mut later = log;
+        later.extend(events(vec![user("three")]));
+        assert!(unfinished(&later).is_empty(), "a prompt came after them");
+    }
+
+    #[test]
+    fn queued_prompts_merge_and_cut_off_calls_are_answered() {
+        let log = events(vec![
+            user("one"),
+            EventKind::ToolCall {
+                id: "t1".into(),
+                name: "bash".into(),
+                input: json!({}),
+            },
+            EventKind::Status {
+                status: app::domain::SessionStatus::Interrupted,
+                message: None,
+            },
+            user("two"),
+            user("three"),
+        ]);
+        let messages = rebuild(&log);
+        assert_eq!(messages.len(), 3);
+        let last = &messages[2];
+        assert!(matches!(
+            &last.content[0],
+            ContentBlock::ToolResult { is_error: true, .. }
+        ));
+        assert_eq!(
+            last.content.len(),
+            3,
+            "interrupted result, then both prompts"
+        );
+    }
+}

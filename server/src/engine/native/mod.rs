@@ -1,0 +1,311 @@
+//! Paddock's own agent loop over the Messages API: send the conversation
+//! with the tool definitions, stream the answer to viewers, store each
+//! completed block, run the tools it asks for in the sandbox (asking first
+//! when the permission mode says so), send the results back, and repeat
+//! until the model ends its turn or a limit is reached. The conversation is
+//! rebuilt from the transcript ([`history`]) at the start of every run, so a
+//! session resumes after a restart where its transcript stands.
+
+mod history;
+
+use super::{denial, AgentEngine, EngineLimits, Permissions, RunError};
+use crate::journal::Journal;
+use crate::llm::{
+    budget_refusal, cost_usd, ContentBlock, LlmError, Message, Provider, Request, Role, StreamDelta,
+};
+use crate::sandbox::Sandbox;
+use crate::store::Store;
+use crate::tools::{self, Access, ToolContext};
+use app::domain::{AppError, Delta, DeltaKind, EventKind, PermissionMode, Session, SessionId};
+use history::OpenCall;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+/// Paddock's own agent loop.
+pub struct NativeEngine {
+    store: Arc<dyn Store>,
+    journal: Journal,
+    sandbox: Arc<dyn Sandbox>,
+    provider: Arc<dyn Provider>,
+    permissions: Arc<Permissions>,
+    limits: EngineLimits,
+}
+
+/// Whether a tool needs a person's approval in this mode (`None`: refused).
+fn needs_approval(mode: PermissionMode, access: Access) -> Option<bool> {
+    match (mode, access) {
+        (_, Access::Read) | (PermissionMode::Auto, _) => Some(false),
+        (PermissionMode::ReadOnly, _) => None,
+        (PermissionMode::AcceptEdits, Access::Edit) => Some(false),
+        (PermissionMode::Ask | PermissionMode::AcceptEdits, _) => Some(true),
+    }
+}
+
+impl NativeEngine {
+    pub fn new(
+        store: Arc<dyn Store>,
+        journal: Journal,
+        sandbox: Arc<dyn Sandbox>,
+        provider: Arc<dyn Provider>,
+        permissions: Arc<Permissions>,
+        limits: EngineLimits,
+    ) -> Self {
+        Self {
+            store,
+            journal,
+            sandbox,
+            provider,
+            permissions,
+            limits,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl AgentEngine for NativeEngine {
+    async fn run(&self, s: Session, cancel: &CancellationToken) -> Result<(), RunError> {
+        let session = s.id;
+        let limits = &self.limits;
+        let load = || self.store.events_after(session, 0, i64::MAX);
+        let mut events = load().await?;
+        self.permissions
+            .set_allowed(session, history::allowed_for_session(&events));
+        // Calls the server stopped in the middle of (waiting for a decision)
+        // are finished first, so the model gets their real results.
+        let unfinished = history::unfinished(&events);
+        if !unfinished.is_empty() {
+            for call in unfinished {
+                let (content, is_error, truncated) = self
+                    .run_tool(session, s.permission_mode, &call, cancel)
+                    .await?;
+                self.journal
+                    .record(
+                        session,
+                        EventKind::ToolResult {
+                            id: call.id,
+                            output: content,
+                            is_error,
+                            truncated,
+                        },
+                    )
+                    .await?;
+            }
+            events = load().await?;
+        }
+        let mut messages = history::rebuild(&events);
+        let tool_defs = tools::definitions(s.permission_mode);
+
+        for _turn in 0..limits.max_turns {
+            let request = Request {
+                model: s.model.clone(),
+                max_tokens: limits.max_tokens,
+                system: (!s.system_prompt.is_empty()).then(|| s.system_prompt.clone()),
+                messages: messages.clone(),
+                tools: tool_defs.clone(),
+            };
+            let now = self
+                .store
+                .get_session(session)
+                .await?
+                .ok_or(RunError::Deleted)?;
+            if let Some(refusal) = budget_refusal(&now) {
+                return Err(RunError::Limit(refusal));
+            }
+            let seq_hint = now.last_seq;
+            let journal = &self.journal;
+            let mut on_delta = |d: StreamDelta| {
+                let (block, kind, text) = match d {
+                    StreamDelta::Text { block, text } => (block, DeltaKind::Text, text),
+                    StreamDelta::Thinking { block, text } => (block, DeltaKind::Thinking, text),
+                    StreamDelta::ToolInput {
+                        block,
+                        partial_json,
+                    } => (block, DeltaKind::ToolInput, partial_json),
+                    StreamDelta::Restart { .. } => return,
+                };
+                journal.delta(Delta {
+                    session_id: session,
+                    seq_hint,
+                    block,
+                    kind,
+                    text,
+                });
+            };
+            let response = match self.provider.stream(&request, cancel, &mut on_delta).await {
+                Ok(r) => r,
+                Err(LlmError::Cancelled) => return Err(RunError::Stopped),
+                Err(e) => return Err(RunError::Model(e)),
+            };
+
+            // Store the completed blocks, in order.
+            let mut calls = Vec::new();
+            for block in &response.content {
+                let kind = match block {
+                    ContentBlock::Text { text } => EventKind::AssistantText { text: text.clone() },
+                    ContentBlock::Thinking { thinking, .. } => EventKind::Thinking {
+                        text: thinking.clone(),
+                    },
+                    ContentBlock::ToolUse { id, name, input } => {
+                        calls.push(OpenCall {
+                            id: id.clone(),
+                            name: name.clone(),
+                            input: input.clone(),
+                            request: None,
+                        });
+                        EventKind::ToolCall {
+                            id: id.clone(),
+                            name: name.clone(),
+                            input: input.clone(),
+                        }
+                    }
+                    ContentBlock::ToolResult { .. } => continue,
+                };
+                self.journal.record(session, kind).await?;
+            }
+            let (input, output) = (
+                response.usage.input_tokens as i64,
+                response.usage.output_tokens as i64,
+            );
+            let cost = cost_usd(
+                &s.model,
+                response.usage.input_tokens,
+                response.usage.output_tokens,
+            );
+            self.journal
+                .record_usage(session, input, output, cost)
+                .await?;
+            messages.push(Message {
+                role: Role::Assistant,
+                content: response
+                    .content
+                    .iter()
+                    .filter(|b| !matches!(b, ContentBlock::Thinking { .. }))
+                    .cloned()
+                    .collect(),
+            });
+
+            if response.stop_reason.as_deref() != Some("tool_use") || calls.is_empty() {
+                return Ok(());
+            }
+            let mut results = Vec::new();
+            for call in calls {
+                let (content, is_error, truncated) = self
+                    .run_tool(session, s.permission_mode, &call, cancel)
+                    .await?;
+                let id = call.id;
+                self.journal
+                    .record(
+                        session,
+                        EventKind::ToolResult {
+                            id: id.clone(),
+                            output: content.clone(),
+                            is_error,
+                            truncated,
+                        },
+                    )
+                    .await?;
+                results.push(ContentBlock::ToolResult {
+                    tool_use_id: id,
+                    content,
+                    is_error,
+                });
+            }
+            messages.push(Message {
+                role: Role::User,
+                content: results,
+            });
+        }
+        Err(RunError::Limit(format!(
+            "Reached the limit of {} model turns for one prompt; send another prompt to continue.",
+            limits.max_turns
+        )))
+    }
+
+    async fn listen_again(&self, s: &Session) -> Result<bool, AppError> {
+        let events = self.store.events_after(s.id, 0, i64::MAX).await?;
+        let mut any = false;
+        for call in history::unfinished(&events) {
+            if let Some((request_id, _)) = call.request {
+                self.permissions.listen_again(s.id, &request_id);
+                any = true;
+            }
+        }
+        Ok(any)
+    }
+}
+
+impl NativeEngine {
+    /// Runs one tool call, asking for permission first where the mode says
+    /// so (or waiting again for a request asked before a restart). Failures
+    /// and refusals are results for the model, not errors.
+    async fn run_tool(
+        &self,
+        session: SessionId,
+        mode: PermissionMode,
+        call: &OpenCall,
+        cancel: &CancellationToken,
+    ) -> Result<(String, bool, bool), RunError> {
+        let (id, name, input) = (call.id.as_str(), call.name.as_str(), &call.input);
+        let Some(access) = tools::access(name) else {
+            return Ok((format!("Unknown tool {name:?}."), true, false));
+        };
+        match needs_approval(mode, access) {
+            None => {
+                return Ok((
+                    format!("{name} is not allowed in read-only mode."),
+                    true,
+                    false,
+                ))
+            }
+            Some(true) => {
+                let (allowed, reason) = match &call.request {
+                    Some((request_id, asked_at)) => {
+                        self.permissions
+                            .ask_again(session, request_id.clone(), *asked_at, name, cancel)
+                            .await?
+                    }
+                    None => {
+                        self.permissions
+                            .ask(session, id, name, input, cancel)
+                            .await?
+                    }
+                };
+                if !allowed {
+                    return Ok((denial(name, reason), true, false));
+                }
+            }
+            Some(false) => {}
+        }
+        let ctx = ToolContext {
+            sandbox: self.sandbox.as_ref(),
+            session,
+            cancel,
+            exec_timeout: self.limits.tool_timeout,
+            output_cap: self.limits.output_cap,
+        };
+        let out = tools::run(&ctx, name, input, &mut |_, _| {}).await;
+        if cancel.is_cancelled() {
+            return Err(RunError::Stopped);
+        }
+        Ok((out.content, out.is_error, out.truncated))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn permission_modes() {
+        use Access::*;
+        use PermissionMode::*;
+        assert_eq!(needs_approval(Ask, Read), Some(false));
+        assert_eq!(needs_approval(Ask, Edit), Some(true));
+        assert_eq!(needs_approval(Ask, Execute), Some(true));
+        assert_eq!(needs_approval(AcceptEdits, Edit), Some(false));
+        assert_eq!(needs_approval(AcceptEdits, Execute), Some(true));
+        assert_eq!(needs_approval(Auto, Execute), Some(false));
+        assert_eq!(needs_approval(ReadOnly, Edit), None);
+        assert_eq!(needs_approval(ReadOnly, Read), Some(false));
+    }
+}

@@ -1,0 +1,220 @@
+//! Asking a person before a tool runs, for every engine.
+//!
+//! A request is an event in the transcript; any viewer of the session may
+//! answer it (once), and it is denied when nobody does in time. A request is
+//! listened for before it is visible, so a quick answer always finds it.
+//! "Allow for this session" adds the tool to the session's allowed set,
+//! which the engines read back from the transcript after a restart.
+
+use super::RunError;
+use crate::journal::Journal;
+use crate::sync::lock;
+use app::domain::{AppError, Decision, EventKind, SessionId, SessionStatus};
+use chrono::{DateTime, Utc};
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+use std::time::Duration;
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+
+type Answer = oneshot::Receiver<(Decision, Option<String>)>;
+
+struct Pending {
+    session: SessionId,
+    answer: oneshot::Sender<(Decision, Option<String>)>,
+}
+
+/// The open permission requests of every session, and what each session
+/// allowed for itself.
+pub struct Permissions {
+    journal: Journal,
+    /// How long a request waits for a decision.
+    timeout: Duration,
+    pending: Mutex<HashMap<String, Pending>>,
+    /// Tools a user allowed "for this session".
+    allowed: Mutex<HashMap<SessionId, HashSet<String>>>,
+    /// Answers to requests stored before a restart, listened for from the
+    /// moment the server is back (before it serves), until their run picks
+    /// them up: a decision made at once is not lost.
+    recovered: Mutex<HashMap<String, Answer>>,
+}
+
+/// Whether the tool may run, and the reason a person gave.
+pub type Verdict = (bool, Option<String>);
+
+impl Permissions {
+    pub fn new(journal: Journal, timeout: Duration) -> Self {
+        Self {
+            journal,
+            timeout,
+            pending: Mutex::default(),
+            allowed: Mutex::default(),
+            recovered: Mutex::default(),
+        }
+    }
+
+    /// The tools allowed for the rest of the session.
+    pub fn allowed(&self, session: SessionId) -> Vec<String> {
+        lock(&self.allowed)
+            .get(&session)
+            .map(|tools| tools.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Sets the tools allowed for the rest of the session (read back from
+    /// its transcript when a run starts).
+    pub fn set_allowed(&self, session: SessionId, tools: HashSet<String>) {
+        lock(&self.allowed).insert(session, tools);
+    }
+
+    /// Asks the session's viewers whether a tool may run; waits for the
+    /// answer or the timeout.
+    pub async fn ask(
+        &self,
+        session: SessionId,
+        tool_use_id: &str,
+        tool: &str,
+        input: &serde_json::Value,
+        cancel: &CancellationToken,
+    ) -> Result<Verdict, RunError> {
+        if lock(&self.allowed)
+            .get(&session)
+            .is_some_and(|t| t.contains(tool))
+        {
+            return Ok((true, None));
+        }
+        let request_id = format!("perm_{}", uuid::Uuid::now_v7().simple());
+        // Listening before the request is visible: a quick viewer's answer
+        // must find it.
+        let answer = self.listen(session, &request_id);
+        self.journal
+            .record(
+                session,
+                EventKind::PermissionRequest {
+                    request_id: request_id.clone(),
+                    tool_use_id: tool_use_id.to_owned(),
+                    tool: tool.to_owned(),
+                    input: input.clone(),
+                },
+            )
+            .await?;
+        self.await_decision(session, request_id, tool, answer, self.timeout, cancel)
+            .await
+    }
+
+    /// Listens again for a request stored before a restart (see
+    /// [`Permissions::ask_again`]).
+    pub fn listen_again(&self, session: SessionId, request_id: &str) {
+        let answer = self.listen(session, request_id);
+        lock(&self.recovered).insert(request_id.to_owned(), answer);
+    }
+
+    /// Waits again for a request stored before a restart, for what is left
+    /// of its timeout.
+    pub async fn ask_again(
+        &self,
+        session: SessionId,
+        request_id: String,
+        asked_at: DateTime<Utc>,
+        tool: &str,
+        cancel: &CancellationToken,
+    ) -> Result<Verdict, RunError> {
+        let recovered = lock(&self.recovered).remove(&request_id);
+        let answer = recovered.unwrap_or_else(|| self.listen(session, &request_id));
+        let waited = (Utc::now() - asked_at).to_std().unwrap_or_default();
+        let timeout = self.timeout.saturating_sub(waited);
+        self.await_decision(session, request_id, tool, answer, timeout, cancel)
+            .await
+    }
+
+    /// Answers a pending permission request; a request is decided once.
+    pub fn decide(
+        &self,
+        session: SessionId,
+        request_id: &str,
+        decision: Decision,
+        reason: Option<String>,
+    ) -> Result<(), AppError> {
+        if decision == Decision::Expired {
+            return Err(AppError::Invalid(
+                "\"expired\" is not a decision a user can make.".into(),
+            ));
+        }
+        let pending = {
+            let mut all = lock(&self.pending);
+            match all.get(request_id) {
+                Some(p) if p.session == session => all.remove(request_id),
+                _ => None,
+            }
+        };
+        let pending = pending.ok_or_else(|| {
+            AppError::NotFound(format!(
+                "Pending permission request {request_id:?} (it may be decided already)"
+            ))
+        })?;
+        let _ = pending.answer.send((decision, reason));
+        Ok(())
+    }
+
+    fn listen(&self, session: SessionId, request_id: &str) -> Answer {
+        let (tx, rx) = oneshot::channel();
+        lock(&self.pending).insert(
+            request_id.to_owned(),
+            Pending {
+                session,
+                answer: tx,
+            },
+        );
+        rx
+    }
+
+    async fn await_decision(
+        &self,
+        session: SessionId,
+        request_id: String,
+        tool: &str,
+        answer: Answer,
+        timeout: Duration,
+        cancel: &CancellationToken,
+    ) -> Result<Verdict, RunError> {
+        self.journal
+            .set_status(session, SessionStatus::AwaitingPermission, None)
+            .await?;
+        let answer = tokio::select! {
+            () = cancel.cancelled() => None,
+            a = tokio::time::timeout(timeout, answer) => Some(a),
+        };
+        lock(&self.pending).remove(&request_id);
+        let (decision, reason) = match answer {
+            None => return Err(RunError::Stopped),
+            Some(Ok(Ok(answer))) => answer,
+            Some(_) => (
+                Decision::Expired,
+                Some("Nobody decided in time.".to_owned()),
+            ),
+        };
+        if decision == Decision::AllowSession {
+            lock(&self.allowed)
+                .entry(session)
+                .or_default()
+                .insert(tool.to_owned());
+        }
+        self.journal
+            .record(
+                session,
+                EventKind::PermissionDecision {
+                    request_id,
+                    decision,
+                    reason: reason.clone(),
+                },
+            )
+            .await?;
+        self.journal
+            .set_status(session, SessionStatus::Running, None)
+            .await?;
+        Ok((
+            matches!(decision, Decision::Allow | Decision::AllowSession),
+            reason,
+        ))
+    }
+}

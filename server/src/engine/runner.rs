@@ -1,0 +1,227 @@
+//! Runs each session's prompts, one at a time, in order, with the engine the
+//! session chose.
+//!
+//! A prompt is stored (as a `user_message` event) before anything runs, so
+//! nothing a user typed is lost (invariant 4). Each session with work has
+//! one runner task; prompts that arrive while it runs are queued behind the
+//! current one. Stop cancels the running model call or tool at once (the
+//! cancellation reaches the HTTP stream and the sandbox's process group) and
+//! drops the queue.
+
+use super::{AgentEngine, Permissions, RunError, PROMPT_MAX_BYTES};
+use crate::config::Config;
+use crate::journal::Journal;
+use crate::sandbox::{Sandbox, SandboxError};
+use crate::store::Store;
+use crate::sync::lock;
+use app::domain::{AppError, Decision, Engine, EventKind, Session, SessionId, SessionStatus};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use tokio_util::sync::CancellationToken;
+
+struct Run {
+    queued: usize,
+    cancel: CancellationToken,
+}
+
+pub struct Runner {
+    config: Arc<Config>,
+    store: Arc<dyn Store>,
+    journal: Journal,
+    sandbox: Arc<dyn Sandbox>,
+    permissions: Arc<Permissions>,
+    engines: HashMap<Engine, Arc<dyn AgentEngine>>,
+    runs: Mutex<HashMap<SessionId, Run>>,
+}
+
+fn not_found(session: SessionId) -> AppError {
+    AppError::NotFound(format!("Session {session}"))
+}
+
+impl Runner {
+    pub fn new(
+        config: Arc<Config>,
+        store: Arc<dyn Store>,
+        journal: Journal,
+        sandbox: Arc<dyn Sandbox>,
+        permissions: Arc<Permissions>,
+        engines: impl IntoIterator<Item = (Engine, Arc<dyn AgentEngine>)>,
+    ) -> Self {
+        Self {
+            config,
+            store,
+            journal,
+            sandbox,
+            permissions,
+            engines: engines.into_iter().collect(),
+            runs: Mutex::default(),
+        }
+    }
+
+    /// The engine that runs sessions of this kind.
+    pub fn engine(&self, kind: Engine) -> Result<&dyn AgentEngine, AppError> {
+        self.engines.get(&kind).map(Arc::as_ref).ok_or_else(|| {
+            AppError::Unavailable(format!(
+                "The {kind} engine is not available on this server."
+            ))
+        })
+    }
+
+    /// Creates (or starts) a session's sandbox with what its engine needs
+    /// mounted.
+    pub async fn start_sandbox(&self, s: &Session) -> Result<(), SandboxError> {
+        let mounts = self
+            .engine(s.engine)
+            .map_err(|e| SandboxError::Failed(e.to_string()))?
+            .mounts(s.id)?;
+        self.sandbox
+            .start_with(s.id, self.config.limits_for(s.limits), &mounts)
+            .await
+    }
+
+    /// Stores the prompt, then runs it now or after the prompts before it.
+    pub async fn send_prompt(
+        self: &Arc<Self>,
+        session: SessionId,
+        text: String,
+    ) -> Result<(), AppError> {
+        if text.trim().is_empty() {
+            return Err(AppError::Invalid("The prompt is empty.".into()));
+        }
+        if text.len() > PROMPT_MAX_BYTES {
+            return Err(AppError::Invalid(format!(
+                "The prompt is too long: at most {} KiB.",
+                PROMPT_MAX_BYTES / 1024
+            )));
+        }
+        self.store
+            .get_session(session)
+            .await?
+            .ok_or_else(|| not_found(session))?;
+        self.journal
+            .record(session, EventKind::UserMessage { text })
+            .await?;
+        let start = {
+            let mut runs = lock(&self.runs);
+            match runs.get_mut(&session) {
+                Some(run) => {
+                    run.queued += 1;
+                    false
+                }
+                None => {
+                    runs.insert(
+                        session,
+                        Run {
+                            queued: 1,
+                            cancel: CancellationToken::new(),
+                        },
+                    );
+                    true
+                }
+            }
+        };
+        if start {
+            let me = self.clone();
+            tokio::spawn(async move { me.run_queue(session).await });
+        }
+        Ok(())
+    }
+
+    /// Picks a run up again after a restart, where it waited for a
+    /// permission decision (see [`AgentEngine::listen_again`]).
+    pub fn resume(self: &Arc<Self>, session: SessionId) {
+        lock(&self.runs).insert(
+            session,
+            Run {
+                queued: 1,
+                cancel: CancellationToken::new(),
+            },
+        );
+        let me = self.clone();
+        tokio::spawn(async move { me.run_queue(session).await });
+    }
+
+    /// Cancels what the session is doing and drops its queued prompts.
+    pub async fn stop(&self, session: SessionId) -> Result<(), AppError> {
+        self.store
+            .get_session(session)
+            .await?
+            .ok_or_else(|| not_found(session))?;
+        if let Some(run) = lock(&self.runs).get_mut(&session) {
+            run.queued = 0;
+            run.cancel.cancel();
+        }
+        Ok(())
+    }
+
+    /// Answers a pending permission request; a request is decided once.
+    pub fn decide(
+        &self,
+        session: SessionId,
+        request_id: &str,
+        decision: Decision,
+        reason: Option<String>,
+    ) -> Result<(), AppError> {
+        self.permissions
+            .decide(session, request_id, decision, reason)
+    }
+
+    /// Whether the session is running a prompt right now.
+    pub fn is_running(&self, session: SessionId) -> bool {
+        lock(&self.runs).contains_key(&session)
+    }
+
+    async fn run_queue(&self, session: SessionId) {
+        loop {
+            let cancel = {
+                let mut runs = lock(&self.runs);
+                let Some(run) = runs.get_mut(&session) else {
+                    return;
+                };
+                if run.queued == 0 {
+                    runs.remove(&session);
+                    return;
+                }
+                run.queued -= 1;
+                if run.cancel.is_cancelled() {
+                    run.cancel = CancellationToken::new();
+                }
+                run.cancel.clone()
+            };
+            let _ = self
+                .journal
+                .set_status(session, SessionStatus::Running, None)
+                .await;
+            let (status, message) = match self.run_engine(session, &cancel).await {
+                Ok(()) => (SessionStatus::Idle, None),
+                Err(RunError::Stopped) => (SessionStatus::Idle, Some("Stopped.".to_owned())),
+                Err(e) => {
+                    tracing::warn!(%session, error = ?e, "the run failed: {e}");
+                    let event = EventKind::Error {
+                        message: e.to_string(),
+                    };
+                    let _ = self.journal.record(session, event).await;
+                    (SessionStatus::Error, None)
+                }
+            };
+            if let Err(e) = self.journal.set_status(session, status, message).await {
+                tracing::warn!(%session, "cannot record the end of a run: {e}");
+            }
+        }
+    }
+
+    /// Runs the oldest queued prompt with the session's engine.
+    async fn run_engine(
+        &self,
+        session: SessionId,
+        cancel: &CancellationToken,
+    ) -> Result<(), RunError> {
+        let s = self
+            .store
+            .get_session(session)
+            .await?
+            .ok_or(RunError::Deleted)?;
+        self.start_sandbox(&s).await.map_err(RunError::Sandbox)?;
+        self.engine(s.engine)?.run(s, cancel).await
+    }
+}

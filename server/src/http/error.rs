@@ -1,0 +1,67 @@
+//! The one error type of the JSON API: an [`AppError`] answered as
+//! `{"error": {"type": …, "message": …}}` with the status the shared types
+//! give it ([`AppError::status`]), so the dashboard's server functions and
+//! the REST API agree on every status.
+
+use app::domain::AppError;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    error: AppError,
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+}
+
+impl From<AppError> for ApiError {
+    fn from(error: AppError) -> Self {
+        let status =
+            StatusCode::from_u16(error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        Self { status, error }
+    }
+}
+
+/// A body that is not the JSON asked for: 415 for another content type, 413
+/// over the size limit, 400 for the rest (axum's 422 for well-formed JSON of
+/// the wrong shape included: to a script, both are simply a bad request).
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        let status = match rejection.status() {
+            StatusCode::UNPROCESSABLE_ENTITY => StatusCode::BAD_REQUEST,
+            s => s,
+        };
+        Self {
+            status,
+            error: AppError::Invalid(rejection.body_text()),
+        }
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        AppError::Invalid(rejection.body_text()).into()
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let message = match self.error {
+            // Never produced on the server; its text would mislead.
+            AppError::Transport(_) => AppError::Internal.to_string(),
+            ref e => e.to_string(),
+        };
+        let body =
+            serde_json::json!({ "error": { "type": self.error.kind(), "message": message } });
+        (self.status, Json(body)).into_response()
+    }
+}

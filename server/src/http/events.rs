@@ -1,0 +1,254 @@
+//! `GET /api/sessions/{id}/events`: a session's transcript as Server-Sent
+//! Events.
+//!
+//! Each stored event
+//! is a frame `id: <seq>`, `event: event`; token fragments are `event: delta`
+//! frames without an id, so a browser's `EventSource` resumes after the last
+//! *stored* event it saw. With `?html=true` (the dashboard), the model's
+//! text also comes rendered: an `event: html` frame (`{"seq", "html"}`, no
+//! id) just before its event, so a client that resumes after that event has
+//! its HTML too. Resuming (`Last-Event-ID`, or `?after=N` on a first
+//! connection) replays the store and then follows the hub, with no gap and no
+//! duplicate, because
+//! - the stream subscribes to the hub before it reads the store, so an event
+//!   committed after the read is in the subscription, and one committed
+//!   before it is in the read; live events at or below the last `seq` sent
+//!   are dropped;
+//! - events are published only after they are committed, so whenever the
+//!   live side skips a `seq` (a lagging receiver, or two writers publishing
+//!   out of order) the missing events are already in the store, and the
+//!   stream goes back to reading it from the last `seq` it sent. A slow
+//!   viewer is caught up, never dropped.
+
+use super::error::ApiResult;
+use super::extract::SessionPath;
+use super::AppState;
+use crate::hub::HubMessage;
+use crate::paddock::Paddock;
+use app::api::{Backend, EVENTS_PAGE};
+use app::domain::{AppError, Event, SessionId};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderName};
+use axum::response::sse::{self, KeepAlive, Sse};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use futures_util::StreamExt;
+use serde::Deserialize;
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::sync::Arc;
+use tokio::sync::broadcast::{self, error::RecvError};
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/api/sessions/{id}/events", get(events))
+}
+
+#[derive(Deserialize)]
+struct EventsQuery {
+    after: Option<String>,
+    #[serde(default)]
+    html: bool,
+}
+
+/// A resume point: the `seq` of the last event the client has.
+fn parse_after(what: &str, value: &str) -> Result<i64, AppError> {
+    value
+        .trim()
+        .parse::<i64>()
+        .ok()
+        .filter(|n| *n >= 0)
+        .ok_or_else(|| {
+            AppError::Invalid(format!(
+                "{what} must be the seq of the last event received (a whole number, 0 or more), \
+                 not {value:?}."
+            ))
+        })
+}
+
+/// Where to resume: `Last-Event-ID` (what a reconnecting `EventSource`
+/// sends, so it wins over the `after` of the URL it reconnects to), then
+/// `?after=`, else from the start.
+fn resume_point(headers: &HeaderMap, query: &EventsQuery) -> Result<i64, AppError> {
+    if let Some(value) = headers.get("last-event-id") {
+        let value = value
+            .to_str()
+            .map_err(|_| AppError::Invalid("Last-Event-ID is not readable text.".into()))?;
+        if !value.trim().is_empty() {
+            return parse_after("Last-Event-ID", value);
+        }
+    }
+    match &query.after {
+        Some(after) => parse_after("after", after),
+        None => Ok(0),
+    }
+}
+
+async fn events(
+    State(paddock): State<Arc<Paddock>>,
+    SessionPath(id): SessionPath,
+    query: Result<Query<EventsQuery>, QueryRejection>,
+    headers: HeaderMap,
+) -> ApiResult<impl IntoResponse> {
+    let Query(query) = query?;
+    let after = resume_point(&headers, &query)?;
+    // Subscribe first: whatever is committed from here on reaches us live,
+    // whatever was committed before is in the store reads that follow.
+    let rx = paddock.hub.subscribe(id);
+    let session = paddock.get_session(id).await?;
+    if after > session.last_seq {
+        return Err(AppError::Invalid(format!(
+            "There is no event {after} to resume after: the newest is {}.",
+            session.last_seq
+        ))
+        .into());
+    }
+    tracing::debug!(session = %id, after, "viewer connected");
+    let shutdown = paddock.hub.shutting_down();
+    let tail = Tail {
+        paddock,
+        session: id,
+        rx,
+        last: after,
+        pending: VecDeque::new(),
+        catching_up: true,
+        html: query.html,
+        next_frame: None,
+    };
+    let stream = futures_util::stream::unfold(tail, |mut tail| async move {
+        let frame = tail.next().await?;
+        Some((Ok::<_, Infallible>(frame), tail))
+    })
+    .take_until(shutdown);
+    Ok((
+        // Proxies such as nginx would otherwise buffer the stream.
+        [(HeaderName::from_static("x-accel-buffering"), "no")],
+        Sse::new(stream).keep_alive(KeepAlive::default()),
+    ))
+}
+
+/// One viewer's position in a transcript: the store until caught up, then
+/// the hub, back to the store whenever the hub skips a `seq`.
+struct Tail {
+    paddock: Arc<Paddock>,
+    session: SessionId,
+    rx: broadcast::Receiver<HubMessage>,
+    /// The `seq` of the last event sent (or the resume point).
+    last: i64,
+    /// Events read from the store, not yet sent; all `> last`, in order.
+    pending: VecDeque<Event>,
+    /// Whether the store may hold events `> last` not yet read.
+    catching_up: bool,
+    /// Whether to send `html` frames.
+    html: bool,
+    /// The event frame that follows the `html` frame just sent.
+    next_frame: Option<sse::Event>,
+}
+
+impl Drop for Tail {
+    fn drop(&mut self) {
+        tracing::debug!(session = %self.session, last = self.last, "viewer disconnected");
+    }
+}
+
+impl Tail {
+    /// The next frame, or `None` when the stream ends (the session was
+    /// deleted, or the store failed: the client reconnects and resumes).
+    async fn next(&mut self) -> Option<sse::Event> {
+        if let Some(frame) = self.next_frame.take() {
+            return Some(frame);
+        }
+        loop {
+            if let Some(event) = self.pending.pop_front() {
+                self.last = event.seq;
+                return self.frames(&event);
+            }
+            if self.catching_up {
+                let page = match self
+                    .paddock
+                    .store
+                    .events_after(self.session, self.last, EVENTS_PAGE)
+                    .await
+                {
+                    Ok(page) => page,
+                    Err(e) => {
+                        tracing::error!(session = %self.session, "cannot replay events: {e}");
+                        return None;
+                    }
+                };
+                // A short page is the end of the stored transcript; anything
+                // later is in the subscription.
+                self.catching_up = page.len() as i64 == EVENTS_PAGE;
+                self.pending.extend(page);
+                continue;
+            }
+            match self.rx.recv().await {
+                Ok(HubMessage::Event(event)) => {
+                    if event.seq <= self.last {
+                        continue; // already sent from the store
+                    }
+                    if event.seq == self.last + 1 {
+                        self.last = event.seq;
+                        return self.frames(&event);
+                    }
+                    // A skipped seq: published out of order, or missed. It
+                    // is committed, so the store has it (and this one).
+                    self.catching_up = true;
+                }
+                Ok(HubMessage::Delta(delta)) => {
+                    match sse::Event::default().event("delta").json_data(&*delta) {
+                        Ok(frame) => return Some(frame),
+                        Err(e) => tracing::error!(session = %self.session, "delta not sent: {e}"),
+                    }
+                }
+                Err(RecvError::Lagged(missed)) => {
+                    tracing::warn!(
+                        session = %self.session,
+                        missed,
+                        last = self.last,
+                        "viewer fell behind the live stream; catching up from the store"
+                    );
+                    self.paddock.hub.note_lag_recovery();
+                    self.catching_up = true;
+                }
+                Err(RecvError::Closed) => {
+                    tracing::debug!(session = %self.session, "stream closed (session deleted)");
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// An event's frame; first its `html` frame, if asked for and it has one.
+    fn frames(&mut self, event: &Event) -> Option<sse::Event> {
+        let head = sse::Event::default()
+            .id(event.seq.to_string())
+            .event("event");
+        let frame = frame(head, event, event)?;
+        match self
+            .html
+            .then(|| app::markdown::event_html(event))
+            .flatten()
+        {
+            Some(html) => {
+                self.next_frame = Some(frame);
+                self::frame(sse::Event::default().event("html"), &html, event)
+            }
+            None => Some(frame),
+        }
+    }
+}
+
+/// `head` with `data` as JSON, the data of `event`.
+fn frame(head: sse::Event, data: &impl serde::Serialize, event: &Event) -> Option<sse::Event> {
+    match head.json_data(data) {
+        Ok(frame) => Some(frame),
+        Err(e) => {
+            // Ending the stream is better than a silent hole: the client
+            // reconnects, and the log says why.
+            tracing::error!(session = %event.session_id, seq = event.seq, "event not sent: {e}");
+            None
+        }
+    }
+}

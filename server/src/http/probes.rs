@@ -1,0 +1,41 @@
+//! Health probes for process managers and platforms: `/healthz` while the
+//! process is up, `/readyz` when what a request needs answers.
+
+use super::AppState;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::Json;
+
+/// Liveness: the process is up and serving.
+pub(super) async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Readiness: the dependencies a request needs answer. The body names each,
+/// and carries the sandbox backend's isolation warning when it has one.
+pub(super) async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    let paddock = &state.paddock;
+    let database = paddock.store.ping().await.map_err(|e| e.to_string());
+    let sandbox = paddock.sandbox.check().await.map_err(|e| e.to_string());
+    let info = paddock.sandbox.info();
+    let ready = database.is_ok() && sandbox.is_ok();
+    let body = serde_json::json!({
+        "status": if ready { "ready" } else { "unavailable" },
+        "database": database.err().unwrap_or_else(|| "ok".into()),
+        "sandbox": {
+            "backend": info.kind,
+            "state": sandbox.err().unwrap_or_else(|| "ok".into()),
+            "warning": info.warning,
+        },
+    });
+    if !ready {
+        tracing::warn!("not ready: {body}");
+    }
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body))
+}

@@ -1,0 +1,117 @@
+//! `/api/sessions…`: sessions as JSON resources for scripts, beside the
+//! dashboard's server functions (at `/api/<function name>`, a different set
+//! of paths). Input is checked completely before anything is written, so a
+//! refused request leaves no trace.
+
+use super::error::ApiResult;
+use super::extract::SessionPath;
+use super::{AppState, BODY_LIMIT};
+use crate::paddock::Paddock;
+use app::api::Backend;
+use app::domain::{AppError, Decision, NewSession, Session};
+use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use std::sync::Arc;
+
+/// The routes. They enforce the body limit themselves (the router's outer
+/// limit answers in plain text), so an oversized body gets a JSON 413 like
+/// every other error here.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/sessions", get(list_sessions).post(create_session))
+        .route(
+            "/api/sessions/{id}",
+            get(get_session).delete(delete_session),
+        )
+        .route("/api/sessions/{id}/prompt", post(send_prompt))
+        .route("/api/sessions/{id}/stop", post(stop))
+        .route("/api/sessions/{id}/permissions/{request_id}", post(decide))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+}
+
+async fn list_sessions(State(paddock): State<Arc<Paddock>>) -> ApiResult<Json<Vec<Session>>> {
+    Ok(Json(paddock.list_sessions().await?))
+}
+
+async fn create_session(
+    State(paddock): State<Arc<Paddock>>,
+    body: Result<Json<NewSession>, JsonRejection>,
+) -> ApiResult<impl IntoResponse> {
+    let Json(new) = body?;
+    let session = paddock.create_session(new.validate()?).await?;
+    let location = format!("/api/sessions/{}", session.id);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(session),
+    ))
+}
+
+async fn get_session(
+    State(paddock): State<Arc<Paddock>>,
+    SessionPath(id): SessionPath,
+) -> ApiResult<Json<Session>> {
+    Ok(Json(paddock.get_session(id).await?))
+}
+
+async fn delete_session(
+    State(paddock): State<Arc<Paddock>>,
+    SessionPath(id): SessionPath,
+) -> ApiResult<StatusCode> {
+    paddock.delete_session(id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Prompt {
+    text: String,
+}
+
+/// Accepted at once (202): the prompt is stored, and runs now or after the
+/// prompts queued before it.
+async fn send_prompt(
+    State(paddock): State<Arc<Paddock>>,
+    SessionPath(id): SessionPath,
+    body: Result<Json<Prompt>, JsonRejection>,
+) -> ApiResult<StatusCode> {
+    let Json(prompt) = body?;
+    paddock.send_prompt(id, prompt.text).await?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+async fn stop(
+    State(paddock): State<Arc<Paddock>>,
+    SessionPath(id): SessionPath,
+) -> ApiResult<StatusCode> {
+    paddock.stop(id).await?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DecisionBody {
+    decision: Decision,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+async fn decide(
+    State(paddock): State<Arc<Paddock>>,
+    SessionPath(id): SessionPath,
+    path: Result<Path<(String, String)>, PathRejection>,
+    body: Result<Json<DecisionBody>, JsonRejection>,
+) -> ApiResult<StatusCode> {
+    let Path((_, request_id)) =
+        path.map_err(|_| AppError::NotFound("Permission request".into()))?;
+    let Json(body) = body?;
+    paddock
+        .decide(id, request_id, body.decision, body.reason)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

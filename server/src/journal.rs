@@ -1,0 +1,126 @@
+//! The journal: the only way anything enters a session's transcript or
+//! changes what viewers see of a session.
+//!
+//! An event is stored first, in the transaction that gives it its `seq`,
+//! and published to the hub only after that commit (invariant 1): a viewer
+//! can never see an event that a reconnect would not find, and a viewer that
+//! misses a live one finds it in the store. Appending through the store
+//! alone would leave live viewers without the event until something else is
+//! published; publishing before the commit would let them see one a
+//! reconnect cannot find. Status changes and usage go through here for the
+//! same reason, and so do deltas, session rows and deletions, so that the
+//! hub has one writer.
+
+use crate::hub::{Hub, SessionUpdate};
+use crate::store::Store;
+use app::domain::{AppError, Delta, Event, EventKind, Session, SessionId, SessionStatus};
+use std::sync::Arc;
+
+/// Stores, then publishes. Cheap to clone.
+#[derive(Clone)]
+pub struct Journal {
+    store: Arc<dyn Store>,
+    hub: Hub,
+}
+
+fn not_found(id: SessionId) -> AppError {
+    AppError::NotFound(format!("Session {id}"))
+}
+
+impl Journal {
+    pub fn new(store: Arc<dyn Store>, hub: Hub) -> Self {
+        Self { store, hub }
+    }
+
+    /// Appends an event to a session's transcript, then broadcasts it.
+    pub async fn record(&self, session: SessionId, kind: EventKind) -> Result<Event, AppError> {
+        let event = self
+            .store
+            .append_event(session, &kind)
+            .await?
+            .ok_or_else(|| not_found(session))?;
+        self.hub.publish_event(event.clone());
+        if matches!(
+            kind,
+            EventKind::UserMessage { .. } | EventKind::Usage { .. }
+        ) {
+            self.publish_summary(session).await;
+        }
+        Ok(event)
+    }
+
+    /// Sets a session's status and records the change as an event (one
+    /// transaction), then broadcasts the event and the session's new row.
+    pub async fn set_status(
+        &self,
+        session: SessionId,
+        status: SessionStatus,
+        message: Option<String>,
+    ) -> Result<Event, AppError> {
+        let event = self
+            .store
+            .set_status(session, status, message)
+            .await?
+            .ok_or_else(|| not_found(session))?;
+        self.hub.publish_event(event.clone());
+        self.publish_summary(session).await;
+        Ok(event)
+    }
+
+    /// Adds one model call's tokens and cost to the session's counters and
+    /// records it as a `usage` event.
+    pub async fn record_usage(
+        &self,
+        session: SessionId,
+        input_tokens: i64,
+        output_tokens: i64,
+        cost_usd: f64,
+    ) -> Result<Event, AppError> {
+        self.store
+            .add_usage(session, input_tokens, output_tokens, cost_usd)
+            .await?;
+        self.record(
+            session,
+            EventKind::Usage {
+                input_tokens,
+                output_tokens,
+                cost_usd,
+            },
+        )
+        .await
+    }
+
+    /// A fragment of a block still being generated: live only, never stored.
+    pub fn delta(&self, delta: Delta) {
+        self.hub.publish_delta(delta);
+    }
+
+    /// A session that was just created, for the sessions list.
+    pub fn created(&self, session: &Session) {
+        self.hub
+            .publish_session(SessionUpdate::Changed(Arc::new(session.clone())));
+    }
+
+    /// Removes a session and its transcript; its viewers' streams end (a
+    /// reconnect gets 404) and the sessions list drops it.
+    pub async fn delete(&self, session: SessionId) -> Result<(), AppError> {
+        self.store.delete_session(session).await?;
+        self.hub.close(session);
+        self.hub.publish_session(SessionUpdate::Deleted(session));
+        Ok(())
+    }
+
+    /// Sends the session's row to the sessions list, if anyone watches it.
+    async fn publish_summary(&self, session: SessionId) {
+        if !self.hub.watches_sessions() {
+            return;
+        }
+        match self.store.get_session(session).await {
+            Ok(Some(s)) => self
+                .hub
+                .publish_session(SessionUpdate::Changed(Arc::new(s))),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(%session, "session summary not sent: {e}"),
+        }
+    }
+}

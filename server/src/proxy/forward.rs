@@ -1,0 +1,190 @@
+//! The routes of one session's socket: the token checked, the budget
+//! checked, the credential swapped in, the request forwarded, and the answer
+//! streamed back through the [`Metered`] body.
+
+use super::meter::{Meter, Metered};
+use super::{sha256_hex, CredentialProxy};
+use crate::llm::{budget_refusal, error_body};
+use app::domain::SessionId;
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use std::sync::Arc;
+
+/// Claude Code sends whole conversations; the real API takes up to 32 MB.
+const BODY_LIMIT: usize = 32 * 1024 * 1024;
+
+/// Request headers never passed upstream: the sandbox's credential, and what
+/// belongs to one hop of HTTP. `accept-encoding` too, so the answer comes
+/// uncompressed and its usage can be read as it passes.
+const DROP_REQUEST: &[&str] = &[
+    "x-api-key",
+    "authorization",
+    "host",
+    "content-length",
+    "accept-encoding",
+    "connection",
+    "keep-alive",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+const DROP_RESPONSE: &[&str] = &[
+    "content-length",
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "trailer",
+    "upgrade",
+];
+
+#[derive(Clone)]
+struct Ctx {
+    proxy: Arc<CredentialProxy>,
+    session: SessionId,
+}
+
+/// The proxy's routes for one session's socket.
+pub(super) fn router(proxy: Arc<CredentialProxy>, session: SessionId) -> Router {
+    Router::new()
+        .route("/v1/messages", post(forward))
+        .route("/v1/messages/count_tokens", post(forward))
+        .fallback(|| async {
+            api_error(
+                StatusCode::NOT_FOUND,
+                "not_found_error",
+                "Not found: this proxy serves only POST /v1/messages and /v1/messages/count_tokens.",
+            )
+        })
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(Ctx { proxy, session })
+}
+
+/// An answer with the Anthropic error body, so the CLI shows it as it would
+/// one from the API.
+fn api_error(status: StatusCode, kind: &str, message: &str) -> Response {
+    (status, Json(error_body(kind, message))).into_response()
+}
+
+/// The token the sandbox sent, as `x-api-key` or `Authorization: Bearer`.
+fn presented_token(headers: &HeaderMap) -> Option<&str> {
+    let get = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+    };
+    get(HeaderName::from_static("x-api-key"))
+        .or_else(|| get(header::AUTHORIZATION).and_then(|v| v.strip_prefix("Bearer ")))
+}
+
+async fn forward(State(ctx): State<Ctx>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    let Ctx { proxy, session } = ctx;
+    let valid = match presented_token(&headers) {
+        Some(token) => proxy
+            .store
+            .proxy_token_valid(&sha256_hex(token), session)
+            .await
+            .map_err(|e| tracing::error!(%session, "cannot check a proxy token: {e}")),
+        None => Ok(false),
+    };
+    match valid {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::warn!(%session, "LLM proxy: refused a missing, wrong, expired or revoked token");
+            return api_error(
+                StatusCode::UNAUTHORIZED,
+                "authentication_error",
+                "invalid x-api-key",
+            );
+        }
+        Err(()) => {
+            return api_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "api_error",
+                "Internal error",
+            )
+        }
+    }
+    let metered = uri.path() == "/v1/messages";
+    if metered {
+        match proxy.store.get_session(session).await {
+            Ok(Some(s)) => {
+                if let Some(refusal) = budget_refusal(&s) {
+                    return api_error(StatusCode::PAYMENT_REQUIRED, "billing_error", &refusal);
+                }
+            }
+            Ok(None) => {
+                return api_error(
+                    StatusCode::UNAUTHORIZED,
+                    "authentication_error",
+                    "invalid x-api-key",
+                )
+            }
+            Err(e) => {
+                tracing::error!(%session, "LLM proxy: {e}");
+                return api_error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "api_error",
+                    "Internal error",
+                );
+            }
+        }
+    }
+
+    let target = format!(
+        "{}{}",
+        proxy.upstream,
+        uri.path_and_query().map_or(uri.path(), |p| p.as_str())
+    );
+    let mut request = proxy.client.post(target).body(body);
+    for (name, value) in &headers {
+        if !DROP_REQUEST.contains(&name.as_str()) {
+            request = request.header(name, value);
+        }
+    }
+    if let Some((name, value)) = &proxy.credential {
+        request = request.header(name, value);
+    }
+    let upstream = match request.send().await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(%session, "LLM proxy: upstream unreachable: {e}");
+            return api_error(
+                StatusCode::BAD_GATEWAY,
+                "api_error",
+                "Paddock's proxy could not reach the model endpoint (ANTHROPIC_BASE_URL).",
+            );
+        }
+    };
+    let status = upstream.status();
+    let mut response_headers = HeaderMap::new();
+    for (name, value) in upstream.headers() {
+        if !DROP_RESPONSE.contains(&name.as_str()) {
+            response_headers.append(name, value.clone());
+        }
+    }
+    let json = upstream
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    let bytes = upstream.bytes_stream();
+    let body = if metered && status.is_success() {
+        Body::from_stream(Metered {
+            inner: bytes,
+            meter: Meter::new(proxy.journal.clone(), session, json),
+        })
+    } else {
+        Body::from_stream(bytes)
+    };
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    *response.headers_mut() = response_headers;
+    response
+}

@@ -1,0 +1,167 @@
+//! Reading a Messages API answer's usage as it passes, to charge the
+//! session: the counts the sandbox's CLI reports about itself are never used
+//! for money.
+
+use crate::journal::Journal;
+use crate::llm::cost_usd;
+use app::domain::SessionId;
+use axum::body::Bytes;
+use futures_util::{Stream, StreamExt};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+/// A non-streamed answer is read whole for its usage up to this size.
+const JSON_USAGE_LIMIT: usize = 8 * 1024 * 1024;
+
+/// The upstream answer passed through untouched, with its usage read on
+/// the way.
+pub(super) struct Metered<S> {
+    pub(super) inner: S,
+    pub(super) meter: Meter,
+}
+
+impl<S> Stream for Metered<S>
+where
+    S: Stream<Item = reqwest::Result<Bytes>> + Unpin,
+{
+    type Item = reqwest::Result<Bytes>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let polled = self.inner.poll_next_unpin(cx);
+        if let Poll::Ready(Some(Ok(chunk))) = &polled {
+            self.meter.feed(chunk);
+        }
+        polled
+    }
+}
+
+/// Reads a Messages API answer's usage as it passes: SSE line by line (the
+/// `message_start` and `message_delta` events), or a whole JSON message.
+/// What it counted is charged when the answer ends or is dropped half-way
+/// (tokens already generated are billed either way).
+pub(super) struct Meter {
+    journal: Journal,
+    session: SessionId,
+    json: bool,
+    pending: Vec<u8>,
+    model: String,
+    input_tokens: u64,
+    output_tokens: u64,
+}
+
+impl Meter {
+    pub(super) fn new(journal: Journal, session: SessionId, json: bool) -> Self {
+        Self {
+            journal,
+            session,
+            json,
+            pending: Vec::new(),
+            model: String::new(),
+            input_tokens: 0,
+            output_tokens: 0,
+        }
+    }
+
+    fn feed(&mut self, chunk: &[u8]) {
+        if self.json {
+            if self.pending.len() + chunk.len() <= JSON_USAGE_LIMIT {
+                self.pending.extend_from_slice(chunk);
+            }
+            return;
+        }
+        // Only the unfinished last line is kept between chunks.
+        let mut start = 0;
+        for (i, b) in chunk.iter().enumerate() {
+            if *b == b'\n' {
+                if self.pending.is_empty() {
+                    self.line(&chunk[start..i]);
+                } else {
+                    self.pending.extend_from_slice(&chunk[start..i]);
+                    let line = std::mem::take(&mut self.pending);
+                    self.line(&line);
+                }
+                start = i + 1;
+            }
+        }
+        self.pending.extend_from_slice(&chunk[start..]);
+    }
+
+    fn line(&mut self, line: &[u8]) {
+        let Some(data) = line.strip_prefix(b"data:") else {
+            return;
+        };
+        // Deltas of text are most of the stream: skip them unparsed.
+        let wanted = |needle: &[u8]| data.windows(needle.len()).any(|w| w == needle);
+        if !wanted(b"\"message_start\"") && !wanted(b"\"message_delta\"") {
+            return;
+        }
+        let Ok(event) = serde_json::from_slice::<serde_json::Value>(data) else {
+            return;
+        };
+        match event["type"].as_str() {
+            Some("message_start") => self.message(&event["message"]),
+            // Cumulative: the last one holds the totals.
+            Some("message_delta") => self.usage(&event["usage"]),
+            _ => {}
+        }
+    }
+
+    fn message(&mut self, message: &serde_json::Value) {
+        if let Some(model) = message["model"].as_str() {
+            self.model = model.to_owned();
+        }
+        self.usage(&message["usage"]);
+    }
+
+    fn usage(&mut self, usage: &serde_json::Value) {
+        // Cache writes and reads are input too; counting them at the input
+        // price errs on the side of the budget.
+        let input: u64 = [
+            "input_tokens",
+            "cache_creation_input_tokens",
+            "cache_read_input_tokens",
+        ]
+        .iter()
+        .filter_map(|k| usage[k].as_u64())
+        .sum();
+        if input > 0 {
+            self.input_tokens = input;
+        }
+        if let Some(output) = usage["output_tokens"].as_u64() {
+            self.output_tokens = output;
+        }
+    }
+}
+
+impl Drop for Meter {
+    fn drop(&mut self) {
+        if self.json {
+            let pending = std::mem::take(&mut self.pending);
+            if let Ok(message) = serde_json::from_slice::<serde_json::Value>(&pending) {
+                self.message(&message);
+            }
+        }
+        if self.input_tokens == 0 && self.output_tokens == 0 {
+            return;
+        }
+        let (journal, session) = (self.journal.clone(), self.session);
+        let (model, input, output) = (
+            std::mem::take(&mut self.model),
+            self.input_tokens,
+            self.output_tokens,
+        );
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        runtime.spawn(async move {
+            let cost = cost_usd(&model, input, output);
+            // The session may have been deleted meanwhile: nothing to record.
+            if let Err(e) = journal
+                .record_usage(session, input as i64, output as i64, cost)
+                .await
+            {
+                tracing::debug!(%session, "model call not metered: {e}");
+            }
+        });
+    }
+}

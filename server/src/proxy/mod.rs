@@ -1,0 +1,216 @@
+//! The credential-injecting LLM proxy: how an agent inside a closed sandbox
+//! reaches the model without ever holding the API key (invariant 2).
+//!
+//! A claude-code run gets a random 256-bit token, stored only as its SHA-256,
+//! bound to its session, expiring, and revoked when the run ends (Stop
+//! included) or the session is deleted. The proxy listens on a Unix socket
+//! per session, in a host folder mounted read-only into that session's
+//! `--network none` container (and never inside its workspace); socat inside
+//! the container relays a loopback port to it. A request must come in on its
+//! own session's socket with a live token of that session, so one session's
+//! token can never be charged to another. Only `POST /v1/messages` and
+//! `POST /v1/messages/count_tokens` pass; the token is swapped for the real
+//! credential and the request forwarded to `ANTHROPIC_BASE_URL`. The answer
+//! streams back chunk by chunk as it arrives, while the usage in its SSE
+//! events (`message_start`, `message_delta`) is read on the way past to meter
+//! the session's tokens and cost, which is what its budget is checked against
+//! before each call. The counts the CLI reports about itself are never used
+//! for money: the sandbox is not trusted. The routes are [`forward`], the
+//! metering [`meter`].
+
+mod forward;
+mod meter;
+
+use crate::config::Config;
+use crate::journal::Journal;
+use crate::store::Store;
+use crate::sync::lock;
+use app::domain::{AppError, SessionId};
+use axum::http::{header, HeaderName, HeaderValue};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// Where the socket folder appears inside a sandbox.
+pub const SOCKET_DIR: &str = "/run/paddock";
+/// The socket's name, in its folder on the host and in the sandbox.
+pub const SOCKET_NAME: &str = "llm.sock";
+
+/// The proxy: its upstream, the live tokens' store, and the sockets it
+/// listens on.
+pub struct CredentialProxy {
+    store: Arc<dyn Store>,
+    /// Where metered usage is recorded.
+    journal: Journal,
+    client: reqwest::Client,
+    upstream: String,
+    /// The header carrying the real credential upstream.
+    credential: Option<(HeaderName, HeaderValue)>,
+    root: PathBuf,
+    ttl: Duration,
+    /// Sessions with a listening socket, and how to stop it.
+    listening: Mutex<HashMap<SessionId, CancellationToken>>,
+}
+
+/// A run's access to the proxy: the token for the sandbox, and its hash.
+pub struct Lease {
+    pub token: String,
+    sha256: String,
+}
+
+/// Why a lease could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("cannot prepare the proxy socket {path}: {source}")]
+    Socket {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    App(#[from] AppError),
+}
+
+fn sha256_hex(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+impl CredentialProxy {
+    /// The proxy to `ANTHROPIC_BASE_URL` with the configured credential,
+    /// keeping its sockets under `PADDOCK_CLAUDE_CODE_ROOT`.
+    pub fn new(config: &Config, store: Arc<dyn Store>, journal: Journal) -> anyhow::Result<Self> {
+        let credential = match (
+            config.anthropic_api_key.as_deref(),
+            config.anthropic_auth_token.as_deref(),
+        ) {
+            (Some(key), _) => Some((
+                HeaderName::from_static("x-api-key"),
+                HeaderValue::from_str(key)?,
+            )),
+            (None, Some(token)) => Some((
+                header::AUTHORIZATION,
+                HeaderValue::from_str(&format!("Bearer {token}"))?,
+            )),
+            (None, None) => None,
+        };
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build()?;
+        Ok(Self {
+            store,
+            journal,
+            client,
+            upstream: config.anthropic_base_url.trim_end_matches('/').to_owned(),
+            credential,
+            root: std::path::absolute(&config.claude_code_root)?,
+            ttl: Duration::from_secs(config.claude_code_run_secs),
+            listening: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The host folder of a session's socket (mounted at [`SOCKET_DIR`]).
+    pub fn socket_dir(&self, session: SessionId) -> PathBuf {
+        self.session_dir(session).join("proxy")
+    }
+
+    /// Everything the claude-code engine keeps on the host for a session.
+    pub fn session_dir(&self, session: SessionId) -> PathBuf {
+        self.root.join(session.to_string())
+    }
+
+    fn stop_listening(&self, session: SessionId) {
+        if let Some(cancel) = lock(&self.listening).remove(&session) {
+            cancel.cancel();
+        }
+    }
+}
+
+/// Creates a folder the sandbox user can enter but not write to.
+fn create_dir(path: &Path, mode: u32) -> std::io::Result<()> {
+    std::fs::create_dir_all(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+}
+
+impl CredentialProxy {
+    /// Opens the session's socket (if it is not open yet) and issues a new
+    /// token for one run.
+    pub async fn open(self: &Arc<Self>, session: SessionId) -> Result<Lease, ProxyError> {
+        self.listen(session)?;
+        let token = hex::encode(rand::random::<[u8; 32]>());
+        let sha256 = sha256_hex(&token);
+        let ttl = chrono::Duration::from_std(self.ttl).unwrap_or(chrono::Duration::MAX);
+        let expires = chrono::Utc::now()
+            .checked_add_signed(ttl)
+            .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC);
+        self.store
+            .insert_proxy_token(&sha256, session, expires)
+            .await
+            .map_err(AppError::from)?;
+        Ok(Lease { token, sha256 })
+    }
+
+    /// Ends a run's access: its token is revoked and the socket closed.
+    pub async fn close(&self, session: SessionId, lease: Lease) {
+        if let Err(e) = self
+            .store
+            .revoke_proxy_tokens(session, Some(&lease.sha256))
+            .await
+        {
+            tracing::error!(%session, "cannot revoke a proxy token: {e}");
+        }
+        self.stop_listening(session);
+    }
+
+    /// For a deleted session: every token revoked, the socket closed, its
+    /// home and socket folder removed.
+    pub async fn forget(&self, session: SessionId) -> std::io::Result<()> {
+        if let Err(e) = self.store.revoke_proxy_tokens(session, None).await {
+            tracing::error!(%session, "cannot revoke proxy tokens: {e}");
+        }
+        self.stop_listening(session);
+        match std::fs::remove_dir_all(self.session_dir(session)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    fn listen(self: &Arc<Self>, session: SessionId) -> Result<(), ProxyError> {
+        let mut listening = lock(&self.listening);
+        if listening.contains_key(&session) {
+            return Ok(());
+        }
+        let dir = self.socket_dir(session);
+        let path = dir.join(SOCKET_NAME);
+        let socket_error = |source| ProxyError::Socket {
+            path: path.clone(),
+            source,
+        };
+        create_dir(&self.session_dir(session), 0o755).map_err(socket_error)?;
+        create_dir(&dir, 0o755).map_err(socket_error)?;
+        // A socket left by an earlier run or server: ours to replace.
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(socket_error(e)),
+            _ => {}
+        }
+        let listener = tokio::net::UnixListener::bind(&path).map_err(socket_error)?;
+        // The sandbox user must be able to connect; the token is the lock.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666))
+            .map_err(socket_error)?;
+        let cancel = CancellationToken::new();
+        listening.insert(session, cancel.clone());
+        let app = forward::router(self.clone(), session);
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app)
+                .with_graceful_shutdown(cancel.cancelled_owned())
+                .await
+            {
+                tracing::error!(%session, "the LLM proxy stopped: {e}");
+            }
+        });
+        Ok(())
+    }
+}

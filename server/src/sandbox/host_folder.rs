@@ -1,0 +1,270 @@
+//! A session's workspace as a host folder: the one bind-mounted at
+//! `/workspace` in its sandbox (the Docker and local backends). Reading,
+//! writing and listing happen here, on the host, so they are fast, but every
+//! path is resolved by the kernel with `openat2(RESOLVE_BENEATH)`: `..`,
+//! absolute paths and symlinks (even ones the agent plants mid-operation)
+//! cannot leave the workspace.
+
+use super::workspace::{relative, Entry, FileError, READ_MAX_BYTES};
+use rustix::fs::{self as rfs, Mode, OFlags, ResolveFlags};
+use rustix::io::Errno;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Debug)]
+pub struct HostFolder {
+    root: PathBuf,
+    /// Host uid that must own what Paddock creates, so the sandbox user can
+    /// change it; `None`: the server's own (the sandbox maps to it).
+    owner: Option<u32>,
+}
+
+impl HostFolder {
+    pub fn new(root: PathBuf, owner: Option<u32>) -> Self {
+        Self { root, owner }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Creates the folder (and gives it to the sandbox user when we can).
+    pub fn create(&self) -> std::io::Result<()> {
+        std::fs::create_dir_all(&self.root)?;
+        self.give(&File::open(&self.root)?.into());
+        Ok(())
+    }
+
+    fn relative(&self, path: &str) -> Result<PathBuf, FileError> {
+        relative(path)
+    }
+
+    fn open(&self, path: &str, flags: OFlags, mode: Mode) -> Result<OwnedFd, FileError> {
+        let rel = self.relative(path)?;
+        let root = rfs::open(
+            &self.root,
+            OFlags::DIRECTORY | OFlags::PATH | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| io_error(path, e))?;
+        rfs::openat2(
+            &root,
+            &rel,
+            flags | OFlags::CLOEXEC | OFlags::NOCTTY,
+            mode,
+            ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS,
+        )
+        .map_err(|e| match e {
+            Errno::XDEV => FileError::Outside(path.to_owned()),
+            Errno::NOENT => FileError::NotFound(path.to_owned()),
+            Errno::ISDIR => FileError::IsDirectory(path.to_owned()),
+            Errno::NOTDIR => FileError::NotDirectory(path.to_owned()),
+            e => io_error(path, e),
+        })
+    }
+
+    pub fn read(&self, path: &str) -> Result<Vec<u8>, FileError> {
+        let fd = self.open(path, OFlags::RDONLY, Mode::empty())?;
+        let stat = rfs::fstat(&fd).map_err(|e| io_error(path, e))?;
+        if rfs::FileType::from_raw_mode(stat.st_mode) == rfs::FileType::Directory {
+            return Err(FileError::IsDirectory(path.to_owned()));
+        }
+        let size = u64::try_from(stat.st_size).unwrap_or(0);
+        if size > READ_MAX_BYTES {
+            return Err(FileError::TooLarge {
+                path: path.to_owned(),
+                size,
+            });
+        }
+        let mut data = Vec::with_capacity(size as usize);
+        File::from(fd)
+            .take(READ_MAX_BYTES + 1)
+            .read_to_end(&mut data)
+            .map_err(|e| io_error(path, e))?;
+        Ok(data)
+    }
+
+    /// Writes `data` to `path`, creating missing parent folders.
+    pub fn write(&self, path: &str, data: &[u8]) -> Result<(), FileError> {
+        let rel = self.relative(path)?;
+        if let Some(parent) = rel.parent().filter(|p| !p.as_os_str().is_empty()) {
+            self.create_dirs(path, parent)?;
+        }
+        let fd = self.open(
+            path,
+            OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC,
+            Mode::from_raw_mode(0o644),
+        )?;
+        self.give(&fd);
+        File::from(fd)
+            .write_all(data)
+            .map_err(|e| io_error(path, e))
+    }
+
+    fn create_dirs(&self, path: &str, parent: &Path) -> Result<(), FileError> {
+        let mut prefix = PathBuf::new();
+        for c in parent.components() {
+            prefix.push(c);
+            let step = prefix.to_string_lossy().into_owned();
+            match self.open(&step, OFlags::DIRECTORY | OFlags::RDONLY, Mode::empty()) {
+                Ok(_) => continue,
+                Err(FileError::NotFound(_)) => {}
+                Err(FileError::NotDirectory(_)) => return Err(FileError::NotDirectory(step)),
+                Err(e) => return Err(e),
+            }
+            // Create it inside its (already confined) parent folder.
+            let (dir, name) = match prefix.parent().filter(|p| !p.as_os_str().is_empty()) {
+                Some(p) => (
+                    p.to_string_lossy().into_owned(),
+                    prefix.file_name().map(PathBuf::from),
+                ),
+                None => (".".to_owned(), Some(prefix.clone())),
+            };
+            let dir_fd = self.open(&dir, OFlags::DIRECTORY | OFlags::RDONLY, Mode::empty())?;
+            let name = name.ok_or_else(|| FileError::Outside(path.to_owned()))?;
+            match rfs::mkdirat(&dir_fd, &name, Mode::from_raw_mode(0o755)) {
+                Ok(()) | Err(Errno::EXIST) => {}
+                Err(e) => return Err(io_error(&step, e)),
+            }
+            let made = self.open(&step, OFlags::DIRECTORY | OFlags::RDONLY, Mode::empty())?;
+            self.give(&made);
+        }
+        Ok(())
+    }
+
+    /// The entries of a folder, sorted by name.
+    pub fn list(&self, path: &str) -> Result<Vec<Entry>, FileError> {
+        let fd = self.open(path, OFlags::DIRECTORY | OFlags::RDONLY, Mode::empty())?;
+        let dir = rfs::Dir::read_from(&fd).map_err(|e| io_error(path, e))?;
+        let mut entries = Vec::new();
+        for entry in dir {
+            let entry = entry.map_err(|e| io_error(path, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name == "." || name == ".." {
+                continue;
+            }
+            let stat = rfs::statat(&fd, entry.file_name(), rfs::AtFlags::SYMLINK_NOFOLLOW)
+                .map_err(|e| io_error(path, e))?;
+            let is_dir = rfs::FileType::from_raw_mode(stat.st_mode) == rfs::FileType::Directory;
+            entries.push(Entry {
+                name,
+                is_dir,
+                size: if is_dir {
+                    0
+                } else {
+                    u64::try_from(stat.st_size).unwrap_or(0)
+                },
+            });
+        }
+        entries.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(entries)
+    }
+}
+
+fn io_error(path: &str, e: impl std::fmt::Display) -> FileError {
+    FileError::Io {
+        path: path.to_owned(),
+        message: e.to_string(),
+    }
+}
+
+impl HostFolder {
+    /// Gives a file Paddock created to the sandbox's owner. Only root may
+    /// give files away; otherwise they stay ours.
+    fn give(&self, fd: &OwnedFd) {
+        if let Some(uid) = self.owner.filter(|_| rustix::process::geteuid().is_root()) {
+            let _ = rfs::fchown(
+                fd,
+                Some(rfs::Uid::from_raw(uid)),
+                Some(rfs::Gid::from_raw(uid)),
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sandbox::SANDBOX_UID;
+
+    fn ws() -> (tempfile::TempDir, HostFolder) {
+        let dir = tempfile::tempdir().unwrap();
+        let ws = HostFolder::new(dir.path().join("ws"), Some(SANDBOX_UID));
+        ws.create().unwrap();
+        (dir, ws)
+    }
+
+    #[test]
+    fn writes_reads_and_lists_inside() {
+        let (_d, ws) = ws();
+        ws.write("src/deep/a.txt", b"hello").unwrap();
+        assert_eq!(ws.read("/workspace/src/deep/a.txt").unwrap(), b"hello");
+        assert_eq!(ws.read("./src/../src/deep/a.txt").unwrap(), b"hello");
+        let names: Vec<_> = ws
+            .list("/workspace")
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.name, e.is_dir))
+            .collect();
+        assert_eq!(names, [("src".to_owned(), true)]);
+        assert_eq!(ws.list("src/deep").unwrap()[0].size, 5);
+    }
+
+    #[test]
+    fn refuses_paths_outside() {
+        let (dir, ws) = ws();
+        std::fs::write(dir.path().join("secret"), "s").unwrap();
+        for p in [
+            "../secret",
+            "../../etc/passwd",
+            "/etc/passwd",
+            "/workspace/../secret",
+            "a/../../secret",
+        ] {
+            assert_eq!(ws.read(p), Err(FileError::Outside(p.to_owned())), "{p}");
+        }
+        assert!(matches!(
+            ws.write("/tmp/x", b"x"),
+            Err(FileError::Outside(_))
+        ));
+    }
+
+    #[test]
+    fn refuses_symlinks_that_escape() {
+        let (dir, ws) = ws();
+        std::fs::write(dir.path().join("secret"), "s").unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", ws.root().join("abs")).unwrap();
+        std::os::unix::fs::symlink("../secret", ws.root().join("rel")).unwrap();
+        std::os::unix::fs::symlink("/etc", ws.root().join("dir")).unwrap();
+        assert_eq!(ws.read("abs"), Err(FileError::Outside("abs".into())));
+        assert_eq!(ws.read("rel"), Err(FileError::Outside("rel".into())));
+        assert_eq!(
+            ws.write("rel", b"pwned"),
+            Err(FileError::Outside("rel".into()))
+        );
+        assert!(matches!(
+            ws.write("dir/evil", b"x"),
+            Err(FileError::Outside(_))
+        ));
+        assert!(matches!(ws.list("dir"), Err(FileError::Outside(_))));
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("secret")).unwrap(),
+            "s"
+        );
+        // A link that stays inside is fine.
+        ws.write("real.txt", b"ok").unwrap();
+        std::os::unix::fs::symlink("real.txt", ws.root().join("inside")).unwrap();
+        assert_eq!(ws.read("inside").unwrap(), b"ok");
+    }
+
+    #[test]
+    fn clear_errors_for_missing_and_directories() {
+        let (_d, ws) = ws();
+        assert_eq!(ws.read("nope"), Err(FileError::NotFound("nope".into())));
+        ws.write("d/f", b"").unwrap();
+        assert_eq!(ws.read("d"), Err(FileError::IsDirectory("d".into())));
+        assert!(matches!(ws.list("d/f"), Err(FileError::NotDirectory(_))));
+    }
+}

@@ -1,0 +1,369 @@
+//! The SQLite store: one file, WAL mode so readers never wait for the
+//! writer; its migrations are `migrations/sqlite/`.
+
+use super::{Result, Store, StoreError};
+use app::domain::{
+    Event, EventKind, SandboxLimits, Session, SessionId, SessionSpec, SessionStatus,
+};
+use chrono::{DateTime, SecondsFormat, Utc};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use std::str::FromStr;
+use std::time::Duration;
+
+#[derive(Clone, Debug)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+/// Fixed-width UTC timestamps, so text order is time order.
+fn timestamp(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+const SESSION_COLUMNS: &str = "id, name, engine, model, system_prompt, permission_mode, status, \
+     cost_usd, turns, input_tokens, output_tokens, last_seq, sandbox_memory_mb, sandbox_cpus, \
+     sandbox_pids, budget_usd, created_at, updated_at";
+
+#[derive(sqlx::FromRow)]
+struct SessionRow {
+    id: String,
+    name: String,
+    engine: String,
+    model: String,
+    system_prompt: String,
+    permission_mode: String,
+    status: String,
+    cost_usd: f64,
+    turns: i64,
+    input_tokens: i64,
+    output_tokens: i64,
+    last_seq: i64,
+    sandbox_memory_mb: Option<i64>,
+    sandbox_cpus: Option<f64>,
+    sandbox_pids: Option<i64>,
+    budget_usd: Option<f64>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl TryFrom<SessionRow> for Session {
+    type Error = StoreError;
+    fn try_from(r: SessionRow) -> Result<Self> {
+        let corrupt = |what: &str, e: &dyn std::fmt::Display| {
+            StoreError::Corrupt(format!("session {}: {what}: {e}", r.id))
+        };
+        Ok(Session {
+            id: r.id.parse().map_err(|e| corrupt("id", &e))?,
+            engine: r.engine.parse().map_err(|e| corrupt("engine", &e))?,
+            permission_mode: r
+                .permission_mode
+                .parse()
+                .map_err(|e| corrupt("permission_mode", &e))?,
+            status: r.status.parse().map_err(|e| corrupt("status", &e))?,
+            name: r.name,
+            model: r.model,
+            system_prompt: r.system_prompt,
+            cost_usd: r.cost_usd,
+            turns: r.turns,
+            input_tokens: r.input_tokens,
+            output_tokens: r.output_tokens,
+            last_seq: r.last_seq,
+            limits: SandboxLimits {
+                memory_mb: r.sandbox_memory_mb,
+                cpus: r.sandbox_cpus,
+                pids: r.sandbox_pids,
+            },
+            budget_usd: r.budget_usd,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct EventRow {
+    session_id: String,
+    seq: i64,
+    at: DateTime<Utc>,
+    payload: String,
+}
+
+impl TryFrom<EventRow> for Event {
+    type Error = StoreError;
+    fn try_from(r: EventRow) -> Result<Self> {
+        let corrupt = |e: &dyn std::fmt::Display| {
+            StoreError::Corrupt(format!("event {}#{}: {e}", r.session_id, r.seq))
+        };
+        Ok(Event {
+            session_id: r.session_id.parse().map_err(|e| corrupt(&e))?,
+            seq: r.seq,
+            at: r.at,
+            kind: serde_json::from_str(&r.payload).map_err(|e| corrupt(&e))?,
+        })
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database at `url` and brings its
+    /// schema up to date.
+    pub async fn open(url: &str) -> Result<Self> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(5));
+        if let Some(dir) = options
+            .get_filename()
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+        {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::Folder {
+                path: dir.display().to_string(),
+                source,
+            })?;
+        }
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("../migrations/sqlite").run(&pool).await?;
+        Ok(Self { pool })
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn list_sessions(&self) -> Result<Vec<Session>> {
+        let rows: Vec<SessionRow> = sqlx::query_as(&format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions ORDER BY updated_at DESC, created_at DESC LIMIT 1000"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(Session::try_from).collect()
+    }
+
+    async fn create_session(&self, spec: &SessionSpec) -> Result<Session> {
+        let id = uuid::Uuid::now_v7();
+        let now = timestamp(Utc::now());
+        let row: SessionRow = sqlx::query_as(&format!(
+            "INSERT INTO sessions (id, name, engine, model, system_prompt, permission_mode, status, \
+             sandbox_memory_mb, sandbox_cpus, sandbox_pids, budget_usd, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, 'idle', ?, ?, ?, ?, ?, ?) RETURNING {SESSION_COLUMNS}"
+        ))
+        .bind(id.to_string())
+        .bind(&spec.name)
+        .bind(spec.engine.as_str())
+        .bind(&spec.model)
+        .bind(&spec.system_prompt)
+        .bind(spec.permission_mode.as_str())
+        .bind(spec.limits.memory_mb)
+        .bind(spec.limits.cpus)
+        .bind(spec.limits.pids)
+        .bind(spec.budget_usd)
+        .bind(&now)
+        .bind(&now)
+        .fetch_one(&self.pool)
+        .await?;
+        row.try_into()
+    }
+
+    async fn get_session(&self, id: SessionId) -> Result<Option<Session>> {
+        let row: Option<SessionRow> = sqlx::query_as(&format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ?"
+        ))
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(Session::try_from).transpose()
+    }
+
+    async fn delete_session(&self, id: SessionId) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM sessions WHERE id = ?")
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn set_status(
+        &self,
+        id: SessionId,
+        status: SessionStatus,
+        message: Option<String>,
+    ) -> Result<Option<Event>> {
+        let kind = EventKind::Status { status, message };
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE sessions SET status = ? WHERE id = ?")
+            .bind(status.as_str())
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        let event = append_in(&mut tx, id, &kind).await?;
+        tx.commit().await?;
+        Ok(event)
+    }
+
+    async fn add_usage(
+        &self,
+        id: SessionId,
+        input_tokens: i64,
+        output_tokens: i64,
+        cost_usd: f64,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE sessions SET input_tokens = input_tokens + ?, output_tokens = output_tokens + ?, \
+             cost_usd = cost_usd + ?, turns = turns + 1, updated_at = ? WHERE id = ?",
+        )
+        .bind(input_tokens)
+        .bind(output_tokens)
+        .bind(cost_usd)
+        .bind(timestamp(Utc::now()))
+        .bind(id.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn engine_state(&self, id: SessionId) -> Result<Option<serde_json::Value>> {
+        let text: Option<Option<String>> =
+            sqlx::query_scalar("SELECT engine_state FROM sessions WHERE id = ?")
+                .bind(id.to_string())
+                .fetch_optional(&self.pool)
+                .await?;
+        text.flatten()
+            .map(|t| {
+                serde_json::from_str(&t)
+                    .map_err(|e| StoreError::Corrupt(format!("session {id}: engine_state: {e}")))
+            })
+            .transpose()
+    }
+
+    async fn set_engine_state(&self, id: SessionId, state: &serde_json::Value) -> Result<()> {
+        sqlx::query("UPDATE sessions SET engine_state = ? WHERE id = ?")
+            .bind(state.to_string())
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn insert_proxy_token(
+        &self,
+        sha256: &str,
+        session: SessionId,
+        expires_at: DateTime<Utc>,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO proxy_tokens (token_sha256, session_id, expires_at, created_at) VALUES (?, ?, ?, ?)",
+        )
+        .bind(sha256)
+        .bind(session.to_string())
+        .bind(timestamp(expires_at))
+        .bind(timestamp(Utc::now()))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn proxy_token_valid(&self, sha256: &str, session: SessionId) -> Result<bool> {
+        let found: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM proxy_tokens WHERE token_sha256 = ? AND session_id = ? \
+             AND revoked = 0 AND expires_at > ?",
+        )
+        .bind(sha256)
+        .bind(session.to_string())
+        .bind(timestamp(Utc::now()))
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(found.is_some())
+    }
+
+    async fn revoke_proxy_tokens(&self, session: SessionId, sha256: Option<&str>) -> Result<()> {
+        sqlx::query(
+            "UPDATE proxy_tokens SET revoked = 1 WHERE session_id = ? AND (? IS NULL OR token_sha256 = ?)",
+        )
+        .bind(session.to_string())
+        .bind(sha256)
+        .bind(sha256)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn meta_or_insert(&self, key: &str, default: String) -> Result<String> {
+        sqlx::query("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING")
+            .bind(key)
+            .bind(default)
+            .execute(&self.pool)
+            .await?;
+        Ok(sqlx::query_scalar("SELECT value FROM meta WHERE key = ?")
+            .bind(key)
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    async fn append_event(&self, id: SessionId, kind: &EventKind) -> Result<Option<Event>> {
+        let mut tx = self.pool.begin().await?;
+        let event = append_in(&mut tx, id, kind).await?;
+        tx.commit().await?;
+        Ok(event)
+    }
+
+    async fn events_after(&self, id: SessionId, after: i64, limit: i64) -> Result<Vec<Event>> {
+        let rows: Vec<EventRow> = sqlx::query_as(
+            "SELECT session_id, seq, at, payload FROM events WHERE session_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+        )
+        .bind(id.to_string())
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(Event::try_from).collect()
+    }
+}
+
+/// Appends inside the caller's transaction: the next `seq` is taken from
+/// `sessions.last_seq` and the event stored together, so numbers are gapless.
+async fn append_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    id: SessionId,
+    kind: &EventKind,
+) -> Result<Option<Event>> {
+    let at = Utc::now();
+    let seq: Option<i64> = sqlx::query_scalar(
+        "UPDATE sessions SET last_seq = last_seq + 1, updated_at = ? WHERE id = ? RETURNING last_seq",
+    )
+    .bind(timestamp(at))
+    .bind(id.to_string())
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some(seq) = seq else {
+        return Ok(None);
+    };
+    let payload = serde_json::to_string(kind).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    sqlx::query("INSERT INTO events (session_id, seq, at, kind, payload) VALUES (?, ?, ?, ?, ?)")
+        .bind(id.to_string())
+        .bind(seq)
+        .bind(timestamp(at))
+        .bind(kind.name())
+        .bind(payload)
+        .execute(&mut **tx)
+        .await?;
+    Ok(Some(Event {
+        session_id: id,
+        seq,
+        at,
+        kind: kind.clone(),
+    }))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,314 @@
+//! The harness the integration tests share: a temporary home for a Paddock
+//! (database, workspaces, Claude Code folders) and its config, the scripted
+//! model server, Paddock opened there, a real server on port 0, Docker
+//! sandboxes of their own, and the waits and summaries the tests read
+//! transcripts with. Every part is real; only the model is scripted.
+
+// Each test binary uses its own part of the harness.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use app::domain::{Event, EventKind, NewSession, Session, SessionId, SessionStatus};
+use clap::Parser;
+use leptos::config::LeptosOptions;
+use paddock_model::{Scenario, ScriptedModel};
+use server::config::DEFAULT_IMAGE;
+use server::http::AppState;
+use server::hub::Hub;
+use server::paddock::Paddock;
+use server::sandbox::{workspace_dir, DockerSandbox, ExecOutcome, ExecRequest, Limits, Sandbox};
+use server::Config;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// A temporary folder holding one Paddock's database, workspaces and
+/// Claude Code homes; the containers of its sessions are removed with it.
+pub struct Home {
+    dir: tempfile::TempDir,
+}
+
+impl Home {
+    pub fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The folder holding each session's workspace.
+    pub fn workspaces(&self) -> PathBuf {
+        self.path().join("workspaces")
+    }
+
+    /// A session's workspace folder on the host.
+    pub fn workspace(&self, session: SessionId) -> PathBuf {
+        workspace_dir(&self.workspaces(), session)
+    }
+
+    /// Paddock's config over this home with `sandbox` (`docker` or
+    /// `local`), plus `extra` flags.
+    pub fn config(&self, sandbox: &str, extra: &[String]) -> Config {
+        let mut args = vec![
+            "paddock".to_owned(),
+            format!("--sandbox={sandbox}"),
+            format!(
+                "--database-url=sqlite://{}/paddock.db",
+                self.path().display()
+            ),
+            format!("--workspace-root={}", self.workspaces().display()),
+            format!("--claude-code-root={}", self.path().join("cc").display()),
+        ];
+        args.extend_from_slice(extra);
+        Config::try_parse_from(args).unwrap()
+    }
+}
+
+impl Drop for Home {
+    fn drop(&mut self) {
+        // Best effort: a failed test must not leave containers behind.
+        for entry in std::fs::read_dir(self.workspaces())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let name = format!("paddock-{}", entry.file_name().to_string_lossy());
+            let _ = std::process::Command::new("docker")
+                .args(["rm", "-f", &name])
+                .output();
+        }
+    }
+}
+
+/// The scripted model server playing `scenario` (with `api_key` required,
+/// when given), and its URL.
+pub async fn scripted(
+    scenario: &serde_json::Value,
+    api_key: Option<&str>,
+) -> (ScriptedModel, String) {
+    let model = ScriptedModel::new(Scenario::from_json(&scenario.to_string()).unwrap())
+        .with_api_key(api_key.map(str::to_owned));
+    let url = format!("http://{}", model.spawn().await.unwrap());
+    (model, url)
+}
+
+/// The flags that point a Paddock at a model at `url` with `key`.
+pub fn model_flags(url: &str, key: &str) -> Vec<String> {
+    vec![
+        format!("--anthropic-base-url={url}"),
+        format!("--anthropic-api-key={key}"),
+    ]
+}
+
+/// Paddock opened on `home`.
+pub async fn open(home: &Home, sandbox: &str, extra: &[String]) -> Arc<Paddock> {
+    open_with_hub(home, sandbox, extra, Hub::new()).await
+}
+
+pub async fn open_with_hub(home: &Home, sandbox: &str, extra: &[String], hub: Hub) -> Arc<Paddock> {
+    Arc::new(
+        Paddock::open_with_hub(home.config(sandbox, extra), hub)
+            .await
+            .unwrap(),
+    )
+}
+
+/// The HTTP state over `paddock`, as the server builds it.
+pub fn state(paddock: Arc<Paddock>) -> AppState {
+    AppState {
+        leptos: LeptosOptions::builder().output_name("paddock").build(),
+        paddock,
+    }
+}
+
+/// A real server on a port of its own, stopped when dropped.
+pub struct Served {
+    pub url: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Served {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.url)
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+pub async fn serve(paddock: Arc<Paddock>) -> Served {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(server::serve(listener, state(paddock), async {
+        let _ = stopped.await;
+    }));
+    Served {
+        url,
+        stop: Some(stop),
+    }
+}
+
+/// A session made straight in the store.
+pub async fn session(paddock: &Paddock, new: NewSession) -> Session {
+    paddock
+        .store
+        .create_session(&new.validate().unwrap())
+        .await
+        .unwrap()
+}
+
+/// A session's whole transcript.
+pub async fn events(paddock: &Paddock, session: SessionId) -> Vec<Event> {
+    paddock
+        .store
+        .events_after(session, 0, 100_000)
+        .await
+        .unwrap()
+}
+
+/// The transcript once the session's run (and its queue) is over.
+pub async fn wait_idle(paddock: &Paddock, session: SessionId) -> Vec<Event> {
+    for _ in 0..1200 {
+        if !paddock.runner.is_running(session) {
+            return events(paddock, session).await;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "the session did not finish: {:#?}",
+        events(paddock, session).await
+    );
+}
+
+/// The session's permission requests (request id, tool), in order, once
+/// there are at least `count`.
+pub async fn wait_for_permissions(
+    paddock: &Paddock,
+    session: SessionId,
+    count: usize,
+) -> Vec<(String, String)> {
+    for _ in 0..1200 {
+        let found: Vec<(String, String)> = events(paddock, session)
+            .await
+            .into_iter()
+            .filter_map(|e| match e.kind {
+                EventKind::PermissionRequest {
+                    request_id, tool, ..
+                } => Some((request_id, tool)),
+                _ => None,
+            })
+            .collect();
+        if found.len() >= count {
+            return found;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "no permission request: {:#?}",
+        events(paddock, session).await
+    );
+}
+
+/// Each event's kind, in order.
+pub fn kinds(events: &[Event]) -> Vec<&'static str> {
+    events.iter().map(|e| e.kind.name()).collect()
+}
+
+/// The status (and its message) the transcript ends in.
+pub fn last_status(events: &[Event]) -> (SessionStatus, Option<String>) {
+    events
+        .iter()
+        .rev()
+        .find_map(|e| match &e.kind {
+            EventKind::Status { status, message } => Some((*status, message.clone())),
+            _ => None,
+        })
+        .unwrap()
+}
+
+/// The messages of the transcript's error events.
+pub fn errors(events: &[Event]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::Error { message } => Some(message.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A started Docker container for a fresh session, with its own instance
+/// label so that parallel tests never see each other's containers; removed
+/// when dropped.
+pub struct DockerBox {
+    dir: tempfile::TempDir,
+    /// The workspace root, as the sandbox sees it (canonical).
+    pub root: PathBuf,
+    pub sandbox: DockerSandbox,
+    pub session: SessionId,
+}
+
+impl DockerBox {
+    pub async fn start(limits: Limits) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(dir.path()).unwrap();
+        let sandbox = DockerSandbox::connect(
+            DEFAULT_IMAGE.into(),
+            uuid::Uuid::now_v7().to_string(),
+            root.clone(),
+        )
+        .await
+        .expect("a Docker daemon (scripts/setup starts one)");
+        let session = uuid::Uuid::now_v7();
+        sandbox.start(session, limits).await.unwrap();
+        Self {
+            dir,
+            root,
+            sandbox,
+            session,
+        }
+    }
+
+    /// The session's workspace folder on the host.
+    pub fn workspace(&self) -> PathBuf {
+        workspace_dir(&self.root, self.session)
+    }
+
+    /// Runs `command` in the container, within `timeout_secs`.
+    pub async fn run(&self, command: &str, timeout_secs: u64) -> ExecOutcome {
+        exec(&self.sandbox, self.session, command, timeout_secs).await
+    }
+}
+
+/// Runs `command` in a session's sandbox, within `timeout_secs`.
+pub async fn exec(
+    sandbox: &dyn Sandbox,
+    session: SessionId,
+    command: &str,
+    timeout_secs: u64,
+) -> ExecOutcome {
+    let mut request = ExecRequest::new(command);
+    request.timeout = Duration::from_secs(timeout_secs);
+    sandbox
+        .exec(session, &request, &CancellationToken::new(), &mut |_, _| {})
+        .await
+        .unwrap()
+}
+
+impl Drop for DockerBox {
+    fn drop(&mut self) {
+        let name = DockerSandbox::container_name(self.session);
+        let _ = std::process::Command::new("docker")
+            .args(["rm", "-f", &name])
+            .output();
+    }
+}

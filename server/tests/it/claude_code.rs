@@ -1,0 +1,561 @@
+//! The claude-code engine end to end: the real Claude Code CLI in a real
+//! `--network none` Docker sandbox, reaching the project's scripted model
+//! server only through Paddock's credential proxy; and the proxy itself over
+//! its real Unix socket.
+
+use crate::common::{self, errors, kinds, last_status, Home};
+use app::api::Backend;
+use app::domain::{Decision, Engine, Event, EventKind, NewSession, Session, SessionStatus};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use paddock_model::ScriptedModel;
+use serde_json::{json, Value};
+use server::paddock::Paddock;
+use server::proxy::SOCKET_NAME;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+struct Harness {
+    home: Home,
+    paddock: Arc<Paddock>,
+    model: ScriptedModel,
+    /// The real API key: it must never reach a sandbox.
+    canary: String,
+}
+
+async fn harness(scenario: Value, sandbox: &str, extra: &[&str]) -> Harness {
+    let canary = format!("sk-ant-canary-{}", hex::encode(rand::random::<[u8; 16]>()));
+    let (model, url) = common::scripted(&scenario, Some(&canary)).await;
+    let mut args = vec![
+        format!("--anthropic-base-url={url}"),
+        "--permission-timeout-secs=60".into(),
+    ];
+    if !extra.iter().any(|a| a.starts_with("--anthropic-api-key")) {
+        args.push(format!("--anthropic-api-key={canary}"));
+    }
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let home = Home::new();
+    let paddock = common::open(&home, sandbox, &args).await;
+    Harness {
+        home,
+        paddock,
+        model,
+        canary,
+    }
+}
+
+fn container(s: &Session) -> String {
+    format!("paddock-{}", s.id)
+}
+
+impl Harness {
+    async fn session(&self, mode: &str, budget: Option<f64>) -> Session {
+        let new = NewSession {
+            name: "cc".into(),
+            engine: Some(Engine::ClaudeCode),
+            permission_mode: Some(mode.parse().unwrap()),
+            budget_usd: budget,
+            ..Default::default()
+        };
+        common::session(&self.paddock, new).await
+    }
+
+    async fn events(&self, s: &Session) -> Vec<Event> {
+        common::events(&self.paddock, s.id).await
+    }
+
+    async fn run(&self, s: &Session, text: &str) -> Vec<Event> {
+        self.paddock.send_prompt(s.id, text.into()).await.unwrap();
+        self.wait_idle(s).await
+    }
+
+    async fn wait_idle(&self, s: &Session) -> Vec<Event> {
+        common::wait_idle(&self.paddock, s.id).await
+    }
+
+    /// The permission request after the first `after` ones.
+    async fn wait_for_permission(&self, s: &Session, after: usize) -> (String, String) {
+        common::wait_for_permissions(&self.paddock, s.id, after + 1).await[after].clone()
+    }
+
+    fn workspace(&self, s: &Session) -> std::path::PathBuf {
+        self.home.workspace(s.id)
+    }
+
+    /// Runs a command in the session's container as the sandbox user.
+    fn sh(&self, s: &Session, script: &str) -> String {
+        self.sh_with_input(s, script, "")
+    }
+
+    fn sh_with_input(&self, s: &Session, script: &str, input: &str) -> String {
+        use std::io::Write;
+        let mut child = std::process::Command::new("docker")
+            .args(["exec", "-i", &container(s), "bash", "-c", script])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+fn bash(command: &str) -> Value {
+    json!({"tool_use": {"name": "Bash", "input": {"command": command, "description": "run it"}}})
+}
+
+/// Every file under `dir` (on the host) that contains `needle`.
+fn files_containing(dir: &Path, needle: &[u8]) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let path = entry.path();
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            if kind.is_dir() {
+                stack.push(path);
+            } else if kind.is_file() {
+                let bytes = std::fs::read(&path).unwrap_or_default();
+                if bytes.windows(needle.len()).any(|w| w == needle) {
+                    found.push(path.display().to_string());
+                }
+            }
+        }
+    }
+    found
+}
+
+#[tokio::test]
+async fn bash_writes_a_file_a_follow_up_resumes_and_the_key_stays_out() {
+    let scenario = json!([
+        {"expect": {"contains": "create made.txt", "tools": "Bash"},
+         "reply": [{"text": "Creating it."}, bash("echo made-by-claude > made.txt")]},
+        {"expect": {"tool_result_contains": []}, "reply": "Created made.txt."},
+        {"expect": {"contains": ["create made.txt", "Created made.txt.", "now the follow-up"]},
+         "reply": "Resumed with the earlier exchange."}
+    ]);
+    let h = harness(scenario, "docker", &[]).await;
+    let s = h.session("auto", None).await;
+
+    let events = h.run(&s, "Please create made.txt").await;
+    assert_eq!(last_status(&events).0, SessionStatus::Idle, "{events:#?}");
+    assert_eq!(
+        std::fs::read_to_string(h.workspace(&s).join("made.txt")).unwrap(),
+        "made-by-claude\n"
+    );
+    let k = kinds(&events);
+    for kind in [
+        "user_message",
+        "assistant_text",
+        "tool_call",
+        "tool_result",
+        "usage",
+    ] {
+        assert!(k.contains(&kind), "{kind} missing: {k:?}");
+    }
+    assert!(events.iter().any(|e| matches!(&e.kind,
+        EventKind::ToolCall { name, input, .. } if name == "Bash" && input["command"] == "echo made-by-claude > made.txt")));
+    let state = h.paddock.store.engine_state(s.id).await.unwrap().unwrap();
+    assert!(state["claude_session_id"].is_string(), "{state}");
+
+    // The follow-up resumes the same Claude Code conversation: the scripted
+    // model checks the first exchange is in the request.
+    let events = h.run(&s, "now the follow-up").await;
+    assert_eq!(last_status(&events).0, SessionStatus::Idle, "{events:#?}");
+    assert!(events.iter().any(|e| matches!(&e.kind,
+        EventKind::AssistantText { text } if text == "Resumed with the earlier exchange.")));
+    assert_eq!(h.model.turns_left(), 0);
+
+    // Metered by the proxy, one model call at a time.
+    let after = h.paddock.store.get_session(s.id).await.unwrap().unwrap();
+    assert_eq!(after.turns, 3);
+    assert!(after.cost_usd > 0.0 && after.input_tokens > 0);
+
+    // The real key is nowhere: not in the container's config, environment
+    // or files (its own filesystem, the tmpfs, workspace, home), not in the
+    // host folders mounted into it, not in the transcript.
+    let canary = h.canary.as_bytes();
+    let inspect = std::process::Command::new("docker")
+        .args(["inspect", &container(&s)])
+        .output()
+        .unwrap();
+    assert!(!inspect.stdout.windows(canary.len()).any(|w| w == canary));
+    // (The canary is searched for from here, never put on a command line in
+    // the container, where /proc would show it.)
+    let found = h.sh(&s, "cat /proc/*/environ /proc/*/cmdline 2>/dev/null");
+    assert!(
+        !found.contains(&h.canary),
+        "the key is in a process of the container"
+    );
+    let found = h.sh_with_input(
+        &s,
+        "grep -rlsF --exclude-dir=proc --exclude-dir=sys -f /dev/stdin /",
+        &h.canary,
+    );
+    assert_eq!(
+        found.trim(),
+        "",
+        "the key is in files of the container: {found}"
+    );
+    let pattern = h.home.path().join("canary");
+    std::fs::write(&pattern, &h.canary).unwrap();
+    let export = std::process::Command::new("bash")
+        .args([
+            "-c",
+            &format!(
+                "docker export {} | grep -caF -f {}",
+                container(&s),
+                pattern.display()
+            ),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&export.stdout).trim(), "0");
+    std::fs::remove_file(&pattern).unwrap();
+    assert!(files_containing(&h.workspace(&s), canary).is_empty());
+    assert!(files_containing(&h.home.path().join("cc"), canary).is_empty());
+    let transcript = serde_json::to_string(&h.events(&s).await).unwrap();
+    assert!(!transcript.contains(&h.canary));
+}
+
+#[tokio::test]
+async fn permissions_deny_reaches_the_model_and_allow_runs_the_tool() {
+    let scenario = json!([
+        {"reply": [bash("echo allowed > allowed.txt")]},
+        {"reply": "Ran it."},
+        {"expect": {"contains": "second"}, "reply": [bash("echo nope > denied.txt")]},
+        {"expect": {"tool_result_contains": "not on a Friday"}, "reply": "Understood, not running it."}
+    ]);
+    let h = harness(scenario, "docker", &[]).await;
+    let s = h.session("ask", None).await;
+
+    h.paddock.send_prompt(s.id, "first".into()).await.unwrap();
+    let (request, tool) = h.wait_for_permission(&s, 0).await;
+    assert_eq!(tool, "Bash");
+    // While the CLI waits, its processes hold the session token and never
+    // the real key.
+    let env = h.sh(&s, "cat /proc/*/environ 2>/dev/null | tr '\\0' '\\n'");
+    assert!(!env.contains(&h.canary));
+    let token = env
+        .lines()
+        .find_map(|l| l.strip_prefix("ANTHROPIC_API_KEY="))
+        .expect("the CLI's environment");
+    assert_eq!(token.len(), 64);
+    h.paddock
+        .runner
+        .decide(s.id, &request, Decision::Allow, None)
+        .unwrap();
+    let events = h.wait_idle(&s).await;
+    assert_eq!(last_status(&events).0, SessionStatus::Idle, "{events:#?}");
+    assert!(h.workspace(&s).join("allowed.txt").exists());
+
+    h.paddock.send_prompt(s.id, "second".into()).await.unwrap();
+    let (request, _) = h.wait_for_permission(&s, 1).await;
+    h.paddock
+        .runner
+        .decide(
+            s.id,
+            &request,
+            Decision::Deny,
+            Some("not on a Friday".into()),
+        )
+        .unwrap();
+    let events = h.wait_idle(&s).await;
+    assert_eq!(last_status(&events).0, SessionStatus::Idle, "{events:#?}");
+    assert!(!h.workspace(&s).join("denied.txt").exists());
+    assert!(events.iter().any(|e| matches!(&e.kind,
+        EventKind::ToolResult { output, is_error: true, .. } if output.contains("not on a Friday"))));
+    assert_eq!(h.model.turns_left(), 0);
+}
+
+#[tokio::test]
+async fn stop_interrupts_the_cli_and_revokes_its_token() {
+    let scenario = json!([
+        {"reply": [bash("for i in $(seq 600); do sleep 0.1; done; echo finished > late.txt")]},
+        {"reply": "unexpected"}
+    ]);
+    let h = harness(scenario, "docker", &[]).await;
+    let s = h.session("auto", None).await;
+    h.paddock.send_prompt(s.id, "loop".into()).await.unwrap();
+    for _ in 0..600 {
+        if kinds(&h.events(&s).await).contains(&"tool_call") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let started = std::time::Instant::now();
+    h.paddock.stop(s.id).await.unwrap();
+    let events = h.wait_idle(&s).await;
+    assert!(started.elapsed() < Duration::from_secs(15));
+    assert_eq!(
+        last_status(&events),
+        (SessionStatus::Idle, Some("Stopped.".into())),
+        "{events:#?}"
+    );
+    assert_eq!(h.sh(&s, "pgrep -fc /opt/paddock/claude").trim(), "0");
+    assert!(!h.workspace(&s).join("late.txt").exists());
+    // The run is over: its socket no longer answers.
+    assert!(send(&h.paddock, &s, "POST", "/v1/messages", None, "{}")
+        .await
+        .is_err());
+}
+
+#[tokio::test]
+async fn a_rejected_upstream_key_is_a_clear_session_error() {
+    let scenario = json!([{"reply": "never"}]);
+    let h = harness(scenario, "docker", &["--anthropic-api-key=sk-wrong"]).await;
+    let s = h.session("auto", None).await;
+    let events = h.run(&s, "hello").await;
+    assert_eq!(last_status(&events).0, SessionStatus::Error, "{events:#?}");
+    let errors = errors(&events);
+    assert!(
+        errors
+            .iter()
+            .any(|m| m.starts_with("Claude Code stopped") && m.contains("401")),
+        "{errors:?}"
+    );
+}
+
+/// One HTTP/1.1 request over the session's proxy socket.
+async fn send(
+    paddock: &Paddock,
+    s: &Session,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &str,
+) -> Result<(u16, Value), String> {
+    let socket = paddock.proxy.socket_dir(s.id).join(SOCKET_NAME);
+    let stream = tokio::net::UnixStream::connect(&socket)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    let mut request = hyper::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "localhost")
+        .header("content-type", "application/json")
+        .header("anthropic-version", "2023-06-01");
+    if let Some(token) = token {
+        request = request.header("x-api-key", token);
+    }
+    let response = sender
+        .send_request(
+            request
+                .body(Full::new(Bytes::from(body.to_owned())))
+                .unwrap(),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = response.status().as_u16();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let value = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+    Ok((status, value))
+}
+
+fn message_body(stream: bool) -> String {
+    json!({
+        "model": "claude-sonnet-4-5",
+        "max_tokens": 64,
+        "stream": stream,
+        "messages": [{"role": "user", "content": "hi"}],
+    })
+    .to_string()
+}
+
+#[tokio::test]
+async fn the_proxy_refuses_wrong_expired_and_revoked_tokens_and_other_paths() {
+    let scenario = json!([
+        {"reply": "streamed", "usage": {"input_tokens": 1000, "output_tokens": 500}},
+        {"reply": "plain", "usage": {"input_tokens": 1000, "output_tokens": 500}},
+        {"reply": "over budget"}
+    ]);
+    // Local sandboxes: the proxy needs no container.
+    let h = harness(scenario, "local", &[]).await;
+    let a = h.session("auto", Some(0.02)).await;
+    let b = h.session("auto", None).await;
+    let lease = h.paddock.proxy.open(a.id).await.unwrap();
+    let other = h.paddock.proxy.open(b.id).await.unwrap();
+    let body = message_body(true);
+
+    // No token, a wrong one, and another session's are all refused.
+    for token in [
+        None,
+        Some("0".repeat(64).as_str()),
+        Some(other.token.as_str()),
+    ] {
+        let (status, answer) = send(&h.paddock, &a, "POST", "/v1/messages", token, &body)
+            .await
+            .unwrap();
+        assert_eq!(status, 401, "{answer}");
+        assert_eq!(answer["error"]["type"], "authentication_error");
+    }
+    // Only the two Messages paths pass, whatever the token.
+    for (method, path) in [
+        ("GET", "/v1/models"),
+        ("POST", "/v1/complete"),
+        ("POST", "/v1/messages/batches"),
+        ("POST", "/_scripted"),
+    ] {
+        let (status, answer) = send(&h.paddock, &a, method, path, Some(&lease.token), "{}")
+            .await
+            .unwrap();
+        assert!(
+            status == 404 || status == 405,
+            "{method} {path}: {status} {answer}"
+        );
+    }
+    assert_eq!(
+        h.model.requests().len(),
+        0,
+        "nothing refused reached upstream"
+    );
+
+    // The right token passes, streamed and not; usage is metered.
+    let (status, answer) = send(
+        &h.paddock,
+        &a,
+        "POST",
+        "/v1/messages",
+        Some(&lease.token),
+        &body,
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer.as_str().unwrap().contains("event: message_stop"));
+    let (status, answer) = send(
+        &h.paddock,
+        &a,
+        "POST",
+        "/v1/messages/count_tokens",
+        Some(&lease.token),
+        &json!({"model": "claude-sonnet-4-5", "messages": [{"role": "user", "content": "hi"}]})
+            .to_string(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer["input_tokens"].is_u64());
+    let (status, answer) = send(
+        &h.paddock,
+        &a,
+        "POST",
+        "/v1/messages?beta=true",
+        Some(&lease.token),
+        &message_body(false),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["content"][0]["text"], "plain");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let metered = h.paddock.store.get_session(a.id).await.unwrap().unwrap();
+    assert_eq!(
+        (metered.turns, metered.input_tokens, metered.output_tokens),
+        (2, 2000, 1000)
+    );
+    assert!((metered.cost_usd - 2.0 * (0.003 + 0.0075)).abs() < 1e-9);
+    assert_eq!(
+        kinds(&h.events(&a).await)
+            .iter()
+            .filter(|k| **k == "usage")
+            .count(),
+        2
+    );
+
+    // Over budget: an Anthropic-shaped refusal, and nothing sent upstream.
+    let (status, answer) = send(
+        &h.paddock,
+        &a,
+        "POST",
+        "/v1/messages",
+        Some(&lease.token),
+        &body,
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 402, "{answer}");
+    assert_eq!(answer["type"], "error");
+    assert_eq!(answer["error"]["type"], "billing_error");
+    assert!(answer["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("budget"));
+    assert_eq!(h.model.turns_left(), 1);
+
+    // Revoked when its run ends: refused, even while the next run's socket
+    // is open.
+    let token = lease.token.clone();
+    h.paddock.proxy.close(a.id, lease).await;
+    let next = h.paddock.proxy.open(a.id).await.unwrap();
+    let (status, _) = send(
+        &h.paddock,
+        &a,
+        "POST",
+        "/v1/messages/count_tokens",
+        Some(&token),
+        "{}",
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 401);
+    h.paddock.proxy.close(a.id, next).await;
+}
+
+#[tokio::test]
+async fn the_proxy_refuses_an_expired_token() {
+    let h = harness(
+        json!([{"reply": "x"}]),
+        "local",
+        &["--claude-code-run-secs=1"],
+    )
+    .await;
+    let s = h.session("auto", None).await;
+    let lease = h.paddock.proxy.open(s.id).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (status, answer) = send(
+        &h.paddock,
+        &s,
+        "POST",
+        "/v1/messages",
+        Some(&lease.token),
+        &message_body(true),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 401, "{answer}");
+    assert_eq!(h.model.requests().len(), 0);
+}
+
+#[tokio::test]
+async fn local_sandboxes_refuse_the_claude_code_engine_plainly() {
+    let h = harness(json!([{"reply": "x"}]), "local", &[]).await;
+    let spec = NewSession {
+        name: "cc".into(),
+        engine: Some(Engine::ClaudeCode),
+        ..Default::default()
+    }
+    .validate()
+    .unwrap();
+    match h.paddock.create_session(spec).await {
+        Err(app::domain::AppError::Invalid(m)) => assert!(m.contains("Docker"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(h.paddock.store.list_sessions().await.unwrap().is_empty());
+}

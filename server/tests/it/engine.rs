@@ -1,0 +1,500 @@
+//! The native agent loop end to end: real Docker sandboxes, a real SQLite
+//! file, and the project's scripted model server speaking the Messages API.
+
+use crate::common::{self, kinds, Home};
+use app::api::Backend;
+use app::domain::{Decision, Event, EventKind, Session, SessionStatus};
+use paddock_model::ScriptedModel;
+use serde_json::json;
+use server::paddock::Paddock;
+use std::sync::Arc;
+use std::time::Duration;
+
+struct Harness {
+    home: Home,
+    paddock: Arc<Paddock>,
+    model: ScriptedModel,
+}
+
+async fn harness(scenario: serde_json::Value, extra: &[&str]) -> Harness {
+    let (model, url) = common::scripted(&scenario, Some("sk-real-key")).await;
+    let mut args = vec![format!("--anthropic-base-url={url}")];
+    if !extra.iter().any(|a| a.starts_with("--anthropic-api-key")) {
+        args.push("--anthropic-api-key=sk-real-key".into());
+    }
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let home = Home::new();
+    let paddock = common::open(&home, "docker", &args).await;
+    Harness {
+        home,
+        paddock,
+        model,
+    }
+}
+
+impl Harness {
+    async fn session(&self, mode: &str) -> Session {
+        let new = app::domain::NewSession {
+            name: "test".into(),
+            permission_mode: Some(mode.parse().unwrap()),
+            ..Default::default()
+        };
+        common::session(&self.paddock, new).await
+    }
+
+    async fn prompt(&self, s: &Session, text: &str) {
+        self.paddock.send_prompt(s.id, text.into()).await.unwrap();
+    }
+
+    async fn wait_idle(&self, s: &Session) -> Vec<Event> {
+        common::wait_idle(&self.paddock, s.id).await
+    }
+
+    /// The newest permission request's id.
+    async fn wait_for_permission(&self, s: &Session) -> String {
+        let requests = common::wait_for_permissions(&self.paddock, s.id, 1).await;
+        requests.last().map(|(id, _)| id.clone()).unwrap()
+    }
+}
+
+fn status_of(events: &[Event]) -> SessionStatus {
+    common::last_status(events).0
+}
+
+#[tokio::test]
+async fn a_tool_call_writes_a_file_on_the_host_and_the_loop_finishes() {
+    let scenario: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../paddock-model/scenarios/write-file.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let h = harness(scenario, &[]).await;
+    let s = h.session("auto").await;
+    h.prompt(&s, "Please create hello.txt").await;
+    let events = h.wait_idle(&s).await;
+    assert_eq!(
+        kinds(&events),
+        [
+            "user_message",
+            "status",
+            "thinking",
+            "assistant_text",
+            "tool_call",
+            "usage",
+            "tool_result",
+            "assistant_text",
+            "usage",
+            "status"
+        ]
+    );
+    assert_eq!(
+        events.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        (1..=10).collect::<Vec<_>>()
+    );
+    let file = h.home.workspace(s.id).join("hello.txt");
+    assert_eq!(
+        std::fs::read_to_string(file).unwrap(),
+        "Hello from Paddock!\n"
+    );
+    let session = h.paddock.store.get_session(s.id).await.unwrap().unwrap();
+    assert_eq!(session.status, SessionStatus::Idle);
+    assert_eq!(session.turns, 2);
+    assert!(session.cost_usd > 0.0 && session.input_tokens > 0);
+    // The second request carried the tool result for the first's tool_use.
+    let second = &h.model.requests()[1];
+    assert_eq!(second["messages"][2]["content"][0]["type"], "tool_result");
+}
+
+#[tokio::test]
+async fn a_failing_tool_is_reported_to_the_model_which_recovers() {
+    let h = harness(
+        json!([
+            {"reply": [{"tool_use": {"name": "read_file", "input": {"path": "missing.txt"}}}]},
+            {"expect": {"tool_result_contains": "does not exist"}, "reply": "That file does not exist; nothing to read."}
+        ]),
+        &[],
+    )
+    .await;
+    let s = h.session("ask").await;
+    h.prompt(&s, "read missing.txt").await;
+    let events = h.wait_idle(&s).await;
+    assert!(events
+        .iter()
+        .any(|e| matches!(&e.kind, EventKind::ToolResult { is_error: true, .. })));
+    assert_eq!(status_of(&events), SessionStatus::Idle);
+    assert_eq!(h.model.turns_left(), 0);
+}
+
+#[tokio::test]
+async fn a_follow_up_carries_the_first_exchange_and_queued_prompts_run_in_order() {
+    let h = harness(
+        json!([
+            {"reply": "The capital of France is Paris.", "delay_ms": 100},
+            {"expect": {"contains": ["capital of France", "Paris", "And of Italy?"]}, "reply": "Rome."},
+            {"expect": {"contains": ["And of Spain?"]}, "reply": "Madrid."}
+        ]),
+        &[],
+    )
+    .await;
+    let s = h.session("ask").await;
+    h.prompt(&s, "What is the capital of France?").await;
+    h.wait_idle(&s).await;
+    h.prompt(&s, "And of Italy?").await;
+    h.prompt(&s, "And of Spain?").await; // queued behind the one before
+    let events = h.wait_idle(&s).await;
+    let texts: Vec<_> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::AssistantText { text } => Some(text.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        texts,
+        ["The capital of France is Paris.", "Rome.", "Madrid."]
+    );
+    assert_eq!(h.model.turns_left(), 0);
+}
+
+#[tokio::test]
+async fn stop_cancels_a_stream_and_a_long_tool() {
+    let h = harness(
+        json!([
+            {"reply": "This answer streams very slowly so it can be stopped midway.", "delay_ms": 300, "chunk": 4},
+            {"reply": [{"tool_use": {"name": "bash", "input": {"command": "sleep 300"}}}]},
+            {"reply": "after the stop"}
+        ]),
+        &[],
+    )
+    .await;
+    let s = h.session("auto").await;
+    h.prompt(&s, "talk").await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    h.paddock.stop(s.id).await.unwrap();
+    let events = h.wait_idle(&s).await;
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e.kind, EventKind::AssistantText { .. })),
+        "the half answer is not stored"
+    );
+    assert!(
+        matches!(&events.last().unwrap().kind, EventKind::Status { status: SessionStatus::Idle, message: Some(m) } if m == "Stopped.")
+    );
+
+    h.prompt(&s, "run something long").await;
+    for _ in 0..100 {
+        let e = h.paddock.store.events_after(s.id, 0, 1000).await.unwrap();
+        if e.iter()
+            .any(|e| matches!(e.kind, EventKind::ToolCall { .. }))
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    h.paddock.stop(s.id).await.unwrap();
+    let events = h.wait_idle(&s).await;
+    assert_eq!(status_of(&events), SessionStatus::Idle);
+    let ps = std::process::Command::new("docker")
+        .args([
+            "exec",
+            &format!("paddock-{}", s.id),
+            "pgrep",
+            "-f",
+            "sleep 300",
+        ])
+        .output()
+        .unwrap();
+    assert!(ps.stdout.is_empty(), "the tool's process is gone");
+    // The next prompt continues; the cut-off tool call was answered.
+    h.prompt(&s, "continue").await;
+    let events = h.wait_idle(&s).await;
+    assert_eq!(status_of(&events), SessionStatus::Idle);
+    let last = h.model.requests().last().cloned().unwrap();
+    assert!(last.to_string().contains("interrupted"), "{last}");
+}
+
+#[tokio::test]
+async fn overloaded_mid_stream_is_retried_and_a_bad_key_is_a_clear_error() {
+    let h = harness(
+        json!([
+            {"reply": "partial", "stream_error": {"after": 3}},
+            {"reply": "recovered"}
+        ]),
+        &[],
+    )
+    .await;
+    let s = h.session("ask").await;
+    h.prompt(&s, "hi").await;
+    let events = h.wait_idle(&s).await;
+    assert!(events
+        .iter()
+        .any(|e| matches!(&e.kind, EventKind::AssistantText { text } if text == "recovered")));
+
+    let bad = harness(
+        json!([{"reply": "never"}]),
+        &["--anthropic-api-key=sk-wrong"],
+    )
+    .await;
+    let s = bad.session("ask").await;
+    bad.prompt(&s, "hi").await;
+    let events = bad.wait_idle(&s).await;
+    assert_eq!(status_of(&events), SessionStatus::Error);
+    assert!(
+        events.iter().any(
+            |e| matches!(&e.kind, EventKind::Error { message } if message.contains("API key"))
+        ),
+        "{events:?}"
+    );
+}
+
+#[tokio::test]
+async fn max_turns_stops_a_looping_model() {
+    let turn = json!({"reply": [{"tool_use": {"name": "list_files", "input": {}}}]});
+    let h = harness(
+        json!([turn.clone(), turn.clone(), turn]),
+        &["--max-turns=2"],
+    )
+    .await;
+    let s = h.session("auto").await;
+    h.prompt(&s, "loop").await;
+    let events = h.wait_idle(&s).await;
+    assert_eq!(status_of(&events), SessionStatus::Error);
+    assert!(events.iter().any(|e| matches!(&e.kind, EventKind::Error { message } if message.contains("limit of 2 model turns"))));
+    assert_eq!(h.model.turns_left(), 1);
+}
+
+#[tokio::test]
+async fn a_spent_budget_stops_further_model_calls() {
+    let turn = json!({"reply": [{"tool_use": {"name": "list_files", "input": {}}}]});
+    let h = harness(json!([turn.clone(), turn]), &[]).await;
+    let spec = app::domain::NewSession {
+        name: "thrifty".into(),
+        permission_mode: Some("auto".parse().unwrap()),
+        budget_usd: Some(1e-9),
+        ..Default::default()
+    }
+    .validate()
+    .unwrap();
+    let s = h.paddock.store.create_session(&spec).await.unwrap();
+    assert_eq!(s.budget_usd, Some(1e-9));
+    h.prompt(&s, "spend").await;
+    let events = h.wait_idle(&s).await;
+    assert_eq!(status_of(&events), SessionStatus::Error);
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(&e.kind, EventKind::Error { message } if message.contains("budget"))),
+        "{events:?}"
+    );
+    assert_eq!(h.model.turns_left(), 1, "the second call was never made");
+}
+
+#[tokio::test]
+async fn permission_allow_deny_and_timeout() {
+    let write = |n: u32| json!({"reply": [{"tool_use": {"name": "bash", "input": {"command": format!("echo {n} > n{n}.txt")}}}]});
+    let h = harness(
+        json!([
+            write(1), {"reply": "ok 1"},
+            write(2), {"expect": {"tool_result_contains": "not today"}, "reply": "ok 2"},
+            write(3), {"expect": {"tool_result_contains": "denied"}, "reply": "ok 3"}
+        ]),
+        &["--permission-timeout-secs=1"],
+    )
+    .await;
+    let s = h.session("ask").await;
+    let ws = h.home.workspace(s.id);
+
+    h.prompt(&s, "one").await;
+    let request = h.wait_for_permission(&s).await;
+    let awaiting = h.paddock.store.get_session(s.id).await.unwrap().unwrap();
+    assert_eq!(awaiting.status, SessionStatus::AwaitingPermission);
+    h.paddock
+        .runner
+        .decide(s.id, &request, Decision::Allow, None)
+        .unwrap();
+    assert!(
+        h.paddock
+            .runner
+            .decide(s.id, &request, Decision::Deny, None)
+            .is_err(),
+        "decided once"
+    );
+    h.wait_idle(&s).await;
+    assert!(ws.join("n1.txt").exists());
+
+    h.prompt(&s, "two").await;
+    let mut request2 = h.wait_for_permission(&s).await;
+    while request2 == request {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        request2 = h.wait_for_permission(&s).await;
+    }
+    h.paddock
+        .runner
+        .decide(s.id, &request2, Decision::Deny, Some("not today".into()))
+        .unwrap();
+    h.wait_idle(&s).await;
+    assert!(!ws.join("n2.txt").exists());
+
+    h.prompt(&s, "three").await; // nobody answers: denied after the timeout
+    let events = h.wait_idle(&s).await;
+    assert!(!ws.join("n3.txt").exists());
+    assert!(events.iter().any(|e| matches!(
+        &e.kind,
+        EventKind::PermissionDecision {
+            decision: Decision::Expired,
+            ..
+        }
+    )));
+    assert_eq!(status_of(&events), SessionStatus::Idle);
+    assert_eq!(h.model.turns_left(), 0);
+}
+
+#[tokio::test]
+async fn the_rest_api_runs_prompts_and_refuses_bad_ones() {
+    use eventsource_stream::Eventsource;
+    use futures_util::StreamExt;
+
+    let h = harness(
+        json!([
+            {"reply": [{"tool_use": {"name": "bash", "input": {"command": "echo hi > api.txt"}}}]},
+            {"reply": "done"}
+        ]),
+        &[],
+    )
+    .await;
+    let served = common::serve(h.paddock.clone()).await;
+    let base = served.url.clone();
+    let http = reqwest::Client::new();
+
+    let s: Session = http
+        .post(format!("{base}/api/sessions"))
+        .json(&json!({"name": "via REST", "permission_mode": "ask"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let res = http
+        .post(format!("{base}/api/sessions"))
+        .json(&json!({"name": "cc", "engine": "claude-code"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201, "the engine is chosen per session");
+    let cc: Session = res.json().await.unwrap();
+    assert_eq!(cc.engine, app::domain::Engine::ClaudeCode);
+    let prompt_url = format!("{base}/api/sessions/{}/prompt", s.id);
+    for (body, status) in [
+        (json!({"text": "  "}), 400),
+        (json!({"text": "x".repeat(1024 * 1024 + 1)}), 400),
+        (json!({"txt": "typo"}), 400),
+    ] {
+        let res = http.post(&prompt_url).json(&body).send().await.unwrap();
+        assert_eq!(res.status(), status);
+        let err: serde_json::Value = res.json().await.unwrap();
+        assert!(err["error"]["message"].is_string());
+    }
+    let res = http
+        .post(&prompt_url)
+        .header("content-type", "application/json")
+        .body("{oops")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    let res = http
+        .post(format!(
+            "{base}/api/sessions/{}/prompt",
+            uuid::Uuid::now_v7()
+        ))
+        .json(&json!({"text": "hi"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+    assert!(
+        h.paddock
+            .store
+            .events_after(s.id, 0, 100)
+            .await
+            .unwrap()
+            .is_empty(),
+        "nothing stored"
+    );
+
+    let res = http
+        .post(&prompt_url)
+        .json(&json!({"text": "write api.txt"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 202);
+
+    // Watch the stream until the permission request, allow it, then wait for idle.
+    let mut events = http
+        .get(format!("{base}/api/sessions/{}/events", s.id))
+        .send()
+        .await
+        .unwrap()
+        .bytes_stream()
+        .eventsource();
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while let Some(frame) = tokio::time::timeout_at(deadline, events.next())
+        .await
+        .expect("the run ends within a minute")
+    {
+        let frame = frame.unwrap();
+        if frame.event != "event" {
+            continue;
+        }
+        let event: Event = serde_json::from_str(&frame.data).unwrap();
+        assert_eq!(frame.id, event.seq.to_string());
+        seen.push(event.seq);
+        match event.kind {
+            EventKind::PermissionRequest { request_id, .. } => {
+                let url = format!("{base}/api/sessions/{}/permissions/{request_id}", s.id);
+                let bad = http
+                    .post(&url)
+                    .json(&json!({"decision": "maybe"}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(bad.status(), 400);
+                let ok = http
+                    .post(&url)
+                    .json(&json!({"decision": "allow"}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(ok.status(), 204);
+                let again = http
+                    .post(&url)
+                    .json(&json!({"decision": "deny"}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(again.status(), 404, "decided once");
+            }
+            EventKind::Status {
+                status: SessionStatus::Idle,
+                ..
+            } => break,
+            _ => {}
+        }
+    }
+    assert_eq!(seen, (1..=seen.len() as i64).collect::<Vec<_>>(), "gapless");
+    assert!(h.home.workspace(s.id).join("api.txt").exists());
+    let stop = http
+        .post(format!("{base}/api/sessions/{}/stop", s.id))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stop.status(), 202);
+}

@@ -1,0 +1,467 @@
+//! The HTTP surface against a real SQLite file: router tests without a
+//! socket, and a real server on port 0.
+
+use crate::common::Home;
+use axum::body::Body;
+use axum::http::{header, Request, StatusCode};
+use http_body_util::BodyExt;
+use leptos::config::LeptosOptions;
+use server::http::{router, AppState};
+use tower::ServiceExt;
+
+struct Harness {
+    _home: Home,
+    state: AppState,
+}
+
+async fn harness() -> Harness {
+    harness_with(&[]).await
+}
+
+async fn harness_with(extra: &[&str]) -> Harness {
+    let home = Home::new();
+    // Local sandboxes: these tests are about HTTP, and must not leave
+    // containers behind for the sessions they create.
+    let extra: Vec<String> = extra.iter().map(|a| a.to_string()).collect();
+    let config = home.config("local", &extra);
+    let options = LeptosOptions::builder().output_name("paddock").build();
+    let state = AppState::with_options(&config, options).await.unwrap();
+    Harness { _home: home, state }
+}
+
+async fn send(h: &Harness, req: Request<Body>) -> (StatusCode, String) {
+    let res = router(h.state.clone()).oneshot(req).await.unwrap();
+    let status = res.status();
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+fn get(uri: &str) -> Request<Body> {
+    Request::get(uri).body(Body::empty()).unwrap()
+}
+
+fn form_post(uri: &str, body: impl Into<String>) -> Request<Body> {
+    Request::post(uri)
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header(header::ACCEPT, "application/json")
+        .body(Body::from(body.into()))
+        .unwrap()
+}
+
+async fn session_count(h: &Harness) -> usize {
+    h.state.paddock.store.list_sessions().await.unwrap().len()
+}
+
+#[tokio::test]
+async fn probes_answer() {
+    let h = harness().await;
+    assert_eq!(
+        send(&h, get("/healthz")).await,
+        (StatusCode::OK, "ok".into())
+    );
+    let (status, body) = send(&h, get("/readyz")).await;
+    assert_eq!(status, StatusCode::OK);
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(json["database"], "ok");
+}
+
+#[tokio::test]
+async fn home_page_renders_empty_state_then_created_session() {
+    let h = harness().await;
+    let (status, html) = send(&h, get("/")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("No sessions yet"), "{html}");
+    assert!(html.contains("/pkg/paddock.js"), "hydration script missing");
+
+    let (status, body) = send(
+        &h,
+        form_post(
+            "/api/create_session",
+            "name=Fix+%3Cb%3Eit%3C%2Fb%3E&model=claude-haiku-4-5",
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let session: app::domain::Session = serde_json::from_str(&body).unwrap();
+    assert_eq!(session.name, "Fix <b>it</b>");
+    assert_eq!(session.model, "claude-haiku-4-5");
+
+    let (_, html) = send(&h, get("/")).await;
+    assert!(
+        html.contains("Fix &lt;b&gt;it&lt;/b&gt;"),
+        "name must be escaped: {html}"
+    );
+    assert!(!html.contains("<b>it</b>"));
+
+    let (status, html) = send(&h, get(&format!("/sessions/{}", session.id))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("claude-haiku-4-5"));
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_and_writes_nothing() {
+    let h = harness().await;
+    let long = "x".repeat(10_000);
+    for body in [
+        // An empty name is fine (it becomes "Untitled session"); these are not.
+        "name=ok&permission_mode=sometimes".to_string(),
+        "name=ok&engine=emacs".to_string(),
+        "name=ok&budget_usd=-1".to_string(),
+        "name=ok&budget_usd=lots".to_string(),
+        format!("name={long}"),
+        "name=ok&model=%3Cscript%3E".to_string(),
+        "%%%garbage".to_string(),
+        "model=no-name".to_string(),
+    ] {
+        let (status, msg) = send(&h, form_post("/api/create_session", body.clone())).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {msg}");
+        assert!(!msg.is_empty());
+    }
+    let (status, _) = send(
+        &h,
+        form_post(
+            "/api/create_session",
+            format!("name={}", "y".repeat(3 * 1024 * 1024)),
+        ),
+    )
+    .await;
+    assert!(status.is_client_error(), "{status}");
+    assert_eq!(session_count(&h).await, 0);
+}
+
+#[tokio::test]
+async fn unknown_ids_and_paths_are_404() {
+    let h = harness().await;
+    for uri in [
+        "/sessions/not-a-uuid",
+        "/sessions/0190f5a0-0000-7000-8000-000000000000",
+        "/no/such/page",
+    ] {
+        let (status, html) = send(&h, get(uri)).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{uri}");
+        assert!(html.contains("not found"), "{uri}: {html}");
+    }
+    let (status, body) = send(
+        &h,
+        form_post("/api/get_session", "id=..%2F..%2Fetc%2Fpasswd"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(body.contains("NotFound"), "{body}");
+}
+
+#[tokio::test]
+async fn serves_on_port_zero_and_shuts_down_gracefully() {
+    let h = harness().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(server::serve(listener, h.state.clone(), async {
+        let _ = stopped.await;
+    }));
+
+    let client = reqwest::Client::new();
+    let res = client
+        .get(format!("http://{addr}/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let res = client
+        .post(format!("http://{addr}/api/create_session"))
+        .form(&[("name", "over the wire")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let res = client.get(format!("http://{addr}/")).send().await.unwrap();
+    assert!(res.text().await.unwrap().contains("over the wire"));
+
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+    assert!(client
+        .get(format!("http://{addr}/healthz"))
+        .send()
+        .await
+        .is_err());
+}
+
+#[tokio::test]
+async fn prompt_stop_and_decide_server_functions_refuse_bad_input() {
+    let h = harness().await;
+    let (_, body) = send(&h, form_post("/api/create_session", "name=talk")).await;
+    let session: app::domain::Session = serde_json::from_str(&body).unwrap();
+    let id = session.id;
+    let (status, _) = send(
+        &h,
+        form_post("/api/send_prompt", format!("id={id}&text=+++")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = send(&h, form_post("/api/send_prompt", "id=nope&text=hi")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = send(&h, form_post("/api/stop_session", format!("id={id}"))).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = send(
+        &h,
+        form_post(
+            "/api/decide_permission",
+            format!("id={id}&request_id=perm_x&decision=allow"),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = send(
+        &h,
+        form_post(
+            "/api/decide_permission",
+            format!("id={id}&request_id=perm_x&decision=maybe"),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let events = h
+        .state
+        .paddock
+        .store
+        .events_after(id, 0, 100)
+        .await
+        .unwrap();
+    assert!(events.is_empty(), "nothing stored: {events:?}");
+}
+
+/// A request as a browser sends it: with its `Host`, and the other headers
+/// given (`Origin`, `Sec-Fetch-Site`, `Referer`, a content type).
+fn browser(method: &str, uri: &str, headers: &[(&str, &str)], body: &str) -> Request<Body> {
+    let mut req = Request::builder().method(method).uri(uri);
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    req.body(Body::from(body.to_owned())).unwrap()
+}
+
+/// Every kind of door: pages, static files, server functions, REST and both
+/// event streams, as (method, path, content type, body).
+fn doors(id: &str) -> Vec<(&'static str, String, &'static str, String)> {
+    let form = "application/x-www-form-urlencoded";
+    let json = "application/json";
+    vec![
+        ("GET", "/".into(), "", "".into()),
+        ("GET", format!("/sessions/{id}"), "", "".into()),
+        ("GET", "/pkg/paddock.css".into(), "", "".into()),
+        ("POST", "/api/list_sessions".into(), form, "".into()),
+        (
+            "POST",
+            "/api/create_session".into(),
+            form,
+            "name=evil&permission_mode=auto".into(),
+        ),
+        (
+            "POST",
+            "/api/send_prompt".into(),
+            form,
+            format!("id={id}&text=rm+-rf+%2F"),
+        ),
+        ("POST", "/api/stop_session".into(), form, format!("id={id}")),
+        (
+            "POST",
+            "/api/delete_session".into(),
+            form,
+            format!("id={id}"),
+        ),
+        ("GET", "/api/sessions".into(), "", "".into()),
+        (
+            "POST",
+            "/api/sessions".into(),
+            json,
+            r#"{"name":"evil"}"#.into(),
+        ),
+        ("GET", format!("/api/sessions/{id}"), "", "".into()),
+        (
+            "POST",
+            format!("/api/sessions/{id}/prompt"),
+            json,
+            r#"{"text":"rm -rf /"}"#.into(),
+        ),
+        ("POST", format!("/api/sessions/{id}/stop"), "", "".into()),
+        ("DELETE", format!("/api/sessions/{id}"), "", "".into()),
+        ("GET", format!("/api/sessions/{id}/events"), "", "".into()),
+        ("GET", "/api/updates".into(), "", "".into()),
+    ]
+}
+
+/// Nothing was created, prompted or deleted: only `id` exists, with no event.
+async fn untouched(h: &Harness, id: app::domain::SessionId) {
+    let sessions = h.state.paddock.store.list_sessions().await.unwrap();
+    assert_eq!(sessions.iter().map(|s| s.id).collect::<Vec<_>>(), [id]);
+    let events = h.state.paddock.store.events_after(id, 0, 10).await.unwrap();
+    assert!(events.is_empty(), "{events:?}");
+}
+
+#[tokio::test]
+async fn foreign_hosts_are_refused_at_every_door_but_the_probes() {
+    let h = harness().await;
+    let (_, body) = send(&h, form_post("/api/create_session", "name=mine")).await;
+    let session: app::domain::Session = serde_json::from_str(&body).unwrap();
+    for host in [
+        "rebind.evil.example",
+        "rebind.evil.example:3000",
+        "127.0.0.1.evil.example",
+    ] {
+        for (method, uri, content_type, body) in doors(&session.id.to_string()) {
+            let mut headers = vec![("host", host)];
+            if !content_type.is_empty() {
+                headers.push(("content-type", content_type));
+            }
+            let (status, text) = send(&h, browser(method, &uri, &headers, &body)).await;
+            assert_eq!(
+                status,
+                StatusCode::MISDIRECTED_REQUEST,
+                "{method} {uri} {host}: {text}"
+            );
+            assert!(text.contains("does not serve the host"), "{text}");
+            if uri.starts_with("/api/") {
+                let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+                assert_eq!(json["error"]["type"], "misdirected_request");
+            }
+        }
+    }
+    untouched(&h, session.id).await;
+    for probe in ["/healthz", "/readyz"] {
+        let req = browser(
+            "GET",
+            probe,
+            &[("host", "healthcheck.platform.example")],
+            "",
+        );
+        assert_eq!(send(&h, req).await.0, StatusCode::OK, "{probe}");
+    }
+}
+
+#[tokio::test]
+async fn cross_origin_writes_are_forbidden_and_change_nothing() {
+    let h = harness().await;
+    let (_, body) = send(&h, form_post("/api/create_session", "name=mine")).await;
+    let session: app::domain::Session = serde_json::from_str(&body).unwrap();
+    let host = ("host", "127.0.0.1:3000");
+    let sources: [&[(&str, &str)]; 6] = [
+        &[("origin", "http://evil.example")],
+        // Another port on loopback is another origin.
+        &[("origin", "http://127.0.0.1:8080")],
+        &[("origin", "null")],
+        &[("sec-fetch-site", "cross-site")],
+        &[("sec-fetch-site", "same-site")],
+        &[("referer", "http://evil.example/innocent.html")],
+    ];
+    for source in sources {
+        // Reads change nothing, and a page of another origin cannot read
+        // their answers (no CORS headers): only the host check is theirs.
+        for (method, uri, content_type, body) in doors(&session.id.to_string())
+            .into_iter()
+            .filter(|(method, ..)| *method != "GET")
+        {
+            let mut headers = vec![host];
+            headers.extend_from_slice(source);
+            if !content_type.is_empty() {
+                headers.push(("content-type", content_type));
+            }
+            let (status, text) = send(&h, browser(method, &uri, &headers, &body)).await;
+            assert_eq!(
+                status,
+                StatusCode::FORBIDDEN,
+                "{method} {uri} {source:?}: {text}"
+            );
+            assert!(text.contains("not by Paddock's own pages"), "{text}");
+            let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(json["error"]["type"], "forbidden");
+        }
+    }
+    untouched(&h, session.id).await;
+}
+
+#[tokio::test]
+async fn same_origin_pages_and_non_browser_clients_keep_working() {
+    let h = harness_with(&["--public-url=https://paddock.example.com"]).await;
+    let form = ("content-type", "application/x-www-form-urlencoded");
+    let json = ("content-type", "application/json");
+    let created = [
+        // The dashboard, with and without its port, and by its public URL
+        // behind a proxy that keeps or rewrites the Host.
+        browser(
+            "POST",
+            "/api/create_session",
+            &[
+                ("host", "127.0.0.1:3000"),
+                ("origin", "http://127.0.0.1:3000"),
+                form,
+            ],
+            "name=a",
+        ),
+        browser(
+            "POST",
+            "/api/create_session",
+            &[("host", "localhost"), ("origin", "http://localhost"), form],
+            "name=b",
+        ),
+        browser(
+            "POST",
+            "/api/create_session",
+            &[
+                ("host", "paddock.example.com"),
+                ("origin", "https://paddock.example.com"),
+                form,
+            ],
+            "name=c",
+        ),
+        browser(
+            "POST",
+            "/api/create_session",
+            &[
+                ("host", "127.0.0.1:3000"),
+                ("origin", "https://paddock.example.com"),
+                form,
+            ],
+            "name=d",
+        ),
+        browser(
+            "POST",
+            "/api/create_session",
+            &[
+                ("host", "127.0.0.1:3000"),
+                ("sec-fetch-site", "same-origin"),
+                form,
+            ],
+            "name=e",
+        ),
+        browser(
+            "POST",
+            "/api/create_session",
+            &[
+                ("host", "127.0.0.1:3000"),
+                ("referer", "http://127.0.0.1:3000/"),
+                form,
+            ],
+            "name=f",
+        ),
+        // curl and scripts send none of those headers.
+        browser(
+            "POST",
+            "/api/sessions",
+            &[("host", "127.0.0.1:3000"), json],
+            r#"{"name":"g"}"#,
+        ),
+        browser("POST", "/api/sessions", &[json], r#"{"name":"h"}"#),
+    ];
+    for req in created {
+        let what = format!("{:?}", req.headers());
+        let (status, text) = send(&h, req).await;
+        assert!(status.is_success(), "{what}: {status} {text}");
+    }
+    assert_eq!(session_count(&h).await, 8);
+    let (status, _) = send(
+        &h,
+        browser("GET", "/", &[("host", "paddock.example.com")], ""),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+}

@@ -1,0 +1,215 @@
+//! The Messages API client against the project's scripted model server
+//! (the real API is unreachable here), over real HTTP and SSE.
+
+use crate::common;
+use paddock_model::ScriptedModel;
+use serde_json::json;
+use server::llm::{
+    Anthropic, AnthropicConfig, ContentBlock, LlmError, Message, Provider, Request, Role,
+    StreamDelta, ToolDef,
+};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+async fn model(scenario: serde_json::Value) -> (ScriptedModel, Anthropic) {
+    let (model, url) = common::scripted(&scenario, Some("sk-test")).await;
+    let client = Anthropic::new(AnthropicConfig {
+        base_url: url,
+        api_key: Some("sk-test".into()),
+        backoff: Duration::from_millis(10),
+        ..AnthropicConfig::default()
+    })
+    .unwrap();
+    (model, client)
+}
+
+fn request(text: &str) -> Request {
+    Request {
+        model: "claude-sonnet-4-5".into(),
+        max_tokens: 1024,
+        system: Some("You are testing.".into()),
+        messages: vec![Message {
+            role: Role::User,
+            content: vec![ContentBlock::Text { text: text.into() }],
+        }],
+        tools: vec![ToolDef {
+            name: "write_file".into(),
+            description: "Write a file".into(),
+            input_schema: json!({"type": "object", "properties": {"path": {"type": "string"}, "content": {"type": "string"}}}),
+        }],
+    }
+}
+
+async fn call(
+    client: &Anthropic,
+    req: &Request,
+) -> (Result<server::llm::Response, LlmError>, Vec<StreamDelta>) {
+    let mut deltas = Vec::new();
+    let result = client
+        .stream(req, &CancellationToken::new(), &mut |d| deltas.push(d))
+        .await;
+    (result, deltas)
+}
+
+#[tokio::test]
+async fn streams_text_thinking_and_tool_use() {
+    let scenario = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../paddock-model/scenarios/write-file.json"
+    ))
+    .unwrap();
+    let (model, client) = model(serde_json::from_str(&scenario).unwrap()).await;
+    let (result, deltas) = call(&client, &request("write hello.txt")).await;
+    let response = result.unwrap();
+    assert_eq!(response.stop_reason.as_deref(), Some("tool_use"));
+    assert!(
+        matches!(&response.content[0], ContentBlock::Thinking { thinking, signature } if thinking.contains("hello.txt") && !signature.is_empty())
+    );
+    assert_eq!(
+        response.content[1],
+        ContentBlock::Text {
+            text: "I'll create the file now.".into()
+        }
+    );
+    assert_eq!(
+        response.content[2],
+        ContentBlock::ToolUse {
+            id: "toolu_01WriteHello".into(),
+            name: "write_file".into(),
+            input: json!({"path": "hello.txt", "content": "Hello from Paddock!\n"}),
+        }
+    );
+    assert!(response.usage.input_tokens > 0 && response.usage.output_tokens > 0);
+    // Deltas came piece by piece, and add up to the blocks.
+    let text: String = deltas
+        .iter()
+        .filter_map(|d| match d {
+            StreamDelta::Text { text, .. } => Some(text.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(text, "I'll create the file now.");
+    assert!(
+        deltas
+            .iter()
+            .filter(|d| matches!(d, StreamDelta::ToolInput { .. }))
+            .count()
+            > 1
+    );
+
+    // The follow-up carries the tool result; the server checks the protocol.
+    let mut next = request("write hello.txt");
+    next.messages.push(Message {
+        role: Role::Assistant,
+        content: response.content,
+    });
+    next.messages.push(Message {
+        role: Role::User,
+        content: vec![ContentBlock::ToolResult {
+            tool_use_id: "toolu_01WriteHello".into(),
+            content: "ok".into(),
+            is_error: false,
+        }],
+    });
+    let (result, _) = call(&client, &next).await;
+    assert_eq!(result.unwrap().stop_reason.as_deref(), Some("end_turn"));
+    let sent = model.requests();
+    assert_eq!(sent.len(), 2);
+    assert_eq!(sent[0]["stream"], true);
+    assert_eq!(sent[0]["system"], "You are testing.");
+}
+
+#[tokio::test]
+async fn retries_overloaded_and_rate_limited_then_succeeds() {
+    let (model, client) = model(json!([
+        {"error": {"status": 529}},
+        {"error": {"status": 429, "retry_after": 0}},
+        {"reply": [{"text": "partial then"}], "stream_error": {"after": 4}},
+        {"reply": "finally"}
+    ]))
+    .await;
+    let (result, deltas) = call(&client, &request("hi")).await;
+    assert_eq!(
+        result.unwrap().content,
+        vec![ContentBlock::Text {
+            text: "finally".into()
+        }]
+    );
+    let restarts = deltas
+        .iter()
+        .filter(|d| matches!(d, StreamDelta::Restart { .. }))
+        .count();
+    assert_eq!(restarts, 3, "{deltas:?}");
+    assert_eq!(model.turns_used(), 4);
+}
+
+#[tokio::test]
+async fn retries_are_bounded() {
+    let (model, client) = model(json!([
+        {"error": {"status": 529}}, {"error": {"status": 529}}, {"error": {"status": 529}},
+        {"error": {"status": 529}}, {"error": {"status": 529}}, {"reply": "too late"}
+    ]))
+    .await;
+    let (result, _) = call(&client, &request("hi")).await;
+    assert!(matches!(result, Err(LlmError::Overloaded(_))), "{result:?}");
+    assert_eq!(model.turns_used(), 5, "one try and four retries");
+}
+
+#[tokio::test]
+async fn a_refused_key_is_a_clear_error_and_not_retried() {
+    let (model, _) = model(json!([{"reply": "never"}])).await;
+    let addr = model.spawn().await.unwrap();
+    let client = Anthropic::new(AnthropicConfig {
+        base_url: format!("http://{addr}"),
+        api_key: Some("sk-wrong".into()),
+        ..AnthropicConfig::default()
+    })
+    .unwrap();
+    let (result, _) = call(&client, &request("hi")).await;
+    let err = result.unwrap_err();
+    assert!(matches!(err, LlmError::Auth(_)), "{err:?}");
+    assert!(err.to_string().contains("API key"));
+    assert_eq!(model.turns_used(), 0);
+}
+
+#[tokio::test]
+async fn protocol_mistakes_come_back_as_invalid_request() {
+    let (_model, client) = model(json!([{"reply": "x"}])).await;
+    let mut bad = request("hi");
+    bad.messages.push(Message {
+        role: Role::User,
+        content: vec![ContentBlock::Text {
+            text: "twice".into(),
+        }],
+    });
+    let (result, _) = call(&client, &bad).await;
+    assert!(
+        matches!(result, Err(LlmError::InvalidRequest(m)) if m.contains("alternate")),
+        "roles must alternate"
+    );
+}
+
+#[tokio::test]
+async fn times_out_and_cancels() {
+    let (slow_model, _) = model(json!([{"reply": "slow answer", "delay_ms": 400}, {"reply": "slow again", "delay_ms": 400}])).await;
+    let addr = slow_model.spawn().await.unwrap();
+    let client = Anthropic::new(AnthropicConfig {
+        base_url: format!("http://{addr}"),
+        api_key: Some("sk-test".into()),
+        timeout: Duration::from_millis(300),
+        max_retries: 0,
+        ..AnthropicConfig::default()
+    })
+    .unwrap();
+    let (result, _) = call(&client, &request("hi")).await;
+    assert!(matches!(result, Err(LlmError::Timeout(_))), "{result:?}");
+
+    let cancel = CancellationToken::new();
+    let trigger = cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        trigger.cancel();
+    });
+    let result = client.stream(&request("hi"), &cancel, &mut |_| {}).await;
+    assert_eq!(result, Err(LlmError::Cancelled));
+}

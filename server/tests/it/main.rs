@@ -1,0 +1,20 @@
+//! The server's integration tests, in one binary so that a 2-core machine
+//! links them once: real SQLite files, a real Docker daemon and agent image,
+//! the real Claude Code CLI, real servers on port 0, and the scripted model
+//! server as the only stand-in (the real API is unreachable). The memory
+//! bound of capped output is measured in a binary of its own
+//! (`sandbox_output.rs`), where no other test allocates beside it.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod claude_code;
+mod engine;
+mod events;
+mod http;
+mod llm;
+mod recovery;
+mod sandbox;
+mod tools;

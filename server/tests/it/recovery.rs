@@ -1,0 +1,360 @@
+//! The real `paddock` binary against a real Docker daemon and SQLite file:
+//! killed with SIGKILL mid-work and started again, it reaps the sandboxes of
+//! sessions that are gone and marks interrupted the sessions that were
+//! running, keeping their sandboxes and workspaces.
+
+use crate::common;
+use app::api::EventPage;
+use app::domain::{EventKind, Session, SessionStatus};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Server {
+    /// A failing test must not leave a server running.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_with(dir: &Path, addr: &str, env: &[(&str, &str)]) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_paddock"))
+        .envs(env.iter().copied())
+        .env("PADDOCK_ADDR", addr)
+        .env(
+            "DATABASE_URL",
+            format!("sqlite://{}/paddock.db", dir.display()),
+        )
+        .env("WORKSPACE_ROOT", dir.join("workspaces"))
+        .env("PADDOCK_SANDBOX", "docker")
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let url = loop {
+        let line = lines
+            .next()
+            .expect("paddock exited before listening")
+            .unwrap();
+        if let Some((_, url)) = line.split_once("listening on ") {
+            break url.trim().to_owned();
+        }
+    };
+    // Keep draining the log so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Server { child, url }
+}
+
+async fn call<T: serde::de::DeserializeOwned>(
+    server: &Server,
+    function: &str,
+    form: &[(&str, &str)],
+) -> T {
+    let res = reqwest::Client::new()
+        .post(format!("{}/api/{function}", server.url))
+        .form(form)
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success(), "{function}: {}", res.status());
+    res.json().await.unwrap()
+}
+
+fn container_exists(session: &Session) -> bool {
+    let name = format!("paddock-{}", session.id);
+    Command::new("docker")
+        .args(["inspect", &name])
+        .output()
+        .unwrap()
+        .status
+        .success()
+}
+
+async fn wait_for(mut condition: impl FnMut() -> bool) {
+    for _ in 0..100 {
+        if condition() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("condition not met within 10 s");
+}
+
+/// The scripted model server playing `scenario`, and the environment that
+/// points a Paddock at it.
+async fn scripted(scenario: serde_json::Value) -> (paddock_model::ScriptedModel, String) {
+    common::scripted(&scenario, None).await
+}
+
+fn model_env(url: &str) -> [(&str, &str); 2] {
+    [
+        ("ANTHROPIC_BASE_URL", url),
+        ("ANTHROPIC_API_KEY", "sk-test"),
+    ]
+}
+
+/// Creates a session through the REST API.
+async fn create(server: &Server, body: serde_json::Value) -> Session {
+    let res = reqwest::Client::new()
+        .post(format!("{}/api/sessions", server.url))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    res.json().await.unwrap()
+}
+
+async fn prompt(server: &Server, session: &Session, text: &str) {
+    let res = reqwest::Client::new()
+        .post(format!("{}/api/sessions/{}/prompt", server.url, session.id))
+        .json(&serde_json::json!({ "text": text }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 202);
+}
+
+/// Waits (10 s at most) until the session has `status`.
+async fn wait_status(server: &Server, session: &Session, status: SessionStatus) {
+    let id = session.id.to_string();
+    for _ in 0..200 {
+        let s: Session = call(server, "get_session", &[("id", &id)]).await;
+        if s.status == status {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("session {id} never became {status:?}");
+}
+
+/// SIGKILLs the server and starts it again on the same address.
+fn crash_and_restart(mut server: Server, dir: &Path, env: &[(&str, &str)]) -> Server {
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    let addr = server.url.trim_start_matches("http://").to_owned();
+    start_with(dir, &addr, env)
+}
+
+/// Deletes the session, stops the server and removes its files.
+async fn finish(mut server: Server, session: &Session, dir: &Path) {
+    let () = call(
+        &server,
+        "delete_session",
+        &[("id", &session.id.to_string())],
+    )
+    .await;
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn sigkill_then_restart_reaps_orphans_and_interrupts_running_sessions() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = std::fs::canonicalize(dir.keep()).unwrap();
+    let server = start_with(&dir, "127.0.0.1:0", &[]);
+    let running: Session = call(&server, "create_session", &[("name", "was running")]).await;
+    let deleted: Session = call(&server, "create_session", &[("name", "deleted meanwhile")]).await;
+    wait_for(|| container_exists(&running) && container_exists(&deleted)).await;
+    let workspaces = dir.join("workspaces");
+    std::fs::write(
+        workspaces.join(running.id.to_string()).join("work.txt"),
+        "half done",
+    )
+    .unwrap();
+
+    // What a crash leaves: one session mid-turn, one whose row is gone.
+    let db = sqlx::SqlitePool::connect(&format!("sqlite://{}/paddock.db", dir.display()))
+        .await
+        .unwrap();
+    sqlx::query("UPDATE sessions SET status = 'running' WHERE id = ?")
+        .bind(running.id.to_string())
+        .execute(&db)
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM sessions WHERE id = ?")
+        .bind(deleted.id.to_string())
+        .execute(&db)
+        .await
+        .unwrap();
+    db.close().await;
+    let server = crash_and_restart(server, &dir, &[]);
+    assert!(
+        !container_exists(&deleted),
+        "the orphan's container is reaped"
+    );
+    assert!(
+        !workspaces.join(deleted.id.to_string()).exists(),
+        "and its workspace"
+    );
+    assert!(
+        container_exists(&running),
+        "the running session's sandbox is kept"
+    );
+    assert_eq!(
+        std::fs::read_to_string(workspaces.join(running.id.to_string()).join("work.txt")).unwrap(),
+        "half done"
+    );
+    let id = running.id.to_string();
+    let after: Session = call(&server, "get_session", &[("id", &id)]).await;
+    assert_eq!(after.status, SessionStatus::Interrupted);
+    let events = call::<EventPage>(&server, "session_events", &[("id", &id), ("after", "0")])
+        .await
+        .events;
+    assert!(
+        matches!(&events.last().unwrap().kind, EventKind::Status { status: SessionStatus::Interrupted, message: Some(m) } if m.contains("send a prompt")),
+        "{events:?}"
+    );
+
+    // Deleting the session removes its container and workspace.
+    finish(server, &running, &dir).await;
+    assert!(!container_exists(&running));
+    assert!(!workspaces.join(&id).exists());
+}
+
+#[tokio::test]
+async fn sigkill_mid_turn_loses_no_stored_event_and_the_session_resumes() {
+    let (_model, url) = scripted(serde_json::json!([
+        {"reply": [{"tool_use": {"name": "bash", "input": {"command": "echo one > one.txt; sleep 60"}}}]},
+        {"expect": {"contains": ["first task", "interrupted", "second task"]}, "reply": "Resumed where we were."}
+    ]))
+    .await;
+    let env = model_env(&url);
+    let dir = std::fs::canonicalize(tempfile::tempdir().unwrap().keep()).unwrap();
+    let server = start_with(&dir, "127.0.0.1:0", &env);
+    let session = create(
+        &server,
+        serde_json::json!({"name": "crashy", "permission_mode": "auto"}),
+    )
+    .await;
+    let id = session.id.to_string();
+    prompt(&server, &session, "first task").await;
+    let marker = dir.join("workspaces").join(&id).join("one.txt");
+    for _ in 0..200 {
+        if marker.exists() {
+            break; // the tool is running in the sandbox
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let before = call::<EventPage>(&server, "session_events", &[("id", &id), ("after", "0")])
+        .await
+        .events;
+    assert!(marker.exists(), "the tool never ran: {before:?}");
+    assert!(
+        before
+            .iter()
+            .any(|e| matches!(e.kind, EventKind::ToolCall { .. })),
+        "{before:?}"
+    );
+    assert!(
+        !before
+            .iter()
+            .any(|e| matches!(e.kind, EventKind::ToolResult { .. })),
+        "still running"
+    );
+
+    let server = crash_and_restart(server, &dir, &env); // SIGKILL mid-turn
+    let after = call::<EventPage>(&server, "session_events", &[("id", &id), ("after", "0")])
+        .await
+        .events;
+    assert_eq!(
+        &after[..before.len()],
+        &before[..],
+        "every stored event survives"
+    );
+    assert!(matches!(
+        &after[before.len()].kind,
+        EventKind::Status {
+            status: SessionStatus::Interrupted,
+            ..
+        }
+    ));
+
+    prompt(&server, &session, "second task").await;
+    wait_status(&server, &session, SessionStatus::Idle).await;
+    let events = call::<EventPage>(&server, "session_events", &[("id", &id), ("after", "0")])
+        .await
+        .events;
+    assert!(events.iter().any(
+        |e| matches!(&e.kind, EventKind::AssistantText { text } if text == "Resumed where we were.")
+    ));
+    assert_eq!(
+        events.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        (1..=events.len() as i64).collect::<Vec<_>>()
+    );
+    finish(server, &session, &dir).await;
+}
+
+#[tokio::test]
+async fn a_pending_permission_request_survives_a_restart() {
+    let (model, url) = scripted(serde_json::json!([
+        {"reply": [{"tool_use": {"name": "bash", "input": {"command": "echo yes > approved.txt"}}}]},
+        {"expect": {"tool_result_contains": ""}, "reply": "Written after the restart."}
+    ]))
+    .await;
+    let env = model_env(&url);
+    let dir = std::fs::canonicalize(tempfile::tempdir().unwrap().keep()).unwrap();
+    let server = start_with(&dir, "127.0.0.1:0", &env);
+    let session = create(
+        &server,
+        serde_json::json!({"name": "careful", "permission_mode": "ask"}),
+    )
+    .await;
+    let id = session.id.to_string();
+    prompt(&server, &session, "write it").await;
+    wait_status(&server, &session, SessionStatus::AwaitingPermission).await;
+    let events = call::<EventPage>(&server, "session_events", &[("id", &id), ("after", "0")])
+        .await
+        .events;
+    let request = events
+        .iter()
+        .find_map(|e| match &e.kind {
+            EventKind::PermissionRequest { request_id, .. } => Some(request_id.clone()),
+            _ => None,
+        })
+        .expect("the engine asked");
+
+    let server = crash_and_restart(server, &dir, &env); // while the question is open
+    wait_status(&server, &session, SessionStatus::AwaitingPermission).await;
+    let res = reqwest::Client::new()
+        .post(format!(
+            "{}/api/sessions/{id}/permissions/{request}",
+            server.url
+        ))
+        .json(&serde_json::json!({"decision": "allow"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204, "{}", res.text().await.unwrap());
+    wait_status(&server, &session, SessionStatus::Idle).await;
+    assert_eq!(
+        std::fs::read_to_string(dir.join("workspaces").join(&id).join("approved.txt")).unwrap(),
+        "yes\n"
+    );
+    let events = call::<EventPage>(&server, "session_events", &[("id", &id), ("after", "0")])
+        .await
+        .events;
+    assert!(!events.iter().any(|e| matches!(
+        e.kind,
+        EventKind::Status {
+            status: SessionStatus::Interrupted,
+            ..
+        }
+    )));
+    assert!(events.iter().any(
+        |e| matches!(&e.kind, EventKind::AssistantText { text } if text == "Written after the restart.")
+    ));
+    assert_eq!(model.turns_left(), 0);
+    finish(server, &session, &dir).await;
+}

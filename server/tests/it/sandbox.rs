@@ -1,0 +1,221 @@
+//! Sandboxes against a real Docker daemon (started by scripts/setup) and the
+//! project's agent image, and the local backend on this host. No mocks.
+
+use crate::common::DockerBox;
+use server::sandbox::{ExecRequest, FileError, Limits, Sandbox};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// A started container for a fresh session.
+async fn docker(limits: Limits) -> DockerBox {
+    DockerBox::start(limits).await
+}
+
+#[tokio::test]
+async fn docker_sandbox_is_closed() {
+    let d = docker(Limits::default()).await;
+    let id = d.run("id -u", 10).await;
+    assert_eq!(id.output.trim(), "10001");
+    assert!(id.success());
+
+    let net = d
+        .run(
+            "timeout 5 bash -c 'echo > /dev/tcp/1.1.1.1/53' && echo CONNECTED",
+            10,
+        )
+        .await;
+    assert!(!net.success(), "{net:?}");
+    assert!(!net.output.contains("CONNECTED"));
+
+    let etc = d.run("echo x > /etc/pwned", 10).await;
+    assert!(!etc.success());
+    assert!(etc.output.contains("Read-only file system"), "{etc:?}");
+
+    // The server's environment (which may hold the API key) never gets in.
+    let env = d.run("env", 10).await;
+    assert!(!env.output.contains("ANTHROPIC"), "{}", env.output);
+    assert!(env.output.contains("PATH="));
+
+    let caps = d.run("grep CapEff /proc/self/status", 10).await;
+    assert!(caps.output.contains("0000000000000000"), "{}", caps.output);
+}
+
+#[tokio::test]
+async fn docker_fork_bomb_hits_the_pids_limit() {
+    let d = docker(Limits {
+        pids: 64,
+        ..Limits::default()
+    })
+    .await;
+    let bomb = d.run(":(){ :|:& };:; sleep 3", 5).await;
+    assert!(
+        bomb.output.contains("Resource temporarily unavailable") || bomb.output.contains("fork"),
+        "{}",
+        bomb.output
+    );
+    // The tree is gone and the sandbox still works.
+    let ps = d.run("ps -e --no-headers | wc -l", 10).await;
+    assert!(ps.success(), "{ps:?}");
+    assert!(
+        ps.output.trim().parse::<u32>().unwrap() < 10,
+        "{}",
+        ps.output
+    );
+}
+
+#[tokio::test]
+async fn docker_memory_bomb_is_oom_killed() {
+    let d = docker(Limits {
+        memory_mb: 128,
+        ..Limits::default()
+    })
+    .await;
+    let bomb = d
+        .run(
+            "python3 -c 'b=[]\nwhile True: b.append(bytearray(16*1024*1024))'",
+            60,
+        )
+        .await;
+    assert!(bomb.oom_killed, "{bomb:?}");
+    assert_eq!(bomb.exit_code, None);
+    assert!(!bomb.timed_out);
+    assert!(d.run("true", 10).await.success());
+}
+
+#[tokio::test]
+async fn docker_infinite_loop_is_killed_at_the_timeout_with_its_children() {
+    let d = docker(Limits::default()).await;
+    let looped = d.run("sleep 1000 & while :; do :; done", 2).await;
+    assert!(looped.timed_out, "{looped:?}");
+    assert_eq!(looped.exit_code, None);
+    let ps = d.run("pgrep -c sleep || true", 10).await;
+    assert_eq!(
+        ps.output.trim(),
+        "1",
+        "only the container's own sleep remains: {}",
+        ps.output
+    );
+}
+
+#[tokio::test]
+async fn docker_cancel_kills_the_command_promptly() {
+    let d = docker(Limits::default()).await;
+    let cancel = CancellationToken::new();
+    let trigger = cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        trigger.cancel();
+    });
+    let request = ExecRequest::new("echo started; sleep 600");
+    let mut seen = Vec::new();
+    let outcome = d
+        .sandbox
+        .exec(d.session, &request, &cancel, &mut |_, bytes| {
+            seen.extend_from_slice(bytes)
+        })
+        .await
+        .unwrap();
+    assert!(outcome.cancelled, "{outcome:?}");
+    assert_eq!(String::from_utf8_lossy(&seen), "started\n");
+    let sleeps = d.run("pgrep -a -x sleep", 10).await;
+    assert_eq!(
+        sleeps.output.lines().count(),
+        1,
+        "only the container's own sleep: {}",
+        sleeps.output
+    );
+}
+
+#[tokio::test]
+async fn docker_exec_streams_output_and_exit_codes() {
+    let d = docker(Limits::default()).await;
+    let mut chunks = Vec::new();
+    let outcome = d
+        .sandbox
+        .exec(
+            d.session,
+            &ExecRequest::new("echo out; echo err >&2; exit 3"),
+            &CancellationToken::new(),
+            &mut |stream, bytes| chunks.push((stream, bytes.to_vec())),
+        )
+        .await
+        .unwrap();
+    assert_eq!(outcome.exit_code, Some(3));
+    assert!(outcome.output.contains("out\n") && outcome.output.contains("err\n"));
+    assert!(chunks
+        .iter()
+        .any(|(s, b)| *s == server::sandbox::OutputStream::Stderr && b == b"err\n"));
+}
+
+#[tokio::test]
+async fn docker_workspace_is_shared_with_the_host_and_confined() {
+    let d = docker(Limits::default()).await;
+    let ws = d.sandbox.workspace(d.session);
+    assert!(d
+        .run("mkdir -p src && echo 'from the container' > src/a.txt", 10)
+        .await
+        .success());
+    assert_eq!(
+        std::fs::read_to_string(d.workspace().join("src/a.txt")).unwrap(),
+        "from the container\n"
+    );
+    ws.write("src/b.txt", b"from the host").await.unwrap();
+    let cat = d
+        .run("cat /workspace/src/b.txt && echo more >> src/b.txt", 10)
+        .await;
+    assert_eq!(cat.output, "from the host");
+    assert!(
+        cat.success(),
+        "the agent can change files Paddock wrote: {cat:?}"
+    );
+
+    // A symlink planted by the agent cannot lead the host out.
+    assert!(d
+        .run("ln -s /etc/passwd leak && ln -s / root", 10)
+        .await
+        .success());
+    assert_eq!(
+        ws.read("leak").await,
+        Err(FileError::Outside("leak".into()))
+    );
+    assert!(matches!(
+        ws.read("root/etc/passwd").await,
+        Err(FileError::Outside(_))
+    ));
+    assert_eq!(
+        ws.read("../../etc/passwd").await,
+        Err(FileError::Outside("../../etc/passwd".into()))
+    );
+    assert_eq!(
+        ws.read("/etc/passwd").await,
+        Err(FileError::Outside("/etc/passwd".into()))
+    );
+}
+
+#[tokio::test]
+async fn docker_stop_start_keeps_files_and_destroy_removes_everything() {
+    let d = docker(Limits::default()).await;
+    assert!(d.run("echo kept > notes.txt", 10).await.success());
+    d.sandbox.stop(d.session).await.unwrap();
+    assert!(d.sandbox.list().await.unwrap().iter().all(|f| !f.running));
+    d.sandbox.start(d.session, Limits::default()).await.unwrap();
+    assert_eq!(d.run("cat notes.txt", 10).await.output, "kept\n");
+
+    let root = d.workspace();
+    d.sandbox.destroy(d.session).await.unwrap();
+    assert!(d.sandbox.list().await.unwrap().is_empty());
+    assert!(!root.exists());
+    // Destroying twice is fine; running in a destroyed sandbox is a clear error.
+    d.sandbox.destroy(d.session).await.unwrap();
+    let err = d
+        .sandbox
+        .exec(
+            d.session,
+            &ExecRequest::new("true"),
+            &CancellationToken::new(),
+            &mut |_, _| {},
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("does not exist"), "{err}");
+}

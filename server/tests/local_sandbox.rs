@@ -1,0 +1,67 @@
+//! The local sandbox backend on this host (bubblewrap where it works), in a
+//! test binary of its own: it puts a canary API key into the test process's
+//! environment, which no other test may share.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::exec as run;
+use server::sandbox::{workspace_dir, FileError, Limits, LocalSandbox, Sandbox};
+
+#[tokio::test]
+async fn local_sandbox_scrubs_env_kills_trees_and_confines_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = std::fs::canonicalize(dir.path())
+        .unwrap()
+        .join("workspaces");
+    let sandbox = LocalSandbox::new(root.clone());
+    assert!(
+        sandbox.info().warning.is_some(),
+        "the weaker isolation is stated"
+    );
+    let session = uuid::Uuid::now_v7();
+    sandbox.start(session, Limits::default()).await.unwrap();
+
+    std::env::set_var("ANTHROPIC_API_KEY", "sk-canary-local");
+    let env = run(&sandbox, session, "env", 10).await;
+    assert!(
+        !env.output.contains("ANTHROPIC") && !env.output.contains("sk-canary"),
+        "{}",
+        env.output
+    );
+
+    let looped = run(&sandbox, session, "sleep 1000 & while :; do :; done", 1).await;
+    assert!(looped.timed_out, "{looped:?}");
+    let left = std::process::Command::new("pgrep")
+        .args(["-f", "sleep 1000"])
+        .output()
+        .unwrap();
+    assert!(left.stdout.is_empty(), "the whole tree is killed");
+
+    assert!(run(&sandbox, session, "echo hi > made.txt", 10)
+        .await
+        .success());
+    let ws = sandbox.workspace(session);
+    assert_eq!(ws.read("/workspace/made.txt").await.unwrap(), b"hi\n");
+    assert!(matches!(
+        ws.read("../../etc/passwd").await,
+        Err(FileError::Outside(_))
+    ));
+
+    let big = run(
+        &sandbox,
+        session,
+        "head -c 10000000 /dev/zero | tr '\\0' a",
+        30,
+    )
+    .await;
+    assert!(
+        big.truncated && big.total_bytes == 10_000_000,
+        "{}",
+        big.total_bytes
+    );
+
+    sandbox.destroy(session).await.unwrap();
+    assert!(!workspace_dir(&root, session).exists());
+}
