@@ -19,6 +19,7 @@
 //! the sessions list, which watches all sessions at once. Summaries are not
 //! numbered: a list that lags simply reloads.
 
+use crate::sync::lock;
 use app::domain::{Delta, Event, Session, SessionId};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -90,12 +91,7 @@ impl Hub {
     }
 
     fn channels(&self) -> MutexGuard<'_, HashMap<SessionId, broadcast::Sender<HubMessage>>> {
-        // The map stays consistent even if a holder panicked (every critical
-        // section is a single map operation), so a poisoned lock is usable.
-        self.inner
-            .channels
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        lock(&self.inner.channels)
     }
 
     /// Receives everything published for `session` from now on. Subscribe

@@ -7,11 +7,12 @@
 //! finds its own and nobody else's.
 
 use super::{
-    remove_workspace, workspace_dir, BackendInfo, BackendKind, CappedOutput, ExecOutcome,
-    ExecRequest, Found, HostFolder, HostWorkspace, Limits, Mount, OutputSink, OutputStream,
-    Process, ProcessControl, Result, Sandbox, SandboxError, SpawnRequest, Workspace, MOUNT_POINT,
-    SANDBOX_ENV, SANDBOX_UID,
+    remove_workspace, sandbox_user, workspace_dir, BackendInfo, BackendKind, CappedOutput,
+    ExecOutcome, ExecRequest, Found, HostFolder, HostWorkspace, Limits, Mount, OutputSink,
+    OutputStream, Process, ProcessControl, Result, Sandbox, SandboxError, SpawnRequest, Workspace,
+    MOUNT_POINT, SANDBOX_ENV, SANDBOX_UID,
 };
+use crate::sync::lock;
 use app::domain::SessionId;
 use bollard::container::LogOutput;
 use bollard::errors::Error as DockerError;
@@ -26,8 +27,10 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio::io::AsyncWrite;
 use tokio_util::sync::CancellationToken;
 
 pub const SESSION_LABEL: &str = "paddock.session";
@@ -121,7 +124,7 @@ impl DockerSandbox {
         let uid = SANDBOX_UID;
         ContainerCreateBody {
             image: Some(self.image.clone()),
-            user: Some(format!("{uid}:{uid}")),
+            user: Some(sandbox_user()),
             cmd: Some(vec!["sleep".into(), "infinity".into()]),
             working_dir: Some(MOUNT_POINT.into()),
             env: Some(
@@ -182,7 +185,59 @@ impl DockerSandbox {
     async fn kill_group(&self, session: SessionId, pgid: Option<u32>) {
         kill_group(&self.docker, session, pgid).await;
     }
+
+    /// Starts `command` in the session's container under the process-group
+    /// wrapper and its time limit, as the sandbox user in the workspace,
+    /// with [`SANDBOX_ENV`] and `env`: the exec's id, its output, and its
+    /// stdin (attached only when `stdin`).
+    async fn start_wrapped(
+        &self,
+        session: SessionId,
+        command: &str,
+        timeout: Duration,
+        env: &[(String, String)],
+        stdin: bool,
+    ) -> Result<(String, ExecOutput, Pin<Box<dyn AsyncWrite + Send>>)> {
+        let options = CreateExecOptions {
+            attach_stdin: stdin.then_some(true),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            cmd: Some(vec![
+                "bash".to_owned(),
+                "-c".to_owned(),
+                EXEC_WRAPPER.to_owned(),
+                "paddock".to_owned(),
+                format!("{:.3}", timeout.as_secs_f64()),
+                command.to_owned(),
+            ]),
+            env: Some(exec_env(env)),
+            working_dir: Some(MOUNT_POINT.to_owned()),
+            user: Some(sandbox_user()),
+            ..Default::default()
+        };
+        let exec = self
+            .docker
+            .create_exec(&Self::container_name(session), options)
+            .await
+            .map_err(|e| match status_of(&e) {
+                Some(404) => SandboxError::Missing(session),
+                Some(409) => SandboxError::Failed(format!("the sandbox is not running: {e}")),
+                _ => failed(e),
+            })?;
+        match self
+            .docker
+            .start_exec(&exec.id, None)
+            .await
+            .map_err(failed)?
+        {
+            StartExecResults::Attached { output, input } => Ok((exec.id, output, input)),
+            StartExecResults::Detached => Err(SandboxError::Failed("exec did not attach".into())),
+        }
+    }
 }
+
+/// The output of a started exec, as bollard streams it.
+type ExecOutput = Pin<Box<dyn futures_util::Stream<Item = Result<LogOutput, DockerError>> + Send>>;
 
 /// Runs a short helper command (no timeout wrapper) and returns stdout.
 async fn run_helper(docker: &Docker, session: SessionId, cmd: &[&str]) -> Result<String> {
@@ -193,7 +248,7 @@ async fn run_helper(docker: &Docker, session: SessionId, cmd: &[&str]) -> Result
                 attach_stdout: Some(true),
                 attach_stderr: Some(true),
                 cmd: Some(cmd.to_vec()),
-                user: Some("10001:10001"),
+                user: Some(sandbox_user().as_str()),
                 ..Default::default()
             },
         )
@@ -271,13 +326,7 @@ impl Sandbox for DockerSandbox {
 
     #[tracing::instrument(skip(self, mounts))]
     async fn start_with(&self, session: SessionId, limits: Limits, mounts: &[Mount]) -> Result<()> {
-        let gate = self
-            .starting
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(session)
-            .or_default()
-            .clone();
+        let gate = lock(&self.starting).entry(session).or_default().clone();
         let _one_at_a_time = gate.lock().await;
         self.folder(session)
             .create()
@@ -310,11 +359,7 @@ impl Sandbox for DockerSandbox {
         // A container's cgroup, and so its OOM-kill count, starts afresh at
         // each start; only one found running (after a server restart) has a
         // history to read.
-        let known = self
-            .oom_kills
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains_key(&session);
+        let known = lock(&self.oom_kills).contains_key(&session);
         let baseline = if running {
             if known {
                 None
@@ -330,10 +375,7 @@ impl Sandbox for DockerSandbox {
             Some(0)
         };
         if let Some(n) = baseline {
-            self.oom_kills
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(session, n);
+            lock(&self.oom_kills).insert(session, n);
         }
         Ok(())
     }
@@ -346,44 +388,9 @@ impl Sandbox for DockerSandbox {
         cancel: &CancellationToken,
         sink: OutputSink<'_>,
     ) -> Result<ExecOutcome> {
-        let name = Self::container_name(session);
-        let secs = format!("{:.3}", request.timeout.as_secs_f64());
-        let env = exec_env(&[]);
-        let exec = self
-            .docker
-            .create_exec(
-                &name,
-                CreateExecOptions {
-                    attach_stdout: Some(true),
-                    attach_stderr: Some(true),
-                    cmd: Some(vec![
-                        "bash",
-                        "-c",
-                        EXEC_WRAPPER,
-                        "paddock",
-                        &secs,
-                        &request.command,
-                    ]),
-                    env: Some(env.iter().map(String::as_str).collect()),
-                    working_dir: Some(MOUNT_POINT),
-                    user: Some("10001:10001"),
-                    ..Default::default()
-                },
-            )
-            .await
-            .map_err(|e| match status_of(&e) {
-                Some(404) => SandboxError::Missing(session),
-                Some(409) => SandboxError::Failed(format!("the sandbox is not running: {e}")),
-                _ => failed(e),
-            })?;
-        let StartExecResults::Attached { mut output, .. } = self
-            .docker
-            .start_exec(&exec.id, None)
-            .await
-            .map_err(failed)?
-        else {
-            return Err(SandboxError::Failed("exec did not attach".into()));
-        };
+        let (exec_id, mut output, _) = self
+            .start_wrapped(session, &request.command, request.timeout, &[], false)
+            .await?;
 
         let started = Instant::now();
         let mut captured = CappedOutput::new(request.output_cap);
@@ -436,7 +443,7 @@ impl Sandbox for DockerSandbox {
         let elapsed = started.elapsed();
         let exit_code = self
             .docker
-            .inspect_exec(&exec.id)
+            .inspect_exec(&exec_id)
             .await
             .map_err(failed)?
             .exit_code;
@@ -445,65 +452,27 @@ impl Sandbox for DockerSandbox {
         let mut oom_killed = false;
         if killed && !timed_out && !cancelled {
             if let Some(now) = self.oom_kill_count(session).await {
-                let mut seen = self.oom_kills.lock().unwrap_or_else(|p| p.into_inner());
+                let mut seen = lock(&self.oom_kills);
                 let before = seen.insert(session, now).unwrap_or(0);
                 oom_killed = now > before;
             }
         }
-        Ok(ExecOutcome {
-            exit_code: if timed_out || cancelled || oom_killed {
-                None
-            } else {
-                exit_code
-            },
-            truncated: captured.truncated(),
-            total_bytes: captured.total(),
-            output: captured.finish(),
-            timed_out,
-            oom_killed,
-            cancelled,
-        })
+        Ok(ExecOutcome::new(
+            exit_code, captured, timed_out, cancelled, oom_killed,
+        ))
     }
 
     #[tracing::instrument(skip(self, request))]
     async fn spawn(&self, session: SessionId, request: &SpawnRequest) -> Result<Process> {
-        let secs = format!("{:.3}", request.timeout.as_secs_f64());
-        let env = exec_env(&request.env);
-        let exec = self
-            .docker
-            .create_exec(
-                &Self::container_name(session),
-                CreateExecOptions {
-                    attach_stdin: Some(true),
-                    attach_stdout: Some(true),
-                    attach_stderr: Some(true),
-                    cmd: Some(vec![
-                        "bash",
-                        "-c",
-                        EXEC_WRAPPER,
-                        "paddock",
-                        &secs,
-                        &request.command,
-                    ]),
-                    env: Some(env.iter().map(String::as_str).collect()),
-                    working_dir: Some(MOUNT_POINT),
-                    user: Some("10001:10001"),
-                    ..Default::default()
-                },
+        let (exec_id, mut output, input) = self
+            .start_wrapped(
+                session,
+                &request.command,
+                request.timeout,
+                &request.env,
+                true,
             )
-            .await
-            .map_err(|e| match status_of(&e) {
-                Some(404) => SandboxError::Missing(session),
-                _ => failed(e),
-            })?;
-        let StartExecResults::Attached { mut output, input } = self
-            .docker
-            .start_exec(&exec.id, None)
-            .await
-            .map_err(failed)?
-        else {
-            return Err(SandboxError::Failed("exec did not attach".into()));
-        };
+            .await?;
         // The wrapper prints the process group id first, before any output.
         let mut first = Vec::new();
         let mut early: Vec<(OutputStream, Bytes)> = Vec::new();
@@ -547,7 +516,7 @@ impl Sandbox for DockerSandbox {
             control: Box::new(DockerProcess {
                 docker: self.docker.clone(),
                 session,
-                exec_id: exec.id,
+                exec_id,
                 pgid,
             }),
         })
@@ -580,10 +549,7 @@ impl Sandbox for DockerSandbox {
             Err(e) if status_of(&e) == Some(404) => {}
             Err(e) => return Err(failed(e)),
         }
-        self.oom_kills
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&session);
+        lock(&self.oom_kills).remove(&session);
         remove_workspace(&self.workspace_root, session)
     }
 

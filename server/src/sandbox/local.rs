@@ -10,6 +10,7 @@ use super::{
     remove_workspace, workspace_dir, BackendInfo, BackendKind, CappedOutput, ExecOutcome,
     ExecRequest, Found, HostFolder, HostWorkspace, Limits, Mount, OutputSink, OutputStream,
     Process, Result, Sandbox, SandboxError, SpawnRequest, Workspace, MOUNT_POINT, SANDBOX_ENV,
+    SANDBOX_UID,
 };
 use app::domain::SessionId;
 use rustix::process::{kill_process_group, Pid, Signal};
@@ -69,7 +70,8 @@ impl LocalSandbox {
                 c.args(bwrap_system_args());
                 c.args(["--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]);
                 c.arg("--bind").arg(workspace).arg(MOUNT_POINT);
-                c.args(["--chdir", MOUNT_POINT, "--uid", "10001", "--gid", "10001"]);
+                let uid = SANDBOX_UID.to_string();
+                c.args(["--chdir", MOUNT_POINT, "--uid", &uid, "--gid", &uid]);
                 c.args(["--unshare-all", "--die-with-parent", "--new-session", "--"]);
                 c.args(inner);
                 c
@@ -236,19 +238,9 @@ impl Sandbox for LocalSandbox {
         let killed = exit_code == Some(137);
         let timed_out =
             !cancelled && killed && (backstop_fired || started.elapsed() >= request.timeout);
-        Ok(ExecOutcome {
-            exit_code: if timed_out || cancelled {
-                None
-            } else {
-                exit_code
-            },
-            truncated: captured.truncated(),
-            total_bytes: captured.total(),
-            output: captured.finish(),
-            timed_out,
-            oom_killed: false,
-            cancelled,
-        })
+        Ok(ExecOutcome::new(
+            exit_code, captured, timed_out, cancelled, false,
+        ))
     }
 
     async fn spawn(&self, _session: SessionId, _request: &SpawnRequest) -> Result<Process> {

@@ -41,8 +41,14 @@ use tokio_util::sync::CancellationToken;
 
 /// Where the workspace appears inside a sandbox.
 pub const MOUNT_POINT: &str = "/workspace";
-/// The sandbox user; files Paddock writes into a workspace are given to it.
+/// The sandbox user (and its group); files Paddock writes into a workspace
+/// are given to it.
 pub const SANDBOX_UID: u32 = 10001;
+
+/// [`SANDBOX_UID`] as `uid:gid`.
+fn sandbox_user() -> String {
+    format!("{SANDBOX_UID}:{SANDBOX_UID}")
+}
 
 /// Resource limits of one sandbox.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
@@ -142,6 +148,30 @@ pub struct ExecOutcome {
 }
 
 impl ExecOutcome {
+    /// How a command ended: its exit code (`None` when it was killed by the
+    /// timeout, a Stop or the OOM killer) and its captured output.
+    pub fn new(
+        exit_code: Option<i64>,
+        captured: CappedOutput,
+        timed_out: bool,
+        cancelled: bool,
+        oom_killed: bool,
+    ) -> Self {
+        Self {
+            exit_code: if timed_out || cancelled || oom_killed {
+                None
+            } else {
+                exit_code
+            },
+            truncated: captured.truncated(),
+            total_bytes: captured.total(),
+            output: captured.finish(),
+            timed_out,
+            oom_killed,
+            cancelled,
+        }
+    }
+
     pub fn success(&self) -> bool {
         self.exit_code == Some(0)
     }
