@@ -34,8 +34,10 @@ pub struct Paddock {
     pub hub: Hub,
     /// The one way into transcripts and the hub.
     pub journal: Journal,
-    /// Runs, queues and permission requests of every session.
+    /// Runs and queues of every session.
     pub runner: Arc<Runner>,
+    /// Open permission requests, for either engine.
+    pub permissions: Arc<Permissions>,
     /// The credential-injecting LLM proxy of claude-code sessions.
     pub proxy: Arc<CredentialProxy>,
 }
@@ -85,28 +87,27 @@ impl Paddock {
         )?);
         let limits = EngineLimits::from_config(&config);
         let permissions = Arc::new(Permissions::new(journal.clone(), limits.permission_timeout));
-        let native: Arc<dyn AgentEngine> = Arc::new(NativeEngine::new(
-            store.clone(),
-            journal.clone(),
-            sandbox.clone(),
+        let native: Arc<dyn AgentEngine> = Arc::new(NativeEngine {
+            store: store.clone(),
+            journal: journal.clone(),
+            sandbox: sandbox.clone(),
             provider,
-            permissions.clone(),
-            limits.clone(),
-        ));
-        let claude_code: Arc<dyn AgentEngine> = Arc::new(ClaudeCodeEngine::new(
-            store.clone(),
-            journal.clone(),
-            sandbox.clone(),
-            permissions.clone(),
-            proxy.clone(),
-            ClaudeCodeSettings::from_config(&config, limits.output_cap),
-        ));
+            permissions: permissions.clone(),
+            limits: limits.clone(),
+        });
+        let claude_code: Arc<dyn AgentEngine> = Arc::new(ClaudeCodeEngine {
+            store: store.clone(),
+            journal: journal.clone(),
+            sandbox: sandbox.clone(),
+            permissions: permissions.clone(),
+            proxy: proxy.clone(),
+            settings: ClaudeCodeSettings::from_config(&config, limits.output_cap),
+        });
         let runner = Arc::new(Runner::new(
             config.clone(),
             store.clone(),
             journal.clone(),
             sandbox.clone(),
-            permissions,
             [(Engine::Native, native), (Engine::ClaudeCode, claude_code)],
         ));
         Ok(Self {
@@ -116,6 +117,7 @@ impl Paddock {
             hub,
             journal,
             runner,
+            permissions,
             proxy,
         })
     }
@@ -266,7 +268,7 @@ impl Backend for Paddock {
         decision: Decision,
         reason: Option<String>,
     ) -> Result<(), AppError> {
-        self.runner.decide(id, &request_id, decision, reason)
+        self.permissions.decide(id, &request_id, decision, reason)
     }
 
     fn server_info(&self) -> ServerInfo {

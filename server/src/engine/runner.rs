@@ -8,13 +8,13 @@
 //! cancellation reaches the HTTP stream and the sandbox's process group) and
 //! drops the queue.
 
-use super::{AgentEngine, Permissions, RunError, PROMPT_MAX_BYTES};
+use super::{AgentEngine, RunError, PROMPT_MAX_BYTES};
 use crate::config::Config;
 use crate::journal::Journal;
 use crate::sandbox::{Sandbox, SandboxError};
 use crate::store::Store;
 use crate::sync::lock;
-use app::domain::{AppError, Decision, Engine, EventKind, Session, SessionId, SessionStatus};
+use app::domain::{AppError, Engine, EventKind, Session, SessionId, SessionStatus};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio_util::sync::CancellationToken;
@@ -29,7 +29,6 @@ pub struct Runner {
     store: Arc<dyn Store>,
     journal: Journal,
     sandbox: Arc<dyn Sandbox>,
-    permissions: Arc<Permissions>,
     engines: HashMap<Engine, Arc<dyn AgentEngine>>,
     runs: Mutex<HashMap<SessionId, Run>>,
 }
@@ -44,7 +43,6 @@ impl Runner {
         store: Arc<dyn Store>,
         journal: Journal,
         sandbox: Arc<dyn Sandbox>,
-        permissions: Arc<Permissions>,
         engines: impl IntoIterator<Item = (Engine, Arc<dyn AgentEngine>)>,
     ) -> Self {
         Self {
@@ -52,7 +50,6 @@ impl Runner {
             store,
             journal,
             sandbox,
-            permissions,
             engines: engines.into_iter().collect(),
             runs: Mutex::default(),
         }
@@ -152,18 +149,6 @@ impl Runner {
             run.cancel.cancel();
         }
         Ok(())
-    }
-
-    /// Answers a pending permission request; a request is decided once.
-    pub fn decide(
-        &self,
-        session: SessionId,
-        request_id: &str,
-        decision: Decision,
-        reason: Option<String>,
-    ) -> Result<(), AppError> {
-        self.permissions
-            .decide(session, request_id, decision, reason)
     }
 
     /// Whether the session is running a prompt right now.

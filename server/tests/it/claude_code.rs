@@ -251,7 +251,7 @@ async fn permissions_deny_reaches_the_model_and_allow_runs_the_tool() {
         .expect("the CLI's environment");
     assert_eq!(token.len(), 64);
     h.paddock
-        .runner
+        .permissions
         .decide(s.id, &request, Decision::Allow, None)
         .unwrap();
     let events = h.wait_idle(&s).await;
@@ -261,7 +261,7 @@ async fn permissions_deny_reaches_the_model_and_allow_runs_the_tool() {
     h.paddock.send_prompt(s.id, "second".into()).await.unwrap();
     let (request, _) = h.wait_for_permission(&s, 1).await;
     h.paddock
-        .runner
+        .permissions
         .decide(
             s.id,
             &request,

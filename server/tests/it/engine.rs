@@ -314,12 +314,12 @@ async fn permission_allow_deny_and_timeout() {
     let awaiting = h.paddock.store.get_session(s.id).await.unwrap().unwrap();
     assert_eq!(awaiting.status, SessionStatus::AwaitingPermission);
     h.paddock
-        .runner
+        .permissions
         .decide(s.id, &request, Decision::Allow, None)
         .unwrap();
     assert!(
         h.paddock
-            .runner
+            .permissions
             .decide(s.id, &request, Decision::Deny, None)
             .is_err(),
         "decided once"
@@ -334,7 +334,7 @@ async fn permission_allow_deny_and_timeout() {
         request2 = h.wait_for_permission(&s).await;
     }
     h.paddock
-        .runner
+        .permissions
         .decide(s.id, &request2, Decision::Deny, Some("not today".into()))
         .unwrap();
     h.wait_idle(&s).await;

@@ -60,12 +60,12 @@ impl ClaudeCodeSettings {
 
 /// The Claude Code CLI as an engine.
 pub struct ClaudeCodeEngine {
-    store: Arc<dyn Store>,
-    journal: Journal,
-    sandbox: Arc<dyn Sandbox>,
-    permissions: Arc<Permissions>,
-    proxy: Arc<CredentialProxy>,
-    settings: ClaudeCodeSettings,
+    pub store: Arc<dyn Store>,
+    pub journal: Journal,
+    pub sandbox: Arc<dyn Sandbox>,
+    pub permissions: Arc<Permissions>,
+    pub proxy: Arc<CredentialProxy>,
+    pub settings: ClaudeCodeSettings,
 }
 
 /// What the engine remembers of a session between prompts.
@@ -118,24 +118,6 @@ fn stderr_note(stderr: &str) -> String {
 }
 
 impl ClaudeCodeEngine {
-    pub fn new(
-        store: Arc<dyn Store>,
-        journal: Journal,
-        sandbox: Arc<dyn Sandbox>,
-        permissions: Arc<Permissions>,
-        proxy: Arc<CredentialProxy>,
-        settings: ClaudeCodeSettings,
-    ) -> Self {
-        Self {
-            store,
-            journal,
-            sandbox,
-            permissions,
-            proxy,
-            settings,
-        }
-    }
-
     async fn save_state(&self, session: SessionId, state: &CliState) -> Result<(), RunError> {
         let value = serde_json::to_value(state).map_err(CliError::Encode)?;
         Ok(self.store.set_engine_state(session, &value).await?)

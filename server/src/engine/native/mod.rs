@@ -23,12 +23,12 @@ use tokio_util::sync::CancellationToken;
 
 /// Paddock's own agent loop.
 pub struct NativeEngine {
-    store: Arc<dyn Store>,
-    journal: Journal,
-    sandbox: Arc<dyn Sandbox>,
-    provider: Arc<dyn Provider>,
-    permissions: Arc<Permissions>,
-    limits: EngineLimits,
+    pub store: Arc<dyn Store>,
+    pub journal: Journal,
+    pub sandbox: Arc<dyn Sandbox>,
+    pub provider: Arc<dyn Provider>,
+    pub permissions: Arc<Permissions>,
+    pub limits: EngineLimits,
 }
 
 /// Whether a tool needs a person's approval in this mode (`None`: refused).
@@ -38,26 +38,6 @@ fn needs_approval(mode: PermissionMode, access: Access) -> Option<bool> {
         (PermissionMode::ReadOnly, _) => None,
         (PermissionMode::AcceptEdits, Access::Edit) => Some(false),
         (PermissionMode::Ask | PermissionMode::AcceptEdits, _) => Some(true),
-    }
-}
-
-impl NativeEngine {
-    pub fn new(
-        store: Arc<dyn Store>,
-        journal: Journal,
-        sandbox: Arc<dyn Sandbox>,
-        provider: Arc<dyn Provider>,
-        permissions: Arc<Permissions>,
-        limits: EngineLimits,
-    ) -> Self {
-        Self {
-            store,
-            journal,
-            sandbox,
-            provider,
-            permissions,
-            limits,
-        }
     }
 }
 

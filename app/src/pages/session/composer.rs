@@ -1,0 +1,111 @@
+//! The composer: the prompt box, Send (or Queue while the agent works) and
+//! Stop.
+
+use super::super::ErrorNote;
+use super::fold::is_busy;
+use crate::api::{SendPrompt, StopSession};
+use crate::domain::SessionStatus;
+use leptos::prelude::*;
+
+/// The prompt box: Enter sends, Shift+Enter is a new line; while the agent
+/// works a prompt is queued; Stop (or Esc) interrupts.
+#[component]
+pub(super) fn Composer(id: String, status: Memo<SessionStatus>) -> impl IntoView {
+    let text = RwSignal::new(String::new());
+    let send = ServerAction::<SendPrompt>::new();
+    let stop = ServerAction::<StopSession>::new();
+    let busy = move || is_busy(status.get());
+    let last_sent = StoredValue::new(String::new());
+    let submit = {
+        let id = id.clone();
+        move || {
+            let prompt = text.get_untracked();
+            if prompt.trim().is_empty() {
+                return;
+            }
+            last_sent.set_value(prompt.clone());
+            send.dispatch(SendPrompt {
+                id: id.clone(),
+                text: prompt,
+            });
+            text.set(String::new());
+        }
+    };
+    let submit = StoredValue::new(submit);
+    let stop_now = {
+        let id = id.clone();
+        move || {
+            stop.dispatch(StopSession { id: id.clone() });
+        }
+    };
+    let stop_now = StoredValue::new(stop_now);
+    // A failed send gives the text back, so nothing typed is lost.
+    Effect::new(move |_| {
+        if let Some(Err(_)) = send.value().get() {
+            if text.get_untracked().is_empty() {
+                text.set(last_sent.get_value());
+            }
+        }
+    });
+    #[cfg(feature = "hydrate")]
+    {
+        let handle = window_event_listener(leptos::ev::keydown, move |e| {
+            if e.key() == "Escape" && is_busy(status.get_untracked()) {
+                stop_now.with_value(|f| f());
+            }
+        });
+        on_cleanup(move || handle.remove());
+    }
+    view! {
+        <form
+            data-testid="composer"
+            class="sticky bottom-0 -mx-4 space-y-2 border-t border-zinc-200 bg-zinc-50/95 px-4 pb-4 pt-3 backdrop-blur dark:border-zinc-800 dark:bg-zinc-950/95"
+            on:submit=move |e| {
+                e.prevent_default();
+                submit.with_value(|f| f());
+            }
+        >
+            <label for="prompt" class="sr-only">"Prompt"</label>
+            <textarea
+                id="prompt"
+                name="text"
+                rows="3"
+                placeholder=move || if busy() { "The agent is working: a prompt sent now is queued" } else { "Describe a task… (Enter to send, Shift+Enter for a new line)" }
+                prop:value=move || text.get()
+                on:input=move |e| text.set(event_target_value(&e))
+                on:keydown=move |e| {
+                    if e.key() == "Enter" && !e.shift_key() && !e.is_composing() {
+                        e.prevent_default();
+                        submit.with_value(|f| f());
+                    }
+                }
+                class="block w-full resize-y rounded-lg border border-zinc-300 bg-white px-3 py-2 text-sm shadow-sm focus:border-amber-500 focus:outline-none focus:ring-2 focus:ring-amber-500/40 dark:border-zinc-700 dark:bg-zinc-900"
+            ></textarea>
+            <div class="flex flex-wrap items-center gap-2">
+                <button
+                    type="submit"
+                    data-testid="send"
+                    class="rounded-md bg-amber-500 px-4 py-1.5 text-sm font-semibold text-zinc-950 shadow-sm hover:bg-amber-400 focus:outline-none focus-visible:ring-2 focus-visible:ring-amber-500 focus-visible:ring-offset-2 dark:focus-visible:ring-offset-zinc-950"
+                >
+                    {move || if busy() { "Queue" } else { "Send" }}
+                </button>
+                {move || busy().then(|| view! {
+                    <button
+                        type="button"
+                        data-testid="stop"
+                        on:click=move |_| stop_now.with_value(|f| f())
+                        class="rounded-md border border-zinc-300 px-4 py-1.5 text-sm font-medium hover:bg-zinc-100 focus:outline-none focus-visible:ring-2 focus-visible:ring-amber-500 dark:border-zinc-700 dark:hover:bg-zinc-800"
+                    >
+                        "Stop"<span class="ml-1 text-xs text-zinc-500">"Esc"</span>
+                    </button>
+                })}
+                <span class="ml-auto text-xs text-zinc-500 dark:text-zinc-400" aria-live="polite">
+                    {move || if busy() { "Working…" } else { "" }}
+                </span>
+            </div>
+            {move || send.value().get().and_then(Result::err).map(|e| view! { <ErrorNote message=e.to_string() /> })}
+            {move || stop.value().get().and_then(Result::err).map(|e| view! { <ErrorNote message=e.to_string() /> })}
+        </form>
+    }
+    .into_any()
+}

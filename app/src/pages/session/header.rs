@@ -1,0 +1,79 @@
+//! The session's header: name, status, connection, counters, settings.
+
+use super::super::{format_cost, format_time, DeleteButton, StatusBadge};
+use crate::domain::Session;
+use crate::live::Link;
+use leptos::prelude::*;
+
+#[component]
+pub(super) fn Header(
+    session: RwSignal<Session>,
+    id: String,
+    link: ReadSignal<Link>,
+) -> impl IntoView {
+    let s = session.get_untracked();
+    let settings = [
+        ("Engine", s.engine.to_string()),
+        ("Model", s.model.clone()),
+        ("Permissions", s.permission_mode.to_string()),
+        (
+            "Budget",
+            s.budget_usd
+                .map_or_else(|| "none".to_owned(), |b| format!("${b:.2}")),
+        ),
+        ("Created", format_time(s.created_at)),
+    ];
+    let counter = |label: &'static str, testid: &'static str, value: Signal<String>| {
+        view! {
+            <div class="min-w-0">
+                <dt class="text-xs text-zinc-500 dark:text-zinc-400">{label}</dt>
+                <dd class="truncate font-medium tabular-nums" data-testid=testid>{value}</dd>
+            </div>
+        }
+    };
+    view! {
+        <header class="space-y-3">
+            <div class="flex flex-wrap items-center gap-x-3 gap-y-2">
+                <h1 class="min-w-0 break-words text-xl font-semibold" data-testid="session-title">{s.name.clone()}</h1>
+                {move || view! { <StatusBadge status=session.with(|s| s.status) /> }}
+                <span
+                    data-testid="connection"
+                    data-state=move || format!("{:?}", link.get()).to_lowercase()
+                    class="inline-flex items-center gap-1.5 text-xs text-zinc-500 dark:text-zinc-400"
+                >
+                    <span
+                        aria-hidden="true"
+                        class=move || format!(
+                            "h-2 w-2 rounded-full {}",
+                            if link.get() == Link::Live { "bg-emerald-500" } else { "animate-pulse bg-amber-500" },
+                        )
+                    ></span>
+                    {move || link.get().label()}
+                </span>
+                <DeleteButton id=id name=s.name.clone() then_go_to="/" />
+            </div>
+            <dl class="grid grid-cols-2 gap-x-6 gap-y-3 rounded-lg border border-zinc-200 bg-white p-4 text-sm sm:grid-cols-4 dark:border-zinc-800 dark:bg-zinc-900">
+                {counter("Cost", "cost", Signal::derive(move || format_cost(session.with(|s| s.cost_usd))))}
+                {counter("Tokens in / out", "tokens", Signal::derive(move || session.with(|s| format!("{} / {}", s.input_tokens, s.output_tokens))))}
+                {counter("Turns", "turns", Signal::derive(move || session.with(|s| s.turns.to_string())))}
+                {counter("Last activity", "activity", Signal::derive(move || session.with(|s| format_time(s.updated_at))))}
+            </dl>
+            <details class="rounded-lg border border-zinc-200 bg-white px-4 py-2 text-sm dark:border-zinc-800 dark:bg-zinc-900">
+                <summary class="cursor-pointer font-medium">"Settings"</summary>
+                <dl class="mt-2 grid grid-cols-2 gap-x-6 gap-y-2 sm:grid-cols-5">
+                    {settings.into_iter().map(|(label, value)| view! {
+                        <div class="min-w-0">
+                            <dt class="text-xs text-zinc-500 dark:text-zinc-400">{label}</dt>
+                            <dd class="truncate">{value}</dd>
+                        </div>
+                    }).collect_view()}
+                </dl>
+                {(!s.system_prompt.is_empty()).then(|| view! {
+                    <p class="mt-2 text-xs text-zinc-500 dark:text-zinc-400">"System prompt"</p>
+                    <pre class="whitespace-pre-wrap break-words font-mono text-xs">{s.system_prompt.clone()}</pre>
+                })}
+            </details>
+        </header>
+    }
+    .into_any()
+}

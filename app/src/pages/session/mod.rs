@@ -1,0 +1,230 @@
+//! One session: its header and counters, the transcript, and the composer.
+//!
+//! The page is rendered on the server from the store (the newest page of the
+//! transcript), so a reload shows the whole recent history at once; once
+//! hydrated it subscribes to the session's event stream from the last `seq`
+//! it holds. Stored events extend the transcript; deltas feed the blocks
+//! still being generated (as plain text), which the stored block replaces
+//! when it arrives. The model's Markdown comes rendered by the server, with
+//! the event (see [`EventHtml`]).
+//! Older events are loaded a page at a time on request, so a transcript of
+//! any length renders quickly.
+//!
+//! The pieces: the [`header`], the transcript's [`cards`] (with the
+//! [`permission`] cards), the [`composer`], and the [`fold`] of the live
+//! stream into the page's state.
+
+mod cards;
+mod composer;
+mod fold;
+mod header;
+mod permission;
+
+use super::{ErrorNote, Missing};
+use crate::api::{open_session, session_events, EventPage, SessionView, EVENTS_PAGE};
+use crate::domain::{AppError, Delta, Event, EventHtml};
+use crate::live::{self, Link};
+use crate::transcript::{Item, Transcript};
+use cards::{EventView, LiveBlockView};
+use composer::Composer;
+use fold::LiveBlock;
+use header::Header;
+use leptos::prelude::*;
+use leptos_router::hooks::use_params_map;
+use std::collections::HashMap;
+
+#[component]
+pub fn SessionPage() -> impl IntoView {
+    let params = use_params_map();
+    let id = move || params.read().get("id").unwrap_or_default();
+    let data = Resource::new(id, open_session);
+    view! {
+        <Suspense fallback=|| view! { <p class="text-sm text-zinc-500">"Loading session…"</p> }>
+            {move || Suspend::new(async move {
+                match data.await {
+                    Ok(v) => view! { <SessionScreen data=v /> }.into_any(),
+                    Err(AppError::NotFound(_)) => view! { <Missing what="Session" /> }.into_any(),
+                    Err(e) => view! { <ErrorNote message=e.to_string() /> }.into_any(),
+                }
+            })}
+        </Suspense>
+    }
+}
+
+/// The rendered Markdown of the events shown, by `seq`.
+#[derive(Default)]
+struct Html(HashMap<i64, String>);
+
+impl Html {
+    fn add(&mut self, html: impl IntoIterator<Item = EventHtml>) {
+        self.0.extend(html.into_iter().map(|h| (h.seq, h.html)));
+    }
+}
+
+#[component]
+fn SessionScreen(data: SessionView) -> impl IntoView {
+    let SessionView {
+        session: initial,
+        page,
+    } = data;
+    let id = initial.id.to_string();
+    let title = initial.name.clone();
+    let session = RwSignal::new(initial);
+    let events = RwSignal::new(page.events);
+    let html = RwSignal::new(Html::default());
+    html.update(|h| h.add(page.html));
+    let live = RwSignal::new(Vec::<LiveBlock>::new());
+    let (link, set_link) = signal(Link::Connecting);
+    // The newest stored event the page holds (its events end there).
+    let newest = move || session.with_untracked(|s| s.last_seq);
+
+    let apply = move |e: Event| {
+        let mut new = false;
+        session.maybe_update(|s| {
+            new = fold::count(s, &e);
+            new
+        });
+        if !new {
+            return; // already shown
+        }
+        live.maybe_update(|blocks| fold::settle(blocks, &e));
+        events.update(|list| list.push(e));
+    };
+    let on_delta = move |d: Delta| live.update(|blocks| fold::stream(blocks, d));
+    let stream_url = {
+        let id = id.clone();
+        move || format!("/api/sessions/{id}/events?html=true&after={}", newest())
+    };
+    live::subscribe(
+        stream_url,
+        &["event", "html", "delta"],
+        move |name, data| match name {
+            "event" => {
+                if let Ok(e) = serde_json::from_str::<Event>(&data) {
+                    apply(e);
+                }
+            }
+            "html" => {
+                if let Ok(h) = serde_json::from_str::<EventHtml>(&data) {
+                    html.update(|m| m.add([h]));
+                }
+            }
+            _ => {
+                if let Ok(d) = serde_json::from_str::<Delta>(&data) {
+                    on_delta(d);
+                }
+            }
+        },
+        set_link,
+    );
+
+    let transcript = Memo::new(move |_| events.with(|e| Transcript::build(e)));
+    let status = Memo::new(move |_| session.with(|s| s.status));
+    follow_bottom(transcript, live);
+
+    let (id_header, id_earlier, id_items) = (id.clone(), id.clone(), id.clone());
+    view! {
+        <leptos_meta::Title text=format!("{title} · Paddock") />
+        <article class="space-y-4 pb-4">
+            <Header session id=id_header link />
+            <section aria-labelledby="transcript-heading" class="space-y-3">
+                <h2 id="transcript-heading" class="sr-only">"Transcript"</h2>
+                <EarlierEvents id=id_earlier events html />
+                {move || (events.with(Vec::is_empty) && live.with(Vec::is_empty)).then(|| view! {
+                    <p data-testid="transcript-empty" class="rounded-lg border border-dashed border-zinc-300 p-6 text-center text-sm text-zinc-500 dark:border-zinc-700 dark:text-zinc-400">
+                        "Nothing here yet. Describe a task below; the agent works on it in this session's sandbox."
+                    </p>
+                })}
+                <ol class="space-y-3" data-testid="transcript">
+                    <For
+                        each=move || transcript.with(|t| t.items.clone())
+                        key=|item: &Item| (item.event.seq, item.queued)
+                        let:item
+                    >
+                        <EventView item transcript html id=id_items.clone() />
+                    </For>
+                </ol>
+                <div aria-live="polite" aria-busy=move || (!live.with(Vec::is_empty)).to_string() data-testid="live">
+                    <For each=move || live.get() key=|b: &LiveBlock| (b.block, b.text.len()) let:block>
+                        <LiveBlockView block />
+                    </For>
+                </div>
+            </section>
+            <Composer id status />
+        </article>
+    }
+}
+
+/// Keeps the newest content in view while the user is at the bottom of the
+/// page; scrolling up stops that until they scroll back down.
+fn follow_bottom(transcript: Memo<Transcript>, live: RwSignal<Vec<LiveBlock>>) {
+    let following = RwSignal::new(true);
+    #[cfg(feature = "hydrate")]
+    {
+        let at_bottom = || {
+            let w = window();
+            let height = w
+                .inner_height()
+                .ok()
+                .and_then(|h| h.as_f64())
+                .unwrap_or(0.0);
+            let y = w.scroll_y().unwrap_or(0.0);
+            let total = document()
+                .document_element()
+                .map_or(0.0, |e| f64::from(e.scroll_height()));
+            y + height >= total - 120.0
+        };
+        let handle = window_event_listener(leptos::ev::scroll, move |_| following.set(at_bottom()));
+        on_cleanup(move || handle.remove());
+    }
+    Effect::new(move |_| {
+        transcript.track();
+        live.track();
+        if following.get_untracked() {
+            request_animation_frame(|| {
+                let total = document()
+                    .document_element()
+                    .map_or(0, |e| e.scroll_height());
+                window().scroll_to_with_x_and_y(0.0, f64::from(total));
+            });
+        }
+    });
+}
+
+/// "Show earlier events": loads the page before the oldest one shown.
+#[component]
+fn EarlierEvents(id: String, events: RwSignal<Vec<Event>>, html: RwSignal<Html>) -> impl IntoView {
+    let first = move || events.with(|e| e.first().map_or(1, |e| e.seq));
+    let load = Action::new(move |before: &i64| {
+        let (id, before) = (id.clone(), *before);
+        async move {
+            let older: EventPage = session_events(id, (before - 1 - EVENTS_PAGE).max(0)).await?;
+            html.update(|h| h.add(older.html));
+            events.update(|list| {
+                let mut merged: Vec<Event> = older
+                    .events
+                    .into_iter()
+                    .filter(|e| e.seq < before)
+                    .collect();
+                merged.append(list);
+                *list = merged;
+            });
+            Ok::<(), AppError>(())
+        }
+    });
+    view! {
+        {move || (first() > 1).then(|| view! {
+            <button
+                type="button"
+                data-testid="load-earlier"
+                on:click=move |_| { load.dispatch(first()); }
+                disabled=move || load.pending().get()
+                class="w-full rounded-md border border-zinc-200 py-2 text-sm text-zinc-600 hover:bg-zinc-100 focus:outline-none focus-visible:ring-2 focus-visible:ring-amber-500 dark:border-zinc-800 dark:text-zinc-300 dark:hover:bg-zinc-900"
+            >
+                {move || format!("Show earlier events ({} not shown)", first() - 1)}
+            </button>
+        })}
+        {move || load.value().get().and_then(Result::err).map(|e| view! { <ErrorNote message=e.to_string() /> })}
+    }
+    .into_any()
+}
