@@ -399,6 +399,12 @@ pub enum AppError {
     NotFound(String),
     #[error("{0}")]
     Unavailable(String),
+    /// The caller may not do this (a write from another site's page).
+    #[error("{0}")]
+    Forbidden(String),
+    /// Sent to a host name this server does not serve (DNS rebinding).
+    #[error("{0}")]
+    Misdirected(String),
     #[error("Something went wrong on the server; the details are in its log.")]
     Internal,
     #[error("{0}")]
@@ -413,6 +419,8 @@ impl AppError {
             AppError::Invalid(_) => 400,
             AppError::NotFound(_) => 404,
             AppError::Unavailable(_) => 503,
+            AppError::Forbidden(_) => 403,
+            AppError::Misdirected(_) => 421,
             AppError::Internal | AppError::Transport(_) => 500,
         }
     }
@@ -423,6 +431,8 @@ impl AppError {
             AppError::Invalid(_) => "invalid_request",
             AppError::NotFound(_) => "not_found",
             AppError::Unavailable(_) => "unavailable",
+            AppError::Forbidden(_) => "forbidden",
+            AppError::Misdirected(_) => "misdirected_request",
             AppError::Internal | AppError::Transport(_) => "internal",
         }
     }

@@ -23,14 +23,15 @@
 //! Sign-in builds on this door: it is where the caller's identity will be
 //! checked too, so there is one place every request passes.
 
+use super::error::ApiError;
 use crate::config::Config;
 use crate::origin::Origin;
+use app::domain::AppError;
 use axum::extract::{Request, State};
 use axum::http::uri::Authority;
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::http::{header, HeaderMap, HeaderValue, Method, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use std::collections::HashSet;
 use std::fmt;
 use std::net::IpAddr;
@@ -74,18 +75,12 @@ pub enum Refusal {
     CrossOrigin(String),
 }
 
-impl Refusal {
-    pub fn status(&self) -> StatusCode {
-        match self {
-            Refusal::ForeignHost(_) => StatusCode::MISDIRECTED_REQUEST,
-            Refusal::CrossOrigin(_) => StatusCode::FORBIDDEN,
-        }
-    }
-
-    fn kind(&self) -> &'static str {
-        match self {
-            Refusal::ForeignHost(_) => "misdirected_request",
-            Refusal::CrossOrigin(_) => "forbidden",
+impl From<Refusal> for AppError {
+    fn from(refusal: Refusal) -> Self {
+        let message = refusal.to_string();
+        match refusal {
+            Refusal::ForeignHost(_) => AppError::Misdirected(message),
+            Refusal::CrossOrigin(_) => AppError::Forbidden(message),
         }
     }
 }
@@ -219,13 +214,11 @@ pub async fn check(State(guard): State<Arc<RequestGuard>>, req: Request, next: N
         Ok(()) => next.run(req).await,
         Err(refusal) => {
             tracing::warn!(method = %req.method(), path = req.uri().path(), "refused: {refusal:?}");
-            let message = refusal.to_string();
+            let error = ApiError::from(AppError::from(refusal));
             if req.uri().path().starts_with("/api/") {
-                let body =
-                    serde_json::json!({ "error": { "type": refusal.kind(), "message": message } });
-                (refusal.status(), Json(body)).into_response()
+                error.into_response()
             } else {
-                (refusal.status(), message).into_response()
+                (error.status(), error.to_string()).into_response()
             }
         }
     }
