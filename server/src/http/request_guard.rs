@@ -20,7 +20,8 @@
 //!   lacking that the `Referer`. Anything else gets 403. A request without
 //!   any of them is not from a browser (curl, scripts) and is served.
 //!
-//! Sign-in builds on this door: it is where the caller's identity will be
+//! Both refuse before anything is read or changed (invariant 5). Sign-in
+//! builds on this door: it is where the caller's identity will be
 //! checked too, so there is one place every request passes.
 
 use super::error::ApiError;

@@ -1,7 +1,7 @@
 //! `/api/sessions…`: sessions as JSON resources for scripts, beside the
 //! dashboard's server functions (at `/api/<function name>`, a different set
 //! of paths). Input is checked completely before anything is written, so a
-//! refused request leaves no trace.
+//! refused request leaves no trace (invariant 5).
 
 use super::error::ApiResult;
 use super::extract::SessionPath;

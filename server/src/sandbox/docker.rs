@@ -1,6 +1,6 @@
 //! The Docker backend: one closed container per session, driven with bollard.
 //!
-//! Closed by default: non-root (uid 10001), no network, every capability
+//! Closed by default (invariant 3): non-root (uid 10001), no network, every capability
 //! dropped, no-new-privileges, read-only root filesystem with tmpfs `/tmp`,
 //! memory/CPU/pids limits, and an init process that reaps zombies. Containers
 //! carry `paddock.session` and `paddock.instance` labels so a restarted server

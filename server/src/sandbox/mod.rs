@@ -270,7 +270,7 @@ fn remove_workspace(root: &Path, session: SessionId) -> Result<()> {
     }
 }
 
-/// Environment every sandboxed command gets: nothing from the server's own
+/// Environment every sandboxed command gets (invariant 2): nothing from the server's own
 /// (which may hold the API key), only what a shell needs.
 pub const SANDBOX_ENV: &[(&str, &str)] = &[
     (

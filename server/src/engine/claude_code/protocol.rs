@@ -159,8 +159,15 @@ pub(super) enum ToolResultContent {
     #[default]
     Empty,
     Text(String),
-    Blocks(Vec<Value>),
+    Blocks(Vec<ToolResultBlock>),
     Other(Value),
+}
+
+/// A block of a `tool_result`'s content; only text blocks carry text.
+#[derive(Debug, PartialEq, Deserialize)]
+pub(super) struct ToolResultBlock {
+    #[serde(default)]
+    text: Option<String>,
 }
 
 impl ToolResultContent {
@@ -171,7 +178,7 @@ impl ToolResultContent {
             ToolResultContent::Text(text) => text.clone(),
             ToolResultContent::Blocks(blocks) => blocks
                 .iter()
-                .filter_map(|b| b["text"].as_str())
+                .filter_map(|b| b.text.as_deref())
                 .collect::<Vec<_>>()
                 .join("\n"),
             ToolResultContent::Other(value) => value.to_string(),
