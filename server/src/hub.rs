@@ -2,9 +2,9 @@
 //!
 //! The store is the source of truth; the hub only saves viewers from polling
 //! it. Every persisted event is published *after* its transaction committed
-//! (see [`crate::backend::Paddock::record`]), so anything a viewer receives
+//! (by the [`Journal`](crate::journal::Journal)), so anything a viewer receives
 //! from the hub can also be read back from the store. That is what lets the
-//! SSE route ([`crate::api`]) repair every imperfection of a broadcast
+//! SSE route (`http/events.rs`) repair every imperfection of a broadcast
 //! channel from the store: a viewer that lags behind, or sees a `seq` skip
 //! because two writers published out of order, re-reads the missing events
 //! instead of losing them. Deltas (token fragments) are not stored and may be

@@ -1,5 +1,8 @@
-//! Paddock's server: configuration, the store, and the HTTP surface (the
-//! Leptos dashboard, server functions and health probes).
+//! Paddock's server: [`Paddock`](paddock::Paddock) composes the store, the
+//! sandboxes, the journal and hub, the engines and the credential proxy; the
+//! [`http`] surface serves the dashboard, its server functions, the REST API
+//! and the event streams. The README's architecture section maps the
+//! modules.
 
 pub mod config;
 pub mod engine;

@@ -2,7 +2,7 @@
 //!
 //! Each engine is one implementation of [`AgentEngine`] (Paddock's own loop
 //! over the Messages API, the Claude Code CLI), found by the session's
-//! [`Engine`] in the [`Runner`]'s table, so a third one is one more module
+//! [`Engine`](app::domain::Engine) in the [`Runner`]'s table, so a third one is one more module
 //! and one more entry. The [`Runner`] owns what all of them share: prompts
 //! stored before anything runs (invariant 4), one run per session at a time
 //! with later prompts queued in order, Stop, and the sandbox started with

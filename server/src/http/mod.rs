@@ -1,6 +1,6 @@
 //! The HTTP surface: the server-rendered dashboard and its server functions,
-//! static files, the JSON API ([`sessions`]), the two event streams
-//! ([`events`], [`updates`]) and the health probes ([`probes`]), every route
+//! static files, the JSON API (`sessions.rs`), the two event streams
+//! (`events.rs`, `updates.rs`) and the health probes (`probes.rs`), every route
 //! but the probes behind the [`request_guard`]. Handlers take what they
 //! need through the [`extract`]ors and fail with the one [`error`] type.
 

@@ -15,8 +15,8 @@
 //! events (`message_start`, `message_delta`) is read on the way past to meter
 //! the session's tokens and cost, which is what its budget is checked against
 //! before each call. The counts the CLI reports about itself are never used
-//! for money: the sandbox is not trusted. The routes are [`forward`], the
-//! metering [`meter`].
+//! for money: the sandbox is not trusted. The routes are `forward.rs`, the
+//! metering `meter.rs`.
 
 mod forward;
 mod meter;

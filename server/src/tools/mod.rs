@@ -2,7 +2,7 @@
 //! writing and editing files, listing folders, finding files and searching
 //! their contents, and running commands.
 //!
-//! Each tool is declared once (a [`Spec`]): the same declaration gives the
+//! Each tool is declared once (a `Spec`): the same declaration gives the
 //! JSON schema the model sees and validates the input the model sends, so the
 //! two cannot drift apart. File and search tools go through the session's
 //! [`Workspace`], which confines every path to it and never runs anything
