@@ -20,7 +20,9 @@ test.describe('a working session', () => {
         ...slow,
       },
       { reply: 'Done: **hello.txt** is written.\n\n```rust\nfn main() { println!("hi"); }\n```', ...slow },
-      { expect: { contains: ['second prompt'] }, reply: 'The second answer, streamed to every viewer at once.', ...slow },
+      // Streams for about 2 s, longer than the longest gap between two
+      // checks of an expect (1 s), so the other viewer is seen streaming.
+      { expect: { contains: ['second prompt'] }, reply: 'The second answer, streamed to every viewer at once.', chunk: 3, delay_ms: 80 },
     ] },
   });
 
