@@ -8,6 +8,10 @@ export default defineConfig({
   timeout: 60_000,
   expect: { timeout: 10_000 },
   workers: 2,
+  // One retry in CI, reported as "flaky" in the output: the second viewer in
+  // transcript.spec.ts sometimes sees no live deltas at all (seen on the code
+  // before and after the restructure; under investigation, see the README).
+  retries: process.env.CI ? 1 : 0,
   reporter: [['list']],
   use: {
     screenshot: 'only-on-failure',
