@@ -21,7 +21,8 @@ test.describe('a working session', () => {
       },
       { reply: 'Done: **hello.txt** is written.\n\n```rust\nfn main() { println!("hi"); }\n```', ...slow },
       // Streams for about 2 s, longer than the longest gap between two
-      // checks of an expect (1 s), so the other viewer is seen streaming.
+      // checks of an expect (1 s). (The second viewer still sometimes sees
+      // no delta at all: a known flake, see the README's Tests section.)
       { expect: { contains: ['second prompt'] }, reply: 'The second answer, streamed to every viewer at once.', chunk: 3, delay_ms: 80 },
     ] },
   });
