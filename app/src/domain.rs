@@ -8,6 +8,7 @@ use std::str::FromStr;
 use uuid::Uuid;
 
 pub type SessionId = Uuid;
+pub type UserId = Uuid;
 
 /// Longest session name accepted, in characters.
 pub const NAME_MAX_CHARS: usize = 200;
@@ -60,6 +61,7 @@ macro_rules! string_enum {
         }
     };
 }
+pub(crate) use string_enum;
 
 string_enum! {
     /// Where a session is in its life.
@@ -112,6 +114,10 @@ pub struct Session {
     /// Spending limit in USD; the engine stops calling the model once the
     /// session's cost reaches it. `None`: no limit.
     pub budget_usd: Option<f64>,
+    /// Who created it; `None` when the local operator did, with sign-in
+    /// off.
+    #[serde(default)]
+    pub owner: Option<UserId>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -312,6 +318,10 @@ pub enum EventKind {
         decision: Decision,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
+        /// Who decided (absent when nobody did in time, and in transcripts
+        /// from before accounts).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
     },
     Usage {
         input_tokens: i64,
@@ -395,6 +405,16 @@ pub struct Delta {
 pub enum AppError {
     #[error("{0}")]
     Invalid(String),
+    /// The caller is not signed in (or their token or cookie is no longer
+    /// valid).
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// What was asked conflicts with what exists (a login that is taken).
+    #[error("{0}")]
+    Conflict(String),
+    /// Too many attempts (sign-in); try again later.
+    #[error("{0}")]
+    RateLimited(String),
     #[error("{0} not found")]
     NotFound(String),
     #[error("{0}")]
@@ -417,6 +437,9 @@ impl AppError {
     pub fn status(&self) -> u16 {
         match self {
             AppError::Invalid(_) => 400,
+            AppError::Unauthenticated(_) => 401,
+            AppError::Conflict(_) => 409,
+            AppError::RateLimited(_) => 429,
             AppError::NotFound(_) => 404,
             AppError::Unavailable(_) => 503,
             AppError::Forbidden(_) => 403,
@@ -429,6 +452,9 @@ impl AppError {
     pub fn kind(&self) -> &'static str {
         match self {
             AppError::Invalid(_) => "invalid_request",
+            AppError::Unauthenticated(_) => "unauthenticated",
+            AppError::Conflict(_) => "conflict",
+            AppError::RateLimited(_) => "rate_limited",
             AppError::NotFound(_) => "not_found",
             AppError::Unavailable(_) => "unavailable",
             AppError::Forbidden(_) => "forbidden",

@@ -2,6 +2,7 @@
 //! functions they call. Rendered on the server (`ssr`) and hydrated in the
 //! browser (`hydrate`) from this one crate.
 
+pub mod accounts;
 pub mod api;
 pub mod domain;
 mod live;
@@ -16,15 +17,69 @@ use leptos_router::{
     path, SsrMode,
 };
 
-/// Says plainly when sessions run in a weaker sandbox than a closed
-/// container (the local backend), on every page.
+/// Who is signed in, with their pages (and an admin's), and sign-out; with
+/// sign-in off, says so. Nothing for an anonymous visitor (the sign-in page).
 #[component]
-fn SandboxWarning() -> impl IntoView {
-    let info = Resource::new(|| (), |_| api::get_server_info());
+fn AccountMenu() -> impl IntoView {
+    let me = Resource::new(|| (), |_| api::accounts::whoami());
+    let link = "block rounded px-3 py-1.5 text-sm hover:bg-zinc-100 dark:hover:bg-zinc-800";
     view! {
         <Suspense>
             {move || Suspend::new(async move {
-                info.await.ok().and_then(|i| i.sandbox_warning).map(|warning| view! {
+                me.await.ok().flatten().map(|caller| {
+                    let admin = caller.is_admin();
+                    let signed_in = caller.user.is_some();
+                    view! {
+                        <details class="relative ml-auto" data-testid="account-menu">
+                            <summary class="cursor-pointer list-none rounded-md px-2 py-1 text-sm font-medium hover:bg-zinc-100 dark:hover:bg-zinc-800" data-testid="account-name">
+                                {caller.display_name.clone()}
+                                <span class="ml-1 text-xs font-normal text-zinc-500">{caller.role.to_string()}</span>
+                            </summary>
+                            <div class="absolute right-0 z-10 mt-1 w-48 rounded-md border border-zinc-200 bg-white py-1 shadow-lg dark:border-zinc-700 dark:bg-zinc-900">
+                                {signed_in.then(|| view! {
+                                    <A href="/account" attr:class=link>"Account"</A>
+                                    <A href="/tokens" attr:class=link>"API tokens"</A>
+                                })}
+                                <A href="/credentials" attr:class=link>"Credentials"</A>
+                                {(admin && signed_in).then(|| view! {
+                                    <A href="/users" attr:class=link>"Users"</A>
+                                    <A href="/audit" attr:class=link>"Audit log"</A>
+                                })}
+                                {if signed_in {
+                                    view! {
+                                        <form method="post" action="/auth/signout">
+                                            <button type="submit" data-testid="signout" class=format!("w-full text-left {link}")>"Sign out"</button>
+                                        </form>
+                                    }.into_any()
+                                } else {
+                                    view! { <p class="px-3 py-1.5 text-xs text-zinc-500">"Sign-in is off (local only)"</p> }.into_any()
+                                }}
+                            </div>
+                        </details>
+                    }
+                })
+            })}
+        </Suspense>
+    }
+}
+
+/// Says plainly when sessions run in a weaker sandbox than a closed
+/// container (the local backend), on every page but those before sign-in.
+#[component]
+fn SandboxWarning() -> impl IntoView {
+    let info = Resource::new(
+        || (),
+        |_| async {
+            match api::accounts::whoami().await? {
+                Some(_) => api::get_server_info().await.map(Some),
+                None => Ok(None),
+            }
+        },
+    );
+    view! {
+        <Suspense>
+            {move || Suspend::new(async move {
+                info.await.ok().flatten().and_then(|i| i.sandbox_warning).map(|warning| view! {
                     <div role="status" data-testid="sandbox-warning" class="border-b border-amber-300 bg-amber-50 text-amber-900 dark:border-amber-800 dark:bg-amber-950 dark:text-amber-200">
                         <p class="mx-auto max-w-5xl px-4 py-2 text-sm"><strong>"Weaker isolation: "</strong>{warning}</p>
                     </div>
@@ -77,6 +132,7 @@ pub fn App() -> impl IntoView {
                         "Paddock"
                     </A>
                     <span class="text-sm text-zinc-500 dark:text-zinc-400">"Claude agents in closed sandboxes"</span>
+                    <AccountMenu />
                 </nav>
             </header>
             <SandboxWarning />
@@ -86,6 +142,13 @@ pub fn App() -> impl IntoView {
                 <Routes fallback=pages::NotFound>
                     <Route path=path!("") view=pages::SessionsPage ssr=SsrMode::Async />
                     <Route path=path!("sessions/:id") view=pages::SessionPage ssr=SsrMode::Async />
+                    <Route path=path!("signin") view=pages::SignInPage ssr=SsrMode::Async />
+                    <Route path=path!("setup") view=pages::SetupPage ssr=SsrMode::Async />
+                    <Route path=path!("account") view=pages::AccountPage ssr=SsrMode::Async />
+                    <Route path=path!("tokens") view=pages::TokensPage ssr=SsrMode::Async />
+                    <Route path=path!("credentials") view=pages::CredentialsPage ssr=SsrMode::Async />
+                    <Route path=path!("users") view=pages::UsersPage ssr=SsrMode::Async />
+                    <Route path=path!("audit") view=pages::AuditPage ssr=SsrMode::Async />
                 </Routes>
             </main>
         </Router>

@@ -27,8 +27,9 @@ pub struct Transcript {
     pub items: Vec<Item>,
     /// Tool results by tool-use id.
     pub outcomes: HashMap<String, Outcome>,
-    /// Permission decisions by request id.
-    pub decisions: HashMap<String, (Decision, Option<String>)>,
+    /// Permission decisions by request id: the decision, why, and who
+    /// decided.
+    pub decisions: HashMap<String, (Decision, Option<String>, Option<String>)>,
     /// Tool calls whose run ended without a result (stopped, failed, or
     /// the server restarted).
     pub cut_off: HashSet<String>,
@@ -102,9 +103,10 @@ impl Transcript {
                     request_id,
                     decision,
                     reason,
+                    by,
                 } => {
                     t.decisions
-                        .insert(request_id.clone(), (*decision, reason.clone()));
+                        .insert(request_id.clone(), (*decision, reason.clone(), by.clone()));
                 }
                 EventKind::Usage { .. } => {}
                 EventKind::ToolCall { id, .. } => {
@@ -322,6 +324,7 @@ mod tests {
                 request_id: "p".into(),
                 decision: Decision::Deny,
                 reason: Some("no".into()),
+                by: Some("ada".into()),
             },
             EventKind::ToolResult {
                 id: "t".into(),

@@ -83,7 +83,7 @@ async fn main() {
     }
     .validate()
     .unwrap();
-    let session = paddock.store.create_session(&spec).await.unwrap().id;
+    let session = paddock.store.create_session(&spec, None).await.unwrap().id;
     for i in 0..n {
         paddock
             .store

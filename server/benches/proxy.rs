@@ -20,6 +20,7 @@
 
 mod common;
 
+use app::accounts::Caller;
 use app::api::Backend;
 use app::domain::{Engine, EventKind, NewSession, Session, SessionStatus};
 use clap::Parser;
@@ -68,7 +69,7 @@ async fn session(paddock: &Paddock, engine: Engine) -> Session {
     }
     .validate()
     .unwrap();
-    paddock.store.create_session(&spec).await.unwrap()
+    paddock.store.create_session(&spec, None).await.unwrap()
 }
 
 /// Sends one request; returns (time to the first body byte, to the last).
@@ -201,6 +202,7 @@ async fn engine_wall_time(engine: Engine, runs: usize) -> Vec<Duration> {
         let started = Instant::now();
         paddock
             .send_prompt(
+                &Caller::local_operator(),
                 s.id,
                 "Write notes/a.txt and notes/b.txt, then count their lines.".into(),
             )

@@ -36,6 +36,12 @@ pub struct Config {
     #[arg(long, env = "PADDOCK_ALLOWED_HOSTS", value_delimiter = ',', value_parser = parse_allowed_host)]
     pub allowed_hosts: Vec<String>,
 
+    /// Sign-in: `on` (every request needs an account or an API token), or
+    /// `off` for one person on their own machine, allowed only while
+    /// Paddock listens on a loopback address.
+    #[arg(long, env = "PADDOCK_AUTH", value_enum, default_value_t = AuthSetting::On)]
+    pub auth: AuthSetting,
+
     /// Database URL; a missing SQLite file (and its folder) is created.
     #[arg(long, env = "DATABASE_URL", default_value = "sqlite://data/paddock.db")]
     pub database_url: String,
@@ -64,11 +70,26 @@ pub struct Config {
     #[arg(long, env = "PADDOCK_SANDBOX_PIDS", default_value_t = Limits::default().pids)]
     pub sandbox_pids: i64,
 
+    /// The master key that seals saved credentials: 64 hex digits. Without
+    /// it, the key file is used (and created on first run).
+    #[arg(long, env = "PADDOCK_MASTER_KEY", hide_env_values = true)]
+    pub master_key: Option<String>,
+
+    /// The master key's file when PADDOCK_MASTER_KEY is not set; created
+    /// with mode 0600. Back it up apart from the database.
+    #[arg(
+        long,
+        env = "PADDOCK_MASTER_KEY_FILE",
+        default_value = "data/master.key"
+    )]
+    pub master_key_file: PathBuf,
+
     /// Messages API endpoint (a gateway, or the scripted model server).
     #[arg(long, env = "ANTHROPIC_BASE_URL", default_value = crate::llm::DEFAULT_BASE_URL)]
     pub anthropic_base_url: String,
 
-    /// API key, sent as `x-api-key`. Never shown, logged or given to a sandbox.
+    /// API key, sent as `x-api-key`, used when no key is saved in the
+    /// credential store. Never shown, logged or given to a sandbox.
     #[arg(long, env = "ANTHROPIC_API_KEY", hide_env_values = true)]
     pub anthropic_api_key: Option<String>,
 
@@ -120,6 +141,12 @@ pub const CLAUDE_CODE_VERSION: &str = include_str!("../claude-code/VERSION").tri
 pub const DEFAULT_IMAGE: &str = concat!("paddock-agent:", include_str!("../images/agent/VERSION"));
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthSetting {
+    On,
+    Off,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SandboxChoice {
     Docker,
     Local,
@@ -147,6 +174,43 @@ impl Config {
             memory_mb: own.memory_mb.unwrap_or(self.sandbox_memory_mb),
             cpus: own.cpus.unwrap_or(self.sandbox_cpus),
             pids: own.pids.unwrap_or(self.sandbox_pids),
+        }
+    }
+
+    /// Whether callers must sign in; refuses sign-in off on an address
+    /// other machines can reach.
+    pub fn sign_in_required(&self) -> anyhow::Result<bool> {
+        let addr = self.listen_addr();
+        match self.auth {
+            AuthSetting::On => Ok(true),
+            AuthSetting::Off if addr.ip().is_loopback() => Ok(false),
+            AuthSetting::Off => anyhow::bail!(
+                "PADDOCK_AUTH=off is allowed only on a loopback address, and Paddock would \
+                 listen on {addr}: anyone who reaches it could run code in its sandboxes. Keep \
+                 sign-in on, or listen on 127.0.0.1."
+            ),
+        }
+    }
+
+    /// Whether the public URL is https, so cookies must be `Secure`.
+    pub fn https(&self) -> bool {
+        self.public_url.as_ref().is_some_and(|o| o.is_https())
+    }
+
+    /// The URL to print in links (the setup link): the public URL, else the
+    /// listening address.
+    pub fn base_url(&self) -> String {
+        match &self.public_url {
+            Some(origin) => origin.to_string(),
+            None => {
+                let addr = self.listen_addr();
+                let host = if addr.ip().is_unspecified() {
+                    std::net::IpAddr::V4(Ipv4Addr::LOCALHOST)
+                } else {
+                    addr.ip()
+                };
+                format!("http://{}", SocketAddr::new(host, addr.port()))
+            }
         }
     }
 
@@ -191,6 +255,21 @@ mod tests {
             config(Some("127.0.0.1:9000"), Some(8080)).listen_addr(),
             "127.0.0.1:9000".parse().unwrap()
         );
+    }
+
+    #[test]
+    fn sign_in_off_only_on_loopback() {
+        let off = |args: &[&str]| {
+            let mut argv = vec!["paddock", "--auth=off"];
+            argv.extend_from_slice(args);
+            Config::try_parse_from(argv).unwrap().sign_in_required()
+        };
+        assert!(!off(&[]).unwrap());
+        assert!(!off(&["--addr=[::1]:3000"]).unwrap());
+        assert!(off(&["--addr=0.0.0.0:3000"]).is_err());
+        assert!(off(&["--port=8080"]).is_err());
+        assert!(off(&["--addr=192.168.1.5:3000"]).is_err());
+        assert!(config(None, Some(8080)).sign_in_required().unwrap());
     }
 
     #[test]

@@ -17,7 +17,9 @@
 //!
 //! One more channel carries session summaries (status, cost, activity) to
 //! the sessions list, which watches all sessions at once. Summaries are not
-//! numbered: a list that lags simply reloads.
+//! numbered: a list that lags simply reloads. And one says that who may see
+//! what has changed (a share, a revoked token, a disabled account): every
+//! open stream then checks its caller again, and ends or narrows at once.
 
 use crate::sync::lock;
 use app::domain::{Delta, Event, Session, SessionId};
@@ -54,6 +56,7 @@ struct Inner {
     capacity: usize,
     channels: Mutex<HashMap<SessionId, broadcast::Sender<HubMessage>>>,
     sessions: broadcast::Sender<SessionUpdate>,
+    access: broadcast::Sender<()>,
     /// Cancelled when the server shuts down: live streams end, so a graceful
     /// shutdown does not wait for viewers that never leave.
     shutdown: CancellationToken,
@@ -84,6 +87,7 @@ impl Hub {
                 capacity: capacity.max(1),
                 channels: Mutex::new(HashMap::new()),
                 sessions: broadcast::channel(256).0,
+                access: broadcast::channel(16).0,
                 shutdown: CancellationToken::new(),
                 lag_recoveries: AtomicU64::new(0),
             }),
@@ -147,6 +151,18 @@ impl Hub {
 
     pub fn publish_session(&self, update: SessionUpdate) {
         let _ = self.inner.sessions.send(update);
+    }
+
+    /// Says that access changed somewhere (shares, tokens, accounts), so
+    /// that open streams check their caller again.
+    pub fn access_changed(&self) {
+        let _ = self.inner.access.send(());
+    }
+
+    /// Receives [`Hub::access_changed`] signals (a lagging receiver has
+    /// missed some, which means the same: check again).
+    pub fn subscribe_access(&self) -> broadcast::Receiver<()> {
+        self.inner.access.subscribe()
     }
 
     /// Ends every live stream (the server is shutting down).

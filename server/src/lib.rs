@@ -4,6 +4,8 @@
 //! and the event streams. The README's architecture section maps the
 //! modules.
 
+pub mod auth;
+pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod http;
@@ -12,12 +14,15 @@ pub mod journal;
 pub mod llm;
 pub mod origin;
 pub mod paddock;
+pub mod presence;
 pub mod proxy;
 pub mod sandbox;
+pub mod secret;
 pub mod store;
 pub mod sync;
 pub mod telemetry;
 pub mod tools;
+pub mod vault;
 
 pub use config::Config;
 
@@ -36,6 +41,16 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!("Paddock listening on http://{}", listener.local_addr()?);
     if let Some(warning) = http::request_guard::RequestGuard::new(&config).startup_warning() {
         tracing::warn!("{warning}");
+    }
+    if !state.paddock.auth.enabled() {
+        tracing::warn!("sign-in is OFF (PADDOCK_AUTH=off): whoever reaches {addr} is the admin");
+    } else if let Some(token) = state.paddock.auth.open_setup().await? {
+        tracing::warn!(
+            "No account exists yet. Open {}/setup?token={token} to create the first admin \
+             (the link works once, until Paddock restarts), or run `paddock user add LOGIN \
+             --role admin`.",
+            config.base_url()
+        );
     }
     serve(listener, state, shutdown_signal()).await
 }
@@ -59,7 +74,8 @@ pub async fn serve(
             tracing::warn!("cannot set TCP_NODELAY: {e}");
         }
     });
-    axum::serve(listener, http::router(state))
+    let app = http::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
         .context("server failed")

@@ -1,8 +1,13 @@
 //! Paddock composed: the store, the sandboxes, the hub and the journal, the
-//! engines and their runner, and the credential proxy, wired once at start-up
-//! and shared by every request. [`Paddock`] is the server's side of the
-//! dashboard's [`Backend`] contract; each part holds only what it uses.
+//! engines and their runner, the credential proxy, accounts and the
+//! credential vault, wired once at start-up and shared by every request.
+//! [`Paddock`] is the server's side of the dashboard's [`Backend`]
+//! contract; each part holds only what it uses. Every method that touches a
+//! session first finds what the caller may do with it
+//! ([`Paddock::session_for`]): a session they may not see is "not found",
+//! one they may only watch refuses changes.
 
+use crate::auth::Auth;
 use crate::config::{Config, SandboxChoice};
 use crate::engine::{
     AgentEngine, ClaudeCodeEngine, ClaudeCodeSettings, EngineLimits, NativeEngine, Permissions,
@@ -11,14 +16,20 @@ use crate::engine::{
 use crate::hub::Hub;
 use crate::journal::Journal;
 use crate::llm::{Anthropic, AnthropicConfig, Provider};
+use crate::presence::Presence;
 use crate::proxy::CredentialProxy;
 use crate::sandbox::{DockerSandbox, LocalSandbox, Sandbox};
 use crate::store::{self, Store};
+use crate::vault::{MasterKey, Vault};
 use anyhow::Context;
+use app::accounts::{
+    Access, AuditAction, AuditEntry, Caller, CredentialInfo, CredentialKind, CredentialScope,
+    ListedToken, NewApiToken, Role, SessionPeople, Share, ShareLevel, User,
+};
 use app::api::Backend;
 use app::domain::{
     AppError, Decision, Engine, Event, EventKind, ServerInfo, Session, SessionId, SessionSpec,
-    SessionStatus,
+    SessionStatus, UserId,
 };
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -40,6 +51,12 @@ pub struct Paddock {
     pub permissions: Arc<Permissions>,
     /// The credential-injecting LLM proxy of claude-code sessions.
     pub proxy: Arc<CredentialProxy>,
+    /// Accounts, sign-in and tokens.
+    pub auth: Arc<Auth>,
+    /// Saved credentials, sealed.
+    pub vault: Arc<Vault>,
+    /// Who has which session open.
+    pub presence: Presence,
 }
 
 fn not_found(id: SessionId) -> AppError {
@@ -67,7 +84,11 @@ impl Paddock {
     /// capacity).
     pub async fn open_with_hub(config: Config, hub: Hub) -> anyhow::Result<Self> {
         let config = Arc::new(config);
+        let sign_in = config.sign_in_required()?;
         let store = store::open(&config.database_url).await?;
+        let vault =
+            Arc::new(Vault::open(&MasterKey::load(&config)?, store.clone(), &config).await?);
+        let auth = Arc::new(Auth::new(store.clone(), hub.clone(), sign_in));
         let instance = store
             .meta_or_insert("instance_id", uuid::Uuid::now_v7().to_string())
             .await?;
@@ -75,8 +96,6 @@ impl Paddock {
         let journal = Journal::new(store.clone(), hub.clone());
         let provider: Arc<dyn Provider> = Arc::new(Anthropic::new(AnthropicConfig {
             base_url: config.anthropic_base_url.clone(),
-            api_key: config.anthropic_api_key.clone(),
-            auth_token: config.anthropic_auth_token.clone(),
             timeout: Duration::from_secs(config.model_timeout_secs),
             ..AnthropicConfig::default()
         })?);
@@ -84,6 +103,7 @@ impl Paddock {
             &config,
             store.clone(),
             journal.clone(),
+            vault.clone(),
         )?);
         let limits = EngineLimits::from_config(&config);
         let permissions = Arc::new(Permissions::new(journal.clone(), limits.permission_timeout));
@@ -92,6 +112,7 @@ impl Paddock {
             journal: journal.clone(),
             sandbox: sandbox.clone(),
             provider,
+            vault: vault.clone(),
             permissions: permissions.clone(),
             limits: limits.clone(),
         });
@@ -119,14 +140,66 @@ impl Paddock {
             runner,
             permissions,
             proxy,
+            auth,
+            vault,
+            presence: Presence::default(),
         })
+    }
+
+    /// The session, if the caller may do what `needed` says with it. A
+    /// session they may not see at all is "not found", exactly like an
+    /// unknown id; one they may see but not change is "forbidden", and the
+    /// attempt is audited.
+    pub async fn session_for(
+        &self,
+        caller: &Caller,
+        id: SessionId,
+        needed: Access,
+    ) -> Result<Session, AppError> {
+        let session = self
+            .store
+            .get_session(id)
+            .await?
+            .ok_or_else(|| not_found(id))?;
+        let access = self
+            .access_to(caller, &session)
+            .await?
+            .ok_or_else(|| not_found(id))?;
+        if let Err(refusal) = access.require(needed) {
+            self.auth
+                .audit(
+                    &caller.label(),
+                    AuditAction::AccessRefused,
+                    &id.to_string(),
+                    &format!("needed {needed:?}, has {access:?}"),
+                    caller.address,
+                )
+                .await;
+            return Err(refusal);
+        }
+        Ok(session)
+    }
+
+    /// What the caller may do with a session (`None`: nothing).
+    pub async fn access_to(
+        &self,
+        caller: &Caller,
+        session: &Session,
+    ) -> Result<Option<Access>, AppError> {
+        let share = match caller.user {
+            Some(user) if !caller.is_admin() && session.owner != Some(user) => {
+                self.store.share_level(session.id, user).await?
+            }
+            _ => None,
+        };
+        Ok(caller.access(session.owner, share))
     }
 
     /// After a start (or a crash): removes sandboxes whose session is gone,
     /// and marks sessions that were mid-turn as interrupted, with an event
     /// saying so. Their sandboxes and workspaces are kept and reused.
     pub async fn recover(&self) -> anyhow::Result<Recovery> {
-        let sessions = self.store.list_sessions().await?;
+        let sessions = self.store.list_sessions(None).await?;
         let known: HashSet<SessionId> = sessions.iter().map(|s| s.id).collect();
         let mut recovery = Recovery::default();
         for found in self.sandbox.list().await? {
@@ -200,18 +273,31 @@ async fn connect_sandbox(config: &Config, instance: String) -> anyhow::Result<Ar
     Ok(sandbox)
 }
 
+fn no_such_user(login: &str) -> AppError {
+    AppError::NotFound(format!("User {login:?}"))
+}
+
 #[async_trait::async_trait]
 impl Backend for Paddock {
-    async fn list_sessions(&self) -> Result<Vec<Session>, AppError> {
-        Ok(self.store.list_sessions().await?)
+    async fn list_sessions(&self, caller: &Caller) -> Result<Vec<Session>, AppError> {
+        let visible_to = if caller.is_admin() { None } else { caller.user };
+        if visible_to.is_none() && !caller.is_admin() {
+            return Ok(Vec::new());
+        }
+        Ok(self.store.list_sessions(visible_to).await?)
     }
 
-    async fn create_session(&self, spec: SessionSpec) -> Result<Session, AppError> {
+    async fn create_session(
+        &self,
+        caller: &Caller,
+        spec: SessionSpec,
+    ) -> Result<Session, AppError> {
+        caller.may_create_sessions()?;
         self.runner
             .engine(spec.engine)?
             .check_sandbox(&self.sandbox.info())?;
-        let session = self.store.create_session(&spec).await?;
-        tracing::info!(session = %session.id, name = %session.name, "session created");
+        let session = self.store.create_session(&spec, caller.user).await?;
+        tracing::info!(session = %session.id, name = %session.name, by = %caller.login, "session created");
         self.journal.created(&session);
         // Warm the sandbox up now, so the first prompt does not wait for it.
         let (runner, journal) = (self.runner.clone(), self.journal.clone());
@@ -230,15 +316,12 @@ impl Backend for Paddock {
         Ok(session)
     }
 
-    async fn get_session(&self, id: SessionId) -> Result<Session, AppError> {
-        self.store
-            .get_session(id)
-            .await?
-            .ok_or_else(|| not_found(id))
+    async fn get_session(&self, caller: &Caller, id: SessionId) -> Result<Session, AppError> {
+        self.session_for(caller, id, Access::Watch).await
     }
 
-    async fn delete_session(&self, id: SessionId) -> Result<(), AppError> {
-        let session = self.get_session(id).await?;
+    async fn delete_session(&self, caller: &Caller, id: SessionId) -> Result<(), AppError> {
+        let session = self.session_for(caller, id, Access::Own).await?;
         // Sandbox first: if it cannot be removed the session stays, so the
         // user can try again and nothing is left behind unowned.
         self.sandbox.destroy(id).await.map_err(|e| {
@@ -249,47 +332,299 @@ impl Backend for Paddock {
         })?;
         self.runner.engine(session.engine)?.forget(id).await?;
         self.journal.delete(id).await?;
-        tracing::info!(session = %id, "session deleted");
+        tracing::info!(session = %id, by = %caller.login, "session deleted");
         Ok(())
     }
 
-    async fn send_prompt(&self, id: SessionId, text: String) -> Result<(), AppError> {
+    async fn send_prompt(
+        &self,
+        caller: &Caller,
+        id: SessionId,
+        text: String,
+    ) -> Result<(), AppError> {
+        self.session_for(caller, id, Access::Operate).await?;
         self.runner.send_prompt(id, text).await
     }
 
-    async fn stop(&self, id: SessionId) -> Result<(), AppError> {
+    async fn stop(&self, caller: &Caller, id: SessionId) -> Result<(), AppError> {
+        self.session_for(caller, id, Access::Operate).await?;
         self.runner.stop(id).await
     }
 
     async fn decide(
         &self,
+        caller: &Caller,
         id: SessionId,
         request_id: String,
         decision: Decision,
         reason: Option<String>,
     ) -> Result<(), AppError> {
-        self.permissions.decide(id, &request_id, decision, reason)
+        self.session_for(caller, id, Access::Operate).await?;
+        self.permissions
+            .decide(id, &request_id, decision, reason, Some(caller.label()))?;
+        self.auth
+            .audit(
+                &caller.label(),
+                AuditAction::PermissionDecided,
+                &id.to_string(),
+                &format!("{request_id}: {decision}"),
+                caller.address,
+            )
+            .await;
+        Ok(())
     }
 
-    fn server_info(&self) -> ServerInfo {
+    async fn server_info(&self) -> ServerInfo {
         let info = self.sandbox.info();
+        let configured = self.vault.has_llm_credential().await.unwrap_or(true);
         ServerInfo {
             sandbox: info.kind.as_str().to_owned(),
             sandbox_warning: info.warning,
-            model_warning: (self.config.anthropic_api_key.is_none()
-                && self.config.anthropic_auth_token.is_none())
-            .then(|| {
-                "No model credentials are configured, so prompts will fail. Set \
-                 ANTHROPIC_API_KEY (or ANTHROPIC_AUTH_TOKEN for a gateway, with \
-                 ANTHROPIC_BASE_URL) in Paddock's environment and restart it."
+            model_warning: (!configured).then(|| {
+                "No model credentials are configured, so prompts will fail. Save an Anthropic \
+                 API key under Credentials, or set ANTHROPIC_API_KEY (or ANTHROPIC_AUTH_TOKEN \
+                 for a gateway, with ANTHROPIC_BASE_URL) in Paddock's environment."
                     .to_owned()
             }),
         }
     }
 
-    async fn events(&self, id: SessionId, after: i64, limit: i64) -> Result<Vec<Event>, AppError> {
-        // An unknown session is an error, not an empty transcript.
-        self.get_session(id).await?;
+    async fn events(
+        &self,
+        caller: &Caller,
+        id: SessionId,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<Event>, AppError> {
+        self.session_for(caller, id, Access::Watch).await?;
         Ok(self.store.events_after(id, after, limit).await?)
+    }
+
+    async fn session_people(
+        &self,
+        caller: &Caller,
+        id: SessionId,
+    ) -> Result<SessionPeople, AppError> {
+        let session = self.session_for(caller, id, Access::Watch).await?;
+        let access = self
+            .access_to(caller, &session)
+            .await?
+            .ok_or_else(|| not_found(id))?;
+        let owner = match session.owner {
+            Some(user) => self
+                .store
+                .user_by_id(user)
+                .await?
+                .map(|r| r.user.caller().label()),
+            None => None,
+        };
+        Ok(SessionPeople {
+            access,
+            owner,
+            shares: self.store.shares_of(id).await?,
+            watching: self.presence.watchers(id),
+        })
+    }
+
+    async fn share_session(
+        &self,
+        caller: &Caller,
+        id: SessionId,
+        login: String,
+        level: Option<ShareLevel>,
+    ) -> Result<Vec<Share>, AppError> {
+        let session = self.session_for(caller, id, Access::Own).await?;
+        let user = self
+            .auth
+            .user_by_login(&login)
+            .await
+            .map_err(|_| no_such_user(&login))?;
+        if Some(user.id) == session.owner {
+            return Err(AppError::Invalid(format!(
+                "{} owns this session already.",
+                user.login
+            )));
+        }
+        let (action, detail) = match level {
+            Some(level) => {
+                self.store.set_share(id, user.id, level).await?;
+                (AuditAction::Shared, format!("{} as {level}", user.login))
+            }
+            None => {
+                if !self.store.remove_share(id, user.id).await? {
+                    return Err(AppError::NotFound(format!(
+                        "A share of this session with {}",
+                        user.login
+                    )));
+                }
+                (AuditAction::Unshared, user.login.clone())
+            }
+        };
+        self.hub.access_changed();
+        self.auth
+            .audit(
+                &caller.label(),
+                action,
+                &id.to_string(),
+                &detail,
+                caller.address,
+            )
+            .await;
+        Ok(self.store.shares_of(id).await?)
+    }
+
+    async fn list_users(&self, caller: &Caller) -> Result<Vec<User>, AppError> {
+        caller.require_admin()?;
+        self.auth.list_users().await
+    }
+
+    async fn add_user(
+        &self,
+        caller: &Caller,
+        login: String,
+        display_name: String,
+        role: Role,
+        password: String,
+    ) -> Result<User, AppError> {
+        caller.require_admin()?;
+        self.auth
+            .add_user(
+                &caller.label(),
+                &login,
+                &display_name,
+                role,
+                &password,
+                caller.address,
+            )
+            .await
+    }
+
+    async fn change_user(
+        &self,
+        caller: &Caller,
+        id: UserId,
+        role: Option<Role>,
+        disabled: Option<bool>,
+    ) -> Result<User, AppError> {
+        caller.require_admin()?;
+        let change = store::accounts::UserChange {
+            role,
+            disabled,
+            ..Default::default()
+        };
+        self.auth
+            .change_user(&caller.label(), id, change, caller.address)
+            .await
+    }
+
+    async fn reset_password(
+        &self,
+        caller: &Caller,
+        id: UserId,
+        password: String,
+    ) -> Result<(), AppError> {
+        caller.require_admin()?;
+        self.auth
+            .reset_password(&caller.label(), id, &password, caller.address)
+            .await
+    }
+
+    async fn list_tokens(&self, caller: &Caller) -> Result<Vec<ListedToken>, AppError> {
+        self.auth.list_tokens(caller).await
+    }
+
+    async fn create_token(
+        &self,
+        caller: &Caller,
+        name: String,
+        expires_in_days: Option<i64>,
+    ) -> Result<NewApiToken, AppError> {
+        self.auth
+            .create_token(caller, &name, expires_in_days, caller.address)
+            .await
+    }
+
+    async fn revoke_token(&self, caller: &Caller, id: uuid::Uuid) -> Result<(), AppError> {
+        self.auth.revoke_token(caller, id, caller.address).await
+    }
+
+    async fn list_credentials(&self, caller: &Caller) -> Result<Vec<CredentialInfo>, AppError> {
+        let mine = caller.user.map(CredentialScope::User);
+        Ok(self
+            .store
+            .list_credentials()
+            .await?
+            .into_iter()
+            .filter(|c| {
+                Some(c.scope) == mine || (c.scope == CredentialScope::Server && caller.is_admin())
+            })
+            .map(|c| c.info())
+            .collect())
+    }
+
+    async fn save_credential(
+        &self,
+        caller: &Caller,
+        scope: CredentialScope,
+        kind: CredentialKind,
+        value: String,
+    ) -> Result<CredentialInfo, AppError> {
+        may_manage(caller, scope)?;
+        let sealed = self
+            .vault
+            .save(scope, kind, &value, &caller.label())
+            .await?;
+        self.auth
+            .audit(
+                &caller.label(),
+                AuditAction::CredentialSaved,
+                &format!("{scope}/{kind}"),
+                &sealed.hint,
+                caller.address,
+            )
+            .await;
+        Ok(sealed.info())
+    }
+
+    async fn delete_credential(
+        &self,
+        caller: &Caller,
+        scope: CredentialScope,
+        kind: CredentialKind,
+    ) -> Result<(), AppError> {
+        may_manage(caller, scope)?;
+        if !self.store.delete_credential(scope, kind).await? {
+            return Err(AppError::NotFound(format!("A saved {kind} ({scope})")));
+        }
+        self.auth
+            .audit(
+                &caller.label(),
+                AuditAction::CredentialDeleted,
+                &format!("{scope}/{kind}"),
+                "",
+                caller.address,
+            )
+            .await;
+        Ok(())
+    }
+
+    async fn audit_log(
+        &self,
+        caller: &Caller,
+        before: Option<i64>,
+    ) -> Result<Vec<AuditEntry>, AppError> {
+        caller.require_admin()?;
+        Ok(self.store.audit_log(before, 200).await?)
+    }
+}
+
+/// Admins manage the server's credentials; everyone their own.
+fn may_manage(caller: &Caller, scope: CredentialScope) -> Result<(), AppError> {
+    match scope {
+        CredentialScope::Server => caller.require_admin(),
+        CredentialScope::User(user) if Some(user) == caller.user => Ok(()),
+        CredentialScope::User(_) => Err(AppError::Forbidden(
+            "A person's own credentials are theirs to manage.".into(),
+        )),
     }
 }

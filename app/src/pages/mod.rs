@@ -1,10 +1,17 @@
 //! The dashboard's pages.
 
+mod account;
+mod admin;
+mod form;
 mod session;
 mod sessions;
+mod signin;
 
+pub use account::{AccountPage, CredentialsPage, TokensPage};
+pub use admin::{AuditPage, UsersPage};
 pub use session::SessionPage;
 pub use sessions::SessionsPage;
+pub use signin::{SetupPage, SignInPage};
 
 use crate::api::DeleteSession;
 use crate::domain::SessionStatus;

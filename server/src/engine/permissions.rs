@@ -17,11 +17,18 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
-type Answer = oneshot::Receiver<(Decision, Option<String>)>;
+/// A person's answer: the decision, why, and who gave it.
+struct Ruling {
+    decision: Decision,
+    reason: Option<String>,
+    by: Option<String>,
+}
+
+type Answer = oneshot::Receiver<Ruling>;
 
 struct Pending {
     session: SessionId,
-    answer: oneshot::Sender<(Decision, Option<String>)>,
+    answer: oneshot::Sender<Ruling>,
 }
 
 /// The open permission requests of every session, and what each session
@@ -134,6 +141,7 @@ impl Permissions {
         request_id: &str,
         decision: Decision,
         reason: Option<String>,
+        by: Option<String>,
     ) -> Result<(), AppError> {
         if decision == Decision::Expired {
             return Err(AppError::Invalid(
@@ -152,7 +160,11 @@ impl Permissions {
                 "Pending permission request {request_id:?} (it may be decided already)"
             ))
         })?;
-        let _ = pending.answer.send((decision, reason));
+        let _ = pending.answer.send(Ruling {
+            decision,
+            reason,
+            by,
+        });
         Ok(())
     }
 
@@ -185,13 +197,18 @@ impl Permissions {
             a = tokio::time::timeout(timeout, answer) => Some(a),
         };
         lock(&self.pending).remove(&request_id);
-        let (decision, reason) = match answer {
+        let Ruling {
+            decision,
+            reason,
+            by,
+        } = match answer {
             None => return Err(RunError::Stopped),
             Some(Ok(Ok(answer))) => answer,
-            Some(_) => (
-                Decision::Expired,
-                Some("Nobody decided in time.".to_owned()),
-            ),
+            Some(_) => Ruling {
+                decision: Decision::Expired,
+                reason: Some("Nobody decided in time.".to_owned()),
+                by: None,
+            },
         };
         if decision == Decision::AllowSession {
             lock(&self.allowed)
@@ -206,6 +223,7 @@ impl Permissions {
                     request_id,
                     decision,
                     reason: reason.clone(),
+                    by,
                 },
             )
             .await?;

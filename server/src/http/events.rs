@@ -1,5 +1,6 @@
 //! `GET /api/sessions/{id}/events`: a session's transcript as Server-Sent
-//! Events.
+//! Events, for those who may watch the session (the stream ends when they no
+//! longer may: see `access_watch.rs`).
 //!
 //! Each stored event
 //! is a frame `id: <seq>`, `event: event`; token fragments are `event: delta`
@@ -20,9 +21,11 @@
 //!   stream goes back to reading it from the last `seq` it sent. A slow
 //!   viewer is caught up, never dropped.
 
+use super::access_watch;
 use super::error::ApiResult;
 use super::extract::SessionPath;
-use super::AppState;
+use super::routes::Routes;
+use crate::auth::Identity;
 use crate::hub::HubMessage;
 use crate::paddock::Paddock;
 use app::api::{Backend, EVENTS_PAGE};
@@ -32,8 +35,6 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderName};
 use axum::response::sse::{self, KeepAlive, Sse};
 use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::Router;
 use futures_util::StreamExt;
 use serde::Deserialize;
 use std::collections::VecDeque;
@@ -41,8 +42,8 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use tokio::sync::broadcast::{self, error::RecvError};
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/api/sessions/{id}/events", get(events))
+pub fn routes() -> Routes {
+    Routes::default().get("/api/sessions/{id}/events", events)
 }
 
 #[derive(Deserialize)]
@@ -87,6 +88,7 @@ fn resume_point(headers: &HeaderMap, query: &EventsQuery) -> Result<i64, AppErro
 
 async fn events(
     State(paddock): State<Arc<Paddock>>,
+    identity: Identity,
     SessionPath(id): SessionPath,
     query: Result<Query<EventsQuery>, QueryRejection>,
     headers: HeaderMap,
@@ -96,7 +98,7 @@ async fn events(
     // Subscribe first: whatever is committed from here on reaches us live,
     // whatever was committed before is in the store reads that follow.
     let rx = paddock.hub.subscribe(id);
-    let session = paddock.get_session(id).await?;
+    let session = paddock.get_session(&identity.caller, id).await?;
     if after > session.last_seq {
         return Err(AppError::Invalid(format!(
             "There is no event {after} to resume after: the newest is {}.",
@@ -106,7 +108,10 @@ async fn events(
     }
     tracing::debug!(session = %id, after, "viewer connected");
     let shutdown = paddock.hub.shutting_down();
+    let watching = paddock.presence.watch(id, identity.caller.label());
+    let lost = access_watch::lost(paddock.clone(), identity, Some(id));
     let tail = Tail {
+        _watching: watching,
         paddock,
         session: id,
         rx,
@@ -120,7 +125,12 @@ async fn events(
         let frame = tail.next().await?;
         Some((Ok::<_, Infallible>(frame), tail))
     })
-    .take_until(shutdown);
+    .take_until(async move {
+        tokio::select! {
+            () = shutdown => {},
+            () = lost => {},
+        }
+    });
     Ok((
         // Proxies such as nginx would otherwise buffer the stream.
         [(HeaderName::from_static("x-accel-buffering"), "no")],
@@ -131,6 +141,8 @@ async fn events(
 /// One viewer's position in a transcript: the store until caught up, then
 /// the hub, back to the store whenever the hub skips a `seq`.
 struct Tail {
+    /// Counts this viewer as watching while the stream lasts.
+    _watching: crate::presence::Watching,
     paddock: Arc<Paddock>,
     session: SessionId,
     rx: broadcast::Receiver<HubMessage>,

@@ -1,11 +1,45 @@
-//! What handlers need from every request, extracted once: the session a
-//! path names. (The caller's identity will be extracted here too, so that
-//! every door checks it the same way.)
+//! What handlers need from every request, extracted once: who the caller
+//! is ([`Identity`], which the door put in the request), where they are
+//! ([`ClientAddress`]) and the session a path names ([`SessionPath`]).
 
 use super::error::ApiError;
+use crate::auth::Identity;
 use app::domain::{AppError, SessionId};
-use axum::extract::{FromRequestParts, RawPathParams};
+use axum::extract::{ConnectInfo, FromRequestParts, RawPathParams};
 use axum::http::request::Parts;
+use std::net::{IpAddr, SocketAddr};
+
+/// The caller, as the door identified them. Missing only on the routes an
+/// anonymous caller may reach, and then this refuses with 401: a handler
+/// that takes an `Identity` never runs for someone unknown.
+impl<S: Send + Sync> FromRequestParts<S> for Identity {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        parts
+            .extensions
+            .get::<Identity>()
+            .cloned()
+            .ok_or_else(|| AppError::Unauthenticated("Sign in first.".into()).into())
+    }
+}
+
+/// The peer's address (`None` when the server was not told, as in tests
+/// that call the router directly).
+pub struct ClientAddress(pub Option<IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientAddress(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip()),
+        ))
+    }
+}
 
 /// The session id of a path's `{id}`. Anything that is not one names no
 /// session: 404, like an unknown id.

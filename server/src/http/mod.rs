@@ -1,14 +1,20 @@
 //! The HTTP surface: the server-rendered dashboard and its server functions,
 //! static files, the JSON API (`sessions.rs`), the two event streams
-//! (`events.rs`, `updates.rs`) and the health probes (`probes.rs`), every route
-//! but the probes behind the [`request_guard`]. Handlers take what they
-//! need through the [`extract`]ors and fail with the one [`error`] type.
+//! (`events.rs`, `updates.rs`), sign-in's form posts (`auth.rs`) and the
+//! health probes (`probes.rs`), every route but the probes behind the
+//! [`request_guard`], the one door that checks host, origin and caller.
+//! Handlers take what they need through the [`extract`]ors (the caller's
+//! [`Identity`](crate::auth::Identity) first) and fail with the one
+//! [`error`] type.
 
+mod access_watch;
+mod auth;
 pub mod error;
 mod events;
 pub mod extract;
 mod probes;
 pub mod request_guard;
+pub mod routes;
 mod sessions;
 mod updates;
 
@@ -17,12 +23,13 @@ use crate::paddock::Paddock;
 use app::api::SharedBackend;
 use app::{shell, App};
 use axum::extract::FromRef;
-use axum::routing::get;
+use axum::http::Method;
 use axum::Router;
 use leptos::config::LeptosOptions;
 use leptos::prelude::provide_context;
 use leptos_axum::{generate_route_list, AxumRouteListing, LeptosRoutes};
-use request_guard::RequestGuard;
+use request_guard::{Door, RequestGuard};
+use routes::Routes;
 use std::sync::{Arc, OnceLock};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::trace::TraceLayer;
@@ -59,6 +66,12 @@ impl AppState {
 
 pub fn router(state: AppState) -> Router {
     let backend: SharedBackend = state.paddock.clone();
+    let config = &state.paddock.config;
+    let door = Arc::new(Door {
+        guard: RequestGuard::new(config),
+        auth: state.paddock.auth.clone(),
+    });
+    let browser_sessions = state.paddock.auth.session_layer(config.https());
     Router::new()
         .leptos_routes_with_context(
             &state,
@@ -73,20 +86,57 @@ pub fn router(state: AppState) -> Router {
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
         // The JSON API, after the limit layer so that it enforces the same
         // limit itself and answers in JSON.
-        .merge(sessions::router())
-        .merge(events::router())
-        .merge(updates::router())
-        // Every route above, and the fallback, behind the host and origin
-        // checks; the probes below are not, as platforms probe with hosts
-        // of their own.
+        .merge(behind_the_door().into_router())
+        // Every route above, and the fallback, behind the door: host,
+        // origin and sign-in. The probes below are not, as platforms probe
+        // with hosts of their own and without credentials; they reveal and
+        // change nothing.
         .layer(axum::middleware::from_fn_with_state(
-            Arc::new(RequestGuard::new(&state.paddock.config)),
+            door,
             request_guard::check,
         ))
-        .route("/healthz", get(probes::healthz))
-        .route("/readyz", get(probes::readyz))
+        .layer(browser_sessions)
+        .merge(probes::routes().into_router())
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// The JSON API, its event streams and sign-in's forms.
+fn behind_the_door() -> Routes {
+    sessions::routes()
+        .merge(events::routes())
+        .merge(updates::routes())
+        .merge(auth::routes())
+}
+
+/// Every route the server has, with its method: the pages, the server
+/// functions, the JSON API and forms, and the probes. Paths keep their
+/// `{param}` placeholders.
+pub fn all_routes() -> Vec<(Method, String)> {
+    let pages = route_list().into_iter().flat_map(|r| {
+        let path = r.path().to_owned();
+        r.methods()
+            .map(move |m| (page_method(m), path.clone()))
+            .collect::<Vec<_>>()
+    });
+    let server_fns = leptos::server_fn::axum::server_fn_paths().map(|(p, m)| (m, p.to_owned()));
+    let listed = behind_the_door()
+        .merge(probes::routes())
+        .listed()
+        .iter()
+        .map(|(m, p)| (m.clone(), (*p).to_owned()))
+        .collect::<Vec<_>>();
+    pages.chain(server_fns).chain(listed).collect()
+}
+
+fn page_method(m: leptos_router::Method) -> Method {
+    match m {
+        leptos_router::Method::Get => Method::GET,
+        leptos_router::Method::Post => Method::POST,
+        leptos_router::Method::Put => Method::PUT,
+        leptos_router::Method::Delete => Method::DELETE,
+        leptos_router::Method::Patch => Method::PATCH,
+    }
 }
 
 /// The dashboard's routes, discovered once per process. Discovery renders the

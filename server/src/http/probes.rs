@@ -1,11 +1,19 @@
 //! Health probes for process managers and platforms: `/healthz` while the
 //! process is up, `/readyz` when what a request needs answers.
 
+use super::routes::Routes;
 use super::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
+
+/// The probes, served outside the door.
+pub(super) fn routes() -> Routes {
+    Routes::default()
+        .get("/healthz", healthz)
+        .get("/readyz", readyz)
+}
 
 /// Liveness: the process is up and serving.
 pub(super) async fn healthz() -> &'static str {

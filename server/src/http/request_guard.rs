@@ -20,11 +20,21 @@
 //!   lacking that the `Referer`. Anything else gets 403. A request without
 //!   any of them is not from a browser (curl, scripts) and is served.
 //!
-//! Both refuse before anything is read or changed (invariant 5). Sign-in
-//! builds on this door: it is where the caller's identity will be
-//! checked too, so there is one place every request passes.
+//! - **Who** (sign-in): the caller is identified here, once, by their
+//!   browser session cookie or API token ([`Auth::identify`]), and put in
+//!   the request for the [`Identity`](crate::auth::Identity) extractor. An anonymous request
+//!   reaches only the sign-in and setup pages, their form posts, the page
+//!   assets and `whoami`; elsewhere it gets 401 (the API) or is sent to the
+//!   sign-in page. A change made with a cookie must also prove it comes
+//!   from Paddock's own pages (an `Origin`, `Sec-Fetch-Site` or `Referer`
+//!   saying so), on top of the cookie's SameSite=Lax: that is the CSRF rule.
+//!   A bearer token is never sent by a browser on its own, so it needs no
+//!   such proof.
+//!
+//! All of it refuses before anything is read or changed (invariant 5).
 
 use super::error::ApiError;
+use crate::auth::{Auth, Via};
 use crate::config::Config;
 use crate::origin::Origin;
 use app::domain::AppError;
@@ -74,6 +84,9 @@ pub enum Refusal {
     ForeignHost(String),
     /// A state-changing request from a page of another origin (403).
     CrossOrigin(String),
+    /// A change made with a browser session cookie that does not say it
+    /// comes from Paddock's own pages (403).
+    Unproven,
 }
 
 impl From<Refusal> for AppError {
@@ -81,7 +94,7 @@ impl From<Refusal> for AppError {
         let message = refusal.to_string();
         match refusal {
             Refusal::ForeignHost(_) => AppError::Misdirected(message),
-            Refusal::CrossOrigin(_) => AppError::Forbidden(message),
+            Refusal::CrossOrigin(_) | Refusal::Unproven => AppError::Forbidden(message),
         }
     }
 }
@@ -100,6 +113,12 @@ impl fmt::Display for Refusal {
                 "Refused: this request was sent by a page of {source}, not by Paddock's own \
                  pages. Changes are accepted only from Paddock's own origin and from clients \
                  that are not browsers."
+            ),
+            Refusal::Unproven => write!(
+                f,
+                "Refused: a change made with a browser's sign-in cookie must come from \
+                 Paddock's own pages, and this request does not say where it comes from (no \
+                 Origin header). Scripts use an API token instead."
             ),
         }
     }
@@ -167,15 +186,20 @@ impl RequestGuard {
     }
 
     /// Checks a request's host, and the origin of a state-changing one.
-    pub fn admits(&self, method: &Method, headers: &HeaderMap, uri: &Uri) -> Result<(), Refusal> {
+    pub fn admits(
+        &self,
+        method: &Method,
+        headers: &HeaderMap,
+        uri: &Uri,
+    ) -> Result<Provenance, Refusal> {
         let host = RequestHost::of(headers, uri).map_err(Refusal::ForeignHost)?;
         if let Some(h) = &host {
             if !self.serves(&h.name) {
                 return Err(Refusal::ForeignHost(format!("{:?}", h.name)));
             }
         }
-        if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
-            return Ok(());
+        if is_read(method) {
+            return Ok(Provenance::Read);
         }
         let own = |url: &HeaderValue| {
             url.to_str()
@@ -188,41 +212,135 @@ impl RequestGuard {
         // `Origin: null` is an opaque origin (a sandboxed frame, a file, a
         // no-referrer page): it proves nothing, so the other signals decide.
         match origin {
-            Some(o) if o != "null" => return if own(o) { Ok(()) } else { refuse(o) },
+            Some(o) if o != "null" => {
+                return if own(o) {
+                    Ok(Provenance::OwnPage)
+                } else {
+                    refuse(o)
+                }
+            }
             _ => {}
         }
         if let Some(site) = headers.get("sec-fetch-site") {
             // "none": the user's own action (a bookmark, the address bar).
             return if site == "same-origin" || site == "none" {
-                Ok(())
+                Ok(Provenance::OwnPage)
             } else {
                 refuse(site)
             };
         }
         match (headers.get(header::REFERER), origin) {
-            (Some(r), _) if own(r) => Ok(()),
+            (Some(r), _) if own(r) => Ok(Provenance::OwnPage),
             (Some(r), _) => refuse(r),
             (None, Some(null)) => refuse(null),
-            (None, None) => Ok(()),
+            (None, None) => Ok(Provenance::Unmarked),
         }
     }
 }
 
-/// The middleware: refuses what [`RequestGuard::admits`] refuses, in JSON
-/// under `/api/` (as every API error), as text elsewhere.
-pub async fn check(State(guard): State<Arc<RequestGuard>>, req: Request, next: Next) -> Response {
-    match guard.admits(req.method(), req.headers(), req.uri()) {
-        Ok(()) => next.run(req).await,
-        Err(refusal) => {
-            tracing::warn!(method = %req.method(), path = req.uri().path(), "refused: {refusal:?}");
-            let error = ApiError::from(AppError::from(refusal));
-            if req.uri().path().starts_with("/api/") {
-                error.into_response()
-            } else {
-                (error.status(), error.to_string()).into_response()
-            }
-        }
+fn is_read(method: &Method) -> bool {
+    matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+/// Where an admitted request says it comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Provenance {
+    /// A read: where it comes from does not matter.
+    Read,
+    /// A change from one of Paddock's own pages.
+    OwnPage,
+    /// A change that carries none of the browser's headers (a script).
+    Unmarked,
+}
+
+/// What an anonymous caller may reach: the sign-in and setup pages and
+/// their form posts, the pages' assets, and `whoami` (which tells an
+/// anonymous caller only that they are anonymous).
+pub fn open_to_anonymous(method: &Method, path: &str) -> bool {
+    match path {
+        "/api/whoami" => true,
+        "/auth/signin" | "/auth/setup" => *method == Method::POST,
+        "/signin" | "/setup" | "/favicon.svg" | "/favicon.ico" => is_read(method),
+        _ => path.starts_with("/pkg/") && is_read(method),
     }
+}
+
+/// The door's state: the host and origin rules, and sign-in.
+pub struct Door {
+    pub guard: RequestGuard,
+    pub auth: Arc<Auth>,
+}
+
+/// An error as the door answers it: JSON under `/api/`, text elsewhere.
+fn refuse(path: &str, error: AppError) -> Response {
+    let error = ApiError::from(error);
+    if path.starts_with("/api/") {
+        error.into_response()
+    } else {
+        (error.status(), error.to_string()).into_response()
+    }
+}
+
+/// Where the sign-in page sends someone back to after signing in.
+fn sign_in_redirect(uri: &Uri) -> Response {
+    let next = uri.path_and_query().map_or("/", |p| p.as_str());
+    let query: String = form_urlencoded::Serializer::new(String::new())
+        .append_pair("next", next)
+        .finish();
+    axum::response::Redirect::to(&format!("/signin?{query}")).into_response()
+}
+
+/// The middleware: refuses what [`RequestGuard::admits`] refuses, then
+/// identifies the caller and refuses an anonymous one wherever sign-in is
+/// needed.
+pub async fn check(State(door): State<Arc<Door>>, mut req: Request, next: Next) -> Response {
+    let path = req.uri().path().to_owned();
+    let provenance = match door.guard.admits(req.method(), req.headers(), req.uri()) {
+        Ok(p) => p,
+        Err(refusal) => {
+            tracing::warn!(method = %req.method(), path, "refused: {refusal:?}");
+            return refuse(&path, refusal.into());
+        }
+    };
+    let session = req.extensions().get::<tower_sessions::Session>().cloned();
+    let identity = match door.auth.identify(req.headers(), session.as_ref()).await {
+        Ok(identity) => identity,
+        Err(e) => {
+            tracing::info!(method = %req.method(), path, "unauthenticated: {e}");
+            return refuse(&path, e);
+        }
+    };
+    match identity {
+        Some(mut identity) => {
+            if matches!(identity.via, Via::Browser(_)) && provenance == Provenance::Unmarked {
+                tracing::warn!(method = %req.method(), path, "refused: {:?}", Refusal::Unproven);
+                return refuse(&path, Refusal::Unproven.into());
+            }
+            identity.caller.address = req
+                .extensions()
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| c.0.ip());
+            req.extensions_mut().insert(identity.caller.clone());
+            req.extensions_mut().insert(identity);
+        }
+        None if open_to_anonymous(req.method(), &path) => {}
+        None if path.starts_with("/api/") => {
+            let mut response = refuse(
+                &path,
+                AppError::Unauthenticated(
+                    "Sign in first, or send an API token (Authorization: Bearer pdk_…).".into(),
+                ),
+            );
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"paddock\""),
+            );
+            return response;
+        }
+        None if is_read(req.method()) => return sign_in_redirect(req.uri()),
+        None => return refuse(&path, AppError::Unauthenticated("Sign in first.".into())),
+    }
+    next.run(req).await
 }
 
 #[cfg(test)]
@@ -249,6 +367,51 @@ mod tests {
 
     fn check(p: &RequestGuard, method: Method, pairs: &[(&str, &str)]) -> Result<(), Refusal> {
         p.admits(&method, &headers(pairs), &Uri::from_static("/api/sessions"))
+            .map(|_| ())
+    }
+
+    #[test]
+    fn provenance_tells_own_pages_from_scripts() {
+        let p = guard(&[]);
+        let admits = |method, pairs: &[(&str, &str)]| {
+            p.admits(&method, &headers(pairs), &Uri::from_static("/api/x"))
+        };
+        let host = ("host", "127.0.0.1:3000");
+        assert_eq!(admits(Method::GET, &[host]), Ok(Provenance::Read));
+        assert_eq!(
+            admits(Method::POST, &[host, ("origin", "http://127.0.0.1:3000")]),
+            Ok(Provenance::OwnPage)
+        );
+        assert_eq!(admits(Method::POST, &[host]), Ok(Provenance::Unmarked));
+    }
+
+    #[test]
+    fn anonymous_callers_reach_only_the_sign_in_pages() {
+        for (method, path) in [
+            (Method::GET, "/signin"),
+            (Method::GET, "/setup"),
+            (Method::POST, "/auth/signin"),
+            (Method::POST, "/auth/setup"),
+            (Method::POST, "/api/whoami"),
+            (Method::GET, "/pkg/paddock.wasm"),
+            (Method::GET, "/favicon.svg"),
+        ] {
+            assert!(open_to_anonymous(&method, path), "{method} {path}");
+        }
+        for (method, path) in [
+            (Method::GET, "/"),
+            (Method::POST, "/signin"),
+            (Method::GET, "/auth/signout"),
+            (Method::POST, "/auth/signout"),
+            (Method::POST, "/pkg/x"),
+            (Method::GET, "/api/sessions"),
+            (Method::GET, "/api/updates"),
+            (Method::POST, "/api/list_sessions"),
+            (Method::GET, "/sessions/x"),
+            (Method::GET, "/signin/../api/sessions"),
+        ] {
+            assert!(!open_to_anonymous(&method, path), "{method} {path}");
+        }
     }
 
     #[test]

@@ -5,7 +5,9 @@
 
 use super::error::ApiResult;
 use super::extract::SessionPath;
-use super::{AppState, BODY_LIMIT};
+use super::routes::Routes;
+use super::BODY_LIMIT;
+use crate::auth::Identity;
 use crate::paddock::Paddock;
 use app::api::Backend;
 use app::domain::{AppError, Decision, NewSession, Session};
@@ -13,37 +15,41 @@ use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde::Deserialize;
 use std::sync::Arc;
 
 /// The routes. They enforce the body limit themselves (the router's outer
 /// limit answers in plain text), so an oversized body gets a JSON 413 like
 /// every other error here.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/sessions", get(list_sessions).post(create_session))
-        .route(
-            "/api/sessions/{id}",
-            get(get_session).delete(delete_session),
-        )
-        .route("/api/sessions/{id}/prompt", post(send_prompt))
-        .route("/api/sessions/{id}/stop", post(stop))
-        .route("/api/sessions/{id}/permissions/{request_id}", post(decide))
-        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+pub fn routes() -> Routes {
+    Routes::default()
+        .get("/api/sessions", list_sessions)
+        .post("/api/sessions", create_session)
+        .get("/api/sessions/{id}", get_session)
+        .delete("/api/sessions/{id}", delete_session)
+        .post("/api/sessions/{id}/prompt", send_prompt)
+        .post("/api/sessions/{id}/stop", stop)
+        .post("/api/sessions/{id}/permissions/{request_id}", decide)
+        .map(|r| r.layer(DefaultBodyLimit::max(BODY_LIMIT)))
 }
 
-async fn list_sessions(State(paddock): State<Arc<Paddock>>) -> ApiResult<Json<Vec<Session>>> {
-    Ok(Json(paddock.list_sessions().await?))
+async fn list_sessions(
+    State(paddock): State<Arc<Paddock>>,
+    identity: Identity,
+) -> ApiResult<Json<Vec<Session>>> {
+    Ok(Json(paddock.list_sessions(&identity.caller).await?))
 }
 
 async fn create_session(
     State(paddock): State<Arc<Paddock>>,
+    identity: Identity,
     body: Result<Json<NewSession>, JsonRejection>,
 ) -> ApiResult<impl IntoResponse> {
     let Json(new) = body?;
-    let session = paddock.create_session(new.validate()?).await?;
+    let session = paddock
+        .create_session(&identity.caller, new.validate()?)
+        .await?;
     let location = format!("/api/sessions/{}", session.id);
     Ok((
         StatusCode::CREATED,
@@ -54,16 +60,18 @@ async fn create_session(
 
 async fn get_session(
     State(paddock): State<Arc<Paddock>>,
+    identity: Identity,
     SessionPath(id): SessionPath,
 ) -> ApiResult<Json<Session>> {
-    Ok(Json(paddock.get_session(id).await?))
+    Ok(Json(paddock.get_session(&identity.caller, id).await?))
 }
 
 async fn delete_session(
     State(paddock): State<Arc<Paddock>>,
+    identity: Identity,
     SessionPath(id): SessionPath,
 ) -> ApiResult<StatusCode> {
-    paddock.delete_session(id).await?;
+    paddock.delete_session(&identity.caller, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -77,19 +85,23 @@ struct Prompt {
 /// prompts queued before it.
 async fn send_prompt(
     State(paddock): State<Arc<Paddock>>,
+    identity: Identity,
     SessionPath(id): SessionPath,
     body: Result<Json<Prompt>, JsonRejection>,
 ) -> ApiResult<StatusCode> {
     let Json(prompt) = body?;
-    paddock.send_prompt(id, prompt.text).await?;
+    paddock
+        .send_prompt(&identity.caller, id, prompt.text)
+        .await?;
     Ok(StatusCode::ACCEPTED)
 }
 
 async fn stop(
     State(paddock): State<Arc<Paddock>>,
+    identity: Identity,
     SessionPath(id): SessionPath,
 ) -> ApiResult<StatusCode> {
-    paddock.stop(id).await?;
+    paddock.stop(&identity.caller, id).await?;
     Ok(StatusCode::ACCEPTED)
 }
 
@@ -103,6 +115,7 @@ struct DecisionBody {
 
 async fn decide(
     State(paddock): State<Arc<Paddock>>,
+    identity: Identity,
     SessionPath(id): SessionPath,
     path: Result<Path<(String, String)>, PathRejection>,
     body: Result<Json<DecisionBody>, JsonRejection>,
@@ -111,7 +124,7 @@ async fn decide(
         path.map_err(|_| AppError::NotFound("Permission request".into()))?;
     let Json(body) = body?;
     paddock
-        .decide(id, request_id, body.decision, body.reason)
+        .decide(&identity.caller, id, request_id, body.decision, body.reason)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

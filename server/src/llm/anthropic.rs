@@ -4,7 +4,10 @@
 //! act on (a refused key, a bad request). Works against any endpoint that
 //! speaks the API (`ANTHROPIC_BASE_URL`: gateways, the scripted model server).
 
-use super::{ContentBlock, DeltaSink, LlmError, Provider, Request, Response, StreamDelta, Usage};
+use super::{
+    ContentBlock, DeltaSink, LlmCredential, LlmError, Provider, Request, Response, StreamDelta,
+    Usage,
+};
 use eventsource_stream::Eventsource;
 use futures_util::StreamExt;
 use rand::Rng;
@@ -18,10 +21,6 @@ const API_VERSION: &str = "2023-06-01";
 #[derive(Clone, Debug)]
 pub struct AnthropicConfig {
     pub base_url: String,
-    /// Sent as `x-api-key`.
-    pub api_key: Option<String>,
-    /// Sent as `Authorization: Bearer` (gateways that issue tokens).
-    pub auth_token: Option<String>,
     /// Whole-request limit: connect, stream and all.
     pub timeout: Duration,
     /// Further attempts after a retryable failure.
@@ -34,8 +33,6 @@ impl Default for AnthropicConfig {
     fn default() -> Self {
         Self {
             base_url: DEFAULT_BASE_URL.into(),
-            api_key: None,
-            auth_token: None,
             timeout: Duration::from_secs(120),
             max_retries: 4,
             backoff: Duration::from_millis(500),
@@ -72,6 +69,7 @@ impl Anthropic {
 
     async fn attempt(
         &self,
+        credential: Option<&LlmCredential>,
         request: &Request,
         on_delta: DeltaSink<'_>,
     ) -> Result<Response, LlmError> {
@@ -85,11 +83,8 @@ impl Anthropic {
             .header("anthropic-version", API_VERSION)
             .header("accept", "text/event-stream")
             .json(&body);
-        if let Some(key) = &self.config.api_key {
-            req = req.header("x-api-key", key);
-        }
-        if let Some(token) = &self.config.auth_token {
-            req = req.bearer_auth(token);
+        if let Some((name, value)) = credential.and_then(LlmCredential::header) {
+            req = req.header(name, value);
         }
         let res = req
             .send()
@@ -126,6 +121,7 @@ impl Provider for Anthropic {
     #[tracing::instrument(skip_all, fields(model = %request.model))]
     async fn stream(
         &self,
+        credential: Option<&LlmCredential>,
         request: &Request,
         cancel: &CancellationToken,
         on_delta: DeltaSink<'_>,
@@ -135,7 +131,7 @@ impl Provider for Anthropic {
             let limit = self.config.timeout;
             let result = tokio::select! {
                 () = cancel.cancelled() => return Err(LlmError::Cancelled),
-                r = tokio::time::timeout(limit, self.attempt(request, &mut *on_delta)) => {
+                r = tokio::time::timeout(limit, self.attempt(credential, request, &mut *on_delta)) => {
                     r.unwrap_or(Err(LlmError::Timeout(limit.as_secs())))
                 }
             };

@@ -150,12 +150,50 @@ impl LlmError {
 
 pub type DeltaSink<'a> = &'a mut (dyn FnMut(StreamDelta) + Send);
 
+/// What authenticates Paddock to the model endpoint (never a sandbox).
+#[derive(Clone)]
+pub enum LlmCredential {
+    /// Sent as `x-api-key`.
+    ApiKey(String),
+    /// Sent as `Authorization: Bearer` (gateways that issue tokens).
+    AuthToken(String),
+}
+
+impl std::fmt::Debug for LlmCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            LlmCredential::ApiKey(_) => "ApiKey(…)",
+            LlmCredential::AuthToken(_) => "AuthToken(…)",
+        })
+    }
+}
+
+impl LlmCredential {
+    /// The request header that carries it; `None` if it cannot be sent as
+    /// one (a value with a line break).
+    pub fn header(&self) -> Option<(axum::http::HeaderName, axum::http::HeaderValue)> {
+        let (name, value) = match self {
+            LlmCredential::ApiKey(key) => (
+                axum::http::HeaderName::from_static("x-api-key"),
+                key.clone(),
+            ),
+            LlmCredential::AuthToken(token) => {
+                (axum::http::header::AUTHORIZATION, format!("Bearer {token}"))
+            }
+        };
+        let mut value = axum::http::HeaderValue::from_str(&value).ok()?;
+        value.set_sensitive(true);
+        Some((name, value))
+    }
+}
+
 #[async_trait::async_trait]
 pub trait Provider: Send + Sync + 'static {
     /// Sends `request` and streams the answer; deltas go to `on_delta` as
     /// they arrive, the assembled response is returned at the end.
     async fn stream(
         &self,
+        credential: Option<&LlmCredential>,
         request: &Request,
         cancel: &CancellationToken,
         on_delta: DeltaSink<'_>,

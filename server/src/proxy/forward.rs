@@ -3,8 +3,10 @@
 //! streamed back through the [`Metered`] body.
 
 use super::meter::{Meter, Metered};
-use super::{sha256_hex, CredentialProxy};
+use super::CredentialProxy;
+use crate::llm::LlmCredential;
 use crate::llm::{budget_refusal, error_body};
+use crate::secret::sha256_hex;
 use app::domain::SessionId;
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, State};
@@ -50,7 +52,9 @@ struct Ctx {
     session: SessionId,
 }
 
-/// The proxy's routes for one session's socket.
+/// The proxy's routes for one session's socket: a server of its own, reached
+/// only through that socket, so not one of the door's routes.
+#[allow(clippy::disallowed_methods)]
 pub(super) fn router(proxy: Arc<CredentialProxy>, session: SessionId) -> Router {
     Router::new()
         .route("/v1/messages", post(forward))
@@ -112,31 +116,40 @@ async fn forward(State(ctx): State<Ctx>, uri: Uri, headers: HeaderMap, body: Byt
         }
     }
     let metered = uri.path() == "/v1/messages";
-    if metered {
-        match proxy.store.get_session(session).await {
-            Ok(Some(s)) => {
-                if let Some(refusal) = budget_refusal(&s) {
-                    return api_error(StatusCode::PAYMENT_REQUIRED, "billing_error", &refusal);
-                }
+    let owner = match proxy.store.get_session(session).await {
+        Ok(Some(s)) => {
+            if let Some(refusal) = budget_refusal(&s).filter(|_| metered) {
+                return api_error(StatusCode::PAYMENT_REQUIRED, "billing_error", &refusal);
             }
-            Ok(None) => {
-                return api_error(
-                    StatusCode::UNAUTHORIZED,
-                    "authentication_error",
-                    "invalid x-api-key",
-                )
-            }
-            Err(e) => {
-                tracing::error!(%session, "LLM proxy: {e}");
-                return api_error(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "api_error",
-                    "Internal error",
-                );
-            }
+            s.owner
         }
-    }
-
+        Ok(None) => {
+            return api_error(
+                StatusCode::UNAUTHORIZED,
+                "authentication_error",
+                "invalid x-api-key",
+            )
+        }
+        Err(e) => {
+            tracing::error!(%session, "LLM proxy: {e}");
+            return api_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "api_error",
+                "Internal error",
+            );
+        }
+    };
+    let credential = match proxy.vault.llm_credential(owner).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(%session, "LLM proxy: cannot read the credential: {e}");
+            return api_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "api_error",
+                "Internal error",
+            );
+        }
+    };
     let target = format!(
         "{}{}",
         proxy.upstream,
@@ -148,7 +161,7 @@ async fn forward(State(ctx): State<Ctx>, uri: Uri, headers: HeaderMap, body: Byt
             request = request.header(name, value);
         }
     }
-    if let Some((name, value)) = &proxy.credential {
+    if let Some((name, value)) = credential.as_ref().and_then(LlmCredential::header) {
         request = request.header(name, value);
     }
     let upstream = match request.send().await {

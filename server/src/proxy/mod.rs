@@ -23,11 +23,11 @@ mod meter;
 
 use crate::config::Config;
 use crate::journal::Journal;
+use crate::secret::{random_hex, sha256_hex};
 use crate::store::Store;
 use crate::sync::lock;
+use crate::vault::Vault;
 use app::domain::{AppError, SessionId};
-use axum::http::{header, HeaderName, HeaderValue};
-use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -48,8 +48,8 @@ pub struct CredentialProxy {
     journal: Journal,
     client: reqwest::Client,
     upstream: String,
-    /// The header carrying the real credential upstream.
-    credential: Option<(HeaderName, HeaderValue)>,
+    /// Where the real credential of each request comes from.
+    vault: Arc<Vault>,
     root: PathBuf,
     ttl: Duration,
     /// Sessions with a listening socket, and how to stop it.
@@ -74,28 +74,15 @@ pub enum ProxyError {
     App(#[from] AppError),
 }
 
-fn sha256_hex(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
-}
-
 impl CredentialProxy {
     /// The proxy to `ANTHROPIC_BASE_URL` with the configured credential,
     /// keeping its sockets under `PADDOCK_CLAUDE_CODE_ROOT`.
-    pub fn new(config: &Config, store: Arc<dyn Store>, journal: Journal) -> anyhow::Result<Self> {
-        let credential = match (
-            config.anthropic_api_key.as_deref(),
-            config.anthropic_auth_token.as_deref(),
-        ) {
-            (Some(key), _) => Some((
-                HeaderName::from_static("x-api-key"),
-                HeaderValue::from_str(key)?,
-            )),
-            (None, Some(token)) => Some((
-                header::AUTHORIZATION,
-                HeaderValue::from_str(&format!("Bearer {token}"))?,
-            )),
-            (None, None) => None,
-        };
+    pub fn new(
+        config: &Config,
+        store: Arc<dyn Store>,
+        journal: Journal,
+        vault: Arc<Vault>,
+    ) -> anyhow::Result<Self> {
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .pool_idle_timeout(Duration::from_secs(90))
@@ -105,7 +92,7 @@ impl CredentialProxy {
             journal,
             client,
             upstream: config.anthropic_base_url.trim_end_matches('/').to_owned(),
-            credential,
+            vault,
             root: std::path::absolute(&config.claude_code_root)?,
             ttl: Duration::from_secs(config.claude_code_run_secs),
             listening: Mutex::new(HashMap::new()),
@@ -140,7 +127,7 @@ impl CredentialProxy {
     /// token for one run.
     pub async fn open(self: &Arc<Self>, session: SessionId) -> Result<Lease, ProxyError> {
         self.listen(session)?;
-        let token = hex::encode(rand::random::<[u8; 32]>());
+        let token = random_hex();
         let sha256 = sha256_hex(&token);
         let ttl = chrono::Duration::from_std(self.ttl).unwrap_or(chrono::Duration::MAX);
         let expires = chrono::Utc::now()

@@ -1,4 +1,5 @@
-//! The store: sessions, their event logs and the proxy's tokens, behind the
+//! The store: sessions, their event logs, the proxy's tokens and the
+//! [`accounts`] (users, tokens, shares, credentials, audit), behind the
 //! [`Store`] trait so that each database is one implementation with its own
 //! SQL and migrations (`migrations/<database>/`). SQLite ([`SqliteStore`])
 //! is the embedded default.
@@ -9,10 +10,13 @@
 //! without a hole, and a status change is stored with its event in one
 //! transaction.
 
+pub mod accounts;
 mod sqlite;
 
+pub use accounts::Accounts;
 pub use sqlite::SqliteStore;
 
+use app::domain::UserId;
 use app::domain::{AppError, Event, EventKind, Session, SessionId, SessionSpec, SessionStatus};
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
@@ -53,13 +57,14 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
 }
 
 #[async_trait::async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: Accounts + Send + Sync + 'static {
     /// Succeeds when the database answers a query.
     async fn ping(&self) -> Result<()>;
 
-    /// Sessions with the most recent activity first.
-    async fn list_sessions(&self) -> Result<Vec<Session>>;
-    async fn create_session(&self, spec: &SessionSpec) -> Result<Session>;
+    /// Sessions with the most recent activity first: all of them, or those
+    /// `visible_to` a user (owned by them or shared with them).
+    async fn list_sessions(&self, visible_to: Option<UserId>) -> Result<Vec<Session>>;
+    async fn create_session(&self, spec: &SessionSpec, owner: Option<UserId>) -> Result<Session>;
     async fn get_session(&self, id: SessionId) -> Result<Option<Session>>;
     /// Deletes a session and its transcript; `false` if it did not exist.
     async fn delete_session(&self, id: SessionId) -> Result<bool>;

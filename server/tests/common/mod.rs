@@ -61,7 +61,16 @@ impl Home {
             ),
             format!("--workspace-root={}", self.workspaces().display()),
             format!("--claude-code-root={}", self.path().join("cc").display()),
+            format!(
+                "--master-key-file={}",
+                self.path().join("master.key").display()
+            ),
         ];
+        // Sign-in is off unless a test turns it on: most tests are about
+        // something else, and the accounts tests say `--auth=on`.
+        if !extra.iter().any(|a| a.starts_with("--auth=")) {
+            args.push("--auth=off".to_owned());
+        }
         args.extend_from_slice(extra);
         Config::try_parse_from(args).unwrap()
     }
@@ -161,7 +170,7 @@ pub async fn serve(paddock: Arc<Paddock>) -> Served {
 pub async fn session(paddock: &Paddock, new: NewSession) -> Session {
     paddock
         .store
-        .create_session(&new.validate().unwrap())
+        .create_session(&new.validate().unwrap(), None)
         .await
         .unwrap()
 }

@@ -4,6 +4,7 @@
 //! its real Unix socket.
 
 use crate::common::{self, errors, kinds, last_status, Home};
+use app::accounts::Caller;
 use app::api::Backend;
 use app::domain::{Decision, Engine, Event, EventKind, NewSession, Session, SessionStatus};
 use http_body_util::{BodyExt, Full};
@@ -66,7 +67,10 @@ impl Harness {
     }
 
     async fn run(&self, s: &Session, text: &str) -> Vec<Event> {
-        self.paddock.send_prompt(s.id, text.into()).await.unwrap();
+        self.paddock
+            .send_prompt(&Caller::local_operator(), s.id, text.into())
+            .await
+            .unwrap();
         self.wait_idle(s).await
     }
 
@@ -238,7 +242,10 @@ async fn permissions_deny_reaches_the_model_and_allow_runs_the_tool() {
     let h = harness(scenario, "docker", &[]).await;
     let s = h.session("ask", None).await;
 
-    h.paddock.send_prompt(s.id, "first".into()).await.unwrap();
+    h.paddock
+        .send_prompt(&Caller::local_operator(), s.id, "first".into())
+        .await
+        .unwrap();
     let (request, tool) = h.wait_for_permission(&s, 0).await;
     assert_eq!(tool, "Bash");
     // While the CLI waits, its processes hold the session token and never
@@ -252,13 +259,16 @@ async fn permissions_deny_reaches_the_model_and_allow_runs_the_tool() {
     assert_eq!(token.len(), 64);
     h.paddock
         .permissions
-        .decide(s.id, &request, Decision::Allow, None)
+        .decide(s.id, &request, Decision::Allow, None, None)
         .unwrap();
     let events = h.wait_idle(&s).await;
     assert_eq!(last_status(&events).0, SessionStatus::Idle, "{events:#?}");
     assert!(h.workspace(&s).join("allowed.txt").exists());
 
-    h.paddock.send_prompt(s.id, "second".into()).await.unwrap();
+    h.paddock
+        .send_prompt(&Caller::local_operator(), s.id, "second".into())
+        .await
+        .unwrap();
     let (request, _) = h.wait_for_permission(&s, 1).await;
     h.paddock
         .permissions
@@ -267,6 +277,7 @@ async fn permissions_deny_reaches_the_model_and_allow_runs_the_tool() {
             &request,
             Decision::Deny,
             Some("not on a Friday".into()),
+            None,
         )
         .unwrap();
     let events = h.wait_idle(&s).await;
@@ -285,7 +296,10 @@ async fn stop_interrupts_the_cli_and_revokes_its_token() {
     ]);
     let h = harness(scenario, "docker", &[]).await;
     let s = h.session("auto", None).await;
-    h.paddock.send_prompt(s.id, "loop".into()).await.unwrap();
+    h.paddock
+        .send_prompt(&Caller::local_operator(), s.id, "loop".into())
+        .await
+        .unwrap();
     for _ in 0..600 {
         if kinds(&h.events(&s).await).contains(&"tool_call") {
             break;
@@ -294,7 +308,10 @@ async fn stop_interrupts_the_cli_and_revokes_its_token() {
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let started = std::time::Instant::now();
-    h.paddock.stop(s.id).await.unwrap();
+    h.paddock
+        .stop(&Caller::local_operator(), s.id)
+        .await
+        .unwrap();
     let events = h.wait_idle(&s).await;
     assert!(started.elapsed() < Duration::from_secs(15));
     assert_eq!(
@@ -553,9 +570,19 @@ async fn local_sandboxes_refuse_the_claude_code_engine_plainly() {
     }
     .validate()
     .unwrap();
-    match h.paddock.create_session(spec).await {
+    match h
+        .paddock
+        .create_session(&Caller::local_operator(), spec)
+        .await
+    {
         Err(app::domain::AppError::Invalid(m)) => assert!(m.contains("Docker"), "{m}"),
         other => panic!("{other:?}"),
     }
-    assert!(h.paddock.store.list_sessions().await.unwrap().is_empty());
+    assert!(h
+        .paddock
+        .store
+        .list_sessions(None)
+        .await
+        .unwrap()
+        .is_empty());
 }

@@ -2,6 +2,7 @@
 //! file, and the project's scripted model server speaking the Messages API.
 
 use crate::common::{self, kinds, Home};
+use app::accounts::Caller;
 use app::api::Backend;
 use app::domain::{Decision, Event, EventKind, Session, SessionStatus};
 use paddock_model::ScriptedModel;
@@ -43,7 +44,10 @@ impl Harness {
     }
 
     async fn prompt(&self, s: &Session, text: &str) {
-        self.paddock.send_prompt(s.id, text.into()).await.unwrap();
+        self.paddock
+            .send_prompt(&Caller::local_operator(), s.id, text.into())
+            .await
+            .unwrap();
     }
 
     async fn wait_idle(&self, s: &Session) -> Vec<Event> {
@@ -173,7 +177,10 @@ async fn stop_cancels_a_stream_and_a_long_tool() {
     let s = h.session("auto").await;
     h.prompt(&s, "talk").await;
     tokio::time::sleep(Duration::from_millis(700)).await;
-    h.paddock.stop(s.id).await.unwrap();
+    h.paddock
+        .stop(&Caller::local_operator(), s.id)
+        .await
+        .unwrap();
     let events = h.wait_idle(&s).await;
     assert!(
         !events
@@ -196,7 +203,10 @@ async fn stop_cancels_a_stream_and_a_long_tool() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    h.paddock.stop(s.id).await.unwrap();
+    h.paddock
+        .stop(&Caller::local_operator(), s.id)
+        .await
+        .unwrap();
     let events = h.wait_idle(&s).await;
     assert_eq!(status_of(&events), SessionStatus::Idle);
     let ps = std::process::Command::new("docker")
@@ -280,7 +290,7 @@ async fn a_spent_budget_stops_further_model_calls() {
     }
     .validate()
     .unwrap();
-    let s = h.paddock.store.create_session(&spec).await.unwrap();
+    let s = h.paddock.store.create_session(&spec, None).await.unwrap();
     assert_eq!(s.budget_usd, Some(1e-9));
     h.prompt(&s, "spend").await;
     let events = h.wait_idle(&s).await;
@@ -315,12 +325,12 @@ async fn permission_allow_deny_and_timeout() {
     assert_eq!(awaiting.status, SessionStatus::AwaitingPermission);
     h.paddock
         .permissions
-        .decide(s.id, &request, Decision::Allow, None)
+        .decide(s.id, &request, Decision::Allow, None, None)
         .unwrap();
     assert!(
         h.paddock
             .permissions
-            .decide(s.id, &request, Decision::Deny, None)
+            .decide(s.id, &request, Decision::Deny, None, None)
             .is_err(),
         "decided once"
     );
@@ -335,7 +345,13 @@ async fn permission_allow_deny_and_timeout() {
     }
     h.paddock
         .permissions
-        .decide(s.id, &request2, Decision::Deny, Some("not today".into()))
+        .decide(
+            s.id,
+            &request2,
+            Decision::Deny,
+            Some("not today".into()),
+            None,
+        )
         .unwrap();
     h.wait_idle(&s).await;
     assert!(!ws.join("n2.txt").exists());

@@ -5,6 +5,7 @@
 //! viewers alike).
 
 use crate::common::{self, Home, Served};
+use app::accounts::Caller;
 use app::domain::{Delta, DeltaKind, Event, EventKind, NewSession, Session, SessionId};
 use eventsource_stream::{EventStreamError, Eventsource};
 use futures_util::{Stream, StreamExt};
@@ -62,7 +63,7 @@ impl Server {
     /// Sessions, stored events (all sessions), and workspace folders: what a
     /// refused request must leave untouched.
     async fn footprint(&self) -> (usize, i64, usize) {
-        let sessions = self.paddock.store.list_sessions().await.unwrap();
+        let sessions = self.paddock.store.list_sessions(None).await.unwrap();
         let events = sessions.iter().map(|s| s.last_seq).sum();
         let folders = std::fs::read_dir(&self.workspaces)
             .map(|d| d.count())
@@ -1026,7 +1027,7 @@ async fn a_scripted_run_resumed_mid_stream_and_after_every_seq() {
     let session = s.session().await;
     let mut frames = connect(&s, session, None).await;
     s.paddock
-        .send_prompt(session, "stream, please".into())
+        .send_prompt(&Caller::local_operator(), session, "stream, please".into())
         .await
         .unwrap();
 

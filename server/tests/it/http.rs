@@ -49,7 +49,13 @@ fn form_post(uri: &str, body: impl Into<String>) -> Request<Body> {
 }
 
 async fn session_count(h: &Harness) -> usize {
-    h.state.paddock.store.list_sessions().await.unwrap().len()
+    h.state
+        .paddock
+        .store
+        .list_sessions(None)
+        .await
+        .unwrap()
+        .len()
 }
 
 #[tokio::test]
@@ -292,7 +298,7 @@ fn doors(id: &str) -> Vec<(&'static str, String, &'static str, String)> {
 
 /// Nothing was created, prompted or deleted: only `id` exists, with no event.
 async fn untouched(h: &Harness, id: app::domain::SessionId) {
-    let sessions = h.state.paddock.store.list_sessions().await.unwrap();
+    let sessions = h.state.paddock.store.list_sessions(None).await.unwrap();
     assert_eq!(sessions.iter().map(|s| s.id).collect::<Vec<_>>(), [id]);
     let events = h.state.paddock.store.events_after(id, 0, 10).await.unwrap();
     assert!(events.is_empty(), "{events:?}");

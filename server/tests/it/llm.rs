@@ -5,8 +5,8 @@ use crate::common;
 use paddock_model::ScriptedModel;
 use serde_json::json;
 use server::llm::{
-    Anthropic, AnthropicConfig, ContentBlock, LlmError, Message, Provider, Request, Role,
-    StreamDelta, ToolDef,
+    Anthropic, AnthropicConfig, ContentBlock, LlmCredential, LlmError, Message, Provider, Request,
+    Role, StreamDelta, ToolDef,
 };
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -15,7 +15,6 @@ async fn model(scenario: serde_json::Value) -> (ScriptedModel, Anthropic) {
     let (model, url) = common::scripted(&scenario, Some("sk-test")).await;
     let client = Anthropic::new(AnthropicConfig {
         base_url: url,
-        api_key: Some("sk-test".into()),
         backoff: Duration::from_millis(10),
         ..AnthropicConfig::default()
     })
@@ -44,9 +43,23 @@ async fn call(
     client: &Anthropic,
     req: &Request,
 ) -> (Result<server::llm::Response, LlmError>, Vec<StreamDelta>) {
+    call_with(client, "sk-test", req).await
+}
+
+async fn call_with(
+    client: &Anthropic,
+    key: &str,
+    req: &Request,
+) -> (Result<server::llm::Response, LlmError>, Vec<StreamDelta>) {
     let mut deltas = Vec::new();
+    let credential = LlmCredential::ApiKey(key.into());
     let result = client
-        .stream(req, &CancellationToken::new(), &mut |d| deltas.push(d))
+        .stream(
+            Some(&credential),
+            req,
+            &CancellationToken::new(),
+            &mut |d| deltas.push(d),
+        )
         .await;
     (result, deltas)
 }
@@ -161,11 +174,10 @@ async fn a_refused_key_is_a_clear_error_and_not_retried() {
     let addr = model.spawn().await.unwrap();
     let client = Anthropic::new(AnthropicConfig {
         base_url: format!("http://{addr}"),
-        api_key: Some("sk-wrong".into()),
         ..AnthropicConfig::default()
     })
     .unwrap();
-    let (result, _) = call(&client, &request("hi")).await;
+    let (result, _) = call_with(&client, "sk-wrong", &request("hi")).await;
     let err = result.unwrap_err();
     assert!(matches!(err, LlmError::Auth(_)), "{err:?}");
     assert!(err.to_string().contains("API key"));
@@ -195,7 +207,6 @@ async fn times_out_and_cancels() {
     let addr = slow_model.spawn().await.unwrap();
     let client = Anthropic::new(AnthropicConfig {
         base_url: format!("http://{addr}"),
-        api_key: Some("sk-test".into()),
         timeout: Duration::from_millis(300),
         max_retries: 0,
         ..AnthropicConfig::default()
@@ -210,6 +221,9 @@ async fn times_out_and_cancels() {
         tokio::time::sleep(Duration::from_millis(100)).await;
         trigger.cancel();
     });
-    let result = client.stream(&request("hi"), &cancel, &mut |_| {}).await;
+    let credential = LlmCredential::ApiKey("sk-test".into());
+    let result = client
+        .stream(Some(&credential), &request("hi"), &cancel, &mut |_| {})
+        .await;
     assert_eq!(result, Err(LlmError::Cancelled));
 }

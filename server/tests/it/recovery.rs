@@ -33,6 +33,8 @@ fn start_with(dir: &Path, addr: &str, env: &[(&str, &str)]) -> Server {
             format!("sqlite://{}/paddock.db", dir.display()),
         )
         .env("WORKSPACE_ROOT", dir.join("workspaces"))
+        .env("PADDOCK_MASTER_KEY_FILE", dir.join("master.key"))
+        .env("PADDOCK_AUTH", "off")
         .env("PADDOCK_SANDBOX", "docker")
         .env("RUST_LOG", "info")
         .env("NO_COLOR", "1")

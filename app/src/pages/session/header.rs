@@ -1,6 +1,8 @@
 //! The session's header: name, status, connection, counters, settings.
 
 use super::super::{format_cost, format_time, DeleteButton, StatusBadge};
+use super::share::People;
+use crate::accounts::{Access, SessionPeople};
 use crate::domain::Session;
 use crate::live::Link;
 use leptos::prelude::*;
@@ -10,7 +12,9 @@ pub(super) fn Header(
     session: RwSignal<Session>,
     id: String,
     link: ReadSignal<Link>,
+    people: SessionPeople,
 ) -> impl IntoView {
+    let owns = people.access == Access::Own;
     let s = session.get_untracked();
     let settings = [
         ("Engine", s.engine.to_string()),
@@ -50,7 +54,7 @@ pub(super) fn Header(
                     ></span>
                     {move || link.get().label()}
                 </span>
-                <DeleteButton id=id name=s.name.clone() then_go_to="/" />
+                {owns.then(|| view! { <DeleteButton id=id.clone() name=s.name.clone() then_go_to="/" /> })}
             </div>
             <dl class="grid grid-cols-2 gap-x-6 gap-y-3 rounded-lg border border-zinc-200 bg-white p-4 text-sm sm:grid-cols-4 dark:border-zinc-800 dark:bg-zinc-900">
                 {counter("Cost", "cost", Signal::derive(move || format_cost(session.with(|s| s.cost_usd))))}
@@ -73,6 +77,7 @@ pub(super) fn Header(
                     <pre class="whitespace-pre-wrap break-words font-mono text-xs">{s.system_prompt.clone()}</pre>
                 })}
             </details>
+            <People id initial=people />
         </header>
     }
     .into_any()

@@ -19,8 +19,10 @@ mod composer;
 mod fold;
 mod header;
 mod permission;
+mod share;
 
 use super::{ErrorNote, Missing};
+use crate::accounts::Access;
 use crate::api::{open_session, session_events, EventPage, SessionView, EVENTS_PAGE};
 use crate::domain::{AppError, Delta, Event, EventHtml};
 use crate::live::{self, Link};
@@ -66,7 +68,13 @@ fn SessionScreen(data: SessionView) -> impl IntoView {
     let SessionView {
         session: initial,
         page,
+        people,
     } = data;
+    // What this viewer may do: the composer, the permission buttons and
+    // the owner's controls appear only for those who may use them (the
+    // server checks each call anyway).
+    let access = people.access;
+    provide_context(access);
     let id = initial.id.to_string();
     let title = initial.name.clone();
     let session = RwSignal::new(initial);
@@ -126,7 +134,7 @@ fn SessionScreen(data: SessionView) -> impl IntoView {
     view! {
         <leptos_meta::Title text=format!("{title} · Paddock") />
         <article class="space-y-4 pb-4">
-            <Header session id=id_header link />
+            <Header session id=id_header link people />
             <section aria-labelledby="transcript-heading" class="space-y-3">
                 <h2 id="transcript-heading" class="sr-only">"Transcript"</h2>
                 <EarlierEvents id=id_earlier events html />
@@ -150,7 +158,12 @@ fn SessionScreen(data: SessionView) -> impl IntoView {
                     </For>
                 </div>
             </section>
-            <Composer id status />
+            {(access >= Access::Operate).then(|| view! { <Composer id status /> })}
+            {(access < Access::Operate).then(|| view! {
+                <p data-testid="watch-only" class="rounded-lg border border-zinc-200 bg-white p-3 text-sm text-zinc-600 dark:border-zinc-800 dark:bg-zinc-900 dark:text-zinc-300">
+                    "You are watching this session: it is shared with you to follow, not to prompt."
+                </p>
+            })}
         </article>
     }
 }

@@ -3,6 +3,7 @@
 //! viewer.
 
 use super::super::ErrorNote;
+use crate::accounts::Access;
 use crate::api::DecidePermission;
 use crate::domain::Decision;
 use crate::transcript::Transcript;
@@ -21,6 +22,7 @@ pub(super) fn PermissionCard(
         Memo::new(move |_| transcript.with(|t| t.decisions.get(&request_id).cloned()))
     };
     let decide = ServerAction::<DecidePermission>::new();
+    let may_decide = expect_context::<Access>() >= Access::Operate;
     let reason = RwSignal::new(String::new());
     let heading = format!("permission-{request_id}");
     let reason_id = format!("reason-{request_id}");
@@ -65,7 +67,12 @@ pub(super) fn PermissionCard(
             </p>
             <pre class="mt-2 max-h-64 overflow-auto whitespace-pre-wrap break-words rounded bg-white/70 p-2 font-mono text-xs dark:bg-zinc-900/70">{pretty}</pre>
             {move || match decision.get() {
-                Some((d, why)) => view! {
+                None if !may_decide => view! {
+                    <p data-testid="permission-waiting" class="mt-2 text-sm text-zinc-600 dark:text-zinc-300">
+                        "Waiting for someone who works in this session to decide."
+                    </p>
+                }.into_any(),
+                Some((d, why, by)) => view! {
                     <p data-testid="permission-decision" data-decision=d.as_str() class="mt-2 text-sm">
                         <strong>{match d {
                             Decision::Allow => "Allowed once",
@@ -73,6 +80,7 @@ pub(super) fn PermissionCard(
                             Decision::Deny => "Denied",
                             Decision::Expired => "Expired: nobody decided in time, so it was denied",
                         }}</strong>
+                        {by.map(|who| view! { <span data-testid="decided-by">{format!(" by {who}")}</span> })}
                         {why.map(|r| format!(" — {r}"))}
                     </p>
                 }.into_any(),

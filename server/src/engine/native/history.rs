@@ -269,6 +269,7 @@ mod tests {
                 request_id: "p0".into(),
                 decision: Decision::AllowSession,
                 reason: None,
+                by: None,
             },
             user("two"),
             call("t1"),

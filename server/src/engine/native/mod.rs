@@ -16,6 +16,7 @@ use crate::llm::{
 use crate::sandbox::Sandbox;
 use crate::store::Store;
 use crate::tools::{self, Access, ToolContext};
+use crate::vault::Vault;
 use app::domain::{AppError, Delta, DeltaKind, EventKind, PermissionMode, Session, SessionId};
 use history::OpenCall;
 use std::sync::Arc;
@@ -27,6 +28,8 @@ pub struct NativeEngine {
     pub journal: Journal,
     pub sandbox: Arc<dyn Sandbox>,
     pub provider: Arc<dyn Provider>,
+    /// Where the model credential of each call comes from.
+    pub vault: Arc<Vault>,
     pub permissions: Arc<Permissions>,
     pub limits: EngineLimits,
 }
@@ -111,7 +114,12 @@ impl AgentEngine for NativeEngine {
                     text,
                 });
             };
-            let response = match self.provider.stream(&request, cancel, &mut on_delta).await {
+            let credential = self.vault.llm_credential(now.owner).await?;
+            let response = match self
+                .provider
+                .stream(credential.as_ref(), &request, cancel, &mut on_delta)
+                .await
+            {
                 Ok(r) => r,
                 Err(LlmError::Cancelled) => return Err(RunError::Stopped),
                 Err(e) => return Err(RunError::Model(e)),

@@ -1,7 +1,10 @@
 //! The SQLite store: one file, WAL mode so readers never wait for the
 //! writer; its migrations are `migrations/sqlite/`.
 
+mod accounts;
+
 use super::{Result, Store, StoreError};
+use app::domain::UserId;
 use app::domain::{
     Event, EventKind, SandboxLimits, Session, SessionId, SessionSpec, SessionStatus,
 };
@@ -24,7 +27,7 @@ fn timestamp(at: DateTime<Utc>) -> String {
 
 const SESSION_COLUMNS: &str = "id, name, engine, model, system_prompt, permission_mode, status, \
      cost_usd, turns, input_tokens, output_tokens, last_seq, sandbox_memory_mb, sandbox_cpus, \
-     sandbox_pids, budget_usd, created_at, updated_at";
+     sandbox_pids, budget_usd, owner_id, created_at, updated_at";
 
 #[derive(sqlx::FromRow)]
 struct SessionRow {
@@ -44,6 +47,7 @@ struct SessionRow {
     sandbox_cpus: Option<f64>,
     sandbox_pids: Option<i64>,
     budget_usd: Option<f64>,
+    owner_id: Option<String>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
 }
@@ -76,6 +80,12 @@ impl TryFrom<SessionRow> for Session {
                 pids: r.sandbox_pids,
             },
             budget_usd: r.budget_usd,
+            owner: r
+                .owner_id
+                .as_deref()
+                .map(str::parse)
+                .transpose()
+                .map_err(|e| corrupt("owner_id", &e))?,
             created_at: r.created_at,
             updated_at: r.updated_at,
         })
@@ -141,22 +151,26 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn list_sessions(&self) -> Result<Vec<Session>> {
+    async fn list_sessions(&self, visible_to: Option<UserId>) -> Result<Vec<Session>> {
+        let user = visible_to.map(|u| u.to_string());
         let rows: Vec<SessionRow> = sqlx::query_as(&format!(
-            "SELECT {SESSION_COLUMNS} FROM sessions ORDER BY updated_at DESC, created_at DESC LIMIT 1000"
+            "SELECT {SESSION_COLUMNS} FROM sessions WHERE ?1 IS NULL OR owner_id = ?1 \
+             OR id IN (SELECT session_id FROM session_shares WHERE user_id = ?1) \
+             ORDER BY updated_at DESC, created_at DESC LIMIT 1000"
         ))
+        .bind(user)
         .fetch_all(&self.pool)
         .await?;
         rows.into_iter().map(Session::try_from).collect()
     }
 
-    async fn create_session(&self, spec: &SessionSpec) -> Result<Session> {
+    async fn create_session(&self, spec: &SessionSpec, owner: Option<UserId>) -> Result<Session> {
         let id = uuid::Uuid::now_v7();
         let now = timestamp(Utc::now());
         let row: SessionRow = sqlx::query_as(&format!(
             "INSERT INTO sessions (id, name, engine, model, system_prompt, permission_mode, status, \
-             sandbox_memory_mb, sandbox_cpus, sandbox_pids, budget_usd, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, ?, ?, 'idle', ?, ?, ?, ?, ?, ?) RETURNING {SESSION_COLUMNS}"
+             sandbox_memory_mb, sandbox_cpus, sandbox_pids, budget_usd, owner_id, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, 'idle', ?, ?, ?, ?, ?, ?, ?) RETURNING {SESSION_COLUMNS}"
         ))
         .bind(id.to_string())
         .bind(&spec.name)
@@ -168,6 +182,7 @@ impl Store for SqliteStore {
         .bind(spec.limits.cpus)
         .bind(spec.limits.pids)
         .bind(spec.budget_usd)
+        .bind(owner.map(|o| o.to_string()))
         .bind(&now)
         .bind(&now)
         .fetch_one(&self.pool)

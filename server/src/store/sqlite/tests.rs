@@ -32,14 +32,14 @@ async fn creates_missing_file_in_wal_mode() {
 #[tokio::test]
 async fn sessions_survive_reopening_newest_first() {
     let (_dir, store, url) = temp_store().await;
-    let first = store.create_session(&spec("first")).await.unwrap();
-    let second = store.create_session(&spec("second")).await.unwrap();
+    let first = store.create_session(&spec("first"), None).await.unwrap();
+    let second = store.create_session(&spec("second"), None).await.unwrap();
     assert_eq!(second.status, app::domain::SessionStatus::Idle);
     store.pool.close().await;
 
     let reopened = SqliteStore::open(&url).await.unwrap();
     let names: Vec<_> = reopened
-        .list_sessions()
+        .list_sessions(None)
         .await
         .unwrap()
         .into_iter()
@@ -56,7 +56,7 @@ async fn sessions_survive_reopening_newest_first() {
 #[tokio::test]
 async fn concurrent_appends_are_gapless() {
     let (_dir, store, _) = temp_store().await;
-    let s = store.create_session(&spec("busy")).await.unwrap();
+    let s = store.create_session(&spec("busy"), None).await.unwrap();
     let tasks: Vec<_> = (0..40)
         .map(|i| {
             let store = store.clone();
@@ -111,6 +111,6 @@ async fn append_to_unknown_session_writes_nothing() {
 async fn hostile_strings_are_stored_verbatim() {
     let (_dir, store, _) = temp_store().await;
     let name = "'); DROP TABLE sessions; -- <script>alert(1)</script>";
-    let s = store.create_session(&spec(name)).await.unwrap();
+    let s = store.create_session(&spec(name), None).await.unwrap();
     assert_eq!(store.get_session(s.id).await.unwrap().unwrap().name, name);
 }

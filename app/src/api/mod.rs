@@ -2,6 +2,7 @@
 //! shell over the [`Backend`] the server provides as context, so this crate
 //! never depends on the server crate.
 
+use crate::accounts::SessionPeople;
 use crate::domain::{AppError, Event, EventHtml, ServerInfo, Session};
 use leptos::prelude::*;
 use leptos::server_fn;
@@ -11,39 +12,133 @@ pub use self::ssr::{Backend, SharedBackend};
 
 #[cfg(feature = "ssr")]
 pub(crate) mod ssr {
-    use crate::domain::{AppError, Decision, Event, ServerInfo, Session, SessionId, SessionSpec};
+    use crate::accounts::{
+        AuditEntry, Caller, CredentialInfo, CredentialKind, CredentialScope, ListedToken,
+        NewApiToken, Role, SessionPeople, Share, ShareLevel, User,
+    };
+    use crate::domain::{
+        AppError, Decision, Event, ServerInfo, Session, SessionId, SessionSpec, UserId,
+    };
     use leptos::prelude::*;
     use std::sync::Arc;
 
     /// What the server implements for the dashboard's server functions.
+    /// Every call that touches a session or an account takes the
+    /// [`Caller`] the server's door found, and checks what they may do.
     #[async_trait::async_trait]
     pub trait Backend: Send + Sync + 'static {
-        async fn list_sessions(&self) -> Result<Vec<Session>, AppError>;
-        async fn create_session(&self, spec: SessionSpec) -> Result<Session, AppError>;
-        /// `Err(NotFound)` for an unknown id.
-        async fn get_session(&self, id: SessionId) -> Result<Session, AppError>;
+        /// The sessions the caller may see.
+        async fn list_sessions(&self, caller: &Caller) -> Result<Vec<Session>, AppError>;
+        async fn create_session(
+            &self,
+            caller: &Caller,
+            spec: SessionSpec,
+        ) -> Result<Session, AppError>;
+        /// `Err(NotFound)` for an unknown id, and for one the caller may not
+        /// see.
+        async fn get_session(&self, caller: &Caller, id: SessionId) -> Result<Session, AppError>;
         /// Stores the prompt and runs it now or after those queued before it.
-        async fn send_prompt(&self, id: SessionId, text: String) -> Result<(), AppError>;
+        async fn send_prompt(
+            &self,
+            caller: &Caller,
+            id: SessionId,
+            text: String,
+        ) -> Result<(), AppError>;
         /// Cancels what the session is doing and drops its queue.
-        async fn stop(&self, id: SessionId) -> Result<(), AppError>;
-        /// Answers a pending permission request (once).
+        async fn stop(&self, caller: &Caller, id: SessionId) -> Result<(), AppError>;
+        /// Answers a pending permission request (once), recorded with who
+        /// decided.
         async fn decide(
             &self,
+            caller: &Caller,
             id: SessionId,
             request_id: String,
             decision: Decision,
             reason: Option<String>,
         ) -> Result<(), AppError>;
         /// Removes the session, its sandbox and its workspace.
-        async fn delete_session(&self, id: SessionId) -> Result<(), AppError>;
-        fn server_info(&self) -> ServerInfo;
+        async fn delete_session(&self, caller: &Caller, id: SessionId) -> Result<(), AppError>;
+        async fn server_info(&self) -> ServerInfo;
         /// Up to `limit` events with `seq > after`, oldest first.
         async fn events(
             &self,
+            caller: &Caller,
             id: SessionId,
             after: i64,
             limit: i64,
         ) -> Result<Vec<Event>, AppError>;
+
+        /// Who owns the session, whom it is shared with, who watches it now.
+        async fn session_people(
+            &self,
+            caller: &Caller,
+            id: SessionId,
+        ) -> Result<SessionPeople, AppError>;
+        /// Shares the session with the user of `login` (`None`: stops
+        /// sharing it with them).
+        async fn share_session(
+            &self,
+            caller: &Caller,
+            id: SessionId,
+            login: String,
+            level: Option<ShareLevel>,
+        ) -> Result<Vec<Share>, AppError>;
+
+        async fn list_users(&self, caller: &Caller) -> Result<Vec<User>, AppError>;
+        async fn add_user(
+            &self,
+            caller: &Caller,
+            login: String,
+            display_name: String,
+            role: Role,
+            password: String,
+        ) -> Result<User, AppError>;
+        async fn change_user(
+            &self,
+            caller: &Caller,
+            id: UserId,
+            role: Option<Role>,
+            disabled: Option<bool>,
+        ) -> Result<User, AppError>;
+        async fn reset_password(
+            &self,
+            caller: &Caller,
+            id: UserId,
+            password: String,
+        ) -> Result<(), AppError>;
+
+        async fn list_tokens(&self, caller: &Caller) -> Result<Vec<ListedToken>, AppError>;
+        async fn create_token(
+            &self,
+            caller: &Caller,
+            name: String,
+            expires_in_days: Option<i64>,
+        ) -> Result<NewApiToken, AppError>;
+        async fn revoke_token(&self, caller: &Caller, id: uuid::Uuid) -> Result<(), AppError>;
+
+        /// The credentials the caller may manage (their own; an admin also
+        /// the server's), as hints.
+        async fn list_credentials(&self, caller: &Caller) -> Result<Vec<CredentialInfo>, AppError>;
+        async fn save_credential(
+            &self,
+            caller: &Caller,
+            scope: CredentialScope,
+            kind: CredentialKind,
+            value: String,
+        ) -> Result<CredentialInfo, AppError>;
+        async fn delete_credential(
+            &self,
+            caller: &Caller,
+            scope: CredentialScope,
+            kind: CredentialKind,
+        ) -> Result<(), AppError>;
+
+        /// The audit log, newest first (admins only).
+        async fn audit_log(
+            &self,
+            caller: &Caller,
+            before: Option<i64>,
+        ) -> Result<Vec<AuditEntry>, AppError>;
     }
 
     pub type SharedBackend = Arc<dyn Backend>;
@@ -53,6 +148,17 @@ pub(crate) mod ssr {
             tracing::error!("no Backend in the server-function context");
             AppError::Internal
         })
+    }
+
+    /// The caller the server's door found for this request, if any.
+    pub(crate) fn signed_in() -> Option<Caller> {
+        use_context::<http::request::Parts>().and_then(|p| p.extensions.get::<Caller>().cloned())
+    }
+
+    /// The caller, or 401 for an anonymous request (which the door lets
+    /// through only to the sign-in pages, so this is a second lock).
+    pub(super) fn caller() -> Result<Caller, AppError> {
+        signed_in().ok_or_else(|| AppError::Unauthenticated("Sign in first.".into()))
     }
 
     /// Gives a failed call the HTTP status that fits it, so API clients and
@@ -75,6 +181,11 @@ pub(crate) mod ssr {
     pub(super) fn parse_id(id: &str) -> Result<SessionId, AppError> {
         id.parse()
             .map_err(|_| AppError::NotFound(format!("Session {id:?}")))
+    }
+
+    pub(super) fn parse_user(id: &str) -> Result<UserId, AppError> {
+        id.parse()
+            .map_err(|_| AppError::NotFound(format!("User {id:?}")))
     }
 }
 
@@ -136,7 +247,7 @@ pub const EVENTS_PAGE: i64 = 500;
 
 #[server(endpoint = "list_sessions", output = UrlInJsonOut)]
 pub async fn list_sessions() -> Result<Vec<Session>, AppError> {
-    ssr::respond(async { ssr::backend()?.list_sessions().await }.await)
+    ssr::respond(async { ssr::backend()?.list_sessions(&ssr::caller()?).await }.await)
 }
 
 /// Creates a session from the New-session form. The fields arrive flat, as a
@@ -179,7 +290,7 @@ pub async fn create_session(
                 ..Default::default()
             }
             .validate()?;
-            ssr::backend()?.create_session(spec).await
+            ssr::backend()?.create_session(&ssr::caller()?, spec).await
         }
         .await,
     )
@@ -211,22 +322,26 @@ impl From<Vec<Event>> for EventPage {
 pub struct SessionView {
     pub session: Session,
     pub page: EventPage,
+    /// Who may see it and what the caller may do with it.
+    pub people: SessionPeople,
 }
 
 #[server(endpoint = "open_session", output = UrlInJsonOut)]
 pub async fn open_session(id: String) -> Result<SessionView, AppError> {
     ssr::respond(
         async {
-            let backend = ssr::backend()?;
-            let session = backend.get_session(ssr::parse_id(&id)?).await?;
+            let (backend, caller) = (ssr::backend()?, ssr::caller()?);
+            let session = backend.get_session(&caller, ssr::parse_id(&id)?).await?;
             let after = (session.last_seq - EVENTS_PAGE).max(0);
             let mut events = backend
-                .events(session.id, after, session.last_seq - after)
+                .events(&caller, session.id, after, session.last_seq - after)
                 .await?;
             events.retain(|e| e.seq <= session.last_seq);
+            let people = backend.session_people(&caller, session.id).await?;
             Ok(SessionView {
                 session,
                 page: events.into(),
+                people,
             })
         }
         .await,
@@ -235,17 +350,38 @@ pub async fn open_session(id: String) -> Result<SessionView, AppError> {
 
 #[server(endpoint = "get_session", output = UrlInJsonOut)]
 pub async fn get_session(id: String) -> Result<Session, AppError> {
-    ssr::respond(async { ssr::backend()?.get_session(ssr::parse_id(&id)?).await }.await)
+    ssr::respond(
+        async {
+            ssr::backend()?
+                .get_session(&ssr::caller()?, ssr::parse_id(&id)?)
+                .await
+        }
+        .await,
+    )
 }
 
 #[server(endpoint = "send_prompt", output = UrlInJsonOut)]
 pub async fn send_prompt(id: String, text: String) -> Result<(), AppError> {
-    ssr::respond(async { ssr::backend()?.send_prompt(ssr::parse_id(&id)?, text).await }.await)
+    ssr::respond(
+        async {
+            ssr::backend()?
+                .send_prompt(&ssr::caller()?, ssr::parse_id(&id)?, text)
+                .await
+        }
+        .await,
+    )
 }
 
 #[server(endpoint = "stop_session", output = UrlInJsonOut)]
 pub async fn stop_session(id: String) -> Result<(), AppError> {
-    ssr::respond(async { ssr::backend()?.stop(ssr::parse_id(&id)?).await }.await)
+    ssr::respond(
+        async {
+            ssr::backend()?
+                .stop(&ssr::caller()?, ssr::parse_id(&id)?)
+                .await
+        }
+        .await,
+    )
 }
 
 #[server(endpoint = "decide_permission", output = UrlInJsonOut)]
@@ -258,7 +394,13 @@ pub async fn decide_permission(
     ssr::respond(
         async {
             ssr::backend()?
-                .decide(ssr::parse_id(&id)?, request_id, decision, reason)
+                .decide(
+                    &ssr::caller()?,
+                    ssr::parse_id(&id)?,
+                    request_id,
+                    decision,
+                    reason,
+                )
                 .await
         }
         .await,
@@ -267,12 +409,25 @@ pub async fn decide_permission(
 
 #[server(endpoint = "delete_session", output = UrlInJsonOut)]
 pub async fn delete_session(id: String) -> Result<(), AppError> {
-    ssr::respond(async { ssr::backend()?.delete_session(ssr::parse_id(&id)?).await }.await)
+    ssr::respond(
+        async {
+            ssr::backend()?
+                .delete_session(&ssr::caller()?, ssr::parse_id(&id)?)
+                .await
+        }
+        .await,
+    )
 }
 
 #[server(endpoint = "server_info", output = UrlInJsonOut)]
 pub async fn get_server_info() -> Result<ServerInfo, AppError> {
-    ssr::respond(ssr::backend().map(|b| b.server_info()))
+    ssr::respond(
+        async {
+            ssr::caller()?;
+            Ok(ssr::backend()?.server_info().await)
+        }
+        .await,
+    )
 }
 
 /// The page of events after `after`, for "show earlier events".
@@ -281,10 +436,17 @@ pub async fn session_events(id: String, after: i64) -> Result<EventPage, AppErro
     ssr::respond(
         async {
             ssr::backend()?
-                .events(ssr::parse_id(&id)?, after.max(0), EVENTS_PAGE)
+                .events(
+                    &ssr::caller()?,
+                    ssr::parse_id(&id)?,
+                    after.max(0),
+                    EVENTS_PAGE,
+                )
                 .await
                 .map(EventPage::from)
         }
         .await,
     )
 }
+
+pub mod accounts;

@@ -1,0 +1,106 @@
+//! Saved credentials: the Anthropic API key the agents use, the server's
+//! (an admin's to set) and a person's own, which their sessions use first.
+//! A saved value is never shown again, only a hint of its last characters.
+
+use super::super::form::{submitted, PageTitle, INPUT, PANEL, PRIMARY, SECONDARY};
+use super::super::{format_time, ErrorNote};
+use crate::accounts::{Caller, CredentialInfo, CredentialKind, CREDENTIAL_MAX_BYTES};
+use crate::api::accounts::{list_credentials, whoami, DeleteCredential, SaveCredential};
+use leptos::prelude::*;
+
+#[component]
+pub fn CredentialsPage() -> impl IntoView {
+    let me = Resource::new(|| (), |_| whoami());
+    view! {
+        <div class="mx-auto max-w-3xl space-y-4">
+            <PageTitle title="Credentials" about="Kept encrypted on the server and never sent to a sandbox: the agents' model calls go through Paddock, which adds the key." />
+            <Suspense>
+                {move || Suspend::new(async move {
+                    match me.await {
+                        Ok(Some(caller)) => view! { <Credentials caller /> }.into_any(),
+                        Ok(None) => ().into_any(),
+                        Err(e) => view! { <ErrorNote message=e.to_string() /> }.into_any(),
+                    }
+                })}
+            </Suspense>
+        </div>
+    }
+}
+
+#[component]
+fn Credentials(caller: Caller) -> impl IntoView {
+    let save = ServerAction::<SaveCredential>::new();
+    let delete = ServerAction::<DeleteCredential>::new();
+    let saved = Resource::new(
+        move || (save.version().get(), delete.version().get()),
+        |_| list_credentials(),
+    );
+    let mut scopes = Vec::new();
+    if caller.is_admin() {
+        scopes.push((
+            "server",
+            "Server key",
+            "Used by every session whose owner has no key of their own. Without it, the ANTHROPIC_API_KEY of the server's environment.",
+        ));
+    }
+    if caller.user.is_some() {
+        scopes.push((
+            "mine",
+            "Your key",
+            "Used for the sessions you own, before the server's.",
+        ));
+    }
+    let is_server = |c: &CredentialInfo| c.scope == crate::accounts::CredentialScope::Server;
+    view! {
+        {move || save.value().get().and_then(Result::err).map(|e| view! { <ErrorNote message=e.to_string() /> })}
+        {move || delete.value().get().and_then(Result::err).map(|e| view! { <ErrorNote message=e.to_string() /> })}
+        {scopes.into_iter().map(|(scope, title, about)| {
+            let submit = move |ev: leptos::ev::SubmitEvent| {
+                let Some(field) = submitted(&ev) else { return };
+                save.dispatch(SaveCredential {
+                    scope: scope.into(),
+                    kind: CredentialKind::AnthropicApiKey.to_string(),
+                    value: field("value").unwrap_or_default(),
+                });
+                event_target::<leptos::web_sys::HtmlFormElement>(&ev).reset();
+            };
+            view! {
+                <section class=format!("space-y-3 {PANEL}") data-testid=format!("credential-{scope}")>
+                    <div>
+                        <h2 class="font-semibold">{title} " · Anthropic API key"</h2>
+                        <p class="text-sm text-zinc-500 dark:text-zinc-400">{about}</p>
+                    </div>
+                    <Suspense>
+                        {move || Suspend::new(async move {
+                            let current = saved.await.ok().and_then(|list| {
+                                list.into_iter().find(|c| is_server(c) == (scope == "server"))
+                            });
+                            match current {
+                                Some(c) => view! {
+                                    <p class="flex flex-wrap items-center gap-2 text-sm">
+                                        "Saved: "<code data-testid="credential-hint" class="font-mono">{c.hint.clone()}</code>
+                                        <span class="text-xs text-zinc-500">{format!("by {} · {}", c.updated_by, format_time(c.updated_at))}</span>
+                                        <button
+                                            type="button"
+                                            data-testid="delete-credential"
+                                            class=format!("ml-auto {SECONDARY}")
+                                            on:click=move |_| { delete.dispatch(DeleteCredential { scope: scope.into(), kind: c.kind.to_string() }); }
+                                        >"Remove"</button>
+                                    </p>
+                                }.into_any(),
+                                None => view! { <p class="text-sm text-zinc-500" data-testid="credential-none">"None saved."</p> }.into_any(),
+                            }
+                        })}
+                    </Suspense>
+                    <form on:submit=submit class="flex flex-wrap items-end gap-3">
+                        <div class="min-w-64 flex-1">
+                            <label for=format!("credential-{scope}-value") class="text-sm font-medium">"New key"</label>
+                            <input id=format!("credential-{scope}-value") name="value" type="password" required autocomplete="off" maxlength=CREDENTIAL_MAX_BYTES placeholder="sk-ant-…" class=INPUT />
+                        </div>
+                        <button type="submit" class=PRIMARY data-testid="save-credential">"Save"</button>
+                    </form>
+                </section>
+            }
+        }).collect_view()}
+    }
+}

@@ -1,0 +1,43 @@
+//! What the dashboard's forms share: their look, and reading a submitted
+//! form's fields without Leptos' query-string decoder (see the session form).
+
+use leptos::prelude::*;
+
+pub(super) const INPUT: &str =
+    "mt-1 block w-full rounded-md border border-zinc-300 bg-white px-3 py-2 text-sm shadow-sm \
+     focus:border-amber-500 focus:outline-none focus:ring-2 focus:ring-amber-500/40 \
+     dark:border-zinc-700 dark:bg-zinc-900";
+
+pub(super) const PRIMARY: &str =
+    "rounded-md bg-amber-500 px-3 py-2 text-sm font-semibold text-zinc-950 shadow-sm \
+     hover:bg-amber-400 focus:outline-none focus-visible:ring-2 focus-visible:ring-amber-500 \
+     focus-visible:ring-offset-2 disabled:opacity-60 dark:focus-visible:ring-offset-zinc-900";
+
+pub(super) const SECONDARY: &str =
+    "rounded-md border border-zinc-300 px-3 py-1.5 text-sm font-medium hover:bg-zinc-100 \
+     focus:outline-none focus-visible:ring-2 focus-visible:ring-amber-500 disabled:opacity-60 \
+     dark:border-zinc-700 dark:hover:bg-zinc-800";
+
+pub(super) const PANEL: &str =
+    "rounded-lg border border-zinc-200 bg-white p-4 shadow-sm dark:border-zinc-800 dark:bg-zinc-900";
+
+/// The submitted form's fields, read by name (`None` for a missing one);
+/// stops the browser's own submission, which is what works without
+/// JavaScript.
+pub(super) fn submitted(ev: &leptos::ev::SubmitEvent) -> Option<impl Fn(&str) -> Option<String>> {
+    ev.prevent_default();
+    let data = leptos::web_sys::FormData::new_with_form(&event_target(ev)).ok()?;
+    Some(move |k: &str| data.get(k).as_string())
+}
+
+/// A page's heading and what it is for.
+#[component]
+pub(super) fn PageTitle(title: &'static str, about: &'static str) -> impl IntoView {
+    view! {
+        <leptos_meta::Title text=format!("{title} · Paddock") />
+        <div class="mb-4">
+            <h1 class="text-xl font-semibold">{title}</h1>
+            <p class="mt-1 text-sm text-zinc-500 dark:text-zinc-400">{about}</p>
+        </div>
+    }
+}

@@ -1,0 +1,121 @@
+//! Who a session is shared with, the Share form (its owner's and an
+//! admin's), and who has it open right now.
+
+use super::super::form::{submitted, INPUT, SECONDARY};
+use super::super::ErrorNote;
+use crate::accounts::{Access, SessionPeople, Share, ShareLevel, LOGIN_MAX_CHARS};
+use crate::api::accounts::ShareSession;
+use leptos::prelude::*;
+
+/// How often the list of those watching is refreshed.
+#[cfg(feature = "hydrate")]
+const WATCHERS_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+#[component]
+pub(super) fn People(id: String, initial: SessionPeople) -> impl IntoView {
+    let people = RwSignal::new(initial);
+    let share = ServerAction::<ShareSession>::new();
+    let owns = people.with_untracked(|p| p.access == Access::Own);
+    // A share changes the list; so does the passing of time for watchers.
+    Effect::new(move |_| {
+        if let Some(Ok(shares)) = share.value().get() {
+            people.update(|p| p.shares = shares);
+        }
+    });
+    #[cfg(feature = "hydrate")]
+    {
+        let id = id.clone();
+        if let Ok(handle) = set_interval_with_handle(
+            move || {
+                let id = id.clone();
+                leptos::task::spawn_local(async move {
+                    if let Ok(fresh) = crate::api::accounts::get_session_people(id).await {
+                        people.set(fresh);
+                    }
+                });
+            },
+            WATCHERS_EVERY,
+        ) {
+            on_cleanup(move || handle.clear());
+        }
+    }
+    let id = StoredValue::new(id);
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        let Some(field) = submitted(&ev) else { return };
+        share.dispatch(ShareSession {
+            id: id.get_value(),
+            login: field("login").unwrap_or_default(),
+            level: field("level").unwrap_or_default(),
+        });
+        event_target::<leptos::web_sys::HtmlFormElement>(&ev).reset();
+    };
+    let set_level = move |login: String, level: &str| {
+        share.dispatch(ShareSession {
+            id: id.get_value(),
+            login,
+            level: level.to_owned(),
+        });
+    };
+    let row = move |s: Share| {
+        let (login, remove_login) = (s.login.clone(), s.login.clone());
+        view! {
+            <li class="flex flex-wrap items-center gap-2" data-testid="share-row" data-login=s.login.clone()>
+                <span class="min-w-0 flex-1 truncate">{s.display_name.clone()} <span class="text-zinc-500">{format!(" ({})", s.login)}</span></span>
+                {if owns {
+                    view! {
+                        <select
+                            aria-label=format!("What {} may do", s.login)
+                            data-testid="share-level"
+                            on:change=move |ev| set_level(login.clone(), &event_target_value(&ev))
+                            class="rounded-md border border-zinc-300 bg-white px-2 py-1 text-xs dark:border-zinc-700 dark:bg-zinc-900"
+                        >
+                            {ShareLevel::ALL.iter().map(|l| view! { <option value=l.as_str() selected=*l == s.level>{l.as_str()}</option> }).collect_view()}
+                        </select>
+                        <button type="button" data-testid="unshare" class=SECONDARY on:click=move |_| set_level(remove_login.clone(), "none")>"Remove"</button>
+                    }.into_any()
+                } else {
+                    view! { <span class="text-xs text-zinc-500">{s.level.as_str()}</span> }.into_any()
+                }}
+            </li>
+        }
+    };
+    view! {
+        <details class="rounded-lg border border-zinc-200 bg-white px-4 py-2 text-sm dark:border-zinc-800 dark:bg-zinc-900" data-testid="people">
+            <summary class="cursor-pointer font-medium">
+                {if owns { "Share" } else { "People" }}
+                <span class="ml-2 text-xs font-normal text-zinc-500 dark:text-zinc-400" data-testid="watching">
+                    {move || people.with(|p| match p.watching.len() {
+                        0 => String::new(),
+                        _ => format!("Watching now: {}", p.watching.join(", ")),
+                    })}
+                </span>
+            </summary>
+            <div class="mt-2 space-y-3">
+                <p class="text-xs text-zinc-500 dark:text-zinc-400">
+                    {move || people.with(|p| p.owner.clone().map_or_else(|| "No owner (created with sign-in off): admins manage it.".to_owned(), |o| format!("Owner: {o}")))}
+                </p>
+                <ul class="space-y-2" data-testid="share-list">
+                    {move || people.with(|p| p.shares.clone()).into_iter().map(row).collect_view()}
+                </ul>
+                {owns.then(|| view! {
+                    <form on:submit=submit class="flex flex-wrap items-end gap-2" data-testid="share-form">
+                        <div class="min-w-40 flex-1">
+                            <label for="share-login" class="text-xs font-medium">"Share with (login)"</label>
+                            <input id="share-login" name="login" required maxlength=LOGIN_MAX_CHARS autocomplete="off" autocapitalize="none" class=INPUT />
+                        </div>
+                        <div>
+                            <label for="share-level" class="text-xs font-medium">"They may"</label>
+                            <select id="share-level" name="level" class=INPUT>
+                                <option value="watch">"watch"</option>
+                                <option value="operate">"operate (prompt, stop, decide)"</option>
+                            </select>
+                        </div>
+                        <button type="submit" class=SECONDARY disabled=move || share.pending().get()>"Share"</button>
+                    </form>
+                })}
+                {move || share.value().get().and_then(Result::err).map(|e| view! { <ErrorNote message=e.to_string() /> })}
+            </div>
+        </details>
+    }
+    .into_any()
+}

@@ -1,0 +1,88 @@
+//! Sign-in and the first admin's setup. Both are plain forms posted to the
+//! server's `/auth/…` routes (they set the session cookie), so they work
+//! before the page's JavaScript has loaded; a failure comes back as
+//! `?error=<code>`, shown here as a message.
+
+use super::form::{PageTitle, INPUT, PANEL, PRIMARY};
+use super::ErrorNote;
+use crate::accounts::{LOGIN_MAX_CHARS, PASSWORD_MIN_CHARS};
+use leptos::prelude::*;
+use leptos_router::hooks::use_query_map;
+
+/// What a failed form's error code means to the person who sent it. A
+/// failed sign-in never says whether the account exists.
+pub(super) fn message(code: &str) -> &'static str {
+    match code {
+        "wrong" => "Wrong login or password.",
+        "limited" => "Too many attempts: wait a minute, then try again.",
+        "taken" => "That login is taken.",
+        "refused" => "This link is no longer valid: look for the current one in the server's log.",
+        _ => {
+            "That did not work: a login is letters, digits or . - _ @, and a password at \
+              least 8 characters, typed the same twice."
+        }
+    }
+}
+
+#[component]
+pub fn SignInPage() -> impl IntoView {
+    let query = use_query_map();
+    let error = move || query.read().get("error").map(|c| message(&c));
+    let next = move || query.read().get("next").unwrap_or_else(|| "/".into());
+    view! {
+        <div class="mx-auto max-w-sm">
+            <PageTitle title="Sign in" about="Sign in to run and follow your team's agents." />
+            <form method="post" action="/auth/signin" class=format!("space-y-3 {PANEL}") data-testid="signin-form">
+                <input type="hidden" name="next" value=next />
+                <div>
+                    <label for="signin-login" class="text-sm font-medium">"Login"</label>
+                    <input id="signin-login" name="login" required autocomplete="username" autocapitalize="none" maxlength=LOGIN_MAX_CHARS class=INPUT />
+                </div>
+                <div>
+                    <label for="signin-password" class="text-sm font-medium">"Password"</label>
+                    <input id="signin-password" name="password" type="password" required autocomplete="current-password" class=INPUT />
+                </div>
+                <button type="submit" class=format!("w-full {PRIMARY}")>"Sign in"</button>
+                {move || error().map(|m| view! { <ErrorNote message=m.to_owned() /> })}
+            </form>
+            <p class="mt-3 text-xs text-zinc-500 dark:text-zinc-400">
+                "No account yet? An admin adds you, under Users."
+            </p>
+        </div>
+    }
+}
+
+/// The first admin's account, from the one-time link the server prints
+/// while no user exists.
+#[component]
+pub fn SetupPage() -> impl IntoView {
+    let query = use_query_map();
+    let error = move || query.read().get("error").map(|c| message(&c));
+    let token = move || query.read().get("token").unwrap_or_default();
+    view! {
+        <div class="mx-auto max-w-sm">
+            <PageTitle title="Set up Paddock" about="Create the first account: an admin, who then adds the team." />
+            <form method="post" action="/auth/setup" class=format!("space-y-3 {PANEL}") data-testid="setup-form">
+                <input type="hidden" name="token" value=token />
+                <div>
+                    <label for="setup-login" class="text-sm font-medium">"Login"</label>
+                    <input id="setup-login" name="login" required autocomplete="username" autocapitalize="none" maxlength=LOGIN_MAX_CHARS class=INPUT />
+                </div>
+                <div>
+                    <label for="setup-name" class="text-sm font-medium">"Display name"</label>
+                    <input id="setup-name" name="display_name" autocomplete="name" class=INPUT />
+                </div>
+                <div>
+                    <label for="setup-password" class="text-sm font-medium">"Password"</label>
+                    <input id="setup-password" name="password" type="password" required minlength=PASSWORD_MIN_CHARS autocomplete="new-password" class=INPUT />
+                </div>
+                <div>
+                    <label for="setup-confirm" class="text-sm font-medium">"Password again"</label>
+                    <input id="setup-confirm" name="confirm" type="password" required minlength=PASSWORD_MIN_CHARS autocomplete="new-password" class=INPUT />
+                </div>
+                <button type="submit" class=format!("w-full {PRIMARY}")>"Create admin and sign in"</button>
+                {move || error().map(|m| view! { <ErrorNote message=m.to_owned() /> })}
+            </form>
+        </div>
+    }
+}

@@ -1,0 +1,83 @@
+//! Sign-in attempts, limited per account and per address (GCRA, from the
+//! governor crate): guessing one person's password, or many people's from
+//! one address, slows to a few tries a minute. Attempts are counted before
+//! the password is checked, and for unknown logins too, so the limit says
+//! nothing about which accounts exist.
+
+use app::domain::AppError;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+
+/// Attempts per minute for one login.
+pub const PER_LOGIN_PER_MINUTE: u32 = 5;
+/// Attempts per minute from one address (behind a reverse proxy, every
+/// client shares the proxy's address, hence more).
+pub const PER_ADDRESS_PER_MINUTE: u32 = 30;
+/// Keys kept before old ones are dropped.
+const MAX_KEYS: usize = 10_000;
+
+pub struct SignInLimiter {
+    by_login: DefaultKeyedRateLimiter<String>,
+    by_address: DefaultKeyedRateLimiter<IpAddr>,
+}
+
+fn per_minute(n: u32) -> Quota {
+    Quota::per_minute(NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN))
+}
+
+impl Default for SignInLimiter {
+    fn default() -> Self {
+        Self {
+            by_login: RateLimiter::keyed(per_minute(PER_LOGIN_PER_MINUTE)),
+            by_address: RateLimiter::keyed(per_minute(PER_ADDRESS_PER_MINUTE)),
+        }
+    }
+}
+
+impl SignInLimiter {
+    /// Counts one attempt; refused when either limit is reached.
+    pub fn attempt(&self, login: &str, address: Option<IpAddr>) -> Result<(), AppError> {
+        if self.by_login.len() > MAX_KEYS {
+            self.by_login.retain_recent();
+        }
+        if self.by_address.len() > MAX_KEYS {
+            self.by_address.retain_recent();
+        }
+        let address_ok = address.is_none_or(|a| self.by_address.check_key(&a).is_ok());
+        let login_ok = self.by_login.check_key(&login.to_lowercase()).is_ok();
+        if address_ok && login_ok {
+            Ok(())
+        } else {
+            Err(AppError::RateLimited(
+                "Too many sign-in attempts. Wait a minute, then try again.".into(),
+            ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_per_login_and_per_address() {
+        let limiter = SignInLimiter::default();
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        for _ in 0..PER_LOGIN_PER_MINUTE {
+            limiter.attempt("ada", Some(a)).unwrap();
+        }
+        assert!(limiter.attempt("ADA", Some(b)).is_err());
+        // Another login from the first address goes on, up to its limit.
+        let mut allowed = PER_LOGIN_PER_MINUTE;
+        for i in 0..PER_ADDRESS_PER_MINUTE {
+            if limiter.attempt(&format!("user{i}"), Some(a)).is_ok() {
+                allowed += 1;
+            }
+        }
+        assert_eq!(allowed, PER_ADDRESS_PER_MINUTE);
+        assert!(limiter.attempt("someone-else", Some(a)).is_err());
+        assert!(limiter.attempt("someone-else", Some(b)).is_ok());
+    }
+}

@@ -1,0 +1,429 @@
+//! Accounts and sign-in: who a request comes from.
+//!
+//! A request is made by a signed-in browser (a tower-sessions cookie:
+//! HttpOnly, SameSite=Lax, `Secure` behind an https public URL, a new id at
+//! every sign-in, idle and absolute expiry) or by a script with a personal
+//! API token (`Authorization: Bearer pdk_…`, stored as its SHA-256). With
+//! sign-in off (`PADDOCK_AUTH=off`, allowed on loopback only) every request
+//! is the one local operator. [`Auth::identify`] resolves this once per
+//! request, at the door (`http/request_guard.rs`); everything after it works
+//! with the [`Caller`] it found.
+//!
+//! Every open stream checks its caller again when access changes
+//! ([`Auth::still_valid`]), so a revoked token, a sign-out everywhere or a
+//! disabled account ends it at once.
+
+mod browser_store;
+mod limiter;
+mod password;
+mod tokens;
+mod users;
+
+pub use browser_store::BrowserSessions;
+pub use limiter::{PER_ADDRESS_PER_MINUTE, PER_LOGIN_PER_MINUTE};
+pub use tokens::TOKEN_PREFIX;
+
+use crate::hub::Hub;
+use crate::secret;
+use crate::store::accounts::NewAuditEntry;
+use crate::store::{Store, StoreError};
+use app::accounts::{AuditAction, Caller, Login, Role};
+use app::domain::AppError;
+use app::domain::UserId;
+use axum::http::{header, HeaderMap};
+use chrono::{DateTime, Utc};
+use limiter::SignInLimiter;
+use serde::{Deserialize, Serialize};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use tower_sessions::cookie::SameSite;
+use tower_sessions::{Expiry, Session, SessionManagerLayer};
+
+/// The browser session cookie's name.
+pub const SESSION_COOKIE: &str = "paddock_session";
+/// A browser session ends after this long without a request…
+pub const IDLE_TIMEOUT: chrono::Duration = chrono::Duration::days(7);
+/// …and this long after sign-in, whatever happens.
+pub const ABSOLUTE_TIMEOUT: chrono::Duration = chrono::Duration::days(30);
+/// How stale a session's "last seen" may get before a request renews it
+/// (renewing writes, so not on every request).
+const SEEN_REFRESH: chrono::Duration = chrono::Duration::minutes(10);
+/// The key of the signed-in account in a browser session's record.
+const ACCOUNT_KEY: &str = "account";
+/// The message of every failed sign-in, whatever failed.
+const WRONG_CREDENTIALS: &str = "Wrong login or password.";
+
+/// What a signed-in browser session holds.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct SignedIn {
+    user: UserId,
+    signed_in_at: DateTime<Utc>,
+    seen_at: DateTime<Utc>,
+}
+
+/// How a request proved who it is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Via {
+    /// Sign-in is off: the local operator.
+    SignInOff,
+    /// A browser session cookie (its id).
+    Browser(String),
+    /// An API token (its id).
+    Token(uuid::Uuid),
+}
+
+/// A request's caller and how they proved it.
+#[derive(Clone, Debug)]
+pub struct Identity {
+    pub caller: Caller,
+    pub via: Via,
+}
+
+/// Sign-in, browser sessions, tokens and accounts.
+pub struct Auth {
+    store: Arc<dyn Store>,
+    hub: Hub,
+    enabled: bool,
+    /// The one-time token of the first-admin setup link, while no account
+    /// exists.
+    setup: Mutex<Option<String>>,
+    limiter: SignInLimiter,
+}
+
+fn internal(e: tower_sessions::session::Error) -> AppError {
+    tracing::error!("browser session: {e}");
+    AppError::Internal
+}
+
+fn session_expired() -> AppError {
+    AppError::Unauthenticated("Your session has ended. Sign in again.".into())
+}
+
+impl Auth {
+    pub fn new(store: Arc<dyn Store>, hub: Hub, enabled: bool) -> Self {
+        Self {
+            store,
+            hub,
+            enabled,
+            setup: Mutex::new(None),
+            limiter: SignInLimiter::default(),
+        }
+    }
+
+    /// Whether callers must sign in (`false`: `PADDOCK_AUTH=off`).
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    /// The cookie layer that keeps browser sessions in the store.
+    pub fn session_layer(&self, secure: bool) -> SessionManagerLayer<BrowserSessions> {
+        let idle = time::Duration::seconds(IDLE_TIMEOUT.num_seconds());
+        SessionManagerLayer::new(BrowserSessions(self.store.clone()))
+            .with_name(SESSION_COOKIE)
+            .with_http_only(true)
+            .with_same_site(SameSite::Lax)
+            .with_secure(secure)
+            .with_expiry(Expiry::OnInactivity(idle))
+    }
+
+    /// At start-up: when sign-in is on and no account exists yet, a token
+    /// for the one-time setup link that creates the first admin (valid until
+    /// used, or until the server restarts).
+    pub async fn open_setup(&self) -> Result<Option<String>, StoreError> {
+        if !self.enabled || self.store.count_users().await? > 0 {
+            return Ok(None);
+        }
+        let token = secret::random_hex();
+        *crate::sync::lock(&self.setup) = Some(token.clone());
+        Ok(Some(token))
+    }
+
+    /// Whether `token` is the live setup token.
+    pub fn setup_token_valid(&self, token: &str) -> bool {
+        crate::sync::lock(&self.setup)
+            .as_deref()
+            .is_some_and(|t| secret::same(t, token))
+    }
+
+    /// Who makes a request: `Ok(None)` for an anonymous one, an error for
+    /// credentials that do not hold (an unknown, revoked or expired token).
+    /// A bearer token wins over a cookie; a request that sends a bad one is
+    /// refused, never served as someone else.
+    pub async fn identify(
+        &self,
+        headers: &HeaderMap,
+        session: Option<&Session>,
+    ) -> Result<Option<Identity>, AppError> {
+        if !self.enabled {
+            return Ok(Some(Identity {
+                caller: Caller::local_operator(),
+                via: Via::SignInOff,
+            }));
+        }
+        if let Some(value) = headers.get(header::AUTHORIZATION) {
+            return self.by_token(value).await.map(Some);
+        }
+        match session {
+            Some(session) => self.by_browser(session).await,
+            None => Ok(None),
+        }
+    }
+
+    async fn by_browser(&self, session: &Session) -> Result<Option<Identity>, AppError> {
+        let Some(mut signed_in) = session
+            .get::<SignedIn>(ACCOUNT_KEY)
+            .await
+            .map_err(internal)?
+        else {
+            return Ok(None);
+        };
+        let now = Utc::now();
+        let user = self.store.user_by_id(signed_in.user).await?;
+        let active = user.filter(|u| !u.user.disabled);
+        let Some(user) = active.filter(|_| now - signed_in.signed_in_at < ABSOLUTE_TIMEOUT) else {
+            session.flush().await.map_err(internal)?;
+            return Ok(None);
+        };
+        if now - signed_in.seen_at > SEEN_REFRESH {
+            signed_in.seen_at = now;
+            session
+                .insert(ACCOUNT_KEY, &signed_in)
+                .await
+                .map_err(internal)?;
+        }
+        let Some(id) = session.id() else {
+            return Ok(None);
+        };
+        Ok(Some(Identity {
+            caller: user.user.caller(),
+            via: Via::Browser(id.to_string()),
+        }))
+    }
+
+    /// Records a security event; a failure to record is logged, never
+    /// shown to the caller.
+    pub async fn audit(
+        &self,
+        actor: &str,
+        action: AuditAction,
+        target: &str,
+        detail: &str,
+        address: Option<IpAddr>,
+    ) {
+        let entry = NewAuditEntry {
+            actor: actor.chars().take(200).collect(),
+            action,
+            target: target.chars().take(200).collect(),
+            detail: detail.chars().take(1000).collect(),
+            address: address.map(|a| a.to_string()),
+        };
+        if let Err(e) = self.store.record_audit(&entry).await {
+            tracing::error!(?entry, "cannot record an audit entry: {e}");
+        }
+    }
+
+    /// Signs a browser session in, with a new session id (so an id planted
+    /// before sign-in is worthless after it).
+    pub async fn sign_in(
+        &self,
+        session: &Session,
+        login: &str,
+        password: &str,
+        address: Option<IpAddr>,
+    ) -> Result<Caller, AppError> {
+        let claimed: String = login.trim().chars().take(100).collect();
+        if let Err(e) = self.limiter.attempt(&claimed, address) {
+            self.audit(
+                &claimed,
+                AuditAction::SignInFailed,
+                "",
+                "rate limited",
+                address,
+            )
+            .await;
+            return Err(e);
+        }
+        let record = match claimed.parse::<Login>() {
+            Ok(login) => self.store.user_by_login(&login).await?,
+            Err(_) => None,
+        };
+        let hash = record.as_ref().map(|r| r.password_hash.clone());
+        let matches = password::verify(password.to_owned(), hash).await;
+        let user = match record {
+            Some(r) if matches && !r.user.disabled => r.user,
+            _ => {
+                self.audit(&claimed, AuditAction::SignInFailed, "", "", address)
+                    .await;
+                return Err(AppError::Unauthenticated(WRONG_CREDENTIALS.into()));
+            }
+        };
+        self.start_browser_session(session, user.id).await?;
+        self.store.set_last_sign_in(user.id, Utc::now()).await?;
+        let caller = user.caller();
+        self.audit(&caller.label(), AuditAction::SignIn, "", "", address)
+            .await;
+        Ok(caller)
+    }
+
+    async fn start_browser_session(&self, session: &Session, user: UserId) -> Result<(), AppError> {
+        let now = Utc::now();
+        session.cycle_id().await.map_err(internal)?;
+        session
+            .insert(
+                ACCOUNT_KEY,
+                SignedIn {
+                    user,
+                    signed_in_at: now,
+                    seen_at: now,
+                },
+            )
+            .await
+            .map_err(internal)
+    }
+
+    /// Creates the first admin through the setup link, and signs them in.
+    /// The link works once: afterwards, and once any account exists, it is
+    /// refused.
+    pub async fn set_up_first_admin(
+        &self,
+        session: &Session,
+        token: &str,
+        login: &str,
+        display_name: &str,
+        new_password: &str,
+        address: Option<IpAddr>,
+    ) -> Result<Caller, AppError> {
+        let refused = || {
+            AppError::Forbidden(
+                "This setup link is not valid: it was used already, or Paddock restarted since \
+                 it was printed. Sign in, or ask an admin for an account."
+                    .into(),
+            )
+        };
+        if !self.setup_token_valid(token) || self.store.count_users().await? > 0 {
+            return Err(refused());
+        }
+        let user = self
+            .add_user(
+                "setup link",
+                login,
+                display_name,
+                Role::Admin,
+                new_password,
+                address,
+            )
+            .await?;
+        *crate::sync::lock(&self.setup) = None;
+        self.start_browser_session(session, user.id).await?;
+        self.store.set_last_sign_in(user.id, Utc::now()).await?;
+        Ok(user.caller())
+    }
+
+    /// Ends this browser session.
+    pub async fn sign_out(&self, session: &Session, identity: &Identity, address: Option<IpAddr>) {
+        if let Err(e) = session.flush().await {
+            tracing::error!("cannot end a browser session: {e}");
+        }
+        self.hub.access_changed();
+        self.audit(
+            &identity.caller.label(),
+            AuditAction::SignOut,
+            "",
+            "",
+            address,
+        )
+        .await;
+    }
+
+    /// Ends every browser session of the caller, on every device (their
+    /// API tokens stay: those are revoked one by one).
+    pub async fn sign_out_everywhere(
+        &self,
+        identity: &Identity,
+        address: Option<IpAddr>,
+    ) -> Result<(), AppError> {
+        let Some(user) = identity.caller.user else {
+            return Err(AppError::Invalid(
+                "Sign-in is off: there is nothing to sign out of.".into(),
+            ));
+        };
+        let ended = self.store.delete_browser_sessions_of(user).await?;
+        self.hub.access_changed();
+        self.audit(
+            &identity.caller.label(),
+            AuditAction::SignOutEverywhere,
+            "",
+            &format!("{ended} browser sessions ended"),
+            address,
+        )
+        .await;
+        Ok(())
+    }
+
+    /// Changes the caller's own password (the current one proves it is
+    /// them); every other browser session of theirs ends, this one goes on
+    /// under a new id.
+    pub async fn change_password(
+        &self,
+        session: &Session,
+        identity: &Identity,
+        current: &str,
+        new_password: &str,
+        address: Option<IpAddr>,
+    ) -> Result<(), AppError> {
+        let Some(user) = identity.caller.user else {
+            return Err(AppError::Invalid(
+                "Sign-in is off: there is no password to change.".into(),
+            ));
+        };
+        app::accounts::check_new_password(new_password)?;
+        let record = self
+            .store
+            .user_by_id(user)
+            .await?
+            .ok_or_else(session_expired)?;
+        if !password::verify(current.to_owned(), Some(record.password_hash)).await {
+            self.audit(
+                &identity.caller.label(),
+                AuditAction::PasswordChanged,
+                "",
+                "refused: the current password was wrong",
+                address,
+            )
+            .await;
+            return Err(AppError::Forbidden("The current password is wrong.".into()));
+        }
+        self.set_password(user, new_password).await?;
+        self.start_browser_session(session, user).await?;
+        self.audit(
+            &identity.caller.label(),
+            AuditAction::PasswordChanged,
+            "",
+            "",
+            address,
+        )
+        .await;
+        Ok(())
+    }
+
+    /// Whether an identity still holds (for streams that outlive the
+    /// request that opened them).
+    pub async fn still_valid(&self, identity: &Identity) -> bool {
+        let user = match &identity.via {
+            Via::SignInOff => return true,
+            Via::Browser(id) => match self.store.load_browser_session(id).await {
+                Ok(Some(_)) => identity.caller.user,
+                _ => return false,
+            },
+            Via::Token(id) => match self.store.api_token(*id).await {
+                Ok(Some(t)) if t.token.is_live(Utc::now()) => Some(t.user),
+                _ => return false,
+            },
+        };
+        let Some(user) = user else { return false };
+        matches!(
+            self.store.user_by_id(user).await,
+            Ok(Some(r)) if !r.user.disabled && r.user.role == identity.caller.role
+        )
+    }
+}

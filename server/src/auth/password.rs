@@ -1,0 +1,75 @@
+//! Password hashes: argon2id with OWASP's parameters (19 MiB, 2 passes, one
+//! lane), in the PHC string format so parameters can change later without
+//! breaking stored hashes. Hashing is slow on purpose, so it runs on the
+//! blocking pool.
+
+use app::domain::AppError;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use std::sync::OnceLock;
+
+fn argon2() -> Argon2<'static> {
+    let params = Params::new(19 * 1024, 2, 1, None).unwrap_or_default();
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+}
+
+fn hash_now(password: &str) -> Result<String, AppError> {
+    let salt = SaltString::encode_b64(&rand::random::<[u8; 16]>()).map_err(internal)?;
+    Ok(argon2()
+        .hash_password(password.as_bytes(), &salt)
+        .map_err(internal)?
+        .to_string())
+}
+
+fn internal(e: impl std::fmt::Display) -> AppError {
+    tracing::error!("password hashing failed: {e}");
+    AppError::Internal
+}
+
+/// The stored form of a new password.
+pub async fn hash(password: String) -> Result<String, AppError> {
+    tokio::task::spawn_blocking(move || hash_now(&password))
+        .await
+        .map_err(internal)?
+}
+
+/// Whether `password` matches `stored`. With no stored hash (an unknown
+/// login), a hash is still checked, so the answer takes as long either way
+/// and timing does not tell which logins exist.
+pub async fn verify(password: String, stored: Option<String>) -> bool {
+    tokio::task::spawn_blocking(move || {
+        static DUMMY: OnceLock<Option<String>> = OnceLock::new();
+        let dummy = DUMMY.get_or_init(|| hash_now("not a password of anyone").ok());
+        let known = stored.is_some();
+        let Some(stored) = stored.or_else(|| dummy.clone()) else {
+            return false;
+        };
+        let Ok(parsed) = PasswordHash::new(&stored) else {
+            tracing::error!("a stored password hash is not a PHC string");
+            return false;
+        };
+        known
+            && argon2()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok()
+    })
+    .await
+    .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn hashes_verify_and_are_salted() {
+        let a = hash("correct horse".into()).await.unwrap();
+        let b = hash("correct horse".into()).await.unwrap();
+        assert_ne!(a, b);
+        assert!(a.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{a}");
+        assert!(verify("correct horse".into(), Some(a.clone())).await);
+        assert!(!verify("wrong horse".into(), Some(a)).await);
+        assert!(!verify("not a password of anyone".into(), None).await);
+        assert!(!verify("x".into(), Some("garbage".into())).await);
+    }
+}

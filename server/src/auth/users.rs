@@ -1,0 +1,152 @@
+//! Accounts as admins (and the `paddock user` command) manage them:
+//! adding, changing roles, disabling and resetting passwords. Every change
+//! is audited, and one that takes access away ends the person's browser
+//! sessions and open streams at once. The last active admin cannot be
+//! demoted or disabled, so a Paddock always has someone who can manage it.
+
+use super::{password, Auth};
+use crate::store::accounts::UserChange;
+use app::accounts::{check_new_password, display_name, AuditAction, Login, Role, User};
+use app::domain::AppError;
+use app::domain::UserId;
+use std::net::IpAddr;
+
+fn no_such_user(id: UserId) -> AppError {
+    AppError::NotFound(format!("User {id}"))
+}
+
+impl Auth {
+    /// Adds an account; `actor` says who did it, for the audit log.
+    pub async fn add_user(
+        &self,
+        actor: &str,
+        login: &str,
+        name: &str,
+        role: Role,
+        new_password: &str,
+        address: Option<IpAddr>,
+    ) -> Result<User, AppError> {
+        let login: Login = login.parse()?;
+        let name = display_name(name, &login)?;
+        check_new_password(new_password)?;
+        let hash = password::hash(new_password.to_owned()).await?;
+        let user = self
+            .store
+            .create_user(&login, &name, role, &hash)
+            .await?
+            .ok_or_else(|| AppError::Conflict(format!("The login {login} is taken.")))?;
+        self.audit(
+            actor,
+            AuditAction::UserCreated,
+            &login.to_string(),
+            role.as_str(),
+            address,
+        )
+        .await;
+        Ok(user)
+    }
+
+    pub async fn list_users(&self) -> Result<Vec<User>, AppError> {
+        Ok(self.store.list_users().await?)
+    }
+
+    pub async fn user_by_login(&self, login: &str) -> Result<User, AppError> {
+        let login: Login = login.parse()?;
+        self.store
+            .user_by_login(&login)
+            .await?
+            .map(|r| r.user)
+            .ok_or_else(|| AppError::NotFound(format!("User {login}")))
+    }
+
+    pub(super) async fn set_password(
+        &self,
+        user: UserId,
+        new_password: &str,
+    ) -> Result<(), AppError> {
+        check_new_password(new_password)?;
+        let hash = password::hash(new_password.to_owned()).await?;
+        let change = UserChange {
+            password_hash: Some(hash),
+            ..UserChange::default()
+        };
+        self.store
+            .change_user(user, &change)
+            .await?
+            .ok_or_else(|| no_such_user(user))?;
+        self.store.delete_browser_sessions_of(user).await?;
+        self.hub.access_changed();
+        Ok(())
+    }
+
+    /// Sets someone's password (an admin, or the command line): their
+    /// browser sessions end.
+    pub async fn reset_password(
+        &self,
+        actor: &str,
+        user: UserId,
+        new_password: &str,
+        address: Option<IpAddr>,
+    ) -> Result<(), AppError> {
+        self.set_password(user, new_password).await?;
+        self.audit(
+            actor,
+            AuditAction::UserChanged,
+            &user.to_string(),
+            "password reset",
+            address,
+        )
+        .await;
+        Ok(())
+    }
+
+    /// Changes someone's name, role or whether they may sign in.
+    pub async fn change_user(
+        &self,
+        actor: &str,
+        user: UserId,
+        mut change: UserChange,
+        address: Option<IpAddr>,
+    ) -> Result<User, AppError> {
+        change.password_hash = None;
+        let before = self
+            .store
+            .user_by_id(user)
+            .await?
+            .ok_or_else(|| no_such_user(user))?
+            .user;
+        if let Some(name) = &change.display_name {
+            change.display_name = Some(display_name(name, &before.login.parse()?)?);
+        }
+        let loses_admin = before.role == Role::Admin
+            && !before.disabled
+            && (change.role.is_some_and(|r| r != Role::Admin) || change.disabled == Some(true));
+        if loses_admin && !self.store.other_admin_exists(user).await? {
+            return Err(AppError::Invalid(
+                "This is the last active admin: make someone else an admin first.".into(),
+            ));
+        }
+        let after = self
+            .store
+            .change_user(user, &change)
+            .await?
+            .ok_or_else(|| no_such_user(user))?;
+        if after.disabled {
+            self.store.delete_browser_sessions_of(user).await?;
+        }
+        self.hub.access_changed();
+        let detail = format!(
+            "role {} → {}, disabled {} → {}",
+            before.role, after.role, before.disabled, after.disabled
+        );
+        self.audit(
+            actor,
+            AuditAction::UserChanged,
+            &after.login,
+            &detail,
+            address,
+        )
+        .await;
+        Ok(after)
+    }
+}

@@ -1,0 +1,225 @@
+//! The `paddock` command: with no subcommand it serves; `paddock user …`
+//! manages accounts without a browser (a headless first admin, a forgotten
+//! password), and `paddock credentials rotate-master-key` re-seals the
+//! credential store under a new key. Subcommands work on the database
+//! (`DATABASE_URL`) directly, and may run beside a serving Paddock.
+
+use crate::auth::Auth;
+use crate::config::Config;
+use crate::hub::Hub;
+use crate::store::accounts::UserChange;
+use crate::store::{self, Store};
+use crate::vault::{self, MasterKey};
+use anyhow::Context;
+use app::accounts::{AuditAction, Role};
+use clap::{Parser, Subcommand};
+use std::io::{BufRead, IsTerminal, Write};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "paddock",
+    version,
+    about = "Run Claude agents in closed sandboxes"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub config: Config,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Manage accounts.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage the credential store.
+    #[command(subcommand)]
+    Credentials(CredentialsCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UserCommand {
+    /// Adds an account. The password is read from standard input (one
+    /// line); on a terminal, one is generated and printed once.
+    Add {
+        login: String,
+        /// Display name [default: the login].
+        #[arg(long, default_value = "")]
+        name: String,
+        #[arg(long, value_parser = parse_role, default_value = "member")]
+        role: Role,
+    },
+    /// Lists accounts.
+    List,
+    /// Stops an account from signing in, and ends its browser sessions.
+    Disable { login: String },
+    /// Lets a disabled account sign in again.
+    Enable { login: String },
+    /// Sets a new password (read like `add`'s) and ends the account's
+    /// browser sessions.
+    ResetPassword { login: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CredentialsCommand {
+    /// Re-seals every saved credential under a new master key, in one
+    /// transaction: PADDOCK_NEW_MASTER_KEY, or a generated one (written to
+    /// the key file, or printed when PADDOCK_MASTER_KEY is in use).
+    RotateMasterKey,
+}
+
+fn parse_role(value: &str) -> Result<Role, String> {
+    value
+        .parse()
+        .map_err(|e: app::domain::AppError| e.to_string())
+}
+
+/// What the command line is named as in the audit log.
+const ACTOR: &str = "command line";
+
+/// A password from standard input, or a generated one on a terminal.
+fn read_password() -> anyhow::Result<String> {
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        let password = crate::secret::random_hex()[..24].to_owned();
+        println!("Generated password (shown once): {password}");
+        return Ok(password);
+    }
+    let mut line = String::new();
+    stdin.lock().read_line(&mut line)?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+}
+
+pub async fn run(config: Config, command: Command) -> anyhow::Result<()> {
+    let store = store::open(&config.database_url).await?;
+    let auth = Auth::new(store.clone(), Hub::new(), true);
+    let fail = |e: app::domain::AppError| anyhow::anyhow!("{e}");
+    match command {
+        Command::User(UserCommand::Add { login, name, role }) => {
+            let password = read_password()?;
+            let user = auth
+                .add_user(ACTOR, &login, &name, role, &password, None)
+                .await
+                .map_err(fail)?;
+            println!(
+                "Added {} ({}) as {}.",
+                user.login, user.display_name, user.role
+            );
+        }
+        Command::User(UserCommand::List) => {
+            let mut out = std::io::stdout().lock();
+            writeln!(
+                out,
+                "{:<24} {:<8} {:<9} {:<24} NAME",
+                "LOGIN", "ROLE", "STATUS", "LAST SIGN-IN"
+            )?;
+            for u in auth.list_users().await.map_err(fail)? {
+                let last = u.last_sign_in_at.map_or_else(
+                    || "never".to_owned(),
+                    |t| t.format("%Y-%m-%d %H:%M UTC").to_string(),
+                );
+                let status = if u.disabled { "disabled" } else { "active" };
+                writeln!(
+                    out,
+                    "{:<24} {:<8} {:<9} {:<24} {}",
+                    u.login, u.role, status, last, u.display_name
+                )?;
+            }
+        }
+        Command::User(UserCommand::Disable { login }) => set_disabled(&auth, &login, true).await?,
+        Command::User(UserCommand::Enable { login }) => set_disabled(&auth, &login, false).await?,
+        Command::User(UserCommand::ResetPassword { login }) => {
+            let user = auth.user_by_login(&login).await.map_err(fail)?;
+            let password = read_password()?;
+            auth.reset_password(ACTOR, user.id, &password, None)
+                .await
+                .map_err(fail)?;
+            println!(
+                "Set a new password for {}; their browser sessions ended.",
+                user.login
+            );
+        }
+        Command::Credentials(CredentialsCommand::RotateMasterKey) => {
+            rotate_master_key(&config, &*store, &auth).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn set_disabled(auth: &Auth, login: &str, disabled: bool) -> anyhow::Result<()> {
+    let fail = |e: app::domain::AppError| anyhow::anyhow!("{e}");
+    let user = auth.user_by_login(login).await.map_err(fail)?;
+    let change = UserChange {
+        disabled: Some(disabled),
+        ..UserChange::default()
+    };
+    auth.change_user(ACTOR, user.id, change, None)
+        .await
+        .map_err(fail)?;
+    println!(
+        "{} is {}.",
+        user.login,
+        if disabled { "disabled" } else { "active" }
+    );
+    Ok(())
+}
+
+async fn rotate_master_key(config: &Config, store: &dyn Store, auth: &Auth) -> anyhow::Result<()> {
+    let old = MasterKey::load(config)?;
+    let given = std::env::var("PADDOCK_NEW_MASTER_KEY").ok();
+    let new = match &given {
+        Some(text) => MasterKey::parse(text).context("PADDOCK_NEW_MASTER_KEY")?,
+        None => MasterKey::generate(),
+    };
+    // With a key file, the new key is on disk before the database changes,
+    // so no moment exists where the database's key is nowhere.
+    let file = config
+        .master_key
+        .is_none()
+        .then(|| config.master_key_file.clone());
+    let staged = file.as_ref().map(|f| f.with_extension("key.new"));
+    if let Some(staged) = &staged {
+        let _ = std::fs::remove_file(staged);
+        new.write_new(staged)?;
+    }
+    let count = vault::rotate(store, &old, &new).await?;
+    if let (Some(file), Some(staged)) = (&file, &staged) {
+        std::fs::rename(staged, file).with_context(|| {
+            format!(
+                "the credentials are sealed under the key in {}; move it to {} by hand",
+                staged.display(),
+                file.display()
+            )
+        })?;
+        println!(
+            "Re-sealed {count} credentials; the new key is in {}.",
+            file.display()
+        );
+    } else if given.is_some() {
+        println!("Re-sealed {count} credentials under PADDOCK_NEW_MASTER_KEY: set PADDOCK_MASTER_KEY to it.");
+    } else {
+        println!(
+            "Re-sealed {count} credentials. The new master key (shown once) is:\n{}\nSet PADDOCK_MASTER_KEY to it before Paddock starts again.",
+            new.to_hex()
+        );
+    }
+    auth.audit(
+        ACTOR,
+        AuditAction::MasterKeyRotated,
+        "",
+        &format!("{count} credentials"),
+        None,
+    )
+    .await;
+    Ok(())
+}
+
+/// Parses the command line and runs what it asks for.
+pub async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        None => crate::run(cli.config).await,
+        Some(command) => run(cli.config, command).await,
+    }
+}

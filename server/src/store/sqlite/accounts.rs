@@ -1,0 +1,555 @@
+//! [`Accounts`] on SQLite.
+
+use super::{timestamp, SqliteStore};
+use crate::store::accounts::{
+    Accounts, NewAuditEntry, SealedCredential, TokenRecord, UserChange, UserRecord,
+    MASTER_KEY_CHECK,
+};
+use crate::store::{Result, StoreError};
+use app::accounts::{
+    ApiToken, AuditEntry, CredentialKind, CredentialScope, Login, Role, Share, ShareLevel, User,
+};
+use app::domain::{SessionId, UserId};
+use chrono::{DateTime, Utc};
+
+const USER_COLUMNS: &str =
+    "id, login, display_name, role, password_hash, disabled, created_at, last_sign_in_at";
+
+#[derive(sqlx::FromRow)]
+struct UserRow {
+    id: String,
+    login: String,
+    display_name: String,
+    role: String,
+    password_hash: String,
+    disabled: bool,
+    created_at: DateTime<Utc>,
+    last_sign_in_at: Option<DateTime<Utc>>,
+}
+
+fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("{what}: {e}"))
+}
+
+impl TryFrom<UserRow> for UserRecord {
+    type Error = StoreError;
+    fn try_from(r: UserRow) -> Result<Self> {
+        Ok(UserRecord {
+            user: User {
+                id: r.id.parse().map_err(|e| corrupt("user id", e))?,
+                role: r.role.parse().map_err(|e| corrupt("user role", e))?,
+                login: r.login,
+                display_name: r.display_name,
+                disabled: r.disabled,
+                created_at: r.created_at,
+                last_sign_in_at: r.last_sign_in_at,
+            },
+            password_hash: r.password_hash,
+        })
+    }
+}
+
+const TOKEN_COLUMNS: &str = "id, user_id, name, created_at, expires_at, last_used_at, revoked_at";
+
+#[derive(sqlx::FromRow)]
+struct TokenRow {
+    id: String,
+    user_id: String,
+    name: String,
+    created_at: DateTime<Utc>,
+    expires_at: Option<DateTime<Utc>>,
+    last_used_at: Option<DateTime<Utc>>,
+    revoked_at: Option<DateTime<Utc>>,
+}
+
+impl TryFrom<TokenRow> for TokenRecord {
+    type Error = StoreError;
+    fn try_from(r: TokenRow) -> Result<Self> {
+        Ok(TokenRecord {
+            token: ApiToken {
+                id: r.id.parse().map_err(|e| corrupt("token id", e))?,
+                name: r.name,
+                created_at: r.created_at,
+                expires_at: r.expires_at,
+                last_used_at: r.last_used_at,
+                revoked_at: r.revoked_at,
+            },
+            user: r.user_id.parse().map_err(|e| corrupt("token user", e))?,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct CredentialRow {
+    scope: String,
+    kind: String,
+    nonce: Vec<u8>,
+    ciphertext: Vec<u8>,
+    hint: String,
+    updated_at: DateTime<Utc>,
+    updated_by: String,
+}
+
+impl TryFrom<CredentialRow> for SealedCredential {
+    type Error = StoreError;
+    fn try_from(r: CredentialRow) -> Result<Self> {
+        Ok(SealedCredential {
+            scope: r
+                .scope
+                .parse()
+                .map_err(|e| corrupt("credential scope", e))?,
+            kind: r.kind.parse().map_err(|e| corrupt("credential kind", e))?,
+            nonce: r.nonce,
+            ciphertext: r.ciphertext,
+            hint: r.hint,
+            updated_at: r.updated_at,
+            updated_by: r.updated_by,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct AuditRow {
+    id: i64,
+    at: DateTime<Utc>,
+    actor: String,
+    action: String,
+    target: String,
+    detail: String,
+    address: Option<String>,
+}
+
+fn optional_timestamp(at: Option<DateTime<Utc>>) -> Option<String> {
+    at.map(timestamp)
+}
+
+#[async_trait::async_trait]
+impl Accounts for SqliteStore {
+    async fn count_users(&self) -> Result<i64> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM users")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    async fn create_user(
+        &self,
+        login: &Login,
+        display_name: &str,
+        role: Role,
+        password_hash: &str,
+    ) -> Result<Option<User>> {
+        let row: Option<UserRow> = sqlx::query_as(&format!(
+            "INSERT INTO users (id, login, display_name, role, password_hash, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (login) DO NOTHING RETURNING {USER_COLUMNS}"
+        ))
+        .bind(uuid::Uuid::now_v7().to_string())
+        .bind(login.as_str())
+        .bind(display_name)
+        .bind(role.as_str())
+        .bind(password_hash)
+        .bind(timestamp(Utc::now()))
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| UserRecord::try_from(r).map(|r| r.user))
+            .transpose()
+    }
+
+    async fn user_by_login(&self, login: &Login) -> Result<Option<UserRecord>> {
+        let row: Option<UserRow> =
+            sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users WHERE login = ?"))
+                .bind(login.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
+        row.map(UserRecord::try_from).transpose()
+    }
+
+    async fn user_by_id(&self, id: UserId) -> Result<Option<UserRecord>> {
+        let row: Option<UserRow> =
+            sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?"))
+                .bind(id.to_string())
+                .fetch_optional(&self.pool)
+                .await?;
+        row.map(UserRecord::try_from).transpose()
+    }
+
+    async fn list_users(&self) -> Result<Vec<User>> {
+        let rows: Vec<UserRow> =
+            sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users ORDER BY login"))
+                .fetch_all(&self.pool)
+                .await?;
+        rows.into_iter()
+            .map(|r| UserRecord::try_from(r).map(|r| r.user))
+            .collect()
+    }
+
+    async fn change_user(&self, id: UserId, change: &UserChange) -> Result<Option<User>> {
+        let row: Option<UserRow> = sqlx::query_as(&format!(
+            "UPDATE users SET display_name = COALESCE(?, display_name), role = COALESCE(?, role), \
+             disabled = COALESCE(?, disabled), password_hash = COALESCE(?, password_hash) \
+             WHERE id = ? RETURNING {USER_COLUMNS}"
+        ))
+        .bind(change.display_name.as_deref())
+        .bind(change.role.map(Role::as_str))
+        .bind(change.disabled)
+        .bind(change.password_hash.as_deref())
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| UserRecord::try_from(r).map(|r| r.user))
+            .transpose()
+    }
+
+    async fn other_admin_exists(&self, id: UserId) -> Result<bool> {
+        let found: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM users WHERE role = 'admin' AND disabled = 0 AND id <> ? LIMIT 1",
+        )
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(found.is_some())
+    }
+
+    async fn set_last_sign_in(&self, id: UserId, at: DateTime<Utc>) -> Result<()> {
+        sqlx::query("UPDATE users SET last_sign_in_at = ? WHERE id = ?")
+            .bind(timestamp(at))
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn load_browser_session(&self, id: &str) -> Result<Option<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT record FROM browser_sessions WHERE id = ? AND expires_at > ?",
+        )
+        .bind(id)
+        .bind(timestamp(Utc::now()))
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    async fn save_browser_session(
+        &self,
+        id: &str,
+        user: Option<UserId>,
+        record: &str,
+        expires_at: DateTime<Utc>,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO browser_sessions (id, user_id, record, expires_at) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (id) DO UPDATE SET user_id = excluded.user_id, record = excluded.record, \
+             expires_at = excluded.expires_at",
+        )
+        .bind(id)
+        .bind(user.map(|u| u.to_string()))
+        .bind(record)
+        .bind(timestamp(expires_at))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn create_browser_session(
+        &self,
+        id: &str,
+        user: Option<UserId>,
+        record: &str,
+        expires_at: DateTime<Utc>,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "INSERT INTO browser_sessions (id, user_id, record, expires_at) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(id)
+        .bind(user.map(|u| u.to_string()))
+        .bind(record)
+        .bind(timestamp(expires_at))
+        .execute(&self.pool)
+        .await?;
+        // Expired sessions go as new ones come, so the table stays small.
+        sqlx::query("DELETE FROM browser_sessions WHERE expires_at <= ?")
+            .bind(timestamp(Utc::now()))
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn delete_browser_session(&self, id: &str) -> Result<()> {
+        sqlx::query("DELETE FROM browser_sessions WHERE id = ?")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn delete_browser_sessions_of(&self, user: UserId) -> Result<u64> {
+        let done = sqlx::query("DELETE FROM browser_sessions WHERE user_id = ?")
+            .bind(user.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn insert_api_token(&self, user: UserId, token: &ApiToken, sha256: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO api_tokens (id, user_id, name, token_sha256, created_at, expires_at) \
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(token.id.to_string())
+        .bind(user.to_string())
+        .bind(&token.name)
+        .bind(sha256)
+        .bind(timestamp(token.created_at))
+        .bind(optional_timestamp(token.expires_at))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn api_token_by_hash(&self, sha256: &str) -> Result<Option<TokenRecord>> {
+        let row: Option<TokenRow> = sqlx::query_as(&format!(
+            "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE token_sha256 = ?"
+        ))
+        .bind(sha256)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(TokenRecord::try_from).transpose()
+    }
+
+    async fn api_token(&self, id: uuid::Uuid) -> Result<Option<TokenRecord>> {
+        let row: Option<TokenRow> = sqlx::query_as(&format!(
+            "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE id = ?"
+        ))
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(TokenRecord::try_from).transpose()
+    }
+
+    async fn list_api_tokens(&self, user: UserId) -> Result<Vec<ApiToken>> {
+        let rows: Vec<TokenRow> = sqlx::query_as(&format!(
+            "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE user_id = ? ORDER BY created_at DESC"
+        ))
+        .bind(user.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|r| TokenRecord::try_from(r).map(|r| r.token))
+            .collect()
+    }
+
+    async fn revoke_api_token(&self, user: UserId, id: uuid::Uuid) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND user_id = ? AND revoked_at IS NULL",
+        )
+        .bind(timestamp(Utc::now()))
+        .bind(id.to_string())
+        .bind(user.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn touch_api_token(&self, id: uuid::Uuid, at: DateTime<Utc>) -> Result<()> {
+        sqlx::query("UPDATE api_tokens SET last_used_at = ? WHERE id = ?")
+            .bind(timestamp(at))
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn share_level(&self, session: SessionId, user: UserId) -> Result<Option<ShareLevel>> {
+        let level: Option<String> = sqlx::query_scalar(
+            "SELECT level FROM session_shares WHERE session_id = ? AND user_id = ?",
+        )
+        .bind(session.to_string())
+        .bind(user.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        level
+            .map(|l| l.parse().map_err(|e| corrupt("share level", e)))
+            .transpose()
+    }
+
+    async fn shared_with(&self, user: UserId) -> Result<Vec<(SessionId, ShareLevel)>> {
+        let rows: Vec<(String, String)> =
+            sqlx::query_as("SELECT session_id, level FROM session_shares WHERE user_id = ?")
+                .bind(user.to_string())
+                .fetch_all(&self.pool)
+                .await?;
+        rows.into_iter()
+            .map(|(s, l)| {
+                Ok((
+                    s.parse().map_err(|e| corrupt("share session", e))?,
+                    l.parse().map_err(|e| corrupt("share level", e))?,
+                ))
+            })
+            .collect()
+    }
+
+    async fn shares_of(&self, session: SessionId) -> Result<Vec<Share>> {
+        let rows: Vec<(String, String, String, String)> = sqlx::query_as(
+            "SELECT u.id, u.login, u.display_name, s.level FROM session_shares s \
+             JOIN users u ON u.id = s.user_id WHERE s.session_id = ? ORDER BY u.login",
+        )
+        .bind(session.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(id, login, display_name, level)| {
+                Ok(Share {
+                    session,
+                    user: id.parse().map_err(|e| corrupt("share user", e))?,
+                    login,
+                    display_name,
+                    level: level.parse().map_err(|e| corrupt("share level", e))?,
+                })
+            })
+            .collect()
+    }
+
+    async fn set_share(&self, session: SessionId, user: UserId, level: ShareLevel) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO session_shares (session_id, user_id, level, created_at) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (session_id, user_id) DO UPDATE SET level = excluded.level",
+        )
+        .bind(session.to_string())
+        .bind(user.to_string())
+        .bind(level.as_str())
+        .bind(timestamp(Utc::now()))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn remove_share(&self, session: SessionId, user: UserId) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM session_shares WHERE session_id = ? AND user_id = ?")
+            .bind(session.to_string())
+            .bind(user.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn credential(
+        &self,
+        scope: CredentialScope,
+        kind: CredentialKind,
+    ) -> Result<Option<SealedCredential>> {
+        let row: Option<CredentialRow> = sqlx::query_as(
+            "SELECT scope, kind, nonce, ciphertext, hint, updated_at, updated_by FROM credentials \
+             WHERE scope = ? AND kind = ?",
+        )
+        .bind(scope.to_string())
+        .bind(kind.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(SealedCredential::try_from).transpose()
+    }
+
+    async fn list_credentials(&self) -> Result<Vec<SealedCredential>> {
+        let rows: Vec<CredentialRow> = sqlx::query_as(
+            "SELECT scope, kind, nonce, ciphertext, hint, updated_at, updated_by FROM credentials \
+             ORDER BY scope, kind",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(SealedCredential::try_from).collect()
+    }
+
+    async fn put_credential(&self, c: &SealedCredential) -> Result<()> {
+        put_credential_in(&self.pool, c).await
+    }
+
+    async fn delete_credential(
+        &self,
+        scope: CredentialScope,
+        kind: CredentialKind,
+    ) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM credentials WHERE scope = ? AND kind = ?")
+            .bind(scope.to_string())
+            .bind(kind.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn replace_credentials(&self, all: &[SealedCredential], key_check: &str) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE meta SET value = ? WHERE key = ?")
+            .bind(key_check)
+            .bind(MASTER_KEY_CHECK)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM credentials")
+            .execute(&mut *tx)
+            .await?;
+        for c in all {
+            put_credential_in(&mut *tx, c).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn record_audit(&self, e: &NewAuditEntry) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO audit_log (at, actor, action, target, detail, address) VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(timestamp(Utc::now()))
+        .bind(&e.actor)
+        .bind(e.action.as_str())
+        .bind(&e.target)
+        .bind(&e.detail)
+        .bind(e.address.as_deref())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn audit_log(&self, before: Option<i64>, limit: i64) -> Result<Vec<AuditEntry>> {
+        let rows: Vec<AuditRow> = sqlx::query_as(
+            "SELECT id, at, actor, action, target, detail, address FROM audit_log \
+             WHERE id < ? ORDER BY id DESC LIMIT ?",
+        )
+        .bind(before.unwrap_or(i64::MAX))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(AuditEntry {
+                    id: r.id,
+                    at: r.at,
+                    action: r.action.parse().map_err(|e| corrupt("audit action", e))?,
+                    actor: r.actor,
+                    target: r.target,
+                    detail: r.detail,
+                    address: r.address,
+                })
+            })
+            .collect()
+    }
+}
+
+async fn put_credential_in<'e, E>(executor: E, c: &SealedCredential) -> Result<()>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Sqlite>,
+{
+    sqlx::query(
+        "INSERT INTO credentials (scope, kind, nonce, ciphertext, hint, updated_at, updated_by) \
+         VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (scope, kind) DO UPDATE SET \
+         nonce = excluded.nonce, ciphertext = excluded.ciphertext, hint = excluded.hint, \
+         updated_at = excluded.updated_at, updated_by = excluded.updated_by",
+    )
+    .bind(c.scope.to_string())
+    .bind(c.kind.as_str())
+    .bind(&c.nonce)
+    .bind(&c.ciphertext)
+    .bind(&c.hint)
+    .bind(timestamp(c.updated_at))
+    .bind(&c.updated_by)
+    .execute(executor)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,367 @@
+//! The credential store: secrets Paddock keeps for its users (the
+//! Anthropic key; git tokens and agent secrets later), sealed at rest with
+//! XChaCha20-Poly1305 under one master key, and opened only host-side, at
+//! the moment a model call or the credential proxy needs one. No API ever
+//! returns a saved value (only a hint), and none is logged.
+//!
+//! The master key comes from `PADDOCK_MASTER_KEY` (64 hex digits), or from
+//! the key file (`PADDOCK_MASTER_KEY_FILE`), created with mode 0600 on
+//! first run. A sealed check value in the database tells at start-up
+//! whether the key is the one the credentials were sealed with: a wrong key
+//! is a clear error, and nothing is decrypted with it. `paddock
+//! credentials rotate-master-key` re-seals everything under a new key in
+//! one transaction.
+//!
+//! Each value is sealed with its scope and kind as associated data, so a
+//! row copied to another scope (someone's key made the server's) does not
+//! open.
+
+use crate::config::Config;
+use crate::llm::LlmCredential;
+use crate::store::accounts::{SealedCredential, MASTER_KEY_CHECK};
+use crate::store::{Store, StoreError};
+use anyhow::Context;
+use app::accounts::{secret_hint, CredentialKind, CredentialScope, CREDENTIAL_MAX_BYTES};
+use app::domain::AppError;
+use app::domain::UserId;
+use chacha20poly1305::aead::{Aead, Payload};
+use chacha20poly1305::{KeyInit, XChaCha20Poly1305, XNonce};
+use chrono::Utc;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+use std::sync::Arc;
+
+const CHECK_PLAINTEXT: &[u8] = b"paddock master key check, v1";
+const CHECK_AAD: &[u8] = b"master-key-check";
+
+/// A 256-bit master key.
+#[derive(Clone)]
+pub struct MasterKey([u8; 32]);
+
+impl std::fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MasterKey(…)")
+    }
+}
+
+impl MasterKey {
+    pub fn generate() -> Self {
+        Self(rand::random())
+    }
+
+    /// From 64 hex digits.
+    pub fn parse(text: &str) -> anyhow::Result<Self> {
+        let bytes = hex::decode(text.trim())
+            .ok()
+            .and_then(|b| <[u8; 32]>::try_from(b).ok())
+            .context(
+                "a master key is 64 hex digits (256 bits), such as `openssl rand -hex 32` prints",
+            )?;
+        Ok(Self(bytes))
+    }
+
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    /// The configured key: `PADDOCK_MASTER_KEY`, else the key file, created
+    /// (mode 0600) with a new random key when missing.
+    pub fn load(config: &Config) -> anyhow::Result<Self> {
+        if let Some(text) = &config.master_key {
+            return Self::parse(text).context("PADDOCK_MASTER_KEY");
+        }
+        let path = &config.master_key_file;
+        match std::fs::read_to_string(path) {
+            Ok(text) => {
+                let mode = std::fs::metadata(path)?.permissions().mode();
+                if mode & 0o077 != 0 {
+                    tracing::warn!(
+                        "the master key file {} can be read by other users (mode {:o}); \
+                         chmod 600 it",
+                        path.display(),
+                        mode & 0o777
+                    );
+                }
+                Self::parse(&text)
+                    .with_context(|| format!("the master key file {}", path.display()))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let key = Self::generate();
+                key.write_new(path)?;
+                tracing::info!(
+                    "created the master key file {} (keep it, and back it up apart from the \
+                     database: the saved credentials cannot be opened without it)",
+                    path.display()
+                );
+                Ok(key)
+            }
+            Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+        }
+    }
+
+    /// Writes the key to a new file, readable by its owner only.
+    pub fn write_new(&self, path: &Path) -> anyhow::Result<()> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .with_context(|| format!("cannot create {}", path.display()))?;
+        writeln!(file, "{}", self.to_hex())?;
+        file.sync_all()?;
+        Ok(())
+    }
+
+    fn cipher(&self) -> XChaCha20Poly1305 {
+        XChaCha20Poly1305::new((&self.0).into())
+    }
+}
+
+/// Seals `plaintext`: a fresh random nonce, and the ciphertext with its tag.
+fn seal(
+    cipher: &XChaCha20Poly1305,
+    plaintext: &[u8],
+    aad: &[u8],
+) -> anyhow::Result<(Vec<u8>, Vec<u8>)> {
+    let nonce: [u8; 24] = rand::random();
+    let ciphertext = cipher
+        .encrypt(
+            XNonce::from_slice(&nonce),
+            Payload {
+                msg: plaintext,
+                aad,
+            },
+        )
+        .map_err(|_| anyhow::anyhow!("sealing failed"))?;
+    Ok((nonce.to_vec(), ciphertext))
+}
+
+fn open(
+    cipher: &XChaCha20Poly1305,
+    nonce: &[u8],
+    ciphertext: &[u8],
+    aad: &[u8],
+) -> Option<Vec<u8>> {
+    (nonce.len() == 24)
+        .then(|| {
+            cipher
+                .decrypt(
+                    XNonce::from_slice(nonce),
+                    Payload {
+                        msg: ciphertext,
+                        aad,
+                    },
+                )
+                .ok()
+        })
+        .flatten()
+}
+
+fn aad(scope: CredentialScope, kind: CredentialKind) -> Vec<u8> {
+    format!("{scope}/{kind}").into_bytes()
+}
+
+/// The check value sealed under `key`, as stored in meta.
+fn key_check(key: &MasterKey) -> anyhow::Result<String> {
+    let (nonce, ciphertext) = seal(&key.cipher(), CHECK_PLAINTEXT, CHECK_AAD)?;
+    Ok(hex::encode([nonce, ciphertext].concat()))
+}
+
+fn key_matches(key: &MasterKey, check: &str) -> bool {
+    hex::decode(check).ok().is_some_and(|bytes| {
+        bytes.len() > 24
+            && open(&key.cipher(), &bytes[..24], &bytes[24..], CHECK_AAD).as_deref()
+                == Some(CHECK_PLAINTEXT)
+    })
+}
+
+/// Saved credentials, sealed under the master key.
+pub struct Vault {
+    cipher: XChaCha20Poly1305,
+    store: Arc<dyn Store>,
+    /// `ANTHROPIC_API_KEY` / `ANTHROPIC_AUTH_TOKEN` from the environment:
+    /// used when nothing is saved.
+    environment: Option<LlmCredential>,
+}
+
+impl Vault {
+    /// Opens the vault, refusing a key that is not the one the database's
+    /// credentials were sealed with (a first start records the key's check
+    /// value).
+    pub async fn open(
+        key: &MasterKey,
+        store: Arc<dyn Store>,
+        config: &Config,
+    ) -> anyhow::Result<Self> {
+        let check = store
+            .meta_or_insert(MASTER_KEY_CHECK, key_check(key)?)
+            .await?;
+        if !key_matches(key, &check) {
+            anyhow::bail!(
+                "the master key (PADDOCK_MASTER_KEY, or the key file {}) is not the one this \
+                 database's credentials were saved with; nothing was decrypted. Start with the \
+                 right key (rotate it with `paddock credentials rotate-master-key`).",
+                config.master_key_file.display()
+            );
+        }
+        let environment = match (&config.anthropic_api_key, &config.anthropic_auth_token) {
+            (Some(key), _) => Some(LlmCredential::ApiKey(key.clone())),
+            (None, Some(token)) => Some(LlmCredential::AuthToken(token.clone())),
+            (None, None) => None,
+        };
+        Ok(Self {
+            cipher: key.cipher(),
+            store,
+            environment,
+        })
+    }
+
+    /// Seals and saves a credential; what is returned and audited is only
+    /// its hint.
+    pub async fn save(
+        &self,
+        scope: CredentialScope,
+        kind: CredentialKind,
+        value: &str,
+        by: &str,
+    ) -> Result<SealedCredential, AppError> {
+        let value = value.trim();
+        if value.is_empty()
+            || value.len() > CREDENTIAL_MAX_BYTES
+            || value.chars().any(char::is_control)
+        {
+            return Err(AppError::Invalid(format!(
+                "A credential is 1 to {CREDENTIAL_MAX_BYTES} bytes of text on one line."
+            )));
+        }
+        let (nonce, ciphertext) =
+            seal(&self.cipher, value.as_bytes(), &aad(scope, kind)).map_err(|e| {
+                tracing::error!("{e}");
+                AppError::Internal
+            })?;
+        let sealed = SealedCredential {
+            scope,
+            kind,
+            nonce,
+            ciphertext,
+            hint: secret_hint(value),
+            updated_at: Utc::now(),
+            updated_by: by.to_owned(),
+        };
+        self.store.put_credential(&sealed).await?;
+        Ok(sealed)
+    }
+
+    /// The saved value, opened.
+    async fn value(
+        &self,
+        scope: CredentialScope,
+        kind: CredentialKind,
+    ) -> Result<Option<String>, StoreError> {
+        let Some(sealed) = self.store.credential(scope, kind).await? else {
+            return Ok(None);
+        };
+        let plain = open(
+            &self.cipher,
+            &sealed.nonce,
+            &sealed.ciphertext,
+            &aad(scope, kind),
+        )
+        .and_then(|p| String::from_utf8(p).ok());
+        if plain.is_none() {
+            tracing::error!(%scope, %kind, "a saved credential does not open with the master key");
+        }
+        Ok(plain)
+    }
+
+    /// The model credential for a session owned by `owner`: the owner's own
+    /// saved key, else the server's, else the environment's.
+    pub async fn llm_credential(
+        &self,
+        owner: Option<UserId>,
+    ) -> Result<Option<LlmCredential>, StoreError> {
+        let kind = CredentialKind::AnthropicApiKey;
+        if let Some(user) = owner {
+            if let Some(key) = self.value(CredentialScope::User(user), kind).await? {
+                return Ok(Some(LlmCredential::ApiKey(key)));
+            }
+        }
+        if let Some(key) = self.value(CredentialScope::Server, kind).await? {
+            return Ok(Some(LlmCredential::ApiKey(key)));
+        }
+        Ok(self.environment.clone())
+    }
+
+    /// Whether any model credential exists at all (for the dashboard's
+    /// "no credentials" warning).
+    pub async fn has_llm_credential(&self) -> Result<bool, StoreError> {
+        Ok(self.environment.is_some() || !self.store.list_credentials().await?.is_empty())
+    }
+}
+
+/// Re-seals every credential under `new` in one transaction (the check
+/// value with them); `old` must be the current key. Returns how many.
+pub async fn rotate(store: &dyn Store, old: &MasterKey, new: &MasterKey) -> anyhow::Result<usize> {
+    let check = store
+        .meta_or_insert(MASTER_KEY_CHECK, key_check(old)?)
+        .await?;
+    anyhow::ensure!(
+        key_matches(old, &check),
+        "the current master key is not the one the credentials were saved with; nothing changed"
+    );
+    let (old_cipher, new_cipher) = (old.cipher(), new.cipher());
+    let mut resealed = Vec::new();
+    for c in store.list_credentials().await? {
+        let aad = aad(c.scope, c.kind);
+        let plain = open(&old_cipher, &c.nonce, &c.ciphertext, &aad).with_context(|| {
+            format!(
+                "the credential {}/{} does not open; nothing changed",
+                c.scope, c.kind
+            )
+        })?;
+        let (nonce, ciphertext) = seal(&new_cipher, &plain, &aad)?;
+        resealed.push(SealedCredential {
+            nonce,
+            ciphertext,
+            ..c
+        });
+    }
+    store
+        .replace_credentials(&resealed, &key_check(new)?)
+        .await?;
+    Ok(resealed.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sealed_values_open_only_with_their_key_and_place() {
+        let key = MasterKey::generate();
+        let other = MasterKey::generate();
+        let aad = aad(CredentialScope::Server, CredentialKind::AnthropicApiKey);
+        let (nonce, ct) = seal(&key.cipher(), b"sk-ant-secret", &aad).unwrap();
+        assert_eq!(
+            open(&key.cipher(), &nonce, &ct, &aad).unwrap(),
+            b"sk-ant-secret"
+        );
+        assert!(open(&other.cipher(), &nonce, &ct, &aad).is_none());
+        let elsewhere = super::aad(
+            CredentialScope::User(uuid::Uuid::from_u128(1)),
+            CredentialKind::AnthropicApiKey,
+        );
+        assert!(open(&key.cipher(), &nonce, &ct, &elsewhere).is_none());
+        assert!(!ct.windows(6).any(|w| w == b"sk-ant"));
+        let check = key_check(&key).unwrap();
+        assert!(key_matches(&key, &check));
+        assert!(!key_matches(&other, &check));
+        assert!(!key_matches(&key, "zz"));
+        assert!(MasterKey::parse("abc").is_err());
+        assert_eq!(MasterKey::parse(&key.to_hex()).unwrap().0, key.0);
+    }
+}
