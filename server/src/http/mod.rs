@@ -72,6 +72,7 @@ pub fn router(state: AppState) -> Router {
         auth: state.paddock.auth.clone(),
     });
     let browser_sessions = state.paddock.auth.session_layer(config.https());
+    let own = OwnRoutes::new();
     Router::new()
         .leptos_routes_with_context(
             &state,
@@ -86,7 +87,7 @@ pub fn router(state: AppState) -> Router {
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
         // The JSON API, after the limit layer so that it enforces the same
         // limit itself and answers in JSON.
-        .merge(behind_the_door().into_router())
+        .merge(own.behind_the_door.into_router())
         // Every route above, and the fallback, behind the door: host,
         // origin and sign-in. The probes below are not, as platforms probe
         // with hosts of their own and without credentials; they reveal and
@@ -96,17 +97,30 @@ pub fn router(state: AppState) -> Router {
             request_guard::check,
         ))
         .layer(browser_sessions)
-        .merge(probes::routes().into_router())
+        .merge(own.probes.into_router())
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
 
-/// The JSON API, its event streams and sign-in's forms.
-fn behind_the_door() -> Routes {
-    sessions::routes()
-        .merge(events::routes())
-        .merge(updates::routes())
-        .merge(auth::routes())
+/// The routes the server adds itself, beside the dashboard's pages and
+/// server functions: one list, which [`router`] serves and [`all_routes`]
+/// tells.
+struct OwnRoutes {
+    /// The JSON API, its event streams and sign-in's forms.
+    behind_the_door: Routes,
+    probes: Routes,
+}
+
+impl OwnRoutes {
+    fn new() -> Self {
+        Self {
+            behind_the_door: sessions::routes()
+                .merge(events::routes())
+                .merge(updates::routes())
+                .merge(auth::routes()),
+            probes: probes::routes(),
+        }
+    }
 }
 
 /// Every route the server has, with its method: the pages, the server
@@ -120,10 +134,12 @@ pub fn all_routes() -> Vec<(Method, String)> {
             .collect::<Vec<_>>()
     });
     let server_fns = leptos::server_fn::axum::server_fn_paths().map(|(p, m)| (m, p.to_owned()));
-    let listed = behind_the_door()
-        .merge(probes::routes())
+    let own = OwnRoutes::new();
+    let listed = own
+        .behind_the_door
         .listed()
         .iter()
+        .chain(own.probes.listed())
         .map(|(m, p)| (m.clone(), (*p).to_owned()))
         .collect::<Vec<_>>();
     pages.chain(server_fns).chain(listed).collect()

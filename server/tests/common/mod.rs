@@ -166,6 +166,80 @@ pub async fn serve(paddock: Arc<Paddock>) -> Served {
     }
 }
 
+/// The real `paddock` binary serving a home folder `dir`, killed when
+/// dropped; its log is kept for the tests to read.
+pub struct Binary {
+    pub child: std::process::Child,
+    pub url: String,
+    log: Arc<std::sync::Mutex<String>>,
+}
+
+impl Binary {
+    /// Everything it logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Binary {
+    /// A failing test must not leave a server running.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The `paddock` command over a home folder `dir` (sign-in off, Docker
+/// sandboxes), with `env` added last so that it can change any of it.
+pub fn paddock_command(dir: &Path, env: &[(&str, &str)]) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_paddock"));
+    command
+        .env(
+            "DATABASE_URL",
+            format!("sqlite://{}/paddock.db", dir.display()),
+        )
+        .env("WORKSPACE_ROOT", dir.join("workspaces"))
+        .env("PADDOCK_MASTER_KEY_FILE", dir.join("master.key"))
+        .env("PADDOCK_AUTH", "off")
+        .env("PADDOCK_SANDBOX", "docker")
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .env_remove("ANTHROPIC_API_KEY")
+        .envs(env.iter().copied());
+    command
+}
+
+/// Starts the binary on `addr` and waits until it listens.
+pub fn start_with(dir: &Path, addr: &str, env: &[(&str, &str)]) -> Binary {
+    use std::io::{BufRead, BufReader};
+    let mut child = paddock_command(dir, env)
+        .env("PADDOCK_ADDR", addr)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let log = Arc::new(std::sync::Mutex::new(String::new()));
+    let url = loop {
+        let line = lines
+            .next()
+            .expect("paddock exited before listening")
+            .unwrap();
+        log.lock().unwrap().push_str(&format!("{line}\n"));
+        if let Some((_, url)) = line.split_once("listening on ") {
+            break url.trim().to_owned();
+        }
+    };
+    // Keep draining the log so the server never blocks on a full pipe.
+    let kept = log.clone();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            kept.lock().unwrap().push_str(&format!("{line}\n"));
+        }
+    });
+    Binary { child, url, log }
+}
+
 /// A session made straight in the store.
 pub async fn session(paddock: &Paddock, new: NewSession) -> Session {
     paddock

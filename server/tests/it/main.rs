@@ -10,7 +10,9 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod accounts;
 mod claude_code;
+mod credential_store;
 mod engine;
 mod events;
 mod http;

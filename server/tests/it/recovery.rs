@@ -3,62 +3,15 @@
 //! sessions that are gone and marks interrupted the sessions that were
 //! running, keeping their sandboxes and workspaces.
 
-use crate::common;
+use crate::common::{self, start_with, Binary};
 use app::api::EventPage;
 use app::domain::{EventKind, Session, SessionStatus};
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Server {
-    /// A failing test must not leave a server running.
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_with(dir: &Path, addr: &str, env: &[(&str, &str)]) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_paddock"))
-        .envs(env.iter().copied())
-        .env("PADDOCK_ADDR", addr)
-        .env(
-            "DATABASE_URL",
-            format!("sqlite://{}/paddock.db", dir.display()),
-        )
-        .env("WORKSPACE_ROOT", dir.join("workspaces"))
-        .env("PADDOCK_MASTER_KEY_FILE", dir.join("master.key"))
-        .env("PADDOCK_AUTH", "off")
-        .env("PADDOCK_SANDBOX", "docker")
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let url = loop {
-        let line = lines
-            .next()
-            .expect("paddock exited before listening")
-            .unwrap();
-        if let Some((_, url)) = line.split_once("listening on ") {
-            break url.trim().to_owned();
-        }
-    };
-    // Keep draining the log so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    Server { child, url }
-}
-
 async fn call<T: serde::de::DeserializeOwned>(
-    server: &Server,
+    server: &Binary,
     function: &str,
     form: &[(&str, &str)],
 ) -> T {
@@ -106,7 +59,7 @@ fn model_env(url: &str) -> [(&str, &str); 2] {
 }
 
 /// Creates a session through the REST API.
-async fn create(server: &Server, body: serde_json::Value) -> Session {
+async fn create(server: &Binary, body: serde_json::Value) -> Session {
     let res = reqwest::Client::new()
         .post(format!("{}/api/sessions", server.url))
         .json(&body)
@@ -117,7 +70,7 @@ async fn create(server: &Server, body: serde_json::Value) -> Session {
     res.json().await.unwrap()
 }
 
-async fn prompt(server: &Server, session: &Session, text: &str) {
+async fn prompt(server: &Binary, session: &Session, text: &str) {
     let res = reqwest::Client::new()
         .post(format!("{}/api/sessions/{}/prompt", server.url, session.id))
         .json(&serde_json::json!({ "text": text }))
@@ -128,7 +81,7 @@ async fn prompt(server: &Server, session: &Session, text: &str) {
 }
 
 /// Waits (10 s at most) until the session has `status`.
-async fn wait_status(server: &Server, session: &Session, status: SessionStatus) {
+async fn wait_status(server: &Binary, session: &Session, status: SessionStatus) {
     let id = session.id.to_string();
     for _ in 0..200 {
         let s: Session = call(server, "get_session", &[("id", &id)]).await;
@@ -141,7 +94,7 @@ async fn wait_status(server: &Server, session: &Session, status: SessionStatus) 
 }
 
 /// SIGKILLs the server and starts it again on the same address.
-fn crash_and_restart(mut server: Server, dir: &Path, env: &[(&str, &str)]) -> Server {
+fn crash_and_restart(mut server: Binary, dir: &Path, env: &[(&str, &str)]) -> Binary {
     server.child.kill().unwrap();
     server.child.wait().unwrap();
     let addr = server.url.trim_start_matches("http://").to_owned();
@@ -149,7 +102,7 @@ fn crash_and_restart(mut server: Server, dir: &Path, env: &[(&str, &str)]) -> Se
 }
 
 /// Deletes the session, stops the server and removes its files.
-async fn finish(mut server: Server, session: &Session, dir: &Path) {
+async fn finish(mut server: Binary, session: &Session, dir: &Path) {
     let () = call(
         &server,
         "delete_session",

@@ -1,0 +1,620 @@
+//! Sign-in on, against a real server on port 0 and a real SQLite file:
+//! every route refuses an anonymous caller, people see and operate only
+//! what is theirs or shared with them, through every door, and a change of
+//! access (an unshare, a revoked token) takes effect at once, also on open
+//! event streams.
+
+use crate::common::{self, Home, Served};
+use app::accounts::Role;
+use app::domain::{EventKind, Session};
+use reqwest::header::{self, HeaderMap, HeaderValue};
+use reqwest::{Client, Method, StatusCode};
+use serde_json::json;
+use server::http::all_routes;
+use server::http::request_guard::open_to_anonymous;
+use server::paddock::Paddock;
+use std::sync::Arc;
+use std::time::Duration;
+
+const PASSWORD: &str = "correct horse battery";
+
+struct Team {
+    _home: Home,
+    paddock: Arc<Paddock>,
+    served: Served,
+    /// Never follows redirects: the tests read them.
+    http: Client,
+}
+
+/// Someone with an account: a bearer token and a signed-in browser cookie.
+struct Person {
+    login: String,
+    token: String,
+    cookie: String,
+}
+
+async fn team(extra: &[&str]) -> Team {
+    let home = Home::new();
+    let mut flags = vec!["--auth=on".to_owned()];
+    flags.extend(extra.iter().map(|a| a.to_string()));
+    let paddock = common::open(&home, "local", &flags).await;
+    let served = common::serve(paddock.clone()).await;
+    let http = Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    Team {
+        _home: home,
+        paddock,
+        served,
+        http,
+    }
+}
+
+impl Team {
+    fn url(&self, path: &str) -> String {
+        self.served.url(path)
+    }
+
+    /// A request as the dashboard's own pages send it: same origin.
+    fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, self.url(path))
+            .header(header::ORIGIN, &self.served.url)
+    }
+
+    async fn person(&self, login: &str, role: Role) -> Person {
+        let user = self
+            .paddock
+            .auth
+            .add_user("test", login, login, role, PASSWORD, None)
+            .await
+            .unwrap();
+        let token = self
+            .paddock
+            .auth
+            .create_token(&user.caller(), "tests", None, None)
+            .await
+            .unwrap()
+            .secret;
+        let cookie = self.sign_in(login, PASSWORD).await.unwrap();
+        Person {
+            login: login.to_owned(),
+            token,
+            cookie,
+        }
+    }
+
+    /// Signs in through the form; the session cookie, or the refusal.
+    async fn sign_in(&self, login: &str, password: &str) -> Result<String, (StatusCode, String)> {
+        let res = self
+            .request(Method::POST, "/auth/signin")
+            .form(&[("login", login), ("password", password)])
+            .send()
+            .await
+            .unwrap();
+        if res.status() != StatusCode::SEE_OTHER {
+            return Err((res.status(), res.text().await.unwrap()));
+        }
+        let cookie = res
+            .headers()
+            .get(header::SET_COOKIE)
+            .expect("a session cookie")
+            .to_str()
+            .unwrap();
+        assert!(cookie.contains("HttpOnly"), "{cookie}");
+        assert!(cookie.contains("SameSite=Lax"), "{cookie}");
+        Ok(cookie.split(';').next().unwrap().to_owned())
+    }
+
+    /// A request with `who`'s token.
+    fn as_(&self, who: &Person, method: Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, self.url(path))
+            .bearer_auth(&who.token)
+    }
+
+    async fn status(&self, req: reqwest::RequestBuilder) -> (StatusCode, String) {
+        let res = req.send().await.unwrap();
+        (res.status(), res.text().await.unwrap())
+    }
+
+    /// Calls a server function with `who`'s token.
+    async fn call(
+        &self,
+        who: &Person,
+        function: &str,
+        form: &[(&str, &str)],
+    ) -> (StatusCode, String) {
+        self.status(
+            self.as_(who, Method::POST, &format!("/api/{function}"))
+                .form(form),
+        )
+        .await
+    }
+
+    async fn create(&self, who: &Person, body: serde_json::Value) -> Session {
+        let res = self
+            .as_(who, Method::POST, "/api/sessions")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::CREATED);
+        res.json().await.unwrap()
+    }
+
+    async fn share(&self, owner: &Person, session: &Session, with: &Person, level: &str) {
+        let id = session.id.to_string();
+        let (status, body) = self
+            .call(
+                owner,
+                "share_session",
+                &[("id", &id), ("login", &with.login), ("level", level)],
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+}
+
+/// An open event stream's response.
+async fn open_stream(req: reqwest::RequestBuilder) -> reqwest::Response {
+    let res = req.send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    res
+}
+
+/// Reads `stream` until it ends; panics if it is still open after 10 s.
+async fn ends(mut stream: reqwest::Response) -> String {
+    let mut seen = String::new();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), stream.chunk()).await {
+            Ok(Ok(Some(chunk))) => seen.push_str(&String::from_utf8_lossy(&chunk)),
+            Ok(Ok(None)) | Ok(Err(_)) => return seen,
+            Err(_) => panic!("the stream is still open; it said: {seen}"),
+        }
+    }
+}
+
+/// Reads `stream` until what it said contains `needle`.
+async fn says(stream: &mut reqwest::Response, needle: &str) -> String {
+    let mut seen = String::new();
+    while !seen.contains(needle) {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), stream.chunk())
+            .await
+            .unwrap_or_else(|_| panic!("no {needle:?} in: {seen}"))
+            .unwrap()
+            .unwrap_or_else(|| panic!("the stream ended without {needle:?}: {seen}"));
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    seen
+}
+
+/// Replaces each parameter of a route's path (`{id}`, `:id`) with `value`.
+fn fill(path: &str, value: &str) -> String {
+    path.split('/')
+        .map(|segment| {
+            if segment.starts_with('{') || segment.starts_with(':') {
+                value
+            } else {
+                segment
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+#[tokio::test]
+async fn every_route_refuses_an_anonymous_caller() {
+    let t = team(&[]).await;
+    let owner = t.person("owner", Role::Member).await;
+    let session = t.create(&owner, json!({"name": "theirs"})).await;
+    let id = session.id.to_string();
+
+    let routes = all_routes();
+    for expected in [
+        (Method::GET, "/"),
+        (Method::GET, "/api/sessions"),
+        (Method::GET, "/api/updates"),
+        (Method::GET, "/api/sessions/{id}/events"),
+        (Method::POST, "/api/send_prompt"),
+        (Method::POST, "/api/share_session"),
+        (Method::POST, "/auth/password"),
+        (Method::GET, "/healthz"),
+    ] {
+        assert!(
+            routes
+                .iter()
+                .any(|(m, p)| *m == expected.0 && p == expected.1),
+            "{expected:?} is not among the listed routes: {routes:?}"
+        );
+    }
+    let mut checked = 0;
+    for (method, path) in &routes {
+        if open_to_anonymous(method, path) || path == "/healthz" || path == "/readyz" {
+            continue;
+        }
+        let uri = fill(path, &id);
+        let res = t
+            .request(method.clone(), &uri)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(format!("id={id}&text=hi"))
+            .send()
+            .await
+            .unwrap();
+        let status = res.status();
+        if uri.starts_with("/api/") || *method != Method::GET {
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {uri}");
+        } else {
+            assert_eq!(status, StatusCode::SEE_OTHER, "{method} {uri}");
+            let to = res.headers()[header::LOCATION].to_str().unwrap().to_owned();
+            assert!(to.starts_with("/signin?next="), "{method} {uri} → {to}");
+        }
+        let body = res.text().await.unwrap();
+        assert!(!body.contains("theirs"), "{method} {uri} said {body}");
+        checked += 1;
+    }
+    assert!(checked > 20, "only {checked} routes checked");
+    // A forged cookie is nobody.
+    let (status, _) = t
+        .status(
+            t.request(Method::GET, "/api/sessions")
+                .header(header::COOKIE, "paddock_session=forged"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // Nothing was changed by any of it.
+    let after = t
+        .paddock
+        .store
+        .get_session(session.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(after.last_seq, session.last_seq);
+}
+
+#[tokio::test]
+async fn people_see_and_operate_only_their_own_sessions() {
+    let t = team(&[]).await;
+    let a = t.person("ann", Role::Member).await;
+    let b = t.person("bob", Role::Member).await;
+    let mut updates = open_stream(t.as_(&a, Method::GET, "/api/updates")).await;
+    let bobs = t.create(&b, json!({"name": "bob's secret plan"})).await;
+    let anns = t.create(&a, json!({"name": "ann's work"})).await;
+    let seen = says(&mut updates, "ann's work").await;
+    assert!(!seen.contains("bob's secret plan"), "{seen}");
+
+    let (status, list) = t.status(t.as_(&a, Method::GET, "/api/sessions")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        list.contains("ann's work") && !list.contains("bob's"),
+        "{list}"
+    );
+
+    let id = bobs.id.to_string();
+    let rest = [
+        (Method::GET, format!("/api/sessions/{id}"), None),
+        (Method::GET, format!("/api/sessions/{id}/events"), None),
+        (Method::DELETE, format!("/api/sessions/{id}"), None),
+        (
+            Method::POST,
+            format!("/api/sessions/{id}/prompt"),
+            Some(json!({"text": "hi"})),
+        ),
+        (Method::POST, format!("/api/sessions/{id}/stop"), None),
+        (
+            Method::POST,
+            format!("/api/sessions/{id}/permissions/r1"),
+            Some(json!({"decision": "allow"})),
+        ),
+    ];
+    for (method, path, body) in rest {
+        let mut req = t.as_(&a, method.clone(), &path);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let (status, text) = t.status(req).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{method} {path}: {text}");
+        assert!(!text.contains("secret plan"), "{text}");
+    }
+    for (function, form) in [
+        ("get_session", vec![("id", id.as_str())]),
+        ("open_session", vec![("id", &id)]),
+        ("session_events", vec![("id", &id), ("after", "0")]),
+        ("session_people", vec![("id", &id)]),
+        ("send_prompt", vec![("id", &id), ("text", "hi")]),
+        ("stop_session", vec![("id", &id)]),
+        (
+            "decide_permission",
+            vec![("id", &id), ("request_id", "r1"), ("decision", "allow")],
+        ),
+        ("delete_session", vec![("id", &id)]),
+        (
+            "share_session",
+            vec![("id", &id), ("login", "ann"), ("level", "operate")],
+        ),
+    ] {
+        let (status, text) = t.call(&a, function, &form).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{function}: {text}");
+        assert!(!text.contains("secret plan"), "{text}");
+    }
+    // The page of Bob's session, in Ann's browser, says nothing of it.
+    let (_, page) = t
+        .status(
+            t.request(Method::GET, &format!("/sessions/{id}"))
+                .header(header::COOKIE, &a.cookie),
+        )
+        .await;
+    assert!(!page.contains("secret plan"), "{page}");
+
+    // Bob's session is untouched, and Ann's own works.
+    let after = t.paddock.store.get_session(bobs.id).await.unwrap().unwrap();
+    assert_eq!(
+        (after.name.as_str(), after.last_seq),
+        ("bob's secret plan", bobs.last_seq)
+    );
+    let (status, _) = t
+        .status(t.as_(&a, Method::GET, &format!("/api/sessions/{}", anns.id)))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    // An admin sees everyone's.
+    let admin = t.person("root", Role::Admin).await;
+    let (status, _) = t
+        .status(t.as_(&admin, Method::GET, &format!("/api/sessions/{id}")))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn watchers_and_viewers_read_but_cannot_operate() {
+    let (_model, url) = common::scripted(
+        &json!([
+            {"reply": [{"tool_use": {"name": "bash", "input": {"command": "echo hi > hi.txt"}}}]},
+            {"reply": "done"}
+        ]),
+        None,
+    )
+    .await;
+    let flags = common::model_flags(&url, "sk-test");
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let t = team(&flags).await;
+    let owner = t.person("olga", Role::Member).await;
+    let member = t.person("max", Role::Member).await;
+    let viewer = t.person("vic", Role::Viewer).await;
+    let s = t
+        .create(&owner, json!({"name": "shared", "permission_mode": "ask"}))
+        .await;
+    let id = s.id.to_string();
+    t.share(&owner, &s, &member, "watch").await;
+    // A viewer never operates, whatever the share says.
+    t.share(&owner, &s, &viewer, "operate").await;
+
+    let (status, _) = t
+        .status(
+            t.as_(&owner, Method::POST, &format!("/api/sessions/{id}/prompt"))
+                .json(&json!({"text": "write hi"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let requests = common::wait_for_permissions(&t.paddock, s.id, 1).await;
+    let request = &requests[0].0;
+
+    for who in [&member, &viewer] {
+        let (status, _) = t
+            .status(t.as_(who, Method::GET, &format!("/api/sessions/{id}")))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{} reads it", who.login);
+        let attempts = [
+            (
+                format!("/api/sessions/{id}/prompt"),
+                json!({"text": "rm -rf"}),
+            ),
+            (format!("/api/sessions/{id}/stop"), json!(null)),
+            (
+                format!("/api/sessions/{id}/permissions/{request}"),
+                json!({"decision": "allow"}),
+            ),
+        ];
+        for (path, body) in attempts {
+            let mut req = t.as_(who, Method::POST, &path);
+            if !body.is_null() {
+                req = req.json(&body);
+            }
+            let (status, text) = t.status(req).await;
+            assert_eq!(
+                status,
+                StatusCode::FORBIDDEN,
+                "{} {path}: {text}",
+                who.login
+            );
+        }
+        let (status, _) = t
+            .status(t.as_(who, Method::DELETE, &format!("/api/sessions/{id}")))
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        let (status, _) = t
+            .call(
+                who,
+                "decide_permission",
+                &[("id", &id), ("request_id", request), ("decision", "allow")],
+            )
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+    }
+    let viewer_creates = t
+        .as_(&viewer, Method::POST, "/api/sessions")
+        .json(&json!({"name": "mine"}));
+    assert_eq!(t.status(viewer_creates).await.0, StatusCode::FORBIDDEN);
+
+    // Still waiting: nobody without the right decided.
+    let waiting = t.paddock.store.get_session(s.id).await.unwrap().unwrap();
+    assert_eq!(
+        waiting.status,
+        app::domain::SessionStatus::AwaitingPermission
+    );
+
+    // Given operate, the member decides, and the transcript says who.
+    t.share(&owner, &s, &member, "operate").await;
+    let (status, text) = t
+        .status(
+            t.as_(
+                &member,
+                Method::POST,
+                &format!("/api/sessions/{id}/permissions/{request}"),
+            )
+            .json(&json!({"decision": "allow"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{text}");
+    let events = common::wait_idle(&t.paddock, s.id).await;
+    let by = events.iter().find_map(|e| match &e.kind {
+        EventKind::PermissionDecision { by, .. } => by.clone(),
+        _ => None,
+    });
+    assert_eq!(by.as_deref(), Some("max"));
+}
+
+#[tokio::test]
+async fn unsharing_ends_an_open_stream_and_sharing_shows_at_once() {
+    let t = team(&[]).await;
+    let owner = t.person("olga", Role::Member).await;
+    let other = t.person("max", Role::Member).await;
+    let s = t.create(&owner, json!({"name": "to be shared"})).await;
+    let id = s.id.to_string();
+
+    let mut updates = open_stream(t.as_(&other, Method::GET, "/api/updates")).await;
+    t.share(&owner, &s, &other, "watch").await;
+    // The share makes the list reload, and the session is in it now.
+    says(&mut updates, "resync").await;
+    let (_, list) = t.status(t.as_(&other, Method::GET, "/api/sessions")).await;
+    assert!(list.contains("to be shared"), "{list}");
+
+    let events =
+        open_stream(t.as_(&other, Method::GET, &format!("/api/sessions/{id}/events"))).await;
+    let people = t.call(&owner, "session_people", &[("id", &id)]).await.1;
+    assert!(people.contains("olga"), "{people}");
+    t.share(&owner, &s, &other, "none").await;
+    ends(events).await;
+    let (status, _) = t
+        .status(t.as_(&other, Method::GET, &format!("/api/sessions/{id}")))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // The audit log has both.
+    let audit = t.paddock.store.audit_log(None, 100).await.unwrap();
+    let shares = audit
+        .iter()
+        .filter(|e| e.action.as_str().contains("share"))
+        .count();
+    assert!(shares >= 2, "{audit:?}");
+}
+
+#[tokio::test]
+async fn a_revoked_token_fails_at_once_and_ends_its_streams() {
+    let t = team(&[]).await;
+    let me = t.person("tess", Role::Member).await;
+    let s = t.create(&me, json!({"name": "mine"})).await;
+    let updates = open_stream(t.as_(&me, Method::GET, "/api/updates")).await;
+    let events =
+        open_stream(t.as_(&me, Method::GET, &format!("/api/sessions/{}/events", s.id))).await;
+
+    let (status, listed) = t.call(&me, "list_tokens", &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        !listed.contains(&me.token),
+        "a token is shown once: {listed}"
+    );
+    let tokens: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    let token_id = tokens[0]["token"]["id"].as_str().unwrap().to_owned();
+    assert!(tokens[0]["token"]["last_used_at"].is_string(), "{tokens}");
+    let (status, _) = t.call(&me, "revoke_token", &[("id", &token_id)]).await;
+    assert_eq!(status, StatusCode::OK);
+
+    ends(updates).await;
+    ends(events).await;
+    let (status, _) = t.status(t.as_(&me, Method::GET, "/api/sessions")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // The browser session is another credential, and still holds.
+    let (status, _) = t
+        .status(
+            t.request(Method::GET, "/api/sessions")
+                .header(header::COOKIE, &me.cookie),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn cookie_writes_from_another_origin_are_refused() {
+    let t = team(&[]).await;
+    let me = t.person("cora", Role::Member).await;
+    let with_cookie = |origin: Option<&str>| {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::COOKIE, HeaderValue::from_str(&me.cookie).unwrap());
+        if let Some(origin) = origin {
+            headers.insert(header::ORIGIN, HeaderValue::from_str(origin).unwrap());
+        }
+        t.http
+            .post(t.url("/api/sessions"))
+            .headers(headers)
+            .json(&json!({"name": "forged"}))
+    };
+    assert_eq!(
+        t.status(with_cookie(Some("http://evil.example"))).await.0,
+        StatusCode::FORBIDDEN
+    );
+    // A write that does not say where it comes from is refused too…
+    assert_eq!(t.status(with_cookie(None)).await.0, StatusCode::FORBIDDEN);
+    // …and so is a cross-site server function or sign-out.
+    let forged_signout = t
+        .http
+        .post(t.url("/auth/signout"))
+        .header(header::COOKIE, &me.cookie)
+        .header("sec-fetch-site", "cross-site");
+    assert_eq!(t.status(forged_signout).await.0, StatusCode::FORBIDDEN);
+    assert!(t
+        .paddock
+        .store
+        .list_sessions(None)
+        .await
+        .unwrap()
+        .is_empty());
+    // From the dashboard's own origin it works; a token needs no origin.
+    assert_eq!(
+        t.status(with_cookie(Some(&t.served.url))).await.0,
+        StatusCode::CREATED
+    );
+    let scripted = t
+        .as_(&me, Method::POST, "/api/sessions")
+        .json(&json!({"name": "from a script"}));
+    assert_eq!(t.status(scripted).await.0, StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn sign_in_is_rate_limited_and_never_tells_who_exists() {
+    let t = team(&[]).await;
+    let me = t.person("rita", Role::Member).await;
+    let wrong = t.sign_in("rita", "not the password").await.unwrap_err();
+    let unknown = t.sign_in("nobody", "not the password").await.unwrap_err();
+    assert_eq!(wrong.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(wrong, unknown, "the same answer for an unknown account");
+    for _ in 0..10 {
+        let _ = t.sign_in("rita", "guess").await;
+    }
+    let limited = t.sign_in("rita", PASSWORD).await.unwrap_err();
+    assert_eq!(limited.0, StatusCode::TOO_MANY_REQUESTS, "{limited:?}");
+    // Sign-out ends the cookie: replayed afterwards, it is nobody.
+    let signout = t
+        .request(Method::POST, "/auth/signout")
+        .header(header::COOKIE, &me.cookie);
+    assert_eq!(t.status(signout).await.0, StatusCode::SEE_OTHER);
+    let replayed = t
+        .request(Method::GET, "/api/sessions")
+        .header(header::COOKIE, &me.cookie);
+    assert_eq!(t.status(replayed).await.0, StatusCode::UNAUTHORIZED);
+    let audit = t.paddock.store.audit_log(None, 100).await.unwrap();
+    assert!(
+        audit.iter().any(|e| e.action.as_str() == "sign_in_failed"),
+        "{audit:?}"
+    );
+}

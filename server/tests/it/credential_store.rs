@@ -1,0 +1,423 @@
+//! The real `paddock` binary with sign-in on: the first admin made through
+//! the setup link in its log, a canary API key saved through the dashboard's
+//! server function that the model needs and that appears nowhere else (log,
+//! database bytes, API answers, the sandbox) and still works after a
+//! restart, a wrong master key refused at start, sign-in off refused on a
+//! public address, and the `paddock user` command.
+
+use crate::common::{self, paddock_command, start_with, Binary};
+use app::domain::{EventKind, Session, SessionStatus};
+use reqwest::{header, Client, StatusCode};
+use serde_json::json;
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const CANARY: &str = "sk-ant-canary-7f3e9d2b41c8a6e5d0f9b7c3a1e4d6f8";
+const PASSWORD: &str = "a long enough password";
+
+fn client() -> Client {
+    Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// The setup link's token, once the log has it.
+async fn setup_token(server: &Binary) -> String {
+    for _ in 0..100 {
+        if let Some((_, rest)) = server.log().split_once("/setup?token=") {
+            return rest.split_whitespace().next().unwrap().to_owned();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no setup link in the log: {}", server.log());
+}
+
+/// A signed-in admin's browser: its cookie, and every answer it was given.
+struct Browser {
+    url: String,
+    cookie: String,
+    answers: String,
+}
+
+impl Browser {
+    async fn call(&mut self, function: &str, form: &[(&str, &str)]) -> String {
+        let res = client()
+            .post(format!("{}/api/{function}", self.url))
+            .header(header::COOKIE, &self.cookie)
+            .header(header::ORIGIN, &self.url)
+            .form(form)
+            .send()
+            .await
+            .unwrap();
+        let status = res.status();
+        let body = res.text().await.unwrap();
+        assert!(status.is_success(), "{function}: {status} {body}");
+        self.answers.push_str(&body);
+        body
+    }
+
+    async fn rest(
+        &mut self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> String {
+        let mut req = client()
+            .request(method, format!("{}{path}", self.url))
+            .header(header::COOKIE, &self.cookie)
+            .header(header::ORIGIN, &self.url);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status();
+        let text = res.text().await.unwrap();
+        assert!(status.is_success(), "{path}: {status} {text}");
+        self.answers.push_str(&text);
+        text
+    }
+
+    async fn finished(&mut self, session: &Session) -> Vec<EventKind> {
+        let id = session.id.to_string();
+        for _ in 0..600 {
+            let s: Session =
+                serde_json::from_str(&self.call("get_session", &[("id", &id)]).await).unwrap();
+            if matches!(s.status, SessionStatus::Idle | SessionStatus::Error) {
+                let page: app::api::EventPage = serde_json::from_str(
+                    &self
+                        .call("session_events", &[("id", &id), ("after", "0")])
+                        .await,
+                )
+                .unwrap();
+                return page.events.into_iter().map(|e| e.kind).collect();
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the session did not finish");
+    }
+}
+
+async fn sign_in(url: &str, login: &str, password: &str) -> Option<String> {
+    let res = client()
+        .post(format!("{url}/auth/signin"))
+        .header(header::ORIGIN, url)
+        .form(&[("login", login), ("password", password)])
+        .send()
+        .await
+        .unwrap();
+    (res.status() == StatusCode::SEE_OTHER).then(|| {
+        let cookie = res.headers()[header::SET_COOKIE].to_str().unwrap();
+        cookie.split(';').next().unwrap().to_owned()
+    })
+}
+
+/// Every byte of the database's files.
+fn database_bytes(dir: &Path) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        if entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with("paddock.db")
+        {
+            bytes.extend(std::fs::read(entry.path()).unwrap());
+        }
+    }
+    bytes
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
+
+/// The environment of a session's container, as Docker keeps it.
+fn container_env(session: &Session) -> String {
+    let out = Command::new("docker")
+        .args([
+            "inspect",
+            "--format",
+            "{{json .Config.Env}}",
+            &format!("paddock-{}", session.id),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn bash(command: &str) -> serde_json::Value {
+    json!({"reply": [{"tool_use": {"name": "bash", "input": {"command": command}}}]})
+}
+
+#[tokio::test]
+async fn a_saved_key_is_used_and_never_shown_logged_stored_plain_or_put_in_a_sandbox() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    // The model answers only to the canary key; the server has no key of
+    // its own in its environment.
+    let look = "env; tr '\\0' '\\n' < /proc/1/environ 2>/dev/null";
+    let (_model, model_url) = common::scripted(
+        &json!([
+            bash(look), {"reply": "first run done"},
+            {"reply": "after the restart"}
+        ]),
+        Some(CANARY),
+    )
+    .await;
+    let env = [
+        ("PADDOCK_AUTH", "on"),
+        ("ANTHROPIC_BASE_URL", model_url.as_str()),
+        ("RUST_LOG", "debug"),
+    ];
+    let server = start_with(dir, "127.0.0.1:0", &env);
+    let url = server.url.clone();
+
+    // The first admin, through the setup link.
+    let token = setup_token(&server).await;
+    let res = client()
+        .post(format!("{url}/auth/setup"))
+        .header(header::ORIGIN, &url)
+        .form(&[
+            ("token", token.as_str()),
+            ("login", "admin"),
+            ("password", PASSWORD),
+            ("confirm", PASSWORD),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let cookie = sign_in(&url, "admin", PASSWORD).await.expect("signed in");
+    let mut admin = Browser {
+        url: url.clone(),
+        cookie,
+        answers: String::new(),
+    };
+    // The setup link works once.
+    let again = client()
+        .post(format!("{url}/auth/setup"))
+        .header(header::ORIGIN, &url)
+        .header(header::ACCEPT, "application/json")
+        .form(&[
+            ("token", token.as_str()),
+            ("login", "eve"),
+            ("password", PASSWORD),
+            ("confirm", PASSWORD),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert!(again.status().is_client_error(), "{}", again.status());
+
+    let saved = admin
+        .call(
+            "save_credential",
+            &[
+                ("scope", "server"),
+                ("kind", "anthropic_api_key"),
+                ("value", CANARY),
+            ],
+        )
+        .await;
+    assert!(
+        saved.contains(&CANARY[CANARY.len() - 4..]),
+        "a hint: {saved}"
+    );
+    admin.call("list_credentials", &[]).await;
+
+    let session: Session = serde_json::from_str(
+        &admin
+            .rest(
+                reqwest::Method::POST,
+                "/api/sessions",
+                Some(json!({"name": "canary", "permission_mode": "auto"})),
+            )
+            .await,
+    )
+    .unwrap();
+    admin
+        .rest(
+            reqwest::Method::POST,
+            &format!("/api/sessions/{}/prompt", session.id),
+            Some(json!({"text": "look around"})),
+        )
+        .await;
+    let events = admin.finished(&session).await;
+    let said: Vec<String> = events
+        .iter()
+        .filter_map(|k| match k {
+            EventKind::AssistantText { text } => Some(text.clone()),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        said.iter().any(|t| t.contains("first run done")),
+        "{events:?}"
+    );
+    let tool_output = serde_json::to_string(&events).unwrap();
+    assert!(
+        !tool_output.contains(CANARY),
+        "the sandbox saw it: {tool_output}"
+    );
+    assert!(
+        tool_output.contains("PATH="),
+        "the command ran: {tool_output}"
+    );
+    assert!(!container_env(&session).contains(CANARY));
+
+    // After a restart, the key is unsealed again from the store.
+    let log = server.log();
+    drop(server);
+    let server = start_with(dir, "127.0.0.1:0", &env);
+    admin.url = server.url.clone();
+    admin.cookie = sign_in(&server.url, "admin", PASSWORD).await.unwrap();
+    admin
+        .rest(
+            reqwest::Method::POST,
+            &format!("/api/sessions/{}/prompt", session.id),
+            Some(json!({"text": "again"})),
+        )
+        .await;
+    let events = admin.finished(&session).await;
+    assert!(
+        serde_json::to_string(&events)
+            .unwrap()
+            .contains("after the restart"),
+        "{events:?}"
+    );
+    let log = log + &server.log();
+    drop(server);
+
+    assert!(log.contains("listening on"), "the log is read: {log}");
+    assert!(!log.contains(CANARY), "logged: {log}");
+    assert!(
+        !admin.answers.contains(CANARY),
+        "answered: {}",
+        admin.answers
+    );
+    assert!(
+        !contains(&database_bytes(dir), CANARY),
+        "stored in plain text"
+    );
+
+    // Another master key opens nothing.
+    std::fs::write(dir.join("master.key"), format!("{}\n", "ab".repeat(32))).unwrap();
+    let out = paddock_command(
+        dir,
+        &[("PADDOCK_AUTH", "on"), ("PADDOCK_ADDR", "127.0.0.1:0")],
+    )
+    .output()
+    .unwrap();
+    assert!(!out.status.success());
+    let said =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    assert!(said.to_lowercase().contains("master key"), "{said}");
+}
+
+#[test]
+fn sign_in_off_is_refused_on_a_public_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = paddock_command(
+        dir.path(),
+        &[("PADDOCK_AUTH", "off"), ("PADDOCK_ADDR", "0.0.0.0:0")],
+    )
+    .output()
+    .unwrap();
+    assert!(!out.status.success());
+    let said =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("PADDOCK_AUTH"), "{said}");
+}
+
+/// Runs `paddock ARGS` on `dir`'s database with `stdin` as its input.
+fn paddock_cli(dir: &Path, args: &[&str], stdin: &str) -> (bool, String) {
+    let mut child = paddock_command(dir, &[])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let said =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), said)
+}
+
+#[tokio::test]
+async fn the_user_command_adds_lists_and_disables_accounts() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let (ok, said) = paddock_cli(
+        dir,
+        &["user", "add", "root", "--role", "admin"],
+        &format!("{PASSWORD}\n"),
+    );
+    assert!(ok, "{said}");
+    let (ok, said) = paddock_cli(
+        dir,
+        &["user", "add", "alice", "--name", "Alice A."],
+        &format!("{PASSWORD}\n"),
+    );
+    assert!(ok, "{said}");
+    let (ok, said) = paddock_cli(dir, &["user", "add", "alice"], &format!("{PASSWORD}\n"));
+    assert!(!ok && said.contains("taken"), "{said}");
+    let (ok, said) = paddock_cli(dir, &["user", "add", "bob"], "short\n");
+    assert!(!ok, "a short password is refused: {said}");
+    let (ok, said) = paddock_cli(dir, &["user", "list"], "");
+    assert!(
+        ok && said.contains("root") && said.contains("admin"),
+        "{said}"
+    );
+    assert!(
+        said.contains("Alice A.") && said.contains("member"),
+        "{said}"
+    );
+    assert!(!said.contains("bob"), "{said}");
+
+    let server = start_with(dir, "127.0.0.1:0", &[("PADDOCK_AUTH", "on")]);
+    assert!(
+        !server.log().contains("/setup?token="),
+        "an account exists: no setup link"
+    );
+    let cookie = sign_in(&server.url, "alice", PASSWORD)
+        .await
+        .expect("alice signs in");
+    let (ok, said) = paddock_cli(dir, &["user", "disable", "alice"], "");
+    assert!(ok, "{said}");
+    // The last admin cannot be disabled.
+    let (ok, said) = paddock_cli(dir, &["user", "disable", "root"], "");
+    assert!(!ok && said.contains("last active admin"), "{said}");
+    // Disabled: her browser session ends, and she cannot sign in again.
+    let res = client()
+        .get(format!("{}/api/sessions", server.url))
+        .header(header::COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert!(sign_in(&server.url, "alice", PASSWORD).await.is_none());
+    let (ok, said) = paddock_cli(
+        dir,
+        &["user", "reset-password", "alice"],
+        "another long password\n",
+    );
+    assert!(ok, "{said}");
+    let (ok, said) = paddock_cli(dir, &["user", "enable", "alice"], "");
+    assert!(ok, "{said}");
+    assert!(sign_in(&server.url, "alice", "another long password")
+        .await
+        .is_some());
+    assert!(sign_in(&server.url, "alice", PASSWORD).await.is_none());
+}
