@@ -17,9 +17,10 @@ async function servePage(html: string): Promise<[Server, string]> {
   return [server, `http://127.0.0.1:${(server.address() as AddressInfo).port}/`];
 }
 
-/** A session of the user's, made by a script (not a browser: allowed). */
+/** A session of the user's, made by a script with their token (not a
+ * browser: allowed). */
 async function userSession(paddock: Paddock): Promise<string> {
-  const res = await fetch(`${paddock.url}/api/sessions`, {
+  const res = await paddock.api('/api/sessions', {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
     body: JSON.stringify({ name: 'mine', permission_mode: 'auto' }),
@@ -67,7 +68,7 @@ test.describe('browser-borne requests', () => {
     }
 
     // Nothing was created, prompted, stopped or deleted; the model heard nothing.
-    const sessions = await (await fetch(`${paddock.url}/api/sessions`)).json();
+    const sessions = await (await paddock.api('/api/sessions')).json();
     expect(sessions.map((s: { id: string }) => s.id)).toEqual([id]);
     expect(sessions[0].last_seq).toBe(0);
     expect((await model!.state()).requests).toHaveLength(0);
@@ -112,7 +113,7 @@ test.describe('browser-borne requests', () => {
     } finally {
       await browser.close();
     }
-    const sessions = await (await fetch(`${paddock.url}/api/sessions`)).json();
+    const sessions = await (await paddock.api('/api/sessions')).json();
     expect(sessions.map((s: { id: string }) => s.id)).toEqual([id]);
     expect(sessions[0].last_seq).toBe(0);
   });

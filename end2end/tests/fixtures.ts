@@ -1,6 +1,7 @@
-import { test as base, expect, Page } from '@playwright/test';
+import { test as base, expect, Browser, Page } from '@playwright/test';
 import { spawn, ChildProcess } from 'node:child_process';
 import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -55,29 +56,37 @@ export class Model {
   }
 }
 
-/** A real Paddock server on its own SQLite file, restartable on the same port. */
+/** The admin every test signs in as, made with `paddock user add` before the
+ * server first starts (as a headless deploy would). */
+export const ADMIN = { login: 'e2e', password: 'e2e password, long enough' };
+
+/** A real Paddock server on its own SQLite file, restartable on the same port,
+ * with sign-in on. */
 export class Paddock {
   private proc?: ChildProcess;
   private output = '';
   url = '';
-  constructor(readonly dataDir: string, readonly sandbox: 'docker' | 'local', readonly model?: Model) {}
+  /** An API token of the admin's, for the test's own scripts. */
+  token = '';
+  constructor(readonly dataDir: string, readonly sandbox: 'docker' | 'local', readonly model?: Model, readonly withAdmin = true) {}
 
   get workspaces(): string {
     return join(this.dataDir, 'workspaces');
   }
 
-  async start(addr = '127.0.0.1:0'): Promise<void> {
-    const bin = process.env.PADDOCK_BIN;
-    const siteRoot = process.env.PADDOCK_SITE_ROOT;
-    if (!bin || !siteRoot) throw new Error('PADDOCK_BIN and PADDOCK_SITE_ROOT must be set (scripts/test does)');
-    this.output = '';
+  /** What the server logged since it last started. */
+  get log(): string {
+    return this.output;
+  }
+
+  private env(): NodeJS.ProcessEnv {
     const env: NodeJS.ProcessEnv = {
       ...process.env,
-      PADDOCK_ADDR: addr,
       DATABASE_URL: `sqlite://${join(this.dataDir, 'paddock.db')}`,
       WORKSPACE_ROOT: this.workspaces,
+      PADDOCK_MASTER_KEY_FILE: join(this.dataDir, 'master.key'),
+      PADDOCK_AUTH: 'on',
       PADDOCK_SANDBOX: this.sandbox,
-      LEPTOS_SITE_ROOT: siteRoot,
       RUST_LOG: 'info',
       NO_COLOR: '1',
     };
@@ -87,9 +96,55 @@ export class Paddock {
       env.ANTHROPIC_BASE_URL = this.model.url;
       env.ANTHROPIC_API_KEY = Model.key;
     }
+    return env;
+  }
+
+  /** Runs `paddock ARGS` (a subcommand) on this server's database. */
+  cli(args: string[], input = ''): string {
+    return execFileSync(process.env.PADDOCK_BIN!, args, { env: this.env(), input, encoding: 'utf8' });
+  }
+
+  async start(addr = '127.0.0.1:0'): Promise<void> {
+    const bin = process.env.PADDOCK_BIN;
+    const siteRoot = process.env.PADDOCK_SITE_ROOT;
+    if (!bin || !siteRoot) throw new Error('PADDOCK_BIN and PADDOCK_SITE_ROOT must be set (scripts/test does)');
+    if (this.withAdmin && !existsSync(join(this.dataDir, 'paddock.db'))) {
+      this.cli(['user', 'add', ADMIN.login, '--role', 'admin'], `${ADMIN.password}\n`);
+    }
+    this.output = '';
+    const env = { ...this.env(), PADDOCK_ADDR: addr, LEPTOS_SITE_ROOT: siteRoot };
     const [proc, listening] = spawnListening(bin, [], env, (s) => { this.output += s; });
     this.proc = proc;
     this.url = await listening;
+    if (this.withAdmin && !this.token) this.token = await this.createToken(ADMIN.login, ADMIN.password);
+  }
+
+  /** Signs in as a script would (a form post from the server's own origin)
+   * and makes an API token. */
+  async createToken(login: string, password: string): Promise<string> {
+    const signin = await fetch(`${this.url}/auth/signin`, {
+      method: 'POST',
+      headers: { origin: this.url, 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ login, password }),
+      redirect: 'manual',
+    });
+    if (signin.status !== 303) throw new Error(`sign-in: ${signin.status} ${await signin.text()}`);
+    const cookie = signin.headers.get('set-cookie')!.split(';')[0];
+    const res = await fetch(`${this.url}/api/create_token`, {
+      method: 'POST',
+      headers: { origin: this.url, cookie, 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ name: `e2e ${randomBytes(4).toString('hex')}` }),
+    });
+    if (!res.ok) throw new Error(`create_token: ${res.status} ${await res.text()}`);
+    return (await res.json()).secret;
+  }
+
+  /** A request to the REST API with the admin's token, as a script sends it. */
+  api(path: string, init: RequestInit = {}): Promise<Response> {
+    return fetch(`${this.url}${path}`, {
+      ...init,
+      headers: { authorization: `Bearer ${this.token}`, ...(init.headers as Record<string, string> | undefined) },
+    });
   }
 
   /** Stops with SIGTERM (graceful) or SIGKILL (a crash). */
@@ -109,6 +164,23 @@ export class Paddock {
   }
 }
 
+/** Signs `page` in through the sign-in page, as a person does. */
+export async function signIn(page: Page, paddock: Paddock, login = ADMIN.login, password = ADMIN.password): Promise<void> {
+  await gotoHydrated(page, `${paddock.url}/signin`);
+  await page.getByLabel('Login').fill(login);
+  await page.getByLabel('Password').fill(password);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await expect(page).toHaveURL(`${paddock.url}/`);
+  await expect(page.getByTestId('account-name')).toBeVisible();
+}
+
+/** Another window of the same signed-in person (its own context, sharing
+ * the browser session of `page`). */
+export async function anotherWindow(browser: Browser, page: Page): Promise<Page> {
+  const context = await browser.newContext({ storageState: await page.context().storageState() });
+  return context.newPage();
+}
+
 export async function gotoHydrated(page: Page, url: string) {
   const response = await page.goto(url);
   await expect(page.locator('body[data-hydrated="true"]')).toBeAttached();
@@ -125,11 +197,13 @@ export function containerExists(sessionId: string): boolean {
   }
 }
 
-export const test = base.extend<{ sandbox: 'docker' | 'local'; scenario: Scenario | null; model: Model | undefined; paddock: Paddock }>({
+export const test = base.extend<{ sandbox: 'docker' | 'local'; scenario: Scenario | null; withAdmin: boolean; model: Model | undefined; paddock: Paddock }>({
   // Local by default: most tests are about the dashboard, not containers.
   sandbox: ['local', { option: true }],
   // What the scripted model answers, turn by turn; null: no model configured.
   scenario: [{ turns: [] }, { option: true }],
+  // Whether an admin exists before the first start (false: the setup link).
+  withAdmin: [true, { option: true }],
   model: async ({ scenario }, use) => {
     if (scenario === null) return use(undefined);
     const dir = mkdtempSync(join(tmpdir(), 'paddock-model-'));
@@ -139,9 +213,9 @@ export const test = base.extend<{ sandbox: 'docker' | 'local'; scenario: Scenari
     model.stop();
     rmSync(dir, { recursive: true, force: true });
   },
-  paddock: async ({ sandbox, model }, use) => {
+  paddock: async ({ sandbox, model, withAdmin }, use) => {
     const dir = mkdtempSync(join(tmpdir(), 'paddock-e2e-'));
-    const paddock = new Paddock(dir, sandbox, model);
+    const paddock = new Paddock(dir, sandbox, model, withAdmin);
     await paddock.start();
     await use(paddock);
     await paddock.stop();
@@ -153,11 +227,17 @@ export const test = base.extend<{ sandbox: 'docker' | 'local'; scenario: Scenari
     }
     rmSync(dir, { recursive: true, force: true });
   },
+  // The test's page is signed in as the admin, through the sign-in page.
+  page: async ({ page, paddock, withAdmin }, use) => {
+    if (withAdmin) await signIn(page, paddock);
+    await use(page);
+  },
 });
 
-/** Creates a session through the REST API and opens its page, hydrated and live. */
+/** Creates a session through the REST API (the admin's token) and opens its
+ * page, hydrated and live. */
 export async function openNewSession(page: Page, paddock: Paddock, body: Record<string, unknown> = {}): Promise<string> {
-  const res = await fetch(`${paddock.url}/api/sessions`, {
+  const res = await paddock.api('/api/sessions', {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
     body: JSON.stringify({ name: 'e2e', ...body }),

@@ -1,4 +1,4 @@
-import { test, expect, gotoHydrated, snapshot } from './fixtures';
+import { test, expect, gotoHydrated, snapshot, ADMIN } from './fixtures';
 
 test('create a session through the form; it survives reload and restart', async ({ page, paddock }) => {
   await gotoHydrated(page, paddock.url);
@@ -39,7 +39,13 @@ test('one click is enough: an unnamed session gets a name', async ({ page, paddo
 test('the form works before the WASM loads', async ({ browser, paddock }) => {
   const context = await browser.newContext({ javaScriptEnabled: false });
   const page = await context.newPage();
+  // Signing in is a plain form too.
   await page.goto(paddock.url);
+  await expect(page).toHaveURL(/\/signin\?next=%2F$/);
+  await page.getByLabel('Login').fill(ADMIN.login);
+  await page.getByLabel('Password').fill(ADMIN.password);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await expect(page).toHaveURL(`${paddock.url}/`);
   await page.getByLabel('Name').fill('No script needed');
   await page.getByRole('button', { name: 'Create session' }).click();
   await expect(page.getByTestId('session-list').getByText('No script needed')).toBeVisible();
@@ -54,11 +60,12 @@ test('bad input gets a clear message and writes nothing', async ({ page, paddock
   await expect(page.getByRole('alert')).toContainText('is not a model identifier');
 
   const tooLong = await page.request.post(`${paddock.url}/api/create_session`, {
+    headers: { origin: paddock.url },
     form: { name: 'x'.repeat(10_000) },
   });
   expect(tooLong.status()).toBe(400);
   const malformed = await page.request.post(`${paddock.url}/api/create_session`, {
-    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    headers: { origin: paddock.url, 'content-type': 'application/x-www-form-urlencoded' },
     data: '%%%',
   });
   expect(malformed.status()).toBe(400);

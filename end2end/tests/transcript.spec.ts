@@ -3,7 +3,7 @@
 // Debian's Chromium.
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { test, expect, gotoHydrated, openNewSession, sendPrompt, snapshot, containerExists } from './fixtures';
+import { test, expect, gotoHydrated, openNewSession, sendPrompt, snapshot, containerExists, anotherWindow } from './fixtures';
 
 const slow = { chunk: 3, delay_ms: 30 };
 const status = (page: import('@playwright/test').Page) => page.locator('header [data-status]').first();
@@ -29,7 +29,7 @@ test.describe('a working session', () => {
 
   test('text streams, a tool card shows the diff, the file lands in the workspace, reload is identical, a second viewer follows live', async ({ page, browser, paddock, model }) => {
     // The sessions list updates live in another tab.
-    const list = await browser.newPage();
+    const list = await anotherWindow(browser, page);
     await gotoHydrated(list, paddock.url);
 
     const id = await openNewSession(page, paddock, { name: 'writer', permission_mode: 'auto' });
@@ -66,7 +66,7 @@ test.describe('a working session', () => {
 
     // A second browser (its own context) on the same session sees the next
     // prompt and its answer stream in live.
-    const other = await (await browser.newContext()).newPage();
+    const other = await anotherWindow(browser, page);
     await gotoHydrated(other, `${paddock.url}/sessions/${id}`);
     await expect(other.getByTestId('connection')).toHaveAttribute('data-state', 'live');
     await sendPrompt(page, 'And a second prompt');
@@ -146,7 +146,7 @@ test.describe('permissions', () => {
 
   test('allow and deny, seen and decided once by every viewer', async ({ page, browser, paddock }) => {
     const id = await openNewSession(page, paddock, { permission_mode: 'ask' });
-    const other = await (await browser.newContext()).newPage();
+    const other = await anotherWindow(browser, page);
     await gotoHydrated(other, `${paddock.url}/sessions/${id}`);
     await expect(other.getByTestId('connection')).toHaveAttribute('data-state', 'live');
 

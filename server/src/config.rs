@@ -198,12 +198,12 @@ impl Config {
     }
 
     /// The URL to print in links (the setup link): the public URL, else the
-    /// listening address.
-    pub fn base_url(&self) -> String {
+    /// address Paddock listens on (`bound`: port 0 is a real port by then).
+    pub fn base_url(&self, bound: SocketAddr) -> String {
         match &self.public_url {
             Some(origin) => origin.to_string(),
             None => {
-                let addr = self.listen_addr();
+                let addr = bound;
                 let host = if addr.ip().is_unspecified() {
                     std::net::IpAddr::V4(Ipv4Addr::LOCALHOST)
                 } else {

@@ -38,7 +38,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
-    tracing::info!("Paddock listening on http://{}", listener.local_addr()?);
+    let bound = listener.local_addr()?;
+    tracing::info!("Paddock listening on http://{bound}");
     if let Some(warning) = http::request_guard::RequestGuard::new(&config).startup_warning() {
         tracing::warn!("{warning}");
     }
@@ -49,7 +50,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             "No account exists yet. Open {}/setup?token={token} to create the first admin \
              (the link works once, until Paddock restarts), or run `paddock user add LOGIN \
              --role admin`.",
-            config.base_url()
+            config.base_url(bound)
         );
     }
     serve(listener, state, shutdown_signal()).await

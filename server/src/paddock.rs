@@ -374,6 +374,10 @@ impl Backend for Paddock {
         Ok(())
     }
 
+    fn setup_link_open(&self, token: &str) -> bool {
+        self.auth.setup_token_valid(token)
+    }
+
     async fn server_info(&self) -> ServerInfo {
         let info = self.sandbox.info();
         let configured = self.vault.has_llm_credential().await.unwrap_or(true);

@@ -14,11 +14,20 @@ use crate::accounts::{CredentialKind, CredentialScope};
 use crate::domain::AppError;
 use leptos::prelude::*;
 
-/// The signed-in caller, `None` for an anonymous visitor: the one server
-/// function the door serves without sign-in, and it tells nothing else.
+/// The signed-in caller, `None` for an anonymous visitor: one of the two
+/// server functions the door serves without sign-in, and it tells nothing
+/// else.
 #[server(endpoint = "whoami", output = UrlInJsonOut)]
 pub async fn whoami() -> Result<Option<Caller>, AppError> {
     Ok(ssr::signed_in())
+}
+
+/// Whether `token` opens the first-admin setup (the other server function
+/// open to anonymous visitors: the setup page asks it before showing its
+/// form). It tells only whether this token is that one.
+#[server(endpoint = "setup_link", output = UrlInJsonOut)]
+pub async fn setup_link_open(token: String) -> Result<bool, AppError> {
+    Ok(ssr::backend()?.setup_link_open(&token))
 }
 
 #[server(endpoint = "session_people", output = UrlInJsonOut)]

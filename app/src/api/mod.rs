@@ -59,6 +59,8 @@ pub(crate) mod ssr {
         /// Removes the session, its sandbox and its workspace.
         async fn delete_session(&self, caller: &Caller, id: SessionId) -> Result<(), AppError>;
         async fn server_info(&self) -> ServerInfo;
+        /// Whether `token` is the first-admin setup link's, still unused.
+        fn setup_link_open(&self, token: &str) -> bool;
         /// Up to `limit` events with `seq > after`, oldest first.
         async fn events(
             &self,

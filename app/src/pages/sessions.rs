@@ -2,6 +2,8 @@
 //! server's session updates stream, and the form that starts a new one.
 
 use super::{format_cost, format_time, DeleteButton, ErrorNote, StatusBadge};
+use crate::accounts::Role;
+use crate::api::accounts::whoami;
 use crate::api::{get_server_info, list_sessions, CreateSession};
 use crate::domain::{
     Engine, PermissionMode, Session, DEFAULT_MODEL, NAME_MAX_CHARS, SUGGESTED_MODELS,
@@ -15,6 +17,7 @@ use leptos_router::components::A;
 pub fn SessionsPage() -> impl IntoView {
     let create = ServerAction::<CreateSession>::new();
     let sessions = Resource::new(|| (), |_| list_sessions());
+    let me = Resource::new(|| (), |_| whoami());
     // A created session opens at once, ready for its first prompt.
     let navigate = leptos_router::hooks::use_navigate();
     Effect::new(move |_| {
@@ -25,7 +28,19 @@ pub fn SessionsPage() -> impl IntoView {
 
     view! {
         <div class="grid gap-6 md:grid-cols-[20rem_1fr]">
-            <NewSessionForm create />
+            // Viewers watch what is shared with them; they create nothing.
+            <Suspense>
+                {move || Suspend::new(async move {
+                    match me.await {
+                        Ok(Some(c)) if c.role == Role::Viewer => view! {
+                            <p data-testid="viewer-note" class="self-start rounded-lg border border-zinc-200 bg-white p-4 text-sm text-zinc-600 dark:border-zinc-800 dark:bg-zinc-900 dark:text-zinc-300">
+                                "You are a viewer: you watch the sessions shared with you, and cannot create sessions."
+                            </p>
+                        }.into_any(),
+                        _ => view! { <NewSessionForm create /> }.into_any(),
+                    }
+                })}
+            </Suspense>
             <section aria-labelledby="sessions-heading" class="min-w-0">
                 <h2 id="sessions-heading" class="mb-3 text-sm font-semibold uppercase tracking-wide text-zinc-500 dark:text-zinc-400">
                     "Sessions"
@@ -33,7 +48,7 @@ pub fn SessionsPage() -> impl IntoView {
                 <Suspense fallback=|| view! { <p class="text-sm text-zinc-500">"Loading sessions…"</p> }>
                     {move || Suspend::new(async move {
                         match sessions.await {
-                            Ok(list) => view! { <LiveSessionList initial=list refetch=move || sessions.refetch() /> }.into_any(),
+                            Ok(list) => view! { <LiveSessionList initial=list /> }.into_any(),
                             Err(e) => view! { <ErrorNote message=e.to_string() /> }.into_any(),
                         }
                     })}
@@ -54,12 +69,36 @@ fn sort(list: &mut [Session]) {
 
 /// The list as rendered, then kept current by `/api/updates`.
 #[component]
-fn LiveSessionList(
-    initial: Vec<Session>,
-    refetch: impl Fn() + Send + Sync + 'static,
-) -> impl IntoView {
+fn LiveSessionList(initial: Vec<Session>) -> impl IntoView {
     let list = RwSignal::new(initial);
-    let (_, set_link) = signal(Link::Connecting);
+    let (link, set_link) = signal(Link::Connecting);
+    // The list as it is now, read again in place: when the stream opens
+    // (what changed between this page's render and its connection, or
+    // during a reconnect, was never streamed) and when it says to.
+    let reload = move || {
+        leptos::task::spawn_local(async move {
+            if let Ok(mut fresh) = list_sessions().await {
+                // What streamed in while the answer was on its way is newer.
+                list.with_untracked(|now| {
+                    for s in &mut fresh {
+                        if let Some(newer) = now
+                            .iter()
+                            .find(|x| x.id == s.id && x.updated_at > s.updated_at)
+                        {
+                            *s = newer.clone();
+                        }
+                    }
+                });
+                sort(&mut fresh);
+                list.set(fresh);
+            }
+        })
+    };
+    Effect::new(move |_| {
+        if link.get() == Link::Live {
+            reload();
+        }
+    });
     live::subscribe(
         || "/api/updates".to_owned(),
         &["session", "deleted", "resync"],
@@ -76,7 +115,7 @@ fn LiveSessionList(
                 }
             }
             "deleted" => list.update(|l| l.retain(|s| s.id.to_string() != data)),
-            _ => refetch(),
+            _ => reload(),
         },
         set_link,
     );

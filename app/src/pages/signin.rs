@@ -6,6 +6,7 @@
 use super::form::{PageTitle, INPUT, PANEL, PRIMARY};
 use super::ErrorNote;
 use crate::accounts::{LOGIN_MAX_CHARS, PASSWORD_MIN_CHARS};
+use crate::api::accounts::setup_link_open;
 use leptos::prelude::*;
 use leptos_router::hooks::use_query_map;
 
@@ -59,30 +60,47 @@ pub fn SetupPage() -> impl IntoView {
     let query = use_query_map();
     let error = move || query.read().get("error").map(|c| message(&c));
     let token = move || query.read().get("token").unwrap_or_default();
+    let open = Resource::new(token, setup_link_open);
     view! {
         <div class="mx-auto max-w-sm">
             <PageTitle title="Set up Paddock" about="Create the first account: an admin, who then adds the team." />
-            <form method="post" action="/auth/setup" class=format!("space-y-3 {PANEL}") data-testid="setup-form">
-                <input type="hidden" name="token" value=token />
-                <div>
-                    <label for="setup-login" class="text-sm font-medium">"Login"</label>
-                    <input id="setup-login" name="login" required autocomplete="username" autocapitalize="none" maxlength=LOGIN_MAX_CHARS class=INPUT />
-                </div>
-                <div>
-                    <label for="setup-name" class="text-sm font-medium">"Display name"</label>
-                    <input id="setup-name" name="display_name" autocomplete="name" class=INPUT />
-                </div>
-                <div>
-                    <label for="setup-password" class="text-sm font-medium">"Password"</label>
-                    <input id="setup-password" name="password" type="password" required minlength=PASSWORD_MIN_CHARS autocomplete="new-password" class=INPUT />
-                </div>
-                <div>
-                    <label for="setup-confirm" class="text-sm font-medium">"Password again"</label>
-                    <input id="setup-confirm" name="confirm" type="password" required minlength=PASSWORD_MIN_CHARS autocomplete="new-password" class=INPUT />
-                </div>
-                <button type="submit" class=format!("w-full {PRIMARY}")>"Create admin and sign in"</button>
-                {move || error().map(|m| view! { <ErrorNote message=m.to_owned() /> })}
-            </form>
+            <Suspense>
+                {move || Suspend::new(async move {
+                    if open.await.unwrap_or(false) {
+                        view! {
+                            <form method="post" action="/auth/setup" class=format!("space-y-3 {PANEL}") data-testid="setup-form">
+                                <input type="hidden" name="token" value=token />
+                                <div>
+                                    <label for="setup-login" class="text-sm font-medium">"Login"</label>
+                                    <input id="setup-login" name="login" required autocomplete="username" autocapitalize="none" maxlength=LOGIN_MAX_CHARS class=INPUT />
+                                </div>
+                                <div>
+                                    <label for="setup-name" class="text-sm font-medium">"Display name"</label>
+                                    <input id="setup-name" name="display_name" autocomplete="name" class=INPUT />
+                                </div>
+                                <div>
+                                    <label for="setup-password" class="text-sm font-medium">"Password"</label>
+                                    <input id="setup-password" name="password" type="password" required minlength=PASSWORD_MIN_CHARS autocomplete="new-password" class=INPUT />
+                                </div>
+                                <div>
+                                    <label for="setup-confirm" class="text-sm font-medium">"Password again"</label>
+                                    <input id="setup-confirm" name="confirm" type="password" required minlength=PASSWORD_MIN_CHARS autocomplete="new-password" class=INPUT />
+                                </div>
+                                <button type="submit" class=format!("w-full {PRIMARY}")>"Create admin and sign in"</button>
+                                {move || error().map(|m| view! { <ErrorNote message=m.to_owned() /> })}
+                            </form>
+                        }.into_any()
+                    } else {
+                        view! {
+                            <p class=format!("text-sm {PANEL}") data-testid="setup-closed">
+                                "This setup link is used up or out of date: a link works once, until Paddock restarts, and only while no account exists. "
+                                <a href="/signin" class="font-medium underline">"Sign in"</a>
+                                ", or ask an admin for an account (or run "<code>"paddock user add"</code>" on the server)."
+                            </p>
+                        }.into_any()
+                    }
+                })}
+            </Suspense>
         </div>
     }
 }

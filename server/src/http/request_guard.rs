@@ -24,7 +24,7 @@
 //!   browser session cookie or API token ([`Auth::identify`]), and put in
 //!   the request for the [`Identity`](crate::auth::Identity) extractor. An anonymous request
 //!   reaches only the sign-in and setup pages, their form posts, the page
-//!   assets and `whoami`; elsewhere it gets 401 (the API) or is sent to the
+//!   assets, `whoami` and `setup_link`; elsewhere it gets 401 (the API) or is sent to the
 //!   sign-in page. A change made with a cookie must also prove it comes
 //!   from Paddock's own pages (an `Origin`, `Sec-Fetch-Site` or `Referer`
 //!   saying so), on top of the cookie's SameSite=Lax: that is the CSRF rule.
@@ -254,11 +254,12 @@ pub enum Provenance {
 }
 
 /// What an anonymous caller may reach: the sign-in and setup pages and
-/// their form posts, the pages' assets, and `whoami` (which tells an
-/// anonymous caller only that they are anonymous).
+/// their form posts, the pages' assets, `whoami` (which tells an anonymous
+/// caller only that they are anonymous) and `setup_link` (only whether the
+/// token they hold is the setup link's).
 pub fn open_to_anonymous(method: &Method, path: &str) -> bool {
     match path {
-        "/api/whoami" => true,
+        "/api/whoami" | "/api/setup_link" => true,
         "/auth/signin" | "/auth/setup" => *method == Method::POST,
         "/signin" | "/setup" | "/favicon.svg" | "/favicon.ico" => is_read(method),
         _ => path.starts_with("/pkg/") && is_read(method),
@@ -393,6 +394,7 @@ mod tests {
             (Method::POST, "/auth/signin"),
             (Method::POST, "/auth/setup"),
             (Method::POST, "/api/whoami"),
+            (Method::POST, "/api/setup_link"),
             (Method::GET, "/pkg/paddock.wasm"),
             (Method::GET, "/favicon.svg"),
         ] {

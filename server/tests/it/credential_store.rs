@@ -27,7 +27,9 @@ fn client() -> Client {
 /// The setup link's token, once the log has it.
 async fn setup_token(server: &Binary) -> String {
     for _ in 0..100 {
-        if let Some((_, rest)) = server.log().split_once("/setup?token=") {
+        // The link names the port Paddock got, not the 0 it asked for.
+        let link = format!("{}/setup?token=", server.url);
+        if let Some((_, rest)) = server.log().split_once(&link) {
             return rest.split_whitespace().next().unwrap().to_owned();
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
