@@ -74,6 +74,12 @@ async fn main() {
             dir.path().display()
         ),
         format!("--workspace-root={}", dir.path().join("w").display()),
+        format!(
+            "--master-key-file={}",
+            dir.path().join("master.key").display()
+        ),
+        // The page's rendering, not the door (the identity bench has that).
+        "--auth=off".into(),
     ])
     .unwrap();
     let paddock = Paddock::open(config).await.unwrap();

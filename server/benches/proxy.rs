@@ -51,6 +51,7 @@ async fn paddock(dir: &std::path::Path, model: std::net::SocketAddr, sandbox: &s
             format!("--database-url=sqlite://{}/paddock.db", dir.display()),
             format!("--workspace-root={}", dir.join("workspaces").display()),
             format!("--claude-code-root={}", dir.join("cc").display()),
+            format!("--master-key-file={}", dir.join("master.key").display()),
             format!("--anthropic-base-url=http://{model}"),
             "--anthropic-api-key=sk-bench".into(),
         ])

@@ -9,9 +9,9 @@ use crate::config::Config;
 use crate::hub::Hub;
 use crate::store::accounts::UserChange;
 use crate::store::{self, Store};
-use crate::vault::{self, MasterKey};
+use crate::vault::{self, MasterKey, Vault};
 use anyhow::Context;
-use app::accounts::{AuditAction, Role};
+use app::accounts::{AuditAction, CredentialKind, CredentialScope, Role};
 use clap::{Parser, Subcommand};
 use std::io::{BufRead, IsTerminal, Write};
 
@@ -63,10 +63,36 @@ pub enum UserCommand {
 
 #[derive(Subcommand, Debug)]
 pub enum CredentialsCommand {
+    /// Saves a credential (the server's, or with --user a person's own),
+    /// read from standard input: `paddock credentials set
+    /// anthropic_api_key < key.txt`. Never from a terminal, where it would
+    /// be echoed and kept in the shell's history.
+    Set {
+        #[arg(value_parser = parse_kind)]
+        kind: CredentialKind,
+        /// Whose it is (by login); the server's when not given.
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// Lists saved credentials, by their hints.
+    List,
+    /// Deletes a saved credential.
+    Delete {
+        #[arg(value_parser = parse_kind)]
+        kind: CredentialKind,
+        #[arg(long)]
+        user: Option<String>,
+    },
     /// Re-seals every saved credential under a new master key, in one
     /// transaction: PADDOCK_NEW_MASTER_KEY, or a generated one (written to
     /// the key file, or printed when PADDOCK_MASTER_KEY is in use).
     RotateMasterKey,
+}
+
+fn parse_kind(value: &str) -> Result<CredentialKind, String> {
+    value
+        .parse()
+        .map_err(|e: app::domain::AppError| e.to_string())
 }
 
 fn parse_role(value: &str) -> Result<Role, String> {
@@ -77,6 +103,20 @@ fn parse_role(value: &str) -> Result<Role, String> {
 
 /// What the command line is named as in the audit log.
 const ACTOR: &str = "command line";
+
+/// A secret from standard input (one line); never typed at a terminal.
+fn read_secret() -> anyhow::Result<String> {
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        anyhow::bail!(
+            "give the credential on standard input, not at a terminal (it would be echoed): \
+             `paddock credentials set anthropic_api_key < key.txt`"
+        );
+    }
+    let mut line = String::new();
+    stdin.lock().read_line(&mut line)?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+}
 
 /// A password from standard input, or a generated one on a terminal.
 fn read_password() -> anyhow::Result<String> {
@@ -140,11 +180,75 @@ pub async fn run(config: Config, command: Command) -> anyhow::Result<()> {
                 user.login
             );
         }
+        Command::Credentials(CredentialsCommand::Set { kind, user }) => {
+            let scope = scope_of(&auth, user.as_deref()).await?;
+            let value = read_secret()?;
+            let vault = Vault::open(&MasterKey::load(&config)?, store.clone(), &config).await?;
+            let saved = vault
+                .save_audited(&auth, ACTOR, None, scope, kind, &value)
+                .await
+                .map_err(fail)?;
+            println!("Saved {kind} for {}: {}", who(user.as_deref()), saved.hint);
+        }
+        Command::Credentials(CredentialsCommand::List) => {
+            let users = auth.list_users().await.map_err(fail)?;
+            let mut out = std::io::stdout().lock();
+            writeln!(
+                out,
+                "{:<24} {:<20} {:<12} SAVED BY",
+                "WHOSE", "KIND", "HINT"
+            )?;
+            for c in store.list_credentials().await? {
+                let whose = match c.scope {
+                    CredentialScope::Server => "server".to_owned(),
+                    CredentialScope::User(id) => users
+                        .iter()
+                        .find(|u| u.id == id)
+                        .map_or_else(|| id.to_string(), |u| u.login.to_string()),
+                };
+                writeln!(
+                    out,
+                    "{:<24} {:<20} {:<12} {} ({})",
+                    whose,
+                    c.kind.to_string(),
+                    c.hint,
+                    c.updated_by,
+                    c.updated_at.format("%Y-%m-%d %H:%M UTC")
+                )?;
+            }
+        }
+        Command::Credentials(CredentialsCommand::Delete { kind, user }) => {
+            let scope = scope_of(&auth, user.as_deref()).await?;
+            let vault = Vault::open(&MasterKey::load(&config)?, store.clone(), &config).await?;
+            vault
+                .delete_audited(&auth, ACTOR, None, scope, kind)
+                .await
+                .map_err(fail)?;
+            println!("Deleted {kind} of {}.", who(user.as_deref()));
+        }
         Command::Credentials(CredentialsCommand::RotateMasterKey) => {
             rotate_master_key(&config, &*store, &auth).await?;
         }
     }
     Ok(())
+}
+
+/// The scope `--user LOGIN` names: that person's, else the server's.
+async fn scope_of(auth: &Auth, user: Option<&str>) -> anyhow::Result<CredentialScope> {
+    match user {
+        None => Ok(CredentialScope::Server),
+        Some(login) => {
+            let user = auth
+                .user_by_login(login)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            Ok(CredentialScope::User(user.id))
+        }
+    }
+}
+
+fn who(user: Option<&str>) -> &str {
+    user.unwrap_or("the server")
 }
 
 async fn set_disabled(auth: &Auth, login: &str, disabled: bool) -> anyhow::Result<()> {

@@ -574,20 +574,16 @@ impl Backend for Paddock {
         value: String,
     ) -> Result<CredentialInfo, AppError> {
         may_manage(caller, scope)?;
-        let sealed = self
-            .vault
-            .save(scope, kind, &value, &caller.label())
-            .await?;
-        self.auth
-            .audit(
+        self.vault
+            .save_audited(
+                &self.auth,
                 &caller.label(),
-                AuditAction::CredentialSaved,
-                &format!("{scope}/{kind}"),
-                &sealed.hint,
                 caller.address,
+                scope,
+                kind,
+                &value,
             )
-            .await;
-        Ok(sealed.info())
+            .await
     }
 
     async fn delete_credential(
@@ -597,19 +593,9 @@ impl Backend for Paddock {
         kind: CredentialKind,
     ) -> Result<(), AppError> {
         may_manage(caller, scope)?;
-        if !self.store.delete_credential(scope, kind).await? {
-            return Err(AppError::NotFound(format!("A saved {kind} ({scope})")));
-        }
-        self.auth
-            .audit(
-                &caller.label(),
-                AuditAction::CredentialDeleted,
-                &format!("{scope}/{kind}"),
-                "",
-                caller.address,
-            )
-            .await;
-        Ok(())
+        self.vault
+            .delete_audited(&self.auth, &caller.label(), caller.address, scope, kind)
+            .await
     }
 
     async fn audit_log(

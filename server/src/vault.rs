@@ -16,12 +16,15 @@
 //! row copied to another scope (someone's key made the server's) does not
 //! open.
 
+use crate::auth::Auth;
 use crate::config::Config;
 use crate::llm::LlmCredential;
 use crate::store::accounts::{SealedCredential, MASTER_KEY_CHECK};
 use crate::store::{Store, StoreError};
 use anyhow::Context;
-use app::accounts::{secret_hint, CredentialKind, CredentialScope, CREDENTIAL_MAX_BYTES};
+use app::accounts::{
+    secret_hint, AuditAction, CredentialInfo, CredentialKind, CredentialScope, CREDENTIAL_MAX_BYTES,
+};
 use app::domain::AppError;
 use app::domain::UserId;
 use chacha20poly1305::aead::{Aead, Payload};
@@ -220,9 +223,54 @@ impl Vault {
         })
     }
 
-    /// Seals and saves a credential; what is returned and audited is only
-    /// its hint.
-    pub async fn save(
+    /// Saves a credential for `actor` (the dashboard's caller, or the
+    /// command line) and records it in the audit log, with its hint only.
+    pub async fn save_audited(
+        &self,
+        auth: &Auth,
+        actor: &str,
+        address: Option<std::net::IpAddr>,
+        scope: CredentialScope,
+        kind: CredentialKind,
+        value: &str,
+    ) -> Result<CredentialInfo, AppError> {
+        let sealed = self.save(scope, kind, value, actor).await?;
+        auth.audit(
+            actor,
+            AuditAction::CredentialSaved,
+            &format!("{scope}/{kind}"),
+            &sealed.hint,
+            address,
+        )
+        .await;
+        Ok(sealed.info())
+    }
+
+    /// Deletes a saved credential, recorded in the audit log.
+    pub async fn delete_audited(
+        &self,
+        auth: &Auth,
+        actor: &str,
+        address: Option<std::net::IpAddr>,
+        scope: CredentialScope,
+        kind: CredentialKind,
+    ) -> Result<(), AppError> {
+        if !self.store.delete_credential(scope, kind).await? {
+            return Err(AppError::NotFound(format!("A saved {kind} ({scope})")));
+        }
+        auth.audit(
+            actor,
+            AuditAction::CredentialDeleted,
+            &format!("{scope}/{kind}"),
+            "",
+            address,
+        )
+        .await;
+        Ok(())
+    }
+
+    /// Seals and saves a credential; what is returned is only its hint.
+    async fn save(
         &self,
         scope: CredentialScope,
         kind: CredentialKind,

@@ -618,3 +618,67 @@ async fn sign_in_is_rate_limited_and_never_tells_who_exists() {
         "{audit:?}"
     );
 }
+
+#[tokio::test]
+async fn expired_unknown_and_malformed_tokens_are_nobody() {
+    let t = team(&[]).await;
+    let me = t.person("eli", Role::Member).await;
+    let user = t.paddock.auth.user_by_login("eli").await.unwrap();
+    let expired = format!(
+        "{}{}",
+        server::auth::TOKEN_PREFIX,
+        server::secret::random_hex()
+    );
+    let token = app::accounts::ApiToken {
+        id: uuid::Uuid::now_v7(),
+        name: "old".into(),
+        created_at: chrono::Utc::now() - chrono::Duration::days(40),
+        expires_at: Some(chrono::Utc::now() - chrono::Duration::days(10)),
+        last_used_at: None,
+        revoked_at: None,
+    };
+    t.paddock
+        .store
+        .insert_api_token(user.id, &token, &server::secret::sha256_hex(&expired))
+        .await
+        .unwrap();
+    let unknown = format!(
+        "{}{}",
+        server::auth::TOKEN_PREFIX,
+        server::secret::random_hex()
+    );
+    for bearer in [
+        expired.as_str(),
+        unknown.as_str(),
+        "pdk_short",
+        "not a token at all",
+    ] {
+        let req = t
+            .http
+            .get(t.url("/api/sessions"))
+            .header(header::AUTHORIZATION, format!("Bearer {bearer}"));
+        let (status, body) = t.status(req).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{bearer}: {body}");
+    }
+    // A bad token is refused even beside a good cookie: never served as
+    // someone else.
+    let both = t
+        .request(Method::GET, "/api/sessions")
+        .header(header::COOKIE, &me.cookie)
+        .header(header::AUTHORIZATION, format!("Bearer {unknown}"));
+    assert_eq!(t.status(both).await.0, StatusCode::UNAUTHORIZED);
+    // An oversized body is refused before anything reads it.
+    let huge = t
+        .as_(&me, Method::POST, "/api/sessions")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(vec![b' '; 3 * 1024 * 1024]);
+    assert_eq!(t.status(huge).await.0, StatusCode::PAYLOAD_TOO_LARGE);
+    let huge_signin = t
+        .request(Method::POST, "/auth/signin")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(format!(
+            "login=eli&password={}",
+            "x".repeat(3 * 1024 * 1024)
+        ));
+    assert!(t.status(huge_signin).await.0.is_client_error());
+}

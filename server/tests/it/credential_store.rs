@@ -423,3 +423,97 @@ async fn the_user_command_adds_lists_and_disables_accounts() {
         .is_some());
     assert!(sign_in(&server.url, "alice", PASSWORD).await.is_none());
 }
+
+#[tokio::test]
+async fn the_credentials_command_saves_lists_and_rotates_and_the_key_still_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let (_model, model_url) =
+        common::scripted(&json!([{"reply": "rotated and fine"}]), Some(CANARY)).await;
+    let (ok, said) = paddock_cli(
+        dir,
+        &["credentials", "set", "anthropic_api_key"],
+        &format!("{CANARY}\n"),
+    );
+    assert!(ok, "{said}");
+    assert!(!said.contains(CANARY), "{said}");
+    let (ok, said) = paddock_cli(dir, &["credentials", "set", "no_such_kind"], "x\n");
+    assert!(!ok, "{said}");
+    let (ok, said) = paddock_cli(
+        dir,
+        &[
+            "credentials",
+            "set",
+            "anthropic_api_key",
+            "--user",
+            "nobody",
+        ],
+        "x\n",
+    );
+    assert!(!ok, "{said}");
+    let (ok, listed) = paddock_cli(dir, &["credentials", "list"], "");
+    assert!(
+        ok && listed.contains("server") && listed.contains(&CANARY[CANARY.len() - 4..]),
+        "{listed}"
+    );
+    assert!(!listed.contains(CANARY), "{listed}");
+
+    let old_key = std::fs::read_to_string(dir.join("master.key")).unwrap();
+    let (ok, said) = paddock_cli(dir, &["credentials", "rotate-master-key"], "");
+    assert!(ok, "{said}");
+    assert_ne!(
+        std::fs::read_to_string(dir.join("master.key")).unwrap(),
+        old_key
+    );
+    assert!(!contains(&database_bytes(dir), CANARY));
+
+    // The server opens the key re-sealed under the new master key.
+    let server = start_with(
+        dir,
+        "127.0.0.1:0",
+        &[
+            ("PADDOCK_SANDBOX", "local"),
+            ("ANTHROPIC_BASE_URL", model_url.as_str()),
+        ],
+    );
+    let http = client();
+    let session: Session = http
+        .post(format!("{}/api/sessions", server.url))
+        .json(&json!({"name": "rotated"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let res = http
+        .post(format!("{}/api/sessions/{}/prompt", server.url, session.id))
+        .json(&json!({"text": "hi"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    let mut said = String::new();
+    for _ in 0..300 {
+        said = http
+            .post(format!("{}/api/session_events", server.url))
+            .form(&[("id", session.id.to_string().as_str()), ("after", "0")])
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if said.contains("rotated and fine") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(said.contains("rotated and fine"), "{said}");
+    drop(server);
+
+    let (ok, said) = paddock_cli(dir, &["credentials", "delete", "anthropic_api_key"], "");
+    assert!(ok, "{said}");
+    let (_, listed) = paddock_cli(dir, &["credentials", "list"], "");
+    assert!(!listed.contains("server"), "{listed}");
+}
