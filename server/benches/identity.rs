@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 const REQUESTS: usize = 2000;
 const CONNECTS: usize = 300;
-const VIEWERS: usize = 200;
+const VIEWERS: usize = 500;
 const PASSWORD: &str = "bench password, long enough";
 
 struct Server {

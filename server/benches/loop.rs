@@ -253,6 +253,9 @@ impl Paddock {
                 format!("sqlite://{}/paddock.db", dir.path().display()),
             )
             .env("WORKSPACE_ROOT", &workspaces)
+            .env("PADDOCK_MASTER_KEY_FILE", dir.path().join("master.key"))
+            // The loop, not the door (the identity bench measures that).
+            .env("PADDOCK_AUTH", "off")
             .env("PADDOCK_SANDBOX", "docker")
             .env("ANTHROPIC_BASE_URL", model_url)
             .env("ANTHROPIC_API_KEY", "sk-bench")

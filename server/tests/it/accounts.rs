@@ -473,6 +473,14 @@ async fn watchers_and_viewers_read_but_cannot_operate() {
         _ => None,
     });
     assert_eq!(by.as_deref(), Some("max"));
+    // The refusals and the decision are in the audit log.
+    let audit = t.paddock.store.audit_log(None, 200).await.unwrap();
+    for action in ["access_refused", "permission_decided", "shared"] {
+        assert!(
+            audit.iter().any(|e| e.action.as_str() == action),
+            "no {action}: {audit:?}"
+        );
+    }
 }
 
 #[tokio::test]
