@@ -93,6 +93,10 @@ pub struct Caller {
     /// browser).
     #[serde(skip)]
     pub address: Option<std::net::IpAddr>,
+    /// Whether the request proved itself with an API token rather than a
+    /// signed-in browser (set at the door, never sent to the browser).
+    #[serde(skip)]
+    pub by_token: bool,
 }
 
 impl Caller {
@@ -104,6 +108,7 @@ impl Caller {
             display_name: "Local operator".into(),
             role: Role::Admin,
             address: None,
+            by_token: false,
         }
     }
 
@@ -117,6 +122,22 @@ impl Caller {
             Ok(())
         } else {
             Err(AppError::Forbidden("Only an admin may do this.".into()))
+        }
+    }
+
+    /// Refuses a request made with an API token: tokens work sessions, and
+    /// what hands out access (new tokens, passwords, accounts, stored
+    /// credentials) needs the person, signed in. A leaked token so cannot
+    /// outlive its revocation or expiry by minting another.
+    pub fn require_signed_in(&self) -> Result<(), AppError> {
+        if self.by_token {
+            Err(AppError::Forbidden(
+                "An API token cannot do this: sign in to the dashboard (or use the paddock \
+                 command on the server)."
+                    .into(),
+            ))
+        } else {
+            Ok(())
         }
     }
 
@@ -180,6 +201,7 @@ impl User {
             display_name: self.display_name.clone(),
             role: self.role,
             address: None,
+            by_token: false,
         }
     }
 }
@@ -412,6 +434,7 @@ mod tests {
             display_name: "A".into(),
             role,
             address: None,
+            by_token: false,
         }
     }
 

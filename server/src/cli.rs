@@ -308,6 +308,7 @@ async fn rotate_master_key(config: &Config, store: &dyn Store, auth: &Auth) -> a
             new.to_hex()
         );
     }
+    println!("Restart Paddock now: a server that is running still holds the old key.");
     auth.audit(
         ACTOR,
         AuditAction::MasterKeyRotated,

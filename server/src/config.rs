@@ -181,10 +181,24 @@ impl Config {
     /// other machines can reach.
     pub fn sign_in_required(&self) -> anyhow::Result<bool> {
         let addr = self.listen_addr();
-        match self.auth {
-            AuthSetting::On => Ok(true),
-            AuthSetting::Off if addr.ip().is_loopback() => Ok(false),
-            AuthSetting::Off => anyhow::bail!(
+        // A proxy on this machine would make a loopback listener public: a
+        // public URL or an allowed host says one is there.
+        let public_name = self
+            .allowed_hosts
+            .iter()
+            .map(String::as_str)
+            .chain(self.public_url.as_ref().map(|o| o.host()))
+            .find(|host| !is_loopback_name(host));
+        match (self.auth, public_name) {
+            (AuthSetting::On, _) => Ok(true),
+            (AuthSetting::Off, Some(host)) => anyhow::bail!(
+                "PADDOCK_AUTH=off is allowed only when Paddock is reached on loopback, and it \
+                 is set up to be reached as {host:?} (PADDOCK_PUBLIC_URL or \
+                 PADDOCK_ALLOWED_HOSTS): everyone who opens it would be its admin. Keep \
+                 sign-in on."
+            ),
+            (AuthSetting::Off, None) if addr.ip().is_loopback() => Ok(false),
+            (AuthSetting::Off, None) => anyhow::bail!(
                 "PADDOCK_AUTH=off is allowed only on a loopback address, and Paddock would \
                  listen on {addr}: anyone who reaches it could run code in its sandboxes. Keep \
                  sign-in on, or listen on 127.0.0.1."
@@ -223,6 +237,16 @@ impl Config {
             (None, None) => SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 3000),
         }
     }
+}
+
+/// Whether a host name can only mean this machine.
+fn is_loopback_name(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 #[cfg(test)]
@@ -270,6 +294,11 @@ mod tests {
         assert!(off(&["--port=8080"]).is_err());
         assert!(off(&["--addr=192.168.1.5:3000"]).is_err());
         assert!(config(None, Some(8080)).sign_in_required().unwrap());
+        // Behind a proxy on this machine, loopback is not private.
+        assert!(off(&["--public-url=https://paddock.example.com"]).is_err());
+        assert!(off(&["--allowed-hosts=paddock.internal"]).is_err());
+        assert!(!off(&["--public-url=http://localhost:3000"]).unwrap());
+        assert!(!off(&["--allowed-hosts=127.0.0.1,[::1]"]).unwrap());
     }
 
     #[test]

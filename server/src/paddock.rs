@@ -491,6 +491,7 @@ impl Backend for Paddock {
         password: String,
     ) -> Result<User, AppError> {
         caller.require_admin()?;
+        caller.require_signed_in()?;
         self.auth
             .add_user(
                 &caller.label(),
@@ -511,6 +512,7 @@ impl Backend for Paddock {
         disabled: Option<bool>,
     ) -> Result<User, AppError> {
         caller.require_admin()?;
+        caller.require_signed_in()?;
         let change = store::accounts::UserChange {
             role,
             disabled,
@@ -528,6 +530,7 @@ impl Backend for Paddock {
         password: String,
     ) -> Result<(), AppError> {
         caller.require_admin()?;
+        caller.require_signed_in()?;
         self.auth
             .reset_password(&caller.label(), id, &password, caller.address)
             .await
@@ -543,6 +546,7 @@ impl Backend for Paddock {
         name: String,
         expires_in_days: Option<i64>,
     ) -> Result<NewApiToken, AppError> {
+        caller.require_signed_in()?;
         self.auth
             .create_token(caller, &name, expires_in_days, caller.address)
             .await
@@ -608,8 +612,9 @@ impl Backend for Paddock {
     }
 }
 
-/// Admins manage the server's credentials; everyone their own.
+/// Admins manage the server's credentials; everyone their own, signed in.
 fn may_manage(caller: &Caller, scope: CredentialScope) -> Result<(), AppError> {
+    caller.require_signed_in()?;
     match scope {
         CredentialScope::Server => caller.require_admin(),
         CredentialScope::User(user) if Some(user) == caller.user => Ok(()),

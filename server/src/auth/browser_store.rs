@@ -1,9 +1,12 @@
 //! Where tower-sessions keeps browser sessions: the store's
 //! `browser_sessions` table. The signed-in user is copied out of each
 //! record, so that signing a person out everywhere (or disabling them) ends
-//! all their browser sessions with one statement.
+//! all their browser sessions with one statement. A row is keyed by the
+//! SHA-256 of the cookie's id, as tokens are, so a copy of the database
+//! signs nobody in.
 
 use super::{SignedIn, ACCOUNT_KEY};
+use crate::secret;
 use crate::store::Store;
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
@@ -24,14 +27,28 @@ fn backend(e: impl std::fmt::Display) -> Error {
     Error::Backend(e.to_string())
 }
 
-/// The record as stored, with who it belongs to and when it expires.
-fn encode(record: &Record) -> Result<(String, Option<app::domain::UserId>, DateTime<Utc>)> {
-    let json = serde_json::to_string(record).map_err(|e| Error::Encode(e.to_string()))?;
-    let user = record
+/// The key of the row of the browser session with cookie id `id`.
+pub(super) fn row_key(id: &str) -> String {
+    secret::sha256_hex(id)
+}
+
+fn signed_in(record: &Record) -> Option<SignedIn> {
+    record
         .data
         .get(ACCOUNT_KEY)
         .and_then(|v| serde_json::from_value::<SignedIn>(v.clone()).ok())
-        .map(|s| s.user);
+}
+
+/// Who a stored record (as [`Store::load_browser_session`] returns it)
+/// signs in, and since when.
+pub(super) fn signed_in_of(stored: &str) -> Option<SignedIn> {
+    signed_in(&serde_json::from_str(stored).ok()?)
+}
+
+/// The record as stored, with who it belongs to and when it expires.
+fn encode(record: &Record) -> Result<(String, Option<app::domain::UserId>, DateTime<Utc>)> {
+    let json = serde_json::to_string(record).map_err(|e| Error::Encode(e.to_string()))?;
+    let user = signed_in(record).map(|s| s.user);
     let expires = DateTime::from_timestamp(record.expiry_date.unix_timestamp(), 0)
         .ok_or_else(|| Error::Encode("expiry out of range".into()))?;
     Ok((json, user, expires))
@@ -42,10 +59,10 @@ impl SessionStore for BrowserSessions {
     async fn create(&self, record: &mut Record) -> Result<()> {
         loop {
             let (json, user, expires) = encode(record)?;
-            let id = record.id.to_string();
+            let key = row_key(&record.id.to_string());
             if self
                 .0
-                .create_browser_session(&id, user, &json, expires)
+                .create_browser_session(&key, user, &json, expires)
                 .await
                 .map_err(backend)?
             {
@@ -56,10 +73,12 @@ impl SessionStore for BrowserSessions {
         }
     }
 
+    /// Updates a session that still exists: one ended meanwhile (signed
+    /// out everywhere while a request of it ran) stays ended.
     async fn save(&self, record: &Record) -> Result<()> {
         let (json, user, expires) = encode(record)?;
         self.0
-            .save_browser_session(&record.id.to_string(), user, &json, expires)
+            .save_browser_session(&row_key(&record.id.to_string()), user, &json, expires)
             .await
             .map_err(backend)
     }
@@ -67,7 +86,7 @@ impl SessionStore for BrowserSessions {
     async fn load(&self, id: &Id) -> Result<Option<Record>> {
         let Some(json) = self
             .0
-            .load_browser_session(&id.to_string())
+            .load_browser_session(&row_key(&id.to_string()))
             .await
             .map_err(backend)?
         else {
@@ -80,7 +99,7 @@ impl SessionStore for BrowserSessions {
 
     async fn delete(&self, id: &Id) -> Result<()> {
         self.0
-            .delete_browser_session(&id.to_string())
+            .delete_browser_session(&row_key(&id.to_string()))
             .await
             .map_err(backend)
     }

@@ -233,14 +233,9 @@ impl Auth {
     ) -> Result<Caller, AppError> {
         let claimed: String = login.trim().chars().take(100).collect();
         if let Err(e) = self.limiter.attempt(&claimed, address) {
-            self.audit(
-                &claimed,
-                AuditAction::SignInFailed,
-                "",
-                "rate limited",
-                address,
-            )
-            .await;
+            // Not audited: the limit is what keeps a flood of attempts from
+            // filling the audit log.
+            tracing::warn!(login = %claimed, ?address, "sign-in refused: rate limited");
             return Err(e);
         }
         let record = match claimed.parse::<Login>() {
@@ -300,10 +295,22 @@ impl Auth {
                     .into(),
             )
         };
-        if !self.setup_token_valid(token) || self.store.count_users().await? > 0 {
+        // Taken out while the admin is made, so a second request racing
+        // this one finds no link; put back if this one fails.
+        let taken = {
+            let mut slot = crate::sync::lock(&self.setup);
+            match slot.as_deref() {
+                Some(live) if secret::same(live, token) => slot.take(),
+                _ => None,
+            }
+        };
+        let Some(taken) = taken else {
+            return Err(refused());
+        };
+        if self.store.count_users().await? > 0 {
             return Err(refused());
         }
-        let user = self
+        let made = self
             .add_user(
                 "setup link",
                 login,
@@ -312,8 +319,14 @@ impl Auth {
                 new_password,
                 address,
             )
-            .await?;
-        *crate::sync::lock(&self.setup) = None;
+            .await;
+        let user = match made {
+            Ok(user) => user,
+            Err(e) => {
+                *crate::sync::lock(&self.setup) = Some(taken);
+                return Err(e);
+            }
+        };
         self.start_browser_session(session, user.id).await?;
         self.store.set_last_sign_in(user.id, Utc::now()).await?;
         Ok(user.caller())
@@ -347,6 +360,7 @@ impl Auth {
                 "Sign-in is off: there is nothing to sign out of.".into(),
             ));
         };
+        identity.caller.require_signed_in()?;
         let ended = self.store.delete_browser_sessions_of(user).await?;
         self.hub.access_changed();
         self.audit(
@@ -376,7 +390,11 @@ impl Auth {
                 "Sign-in is off: there is no password to change.".into(),
             ));
         };
+        identity.caller.require_signed_in()?;
         app::accounts::check_new_password(new_password)?;
+        // Guessing the current password is guessing a password: limited
+        // like sign-in.
+        self.limiter.attempt(&identity.caller.login, address)?;
         let record = self
             .store
             .user_by_id(user)
@@ -411,16 +429,29 @@ impl Auth {
     pub async fn still_valid(&self, identity: &Identity) -> bool {
         let user = match &identity.via {
             Via::SignInOff => return true,
-            Via::Browser(id) => match self.store.load_browser_session(id).await {
-                Ok(Some(_)) => identity.caller.user,
-                _ => return false,
-            },
+            Via::Browser(id) => {
+                let stored = self
+                    .store
+                    .load_browser_session(&browser_store::row_key(id))
+                    .await;
+                match stored
+                    .ok()
+                    .flatten()
+                    .as_deref()
+                    .and_then(browser_store::signed_in_of)
+                {
+                    Some(s) if Utc::now() - s.signed_in_at < ABSOLUTE_TIMEOUT => Some(s.user),
+                    _ => return false,
+                }
+            }
             Via::Token(id) => match self.store.api_token(*id).await {
                 Ok(Some(t)) if t.token.is_live(Utc::now()) => Some(t.user),
                 _ => return false,
             },
         };
-        let Some(user) = user else { return false };
+        let Some(user) = user.filter(|u| identity.caller.user == Some(*u)) else {
+            return false;
+        };
         matches!(
             self.store.user_by_id(user).await,
             Ok(Some(r)) if !r.user.disabled && r.user.role == identity.caller.role

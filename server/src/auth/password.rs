@@ -48,10 +48,12 @@ pub async fn verify(password: String, stored: Option<String>) -> bool {
             tracing::error!("a stored password hash is not a PHC string");
             return false;
         };
-        known
-            && argon2()
-                .verify_password(password.as_bytes(), &parsed)
-                .is_ok()
+        // Checked first, whatever `known` says: skipping it for unknown
+        // logins would answer them faster.
+        let matches = argon2()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok();
+        known && matches
     })
     .await
     .unwrap_or(false)

@@ -317,6 +317,7 @@ pub async fn check(State(door): State<Arc<Door>>, mut req: Request, next: Next) 
                 tracing::warn!(method = %req.method(), path, "refused: {:?}", Refusal::Unproven);
                 return refuse(&path, Refusal::Unproven.into());
             }
+            identity.caller.by_token = matches!(identity.via, Via::Token(_));
             identity.caller.address = req
                 .extensions()
                 .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()

@@ -94,6 +94,7 @@ pub trait Accounts: Send + Sync {
     /// A browser session's record (tower-sessions' JSON), if it has not
     /// expired.
     async fn load_browser_session(&self, id: &str) -> Result<Option<String>>;
+    /// Updates a browser session; one that no longer exists stays gone.
     async fn save_browser_session(
         &self,
         id: &str,

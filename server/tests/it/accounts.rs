@@ -87,6 +87,16 @@ impl Team {
 
     /// Signs in through the form; the session cookie, or the refusal.
     async fn sign_in(&self, login: &str, password: &str) -> Result<String, (StatusCode, String)> {
+        let set_cookie = self.sign_in_set_cookie(login, password).await?;
+        Ok(set_cookie.split(';').next().unwrap().to_owned())
+    }
+
+    /// Signs in through the form; the whole `Set-Cookie` it answers with.
+    async fn sign_in_set_cookie(
+        &self,
+        login: &str,
+        password: &str,
+    ) -> Result<String, (StatusCode, String)> {
         let res = self
             .request(Method::POST, "/auth/signin")
             .form(&[("login", login), ("password", password)])
@@ -104,7 +114,25 @@ impl Team {
             .unwrap();
         assert!(cookie.contains("HttpOnly"), "{cookie}");
         assert!(cookie.contains("SameSite=Lax"), "{cookie}");
-        Ok(cookie.split(';').next().unwrap().to_owned())
+        Ok(cookie.to_owned())
+    }
+
+    /// A request with `cookie`, from the dashboard's own origin.
+    fn with_cookie(&self, cookie: &str, method: Method, path: &str) -> reqwest::RequestBuilder {
+        self.request(method, path).header(header::COOKIE, cookie)
+    }
+
+    /// Whether `cookie` still signs its holder in.
+    async fn signed_in(&self, cookie: &str) -> bool {
+        let status = self
+            .status(self.with_cookie(cookie, Method::GET, "/api/sessions"))
+            .await
+            .0;
+        match status {
+            StatusCode::OK => true,
+            StatusCode::UNAUTHORIZED => false,
+            other => panic!("GET /api/sessions answered {other}"),
+        }
     }
 
     /// A request with `who`'s token.
@@ -341,10 +369,7 @@ async fn people_see_and_operate_only_their_own_sessions() {
     }
     // The page of Bob's session, in Ann's browser, says nothing of it.
     let (_, page) = t
-        .status(
-            t.request(Method::GET, &format!("/sessions/{id}"))
-                .header(header::COOKIE, &a.cookie),
-        )
+        .status(t.with_cookie(&a.cookie, Method::GET, &format!("/sessions/{id}")))
         .await;
     assert!(!page.contains("secret plan"), "{page}");
 
@@ -543,13 +568,7 @@ async fn a_revoked_token_fails_at_once_and_ends_its_streams() {
     let (status, _) = t.status(t.as_(&me, Method::GET, "/api/sessions")).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     // The browser session is another credential, and still holds.
-    let (status, _) = t
-        .status(
-            t.request(Method::GET, "/api/sessions")
-                .header(header::COOKIE, &me.cookie),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK);
+    assert!(t.signed_in(&me.cookie).await);
 }
 
 #[tokio::test]
@@ -612,14 +631,9 @@ async fn sign_in_is_rate_limited_and_never_tells_who_exists() {
     let limited = t.sign_in("rita", PASSWORD).await.unwrap_err();
     assert_eq!(limited.0, StatusCode::TOO_MANY_REQUESTS, "{limited:?}");
     // Sign-out ends the cookie: replayed afterwards, it is nobody.
-    let signout = t
-        .request(Method::POST, "/auth/signout")
-        .header(header::COOKIE, &me.cookie);
+    let signout = t.with_cookie(&me.cookie, Method::POST, "/auth/signout");
     assert_eq!(t.status(signout).await.0, StatusCode::SEE_OTHER);
-    let replayed = t
-        .request(Method::GET, "/api/sessions")
-        .header(header::COOKIE, &me.cookie);
-    assert_eq!(t.status(replayed).await.0, StatusCode::UNAUTHORIZED);
+    assert!(!t.signed_in(&me.cookie).await);
     let audit = t.paddock.store.audit_log(None, 100).await.unwrap();
     assert!(
         audit.iter().any(|e| e.action.as_str() == "sign_in_failed"),
@@ -689,4 +703,239 @@ async fn expired_unknown_and_malformed_tokens_are_nobody() {
             "x".repeat(3 * 1024 * 1024)
         ));
     assert!(t.status(huge_signin).await.0.is_client_error());
+}
+
+#[tokio::test]
+async fn signing_out_everywhere_ends_every_browser_session_and_its_streams() {
+    let t = team(&[]).await;
+    let me = t.person("sam", Role::Member).await;
+    let laptop = t.sign_in("sam", PASSWORD).await.unwrap();
+    let other = t.person("una", Role::Member).await;
+    let s = t.create(&me, json!({"name": "mine"})).await;
+    let events = open_stream(t.with_cookie(
+        &laptop,
+        Method::GET,
+        &format!("/api/sessions/{}/events", s.id),
+    ))
+    .await;
+    let updates = open_stream(t.with_cookie(&laptop, Method::GET, "/api/updates")).await;
+
+    // From another site, it is refused and nothing ends.
+    let forged = t
+        .http
+        .post(t.url("/auth/signout-everywhere"))
+        .header(header::COOKIE, &me.cookie)
+        .header(header::ORIGIN, "http://evil.example");
+    assert_eq!(t.status(forged).await.0, StatusCode::FORBIDDEN);
+    assert!(t.signed_in(&laptop).await);
+    // Rows are keyed by a hash of the cookie's id: a copy of the database
+    // signs nobody in.
+    let laptop_id = laptop.split_once('=').unwrap().1;
+    let store = &t.paddock.store;
+    assert!(store
+        .load_browser_session(laptop_id)
+        .await
+        .unwrap()
+        .is_none());
+    let hashed = server::secret::sha256_hex(laptop_id);
+    assert!(store.load_browser_session(&hashed).await.unwrap().is_some());
+
+    let res = t
+        .with_cookie(&me.cookie, Method::POST, "/auth/signout-everywhere")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(res.headers()[header::LOCATION], "/signin");
+    ends(events).await;
+    ends(updates).await;
+    assert!(!t.signed_in(&me.cookie).await);
+    assert!(!t.signed_in(&laptop).await);
+    // A request of the laptop's that was still running saves its session
+    // as it ends (as tower-sessions does): that brings nothing back.
+    let sessions = server::auth::BrowserSessions(t.paddock.store.clone());
+    let id: tower_sessions::session::Id = laptop_id.parse().unwrap();
+    let record = tower_sessions::session::Record {
+        id,
+        data: [(
+            "account".to_owned(),
+            json!({"user": t.paddock.auth.user_by_login("sam").await.unwrap().id,
+                   "signed_in_at": chrono::Utc::now(), "seen_at": chrono::Utc::now()}),
+        )]
+        .into(),
+        expiry_date: time::OffsetDateTime::now_utc() + time::Duration::days(1),
+    };
+    tower_sessions::SessionStore::save(&sessions, &record)
+        .await
+        .unwrap();
+    assert!(!t.signed_in(&laptop).await);
+    // Someone else's browser session is theirs, and goes on; so do tokens.
+    assert!(t.signed_in(&other.cookie).await);
+    let (status, _) = t.status(t.as_(&me, Method::GET, "/api/sessions")).await;
+    assert_eq!(status, StatusCode::OK);
+    // Anonymous, there is nothing to sign out of.
+    let anonymous = t.request(Method::POST, "/auth/signout-everywhere");
+    assert_eq!(t.status(anonymous).await.0, StatusCode::UNAUTHORIZED);
+    let audit = t.paddock.store.audit_log(None, 100).await.unwrap();
+    let entry = audit
+        .iter()
+        .find(|e| e.action.as_str() == "sign_out_everywhere")
+        .unwrap_or_else(|| panic!("no sign_out_everywhere: {audit:?}"));
+    assert!(entry.detail.contains("2 browser sessions"), "{entry:?}");
+}
+
+#[tokio::test]
+async fn changing_a_password_needs_the_current_one_and_ends_other_sessions() {
+    let t = team(&[]).await;
+    let me = t.person("pia", Role::Member).await;
+    let phone = t.sign_in("pia", PASSWORD).await.unwrap();
+    let updates = open_stream(t.with_cookie(&phone, Method::GET, "/api/updates")).await;
+    let change = |cookie: &str, current: &str, password: &str, confirm: &str| {
+        t.with_cookie(cookie, Method::POST, "/auth/password")
+            .form(&[
+                ("current", current),
+                ("password", password),
+                ("confirm", confirm),
+            ])
+    };
+    const NEW: &str = "a new and longer passphrase";
+
+    // Refused, and nothing changes: a wrong current password, two
+    // different new ones, one too short, a form that is not one.
+    let (status, body) = t
+        .status(change(&me.cookie, "not my password", NEW, NEW))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(body.contains("current password is wrong"), "{body}");
+    let (status, _) = t
+        .status(change(
+            &me.cookie,
+            PASSWORD,
+            NEW,
+            "a different one entirely",
+        ))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = t
+        .status(change(&me.cookie, PASSWORD, "short", "short"))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let garbled = t
+        .with_cookie(&me.cookie, Method::POST, "/auth/password")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body("current=%ZZ&&=");
+    assert!(t.status(garbled).await.0.is_client_error());
+    // A browser is sent back to the form with a message code.
+    let res = change(&me.cookie, PASSWORD, NEW, "not the same")
+        .header(header::ACCEPT, "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(res.headers()[header::LOCATION], "/account?error=invalid");
+    assert!(t.signed_in(&me.cookie).await && t.signed_in(&phone).await);
+
+    let res = change(&me.cookie, PASSWORD, NEW, NEW).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    // This browser goes on, under a new session id; every other one ends.
+    let renewed = res.headers()[header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    assert_ne!(renewed, me.cookie);
+    assert!(t.signed_in(&renewed).await);
+    assert!(!t.signed_in(&me.cookie).await);
+    assert!(!t.signed_in(&phone).await);
+    ends(updates).await;
+    // (Guesses of the current password count as sign-in attempts: five a
+    // minute for one account, the one that signs in with the new password
+    // being the fifth here.)
+    t.sign_in("pia", NEW).await.unwrap();
+    let audit = t.paddock.store.audit_log(None, 100).await.unwrap();
+    let changes: Vec<_> = audit
+        .iter()
+        .filter(|e| e.action.as_str() == "password_changed")
+        .map(|e| e.detail.as_str())
+        .collect();
+    assert_eq!(changes.len(), 2, "{audit:?}");
+    assert!(changes.iter().any(|d| d.is_empty()), "{changes:?}");
+}
+
+#[tokio::test]
+async fn cookies_are_secure_behind_an_https_public_url() {
+    let plain = team(&[]).await;
+    plain.person("hal", Role::Member).await;
+    let cookie = plain.sign_in_set_cookie("hal", PASSWORD).await.unwrap();
+    assert!(!cookie.contains("Secure"), "{cookie}");
+
+    let t = team(&["--public-url=https://paddock.example"]).await;
+    t.person("ida", Role::Member).await;
+    let cookie = t.sign_in_set_cookie("ida", PASSWORD).await.unwrap();
+    assert!(cookie.contains("; Secure"), "{cookie}");
+    // Its own public origin may write, as a proxy in front sends it.
+    let from_public = t
+        .http
+        .post(t.url("/auth/signin"))
+        .header(header::ORIGIN, "https://paddock.example")
+        .form(&[("login", "ida"), ("password", PASSWORD)]);
+    assert_eq!(t.status(from_public).await.0, StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn a_token_works_sessions_but_cannot_hand_out_access() {
+    let t = team(&[]).await;
+    let admin = t.person("root", Role::Admin).await;
+    let refused: &[(&str, &[(&str, &str)])] = &[
+        ("create_token", &[("name", "another")]),
+        (
+            "save_credential",
+            &[
+                ("scope", "server"),
+                ("kind", "anthropic_api_key"),
+                ("value", "sk-ant-not-a-real-key"),
+            ],
+        ),
+        (
+            "add_user",
+            &[
+                ("login", "mallory"),
+                ("display_name", ""),
+                ("role", "admin"),
+                ("password", PASSWORD),
+            ],
+        ),
+    ];
+    for (function, form) in refused {
+        let (status, body) = t.call(&admin, function, form).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{function}: {body}");
+        assert!(body.contains("API token cannot"), "{body}");
+    }
+    for path in ["/auth/password", "/auth/signout-everywhere"] {
+        let form = [
+            ("current", PASSWORD),
+            ("password", "a new and longer passphrase"),
+            ("confirm", "a new and longer passphrase"),
+        ];
+        let (status, _) = t
+            .status(t.as_(&admin, Method::POST, path).form(&form))
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{path}");
+    }
+    assert!(t.signed_in(&admin.cookie).await);
+    assert!(t.paddock.auth.user_by_login("mallory").await.is_err());
+    assert!(t.paddock.store.list_credentials().await.unwrap().is_empty());
+    let (_, listed) = t.call(&admin, "list_tokens", &[]).await;
+    let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+    // Signed in, the same person may.
+    let (status, body) = t
+        .status(
+            t.with_cookie(&admin.cookie, Method::POST, "/api/create_token")
+                .form(&[("name", "another")]),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
 }

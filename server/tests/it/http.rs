@@ -385,9 +385,58 @@ async fn cross_origin_writes_are_forbidden_and_change_nothing() {
     untouched(&h, session.id).await;
 }
 
+/// With sign-in on (as behind a public URL it must be): a signed-in
+/// browser's session cookie and a script's `Authorization` header.
+async fn signed_in(h: &Harness) -> (String, String) {
+    const PASSWORD: &str = "correct horse battery";
+    let auth = &h.state.paddock.auth;
+    let user = auth
+        .add_user(
+            "test",
+            "ada",
+            "Ada",
+            app::accounts::Role::Member,
+            PASSWORD,
+            None,
+        )
+        .await
+        .unwrap();
+    let token = auth
+        .create_token(&user.caller(), "script", None, None)
+        .await
+        .unwrap()
+        .secret;
+    let (status, cookie) = {
+        let res = router(h.state.clone())
+            .oneshot(browser(
+                "POST",
+                "/auth/signin",
+                &[
+                    ("host", "127.0.0.1:3000"),
+                    ("origin", "http://127.0.0.1:3000"),
+                    ("content-type", "application/x-www-form-urlencoded"),
+                ],
+                &format!("login=ada&password={}", PASSWORD.replace(' ', "+")),
+            ))
+            .await
+            .unwrap();
+        let cookie = res.headers()[header::SET_COOKIE]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        (res.status(), cookie)
+    };
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let cookie = cookie.split(';').next().unwrap().to_owned();
+    (cookie, format!("Bearer {token}"))
+}
+
 #[tokio::test]
 async fn same_origin_pages_and_non_browser_clients_keep_working() {
-    let h = harness_with(&["--public-url=https://paddock.example.com"]).await;
+    let h = harness_with(&["--auth=on", "--public-url=https://paddock.example.com"]).await;
+    let (cookie, bearer) = signed_in(&h).await;
+    let cookie = ("cookie", cookie.as_str());
+    let script = ("authorization", bearer.as_str());
     let form = ("content-type", "application/x-www-form-urlencoded");
     let json = ("content-type", "application/json");
     let created = [
@@ -400,13 +449,19 @@ async fn same_origin_pages_and_non_browser_clients_keep_working() {
                 ("host", "127.0.0.1:3000"),
                 ("origin", "http://127.0.0.1:3000"),
                 form,
+                cookie,
             ],
             "name=a",
         ),
         browser(
             "POST",
             "/api/create_session",
-            &[("host", "localhost"), ("origin", "http://localhost"), form],
+            &[
+                ("host", "localhost"),
+                ("origin", "http://localhost"),
+                form,
+                cookie,
+            ],
             "name=b",
         ),
         browser(
@@ -416,6 +471,7 @@ async fn same_origin_pages_and_non_browser_clients_keep_working() {
                 ("host", "paddock.example.com"),
                 ("origin", "https://paddock.example.com"),
                 form,
+                cookie,
             ],
             "name=c",
         ),
@@ -426,6 +482,7 @@ async fn same_origin_pages_and_non_browser_clients_keep_working() {
                 ("host", "127.0.0.1:3000"),
                 ("origin", "https://paddock.example.com"),
                 form,
+                cookie,
             ],
             "name=d",
         ),
@@ -436,6 +493,7 @@ async fn same_origin_pages_and_non_browser_clients_keep_working() {
                 ("host", "127.0.0.1:3000"),
                 ("sec-fetch-site", "same-origin"),
                 form,
+                cookie,
             ],
             "name=e",
         ),
@@ -446,6 +504,7 @@ async fn same_origin_pages_and_non_browser_clients_keep_working() {
                 ("host", "127.0.0.1:3000"),
                 ("referer", "http://127.0.0.1:3000/"),
                 form,
+                cookie,
             ],
             "name=f",
         ),
@@ -453,10 +512,10 @@ async fn same_origin_pages_and_non_browser_clients_keep_working() {
         browser(
             "POST",
             "/api/sessions",
-            &[("host", "127.0.0.1:3000"), json],
+            &[("host", "127.0.0.1:3000"), json, script],
             r#"{"name":"g"}"#,
         ),
-        browser("POST", "/api/sessions", &[json], r#"{"name":"h"}"#),
+        browser("POST", "/api/sessions", &[json, script], r#"{"name":"h"}"#),
     ];
     for req in created {
         let what = format!("{:?}", req.headers());
@@ -466,7 +525,7 @@ async fn same_origin_pages_and_non_browser_clients_keep_working() {
     assert_eq!(session_count(&h).await, 8);
     let (status, _) = send(
         &h,
-        browser("GET", "/", &[("host", "paddock.example.com")], ""),
+        browser("GET", "/", &[("host", "paddock.example.com"), cookie], ""),
     )
     .await;
     assert_eq!(status, StatusCode::OK);

@@ -236,14 +236,12 @@ impl Accounts for SqliteStore {
         expires_at: DateTime<Utc>,
     ) -> Result<()> {
         sqlx::query(
-            "INSERT INTO browser_sessions (id, user_id, record, expires_at) VALUES (?, ?, ?, ?) \
-             ON CONFLICT (id) DO UPDATE SET user_id = excluded.user_id, record = excluded.record, \
-             expires_at = excluded.expires_at",
+            "UPDATE browser_sessions SET user_id = ?, record = ?, expires_at = ? WHERE id = ?",
         )
-        .bind(id)
         .bind(user.map(|u| u.to_string()))
         .bind(record)
         .bind(timestamp(expires_at))
+        .bind(id)
         .execute(&self.pool)
         .await?;
         Ok(())
