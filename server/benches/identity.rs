@@ -16,8 +16,11 @@
 
 #[allow(dead_code)] // this bench prints microseconds, not `common::ms`
 mod common;
+#[path = "common/listening.rs"]
+mod listening;
 
 use common::percentile;
+use listening::listening_url;
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -75,12 +78,7 @@ fn start(dir: &Path, auth: &str) -> Server {
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let url = loop {
-        let line = lines.next().expect("paddock exited").unwrap();
-        if let Some((_, url)) = line.split_once("listening on ") {
-            break url.trim().to_owned();
-        }
-    };
+    let url = listening_url(&mut lines);
     std::thread::spawn(move || for _ in lines {});
     Server { child, url }
 }

@@ -29,6 +29,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+#[path = "common/listening.rs"]
+mod listening;
 
 use app::domain::{Delta, Event, EventKind, Session, SessionStatus};
 use axum::body::Body;
@@ -40,6 +42,7 @@ use common::{ms, percentile};
 use eventsource_stream::{EventStreamError, Eventsource};
 use futures_util::future::join_all;
 use futures_util::{Stream, StreamExt};
+use listening::listening_url;
 use paddock_model::{Scenario, ScriptedModel};
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
@@ -266,12 +269,7 @@ impl Paddock {
             .spawn()
             .unwrap();
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let url = loop {
-            let line = lines.next().expect("paddock exited").unwrap();
-            if let Some((_, url)) = line.split_once("listening on ") {
-                break url.trim().to_owned();
-            }
-        };
+        let url = listening_url(&mut lines);
         let lag_recoveries = Arc::new(AtomicUsize::new(0));
         let errors_logged = Arc::new(AtomicUsize::new(0));
         let (lag, errors) = (lag_recoveries.clone(), errors_logged.clone());

@@ -1,6 +1,7 @@
 //! What the dashboard's forms share: their look, and reading a submitted
 //! form's fields without Leptos' query-string decoder (see the session form).
 
+use crate::accounts::{LOGIN_MAX_CHARS, PASSWORD_MIN_CHARS};
 use leptos::prelude::*;
 
 pub(super) const INPUT: &str =
@@ -38,6 +39,44 @@ pub(super) fn PageTitle(title: &'static str, about: &'static str) -> impl IntoVi
         <div class="mb-4">
             <h1 class="text-xl font-semibold">{title}</h1>
             <p class="mt-1 text-sm text-zinc-500 dark:text-zinc-400">{about}</p>
+        </div>
+    }
+}
+
+/// A labelled login field; `autocomplete` is `username` where a person
+/// types their own, `off` where an admin types someone else's.
+#[component]
+pub(super) fn LoginField(
+    id: &'static str,
+    #[prop(default = "username")] autocomplete: &'static str,
+) -> impl IntoView {
+    view! {
+        <div>
+            <label for=id class="text-sm font-medium">"Login"</label>
+            <input id=id name="login" required autocomplete=autocomplete autocapitalize="none" maxlength=LOGIN_MAX_CHARS class=INPUT />
+        </div>
+    }
+}
+
+/// A labelled password field: a `new` one being chosen (at least
+/// [`PASSWORD_MIN_CHARS`], and the browser may offer one), else the
+/// current one.
+#[component]
+pub(super) fn PasswordField(
+    id: &'static str,
+    name: &'static str,
+    label: &'static str,
+    new: bool,
+) -> impl IntoView {
+    let (autocomplete, minlength) = if new {
+        ("new-password", Some(PASSWORD_MIN_CHARS))
+    } else {
+        ("current-password", None)
+    };
+    view! {
+        <div>
+            <label for=id class="text-sm font-medium">{label}</label>
+            <input id=id name=name type="password" required minlength=minlength autocomplete=autocomplete class=INPUT />
         </div>
     }
 }

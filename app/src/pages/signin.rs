@@ -3,9 +3,8 @@
 //! before the page's JavaScript has loaded; a failure comes back as
 //! `?error=<code>`, shown here as a message.
 
-use super::form::{PageTitle, INPUT, PANEL, PRIMARY};
+use super::form::{LoginField, PageTitle, PasswordField, INPUT, PANEL, PRIMARY};
 use super::ErrorNote;
-use crate::accounts::{LOGIN_MAX_CHARS, PASSWORD_MIN_CHARS};
 use crate::api::accounts::setup_link_open;
 use leptos::prelude::*;
 use leptos_router::hooks::use_query_map;
@@ -35,14 +34,8 @@ pub fn SignInPage() -> impl IntoView {
             <PageTitle title="Sign in" about="Sign in to run and follow your team's agents." />
             <form method="post" action="/auth/signin" class=format!("space-y-3 {PANEL}") data-testid="signin-form">
                 <input type="hidden" name="next" value=next />
-                <div>
-                    <label for="signin-login" class="text-sm font-medium">"Login"</label>
-                    <input id="signin-login" name="login" required autocomplete="username" autocapitalize="none" maxlength=LOGIN_MAX_CHARS class=INPUT />
-                </div>
-                <div>
-                    <label for="signin-password" class="text-sm font-medium">"Password"</label>
-                    <input id="signin-password" name="password" type="password" required autocomplete="current-password" class=INPUT />
-                </div>
+                <LoginField id="signin-login" />
+                <PasswordField id="signin-password" name="password" label="Password" new=false />
                 <button type="submit" class=format!("w-full {PRIMARY}")>"Sign in"</button>
                 {move || error().map(|m| view! { <ErrorNote message=m.to_owned() /> })}
             </form>
@@ -70,22 +63,13 @@ pub fn SetupPage() -> impl IntoView {
                         view! {
                             <form method="post" action="/auth/setup" class=format!("space-y-3 {PANEL}") data-testid="setup-form">
                                 <input type="hidden" name="token" value=token />
-                                <div>
-                                    <label for="setup-login" class="text-sm font-medium">"Login"</label>
-                                    <input id="setup-login" name="login" required autocomplete="username" autocapitalize="none" maxlength=LOGIN_MAX_CHARS class=INPUT />
-                                </div>
+                                <LoginField id="setup-login" />
                                 <div>
                                     <label for="setup-name" class="text-sm font-medium">"Display name"</label>
                                     <input id="setup-name" name="display_name" autocomplete="name" class=INPUT />
                                 </div>
-                                <div>
-                                    <label for="setup-password" class="text-sm font-medium">"Password"</label>
-                                    <input id="setup-password" name="password" type="password" required minlength=PASSWORD_MIN_CHARS autocomplete="new-password" class=INPUT />
-                                </div>
-                                <div>
-                                    <label for="setup-confirm" class="text-sm font-medium">"Password again"</label>
-                                    <input id="setup-confirm" name="confirm" type="password" required minlength=PASSWORD_MIN_CHARS autocomplete="new-password" class=INPUT />
-                                </div>
+                                <PasswordField id="setup-password" name="password" label="Password" new=true />
+                                <PasswordField id="setup-confirm" name="confirm" label="Password again" new=true />
                                 <button type="submit" class=format!("w-full {PRIMARY}")>"Create admin and sign in"</button>
                                 {move || error().map(|m| view! { <ErrorNote message=m.to_owned() /> })}
                             </form>

@@ -95,6 +95,19 @@ fn internal(e: tower_sessions::session::Error) -> AppError {
     AppError::Internal
 }
 
+/// The caller's own account, for a change to it: there is none with sign-in
+/// off (`without_accounts` says what that means here), and an API token may
+/// not make it.
+fn own_account(identity: &Identity, without_accounts: &str) -> Result<UserId, AppError> {
+    let Some(user) = identity.caller.user else {
+        return Err(AppError::Invalid(format!(
+            "Sign-in is off: {without_accounts}."
+        )));
+    };
+    identity.caller.require_signed_in()?;
+    Ok(user)
+}
+
 fn session_expired() -> AppError {
     AppError::Unauthenticated("Your session has ended. Sign in again.".into())
 }
@@ -355,12 +368,7 @@ impl Auth {
         identity: &Identity,
         address: Option<IpAddr>,
     ) -> Result<(), AppError> {
-        let Some(user) = identity.caller.user else {
-            return Err(AppError::Invalid(
-                "Sign-in is off: there is nothing to sign out of.".into(),
-            ));
-        };
-        identity.caller.require_signed_in()?;
+        let user = own_account(identity, "there is nothing to sign out of")?;
         let ended = self.store.delete_browser_sessions_of(user).await?;
         self.hub.access_changed();
         self.audit(
@@ -385,12 +393,7 @@ impl Auth {
         new_password: &str,
         address: Option<IpAddr>,
     ) -> Result<(), AppError> {
-        let Some(user) = identity.caller.user else {
-            return Err(AppError::Invalid(
-                "Sign-in is off: there is no password to change.".into(),
-            ));
-        };
-        identity.caller.require_signed_in()?;
+        let user = own_account(identity, "there is no password to change")?;
         app::accounts::check_new_password(new_password)?;
         // Guessing the current password is guessing a password: limited
         // like sign-in.

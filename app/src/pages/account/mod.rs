@@ -7,10 +7,10 @@ mod tokens;
 pub use credentials::CredentialsPage;
 pub use tokens::TokensPage;
 
-use super::form::{PageTitle, INPUT, PANEL, PRIMARY, SECONDARY};
+use super::form::{PageTitle, PasswordField, PANEL, PRIMARY, SECONDARY};
 use super::signin::message;
 use super::ErrorNote;
-use crate::accounts::{Caller, PASSWORD_MIN_CHARS};
+use crate::accounts::Caller;
 use crate::api::accounts::whoami;
 use leptos::prelude::*;
 use leptos_router::hooks::use_query_map;
@@ -62,18 +62,9 @@ pub fn AccountPage() -> impl IntoView {
                 </section>
                 <form method="post" action="/auth/password" class=format!("space-y-3 {PANEL}") data-testid="password-form">
                     <h2 class="font-semibold">"Change password"</h2>
-                    <div>
-                        <label for="current-password" class="text-sm font-medium">"Current password"</label>
-                        <input id="current-password" name="current" type="password" required autocomplete="current-password" class=INPUT />
-                    </div>
-                    <div>
-                        <label for="new-password" class="text-sm font-medium">"New password"</label>
-                        <input id="new-password" name="password" type="password" required minlength=PASSWORD_MIN_CHARS autocomplete="new-password" class=INPUT />
-                    </div>
-                    <div>
-                        <label for="confirm-password" class="text-sm font-medium">"New password again"</label>
-                        <input id="confirm-password" name="confirm" type="password" required minlength=PASSWORD_MIN_CHARS autocomplete="new-password" class=INPUT />
-                    </div>
+                    <PasswordField id="current-password" name="current" label="Current password" new=false />
+                    <PasswordField id="new-password" name="password" label="New password" new=true />
+                    <PasswordField id="confirm-password" name="confirm" label="New password again" new=true />
                     <button type="submit" class=PRIMARY>"Change password"</button>
                     <p class="text-xs text-zinc-500 dark:text-zinc-400">"Your other devices are signed out."</p>
                     {move || changed().then(|| view! { <p role="status" data-testid="password-changed" class="text-sm text-emerald-700 dark:text-emerald-400">"Password changed."</p> })}

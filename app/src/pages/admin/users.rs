@@ -1,9 +1,11 @@
 //! Users: add someone, change their role, disable them (they are signed out
 //! at once, their tokens stop working) or set a new password for them.
 
-use super::super::form::{submitted, PageTitle, INPUT, PANEL, PRIMARY, SECONDARY};
+use super::super::form::{
+    submitted, LoginField, PageTitle, PasswordField, INPUT, PANEL, PRIMARY, SECONDARY,
+};
 use super::super::{format_time, ErrorNote};
-use crate::accounts::{Role, User, LOGIN_MAX_CHARS, PASSWORD_MIN_CHARS};
+use crate::accounts::{Role, User, PASSWORD_MIN_CHARS};
 use crate::api::accounts::{list_users, AddUser, ChangeUser, ResetPassword};
 use leptos::prelude::*;
 
@@ -35,10 +37,7 @@ pub fn UsersPage() -> impl IntoView {
         <div class="space-y-4">
             <PageTitle title="Users" about="Admins manage users, credentials and every session; members run their own sessions and those shared with them; viewers read what is shared with them." />
             <form on:submit=submit class=format!("grid gap-3 sm:grid-cols-5 sm:items-end {PANEL}") data-testid="add-user-form">
-                <div>
-                    <label for="user-login" class="text-sm font-medium">"Login"</label>
-                    <input id="user-login" name="login" required maxlength=LOGIN_MAX_CHARS autocomplete="off" autocapitalize="none" class=INPUT />
-                </div>
+                <LoginField id="user-login" autocomplete="off" />
                 <div>
                     <label for="user-name" class="text-sm font-medium">"Display name"</label>
                     <input id="user-name" name="display_name" autocomplete="off" class=INPUT />
@@ -47,10 +46,7 @@ pub fn UsersPage() -> impl IntoView {
                     <label for="user-role" class="text-sm font-medium">"Role"</label>
                     <select id="user-role" name="role" class=INPUT>{role_options(Role::Member)}</select>
                 </div>
-                <div>
-                    <label for="user-password" class="text-sm font-medium">"First password"</label>
-                    <input id="user-password" name="password" type="password" required minlength=PASSWORD_MIN_CHARS autocomplete="new-password" class=INPUT />
-                </div>
+                <PasswordField id="user-password" name="password" label="First password" new=true />
                 <button type="submit" class=PRIMARY disabled=move || add.pending().get()>"Add user"</button>
             </form>
             {move || add.value().get().and_then(Result::err).map(|e| view! { <ErrorNote message=e.to_string() /> })}
