@@ -425,6 +425,9 @@ pub enum AppError {
     /// Sent to a host name this server does not serve (DNS rebinding).
     #[error("{0}")]
     Misdirected(String),
+    /// A body over its limit (an upload).
+    #[error("{0}")]
+    TooLarge(String),
     #[error("Something went wrong on the server; the details are in its log.")]
     Internal,
     #[error("{0}")]
@@ -444,6 +447,7 @@ impl AppError {
             AppError::Unavailable(_) => 503,
             AppError::Forbidden(_) => 403,
             AppError::Misdirected(_) => 421,
+            AppError::TooLarge(_) => 413,
             AppError::Internal | AppError::Transport(_) => 500,
         }
     }
@@ -459,6 +463,7 @@ impl AppError {
             AppError::Unavailable(_) => "unavailable",
             AppError::Forbidden(_) => "forbidden",
             AppError::Misdirected(_) => "misdirected_request",
+            AppError::TooLarge(_) => "too_large",
             AppError::Internal | AppError::Transport(_) => "internal",
         }
     }

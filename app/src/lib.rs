@@ -5,6 +5,7 @@
 pub mod accounts;
 pub mod api;
 pub mod domain;
+pub mod files;
 mod live;
 pub mod markdown;
 mod pages;

@@ -23,6 +23,7 @@ pub mod sync;
 pub mod telemetry;
 pub mod tools;
 pub mod vault;
+pub mod workspace_files;
 
 pub use config::Config;
 

@@ -31,6 +31,7 @@ use app::domain::{
     AppError, Decision, Engine, Event, EventKind, ServerInfo, Session, SessionId, SessionSpec,
     SessionStatus, UserId,
 };
+use app::files::{FileEntry, FileView};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -600,6 +601,24 @@ impl Backend for Paddock {
         self.vault
             .delete_audited(&self.auth, &caller.label(), caller.address, scope, kind)
             .await
+    }
+
+    async fn list_files(
+        &self,
+        caller: &Caller,
+        id: SessionId,
+        path: String,
+    ) -> Result<Vec<FileEntry>, AppError> {
+        self.browse_folder(caller, id, &path).await
+    }
+
+    async fn view_file(
+        &self,
+        caller: &Caller,
+        id: SessionId,
+        path: String,
+    ) -> Result<FileView, AppError> {
+        self.show_file(caller, id, &path).await
     }
 
     async fn audit_log(

@@ -19,6 +19,7 @@ pub(crate) mod ssr {
     use crate::domain::{
         AppError, Decision, Event, ServerInfo, Session, SessionId, SessionSpec, UserId,
     };
+    use crate::files::{FileEntry, FileView};
     use leptos::prelude::*;
     use std::sync::Arc;
 
@@ -134,6 +135,22 @@ pub(crate) mod ssr {
             scope: CredentialScope,
             kind: CredentialKind,
         ) -> Result<(), AppError>;
+
+        /// The entries of a folder of the session's workspace (`""`: its
+        /// root), for those who may watch it.
+        async fn list_files(
+            &self,
+            caller: &Caller,
+            id: SessionId,
+            path: String,
+        ) -> Result<Vec<FileEntry>, AppError>;
+        /// A file of the session's workspace, as the dashboard shows it.
+        async fn view_file(
+            &self,
+            caller: &Caller,
+            id: SessionId,
+            path: String,
+        ) -> Result<FileView, AppError>;
 
         /// The audit log, newest first (admins only).
         async fn audit_log(
@@ -452,3 +469,4 @@ pub async fn session_events(id: String, after: i64) -> Result<EventPage, AppErro
 }
 
 pub mod accounts;
+pub mod files;

@@ -1,5 +1,6 @@
 //! The HTTP surface: the server-rendered dashboard and its server functions,
-//! static files, the JSON API (`sessions.rs`), the two event streams
+//! static files, the JSON API (`sessions.rs`, and the workspace's files in
+//! `files.rs`), the two event streams
 //! (`events.rs`, `updates.rs`), sign-in's form posts (`auth.rs`) and the
 //! health probes (`probes.rs`), every route but the probes behind the
 //! [`request_guard`], the one door that checks host, origin and caller.
@@ -12,6 +13,7 @@ mod auth;
 pub mod error;
 mod events;
 pub mod extract;
+mod files;
 mod probes;
 pub mod request_guard;
 pub mod routes;
@@ -115,6 +117,7 @@ impl OwnRoutes {
     fn new() -> Self {
         Self {
             behind_the_door: sessions::routes()
+                .merge(files::routes())
                 .merge(events::routes())
                 .merge(updates::routes())
                 .merge(auth::routes()),

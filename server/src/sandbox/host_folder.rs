@@ -48,7 +48,10 @@ impl HostFolder {
             OFlags::DIRECTORY | OFlags::PATH | OFlags::CLOEXEC,
             Mode::empty(),
         )
-        .map_err(|e| io_error(path, e))?;
+        .map_err(|e| match e {
+            Errno::NOENT => FileError::NotFound(path.to_owned()),
+            e => io_error(path, e),
+        })?;
         rfs::openat2(
             &root,
             &rel,
@@ -65,13 +68,28 @@ impl HostFolder {
         })
     }
 
-    pub fn read(&self, path: &str) -> Result<Vec<u8>, FileError> {
-        let fd = self.open(path, OFlags::RDONLY, Mode::empty())?;
+    /// A regular file, opened for reading, and its size and modification
+    /// time (seconds since the epoch).
+    pub fn open_file(&self, path: &str) -> Result<(File, u64, u64), FileError> {
+        let fd = self.open(path, OFlags::RDONLY | OFlags::NONBLOCK, Mode::empty())?;
         let stat = rfs::fstat(&fd).map_err(|e| io_error(path, e))?;
-        if rfs::FileType::from_raw_mode(stat.st_mode) == rfs::FileType::Directory {
-            return Err(FileError::IsDirectory(path.to_owned()));
+        match rfs::FileType::from_raw_mode(stat.st_mode) {
+            rfs::FileType::RegularFile => {}
+            rfs::FileType::Directory => return Err(FileError::IsDirectory(path.to_owned())),
+            _ => {
+                return Err(FileError::Io {
+                    path: path.to_owned(),
+                    message: "not a regular file".into(),
+                })
+            }
         }
         let size = u64::try_from(stat.st_size).unwrap_or(0);
+        let modified = u64::try_from(stat.st_mtime).unwrap_or(0);
+        Ok((File::from(fd), size, modified))
+    }
+
+    pub fn read(&self, path: &str) -> Result<Vec<u8>, FileError> {
+        let (file, size, _) = self.open_file(path)?;
         if size > READ_MAX_BYTES {
             return Err(FileError::TooLarge {
                 path: path.to_owned(),
@@ -79,8 +97,7 @@ impl HostFolder {
             });
         }
         let mut data = Vec::with_capacity(size as usize);
-        File::from(fd)
-            .take(READ_MAX_BYTES + 1)
+        file.take(READ_MAX_BYTES + 1)
             .read_to_end(&mut data)
             .map_err(|e| io_error(path, e))?;
         Ok(data)
@@ -89,6 +106,10 @@ impl HostFolder {
     /// Writes `data` to `path`, creating missing parent folders.
     pub fn write(&self, path: &str, data: &[u8]) -> Result<(), FileError> {
         let rel = self.relative(path)?;
+        if !self.root.is_dir() {
+            // Before its sandbox first started (an upload).
+            self.create().map_err(|e| io_error(path, e))?;
+        }
         if let Some(parent) = rel.parent().filter(|p| !p.as_os_str().is_empty()) {
             self.create_dirs(path, parent)?;
         }
@@ -136,6 +157,9 @@ impl HostFolder {
 
     /// The entries of a folder, sorted by name.
     pub fn list(&self, path: &str) -> Result<Vec<Entry>, FileError> {
+        if self.relative(path)? == Path::new(".") && !self.root.exists() {
+            return Ok(Vec::new());
+        }
         let fd = self.open(path, OFlags::DIRECTORY | OFlags::RDONLY, Mode::empty())?;
         let dir = rfs::Dir::read_from(&fd).map_err(|e| io_error(path, e))?;
         let mut entries = Vec::new();
@@ -160,6 +184,47 @@ impl HostFolder {
         }
         entries.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(entries)
+    }
+}
+
+impl HostFolder {
+    /// Writes the workspace as a tar to `out`, every path under `top/`:
+    /// folders and regular files, each opened as [`Self::open_file`] opens
+    /// it (so a link that leaves the workspace is left out). Stops at the
+    /// first error writing to `out` (the download was abandoned); gives
+    /// `out` back when the archive is whole.
+    pub fn archive<W: Write>(&self, top: &str, out: W) -> std::io::Result<W> {
+        let mut tar = tar::Builder::new(out);
+        let mut folders = vec![String::new()];
+        while let Some(folder) = folders.pop() {
+            let Ok(entries) = self.list(if folder.is_empty() { "." } else { &folder }) else {
+                continue;
+            };
+            for entry in entries {
+                let path = if folder.is_empty() {
+                    entry.name
+                } else {
+                    format!("{folder}/{}", entry.name)
+                };
+                let mut header = tar::Header::new_gnu();
+                if entry.is_dir {
+                    header.set_entry_type(tar::EntryType::Directory);
+                    header.set_mode(0o755);
+                    header.set_size(0);
+                    tar.append_data(&mut header, format!("{top}/{path}/"), std::io::empty())?;
+                    folders.push(path);
+                } else if let Ok((file, size, modified)) = self.open_file(&path) {
+                    header.set_entry_type(tar::EntryType::Regular);
+                    header.set_mode(0o644);
+                    header.set_size(size);
+                    header.set_mtime(modified);
+                    // A file that grows while it is read is cut at the size
+                    // the header says.
+                    tar.append_data(&mut header, format!("{top}/{path}"), file.take(size))?;
+                }
+            }
+        }
+        tar.into_inner()
     }
 }
 
@@ -257,6 +322,45 @@ mod tests {
         ws.write("real.txt", b"ok").unwrap();
         std::os::unix::fs::symlink("real.txt", ws.root().join("inside")).unwrap();
         assert_eq!(ws.read("inside").unwrap(), b"ok");
+    }
+
+    #[test]
+    fn archives_what_is_inside_and_nothing_else() {
+        let (dir, ws) = ws();
+        ws.write("src/a.rs", b"fn main() {}").unwrap();
+        ws.write("README.md", b"hi").unwrap();
+        std::fs::write(dir.path().join("secret"), "s").unwrap();
+        std::os::unix::fs::symlink("../secret", ws.root().join("escape")).unwrap();
+        std::os::unix::fs::symlink("/etc", ws.root().join("etc")).unwrap();
+        let mut out = Vec::new();
+        ws.archive("top", &mut out).unwrap();
+        let mut archive = tar::Archive::new(&out[..]);
+        let mut found = Vec::new();
+        for entry in archive.entries().unwrap() {
+            let mut entry = entry.unwrap();
+            let mut text = String::new();
+            entry.read_to_string(&mut text).unwrap();
+            found.push((entry.path().unwrap().display().to_string(), text));
+        }
+        found.sort();
+        assert_eq!(
+            found,
+            [
+                ("top/README.md".to_owned(), "hi".to_owned()),
+                ("top/src/".to_owned(), String::new()),
+                ("top/src/a.rs".to_owned(), "fn main() {}".to_owned()),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_workspace_never_started_is_empty_and_takes_a_first_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let ws = HostFolder::new(dir.path().join("not-yet"), None);
+        assert_eq!(ws.list("."), Ok(Vec::new()));
+        assert_eq!(ws.list("src"), Err(FileError::NotFound("src".into())));
+        ws.write("up/loaded.txt", b"x").unwrap();
+        assert_eq!(ws.read("up/loaded.txt").unwrap(), b"x");
     }
 
     #[test]

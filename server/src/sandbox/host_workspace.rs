@@ -5,11 +5,19 @@
 use super::host_folder::HostFolder;
 use super::search;
 use super::workspace::{
-    Entry, FileError, GlobMatches, GlobQuery, GrepMatches, GrepQuery, SearchError, SearchLimits,
-    Workspace,
+    ByteStream, Download, Entry, FileError, GlobMatches, GlobQuery, GrepMatches, GrepQuery,
+    SearchError, SearchLimits, Workspace,
 };
 use super::Sandbox;
 use app::domain::SessionId;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use std::io::Write;
+use tokio::sync::mpsc;
+
+/// Bytes of an archive sent per chunk, and chunks made ahead of the client.
+const ARCHIVE_CHUNK: usize = 64 * 1024;
+const ARCHIVE_AHEAD: usize = 4;
 
 /// The workspace of a sandbox whose files are a host folder mounted into
 /// it.
@@ -62,6 +70,38 @@ impl Workspace for HostWorkspace<'_> {
         self.blocking(path, |f, p| f.list(p)).await
     }
 
+    async fn download(&self, path: &str) -> Result<Download, FileError> {
+        let (file, size, _) = self.blocking(path, |f, p| f.open_file(p)).await?;
+        let file = tokio::fs::File::from_std(file);
+        Ok(Download {
+            size,
+            body: tokio_util::io::ReaderStream::new(tokio::io::AsyncReadExt::take(file, size))
+                .boxed(),
+        })
+    }
+
+    fn archive(&self, top: &str) -> ByteStream {
+        let (tx, rx) = mpsc::channel(ARCHIVE_AHEAD);
+        let (folder, top) = (self.folder.clone(), top.to_owned());
+        tokio::task::spawn_blocking(move || {
+            let out = ChannelWriter {
+                tx: tx.clone(),
+                buf: Vec::with_capacity(ARCHIVE_CHUNK),
+            };
+            let gz = flate2::write::GzEncoder::new(out, flate2::Compression::fast());
+            let made = folder
+                .archive(&top, gz)
+                .and_then(|gz| gz.finish())
+                .and_then(|mut out| out.flush());
+            if let Err(e) = made {
+                // The client left (nothing to tell), or a read failed: the
+                // archive ends with an error rather than looking whole.
+                let _ = tx.blocking_send(Err(e));
+            }
+        });
+        tokio_stream_of(rx)
+    }
+
     async fn glob(
         &self,
         query: &GlobQuery<'_>,
@@ -77,4 +117,44 @@ impl Workspace for HostWorkspace<'_> {
     ) -> Result<GrepMatches, SearchError> {
         search::grep(self.sandbox, self.session, query, limits).await
     }
+}
+
+/// A `Write` that hands its bytes, in chunks, to an async receiver; writing
+/// fails once the receiver is gone.
+struct ChannelWriter {
+    tx: mpsc::Sender<std::io::Result<Bytes>>,
+    buf: Vec<u8>,
+}
+
+impl ChannelWriter {
+    fn send(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = Bytes::from(std::mem::replace(
+            &mut self.buf,
+            Vec::with_capacity(ARCHIVE_CHUNK),
+        ));
+        self.tx
+            .blocking_send(Ok(chunk))
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::BrokenPipe))
+    }
+}
+
+impl std::io::Write for ChannelWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= ARCHIVE_CHUNK {
+            self.send()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.send()
+    }
+}
+
+fn tokio_stream_of(mut rx: mpsc::Receiver<std::io::Result<Bytes>>) -> ByteStream {
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)).boxed()
 }

@@ -25,8 +25,8 @@ pub use local::LocalSandbox;
 pub use output::CappedOutput;
 pub use shell::shell_quote;
 pub use workspace::{
-    relative, Entry, FileError, GlobMatches, GlobQuery, GrepMatches, GrepQuery, SearchError,
-    SearchLimits, Workspace, READ_MAX_BYTES,
+    relative, ByteStream, Download, Entry, FileError, GlobMatches, GlobQuery, GrepMatches,
+    GrepQuery, SearchError, SearchLimits, Workspace, READ_MAX_BYTES,
 };
 
 use app::domain::SessionId;

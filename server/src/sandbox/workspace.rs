@@ -11,6 +11,8 @@
 //! trait its own way; the tools do not change.
 
 use super::{SandboxError, MOUNT_POINT};
+use bytes::Bytes;
+use futures_util::stream::BoxStream;
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -32,6 +34,15 @@ pub enum FileError {
     TooLarge { path: String, size: u64 },
     #[error("{path:?}: {message}")]
     Io { path: String, message: String },
+}
+
+/// Bytes read as they are sent: a download, an archive.
+pub type ByteStream = BoxStream<'static, std::io::Result<Bytes>>;
+
+/// A file to send: its size, and its bytes as they are read.
+pub struct Download {
+    pub size: u64,
+    pub body: ByteStream,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -122,8 +133,15 @@ pub trait Workspace: Send + Sync {
     async fn read(&self, path: &str) -> Result<Vec<u8>, FileError>;
     /// Writes `data` to `path`, creating missing parent folders.
     async fn write(&self, path: &str, data: &[u8]) -> Result<(), FileError>;
-    /// The entries of a folder, sorted by name.
+    /// The entries of a folder, sorted by name (the workspace of a
+    /// sandbox never started is there, and empty).
     async fn list(&self, path: &str) -> Result<Vec<Entry>, FileError>;
+    /// A file of any size, streamed.
+    async fn download(&self, path: &str) -> Result<Download, FileError>;
+    /// The whole workspace as a gzipped tar, streamed as it is made, every
+    /// path under `top/`. What cannot be read as a file of the workspace
+    /// (a link that leaves it, a socket) is left out.
+    fn archive(&self, top: &str) -> ByteStream;
     async fn glob(
         &self,
         query: &GlobQuery<'_>,

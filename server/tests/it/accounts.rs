@@ -16,24 +16,24 @@ use server::paddock::Paddock;
 use std::sync::Arc;
 use std::time::Duration;
 
-const PASSWORD: &str = "correct horse battery";
+pub(crate) const PASSWORD: &str = "correct horse battery";
 
-struct Team {
+pub(crate) struct Team {
     _home: Home,
-    paddock: Arc<Paddock>,
+    pub(crate) paddock: Arc<Paddock>,
     served: Served,
     /// Never follows redirects: the tests read them.
-    http: Client,
+    pub(crate) http: Client,
 }
 
 /// Someone with an account: a bearer token and a signed-in browser cookie.
-struct Person {
+pub(crate) struct Person {
     login: String,
-    token: String,
-    cookie: String,
+    pub(crate) token: String,
+    pub(crate) cookie: String,
 }
 
-async fn team(extra: &[&str]) -> Team {
+pub(crate) async fn team(extra: &[&str]) -> Team {
     let home = Home::new();
     let mut flags = vec!["--auth=on".to_owned()];
     flags.extend(extra.iter().map(|a| a.to_string()));
@@ -52,18 +52,18 @@ async fn team(extra: &[&str]) -> Team {
 }
 
 impl Team {
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         self.served.url(path)
     }
 
     /// A request as the dashboard's own pages send it: same origin.
-    fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+    pub(crate) fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
         self.http
             .request(method, self.url(path))
             .header(header::ORIGIN, &self.served.url)
     }
 
-    async fn person(&self, login: &str, role: Role) -> Person {
+    pub(crate) async fn person(&self, login: &str, role: Role) -> Person {
         let user = self
             .paddock
             .auth
@@ -118,7 +118,12 @@ impl Team {
     }
 
     /// A request with `cookie`, from the dashboard's own origin.
-    fn with_cookie(&self, cookie: &str, method: Method, path: &str) -> reqwest::RequestBuilder {
+    pub(crate) fn with_cookie(
+        &self,
+        cookie: &str,
+        method: Method,
+        path: &str,
+    ) -> reqwest::RequestBuilder {
         self.request(method, path).header(header::COOKIE, cookie)
     }
 
@@ -136,19 +141,19 @@ impl Team {
     }
 
     /// A request with `who`'s token.
-    fn as_(&self, who: &Person, method: Method, path: &str) -> reqwest::RequestBuilder {
+    pub(crate) fn as_(&self, who: &Person, method: Method, path: &str) -> reqwest::RequestBuilder {
         self.http
             .request(method, self.url(path))
             .bearer_auth(&who.token)
     }
 
-    async fn status(&self, req: reqwest::RequestBuilder) -> (StatusCode, String) {
+    pub(crate) async fn status(&self, req: reqwest::RequestBuilder) -> (StatusCode, String) {
         let res = req.send().await.unwrap();
         (res.status(), res.text().await.unwrap())
     }
 
     /// Calls a server function with `who`'s token.
-    async fn call(
+    pub(crate) async fn call(
         &self,
         who: &Person,
         function: &str,
@@ -161,7 +166,7 @@ impl Team {
         .await
     }
 
-    async fn create(&self, who: &Person, body: serde_json::Value) -> Session {
+    pub(crate) async fn create(&self, who: &Person, body: serde_json::Value) -> Session {
         let res = self
             .as_(who, Method::POST, "/api/sessions")
             .json(&body)
@@ -172,7 +177,13 @@ impl Team {
         res.json().await.unwrap()
     }
 
-    async fn share(&self, owner: &Person, session: &Session, with: &Person, level: &str) {
+    pub(crate) async fn share(
+        &self,
+        owner: &Person,
+        session: &Session,
+        with: &Person,
+        level: &str,
+    ) {
         let id = session.id.to_string();
         let (status, body) = self
             .call(

@@ -20,3 +20,4 @@ mod llm;
 mod recovery;
 mod sandbox;
 mod tools;
+mod workspace_files;

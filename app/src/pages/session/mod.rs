@@ -1,4 +1,5 @@
-//! One session: its header and counters, the transcript, and the composer.
+//! One session: its header and counters, then the transcript and the
+//! composer, or its workspace's [`files`] (`?view=files`).
 //!
 //! The page is rendered on the server from the store (the newest page of the
 //! transcript), so a reload shows the whole recent history at once; once
@@ -16,6 +17,7 @@
 
 mod cards;
 mod composer;
+mod files;
 mod fold;
 mod header;
 mod permission;
@@ -29,10 +31,11 @@ use crate::live::{self, Link};
 use crate::transcript::{Item, Transcript};
 use cards::{EventView, LiveBlockView};
 use composer::Composer;
+use files::FilesView;
 use fold::LiveBlock;
 use header::Header;
 use leptos::prelude::*;
-use leptos_router::hooks::use_params_map;
+use leptos_router::hooks::{use_params_map, use_query_map};
 use std::collections::HashMap;
 
 #[component]
@@ -75,7 +78,10 @@ fn SessionScreen(data: SessionView) -> impl IntoView {
     // server checks each call anyway).
     let access = people.access;
     provide_context(access);
+    let session_id = initial.id;
     let id = initial.id.to_string();
+    let query = use_query_map();
+    let files_shown = Memo::new(move |_| query.read().get("view").as_deref() == Some("files"));
     let title = initial.name.clone();
     let session = RwSignal::new(initial);
     let events = RwSignal::new(page.events);
@@ -128,13 +134,16 @@ fn SessionScreen(data: SessionView) -> impl IntoView {
 
     let transcript = Memo::new(move |_| events.with(|e| Transcript::build(e)));
     let status = Memo::new(move |_| session.with(|s| s.status));
-    follow_bottom(transcript, live);
+    follow_bottom(transcript, live, files_shown);
 
     let (id_header, id_earlier, id_items) = (id.clone(), id.clone(), id.clone());
     view! {
         <leptos_meta::Title text=format!("{title} · Paddock") />
         <article class="space-y-4 pb-4">
             <Header session id=id_header link people />
+            <Tabs id=session_id files_shown />
+            {move || files_shown.get().then(|| view! { <FilesView id=session_id access /> })}
+            <div class:hidden=move || files_shown.get() class="space-y-4">
             <section aria-labelledby="transcript-heading" class="space-y-3">
                 <h2 id="transcript-heading" class="sr-only">"Transcript"</h2>
                 <EarlierEvents id=id_earlier events html />
@@ -164,13 +173,47 @@ fn SessionScreen(data: SessionView) -> impl IntoView {
                     "You are watching this session: it is shared with you to follow, not to prompt."
                 </p>
             })}
+            </div>
         </article>
     }
 }
 
+/// The transcript and the files: links, so each view has its address.
+#[component]
+fn Tabs(id: crate::domain::SessionId, files_shown: Memo<bool>) -> impl IntoView {
+    let tab = |label: &'static str, href: String, testid: &'static str, current: bool| {
+        view! {
+            <a
+                href=href
+                data-testid=testid
+                aria-current=current.then_some("page")
+                class=if current {
+                    "border-b-2 border-amber-500 px-3 py-2 text-sm font-semibold"
+                } else {
+                    "border-b-2 border-transparent px-3 py-2 text-sm text-zinc-500 hover:text-zinc-900 dark:text-zinc-400 dark:hover:text-zinc-100"
+                }
+            >
+                {label}
+            </a>
+        }
+    };
+    view! {
+        <nav aria-label="Session views" class="flex gap-1 border-b border-zinc-200 dark:border-zinc-800">
+            {move || {
+                let files = files_shown.get();
+                view! {
+                    {tab("Transcript", format!("/sessions/{id}"), "tab-transcript", !files)}
+                    {tab("Files", crate::files::files_view_url(id, "", None), "tab-files", files)}
+                }
+            }}
+        </nav>
+    }
+}
+
 /// Keeps the newest content in view while the user is at the bottom of the
-/// page; scrolling up stops that until they scroll back down.
-fn follow_bottom(transcript: Memo<Transcript>, live: RwSignal<Vec<LiveBlock>>) {
+/// page (and looking at the transcript); scrolling up stops that until they
+/// scroll back down.
+fn follow_bottom(transcript: Memo<Transcript>, live: RwSignal<Vec<LiveBlock>>, away: Memo<bool>) {
     let following = RwSignal::new(true);
     #[cfg(feature = "hydrate")]
     {
@@ -193,7 +236,7 @@ fn follow_bottom(transcript: Memo<Transcript>, live: RwSignal<Vec<LiveBlock>>) {
     Effect::new(move |_| {
         transcript.track();
         live.track();
-        if following.get_untracked() {
+        if following.get_untracked() && !away.get_untracked() {
             request_animation_frame(|| {
                 let total = document()
                     .document_element()

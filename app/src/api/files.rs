@@ -1,0 +1,35 @@
+//! Server functions for a session's workspace: folders and files as the
+//! dashboard shows them. Downloads, the archive and uploads are plain HTTP
+//! routes of the server (`/api/sessions/{id}/files…`), since they stream
+//! bytes rather than JSON.
+
+#[cfg(feature = "ssr")]
+use super::ssr;
+use super::UrlInJsonOut;
+use crate::domain::AppError;
+use crate::files::{FileEntry, FileView};
+use leptos::prelude::*;
+
+#[server(endpoint = "list_files", output = UrlInJsonOut)]
+pub async fn list_files(id: String, path: String) -> Result<Vec<FileEntry>, AppError> {
+    ssr::respond(
+        async {
+            ssr::backend()?
+                .list_files(&ssr::caller()?, ssr::parse_id(&id)?, path)
+                .await
+        }
+        .await,
+    )
+}
+
+#[server(endpoint = "view_file", output = UrlInJsonOut)]
+pub async fn view_file(id: String, path: String) -> Result<FileView, AppError> {
+    ssr::respond(
+        async {
+            ssr::backend()?
+                .view_file(&ssr::caller()?, ssr::parse_id(&id)?, path)
+                .await
+        }
+        .await,
+    )
+}

@@ -1,0 +1,207 @@
+//! The session's Files view: its workspace's folders (breadcrumbs to go
+//! up), a file shown with highlighting, a download of any file or of the
+//! whole workspace, and, for those who may operate the session, an upload
+//! form that also takes files dropped on it.
+//!
+//! Where it is (the folder, the file shown, an upload's error) lives in the
+//! page's address (`?view=files&dir=…&file=…`), so every link and the
+//! upload form work without JavaScript, a reload keeps the place, and a
+//! link to a file can be shared.
+
+use super::super::form::{PANEL, PRIMARY, SECONDARY};
+use super::super::ErrorNote;
+use crate::accounts::Access;
+use crate::api::files::{list_files, view_file};
+use crate::domain::SessionId;
+use crate::files::{
+    archive_url, download_url, files_view_url, folder_url, format_size, parent, FileContent,
+    FileEntry, FileView,
+};
+use leptos::prelude::*;
+use leptos_router::hooks::use_query_map;
+
+#[component]
+pub(super) fn FilesView(id: SessionId, access: Access) -> impl IntoView {
+    let query = use_query_map();
+    let dir = Memo::new(move |_| query.read().get("dir").unwrap_or_default());
+    let file = Memo::new(move |_| query.read().get("file"));
+    let upload_error = move || query.read().get("error");
+    let entries = Resource::new(move || dir.get(), move |d| list_files(id.to_string(), d));
+    let shown = Resource::new(
+        move || file.get(),
+        move |f| async move {
+            match f {
+                Some(f) => view_file(id.to_string(), f).await.map(Some),
+                None => Ok(None),
+            }
+        },
+    );
+    view! {
+        <section aria-labelledby="files-heading" class="space-y-3" data-testid="files">
+            <h2 id="files-heading" class="sr-only">"Files"</h2>
+            <div class="flex flex-wrap items-center justify-between gap-2">
+                <Breadcrumbs id dir />
+                <a href=archive_url(id) download data-testid="download-archive" class=SECONDARY>
+                    "Download all (.tar.gz)"
+                </a>
+            </div>
+            {move || upload_error().map(|m| view! { <ErrorNote message=m /> })}
+            <Suspense fallback=|| view! { <p class="text-sm text-zinc-500">"Loading files…"</p> }>
+                {move || Suspend::new(async move {
+                    match entries.await {
+                        Ok(list) => view! { <Listing id dir=dir.get_untracked() list /> }.into_any(),
+                        Err(e) => view! { <ErrorNote message=e.to_string() /> }.into_any(),
+                    }
+                })}
+            </Suspense>
+            {(access >= Access::Operate).then(|| view! { <Upload id dir /> })}
+            <Suspense>
+                {move || Suspend::new(async move {
+                    match shown.await {
+                        Ok(Some(v)) => view! { <Shown id view=v /> }.into_any(),
+                        Ok(None) => ().into_any(),
+                        Err(e) => view! { <ErrorNote message=e.to_string() /> }.into_any(),
+                    }
+                })}
+            </Suspense>
+        </section>
+    }
+}
+
+/// The workspace, then each folder down to `dir`, each a link.
+#[component]
+fn Breadcrumbs(id: SessionId, dir: Memo<String>) -> impl IntoView {
+    let crumbs = move || {
+        let dir = dir.get();
+        let mut path = String::new();
+        let mut crumbs = vec![("workspace".to_owned(), String::new())];
+        for part in dir.split('/').filter(|p| !p.is_empty()) {
+            if !path.is_empty() {
+                path.push('/');
+            }
+            path.push_str(part);
+            crumbs.push((part.to_owned(), path.clone()));
+        }
+        crumbs
+    };
+    view! {
+        <nav aria-label="Folder" data-testid="breadcrumbs" class="flex flex-wrap items-center gap-1 font-mono text-sm">
+            {move || crumbs().into_iter().map(|(name, path)| view! {
+                <span class="text-zinc-400">"/"</span>
+                <a href=files_view_url(id, &path, None) class="hover:underline">{name}</a>
+            }).collect_view()}
+        </nav>
+    }
+}
+
+#[component]
+fn Listing(id: SessionId, dir: String, list: Vec<FileEntry>) -> impl IntoView {
+    if list.is_empty() {
+        return view! {
+            <p data-testid="files-empty" class="rounded-lg border border-dashed border-zinc-300 p-4 text-center text-sm text-zinc-500 dark:border-zinc-700 dark:text-zinc-400">
+                "Nothing here yet: the agent's files appear as it works, and you can upload some."
+            </p>
+        }
+        .into_any();
+    }
+    let up = (!dir.is_empty()).then(|| files_view_url(id, parent(&dir), None));
+    view! {
+        <ul class=format!("divide-y divide-zinc-100 p-0 text-sm dark:divide-zinc-800 {PANEL}") data-testid="file-list">
+            {up.map(|href| view! {
+                <li class="px-4 py-2"><a href=href class="font-mono hover:underline">".."</a></li>
+            })}
+            {list.into_iter().map(|e| {
+                let open = if e.is_dir {
+                    files_view_url(id, &e.path, None)
+                } else {
+                    files_view_url(id, &dir, Some(&e.path))
+                };
+                let kind = if e.is_dir { "folder" } else { "file" };
+                view! {
+                    <li class="flex items-center justify-between gap-3 px-4 py-2" data-testid="file-entry" data-kind=kind>
+                        <a href=open class="min-w-0 truncate font-mono hover:underline">
+                            {if e.is_dir { format!("{}/", e.name) } else { e.name.clone() }}
+                        </a>
+                        {(!e.is_dir).then(|| view! {
+                            <span class="flex shrink-0 items-center gap-3 text-xs text-zinc-500 dark:text-zinc-400">
+                                <span class="tabular-nums">{format_size(e.size)}</span>
+                                <a href=download_url(id, &e.path) download class="hover:underline" aria-label=format!("Download {}", e.name)>"Download"</a>
+                            </span>
+                        })}
+                    </li>
+                }
+            }).collect_view()}
+        </ul>
+    }
+    .into_any()
+}
+
+/// A file, highlighted, or why it is not shown.
+#[component]
+fn Shown(id: SessionId, view: FileView) -> impl IntoView {
+    let body = match view.content {
+        FileContent::Text(html) => view! { <div class="overflow-x-auto text-sm" data-testid="file-content" inner_html=html></div> }.into_any(),
+        FileContent::Binary => view! { <p class="text-sm text-zinc-500">"A binary file: download it to open it."</p> }.into_any(),
+        FileContent::TooLarge => view! { <p class="text-sm text-zinc-500">"Too large to show here: download it to open it."</p> }.into_any(),
+    };
+    view! {
+        <article class=format!("space-y-2 {PANEL}") data-testid="file-view">
+            <header class="flex flex-wrap items-center justify-between gap-2">
+                <h3 class="font-mono text-sm font-semibold" data-testid="file-path">{view.path.clone()}</h3>
+                <span class="flex items-center gap-3 text-xs text-zinc-500 dark:text-zinc-400">
+                    <span class="tabular-nums">{format_size(view.size)}</span>
+                    <a href=download_url(id, &view.path) download class="hover:underline">"Download"</a>
+                </span>
+            </header>
+            {body}
+        </article>
+    }
+}
+
+/// Files into the folder shown: chosen, or dropped on the form (which
+/// then posts itself).
+#[component]
+fn Upload(id: SessionId, dir: Memo<String>) -> impl IntoView {
+    let form = NodeRef::<leptos::html::Form>::new();
+    let input = NodeRef::<leptos::html::Input>::new();
+    let dragging = RwSignal::new(false);
+    let on_drop = move |ev: leptos::ev::DragEvent| {
+        ev.prevent_default();
+        dragging.set(false);
+        #[cfg(feature = "hydrate")]
+        if let (Some(files), Some(input), Some(form)) = (
+            ev.data_transfer().and_then(|d| d.files()),
+            input.get_untracked(),
+            form.get_untracked(),
+        ) {
+            if files.length() > 0 {
+                input.set_files(Some(&files));
+                let _ = form.submit();
+            }
+        }
+        #[cfg(not(feature = "hydrate"))]
+        let _ = (form, input);
+    };
+    view! {
+        <form
+            node_ref=form
+            method="post"
+            enctype="multipart/form-data"
+            action=folder_url(id)
+            data-testid="upload-form"
+            on:dragover=move |ev: leptos::ev::DragEvent| { ev.prevent_default(); dragging.set(true); }
+            on:dragleave=move |_| dragging.set(false)
+            on:drop=on_drop
+            class=move || format!(
+                "flex flex-wrap items-center gap-3 border-dashed {PANEL} {}",
+                if dragging.get() { "border-amber-500 bg-amber-50 dark:bg-amber-950" } else { "" },
+            )
+        >
+            <input type="hidden" name="dir" value=move || dir.get() />
+            <label class="text-sm font-medium" for="upload-input">"Upload to this folder"</label>
+            <input node_ref=input id="upload-input" data-testid="upload-input" type="file" name="file" multiple required class="text-sm" />
+            <button type="submit" class=PRIMARY>"Upload"</button>
+            <span class="text-xs text-zinc-500 dark:text-zinc-400">"or drop files here"</span>
+        </form>
+    }
+}

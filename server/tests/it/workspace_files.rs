@@ -1,0 +1,358 @@
+//! A session's workspace through its doors (sign-in on, a real server on
+//! port 0, the local sandbox's host folders): folders, a file shown,
+//! downloads of a file and of the whole workspace, uploads; who may do
+//! which; and hostile paths, names and bodies, which change nothing.
+
+use crate::accounts::{team, Person, Team};
+use app::accounts::Role;
+use app::domain::Session;
+use reqwest::header;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use std::io::Read;
+
+const BOUNDARY: &str = "paddock-test-boundary";
+
+/// A multipart upload body: `dir`, then each `(file name, bytes)`.
+fn multipart(dir: &str, files: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut body =
+        format!("--{BOUNDARY}\r\ncontent-disposition: form-data; name=\"dir\"\r\n\r\n{dir}\r\n")
+            .into_bytes();
+    for (name, data) in files {
+        body.extend_from_slice(
+            format!(
+                "--{BOUNDARY}\r\ncontent-disposition: form-data; name=\"file\"; \
+                 filename=\"{name}\"\r\ncontent-type: application/octet-stream\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(data);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{BOUNDARY}--\r\n").as_bytes());
+    body
+}
+
+fn upload(t: &Team, who: &Person, s: &Session, body: Vec<u8>) -> reqwest::RequestBuilder {
+    t.as_(who, Method::POST, &format!("/api/sessions/{}/files", s.id))
+        .header(
+            header::CONTENT_TYPE,
+            format!("multipart/form-data; boundary={BOUNDARY}"),
+        )
+        .body(body)
+}
+
+async fn get(t: &Team, who: &Person, path: &str) -> reqwest::Response {
+    t.as_(who, Method::GET, path).send().await.unwrap()
+}
+
+/// The paths and contents of a `.tar.gz`, sorted.
+fn untar(gz: &[u8]) -> Vec<(String, String)> {
+    let mut tar = Vec::new();
+    flate2::read::GzDecoder::new(gz)
+        .read_to_end(&mut tar)
+        .unwrap();
+    let mut archive = tar::Archive::new(&tar[..]);
+    let mut found: Vec<_> = archive
+        .entries()
+        .unwrap()
+        .map(|e| {
+            let mut e = e.unwrap();
+            let mut text = String::new();
+            e.read_to_string(&mut text).unwrap_or_default();
+            (e.path().unwrap().display().to_string(), text)
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+#[tokio::test]
+async fn people_browse_download_and_upload_what_they_may() {
+    let t = team(&[]).await;
+    let owner = t.person("olive", Role::Member).await;
+    let watcher = t.person("walt", Role::Member).await;
+    let stranger = t.person("sid", Role::Member).await;
+    let s = t.create(&owner, json!({"name": "Fix the build!"})).await;
+    t.share(&owner, &s, &watcher, "watch").await;
+    let base = format!("/api/sessions/{}", s.id);
+
+    // Before its sandbox ever started, the workspace is there and empty.
+    let res = get(&t, &owner, &format!("{base}/files")).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.json::<Value>().await.unwrap(), json!([]));
+
+    // The owner uploads two files into a folder.
+    let body = multipart(
+        "src",
+        &[
+            ("main.rs", b"fn main() { println!(\"<hi>\"); }"),
+            ("logo.bin", &[0, 159, 1, 2]),
+        ],
+    );
+    let (status, written) = t.status(upload(&t, &owner, &s, body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{written}");
+    let written: Value = serde_json::from_str(&written).unwrap();
+    assert_eq!(written[0]["path"], "src/main.rs");
+    let host = server::sandbox::workspace_dir(&t.paddock.config.workspace_root, s.id);
+    assert_eq!(
+        std::fs::read(host.join("src/main.rs")).unwrap(),
+        b"fn main() { println!(\"<hi>\"); }"
+    );
+    // A link planted in the workspace that leaves it.
+    std::os::unix::fs::symlink("/etc/passwd", host.join("escape")).unwrap();
+
+    // The watcher browses, sees a file highlighted, downloads it and the
+    // whole workspace.
+    let listed: Value = get(&t, &watcher, &format!("{base}/files?path=src"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let names: Vec<_> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["path"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(names, ["src/logo.bin", "src/main.rs"]);
+    let id = s.id.to_string();
+    let (status, shown) = t
+        .call(
+            &watcher,
+            "view_file",
+            &[("id", &id), ("path", "src/main.rs")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{shown}");
+    let shown: Value = serde_json::from_str(&shown).unwrap();
+    let html = shown["content"]["Text"].as_str().unwrap();
+    assert!(
+        html.contains("&lt;hi&gt;") && !html.contains("<hi>"),
+        "{html}"
+    );
+    let (_, binary) = t
+        .call(
+            &watcher,
+            "view_file",
+            &[("id", &id), ("path", "src/logo.bin")],
+        )
+        .await;
+    assert!(binary.contains("Binary"), "{binary}");
+
+    let res = get(&t, &watcher, &format!("{base}/files/src/main.rs")).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let headers = res.headers().clone();
+    assert_eq!(headers[header::CONTENT_TYPE], "application/octet-stream");
+    assert_eq!(headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+    assert!(headers[header::CONTENT_DISPOSITION]
+        .to_str()
+        .unwrap()
+        .starts_with("attachment; filename=\"main.rs\""));
+    assert_eq!(
+        res.bytes().await.unwrap(),
+        &b"fn main() { println!(\"<hi>\"); }"[..]
+    );
+    let res = get(&t, &watcher, &format!("{base}/archive")).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.headers()[header::CONTENT_DISPOSITION]
+        .to_str()
+        .unwrap()
+        .contains("Fix-the-build.tar.gz"));
+    let files = untar(&res.bytes().await.unwrap());
+    let paths: Vec<_> = files.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "Fix-the-build/src/",
+            "Fix-the-build/src/logo.bin",
+            "Fix-the-build/src/main.rs"
+        ],
+        "the link that leaves the workspace is not in it"
+    );
+    assert_eq!(files[2].1, "fn main() { println!(\"<hi>\"); }");
+
+    // …but may not upload; a stranger sees nothing, through every door.
+    let (status, _) = t
+        .status(upload(&t, &watcher, &s, multipart("", &[("w.txt", b"w")])))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(!host.join("w.txt").exists());
+    for path in [
+        format!("{base}/files"),
+        format!("{base}/files/src/main.rs"),
+        format!("{base}/archive"),
+    ] {
+        let res = get(&t, &stranger, &path).await;
+        assert_eq!(res.status(), StatusCode::NOT_FOUND, "{path}");
+        assert!(!res.text().await.unwrap().contains("main"), "{path}");
+    }
+    let (status, _) = t
+        .status(upload(&t, &stranger, &s, multipart("", &[("x.txt", b"x")])))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = t
+        .call(
+            &stranger,
+            "view_file",
+            &[("id", &id), ("path", "src/main.rs")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // A browser's form post goes back to the Files view of that folder.
+    let res = t
+        .with_cookie(&owner.cookie, Method::POST, &format!("{base}/files"))
+        .header(
+            header::CONTENT_TYPE,
+            format!("multipart/form-data; boundary={BOUNDARY}"),
+        )
+        .header(header::ACCEPT, "text/html")
+        .body(multipart("docs", &[("notes.md", b"# Notes")]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        res.headers()[header::LOCATION],
+        format!("/sessions/{}?view=files&dir=docs", s.id).as_str()
+    );
+    // And the page renders that view on the server.
+    let (status, page) = t
+        .status(t.with_cookie(
+            &owner.cookie,
+            Method::GET,
+            &format!(
+                "/sessions/{}?view=files&dir=docs&file=docs%2Fnotes.md",
+                s.id
+            ),
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        page.contains("notes.md") && page.contains("# Notes"),
+        "{page}"
+    );
+}
+
+#[tokio::test]
+async fn hostile_paths_names_and_bodies_change_nothing() {
+    let t = team(&[]).await;
+    let me = t.person("hana", Role::Member).await;
+    let s = t.create(&me, json!({"name": "target"})).await;
+    let base = format!("/api/sessions/{}", s.id);
+    let host = server::sandbox::workspace_dir(&t.paddock.config.workspace_root, s.id);
+    t.status(upload(&t, &me, &s, multipart("", &[("ok.txt", b"ok")])))
+        .await;
+    std::os::unix::fs::symlink("/etc/passwd", host.join("escape")).unwrap();
+    let before = t
+        .status(t.as_(&me, Method::GET, &format!("{base}/files")))
+        .await;
+
+    // Reads that would leave the workspace: 400, and no byte of outside.
+    for path in [
+        format!("{base}/files/..%2F..%2F..%2Fetc%2Fpasswd"),
+        format!("{base}/files/%2Fetc%2Fpasswd"),
+        format!("{base}/files/escape"),
+        format!("{base}/files?path=..%2F.."),
+        format!("{base}/files?path=%2Fetc"),
+    ] {
+        let res = get(&t, &me, &path).await;
+        let status = res.status();
+        let text = res.text().await.unwrap();
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {text}");
+        assert!(!text.contains("root:"), "{path}: {text}");
+    }
+    let res = get(&t, &me, &format!("{base}/files/nope.txt")).await;
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    let unknown = uuid::Uuid::now_v7();
+    for path in [
+        format!("/api/sessions/{unknown}/files"),
+        format!("/api/sessions/{unknown}/archive"),
+        "/api/sessions/not-an-id/files/x".to_owned(),
+    ] {
+        assert_eq!(
+            get(&t, &me, &path).await.status(),
+            StatusCode::NOT_FOUND,
+            "{path}"
+        );
+    }
+    let res = get(&t, &me, &format!("{base}/files?unknown=1")).await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+
+    // Uploads with names that leave, unknown parts, a broken body, no
+    // file, one too big: refused whole, nothing written anywhere.
+    let outside = host.parent().unwrap().join("evil");
+    let refused: Vec<(&str, Vec<u8>, StatusCode)> = vec![
+        (
+            "leaves by ..",
+            multipart("", &[("fine.txt", b"1"), ("../evil", b"2")]),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "leaves by its folder",
+            multipart("../..", &[("evil", b"2")]),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "absolute",
+            multipart("", &[("/etc/evil", b"2")]),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "through a link",
+            multipart("escape", &[("evil", b"2")]),
+            StatusCode::BAD_REQUEST,
+        ),
+        ("no file", multipart("", &[]), StatusCode::BAD_REQUEST),
+        (
+            "unknown part",
+            format!(
+                "--{BOUNDARY}\r\ncontent-disposition: form-data; name=\"other\"\r\n\r\nx\r\n--{BOUNDARY}--\r\n"
+            )
+            .into_bytes(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "cut short",
+            format!("--{BOUNDARY}\r\ncontent-disposition: form-data; name=\"file\"; filename=\"a\"\r\n\r\nabc")
+                .into_bytes(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "too big",
+            multipart(
+                "",
+                &[("fine.txt", b"1"), ("big.bin", &vec![7u8; app::files::UPLOAD_MAX_BYTES + 1])],
+            ),
+            StatusCode::PAYLOAD_TOO_LARGE,
+        ),
+    ];
+    for (what, body, expected) in refused {
+        let (status, text) = t.status(upload(&t, &me, &s, body)).await;
+        assert_eq!(status, expected, "{what}: {text}");
+        let json: Value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("{what}: {text}"));
+        assert!(json["error"]["message"].is_string(), "{what}: {text}");
+    }
+    let no_boundary = t
+        .as_(&me, Method::POST, &format!("{base}/files"))
+        .header(header::CONTENT_TYPE, "multipart/form-data")
+        .body("x");
+    assert_eq!(t.status(no_boundary).await.0, StatusCode::BAD_REQUEST);
+    let not_multipart = t
+        .as_(&me, Method::POST, &format!("{base}/files"))
+        .json(&json!({"file": "x"}));
+    assert_eq!(t.status(not_multipart).await.0, StatusCode::BAD_REQUEST);
+    assert!(!outside.exists());
+    assert!(
+        !host.join("fine.txt").exists(),
+        "a refused upload writes nothing"
+    );
+    assert!(std::fs::read_to_string("/etc/passwd")
+        .unwrap()
+        .contains("root"));
+    let after = t
+        .status(t.as_(&me, Method::GET, &format!("{base}/files")))
+        .await;
+    assert_eq!(before, after);
+}
