@@ -71,7 +71,7 @@ impl FileView {
 /// for one it does not know).
 #[cfg(feature = "ssr")]
 fn language(path: &str) -> &'static str {
-    let name = path.rsplit('/').next().unwrap_or(path);
+    let name = name_of(path);
     if name == "Dockerfile" {
         return "dockerfile";
     }
@@ -86,6 +86,11 @@ fn language(path: &str) -> &'static str {
         .find(|k| k.eq_ignore_ascii_case(ext))
         .copied()
         .unwrap_or("text")
+}
+
+/// The last part of a path: a file's or folder's own name.
+pub fn name_of(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
 }
 
 /// The folder a path is in (`""` for the workspace's root).

@@ -98,7 +98,7 @@ test('files are uploaded by choosing them and by dropping them on the form', asy
   });
   expect(res.status()).toBe(303);
   await gotoHydrated(page, `${paddock.url}${res.headers()['location']}`);
-  await expect(page.getByTestId('files')).toContainText('outside the workspace');
+  await expect(page.getByTestId('files')).toContainText('leaves the workspace');
   expect(existsSync(join(paddock.workspaces, 'evil.txt'))).toBe(false);
   expect(existsSync(join(paddock.dataDir, 'evil.txt'))).toBe(false);
 });

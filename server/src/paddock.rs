@@ -21,6 +21,7 @@ use crate::proxy::CredentialProxy;
 use crate::sandbox::{DockerSandbox, LocalSandbox, Sandbox};
 use crate::store::{self, Store};
 use crate::vault::{MasterKey, Vault};
+use crate::workspace_files::Transfers;
 use anyhow::Context;
 use app::accounts::{
     Access, AuditAction, AuditEntry, Caller, CredentialInfo, CredentialKind, CredentialScope,
@@ -58,6 +59,8 @@ pub struct Paddock {
     pub vault: Arc<Vault>,
     /// Who has which session open.
     pub presence: Presence,
+    /// Workspace archives and uploads running now.
+    pub transfers: Transfers,
 }
 
 fn not_found(id: SessionId) -> AppError {
@@ -144,6 +147,7 @@ impl Paddock {
             auth,
             vault,
             presence: Presence::default(),
+            transfers: Transfers::default(),
         })
     }
 

@@ -3,20 +3,54 @@
 //! `.tar.gz`), and uploading files into it. Reading needs watch access to
 //! the session, uploading operate access (the checks of
 //! [`Paddock::session_for`]); every path goes through the session's
-//! [`Workspace`](crate::sandbox::Workspace), which confines it.
+//! [`Workspace`](crate::sandbox::Workspace), which confines it. Archives and
+//! uploads hold a thread or up to an upload's bytes while they run, so only
+//! a few run at once ([`Transfers`]); more are told to try again (503).
 
 use crate::paddock::Paddock;
 use crate::sandbox::{relative, ByteStream, Download, FileError};
 use app::accounts::{Access, Caller};
 use app::domain::{AppError, SessionId};
-use app::files::{join, FileContent, FileEntry, FileView};
+use app::files::{join, name_of, FileContent, FileEntry, FileView, VIEW_MAX_BYTES};
 use bytes::Bytes;
+use futures_util::StreamExt;
 use std::path::Component;
+use std::sync::Arc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// Archives streamed and uploads received at once, server-wide.
+const ARCHIVES_AT_ONCE: usize = 8;
+const UPLOADS_AT_ONCE: usize = 4;
+
+/// The workspace archives and uploads running now, bounded.
+#[derive(Clone)]
+pub struct Transfers {
+    archives: Arc<Semaphore>,
+    uploads: Arc<Semaphore>,
+}
+
+impl Default for Transfers {
+    fn default() -> Self {
+        Self {
+            archives: Arc::new(Semaphore::new(ARCHIVES_AT_ONCE)),
+            uploads: Arc::new(Semaphore::new(UPLOADS_AT_ONCE)),
+        }
+    }
+}
+
+fn slot(semaphore: &Arc<Semaphore>, what: &str) -> Result<OwnedSemaphorePermit, AppError> {
+    semaphore.clone().try_acquire_owned().map_err(|_| {
+        AppError::Unavailable(format!(
+            "Too many {what} are running at once; try again in a moment."
+        ))
+    })
+}
 
 impl From<FileError> for AppError {
     fn from(e: FileError) -> Self {
         match e {
             FileError::NotFound(path) => AppError::NotFound(format!("{path:?}")),
+            FileError::Denied(_) => AppError::Forbidden(e.to_string()),
             FileError::Io { path, message } => {
                 tracing::error!(path, "workspace file: {message}");
                 AppError::Internal
@@ -103,15 +137,29 @@ impl Paddock {
     ) -> Result<FileView, AppError> {
         self.session_for(caller, id, Access::Watch).await?;
         let path = clean(path)?;
-        match self.sandbox.workspace(id).read(or_root(&path)).await {
-            Ok(data) => Ok(FileView::of(path, &data)),
-            Err(FileError::TooLarge { size, .. }) => Ok(FileView {
+        let download = self.sandbox.workspace(id).download(or_root(&path)).await?;
+        if download.size > VIEW_MAX_BYTES as u64 {
+            return Ok(FileView {
                 path,
-                size,
+                size: download.size,
                 content: FileContent::TooLarge,
-            }),
-            Err(e) => Err(e.into()),
+            });
         }
+        // Up to one byte past what is shown: a file that grew meanwhile is
+        // then too large, as it is.
+        let mut data = Vec::with_capacity(download.size as usize);
+        let mut body = download.body;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| {
+                tracing::error!(path, "reading a workspace file: {e}");
+                AppError::Internal
+            })?;
+            data.extend_from_slice(&chunk);
+            if data.len() > VIEW_MAX_BYTES {
+                break;
+            }
+        }
+        Ok(FileView::of(path, &data))
     }
 
     /// One file to download: its name and its bytes, streamed.
@@ -124,8 +172,7 @@ impl Paddock {
         self.session_for(caller, id, Access::Watch).await?;
         let path = clean(path)?;
         let download = self.sandbox.workspace(id).download(or_root(&path)).await?;
-        let name = path.rsplit('/').next().unwrap_or_default().to_owned();
-        Ok((name, download))
+        Ok((name_of(&path).to_owned(), download))
     }
 
     /// The whole workspace as a gzipped tar: its file name, and its bytes
@@ -136,13 +183,33 @@ impl Paddock {
         id: SessionId,
     ) -> Result<(String, ByteStream), AppError> {
         let session = self.session_for(caller, id, Access::Watch).await?;
+        let permit = slot(&self.transfers.archives, "workspace downloads")?;
         let top = archive_name(&session.name);
         let body = self.sandbox.workspace(id).archive(&top);
-        Ok((format!("{top}.tar.gz"), body))
+        // The slot is free again when the download ends.
+        let body = body.map(move |chunk| {
+            let _running = &permit;
+            chunk
+        });
+        Ok((format!("{top}.tar.gz"), body.boxed()))
+    }
+
+    /// Whether the caller may upload into the session's workspace now: the
+    /// access check, before anything of the upload is read, and a slot
+    /// held while it is received and written.
+    pub async fn may_upload(
+        &self,
+        caller: &Caller,
+        id: SessionId,
+    ) -> Result<OwnedSemaphorePermit, AppError> {
+        self.session_for(caller, id, Access::Operate).await?;
+        slot(&self.transfers.uploads, "uploads")
     }
 
     /// Writes uploaded files into the workspace. Every path is checked
-    /// before the first is written, so a refused upload writes nothing.
+    /// before the first is written, so an upload with a name that leaves
+    /// the workspace writes nothing; one stopped while writing (a link or a
+    /// folder in a file's way) keeps the files written before it.
     pub async fn upload_files(
         &self,
         caller: &Caller,
@@ -171,7 +238,7 @@ impl Paddock {
         for (path, data) in checked {
             workspace.write(&path, &data).await?;
             written.push(FileEntry {
-                name: path.rsplit('/').next().unwrap_or_default().to_owned(),
+                name: name_of(&path).to_owned(),
                 path,
                 is_dir: false,
                 size: data.len() as u64,

@@ -21,6 +21,11 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         self.status
     }
+
+    /// The error's type, as the JSON body names it.
+    pub fn kind(&self) -> &'static str {
+        self.error.kind()
+    }
 }
 
 impl std::fmt::Display for ApiError {

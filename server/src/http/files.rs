@@ -6,9 +6,11 @@
 //! - `GET …/archive`: the whole workspace, a `.tar.gz` streamed as it is
 //!   made.
 //! - `POST …/files`: a multipart upload (`dir`, then one or more `file`
-//!   parts), up to [`UPLOAD_MAX_BYTES`] in all. A browser's form post
-//!   (it asks for HTML) is sent back to the session's Files view; a script
-//!   gets the files written, as JSON (201).
+//!   parts), up to [`UPLOAD_MAX_BYTES`] in all, read only once the caller
+//!   is known to may upload. A browser's form post (it asks for HTML) is
+//!   sent back to the session's Files view (with the error's type, which
+//!   the page words: never text from the request); a script gets the
+//!   files written, as JSON (201).
 //!
 //! Downloads are attachments of type `application/octet-stream`, never
 //! rendered by the browser: a workspace file is the agent's, and may be
@@ -20,9 +22,9 @@ use super::routes::Routes;
 use super::BODY_LIMIT;
 use crate::auth::Identity;
 use crate::paddock::Paddock;
-use crate::workspace_files::Upload;
+use crate::workspace_files::{clean, Upload};
 use app::domain::{AppError, SessionId};
-use app::files::{join, FileEntry, UPLOAD_MAX_BYTES};
+use app::files::{join, percent_encode, FileEntry, UPLOAD_MAX_BYTES};
 use axum::body::Body;
 use axum::extract::multipart::{MultipartError, MultipartRejection};
 use axum::extract::rejection::QueryRejection;
@@ -80,18 +82,9 @@ fn attachment(name: &str) -> HeaderValue {
             }
         })
         .collect();
-    let exact: String = name
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect();
     HeaderValue::from_str(&format!(
-        "attachment; filename=\"{plain}\"; filename*=UTF-8''{exact}"
+        "attachment; filename=\"{plain}\"; filename*=UTF-8''{}",
+        percent_encode(name)
     ))
     .unwrap_or_else(|_| HeaderValue::from_static("attachment"))
 }
@@ -166,14 +159,18 @@ impl From<MultipartRejection> for ApiError {
     }
 }
 
-/// The parts of an upload form: the folder first, then the files.
-async fn read_upload(mut form: Multipart) -> ApiResult<(String, Vec<Upload>)> {
-    let mut dir = String::new();
+/// The parts of an upload form: the folder (into `dir`) first, then the
+/// files.
+async fn read_upload(
+    form: Result<Multipart, MultipartRejection>,
+    dir: &mut String,
+) -> ApiResult<Vec<Upload>> {
+    let mut form = form?;
     let mut files = Vec::new();
     let mut total = 0;
     while let Some(part) = form.next_field().await? {
         match part.name() {
-            Some("dir") => dir = part.text().await?,
+            Some("dir") => *dir = part.text().await?,
             Some("file") => {
                 let name = part.file_name().unwrap_or_default().to_owned();
                 let data = part.bytes().await?;
@@ -184,7 +181,7 @@ async fn read_upload(mut form: Multipart) -> ApiResult<(String, Vec<Upload>)> {
                 // A form posted with no file chosen sends one empty part.
                 if !(name.is_empty() && data.is_empty()) {
                     files.push(Upload {
-                        path: join(dir.trim_matches('/'), &name),
+                        path: join(&clean(dir)?, &name),
                         data,
                     });
                 }
@@ -197,7 +194,7 @@ async fn read_upload(mut form: Multipart) -> ApiResult<(String, Vec<Upload>)> {
             }
         }
     }
-    Ok((dir, files))
+    Ok(files)
 }
 
 fn wants_html(headers: &HeaderMap) -> bool {
@@ -207,11 +204,12 @@ fn wants_html(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.contains("text/html"))
 }
 
-/// The session's Files view, at `dir`, for a browser's form post.
+/// The session's Files view, at `dir`, for a browser's form post; with
+/// the type of the error that stopped it.
 fn back_to_files(id: SessionId, dir: &str, error: Option<&str>) -> Response {
     let mut query = form_urlencoded::Serializer::new(String::new());
     query.append_pair("view", "files");
-    query.append_pair("dir", dir.trim_matches('/'));
+    query.append_pair("dir", &clean(dir).unwrap_or_default());
     if let Some(error) = error {
         query.append_pair("error", error);
     }
@@ -225,21 +223,29 @@ async fn upload(
     headers: HeaderMap,
     form: Result<Multipart, MultipartRejection>,
 ) -> Response {
-    let written = async {
-        let (dir, files) = read_upload(form?).await?;
-        let written = paddock.upload_files(&identity.caller, id, files).await?;
-        Ok::<_, ApiError>((dir, written))
-    }
-    .await;
-    match (written, wants_html(&headers)) {
-        (Ok((dir, _)), true) => back_to_files(id, &dir, None),
-        (Ok((_, written)), false) => (StatusCode::CREATED, Json(written)).into_response(),
-        // A browser sees why on the page; 404s stay 404s (nothing to
-        // send it back to).
-        (Err(e), true) if e.status() != StatusCode::NOT_FOUND => {
-            back_to_files(id, "", Some(&e.to_string()))
+    let browser = wants_html(&headers);
+    // A browser sees why on the page; 404s stay 404s (there is no page to
+    // send it back to).
+    let failed = |e: ApiError, dir: &str| {
+        if browser && e.status() != StatusCode::NOT_FOUND {
+            back_to_files(id, dir, Some(e.kind()))
+        } else {
+            e.into_response()
         }
-        (Err(e), _) => e.into_response(),
+    };
+    let _slot = match paddock.may_upload(&identity.caller, id).await {
+        Ok(slot) => slot,
+        Err(e) => return failed(e.into(), ""),
+    };
+    let mut dir = String::new();
+    let files = match read_upload(form, &mut dir).await {
+        Ok(files) => files,
+        Err(e) => return failed(e, &dir),
+    };
+    match paddock.upload_files(&identity.caller, id, files).await {
+        Ok(_) if browser => back_to_files(id, &dir, None),
+        Ok(written) => (StatusCode::CREATED, Json(written)).into_response(),
+        Err(e) => failed(e.into(), &dir),
     }
 }
 

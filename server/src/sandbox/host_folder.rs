@@ -13,6 +13,17 @@ use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
+/// A regular file opened for reading, with what a download or an archive
+/// says about it.
+pub struct OpenFile {
+    pub file: File,
+    pub size: u64,
+    /// Seconds since the epoch.
+    pub modified: u64,
+    /// Permission bits.
+    pub mode: u32,
+}
+
 #[derive(Clone, Debug)]
 pub struct HostFolder {
     root: PathBuf,
@@ -64,32 +75,40 @@ impl HostFolder {
             Errno::NOENT => FileError::NotFound(path.to_owned()),
             Errno::ISDIR => FileError::IsDirectory(path.to_owned()),
             Errno::NOTDIR => FileError::NotDirectory(path.to_owned()),
+            Errno::NAMETOOLONG => FileError::BadPath(path.to_owned(), "a name is too long"),
+            Errno::LOOP => FileError::BadPath(path.to_owned(), "too many symbolic links"),
+            Errno::ACCESS | Errno::PERM => FileError::Denied(path.to_owned()),
+            // A pipe with nobody reading it, opened for writing.
+            Errno::NXIO => FileError::NotRegular(path.to_owned()),
             e => io_error(path, e),
         })
     }
 
-    /// A regular file, opened for reading, and its size and modification
-    /// time (seconds since the epoch).
-    pub fn open_file(&self, path: &str) -> Result<(File, u64, u64), FileError> {
-        let fd = self.open(path, OFlags::RDONLY | OFlags::NONBLOCK, Mode::empty())?;
-        let stat = rfs::fstat(&fd).map_err(|e| io_error(path, e))?;
+    /// Refuses what is not a regular file (a pipe the agent made would
+    /// block a read or a write).
+    fn regular(path: &str, fd: &OwnedFd) -> Result<rfs::Stat, FileError> {
+        let stat = rfs::fstat(fd).map_err(|e| io_error(path, e))?;
         match rfs::FileType::from_raw_mode(stat.st_mode) {
-            rfs::FileType::RegularFile => {}
-            rfs::FileType::Directory => return Err(FileError::IsDirectory(path.to_owned())),
-            _ => {
-                return Err(FileError::Io {
-                    path: path.to_owned(),
-                    message: "not a regular file".into(),
-                })
-            }
+            rfs::FileType::RegularFile => Ok(stat),
+            rfs::FileType::Directory => Err(FileError::IsDirectory(path.to_owned())),
+            _ => Err(FileError::NotRegular(path.to_owned())),
         }
-        let size = u64::try_from(stat.st_size).unwrap_or(0);
-        let modified = u64::try_from(stat.st_mtime).unwrap_or(0);
-        Ok((File::from(fd), size, modified))
+    }
+
+    /// A regular file, opened for reading.
+    pub fn open_file(&self, path: &str) -> Result<OpenFile, FileError> {
+        let fd = self.open(path, OFlags::RDONLY | OFlags::NONBLOCK, Mode::empty())?;
+        let stat = Self::regular(path, &fd)?;
+        Ok(OpenFile {
+            file: File::from(fd),
+            size: u64::try_from(stat.st_size).unwrap_or(0),
+            modified: u64::try_from(stat.st_mtime).unwrap_or(0),
+            mode: stat.st_mode & 0o777,
+        })
     }
 
     pub fn read(&self, path: &str) -> Result<Vec<u8>, FileError> {
-        let (file, size, _) = self.open_file(path)?;
+        let OpenFile { file, size, .. } = self.open_file(path)?;
         if size > READ_MAX_BYTES {
             return Err(FileError::TooLarge {
                 path: path.to_owned(),
@@ -113,11 +132,15 @@ impl HostFolder {
         if let Some(parent) = rel.parent().filter(|p| !p.as_os_str().is_empty()) {
             self.create_dirs(path, parent)?;
         }
+        // Opened without truncating, and emptied once it is known to be a
+        // regular file.
         let fd = self.open(
             path,
-            OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC,
+            OFlags::WRONLY | OFlags::CREATE | OFlags::NONBLOCK,
             Mode::from_raw_mode(0o644),
         )?;
+        Self::regular(path, &fd)?;
+        rfs::ftruncate(&fd, 0).map_err(|e| io_error(path, e))?;
         self.give(&fd);
         File::from(fd)
             .write_all(data)
@@ -169,8 +192,12 @@ impl HostFolder {
             if name == "." || name == ".." {
                 continue;
             }
-            let stat = rfs::statat(&fd, entry.file_name(), rfs::AtFlags::SYMLINK_NOFOLLOW)
-                .map_err(|e| io_error(path, e))?;
+            let stat = match rfs::statat(&fd, entry.file_name(), rfs::AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(stat) => stat,
+                // Gone since the folder was read.
+                Err(Errno::NOENT) => continue,
+                Err(e) => return Err(io_error(path, e)),
+            };
             let is_dir = rfs::FileType::from_raw_mode(stat.st_mode) == rfs::FileType::Directory;
             entries.push(Entry {
                 name,
@@ -213,14 +240,20 @@ impl HostFolder {
                     header.set_size(0);
                     tar.append_data(&mut header, format!("{top}/{path}/"), std::io::empty())?;
                     folders.push(path);
-                } else if let Ok((file, size, modified)) = self.open_file(&path) {
+                } else if let Ok(open) = self.open_file(&path) {
                     header.set_entry_type(tar::EntryType::Regular);
-                    header.set_mode(0o644);
-                    header.set_size(size);
-                    header.set_mtime(modified);
-                    // A file that grows while it is read is cut at the size
-                    // the header says.
-                    tar.append_data(&mut header, format!("{top}/{path}"), file.take(size))?;
+                    header.set_mode(open.mode);
+                    header.set_size(open.size);
+                    header.set_mtime(open.modified);
+                    // Exactly the size the header says: a file that grows
+                    // while it is read is cut, one that shrinks is padded
+                    // with zeros (otherwise every later entry would shift).
+                    let exact = open
+                        .file
+                        .take(open.size)
+                        .chain(std::io::repeat(0))
+                        .take(open.size);
+                    tar.append_data(&mut header, format!("{top}/{path}"), exact)?;
                 }
             }
         }
@@ -329,6 +362,12 @@ mod tests {
         let (dir, ws) = ws();
         ws.write("src/a.rs", b"fn main() {}").unwrap();
         ws.write("README.md", b"hi").unwrap();
+        ws.write("run.sh", b"#!/bin/sh").unwrap();
+        std::fs::set_permissions(
+            ws.root().join("run.sh"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
         std::fs::write(dir.path().join("secret"), "s").unwrap();
         std::os::unix::fs::symlink("../secret", ws.root().join("escape")).unwrap();
         std::os::unix::fs::symlink("/etc", ws.root().join("etc")).unwrap();
@@ -340,13 +379,25 @@ mod tests {
             let mut entry = entry.unwrap();
             let mut text = String::new();
             entry.read_to_string(&mut text).unwrap();
-            found.push((entry.path().unwrap().display().to_string(), text));
+            let path = entry.path().unwrap().display().to_string();
+            let mode = entry.header().mode().unwrap();
+            assert_eq!(
+                mode,
+                if path == "top/run.sh" || path.ends_with('/') {
+                    0o755
+                } else {
+                    0o644
+                },
+                "{path}"
+            );
+            found.push((path, text));
         }
         found.sort();
         assert_eq!(
             found,
             [
                 ("top/README.md".to_owned(), "hi".to_owned()),
+                ("top/run.sh".to_owned(), "#!/bin/sh".to_owned()),
                 ("top/src/".to_owned(), String::new()),
                 ("top/src/a.rs".to_owned(), "fn main() {}".to_owned()),
             ]
@@ -361,6 +412,31 @@ mod tests {
         assert_eq!(ws.list("src"), Err(FileError::NotFound("src".into())));
         ws.write("up/loaded.txt", b"x").unwrap();
         assert_eq!(ws.read("up/loaded.txt").unwrap(), b"x");
+    }
+
+    #[test]
+    fn pipes_and_bad_names_are_refused_without_blocking() {
+        let (_d, ws) = ws();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            ws.root().join("pipe"),
+            rfs::FileType::Fifo,
+            Mode::from_raw_mode(0o644),
+            0,
+        )
+        .unwrap();
+        assert_eq!(ws.read("pipe"), Err(FileError::NotRegular("pipe".into())));
+        assert_eq!(
+            ws.write("pipe", b"x"),
+            Err(FileError::NotRegular("pipe".into()))
+        );
+        assert!(matches!(ws.read("a\0b"), Err(FileError::BadPath(..))));
+        assert!(matches!(
+            ws.read(&"n".repeat(300)),
+            Err(FileError::BadPath(..))
+        ));
+        std::os::unix::fs::symlink("loop", ws.root().join("loop")).unwrap();
+        assert!(matches!(ws.read("loop"), Err(FileError::BadPath(..))));
     }
 
     #[test]

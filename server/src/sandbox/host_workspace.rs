@@ -18,6 +18,9 @@ use tokio::sync::mpsc;
 /// Bytes of an archive sent per chunk, and chunks made ahead of the client.
 const ARCHIVE_CHUNK: usize = 64 * 1024;
 const ARCHIVE_AHEAD: usize = 4;
+/// How long an archive waits for a client that stopped reading before it
+/// gives up (and frees its thread).
+const ARCHIVE_STALL: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The workspace of a sandbox whose files are a host folder mounted into
 /// it.
@@ -71,11 +74,11 @@ impl Workspace for HostWorkspace<'_> {
     }
 
     async fn download(&self, path: &str) -> Result<Download, FileError> {
-        let (file, size, _) = self.blocking(path, |f, p| f.open_file(p)).await?;
-        let file = tokio::fs::File::from_std(file);
+        let open = self.blocking(path, |f, p| f.open_file(p)).await?;
+        let file = tokio::fs::File::from_std(open.file);
         Ok(Download {
-            size,
-            body: tokio_util::io::ReaderStream::new(tokio::io::AsyncReadExt::take(file, size))
+            size: open.size,
+            body: tokio_util::io::ReaderStream::new(tokio::io::AsyncReadExt::take(file, open.size))
                 .boxed(),
         })
     }
@@ -83,9 +86,11 @@ impl Workspace for HostWorkspace<'_> {
     fn archive(&self, top: &str) -> ByteStream {
         let (tx, rx) = mpsc::channel(ARCHIVE_AHEAD);
         let (folder, top) = (self.folder.clone(), top.to_owned());
+        let runtime = tokio::runtime::Handle::current();
         tokio::task::spawn_blocking(move || {
             let out = ChannelWriter {
                 tx: tx.clone(),
+                runtime,
                 buf: Vec::with_capacity(ARCHIVE_CHUNK),
             };
             let gz = flate2::write::GzEncoder::new(out, flate2::Compression::fast());
@@ -94,9 +99,10 @@ impl Workspace for HostWorkspace<'_> {
                 .and_then(|gz| gz.finish())
                 .and_then(|mut out| out.flush());
             if let Err(e) = made {
-                // The client left (nothing to tell), or a read failed: the
-                // archive ends with an error rather than looking whole.
-                let _ = tx.blocking_send(Err(e));
+                // The client left or stalled (nothing to tell), or a read
+                // failed: the archive ends with an error rather than
+                // looking whole.
+                let _ = tx.try_send(Err(e));
             }
         });
         tokio_stream_of(rx)
@@ -120,9 +126,11 @@ impl Workspace for HostWorkspace<'_> {
 }
 
 /// A `Write` that hands its bytes, in chunks, to an async receiver; writing
-/// fails once the receiver is gone.
+/// fails once the receiver is gone, or has taken nothing for
+/// [`ARCHIVE_STALL`].
 struct ChannelWriter {
     tx: mpsc::Sender<std::io::Result<Bytes>>,
+    runtime: tokio::runtime::Handle,
     buf: Vec<u8>,
 }
 
@@ -135,9 +143,14 @@ impl ChannelWriter {
             &mut self.buf,
             Vec::with_capacity(ARCHIVE_CHUNK),
         ));
-        self.tx
-            .blocking_send(Ok(chunk))
-            .map_err(|_| std::io::Error::from(std::io::ErrorKind::BrokenPipe))
+        let sent = self
+            .runtime
+            .block_on(tokio::time::timeout(ARCHIVE_STALL, self.tx.send(Ok(chunk))));
+        match sent {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(std::io::ErrorKind::BrokenPipe.into()),
+            Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
+        }
     }
 }
 

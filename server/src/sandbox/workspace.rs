@@ -30,6 +30,12 @@ pub enum FileError {
     IsDirectory(String),
     #[error("{0:?} is not a directory")]
     NotDirectory(String),
+    #[error("{0:?} is not a regular file (a pipe, a socket or a device)")]
+    NotRegular(String),
+    #[error("{0:?} is not a usable path: {1}")]
+    BadPath(String, &'static str),
+    #[error("{0:?} cannot be opened: its permissions refuse it")]
+    Denied(String),
     #[error("{path:?} is too large to read ({size} bytes; the limit is {READ_MAX_BYTES})")]
     TooLarge { path: String, size: u64 },
     #[error("{path:?}: {message}")]
@@ -159,6 +165,9 @@ pub trait Workspace: Send + Sync {
 /// Refuses lexically what can never be inside; the backend refuses the rest
 /// (symlinks, for one).
 pub fn relative(path: &str) -> Result<PathBuf, FileError> {
+    if path.contains('\0') {
+        return Err(FileError::BadPath(path.to_owned(), "it holds a NUL byte"));
+    }
     let p = Path::new(path);
     let rel = if p.is_absolute() {
         p.strip_prefix(MOUNT_POINT)

@@ -200,7 +200,28 @@ async fn people_browse_download_and_upload_what_they_may() {
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
-    // A browser's form post goes back to the Files view of that folder.
+    // A browser's form post goes back to the Files view of that folder,
+    // also when it is refused (with the error's type, never its text).
+    let refused = t
+        .with_cookie(&owner.cookie, Method::POST, &format!("{base}/files"))
+        .header(
+            header::CONTENT_TYPE,
+            format!("multipart/form-data; boundary={BOUNDARY}"),
+        )
+        .header(header::ACCEPT, "text/html")
+        .body(multipart("/workspace/docs/", &[("../../x", b"x")]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        refused.headers()[header::LOCATION],
+        format!(
+            "/sessions/{}?view=files&dir=docs&error=invalid_request",
+            s.id
+        )
+        .as_str()
+    );
     let res = t
         .with_cookie(&owner.cookie, Method::POST, &format!("{base}/files"))
         .header(
@@ -245,15 +266,27 @@ async fn hostile_paths_names_and_bodies_change_nothing() {
     t.status(upload(&t, &me, &s, multipart("", &[("ok.txt", b"ok")])))
         .await;
     std::os::unix::fs::symlink("/etc/passwd", host.join("escape")).unwrap();
+    std::os::unix::fs::symlink("looped", host.join("looped")).unwrap();
+    // A pipe the agent made: reading or writing it would block for ever.
+    let made = std::process::Command::new("mkfifo")
+        .arg(host.join("pipe"))
+        .status()
+        .unwrap();
+    assert!(made.success());
     let before = t
         .status(t.as_(&me, Method::GET, &format!("{base}/files")))
         .await;
+    assert!(before.1.contains("pipe"), "{}", before.1);
 
     // Reads that would leave the workspace: 400, and no byte of outside.
     for path in [
         format!("{base}/files/..%2F..%2F..%2Fetc%2Fpasswd"),
         format!("{base}/files/%2Fetc%2Fpasswd"),
         format!("{base}/files/escape"),
+        format!("{base}/files/looped"),
+        format!("{base}/files/pipe"),
+        format!("{base}/files/a%00b"),
+        format!("{base}/files/{}", "n".repeat(300)),
         format!("{base}/files?path=..%2F.."),
         format!("{base}/files?path=%2Fetc"),
     ] {
@@ -270,6 +303,8 @@ async fn hostile_paths_names_and_bodies_change_nothing() {
         format!("/api/sessions/{unknown}/files"),
         format!("/api/sessions/{unknown}/archive"),
         "/api/sessions/not-an-id/files/x".to_owned(),
+        // A path that is not UTF-8 names nothing.
+        format!("{base}/files/%FF"),
     ] {
         assert_eq!(
             get(&t, &me, &path).await.status(),
@@ -302,6 +337,11 @@ async fn hostile_paths_names_and_bodies_change_nothing() {
         (
             "through a link",
             multipart("escape", &[("evil", b"2")]),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "onto a pipe",
+            multipart("", &[("pipe", b"2")]),
             StatusCode::BAD_REQUEST,
         ),
         ("no file", multipart("", &[]), StatusCode::BAD_REQUEST),
@@ -343,6 +383,17 @@ async fn hostile_paths_names_and_bodies_change_nothing() {
         .as_(&me, Method::POST, &format!("{base}/files"))
         .json(&json!({"file": "x"}));
     assert_eq!(t.status(not_multipart).await.0, StatusCode::BAD_REQUEST);
+    // Someone who may not upload is refused before the body is read.
+    let stranger = t.person("stan", Role::Member).await;
+    let (status, _) = t
+        .status(upload(
+            &t,
+            &stranger,
+            &s,
+            vec![b'x'; app::files::UPLOAD_MAX_BYTES * 2],
+        ))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(!outside.exists());
     assert!(
         !host.join("fine.txt").exists(),

@@ -12,7 +12,7 @@ use super::super::form::{PANEL, PRIMARY, SECONDARY};
 use super::super::ErrorNote;
 use crate::accounts::Access;
 use crate::api::files::{list_files, view_file};
-use crate::domain::SessionId;
+use crate::domain::{SessionId, SessionStatus};
 use crate::files::{
     archive_url, download_url, files_view_url, folder_url, format_size, parent, FileContent,
     FileEntry, FileView,
@@ -21,12 +21,20 @@ use leptos::prelude::*;
 use leptos_router::hooks::use_query_map;
 
 #[component]
-pub(super) fn FilesView(id: SessionId, access: Access) -> impl IntoView {
+pub(super) fn FilesView(
+    id: SessionId,
+    access: Access,
+    status: Memo<SessionStatus>,
+) -> impl IntoView {
     let query = use_query_map();
     let dir = Memo::new(move |_| query.read().get("dir").unwrap_or_default());
     let file = Memo::new(move |_| query.read().get("file"));
-    let upload_error = move || query.read().get("error");
-    let entries = Resource::new(move || dir.get(), move |d| list_files(id.to_string(), d));
+    let upload_error = move || query.read().get("error").map(|code| upload_refused(&code));
+    // Listed again when the agent starts or ends a turn, as it changes files.
+    let entries = Resource::new(
+        move || (dir.get(), status.get()),
+        move |(d, _)| list_files(id.to_string(), d),
+    );
     let shown = Resource::new(
         move || file.get(),
         move |f| async move {
@@ -45,7 +53,7 @@ pub(super) fn FilesView(id: SessionId, access: Access) -> impl IntoView {
                     "Download all (.tar.gz)"
                 </a>
             </div>
-            {move || upload_error().map(|m| view! { <ErrorNote message=m /> })}
+            {move || upload_error().map(|m| view! { <ErrorNote message=m.to_owned() /> })}
             <Suspense fallback=|| view! { <p class="text-sm text-zinc-500">"Loading files…"</p> }>
                 {move || Suspend::new(async move {
                     match entries.await {
@@ -65,6 +73,22 @@ pub(super) fn FilesView(id: SessionId, access: Access) -> impl IntoView {
                 })}
             </Suspense>
         </section>
+    }
+}
+
+/// Why an upload the browser posted was refused, from the error's type the
+/// server sent back (the page's own words: nothing from the address is
+/// shown).
+fn upload_refused(code: &str) -> &'static str {
+    match code {
+        "too_large" => "That upload is too large: at most 64 MiB, all its files together.",
+        "forbidden" => "You may not upload here: this session is shared with you to watch.",
+        "unavailable" => "Too many uploads are running right now: try again in a moment.",
+        "invalid_request" => {
+            "That upload was refused: a file name or its folder leaves the workspace, runs \
+             into a link, a pipe or a folder, or no file was chosen."
+        }
+        _ => "That upload failed. Try again; the server's log says why.",
     }
 }
 

@@ -142,7 +142,7 @@ fn SessionScreen(data: SessionView) -> impl IntoView {
         <article class="space-y-4 pb-4">
             <Header session id=id_header link people />
             <Tabs id=session_id files_shown />
-            {move || files_shown.get().then(|| view! { <FilesView id=session_id access /> })}
+            {move || files_shown.get().then(|| view! { <FilesView id=session_id access status /> })}
             <div class:hidden=move || files_shown.get() class="space-y-4">
             <section aria-labelledby="transcript-heading" class="space-y-3">
                 <h2 id="transcript-heading" class="sr-only">"Transcript"</h2>
@@ -230,13 +230,18 @@ fn follow_bottom(transcript: Memo<Transcript>, live: RwSignal<Vec<LiveBlock>>, a
                 .map_or(0.0, |e| f64::from(e.scroll_height()));
             y + height >= total - 120.0
         };
-        let handle = window_event_listener(leptos::ev::scroll, move |_| following.set(at_bottom()));
+        let handle = window_event_listener(leptos::ev::scroll, move |_| {
+            if !away.get_untracked() {
+                following.set(at_bottom());
+            }
+        });
         on_cleanup(move || handle.remove());
     }
     Effect::new(move |_| {
         transcript.track();
         live.track();
-        if following.get_untracked() && !away.get_untracked() {
+        // Coming back to the transcript follows it again, if it was.
+        if following.get_untracked() && !away.get() {
             request_animation_frame(|| {
                 let total = document()
                     .document_element()
