@@ -73,8 +73,11 @@ async fn people_browse_download_and_upload_what_they_may() {
     let owner = t.person("olive", Role::Member).await;
     let watcher = t.person("walt", Role::Member).await;
     let stranger = t.person("sid", Role::Member).await;
+    let viewer = t.person("vera", Role::Viewer).await;
     let s = t.create(&owner, json!({"name": "Fix the build!"})).await;
     t.share(&owner, &s, &watcher, "watch").await;
+    // A viewer stays a reader, even with an operate share.
+    t.share(&owner, &s, &viewer, "operate").await;
     let base = format!("/api/sessions/{}", s.id);
 
     // Before its sandbox ever started, the workspace is there and empty.
@@ -173,10 +176,14 @@ async fn people_browse_download_and_upload_what_they_may() {
     assert_eq!(files[2].1, "fn main() { println!(\"<hi>\"); }");
 
     // …but may not upload; a stranger sees nothing, through every door.
-    let (status, _) = t
-        .status(upload(&t, &watcher, &s, multipart("", &[("w.txt", b"w")])))
-        .await;
-    assert_eq!(status, StatusCode::FORBIDDEN);
+    for reader in [&watcher, &viewer] {
+        let (status, _) = t
+            .status(upload(&t, reader, &s, multipart("", &[("w.txt", b"w")])))
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        let res = get(&t, reader, &format!("{base}/files/src/main.rs")).await;
+        assert_eq!(res.status(), StatusCode::OK);
+    }
     assert!(!host.join("w.txt").exists());
     for path in [
         format!("{base}/files"),
@@ -202,41 +209,31 @@ async fn people_browse_download_and_upload_what_they_may() {
 
     // A browser's form post goes back to the Files view of that folder,
     // also when it is refused (with the error's type, never its text).
-    let refused = t
-        .with_cookie(&owner.cookie, Method::POST, &format!("{base}/files"))
-        .header(
-            header::CONTENT_TYPE,
-            format!("multipart/form-data; boundary={BOUNDARY}"),
-        )
-        .header(header::ACCEPT, "text/html")
-        .body(multipart("/workspace/docs/", &[("../../x", b"x")]))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(refused.status(), StatusCode::SEE_OTHER);
+    let posted = |body: Vec<u8>| async {
+        let res = t
+            .with_cookie(&owner.cookie, Method::POST, &format!("{base}/files"))
+            .header(
+                header::CONTENT_TYPE,
+                format!("multipart/form-data; boundary={BOUNDARY}"),
+            )
+            .header(header::ACCEPT, "text/html")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::SEE_OTHER);
+        res.headers()[header::LOCATION].to_str().unwrap().to_owned()
+    };
     assert_eq!(
-        refused.headers()[header::LOCATION],
+        posted(multipart("/workspace/docs/", &[("../../x", b"x")])).await,
         format!(
             "/sessions/{}?view=files&dir=docs&error=invalid_request",
             s.id
         )
-        .as_str()
     );
-    let res = t
-        .with_cookie(&owner.cookie, Method::POST, &format!("{base}/files"))
-        .header(
-            header::CONTENT_TYPE,
-            format!("multipart/form-data; boundary={BOUNDARY}"),
-        )
-        .header(header::ACCEPT, "text/html")
-        .body(multipart("docs", &[("notes.md", b"# Notes")]))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::SEE_OTHER);
     assert_eq!(
-        res.headers()[header::LOCATION],
-        format!("/sessions/{}?view=files&dir=docs", s.id).as_str()
+        posted(multipart("docs", &[("notes.md", b"# Notes")])).await,
+        format!("/sessions/{}?view=files&dir=docs", s.id)
     );
     // And the page renders that view on the server.
     let (status, page) = t
