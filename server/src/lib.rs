@@ -22,6 +22,7 @@ pub mod store;
 pub mod sync;
 pub mod telemetry;
 pub mod tools;
+pub mod transfers;
 pub mod vault;
 pub mod workspace_files;
 

@@ -20,8 +20,8 @@ use crate::presence::Presence;
 use crate::proxy::CredentialProxy;
 use crate::sandbox::{DockerSandbox, LocalSandbox, Sandbox};
 use crate::store::{self, Store};
+use crate::transfers::Transfers;
 use crate::vault::{MasterKey, Vault};
-use crate::workspace_files::Transfers;
 use anyhow::Context;
 use app::accounts::{
     Access, AuditAction, AuditEntry, Caller, CredentialInfo, CredentialKind, CredentialScope,

@@ -5,7 +5,8 @@
 //! [`Paddock::session_for`]); every path goes through the session's
 //! [`Workspace`](crate::sandbox::Workspace), which confines it. Archives and
 //! uploads hold a thread or up to an upload's bytes while they run, so only
-//! a few run at once ([`Transfers`]); more are told to try again (503).
+//! a few run at once ([`Transfers`](crate::transfers::Transfers)); more
+//! are told to try again (503).
 
 use crate::paddock::Paddock;
 use crate::sandbox::{relative, ByteStream, Download, FileError};
@@ -15,36 +16,7 @@ use app::files::{join, name_of, FileContent, FileEntry, FileView, VIEW_MAX_BYTES
 use bytes::Bytes;
 use futures_util::StreamExt;
 use std::path::Component;
-use std::sync::Arc;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-
-/// Archives streamed and uploads received at once, server-wide.
-const ARCHIVES_AT_ONCE: usize = 8;
-const UPLOADS_AT_ONCE: usize = 4;
-
-/// The workspace archives and uploads running now, bounded.
-#[derive(Clone)]
-pub struct Transfers {
-    archives: Arc<Semaphore>,
-    uploads: Arc<Semaphore>,
-}
-
-impl Default for Transfers {
-    fn default() -> Self {
-        Self {
-            archives: Arc::new(Semaphore::new(ARCHIVES_AT_ONCE)),
-            uploads: Arc::new(Semaphore::new(UPLOADS_AT_ONCE)),
-        }
-    }
-}
-
-fn slot(semaphore: &Arc<Semaphore>, what: &str) -> Result<OwnedSemaphorePermit, AppError> {
-    semaphore.clone().try_acquire_owned().map_err(|_| {
-        AppError::Unavailable(format!(
-            "Too many {what} are running at once; try again in a moment."
-        ))
-    })
-}
+use tokio::sync::OwnedSemaphorePermit;
 
 impl From<FileError> for AppError {
     fn from(e: FileError) -> Self {
@@ -183,7 +155,7 @@ impl Paddock {
         id: SessionId,
     ) -> Result<(String, ByteStream), AppError> {
         let session = self.session_for(caller, id, Access::Watch).await?;
-        let permit = slot(&self.transfers.archives, "workspace downloads")?;
+        let permit = self.transfers.archive()?;
         let top = archive_name(&session.name);
         let body = self.sandbox.workspace(id).archive(&top);
         // The slot is free again when the download ends.
@@ -203,7 +175,7 @@ impl Paddock {
         id: SessionId,
     ) -> Result<OwnedSemaphorePermit, AppError> {
         self.session_for(caller, id, Access::Operate).await?;
-        slot(&self.transfers.uploads, "uploads")
+        self.transfers.upload()
     }
 
     /// Writes uploaded files into the workspace. Every path is checked
