@@ -114,6 +114,9 @@ pub struct Session {
     /// Spending limit in USD; the engine stops calling the model once the
     /// session's cost reaches it. `None`: no limit.
     pub budget_usd: Option<f64>,
+    /// Host folders its sandbox reads under `/mnt`.
+    #[serde(default)]
+    pub mounts: Vec<ReadOnlyMount>,
     /// Who created it; `None` when the local operator did, with sign-in
     /// off.
     #[serde(default)]
@@ -162,6 +165,86 @@ impl SandboxLimits {
     }
 }
 
+/// A host folder a session's sandbox reads at `/mnt/<name>` and can never
+/// change. Only folders under the server's allowlist (`PADDOCK_MOUNT_ALLOW`)
+/// may be mounted, which the server checks (this crate knows no host
+/// paths); it stores the folder's resolved path.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReadOnlyMount {
+    /// An absolute path on the server's host.
+    pub host: String,
+    /// Its folder under `/mnt`; by default the host folder's own name.
+    #[serde(default)]
+    pub name: String,
+}
+
+/// Read-only mounts a session may have.
+pub const MOUNTS_MAX: usize = 8;
+const MOUNT_NAME_MAX_CHARS: usize = 64;
+const MOUNT_HOST_MAX_BYTES: usize = 4096;
+
+impl ReadOnlyMount {
+    /// The mounts a form lists, one a line: `/host/folder`, or
+    /// `name=/host/folder`.
+    pub fn from_lines(text: &str) -> Vec<Self> {
+        text.lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(|line| match line.split_once('=') {
+                Some((name, host)) if !name.contains('/') => ReadOnlyMount {
+                    host: host.trim().to_owned(),
+                    name: name.trim().to_owned(),
+                },
+                _ => ReadOnlyMount {
+                    host: line.to_owned(),
+                    name: String::new(),
+                },
+            })
+            .collect()
+    }
+
+    /// Where the sandbox sees it.
+    pub fn target(&self) -> String {
+        format!("/mnt/{}", self.name)
+    }
+
+    /// Checks the shape (an absolute path, a plain name, the host folder's
+    /// own name when none is given); whether it may be mounted is the
+    /// server's to say.
+    fn validate(self) -> Result<Self, AppError> {
+        let host = self.host.trim().to_owned();
+        if !host.starts_with('/') || host.len() > MOUNT_HOST_MAX_BYTES || host.contains('\0') {
+            return Err(AppError::Invalid(format!(
+                "{host:?} is not an absolute host path: a read-only mount names a folder on the \
+                 server, such as /srv/data."
+            )));
+        }
+        let name = match self.name.trim() {
+            "" => host
+                .trim_end_matches('/')
+                .rsplit('/')
+                .next()
+                .unwrap_or_default(),
+            given => given,
+        }
+        .to_owned();
+        let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+        if name.is_empty()
+            || name == "."
+            || name == ".."
+            || name.chars().count() > MOUNT_NAME_MAX_CHARS
+            || !name.chars().all(plain)
+        {
+            return Err(AppError::Invalid(format!(
+                "{name:?} cannot name a mount: use 1 to {MOUNT_NAME_MAX_CHARS} letters, digits \
+                 and - _ . (it becomes /mnt/<name> in the sandbox)."
+            )));
+        }
+        Ok(Self { host, name })
+    }
+}
+
 /// What a client asks for when it creates a session. Optional fields take
 /// their defaults; [`NewSession::validate`] is the only gate to the store.
 /// Unknown fields are refused, so a misspelt option is an error rather than
@@ -182,6 +265,8 @@ pub struct NewSession {
     pub limits: SandboxLimits,
     #[serde(default)]
     pub budget_usd: Option<f64>,
+    #[serde(default)]
+    pub mounts: Vec<ReadOnlyMount>,
 }
 
 /// A [`NewSession`] that passed validation, with every default filled in.
@@ -194,6 +279,7 @@ pub struct SessionSpec {
     pub engine: Engine,
     pub limits: SandboxLimits,
     pub budget_usd: Option<f64>,
+    pub mounts: Vec<ReadOnlyMount>,
 }
 
 /// The largest budget a session may set, in USD.
@@ -237,7 +323,26 @@ impl NewSession {
                 SYSTEM_PROMPT_MAX_BYTES / 1024
             )));
         }
+        if self.mounts.len() > MOUNTS_MAX {
+            return Err(AppError::Invalid(format!(
+                "A session has at most {MOUNTS_MAX} read-only mounts."
+            )));
+        }
+        let mounts = self
+            .mounts
+            .into_iter()
+            .map(ReadOnlyMount::validate)
+            .collect::<Result<Vec<_>, _>>()?;
+        for (i, m) in mounts.iter().enumerate() {
+            if mounts[..i].iter().any(|other| other.name == m.name) {
+                return Err(AppError::Invalid(format!(
+                    "Two mounts are named {:?}: give one another name.",
+                    m.name
+                )));
+            }
+        }
         Ok(SessionSpec {
+            mounts,
             name: name.to_owned(),
             model: model.to_owned(),
             system_prompt,
@@ -265,6 +370,10 @@ pub struct ServerInfo {
     pub sandbox_warning: Option<String>,
     /// Set when no model credentials are configured: what to do about it.
     pub model_warning: Option<String>,
+    /// The host folders sessions may mount read-only (at or under these);
+    /// empty when none may be.
+    #[serde(default)]
+    pub mountable: Vec<String>,
 }
 
 /// One stored step of a session's transcript. `seq` numbers a session's
@@ -501,6 +610,41 @@ mod tests {
             Err(AppError::Invalid(_))
         ));
         assert!(new(&"é".repeat(NAME_MAX_CHARS)).validate().is_ok());
+    }
+
+    #[test]
+    fn mounts_are_named_and_checked_for_shape() {
+        let mount = |host: &str, name: &str| ReadOnlyMount {
+            host: host.into(),
+            name: name.into(),
+        };
+        assert_eq!(
+            ReadOnlyMount::from_lines(" /srv/data/ \n\nmodels=/srv/x\n/srv/a=b\n"),
+            [
+                mount("/srv/data/", ""),
+                mount("/srv/x", "models"),
+                mount("/srv/a=b", "")
+            ]
+        );
+        let mut n = new("ok");
+        n.mounts = vec![mount("/srv/data/", ""), mount("/srv/x", "models")];
+        let spec = n.validate().unwrap();
+        assert_eq!(spec.mounts[0].name, "data");
+        assert_eq!(spec.mounts[0].target(), "/mnt/data");
+        assert_eq!(spec.mounts[1].target(), "/mnt/models");
+        for bad in [
+            vec![mount("relative/path", "")],
+            vec![mount("/", "")],
+            vec![mount("/srv/a", "../etc")],
+            vec![mount("/srv/a", "a b")],
+            vec![mount("/srv/a\0b", "")],
+            vec![mount("/srv/a", "x"), mount("/srv/b", "x")],
+            vec![mount("/srv/a", ""); MOUNTS_MAX + 1],
+        ] {
+            let mut n = new("ok");
+            n.mounts = bad.clone();
+            assert!(matches!(n.validate(), Err(AppError::Invalid(_))), "{bad:?}");
+        }
     }
 
     #[test]

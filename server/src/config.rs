@@ -36,6 +36,12 @@ pub struct Config {
     #[arg(long, env = "PADDOCK_ALLOWED_HOSTS", value_delimiter = ',', value_parser = parse_allowed_host)]
     pub allowed_hosts: Vec<String>,
 
+    /// Host folders sessions may mount read-only (comma-separated; a
+    /// session mounts one of them, or a folder inside one, at /mnt/<name>).
+    /// None by default.
+    #[arg(long, env = "PADDOCK_MOUNT_ALLOW", value_delimiter = ',')]
+    pub mount_allow: Vec<PathBuf>,
+
     /// Sign-in: `on` (every request needs an account or an API token), or
     /// `off` for one person on their own machine, allowed only while
     /// Paddock listens on a loopback address.

@@ -18,7 +18,7 @@ use crate::journal::Journal;
 use crate::llm::{Anthropic, AnthropicConfig, Provider};
 use crate::presence::Presence;
 use crate::proxy::CredentialProxy;
-use crate::sandbox::{DockerSandbox, LocalSandbox, Sandbox};
+use crate::sandbox::{BackendKind, DockerSandbox, LocalSandbox, MountPolicy, Sandbox};
 use crate::store::{self, Store};
 use crate::transfers::Transfers;
 use crate::vault::{MasterKey, Vault};
@@ -298,9 +298,20 @@ impl Backend for Paddock {
         spec: SessionSpec,
     ) -> Result<Session, AppError> {
         caller.may_create_sessions()?;
-        self.runner
-            .engine(spec.engine)?
-            .check_sandbox(&self.sandbox.info())?;
+        let backend = self.sandbox.info();
+        self.runner.engine(spec.engine)?.check_sandbox(&backend)?;
+        if !spec.mounts.is_empty() && backend.kind != BackendKind::Docker {
+            return Err(AppError::Invalid(
+                "Read-only mounts need Docker sandboxes, and this server uses local ones.".into(),
+            ));
+        }
+        let policy = MountPolicy::new(&self.config.mount_allow);
+        let mounts = spec
+            .mounts
+            .iter()
+            .map(|m| policy.check(m))
+            .collect::<Result<_, _>>()?;
+        let spec = SessionSpec { mounts, ..spec };
         let session = self.store.create_session(&spec, caller.user).await?;
         tracing::info!(session = %session.id, name = %session.name, by = %caller.login, "session created");
         self.journal.created(&session);
@@ -386,7 +397,17 @@ impl Backend for Paddock {
     async fn server_info(&self) -> ServerInfo {
         let info = self.sandbox.info();
         let configured = self.vault.has_llm_credential().await.unwrap_or(true);
+        let mountable = if info.kind == BackendKind::Docker {
+            self.config
+                .mount_allow
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect()
+        } else {
+            Vec::new()
+        };
         ServerInfo {
+            mountable,
             sandbox: info.kind.as_str().to_owned(),
             sandbox_warning: info.warning,
             model_warning: (!configured).then(|| {

@@ -280,6 +280,7 @@ pub async fn create_session(
     permission_mode: Option<String>,
     engine: Option<String>,
     budget_usd: Option<String>,
+    mounts: Option<String>,
 ) -> Result<Session, AppError> {
     ssr::respond(
         async {
@@ -306,6 +307,7 @@ pub async fn create_session(
                 budget_usd: given(budget_usd)
                     .map(|b| b.trim().parse().map_err(|_| invalid("budget in USD", &b)))
                     .transpose()?,
+                mounts: crate::domain::ReadOnlyMount::from_lines(&mounts.unwrap_or_default()),
                 ..Default::default()
             }
             .validate()?;

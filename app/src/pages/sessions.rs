@@ -182,6 +182,7 @@ fn NewSessionForm(create: ServerAction<CreateSession>) -> impl IntoView {
             permission_mode: field("permission_mode"),
             engine: field("engine"),
             budget_usd: field("budget_usd"),
+            mounts: field("mounts"),
         });
     };
     view! {
@@ -243,6 +244,21 @@ fn NewSessionForm(create: ServerAction<CreateSession>) -> impl IntoView {
                             <label for="session-budget" class="text-sm font-medium">"Budget (USD)"</label>
                             <input id="session-budget" name="budget_usd" type="number" min="0.01" step="0.01" placeholder="No limit" class=input />
                         </div>
+                        <Suspense>
+                            {move || Suspend::new(async move {
+                                let mountable = info.await.map(|i| i.mountable).unwrap_or_default();
+                                (!mountable.is_empty()).then(|| view! {
+                                    <div>
+                                        <label for="session-mounts" class="text-sm font-medium">"Read-only folders"</label>
+                                        <textarea id="session-mounts" name="mounts" rows="2" placeholder="/srv/data   or   name=/srv/data" class=input></textarea>
+                                        <p class="mt-1 text-xs text-zinc-500 dark:text-zinc-400">
+                                            "One a line; each appears at /mnt/<name> in the sandbox and cannot be changed there. Allowed: "
+                                            {mountable.join(", ")}
+                                        </p>
+                                    </div>
+                                })
+                            })}
+                        </Suspense>
                     </div>
                 </details>
                 <button

@@ -11,7 +11,7 @@
 use super::{AgentEngine, RunError, PROMPT_MAX_BYTES};
 use crate::config::Config;
 use crate::journal::Journal;
-use crate::sandbox::{Sandbox, SandboxError};
+use crate::sandbox::{MountPolicy, Sandbox, SandboxError};
 use crate::store::Store;
 use crate::sync::lock;
 use app::domain::{AppError, Engine, EventKind, Session, SessionId, SessionStatus};
@@ -65,12 +65,13 @@ impl Runner {
     }
 
     /// Creates (or starts) a session's sandbox with what its engine needs
-    /// mounted.
+    /// mounted, and the session's read-only folders.
     pub async fn start_sandbox(&self, s: &Session) -> Result<(), SandboxError> {
-        let mounts = self
+        let mut mounts = self
             .engine(s.engine)
             .map_err(|e| SandboxError::Failed(e.to_string()))?
             .mounts(s.id)?;
+        mounts.extend(MountPolicy::new(&self.config.mount_allow).sandbox_mounts(&s.mounts)?);
         self.sandbox
             .start_with(s.id, self.config.limits_for(s.limits), &mounts)
             .await

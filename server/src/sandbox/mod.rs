@@ -13,6 +13,7 @@ mod docker;
 mod host_folder;
 mod host_workspace;
 mod local;
+mod mount_policy;
 mod output;
 mod search;
 mod shell;
@@ -22,6 +23,7 @@ pub use docker::DockerSandbox;
 pub use host_folder::HostFolder;
 pub use host_workspace::HostWorkspace;
 pub use local::LocalSandbox;
+pub use mount_policy::MountPolicy;
 pub use output::CappedOutput;
 pub use shell::shell_quote;
 pub use workspace::{
@@ -90,11 +92,12 @@ impl ExecRequest {
 
 /// A host path mounted into a sandbox when it is created: how the
 /// claude-code engine gets its CLI (read-only), a home that survives the
-/// container, and the proxy's socket folder into a closed sandbox.
+/// container, the proxy's socket folder into a closed sandbox, and the
+/// session's own read-only folders ([`MountPolicy`]).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Mount {
     pub host: PathBuf,
-    pub target: &'static str,
+    pub target: String,
     pub read_only: bool,
 }
 

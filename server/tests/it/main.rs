@@ -17,6 +17,7 @@ mod engine;
 mod events;
 mod http;
 mod llm;
+mod mounts;
 mod recovery;
 mod sandbox;
 mod tools;

@@ -118,6 +118,7 @@ mod tests {
             last_seq: 0,
             limits: SandboxLimits::default(),
             budget_usd: None,
+            mounts: Vec::new(),
             owner: None,
             created_at: at(0),
             updated_at: at(0),

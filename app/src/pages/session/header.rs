@@ -16,7 +16,7 @@ pub(super) fn Header(
 ) -> impl IntoView {
     let owns = people.access == Access::Own;
     let s = session.get_untracked();
-    let settings = [
+    let mut settings = vec![
         ("Engine", s.engine.to_string()),
         ("Model", s.model.clone()),
         ("Permissions", s.permission_mode.to_string()),
@@ -27,6 +27,14 @@ pub(super) fn Header(
         ),
         ("Created", format_time(s.created_at)),
     ];
+    if !s.mounts.is_empty() {
+        let mounts: Vec<String> = s
+            .mounts
+            .iter()
+            .map(|m| format!("{} → {} (read-only)", m.host, m.target()))
+            .collect();
+        settings.push(("Mounts", mounts.join(", ")));
+    }
     let counter = |label: &'static str, testid: &'static str, value: Signal<String>| {
         view! {
             <div class="min-w-0">

@@ -40,17 +40,17 @@ pub(super) fn mounts(
     Ok(vec![
         Mount {
             host: bin,
-            target: CLI,
+            target: CLI.into(),
             read_only: true,
         },
         Mount {
             host: home,
-            target: HOME,
+            target: HOME.into(),
             read_only: false,
         },
         Mount {
             host: socket_dir,
-            target: SOCKET_DIR,
+            target: SOCKET_DIR.into(),
             read_only: true,
         },
     ])

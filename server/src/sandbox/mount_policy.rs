@@ -1,0 +1,141 @@
+//! Which host folders a session may mount read-only: those at or under a
+//! folder of the admin's allowlist (`PADDOCK_MOUNT_ALLOW`), judged after
+//! every symbolic link is resolved, when the session is created and again
+//! whenever its sandbox is made (the allowlist may have changed since).
+//! Every refusal reads the same, so it never tells whether a path outside
+//! the allowlist exists.
+
+use super::{Mount, SandboxError};
+use app::domain::{AppError, ReadOnlyMount};
+use std::path::{Path, PathBuf};
+
+pub struct MountPolicy {
+    /// The allowlist, resolved; folders that do not exist are left out.
+    allowed: Vec<PathBuf>,
+}
+
+impl MountPolicy {
+    pub fn new(allow: &[PathBuf]) -> Self {
+        let allowed = allow
+            .iter()
+            .filter_map(|folder| match folder.canonicalize() {
+                Ok(resolved) => Some(resolved),
+                Err(e) => {
+                    tracing::warn!(folder = %folder.display(), "PADDOCK_MOUNT_ALLOW: {e}");
+                    None
+                }
+            })
+            .collect();
+        Self { allowed }
+    }
+
+    /// The mount with its host folder resolved, if it may be mounted.
+    pub fn check(&self, mount: &ReadOnlyMount) -> Result<ReadOnlyMount, AppError> {
+        if self.allowed.is_empty() {
+            return Err(AppError::Invalid(
+                "This server mounts no host folders: an admin allows some with \
+                 PADDOCK_MOUNT_ALLOW."
+                    .into(),
+            ));
+        }
+        let refused = || {
+            AppError::Invalid(format!(
+                "{:?} is not a folder this server lets sessions mount (PADDOCK_MOUNT_ALLOW \
+                 names those).",
+                mount.host
+            ))
+        };
+        let resolved = Path::new(&mount.host)
+            .canonicalize()
+            .map_err(|_| refused())?;
+        let allowed = self.allowed.iter().any(|a| resolved.starts_with(a));
+        // Docker's bind syntax separates fields with ':' and ','.
+        let host = resolved.to_str().filter(|h| !h.contains([':', ',']));
+        match host {
+            Some(host) if allowed && resolved.is_dir() => Ok(ReadOnlyMount {
+                host: host.to_owned(),
+                name: mount.name.clone(),
+            }),
+            _ => Err(refused()),
+        }
+    }
+
+    /// The session's mounts as its sandbox gets them, each checked again.
+    pub fn sandbox_mounts(&self, mounts: &[ReadOnlyMount]) -> Result<Vec<Mount>, SandboxError> {
+        mounts
+            .iter()
+            .map(|m| {
+                let checked = self
+                    .check(m)
+                    .map_err(|e| SandboxError::Failed(e.to_string()))?;
+                Ok(Mount {
+                    target: checked.target(),
+                    host: PathBuf::from(checked.host),
+                    read_only: true,
+                })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mount(host: &Path, name: &str) -> ReadOnlyMount {
+        ReadOnlyMount {
+            host: host.display().to_string(),
+            name: name.into(),
+        }
+    }
+
+    #[test]
+    fn only_folders_under_the_allowlist_after_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let allowed = dir.path().join("allowed");
+        let outside = dir.path().join("outside");
+        std::fs::create_dir_all(allowed.join("data/deep")).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(allowed.join("file.txt"), "x").unwrap();
+        std::os::unix::fs::symlink(&outside, allowed.join("escape")).unwrap();
+        std::fs::create_dir_all(dir.path().join("allowed-not")).unwrap();
+        let policy = MountPolicy::new(&[allowed.clone(), dir.path().join("missing")]);
+
+        let ok = policy
+            .check(&mount(&allowed.join("data/../data/deep"), "d"))
+            .unwrap();
+        assert_eq!(
+            PathBuf::from(&ok.host),
+            allowed.join("data/deep").canonicalize().unwrap()
+        );
+        assert!(policy.check(&mount(&allowed, "all")).is_ok());
+        let refusals: Vec<String> = [
+            outside.clone(),
+            allowed.join("escape"),
+            allowed.join("../outside"),
+            dir.path().join("allowed-not"),
+            allowed.join("file.txt"),
+            allowed.join("nope"),
+            PathBuf::from("/etc"),
+        ]
+        .iter()
+        .map(|p| policy.check(&mount(p, "x")).unwrap_err().to_string())
+        .collect();
+        for r in &refusals {
+            assert!(
+                r.contains("not a folder this server lets sessions mount"),
+                "{r}"
+            );
+        }
+        let none = MountPolicy::new(&[]);
+        assert!(none.check(&mount(&allowed, "x")).is_err());
+        assert_eq!(
+            policy.sandbox_mounts(&[ok]).unwrap()[0],
+            Mount {
+                host: allowed.join("data/deep").canonicalize().unwrap(),
+                target: "/mnt/d".into(),
+                read_only: true,
+            }
+        );
+    }
+}
