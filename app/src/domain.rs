@@ -117,6 +117,9 @@ pub struct Session {
     /// Host folders its sandbox reads under `/mnt`.
     #[serde(default)]
     pub mounts: Vec<ReadOnlyMount>,
+    /// Environment variables of the agent's commands.
+    #[serde(default)]
+    pub env: Vec<EnvVar>,
     /// Who created it; `None` when the local operator did, with sign-in
     /// off.
     #[serde(default)]
@@ -177,6 +180,72 @@ pub struct ReadOnlyMount {
     /// Its folder under `/mnt`; by default the host folder's own name.
     #[serde(default)]
     pub name: String,
+}
+
+/// An environment variable set for every command the agent runs. Plain
+/// variables are stored and shown as given: they are not for credentials.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnvVar {
+    pub name: String,
+    pub value: String,
+}
+
+/// Variables a session may set, the bytes of one value, and names that
+/// are the sandbox's or an engine's own.
+pub const ENV_MAX: usize = 32;
+pub const ENV_VALUE_MAX_BYTES: usize = 32 * 1024;
+const ENV_NAME_MAX_CHARS: usize = 64;
+const ENV_RESERVED: &[&str] = &["PATH", "HOME", "LANG", "TERM", "PWD", "SHELL", "USER"];
+const ENV_RESERVED_PREFIXES: &[&str] = &["ANTHROPIC_", "CLAUDE_", "PADDOCK_"];
+
+impl EnvVar {
+    /// The variables a form lists, one `NAME=value` a line (a line without
+    /// `=` is a name with an empty value, which validation then names).
+    pub fn from_lines(text: &str) -> Vec<Self> {
+        text.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|line| {
+                let (name, value) = line.split_once('=').unwrap_or((line, ""));
+                EnvVar {
+                    name: name.trim().to_owned(),
+                    value: value.to_owned(),
+                }
+            })
+            .collect()
+    }
+
+    fn validate(self) -> Result<Self, AppError> {
+        let name = self.name;
+        let shaped = name.chars().count() <= ENV_NAME_MAX_CHARS
+            && name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !shaped {
+            return Err(AppError::Invalid(format!(
+                "{name:?} is not a variable name: letters, digits and _, not starting with a \
+                 digit, at most {ENV_NAME_MAX_CHARS}."
+            )));
+        }
+        let upper = name.to_ascii_uppercase();
+        if ENV_RESERVED.contains(&upper.as_str())
+            || ENV_RESERVED_PREFIXES.iter().any(|p| upper.starts_with(p))
+        {
+            return Err(AppError::Invalid(format!(
+                "{name} is the sandbox's own (so are PATH, HOME, LANG, TERM and every \
+                 ANTHROPIC_, CLAUDE_ and PADDOCK_ name): choose another."
+            )));
+        }
+        if self.value.len() > ENV_VALUE_MAX_BYTES || self.value.contains('\0') {
+            return Err(AppError::Invalid(format!(
+                "The value of {name} must be at most {} KiB, without NUL bytes.",
+                ENV_VALUE_MAX_BYTES / 1024
+            )));
+        }
+        Ok(EnvVar {
+            name,
+            value: self.value,
+        })
+    }
 }
 
 /// Read-only mounts a session may have.
@@ -267,6 +336,8 @@ pub struct NewSession {
     pub budget_usd: Option<f64>,
     #[serde(default)]
     pub mounts: Vec<ReadOnlyMount>,
+    #[serde(default)]
+    pub env: Vec<EnvVar>,
 }
 
 /// A [`NewSession`] that passed validation, with every default filled in.
@@ -280,6 +351,7 @@ pub struct SessionSpec {
     pub limits: SandboxLimits,
     pub budget_usd: Option<f64>,
     pub mounts: Vec<ReadOnlyMount>,
+    pub env: Vec<EnvVar>,
 }
 
 /// The largest budget a session may set, in USD.
@@ -341,7 +413,23 @@ impl NewSession {
                 )));
             }
         }
+        if self.env.len() > ENV_MAX {
+            return Err(AppError::Invalid(format!(
+                "A session sets at most {ENV_MAX} environment variables."
+            )));
+        }
+        let env = self
+            .env
+            .into_iter()
+            .map(EnvVar::validate)
+            .collect::<Result<Vec<_>, _>>()?;
+        for (i, v) in env.iter().enumerate() {
+            if env[..i].iter().any(|other| other.name == v.name) {
+                return Err(AppError::Invalid(format!("{} is set twice.", v.name)));
+            }
+        }
         Ok(SessionSpec {
+            env,
             mounts,
             name: name.to_owned(),
             model: model.to_owned(),
@@ -643,6 +731,42 @@ mod tests {
         ] {
             let mut n = new("ok");
             n.mounts = bad.clone();
+            assert!(matches!(n.validate(), Err(AppError::Invalid(_))), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn environment_variables_are_checked() {
+        let var = |name: &str, value: &str| EnvVar {
+            name: name.into(),
+            value: value.into(),
+        };
+        assert_eq!(
+            EnvVar::from_lines("GREETING=hello = world\n\n  MODE=fast\nEMPTY"),
+            [
+                var("GREETING", "hello = world"),
+                var("MODE", "fast"),
+                var("EMPTY", "")
+            ]
+        );
+        let mut n = new("ok");
+        n.env = vec![var("GREETING", "hi"), var("_x1", "")];
+        assert_eq!(n.validate().unwrap().env.len(), 2);
+        for bad in [
+            vec![var("1ABC", "x")],
+            vec![var("A-B", "x")],
+            vec![var("", "x")],
+            vec![var("PATH", "/evil")],
+            vec![var("home", "/x")],
+            vec![var("ANTHROPIC_API_KEY", "sk")],
+            vec![var("PADDOCK_X", "1")],
+            vec![var("A", "a\0b")],
+            vec![var("A", &"x".repeat(ENV_VALUE_MAX_BYTES + 1))],
+            vec![var("A", "1"), var("A", "2")],
+            vec![var("A", ""); ENV_MAX + 1],
+        ] {
+            let mut n = new("ok");
+            n.env = bad.clone();
             assert!(matches!(n.validate(), Err(AppError::Invalid(_))), "{bad:?}");
         }
     }

@@ -29,6 +29,25 @@ test('create a session through the form; it survives reload and restart', async 
   await expect(page.getByTestId('session-title')).toHaveText('Refactor the parser');
 });
 
+test('more options: environment variables are set through the form and listed, bad ones refused', async ({ page, paddock }) => {
+  await gotoHydrated(page, paddock.url);
+  await page.getByText('More options').click();
+  // This server allows no mounts, so the form offers none.
+  await expect(page.getByLabel('Read-only folders')).toHaveCount(0);
+  await page.getByLabel('Environment variables').fill('PATH=/evil');
+  await page.getByRole('button', { name: 'Create session' }).click();
+  await expect(page.getByText('PATH is the sandbox\'s own')).toBeVisible();
+  await page.getByLabel('Environment variables').fill('GREETING=hello\nMODE=fast');
+  await page.getByLabel('Name').fill('With variables');
+  await page.getByRole('button', { name: 'Create session' }).click();
+  await expect(page.getByTestId('session-title')).toHaveText('With variables');
+  await page.getByText('Settings').click();
+  await expect(page.getByText('GREETING, MODE')).toBeVisible();
+  const id = page.url().split('/').pop();
+  const session = await (await paddock.api(`/api/sessions/${id}`)).json();
+  expect(session.env).toEqual([{ name: 'GREETING', value: 'hello' }, { name: 'MODE', value: 'fast' }]);
+});
+
 test('one click is enough: an unnamed session gets a name', async ({ page, paddock }) => {
   await gotoHydrated(page, paddock.url);
   await page.getByRole('button', { name: 'Create session' }).click();

@@ -31,6 +31,22 @@ async fn local_sandbox_scrubs_env_kills_trees_and_confines_files() {
         env.output
     );
 
+    // The session's variables are there, and the sandbox's own stay.
+    let request = server::sandbox::ExecRequest {
+        env: vec![("GREETING".into(), "hello local".into())],
+        ..server::sandbox::ExecRequest::new("echo \"$GREETING|$LANG\"")
+    };
+    let greeted = sandbox
+        .exec(
+            session,
+            &request,
+            &tokio_util::sync::CancellationToken::new(),
+            &mut |_, _| {},
+        )
+        .await
+        .unwrap();
+    assert_eq!(greeted.output, "hello local|C.UTF-8\n");
+
     let looped = run(&sandbox, session, "sleep 1000 & while :; do :; done", 1).await;
     assert!(looped.timed_out, "{looped:?}");
     let left = std::process::Command::new("pgrep")

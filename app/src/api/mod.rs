@@ -273,6 +273,7 @@ pub async fn list_sessions() -> Result<Vec<Session>, AppError> {
 /// browser form posts them; empty optional fields mean "the default", and an
 /// empty name becomes "Untitled session", so one click is enough.
 #[server(endpoint = "create_session", output = UrlInJsonOut)]
+#[allow(clippy::too_many_arguments)] // the form's fields, flat as a browser posts them
 pub async fn create_session(
     name: String,
     model: Option<String>,
@@ -281,6 +282,7 @@ pub async fn create_session(
     engine: Option<String>,
     budget_usd: Option<String>,
     mounts: Option<String>,
+    env: Option<String>,
 ) -> Result<Session, AppError> {
     ssr::respond(
         async {
@@ -308,6 +310,7 @@ pub async fn create_session(
                     .map(|b| b.trim().parse().map_err(|_| invalid("budget in USD", &b)))
                     .transpose()?,
                 mounts: crate::domain::ReadOnlyMount::from_lines(&mounts.unwrap_or_default()),
+                env: crate::domain::EnvVar::from_lines(&env.unwrap_or_default()),
                 ..Default::default()
             }
             .validate()?;

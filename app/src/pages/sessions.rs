@@ -183,6 +183,7 @@ fn NewSessionForm(create: ServerAction<CreateSession>) -> impl IntoView {
             engine: field("engine"),
             budget_usd: field("budget_usd"),
             mounts: field("mounts"),
+            env: field("env"),
         });
     };
     view! {
@@ -243,6 +244,11 @@ fn NewSessionForm(create: ServerAction<CreateSession>) -> impl IntoView {
                         <div>
                             <label for="session-budget" class="text-sm font-medium">"Budget (USD)"</label>
                             <input id="session-budget" name="budget_usd" type="number" min="0.01" step="0.01" placeholder="No limit" class=input />
+                        </div>
+                        <div>
+                            <label for="session-env" class="text-sm font-medium">"Environment variables"</label>
+                            <textarea id="session-env" name="env" rows="2" placeholder="NAME=value, one a line" class=input></textarea>
+                            <p class="mt-1 text-xs text-zinc-500 dark:text-zinc-400">"Set for every command the agent runs. They are shown in the session's settings: no credentials here."</p>
                         </div>
                         <Suspense>
                             {move || Suspend::new(async move {

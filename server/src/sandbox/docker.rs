@@ -389,7 +389,13 @@ impl Sandbox for DockerSandbox {
         sink: OutputSink<'_>,
     ) -> Result<ExecOutcome> {
         let (exec_id, mut output, _) = self
-            .start_wrapped(session, &request.command, request.timeout, &[], false)
+            .start_wrapped(
+                session,
+                &request.command,
+                request.timeout,
+                &request.env,
+                false,
+            )
             .await?;
 
         let started = Instant::now();

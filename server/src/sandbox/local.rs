@@ -86,6 +86,7 @@ impl LocalSandbox {
         };
         cmd.env_clear()
             .envs(SANDBOX_ENV.iter().copied())
+            .envs(request.env.iter().map(|(k, v)| (k, v)))
             .env(
                 "HOME",
                 if self.bwrap.is_some() {

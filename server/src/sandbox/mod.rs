@@ -74,6 +74,8 @@ impl Default for Limits {
 #[derive(Clone, Debug)]
 pub struct ExecRequest {
     pub command: String,
+    /// Variables set for it besides the sandbox's own ([`SANDBOX_ENV`]).
+    pub env: Vec<(String, String)>,
     /// Wall-clock limit; the whole process tree is killed when it passes.
     pub timeout: Duration,
     /// Bytes of output kept (head and tail halves); the rest is counted.
@@ -84,6 +86,7 @@ impl ExecRequest {
     pub fn new(command: impl Into<String>) -> Self {
         Self {
             command: command.into(),
+            env: Vec::new(),
             timeout: Duration::from_secs(120),
             output_cap: 64 * 1024,
         }

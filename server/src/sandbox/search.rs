@@ -145,6 +145,7 @@ async fn run(
     limits: SearchLimits<'_>,
 ) -> Result<ExecOutcome, SearchError> {
     let request = ExecRequest {
+        env: Vec::new(),
         command: script,
         timeout: limits.timeout,
         output_cap: cap,

@@ -34,6 +34,8 @@ pub struct ToolContext<'a> {
     pub exec_timeout: Duration,
     /// Bytes of output kept for the model.
     pub output_cap: usize,
+    /// The session's environment variables, for `bash`.
+    pub env: &'a [(String, String)],
 }
 
 /// What a tool may do, for permission checks.

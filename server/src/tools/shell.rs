@@ -22,6 +22,7 @@ pub(super) async fn bash(
     };
     let request = ExecRequest {
         command: command.to_owned(),
+        env: ctx.env.to_vec(),
         timeout,
         output_cap: ctx.output_cap,
     };

@@ -57,6 +57,11 @@ impl Harness {
             engine: Some(Engine::ClaudeCode),
             permission_mode: Some(mode.parse().unwrap()),
             budget_usd: budget,
+            // The CLI's Bash tool runs with the session's variables.
+            env: vec![app::domain::EnvVar {
+                name: "MADE_BY".into(),
+                value: "claude".into(),
+            }],
             ..Default::default()
         };
         common::session(&self.paddock, new).await
@@ -142,7 +147,7 @@ fn files_containing(dir: &Path, needle: &[u8]) -> Vec<String> {
 async fn bash_writes_a_file_a_follow_up_resumes_and_the_key_stays_out() {
     let scenario = json!([
         {"expect": {"contains": "create made.txt", "tools": "Bash"},
-         "reply": [{"text": "Creating it."}, bash("echo made-by-claude > made.txt")]},
+         "reply": [{"text": "Creating it."}, bash("echo made-by-$MADE_BY > made.txt")]},
         {"expect": {"tool_result_contains": []}, "reply": "Created made.txt."},
         {"expect": {"contains": ["create made.txt", "Created made.txt.", "now the follow-up"]},
          "reply": "Resumed with the earlier exchange."}
@@ -167,7 +172,7 @@ async fn bash_writes_a_file_a_follow_up_resumes_and_the_key_stays_out() {
         assert!(k.contains(&kind), "{kind} missing: {k:?}");
     }
     assert!(events.iter().any(|e| matches!(&e.kind,
-        EventKind::ToolCall { name, input, .. } if name == "Bash" && input["command"] == "echo made-by-claude > made.txt")));
+        EventKind::ToolCall { name, input, .. } if name == "Bash" && input["command"] == "echo made-by-$MADE_BY > made.txt")));
     let state = h.paddock.store.engine_state(s.id).await.unwrap().unwrap();
     assert!(state["claude_session_id"].is_string(), "{state}");
 

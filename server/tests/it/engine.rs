@@ -514,3 +514,43 @@ async fn the_rest_api_runs_prompts_and_refuses_bad_ones() {
         .unwrap();
     assert_eq!(stop.status(), 202);
 }
+
+#[tokio::test]
+async fn the_agents_commands_get_the_session_environment() {
+    let h = harness(
+        json!([
+            {"reply": [{"tool_use": {"name": "bash", "input": {"command": "echo \"greeting=$GREETING\""}}}]},
+            {"expect": {"tool_result_contains": "greeting=hello from the session"}, "reply": "It says hello."}
+        ]),
+        &[],
+    )
+    .await;
+    let new = app::domain::NewSession {
+        name: "env".into(),
+        permission_mode: Some("auto".parse().unwrap()),
+        env: vec![app::domain::EnvVar {
+            name: "GREETING".into(),
+            value: "hello from the session".into(),
+        }],
+        ..Default::default()
+    };
+    let s = common::session(&h.paddock, new).await;
+    assert_eq!(
+        h.paddock
+            .store
+            .get_session(s.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .env,
+        s.env
+    );
+    h.prompt(&s, "what does it say?").await;
+    let events = h.wait_idle(&s).await;
+    assert_eq!(status_of(&events), SessionStatus::Idle);
+    assert_eq!(
+        h.model.turns_left(),
+        0,
+        "the model saw the variable's value"
+    );
+}

@@ -32,6 +32,7 @@ impl Env {
             cancel: &self.cancel,
             exec_timeout: Duration::from_secs(20),
             output_cap: 16 * 1024,
+            env: &[],
         }
     }
 
@@ -695,9 +696,37 @@ fn run_is_send() {
         cancel: &token,
         exec_timeout: Duration::from_secs(1),
         output_cap: 1024,
+        env: &[],
     };
     let input = json!({});
     let mut sink = |_: OutputStream, _: &[u8]| {};
     let fut = tools::run(&ctx, "bash", &input, &mut sink);
     assert_send(&fut);
+}
+
+#[tokio::test]
+async fn bash_runs_with_the_session_environment() {
+    let e = env().await;
+    let vars = [
+        ("GREETING".to_owned(), "hello, world".to_owned()),
+        ("QUOTED".to_owned(), "it's $(not run)".to_owned()),
+    ];
+    let ctx = ToolContext {
+        env: &vars,
+        ..e.ctx()
+    };
+    let out = tools::run(
+        &ctx,
+        "bash",
+        &json!({"command": "echo \"$GREETING|$QUOTED|$LANG\""}),
+        &mut |_, _| {},
+    )
+    .await;
+    assert!(!out.is_error, "{}", out.content);
+    assert_eq!(out.content, "hello, world|it's $(not run)|C.UTF-8\n");
+    // Another command without them has none of them.
+    let out = e
+        .ok("bash", json!({"command": "echo \"${GREETING:-unset}\""}))
+        .await;
+    assert_eq!(out, "unset\n");
 }

@@ -119,6 +119,7 @@ mod tests {
             limits: SandboxLimits::default(),
             budget_usd: None,
             mounts: Vec::new(),
+            env: Vec::new(),
             owner: None,
             created_at: at(0),
             updated_at: at(0),

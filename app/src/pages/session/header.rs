@@ -35,6 +35,10 @@ pub(super) fn Header(
             .collect();
         settings.push(("Mounts", mounts.join(", ")));
     }
+    if !s.env.is_empty() {
+        let names: Vec<&str> = s.env.iter().map(|v| v.name.as_str()).collect();
+        settings.push(("Environment", names.join(", ")));
+    }
     let counter = |label: &'static str, testid: &'static str, value: Signal<String>| {
         view! {
             <div class="min-w-0">

@@ -91,7 +91,10 @@ pub(super) fn spawn_request(
                 "1".into(),
             ),
             ("HOME".into(), HOME.into()),
-        ],
+        ]
+        .into_iter()
+        .chain(s.env.iter().map(|v| (v.name.clone(), v.value.clone())))
+        .collect(),
         timeout: settings.run_timeout,
     })
 }

@@ -49,6 +49,11 @@ impl AgentEngine for NativeEngine {
     async fn run(&self, s: Session, cancel: &CancellationToken) -> Result<(), RunError> {
         let session = s.id;
         let limits = &self.limits;
+        let env: Vec<(String, String)> = s
+            .env
+            .iter()
+            .map(|v| (v.name.clone(), v.value.clone()))
+            .collect();
         let load = || self.store.events_after(session, 0, i64::MAX);
         let mut events = load().await?;
         self.permissions
@@ -59,7 +64,7 @@ impl AgentEngine for NativeEngine {
         if !unfinished.is_empty() {
             for call in unfinished {
                 let (content, is_error, truncated) = self
-                    .run_tool(session, s.permission_mode, &call, cancel)
+                    .run_tool(session, s.permission_mode, &env, &call, cancel)
                     .await?;
                 self.journal
                     .record(
@@ -178,7 +183,7 @@ impl AgentEngine for NativeEngine {
             let mut results = Vec::new();
             for call in calls {
                 let (content, is_error, truncated) = self
-                    .run_tool(session, s.permission_mode, &call, cancel)
+                    .run_tool(session, s.permission_mode, &env, &call, cancel)
                     .await?;
                 let id = call.id;
                 self.journal
@@ -230,6 +235,7 @@ impl NativeEngine {
         &self,
         session: SessionId,
         mode: PermissionMode,
+        env: &[(String, String)],
         call: &OpenCall,
         cancel: &CancellationToken,
     ) -> Result<(String, bool, bool), RunError> {
@@ -270,6 +276,7 @@ impl NativeEngine {
             cancel,
             exec_timeout: self.limits.tool_timeout,
             output_cap: self.limits.output_cap,
+            env,
         };
         let out = tools::run(&ctx, name, input, &mut |_, _| {}).await;
         if cancel.is_cancelled() {
