@@ -18,7 +18,7 @@ use crate::journal::Journal;
 use crate::llm::{Anthropic, AnthropicConfig, Provider};
 use crate::presence::Presence;
 use crate::proxy::CredentialProxy;
-use crate::sandbox::{BackendKind, DockerSandbox, LocalSandbox, MountPolicy, Sandbox};
+use crate::sandbox::{DockerSandbox, LocalSandbox, MountPolicy, Sandbox};
 use crate::store::{self, Store};
 use crate::transfers::Transfers;
 use crate::vault::{MasterKey, Vault};
@@ -300,9 +300,11 @@ impl Backend for Paddock {
         caller.may_create_sessions()?;
         let backend = self.sandbox.info();
         self.runner.engine(spec.engine)?.check_sandbox(&backend)?;
-        if !spec.mounts.is_empty() && backend.kind != BackendKind::Docker {
+        if !spec.mounts.is_empty() && !backend.read_only_mounts {
             return Err(AppError::Invalid(
-                "Read-only mounts need Docker sandboxes, and this server uses local ones.".into(),
+                "Read-only mounts need Docker sandboxes or bubblewrap, and this server's \
+                 sandboxes have neither."
+                    .into(),
             ));
         }
         let policy = MountPolicy::new(&self.config.mount_allow);
@@ -397,7 +399,7 @@ impl Backend for Paddock {
     async fn server_info(&self) -> ServerInfo {
         let info = self.sandbox.info();
         let configured = self.vault.has_llm_credential().await.unwrap_or(true);
-        let mountable = if info.kind == BackendKind::Docker {
+        let mountable = if info.read_only_mounts {
             self.config
                 .mount_allow
                 .iter()

@@ -47,6 +47,46 @@ async fn local_sandbox_scrubs_env_kills_trees_and_confines_files() {
         .unwrap();
     assert_eq!(greeted.output, "hello local|C.UTF-8\n");
 
+    // A read-only mount: read in every command, never written.
+    let shared = dir.path().join("shared");
+    std::fs::create_dir_all(&shared).unwrap();
+    std::fs::write(shared.join("data.txt"), "from the host").unwrap();
+    let mounted = server::sandbox::Mount {
+        host: shared.clone(),
+        target: "/mnt/shared".into(),
+        read_only: true,
+    };
+    sandbox
+        .start_with(session, Limits::default(), std::slice::from_ref(&mounted))
+        .await
+        .unwrap();
+    let read = run(
+        &sandbox,
+        session,
+        "cat /mnt/shared/data.txt; echo; touch /mnt/shared/x 2>&1; echo rc=$?",
+        10,
+    )
+    .await;
+    assert!(
+        read.output.starts_with("from the host\n"),
+        "{}",
+        read.output
+    );
+    assert!(
+        read.output.contains("Read-only file system"),
+        "{}",
+        read.output
+    );
+    assert!(!shared.join("x").exists());
+    let writable = server::sandbox::Mount {
+        read_only: false,
+        ..mounted
+    };
+    assert!(sandbox
+        .start_with(session, Limits::default(), &[writable])
+        .await
+        .is_err());
+
     let looped = run(&sandbox, session, "sleep 1000 & while :; do :; done", 1).await;
     assert!(looped.timed_out, "{looped:?}");
     let left = std::process::Command::new("pgrep")

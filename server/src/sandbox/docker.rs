@@ -317,6 +317,7 @@ impl Sandbox for DockerSandbox {
         BackendInfo {
             kind: BackendKind::Docker,
             warning: None,
+            read_only_mounts: true,
         }
     }
 

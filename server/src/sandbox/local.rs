@@ -1,8 +1,8 @@
 //! The local backend, for hosts without Docker (such as a PaaS container):
 //! a child process in the session's workspace with a scrubbed environment,
 //! inside bubblewrap (no network; an empty root holding only the system's
-//! programs, read-only; private /tmp; an unprivileged uid) when it is
-//! installed and usable. Weaker than a
+//! programs, read-only; private /tmp; an unprivileged uid; a session's
+//! read-only mounts) when it is installed and usable. Weaker than a
 //! container: no memory or CPU limits, and without bubblewrap the command
 //! sees the host as the server's user. `info()` says so, and so does the UI.
 
@@ -12,25 +12,35 @@ use super::{
     Process, Result, Sandbox, SandboxError, SpawnRequest, Workspace, MOUNT_POINT, SANDBOX_ENV,
     SANDBOX_UID,
 };
+use crate::sync::lock;
 use app::domain::SessionId;
 use rustix::process::{kill_process_group, Pid, Signal};
+use std::collections::HashMap;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::Command;
 use tokio_util::sync::CancellationToken;
 
-/// Mounts and long-running processes serve the claude-code engine only,
-/// which runs in closed containers: local sandboxes refuse both plainly.
+/// Writable mounts and long-running processes serve the claude-code engine
+/// only, which runs in closed containers: local sandboxes refuse both
+/// plainly. Read-only mounts (a session's folders) work under bubblewrap.
 const NEEDS_DOCKER: SandboxError = SandboxError::Unsupported(
     "the claude-code engine needs the Docker sandbox backend (PADDOCK_SANDBOX=docker)",
+);
+const NEEDS_BWRAP: SandboxError = SandboxError::Unsupported(
+    "read-only mounts need bubblewrap (or the Docker sandbox backend), which this host lacks",
 );
 
 pub struct LocalSandbox {
     workspace_root: PathBuf,
     bwrap: Option<PathBuf>,
+    /// Each session's read-only mounts, bound into every command it runs
+    /// (nothing runs between commands, so they are kept here).
+    mounts: Mutex<HashMap<SessionId, Vec<Mount>>>,
 }
 
 impl LocalSandbox {
@@ -50,10 +60,11 @@ impl LocalSandbox {
         Self {
             workspace_root,
             bwrap,
+            mounts: Mutex::default(),
         }
     }
 
-    fn command(&self, workspace: &Path, request: &ExecRequest) -> Command {
+    fn command(&self, workspace: &Path, mounts: &[Mount], request: &ExecRequest) -> Command {
         let secs = format!("{:.3}", request.timeout.as_secs_f64());
         let inner = [
             "timeout",
@@ -70,6 +81,9 @@ impl LocalSandbox {
                 c.args(bwrap_system_args());
                 c.args(["--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]);
                 c.arg("--bind").arg(workspace).arg(MOUNT_POINT);
+                for m in mounts {
+                    c.arg("--ro-bind").arg(&m.host).arg(&m.target);
+                }
                 let uid = SANDBOX_UID.to_string();
                 c.args(["--chdir", MOUNT_POINT, "--uid", &uid, "--gid", &uid]);
                 c.args(["--unshare-all", "--die-with-parent", "--new-session", "--"]);
@@ -161,6 +175,7 @@ impl Sandbox for LocalSandbox {
         BackendInfo {
             kind: BackendKind::Local,
             warning: Some(warning.to_owned()),
+            read_only_mounts: self.bwrap.is_some(),
         }
     }
 
@@ -175,9 +190,13 @@ impl Sandbox for LocalSandbox {
         _limits: Limits,
         mounts: &[Mount],
     ) -> Result<()> {
-        if !mounts.is_empty() {
+        if mounts.iter().any(|m| !m.read_only) {
             return Err(NEEDS_DOCKER);
         }
+        if !mounts.is_empty() && self.bwrap.is_none() {
+            return Err(NEEDS_BWRAP);
+        }
+        lock(&self.mounts).insert(session, mounts.to_vec());
         self.folder(session)
             .create()
             .map_err(|e| SandboxError::Failed(format!("cannot create the workspace: {e}")))
@@ -194,8 +213,12 @@ impl Sandbox for LocalSandbox {
         if !workspace.is_dir() {
             return Err(SandboxError::Missing(session));
         }
+        let mounts = lock(&self.mounts)
+            .get(&session)
+            .cloned()
+            .unwrap_or_default();
         let mut child = self
-            .command(&workspace, request)
+            .command(&workspace, &mounts, request)
             .spawn()
             .map_err(|e| SandboxError::Failed(format!("cannot start the command: {e}")))?;
         let group = child.id().and_then(|id| Pid::from_raw(id as i32));
@@ -254,6 +277,7 @@ impl Sandbox for LocalSandbox {
     }
 
     async fn destroy(&self, session: SessionId) -> Result<()> {
+        lock(&self.mounts).remove(&session);
         remove_workspace(&self.workspace_root, session)
     }
 

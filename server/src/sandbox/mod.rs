@@ -205,6 +205,8 @@ pub struct BackendInfo {
     pub kind: BackendKind,
     /// A plain-words caveat when isolation is weaker than a closed container.
     pub warning: Option<String>,
+    /// Whether it can mount host folders read-only (a session's mounts).
+    pub read_only_mounts: bool,
 }
 
 /// A sandbox that exists on the backend, as found when listing.
