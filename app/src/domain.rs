@@ -196,8 +196,31 @@ pub struct EnvVar {
 pub const ENV_MAX: usize = 32;
 pub const ENV_VALUE_MAX_BYTES: usize = 32 * 1024;
 const ENV_NAME_MAX_CHARS: usize = 64;
-const ENV_RESERVED: &[&str] = &["PATH", "HOME", "LANG", "TERM", "PWD", "SHELL", "USER"];
-const ENV_RESERVED_PREFIXES: &[&str] = &["ANTHROPIC_", "CLAUDE_", "PADDOCK_"];
+/// Besides the sandbox's own: what changes how the shell, the loader or
+/// the Claude Code CLI (Node.js) start, or where the CLI sends requests.
+const ENV_RESERVED: &[&str] = &[
+    "PATH",
+    "HOME",
+    "LANG",
+    "TERM",
+    "PWD",
+    "SHELL",
+    "USER",
+    "BASH_ENV",
+    "ENV",
+    "SHELLOPTS",
+    "BASHOPTS",
+    "IFS",
+    "PS4",
+    "NODE_OPTIONS",
+    "NODE_PATH",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+    "NO_PROXY",
+    "DEBUG",
+];
+const ENV_RESERVED_PREFIXES: &[&str] = &["ANTHROPIC_", "CLAUDE_", "PADDOCK_", "LD_", "BASH_FUNC"];
 
 impl EnvVar {
     /// The variables a form lists, one `NAME=value` a line (a line without
@@ -231,8 +254,9 @@ impl EnvVar {
             || ENV_RESERVED_PREFIXES.iter().any(|p| upper.starts_with(p))
         {
             return Err(AppError::Invalid(format!(
-                "{name} is the sandbox's own (so are PATH, HOME, LANG, TERM and every \
-                 ANTHROPIC_, CLAUDE_ and PADDOCK_ name): choose another."
+                "{name} is the sandbox's own (so are PATH, HOME, BASH_ENV, NODE_OPTIONS, the \
+                 proxy variables and every LD_, ANTHROPIC_, CLAUDE_ and PADDOCK_ name): choose \
+                 another."
             )));
         }
         if self.value.len() > ENV_VALUE_MAX_BYTES || self.value.contains('\0') {
@@ -283,10 +307,15 @@ impl ReadOnlyMount {
     /// server's to say.
     fn validate(self) -> Result<Self, AppError> {
         let host = self.host.trim().to_owned();
-        if !host.starts_with('/') || host.len() > MOUNT_HOST_MAX_BYTES || host.contains('\0') {
+        let dotted = host.split('/').any(|part| part == "." || part == "..");
+        if !host.starts_with('/')
+            || host.len() > MOUNT_HOST_MAX_BYTES
+            || host.contains('\0')
+            || dotted
+        {
             return Err(AppError::Invalid(format!(
                 "{host:?} is not an absolute host path: a read-only mount names a folder on the \
-                 server, such as /srv/data."
+                 server, such as /srv/data (without . or ..)."
             )));
         }
         let name = match self.name.trim() {
@@ -726,6 +755,8 @@ mod tests {
             vec![mount("/srv/a", "../etc")],
             vec![mount("/srv/a", "a b")],
             vec![mount("/srv/a\0b", "")],
+            vec![mount("/srv/data/../../etc", "x")],
+            vec![mount("/srv/./data", "x")],
             vec![mount("/srv/a", "x"), mount("/srv/b", "x")],
             vec![mount("/srv/a", ""); MOUNTS_MAX + 1],
         ] {
@@ -760,6 +791,10 @@ mod tests {
             vec![var("home", "/x")],
             vec![var("ANTHROPIC_API_KEY", "sk")],
             vec![var("PADDOCK_X", "1")],
+            vec![var("LD_PRELOAD", "/workspace/evil.so")],
+            vec![var("bash_env", "/x")],
+            vec![var("NODE_OPTIONS", "--require x")],
+            vec![var("https_proxy", "http://127.0.0.1:1")],
             vec![var("A", "a\0b")],
             vec![var("A", &"x".repeat(ENV_VALUE_MAX_BYTES + 1))],
             vec![var("A", "1"), var("A", "2")],

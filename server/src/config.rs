@@ -6,7 +6,7 @@ use crate::sandbox::Limits;
 use app::domain::SandboxLimits;
 use clap::Parser;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Parser, Debug, Clone)]
 #[command(
@@ -212,6 +212,32 @@ impl Config {
         }
     }
 
+    /// The folders holding Paddock's own data: the database's, the master
+    /// key's, the workspaces and the claude-code homes (never mountable).
+    pub fn own_data(&self) -> Vec<PathBuf> {
+        let database = self
+            .database_url
+            .strip_prefix("sqlite://")
+            .or_else(|| self.database_url.strip_prefix("sqlite:"))
+            .map(|rest| rest.split('?').next().unwrap_or(rest))
+            .and_then(|file| Path::new(file).parent().map(Path::to_path_buf));
+        let key = self.master_key_file.parent().map(Path::to_path_buf);
+        // A file named without a folder is in the current one.
+        let folder = |p: PathBuf| {
+            if p.as_os_str().is_empty() {
+                PathBuf::from(".")
+            } else {
+                p
+            }
+        };
+        [database, key]
+            .into_iter()
+            .flatten()
+            .map(folder)
+            .chain([self.workspace_root.clone(), self.claude_code_root.clone()])
+            .collect()
+    }
+
     /// Whether the public URL is https, so cookies must be `Secure`.
     pub fn https(&self) -> bool {
         self.public_url.as_ref().is_some_and(|o| o.is_https())
@@ -305,6 +331,27 @@ mod tests {
         assert!(off(&["--allowed-hosts=paddock.internal"]).is_err());
         assert!(!off(&["--public-url=http://localhost:3000"]).unwrap());
         assert!(!off(&["--allowed-hosts=127.0.0.1,[::1]"]).unwrap());
+    }
+
+    #[test]
+    fn own_data_names_every_folder_paddock_keeps_data_in() {
+        let c = Config::try_parse_from([
+            "paddock",
+            "--database-url=sqlite://db/paddock.db?mode=rwc",
+            "--master-key-file=master.key",
+            "--workspace-root=/srv/ws",
+            "--claude-code-root=/srv/cc",
+        ])
+        .unwrap();
+        assert_eq!(
+            c.own_data(),
+            [
+                PathBuf::from("db"),
+                PathBuf::from("."),
+                PathBuf::from("/srv/ws"),
+                PathBuf::from("/srv/cc")
+            ]
+        );
     }
 
     #[test]

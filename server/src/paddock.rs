@@ -307,7 +307,7 @@ impl Backend for Paddock {
                     .into(),
             ));
         }
-        let policy = MountPolicy::new(&self.config.mount_allow);
+        let policy = MountPolicy::new(&self.config.mount_allow, &self.config.own_data());
         let mounts = spec
             .mounts
             .iter()

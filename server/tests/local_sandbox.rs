@@ -78,6 +78,22 @@ async fn local_sandbox_scrubs_env_kills_trees_and_confines_files() {
         read.output
     );
     assert!(!shared.join("x").exists());
+    // A link swapped in for the folder since the sandbox started: refused.
+    let elsewhere = dir.path().join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    std::fs::rename(&shared, dir.path().join("moved")).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &shared).unwrap();
+    let swapped = sandbox
+        .exec(
+            session,
+            &server::sandbox::ExecRequest::new("ls /mnt/shared"),
+            &tokio_util::sync::CancellationToken::new(),
+            &mut |_, _| {},
+        )
+        .await;
+    assert!(swapped.is_err(), "{swapped:?}");
+    std::fs::remove_file(&shared).unwrap();
+    std::fs::rename(dir.path().join("moved"), &shared).unwrap();
     let writable = server::sandbox::Mount {
         read_only: false,
         ..mounted

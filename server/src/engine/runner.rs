@@ -71,7 +71,10 @@ impl Runner {
             .engine(s.engine)
             .map_err(|e| SandboxError::Failed(e.to_string()))?
             .mounts(s.id)?;
-        mounts.extend(MountPolicy::new(&self.config.mount_allow).sandbox_mounts(&s.mounts)?);
+        mounts.extend(
+            MountPolicy::new(&self.config.mount_allow, &self.config.own_data())
+                .sandbox_mounts(&s.mounts)?,
+        );
         self.sandbox
             .start_with(s.id, self.config.limits_for(s.limits), &mounts)
             .await

@@ -86,21 +86,24 @@ impl LocalSandbox {
                 }
                 let uid = SANDBOX_UID.to_string();
                 c.args(["--chdir", MOUNT_POINT, "--uid", &uid, "--gid", &uid]);
+                // The session's variables are the sandboxed command's, never
+                // bwrap's own: on bwrap (which runs on the host) a variable
+                // such as LD_PRELOAD would load code outside the sandbox.
+                for (name, value) in &request.env {
+                    c.arg("--setenv").arg(name).arg(value);
+                }
                 c.args(["--unshare-all", "--die-with-parent", "--new-session", "--"]);
                 c.args(inner);
                 c
             }
             None => {
                 let mut c = Command::new(inner[0]);
-                c.args(&inner[1..])
-                    .current_dir(workspace)
-                    .env("HOME", workspace);
+                c.args(&inner[1..]).current_dir(workspace);
                 c
             }
         };
         cmd.env_clear()
             .envs(SANDBOX_ENV.iter().copied())
-            .envs(request.env.iter().map(|(k, v)| (k, v)))
             .env(
                 "HOME",
                 if self.bwrap.is_some() {
@@ -114,6 +117,11 @@ impl LocalSandbox {
             .stderr(Stdio::piped())
             .process_group(0)
             .kill_on_drop(true);
+        if self.bwrap.is_none() {
+            // Without bubblewrap the command is this process, on the host
+            // anyway.
+            cmd.envs(request.env.iter().map(|(k, v)| (k, v)));
+        }
         cmd
     }
 }
@@ -217,6 +225,16 @@ impl Sandbox for LocalSandbox {
             .get(&session)
             .cloned()
             .unwrap_or_default();
+        // bwrap resolves each mount's host path again: refuse one that now
+        // leads elsewhere (a link swapped in since the sandbox started).
+        for m in &mounts {
+            if m.host.canonicalize().ok().as_deref() != Some(m.host.as_path()) {
+                return Err(SandboxError::Failed(format!(
+                    "the folder mounted at {} changed on the host since the sandbox started",
+                    m.target
+                )));
+            }
+        }
         let mut child = self
             .command(&workspace, &mounts, request)
             .spawn()

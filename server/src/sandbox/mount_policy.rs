@@ -2,28 +2,57 @@
 //! folder of the admin's allowlist (`PADDOCK_MOUNT_ALLOW`), judged after
 //! every symbolic link is resolved, when the session is created and again
 //! whenever its sandbox is made (the allowlist may have changed since).
-//! Every refusal reads the same, so it never tells whether a path outside
-//! the allowlist exists.
+//! A path must name an allowed folder as written, before anything is looked
+//! up, so every refusal reads the same and never tells whether a path
+//! outside the allowlist exists. An allowed folder that holds Paddock's own
+//! data, or lies inside it (the database, the master key, workspaces, the
+//! claude-code homes), is left out of the allowlist.
 
 use super::{Mount, SandboxError};
 use app::domain::{AppError, ReadOnlyMount};
 use std::path::{Path, PathBuf};
 
 pub struct MountPolicy {
-    /// The allowlist, resolved; folders that do not exist are left out.
-    allowed: Vec<PathBuf>,
+    /// The allowlist as configured and resolved (each pair one folder);
+    /// folders that do not exist, or that overlap Paddock's own data, are
+    /// left out.
+    allowed: Vec<(PathBuf, PathBuf)>,
+}
+
+/// `path` made absolute, and resolved as far as it exists.
+fn resolved(path: &Path) -> PathBuf {
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    absolute.canonicalize().unwrap_or(absolute)
 }
 
 impl MountPolicy {
-    pub fn new(allow: &[PathBuf]) -> Self {
+    /// The allowlist `allow` (`PADDOCK_MOUNT_ALLOW`), none of it overlapping
+    /// the `own` folders (`Config::own_data`).
+    pub fn new(allow: &[PathBuf], own: &[PathBuf]) -> Self {
+        let own: Vec<PathBuf> = own.iter().map(|p| resolved(p)).collect();
         let allowed = allow
             .iter()
-            .filter_map(|folder| match folder.canonicalize() {
-                Ok(resolved) => Some(resolved),
-                Err(e) => {
-                    tracing::warn!(folder = %folder.display(), "PADDOCK_MOUNT_ALLOW: {e}");
-                    None
+            .filter_map(|folder| {
+                let resolved = match folder.canonicalize() {
+                    Ok(resolved) => resolved,
+                    Err(e) => {
+                        tracing::warn!(folder = %folder.display(), "PADDOCK_MOUNT_ALLOW: {e}");
+                        return None;
+                    }
+                };
+                if let Some(data) = own
+                    .iter()
+                    .find(|d| d.starts_with(&resolved) || resolved.starts_with(d))
+                {
+                    tracing::warn!(
+                        folder = %folder.display(),
+                        "PADDOCK_MOUNT_ALLOW: left out, it overlaps Paddock's own data in {}",
+                        data.display()
+                    );
+                    return None;
                 }
+                let as_given = std::path::absolute(folder).unwrap_or_else(|_| resolved.clone());
+                Some((as_given, resolved))
             })
             .collect();
         Self { allowed }
@@ -45,10 +74,15 @@ impl MountPolicy {
                 mount.host
             ))
         };
-        let resolved = Path::new(&mount.host)
-            .canonicalize()
-            .map_err(|_| refused())?;
-        let allowed = self.allowed.iter().any(|a| resolved.starts_with(a));
+        let written = Path::new(&mount.host);
+        let named = self.allowed.iter().any(|(as_given, resolved)| {
+            written.starts_with(as_given) || written.starts_with(resolved)
+        });
+        if !named {
+            return Err(refused());
+        }
+        let resolved = written.canonicalize().map_err(|_| refused())?;
+        let allowed = self.allowed.iter().any(|(_, a)| resolved.starts_with(a));
         // Docker's bind syntax separates fields with ':' and ','.
         let host = resolved.to_str().filter(|h| !h.contains([':', ',']));
         match host {
@@ -99,10 +133,22 @@ mod tests {
         std::fs::write(allowed.join("file.txt"), "x").unwrap();
         std::os::unix::fs::symlink(&outside, allowed.join("escape")).unwrap();
         std::fs::create_dir_all(dir.path().join("allowed-not")).unwrap();
-        let policy = MountPolicy::new(&[allowed.clone(), dir.path().join("missing")]);
+        let own = dir.path().join("paddock-data");
+        std::fs::create_dir_all(own.join("workspaces")).unwrap();
+        let policy = MountPolicy::new(
+            &[
+                allowed.clone(),
+                dir.path().join("missing"),
+                // Holds Paddock's data, and lies inside it: both left out.
+                dir.path().to_path_buf(),
+                own.join("workspaces"),
+            ],
+            &[own.join("workspaces"), own.join("paddock.db")],
+        );
+        assert_eq!(policy.allowed.len(), 1);
 
         let ok = policy
-            .check(&mount(&allowed.join("data/../data/deep"), "d"))
+            .check(&mount(&allowed.join("data/deep"), "d"))
             .unwrap();
         assert_eq!(
             PathBuf::from(&ok.host),
@@ -113,6 +159,7 @@ mod tests {
             outside.clone(),
             allowed.join("escape"),
             allowed.join("../outside"),
+            own.join("workspaces"),
             dir.path().join("allowed-not"),
             allowed.join("file.txt"),
             allowed.join("nope"),
@@ -127,7 +174,7 @@ mod tests {
                 "{r}"
             );
         }
-        let none = MountPolicy::new(&[]);
+        let none = MountPolicy::new(&[], &[]);
         assert!(none.check(&mount(&allowed, "x")).is_err());
         assert_eq!(
             policy.sandbox_mounts(&[ok]).unwrap()[0],

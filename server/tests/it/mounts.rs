@@ -102,7 +102,7 @@ async fn an_allowed_folder_is_read_in_the_sandbox_and_never_written() {
     assert!(paddock.store.list_sessions(None).await.unwrap().is_empty());
 
     // Allowed: a folder inside the allowlist, named by the session.
-    let spec = new(vec![mount(&allowed.join("cities/../cities"), "")])
+    let spec = new(vec![mount(&allowed.join("cities/"), "")])
         .validate()
         .unwrap();
     let s = paddock.create_session(&me, spec).await.unwrap();
