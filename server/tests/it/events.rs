@@ -1034,8 +1034,11 @@ async fn a_scripted_run_resumed_mid_stream_and_after_every_seq() {
     let mut seen: Vec<i64> = Vec::new();
     let (mut deltas, mut reconnects) = (0, 0);
     loop {
+        // Asked before the store is read: a run that ends between the two
+        // would otherwise look finished at a stale last_seq.
+        let running = s.paddock.runner.is_running(session);
         let stored = s.paddock.store.get_session(session).await.unwrap().unwrap();
-        let done = !s.paddock.runner.is_running(session) && seen.last() == Some(&stored.last_seq);
+        let done = !running && seen.last() == Some(&stored.last_seq);
         if done {
             break;
         }
