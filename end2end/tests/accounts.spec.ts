@@ -61,6 +61,9 @@ test('a token is shown once, works for scripts and stops at once when revoked', 
   await expect(page.getByTestId('new-token')).toHaveCount(0);
   expect(await page.content()).not.toContain(secret);
 
+  // The revoke button works once the page is hydrated (a click before
+  // that lands on the server-rendered button and does nothing).
+  await expect(page.locator('body[data-hydrated="true"]')).toBeAttached();
   page.once('dialog', (d) => void d.accept());
   await row.getByTestId('revoke').click();
   await expect.poll(async () => (await asScript()).status).toBe(401);
