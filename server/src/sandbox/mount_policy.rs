@@ -6,7 +6,9 @@
 //! up, so every refusal reads the same and never tells whether a path
 //! outside the allowlist exists. An allowed folder that holds Paddock's own
 //! data, or lies inside it (the database, the master key, workspaces, the
-//! claude-code homes), is left out of the allowlist.
+//! claude-code homes), is left out of the allowlist. A folder with another
+//! file system mounted inside it is refused: Docker's `:ro` (before API
+//! 1.44) does not reach into those, so they would stay writable.
 
 use super::{Mount, SandboxError};
 use app::domain::{AppError, ReadOnlyMount};
@@ -83,6 +85,13 @@ impl MountPolicy {
         }
         let resolved = written.canonicalize().map_err(|_| refused())?;
         let allowed = self.allowed.iter().any(|(_, a)| resolved.starts_with(a));
+        if allowed && has_mounts_inside(&resolved) {
+            return Err(AppError::Invalid(format!(
+                "{:?} has other file systems mounted inside it, which a sandbox could write \
+                 to: mount a folder without any.",
+                mount.host
+            )));
+        }
         // Docker's bind syntax separates fields with ':' and ','.
         let host = resolved.to_str().filter(|h| !h.contains([':', ',']));
         match host {
@@ -112,6 +121,32 @@ impl MountPolicy {
     }
 }
 
+/// Whether a file system is mounted somewhere strictly inside `folder`, as
+/// this process sees the host's mounts.
+fn has_mounts_inside(folder: &Path) -> bool {
+    let table = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let inside = mount_points(&table).any(|point| point != folder && point.starts_with(folder));
+    inside
+}
+
+/// The mount points of a `/proc/self/mountinfo` table (its fifth field,
+/// with the kernel's octal escapes for space, tab, newline and backslash).
+fn mount_points(table: &str) -> impl Iterator<Item = PathBuf> + '_ {
+    table.lines().filter_map(|line| {
+        let field = line.split(' ').nth(4)?;
+        let mut point = String::with_capacity(field.len());
+        let mut rest = field;
+        while let Some(at) = rest.find('\\') {
+            point.push_str(&rest[..at]);
+            let code = rest.get(at + 1..at + 4)?;
+            point.push(char::from(u8::from_str_radix(code, 8).ok()?));
+            rest = &rest[at + 4..];
+        }
+        point.push_str(rest);
+        Some(PathBuf::from(point))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,6 +156,21 @@ mod tests {
             host: host.display().to_string(),
             name: name.into(),
         }
+    }
+
+    #[test]
+    fn mount_points_are_read_from_mountinfo() {
+        let table = "22 1 8:1 / / rw,relatime - ext4 /dev/sda1 rw\n\
+                     40 22 0:35 / /srv/data/nfs\\040share rw - nfs srv:/x rw\n";
+        let points: Vec<_> = mount_points(table).collect();
+        assert_eq!(
+            points,
+            [PathBuf::from("/"), PathBuf::from("/srv/data/nfs share")]
+        );
+        // This process's own root has /proc (at least) mounted inside it.
+        assert!(has_mounts_inside(Path::new("/")));
+        let dir = tempfile::tempdir().unwrap();
+        assert!(!has_mounts_inside(&dir.path().canonicalize().unwrap()));
     }
 
     #[test]
