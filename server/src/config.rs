@@ -2,7 +2,7 @@
 //! environment variable, which is how containers and PaaS set them).
 
 use crate::origin::{parse_allowed_host, parse_public_url, Origin};
-use crate::sandbox::Limits;
+use crate::sandbox::{Limits, MountPolicy};
 use app::domain::SandboxLimits;
 use clap::Parser;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -212,9 +212,15 @@ impl Config {
         }
     }
 
+    /// Which host folders sessions may mount: the allowlist, less what
+    /// overlaps Paddock's own data.
+    pub fn mount_policy(&self) -> MountPolicy {
+        MountPolicy::new(&self.mount_allow, &self.own_data())
+    }
+
     /// The folders holding Paddock's own data: the database's, the master
     /// key's, the workspaces and the claude-code homes (never mountable).
-    pub fn own_data(&self) -> Vec<PathBuf> {
+    fn own_data(&self) -> Vec<PathBuf> {
         let database = self
             .database_url
             .strip_prefix("sqlite://")

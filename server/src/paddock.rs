@@ -18,7 +18,7 @@ use crate::journal::Journal;
 use crate::llm::{Anthropic, AnthropicConfig, Provider};
 use crate::presence::Presence;
 use crate::proxy::CredentialProxy;
-use crate::sandbox::{DockerSandbox, LocalSandbox, MountPolicy, Sandbox};
+use crate::sandbox::{DockerSandbox, LocalSandbox, Sandbox};
 use crate::store::{self, Store};
 use crate::transfers::Transfers;
 use crate::vault::{MasterKey, Vault};
@@ -307,7 +307,7 @@ impl Backend for Paddock {
                     .into(),
             ));
         }
-        let policy = MountPolicy::new(&self.config.mount_allow, &self.config.own_data());
+        let policy = self.config.mount_policy();
         let mounts = spec
             .mounts
             .iter()

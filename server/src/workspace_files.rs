@@ -70,14 +70,6 @@ fn archive_name(session_name: &str) -> String {
     }
 }
 
-fn or_root(path: &str) -> &str {
-    if path.is_empty() {
-        "."
-    } else {
-        path
-    }
-}
-
 impl Paddock {
     /// A folder's entries, sorted by name.
     pub async fn browse_folder(
@@ -88,7 +80,7 @@ impl Paddock {
     ) -> Result<Vec<FileEntry>, AppError> {
         self.session_for(caller, id, Access::Watch).await?;
         let dir = clean(path)?;
-        let entries = self.sandbox.workspace(id).list(or_root(&dir)).await?;
+        let entries = self.sandbox.workspace(id).list(&dir).await?;
         Ok(entries
             .into_iter()
             .map(|e| FileEntry {
@@ -109,7 +101,7 @@ impl Paddock {
     ) -> Result<FileView, AppError> {
         self.session_for(caller, id, Access::Watch).await?;
         let path = clean(path)?;
-        let download = self.sandbox.workspace(id).download(or_root(&path)).await?;
+        let download = self.sandbox.workspace(id).download(&path).await?;
         if download.size > VIEW_MAX_BYTES as u64 {
             return Ok(FileView {
                 path,
@@ -143,7 +135,7 @@ impl Paddock {
     ) -> Result<(String, Download), AppError> {
         self.session_for(caller, id, Access::Watch).await?;
         let path = clean(path)?;
-        let download = self.sandbox.workspace(id).download(or_root(&path)).await?;
+        let download = self.sandbox.workspace(id).download(&path).await?;
         Ok((name_of(&path).to_owned(), download))
     }
 

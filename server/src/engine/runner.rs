@@ -11,7 +11,7 @@
 use super::{AgentEngine, RunError, PROMPT_MAX_BYTES};
 use crate::config::Config;
 use crate::journal::Journal;
-use crate::sandbox::{MountPolicy, Sandbox, SandboxError};
+use crate::sandbox::{Sandbox, SandboxError};
 use crate::store::Store;
 use crate::sync::lock;
 use app::domain::{AppError, Engine, EventKind, Session, SessionId, SessionStatus};
@@ -71,10 +71,7 @@ impl Runner {
             .engine(s.engine)
             .map_err(|e| SandboxError::Failed(e.to_string()))?
             .mounts(s.id)?;
-        mounts.extend(
-            MountPolicy::new(&self.config.mount_allow, &self.config.own_data())
-                .sandbox_mounts(&s.mounts)?,
-        );
+        mounts.extend(self.config.mount_policy().sandbox_mounts(&s.mounts)?);
         self.sandbox
             .start_with(s.id, self.config.limits_for(s.limits), &mounts)
             .await

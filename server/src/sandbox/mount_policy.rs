@@ -29,7 +29,7 @@ fn resolved(path: &Path) -> PathBuf {
 
 impl MountPolicy {
     /// The allowlist `allow` (`PADDOCK_MOUNT_ALLOW`), none of it overlapping
-    /// the `own` folders (`Config::own_data`).
+    /// the `own` folders (see `Config::mount_policy`).
     pub fn new(allow: &[PathBuf], own: &[PathBuf]) -> Self {
         let own: Vec<PathBuf> = own.iter().map(|p| resolved(p)).collect();
         let allowed = allow

@@ -87,8 +87,9 @@ impl Team {
 
     /// Signs in through the form; the session cookie, or the refusal.
     async fn sign_in(&self, login: &str, password: &str) -> Result<String, (StatusCode, String)> {
-        let set_cookie = self.sign_in_set_cookie(login, password).await?;
-        Ok(set_cookie.split(';').next().unwrap().to_owned())
+        Ok(cookie_pair(
+            &self.sign_in_set_cookie(login, password).await?,
+        ))
     }
 
     /// Signs in through the form; the whole `Set-Cookie` it answers with.
@@ -194,6 +195,12 @@ impl Team {
             .await;
         assert_eq!(status, StatusCode::OK, "{body}");
     }
+}
+
+/// The `name=value` a `Set-Cookie` header sets, as a `Cookie` header sends
+/// it back.
+fn cookie_pair(set_cookie: &str) -> String {
+    set_cookie.split(';').next().unwrap().to_owned()
 }
 
 /// An open event stream's response.
@@ -849,13 +856,7 @@ async fn changing_a_password_needs_the_current_one_and_ends_other_sessions() {
     let res = change(&me.cookie, PASSWORD, NEW, NEW).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     // This browser goes on, under a new session id; every other one ends.
-    let renewed = res.headers()[header::SET_COOKIE]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
+    let renewed = cookie_pair(res.headers()[header::SET_COOKIE].to_str().unwrap());
     assert_ne!(renewed, me.cookie);
     assert!(t.signed_in(&renewed).await);
     assert!(!t.signed_in(&me.cookie).await);
