@@ -327,6 +327,18 @@ string_enum! {
     /// The credentials Paddock can keep for its users.
     CredentialKind {
         AnthropicApiKey => "anthropic_api_key",
+        /// A value a person gives their agents: set, under its name, in the
+        /// environment of the commands of each session that lists it, and
+        /// masked wherever the transcript would show it.
+        Secret => "secret",
+    }
+}
+
+impl CredentialKind {
+    /// Whether credentials of this kind are told apart by a name (several
+    /// per scope) rather than being the scope's one.
+    pub fn is_named(self) -> bool {
+        matches!(self, CredentialKind::Secret)
     }
 }
 
@@ -362,12 +374,54 @@ impl FromStr for CredentialScope {
     }
 }
 
+/// Which saved credential: whose, of what kind, and a secret's name.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct CredentialId {
+    pub scope: CredentialScope,
+    pub kind: CredentialKind,
+    /// A secret's name, which is its variable's; empty for the model key.
+    #[serde(default)]
+    pub name: String,
+}
+
+impl CredentialId {
+    /// The scope's Anthropic API key.
+    pub fn model_key(scope: CredentialScope) -> Self {
+        Self {
+            scope,
+            kind: CredentialKind::AnthropicApiKey,
+            name: String::new(),
+        }
+    }
+
+    /// The scope's secret of that name.
+    pub fn secret(scope: CredentialScope, name: &str) -> Self {
+        Self {
+            scope,
+            kind: CredentialKind::Secret,
+            name: name.to_owned(),
+        }
+    }
+}
+
+/// `scope/kind`, and `/name` for a secret: how the audit log names it.
+impl fmt::Display for CredentialId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.scope, self.kind)?;
+        if !self.name.is_empty() {
+            write!(f, "/{}", self.name)?;
+        }
+        Ok(())
+    }
+}
+
 /// A saved credential as listed: never its value, only a hint.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CredentialInfo {
-    pub kind: CredentialKind,
-    pub scope: CredentialScope,
-    /// The last four characters, so people can tell keys apart.
+    #[serde(flatten)]
+    pub id: CredentialId,
+    /// The last four characters of a key, so people can tell keys apart
+    /// (never any of a secret's).
     pub hint: String,
     pub updated_at: DateTime<Utc>,
     pub updated_by: String,
@@ -375,6 +429,12 @@ pub struct CredentialInfo {
 
 /// Longest credential value accepted, in bytes.
 pub const CREDENTIAL_MAX_BYTES: usize = 4096;
+/// Shortest secret accepted, in characters: a secret is masked wherever
+/// its exact value appears, which for a shorter one would hide ordinary
+/// words.
+pub const SECRET_MIN_CHARS: usize = 6;
+/// Secrets one scope may keep.
+pub const SECRETS_MAX: usize = 100;
 
 /// The hint shown for a secret: its last four characters, and only when it
 /// is long enough that they give little away.

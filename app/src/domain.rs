@@ -25,11 +25,13 @@ pub const SUGGESTED_MODELS: &[&str] = &["claude-sonnet-4-5", "claude-opus-4-5", 
 /// Declares a string-backed enum whose wire, database and display forms are
 /// one and the same string.
 macro_rules! string_enum {
-    ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+    ($(#[$meta:meta])* $name:ident {
+        $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)?
+    }) => {
         $(#[$meta])*
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
         pub enum $name {
-            $(#[serde(rename = $text)] $variant),+
+            $($(#[$vmeta])* #[serde(rename = $text)] $variant),+
         }
 
         impl $name {
@@ -120,6 +122,11 @@ pub struct Session {
     /// Environment variables of the agent's commands.
     #[serde(default)]
     pub env: Vec<EnvVar>,
+    /// Names of the owner's saved secrets, each set under its name in the
+    /// environment of the agent's commands when a run starts, and masked
+    /// in the transcript.
+    #[serde(default)]
+    pub secrets: Vec<String>,
     /// Who created it; `None` when the local operator did, with sign-in
     /// off.
     #[serde(default)]
@@ -222,6 +229,30 @@ const ENV_RESERVED: &[&str] = &[
 ];
 const ENV_RESERVED_PREFIXES: &[&str] = &["ANTHROPIC_", "CLAUDE_", "PADDOCK_", "LD_", "BASH_FUNC"];
 
+/// Refuses what cannot be an environment variable of the agent's
+/// commands: not shaped like one, or one the sandbox or an engine sets.
+pub fn check_variable_name(name: &str) -> Result<(), AppError> {
+    let shaped = name.chars().count() <= ENV_NAME_MAX_CHARS
+        && name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !shaped {
+        return Err(AppError::Invalid(format!(
+            "{name:?} is not a variable name: letters, digits and _, not starting with a \
+             digit, at most {ENV_NAME_MAX_CHARS}."
+        )));
+    }
+    let upper = name.to_ascii_uppercase();
+    if ENV_RESERVED.contains(&upper.as_str())
+        || ENV_RESERVED_PREFIXES.iter().any(|p| upper.starts_with(p))
+    {
+        return Err(AppError::Invalid(format!(
+            "{name} is the sandbox's own (so are PATH, HOME, BASH_ENV, NODE_OPTIONS, the proxy \
+             variables and every LD_, ANTHROPIC_, CLAUDE_ and PADDOCK_ name): choose another."
+        )));
+    }
+    Ok(())
+}
+
 impl EnvVar {
     /// The variables a form lists, one `NAME=value` a line (a line without
     /// `=` is a name with an empty value, which validation then names).
@@ -240,25 +271,7 @@ impl EnvVar {
 
     fn validate(self) -> Result<Self, AppError> {
         let name = self.name;
-        let shaped = name.chars().count() <= ENV_NAME_MAX_CHARS
-            && name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if !shaped {
-            return Err(AppError::Invalid(format!(
-                "{name:?} is not a variable name: letters, digits and _, not starting with a \
-                 digit, at most {ENV_NAME_MAX_CHARS}."
-            )));
-        }
-        let upper = name.to_ascii_uppercase();
-        if ENV_RESERVED.contains(&upper.as_str())
-            || ENV_RESERVED_PREFIXES.iter().any(|p| upper.starts_with(p))
-        {
-            return Err(AppError::Invalid(format!(
-                "{name} is the sandbox's own (so are PATH, HOME, BASH_ENV, NODE_OPTIONS, the \
-                 proxy variables and every LD_, ANTHROPIC_, CLAUDE_ and PADDOCK_ name): choose \
-                 another."
-            )));
-        }
+        check_variable_name(&name)?;
         if self.value.len() > ENV_VALUE_MAX_BYTES || self.value.contains('\0') {
             return Err(AppError::Invalid(format!(
                 "The value of {name} must be at most {} KiB, without NUL bytes.",
@@ -367,6 +380,9 @@ pub struct NewSession {
     pub mounts: Vec<ReadOnlyMount>,
     #[serde(default)]
     pub env: Vec<EnvVar>,
+    /// Names of the creator's saved secrets the agent's commands get.
+    #[serde(default)]
+    pub secrets: Vec<String>,
 }
 
 /// A [`NewSession`] that passed validation, with every default filled in.
@@ -381,6 +397,7 @@ pub struct SessionSpec {
     pub budget_usd: Option<f64>,
     pub mounts: Vec<ReadOnlyMount>,
     pub env: Vec<EnvVar>,
+    pub secrets: Vec<String>,
 }
 
 /// The largest budget a session may set, in USD.
@@ -442,9 +459,9 @@ impl NewSession {
                 )));
             }
         }
-        if self.env.len() > ENV_MAX {
+        if self.env.len() + self.secrets.len() > ENV_MAX {
             return Err(AppError::Invalid(format!(
-                "A session sets at most {ENV_MAX} environment variables."
+                "A session sets at most {ENV_MAX} environment variables, its secrets included."
             )));
         }
         let env = self
@@ -457,8 +474,16 @@ impl NewSession {
                 return Err(AppError::Invalid(format!("{} is set twice.", v.name)));
             }
         }
+        let secrets: Vec<String> = self.secrets.iter().map(|n| n.trim().to_owned()).collect();
+        for (i, name) in secrets.iter().enumerate() {
+            check_variable_name(name)?;
+            if secrets[..i].contains(name) || env.iter().any(|v| &v.name == name) {
+                return Err(AppError::Invalid(format!("{name} is set twice.")));
+            }
+        }
         Ok(SessionSpec {
             env,
+            secrets,
             mounts,
             name: name.to_owned(),
             model: model.to_owned(),

@@ -11,7 +11,7 @@ use crate::store::accounts::UserChange;
 use crate::store::{self, Store};
 use crate::vault::{self, MasterKey, Vault};
 use anyhow::Context;
-use app::accounts::{AuditAction, CredentialKind, CredentialScope, Role};
+use app::accounts::{AuditAction, CredentialId, CredentialKind, CredentialScope, Role};
 use clap::{Parser, Subcommand};
 use std::io::{BufRead, IsTerminal, Write};
 
@@ -65,11 +65,15 @@ pub enum UserCommand {
 pub enum CredentialsCommand {
     /// Saves a credential (the server's, or with --user a person's own),
     /// read from standard input: `paddock credentials set
-    /// anthropic_api_key < key.txt`. Never from a terminal, where it would
+    /// anthropic_api_key < key.txt`, `paddock credentials set secret --name
+    /// GITHUB_TOKEN < token.txt`. Never from a terminal, where it would
     /// be echoed and kept in the shell's history.
     Set {
         #[arg(value_parser = parse_kind)]
         kind: CredentialKind,
+        /// A secret's name: the variable its sessions' commands get.
+        #[arg(long)]
+        name: Option<String>,
         /// Whose it is (by login); the server's when not given.
         #[arg(long)]
         user: Option<String>,
@@ -80,6 +84,8 @@ pub enum CredentialsCommand {
     Delete {
         #[arg(value_parser = parse_kind)]
         kind: CredentialKind,
+        #[arg(long)]
+        name: Option<String>,
         #[arg(long)]
         user: Option<String>,
     },
@@ -180,15 +186,15 @@ pub async fn run(config: Config, command: Command) -> anyhow::Result<()> {
                 user.login
             );
         }
-        Command::Credentials(CredentialsCommand::Set { kind, user }) => {
-            let scope = scope_of(&auth, user.as_deref()).await?;
+        Command::Credentials(CredentialsCommand::Set { kind, name, user }) => {
+            let id = credential_id(&auth, kind, name, user.as_deref()).await?;
             let value = read_secret()?;
             let vault = Vault::open(&MasterKey::load(&config)?, store.clone(), &config).await?;
             let saved = vault
-                .save_audited(&auth, ACTOR, None, scope, kind, &value)
+                .save_audited(&auth, ACTOR, None, id, &value)
                 .await
                 .map_err(fail)?;
-            println!("Saved {kind} for {}: {}", who(user.as_deref()), saved.hint);
+            println!("Saved {} for {}: {}", saved.id, who(user.as_deref()), saved.hint);
         }
         Command::Credentials(CredentialsCommand::List) => {
             let users = auth.list_users().await.map_err(fail)?;
@@ -199,7 +205,7 @@ pub async fn run(config: Config, command: Command) -> anyhow::Result<()> {
                 "WHOSE", "KIND", "HINT"
             )?;
             for c in store.list_credentials().await? {
-                let whose = match c.scope {
+                let whose = match c.id.scope {
                     CredentialScope::Server => "server".to_owned(),
                     CredentialScope::User(id) => users
                         .iter()
@@ -210,21 +216,24 @@ pub async fn run(config: Config, command: Command) -> anyhow::Result<()> {
                     out,
                     "{:<24} {:<20} {:<12} {} ({})",
                     whose,
-                    c.kind.to_string(),
+                    match c.id.name.as_str() {
+                        "" => c.id.kind.to_string(),
+                        name => format!("{}/{name}", c.id.kind),
+                    },
                     c.hint,
                     c.updated_by,
                     c.updated_at.format("%Y-%m-%d %H:%M UTC")
                 )?;
             }
         }
-        Command::Credentials(CredentialsCommand::Delete { kind, user }) => {
-            let scope = scope_of(&auth, user.as_deref()).await?;
+        Command::Credentials(CredentialsCommand::Delete { kind, name, user }) => {
+            let id = credential_id(&auth, kind, name, user.as_deref()).await?;
             let vault = Vault::open(&MasterKey::load(&config)?, store.clone(), &config).await?;
             vault
-                .delete_audited(&auth, ACTOR, None, scope, kind)
+                .delete_audited(&auth, ACTOR, None, &id)
                 .await
                 .map_err(fail)?;
-            println!("Deleted {kind} of {}.", who(user.as_deref()));
+            println!("Deleted {id} of {}.", who(user.as_deref()));
         }
         Command::Credentials(CredentialsCommand::RotateMasterKey) => {
             rotate_master_key(&config, &*store, &auth).await?;
@@ -233,18 +242,33 @@ pub async fn run(config: Config, command: Command) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The scope `--user LOGIN` names: that person's, else the server's.
-async fn scope_of(auth: &Auth, user: Option<&str>) -> anyhow::Result<CredentialScope> {
-    match user {
-        None => Ok(CredentialScope::Server),
+/// The credential the arguments name; whose is `--user LOGIN`'s, else the
+/// server's.
+async fn credential_id(
+    auth: &Auth,
+    kind: CredentialKind,
+    name: Option<String>,
+    user: Option<&str>,
+) -> anyhow::Result<CredentialId> {
+    let scope = match user {
+        None => CredentialScope::Server,
         Some(login) => {
             let user = auth
                 .user_by_login(login)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
-            Ok(CredentialScope::User(user.id))
+            CredentialScope::User(user.id)
         }
-    }
+    };
+    anyhow::ensure!(
+        kind.is_named() == name.is_some(),
+        "a secret needs --name, and only a secret has one"
+    );
+    Ok(CredentialId {
+        scope,
+        kind,
+        name: name.unwrap_or_default(),
+    })
 }
 
 fn who(user: Option<&str>) -> &str {

@@ -24,7 +24,7 @@ use crate::transfers::Transfers;
 use crate::vault::{MasterKey, Vault};
 use anyhow::Context;
 use app::accounts::{
-    Access, AuditAction, AuditEntry, Caller, CredentialInfo, CredentialKind, CredentialScope,
+    Access, AuditAction, AuditEntry, Caller, CredentialId, CredentialInfo, CredentialScope,
     ListedToken, NewApiToken, Role, SessionPeople, Share, ShareLevel, User,
 };
 use app::api::Backend;
@@ -133,6 +133,7 @@ impl Paddock {
             store.clone(),
             journal.clone(),
             sandbox.clone(),
+            vault.clone(),
             [(Engine::Native, native), (Engine::ClaudeCode, claude_code)],
         ));
         Ok(Self {
@@ -313,6 +314,9 @@ impl Backend for Paddock {
             .iter()
             .map(|m| policy.check(m))
             .collect::<Result<_, _>>()?;
+        // Each secret must be saved now (a run checks again: one can be
+        // removed later).
+        self.vault.secrets(caller.user, &spec.secrets).await?;
         let spec = SessionSpec { mounts, ..spec };
         let session = self.store.create_session(&spec, caller.user).await?;
         tracing::info!(session = %session.id, name = %session.name, by = %caller.login, "session created");
@@ -592,7 +596,8 @@ impl Backend for Paddock {
             .await?
             .into_iter()
             .filter(|c| {
-                Some(c.scope) == mine || (c.scope == CredentialScope::Server && caller.is_admin())
+                Some(c.id.scope) == mine
+                    || (c.id.scope == CredentialScope::Server && caller.is_admin())
             })
             .map(|c| c.info())
             .collect())
@@ -601,32 +606,19 @@ impl Backend for Paddock {
     async fn save_credential(
         &self,
         caller: &Caller,
-        scope: CredentialScope,
-        kind: CredentialKind,
+        id: CredentialId,
         value: String,
     ) -> Result<CredentialInfo, AppError> {
-        may_manage(caller, scope)?;
+        may_manage(caller, id.scope)?;
         self.vault
-            .save_audited(
-                &self.auth,
-                &caller.label(),
-                caller.address,
-                scope,
-                kind,
-                &value,
-            )
+            .save_audited(&self.auth, &caller.label(), caller.address, id, &value)
             .await
     }
 
-    async fn delete_credential(
-        &self,
-        caller: &Caller,
-        scope: CredentialScope,
-        kind: CredentialKind,
-    ) -> Result<(), AppError> {
-        may_manage(caller, scope)?;
+    async fn delete_credential(&self, caller: &Caller, id: CredentialId) -> Result<(), AppError> {
+        may_manage(caller, id.scope)?;
         self.vault
-            .delete_audited(&self.auth, &caller.label(), caller.address, scope, kind)
+            .delete_audited(&self.auth, &caller.label(), caller.address, &id)
             .await
     }
 

@@ -1,5 +1,5 @@
 //! The credential store: secrets Paddock keeps for its users (the
-//! Anthropic key; git tokens and agent secrets later), sealed at rest with
+//! Anthropic key, and the secrets people give their agents), sealed at rest with
 //! XChaCha20-Poly1305 under one master key, and opened only host-side, at
 //! the moment a model call or the credential proxy needs one. No API ever
 //! returns a saved value (only a hint), and none is logged.
@@ -12,7 +12,7 @@
 //! credentials rotate-master-key` re-seals everything under a new key in
 //! one transaction.
 //!
-//! Each value is sealed with its scope and kind as associated data, so a
+//! Each value is sealed with its scope, kind and name as associated data, so a
 //! row copied to another scope (someone's key made the server's) does not
 //! open.
 
@@ -23,10 +23,10 @@ use crate::store::accounts::{SealedCredential, MASTER_KEY_CHECK};
 use crate::store::{Store, StoreError};
 use anyhow::Context;
 use app::accounts::{
-    secret_hint, AuditAction, CredentialInfo, CredentialKind, CredentialScope, CREDENTIAL_MAX_BYTES,
+    secret_hint, AuditAction, CredentialId, CredentialInfo, CredentialKind, CredentialScope,
+    CREDENTIAL_MAX_BYTES, SECRETS_MAX, SECRET_MIN_CHARS,
 };
-use app::domain::AppError;
-use app::domain::UserId;
+use app::domain::{check_variable_name, AppError, UserId};
 use chacha20poly1305::aead::{Aead, Payload};
 use chacha20poly1305::{KeyInit, XChaCha20Poly1305, XNonce};
 use chrono::Utc;
@@ -164,8 +164,26 @@ fn open(
         .flatten()
 }
 
-fn aad(scope: CredentialScope, kind: CredentialKind) -> Vec<u8> {
-    format!("{scope}/{kind}").into_bytes()
+/// What a value is sealed with besides the key: where it belongs, so it
+/// opens nowhere else.
+fn aad(id: &CredentialId) -> Vec<u8> {
+    id.to_string().into_bytes()
+}
+
+/// Refuses a secret that cannot be a variable, or is too short to mask.
+fn check_secret(id: &CredentialId, value: &str) -> Result<(), AppError> {
+    check_variable_name(&id.name)?;
+    let shaped = value.chars().count() >= SECRET_MIN_CHARS
+        && value.len() <= CREDENTIAL_MAX_BYTES
+        && !value.chars().any(|c| c.is_control() && c != '\n' && c != '\t');
+    if !shaped {
+        return Err(AppError::Invalid(format!(
+            "A secret is {SECRET_MIN_CHARS} characters to {} KiB of text (shorter ones would mask \
+             ordinary words wherever they appear).",
+            CREDENTIAL_MAX_BYTES / 1024
+        )));
+    }
+    Ok(())
 }
 
 /// The check value sealed under `key`, as stored in meta.
@@ -230,15 +248,14 @@ impl Vault {
         auth: &Auth,
         actor: &str,
         address: Option<std::net::IpAddr>,
-        scope: CredentialScope,
-        kind: CredentialKind,
+        id: CredentialId,
         value: &str,
     ) -> Result<CredentialInfo, AppError> {
-        let sealed = self.save(scope, kind, value, actor).await?;
+        let sealed = self.save(id, value, actor).await?;
         auth.audit(
             actor,
             AuditAction::CredentialSaved,
-            &format!("{scope}/{kind}"),
+            &sealed.id.to_string(),
             &sealed.hint,
             address,
         )
@@ -252,16 +269,15 @@ impl Vault {
         auth: &Auth,
         actor: &str,
         address: Option<std::net::IpAddr>,
-        scope: CredentialScope,
-        kind: CredentialKind,
+        id: &CredentialId,
     ) -> Result<(), AppError> {
-        if !self.store.delete_credential(scope, kind).await? {
-            return Err(AppError::NotFound(format!("A saved {kind} ({scope})")));
+        if !self.store.delete_credential(id).await? {
+            return Err(AppError::NotFound(format!("The saved credential {id}")));
         }
         auth.audit(
             actor,
             AuditAction::CredentialDeleted,
-            &format!("{scope}/{kind}"),
+            &id.to_string(),
             "",
             address,
         )
@@ -272,31 +288,46 @@ impl Vault {
     /// Seals and saves a credential; what is returned is only its hint.
     async fn save(
         &self,
-        scope: CredentialScope,
-        kind: CredentialKind,
+        id: CredentialId,
         value: &str,
         by: &str,
     ) -> Result<SealedCredential, AppError> {
         let value = value.trim();
-        if value.is_empty()
-            || value.len() > CREDENTIAL_MAX_BYTES
-            || value.chars().any(char::is_control)
-        {
-            return Err(AppError::Invalid(format!(
-                "A credential is 1 to {CREDENTIAL_MAX_BYTES} bytes of text on one line."
-            )));
-        }
-        let (nonce, ciphertext) =
-            seal(&self.cipher, value.as_bytes(), &aad(scope, kind)).map_err(|e| {
-                tracing::error!("{e}");
-                AppError::Internal
-            })?;
+        let hint = if id.kind.is_named() {
+            check_secret(&id, value)?;
+            let others = self.store.list_credentials().await?;
+            let counted = others
+                .iter()
+                .filter(|c| c.id.scope == id.scope && c.id.kind == id.kind && c.id != id);
+            if counted.count() >= SECRETS_MAX {
+                return Err(AppError::Invalid(format!(
+                    "At most {SECRETS_MAX} secrets can be saved: remove one first."
+                )));
+            }
+            "••••".to_owned()
+        } else {
+            if !id.name.is_empty() {
+                return Err(AppError::Invalid(format!("A {} has no name.", id.kind)));
+            }
+            if value.is_empty()
+                || value.len() > CREDENTIAL_MAX_BYTES
+                || value.chars().any(char::is_control)
+            {
+                return Err(AppError::Invalid(format!(
+                    "A key is 1 to {CREDENTIAL_MAX_BYTES} bytes of text on one line."
+                )));
+            }
+            secret_hint(value)
+        };
+        let (nonce, ciphertext) = seal(&self.cipher, value.as_bytes(), &aad(&id)).map_err(|e| {
+            tracing::error!("{e}");
+            AppError::Internal
+        })?;
         let sealed = SealedCredential {
-            scope,
-            kind,
+            id,
             nonce,
             ciphertext,
-            hint: secret_hint(value),
+            hint,
             updated_at: Utc::now(),
             updated_by: by.to_owned(),
         };
@@ -305,23 +336,14 @@ impl Vault {
     }
 
     /// The saved value, opened.
-    async fn value(
-        &self,
-        scope: CredentialScope,
-        kind: CredentialKind,
-    ) -> Result<Option<String>, StoreError> {
-        let Some(sealed) = self.store.credential(scope, kind).await? else {
+    async fn value(&self, id: &CredentialId) -> Result<Option<String>, StoreError> {
+        let Some(sealed) = self.store.credential(id).await? else {
             return Ok(None);
         };
-        let plain = open(
-            &self.cipher,
-            &sealed.nonce,
-            &sealed.ciphertext,
-            &aad(scope, kind),
-        )
-        .and_then(|p| String::from_utf8(p).ok());
+        let plain = open(&self.cipher, &sealed.nonce, &sealed.ciphertext, &aad(id))
+            .and_then(|p| String::from_utf8(p).ok());
         if plain.is_none() {
-            tracing::error!(%scope, %kind, "a saved credential does not open with the master key");
+            tracing::error!(credential = %id, "a saved credential does not open with the master key");
         }
         Ok(plain)
     }
@@ -332,22 +354,51 @@ impl Vault {
         &self,
         owner: Option<UserId>,
     ) -> Result<Option<LlmCredential>, StoreError> {
-        let kind = CredentialKind::AnthropicApiKey;
         if let Some(user) = owner {
-            if let Some(key) = self.value(CredentialScope::User(user), kind).await? {
+            let mine = CredentialId::model_key(CredentialScope::User(user));
+            if let Some(key) = self.value(&mine).await? {
                 return Ok(Some(LlmCredential::ApiKey(key)));
             }
         }
-        if let Some(key) = self.value(CredentialScope::Server, kind).await? {
+        let server = CredentialId::model_key(CredentialScope::Server);
+        if let Some(key) = self.value(&server).await? {
             return Ok(Some(LlmCredential::ApiKey(key)));
         }
         Ok(self.environment.clone())
     }
 
+    /// The values of the secrets a session of `owner` lists, as variables:
+    /// the owner's own (the server's, for a session without an owner). A
+    /// secret that is not saved any more is a clear error, before anything
+    /// runs.
+    pub async fn secrets(
+        &self,
+        owner: Option<UserId>,
+        names: &[String],
+    ) -> Result<Vec<(String, String)>, AppError> {
+        let scope = owner.map_or(CredentialScope::Server, CredentialScope::User);
+        let mut vars = Vec::with_capacity(names.len());
+        for name in names {
+            let value = self.value(&CredentialId::secret(scope, name)).await?;
+            let value = value.ok_or_else(|| {
+                AppError::Invalid(format!(
+                    "The secret {name} is not saved any more: save it again under Credentials \
+                     (or start a session without it)."
+                ))
+            })?;
+            vars.push((name.clone(), value));
+        }
+        Ok(vars)
+    }
+
     /// Whether any model credential exists at all (for the dashboard's
     /// "no credentials" warning).
     pub async fn has_llm_credential(&self) -> Result<bool, StoreError> {
-        Ok(self.environment.is_some() || !self.store.list_credentials().await?.is_empty())
+        let saved = self.store.list_credentials().await?;
+        Ok(self.environment.is_some()
+            || saved
+                .iter()
+                .any(|c| c.id.kind == CredentialKind::AnthropicApiKey))
     }
 }
 
@@ -364,13 +415,9 @@ pub async fn rotate(store: &dyn Store, old: &MasterKey, new: &MasterKey) -> anyh
     let (old_cipher, new_cipher) = (old.cipher(), new.cipher());
     let mut resealed = Vec::new();
     for c in store.list_credentials().await? {
-        let aad = aad(c.scope, c.kind);
-        let plain = open(&old_cipher, &c.nonce, &c.ciphertext, &aad).with_context(|| {
-            format!(
-                "the credential {}/{} does not open; nothing changed",
-                c.scope, c.kind
-            )
-        })?;
+        let aad = aad(&c.id);
+        let plain = open(&old_cipher, &c.nonce, &c.ciphertext, &aad)
+            .with_context(|| format!("the credential {} does not open; nothing changed", c.id))?;
         let (nonce, ciphertext) = seal(&new_cipher, &plain, &aad)?;
         resealed.push(SealedCredential {
             nonce,
@@ -392,17 +439,18 @@ mod tests {
     fn sealed_values_open_only_with_their_key_and_place() {
         let key = MasterKey::generate();
         let other = MasterKey::generate();
-        let aad = aad(CredentialScope::Server, CredentialKind::AnthropicApiKey);
+        let aad = aad(&CredentialId::model_key(CredentialScope::Server));
         let (nonce, ct) = seal(&key.cipher(), b"sk-ant-secret", &aad).unwrap();
         assert_eq!(
             open(&key.cipher(), &nonce, &ct, &aad).unwrap(),
             b"sk-ant-secret"
         );
         assert!(open(&other.cipher(), &nonce, &ct, &aad).is_none());
-        let elsewhere = super::aad(
-            CredentialScope::User(uuid::Uuid::from_u128(1)),
-            CredentialKind::AnthropicApiKey,
-        );
+        let elsewhere = super::aad(&CredentialId::model_key(CredentialScope::User(
+            uuid::Uuid::from_u128(1),
+        )));
+        let as_secret = super::aad(&CredentialId::secret(CredentialScope::Server, "KEY"));
+        assert!(open(&key.cipher(), &nonce, &ct, &as_secret).is_none());
         assert!(open(&key.cipher(), &nonce, &ct, &elsewhere).is_none());
         assert!(!ct.windows(6).any(|w| w == b"sk-ant"));
         let check = key_check(&key).unwrap();

@@ -10,7 +10,7 @@ use crate::accounts::{
     AuditEntry, Caller, CredentialInfo, ListedToken, NewApiToken, SessionPeople, Share, User,
 };
 #[cfg(feature = "ssr")]
-use crate::accounts::{CredentialKind, CredentialScope};
+use crate::accounts::{CredentialId, CredentialScope};
 use crate::domain::AppError;
 use leptos::prelude::*;
 
@@ -196,35 +196,45 @@ fn scope_of(caller: &Caller, scope: &str) -> Result<CredentialScope, AppError> {
     }
 }
 
+/// The credential a form names: its scope as the form says it, its kind,
+/// and a secret's name.
+#[cfg(feature = "ssr")]
+fn credential_of(caller: &Caller, scope: &str, kind: &str, name: Option<String>) -> Result<CredentialId, AppError> {
+    Ok(CredentialId {
+        scope: scope_of(caller, scope)?,
+        kind: kind.parse()?,
+        name: name.unwrap_or_default().trim().to_owned(),
+    })
+}
+
 #[server(endpoint = "save_credential", output = UrlInJsonOut)]
 pub async fn save_credential(
     scope: String,
     kind: String,
+    #[server(default)] name: Option<String>,
     value: String,
 ) -> Result<CredentialInfo, AppError> {
     ssr::respond(
         async {
             let caller = ssr::caller()?;
-            let scope = scope_of(&caller, &scope)?;
-            let kind: CredentialKind = kind.parse()?;
-            ssr::backend()?
-                .save_credential(&caller, scope, kind, value)
-                .await
+            let id = credential_of(&caller, &scope, &kind, name)?;
+            ssr::backend()?.save_credential(&caller, id, value).await
         }
         .await,
     )
 }
 
 #[server(endpoint = "delete_credential", output = UrlInJsonOut)]
-pub async fn delete_credential(scope: String, kind: String) -> Result<(), AppError> {
+pub async fn delete_credential(
+    scope: String,
+    kind: String,
+    #[server(default)] name: Option<String>,
+) -> Result<(), AppError> {
     ssr::respond(
         async {
             let caller = ssr::caller()?;
-            let scope = scope_of(&caller, &scope)?;
-            let kind: CredentialKind = kind.parse()?;
-            ssr::backend()?
-                .delete_credential(&caller, scope, kind)
-                .await
+            let id = credential_of(&caller, &scope, &kind, name)?;
+            ssr::backend()?.delete_credential(&caller, id).await
         }
         .await,
     )

@@ -13,7 +13,7 @@ pub use self::ssr::{Backend, SharedBackend};
 #[cfg(feature = "ssr")]
 pub(crate) mod ssr {
     use crate::accounts::{
-        AuditEntry, Caller, CredentialInfo, CredentialKind, CredentialScope, ListedToken,
+        AuditEntry, Caller, CredentialId, CredentialInfo, ListedToken,
         NewApiToken, Role, SessionPeople, Share, ShareLevel, User,
     };
     use crate::domain::{
@@ -125,16 +125,11 @@ pub(crate) mod ssr {
         async fn save_credential(
             &self,
             caller: &Caller,
-            scope: CredentialScope,
-            kind: CredentialKind,
+            id: CredentialId,
             value: String,
         ) -> Result<CredentialInfo, AppError>;
-        async fn delete_credential(
-            &self,
-            caller: &Caller,
-            scope: CredentialScope,
-            kind: CredentialKind,
-        ) -> Result<(), AppError>;
+        async fn delete_credential(&self, caller: &Caller, id: CredentialId)
+            -> Result<(), AppError>;
 
         /// The entries of a folder of the session's workspace (`""`: its
         /// root), for those who may watch it.
@@ -283,6 +278,8 @@ pub async fn create_session(
     budget_usd: Option<String>,
     mounts: Option<String>,
     env: Option<String>,
+    /// Secret names, separated by commas.
+    secrets: Option<String>,
 ) -> Result<Session, AppError> {
     ssr::respond(
         async {
@@ -311,6 +308,12 @@ pub async fn create_session(
                     .transpose()?,
                 mounts: crate::domain::ReadOnlyMount::from_lines(&mounts.unwrap_or_default()),
                 env: crate::domain::EnvVar::from_lines(&env.unwrap_or_default()),
+                secrets: secrets
+                    .unwrap_or_default()
+                    .split(',')
+                    .filter(|n| !n.trim().is_empty())
+                    .map(str::to_owned)
+                    .collect(),
                 ..Default::default()
             }
             .validate()?;

@@ -3,7 +3,7 @@
 
 use super::{format_cost, format_time, DeleteButton, ErrorNote, StatusBadge};
 use crate::accounts::Role;
-use crate::api::accounts::whoami;
+use crate::api::accounts::{list_credentials, whoami};
 use crate::api::{get_server_info, list_sessions, CreateSession};
 use crate::domain::{
     Engine, PermissionMode, Session, DEFAULT_MODEL, NAME_MAX_CHARS, SUGGESTED_MODELS,
@@ -155,6 +155,7 @@ fn SessionRow(s: Session) -> impl IntoView {
 fn NewSessionForm(create: ServerAction<CreateSession>) -> impl IntoView {
     let result = create.value();
     let info = Resource::new(|| (), |_| get_server_info());
+    let secrets = Resource::new(|| (), |_| secret_names());
     let input =
         "mt-1 block w-full rounded-md border border-zinc-300 bg-white px-3 py-2 text-sm shadow-sm \
                  focus:border-amber-500 focus:outline-none focus:ring-2 focus:ring-amber-500/40 \
@@ -175,6 +176,11 @@ fn NewSessionForm(create: ServerAction<CreateSession>) -> impl IntoView {
             return;
         };
         let field = |k: &str| data.get(k).as_string();
+        let secrets: Vec<String> = data
+            .get_all("secrets")
+            .iter()
+            .filter_map(|v| v.as_string())
+            .collect();
         create.dispatch(CreateSession {
             name: field("name").unwrap_or_default(),
             model: field("model"),
@@ -184,6 +190,7 @@ fn NewSessionForm(create: ServerAction<CreateSession>) -> impl IntoView {
             budget_usd: field("budget_usd"),
             mounts: field("mounts"),
             env: field("env"),
+            secrets: (!secrets.is_empty()).then(|| secrets.join(",")),
         });
     };
     view! {
@@ -250,6 +257,29 @@ fn NewSessionForm(create: ServerAction<CreateSession>) -> impl IntoView {
                             <textarea id="session-env" name="env" rows="2" placeholder="NAME=value, one a line" class=input></textarea>
                             <p class="mt-1 text-xs text-zinc-500 dark:text-zinc-400">"Set for every command the agent runs. They are shown in the session's settings: no credentials here."</p>
                         </div>
+                        <fieldset data-testid="session-secrets">
+                            <legend class="text-sm font-medium">"Secrets"</legend>
+                            <Suspense>
+                                {move || Suspend::new(async move {
+                                    let names = secrets.await.unwrap_or_default();
+                                    if names.is_empty() {
+                                        return view! {
+                                            <p class="mt-1 text-xs text-zinc-500 dark:text-zinc-400">"None saved: add them under " <A href="/credentials" attr:class="underline">"Credentials"</A> "."</p>
+                                        }.into_any();
+                                    }
+                                    view! {
+                                        <div class="mt-1 flex flex-wrap gap-x-4 gap-y-1">
+                                            {names.into_iter().map(|n| view! {
+                                                <label class="flex items-center gap-1.5 font-mono text-xs">
+                                                    <input type="checkbox" name="secrets" value=n.clone() />{n.clone()}
+                                                </label>
+                                            }).collect_view()}
+                                        </div>
+                                        <p class="mt-1 text-xs text-zinc-500 dark:text-zinc-400">"Each is set under its name for the agent's commands; its value shows as •••• in the transcript."</p>
+                                    }.into_any()
+                                })}
+                            </Suspense>
+                        </fieldset>
                         <Suspense>
                             {move || Suspend::new(async move {
                                 let mountable = info.await.map(|i| i.mountable).unwrap_or_default();
@@ -291,4 +321,20 @@ fn EmptyState() -> impl IntoView {
             </p>
         </div>
     }
+}
+
+/// The names of the secrets a session created here can use: the caller's
+/// own, or the server's with sign-in off.
+async fn secret_names() -> Result<Vec<String>, crate::domain::AppError> {
+    use crate::accounts::{CredentialKind, CredentialScope};
+    let Some(me) = whoami().await? else {
+        return Ok(Vec::new());
+    };
+    let scope = me.user.map_or(CredentialScope::Server, CredentialScope::User);
+    Ok(list_credentials()
+        .await?
+        .into_iter()
+        .filter(|c| c.id.kind == CredentialKind::Secret && c.id.scope == scope)
+        .map(|c| c.id.name)
+        .collect())
 }

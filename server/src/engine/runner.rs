@@ -14,7 +14,8 @@ use crate::journal::Journal;
 use crate::sandbox::{Sandbox, SandboxError};
 use crate::store::Store;
 use crate::sync::lock;
-use app::domain::{AppError, Engine, EventKind, Session, SessionId, SessionStatus};
+use crate::vault::Vault;
+use app::domain::{AppError, Engine, EnvVar, EventKind, Session, SessionId, SessionStatus};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio_util::sync::CancellationToken;
@@ -29,6 +30,7 @@ pub struct Runner {
     store: Arc<dyn Store>,
     journal: Journal,
     sandbox: Arc<dyn Sandbox>,
+    vault: Arc<Vault>,
     engines: HashMap<Engine, Arc<dyn AgentEngine>>,
     runs: Mutex<HashMap<SessionId, Run>>,
 }
@@ -43,6 +45,7 @@ impl Runner {
         store: Arc<dyn Store>,
         journal: Journal,
         sandbox: Arc<dyn Sandbox>,
+        vault: Arc<Vault>,
         engines: impl IntoIterator<Item = (Engine, Arc<dyn AgentEngine>)>,
     ) -> Self {
         Self {
@@ -50,6 +53,7 @@ impl Runner {
             store,
             journal,
             sandbox,
+            vault,
             engines: engines.into_iter().collect(),
             runs: Mutex::default(),
         }
@@ -92,10 +96,14 @@ impl Runner {
                 PROMPT_MAX_BYTES / 1024
             )));
         }
-        self.store
+        let s = self
+            .store
             .get_session(session)
             .await?
             .ok_or_else(|| not_found(session))?;
+        // So that a secret pasted into the prompt is masked too; a secret
+        // that cannot be opened any more is the run's error to report.
+        let _ = self.secrets(&s).await;
         self.journal
             .record(session, EventKind::UserMessage { text })
             .await?;
@@ -182,10 +190,9 @@ impl Runner {
                 Ok(()) => (SessionStatus::Idle, None),
                 Err(RunError::Stopped) => (SessionStatus::Idle, Some("Stopped.".to_owned())),
                 Err(e) => {
-                    tracing::warn!(%session, error = ?e, "the run failed: {e}");
-                    let event = EventKind::Error {
-                        message: e.to_string(),
-                    };
+                    let message = self.journal.mask(session, &e.to_string()).into_owned();
+                    tracing::warn!(%session, "the run failed: {message}");
+                    let event = EventKind::Error { message };
                     let _ = self.journal.record(session, event).await;
                     (SessionStatus::Error, None)
                 }
@@ -202,12 +209,23 @@ impl Runner {
         session: SessionId,
         cancel: &CancellationToken,
     ) -> Result<(), RunError> {
-        let s = self
+        let mut s = self
             .store
             .get_session(session)
             .await?
             .ok_or(RunError::Deleted)?;
+        let secrets = self.secrets(&s).await?;
+        s.env.extend(secrets.into_iter().map(|(name, value)| EnvVar { name, value }));
         self.start_sandbox(&s).await.map_err(RunError::Sandbox)?;
         self.engine(s.engine)?.run(s, cancel).await
+    }
+
+    /// Opens the secrets the session lists, as of now (a secret saved again
+    /// since the last run has its new value), and has the journal mask them.
+    async fn secrets(&self, s: &Session) -> Result<Vec<(String, String)>, AppError> {
+        let secrets = self.vault.secrets(s.owner, &s.secrets).await?;
+        let values: Vec<&str> = secrets.iter().map(|(_, v)| v.as_str()).collect();
+        self.journal.set_secrets(s.id, &values);
+        Ok(secrets)
     }
 }

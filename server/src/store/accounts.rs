@@ -4,7 +4,7 @@
 
 use super::Result;
 use app::accounts::{
-    ApiToken, AuditAction, AuditEntry, CredentialInfo, CredentialKind, CredentialScope, Login,
+    ApiToken, AuditAction, AuditEntry, CredentialId, CredentialInfo, Login,
     Role, Share, ShareLevel, User,
 };
 use app::domain::{SessionId, UserId};
@@ -30,8 +30,7 @@ pub struct TokenRecord {
 /// A credential as stored: sealed.
 #[derive(Clone, Debug)]
 pub struct SealedCredential {
-    pub scope: CredentialScope,
-    pub kind: CredentialKind,
+    pub id: CredentialId,
     pub nonce: Vec<u8>,
     pub ciphertext: Vec<u8>,
     pub hint: String,
@@ -42,8 +41,7 @@ pub struct SealedCredential {
 impl SealedCredential {
     pub fn info(&self) -> CredentialInfo {
         CredentialInfo {
-            kind: self.kind,
-            scope: self.scope,
+            id: self.id.clone(),
             hint: self.hint.clone(),
             updated_at: self.updated_at,
             updated_by: self.updated_by.clone(),
@@ -130,16 +128,11 @@ pub trait Accounts: Send + Sync {
     /// `false` when it was not shared with them.
     async fn remove_share(&self, session: SessionId, user: UserId) -> Result<bool>;
 
-    async fn credential(
-        &self,
-        scope: CredentialScope,
-        kind: CredentialKind,
-    ) -> Result<Option<SealedCredential>>;
+    async fn credential(&self, id: &CredentialId) -> Result<Option<SealedCredential>>;
     async fn list_credentials(&self) -> Result<Vec<SealedCredential>>;
     async fn put_credential(&self, credential: &SealedCredential) -> Result<()>;
     /// `false` when there was none.
-    async fn delete_credential(&self, scope: CredentialScope, kind: CredentialKind)
-        -> Result<bool>;
+    async fn delete_credential(&self, id: &CredentialId) -> Result<bool>;
     /// Replaces every credential and the master key's check value (a
     /// rotation) in one transaction.
     async fn replace_credentials(&self, all: &[SealedCredential], key_check: &str) -> Result<()>;

@@ -1,10 +1,14 @@
 //! Saved credentials: the Anthropic API key the agents use, the server's
-//! (an admin's to set) and a person's own, which their sessions use first.
-//! A saved value is never shown again, only a hint of its last characters.
+//! (an admin's to set) and a person's own, which their sessions use first;
+//! and the secrets people give their agents by name. A saved value is never
+//! shown again: a key only as a hint of its last characters, a secret not
+//! at all.
 
 use super::super::form::{submitted, PageTitle, INPUT, PANEL, PRIMARY, SECONDARY};
 use super::super::{format_time, ErrorNote};
-use crate::accounts::{Caller, CredentialInfo, CredentialKind, CREDENTIAL_MAX_BYTES};
+use crate::accounts::{
+    Caller, CredentialInfo, CredentialKind, CredentialScope, CREDENTIAL_MAX_BYTES,
+};
 use crate::api::accounts::{list_credentials, whoami, DeleteCredential, SaveCredential};
 use leptos::prelude::*;
 
@@ -50,7 +54,9 @@ fn Credentials(caller: Caller) -> impl IntoView {
             "Used for the sessions you own, before the server's.",
         ));
     }
-    let is_server = |c: &CredentialInfo| c.scope == crate::accounts::CredentialScope::Server;
+    let is_server = |c: &CredentialInfo| c.id.scope == CredentialScope::Server;
+    // Sessions use their owner's secrets; with sign-in off, the server's.
+    let secrets_scope = if caller.user.is_some() { "mine" } else { "server" };
     view! {
         {move || save.value().get().and_then(Result::err).map(|e| view! { <ErrorNote message=e.to_string() /> })}
         {move || delete.value().get().and_then(Result::err).map(|e| view! { <ErrorNote message=e.to_string() /> })}
@@ -60,6 +66,7 @@ fn Credentials(caller: Caller) -> impl IntoView {
                 save.dispatch(SaveCredential {
                     scope: scope.into(),
                     kind: CredentialKind::AnthropicApiKey.to_string(),
+                    name: None,
                     value: field("value").unwrap_or_default(),
                 });
                 event_target::<leptos::web_sys::HtmlFormElement>(&ev).reset();
@@ -73,7 +80,10 @@ fn Credentials(caller: Caller) -> impl IntoView {
                     <Suspense>
                         {move || Suspend::new(async move {
                             let current = saved.await.ok().and_then(|list| {
-                                list.into_iter().find(|c| is_server(c) == (scope == "server"))
+                                list.into_iter().find(|c| {
+                                    c.id.kind == CredentialKind::AnthropicApiKey
+                                        && is_server(c) == (scope == "server")
+                                })
                             });
                             match current {
                                 Some(c) => view! {
@@ -84,7 +94,7 @@ fn Credentials(caller: Caller) -> impl IntoView {
                                             type="button"
                                             data-testid="delete-credential"
                                             class=format!("ml-auto {SECONDARY}")
-                                            on:click=move |_| { delete.dispatch(DeleteCredential { scope: scope.into(), kind: c.kind.to_string() }); }
+                                            on:click=move |_| { delete.dispatch(DeleteCredential { scope: scope.into(), kind: c.id.kind.to_string(), name: None }); }
                                         >"Remove"</button>
                                     </p>
                                 }.into_any(),
@@ -102,5 +112,78 @@ fn Credentials(caller: Caller) -> impl IntoView {
                 </section>
             }
         }).collect_view()}
+        <Secrets scope=secrets_scope saved save delete />
+    }
+}
+
+/// The secrets of one scope: names only, a form to add or replace one, and
+/// a button to remove each.
+#[component]
+fn Secrets(
+    scope: &'static str,
+    saved: Resource<Result<Vec<CredentialInfo>, crate::domain::AppError>>,
+    save: ServerAction<SaveCredential>,
+    delete: ServerAction<DeleteCredential>,
+) -> impl IntoView {
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        let Some(field) = submitted(&ev) else { return };
+        save.dispatch(SaveCredential {
+            scope: scope.into(),
+            kind: CredentialKind::Secret.to_string(),
+            name: field("name"),
+            value: field("value").unwrap_or_default(),
+        });
+        event_target::<leptos::web_sys::HtmlFormElement>(&ev).reset();
+    };
+    view! {
+        <section class=format!("space-y-3 {PANEL}") data-testid="secrets">
+            <div>
+                <h2 class="font-semibold">"Secrets"</h2>
+                <p class="text-sm text-zinc-500 dark:text-zinc-400">
+                    "Values your agents' commands need (a token for a package registry, a deploy key). A session you start with a secret has it in its commands' environment under the secret's name; wherever the value would show in the transcript, it reads ••••."
+                </p>
+            </div>
+            <Suspense>
+                {move || Suspend::new(async move {
+                    let secrets: Vec<CredentialInfo> = saved.await.unwrap_or_default().into_iter()
+                        .filter(|c| c.id.kind == CredentialKind::Secret && (c.id.scope == CredentialScope::Server) == (scope == "server"))
+                        .collect();
+                    if secrets.is_empty() {
+                        return view! { <p class="text-sm text-zinc-500" data-testid="secrets-none">"None saved."</p> }.into_any();
+                    }
+                    view! {
+                        <ul class="divide-y divide-zinc-200 text-sm dark:divide-zinc-800">
+                            {secrets.into_iter().map(|c| {
+                                let name = c.id.name.clone();
+                                view! {
+                                    <li class="flex flex-wrap items-center gap-2 py-2" data-testid="secret">
+                                        <code class="font-mono" data-testid="secret-name">{c.id.name.clone()}</code>
+                                        <span class="font-mono text-zinc-500">{c.hint.clone()}</span>
+                                        <span class="text-xs text-zinc-500">{format!("by {} · {}", c.updated_by, format_time(c.updated_at))}</span>
+                                        <button
+                                            type="button"
+                                            data-testid="delete-secret"
+                                            class=format!("ml-auto {SECONDARY}")
+                                            on:click=move |_| { delete.dispatch(DeleteCredential { scope: scope.into(), kind: CredentialKind::Secret.to_string(), name: Some(name.clone()) }); }
+                                        >"Remove"</button>
+                                    </li>
+                                }
+                            }).collect_view()}
+                        </ul>
+                    }.into_any()
+                })}
+            </Suspense>
+            <form on:submit=submit class="flex flex-wrap items-end gap-3">
+                <div class="min-w-40">
+                    <label for="secret-name" class="text-sm font-medium">"Name"</label>
+                    <input id="secret-name" name="name" required autocomplete="off" spellcheck="false" pattern="[A-Za-z_][A-Za-z0-9_]*" placeholder="NPM_TOKEN" class=format!("font-mono {INPUT}") />
+                </div>
+                <div class="min-w-64 flex-1">
+                    <label for="secret-value" class="text-sm font-medium">"Value"</label>
+                    <input id="secret-value" name="value" type="password" required autocomplete="off" maxlength=CREDENTIAL_MAX_BYTES class=INPUT />
+                </div>
+                <button type="submit" class=PRIMARY data-testid="save-secret">"Save secret"</button>
+            </form>
+        </section>
     }
 }

@@ -120,6 +120,7 @@ mod tests {
             budget_usd: None,
             mounts: Vec::new(),
             env: Vec::new(),
+            secrets: Vec::new(),
             owner: None,
             created_at: at(0),
             updated_at: at(0),

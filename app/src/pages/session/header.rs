@@ -39,6 +39,9 @@ pub(super) fn Header(
         let names: Vec<&str> = s.env.iter().map(|v| v.name.as_str()).collect();
         settings.push(("Environment", names.join(", ")));
     }
+    if !s.secrets.is_empty() {
+        settings.push(("Secrets", s.secrets.join(", ")));
+    }
     let counter = |label: &'static str, testid: &'static str, value: Signal<String>| {
         view! {
             <div class="min-w-0">

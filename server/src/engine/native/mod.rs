@@ -282,7 +282,11 @@ impl NativeEngine {
         if cancel.is_cancelled() {
             return Err(RunError::Stopped);
         }
-        Ok((out.content, out.is_error, out.truncated))
+        // The model gets the output as the transcript shows it, secrets
+        // masked: the conversation is rebuilt from the transcript anyway,
+        // and a value the model never read is one it cannot repeat.
+        let content = self.journal.mask(session, &out.content).into_owned();
+        Ok((content, out.is_error, out.truncated))
     }
 }
 

@@ -7,7 +7,7 @@ use crate::store::accounts::{
 };
 use crate::store::{Result, StoreError};
 use app::accounts::{
-    ApiToken, AuditEntry, CredentialKind, CredentialScope, Login, Role, Share, ShareLevel, User,
+    ApiToken, AuditEntry, CredentialId, Login, Role, Share, ShareLevel, User,
 };
 use app::domain::{SessionId, UserId};
 use chrono::{DateTime, Utc};
@@ -83,6 +83,7 @@ impl TryFrom<TokenRow> for TokenRecord {
 struct CredentialRow {
     scope: String,
     kind: String,
+    name: String,
     nonce: Vec<u8>,
     ciphertext: Vec<u8>,
     hint: String,
@@ -94,11 +95,14 @@ impl TryFrom<CredentialRow> for SealedCredential {
     type Error = StoreError;
     fn try_from(r: CredentialRow) -> Result<Self> {
         Ok(SealedCredential {
-            scope: r
-                .scope
-                .parse()
-                .map_err(|e| corrupt("credential scope", e))?,
-            kind: r.kind.parse().map_err(|e| corrupt("credential kind", e))?,
+            id: CredentialId {
+                scope: r
+                    .scope
+                    .parse()
+                    .map_err(|e| corrupt("credential scope", e))?,
+                kind: r.kind.parse().map_err(|e| corrupt("credential kind", e))?,
+                name: r.name,
+            },
             nonce: r.nonce,
             ciphertext: r.ciphertext,
             hint: r.hint,
@@ -430,17 +434,14 @@ impl Accounts for SqliteStore {
         Ok(done.rows_affected() > 0)
     }
 
-    async fn credential(
-        &self,
-        scope: CredentialScope,
-        kind: CredentialKind,
-    ) -> Result<Option<SealedCredential>> {
+    async fn credential(&self, id: &CredentialId) -> Result<Option<SealedCredential>> {
         let row: Option<CredentialRow> = sqlx::query_as(
-            "SELECT scope, kind, nonce, ciphertext, hint, updated_at, updated_by FROM credentials \
-             WHERE scope = ? AND kind = ?",
+            "SELECT scope, kind, name, nonce, ciphertext, hint, updated_at, updated_by \
+             FROM credentials WHERE scope = ? AND kind = ? AND name = ?",
         )
-        .bind(scope.to_string())
-        .bind(kind.as_str())
+        .bind(id.scope.to_string())
+        .bind(id.kind.as_str())
+        .bind(&id.name)
         .fetch_optional(&self.pool)
         .await?;
         row.map(SealedCredential::try_from).transpose()
@@ -448,8 +449,8 @@ impl Accounts for SqliteStore {
 
     async fn list_credentials(&self) -> Result<Vec<SealedCredential>> {
         let rows: Vec<CredentialRow> = sqlx::query_as(
-            "SELECT scope, kind, nonce, ciphertext, hint, updated_at, updated_by FROM credentials \
-             ORDER BY scope, kind",
+            "SELECT scope, kind, name, nonce, ciphertext, hint, updated_at, updated_by \
+             FROM credentials ORDER BY scope, kind, name",
         )
         .fetch_all(&self.pool)
         .await?;
@@ -460,14 +461,11 @@ impl Accounts for SqliteStore {
         put_credential_in(&self.pool, c).await
     }
 
-    async fn delete_credential(
-        &self,
-        scope: CredentialScope,
-        kind: CredentialKind,
-    ) -> Result<bool> {
-        let done = sqlx::query("DELETE FROM credentials WHERE scope = ? AND kind = ?")
-            .bind(scope.to_string())
-            .bind(kind.as_str())
+    async fn delete_credential(&self, id: &CredentialId) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM credentials WHERE scope = ? AND kind = ? AND name = ?")
+            .bind(id.scope.to_string())
+            .bind(id.kind.as_str())
+            .bind(&id.name)
             .execute(&self.pool)
             .await?;
         Ok(done.rows_affected() > 0)
@@ -535,13 +533,14 @@ where
     E: sqlx::Executor<'e, Database = sqlx::Sqlite>,
 {
     sqlx::query(
-        "INSERT INTO credentials (scope, kind, nonce, ciphertext, hint, updated_at, updated_by) \
-         VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (scope, kind) DO UPDATE SET \
+        "INSERT INTO credentials (scope, kind, name, nonce, ciphertext, hint, updated_at, \
+         updated_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (scope, kind, name) DO UPDATE SET \
          nonce = excluded.nonce, ciphertext = excluded.ciphertext, hint = excluded.hint, \
          updated_at = excluded.updated_at, updated_by = excluded.updated_by",
     )
-    .bind(c.scope.to_string())
-    .bind(c.kind.as_str())
+    .bind(c.id.scope.to_string())
+    .bind(c.id.kind.as_str())
+    .bind(&c.id.name)
     .bind(&c.nonce)
     .bind(&c.ciphertext)
     .bind(&c.hint)

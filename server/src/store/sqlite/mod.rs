@@ -27,7 +27,7 @@ fn timestamp(at: DateTime<Utc>) -> String {
 
 const SESSION_COLUMNS: &str = "id, name, engine, model, system_prompt, permission_mode, status, \
      cost_usd, turns, input_tokens, output_tokens, last_seq, sandbox_memory_mb, sandbox_cpus, \
-     sandbox_pids, budget_usd, mounts, env, owner_id, created_at, updated_at";
+     sandbox_pids, budget_usd, mounts, env, secrets, owner_id, created_at, updated_at";
 
 #[derive(sqlx::FromRow)]
 struct SessionRow {
@@ -49,6 +49,7 @@ struct SessionRow {
     budget_usd: Option<f64>,
     mounts: String,
     env: String,
+    secrets: String,
     owner_id: Option<String>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
@@ -84,6 +85,7 @@ impl TryFrom<SessionRow> for Session {
             budget_usd: r.budget_usd,
             mounts: serde_json::from_str(&r.mounts).map_err(|e| corrupt("mounts", &e))?,
             env: serde_json::from_str(&r.env).map_err(|e| corrupt("env", &e))?,
+            secrets: serde_json::from_str(&r.secrets).map_err(|e| corrupt("secrets", &e))?,
             owner: r
                 .owner_id
                 .as_deref()
@@ -173,8 +175,9 @@ impl Store for SqliteStore {
         let now = timestamp(Utc::now());
         let row: SessionRow = sqlx::query_as(&format!(
             "INSERT INTO sessions (id, name, engine, model, system_prompt, permission_mode, status, \
-             sandbox_memory_mb, sandbox_cpus, sandbox_pids, budget_usd, mounts, env, owner_id, \
-             created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, 'idle', ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             sandbox_memory_mb, sandbox_cpus, sandbox_pids, budget_usd, mounts, env, secrets, \
+             owner_id, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, 'idle', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
              RETURNING {SESSION_COLUMNS}"
         ))
         .bind(id.to_string())
@@ -189,6 +192,7 @@ impl Store for SqliteStore {
         .bind(spec.budget_usd)
         .bind(serde_json::to_string(&spec.mounts).map_err(|e| StoreError::Corrupt(e.to_string()))?)
         .bind(serde_json::to_string(&spec.env).map_err(|e| StoreError::Corrupt(e.to_string()))?)
+        .bind(serde_json::to_string(&spec.secrets).map_err(|e| StoreError::Corrupt(e.to_string()))?)
         .bind(owner.map(|o| o.to_string()))
         .bind(&now)
         .bind(&now)

@@ -10,10 +10,17 @@
 //! reconnect cannot find. Status changes and usage go through here for the
 //! same reason, and so do deltas, session rows and deletions, so that the
 //! hub has one writer.
+//!
+//! Everything recorded or sent here passes the session's [`secret_mask`]
+//! first, so no secret's value is stored in a transcript or streamed.
+
+pub mod secret_mask;
 
 use crate::hub::{Hub, SessionUpdate};
 use crate::store::Store;
 use app::domain::{AppError, Delta, Event, EventKind, Session, SessionId, SessionStatus};
+use secret_mask::SecretMasks;
+use std::borrow::Cow;
 use std::sync::Arc;
 
 /// Stores, then publishes. Cheap to clone.
@@ -21,6 +28,7 @@ use std::sync::Arc;
 pub struct Journal {
     store: Arc<dyn Store>,
     hub: Hub,
+    masks: Arc<SecretMasks>,
 }
 
 fn not_found(id: SessionId) -> AppError {
@@ -29,11 +37,28 @@ fn not_found(id: SessionId) -> AppError {
 
 impl Journal {
     pub fn new(store: Arc<dyn Store>, hub: Hub) -> Self {
-        Self { store, hub }
+        Self {
+            store,
+            hub,
+            masks: Arc::default(),
+        }
+    }
+
+    /// The values of the session's secrets, masked from now on in all it
+    /// records and sends (and in [`Journal::mask`]).
+    pub fn set_secrets(&self, session: SessionId, values: &[&str]) {
+        self.masks.set(session, values);
+    }
+
+    /// The text with the session's secrets masked: for what reaches the
+    /// model or the log without being recorded.
+    pub fn mask<'a>(&self, session: SessionId, text: &'a str) -> Cow<'a, str> {
+        self.masks.text(session, text)
     }
 
     /// Appends an event to a session's transcript, then broadcasts it.
     pub async fn record(&self, session: SessionId, kind: EventKind) -> Result<Event, AppError> {
+        let kind = self.masks.event(session, kind);
         let event = self
             .store
             .append_event(session, &kind)
@@ -57,6 +82,7 @@ impl Journal {
         status: SessionStatus,
         message: Option<String>,
     ) -> Result<Event, AppError> {
+        let message = message.map(|m| self.mask(session, &m).into_owned());
         let event = self
             .store
             .set_status(session, status, message)
@@ -92,7 +118,9 @@ impl Journal {
 
     /// A fragment of a block still being generated: live only, never stored.
     pub fn delta(&self, delta: Delta) {
-        self.hub.publish_delta(delta);
+        if let Some(delta) = self.masks.delta(delta) {
+            self.hub.publish_delta(delta);
+        }
     }
 
     /// A session that was just created, for the sessions list.
@@ -105,6 +133,7 @@ impl Journal {
     /// reconnect gets 404) and the sessions list drops it.
     pub async fn delete(&self, session: SessionId) -> Result<(), AppError> {
         self.store.delete_session(session).await?;
+        self.masks.forget(session);
         self.hub.close(session);
         self.hub.publish_session(SessionUpdate::Deleted(session));
         Ok(())

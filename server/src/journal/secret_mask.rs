@@ -1,0 +1,278 @@
+//! Hides the values of a session's secrets in everything the journal
+//! stores or sends: events, status messages and the live fragments of a
+//! block being generated. What the transcript, its event stream and its
+//! download show is what went through here, so a secret's value never
+//! reaches them; it becomes `••••`.
+//!
+//! A value is found as itself, as it reads inside a JSON string (a tool
+//! call's input as it streams), and line by line when it has several lines
+//! (a command's output may carry one line of it). Fragments are masked with
+//! what came before them in the same block: a value split across two
+//! fragments is held back until it is known whether it completes, and the
+//! completed block, stored masked, replaces the fragments in every viewer.
+
+use crate::sync::lock;
+use app::accounts::SECRET_MIN_CHARS;
+use app::domain::{Delta, DeltaKind, EventKind, SessionId};
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// What a secret's value is replaced with.
+pub const MASK: &str = "••••";
+
+/// The strings one session's secrets are found as, longest first (so a
+/// value that holds another is masked whole).
+#[derive(Debug)]
+struct Patterns(Vec<String>);
+
+impl Patterns {
+    fn new<'a>(values: impl IntoIterator<Item = &'a str>) -> Self {
+        let mut patterns = Vec::new();
+        for value in values {
+            patterns.push(value.to_owned());
+            let json = serde_json::to_string(value).unwrap_or_default();
+            patterns.push(json[1..json.len() - 1].to_owned());
+            if value.contains('\n') {
+                patterns.extend(
+                    value
+                        .lines()
+                        .map(str::trim)
+                        .filter(|line| line.chars().count() >= SECRET_MIN_CHARS)
+                        .map(str::to_owned),
+                );
+            }
+        }
+        patterns.retain(|p| !p.is_empty());
+        patterns.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+        patterns.dedup();
+        Self(patterns)
+    }
+
+    fn apply<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        let mut out = Cow::Borrowed(text);
+        for p in &self.0 {
+            if out.contains(p.as_str()) {
+                out = Cow::Owned(out.replace(p.as_str(), MASK));
+            }
+        }
+        out
+    }
+
+    /// The length of the longest end of `text` that is the start of a
+    /// pattern (and so may be a value the next fragment completes).
+    fn open_end(&self, text: &str) -> usize {
+        self.0
+            .iter()
+            .filter_map(|p| {
+                (1..p.len().min(text.len() + 1))
+                    .rev()
+                    .find(|&k| p.is_char_boundary(k) && text.ends_with(&p[..k]))
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
+    fn apply_in(&self, text: &mut String) {
+        if let Cow::Owned(masked) = self.apply(text) {
+            *text = masked;
+        }
+    }
+
+    /// Masks the free text of an event: what a person, the model or a tool
+    /// wrote (identifiers, tool names and numbers are Paddock's or the
+    /// model's own).
+    fn apply_event(&self, mut kind: EventKind) -> EventKind {
+        match &mut kind {
+            EventKind::UserMessage { text }
+            | EventKind::AssistantText { text }
+            | EventKind::Thinking { text }
+            | EventKind::ToolResult { output: text, .. }
+            | EventKind::Error { message: text } => self.apply_in(text),
+            EventKind::ToolCall { input, .. } | EventKind::PermissionRequest { input, .. } => {
+                self.apply_value(input)
+            }
+            EventKind::Status { message: text, .. }
+            | EventKind::PermissionDecision { reason: text, .. } => {
+                if let Some(text) = text {
+                    self.apply_in(text);
+                }
+            }
+            EventKind::Usage { .. } => {}
+        }
+        kind
+    }
+
+    fn apply_value(&self, value: &mut serde_json::Value) {
+        use serde_json::Value;
+        match value {
+            Value::String(s) => self.apply_in(s),
+            Value::Array(items) => items.iter_mut().for_each(|v| self.apply_value(v)),
+            Value::Object(fields) => fields.values_mut().for_each(|v| self.apply_value(v)),
+            _ => {}
+        }
+    }
+}
+
+/// A session's patterns and the held-back ends of its blocks in progress.
+struct SessionMask {
+    patterns: Patterns,
+    /// Keyed by the fragment's `seq_hint`, block and kind.
+    held: HashMap<(i64, usize, DeltaKind), String>,
+}
+
+/// The masks of the sessions whose secrets are known (set when a run
+/// starts). Sessions without secrets pass through untouched.
+#[derive(Default)]
+pub struct SecretMasks(Mutex<HashMap<SessionId, SessionMask>>);
+
+impl SecretMasks {
+    /// The session's secret values from now on (none: nothing to mask).
+    pub fn set(&self, session: SessionId, values: &[&str]) {
+        let mut masks = lock(&self.0);
+        let values: Vec<&str> = values.iter().copied().filter(|v| !v.is_empty()).collect();
+        if values.is_empty() {
+            masks.remove(&session);
+        } else {
+            masks.insert(
+                session,
+                SessionMask {
+                    patterns: Patterns::new(values),
+                    held: HashMap::new(),
+                },
+            );
+        }
+    }
+
+    pub fn forget(&self, session: SessionId) {
+        lock(&self.0).remove(&session);
+    }
+
+    pub fn text<'a>(&self, session: SessionId, text: &'a str) -> Cow<'a, str> {
+        match lock(&self.0).get(&session) {
+            Some(m) => Cow::Owned(m.patterns.apply(text).into_owned()),
+            None => Cow::Borrowed(text),
+        }
+    }
+
+    pub fn event(&self, session: SessionId, kind: EventKind) -> EventKind {
+        match lock(&self.0).get(&session) {
+            Some(m) => m.patterns.apply_event(kind),
+            None => kind,
+        }
+    }
+
+    /// The fragment as it may be shown: masked, without an end that may be
+    /// the start of a value (kept for the next fragment of the block);
+    /// `None` when nothing of it can be shown yet.
+    pub fn delta(&self, mut delta: Delta) -> Option<Delta> {
+        let mut masks = lock(&self.0);
+        let Some(m) = masks.get_mut(&delta.session_id) else {
+            return Some(delta);
+        };
+        // A newer seq_hint means the blocks before it were stored whole.
+        m.held.retain(|(seq_hint, ..), _| *seq_hint >= delta.seq_hint);
+        let key = (delta.seq_hint, delta.block, delta.kind);
+        let mut text = m.held.remove(&key).unwrap_or_default();
+        text.push_str(&delta.text);
+        let mut text = m.patterns.apply(&text).into_owned();
+        let open = m.patterns.open_end(&text);
+        if open > 0 {
+            m.held.insert(key, text.split_off(text.len() - open));
+        }
+        if text.is_empty() {
+            return None;
+        }
+        delta.text = text;
+        Some(delta)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn masks(values: &[&str]) -> (SecretMasks, SessionId) {
+        let masks = SecretMasks::default();
+        let session = SessionId::now_v7();
+        masks.set(session, values);
+        (masks, session)
+    }
+
+    #[test]
+    fn values_are_masked_as_themselves_in_json_and_by_line() {
+        let (m, s) = masks(&["s3cr3t-value", "line one\nsecond \"line\""]);
+        assert_eq!(m.text(s, "x s3cr3t-value y"), "x •••• y");
+        assert_eq!(
+            m.text(s, r#"{"a":"line one\nsecond \"line\""}"#),
+            r#"{"a":"••••"}"#
+        );
+        assert_eq!(m.text(s, "1\tline one\n2\tsecond \"line\""), "1\t••••\n2\t••••");
+        assert_eq!(m.text(SessionId::now_v7(), "s3cr3t-value"), "s3cr3t-value");
+    }
+
+    #[test]
+    fn every_string_of_an_event_is_masked() {
+        let (m, s) = masks(&["hunter22"]);
+        let call = m.event(
+            s,
+            EventKind::ToolCall {
+                id: "t1".into(),
+                name: "bash".into(),
+                input: serde_json::json!({"command": ["echo hunter22"], "n": 1}),
+            },
+        );
+        assert_eq!(
+            call,
+            EventKind::ToolCall {
+                id: "t1".into(),
+                name: "bash".into(),
+                input: serde_json::json!({"command": ["echo ••••"], "n": 1}),
+            }
+        );
+    }
+
+    #[test]
+    fn free_text_of_every_event_is_masked() {
+        let (m, s) = masks(&["hunter22"]);
+        let said = m.event(
+            s,
+            EventKind::ToolResult {
+                id: "t1".into(),
+                output: "hunter22\n".into(),
+                is_error: false,
+                truncated: false,
+            },
+        );
+        assert!(matches!(said, EventKind::ToolResult { output, .. } if output == "••••\n"));
+        let status = m.event(
+            s,
+            EventKind::Status {
+                status: app::domain::SessionStatus::Error,
+                message: Some("failed: hunter22".into()),
+            },
+        );
+        assert!(matches!(status, EventKind::Status { message: Some(m), .. } if m == "failed: ••••"));
+    }
+
+    #[test]
+    fn a_value_split_across_fragments_is_held_back_then_masked() {
+        let (m, s) = masks(&["abcdef123"]);
+        let frag = |seq_hint, text: &str| Delta {
+            session_id: s,
+            seq_hint,
+            block: 0,
+            kind: DeltaKind::Text,
+            text: text.into(),
+        };
+        let shown = |d: Option<Delta>| d.map(|d| d.text).unwrap_or_default();
+        let mut out = String::new();
+        for piece in ["the key is a", "bc", "def1", "23 and ab", "c. done"] {
+            out += &shown(m.delta(frag(5, piece)));
+        }
+        assert_eq!(out, "the key is •••• and abc. done");
+        // A fragment of a later block does not see an older one's end.
+        assert_eq!(shown(m.delta(frag(5, "xx abcdef"))), "xx ");
+        assert_eq!(shown(m.delta(frag(7, "123"))), "123");
+    }
+}
