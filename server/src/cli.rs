@@ -194,7 +194,12 @@ pub async fn run(config: Config, command: Command) -> anyhow::Result<()> {
                 .save_audited(&auth, ACTOR, None, id, &value)
                 .await
                 .map_err(fail)?;
-            println!("Saved {} for {}: {}", saved.id, who(user.as_deref()), saved.hint);
+            println!(
+                "Saved {} for {}: {}",
+                saved.id,
+                who(user.as_deref()),
+                saved.hint
+            );
         }
         Command::Credentials(CredentialsCommand::List) => {
             let users = auth.list_users().await.map_err(fail)?;

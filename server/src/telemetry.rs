@@ -1,10 +1,52 @@
 //! Logging: `RUST_LOG` filters, defaulting to info for Paddock and warnings
-//! for its dependencies.
+//! for its dependencies. Every line is written with the secrets of the
+//! sessions this process runs masked ([`SecretMasks::in_log`]), whatever
+//! logged it.
 
+use crate::journal::secret_mask::SecretMasks;
+use std::io::Write;
+use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::EnvFilter;
 
 pub fn init() {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,tower_http=info,sqlx=warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(MaskedStdout)
+        .init();
+}
+
+/// Standard output, one masked line at a time.
+struct MaskedStdout;
+
+impl MakeWriter<'_> for MaskedStdout {
+    type Writer = MaskedLine;
+
+    fn make_writer(&self) -> MaskedLine {
+        MaskedLine(Vec::new())
+    }
+}
+
+/// One formatted event, written out masked when the formatter is done
+/// with it.
+struct MaskedLine(Vec<u8>);
+
+impl Write for MaskedLine {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for MaskedLine {
+    fn drop(&mut self) {
+        let line = String::from_utf8_lossy(&self.0);
+        let line = SecretMasks::global().in_log(&line);
+        let _ = std::io::stdout().lock().write_all(line.as_bytes());
+    }
 }

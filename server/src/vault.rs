@@ -175,7 +175,9 @@ fn check_secret(id: &CredentialId, value: &str) -> Result<(), AppError> {
     check_variable_name(&id.name)?;
     let shaped = value.chars().count() >= SECRET_MIN_CHARS
         && value.len() <= CREDENTIAL_MAX_BYTES
-        && !value.chars().any(|c| c.is_control() && c != '\n' && c != '\t');
+        && !value
+            .chars()
+            .any(|c| c.is_control() && c != '\n' && c != '\t');
     if !shaped {
         return Err(AppError::Invalid(format!(
             "A secret is {SECRET_MIN_CHARS} characters to {} KiB of text (shorter ones would mask \

@@ -199,7 +199,12 @@ fn scope_of(caller: &Caller, scope: &str) -> Result<CredentialScope, AppError> {
 /// The credential a form names: its scope as the form says it, its kind,
 /// and a secret's name.
 #[cfg(feature = "ssr")]
-fn credential_of(caller: &Caller, scope: &str, kind: &str, name: Option<String>) -> Result<CredentialId, AppError> {
+fn credential_of(
+    caller: &Caller,
+    scope: &str,
+    kind: &str,
+    name: Option<String>,
+) -> Result<CredentialId, AppError> {
     Ok(CredentialId {
         scope: scope_of(caller, scope)?,
         kind: kind.parse()?,

@@ -13,8 +13,8 @@ pub use self::ssr::{Backend, SharedBackend};
 #[cfg(feature = "ssr")]
 pub(crate) mod ssr {
     use crate::accounts::{
-        AuditEntry, Caller, CredentialId, CredentialInfo, ListedToken,
-        NewApiToken, Role, SessionPeople, Share, ShareLevel, User,
+        AuditEntry, Caller, CredentialId, CredentialInfo, ListedToken, NewApiToken, Role,
+        SessionPeople, Share, ShareLevel, User,
     };
     use crate::domain::{
         AppError, Decision, Event, ServerInfo, Session, SessionId, SessionSpec, UserId,
@@ -128,8 +128,11 @@ pub(crate) mod ssr {
             id: CredentialId,
             value: String,
         ) -> Result<CredentialInfo, AppError>;
-        async fn delete_credential(&self, caller: &Caller, id: CredentialId)
-            -> Result<(), AppError>;
+        async fn delete_credential(
+            &self,
+            caller: &Caller,
+            id: CredentialId,
+        ) -> Result<(), AppError>;
 
         /// The entries of a folder of the session's workspace (`""`: its
         /// root), for those who may watch it.

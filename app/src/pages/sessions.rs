@@ -330,7 +330,9 @@ async fn secret_names() -> Result<Vec<String>, crate::domain::AppError> {
     let Some(me) = whoami().await? else {
         return Ok(Vec::new());
     };
-    let scope = me.user.map_or(CredentialScope::Server, CredentialScope::User);
+    let scope = me
+        .user
+        .map_or(CredentialScope::Server, CredentialScope::User);
     Ok(list_credentials()
         .await?
         .into_iter()

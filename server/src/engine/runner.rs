@@ -215,7 +215,11 @@ impl Runner {
             .await?
             .ok_or(RunError::Deleted)?;
         let secrets = self.secrets(&s).await?;
-        s.env.extend(secrets.into_iter().map(|(name, value)| EnvVar { name, value }));
+        s.env.extend(
+            secrets
+                .into_iter()
+                .map(|(name, value)| EnvVar { name, value }),
+        );
         self.start_sandbox(&s).await.map_err(RunError::Sandbox)?;
         self.engine(s.engine)?.run(s, cancel).await
     }

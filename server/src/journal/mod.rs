@@ -28,7 +28,7 @@ use std::sync::Arc;
 pub struct Journal {
     store: Arc<dyn Store>,
     hub: Hub,
-    masks: Arc<SecretMasks>,
+    masks: &'static SecretMasks,
 }
 
 fn not_found(id: SessionId) -> AppError {
@@ -40,7 +40,7 @@ impl Journal {
         Self {
             store,
             hub,
-            masks: Arc::default(),
+            masks: SecretMasks::global(),
         }
     }
 
@@ -51,7 +51,7 @@ impl Journal {
     }
 
     /// The text with the session's secrets masked: for what reaches the
-    /// model or the log without being recorded.
+    /// model without being recorded (the log masks every line itself).
     pub fn mask<'a>(&self, session: SessionId, text: &'a str) -> Cow<'a, str> {
         self.masks.text(session, text)
     }

@@ -10,13 +10,18 @@
 //! what came before them in the same block: a value split across two
 //! fragments is held back until it is known whether it completes, and the
 //! completed block, stored masked, replaces the fragments in every viewer.
+//!
+//! The masks are process-wide ([`SecretMasks::global`]) because the log is:
+//! every line the server logs passes [`SecretMasks::in_log`], so a value
+//! in a library's debug output (a Docker request's environment) or in a
+//! command the model wrote is masked there too.
 
 use crate::sync::lock;
 use app::accounts::SECRET_MIN_CHARS;
 use app::domain::{Delta, DeltaKind, EventKind, SessionId};
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{LazyLock, Mutex};
 
 /// What a secret's value is replaced with.
 pub const MASK: &str = "••••";
@@ -126,7 +131,26 @@ struct SessionMask {
 #[derive(Default)]
 pub struct SecretMasks(Mutex<HashMap<SessionId, SessionMask>>);
 
+static GLOBAL: LazyLock<SecretMasks> = LazyLock::new(SecretMasks::default);
+
 impl SecretMasks {
+    /// The masks of every session this process runs.
+    pub fn global() -> &'static Self {
+        &GLOBAL
+    }
+
+    /// A log line with the secrets of every session masked.
+    pub fn in_log<'a>(&self, line: &'a str) -> Cow<'a, str> {
+        let masks = lock(&self.0);
+        let mut out = Cow::Borrowed(line);
+        for m in masks.values() {
+            if let Cow::Owned(masked) = m.patterns.apply(&out) {
+                out = Cow::Owned(masked);
+            }
+        }
+        out
+    }
+
     /// The session's secret values from now on (none: nothing to mask).
     pub fn set(&self, session: SessionId, values: &[&str]) {
         let mut masks = lock(&self.0);
@@ -171,7 +195,8 @@ impl SecretMasks {
             return Some(delta);
         };
         // A newer seq_hint means the blocks before it were stored whole.
-        m.held.retain(|(seq_hint, ..), _| *seq_hint >= delta.seq_hint);
+        m.held
+            .retain(|(seq_hint, ..), _| *seq_hint >= delta.seq_hint);
         let key = (delta.seq_hint, delta.block, delta.kind);
         let mut text = m.held.remove(&key).unwrap_or_default();
         text.push_str(&delta.text);
@@ -207,8 +232,12 @@ mod tests {
             m.text(s, r#"{"a":"line one\nsecond \"line\""}"#),
             r#"{"a":"••••"}"#
         );
-        assert_eq!(m.text(s, "1\tline one\n2\tsecond \"line\""), "1\t••••\n2\t••••");
+        assert_eq!(
+            m.text(s, "1\tline one\n2\tsecond \"line\""),
+            "1\t••••\n2\t••••"
+        );
         assert_eq!(m.text(SessionId::now_v7(), "s3cr3t-value"), "s3cr3t-value");
+        assert_eq!(m.in_log("a s3cr3t-value b"), "a •••• b");
     }
 
     #[test]
@@ -252,7 +281,9 @@ mod tests {
                 message: Some("failed: hunter22".into()),
             },
         );
-        assert!(matches!(status, EventKind::Status { message: Some(m), .. } if m == "failed: ••••"));
+        assert!(
+            matches!(status, EventKind::Status { message: Some(m), .. } if m == "failed: ••••")
+        );
     }
 
     #[test]

@@ -4,8 +4,8 @@
 
 use super::Result;
 use app::accounts::{
-    ApiToken, AuditAction, AuditEntry, CredentialId, CredentialInfo, Login,
-    Role, Share, ShareLevel, User,
+    ApiToken, AuditAction, AuditEntry, CredentialId, CredentialInfo, Login, Role, Share,
+    ShareLevel, User,
 };
 use app::domain::{SessionId, UserId};
 use chrono::{DateTime, Utc};

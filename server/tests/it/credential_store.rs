@@ -17,7 +17,7 @@ use std::time::Duration;
 const CANARY: &str = "sk-ant-canary-7f3e9d2b41c8a6e5d0f9b7c3a1e4d6f8";
 const PASSWORD: &str = "a long enough password";
 
-fn client() -> Client {
+pub(crate) fn client() -> Client {
     Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -38,14 +38,25 @@ async fn setup_token(server: &Binary) -> String {
 }
 
 /// A signed-in admin's browser: its cookie, and every answer it was given.
-struct Browser {
-    url: String,
-    cookie: String,
-    answers: String,
+pub(crate) struct Browser {
+    pub(crate) url: String,
+    pub(crate) cookie: String,
+    pub(crate) answers: String,
 }
 
 impl Browser {
-    async fn call(&mut self, function: &str, form: &[(&str, &str)]) -> String {
+    pub(crate) async fn call(&mut self, function: &str, form: &[(&str, &str)]) -> String {
+        let (status, body) = self.try_call(function, form).await;
+        assert!(status.is_success(), "{function}: {status} {body}");
+        body
+    }
+
+    /// A server function's status and answer, whatever they are.
+    pub(crate) async fn try_call(
+        &mut self,
+        function: &str,
+        form: &[(&str, &str)],
+    ) -> (StatusCode, String) {
         let res = client()
             .post(format!("{}/api/{function}", self.url))
             .header(header::COOKIE, &self.cookie)
@@ -56,12 +67,11 @@ impl Browser {
             .unwrap();
         let status = res.status();
         let body = res.text().await.unwrap();
-        assert!(status.is_success(), "{function}: {status} {body}");
         self.answers.push_str(&body);
-        body
+        (status, body)
     }
 
-    async fn rest(
+    pub(crate) async fn rest(
         &mut self,
         method: reqwest::Method,
         path: &str,
@@ -82,19 +92,27 @@ impl Browser {
         text
     }
 
-    async fn finished(&mut self, session: &Session) -> Vec<EventKind> {
+    /// The transcript once the run of the prompt just sent has ended (its
+    /// last event is the status a run ends with; before the run starts,
+    /// the last is the prompt).
+    pub(crate) async fn finished(&mut self, session: &Session) -> Vec<EventKind> {
         let id = session.id.to_string();
         for _ in 0..600 {
-            let s: Session =
-                serde_json::from_str(&self.call("get_session", &[("id", &id)]).await).unwrap();
-            if matches!(s.status, SessionStatus::Idle | SessionStatus::Error) {
-                let page: app::api::EventPage = serde_json::from_str(
-                    &self
-                        .call("session_events", &[("id", &id), ("after", "0")])
-                        .await,
-                )
-                .unwrap();
-                return page.events.into_iter().map(|e| e.kind).collect();
+            let page: app::api::EventPage = serde_json::from_str(
+                &self
+                    .call("session_events", &[("id", &id), ("after", "0")])
+                    .await,
+            )
+            .unwrap();
+            let events: Vec<EventKind> = page.events.into_iter().map(|e| e.kind).collect();
+            if matches!(
+                events.last(),
+                Some(EventKind::Status {
+                    status: SessionStatus::Idle | SessionStatus::Error,
+                    ..
+                })
+            ) {
+                return events;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -117,7 +135,7 @@ async fn sign_in(url: &str, login: &str, password: &str) -> Option<String> {
 }
 
 /// Every byte of the database's files.
-fn database_bytes(dir: &Path) -> Vec<u8> {
+pub(crate) fn database_bytes(dir: &Path) -> Vec<u8> {
     let mut bytes = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap().flatten() {
         if entry
@@ -131,14 +149,14 @@ fn database_bytes(dir: &Path) -> Vec<u8> {
     bytes
 }
 
-fn contains(haystack: &[u8], needle: &str) -> bool {
+pub(crate) fn contains(haystack: &[u8], needle: &str) -> bool {
     haystack
         .windows(needle.len())
         .any(|w| w == needle.as_bytes())
 }
 
 /// The environment of a session's container, as Docker keeps it.
-fn container_env(session: &Session) -> String {
+pub(crate) fn container_env(session: &Session) -> String {
     let out = Command::new("docker")
         .args([
             "inspect",
@@ -152,7 +170,7 @@ fn container_env(session: &Session) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn bash(command: &str) -> serde_json::Value {
+pub(crate) fn bash(command: &str) -> serde_json::Value {
     json!({"reply": [{"tool_use": {"name": "bash", "input": {"command": command}}}]})
 }
 
@@ -440,8 +458,16 @@ async fn the_user_command_adds_lists_and_disables_accounts() {
 async fn the_credentials_command_saves_lists_and_rotates_and_the_key_still_opens() {
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
-    let (_model, model_url) =
-        common::scripted(&json!([{"reply": "rotated and fine"}]), Some(CANARY)).await;
+    // The command prints the secret reversed: the value opened after the
+    // rotation reached it (and the transcript masks only the value itself).
+    let (_model, model_url) = common::scripted(
+        &json!([
+            bash("printf %s \"$ROTATED_SECRET\" | rev"),
+            {"expect": {"tool_result_contains": "eulav-terces-detator"}, "reply": "rotated and fine"}
+        ]),
+        Some(CANARY),
+    )
+    .await;
     let (ok, said) = paddock_cli(
         dir,
         &["credentials", "set", "anthropic_api_key"],
@@ -449,6 +475,14 @@ async fn the_credentials_command_saves_lists_and_rotates_and_the_key_still_opens
     );
     assert!(ok, "{said}");
     assert!(!said.contains(CANARY), "{said}");
+    let (ok, said) = paddock_cli(
+        dir,
+        &["credentials", "set", "secret", "--name", "ROTATED_SECRET"],
+        "rotated-secret-value\n",
+    );
+    assert!(ok, "{said}");
+    let (ok, said) = paddock_cli(dir, &["credentials", "set", "secret"], "no-name-value\n");
+    assert!(!ok && said.contains("--name"), "{said}");
     let (ok, said) = paddock_cli(dir, &["credentials", "set", "no_such_kind"], "x\n");
     assert!(!ok, "{said}");
     let (ok, said) = paddock_cli(
@@ -465,10 +499,13 @@ async fn the_credentials_command_saves_lists_and_rotates_and_the_key_still_opens
     assert!(!ok, "{said}");
     let (ok, listed) = paddock_cli(dir, &["credentials", "list"], "");
     assert!(
-        ok && listed.contains("server") && listed.contains(&CANARY[CANARY.len() - 4..]),
+        ok && listed.contains("server")
+            && listed.contains(&CANARY[CANARY.len() - 4..])
+            && listed.contains("secret/ROTATED_SECRET"),
         "{listed}"
     );
     assert!(!listed.contains(CANARY), "{listed}");
+    assert!(!listed.contains("rotated-secret-value"), "{listed}");
 
     let old_key = std::fs::read_to_string(dir.join("master.key")).unwrap();
     let (ok, said) = paddock_cli(dir, &["credentials", "rotate-master-key"], "");
@@ -478,8 +515,9 @@ async fn the_credentials_command_saves_lists_and_rotates_and_the_key_still_opens
         old_key
     );
     assert!(!contains(&database_bytes(dir), CANARY));
+    assert!(!contains(&database_bytes(dir), "rotated-secret-value"));
 
-    // The server opens the key re-sealed under the new master key.
+    // The server opens the key and the secret re-sealed under the new master key.
     let server = start_with(
         dir,
         "127.0.0.1:0",
@@ -491,7 +529,7 @@ async fn the_credentials_command_saves_lists_and_rotates_and_the_key_still_opens
     let http = client();
     let session: Session = http
         .post(format!("{}/api/sessions", server.url))
-        .json(&json!({"name": "rotated"}))
+        .json(&json!({"name": "rotated", "permission_mode": "auto", "secrets": ["ROTATED_SECRET"]}))
         .send()
         .await
         .unwrap()
@@ -525,6 +563,18 @@ async fn the_credentials_command_saves_lists_and_rotates_and_the_key_still_opens
     drop(server);
 
     let (ok, said) = paddock_cli(dir, &["credentials", "delete", "anthropic_api_key"], "");
+    assert!(ok, "{said}");
+    let (ok, said) = paddock_cli(
+        dir,
+        &[
+            "credentials",
+            "delete",
+            "secret",
+            "--name",
+            "ROTATED_SECRET",
+        ],
+        "",
+    );
     assert!(ok, "{said}");
     let (_, listed) = paddock_cli(dir, &["credentials", "list"], "");
     assert!(!listed.contains("server"), "{listed}");

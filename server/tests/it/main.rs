@@ -20,5 +20,6 @@ mod llm;
 mod mounts;
 mod recovery;
 mod sandbox;
+mod secrets;
 mod tools;
 mod workspace_files;

@@ -56,7 +56,11 @@ fn Credentials(caller: Caller) -> impl IntoView {
     }
     let is_server = |c: &CredentialInfo| c.id.scope == CredentialScope::Server;
     // Sessions use their owner's secrets; with sign-in off, the server's.
-    let secrets_scope = if caller.user.is_some() { "mine" } else { "server" };
+    let secrets_scope = if caller.user.is_some() {
+        "mine"
+    } else {
+        "server"
+    };
     view! {
         {move || save.value().get().and_then(Result::err).map(|e| view! { <ErrorNote message=e.to_string() /> })}
         {move || delete.value().get().and_then(Result::err).map(|e| view! { <ErrorNote message=e.to_string() /> })}

@@ -104,10 +104,7 @@ impl<'a> Run<'a> {
                         while let Some(end) = pending.iter().position(|b| *b == b'\n') {
                             let line: Vec<u8> = pending.drain(..=end).collect();
                             let Ok(message) = serde_json::from_slice::<Output>(&line) else {
-                                let line = String::from_utf8_lossy(&line);
-                                let line = engine.journal.mask(self.session.id, &line);
-                                let start: String = line.chars().take(200).collect();
-                                tracing::debug!(session = %self.session.id, "not a stream-json message: {start}");
+                                tracing::debug!(session = %self.session.id, "not a stream-json message: {}", String::from_utf8_lossy(&line[..line.len().min(200)]));
                                 continue;
                             };
                             self.on_output(message, &mut process).await?;

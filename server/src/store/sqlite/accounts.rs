@@ -6,9 +6,7 @@ use crate::store::accounts::{
     MASTER_KEY_CHECK,
 };
 use crate::store::{Result, StoreError};
-use app::accounts::{
-    ApiToken, AuditEntry, CredentialId, Login, Role, Share, ShareLevel, User,
-};
+use app::accounts::{ApiToken, AuditEntry, CredentialId, Login, Role, Share, ShareLevel, User};
 use app::domain::{SessionId, UserId};
 use chrono::{DateTime, Utc};
 
