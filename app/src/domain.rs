@@ -127,6 +127,9 @@ pub struct Session {
     /// in the transcript.
     #[serde(default)]
     pub secrets: Vec<String>,
+    /// The agent template (and version) it was made from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<crate::agents::TemplateRef>,
     /// Who created it; `None` when the local operator did, with sign-in
     /// off.
     #[serde(default)]
@@ -149,6 +152,10 @@ pub struct SandboxLimits {
 }
 
 impl SandboxLimits {
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+
     pub const MEMORY_MB: std::ops::RangeInclusive<i64> = 64..=65_536;
     pub const CPUS: std::ops::RangeInclusive<f64> = 0.1..=64.0;
     pub const PIDS: std::ops::RangeInclusive<i64> = 16..=65_536;
@@ -363,25 +370,30 @@ impl ReadOnlyMount {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewSession {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub name: String,
-    #[serde(default)]
+    /// The agent template it starts from: what this leaves unset comes from
+    /// the template's current version ([`NewSession::over`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<crate::agents::TemplateId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub system_prompt: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub permission_mode: Option<PermissionMode>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub engine: Option<Engine>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "SandboxLimits::is_default")]
     pub limits: SandboxLimits,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget_usd: Option<f64>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mounts: Vec<ReadOnlyMount>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub env: Vec<EnvVar>,
     /// Names of the creator's saved secrets the agent's commands get.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub secrets: Vec<String>,
 }
 
@@ -398,27 +410,81 @@ pub struct SessionSpec {
     pub mounts: Vec<ReadOnlyMount>,
     pub env: Vec<EnvVar>,
     pub secrets: Vec<String>,
+    /// The template it was made from, filled in by the server once it
+    /// resolved [`NewSession::template`].
+    pub template: Option<crate::agents::TemplateRef>,
 }
 
 /// The largest budget a session may set, in USD.
 pub const BUDGET_MAX_USD: f64 = 1_000_000.0;
 
+/// Refuses a name (of a session or a template) that is empty, too long or
+/// holds control characters; the name without surrounding spaces.
+pub fn check_name(what: &str, name: &str) -> Result<String, AppError> {
+    let name = name.trim();
+    if name.is_empty() {
+        return Err(AppError::Invalid(format!("Give the {what} a name.")));
+    }
+    if name.chars().count() > NAME_MAX_CHARS {
+        return Err(AppError::Invalid(format!(
+            "The name is too long: at most {NAME_MAX_CHARS} characters."
+        )));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(AppError::Invalid(
+            "The name cannot contain control characters.".into(),
+        ));
+    }
+    Ok(name.to_owned())
+}
+
 impl NewSession {
+    /// This request with what it leaves unset taken from `base` (a
+    /// template's settings): a value it gives wins, a list it gives
+    /// replaces the template's.
+    pub fn over(self, base: NewSession) -> NewSession {
+        let NewSession {
+            name,
+            template,
+            model,
+            system_prompt,
+            permission_mode,
+            engine,
+            limits,
+            budget_usd,
+            mounts,
+            env,
+            secrets,
+        } = self;
+        fn list<T>(mine: Vec<T>, theirs: Vec<T>) -> Vec<T> {
+            if mine.is_empty() {
+                theirs
+            } else {
+                mine
+            }
+        }
+        NewSession {
+            name: if name.trim().is_empty() { base.name } else { name },
+            template,
+            model: model.or(base.model),
+            system_prompt: system_prompt.or(base.system_prompt),
+            permission_mode: permission_mode.or(base.permission_mode),
+            engine: engine.or(base.engine),
+            limits: SandboxLimits {
+                memory_mb: limits.memory_mb.or(base.limits.memory_mb),
+                cpus: limits.cpus.or(base.limits.cpus),
+                pids: limits.pids.or(base.limits.pids),
+            },
+            budget_usd: budget_usd.or(base.budget_usd),
+            mounts: list(mounts, base.mounts),
+            env: list(env, base.env),
+            secrets: list(secrets, base.secrets),
+        }
+    }
+
     pub fn validate(self) -> Result<SessionSpec, AppError> {
-        let name = self.name.trim();
-        if name.is_empty() {
-            return Err(AppError::Invalid("Give the session a name.".into()));
-        }
-        if name.chars().count() > NAME_MAX_CHARS {
-            return Err(AppError::Invalid(format!(
-                "The name is too long: at most {NAME_MAX_CHARS} characters."
-            )));
-        }
-        if name.chars().any(char::is_control) {
-            return Err(AppError::Invalid(
-                "The name cannot contain control characters.".into(),
-            ));
-        }
+        let name = check_name("session", &self.name)?;
+        let name = name.as_str();
         let model = self
             .model
             .as_deref()
@@ -485,6 +551,7 @@ impl NewSession {
             env,
             secrets,
             mounts,
+            template: None,
             name: name.to_owned(),
             model: model.to_owned(),
             system_prompt,

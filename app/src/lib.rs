@@ -3,6 +3,7 @@
 //! browser (`hydrate`) from this one crate.
 
 pub mod accounts;
+pub mod agents;
 pub mod api;
 pub mod domain;
 pub mod files;
@@ -132,7 +133,8 @@ pub fn App() -> impl IntoView {
                         <span aria-hidden="true" class="inline-block h-3 w-3 rounded-sm bg-amber-500"></span>
                         "Paddock"
                     </A>
-                    <span class="text-sm text-zinc-500 dark:text-zinc-400">"Claude agents in closed sandboxes"</span>
+                    <span class="hidden text-sm text-zinc-500 sm:inline dark:text-zinc-400">"Claude agents in closed sandboxes"</span>
+                    <A href="/agents" attr:class="rounded-md px-2 py-1 text-sm font-medium hover:bg-zinc-100 dark:hover:bg-zinc-800" attr:data-testid="nav-agents">"Agents"</A>
                     <AccountMenu />
                 </nav>
             </header>
@@ -148,6 +150,8 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("account") view=pages::AccountPage ssr=SsrMode::Async />
                     <Route path=path!("tokens") view=pages::TokensPage ssr=SsrMode::Async />
                     <Route path=path!("credentials") view=pages::CredentialsPage ssr=SsrMode::Async />
+                    <Route path=path!("agents") view=pages::AgentsPage ssr=SsrMode::Async />
+                    <Route path=path!("agents/:id") view=pages::AgentPage ssr=SsrMode::Async />
                     <Route path=path!("users") view=pages::UsersPage ssr=SsrMode::Async />
                     <Route path=path!("audit") view=pages::AuditPage ssr=SsrMode::Async />
                 </Routes>

@@ -1,4 +1,4 @@
-import { test, expect, gotoHydrated, snapshot, ADMIN } from './fixtures';
+import { test, expect, gotoHydrated, snapshot, sendPrompt, ADMIN } from './fixtures';
 
 test('create a session through the form; it survives reload and restart', async ({ page, paddock }) => {
   await gotoHydrated(page, paddock.url);
@@ -113,4 +113,55 @@ test('unknown session ids and pages are a clear 404', async ({ page, paddock }) 
     expect(response?.status()).toBe(404);
     await expect(page.getByRole('heading', { name: /not found/ })).toBeVisible();
   }
+});
+
+test.describe('secrets', () => {
+  const value = 'e2e-secret-9f2c41d7';
+  test.use({
+    scenario: {
+      turns: [
+        { reply: [{ tool_use: { name: 'bash', input: { command: 'echo "token=$E2E_TOKEN"' } } }] },
+        { expect: { tool_result_contains: 'token=••••' }, reply: `I saw ${value}.`, chunk: 3 },
+      ],
+    },
+  });
+
+  test('saved by name on the Credentials page, chosen in the form, masked in the transcript', async ({ page, paddock }) => {
+    await gotoHydrated(page, `${paddock.url}/credentials`);
+    const secrets = page.getByTestId('secrets');
+    await expect(secrets.getByTestId('secrets-none')).toBeVisible();
+    await secrets.getByLabel('Name').fill('E2E_TOKEN');
+    await secrets.getByLabel('Value').fill('short');
+    await secrets.getByTestId('save-secret').click();
+    await expect(page.getByText('A secret is 6 characters')).toBeVisible();
+    await secrets.getByLabel('Name').fill('E2E_TOKEN');
+    await secrets.getByLabel('Value').fill(value);
+    await secrets.getByTestId('save-secret').click();
+    await expect(secrets.getByTestId('secret-name')).toHaveText('E2E_TOKEN');
+    await expect(secrets.getByLabel('Value')).toHaveValue('');
+    await page.reload();
+    await expect(secrets.getByTestId('secret-name')).toHaveText('E2E_TOKEN');
+    expect(await page.content()).not.toContain(value);
+
+    await gotoHydrated(page, paddock.url);
+    await page.getByText('More options').click();
+    await page.getByLabel('E2E_TOKEN').check();
+    await page.getByLabel('Permissions').selectOption('auto');
+    await page.getByLabel('Name').fill('With a secret');
+    await page.getByRole('button', { name: 'Create session' }).click();
+    await expect(page.getByTestId('session-title')).toHaveText('With a secret');
+    await page.getByText('Settings').click();
+    await expect(page.getByText('E2E_TOKEN', { exact: true })).toBeVisible();
+    await sendPrompt(page, 'what is the token?');
+    await expect(page.getByText('I saw ••••.')).toBeVisible();
+    await expect(page.getByText('token=••••')).toBeAttached();
+    expect(await page.content()).not.toContain(value);
+    await page.reload();
+    await expect(page.getByText('I saw ••••.')).toBeVisible();
+    expect(await page.content()).not.toContain(value);
+
+    await gotoHydrated(page, `${paddock.url}/credentials`);
+    await secrets.getByTestId('delete-secret').click();
+    await expect(secrets.getByTestId('secrets-none')).toBeVisible();
+  });
 });

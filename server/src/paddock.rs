@@ -7,6 +7,7 @@
 //! ([`Paddock::session_for`]): a session they may not see is "not found",
 //! one they may only watch refuses changes.
 
+use crate::agent_templates::{self, TemplateLibrary};
 use crate::auth::Auth;
 use crate::config::{Config, SandboxChoice};
 use crate::engine::{
@@ -27,10 +28,11 @@ use app::accounts::{
     Access, AuditAction, AuditEntry, Caller, CredentialId, CredentialInfo, CredentialScope,
     ListedToken, NewApiToken, Role, SessionPeople, Share, ShareLevel, User,
 };
+use app::agents::{AgentTemplate, TemplateDraft, TemplateId};
 use app::api::Backend;
 use app::domain::{
-    AppError, Decision, Engine, Event, EventKind, ServerInfo, Session, SessionId, SessionSpec,
-    SessionStatus, UserId,
+    AppError, Decision, Engine, Event, EventKind, NewSession, ServerInfo, Session, SessionId,
+    SessionSpec, SessionStatus, UserId,
 };
 use app::files::{FileEntry, FileView};
 use std::collections::HashSet;
@@ -57,6 +59,8 @@ pub struct Paddock {
     pub auth: Arc<Auth>,
     /// Saved credentials, sealed.
     pub vault: Arc<Vault>,
+    /// Agent templates, and who may use which.
+    pub templates: Arc<TemplateLibrary>,
     /// Who has which session open.
     pub presence: Presence,
     /// Workspace archives and uploads running now.
@@ -136,6 +140,7 @@ impl Paddock {
             vault.clone(),
             [(Engine::Native, native), (Engine::ClaudeCode, claude_code)],
         ));
+        let templates = Arc::new(TemplateLibrary::new(store.clone()));
         Ok(Self {
             config,
             store,
@@ -147,6 +152,7 @@ impl Paddock {
             proxy,
             auth,
             vault,
+            templates,
             presence: Presence::default(),
             transfers: Transfers::default(),
         })
@@ -243,6 +249,34 @@ impl Paddock {
         }
         Ok(recovery)
     }
+
+    /// Checks what a session's settings need of this server: an engine and
+    /// sandboxes that can run it, mounts the allowlist permits (returned in
+    /// their checked form), and each secret saved in its owner's store (a
+    /// run checks again: one can be removed later).
+    async fn check_settings(
+        &self,
+        owner: Option<UserId>,
+        spec: SessionSpec,
+    ) -> Result<SessionSpec, AppError> {
+        let backend = self.sandbox.info();
+        self.runner.engine(spec.engine)?.check_sandbox(&backend)?;
+        if !spec.mounts.is_empty() && !backend.read_only_mounts {
+            return Err(AppError::Invalid(
+                "Read-only mounts need Docker sandboxes or bubblewrap, and this server's \
+                 sandboxes have neither."
+                    .into(),
+            ));
+        }
+        let policy = self.config.mount_policy();
+        let mounts = spec
+            .mounts
+            .iter()
+            .map(|m| policy.check(m))
+            .collect::<Result<_, _>>()?;
+        self.vault.secrets(owner, &spec.secrets).await?;
+        Ok(SessionSpec { mounts, ..spec })
+    }
 }
 
 /// The sandbox backend the config asks for: Docker when a daemon answers,
@@ -296,28 +330,18 @@ impl Backend for Paddock {
     async fn create_session(
         &self,
         caller: &Caller,
-        spec: SessionSpec,
+        new: NewSession,
     ) -> Result<Session, AppError> {
         caller.may_create_sessions()?;
-        let backend = self.sandbox.info();
-        self.runner.engine(spec.engine)?.check_sandbox(&backend)?;
-        if !spec.mounts.is_empty() && !backend.read_only_mounts {
-            return Err(AppError::Invalid(
-                "Read-only mounts need Docker sandboxes or bubblewrap, and this server's \
-                 sandboxes have neither."
-                    .into(),
-            ));
-        }
-        let policy = self.config.mount_policy();
-        let mounts = spec
-            .mounts
-            .iter()
-            .map(|m| policy.check(m))
-            .collect::<Result<_, _>>()?;
-        // Each secret must be saved now (a run checks again: one can be
-        // removed later).
-        self.vault.secrets(caller.user, &spec.secrets).await?;
-        let spec = SessionSpec { mounts, ..spec };
+        let (new, template) = match new.template {
+            Some(id) => {
+                let t = self.templates.get(caller, id).await?;
+                (t.draft.sessions_from(new), Some(t.reference()))
+            }
+            None => (new, None),
+        };
+        let spec = self.check_settings(caller.user, new.validate()?).await?;
+        let spec = SessionSpec { template, ..spec };
         let session = self.store.create_session(&spec, caller.user).await?;
         tracing::info!(session = %session.id, name = %session.name, by = %caller.login, "session created");
         self.journal.created(&session);
@@ -586,6 +610,62 @@ impl Backend for Paddock {
 
     async fn revoke_token(&self, caller: &Caller, id: uuid::Uuid) -> Result<(), AppError> {
         self.auth.revoke_token(caller, id, caller.address).await
+    }
+
+    async fn list_templates(&self, caller: &Caller) -> Result<Vec<AgentTemplate>, AppError> {
+        self.templates.list(caller).await
+    }
+
+    async fn get_template(
+        &self,
+        caller: &Caller,
+        id: TemplateId,
+    ) -> Result<AgentTemplate, AppError> {
+        self.templates.get(caller, id).await
+    }
+
+    async fn template_versions(
+        &self,
+        caller: &Caller,
+        id: TemplateId,
+    ) -> Result<Vec<AgentTemplate>, AppError> {
+        self.templates.versions(caller, id).await
+    }
+
+    async fn save_template(
+        &self,
+        caller: &Caller,
+        id: Option<TemplateId>,
+        draft: TemplateDraft,
+    ) -> Result<AgentTemplate, AppError> {
+        let draft = draft.validate()?;
+        // What the server can tell now (engine, sandboxes, mounts); secrets
+        // are the owner's to save, checked when a session is made.
+        let spec = draft.sessions_from(NewSession::default()).validate()?;
+        self.check_settings(caller.user, SessionSpec { secrets: Vec::new(), ..spec })
+            .await?;
+        self.templates.save(caller, id, &draft).await
+    }
+
+    async fn duplicate_template(
+        &self,
+        caller: &Caller,
+        id: TemplateId,
+    ) -> Result<AgentTemplate, AppError> {
+        self.templates.duplicate(caller, id).await
+    }
+
+    async fn delete_template(&self, caller: &Caller, id: TemplateId) -> Result<(), AppError> {
+        self.templates.delete(caller, id).await
+    }
+
+    async fn import_template(
+        &self,
+        caller: &Caller,
+        file: String,
+    ) -> Result<AgentTemplate, AppError> {
+        let draft = agent_templates::parse(&file)?;
+        self.save_template(caller, None, draft).await
     }
 
     async fn list_credentials(&self, caller: &Caller) -> Result<Vec<CredentialInfo>, AppError> {

@@ -16,8 +16,9 @@ pub(crate) mod ssr {
         AuditEntry, Caller, CredentialId, CredentialInfo, ListedToken, NewApiToken, Role,
         SessionPeople, Share, ShareLevel, User,
     };
+    use crate::agents::{AgentTemplate, TemplateDraft, TemplateId};
     use crate::domain::{
-        AppError, Decision, Event, ServerInfo, Session, SessionId, SessionSpec, UserId,
+        AppError, Decision, Event, NewSession, ServerInfo, Session, SessionId, UserId,
     };
     use crate::files::{FileEntry, FileView};
     use leptos::prelude::*;
@@ -30,10 +31,12 @@ pub(crate) mod ssr {
     pub trait Backend: Send + Sync + 'static {
         /// The sessions the caller may see.
         async fn list_sessions(&self, caller: &Caller) -> Result<Vec<Session>, AppError>;
+        /// Validates the request (with its template's settings, if it
+        /// names one) and creates the session.
         async fn create_session(
             &self,
             caller: &Caller,
-            spec: SessionSpec,
+            new: NewSession,
         ) -> Result<Session, AppError>;
         /// `Err(NotFound)` for an unknown id, and for one the caller may not
         /// see.
@@ -118,6 +121,43 @@ pub(crate) mod ssr {
             expires_in_days: Option<i64>,
         ) -> Result<NewApiToken, AppError>;
         async fn revoke_token(&self, caller: &Caller, id: uuid::Uuid) -> Result<(), AppError>;
+
+        /// The agent templates the caller may use (their own; an admin's:
+        /// all), by name.
+        async fn list_templates(&self, caller: &Caller) -> Result<Vec<AgentTemplate>, AppError>;
+        /// The current version; `Err(NotFound)` also for one the caller may
+        /// not use.
+        async fn get_template(
+            &self,
+            caller: &Caller,
+            id: TemplateId,
+        ) -> Result<AgentTemplate, AppError>;
+        /// Every version, newest first.
+        async fn template_versions(
+            &self,
+            caller: &Caller,
+            id: TemplateId,
+        ) -> Result<Vec<AgentTemplate>, AppError>;
+        /// Saves a new template (`id: None`) or the next version of one.
+        async fn save_template(
+            &self,
+            caller: &Caller,
+            id: Option<TemplateId>,
+            draft: TemplateDraft,
+        ) -> Result<AgentTemplate, AppError>;
+        /// A new template (the caller's) with the settings of this one.
+        async fn duplicate_template(
+            &self,
+            caller: &Caller,
+            id: TemplateId,
+        ) -> Result<AgentTemplate, AppError>;
+        async fn delete_template(&self, caller: &Caller, id: TemplateId) -> Result<(), AppError>;
+        /// A new template from a template file's text (JSON or TOML).
+        async fn import_template(
+            &self,
+            caller: &Caller,
+            file: String,
+        ) -> Result<AgentTemplate, AppError>;
 
         /// The credentials the caller may manage (their own; an admin also
         /// the server's), as hints.
@@ -267,60 +307,101 @@ pub async fn list_sessions() -> Result<Vec<Session>, AppError> {
     ssr::respond(async { ssr::backend()?.list_sessions(&ssr::caller()?).await }.await)
 }
 
-/// Creates a session from the New-session form. The fields arrive flat, as a
-/// browser form posts them; empty optional fields mean "the default", and an
-/// empty name becomes "Untitled session", so one click is enough.
+/// The settings fields of the New-session and agent forms, flat as a
+/// browser posts them; an empty field means "the default" (or the
+/// template's).
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SettingsForm {
+    #[serde(default)]
+    pub model: Option<String>,
+    #[serde(default)]
+    pub system_prompt: Option<String>,
+    #[serde(default)]
+    pub permission_mode: Option<String>,
+    #[serde(default)]
+    pub engine: Option<String>,
+    #[serde(default)]
+    pub budget_usd: Option<String>,
+    #[serde(default)]
+    pub mounts: Option<String>,
+    #[serde(default)]
+    pub env: Option<String>,
+    /// Secret names, separated by commas.
+    #[serde(default)]
+    pub secrets: Option<String>,
+}
+
+impl SettingsForm {
+    /// The fields as the settings of a session request (without a name).
+    pub fn parse(self) -> Result<crate::domain::NewSession, AppError> {
+        fn given(field: Option<String>) -> Option<String> {
+            field.filter(|v| !v.trim().is_empty())
+        }
+        let invalid =
+            |what: &str, value: &str| AppError::Invalid(format!("{value:?} is not a valid {what}."));
+        Ok(crate::domain::NewSession {
+            model: given(self.model),
+            system_prompt: given(self.system_prompt),
+            permission_mode: given(self.permission_mode)
+                .map(|m| m.parse().map_err(|_| invalid("permission mode", &m)))
+                .transpose()?,
+            engine: given(self.engine)
+                .map(|e| e.parse().map_err(|_| invalid("engine", &e)))
+                .transpose()?,
+            budget_usd: given(self.budget_usd)
+                .map(|b| b.trim().parse().map_err(|_| invalid("budget in USD", &b)))
+                .transpose()?,
+            mounts: crate::domain::ReadOnlyMount::from_lines(&self.mounts.unwrap_or_default()),
+            env: crate::domain::EnvVar::from_lines(&self.env.unwrap_or_default()),
+            secrets: self
+                .secrets
+                .unwrap_or_default()
+                .split(',')
+                .filter(|n| !n.trim().is_empty())
+                .map(str::to_owned)
+                .collect(),
+            ..Default::default()
+        })
+    }
+}
+
+/// Parses a template id a form or a path gives.
+pub fn template_id(id: &str) -> Result<crate::agents::TemplateId, AppError> {
+    id.trim()
+        .parse()
+        .map_err(|_| AppError::NotFound(format!("Agent {id:?}")))
+}
+
+/// Creates a session from the New-session form. With an agent template
+/// chosen, the session is the template's (named as given, else after it)
+/// and the other fields are not used; without one, empty fields mean "the
+/// default", and an empty name becomes "Untitled session", so one click is
+/// enough.
 #[server(endpoint = "create_session", output = UrlInJsonOut)]
-#[allow(clippy::too_many_arguments)] // the form's fields, flat as a browser posts them
 pub async fn create_session(
     name: String,
-    model: Option<String>,
-    system_prompt: Option<String>,
-    permission_mode: Option<String>,
-    engine: Option<String>,
-    budget_usd: Option<String>,
-    mounts: Option<String>,
-    env: Option<String>,
-    /// Secret names, separated by commas.
-    secrets: Option<String>,
+    #[server(default)] template: Option<String>,
+    #[server(flatten)] settings: SettingsForm,
 ) -> Result<Session, AppError> {
     ssr::respond(
         async {
-            fn given(field: Option<String>) -> Option<String> {
-                field.filter(|v| !v.trim().is_empty())
-            }
-            let invalid = |what: &str, value: &str| {
-                AppError::Invalid(format!("{value:?} is not a valid {what}."))
-            };
-            let spec = crate::domain::NewSession {
-                name: if name.trim().is_empty() {
-                    "Untitled session".to_owned()
-                } else {
-                    name
+            let template = template.filter(|t| !t.trim().is_empty());
+            let new = match template {
+                Some(id) => crate::domain::NewSession {
+                    name,
+                    template: Some(template_id(&id)?),
+                    ..Default::default()
                 },
-                model: given(model),
-                system_prompt: given(system_prompt),
-                permission_mode: given(permission_mode)
-                    .map(|m| m.parse().map_err(|_| invalid("permission mode", &m)))
-                    .transpose()?,
-                engine: given(engine)
-                    .map(|e| e.parse().map_err(|_| invalid("engine", &e)))
-                    .transpose()?,
-                budget_usd: given(budget_usd)
-                    .map(|b| b.trim().parse().map_err(|_| invalid("budget in USD", &b)))
-                    .transpose()?,
-                mounts: crate::domain::ReadOnlyMount::from_lines(&mounts.unwrap_or_default()),
-                env: crate::domain::EnvVar::from_lines(&env.unwrap_or_default()),
-                secrets: secrets
-                    .unwrap_or_default()
-                    .split(',')
-                    .filter(|n| !n.trim().is_empty())
-                    .map(str::to_owned)
-                    .collect(),
-                ..Default::default()
-            }
-            .validate()?;
-            ssr::backend()?.create_session(&ssr::caller()?, spec).await
+                None => crate::domain::NewSession {
+                    name: if name.trim().is_empty() {
+                        "Untitled session".to_owned()
+                    } else {
+                        name
+                    },
+                    ..settings.parse()?
+                },
+            };
+            ssr::backend()?.create_session(&ssr::caller()?, new).await
         }
         .await,
     )
@@ -480,4 +561,5 @@ pub async fn session_events(id: String, after: i64) -> Result<EventPage, AppErro
 }
 
 pub mod accounts;
+pub mod agents;
 pub mod files;

@@ -2,13 +2,16 @@
 
 mod account;
 mod admin;
+mod agents;
 mod form;
 mod session;
 mod sessions;
+mod settings_form;
 mod signin;
 
 pub use account::{AccountPage, CredentialsPage, TokensPage};
 pub use admin::{AuditPage, UsersPage};
+pub use agents::{AgentPage, AgentsPage};
 pub use session::SessionPage;
 pub use sessions::SessionsPage;
 pub use signin::{SetupPage, SignInPage};

@@ -1,13 +1,14 @@
 //! The home page: every session, newest activity first, kept current by the
 //! server's session updates stream, and the form that starts a new one.
 
+use super::form::INPUT;
+use super::settings_form::{settings_of, SettingsFields};
 use super::{format_cost, format_time, DeleteButton, ErrorNote, StatusBadge};
 use crate::accounts::Role;
-use crate::api::accounts::{list_credentials, whoami};
-use crate::api::{get_server_info, list_sessions, CreateSession};
-use crate::domain::{
-    Engine, PermissionMode, Session, DEFAULT_MODEL, NAME_MAX_CHARS, SUGGESTED_MODELS,
-};
+use crate::api::accounts::whoami;
+use crate::api::agents::list_templates;
+use crate::api::{get_server_info, list_sessions, CreateSession, SettingsForm};
+use crate::domain::{NewSession, Session, NAME_MAX_CHARS};
 use crate::live::{self, Link};
 use leptos::prelude::*;
 use leptos::server_fn::ServerFn as _;
@@ -155,17 +156,10 @@ fn SessionRow(s: Session) -> impl IntoView {
 fn NewSessionForm(create: ServerAction<CreateSession>) -> impl IntoView {
     let result = create.value();
     let info = Resource::new(|| (), |_| get_server_info());
-    let secrets = Resource::new(|| (), |_| secret_names());
-    let input =
-        "mt-1 block w-full rounded-md border border-zinc-300 bg-white px-3 py-2 text-sm shadow-sm \
-                 focus:border-amber-500 focus:outline-none focus:ring-2 focus:ring-amber-500/40 \
-                 dark:border-zinc-700 dark:bg-zinc-900";
-    let mode_label = |m: PermissionMode| match m {
-        PermissionMode::Ask => "Ask before commands and edits",
-        PermissionMode::AcceptEdits => "Accept edits, ask before commands",
-        PermissionMode::Auto => "Run everything (no questions)",
-        PermissionMode::ReadOnly => "Read-only",
-    };
+    let templates = Resource::new(|| (), |_| list_templates());
+    // `/?agent=<id>` (an agent's "Start a session") comes with it chosen.
+    let query = leptos_router::hooks::use_query_map();
+    let agent = RwSignal::new(query.with_untracked(|q| q.get("agent").unwrap_or_default()));
     // Without JavaScript the browser posts the form to the server function
     // itself. With it, the same fields go through the action, so the page can
     // open the new session; read straight from `FormData`, because Leptos'
@@ -175,22 +169,11 @@ fn NewSessionForm(create: ServerAction<CreateSession>) -> impl IntoView {
         let Ok(data) = leptos::web_sys::FormData::new_with_form(&event_target(&ev)) else {
             return;
         };
-        let field = |k: &str| data.get(k).as_string();
-        let secrets: Vec<String> = data
-            .get_all("secrets")
-            .iter()
-            .filter_map(|v| v.as_string())
-            .collect();
+        let template = data.get("template").as_string().filter(|t| !t.is_empty());
         create.dispatch(CreateSession {
-            name: field("name").unwrap_or_default(),
-            model: field("model"),
-            system_prompt: field("system_prompt"),
-            permission_mode: field("permission_mode"),
-            engine: field("engine"),
-            budget_usd: field("budget_usd"),
-            mounts: field("mounts"),
-            env: field("env"),
-            secrets: (!secrets.is_empty()).then(|| secrets.join(",")),
+            name: data.get("name").as_string().unwrap_or_default(),
+            settings: if template.is_some() { SettingsForm::default() } else { settings_of(&data) },
+            template,
         });
     };
     view! {
@@ -211,92 +194,34 @@ fn NewSessionForm(create: ServerAction<CreateSession>) -> impl IntoView {
                         name="name"
                         maxlength=NAME_MAX_CHARS
                         autocomplete="off"
-                        placeholder="Untitled session"
-                        class=input
+                        placeholder=move || if agent.get().is_empty() { "Untitled session" } else { "Named after the agent" }
+                        class=INPUT
                     />
                 </div>
-                <div>
-                    <label for="session-model" class="text-sm font-medium">"Model"</label>
-                    <input id="session-model" name="model" list="model-suggestions" value=DEFAULT_MODEL class=input />
-                    <datalist id="model-suggestions">
-                        {SUGGESTED_MODELS.iter().map(|m| view! { <option value=*m></option> }).collect_view()}
-                    </datalist>
+                <Suspense>
+                    {move || Suspend::new(async move {
+                        let templates = templates.await.unwrap_or_default();
+                        (!templates.is_empty()).then(|| view! {
+                            <div>
+                                <label for="session-template" class="text-sm font-medium">"Agent"</label>
+                                <select id="session-template" name="template" class=INPUT on:change=move |ev| agent.set(event_target_value(&ev))>
+                                    <option value="">"None: the settings below"</option>
+                                    {templates.into_iter().map(|t| {
+                                        let id = t.id.to_string();
+                                        let selected = agent.get_untracked() == id;
+                                        view! { <option value=id.clone() selected=selected>{format!("{} (v{})", t.draft.name, t.version)}</option> }
+                                    }).collect_view()}
+                                </select>
+                            </div>
+                        })
+                    })}
+                </Suspense>
+                <div class="space-y-3" class:hidden=move || !agent.get().is_empty() data-testid="session-settings">
+                    <SettingsFields initial=NewSession::default() prefix="session" />
                 </div>
-                <div>
-                    <label for="session-mode" class="text-sm font-medium">"Permissions"</label>
-                    <select id="session-mode" name="permission_mode" class=input>
-                        {PermissionMode::ALL.iter().map(|m| view! {
-                            <option value=m.as_str() selected=*m == PermissionMode::Ask>{mode_label(*m)}</option>
-                        }).collect_view()}
-                    </select>
-                </div>
-                <details class="text-sm">
-                    <summary class="cursor-pointer font-medium">"More options"</summary>
-                    <div class="mt-2 space-y-3">
-                        <div>
-                            <label for="session-engine" class="text-sm font-medium">"Engine"</label>
-                            <select id="session-engine" name="engine" class=input>
-                                {Engine::ALL.iter().map(|e| view! {
-                                    <option value=e.as_str() selected=*e == Engine::Native>{match e {
-                                        Engine::Native => "Paddock's agent loop",
-                                        Engine::ClaudeCode => "Claude Code CLI",
-                                    }}</option>
-                                }).collect_view()}
-                            </select>
-                        </div>
-                        <div>
-                            <label for="session-system" class="text-sm font-medium">"System prompt"</label>
-                            <textarea id="session-system" name="system_prompt" rows="3" placeholder="Optional instructions for every turn" class=input></textarea>
-                        </div>
-                        <div>
-                            <label for="session-budget" class="text-sm font-medium">"Budget (USD)"</label>
-                            <input id="session-budget" name="budget_usd" type="number" min="0.01" step="0.01" placeholder="No limit" class=input />
-                        </div>
-                        <div>
-                            <label for="session-env" class="text-sm font-medium">"Environment variables"</label>
-                            <textarea id="session-env" name="env" rows="2" placeholder="NAME=value, one a line" class=input></textarea>
-                            <p class="mt-1 text-xs text-zinc-500 dark:text-zinc-400">"Set for every command the agent runs. They are shown in the session's settings: no credentials here."</p>
-                        </div>
-                        <fieldset data-testid="session-secrets">
-                            <legend class="text-sm font-medium">"Secrets"</legend>
-                            <Suspense>
-                                {move || Suspend::new(async move {
-                                    let names = secrets.await.unwrap_or_default();
-                                    if names.is_empty() {
-                                        return view! {
-                                            <p class="mt-1 text-xs text-zinc-500 dark:text-zinc-400">"None saved: add them under " <A href="/credentials" attr:class="underline">"Credentials"</A> "."</p>
-                                        }.into_any();
-                                    }
-                                    view! {
-                                        <div class="mt-1 flex flex-wrap gap-x-4 gap-y-1">
-                                            {names.into_iter().map(|n| view! {
-                                                <label class="flex items-center gap-1.5 font-mono text-xs">
-                                                    <input type="checkbox" name="secrets" value=n.clone() />{n.clone()}
-                                                </label>
-                                            }).collect_view()}
-                                        </div>
-                                        <p class="mt-1 text-xs text-zinc-500 dark:text-zinc-400">"Each is set under its name for the agent's commands; its value shows as •••• in the transcript."</p>
-                                    }.into_any()
-                                })}
-                            </Suspense>
-                        </fieldset>
-                        <Suspense>
-                            {move || Suspend::new(async move {
-                                let mountable = info.await.map(|i| i.mountable).unwrap_or_default();
-                                (!mountable.is_empty()).then(|| view! {
-                                    <div>
-                                        <label for="session-mounts" class="text-sm font-medium">"Read-only folders"</label>
-                                        <textarea id="session-mounts" name="mounts" rows="2" placeholder="/srv/data   or   name=/srv/data" class=input></textarea>
-                                        <p class="mt-1 text-xs text-zinc-500 dark:text-zinc-400">
-                                            "One a line; each appears at /mnt/<name> in the sandbox and cannot be changed there. Allowed: "
-                                            {mountable.join(", ")}
-                                        </p>
-                                    </div>
-                                })
-                            })}
-                        </Suspense>
-                    </div>
-                </details>
+                <p class="text-xs text-zinc-500 dark:text-zinc-400" class:hidden=move || agent.get().is_empty()>
+                    "The session gets the agent's settings, as its current version has them."
+                </p>
                 <button
                     type="submit"
                     disabled=move || create.pending().get()
@@ -308,7 +233,6 @@ fn NewSessionForm(create: ServerAction<CreateSession>) -> impl IntoView {
             </form>
         </section>
     }
-    .into_any()
 }
 
 #[component]
@@ -321,22 +245,4 @@ fn EmptyState() -> impl IntoView {
             </p>
         </div>
     }
-}
-
-/// The names of the secrets a session created here can use: the caller's
-/// own, or the server's with sign-in off.
-async fn secret_names() -> Result<Vec<String>, crate::domain::AppError> {
-    use crate::accounts::{CredentialKind, CredentialScope};
-    let Some(me) = whoami().await? else {
-        return Ok(Vec::new());
-    };
-    let scope = me
-        .user
-        .map_or(CredentialScope::Server, CredentialScope::User);
-    Ok(list_credentials()
-        .await?
-        .into_iter()
-        .filter(|c| c.id.kind == CredentialKind::Secret && c.id.scope == scope)
-        .map(|c| c.id.name)
-        .collect())
 }

@@ -1,9 +1,11 @@
 //! What handlers need from every request, extracted once: who the caller
 //! is ([`Identity`], which the door put in the request), where they are
-//! ([`ClientAddress`]) and the session a path names ([`SessionPath`]).
+//! ([`ClientAddress`]) and the session or template a path names
+//! ([`SessionPath`], [`TemplatePath`]).
 
 use super::error::ApiError;
 use crate::auth::Identity;
+use app::agents::TemplateId;
 use app::domain::{AppError, SessionId};
 use axum::extract::{ConnectInfo, FromRequestParts, RawPathParams};
 use axum::http::request::Parts;
@@ -41,22 +43,42 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
     }
 }
 
-/// The session id of a path's `{id}`. Anything that is not one names no
-/// session: 404, like an unknown id.
+/// The uuid of a path's `{id}`; anything that is not one names nothing:
+/// 404, like an unknown id.
+async fn path_id<S: Send + Sync>(
+    parts: &mut Parts,
+    state: &S,
+    what: &str,
+) -> Result<uuid::Uuid, ApiError> {
+    let not_found = |id: &str| AppError::NotFound(format!("{what} {id:?}"));
+    let params = RawPathParams::from_request_parts(parts, state)
+        .await
+        .map_err(|_| not_found("(unreadable)"))?;
+    let id = params
+        .iter()
+        .find_map(|(name, value)| (name == "id").then_some(value))
+        .ok_or_else(|| not_found("(unreadable)"))?;
+    Ok(id.parse().map_err(|_| not_found(id))?)
+}
+
+/// The session a path's `{id}` names.
 pub struct SessionPath(pub SessionId);
 
 impl<S: Send + Sync> FromRequestParts<S> for SessionPath {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let not_found = |id: &str| AppError::NotFound(format!("Session {id:?}"));
-        let params = RawPathParams::from_request_parts(parts, state)
-            .await
-            .map_err(|_| not_found("(unreadable)"))?;
-        let id = params
-            .iter()
-            .find_map(|(name, value)| (name == "id").then_some(value))
-            .ok_or_else(|| not_found("(unreadable)"))?;
-        Ok(SessionPath(id.parse().map_err(|_| not_found(id))?))
+        path_id(parts, state, "Session").await.map(SessionPath)
+    }
+}
+
+/// The agent template a path's `{id}` names.
+pub struct TemplatePath(pub TemplateId);
+
+impl<S: Send + Sync> FromRequestParts<S> for TemplatePath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        path_id(parts, state, "Agent").await.map(TemplatePath)
     }
 }

@@ -18,6 +18,7 @@ mod probes;
 pub mod request_guard;
 pub mod routes;
 mod sessions;
+mod templates;
 mod updates;
 
 use crate::config::Config;
@@ -117,6 +118,7 @@ impl OwnRoutes {
     fn new() -> Self {
         Self {
             behind_the_door: sessions::routes()
+                .merge(templates::routes())
                 .merge(files::routes())
                 .merge(events::routes())
                 .merge(updates::routes())

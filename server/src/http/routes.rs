@@ -26,6 +26,10 @@ impl Routes {
         self.add(Method::POST, path, routing::post(h))
     }
 
+    pub fn put<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, h: H) -> Self {
+        self.add(Method::PUT, path, routing::put(h))
+    }
+
     pub fn delete<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, h: H) -> Self {
         self.add(Method::DELETE, path, routing::delete(h))
     }

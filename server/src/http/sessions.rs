@@ -47,9 +47,7 @@ async fn create_session(
     body: Result<Json<NewSession>, JsonRejection>,
 ) -> ApiResult<impl IntoResponse> {
     let Json(new) = body?;
-    let session = paddock
-        .create_session(&identity.caller, new.validate()?)
-        .await?;
+    let session = paddock.create_session(&identity.caller, new).await?;
     let location = format!("/api/sessions/{}", session.id);
     Ok((
         StatusCode::CREATED,

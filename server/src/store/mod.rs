@@ -1,5 +1,6 @@
 //! The store: sessions, their event logs, the proxy's tokens and the
-//! [`accounts`] (users, tokens, shares, credentials, audit), behind the
+//! [`accounts`] (users, tokens, shares, credentials, audit) and the agent
+//! [`templates`], behind the
 //! [`Store`] trait so that each database is one implementation with its own
 //! SQL and migrations (`migrations/<database>/`). SQLite ([`SqliteStore`])
 //! is the embedded default.
@@ -12,8 +13,10 @@
 
 pub mod accounts;
 mod sqlite;
+pub mod templates;
 
 pub use accounts::Accounts;
+pub use templates::Templates;
 pub use sqlite::SqliteStore;
 
 use app::domain::UserId;
@@ -57,7 +60,7 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
 }
 
 #[async_trait::async_trait]
-pub trait Store: Accounts + Send + Sync + 'static {
+pub trait Store: Accounts + Templates + Send + Sync + 'static {
     /// Succeeds when the database answers a query.
     async fn ping(&self) -> Result<()>;
 

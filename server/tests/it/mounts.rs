@@ -81,17 +81,14 @@ async fn an_allowed_folder_is_read_in_the_sandbox_and_never_written() {
             vec![mount(&allowed, "a"), mount(&allowed.join("cities"), "a")],
         ),
     ] {
-        let refused = match new(mounts).validate() {
-            Err(e) => e,
-            Ok(spec) => paddock.create_session(&me, spec).await.unwrap_err(),
-        };
+        let refused = paddock.create_session(&me, new(mounts)).await.unwrap_err();
         assert!(
             matches!(refused, AppError::Invalid(_)),
             "{what}: {refused:?}"
         );
     }
     let refused = paddock
-        .create_session(&me, new(vec![mount(&outside, "")]).validate().unwrap())
+        .create_session(&me, new(vec![mount(&outside, "")]))
         .await
         .unwrap_err()
         .to_string();
@@ -102,9 +99,7 @@ async fn an_allowed_folder_is_read_in_the_sandbox_and_never_written() {
     assert!(paddock.store.list_sessions(None).await.unwrap().is_empty());
 
     // Allowed: a folder inside the allowlist, named by the session.
-    let spec = new(vec![mount(&allowed.join("cities/"), "")])
-        .validate()
-        .unwrap();
+    let spec = new(vec![mount(&allowed.join("cities/"), "")]);
     let s = paddock.create_session(&me, spec).await.unwrap();
     assert_eq!(s.mounts[0].name, "cities");
     assert_eq!(
@@ -150,7 +145,7 @@ async fn without_an_allowlist_nothing_is_mounted_and_local_sandboxes_mount_too()
     let shared = tempfile::tempdir().unwrap();
     let home = Home::new();
     let docker = common::open(&home, "docker", &[]).await;
-    let spec = new(vec![mount(shared.path(), "x")]).validate().unwrap();
+    let spec = new(vec![mount(shared.path(), "x")]);
     let refused = docker
         .create_session(&Caller::local_operator(), spec.clone())
         .await

@@ -121,6 +121,7 @@ mod tests {
             mounts: Vec::new(),
             env: Vec::new(),
             secrets: Vec::new(),
+            template: None,
             owner: None,
             created_at: at(0),
             updated_at: at(0),

@@ -2,6 +2,7 @@
 //! writer; its migrations are `migrations/sqlite/`.
 
 mod accounts;
+mod templates;
 
 use super::{Result, Store, StoreError};
 use app::domain::UserId;
@@ -27,7 +28,7 @@ fn timestamp(at: DateTime<Utc>) -> String {
 
 const SESSION_COLUMNS: &str = "id, name, engine, model, system_prompt, permission_mode, status, \
      cost_usd, turns, input_tokens, output_tokens, last_seq, sandbox_memory_mb, sandbox_cpus, \
-     sandbox_pids, budget_usd, mounts, env, secrets, owner_id, created_at, updated_at";
+     sandbox_pids, budget_usd, mounts, env, secrets, template, owner_id, created_at, updated_at";
 
 #[derive(sqlx::FromRow)]
 struct SessionRow {
@@ -50,6 +51,7 @@ struct SessionRow {
     mounts: String,
     env: String,
     secrets: String,
+    template: Option<String>,
     owner_id: Option<String>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
@@ -86,6 +88,12 @@ impl TryFrom<SessionRow> for Session {
             mounts: serde_json::from_str(&r.mounts).map_err(|e| corrupt("mounts", &e))?,
             env: serde_json::from_str(&r.env).map_err(|e| corrupt("env", &e))?,
             secrets: serde_json::from_str(&r.secrets).map_err(|e| corrupt("secrets", &e))?,
+            template: r
+                .template
+                .as_deref()
+                .map(serde_json::from_str)
+                .transpose()
+                .map_err(|e| corrupt("template", &e))?,
             owner: r
                 .owner_id
                 .as_deref()
@@ -176,8 +184,8 @@ impl Store for SqliteStore {
         let row: SessionRow = sqlx::query_as(&format!(
             "INSERT INTO sessions (id, name, engine, model, system_prompt, permission_mode, status, \
              sandbox_memory_mb, sandbox_cpus, sandbox_pids, budget_usd, mounts, env, secrets, \
-             owner_id, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, ?, ?, 'idle', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             template, owner_id, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, 'idle', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
              RETURNING {SESSION_COLUMNS}"
         ))
         .bind(id.to_string())
@@ -193,6 +201,13 @@ impl Store for SqliteStore {
         .bind(serde_json::to_string(&spec.mounts).map_err(|e| StoreError::Corrupt(e.to_string()))?)
         .bind(serde_json::to_string(&spec.env).map_err(|e| StoreError::Corrupt(e.to_string()))?)
         .bind(serde_json::to_string(&spec.secrets).map_err(|e| StoreError::Corrupt(e.to_string()))?)
+        .bind(
+            spec.template
+                .as_ref()
+                .map(serde_json::to_string)
+                .transpose()
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        )
         .bind(owner.map(|o| o.to_string()))
         .bind(&now)
         .bind(&now)

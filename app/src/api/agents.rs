@@ -1,0 +1,97 @@
+//! Server functions for agent templates: list, show, save (a new version
+//! each time), duplicate, delete, import. A template's export is a download
+//! (`GET /api/templates/{id}/export`), served by the REST API.
+
+#[cfg(feature = "ssr")]
+use super::ssr;
+use super::{template_id, SettingsForm, UrlInJsonOut};
+use crate::agents::AgentTemplate;
+use crate::domain::AppError;
+use leptos::prelude::*;
+
+#[server(endpoint = "list_templates", output = UrlInJsonOut)]
+pub async fn list_templates() -> Result<Vec<AgentTemplate>, AppError> {
+    ssr::respond(async { ssr::backend()?.list_templates(&ssr::caller()?).await }.await)
+}
+
+#[server(endpoint = "get_template", output = UrlInJsonOut)]
+pub async fn get_template(id: String) -> Result<AgentTemplate, AppError> {
+    ssr::respond(
+        async {
+            ssr::backend()?
+                .get_template(&ssr::caller()?, template_id(&id)?)
+                .await
+        }
+        .await,
+    )
+}
+
+#[server(endpoint = "template_versions", output = UrlInJsonOut)]
+pub async fn template_versions(id: String) -> Result<Vec<AgentTemplate>, AppError> {
+    ssr::respond(
+        async {
+            ssr::backend()?
+                .template_versions(&ssr::caller()?, template_id(&id)?)
+                .await
+        }
+        .await,
+    )
+}
+
+/// Saves the agent form: a new template without an `id`, else the next
+/// version of that one.
+#[server(endpoint = "save_template", output = UrlInJsonOut)]
+pub async fn save_template(
+    #[server(default)] id: Option<String>,
+    name: String,
+    #[server(default)] description: Option<String>,
+    #[server(flatten)] settings: SettingsForm,
+) -> Result<AgentTemplate, AppError> {
+    ssr::respond(
+        async {
+            let id = id
+                .filter(|i| !i.trim().is_empty())
+                .map(|i| template_id(&i))
+                .transpose()?;
+            let draft = crate::agents::TemplateDraft {
+                name,
+                description: description.unwrap_or_default(),
+                session: settings.parse()?,
+            };
+            ssr::backend()?
+                .save_template(&ssr::caller()?, id, draft)
+                .await
+        }
+        .await,
+    )
+}
+
+#[server(endpoint = "duplicate_template", output = UrlInJsonOut)]
+pub async fn duplicate_template(id: String) -> Result<AgentTemplate, AppError> {
+    ssr::respond(
+        async {
+            ssr::backend()?
+                .duplicate_template(&ssr::caller()?, template_id(&id)?)
+                .await
+        }
+        .await,
+    )
+}
+
+#[server(endpoint = "delete_template", output = UrlInJsonOut)]
+pub async fn delete_template(id: String) -> Result<(), AppError> {
+    ssr::respond(
+        async {
+            ssr::backend()?
+                .delete_template(&ssr::caller()?, template_id(&id)?)
+                .await
+        }
+        .await,
+    )
+}
+
+/// A new template from the text of a template file (JSON or TOML).
+#[server(endpoint = "import_template", output = UrlInJsonOut)]
+pub async fn import_template(file: String) -> Result<AgentTemplate, AppError> {
+    ssr::respond(async { ssr::backend()?.import_template(&ssr::caller()?, file).await }.await)
+}

@@ -1,0 +1,208 @@
+//! Agents: the agent templates a person may use, a form for a new one and
+//! an import; and one agent's page, to edit it (each save a new version),
+//! duplicate, export, delete, see its versions and start a session from it.
+
+use super::form::{PageTitle, INPUT, PANEL, PRIMARY, SECONDARY};
+use super::settings_form::{settings_of, SettingsFields};
+use super::{format_time, ErrorNote, Missing};
+use crate::agents::{AgentTemplate, TemplateDraft, DESCRIPTION_MAX_CHARS};
+use crate::api::agents::{
+    get_template, list_templates, template_versions, DeleteTemplate, DuplicateTemplate,
+    ImportTemplate, SaveTemplate,
+};
+use crate::domain::{AppError, NAME_MAX_CHARS};
+use leptos::prelude::*;
+use leptos::server_fn::ServerFn as _;
+use leptos_router::components::A;
+use leptos_router::hooks::{use_navigate, use_params_map};
+
+/// Where a saved, duplicated or imported agent opens.
+fn open_when_done(
+    value: MappedSignal<Option<Result<AgentTemplate, AppError>>>,
+) -> impl Fn(Option<()>) + 'static {
+    let navigate = use_navigate();
+    move |_| {
+        if let Some(Ok(t)) = value.get() {
+            navigate(&format!("/agents/{}", t.id), Default::default());
+        }
+    }
+}
+
+#[component]
+pub fn AgentsPage() -> impl IntoView {
+    let templates = Resource::new(|| (), |_| list_templates());
+    let save = ServerAction::<SaveTemplate>::new();
+    let import = ServerAction::<ImportTemplate>::new();
+    Effect::new(open_when_done(save.value()));
+    Effect::new(open_when_done(import.value()));
+    let submit_import = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        let Ok(data) = leptos::web_sys::FormData::new_with_form(&event_target(&ev)) else {
+            return;
+        };
+        import.dispatch(ImportTemplate {
+            file: data.get("file").as_string().unwrap_or_default(),
+        });
+    };
+    view! {
+        <PageTitle title="Agents" about="Templates a session starts from: model, instructions, permissions, limits, environment and secrets, saved once and used again. Every save is a new version; sessions keep the version they were made from." />
+        <div class="grid gap-6 md:grid-cols-[1fr_22rem]">
+            <section class="min-w-0" aria-label="Agents">
+                <Suspense fallback=|| view! { <p class="text-sm text-zinc-500">"Loading agents…"</p> }>
+                    {move || Suspend::new(async move {
+                        match templates.await {
+                            Ok(list) if list.is_empty() => view! {
+                                <p data-testid="agents-empty" class="rounded-lg border border-dashed border-zinc-300 p-6 text-center text-sm text-zinc-500 dark:border-zinc-700">"No agents yet: make one with the form, or import a template file."</p>
+                            }.into_any(),
+                            Ok(list) => view! {
+                                <ul data-testid="agent-list" class="divide-y divide-zinc-200 overflow-hidden rounded-lg border border-zinc-200 bg-white dark:divide-zinc-800 dark:border-zinc-800 dark:bg-zinc-900">
+                                    {list.into_iter().map(|t| view! { <AgentRow t /> }).collect_view()}
+                                </ul>
+                            }.into_any(),
+                            Err(e) => view! { <ErrorNote message=e.to_string() /> }.into_any(),
+                        }
+                    })}
+                </Suspense>
+            </section>
+            <div class="space-y-4">
+                <section class=PANEL aria-labelledby="new-agent-heading">
+                    <h2 id="new-agent-heading" class="mb-3 font-semibold">"New agent"</h2>
+                    <AgentForm save initial=TemplateDraft::default() id=None />
+                </section>
+                <section class=PANEL aria-labelledby="import-heading">
+                    <h2 id="import-heading" class="mb-2 font-semibold">"Import"</h2>
+                    <form on:submit=submit_import class="space-y-2">
+                        <label for="import-file" class="text-sm font-medium">"A template file (JSON or TOML), pasted"</label>
+                        <textarea id="import-file" name="file" rows="5" required spellcheck="false" class=format!("font-mono {INPUT}")></textarea>
+                        <button type="submit" class=SECONDARY data-testid="import-agent">"Import"</button>
+                        {move || import.value().get().and_then(Result::err).map(|e| view! { <ErrorNote message=e.to_string() /> })}
+                    </form>
+                </section>
+            </div>
+        </div>
+    }
+}
+
+#[component]
+fn AgentRow(t: AgentTemplate) -> impl IntoView {
+    let engine = t.draft.session.engine.unwrap_or(crate::domain::Engine::Native);
+    let model = t.draft.session.model.clone().unwrap_or_else(|| crate::domain::DEFAULT_MODEL.to_owned());
+    view! {
+        <li class="flex flex-wrap items-center gap-x-4 gap-y-1 px-4 py-3" data-testid="agent-row">
+            <div class="min-w-0 flex-1">
+                <A href=format!("/agents/{}", t.id) attr:class="font-medium hover:underline" attr:data-testid="agent-name">{t.draft.name.clone()}</A>
+                <p class="truncate text-sm text-zinc-500 dark:text-zinc-400">{t.draft.description.clone()}</p>
+                <p class="text-xs text-zinc-500" data-testid="agent-meta">{format!("v{} · {engine} · {model} · saved {} by {}", t.version, format_time(t.updated_at), t.updated_by)}</p>
+            </div>
+            <A href=format!("/?agent={}", t.id) attr:class=SECONDARY attr:data-testid="start-from-agent">"Start a session"</A>
+        </li>
+    }
+}
+
+/// The agent form: name, description and the session settings; a new
+/// agent without `id`, the next version of that one with it.
+#[component]
+fn AgentForm(
+    save: ServerAction<SaveTemplate>,
+    initial: TemplateDraft,
+    id: Option<String>,
+) -> impl IntoView {
+    let prefix = if id.is_some() { "agent-edit" } else { "agent" };
+    let editing = id.is_some();
+    let submit = {
+        let id = id.clone();
+        move |ev: leptos::ev::SubmitEvent| {
+            ev.prevent_default();
+            let Ok(data) = leptos::web_sys::FormData::new_with_form(&event_target(&ev)) else {
+                return;
+            };
+            save.dispatch(SaveTemplate {
+                id: id.clone(),
+                name: data.get("name").as_string().unwrap_or_default(),
+                description: data.get("description").as_string(),
+                settings: settings_of(&data),
+            });
+        }
+    };
+    view! {
+        <form action=SaveTemplate::PATH method="post" on:submit=submit class="space-y-3" data-testid=format!("{prefix}-form")>
+            {id.map(|id| view! { <input type="hidden" name="id" value=id /> })}
+            <div>
+                <label for=format!("{prefix}-name") class="text-sm font-medium">"Name"</label>
+                <input id=format!("{prefix}-name") name="name" required maxlength=NAME_MAX_CHARS autocomplete="off" value=initial.name.clone() class=INPUT />
+            </div>
+            <div>
+                <label for=format!("{prefix}-description") class="text-sm font-medium">"Description"</label>
+                <textarea id=format!("{prefix}-description") name="description" rows="2" maxlength=DESCRIPTION_MAX_CHARS placeholder="What it is for" class=INPUT>{initial.description.clone()}</textarea>
+            </div>
+            <SettingsFields initial=initial.session.clone() prefix />
+            <button type="submit" class=format!("w-full {PRIMARY}") disabled=move || save.pending().get() data-testid=format!("{prefix}-save")>
+                {if editing { "Save as a new version" } else { "Save agent" }}
+            </button>
+            {move || save.value().get().and_then(Result::err).map(|e| view! { <ErrorNote message=e.to_string() /> })}
+        </form>
+    }
+}
+
+#[component]
+pub fn AgentPage() -> impl IntoView {
+    let params = use_params_map();
+    let id = move || params.read().get("id").unwrap_or_default();
+    let save = ServerAction::<SaveTemplate>::new();
+    let duplicate = ServerAction::<DuplicateTemplate>::new();
+    let delete = ServerAction::<DeleteTemplate>::new();
+    let template = Resource::new(move || (id(), save.version().get()), |(id, _)| get_template(id));
+    let versions = Resource::new(move || (id(), save.version().get()), |(id, _)| template_versions(id));
+    Effect::new(open_when_done(duplicate.value()));
+    let navigate = use_navigate();
+    Effect::new(move |_| {
+        if let Some(Ok(())) = delete.value().get() {
+            navigate("/agents", Default::default());
+        }
+    });
+    view! {
+        <Suspense fallback=|| view! { <p class="text-sm text-zinc-500">"Loading agent…"</p> }>
+            {move || Suspend::new(async move {
+                let t = match template.await {
+                    Ok(t) => t,
+                    Err(AppError::NotFound(_)) => return view! { <Missing what="Agent" /> }.into_any(),
+                    Err(e) => return view! { <ErrorNote message=e.to_string() /> }.into_any(),
+                };
+                let id = t.id.to_string();
+                let (dup_id, del_id) = (id.clone(), id.clone());
+                view! {
+                    <leptos_meta::Title text=format!("{} · Agents · Paddock", t.draft.name) />
+                    <div class="mb-4 flex flex-wrap items-center gap-2">
+                        <h1 class="min-w-0 flex-1 break-words text-xl font-semibold" data-testid="agent-title">{t.draft.name.clone()}</h1>
+                        <span class="text-sm text-zinc-500" data-testid="agent-version">{format!("version {}", t.version)}</span>
+                        <A href=format!("/?agent={id}") attr:class=PRIMARY attr:data-testid="start-from-agent">"Start a session"</A>
+                        <button type="button" class=SECONDARY data-testid="duplicate-agent" on:click=move |_| { duplicate.dispatch(DuplicateTemplate { id: dup_id.clone() }); }>"Duplicate"</button>
+                        <a href=format!("/api/templates/{id}/export?format=toml") download class=SECONDARY data-testid="export-toml">"Export TOML"</a>
+                        <a href=format!("/api/templates/{id}/export?format=json") download class=SECONDARY data-testid="export-json">"Export JSON"</a>
+                        <button type="button" class=SECONDARY data-testid="delete-agent" on:click=move |_| {
+                            let sure = leptos::web_sys::window().and_then(|w| w.confirm_with_message("Delete this agent and its versions? Sessions made from it keep their settings.").ok()).unwrap_or(false);
+                            if sure { delete.dispatch(DeleteTemplate { id: del_id.clone() }); }
+                        }>"Delete"</button>
+                    </div>
+                    {move || duplicate.value().get().and_then(Result::err).map(|e| view! { <ErrorNote message=e.to_string() /> })}
+                    {move || delete.value().get().and_then(Result::err).map(|e| view! { <ErrorNote message=e.to_string() /> })}
+                    <div class="grid gap-6 md:grid-cols-[1fr_16rem]">
+                        <section class=PANEL aria-label="Edit">
+                            <AgentForm save initial=t.draft.clone() id=Some(id.clone()) />
+                        </section>
+                        <section aria-labelledby="versions-heading">
+                            <h2 id="versions-heading" class="mb-2 text-sm font-semibold uppercase tracking-wide text-zinc-500">"Versions"</h2>
+                            <Suspense>
+                                {move || Suspend::new(async move {
+                                    versions.await.unwrap_or_default().into_iter().map(|v| view! {
+                                        <p class="text-sm" data-testid="agent-version-row">{format!("v{} · {} · {}", v.version, v.updated_by, format_time(v.updated_at))}</p>
+                                    }).collect_view()
+                                })}
+                            </Suspense>
+                        </section>
+                    </div>
+                }.into_any()
+            })}
+        </Suspense>
+    }
+}

@@ -1,0 +1,202 @@
+//! Agent templates as people reach them: which templates a caller may use
+//! (their own; an admin all of them; with sign-in off the local operator,
+//! an admin), saving, duplicating and deleting them, and their files (the
+//! export and import format, JSON or TOML, which never holds a secret's
+//! value: a template names its secrets only).
+
+use crate::store::Store;
+use app::accounts::Caller;
+use app::agents::{AgentTemplate, TemplateDraft, TemplateId, TEMPLATE_FILE_MAX_BYTES};
+use app::domain::{AppError, NAME_MAX_CHARS};
+use std::sync::Arc;
+
+/// The store's templates, behind the rule of who may use which.
+pub struct TemplateLibrary {
+    store: Arc<dyn Store>,
+}
+
+fn not_found(id: TemplateId) -> AppError {
+    AppError::NotFound(format!("Agent {id}"))
+}
+
+fn may_use(caller: &Caller, t: &AgentTemplate) -> bool {
+    caller.is_admin() || (t.owner.is_some() && t.owner == caller.user)
+}
+
+impl TemplateLibrary {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self { store }
+    }
+
+    /// The current version of a template the caller may use; one they may
+    /// not is "not found", like an unknown id.
+    pub async fn get(&self, caller: &Caller, id: TemplateId) -> Result<AgentTemplate, AppError> {
+        match self.store.get_template(id).await? {
+            Some(t) if may_use(caller, &t) => Ok(t),
+            _ => Err(not_found(id)),
+        }
+    }
+
+    pub async fn list(&self, caller: &Caller) -> Result<Vec<AgentTemplate>, AppError> {
+        let mut all = self.store.list_templates().await?;
+        all.retain(|t| may_use(caller, t));
+        Ok(all)
+    }
+
+    pub async fn versions(
+        &self,
+        caller: &Caller,
+        id: TemplateId,
+    ) -> Result<Vec<AgentTemplate>, AppError> {
+        self.get(caller, id).await?;
+        Ok(self.store.template_versions(id).await?)
+    }
+
+    /// Saves a validated draft: a new template of the caller's, or the next
+    /// version of one they may use.
+    pub async fn save(
+        &self,
+        caller: &Caller,
+        id: Option<TemplateId>,
+        draft: &TemplateDraft,
+    ) -> Result<AgentTemplate, AppError> {
+        caller.may_create_sessions()?;
+        let by = caller.label();
+        let saved = match id {
+            None => self.store.create_template(caller.user, draft, &by).await?,
+            Some(id) => {
+                self.get(caller, id).await?;
+                self.store
+                    .update_template(id, draft, &by)
+                    .await?
+                    .ok_or_else(|| not_found(id))?
+            }
+        };
+        tracing::info!(template = %saved.id, version = saved.version, by = %by, "agent template saved");
+        Ok(saved)
+    }
+
+    /// A new template of the caller's with the settings of one they may
+    /// use, named as its copy.
+    pub async fn duplicate(
+        &self,
+        caller: &Caller,
+        id: TemplateId,
+    ) -> Result<AgentTemplate, AppError> {
+        let original = self.get(caller, id).await?;
+        let mut draft = original.draft;
+        let suffix = " (copy)";
+        draft.name = draft
+            .name
+            .chars()
+            .take(NAME_MAX_CHARS - suffix.len())
+            .chain(suffix.chars())
+            .collect();
+        self.save(caller, None, &draft).await
+    }
+
+    pub async fn delete(&self, caller: &Caller, id: TemplateId) -> Result<(), AppError> {
+        caller.may_create_sessions()?;
+        self.get(caller, id).await?;
+        self.store.delete_template(id).await?;
+        tracing::info!(template = %id, by = %caller.label(), "agent template deleted");
+        Ok(())
+    }
+}
+
+/// How a template file is written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FileFormat {
+    #[default]
+    Json,
+    Toml,
+}
+
+impl FileFormat {
+    pub const ALL: [FileFormat; 2] = [FileFormat::Json, FileFormat::Toml];
+
+    pub fn extension(self) -> &'static str {
+        match self {
+            FileFormat::Json => "json",
+            FileFormat::Toml => "toml",
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            FileFormat::Json => "application/json",
+            FileFormat::Toml => "application/toml",
+        }
+    }
+}
+
+/// A template's file: its draft, as JSON or TOML.
+pub fn render(draft: &TemplateDraft, format: FileFormat) -> Result<String, AppError> {
+    let text = match format {
+        FileFormat::Json => serde_json::to_string_pretty(draft).map_err(|e| e.to_string()),
+        FileFormat::Toml => toml::to_string(draft).map_err(|e| e.to_string()),
+    };
+    text.map_err(|e| {
+        tracing::error!("cannot write a template file: {e}");
+        AppError::Internal
+    })
+}
+
+/// Reads a template file: JSON when it starts with `{`, else TOML; fields
+/// it does not know are refused, like everywhere else.
+pub fn parse(text: &str) -> Result<TemplateDraft, AppError> {
+    if text.len() > TEMPLATE_FILE_MAX_BYTES {
+        return Err(AppError::TooLarge(format!(
+            "A template file is at most {} KiB.",
+            TEMPLATE_FILE_MAX_BYTES / 1024
+        )));
+    }
+    let draft = if text.trim_start().starts_with('{') {
+        serde_json::from_str(text).map_err(|e| format!("not a template file (JSON): {e}"))
+    } else {
+        toml::from_str(text).map_err(|e| format!("not a template file (TOML): {e}"))
+    };
+    draft.map_err(|e| AppError::Invalid(e.chars().take(500).collect()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use app::domain::{EnvVar, NewSession, PermissionMode, SandboxLimits};
+
+    #[test]
+    fn files_round_trip_in_both_formats_and_refuse_strangers() {
+        let draft = TemplateDraft {
+            name: "Reviewer".into(),
+            description: "Reads, never writes.\nTwo lines.".into(),
+            session: NewSession {
+                model: Some("claude-opus-4-5".into()),
+                permission_mode: Some(PermissionMode::ReadOnly),
+                limits: SandboxLimits {
+                    memory_mb: Some(512),
+                    ..Default::default()
+                },
+                env: vec![EnvVar {
+                    name: "LANGUAGE".into(),
+                    value: "en \"quoted\"".into(),
+                }],
+                secrets: vec!["NPM_TOKEN".into()],
+                ..Default::default()
+            },
+        };
+        for format in FileFormat::ALL {
+            let text = render(&draft, format).unwrap();
+            assert_eq!(parse(&text).unwrap(), draft, "{format:?}: {text}");
+        }
+        let toml = render(&draft, FileFormat::Toml).unwrap();
+        assert!(toml.contains("[session]"), "{toml}");
+        assert!(parse("name = \"x\"\nshell = \"rm -rf\"").is_err());
+        assert!(parse("{\"name\": \"x\", \"session\": {\"nope\": 1}}").is_err());
+        assert!(parse("not = [valid").is_err());
+        assert!(matches!(
+            parse(&"#".repeat(TEMPLATE_FILE_MAX_BYTES + 1)),
+            Err(AppError::TooLarge(_))
+        ));
+    }
+}

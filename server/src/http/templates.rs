@@ -1,0 +1,167 @@
+//! `/api/templates…`: agent templates as JSON resources for scripts, and
+//! their files: export as a download (`?format=json|toml`), import from a
+//! body in either format. Every save validates completely first, so a
+//! refused one writes nothing.
+
+use super::error::ApiResult;
+use super::extract::TemplatePath;
+use super::routes::Routes;
+use crate::agent_templates::{self, FileFormat};
+use crate::auth::Identity;
+use crate::paddock::Paddock;
+use app::agents::{AgentTemplate, TemplateDraft, TEMPLATE_FILE_MAX_BYTES};
+use app::api::Backend;
+use app::domain::AppError;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::Json;
+use serde::Deserialize;
+use std::sync::Arc;
+
+pub fn routes() -> Routes {
+    Routes::default()
+        .get("/api/templates", list)
+        .post("/api/templates", create)
+        .post("/api/templates/import", import)
+        .get("/api/templates/{id}", get)
+        .put("/api/templates/{id}", update)
+        .delete("/api/templates/{id}", delete)
+        .post("/api/templates/{id}/duplicate", duplicate)
+        .get("/api/templates/{id}/versions", versions)
+        .get("/api/templates/{id}/export", export)
+        .map(|r| r.layer(DefaultBodyLimit::max(TEMPLATE_FILE_MAX_BYTES)))
+}
+
+fn created(t: AgentTemplate) -> impl IntoResponse {
+    let location = format!("/api/templates/{}", t.id);
+    (StatusCode::CREATED, [(header::LOCATION, location)], Json(t))
+}
+
+async fn list(
+    State(paddock): State<Arc<Paddock>>,
+    identity: Identity,
+) -> ApiResult<Json<Vec<AgentTemplate>>> {
+    Ok(Json(paddock.list_templates(&identity.caller).await?))
+}
+
+async fn create(
+    State(paddock): State<Arc<Paddock>>,
+    identity: Identity,
+    body: Result<Json<TemplateDraft>, JsonRejection>,
+) -> ApiResult<impl IntoResponse> {
+    let Json(draft) = body?;
+    Ok(created(
+        paddock.save_template(&identity.caller, None, draft).await?,
+    ))
+}
+
+/// A template file in the body, JSON or TOML.
+async fn import(
+    State(paddock): State<Arc<Paddock>>,
+    identity: Identity,
+    body: Result<String, axum::extract::rejection::StringRejection>,
+) -> ApiResult<impl IntoResponse> {
+    let file = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            AppError::TooLarge(format!(
+                "A template file is at most {} KiB.",
+                TEMPLATE_FILE_MAX_BYTES / 1024
+            ))
+        } else {
+            AppError::Invalid("A template file is UTF-8 text (JSON or TOML).".into())
+        }
+    })?;
+    Ok(created(
+        paddock.import_template(&identity.caller, file).await?,
+    ))
+}
+
+async fn get(
+    State(paddock): State<Arc<Paddock>>,
+    identity: Identity,
+    TemplatePath(id): TemplatePath,
+) -> ApiResult<Json<AgentTemplate>> {
+    Ok(Json(paddock.get_template(&identity.caller, id).await?))
+}
+
+/// Saves the next version.
+async fn update(
+    State(paddock): State<Arc<Paddock>>,
+    identity: Identity,
+    TemplatePath(id): TemplatePath,
+    body: Result<Json<TemplateDraft>, JsonRejection>,
+) -> ApiResult<Json<AgentTemplate>> {
+    let Json(draft) = body?;
+    Ok(Json(
+        paddock
+            .save_template(&identity.caller, Some(id), draft)
+            .await?,
+    ))
+}
+
+async fn delete(
+    State(paddock): State<Arc<Paddock>>,
+    identity: Identity,
+    TemplatePath(id): TemplatePath,
+) -> ApiResult<StatusCode> {
+    paddock.delete_template(&identity.caller, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn duplicate(
+    State(paddock): State<Arc<Paddock>>,
+    identity: Identity,
+    TemplatePath(id): TemplatePath,
+) -> ApiResult<impl IntoResponse> {
+    Ok(created(
+        paddock.duplicate_template(&identity.caller, id).await?,
+    ))
+}
+
+async fn versions(
+    State(paddock): State<Arc<Paddock>>,
+    identity: Identity,
+    TemplatePath(id): TemplatePath,
+) -> ApiResult<Json<Vec<AgentTemplate>>> {
+    Ok(Json(paddock.template_versions(&identity.caller, id).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExportQuery {
+    #[serde(default)]
+    format: FileFormat,
+}
+
+/// The template's file, as a download named after it.
+async fn export(
+    State(paddock): State<Arc<Paddock>>,
+    identity: Identity,
+    TemplatePath(id): TemplatePath,
+    query: Result<Query<ExportQuery>, QueryRejection>,
+) -> ApiResult<impl IntoResponse> {
+    let Query(query) = query
+        .map_err(|_| AppError::Invalid("format is json or toml.".into()))?;
+    let t = paddock.get_template(&identity.caller, id).await?;
+    let text = agent_templates::render(&t.draft, query.format)?;
+    let stem: String = t
+        .draft
+        .name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+        .take(60)
+        .collect();
+    let disposition = format!(
+        "attachment; filename=\"{stem}.{}\"",
+        query.format.extension()
+    );
+    Ok((
+        [
+            (header::CONTENT_TYPE, query.format.content_type().to_owned()),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        text,
+    ))
+}

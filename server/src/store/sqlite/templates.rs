@@ -1,0 +1,177 @@
+//! [`Templates`] on SQLite.
+
+use super::{timestamp, SqliteStore};
+use crate::store::templates::Templates;
+use crate::store::{Result, StoreError};
+use app::agents::{AgentTemplate, TemplateDraft, TemplateId};
+use app::domain::UserId;
+use chrono::{DateTime, Utc};
+
+const TEMPLATE_COLUMNS: &str = "t.id, t.owner_id, t.created_at, v.version, v.name, \
+     v.description, v.settings, v.saved_at, v.saved_by";
+
+#[derive(sqlx::FromRow)]
+struct TemplateRow {
+    id: String,
+    owner_id: Option<String>,
+    created_at: DateTime<Utc>,
+    version: i64,
+    name: String,
+    description: String,
+    settings: String,
+    saved_at: DateTime<Utc>,
+    saved_by: String,
+}
+
+impl TryFrom<TemplateRow> for AgentTemplate {
+    type Error = StoreError;
+    fn try_from(r: TemplateRow) -> Result<Self> {
+        let corrupt =
+            |what: &str, e: &dyn std::fmt::Display| StoreError::Corrupt(format!("template {}: {what}: {e}", r.id));
+        Ok(AgentTemplate {
+            id: r.id.parse().map_err(|e| corrupt("id", &e))?,
+            owner: r
+                .owner_id
+                .as_deref()
+                .map(str::parse)
+                .transpose()
+                .map_err(|e| corrupt("owner_id", &e))?,
+            version: r.version,
+            draft: TemplateDraft {
+                session: serde_json::from_str(&r.settings).map_err(|e| corrupt("settings", &e))?,
+                name: r.name,
+                description: r.description,
+            },
+            created_at: r.created_at,
+            updated_at: r.saved_at,
+            updated_by: r.saved_by,
+        })
+    }
+}
+
+fn settings(draft: &TemplateDraft) -> Result<String> {
+    serde_json::to_string(&draft.session).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+impl SqliteStore {
+    async fn template_version(&self, id: TemplateId, version: Option<i64>) -> Result<Option<AgentTemplate>> {
+        let row: Option<TemplateRow> = sqlx::query_as(&format!(
+            "SELECT {TEMPLATE_COLUMNS} FROM agent_templates t \
+             JOIN agent_template_versions v ON v.template_id = t.id \
+             AND v.version = COALESCE(?2, t.version) WHERE t.id = ?1"
+        ))
+        .bind(id.to_string())
+        .bind(version)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(AgentTemplate::try_from).transpose()
+    }
+}
+
+#[async_trait::async_trait]
+impl Templates for SqliteStore {
+    async fn create_template(
+        &self,
+        owner: Option<UserId>,
+        draft: &TemplateDraft,
+        by: &str,
+    ) -> Result<AgentTemplate> {
+        let id = uuid::Uuid::now_v7();
+        let now = timestamp(Utc::now());
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO agent_templates (id, owner_id, version, created_at) VALUES (?, ?, 1, ?)",
+        )
+        .bind(id.to_string())
+        .bind(owner.map(|o| o.to_string()))
+        .bind(&now)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO agent_template_versions \
+             (template_id, version, name, description, settings, saved_at, saved_by) \
+             VALUES (?, 1, ?, ?, ?, ?, ?)",
+        )
+        .bind(id.to_string())
+        .bind(&draft.name)
+        .bind(&draft.description)
+        .bind(settings(draft)?)
+        .bind(&now)
+        .bind(by)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        self.template_version(id, None)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt(format!("template {id} vanished")))
+    }
+
+    async fn update_template(
+        &self,
+        id: TemplateId,
+        draft: &TemplateDraft,
+        by: &str,
+    ) -> Result<Option<AgentTemplate>> {
+        let mut tx = self.pool.begin().await?;
+        let version: Option<i64> = sqlx::query_scalar(
+            "UPDATE agent_templates SET version = version + 1 WHERE id = ? RETURNING version",
+        )
+        .bind(id.to_string())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(version) = version else {
+            return Ok(None);
+        };
+        sqlx::query(
+            "INSERT INTO agent_template_versions \
+             (template_id, version, name, description, settings, saved_at, saved_by) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(id.to_string())
+        .bind(version)
+        .bind(&draft.name)
+        .bind(&draft.description)
+        .bind(settings(draft)?)
+        .bind(timestamp(Utc::now()))
+        .bind(by)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        self.template_version(id, Some(version)).await
+    }
+
+    async fn get_template(&self, id: TemplateId) -> Result<Option<AgentTemplate>> {
+        self.template_version(id, None).await
+    }
+
+    async fn template_versions(&self, id: TemplateId) -> Result<Vec<AgentTemplate>> {
+        let rows: Vec<TemplateRow> = sqlx::query_as(&format!(
+            "SELECT {TEMPLATE_COLUMNS} FROM agent_templates t \
+             JOIN agent_template_versions v ON v.template_id = t.id \
+             WHERE t.id = ? ORDER BY v.version DESC"
+        ))
+        .bind(id.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(AgentTemplate::try_from).collect()
+    }
+
+    async fn list_templates(&self) -> Result<Vec<AgentTemplate>> {
+        let rows: Vec<TemplateRow> = sqlx::query_as(&format!(
+            "SELECT {TEMPLATE_COLUMNS} FROM agent_templates t \
+             JOIN agent_template_versions v ON v.template_id = t.id AND v.version = t.version \
+             ORDER BY v.name COLLATE NOCASE, t.created_at LIMIT 1000"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(AgentTemplate::try_from).collect()
+    }
+
+    async fn delete_template(&self, id: TemplateId) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM agent_templates WHERE id = ?")
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+}

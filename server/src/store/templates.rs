@@ -1,0 +1,34 @@
+//! The agent templates half of the store: each save a new version, the
+//! template's row its owner and current version. Every database implements
+//! it beside [`Store`](super::Store), which requires it.
+
+use super::Result;
+use app::agents::{AgentTemplate, TemplateDraft, TemplateId};
+use app::domain::UserId;
+
+#[async_trait::async_trait]
+pub trait Templates {
+    /// Saves version 1 of a new template.
+    async fn create_template(
+        &self,
+        owner: Option<UserId>,
+        draft: &TemplateDraft,
+        by: &str,
+    ) -> Result<AgentTemplate>;
+    /// Saves the next version of a template; `None` if it does not exist.
+    async fn update_template(
+        &self,
+        id: TemplateId,
+        draft: &TemplateDraft,
+        by: &str,
+    ) -> Result<Option<AgentTemplate>>;
+    /// The current version.
+    async fn get_template(&self, id: TemplateId) -> Result<Option<AgentTemplate>>;
+    /// Every version, newest first.
+    async fn template_versions(&self, id: TemplateId) -> Result<Vec<AgentTemplate>>;
+    /// The current versions of all templates, by name.
+    async fn list_templates(&self) -> Result<Vec<AgentTemplate>>;
+    /// Removes a template and its versions; `false` if it did not exist.
+    /// Sessions made from it keep their settings and their reference.
+    async fn delete_template(&self, id: TemplateId) -> Result<bool>;
+}
