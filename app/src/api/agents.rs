@@ -3,8 +3,8 @@
 //! (`GET /api/templates/{id}/export`), served by the REST API.
 
 #[cfg(feature = "ssr")]
-use super::ssr;
-use super::{template_id, SettingsForm, UrlInJsonOut};
+use super::{ssr, template_id};
+use super::{SettingsForm, UrlInJsonOut};
 use crate::agents::AgentTemplate;
 use crate::domain::AppError;
 use leptos::prelude::*;

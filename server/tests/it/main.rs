@@ -21,5 +21,6 @@ mod mounts;
 mod recovery;
 mod sandbox;
 mod secrets;
+mod templates;
 mod tools;
 mod workspace_files;

@@ -1,0 +1,215 @@
+//! Agent templates over the REST API and the dashboard's server function,
+//! against a real SQLite file and a real server: save, a new version per
+//! edit, sessions made from one (recording its version, keeping their
+//! settings when it changes), duplicate, export and import in JSON and
+//! TOML, delete; bad input refused with nothing written.
+
+use crate::common::{self, Home};
+use app::agents::AgentTemplate;
+use app::domain::Session;
+use reqwest::{header, Client, Method, StatusCode};
+use serde_json::{json, Value};
+
+struct Api {
+    url: String,
+    http: Client,
+}
+
+impl Api {
+    async fn send(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, String) {
+        let mut req = self.http.request(method, format!("{}{path}", self.url));
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let res = req.send().await.unwrap();
+        (res.status(), res.text().await.unwrap())
+    }
+
+    async fn ok<T: serde::de::DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> T {
+        let (status, text) = self.send(method, path, body).await;
+        assert!(status.is_success(), "{path}: {status} {text}");
+        serde_json::from_str(&text).unwrap()
+    }
+}
+
+#[tokio::test]
+async fn templates_are_versioned_make_sessions_and_travel_as_files() {
+    let home = Home::new();
+    let paddock = common::open(&home, "local", &[]).await;
+    let served = common::serve(paddock.clone()).await;
+    let api = Api {
+        url: served.url.clone(),
+        http: Client::new(),
+    };
+
+    // Refused, and nothing written.
+    for (body, why) in [
+        (json!({"name": ""}), "a name"),
+        (json!({"name": "x", "shell": "rm"}), "unknown field"),
+        (json!({"name": "x", "session": {"model": "bad model"}}), "model identifier"),
+        (json!({"name": "x", "session": {"env": [{"name": "PATH", "value": "/x"}]}}), "sandbox's own"),
+        (json!({"name": "x", "description": "x".repeat(3000)}), "description"),
+    ] {
+        let (status, text) = api.send(Method::POST, "/api/templates", Some(body)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+        assert!(text.contains(why), "{why}: {text}");
+    }
+    let huge = json!({"name": "x", "session": {"system_prompt": "x".repeat(300 * 1024)}});
+    let (status, _) = api.send(Method::POST, "/api/templates", Some(huge)).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    for path in ["/api/templates/not-an-id", &format!("/api/templates/{}", uuid::Uuid::nil())] {
+        let (status, _) = api.send(Method::GET, path, None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+    }
+    let none: Vec<AgentTemplate> = api.ok(Method::GET, "/api/templates", None).await;
+    assert!(none.is_empty());
+
+    let t: AgentTemplate = api
+        .ok(
+            Method::POST,
+            "/api/templates",
+            Some(json!({
+                "name": "Reviewer",
+                "description": "Reads the code and says what it thinks.",
+                "session": {
+                    "model": "claude-opus-4-5",
+                    "permission_mode": "read-only",
+                    "system_prompt": "Be brief.",
+                    "env": [{"name": "LANGUAGE", "value": "en"}]
+                }
+            })),
+        )
+        .await;
+    assert_eq!(t.version, 1);
+    let id = t.id;
+    let v2: AgentTemplate = api
+        .ok(
+            Method::PUT,
+            &format!("/api/templates/{id}"),
+            Some(json!({"name": "Reviewer", "session": {"model": "claude-haiku-4-5", "permission_mode": "read-only"}})),
+        )
+        .await;
+    assert_eq!((v2.id, v2.version), (id, 2));
+
+    // A session from it: its settings, its version; a field given wins.
+    let s: Session = api
+        .ok(Method::POST, "/api/sessions", Some(json!({"template": id})))
+        .await;
+    assert_eq!(s.name, "Reviewer");
+    assert_eq!(s.model, "claude-haiku-4-5");
+    assert_eq!(s.permission_mode.as_str(), "read-only");
+    let made_from = s.template.clone().unwrap();
+    assert_eq!((made_from.id, made_from.version), (id, 2));
+    let own: Session = api
+        .ok(
+            Method::POST,
+            "/api/sessions",
+            Some(json!({"name": "mine", "template": id, "model": "claude-sonnet-4-5"})),
+        )
+        .await;
+    assert_eq!((own.name.as_str(), own.model.as_str()), ("mine", "claude-sonnet-4-5"));
+    // The dashboard's form, naming the agent.
+    let res = api
+        .http
+        .post(format!("{}/api/create_session", api.url))
+        .form(&[("name", ""), ("template", &id.to_string()), ("model", "ignored-model")])
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success(), "{}", res.status());
+    let from_form: Session = res.json().await.unwrap();
+    assert_eq!((from_form.name.as_str(), from_form.model.as_str()), ("Reviewer", "claude-haiku-4-5"));
+
+    // A new version changes no session made before it.
+    let _: AgentTemplate = api
+        .ok(
+            Method::PUT,
+            &format!("/api/templates/{id}"),
+            Some(json!({"name": "Reviewer", "session": {"model": "claude-opus-4-5", "secrets": ["NOT_SAVED"]}})),
+        )
+        .await;
+    let again: Session = api.ok(Method::GET, &format!("/api/sessions/{}", s.id), None).await;
+    assert_eq!((again.model.as_str(), again.template.unwrap().version), ("claude-haiku-4-5", 2));
+    let versions: Vec<AgentTemplate> = api
+        .ok(Method::GET, &format!("/api/templates/{id}/versions"), None)
+        .await;
+    assert_eq!(versions.iter().map(|v| v.version).collect::<Vec<_>>(), [3, 2, 1]);
+    // The version that names an unsaved secret makes no session.
+    let (status, text) = api
+        .send(Method::POST, "/api/sessions", Some(json!({"template": id})))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+    assert!(text.contains("NOT_SAVED is not saved"), "{text}");
+
+    // Files: exported in both formats, imported back as new templates.
+    for format in ["toml", "json"] {
+        let res = api
+            .http
+            .get(format!("{}/api/templates/{id}/export?format={format}", api.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        assert!(res.headers()[header::CONTENT_DISPOSITION]
+            .to_str()
+            .unwrap()
+            .contains(&format!("Reviewer.{format}")));
+        let file = res.text().await.unwrap();
+        assert!(file.contains("NOT_SAVED") && file.contains("claude-opus-4-5"), "{file}");
+        let res = api
+            .http
+            .post(format!("{}/api/templates/import", api.url))
+            .body(file)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::CREATED);
+        let imported: AgentTemplate = res.json().await.unwrap();
+        assert_ne!(imported.id, id);
+        assert_eq!(imported.version, 1);
+        assert_eq!(imported.draft.session.model.as_deref(), Some("claude-opus-4-5"));
+    }
+    let (status, _) = api
+        .send(Method::GET, &format!("/api/templates/{id}/export?format=yaml"), None)
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    for garbage in ["name = [", "{\"name\": \"x\", \"secret_values\": {}}", "\u{0}\u{1}"] {
+        let res = api
+            .http
+            .post(format!("{}/api/templates/import", api.url))
+            .body(garbage)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{garbage:?}");
+    }
+
+    let copy: AgentTemplate = api
+        .ok(Method::POST, &format!("/api/templates/{id}/duplicate"), None)
+        .await;
+    assert_eq!(copy.draft.name, "Reviewer (copy)");
+    let all: Vec<AgentTemplate> = api.ok(Method::GET, "/api/templates", None).await;
+    assert_eq!(all.len(), 4);
+
+    // Deleted: gone, and no session can start from it; the sessions made
+    // from it stay, with their settings and their reference.
+    let (status, _) = api
+        .send(Method::DELETE, &format!("/api/templates/{id}"), None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    for (method, path, body) in [
+        (Method::GET, format!("/api/templates/{id}"), None),
+        (Method::DELETE, format!("/api/templates/{id}"), None),
+        (Method::POST, "/api/sessions".to_owned(), Some(json!({"template": id}))),
+    ] {
+        let (status, text) = api.send(method, &path, body).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {text}");
+    }
+    let kept: Session = api.ok(Method::GET, &format!("/api/sessions/{}", s.id), None).await;
+    assert_eq!(kept.template.unwrap().id, id);
+}
