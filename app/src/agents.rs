@@ -9,7 +9,7 @@ use crate::domain::{check_name, AppError, NewSession, UserId};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-pub type TemplateId = uuid::Uuid;
+pub use crate::domain::{TemplateId, TemplateRef};
 
 /// Longest description accepted, in characters.
 pub const DESCRIPTION_MAX_CHARS: usize = 2000;
@@ -93,14 +93,6 @@ impl AgentTemplate {
     }
 }
 
-/// Which template, and which version of it, a session was made from.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct TemplateRef {
-    pub id: TemplateId,
-    pub name: String,
-    pub version: i64,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,7 +137,11 @@ mod tests {
         };
         for bad in [
             draft("", "", NewSession::default()),
-            draft("x", &"d".repeat(DESCRIPTION_MAX_CHARS + 1), NewSession::default()),
+            draft(
+                "x",
+                &"d".repeat(DESCRIPTION_MAX_CHARS + 1),
+                NewSession::default(),
+            ),
             draft("x", "bell\u{7}", NewSession::default()),
             draft(
                 "x",

@@ -9,6 +9,16 @@ use uuid::Uuid;
 
 pub type SessionId = Uuid;
 pub type UserId = Uuid;
+/// An agent template's id (see the `agents` module).
+pub type TemplateId = Uuid;
+
+/// Which agent template, and which version of it, a session was made from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TemplateRef {
+    pub id: TemplateId,
+    pub name: String,
+    pub version: i64,
+}
 
 /// Longest session name accepted, in characters.
 pub const NAME_MAX_CHARS: usize = 200;
@@ -129,7 +139,7 @@ pub struct Session {
     pub secrets: Vec<String>,
     /// The agent template (and version) it was made from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub template: Option<crate::agents::TemplateRef>,
+    pub template: Option<TemplateRef>,
     /// Who created it; `None` when the local operator did, with sign-in
     /// off.
     #[serde(default)]
@@ -375,7 +385,7 @@ pub struct NewSession {
     /// The agent template it starts from: what this leaves unset comes from
     /// the template's current version ([`NewSession::over`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub template: Option<crate::agents::TemplateId>,
+    pub template: Option<TemplateId>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -412,7 +422,7 @@ pub struct SessionSpec {
     pub secrets: Vec<String>,
     /// The template it was made from, filled in by the server once it
     /// resolved [`NewSession::template`].
-    pub template: Option<crate::agents::TemplateRef>,
+    pub template: Option<TemplateRef>,
 }
 
 /// The largest budget a session may set, in USD.
@@ -464,7 +474,11 @@ impl NewSession {
             }
         }
         NewSession {
-            name: if name.trim().is_empty() { base.name } else { name },
+            name: if name.trim().is_empty() {
+                base.name
+            } else {
+                name
+            },
             template,
             model: model.or(base.model),
             system_prompt: system_prompt.or(base.system_prompt),

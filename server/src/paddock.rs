@@ -327,11 +327,7 @@ impl Backend for Paddock {
         Ok(self.store.list_sessions(visible_to).await?)
     }
 
-    async fn create_session(
-        &self,
-        caller: &Caller,
-        new: NewSession,
-    ) -> Result<Session, AppError> {
+    async fn create_session(&self, caller: &Caller, new: NewSession) -> Result<Session, AppError> {
         caller.may_create_sessions()?;
         let (new, template) = match new.template {
             Some(id) => {
@@ -642,8 +638,14 @@ impl Backend for Paddock {
         // What the server can tell now (engine, sandboxes, mounts); secrets
         // are the owner's to save, checked when a session is made.
         let spec = draft.sessions_from(NewSession::default()).validate()?;
-        self.check_settings(caller.user, SessionSpec { secrets: Vec::new(), ..spec })
-            .await?;
+        self.check_settings(
+            caller.user,
+            SessionSpec {
+                secrets: Vec::new(),
+                ..spec
+            },
+        )
+        .await?;
         self.templates.save(caller, id, &draft).await
     }
 

@@ -337,8 +337,9 @@ impl SettingsForm {
         fn given(field: Option<String>) -> Option<String> {
             field.filter(|v| !v.trim().is_empty())
         }
-        let invalid =
-            |what: &str, value: &str| AppError::Invalid(format!("{value:?} is not a valid {what}."));
+        let invalid = |what: &str, value: &str| {
+            AppError::Invalid(format!("{value:?} is not a valid {what}."))
+        };
         Ok(crate::domain::NewSession {
             model: given(self.model),
             system_prompt: given(self.system_prompt),

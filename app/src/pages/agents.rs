@@ -85,8 +85,17 @@ pub fn AgentsPage() -> impl IntoView {
 
 #[component]
 fn AgentRow(t: AgentTemplate) -> impl IntoView {
-    let engine = t.draft.session.engine.unwrap_or(crate::domain::Engine::Native);
-    let model = t.draft.session.model.clone().unwrap_or_else(|| crate::domain::DEFAULT_MODEL.to_owned());
+    let engine = t
+        .draft
+        .session
+        .engine
+        .unwrap_or(crate::domain::Engine::Native);
+    let model = t
+        .draft
+        .session
+        .model
+        .clone()
+        .unwrap_or_else(|| crate::domain::DEFAULT_MODEL.to_owned());
     view! {
         <li class="flex flex-wrap items-center gap-x-4 gap-y-1 px-4 py-3" data-testid="agent-row">
             <div class="min-w-0 flex-1">
@@ -151,8 +160,14 @@ pub fn AgentPage() -> impl IntoView {
     let save = ServerAction::<SaveTemplate>::new();
     let duplicate = ServerAction::<DuplicateTemplate>::new();
     let delete = ServerAction::<DeleteTemplate>::new();
-    let template = Resource::new(move || (id(), save.version().get()), |(id, _)| get_template(id));
-    let versions = Resource::new(move || (id(), save.version().get()), |(id, _)| template_versions(id));
+    let template = Resource::new(
+        move || (id(), save.version().get()),
+        |(id, _)| get_template(id),
+    );
+    let versions = Resource::new(
+        move || (id(), save.version().get()),
+        |(id, _)| template_versions(id),
+    );
     Effect::new(open_when_done(duplicate.value()));
     let navigate = use_navigate();
     Effect::new(move |_| {

@@ -172,7 +172,11 @@ fn NewSessionForm(create: ServerAction<CreateSession>) -> impl IntoView {
         let template = data.get("template").as_string().filter(|t| !t.is_empty());
         create.dispatch(CreateSession {
             name: data.get("name").as_string().unwrap_or_default(),
-            settings: if template.is_some() { SettingsForm::default() } else { settings_of(&data) },
+            settings: if template.is_some() {
+                SettingsForm::default()
+            } else {
+                settings_of(&data)
+            },
             template,
         });
     };

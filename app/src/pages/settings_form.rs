@@ -8,7 +8,9 @@ use super::form::INPUT;
 use crate::accounts::{CredentialKind, CredentialScope};
 use crate::api::accounts::{list_credentials, whoami};
 use crate::api::{get_server_info, SettingsForm};
-use crate::domain::{AppError, Engine, NewSession, PermissionMode, DEFAULT_MODEL, SUGGESTED_MODELS};
+use crate::domain::{
+    AppError, Engine, NewSession, PermissionMode, DEFAULT_MODEL, SUGGESTED_MODELS,
+};
 use leptos::prelude::*;
 use leptos_router::components::A;
 
@@ -47,7 +49,9 @@ async fn secret_names() -> Result<Vec<String>, AppError> {
     let Some(me) = whoami().await? else {
         return Ok(Vec::new());
     };
-    let scope = me.user.map_or(CredentialScope::Server, CredentialScope::User);
+    let scope = me
+        .user
+        .map_or(CredentialScope::Server, CredentialScope::User);
     Ok(list_credentials()
         .await?
         .into_iter()

@@ -142,15 +142,20 @@ async fn export(
     TemplatePath(id): TemplatePath,
     query: Result<Query<ExportQuery>, QueryRejection>,
 ) -> ApiResult<impl IntoResponse> {
-    let Query(query) = query
-        .map_err(|_| AppError::Invalid("format is json or toml.".into()))?;
+    let Query(query) = query.map_err(|_| AppError::Invalid("format is json or toml.".into()))?;
     let t = paddock.get_template(&identity.caller, id).await?;
     let text = agent_templates::render(&t.draft, query.format)?;
     let stem: String = t
         .draft
         .name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
         .take(60)
         .collect();
     let disposition = format!(

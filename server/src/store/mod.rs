@@ -16,8 +16,8 @@ mod sqlite;
 pub mod templates;
 
 pub use accounts::Accounts;
-pub use templates::Templates;
 pub use sqlite::SqliteStore;
+pub use templates::Templates;
 
 use app::domain::UserId;
 use app::domain::{AppError, Event, EventKind, Session, SessionId, SessionSpec, SessionStatus};

@@ -51,9 +51,18 @@ async fn templates_are_versioned_make_sessions_and_travel_as_files() {
     for (body, why) in [
         (json!({"name": ""}), "a name"),
         (json!({"name": "x", "shell": "rm"}), "unknown field"),
-        (json!({"name": "x", "session": {"model": "bad model"}}), "model identifier"),
-        (json!({"name": "x", "session": {"env": [{"name": "PATH", "value": "/x"}]}}), "sandbox's own"),
-        (json!({"name": "x", "description": "x".repeat(3000)}), "description"),
+        (
+            json!({"name": "x", "session": {"model": "bad model"}}),
+            "model identifier",
+        ),
+        (
+            json!({"name": "x", "session": {"env": [{"name": "PATH", "value": "/x"}]}}),
+            "sandbox's own",
+        ),
+        (
+            json!({"name": "x", "description": "x".repeat(3000)}),
+            "description",
+        ),
     ] {
         let (status, text) = api.send(Method::POST, "/api/templates", Some(body)).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
@@ -62,7 +71,10 @@ async fn templates_are_versioned_make_sessions_and_travel_as_files() {
     let huge = json!({"name": "x", "session": {"system_prompt": "x".repeat(300 * 1024)}});
     let (status, _) = api.send(Method::POST, "/api/templates", Some(huge)).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
-    for path in ["/api/templates/not-an-id", &format!("/api/templates/{}", uuid::Uuid::nil())] {
+    for path in [
+        "/api/templates/not-an-id",
+        &format!("/api/templates/{}", uuid::Uuid::nil()),
+    ] {
         let (status, _) = api.send(Method::GET, path, None).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
     }
@@ -112,18 +124,28 @@ async fn templates_are_versioned_make_sessions_and_travel_as_files() {
             Some(json!({"name": "mine", "template": id, "model": "claude-sonnet-4-5"})),
         )
         .await;
-    assert_eq!((own.name.as_str(), own.model.as_str()), ("mine", "claude-sonnet-4-5"));
+    assert_eq!(
+        (own.name.as_str(), own.model.as_str()),
+        ("mine", "claude-sonnet-4-5")
+    );
     // The dashboard's form, naming the agent.
     let res = api
         .http
         .post(format!("{}/api/create_session", api.url))
-        .form(&[("name", ""), ("template", &id.to_string()), ("model", "ignored-model")])
+        .form(&[
+            ("name", ""),
+            ("template", &id.to_string()),
+            ("model", "ignored-model"),
+        ])
         .send()
         .await
         .unwrap();
     assert!(res.status().is_success(), "{}", res.status());
     let from_form: Session = res.json().await.unwrap();
-    assert_eq!((from_form.name.as_str(), from_form.model.as_str()), ("Reviewer", "claude-haiku-4-5"));
+    assert_eq!(
+        (from_form.name.as_str(), from_form.model.as_str()),
+        ("Reviewer", "claude-haiku-4-5")
+    );
 
     // A new version changes no session made before it.
     let _: AgentTemplate = api
@@ -133,12 +155,20 @@ async fn templates_are_versioned_make_sessions_and_travel_as_files() {
             Some(json!({"name": "Reviewer", "session": {"model": "claude-opus-4-5", "secrets": ["NOT_SAVED"]}})),
         )
         .await;
-    let again: Session = api.ok(Method::GET, &format!("/api/sessions/{}", s.id), None).await;
-    assert_eq!((again.model.as_str(), again.template.unwrap().version), ("claude-haiku-4-5", 2));
+    let again: Session = api
+        .ok(Method::GET, &format!("/api/sessions/{}", s.id), None)
+        .await;
+    assert_eq!(
+        (again.model.as_str(), again.template.unwrap().version),
+        ("claude-haiku-4-5", 2)
+    );
     let versions: Vec<AgentTemplate> = api
         .ok(Method::GET, &format!("/api/templates/{id}/versions"), None)
         .await;
-    assert_eq!(versions.iter().map(|v| v.version).collect::<Vec<_>>(), [3, 2, 1]);
+    assert_eq!(
+        versions.iter().map(|v| v.version).collect::<Vec<_>>(),
+        [3, 2, 1]
+    );
     // The version that names an unsaved secret makes no session.
     let (status, text) = api
         .send(Method::POST, "/api/sessions", Some(json!({"template": id})))
@@ -150,7 +180,10 @@ async fn templates_are_versioned_make_sessions_and_travel_as_files() {
     for format in ["toml", "json"] {
         let res = api
             .http
-            .get(format!("{}/api/templates/{id}/export?format={format}", api.url))
+            .get(format!(
+                "{}/api/templates/{id}/export?format={format}",
+                api.url
+            ))
             .send()
             .await
             .unwrap();
@@ -160,7 +193,10 @@ async fn templates_are_versioned_make_sessions_and_travel_as_files() {
             .unwrap()
             .contains(&format!("Reviewer.{format}")));
         let file = res.text().await.unwrap();
-        assert!(file.contains("NOT_SAVED") && file.contains("claude-opus-4-5"), "{file}");
+        assert!(
+            file.contains("NOT_SAVED") && file.contains("claude-opus-4-5"),
+            "{file}"
+        );
         let res = api
             .http
             .post(format!("{}/api/templates/import", api.url))
@@ -172,13 +208,24 @@ async fn templates_are_versioned_make_sessions_and_travel_as_files() {
         let imported: AgentTemplate = res.json().await.unwrap();
         assert_ne!(imported.id, id);
         assert_eq!(imported.version, 1);
-        assert_eq!(imported.draft.session.model.as_deref(), Some("claude-opus-4-5"));
+        assert_eq!(
+            imported.draft.session.model.as_deref(),
+            Some("claude-opus-4-5")
+        );
     }
     let (status, _) = api
-        .send(Method::GET, &format!("/api/templates/{id}/export?format=yaml"), None)
+        .send(
+            Method::GET,
+            &format!("/api/templates/{id}/export?format=yaml"),
+            None,
+        )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    for garbage in ["name = [", "{\"name\": \"x\", \"secret_values\": {}}", "\u{0}\u{1}"] {
+    for garbage in [
+        "name = [",
+        "{\"name\": \"x\", \"secret_values\": {}}",
+        "\u{0}\u{1}",
+    ] {
         let res = api
             .http
             .post(format!("{}/api/templates/import", api.url))
@@ -190,7 +237,11 @@ async fn templates_are_versioned_make_sessions_and_travel_as_files() {
     }
 
     let copy: AgentTemplate = api
-        .ok(Method::POST, &format!("/api/templates/{id}/duplicate"), None)
+        .ok(
+            Method::POST,
+            &format!("/api/templates/{id}/duplicate"),
+            None,
+        )
         .await;
     assert_eq!(copy.draft.name, "Reviewer (copy)");
     let all: Vec<AgentTemplate> = api.ok(Method::GET, "/api/templates", None).await;
@@ -205,11 +256,17 @@ async fn templates_are_versioned_make_sessions_and_travel_as_files() {
     for (method, path, body) in [
         (Method::GET, format!("/api/templates/{id}"), None),
         (Method::DELETE, format!("/api/templates/{id}"), None),
-        (Method::POST, "/api/sessions".to_owned(), Some(json!({"template": id}))),
+        (
+            Method::POST,
+            "/api/sessions".to_owned(),
+            Some(json!({"template": id})),
+        ),
     ] {
         let (status, text) = api.send(method, &path, body).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {text}");
     }
-    let kept: Session = api.ok(Method::GET, &format!("/api/sessions/{}", s.id), None).await;
+    let kept: Session = api
+        .ok(Method::GET, &format!("/api/sessions/{}", s.id), None)
+        .await;
     assert_eq!(kept.template.unwrap().id, id);
 }

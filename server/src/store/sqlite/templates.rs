@@ -26,8 +26,9 @@ struct TemplateRow {
 impl TryFrom<TemplateRow> for AgentTemplate {
     type Error = StoreError;
     fn try_from(r: TemplateRow) -> Result<Self> {
-        let corrupt =
-            |what: &str, e: &dyn std::fmt::Display| StoreError::Corrupt(format!("template {}: {what}: {e}", r.id));
+        let corrupt = |what: &str, e: &dyn std::fmt::Display| {
+            StoreError::Corrupt(format!("template {}: {what}: {e}", r.id))
+        };
         Ok(AgentTemplate {
             id: r.id.parse().map_err(|e| corrupt("id", &e))?,
             owner: r
@@ -54,7 +55,11 @@ fn settings(draft: &TemplateDraft) -> Result<String> {
 }
 
 impl SqliteStore {
-    async fn template_version(&self, id: TemplateId, version: Option<i64>) -> Result<Option<AgentTemplate>> {
+    async fn template_version(
+        &self,
+        id: TemplateId,
+        version: Option<i64>,
+    ) -> Result<Option<AgentTemplate>> {
         let row: Option<TemplateRow> = sqlx::query_as(&format!(
             "SELECT {TEMPLATE_COLUMNS} FROM agent_templates t \
              JOIN agent_template_versions v ON v.template_id = t.id \

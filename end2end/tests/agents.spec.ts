@@ -1,0 +1,36 @@
+import { test, expect, gotoHydrated } from './fixtures';
+
+test('an agent made in the dashboard, edited to a new version, starts a session with its settings', async ({ page, paddock }) => {
+  await gotoHydrated(page, `${paddock.url}/agents`);
+  await expect(page.getByTestId('agents-empty')).toBeVisible();
+  const form = page.getByTestId('agent-form');
+  await form.getByLabel('Name').fill('Careful reviewer');
+  await form.getByLabel('Description').fill('Reads, never writes.');
+  await form.getByLabel('Model').fill('claude-haiku-4-5');
+  await form.getByLabel('Permissions').selectOption('read-only');
+  await form.getByTestId('agent-save').click();
+
+  await expect(page.getByTestId('agent-title')).toHaveText('Careful reviewer');
+  await expect(page.getByTestId('agent-version')).toHaveText('version 1');
+  const edit = page.getByTestId('agent-edit-form');
+  await expect(edit.getByLabel('Model')).toHaveValue('claude-haiku-4-5');
+  await edit.getByLabel('Model').fill('claude-opus-4-5');
+  await edit.getByTestId('agent-edit-save').click();
+  await expect(page.getByTestId('agent-version')).toHaveText('version 2');
+  await expect(page.getByTestId('agent-version-row')).toHaveCount(2);
+
+  await page.getByTestId('start-from-agent').click();
+  await expect(page.getByLabel('Agent')).toHaveValue(/[0-9a-f-]{36}/);
+  await expect(page.getByTestId('session-settings')).toBeHidden();
+  await page.getByRole('button', { name: 'Create session' }).click();
+  await expect(page.getByTestId('session-title')).toHaveText('Careful reviewer');
+  await expect(page.getByText('claude-opus-4-5')).toBeAttached();
+  const id = page.url().split('/').pop();
+  const session = await (await paddock.api(`/api/sessions/${id}`)).json();
+  expect(session.template.version).toBe(2);
+  expect(session.permission_mode).toBe('read-only');
+
+  await gotoHydrated(page, `${paddock.url}/agents`);
+  await expect(page.getByTestId('agent-row')).toHaveCount(1);
+  await expect(page.getByTestId('agent-meta')).toContainText('v2');
+});
