@@ -44,8 +44,8 @@ impl Journal {
         }
     }
 
-    /// The values of the session's secrets, masked from now on in all it
-    /// records and sends (and in [`Journal::mask`]).
+    /// Values of the session's secrets, masked from now on in all it
+    /// records and sends (and in [`Journal::mask`]), with those set before.
     pub fn set_secrets(&self, session: SessionId, values: &[&str]) {
         self.masks.set(session, values);
     }

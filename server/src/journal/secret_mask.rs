@@ -122,6 +122,7 @@ impl Patterns {
 /// A session's patterns and the held-back ends of its blocks in progress.
 struct SessionMask {
     patterns: Patterns,
+    values: Vec<String>,
     /// Keyed by the fragment's `seq_hint`, block and kind.
     held: HashMap<(i64, usize, DeltaKind), String>,
 }
@@ -151,20 +152,39 @@ impl SecretMasks {
         out
     }
 
-    /// The session's secret values from now on (none: nothing to mask).
+    /// Adds the session's secret values: masked from now on, with those
+    /// set before (a command started earlier, or a file, may still hold a
+    /// value since replaced), until the session is forgotten.
     pub fn set(&self, session: SessionId, values: &[&str]) {
         let mut masks = lock(&self.0);
-        let values: Vec<&str> = values.iter().copied().filter(|v| !v.is_empty()).collect();
-        if values.is_empty() {
-            masks.remove(&session);
-        } else {
-            masks.insert(
-                session,
-                SessionMask {
-                    patterns: Patterns::new(values),
-                    held: HashMap::new(),
-                },
-            );
+        let mut known = masks
+            .get(&session)
+            .map(|m| m.values.clone())
+            .unwrap_or_default();
+        for v in values {
+            if !v.is_empty() && !known.iter().any(|k| k == v) {
+                known.push((*v).to_owned());
+            }
+        }
+        if known.is_empty() {
+            return;
+        }
+        let patterns = Patterns::new(known.iter().map(String::as_str));
+        match masks.get_mut(&session) {
+            Some(m) => {
+                m.patterns = patterns;
+                m.values = known;
+            }
+            None => {
+                masks.insert(
+                    session,
+                    SessionMask {
+                        patterns,
+                        values: known,
+                        held: HashMap::new(),
+                    },
+                );
+            }
         }
     }
 
@@ -238,6 +258,9 @@ mod tests {
         );
         assert_eq!(m.text(SessionId::now_v7(), "s3cr3t-value"), "s3cr3t-value");
         assert_eq!(m.in_log("a s3cr3t-value b"), "a •••• b");
+        // A value saved again adds to the old one, which stays masked.
+        m.set(s, &["n3w-value"]);
+        assert_eq!(m.text(s, "s3cr3t-value n3w-value"), "•••• ••••");
     }
 
     #[test]

@@ -11,6 +11,7 @@ use crate::accounts::{
 };
 use crate::api::accounts::{list_credentials, whoami, DeleteCredential, SaveCredential};
 use leptos::prelude::*;
+use leptos::server_fn::ServerFn as _;
 
 #[component]
 pub fn CredentialsPage() -> impl IntoView {
@@ -106,7 +107,11 @@ fn Credentials(caller: Caller) -> impl IntoView {
                             }
                         })}
                     </Suspense>
-                    <form on:submit=submit class="flex flex-wrap items-end gap-3">
+                    // A post, also before the page's code loads: never a GET
+                    // that would put the key in the address.
+                    <form on:submit=submit method="post" action=SaveCredential::PATH class="flex flex-wrap items-end gap-3">
+                        <input type="hidden" name="scope" value=scope />
+                        <input type="hidden" name="kind" value=CredentialKind::AnthropicApiKey.as_str() />
                         <div class="min-w-64 flex-1">
                             <label for=format!("credential-{scope}-value") class="text-sm font-medium">"New key"</label>
                             <input id=format!("credential-{scope}-value") name="value" type="password" required autocomplete="off" maxlength=CREDENTIAL_MAX_BYTES placeholder="sk-ant-…" class=INPUT />
@@ -177,7 +182,9 @@ fn Secrets(
                     }.into_any()
                 })}
             </Suspense>
-            <form on:submit=submit class="flex flex-wrap items-end gap-3">
+            <form on:submit=submit method="post" action=SaveCredential::PATH class="flex flex-wrap items-end gap-3">
+                <input type="hidden" name="scope" value=scope />
+                <input type="hidden" name="kind" value=CredentialKind::Secret.as_str() />
                 <div class="min-w-40">
                     <label for="secret-name" class="text-sm font-medium">"Name"</label>
                     <input id="secret-name" name="name" required autocomplete="off" spellcheck="false" pattern="[A-Za-z_][A-Za-z0-9_]*" placeholder="NPM_TOKEN" class=format!("font-mono {INPUT}") />
