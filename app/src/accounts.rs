@@ -331,6 +331,10 @@ string_enum! {
         /// environment of the commands of each session that lists it, and
         /// masked wherever the transcript would show it.
         Secret => "secret",
+        /// A token for git over HTTPS (`token`, or `user:token`) that the
+        /// server clones and pushes a session's repository with; it never
+        /// enters a sandbox.
+        GitToken => "git_token",
     }
 }
 
@@ -338,7 +342,7 @@ impl CredentialKind {
     /// Whether credentials of this kind are told apart by a name (several
     /// per scope) rather than being the scope's one.
     pub fn is_named(self) -> bool {
-        matches!(self, CredentialKind::Secret)
+        matches!(self, CredentialKind::Secret | CredentialKind::GitToken)
     }
 }
 
@@ -396,9 +400,14 @@ impl CredentialId {
 
     /// The scope's secret of that name.
     pub fn secret(scope: CredentialScope, name: &str) -> Self {
+        Self::named(scope, CredentialKind::Secret, name)
+    }
+
+    /// The scope's credential of a named kind.
+    pub fn named(scope: CredentialScope, kind: CredentialKind, name: &str) -> Self {
         Self {
             scope,
-            kind: CredentialKind::Secret,
+            kind,
             name: name.to_owned(),
         }
     }

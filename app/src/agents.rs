@@ -14,7 +14,7 @@ pub use crate::domain::{TemplateId, TemplateRef};
 /// Longest description accepted, in characters.
 pub const DESCRIPTION_MAX_CHARS: usize = 2000;
 /// Largest template file accepted for import, in bytes.
-pub const TEMPLATE_FILE_MAX_BYTES: usize = 256 * 1024;
+pub const TEMPLATE_FILE_MAX_BYTES: usize = 1536 * 1024;
 
 /// What a person writes: a template's name, description and the settings
 /// of its sessions (as a session is created with; `session.name`, when

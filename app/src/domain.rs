@@ -7,6 +7,9 @@ use std::fmt;
 use std::str::FromStr;
 use uuid::Uuid;
 
+use crate::skills::Skill;
+use crate::workspace_source::WorkspaceSource;
+
 pub type SessionId = Uuid;
 pub type UserId = Uuid;
 /// An agent template's id (see the `agents` module).
@@ -137,6 +140,25 @@ pub struct Session {
     /// in the transcript.
     #[serde(default)]
     pub secrets: Vec<String>,
+    /// Model turns one prompt may take; `None`: the server's limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_turns: Option<i64>,
+    /// Tools that run without asking first (in a mode that asks).
+    #[serde(default)]
+    pub allowed_tools: Vec<String>,
+    /// The image of its Docker sandbox; `None`: the server's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// What its workspace starts from.
+    #[serde(default, skip_serializing_if = "WorkspaceSource::is_empty")]
+    pub source: WorkspaceSource,
+    /// The names of the skills written into its workspace.
+    #[serde(default)]
+    pub skills: Vec<String>,
+    /// Set once its workspace was prepared from the source, the
+    /// instructions and the skills (before its first prompt runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workspace: Option<PreparedWorkspace>,
     /// The agent template (and version) it was made from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template: Option<TemplateRef>,
@@ -146,6 +168,17 @@ pub struct Session {
     pub owner: Option<UserId>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// What preparing a session's workspace left: when, and for a git
+/// source, the commit it started from and the session's working branch.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreparedWorkspace {
+    pub at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_commit: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
 }
 
 /// Resource limits a session may set for its sandbox; each `None` falls back
@@ -159,6 +192,10 @@ pub struct SandboxLimits {
     pub cpus: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pids: Option<i64>,
+    /// Seconds one command (a tool call) may run before its process tree
+    /// is killed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command_timeout_secs: Option<i64>,
 }
 
 impl SandboxLimits {
@@ -169,6 +206,7 @@ impl SandboxLimits {
     pub const MEMORY_MB: std::ops::RangeInclusive<i64> = 64..=65_536;
     pub const CPUS: std::ops::RangeInclusive<f64> = 0.1..=64.0;
     pub const PIDS: std::ops::RangeInclusive<i64> = 16..=65_536;
+    pub const COMMAND_TIMEOUT_SECS: std::ops::RangeInclusive<i64> = 1..=86_400;
 
     pub fn validate(self) -> Result<Self, AppError> {
         fn check<T: PartialOrd + fmt::Display>(
@@ -188,6 +226,11 @@ impl SandboxLimits {
         check("memory (MiB)", self.memory_mb, &Self::MEMORY_MB)?;
         check("CPU count", self.cpus, &Self::CPUS)?;
         check("process limit", self.pids, &Self::PIDS)?;
+        check(
+            "command time limit (seconds)",
+            self.command_timeout_secs,
+            &Self::COMMAND_TIMEOUT_SECS,
+        )?;
         Ok(self)
     }
 }
@@ -302,6 +345,61 @@ impl EnvVar {
     }
 }
 
+/// The turn limits a session may set.
+pub const MAX_TURNS: std::ops::RangeInclusive<i64> = 1..=1000;
+/// Tools a session may allow without asking.
+pub const ALLOWED_TOOLS_MAX: usize = 64;
+const TOOL_RULE_MAX_CHARS: usize = 200;
+const IMAGE_MAX_CHARS: usize = 255;
+
+/// Checks a session's tools allowed without asking: tool names, or the
+/// Claude Code CLI's rules (`Bash(npm test:*)`), one an entry; no commas,
+/// which the CLI reads as separators.
+fn check_allowed_tools(tools: Vec<String>) -> Result<Vec<String>, AppError> {
+    if tools.len() > ALLOWED_TOOLS_MAX {
+        return Err(AppError::Invalid(format!(
+            "A session allows at most {ALLOWED_TOOLS_MAX} tools without asking."
+        )));
+    }
+    let mut out: Vec<String> = Vec::with_capacity(tools.len());
+    for tool in tools {
+        let tool = tool.trim().to_owned();
+        if tool.is_empty()
+            || tool.chars().count() > TOOL_RULE_MAX_CHARS
+            || tool.contains(',')
+            || tool.chars().any(char::is_control)
+        {
+            return Err(AppError::Invalid(format!(
+                "{tool:?} is not a tool to allow: a tool's name or a rule like Bash(npm test:*),                  at most {TOOL_RULE_MAX_CHARS} characters, without commas."
+            )));
+        }
+        if !out.contains(&tool) {
+            out.push(tool);
+        }
+    }
+    Ok(out)
+}
+
+/// Checks a Docker image reference (`name[:tag][@digest]`) by its
+/// characters; whether the image exists is the sandbox's to say.
+fn check_image(image: String) -> Result<String, AppError> {
+    let first_ok = image
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric());
+    if !first_ok
+        || image.len() > IMAGE_MAX_CHARS
+        || !image
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/' | ':' | '@'))
+    {
+        return Err(AppError::Invalid(format!(
+            "{image:?} is not an image name: letters, digits and . _ - / : @ (like              paddock-agent:1), at most {IMAGE_MAX_CHARS} characters."
+        )));
+    }
+    Ok(image)
+}
+
 /// Read-only mounts a session may have.
 pub const MOUNTS_MAX: usize = 8;
 const MOUNT_NAME_MAX_CHARS: usize = 64;
@@ -405,6 +503,19 @@ pub struct NewSession {
     /// Names of the creator's saved secrets the agent's commands get.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub secrets: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_turns: Option<i64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_tools: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Project instructions (`CLAUDE.md`) written into the workspace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instructions: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skills: Vec<Skill>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<WorkspaceSource>,
 }
 
 /// A [`NewSession`] that passed validation, with every default filled in.
@@ -420,6 +531,12 @@ pub struct SessionSpec {
     pub mounts: Vec<ReadOnlyMount>,
     pub env: Vec<EnvVar>,
     pub secrets: Vec<String>,
+    pub max_turns: Option<i64>,
+    pub allowed_tools: Vec<String>,
+    pub image: Option<String>,
+    pub instructions: String,
+    pub skills: Vec<Skill>,
+    pub source: WorkspaceSource,
     /// The template it was made from, filled in by the server once it
     /// resolved [`NewSession::template`].
     pub template: Option<TemplateRef>,
@@ -465,6 +582,12 @@ impl NewSession {
             mounts,
             env,
             secrets,
+            max_turns,
+            allowed_tools,
+            image,
+            instructions,
+            skills,
+            source,
         } = self;
         fn list<T>(mine: Vec<T>, theirs: Vec<T>) -> Vec<T> {
             if mine.is_empty() {
@@ -488,11 +611,20 @@ impl NewSession {
                 memory_mb: limits.memory_mb.or(base.limits.memory_mb),
                 cpus: limits.cpus.or(base.limits.cpus),
                 pids: limits.pids.or(base.limits.pids),
+                command_timeout_secs: limits
+                    .command_timeout_secs
+                    .or(base.limits.command_timeout_secs),
             },
             budget_usd: budget_usd.or(base.budget_usd),
             mounts: list(mounts, base.mounts),
             env: list(env, base.env),
             secrets: list(secrets, base.secrets),
+            max_turns: max_turns.or(base.max_turns),
+            allowed_tools: list(allowed_tools, base.allowed_tools),
+            image: image.or(base.image),
+            instructions: instructions.or(base.instructions),
+            skills: list(skills, base.skills),
+            source: source.or(base.source),
         }
     }
 
@@ -561,10 +693,41 @@ impl NewSession {
                 return Err(AppError::Invalid(format!("{name} is set twice.")));
             }
         }
+        if let Some(n) = self.max_turns {
+            if !MAX_TURNS.contains(&n) {
+                return Err(AppError::Invalid(format!(
+                    "The turn limit must be between {} and {}.",
+                    MAX_TURNS.start(),
+                    MAX_TURNS.end()
+                )));
+            }
+        }
+        let allowed_tools = check_allowed_tools(self.allowed_tools)?;
+        let image = self
+            .image
+            .map(|i| i.trim().to_owned())
+            .filter(|i| !i.is_empty())
+            .map(check_image)
+            .transpose()?;
+        let instructions = self.instructions.unwrap_or_default();
+        if instructions.len() > SYSTEM_PROMPT_MAX_BYTES || instructions.contains('\0') {
+            return Err(AppError::Invalid(format!(
+                "The instructions are at most {} KiB of text.",
+                SYSTEM_PROMPT_MAX_BYTES / 1024
+            )));
+        }
+        crate::skills::validate(&self.skills)?;
+        let source = self.source.unwrap_or_default().validate()?;
         Ok(SessionSpec {
             env,
             secrets,
             mounts,
+            max_turns: self.max_turns,
+            allowed_tools,
+            image,
+            instructions,
+            skills: self.skills,
+            source,
             template: None,
             name: name.to_owned(),
             model: model.to_owned(),
@@ -663,6 +826,12 @@ pub enum EventKind {
     Error {
         message: String,
     },
+    /// Something the server did to the session's workspace: prepared it
+    /// (cloned, copied, wrote instructions and skills), committed or
+    /// pushed its changes.
+    Workspace {
+        message: String,
+    },
 }
 
 impl EventKind {
@@ -679,6 +848,7 @@ impl EventKind {
             EventKind::PermissionDecision { .. } => "permission_decision",
             EventKind::Usage { .. } => "usage",
             EventKind::Error { .. } => "error",
+            EventKind::Workspace { .. } => "workspace",
         }
     }
 }
@@ -928,8 +1098,37 @@ mod tests {
             memory_mb: Some(512),
             cpus: Some(0.5),
             pids: Some(64),
+            command_timeout_secs: Some(0),
         };
+        assert!(matches!(n.clone().validate(), Err(AppError::Invalid(_))));
+        n.limits.command_timeout_secs = Some(30);
         assert_eq!(n.validate().unwrap().limits.pids, Some(64));
+    }
+
+    #[test]
+    fn validate_checks_turns_tools_and_image() {
+        let mut n = new("ok");
+        n.max_turns = Some(0);
+        assert!(matches!(n.clone().validate(), Err(AppError::Invalid(_))));
+        n.max_turns = Some(12);
+        n.allowed_tools = vec!["Bash(git log, rm)".into()];
+        assert!(matches!(n.clone().validate(), Err(AppError::Invalid(_))));
+        n.allowed_tools = vec![" bash ".into(), "Bash(npm test:*)".into(), "bash".into()];
+        for bad in ["-rm", "a b", "x\ny", &"i".repeat(300)] {
+            n.image = Some(bad.into());
+            assert!(
+                matches!(n.clone().validate(), Err(AppError::Invalid(_))),
+                "{bad}"
+            );
+        }
+        n.image = Some(" registry.local:5000/team/agent:2@sha256:ab ".into());
+        let spec = n.validate().unwrap();
+        assert_eq!(spec.max_turns, Some(12));
+        assert_eq!(spec.allowed_tools, ["bash", "Bash(npm test:*)"]);
+        assert_eq!(
+            spec.image.as_deref(),
+            Some("registry.local:5000/team/agent:2@sha256:ab")
+        );
     }
 
     #[test]

@@ -5,12 +5,15 @@
 pub mod accounts;
 pub mod agents;
 pub mod api;
+pub mod changes;
 pub mod domain;
 pub mod files;
 mod live;
 pub mod markdown;
 mod pages;
+pub mod skills;
 pub mod transcript;
+pub mod workspace_source;
 
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};

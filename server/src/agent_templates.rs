@@ -38,9 +38,13 @@ impl TemplateLibrary {
     }
 
     pub async fn list(&self, caller: &Caller) -> Result<Vec<AgentTemplate>, AppError> {
-        let mut all = self.store.list_templates().await?;
-        all.retain(|t| may_use(caller, t));
-        Ok(all)
+        if caller.is_admin() {
+            return Ok(self.store.list_templates(None).await?);
+        }
+        match caller.user {
+            Some(user) => Ok(self.store.list_templates(Some(user)).await?),
+            None => Ok(Vec::new()),
+        }
     }
 
     pub async fn versions(
@@ -52,6 +56,16 @@ impl TemplateLibrary {
         Ok(self.store.template_versions(id).await?)
     }
 
+    /// Refuses a caller who may not save this template (a new one: who may
+    /// not make sessions): checked before anything of the draft is.
+    pub async fn may_save(&self, caller: &Caller, id: Option<TemplateId>) -> Result<(), AppError> {
+        caller.may_create_sessions()?;
+        if let Some(id) = id {
+            self.get(caller, id).await?;
+        }
+        Ok(())
+    }
+
     /// Saves a validated draft: a new template of the caller's, or the next
     /// version of one they may use.
     pub async fn save(
@@ -60,17 +74,15 @@ impl TemplateLibrary {
         id: Option<TemplateId>,
         draft: &TemplateDraft,
     ) -> Result<AgentTemplate, AppError> {
-        caller.may_create_sessions()?;
+        self.may_save(caller, id).await?;
         let by = caller.label();
         let saved = match id {
             None => self.store.create_template(caller.user, draft, &by).await?,
-            Some(id) => {
-                self.get(caller, id).await?;
-                self.store
-                    .update_template(id, draft, &by)
-                    .await?
-                    .ok_or_else(|| not_found(id))?
-            }
+            Some(id) => self
+                .store
+                .update_template(id, draft, &by)
+                .await?
+                .ok_or_else(|| not_found(id))?,
         };
         tracing::info!(template = %saved.id, version = saved.version, by = %by, "agent template saved");
         Ok(saved)

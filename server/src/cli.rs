@@ -13,7 +13,7 @@ use crate::vault::{self, MasterKey, Vault};
 use anyhow::Context;
 use app::accounts::{AuditAction, CredentialId, CredentialKind, CredentialScope, Role};
 use clap::{Parser, Subcommand};
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{BufRead, IsTerminal, Read, Write};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -110,7 +110,8 @@ fn parse_role(value: &str) -> Result<Role, String> {
 /// What the command line is named as in the audit log.
 const ACTOR: &str = "command line";
 
-/// A secret from standard input (one line); never typed at a terminal.
+/// A secret from standard input, all of it (a key file has several
+/// lines) but its final line break; never typed at a terminal.
 fn read_secret() -> anyhow::Result<String> {
     let stdin = std::io::stdin();
     if stdin.is_terminal() {
@@ -119,9 +120,9 @@ fn read_secret() -> anyhow::Result<String> {
              `paddock credentials set anthropic_api_key < key.txt`"
         );
     }
-    let mut line = String::new();
-    stdin.lock().read_line(&mut line)?;
-    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+    let mut all = String::new();
+    stdin.lock().read_to_string(&mut all)?;
+    Ok(all.trim_end_matches(['\r', '\n']).to_owned())
 }
 
 /// A password from standard input, or a generated one on a terminal.
@@ -267,7 +268,7 @@ async fn credential_id(
     };
     anyhow::ensure!(
         kind.is_named() == name.is_some(),
-        "a secret needs --name, and only a secret has one"
+        "a secret or a git token needs --name, and only those have one"
     );
     Ok(CredentialId {
         scope,

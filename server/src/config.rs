@@ -138,6 +138,19 @@ pub struct Config {
     /// expires then too.
     #[arg(long, env = "PADDOCK_CLAUDE_CODE_RUN_SECS", default_value_t = 4 * 3600)]
     pub claude_code_run_secs: u64,
+
+    /// Folder of the server's own repository of each session with a git
+    /// source (never mounted into a sandbox).
+    #[arg(long, env = "PADDOCK_GIT_ROOT", default_value = "data/git")]
+    pub git_root: PathBuf,
+
+    /// Largest repository (or folder) a workspace is made from, in MiB.
+    #[arg(long, env = "PADDOCK_SOURCE_MAX_MB", default_value_t = 2048)]
+    pub source_max_mb: u64,
+
+    /// Longest a clone, a copy or a push may take, in seconds.
+    #[arg(long, env = "PADDOCK_GIT_TIMEOUT_SECS", default_value_t = 600)]
+    pub git_timeout_secs: u64,
 }
 
 /// The Claude Code CLI version scripts/setup installs.
@@ -240,7 +253,11 @@ impl Config {
             .into_iter()
             .flatten()
             .map(folder)
-            .chain([self.workspace_root.clone(), self.claude_code_root.clone()])
+            .chain([
+                self.workspace_root.clone(),
+                self.claude_code_root.clone(),
+                self.git_root.clone(),
+            ])
             .collect()
     }
 
@@ -347,6 +364,7 @@ mod tests {
             "--master-key-file=master.key",
             "--workspace-root=/srv/ws",
             "--claude-code-root=/srv/cc",
+            "--git-root=/srv/git",
         ])
         .unwrap();
         assert_eq!(
@@ -355,7 +373,8 @@ mod tests {
                 PathBuf::from("db"),
                 PathBuf::from("."),
                 PathBuf::from("/srv/ws"),
-                PathBuf::from("/srv/cc")
+                PathBuf::from("/srv/cc"),
+                PathBuf::from("/srv/git")
             ]
         );
     }
@@ -370,8 +389,7 @@ mod tests {
         let c = config(None, None);
         let l = c.limits_for(SandboxLimits {
             memory_mb: Some(256),
-            cpus: None,
-            pids: None,
+            ..Default::default()
         });
         assert_eq!(
             l,

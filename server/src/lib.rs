@@ -6,9 +6,11 @@
 
 pub mod agent_templates;
 pub mod auth;
+pub mod changes;
 pub mod cli;
 pub mod config;
 pub mod engine;
+pub mod git;
 pub mod http;
 pub mod hub;
 pub mod journal;
@@ -19,6 +21,7 @@ pub mod presence;
 pub mod proxy;
 pub mod sandbox;
 pub mod secret;
+pub mod skill_archive;
 pub mod store;
 pub mod sync;
 pub mod telemetry;
@@ -26,6 +29,7 @@ pub mod tools;
 pub mod transfers;
 pub mod vault;
 pub mod workspace_files;
+pub mod workspace_setup;
 
 pub use config::Config;
 

@@ -9,6 +9,7 @@
 
 use crate::agent_templates::{self, TemplateLibrary};
 use crate::auth::Auth;
+use crate::changes::ChangeReview;
 use crate::config::{Config, SandboxChoice};
 use crate::engine::{
     AgentEngine, ClaudeCodeEngine, ClaudeCodeSettings, EngineLimits, NativeEngine, Permissions,
@@ -19,10 +20,11 @@ use crate::journal::Journal;
 use crate::llm::{Anthropic, AnthropicConfig, Provider};
 use crate::presence::Presence;
 use crate::proxy::CredentialProxy;
-use crate::sandbox::{DockerSandbox, LocalSandbox, Sandbox};
+use crate::sandbox::{BackendKind, DockerSandbox, LocalSandbox, Sandbox};
 use crate::store::{self, Store};
 use crate::transfers::Transfers;
 use crate::vault::{MasterKey, Vault};
+use crate::workspace_setup::WorkspaceSetup;
 use anyhow::Context;
 use app::accounts::{
     Access, AuditAction, AuditEntry, Caller, CredentialId, CredentialInfo, CredentialScope,
@@ -30,11 +32,14 @@ use app::accounts::{
 };
 use app::agents::{AgentTemplate, TemplateDraft, TemplateId};
 use app::api::Backend;
+use app::changes::{Changes, Committed, FileDiff};
 use app::domain::{
-    AppError, Decision, Engine, Event, EventKind, NewSession, ServerInfo, Session, SessionId,
-    SessionSpec, SessionStatus, UserId,
+    AppError, Decision, Engine, Event, EventKind, NewSession, ReadOnlyMount, ServerInfo, Session,
+    SessionId, SessionSpec, SessionStatus, UserId,
 };
 use app::files::{FileEntry, FileView};
+use app::skills::Skill;
+use app::workspace_source::WorkspaceSource;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -61,6 +66,11 @@ pub struct Paddock {
     pub vault: Arc<Vault>,
     /// Agent templates, and who may use which.
     pub templates: Arc<TemplateLibrary>,
+    /// Prepares workspaces from their sources; owns their server-side
+    /// repositories.
+    pub setup: Arc<WorkspaceSetup>,
+    /// The Changes view: diffs, commits and pushes of git workspaces.
+    pub changes: Arc<ChangeReview>,
     /// Who has which session open.
     pub presence: Presence,
     /// Workspace archives and uploads running now.
@@ -132,15 +142,29 @@ impl Paddock {
             proxy: proxy.clone(),
             settings: ClaudeCodeSettings::from_config(&config, limits.output_cap),
         });
+        let setup = Arc::new(WorkspaceSetup::new(
+            config.clone(),
+            store.clone(),
+            sandbox.clone(),
+            vault.clone(),
+            journal.clone(),
+        ));
         let runner = Arc::new(Runner::new(
             config.clone(),
             store.clone(),
             journal.clone(),
             sandbox.clone(),
             vault.clone(),
+            setup.clone(),
             [(Engine::Native, native), (Engine::ClaudeCode, claude_code)],
         ));
         let templates = Arc::new(TemplateLibrary::new(store.clone()));
+        let changes = Arc::new(ChangeReview::new(
+            setup.clone(),
+            sandbox.clone(),
+            journal.clone(),
+            Duration::from_secs(config.git_timeout_secs),
+        ));
         Ok(Self {
             config,
             store,
@@ -153,6 +177,8 @@ impl Paddock {
             auth,
             vault,
             templates,
+            changes,
+            setup,
             presence: Presence::default(),
             transfers: Transfers::default(),
         })
@@ -268,6 +294,12 @@ impl Paddock {
                     .into(),
             ));
         }
+        if spec.image.is_some() && backend.kind != BackendKind::Docker {
+            return Err(AppError::Invalid(
+                "An image can be chosen only with Docker sandboxes, and this server's are local."
+                    .into(),
+            ));
+        }
         let policy = self.config.mount_policy();
         let mounts = spec
             .mounts
@@ -275,6 +307,20 @@ impl Paddock {
             .map(|m| policy.check(m))
             .collect::<Result<_, _>>()?;
         self.vault.secrets(owner, &spec.secrets).await?;
+        match &spec.source {
+            WorkspaceSource::Empty => {}
+            WorkspaceSource::Folder { path } => {
+                policy.check(&ReadOnlyMount {
+                    host: path.clone(),
+                    name: String::new(),
+                })?;
+            }
+            WorkspaceSource::Git { credential, .. } => {
+                if let Some(name) = credential {
+                    self.vault.git_token(owner, name).await?;
+                }
+            }
+        }
         Ok(SessionSpec { mounts, ..spec })
     }
 }
@@ -341,18 +387,17 @@ impl Backend for Paddock {
         let session = self.store.create_session(&spec, caller.user).await?;
         tracing::info!(session = %session.id, name = %session.name, by = %caller.login, "session created");
         self.journal.created(&session);
-        // Warm the sandbox up now, so the first prompt does not wait for it.
+        // Prepare the workspace and start the sandbox now, so the first
+        // prompt does not wait for them.
         let (runner, journal) = (self.runner.clone(), self.journal.clone());
         let created = session.clone();
         tokio::spawn(async move {
             let id = created.id;
-            if let Err(e) = runner.start_sandbox(&created).await {
-                tracing::warn!(session = %id, "sandbox did not start: {e}");
-                let event = EventKind::Error {
-                    message: format!("The sandbox could not start: {e}"),
-                };
+            if let Err(e) = runner.warm_up(&created).await {
+                let message = journal.mask(id, &e.to_string()).into_owned();
+                tracing::warn!(session = %id, "{message}");
                 // The session may have been deleted meanwhile: nothing to tell.
-                let _ = journal.record(id, event).await;
+                let _ = journal.record(id, EventKind::Error { message }).await;
             }
         });
         Ok(session)
@@ -373,6 +418,7 @@ impl Backend for Paddock {
             ))
         })?;
         self.runner.engine(session.engine)?.forget(id).await?;
+        self.setup.forget(id).await?;
         self.journal.delete(id).await?;
         tracing::info!(session = %id, by = %caller.login, "session deleted");
         Ok(())
@@ -634,6 +680,7 @@ impl Backend for Paddock {
         id: Option<TemplateId>,
         draft: TemplateDraft,
     ) -> Result<AgentTemplate, AppError> {
+        self.templates.may_save(caller, id).await?;
         let draft = draft.validate()?;
         // What the server can tell now (engine, sandboxes, mounts); secrets
         // are the owner's to save, checked when a session is made.
@@ -668,6 +715,43 @@ impl Backend for Paddock {
     ) -> Result<AgentTemplate, AppError> {
         let draft = agent_templates::parse(&file)?;
         self.save_template(caller, None, draft).await
+    }
+
+    async fn save_skill(
+        &self,
+        caller: &Caller,
+        id: TemplateId,
+        skill: Skill,
+    ) -> Result<AgentTemplate, AppError> {
+        let name = skill.header()?.name;
+        let mut draft = self.templates.get(caller, id).await?.draft;
+        let skills = &mut draft.session.skills;
+        match skills
+            .iter_mut()
+            .find(|s| s.header().is_ok_and(|h| h.name == name))
+        {
+            Some(same) => *same = skill,
+            None => skills.push(skill),
+        }
+        self.save_template(caller, Some(id), draft).await
+    }
+
+    async fn remove_skill(
+        &self,
+        caller: &Caller,
+        id: TemplateId,
+        name: String,
+    ) -> Result<AgentTemplate, AppError> {
+        let mut draft = self.templates.get(caller, id).await?.draft;
+        let before = draft.session.skills.len();
+        draft
+            .session
+            .skills
+            .retain(|s| s.header().map_or(true, |h| h.name != name));
+        if draft.session.skills.len() == before {
+            return Err(AppError::NotFound(format!("Skill {name:?}")));
+        }
+        self.save_template(caller, Some(id), draft).await
     }
 
     async fn list_credentials(&self, caller: &Caller) -> Result<Vec<CredentialInfo>, AppError> {
@@ -720,6 +804,36 @@ impl Backend for Paddock {
         path: String,
     ) -> Result<FileView, AppError> {
         self.show_file(caller, id, &path).await
+    }
+
+    async fn changes(&self, caller: &Caller, id: SessionId) -> Result<Changes, AppError> {
+        let s = self.session_for(caller, id, Access::Watch).await?;
+        self.changes.list(&s).await
+    }
+
+    async fn change_diff(
+        &self,
+        caller: &Caller,
+        id: SessionId,
+        path: String,
+    ) -> Result<FileDiff, AppError> {
+        let s = self.session_for(caller, id, Access::Watch).await?;
+        self.changes.diff(&s, &path).await
+    }
+
+    async fn commit_changes(
+        &self,
+        caller: &Caller,
+        id: SessionId,
+        message: String,
+    ) -> Result<Committed, AppError> {
+        let s = self.session_for(caller, id, Access::Operate).await?;
+        self.changes.commit(&s, caller, &message).await
+    }
+
+    async fn push_changes(&self, caller: &Caller, id: SessionId) -> Result<Committed, AppError> {
+        let s = self.session_for(caller, id, Access::Operate).await?;
+        self.changes.push(&s, caller).await
     }
 
     async fn audit_log(

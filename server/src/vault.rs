@@ -173,11 +173,20 @@ fn aad(id: &CredentialId) -> Vec<u8> {
 /// Refuses a secret that cannot be a variable, or is too short to mask.
 fn check_secret(id: &CredentialId, value: &str) -> Result<(), AppError> {
     check_variable_name(&id.name)?;
+    // A git token goes into an HTTP header: one line.
+    let multiline = id.kind == CredentialKind::Secret;
     let shaped = value.chars().count() >= SECRET_MIN_CHARS
         && value.len() <= CREDENTIAL_MAX_BYTES
         && !value
             .chars()
-            .any(|c| c.is_control() && c != '\n' && c != '\t');
+            .any(|c| c.is_control() && !(multiline && (c == '\n' || c == '\t')));
+    if !shaped && !multiline {
+        return Err(AppError::Invalid(format!(
+            "A git token is {SECRET_MIN_CHARS} characters to {} KiB on one line: the token, or \
+             user:token.",
+            CREDENTIAL_MAX_BYTES / 1024
+        )));
+    }
     if !shaped {
         return Err(AppError::Invalid(format!(
             "A secret is {SECRET_MIN_CHARS} characters to {} KiB of text (shorter ones would mask \
@@ -294,7 +303,9 @@ impl Vault {
         value: &str,
         by: &str,
     ) -> Result<SealedCredential, AppError> {
-        let value = value.trim();
+        // A browser's text area sends its line breaks as CR LF.
+        let value = value.trim().replace("\r\n", "\n");
+        let value = value.as_str();
         let hint = if id.kind.is_named() {
             check_secret(&id, value)?;
             let others = self.store.list_credentials().await?;
@@ -373,6 +384,18 @@ impl Vault {
     /// the owner's own (the server's, for a session without an owner). A
     /// secret that is not saved any more is a clear error, before anything
     /// runs.
+    /// The owner's saved git token of that name (the server's, for a
+    /// session without an owner), for host-side git only.
+    pub async fn git_token(&self, owner: Option<UserId>, name: &str) -> Result<String, AppError> {
+        let scope = owner.map_or(CredentialScope::Server, CredentialScope::User);
+        let id = CredentialId::named(scope, CredentialKind::GitToken, name);
+        self.value(&id).await?.ok_or_else(|| {
+            AppError::Invalid(format!(
+                "The git token {name} is not saved: save it under Credentials (Git tokens)."
+            ))
+        })
+    }
+
     pub async fn secrets(
         &self,
         owner: Option<UserId>,

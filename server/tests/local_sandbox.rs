@@ -7,7 +7,7 @@
 mod common;
 
 use common::exec as run;
-use server::sandbox::{workspace_dir, FileError, Limits, LocalSandbox, Sandbox};
+use server::sandbox::{workspace_dir, FileError, Limits, LocalSandbox, Sandbox, SandboxSpec};
 
 #[tokio::test]
 async fn local_sandbox_scrubs_env_kills_trees_and_confines_files() {
@@ -57,7 +57,13 @@ async fn local_sandbox_scrubs_env_kills_trees_and_confines_files() {
         read_only: true,
     };
     sandbox
-        .start_with(session, Limits::default(), std::slice::from_ref(&mounted))
+        .start_with(
+            session,
+            &SandboxSpec {
+                mounts: vec![mounted.clone()],
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
     let read = run(
@@ -99,7 +105,13 @@ async fn local_sandbox_scrubs_env_kills_trees_and_confines_files() {
         ..mounted
     };
     assert!(sandbox
-        .start_with(session, Limits::default(), &[writable])
+        .start_with(
+            session,
+            &SandboxSpec {
+                mounts: vec![writable],
+                ..Default::default()
+            },
+        )
         .await
         .is_err());
 

@@ -53,14 +53,22 @@ pub async fn save_template(
                 .filter(|i| !i.trim().is_empty())
                 .map(|i| template_id(&i))
                 .transpose()?;
-            let draft = crate::agents::TemplateDraft {
+            let (backend, caller) = (ssr::backend()?, ssr::caller()?);
+            let mut draft = crate::agents::TemplateDraft {
                 name,
                 description: description.unwrap_or_default(),
                 session: settings.parse()?,
             };
-            ssr::backend()?
-                .save_template(&ssr::caller()?, id, draft)
-                .await
+            // Skills are kept apart from the form (see save_skill).
+            if let Some(id) = id {
+                draft.session.skills = backend
+                    .get_template(&caller, id)
+                    .await?
+                    .draft
+                    .session
+                    .skills;
+            }
+            backend.save_template(&caller, id, draft).await
         }
         .await,
     )
@@ -94,4 +102,41 @@ pub async fn delete_template(id: String) -> Result<(), AppError> {
 #[server(endpoint = "import_template", output = UrlInJsonOut)]
 pub async fn import_template(file: String) -> Result<AgentTemplate, AppError> {
     ssr::respond(async { ssr::backend()?.import_template(&ssr::caller()?, file).await }.await)
+}
+
+/// Adds a skill to an agent, or replaces its skill of the same name (the
+/// name in the `SKILL.md`'s front matter), keeping that skill's files.
+#[server(endpoint = "save_skill", output = UrlInJsonOut)]
+pub async fn save_skill(id: String, markdown: String) -> Result<AgentTemplate, AppError> {
+    ssr::respond(
+        async {
+            let (backend, caller, id) = (ssr::backend()?, ssr::caller()?, template_id(&id)?);
+            let name = crate::skills::front_matter(&markdown)?.0.name;
+            let files = backend
+                .get_template(&caller, id)
+                .await?
+                .draft
+                .session
+                .skills
+                .into_iter()
+                .find(|s| s.header().is_ok_and(|h| h.name == name))
+                .map(|s| s.files)
+                .unwrap_or_default();
+            let skill = crate::skills::Skill { markdown, files };
+            backend.save_skill(&caller, id, skill).await
+        }
+        .await,
+    )
+}
+
+#[server(endpoint = "remove_skill", output = UrlInJsonOut)]
+pub async fn remove_skill(id: String, name: String) -> Result<AgentTemplate, AppError> {
+    ssr::respond(
+        async {
+            ssr::backend()?
+                .remove_skill(&ssr::caller()?, template_id(&id)?, name)
+                .await
+        }
+        .await,
+    )
 }

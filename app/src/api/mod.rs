@@ -17,10 +17,12 @@ pub(crate) mod ssr {
         SessionPeople, Share, ShareLevel, User,
     };
     use crate::agents::{AgentTemplate, TemplateDraft, TemplateId};
+    use crate::changes::{Changes, Committed, FileDiff};
     use crate::domain::{
         AppError, Decision, Event, NewSession, ServerInfo, Session, SessionId, UserId,
     };
     use crate::files::{FileEntry, FileView};
+    use crate::skills::Skill;
     use leptos::prelude::*;
     use std::sync::Arc;
 
@@ -158,6 +160,21 @@ pub(crate) mod ssr {
             caller: &Caller,
             file: String,
         ) -> Result<AgentTemplate, AppError>;
+        /// Adds a skill to a template, or replaces its skill of that name:
+        /// a new version.
+        async fn save_skill(
+            &self,
+            caller: &Caller,
+            id: TemplateId,
+            skill: Skill,
+        ) -> Result<AgentTemplate, AppError>;
+        /// Removes a template's skill: a new version.
+        async fn remove_skill(
+            &self,
+            caller: &Caller,
+            id: TemplateId,
+            name: String,
+        ) -> Result<AgentTemplate, AppError>;
 
         /// The credentials the caller may manage (their own; an admin also
         /// the server's), as hints.
@@ -189,6 +206,28 @@ pub(crate) mod ssr {
             id: SessionId,
             path: String,
         ) -> Result<FileView, AppError>;
+
+        /// What changed in a session cloned from git since it started (for
+        /// those who may watch it).
+        async fn changes(&self, caller: &Caller, id: SessionId) -> Result<Changes, AppError>;
+        /// One changed file's diff against the start.
+        async fn change_diff(
+            &self,
+            caller: &Caller,
+            id: SessionId,
+            path: String,
+        ) -> Result<FileDiff, AppError>;
+        /// Commits every change to the session's working branch, by the
+        /// caller (who may operate it).
+        async fn commit_changes(
+            &self,
+            caller: &Caller,
+            id: SessionId,
+            message: String,
+        ) -> Result<Committed, AppError>;
+        /// Pushes the working branch to the repository it came from.
+        async fn push_changes(&self, caller: &Caller, id: SessionId)
+            -> Result<Committed, AppError>;
 
         /// The audit log, newest first (admins only).
         async fn audit_log(
@@ -329,6 +368,35 @@ pub struct SettingsForm {
     /// Secret names, separated by commas.
     #[serde(default)]
     pub secrets: Option<String>,
+    #[serde(default)]
+    pub memory_mb: Option<String>,
+    #[serde(default)]
+    pub cpus: Option<String>,
+    #[serde(default)]
+    pub pids: Option<String>,
+    #[serde(default)]
+    pub command_timeout_secs: Option<String>,
+    #[serde(default)]
+    pub max_turns: Option<String>,
+    /// Tools allowed without asking, one a line.
+    #[serde(default)]
+    pub allowed_tools: Option<String>,
+    #[serde(default)]
+    pub image: Option<String>,
+    /// Project instructions (`CLAUDE.md`).
+    #[serde(default)]
+    pub instructions: Option<String>,
+    /// A git repository to start from...
+    #[serde(default)]
+    pub repo_url: Option<String>,
+    #[serde(default)]
+    pub repo_rev: Option<String>,
+    /// ...with the saved git token of this name.
+    #[serde(default)]
+    pub repo_token: Option<String>,
+    /// Or an allowed host folder to copy.
+    #[serde(default)]
+    pub source_folder: Option<String>,
 }
 
 impl SettingsForm {
@@ -340,7 +408,46 @@ impl SettingsForm {
         let invalid = |what: &str, value: &str| {
             AppError::Invalid(format!("{value:?} is not a valid {what}."))
         };
+        fn number<T: std::str::FromStr>(
+            field: Option<String>,
+            what: &str,
+        ) -> Result<Option<T>, AppError> {
+            given(field)
+                .map(|v| {
+                    v.trim()
+                        .parse()
+                        .map_err(|_| AppError::Invalid(format!("{v:?} is not a valid {what}.")))
+                })
+                .transpose()
+        }
         Ok(crate::domain::NewSession {
+            limits: crate::domain::SandboxLimits {
+                memory_mb: number(self.memory_mb, "memory limit in MiB")?,
+                cpus: number(self.cpus, "CPU count")?,
+                pids: number(self.pids, "process limit")?,
+                command_timeout_secs: number(self.command_timeout_secs, "time limit in seconds")?,
+            },
+            max_turns: number(self.max_turns, "turn limit")?,
+            allowed_tools: self
+                .allowed_tools
+                .unwrap_or_default()
+                .lines()
+                .filter(|t| !t.trim().is_empty())
+                .map(str::to_owned)
+                .collect(),
+            image: given(self.image),
+            instructions: given(self.instructions),
+            source: match (given(self.repo_url), given(self.source_folder)) {
+                (Some(url), _) => Some(crate::workspace_source::WorkspaceSource::Git {
+                    url,
+                    rev: given(self.repo_rev),
+                    credential: given(self.repo_token),
+                }),
+                (None, Some(path)) => {
+                    Some(crate::workspace_source::WorkspaceSource::Folder { path })
+                }
+                (None, None) => None,
+            },
             model: given(self.model),
             system_prompt: given(self.system_prompt),
             permission_mode: given(self.permission_mode)
@@ -563,4 +670,5 @@ pub async fn session_events(id: String, after: i64) -> Result<EventPage, AppErro
 
 pub mod accounts;
 pub mod agents;
+pub mod changes;
 pub mod files;

@@ -8,12 +8,14 @@ use super::{format_time, ErrorNote, Missing};
 use crate::agents::{AgentTemplate, TemplateDraft, DESCRIPTION_MAX_CHARS};
 use crate::api::agents::{
     get_template, list_templates, template_versions, DeleteTemplate, DuplicateTemplate,
-    ImportTemplate, SaveTemplate,
+    ImportTemplate, RemoveSkill, SaveSkill, SaveTemplate,
 };
 use crate::domain::{AppError, NAME_MAX_CHARS};
+use crate::skills::Skill;
 use leptos::prelude::*;
 use leptos::server_fn::ServerFn as _;
 use leptos_router::components::A;
+use leptos_router::hooks::use_query_map;
 use leptos_router::hooks::{use_navigate, use_params_map};
 
 /// Where a saved, duplicated or imported agent opens.
@@ -160,14 +162,17 @@ pub fn AgentPage() -> impl IntoView {
     let save = ServerAction::<SaveTemplate>::new();
     let duplicate = ServerAction::<DuplicateTemplate>::new();
     let delete = ServerAction::<DeleteTemplate>::new();
-    let template = Resource::new(
-        move || (id(), save.version().get()),
-        |(id, _)| get_template(id),
-    );
-    let versions = Resource::new(
-        move || (id(), save.version().get()),
-        |(id, _)| template_versions(id),
-    );
+    let save_skill = ServerAction::<SaveSkill>::new();
+    let remove_skill = ServerAction::<RemoveSkill>::new();
+    let changed = move || {
+        (
+            save.version().get(),
+            save_skill.version().get(),
+            remove_skill.version().get(),
+        )
+    };
+    let template = Resource::new(move || (id(), changed()), |(id, _)| get_template(id));
+    let versions = Resource::new(move || (id(), changed()), |(id, _)| template_versions(id));
     Effect::new(open_when_done(duplicate.value()));
     let navigate = use_navigate();
     Effect::new(move |_| {
@@ -202,9 +207,12 @@ pub fn AgentPage() -> impl IntoView {
                     {move || duplicate.value().get().and_then(Result::err).map(|e| view! { <ErrorNote message=e.to_string() /> })}
                     {move || delete.value().get().and_then(Result::err).map(|e| view! { <ErrorNote message=e.to_string() /> })}
                     <div class="grid gap-6 md:grid-cols-[1fr_16rem]">
-                        <section class=PANEL aria-label="Edit">
-                            <AgentForm save initial=t.draft.clone() id=Some(id.clone()) />
-                        </section>
+                        <div class="space-y-6">
+                            <section class=PANEL aria-label="Edit">
+                                <AgentForm save initial=t.draft.clone() id=Some(id.clone()) />
+                            </section>
+                            <Skills id=id.clone() skills=t.draft.session.skills.clone() save=save_skill remove=remove_skill />
+                        </div>
                         <section aria-labelledby="versions-heading">
                             <h2 id="versions-heading" class="mb-2 text-sm font-semibold uppercase tracking-wide text-zinc-500">"Versions"</h2>
                             <Suspense>
@@ -219,5 +227,104 @@ pub fn AgentPage() -> impl IntoView {
                 }.into_any()
             })}
         </Suspense>
+    }
+}
+
+/// A new skill's `SKILL.md`, to start from.
+const SKILL_EXAMPLE: &str = "---\nname: my-skill\ndescription: What it does, and when to use it.\n---\n\n# My skill\n\nThe steps to follow.\n";
+
+/// Why a skill's zip the browser posted was refused, from the error's type
+/// the server sent back (the page's own words).
+fn skill_refused(code: &str) -> &'static str {
+    match code {
+        "too_large" => "That zip is too large: a skill holds at most 1 MiB unpacked.",
+        "invalid_request" => {
+            "That zip was refused: it needs a SKILL.md with a name and a description, at its \
+             top or in its one folder, and no paths that leave the folder, links or more \
+             than 64 files."
+        }
+        "forbidden" => "You may not change this agent.",
+        _ => "That upload failed. Try again; the server's log says why.",
+    }
+}
+
+/// An agent's skills: each with its description and files, to edit or
+/// remove; a new one written here, or uploaded as a zip.
+#[component]
+fn Skills(
+    id: String,
+    skills: Vec<Skill>,
+    save: ServerAction<SaveSkill>,
+    remove: ServerAction<RemoveSkill>,
+) -> impl IntoView {
+    let query = use_query_map();
+    let upload_error = move || {
+        query
+            .read()
+            .get("skill_error")
+            .map(|code| skill_refused(&code))
+    };
+    let submit = {
+        let id = id.clone();
+        move |ev: leptos::ev::SubmitEvent| {
+            ev.prevent_default();
+            let Ok(data) = leptos::web_sys::FormData::new_with_form(&event_target(&ev)) else {
+                return;
+            };
+            save.dispatch(SaveSkill {
+                id: id.clone(),
+                markdown: data.get("markdown").as_string().unwrap_or_default(),
+            });
+        }
+    };
+    let listed = skills.into_iter().filter_map(|s| {
+        let h = s.header().ok()?;
+        let (remove_id, name) = (id.clone(), h.name.clone());
+        let submit = submit.clone();
+        Some(view! {
+            <li class="space-y-1 py-3" data-testid="skill">
+                <div class="flex flex-wrap items-center gap-2">
+                    <code class="font-mono font-semibold" data-testid="skill-name">{h.name.clone()}</code>
+                    <span class="text-xs text-zinc-500">{format!("{} file{}", s.files.len() + 1, if s.files.is_empty() { "" } else { "s" })}</span>
+                    <button type="button" class=format!("ml-auto {SECONDARY}") data-testid="remove-skill"
+                        on:click=move |_| { remove.dispatch(RemoveSkill { id: remove_id.clone(), name: name.clone() }); }>"Remove"</button>
+                </div>
+                <p class="text-sm text-zinc-600 dark:text-zinc-300">{h.description.clone()}</p>
+                <details class="text-sm">
+                    <summary class="cursor-pointer text-xs text-zinc-500">"Edit SKILL.md"</summary>
+                    <form action=SaveSkill::PATH method="post" on:submit=submit class="mt-2 space-y-2">
+                        <input type="hidden" name="id" value=id.clone() />
+                        <textarea name="markdown" rows="8" class=format!("font-mono text-xs {INPUT}")>{s.markdown.clone()}</textarea>
+                        <button type="submit" class=SECONDARY>"Save skill"</button>
+                    </form>
+                </details>
+            </li>
+        })
+    }).collect_view();
+    view! {
+        <section class=format!("space-y-3 {PANEL}") aria-labelledby="skills-heading" data-testid="skills">
+            <div>
+                <h2 id="skills-heading" class="font-semibold">"Skills"</h2>
+                <p class="text-sm text-zinc-500 dark:text-zinc-400">"Instructions for kinds of tasks, each a SKILL.md (a name and a description, then the steps) with files beside it. The agent sees the names and descriptions, and loads a skill when a task calls for it, in either engine."</p>
+            </div>
+            {upload_error().map(|m| view! { <ErrorNote message=m.to_owned() /> })}
+            {move || save.value().get().and_then(Result::err).map(|e| view! { <ErrorNote message=e.to_string() /> })}
+            {move || remove.value().get().and_then(Result::err).map(|e| view! { <ErrorNote message=e.to_string() /> })}
+            <ul class="divide-y divide-zinc-200 dark:divide-zinc-800">{listed}</ul>
+            <details class="text-sm" data-testid="new-skill">
+                <summary class="cursor-pointer font-medium">"Write a skill"</summary>
+                <form action=SaveSkill::PATH method="post" on:submit=submit class="mt-2 space-y-2">
+                    <input type="hidden" name="id" value=id.clone() />
+                    <textarea name="markdown" rows="8" aria-label="SKILL.md" class=format!("font-mono text-xs {INPUT}")>{SKILL_EXAMPLE}</textarea>
+                    <button type="submit" class=PRIMARY data-testid="save-skill">"Add skill"</button>
+                </form>
+            </details>
+            <form action=format!("/api/templates/{id}/skills") method="post" enctype="multipart/form-data" class="flex flex-wrap items-end gap-2" data-testid="upload-skill">
+                <label class="min-w-0 flex-1 text-sm font-medium">"Upload a skill (.zip)"
+                    <input type="file" name="file" accept=".zip,application/zip" required class="mt-1 block w-full text-sm" />
+                </label>
+                <button type="submit" class=SECONDARY>"Upload"</button>
+            </form>
+        </section>
     }
 }

@@ -11,6 +11,7 @@ use crate::api::{get_server_info, SettingsForm};
 use crate::domain::{
     AppError, Engine, NewSession, PermissionMode, DEFAULT_MODEL, SUGGESTED_MODELS,
 };
+use crate::workspace_source::WorkspaceSource;
 use leptos::prelude::*;
 use leptos_router::components::A;
 
@@ -31,6 +32,18 @@ pub(super) fn settings_of(data: &leptos::web_sys::FormData) -> SettingsForm {
         mounts: field("mounts"),
         env: field("env"),
         secrets: (!secrets.is_empty()).then(|| secrets.join(",")),
+        memory_mb: field("memory_mb"),
+        cpus: field("cpus"),
+        pids: field("pids"),
+        command_timeout_secs: field("command_timeout_secs"),
+        max_turns: field("max_turns"),
+        allowed_tools: field("allowed_tools"),
+        image: field("image"),
+        instructions: field("instructions"),
+        repo_url: field("repo_url"),
+        repo_rev: field("repo_rev"),
+        repo_token: field("repo_token"),
+        source_folder: field("source_folder"),
     }
 }
 
@@ -83,7 +96,35 @@ pub(super) fn SettingsFields(initial: NewSession, prefix: &'static str) -> impl 
         })
         .collect();
     let chosen = initial.secrets.clone();
+    let (repo_url, repo_rev, repo_token, source_folder) = match initial.source.clone() {
+        Some(WorkspaceSource::Git {
+            url,
+            rev,
+            credential,
+        }) => (Some(url), rev, credential, None),
+        Some(WorkspaceSource::Folder { path }) => (None, None, None, Some(path)),
+        _ => (None, None, None, None),
+    };
     view! {
+        <fieldset class="space-y-2" data-testid="session-workspace">
+            <legend class="text-sm font-medium">"Workspace"</legend>
+            <div class="grid gap-2 sm:grid-cols-3">
+                <label class="text-xs sm:col-span-3">"Git repository to start from (empty: an empty folder)"
+                    <input id=id("repo-url") name="repo_url" type="url" placeholder="https://github.com/org/repo.git" value=repo_url class=format!("font-mono {INPUT}") />
+                </label>
+                <label class="text-xs">"Branch, tag or commit"
+                    <input id=id("repo-rev") name="repo_rev" placeholder="the default branch" value=repo_rev class=format!("font-mono {INPUT}") />
+                </label>
+                <label class="text-xs sm:col-span-2">"Git token (its name under Credentials)"
+                    <input id=id("repo-token") name="repo_token" placeholder="none: a public repository" value=repo_token class=format!("font-mono {INPUT}") />
+                </label>
+            </div>
+            <p class="text-xs text-zinc-500 dark:text-zinc-400">"The server clones it onto a branch paddock/<session>; review, commit and push under Changes. The token never enters the sandbox."</p>
+            <div>
+                <label for=id("instructions") class="text-sm font-medium">"Instructions (CLAUDE.md)"</label>
+                <textarea id=id("instructions") name="instructions" rows="3" placeholder="How to work in this project: conventions, commands, what to avoid" class=INPUT>{initial.instructions.clone().unwrap_or_default()}</textarea>
+            </div>
+        </fieldset>
         <div>
             <label for=id("model") class="text-sm font-medium">"Model"</label>
             <input id=id("model") name="model" list="model-suggestions" value=initial.model.clone().unwrap_or_else(|| DEFAULT_MODEL.to_owned()) class=INPUT />
@@ -121,6 +162,32 @@ pub(super) fn SettingsFields(initial: NewSession, prefix: &'static str) -> impl 
                     <label for=id("budget") class="text-sm font-medium">"Budget (USD)"</label>
                     <input id=id("budget") name="budget_usd" type="number" min="0.01" step="0.01" placeholder="No limit" value=initial.budget_usd.map(|b| b.to_string()) class=INPUT />
                 </div>
+                <div>
+                    <label for=id("allowed-tools") class="text-sm font-medium">"Allowed without asking"</label>
+                    <textarea id=id("allowed-tools") name="allowed_tools" rows="2" placeholder="bash   or   Bash(npm test:*)" class=format!("font-mono {INPUT}")>{initial.allowed_tools.join("\n")}</textarea>
+                    <p class="mt-1 text-xs text-zinc-500 dark:text-zinc-400">"One tool a line: the agent uses it without asking, in a mode that asks."</p>
+                </div>
+                <fieldset class="grid grid-cols-2 gap-3 sm:grid-cols-3" data-testid="session-limits">
+                    <legend class="mb-1 text-sm font-medium">"Limits (empty: the server's)"</legend>
+                    <label class="text-xs">"Turns per prompt"
+                        <input name="max_turns" type="number" min="1" max="1000" value=initial.max_turns.map(|n| n.to_string()) class=INPUT />
+                    </label>
+                    <label class="text-xs">"Seconds per command"
+                        <input name="command_timeout_secs" type="number" min="1" max="86400" value=initial.limits.command_timeout_secs.map(|n| n.to_string()) class=INPUT />
+                    </label>
+                    <label class="text-xs">"Memory (MiB)"
+                        <input name="memory_mb" type="number" min="64" max="65536" value=initial.limits.memory_mb.map(|n| n.to_string()) class=INPUT />
+                    </label>
+                    <label class="text-xs">"CPUs"
+                        <input name="cpus" type="number" min="0.1" max="64" step="0.1" value=initial.limits.cpus.map(|n| n.to_string()) class=INPUT />
+                    </label>
+                    <label class="text-xs">"Processes"
+                        <input name="pids" type="number" min="16" max="65536" value=initial.limits.pids.map(|n| n.to_string()) class=INPUT />
+                    </label>
+                    <label class="text-xs">"Image"
+                        <input name="image" placeholder="the server's" value=initial.image.clone() class=format!("font-mono {INPUT}") />
+                    </label>
+                </fieldset>
                 <div>
                     <label for=id("env") class="text-sm font-medium">"Environment variables"</label>
                     <textarea id=id("env") name="env" rows="2" placeholder="NAME=value, one a line" class=INPUT>{env.join("\n")}</textarea>
@@ -164,12 +231,16 @@ pub(super) fn SettingsFields(initial: NewSession, prefix: &'static str) -> impl 
                 <Suspense>
                     {move || {
                         let mounts = mounts.clone();
+                        let source_folder = source_folder.clone();
                         Suspend::new(async move {
                             let mountable = info.await.map(|i| i.mountable).unwrap_or_default();
                             (!mountable.is_empty()).then(|| view! {
                                 <div>
                                     <label for=id("mounts") class="text-sm font-medium">"Read-only folders"</label>
                                     <textarea id=id("mounts") name="mounts" rows="2" placeholder="/srv/data   or   name=/srv/data" class=INPUT>{mounts.join("\n")}</textarea>
+                                    <label class="mt-2 block text-xs">"Or copy an allowed folder into the workspace"
+                                        <input name="source_folder" placeholder="/srv/project" value=source_folder.clone() class=format!("font-mono {INPUT}") />
+                                    </label>
                                     <p class="mt-1 text-xs text-zinc-500 dark:text-zinc-400">
                                         "One a line; each appears at /mnt/<name> in the sandbox and cannot be changed there. Allowed: "
                                         {mountable.join(", ")}

@@ -51,6 +51,22 @@ impl EngineLimits {
     }
 }
 
+impl EngineLimits {
+    /// These limits with the session's own turn and command limits.
+    pub fn for_session(&self, s: &Session) -> Self {
+        Self {
+            max_turns: s
+                .max_turns
+                .map_or(self.max_turns, |n| u32::try_from(n).unwrap_or(u32::MAX)),
+            tool_timeout: s
+                .limits
+                .command_timeout_secs
+                .map_or(self.tool_timeout, |t| Duration::from_secs(t.unsigned_abs())),
+            ..self.clone()
+        }
+    }
+}
+
 /// One way of running a session's prompts.
 #[async_trait::async_trait]
 pub trait AgentEngine: Send + Sync + 'static {
@@ -91,6 +107,8 @@ pub enum RunError {
     Deleted,
     #[error("The sandbox could not start: {0}")]
     Sandbox(#[source] SandboxError),
+    #[error(transparent)]
+    Workspace(#[from] crate::workspace_setup::SetupError),
     #[error("The model call failed: {0}")]
     Model(#[source] LlmError),
     /// A limit of the session was reached (budget, turns).

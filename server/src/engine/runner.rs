@@ -11,10 +11,11 @@
 use super::{AgentEngine, RunError, PROMPT_MAX_BYTES};
 use crate::config::Config;
 use crate::journal::Journal;
-use crate::sandbox::{Sandbox, SandboxError};
+use crate::sandbox::{Sandbox, SandboxError, SandboxSpec};
 use crate::store::Store;
 use crate::sync::lock;
 use crate::vault::Vault;
+use crate::workspace_setup::WorkspaceSetup;
 use app::domain::{AppError, Engine, EnvVar, EventKind, Session, SessionId, SessionStatus};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -31,6 +32,7 @@ pub struct Runner {
     journal: Journal,
     sandbox: Arc<dyn Sandbox>,
     vault: Arc<Vault>,
+    setup: Arc<WorkspaceSetup>,
     engines: HashMap<Engine, Arc<dyn AgentEngine>>,
     runs: Mutex<HashMap<SessionId, Run>>,
 }
@@ -46,6 +48,7 @@ impl Runner {
         journal: Journal,
         sandbox: Arc<dyn Sandbox>,
         vault: Arc<Vault>,
+        setup: Arc<WorkspaceSetup>,
         engines: impl IntoIterator<Item = (Engine, Arc<dyn AgentEngine>)>,
     ) -> Self {
         Self {
@@ -54,6 +57,7 @@ impl Runner {
             journal,
             sandbox,
             vault,
+            setup,
             engines: engines.into_iter().collect(),
             runs: Mutex::default(),
         }
@@ -68,6 +72,13 @@ impl Runner {
         })
     }
 
+    /// Prepares the session's workspace (once) and starts its sandbox, so
+    /// that its first prompt does not wait: what a new session does.
+    pub async fn warm_up(&self, s: &Session) -> Result<(), RunError> {
+        self.setup.prepare(s.id).await?;
+        self.start_sandbox(s).await.map_err(RunError::Sandbox)
+    }
+
     /// Creates (or starts) a session's sandbox with what its engine needs
     /// mounted, and the session's read-only folders.
     pub async fn start_sandbox(&self, s: &Session) -> Result<(), SandboxError> {
@@ -76,9 +87,12 @@ impl Runner {
             .map_err(|e| SandboxError::Failed(e.to_string()))?
             .mounts(s.id)?;
         mounts.extend(self.config.mount_policy().sandbox_mounts(&s.mounts)?);
-        self.sandbox
-            .start_with(s.id, self.config.limits_for(s.limits), &mounts)
-            .await
+        let spec = SandboxSpec {
+            limits: self.config.limits_for(s.limits),
+            image: s.image.clone(),
+            mounts,
+        };
+        self.sandbox.start_with(s.id, &spec).await
     }
 
     /// Stores the prompt, then runs it now or after the prompts before it.
@@ -220,16 +234,29 @@ impl Runner {
                 .into_iter()
                 .map(|(name, value)| EnvVar { name, value }),
         );
+        self.setup.prepare(session).await?;
         self.start_sandbox(&s).await.map_err(RunError::Sandbox)?;
         self.engine(s.engine)?.run(s, cancel).await
     }
 
     /// Opens the secrets the session lists, as of now (a secret saved again
-    /// since the last run has its new value), and has the journal mask them.
+    /// since the last run has its new value), and has the journal mask them:
+    /// every one that opens, even when another does not.
     async fn secrets(&self, s: &Session) -> Result<Vec<(String, String)>, AppError> {
-        let secrets = self.vault.secrets(s.owner, &s.secrets).await?;
+        let mut secrets = Vec::with_capacity(s.secrets.len());
+        let mut refusal = None;
+        for name in &s.secrets {
+            match self
+                .vault
+                .secrets(s.owner, std::slice::from_ref(name))
+                .await
+            {
+                Ok(opened) => secrets.extend(opened),
+                Err(e) => refusal = refusal.or(Some(e)),
+            }
+        }
         let values: Vec<&str> = secrets.iter().map(|(_, v)| v.as_str()).collect();
         self.journal.set_secrets(s.id, &values);
-        Ok(secrets)
+        refusal.map_or(Ok(secrets), Err)
     }
 }

@@ -19,7 +19,7 @@
 use super::error::{ApiError, ApiResult};
 use super::extract::SessionPath;
 use super::routes::Routes;
-use super::BODY_LIMIT;
+use super::{wants_html, BODY_LIMIT};
 use crate::auth::Identity;
 use crate::paddock::Paddock;
 use crate::workspace_files::{clean, Upload};
@@ -195,13 +195,6 @@ async fn read_upload(
         }
     }
     Ok(files)
-}
-
-fn wants_html(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains("text/html"))
 }
 
 /// The session's Files view, at `dir`, for a browser's form post; with

@@ -10,6 +10,7 @@
 
 mod access_watch;
 mod auth;
+mod changes;
 pub mod error;
 mod events;
 pub mod extract;
@@ -105,6 +106,15 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// Whether a request is a browser's form post (it asks for a page back),
+/// to be sent back to the page it came from rather than answered in JSON.
+fn wants_html(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(axum::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/html"))
+}
+
 /// The routes the server adds itself, beside the dashboard's pages and
 /// server functions: one list, which [`router`] serves and [`all_routes`]
 /// tells.
@@ -120,6 +130,7 @@ impl OwnRoutes {
             behind_the_door: sessions::routes()
                 .merge(templates::routes())
                 .merge(files::routes())
+                .merge(changes::routes())
                 .merge(events::routes())
                 .merge(updates::routes())
                 .merge(auth::routes()),

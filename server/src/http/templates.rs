@@ -3,19 +3,23 @@
 //! body in either format. Every save validates completely first, so a
 //! refused one writes nothing.
 
-use super::error::ApiResult;
+use super::error::{ApiError, ApiResult};
 use super::extract::TemplatePath;
 use super::routes::Routes;
+use super::wants_html;
 use crate::agent_templates::{self, FileFormat};
 use crate::auth::Identity;
 use crate::paddock::Paddock;
+use crate::skill_archive;
 use app::agents::{AgentTemplate, TemplateDraft, TEMPLATE_FILE_MAX_BYTES};
 use app::api::Backend;
 use app::domain::AppError;
-use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::body::Bytes;
+use axum::extract::multipart::MultipartError;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Path, Query, Request, State};
 use axum::http::{header, StatusCode};
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::Json;
 use serde::Deserialize;
 use std::sync::Arc;
@@ -31,7 +35,90 @@ pub fn routes() -> Routes {
         .post("/api/templates/{id}/duplicate", duplicate)
         .get("/api/templates/{id}/versions", versions)
         .get("/api/templates/{id}/export", export)
+        .post("/api/templates/{id}/skills", add_skill)
+        .delete("/api/templates/{id}/skills/{name}", remove_skill)
         .map(|r| r.layer(DefaultBodyLimit::max(TEMPLATE_FILE_MAX_BYTES)))
+}
+
+/// The zip of a skill: the request's body (`application/zip`), or the
+/// `file` part of a browser's form.
+async fn skill_zip(request: Request) -> Result<Vec<u8>, AppError> {
+    let too_large = || {
+        AppError::TooLarge(format!(
+            "A skill's zip is at most {} KiB.",
+            TEMPLATE_FILE_MAX_BYTES / 1024
+        ))
+    };
+    let is_form = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("multipart/form-data"));
+    if !is_form {
+        let body = Bytes::from_request(request, &()).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                too_large()
+            } else {
+                AppError::Invalid("The skill's zip could not be read.".into())
+            }
+        })?;
+        return Ok(body.to_vec());
+    }
+    let mut form = Multipart::from_request(request, &())
+        .await
+        .map_err(|_| AppError::Invalid("The upload is not a readable form.".into()))?;
+    let refused = |e: MultipartError| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            too_large()
+        } else {
+            AppError::Invalid("The upload is not a readable form.".into())
+        }
+    };
+    while let Some(field) = form.next_field().await.map_err(refused)? {
+        if field.name() == Some("file") {
+            return Ok(field.bytes().await.map_err(refused)?.to_vec());
+        }
+    }
+    Err(AppError::Invalid("Choose a skill's zip file.".into()))
+}
+
+/// Adds (or replaces, by name) a skill from its zip: a new version. A
+/// browser's form is sent back to the agent's page.
+async fn add_skill(
+    State(paddock): State<Arc<Paddock>>,
+    identity: Identity,
+    TemplatePath(id): TemplatePath,
+    request: Request,
+) -> Response {
+    let browser = wants_html(request.headers());
+    let added = async {
+        // The caller's right first: nothing of a stranger's upload is read.
+        paddock.get_template(&identity.caller, id).await?;
+        let skill = skill_archive::read(&skill_zip(request).await?)?;
+        paddock.save_skill(&identity.caller, id, skill).await
+    }
+    .await;
+    match added {
+        Ok(_) if browser => Redirect::to(&format!("/agents/{id}")).into_response(),
+        Ok(t) => Json(t).into_response(),
+        Err(e) if browser && !matches!(e, AppError::NotFound(_)) => {
+            let error = ApiError::from(e).kind();
+            Redirect::to(&format!("/agents/{id}?skill_error={error}")).into_response()
+        }
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+async fn remove_skill(
+    State(paddock): State<Arc<Paddock>>,
+    identity: Identity,
+    TemplatePath(id): TemplatePath,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> ApiResult<Json<AgentTemplate>> {
+    let Path((_, name)) = path.map_err(|_| AppError::NotFound("Skill".into()))?;
+    Ok(Json(
+        paddock.remove_skill(&identity.caller, id, name).await?,
+    ))
 }
 
 fn created(t: AgentTemplate) -> impl IntoResponse {

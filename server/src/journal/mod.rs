@@ -56,6 +56,12 @@ impl Journal {
         self.masks.text(session, text)
     }
 
+    /// A tool's output with the session's secrets masked, also where a
+    /// truncated output was cut: what the model reads of a tool call.
+    pub fn mask_output<'a>(&self, session: SessionId, output: &'a str) -> Cow<'a, str> {
+        self.masks.output(session, output)
+    }
+
     /// Appends an event to a session's transcript, then broadcasts it.
     pub async fn record(&self, session: SessionId, kind: EventKind) -> Result<Event, AppError> {
         let kind = self.masks.event(session, kind);
@@ -114,6 +120,12 @@ impl Journal {
             },
         )
         .await
+    }
+
+    /// The model call whose fragments were being sent starts over: what
+    /// was held back of them is dropped.
+    pub fn restart_deltas(&self, session: SessionId) {
+        self.masks.restart(session);
     }
 
     /// A fragment of a block still being generated: live only, never stored.

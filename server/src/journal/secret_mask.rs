@@ -16,6 +16,7 @@
 //! in a library's debug output (a Docker request's environment) or in a
 //! command the model wrote is masked there too.
 
+use crate::sandbox::{CUT_SHORT_MARK, TRUNCATION_MARK, TRUNCATION_MARK_END};
 use crate::sync::lock;
 use app::accounts::SECRET_MIN_CHARS;
 use app::domain::{Delta, DeltaKind, EventKind, SessionId};
@@ -34,18 +35,23 @@ struct Patterns(Vec<String>);
 impl Patterns {
     fn new<'a>(values: impl IntoIterator<Item = &'a str>) -> Self {
         let mut patterns = Vec::new();
+        // A string as it reads inside a JSON string.
+        fn in_json(text: &str) -> String {
+            let json = serde_json::to_string(text).unwrap_or_default();
+            json[1..json.len() - 1].to_owned()
+        }
         for value in values {
             patterns.push(value.to_owned());
-            let json = serde_json::to_string(value).unwrap_or_default();
-            patterns.push(json[1..json.len() - 1].to_owned());
+            patterns.push(in_json(value));
             if value.contains('\n') {
-                patterns.extend(
-                    value
-                        .lines()
-                        .map(str::trim)
-                        .filter(|line| line.chars().count() >= SECRET_MIN_CHARS)
-                        .map(str::to_owned),
-                );
+                for line in value
+                    .lines()
+                    .map(str::trim)
+                    .filter(|line| line.chars().count() >= SECRET_MIN_CHARS)
+                {
+                    patterns.push(line.to_owned());
+                    patterns.push(in_json(line));
+                }
             }
         }
         patterns.retain(|p| !p.is_empty());
@@ -78,6 +84,54 @@ impl Patterns {
             .unwrap_or(0)
     }
 
+    /// The length of the longest start of `text` that is the end of a
+    /// pattern (a value whose start was cut off before it).
+    fn open_start(&self, text: &str) -> usize {
+        self.0
+            .iter()
+            .filter_map(|p| {
+                (1..p.len().min(text.len() + 1)).rev().find(|&k| {
+                    p.is_char_boundary(p.len() - k) && text.starts_with(&p[p.len() - k..])
+                })
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// A command's captured output: masked like any text, and where its
+    /// middle was cut ([`CappedOutput`](crate::sandbox::CappedOutput)), the
+    /// part of a value on either side of the cut is masked too.
+    fn apply_output(&self, text: &str) -> String {
+        let mut out = self.apply(text).into_owned();
+        if let Some(at) = out.rfind(CUT_SHORT_MARK) {
+            let kept = out[..at].strip_suffix('\n').unwrap_or(&out[..at]);
+            let cut = self.open_end(kept);
+            if cut > 0 {
+                out.replace_range(kept.len() - cut..kept.len(), MASK);
+            }
+        }
+        if let Some((head, tail)) = out.split_once(TRUNCATION_MARK) {
+            let tail = tail
+                .split_once(TRUNCATION_MARK_END)
+                .map_or(tail, |(_, rest)| rest);
+            let (cut_head, cut_tail) = (self.open_end(head), self.open_start(tail));
+            if cut_head > 0 || cut_tail > 0 {
+                let marker = &out[head.len()..out.len() - tail.len()];
+                let mut masked = head[..head.len() - cut_head].to_owned();
+                if cut_head > 0 {
+                    masked.push_str(MASK);
+                }
+                masked.push_str(marker);
+                if cut_tail > 0 {
+                    masked.push_str(MASK);
+                }
+                masked.push_str(&tail[cut_tail..]);
+                out = masked;
+            }
+        }
+        out
+    }
+
     fn apply_in(&self, text: &mut String) {
         if let Cow::Owned(masked) = self.apply(text) {
             *text = masked;
@@ -92,8 +146,9 @@ impl Patterns {
             EventKind::UserMessage { text }
             | EventKind::AssistantText { text }
             | EventKind::Thinking { text }
-            | EventKind::ToolResult { output: text, .. }
-            | EventKind::Error { message: text } => self.apply_in(text),
+            | EventKind::Error { message: text }
+            | EventKind::Workspace { message: text } => self.apply_in(text),
+            EventKind::ToolResult { output, .. } => *output = self.apply_output(output),
             EventKind::ToolCall { input, .. } | EventKind::PermissionRequest { input, .. } => {
                 self.apply_value(input)
             }
@@ -113,7 +168,15 @@ impl Patterns {
         match value {
             Value::String(s) => self.apply_in(s),
             Value::Array(items) => items.iter_mut().for_each(|v| self.apply_value(v)),
-            Value::Object(fields) => fields.values_mut().for_each(|v| self.apply_value(v)),
+            Value::Object(fields) => {
+                *fields = std::mem::take(fields)
+                    .into_iter()
+                    .map(|(key, mut v)| {
+                        self.apply_value(&mut v);
+                        (self.apply(&key).into_owned(), v)
+                    })
+                    .collect();
+            }
             _ => {}
         }
     }
@@ -196,6 +259,23 @@ impl SecretMasks {
         match lock(&self.0).get(&session) {
             Some(m) => Cow::Owned(m.patterns.apply(text).into_owned()),
             None => Cow::Borrowed(text),
+        }
+    }
+
+    /// A command's captured output, masked across the cut of a truncated
+    /// one too.
+    pub fn output<'a>(&self, session: SessionId, text: &'a str) -> Cow<'a, str> {
+        match lock(&self.0).get(&session) {
+            Some(m) => Cow::Owned(m.patterns.apply_output(text)),
+            None => Cow::Borrowed(text),
+        }
+    }
+
+    /// Drops the held-back ends of the session's blocks in progress: the
+    /// model call that streamed them is being made again from the start.
+    pub fn restart(&self, session: SessionId) {
+        if let Some(m) = lock(&self.0).get_mut(&session) {
+            m.held.clear();
         }
     }
 
@@ -306,6 +386,56 @@ mod tests {
         );
         assert!(
             matches!(status, EventKind::Status { message: Some(m), .. } if m == "failed: ••••")
+        );
+    }
+
+    #[test]
+    fn a_value_cut_by_truncation_is_masked_on_both_sides_of_the_cut() {
+        use crate::sandbox::CappedOutput;
+        let (m, s) = masks(&["abcdef123456"]);
+        // The cap's head ends inside one copy, its tail starts inside another.
+        let mut out = CappedOutput::new(20);
+        out.push(b"0123456abcdef");
+        out.push(&[b'x'; 100]);
+        out.push(b"cdef123456 ok.");
+        let out = out.finish();
+        assert!(out.contains("abc") && out.contains("123456"), "{out}");
+        let masked = m.output(s, &out);
+        assert!(
+            masked.starts_with("0123456••••\n[… output truncated"),
+            "{masked}"
+        );
+        assert!(masked.ends_with("…]\n•••• ok."), "{masked}");
+        // A tool's answer cut short at its end.
+        let cut = format!(
+            "found abcde\n{}1 of 9 bytes omitted; read on]",
+            crate::sandbox::CUT_SHORT_MARK
+        );
+        assert!(m
+            .output(s, &cut)
+            .starts_with("found ••••\n[output truncated"));
+        // Without a secret, nothing changes.
+        assert_eq!(m.output(SessionId::now_v7(), &out), out);
+    }
+
+    #[test]
+    fn keys_of_a_tool_input_and_escaped_lines_are_masked() {
+        let (m, s) = masks(&["first \"line\" here\nsecond-line-x"]);
+        let call = m.event(
+            s,
+            EventKind::ToolCall {
+                id: "t1".into(),
+                name: "write".into(),
+                input: serde_json::json!({"second-line-x": 1}),
+            },
+        );
+        assert!(
+            matches!(call, EventKind::ToolCall { input, .. } if input == serde_json::json!({"••••": 1}))
+        );
+        // One line of the value, as a streamed tool input shows it.
+        assert_eq!(
+            m.text(s, r#"{"content":"first \"line\" here"#),
+            r#"{"content":"••••"#
         );
     }
 

@@ -8,8 +8,8 @@
 
 use super::{
     remove_workspace, sandbox_user, workspace_dir, BackendInfo, BackendKind, CappedOutput,
-    ExecOutcome, ExecRequest, Found, HostFolder, HostWorkspace, Limits, Mount, OutputSink,
-    OutputStream, Process, ProcessControl, Result, Sandbox, SandboxError, SpawnRequest, Workspace,
+    ExecOutcome, ExecRequest, Found, HostFolder, HostWorkspace, OutputSink, OutputStream, Process,
+    ProcessControl, Result, Sandbox, SandboxError, SandboxSpec, SpawnRequest, Workspace,
     MOUNT_POINT, SANDBOX_ENV, SANDBOX_UID,
 };
 use crate::sync::lock;
@@ -108,12 +108,13 @@ impl DockerSandbox {
         format!("paddock-{session}")
     }
 
-    fn create_body(
-        &self,
-        session: SessionId,
-        limits: Limits,
-        mounts: &[Mount],
-    ) -> ContainerCreateBody {
+    /// The image a sandbox is made from: the session's, else the server's.
+    fn image_of<'a>(&'a self, spec: &'a SandboxSpec) -> &'a str {
+        spec.image.as_deref().unwrap_or(&self.image)
+    }
+
+    fn create_body(&self, session: SessionId, spec: &SandboxSpec) -> ContainerCreateBody {
+        let (limits, mounts) = (spec.limits, &spec.mounts);
         let workspace = workspace_dir(&self.workspace_root, session);
         let binds = std::iter::once(format!("{}:{MOUNT_POINT}", workspace.display()))
             .chain(mounts.iter().map(|m| {
@@ -123,7 +124,7 @@ impl DockerSandbox {
             .collect();
         let uid = SANDBOX_UID;
         ContainerCreateBody {
-            image: Some(self.image.clone()),
+            image: Some(self.image_of(spec).to_owned()),
             user: Some(sandbox_user()),
             cmd: Some(vec!["sleep".into(), "infinity".into()]),
             working_dir: Some(MOUNT_POINT.into()),
@@ -325,8 +326,8 @@ impl Sandbox for DockerSandbox {
         self.docker.ping().await.map(|_| ()).map_err(unavailable)
     }
 
-    #[tracing::instrument(skip(self, mounts))]
-    async fn start_with(&self, session: SessionId, limits: Limits, mounts: &[Mount]) -> Result<()> {
+    #[tracing::instrument(skip(self, spec))]
+    async fn start_with(&self, session: SessionId, spec: &SandboxSpec) -> Result<()> {
         let gate = lock(&self.starting).entry(session).or_default().clone();
         let _one_at_a_time = gate.lock().await;
         self.folder(session)
@@ -339,7 +340,7 @@ impl Sandbox for DockerSandbox {
                 let options = CreateContainerOptionsBuilder::new().name(&name).build();
                 match self
                     .docker
-                    .create_container(Some(options), self.create_body(session, limits, mounts))
+                    .create_container(Some(options), self.create_body(session, spec))
                     .await
                 {
                     Ok(_) => {}
@@ -347,8 +348,9 @@ impl Sandbox for DockerSandbox {
                     Err(e) if status_of(&e) == Some(409) => {}
                     Err(e) if status_of(&e) == Some(404) => {
                         return Err(SandboxError::Unavailable(format!(
-                            "image {:?} not found: build it with scripts/build-image or set PADDOCK_IMAGE ({e})",
-                            self.image
+                            "image {:?} not found: build it with scripts/build-image, set PADDOCK_IMAGE, \
+                             or choose an image this Docker host has ({e})",
+                            self.image_of(spec)
                         )))
                     }
                     Err(e) => return Err(failed(e)),
@@ -582,6 +584,10 @@ impl Sandbox for DockerSandbox {
                 Some(Found { session, running })
             })
             .collect())
+    }
+
+    fn host_folder(&self, session: SessionId) -> HostFolder {
+        self.folder(session)
     }
 
     fn workspace(&self, session: SessionId) -> Box<dyn Workspace + '_> {

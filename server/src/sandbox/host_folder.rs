@@ -271,6 +271,36 @@ fn io_error(path: &str, e: impl std::fmt::Display) -> FileError {
 impl HostFolder {
     /// Gives a file Paddock created to the sandbox's owner. Only root may
     /// give files away; otherwise they stay ours.
+    /// Gives everything in the folder to its owner (what host-side git
+    /// wrote as the server's user), following no link. Only the server
+    /// writes here while it runs: the session's sandbox is not started yet.
+    pub fn give_all(&self) -> std::io::Result<()> {
+        let Some(uid) = self.owner.filter(|_| rustix::process::geteuid().is_root()) else {
+            return Ok(());
+        };
+        let mut stack = vec![self.root.clone()];
+        while let Some(dir) = stack.pop() {
+            std::os::unix::fs::lchown(&dir, Some(uid), Some(uid))?;
+            for entry in std::fs::read_dir(&dir)? {
+                let entry = entry?;
+                if entry.file_type()?.is_dir() {
+                    stack.push(entry.path());
+                } else {
+                    std::os::unix::fs::lchown(entry.path(), Some(uid), Some(uid))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Lets a file be run (`chmod +x`), as a folder's owner would.
+    pub fn set_executable(&self, path: &str) -> Result<(), FileError> {
+        let fd = self.open(path, OFlags::RDONLY | OFlags::NONBLOCK, Mode::empty())?;
+        let stat = Self::regular(path, &fd)?;
+        rfs::fchmod(&fd, Mode::from_raw_mode((stat.st_mode & 0o777) | 0o111))
+            .map_err(|e| io_error(path, e))
+    }
+
     fn give(&self, fd: &OwnedFd) {
         if let Some(uid) = self.owner.filter(|_| rustix::process::geteuid().is_root()) {
             let _ = rfs::fchown(

@@ -8,8 +8,8 @@
 
 use super::{
     remove_workspace, workspace_dir, BackendInfo, BackendKind, CappedOutput, ExecOutcome,
-    ExecRequest, Found, HostFolder, HostWorkspace, Limits, Mount, OutputSink, OutputStream,
-    Process, Result, Sandbox, SandboxError, SpawnRequest, Workspace, MOUNT_POINT, SANDBOX_ENV,
+    ExecRequest, Found, HostFolder, HostWorkspace, Mount, OutputSink, OutputStream, Process,
+    Result, Sandbox, SandboxError, SandboxSpec, SpawnRequest, Workspace, MOUNT_POINT, SANDBOX_ENV,
     SANDBOX_UID,
 };
 use crate::sync::lock;
@@ -192,12 +192,13 @@ impl Sandbox for LocalSandbox {
             .map_err(|e| SandboxError::Unavailable(format!("workspace root: {e}")))
     }
 
-    async fn start_with(
-        &self,
-        session: SessionId,
-        _limits: Limits,
-        mounts: &[Mount],
-    ) -> Result<()> {
+    async fn start_with(&self, session: SessionId, spec: &SandboxSpec) -> Result<()> {
+        let mounts = &spec.mounts;
+        if spec.image.is_some() {
+            return Err(SandboxError::Unsupported(
+                "local sandboxes run no images: choose an image only with Docker sandboxes",
+            ));
+        }
         if mounts.iter().any(|m| !m.read_only) {
             return Err(NEEDS_DOCKER);
         }
@@ -312,6 +313,10 @@ impl Sandbox for LocalSandbox {
                 running: false,
             })
             .collect())
+    }
+
+    fn host_folder(&self, session: SessionId) -> HostFolder {
+        self.folder(session)
     }
 
     fn workspace(&self, session: SessionId) -> Box<dyn Workspace + '_> {

@@ -24,7 +24,7 @@ pub use host_folder::HostFolder;
 pub use host_workspace::HostWorkspace;
 pub use local::LocalSandbox;
 pub use mount_policy::MountPolicy;
-pub use output::CappedOutput;
+pub use output::{CappedOutput, CUT_SHORT_MARK, TRUNCATION_MARK, TRUNCATION_MARK_END};
 pub use shell::shell_quote;
 pub use workspace::{
     relative, ByteStream, Download, Entry, FileError, GlobMatches, GlobQuery, GrepMatches,
@@ -102,6 +102,15 @@ pub struct Mount {
     pub host: PathBuf,
     pub target: String,
     pub read_only: bool,
+}
+
+/// How a session's sandbox is made when it does not exist yet.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SandboxSpec {
+    pub limits: Limits,
+    /// Its image, on a backend that runs images; `None`: the backend's own.
+    pub image: Option<String>,
+    pub mounts: Vec<Mount>,
 }
 
 /// A long-running command with its stdin attached (the Claude Code CLI,
@@ -237,11 +246,15 @@ pub trait Sandbox: Send + Sync + 'static {
     async fn check(&self) -> Result<()>;
     /// Creates the sandbox if it does not exist and starts it if stopped.
     async fn start(&self, session: SessionId, limits: Limits) -> Result<()> {
-        self.start_with(session, limits, &[]).await
+        let spec = SandboxSpec {
+            limits,
+            ..SandboxSpec::default()
+        };
+        self.start_with(session, &spec).await
     }
-    /// [`Sandbox::start`], with host paths mounted when it is created (a
-    /// sandbox that exists already keeps the mounts it was created with).
-    async fn start_with(&self, session: SessionId, limits: Limits, mounts: &[Mount]) -> Result<()>;
+    /// [`Sandbox::start`], made as `spec` says when it is created (a
+    /// sandbox that exists already keeps what it was created with).
+    async fn start_with(&self, session: SessionId, spec: &SandboxSpec) -> Result<()>;
     /// Runs a command; cancelling `cancel` kills its process tree at once.
     async fn exec(
         &self,
@@ -260,6 +273,10 @@ pub trait Sandbox: Send + Sync + 'static {
     async fn list(&self) -> Result<Vec<Found>>;
     /// The session's files.
     fn workspace(&self, session: SessionId) -> Box<dyn Workspace + '_>;
+    /// The session's workspace as a folder on this host, where the backend
+    /// keeps it here: where it is prepared (a clone, a copy) and where
+    /// host-side git reads it.
+    fn host_folder(&self, session: SessionId) -> HostFolder;
 }
 
 /// Host folder of a session's workspace.

@@ -4,6 +4,13 @@
 
 use std::collections::VecDeque;
 
+/// How the marker where the middle of an output was dropped begins...
+pub const TRUNCATION_MARK: &str = "\n[… output truncated: ";
+/// ...and ends.
+pub const TRUNCATION_MARK_END: &str = " …]\n";
+/// How the note on a text cut short at its end (a tool's answer) begins.
+pub const CUT_SHORT_MARK: &str = "[output truncated: ";
+
 #[derive(Debug)]
 pub struct CappedOutput {
     cap: usize,
@@ -56,7 +63,7 @@ impl CappedOutput {
         let mut out = String::from_utf8_lossy(&self.head).into_owned();
         if truncated {
             out.push_str(&format!(
-                "\n[… output truncated: {omitted} of {} bytes omitted …]\n",
+                "{TRUNCATION_MARK}{omitted} of {} bytes omitted{TRUNCATION_MARK_END}",
                 self.total
             ));
         }

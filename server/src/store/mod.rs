@@ -20,7 +20,10 @@ pub use sqlite::SqliteStore;
 pub use templates::Templates;
 
 use app::domain::UserId;
-use app::domain::{AppError, Event, EventKind, Session, SessionId, SessionSpec, SessionStatus};
+use app::domain::{
+    AppError, Event, EventKind, PreparedWorkspace, Session, SessionId, SessionSpec, SessionStatus,
+};
+use app::skills::Skill;
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
 
@@ -71,6 +74,16 @@ pub trait Store: Accounts + Templates + Send + Sync + 'static {
     async fn get_session(&self, id: SessionId) -> Result<Option<Session>>;
     /// Deletes a session and its transcript; `false` if it did not exist.
     async fn delete_session(&self, id: SessionId) -> Result<bool>;
+    /// What the session's workspace is prepared with besides its source:
+    /// the project instructions and the skills (kept out of [`Session`],
+    /// which every list carries). `None` when the session does not exist.
+    async fn workspace_setup(&self, id: SessionId) -> Result<Option<(String, Vec<Skill>)>>;
+    /// Records that the session's workspace was prepared.
+    async fn set_workspace_prepared(
+        &self,
+        id: SessionId,
+        prepared: &PreparedWorkspace,
+    ) -> Result<()>;
 
     /// Sets a session's status and records the change as an event, in one
     /// transaction. `None` when the session does not exist.

@@ -6,6 +6,9 @@ use super::Result;
 use app::agents::{AgentTemplate, TemplateDraft, TemplateId};
 use app::domain::UserId;
 
+/// Versions of a template listed at most.
+pub const VERSIONS_LISTED: usize = 200;
+
 #[async_trait::async_trait]
 pub trait Templates {
     /// Saves version 1 of a new template.
@@ -24,10 +27,11 @@ pub trait Templates {
     ) -> Result<Option<AgentTemplate>>;
     /// The current version.
     async fn get_template(&self, id: TemplateId) -> Result<Option<AgentTemplate>>;
-    /// Every version, newest first.
+    /// The newest versions ([`VERSIONS_LISTED`] at most), newest first.
     async fn template_versions(&self, id: TemplateId) -> Result<Vec<AgentTemplate>>;
-    /// The current versions of all templates, by name.
-    async fn list_templates(&self) -> Result<Vec<AgentTemplate>>;
+    /// The current versions of the owner's templates (`None`: everyone's),
+    /// by name; one that cannot be read is logged and left out.
+    async fn list_templates(&self, owner: Option<UserId>) -> Result<Vec<AgentTemplate>>;
     /// Removes a template and its versions; `false` if it did not exist.
     /// Sessions made from it keep their settings and their reference.
     async fn delete_template(&self, id: TemplateId) -> Result<bool>;

@@ -196,7 +196,7 @@ pub(super) async fn list_files(ws: &dyn Workspace, args: &Args, cap: usize) -> T
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Verb {
+pub(super) enum Verb {
     Read,
     Write,
     Edit,
@@ -204,7 +204,7 @@ enum Verb {
 }
 
 /// A workspace error as the model should read it, with what to do next.
-fn file_error(e: FileError, verb: Verb) -> ToolOutput {
+pub(super) fn file_error(e: FileError, verb: Verb) -> ToolOutput {
     let hint = match (&e, verb) {
         (FileError::NotFound(_), Verb::Edit) => {
             " Check the path with list_files or glob; use write_file to create a new file."

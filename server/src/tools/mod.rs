@@ -17,9 +17,10 @@
 mod files;
 mod search;
 mod shell;
+mod skill;
 
 use crate::llm::ToolDef;
-use crate::sandbox::{OutputSink, Sandbox};
+use crate::sandbox::{OutputSink, Sandbox, CUT_SHORT_MARK};
 use app::domain::{PermissionMode, SessionId};
 use serde_json::{json, Map, Value};
 use std::time::Duration;
@@ -80,11 +81,12 @@ pub fn access(tool_name: &str) -> Option<Access> {
 }
 
 /// The tools offered to the model in `mode`: a read-only session gets only
-/// the tools that read.
-pub fn definitions(mode: PermissionMode) -> Vec<ToolDef> {
+/// the tools that read, and `skill` only a workspace that has skills.
+pub fn definitions(mode: PermissionMode, has_skills: bool) -> Vec<ToolDef> {
     TOOLS
         .iter()
         .filter(|s| mode != PermissionMode::ReadOnly || s.access == Access::Read)
+        .filter(|s| has_skills || s.name != "skill")
         .map(Spec::definition)
         .collect()
 }
@@ -118,6 +120,7 @@ pub async fn run(
         "glob" => search::glob(ctx, ws, &args).await,
         "grep" => search::grep(ctx, ws, &args).await,
         "bash" => shell::bash(ctx, &args, on_output).await,
+        "skill" => skill::skill(ws, &args, cap).await,
         _ => ToolOutput::error(format!("Tool {name:?} is declared but not implemented.")),
     }
 }
@@ -335,6 +338,22 @@ sed, echo >, find and grep.",
             ),
         ],
     },
+    Spec {
+        name: "skill",
+        access: Access::Read,
+        description: "Loads a skill: instructions for a kind of task, kept in the workspace's \
+.claude/skills/<name>/ folder. Call it with a skill's name (from the list in the system prompt) \
+before doing a task that matches its description, and follow what it says. Pass `file` to read \
+one of the skill's other files (a script, a template, a reference) that its instructions name.",
+        fields: &[
+            field("name", Kind::String, "The skill's name, as listed."),
+            optional(
+                "file",
+                Kind::String,
+                "A file of the skill to read instead of its instructions, relative to its folder (e.g. `reference.md`).",
+            ),
+        ],
+    },
 ];
 
 fn spec(name: &str) -> Option<&'static Spec> {
@@ -509,7 +528,7 @@ fn cap_text(mut text: String, cap: usize, hint: &str) -> (String, bool) {
         text.push('\n');
     }
     text.push_str(&format!(
-        "[output truncated: {} of {total} bytes omitted; {hint}]",
+        "{CUT_SHORT_MARK}{} of {total} bytes omitted; {hint}]",
         total - cut
     ));
     (text, true)

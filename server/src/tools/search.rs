@@ -4,7 +4,8 @@
 
 use super::{cap_text, seconds, Args, ToolContext, ToolOutput};
 use crate::sandbox::{
-    relative, FileError, GlobQuery, GrepQuery, SearchError, SearchLimits, Workspace, MOUNT_POINT,
+    relative, FileError, GlobQuery, GrepQuery, SearchError, SearchLimits, Workspace,
+    CUT_SHORT_MARK, MOUNT_POINT,
 };
 use std::path::{Component, Path};
 
@@ -124,9 +125,8 @@ pub(super) async fn grep(ctx: &ToolContext<'_>, ws: &dyn Workspace, args: &Args)
                 if !content.ends_with('\n') {
                     content.push('\n');
                 }
-                content.push_str(
-                    "[output truncated: narrow the search with path, glob or a more specific pattern]",
-                );
+                content.push_str(CUT_SHORT_MARK);
+                content.push_str("narrow the search with path, glob or a more specific pattern]");
             }
             ToolOutput {
                 content,

@@ -7,6 +7,8 @@
 // Each test binary uses its own part of the harness.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod git_server;
+
 use app::domain::{Event, EventKind, NewSession, Session, SessionId, SessionStatus};
 use clap::Parser;
 use leptos::config::LeptosOptions;
@@ -61,6 +63,7 @@ impl Home {
             ),
             format!("--workspace-root={}", self.workspaces().display()),
             format!("--claude-code-root={}", self.path().join("cc").display()),
+            format!("--git-root={}", self.path().join("git").display()),
             format!(
                 "--master-key-file={}",
                 self.path().join("master.key").display()
@@ -199,6 +202,7 @@ pub fn paddock_command(dir: &Path, env: &[(&str, &str)]) -> std::process::Comman
             format!("sqlite://{}/paddock.db", dir.display()),
         )
         .env("WORKSPACE_ROOT", dir.join("workspaces"))
+        .env("PADDOCK_GIT_ROOT", dir.join("git"))
         .env("PADDOCK_MASTER_KEY_FILE", dir.join("master.key"))
         .env("PADDOCK_AUTH", "off")
         .env("PADDOCK_SANDBOX", "docker")
@@ -273,7 +277,8 @@ pub async fn wait_idle(paddock: &Paddock, session: SessionId) -> Vec<Event> {
 }
 
 /// The session's permission requests (request id, tool), in order, once
-/// there are at least `count`.
+/// there are at least `count` and the session awaits a decision (the
+/// request is journaled a moment before the status is set).
 pub async fn wait_for_permissions(
     paddock: &Paddock,
     session: SessionId,
@@ -290,7 +295,13 @@ pub async fn wait_for_permissions(
                 _ => None,
             })
             .collect();
-        if found.len() >= count {
+        let awaiting = paddock
+            .store
+            .get_session(session)
+            .await
+            .unwrap()
+            .is_some_and(|s| s.status == SessionStatus::AwaitingPermission);
+        if found.len() >= count && awaiting {
             return found;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;

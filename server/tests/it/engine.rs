@@ -554,3 +554,63 @@ async fn the_agents_commands_get_the_session_environment() {
         "the model saw the variable's value"
     );
 }
+
+#[tokio::test]
+async fn a_session_sets_its_own_turns_command_time_and_tools_allowed() {
+    let slow = json!({"reply": [{"tool_use": {"name": "bash", "input": {"command": "sleep 30; echo late"}}}]});
+    let h = harness(
+        json!([
+            slow.clone(),
+            {"expect": {"tool_result_contains": "timed out"}, "reply": [{"tool_use": {"name": "list_files", "input": {}}}]},
+            slow
+        ]),
+        &[],
+    )
+    .await;
+    let new = app::domain::NewSession {
+        name: "limited".into(),
+        permission_mode: Some("ask".parse().unwrap()),
+        max_turns: Some(2),
+        allowed_tools: vec!["bash".into()],
+        limits: app::domain::SandboxLimits {
+            command_timeout_secs: Some(1),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let s = common::session(&h.paddock, new).await;
+    assert_eq!(s.max_turns, Some(2));
+    assert_eq!(s.allowed_tools, ["bash"]);
+    h.prompt(&s, "go").await;
+    let events = h.wait_idle(&s).await;
+    assert!(
+        !kinds(&events).contains(&"permission_request"),
+        "bash is allowed without asking: {events:?}"
+    );
+    assert!(events.iter().any(|e| matches!(&e.kind, EventKind::Error { message } if message.contains("limit of 2 model turns"))), "{events:?}");
+    assert_eq!(
+        h.model.turns_left(),
+        1,
+        "the third turn was never asked for"
+    );
+}
+
+#[tokio::test]
+async fn an_image_the_docker_host_lacks_is_a_clear_error() {
+    let h = harness(json!([]), &[]).await;
+    let new = app::domain::NewSession {
+        name: "imaged".into(),
+        image: Some("paddock-no-such-image:0".into()),
+        ..Default::default()
+    };
+    let s = common::session(&h.paddock, new).await;
+    assert_eq!(s.image.as_deref(), Some("paddock-no-such-image:0"));
+    h.prompt(&s, "hello").await;
+    let events = h.wait_idle(&s).await;
+    assert!(
+        common::errors(&events)
+            .iter()
+            .any(|m| m.contains("paddock-no-such-image:0") && m.contains("not found")),
+        "{events:?}"
+    );
+}

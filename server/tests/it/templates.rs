@@ -68,7 +68,7 @@ async fn templates_are_versioned_make_sessions_and_travel_as_files() {
         assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
         assert!(text.contains(why), "{why}: {text}");
     }
-    let huge = json!({"name": "x", "session": {"system_prompt": "x".repeat(300 * 1024)}});
+    let huge = json!({"name": "x", "session": {"system_prompt": "x".repeat(1600 * 1024)}});
     let (status, _) = api.send(Method::POST, "/api/templates", Some(huge)).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     for path in [

@@ -64,17 +64,22 @@ fn names(defs: &[server::llm::ToolDef]) -> Vec<&str> {
 
 #[test]
 fn definitions_follow_the_permission_mode() {
-    let read_only = tools::definitions(PermissionMode::ReadOnly);
+    let read_only = tools::definitions(PermissionMode::ReadOnly, false);
     assert_eq!(
         names(&read_only),
         ["read_file", "list_files", "glob", "grep"]
+    );
+    assert_eq!(
+        names(&tools::definitions(PermissionMode::ReadOnly, true)),
+        ["read_file", "list_files", "glob", "grep", "skill"],
+        "a workspace with skills gets the skill tool, which only reads"
     );
     for mode in [
         PermissionMode::Ask,
         PermissionMode::AcceptEdits,
         PermissionMode::Auto,
     ] {
-        let all = tools::definitions(mode);
+        let all = tools::definitions(mode, false);
         assert_eq!(
             names(&all),
             [

@@ -56,7 +56,8 @@ fn Credentials(caller: Caller) -> impl IntoView {
         ));
     }
     let is_server = |c: &CredentialInfo| c.id.scope == CredentialScope::Server;
-    // Sessions use their owner's secrets; with sign-in off, the server's.
+    // Sessions use their owner's secrets and git tokens; with sign-in off,
+    // the server's.
     let secrets_scope = if caller.user.is_some() {
         "mine"
     } else {
@@ -121,59 +122,76 @@ fn Credentials(caller: Caller) -> impl IntoView {
                 </section>
             }
         }).collect_view()}
-        <Secrets scope=secrets_scope saved save delete />
+        <Named kind=CredentialKind::Secret scope=secrets_scope saved save delete />
+        <Named kind=CredentialKind::GitToken scope=secrets_scope saved save delete />
     }
 }
 
-/// The secrets of one scope: names only, a form to add or replace one, and
-/// a button to remove each.
+/// The credentials of one named kind (secrets, git tokens) of one scope:
+/// names only, a form to add or replace one, and a button to remove each.
 #[component]
-fn Secrets(
+fn Named(
+    kind: CredentialKind,
     scope: &'static str,
     saved: Resource<Result<Vec<CredentialInfo>, crate::domain::AppError>>,
     save: ServerAction<SaveCredential>,
     delete: ServerAction<DeleteCredential>,
 ) -> impl IntoView {
+    // (test id, title, what it is for, a name's example, the value's hint)
+    let (slug, title, about, example, hint) = match kind {
+        CredentialKind::GitToken => (
+            "git-token",
+            "Git tokens",
+            "Tokens the server clones and pushes your sessions' repositories with (name one as a workspace's source). They stay on the server: no sandbox, transcript or log ever holds one.",
+            "GITHUB",
+            "The token, or user:token (one line)",
+        ),
+        _ => (
+            "secret",
+            "Secrets",
+            "Values your agents' commands need (a token for a package registry, a deploy key). A session you start with a secret has it in its commands' environment under the secret's name; wherever the value would show in the transcript, it reads ••••.",
+            "NPM_TOKEN",
+            "One line, or several (a key file)",
+        ),
+    };
     let submit = move |ev: leptos::ev::SubmitEvent| {
         let Some(field) = submitted(&ev) else { return };
         save.dispatch(SaveCredential {
             scope: scope.into(),
-            kind: CredentialKind::Secret.to_string(),
+            kind: kind.to_string(),
             name: field("name"),
             value: field("value").unwrap_or_default(),
         });
         event_target::<leptos::web_sys::HtmlFormElement>(&ev).reset();
     };
     view! {
-        <section class=format!("space-y-3 {PANEL}") data-testid="secrets">
+        <section class=format!("space-y-3 {PANEL}") data-testid=format!("{slug}s")>
             <div>
-                <h2 class="font-semibold">"Secrets"</h2>
-                <p class="text-sm text-zinc-500 dark:text-zinc-400">
-                    "Values your agents' commands need (a token for a package registry, a deploy key). A session you start with a secret has it in its commands' environment under the secret's name; wherever the value would show in the transcript, it reads ••••."
-                </p>
+                <h2 class="font-semibold">{title}</h2>
+                <p class="text-sm text-zinc-500 dark:text-zinc-400">{about}</p>
             </div>
             <Suspense>
                 {move || Suspend::new(async move {
-                    let secrets: Vec<CredentialInfo> = saved.await.unwrap_or_default().into_iter()
-                        .filter(|c| c.id.kind == CredentialKind::Secret && (c.id.scope == CredentialScope::Server) == (scope == "server"))
+                    let named: Vec<CredentialInfo> = saved.await.unwrap_or_default().into_iter()
+                        .filter(|c| c.id.kind == kind && (c.id.scope == CredentialScope::Server) == (scope == "server"))
                         .collect();
-                    if secrets.is_empty() {
-                        return view! { <p class="text-sm text-zinc-500" data-testid="secrets-none">"None saved."</p> }.into_any();
+                    if named.is_empty() {
+                        return view! { <p class="text-sm text-zinc-500" data-testid=format!("{slug}s-none")>"None saved."</p> }.into_any();
                     }
                     view! {
                         <ul class="divide-y divide-zinc-200 text-sm dark:divide-zinc-800">
-                            {secrets.into_iter().map(|c| {
+                            {named.into_iter().map(|c| {
                                 let name = c.id.name.clone();
                                 view! {
-                                    <li class="flex flex-wrap items-center gap-2 py-2" data-testid="secret">
-                                        <code class="font-mono" data-testid="secret-name">{c.id.name.clone()}</code>
+                                    <li class="flex flex-wrap items-center gap-2 py-2" data-testid=slug>
+                                        <code class="font-mono" data-testid=format!("{slug}-name")>{c.id.name.clone()}</code>
                                         <span class="font-mono text-zinc-500">{c.hint.clone()}</span>
                                         <span class="text-xs text-zinc-500">{format!("by {} · {}", c.updated_by, format_time(c.updated_at))}</span>
                                         <button
                                             type="button"
-                                            data-testid="delete-secret"
+                                            data-testid=format!("delete-{slug}")
                                             class=format!("ml-auto {SECONDARY}")
-                                            on:click=move |_| { delete.dispatch(DeleteCredential { scope: scope.into(), kind: CredentialKind::Secret.to_string(), name: Some(name.clone()) }); }
+                                            on:click=move |_| { delete.dispatch(DeleteCredential { scope: scope.into(), kind: kind.to_string(), name: Some(name.clone()) }); }
                                         >"Remove"</button>
                                     </li>
                                 }
@@ -184,16 +202,16 @@ fn Secrets(
             </Suspense>
             <form on:submit=submit method="post" action=SaveCredential::PATH class="flex flex-wrap items-end gap-3">
                 <input type="hidden" name="scope" value=scope />
-                <input type="hidden" name="kind" value=CredentialKind::Secret.as_str() />
+                <input type="hidden" name="kind" value=kind.as_str() />
                 <div class="min-w-40">
-                    <label for="secret-name" class="text-sm font-medium">"Name"</label>
-                    <input id="secret-name" name="name" required autocomplete="off" spellcheck="false" pattern="[A-Za-z_][A-Za-z0-9_]*" placeholder="NPM_TOKEN" class=format!("font-mono {INPUT}") />
+                    <label for=format!("{slug}-name") class="text-sm font-medium">"Name"</label>
+                    <input id=format!("{slug}-name") name="name" required autocomplete="off" spellcheck="false" pattern="[A-Za-z_][A-Za-z0-9_]*" placeholder=example class=format!("font-mono {INPUT}") />
                 </div>
                 <div class="min-w-64 flex-1">
-                    <label for="secret-value" class="text-sm font-medium">"Value"</label>
-                    <input id="secret-value" name="value" type="password" required autocomplete="off" maxlength=CREDENTIAL_MAX_BYTES class=INPUT />
+                    <label for=format!("{slug}-value") class="text-sm font-medium">"Value"</label>
+                    <textarea id=format!("{slug}-value") name="value" rows="2" required autocomplete="off" spellcheck="false" maxlength=CREDENTIAL_MAX_BYTES placeholder=hint class=format!("font-mono [-webkit-text-security:disc] {INPUT}")></textarea>
                 </div>
-                <button type="submit" class=PRIMARY data-testid="save-secret">"Save secret"</button>
+                <button type="submit" class=PRIMARY data-testid=format!("save-{slug}")>{format!("Save {}", title.trim_end_matches('s').to_lowercase())}</button>
             </form>
         </section>
     }

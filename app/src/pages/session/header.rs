@@ -42,6 +42,18 @@ pub(super) fn Header(
     if !s.secrets.is_empty() {
         settings.push(("Secrets", s.secrets.join(", ")));
     }
+    if !s.allowed_tools.is_empty() {
+        settings.push(("Allowed without asking", s.allowed_tools.join(", ")));
+    }
+    if let Some(n) = s.max_turns {
+        settings.push(("Turns per prompt", n.to_string()));
+    }
+    if let Some(secs) = s.limits.command_timeout_secs {
+        settings.push(("Seconds per command", secs.to_string()));
+    }
+    if let Some(image) = &s.image {
+        settings.push(("Image", image.clone()));
+    }
     let counter = |label: &'static str, testid: &'static str, value: Signal<String>| {
         view! {
             <div class="min-w-0">

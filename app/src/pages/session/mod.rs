@@ -1,5 +1,6 @@
 //! One session: its header and counters, then the transcript and the
-//! composer, or its workspace's [`files`] (`?view=files`).
+//! composer, or its workspace's [`files`] (`?view=files`), or for a session
+//! cloned from git its [`changes`] (`?view=changes`).
 //!
 //! The page is rendered on the server from the store (the newest page of the
 //! transcript), so a reload shows the whole recent history at once; once
@@ -16,6 +17,7 @@
 //! stream into the page's state.
 
 mod cards;
+mod changes;
 mod composer;
 mod files;
 mod fold;
@@ -30,6 +32,7 @@ use crate::domain::{AppError, Delta, Event, EventHtml};
 use crate::live::{self, Link};
 use crate::transcript::{Item, Transcript};
 use cards::{EventView, LiveBlockView};
+use changes::ChangesView;
 use composer::Composer;
 use files::FilesView;
 use fold::LiveBlock;
@@ -81,7 +84,12 @@ fn SessionScreen(data: SessionView) -> impl IntoView {
     let session_id = initial.id;
     let id = initial.id.to_string();
     let query = use_query_map();
-    let files_shown = Memo::new(move |_| query.read().get("view").as_deref() == Some("files"));
+    let shown = Memo::new(move |_| View::from_query(query.read().get("view").as_deref()));
+    let away = Memo::new(move |_| shown.get() != View::Transcript);
+    let has_repo = matches!(
+        initial.source,
+        crate::workspace_source::WorkspaceSource::Git { .. }
+    );
     let title = initial.name.clone();
     let session = RwSignal::new(initial);
     let events = RwSignal::new(page.events);
@@ -134,16 +142,17 @@ fn SessionScreen(data: SessionView) -> impl IntoView {
 
     let transcript = Memo::new(move |_| events.with(|e| Transcript::build(e)));
     let status = Memo::new(move |_| session.with(|s| s.status));
-    follow_bottom(transcript, live, files_shown);
+    follow_bottom(transcript, live, away);
 
     let (id_header, id_earlier, id_items) = (id.clone(), id.clone(), id.clone());
     view! {
         <leptos_meta::Title text=format!("{title} · Paddock") />
         <article class="space-y-4 pb-4">
             <Header session id=id_header link people />
-            <Tabs id=session_id files_shown />
-            {move || files_shown.get().then(|| view! { <FilesView id=session_id access status /> })}
-            <div class:hidden=move || files_shown.get() class="space-y-4">
+            <Tabs id=session_id shown has_repo />
+            {move || (shown.get() == View::Files).then(|| view! { <FilesView id=session_id access status /> })}
+            {move || (shown.get() == View::Changes).then(|| view! { <ChangesView id=session_id access status /> })}
+            <div class:hidden=move || away.get() class="space-y-4">
             <section aria-labelledby="transcript-heading" class="space-y-3">
                 <h2 id="transcript-heading" class="sr-only">"Transcript"</h2>
                 <EarlierEvents id=id_earlier events html />
@@ -178,9 +187,28 @@ fn SessionScreen(data: SessionView) -> impl IntoView {
     }
 }
 
-/// The transcript and the files: links, so each view has its address.
+/// Which view of the session the page shows (`?view=`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum View {
+    Transcript,
+    Files,
+    Changes,
+}
+
+impl View {
+    fn from_query(view: Option<&str>) -> Self {
+        match view {
+            Some("files") => View::Files,
+            Some("changes") => View::Changes,
+            _ => View::Transcript,
+        }
+    }
+}
+
+/// The transcript, the files and (for a session cloned from git) the
+/// changes: links, so each view has its address.
 #[component]
-fn Tabs(id: crate::domain::SessionId, files_shown: Memo<bool>) -> impl IntoView {
+fn Tabs(id: crate::domain::SessionId, shown: Memo<View>, has_repo: bool) -> impl IntoView {
     let tab = |label: &'static str, href: String, testid: &'static str, current: bool| {
         view! {
             <a
@@ -200,10 +228,11 @@ fn Tabs(id: crate::domain::SessionId, files_shown: Memo<bool>) -> impl IntoView 
     view! {
         <nav aria-label="Session views" class="flex gap-1 border-b border-zinc-200 dark:border-zinc-800">
             {move || {
-                let files = files_shown.get();
+                let now = shown.get();
                 view! {
-                    {tab("Transcript", format!("/sessions/{id}"), "tab-transcript", !files)}
-                    {tab("Files", crate::files::files_view_url(id, "", None), "tab-files", files)}
+                    {tab("Transcript", format!("/sessions/{id}"), "tab-transcript", now == View::Transcript)}
+                    {has_repo.then(|| tab("Changes", crate::changes::changes_view_url(id, None), "tab-changes", now == View::Changes))}
+                    {tab("Files", crate::files::files_view_url(id, "", None), "tab-files", now == View::Files)}
                 }
             }}
         </nav>

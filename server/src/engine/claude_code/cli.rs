@@ -93,6 +93,14 @@ pub(super) fn spawn_request(
             ("HOME".into(), HOME.into()),
         ]
         .into_iter()
+        .chain(s.limits.command_timeout_secs.into_iter().flat_map(|secs| {
+            // The CLI's Bash tool: its default and its longest time limit.
+            let ms = (secs * 1000).to_string();
+            [
+                ("BASH_DEFAULT_TIMEOUT_MS".to_owned(), ms.clone()),
+                ("BASH_MAX_TIMEOUT_MS".to_owned(), ms),
+            ]
+        }))
         .chain(s.env.iter().map(|v| (v.name.clone(), v.value.clone())))
         .collect(),
         timeout: settings.run_timeout,
@@ -119,19 +127,34 @@ fn args(
         permission_mode(s.permission_mode),
         "--model",
         &s.model,
+        // The workspace's project instructions (CLAUDE.md) and skills
+        // (.claude/skills/), and no settings of the user's home.
+        "--setting-sources",
+        "project,local",
         "--max-turns",
     ]
     .map(str::to_owned)
     .into();
-    args.push(settings.max_turns.to_string());
+    args.push(
+        s.max_turns
+            .map_or(settings.max_turns.to_string(), |n| n.to_string()),
+    );
     if !s.system_prompt.is_empty() {
         if s.system_prompt.contains('\0') {
             return Err(CliError::NulInSystemPrompt);
         }
         args.extend(["--append-system-prompt".to_owned(), s.system_prompt.clone()]);
     }
-    if !allowed_tools.is_empty() {
-        args.extend(["--allowedTools".to_owned(), allowed_tools.join(",")]);
+    // What the session allows from the start, and what people allowed for
+    // the rest of it since.
+    let mut allowed: Vec<&str> = Vec::new();
+    for tool in s.allowed_tools.iter().chain(allowed_tools) {
+        if !allowed.contains(&tool.as_str()) {
+            allowed.push(tool);
+        }
+    }
+    if !allowed.is_empty() {
+        args.extend(["--allowedTools".to_owned(), allowed.join(",")]);
     }
     if let Some(id) = &state.claude_session_id {
         args.extend(["--resume".to_owned(), id.clone()]);

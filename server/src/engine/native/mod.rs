@@ -7,6 +7,7 @@
 //! session resumes after a restart where its transcript stands.
 
 mod history;
+mod project;
 
 use super::{denial, AgentEngine, EngineLimits, Permissions, RunError};
 use crate::journal::Journal;
@@ -17,8 +18,9 @@ use crate::sandbox::Sandbox;
 use crate::store::Store;
 use crate::tools::{self, Access, ToolContext};
 use crate::vault::Vault;
-use app::domain::{AppError, Delta, DeltaKind, EventKind, PermissionMode, Session, SessionId};
+use app::domain::{AppError, Delta, DeltaKind, EventKind, PermissionMode, Session};
 use history::OpenCall;
+use project::Project;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
@@ -48,7 +50,7 @@ fn needs_approval(mode: PermissionMode, access: Access) -> Option<bool> {
 impl AgentEngine for NativeEngine {
     async fn run(&self, s: Session, cancel: &CancellationToken) -> Result<(), RunError> {
         let session = s.id;
-        let limits = &self.limits;
+        let limits = &self.limits.for_session(&s);
         let env: Vec<(String, String)> = s
             .env
             .iter()
@@ -56,16 +58,16 @@ impl AgentEngine for NativeEngine {
             .collect();
         let load = || self.store.events_after(session, 0, i64::MAX);
         let mut events = load().await?;
-        self.permissions
-            .set_allowed(session, history::allowed_for_session(&events));
+        let mut allowed = history::allowed_for_session(&events);
+        allowed.extend(s.allowed_tools.iter().cloned());
+        self.permissions.set_allowed(session, allowed);
         // Calls the server stopped in the middle of (waiting for a decision)
         // are finished first, so the model gets their real results.
         let unfinished = history::unfinished(&events);
         if !unfinished.is_empty() {
             for call in unfinished {
-                let (content, is_error, truncated) = self
-                    .run_tool(session, s.permission_mode, &env, &call, cancel)
-                    .await?;
+                let (content, is_error, truncated) =
+                    self.run_tool(&s, limits, &env, &call, cancel).await?;
                 self.journal
                     .record(
                         session,
@@ -81,13 +83,20 @@ impl AgentEngine for NativeEngine {
             events = load().await?;
         }
         let mut messages = history::rebuild(&events);
-        let tool_defs = tools::definitions(s.permission_mode);
+        let project = Project::read(self.sandbox.workspace(session).as_ref()).await;
+        let tool_defs = tools::definitions(s.permission_mode, !project.skills.is_empty());
+        let system = [Some(s.system_prompt.clone()), project.system_prompt()]
+            .into_iter()
+            .flatten()
+            .filter(|p| !p.is_empty())
+            .collect::<Vec<_>>()
+            .join("\n\n");
 
         for _turn in 0..limits.max_turns {
             let request = Request {
                 model: s.model.clone(),
                 max_tokens: limits.max_tokens,
-                system: (!s.system_prompt.is_empty()).then(|| s.system_prompt.clone()),
+                system: (!system.is_empty()).then(|| system.clone()),
                 messages: messages.clone(),
                 tools: tool_defs.clone(),
             };
@@ -109,7 +118,10 @@ impl AgentEngine for NativeEngine {
                         block,
                         partial_json,
                     } => (block, DeltaKind::ToolInput, partial_json),
-                    StreamDelta::Restart { .. } => return,
+                    StreamDelta::Restart { .. } => {
+                        journal.restart_deltas(session);
+                        return;
+                    }
                 };
                 journal.delta(Delta {
                     session_id: session,
@@ -182,9 +194,8 @@ impl AgentEngine for NativeEngine {
             }
             let mut results = Vec::new();
             for call in calls {
-                let (content, is_error, truncated) = self
-                    .run_tool(session, s.permission_mode, &env, &call, cancel)
-                    .await?;
+                let (content, is_error, truncated) =
+                    self.run_tool(&s, limits, &env, &call, cancel).await?;
                 let id = call.id;
                 self.journal
                     .record(
@@ -233,12 +244,13 @@ impl NativeEngine {
     /// and refusals are results for the model, not errors.
     async fn run_tool(
         &self,
-        session: SessionId,
-        mode: PermissionMode,
+        s: &Session,
+        limits: &EngineLimits,
         env: &[(String, String)],
         call: &OpenCall,
         cancel: &CancellationToken,
     ) -> Result<(String, bool, bool), RunError> {
+        let (session, mode) = (s.id, s.permission_mode);
         let (id, name, input) = (call.id.as_str(), call.name.as_str(), &call.input);
         let Some(access) = tools::access(name) else {
             return Ok((format!("Unknown tool {name:?}."), true, false));
@@ -274,8 +286,8 @@ impl NativeEngine {
             sandbox: self.sandbox.as_ref(),
             session,
             cancel,
-            exec_timeout: self.limits.tool_timeout,
-            output_cap: self.limits.output_cap,
+            exec_timeout: limits.tool_timeout,
+            output_cap: limits.output_cap,
             env,
         };
         let out = tools::run(&ctx, name, input, &mut |_, _| {}).await;
@@ -285,7 +297,7 @@ impl NativeEngine {
         // The model gets the output as the transcript shows it, secrets
         // masked: the conversation is rebuilt from the transcript anyway,
         // and a value the model never read is one it cannot repeat.
-        let content = self.journal.mask(session, &out.content).into_owned();
+        let content = self.journal.mask_output(session, &out.content).into_owned();
         Ok((content, out.is_error, out.truncated))
     }
 }

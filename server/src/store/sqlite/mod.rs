@@ -7,8 +7,10 @@ mod templates;
 use super::{Result, Store, StoreError};
 use app::domain::UserId;
 use app::domain::{
-    Event, EventKind, SandboxLimits, Session, SessionId, SessionSpec, SessionStatus,
+    Event, EventKind, PreparedWorkspace, SandboxLimits, Session, SessionId, SessionSpec,
+    SessionStatus,
 };
+use app::skills::Skill;
 use chrono::{DateTime, SecondsFormat, Utc};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -22,13 +24,20 @@ pub struct SqliteStore {
 }
 
 /// Fixed-width UTC timestamps, so text order is time order.
+/// A value as the JSON a column holds.
+fn json(value: &impl serde::Serialize) -> Result<String> {
+    serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
 fn timestamp(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
 const SESSION_COLUMNS: &str = "id, name, engine, model, system_prompt, permission_mode, status, \
      cost_usd, turns, input_tokens, output_tokens, last_seq, sandbox_memory_mb, sandbox_cpus, \
-     sandbox_pids, budget_usd, mounts, env, secrets, template, owner_id, created_at, updated_at";
+     sandbox_pids, command_timeout_secs, budget_usd, mounts, env, secrets, max_turns, \
+     allowed_tools, image, source, skill_names, workspace_ready_at, base_commit, work_branch, \
+     template, owner_id, created_at, updated_at";
 
 #[derive(sqlx::FromRow)]
 struct SessionRow {
@@ -47,10 +56,19 @@ struct SessionRow {
     sandbox_memory_mb: Option<i64>,
     sandbox_cpus: Option<f64>,
     sandbox_pids: Option<i64>,
+    command_timeout_secs: Option<i64>,
     budget_usd: Option<f64>,
     mounts: String,
     env: String,
     secrets: String,
+    max_turns: Option<i64>,
+    allowed_tools: String,
+    image: Option<String>,
+    source: String,
+    skill_names: String,
+    workspace_ready_at: Option<DateTime<Utc>>,
+    base_commit: Option<String>,
+    work_branch: Option<String>,
     template: Option<String>,
     owner_id: Option<String>,
     created_at: DateTime<Utc>,
@@ -83,11 +101,23 @@ impl TryFrom<SessionRow> for Session {
                 memory_mb: r.sandbox_memory_mb,
                 cpus: r.sandbox_cpus,
                 pids: r.sandbox_pids,
+                command_timeout_secs: r.command_timeout_secs,
             },
             budget_usd: r.budget_usd,
             mounts: serde_json::from_str(&r.mounts).map_err(|e| corrupt("mounts", &e))?,
             env: serde_json::from_str(&r.env).map_err(|e| corrupt("env", &e))?,
             secrets: serde_json::from_str(&r.secrets).map_err(|e| corrupt("secrets", &e))?,
+            max_turns: r.max_turns,
+            allowed_tools: serde_json::from_str(&r.allowed_tools)
+                .map_err(|e| corrupt("allowed_tools", &e))?,
+            image: r.image,
+            source: serde_json::from_str(&r.source).map_err(|e| corrupt("source", &e))?,
+            skills: serde_json::from_str(&r.skill_names).map_err(|e| corrupt("skill_names", &e))?,
+            workspace: r.workspace_ready_at.map(|at| PreparedWorkspace {
+                at,
+                base_commit: r.base_commit,
+                branch: r.work_branch,
+            }),
             template: r
                 .template
                 .as_deref()
@@ -183,9 +213,11 @@ impl Store for SqliteStore {
         let now = timestamp(Utc::now());
         let row: SessionRow = sqlx::query_as(&format!(
             "INSERT INTO sessions (id, name, engine, model, system_prompt, permission_mode, status, \
-             sandbox_memory_mb, sandbox_cpus, sandbox_pids, budget_usd, mounts, env, secrets, \
-             template, owner_id, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, ?, ?, 'idle', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             sandbox_memory_mb, sandbox_cpus, sandbox_pids, command_timeout_secs, budget_usd, \
+             mounts, env, secrets, max_turns, allowed_tools, image, source, instructions, skills, \
+             skill_names, template, owner_id, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, 'idle', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, \
+             ?) \
              RETURNING {SESSION_COLUMNS}"
         ))
         .bind(id.to_string())
@@ -197,10 +229,27 @@ impl Store for SqliteStore {
         .bind(spec.limits.memory_mb)
         .bind(spec.limits.cpus)
         .bind(spec.limits.pids)
+        .bind(spec.limits.command_timeout_secs)
         .bind(spec.budget_usd)
         .bind(serde_json::to_string(&spec.mounts).map_err(|e| StoreError::Corrupt(e.to_string()))?)
         .bind(serde_json::to_string(&spec.env).map_err(|e| StoreError::Corrupt(e.to_string()))?)
         .bind(serde_json::to_string(&spec.secrets).map_err(|e| StoreError::Corrupt(e.to_string()))?)
+        .bind(spec.max_turns)
+        .bind(
+            serde_json::to_string(&spec.allowed_tools)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        )
+        .bind(&spec.image)
+        .bind(json(&spec.source)?)
+        .bind(&spec.instructions)
+        .bind(json(&spec.skills)?)
+        .bind(json(
+            &spec
+                .skills
+                .iter()
+                .map(|s| s.header().map(|h| h.name).unwrap_or_default())
+                .collect::<Vec<_>>(),
+        )?)
         .bind(
             spec.template
                 .as_ref()
@@ -232,6 +281,38 @@ impl Store for SqliteStore {
             .execute(&self.pool)
             .await?;
         Ok(done.rows_affected() > 0)
+    }
+
+    async fn workspace_setup(&self, id: SessionId) -> Result<Option<(String, Vec<Skill>)>> {
+        let row: Option<(String, String)> =
+            sqlx::query_as("SELECT instructions, skills FROM sessions WHERE id = ?")
+                .bind(id.to_string())
+                .fetch_optional(&self.pool)
+                .await?;
+        row.map(|(instructions, skills)| {
+            let skills = serde_json::from_str(&skills)
+                .map_err(|e| StoreError::Corrupt(format!("session {id}: skills: {e}")))?;
+            Ok((instructions, skills))
+        })
+        .transpose()
+    }
+
+    async fn set_workspace_prepared(
+        &self,
+        id: SessionId,
+        prepared: &PreparedWorkspace,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE sessions SET workspace_ready_at = ?, base_commit = ?, work_branch = ? \
+             WHERE id = ?",
+        )
+        .bind(timestamp(prepared.at))
+        .bind(&prepared.base_commit)
+        .bind(&prepared.branch)
+        .bind(id.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     async fn set_status(

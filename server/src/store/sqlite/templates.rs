@@ -1,7 +1,7 @@
 //! [`Templates`] on SQLite.
 
 use super::{timestamp, SqliteStore};
-use crate::store::templates::Templates;
+use crate::store::templates::{Templates, VERSIONS_LISTED};
 use crate::store::{Result, StoreError};
 use app::agents::{AgentTemplate, TemplateDraft, TemplateId};
 use app::domain::UserId;
@@ -153,7 +153,7 @@ impl Templates for SqliteStore {
         let rows: Vec<TemplateRow> = sqlx::query_as(&format!(
             "SELECT {TEMPLATE_COLUMNS} FROM agent_templates t \
              JOIN agent_template_versions v ON v.template_id = t.id \
-             WHERE t.id = ? ORDER BY v.version DESC"
+             WHERE t.id = ? ORDER BY v.version DESC LIMIT {VERSIONS_LISTED}"
         ))
         .bind(id.to_string())
         .fetch_all(&self.pool)
@@ -161,15 +161,25 @@ impl Templates for SqliteStore {
         rows.into_iter().map(AgentTemplate::try_from).collect()
     }
 
-    async fn list_templates(&self) -> Result<Vec<AgentTemplate>> {
+    async fn list_templates(&self, owner: Option<UserId>) -> Result<Vec<AgentTemplate>> {
+        let owner = owner.map(|o| o.to_string());
         let rows: Vec<TemplateRow> = sqlx::query_as(&format!(
             "SELECT {TEMPLATE_COLUMNS} FROM agent_templates t \
              JOIN agent_template_versions v ON v.template_id = t.id AND v.version = t.version \
+             WHERE ?1 IS NULL OR t.owner_id = ?1 \
              ORDER BY v.name COLLATE NOCASE, t.created_at LIMIT 1000"
         ))
+        .bind(owner)
         .fetch_all(&self.pool)
         .await?;
-        rows.into_iter().map(AgentTemplate::try_from).collect()
+        Ok(rows
+            .into_iter()
+            .filter_map(|row| {
+                AgentTemplate::try_from(row)
+                    .inspect_err(|e| tracing::error!("agent template left out of the list: {e}"))
+                    .ok()
+            })
+            .collect())
     }
 
     async fn delete_template(&self, id: TemplateId) -> Result<bool> {

@@ -1,0 +1,249 @@
+//! Reviewing and shipping what an agent changed in a session cloned from a
+//! git repository: the files changed since the start (modified, added,
+//! deleted, untracked), each one's diff (computed here with `similar`),
+//! a commit of everything to the session's working branch by the person
+//! who asks, and a push of that branch with the saved token. All of it runs
+//! against the server's own repository ([`crate::git`]); the agent's
+//! `.git` in the workspace is its own to commit in, and it cannot push.
+
+use crate::git::{GitError, HostRepo, Status};
+use crate::journal::Journal;
+use crate::sandbox::{relative, FileError, Sandbox};
+use crate::workspace_setup::WorkspaceSetup;
+use app::accounts::Caller;
+use app::changes::{
+    pull_request_url, ChangeKind, ChangedFile, Changes, Committed, FileDiff,
+    COMMIT_MESSAGE_MAX_BYTES, DIFF_MAX_BYTES,
+};
+use app::domain::{AppError, EventKind, Session};
+use app::workspace_source::WorkspaceSource;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub struct ChangeReview {
+    setup: Arc<WorkspaceSetup>,
+    sandbox: Arc<dyn Sandbox>,
+    journal: Journal,
+    timeout: Duration,
+}
+
+/// A git failure as the person who asked reads it; the details are logged.
+fn refused(s: &Session, journal: &Journal, e: GitError) -> AppError {
+    let message = journal.mask(s.id, &e.to_string()).into_owned();
+    tracing::warn!(session = %s.id, "{message}");
+    match e {
+        GitError::Spawn(_) => AppError::Unavailable(message),
+        GitError::TimedOut { .. } => AppError::Unavailable(message),
+        _ => AppError::Invalid(message),
+    }
+}
+
+/// The session's repository URL, base commit and branch, or why it has no
+/// changes to show.
+fn git_state(s: &Session) -> Result<(&str, &str, &str), AppError> {
+    let WorkspaceSource::Git { url, .. } = &s.source else {
+        return Err(AppError::Invalid(
+            "This session did not start from a git repository: it has no changes to review \
+             (its files are under Files)."
+                .into(),
+        ));
+    };
+    match s
+        .workspace
+        .as_ref()
+        .and_then(|w| w.base_commit.as_deref().zip(w.branch.as_deref()))
+    {
+        Some((base, branch)) => Ok((url, base, branch)),
+        None => Err(AppError::Conflict(
+            "The repository is not cloned yet: its changes show once the workspace is ready."
+                .into(),
+        )),
+    }
+}
+
+fn is_binary(data: &[u8]) -> bool {
+    data.iter().take(8192).any(|b| *b == 0) || std::str::from_utf8(data).is_err()
+}
+
+impl ChangeReview {
+    pub fn new(
+        setup: Arc<WorkspaceSetup>,
+        sandbox: Arc<dyn Sandbox>,
+        journal: Journal,
+        timeout: Duration,
+    ) -> Self {
+        Self {
+            setup,
+            sandbox,
+            journal,
+            timeout,
+        }
+    }
+
+    fn repo(&self, s: &Session) -> HostRepo {
+        self.setup.repo(s.id)
+    }
+
+    pub async fn list(&self, s: &Session) -> Result<Changes, AppError> {
+        let (url, base, branch) = git_state(s)?;
+        let repo = self.repo(s);
+        let fail = |e| refused(s, &self.journal, e);
+        let head = repo.resolve("HEAD").await.map_err(fail)?;
+        let since_base = repo.changes_since(base, self.timeout).await.map_err(fail)?;
+        let since_head = if head == base {
+            since_base.clone()
+        } else {
+            repo.changes_since(&head, self.timeout)
+                .await
+                .map_err(fail)?
+        };
+        let uncommitted = !since_head.is_empty();
+        let files = since_base
+            .into_iter()
+            .map(|(status, path)| {
+                let kind = match status {
+                    Status::Modified => ChangeKind::Modified,
+                    Status::Deleted => ChangeKind::Deleted,
+                    Status::Added if since_head.iter().any(|(_, p)| *p == path) => {
+                        ChangeKind::Untracked
+                    }
+                    Status::Added => ChangeKind::Added,
+                };
+                ChangedFile { path, kind }
+            })
+            .collect();
+        let target = repo.target_branch().await;
+        Ok(Changes {
+            remote: url.to_owned(),
+            base_commit: base.to_owned(),
+            branch: branch.to_owned(),
+            head_commit: head,
+            files,
+            uncommitted,
+            pull_request_url: pull_request_url(url, branch, target.as_deref()),
+        })
+    }
+
+    /// One changed file's diff against the start.
+    pub async fn diff(&self, s: &Session, path: &str) -> Result<FileDiff, AppError> {
+        let (_, base, _) = git_state(s)?;
+        let rel = relative(path).map_err(|e| AppError::Invalid(e.to_string()))?;
+        let path = rel.to_string_lossy().into_owned();
+        let repo = self.repo(s);
+        let fail = |e| refused(s, &self.journal, e);
+        let old = repo.blob(base, &path).await.map_err(fail)?;
+        let folder = self.sandbox.host_folder(s.id);
+        let new = match folder.read(&path) {
+            Ok(bytes) => Some(bytes),
+            Err(FileError::NotFound(_)) => None,
+            Err(FileError::TooLarge { .. }) => Some(vec![0; DIFF_MAX_BYTES + 1]),
+            Err(e) => return Err(AppError::Invalid(e.to_string())),
+        };
+        let kind = match (&old, &new) {
+            (None, None) => return Err(AppError::NotFound(format!("Changed file {path:?}"))),
+            (None, Some(_)) => ChangeKind::Added,
+            (Some(_), None) => ChangeKind::Deleted,
+            (Some(_), Some(_)) => ChangeKind::Modified,
+        };
+        let (old, new) = (old.unwrap_or_default(), new.unwrap_or_default());
+        let note = if old.len() > DIFF_MAX_BYTES || new.len() > DIFF_MAX_BYTES {
+            Some(format!(
+                "Too large to show here (over {} KiB): download the file from Files.",
+                DIFF_MAX_BYTES / 1024
+            ))
+        } else if is_binary(&old) || is_binary(&new) {
+            Some("A binary file: download it from Files to look at it.".to_owned())
+        } else {
+            None
+        };
+        let unified = note.is_none().then(|| {
+            let (old, new) = (
+                String::from_utf8_lossy(&old).into_owned(),
+                String::from_utf8_lossy(&new).into_owned(),
+            );
+            similar::TextDiff::from_lines(&old, &new)
+                .unified_diff()
+                .context_radius(3)
+                .header(&format!("a/{path}"), &format!("b/{path}"))
+                .to_string()
+        });
+        Ok(FileDiff {
+            path,
+            kind,
+            unified,
+            note,
+        })
+    }
+
+    /// Commits every change to the working branch, by the caller.
+    pub async fn commit(
+        &self,
+        s: &Session,
+        caller: &Caller,
+        message: &str,
+    ) -> Result<Committed, AppError> {
+        let (_, _, branch) = git_state(s)?;
+        let message = message.trim();
+        if message.is_empty() || message.len() > COMMIT_MESSAGE_MAX_BYTES || message.contains('\0')
+        {
+            return Err(AppError::Invalid(format!(
+                "A commit message is 1 to {} KiB of text.",
+                COMMIT_MESSAGE_MAX_BYTES / 1024
+            )));
+        }
+        let email = format!("{}@paddock.invalid", caller.login);
+        let commit = self
+            .repo(s)
+            .commit_all(message, &caller.display_name, &email, self.timeout)
+            .await
+            .map_err(|e| refused(s, &self.journal, e))?
+            .ok_or_else(|| AppError::Conflict("Nothing changed since the last commit.".into()))?;
+        let subject = message.lines().next().unwrap_or_default();
+        let short = &commit[..commit.len().min(12)];
+        self.journal
+            .record(
+                s.id,
+                EventKind::Workspace {
+                    message: format!(
+                        "{} committed {short} to {branch}: {subject}",
+                        caller.label()
+                    ),
+                },
+            )
+            .await?;
+        Ok(Committed {
+            commit,
+            branch: branch.to_owned(),
+        })
+    }
+
+    /// Pushes the working branch to the repository it was cloned from.
+    pub async fn push(&self, s: &Session, caller: &Caller) -> Result<Committed, AppError> {
+        let (url, base, branch) = git_state(s)?;
+        let repo = self.repo(s);
+        let fail = |e| refused(s, &self.journal, e);
+        let head = repo.resolve("HEAD").await.map_err(fail)?;
+        if head == base {
+            return Err(AppError::Conflict(
+                "Nothing is committed on the branch yet: commit the changes first.".into(),
+            ));
+        }
+        let token = self.setup.token(s).await?;
+        repo.push(branch, token.as_ref(), self.timeout)
+            .await
+            .map_err(fail)?;
+        let short = &head[..head.len().min(12)];
+        self.journal
+            .record(
+                s.id,
+                EventKind::Workspace {
+                    message: format!("{} pushed {branch} ({short}) to {url}", caller.label()),
+                },
+            )
+            .await?;
+        Ok(Committed {
+            commit: head,
+            branch: branch.to_owned(),
+        })
+    }
+}

@@ -1,0 +1,552 @@
+//! Git on the server's side of a session: cloning its repository, and
+//! later committing and pushing what its agent changed, with a token from
+//! the credential store that never enters the sandbox.
+//!
+//! Every command runs against a repository the server owns
+//! (`PADDOCK_GIT_ROOT/<session>`, never mounted into a sandbox) with the
+//! workspace as its work tree. Git reads configuration from the repository
+//! it runs in, and some keys run programs (`core.fsmonitor`, hooks, filter
+//! drivers, `core.sshCommand`); the agent can write the workspace's own
+//! `.git`, so host-side git never runs in it. The process starts with an
+//! empty environment, no system or global configuration, hooks off, and
+//! only the `https`, `http` and `git` transports (no `file::` or `ext::`,
+//! also not through a submodule or a redirect). A token reaches git as an
+//! `Authorization` header through `GIT_CONFIG_*` variables: not in the
+//! arguments (`ps`), not in any file, not in the clone's remote URL.
+
+use base64::Engine as _;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::AsyncReadExt;
+use tokio::process::Command;
+
+/// Bytes of git's error output kept for a message.
+const STDERR_MAX: usize = 4096;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GitError {
+    #[error("git {step} took longer than {0} s and was stopped", .limit.as_secs())]
+    TimedOut { step: &'static str, limit: Duration },
+    #[error("the repository is larger than the limit of {} MiB", .0 / (1024 * 1024))]
+    TooLarge(u64),
+    #[error("git {step} failed: {message}")]
+    Failed { step: &'static str, message: String },
+    #[error("git cannot be run: {0}")]
+    Spawn(std::io::Error),
+}
+
+/// A token git authenticates with over HTTP: `user:token`, or a bare token
+/// (sent with the user `x-access-token`, which GitHub, GitLab and Gitea
+/// accept for tokens).
+#[derive(Clone)]
+pub struct GitToken(String);
+
+impl GitToken {
+    pub fn new(value: String) -> Self {
+        Self(value)
+    }
+
+    /// The value, for masking.
+    pub fn value(&self) -> &str {
+        &self.0
+    }
+
+    fn header(&self) -> String {
+        let pair = if self.0.contains(':') {
+            self.0.clone()
+        } else {
+            format!("x-access-token:{}", self.0)
+        };
+        format!(
+            "Authorization: Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(pair)
+        )
+    }
+}
+
+/// What bounds a clone.
+#[derive(Clone, Copy, Debug)]
+pub struct CloneLimits {
+    pub max_bytes: u64,
+    pub timeout: Duration,
+}
+
+/// A session's server-side repository: its git folder and the workspace
+/// that is its work tree.
+#[derive(Clone, Debug)]
+pub struct HostRepo {
+    pub git_dir: PathBuf,
+    pub work_tree: PathBuf,
+}
+
+/// Size of a folder's files, following no links.
+fn folder_size(path: &Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![path.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            match entry.file_type() {
+                Ok(t) if t.is_dir() => stack.push(entry.path()),
+                Ok(t) if t.is_file() => total += entry.metadata().map_or(0, |m| m.len()),
+                _ => {}
+            }
+        }
+    }
+    total
+}
+
+/// A git command with the hardened environment (see the module's doc).
+fn git(token: Option<&GitToken>) -> Command {
+    let mut cmd = Command::new("git");
+    cmd.env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("HOME", "/nonexistent")
+        .env("LANG", "C.UTF-8")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("GIT_PROTOCOL_FROM_USER", "0")
+        .env("GIT_ASKPASS", "/bin/false")
+        .env("SSH_ASKPASS", "/bin/false")
+        .args([
+            "-c",
+            "protocol.allow=never",
+            "-c",
+            "protocol.https.allow=always",
+            "-c",
+            "protocol.http.allow=always",
+            "-c",
+            "protocol.git.allow=always",
+            "-c",
+            "core.hooksPath=/dev/null",
+            "-c",
+            "core.fsmonitor=false",
+            "-c",
+            "credential.helper=",
+            "-c",
+            "submodule.recurse=false",
+            "-c",
+            "advice.detachedHead=false",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    if let Some(token) = token {
+        // A redirect could take the header to another host.
+        cmd.env("GIT_CONFIG_COUNT", "2")
+            .env("GIT_CONFIG_KEY_0", "http.extraHeader")
+            .env("GIT_CONFIG_VALUE_0", token.header())
+            .env("GIT_CONFIG_KEY_1", "http.followRedirects")
+            .env("GIT_CONFIG_VALUE_1", "false");
+    }
+    cmd
+}
+
+/// Runs `cmd` to its end within `limit`, killing it (and failing) if it
+/// takes longer or if `too_large` says so while it runs; its stdout.
+async fn run(
+    step: &'static str,
+    mut cmd: Command,
+    limit: Duration,
+    too_large: Option<(&Path, u64)>,
+) -> Result<Vec<u8>, GitError> {
+    let mut child = cmd.spawn().map_err(GitError::Spawn)?;
+    let (Some(mut stdout), Some(mut stderr)) = (child.stdout.take(), child.stderr.take()) else {
+        return Err(GitError::Spawn(std::io::Error::other("git's output is not piped")));
+    };
+    let out = tokio::spawn(async move {
+        let mut buf = Vec::new();
+        let _ = stdout.read_to_end(&mut buf).await;
+        buf
+    });
+    let err = tokio::spawn(async move {
+        let mut buf = Vec::new();
+        let _ = (&mut stderr).take(64 * 1024).read_to_end(&mut buf).await;
+        // Drain the rest so git never blocks on a full pipe.
+        let _ = tokio::io::copy(&mut stderr, &mut tokio::io::sink()).await;
+        buf
+    });
+    let deadline = tokio::time::Instant::now() + limit;
+    let status = loop {
+        tokio::select! {
+            status = child.wait() => break status.map_err(GitError::Spawn)?,
+            () = tokio::time::sleep_until(deadline) => {
+                let _ = child.kill().await;
+                return Err(GitError::TimedOut { step, limit });
+            }
+            () = tokio::time::sleep(Duration::from_millis(200)), if too_large.is_some() => {
+                if let Some((path, max)) = too_large {
+                    let path = path.to_path_buf();
+                    let size = tokio::task::spawn_blocking(move || folder_size(&path))
+                        .await
+                        .unwrap_or(0);
+                    if size > max {
+                        let _ = child.kill().await;
+                        return Err(GitError::TooLarge(max));
+                    }
+                }
+            }
+        }
+    };
+    let stdout = out.await.unwrap_or_default();
+    let stderr = err.await.unwrap_or_default();
+    // A transfer quicker than the watch is measured once it is done.
+    if let Some((path, max)) = too_large.filter(|_| status.success()) {
+        let path = path.to_path_buf();
+        let size = tokio::task::spawn_blocking(move || folder_size(&path))
+            .await
+            .unwrap_or(0);
+        if size > max {
+            return Err(GitError::TooLarge(max));
+        }
+    }
+    if status.success() {
+        Ok(stdout)
+    } else {
+        let text = String::from_utf8_lossy(&stderr);
+        let message: String = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with("hint:"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let message = match message.char_indices().nth(STDERR_MAX) {
+            Some((i, _)) => format!("{}…", &message[..i]),
+            None if message.is_empty() => format!("exit status {status}"),
+            None => message,
+        };
+        Err(GitError::Failed { step, message })
+    }
+}
+
+/// What a clone left: the commit the session starts from and its working
+/// branch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cloned {
+    pub base_commit: String,
+    pub branch: String,
+}
+
+const QUICK: Duration = Duration::from_secs(60);
+
+impl HostRepo {
+    fn git(&self, token: Option<&GitToken>) -> Command {
+        let mut cmd = git(token);
+        // The work tree belongs to the sandbox user: git would refuse it as
+        // "dubious". Its own .git is never read (see the module's doc).
+        let safe = format!("safe.directory={}", self.work_tree.display());
+        cmd.args(["-c", &safe])
+            .arg("--git-dir")
+            .arg(&self.git_dir)
+            .arg("--work-tree")
+            .arg(&self.work_tree);
+        cmd
+    }
+
+    /// Clones `url` into the server's repository, starts the working
+    /// branch `branch` at `rev` (the remote's default branch when `None`),
+    /// and checks it out into the (empty) work tree, with a `.git` of the
+    /// agent's own (its `origin` the URL, which it cannot reach).
+    pub async fn clone(
+        &self,
+        url: &str,
+        rev: Option<&str>,
+        branch: &str,
+        token: Option<&GitToken>,
+        limits: CloneLimits,
+    ) -> Result<Cloned, GitError> {
+        let mut clone = git(token);
+        clone
+            .args(["clone", "--bare", "--quiet", "--", url])
+            .arg(&self.git_dir);
+        run(
+            "clone",
+            clone,
+            limits.timeout,
+            Some((&self.git_dir, limits.max_bytes)),
+        )
+        .await?;
+        let spec = format!("{}^{{commit}}", rev.unwrap_or("HEAD"));
+        let mut resolve = self.git(None);
+        resolve.args([
+            "rev-parse",
+            "--verify",
+            "--quiet",
+            "--end-of-options",
+            &spec,
+        ]);
+        let base = run("rev-parse", resolve, QUICK, None)
+            .await
+            .map_err(|_| GitError::Failed {
+                step: "checkout",
+                message: format!(
+                    "{} is not a branch, tag or commit of the repository",
+                    rev.unwrap_or("HEAD")
+                ),
+            })?;
+        let base_commit = String::from_utf8_lossy(&base).trim().to_owned();
+        // The branch a pull request would go into: the one asked for, else
+        // the remote's default (a bare clone's HEAD, until it is moved).
+        let mut default = self.git(None);
+        default.args(["symbolic-ref", "--short", "HEAD"]);
+        let default = run("clone", default, QUICK, None).await.unwrap_or_default();
+        let default = String::from_utf8_lossy(&default).trim().to_owned();
+        let mut is_branch = self.git(None);
+        is_branch.args(["show-ref", "--verify", "--quiet"]);
+        is_branch.arg(format!("refs/heads/{}", rev.unwrap_or_default()));
+        let target = match rev {
+            Some(rev) if run("clone", is_branch, QUICK, None).await.is_ok() => rev.to_owned(),
+            _ => default,
+        };
+        let refname = format!("refs/heads/{branch}");
+        for (step, args) in [
+            ("branch", vec!["config", "paddock.target", target.as_str()]),
+            (
+                "branch",
+                vec!["update-ref", refname.as_str(), base_commit.as_str()],
+            ),
+            ("branch", vec!["symbolic-ref", "HEAD", refname.as_str()]),
+            ("checkout", vec!["config", "core.bare", "false"]),
+            ("checkout", vec!["read-tree", "-u", "--reset", "HEAD"]),
+        ] {
+            let mut cmd = self.git(None);
+            cmd.args(args);
+            run(step, cmd, limits.timeout, None).await?;
+        }
+        // The agent's own repository: a copy (never hard links into ours),
+        // on the same branch.
+        let agent_git = self.work_tree.join(".git");
+        let mut copy = git(None);
+        // From our own folder: the one place the file transport is used.
+        copy.args(["-c", "protocol.file.allow=always"]).args([
+            "clone",
+            "--bare",
+            "--quiet",
+            "--no-hardlinks",
+            "--branch",
+            branch,
+            "--",
+        ])
+        .arg(&self.git_dir)
+        .arg(&agent_git);
+        run("checkout", copy, limits.timeout, None).await?;
+        let mut own = git(None);
+        own.arg("--git-dir")
+            .arg(&agent_git)
+            .arg("--work-tree")
+            .arg(&self.work_tree);
+        let settings = [
+            ["config", "core.bare", "false"],
+            ["config", "remote.origin.url", url],
+            [
+                "config",
+                "remote.origin.fetch",
+                "+refs/heads/*:refs/remotes/origin/*",
+            ],
+        ];
+        for args in settings {
+            let mut cmd = git(None);
+            cmd.arg("--git-dir").arg(&agent_git).args(args);
+            run("checkout", cmd, QUICK, None).await?;
+        }
+        own.args(["read-tree", "HEAD"]);
+        run("checkout", own, limits.timeout, None).await?;
+        self.refresh_index(&agent_git).await;
+        self.refresh_index(&self.git_dir).await;
+        Ok(Cloned {
+            base_commit,
+            branch: branch.to_owned(),
+        })
+    }
+}
+
+impl HostRepo {
+    /// Brings an index's file stats up to date, so the first status after
+    /// a checkout does not read every file again (best effort).
+    async fn refresh_index(&self, git_dir: &Path) {
+        let mut cmd = git(None);
+        cmd.arg("--git-dir")
+            .arg(git_dir)
+            .arg("--work-tree")
+            .arg(&self.work_tree)
+            .args(["update-index", "-q", "--refresh"]);
+        let _ = run("checkout", cmd, QUICK, None).await;
+    }
+
+    /// Paths git leaves out of the working branch's changes (and the
+    /// agent's `git status`): what Paddock itself wrote into the workspace.
+    pub fn exclude(&self, patterns: &[String]) -> std::io::Result<()> {
+        if patterns.is_empty() {
+            return Ok(());
+        }
+        let lines: String = patterns.iter().map(|p| format!("{p}\n")).collect();
+        for git_dir in [self.git_dir.clone(), self.work_tree.join(".git")] {
+            let info = git_dir.join("info");
+            std::fs::create_dir_all(&info)?;
+            use std::io::Write;
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(info.join("exclude"))?
+                .write_all(lines.as_bytes())?;
+        }
+        Ok(())
+    }
+}
+
+/// How a path changed, as `git diff --name-status` says it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    Modified,
+    Added,
+    Deleted,
+}
+
+/// Each `(status, path)` of `git diff --name-status -z` output.
+fn name_status(out: &[u8]) -> Vec<(Status, String)> {
+    let mut fields = out.split(|b| *b == 0).filter(|f| !f.is_empty());
+    let mut found = Vec::new();
+    while let (Some(code), Some(path)) = (fields.next(), fields.next()) {
+        let status = match code.first() {
+            Some(b'A') => Status::Added,
+            Some(b'D') => Status::Deleted,
+            _ => Status::Modified,
+        };
+        found.push((status, String::from_utf8_lossy(path).into_owned()));
+    }
+    found
+}
+
+impl HostRepo {
+    /// A git command whose index is `index` (a file in our git folder).
+    fn with_index(&self, index: &Path) -> Command {
+        let mut cmd = self.git(None);
+        cmd.env("GIT_INDEX_FILE", index);
+        cmd
+    }
+
+    /// The work tree's changes against `commit`, untracked files included
+    /// (less what `.gitignore` and our exclude file leave out), staged in a
+    /// throw-away index so the branch's own index is untouched.
+    pub async fn changes_since(
+        &self,
+        commit: &str,
+        limit: Duration,
+    ) -> Result<Vec<(Status, String)>, GitError> {
+        let scratch = self
+            .git_dir
+            .join(format!("index.paddock-{}", uuid::Uuid::now_v7().simple()));
+        // Starting from the branch's index keeps its file stats: only what
+        // changed is read again.
+        let _ = std::fs::copy(self.git_dir.join("index"), &scratch);
+        let result = async {
+            let mut add = self.with_index(&scratch);
+            add.args(["add", "--all", "--", "."]);
+            run("status", add, limit, None).await?;
+            let mut diff = self.with_index(&scratch);
+            diff.args([
+                "diff",
+                "--cached",
+                "--name-status",
+                "--no-renames",
+                "-z",
+                commit,
+                "--",
+            ]);
+            run("status", diff, limit, None).await
+        }
+        .await;
+        let _ = std::fs::remove_file(&scratch);
+        Ok(name_status(&result?))
+    }
+
+    /// A commit's id (`HEAD`: the working branch's newest).
+    pub async fn resolve(&self, rev: &str) -> Result<String, GitError> {
+        let mut cmd = self.git(None);
+        cmd.args([
+            "rev-parse",
+            "--verify",
+            "--end-of-options",
+            &format!("{rev}^{{commit}}"),
+        ]);
+        let out = run("rev-parse", cmd, QUICK, None).await?;
+        Ok(String::from_utf8_lossy(&out).trim().to_owned())
+    }
+
+    /// A file's bytes at `commit`, if it has it.
+    pub async fn blob(&self, commit: &str, path: &str) -> Result<Option<Vec<u8>>, GitError> {
+        let mut exists = self.git(None);
+        exists.args(["cat-file", "-e", &format!("{commit}:{path}")]);
+        if run("show", exists, QUICK, None).await.is_err() {
+            return Ok(None);
+        }
+        let mut cat = self.git(None);
+        cat.args(["cat-file", "blob", &format!("{commit}:{path}")]);
+        run("show", cat, QUICK, None).await.map(Some)
+    }
+
+    /// The branch a pull request would go into.
+    pub async fn target_branch(&self) -> Option<String> {
+        let mut cmd = self.git(None);
+        cmd.args(["config", "paddock.target"]);
+        let out = run("config", cmd, QUICK, None).await.ok()?;
+        Some(String::from_utf8_lossy(&out).trim().to_owned()).filter(|b| !b.is_empty())
+    }
+
+    /// Commits everything the work tree holds (less what is ignored) to the
+    /// working branch, by `author` (`Name <email>`, also the committer); the
+    /// new commit, or `None` when nothing changed since the last one.
+    pub async fn commit_all(
+        &self,
+        message: &str,
+        name: &str,
+        email: &str,
+        limit: Duration,
+    ) -> Result<Option<String>, GitError> {
+        let mut add = self.git(None);
+        add.args(["add", "--all", "--", "."]);
+        run("add", add, limit, None).await?;
+        let mut staged = self.git(None);
+        staged.args(["diff", "--cached", "--quiet"]);
+        if run("commit", staged, limit, None).await.is_ok() {
+            return Ok(None);
+        }
+        let message_file = self.git_dir.join("PADDOCK_COMMIT_MSG");
+        std::fs::write(&message_file, message).map_err(GitError::Spawn)?;
+        let mut commit = self.git(None);
+        commit
+            .env("GIT_AUTHOR_NAME", name)
+            .env("GIT_AUTHOR_EMAIL", email)
+            .env("GIT_COMMITTER_NAME", name)
+            .env("GIT_COMMITTER_EMAIL", email)
+            .args(["commit", "--quiet", "--no-verify", "--cleanup=strip", "-F"])
+            .arg(&message_file);
+        let done = run("commit", commit, limit, None).await;
+        let _ = std::fs::remove_file(&message_file);
+        done?;
+        self.resolve("HEAD").await.map(Some)
+    }
+
+    /// Pushes the working branch to `origin` under the same name.
+    pub async fn push(
+        &self,
+        branch: &str,
+        token: Option<&GitToken>,
+        limit: Duration,
+    ) -> Result<(), GitError> {
+        let refspec = format!("refs/heads/{branch}:refs/heads/{branch}");
+        let mut push = self.git(token);
+        push.args(["push", "--quiet", "--no-verify", "origin", &refspec]);
+        run("push", push, limit, None).await.map(|_| ())
+    }
+}
+
+/// The folder of a session's server-side repository.
+pub fn repo_dir(git_root: &Path, session: app::domain::SessionId) -> PathBuf {
+    git_root.join(session.to_string())
+}

@@ -1,0 +1,351 @@
+//! Preparing a session's workspace, once, before its first prompt runs (or
+//! as soon as it is created, to have it ready): its source (a copy of an
+//! allowed host folder, or a clone of a git repository with the working
+//! branch `paddock/<session>`), then its project instructions and skills
+//! written where both engines read them.
+//!
+//! Everything here happens on the server's side: the sandbox is not
+//! started yet, its network stays closed, and a git token is used by the
+//! server's git only (see [`crate::git`]). A step that fails says which and
+//! why in the session's error, leaves the workspace as it found it, and is
+//! tried again with the next prompt.
+
+use crate::config::Config;
+use crate::git::{self, CloneLimits, GitToken, HostRepo};
+use crate::journal::Journal;
+use crate::sandbox::{HostFolder, Sandbox};
+use crate::store::Store;
+use crate::sync::lock;
+use crate::vault::Vault;
+use app::domain::{AppError, EventKind, PreparedWorkspace, ReadOnlyMount, Session, SessionId};
+use app::skills::{Skill, SKILLS_DIR, SKILL_FILE};
+use app::workspace_source::WorkspaceSource;
+use chrono::Utc;
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Where a session's project instructions are written: project memory the
+/// Claude Code CLI loads, beside a repository's own `CLAUDE.md` (which it
+/// loads too).
+pub const INSTRUCTIONS_FILE: &str = ".claude/CLAUDE.md";
+
+/// The working branch of a session with a git source.
+pub fn work_branch(session: SessionId) -> String {
+    format!("paddock/{session}")
+}
+
+pub struct WorkspaceSetup {
+    config: Arc<Config>,
+    store: Arc<dyn Store>,
+    sandbox: Arc<dyn Sandbox>,
+    vault: Arc<Vault>,
+    journal: Journal,
+    /// One preparation of a session at a time.
+    preparing: Mutex<HashMap<SessionId, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// Why a workspace could not be prepared, as the session's error says it.
+#[derive(Debug, thiserror::Error)]
+#[error("The workspace could not be prepared: {0}")]
+pub struct SetupError(String);
+
+impl From<AppError> for SetupError {
+    fn from(e: AppError) -> Self {
+        SetupError(e.to_string())
+    }
+}
+
+impl From<crate::store::StoreError> for SetupError {
+    fn from(e: crate::store::StoreError) -> Self {
+        AppError::from(e).into()
+    }
+}
+
+impl WorkspaceSetup {
+    pub fn new(
+        config: Arc<Config>,
+        store: Arc<dyn Store>,
+        sandbox: Arc<dyn Sandbox>,
+        vault: Arc<Vault>,
+        journal: Journal,
+    ) -> Self {
+        Self {
+            config,
+            store,
+            sandbox,
+            vault,
+            journal,
+            preparing: Mutex::default(),
+        }
+    }
+
+    /// The session's server-side repository (a session with a git source).
+    pub fn repo(&self, session: SessionId) -> HostRepo {
+        HostRepo {
+            git_dir: git::repo_dir(&self.config.git_root, session),
+            work_tree: self.sandbox.host_folder(session).root().to_path_buf(),
+        }
+    }
+
+    fn clone_limits(&self) -> CloneLimits {
+        CloneLimits {
+            max_bytes: self.config.source_max_mb.saturating_mul(1024 * 1024),
+            timeout: Duration::from_secs(self.config.git_timeout_secs),
+        }
+    }
+
+    /// The git token a session's source names, opened and masked in all
+    /// the session records and logs.
+    pub async fn token(&self, s: &Session) -> Result<Option<GitToken>, AppError> {
+        let WorkspaceSource::Git {
+            credential: Some(name),
+            ..
+        } = &s.source
+        else {
+            return Ok(None);
+        };
+        let value = self.vault.git_token(s.owner, name).await?;
+        self.journal.set_secrets(s.id, &[value.as_str()]);
+        Ok(Some(GitToken::new(value)))
+    }
+
+    /// Prepares the session's workspace unless it was already.
+    pub async fn prepare(&self, session: SessionId) -> Result<(), SetupError> {
+        let gate = lock(&self.preparing).entry(session).or_default().clone();
+        let _one_at_a_time = gate.lock().await;
+        let Some(s) = self.store.get_session(session).await? else {
+            return Ok(());
+        };
+        if s.workspace.is_some() {
+            return Ok(());
+        }
+        let Some((instructions, skills)) = self.store.workspace_setup(session).await? else {
+            return Ok(());
+        };
+        if s.source.is_empty() && instructions.trim().is_empty() && skills.is_empty() {
+            // An empty folder: nothing to prepare.
+            return Ok(());
+        }
+        let started = Instant::now();
+        let folder = self.sandbox.host_folder(session);
+        folder
+            .create()
+            .map_err(|e| SetupError(format!("cannot create the workspace: {e}")))?;
+        let (mut said, cloned) = match self.source(&s, &folder).await {
+            Ok(done) => done,
+            Err(e) => {
+                self.undo(&s, &folder).await;
+                return Err(e);
+            }
+        };
+        let mut written = Vec::new();
+        if !instructions.trim().is_empty() {
+            write(&folder, INSTRUCTIONS_FILE, instructions.as_bytes(), false)?;
+            written.push(format!("/{INSTRUCTIONS_FILE}"));
+            said.push(format!("instructions in {INSTRUCTIONS_FILE}"));
+        }
+        let mut names = Vec::new();
+        for skill in &skills {
+            let name = write_skill(&folder, skill)?;
+            written.push(format!("/{SKILLS_DIR}/{name}/"));
+            names.push(name);
+        }
+        if !names.is_empty() {
+            said.push(format!("skills {}", names.join(", ")));
+        }
+        if cloned.is_some() {
+            // What Paddock wrote is not the agent's change.
+            self.repo(session)
+                .exclude(&written)
+                .map_err(|e| SetupError(format!("cannot write git's exclude file: {e}")))?;
+        }
+        let give = folder.clone();
+        tokio::task::spawn_blocking(move || give.give_all())
+            .await
+            .map_err(|e| SetupError(e.to_string()))?
+            .map_err(|e| SetupError(format!("cannot give the workspace to the sandbox: {e}")))?;
+        let prepared = PreparedWorkspace {
+            at: Utc::now(),
+            base_commit: cloned.as_ref().map(|c| c.base_commit.clone()),
+            branch: cloned.map(|c| c.branch),
+        };
+        self.store
+            .set_workspace_prepared(session, &prepared)
+            .await?;
+        if !said.is_empty() {
+            let message = format!(
+                "Workspace ready in {:.1} s: {}.",
+                started.elapsed().as_secs_f64(),
+                said.join("; ")
+            );
+            self.journal
+                .record(session, EventKind::Workspace { message })
+                .await?;
+        }
+        tracing::info!(%session, elapsed_ms = started.elapsed().as_millis() as u64, "workspace prepared");
+        Ok(())
+    }
+
+    /// Fills the workspace from the session's source; what to say of it,
+    /// and the clone.
+    async fn source(
+        &self,
+        s: &Session,
+        folder: &HostFolder,
+    ) -> Result<(Vec<String>, Option<git::Cloned>), SetupError> {
+        match &s.source {
+            WorkspaceSource::Empty => Ok((Vec::new(), None)),
+            WorkspaceSource::Folder { path } => {
+                let checked = self.config.mount_policy().check(&ReadOnlyMount {
+                    host: path.clone(),
+                    name: String::new(),
+                })?;
+                let (from, to) = (
+                    std::path::PathBuf::from(&checked.host),
+                    folder.root().to_path_buf(),
+                );
+                let max = self.clone_limits().max_bytes;
+                let copied = tokio::task::spawn_blocking(move || copy_tree(&from, &to, max))
+                    .await
+                    .map_err(|e| SetupError(e.to_string()))??;
+                Ok((vec![format!("copied {copied} files from {path}")], None))
+            }
+            WorkspaceSource::Git { url, rev, .. } => {
+                if std::fs::read_dir(folder.root()).is_ok_and(|mut d| d.next().is_some()) {
+                    return Err(SetupError(
+                        "the workspace is not empty (files were uploaded before the repository \
+                         was cloned): delete them, or start a new session"
+                            .into(),
+                    ));
+                }
+                let token = self.token(s).await?;
+                let cloned = self
+                    .repo(s.id)
+                    .clone(
+                        url,
+                        rev.as_deref(),
+                        &work_branch(s.id),
+                        token.as_ref(),
+                        self.clone_limits(),
+                    )
+                    .await
+                    .map_err(|e| {
+                        SetupError(self.journal.mask(s.id, &e.to_string()).into_owned())
+                    })?;
+                let short = &cloned.base_commit[..cloned.base_commit.len().min(12)];
+                Ok((
+                    vec![format!(
+                        "cloned {url} at {short} onto the branch {}",
+                        cloned.branch
+                    )],
+                    Some(cloned),
+                ))
+            }
+        }
+    }
+
+    /// Removes what a failed preparation left, so the next try starts
+    /// clean.
+    async fn undo(&self, s: &Session, folder: &HostFolder) {
+        let git_dir = git::repo_dir(&self.config.git_root, s.id);
+        let root = folder.root().to_path_buf();
+        let cleaned = tokio::task::spawn_blocking(move || {
+            let _ = std::fs::remove_dir_all(&git_dir);
+            for entry in std::fs::read_dir(&root)?.flatten() {
+                let path = entry.path();
+                if entry.file_type()?.is_dir() {
+                    std::fs::remove_dir_all(path)?;
+                } else {
+                    std::fs::remove_file(path)?;
+                }
+            }
+            std::io::Result::Ok(())
+        })
+        .await;
+        if !matches!(cleaned, Ok(Ok(()))) {
+            tracing::warn!(session = %s.id, "a failed workspace preparation left files: {cleaned:?}");
+        }
+    }
+
+    /// Removes what the server keeps for a session being deleted.
+    pub async fn forget(&self, session: SessionId) -> Result<(), AppError> {
+        lock(&self.preparing).remove(&session);
+        let git_dir = git::repo_dir(&self.config.git_root, session);
+        match tokio::fs::remove_dir_all(&git_dir).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => {
+                tracing::error!(%session, "cannot remove {}: {e}", git_dir.display());
+                Err(AppError::Internal)
+            }
+        }
+    }
+}
+
+fn write(folder: &HostFolder, path: &str, data: &[u8], executable: bool) -> Result<(), SetupError> {
+    folder
+        .write(path, data)
+        .and_then(|()| {
+            if executable {
+                folder.set_executable(path)
+            } else {
+                Ok(())
+            }
+        })
+        .map_err(|e| SetupError(format!("cannot write {path}: {e}")))
+}
+
+/// Writes a skill's folder; its name.
+fn write_skill(folder: &HostFolder, skill: &Skill) -> Result<String, SetupError> {
+    let name = skill.header()?.name;
+    let dir = format!("{SKILLS_DIR}/{name}");
+    write(
+        folder,
+        &format!("{dir}/{SKILL_FILE}"),
+        skill.markdown.as_bytes(),
+        false,
+    )?;
+    for file in &skill.files {
+        let bytes = file.bytes()?;
+        write(
+            folder,
+            &format!("{dir}/{}", file.path),
+            &bytes,
+            file.executable,
+        )?;
+    }
+    Ok(name)
+}
+
+/// Copies a host folder's folders and regular files (links and special
+/// files are left out) into `to`; how many files. Refuses more than `max`
+/// bytes.
+fn copy_tree(from: &Path, to: &Path, max: u64) -> Result<usize, SetupError> {
+    let fail = |e: std::io::Error| SetupError(format!("cannot copy the folder: {e}"));
+    let mut stack = vec![std::path::PathBuf::new()];
+    let (mut bytes, mut files) = (0u64, 0usize);
+    while let Some(rel) = stack.pop() {
+        std::fs::create_dir_all(to.join(&rel)).map_err(fail)?;
+        for entry in std::fs::read_dir(from.join(&rel)).map_err(fail)? {
+            let entry = entry.map_err(fail)?;
+            let kind = entry.file_type().map_err(fail)?;
+            let rel = rel.join(entry.file_name());
+            if kind.is_dir() {
+                stack.push(rel);
+            } else if kind.is_file() {
+                bytes += entry.metadata().map_err(fail)?.len();
+                if bytes > max {
+                    return Err(SetupError(format!(
+                        "the folder is larger than the limit of {} MiB",
+                        max / (1024 * 1024)
+                    )));
+                }
+                std::fs::copy(entry.path(), to.join(&rel)).map_err(fail)?;
+                files += 1;
+            }
+        }
+    }
+    Ok(files)
+}

@@ -1,0 +1,332 @@
+//! Git in, changes out, against a real git server (`git http-backend`
+//! behind basic auth): a session cloned with a saved token, the agent
+//! editing through the scripted model, the Changes view's files and diff,
+//! a commit by the person and a push that lands the branch in the bare
+//! repository; the token nowhere the agent, the transcript or the log can
+//! reach. Then the ways a source goes wrong, each a clear error at its
+//! step that leaves the session usable.
+
+use crate::common::git_server::{git, GitServer};
+use crate::common::{self, Home};
+use app::accounts::{Caller, CredentialId, CredentialKind, CredentialScope};
+use app::api::Backend;
+use app::changes::ChangeKind;
+use app::domain::{AppError, EventKind, NewSession, Session};
+use app::workspace_source::WorkspaceSource;
+use serde_json::json;
+use server::paddock::Paddock;
+use std::sync::Arc;
+
+const TOKEN: &str = "gtok-canary-5d1e0c9b7a";
+
+fn source(url: String, credential: Option<&str>) -> NewSession {
+    NewSession {
+        name: "on a repo".into(),
+        permission_mode: Some("auto".parse().unwrap()),
+        source: Some(WorkspaceSource::Git {
+            url,
+            rev: None,
+            credential: credential.map(str::to_owned),
+        }),
+        ..Default::default()
+    }
+}
+
+async fn paddock(home: &Home, url: &str, extra: &[&str]) -> Arc<Paddock> {
+    let mut flags = common::model_flags(url, "sk-test");
+    flags.extend(extra.iter().map(|s| s.to_string()));
+    common::open(home, "docker", &flags).await
+}
+
+async fn save_token(paddock: &Paddock, value: &str) {
+    let id = CredentialId::named(CredentialScope::Server, CredentialKind::GitToken, "FORGE");
+    paddock
+        .save_credential(&Caller::local_operator(), id, value.into())
+        .await
+        .unwrap();
+}
+
+fn workspace_events(events: &[app::domain::Event]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::Workspace { message } => Some(message.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Runs a command in the session's container as root (to read all of it).
+fn in_container(s: &Session, script: &str) -> String {
+    let out = std::process::Command::new("docker")
+        .args([
+            "exec",
+            "-u",
+            "0",
+            &format!("paddock-{}", s.id),
+            "sh",
+            "-c",
+            script,
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn a_repository_is_cloned_edited_committed_and_pushed_without_its_token_in_the_sandbox() {
+    let server = GitServer::start(Some(TOKEN)).await;
+    let bare = server.repo(
+        "app.git",
+        &[
+            ("README.md", b"# App\nold line\n"),
+            ("src/lib.rs", b"pub fn f() {}\n"),
+            ("gone.txt", b"to be deleted\n"),
+        ],
+    );
+    let (_model, url) = common::scripted(
+        &json!([
+            {"reply": [{"tool_use": {"name": "edit_file", "input": {"path": "README.md", "old_string": "old line", "new_string": "new line"}}}]},
+            {"reply": [{"tool_use": {"name": "bash", "input": {"command": "echo notes > NOTES.md && rm gone.txt && git status --short && git remote get-url origin && (git push origin HEAD 2>&1 || true)"}}}]},
+            {"expect": {"tool_result_contains": "NOTES.md"}, "reply": "Edited."}
+        ]),
+        Some("sk-test"),
+    )
+    .await;
+    let home = Home::new();
+    let paddock = paddock(&home, &url, &[]).await;
+    save_token(&paddock, TOKEN).await;
+    let operator = Caller::local_operator();
+    let s = paddock
+        .create_session(
+            &operator,
+            source(format!("{}/app.git", server.url), Some("FORGE")),
+        )
+        .await
+        .unwrap();
+    paddock
+        .send_prompt(&operator, s.id, "Edit the README".into())
+        .await
+        .unwrap();
+    let events = common::wait_idle(&paddock, s.id).await;
+    assert_eq!(common::errors(&events), Vec::<String>::new());
+    let said = workspace_events(&events);
+    assert!(
+        said.iter()
+            .any(|m| m.contains("cloned") && m.contains(&format!("paddock/{}", s.id))),
+        "{said:?}"
+    );
+    // The agent worked on its branch, and could not push (no network).
+    let bash = events
+        .iter()
+        .find_map(|e| match &e.kind {
+            EventKind::ToolResult { output, .. } if output.contains("NOTES.md") => {
+                Some(output.clone())
+            }
+            _ => None,
+        })
+        .unwrap();
+    assert!(bash.contains(&format!("{}/app.git", server.url)), "{bash}");
+    assert!(!bash.contains(TOKEN));
+
+    // The Changes view.
+    let s = paddock.get_session(&operator, s.id).await.unwrap();
+    let changes = paddock.changes(&operator, s.id).await.unwrap();
+    let kinds: Vec<(&str, ChangeKind)> = changes
+        .files
+        .iter()
+        .map(|f| (f.path.as_str(), f.kind))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("NOTES.md", ChangeKind::Untracked),
+            ("README.md", ChangeKind::Modified),
+            ("gone.txt", ChangeKind::Deleted),
+        ]
+    );
+    assert!(changes.uncommitted);
+    let diff = paddock
+        .change_diff(&operator, s.id, "README.md".into())
+        .await
+        .unwrap();
+    let unified = diff.unified.unwrap();
+    assert!(
+        unified.contains("-old line") && unified.contains("+new line"),
+        "{unified}"
+    );
+    assert!(matches!(
+        paddock
+            .change_diff(&operator, s.id, "../../etc/passwd".into())
+            .await,
+        Err(AppError::Invalid(_))
+    ));
+    assert!(matches!(
+        paddock.push_changes(&operator, s.id).await,
+        Err(AppError::Conflict(_))
+    ));
+
+    // Commit, then push: the bare repository has the branch and the commit.
+    let committed = paddock
+        .commit_changes(&operator, s.id, "Say new things\n\nBy the agent.".into())
+        .await
+        .unwrap();
+    assert!(matches!(
+        paddock
+            .commit_changes(&operator, s.id, "Again".into())
+            .await,
+        Err(AppError::Conflict(_))
+    ));
+    let after = paddock.changes(&operator, s.id).await.unwrap();
+    assert!(!after.uncommitted);
+    assert!(after
+        .files
+        .iter()
+        .any(|f| f.path == "NOTES.md" && f.kind == ChangeKind::Added));
+    let pushed = paddock.push_changes(&operator, s.id).await.unwrap();
+    assert_eq!(pushed.commit, committed.commit);
+    let branch = format!("paddock/{}", s.id);
+    let log = git(&bare, &["log", "--format=%H %an %s", &branch]);
+    assert!(
+        log.starts_with(&format!(
+            "{} Local operator Say new things",
+            committed.commit
+        )),
+        "{log}"
+    );
+    assert_eq!(
+        git(&bare, &["show", &format!("{branch}:README.md")]),
+        "# App\nnew line\n"
+    );
+    assert!(server
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|a| a.starts_with("Basic ")));
+
+    // The token is nowhere the agent or a viewer reaches.
+    let env = in_container(&s, "cat /proc/*/environ 2>/dev/null | tr '\\0' '\\n'");
+    assert!(!env.is_empty() && !env.contains(TOKEN));
+    let args = in_container(&s, "cat /proc/*/cmdline 2>/dev/null | tr '\\0' ' '");
+    assert!(!args.contains(TOKEN));
+    let found = in_container(
+        &s,
+        &format!("grep -rIl --exclude-dir=proc --exclude-dir=sys -e {TOKEN} / 2>/dev/null; echo searched"),
+    );
+    assert_eq!(
+        found.trim(),
+        "searched",
+        "the token is in the container's files"
+    );
+    let workspace = home.workspace(s.id);
+    let grep = std::process::Command::new("grep")
+        .args(["-r", "-l", TOKEN])
+        .arg(&workspace)
+        .output()
+        .unwrap();
+    assert!(
+        grep.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&grep.stdout)
+    );
+    let transcript = serde_json::to_string(&common::events(&paddock, s.id).await).unwrap();
+    assert!(!transcript.contains(TOKEN));
+    let db = std::fs::read(home.path().join("paddock.db")).unwrap();
+    assert!(!String::from_utf8_lossy(&db).contains(TOKEN));
+    let said = workspace_events(&common::events(&paddock, s.id).await);
+    assert!(
+        said.iter().any(|m| m.contains("committed")) && said.iter().any(|m| m.contains("pushed")),
+        "{said:?}"
+    );
+
+    // Deleting the session removes the server's repository too.
+    paddock.delete_session(&operator, s.id).await.unwrap();
+    assert!(!home.path().join("git").join(s.id.to_string()).exists());
+}
+
+#[tokio::test]
+async fn a_source_that_fails_says_why_at_its_step_and_the_session_stays_usable() {
+    let server = GitServer::start(Some(TOKEN)).await;
+    server.repo("private.git", &[("a.txt", b"a\n")]);
+    // Bytes that do not compress (xorshift), so the pack is as large.
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let big: Vec<u8> = (0..3_000_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    server.repo("big.git", &[("blob.bin", &big)]);
+    let (_model, url) = common::scripted(&json!([]), Some("sk-test")).await;
+    let home = Home::new();
+    let paddock = paddock(&home, &url, &["--source-max-mb=1"]).await;
+    save_token(&paddock, TOKEN).await;
+    let operator = Caller::local_operator();
+
+    // Refused before anything is made.
+    for (url, credential) in [
+        ("file:///etc".to_owned(), None),
+        (format!("http://user:{TOKEN}@127.0.0.1/x.git"), None),
+        (format!("{}/private.git", server.url), Some("NOT_SAVED")),
+    ] {
+        let refused = paddock
+            .create_session(&operator, source(url.clone(), credential))
+            .await;
+        assert!(
+            matches!(refused, Err(AppError::Invalid(_))),
+            "{url}: {refused:?}"
+        );
+    }
+    assert!(paddock.list_sessions(&operator).await.unwrap().is_empty());
+
+    for (url, credential, why) in [
+        (
+            "http://127.0.0.1:1/none.git".to_owned(),
+            None,
+            "clone failed",
+        ),
+        (format!("{}/private.git", server.url), None, "clone failed"),
+        (
+            format!("{}/nothing-here.git", server.url),
+            Some("FORGE"),
+            "clone failed",
+        ),
+        (
+            format!("{}/big.git", server.url),
+            Some("FORGE"),
+            "larger than the limit of 1 MiB",
+        ),
+    ] {
+        let s = paddock
+            .create_session(&operator, source(url.clone(), credential))
+            .await
+            .unwrap();
+        paddock
+            .send_prompt(&operator, s.id, "go".into())
+            .await
+            .unwrap();
+        let events = common::wait_idle(&paddock, s.id).await;
+        let errors = common::errors(&events);
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.contains("The workspace could not be prepared") && e.contains(why)),
+            "{url}: {errors:?}"
+        );
+        // Nothing half-cloned is left, and the session can still be used.
+        let workspace = home.workspace(s.id);
+        let left: Vec<_> = std::fs::read_dir(&workspace)
+            .map(|d| d.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "{url}: {left:?}");
+        assert!(!home.path().join("git").join(s.id.to_string()).exists());
+        assert!(matches!(
+            paddock.changes(&operator, s.id).await,
+            Err(AppError::Conflict(_))
+        ));
+        paddock.delete_session(&operator, s.id).await.unwrap();
+    }
+}
