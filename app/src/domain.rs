@@ -7,7 +7,7 @@ use std::fmt;
 use std::str::FromStr;
 use uuid::Uuid;
 
-use crate::skills::Skill;
+use crate::skills::{Skill, SkillError};
 use crate::workspace_source::WorkspaceSource;
 
 pub type SessionId = Uuid;
@@ -717,7 +717,18 @@ impl NewSession {
             )));
         }
         crate::skills::validate(&self.skills)?;
-        let source = self.source.unwrap_or_default().validate()?;
+        let source = self
+            .source
+            .unwrap_or_default()
+            .validate()
+            .map_err(AppError::Invalid)?;
+        if let WorkspaceSource::Git {
+            credential: Some(name),
+            ..
+        } = &source
+        {
+            check_variable_name(name)?;
+        }
         Ok(SessionSpec {
             env,
             secrets,
@@ -934,6 +945,15 @@ pub enum AppError {
     Internal,
     #[error("{0}")]
     Transport(String),
+}
+
+impl From<SkillError> for AppError {
+    fn from(e: SkillError) -> Self {
+        match e {
+            SkillError::Invalid(m) => AppError::Invalid(m),
+            SkillError::TooLarge(m) => AppError::TooLarge(m),
+        }
+    }
 }
 
 impl AppError {

@@ -10,8 +10,16 @@
 //! name and description to the model, and gives it a tool to read one, so a
 //! skill works the same in either engine.
 
-use crate::domain::AppError;
 use serde::{Deserialize, Serialize};
+
+/// Why a skill cannot be used (the caller gets the error of its kind).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SkillError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    TooLarge(String),
+}
 
 /// Where a workspace's skills live, one folder each.
 pub const SKILLS_DIR: &str = ".claude/skills";
@@ -60,14 +68,14 @@ pub struct SkillHeader {
     pub description: String,
 }
 
-fn invalid(message: impl Into<String>) -> AppError {
-    AppError::Invalid(message.into())
+fn invalid(message: impl Into<String>) -> SkillError {
+    SkillError::Invalid(message.into())
 }
 
 /// Reads the `name` and `description` of a `SKILL.md`'s front matter (the
 /// YAML between the first two `---` lines; plain or quoted scalars) and
 /// returns them with the body after it.
-pub fn front_matter(markdown: &str) -> Result<(SkillHeader, &str), AppError> {
+pub fn front_matter(markdown: &str) -> Result<(SkillHeader, &str), SkillError> {
     let text = markdown.strip_prefix('\u{feff}').unwrap_or(markdown);
     let missing = || {
         invalid(
@@ -144,7 +152,7 @@ fn unquote(value: &str) -> String {
 
 /// Checks a file's path inside its skill: relative, plain segments, no
 /// `..`, and not the `SKILL.md` itself.
-fn check_path(path: &str) -> Result<(), AppError> {
+fn check_path(path: &str) -> Result<(), SkillError> {
     let bad = |why: &str| invalid(format!("The skill file {path:?} {why}."));
     if path.is_empty() || path.len() > PATH_MAX_BYTES {
         return Err(bad(&format!("needs a path of 1 to {PATH_MAX_BYTES} bytes")));
@@ -168,7 +176,7 @@ fn check_path(path: &str) -> Result<(), AppError> {
 
 impl SkillFile {
     /// The file's bytes.
-    pub fn bytes(&self) -> Result<Vec<u8>, AppError> {
+    pub fn bytes(&self) -> Result<Vec<u8>, SkillError> {
         if self.base64 {
             use base64::Engine;
             base64::engine::general_purpose::STANDARD
@@ -187,14 +195,14 @@ impl SkillFile {
 
 impl Skill {
     /// The skill's name and description, from its front matter.
-    pub fn header(&self) -> Result<SkillHeader, AppError> {
+    pub fn header(&self) -> Result<SkillHeader, SkillError> {
         front_matter(&self.markdown).map(|(h, _)| h)
     }
 
     /// Checks the skill as Claude Code requires it (a name of lowercase
     /// letters, digits and hyphens, up to 64; a description up to 1024
     /// characters), and its files; returns its size in bytes.
-    fn validate(&self) -> Result<usize, AppError> {
+    fn validate(&self) -> Result<usize, SkillError> {
         let SkillHeader { name, description } = self.header()?;
         if name.is_empty()
             || name.chars().count() > NAME_MAX_CHARS
@@ -243,7 +251,7 @@ impl Skill {
 
 /// Checks a session's skills: each valid, names unique, all within
 /// [`SKILLS_MAX_BYTES`].
-pub fn validate(skills: &[Skill]) -> Result<(), AppError> {
+pub fn validate(skills: &[Skill]) -> Result<(), SkillError> {
     if skills.len() > SKILLS_MAX {
         return Err(invalid(format!(
             "A session has at most {SKILLS_MAX} skills."
@@ -260,7 +268,7 @@ pub fn validate(skills: &[Skill]) -> Result<(), AppError> {
         names.push(name);
     }
     if total > SKILLS_MAX_BYTES {
-        return Err(AppError::TooLarge(format!(
+        return Err(SkillError::TooLarge(format!(
             "Skills are at most {} KiB together.",
             SKILLS_MAX_BYTES / 1024
         )));
@@ -352,6 +360,6 @@ mod tests {
             base64: false,
             executable: false,
         });
-        assert!(matches!(validate(&[big]), Err(AppError::TooLarge(_))));
+        assert!(matches!(validate(&[big]), Err(SkillError::TooLarge(_))));
     }
 }

@@ -3,7 +3,6 @@
 //! (with a saved token that never enters the sandbox), on a working branch
 //! of the session's own.
 
-use crate::domain::{check_variable_name, AppError};
 use serde::{Deserialize, Serialize};
 
 const URL_MAX_BYTES: usize = 2048;
@@ -31,9 +30,8 @@ pub enum WorkspaceSource {
     },
 }
 
-fn invalid(message: impl Into<String>) -> AppError {
-    AppError::Invalid(message.into())
-}
+/// Why a source cannot be used, in words for the person who gave it.
+type Refusal = String;
 
 impl WorkspaceSource {
     pub fn is_empty(&self) -> bool {
@@ -56,15 +54,15 @@ impl WorkspaceSource {
     /// remote host over `https`, `http` or `git` (never a file on the
     /// server), without a user or password in it: tokens are saved under
     /// Credentials.
-    pub fn validate(self) -> Result<Self, AppError> {
+    pub fn validate(self) -> Result<Self, Refusal> {
         match self {
             WorkspaceSource::Empty => Ok(WorkspaceSource::Empty),
             WorkspaceSource::Folder { path } => {
                 let path = path.trim().to_owned();
                 if !path.starts_with('/') || path.len() > PATH_MAX_BYTES || path.contains('\0') {
-                    return Err(invalid(format!(
+                    return Err(format!(
                         "{path:?} is not a folder to copy: give an absolute path on the server."
-                    )));
+                    ));
                 }
                 Ok(WorkspaceSource::Folder { path })
             }
@@ -81,9 +79,7 @@ impl WorkspaceSource {
                     .transpose()?;
                 let credential = credential
                     .map(|c| c.trim().to_owned())
-                    .filter(|c| !c.is_empty())
-                    .map(|c| check_variable_name(&c).map(|()| c))
-                    .transpose()?;
+                    .filter(|c| !c.is_empty());
                 Ok(WorkspaceSource::Git {
                     url,
                     rev,
@@ -94,8 +90,8 @@ impl WorkspaceSource {
     }
 }
 
-fn check_git_url(url: &str) -> Result<String, AppError> {
-    let refuse = |why: &str| invalid(format!("{url:?} is not a repository to clone: {why}."));
+fn check_git_url(url: &str) -> Result<String, Refusal> {
+    let refuse = |why: &str| format!("{url:?} is not a repository to clone: {why}.");
     if url.len() > URL_MAX_BYTES || url.chars().any(|c| c.is_control() || c.is_whitespace()) {
         return Err(refuse("a URL without spaces, at most 2 KiB"));
     }
@@ -124,7 +120,7 @@ fn check_git_url(url: &str) -> Result<String, AppError> {
 
 /// A branch, tag or commit as git reads it, refusing what would read as
 /// an option or a range.
-fn check_rev(rev: String) -> Result<String, AppError> {
+fn check_rev(rev: String) -> Result<String, Refusal> {
     if rev.len() > REV_MAX_BYTES
         || rev.starts_with('-')
         || rev.contains("..")
@@ -135,9 +131,9 @@ fn check_rev(rev: String) -> Result<String, AppError> {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/' | '+'))
     {
-        return Err(invalid(format!(
+        return Err(format!(
             "{rev:?} is not a branch, tag or commit: letters, digits and - _ . / +."
-        )));
+        ));
     }
     Ok(rev)
 }

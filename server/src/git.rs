@@ -157,7 +157,9 @@ async fn run(
 ) -> Result<Vec<u8>, GitError> {
     let mut child = cmd.spawn().map_err(GitError::Spawn)?;
     let (Some(mut stdout), Some(mut stderr)) = (child.stdout.take(), child.stderr.take()) else {
-        return Err(GitError::Spawn(std::io::Error::other("git's output is not piped")));
+        return Err(GitError::Spawn(std::io::Error::other(
+            "git's output is not piped",
+        )));
     };
     let out = tokio::spawn(async move {
         let mut buf = Vec::new();
@@ -323,17 +325,18 @@ impl HostRepo {
         let agent_git = self.work_tree.join(".git");
         let mut copy = git(None);
         // From our own folder: the one place the file transport is used.
-        copy.args(["-c", "protocol.file.allow=always"]).args([
-            "clone",
-            "--bare",
-            "--quiet",
-            "--no-hardlinks",
-            "--branch",
-            branch,
-            "--",
-        ])
-        .arg(&self.git_dir)
-        .arg(&agent_git);
+        copy.args(["-c", "protocol.file.allow=always"])
+            .args([
+                "clone",
+                "--bare",
+                "--quiet",
+                "--no-hardlinks",
+                "--branch",
+                branch,
+                "--",
+            ])
+            .arg(&self.git_dir)
+            .arg(&agent_git);
         run("checkout", copy, limits.timeout, None).await?;
         let mut own = git(None);
         own.arg("--git-dir")

@@ -57,6 +57,12 @@ impl From<AppError> for SetupError {
     }
 }
 
+impl From<app::skills::SkillError> for SetupError {
+    fn from(e: app::skills::SkillError) -> Self {
+        SetupError(e.to_string())
+    }
+}
+
 impl From<crate::store::StoreError> for SetupError {
     fn from(e: crate::store::StoreError) -> Self {
         AppError::from(e).into()
