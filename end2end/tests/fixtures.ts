@@ -84,6 +84,7 @@ export class Paddock {
       ...process.env,
       DATABASE_URL: `sqlite://${join(this.dataDir, 'paddock.db')}`,
       WORKSPACE_ROOT: this.workspaces,
+      PADDOCK_GIT_ROOT: join(this.dataDir, 'git'),
       PADDOCK_MASTER_KEY_FILE: join(this.dataDir, 'master.key'),
       PADDOCK_AUTH: 'on',
       PADDOCK_SANDBOX: this.sandbox,

@@ -115,7 +115,7 @@ pub(super) fn SettingsFields(initial: NewSession, prefix: &'static str) -> impl 
                 <label class="text-xs">"Branch, tag or commit"
                     <input id=id("repo-rev") name="repo_rev" placeholder="the default branch" value=repo_rev class=format!("font-mono {INPUT}") />
                 </label>
-                <label class="text-xs sm:col-span-2">"Git token (its name under Credentials)"
+                <label class="text-xs sm:col-span-2">"Git token to use (from Credentials)"
                     <input id=id("repo-token") name="repo_token" placeholder="none: a public repository" value=repo_token class=format!("font-mono {INPUT}") />
                 </label>
             </div>
