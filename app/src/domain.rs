@@ -155,6 +155,9 @@ pub struct Session {
     /// The names of the skills written into its workspace.
     #[serde(default)]
     pub skills: Vec<String>,
+    /// MCP servers its agent's runs start in the sandbox.
+    #[serde(default)]
+    pub mcp_servers: Vec<McpServer>,
     /// Set once its workspace was prepared from the source, the
     /// instructions and the skills (before its first prompt runs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -345,6 +348,70 @@ impl EnvVar {
     }
 }
 
+/// An MCP server (stdio) that runs inside the session's sandbox, started
+/// for each run: its tools reach the model as `mcp__<name>__<tool>`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct McpServer {
+    /// Letters, digits, `-` and `_`; part of its tools' names.
+    pub name: String,
+    /// The program, as the sandbox's PATH finds it (`mcp-server-time`).
+    pub command: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<EnvVar>,
+}
+
+/// MCP servers a session may run.
+pub const MCP_SERVERS_MAX: usize = 8;
+const MCP_NAME_MAX_CHARS: usize = 32;
+const MCP_ARG_MAX_BYTES: usize = 4096;
+const MCP_ARGS_MAX: usize = 64;
+
+impl McpServer {
+    pub fn validate(self) -> Result<Self, AppError> {
+        let name = self.name.trim().to_owned();
+        if name.is_empty()
+            || name.chars().count() > MCP_NAME_MAX_CHARS
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            || name.contains("__")
+        {
+            return Err(AppError::Invalid(format!(
+                "{name:?} is not an MCP server's name: letters, digits, - and _ (no __), at \
+                 most {MCP_NAME_MAX_CHARS}."
+            )));
+        }
+        let command = self.command.trim().to_owned();
+        let bad = |s: &str| s.is_empty() || s.len() > MCP_ARG_MAX_BYTES || s.contains('\0');
+        if bad(&command)
+            || self.args.len() > MCP_ARGS_MAX
+            || self
+                .args
+                .iter()
+                .any(|a| a.len() > MCP_ARG_MAX_BYTES || a.contains('\0'))
+        {
+            return Err(AppError::Invalid(format!(
+                "The MCP server {name} needs a command, and at most {MCP_ARGS_MAX} arguments \
+                 of text."
+            )));
+        }
+        let env = self
+            .env
+            .into_iter()
+            .map(EnvVar::validate)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
+            name,
+            command,
+            args: self.args,
+            env,
+        })
+    }
+}
+
 /// The turn limits a session may set.
 pub const MAX_TURNS: std::ops::RangeInclusive<i64> = 1..=1000;
 /// Tools a session may allow without asking.
@@ -516,6 +583,8 @@ pub struct NewSession {
     pub skills: Vec<Skill>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<WorkspaceSource>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mcp_servers: Vec<McpServer>,
 }
 
 /// A [`NewSession`] that passed validation, with every default filled in.
@@ -537,6 +606,7 @@ pub struct SessionSpec {
     pub instructions: String,
     pub skills: Vec<Skill>,
     pub source: WorkspaceSource,
+    pub mcp_servers: Vec<McpServer>,
     /// The template it was made from, filled in by the server once it
     /// resolved [`NewSession::template`].
     pub template: Option<TemplateRef>,
@@ -588,6 +658,7 @@ impl NewSession {
             instructions,
             skills,
             source,
+            mcp_servers,
         } = self;
         fn list<T>(mine: Vec<T>, theirs: Vec<T>) -> Vec<T> {
             if mine.is_empty() {
@@ -625,6 +696,7 @@ impl NewSession {
             instructions: instructions.or(base.instructions),
             skills: list(skills, base.skills),
             source: source.or(base.source),
+            mcp_servers: list(mcp_servers, base.mcp_servers),
         }
     }
 
@@ -729,10 +801,29 @@ impl NewSession {
         {
             check_variable_name(name)?;
         }
+        if self.mcp_servers.len() > MCP_SERVERS_MAX {
+            return Err(AppError::Invalid(format!(
+                "A session runs at most {MCP_SERVERS_MAX} MCP servers."
+            )));
+        }
+        let mcp_servers = self
+            .mcp_servers
+            .into_iter()
+            .map(McpServer::validate)
+            .collect::<Result<Vec<_>, _>>()?;
+        for (i, m) in mcp_servers.iter().enumerate() {
+            if mcp_servers[..i].iter().any(|o| o.name == m.name) {
+                return Err(AppError::Invalid(format!(
+                    "Two MCP servers are named {}.",
+                    m.name
+                )));
+            }
+        }
         Ok(SessionSpec {
             env,
             secrets,
             mounts,
+            mcp_servers,
             max_turns: self.max_turns,
             allowed_tools,
             image,

@@ -80,6 +80,12 @@ impl WorkspaceSource {
                 let credential = credential
                     .map(|c| c.trim().to_owned())
                     .filter(|c| !c.is_empty());
+                if credential.is_some() && !url.starts_with("https://") && !is_loopback(&url) {
+                    return Err(format!(
+                        "{url:?} is not https: a token is sent only over https (or to this \
+                         machine), never in the clear"
+                    ));
+                }
                 Ok(WorkspaceSource::Git {
                     url,
                     rev,
@@ -116,6 +122,20 @@ fn check_git_url(url: &str) -> Result<String, Refusal> {
         return Err(refuse("it names no host"));
     }
     Ok(url.to_owned())
+}
+
+/// Whether a (checked) URL names this machine.
+fn is_loopback(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = authority
+        .strip_prefix('[')
+        .and_then(|h| h.split_once(']').map(|(h, _)| h))
+        .unwrap_or_else(|| authority.split(':').next().unwrap_or_default());
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// A branch, tag or commit as git reads it, refusing what would read as
@@ -176,6 +196,18 @@ mod tests {
         for bad in ["--upload-pack=x", "a..b", "main@{1}", "x.lock", "a b", "a/"] {
             assert!(git("https://h/r", Some(bad)).validate().is_err(), "{bad}");
         }
+        let with_token = |url: &str| WorkspaceSource::Git {
+            url: url.into(),
+            rev: None,
+            credential: Some("GITHUB".into()),
+        };
+        assert!(
+            with_token("http://git.example.org/r").validate().is_err(),
+            "no token in the clear"
+        );
+        assert!(with_token("git://git.example.org/r").validate().is_err());
+        assert!(with_token("https://git.example.org/r").validate().is_ok());
+        assert!(with_token("http://127.0.0.1:8080/r").validate().is_ok());
         let tidy = git(" https://h/r ", Some(" ")).validate().unwrap();
         assert_eq!(tidy, git("https://h/r", None));
     }

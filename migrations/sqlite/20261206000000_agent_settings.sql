@@ -17,3 +17,6 @@ ALTER TABLE sessions ADD COLUMN skill_names TEXT NOT NULL DEFAULT '[]';
 ALTER TABLE sessions ADD COLUMN workspace_ready_at TEXT;
 ALTER TABLE sessions ADD COLUMN base_commit TEXT;
 ALTER TABLE sessions ADD COLUMN work_branch TEXT;
+
+-- The MCP servers (stdio, in the sandbox) its runs start: JSON list.
+ALTER TABLE sessions ADD COLUMN mcp_servers TEXT NOT NULL DEFAULT '[]';

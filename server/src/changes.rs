@@ -9,15 +9,18 @@
 use crate::git::{GitError, HostRepo, Status};
 use crate::journal::Journal;
 use crate::sandbox::{relative, FileError, Sandbox};
+use crate::sync::lock;
 use crate::workspace_setup::WorkspaceSetup;
 use app::accounts::Caller;
 use app::changes::{
     pull_request_url, ChangeKind, ChangedFile, Changes, Committed, FileDiff,
     COMMIT_MESSAGE_MAX_BYTES, DIFF_MAX_BYTES,
 };
-use app::domain::{AppError, EventKind, Session};
+use app::domain::{AppError, EventKind, Session, SessionId};
 use app::workspace_source::WorkspaceSource;
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::time::Duration;
 
 pub struct ChangeReview {
@@ -25,6 +28,8 @@ pub struct ChangeReview {
     sandbox: Arc<dyn Sandbox>,
     journal: Journal,
     timeout: Duration,
+    /// One git operation of a session at a time.
+    busy: Mutex<HashMap<SessionId, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 /// A git failure as the person who asked reads it; the details are logged.
@@ -77,7 +82,35 @@ impl ChangeReview {
             sandbox,
             journal,
             timeout,
+            busy: Mutex::default(),
         }
+    }
+
+    /// Runs `work` as the session's one git operation at a time, with its
+    /// sandbox paused meanwhile: host-side git reads the work tree by
+    /// path, and no process of the agent's may swap a file for a link
+    /// between git's look and its read.
+    async fn exclusive<T>(
+        &self,
+        s: &Session,
+        reads_work_tree: bool,
+        work: impl std::future::Future<Output = T>,
+    ) -> T {
+        let turn = lock(&self.busy).entry(s.id).or_default().clone();
+        let _turn = turn.lock().await;
+        let paused = reads_work_tree
+            && match self.sandbox.pause(s.id).await {
+                Ok(paused) => paused,
+                Err(e) => {
+                    tracing::warn!(session = %s.id, "cannot pause the sandbox for git: {e}");
+                    false
+                }
+            };
+        let done = work.await;
+        if paused {
+            self.sandbox.resume(s.id).await;
+        }
+        done
     }
 
     fn repo(&self, s: &Session) -> HostRepo {
@@ -86,32 +119,48 @@ impl ChangeReview {
 
     pub async fn list(&self, s: &Session) -> Result<Changes, AppError> {
         let (url, base, branch) = git_state(s)?;
+        self.exclusive(s, true, self.list_now(s, url, base, branch))
+            .await
+    }
+
+    async fn list_now(
+        &self,
+        s: &Session,
+        url: &str,
+        base: &str,
+        branch: &str,
+    ) -> Result<Changes, AppError> {
         let repo = self.repo(s);
         let fail = |e| refused(s, &self.journal, e);
         let head = repo.resolve("HEAD").await.map_err(fail)?;
-        let since_base = repo.changes_since(base, self.timeout).await.map_err(fail)?;
-        let since_head = if head == base {
-            since_base.clone()
-        } else {
-            repo.changes_since(&head, self.timeout)
-                .await
-                .map_err(fail)?
-        };
-        let uncommitted = !since_head.is_empty();
-        let files = since_base
+        let (since_base, untracked) = repo.changes_since(base, self.timeout).await.map_err(fail)?;
+        let uncommitted = !untracked.is_empty()
+            || if head == base {
+                !since_base.is_empty()
+            } else {
+                !repo
+                    .changes_since(&head, self.timeout)
+                    .await
+                    .map_err(fail)?
+                    .0
+                    .is_empty()
+            };
+        let mut files: Vec<ChangedFile> = since_base
             .into_iter()
-            .map(|(status, path)| {
-                let kind = match status {
+            .map(|(status, path)| ChangedFile {
+                path,
+                kind: match status {
                     Status::Modified => ChangeKind::Modified,
                     Status::Deleted => ChangeKind::Deleted,
-                    Status::Added if since_head.iter().any(|(_, p)| *p == path) => {
-                        ChangeKind::Untracked
-                    }
                     Status::Added => ChangeKind::Added,
-                };
-                ChangedFile { path, kind }
+                },
             })
+            .chain(untracked.into_iter().map(|path| ChangedFile {
+                path,
+                kind: ChangeKind::Untracked,
+            }))
             .collect();
+        files.sort_by(|a, b| a.path.cmp(&b.path));
         let target = repo.target_branch().await;
         Ok(Changes {
             remote: url.to_owned(),
@@ -131,7 +180,7 @@ impl ChangeReview {
         let path = rel.to_string_lossy().into_owned();
         let repo = self.repo(s);
         let fail = |e| refused(s, &self.journal, e);
-        let old = repo.blob(base, &path).await.map_err(fail)?;
+        let old = repo.blob(base, &path, DIFF_MAX_BYTES).await.map_err(fail)?;
         let folder = self.sandbox.host_folder(s.id);
         let new = match folder.read(&path) {
             Ok(bytes) => Some(bytes),
@@ -192,9 +241,13 @@ impl ChangeReview {
             )));
         }
         let email = format!("{}@paddock.invalid", caller.login);
+        let repo = self.repo(s);
         let commit = self
-            .repo(s)
-            .commit_all(message, &caller.display_name, &email, self.timeout)
+            .exclusive(
+                s,
+                true,
+                repo.commit_all(message, &caller.display_name, &email, self.timeout),
+            )
             .await
             .map_err(|e| refused(s, &self.journal, e))?
             .ok_or_else(|| AppError::Conflict("Nothing changed since the last commit.".into()))?;
@@ -222,16 +275,21 @@ impl ChangeReview {
         let (url, base, branch) = git_state(s)?;
         let repo = self.repo(s);
         let fail = |e| refused(s, &self.journal, e);
-        let head = repo.resolve("HEAD").await.map_err(fail)?;
-        if head == base {
-            return Err(AppError::Conflict(
-                "Nothing is committed on the branch yet: commit the changes first.".into(),
-            ));
-        }
-        let token = self.setup.token(s).await?;
-        repo.push(branch, token.as_ref(), self.timeout)
-            .await
-            .map_err(fail)?;
+        let head = self
+            .exclusive(s, false, async {
+                let head = repo.resolve("HEAD").await.map_err(fail)?;
+                if head == base {
+                    return Err(AppError::Conflict(
+                        "Nothing is committed on the branch yet: commit the changes first.".into(),
+                    ));
+                }
+                let token = self.setup.token(s).await?;
+                repo.push(branch, token.as_ref(), self.timeout)
+                    .await
+                    .map_err(fail)?;
+                Ok(head)
+            })
+            .await?;
         let short = &head[..head.len().min(12)];
         self.journal
             .record(

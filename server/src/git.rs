@@ -286,12 +286,28 @@ impl HostRepo {
             .await
             .map_err(|_| GitError::Failed {
                 step: "checkout",
-                message: format!(
-                    "{} is not a branch, tag or commit of the repository",
-                    rev.unwrap_or("HEAD")
-                ),
+                message: match rev {
+                    Some(rev) => format!("{rev} is not a branch, tag or commit of the repository"),
+                    None => "the repository has no commit on its default branch".to_owned(),
+                },
             })?;
         let base_commit = String::from_utf8_lossy(&base).trim().to_owned();
+        // The checkout, measured before it is written: a small pack can
+        // hold one large file at many paths.
+        let mut tree = self.git(None);
+        tree.args(["ls-tree", "-r", "-l", "-z", "--full-tree", &base_commit]);
+        let listed = run("checkout", tree, limits.timeout, None).await?;
+        let checkout_bytes: u64 = listed
+            .split(|b| *b == 0)
+            .filter_map(|entry| {
+                let meta = entry.split(|b| *b == b'\t').next()?;
+                let size = meta.rsplit(|b| *b == b' ').next()?;
+                std::str::from_utf8(size).ok()?.parse::<u64>().ok()
+            })
+            .sum();
+        if checkout_bytes > limits.max_bytes {
+            return Err(GitError::TooLarge(limits.max_bytes));
+        }
         // The branch a pull request would go into: the one asked for, else
         // the remote's default (a bare clone's HEAD, until it is moved).
         let mut default = self.git(None);
@@ -426,46 +442,40 @@ fn name_status(out: &[u8]) -> Vec<(Status, String)> {
 }
 
 impl HostRepo {
-    /// A git command whose index is `index` (a file in our git folder).
-    fn with_index(&self, index: &Path) -> Command {
-        let mut cmd = self.git(None);
-        cmd.env("GIT_INDEX_FILE", index);
-        cmd
-    }
-
-    /// The work tree's changes against `commit`, untracked files included
-    /// (less what `.gitignore` and our exclude file leave out), staged in a
-    /// throw-away index so the branch's own index is untouched.
+    /// The work tree's files that differ from `commit` (as its index knows
+    /// them), and the files no commit has (less what `.gitignore` and our
+    /// exclude file leave out). Nested repositories are left alone: git
+    /// would look inside one with a `git status` of its own, which reads
+    /// the configuration the agent wrote there (a filter's command would
+    /// run on the host); and nothing is staged, so no file is read twice.
     pub async fn changes_since(
         &self,
         commit: &str,
         limit: Duration,
-    ) -> Result<Vec<(Status, String)>, GitError> {
-        let scratch = self
-            .git_dir
-            .join(format!("index.paddock-{}", uuid::Uuid::now_v7().simple()));
-        // Starting from the branch's index keeps its file stats: only what
-        // changed is read again.
-        let _ = std::fs::copy(self.git_dir.join("index"), &scratch);
-        let result = async {
-            let mut add = self.with_index(&scratch);
-            add.args(["add", "--all", "--", "."]);
-            run("status", add, limit, None).await?;
-            let mut diff = self.with_index(&scratch);
-            diff.args([
-                "diff",
-                "--cached",
-                "--name-status",
-                "--no-renames",
-                "-z",
-                commit,
-                "--",
-            ]);
-            run("status", diff, limit, None).await
-        }
-        .await;
-        let _ = std::fs::remove_file(&scratch);
-        Ok(name_status(&result?))
+    ) -> Result<(Vec<(Status, String)>, Vec<String>), GitError> {
+        let mut diff = self.git(None);
+        diff.args([
+            "diff",
+            "--name-status",
+            "--no-renames",
+            "--ignore-submodules=all",
+            "-z",
+            commit,
+            "--",
+        ]);
+        let changed = name_status(&run("status", diff, limit, None).await?);
+        let mut others = self.git(None);
+        // A nested repository is listed as its folder (`sub/`), never entered.
+        others.args(["ls-files", "-z", "--others", "--exclude-standard"]);
+        let untracked = run("status", others, limit, None)
+            .await?
+            .split(|b| *b == 0)
+            .filter(|p| !p.is_empty())
+            .map(|p| String::from_utf8_lossy(p).into_owned())
+            // A folder of its own: a nested repository (see above).
+            .filter(|p| !p.ends_with('/'))
+            .collect();
+        Ok((changed, untracked))
     }
 
     /// A commit's id (`HEAD`: the working branch's newest).
@@ -481,12 +491,25 @@ impl HostRepo {
         Ok(String::from_utf8_lossy(&out).trim().to_owned())
     }
 
-    /// A file's bytes at `commit`, if it has it.
-    pub async fn blob(&self, commit: &str, path: &str) -> Result<Option<Vec<u8>>, GitError> {
-        let mut exists = self.git(None);
-        exists.args(["cat-file", "-e", &format!("{commit}:{path}")]);
-        if run("show", exists, QUICK, None).await.is_err() {
+    /// A file's bytes at `commit`, if it has it and they are at most
+    /// `max` (a larger one reads as `max + 1` zero bytes: too large).
+    pub async fn blob(
+        &self,
+        commit: &str,
+        path: &str,
+        max: usize,
+    ) -> Result<Option<Vec<u8>>, GitError> {
+        let mut size = self.git(None);
+        size.args(["cat-file", "-s", &format!("{commit}:{path}")]);
+        let Ok(size) = run("show", size, QUICK, None).await else {
             return Ok(None);
+        };
+        let size: usize = String::from_utf8_lossy(&size)
+            .trim()
+            .parse()
+            .unwrap_or(usize::MAX);
+        if size > max {
+            return Ok(Some(vec![0; max + 1]));
         }
         let mut cat = self.git(None);
         cat.args(["cat-file", "blob", &format!("{commit}:{path}")]);
@@ -501,9 +524,10 @@ impl HostRepo {
         Some(String::from_utf8_lossy(&out).trim().to_owned()).filter(|b| !b.is_empty())
     }
 
-    /// Commits everything the work tree holds (less what is ignored) to the
-    /// working branch, by `author` (`Name <email>`, also the committer); the
-    /// new commit, or `None` when nothing changed since the last one.
+    /// Commits every change of the work tree (less what is ignored, and
+    /// nested repositories) to the working branch, by `author` (`Name
+    /// <email>`, also the committer); the new commit, or `None` when
+    /// nothing changed since the last one.
     pub async fn commit_all(
         &self,
         message: &str,
@@ -511,14 +535,28 @@ impl HostRepo {
         email: &str,
         limit: Duration,
     ) -> Result<Option<String>, GitError> {
-        let mut add = self.git(None);
-        add.args(["add", "--all", "--", "."]);
-        run("add", add, limit, None).await?;
-        let mut staged = self.git(None);
-        staged.args(["diff", "--cached", "--quiet"]);
-        if run("commit", staged, limit, None).await.is_ok() {
+        // A git killed at its time limit leaves its lock; only this
+        // session's one change at a time runs here (see changes.rs).
+        let _ = std::fs::remove_file(self.git_dir.join("index.lock"));
+        let (changed, untracked) = self.changes_since("HEAD", limit).await?;
+        if changed.is_empty() && untracked.is_empty() {
             return Ok(None);
         }
+        let list: Vec<u8> = changed
+            .into_iter()
+            .map(|(_, p)| p)
+            .chain(untracked)
+            .flat_map(|p| p.into_bytes().into_iter().chain([0]))
+            .collect();
+        let list_file = self.git_dir.join("PADDOCK_PATHS");
+        std::fs::write(&list_file, list).map_err(GitError::Spawn)?;
+        let mut stage = self.git(None);
+        stage
+            .args(["update-index", "--add", "--remove", "-z", "--stdin"])
+            .stdin(std::fs::File::open(&list_file).map_err(GitError::Spawn)?);
+        let staged = run("add", stage, limit, None).await;
+        let _ = std::fs::remove_file(&list_file);
+        staged?;
         let message_file = self.git_dir.join("PADDOCK_COMMIT_MSG");
         std::fs::write(&message_file, message).map_err(GitError::Spawn)?;
         let mut commit = self.git(None);

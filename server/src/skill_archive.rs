@@ -44,7 +44,14 @@ pub fn read(bytes: &[u8]) -> Result<Skill, AppError> {
         if mode & S_IFMT == S_IFLNK {
             return Err(refuse(format!("{raw:?} is a link")));
         }
-        if entry.is_dir() {
+        // Folders, and what macOS's Finder adds to a zip it makes.
+        if entry.is_dir()
+            || raw.starts_with("__MACOSX/")
+            || raw
+                .rsplit('/')
+                .next()
+                .is_some_and(|n| n.starts_with("._") || n == ".DS_Store")
+        {
             continue;
         }
         let path = path.to_string_lossy().into_owned();

@@ -30,6 +30,9 @@ use std::time::{Duration, Instant};
 /// Claude Code CLI loads, beside a repository's own `CLAUDE.md` (which it
 /// loads too).
 pub const INSTRUCTIONS_FILE: &str = ".claude/CLAUDE.md";
+/// Where they go when the source has its own `.claude/CLAUDE.md`: the
+/// project's local memory, which the CLI loads as well.
+pub const LOCAL_INSTRUCTIONS_FILE: &str = "CLAUDE.local.md";
 
 /// The working branch of a session with a git source.
 pub fn work_branch(session: SessionId) -> String {
@@ -146,32 +149,20 @@ impl WorkspaceSetup {
                 return Err(e);
             }
         };
-        let mut written = Vec::new();
-        if !instructions.trim().is_empty() {
-            write(&folder, INSTRUCTIONS_FILE, instructions.as_bytes(), false)?;
-            written.push(format!("/{INSTRUCTIONS_FILE}"));
-            said.push(format!("instructions in {INSTRUCTIONS_FILE}"));
+        let finished = self
+            .finish(
+                &s,
+                &folder,
+                &instructions,
+                &skills,
+                cloned.is_some(),
+                &mut said,
+            )
+            .await;
+        if let Err(e) = finished {
+            self.undo(&s, &folder).await;
+            return Err(e);
         }
-        let mut names = Vec::new();
-        for skill in &skills {
-            let name = write_skill(&folder, skill)?;
-            written.push(format!("/{SKILLS_DIR}/{name}/"));
-            names.push(name);
-        }
-        if !names.is_empty() {
-            said.push(format!("skills {}", names.join(", ")));
-        }
-        if cloned.is_some() {
-            // What Paddock wrote is not the agent's change.
-            self.repo(session)
-                .exclude(&written)
-                .map_err(|e| SetupError(format!("cannot write git's exclude file: {e}")))?;
-        }
-        let give = folder.clone();
-        tokio::task::spawn_blocking(move || give.give_all())
-            .await
-            .map_err(|e| SetupError(e.to_string()))?
-            .map_err(|e| SetupError(format!("cannot give the workspace to the sandbox: {e}")))?;
         let prepared = PreparedWorkspace {
             at: Utc::now(),
             base_commit: cloned.as_ref().map(|c| c.base_commit.clone()),
@@ -192,6 +183,63 @@ impl WorkspaceSetup {
         }
         tracing::info!(%session, elapsed_ms = started.elapsed().as_millis() as u64, "workspace prepared");
         Ok(())
+    }
+
+    /// Writes the instructions and the skills beside what the source
+    /// brought, never over it (nor through a link it holds), leaves them
+    /// out of git's view, and gives everything to the sandbox user.
+    async fn finish(
+        &self,
+        s: &Session,
+        folder: &HostFolder,
+        instructions: &str,
+        skills: &[Skill],
+        cloned: bool,
+        said: &mut Vec<String>,
+    ) -> Result<(), SetupError> {
+        let mut written = Vec::new();
+        if !instructions.trim().is_empty() {
+            // Beside a repository's own project memory, which the CLI
+            // loads too.
+            let path = [INSTRUCTIONS_FILE, LOCAL_INSTRUCTIONS_FILE]
+                .into_iter()
+                .find(|p| !exists(folder, p))
+                .ok_or_else(|| {
+                    SetupError(format!(
+                        "the source has both {INSTRUCTIONS_FILE} and {LOCAL_INSTRUCTIONS_FILE}: \
+                         there is no place left for the session's instructions"
+                    ))
+                })?;
+            write(folder, path, instructions.as_bytes(), false)?;
+            written.push(format!("/{path}"));
+            said.push(format!("instructions in {path}"));
+        }
+        let mut names = Vec::new();
+        for skill in skills {
+            let name = skill.header()?.name;
+            if exists(folder, &format!("{SKILLS_DIR}/{name}")) {
+                return Err(SetupError(format!(
+                    "the source has a skill named {name} already: give the session's another name"
+                )));
+            }
+            write_skill(folder, &name, skill)?;
+            written.push(format!("/{SKILLS_DIR}/{name}/"));
+            names.push(name);
+        }
+        if !names.is_empty() {
+            said.push(format!("skills {}", names.join(", ")));
+        }
+        if cloned {
+            // What Paddock wrote is not the agent's change.
+            self.repo(s.id)
+                .exclude(&written)
+                .map_err(|e| SetupError(format!("cannot write git's exclude file: {e}")))?;
+        }
+        let give = folder.clone();
+        tokio::task::spawn_blocking(move || give.give_all())
+            .await
+            .map_err(|e| SetupError(e.to_string()))?
+            .map_err(|e| SetupError(format!("cannot give the workspace to the sandbox: {e}")))
     }
 
     /// Fills the workspace from the session's source; what to say of it,
@@ -290,7 +338,27 @@ impl WorkspaceSetup {
     }
 }
 
+/// Whether anything (a file, a folder, a link) is at `path`.
+fn exists(folder: &HostFolder, path: &str) -> bool {
+    folder.root().join(path).symlink_metadata().is_ok()
+}
+
+/// Writes a file of Paddock's: refused where the source put a link on the
+/// way (a write would go where the link points, inside the workspace).
 fn write(folder: &HostFolder, path: &str, data: &[u8], executable: bool) -> Result<(), SetupError> {
+    let mut at = folder.root().to_path_buf();
+    for part in path.split('/') {
+        at.push(part);
+        if at
+            .symlink_metadata()
+            .is_ok_and(|m| m.file_type().is_symlink())
+        {
+            return Err(SetupError(format!(
+                "the source has a link at {}, where Paddock writes {path}",
+                at.strip_prefix(folder.root()).unwrap_or(&at).display()
+            )));
+        }
+    }
     folder
         .write(path, data)
         .and_then(|()| {
@@ -303,9 +371,8 @@ fn write(folder: &HostFolder, path: &str, data: &[u8], executable: bool) -> Resu
         .map_err(|e| SetupError(format!("cannot write {path}: {e}")))
 }
 
-/// Writes a skill's folder; its name.
-fn write_skill(folder: &HostFolder, skill: &Skill) -> Result<String, SetupError> {
-    let name = skill.header()?.name;
+/// Writes a skill's folder.
+fn write_skill(folder: &HostFolder, name: &str, skill: &Skill) -> Result<(), SetupError> {
     let dir = format!("{SKILLS_DIR}/{name}");
     write(
         folder,
@@ -322,7 +389,7 @@ fn write_skill(folder: &HostFolder, skill: &Skill) -> Result<String, SetupError>
             file.executable,
         )?;
     }
-    Ok(name)
+    Ok(())
 }
 
 /// Copies a host folder's folders and regular files (links and special

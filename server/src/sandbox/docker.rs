@@ -544,6 +544,29 @@ impl Sandbox for DockerSandbox {
         }
     }
 
+    async fn pause(&self, session: SessionId) -> Result<bool> {
+        match self
+            .docker
+            .pause_container(&Self::container_name(session))
+            .await
+        {
+            Ok(()) => Ok(true),
+            // No container, or not running (or paused already): nothing runs.
+            Err(e) if matches!(status_of(&e), Some(404 | 409)) => Ok(false),
+            Err(e) => Err(failed(e)),
+        }
+    }
+
+    async fn resume(&self, session: SessionId) {
+        if let Err(e) = self
+            .docker
+            .unpause_container(&Self::container_name(session))
+            .await
+        {
+            tracing::warn!(%session, "cannot resume the sandbox: {e}");
+        }
+    }
+
     async fn destroy(&self, session: SessionId) -> Result<()> {
         let options = RemoveContainerOptionsBuilder::new()
             .force(true)

@@ -267,6 +267,15 @@ pub trait Sandbox: Send + Sync + 'static {
     async fn spawn(&self, session: SessionId, request: &SpawnRequest) -> Result<Process>;
     /// Stops the sandbox; its workspace stays.
     async fn stop(&self, session: SessionId) -> Result<()>;
+    /// Freezes every process of the sandbox, while the server reads its
+    /// workspace by path (host-side git); `false` when nothing was running
+    /// to freeze, or the backend cannot (local sandboxes, whose processes
+    /// run as the server's own user anyway).
+    async fn pause(&self, _session: SessionId) -> Result<bool> {
+        Ok(false)
+    }
+    /// Lets a paused sandbox run again.
+    async fn resume(&self, _session: SessionId) {}
     /// Removes the sandbox and its workspace for good.
     async fn destroy(&self, session: SessionId) -> Result<()>;
     /// The sandboxes this server owns on the backend.

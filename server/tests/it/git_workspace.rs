@@ -18,6 +18,8 @@ use server::paddock::Paddock;
 use std::sync::Arc;
 
 const TOKEN: &str = "gtok-canary-5d1e0c9b7a";
+/// Made by a command a nested repository configures, if it ever ran.
+const PWNED: &str = "/tmp/paddock-host-git-ran-the-agents-filter";
 
 fn source(url: String, credential: Option<&str>) -> NewSession {
     NewSession {
@@ -75,6 +77,7 @@ fn in_container(s: &Session, script: &str) -> String {
 
 #[tokio::test]
 async fn a_repository_is_cloned_edited_committed_and_pushed_without_its_token_in_the_sandbox() {
+    let _ = std::fs::remove_file(PWNED);
     let server = GitServer::start(Some(TOKEN)).await;
     let bare = server.repo(
         "app.git",
@@ -88,7 +91,12 @@ async fn a_repository_is_cloned_edited_committed_and_pushed_without_its_token_in
         &json!([
             {"reply": [{"tool_use": {"name": "edit_file", "input": {"path": "README.md", "old_string": "old line", "new_string": "new line"}}}]},
             {"reply": [{"tool_use": {"name": "bash", "input": {"command": "echo notes > NOTES.md && rm gone.txt && git status --short && git remote get-url origin && (git push origin HEAD 2>&1 || true)"}}}]},
-            {"expect": {"tool_result_contains": "NOTES.md"}, "reply": "Edited."}
+            // A nested repository whose configuration would run a command
+            // wherever git looked inside it (the host's git must not).
+            {"reply": [{"tool_use": {"name": "bash", "input": {"command": format!(
+                "mkdir sub && cd sub && git init -q && git config filter.x.clean 'touch {PWNED}' && echo 'f filter=x' > .gitattributes && echo hi > f && git -c user.name=a -c user.email=a@b add . && git -c user.name=a -c user.email=a@b commit -qm x && echo nested"
+            )}}}]},
+            {"expect": {"tool_result_contains": "nested"}, "reply": "Edited."}
         ]),
         Some("sk-test"),
     )
@@ -183,6 +191,15 @@ async fn a_repository_is_cloned_edited_committed_and_pushed_without_its_token_in
         .files
         .iter()
         .any(|f| f.path == "NOTES.md" && f.kind == ChangeKind::Added));
+    assert!(
+        !after.files.iter().any(|f| f.path.starts_with("sub")),
+        "a nested repository is left alone: {:?}",
+        after.files
+    );
+    assert!(
+        !std::path::Path::new(PWNED).exists(),
+        "the host's git ran the agent's filter"
+    );
     let pushed = paddock.push_changes(&operator, s.id).await.unwrap();
     assert_eq!(pushed.commit, committed.commit);
     let branch = format!("paddock/{}", s.id);

@@ -126,6 +126,7 @@ mod tests {
             image: None,
             source: Default::default(),
             skills: Vec::new(),
+            mcp_servers: Vec::new(),
             workspace: None,
             template: None,
             owner: None,

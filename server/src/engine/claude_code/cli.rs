@@ -5,7 +5,7 @@ use super::{ClaudeCodeSettings, CliError, CliState};
 use crate::proxy::{CredentialProxy, Lease, SOCKET_DIR, SOCKET_NAME};
 use crate::sandbox::{shell_quote, HostFolder, Mount, SandboxError, SpawnRequest, SANDBOX_UID};
 
-use app::domain::{PermissionMode, Session, SessionId};
+use app::domain::{McpServer, PermissionMode, Session, SessionId};
 
 /// Where the CLI binary is mounted, read-only.
 const CLI: &str = "/opt/paddock/claude";
@@ -156,10 +156,38 @@ fn args(
     if !allowed.is_empty() {
         args.extend(["--allowedTools".to_owned(), allowed.join(",")]);
     }
+    if !s.mcp_servers.is_empty() {
+        // The session's servers, and no others (a repository's .mcp.json
+        // is not the session's choice).
+        args.extend([
+            "--mcp-config".to_owned(),
+            mcp_config(&s.mcp_servers).to_string(),
+            "--strict-mcp-config".to_owned(),
+        ]);
+    }
     if let Some(id) = &state.claude_session_id {
         args.extend(["--resume".to_owned(), id.clone()]);
     }
     Ok(args)
+}
+
+/// The CLI's `--mcp-config` for the session's MCP servers.
+fn mcp_config(servers: &[McpServer]) -> serde_json::Value {
+    let servers: serde_json::Map<String, serde_json::Value> = servers
+        .iter()
+        .map(|m| {
+            let env: serde_json::Map<String, serde_json::Value> = m
+                .env
+                .iter()
+                .map(|v| (v.name.clone(), v.value.clone().into()))
+                .collect();
+            (
+                m.name.clone(),
+                serde_json::json!({"type": "stdio", "command": m.command, "args": m.args, "env": env}),
+            )
+        })
+        .collect();
+    serde_json::json!({ "mcpServers": servers })
 }
 
 /// The shell command run in the sandbox: socat relays a loopback port to

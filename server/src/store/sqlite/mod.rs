@@ -36,8 +36,8 @@ fn timestamp(at: DateTime<Utc>) -> String {
 const SESSION_COLUMNS: &str = "id, name, engine, model, system_prompt, permission_mode, status, \
      cost_usd, turns, input_tokens, output_tokens, last_seq, sandbox_memory_mb, sandbox_cpus, \
      sandbox_pids, command_timeout_secs, budget_usd, mounts, env, secrets, max_turns, \
-     allowed_tools, image, source, skill_names, workspace_ready_at, base_commit, work_branch, \
-     template, owner_id, created_at, updated_at";
+     allowed_tools, image, source, skill_names, mcp_servers, workspace_ready_at, base_commit, \
+     work_branch, template, owner_id, created_at, updated_at";
 
 #[derive(sqlx::FromRow)]
 struct SessionRow {
@@ -66,6 +66,7 @@ struct SessionRow {
     image: Option<String>,
     source: String,
     skill_names: String,
+    mcp_servers: String,
     workspace_ready_at: Option<DateTime<Utc>>,
     base_commit: Option<String>,
     work_branch: Option<String>,
@@ -113,6 +114,8 @@ impl TryFrom<SessionRow> for Session {
             image: r.image,
             source: serde_json::from_str(&r.source).map_err(|e| corrupt("source", &e))?,
             skills: serde_json::from_str(&r.skill_names).map_err(|e| corrupt("skill_names", &e))?,
+            mcp_servers: serde_json::from_str(&r.mcp_servers)
+                .map_err(|e| corrupt("mcp_servers", &e))?,
             workspace: r.workspace_ready_at.map(|at| PreparedWorkspace {
                 at,
                 base_commit: r.base_commit,
@@ -215,9 +218,9 @@ impl Store for SqliteStore {
             "INSERT INTO sessions (id, name, engine, model, system_prompt, permission_mode, status, \
              sandbox_memory_mb, sandbox_cpus, sandbox_pids, command_timeout_secs, budget_usd, \
              mounts, env, secrets, max_turns, allowed_tools, image, source, instructions, skills, \
-             skill_names, template, owner_id, created_at, updated_at) \
+             skill_names, mcp_servers, template, owner_id, created_at, updated_at) \
              VALUES (?, ?, ?, ?, ?, ?, 'idle', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, \
-             ?) \
+             ?, ?) \
              RETURNING {SESSION_COLUMNS}"
         ))
         .bind(id.to_string())
@@ -250,6 +253,7 @@ impl Store for SqliteStore {
                 .map(|s| s.header().map(|h| h.name).unwrap_or_default())
                 .collect::<Vec<_>>(),
         )?)
+        .bind(json(&spec.mcp_servers)?)
         .bind(
             spec.template
                 .as_ref()
