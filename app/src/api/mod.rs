@@ -397,6 +397,9 @@ pub struct SettingsForm {
     /// Or an allowed host folder to copy.
     #[serde(default)]
     pub source_folder: Option<String>,
+    /// MCP servers, one a line: `name command arg…` (split at spaces).
+    #[serde(default)]
+    pub mcp_servers: Option<String>,
 }
 
 impl SettingsForm {
@@ -436,6 +439,20 @@ impl SettingsForm {
                 .map(str::to_owned)
                 .collect(),
             image: given(self.image),
+            mcp_servers: self
+                .mcp_servers
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|line| {
+                    let mut words = line.split_whitespace().map(str::to_owned);
+                    Some(crate::domain::McpServer {
+                        name: words.next()?,
+                        command: words.next().unwrap_or_default(),
+                        args: words.collect(),
+                        env: Vec::new(),
+                    })
+                })
+                .collect(),
             instructions: given(self.instructions),
             source: match (given(self.repo_url), given(self.source_folder)) {
                 (Some(url), _) => Some(crate::workspace_source::WorkspaceSource::Git {

@@ -44,6 +44,7 @@ pub(super) fn settings_of(data: &leptos::web_sys::FormData) -> SettingsForm {
         repo_rev: field("repo_rev"),
         repo_token: field("repo_token"),
         source_folder: field("source_folder"),
+        mcp_servers: field("mcp_servers"),
     }
 }
 
@@ -96,6 +97,17 @@ pub(super) fn SettingsFields(initial: NewSession, prefix: &'static str) -> impl 
         })
         .collect();
     let chosen = initial.secrets.clone();
+    let mcp_lines: Vec<String> = initial
+        .mcp_servers
+        .iter()
+        .map(|m| {
+            std::iter::once(m.name.as_str())
+                .chain(std::iter::once(m.command.as_str()))
+                .chain(m.args.iter().map(String::as_str))
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect();
     let (repo_url, repo_rev, repo_token, source_folder) = match initial.source.clone() {
         Some(WorkspaceSource::Git {
             url,
@@ -161,6 +173,11 @@ pub(super) fn SettingsFields(initial: NewSession, prefix: &'static str) -> impl 
                 <div>
                     <label for=id("budget") class="text-sm font-medium">"Budget (USD)"</label>
                     <input id=id("budget") name="budget_usd" type="number" min="0.01" step="0.01" placeholder="No limit" value=initial.budget_usd.map(|b| b.to_string()) class=INPUT />
+                </div>
+                <div>
+                    <label for=id("mcp") class="text-sm font-medium">"MCP servers"</label>
+                    <textarea id=id("mcp") name="mcp_servers" rows="2" placeholder="time mcp-server-time --local-timezone UTC" class=format!("font-mono {INPUT}")>{mcp_lines.join("\n")}</textarea>
+                    <p class="mt-1 text-xs text-zinc-500 dark:text-zinc-400">"One a line: a name, then the command and its arguments. They run inside the sandbox; their tools are mcp__<name>__<tool>."</p>
                 </div>
                 <div>
                     <label for=id("allowed-tools") class="text-sm font-medium">"Allowed without asking"</label>

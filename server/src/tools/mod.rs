@@ -73,6 +73,21 @@ impl ToolOutput {
             truncated: false,
         }
     }
+
+    /// The output within `cap` bytes: its start and end kept, as a
+    /// command's are.
+    pub fn capped(self, cap: usize) -> Self {
+        if self.content.len() <= cap {
+            return self;
+        }
+        let mut kept = crate::sandbox::CappedOutput::new(cap);
+        kept.push(self.content.as_bytes());
+        Self {
+            content: kept.finish(),
+            truncated: true,
+            ..self
+        }
+    }
 }
 
 /// The access a tool needs; `None` for a tool that does not exist.

@@ -18,6 +18,7 @@ mod events;
 mod git_workspace;
 mod http;
 mod llm;
+mod mcp;
 mod mounts;
 mod recovery;
 mod sandbox;

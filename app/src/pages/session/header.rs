@@ -51,6 +51,10 @@ pub(super) fn Header(
     if let Some(secs) = s.limits.command_timeout_secs {
         settings.push(("Seconds per command", secs.to_string()));
     }
+    if !s.mcp_servers.is_empty() {
+        let names: Vec<&str> = s.mcp_servers.iter().map(|m| m.name.as_str()).collect();
+        settings.push(("MCP servers", names.join(", ")));
+    }
     if let Some(image) = &s.image {
         settings.push(("Image", image.clone()));
     }

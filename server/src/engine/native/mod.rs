@@ -7,6 +7,7 @@
 //! session resumes after a restart where its transcript stands.
 
 mod history;
+mod mcp;
 mod project;
 
 use super::{denial, AgentEngine, EngineLimits, Permissions, RunError};
@@ -20,6 +21,7 @@ use crate::tools::{self, Access, ToolContext};
 use crate::vault::Vault;
 use app::domain::{AppError, Delta, DeltaKind, EventKind, PermissionMode, Session};
 use history::OpenCall;
+use mcp::McpTools;
 use project::Project;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
@@ -49,13 +51,57 @@ fn needs_approval(mode: PermissionMode, access: Access) -> Option<bool> {
 #[async_trait::async_trait]
 impl AgentEngine for NativeEngine {
     async fn run(&self, s: Session, cancel: &CancellationToken) -> Result<(), RunError> {
-        let session = s.id;
         let limits = &self.limits.for_session(&s);
         let env: Vec<(String, String)> = s
             .env
             .iter()
             .map(|v| (v.name.clone(), v.value.clone()))
             .collect();
+        // The session's MCP servers live as long as the run; their tools
+        // may change anything, so a read-only session runs none.
+        let mcp = if s.mcp_servers.is_empty() || s.permission_mode == PermissionMode::ReadOnly {
+            McpTools::default()
+        } else {
+            let run_limit = limits.tool_timeout.saturating_mul(limits.max_turns.max(1));
+            let (mcp, failed) =
+                McpTools::start(self.sandbox.as_ref(), s.id, &s.mcp_servers, &env, run_limit).await;
+            for message in failed {
+                self.journal
+                    .record(s.id, EventKind::Error { message })
+                    .await?;
+            }
+            mcp
+        };
+        let result = self.converse(&s, limits, &env, &mcp, cancel).await;
+        mcp.stop().await;
+        result
+    }
+
+    async fn listen_again(&self, s: &Session) -> Result<bool, AppError> {
+        let events = self.store.events_after(s.id, 0, i64::MAX).await?;
+        let mut any = false;
+        for call in history::unfinished(&events) {
+            if let Some((request_id, _)) = call.request {
+                self.permissions.listen_again(s.id, &request_id);
+                any = true;
+            }
+        }
+        Ok(any)
+    }
+}
+
+impl NativeEngine {
+    /// The run's conversation: tool calls left open by a restart first,
+    /// then model turns until the model ends its turn or a limit is met.
+    async fn converse(
+        &self,
+        s: &Session,
+        limits: &EngineLimits,
+        env: &[(String, String)],
+        mcp: &McpTools,
+        cancel: &CancellationToken,
+    ) -> Result<(), RunError> {
+        let session = s.id;
         let load = || self.store.events_after(session, 0, i64::MAX);
         let mut events = load().await?;
         let mut allowed = history::allowed_for_session(&events);
@@ -67,7 +113,7 @@ impl AgentEngine for NativeEngine {
         if !unfinished.is_empty() {
             for call in unfinished {
                 let (content, is_error, truncated) =
-                    self.run_tool(&s, limits, &env, &call, cancel).await?;
+                    self.run_tool(s, limits, env, mcp, &call, cancel).await?;
                 self.journal
                     .record(
                         session,
@@ -84,7 +130,8 @@ impl AgentEngine for NativeEngine {
         }
         let mut messages = history::rebuild(&events);
         let project = Project::read(self.sandbox.workspace(session).as_ref()).await;
-        let tool_defs = tools::definitions(s.permission_mode, !project.skills.is_empty());
+        let mut tool_defs = tools::definitions(s.permission_mode, !project.skills.is_empty());
+        tool_defs.extend(mcp.definitions.iter().cloned());
         let system = [Some(s.system_prompt.clone()), project.system_prompt()]
             .into_iter()
             .flatten()
@@ -195,7 +242,7 @@ impl AgentEngine for NativeEngine {
             let mut results = Vec::new();
             for call in calls {
                 let (content, is_error, truncated) =
-                    self.run_tool(&s, limits, &env, &call, cancel).await?;
+                    self.run_tool(s, limits, env, mcp, &call, cancel).await?;
                 let id = call.id;
                 self.journal
                     .record(
@@ -225,20 +272,6 @@ impl AgentEngine for NativeEngine {
         )))
     }
 
-    async fn listen_again(&self, s: &Session) -> Result<bool, AppError> {
-        let events = self.store.events_after(s.id, 0, i64::MAX).await?;
-        let mut any = false;
-        for call in history::unfinished(&events) {
-            if let Some((request_id, _)) = call.request {
-                self.permissions.listen_again(s.id, &request_id);
-                any = true;
-            }
-        }
-        Ok(any)
-    }
-}
-
-impl NativeEngine {
     /// Runs one tool call, asking for permission first where the mode says
     /// so (or waiting again for a request asked before a restart). Failures
     /// and refusals are results for the model, not errors.
@@ -247,12 +280,20 @@ impl NativeEngine {
         s: &Session,
         limits: &EngineLimits,
         env: &[(String, String)],
+        mcp: &McpTools,
         call: &OpenCall,
         cancel: &CancellationToken,
     ) -> Result<(String, bool, bool), RunError> {
         let (session, mode) = (s.id, s.permission_mode);
         let (id, name, input) = (call.id.as_str(), call.name.as_str(), &call.input);
-        let Some(access) = tools::access(name) else {
+        // An MCP server's tool may do anything: it is asked for like bash.
+        let from_mcp = mcp.has(name);
+        let access = if from_mcp {
+            Some(Access::Execute)
+        } else {
+            tools::access(name)
+        };
+        let Some(access) = access else {
             return Ok((format!("Unknown tool {name:?}."), true, false));
         };
         match needs_approval(mode, access) {
@@ -290,7 +331,14 @@ impl NativeEngine {
             output_cap: limits.output_cap,
             env,
         };
-        let out = tools::run(&ctx, name, input, &mut |_, _| {}).await;
+        let out = if from_mcp {
+            tokio::select! {
+                out = mcp.call(name, input, limits.tool_timeout) => out.capped(limits.output_cap),
+                () = cancel.cancelled() => return Err(RunError::Stopped),
+            }
+        } else {
+            tools::run(&ctx, name, input, &mut |_, _| {}).await
+        };
         if cancel.is_cancelled() {
             return Err(RunError::Stopped);
         }

@@ -1,0 +1,216 @@
+//! MCP servers for Paddock's own loop: each of a session's stdio servers is
+//! started inside its sandbox for the run (a process like any command of
+//! the agent's, with the session's variables), and spoken to over that
+//! process's stdin and stdout by the official Rust SDK (`rmcp`) as the
+//! client. Their tools reach the model as `mcp__<server>__<tool>`, each
+//! call under the session's permission mode; a server that does not start,
+//! does not answer `initialize`, or fails a call is an error the model (or
+//! the transcript) reads, never the run's end.
+
+use crate::llm::ToolDef;
+use crate::sandbox::{shell_quote, OutputStream, ProcessControl, Sandbox, SpawnRequest};
+use crate::tools::ToolOutput;
+use app::domain::{McpServer, SessionId};
+use futures_util::StreamExt;
+use rmcp::model::{CallToolRequestParams, ContentBlock};
+use rmcp::service::{RoleClient, RunningService, ServiceExt};
+use std::time::Duration;
+
+/// How long a server has to answer `initialize` and list its tools.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The prefix of every MCP tool's name.
+pub const PREFIX: &str = "mcp__";
+
+struct Server {
+    client: RunningService<RoleClient, ()>,
+    control: Box<dyn ProcessControl>,
+}
+
+/// One tool, as the model knows it and as its server does.
+struct Tool {
+    model_name: String,
+    server: usize,
+    name: String,
+}
+
+/// The MCP servers of one run and their tools.
+#[derive(Default)]
+pub struct McpTools {
+    servers: Vec<Server>,
+    tools: Vec<Tool>,
+    pub definitions: Vec<ToolDef>,
+}
+
+/// A name the Messages API takes (`^[a-zA-Z0-9_-]{1,128}$`).
+fn model_name(server: &str, tool: &str) -> String {
+    let tool: String = tool
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("{PREFIX}{server}__{tool}")
+        .chars()
+        .take(128)
+        .collect()
+}
+
+/// A tool call's content as text for the model.
+fn text_of(content: &[ContentBlock]) -> String {
+    content
+        .iter()
+        .map(|c| match c {
+            ContentBlock::Text(t) => t.text.clone(),
+            ContentBlock::Image(i) => format!("[an image, {}]", i.mime_type),
+            other => serde_json::to_string(other).unwrap_or_default(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+impl McpTools {
+    /// Starts each server in the session's sandbox; what it could not start
+    /// is said in the returned messages.
+    pub async fn start(
+        sandbox: &dyn Sandbox,
+        session: SessionId,
+        servers: &[McpServer],
+        env: &[(String, String)],
+        run_limit: Duration,
+    ) -> (Self, Vec<String>) {
+        let mut tools = McpTools::default();
+        let mut failed = Vec::new();
+        for server in servers {
+            match tools.start_one(sandbox, session, server, env, run_limit).await {
+                Ok(()) => {}
+                Err(why) => failed.push(format!(
+                    "The MCP server {} did not start: {why}. Its tools are not offered in this run.",
+                    server.name
+                )),
+            }
+        }
+        (tools, failed)
+    }
+
+    async fn start_one(
+        &mut self,
+        sandbox: &dyn Sandbox,
+        session: SessionId,
+        server: &McpServer,
+        env: &[(String, String)],
+        run_limit: Duration,
+    ) -> Result<(), String> {
+        let command = std::iter::once(&server.command)
+            .chain(&server.args)
+            .map(|a| shell_quote(a))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let request = SpawnRequest {
+            command: format!("exec {command}"),
+            env: env
+                .iter()
+                .cloned()
+                .chain(server.env.iter().map(|v| (v.name.clone(), v.value.clone())))
+                .collect(),
+            timeout: run_limit,
+        };
+        let process = sandbox
+            .spawn(session, &request)
+            .await
+            .map_err(|e| e.to_string())?;
+        // Its stdout is the protocol; what it says on stderr is its own.
+        let stdout = process.output.filter_map(|item| async move {
+            match item {
+                Ok((OutputStream::Stdout, bytes)) => Some(Ok(bytes)),
+                Ok((OutputStream::Stderr, _)) => None,
+                Err(e) => Some(Err(std::io::Error::other(e.to_string()))),
+            }
+        });
+        let reader = tokio_util::io::StreamReader::new(Box::pin(stdout));
+        let started = tokio::time::timeout(START_TIMEOUT, async {
+            let client = ().serve((reader, process.stdin)).await.map_err(|e| e.to_string())?;
+            let listed = client.list_all_tools().await.map_err(|e| e.to_string())?;
+            Ok::<_, String>((client, listed))
+        })
+        .await;
+        let (client, listed) = match started {
+            Ok(Ok(done)) => done,
+            Ok(Err(e)) => {
+                process.control.kill().await;
+                return Err(format!("it did not answer as an MCP server ({e})"));
+            }
+            Err(_) => {
+                process.control.kill().await;
+                return Err(format!(
+                    "it did not answer initialize within {} s",
+                    START_TIMEOUT.as_secs()
+                ));
+            }
+        };
+        let index = self.servers.len();
+        for tool in listed {
+            let model_name = model_name(&server.name, &tool.name);
+            self.definitions.push(ToolDef {
+                name: model_name.clone(),
+                description: tool
+                    .description
+                    .map(|d| d.into_owned())
+                    .unwrap_or_else(|| format!("{} of the MCP server {}", tool.name, server.name)),
+                input_schema: serde_json::Value::Object((*tool.input_schema).clone()),
+            });
+            self.tools.push(Tool {
+                model_name,
+                server: index,
+                name: tool.name.into_owned(),
+            });
+        }
+        self.servers.push(Server {
+            client,
+            control: process.control,
+        });
+        Ok(())
+    }
+
+    /// Whether the model's tool `name` is one of these.
+    pub fn has(&self, name: &str) -> bool {
+        self.tools.iter().any(|t| t.model_name == name)
+    }
+
+    /// Calls a tool; its failures, its errors and a call past `limit` are
+    /// error results for the model.
+    pub async fn call(&self, name: &str, input: &serde_json::Value, limit: Duration) -> ToolOutput {
+        let Some(tool) = self.tools.iter().find(|t| t.model_name == name) else {
+            return ToolOutput::error(format!("Unknown tool {name:?}."));
+        };
+        let Some(arguments) = input.as_object().cloned() else {
+            return ToolOutput::error("The input of an MCP tool is a JSON object.");
+        };
+        let server = &self.servers[tool.server];
+        let request = CallToolRequestParams::new(tool.name.clone()).with_arguments(arguments);
+        match tokio::time::timeout(limit, server.client.call_tool(request)).await {
+            Ok(Ok(result)) => ToolOutput {
+                content: text_of(&result.content),
+                is_error: result.is_error.unwrap_or(false),
+                truncated: false,
+            },
+            Ok(Err(e)) => ToolOutput::error(format!("The MCP server failed the call: {e}")),
+            Err(_) => ToolOutput::error(format!(
+                "The MCP server did not answer within {} s.",
+                limit.as_secs()
+            )),
+        }
+    }
+
+    /// Ends every server of the run.
+    pub async fn stop(self) {
+        for server in self.servers {
+            let _ = server.client.cancel().await;
+            server.control.kill().await;
+        }
+    }
+}

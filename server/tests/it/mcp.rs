@@ -1,0 +1,185 @@
+//! MCP servers in both engines, with a real one from a registry
+//! (`mcp-server-time`, installed into the agent image by its build)
+//! running inside the session's sandbox: the native loop as an `rmcp`
+//! client over the server's stdin and stdout, each call asked for in a
+//! mode that asks; the Claude Code CLI through `--mcp-config`. Servers that
+//! exit, print garbage or are not there are errors the run goes on past.
+
+use crate::common::{self, Home};
+use app::accounts::Caller;
+use app::api::Backend;
+use app::domain::{Decision, Engine, EventKind, McpServer, NewSession};
+use serde_json::json;
+
+fn server(name: &str, command: &str, args: &[&str]) -> McpServer {
+    McpServer {
+        name: name.into(),
+        command: command.into(),
+        args: args.iter().map(|a| a.to_string()).collect(),
+        env: Vec::new(),
+    }
+}
+
+fn time_server() -> McpServer {
+    server("time", "mcp-server-time", &["--local-timezone", "UTC"])
+}
+
+#[tokio::test]
+async fn the_native_loop_calls_a_real_mcp_server_under_the_permission_mode() {
+    let (model, url) = common::scripted(
+        &json!([
+            {"expect": {"tools": ["mcp__time__get_current_time", "mcp__time__convert_time", "bash"]},
+             "reply": [{"tool_use": {"name": "mcp__time__get_current_time", "input": {"timezone": "Europe/Paris"}}}]},
+            {"expect": {"tool_result_contains": "Europe/Paris"},
+             "reply": [{"tool_use": {"name": "mcp__time__get_current_time", "input": {"timezone": "Not/A_Zone"}}}]},
+            {"expect": {"tool_result_contains": "Not/A_Zone"}, "reply": "It is late in Paris."}
+        ]),
+        Some("sk-test"),
+    )
+    .await;
+    let home = Home::new();
+    let paddock = common::open(&home, "docker", &common::model_flags(&url, "sk-test")).await;
+    let operator = Caller::local_operator();
+    let s = paddock
+        .create_session(
+            &operator,
+            NewSession {
+                name: "mcp".into(),
+                permission_mode: Some("ask".parse().unwrap()),
+                mcp_servers: vec![
+                    time_server(),
+                    server("gone", "false", &[]),
+                    server("noisy", "sh", &["-c", "echo this is not json-rpc"]),
+                    server("missing", "no-such-mcp-server", &[]),
+                ],
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    paddock
+        .send_prompt(&operator, s.id, "What time is it in Paris?".into())
+        .await
+        .unwrap();
+    // Both calls are asked for, like any tool that could change things.
+    for n in 1..=2 {
+        let requests = common::wait_for_permissions(&paddock, s.id, n).await;
+        let (request, tool) = requests[n - 1].clone();
+        assert_eq!(tool, "mcp__time__get_current_time");
+        paddock
+            .decide(&operator, s.id, request, Decision::Allow, None)
+            .await
+            .unwrap();
+    }
+    let events = common::wait_idle(&paddock, s.id).await;
+    assert_eq!(model.turns_left(), 0, "{events:#?}");
+    let errors = common::errors(&events);
+    for name in ["gone", "noisy", "missing"] {
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.contains(&format!("The MCP server {name} did not start"))),
+            "{name}: {errors:?}"
+        );
+    }
+    assert!(!errors.iter().any(|e| e.contains("time")), "{errors:?}");
+    let results: Vec<(String, bool)> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::ToolResult {
+                output, is_error, ..
+            } => Some((output.clone(), *is_error)),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        results[0].0.contains("Europe/Paris") && !results[0].1,
+        "{results:?}"
+    );
+    assert!(
+        results[1].1,
+        "a bad time zone is the tool's error: {results:?}"
+    );
+    // The servers ended with the run.
+    let left = std::process::Command::new("docker")
+        .args([
+            "exec",
+            &format!("paddock-{}", s.id),
+            "pgrep",
+            "-f",
+            "mcp-server-time",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        left.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&left.stdout)
+    );
+}
+
+#[tokio::test]
+async fn the_claude_code_cli_calls_the_same_mcp_server() {
+    let (model, url) = common::scripted(
+        &json!([
+            {"expect": {"tools": "mcp__time__get_current_time"},
+             "reply": [{"tool_use": {"name": "mcp__time__get_current_time", "input": {"timezone": "Asia/Tokyo"}}}]},
+            {"expect": {"tool_result_contains": "Asia/Tokyo"}, "reply": "It is morning in Tokyo."}
+        ]),
+        Some("sk-test"),
+    )
+    .await;
+    let home = Home::new();
+    let paddock = common::open(&home, "docker", &common::model_flags(&url, "sk-test")).await;
+    let operator = Caller::local_operator();
+    let s = paddock
+        .create_session(
+            &operator,
+            NewSession {
+                name: "cc mcp".into(),
+                engine: Some(Engine::ClaudeCode),
+                permission_mode: Some("auto".parse().unwrap()),
+                mcp_servers: vec![time_server()],
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    paddock
+        .send_prompt(&operator, s.id, "What time is it in Tokyo?".into())
+        .await
+        .unwrap();
+    let events = common::wait_idle(&paddock, s.id).await;
+    assert_eq!(common::errors(&events), Vec::<String>::new(), "{events:#?}");
+    assert_eq!(model.turns_left(), 0);
+}
+
+#[tokio::test]
+async fn mcp_server_settings_are_checked() {
+    let home = Home::new();
+    let paddock = common::open(&home, "docker", &[]).await;
+    let operator = Caller::local_operator();
+    for bad in [
+        vec![server("a__b", "x", &[])],
+        vec![server("", "x", &[])],
+        vec![server("ok", " ", &[])],
+        vec![server("ok", "x", &["\0"])],
+        vec![server("same", "x", &[]), server("same", "y", &[])],
+    ] {
+        let refused = paddock
+            .create_session(
+                &operator,
+                NewSession {
+                    name: "bad".into(),
+                    mcp_servers: bad.clone(),
+                    ..Default::default()
+                },
+            )
+            .await;
+        assert!(
+            matches!(refused, Err(app::domain::AppError::Invalid(_))),
+            "{bad:?}"
+        );
+    }
+    assert!(paddock.list_sessions(&operator).await.unwrap().is_empty());
+}
