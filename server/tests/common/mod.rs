@@ -244,6 +244,41 @@ pub fn start_with(dir: &Path, addr: &str, env: &[(&str, &str)]) -> Binary {
     Binary { child, url, log }
 }
 
+/// A Paddock on a new home with Docker sandboxes, its model at `url`
+/// (key `sk-test`), and `extra` flags.
+pub async fn with_model(url: &str, extra: &[&str]) -> (Home, Arc<Paddock>) {
+    let home = Home::new();
+    let mut flags = model_flags(url, "sk-test");
+    flags.extend(extra.iter().map(|s| s.to_string()));
+    let paddock = open(&home, "docker", &flags).await;
+    (home, paddock)
+}
+
+/// A session made as the local operator makes one (validated, its
+/// workspace prepared and sandbox started in the background).
+pub async fn create(paddock: &Paddock, new: NewSession) -> Session {
+    use app::api::Backend;
+    paddock
+        .create_session(&app::accounts::Caller::local_operator(), new)
+        .await
+        .unwrap()
+}
+
+/// Sends a prompt as the local operator, and the transcript once its run
+/// is over.
+pub async fn run(paddock: &Paddock, session: SessionId, text: &str) -> Vec<Event> {
+    use app::api::Backend;
+    paddock
+        .send_prompt(
+            &app::accounts::Caller::local_operator(),
+            session,
+            text.into(),
+        )
+        .await
+        .unwrap();
+    wait_idle(paddock, session).await
+}
+
 /// A session made straight in the store.
 pub async fn session(paddock: &Paddock, new: NewSession) -> Session {
     paddock

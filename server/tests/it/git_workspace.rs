@@ -7,7 +7,7 @@
 //! step that leaves the session usable.
 
 use crate::common::git_server::{git, GitServer};
-use crate::common::{self, Home};
+use crate::common;
 use app::accounts::{Caller, CredentialId, CredentialKind, CredentialScope};
 use app::api::Backend;
 use app::changes::ChangeKind;
@@ -15,7 +15,6 @@ use app::domain::{AppError, EventKind, NewSession, Session};
 use app::workspace_source::WorkspaceSource;
 use serde_json::json;
 use server::paddock::Paddock;
-use std::sync::Arc;
 
 const TOKEN: &str = "gtok-canary-5d1e0c9b7a";
 /// Made by a command a nested repository configures, if it ever ran.
@@ -32,12 +31,6 @@ fn source(url: String, credential: Option<&str>) -> NewSession {
         }),
         ..Default::default()
     }
-}
-
-async fn paddock(home: &Home, url: &str, extra: &[&str]) -> Arc<Paddock> {
-    let mut flags = common::model_flags(url, "sk-test");
-    flags.extend(extra.iter().map(|s| s.to_string()));
-    common::open(home, "docker", &flags).await
 }
 
 async fn save_token(paddock: &Paddock, value: &str) {
@@ -101,8 +94,7 @@ async fn a_repository_is_cloned_edited_committed_and_pushed_without_its_token_in
         Some("sk-test"),
     )
     .await;
-    let home = Home::new();
-    let paddock = paddock(&home, &url, &[]).await;
+    let (home, paddock) = common::with_model(&url, &[]).await;
     save_token(&paddock, TOKEN).await;
     let operator = Caller::local_operator();
     let s = paddock
@@ -278,8 +270,7 @@ async fn a_source_that_fails_says_why_at_its_step_and_the_session_stays_usable()
         .collect();
     server.repo("big.git", &[("blob.bin", &big)]);
     let (_model, url) = common::scripted(&json!([]), Some("sk-test")).await;
-    let home = Home::new();
-    let paddock = paddock(&home, &url, &["--source-max-mb=1"]).await;
+    let (home, paddock) = common::with_model(&url, &["--source-max-mb=1"]).await;
     save_token(&paddock, TOKEN).await;
     let operator = Caller::local_operator();
 

@@ -37,26 +37,23 @@ async fn the_native_loop_calls_a_real_mcp_server_under_the_permission_mode() {
         Some("sk-test"),
     )
     .await;
-    let home = Home::new();
-    let paddock = common::open(&home, "docker", &common::model_flags(&url, "sk-test")).await;
+    let (_home, paddock) = common::with_model(&url, &[]).await;
     let operator = Caller::local_operator();
-    let s = paddock
-        .create_session(
-            &operator,
-            NewSession {
-                name: "mcp".into(),
-                permission_mode: Some("ask".parse().unwrap()),
-                mcp_servers: vec![
-                    time_server(),
-                    server("gone", "false", &[]),
-                    server("noisy", "sh", &["-c", "echo this is not json-rpc"]),
-                    server("missing", "no-such-mcp-server", &[]),
-                ],
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    let s = common::create(
+        &paddock,
+        NewSession {
+            name: "mcp".into(),
+            permission_mode: Some("ask".parse().unwrap()),
+            mcp_servers: vec![
+                time_server(),
+                server("gone", "false", &[]),
+                server("noisy", "sh", &["-c", "echo this is not json-rpc"]),
+                server("missing", "no-such-mcp-server", &[]),
+            ],
+            ..Default::default()
+        },
+    )
+    .await;
     paddock
         .send_prompt(&operator, s.id, "What time is it in Paris?".into())
         .await
@@ -129,27 +126,19 @@ async fn the_claude_code_cli_calls_the_same_mcp_server() {
         Some("sk-test"),
     )
     .await;
-    let home = Home::new();
-    let paddock = common::open(&home, "docker", &common::model_flags(&url, "sk-test")).await;
-    let operator = Caller::local_operator();
-    let s = paddock
-        .create_session(
-            &operator,
-            NewSession {
-                name: "cc mcp".into(),
-                engine: Some(Engine::ClaudeCode),
-                permission_mode: Some("auto".parse().unwrap()),
-                mcp_servers: vec![time_server()],
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
-    paddock
-        .send_prompt(&operator, s.id, "What time is it in Tokyo?".into())
-        .await
-        .unwrap();
-    let events = common::wait_idle(&paddock, s.id).await;
+    let (_home, paddock) = common::with_model(&url, &[]).await;
+    let s = common::create(
+        &paddock,
+        NewSession {
+            name: "cc mcp".into(),
+            engine: Some(Engine::ClaudeCode),
+            permission_mode: Some("auto".parse().unwrap()),
+            mcp_servers: vec![time_server()],
+            ..Default::default()
+        },
+    )
+    .await;
+    let events = common::run(&paddock, s.id, "What time is it in Tokyo?").await;
     assert_eq!(common::errors(&events), Vec::<String>::new(), "{events:#?}");
     assert_eq!(model.turns_left(), 0);
 }

@@ -6,8 +6,6 @@
 //! them to an agent template: zips over REST, hostile ones refused.
 
 use crate::common::{self, Home};
-use app::accounts::Caller;
-use app::api::Backend;
 use app::domain::{Engine, NewSession};
 use app::skills::{Skill, SkillFile};
 use serde_json::json;
@@ -51,19 +49,10 @@ async fn the_native_loop_lists_skills_loads_one_and_follows_the_instructions() {
         Some("sk-test"),
     )
     .await;
-    let home = Home::new();
-    let paddock = common::open(&home, "docker", &common::model_flags(&url, "sk-test")).await;
-    let operator = Caller::local_operator();
-    let s = paddock
-        .create_session(&operator, with_skill(Engine::Native))
-        .await
-        .unwrap();
+    let (home, paddock) = common::with_model(&url, &[]).await;
+    let s = common::create(&paddock, with_skill(Engine::Native)).await;
     assert_eq!(s.skills, ["pdf-fill"]);
-    paddock
-        .send_prompt(&operator, s.id, "Fill the form".into())
-        .await
-        .unwrap();
-    let events = common::wait_idle(&paddock, s.id).await;
+    let events = common::run(&paddock, s.id, "Fill the form").await;
     assert_eq!(common::errors(&events), Vec::<String>::new());
     assert_eq!(model.turns_left(), 0);
     let ws = home.workspace(s.id);
@@ -93,18 +82,9 @@ async fn the_claude_code_cli_loads_the_same_instructions_and_skill() {
         Some("sk-test"),
     )
     .await;
-    let home = Home::new();
-    let paddock = common::open(&home, "docker", &common::model_flags(&url, "sk-test")).await;
-    let operator = Caller::local_operator();
-    let s = paddock
-        .create_session(&operator, with_skill(Engine::ClaudeCode))
-        .await
-        .unwrap();
-    paddock
-        .send_prompt(&operator, s.id, "Fill the form".into())
-        .await
-        .unwrap();
-    let events = common::wait_idle(&paddock, s.id).await;
+    let (_home, paddock) = common::with_model(&url, &[]).await;
+    let s = common::create(&paddock, with_skill(Engine::ClaudeCode)).await;
+    let events = common::run(&paddock, s.id, "Fill the form").await;
     assert_eq!(common::errors(&events), Vec::<String>::new(), "{events:#?}");
     assert_eq!(model.turns_left(), 0);
 }
@@ -189,16 +169,14 @@ async fn skills_are_added_to_an_agent_as_zips_and_hostile_ones_change_nothing() 
     assert_eq!(now["version"], 2);
 
     // A session from the agent has its skill; removing it is a version.
-    let s = paddock
-        .create_session(
-            &Caller::local_operator(),
-            NewSession {
-                template: Some(id.parse().unwrap()),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    let s = common::create(
+        &paddock,
+        NewSession {
+            template: Some(id.parse().unwrap()),
+            ..Default::default()
+        },
+    )
+    .await;
     assert_eq!(s.skills, ["pdf-fill"]);
     let res = client
         .delete(served.url(&format!("/api/templates/{id}/skills/pdf-fill")))
