@@ -368,6 +368,9 @@ pub const MCP_SERVERS_MAX: usize = 8;
 const MCP_NAME_MAX_CHARS: usize = 32;
 const MCP_ARG_MAX_BYTES: usize = 4096;
 const MCP_ARGS_MAX: usize = 64;
+/// Bytes of one server's command, arguments and variables together: they
+/// travel on a command line.
+const MCP_SERVER_MAX_BYTES: usize = 64 * 1024;
 
 impl McpServer {
     pub fn validate(self) -> Result<Self, AppError> {
@@ -403,6 +406,19 @@ impl McpServer {
             .into_iter()
             .map(EnvVar::validate)
             .collect::<Result<Vec<_>, _>>()?;
+        let size = command.len()
+            + self.args.iter().map(String::len).sum::<usize>()
+            + env
+                .iter()
+                .map(|v| v.name.len() + v.value.len())
+                .sum::<usize>();
+        if size > MCP_SERVER_MAX_BYTES {
+            return Err(AppError::Invalid(format!(
+                "The MCP server {name}'s command, arguments and variables are at most {} KiB \
+                 together.",
+                MCP_SERVER_MAX_BYTES / 1024
+            )));
+        }
         Ok(Self {
             name,
             command,

@@ -32,6 +32,22 @@ pub struct ChangeReview {
     busy: Mutex<HashMap<SessionId, Arc<tokio::sync::Mutex<()>>>>,
 }
 
+/// Lets a paused sandbox run again when dropped, whatever ended the work.
+struct Paused {
+    sandbox: Arc<dyn Sandbox>,
+    session: SessionId,
+    armed: bool,
+}
+
+impl Drop for Paused {
+    fn drop(&mut self) {
+        if self.armed {
+            let (sandbox, session) = (self.sandbox.clone(), self.session);
+            tokio::spawn(async move { sandbox.resume(session).await });
+        }
+    }
+}
+
 /// A git failure as the person who asked reads it; the details are logged.
 fn refused(s: &Session, journal: &Journal, e: GitError) -> AppError {
     let message = journal.mask(s.id, &e.to_string()).into_owned();
@@ -94,23 +110,41 @@ impl ChangeReview {
         &self,
         s: &Session,
         reads_work_tree: bool,
-        work: impl std::future::Future<Output = T>,
-    ) -> T {
+        work: impl std::future::Future<Output = Result<T, AppError>>,
+    ) -> Result<T, AppError> {
         let turn = lock(&self.busy).entry(s.id).or_default().clone();
         let _turn = turn.lock().await;
-        let paused = reads_work_tree
-            && match self.sandbox.pause(s.id).await {
-                Ok(paused) => paused,
-                Err(e) => {
-                    tracing::warn!(session = %s.id, "cannot pause the sandbox for git: {e}");
-                    false
-                }
-            };
+        if !reads_work_tree {
+            return work.await;
+        }
+        // Armed before the pause is asked for: a request dropped at any
+        // point still lets the sandbox run again.
+        let mut paused = Paused {
+            sandbox: self.sandbox.clone(),
+            session: s.id,
+            armed: true,
+        };
+        match self.sandbox.pause(s.id).await {
+            Ok(true) => {}
+            Ok(false) => paused.armed = false,
+            Err(e) => {
+                tracing::warn!(session = %s.id, "cannot pause the sandbox for git: {e}");
+                return Err(AppError::Unavailable(
+                    "The sandbox could not be paused to read its files safely: try again.".into(),
+                ));
+            }
+        }
         let done = work.await;
-        if paused {
+        if paused.armed {
+            paused.armed = false;
             self.sandbox.resume(s.id).await;
         }
         done
+    }
+
+    /// Forgets a session being deleted.
+    pub fn forget(&self, session: SessionId) {
+        lock(&self.busy).remove(&session);
     }
 
     fn repo(&self, s: &Session) -> HostRepo {
@@ -243,13 +277,12 @@ impl ChangeReview {
         let email = format!("{}@paddock.invalid", caller.login);
         let repo = self.repo(s);
         let commit = self
-            .exclusive(
-                s,
-                true,
-                repo.commit_all(message, &caller.display_name, &email, self.timeout),
-            )
-            .await
-            .map_err(|e| refused(s, &self.journal, e))?
+            .exclusive(s, true, async {
+                repo.commit_all(message, &caller.display_name, &email, self.timeout)
+                    .await
+                    .map_err(|e| refused(s, &self.journal, e))
+            })
+            .await?
             .ok_or_else(|| AppError::Conflict("Nothing changed since the last commit.".into()))?;
         let subject = message.lines().next().unwrap_or_default();
         let short = &commit[..commit.len().min(12)];

@@ -453,6 +453,7 @@ impl HostRepo {
         commit: &str,
         limit: Duration,
     ) -> Result<(Vec<(Status, String)>, Vec<String>), GitError> {
+        self.check_readable()?;
         let mut diff = self.git(None);
         diff.args([
             "diff",
@@ -542,21 +543,34 @@ impl HostRepo {
         if changed.is_empty() && untracked.is_empty() {
             return Ok(None);
         }
-        let list: Vec<u8> = changed
+        // What is a file or a link (not behind a link) is added; what is
+        // gone, or is now something git cannot keep, is removed.
+        let (add, remove): (Vec<String>, Vec<String>) = changed
             .into_iter()
             .map(|(_, p)| p)
             .chain(untracked)
-            .flat_map(|p| p.into_bytes().into_iter().chain([0]))
-            .collect();
-        let list_file = self.git_dir.join("PADDOCK_PATHS");
-        std::fs::write(&list_file, list).map_err(GitError::Spawn)?;
-        let mut stage = self.git(None);
-        stage
-            .args(["update-index", "--add", "--remove", "-z", "--stdin"])
-            .stdin(std::fs::File::open(&list_file).map_err(GitError::Spawn)?);
-        let staged = run("add", stage, limit, None).await;
-        let _ = std::fs::remove_file(&list_file);
-        staged?;
+            .partition(|p| self.keepable(p));
+        // Removals first; an addition may replace a folder by a file.
+        for (paths, how) in [(remove, "--force-remove"), (add, "--add --replace")] {
+            if paths.is_empty() {
+                continue;
+            }
+            let list: Vec<u8> = paths
+                .into_iter()
+                .flat_map(|p| p.into_bytes().into_iter().chain([0]))
+                .collect();
+            let list_file = self.git_dir.join("PADDOCK_PATHS");
+            std::fs::write(&list_file, list).map_err(GitError::Spawn)?;
+            let mut stage = self.git(None);
+            stage
+                .arg("update-index")
+                .args(how.split(' '))
+                .args(["-z", "--stdin"])
+                .stdin(std::fs::File::open(&list_file).map_err(GitError::Spawn)?);
+            let staged = run("add", stage, limit, None).await;
+            let _ = std::fs::remove_file(&list_file);
+            staged?;
+        }
         let message_file = self.git_dir.join("PADDOCK_COMMIT_MSG");
         std::fs::write(&message_file, message).map_err(GitError::Spawn)?;
         let mut commit = self.git(None);
@@ -571,6 +585,65 @@ impl HostRepo {
         let _ = std::fs::remove_file(&message_file);
         done?;
         self.resolve("HEAD").await.map(Some)
+    }
+
+    /// Whether the work tree's `path` is a regular file or a link that no
+    /// link leads to (what a commit can hold).
+    fn keepable(&self, path: &str) -> bool {
+        let mut at = self.work_tree.clone();
+        let parts: Vec<&str> = path.split('/').collect();
+        for (i, part) in parts.iter().enumerate() {
+            at.push(part);
+            let Ok(meta) = at.symlink_metadata() else {
+                return false;
+            };
+            let last = i + 1 == parts.len();
+            let kind = meta.file_type();
+            if !last && !kind.is_dir() {
+                return false;
+            }
+            if last {
+                return kind.is_file() || kind.is_symlink();
+            }
+        }
+        false
+    }
+
+    /// Refuses a work tree where git would block: a `.gitignore` or
+    /// `.gitattributes` that is not a regular file (a pipe nobody writes
+    /// to would hold git, and the paused sandbox, until the time limit).
+    pub fn check_readable(&self) -> Result<(), GitError> {
+        let mut stack = vec![self.work_tree.clone()];
+        while let Some(dir) = stack.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let Ok(kind) = entry.file_type() else {
+                    continue;
+                };
+                let name = entry.file_name();
+                if kind.is_dir() && name != ".git" {
+                    stack.push(entry.path());
+                } else if (name == ".gitignore" || name == ".gitattributes")
+                    && !kind.is_file()
+                    && !kind.is_symlink()
+                {
+                    return Err(GitError::Failed {
+                        step: "status",
+                        message: format!(
+                            "{} is not a regular file: remove it (the agent can) and look again",
+                            entry
+                                .path()
+                                .strip_prefix(&self.work_tree)
+                                .unwrap_or(&entry.path())
+                                .display()
+                        ),
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Pushes the working branch to `origin` under the same name.

@@ -419,6 +419,7 @@ impl Backend for Paddock {
         })?;
         self.runner.engine(session.engine)?.forget(id).await?;
         self.setup.forget(id).await?;
+        self.changes.forget(id);
         self.journal.delete(id).await?;
         tracing::info!(session = %id, by = %caller.login, "session deleted");
         Ok(())

@@ -59,14 +59,16 @@ pub async fn save_template(
                 description: description.unwrap_or_default(),
                 session: settings.parse()?,
             };
-            // Skills are kept apart from the form (see save_skill).
+            // Skills are kept apart from the form (see save_skill), and so
+            // are MCP servers' variables (the form lists the commands).
             if let Some(id) = id {
-                draft.session.skills = backend
-                    .get_template(&caller, id)
-                    .await?
-                    .draft
-                    .session
-                    .skills;
+                let current = backend.get_template(&caller, id).await?.draft.session;
+                draft.session.skills = current.skills;
+                for server in &mut draft.session.mcp_servers {
+                    if let Some(same) = current.mcp_servers.iter().find(|m| m.name == server.name) {
+                        server.env = same.env.clone();
+                    }
+                }
             }
             backend.save_template(&caller, id, draft).await
         }

@@ -216,15 +216,35 @@ impl DockerSandbox {
             user: Some(sandbox_user()),
             ..Default::default()
         };
-        let exec = self
-            .docker
-            .create_exec(&Self::container_name(session), options)
-            .await
-            .map_err(|e| match status_of(&e) {
-                Some(404) => SandboxError::Missing(session),
-                Some(409) => SandboxError::Failed(format!("the sandbox is not running: {e}")),
-                _ => failed(e),
-            })?;
+        // A sandbox paused for a moment (the server's git reading its
+        // files) takes the command once it runs again.
+        let mut waited = Duration::ZERO;
+        let exec = loop {
+            match self
+                .docker
+                .create_exec(&Self::container_name(session), options.clone())
+                .await
+            {
+                Ok(exec) => break exec,
+                Err(e)
+                    if status_of(&e) == Some(409)
+                        && waited < PAUSE_PATIENCE
+                        && self.is_paused(session).await =>
+                {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    waited += Duration::from_millis(100);
+                }
+                Err(e) => {
+                    return Err(match status_of(&e) {
+                        Some(404) => SandboxError::Missing(session),
+                        Some(409) => {
+                            SandboxError::Failed(format!("the sandbox is not running: {e}"))
+                        }
+                        _ => failed(e),
+                    })
+                }
+            }
+        };
         match self
             .docker
             .start_exec(&exec.id, None)
@@ -234,6 +254,21 @@ impl DockerSandbox {
             StartExecResults::Attached { output, input } => Ok((exec.id, output, input)),
             StartExecResults::Detached => Err(SandboxError::Failed("exec did not attach".into())),
         }
+    }
+}
+
+/// How long a command waits for a paused sandbox to run again.
+const PAUSE_PATIENCE: Duration = Duration::from_secs(120);
+
+impl DockerSandbox {
+    async fn is_paused(&self, session: SessionId) -> bool {
+        self.docker
+            .inspect_container(&Self::container_name(session), None)
+            .await
+            .ok()
+            .and_then(|c| c.state)
+            .and_then(|s| s.paused)
+            .unwrap_or(false)
     }
 }
 
@@ -335,7 +370,14 @@ impl Sandbox for DockerSandbox {
             .map_err(|e| SandboxError::Failed(format!("cannot create the workspace: {e}")))?;
         let name = Self::container_name(session);
         let running = match self.docker.inspect_container(&name, None).await {
-            Ok(info) => info.state.and_then(|s| s.running).unwrap_or(false),
+            Ok(info) => {
+                let state = info.state.unwrap_or_default();
+                // Left paused by the server (host-side git) when it stopped.
+                if state.paused == Some(true) {
+                    self.resume(session).await;
+                }
+                state.running.unwrap_or(false)
+            }
             Err(e) if status_of(&e) == Some(404) => {
                 let options = CreateContainerOptionsBuilder::new().name(&name).build();
                 match self

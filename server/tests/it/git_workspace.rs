@@ -6,8 +6,8 @@
 //! reach. Then the ways a source goes wrong, each a clear error at its
 //! step that leaves the session usable.
 
-use crate::common::git_server::{git, GitServer};
 use crate::common;
+use crate::common::git_server::{git, GitServer};
 use app::accounts::{Caller, CredentialId, CredentialKind, CredentialScope};
 use app::api::Backend;
 use app::changes::ChangeKind;
@@ -53,16 +53,18 @@ fn workspace_events(events: &[app::domain::Event]) -> Vec<String> {
 
 /// Runs a command in the session's container as root (to read all of it).
 fn in_container(s: &Session, script: &str) -> String {
+    as_user(s, "0", script)
+}
+
+/// Runs a command in the session's container as its agent would.
+fn as_agent(s: &Session, script: &str) -> String {
+    as_user(s, "10001", script)
+}
+
+fn as_user(s: &Session, user: &str, script: &str) -> String {
+    let container = format!("paddock-{}", s.id);
     let out = std::process::Command::new("docker")
-        .args([
-            "exec",
-            "-u",
-            "0",
-            &format!("paddock-{}", s.id),
-            "sh",
-            "-c",
-            script,
-        ])
+        .args(["exec", "-u", user, &container, "sh", "-c", script])
         .output()
         .unwrap();
     String::from_utf8_lossy(&out.stdout).into_owned()
@@ -248,6 +250,34 @@ async fn a_repository_is_cloned_edited_committed_and_pushed_without_its_token_in
         said.iter().any(|m| m.contains("committed")) && said.iter().any(|m| m.contains("pushed")),
         "{said:?}"
     );
+
+    // An odd tree: a tracked folder turned into a link leaving the
+    // workspace is committed as a link (nothing is read through it), and a
+    // pipe named .gitignore is refused at once, the sandbox running again.
+    as_agent(&s, "cd /workspace && rm -rf src && ln -s /etc src");
+    let linked = paddock
+        .commit_changes(&operator, s.id, "Link".into())
+        .await
+        .unwrap();
+    let tree = git(
+        &home.path().join("git").join(s.id.to_string()),
+        &["ls-tree", "-r", &linked.commit],
+    );
+    assert!(
+        tree.contains("120000") && tree.contains("\tsrc\n"),
+        "{tree}"
+    );
+    assert!(
+        !tree.contains("lib.rs") && !tree.contains("passwd"),
+        "{tree}"
+    );
+    as_agent(&s, "cd /workspace && mkdir -p d && mkfifo d/.gitignore");
+    let refused = paddock.changes(&operator, s.id).await;
+    assert!(
+        matches!(&refused, Err(AppError::Invalid(m)) if m.contains("d/.gitignore")),
+        "{refused:?}"
+    );
+    assert_eq!(in_container(&s, "echo running").trim(), "running");
 
     // Deleting the session removes the server's repository too.
     paddock.delete_session(&operator, s.id).await.unwrap();

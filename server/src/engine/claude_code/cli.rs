@@ -156,13 +156,14 @@ fn args(
     if !allowed.is_empty() {
         args.extend(["--allowedTools".to_owned(), allowed.join(",")]);
     }
-    if !s.mcp_servers.is_empty() {
-        // The session's servers, and no others (a repository's .mcp.json
-        // is not the session's choice).
+    // The session's MCP servers and no others (a repository's .mcp.json is
+    // not the session's choice); none in a read-only session, as in
+    // Paddock's loop.
+    args.push("--strict-mcp-config".to_owned());
+    if !s.mcp_servers.is_empty() && s.permission_mode != PermissionMode::ReadOnly {
         args.extend([
             "--mcp-config".to_owned(),
             mcp_config(&s.mcp_servers).to_string(),
-            "--strict-mcp-config".to_owned(),
         ]);
     }
     if let Some(id) = &state.claude_session_id {

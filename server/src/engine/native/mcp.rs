@@ -12,12 +12,22 @@ use crate::sandbox::{shell_quote, OutputStream, ProcessControl, Sandbox, SpawnRe
 use crate::tools::ToolOutput;
 use app::domain::{McpServer, SessionId};
 use futures_util::StreamExt;
-use rmcp::model::{CallToolRequestParams, ContentBlock};
+use rmcp::model::{CallToolRequestParams, ContentBlock, PaginatedRequestParams};
 use rmcp::service::{RoleClient, RunningService, ServiceExt};
+use rmcp::transport::async_rw::AsyncRwTransport;
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 /// How long a server has to answer `initialize` and list its tools.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest message a server may send (rmcp's own default is 16 MiB).
+const LINE_MAX_BYTES: usize = 1024 * 1024;
+/// Tools one server may offer, pages of its list read, and the size of a
+/// tool's description and input schema: what every model call carries.
+const TOOLS_MAX: usize = 128;
+const PAGES_MAX: usize = 16;
+const DESCRIPTION_MAX_CHARS: usize = 4096;
+const SCHEMA_MAX_BYTES: usize = 64 * 1024;
 
 /// The prefix of every MCP tool's name.
 pub const PREFIX: &str = "mcp__";
@@ -60,6 +70,30 @@ fn model_name(server: &str, tool: &str) -> String {
         .collect()
 }
 
+/// A server's tools, page by page, within [`TOOLS_MAX`] and [`PAGES_MAX`].
+async fn list_tools(
+    client: &RunningService<RoleClient, ()>,
+) -> Result<Vec<rmcp::model::Tool>, String> {
+    let mut tools = Vec::new();
+    let mut cursor = None;
+    for _ in 0..PAGES_MAX {
+        let page = client
+            .list_tools(Some(PaginatedRequestParams::default().with_cursor(cursor)))
+            .await
+            .map_err(|e| e.to_string())?;
+        tools.extend(page.tools);
+        if tools.len() >= TOOLS_MAX {
+            tools.truncate(TOOLS_MAX);
+            break;
+        }
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    Ok(tools)
+}
+
 /// A tool call's content as text for the model.
 fn text_of(content: &[ContentBlock]) -> String {
     content
@@ -82,12 +116,21 @@ impl McpTools {
         servers: &[McpServer],
         env: &[(String, String)],
         run_limit: Duration,
+        cancel: &CancellationToken,
     ) -> (Self, Vec<String>) {
         let mut tools = McpTools::default();
         let mut failed = Vec::new();
         for server in servers {
-            match tools.start_one(sandbox, session, server, env, run_limit).await {
-                Ok(()) => {}
+            if cancel.is_cancelled() {
+                break;
+            }
+            match tools
+                .start_one(sandbox, session, server, env, run_limit, cancel)
+                .await
+            {
+                Ok(left_out) => failed.extend(left_out.into_iter().map(|why| {
+                    format!("A tool of the MCP server {} is not offered: {why}.", server.name)
+                })),
                 Err(why) => failed.push(format!(
                     "The MCP server {} did not start: {why}. Its tools are not offered in this run.",
                     server.name
@@ -104,7 +147,8 @@ impl McpTools {
         server: &McpServer,
         env: &[(String, String)],
         run_limit: Duration,
-    ) -> Result<(), String> {
+        cancel: &CancellationToken,
+    ) -> Result<Vec<String>, String> {
         let command = std::iter::once(&server.command)
             .chain(&server.args)
             .map(|a| shell_quote(a))
@@ -132,12 +176,20 @@ impl McpTools {
             }
         });
         let reader = tokio_util::io::StreamReader::new(Box::pin(stdout));
-        let started = tokio::time::timeout(START_TIMEOUT, async {
-            let client = ().serve((reader, process.stdin)).await.map_err(|e| e.to_string())?;
-            let listed = client.list_all_tools().await.map_err(|e| e.to_string())?;
+        let transport = AsyncRwTransport::new_client(reader, process.stdin)
+            .with_max_line_length(LINE_MAX_BYTES);
+        let handshake = tokio::time::timeout(START_TIMEOUT, async {
+            let client = ().serve(transport).await.map_err(|e| e.to_string())?;
+            let listed = list_tools(&client).await?;
             Ok::<_, String>((client, listed))
-        })
-        .await;
+        });
+        let started = tokio::select! {
+            started = handshake => started,
+            () = cancel.cancelled() => {
+                process.control.kill().await;
+                return Err("the run was stopped".into());
+            }
+        };
         let (client, listed) = match started {
             Ok(Ok(done)) => done,
             Ok(Err(e)) => {
@@ -153,15 +205,36 @@ impl McpTools {
             }
         };
         let index = self.servers.len();
+        let mut left_out = Vec::new();
         for tool in listed {
             let model_name = model_name(&server.name, &tool.name);
+            if self.tools.iter().any(|t| t.model_name == model_name) {
+                left_out.push(format!("{} (its name is taken)", tool.name));
+                continue;
+            }
+            let schema = serde_json::Value::Object((*tool.input_schema).clone());
+            // What the Messages API takes: an object schema, nothing at the
+            // top that combines schemas, of a size a request can carry.
+            let usable = schema.get("type").is_some_and(|t| t == "object")
+                && ["oneOf", "anyOf", "allOf"]
+                    .iter()
+                    .all(|k| schema.get(*k).is_none())
+                && schema.to_string().len() <= SCHEMA_MAX_BYTES;
+            if !usable {
+                left_out.push(format!(
+                    "{} (its input schema cannot be offered)",
+                    tool.name
+                ));
+                continue;
+            }
+            let description = tool
+                .description
+                .map(|d| d.chars().take(DESCRIPTION_MAX_CHARS).collect())
+                .unwrap_or_else(|| format!("{} of the MCP server {}", tool.name, server.name));
             self.definitions.push(ToolDef {
                 name: model_name.clone(),
-                description: tool
-                    .description
-                    .map(|d| d.into_owned())
-                    .unwrap_or_else(|| format!("{} of the MCP server {}", tool.name, server.name)),
-                input_schema: serde_json::Value::Object((*tool.input_schema).clone()),
+                description,
+                input_schema: schema,
             });
             self.tools.push(Tool {
                 model_name,
@@ -173,7 +246,7 @@ impl McpTools {
             client,
             control: process.control,
         });
-        Ok(())
+        Ok(left_out)
     }
 
     /// Whether the model's tool `name` is one of these.
@@ -206,11 +279,12 @@ impl McpTools {
         }
     }
 
-    /// Ends every server of the run.
+    /// Ends every server of the run: killed first, so that closing the
+    /// client never waits on a server that stopped reading.
     pub async fn stop(self) {
         for server in self.servers {
-            let _ = server.client.cancel().await;
             server.control.kill().await;
+            let _ = tokio::time::timeout(Duration::from_secs(2), server.client.cancel()).await;
         }
     }
 }

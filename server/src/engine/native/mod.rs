@@ -63,16 +63,32 @@ impl AgentEngine for NativeEngine {
             McpTools::default()
         } else {
             let run_limit = limits.tool_timeout.saturating_mul(limits.max_turns.max(1));
-            let (mcp, failed) =
-                McpTools::start(self.sandbox.as_ref(), s.id, &s.mcp_servers, &env, run_limit).await;
+            let (mcp, failed) = McpTools::start(
+                self.sandbox.as_ref(),
+                s.id,
+                &s.mcp_servers,
+                &env,
+                run_limit,
+                cancel,
+            )
+            .await;
             for message in failed {
-                self.journal
+                if let Err(e) = self
+                    .journal
                     .record(s.id, EventKind::Error { message })
-                    .await?;
+                    .await
+                {
+                    mcp.stop().await;
+                    return Err(e.into());
+                }
             }
             mcp
         };
-        let result = self.converse(&s, limits, &env, &mcp, cancel).await;
+        let result = if cancel.is_cancelled() {
+            Err(RunError::Stopped)
+        } else {
+            self.converse(&s, limits, &env, &mcp, cancel).await
+        };
         mcp.stop().await;
         result
     }
