@@ -291,11 +291,27 @@ fn sign_in_redirect(uri: &Uri) -> Response {
     axum::response::Redirect::to(&format!("/signin?{query}")).into_response()
 }
 
+/// Whether a path has a `.` or `..` segment, also percent-encoded: no
+/// route or page of Paddock's has one (the dashboard's router would not
+/// know what to render), and none may climb out of another.
+fn has_dot_segment(path: &str) -> bool {
+    path.split('/').any(|segment| {
+        let decoded = segment.to_ascii_lowercase().replace("%2e", ".");
+        decoded == "." || decoded == ".."
+    })
+}
+
 /// The middleware: refuses what [`RequestGuard::admits`] refuses, then
 /// identifies the caller and refuses an anonymous one wherever sign-in is
 /// needed.
 pub async fn check(State(door): State<Arc<Door>>, mut req: Request, next: Next) -> Response {
     let path = req.uri().path().to_owned();
+    if has_dot_segment(&path) {
+        return refuse(
+            &path,
+            AppError::Invalid("A path with . or .. segments names nothing here.".into()),
+        );
+    }
     let provenance = match door.guard.admits(req.method(), req.headers(), req.uri()) {
         Ok(p) => p,
         Err(refusal) => {
@@ -347,6 +363,31 @@ pub async fn check(State(door): State<Arc<Door>>, mut req: Request, next: Next) 
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn dot_segments_are_found_also_encoded() {
+        for path in [
+            "/..",
+            "/a/../..",
+            "/%2e%2e",
+            "/sessions/%2E",
+            "/./x",
+            "/a/%2e%2E/b",
+        ] {
+            assert!(has_dot_segment(path), "{path}");
+        }
+        for path in [
+            "/",
+            "/sessions/1",
+            "/a/.b",
+            "/a/..b",
+            "/files/x.tar.gz",
+            "/%2e%2ex",
+        ] {
+            assert!(!has_dot_segment(path), "{path}");
+        }
+    }
+
     use super::*;
     use clap::Parser;
 
