@@ -111,6 +111,15 @@ test.describe('an agent on a repository', () => {
       await expect(page.getByTestId('changes-branch')).toContainText('paddock/');
       await snapshot(page, 'changes-view');
 
+      // Committed by the person, on the session's branch of the server's repository.
+      await page.getByLabel('Commit every change to the branch').fill('Say new things');
+      await page.getByTestId('commit').click();
+      await expect(page.getByTestId('changes-head')).toBeVisible();
+      const id = page.url().split('/').pop()!.split('?')[0];
+      const log = git(join(paddock.dataDir, 'git', id), 'log', '--format=%an %s', '-1');
+      const name = (await page.getByTestId('account-name').innerText()).split('\n')[0].replace(/admin$/, '').trim();
+      expect(log.trim()).toBe(`${name} Say new things`);
+
       await page.getByTestId('tab-files').click();
       const download = page.waitForEvent('download');
       await page.getByTestId('download-archive').click();

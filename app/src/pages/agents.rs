@@ -2,7 +2,7 @@
 //! an import; and one agent's page, to edit it (each save a new version),
 //! duplicate, export, delete, see its versions and start a session from it.
 
-use super::form::{PageTitle, INPUT, PANEL, PRIMARY, SECONDARY};
+use super::form::{submitted, PageTitle, INPUT, PANEL, PRIMARY, SECONDARY};
 use super::settings_form::{settings_of, SettingsFields};
 use super::{format_time, ErrorNote, Missing};
 use crate::agents::{AgentTemplate, TemplateDraft, DESCRIPTION_MAX_CHARS};
@@ -267,13 +267,10 @@ fn Skills(
     let submit = {
         let id = id.clone();
         move |ev: leptos::ev::SubmitEvent| {
-            ev.prevent_default();
-            let Ok(data) = leptos::web_sys::FormData::new_with_form(&event_target(&ev)) else {
-                return;
-            };
+            let Some(field) = submitted(&ev) else { return };
             save.dispatch(SaveSkill {
                 id: id.clone(),
-                markdown: data.get("markdown").as_string().unwrap_or_default(),
+                markdown: field("markdown").unwrap_or_default(),
             });
         }
     };

@@ -4,7 +4,7 @@
 //! commit of everything to its working branch, a push of that branch, and
 //! a link to open a pull request for it.
 
-use super::super::form::{INPUT, PANEL, PRIMARY, SECONDARY};
+use super::super::form::{submitted, INPUT, PANEL, PRIMARY, SECONDARY};
 use super::super::ErrorNote;
 use crate::accounts::Access;
 use crate::api::changes::{change_diff, list_changes, CommitChanges, PushChanges};
@@ -76,13 +76,10 @@ fn Summary(
 ) -> impl IntoView {
     let committed = changes.head_commit != changes.base_commit;
     let on_commit = move |ev: leptos::ev::SubmitEvent| {
-        ev.prevent_default();
-        let Ok(data) = leptos::web_sys::FormData::new_with_form(&event_target(&ev)) else {
-            return;
-        };
+        let Some(field) = submitted(&ev) else { return };
         commit.dispatch(CommitChanges {
             id: id.to_string(),
-            message: data.get("message").as_string().unwrap_or_default(),
+            message: field("message").unwrap_or_default(),
         });
     };
     let on_push = move |ev: leptos::ev::SubmitEvent| {
