@@ -469,6 +469,11 @@ impl Sandbox for DockerSandbox {
                                 pgid = std::str::from_utf8(line).ok().and_then(|s| s.trim().parse().ok());
                                 pid_line = None;
                                 bytes = bytes.slice(i + 1..);
+                                // A Stop (or the backstop) that came before
+                                // the group was known kills it now.
+                                if cancelled || backstop_fired {
+                                    self.kill_group(session, pgid).await;
+                                }
                             }
                             None => {
                                 line.extend_from_slice(&bytes);

@@ -127,6 +127,34 @@ async fn docker_cancel_kills_the_command_promptly() {
 }
 
 #[tokio::test]
+async fn docker_cancel_before_the_command_is_known_still_kills_it() {
+    // A Stop right after a tool starts: cancelled before the wrapper has
+    // said which process group to kill (it was left running, seen in CI).
+    let d = docker(Limits::default()).await;
+    let cancel = CancellationToken::new();
+    cancel.cancel();
+    let started = std::time::Instant::now();
+    let outcome = d
+        .sandbox
+        .exec(
+            d.session,
+            &ExecRequest::new("sleep 600"),
+            &cancel,
+            &mut |_, _| {},
+        )
+        .await
+        .unwrap();
+    assert!(outcome.cancelled, "{outcome:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "{:?}",
+        started.elapsed()
+    );
+    let sleeps = d.run("pgrep -a -x sleep", 10).await;
+    assert_eq!(sleeps.output.lines().count(), 1, "{}", sleeps.output);
+}
+
+#[tokio::test]
 async fn docker_exec_streams_output_and_exit_codes() {
     let d = docker(Limits::default()).await;
     let mut chunks = Vec::new();
