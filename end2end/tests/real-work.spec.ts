@@ -94,6 +94,9 @@ test.describe('an agent on a repository', () => {
       await expect(skills.getByTestId('skill-name')).toHaveText('readme-style');
 
       await page.getByTestId('start-from-agent').click();
+      // The agent is chosen once the form has loaded the list.
+      await expect(page.getByLabel('Agent')).toHaveValue(/[0-9a-f-]{36}/);
+      await expect(page.getByTestId('session-settings')).toBeHidden();
       await page.getByRole('button', { name: 'Create session' }).click();
       await expect(page.getByTestId('session-title')).toHaveText('README editor');
       await expect(page.getByTestId('connection')).toHaveAttribute('data-state', 'live');
