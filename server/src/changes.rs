@@ -167,16 +167,16 @@ impl ChangeReview {
         let repo = self.repo(s);
         let fail = |e| refused(s, &self.journal, e);
         let head = repo.resolve("HEAD").await.map_err(fail)?;
-        let (since_base, untracked) = repo.changes_since(base, self.timeout).await.map_err(fail)?;
+        let untracked = repo.untracked(self.timeout).await.map_err(fail)?;
+        let since_base = repo.changed_since(base, self.timeout).await.map_err(fail)?;
         let uncommitted = !untracked.is_empty()
             || if head == base {
                 !since_base.is_empty()
             } else {
                 !repo
-                    .changes_since(&head, self.timeout)
+                    .changed_since(&head, self.timeout)
                     .await
                     .map_err(fail)?
-                    .0
                     .is_empty()
             };
         let mut files: Vec<ChangedFile> = since_base

@@ -442,18 +442,17 @@ fn name_status(out: &[u8]) -> Vec<(Status, String)> {
 }
 
 impl HostRepo {
-    /// The work tree's files that differ from `commit` (as its index knows
-    /// them), and the files no commit has (less what `.gitignore` and our
-    /// exclude file leave out). Nested repositories are left alone: git
-    /// would look inside one with a `git status` of its own, which reads
-    /// the configuration the agent wrote there (a filter's command would
-    /// run on the host); and nothing is staged, so no file is read twice.
-    pub async fn changes_since(
+    // What changed is listed, never staged with `git add`: a nested
+    // repository would make git look inside with a `git status` of its
+    // own, which reads the configuration the agent wrote there (a filter's
+    // command would run on the host). Nested repositories are left alone.
+
+    /// The tracked files of the work tree that differ from `commit`.
+    pub async fn changed_since(
         &self,
         commit: &str,
         limit: Duration,
-    ) -> Result<(Vec<(Status, String)>, Vec<String>), GitError> {
-        self.check_readable()?;
+    ) -> Result<Vec<(Status, String)>, GitError> {
         let mut diff = self.git(None);
         diff.args([
             "diff",
@@ -464,19 +463,26 @@ impl HostRepo {
             commit,
             "--",
         ]);
-        let changed = name_status(&run("status", diff, limit, None).await?);
+        Ok(name_status(&run("status", diff, limit, None).await?))
+    }
+
+    /// The files no commit has, less what `.gitignore` and our exclude file
+    /// leave out, once the work tree is known not to block git.
+    pub async fn untracked(&self, limit: Duration) -> Result<Vec<String>, GitError> {
+        let repo = Clone::clone(self);
+        tokio::task::spawn_blocking(move || repo.check_readable())
+            .await
+            .map_err(|e| GitError::Spawn(std::io::Error::other(e)))??;
         let mut others = self.git(None);
         // A nested repository is listed as its folder (`sub/`), never entered.
         others.args(["ls-files", "-z", "--others", "--exclude-standard"]);
-        let untracked = run("status", others, limit, None)
+        Ok(run("status", others, limit, None)
             .await?
             .split(|b| *b == 0)
             .filter(|p| !p.is_empty())
             .map(|p| String::from_utf8_lossy(p).into_owned())
-            // A folder of its own: a nested repository (see above).
             .filter(|p| !p.ends_with('/'))
-            .collect();
-        Ok((changed, untracked))
+            .collect())
     }
 
     /// A commit's id (`HEAD`: the working branch's newest).
@@ -539,7 +545,8 @@ impl HostRepo {
         // A git killed at its time limit leaves its lock; only this
         // session's one change at a time runs here (see changes.rs).
         let _ = std::fs::remove_file(self.git_dir.join("index.lock"));
-        let (changed, untracked) = self.changes_since("HEAD", limit).await?;
+        let untracked = self.untracked(limit).await?;
+        let changed = self.changed_since("HEAD", limit).await?;
         if changed.is_empty() && untracked.is_empty() {
             return Ok(None);
         }
@@ -612,7 +619,7 @@ impl HostRepo {
     /// Refuses a work tree where git would block: a `.gitignore` or
     /// `.gitattributes` that is not a regular file (a pipe nobody writes
     /// to would hold git, and the paused sandbox, until the time limit).
-    pub fn check_readable(&self) -> Result<(), GitError> {
+    fn check_readable(&self) -> Result<(), GitError> {
         let mut stack = vec![self.work_tree.clone()];
         while let Some(dir) = stack.pop() {
             let Ok(entries) = std::fs::read_dir(&dir) else {
