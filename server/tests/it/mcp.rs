@@ -3,7 +3,8 @@
 //! running inside the session's sandbox: the native loop as an `rmcp`
 //! client over the server's stdin and stdout, each call asked for in a
 //! mode that asks; the Claude Code CLI through `--mcp-config`. Servers that
-//! exit, print garbage or are not there are errors the run goes on past.
+//! exit, print garbage, are not there or never answer are errors the run
+//! goes on past.
 
 use crate::common::{self, Home};
 use app::accounts::Caller;
@@ -49,6 +50,8 @@ async fn the_native_loop_calls_a_real_mcp_server_under_the_permission_mode() {
                 server("gone", "false", &[]),
                 server("noisy", "sh", &["-c", "echo this is not json-rpc"]),
                 server("missing", "no-such-mcp-server", &[]),
+                // Never answers initialize: given up after 30 s.
+                server("silent", "sleep", &["600"]),
             ],
             ..Default::default()
         },
@@ -71,6 +74,13 @@ async fn the_native_loop_calls_a_real_mcp_server_under_the_permission_mode() {
     let events = common::wait_idle(&paddock, s.id).await;
     assert_eq!(model.turns_left(), 0, "{events:#?}");
     let errors = common::errors(&events);
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("The MCP server silent did not start")
+                && e.contains("did not answer initialize within 30 s")),
+        "{errors:?}"
+    );
     for name in ["gone", "noisy", "missing"] {
         assert!(
             errors
