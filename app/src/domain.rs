@@ -741,6 +741,11 @@ impl NewSession {
                 SYSTEM_PROMPT_MAX_BYTES / 1024
             )));
         }
+        if system_prompt.contains('\0') {
+            return Err(AppError::Invalid(
+                "The system prompt cannot contain NUL characters.".into(),
+            ));
+        }
         if self.mounts.len() > MOUNTS_MAX {
             return Err(AppError::Invalid(format!(
                 "A session has at most {MOUNTS_MAX} read-only mounts."

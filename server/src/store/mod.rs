@@ -1,9 +1,10 @@
 //! The store: sessions, their event logs, the proxy's tokens and the
 //! [`accounts`] (users, tokens, shares, credentials, audit) and the agent
 //! [`templates`], behind the
-//! [`Store`] trait so that each database is one implementation with its own
-//! SQL and migrations (`migrations/<database>/`). SQLite ([`SqliteStore`])
-//! is the embedded default.
+//! [`Store`] trait. [`SqlStore`] implements it once for the databases
+//! Paddock runs on, each with its own migrations (`migrations/<database>/`):
+//! SQLite, the embedded default, and PostgreSQL, which several replicas
+//! share.
 //!
 //! What every implementation must keep (invariant 1, see the README): an
 //! event's `seq` is taken from its session's `last_seq` in the same
@@ -12,11 +13,11 @@
 //! transaction.
 
 pub mod accounts;
-mod sqlite;
+mod sql;
 pub mod templates;
 
 pub use accounts::Accounts;
-pub use sqlite::SqliteStore;
+pub use sql::{Database, SqlStore};
 pub use templates::Templates;
 
 use app::domain::UserId;
@@ -40,7 +41,10 @@ pub enum StoreError {
     },
     #[error("stored row is invalid: {0}")]
     Corrupt(String),
-    #[error("DATABASE_URL {0:?} names a database Paddock does not support: use sqlite://PATH")]
+    #[error(
+        "DATABASE_URL names a database Paddock does not support ({0:?}): use sqlite://PATH or \
+         postgres://USER:PASSWORD@HOST:PORT/DATABASE"
+    )]
     Unsupported(String),
 }
 
@@ -55,11 +59,7 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// Opens the database `url` names, creating and migrating it as needed.
 pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
-    if url.starts_with("sqlite:") {
-        Ok(Arc::new(SqliteStore::open(url).await?))
-    } else {
-        Err(StoreError::Unsupported(url.chars().take(40).collect()))
-    }
+    Ok(Arc::new(SqlStore::open(url).await?))
 }
 
 #[async_trait::async_trait]

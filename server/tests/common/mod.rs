@@ -8,6 +8,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod git_server;
+pub mod postgres;
 
 use app::domain::{Event, EventKind, NewSession, Session, SessionId, SessionStatus};
 use clap::Parser;
@@ -54,13 +55,15 @@ impl Home {
     /// Paddock's config over this home with `sandbox` (`docker` or
     /// `local`), plus `extra` flags.
     pub fn config(&self, sandbox: &str, extra: &[String]) -> Config {
-        let mut args = vec![
-            "paddock".to_owned(),
-            format!("--sandbox={sandbox}"),
-            format!(
+        let mut args = vec!["paddock".to_owned(), format!("--sandbox={sandbox}")];
+        // A SQLite file in the home, unless a test names another database.
+        if !extra.iter().any(|a| a.starts_with("--database-url=")) {
+            args.push(format!(
                 "--database-url=sqlite://{}/paddock.db",
                 self.path().display()
-            ),
+            ));
+        }
+        args.extend([
             format!("--workspace-root={}", self.workspaces().display()),
             format!("--claude-code-root={}", self.path().join("cc").display()),
             format!("--git-root={}", self.path().join("git").display()),
@@ -68,7 +71,7 @@ impl Home {
                 "--master-key-file={}",
                 self.path().join("master.key").display()
             ),
-        ];
+        ]);
         // Sign-in is off unless a test turns it on: most tests are about
         // something else, and the accounts tests say `--auth=on`.
         if !extra.iter().any(|a| a.starts_with("--auth=")) {

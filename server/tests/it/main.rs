@@ -24,6 +24,7 @@ mod recovery;
 mod sandbox;
 mod secrets;
 mod skills;
+mod store;
 mod templates;
 mod tools;
 mod workspace_files;

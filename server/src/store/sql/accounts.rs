@@ -1,6 +1,6 @@
-//! [`Accounts`] on SQLite.
+//! [`Accounts`] in SQL.
 
-use super::{timestamp, SqliteStore};
+use super::{timestamp, SqlStore, StoredTime};
 use crate::store::accounts::{
     Accounts, NewAuditEntry, SealedCredential, TokenRecord, UserChange, UserRecord,
     MASTER_KEY_CHECK,
@@ -20,9 +20,9 @@ struct UserRow {
     display_name: String,
     role: String,
     password_hash: String,
-    disabled: bool,
-    created_at: DateTime<Utc>,
-    last_sign_in_at: Option<DateTime<Utc>>,
+    disabled: i64,
+    created_at: StoredTime,
+    last_sign_in_at: Option<StoredTime>,
 }
 
 fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
@@ -38,9 +38,9 @@ impl TryFrom<UserRow> for UserRecord {
                 role: r.role.parse().map_err(|e| corrupt("user role", e))?,
                 login: r.login,
                 display_name: r.display_name,
-                disabled: r.disabled,
-                created_at: r.created_at,
-                last_sign_in_at: r.last_sign_in_at,
+                disabled: r.disabled != 0,
+                created_at: r.created_at.into(),
+                last_sign_in_at: r.last_sign_in_at.map(Into::into),
             },
             password_hash: r.password_hash,
         })
@@ -54,10 +54,10 @@ struct TokenRow {
     id: String,
     user_id: String,
     name: String,
-    created_at: DateTime<Utc>,
-    expires_at: Option<DateTime<Utc>>,
-    last_used_at: Option<DateTime<Utc>>,
-    revoked_at: Option<DateTime<Utc>>,
+    created_at: StoredTime,
+    expires_at: Option<StoredTime>,
+    last_used_at: Option<StoredTime>,
+    revoked_at: Option<StoredTime>,
 }
 
 impl TryFrom<TokenRow> for TokenRecord {
@@ -67,10 +67,10 @@ impl TryFrom<TokenRow> for TokenRecord {
             token: ApiToken {
                 id: r.id.parse().map_err(|e| corrupt("token id", e))?,
                 name: r.name,
-                created_at: r.created_at,
-                expires_at: r.expires_at,
-                last_used_at: r.last_used_at,
-                revoked_at: r.revoked_at,
+                created_at: r.created_at.into(),
+                expires_at: r.expires_at.map(Into::into),
+                last_used_at: r.last_used_at.map(Into::into),
+                revoked_at: r.revoked_at.map(Into::into),
             },
             user: r.user_id.parse().map_err(|e| corrupt("token user", e))?,
         })
@@ -85,7 +85,7 @@ struct CredentialRow {
     nonce: Vec<u8>,
     ciphertext: Vec<u8>,
     hint: String,
-    updated_at: DateTime<Utc>,
+    updated_at: StoredTime,
     updated_by: String,
 }
 
@@ -104,7 +104,7 @@ impl TryFrom<CredentialRow> for SealedCredential {
             nonce: r.nonce,
             ciphertext: r.ciphertext,
             hint: r.hint,
-            updated_at: r.updated_at,
+            updated_at: r.updated_at.into(),
             updated_by: r.updated_by,
         })
     }
@@ -113,7 +113,7 @@ impl TryFrom<CredentialRow> for SealedCredential {
 #[derive(sqlx::FromRow)]
 struct AuditRow {
     id: i64,
-    at: DateTime<Utc>,
+    at: StoredTime,
     actor: String,
     action: String,
     target: String,
@@ -126,7 +126,7 @@ fn optional_timestamp(at: Option<DateTime<Utc>>) -> Option<String> {
 }
 
 #[async_trait::async_trait]
-impl Accounts for SqliteStore {
+impl Accounts for SqlStore {
     async fn count_users(&self) -> Result<i64> {
         Ok(sqlx::query_scalar("SELECT COUNT(*) FROM users")
             .fetch_one(&self.pool)
@@ -142,7 +142,7 @@ impl Accounts for SqliteStore {
     ) -> Result<Option<User>> {
         let row: Option<UserRow> = sqlx::query_as(&format!(
             "INSERT INTO users (id, login, display_name, role, password_hash, created_at) \
-             VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (login) DO NOTHING RETURNING {USER_COLUMNS}"
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (login) DO NOTHING RETURNING {USER_COLUMNS}"
         ))
         .bind(uuid::Uuid::now_v7().to_string())
         .bind(login.as_str())
@@ -157,17 +157,18 @@ impl Accounts for SqliteStore {
     }
 
     async fn user_by_login(&self, login: &Login) -> Result<Option<UserRecord>> {
-        let row: Option<UserRow> =
-            sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users WHERE login = ?"))
-                .bind(login.as_str())
-                .fetch_optional(&self.pool)
-                .await?;
+        let row: Option<UserRow> = sqlx::query_as(&format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE login = $1"
+        ))
+        .bind(login.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
         row.map(UserRecord::try_from).transpose()
     }
 
     async fn user_by_id(&self, id: UserId) -> Result<Option<UserRecord>> {
         let row: Option<UserRow> =
-            sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?"))
+            sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"))
                 .bind(id.to_string())
                 .fetch_optional(&self.pool)
                 .await?;
@@ -186,13 +187,13 @@ impl Accounts for SqliteStore {
 
     async fn change_user(&self, id: UserId, change: &UserChange) -> Result<Option<User>> {
         let row: Option<UserRow> = sqlx::query_as(&format!(
-            "UPDATE users SET display_name = COALESCE(?, display_name), role = COALESCE(?, role), \
-             disabled = COALESCE(?, disabled), password_hash = COALESCE(?, password_hash) \
-             WHERE id = ? RETURNING {USER_COLUMNS}"
+            "UPDATE users SET display_name = COALESCE($1, display_name), role = COALESCE($2, role), \
+             disabled = COALESCE($3, disabled), password_hash = COALESCE($4, password_hash) \
+             WHERE id = $5 RETURNING {USER_COLUMNS}"
         ))
         .bind(change.display_name.as_deref())
         .bind(change.role.map(Role::as_str))
-        .bind(change.disabled)
+        .bind(change.disabled.map(i64::from))
         .bind(change.password_hash.as_deref())
         .bind(id.to_string())
         .fetch_optional(&self.pool)
@@ -203,7 +204,7 @@ impl Accounts for SqliteStore {
 
     async fn other_admin_exists(&self, id: UserId) -> Result<bool> {
         let found: Option<i64> = sqlx::query_scalar(
-            "SELECT 1 FROM users WHERE role = 'admin' AND disabled = 0 AND id <> ? LIMIT 1",
+            "SELECT 1 FROM users WHERE role = 'admin' AND disabled = 0 AND id <> $1 LIMIT 1",
         )
         .bind(id.to_string())
         .fetch_optional(&self.pool)
@@ -212,7 +213,7 @@ impl Accounts for SqliteStore {
     }
 
     async fn set_last_sign_in(&self, id: UserId, at: DateTime<Utc>) -> Result<()> {
-        sqlx::query("UPDATE users SET last_sign_in_at = ? WHERE id = ?")
+        sqlx::query("UPDATE users SET last_sign_in_at = $1 WHERE id = $2")
             .bind(timestamp(at))
             .bind(id.to_string())
             .execute(&self.pool)
@@ -222,7 +223,7 @@ impl Accounts for SqliteStore {
 
     async fn load_browser_session(&self, id: &str) -> Result<Option<String>> {
         Ok(sqlx::query_scalar(
-            "SELECT record FROM browser_sessions WHERE id = ? AND expires_at > ?",
+            "SELECT record FROM browser_sessions WHERE id = $1 AND expires_at > $2",
         )
         .bind(id)
         .bind(timestamp(Utc::now()))
@@ -238,7 +239,7 @@ impl Accounts for SqliteStore {
         expires_at: DateTime<Utc>,
     ) -> Result<()> {
         sqlx::query(
-            "UPDATE browser_sessions SET user_id = ?, record = ?, expires_at = ? WHERE id = ?",
+            "UPDATE browser_sessions SET user_id = $1, record = $2, expires_at = $3 WHERE id = $4",
         )
         .bind(user.map(|u| u.to_string()))
         .bind(record)
@@ -257,7 +258,7 @@ impl Accounts for SqliteStore {
         expires_at: DateTime<Utc>,
     ) -> Result<bool> {
         let done = sqlx::query(
-            "INSERT INTO browser_sessions (id, user_id, record, expires_at) VALUES (?, ?, ?, ?) \
+            "INSERT INTO browser_sessions (id, user_id, record, expires_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (id) DO NOTHING",
         )
         .bind(id)
@@ -267,7 +268,7 @@ impl Accounts for SqliteStore {
         .execute(&self.pool)
         .await?;
         // Expired sessions go as new ones come, so the table stays small.
-        sqlx::query("DELETE FROM browser_sessions WHERE expires_at <= ?")
+        sqlx::query("DELETE FROM browser_sessions WHERE expires_at <= $1")
             .bind(timestamp(Utc::now()))
             .execute(&self.pool)
             .await?;
@@ -275,7 +276,7 @@ impl Accounts for SqliteStore {
     }
 
     async fn delete_browser_session(&self, id: &str) -> Result<()> {
-        sqlx::query("DELETE FROM browser_sessions WHERE id = ?")
+        sqlx::query("DELETE FROM browser_sessions WHERE id = $1")
             .bind(id)
             .execute(&self.pool)
             .await?;
@@ -283,7 +284,7 @@ impl Accounts for SqliteStore {
     }
 
     async fn delete_browser_sessions_of(&self, user: UserId) -> Result<u64> {
-        let done = sqlx::query("DELETE FROM browser_sessions WHERE user_id = ?")
+        let done = sqlx::query("DELETE FROM browser_sessions WHERE user_id = $1")
             .bind(user.to_string())
             .execute(&self.pool)
             .await?;
@@ -293,7 +294,7 @@ impl Accounts for SqliteStore {
     async fn insert_api_token(&self, user: UserId, token: &ApiToken, sha256: &str) -> Result<()> {
         sqlx::query(
             "INSERT INTO api_tokens (id, user_id, name, token_sha256, created_at, expires_at) \
-             VALUES (?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(token.id.to_string())
         .bind(user.to_string())
@@ -308,7 +309,7 @@ impl Accounts for SqliteStore {
 
     async fn api_token_by_hash(&self, sha256: &str) -> Result<Option<TokenRecord>> {
         let row: Option<TokenRow> = sqlx::query_as(&format!(
-            "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE token_sha256 = ?"
+            "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE token_sha256 = $1"
         ))
         .bind(sha256)
         .fetch_optional(&self.pool)
@@ -318,7 +319,7 @@ impl Accounts for SqliteStore {
 
     async fn api_token(&self, id: uuid::Uuid) -> Result<Option<TokenRecord>> {
         let row: Option<TokenRow> = sqlx::query_as(&format!(
-            "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE id = ?"
+            "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE id = $1"
         ))
         .bind(id.to_string())
         .fetch_optional(&self.pool)
@@ -328,7 +329,7 @@ impl Accounts for SqliteStore {
 
     async fn list_api_tokens(&self, user: UserId) -> Result<Vec<ApiToken>> {
         let rows: Vec<TokenRow> = sqlx::query_as(&format!(
-            "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE user_id = ? ORDER BY created_at DESC"
+            "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE user_id = $1 ORDER BY created_at DESC"
         ))
         .bind(user.to_string())
         .fetch_all(&self.pool)
@@ -340,7 +341,7 @@ impl Accounts for SqliteStore {
 
     async fn revoke_api_token(&self, user: UserId, id: uuid::Uuid) -> Result<bool> {
         let done = sqlx::query(
-            "UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND user_id = ? AND revoked_at IS NULL",
+            "UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND user_id = $3 AND revoked_at IS NULL",
         )
         .bind(timestamp(Utc::now()))
         .bind(id.to_string())
@@ -351,7 +352,7 @@ impl Accounts for SqliteStore {
     }
 
     async fn touch_api_token(&self, id: uuid::Uuid, at: DateTime<Utc>) -> Result<()> {
-        sqlx::query("UPDATE api_tokens SET last_used_at = ? WHERE id = ?")
+        sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE id = $2")
             .bind(timestamp(at))
             .bind(id.to_string())
             .execute(&self.pool)
@@ -361,7 +362,7 @@ impl Accounts for SqliteStore {
 
     async fn share_level(&self, session: SessionId, user: UserId) -> Result<Option<ShareLevel>> {
         let level: Option<String> = sqlx::query_scalar(
-            "SELECT level FROM session_shares WHERE session_id = ? AND user_id = ?",
+            "SELECT level FROM session_shares WHERE session_id = $1 AND user_id = $2",
         )
         .bind(session.to_string())
         .bind(user.to_string())
@@ -374,7 +375,7 @@ impl Accounts for SqliteStore {
 
     async fn shared_with(&self, user: UserId) -> Result<Vec<(SessionId, ShareLevel)>> {
         let rows: Vec<(String, String)> =
-            sqlx::query_as("SELECT session_id, level FROM session_shares WHERE user_id = ?")
+            sqlx::query_as("SELECT session_id, level FROM session_shares WHERE user_id = $1")
                 .bind(user.to_string())
                 .fetch_all(&self.pool)
                 .await?;
@@ -391,7 +392,7 @@ impl Accounts for SqliteStore {
     async fn shares_of(&self, session: SessionId) -> Result<Vec<Share>> {
         let rows: Vec<(String, String, String, String)> = sqlx::query_as(
             "SELECT u.id, u.login, u.display_name, s.level FROM session_shares s \
-             JOIN users u ON u.id = s.user_id WHERE s.session_id = ? ORDER BY u.login",
+             JOIN users u ON u.id = s.user_id WHERE s.session_id = $1 ORDER BY u.login",
         )
         .bind(session.to_string())
         .fetch_all(&self.pool)
@@ -411,7 +412,7 @@ impl Accounts for SqliteStore {
 
     async fn set_share(&self, session: SessionId, user: UserId, level: ShareLevel) -> Result<()> {
         sqlx::query(
-            "INSERT INTO session_shares (session_id, user_id, level, created_at) VALUES (?, ?, ?, ?) \
+            "INSERT INTO session_shares (session_id, user_id, level, created_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (session_id, user_id) DO UPDATE SET level = excluded.level",
         )
         .bind(session.to_string())
@@ -424,7 +425,7 @@ impl Accounts for SqliteStore {
     }
 
     async fn remove_share(&self, session: SessionId, user: UserId) -> Result<bool> {
-        let done = sqlx::query("DELETE FROM session_shares WHERE session_id = ? AND user_id = ?")
+        let done = sqlx::query("DELETE FROM session_shares WHERE session_id = $1 AND user_id = $2")
             .bind(session.to_string())
             .bind(user.to_string())
             .execute(&self.pool)
@@ -435,7 +436,7 @@ impl Accounts for SqliteStore {
     async fn credential(&self, id: &CredentialId) -> Result<Option<SealedCredential>> {
         let row: Option<CredentialRow> = sqlx::query_as(
             "SELECT scope, kind, name, nonce, ciphertext, hint, updated_at, updated_by \
-             FROM credentials WHERE scope = ? AND kind = ? AND name = ?",
+             FROM credentials WHERE scope = $1 AND kind = $2 AND name = $3",
         )
         .bind(id.scope.to_string())
         .bind(id.kind.as_str())
@@ -460,18 +461,19 @@ impl Accounts for SqliteStore {
     }
 
     async fn delete_credential(&self, id: &CredentialId) -> Result<bool> {
-        let done = sqlx::query("DELETE FROM credentials WHERE scope = ? AND kind = ? AND name = ?")
-            .bind(id.scope.to_string())
-            .bind(id.kind.as_str())
-            .bind(&id.name)
-            .execute(&self.pool)
-            .await?;
+        let done =
+            sqlx::query("DELETE FROM credentials WHERE scope = $1 AND kind = $2 AND name = $3")
+                .bind(id.scope.to_string())
+                .bind(id.kind.as_str())
+                .bind(&id.name)
+                .execute(&self.pool)
+                .await?;
         Ok(done.rows_affected() > 0)
     }
 
     async fn replace_credentials(&self, all: &[SealedCredential], key_check: &str) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("UPDATE meta SET value = ? WHERE key = ?")
+        sqlx::query("UPDATE meta SET value = $1 WHERE key = $2")
             .bind(key_check)
             .bind(MASTER_KEY_CHECK)
             .execute(&mut *tx)
@@ -488,7 +490,7 @@ impl Accounts for SqliteStore {
 
     async fn record_audit(&self, e: &NewAuditEntry) -> Result<()> {
         sqlx::query(
-            "INSERT INTO audit_log (at, actor, action, target, detail, address) VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO audit_log (at, actor, action, target, detail, address) VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(timestamp(Utc::now()))
         .bind(&e.actor)
@@ -504,7 +506,7 @@ impl Accounts for SqliteStore {
     async fn audit_log(&self, before: Option<i64>, limit: i64) -> Result<Vec<AuditEntry>> {
         let rows: Vec<AuditRow> = sqlx::query_as(
             "SELECT id, at, actor, action, target, detail, address FROM audit_log \
-             WHERE id < ? ORDER BY id DESC LIMIT ?",
+             WHERE id < $1 ORDER BY id DESC LIMIT $2",
         )
         .bind(before.unwrap_or(i64::MAX))
         .bind(limit)
@@ -514,7 +516,7 @@ impl Accounts for SqliteStore {
             .map(|r| {
                 Ok(AuditEntry {
                     id: r.id,
-                    at: r.at,
+                    at: r.at.into(),
                     action: r.action.parse().map_err(|e| corrupt("audit action", e))?,
                     actor: r.actor,
                     target: r.target,
@@ -528,11 +530,11 @@ impl Accounts for SqliteStore {
 
 async fn put_credential_in<'e, E>(executor: E, c: &SealedCredential) -> Result<()>
 where
-    E: sqlx::Executor<'e, Database = sqlx::Sqlite>,
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
     sqlx::query(
         "INSERT INTO credentials (scope, kind, name, nonce, ciphertext, hint, updated_at, \
-         updated_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (scope, kind, name) DO UPDATE SET \
+         updated_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (scope, kind, name) DO UPDATE SET \
          nonce = excluded.nonce, ciphertext = excluded.ciphertext, hint = excluded.hint, \
          updated_at = excluded.updated_at, updated_by = excluded.updated_by",
     )

@@ -1,7 +1,15 @@
-//! The SQLite store: one file, WAL mode so readers never wait for the
-//! writer; its migrations are `migrations/sqlite/`.
+//! The SQL store: one implementation of [`Store`] for every database sqlx's
+//! `Any` driver reaches, so SQLite and PostgreSQL run the same queries
+//! (written with `$N` parameters, which both accept). What differs is how a
+//! database is opened ([`connect`]) and its migrations
+//! (`migrations/<database>/`).
+//!
+//! Column types are the ones both databases share: text (ids, JSON, and
+//! timestamps as fixed-width RFC 3339 UTC text, so text order is time
+//! order), 64-bit integers (flags are 0 or 1), doubles and blobs.
 
 mod accounts;
+mod connect;
 mod templates;
 
 use super::{Result, Store, StoreError};
@@ -12,25 +20,50 @@ use app::domain::{
 };
 use app::skills::Skill;
 use chrono::{DateTime, SecondsFormat, Utc};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
-use std::str::FromStr;
-use std::time::Duration;
+use sqlx::Any;
+use sqlx::AnyPool;
+
+pub use connect::Database;
 
 #[derive(Clone, Debug)]
-pub struct SqliteStore {
-    pool: SqlitePool,
+pub struct SqlStore {
+    pool: AnyPool,
+    database: Database,
 }
 
-/// Fixed-width UTC timestamps, so text order is time order.
 /// A value as the JSON a column holds.
 fn json(value: &impl serde::Serialize) -> Result<String> {
     serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
+/// Fixed-width UTC timestamps, so text order is time order.
 fn timestamp(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+/// A timestamp column read back (see [`timestamp`]).
+#[derive(Clone, Copy, Debug)]
+struct StoredTime(DateTime<Utc>);
+
+impl sqlx::Type<Any> for StoredTime {
+    fn type_info() -> sqlx::any::AnyTypeInfo {
+        <String as sqlx::Type<Any>>::type_info()
+    }
+}
+
+impl<'r> sqlx::Decode<'r, Any> for StoredTime {
+    fn decode(value: sqlx::any::AnyValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+        let text = <&str as sqlx::Decode<Any>>::decode(value)?;
+        Ok(Self(
+            DateTime::parse_from_rfc3339(text)?.with_timezone(&Utc),
+        ))
+    }
+}
+
+impl From<StoredTime> for DateTime<Utc> {
+    fn from(t: StoredTime) -> Self {
+        t.0
+    }
 }
 
 const SESSION_COLUMNS: &str = "id, name, engine, model, system_prompt, permission_mode, status, \
@@ -67,13 +100,13 @@ struct SessionRow {
     source: String,
     skill_names: String,
     mcp_servers: String,
-    workspace_ready_at: Option<DateTime<Utc>>,
+    workspace_ready_at: Option<StoredTime>,
     base_commit: Option<String>,
     work_branch: Option<String>,
     template: Option<String>,
     owner_id: Option<String>,
-    created_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
+    created_at: StoredTime,
+    updated_at: StoredTime,
 }
 
 impl TryFrom<SessionRow> for Session {
@@ -117,7 +150,7 @@ impl TryFrom<SessionRow> for Session {
             mcp_servers: serde_json::from_str(&r.mcp_servers)
                 .map_err(|e| corrupt("mcp_servers", &e))?,
             workspace: r.workspace_ready_at.map(|at| PreparedWorkspace {
-                at,
+                at: at.into(),
                 base_commit: r.base_commit,
                 branch: r.work_branch,
             }),
@@ -133,8 +166,8 @@ impl TryFrom<SessionRow> for Session {
                 .map(str::parse)
                 .transpose()
                 .map_err(|e| corrupt("owner_id", &e))?,
-            created_at: r.created_at,
-            updated_at: r.updated_at,
+            created_at: r.created_at.into(),
+            updated_at: r.updated_at.into(),
         })
     }
 }
@@ -143,7 +176,7 @@ impl TryFrom<SessionRow> for Session {
 struct EventRow {
     session_id: String,
     seq: i64,
-    at: DateTime<Utc>,
+    at: StoredTime,
     payload: String,
 }
 
@@ -156,43 +189,28 @@ impl TryFrom<EventRow> for Event {
         Ok(Event {
             session_id: r.session_id.parse().map_err(|e| corrupt(&e))?,
             seq: r.seq,
-            at: r.at,
+            at: r.at.into(),
             kind: serde_json::from_str(&r.payload).map_err(|e| corrupt(&e))?,
         })
     }
 }
 
-impl SqliteStore {
-    /// Opens (creating if missing) the database at `url` and brings its
-    /// schema up to date.
+impl SqlStore {
+    /// Opens the database `url` names (creating a SQLite file and its
+    /// folder if missing) and brings its schema up to date.
     pub async fn open(url: &str) -> Result<Self> {
-        let options = SqliteConnectOptions::from_str(url)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(5));
-        if let Some(dir) = options
-            .get_filename()
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-        {
-            std::fs::create_dir_all(dir).map_err(|source| StoreError::Folder {
-                path: dir.display().to_string(),
-                source,
-            })?;
-        }
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
-            .connect_with(options)
-            .await?;
-        sqlx::migrate!("../migrations/sqlite").run(&pool).await?;
-        Ok(Self { pool })
+        let (pool, database) = connect::open(url).await?;
+        Ok(Self { pool, database })
+    }
+
+    /// Which database this store runs on.
+    pub fn database(&self) -> Database {
+        self.database
     }
 }
 
 #[async_trait::async_trait]
-impl Store for SqliteStore {
+impl Store for SqlStore {
     async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
@@ -201,8 +219,8 @@ impl Store for SqliteStore {
     async fn list_sessions(&self, visible_to: Option<UserId>) -> Result<Vec<Session>> {
         let user = visible_to.map(|u| u.to_string());
         let rows: Vec<SessionRow> = sqlx::query_as(&format!(
-            "SELECT {SESSION_COLUMNS} FROM sessions WHERE ?1 IS NULL OR owner_id = ?1 \
-             OR id IN (SELECT session_id FROM session_shares WHERE user_id = ?1) \
+            "SELECT {SESSION_COLUMNS} FROM sessions WHERE $1 IS NULL OR owner_id = $1 \
+             OR id IN (SELECT session_id FROM session_shares WHERE user_id = $1) \
              ORDER BY updated_at DESC, created_at DESC LIMIT 1000"
         ))
         .bind(user)
@@ -219,8 +237,8 @@ impl Store for SqliteStore {
              sandbox_memory_mb, sandbox_cpus, sandbox_pids, command_timeout_secs, budget_usd, \
              mounts, env, secrets, max_turns, allowed_tools, image, source, instructions, skills, \
              skill_names, mcp_servers, template, owner_id, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, ?, ?, 'idle', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, \
-             ?, ?) \
+             VALUES ($1, $2, $3, $4, $5, $6, 'idle', $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, \
+             $25, $26) \
              RETURNING {SESSION_COLUMNS}"
         ))
         .bind(id.to_string())
@@ -271,7 +289,7 @@ impl Store for SqliteStore {
 
     async fn get_session(&self, id: SessionId) -> Result<Option<Session>> {
         let row: Option<SessionRow> = sqlx::query_as(&format!(
-            "SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ?"
+            "SELECT {SESSION_COLUMNS} FROM sessions WHERE id = $1"
         ))
         .bind(id.to_string())
         .fetch_optional(&self.pool)
@@ -280,7 +298,7 @@ impl Store for SqliteStore {
     }
 
     async fn delete_session(&self, id: SessionId) -> Result<bool> {
-        let done = sqlx::query("DELETE FROM sessions WHERE id = ?")
+        let done = sqlx::query("DELETE FROM sessions WHERE id = $1")
             .bind(id.to_string())
             .execute(&self.pool)
             .await?;
@@ -289,7 +307,7 @@ impl Store for SqliteStore {
 
     async fn workspace_setup(&self, id: SessionId) -> Result<Option<(String, Vec<Skill>)>> {
         let row: Option<(String, String)> =
-            sqlx::query_as("SELECT instructions, skills FROM sessions WHERE id = ?")
+            sqlx::query_as("SELECT instructions, skills FROM sessions WHERE id = $1")
                 .bind(id.to_string())
                 .fetch_optional(&self.pool)
                 .await?;
@@ -307,8 +325,8 @@ impl Store for SqliteStore {
         prepared: &PreparedWorkspace,
     ) -> Result<()> {
         sqlx::query(
-            "UPDATE sessions SET workspace_ready_at = ?, base_commit = ?, work_branch = ? \
-             WHERE id = ?",
+            "UPDATE sessions SET workspace_ready_at = $1, base_commit = $2, work_branch = $3 \
+             WHERE id = $4",
         )
         .bind(timestamp(prepared.at))
         .bind(&prepared.base_commit)
@@ -327,7 +345,7 @@ impl Store for SqliteStore {
     ) -> Result<Option<Event>> {
         let kind = EventKind::Status { status, message };
         let mut tx = self.pool.begin().await?;
-        sqlx::query("UPDATE sessions SET status = ? WHERE id = ?")
+        sqlx::query("UPDATE sessions SET status = $1 WHERE id = $2")
             .bind(status.as_str())
             .bind(id.to_string())
             .execute(&mut *tx)
@@ -345,8 +363,8 @@ impl Store for SqliteStore {
         cost_usd: f64,
     ) -> Result<()> {
         sqlx::query(
-            "UPDATE sessions SET input_tokens = input_tokens + ?, output_tokens = output_tokens + ?, \
-             cost_usd = cost_usd + ?, turns = turns + 1, updated_at = ? WHERE id = ?",
+            "UPDATE sessions SET input_tokens = input_tokens + $1, output_tokens = output_tokens + $2, \
+             cost_usd = cost_usd + $3, turns = turns + 1, updated_at = $4 WHERE id = $5",
         )
         .bind(input_tokens)
         .bind(output_tokens)
@@ -360,7 +378,7 @@ impl Store for SqliteStore {
 
     async fn engine_state(&self, id: SessionId) -> Result<Option<serde_json::Value>> {
         let text: Option<Option<String>> =
-            sqlx::query_scalar("SELECT engine_state FROM sessions WHERE id = ?")
+            sqlx::query_scalar("SELECT engine_state FROM sessions WHERE id = $1")
                 .bind(id.to_string())
                 .fetch_optional(&self.pool)
                 .await?;
@@ -373,7 +391,7 @@ impl Store for SqliteStore {
     }
 
     async fn set_engine_state(&self, id: SessionId, state: &serde_json::Value) -> Result<()> {
-        sqlx::query("UPDATE sessions SET engine_state = ? WHERE id = ?")
+        sqlx::query("UPDATE sessions SET engine_state = $1 WHERE id = $2")
             .bind(state.to_string())
             .bind(id.to_string())
             .execute(&self.pool)
@@ -388,7 +406,7 @@ impl Store for SqliteStore {
         expires_at: DateTime<Utc>,
     ) -> Result<()> {
         sqlx::query(
-            "INSERT INTO proxy_tokens (token_sha256, session_id, expires_at, created_at) VALUES (?, ?, ?, ?)",
+            "INSERT INTO proxy_tokens (token_sha256, session_id, expires_at, created_at) VALUES ($1, $2, $3, $4)",
         )
         .bind(sha256)
         .bind(session.to_string())
@@ -401,8 +419,8 @@ impl Store for SqliteStore {
 
     async fn proxy_token_valid(&self, sha256: &str, session: SessionId) -> Result<bool> {
         let found: Option<i64> = sqlx::query_scalar(
-            "SELECT 1 FROM proxy_tokens WHERE token_sha256 = ? AND session_id = ? \
-             AND revoked = 0 AND expires_at > ?",
+            "SELECT 1 FROM proxy_tokens WHERE token_sha256 = $1 AND session_id = $2 \
+             AND revoked = 0 AND expires_at > $3",
         )
         .bind(sha256)
         .bind(session.to_string())
@@ -414,7 +432,7 @@ impl Store for SqliteStore {
 
     async fn revoke_proxy_tokens(&self, session: SessionId, sha256: Option<&str>) -> Result<()> {
         sqlx::query(
-            "UPDATE proxy_tokens SET revoked = 1 WHERE session_id = ? AND (? IS NULL OR token_sha256 = ?)",
+            "UPDATE proxy_tokens SET revoked = 1 WHERE session_id = $1 AND ($2 IS NULL OR token_sha256 = $3)",
         )
         .bind(session.to_string())
         .bind(sha256)
@@ -425,12 +443,12 @@ impl Store for SqliteStore {
     }
 
     async fn meta_or_insert(&self, key: &str, default: String) -> Result<String> {
-        sqlx::query("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING")
+        sqlx::query("INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
             .bind(key)
             .bind(default)
             .execute(&self.pool)
             .await?;
-        Ok(sqlx::query_scalar("SELECT value FROM meta WHERE key = ?")
+        Ok(sqlx::query_scalar("SELECT value FROM meta WHERE key = $1")
             .bind(key)
             .fetch_one(&self.pool)
             .await?)
@@ -445,7 +463,7 @@ impl Store for SqliteStore {
 
     async fn events_after(&self, id: SessionId, after: i64, limit: i64) -> Result<Vec<Event>> {
         let rows: Vec<EventRow> = sqlx::query_as(
-            "SELECT session_id, seq, at, payload FROM events WHERE session_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+            "SELECT session_id, seq, at, payload FROM events WHERE session_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
         )
         .bind(id.to_string())
         .bind(after)
@@ -459,13 +477,13 @@ impl Store for SqliteStore {
 /// Appends inside the caller's transaction: the next `seq` is taken from
 /// `sessions.last_seq` and the event stored together, so numbers are gapless.
 async fn append_in(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    tx: &mut sqlx::Transaction<'_, Any>,
     id: SessionId,
     kind: &EventKind,
 ) -> Result<Option<Event>> {
     let at = Utc::now();
     let seq: Option<i64> = sqlx::query_scalar(
-        "UPDATE sessions SET last_seq = last_seq + 1, updated_at = ? WHERE id = ? RETURNING last_seq",
+        "UPDATE sessions SET last_seq = last_seq + 1, updated_at = $1 WHERE id = $2 RETURNING last_seq",
     )
     .bind(timestamp(at))
     .bind(id.to_string())
@@ -475,14 +493,16 @@ async fn append_in(
         return Ok(None);
     };
     let payload = serde_json::to_string(kind).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    sqlx::query("INSERT INTO events (session_id, seq, at, kind, payload) VALUES (?, ?, ?, ?, ?)")
-        .bind(id.to_string())
-        .bind(seq)
-        .bind(timestamp(at))
-        .bind(kind.name())
-        .bind(payload)
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query(
+        "INSERT INTO events (session_id, seq, at, kind, payload) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(id.to_string())
+    .bind(seq)
+    .bind(timestamp(at))
+    .bind(kind.name())
+    .bind(payload)
+    .execute(&mut **tx)
+    .await?;
     Ok(Some(Event {
         session_id: id,
         seq,

@@ -1,11 +1,11 @@
-//! [`Templates`] on SQLite.
+//! [`Templates`] in SQL.
 
-use super::{timestamp, SqliteStore};
+use super::{timestamp, SqlStore, StoredTime};
 use crate::store::templates::{Templates, VERSIONS_LISTED};
 use crate::store::{Result, StoreError};
 use app::agents::{AgentTemplate, TemplateDraft, TemplateId};
 use app::domain::UserId;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 
 const TEMPLATE_COLUMNS: &str = "t.id, t.owner_id, t.created_at, v.version, v.name, \
      v.description, v.settings, v.saved_at, v.saved_by";
@@ -14,12 +14,12 @@ const TEMPLATE_COLUMNS: &str = "t.id, t.owner_id, t.created_at, v.version, v.nam
 struct TemplateRow {
     id: String,
     owner_id: Option<String>,
-    created_at: DateTime<Utc>,
+    created_at: StoredTime,
     version: i64,
     name: String,
     description: String,
     settings: String,
-    saved_at: DateTime<Utc>,
+    saved_at: StoredTime,
     saved_by: String,
 }
 
@@ -43,8 +43,8 @@ impl TryFrom<TemplateRow> for AgentTemplate {
                 name: r.name,
                 description: r.description,
             },
-            created_at: r.created_at,
-            updated_at: r.saved_at,
+            created_at: r.created_at.into(),
+            updated_at: r.saved_at.into(),
             updated_by: r.saved_by,
         })
     }
@@ -54,7 +54,7 @@ fn settings(draft: &TemplateDraft) -> Result<String> {
     serde_json::to_string(&draft.session).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
-impl SqliteStore {
+impl SqlStore {
     async fn template_version(
         &self,
         id: TemplateId,
@@ -63,7 +63,7 @@ impl SqliteStore {
         let row: Option<TemplateRow> = sqlx::query_as(&format!(
             "SELECT {TEMPLATE_COLUMNS} FROM agent_templates t \
              JOIN agent_template_versions v ON v.template_id = t.id \
-             AND v.version = COALESCE(?2, t.version) WHERE t.id = ?1"
+             AND v.version = COALESCE($2, t.version) WHERE t.id = $1"
         ))
         .bind(id.to_string())
         .bind(version)
@@ -74,7 +74,7 @@ impl SqliteStore {
 }
 
 #[async_trait::async_trait]
-impl Templates for SqliteStore {
+impl Templates for SqlStore {
     async fn create_template(
         &self,
         owner: Option<UserId>,
@@ -85,7 +85,7 @@ impl Templates for SqliteStore {
         let now = timestamp(Utc::now());
         let mut tx = self.pool.begin().await?;
         sqlx::query(
-            "INSERT INTO agent_templates (id, owner_id, version, created_at) VALUES (?, ?, 1, ?)",
+            "INSERT INTO agent_templates (id, owner_id, version, created_at) VALUES ($1, $2, 1, $3)",
         )
         .bind(id.to_string())
         .bind(owner.map(|o| o.to_string()))
@@ -95,7 +95,7 @@ impl Templates for SqliteStore {
         sqlx::query(
             "INSERT INTO agent_template_versions \
              (template_id, version, name, description, settings, saved_at, saved_by) \
-             VALUES (?, 1, ?, ?, ?, ?, ?)",
+             VALUES ($1, 1, $2, $3, $4, $5, $6)",
         )
         .bind(id.to_string())
         .bind(&draft.name)
@@ -119,7 +119,7 @@ impl Templates for SqliteStore {
     ) -> Result<Option<AgentTemplate>> {
         let mut tx = self.pool.begin().await?;
         let version: Option<i64> = sqlx::query_scalar(
-            "UPDATE agent_templates SET version = version + 1 WHERE id = ? RETURNING version",
+            "UPDATE agent_templates SET version = version + 1 WHERE id = $1 RETURNING version",
         )
         .bind(id.to_string())
         .fetch_optional(&mut *tx)
@@ -130,7 +130,7 @@ impl Templates for SqliteStore {
         sqlx::query(
             "INSERT INTO agent_template_versions \
              (template_id, version, name, description, settings, saved_at, saved_by) \
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(id.to_string())
         .bind(version)
@@ -153,7 +153,7 @@ impl Templates for SqliteStore {
         let rows: Vec<TemplateRow> = sqlx::query_as(&format!(
             "SELECT {TEMPLATE_COLUMNS} FROM agent_templates t \
              JOIN agent_template_versions v ON v.template_id = t.id \
-             WHERE t.id = ? ORDER BY v.version DESC LIMIT {VERSIONS_LISTED}"
+             WHERE t.id = $1 ORDER BY v.version DESC LIMIT {VERSIONS_LISTED}"
         ))
         .bind(id.to_string())
         .fetch_all(&self.pool)
@@ -166,8 +166,8 @@ impl Templates for SqliteStore {
         let rows: Vec<TemplateRow> = sqlx::query_as(&format!(
             "SELECT {TEMPLATE_COLUMNS} FROM agent_templates t \
              JOIN agent_template_versions v ON v.template_id = t.id AND v.version = t.version \
-             WHERE ?1 IS NULL OR t.owner_id = ?1 \
-             ORDER BY v.name COLLATE NOCASE, t.created_at LIMIT 1000"
+             WHERE $1 IS NULL OR t.owner_id = $1 \
+             ORDER BY LOWER(v.name), t.created_at LIMIT 1000"
         ))
         .bind(owner)
         .fetch_all(&self.pool)
@@ -183,7 +183,7 @@ impl Templates for SqliteStore {
     }
 
     async fn delete_template(&self, id: TemplateId) -> Result<bool> {
-        let done = sqlx::query("DELETE FROM agent_templates WHERE id = ?")
+        let done = sqlx::query("DELETE FROM agent_templates WHERE id = $1")
             .bind(id.to_string())
             .execute(&self.pool)
             .await?;

@@ -1,0 +1,98 @@
+//! Opening each database the [`SqlStore`](super::SqlStore) runs on: a pool
+//! of sqlx `Any` connections, set up and migrated the way that database
+//! needs.
+
+use crate::store::{Result, StoreError};
+use sqlx::any::AnyPoolOptions;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
+use sqlx::AnyPool;
+use sqlx::{ConnectOptions, Connection, Executor};
+use std::str::FromStr;
+
+/// The databases Paddock runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Database {
+    /// One file, embedded: the default.
+    Sqlite,
+    /// A server shared by every Paddock replica.
+    Postgres,
+}
+
+impl Database {
+    /// The database a `DATABASE_URL` names, `None` for any other.
+    pub fn of_url(url: &str) -> Option<Self> {
+        if url.starts_with("sqlite:") {
+            Some(Self::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Some(Self::Postgres)
+        } else {
+            None
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sqlite => "sqlite",
+            Self::Postgres => "postgres",
+        }
+    }
+}
+
+/// Opens and migrates the database `url` names.
+pub(super) async fn open(url: &str) -> Result<(AnyPool, Database)> {
+    sqlx::any::install_default_drivers();
+    let database = Database::of_url(url).ok_or_else(|| {
+        // Only the scheme: the rest may hold a password.
+        StoreError::Unsupported(url.split(':').next().unwrap_or_default().to_owned())
+    })?;
+    let pool = match database {
+        Database::Sqlite => {
+            create_sqlite_file(url).await?;
+            let pool = AnyPoolOptions::new()
+                .max_connections(8)
+                .after_connect(|conn, _| {
+                    Box::pin(async move {
+                        // Per connection; WAL itself is kept by the file.
+                        conn.execute("PRAGMA synchronous = NORMAL").await?;
+                        Ok(())
+                    })
+                })
+                .connect(url)
+                .await?;
+            sqlx::migrate!("../migrations/sqlite").run(&pool).await?;
+            pool
+        }
+        Database::Postgres => {
+            let pool = AnyPoolOptions::new()
+                .max_connections(16)
+                .connect(url)
+                .await?;
+            // Replicas starting together take turns: sqlx holds an advisory
+            // lock while it migrates PostgreSQL.
+            sqlx::migrate!("../migrations/postgres").run(&pool).await?;
+            pool
+        }
+    };
+    Ok((pool, database))
+}
+
+/// Creates the SQLite file (and its folder) if missing and puts it in WAL
+/// mode, so readers never wait for the writer. Every later connection
+/// finds WAL set: it is a property of the file.
+async fn create_sqlite_file(url: &str) -> Result<()> {
+    let options = SqliteConnectOptions::from_str(url)?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal);
+    if let Some(dir) = options
+        .get_filename()
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::Folder {
+            path: dir.display().to_string(),
+            source,
+        })?;
+    }
+    options.connect().await?.close().await?;
+    Ok(())
+}

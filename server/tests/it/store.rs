@@ -1,0 +1,567 @@
+//! The store's suite, run against each database Paddock supports: a SQLite
+//! file and a real PostgreSQL 15 started by the harness
+//! (`common::postgres`). Every test opens the store through
+//! `store::open(DATABASE_URL)`, as the server does; the last test runs a
+//! whole Paddock on PostgreSQL.
+
+use crate::common::{self, postgres, Home};
+use app::accounts::{
+    ApiToken, AuditAction, CredentialId, CredentialKind, CredentialScope, Login, Role, ShareLevel,
+};
+use app::agents::TemplateDraft;
+use app::domain::{EnvVar, EventKind, NewSession, SandboxLimits, SessionSpec, SessionStatus};
+use chrono::{Duration, SubsecRound, Utc};
+use server::store::accounts::{NewAuditEntry, SealedCredential, UserChange};
+use server::store::{self, Database, Store};
+use std::sync::Arc;
+
+/// A SQLite file and a PostgreSQL database, each empty; the folder holds
+/// the file.
+async fn databases() -> (tempfile::TempDir, Vec<String>) {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = format!("sqlite://{}/nested/paddock.db", dir.path().display());
+    (dir, vec![sqlite, postgres::database().await])
+}
+
+async fn open(url: &str) -> Arc<dyn Store> {
+    store::open(url).await.unwrap()
+}
+
+fn name_of(url: &str) -> &'static str {
+    Database::of_url(url).unwrap().as_str()
+}
+
+fn spec(name: &str) -> SessionSpec {
+    NewSession {
+        name: name.into(),
+        ..Default::default()
+    }
+    .validate()
+    .unwrap()
+}
+
+#[tokio::test]
+async fn sessions_round_trip_and_survive_reopening() {
+    let (_dir, urls) = databases().await;
+    for url in &urls {
+        let store = open(url).await;
+        let full = NewSession {
+            name: "first".into(),
+            system_prompt: Some("Be brief.\nReally.".into()),
+            limits: SandboxLimits {
+                memory_mb: Some(512),
+                cpus: Some(1.5),
+                pids: Some(64),
+                command_timeout_secs: Some(30),
+            },
+            budget_usd: Some(2.25),
+            env: vec![EnvVar {
+                name: "GREETING".into(),
+                value: "héllo 👋".into(),
+            }],
+            max_turns: Some(7),
+            allowed_tools: vec!["bash".into()],
+            ..Default::default()
+        }
+        .validate()
+        .unwrap();
+        let first = store.create_session(&full, None).await.unwrap();
+        let second = store.create_session(&spec("second"), None).await.unwrap();
+        assert_eq!(second.status, SessionStatus::Idle, "{url}");
+        store.add_usage(first.id, 10, 20, 0.5).await.unwrap();
+        store
+            .set_engine_state(first.id, &serde_json::json!({"resume": "abc"}))
+            .await
+            .unwrap();
+        drop(store);
+
+        let reopened = open(url).await;
+        let names: Vec<_> = reopened
+            .list_sessions(None)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|s| s.name)
+            .collect();
+        assert_eq!(
+            names,
+            ["first", "second"],
+            "{} (usage touched first)",
+            name_of(url)
+        );
+        let got = reopened.get_session(first.id).await.unwrap().unwrap();
+        assert_eq!(got.limits, first.limits, "{url}");
+        assert_eq!(got.env, first.env);
+        assert_eq!(got.budget_usd, Some(2.25));
+        assert_eq!(
+            (got.input_tokens, got.output_tokens, got.turns),
+            (10, 20, 1)
+        );
+        assert!((got.cost_usd - 0.5).abs() < 1e-9);
+        assert_eq!(
+            got.created_at,
+            first.created_at,
+            "{} keeps microseconds",
+            name_of(url)
+        );
+        assert_eq!(
+            reopened.engine_state(first.id).await.unwrap(),
+            Some(serde_json::json!({"resume": "abc"}))
+        );
+        assert_eq!(reopened.engine_state(second.id).await.unwrap(), None);
+        assert_eq!(
+            reopened.get_session(uuid::Uuid::now_v7()).await.unwrap(),
+            None
+        );
+        assert!(reopened.delete_session(first.id).await.unwrap());
+        assert!(!reopened.delete_session(first.id).await.unwrap());
+        assert!(reopened
+            .events_after(first.id, 0, 10)
+            .await
+            .unwrap()
+            .is_empty());
+    }
+}
+
+/// Invariant 1 under load: many writers to one session at once, on each
+/// database, get the numbers 1..=N exactly once, and the log reads back
+/// whole, page by page.
+#[tokio::test]
+async fn concurrent_writers_to_one_session_are_gapless() {
+    const WRITERS: i64 = 32;
+    const EACH: i64 = 25;
+    let (_dir, urls) = databases().await;
+    for url in &urls {
+        let store = open(url).await;
+        let s = store.create_session(&spec("busy"), None).await.unwrap();
+        let writers: Vec<_> = (0..WRITERS)
+            .map(|w| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let mut seqs = Vec::new();
+                    for i in 0..EACH {
+                        // Status changes take numbers from the same counter.
+                        let event = if i % 10 == 9 {
+                            store.set_status(s.id, SessionStatus::Running, None).await
+                        } else {
+                            let text = format!("{w}.{i}");
+                            store
+                                .append_event(s.id, &EventKind::AssistantText { text })
+                                .await
+                        };
+                        seqs.push(event.unwrap().unwrap().seq);
+                    }
+                    seqs
+                })
+            })
+            .collect();
+        let mut seqs = Vec::new();
+        for w in writers {
+            seqs.extend(w.await.unwrap());
+        }
+        seqs.sort_unstable();
+        let all: Vec<i64> = (1..=WRITERS * EACH).collect();
+        assert_eq!(seqs, all, "{}", name_of(url));
+
+        let mut read = Vec::new();
+        loop {
+            let page = store
+                .events_after(s.id, read.last().copied().unwrap_or(0), 100)
+                .await
+                .unwrap();
+            if page.is_empty() {
+                break;
+            }
+            read.extend(page.iter().map(|e| e.seq));
+        }
+        assert_eq!(read, all, "{}", name_of(url));
+        let session = store.get_session(s.id).await.unwrap().unwrap();
+        assert_eq!(session.last_seq, WRITERS * EACH);
+        assert_eq!(session.status, SessionStatus::Running);
+    }
+}
+
+#[tokio::test]
+async fn unknown_sessions_change_nothing_and_hostile_strings_are_kept() {
+    let (_dir, urls) = databases().await;
+    for url in &urls {
+        let store = open(url).await;
+        let unknown = uuid::Uuid::now_v7();
+        let kind = EventKind::Error {
+            message: "x".into(),
+        };
+        assert_eq!(store.append_event(unknown, &kind).await.unwrap(), None);
+        assert_eq!(
+            store
+                .set_status(unknown, SessionStatus::Error, None)
+                .await
+                .unwrap(),
+            None
+        );
+        assert!(store.list_sessions(None).await.unwrap().is_empty());
+
+        let name = "'); DROP TABLE sessions; -- <script>alert(1)</script> $1 ? \u{202e}";
+        let s = store.create_session(&spec(name), None).await.unwrap();
+        assert_eq!(store.get_session(s.id).await.unwrap().unwrap().name, name);
+        // Transcript text may hold any character, NUL too.
+        let text = "a\u{0}b \\ \" 🦀 \u{202e}".to_owned();
+        store
+            .append_event(s.id, &EventKind::AssistantText { text: text.clone() })
+            .await
+            .unwrap();
+        let events = store.events_after(s.id, 0, 10).await.unwrap();
+        assert_eq!(
+            events[0].kind,
+            EventKind::AssistantText { text },
+            "{}",
+            name_of(url)
+        );
+    }
+}
+
+#[tokio::test]
+async fn users_tokens_browser_sessions_and_shares() {
+    let (_dir, urls) = databases().await;
+    for url in &urls {
+        let store = open(url).await;
+        let login: Login = "Ada".parse().unwrap();
+        let ada = store
+            .create_user(&login, "Ada L.", Role::Admin, "hash-1")
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            store
+                .create_user(&login, "again", Role::Member, "h")
+                .await
+                .unwrap()
+                .is_none(),
+            "{}: a login is taken once",
+            name_of(url)
+        );
+        let bob = store
+            .create_user(&"bob".parse().unwrap(), "Bob", Role::Member, "hash-2")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(store.count_users().await.unwrap(), 2);
+        assert_eq!(
+            store
+                .user_by_login(&login)
+                .await
+                .unwrap()
+                .unwrap()
+                .password_hash,
+            "hash-1"
+        );
+        assert!(!store.other_admin_exists(ada.id).await.unwrap());
+        let changed = store
+            .change_user(
+                bob.id,
+                &UserChange {
+                    role: Some(Role::Admin),
+                    disabled: Some(true),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(changed.disabled, "{}", name_of(url));
+        assert_eq!(
+            (changed.role, changed.display_name.as_str()),
+            (Role::Admin, "Bob")
+        );
+        assert!(!store.other_admin_exists(ada.id).await.unwrap(), "disabled");
+        // Stored to the microsecond.
+        let now = Utc::now().trunc_subsecs(6);
+        store.set_last_sign_in(ada.id, now).await.unwrap();
+        let users = store.list_users().await.unwrap();
+        assert_eq!(users[0].last_sign_in_at, Some(now));
+
+        // API tokens: found by hash, revoked once, by their owner only.
+        let token = ApiToken {
+            id: uuid::Uuid::now_v7(),
+            name: "ci".into(),
+            created_at: now,
+            expires_at: Some(now + Duration::days(30)),
+            last_used_at: None,
+            revoked_at: None,
+        };
+        store
+            .insert_api_token(ada.id, &token, "sha-ci")
+            .await
+            .unwrap();
+        let found = store.api_token_by_hash("sha-ci").await.unwrap().unwrap();
+        assert_eq!((found.user, found.token.clone()), (ada.id, token.clone()));
+        store.touch_api_token(token.id, now).await.unwrap();
+        assert!(!store.revoke_api_token(bob.id, token.id).await.unwrap());
+        assert!(store.revoke_api_token(ada.id, token.id).await.unwrap());
+        assert!(!store.revoke_api_token(ada.id, token.id).await.unwrap());
+        let listed = store.list_api_tokens(ada.id).await.unwrap();
+        assert_eq!(listed[0].last_used_at, Some(now));
+        assert!(listed[0].revoked_at.is_some());
+
+        // Browser sessions: created once, expired ones unreadable.
+        let later = now + Duration::hours(1);
+        assert!(store
+            .create_browser_session("b1", Some(ada.id), "{}", later)
+            .await
+            .unwrap());
+        assert!(!store
+            .create_browser_session("b1", None, "{}", later)
+            .await
+            .unwrap());
+        store
+            .save_browser_session("b1", Some(ada.id), "{\"n\":1}", later)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.load_browser_session("b1").await.unwrap().as_deref(),
+            Some("{\"n\":1}")
+        );
+        store
+            .save_browser_session("b1", Some(ada.id), "{}", now - Duration::seconds(1))
+            .await
+            .unwrap();
+        assert_eq!(store.load_browser_session("b1").await.unwrap(), None);
+        store
+            .create_browser_session("b2", Some(ada.id), "{}", later)
+            .await
+            .unwrap();
+        assert_eq!(store.delete_browser_sessions_of(ada.id).await.unwrap(), 1);
+
+        // Shares: set, changed in place, listed, removed.
+        let s = store
+            .create_session(&spec("shared"), Some(ada.id))
+            .await
+            .unwrap();
+        store
+            .set_share(s.id, bob.id, ShareLevel::Watch)
+            .await
+            .unwrap();
+        store
+            .set_share(s.id, bob.id, ShareLevel::Operate)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.share_level(s.id, bob.id).await.unwrap(),
+            Some(ShareLevel::Operate)
+        );
+        assert_eq!(store.shares_of(s.id).await.unwrap().len(), 1);
+        assert_eq!(store.list_sessions(Some(bob.id)).await.unwrap().len(), 1);
+        assert_eq!(
+            store.shared_with(bob.id).await.unwrap(),
+            vec![(s.id, ShareLevel::Operate)]
+        );
+        assert!(store.remove_share(s.id, bob.id).await.unwrap());
+        assert!(store.list_sessions(Some(bob.id)).await.unwrap().is_empty());
+        assert_eq!(store.list_sessions(Some(ada.id)).await.unwrap().len(), 1);
+    }
+}
+
+#[tokio::test]
+async fn credentials_audit_proxy_tokens_and_meta() {
+    let (_dir, urls) = databases().await;
+    for url in &urls {
+        let store = open(url).await;
+        let sealed = |name: &str, byte: u8| SealedCredential {
+            id: CredentialId {
+                scope: CredentialScope::Server,
+                kind: CredentialKind::Secret,
+                name: name.into(),
+            },
+            // Every byte value survives, NUL included.
+            nonce: vec![0, byte, 255],
+            ciphertext: (0..=255).collect(),
+            hint: "…abcd".into(),
+            updated_at: Utc::now(),
+            updated_by: "ada".into(),
+        };
+        let a = sealed("A_TOKEN", 1);
+        store.put_credential(&a).await.unwrap();
+        store.put_credential(&sealed("A_TOKEN", 2)).await.unwrap();
+        let got = store.credential(&a.id).await.unwrap().unwrap();
+        assert_eq!(got.nonce, vec![0, 2, 255], "{}", name_of(url));
+        assert_eq!(got.ciphertext, a.ciphertext);
+        store
+            .meta_or_insert("master_key_check", "old".into())
+            .await
+            .unwrap();
+        store
+            .replace_credentials(&[sealed("B_TOKEN", 3)], "new")
+            .await
+            .unwrap();
+        let names: Vec<_> = store
+            .list_credentials()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|c| c.id.name)
+            .collect();
+        assert_eq!(names, ["B_TOKEN"]);
+        assert_eq!(
+            store
+                .meta_or_insert("master_key_check", "x".into())
+                .await
+                .unwrap(),
+            "new"
+        );
+        assert!(!store.delete_credential(&a.id).await.unwrap());
+
+        for i in 0..5 {
+            store
+                .record_audit(&NewAuditEntry {
+                    actor: "ada".into(),
+                    action: AuditAction::SignIn,
+                    target: format!("t{i}"),
+                    detail: "ok".into(),
+                    address: (i % 2 == 0).then(|| "127.0.0.1".to_owned()),
+                })
+                .await
+                .unwrap();
+        }
+        let newest = store.audit_log(None, 2).await.unwrap();
+        assert_eq!(newest.len(), 2);
+        assert_eq!(newest[0].target, "t4");
+        let older = store.audit_log(Some(newest[1].id), 10).await.unwrap();
+        let targets: Vec<_> = older.iter().map(|e| e.target.as_str()).collect();
+        assert_eq!(targets, ["t2", "t1", "t0"], "{}", name_of(url));
+
+        let s = store.create_session(&spec("proxy"), None).await.unwrap();
+        let soon = Utc::now() + Duration::minutes(5);
+        store.insert_proxy_token("live", s.id, soon).await.unwrap();
+        store
+            .insert_proxy_token("old", s.id, Utc::now() - Duration::seconds(1))
+            .await
+            .unwrap();
+        assert!(store.proxy_token_valid("live", s.id).await.unwrap());
+        assert!(!store.proxy_token_valid("old", s.id).await.unwrap());
+        assert!(!store
+            .proxy_token_valid("live", uuid::Uuid::now_v7())
+            .await
+            .unwrap());
+        store.revoke_proxy_tokens(s.id, Some("live")).await.unwrap();
+        assert!(!store.proxy_token_valid("live", s.id).await.unwrap());
+    }
+}
+
+#[tokio::test]
+async fn templates_keep_every_version() {
+    let (_dir, urls) = databases().await;
+    for url in &urls {
+        let store = open(url).await;
+        let draft = |name: &str| TemplateDraft {
+            name: name.into(),
+            description: "d".into(),
+            session: NewSession {
+                name: "from template".into(),
+                max_turns: Some(3),
+                ..Default::default()
+            },
+        };
+        let zed = store
+            .create_template(None, &draft("zed"), "ada")
+            .await
+            .unwrap();
+        store
+            .create_template(None, &draft("Alpha"), "ada")
+            .await
+            .unwrap();
+        store
+            .create_template(None, &draft("beta"), "ada")
+            .await
+            .unwrap();
+        let v2 = store
+            .update_template(zed.id, &draft("Zed two"), "bob")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((v2.version, v2.updated_by.as_str()), (2, "bob"));
+        assert_eq!(v2.draft.session.max_turns, Some(3));
+        let versions: Vec<_> = store
+            .template_versions(zed.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| (t.version, t.draft.name))
+            .collect();
+        assert_eq!(versions, [(2, "Zed two".into()), (1, "zed".into())]);
+        let names: Vec<_> = store
+            .list_templates(None)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| t.draft.name)
+            .collect();
+        assert_eq!(
+            names,
+            ["Alpha", "beta", "Zed two"],
+            "{}: without case",
+            name_of(url)
+        );
+        assert!(store
+            .update_template(uuid::Uuid::now_v7(), &draft("x"), "ada")
+            .await
+            .unwrap()
+            .is_none());
+        assert!(store.delete_template(zed.id).await.unwrap());
+        assert!(store.get_template(zed.id).await.unwrap().is_none());
+        assert!(store.template_versions(zed.id).await.unwrap().is_empty());
+    }
+}
+
+/// A Paddock on PostgreSQL: a prompt runs a tool in a Docker sandbox and
+/// its transcript is numbered without a gap; a second Paddock opened on the
+/// same database (a restart) finds the session, its transcript and cost.
+#[tokio::test]
+async fn a_paddock_on_postgres_runs_a_prompt_and_keeps_it_across_a_restart() {
+    let (_model, url) = common::scripted(
+        &serde_json::json!([
+            {"reply": [{"tool_use": {"name": "bash", "input": {"command": "echo from-postgres"}}}]},
+            {"reply": "done"}
+        ]),
+        None,
+    )
+    .await;
+    let mut flags = common::model_flags(&url, "sk-test");
+    flags.push(format!("--database-url={}", postgres::database().await));
+    let home = Home::new();
+    let paddock = common::open(&home, "docker", &flags).await;
+    let session = common::create(
+        &paddock,
+        NewSession {
+            name: "on postgres".into(),
+            permission_mode: Some("auto".parse().unwrap()),
+            ..Default::default()
+        },
+    )
+    .await;
+    let events = common::run(&paddock, session.id, "say where you run").await;
+    assert_eq!(common::last_status(&events).0, SessionStatus::Idle);
+    let seqs: Vec<i64> = events.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, (1..=events.len() as i64).collect::<Vec<_>>());
+    assert!(
+        events.iter().any(|e| matches!(&e.kind,
+            EventKind::ToolResult { output, .. } if output.contains("from-postgres"))),
+        "{:?}",
+        common::kinds(&events)
+    );
+    let cost = paddock
+        .store
+        .get_session(session.id)
+        .await
+        .unwrap()
+        .unwrap();
+    drop(paddock);
+
+    let restarted = common::open(&home, "docker", &flags).await;
+    let again = restarted
+        .store
+        .get_session(session.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((again.turns, again.last_seq), (cost.turns, cost.last_seq));
+    assert_eq!(common::events(&restarted, session.id).await, events);
+}
