@@ -47,3 +47,70 @@ ensure_dockerd() {
     as_root tail -n 20 "$log_file" >&2 || true
     die "dockerd did not answer within 60 s (log: $log_file)"
 }
+
+# The Debian mirror apt uses for suite $1: deb822 .sources files first, then
+# one-line sources.list entries.
+debian_mirror() {
+    local suite=$1 f uri
+    for f in /etc/apt/sources.list.d/*.sources; do
+        [[ -f $f ]] || continue
+        uri=$(awk -v suite="$suite" '
+            function flush() { if (deb && has_suite && !off && uri != "") { print uri; found = 1; exit } deb = has_suite = off = 0; uri = "" }
+            /^[ \t]*$/ { flush(); next }
+            /^[ \t]*#/ { next }
+            tolower($1) == "types:" { for (i = 2; i <= NF; i++) if ($i == "deb") deb = 1 }
+            tolower($1) == "uris:" { uri = $2 }
+            tolower($1) == "suites:" { for (i = 2; i <= NF; i++) if ($i == suite) has_suite = 1 }
+            tolower($1) == "enabled:" && tolower($2) == "no" { off = 1 }
+            END { if (!found) flush() }' "$f")
+        [[ -n $uri ]] && { echo "$uri"; return; }
+    done
+    for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+        [[ -f $f ]] || continue
+        # deb [options] URI SUITE COMPONENT...
+        uri=$(sed -E 's/\[[^]]*\]//' "$f" | awk -v suite="$suite" '$1 == "deb" && $3 == suite { print $2; exit }')
+        [[ -n $uri ]] && { echo "$uri"; return; }
+    done
+}
+
+# debian_base_image IMAGE SUITE VARIANT PACKAGES DESCRIPTION: a Debian root
+# filesystem made by debootstrap (VARIANT, plus the comma-separated PACKAGES,
+# if any) and `docker import`ed as IMAGE, unless IMAGE exists. No registry:
+# only the Debian mirror apt already uses (PADDOCK_DEBIAN_MIRROR overrides it).
+debian_base_image() {
+    local base=$1 suite=$2 variant=$3 packages=$4 description=$5 mirror rootfs
+    if dock image inspect "$base" >/dev/null 2>&1; then
+        log "reusing base image $base"
+        return
+    fi
+    mirror=${PADDOCK_DEBIAN_MIRROR:-$(debian_mirror "$suite")}
+    [[ -n $mirror ]] || die "no Debian mirror for $suite in /etc/apt: set PADDOCK_DEBIAN_MIRROR"
+    command -v debootstrap >/dev/null || die "debootstrap is missing: run scripts/setup"
+    rootfs=$(mktemp -d "${TMPDIR:-/var/tmp}/paddock-rootfs.XXXXXX")
+    # Global: the EXIT trap runs it after this function returns.
+    base_rootfs=$rootfs
+    cleanup() {
+        local rootfs=$base_rootfs
+        # debootstrap mounts proc and sys inside the rootfs and can leave them
+        # behind when it fails: unmount them, and never let rm cross a mount.
+        # shellcheck disable=SC2016 # expanded by the inner sh
+        as_root sh -c 'awk -v d="$1/" "index(\$2, d) == 1 { print \$2 }" /proc/mounts | sort -r | xargs -r -n1 umount -l' sh "$rootfs" || true
+        as_root rm -rf --one-file-system "$rootfs"
+    }
+    trap cleanup EXIT
+    log "debootstrap $variant $suite from $mirror: $packages"
+    as_root debootstrap --variant="$variant" ${packages:+--include="$packages"} "$suite" "$rootfs" "$mirror" \
+        >"$rootfs.log" 2>&1 || { tail -n 30 "$rootfs.log" >&2; die "debootstrap failed (log: $rootfs.log)"; }
+    rm -f "$rootfs.log"
+    # Dead weight in an image no one reads documentation in (about 70 MB);
+    # the copyright files stay.
+    # shellcheck disable=SC2016 # expanded by the inner sh
+    as_root sh -c 'cd "$1" && rm -rf var/cache/apt/archives/*.deb var/lib/apt/lists/* usr/share/man/* usr/share/info/* \
+        && find usr/share/locale -mindepth 1 -maxdepth 1 -type d -exec rm -rf {} + \
+        && find usr/share/doc -mindepth 1 ! -name copyright ! -type d -delete \
+        && find usr/share/doc -mindepth 1 -type d -empty -delete' sh "$rootfs"
+    log "importing $base"
+    as_root tar --numeric-owner -C "$rootfs" -c . | dock import -m "$description${packages:+: $packages}" - "$base" >/dev/null
+    cleanup
+    trap - EXIT
+}

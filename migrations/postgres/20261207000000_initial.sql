@@ -3,13 +3,14 @@
 -- one set of queries runs on both (server/src/store/sql/). Column types are
 -- the ones both share: TEXT (ids, JSON, and timestamps as fixed-width
 -- RFC 3339 UTC text, whose text order is time order), BIGINT (flags are 0
--- or 1), DOUBLE PRECISION and BYTEA. A later change to the schema is a
--- migration in each folder.
+-- or 1), DOUBLE PRECISION and BYTEA. The columns lists are sorted by
+-- compare bytewise (COLLATE "C"), as SQLite does, whatever the database's
+-- locale. A later change to the schema is a migration in each folder.
 
 CREATE TABLE users (
     id              TEXT PRIMARY KEY NOT NULL,
     -- Stored lowercase; compared without case.
-    login           TEXT NOT NULL UNIQUE,
+    login           TEXT COLLATE "C" NOT NULL UNIQUE,
     display_name    TEXT NOT NULL,
     role            TEXT NOT NULL,
     -- argon2id, PHC string format.
@@ -134,9 +135,9 @@ CREATE INDEX api_tokens_by_user ON api_tokens (user_id);
 -- Secrets sealed with the master key (the scope, kind and name are the
 -- associated data, so a row moved elsewhere does not open).
 CREATE TABLE credentials (
-    scope      TEXT NOT NULL,
-    kind       TEXT NOT NULL,
-    name       TEXT NOT NULL DEFAULT '',
+    scope      TEXT COLLATE "C" NOT NULL,
+    kind       TEXT COLLATE "C" NOT NULL,
+    name       TEXT COLLATE "C" NOT NULL DEFAULT '',
     nonce      BYTEA NOT NULL,
     ciphertext BYTEA NOT NULL,
     hint       TEXT NOT NULL,
@@ -166,7 +167,7 @@ CREATE TABLE agent_templates (
 CREATE TABLE agent_template_versions (
     template_id TEXT NOT NULL REFERENCES agent_templates (id) ON DELETE CASCADE,
     version     BIGINT NOT NULL,
-    name        TEXT NOT NULL,
+    name        TEXT COLLATE "C" NOT NULL,
     description TEXT NOT NULL,
     settings    TEXT NOT NULL,
     saved_at    TEXT NOT NULL,

@@ -1,8 +1,9 @@
 //! The `paddock` command: with no subcommand it serves; `paddock user …`
 //! manages accounts without a browser (a headless first admin, a forgotten
 //! password), and `paddock credentials rotate-master-key` re-seals the
-//! credential store under a new key. Subcommands work on the database
-//! (`DATABASE_URL`) directly, and may run beside a serving Paddock.
+//! credential store under a new key. Those work on the database
+//! (`DATABASE_URL`) directly, and may run beside a serving Paddock;
+//! `paddock health` asks a serving one whether it is ready.
 
 use crate::auth::Auth;
 use crate::config::Config;
@@ -30,6 +31,17 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    #[command(flatten)]
+    Store(StoreCommand),
+    /// Asks the Paddock serving on this machine (at PADDOCK_ADDR, or on
+    /// PORT) whether it is ready: `GET /readyz`, exit status 0 when it
+    /// answers 200. A container's HEALTHCHECK runs it.
+    Health,
+}
+
+/// The commands that work on the database.
+#[derive(Subcommand, Debug)]
+pub enum StoreCommand {
     /// Manage accounts.
     #[command(subcommand)]
     User(UserCommand),
@@ -138,12 +150,40 @@ fn read_password() -> anyhow::Result<String> {
     Ok(line.trim_end_matches(['\r', '\n']).to_owned())
 }
 
+/// `paddock health`: the readiness probe, from inside the machine.
+async fn health(config: &Config) -> anyhow::Result<()> {
+    let mut addr = config.listen_addr();
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let url = format!("http://{addr}/readyz");
+    let response = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(5))
+        .build()?
+        .get(&url)
+        .send()
+        .await
+        .with_context(|| format!("no answer from {url}"))?;
+    let status = response.status();
+    let body = response.text().await.unwrap_or_default();
+    println!("{body}");
+    anyhow::ensure!(status.is_success(), "{url} answered {status}");
+    Ok(())
+}
+
 pub async fn run(config: Config, command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Health => health(&config).await,
+        Command::Store(command) => on_store(config, command).await,
+    }
+}
+
+async fn on_store(config: Config, command: StoreCommand) -> anyhow::Result<()> {
     let store = store::open(&config.database_url).await?;
     let auth = Auth::new(store.clone(), Hub::new(), true);
     let fail = |e: app::domain::AppError| anyhow::anyhow!("{e}");
     match command {
-        Command::User(UserCommand::Add { login, name, role }) => {
+        StoreCommand::User(UserCommand::Add { login, name, role }) => {
             let password = read_password()?;
             let user = auth
                 .add_user(ACTOR, &login, &name, role, &password, None)
@@ -154,7 +194,7 @@ pub async fn run(config: Config, command: Command) -> anyhow::Result<()> {
                 user.login, user.display_name, user.role
             );
         }
-        Command::User(UserCommand::List) => {
+        StoreCommand::User(UserCommand::List) => {
             let mut out = std::io::stdout().lock();
             writeln!(
                 out,
@@ -174,9 +214,13 @@ pub async fn run(config: Config, command: Command) -> anyhow::Result<()> {
                 )?;
             }
         }
-        Command::User(UserCommand::Disable { login }) => set_disabled(&auth, &login, true).await?,
-        Command::User(UserCommand::Enable { login }) => set_disabled(&auth, &login, false).await?,
-        Command::User(UserCommand::ResetPassword { login }) => {
+        StoreCommand::User(UserCommand::Disable { login }) => {
+            set_disabled(&auth, &login, true).await?
+        }
+        StoreCommand::User(UserCommand::Enable { login }) => {
+            set_disabled(&auth, &login, false).await?
+        }
+        StoreCommand::User(UserCommand::ResetPassword { login }) => {
             let user = auth.user_by_login(&login).await.map_err(fail)?;
             let password = read_password()?;
             auth.reset_password(ACTOR, user.id, &password, None)
@@ -187,7 +231,7 @@ pub async fn run(config: Config, command: Command) -> anyhow::Result<()> {
                 user.login
             );
         }
-        Command::Credentials(CredentialsCommand::Set { kind, name, user }) => {
+        StoreCommand::Credentials(CredentialsCommand::Set { kind, name, user }) => {
             let id = credential_id(&auth, kind, name, user.as_deref()).await?;
             let value = read_secret()?;
             let vault = Vault::open(&MasterKey::load(&config)?, store.clone(), &config).await?;
@@ -202,7 +246,7 @@ pub async fn run(config: Config, command: Command) -> anyhow::Result<()> {
                 saved.hint
             );
         }
-        Command::Credentials(CredentialsCommand::List) => {
+        StoreCommand::Credentials(CredentialsCommand::List) => {
             let users = auth.list_users().await.map_err(fail)?;
             let mut out = std::io::stdout().lock();
             writeln!(
@@ -232,7 +276,7 @@ pub async fn run(config: Config, command: Command) -> anyhow::Result<()> {
                 )?;
             }
         }
-        Command::Credentials(CredentialsCommand::Delete { kind, name, user }) => {
+        StoreCommand::Credentials(CredentialsCommand::Delete { kind, name, user }) => {
             let id = credential_id(&auth, kind, name, user.as_deref()).await?;
             let vault = Vault::open(&MasterKey::load(&config)?, store.clone(), &config).await?;
             vault
@@ -241,7 +285,7 @@ pub async fn run(config: Config, command: Command) -> anyhow::Result<()> {
                 .map_err(fail)?;
             println!("Deleted {id} of {}.", who(user.as_deref()));
         }
-        Command::Credentials(CredentialsCommand::RotateMasterKey) => {
+        StoreCommand::Credentials(CredentialsCommand::RotateMasterKey) => {
             rotate_master_key(&config, &*store, &auth).await?;
         }
     }

@@ -170,9 +170,21 @@ fn aad(id: &CredentialId) -> Vec<u8> {
     id.to_string().into_bytes()
 }
 
-/// Refuses a secret that cannot be a variable, or is too short to mask.
+/// Refuses a credential's name that its kind cannot have: a secret's or a
+/// git token's is a variable's name; the others have none.
+fn check_credential_name(id: &CredentialId) -> Result<(), AppError> {
+    if id.kind.is_named() {
+        check_variable_name(&id.name)
+    } else if id.name.is_empty() {
+        Ok(())
+    } else {
+        Err(AppError::Invalid(format!("A {} has no name.", id.kind)))
+    }
+}
+
+/// Refuses a secret that is too short to mask, or not one line where it
+/// must be.
 fn check_secret(id: &CredentialId, value: &str) -> Result<(), AppError> {
-    check_variable_name(&id.name)?;
     // A git token goes into an HTTP header: one line.
     let multiline = id.kind == CredentialKind::Secret;
     let shaped = value.chars().count() >= SECRET_MIN_CHARS
@@ -282,6 +294,7 @@ impl Vault {
         address: Option<std::net::IpAddr>,
         id: &CredentialId,
     ) -> Result<(), AppError> {
+        check_credential_name(id)?;
         if !self.store.delete_credential(id).await? {
             return Err(AppError::NotFound(format!("The saved credential {id}")));
         }
@@ -306,6 +319,7 @@ impl Vault {
         // A browser's text area sends its line breaks as CR LF.
         let value = value.trim().replace("\r\n", "\n");
         let value = value.as_str();
+        check_credential_name(&id)?;
         let hint = if id.kind.is_named() {
             check_secret(&id, value)?;
             let others = self.store.list_credentials().await?;
@@ -319,9 +333,6 @@ impl Vault {
             }
             "••••".to_owned()
         } else {
-            if !id.name.is_empty() {
-                return Err(AppError::Invalid(format!("A {} has no name.", id.kind)));
-            }
             if value.is_empty()
                 || value.len() > CREDENTIAL_MAX_BYTES
                 || value.chars().any(char::is_control)

@@ -223,11 +223,26 @@ impl Auth {
         detail: &str,
         address: Option<IpAddr>,
     ) {
+        // What a caller typed (a login that failed to sign in) is kept
+        // readable and storable: control characters, NUL among them (which
+        // PostgreSQL's text cannot hold), become U+FFFD.
+        let clean = |text: &str, max: usize| -> String {
+            text.chars()
+                .take(max)
+                .map(|c| {
+                    if c.is_control() && c != '\n' {
+                        '\u{FFFD}'
+                    } else {
+                        c
+                    }
+                })
+                .collect()
+        };
         let entry = NewAuditEntry {
-            actor: actor.chars().take(200).collect(),
+            actor: clean(actor, 200),
             action,
-            target: target.chars().take(200).collect(),
-            detail: detail.chars().take(1000).collect(),
+            target: clean(target, 200),
+            detail: clean(detail, 1000),
             address: address.map(|a| a.to_string()),
         };
         if let Err(e) = self.store.record_audit(&entry).await {

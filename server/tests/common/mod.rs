@@ -9,6 +9,7 @@
 
 pub mod git_server;
 pub mod postgres;
+pub mod rest;
 
 use app::domain::{Event, EventKind, NewSession, Session, SessionId, SessionStatus};
 use clap::Parser;
@@ -84,17 +85,23 @@ impl Home {
 
 impl Drop for Home {
     fn drop(&mut self) {
-        // Best effort: a failed test must not leave containers behind.
-        for entry in std::fs::read_dir(self.workspaces())
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            let name = format!("paddock-{}", entry.file_name().to_string_lossy());
-            let _ = std::process::Command::new("docker")
-                .args(["rm", "-f", &name])
-                .output();
-        }
+        remove_containers(&self.workspaces());
+    }
+}
+
+/// Removes the sandbox containers of the sessions whose workspaces are in
+/// `workspaces`. Best effort: a failed test must not leave containers
+/// behind.
+fn remove_containers(workspaces: &Path) {
+    for entry in std::fs::read_dir(workspaces)
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let name = format!("paddock-{}", entry.file_name().to_string_lossy());
+        let _ = std::process::Command::new("docker")
+            .args(["rm", "-f", &name])
+            .output();
     }
 }
 
@@ -178,6 +185,7 @@ pub struct Binary {
     pub child: std::process::Child,
     pub url: String,
     log: Arc<std::sync::Mutex<String>>,
+    workspaces: PathBuf,
 }
 
 impl Binary {
@@ -188,10 +196,11 @@ impl Binary {
 }
 
 impl Drop for Binary {
-    /// A failing test must not leave a server running.
+    /// A failing test must not leave a server (or its sandboxes) running.
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        remove_containers(&self.workspaces);
     }
 }
 
@@ -244,7 +253,12 @@ pub fn start_with(dir: &Path, addr: &str, env: &[(&str, &str)]) -> Binary {
             kept.lock().unwrap().push_str(&format!("{line}\n"));
         }
     });
-    Binary { child, url, log }
+    Binary {
+        child,
+        url,
+        log,
+        workspaces: dir.join("workspaces"),
+    }
 }
 
 /// A Paddock on a new home with Docker sandboxes, its model at `url`

@@ -1,6 +1,7 @@
 //! A real PostgreSQL for the tests: one throw-away cluster per test binary
-//! (`initdb` and `postgres` in a temporary folder, on a free loopback port),
-//! started on first use, and a fresh database for each test.
+//! (`initdb` and `postgres` in a temporary folder, reached through a Unix
+//! socket there, so no TCP port can be taken from under it), started on
+//! first use, and a fresh database for each test.
 //!
 //! The server runs as the `postgres` user when the tests run as root
 //! (`initdb` refuses root), and dies with the test process: `setpriv
@@ -14,14 +15,29 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-/// A running cluster: where it listens.
+/// A running cluster: its folder holds its socket and its log.
 pub struct Cluster {
-    pub port: u16,
     pub dir: PathBuf,
+}
+
+impl Cluster {
+    /// The URL of database `name`, through the socket.
+    pub fn url(&self, name: &str) -> String {
+        format!(
+            "postgres://postgres@localhost/{name}?host={}&port={PORT}",
+            self.dir.display()
+        )
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("postgres.log")).unwrap_or_default()
+    }
 }
 
 static CLUSTER: OnceLock<Cluster> = OnceLock::new();
 const FOLDER_PREFIX: &str = "paddock-test-pg-";
+/// Names the socket file (`.s.PGSQL.5432`); nothing listens on TCP.
+const PORT: u16 = 5432;
 
 /// The URL of a new, empty database on this binary's cluster.
 pub async fn database() -> String {
@@ -29,23 +45,22 @@ pub async fn database() -> String {
         .await
         .unwrap();
     let name = format!("t{}", uuid::Uuid::now_v7().simple());
-    let admin = format!("postgres://postgres@127.0.0.1:{}/postgres", cluster.port);
-    // Listening comes a moment before accepting queries.
-    let deadline = Instant::now() + Duration::from_secs(30);
+    // The server takes a moment to accept connections after it starts.
+    let deadline = Instant::now() + Duration::from_secs(60);
     let mut conn = loop {
-        match sqlx::postgres::PgConnection::connect(&admin).await {
+        match sqlx::postgres::PgConnection::connect(&cluster.url("postgres")).await {
             Ok(conn) => break conn,
             Err(_) if Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            Err(e) => panic!("postgres does not answer: {e}"),
+            Err(e) => panic!("postgres does not answer: {e}\n{}", cluster.log()),
         }
     };
     sqlx::Executor::execute(&mut conn, format!("CREATE DATABASE {name}").as_str())
         .await
         .unwrap();
     conn.close().await.unwrap();
-    format!("postgres://postgres@127.0.0.1:{}/{name}", cluster.port)
+    cluster.url(&name)
 }
 
 /// The folder holding the PostgreSQL programs: on `PATH`, or Debian's
@@ -107,6 +122,8 @@ fn start() -> Cluster {
             "postgres",
             "-E",
             "UTF8",
+            // The same (byte) order on every machine.
+            "--no-locale",
             "--no-sync",
             "-D",
         ])
@@ -118,20 +135,15 @@ fn start() -> Cluster {
         "initdb failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
     let mut server = command(&bin, "postgres", true);
     server
         .arg("-D")
         .arg(&data)
-        .args(["-p", &port.to_string(), "-k"])
+        .args(["-p", &PORT.to_string(), "-k"])
         .arg(&dir)
         .args([
             "-c",
-            "listen_addresses=127.0.0.1",
+            "listen_addresses=",
             "-c",
             "max_connections=300",
             // Throw-away data: durability only costs time here.
@@ -156,16 +168,7 @@ fn start() -> Cluster {
         Err(e) => spawned.send(Err(e)).unwrap(),
     });
     started.recv().unwrap().expect("postgres did not start");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "postgres did not listen: {}",
-            std::fs::read_to_string(dir.join("postgres.log")).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Cluster { port, dir }
+    Cluster { dir }
 }
 
 /// Folders of clusters whose test process is gone.

@@ -13,6 +13,8 @@ mod common;
 mod accounts;
 mod claude_code;
 mod credential_store;
+mod deploy_image;
+mod docker_tls;
 mod engine;
 mod events;
 mod git_workspace;

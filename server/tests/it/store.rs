@@ -272,6 +272,21 @@ async fn users_tokens_browser_sessions_and_shares() {
             (changed.role, changed.display_name.as_str()),
             (Role::Admin, "Bob")
         );
+        let renamed = store
+            .change_user(
+                bob.id,
+                &UserChange {
+                    display_name: Some("Robert".into()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (renamed.display_name.as_str(), renamed.disabled),
+            ("Robert", true)
+        );
         assert!(!store.other_admin_exists(ada.id).await.unwrap(), "disabled");
         // Stored to the microsecond.
         let now = Utc::now().trunc_subsecs(6);
@@ -421,7 +436,14 @@ async fn credentials_audit_proxy_tokens_and_meta() {
                 .await
                 .unwrap();
         }
-        let newest = store.audit_log(None, 2).await.unwrap();
+        // What a caller typed goes through Auth::audit, which keeps it
+        // storable on every database: NUL and control characters replaced.
+        let auth = server::auth::Auth::new(store.clone(), server::hub::Hub::new(), true);
+        auth.audit("a\u{0}b\u{7}", AuditAction::SignInFailed, "", "", None)
+            .await;
+        let failed = store.audit_log(None, 1).await.unwrap();
+        assert_eq!(failed[0].actor, "a\u{FFFD}b\u{FFFD}", "{}", name_of(url));
+        let newest = store.audit_log(Some(failed[0].id), 2).await.unwrap();
         assert_eq!(newest.len(), 2);
         assert_eq!(newest[0].target, "t4");
         let older = store.audit_log(Some(newest[1].id), 10).await.unwrap();
@@ -441,8 +463,12 @@ async fn credentials_audit_proxy_tokens_and_meta() {
             .proxy_token_valid("live", uuid::Uuid::now_v7())
             .await
             .unwrap());
+        store.insert_proxy_token("other", s.id, soon).await.unwrap();
         store.revoke_proxy_tokens(s.id, Some("live")).await.unwrap();
         assert!(!store.proxy_token_valid("live", s.id).await.unwrap());
+        assert!(store.proxy_token_valid("other", s.id).await.unwrap());
+        store.revoke_proxy_tokens(s.id, None).await.unwrap();
+        assert!(!store.proxy_token_valid("other", s.id).await.unwrap());
     }
 }
 
@@ -460,6 +486,15 @@ async fn templates_keep_every_version() {
                 ..Default::default()
             },
         };
+        let ada = store
+            .create_user(&"ada".parse().unwrap(), "Ada", Role::Member, "h")
+            .await
+            .unwrap()
+            .unwrap();
+        let mine = store
+            .create_template(Some(ada.id), &draft("mine"), "ada")
+            .await
+            .unwrap();
         let zed = store
             .create_template(None, &draft("zed"), "ada")
             .await
@@ -496,10 +531,18 @@ async fn templates_keep_every_version() {
             .collect();
         assert_eq!(
             names,
-            ["Alpha", "beta", "Zed two"],
+            ["Alpha", "beta", "mine", "Zed two"],
             "{}: without case",
             name_of(url)
         );
+        let owned: Vec<_> = store
+            .list_templates(Some(ada.id))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| t.id)
+            .collect();
+        assert_eq!(owned, [mine.id]);
         assert!(store
             .update_template(uuid::Uuid::now_v7(), &draft("x"), "ada")
             .await
