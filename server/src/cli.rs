@@ -397,6 +397,7 @@ async fn rotate_master_key(config: &Config, store: &dyn Store, auth: &Auth) -> a
 /// Parses the command line and runs what it asks for.
 pub async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    crate::telemetry::init(cli.config.log_format);
     match cli.command {
         None => crate::run(cli.config).await,
         Some(command) => run(cli.config, command).await,

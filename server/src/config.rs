@@ -3,6 +3,7 @@
 
 use crate::origin::{parse_allowed_host, parse_public_url, Origin};
 use crate::sandbox::{Limits, MountPolicy};
+use crate::telemetry::LogFormat;
 use app::domain::SandboxLimits;
 use clap::Parser;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -19,6 +20,10 @@ pub struct Config {
     /// only PORT is set, as a PaaS does].
     #[arg(long, env = "PADDOCK_ADDR")]
     pub addr: Option<SocketAddr>,
+
+    /// How log lines are written: text, or one JSON object per line.
+    #[arg(long, env = "PADDOCK_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
 
     /// Port given by a PaaS; ignored when PADDOCK_ADDR is set.
     #[arg(long, env = "PORT")]

@@ -15,6 +15,7 @@ pub mod http;
 pub mod hub;
 pub mod journal;
 pub mod llm;
+pub mod metrics;
 pub mod origin;
 pub mod paddock;
 pub mod presence;

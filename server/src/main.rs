@@ -1,5 +1,4 @@
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    server::telemetry::init();
     server::cli::main().await
 }

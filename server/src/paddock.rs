@@ -102,6 +102,7 @@ impl Paddock {
     /// capacity).
     pub async fn open_with_hub(config: Config, hub: Hub) -> anyhow::Result<Self> {
         let config = Arc::new(config);
+        crate::metrics::install();
         let sign_in = config.sign_in_required()?;
         let store = store::open(&config.database_url).await?;
         let vault =

@@ -1,5 +1,8 @@
 //! Logging: `RUST_LOG` filters, defaulting to info for Paddock and warnings
-//! for its dependencies. Every line is written with the secrets of the
+//! for its dependencies; lines of text, or one JSON object per line
+//! (`PADDOCK_LOG_FORMAT=json`) with the spans a line was logged in, such as
+//! the `request` span carrying the request id (`x-request-id`) that the
+//! runs a prompt starts keep. Every line is written with the secrets of the
 //! sessions this process runs masked ([`SecretMasks::in_log`]), whatever
 //! logged it.
 
@@ -8,13 +11,24 @@ use std::io::Write;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::EnvFilter;
 
-pub fn init() {
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,tower_http=info,sqlx=warn"));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(MaskedStdout)
-        .init();
+        .with_writer(MaskedStdout);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().with_span_list(true).init(),
+    }
 }
 
 /// Standard output, one masked line at a time.

@@ -20,6 +20,7 @@ use app::domain::{AppError, Engine, EnvVar, EventKind, Session, SessionId, Sessi
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 struct Run {
     queued: usize,
@@ -142,7 +143,10 @@ impl Runner {
         };
         if start {
             let me = self.clone();
-            tokio::spawn(async move { me.run_queue(session).await });
+            // In the span of the request that sent the prompt (its id), so
+            // that the run's log lines say where it came from.
+            let span = tracing::info_span!("run", %session);
+            tokio::spawn(async move { me.run_queue(session).await }.instrument(span));
         }
         Ok(())
     }
@@ -200,7 +204,14 @@ impl Runner {
                 .journal
                 .set_status(session, SessionStatus::Running, None)
                 .await;
-            let (status, message) = match self.run_engine(session, &cancel).await {
+            crate::metrics::run_started();
+            let outcome = self.run_engine(session, &cancel).await;
+            crate::metrics::run_finished(match &outcome {
+                Ok(()) => "completed",
+                Err(RunError::Stopped) => "stopped",
+                Err(_) => "failed",
+            });
+            let (status, message) = match outcome {
                 Ok(()) => (SessionStatus::Idle, None),
                 Err(RunError::Stopped) => (SessionStatus::Idle, Some("Stopped.".to_owned())),
                 Err(e) => {

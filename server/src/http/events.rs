@@ -112,6 +112,7 @@ async fn events(
     let lost = access_watch::lost(paddock.clone(), identity, Some(id));
     let tail = Tail {
         _watching: watching,
+        _viewer: crate::metrics::Viewer::open("events"),
         paddock,
         session: id,
         rx,
@@ -143,6 +144,8 @@ async fn events(
 struct Tail {
     /// Counts this viewer as watching while the stream lasts.
     _watching: crate::presence::Watching,
+    /// Counted in the `paddock_viewers` metric while it lasts.
+    _viewer: crate::metrics::Viewer,
     paddock: Arc<Paddock>,
     session: SessionId,
     rx: broadcast::Receiver<HubMessage>,

@@ -1,8 +1,8 @@
 //! The HTTP surface: the server-rendered dashboard and its server functions,
 //! static files, the JSON API (`sessions.rs`, and the workspace's files in
 //! `files.rs`), the two event streams
-//! (`events.rs`, `updates.rs`), sign-in's form posts (`auth.rs`) and the
-//! health probes (`probes.rs`), every route but the probes behind the
+//! (`events.rs`, `updates.rs`), sign-in's form posts (`auth.rs`), the
+//! metrics (`metrics.rs`) and the health probes (`probes.rs`), every route but the probes behind the
 //! [`request_guard`], the one door that checks host, origin and caller.
 //! Handlers take what they need through the [`extract`]ors (the caller's
 //! [`Identity`](crate::auth::Identity) first) and fail with the one
@@ -15,6 +15,7 @@ pub mod error;
 mod events;
 pub mod extract;
 mod files;
+mod metrics;
 mod probes;
 pub mod request_guard;
 pub mod routes;
@@ -36,6 +37,7 @@ use request_guard::{Door, RequestGuard};
 use routes::Routes;
 use std::sync::{Arc, OnceLock};
 use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
 /// Largest request body accepted (a prompt may be up to 1 MiB).
@@ -102,8 +104,29 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(browser_sessions)
         .merge(own.probes.into_router())
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
+        // A request id (the caller's `x-request-id`, else a new one) on the
+        // request, its answer and its log lines.
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .with_state(state)
+}
+
+/// The span of one request: its id, method and path (not its query, which
+/// may hold a setup token).
+fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    let id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.chars().take(64).collect::<String>())
+        .unwrap_or_default();
+    tracing::info_span!(
+        "request",
+        id = %id,
+        method = %request.method(),
+        path = %request.uri().path(),
+    )
 }
 
 /// Whether a request is a browser's form post (it asks for a page back),
@@ -133,6 +156,7 @@ impl OwnRoutes {
                 .merge(changes::routes())
                 .merge(events::routes())
                 .merge(updates::routes())
+                .merge(metrics::routes())
                 .merge(auth::routes()),
             probes: probes::routes(),
         }

@@ -342,7 +342,8 @@ pub async fn check(State(door): State<Arc<Door>>, mut req: Request, next: Next) 
             req.extensions_mut().insert(identity);
         }
         None if open_to_anonymous(req.method(), &path) => {}
-        None if path.starts_with("/api/") => {
+        // Scripts and scrapers are told to authenticate, not sent to a page.
+        None if path.starts_with("/api/") || path == "/metrics" => {
             let mut response = refuse(
                 &path,
                 AppError::Unauthenticated(

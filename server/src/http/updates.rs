@@ -66,6 +66,8 @@ impl Audience {
 }
 
 struct Listener {
+    /// Counted in the `paddock_viewers` metric while it lasts.
+    _viewer: crate::metrics::Viewer,
     paddock: Arc<Paddock>,
     identity: Identity,
     audience: Audience,
@@ -131,6 +133,7 @@ async fn updates(
     let audience = Audience::load(&paddock, &identity.caller).await?;
     let shutdown = paddock.hub.shutting_down();
     let listener = Listener {
+        _viewer: crate::metrics::Viewer::open("updates"),
         paddock,
         identity,
         audience,

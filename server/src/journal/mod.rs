@@ -111,6 +111,7 @@ impl Journal {
         self.store
             .add_usage(session, input_tokens, output_tokens, cost_usd)
             .await?;
+        crate::metrics::usage(input_tokens, output_tokens, cost_usd);
         self.record(
             session,
             EventKind::Usage {

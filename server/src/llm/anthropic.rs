@@ -129,12 +129,14 @@ impl Provider for Anthropic {
         let mut attempt = 0;
         loop {
             let limit = self.config.timeout;
+            let started = std::time::Instant::now();
             let result = tokio::select! {
                 () = cancel.cancelled() => return Err(LlmError::Cancelled),
                 r = tokio::time::timeout(limit, self.attempt(credential, request, &mut *on_delta)) => {
                     r.unwrap_or(Err(LlmError::Timeout(limit.as_secs())))
                 }
             };
+            crate::metrics::model_call(&request.model, started.elapsed(), result.as_ref().err());
             match result {
                 Err(e) if e.retryable() && attempt < self.config.max_retries => {
                     let wait = self.backoff(attempt, &e);

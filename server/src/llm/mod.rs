@@ -138,6 +138,21 @@ pub enum LlmError {
 }
 
 impl LlmError {
+    /// What kind of failure it is, in one word (a metric's label).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            LlmError::Auth(_) => "auth",
+            LlmError::InvalidRequest(_) => "invalid_request",
+            LlmError::RateLimited { .. } => "rate_limited",
+            LlmError::Overloaded(_) => "overloaded",
+            LlmError::Api { .. } => "api",
+            LlmError::Timeout(_) => "timeout",
+            LlmError::Transport(_) => "transport",
+            LlmError::Protocol(_) => "protocol",
+            LlmError::Cancelled => "cancelled",
+        }
+    }
+
     /// Worth another try: the server said "later" or dropped the connection.
     pub fn retryable(&self) -> bool {
         match self {

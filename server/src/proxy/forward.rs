@@ -88,6 +88,13 @@ fn presented_token(headers: &HeaderMap) -> Option<&str> {
 }
 
 async fn forward(State(ctx): State<Ctx>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    let response = relay(ctx, uri, headers, body).await;
+    crate::metrics::proxy_request(response.status().as_u16());
+    response
+}
+
+/// Checks the token, then relays the request to the model endpoint.
+async fn relay(ctx: Ctx, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     let Ctx { proxy, session } = ctx;
     let valid = match presented_token(&headers) {
         Some(token) => proxy

@@ -399,6 +399,7 @@ impl Sandbox for DockerSandbox {
     async fn start_with(&self, session: SessionId, spec: &SandboxSpec) -> Result<()> {
         let gate = lock(&self.starting).entry(session).or_default().clone();
         let _one_at_a_time = gate.lock().await;
+        let began = std::time::Instant::now();
         self.folder(session)
             .create()
             .map_err(|e| SandboxError::Failed(format!("cannot create the workspace: {e}")))?;
@@ -447,7 +448,7 @@ impl Sandbox for DockerSandbox {
             }
         } else {
             match self.docker.start_container(&name, None).await {
-                Ok(()) => {}
+                Ok(()) => crate::metrics::sandbox_started("docker", began.elapsed()),
                 Err(e) if status_of(&e) == Some(304) => {}
                 Err(e) => return Err(failed(e)),
             }

@@ -42,14 +42,49 @@ pub enum StoreError {
     #[error("stored row is invalid: {0}")]
     Corrupt(String),
     #[error(
+        "the database was migrated by a newer Paddock (its migration {0} is unknown to this \
+         one): run that version or a newer one"
+    )]
+    NewerSchema(i64),
+    #[error(
         "DATABASE_URL names a database Paddock does not support ({0:?}): use sqlite://PATH or \
          postgres://USER:PASSWORD@HOST:PORT/DATABASE"
     )]
     Unsupported(String),
 }
 
+impl StoreError {
+    /// Whether the database could not be reached (down, restarting, the
+    /// pool exhausted): worth trying again, not a fault of the request or
+    /// of the server.
+    pub fn unreachable(&self) -> bool {
+        let StoreError::Db(e) = self else {
+            return false;
+        };
+        match e {
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed => true,
+            // PostgreSQL's connection exceptions (08…) and operator
+            // intervention (57P…: shutting down, cannot connect now).
+            sqlx::Error::Database(d) => d
+                .code()
+                .is_some_and(|code| code.starts_with("08") || code.starts_with("57P")),
+            _ => false,
+        }
+    }
+}
+
 impl From<StoreError> for AppError {
     fn from(e: StoreError) -> Self {
+        if e.unreachable() {
+            tracing::warn!("store: {e}");
+            return AppError::Unavailable(
+                "The database does not answer; try again in a moment.".into(),
+            );
+        }
         tracing::error!("store: {e}");
         AppError::Internal
     }
@@ -70,6 +105,9 @@ pub trait Store: Accounts + Templates + Send + Sync + 'static {
     /// Sessions with the most recent activity first: all of them, or those
     /// `visible_to` a user (owned by them or shared with them).
     async fn list_sessions(&self, visible_to: Option<UserId>) -> Result<Vec<Session>>;
+    /// How many sessions there are in each status (statuses with none are
+    /// left out).
+    async fn sessions_by_status(&self) -> Result<Vec<(SessionStatus, i64)>>;
     async fn create_session(&self, spec: &SessionSpec, owner: Option<UserId>) -> Result<Session>;
     async fn get_session(&self, id: SessionId) -> Result<Option<Session>>;
     /// Deletes a session and its transcript; `false` if it did not exist.

@@ -90,6 +90,12 @@ impl ToolOutput {
     }
 }
 
+/// A tool's name as metrics label it: its own for a tool that exists,
+/// `unknown` for any other name a model made up.
+pub fn metric_name(tool_name: &str) -> &'static str {
+    spec(tool_name).map_or("unknown", |s| s.name)
+}
+
 /// The access a tool needs; `None` for a tool that does not exist.
 pub fn access(tool_name: &str) -> Option<Access> {
     spec(tool_name).map(|s| s.access)

@@ -185,13 +185,24 @@ pub struct Binary {
     pub child: std::process::Child,
     pub url: String,
     log: Arc<std::sync::Mutex<String>>,
-    workspaces: PathBuf,
+    /// Whose sandboxes go with it; `None` once it crashed on purpose, for
+    /// the server started after it to find them.
+    workspaces: Option<PathBuf>,
 }
 
 impl Binary {
     /// Everything it logged so far.
     pub fn log(&self) -> String {
         self.log.lock().unwrap().clone()
+    }
+
+    /// Kills it as a crash would (SIGKILL), leaving its sandboxes for the
+    /// next server on the same home; its address.
+    pub fn crash(mut self) -> String {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        self.workspaces = None;
+        self.url.trim_start_matches("http://").to_owned()
     }
 }
 
@@ -200,7 +211,9 @@ impl Drop for Binary {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        remove_containers(&self.workspaces);
+        if let Some(workspaces) = &self.workspaces {
+            remove_containers(workspaces);
+        }
     }
 }
 
@@ -242,7 +255,9 @@ pub fn start_with(dir: &Path, addr: &str, env: &[(&str, &str)]) -> Binary {
             .expect("paddock exited before listening")
             .unwrap();
         log.lock().unwrap().push_str(&format!("{line}\n"));
-        if let Some((_, url)) = line.split_once("listening on ") {
+        if let Some((_, rest)) = line.split_once("listening on ") {
+            // The URL ends the text line, or the JSON line's message.
+            let url = rest.split(['"', ' ']).next().unwrap_or(rest);
             break url.trim().to_owned();
         }
     };
@@ -257,7 +272,7 @@ pub fn start_with(dir: &Path, addr: &str, env: &[(&str, &str)]) -> Binary {
         child,
         url,
         log,
-        workspaces: dir.join("workspaces"),
+        workspaces: Some(dir.join("workspaces")),
     }
 }
 

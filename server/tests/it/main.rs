@@ -21,6 +21,7 @@ mod git_workspace;
 mod http;
 mod llm;
 mod mcp;
+mod metrics;
 mod mounts;
 mod recovery;
 mod sandbox;

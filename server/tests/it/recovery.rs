@@ -94,10 +94,8 @@ async fn wait_status(server: &Binary, session: &Session, status: SessionStatus) 
 }
 
 /// SIGKILLs the server and starts it again on the same address.
-fn crash_and_restart(mut server: Binary, dir: &Path, env: &[(&str, &str)]) -> Binary {
-    server.child.kill().unwrap();
-    server.child.wait().unwrap();
-    let addr = server.url.trim_start_matches("http://").to_owned();
+fn crash_and_restart(server: Binary, dir: &Path, env: &[(&str, &str)]) -> Binary {
+    let addr = server.crash();
     start_with(dir, &addr, env)
 }
 

@@ -347,6 +347,7 @@ impl NativeEngine {
             output_cap: limits.output_cap,
             env,
         };
+        let started = std::time::Instant::now();
         let out = if from_mcp {
             tokio::select! {
                 out = mcp.call(name, input, limits.tool_timeout) => out.capped(limits.output_cap),
@@ -358,6 +359,12 @@ impl NativeEngine {
         if cancel.is_cancelled() {
             return Err(RunError::Stopped);
         }
+        let tool = if from_mcp {
+            "mcp"
+        } else {
+            tools::metric_name(name)
+        };
+        crate::metrics::tool_call(tool, started.elapsed(), out.is_error);
         // The model gets the output as the transcript shows it, secrets
         // masked: the conversation is rebuilt from the transcript anyway,
         // and a value the model never read is one it cannot repeat.

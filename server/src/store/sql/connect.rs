@@ -59,7 +59,7 @@ pub(super) async fn open(url: &str) -> Result<(AnyPool, Database)> {
                 })
                 .connect(url)
                 .await?;
-            sqlx::migrate!("../migrations/sqlite").run(&pool).await?;
+            migrated(sqlx::migrate!("../migrations/sqlite").run(&pool).await)?;
             pool
         }
         Database::Postgres => {
@@ -69,11 +69,20 @@ pub(super) async fn open(url: &str) -> Result<(AnyPool, Database)> {
                 .await?;
             // Replicas starting together take turns: sqlx holds an advisory
             // lock while it migrates PostgreSQL.
-            sqlx::migrate!("../migrations/postgres").run(&pool).await?;
+            migrated(sqlx::migrate!("../migrations/postgres").run(&pool).await)?;
             pool
         }
     };
     Ok((pool, database))
+}
+
+/// A migration run's outcome; a database a newer Paddock migrated (it
+/// applied a migration this binary does not have) is refused by name.
+fn migrated(result: Result<(), sqlx::migrate::MigrateError>) -> Result<()> {
+    result.map_err(|e| match e {
+        sqlx::migrate::MigrateError::VersionMissing(version) => StoreError::NewerSchema(version),
+        e => e.into(),
+    })
 }
 
 /// Creates the SQLite file (and its folder) if missing and puts it in WAL

@@ -229,6 +229,21 @@ impl Store for SqlStore {
         rows.into_iter().map(Session::try_from).collect()
     }
 
+    async fn sessions_by_status(&self) -> Result<Vec<(SessionStatus, i64)>> {
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT status, COUNT(*) FROM sessions GROUP BY status")
+                .fetch_all(&self.pool)
+                .await?;
+        rows.into_iter()
+            .map(|(status, n)| {
+                let status = status
+                    .parse()
+                    .map_err(|e| StoreError::Corrupt(format!("session status: {e}")))?;
+                Ok((status, n))
+            })
+            .collect()
+    }
+
     async fn create_session(&self, spec: &SessionSpec, owner: Option<UserId>) -> Result<Session> {
         let id = uuid::Uuid::now_v7();
         let now = timestamp(Utc::now());

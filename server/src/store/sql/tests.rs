@@ -32,3 +32,44 @@ async fn other_databases_are_refused_without_echoing_the_url() {
     assert!(err.contains("\"mysql\""), "{err}");
     assert!(!err.contains("hunter2"), "{err}");
 }
+
+#[tokio::test]
+async fn a_database_a_newer_paddock_migrated_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/paddock.db", dir.path().display());
+    let store = SqlStore::open(&url).await.unwrap();
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES (29991231000000, 'from the future', 1, x'00', 0)",
+    )
+    .execute(&store.pool)
+    .await
+    .unwrap();
+    store.pool.close().await;
+    let err = SqlStore::open(&url).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::NewerSchema(29991231000000)),
+        "{err}"
+    );
+    assert!(err.to_string().contains("newer Paddock"), "{err}");
+}
+
+#[tokio::test]
+async fn an_unreachable_database_is_unavailable_not_internal() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/paddock.db", dir.path().display());
+    let store = SqlStore::open(&url).await.unwrap();
+    store.pool.close().await;
+    let err = store.ping().await.unwrap_err();
+    assert!(err.unreachable(), "{err}");
+    assert!(matches!(
+        app::domain::AppError::from(err),
+        app::domain::AppError::Unavailable(_)
+    ));
+    let corrupt = StoreError::Corrupt("x".into());
+    assert!(!corrupt.unreachable());
+    assert_eq!(
+        app::domain::AppError::from(corrupt),
+        app::domain::AppError::Internal
+    );
+}
