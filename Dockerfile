@@ -13,13 +13,15 @@
 
 FROM rust:1-bookworm AS build
 WORKDIR /src
-COPY . .
 # scripts/setup --build installs what the build needs and nothing else:
 # cargo-leptos, wasm-bindgen-cli at Cargo.lock's version, Node.js and the
-# npm tools (Tailwind CSS).
-RUN rustup target add wasm32-unknown-unknown \
-    && scripts/setup --build \
-    && scripts/leptos build --release --cargo-locked \
+# npm tools (Tailwind CSS). First, from what names those alone, so that a
+# change to the sources reuses this layer.
+COPY Cargo.lock package.json package-lock.json ./
+COPY scripts scripts
+RUN rustup target add wasm32-unknown-unknown && scripts/setup --build
+COPY . .
+RUN scripts/leptos build --release --cargo-locked \
     && mkdir -p /out \
     && cp target/release/paddock /out/paddock \
     && cp -r target/site /out/site
@@ -49,10 +51,14 @@ ENV PORT=8080 \
     PADDOCK_GIT_ROOT=/data/git \
     PADDOCK_CLAUDE_CODE_ROOT=/data/claude-code \
     LEPTOS_SITE_ROOT=/usr/share/paddock/site
-VOLUME /data
+# /data is meant for a volume (`-v paddock-data:/data`); no VOLUME line,
+# which some platforms (Railway) refuse in favour of their own volumes.
 WORKDIR /data
 EXPOSE 8080
-HEALTHCHECK --interval=30s --timeout=10s --start-period=30s --retries=3 CMD ["paddock", "health"]
+# The probe runs as `paddock` too: nothing in this image runs as root
+# after the entrypoint's first lines.
+HEALTHCHECK --interval=30s --timeout=10s --start-period=30s --retries=3 \
+    CMD ["setpriv", "--reuid=paddock", "--regid=paddock", "--clear-groups", "--no-new-privs", "paddock", "health"]
 # Paddock never runs as root: the entrypoint gives /data (a volume the
 # platform may mount owned by root) to the user `paddock`, then runs the
 # command as that user.

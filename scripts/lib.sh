@@ -73,12 +73,17 @@ debian_mirror() {
     done
 }
 
-# debian_base_image IMAGE SUITE VARIANT PACKAGES DESCRIPTION: a Debian root
-# filesystem made by debootstrap (VARIANT, plus the comma-separated PACKAGES,
-# if any) and `docker import`ed as IMAGE, unless IMAGE exists. No registry:
-# only the Debian mirror apt already uses (PADDOCK_DEBIAN_MIRROR overrides it).
+# debian_base_image REPOSITORY SUITE VARIANT PACKAGES: prints the tag of a
+# Debian root filesystem made by debootstrap (VARIANT, plus the
+# comma-separated PACKAGES, if any) and `docker import`ed as
+# REPOSITORY:<hash of what shapes it>, made unless it exists. No registry:
+# only the Debian mirror apt already uses (PADDOCK_DEBIAN_MIRROR overrides
+# it). Change base_steps whenever the steps below change.
 debian_base_image() {
-    local base=$1 suite=$2 variant=$3 packages=$4 description=$5 mirror rootfs
+    local repository=$1 suite=$2 variant=$3 packages=$4 mirror rootfs base
+    local base_steps="debootstrap $variant $suite; drop caches, docs, man pages, translations"
+    base=$repository:$(printf '%s\n%s\n' "$base_steps" "$packages" | sha256sum | cut -c1-12)
+    echo "$base"
     if dock image inspect "$base" >/dev/null 2>&1; then
         log "reusing base image $base"
         return
@@ -88,16 +93,16 @@ debian_base_image() {
     command -v debootstrap >/dev/null || die "debootstrap is missing: run scripts/setup"
     rootfs=$(mktemp -d "${TMPDIR:-/var/tmp}/paddock-rootfs.XXXXXX")
     # Global: the EXIT trap runs it after this function returns.
-    base_rootfs=$rootfs
-    cleanup() {
-        local rootfs=$base_rootfs
+    debian_base_rootfs=$rootfs
+    debian_base_cleanup() {
+        local rootfs=$debian_base_rootfs
         # debootstrap mounts proc and sys inside the rootfs and can leave them
         # behind when it fails: unmount them, and never let rm cross a mount.
         # shellcheck disable=SC2016 # expanded by the inner sh
         as_root sh -c 'awk -v d="$1/" "index(\$2, d) == 1 { print \$2 }" /proc/mounts | sort -r | xargs -r -n1 umount -l' sh "$rootfs" || true
         as_root rm -rf --one-file-system "$rootfs"
     }
-    trap cleanup EXIT
+    trap debian_base_cleanup EXIT
     log "debootstrap $variant $suite from $mirror: $packages"
     as_root debootstrap --variant="$variant" ${packages:+--include="$packages"} "$suite" "$rootfs" "$mirror" \
         >"$rootfs.log" 2>&1 || { tail -n 30 "$rootfs.log" >&2; die "debootstrap failed (log: $rootfs.log)"; }
@@ -110,7 +115,7 @@ debian_base_image() {
         && find usr/share/doc -mindepth 1 ! -name copyright ! -type d -delete \
         && find usr/share/doc -mindepth 1 -type d -empty -delete' sh "$rootfs"
     log "importing $base"
-    as_root tar --numeric-owner -C "$rootfs" -c . | dock import -m "$description${packages:+: $packages}" - "$base" >/dev/null
-    cleanup
+    as_root tar --numeric-owner -C "$rootfs" -c . | dock import -m "$base_steps${packages:+: $packages}" - "$base" >/dev/null
+    debian_base_cleanup
     trap - EXIT
 }

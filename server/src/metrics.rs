@@ -21,7 +21,6 @@
 //! Labels take values from small fixed sets (a model name is the one a
 //! session chose, checked to be an identifier), so the series stay few.
 
-use crate::llm::LlmError;
 use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;
@@ -34,6 +33,9 @@ static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 const BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
 ];
+
+/// How often recorded histogram samples are folded in.
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
 
 /// Installs the process's recorder (once; later calls reuse it). `None`
 /// when another recorder was installed first, which only an embedding
@@ -50,6 +52,17 @@ pub fn install() -> Option<&'static PrometheusHandle> {
                 .inspect_err(|e| tracing::warn!("metrics are not recorded: {e}"))
                 .ok()?;
             describe();
+            // Histogram samples wait in buckets until upkeep drains them:
+            // a thread of its own, whatever runtime is current.
+            let kept = handle.clone();
+            std::thread::Builder::new()
+                .name("metrics-upkeep".into())
+                .spawn(move || loop {
+                    std::thread::sleep(UPKEEP_EVERY);
+                    kept.run_upkeep();
+                })
+                .inspect_err(|e| tracing::warn!("metrics upkeep thread: {e}"))
+                .ok()?;
             Some(handle)
         })
         .as_ref()
@@ -122,11 +135,12 @@ pub fn run_finished(outcome: &'static str) {
     counter!("paddock_runs_finished_total", "outcome" => outcome).increment(1);
 }
 
-pub fn model_call(model: &str, took: Duration, error: Option<&LlmError>) {
+/// One model call; `error` names the kind of failure when it failed.
+pub fn model_call(model: &str, took: Duration, error: Option<&'static str>) {
     histogram!("paddock_model_call_duration_seconds", "model" => model.to_owned())
         .record(took.as_secs_f64());
-    if let Some(e) = error {
-        counter!("paddock_model_call_errors_total", "kind" => e.kind()).increment(1);
+    if let Some(kind) = error {
+        counter!("paddock_model_call_errors_total", "kind" => kind).increment(1);
     }
 }
 

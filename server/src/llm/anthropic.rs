@@ -136,7 +136,8 @@ impl Provider for Anthropic {
                     r.unwrap_or(Err(LlmError::Timeout(limit.as_secs())))
                 }
             };
-            crate::metrics::model_call(&request.model, started.elapsed(), result.as_ref().err());
+            let failure = result.as_ref().err().map(LlmError::kind);
+            crate::metrics::model_call(&request.model, started.elapsed(), failure);
             match result {
                 Err(e) if e.retryable() && attempt < self.config.max_retries => {
                     let wait = self.backoff(attempt, &e);

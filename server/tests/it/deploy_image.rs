@@ -52,6 +52,8 @@ impl Deployment {
     /// (the host's network: the scripted model listens on its loopback).
     fn start(&mut self, port: u16, model_url: &str) -> String {
         let name = format!("{}-{}", self.volume, self.containers.len());
+        // Removed with the deployment even if `docker run` fails halfway.
+        self.containers.push(name.clone());
         docker(&[
             "run",
             "-d",
@@ -69,7 +71,6 @@ impl Deployment {
             &format!("{}:/data", self.volume),
             &image(),
         ]);
-        self.containers.push(name.clone());
         name
     }
 }

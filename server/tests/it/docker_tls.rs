@@ -191,6 +191,9 @@ async fn sandboxes_run_on_a_docker_host_reached_with_mutual_tls() {
     let host = format!("tcp://127.0.0.1:{port}");
     let state = dir.join("dockerd");
     std::fs::create_dir_all(&state).unwrap();
+    // None of this machine's daemon configuration, and containerd
+    // namespaces of its own should it share a system containerd.
+    std::fs::write(state.join("daemon.json"), "{}").unwrap();
     let tls = |name: &str| certs.join(name).to_str().unwrap().to_owned();
     let child = Command::new("setpriv")
         // Gone with this test's thread even if the test process dies.
@@ -209,6 +212,10 @@ async fn sandboxes_run_on_a_docker_host_reached_with_mutual_tls() {
         .arg(state.join("exec"))
         .arg("--pidfile")
         .arg(state.join("dockerd.pid"))
+        .arg("--config-file")
+        .arg(state.join("daemon.json"))
+        .args(["--containerd-namespace", "paddock-tls-test"])
+        .args(["--containerd-plugins-namespace", "paddock-tls-test-plugins"])
         .args([
             "--iptables=false",
             "--bridge=none",
@@ -280,6 +287,7 @@ async fn sandboxes_run_on_a_docker_host_reached_with_mutual_tls() {
     assert!(log.contains("sandbox backend is unavailable"), "{log}");
     // Plain TCP to the daemon is refused before anything is sent.
     let out = paddock_command(&home, &[("DOCKER_HOST", "tcp://192.0.2.1:2375")])
+        .env_remove("DOCKER_TLS_VERIFY")
         .env("PADDOCK_ADDR", "127.0.0.1:0")
         .output()
         .unwrap();
