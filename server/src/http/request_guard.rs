@@ -272,6 +272,13 @@ pub struct Door {
     pub auth: Arc<Auth>,
 }
 
+/// Whether a path is for scripts and scrapers (the JSON API, the metrics),
+/// which an anonymous caller is told to authenticate (401) rather than
+/// sent to the sign-in page.
+pub fn for_machines(path: &str) -> bool {
+    path.starts_with("/api/") || path == "/metrics"
+}
+
 /// An error as the door answers it: JSON under `/api/`, text elsewhere.
 fn refuse(path: &str, error: AppError) -> Response {
     let error = ApiError::from(error);
@@ -342,8 +349,7 @@ pub async fn check(State(door): State<Arc<Door>>, mut req: Request, next: Next) 
             req.extensions_mut().insert(identity);
         }
         None if open_to_anonymous(req.method(), &path) => {}
-        // Scripts and scrapers are told to authenticate, not sent to a page.
-        None if path.starts_with("/api/") || path == "/metrics" => {
+        None if for_machines(&path) => {
             let mut response = refuse(
                 &path,
                 AppError::Unauthenticated(

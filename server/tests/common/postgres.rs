@@ -12,10 +12,11 @@
 use sqlx::Connection;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-/// A running cluster: its folder holds its socket and its log.
+/// A cluster: its folder holds its data, its socket and its log.
 pub struct Cluster {
     pub dir: PathBuf,
 }
@@ -32,6 +33,59 @@ impl Cluster {
     fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("postgres.log")).unwrap_or_default()
     }
+
+    /// A cluster of the calling test's own (not running yet), to stop and
+    /// start as it likes; the shared one is [`database`]'s.
+    pub fn own() -> Cluster {
+        static OWN: AtomicUsize = AtomicUsize::new(0);
+        let n = OWN.fetch_add(1, Ordering::Relaxed);
+        init(&format!("{}-{n}", std::process::id()))
+    }
+
+    /// Starts the server; it runs until [`Server::stop`] or the end of
+    /// the test process.
+    pub fn serve(&self) -> Server {
+        serve(&self.dir)
+    }
+
+    /// A new, empty database once the server accepts connections.
+    pub async fn database(&self) -> String {
+        let name = format!("t{}", uuid::Uuid::now_v7().simple());
+        // The server takes a moment to accept connections after it starts.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut conn = loop {
+            match sqlx::postgres::PgConnection::connect(&self.url("postgres")).await {
+                Ok(conn) => break conn,
+                Err(_) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("postgres does not answer: {e}\n{}", self.log()),
+            }
+        };
+        sqlx::Executor::execute(&mut conn, format!("CREATE DATABASE {name}").as_str())
+            .await
+            .unwrap();
+        conn.close().await.unwrap();
+        self.url(&name)
+    }
+}
+
+/// A running `postgres`.
+pub struct Server {
+    pid: i32,
+    exited: std::sync::mpsc::Receiver<()>,
+}
+
+impl Server {
+    /// Shuts it down (fast: sessions are disconnected, open transactions
+    /// rolled back) and waits until it has.
+    pub fn stop(self) {
+        let pid = rustix::process::Pid::from_raw(self.pid).unwrap();
+        rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
+        self.exited
+            .recv_timeout(Duration::from_secs(60))
+            .expect("postgres did not stop");
+    }
 }
 
 static CLUSTER: OnceLock<Cluster> = OnceLock::new();
@@ -39,28 +93,19 @@ const FOLDER_PREFIX: &str = "paddock-test-pg-";
 /// Names the socket file (`.s.PGSQL.5432`); nothing listens on TCP.
 const PORT: u16 = 5432;
 
-/// The URL of a new, empty database on this binary's cluster.
+/// The URL of a new, empty database on this binary's shared cluster.
 pub async fn database() -> String {
-    let cluster = tokio::task::spawn_blocking(|| CLUSTER.get_or_init(start))
-        .await
-        .unwrap();
-    let name = format!("t{}", uuid::Uuid::now_v7().simple());
-    // The server takes a moment to accept connections after it starts.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut conn = loop {
-        match sqlx::postgres::PgConnection::connect(&cluster.url("postgres")).await {
-            Ok(conn) => break conn,
-            Err(_) if Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Err(e) => panic!("postgres does not answer: {e}\n{}", cluster.log()),
-        }
-    };
-    sqlx::Executor::execute(&mut conn, format!("CREATE DATABASE {name}").as_str())
-        .await
-        .unwrap();
-    conn.close().await.unwrap();
-    cluster.url(&name)
+    let cluster = tokio::task::spawn_blocking(|| {
+        CLUSTER.get_or_init(|| {
+            let cluster = init(&std::process::id().to_string());
+            // Runs until the process ends.
+            std::mem::forget(cluster.serve());
+            cluster
+        })
+    })
+    .await
+    .unwrap();
+    cluster.database().await
 }
 
 /// The folder holding the PostgreSQL programs: on `PATH`, or Debian's
@@ -99,9 +144,10 @@ fn command(bin: &Path, program: &str, pdeathsig: bool) -> Command {
     cmd
 }
 
-fn start() -> Cluster {
+/// A new cluster in a temporary folder named after `name`.
+fn init(name: &str) -> Cluster {
     remove_stale_folders();
-    let dir = std::env::temp_dir().join(format!("{FOLDER_PREFIX}{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("{FOLDER_PREFIX}{name}"));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     if rustix::process::geteuid().is_root() {
@@ -135,12 +181,18 @@ fn start() -> Cluster {
         "initdb failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let mut server = command(&bin, "postgres", true);
+    Cluster { dir }
+}
+
+/// Starts `postgres` on the cluster in `dir`.
+fn serve(dir: &Path) -> Server {
+    let data = dir.join("data");
+    let mut server = command(&bin_dir(), "postgres", true);
     server
         .arg("-D")
         .arg(&data)
         .args(["-p", &PORT.to_string(), "-k"])
-        .arg(&dir)
+        .arg(dir)
         .args([
             "-c",
             "listen_addresses=",
@@ -156,19 +208,30 @@ fn start() -> Cluster {
         ])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("postgres.log")).unwrap());
+        .stderr(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(dir.join("postgres.log"))
+                .unwrap(),
+        );
     let (spawned, started) = std::sync::mpsc::channel();
+    let (exit, exited) = std::sync::mpsc::channel();
     // The thread that starts the server keeps waiting on it: its parent
     // death signal fires when this thread ends, with the process.
     std::thread::spawn(move || match server.spawn() {
         Ok(mut child) => {
-            spawned.send(Ok(())).unwrap();
+            spawned.send(Ok(child.id())).unwrap();
             let _ = child.wait();
+            let _ = exit.send(());
         }
         Err(e) => spawned.send(Err(e)).unwrap(),
     });
-    started.recv().unwrap().expect("postgres did not start");
-    Cluster { dir }
+    let pid = started.recv().unwrap().expect("postgres did not start");
+    Server {
+        pid: i32::try_from(pid).unwrap(),
+        exited,
+    }
 }
 
 /// Folders of clusters whose test process is gone.
@@ -182,6 +245,7 @@ fn remove_stale_folders() {
         let Some(pid) = name
             .to_str()
             .and_then(|n| n.strip_prefix(FOLDER_PREFIX))
+            .and_then(|p| p.split('-').next())
             .and_then(|p| p.parse::<u32>().ok())
         else {
             continue;

@@ -608,3 +608,91 @@ async fn a_paddock_on_postgres_runs_a_prompt_and_keeps_it_across_a_restart() {
     assert_eq!((again.turns, again.last_seq), (cost.turns, cost.last_seq));
     assert_eq!(common::events(&restarted, session.id).await, events);
 }
+
+/// PostgreSQL restarted under load: 8 writers append to one session while
+/// the server shuts down and comes back. An append either succeeds or
+/// fails as "unreachable" (503 over HTTP, where the API answers that while
+/// the database is away), a failed append leaves nothing behind, and once
+/// the server is back the writers go on: the log is gapless, and holds
+/// every append that succeeded.
+#[tokio::test]
+async fn postgres_restarted_under_load_loses_nothing() {
+    let cluster = postgres::Cluster::own();
+    let server = cluster.serve();
+    let url = cluster.database().await;
+    let home = Home::new();
+    let paddock = common::open(&home, "local", &[format!("--database-url={url}")]).await;
+    let served = common::serve(paddock.clone()).await;
+    let s = paddock
+        .store
+        .create_session(&spec("under load"), None)
+        .await
+        .unwrap();
+
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writers: Vec<_> = (0..8)
+        .map(|w| {
+            let (store, stop) = (paddock.store.clone(), stop.clone());
+            tokio::spawn(async move {
+                let (mut ok, mut refused) = (Vec::new(), 0);
+                let mut i = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let text = format!("{w}.{i}");
+                    i += 1;
+                    match store
+                        .append_event(s.id, &EventKind::AssistantText { text: text.clone() })
+                        .await
+                    {
+                        Ok(event) => ok.push((event.unwrap().seq, text)),
+                        Err(e) => {
+                            assert!(e.unreachable(), "{e}");
+                            refused += 1;
+                            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                        }
+                    }
+                }
+                (ok, refused)
+            })
+        })
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    server.stop();
+    let down = reqwest::get(served.url("/api/sessions")).await.unwrap();
+    assert_eq!(down.status(), 503, "{}", down.text().await.unwrap());
+    let server = cluster.serve();
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (mut ok, mut refused) = (Vec::new(), 0);
+    for w in writers {
+        let (o, r) = w.await.unwrap();
+        ok.extend(o);
+        refused += r;
+    }
+    assert!(refused > 0, "the restart was noticed");
+    let up = reqwest::get(served.url("/api/sessions")).await.unwrap();
+    assert_eq!(up.status(), 200);
+
+    let stored = paddock
+        .store
+        .events_after(s.id, 0, 1_000_000)
+        .await
+        .unwrap();
+    let seqs: Vec<i64> = stored.iter().map(|e| e.seq).collect();
+    assert_eq!(
+        seqs,
+        (1..=stored.len() as i64).collect::<Vec<_>>(),
+        "gapless"
+    );
+    for (seq, text) in &ok {
+        assert_eq!(
+            stored[(*seq - 1) as usize].kind,
+            EventKind::AssistantText { text: text.clone() },
+            "append {seq} as it succeeded"
+        );
+    }
+    // A commit whose answer was lost in the shutdown is the one kind of
+    // append stored without its writer knowing.
+    assert!(stored.len() >= ok.len() && stored.len() <= ok.len() + 8);
+    drop(served);
+    server.stop();
+}

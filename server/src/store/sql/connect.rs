@@ -65,6 +65,9 @@ pub(super) async fn open(url: &str) -> Result<(AnyPool, Database)> {
         Database::Postgres => {
             let pool = AnyPoolOptions::new()
                 .max_connections(16)
+                // A request waits this long for a connection while the
+                // server is down or restarting, then is told so (503).
+                .acquire_timeout(std::time::Duration::from_secs(5))
                 .connect(url)
                 .await?;
             // Replicas starting together take turns: sqlx holds an advisory
