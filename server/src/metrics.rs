@@ -8,7 +8,7 @@
 //! | `paddock_sessions` | gauge (read from the store when scraped) | `status` |
 //! | `paddock_runs_started_total` | counter | |
 //! | `paddock_runs_finished_total` | counter | `outcome`: completed, stopped, failed |
-//! | `paddock_model_call_duration_seconds` | histogram | `model` |
+//! | `paddock_model_call_duration_seconds` | histogram | `model` (a suggested one, else `other`), `outcome`: ok, error |
 //! | `paddock_model_call_errors_total` | counter | `kind` |
 //! | `paddock_tokens_total` | counter | `direction`: input, output |
 //! | `paddock_cost_usd` | gauge (only grows) | |
@@ -18,8 +18,11 @@
 //! | `paddock_viewers` | gauge | `stream`: events, updates |
 //! | `paddock_proxy_requests_total` | counter | `status` |
 //!
-//! Labels take values from small fixed sets (a model name is the one a
-//! session chose, checked to be an identifier), so the series stay few.
+//! Labels take values from small fixed sets (a model a session may name
+//! freely is `other` unless it is one the dashboard suggests), so the
+//! series stay few whatever people type. Model calls are the native
+//! engine's; the claude-code engine's go through the LLM proxy, counted by
+//! status there, and their tokens and cost are counted with the others.
 
 use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
@@ -52,17 +55,18 @@ pub fn install() -> Option<&'static PrometheusHandle> {
                 .inspect_err(|e| tracing::warn!("metrics are not recorded: {e}"))
                 .ok()?;
             describe();
-            // Histogram samples wait in buckets until upkeep drains them:
-            // a thread of its own, whatever runtime is current.
+            // Histogram samples wait in buckets until upkeep (or a scrape)
+            // drains them: a thread of its own, whatever runtime is current.
             let kept = handle.clone();
-            std::thread::Builder::new()
+            if let Err(e) = std::thread::Builder::new()
                 .name("metrics-upkeep".into())
                 .spawn(move || loop {
                     std::thread::sleep(UPKEEP_EVERY);
                     kept.run_upkeep();
                 })
-                .inspect_err(|e| tracing::warn!("metrics upkeep thread: {e}"))
-                .ok()?;
+            {
+                tracing::warn!("metrics upkeep thread (scrapes still drain): {e}");
+            }
             Some(handle)
         })
         .as_ref()
@@ -137,7 +141,13 @@ pub fn run_finished(outcome: &'static str) {
 
 /// One model call; `error` names the kind of failure when it failed.
 pub fn model_call(model: &str, took: Duration, error: Option<&'static str>) {
-    histogram!("paddock_model_call_duration_seconds", "model" => model.to_owned())
+    let model = app::domain::SUGGESTED_MODELS
+        .iter()
+        .copied()
+        .find(|m| *m == model)
+        .unwrap_or("other");
+    let outcome = if error.is_some() { "error" } else { "ok" };
+    histogram!("paddock_model_call_duration_seconds", "model" => model, "outcome" => outcome)
         .record(took.as_secs_f64());
     if let Some(kind) = error {
         counter!("paddock_model_call_errors_total", "kind" => kind).increment(1);

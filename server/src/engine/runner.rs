@@ -17,13 +17,15 @@ use crate::sync::lock;
 use crate::vault::Vault;
 use crate::workspace_setup::WorkspaceSetup;
 use app::domain::{AppError, Engine, EnvVar, EventKind, Session, SessionId, SessionStatus};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 struct Run {
-    queued: usize,
+    /// One span per prompt waiting to run, in the span of the request
+    /// that sent it: the run's log lines carry that request's id.
+    queued: VecDeque<tracing::Span>,
     cancel: CancellationToken,
 }
 
@@ -122,18 +124,19 @@ impl Runner {
         self.journal
             .record(session, EventKind::UserMessage { text })
             .await?;
+        let span = tracing::info_span!("run", %session);
         let start = {
             let mut runs = lock(&self.runs);
             match runs.get_mut(&session) {
                 Some(run) => {
-                    run.queued += 1;
+                    run.queued.push_back(span);
                     false
                 }
                 None => {
                     runs.insert(
                         session,
                         Run {
-                            queued: 1,
+                            queued: VecDeque::from([span]),
                             cancel: CancellationToken::new(),
                         },
                     );
@@ -143,10 +146,7 @@ impl Runner {
         };
         if start {
             let me = self.clone();
-            // In the span of the request that sent the prompt (its id), so
-            // that the run's log lines say where it came from.
-            let span = tracing::info_span!("run", %session);
-            tokio::spawn(async move { me.run_queue(session).await }.instrument(span));
+            tokio::spawn(async move { me.run_queue(session).await });
         }
         Ok(())
     }
@@ -157,7 +157,7 @@ impl Runner {
         lock(&self.runs).insert(
             session,
             Run {
-                queued: 1,
+                queued: VecDeque::from([tracing::info_span!("run", %session, resumed = true)]),
                 cancel: CancellationToken::new(),
             },
         );
@@ -172,7 +172,7 @@ impl Runner {
             .await?
             .ok_or_else(|| not_found(session))?;
         if let Some(run) = lock(&self.runs).get_mut(&session) {
-            run.queued = 0;
+            run.queued.clear();
             run.cancel.cancel();
         }
         Ok(())
@@ -185,46 +185,51 @@ impl Runner {
 
     async fn run_queue(&self, session: SessionId) {
         loop {
-            let cancel = {
+            let (cancel, span) = {
                 let mut runs = lock(&self.runs);
                 let Some(run) = runs.get_mut(&session) else {
                     return;
                 };
-                if run.queued == 0 {
+                let Some(span) = run.queued.pop_front() else {
                     runs.remove(&session);
                     return;
-                }
-                run.queued -= 1;
+                };
                 if run.cancel.is_cancelled() {
                     run.cancel = CancellationToken::new();
                 }
-                run.cancel.clone()
+                (run.cancel.clone(), span)
             };
-            let _ = self
-                .journal
-                .set_status(session, SessionStatus::Running, None)
-                .await;
-            crate::metrics::run_started();
-            let outcome = self.run_engine(session, &cancel).await;
-            crate::metrics::run_finished(match &outcome {
-                Ok(()) => "completed",
-                Err(RunError::Stopped) => "stopped",
-                Err(_) => "failed",
-            });
-            let (status, message) = match outcome {
-                Ok(()) => (SessionStatus::Idle, None),
-                Err(RunError::Stopped) => (SessionStatus::Idle, Some("Stopped.".to_owned())),
-                Err(e) => {
-                    let message = self.journal.mask(session, &e.to_string()).into_owned();
-                    tracing::warn!(%session, "the run failed: {message}");
-                    let event = EventKind::Error { message };
-                    let _ = self.journal.record(session, event).await;
-                    (SessionStatus::Error, None)
-                }
-            };
-            if let Err(e) = self.journal.set_status(session, status, message).await {
-                tracing::warn!(%session, "cannot record the end of a run: {e}");
+            self.run_one(session, &cancel).instrument(span).await;
+        }
+    }
+
+    /// Runs one queued prompt, from the status that says so to the one that
+    /// says how it ended.
+    async fn run_one(&self, session: SessionId, cancel: &CancellationToken) {
+        let _ = self
+            .journal
+            .set_status(session, SessionStatus::Running, None)
+            .await;
+        crate::metrics::run_started();
+        let outcome = self.run_engine(session, cancel).await;
+        crate::metrics::run_finished(match &outcome {
+            Ok(()) => "completed",
+            Err(RunError::Stopped) => "stopped",
+            Err(_) => "failed",
+        });
+        let (status, message) = match outcome {
+            Ok(()) => (SessionStatus::Idle, None),
+            Err(RunError::Stopped) => (SessionStatus::Idle, Some("Stopped.".to_owned())),
+            Err(e) => {
+                let message = self.journal.mask(session, &e.to_string()).into_owned();
+                tracing::warn!(%session, "the run failed: {message}");
+                let event = EventKind::Error { message };
+                let _ = self.journal.record(session, event).await;
+                (SessionStatus::Error, None)
             }
+        };
+        if let Err(e) = self.journal.set_status(session, status, message).await {
+            tracing::warn!(%session, "cannot record the end of a run: {e}");
         }
     }
 

@@ -21,9 +21,7 @@ async fn metrics(
     State(paddock): State<Arc<Paddock>>,
     identity: Identity,
 ) -> ApiResult<impl IntoResponse> {
-    if !identity.caller.is_admin() {
-        return Err(AppError::Forbidden("Only an admin may read the metrics.".into()).into());
-    }
+    identity.caller.require_admin()?;
     let counts = paddock
         .store
         .sessions_by_status()

@@ -109,7 +109,25 @@ pub fn router(state: AppState) -> Router {
         // request, its answer and its log lines.
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(axum::middleware::map_request(plain_request_id))
         .with_state(state)
+}
+
+/// A caller's `x-request-id` is kept only when it is a plain token (1 to
+/// 64 letters, digits, `.`, `_` or `-`); any other is replaced by a new
+/// one, so that an id cannot forge fields of a log line.
+async fn plain_request_id(mut request: axum::extract::Request) -> axum::extract::Request {
+    let plain = request.headers().get("x-request-id").is_none_or(|id| {
+        (1..=64).contains(&id.len())
+            && id
+                .as_bytes()
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(b))
+    });
+    if !plain {
+        request.headers_mut().remove("x-request-id");
+    }
+    request
 }
 
 /// The span of one request: its id, method and path (not its query, which
@@ -119,7 +137,6 @@ fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Spa
         .headers()
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
-        .map(|v| v.chars().take(64).collect::<String>())
         .unwrap_or_default();
     tracing::info_span!(
         "request",

@@ -14,10 +14,17 @@ use serde_json::json;
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-/// The value of the series `line_start` (name and labels) in `text`.
-fn value(text: &str, line_start: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(line_start)?.trim().parse().ok())
+/// The value of the series of metric `name` with `labels` (each
+/// `key="value"`, in any order) in `text`.
+fn value(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    text.lines().find_map(|line| {
+        let (series, value) = line.rsplit_once(' ')?;
+        let rest = series.strip_prefix(name)?;
+        let inside = rest.strip_prefix('{').and_then(|r| r.strip_suffix('}'));
+        let have: Vec<&str> = inside.map_or_else(Vec::new, |i| i.split(',').collect());
+        (have.len() == labels.len() && labels.iter().all(|l| have.contains(l)))
+            .then(|| value.parse().ok())?
+    })
 }
 
 #[tokio::test]
@@ -104,23 +111,33 @@ async fn metrics_are_for_admins_and_valid_prometheus_text() {
         String::from_utf8_lossy(&checked.stderr)
     );
 
-    let at_least = |series: &str, min: f64| {
-        let v = value(&text, series).unwrap_or_else(|| panic!("no {series} in\n{text}"));
-        assert!(v >= min, "{series} is {v}, expected at least {min}");
+    let at_least = |name: &str, labels: &[&str], min: f64| {
+        let v =
+            value(&text, name, labels).unwrap_or_else(|| panic!("no {name} {labels:?} in\n{text}"));
+        assert!(
+            v >= min,
+            "{name} {labels:?} is {v}, expected at least {min}"
+        );
     };
-    at_least("paddock_runs_started_total ", 1.0);
-    at_least("paddock_runs_finished_total{outcome=\"completed\"} ", 1.0);
+    at_least("paddock_runs_started_total", &[], 1.0);
     at_least(
-        "paddock_model_call_duration_seconds_count{model=\"claude-sonnet-4-5\"} ",
+        "paddock_runs_finished_total",
+        &["outcome=\"completed\""],
+        1.0,
+    );
+    at_least(
+        "paddock_model_call_duration_seconds_count",
+        &["model=\"claude-sonnet-4-5\"", "outcome=\"ok\""],
         2.0,
     );
     at_least(
-        "paddock_tool_call_duration_seconds_count{tool=\"bash\"} ",
+        "paddock_tool_call_duration_seconds_count",
+        &["tool=\"bash\""],
         1.0,
     );
-    at_least("paddock_tokens_total{direction=\"input\"} ", 1.0);
-    at_least("paddock_viewers{stream=\"events\"} ", 1.0);
-    at_least("paddock_sessions{status=\"idle\"} ", 1.0);
+    at_least("paddock_tokens_total", &["direction=\"input\""], 1.0);
+    at_least("paddock_viewers", &["stream=\"events\""], 1.0);
+    at_least("paddock_sessions", &["status=\"idle\""], 1.0);
     assert!(text.contains("# TYPE paddock_model_call_duration_seconds histogram"));
     drop(viewer);
 }
@@ -152,6 +169,15 @@ async fn json_logs_carry_the_request_id_into_the_run() {
         .unwrap();
     assert_eq!(res.status(), StatusCode::ACCEPTED);
     assert_eq!(res.headers()["x-request-id"], "prompt-4711");
+    // An id that could forge a log line's fields is replaced.
+    let forged = paddock
+        .request(Method::GET, "/api/sessions")
+        .header("x-request-id", "x method=POST path=/api/admin")
+        .send()
+        .await
+        .unwrap();
+    let replaced = forged.headers()["x-request-id"].to_str().unwrap();
+    assert!(uuid::Uuid::parse_str(replaced).is_ok(), "{replaced}");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     let line = loop {
         let log = server.log();

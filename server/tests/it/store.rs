@@ -615,9 +615,11 @@ async fn a_paddock_on_postgres_runs_a_prompt_and_keeps_it_across_a_restart() {
 /// the database is away), a failed append leaves nothing behind, and once
 /// the server is back the writers go on: the log is gapless, and holds
 /// every append that succeeded.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_restarted_under_load_loses_nothing() {
-    let cluster = postgres::Cluster::own();
+    let cluster = tokio::task::spawn_blocking(postgres::Cluster::own)
+        .await
+        .unwrap();
     let server = cluster.serve();
     let url = cluster.database().await;
     let home = Home::new();
@@ -656,7 +658,10 @@ async fn postgres_restarted_under_load_loses_nothing() {
         })
         .collect();
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    server.stop();
+    // The writers keep writing while the server shuts down.
+    tokio::task::spawn_blocking(move || server.stop())
+        .await
+        .unwrap();
     let down = reqwest::get(served.url("/api/sessions")).await.unwrap();
     assert_eq!(down.status(), 503, "{}", down.text().await.unwrap());
     let server = cluster.serve();
@@ -694,5 +699,7 @@ async fn postgres_restarted_under_load_loses_nothing() {
     // append stored without its writer knowing.
     assert!(stored.len() >= ok.len() && stored.len() <= ok.len() + 8);
     drop(served);
-    server.stop();
+    tokio::task::spawn_blocking(move || server.stop())
+        .await
+        .unwrap();
 }
