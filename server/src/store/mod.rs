@@ -77,8 +77,24 @@ impl StoreError {
     }
 }
 
+impl StoreError {
+    /// Whether the database's disk is full (SQLite's `SQLITE_FULL`,
+    /// PostgreSQL's `disk_full`): what failed wrote nothing.
+    pub fn disk_full(&self) -> bool {
+        matches!(self, StoreError::Db(sqlx::Error::Database(d))
+            if d.code().is_some_and(|code| code == "13" || code == "53100"))
+    }
+}
+
 impl From<StoreError> for AppError {
     fn from(e: StoreError) -> Self {
+        if e.disk_full() {
+            tracing::error!("store: {e}");
+            return AppError::Unavailable(
+                "The database's disk is full: nothing was saved. Free some space, then try again."
+                    .into(),
+            );
+        }
         if e.unreachable() {
             tracing::warn!("store: {e}");
             return AppError::Unavailable(

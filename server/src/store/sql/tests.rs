@@ -73,3 +73,73 @@ async fn an_unreachable_database_is_unavailable_not_internal() {
         app::domain::AppError::Internal
     );
 }
+
+/// A tmpfs of 1 MiB mounted for one test, unmounted when dropped.
+struct SmallDisk(tempfile::TempDir);
+
+impl SmallDisk {
+    fn mount() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .unwrap();
+        assert!(
+            status.success(),
+            "mounting a tmpfs needs root, as the test suite has"
+        );
+        Self(dir)
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(self.0.path())
+            .status();
+    }
+}
+
+#[tokio::test]
+async fn a_full_disk_is_a_clear_error_and_writes_nothing_half() {
+    let disk = SmallDisk::mount();
+    let url = format!("sqlite://{}/paddock.db", disk.0.path().display());
+    let store = SqlStore::open(&url).await.unwrap();
+    let session = store
+        .create_session(
+            &app::domain::NewSession {
+                name: "filling".into(),
+                ..Default::default()
+            }
+            .validate()
+            .unwrap(),
+            None,
+        )
+        .await
+        .unwrap();
+    let big = EventKind::AssistantText {
+        text: "x".repeat(64 * 1024),
+    };
+    let mut stored = 0;
+    let err = loop {
+        match store.append_event(session.id, &big).await {
+            Ok(_) => stored += 1,
+            Err(e) => break e,
+        }
+        assert!(stored < 100, "1 MiB cannot hold 100 events of 64 KiB");
+    };
+    assert!(err.disk_full(), "{err}");
+    let message = app::domain::AppError::from(err).to_string();
+    assert!(message.contains("disk is full"), "{message}");
+    let events = store.events_after(session.id, 0, 1000).await.unwrap();
+    assert_eq!(events.len(), stored, "nothing half-written");
+    let last_seq = store
+        .get_session(session.id)
+        .await
+        .unwrap()
+        .unwrap()
+        .last_seq;
+    assert_eq!(last_seq, stored as i64);
+    store.pool.close().await;
+}
