@@ -69,32 +69,6 @@ fn failed(e: DockerError) -> SandboxError {
     SandboxError::Failed(e.to_string())
 }
 
-/// Refuses a `DOCKER_HOST` that would speak plain TCP to another machine.
-fn check_plain_tcp(host: &str, tls: bool) -> Result<()> {
-    let Some(address) = host
-        .strip_prefix("tcp://")
-        .or_else(|| host.strip_prefix("http://"))
-    else {
-        return Ok(());
-    };
-    let name = address.split('/').next().unwrap_or_default();
-    let name = name.rsplit_once(':').map_or(name, |(name, _port)| name);
-    let loopback = name == "localhost"
-        || name
-            .trim_matches(['[', ']'])
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
-    if tls || loopback {
-        Ok(())
-    } else {
-        Err(SandboxError::Unavailable(format!(
-            "DOCKER_HOST={host} without TLS: set DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH (the \
-             folder holding ca.pem, cert.pem and key.pem), since anyone who reaches a Docker \
-             daemon's API is root on its host"
-        )))
-    }
-}
-
 fn status_of(e: &DockerError) -> Option<u16> {
     match e {
         DockerError::DockerResponseServerError { status_code, .. } => Some(*status_code),
@@ -103,19 +77,12 @@ fn status_of(e: &DockerError) -> Option<u16> {
 }
 
 impl DockerSandbox {
-    /// Connects to `DOCKER_HOST` or the default socket, agreeing on an API
-    /// version the daemon speaks (Debian's engine is older than bollard).
-    /// A daemon over TCP is reached with mutual TLS, as the Docker CLI
-    /// does it (`DOCKER_TLS_VERIFY` set, the client's `cert.pem`, `key.pem`
-    /// and the daemon's `ca.pem` in `DOCKER_CERT_PATH`, else `~/.docker`);
-    /// plain TCP is refused but to a loopback address, since whoever
-    /// reaches a daemon's API is root on its host.
+    /// Connects to `DOCKER_HOST` or the default socket (see
+    /// [`docker_connect`](super::docker_connect): TCP only with mutual
+    /// TLS), agreeing on an API version the daemon speaks (Debian's engine
+    /// is older than bollard).
     pub async fn connect(image: String, instance: String, workspace_root: PathBuf) -> Result<Self> {
-        if let Ok(host) = std::env::var("DOCKER_HOST") {
-            check_plain_tcp(&host, std::env::var_os("DOCKER_TLS_VERIFY").is_some())?;
-        }
-        let docker = Docker::connect_with_defaults()
-            .map_err(unavailable)?
+        let docker = super::docker_connect::client()?
             .negotiate_version()
             .await
             .map_err(unavailable)?;
@@ -697,28 +664,5 @@ impl Sandbox for DockerSandbox {
 
     fn workspace(&self, session: SessionId) -> Box<dyn Workspace + '_> {
         Box::new(HostWorkspace::new(self.folder(session), self, session))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::check_plain_tcp;
-
-    #[test]
-    fn plain_tcp_only_to_loopback() {
-        for host in [
-            "unix:///var/run/docker.sock",
-            "tcp://127.0.0.1:2375",
-            "tcp://localhost:2375",
-            "tcp://[::1]:2375",
-            "http://127.0.0.2:2375",
-        ] {
-            assert!(check_plain_tcp(host, false).is_ok(), "{host}");
-        }
-        for host in ["tcp://10.0.0.5:2375", "tcp://docker.example.com:2375"] {
-            let err = check_plain_tcp(host, false).unwrap_err().to_string();
-            assert!(err.contains("DOCKER_TLS_VERIFY"), "{err}");
-            assert!(check_plain_tcp(host, true).is_ok(), "{host} with TLS");
-        }
     }
 }

@@ -10,6 +10,7 @@
 //! mounted into the sandbox ([`HostWorkspace`]), every path confined to it.
 
 mod docker;
+mod docker_connect;
 mod host_folder;
 mod host_workspace;
 mod local;

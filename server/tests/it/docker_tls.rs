@@ -2,7 +2,8 @@
 //! runs one for a Paddock deployed without a daemon of its own: a second
 //! `dockerd` on this machine, listening on a loopback port with
 //! certificates made here by `openssl` (a CA, the daemon's, a client's,
-//! and a client's from another CA). Paddock runs as its own process with
+//! and a client's from another CA, which also stands for a daemon's CA
+//! that is not the one in ca.pem). Paddock runs as its own process with
 //! `DOCKER_HOST`, `DOCKER_TLS_VERIFY` and `DOCKER_CERT_PATH`, as the Docker
 //! CLI takes them.
 
@@ -278,6 +279,26 @@ async fn sandboxes_run_on_a_docker_host_reached_with_mutual_tls() {
         .collect();
     let out = paddock_command(&home, &[])
         .envs(rogue)
+        .env("PADDOCK_ADDR", "127.0.0.1:0")
+        .output()
+        .unwrap();
+    let log =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{log}");
+    assert!(log.contains("sandbox backend is unavailable"), "{log}");
+    // A daemon whose certificate does not chain to ca.pem is not trusted,
+    // though the client's certificate would be accepted by it.
+    let strict = dir.join("wrong-ca-docker");
+    std::fs::create_dir_all(&strict).unwrap();
+    std::fs::copy(rogue_ca.join("ca.pem"), strict.join("ca.pem")).unwrap();
+    std::fs::copy(client_certs.join("cert.pem"), strict.join("cert.pem")).unwrap();
+    std::fs::copy(client_certs.join("key.pem"), strict.join("key.pem")).unwrap();
+    let wrong_ca: Vec<(String, String)> = docker_env(&strict)
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+    let out = paddock_command(&home, &[])
+        .envs(wrong_ca)
         .env("PADDOCK_ADDR", "127.0.0.1:0")
         .output()
         .unwrap();
