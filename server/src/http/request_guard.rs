@@ -24,7 +24,8 @@
 //!   browser session cookie or API token ([`Auth::identify`]), and put in
 //!   the request for the [`Identity`](crate::auth::Identity) extractor. An anonymous request
 //!   reaches only the sign-in and setup pages, their form posts, the page
-//!   assets, `whoami` and `setup_link`; elsewhere it gets 401 (the API) or is sent to the
+//!   assets, `whoami` and `setup_link`; elsewhere it gets 401 (the API and
+//!   `/metrics`, [`for_machines`]) or is sent to the
 //!   sign-in page. A change made with a cookie must also prove it comes
 //!   from Paddock's own pages (an `Origin`, `Sec-Fetch-Site` or `Referer`
 //!   saying so), on top of the cookie's SameSite=Lax: that is the CSRF rule.

@@ -3,8 +3,7 @@
 //! [`templates`], behind the
 //! [`Store`] trait. [`SqlStore`] implements it once for the databases
 //! Paddock runs on, each with its own migrations (`migrations/<database>/`):
-//! SQLite, the embedded default, and PostgreSQL, which several replicas
-//! share.
+//! SQLite, the embedded default, and PostgreSQL, a server of its own.
 //!
 //! What every implementation must keep (invariant 1, see the README): an
 //! event's `seq` is taken from its session's `last_seq` in the same

@@ -1,5 +1,6 @@
 //! The server's integration tests, in one binary so that a 2-core machine
-//! links them once: real SQLite files, a real Docker daemon and agent image,
+//! links them once: real SQLite files and PostgreSQL clusters, a real Docker
+//! daemon and agent image (and a second daemon over TLS), the deploy image,
 //! the real Claude Code CLI, real servers on port 0, and the scripted model
 //! server as the only stand-in (the real API is unreachable). The memory
 //! bound of capped output is measured in a binary of its own

@@ -1,8 +1,8 @@
 //! The store's suite, run against each database Paddock supports: a SQLite
 //! file and a real PostgreSQL 15 started by the harness
 //! (`common::postgres`). Every test opens the store through
-//! `store::open(DATABASE_URL)`, as the server does; the last test runs a
-//! whole Paddock on PostgreSQL.
+//! `store::open(DATABASE_URL)`, as the server does; the last two run a
+//! whole Paddock on PostgreSQL, and restart PostgreSQL under load.
 
 use crate::common::{self, postgres, Home};
 use app::accounts::{

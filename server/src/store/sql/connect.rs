@@ -14,7 +14,7 @@ use std::str::FromStr;
 pub enum Database {
     /// One file, embedded: the default.
     Sqlite,
-    /// A server shared by every Paddock replica.
+    /// A database server apart from Paddock.
     Postgres,
 }
 
