@@ -3,9 +3,8 @@
 -- one set of queries runs on both (server/src/store/sql/). Column types are
 -- the ones both share: TEXT (ids, JSON, and timestamps as fixed-width
 -- RFC 3339 UTC text, whose text order is time order), BIGINT (flags are 0
--- or 1), DOUBLE PRECISION and BYTEA. The columns lists are sorted by
--- compare bytewise (COLLATE "C"), as SQLite does, whatever the database's
--- locale. A later change to the schema is a migration in each folder.
+-- or 1), DOUBLE PRECISION and BYTEA. Columns that lists sort by compare
+-- bytewise (COLLATE "C"), as on SQLite, whatever the database's locale. A later change to the schema is a migration in each folder.
 
 CREATE TABLE users (
     id              TEXT PRIMARY KEY NOT NULL,
