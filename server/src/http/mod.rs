@@ -2,8 +2,9 @@
 //! static files, the JSON API (`sessions.rs`, and the workspace's files in
 //! `files.rs`), the two event streams
 //! (`events.rs`, `updates.rs`), sign-in's form posts (`auth.rs`), the
-//! metrics (`metrics.rs`) and the health probes (`probes.rs`), every route but the probes behind the
-//! [`request_guard`], the one door that checks host, origin and caller.
+//! metrics (`metrics.rs`) and the health probes (`probes.rs`), every route
+//! but the probes behind the [`request_guard`], the one door that checks
+//! host, origin and caller.
 //! Handlers take what they need through the [`extract`]ors (the caller's
 //! [`Identity`](crate::auth::Identity) first) and fail with the one
 //! [`error`] type.

@@ -101,18 +101,38 @@ fn make_ca(dir: &Path, subject: &str) {
     );
 }
 
-/// A folder as `DOCKER_CERT_PATH` wants it: ca.pem, cert.pem, key.pem.
-fn cert_path(dir: &Path, ca: &Path, client: &Path, name: &str) -> PathBuf {
-    let path = dir.join(format!("{name}-docker"));
-    std::fs::create_dir_all(&path).unwrap();
-    std::fs::copy(ca.join("ca.pem"), path.join("ca.pem")).unwrap();
+/// A folder `folder` as `DOCKER_CERT_PATH` wants it: `ca`'s ca.pem, and
+/// the certificate and key issued as `name` in `client`.
+fn cert_path(folder: PathBuf, ca: &Path, client: &Path, name: &str) -> PathBuf {
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::copy(ca.join("ca.pem"), folder.join("ca.pem")).unwrap();
     std::fs::copy(
         client.join(format!("{name}-cert.pem")),
-        path.join("cert.pem"),
+        folder.join("cert.pem"),
     )
     .unwrap();
-    std::fs::copy(client.join(format!("{name}-key.pem")), path.join("key.pem")).unwrap();
-    path
+    std::fs::copy(
+        client.join(format!("{name}-key.pem")),
+        folder.join("key.pem"),
+    )
+    .unwrap();
+    folder
+}
+
+/// Runs Paddock (Docker sandboxes) over `home` with `env`, until it exits
+/// or listens; whether it failed, and all it said.
+fn refused_start(home: &Path, env: &[(&str, &str)]) -> (bool, String) {
+    // Nothing of this process's Docker environment, only `env`'s.
+    let out = paddock_command(home, &[])
+        .env_remove("DOCKER_TLS_VERIFY")
+        .env_remove("DOCKER_CERT_PATH")
+        .env("PADDOCK_ADDR", "127.0.0.1:0")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    let log =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (!out.status.success(), log)
 }
 
 /// The second daemon: stopped (its containers first) when dropped.
@@ -181,8 +201,10 @@ async fn sandboxes_run_on_a_docker_host_reached_with_mutual_tls() {
         "/CN=paddock",
         "extendedKeyUsage=clientAuth\n",
     );
-    let client_certs = cert_path(dir, &ca, &certs, "client");
-    let rogue_certs = cert_path(dir, &ca, &certs, "rogue");
+    let client_certs = cert_path(dir.join("client-docker"), &ca, &certs, "client");
+    let rogue_certs = cert_path(dir.join("rogue-docker"), &ca, &certs, "rogue");
+    // The right client certificate, but another CA's ca.pem.
+    let wrong_ca = cert_path(dir.join("wrong-ca-docker"), &rogue_ca, &certs, "client");
 
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -264,57 +286,27 @@ async fn sandboxes_run_on_a_docker_host_reached_with_mutual_tls() {
     );
 
     let docker_env = |certs: &Path| {
-        [
+        vec![
             ("DOCKER_HOST", host.clone()),
             ("DOCKER_TLS_VERIFY", "1".to_owned()),
             ("DOCKER_CERT_PATH", certs.to_str().unwrap().to_owned()),
         ]
     };
-    // A client certificate from another CA: the daemon refuses it, and
-    // Paddock, told to use Docker, does not start.
     let home = dir.join("home");
-    let rogue: Vec<(String, String)> = docker_env(&rogue_certs)
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect();
-    let out = paddock_command(&home, &[])
-        .envs(rogue)
-        .env("PADDOCK_ADDR", "127.0.0.1:0")
-        .output()
-        .unwrap();
-    let log =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{log}");
-    assert!(log.contains("sandbox backend is unavailable"), "{log}");
-    // A daemon whose certificate does not chain to ca.pem is not trusted,
-    // though the client's certificate would be accepted by it.
-    let strict = dir.join("wrong-ca-docker");
-    std::fs::create_dir_all(&strict).unwrap();
-    std::fs::copy(rogue_ca.join("ca.pem"), strict.join("ca.pem")).unwrap();
-    std::fs::copy(client_certs.join("cert.pem"), strict.join("cert.pem")).unwrap();
-    std::fs::copy(client_certs.join("key.pem"), strict.join("key.pem")).unwrap();
-    let wrong_ca: Vec<(String, String)> = docker_env(&strict)
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect();
-    let out = paddock_command(&home, &[])
-        .envs(wrong_ca)
-        .env("PADDOCK_ADDR", "127.0.0.1:0")
-        .output()
-        .unwrap();
-    let log =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{log}");
-    assert!(log.contains("sandbox backend is unavailable"), "{log}");
+    // A client certificate from another CA: the daemon refuses it; and a
+    // daemon whose certificate does not chain to ca.pem is not trusted,
+    // though it would accept the client. Paddock, told to use Docker, does
+    // not start.
+    for certs in [&rogue_certs, &wrong_ca] {
+        let env = docker_env(certs);
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let (failed, log) = refused_start(&home, &env);
+        assert!(failed, "{log}");
+        assert!(log.contains("sandbox backend is unavailable"), "{log}");
+    }
     // Plain TCP to the daemon is refused before anything is sent.
-    let out = paddock_command(&home, &[("DOCKER_HOST", "tcp://192.0.2.1:2375")])
-        .env_remove("DOCKER_TLS_VERIFY")
-        .env("PADDOCK_ADDR", "127.0.0.1:0")
-        .output()
-        .unwrap();
-    let log =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    assert!(log.contains("without TLS"), "{log}");
+    let (failed, log) = refused_start(&home, &[("DOCKER_HOST", "tcp://192.0.2.1:2375")]);
+    assert!(failed && log.contains("without TLS"), "{log}");
 
     let (_model, model_url) = common::scripted(
         &json!([
