@@ -156,6 +156,18 @@ pub struct Config {
     /// Longest a clone, a copy or a push may take, in seconds.
     #[arg(long, env = "PADDOCK_GIT_TIMEOUT_SECS", default_value_t = 600)]
     pub git_timeout_secs: u64,
+
+    /// This process's name among the replicas sharing a PostgreSQL
+    /// database, stable across its restarts (a restarted replica takes its
+    /// sessions back at once) [default: the host name and the port].
+    #[arg(long, env = "PADDOCK_REPLICA")]
+    pub replica: Option<String>,
+
+    /// How long a replica's hold on a session outlives its last heartbeat,
+    /// in seconds: after a replica dies, another takes its sessions over
+    /// within about this long.
+    #[arg(long, env = "PADDOCK_LEASE_SECS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(3..=3600))]
+    pub lease_secs: u64,
 }
 
 /// The Claude Code CLI version scripts/setup installs.
@@ -269,6 +281,29 @@ impl Config {
     /// Whether the public URL is https, so cookies must be `Secure`.
     pub fn https(&self) -> bool {
         self.public_url.as_ref().is_some_and(|o| o.is_https())
+    }
+
+    /// This process's name among replicas: the configured one; else, on
+    /// SQLite, which one process serves alone, `local`; else the host name
+    /// and the port it listens on (unique on one host, and the same after a
+    /// restart; with port 0, a name drawn at random).
+    pub fn replica_name(&self) -> String {
+        if let Some(name) = &self.replica {
+            return name.clone();
+        }
+        if self.database_url.starts_with("sqlite:") {
+            return "local".to_owned();
+        }
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        match self.listen_addr().port() {
+            0 => format!("{}:{}", host.trim(), uuid::Uuid::now_v7().simple()),
+            port => format!("{}:{port}", host.trim()),
+        }
+    }
+
+    /// How long a session's lease lasts without a heartbeat.
+    pub fn lease(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.lease_secs)
     }
 
     /// The URL to print in links (the setup link): the public URL, else the

@@ -20,12 +20,18 @@
 //! numbered: a list that lags simply reloads. And one says that who may see
 //! what has changed (a share, a revoked token, a disabled account): every
 //! open stream then checks its caller again, and ends or narrows at once.
+//!
+//! With several replicas (PostgreSQL), what is published here is also
+//! relayed on the [`Bus`] to the other replicas, whose hubs deliver it to
+//! their own viewers ([`Hub::deliver_event`] and the like, which relay
+//! nothing back).
 
+use crate::bus::{Bus, Notice};
 use crate::sync::lock;
 use app::domain::{Delta, Event, Session, SessionId};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use tokio::sync::broadcast;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
@@ -61,6 +67,8 @@ struct Inner {
     /// shutdown does not wait for viewers that never leave.
     shutdown: CancellationToken,
     lag_recoveries: AtomicU64,
+    /// The other replicas, when there are any.
+    relay: OnceLock<Bus>,
 }
 
 impl Default for Hub {
@@ -90,7 +98,19 @@ impl Hub {
                 access: broadcast::channel(16).0,
                 shutdown: CancellationToken::new(),
                 lag_recoveries: AtomicU64::new(0),
+                relay: OnceLock::new(),
             }),
+        }
+    }
+
+    /// Relays from now on what is published here to the other replicas.
+    pub fn relay_to(&self, bus: Bus) {
+        let _ = self.inner.relay.set(bus);
+    }
+
+    fn relay(&self, notice: impl FnOnce() -> Notice) {
+        if let Some(bus) = self.inner.relay.get() {
+            bus.post(notice());
         }
     }
 
@@ -113,12 +133,43 @@ impl Hub {
     /// Sends a stored event to the session's viewers, if it has any. Call
     /// only after the event's transaction committed.
     pub fn publish_event(&self, event: Event) {
-        self.publish(event.session_id, HubMessage::Event(Arc::new(event)));
+        self.relay(|| Notice::Event {
+            session: event.session_id,
+            seq: event.seq,
+        });
+        self.deliver_event(event);
     }
 
     /// Sends a token fragment to the session's viewers, if it has any.
     pub fn publish_delta(&self, delta: Delta) {
+        self.relay(|| Notice::Delta(delta.clone()));
+        self.deliver_delta(delta);
+    }
+
+    /// Sends an event another replica stored to this one's viewers.
+    pub fn deliver_event(&self, event: Event) {
+        self.publish(event.session_id, HubMessage::Event(Arc::new(event)));
+    }
+
+    /// Sends a fragment another replica received to this one's viewers.
+    pub fn deliver_delta(&self, delta: Delta) {
         self.publish(delta.session_id, HubMessage::Delta(Arc::new(delta)));
+    }
+
+    /// Whether anyone here watches `session`.
+    pub fn watched(&self, session: SessionId) -> bool {
+        self.channels()
+            .get(&session)
+            .is_some_and(|tx| tx.receiver_count() > 0)
+    }
+
+    /// The sessions someone here watches.
+    pub fn watched_sessions(&self) -> Vec<SessionId> {
+        self.channels()
+            .iter()
+            .filter(|(_, tx)| tx.receiver_count() > 0)
+            .map(|(session, _)| *session)
+            .collect()
     }
 
     fn publish(&self, session: SessionId, message: HubMessage) {
@@ -149,13 +200,36 @@ impl Hub {
         self.inner.sessions.receiver_count() > 0
     }
 
+    /// Sends a summary change to the sessions lists, here and on the
+    /// other replicas.
     pub fn publish_session(&self, update: SessionUpdate) {
+        self.relay(|| match &update {
+            SessionUpdate::Changed(s) => Notice::Session { session: s.id },
+            SessionUpdate::Deleted(id) => Notice::Deleted { session: *id },
+        });
+        self.deliver_session(update);
+    }
+
+    /// Tells the other replicas' sessions lists that a session changed
+    /// (when nobody here watches the list, so there is no summary to send).
+    pub fn relay_session_change(&self, session: SessionId) {
+        self.relay(|| Notice::Session { session });
+    }
+
+    /// Sends a summary change to this replica's sessions lists.
+    pub fn deliver_session(&self, update: SessionUpdate) {
         let _ = self.inner.sessions.send(update);
     }
 
     /// Says that access changed somewhere (shares, tokens, accounts), so
-    /// that open streams check their caller again.
+    /// that open streams check their caller again, on every replica.
     pub fn access_changed(&self) {
+        self.relay(|| Notice::Access);
+        self.deliver_access_change();
+    }
+
+    /// Has this replica's open streams check their caller again.
+    pub fn deliver_access_change(&self) {
         let _ = self.inner.access.send(());
     }
 

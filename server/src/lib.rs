@@ -6,6 +6,7 @@
 
 pub mod agent_templates;
 pub mod auth;
+pub mod bus;
 pub mod changes;
 pub mod cli;
 pub mod config;
@@ -20,6 +21,7 @@ pub mod origin;
 pub mod paddock;
 pub mod presence;
 pub mod proxy;
+pub mod replicas;
 pub mod sandbox;
 pub mod secret;
 pub mod skill_archive;

@@ -117,6 +117,14 @@ fn describe() {
         "paddock_proxy_requests_total",
         "Requests of claude-code sessions through the LLM proxy, by answer status."
     );
+    describe_gauge!(
+        "paddock_session_leases",
+        "Sessions this replica runs (holds the lease of)."
+    );
+    describe_counter!(
+        "paddock_sessions_taken_over_total",
+        "Sessions this replica took over from one that stopped, by what it found."
+    );
 }
 
 /// Sets the sessions-by-status gauge (every status, zeros included).
@@ -178,6 +186,14 @@ pub fn sandbox_started(backend: &'static str, took: Duration) {
 
 pub fn proxy_request(status: u16) {
     counter!("paddock_proxy_requests_total", "status" => status.to_string()).increment(1);
+}
+
+pub fn session_leases(held: usize) {
+    gauge!("paddock_session_leases").set(held as f64);
+}
+
+pub fn taken_over(how: &'static str) {
+    counter!("paddock_sessions_taken_over_total", "found" => how).increment(1);
 }
 
 /// Counts an open event stream of `stream` kind while it lives.

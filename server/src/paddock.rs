@@ -9,19 +9,21 @@
 
 use crate::agent_templates::{self, TemplateLibrary};
 use crate::auth::Auth;
+use crate::bus::{Bus, Notice};
 use crate::changes::ChangeReview;
 use crate::config::{Config, SandboxChoice};
 use crate::engine::{
     AgentEngine, ClaudeCodeEngine, ClaudeCodeSettings, EngineLimits, NativeEngine, Permissions,
-    Runner,
+    Runner, Takeover,
 };
 use crate::hub::Hub;
 use crate::journal::Journal;
 use crate::llm::{Anthropic, AnthropicConfig, Provider};
 use crate::presence::Presence;
 use crate::proxy::CredentialProxy;
+use crate::replicas::{self, Follower};
 use crate::sandbox::{BackendKind, DockerSandbox, LocalSandbox, Sandbox};
-use crate::store::{self, Store};
+use crate::store::{self, Database, Store};
 use crate::transfers::Transfers;
 use crate::vault::{MasterKey, Vault};
 use crate::workspace_setup::WorkspaceSetup;
@@ -35,7 +37,7 @@ use app::api::Backend;
 use app::changes::{Changes, Committed, FileDiff};
 use app::domain::{
     AppError, Decision, Engine, Event, EventKind, NewSession, ReadOnlyMount, ServerInfo, Session,
-    SessionId, SessionSpec, SessionStatus, UserId,
+    SessionId, SessionSpec, UserId,
 };
 use app::files::{FileEntry, FileView};
 use app::skills::Skill;
@@ -75,7 +77,13 @@ pub struct Paddock {
     pub presence: Presence,
     /// Workspace archives and uploads running now.
     pub transfers: Transfers,
+    /// The other replicas, on PostgreSQL.
+    pub bus: Option<Bus>,
 }
+
+/// Longest reason a permission decision may give, in bytes (it travels to
+/// the replica that asked, within one bus notification).
+const DECISION_REASON_MAX_BYTES: usize = 4096;
 
 fn not_found(id: SessionId) -> AppError {
     AppError::NotFound(format!("Session {id}"))
@@ -90,6 +98,8 @@ pub struct Recovery {
     pub interrupted: Vec<SessionId>,
     /// Sessions that were waiting for a permission decision: they wait again.
     pub resumed: Vec<SessionId>,
+    /// Sessions with prompts queued that nobody ran: they run now.
+    pub queued: Vec<SessionId>,
 }
 
 impl Paddock {
@@ -100,7 +110,9 @@ impl Paddock {
 
     /// [`Paddock::open`] with the given hub (one of another channel
     /// capacity).
-    pub async fn open_with_hub(config: Config, hub: Hub) -> anyhow::Result<Self> {
+    pub async fn open_with_hub(mut config: Config, hub: Hub) -> anyhow::Result<Self> {
+        // Named once: a default name may be drawn at random.
+        config.replica = Some(config.replica_name());
         let config = Arc::new(config);
         crate::metrics::install();
         let sign_in = config.sign_in_required()?;
@@ -112,6 +124,17 @@ impl Paddock {
             .meta_or_insert("instance_id", uuid::Uuid::now_v7().to_string())
             .await?;
         let sandbox = connect_sandbox(&config, instance).await?;
+        let replica = config.replica_name();
+        let bus = match Database::of_url(&config.database_url) {
+            Some(Database::Postgres) => {
+                let (bus, inbox) = Bus::connect(&config.database_url, &replica)
+                    .await
+                    .context("cannot listen for the other replicas")?;
+                hub.relay_to(bus.clone());
+                Some((bus, inbox))
+            }
+            _ => None,
+        };
         let journal = Journal::new(store.clone(), hub.clone());
         let provider: Arc<dyn Provider> = Arc::new(Anthropic::new(AnthropicConfig {
             base_url: config.anthropic_base_url.clone(),
@@ -159,6 +182,17 @@ impl Paddock {
             setup.clone(),
             [(Engine::Native, native), (Engine::ClaudeCode, claude_code)],
         ));
+        replicas::spawn_heartbeat(&runner, config.lease());
+        let bus = bus.map(|(bus, inbox)| {
+            Follower {
+                hub: hub.clone(),
+                store: store.clone(),
+                runner: runner.clone(),
+                permissions: permissions.clone(),
+            }
+            .spawn(inbox);
+            bus
+        });
         let templates = Arc::new(TemplateLibrary::new(store.clone()));
         let changes = Arc::new(ChangeReview::new(
             setup.clone(),
@@ -182,6 +216,7 @@ impl Paddock {
             setup,
             presence: Presence::default(),
             transfers: Transfers::default(),
+            bus,
         })
     }
 
@@ -235,8 +270,11 @@ impl Paddock {
     }
 
     /// After a start (or a crash): removes sandboxes whose session is gone,
-    /// and marks sessions that were mid-turn as interrupted, with an event
-    /// saying so. Their sandboxes and workspaces are kept and reused.
+    /// and takes over the sessions this replica held (and any whose
+    /// replica is gone): one that was mid-turn is marked interrupted, with
+    /// an event saying so, one that waited for a permission decision waits
+    /// again, queued prompts run. Their sandboxes and workspaces are kept
+    /// and reused.
     pub async fn recover(&self) -> anyhow::Result<Recovery> {
         let sessions = self.store.list_sessions(None).await?;
         let known: HashSet<SessionId> = sessions.iter().map(|s| s.id).collect();
@@ -247,28 +285,11 @@ impl Paddock {
                 recovery.reaped.push(found.session);
             }
         }
-        for s in sessions {
-            if s.status == SessionStatus::AwaitingPermission
-                && self.runner.engine(s.engine)?.listen_again(&s).await?
-            {
-                // Nothing ran yet: the question is still open, and the run
-                // goes on once someone answers it.
-                self.runner.resume(s.id);
-                recovery.resumed.push(s.id);
-            } else if matches!(
-                s.status,
-                SessionStatus::Starting
-                    | SessionStatus::Running
-                    | SessionStatus::AwaitingPermission
-            ) {
-                let message =
-                    "Paddock stopped while this session was working. Its workspace is intact; \
-                               send a prompt to continue."
-                        .to_owned();
-                self.journal
-                    .set_status(s.id, SessionStatus::Interrupted, Some(message))
-                    .await?;
-                recovery.interrupted.push(s.id);
+        for (session, how) in self.runner.take_over_orphans().await? {
+            match how {
+                Takeover::Interrupted => recovery.interrupted.push(session),
+                Takeover::Resumed => recovery.resumed.push(session),
+                Takeover::Queued => recovery.queued.push(session),
             }
         }
         if recovery != Recovery::default() {
@@ -438,7 +459,14 @@ impl Backend for Paddock {
 
     async fn stop(&self, caller: &Caller, id: SessionId) -> Result<(), AppError> {
         self.session_for(caller, id, Access::Operate).await?;
-        self.runner.stop(id).await
+        if !self.runner.stop(id).await? {
+            if let Some(bus) = &self.bus {
+                bus.send(Notice::Stop { session: id }).await.map_err(|e| {
+                    AppError::Unavailable(format!("Stop did not reach the session's replica: {e}"))
+                })?;
+            }
+        }
+        Ok(())
     }
 
     async fn decide(
@@ -449,9 +477,46 @@ impl Backend for Paddock {
         decision: Decision,
         reason: Option<String>,
     ) -> Result<(), AppError> {
+        if reason
+            .as_ref()
+            .is_some_and(|r| r.len() > DECISION_REASON_MAX_BYTES)
+        {
+            return Err(AppError::Invalid(format!(
+                "The reason is too long: at most {} KiB.",
+                DECISION_REASON_MAX_BYTES / 1024
+            )));
+        }
         self.session_for(caller, id, Access::Operate).await?;
-        self.permissions
-            .decide(id, &request_id, decision, reason, Some(caller.label()))?;
+        let by = Some(caller.label());
+        match self
+            .permissions
+            .decide(id, &request_id, decision, reason.clone(), by.clone())
+        {
+            Err(AppError::NotFound(missing)) => {
+                // Asked by another replica, if it is still open there.
+                let events = self.store.events_after(id, 0, i64::MAX).await?;
+                let Some(bus) = self
+                    .bus
+                    .as_ref()
+                    .filter(|_| Permissions::is_open(&events, &request_id))
+                else {
+                    return Err(AppError::NotFound(missing));
+                };
+                let notice = Notice::Decide {
+                    session: id,
+                    request_id: request_id.clone(),
+                    decision,
+                    reason,
+                    by,
+                };
+                bus.send(notice).await.map_err(|e| {
+                    AppError::Unavailable(format!(
+                        "The decision did not reach the session's replica: {e}"
+                    ))
+                })?;
+            }
+            other => other?,
+        }
         self.auth
             .audit(
                 &caller.label(),

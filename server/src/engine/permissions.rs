@@ -9,7 +9,7 @@
 use super::RunError;
 use crate::journal::Journal;
 use crate::sync::lock;
-use app::domain::{AppError, Decision, EventKind, SessionId, SessionStatus};
+use app::domain::{AppError, Decision, Event, EventKind, SessionId, SessionStatus};
 use chrono::{DateTime, Utc};
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
@@ -50,6 +50,24 @@ pub struct Permissions {
 pub type Verdict = (bool, Option<String>);
 
 impl Permissions {
+    /// Whether the transcript holds the permission request `request_id`
+    /// without a decision: one a replica may still be waiting on.
+    pub fn is_open(events: &[Event], request_id: &str) -> bool {
+        let mut open = false;
+        for event in events {
+            match &event.kind {
+                EventKind::PermissionRequest { request_id: r, .. } if r == request_id => {
+                    open = true;
+                }
+                EventKind::PermissionDecision { request_id: r, .. } if r == request_id => {
+                    open = false;
+                }
+                _ => {}
+            }
+        }
+        open
+    }
+
     pub fn new(journal: Journal, timeout: Duration) -> Self {
         Self {
             journal,

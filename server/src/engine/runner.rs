@@ -1,18 +1,26 @@
 //! Runs each session's prompts, one at a time, in order, with the engine the
-//! session chose.
+//! session chose, on one replica at a time.
 //!
-//! A prompt is stored (as a `user_message` event) before anything runs, so
-//! nothing a user typed is lost (invariant 4). Each session with work has
-//! one runner task; prompts that arrive while it runs are queued behind the
-//! current one. Stop cancels the running model call or tool at once (the
-//! cancellation reaches the HTTP stream and the sandbox's process group) and
-//! drops the queue.
+//! A prompt is stored (as a `user_message` event) and queued in the same
+//! transaction before anything runs, so nothing a user typed is lost
+//! (invariant 4). The queue is a count in the database, so any replica may
+//! take a prompt and every replica sees it. Whoever runs a session holds
+//! its lease (see [`Leases`](crate::store::Leases)): the replica that stored a prompt takes the
+//! lease and drains the queue, unless another holds it, and then that one's
+//! loop finds the prompt, since a runner looks at the queue again after it
+//! gave its lease up. Stop drops the queue and cancels the running model
+//! call or tool at once (the cancellation reaches the HTTP stream and the
+//! sandbox's process group), here or, through the bus, where it runs.
+//!
+//! A replica renews the leases of its runs ([`Runner::renew_leases`]) and
+//! takes over sessions whose lease lapsed ([`Runner::take_over_orphans`]):
+//! after a restart, its own; with several replicas, those of one that died.
 
 use super::{AgentEngine, RunError, PROMPT_MAX_BYTES};
 use crate::config::Config;
 use crate::journal::Journal;
 use crate::sandbox::{Sandbox, SandboxError, SandboxSpec};
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 use crate::sync::lock;
 use crate::vault::Vault;
 use crate::workspace_setup::WorkspaceSetup;
@@ -22,11 +30,33 @@ use std::sync::{Arc, Mutex};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+/// A session this replica runs.
 struct Run {
-    /// One span per prompt waiting to run, in the span of the request
-    /// that sent it: the run's log lines carry that request's id.
-    queued: VecDeque<tracing::Span>,
+    /// The spans of the requests that sent prompts here, in order: each
+    /// run's log lines carry that request's id (a prompt sent to another
+    /// replica runs in a span of its own).
+    spans: VecDeque<tracing::Span>,
     cancel: CancellationToken,
+}
+
+impl Run {
+    fn new(span: Option<tracing::Span>) -> Self {
+        Self {
+            spans: span.into_iter().collect(),
+            cancel: CancellationToken::new(),
+        }
+    }
+}
+
+/// What taking over a session found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Takeover {
+    /// It was mid-turn: now interrupted.
+    Interrupted,
+    /// It waited for a permission decision: it waits again.
+    Resumed,
+    /// Prompts were queued and nobody ran them: they run now.
+    Queued,
 }
 
 pub struct Runner {
@@ -37,6 +67,8 @@ pub struct Runner {
     vault: Arc<Vault>,
     setup: Arc<WorkspaceSetup>,
     engines: HashMap<Engine, Arc<dyn AgentEngine>>,
+    /// This process's name among the replicas.
+    replica: String,
     runs: Mutex<HashMap<SessionId, Run>>,
 }
 
@@ -55,6 +87,7 @@ impl Runner {
         engines: impl IntoIterator<Item = (Engine, Arc<dyn AgentEngine>)>,
     ) -> Self {
         Self {
+            replica: config.replica_name(),
             config,
             store,
             journal,
@@ -98,7 +131,8 @@ impl Runner {
         self.sandbox.start_with(s.id, &spec).await
     }
 
-    /// Stores the prompt, then runs it now or after the prompts before it.
+    /// Stores and queues the prompt, then runs it now or after the prompts
+    /// before it, here or on the replica that runs the session.
     pub async fn send_prompt(
         self: &Arc<Self>,
         session: SessionId,
@@ -121,85 +155,233 @@ impl Runner {
         // So that a secret pasted into the prompt is masked too; a secret
         // that cannot be opened any more is the run's error to report.
         let _ = self.secrets(&s).await;
-        self.journal
-            .record(session, EventKind::UserMessage { text })
-            .await?;
+        self.journal.record_prompt(session, text).await?;
         let span = tracing::info_span!("run", %session);
         let start = {
             let mut runs = lock(&self.runs);
             match runs.get_mut(&session) {
                 Some(run) => {
-                    run.queued.push_back(span);
+                    run.spans.push_back(span);
                     false
                 }
                 None => {
-                    runs.insert(
-                        session,
-                        Run {
-                            queued: VecDeque::from([span]),
-                            cancel: CancellationToken::new(),
-                        },
-                    );
+                    runs.insert(session, Run::new(Some(span)));
                     true
                 }
             }
         };
         if start {
-            let me = self.clone();
-            tokio::spawn(async move { me.run_queue(session).await });
+            self.spawn_drive(session, false);
         }
         Ok(())
     }
 
-    /// Picks a run up again after a restart, where it waited for a
-    /// permission decision (see [`AgentEngine::listen_again`]).
-    pub fn resume(self: &Arc<Self>, session: SessionId) {
-        lock(&self.runs).insert(
-            session,
-            Run {
-                queued: VecDeque::from([tracing::info_span!("run", %session, resumed = true)]),
-                cancel: CancellationToken::new(),
-            },
-        );
-        let me = self.clone();
-        tokio::spawn(async move { me.run_queue(session).await });
-    }
-
-    /// Cancels what the session is doing and drops its queued prompts.
-    pub async fn stop(&self, session: SessionId) -> Result<(), AppError> {
+    /// Drops the session's queued prompts and cancels what it is doing, if
+    /// it runs here: `false` when it does not (it may run on another
+    /// replica).
+    pub async fn stop(&self, session: SessionId) -> Result<bool, AppError> {
         self.store
             .get_session(session)
             .await?
             .ok_or_else(|| not_found(session))?;
-        if let Some(run) = lock(&self.runs).get_mut(&session) {
-            run.queued.clear();
-            run.cancel.cancel();
-        }
-        Ok(())
+        self.store.drop_prompts(session).await?;
+        Ok(self.cancel(session))
     }
 
-    /// Whether the session is running a prompt right now.
+    /// Cancels the session's run if it runs here, and says whether it did.
+    pub fn cancel(&self, session: SessionId) -> bool {
+        match lock(&self.runs).get_mut(&session) {
+            Some(run) => {
+                run.spans.clear();
+                run.cancel.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Whether the session is running a prompt on this replica right now.
     pub fn is_running(&self, session: SessionId) -> bool {
         lock(&self.runs).contains_key(&session)
     }
 
-    async fn run_queue(&self, session: SessionId) {
-        loop {
-            let (cancel, span) = {
-                let mut runs = lock(&self.runs);
-                let Some(run) = runs.get_mut(&session) else {
-                    return;
-                };
-                let Some(span) = run.queued.pop_front() else {
-                    runs.remove(&session);
-                    return;
-                };
-                if run.cancel.is_cancelled() {
-                    run.cancel = CancellationToken::new();
+    /// How many sessions run on this replica.
+    pub fn running(&self) -> usize {
+        lock(&self.runs).len()
+    }
+
+    /// Renews the lease of every session running here; a run whose lease
+    /// another replica took (this one was cut off for longer than a lease)
+    /// is cancelled, so that a session never runs twice for long.
+    pub async fn renew_leases(&self) {
+        let sessions: Vec<SessionId> = lock(&self.runs).keys().copied().collect();
+        let until = chrono::Utc::now() + self.config.lease();
+        for session in sessions {
+            match self.store.renew_lease(session, &self.replica, until).await {
+                Ok(true) => {}
+                // Given up a moment ago, or taken by another replica.
+                Ok(false) => {
+                    if self.cancel(session) {
+                        tracing::debug!(%session, "the session's lease is gone: its run is cancelled");
+                    }
                 }
-                (run.cancel.clone(), span)
-            };
-            self.run_one(session, &cancel).instrument(span).await;
+                Err(e) => tracing::warn!(%session, "cannot renew the session's lease: {e}"),
+            }
+        }
+    }
+
+    /// Takes over sessions with work nobody runs (see
+    /// [`Leases::orphaned_sessions`](crate::store::Leases::orphaned_sessions)): a run cut off is marked interrupted,
+    /// a permission request waits again, queued prompts run.
+    pub async fn take_over_orphans(
+        self: &Arc<Self>,
+    ) -> Result<Vec<(SessionId, Takeover)>, AppError> {
+        let orphans = self
+            .store
+            .orphaned_sessions(&self.replica, chrono::Utc::now())
+            .await?;
+        let mut taken = Vec::new();
+        for session in orphans {
+            match self.take_over(session).await {
+                Ok(Some(how)) => taken.push((session, how)),
+                Ok(None) => {}
+                Err(e) => tracing::warn!(%session, "cannot take the session over: {e}"),
+            }
+        }
+        Ok(taken)
+    }
+
+    async fn take_over(self: &Arc<Self>, session: SessionId) -> Result<Option<Takeover>, AppError> {
+        {
+            let mut runs = lock(&self.runs);
+            if runs.contains_key(&session) {
+                return Ok(None);
+            }
+            let span = tracing::info_span!("run", %session, taken_over = true);
+            runs.insert(session, Run::new(Some(span)));
+        }
+        let taken = self.take_over_run(session).await;
+        if !matches!(taken, Ok(Some(_))) {
+            lock(&self.runs).remove(&session);
+        }
+        taken
+    }
+
+    async fn take_over_run(
+        self: &Arc<Self>,
+        session: SessionId,
+    ) -> Result<Option<Takeover>, AppError> {
+        if !self.lease(session).await? {
+            return Ok(None);
+        }
+        let Some(s) = self.store.get_session(session).await? else {
+            return Ok(None);
+        };
+        let how = if s.status == SessionStatus::AwaitingPermission
+            && self.engine(s.engine)?.listen_again(&s).await?
+        {
+            // Nothing ran yet: the question is still open, and the run goes
+            // on once someone answers it.
+            Takeover::Resumed
+        } else if matches!(
+            s.status,
+            SessionStatus::Starting | SessionStatus::Running | SessionStatus::AwaitingPermission
+        ) {
+            let message = "Paddock stopped while this session was working. Its workspace is \
+                           intact; send a prompt to continue."
+                .to_owned();
+            self.journal
+                .set_status(session, SessionStatus::Interrupted, Some(message))
+                .await?;
+            Takeover::Interrupted
+        } else {
+            Takeover::Queued
+        };
+        self.spawn_drive(session, how == Takeover::Resumed);
+        Ok(Some(how))
+    }
+
+    /// Takes or renews the session's lease for this replica.
+    async fn lease(&self, session: SessionId) -> Result<bool, StoreError> {
+        let now = chrono::Utc::now();
+        self.store
+            .acquire_lease(session, &self.replica, now, now + self.config.lease())
+            .await
+    }
+
+    /// Runs the session's queue on a task of its own; its [`Run`] is
+    /// registered already.
+    fn spawn_drive(self: &Arc<Self>, session: SessionId, resumed: bool) {
+        let me = self.clone();
+        tokio::spawn(async move { me.drive(session, resumed).await });
+    }
+
+    /// Holds the session's lease while prompts are queued, and runs them
+    /// one by one (`resumed`: first the run that waits for a permission
+    /// decision). Gives the lease up when the queue is empty, then looks
+    /// again: a prompt stored meanwhile by a replica that found the lease
+    /// taken is this loop's to run.
+    async fn drive(&self, session: SessionId, mut resumed: bool) {
+        loop {
+            match self.lease(session).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    // Another replica runs the session, and its loop runs
+                    // the queue.
+                    lock(&self.runs).remove(&session);
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(%session, "cannot take the session's lease: {e}");
+                    lock(&self.runs).remove(&session);
+                    return;
+                }
+            }
+            loop {
+                let next = if std::mem::take(&mut resumed) {
+                    Ok(true)
+                } else {
+                    self.store.take_prompt(session).await
+                };
+                match next {
+                    Ok(true) => {}
+                    Ok(false) => break,
+                    Err(e) => {
+                        tracing::warn!(%session, "cannot read the session's queue: {e}");
+                        break;
+                    }
+                }
+                let (cancel, span) = {
+                    let mut runs = lock(&self.runs);
+                    let Some(run) = runs.get_mut(&session) else {
+                        break;
+                    };
+                    if run.cancel.is_cancelled() {
+                        run.cancel = CancellationToken::new();
+                    }
+                    let span = run
+                        .spans
+                        .pop_front()
+                        .unwrap_or_else(|| tracing::info_span!("run", %session));
+                    (run.cancel.clone(), span)
+                };
+                self.run_one(session, &cancel).instrument(span).await;
+            }
+            // The lease first: a prompt sent here before the run is gone
+            // finds it and leaves its prompt to the look below.
+            if let Err(e) = self.store.release_lease(session, &self.replica).await {
+                tracing::warn!(%session, "cannot give the session's lease up: {e}");
+            }
+            lock(&self.runs).remove(&session);
+            if !self.store.prompt_queued(session).await.unwrap_or(false) {
+                return;
+            }
+            let mut runs = lock(&self.runs);
+            if runs.contains_key(&session) {
+                // A prompt sent here meanwhile started a loop of its own.
+                return;
+            }
+            runs.insert(session, Run::new(None));
         }
     }
 

@@ -70,12 +70,30 @@ impl Journal {
             .append_event(session, &kind)
             .await?
             .ok_or_else(|| not_found(session))?;
+        self.announce(event).await
+    }
+
+    /// Appends a prompt and queues it for a run (one transaction), then
+    /// broadcasts it.
+    pub async fn record_prompt(&self, session: SessionId, text: String) -> Result<Event, AppError> {
+        let kind = self.masks.event(session, EventKind::UserMessage { text });
+        let event = self
+            .store
+            .append_prompt(session, &kind)
+            .await?
+            .ok_or_else(|| not_found(session))?;
+        self.announce(event).await
+    }
+
+    /// Broadcasts a stored event, and the session's summary when the event
+    /// changed it.
+    async fn announce(&self, event: Event) -> Result<Event, AppError> {
         self.hub.publish_event(event.clone());
         if matches!(
-            kind,
+            event.kind,
             EventKind::UserMessage { .. } | EventKind::Usage { .. }
         ) {
-            self.publish_summary(session).await;
+            self.publish_summary(event.session_id).await;
         }
         Ok(event)
     }
@@ -152,9 +170,10 @@ impl Journal {
         Ok(())
     }
 
-    /// Sends the session's row to the sessions list, if anyone watches it.
+    /// Sends the session's row to the sessions lists that watch it.
     async fn publish_summary(&self, session: SessionId) {
         if !self.hub.watches_sessions() {
+            self.hub.relay_session_change(session);
             return;
         }
         match self.store.get_session(session).await {

@@ -1,6 +1,6 @@
 //! The store: sessions, their event logs, the proxy's tokens and the
-//! [`accounts`] (users, tokens, shares, credentials, audit) and the agent
-//! [`templates`], behind the
+//! [`accounts`] (users, tokens, shares, credentials, audit), the agent
+//! [`templates`] and the [`leases`] replicas share sessions by, behind the
 //! [`Store`] trait. [`SqlStore`] implements it once for the databases
 //! Paddock runs on, each with its own migrations (`migrations/<database>/`):
 //! SQLite, the embedded default, and PostgreSQL, a server of its own.
@@ -12,10 +12,12 @@
 //! transaction.
 
 pub mod accounts;
+pub mod leases;
 mod sql;
 pub mod templates;
 
 pub use accounts::Accounts;
+pub use leases::Leases;
 pub use sql::{Database, SqlStore};
 pub use templates::Templates;
 
@@ -113,7 +115,7 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
 }
 
 #[async_trait::async_trait]
-pub trait Store: Accounts + Templates + Send + Sync + 'static {
+pub trait Store: Accounts + Templates + Leases + Send + Sync + 'static {
     /// Succeeds when the database answers a query.
     async fn ping(&self) -> Result<()>;
 

@@ -25,6 +25,7 @@ mod mcp;
 mod metrics;
 mod mounts;
 mod recovery;
+mod replicas;
 mod sandbox;
 mod secrets;
 mod skills;

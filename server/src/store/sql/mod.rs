@@ -10,6 +10,7 @@
 
 mod accounts;
 mod connect;
+mod leases;
 mod templates;
 
 use super::{Result, Store, StoreError};
@@ -19,7 +20,7 @@ use app::domain::{
     SessionStatus,
 };
 use app::skills::Skill;
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, SecondsFormat, SubsecRound, Utc};
 use sqlx::Any;
 use sqlx::AnyPool;
 
@@ -496,7 +497,9 @@ async fn append_in(
     id: SessionId,
     kind: &EventKind,
 ) -> Result<Option<Event>> {
-    let at = Utc::now();
+    // As stored (to the microsecond): what viewers get live is what a
+    // reconnect reads back.
+    let at = Utc::now().trunc_subsecs(6);
     let seq: Option<i64> = sqlx::query_scalar(
         "UPDATE sessions SET last_seq = last_seq + 1, updated_at = $1 WHERE id = $2 RETURNING last_seq",
     )

@@ -1,0 +1,11 @@
+-- Prompts waiting for their run, counted where every replica sees them;
+-- Stop sets it back to 0.
+ALTER TABLE sessions ADD COLUMN queued_prompts BIGINT NOT NULL DEFAULT 0;
+
+-- Which Paddock process runs a session now, until when (RFC 3339 text);
+-- renewed by a heartbeat, taken over by another process once it lapsed.
+CREATE TABLE session_leases (
+    session_id TEXT PRIMARY KEY NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+    replica    TEXT NOT NULL,
+    expires_at TEXT COLLATE "C" NOT NULL
+);

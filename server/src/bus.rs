@@ -1,0 +1,252 @@
+//! The bus between Paddock replicas: PostgreSQL's `LISTEN/NOTIFY`, so that
+//! several Paddock processes on one database serve one installation.
+//!
+//! It carries [`Notice`]s: what changed (an event stored, a token fragment,
+//! a session's summary, access) for the viewers each replica serves, and
+//! what a request asked of the replica that runs a session (Stop, a
+//! permission decision). Events travel as references (`session`, `seq`):
+//! a receiver reads them from the store, which holds them before they are
+//! announced (invariant 1), so the bus never carries more than 8000 bytes
+//! of a notification and never holds a transcript's text.
+//!
+//! Notifications are not durable: one sent while a receiver reconnects is
+//! lost. A receiver therefore says when it reconnected ([`Received::Gap`]),
+//! and viewers repair from the store what they missed, the way a lagging
+//! viewer does. With SQLite there is no bus: one process serves alone.
+
+use app::domain::{Decision, Delta, SessionId};
+use serde::{Deserialize, Serialize};
+use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// The notification channel every replica listens on.
+const CHANNEL: &str = "paddock";
+/// PostgreSQL refuses payloads of 8000 bytes or more.
+const PAYLOAD_MAX: usize = 7900;
+/// Notices waiting to be sent before new ones are dropped (viewers then
+/// repair from the store at the next event).
+const QUEUE: usize = 8192;
+
+/// What one replica tells the others.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "t", rename_all = "snake_case")]
+pub enum Notice {
+    /// An event was stored (read it from the store).
+    Event { session: SessionId, seq: i64 },
+    /// A fragment of a block still being generated.
+    Delta(Delta),
+    /// A session's summary changed (read it from the store).
+    Session { session: SessionId },
+    /// A session was deleted: its viewers' streams end.
+    Deleted { session: SessionId },
+    /// Who may see what changed: open streams check their caller again.
+    Access,
+    /// Stop the session's run, wherever it runs.
+    Stop { session: SessionId },
+    /// A decision on a permission request, for the replica that asked it.
+    Decide {
+        session: SessionId,
+        request_id: String,
+        decision: Decision,
+        reason: Option<String>,
+        by: Option<String>,
+    },
+}
+
+/// What a replica hears.
+#[derive(Debug, PartialEq)]
+pub enum Received {
+    Notice(Notice),
+    /// The listening connection was lost and is back: notices sent
+    /// meanwhile may be missing.
+    Gap,
+}
+
+/// One notification: who sent it, and its notices in order.
+#[derive(Deserialize)]
+struct Envelope {
+    from: String,
+    notices: Vec<Notice>,
+}
+
+/// Sends notices to the other replicas. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Bus {
+    queue: mpsc::Sender<Notice>,
+    pool: PgPool,
+    replica: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    #[error("the database does not carry the notice: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("the notice is too large for the bus ({0} bytes)")]
+    TooLarge(usize),
+}
+
+impl Bus {
+    /// Connects to the PostgreSQL at `url` as `replica`: returns the bus
+    /// and what the other replicas send (never this one's own notices).
+    pub async fn connect(
+        url: &str,
+        replica: &str,
+    ) -> Result<(Self, mpsc::Receiver<Received>), BusError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(2)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect(url)
+            .await?;
+        let mut listener = PgListener::connect(url).await?;
+        listener.listen(CHANNEL).await?;
+        let (queue, outbox) = mpsc::channel(QUEUE);
+        let (inbox, received) = mpsc::channel(QUEUE);
+        let bus = Self {
+            queue,
+            pool,
+            replica: replica.to_owned(),
+        };
+        tokio::spawn(bus.clone().send_queued(outbox));
+        tokio::spawn(listen(listener, replica.to_owned(), inbox));
+        Ok((bus, received))
+    }
+
+    /// Queues a notice (announcements: sent in order, batched, never
+    /// waited for). Dropped when the database has not kept up.
+    pub fn post(&self, notice: Notice) {
+        if self.queue.try_send(notice).is_err() {
+            tracing::warn!("the bus to other replicas is full: a notice was dropped");
+        }
+    }
+
+    /// Sends one notice now and says whether the database took it
+    /// (commands, whose sender answers a request).
+    pub async fn send(&self, notice: Notice) -> Result<(), BusError> {
+        let payload = self.envelope(&[encode(&notice)]);
+        if payload.len() > PAYLOAD_MAX {
+            return Err(BusError::TooLarge(payload.len()));
+        }
+        self.notify(&payload).await
+    }
+
+    /// An [`Envelope`] around notices already encoded.
+    fn envelope(&self, notices: &[String]) -> String {
+        format!(
+            r#"{{"from":{},"notices":[{}]}}"#,
+            encode(&self.replica),
+            notices.join(",")
+        )
+    }
+
+    async fn notify(&self, payload: &str) -> Result<(), BusError> {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(CHANNEL)
+            .bind(payload)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Sends queued notices in order, as many in one notification as fit.
+    async fn send_queued(self, mut outbox: mpsc::Receiver<Notice>) {
+        let room = PAYLOAD_MAX - self.envelope(&[]).len();
+        let mut next: Option<String> = None;
+        loop {
+            let first = match next.take() {
+                Some(first) => first,
+                None => match outbox.recv().await {
+                    Some(notice) => encode(&notice),
+                    None => return,
+                },
+            };
+            if first.len() > room {
+                // A long delta: viewers get its text whole with its block.
+                tracing::debug!("a notice too large for the bus was not sent");
+                continue;
+            }
+            let mut size = first.len();
+            let mut batch = vec![first];
+            while let Ok(notice) = outbox.try_recv() {
+                let more = encode(&notice);
+                if size + 1 + more.len() > room {
+                    next = Some(more);
+                    break;
+                }
+                size += 1 + more.len();
+                batch.push(more);
+            }
+            if let Err(e) = self.notify(&self.envelope(&batch)).await {
+                tracing::warn!("notices to other replicas lost: {e}");
+            }
+        }
+    }
+}
+
+fn encode(value: &impl Serialize) -> String {
+    serde_json::to_string(value).unwrap_or_default()
+}
+
+/// Hands what other replicas send to `inbox`, and a [`Received::Gap`]
+/// whenever the connection was lost (sqlx reconnects and listens again).
+async fn listen(mut listener: PgListener, replica: String, inbox: mpsc::Sender<Received>) {
+    loop {
+        let received = match listener.try_recv().await {
+            Ok(Some(notification)) => {
+                match serde_json::from_str::<Envelope>(notification.payload()) {
+                    Ok(envelope) if envelope.from == replica => continue,
+                    Ok(envelope) => envelope.notices.into_iter().map(Received::Notice).collect(),
+                    Err(e) => {
+                        tracing::warn!("an unreadable notice on the bus: {e}");
+                        continue;
+                    }
+                }
+            }
+            Ok(None) => vec![Received::Gap],
+            Err(e) => {
+                tracing::warn!("the bus to other replicas is down, retrying: {e}");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                vec![Received::Gap]
+            }
+        };
+        for r in received {
+            if inbox.send(r).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[tokio::test]
+    async fn notices_read_back_as_sent() {
+        let session = uuid::Uuid::now_v7();
+        let notices = vec![
+            Notice::Event { session, seq: 7 },
+            Notice::Access,
+            Notice::Decide {
+                session,
+                request_id: "perm_1".into(),
+                decision: Decision::AllowSession,
+                reason: Some("ok".into()),
+                by: None,
+            },
+        ];
+        let (queue, _) = mpsc::channel(1);
+        let bus = Bus {
+            queue,
+            pool: PgPoolOptions::new()
+                .connect_lazy("postgres://x@localhost/x")
+                .unwrap(),
+            replica: "a\"b".into(),
+        };
+        let encoded: Vec<String> = notices.iter().map(encode).collect();
+        let back: Envelope = serde_json::from_str(&bus.envelope(&encoded)).unwrap();
+        assert_eq!((back.from.as_str(), back.notices), ("a\"b", notices));
+    }
+}

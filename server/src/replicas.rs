@@ -1,0 +1,170 @@
+//! Several Paddock processes serving one installation: what keeps each
+//! replica's part of the work, and what it hears from the others.
+//!
+//! - The heartbeat: every third of a lease, a replica renews the leases of
+//!   the sessions it runs, and takes over sessions with work whose lease
+//!   lapsed (their replica died or was cut off), the way a restarted
+//!   process takes its own back at start-up (see the
+//!   [`Runner`](crate::engine::Runner)).
+//! - The follower: what the [`Bus`](crate::bus::Bus) brings from the other
+//!   replicas reaches this one's viewers (events read from the store, in
+//!   order, each once), its runs (Stop) and its open permission requests
+//!   (decisions).
+//!
+//! Both run on SQLite too, alone: the heartbeat then only guards a
+//! process's own runs, and there is no bus to follow.
+
+use crate::bus::{Notice, Received};
+use crate::engine::{Permissions, Runner, Takeover};
+use crate::hub::{Hub, SessionUpdate};
+use crate::store::Store;
+use app::domain::SessionId;
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// Events read from the store at once for viewers here.
+const EVENTS_READ: i64 = 256;
+
+/// Renews this replica's leases and takes orphaned sessions over, every
+/// third of `lease`, for as long as the runner lives.
+pub fn spawn_heartbeat(runner: &Arc<Runner>, lease: Duration) {
+    let runner = Arc::downgrade(runner);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(lease / 3);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let Some(runner) = Weak::upgrade(&runner) else {
+                return;
+            };
+            beat(&runner).await;
+        }
+    });
+}
+
+async fn beat(runner: &Arc<Runner>) {
+    runner.renew_leases().await;
+    match runner.take_over_orphans().await {
+        Ok(taken) => {
+            for (session, how) in taken {
+                tracing::info!(%session, ?how, "took the session over");
+                crate::metrics::taken_over(match how {
+                    Takeover::Interrupted => "interrupted",
+                    Takeover::Resumed => "awaiting_permission",
+                    Takeover::Queued => "queued",
+                });
+            }
+        }
+        Err(e) => tracing::warn!("cannot look for sessions to take over: {e}"),
+    }
+    crate::metrics::session_leases(runner.running());
+}
+
+/// What this replica acts on when another replica speaks.
+pub struct Follower {
+    pub hub: Hub,
+    pub store: Arc<dyn Store>,
+    pub runner: Arc<Runner>,
+    pub permissions: Arc<Permissions>,
+}
+
+impl Follower {
+    /// Acts on what other replicas send, until the bus closes.
+    pub fn spawn(self, mut inbox: mpsc::Receiver<Received>) {
+        tokio::spawn(async move {
+            // The last `seq` handed to viewers here, per watched session.
+            let mut delivered = HashMap::new();
+            while let Some(received) = inbox.recv().await {
+                self.act(received, &mut delivered).await;
+            }
+        });
+    }
+
+    async fn act(&self, received: Received, delivered: &mut HashMap<SessionId, i64>) {
+        let notice = match received {
+            Received::Notice(notice) => notice,
+            Received::Gap => {
+                // What was missed is in the store: hand viewers what follows
+                // what they were given, or the latest event (a viewer that
+                // sees it skip a `seq` reads the rest itself).
+                delivered.retain(|session, _| self.hub.watched(*session));
+                for session in self.hub.watched_sessions() {
+                    let after = match delivered.get(&session) {
+                        Some(&seq) => seq,
+                        None => match self.store.get_session(session).await {
+                            Ok(Some(s)) => s.last_seq - 1,
+                            _ => continue,
+                        },
+                    };
+                    self.deliver_events(session, after, delivered).await;
+                }
+                return;
+            }
+        };
+        match notice {
+            Notice::Event { session, seq } => {
+                if !self.hub.watched(session) {
+                    delivered.remove(&session);
+                    return;
+                }
+                let after = delivered.get(&session).copied().unwrap_or(seq - 1);
+                if seq > after {
+                    self.deliver_events(session, after, delivered).await;
+                }
+            }
+            Notice::Delta(delta) => self.hub.deliver_delta(delta),
+            Notice::Session { session } => {
+                if self.hub.watches_sessions() {
+                    if let Ok(Some(s)) = self.store.get_session(session).await {
+                        self.hub
+                            .deliver_session(SessionUpdate::Changed(Arc::new(s)));
+                    }
+                }
+            }
+            Notice::Deleted { session } => {
+                delivered.remove(&session);
+                self.hub.close(session);
+                self.hub.deliver_session(SessionUpdate::Deleted(session));
+            }
+            Notice::Access => self.hub.deliver_access_change(),
+            Notice::Stop { session } => {
+                self.runner.cancel(session);
+            }
+            Notice::Decide {
+                session,
+                request_id,
+                decision,
+                reason,
+                by,
+            } => {
+                // Only the replica that asked has it pending.
+                let _ = self
+                    .permissions
+                    .decide(session, &request_id, decision, reason, by);
+            }
+        }
+    }
+
+    /// Reads the session's events after `after` from the store and hands
+    /// them to its viewers here, in order.
+    async fn deliver_events(
+        &self,
+        session: SessionId,
+        after: i64,
+        delivered: &mut HashMap<SessionId, i64>,
+    ) {
+        match self.store.events_after(session, after, EVENTS_READ).await {
+            Ok(events) => {
+                let last = events.last().map_or(after, |e| e.seq);
+                for event in events {
+                    self.hub.deliver_event(event);
+                }
+                delivered.insert(session, last);
+            }
+            Err(e) => tracing::warn!(%session, "events for viewers here not read: {e}"),
+        }
+    }
+}

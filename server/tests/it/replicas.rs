@@ -1,0 +1,322 @@
+//! Three Paddock replicas on loopback serving one installation: one
+//! PostgreSQL (the harness's cluster), one dockerd, one home folder
+//! (workspaces and master key), each process under its own name. Viewers on
+//! one replica follow sessions that run on another; prompts, decisions and
+//! Stop sent to any replica reach the one running the session; and when
+//! that one is killed (SIGKILL) mid-run, another takes the session over
+//! once its lease lapses, with no stored event lost or repeated and every
+//! viewer on the survivors seeing each event once.
+
+use crate::common::postgres;
+use crate::common::rest::Rest;
+use crate::common::{start_with, Binary};
+use app::domain::{Event, EventKind, SessionStatus};
+use eventsource_stream::Eventsource;
+use futures_util::StreamExt;
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Seconds a lease lasts without a heartbeat (the smallest allowed).
+const LEASE_SECS: &str = "3";
+
+fn replica(dir: &Path, name: &str, database: &str, model: &str) -> Binary {
+    start_with(
+        dir,
+        "127.0.0.1:0",
+        &[
+            ("DATABASE_URL", database),
+            ("PADDOCK_REPLICA", name),
+            ("PADDOCK_LEASE_SECS", LEASE_SECS),
+            ("ANTHROPIC_BASE_URL", model),
+            ("ANTHROPIC_API_KEY", "sk-test"),
+        ],
+    )
+}
+
+/// A viewer of one session's event stream on one replica, from its start.
+struct Viewer {
+    events: Arc<Mutex<Vec<Event>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Viewer {
+    async fn open(rest: &Rest, session: &str) -> Self {
+        let res = rest
+            .request(Method::GET, &format!("/api/sessions/{session}/events"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let seen = events.clone();
+        let task = tokio::spawn(async move {
+            let mut frames = Box::pin(res.bytes_stream().eventsource());
+            while let Some(Ok(frame)) = frames.next().await {
+                if frame.event == "event" {
+                    seen.lock()
+                        .unwrap()
+                        .push(serde_json::from_str(&frame.data).unwrap());
+                }
+            }
+        });
+        Self { events, task }
+    }
+
+    /// Waits until it has seen `last` events, then says which `seq`s it saw
+    /// (in the order seen).
+    async fn seqs_through(&self, last: i64) -> Vec<i64> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let seqs: Vec<i64> = self.events.lock().unwrap().iter().map(|e| e.seq).collect();
+            if seqs.len() as i64 >= last || Instant::now() > deadline {
+                // Anything late would be a duplicate: give it a moment.
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                return self.events.lock().unwrap().iter().map(|e| e.seq).collect();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Viewer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The session's stored transcript, read from `rest`'s replica.
+async fn stored(rest: &Rest, session: &str) -> Vec<Event> {
+    let last = status(rest, session).await["last_seq"].as_i64().unwrap();
+    rest.transcript(session, last).await
+}
+
+async fn status(rest: &Rest, session: &str) -> serde_json::Value {
+    rest.request(Method::GET, &format!("/api/sessions/{session}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// Waits until the session's status is `want`; how long that took.
+async fn wait_status(
+    rest: &Rest,
+    session: &str,
+    want: SessionStatus,
+    logs: &dyn Fn() -> String,
+) -> Duration {
+    let started = Instant::now();
+    loop {
+        let s = status(rest, session).await;
+        if s["status"] == want.as_str() {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "never {want}: {s}\n{}",
+            logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits for the open permission request of the session; its id.
+async fn wait_request(viewer: &Viewer) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let open = viewer
+            .events
+            .lock()
+            .unwrap()
+            .iter()
+            .find_map(|e| match &e.kind {
+                EventKind::PermissionRequest { request_id, .. } => Some(request_id.clone()),
+                _ => None,
+            });
+        if let Some(id) = open {
+            return id;
+        }
+        assert!(Instant::now() < deadline, "no permission request");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Every viewer saw exactly the stored transcript: each `seq` once, in
+/// order, none missing.
+async fn all_saw(viewers: &[(&str, &Viewer)], transcript: &[Event]) {
+    let want: Vec<i64> = (1..=transcript.len() as i64).collect();
+    assert_eq!(
+        transcript.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        want,
+        "the stored transcript is gapless"
+    );
+    for (who, viewer) in viewers {
+        let seqs = viewer.seqs_through(want.len() as i64).await;
+        assert_eq!(seqs, want, "the viewer on {who} saw each event once");
+        let seen = viewer.events.lock().unwrap().clone();
+        assert_eq!(
+            &seen[..],
+            transcript,
+            "the viewer on {who} saw what is stored"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_replicas_share_sessions_and_survive_a_sigkill() {
+    let (_model, model) = crate::common::scripted(
+        &json!([
+            // The "ask" session, run on A, decided on C, queued on B.
+            {"reply": [{"tool_use": {"name": "bash", "input": {"command": "echo yes > approved.txt"}}}]},
+            {"expect": {"tool_result_contains": ""}, "reply": "Written."},
+            {"expect": {"contains": ["and then this"]}, "reply": "Done too."},
+            // Stopped on C while it runs on B.
+            {"expect": {"contains": ["sleep now"]}, "reply": [{"tool_use": {"name": "bash", "input": {"command": "sleep 60"}}}]},
+            // The session whose replica is killed mid-run.
+            {"reply": [{"tool_use": {"name": "bash", "input": {"command": "echo one > one.txt; sleep 60"}}}]},
+            {"expect": {"contains": ["first task", "interrupted", "second task"]}, "reply": "Resumed where we were."}
+        ]),
+        None,
+    )
+    .await;
+    let database = postgres::database().await;
+    let dir = std::fs::canonicalize(tempfile::tempdir().unwrap().keep()).unwrap();
+    let a = replica(&dir, "a", &database, &model);
+    let b = replica(&dir, "b", &database, &model);
+    let c = replica(&dir, "c", &database, &model);
+    let (ra, rb, rc) = (
+        Rest::new(&a.url, None),
+        Rest::new(&b.url, None),
+        Rest::new(&c.url, None),
+    );
+    let logs = || format!("A:\n{}\nB:\n{}\nC:\n{}", a.log(), b.log(), c.log());
+
+    // A session created on A is listed by the others.
+    let asking = ra
+        .create(json!({"name": "asking", "permission_mode": "ask"}))
+        .await;
+    let on_b = Viewer::open(&rb, &asking).await;
+    let on_c = Viewer::open(&rc, &asking).await;
+
+    // Prompted on A: it runs there and asks; the viewers on B and C see it.
+    ra.prompt(&asking, "write it").await;
+    let request = wait_request(&on_b).await;
+    wait_request(&on_c).await;
+    // A prompt sent to B meanwhile queues behind A's run.
+    rb.prompt(&asking, "and then this").await;
+    // The decision, sent to C, reaches A; a decision for no open request
+    // is refused there.
+    let res = rc
+        .request(
+            Method::POST,
+            &format!("/api/sessions/{asking}/permissions/perm_none"),
+        )
+        .json(&json!({"decision": "allow"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    let res = rc
+        .request(
+            Method::POST,
+            &format!("/api/sessions/{asking}/permissions/{request}"),
+        )
+        .json(&json!({"decision": "allow_session", "reason": "fine"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT, "{}", logs());
+    rb.wait_idle(&asking, 3, logs).await;
+    assert_eq!(
+        std::fs::read_to_string(dir.join("workspaces").join(&asking).join("approved.txt")).unwrap(),
+        "yes\n"
+    );
+
+    // Sent to B, it runs on B; Stop sent to C stops it there.
+    rb.prompt(&asking, "sleep now").await;
+    let sleeping = Instant::now();
+    loop {
+        let events = stored(&rb, &asking).await;
+        if events.iter().any(|e| matches!(&e.kind, EventKind::ToolCall { input, .. } if input["command"] == "sleep 60")) {
+            break;
+        }
+        assert!(sleeping.elapsed() < Duration::from_secs(60), "{}", logs());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let res = rc
+        .request(Method::POST, &format!("/api/sessions/{asking}/stop"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    let stopped = wait_status(&ra, &asking, SessionStatus::Idle, &logs).await;
+    assert!(stopped < Duration::from_secs(20), "Stop took {stopped:?}");
+    let transcript = stored(&ra, &asking).await;
+    assert!(
+        transcript.iter().any(
+            |e| matches!(&e.kind, EventKind::Status { message: Some(m), .. } if m == "Stopped.")
+        ),
+        "{transcript:?}"
+    );
+    all_saw(&[("B", &on_b), ("C", &on_c)], &transcript).await;
+    drop((on_b, on_c));
+
+    // The session A runs when it is killed.
+    let crashy = ra
+        .create(json!({"name": "crashy", "permission_mode": "auto"}))
+        .await;
+    let on_b = Viewer::open(&rb, &crashy).await;
+    let on_c = Viewer::open(&rc, &crashy).await;
+    ra.prompt(&crashy, "first task").await;
+    let marker = dir.join("workspaces").join(&crashy).join("one.txt");
+    let started = Instant::now();
+    while !marker.exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the tool never ran\n{}",
+            logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let before = stored(&rb, &crashy).await;
+    a.crash();
+    let taken = wait_status(&rb, &crashy, SessionStatus::Interrupted, &|| {
+        format!("B:\n{}\nC:\n{}", b.log(), c.log())
+    })
+    .await;
+    eprintln!("taken over {taken:?} after the SIGKILL (lease {LEASE_SECS} s)");
+    let after = stored(&rc, &crashy).await;
+    assert_eq!(
+        &after[..before.len()],
+        &before[..],
+        "every stored event survives"
+    );
+
+    // It goes on from a survivor.
+    rc.prompt(&crashy, "second task").await;
+    rc.wait_idle(&crashy, 2, || format!("B:\n{}\nC:\n{}", b.log(), c.log()))
+        .await;
+    let transcript = stored(&rb, &crashy).await;
+    assert!(transcript.iter().any(
+        |e| matches!(&e.kind, EventKind::AssistantText { text } if text == "Resumed where we were.")
+    ));
+    let interrupted = transcript
+        .iter()
+        .filter(|e| {
+            matches!(
+                e.kind,
+                EventKind::Status {
+                    status: SessionStatus::Interrupted,
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(interrupted, 1, "taken over once: {transcript:?}");
+    all_saw(&[("B", &on_b), ("C", &on_c)], &transcript).await;
+}
