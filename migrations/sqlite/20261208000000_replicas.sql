@@ -9,3 +9,8 @@ CREATE TABLE session_leases (
     replica    TEXT NOT NULL,
     expires_at TEXT NOT NULL
 );
+
+-- The sessions a replica may have to take over, found without reading
+-- every session (see Leases::orphaned_sessions).
+CREATE INDEX sessions_at_work ON sessions (id)
+    WHERE status IN ('starting', 'running', 'awaiting_permission') OR queued_prompts > 0;

@@ -17,6 +17,8 @@
 use app::domain::{Decision, Delta, SessionId};
 use serde::{Deserialize, Serialize};
 use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -75,7 +77,12 @@ struct Envelope {
 pub struct Bus {
     queue: mpsc::Sender<Notice>,
     pool: PgPool,
-    replica: String,
+    /// This process, drawn at start (not its replica name, which two
+    /// processes may share by mistake): what it hears from itself is
+    /// dropped by it.
+    sender: String,
+    /// Whether notices are being dropped (warned once per spell).
+    dropping: Arc<AtomicBool>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -89,10 +96,7 @@ pub enum BusError {
 impl Bus {
     /// Connects to the PostgreSQL at `url` as `replica`: returns the bus
     /// and what the other replicas send (never this one's own notices).
-    pub async fn connect(
-        url: &str,
-        replica: &str,
-    ) -> Result<(Self, mpsc::Receiver<Received>), BusError> {
+    pub async fn connect(url: &str) -> Result<(Self, mpsc::Receiver<Received>), BusError> {
         let pool = PgPoolOptions::new()
             .max_connections(2)
             .acquire_timeout(Duration::from_secs(5))
@@ -105,18 +109,27 @@ impl Bus {
         let bus = Self {
             queue,
             pool,
-            replica: replica.to_owned(),
+            sender: uuid::Uuid::now_v7().simple().to_string(),
+            dropping: Arc::default(),
         };
         tokio::spawn(bus.clone().send_queued(outbox));
-        tokio::spawn(listen(listener, replica.to_owned(), inbox));
+        tokio::spawn(listen(listener, bus.sender.clone(), inbox));
         Ok((bus, received))
     }
 
     /// Queues a notice (announcements: sent in order, batched, never
     /// waited for). Dropped when the database has not kept up.
     pub fn post(&self, notice: Notice) {
-        if self.queue.try_send(notice).is_err() {
-            tracing::warn!("the bus to other replicas is full: a notice was dropped");
+        match self.queue.try_send(notice) {
+            Ok(()) => self.dropping.store(false, Ordering::Relaxed),
+            Err(_) => {
+                if !self.dropping.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        "the bus to other replicas is full: notices are dropped (their viewers \
+                         catch up from the store at the next event)"
+                    );
+                }
+            }
         }
     }
 
@@ -134,7 +147,7 @@ impl Bus {
     fn envelope(&self, notices: &[String]) -> String {
         format!(
             r#"{{"from":{},"notices":[{}]}}"#,
-            encode(&self.replica),
+            encode(&self.sender),
             notices.join(",")
         )
     }
@@ -150,7 +163,7 @@ impl Bus {
 
     /// Sends queued notices in order, as many in one notification as fit.
     async fn send_queued(self, mut outbox: mpsc::Receiver<Notice>) {
-        let room = PAYLOAD_MAX - self.envelope(&[]).len();
+        let room = PAYLOAD_MAX.saturating_sub(self.envelope(&[]).len());
         let mut next: Option<String> = None;
         loop {
             let first = match next.take() {
@@ -187,14 +200,14 @@ fn encode(value: &impl Serialize) -> String {
     serde_json::to_string(value).unwrap_or_default()
 }
 
-/// Hands what other replicas send to `inbox`, and a [`Received::Gap`]
-/// whenever the connection was lost (sqlx reconnects and listens again).
-async fn listen(mut listener: PgListener, replica: String, inbox: mpsc::Sender<Received>) {
+/// Hands what other processes send to `inbox`, and a [`Received::Gap`]
+/// whenever the connection was lost, once it listens again.
+async fn listen(mut listener: PgListener, me: String, inbox: mpsc::Sender<Received>) {
     loop {
         let received = match listener.try_recv().await {
             Ok(Some(notification)) => {
                 match serde_json::from_str::<Envelope>(notification.payload()) {
-                    Ok(envelope) if envelope.from == replica => continue,
+                    Ok(envelope) if envelope.from == me => continue,
                     Ok(envelope) => envelope.notices.into_iter().map(Received::Notice).collect(),
                     Err(e) => {
                         tracing::warn!("an unreadable notice on the bus: {e}");
@@ -202,10 +215,17 @@ async fn listen(mut listener: PgListener, replica: String, inbox: mpsc::Sender<R
                     }
                 }
             }
+            // Lost, and listening again already (sqlx reconnects eagerly).
             Ok(None) => vec![Received::Gap],
             Err(e) => {
                 tracing::warn!("the bus to other replicas is down, retrying: {e}");
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                // Any query reconnects and listens again; the gap is
+                // reported once that holds.
+                while let Err(e) = sqlx::query("SELECT 1").execute(&mut listener).await {
+                    tracing::debug!("the bus is still down: {e}");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                tracing::info!("the bus to other replicas is back");
                 vec![Received::Gap]
             }
         };
@@ -243,7 +263,8 @@ mod tests {
             pool: PgPoolOptions::new()
                 .connect_lazy("postgres://x@localhost/x")
                 .unwrap(),
-            replica: "a\"b".into(),
+            sender: "a\"b".into(),
+            dropping: Arc::default(),
         };
         let encoded: Vec<String> = notices.iter().map(encode).collect();
         let back: Envelope = serde_json::from_str(&bus.envelope(&encoded)).unwrap();

@@ -286,7 +286,7 @@ impl Config {
     /// This process's name among replicas: the configured one; else, on
     /// SQLite, which one process serves alone, `local`; else the host name
     /// and the port it listens on (unique on one host, and the same after a
-    /// restart; with port 0, a name drawn at random).
+    /// restart; with port 0 or no host name, a name drawn at random).
     pub fn replica_name(&self) -> String {
         if let Some(name) = &self.replica {
             return name.clone();
@@ -295,9 +295,9 @@ impl Config {
             return "local".to_owned();
         }
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-        match self.listen_addr().port() {
-            0 => format!("{}:{}", host.trim(), uuid::Uuid::now_v7().simple()),
-            port => format!("{}:{port}", host.trim()),
+        match (host.trim(), self.listen_addr().port()) {
+            ("", _) | (_, 0) => format!("{}:{}", host.trim(), uuid::Uuid::now_v7().simple()),
+            (host, port) => format!("{host}:{port}"),
         }
     }
 

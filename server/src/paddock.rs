@@ -9,7 +9,7 @@
 
 use crate::agent_templates::{self, TemplateLibrary};
 use crate::auth::Auth;
-use crate::bus::{Bus, Notice};
+use crate::bus::{Bus, BusError, Notice};
 use crate::changes::ChangeReview;
 use crate::config::{Config, SandboxChoice};
 use crate::engine::{
@@ -83,7 +83,20 @@ pub struct Paddock {
 
 /// Longest reason a permission decision may give, in bytes (it travels to
 /// the replica that asked, within one bus notification).
-const DECISION_REASON_MAX_BYTES: usize = 4096;
+const DECISION_REASON_MAX_BYTES: usize = 1024;
+
+/// A command the bus did not carry to the other replicas.
+fn unreached(what: &str, e: BusError) -> AppError {
+    match e {
+        BusError::TooLarge(_) => AppError::Invalid(format!("{what} is too large to pass on.")),
+        BusError::Db(e) => {
+            tracing::warn!("bus: {e}");
+            AppError::Unavailable(format!(
+                "{what} did not reach the other Paddock processes; try again."
+            ))
+        }
+    }
+}
 
 fn not_found(id: SessionId) -> AppError {
     AppError::NotFound(format!("Session {id}"))
@@ -124,10 +137,9 @@ impl Paddock {
             .meta_or_insert("instance_id", uuid::Uuid::now_v7().to_string())
             .await?;
         let sandbox = connect_sandbox(&config, instance).await?;
-        let replica = config.replica_name();
         let bus = match Database::of_url(&config.database_url) {
             Some(Database::Postgres) => {
-                let (bus, inbox) = Bus::connect(&config.database_url, &replica)
+                let (bus, inbox) = Bus::connect(&config.database_url)
                     .await
                     .context("cannot listen for the other replicas")?;
                 hub.relay_to(bus.clone());
@@ -459,12 +471,12 @@ impl Backend for Paddock {
 
     async fn stop(&self, caller: &Caller, id: SessionId) -> Result<(), AppError> {
         self.session_for(caller, id, Access::Operate).await?;
-        if !self.runner.stop(id).await? {
-            if let Some(bus) = &self.bus {
-                bus.send(Notice::Stop { session: id }).await.map_err(|e| {
-                    AppError::Unavailable(format!("Stop did not reach the session's replica: {e}"))
-                })?;
-            }
+        self.runner.stop(id).await?;
+        if let Some(bus) = &self.bus {
+            // Wherever it runs.
+            bus.send(Notice::Stop { session: id })
+                .await
+                .map_err(|e| unreached("Stop", e))?;
         }
         Ok(())
     }
@@ -494,14 +506,25 @@ impl Backend for Paddock {
         {
             Err(AppError::NotFound(missing)) => {
                 // Asked by another replica, if it is still open there.
-                let events = self.store.events_after(id, 0, i64::MAX).await?;
-                let Some(bus) = self
-                    .bus
-                    .as_ref()
-                    .filter(|_| Permissions::is_open(&events, &request_id))
-                else {
+                let Some(bus) = &self.bus else {
                     return Err(AppError::NotFound(missing));
                 };
+                let events = self.store.events_after(id, 0, i64::MAX).await?;
+                if !Permissions::is_open(&events, &request_id) {
+                    return Err(AppError::NotFound(missing));
+                }
+                if self
+                    .store
+                    .lease_holder(id, chrono::Utc::now())
+                    .await?
+                    .is_none()
+                {
+                    return Err(AppError::Unavailable(format!(
+                        "The Paddock process that asked has stopped; another takes the session \
+                         over within {} s, and asks again: decide then.",
+                        self.config.lease_secs
+                    )));
+                }
                 let notice = Notice::Decide {
                     session: id,
                     request_id: request_id.clone(),
@@ -509,11 +532,9 @@ impl Backend for Paddock {
                     reason,
                     by,
                 };
-                bus.send(notice).await.map_err(|e| {
-                    AppError::Unavailable(format!(
-                        "The decision did not reach the session's replica: {e}"
-                    ))
-                })?;
+                bus.send(notice)
+                    .await
+                    .map_err(|e| unreached("The decision", e))?;
             }
             other => other?,
         }

@@ -26,6 +26,9 @@ use tokio::sync::mpsc;
 
 /// Events read from the store at once for viewers here.
 const EVENTS_READ: i64 = 256;
+/// Sessions followed before those nobody here watches any more are
+/// forgotten.
+const FORGET_AFTER: usize = 1024;
 
 /// Renews this replica's leases and takes orphaned sessions over, every
 /// third of `lease`, for as long as the runner lives.
@@ -90,6 +93,8 @@ impl Follower {
                 // What was missed is in the store: hand viewers what follows
                 // what they were given, or the latest event (a viewer that
                 // sees it skip a `seq` reads the rest itself).
+                // Who may see what may have changed meanwhile too.
+                self.hub.deliver_access_change();
                 delivered.retain(|session, _| self.hub.watched(*session));
                 for session in self.hub.watched_sessions() {
                     let after = match delivered.get(&session) {
@@ -126,13 +131,12 @@ impl Follower {
             }
             Notice::Deleted { session } => {
                 delivered.remove(&session);
+                self.runner.cancel(session);
                 self.hub.close(session);
                 self.hub.deliver_session(SessionUpdate::Deleted(session));
             }
             Notice::Access => self.hub.deliver_access_change(),
-            Notice::Stop { session } => {
-                self.runner.cancel(session);
-            }
+            Notice::Stop { session } => self.runner.cancel(session),
             Notice::Decide {
                 session,
                 request_id,
@@ -161,6 +165,9 @@ impl Follower {
                 let last = events.last().map_or(after, |e| e.seq);
                 for event in events {
                     self.hub.deliver_event(event);
+                }
+                if delivered.len() >= FORGET_AFTER {
+                    delivered.retain(|session, _| self.hub.watched(*session));
                 }
                 delivered.insert(session, last);
             }

@@ -36,14 +36,20 @@ struct Run {
     /// run's log lines carry that request's id (a prompt sent to another
     /// replica runs in a span of its own).
     spans: VecDeque<tracing::Span>,
+    /// Cancelled when another replica took the session's lease: the run
+    /// ends and records nothing more, since the session is not ours.
+    lost: CancellationToken,
+    /// The running prompt's (a child of `lost`); Stop cancels it.
     cancel: CancellationToken,
 }
 
 impl Run {
     fn new(span: Option<tracing::Span>) -> Self {
+        let lost = CancellationToken::new();
         Self {
             spans: span.into_iter().collect(),
-            cancel: CancellationToken::new(),
+            cancel: lost.child_token(),
+            lost,
         }
     }
 }
@@ -177,26 +183,22 @@ impl Runner {
     }
 
     /// Drops the session's queued prompts and cancels what it is doing, if
-    /// it runs here: `false` when it does not (it may run on another
-    /// replica).
-    pub async fn stop(&self, session: SessionId) -> Result<bool, AppError> {
+    /// it runs here (on another replica, [`Runner::cancel`] does it there).
+    pub async fn stop(&self, session: SessionId) -> Result<(), AppError> {
         self.store
             .get_session(session)
             .await?
             .ok_or_else(|| not_found(session))?;
         self.store.drop_prompts(session).await?;
-        Ok(self.cancel(session))
+        self.cancel(session);
+        Ok(())
     }
 
-    /// Cancels the session's run if it runs here, and says whether it did.
-    pub fn cancel(&self, session: SessionId) -> bool {
-        match lock(&self.runs).get_mut(&session) {
-            Some(run) => {
-                run.spans.clear();
-                run.cancel.cancel();
-                true
-            }
-            None => false,
+    /// Cancels the session's run, if it runs here.
+    pub fn cancel(&self, session: SessionId) {
+        if let Some(run) = lock(&self.runs).get_mut(&session) {
+            run.spans.clear();
+            run.cancel.cancel();
         }
     }
 
@@ -219,10 +221,11 @@ impl Runner {
         for session in sessions {
             match self.store.renew_lease(session, &self.replica, until).await {
                 Ok(true) => {}
-                // Given up a moment ago, or taken by another replica.
+                // Taken by another replica (or given up a moment ago).
                 Ok(false) => {
-                    if self.cancel(session) {
-                        tracing::debug!(%session, "the session's lease is gone: its run is cancelled");
+                    if let Some(run) = lock(&self.runs).get(&session) {
+                        tracing::warn!(%session, "another replica holds the session's lease: its run here ends");
+                        run.lost.cancel();
                     }
                 }
                 Err(e) => tracing::warn!(%session, "cannot renew the session's lease: {e}"),
@@ -263,6 +266,9 @@ impl Runner {
         let taken = self.take_over_run(session).await;
         if !matches!(taken, Ok(Some(_))) {
             lock(&self.runs).remove(&session);
+            if taken.is_err() {
+                let _ = self.store.release_lease(session, &self.replica).await;
+            }
         }
         taken
     }
@@ -287,9 +293,14 @@ impl Runner {
             s.status,
             SessionStatus::Starting | SessionStatus::Running | SessionStatus::AwaitingPermission
         ) {
-            let message = "Paddock stopped while this session was working. Its workspace is \
-                           intact; send a prompt to continue."
-                .to_owned();
+            let next = if self.store.prompt_queued(session).await? {
+                "the prompts queued behind this one run now."
+            } else {
+                "send a prompt to continue."
+            };
+            let message = format!(
+                "Paddock stopped while this session was working. Its workspace is intact; {next}"
+            );
             self.journal
                 .set_status(session, SessionStatus::Interrupted, Some(message))
                 .await?;
@@ -323,21 +334,43 @@ impl Runner {
     /// taken is this loop's to run.
     async fn drive(&self, session: SessionId, mut resumed: bool) {
         loop {
-            match self.lease(session).await {
-                Ok(true) => {}
-                Ok(false) => {
-                    // Another replica runs the session, and its loop runs
-                    // the queue.
-                    lock(&self.runs).remove(&session);
-                    return;
-                }
-                Err(e) => {
-                    tracing::warn!(%session, "cannot take the session's lease: {e}");
-                    lock(&self.runs).remove(&session);
-                    return;
-                }
+            let leased = self.lease(session).await;
+            if let Err(e) = &leased {
+                tracing::warn!(%session, "cannot take the session's lease: {e}");
             }
+            let lost = {
+                let mut runs = lock(&self.runs);
+                if !matches!(leased, Ok(true)) {
+                    // Another replica runs the session, and its loop runs
+                    // the queue (or the heartbeat tries again).
+                    runs.remove(&session);
+                    return;
+                }
+                let Some(run) = runs.get_mut(&session) else {
+                    return;
+                };
+                if run.lost.is_cancelled() {
+                    // Lost before this lease was taken.
+                    run.lost = CancellationToken::new();
+                }
+                run.lost.clone()
+            };
             loop {
+                // A fresh token before the prompt is taken: a Stop from
+                // then on takes this run down with it.
+                let cancel = {
+                    let mut runs = lock(&self.runs);
+                    let Some(run) = runs.get_mut(&session) else {
+                        break;
+                    };
+                    if run.cancel.is_cancelled() {
+                        run.cancel = lost.child_token();
+                    }
+                    run.cancel.clone()
+                };
+                if lost.is_cancelled() {
+                    break;
+                }
                 let next = if std::mem::take(&mut resumed) {
                     Ok(true)
                 } else {
@@ -351,21 +384,16 @@ impl Runner {
                         break;
                     }
                 }
-                let (cancel, span) = {
-                    let mut runs = lock(&self.runs);
-                    let Some(run) = runs.get_mut(&session) else {
-                        break;
-                    };
-                    if run.cancel.is_cancelled() {
-                        run.cancel = CancellationToken::new();
-                    }
-                    let span = run
-                        .spans
-                        .pop_front()
-                        .unwrap_or_else(|| tracing::info_span!("run", %session));
-                    (run.cancel.clone(), span)
-                };
-                self.run_one(session, &cancel).instrument(span).await;
+                let span = lock(&self.runs)
+                    .get_mut(&session)
+                    .and_then(|run| run.spans.pop_front())
+                    .unwrap_or_else(|| tracing::info_span!("run", %session));
+                self.run_one(session, &cancel, &lost).instrument(span).await;
+            }
+            if lost.is_cancelled() {
+                // The session and its queue are another replica's now.
+                lock(&self.runs).remove(&session);
+                return;
             }
             // The lease first: a prompt sent here before the run is gone
             // finds it and leaves its prompt to the look below.
@@ -387,13 +415,22 @@ impl Runner {
 
     /// Runs one queued prompt, from the status that says so to the one that
     /// says how it ended.
-    async fn run_one(&self, session: SessionId, cancel: &CancellationToken) {
+    async fn run_one(
+        &self,
+        session: SessionId,
+        cancel: &CancellationToken,
+        lost: &CancellationToken,
+    ) {
         let _ = self
             .journal
             .set_status(session, SessionStatus::Running, None)
             .await;
         crate::metrics::run_started();
         let outcome = self.run_engine(session, cancel).await;
+        if lost.is_cancelled() {
+            crate::metrics::run_finished("taken_over");
+            return;
+        }
         crate::metrics::run_finished(match &outcome {
             Ok(()) => "completed",
             Err(RunError::Stopped) => "stopped",

@@ -32,6 +32,8 @@ pub trait Leases {
         replica: &str,
         until: DateTime<Utc>,
     ) -> Result<bool>;
+    /// The replica whose lease on the session has not lapsed at `now`.
+    async fn lease_holder(&self, session: SessionId, now: DateTime<Utc>) -> Result<Option<String>>;
     /// Gives the session's lease up, if `replica` holds it.
     async fn release_lease(&self, session: SessionId, replica: &str) -> Result<()>;
     /// Sessions with work nobody runs: mid-turn, or with prompts queued,

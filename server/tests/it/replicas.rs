@@ -3,9 +3,10 @@
 //! (workspaces and master key), each process under its own name. Viewers on
 //! one replica follow sessions that run on another; prompts, decisions and
 //! Stop sent to any replica reach the one running the session; and when
-//! that one is killed (SIGKILL) mid-run, another takes the session over
-//! once its lease lapses, with no stored event lost or repeated and every
-//! viewer on the survivors seeing each event once.
+//! that one is killed (SIGKILL) mid-run, another takes its sessions over
+//! once their lease lapses (a run cut off is interrupted, a question keeps
+//! waiting), with no stored event lost or repeated and every viewer on the
+//! survivors seeing each event once.
 
 use crate::common::postgres;
 use crate::common::rest::Rest;
@@ -177,8 +178,10 @@ async fn three_replicas_share_sessions_and_survive_a_sigkill() {
             {"expect": {"contains": ["and then this"]}, "reply": "Done too."},
             // Stopped on C while it runs on B.
             {"expect": {"contains": ["sleep now"]}, "reply": [{"tool_use": {"name": "bash", "input": {"command": "sleep 60"}}}]},
-            // The session whose replica is killed mid-run.
-            {"reply": [{"tool_use": {"name": "bash", "input": {"command": "echo one > one.txt; sleep 60"}}}]},
+            // Two sessions on A when it is killed: one asking, one mid-tool.
+            {"expect": {"contains": ["wait for me"]}, "reply": [{"tool_use": {"name": "bash", "input": {"command": "echo waited > waited.txt"}}}]},
+            {"expect": {"contains": ["first task"]}, "reply": [{"tool_use": {"name": "bash", "input": {"command": "echo one > one.txt; sleep 60"}}}]},
+            {"expect": {"tool_result_contains": ""}, "reply": "Waited."},
             {"expect": {"contains": ["first task", "interrupted", "second task"]}, "reply": "Resumed where we were."}
         ]),
         None,
@@ -266,7 +269,15 @@ async fn three_replicas_share_sessions_and_survive_a_sigkill() {
     all_saw(&[("B", &on_b), ("C", &on_c)], &transcript).await;
     drop((on_b, on_c));
 
-    // The session A runs when it is killed.
+    // The sessions A runs when it is killed: one waits for a decision...
+    let waiting = ra
+        .create(json!({"name": "waiting", "permission_mode": "ask"}))
+        .await;
+    let waiting_on_c = Viewer::open(&rc, &waiting).await;
+    ra.prompt(&waiting, "wait for me").await;
+    let question = wait_request(&waiting_on_c).await;
+    wait_status(&ra, &waiting, SessionStatus::AwaitingPermission, &logs).await;
+    // ...and one is mid-tool.
     let crashy = ra
         .create(json!({"name": "crashy", "permission_mode": "auto"}))
         .await;
@@ -297,7 +308,52 @@ async fn three_replicas_share_sessions_and_survive_a_sigkill() {
         "every stored event survives"
     );
 
-    // It goes on from a survivor.
+    // The question still waits, now on a survivor: a decision sent while
+    // nobody holds it is refused as "try again" (503), then it is taken.
+    let deciding = Instant::now();
+    loop {
+        let res = rc
+            .request(
+                Method::POST,
+                &format!("/api/sessions/{waiting}/permissions/{question}"),
+            )
+            .json(&json!({"decision": "allow"}))
+            .send()
+            .await
+            .unwrap();
+        match res.status() {
+            StatusCode::NO_CONTENT => break,
+            StatusCode::SERVICE_UNAVAILABLE => {}
+            other => panic!("{other}: {}", res.text().await.unwrap()),
+        }
+        assert!(
+            deciding.elapsed() < Duration::from_secs(30),
+            "never taken over\nB:\n{}\nC:\n{}",
+            b.log(),
+            c.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    rb.wait_idle(&waiting, 2, || format!("B:\n{}\nC:\n{}", b.log(), c.log()))
+        .await;
+    assert_eq!(
+        std::fs::read_to_string(dir.join("workspaces").join(&waiting).join("waited.txt")).unwrap(),
+        "waited\n"
+    );
+    let transcript = stored(&rc, &waiting).await;
+    assert!(
+        !transcript.iter().any(|e| matches!(
+            e.kind,
+            EventKind::Status {
+                status: SessionStatus::Interrupted,
+                ..
+            }
+        )),
+        "a question is not an interrupted run: {transcript:?}"
+    );
+    all_saw(&[("C", &waiting_on_c)], &transcript).await;
+
+    // The other goes on from a survivor.
     rc.prompt(&crashy, "second task").await;
     rc.wait_idle(&crashy, 2, || format!("B:\n{}\nC:\n{}", b.log(), c.log()))
         .await;

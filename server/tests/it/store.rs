@@ -220,6 +220,139 @@ async fn unknown_sessions_change_nothing_and_hostile_strings_are_kept() {
 }
 
 #[tokio::test]
+async fn leases_go_to_one_replica_and_prompts_queue_for_any() {
+    let (_dir, urls) = databases().await;
+    for url in &urls {
+        let db = name_of(url);
+        let store = open(url).await;
+        let s = store
+            .create_session(&spec("leased"), None)
+            .await
+            .unwrap()
+            .id;
+        let now = Utc::now();
+        let (soon, later) = (now + Duration::seconds(10), now + Duration::seconds(20));
+
+        // One holder at a time; the holder renews, others wait for a lapse.
+        assert!(
+            store.acquire_lease(s, "a", now, soon).await.unwrap(),
+            "{db}"
+        );
+        assert!(
+            !store.acquire_lease(s, "b", now, soon).await.unwrap(),
+            "{db}"
+        );
+        assert!(
+            store.acquire_lease(s, "a", now, later).await.unwrap(),
+            "{db}"
+        );
+        assert_eq!(
+            store.lease_holder(s, now).await.unwrap().as_deref(),
+            Some("a")
+        );
+        assert!(store.renew_lease(s, "a", later).await.unwrap());
+        assert!(!store.renew_lease(s, "b", later).await.unwrap(), "{db}");
+        // Lapsed: another takes it, and the old holder's renewal fails.
+        let after = later + Duration::seconds(1);
+        assert_eq!(store.lease_holder(s, after).await.unwrap(), None, "{db}");
+        assert!(store
+            .acquire_lease(s, "b", after, after + Duration::seconds(10))
+            .await
+            .unwrap());
+        assert!(!store.renew_lease(s, "a", later).await.unwrap(), "{db}");
+        store.release_lease(s, "a").await.unwrap();
+        assert_eq!(
+            store.lease_holder(s, after).await.unwrap().as_deref(),
+            Some("b")
+        );
+        store.release_lease(s, "b").await.unwrap();
+        assert_eq!(store.lease_holder(s, after).await.unwrap(), None, "{db}");
+        // Unknown sessions get no lease.
+        let unknown = uuid::Uuid::now_v7();
+        assert!(
+            !store.acquire_lease(unknown, "a", now, soon).await.unwrap(),
+            "{db}"
+        );
+
+        // The queue: each prompt taken once; Stop drops the rest.
+        let prompt = |text: &str| EventKind::UserMessage { text: text.into() };
+        assert!(!store.prompt_queued(s).await.unwrap());
+        store
+            .append_prompt(s, &prompt("one"))
+            .await
+            .unwrap()
+            .unwrap();
+        store
+            .append_prompt(s, &prompt("two"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            store.append_prompt(unknown, &prompt("x")).await.unwrap(),
+            None
+        );
+        assert!(store.take_prompt(s).await.unwrap(), "{db}");
+        assert!(store.prompt_queued(s).await.unwrap());
+        store
+            .append_prompt(s, &prompt("three"))
+            .await
+            .unwrap()
+            .unwrap();
+        store.drop_prompts(s).await.unwrap();
+        assert!(!store.take_prompt(s).await.unwrap(), "{db}");
+        assert_eq!(
+            store.events_after(s, 0, 10).await.unwrap().len(),
+            3,
+            "kept in the transcript"
+        );
+
+        // Work nobody runs: mid-turn or queued, without a live lease (or
+        // under the asker's own name).
+        let idle = store.create_session(&spec("idle"), None).await.unwrap().id;
+        let busy = store.create_session(&spec("busy"), None).await.unwrap().id;
+        store
+            .set_status(busy, SessionStatus::Running, None)
+            .await
+            .unwrap();
+        let queued = store
+            .create_session(&spec("queued"), None)
+            .await
+            .unwrap()
+            .id;
+        store.append_prompt(queued, &prompt("go")).await.unwrap();
+        let mut both = vec![busy, queued];
+        both.sort();
+        assert_eq!(
+            store.orphaned_sessions("c", now).await.unwrap(),
+            both,
+            "{db}"
+        );
+        store.acquire_lease(busy, "a", now, soon).await.unwrap();
+        assert_eq!(
+            store.orphaned_sessions("c", now).await.unwrap(),
+            [queued],
+            "{db}"
+        );
+        assert_eq!(
+            store.orphaned_sessions("a", now).await.unwrap(),
+            both,
+            "{db}"
+        );
+        assert_eq!(
+            store
+                .orphaned_sessions("c", soon + Duration::seconds(1))
+                .await
+                .unwrap(),
+            both
+        );
+        assert!(!both.contains(&idle));
+        // A deleted session takes its lease with it.
+        store.delete_session(busy).await.unwrap();
+        assert_eq!(store.lease_holder(busy, now).await.unwrap(), None, "{db}");
+    }
+}
+
+#[tokio::test]
 async fn users_tokens_browser_sessions_and_shares() {
     let (_dir, urls) = databases().await;
     for url in &urls {

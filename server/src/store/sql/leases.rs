@@ -4,7 +4,7 @@
 use super::{append_in, timestamp, SqlStore};
 use crate::store::leases::Leases;
 use crate::store::Result;
-use app::domain::{Event, EventKind, SessionId, SessionStatus};
+use app::domain::{Event, EventKind, SessionId};
 use chrono::{DateTime, Utc};
 
 #[async_trait::async_trait]
@@ -50,6 +50,16 @@ impl Leases for SqlStore {
         Ok(done.rows_affected() == 1)
     }
 
+    async fn lease_holder(&self, session: SessionId, now: DateTime<Utc>) -> Result<Option<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT replica FROM session_leases WHERE session_id = $1 AND expires_at >= $2",
+        )
+        .bind(session.to_string())
+        .bind(timestamp(now))
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
     async fn release_lease(&self, session: SessionId, replica: &str) -> Result<()> {
         sqlx::query("DELETE FROM session_leases WHERE session_id = $1 AND replica = $2")
             .bind(session.to_string())
@@ -60,17 +70,17 @@ impl Leases for SqlStore {
     }
 
     async fn orphaned_sessions(&self, replica: &str, now: DateTime<Utc>) -> Result<Vec<SessionId>> {
+        // The statuses are written out as the partial index `sessions_at_work`
+        // has them, so that the index serves the query.
         let ids: Vec<String> = sqlx::query_scalar(
             "SELECT s.id FROM sessions s LEFT JOIN session_leases l ON l.session_id = s.id \
-             WHERE (s.status IN ($3, $4, $5) OR s.queued_prompts > 0) \
+             WHERE (s.status IN ('starting', 'running', 'awaiting_permission') \
+                    OR s.queued_prompts > 0) \
              AND (l.session_id IS NULL OR l.expires_at < $2 OR l.replica = $1) \
              ORDER BY s.id",
         )
         .bind(replica)
         .bind(timestamp(now))
-        .bind(SessionStatus::Starting.as_str())
-        .bind(SessionStatus::Running.as_str())
-        .bind(SessionStatus::AwaitingPermission.as_str())
         .fetch_all(&self.pool)
         .await?;
         Ok(ids.iter().filter_map(|id| id.parse().ok()).collect())
