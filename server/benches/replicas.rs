@@ -1,17 +1,25 @@
-//! Two Paddock replicas on one PostgreSQL 15 (a throw-away cluster started
-//! here, as the tests start it), both in this process with local
-//! sandboxes: how long a stored event takes to reach a viewer on the other
-//! replica (through `LISTEN/NOTIFY` and a read from the store) beside one
-//! on the replica that stored it, one event at a time and in a burst; and
-//! how long a session whose replica is gone (its lease left to lapse)
-//! waits until a survivor takes it over.
+//! Paddock replicas on one PostgreSQL 15 (a throw-away cluster started
+//! here, as the tests start it): three of them, all in this process with
+//! local sandboxes, beside a Paddock on SQLite.
 //!
-//!     cargo bench --bench replicas
-//!     REPLICAS_BENCH_EVENTS=5000 cargo bench --bench replicas
+//! - How long a stored event takes to reach a viewer on the replica that
+//!   stored it and on the two others (through `LISTEN/NOTIFY` and a read
+//!   from the store), one event at a time and in a burst.
+//! - 50 sessions streaming at once (token fragments at 50 a second each,
+//!   and a stored block after every ten): the latency of fragments and of
+//!   stored events for a viewer in the same process on SQLite, on the same
+//!   replica on PostgreSQL, and on another replica.
+//! - How long a session whose replica is gone (its lease left to lapse)
+//!   waits until a survivor takes it over.
+//!
+//! ```text
+//! cargo bench --bench replicas
+//! REPLICAS_BENCH_EVENTS=5000 cargo bench --bench replicas
+//! ```
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use app::domain::{EventKind, NewSession, SessionId, SessionStatus};
+use app::domain::{Delta, DeltaKind, EventKind, NewSession, SessionId, SessionStatus};
 use clap::Parser;
 use server::hub::HubMessage;
 use server::paddock::Paddock;
@@ -30,12 +38,19 @@ use common::percentile;
 
 const LEASE_SECS: u64 = 3;
 const TAKEOVERS: usize = 5;
+/// Sessions streaming at once, and what each one streams.
+const STREAMS: usize = 50;
+const BLOCKS: usize = 10;
+const FRAGMENTS_PER_BLOCK: usize = 10;
+const FRAGMENT_EVERY: Duration = Duration::from_millis(20);
 
 fn fine_ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1000.0)
 }
 
+/// A Paddock on `database` named `name` (its own folder under `dir`).
 async fn replica(dir: &Path, name: &str, database: &str) -> Paddock {
+    let dir = dir.join(name);
     let config = Config::parse_from([
         "paddock".to_owned(),
         format!("--database-url={database}"),
@@ -46,7 +61,7 @@ async fn replica(dir: &Path, name: &str, database: &str) -> Paddock {
         format!("--workspace-root={}", dir.join("workspaces").display()),
         format!("--claude-code-root={}", dir.join("cc").display()),
         format!("--git-root={}", dir.join("git").display()),
-        format!("--master-key-file={}", dir.join("master.key").display()),
+        "--master-key=00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff".to_owned(),
     ]);
     let paddock = Paddock::open(config).await.unwrap();
     paddock.recover().await.unwrap();
@@ -79,6 +94,84 @@ async fn arrival(rx: &mut broadcast::Receiver<HubMessage>, seq: i64) -> Instant 
     }
 }
 
+/// The time since `base` a fragment or block was sent at, as its text.
+fn stamp(base: Instant) -> String {
+    base.elapsed().as_nanos().to_string()
+}
+
+fn since_stamp(base: Instant, text: &str) -> Duration {
+    base.elapsed()
+        .saturating_sub(Duration::from_nanos(text.parse().unwrap()))
+}
+
+struct Streamed {
+    fragments: Vec<Duration>,
+    events: Vec<Duration>,
+    fragments_sent: usize,
+}
+
+/// [`STREAMS`] sessions streaming from `producer` at once, each followed by
+/// a viewer on `viewer`.
+async fn streaming(producer: &Paddock, viewer: &Paddock) -> Streamed {
+    let base = Instant::now();
+    let mut viewers = Vec::new();
+    let mut producers = Vec::new();
+    for _ in 0..STREAMS {
+        let s = session(producer).await;
+        let mut rx = viewer.hub.subscribe(s);
+        viewers.push(tokio::spawn(async move {
+            let (mut fragments, mut events) = (Vec::new(), Vec::new());
+            while events.len() < BLOCKS {
+                match rx.recv().await {
+                    Ok(HubMessage::Delta(d)) => fragments.push(since_stamp(base, &d.text)),
+                    Ok(HubMessage::Event(e)) => {
+                        if let EventKind::AssistantText { text } = &e.kind {
+                            events.push(since_stamp(base, text));
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            (fragments, events)
+        }));
+        let journal = producer.journal.clone();
+        producers.push(tokio::spawn(async move {
+            for block in 0..BLOCKS {
+                for _ in 0..FRAGMENTS_PER_BLOCK {
+                    journal.delta(Delta {
+                        session_id: s,
+                        seq_hint: block as i64,
+                        block: 0,
+                        kind: DeltaKind::Text,
+                        text: stamp(base),
+                    });
+                    tokio::time::sleep(FRAGMENT_EVERY).await;
+                }
+                let text = stamp(base);
+                journal
+                    .record(s, EventKind::AssistantText { text })
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for p in producers {
+        p.await.unwrap();
+    }
+    let mut streamed = Streamed {
+        fragments: Vec::new(),
+        events: Vec::new(),
+        fragments_sent: STREAMS * BLOCKS * FRAGMENTS_PER_BLOCK,
+    };
+    for v in viewers {
+        let (fragments, events) = v.await.unwrap();
+        streamed.fragments.extend(fragments);
+        streamed.events.extend(events);
+    }
+    streamed
+}
+
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
     let events: usize = std::env::var("REPLICAS_BENCH_EVENTS")
@@ -89,16 +182,19 @@ async fn main() {
     let database = postgres::database().await;
     let a = replica(dir.path(), "a", &database).await;
     let b = replica(dir.path(), "b", &database).await;
+    let c = replica(dir.path(), "c", &database).await;
 
-    // One event at a time: stored on A, seen on A and on B.
+    // One event at a time: stored on A, seen on A, B and C.
     let s = session(&a).await;
-    let (mut on_a, mut on_b) = (a.hub.subscribe(s), b.hub.subscribe(s));
-    let (mut local, mut remote) = (Vec::new(), Vec::new());
+    let (mut on_a, mut on_b, mut on_c) =
+        (a.hub.subscribe(s), b.hub.subscribe(s), c.hub.subscribe(s));
+    let (mut local, mut remote, mut third) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..events {
         let began = Instant::now();
         let seq = a.journal.record(s, text(i)).await.unwrap().seq;
         local.push(arrival(&mut on_a, seq).await - began);
         remote.push(arrival(&mut on_b, seq).await - began);
+        third.push(arrival(&mut on_c, seq).await - began);
     }
 
     // A burst: every event stored back to back while a viewer on B notes
@@ -127,7 +223,7 @@ async fn main() {
     let mut burst: Vec<Duration> = arrived.iter().zip(&stored).map(|(r, s)| *r - *s).collect();
     let burst_took = arrived.last().unwrap().duration_since(began);
 
-    println!("{events} events stored on replica A (one transaction each), seen by a viewer on each replica\n");
+    println!("{events} events stored on replica A (one transaction each), seen by a viewer on each of three replicas\n");
     println!("| path | p50 | p99 |");
     println!("| --- | --- | --- |");
     println!(
@@ -141,14 +237,49 @@ async fn main() {
         fine_ms(percentile(&mut remote, 0.99))
     );
     println!(
+        "| stored on A → viewer on C, one at a time | {} | {} |",
+        fine_ms(percentile(&mut third, 0.5)),
+        fine_ms(percentile(&mut third, 0.99))
+    );
+    println!(
         "| stored on A → viewer on B, burst of {events} ({:.0} events/s through) | {} | {} |",
         events as f64 / burst_took.as_secs_f64(),
         fine_ms(percentile(&mut burst, 0.5)),
         fine_ms(percentile(&mut burst, 0.99))
     );
 
+    // 50 sessions streaming: SQLite beside PostgreSQL, same replica or not.
+    let sqlite = replica(
+        dir.path(),
+        "sqlite",
+        &format!("sqlite://{}/sqlite.db", dir.path().display()),
+    )
+    .await;
+    println!(
+        "\n{STREAMS} sessions streaming at once: {FRAGMENTS_PER_BLOCK} fragments {} ms apart, then a stored block, {BLOCKS} times each\n",
+        FRAGMENT_EVERY.as_millis()
+    );
+    println!("| database, viewer | fragments seen | fragment p50 | fragment p99 | block p50 | block p99 |");
+    println!("| --- | --- | --- | --- | --- | --- |");
+    for (label, producer, viewer) in [
+        ("SQLite, same process", &sqlite, &sqlite),
+        ("PostgreSQL, same replica", &a, &a),
+        ("PostgreSQL, another replica", &a, &b),
+    ] {
+        let mut st = streaming(producer, viewer).await;
+        println!(
+            "| {label} | {} of {} | {} | {} | {} | {} |",
+            st.fragments.len(),
+            st.fragments_sent,
+            fine_ms(percentile(&mut st.fragments, 0.5)),
+            fine_ms(percentile(&mut st.fragments, 0.99)),
+            fine_ms(percentile(&mut st.events, 0.5)),
+            fine_ms(percentile(&mut st.events, 0.99)),
+        );
+    }
+
     // Takeover: a session mid-turn under the lease of a replica that is
-    // gone, until a survivor marks it interrupted.
+    // gone, until a survivor (A, B or C) marks it interrupted.
     let mut waits = Vec::new();
     for _ in 0..TAKEOVERS {
         let s = session(&a).await;

@@ -46,6 +46,8 @@ pub enum Notice {
     Access,
     /// Stop the session's run, wherever it runs.
     Stop { session: SessionId },
+    /// A replica shutting down gave its sessions up: take them over now.
+    HandedOff,
     /// A decision on a permission request, for the replica that asked it.
     Decide {
         session: SessionId,

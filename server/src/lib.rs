@@ -37,6 +37,7 @@ pub mod workspace_setup;
 pub use config::Config;
 
 use anyhow::Context;
+use bus::Notice;
 use std::future::Future;
 use tokio::net::TcpListener;
 
@@ -67,13 +68,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 }
 
 /// Serves the app on `listener` until `shutdown` completes, then ends the
-/// live streams and lets in-flight requests finish.
+/// live streams, lets in-flight requests finish, and hands the sessions
+/// running here to the other replicas.
 pub async fn serve(
     listener: TcpListener,
     state: http::AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let hub = state.paddock.hub.clone();
+    let paddock = state.paddock.clone();
+    let hub = paddock.hub.clone();
     let shutdown = async move {
         shutdown.await;
         hub.shut_down();
@@ -86,10 +89,17 @@ pub async fn serve(
         }
     });
     let app = http::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, app)
+    let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
-        .context("server failed")
+        .context("server failed");
+    paddock.runner.hand_off().await;
+    if let Some(bus) = &paddock.bus {
+        if let Err(e) = bus.send(Notice::HandedOff).await {
+            tracing::warn!("the other replicas were not told of this one's sessions: {e}");
+        }
+    }
+    served
 }
 
 async fn shutdown_signal() {

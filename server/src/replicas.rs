@@ -8,8 +8,9 @@
 //!   [`Runner`](crate::engine::Runner)).
 //! - The follower: what the [`Bus`](crate::bus::Bus) brings from the other
 //!   replicas reaches this one's viewers (events read from the store, in
-//!   order, each once), its runs (Stop) and its open permission requests
-//!   (decisions).
+//!   order, each once), its runs (Stop), its open permission requests
+//!   (decisions), and its heartbeat's takeover (a replica that shut down
+//!   handed its sessions off).
 //!
 //! Both run on SQLite too, alone: the heartbeat then only guards a
 //! process's own runs, and there is no bus to follow.
@@ -50,6 +51,12 @@ pub fn spawn_heartbeat(runner: &Arc<Runner>, lease: Duration) {
 
 async fn beat(runner: &Arc<Runner>) {
     runner.renew_leases().await;
+    take_over(runner).await;
+    crate::metrics::session_leases(runner.running());
+}
+
+/// Takes over what nobody runs, and says so.
+async fn take_over(runner: &Arc<Runner>) {
     match runner.take_over_orphans().await {
         Ok(taken) => {
             for (session, how) in taken {
@@ -63,7 +70,6 @@ async fn beat(runner: &Arc<Runner>) {
         }
         Err(e) => tracing::warn!("cannot look for sessions to take over: {e}"),
     }
-    crate::metrics::session_leases(runner.running());
 }
 
 /// What this replica acts on when another replica speaks.
@@ -137,6 +143,10 @@ impl Follower {
             }
             Notice::Access => self.hub.deliver_access_change(),
             Notice::Stop { session } => self.runner.cancel(session),
+            Notice::HandedOff => {
+                let runner = self.runner.clone();
+                tokio::spawn(async move { take_over(&runner).await });
+            }
             Notice::Decide {
                 session,
                 request_id,

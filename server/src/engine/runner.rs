@@ -5,16 +5,18 @@
 //! transaction before anything runs, so nothing a user typed is lost
 //! (invariant 4). The queue is a count in the database, so any replica may
 //! take a prompt and every replica sees it. Whoever runs a session holds
-//! its lease (see [`Leases`](crate::store::Leases)): the replica that stored a prompt takes the
-//! lease and drains the queue, unless another holds it, and then that one's
-//! loop finds the prompt, since a runner looks at the queue again after it
-//! gave its lease up. Stop drops the queue and cancels the running model
-//! call or tool at once (the cancellation reaches the HTTP stream and the
-//! sandbox's process group), here or, through the bus, where it runs.
+//! its lease (see [`Leases`](crate::store::Leases)): the replica that
+//! stored a prompt takes the lease and drains the queue, unless another
+//! holds it, and then that one's loop finds the prompt, since a runner looks
+//! at the queue again after it gave its lease up. Stop drops the queue and
+//! cancels the running model call or tool at once (the cancellation reaches
+//! the HTTP stream and the sandbox's process group), here or, through the
+//! bus, where it runs.
 //!
-//! A replica renews the leases of its runs ([`Runner::renew_leases`]) and
+//! A replica renews the leases of its runs ([`Runner::renew_leases`]),
 //! takes over sessions whose lease lapsed ([`Runner::take_over_orphans`]):
-//! after a restart, its own; with several replicas, those of one that died.
+//! after a restart, its own; with several replicas, those of one that died,
+//! and gives its sessions up when it shuts down ([`Runner::hand_off`]).
 
 use super::{AgentEngine, RunError, PROMPT_MAX_BYTES};
 use crate::config::Config;
@@ -229,6 +231,24 @@ impl Runner {
                     }
                 }
                 Err(e) => tracing::warn!(%session, "cannot renew the session's lease: {e}"),
+            }
+        }
+    }
+
+    /// Ends the runs of this replica, which is shutting down, and gives
+    /// their leases up, so that another replica takes them over at its next
+    /// heartbeat rather than after a lease.
+    pub async fn hand_off(&self) {
+        let sessions: Vec<SessionId> = {
+            let runs = lock(&self.runs);
+            for run in runs.values() {
+                run.lost.cancel();
+            }
+            runs.keys().copied().collect()
+        };
+        for session in sessions {
+            if let Err(e) = self.store.release_lease(session, &self.replica).await {
+                tracing::warn!(%session, "cannot give the session's lease up: {e}");
             }
         }
     }

@@ -61,19 +61,46 @@ impl Rest {
         assert_eq!(res.status(), StatusCode::ACCEPTED);
     }
 
+    /// The session as `GET /api/sessions/{id}` has it.
+    pub async fn session(&self, session: &str) -> Value {
+        self.request(Method::GET, &format!("/api/sessions/{session}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// Answers a permission request with `body` (`decision`, `reason`).
+    pub async fn decide(&self, session: &str, request: &str, body: Value) -> reqwest::Response {
+        self.request(
+            Method::POST,
+            &format!("/api/sessions/{session}/permissions/{request}"),
+        )
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+    }
+
+    /// Opens the session's event stream (from its start).
+    pub async fn stream(&self, session: &str) -> reqwest::Response {
+        let res = self
+            .request(Method::GET, &format!("/api/sessions/{session}/events"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        res
+    }
+
     /// Waits until the session is idle after `turns` model calls in all;
     /// its `last_seq` then. `context` is shown if it never is.
     pub async fn wait_idle(&self, session: &str, turns: i64, context: impl Fn() -> String) -> i64 {
         let deadline = Instant::now() + Duration::from_secs(90);
         loop {
-            let s: Value = self
-                .request(Method::GET, &format!("/api/sessions/{session}"))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let s = self.session(session).await;
             if s["status"] == "idle" && s["turns"].as_i64() == Some(turns) {
                 return s["last_seq"].as_i64().unwrap();
             }
@@ -84,13 +111,7 @@ impl Rest {
 
     /// The first `count` events of a session, from its event stream.
     pub async fn transcript(&self, session: &str, count: i64) -> Vec<Event> {
-        let res = self
-            .request(Method::GET, &format!("/api/sessions/{session}/events"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), StatusCode::OK);
-        let mut frames = Box::pin(res.bytes_stream().eventsource());
+        let mut frames = Box::pin(self.stream(session).await.bytes_stream().eventsource());
         let mut events = Vec::new();
         while (events.len() as i64) < count {
             let frame = tokio::time::timeout(Duration::from_secs(30), frames.next())

@@ -24,13 +24,17 @@ use std::time::{Duration, Instant};
 const LEASE_SECS: &str = "3";
 
 fn replica(dir: &Path, name: &str, database: &str, model: &str) -> Binary {
+    replica_with_lease(dir, name, database, model, LEASE_SECS)
+}
+
+fn replica_with_lease(dir: &Path, name: &str, database: &str, model: &str, lease: &str) -> Binary {
     start_with(
         dir,
         "127.0.0.1:0",
         &[
             ("DATABASE_URL", database),
             ("PADDOCK_REPLICA", name),
-            ("PADDOCK_LEASE_SECS", LEASE_SECS),
+            ("PADDOCK_LEASE_SECS", lease),
             ("ANTHROPIC_BASE_URL", model),
             ("ANTHROPIC_API_KEY", "sk-test"),
         ],
@@ -45,12 +49,7 @@ struct Viewer {
 
 impl Viewer {
     async fn open(rest: &Rest, session: &str) -> Self {
-        let res = rest
-            .request(Method::GET, &format!("/api/sessions/{session}/events"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), StatusCode::OK);
+        let res = rest.stream(session).await;
         let events = Arc::new(Mutex::new(Vec::new()));
         let seen = events.clone();
         let task = tokio::spawn(async move {
@@ -90,18 +89,8 @@ impl Drop for Viewer {
 
 /// The session's stored transcript, read from `rest`'s replica.
 async fn stored(rest: &Rest, session: &str) -> Vec<Event> {
-    let last = status(rest, session).await["last_seq"].as_i64().unwrap();
+    let last = rest.session(session).await["last_seq"].as_i64().unwrap();
     rest.transcript(session, last).await
-}
-
-async fn status(rest: &Rest, session: &str) -> serde_json::Value {
-    rest.request(Method::GET, &format!("/api/sessions/{session}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
 }
 
 /// Waits until the session's status is `want`; how long that took.
@@ -113,7 +102,7 @@ async fn wait_status(
 ) -> Duration {
     let started = Instant::now();
     loop {
-        let s = status(rest, session).await;
+        let s = rest.session(session).await;
         if s["status"] == want.as_str() {
             return started.elapsed();
         }
@@ -215,24 +204,16 @@ async fn three_replicas_share_sessions_and_survive_a_sigkill() {
     // The decision, sent to C, reaches A; a decision for no open request
     // is refused there.
     let res = rc
-        .request(
-            Method::POST,
-            &format!("/api/sessions/{asking}/permissions/perm_none"),
-        )
-        .json(&json!({"decision": "allow"}))
-        .send()
-        .await
-        .unwrap();
+        .decide(&asking, "perm_none", json!({"decision": "allow"}))
+        .await;
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
     let res = rc
-        .request(
-            Method::POST,
-            &format!("/api/sessions/{asking}/permissions/{request}"),
+        .decide(
+            &asking,
+            &request,
+            json!({"decision": "allow_session", "reason": "fine"}),
         )
-        .json(&json!({"decision": "allow_session", "reason": "fine"}))
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(res.status(), StatusCode::NO_CONTENT, "{}", logs());
     rb.wait_idle(&asking, 3, logs).await;
     assert_eq!(
@@ -313,14 +294,8 @@ async fn three_replicas_share_sessions_and_survive_a_sigkill() {
     let deciding = Instant::now();
     loop {
         let res = rc
-            .request(
-                Method::POST,
-                &format!("/api/sessions/{waiting}/permissions/{question}"),
-            )
-            .json(&json!({"decision": "allow"}))
-            .send()
-            .await
-            .unwrap();
+            .decide(&waiting, &question, json!({"decision": "allow"}))
+            .await;
         match res.status() {
             StatusCode::NO_CONTENT => break,
             StatusCode::SERVICE_UNAVAILABLE => {}
@@ -375,4 +350,44 @@ async fn three_replicas_share_sessions_and_survive_a_sigkill() {
         .count();
     assert_eq!(interrupted, 1, "taken over once: {transcript:?}");
     all_saw(&[("B", &on_b), ("C", &on_c)], &transcript).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_shutting_down_hands_its_sessions_over_at_once() {
+    let (_model, model) = crate::common::scripted(
+        &json!([
+            {"reply": [{"tool_use": {"name": "bash", "input": {"command": "echo one > one.txt; sleep 60"}}}]}
+        ]),
+        None,
+    )
+    .await;
+    let database = postgres::database().await;
+    let dir = std::fs::canonicalize(tempfile::tempdir().unwrap().keep()).unwrap();
+    // A lease far longer than the wait below: only the hand-off explains
+    // a takeover within it.
+    let a = replica_with_lease(&dir, "a", &database, &model, "120");
+    let b = replica_with_lease(&dir, "b", &database, &model, "120");
+    let (ra, rb) = (Rest::new(&a.url, None), Rest::new(&b.url, None));
+    let session = ra
+        .create(json!({"name": "handed", "permission_mode": "auto"}))
+        .await;
+    ra.prompt(&session, "first task").await;
+    let marker = dir.join("workspaces").join(&session).join("one.txt");
+    let started = Instant::now();
+    while !marker.exists() {
+        assert!(started.elapsed() < Duration::from_secs(60), "{}", a.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // SIGTERM, as a platform stops a container.
+    let pid = rustix::process::Pid::from_raw(a.child.id() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    let taken = wait_status(&rb, &session, SessionStatus::Interrupted, &|| {
+        format!("A:\n{}\nB:\n{}", a.log(), b.log())
+    })
+    .await;
+    assert!(
+        taken < Duration::from_secs(30),
+        "taken over after {taken:?}"
+    );
+    eprintln!("handed over {taken:?} after SIGTERM (lease 120 s)");
 }
