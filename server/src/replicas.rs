@@ -51,12 +51,11 @@ pub fn spawn_heartbeat(runner: &Arc<Runner>, lease: Duration) {
 
 async fn beat(runner: &Arc<Runner>) {
     runner.renew_leases().await;
-    take_over(runner).await;
-    crate::metrics::session_leases(runner.running());
+    adopt_orphans(runner).await;
 }
 
 /// Takes over what nobody runs, and says so.
-async fn take_over(runner: &Arc<Runner>) {
+async fn adopt_orphans(runner: &Arc<Runner>) {
     match runner.take_over_orphans().await {
         Ok(taken) => {
             for (session, how) in taken {
@@ -70,6 +69,7 @@ async fn take_over(runner: &Arc<Runner>) {
         }
         Err(e) => tracing::warn!("cannot look for sessions to take over: {e}"),
     }
+    crate::metrics::session_leases(runner.running());
 }
 
 /// What this replica acts on when another replica speaks.
@@ -145,7 +145,7 @@ impl Follower {
             Notice::Stop { session } => self.runner.cancel(session),
             Notice::HandedOff => {
                 let runner = self.runner.clone();
-                tokio::spawn(async move { take_over(&runner).await });
+                tokio::spawn(async move { adopt_orphans(&runner).await });
             }
             Notice::Decide {
                 session,

@@ -28,7 +28,9 @@ use crate::vault::Vault;
 use crate::workspace_setup::WorkspaceSetup;
 use app::domain::{AppError, Engine, EnvVar, EventKind, Session, SessionId, SessionStatus};
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -78,7 +80,14 @@ pub struct Runner {
     /// This process's name among the replicas.
     replica: String,
     runs: Mutex<HashMap<SessionId, Run>>,
+    /// Set once this replica hands its sessions off: it starts no run.
+    closing: AtomicBool,
 }
+
+/// How long a replica shutting down waits for its cancelled runs to end
+/// (their tools killed, their last writes done) before it gives their
+/// leases up all the same.
+const HAND_OFF_WAIT: Duration = Duration::from_secs(5);
 
 fn not_found(session: SessionId) -> AppError {
     AppError::NotFound(format!("Session {session}"))
@@ -104,6 +113,7 @@ impl Runner {
             setup,
             engines: engines.into_iter().collect(),
             runs: Mutex::default(),
+            closing: AtomicBool::new(false),
         }
     }
 
@@ -164,6 +174,10 @@ impl Runner {
         // that cannot be opened any more is the run's error to report.
         let _ = self.secrets(&s).await;
         self.journal.record_prompt(session, text).await?;
+        if self.closing() {
+            // Queued for the replicas that stay.
+            return Ok(());
+        }
         let span = tracing::info_span!("run", %session);
         let start = {
             let mut runs = lock(&self.runs);
@@ -235,10 +249,13 @@ impl Runner {
         }
     }
 
-    /// Ends the runs of this replica, which is shutting down, and gives
-    /// their leases up, so that another replica takes them over at its next
-    /// heartbeat rather than after a lease.
+    /// Ends the runs of this replica, which is shutting down, waits a
+    /// moment for them to be over, and gives their leases up, so that
+    /// another replica takes them over at once rather than after a lease.
+    /// From then on this replica starts no run (prompts it stores stay
+    /// queued for the others).
     pub async fn hand_off(&self) {
+        self.closing.store(true, Ordering::SeqCst);
         let sessions: Vec<SessionId> = {
             let runs = lock(&self.runs);
             for run in runs.values() {
@@ -246,11 +263,19 @@ impl Runner {
             }
             runs.keys().copied().collect()
         };
+        let deadline = Instant::now() + HAND_OFF_WAIT;
+        while !lock(&self.runs).is_empty() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         for session in sessions {
             if let Err(e) = self.store.release_lease(session, &self.replica).await {
                 tracing::warn!(%session, "cannot give the session's lease up: {e}");
             }
         }
+    }
+
+    fn closing(&self) -> bool {
+        self.closing.load(Ordering::SeqCst)
     }
 
     /// Takes over sessions with work nobody runs (see
@@ -259,6 +284,9 @@ impl Runner {
     pub async fn take_over_orphans(
         self: &Arc<Self>,
     ) -> Result<Vec<(SessionId, Takeover)>, AppError> {
+        if self.closing() {
+            return Ok(Vec::new());
+        }
         let orphans = self
             .store
             .orphaned_sessions(&self.replica, chrono::Utc::now())
@@ -358,9 +386,13 @@ impl Runner {
             if let Err(e) = &leased {
                 tracing::warn!(%session, "cannot take the session's lease: {e}");
             }
+            if matches!(leased, Ok(true)) && self.closing() {
+                // Handing its sessions off: the lease goes straight back.
+                let _ = self.store.release_lease(session, &self.replica).await;
+            }
             let lost = {
                 let mut runs = lock(&self.runs);
-                if !matches!(leased, Ok(true)) {
+                if !matches!(leased, Ok(true)) || self.closing() {
                     // Another replica runs the session, and its loop runs
                     // the queue (or the heartbeat tries again).
                     runs.remove(&session);
@@ -448,7 +480,11 @@ impl Runner {
         crate::metrics::run_started();
         let outcome = self.run_engine(session, cancel).await;
         if lost.is_cancelled() {
-            crate::metrics::run_finished("taken_over");
+            crate::metrics::run_finished(if self.closing() {
+                "handed_off"
+            } else {
+                "taken_over"
+            });
             return;
         }
         crate::metrics::run_finished(match &outcome {
