@@ -6,11 +6,13 @@ pub mod accounts;
 pub mod agents;
 pub mod api;
 pub mod changes;
+mod copy;
 pub mod domain;
 pub mod files;
 mod live;
 pub mod markdown;
 mod pages;
+mod shortcuts;
 pub mod skills;
 pub mod transcript;
 pub mod workspace_source;
@@ -103,6 +105,8 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <meta charset="utf-8" />
                 <meta name="viewport" content="width=device-width, initial-scale=1" />
                 <meta name="color-scheme" content="light dark" />
+                <link rel="icon" href="/favicon.ico" sizes="16x16 32x32 48x48" />
+                <link rel="icon" href="/favicon.svg" type="image/svg+xml" />
                 <AutoReload options=options.clone() />
                 <HydrationScripts options />
                 <MetaTags />
@@ -117,6 +121,8 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
+    pages::provide_clock();
+    Effect::new(|_| copy::listen());
 
     // Effects run only in the browser, so this marks the moment the page is
     // interactive; end-to-end tests wait for it before clicking.
@@ -141,6 +147,7 @@ pub fn App() -> impl IntoView {
                     <AccountMenu />
                 </nav>
             </header>
+            <shortcuts::Shortcuts />
             <SandboxWarning />
             <main class="mx-auto max-w-5xl px-4 py-6">
                 // Async: pages arrive complete, so they read well without

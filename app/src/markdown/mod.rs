@@ -122,9 +122,12 @@ pub fn render(markdown: &str) -> String {
     html
 }
 
-/// A highlighted `<pre><code>` block; every piece of the text is escaped.
+/// A highlighted `<pre><code>` block with a copy button (see
+/// [`crate::copy`]); every piece of the text is escaped.
 pub fn code_block(lang: &str, text: &str) -> String {
-    let mut html = String::from("<pre class=\"code\"><code");
+    let mut html = String::from(
+        "<figure class=\"code-block\" data-copy-scope><button type=\"button\" data-copy>Copy</button><pre class=\"code\"><code",
+    );
     if !lang.is_empty() {
         html.push_str(" data-lang=\"");
         escape(lang, &mut html);
@@ -132,7 +135,7 @@ pub fn code_block(lang: &str, text: &str) -> String {
     }
     html.push('>');
     highlight::highlight(lang, text, &mut html);
-    html.push_str("</code></pre>");
+    html.push_str("</code></pre></figure>");
     html
 }
 

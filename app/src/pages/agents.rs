@@ -4,7 +4,7 @@
 
 use super::form::{submitted, PageTitle, INPUT, PANEL, PRIMARY, SECONDARY};
 use super::settings_form::{settings_of, SettingsFields};
-use super::{format_time, ErrorNote, Missing};
+use super::{ErrorNote, Missing, When};
 use crate::agents::{AgentTemplate, TemplateDraft, DESCRIPTION_MAX_CHARS};
 use crate::api::agents::{
     get_template, list_templates, template_versions, DeleteTemplate, DuplicateTemplate,
@@ -103,7 +103,7 @@ fn AgentRow(t: AgentTemplate) -> impl IntoView {
             <div class="min-w-0 flex-1">
                 <A href=format!("/agents/{}", t.id) attr:class="font-medium hover:underline" attr:data-testid="agent-name">{t.draft.name.clone()}</A>
                 <p class="truncate text-sm text-zinc-500 dark:text-zinc-400">{t.draft.description.clone()}</p>
-                <p class="text-xs text-zinc-500" data-testid="agent-meta">{format!("v{} · {engine} · {model} · saved {} by {}", t.version, format_time(t.updated_at), t.updated_by)}</p>
+                <p class="text-xs text-zinc-500" data-testid="agent-meta">{format!("v{} · {engine} · {model} · saved ", t.version)}<When at=t.updated_at />{format!(" by {}", t.updated_by)}</p>
             </div>
             <A href=format!("/?agent={}", t.id) attr:class=SECONDARY attr:data-testid="start-from-agent">"Start a session"</A>
         </li>
@@ -218,7 +218,7 @@ pub fn AgentPage() -> impl IntoView {
                             <Suspense>
                                 {move || Suspend::new(async move {
                                     versions.await.unwrap_or_default().into_iter().map(|v| view! {
-                                        <p class="text-sm" data-testid="agent-version-row">{format!("v{} · {} · {}", v.version, v.updated_by, format_time(v.updated_at))}</p>
+                                        <p class="text-sm" data-testid="agent-version-row">{format!("v{} · {} · ", v.version, v.updated_by)}<When at=v.updated_at /></p>
                                     }).collect_view()
                                 })}
                             </Suspense>

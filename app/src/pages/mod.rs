@@ -8,6 +8,7 @@ mod session;
 mod sessions;
 mod settings_form;
 mod signin;
+mod when;
 
 pub use account::{AccountPage, CredentialsPage, TokensPage};
 pub use admin::{AuditPage, UsersPage};
@@ -15,6 +16,8 @@ pub use agents::{AgentPage, AgentsPage};
 pub use session::SessionPage;
 pub use sessions::SessionsPage;
 pub use signin::{SetupPage, SignInPage};
+pub use when::provide_clock;
+use when::When;
 
 use crate::api::DeleteSession;
 use crate::domain::SessionStatus;

@@ -3,7 +3,7 @@
 
 use super::form::INPUT;
 use super::settings_form::{settings_of, SettingsFields};
-use super::{format_cost, format_time, DeleteButton, ErrorNote, StatusBadge};
+use super::{format_cost, DeleteButton, ErrorNote, StatusBadge, When};
 use crate::accounts::Role;
 use crate::api::accounts::whoami;
 use crate::api::agents::list_templates;
@@ -143,7 +143,8 @@ fn SessionRow(s: Session) -> impl IntoView {
                 <span class="w-full text-xs text-zinc-500 sm:w-auto dark:text-zinc-400" data-testid="session-meta">
                     {format!("{} · {} · ", s.engine, s.model)}
                     <span data-testid="session-cost">{format_cost(s.cost_usd)}</span>
-                    {format!(" · {} turns · {}", s.turns, format_time(s.updated_at))}
+                    {format!(" · {} turns · ", s.turns)}
+                    <When at=s.updated_at />
                 </span>
             </A>
             <DeleteButton id=s.id.to_string() name />

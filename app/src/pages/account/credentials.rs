@@ -5,7 +5,7 @@
 //! at all.
 
 use super::super::form::{submitted, PageTitle, INPUT, PANEL, PRIMARY, SECONDARY};
-use super::super::{format_time, ErrorNote};
+use super::super::{ErrorNote, When};
 use crate::accounts::{
     Caller, CredentialInfo, CredentialKind, CredentialScope, CREDENTIAL_MAX_BYTES,
 };
@@ -95,7 +95,7 @@ fn Credentials(caller: Caller) -> impl IntoView {
                                 Some(c) => view! {
                                     <p class="flex flex-wrap items-center gap-2 text-sm">
                                         "Saved: "<code data-testid="credential-hint" class="font-mono">{c.hint.clone()}</code>
-                                        <span class="text-xs text-zinc-500">{format!("by {} · {}", c.updated_by, format_time(c.updated_at))}</span>
+                                        <span class="text-xs text-zinc-500">{format!("by {} · ", c.updated_by)}<When at=c.updated_at /></span>
                                         <button
                                             type="button"
                                             data-testid="delete-credential"
@@ -186,7 +186,7 @@ fn Named(
                                     <li class="flex flex-wrap items-center gap-2 py-2" data-testid=slug>
                                         <code class="font-mono" data-testid=format!("{slug}-name")>{c.id.name.clone()}</code>
                                         <span class="font-mono text-zinc-500">{c.hint.clone()}</span>
-                                        <span class="text-xs text-zinc-500">{format!("by {} · {}", c.updated_by, format_time(c.updated_at))}</span>
+                                        <span class="text-xs text-zinc-500">{format!("by {} · ", c.updated_by)}<When at=c.updated_at /></span>
                                         <button
                                             type="button"
                                             data-testid=format!("delete-{slug}")

@@ -2,7 +2,7 @@
 //! streams with `Authorization: Bearer`. A new token's secret is shown once.
 
 use super::super::form::{submitted, PageTitle, INPUT, PANEL, PRIMARY, SECONDARY};
-use super::super::{format_time, ErrorNote};
+use super::super::{format_time, ErrorNote, When};
 use super::SignedIn;
 use crate::accounts::{ListedToken, TOKEN_NAME_MAX_CHARS};
 use crate::api::accounts::{list_tokens, CreateToken, RevokeToken};
@@ -95,7 +95,7 @@ fn TokenRow(t: ListedToken, revoke: ServerAction<RevokeToken>) -> impl IntoView 
         <li class="flex flex-wrap items-center gap-3 px-4 py-3 text-sm" data-testid="token-row">
             <span class="font-medium" data-testid="token-name">{t.name.clone()}</span>
             <span class="text-xs text-zinc-500 dark:text-zinc-400">
-                {format!("created {} · {state} · {used}", format_time(t.created_at))}
+                "created "<When at=t.created_at />{format!(" · {state} · {used}")}
             </span>
             {live.then(|| view! {
                 <button

@@ -4,7 +4,7 @@
 use super::super::form::{
     submitted, LoginField, PageTitle, PasswordField, INPUT, PANEL, PRIMARY, SECONDARY,
 };
-use super::super::{format_time, ErrorNote};
+use super::super::{format_time, ErrorNote, When};
 use crate::accounts::{Role, User, PASSWORD_MIN_CHARS};
 use crate::api::accounts::{list_users, AddUser, ChangeUser, ResetPassword};
 use leptos::prelude::*;
@@ -111,7 +111,7 @@ fn UserRow(
             <div class="min-w-40 flex-1">
                 <p class="font-medium">{u.display_name.clone()} <span class="text-zinc-500">{format!(" ({})", u.login)}</span></p>
                 <p class="text-xs text-zinc-500 dark:text-zinc-400">
-                    {format!("added {} · {seen}", format_time(u.created_at))}
+                    "added "<When at=u.created_at />{format!(" · {seen}")}
                     {disabled.then(|| view! { <span data-testid="user-disabled" class="ml-1 font-medium text-red-700 dark:text-red-400">" · disabled"</span> })}
                 </p>
             </div>

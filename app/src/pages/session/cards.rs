@@ -144,7 +144,10 @@ fn ToolCard(
                         {if o.is_error { "Error output" } else { "Output" }}
                         {o.truncated.then(|| view! { <span class="ml-2 rounded bg-amber-100 px-1 text-amber-800 dark:bg-amber-900/50 dark:text-amber-300">"truncated"</span> })}
                     </summary>
-                    <pre class="mt-1 max-h-96 overflow-auto whitespace-pre-wrap break-words font-mono text-xs">{o.output}</pre>
+                    <div class="code-block" data-copy-scope>
+                        <button type="button" data-copy>"Copy"</button>
+                        <pre class="mt-1 max-h-96 overflow-auto whitespace-pre-wrap break-words font-mono text-xs">{o.output}</pre>
+                    </div>
                 </details>
             })}
         </div>

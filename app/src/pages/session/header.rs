@@ -1,6 +1,6 @@
 //! The session's header: name, status, connection, counters, settings.
 
-use super::super::{format_cost, format_time, DeleteButton, StatusBadge};
+use super::super::{format_cost, format_time, DeleteButton, StatusBadge, When};
 use super::share::People;
 use crate::accounts::{Access, SessionPeople};
 use crate::domain::Session;
@@ -91,7 +91,12 @@ pub(super) fn Header(
                 {counter("Cost", "cost", Signal::derive(move || format_cost(session.with(|s| s.cost_usd))))}
                 {counter("Tokens in / out", "tokens", Signal::derive(move || session.with(|s| format!("{} / {}", s.input_tokens, s.output_tokens))))}
                 {counter("Turns", "turns", Signal::derive(move || session.with(|s| s.turns.to_string())))}
-                {counter("Last activity", "activity", Signal::derive(move || session.with(|s| format_time(s.updated_at))))}
+                <div class="min-w-0">
+                    <dt class="text-xs text-zinc-500 dark:text-zinc-400">"Last activity"</dt>
+                    <dd class="truncate font-medium tabular-nums" data-testid="activity">
+                        <When at=Signal::derive(move || session.with(|s| s.updated_at)) />
+                    </dd>
+                </div>
             </dl>
             <details class="rounded-lg border border-zinc-200 bg-white px-4 py-2 text-sm dark:border-zinc-800 dark:bg-zinc-900">
                 <summary class="cursor-pointer font-medium">"Settings"</summary>
