@@ -488,6 +488,7 @@ string_enum! {
         Shared => "shared",
         Unshared => "unshared",
         PermissionDecided => "permission_decided",
+        SettingsChanged => "settings_changed",
         AccessRefused => "access_refused",
     }
 }

@@ -719,21 +719,8 @@ impl NewSession {
     pub fn validate(self) -> Result<SessionSpec, AppError> {
         let name = check_name("session", &self.name)?;
         let name = name.as_str();
-        let model = self
-            .model
-            .as_deref()
-            .map(str::trim)
-            .filter(|m| !m.is_empty())
-            .unwrap_or(DEFAULT_MODEL);
-        if model.chars().count() > MODEL_MAX_CHARS
-            || !model.chars().all(|c| {
-                c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '@' | '/')
-            })
-        {
-            return Err(AppError::Invalid(format!(
-                "{model:?} is not a model identifier: use letters, digits and - _ . : @ / (at most {MODEL_MAX_CHARS})."
-            )));
-        }
+        let model = check_model(self.model.as_deref())?;
+        let model = model.as_str();
         let system_prompt = self.system_prompt.unwrap_or_default();
         if system_prompt.len() > SYSTEM_PROMPT_MAX_BYTES {
             return Err(AppError::Invalid(format!(
@@ -858,14 +845,69 @@ impl NewSession {
             permission_mode: self.permission_mode.unwrap_or(PermissionMode::Ask),
             engine: self.engine.unwrap_or(Engine::Native),
             limits: self.limits.validate()?,
-            budget_usd: match self.budget_usd {
-                Some(b) if !(b > 0.0 && b <= BUDGET_MAX_USD) => {
-                    return Err(AppError::Invalid(format!(
-                        "The budget must be more than $0 and at most ${BUDGET_MAX_USD}."
-                    )))
-                }
-                b => b,
-            },
+            budget_usd: check_budget(self.budget_usd)?,
+        })
+    }
+}
+
+/// A model identifier's shape (the default when none is given); whether
+/// the model exists is the API's to say.
+fn check_model(model: Option<&str>) -> Result<String, AppError> {
+    let model = model
+        .map(str::trim)
+        .filter(|m| !m.is_empty())
+        .unwrap_or(DEFAULT_MODEL);
+    if model.chars().count() > MODEL_MAX_CHARS
+        || !model
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '@' | '/'))
+    {
+        return Err(AppError::Invalid(format!(
+            "{model:?} is not a model identifier: use letters, digits and - _ . : @ / (at most {MODEL_MAX_CHARS})."
+        )));
+    }
+    Ok(model.to_owned())
+}
+
+fn check_budget(budget_usd: Option<f64>) -> Result<Option<f64>, AppError> {
+    match budget_usd {
+        Some(b) if !(b > 0.0 && b <= BUDGET_MAX_USD) => Err(AppError::Invalid(format!(
+            "The budget must be more than $0 and at most ${BUDGET_MAX_USD}."
+        ))),
+        b => Ok(b),
+    }
+}
+
+/// What a session's owner may change after it was made: the engines read
+/// these at each run (the budget at each model call), so a change holds
+/// from the next prompt. Every field is the new value; no budget is none.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionSettings {
+    pub name: String,
+    pub model: String,
+    pub permission_mode: PermissionMode,
+    #[serde(default)]
+    pub budget_usd: Option<f64>,
+}
+
+impl SessionSettings {
+    /// The session's settings now.
+    pub fn of(s: &Session) -> Self {
+        Self {
+            name: s.name.clone(),
+            model: s.model.clone(),
+            permission_mode: s.permission_mode,
+            budget_usd: s.budget_usd,
+        }
+    }
+
+    pub fn validate(self) -> Result<Self, AppError> {
+        Ok(Self {
+            name: check_name("session", &self.name)?,
+            model: check_model(Some(&self.model))?,
+            permission_mode: self.permission_mode,
+            budget_usd: check_budget(self.budget_usd)?,
         })
     }
 }

@@ -100,3 +100,29 @@ test.describe('the keyboard', () => {
     await expect(page.getByTestId('permission-card')).toBeVisible();
   });
 });
+
+test('the owner edits a session\'s name, model, permissions and budget where it is', async ({ page, paddock }) => {
+  const id = await openNewSession(page, paddock, { name: 'first name' });
+  await page.getByText('Settings', { exact: true }).click();
+  await page.getByTestId('edit-settings').click();
+  const form = page.getByTestId('settings-form');
+  await form.getByLabel('Budget').fill('a lot');
+  await form.getByRole('button', { name: 'Save' }).click();
+  await expect(page.getByRole('alert')).toContainText('not an amount');
+
+  await form.getByLabel('Name').fill('Second name');
+  await form.getByLabel('Model').fill('claude-haiku-4-5');
+  await form.getByLabel('Permissions').selectOption('read-only');
+  await form.getByLabel('Budget').fill('1.5');
+  await form.getByRole('button', { name: 'Save' }).click();
+  await expect(page.getByTestId('session-title')).toHaveText('Second name');
+  await expect(page).toHaveTitle('Second name · Paddock');
+  await expect(page.getByTestId('setting-model')).toHaveText('claude-haiku-4-5');
+  await expect(page.getByTestId('setting-permissions')).toHaveText('read-only');
+  await expect(page.getByTestId('setting-budget')).toHaveText('$1.50');
+
+  const stored = await (await paddock.api(`/api/sessions/${id}`)).json();
+  expect([stored.name, stored.model, stored.permission_mode, stored.budget_usd]).toEqual(['Second name', 'claude-haiku-4-5', 'read-only', 1.5]);
+  await page.reload();
+  await expect(page.getByTestId('session-title')).toHaveText('Second name');
+});

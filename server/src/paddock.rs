@@ -37,7 +37,7 @@ use app::api::Backend;
 use app::changes::{Changes, Committed, FileDiff};
 use app::domain::{
     AppError, Decision, Engine, Event, EventKind, NewSession, ReadOnlyMount, ServerInfo, Session,
-    SessionId, SessionSpec, UserId,
+    SessionId, SessionSettings, SessionSpec, UserId,
 };
 use app::files::{FileEntry, FileView};
 use app::skills::Skill;
@@ -420,7 +420,7 @@ impl Backend for Paddock {
         let spec = SessionSpec { template, ..spec };
         let session = self.store.create_session(&spec, caller.user).await?;
         tracing::info!(session = %session.id, name = %session.name, by = %caller.login, "session created");
-        self.journal.created(&session);
+        self.journal.session_changed(&session);
         // Prepare the workspace and start the sandbox now, so the first
         // prompt does not wait for them.
         let (runner, journal) = (self.runner.clone(), self.journal.clone());
@@ -439,6 +439,53 @@ impl Backend for Paddock {
 
     async fn get_session(&self, caller: &Caller, id: SessionId) -> Result<Session, AppError> {
         self.session_for(caller, id, Access::Watch).await
+    }
+
+    async fn change_settings(
+        &self,
+        caller: &Caller,
+        id: SessionId,
+        settings: SessionSettings,
+    ) -> Result<Session, AppError> {
+        let settings = settings.validate()?;
+        let before = self.session_for(caller, id, Access::Own).await?;
+        let session = self
+            .store
+            .change_settings(id, &settings)
+            .await?
+            .ok_or_else(|| not_found(id))?;
+        self.journal.session_changed(&session);
+        let was = SessionSettings::of(&before);
+        let changed: Vec<String> = [
+            ("name", was.name, settings.name),
+            ("model", was.model, settings.model),
+            (
+                "permissions",
+                was.permission_mode.to_string(),
+                settings.permission_mode.to_string(),
+            ),
+            (
+                "budget",
+                format!("{:?}", was.budget_usd),
+                format!("{:?}", settings.budget_usd),
+            ),
+        ]
+        .into_iter()
+        .filter(|(_, old, new)| old != new)
+        .map(|(what, old, new)| format!("{what}: {old} → {new}"))
+        .collect();
+        if !changed.is_empty() {
+            self.auth
+                .audit(
+                    &caller.label(),
+                    AuditAction::SettingsChanged,
+                    &id.to_string(),
+                    &changed.join("; "),
+                    caller.address,
+                )
+                .await;
+        }
+        Ok(session)
     }
 
     async fn delete_session(&self, caller: &Caller, id: SessionId) -> Result<(), AppError> {

@@ -3,7 +3,7 @@
 //! never depends on the server crate.
 
 use crate::accounts::SessionPeople;
-use crate::domain::{AppError, Event, EventHtml, ServerInfo, Session};
+use crate::domain::{AppError, Event, EventHtml, ServerInfo, Session, SessionSettings};
 use leptos::prelude::*;
 use leptos::server_fn;
 
@@ -19,7 +19,8 @@ pub(crate) mod ssr {
     use crate::agents::{AgentTemplate, TemplateDraft, TemplateId};
     use crate::changes::{Changes, Committed, FileDiff};
     use crate::domain::{
-        AppError, Decision, Event, NewSession, ServerInfo, Session, SessionId, UserId,
+        AppError, Decision, Event, NewSession, ServerInfo, Session, SessionId, SessionSettings,
+        UserId,
     };
     use crate::files::{FileEntry, FileView};
     use crate::skills::Skill;
@@ -43,6 +44,14 @@ pub(crate) mod ssr {
         /// `Err(NotFound)` for an unknown id, and for one the caller may not
         /// see.
         async fn get_session(&self, caller: &Caller, id: SessionId) -> Result<Session, AppError>;
+        /// Changes a session's settings (its owner or an admin); the
+        /// session as it is then.
+        async fn change_settings(
+            &self,
+            caller: &Caller,
+            id: SessionId,
+            settings: SessionSettings,
+        ) -> Result<Session, AppError>;
         /// Stores the prompt and runs it now or after those queued before it.
         async fn send_prompt(
             &self,
@@ -590,6 +599,18 @@ pub async fn get_session(id: String) -> Result<Session, AppError> {
         async {
             ssr::backend()?
                 .get_session(&ssr::caller()?, ssr::parse_id(&id)?)
+                .await
+        }
+        .await,
+    )
+}
+
+#[server(endpoint = "change_settings", output = UrlInJsonOut)]
+pub async fn change_settings(id: String, settings: SessionSettings) -> Result<Session, AppError> {
+    ssr::respond(
+        async {
+            ssr::backend()?
+                .change_settings(&ssr::caller()?, ssr::parse_id(&id)?, settings)
                 .await
         }
         .await,

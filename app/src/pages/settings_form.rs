@@ -48,7 +48,7 @@ pub(super) fn settings_of(data: &leptos::web_sys::FormData) -> SettingsForm {
     }
 }
 
-fn mode_label(m: PermissionMode) -> &'static str {
+pub(super) fn mode_label(m: PermissionMode) -> &'static str {
     match m {
         PermissionMode::Ask => "Ask before commands and edits",
         PermissionMode::AcceptEdits => "Accept edits, ask before commands",

@@ -10,7 +10,7 @@ use super::BODY_LIMIT;
 use crate::auth::Identity;
 use crate::paddock::Paddock;
 use app::api::Backend;
-use app::domain::{AppError, Decision, NewSession, Session};
+use app::domain::{AppError, Decision, NewSession, Session, SessionSettings};
 use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{header, StatusCode};
@@ -28,6 +28,7 @@ pub fn routes() -> Routes {
         .post("/api/sessions", create_session)
         .get("/api/sessions/{id}", get_session)
         .delete("/api/sessions/{id}", delete_session)
+        .put("/api/sessions/{id}/settings", change_settings)
         .post("/api/sessions/{id}/prompt", send_prompt)
         .post("/api/sessions/{id}/stop", stop)
         .post("/api/sessions/{id}/permissions/{request_id}", decide)
@@ -62,6 +63,20 @@ async fn get_session(
     SessionPath(id): SessionPath,
 ) -> ApiResult<Json<Session>> {
     Ok(Json(paddock.get_session(&identity.caller, id).await?))
+}
+
+async fn change_settings(
+    State(paddock): State<Arc<Paddock>>,
+    identity: Identity,
+    SessionPath(id): SessionPath,
+    body: Result<Json<SessionSettings>, JsonRejection>,
+) -> ApiResult<Json<Session>> {
+    let Json(settings) = body?;
+    Ok(Json(
+        paddock
+            .change_settings(&identity.caller, id, settings)
+            .await?,
+    ))
 }
 
 async fn delete_session(

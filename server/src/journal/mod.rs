@@ -154,8 +154,8 @@ impl Journal {
         }
     }
 
-    /// A session that was just created, for the sessions list.
-    pub fn created(&self, session: &Session) {
+    /// A session just made or changed, for the sessions lists.
+    pub fn session_changed(&self, session: &Session) {
         self.hub
             .publish_session(SessionUpdate::Changed(Arc::new(session.clone())));
     }

@@ -23,7 +23,8 @@ pub use templates::Templates;
 
 use app::domain::UserId;
 use app::domain::{
-    AppError, Event, EventKind, PreparedWorkspace, Session, SessionId, SessionSpec, SessionStatus,
+    AppError, Event, EventKind, PreparedWorkspace, Session, SessionId, SessionSettings,
+    SessionSpec, SessionStatus,
 };
 use app::skills::Skill;
 use chrono::{DateTime, Utc};
@@ -127,6 +128,13 @@ pub trait Store: Accounts + Templates + Leases + Send + Sync + 'static {
     async fn sessions_by_status(&self) -> Result<Vec<(SessionStatus, i64)>>;
     async fn create_session(&self, spec: &SessionSpec, owner: Option<UserId>) -> Result<Session>;
     async fn get_session(&self, id: SessionId) -> Result<Option<Session>>;
+    /// Stores a session's changed settings; the session then, `None` when
+    /// it does not exist.
+    async fn change_settings(
+        &self,
+        id: SessionId,
+        settings: &SessionSettings,
+    ) -> Result<Option<Session>>;
     /// Deletes a session and its transcript; `false` if it did not exist.
     async fn delete_session(&self, id: SessionId) -> Result<bool>;
     /// What the session's workspace is prepared with besides its source:

@@ -951,3 +951,110 @@ async fn a_token_works_sessions_but_cannot_hand_out_access() {
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
 }
+
+#[tokio::test]
+async fn owners_change_settings_others_cannot_and_bad_values_change_nothing() {
+    let t = team(&[]).await;
+    let owner = t.person("olga", Role::Member).await;
+    let member = t.person("max", Role::Member).await;
+    let stranger = t.person("sam", Role::Member).await;
+    let admin = t.person("root", Role::Admin).await;
+    let s = t.create(&owner, json!({"name": "before"})).await;
+    t.share(&owner, &s, &member, "operate").await;
+    let path = format!("/api/sessions/{}/settings", s.id);
+    let settings = json!({
+        "name": "after", "model": "claude-haiku-4-5",
+        "permission_mode": "read-only", "budget_usd": 2.5
+    });
+
+    // Operating is not owning; a stranger does not see it at all.
+    let (status, _) = t
+        .status(t.as_(&member, Method::PUT, &path).json(&settings))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = t
+        .status(t.as_(&stranger, Method::PUT, &path).json(&settings))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let unknown = format!("/api/sessions/{}/settings", uuid::Uuid::now_v7());
+    let (status, _) = t
+        .status(t.as_(&owner, Method::PUT, &unknown).json(&settings))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Bad values: each a 4xx that says why, and nothing changes.
+    let bad = [
+        json!({"name": " ", "model": "m", "permission_mode": "ask"}),
+        json!({"name": "a\u{0}b", "model": "m", "permission_mode": "ask"}),
+        json!({"name": "x", "model": "no spaces please", "permission_mode": "ask"}),
+        json!({"name": "x", "model": "m", "permission_mode": "yolo"}),
+        json!({"name": "x", "model": "m", "permission_mode": "ask", "budget_usd": -1}),
+        json!({"name": "x", "model": "m", "permission_mode": "ask", "engine": "claude-code"}),
+        json!({"name": "x"}),
+    ];
+    for body in bad {
+        let (status, text) = t
+            .status(t.as_(&owner, Method::PUT, &path).json(&body))
+            .await;
+        assert!(status.is_client_error(), "{body} → {status} {text}");
+        assert!(text.contains("message"), "{text}");
+    }
+    let (status, _) = t
+        .status(
+            t.as_(&owner, Method::PUT, &path)
+                .header("content-type", "application/json")
+                .body("{not json"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let unchanged = t.paddock.store.get_session(s.id).await.unwrap().unwrap();
+    assert_eq!(unchanged.name, "before");
+
+    // The owner changes them, and an admin may too; the audit log says what.
+    let (status, text) = t
+        .status(t.as_(&owner, Method::PUT, &path).json(&settings))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    let changed = t.paddock.store.get_session(s.id).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            changed.name.as_str(),
+            changed.model.as_str(),
+            changed.budget_usd
+        ),
+        ("after", "claude-haiku-4-5", Some(2.5))
+    );
+    assert_eq!(changed.permission_mode.as_str(), "read-only");
+    let (status, _) = t
+        .status(t.as_(&admin, Method::PUT, &path).json(&json!({
+            "name": "after", "model": "claude-haiku-4-5", "permission_mode": "ask"
+        })))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let budget = t
+        .paddock
+        .store
+        .get_session(s.id)
+        .await
+        .unwrap()
+        .unwrap()
+        .budget_usd;
+    assert_eq!(budget, None, "no budget given is none");
+    let audit = t.paddock.store.audit_log(None, 100).await.unwrap();
+    let details: Vec<&str> = audit
+        .iter()
+        .filter(|e| e.action.as_str() == "settings_changed")
+        .map(|e| e.detail.as_str())
+        .collect();
+    assert_eq!(details.len(), 2, "{details:?}");
+    assert!(
+        details.iter().any(|d| d.contains("name: before → after")),
+        "{details:?}"
+    );
+    assert!(
+        details
+            .iter()
+            .any(|d| d.contains("permissions: read-only → ask")),
+        "{details:?}"
+    );
+}

@@ -1,6 +1,7 @@
 //! The session's header: name, status, connection, counters, settings.
 
 use super::super::{format_cost, format_time, DeleteButton, StatusBadge, When};
+use super::settings_edit::SettingsEdit;
 use super::share::People;
 use crate::accounts::{Access, SessionPeople};
 use crate::domain::Session;
@@ -16,15 +17,31 @@ pub(super) fn Header(
 ) -> impl IntoView {
     let owns = people.access == Access::Own;
     let s = session.get_untracked();
+    // What the owner may change is shown as it is now; the rest as made.
+    let changeable = [
+        ("Model", "setting-model"),
+        ("Permissions", "setting-permissions"),
+        ("Budget", "setting-budget"),
+    ]
+    .map(|(label, testid)| {
+        let value = move || {
+            session.with(|s| match label {
+                "Model" => s.model.clone(),
+                "Permissions" => s.permission_mode.to_string(),
+                _ => s
+                    .budget_usd
+                    .map_or_else(|| "none".to_owned(), |b| format!("${b:.2}")),
+            })
+        };
+        view! {
+            <div class="min-w-0">
+                <dt class="text-xs text-zinc-500 dark:text-zinc-400">{label}</dt>
+                <dd class="truncate" data-testid=testid>{value}</dd>
+            </div>
+        }
+    });
     let mut settings = vec![
         ("Engine", s.engine.to_string()),
-        ("Model", s.model.clone()),
-        ("Permissions", s.permission_mode.to_string()),
-        (
-            "Budget",
-            s.budget_usd
-                .map_or_else(|| "none".to_owned(), |b| format!("${b:.2}")),
-        ),
         ("Created", format_time(s.created_at)),
     ];
     if !s.mounts.is_empty() {
@@ -69,7 +86,7 @@ pub(super) fn Header(
     view! {
         <header class="space-y-3">
             <div class="flex flex-wrap items-center gap-x-3 gap-y-2">
-                <h1 class="min-w-0 break-words text-xl font-semibold" data-testid="session-title">{s.name.clone()}</h1>
+                <h1 class="min-w-0 break-words text-xl font-semibold" data-testid="session-title">{move || session.with(|s| s.name.clone())}</h1>
                 {move || view! { <StatusBadge status=session.with(|s| s.status) /> }}
                 <span
                     data-testid="connection"
@@ -101,6 +118,7 @@ pub(super) fn Header(
             <details class="rounded-lg border border-zinc-200 bg-white px-4 py-2 text-sm dark:border-zinc-800 dark:bg-zinc-900">
                 <summary class="cursor-pointer font-medium">"Settings"</summary>
                 <dl class="mt-2 grid grid-cols-2 gap-x-6 gap-y-2 sm:grid-cols-5">
+                    {changeable.into_iter().collect_view()}
                     {settings.into_iter().map(|(label, value)| view! {
                         <div class="min-w-0">
                             <dt class="text-xs text-zinc-500 dark:text-zinc-400">{label}</dt>
@@ -112,6 +130,7 @@ pub(super) fn Header(
                     <p class="mt-2 text-xs text-zinc-500 dark:text-zinc-400">"System prompt"</p>
                     <pre class="whitespace-pre-wrap break-words font-mono text-xs">{s.system_prompt.clone()}</pre>
                 })}
+                {owns.then(|| view! { <SettingsEdit session /> })}
             </details>
             <People id initial=people />
         </header>

@@ -23,6 +23,7 @@ mod files;
 mod fold;
 mod header;
 mod permission;
+mod settings_edit;
 mod share;
 
 use super::{ErrorNote, Missing};
@@ -90,7 +91,6 @@ fn SessionScreen(data: SessionView) -> impl IntoView {
         initial.source,
         crate::workspace_source::WorkspaceSource::Git { .. }
     );
-    let title = initial.name.clone();
     let session = RwSignal::new(initial);
     let events = RwSignal::new(page.events);
     let html = RwSignal::new(Html::default());
@@ -146,7 +146,7 @@ fn SessionScreen(data: SessionView) -> impl IntoView {
 
     let (id_header, id_earlier, id_items) = (id.clone(), id.clone(), id.clone());
     view! {
-        <leptos_meta::Title text=format!("{title} · Paddock") />
+        <leptos_meta::Title text=move || format!("{} · Paddock", session.with(|s| s.name.clone())) />
         <article class="space-y-4 pb-4">
             <Header session id=id_header link people />
             <Tabs id=session_id shown has_repo />

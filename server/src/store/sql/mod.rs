@@ -16,8 +16,8 @@ mod templates;
 use super::{Result, Store, StoreError};
 use app::domain::UserId;
 use app::domain::{
-    Event, EventKind, PreparedWorkspace, SandboxLimits, Session, SessionId, SessionSpec,
-    SessionStatus,
+    Event, EventKind, PreparedWorkspace, SandboxLimits, Session, SessionId, SessionSettings,
+    SessionSpec, SessionStatus,
 };
 use app::skills::Skill;
 use chrono::{DateTime, SecondsFormat, SubsecRound, Utc};
@@ -308,6 +308,25 @@ impl Store for SqlStore {
             "SELECT {SESSION_COLUMNS} FROM sessions WHERE id = $1"
         ))
         .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(Session::try_from).transpose()
+    }
+
+    async fn change_settings(
+        &self,
+        id: SessionId,
+        settings: &SessionSettings,
+    ) -> Result<Option<Session>> {
+        let row: Option<SessionRow> = sqlx::query_as(&format!(
+            "UPDATE sessions SET name = $2, model = $3, permission_mode = $4, budget_usd = $5 \
+             WHERE id = $1 RETURNING {SESSION_COLUMNS}"
+        ))
+        .bind(id.to_string())
+        .bind(&settings.name)
+        .bind(&settings.model)
+        .bind(settings.permission_mode.as_str())
+        .bind(settings.budget_usd)
         .fetch_optional(&self.pool)
         .await?;
         row.map(Session::try_from).transpose()
