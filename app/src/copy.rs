@@ -33,8 +33,21 @@ mod browser {
                 .flatten()
                 .and_then(|scope| scope.query_selector("pre").ok().flatten());
             let Some(pre) = pre else { return };
+            let navigator = window().navigator();
+            let has_clipboard =
+                web_sys::js_sys::Reflect::has(&navigator, &"clipboard".into()).unwrap_or(false);
+            if !has_clipboard {
+                // Only secure pages (https, or loopback) have the clipboard:
+                // select the text for the person to copy.
+                if let Ok(Some(selection)) = window().get_selection() {
+                    let _ = selection.select_all_children(&pre);
+                }
+                button.set_text_content(Some("Selected: press Ctrl+C"));
+                set_timeout(move || button.set_text_content(Some("Copy")), SAID * 2);
+                return;
+            }
             let text = pre.text_content().unwrap_or_default();
-            let written = window().navigator().clipboard().write_text(&text);
+            let written = navigator.clipboard().write_text(&text);
             leptos::task::spawn_local(async move {
                 let copied = wasm_bindgen_futures::JsFuture::from(written).await.is_ok();
                 button.set_text_content(Some(if copied { "Copied" } else { "Copy failed" }));

@@ -43,6 +43,13 @@ pub fn Shortcuts() -> impl IntoView {
         Effect::new(move |_| browser::listen(help, set_help, set_note, navigate.clone()));
     }
     let close = move |_| set_help.set(false);
+    // The help opens with focus on its Close button.
+    let close_button = NodeRef::<leptos::html::Button>::new();
+    Effect::new(move |_| {
+        if let Some(button) = close_button.get() {
+            let _ = button.focus();
+        }
+    });
     view! {
         <Show when=move || help.get()>
             <div
@@ -68,6 +75,7 @@ pub fn Shortcuts() -> impl IntoView {
                     </dl>
                     <button
                         type="button"
+                        node_ref=close_button
                         on:click=close
                         class="mt-4 rounded-md border border-zinc-300 px-3 py-1.5 text-sm font-medium hover:bg-zinc-50 dark:border-zinc-700 dark:hover:bg-zinc-800"
                     >
@@ -138,7 +146,7 @@ mod browser {
             set_timeout(move || set_note.set(None), NOTE_FOR);
         };
         let on_key = Closure::<dyn FnMut(KeyboardEvent)>::new(move |e: KeyboardEvent| {
-            if e.ctrl_key() || e.meta_key() || e.alt_key() || e.is_composing() {
+            if e.ctrl_key() || e.meta_key() || e.alt_key() || e.is_composing() || e.repeat() {
                 return;
             }
             if e.key() == "Escape" {

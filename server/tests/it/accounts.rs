@@ -1048,7 +1048,9 @@ async fn owners_change_settings_others_cannot_and_bad_values_change_nothing() {
         .collect();
     assert_eq!(details.len(), 2, "{details:?}");
     assert!(
-        details.iter().any(|d| d.contains("name: before → after")),
+        details.iter().any(
+            |d| d.contains(r#"name: "before" → "after""#) && d.contains("budget: none → $2.50")
+        ),
         "{details:?}"
     );
     assert!(

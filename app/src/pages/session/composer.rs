@@ -50,7 +50,7 @@ pub(super) fn Composer(id: String, status: Memo<SessionStatus>) -> impl IntoView
     #[cfg(feature = "hydrate")]
     {
         let handle = window_event_listener(leptos::ev::keydown, move |e| {
-            if e.key() == "Escape" && is_busy(status.get_untracked()) {
+            if e.key() == "Escape" && !e.default_prevented() && is_busy(status.get_untracked()) {
                 stop_now.with_value(|f| f());
             }
         });

@@ -16,9 +16,23 @@ pub(super) fn SettingsEdit(session: RwSignal<Session>) -> impl IntoView {
     let (open, set_open) = signal(false);
     let (refused, set_refused) = signal(None::<String>);
     let change = ServerAction::<ChangeSettings>::new();
+    // The form opens with its first field focused.
+    let name_input = NodeRef::<leptos::html::Input>::new();
+    Effect::new(move |_| {
+        if let Some(input) = name_input.get() {
+            let _ = input.focus();
+        }
+    });
     Effect::new(move |_| match change.value().get() {
         Some(Ok(changed)) => {
-            session.set(changed);
+            // The settings only: the page's own count of events (last_seq)
+            // stays the stream's to move.
+            session.update(|s| {
+                s.name = changed.name;
+                s.model = changed.model;
+                s.permission_mode = changed.permission_mode;
+                s.budget_usd = changed.budget_usd;
+            });
             set_open.set(false);
         }
         Some(Err(e)) => set_refused.set(Some(e.to_string())),
@@ -57,7 +71,7 @@ pub(super) fn SettingsEdit(session: RwSignal<Session>) -> impl IntoView {
         <Show
             when=move || open.get()
             fallback=move || view! {
-                <button type="button" data-testid="edit-settings" aria-label="Edit these settings" class=format!("mt-3 {SECONDARY}") on:click=move |_| set_open.set(true)>
+                <button type="button" data-testid="edit-settings" data-needs-js aria-label="Edit these settings" class=format!("mt-3 {SECONDARY}") on:click=move |_| set_open.set(true)>
                     "Edit"
                 </button>
             }
@@ -65,10 +79,21 @@ pub(super) fn SettingsEdit(session: RwSignal<Session>) -> impl IntoView {
             {move || {
                 let s = SessionSettings::of(&session.get_untracked());
                 view! {
-                    <form data-testid="settings-form" on:submit=save class="mt-3 grid gap-3 sm:grid-cols-2">
+                    <form
+                        data-testid="settings-form"
+                        on:submit=save
+                        on:keydown=move |e| {
+                            // Esc cancels the edit (and stops no agent).
+                            if e.key() == "Escape" {
+                                e.prevent_default();
+                                set_open.set(false);
+                            }
+                        }
+                        class="mt-3 grid gap-3 sm:grid-cols-2"
+                    >
                         <div>
                             <label for="edit-name" class="text-sm font-medium">"Name"</label>
-                            <input id="edit-name" name="name" maxlength=NAME_MAX_CHARS value=s.name class=INPUT />
+                            <input id="edit-name" name="name" maxlength=NAME_MAX_CHARS value=s.name node_ref=name_input class=INPUT />
                         </div>
                         <div>
                             <label for="edit-model" class="text-sm font-medium">"Model"</label>
