@@ -48,6 +48,40 @@ ensure_dockerd() {
     die "dockerd did not answer within 60 s (log: $log_file)"
 }
 
+# Makes runtime NAME (the OCI runtime at PATH, given ARGS...) one the Docker
+# engine has: sets it in /etc/docker/daemon.json's "runtimes" (keeping what
+# else the file says) and has the running daemon reload it (SIGHUP), no
+# restart.
+ensure_docker_runtime() {
+    local name=$1 path=$2 i want
+    shift 2
+    want=$(python3 -c 'import json, sys; print(json.dumps({"path": sys.argv[1], "runtimeArgs": sys.argv[2:]}, sort_keys=True))' "$path" "$@")
+    runtime_loaded() {
+        dock info --format '{{json .Runtimes}}' |
+            python3 -c 'import json, sys; r = json.load(sys.stdin).get(sys.argv[1]); print(json.dumps({"path": r["path"], "runtimeArgs": r.get("runtimeArgs") or []}, sort_keys=True) if r else "")' "$name" |
+            grep -qxF "$want"
+    }
+    runtime_loaded && return 0
+    log "setting the $name runtime of the Docker engine (/etc/docker/daemon.json)"
+    as_root mkdir -p /etc/docker
+    as_root python3 - "$name" "$want" <<'PY'
+import json, os, sys
+name, want = sys.argv[1], json.loads(sys.argv[2])
+file = "/etc/docker/daemon.json"
+config = json.load(open(file)) if os.path.exists(file) else {}
+config.setdefault("runtimes", {})[name] = want
+with open(file + ".new", "w") as f:
+    json.dump(config, f, indent=2)
+os.replace(file + ".new", file)
+PY
+    as_root pkill -HUP -x dockerd
+    for ((i = 0; i < 20; i++)); do
+        runtime_loaded && return 0
+        sleep 0.5
+    done
+    die "the Docker engine did not take the $name runtime (see /etc/docker/daemon.json)"
+}
+
 # The Debian mirror apt uses for suite $1: deb822 .sources files first, then
 # one-line sources.list entries.
 debian_mirror() {

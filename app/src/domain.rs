@@ -917,6 +917,10 @@ impl SessionSettings {
 pub struct ServerInfo {
     /// `docker` or `local`.
     pub sandbox: String,
+    /// The Docker runtime sandboxes run under (`runc`, or `runsc`:
+    /// gVisor); none for the local backend.
+    #[serde(default)]
+    pub sandbox_runtime: Option<String>,
     /// Set when sandboxes are weaker than closed containers, in plain words.
     pub sandbox_warning: Option<String>,
     /// Set when no model credentials are configured: what to do about it.

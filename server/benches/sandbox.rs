@@ -51,7 +51,7 @@ async fn main() {
     let dir = tempfile::tempdir().unwrap();
     let root = std::fs::canonicalize(dir.path()).unwrap();
     let instance = uuid::Uuid::now_v7().to_string();
-    let sandbox = DockerSandbox::connect(DEFAULT_IMAGE.into(), instance, root.clone())
+    let sandbox = DockerSandbox::connect(DEFAULT_IMAGE.into(), instance, root.clone(), None)
         .await
         .expect("a Docker daemon and the agent image (scripts/setup)");
     let limits = Limits::default();

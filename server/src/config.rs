@@ -65,6 +65,12 @@ pub struct Config {
     #[arg(long, env = "PADDOCK_SANDBOX", value_enum)]
     pub sandbox: Option<SandboxChoice>,
 
+    /// The Docker runtime sandboxes run under, one the engine has
+    /// configured: `runsc` for gVisor, which puts a kernel of its own
+    /// between the agent and the host's [default: the engine's own, runc].
+    #[arg(long, env = "PADDOCK_DOCKER_RUNTIME")]
+    pub docker_runtime: Option<String>,
+
     /// Image of the Docker sandboxes.
     #[arg(long, env = "PADDOCK_IMAGE", default_value = DEFAULT_IMAGE)]
     pub image: String,

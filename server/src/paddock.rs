@@ -370,6 +370,7 @@ async fn connect_sandbox(config: &Config, instance: String) -> anyhow::Result<Ar
             config.image.clone(),
             instance.clone(),
             workspace_root.clone(),
+            config.docker_runtime.clone(),
         )
     };
     let local = || LocalSandbox::new(workspace_root.clone());
@@ -456,19 +457,20 @@ impl Backend for Paddock {
             .ok_or_else(|| not_found(id))?;
         self.journal.session_changed(&session);
         let was = SessionSettings::of(&before);
+        let usd = |b: Option<f64>| b.map_or_else(|| "none".to_owned(), |b| format!("${b:.2}"));
         let changed: Vec<String> = [
-            ("name", was.name, settings.name),
+            (
+                "name",
+                format!("{:?}", was.name),
+                format!("{:?}", settings.name),
+            ),
             ("model", was.model, settings.model),
             (
                 "permissions",
                 was.permission_mode.to_string(),
                 settings.permission_mode.to_string(),
             ),
-            (
-                "budget",
-                format!("{:?}", was.budget_usd),
-                format!("{:?}", settings.budget_usd),
-            ),
+            ("budget", usd(was.budget_usd), usd(settings.budget_usd)),
         ]
         .into_iter()
         .filter(|(_, old, new)| old != new)
@@ -616,6 +618,7 @@ impl Backend for Paddock {
         ServerInfo {
             mountable,
             sandbox: info.kind.as_str().to_owned(),
+            sandbox_runtime: info.runtime,
             sandbox_warning: info.warning,
             model_warning: (!configured).then(|| {
                 "No model credentials are configured, so prompts will fail. Save an Anthropic \

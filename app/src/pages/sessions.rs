@@ -186,9 +186,16 @@ fn NewSessionForm(create: ServerAction<CreateSession>) -> impl IntoView {
             <h2 id="new-session-heading" class="mb-3 font-semibold">"New session"</h2>
             <Suspense>
                 {move || Suspend::new(async move {
-                    info.await.ok().and_then(|i| i.model_warning).map(|w| view! {
+                    let info = info.await.ok();
+                    let runtime = info.as_ref().and_then(|i| i.sandbox_runtime.clone()).map(|r| view! {
+                        <p data-testid="sandbox-runtime" class="mb-3 text-xs text-zinc-500 dark:text-zinc-400">
+                            {if r == "runsc" { "Sandboxes run under gVisor (runsc): a kernel of its own between the agent and the host.".to_owned() } else { format!("Sandboxes run in Docker containers under the {r} runtime.") }}
+                        </p>
+                    });
+                    let warning = info.and_then(|i| i.model_warning).map(|w| view! {
                         <p role="status" data-testid="model-warning" class="mb-3 rounded-md border border-amber-300 bg-amber-50 px-3 py-2 text-sm text-amber-900 dark:border-amber-800 dark:bg-amber-950 dark:text-amber-200">{w}</p>
-                    })
+                    });
+                    (runtime, warning)
                 })}
             </Suspense>
             <form action=CreateSession::PATH method="post" on:submit=submit class="space-y-3">

@@ -33,6 +33,7 @@ pub(super) async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         "database": database.err().unwrap_or_else(|| "ok".into()),
         "sandbox": {
             "backend": info.kind,
+            "runtime": info.runtime,
             "state": sandbox.err().unwrap_or_else(|| "ok".into()),
             "warning": info.warning,
         },

@@ -53,6 +53,9 @@ pub struct DockerSandbox {
     image: String,
     instance: String,
     workspace_root: PathBuf,
+    /// The OCI runtime sandboxes run under: the configured one (`runsc`:
+    /// gVisor) or the engine's default (`runc`).
+    runtime: String,
     /// OOM-kill count of each container when last read, to tell an OOM kill
     /// from any other SIGKILL.
     oom_kills: Mutex<HashMap<SessionId, u64>>,
@@ -81,17 +84,43 @@ impl DockerSandbox {
     /// [`docker_connect`](super::docker_connect): TCP only with mutual
     /// TLS), agreeing on an API version the daemon speaks (Debian's engine
     /// is older than bollard).
-    pub async fn connect(image: String, instance: String, workspace_root: PathBuf) -> Result<Self> {
+    /// With a `runtime`, sandboxes run under it, and one the engine does
+    /// not have configured is refused here, by name; without, under the
+    /// engine's default.
+    pub async fn connect(
+        image: String,
+        instance: String,
+        workspace_root: PathBuf,
+        runtime: Option<String>,
+    ) -> Result<Self> {
         let docker = super::docker_connect::client()?
             .negotiate_version()
             .await
             .map_err(unavailable)?;
         docker.ping().await.map_err(unavailable)?;
+        let info = docker.info().await.map_err(unavailable)?;
+        let runtime = match runtime {
+            None => info.default_runtime.unwrap_or_else(|| "runc".into()),
+            Some(wanted) => {
+                let mut have: Vec<String> = info.runtimes.unwrap_or_default().into_keys().collect();
+                if !have.contains(&wanted) {
+                    have.sort();
+                    return Err(SandboxError::Unavailable(format!(
+                        "the Docker engine has no runtime {wanted:?} (it has: {}); configure it \
+                         in the engine's daemon.json (\"runtimes\"), or unset \
+                         PADDOCK_DOCKER_RUNTIME",
+                        have.join(", ")
+                    )));
+                }
+                wanted
+            }
+        };
         Ok(Self {
             docker,
             image,
             instance,
             workspace_root,
+            runtime,
             oom_kills: Mutex::new(HashMap::new()),
             starting: Mutex::new(HashMap::new()),
         })
@@ -160,6 +189,7 @@ impl DockerSandbox {
                 nano_cpus: Some((limits.cpus * 1e9) as i64),
                 pids_limit: Some(limits.pids),
                 init: Some(true),
+                runtime: Some(self.runtime.clone()),
                 ..Default::default()
             }),
             ..Default::default()
@@ -355,6 +385,7 @@ impl Sandbox for DockerSandbox {
             kind: BackendKind::Docker,
             warning: None,
             read_only_mounts: true,
+            runtime: Some(self.runtime.clone()),
         }
     }
 
@@ -371,8 +402,33 @@ impl Sandbox for DockerSandbox {
             .create()
             .map_err(|e| SandboxError::Failed(format!("cannot create the workspace: {e}")))?;
         let name = Self::container_name(session);
-        let running = match self.docker.inspect_container(&name, None).await {
-            Ok(info) => {
+        let found = match self.docker.inspect_container(&name, None).await {
+            Ok(info) => Some(info),
+            Err(e) if status_of(&e) == Some(404) => None,
+            Err(e) => return Err(failed(e)),
+        };
+        let made_under = found
+            .as_ref()
+            .and_then(|info| info.host_config.as_ref())
+            .and_then(|h| h.runtime.clone());
+        let found = match found {
+            Some(_) if made_under.as_ref().is_some_and(|r| *r != self.runtime) => {
+                // Made under another runtime (before PADDOCK_DOCKER_RUNTIME
+                // changed): made again under this one; the workspace is a
+                // host folder, and stays.
+                tracing::info!(%session, from = ?made_under, to = ?self.runtime, "sandbox made again under the configured runtime");
+                let options = RemoveContainerOptionsBuilder::new().force(true).build();
+                self.docker
+                    .remove_container(&name, Some(options))
+                    .await
+                    .map_err(failed)?;
+                lock(&self.oom_kills).remove(&session);
+                None
+            }
+            found => found,
+        };
+        let running = match found {
+            Some(info) => {
                 let state = info.state.unwrap_or_default();
                 // Left paused by the server (host-side git) when it stopped.
                 if state.paused == Some(true) {
@@ -380,7 +436,7 @@ impl Sandbox for DockerSandbox {
                 }
                 state.running.unwrap_or(false)
             }
-            Err(e) if status_of(&e) == Some(404) => {
+            None => {
                 let options = CreateContainerOptionsBuilder::new().name(&name).build();
                 match self
                     .docker
@@ -401,7 +457,6 @@ impl Sandbox for DockerSandbox {
                 }
                 false
             }
-            Err(e) => return Err(failed(e)),
         };
         // A container's cgroup, and so its OOM-kill count, starts afresh at
         // each start; only one found running (after a server restart) has a

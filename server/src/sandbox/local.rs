@@ -184,6 +184,7 @@ impl Sandbox for LocalSandbox {
             kind: BackendKind::Local,
             warning: Some(warning.to_owned()),
             read_only_mounts: self.bwrap.is_some(),
+            runtime: None,
         }
     }
 

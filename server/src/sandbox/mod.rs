@@ -217,6 +217,9 @@ pub struct BackendInfo {
     pub warning: Option<String>,
     /// Whether it can mount host folders read-only (a session's mounts).
     pub read_only_mounts: bool,
+    /// The container runtime sandboxes run under (`runc`, or `runsc`:
+    /// gVisor); none for the local backend.
+    pub runtime: Option<String>,
 }
 
 /// A sandbox that exists on the backend, as found when listing.

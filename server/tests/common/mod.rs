@@ -26,6 +26,15 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
+/// The Docker runtime the sandbox tests run under: the engine's default,
+/// or `PADDOCK_TEST_DOCKER_RUNTIME` (`scripts/test` runs the sandbox suite
+/// a second time under `runsc`, gVisor).
+pub fn docker_runtime() -> Option<String> {
+    std::env::var("PADDOCK_TEST_DOCKER_RUNTIME")
+        .ok()
+        .filter(|r| !r.is_empty())
+}
+
 /// A temporary folder holding one Paddock's database, workspaces and
 /// Claude Code homes; the containers of its sessions are removed with it.
 pub struct Home {
@@ -426,6 +435,7 @@ impl DockerBox {
             DEFAULT_IMAGE.into(),
             uuid::Uuid::now_v7().to_string(),
             root.clone(),
+            docker_runtime(),
         )
         .await
         .expect("a Docker daemon (scripts/setup starts one)");

@@ -2,7 +2,8 @@
 //! project's agent image, and the local backend on this host. No mocks.
 
 use crate::common::DockerBox;
-use server::sandbox::{ExecRequest, FileError, Limits, Sandbox};
+use server::config::DEFAULT_IMAGE;
+use server::sandbox::{DockerSandbox, ExecRequest, FileError, Limits, Sandbox};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -28,8 +29,13 @@ async fn docker_sandbox_is_closed() {
     assert!(!net.output.contains("CONNECTED"));
 
     let etc = d.run("echo x > /etc/pwned", 10).await;
-    assert!(!etc.success());
-    assert!(etc.output.contains("Read-only file system"), "{etc:?}");
+    assert!(!etc.success(), "{etc:?}");
+    // gVisor answers the write with EACCES before it gets to EROFS: the
+    // mount table says it for both runtimes.
+    let root = d
+        .run("awk '$2 == \"/\" { print $4 }' /proc/mounts", 10)
+        .await;
+    assert!(root.output.starts_with("ro,"), "{root:?}");
 
     // The server's environment (which may hold the API key) never gets in.
     let env = d.run("env", 10).await;
@@ -38,6 +44,34 @@ async fn docker_sandbox_is_closed() {
 
     let caps = d.run("grep CapEff /proc/self/status", 10).await;
     assert!(caps.output.contains("0000000000000000"), "{}", caps.output);
+}
+
+#[tokio::test]
+async fn docker_sandboxes_run_under_the_configured_runtime() {
+    let d = docker(Limits::default()).await;
+    // gVisor's kernel introduces itself in its log; the host's never does.
+    let kernel = d.run("dmesg 2>&1 | head -n 1", 10).await;
+    let gvisor = kernel.output.contains("gVisor");
+    let wanted = crate::common::docker_runtime();
+    assert_eq!(gvisor, wanted.as_deref() == Some("runsc"), "{kernel:?}");
+    let expected = wanted.unwrap_or_else(|| "runc".into());
+    assert_eq!(d.sandbox.info().runtime, Some(expected));
+
+    // A runtime the engine does not have is refused at start, by name.
+    let refused = DockerSandbox::connect(
+        DEFAULT_IMAGE.into(),
+        uuid::Uuid::now_v7().to_string(),
+        d.root.clone(),
+        Some("no-such-runtime".into()),
+    )
+    .await
+    .err()
+    .expect("an unknown runtime is refused");
+    let message = refused.to_string();
+    assert!(
+        message.contains("no-such-runtime") && message.contains("runc"),
+        "{message}"
+    );
 }
 
 #[tokio::test]
