@@ -1,13 +1,22 @@
-//! Live updates in the browser: a Server-Sent Events subscription through the
-//! browser's own `EventSource`, which reconnects by itself after network
-//! errors and resumes with `Last-Event-ID`. When the browser gives up (the
-//! server answered with an error, e.g. while it restarts behind a proxy),
-//! this opens a fresh one after a pause, from the URL the caller computes
-//! then, so it resumes from the newest event the page holds.
+//! Live updates in the browser. Where the browser has `SharedWorker`, all
+//! of its dashboard tabs share one connection (`/live-worker.js`, over
+//! `GET /api/live`), because over HTTP/1.1 a browser opens at most six to
+//! one origin and tabs with streams of their own stop loading at the
+//! seventh. The worker resumes each transcript after the last event it
+//! passed on when it reconnects, and a tab that joins late catches up from
+//! the newest event it holds; tabs drop what they already have.
+//!
+//! Elsewhere each subscription is a Server-Sent Events stream of its own,
+//! through the browser's `EventSource`, which reconnects by itself after
+//! network errors and resumes with `Last-Event-ID`. When the browser gives
+//! up (the server answered with an error, e.g. while it restarts behind a
+//! proxy), this opens a fresh one after a pause, from the newest event the
+//! page holds then.
 //!
 //! On the server (the first render) there is nothing to subscribe to; the
 //! page is rendered from the store and subscribes once hydrated.
 
+use crate::domain::SessionId;
 use leptos::prelude::*;
 
 /// The state of the live connection, for the indicator.
@@ -30,34 +39,246 @@ impl Link {
     }
 }
 
-/// Subscribes, for as long as the current reactive owner lives, to the SSE
-/// stream at `url()`, calling `on_message(event_name, data)` for every frame
-/// named in `names`.
+/// What a page follows.
+pub enum Topic {
+    /// The sessions list: `session`, `deleted` and `resync` frames.
+    List,
+    /// A session's transcript after the newest event the page holds (read
+    /// at each (re)connection): `event`, `html` and `delta` frames.
+    Session {
+        id: SessionId,
+        newest: Box<dyn Fn() -> i64>,
+    },
+}
+
+impl Topic {
+    /// The stream of its own.
+    #[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
+    fn url(&self) -> String {
+        match self {
+            Topic::List => "/api/updates".into(),
+            Topic::Session { id, newest } => {
+                format!("/api/sessions/{id}/events?html=true&after={}", newest())
+            }
+        }
+    }
+}
+
+/// Subscribes, for as long as the current reactive owner lives, to `topic`,
+/// calling `on_message(frame_name, data)` for every frame named in `names`.
 #[cfg_attr(not(feature = "hydrate"), allow(unused_variables))]
 pub fn subscribe(
-    url: impl Fn() -> String + 'static,
+    topic: Topic,
     names: &'static [&'static str],
     on_message: impl Fn(&str, String) + 'static,
     link: WriteSignal<Link>,
 ) {
     #[cfg(feature = "hydrate")]
-    browser::subscribe(url, names, on_message, link);
+    match shared::Worker::get() {
+        Some(worker) => shared::subscribe(worker, topic, names, on_message, link),
+        None => browser::subscribe(move || topic.url(), names, on_message, link),
+    }
 }
 
+/// Through the browser's one connection, held by the shared worker.
+#[cfg(feature = "hydrate")]
+mod shared {
+    use super::{Link, Topic, RETRY};
+    use leptos::prelude::*;
+    use send_wrapper::SendWrapper;
+    use std::cell::{Cell, RefCell};
+    use std::collections::HashMap;
+    use std::rc::Rc;
+    use std::time::Duration;
+    use wasm_bindgen::prelude::*;
+    use web_sys::js_sys::{global, Array, Reflect};
+    use web_sys::{MessageEvent, MessagePort, PageTransitionEvent, SharedWorker};
+
+    /// The worker's script; its version changes with what it speaks, so a
+    /// browser never keeps an older worker for a newer page.
+    const SCRIPT: &str = "/live-worker.js?v=1";
+    /// How often a tab tells the worker it is still there.
+    const PING: Duration = Duration::from_secs(20);
+
+    struct Sub {
+        topic: Rc<Topic>,
+        names: &'static [&'static str],
+        on_message: Rc<dyn Fn(&str, String)>,
+        link: WriteSignal<Link>,
+    }
+
+    /// This tab's port to the worker and what it follows through it.
+    pub struct Worker {
+        port: MessagePort,
+        subs: RefCell<HashMap<u32, Sub>>,
+        next: Cell<u32>,
+    }
+
+    thread_local! {
+        static WORKER: RefCell<Option<Option<Rc<Worker>>>> = const { RefCell::new(None) };
+    }
+
+    impl Worker {
+        /// This tab's worker, started on first use; none where the browser
+        /// has no `SharedWorker`.
+        pub fn get() -> Option<Rc<Worker>> {
+            WORKER.with(|w| w.borrow_mut().get_or_insert_with(Self::start).clone())
+        }
+
+        fn start() -> Option<Rc<Worker>> {
+            let has = Reflect::has(&global(), &"SharedWorker".into()).unwrap_or(false);
+            if !has {
+                return None;
+            }
+            let worker = SharedWorker::new_with_str(SCRIPT, "paddock-live").ok()?;
+            let port = worker.port();
+            let this = Rc::new(Worker {
+                port: port.clone(),
+                subs: RefCell::new(HashMap::new()),
+                next: Cell::new(1),
+            });
+            let weak = Rc::downgrade(&this);
+            let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |e: MessageEvent| {
+                if let Some(this) = weak.upgrade() {
+                    this.receive(&Array::from(&e.data()));
+                }
+            });
+            port.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+            on_message.forget(); // lives as long as the page
+            port.start();
+            let window = web_sys::window()?;
+            let bye_port = port.clone();
+            let bye = Closure::<dyn FnMut()>::new(move || {
+                let _ = bye_port.post_message(&r#"{"op":"bye"}"#.into());
+            });
+            let _ =
+                window.add_event_listener_with_callback("pagehide", bye.as_ref().unchecked_ref());
+            bye.forget();
+            // Back from the back-forward cache: the worker was told bye.
+            let weak = Rc::downgrade(&this);
+            let back =
+                Closure::<dyn FnMut(PageTransitionEvent)>::new(move |e: PageTransitionEvent| {
+                    if let Some(this) = weak.upgrade().filter(|_| e.persisted()) {
+                        let ids: Vec<u32> = this.subs.borrow().keys().copied().collect();
+                        for id in ids {
+                            this.send_sub(id);
+                        }
+                    }
+                });
+            let _ =
+                window.add_event_listener_with_callback("pageshow", back.as_ref().unchecked_ref());
+            back.forget();
+            let ping_port = port.clone();
+            let ping = Closure::<dyn FnMut()>::new(move || {
+                let _ = ping_port.post_message(&r#"{"op":"ping"}"#.into());
+            });
+            let _ = window.set_interval_with_callback_and_timeout_and_arguments_0(
+                ping.as_ref().unchecked_ref(),
+                PING.as_millis() as i32,
+            );
+            ping.forget();
+            Some(this)
+        }
+
+        fn send(&self, message: serde_json::Value) {
+            let _ = self.port.post_message(&message.to_string().into());
+        }
+
+        fn send_sub(&self, id: u32) {
+            let subs = self.subs.borrow();
+            let Some(sub) = subs.get(&id) else { return };
+            let message = match &*sub.topic {
+                Topic::List => serde_json::json!({"op": "sub", "sub": id, "topic": "list"}),
+                Topic::Session {
+                    id: session,
+                    newest,
+                } => serde_json::json!({
+                    "op": "sub", "sub": id, "topic": session.to_string(), "after": newest(),
+                }),
+            };
+            drop(subs);
+            self.send(message);
+        }
+
+        /// `[sub, name, data]` from the worker.
+        fn receive(self: &Rc<Self>, frame: &Array) {
+            let (Some(id), Some(name), Some(data)) = (
+                frame.get(0).as_f64().map(|n| n as u32),
+                frame.get(1).as_string(),
+                frame.get(2).as_string(),
+            ) else {
+                return;
+            };
+            let (link, on_message, names) = {
+                let subs = self.subs.borrow();
+                let Some(sub) = subs.get(&id) else { return };
+                (sub.link, sub.on_message.clone(), sub.names)
+            };
+            match name.as_str() {
+                "open" => link.set(Link::Live),
+                "error" => link.set(Link::Reconnecting),
+                "closed" => {
+                    link.set(Link::Reconnecting);
+                    // Gone (deleted, or no longer shared) stays gone.
+                    if data == "retry" {
+                        let weak = Rc::downgrade(self);
+                        set_timeout(
+                            move || {
+                                if let Some(this) = weak.upgrade() {
+                                    this.send_sub(id);
+                                }
+                            },
+                            RETRY,
+                        );
+                    }
+                }
+                name if names.contains(&name) => on_message(name, data),
+                _ => {}
+            }
+        }
+    }
+
+    pub fn subscribe(
+        worker: Rc<Worker>,
+        topic: Topic,
+        names: &'static [&'static str],
+        on_message: impl Fn(&str, String) + 'static,
+        link: WriteSignal<Link>,
+    ) {
+        let id = worker.next.get();
+        worker.next.set(id + 1);
+        worker.subs.borrow_mut().insert(
+            id,
+            Sub {
+                topic: Rc::new(topic),
+                names,
+                on_message: Rc::new(on_message),
+                link,
+            },
+        );
+        worker.send_sub(id);
+        let worker = SendWrapper::new(worker);
+        on_cleanup(move || {
+            worker.subs.borrow_mut().remove(&id);
+            worker.send(serde_json::json!({"op": "unsub", "sub": id}));
+        });
+    }
+}
+
+/// How long to wait before following again what failed.
+#[cfg(feature = "hydrate")]
+const RETRY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// A stream of its own, where the browser has no `SharedWorker`.
 #[cfg(feature = "hydrate")]
 mod browser {
-    use super::Link;
+    use super::{Link, RETRY};
     use leptos::prelude::*;
     use send_wrapper::SendWrapper;
     use std::cell::RefCell;
     use std::rc::Rc;
-    use std::time::Duration;
     use wasm_bindgen::prelude::*;
     use web_sys::{EventSource, MessageEvent};
-
-    /// How long to wait before opening a new connection after the browser
-    /// gave up on one.
-    const RETRY: Duration = Duration::from_secs(2);
 
     /// One open `EventSource` and the callbacks it holds.
     struct Connection {

@@ -9,7 +9,7 @@ use crate::api::accounts::whoami;
 use crate::api::agents::list_templates;
 use crate::api::{get_server_info, list_sessions, CreateSession, SettingsForm};
 use crate::domain::{NewSession, Session, NAME_MAX_CHARS};
-use crate::live::{self, Link};
+use crate::live::{self, Link, Topic};
 use leptos::prelude::*;
 use leptos::server_fn::ServerFn as _;
 use leptos_router::components::A;
@@ -101,7 +101,7 @@ fn LiveSessionList(initial: Vec<Session>) -> impl IntoView {
         }
     });
     live::subscribe(
-        || "/api/updates".to_owned(),
+        Topic::List,
         &["session", "deleted", "resync"],
         move |name, data| match name {
             "session" => {

@@ -24,6 +24,7 @@
 use super::access_watch;
 use super::error::ApiResult;
 use super::extract::SessionPath;
+use super::frames::Frame;
 use super::routes::Routes;
 use crate::auth::Identity;
 use crate::hub::HubMessage;
@@ -33,7 +34,7 @@ use app::domain::{AppError, Event, SessionId};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderName};
-use axum::response::sse::{self, KeepAlive, Sse};
+use axum::response::sse::{KeepAlive, Sse};
 use axum::response::IntoResponse;
 use futures_util::StreamExt;
 use serde::Deserialize;
@@ -95,43 +96,20 @@ async fn events(
 ) -> ApiResult<impl IntoResponse> {
     let Query(query) = query?;
     let after = resume_point(&headers, &query)?;
-    // Subscribe first: whatever is committed from here on reaches us live,
-    // whatever was committed before is in the store reads that follow.
-    let rx = paddock.hub.subscribe(id);
-    let session = paddock.get_session(&identity.caller, id).await?;
-    if after > session.last_seq {
-        return Err(AppError::Invalid(format!(
-            "There is no event {after} to resume after: the newest is {}.",
-            session.last_seq
-        ))
-        .into());
-    }
-    tracing::debug!(session = %id, after, "viewer connected");
+    let tail = Tail::open(&paddock, &identity, id, after, query.html).await?;
     let shutdown = paddock.hub.shutting_down();
-    let watching = paddock.presence.watch(id, identity.caller.label());
-    let lost = access_watch::lost(paddock.clone(), identity, Some(id));
-    let tail = Tail {
-        _watching: watching,
-        _viewer: crate::metrics::Viewer::open("events"),
-        paddock,
-        session: id,
-        rx,
-        last: after,
-        pending: VecDeque::new(),
-        catching_up: true,
-        html: query.html,
-        next_frame: None,
-    };
-    let stream = futures_util::stream::unfold(tail, |mut tail| async move {
-        let frame = tail.next().await?;
-        Some((Ok::<_, Infallible>(frame), tail))
-    })
-    .take_until(async move {
-        tokio::select! {
-            () = shutdown => {},
-            () = lost => {},
-        }
-    });
+    let lost = access_watch::lost(paddock, identity, Some(id));
+    let stream = tail
+        .frames()
+        .take_while(|frame| std::future::ready(frame.is_ok()))
+        .filter_map(|frame| std::future::ready(frame.ok()))
+        .map(|frame| Ok::<_, Infallible>(frame.into_sse()))
+        .take_until(async move {
+            tokio::select! {
+                () = shutdown => {},
+                () = lost => {},
+            }
+        });
     Ok((
         // Proxies such as nginx would otherwise buffer the stream.
         [(HeaderName::from_static("x-accel-buffering"), "no")],
@@ -139,9 +117,19 @@ async fn events(
     ))
 }
 
+/// Why a transcript's stream ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ending {
+    /// The session was deleted.
+    Deleted,
+    /// The store failed, or an event could not be written: resuming later
+    /// may work.
+    Failed,
+}
+
 /// One viewer's position in a transcript: the store until caught up, then
 /// the hub, back to the store whenever the hub skips a `seq`.
-struct Tail {
+pub struct Tail {
     /// Counts this viewer as watching while the stream lasts.
     _watching: crate::presence::Watching,
     /// Counted in the `paddock_viewers` metric while it lasts.
@@ -158,7 +146,7 @@ struct Tail {
     /// Whether to send `html` frames.
     html: bool,
     /// The event frame that follows the `html` frame just sent.
-    next_frame: Option<sse::Event>,
+    next_frame: Option<Frame>,
 }
 
 impl Drop for Tail {
@@ -168,16 +156,62 @@ impl Drop for Tail {
 }
 
 impl Tail {
-    /// The next frame, or `None` when the stream ends (the session was
-    /// deleted, or the store failed: the client reconnects and resumes).
-    async fn next(&mut self) -> Option<sse::Event> {
+    /// `caller`'s position in `session`'s transcript after event `after`:
+    /// not found when they may not watch it, invalid past its newest event.
+    pub async fn open(
+        paddock: &Arc<Paddock>,
+        identity: &Identity,
+        session: SessionId,
+        after: i64,
+        html: bool,
+    ) -> Result<Self, AppError> {
+        // Subscribe first: whatever is committed from here on reaches us
+        // live, whatever was committed before is in the store reads that
+        // follow.
+        let rx = paddock.hub.subscribe(session);
+        let found = paddock.get_session(&identity.caller, session).await?;
+        if after > found.last_seq {
+            return Err(AppError::Invalid(format!(
+                "There is no event {after} to resume after: the newest is {}.",
+                found.last_seq
+            )));
+        }
+        tracing::debug!(%session, after, "viewer connected");
+        Ok(Self {
+            _watching: paddock.presence.watch(session, identity.caller.label()),
+            _viewer: crate::metrics::Viewer::open("events"),
+            paddock: paddock.clone(),
+            session,
+            rx,
+            last: after,
+            pending: VecDeque::new(),
+            catching_up: true,
+            html,
+            next_frame: None,
+        })
+    }
+
+    /// The frames, then why they ended.
+    pub fn frames(self) -> impl futures_util::Stream<Item = Result<Frame, Ending>> + Send {
+        futures_util::stream::unfold(Some(self), |tail| async move {
+            let mut tail = tail?;
+            match tail.next().await {
+                Ok(frame) => Some((Ok(frame), Some(tail))),
+                Err(ending) => Some((Err(ending), None)),
+            }
+        })
+    }
+
+    /// The next frame, or why the stream ends (the session was deleted, or
+    /// the store failed: the client reconnects and resumes).
+    async fn next(&mut self) -> Result<Frame, Ending> {
         if let Some(frame) = self.next_frame.take() {
-            return Some(frame);
+            return Ok(frame);
         }
         loop {
             if let Some(event) = self.pending.pop_front() {
                 self.last = event.seq;
-                return self.frames(&event);
+                return self.frames_of(&event);
             }
             if self.catching_up {
                 let page = match self
@@ -189,7 +223,7 @@ impl Tail {
                     Ok(page) => page,
                     Err(e) => {
                         tracing::error!(session = %self.session, "cannot replay events: {e}");
-                        return None;
+                        return Err(Ending::Failed);
                     }
                 };
                 // A short page is the end of the stored transcript; anything
@@ -205,16 +239,15 @@ impl Tail {
                     }
                     if event.seq == self.last + 1 {
                         self.last = event.seq;
-                        return self.frames(&event);
+                        return self.frames_of(&event);
                     }
                     // A skipped seq: published out of order, or missed. It
                     // is committed, so the store has it (and this one).
                     self.catching_up = true;
                 }
                 Ok(HubMessage::Delta(delta)) => {
-                    match sse::Event::default().event("delta").json_data(&*delta) {
-                        Ok(frame) => return Some(frame),
-                        Err(e) => tracing::error!(session = %self.session, "delta not sent: {e}"),
+                    if let Some(frame) = Frame::json("delta", &*delta) {
+                        return Ok(frame);
                     }
                 }
                 Err(RecvError::Lagged(missed)) => {
@@ -229,18 +262,18 @@ impl Tail {
                 }
                 Err(RecvError::Closed) => {
                     tracing::debug!(session = %self.session, "stream closed (session deleted)");
-                    return None;
+                    return Err(Ending::Deleted);
                 }
             }
         }
     }
 
     /// An event's frame; first its `html` frame, if asked for and it has one.
-    fn frames(&mut self, event: &Event) -> Option<sse::Event> {
-        let head = sse::Event::default()
-            .id(event.seq.to_string())
-            .event("event");
-        let frame = frame(head, event, event)?;
+    /// An event that cannot be written ends the stream: better than a silent
+    /// hole, the client reconnects, and the log says why.
+    fn frames_of(&mut self, event: &Event) -> Result<Frame, Ending> {
+        let mut frame = Frame::json("event", event).ok_or(Ending::Failed)?;
+        frame.id = Some(event.seq);
         match self
             .html
             .then(|| app::markdown::event_html(event))
@@ -248,22 +281,9 @@ impl Tail {
         {
             Some(html) => {
                 self.next_frame = Some(frame);
-                self::frame(sse::Event::default().event("html"), &html, event)
+                Frame::json("html", &html).ok_or(Ending::Failed)
             }
-            None => Some(frame),
-        }
-    }
-}
-
-/// `head` with `data` as JSON, the data of `event`.
-fn frame(head: sse::Event, data: &impl serde::Serialize, event: &Event) -> Option<sse::Event> {
-    match head.json_data(data) {
-        Ok(frame) => Some(frame),
-        Err(e) => {
-            // Ending the stream is better than a silent hole: the client
-            // reconnects, and the log says why.
-            tracing::error!(session = %event.session_id, seq = event.seq, "event not sent: {e}");
-            None
+            None => Ok(frame),
         }
     }
 }

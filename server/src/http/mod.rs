@@ -16,6 +16,8 @@ pub mod error;
 mod events;
 pub mod extract;
 mod files;
+mod frames;
+mod live;
 mod metrics;
 mod probes;
 pub mod request_guard;
@@ -174,6 +176,7 @@ impl OwnRoutes {
                 .merge(changes::routes())
                 .merge(events::routes())
                 .merge(updates::routes())
+                .merge(live::routes())
                 .merge(metrics::routes())
                 .merge(auth::routes()),
             probes: probes::routes(),

@@ -5,6 +5,7 @@
 //! caller's credentials no longer hold, the stream ends.
 
 use super::error::ApiResult;
+use super::frames::Frame;
 use super::routes::Routes;
 use crate::auth::Identity;
 use crate::hub::SessionUpdate;
@@ -13,7 +14,7 @@ use app::accounts::{Caller, ShareLevel};
 use app::domain::{Session, SessionId};
 use axum::extract::State;
 use axum::http::HeaderName;
-use axum::response::sse::{self, KeepAlive, Sse};
+use axum::response::sse::{KeepAlive, Sse};
 use axum::response::IntoResponse;
 use futures_util::StreamExt;
 use std::collections::{HashMap, HashSet};
@@ -65,7 +66,8 @@ impl Audience {
     }
 }
 
-struct Listener {
+/// One caller's view of the sessions list as it changes.
+pub struct Listener {
     /// Counted in the `paddock_viewers` metric while it lasts.
     _viewer: crate::metrics::Viewer,
     paddock: Arc<Paddock>,
@@ -75,13 +77,35 @@ struct Listener {
     access: broadcast::Receiver<()>,
 }
 
-fn resync() -> sse::Event {
-    sse::Event::default().event("resync").data("")
+fn resync() -> Frame {
+    Frame::new("resync", String::new())
 }
 
 impl Listener {
+    pub async fn open(paddock: &Arc<Paddock>, identity: Identity) -> ApiResult<Self> {
+        let sessions = paddock.hub.subscribe_sessions();
+        let access = paddock.hub.subscribe_access();
+        let audience = Audience::load(paddock, &identity.caller).await?;
+        Ok(Self {
+            _viewer: crate::metrics::Viewer::open("updates"),
+            paddock: paddock.clone(),
+            identity,
+            audience,
+            sessions,
+            access,
+        })
+    }
+
+    /// The frames, until the caller's credentials no longer hold.
+    pub fn frames(self) -> impl futures_util::Stream<Item = Frame> + Send {
+        futures_util::stream::unfold(self, |mut listener| async move {
+            let frame = listener.next().await?;
+            Some((frame, listener))
+        })
+    }
+
     /// The next frame for this caller; `None` ends the stream.
-    async fn next(&mut self) -> Option<sse::Event> {
+    async fn next(&mut self) -> Option<Frame> {
         loop {
             tokio::select! {
                 update = self.sessions.recv() => match update {
@@ -90,16 +114,11 @@ impl Listener {
                             continue;
                         }
                         self.audience.known.insert(s.id);
-                        return Some(
-                            sse::Event::default()
-                                .event("session")
-                                .json_data(&*s)
-                                .unwrap_or_else(|_| resync()),
-                        );
+                        return Some(Frame::json("session", &*s).unwrap_or_else(resync));
                     }
                     Ok(SessionUpdate::Deleted(id)) => {
                         if self.audience.known.remove(&id) {
-                            return Some(sse::Event::default().event("deleted").data(id.to_string()));
+                            return Some(Frame::new("deleted", id.to_string()));
                         }
                     }
                     Err(RecvError::Lagged(_)) => return Some(resync()),
@@ -128,23 +147,11 @@ async fn updates(
     State(paddock): State<Arc<Paddock>>,
     identity: Identity,
 ) -> ApiResult<impl IntoResponse> {
-    let sessions = paddock.hub.subscribe_sessions();
-    let access = paddock.hub.subscribe_access();
-    let audience = Audience::load(&paddock, &identity.caller).await?;
-    let shutdown = paddock.hub.shutting_down();
-    let listener = Listener {
-        _viewer: crate::metrics::Viewer::open("updates"),
-        paddock,
-        identity,
-        audience,
-        sessions,
-        access,
-    };
-    let stream = futures_util::stream::unfold(listener, |mut listener| async move {
-        let frame = listener.next().await?;
-        Some((Ok::<_, Infallible>(frame), listener))
-    })
-    .take_until(shutdown);
+    let listener = Listener::open(&paddock, identity).await?;
+    let stream = listener
+        .frames()
+        .map(|frame| Ok::<_, Infallible>(frame.into_sse()))
+        .take_until(paddock.hub.shutting_down());
     Ok((
         [(HeaderName::from_static("x-accel-buffering"), "no")],
         Sse::new(stream).keep_alive(KeepAlive::default()),

@@ -1073,3 +1073,143 @@ async fn a_scripted_run_resumed_mid_stream_and_after_every_seq() {
         assert_eq!(seqs, range(k + 1, last), "Last-Event-ID: {k}");
     }
 }
+
+// ------------------------------------------------- one connection, many ---
+
+/// `<topic> <name> <data>` lines of `GET /api/live`, until `done` says so.
+async fn live_lines(frames: &mut Frames, mut done: impl FnMut(&str) -> bool) -> Vec<String> {
+    let mut lines = Vec::new();
+    loop {
+        let frame = tokio::time::timeout(PATIENCE, frames.next())
+            .await
+            .expect("no frame in time")
+            .expect("stream ended")
+            .unwrap();
+        assert_eq!(frame.event, "message", "{frame:?}");
+        let stop = done(&frame.data);
+        lines.push(frame.data);
+        if stop {
+            return lines;
+        }
+    }
+}
+
+/// The seqs of `session`'s event lines.
+fn live_seqs(lines: &[String], session: SessionId) -> Vec<i64> {
+    let prefix = format!("{session} event ");
+    lines
+        .iter()
+        .filter_map(|l| l.strip_prefix(&prefix))
+        .map(|data| serde_json::from_str::<Event>(data).unwrap().seq)
+        .collect()
+}
+
+#[tokio::test]
+async fn one_connection_follows_many_transcripts_and_the_list() {
+    let s = start().await;
+    let (a, b) = (s.session().await, s.session().await);
+    record_n(&s.paddock, a, 3).await;
+    record_n(&s.paddock, b, 2).await;
+    let missing = uuid::Uuid::now_v7();
+    let res = s
+        .client
+        .get(s.url(&format!(
+            "/api/live?list=true&sessions={a}:1,{b}:0,{missing}:0"
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let mut frames: Frames = Box::pin(res.bytes_stream().eventsource());
+
+    // The stored events after each resume point, each with its HTML first;
+    // the unknown session is closed while the others go on.
+    let mut gone = false;
+    let mut seen = (0, 0);
+    let lines = live_lines(&mut frames, |line| {
+        gone |= line == format!("{missing} closed gone");
+        if line.starts_with(&format!("{a} event ")) {
+            seen.0 += 1;
+        }
+        if line.starts_with(&format!("{b} event ")) {
+            seen.1 += 1;
+        }
+        gone && seen == (2, 2)
+    })
+    .await;
+    assert_eq!(live_seqs(&lines, a), [2, 3]);
+    assert_eq!(live_seqs(&lines, b), [1, 2]);
+    let html = lines
+        .iter()
+        .position(|l| l.starts_with(&format!("{a} html ")));
+    let event = lines
+        .iter()
+        .position(|l| l.starts_with(&format!("{a} event ")));
+    assert!(html.unwrap() < event.unwrap(), "{lines:?}");
+
+    // Live: a new event in `a`; `b` deleted ends `b` alone (and the list
+    // hears of it); `a` goes on.
+    record(&s.paddock, a, "live".into()).await;
+    let lines = live_lines(&mut frames, |l| l.starts_with(&format!("{a} event "))).await;
+    assert_eq!(live_seqs(&lines, a), [4]);
+    app::api::Backend::delete_session(&*s.paddock, &Caller::local_operator(), b)
+        .await
+        .unwrap();
+    let deleted = format!("list deleted {b}");
+    let mut heard = (false, false);
+    live_lines(&mut frames, |l| {
+        heard.0 |= l == format!("{b} closed gone");
+        heard.1 |= l == deleted;
+        heard == (true, true)
+    })
+    .await;
+    record(&s.paddock, a, "still live".into()).await;
+    let lines = live_lines(&mut frames, |l| l.starts_with(&format!("{a} event "))).await;
+    assert_eq!(live_seqs(&lines, a), [5]);
+}
+
+#[tokio::test]
+async fn one_connection_refuses_bad_subscriptions_and_changes_nothing() {
+    let s = start().await;
+    let session = s.session().await;
+    record_n(&s.paddock, session, 3).await;
+    let before = s.footprint().await;
+    let too_many: Vec<String> = (0..201)
+        .map(|_| format!("{}:0", uuid::Uuid::now_v7()))
+        .collect();
+    for query in [
+        String::new(),
+        "list=false".into(),
+        "list=maybe".into(),
+        "sessions=nope:0".into(),
+        format!("sessions={session}"),
+        format!("sessions={session}:x"),
+        format!("sessions={session}:-1"),
+        format!("sessions={session}:1,{session}:2"),
+        format!("sessions={}", too_many.join(",")),
+        format!("sessions={}:0&list=true", "\u{202e}<script>".repeat(50)),
+    ] {
+        let res = s
+            .client
+            .get(s.url(&format!("/api/live?{query}")))
+            .send()
+            .await
+            .unwrap();
+        let (status, kind, message) = error_of(res).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {message}");
+        assert_eq!(kind, "invalid_request", "{query}");
+        assert!(message.len() < 400, "{message}");
+    }
+    // Past the newest event: that transcript alone is refused, in the stream.
+    let res = s
+        .client
+        .get(s.url(&format!("/api/live?sessions={session}:99&list=true")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let mut frames: Frames = Box::pin(res.bytes_stream().eventsource());
+    let closed = format!("{session} closed invalid");
+    live_lines(&mut frames, |l| l == closed).await;
+    assert_eq!(s.footprint().await, before);
+}

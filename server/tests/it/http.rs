@@ -293,6 +293,12 @@ fn doors(id: &str) -> Vec<(&'static str, String, &'static str, String)> {
         ("DELETE", format!("/api/sessions/{id}"), "", "".into()),
         ("GET", format!("/api/sessions/{id}/events"), "", "".into()),
         ("GET", "/api/updates".into(), "", "".into()),
+        (
+            "GET",
+            format!("/api/live?list=true&sessions={id}:0"),
+            "",
+            "".into(),
+        ),
     ]
 }
 

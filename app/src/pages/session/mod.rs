@@ -30,7 +30,7 @@ use super::{ErrorNote, Missing};
 use crate::accounts::Access;
 use crate::api::{open_session, session_events, EventPage, SessionView, EVENTS_PAGE};
 use crate::domain::{AppError, Delta, Event, EventHtml};
-use crate::live::{self, Link};
+use crate::live::{self, Link, Topic};
 use crate::transcript::{Item, Transcript};
 use cards::{EventView, LiveBlockView};
 use changes::ChangesView;
@@ -113,12 +113,11 @@ fn SessionScreen(data: SessionView) -> impl IntoView {
         events.update(|list| list.push(e));
     };
     let on_delta = move |d: Delta| live.update(|blocks| fold::stream(blocks, d));
-    let stream_url = {
-        let id = id.clone();
-        move || format!("/api/sessions/{id}/events?html=true&after={}", newest())
-    };
     live::subscribe(
-        stream_url,
+        Topic::Session {
+            id: session_id,
+            newest: Box::new(newest),
+        },
         &["event", "html", "delta"],
         move |name, data| match name {
             "event" => {

@@ -1,0 +1,43 @@
+//! A frame of a live stream before it is written: its name (the SSE
+//! `event:`), its id (the `seq` of a stored event, the resume point) and
+//! its data (JSON). The streams of one session or of the sessions list
+//! write frames as they are (`events.rs`, `updates.rs`); the browser's one
+//! connection carries frames of many of them, each tagged (`live.rs`).
+
+use axum::response::sse;
+
+pub struct Frame {
+    pub name: &'static str,
+    pub id: Option<i64>,
+    pub data: String,
+}
+
+impl Frame {
+    pub fn new(name: &'static str, data: String) -> Self {
+        Self {
+            name,
+            id: None,
+            data,
+        }
+    }
+
+    /// `data` as JSON; `None` (and the reason logged) when it cannot be.
+    pub fn json(name: &'static str, data: &impl serde::Serialize) -> Option<Self> {
+        match serde_json::to_string(data) {
+            Ok(json) => Some(Self::new(name, json)),
+            Err(e) => {
+                tracing::error!(frame = name, "frame not sent: {e}");
+                None
+            }
+        }
+    }
+
+    /// The frame as it is on a stream of its own.
+    pub fn into_sse(self) -> sse::Event {
+        let event = sse::Event::default().event(self.name).data(self.data);
+        match self.id {
+            Some(id) => event.id(id.to_string()),
+            None => event,
+        }
+    }
+}

@@ -1,0 +1,174 @@
+//! `GET /api/live`: one connection carrying many live streams, so that a
+//! browser with any number of dashboard tabs holds one, not one or two per
+//! tab (browsers allow six per origin over HTTP/1.1; the seventh tab would
+//! wait). The dashboard's tabs share it through a `SharedWorker`
+//! (`public/live-worker.js`); scripts keep the streams of their own
+//! (`events.rs`, `updates.rs`).
+//!
+//! `?list=true` follows the sessions list (as `/api/updates`), and
+//! `?sessions=<id>:<after>,…` the transcripts of those sessions after those
+//! events (as `/api/sessions/{id}/events?html=true&after=…`). Each frame is
+//! an unnamed SSE message `<topic> <name> <data>`: the topic is `list` or a
+//! session id, the name and data those of the stream it comes from. A
+//! transcript that ends says so, `<id> closed <why>`, while the others go
+//! on: `gone` (deleted, never was, or no longer shared), `invalid` (no such
+//! event to resume after) or `retry` (the store failed; resume later). The
+//! connection carries no resume point of its own: the client knows the
+//! last event of each transcript and reconnects with them.
+
+use super::access_watch;
+use super::error::ApiResult;
+use super::events::{Ending, Tail};
+use super::frames::Frame;
+use super::routes::Routes;
+use super::updates::Listener;
+use crate::auth::Identity;
+use crate::paddock::Paddock;
+use app::domain::{AppError, SessionId};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::HeaderName;
+use axum::response::sse::{self, KeepAlive, Sse};
+use axum::response::IntoResponse;
+use futures_util::stream::{self, BoxStream};
+use futures_util::StreamExt;
+use serde::Deserialize;
+use std::convert::Infallible;
+use std::sync::Arc;
+
+/// The most transcripts one connection follows.
+pub const MAX_SESSIONS: usize = 200;
+
+pub fn routes() -> Routes {
+    Routes::default().get("/api/live", live)
+}
+
+#[derive(Deserialize)]
+struct LiveQuery {
+    #[serde(default)]
+    list: bool,
+    #[serde(default)]
+    sessions: String,
+}
+
+/// `<id>:<after>,…` as (session, resume point) pairs.
+fn parse_sessions(text: &str) -> Result<Vec<(SessionId, i64)>, AppError> {
+    let wanted: Vec<&str> = text.split(',').filter(|s| !s.is_empty()).collect();
+    if wanted.len() > MAX_SESSIONS {
+        return Err(AppError::Invalid(format!(
+            "One connection follows at most {MAX_SESSIONS} sessions, not {}.",
+            wanted.len()
+        )));
+    }
+    let mut sessions: Vec<(SessionId, i64)> = Vec::with_capacity(wanted.len());
+    for one in wanted {
+        let parsed = one.split_once(':').and_then(|(id, after)| {
+            Some((
+                id.parse().ok()?,
+                after.parse::<i64>().ok().filter(|a| *a >= 0)?,
+            ))
+        });
+        let Some((id, after)) = parsed else {
+            return Err(AppError::Invalid(format!(
+                "Each of sessions is <session id>:<seq of the last event received>, not {:?}.",
+                one.chars().take(100).collect::<String>()
+            )));
+        };
+        if sessions.iter().any(|(seen, _)| *seen == id) {
+            return Err(AppError::Invalid(format!("Session {id} is listed twice.")));
+        }
+        sessions.push((id, after));
+    }
+    Ok(sessions)
+}
+
+/// One line of the connection.
+fn line(topic: &str, frame: Frame) -> String {
+    format!("{topic} {} {}", frame.name, frame.data)
+}
+
+fn closed(topic: &str, why: &str) -> String {
+    format!("{topic} closed {why}")
+}
+
+/// One session's transcript as lines, ending with why it ended.
+async fn transcript(
+    paddock: &Arc<Paddock>,
+    identity: &Identity,
+    id: SessionId,
+    after: i64,
+) -> BoxStream<'static, String> {
+    let topic = id.to_string();
+    let tail = match Tail::open(paddock, identity, id, after, true).await {
+        Ok(tail) => tail,
+        Err(e) => {
+            let why = match e {
+                AppError::Invalid(_) => "invalid",
+                AppError::Unavailable(_) | AppError::Internal => "retry",
+                _ => "gone",
+            };
+            return stream::once(async move { closed(&topic, why) }).boxed();
+        }
+    };
+    let lost = access_watch::lost(paddock.clone(), identity.clone(), Some(id));
+    // `Err(None)`: the caller may no longer watch it.
+    let revoked = stream::once(lost).map(|()| Err(None));
+    let frames = tail.frames().map(|frame| frame.map_err(Some));
+    let merged = stream::select(frames, revoked).boxed();
+    stream::unfold(Some(merged), move |merged| {
+        let topic = topic.clone();
+        async move {
+            let mut merged = merged?;
+            match merged.next().await? {
+                Ok(frame) => Some((line(&topic, frame), Some(merged))),
+                Err(ending) => {
+                    let why = match ending {
+                        None | Some(Ending::Deleted) => "gone",
+                        Some(Ending::Failed) => "retry",
+                    };
+                    Some((closed(&topic, why), None))
+                }
+            }
+        }
+    })
+    .boxed()
+}
+
+/// `GET /api/live`: the sessions list and the transcripts asked for, as one
+/// stream, until the caller's credentials no longer hold.
+async fn live(
+    State(paddock): State<Arc<Paddock>>,
+    identity: Identity,
+    query: Result<Query<LiveQuery>, QueryRejection>,
+) -> ApiResult<impl IntoResponse> {
+    let Query(query) = query?;
+    let sessions = parse_sessions(&query.sessions)?;
+    if !query.list && sessions.is_empty() {
+        return Err(AppError::Invalid(
+            "Nothing to follow: ask for list=true, sessions=<id>:<after>,…, or both.".into(),
+        )
+        .into());
+    }
+    let mut streams: Vec<BoxStream<'static, String>> = Vec::with_capacity(sessions.len() + 1);
+    if query.list {
+        let listener = Listener::open(&paddock, identity.clone()).await?;
+        streams.push(listener.frames().map(|frame| line("list", frame)).boxed());
+    }
+    for (id, after) in sessions {
+        streams.push(transcript(&paddock, &identity, id, after).await);
+    }
+    let shutdown = paddock.hub.shutting_down();
+    let lost = access_watch::lost(paddock, identity, None);
+    let stream = stream::select_all(streams)
+        .map(|line| Ok::<_, Infallible>(sse::Event::default().data(line)))
+        .take_until(async move {
+            tokio::select! {
+                () = shutdown => {},
+                () = lost => {},
+            }
+        });
+    Ok((
+        [(HeaderName::from_static("x-accel-buffering"), "no")],
+        Sse::new(stream).keep_alive(KeepAlive::default()),
+    ))
+}
