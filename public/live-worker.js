@@ -12,23 +12,26 @@
 // where name is the stream's own ("event", "html", "delta", "session",
 // "deleted", "resync"), or "open" (the connection is up: the tab misses
 // nothing from here), "error" (it is down; the worker reconnects after
-// RETRY_MS and resumes every transcript after the last event it passed
-// on), "closed" (data: gone, invalid or retry; that subscription ended).
+// RETRY_MS and resumes each transcript after the oldest event a tab has),
+// "closed" (data: gone, invalid or retry; that subscription ended), or
+// [0, "resub", ""] (the worker forgot this tab: subscribe again). Each tab
+// gets each event of a transcript once and in order, after its own.
 "use strict";
 
 const RETRY_MS = 2000;
 // Subscriptions changing within this long make one new connection.
 const SETTLE_MS = 25;
-// A tab not heard from for this long is gone (a crashed tab says no bye;
-// hidden tabs' timers may fire only once a minute).
+// A tab not heard from for this long is dropped (a crashed tab says no
+// bye); one that speaks again after that is asked to subscribe again.
 const SILENCE_MS = 150000;
 
-// port -> { subs: Map(sub -> topic), heard: time }
+// port -> { subs: Map(sub -> { topic, last, closed }), heard: time }. `last`
+// is the last event of a transcript the tab has (the list: null); a closed
+// sub stays until the tab asks again or lets go.
 const tabs = new Map();
-// topic -> last event passed on (sessions), or null (the list)
-const topics = new Map();
-// The topics the current connection follows.
-let following = new Set();
+// The topics the current connection follows, each with the newest event
+// seen on it (the list: null).
+let following = new Map();
 let source = null;
 let open = false;
 let reconnect = null;
@@ -38,15 +41,6 @@ onconnect = (e) => {
   port.onmessage = (m) => fromTab(port, m.data);
   port.start();
 };
-
-function tabOf(port) {
-  let tab = tabs.get(port);
-  if (!tab) {
-    tab = { subs: new Map(), heard: Date.now() };
-    tabs.set(port, tab);
-  }
-  return tab;
-}
 
 function fromTab(port, text) {
   let msg;
@@ -60,20 +54,24 @@ function fromTab(port, text) {
     prune();
     return;
   }
-  const tab = tabOf(port);
+  let tab = tabs.get(port);
+  if (!tab) {
+    tab = { subs: new Map(), heard: 0 };
+    tabs.set(port, tab);
+    // Dropped while silent (a sleeping laptop), or back from the
+    // back-forward cache: the tab says again what it follows.
+    if (msg.op !== "sub") port.postMessage([0, "resub", ""]);
+  }
   tab.heard = Date.now();
   if (msg.op === "sub") {
-    tab.subs.set(msg.sub, msg.topic);
-    const after = msg.topic === "list" ? null : Math.max(0, Math.floor(msg.after) || 0);
-    if (!topics.has(msg.topic)) {
-      topics.set(msg.topic, after);
+    const last = msg.topic === "list" ? null : Math.max(0, Math.floor(msg.after) || 0);
+    tab.subs.set(msg.sub, { topic: msg.topic, last });
+    if (!following.has(msg.topic)) {
       soon();
-    } else if (after !== null && after < topics.get(msg.topic)) {
-      // This tab holds less than the others: from where it is (the others
-      // drop what they already have).
-      topics.set(msg.topic, after);
+    } else if (last !== null && following.get(msg.topic) > last) {
+      // Events this tab lacks went by already: from where it is.
       soon();
-    } else if (open && following.has(msg.topic)) {
+    } else if (open) {
       port.postMessage([msg.sub, "open", ""]);
     }
   } else if (msg.op === "unsub") {
@@ -82,18 +80,28 @@ function fromTab(port, text) {
   }
 }
 
-// Stops following what no tab follows any more.
-function prune() {
-  const used = new Set();
-  for (const tab of tabs.values()) for (const topic of tab.subs.values()) used.add(topic);
-  let changed = false;
-  for (const topic of [...topics.keys()]) {
-    if (!used.has(topic)) {
-      topics.delete(topic);
-      changed = true;
+// What the tabs follow: each topic with the oldest event one of them has.
+function wanted() {
+  const topics = new Map();
+  for (const tab of tabs.values()) {
+    for (const { topic, last, closed } of tab.subs.values()) {
+      if (closed) continue;
+      const known = topics.get(topic);
+      topics.set(topic, known === undefined || (last !== null && last < known) ? last : known);
     }
   }
-  if (changed) soon();
+  return topics;
+}
+
+// Stops following what no tab follows any more.
+function prune() {
+  const topics = wanted();
+  for (const topic of following.keys()) {
+    if (!topics.has(topic)) {
+      soon();
+      return;
+    }
+  }
 }
 
 function soon() {
@@ -106,10 +114,14 @@ function connect() {
   if (source) source.close();
   source = null;
   open = false;
-  following = new Set(topics.keys());
-  if (following.size === 0) return;
+  const topics = wanted();
+  following = new Map();
+  if (topics.size === 0) return;
   const sessions = [];
-  for (const [topic, after] of topics) if (topic !== "list") sessions.push(`${topic}:${after}`);
+  for (const [topic, last] of topics) {
+    following.set(topic, last);
+    if (topic !== "list") sessions.push(`${topic}:${last}`);
+  }
   let url = "/api/live?sessions=" + sessions.join(",");
   if (topics.has("list")) url += "&list=true";
   const es = new EventSource(url);
@@ -125,7 +137,7 @@ function connect() {
   es.onerror = () => {
     if (source !== es) return;
     // Not the browser's own reconnect: it would resume from where this
-    // connection started, not from the last event passed on.
+    // connection started, not from where each tab is.
     es.close();
     source = null;
     open = false;
@@ -142,27 +154,46 @@ function frame(line) {
   const topic = line.slice(0, a);
   const name = line.slice(a + 1, b);
   const data = line.slice(b + 1);
-  if (name === "event" && topics.has(topic)) {
+  if (!following.has(topic)) return;
+  // A transcript's event, and the HTML that comes just before it, go to a
+  // tab only as the next event it lacks: each tab gets each event once,
+  // in order, whatever the others have.
+  let seq = null;
+  if (name === "event" || name === "html") {
     try {
-      const seq = JSON.parse(data).seq;
-      if (seq > topics.get(topic)) topics.set(topic, seq);
-    } catch {}
+      seq = JSON.parse(data).seq;
+    } catch {
+      return;
+    }
+    if (name === "event" && seq > following.get(topic)) following.set(topic, seq);
   } else if (name === "closed") {
-    // Followed again only if a tab asks again.
-    topics.delete(topic);
+    // Followed again only if a tab asks again (a new sub).
     following.delete(topic);
   }
-  toTopic(topic, name, data);
-}
-
-function toTopic(topic, name, data) {
-  for (const [port, tab] of tabs)
-    for (const [sub, t] of tab.subs) if (t === topic) port.postMessage([sub, name, data]);
+  let gap = false;
+  for (const [port, tab] of tabs) {
+    for (const [id, sub] of tab.subs) {
+      if (sub.topic !== topic || sub.closed) continue;
+      if (name === "closed") sub.closed = true;
+      if (seq !== null) {
+        if (seq <= sub.last) continue;
+        if (seq > sub.last + 1) {
+          gap = true;
+          continue;
+        }
+        if (name === "event") sub.last = seq;
+      }
+      port.postMessage([id, name, data]);
+    }
+  }
+  // A tab behind the others (it joined with an older event): from there.
+  if (gap) soon();
 }
 
 function toAll(name) {
   for (const [port, tab] of tabs)
-    for (const [sub, t] of tab.subs) if (following.has(t)) port.postMessage([sub, name, ""]);
+    for (const [id, sub] of tab.subs)
+      if (following.has(sub.topic) && !sub.closed) port.postMessage([id, name, ""]);
 }
 
 setInterval(() => {

@@ -24,7 +24,7 @@ use leptos::prelude::*;
 pub enum Link {
     Connecting,
     Live,
-    /// Only the browser reconnects.
+    /// Only the browser (or its shared worker) reconnects.
     #[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
     Reconnecting,
 }
@@ -159,10 +159,7 @@ mod shared {
             let back =
                 Closure::<dyn FnMut(PageTransitionEvent)>::new(move |e: PageTransitionEvent| {
                     if let Some(this) = weak.upgrade().filter(|_| e.persisted()) {
-                        let ids: Vec<u32> = this.subs.borrow().keys().copied().collect();
-                        for id in ids {
-                            this.send_sub(id);
-                        }
+                        this.send_subs();
                     }
                 });
             let _ =
@@ -200,6 +197,14 @@ mod shared {
             self.send(message);
         }
 
+        /// Says again everything this tab follows.
+        fn send_subs(&self) {
+            let ids: Vec<u32> = self.subs.borrow().keys().copied().collect();
+            for id in ids {
+                self.send_sub(id);
+            }
+        }
+
         /// `[sub, name, data]` from the worker.
         fn receive(self: &Rc<Self>, frame: &Array) {
             let (Some(id), Some(name), Some(data)) = (
@@ -209,6 +214,11 @@ mod shared {
             ) else {
                 return;
             };
+            if name == "resub" {
+                // The worker forgot this tab (it was silent too long).
+                self.send_subs();
+                return;
+            }
             let (link, on_message, names) = {
                 let subs = self.subs.borrow();
                 let Some(sub) = subs.get(&id) else { return };

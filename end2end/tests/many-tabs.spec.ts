@@ -7,11 +7,11 @@ import type { Page } from '@playwright/test';
 
 const TABS = 20;
 
-async function createSession(paddock: Paddock, name: string): Promise<string> {
+async function createSession(paddock: Paddock, name: string, settings: Record<string, unknown> = {}): Promise<string> {
   const res = await paddock.api('/api/sessions', {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ name }),
+    body: JSON.stringify({ name, ...settings }),
   });
   expect(res.status).toBe(201);
   return (await res.json()).id as string;
@@ -93,5 +93,39 @@ test.describe('many tabs', () => {
     await prompt(paddock, sessions[0], 'the last prompt');
     await expect(last.getByText('Reply to the last prompt.')).toHaveCount(1);
     await expect(last.locator('[data-seq]')).toHaveCount(await on.get(sessions[0])![0].locator('[data-seq]').count());
+  });
+});
+
+test.describe('a tab that joins mid-run', () => {
+  const slow = { chunk: 4, delay_ms: 40 };
+  test.use({
+    scenario: { turns: [
+      { reply: [{ text: 'Step one streams in small pieces, slowly enough.' }, { tool_use: { name: 'bash', input: { command: 'echo one' } } }], ...slow },
+      { reply: [{ text: 'Step two streams in small pieces as well.' }, { tool_use: { name: 'bash', input: { command: 'echo two' } } }], ...slow },
+      { reply: 'All done, every step taken.', ...slow },
+    ] },
+  });
+
+  test('gets every event once and in order, as the tab that was there', async ({ page, context, paddock }) => {
+    const id = await createSession(paddock, 'joined', { permission_mode: 'auto' });
+    await gotoHydrated(page, `${paddock.url}/sessions/${id}`);
+    await expect(page.getByTestId('connection')).toHaveAttribute('data-state', 'live');
+    await prompt(paddock, id, 'take the steps');
+    await expect(page.getByText('Step one streams in small pieces, slowly enough.')).toBeVisible();
+    // Rendered now, hydrated a moment later: the worker has passed events on
+    // by the time this tab subscribes with the newest event it holds.
+    const late = await context.newPage();
+    await gotoHydrated(late, `${paddock.url}/sessions/${id}`);
+    for (const tab of [page, late]) await expect(tab.getByText('All done, every step taken.')).toBeVisible();
+    const seqs = (tab: Page) => tab.locator('[data-seq]').evaluateAll((els) => els.map((e) => Number(e.getAttribute('data-seq'))));
+    const there = await seqs(page);
+    expect(there.length).toBeGreaterThan(4);
+    expect(there).toEqual([...there].sort((a, b) => a - b));
+    expect(new Set(there).size).toBe(there.length);
+    await expect.poll(() => seqs(late)).toEqual(there);
+    // And as a fresh load shows it.
+    const fresh = await context.newPage();
+    await gotoHydrated(fresh, `${paddock.url}/sessions/${id}`);
+    await expect.poll(() => seqs(fresh)).toEqual(there);
   });
 });

@@ -9,30 +9,50 @@
 
 use crate::auth::Identity;
 use crate::paddock::Paddock;
-use app::accounts::Access;
-use app::domain::SessionId;
+use app::accounts::{Access, Caller};
+use app::domain::{AppError, SessionId};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::{self, error::RecvError};
 
 /// How often an open stream checks its caller without a signal.
 pub const RECHECK: Duration = Duration::from_secs(30);
 
+/// When to check again: at each access change, and every [`RECHECK`].
+struct Ticks {
+    changes: broadcast::Receiver<()>,
+    clock: tokio::time::Interval,
+}
+
+impl Ticks {
+    fn new(paddock: &Paddock) -> Self {
+        let mut clock = tokio::time::interval_at(tokio::time::Instant::now() + RECHECK, RECHECK);
+        clock.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Self {
+            changes: paddock.hub.subscribe_access(),
+            clock,
+        }
+    }
+
+    /// Completes at the next; never once the server closed the signals.
+    async fn next(&mut self) {
+        tokio::select! {
+            change = self.changes.recv() => {
+                if let Err(RecvError::Closed) = change {
+                    std::future::pending::<()>().await;
+                }
+            }
+            _ = self.clock.tick() => {}
+        }
+    }
+}
+
 /// Completes when `identity` no longer holds, or when its caller may no
 /// longer see `session`.
 pub async fn lost(paddock: Arc<Paddock>, identity: Identity, session: Option<SessionId>) {
-    let mut changes = paddock.hub.subscribe_access();
-    let mut clock = tokio::time::interval_at(tokio::time::Instant::now() + RECHECK, RECHECK);
-    clock.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut ticks = Ticks::new(&paddock);
     loop {
-        tokio::select! {
-            change = changes.recv() => {
-                if let Err(RecvError::Closed) = change {
-                    return std::future::pending().await;
-                }
-            }
-            _ = clock.tick() => {}
-        }
+        ticks.next().await;
         if !paddock.auth.still_valid(&identity).await {
             tracing::info!(caller = %identity.caller.login, "stream ended: its credentials no longer hold");
             return;
@@ -46,6 +66,25 @@ pub async fn lost(paddock: Arc<Paddock>, identity: Identity, session: Option<Ses
                 tracing::info!(caller = %identity.caller.login, session = %id, "stream ended: no longer shared");
                 return;
             }
+        }
+    }
+}
+
+/// Completes when `caller` may no longer watch `session` (deleted, or no
+/// longer shared). A check that cannot tell (the store failing) is no
+/// answer; the caller's credentials are for whoever holds the connection
+/// to check ([`lost`]).
+pub async fn unwatchable(paddock: Arc<Paddock>, caller: Caller, session: SessionId) {
+    let mut ticks = Ticks::new(&paddock);
+    loop {
+        ticks.next().await;
+        match paddock.session_for(&caller, session, Access::Watch).await {
+            Err(AppError::NotFound(_) | AppError::Forbidden(_)) => {
+                tracing::info!(caller = %caller.login, %session, "transcript ended: no longer shared");
+                return;
+            }
+            Err(e) => tracing::warn!(%session, "cannot check access to a followed transcript: {e}"),
+            Ok(_) => {}
         }
     }
 }

@@ -245,11 +245,10 @@ impl Tail {
                     // is committed, so the store has it (and this one).
                     self.catching_up = true;
                 }
-                Ok(HubMessage::Delta(delta)) => {
-                    if let Some(frame) = Frame::json("delta", &*delta) {
-                        return Ok(frame);
-                    }
-                }
+                Ok(HubMessage::Delta(delta)) => match Frame::json("delta", &*delta) {
+                    Ok(frame) => return Ok(frame),
+                    Err(e) => tracing::error!(session = %self.session, "delta not sent: {e}"),
+                },
                 Err(RecvError::Lagged(missed)) => {
                     tracing::warn!(
                         session = %self.session,
@@ -272,7 +271,11 @@ impl Tail {
     /// An event that cannot be written ends the stream: better than a silent
     /// hole, the client reconnects, and the log says why.
     fn frames_of(&mut self, event: &Event) -> Result<Frame, Ending> {
-        let mut frame = Frame::json("event", event).ok_or(Ending::Failed)?;
+        let not_sent = |e: serde_json::Error| {
+            tracing::error!(session = %event.session_id, seq = event.seq, "event not sent: {e}");
+            Ending::Failed
+        };
+        let mut frame = Frame::json("event", event).map_err(not_sent)?;
         frame.id = Some(event.seq);
         match self
             .html
@@ -281,7 +284,7 @@ impl Tail {
         {
             Some(html) => {
                 self.next_frame = Some(frame);
-                Frame::json("html", &html).ok_or(Ending::Failed)
+                Frame::json("html", &html).map_err(not_sent)
             }
             None => Ok(frame),
         }

@@ -21,15 +21,9 @@ impl Frame {
         }
     }
 
-    /// `data` as JSON; `None` (and the reason logged) when it cannot be.
-    pub fn json(name: &'static str, data: &impl serde::Serialize) -> Option<Self> {
-        match serde_json::to_string(data) {
-            Ok(json) => Some(Self::new(name, json)),
-            Err(e) => {
-                tracing::error!(frame = name, "frame not sent: {e}");
-                None
-            }
-        }
+    /// `data` as JSON.
+    pub fn json(name: &'static str, data: &impl serde::Serialize) -> serde_json::Result<Self> {
+        Ok(Self::new(name, serde_json::to_string(data)?))
     }
 
     /// The frame as it is on a stream of its own.

@@ -12,7 +12,9 @@
 //! session id, the name and data those of the stream it comes from. A
 //! transcript that ends says so, `<id> closed <why>`, while the others go
 //! on: `gone` (deleted, never was, or no longer shared), `invalid` (no such
-//! event to resume after) or `retry` (the store failed; resume later). The
+//! event to resume after) or `retry` (the store failed; resume later); so
+//! does the list (`list closed retry`) when it cannot reload what the caller
+//! may see. Lost credentials end the connection. The
 //! connection carries no resume point of its own: the client knows the
 //! last event of each transcript and reconnects with them.
 
@@ -110,9 +112,9 @@ async fn transcript(
             return stream::once(async move { closed(&topic, why) }).boxed();
         }
     };
-    let lost = access_watch::lost(paddock.clone(), identity.clone(), Some(id));
+    let unwatchable = access_watch::unwatchable(paddock.clone(), identity.caller.clone(), id);
     // `Err(None)`: the caller may no longer watch it.
-    let revoked = stream::once(lost).map(|()| Err(None));
+    let revoked = stream::once(unwatchable).map(|()| Err(None));
     let frames = tail.frames().map(|frame| frame.map_err(Some));
     let merged = stream::select(frames, revoked).boxed();
     stream::unfold(Some(merged), move |merged| {
@@ -152,11 +154,18 @@ async fn live(
     let mut streams: Vec<BoxStream<'static, String>> = Vec::with_capacity(sessions.len() + 1);
     if query.list {
         let listener = Listener::open(&paddock, identity.clone()).await?;
-        streams.push(listener.frames().map(|frame| line("list", frame)).boxed());
+        // It ends when it cannot reload what the caller may see: ask again.
+        let frames = listener.frames().map(|frame| line("list", frame));
+        streams.push(
+            frames
+                .chain(stream::once(async { closed("list", "retry") }))
+                .boxed(),
+        );
     }
-    for (id, after) in sessions {
-        streams.push(transcript(&paddock, &identity, id, after).await);
-    }
+    let transcripts = sessions
+        .into_iter()
+        .map(|(id, after)| transcript(&paddock, &identity, id, after));
+    streams.extend(futures_util::future::join_all(transcripts).await);
     let shutdown = paddock.hub.shutting_down();
     let lost = access_watch::lost(paddock, identity, None);
     let stream = stream::select_all(streams)

@@ -114,7 +114,10 @@ impl Listener {
                             continue;
                         }
                         self.audience.known.insert(s.id);
-                        return Some(Frame::json("session", &*s).unwrap_or_else(resync));
+                        return Some(Frame::json("session", &*s).unwrap_or_else(|e| {
+                            tracing::error!(session = %s.id, "session row not sent: {e}");
+                            resync()
+                        }));
                     }
                     Ok(SessionUpdate::Deleted(id)) => {
                         if self.audience.known.remove(&id) {
