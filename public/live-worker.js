@@ -35,6 +35,7 @@ let following = new Map();
 let source = null;
 let open = false;
 let reconnect = null;
+let settling = null;
 
 onconnect = (e) => {
   const port = e.ports[0];
@@ -104,13 +105,18 @@ function prune() {
   }
 }
 
+// A new connection shortly: one for all that changes meanwhile, however
+// busy the current one is.
 function soon() {
+  if (settling !== null) return;
   clearTimeout(reconnect);
-  reconnect = setTimeout(connect, SETTLE_MS);
+  settling = setTimeout(connect, SETTLE_MS);
 }
 
 function connect() {
   clearTimeout(reconnect);
+  clearTimeout(settling);
+  settling = null;
   if (source) source.close();
   source = null;
   open = false;

@@ -74,6 +74,11 @@ export class Paddock {
     return join(this.dataDir, 'workspaces');
   }
 
+  /** The server's process id, while it runs. */
+  get pid(): number | undefined {
+    return this.proc?.pid;
+  }
+
   /** What the server logged since it last started. */
   get log(): string {
     return this.output;
