@@ -24,7 +24,7 @@
 use super::access_watch;
 use super::error::ApiResult;
 use super::extract::SessionPath;
-use super::frames::Frame;
+use super::frames::{self, Frame};
 use super::routes::Routes;
 use crate::auth::Identity;
 use crate::hub::HubMessage;
@@ -33,13 +33,11 @@ use app::api::{Backend, EVENTS_PAGE};
 use app::domain::{AppError, Event, SessionId};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, HeaderName};
-use axum::response::sse::{KeepAlive, Sse};
+use axum::http::HeaderMap;
 use axum::response::IntoResponse;
 use futures_util::StreamExt;
 use serde::Deserialize;
 use std::collections::VecDeque;
-use std::convert::Infallible;
 use std::sync::Arc;
 use tokio::sync::broadcast::{self, error::RecvError};
 
@@ -99,22 +97,17 @@ async fn events(
     let tail = Tail::open(&paddock, &identity, id, after, query.html).await?;
     let shutdown = paddock.hub.shutting_down();
     let lost = access_watch::lost(paddock, identity, Some(id));
-    let stream = tail
+    let frames = tail
         .frames()
         .take_while(|frame| std::future::ready(frame.is_ok()))
         .filter_map(|frame| std::future::ready(frame.ok()))
-        .map(|frame| Ok::<_, Infallible>(frame.into_sse()))
-        .take_until(async move {
-            tokio::select! {
-                () = shutdown => {},
-                () = lost => {},
-            }
-        });
-    Ok((
-        // Proxies such as nginx would otherwise buffer the stream.
-        [(HeaderName::from_static("x-accel-buffering"), "no")],
-        Sse::new(stream).keep_alive(KeepAlive::default()),
-    ))
+        .map(Frame::into_sse);
+    Ok(frames::respond(frames, async move {
+        tokio::select! {
+            () = shutdown => {},
+            () = lost => {},
+        }
+    }))
 }
 
 /// Why a transcript's stream ended.

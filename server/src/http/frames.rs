@@ -3,8 +3,27 @@
 //! its data (JSON). The streams of one session or of the sessions list
 //! write frames as they are (`events.rs`, `updates.rs`); the browser's one
 //! connection carries frames of many of them, each tagged (`live.rs`).
+//! [`respond`] makes any of them the answer.
 
-use axum::response::sse;
+use axum::http::HeaderName;
+use axum::response::sse::{self, KeepAlive, Sse};
+use axum::response::IntoResponse;
+use futures_util::{Stream, StreamExt};
+use std::convert::Infallible;
+use std::future::Future;
+
+/// A live stream as the answer, until `end` completes: keep-alive comments
+/// while idle, and no buffering by proxies such as nginx.
+pub fn respond(
+    frames: impl Stream<Item = sse::Event> + Send + 'static,
+    end: impl Future<Output = ()> + Send + 'static,
+) -> impl IntoResponse {
+    let stream = frames.map(Ok::<_, Infallible>).take_until(end);
+    (
+        [(HeaderName::from_static("x-accel-buffering"), "no")],
+        Sse::new(stream).keep_alive(KeepAlive::default()),
+    )
+}
 
 pub struct Frame {
     pub name: &'static str,

@@ -21,7 +21,7 @@
 use super::access_watch;
 use super::error::ApiResult;
 use super::events::{Ending, Tail};
-use super::frames::Frame;
+use super::frames::{self, Frame};
 use super::routes::Routes;
 use super::updates::Listener;
 use crate::auth::Identity;
@@ -29,13 +29,11 @@ use crate::paddock::Paddock;
 use app::domain::{AppError, SessionId};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::http::HeaderName;
-use axum::response::sse::{self, KeepAlive, Sse};
+use axum::response::sse;
 use axum::response::IntoResponse;
 use futures_util::stream::{self, BoxStream};
 use futures_util::StreamExt;
 use serde::Deserialize;
-use std::convert::Infallible;
 use std::sync::Arc;
 
 /// The most transcripts one connection follows.
@@ -168,16 +166,11 @@ async fn live(
     streams.extend(futures_util::future::join_all(transcripts).await);
     let shutdown = paddock.hub.shutting_down();
     let lost = access_watch::lost(paddock, identity, None);
-    let stream = stream::select_all(streams)
-        .map(|line| Ok::<_, Infallible>(sse::Event::default().data(line)))
-        .take_until(async move {
-            tokio::select! {
-                () = shutdown => {},
-                () = lost => {},
-            }
-        });
-    Ok((
-        [(HeaderName::from_static("x-accel-buffering"), "no")],
-        Sse::new(stream).keep_alive(KeepAlive::default()),
-    ))
+    let lines = stream::select_all(streams).map(|line| sse::Event::default().data(line));
+    Ok(frames::respond(lines, async move {
+        tokio::select! {
+            () = shutdown => {},
+            () = lost => {},
+        }
+    }))
 }

@@ -5,7 +5,7 @@
 //! caller's credentials no longer hold, the stream ends.
 
 use super::error::ApiResult;
-use super::frames::Frame;
+use super::frames::{self, Frame};
 use super::routes::Routes;
 use crate::auth::Identity;
 use crate::hub::SessionUpdate;
@@ -13,12 +13,9 @@ use crate::paddock::Paddock;
 use app::accounts::{Caller, ShareLevel};
 use app::domain::{Session, SessionId};
 use axum::extract::State;
-use axum::http::HeaderName;
-use axum::response::sse::{KeepAlive, Sse};
 use axum::response::IntoResponse;
 use futures_util::StreamExt;
 use std::collections::{HashMap, HashSet};
-use std::convert::Infallible;
 use std::sync::Arc;
 use tokio::sync::broadcast::{self, error::RecvError};
 
@@ -151,12 +148,8 @@ async fn updates(
     identity: Identity,
 ) -> ApiResult<impl IntoResponse> {
     let listener = Listener::open(&paddock, identity).await?;
-    let stream = listener
-        .frames()
-        .map(|frame| Ok::<_, Infallible>(frame.into_sse()))
-        .take_until(paddock.hub.shutting_down());
-    Ok((
-        [(HeaderName::from_static("x-accel-buffering"), "no")],
-        Sse::new(stream).keep_alive(KeepAlive::default()),
+    Ok(frames::respond(
+        listener.frames().map(Frame::into_sse),
+        paddock.hub.shutting_down(),
     ))
 }
