@@ -4,6 +4,7 @@ mod account;
 mod admin;
 mod agents;
 mod form;
+pub mod lazy;
 mod session;
 mod sessions;
 mod settings_form;
