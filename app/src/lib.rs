@@ -9,7 +9,6 @@ pub mod changes;
 mod copy;
 pub mod domain;
 pub mod files;
-mod hydration;
 mod live;
 pub mod markdown;
 mod pages;
@@ -18,14 +17,11 @@ pub mod skills;
 pub mod transcript;
 pub mod workspace_source;
 
-#[cfg(feature = "hydrate")]
-pub use hydration::hydrate;
-
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
 use leptos_router::{
     components::{Route, Router, Routes, A},
-    path, Lazy, SsrMode,
+    path, SsrMode,
 };
 
 /// Who is signed in, with their pages (and an admin's), and sign-out; with
@@ -128,6 +124,14 @@ pub fn App() -> impl IntoView {
     pages::provide_clock();
     Effect::new(|_| copy::listen());
 
+    // Effects run only in the browser, so this marks the moment the page is
+    // interactive; end-to-end tests wait for it before clicking.
+    Effect::new(|_| {
+        if let Some(body) = document().body() {
+            let _ = body.set_attribute("data-hydrated", "true");
+        }
+    });
+
     view! {
         <Stylesheet id="leptos" href="/pkg/paddock.css" />
         <Title text="Paddock" />
@@ -149,17 +153,17 @@ pub fn App() -> impl IntoView {
                 // Async: pages arrive complete, so they read well without
                 // JavaScript and set their status (404) before the first byte.
                 <Routes fallback=pages::NotFound>
-                    <Route path=path!("") view={Lazy::<pages::lazy::Sessions>::new()} ssr=SsrMode::Async />
-                    <Route path=path!("sessions/:id") view={Lazy::<pages::lazy::Session>::new()} ssr=SsrMode::Async />
-                    <Route path=path!("signin") view={Lazy::<pages::lazy::SignIn>::new()} ssr=SsrMode::Async />
-                    <Route path=path!("setup") view={Lazy::<pages::lazy::Setup>::new()} ssr=SsrMode::Async />
-                    <Route path=path!("account") view={Lazy::<pages::lazy::Account>::new()} ssr=SsrMode::Async />
-                    <Route path=path!("tokens") view={Lazy::<pages::lazy::Tokens>::new()} ssr=SsrMode::Async />
-                    <Route path=path!("credentials") view={Lazy::<pages::lazy::Credentials>::new()} ssr=SsrMode::Async />
-                    <Route path=path!("agents") view={Lazy::<pages::lazy::Agents>::new()} ssr=SsrMode::Async />
-                    <Route path=path!("agents/:id") view={Lazy::<pages::lazy::Agent>::new()} ssr=SsrMode::Async />
-                    <Route path=path!("users") view={Lazy::<pages::lazy::Users>::new()} ssr=SsrMode::Async />
-                    <Route path=path!("audit") view={Lazy::<pages::lazy::Audit>::new()} ssr=SsrMode::Async />
+                    <Route path=path!("") view=pages::SessionsPage ssr=SsrMode::Async />
+                    <Route path=path!("sessions/:id") view=pages::SessionPage ssr=SsrMode::Async />
+                    <Route path=path!("signin") view=pages::SignInPage ssr=SsrMode::Async />
+                    <Route path=path!("setup") view=pages::SetupPage ssr=SsrMode::Async />
+                    <Route path=path!("account") view=pages::AccountPage ssr=SsrMode::Async />
+                    <Route path=path!("tokens") view=pages::TokensPage ssr=SsrMode::Async />
+                    <Route path=path!("credentials") view=pages::CredentialsPage ssr=SsrMode::Async />
+                    <Route path=path!("agents") view=pages::AgentsPage ssr=SsrMode::Async />
+                    <Route path=path!("agents/:id") view=pages::AgentPage ssr=SsrMode::Async />
+                    <Route path=path!("users") view=pages::UsersPage ssr=SsrMode::Async />
+                    <Route path=path!("audit") view=pages::AuditPage ssr=SsrMode::Async />
                 </Routes>
             </main>
         </Router>

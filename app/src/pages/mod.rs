@@ -4,7 +4,6 @@ mod account;
 mod admin;
 mod agents;
 mod form;
-pub mod lazy;
 mod session;
 mod sessions;
 mod settings_form;

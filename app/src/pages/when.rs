@@ -22,10 +22,6 @@ pub fn provide_clock() {
     let (now, set_now) = signal(None::<DateTime<Utc>>);
     #[cfg(feature = "hydrate")]
     Effect::new(move |_| {
-        // Hydration finds the exact times the server wrote.
-        if !crate::hydration::done() {
-            return;
-        }
         let tick = move || {
             set_now.set(DateTime::from_timestamp_millis(
                 web_sys::js_sys::Date::now() as i64,
