@@ -5,13 +5,16 @@
 pub mod accounts;
 pub mod agents;
 pub mod api;
+mod attention;
 pub mod changes;
 mod copy;
 pub mod domain;
 pub mod files;
+mod layout;
 mod live;
 pub mod markdown;
 mod pages;
+mod sessions_feed;
 mod shortcuts;
 pub mod skills;
 pub mod transcript;
@@ -37,7 +40,7 @@ fn AccountMenu() -> impl IntoView {
                     let admin = caller.is_admin();
                     let signed_in = caller.user.is_some();
                     view! {
-                        <details class="relative ml-auto" data-testid="account-menu">
+                        <details class="relative" data-testid="account-menu">
                             <summary class="cursor-pointer list-none rounded-md px-2 py-1 text-sm font-medium hover:bg-zinc-100 dark:hover:bg-zinc-800" data-testid="account-name">
                                 {caller.display_name.clone()}
                                 <span class="ml-1 text-xs font-normal text-zinc-500">{caller.role.to_string()}</span>
@@ -96,6 +99,23 @@ fn SandboxWarning() -> impl IntoView {
     }
 }
 
+/// The page's main column: a session's page takes a wide screen's whole
+/// width (sessions, transcript, workspace), every other page reads best
+/// narrower.
+#[component]
+fn Main(children: Children) -> impl IntoView {
+    let path = leptos_router::hooks::use_location().pathname;
+    let class = move || {
+        let wide = if path.with(|p| p.starts_with("/sessions/")) {
+            "wide:max-w-none"
+        } else {
+            ""
+        };
+        format!("mx-auto max-w-5xl px-4 py-6 {wide}")
+    };
+    view! { <main class=class>{children()}</main> }
+}
+
 /// The HTML document around the app, rendered on the server only.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
     view! {
@@ -122,6 +142,9 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 pub fn App() -> impl IntoView {
     provide_meta_context();
     pages::provide_clock();
+    layout::provide();
+    sessions_feed::provide();
+    let attention = attention::provide();
     Effect::new(|_| copy::listen());
 
     // Effects run only in the browser, so this marks the moment the page is
@@ -134,7 +157,8 @@ pub fn App() -> impl IntoView {
 
     view! {
         <Stylesheet id="leptos" href="/pkg/paddock.css" />
-        <Title text="Paddock" />
+        // "(2) …": how many sessions need you, in front of every page's title.
+        <Title text="Paddock" formatter=move |text| attention::title(attention.list.with(Vec::len), text) />
         <Router>
             <header class="border-b border-zinc-200 bg-white/80 backdrop-blur dark:border-zinc-800 dark:bg-zinc-900/80">
                 <nav class="mx-auto flex max-w-5xl items-center gap-3 px-4 py-3">
@@ -144,12 +168,16 @@ pub fn App() -> impl IntoView {
                     </A>
                     <span class="hidden text-sm text-zinc-500 sm:inline dark:text-zinc-400">"Claude agents in closed sandboxes"</span>
                     <A href="/agents" attr:class="rounded-md px-2 py-1 text-sm font-medium hover:bg-zinc-100 dark:hover:bg-zinc-800" attr:data-testid="nav-agents">"Agents"</A>
-                    <AccountMenu />
+                    <div class="ml-auto flex items-center gap-2">
+                        <attention::NotifySwitch />
+                        <AccountMenu />
+                    </div>
                 </nav>
             </header>
+            <attention::Watch />
             <shortcuts::Shortcuts />
             <SandboxWarning />
-            <main class="mx-auto max-w-5xl px-4 py-6">
+            <Main>
                 // Async: pages arrive complete, so they read well without
                 // JavaScript and set their status (404) before the first byte.
                 <Routes fallback=pages::NotFound>
@@ -165,7 +193,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("users") view=pages::UsersPage ssr=SsrMode::Async />
                     <Route path=path!("audit") view=pages::AuditPage ssr=SsrMode::Async />
                 </Routes>
-            </main>
+            </Main>
         </Router>
     }
 }

@@ -42,6 +42,7 @@ impl Link {
 /// What a page follows.
 pub enum Topic {
     /// The sessions list: `session`, `deleted` and `resync` frames.
+    #[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
     List,
     /// A session's transcript after the newest event the page holds (read
     /// at each (re)connection): `event`, `html` and `delta` frames.

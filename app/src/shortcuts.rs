@@ -1,14 +1,12 @@
 //! Keyboard shortcuts, on every page, listed in a help that `?` opens.
 //! Keys typed into a field are the field's; a shortcut takes no modifier.
 
-use crate::domain::SessionStatus;
-use chrono::{DateTime, Utc};
 use leptos::prelude::*;
 
 /// The shortcuts and what they do, as the help lists them.
 const KEYS: &[(&str, &str)] = &[
     ("n", "New session"),
-    ("a", "Open the session waiting for you"),
+    ("a", "Open the session that needs you most (asking first)"),
     ("/", "Write a prompt (on a session's page)"),
     ("Esc", "Stop the agent (on a session's page)"),
     ("?", "Show or hide this help (Esc closes it)"),
@@ -18,20 +16,6 @@ const KEYS: &[(&str, &str)] = &[
 #[cfg(feature = "hydrate")]
 const NOTE_FOR: std::time::Duration = std::time::Duration::from_secs(4);
 
-/// The session to open for "a", from each session's id, status and last
-/// activity: of those waiting for a decision, the one that has waited
-/// longest.
-#[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
-fn waiting_for_you(
-    sessions: impl IntoIterator<Item = (uuid::Uuid, SessionStatus, DateTime<Utc>)>,
-) -> Option<uuid::Uuid> {
-    sessions
-        .into_iter()
-        .filter(|(_, status, _)| *status == SessionStatus::AwaitingPermission)
-        .min_by_key(|(_, _, at)| *at)
-        .map(|(id, _, _)| id)
-}
-
 #[component]
 pub fn Shortcuts() -> impl IntoView {
     let (help, set_help) = signal(false);
@@ -40,7 +24,10 @@ pub fn Shortcuts() -> impl IntoView {
     #[cfg(feature = "hydrate")]
     {
         let navigate = leptos_router::hooks::use_navigate();
-        Effect::new(move |_| browser::listen(help, set_help, set_note, navigate.clone()));
+        let attention = crate::attention::use_attention();
+        Effect::new(move |_| {
+            browser::listen(attention, help, set_help, set_note, navigate.clone())
+        });
     }
     let close = move |_| set_help.set(false);
     // The help opens with focus on its Close button.
@@ -99,6 +86,7 @@ pub fn Shortcuts() -> impl IntoView {
 #[cfg(feature = "hydrate")]
 mod browser {
     use super::NOTE_FOR;
+    use crate::attention::{Attention, Why};
     use leptos::prelude::*;
     use leptos_router::NavigateOptions;
     use std::time::Duration;
@@ -136,6 +124,7 @@ mod browser {
     }
 
     pub fn listen(
+        attention: Attention,
         help: ReadSignal<bool>,
         set_help: WriteSignal<bool>,
         set_note: WriteSignal<Option<&'static str>>,
@@ -179,20 +168,17 @@ mod browser {
                 "a" => {
                     e.prevent_default();
                     set_help.set(false);
-                    let navigate = navigate.clone();
-                    leptos::task::spawn_local(async move {
-                        match crate::api::list_sessions().await {
-                            Ok(sessions) => match super::waiting_for_you(
-                                sessions.iter().map(|s| (s.id, s.status, s.updated_at)),
-                            ) {
-                                Some(id) => {
-                                    navigate(&format!("/sessions/{id}"), NavigateOptions::default())
-                                }
-                                None => say("No session is waiting for you."),
-                            },
-                            Err(_) => say("The sessions could not be read; try again."),
+                    match attention.list.with_untracked(|l| l.first().copied()) {
+                        Some((id, why)) => {
+                            let at = if why == Why::Asks {
+                                crate::attention::PENDING_ANCHOR
+                            } else {
+                                ""
+                            };
+                            navigate(&format!("/sessions/{id}{at}"), NavigateOptions::default());
                         }
-                    });
+                        None => say("No session is waiting for you."),
+                    }
                 }
                 _ => {}
             }
@@ -201,24 +187,5 @@ mod browser {
             document().add_event_listener_with_callback("keydown", on_key.as_ref().unchecked_ref());
         // The page's own listener, for as long as the page lives.
         on_key.forget();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_one_waiting_longest_is_opened() {
-        let at = |secs: i64| DateTime::from_timestamp(1_800_000_000 + secs, 0).unwrap();
-        let id = uuid::Uuid::from_u128;
-        let sessions = [
-            (id(1), SessionStatus::Running, at(0)),
-            (id(2), SessionStatus::AwaitingPermission, at(20)),
-            (id(3), SessionStatus::AwaitingPermission, at(10)),
-            (id(4), SessionStatus::Idle, at(5)),
-        ];
-        assert_eq!(waiting_for_you(sessions), Some(id(3)));
-        assert_eq!(waiting_for_you(sessions[..1].to_vec()), None);
     }
 }

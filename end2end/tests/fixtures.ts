@@ -243,16 +243,31 @@ export const test = base.extend<{ sandbox: 'docker' | 'local'; scenario: Scenari
 /** Creates a session through the REST API (the admin's token) and opens its
  * page, hydrated and live. */
 export async function openNewSession(page: Page, paddock: Paddock, body: Record<string, unknown> = {}): Promise<string> {
-  const res = await paddock.api('/api/sessions', {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ name: 'e2e', ...body }),
-  });
-  if (res.status !== 201) throw new Error(`create: ${res.status} ${await res.text()}`);
-  const id = (await res.json()).id as string;
+  const id = await createSession(paddock, 'e2e', body);
   await gotoHydrated(page, `${paddock.url}/sessions/${id}`);
   await expect(page.getByTestId('connection')).toHaveAttribute('data-state', 'live');
   return id;
+}
+
+/** Creates a session through the REST API; its id. */
+export async function createSession(paddock: Paddock, name: string, settings: Record<string, unknown> = {}): Promise<string> {
+  const res = await paddock.api('/api/sessions', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ name, ...settings }),
+  });
+  expect(res.status).toBe(201);
+  return (await res.json()).id as string;
+}
+
+/** Queues a prompt through the REST API. */
+export async function prompt(paddock: Paddock, id: string, text: string): Promise<void> {
+  const res = await paddock.api(`/api/sessions/${id}/prompt`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ text }),
+  });
+  expect(res.status).toBe(202);
 }
 
 /** Types a prompt into the composer and sends it with Enter. */

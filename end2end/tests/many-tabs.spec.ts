@@ -1,4 +1,4 @@
-import { test, expect, gotoHydrated, type Paddock } from './fixtures';
+import { test, expect, gotoHydrated, createSession, prompt, type Paddock } from './fixtures';
 import type { Page } from '@playwright/test';
 
 // Twenty dashboard tabs in one browser, over plain HTTP/1.1 (six
@@ -6,25 +6,6 @@ import type { Page } from '@playwright/test';
 // tabs share one connection (public/live-worker.js over /api/live).
 
 const TABS = 20;
-
-async function createSession(paddock: Paddock, name: string, settings: Record<string, unknown> = {}): Promise<string> {
-  const res = await paddock.api('/api/sessions', {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ name, ...settings }),
-  });
-  expect(res.status).toBe(201);
-  return (await res.json()).id as string;
-}
-
-async function prompt(paddock: Paddock, id: string, text: string): Promise<void> {
-  const res = await paddock.api(`/api/sessions/${id}/prompt`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ text }),
-  });
-  expect(res.status).toBe(202);
-}
 
 /** The server's live viewers of each kind (`paddock_viewers`). */
 async function viewers(paddock: Paddock): Promise<{ events: number; updates: number }> {

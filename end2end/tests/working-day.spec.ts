@@ -96,7 +96,7 @@ test.describe('the keyboard', () => {
     await expect(page.getByLabel('Name')).toBeFocused();
     await page.getByLabel('Name').blur();
     await page.keyboard.press('a');
-    await expect(page).toHaveURL(`${paddock.url}/sessions/${id}`);
+    await expect(page).toHaveURL(`${paddock.url}/sessions/${id}#pending`);
     await expect(page.getByTestId('permission-card')).toBeVisible();
   });
 });

@@ -7,6 +7,7 @@ mod form;
 mod session;
 mod sessions;
 mod settings_form;
+mod sidebar;
 mod signin;
 mod when;
 

@@ -1,5 +1,6 @@
 //! The home page: every session, newest activity first, kept current by the
-//! server's session updates stream, and the form that starts a new one.
+//! page's [`SessionsFeed`](crate::sessions_feed::SessionsFeed), and the form
+//! that starts a new one.
 
 use super::form::INPUT;
 use super::settings_form::{settings_of, SettingsFields};
@@ -9,7 +10,6 @@ use crate::api::accounts::whoami;
 use crate::api::agents::list_templates;
 use crate::api::{get_server_info, list_sessions, CreateSession, SettingsForm};
 use crate::domain::{NewSession, Session, NAME_MAX_CHARS};
-use crate::live::{self, Link, Topic};
 use leptos::prelude::*;
 use leptos::server_fn::ServerFn as _;
 use leptos_router::components::A;
@@ -59,71 +59,25 @@ pub fn SessionsPage() -> impl IntoView {
     }
 }
 
-/// Newest activity first, as the server lists them.
-fn sort(list: &mut [Session]) {
-    list.sort_by(|a, b| {
-        b.updated_at
-            .cmp(&a.updated_at)
-            .then(b.created_at.cmp(&a.created_at))
-    });
-}
-
-/// The list as rendered, then kept current by `/api/updates`.
+/// The list as rendered, then the page's live copy once it has it.
 #[component]
 fn LiveSessionList(initial: Vec<Session>) -> impl IntoView {
-    let list = RwSignal::new(initial);
-    let (link, set_link) = signal(Link::Connecting);
-    // The list as it is now, read again in place: when the stream opens
-    // (what changed between this page's render and its connection, or
-    // during a reconnect, was never streamed) and when it says to.
-    let reload = move || {
-        leptos::task::spawn_local(async move {
-            if let Ok(mut fresh) = list_sessions().await {
-                // What streamed in while the answer was on its way is newer.
-                list.with_untracked(|now| {
-                    for s in &mut fresh {
-                        if let Some(newer) = now
-                            .iter()
-                            .find(|x| x.id == s.id && x.updated_at > s.updated_at)
-                        {
-                            *s = newer.clone();
-                        }
-                    }
-                });
-                sort(&mut fresh);
-                list.set(fresh);
-            }
-        })
-    };
-    Effect::new(move |_| {
-        if link.get() == Link::Live {
-            reload();
+    let feed = crate::sessions_feed::use_feed();
+    let list = move || {
+        if feed.loaded.get() {
+            feed.sessions.get()
+        } else {
+            initial.clone()
         }
-    });
-    live::subscribe(
-        Topic::List,
-        &["session", "deleted", "resync"],
-        move |name, data| match name {
-            "session" => {
-                if let Ok(s) = serde_json::from_str::<Session>(&data) {
-                    list.update(|l| {
-                        match l.iter_mut().find(|x| x.id == s.id) {
-                            Some(x) => *x = s,
-                            None => l.push(s),
-                        }
-                        sort(l);
-                    });
-                }
-            }
-            "deleted" => list.update(|l| l.retain(|s| s.id.to_string() != data)),
-            _ => reload(),
-        },
-        set_link,
-    );
+    };
+    let empty = {
+        let list = list.clone();
+        move || list().is_empty()
+    };
     view! {
-        <Show when=move || !list.with(Vec::is_empty) fallback=|| view! { <EmptyState /> }>
+        <Show when=move || !empty() fallback=|| view! { <EmptyState /> }>
             <ul data-testid="session-list" class="divide-y divide-zinc-200 overflow-hidden rounded-lg border border-zinc-200 bg-white dark:divide-zinc-800 dark:border-zinc-800 dark:bg-zinc-900">
-                <For each=move || list.get() key=|s| (s.id, s.updated_at, s.status) let:s>
+                <For each=list.clone() key=|s| (s.id, s.updated_at, s.status) let:s>
                     <SessionRow s />
                 </For>
             </ul>

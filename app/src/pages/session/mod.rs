@@ -1,6 +1,10 @@
 //! One session: its header and counters, then the transcript and the
-//! composer, or its workspace's [`files`] (`?view=files`), or for a session
-//! cloned from git its [`changes`] (`?view=changes`).
+//! composer, and its workspace's [`files`] (`?view=files`) or, for a session
+//! cloned from git, its [`changes`] (`?view=changes`). On a wide screen the
+//! workspace is a second pane beside the transcript (the files, or the
+//! changes of a repository, unless the address asks for the other) and the
+//! sessions are in a sidebar; narrower, the transcript and the workspace
+//! views are tabs (see [`crate::layout`]).
 //!
 //! The page is rendered on the server from the store (the newest page of the
 //! transcript), so a reload shows the whole recent history at once; once
@@ -26,6 +30,7 @@ mod permission;
 mod settings_edit;
 mod share;
 
+use super::sidebar::Sidebar;
 use super::{ErrorNote, Missing};
 use crate::accounts::Access;
 use crate::api::{open_session, session_events, EventPage, SessionView, EVENTS_PAGE};
@@ -47,16 +52,27 @@ pub fn SessionPage() -> impl IntoView {
     let params = use_params_map();
     let id = move || params.read().get("id").unwrap_or_default();
     let data = Resource::new(id, open_session);
+    let wide = crate::layout::use_wide();
+    let current = Signal::derive(move || id().parse().unwrap_or_default());
     view! {
-        <Suspense fallback=|| view! { <p class="text-sm text-zinc-500">"Loading session…"</p> }>
-            {move || Suspend::new(async move {
-                match data.await {
-                    Ok(v) => view! { <SessionScreen data=v /> }.into_any(),
-                    Err(AppError::NotFound(_)) => view! { <Missing what="Session" /> }.into_any(),
-                    Err(e) => view! { <ErrorNote message=e.to_string() /> }.into_any(),
-                }
+        <div class="wide:grid wide:grid-cols-[15rem_minmax(0,1fr)] wide:gap-6">
+            {move || wide.get().then(|| view! {
+                <aside class="sticky top-4 max-h-[calc(100vh-2rem)] self-start overflow-y-auto">
+                    <Sidebar current />
+                </aside>
             })}
-        </Suspense>
+            <div class="min-w-0">
+                <Suspense fallback=|| view! { <p class="text-sm text-zinc-500">"Loading session…"</p> }>
+                    {move || Suspend::new(async move {
+                        match data.await {
+                            Ok(v) => view! { <SessionScreen data=v /> }.into_any(),
+                            Err(AppError::NotFound(_)) => view! { <Missing what="Session" /> }.into_any(),
+                            Err(e) => view! { <ErrorNote message=e.to_string() /> }.into_any(),
+                        }
+                    })}
+                </Suspense>
+            </div>
+        </div>
     }
 }
 
@@ -86,11 +102,23 @@ fn SessionScreen(data: SessionView) -> impl IntoView {
     let id = initial.id.to_string();
     let query = use_query_map();
     let shown = Memo::new(move |_| View::from_query(query.read().get("view").as_deref()));
-    let away = Memo::new(move |_| shown.get() != View::Transcript);
     let has_repo = matches!(
         initial.source,
         crate::workspace_source::WorkspaceSource::Git { .. }
     );
+    // Wide, the workspace is beside the transcript: the view asked for, or
+    // the changes of a repository, or the files. Narrow, one at a time.
+    let wide = crate::layout::use_wide();
+    let panel = Memo::new(move |_| match shown.get() {
+        View::Transcript if has_repo => View::Changes,
+        View::Transcript => View::Files,
+        view => view,
+    });
+    let panel_shows = move |view: View| {
+        Memo::new(move |_| panel.get() == view && (wide.get() || shown.get() == view))
+    };
+    let (files_shown, changes_shown) = (panel_shows(View::Files), panel_shows(View::Changes));
+    let away = Memo::new(move |_| shown.get() != View::Transcript && !wide.get());
     let session = RwSignal::new(initial);
     let events = RwSignal::new(page.events);
     let html = RwSignal::new(Html::default());
@@ -145,13 +173,18 @@ fn SessionScreen(data: SessionView) -> impl IntoView {
 
     let (id_header, id_earlier, id_items) = (id.clone(), id.clone(), id.clone());
     view! {
-        <leptos_meta::Title text=move || format!("{} · Paddock", session.with(|s| s.name.clone())) />
+        // Read again as the page moves to another session, after this one
+        // is gone (the title's text is the document's, not this view's).
+        <leptos_meta::Title text=move || session.try_with(|s| format!("{} · Paddock", s.name)).unwrap_or_default() />
         <article class="space-y-4 pb-4">
             <Header session id=id_header link people />
-            <Tabs id=session_id shown has_repo />
-            {move || (shown.get() == View::Files).then(|| view! { <FilesView id=session_id access status /> })}
-            {move || (shown.get() == View::Changes).then(|| view! { <ChangesView id=session_id access status /> })}
-            <div class:hidden=move || away.get() class="space-y-4">
+            <div class="flex flex-col gap-4 wide:grid wide:grid-cols-2 wide:items-start wide:gap-6">
+            <div data-testid="workspace-panel" class="order-first min-w-0 space-y-4 wide:order-last wide:sticky wide:top-4 wide:max-h-[calc(100vh-2rem)] wide:overflow-y-auto">
+                <Tabs id=session_id current=Memo::new(move |_| if wide.get() { panel.get() } else { shown.get() }) wide has_repo />
+                {move || files_shown.get().then(|| view! { <FilesView id=session_id access status /> })}
+                {move || changes_shown.get().then(|| view! { <ChangesView id=session_id access status /> })}
+            </div>
+            <div class:hidden=move || away.get() class="min-w-0 space-y-4">
             <section aria-labelledby="transcript-heading" class="space-y-3">
                 <h2 id="transcript-heading" class="sr-only">"Transcript"</h2>
                 <EarlierEvents id=id_earlier events html />
@@ -182,6 +215,7 @@ fn SessionScreen(data: SessionView) -> impl IntoView {
                 </p>
             })}
             </div>
+            </div>
         </article>
     }
 }
@@ -204,10 +238,16 @@ impl View {
     }
 }
 
-/// The transcript, the files and (for a session cloned from git) the
-/// changes: links, so each view has its address.
+/// The transcript (narrow only: wide, it is always beside), the files and
+/// (for a session cloned from git) the changes: links, so each view has its
+/// address.
 #[component]
-fn Tabs(id: crate::domain::SessionId, shown: Memo<View>, has_repo: bool) -> impl IntoView {
+fn Tabs(
+    id: crate::domain::SessionId,
+    current: Memo<View>,
+    wide: Signal<bool>,
+    has_repo: bool,
+) -> impl IntoView {
     let tab = |label: &'static str, href: String, testid: &'static str, current: bool| {
         view! {
             <a
@@ -227,9 +267,9 @@ fn Tabs(id: crate::domain::SessionId, shown: Memo<View>, has_repo: bool) -> impl
     view! {
         <nav aria-label="Session views" class="flex gap-1 border-b border-zinc-200 dark:border-zinc-800">
             {move || {
-                let now = shown.get();
+                let now = current.get();
                 view! {
-                    {tab("Transcript", format!("/sessions/{id}"), "tab-transcript", now == View::Transcript)}
+                    {(!wide.get()).then(|| tab("Transcript", format!("/sessions/{id}"), "tab-transcript", now == View::Transcript))}
                     {has_repo.then(|| tab("Changes", crate::changes::changes_view_url(id, None), "tab-changes", now == View::Changes))}
                     {tab("Files", crate::files::files_view_url(id, "", None), "tab-files", now == View::Files)}
                 }

@@ -54,8 +54,19 @@ pub(super) fn PermissionCard(
         }
     };
     let pretty = serde_json::to_string_pretty(&input).unwrap_or_default();
+    // Opened at the request (a notification's link): it comes into view.
+    let card = NodeRef::<leptos::html::Div>::new();
+    let hash = leptos_router::hooks::use_location().hash;
+    Effect::new(move |_| {
+        if decision.with(Option::is_none) && hash.get() == crate::attention::PENDING_ANCHOR {
+            if let Some(el) = card.get() {
+                el.scroll_into_view();
+            }
+        }
+    });
     view! {
         <div
+            node_ref=card
             role="group"
             aria-labelledby=labelled_by
             data-testid="permission-card"

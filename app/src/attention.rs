@@ -1,0 +1,506 @@
+//! Sessions that need you: those asking for a decision, and those that
+//! finished or failed while you were looking elsewhere. Every page says how
+//! many in its title and favicon; the sidebar marks them; and, once you
+//! turn it on, a desktop notification names the session and why, opening
+//! it at the request when clicked.
+//!
+//! What this browser has noticed lives in its `localStorage`, so all its
+//! tabs agree: the sessions that finished or failed unseen (cleared when a
+//! visible tab shows that session) and which session, if any, a visible tab
+//! shows (none is marked, and no notification is shown, for that one).
+//! Every tab sees the same change on the list's stream; notifications are
+//! tagged per session and change, so the browser shows each once.
+
+use crate::domain::{SessionId, SessionStatus};
+use chrono::{DateTime, Utc};
+use leptos::prelude::*;
+use std::collections::BTreeMap;
+
+/// The address fragment that brings a session's page to its pending
+/// permission request.
+pub const PENDING_ANCHOR: &str = "#pending";
+
+/// Why a session needs you.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Why {
+    Asks,
+    Finished,
+    Failed,
+}
+
+impl Why {
+    /// For `localStorage` and the sidebar's `data-attention`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Why::Asks => "asks",
+            Why::Finished => "finished",
+            Why::Failed => "failed",
+        }
+    }
+
+    #[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
+    fn parse(s: &str) -> Option<Self> {
+        [Why::Asks, Why::Finished, Why::Failed]
+            .into_iter()
+            .find(|w| w.as_str() == s)
+    }
+
+    /// What the notification says.
+    #[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
+    fn says(self) -> &'static str {
+        match self {
+            Why::Asks => "asks for your permission",
+            Why::Finished => "finished",
+            Why::Failed => "failed",
+        }
+    }
+}
+
+/// Whether going from `before` to `now` is news for you. Stopping a run is
+/// yours, so it is not.
+#[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
+fn news(before: SessionStatus, now: SessionStatus) -> Option<Why> {
+    use SessionStatus::*;
+    let was_working = matches!(before, Starting | Running | AwaitingPermission);
+    match now {
+        AwaitingPermission if before != AwaitingPermission => Some(Why::Asks),
+        Idle if was_working => Some(Why::Finished),
+        Error | Interrupted if was_working => Some(Why::Failed),
+        _ => None,
+    }
+}
+
+/// The sessions that need you, most urgent first, from each session's id,
+/// status and last activity: those asking (the one waiting longest first),
+/// then those that finished or failed unseen, newest first.
+fn needing_you(
+    sessions: impl IntoIterator<Item = (SessionId, SessionStatus, DateTime<Utc>)>,
+    unseen: &BTreeMap<SessionId, Why>,
+) -> Vec<(SessionId, Why)> {
+    let mut list: Vec<(SessionId, Why, DateTime<Utc>)> = sessions
+        .into_iter()
+        .filter_map(|(id, status, at)| match status {
+            SessionStatus::AwaitingPermission => Some((id, Why::Asks, at)),
+            _ => unseen.get(&id).map(|why| (id, *why, at)),
+        })
+        .collect();
+    list.sort_by(
+        |(_, a, at_a), (_, b, at_b)| match (*a == Why::Asks, *b == Why::Asks) {
+            (true, true) => at_a.cmp(at_b),
+            (true, false) => std::cmp::Ordering::Less,
+            (false, true) => std::cmp::Ordering::Greater,
+            (false, false) => at_b.cmp(at_a),
+        },
+    );
+    list.into_iter().map(|(id, why, _)| (id, why)).collect()
+}
+
+/// The page's title with the count in front, as tabs show it.
+pub fn title(count: usize, text: String) -> String {
+    match count {
+        0 => text,
+        n => format!("({n}) {text}"),
+    }
+}
+
+/// The favicon (public/favicon.svg) with a red badge holding the count.
+#[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
+fn favicon(count: usize) -> String {
+    let digits = if count > 9 {
+        "9+".to_owned()
+    } else {
+        count.to_string()
+    };
+    format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 16 16\">\
+         <rect x=\"2\" y=\"2\" width=\"12\" height=\"12\" rx=\"2\" fill=\"#f59e0b\"/>\
+         <circle cx=\"11\" cy=\"5\" r=\"5\" fill=\"#dc2626\"/>\
+         <text x=\"11\" y=\"7.6\" font-family=\"sans-serif\" font-size=\"{}\" font-weight=\"700\" \
+         text-anchor=\"middle\" fill=\"#fff\">{digits}</text></svg>",
+        if count > 9 { 5.5 } else { 7.5 }
+    )
+}
+
+/// The page's attention, for the sidebar and the notifications switch.
+#[derive(Clone, Copy)]
+pub struct Attention {
+    /// Most urgent first.
+    pub list: Memo<Vec<(SessionId, Why)>>,
+    /// Whether this browser shows desktop notifications: `None` where it
+    /// cannot (no Notification API, or blocked).
+    pub notify: RwSignal<Option<bool>>,
+    /// Sessions that finished or failed while nobody looked.
+    #[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
+    unseen: RwSignal<BTreeMap<SessionId, Why>>,
+}
+
+/// The page's attention (once, in the app's root, after the sessions
+/// feed), provided; [`Watch`] keeps it.
+pub fn provide() -> Attention {
+    let feed = crate::sessions_feed::use_feed();
+    let unseen = RwSignal::new(BTreeMap::<SessionId, Why>::new());
+    let list = Memo::new(move |_| {
+        feed.sessions.with(|all| {
+            unseen.with(|u| needing_you(all.iter().map(|s| (s.id, s.status, s.updated_at)), u))
+        })
+    });
+    let attention = Attention {
+        list,
+        notify: RwSignal::new(None),
+        unseen,
+    };
+    provide_context(attention);
+    attention
+}
+
+/// Keeps the page's attention in the browser: inside the router, which it
+/// follows (what this tab shows) and drives (a notification clicked).
+#[component]
+pub fn Watch() -> impl IntoView {
+    #[cfg(feature = "hydrate")]
+    browser::follow(
+        crate::sessions_feed::use_feed(),
+        use_attention(),
+        leptos_router::hooks::use_location().pathname,
+        leptos_router::hooks::use_navigate(),
+    );
+}
+
+pub fn use_attention() -> Attention {
+    expect_context()
+}
+
+/// "Notify me": asks the browser for permission to show notifications, and
+/// turns them on and off; hidden where the browser cannot show them.
+#[component]
+pub fn NotifySwitch() -> impl IntoView {
+    let attention = use_attention();
+    #[cfg_attr(not(feature = "hydrate"), allow(unused_variables))]
+    let toggle = move |_| {
+        #[cfg(feature = "hydrate")]
+        browser::toggle(attention.notify);
+    };
+    move || {
+        attention.notify.get().map(|on| {
+            view! {
+                <button
+                    type="button"
+                    data-testid="notify-switch"
+                    aria-pressed=on.to_string()
+                    title="Desktop notifications when a session needs you"
+                    on:click=toggle
+                    class="rounded-md px-2 py-1 text-sm font-medium hover:bg-zinc-100 dark:hover:bg-zinc-800"
+                >
+                    {if on { "Notifications on" } else { "Notify me" }}
+                </button>
+            }
+        })
+    }
+}
+
+#[cfg(feature = "hydrate")]
+mod browser {
+    use super::{favicon, news, Attention, Why, PENDING_ANCHOR};
+    use crate::domain::{SessionId, SessionStatus};
+    use crate::sessions_feed::SessionsFeed;
+    use leptos::prelude::*;
+    use leptos_router::NavigateOptions;
+    use std::collections::{BTreeMap, HashMap};
+    use wasm_bindgen::prelude::*;
+    use web_sys::{
+        Notification, NotificationOptions, NotificationPermission, Storage, StorageEvent,
+    };
+
+    /// Sessions that finished or failed unseen: `{"<id>": "finished"}`.
+    const UNSEEN: &str = "paddock.attention.unseen";
+    /// The session a visible tab shows (`""`: a page of no session).
+    const LOOKING: &str = "paddock.attention.looking";
+    /// `"on"` once the user turned notifications on.
+    const NOTIFY: &str = "paddock.attention.notify";
+
+    fn storage() -> Option<Storage> {
+        window().local_storage().ok().flatten()
+    }
+
+    fn read_unseen() -> BTreeMap<SessionId, Why> {
+        let raw = storage()
+            .and_then(|s| s.get_item(UNSEEN).ok().flatten())
+            .unwrap_or_default();
+        serde_json::from_str::<HashMap<SessionId, String>>(&raw)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|(id, w)| Why::parse(&w).map(|w| (id, w)))
+            .collect()
+    }
+
+    fn write_unseen(unseen: &BTreeMap<SessionId, Why>) {
+        let map: HashMap<&SessionId, &str> =
+            unseen.iter().map(|(id, w)| (id, w.as_str())).collect();
+        if let (Some(s), Ok(json)) = (storage(), serde_json::to_string(&map)) {
+            let _ = s.set_item(UNSEEN, &json);
+        }
+    }
+
+    /// The session a page shows, from its path.
+    fn shown(path: &str) -> Option<SessionId> {
+        path.strip_prefix("/sessions/")?.parse().ok()
+    }
+
+    fn visible() -> bool {
+        document().visibility_state() == web_sys::VisibilityState::Visible
+    }
+
+    /// The session a visible tab of this browser shows, if any.
+    fn looked_at(path: &str) -> Option<SessionId> {
+        if visible() {
+            return shown(path);
+        }
+        storage()?.get_item(LOOKING).ok().flatten()?.parse().ok()
+    }
+
+    /// Tells the other tabs what this one shows while it is visible, and
+    /// clears what it shows from the unseen.
+    fn say_where(unseen: RwSignal<BTreeMap<SessionId, Why>>, path: &str) {
+        let Some(s) = storage() else { return };
+        let here = shown(path);
+        if visible() {
+            let _ = s.set_item(LOOKING, &here.map(|id| id.to_string()).unwrap_or_default());
+            if let Some(id) = here {
+                if unseen.with_untracked(|u| u.contains_key(&id)) {
+                    unseen.update(|u| {
+                        u.remove(&id);
+                    });
+                    write_unseen(&unseen.get_untracked());
+                }
+            }
+        } else if s.get_item(LOOKING).ok().flatten()
+            == Some(here.map(|id| id.to_string()).unwrap_or_default())
+        {
+            let _ = s.remove_item(LOOKING);
+        }
+    }
+
+    pub fn follow(
+        feed: SessionsFeed,
+        attention: Attention,
+        path: Memo<String>,
+        navigate: impl Fn(&str, NavigateOptions) + Clone + 'static,
+    ) {
+        let unseen = attention.unseen;
+        // Once the page runs: hydration finds what the server rendered.
+        Effect::new(move |_| {
+            unseen.set(read_unseen());
+            attention.notify.set(switch_state());
+        });
+
+        // Another tab changed what is unseen, or the switch.
+        let on_storage = Closure::<dyn FnMut(StorageEvent)>::new(move |e: StorageEvent| {
+            match e.key().as_deref() {
+                Some(UNSEEN) => unseen.set(read_unseen()),
+                Some(NOTIFY) => attention.notify.set(switch_state()),
+                _ => {}
+            }
+        });
+        let _ = window()
+            .add_event_listener_with_callback("storage", on_storage.as_ref().unchecked_ref());
+        on_storage.forget(); // the page's, for as long as it lives
+
+        let on_visibility =
+            Closure::<dyn FnMut()>::new(move || say_where(unseen, &path.get_untracked()));
+        let _ = document().add_event_listener_with_callback(
+            "visibilitychange",
+            on_visibility.as_ref().unchecked_ref(),
+        );
+        on_visibility.forget();
+        // And after each navigation in this tab.
+        Effect::new(move |_| say_where(unseen, &path.get()));
+
+        // Each change of a session's status, against the last one seen.
+        Effect::new(move |before: Option<HashMap<SessionId, SessionStatus>>| {
+            let now: HashMap<SessionId, SessionStatus> = feed
+                .sessions
+                .with(|l| l.iter().map(|s| (s.id, s.status)).collect());
+            let Some(before) = before.filter(|_| feed.loaded.get_untracked()) else {
+                return now;
+            };
+            let looking = looked_at(&path.get_untracked());
+            for (id, status) in &now {
+                let Some(why) = before.get(id).and_then(|b| news(*b, *status)) else {
+                    continue;
+                };
+                if looking == Some(*id) {
+                    continue;
+                }
+                if why != Why::Asks {
+                    unseen.update(|u| {
+                        u.insert(*id, why);
+                    });
+                    write_unseen(&unseen.get_untracked());
+                }
+                let name = feed
+                    .sessions
+                    .with_untracked(|l| l.iter().find(|s| s.id == *id).map(|s| s.name.clone()))
+                    .unwrap_or_default();
+                if attention.notify.get_untracked() == Some(true) {
+                    notify(*id, &name, why, navigate.clone());
+                }
+            }
+            // A session deleted is no longer unseen.
+            if unseen.with_untracked(|u| u.keys().any(|id| !now.contains_key(id))) {
+                unseen.update(|u| u.retain(|id, _| now.contains_key(id)));
+                write_unseen(&unseen.get_untracked());
+            }
+            now
+        });
+
+        // The favicon says it too.
+        let icons: Vec<(web_sys::Element, String)> = document()
+            .query_selector_all("link[rel~='icon']")
+            .ok()
+            .map(|nodes| {
+                (0..nodes.length())
+                    .filter_map(|i| nodes.item(i)?.dyn_into::<web_sys::Element>().ok())
+                    .filter_map(|el| el.get_attribute("href").map(|h| (el, h)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Effect::new(move |_| {
+            let count = attention.list.with(Vec::len);
+            let badge = (count > 0).then(|| {
+                format!(
+                    "data:image/svg+xml,{}",
+                    String::from(web_sys::js_sys::encode_uri_component(&favicon(count)))
+                )
+            });
+            for (el, href) in &icons {
+                let _ = el.set_attribute("href", badge.as_deref().unwrap_or(href));
+            }
+        });
+    }
+
+    /// The switch as it stands: `None` where notifications cannot be shown.
+    fn switch_state() -> Option<bool> {
+        let has = web_sys::js_sys::Reflect::has(&window(), &"Notification".into()).unwrap_or(false);
+        if !has {
+            return None;
+        }
+        let on = storage()
+            .and_then(|s| s.get_item(NOTIFY).ok().flatten())
+            .as_deref()
+            == Some("on");
+        match Notification::permission() {
+            NotificationPermission::Denied => None,
+            NotificationPermission::Granted => Some(on),
+            _ => Some(false),
+        }
+    }
+
+    /// Turns notifications off, or asks the browser and turns them on.
+    pub fn toggle(notify: RwSignal<Option<bool>>) {
+        let set = move |on: bool| {
+            if let Some(s) = storage() {
+                let _ = s.set_item(NOTIFY, if on { "on" } else { "off" });
+            }
+            notify.set(switch_state());
+        };
+        if notify.get_untracked() == Some(true) {
+            set(false);
+            return;
+        }
+        let Ok(asked) = Notification::request_permission() else {
+            return;
+        };
+        leptos::task::spawn_local(async move {
+            let _ = wasm_bindgen_futures::JsFuture::from(asked).await;
+            set(Notification::permission() == NotificationPermission::Granted);
+        });
+    }
+
+    /// One notification per session and change (the tag): every tab sees
+    /// the change, the browser shows it once. Clicking it opens the session
+    /// at the request in this tab.
+    fn notify(
+        id: SessionId,
+        name: &str,
+        why: Why,
+        navigate: impl Fn(&str, NavigateOptions) + 'static,
+    ) {
+        let options = NotificationOptions::new();
+        options.set_body(&format!("{name} {}", why.says()));
+        options.set_tag(&format!("paddock:{id}:{}", why.as_str()));
+        options.set_icon("/favicon.svg");
+        let Ok(shown) = Notification::new_with_options(&format!("Paddock: {name}"), &options)
+        else {
+            return;
+        };
+        let at = match why {
+            Why::Asks => PENDING_ANCHOR,
+            _ => "",
+        };
+        let target = format!("/sessions/{id}{at}");
+        let on_click = Closure::<dyn FnMut()>::new(move || {
+            let _ = window().focus();
+            navigate(&target, NavigateOptions::default());
+        });
+        shown.set_onclick(Some(on_click.as_ref().unchecked_ref()));
+        on_click.forget(); // as long as the notification may be clicked
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use SessionStatus::*;
+
+    #[test]
+    fn news_is_a_question_an_end_or_a_failure() {
+        assert_eq!(news(Running, AwaitingPermission), Some(Why::Asks));
+        assert_eq!(news(AwaitingPermission, AwaitingPermission), None);
+        assert_eq!(news(Running, Idle), Some(Why::Finished));
+        assert_eq!(news(AwaitingPermission, Idle), Some(Why::Finished));
+        assert_eq!(news(Running, Error), Some(Why::Failed));
+        assert_eq!(news(Starting, Interrupted), Some(Why::Failed));
+        // Stopping is the user's own doing; idle to idle is nothing.
+        assert_eq!(news(Running, Stopped), None);
+        assert_eq!(news(Idle, Idle), None);
+        assert_eq!(news(Idle, Running), None);
+        assert_eq!(news(Error, Idle), None);
+    }
+
+    #[test]
+    fn those_asking_come_first_the_longest_waiting_first() {
+        let at = |secs: i64| DateTime::from_timestamp(1_800_000_000 + secs, 0).unwrap();
+        let id = uuid::Uuid::from_u128;
+        let sessions = [
+            (id(1), Running, at(0)),
+            (id(2), AwaitingPermission, at(20)),
+            (id(3), AwaitingPermission, at(10)),
+            (id(4), Idle, at(5)),
+            (id(5), Error, at(30)),
+            (id(6), Idle, at(40)),
+        ];
+        let unseen = BTreeMap::from([
+            (id(4), Why::Finished),
+            (id(5), Why::Failed),
+            (id(9), Why::Failed),
+        ]);
+        assert_eq!(
+            needing_you(sessions, &unseen),
+            [
+                (id(3), Why::Asks),
+                (id(2), Why::Asks),
+                (id(5), Why::Failed),
+                (id(4), Why::Finished)
+            ]
+        );
+        assert_eq!(needing_you(sessions[..1].to_vec(), &unseen), []);
+    }
+
+    #[test]
+    fn the_title_counts_and_the_badge_caps() {
+        assert_eq!(title(0, "Paddock".into()), "Paddock");
+        assert_eq!(title(3, "fix · Paddock".into()), "(3) fix · Paddock");
+        assert!(favicon(3).contains(">3</text>"));
+        assert!(favicon(12).contains(">9+</text>"));
+    }
+}

@@ -1,0 +1,114 @@
+//! The sessions as they are now, for the whole page: the list page, the
+//! sidebar, the attention count and the shortcut to the session waiting
+//! for you all read this one copy. In the browser, for someone signed in,
+//! it is read once the page is hydrated and whenever the live connection
+//! (re)opens (what changed meanwhile was never streamed), and kept current
+//! by the list's stream; on the server it stays unloaded and pages render
+//! from their own data.
+
+use crate::domain::Session;
+use leptos::prelude::*;
+
+/// The page's copy of the sessions list.
+#[derive(Clone, Copy)]
+pub struct SessionsFeed {
+    /// Newest activity first; empty until `loaded`.
+    pub sessions: RwSignal<Vec<Session>>,
+    /// Whether `sessions` has been read from the server at least once.
+    pub loaded: RwSignal<bool>,
+}
+
+/// Starts the page's feed (once, in the app's root) and provides it.
+pub fn provide() {
+    let feed = SessionsFeed {
+        sessions: RwSignal::new(Vec::new()),
+        loaded: RwSignal::new(false),
+    };
+    #[cfg(feature = "hydrate")]
+    follow(feed);
+    provide_context(feed);
+}
+
+/// The page's feed, as the app's root provided it.
+pub fn use_feed() -> SessionsFeed {
+    expect_context()
+}
+
+#[cfg(feature = "hydrate")]
+fn follow(feed: SessionsFeed) {
+    use crate::api::list_sessions;
+    use crate::live::{self, Link, Topic};
+
+    let SessionsFeed { sessions, loaded } = feed;
+    let (link, set_link) = signal(Link::Connecting);
+    let reload = move || {
+        leptos::task::spawn_local(async move {
+            if let Ok(mut fresh) = list_sessions().await {
+                // What streamed in while the answer was on its way is newer.
+                sessions.with_untracked(|now| {
+                    for s in &mut fresh {
+                        if let Some(newer) = now
+                            .iter()
+                            .find(|x| x.id == s.id && x.updated_at > s.updated_at)
+                        {
+                            *s = newer.clone();
+                        }
+                    }
+                });
+                sort(&mut fresh);
+                sessions.set(fresh);
+                loaded.set(true);
+            }
+        })
+    };
+    Effect::new(move |_| {
+        if link.get() == Link::Live {
+            reload();
+        }
+    });
+    // Once the page runs (effects run once it is hydrated), and only for
+    // someone signed in: the sign-in page has no sessions.
+    let signed_in = RwSignal::new(false);
+    Effect::new(move |_| {
+        leptos::task::spawn_local(async move {
+            if let Ok(Some(_)) = crate::api::accounts::whoami().await {
+                signed_in.set(true);
+            }
+        });
+    });
+    Effect::new(move |_| {
+        if !signed_in.get() {
+            return;
+        }
+        live::subscribe(
+            Topic::List,
+            &["session", "deleted", "resync"],
+            move |name, data| match name {
+                "session" => {
+                    if let Ok(s) = serde_json::from_str::<Session>(&data) {
+                        sessions.update(|l| {
+                            match l.iter_mut().find(|x| x.id == s.id) {
+                                Some(x) => *x = s,
+                                None => l.push(s),
+                            }
+                            sort(l);
+                        });
+                    }
+                }
+                "deleted" => sessions.update(|l| l.retain(|s| s.id.to_string() != data)),
+                _ => reload(),
+            },
+            set_link,
+        );
+    });
+}
+
+/// Newest activity first, as the server lists them.
+#[cfg(feature = "hydrate")]
+fn sort(list: &mut [Session]) {
+    list.sort_by(|a, b| {
+        b.updated_at
+            .cmp(&a.updated_at)
+            .then(b.created_at.cmp(&a.created_at))
+    });
+}
