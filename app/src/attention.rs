@@ -1,15 +1,19 @@
-//! Sessions that need you: those asking for a decision, and those that
-//! finished or failed while you were looking elsewhere. Every page says how
-//! many in its title and favicon; the sidebar marks them; and, once you
+//! Your sessions that need you: those asking for a decision, and those
+//! that finished or failed while you were looking elsewhere. Every page says
+//! how many in its title and favicon; the sidebar marks them; and, once you
 //! turn it on, a desktop notification names the session and why, opening
-//! it at the request when clicked.
+//! it at the request when clicked. Only your own sessions count (for the
+//! local operator, with sign-in off, all): an admin sees everyone's, and a
+//! session shared with you is its owner's to answer.
 //!
 //! What this browser has noticed lives in its `localStorage`, so all its
 //! tabs agree: the sessions that finished or failed unseen (cleared when a
-//! visible tab shows that session) and which session, if any, a visible tab
-//! shows (none is marked, and no notification is shown, for that one).
-//! Every tab sees the same change on the list's stream; notifications are
-//! tagged per session and change, so the browser shows each once.
+//! visible tab shows one, or when it works again), and which session each
+//! visible tab shows (refreshed while it is visible, forgotten when it is
+//! hidden or silent): none is marked, and no notification is shown, for a
+//! session someone is looking at. Every tab sees the same change on the
+//! list's stream; a notification is tagged with the session, why and when,
+//! so the browser shows each change once.
 
 use crate::domain::{SessionId, SessionStatus};
 use chrono::{DateTime, Utc};
@@ -56,12 +60,18 @@ impl Why {
     }
 }
 
-/// Whether going from `before` to `now` is news for you. Stopping a run is
-/// yours, so it is not.
+/// Whether a session is at work (and so no longer finished or failed).
+fn working(status: SessionStatus) -> bool {
+    use SessionStatus::*;
+    matches!(status, Starting | Running | AwaitingPermission)
+}
+
+/// Whether going from `before` to `now` is news for you. A run ended by
+/// Stop ends idle too, and counts as finished for whoever did not stop it.
 #[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
 fn news(before: SessionStatus, now: SessionStatus) -> Option<Why> {
     use SessionStatus::*;
-    let was_working = matches!(before, Starting | Running | AwaitingPermission);
+    let was_working = working(before);
     match now {
         AwaitingPermission if before != AwaitingPermission => Some(Why::Asks),
         Idle if was_working => Some(Why::Finished),
@@ -81,6 +91,7 @@ fn needing_you(
         .into_iter()
         .filter_map(|(id, status, at)| match status {
             SessionStatus::AwaitingPermission => Some((id, Why::Asks, at)),
+            _ if working(status) => None,
             _ => unseen.get(&id).map(|why| (id, *why, at)),
         })
         .collect();
@@ -140,8 +151,10 @@ pub fn provide() -> Attention {
     let feed = crate::sessions_feed::use_feed();
     let unseen = RwSignal::new(BTreeMap::<SessionId, Why>::new());
     let list = Memo::new(move |_| {
+        let me = feed.me.get();
         feed.sessions.with(|all| {
-            unseen.with(|u| needing_you(all.iter().map(|s| (s.id, s.status, s.updated_at)), u))
+            let yours = all.iter().filter(|s| s.owner == me);
+            unseen.with(|u| needing_you(yours.map(|s| (s.id, s.status, s.updated_at)), u))
         })
     });
     let attention = Attention {
@@ -171,52 +184,61 @@ pub fn use_attention() -> Attention {
 }
 
 /// "Notify me": asks the browser for permission to show notifications, and
-/// turns them on and off; hidden where the browser cannot show them.
+/// turns them on and off; shown to someone signed in, where the browser can
+/// notify. One button, so it keeps the focus as it switches.
 #[component]
 pub fn NotifySwitch() -> impl IntoView {
     let attention = use_attention();
+    let feed = crate::sessions_feed::use_feed();
     #[cfg_attr(not(feature = "hydrate"), allow(unused_variables))]
     let toggle = move |_| {
         #[cfg(feature = "hydrate")]
         browser::toggle(attention.notify);
     };
-    move || {
-        attention.notify.get().map(|on| {
-            view! {
-                <button
-                    type="button"
-                    data-testid="notify-switch"
-                    aria-pressed=on.to_string()
-                    title="Desktop notifications when a session needs you"
-                    on:click=toggle
-                    class="rounded-md px-2 py-1 text-sm font-medium hover:bg-zinc-100 dark:hover:bg-zinc-800"
-                >
-                    {if on { "Notifications on" } else { "Notify me" }}
-                </button>
-            }
-        })
+    let on = move || attention.notify.get() == Some(true);
+    view! {
+        <button
+            type="button"
+            data-testid="notify-switch"
+            hidden=move || attention.notify.get().is_none() || !feed.loaded.get()
+            aria-pressed=move || on().to_string()
+            title="Desktop notifications when one of your sessions needs you"
+            on:click=toggle
+            class=move || format!(
+                "whitespace-nowrap rounded-md px-2 py-1 text-sm font-medium {}",
+                if on() { "bg-amber-100 text-amber-900 dark:bg-amber-900/50 dark:text-amber-100" } else { "hover:bg-zinc-100 dark:hover:bg-zinc-800" },
+            )
+        >
+            "Notify me"
+        </button>
     }
 }
 
 #[cfg(feature = "hydrate")]
 mod browser {
-    use super::{favicon, news, Attention, Why, PENDING_ANCHOR};
+    use super::{favicon, news, working, Attention, Why, PENDING_ANCHOR};
     use crate::domain::{SessionId, SessionStatus};
     use crate::sessions_feed::SessionsFeed;
     use leptos::prelude::*;
     use leptos_router::NavigateOptions;
-    use std::collections::{BTreeMap, HashMap};
+    use std::collections::{BTreeMap, HashMap, HashSet};
+    use std::time::Duration;
     use wasm_bindgen::prelude::*;
+    use web_sys::js_sys::{Date, Math};
     use web_sys::{
         Notification, NotificationOptions, NotificationPermission, Storage, StorageEvent,
     };
 
     /// Sessions that finished or failed unseen: `{"<id>": "finished"}`.
     const UNSEEN: &str = "paddock.attention.unseen";
-    /// The session a visible tab shows (`""`: a page of no session).
-    const LOOKING: &str = "paddock.attention.looking";
+    /// Per visible tab, `<prefix><tab>`: `<session id or "">|<ms since epoch>`.
+    const LOOKING: &str = "paddock.attention.looking.";
     /// `"on"` once the user turned notifications on.
     const NOTIFY: &str = "paddock.attention.notify";
+    /// How often a visible tab says again what it shows.
+    const HEARTBEAT: Duration = Duration::from_secs(15);
+    /// After how long a tab that stopped saying it is forgotten (it crashed).
+    const FORGET_AFTER_MS: f64 = 45_000.0;
 
     fn storage() -> Option<Storage> {
         window().local_storage().ok().flatten()
@@ -233,12 +255,21 @@ mod browser {
             .collect()
     }
 
-    fn write_unseen(unseen: &BTreeMap<SessionId, Why>) {
-        let map: HashMap<&SessionId, &str> =
-            unseen.iter().map(|(id, w)| (id, w.as_str())).collect();
-        if let (Some(s), Ok(json)) = (storage(), serde_json::to_string(&map)) {
-            let _ = s.set_item(UNSEEN, &json);
+    /// Changes what is unseen as stored now (another tab may have changed
+    /// it since this one read it), then shows it here.
+    fn change_unseen(
+        unseen: RwSignal<BTreeMap<SessionId, Why>>,
+        change: impl FnOnce(&mut BTreeMap<SessionId, Why>) -> bool,
+    ) {
+        let mut now = read_unseen();
+        if change(&mut now) {
+            let map: HashMap<&SessionId, &str> =
+                now.iter().map(|(id, w)| (id, w.as_str())).collect();
+            if let (Some(s), Ok(json)) = (storage(), serde_json::to_string(&map)) {
+                let _ = s.set_item(UNSEEN, &json);
+            }
         }
+        unseen.set(now);
     }
 
     /// The session a page shows, from its path.
@@ -250,33 +281,46 @@ mod browser {
         document().visibility_state() == web_sys::VisibilityState::Visible
     }
 
-    /// The session a visible tab of this browser shows, if any.
-    fn looked_at(path: &str) -> Option<SessionId> {
-        if visible() {
-            return shown(path);
-        }
-        storage()?.get_item(LOOKING).ok().flatten()?.parse().ok()
+    /// The sessions the visible tabs of this browser show.
+    fn looked_at() -> HashSet<SessionId> {
+        let Some(s) = storage() else {
+            return HashSet::new();
+        };
+        let now = Date::now();
+        (0..s.length().unwrap_or(0))
+            .filter_map(|i| s.key(i).ok().flatten())
+            .filter(|k| k.starts_with(LOOKING))
+            .filter_map(|k| s.get_item(&k).ok().flatten())
+            .filter_map(|v| {
+                let (id, at) = v.rsplit_once('|')?;
+                let fresh = now - at.parse::<f64>().ok()? < FORGET_AFTER_MS;
+                fresh.then(|| id.parse().ok()).flatten()
+            })
+            .collect()
     }
 
-    /// Tells the other tabs what this one shows while it is visible, and
-    /// clears what it shows from the unseen.
-    fn say_where(unseen: RwSignal<BTreeMap<SessionId, Why>>, path: &str) {
-        let Some(s) = storage() else { return };
-        let here = shown(path);
-        if visible() {
-            let _ = s.set_item(LOOKING, &here.map(|id| id.to_string()).unwrap_or_default());
-            if let Some(id) = here {
-                if unseen.with_untracked(|u| u.contains_key(&id)) {
-                    unseen.update(|u| {
-                        u.remove(&id);
-                    });
-                    write_unseen(&unseen.get_untracked());
-                }
+    /// This tab's own entry among those of the visible tabs.
+    struct Tab {
+        key: String,
+        path: Memo<String>,
+        unseen: RwSignal<BTreeMap<SessionId, Why>>,
+    }
+
+    impl Tab {
+        /// Says what this tab shows while it is visible (and clears that
+        /// session from the unseen), or takes its entry back.
+        fn say_where(&self) {
+            let Some(s) = storage() else { return };
+            if !visible() {
+                let _ = s.remove_item(&self.key);
+                return;
             }
-        } else if s.get_item(LOOKING).ok().flatten()
-            == Some(here.map(|id| id.to_string()).unwrap_or_default())
-        {
-            let _ = s.remove_item(LOOKING);
+            let here = shown(&self.path.get_untracked());
+            let id = here.map(|id| id.to_string()).unwrap_or_default();
+            let _ = s.set_item(&self.key, &format!("{id}|{}", Date::now()));
+            if let Some(id) = here {
+                change_unseen(self.unseen, |u| u.remove(&id).is_some());
+            }
         }
     }
 
@@ -287,33 +331,28 @@ mod browser {
         navigate: impl Fn(&str, NavigateOptions) + Clone + 'static,
     ) {
         let unseen = attention.unseen;
-        // Once the page runs: hydration finds what the server rendered.
-        Effect::new(move |_| {
-            unseen.set(read_unseen());
-            attention.notify.set(switch_state());
+        let tab = std::rc::Rc::new(Tab {
+            key: format!("{LOOKING}{}", (Math::random() * 1e16) as u64),
+            path,
+            unseen,
         });
-
-        // Another tab changed what is unseen, or the switch.
-        let on_storage = Closure::<dyn FnMut(StorageEvent)>::new(move |e: StorageEvent| {
-            match e.key().as_deref() {
-                Some(UNSEEN) => unseen.set(read_unseen()),
-                Some(NOTIFY) => attention.notify.set(switch_state()),
-                _ => {}
+        // Once the page runs: hydration finds what the server rendered.
+        Effect::new({
+            let tab = tab.clone();
+            move |_| {
+                unseen.set(read_unseen());
+                attention.notify.set(switch_state());
+                listen(&tab, attention);
             }
         });
-        let _ = window()
-            .add_event_listener_with_callback("storage", on_storage.as_ref().unchecked_ref());
-        on_storage.forget(); // the page's, for as long as it lives
-
-        let on_visibility =
-            Closure::<dyn FnMut()>::new(move || say_where(unseen, &path.get_untracked()));
-        let _ = document().add_event_listener_with_callback(
-            "visibilitychange",
-            on_visibility.as_ref().unchecked_ref(),
-        );
-        on_visibility.forget();
-        // And after each navigation in this tab.
-        Effect::new(move |_| say_where(unseen, &path.get()));
+        // After each navigation in this tab.
+        Effect::new({
+            let tab = tab.clone();
+            move |_| {
+                path.track();
+                tab.say_where();
+            }
+        });
 
         // Each change of a session's status, against the last one seen.
         Effect::new(move |before: Option<HashMap<SessionId, SessionStatus>>| {
@@ -323,32 +362,42 @@ mod browser {
             let Some(before) = before.filter(|_| feed.loaded.get_untracked()) else {
                 return now;
             };
-            let looking = looked_at(&path.get_untracked());
+            let me = feed.me.get_untracked();
+            let mut looking: Option<HashSet<SessionId>> = None;
             for (id, status) in &now {
-                let Some(why) = before.get(id).and_then(|b| news(*b, *status)) else {
+                let Some(was) = before.get(id).filter(|was| *was != status) else {
                     continue;
                 };
-                if looking == Some(*id) {
+                if working(*status) {
+                    change_unseen(unseen, |u| u.remove(id).is_some());
+                }
+                let Some(why) = news(*was, *status) else {
+                    continue;
+                };
+                let Some(session) = feed
+                    .sessions
+                    .with_untracked(|l| l.iter().find(|s| s.id == *id).cloned())
+                    .filter(|s| s.owner == me)
+                else {
+                    continue;
+                };
+                if looking.get_or_insert_with(looked_at).contains(id) {
                     continue;
                 }
                 if why != Why::Asks {
-                    unseen.update(|u| {
-                        u.insert(*id, why);
-                    });
-                    write_unseen(&unseen.get_untracked());
+                    change_unseen(unseen, |u| u.insert(*id, why) != Some(why));
                 }
-                let name = feed
-                    .sessions
-                    .with_untracked(|l| l.iter().find(|s| s.id == *id).map(|s| s.name.clone()))
-                    .unwrap_or_default();
                 if attention.notify.get_untracked() == Some(true) {
-                    notify(*id, &name, why, navigate.clone());
+                    let when = session.updated_at.timestamp_millis();
+                    notify(*id, &session.name, why, when, navigate.clone());
                 }
             }
             // A session deleted is no longer unseen.
             if unseen.with_untracked(|u| u.keys().any(|id| !now.contains_key(id))) {
-                unseen.update(|u| u.retain(|id, _| now.contains_key(id)));
-                write_unseen(&unseen.get_untracked());
+                change_unseen(unseen, |u| {
+                    u.retain(|id, _| now.contains_key(id));
+                    true
+                });
             }
             now
         });
@@ -376,6 +425,48 @@ mod browser {
                 let _ = el.set_attribute("href", badge.as_deref().unwrap_or(href));
             }
         });
+    }
+
+    /// The page's listeners, for as long as it lives: the other tabs'
+    /// changes, this tab shown or hidden or closed, and its heartbeat.
+    fn listen(tab: &std::rc::Rc<Tab>, attention: Attention) {
+        let on_storage = Closure::<dyn FnMut(StorageEvent)>::new({
+            let tab = tab.clone();
+            move |e: StorageEvent| match e.key().as_deref() {
+                Some(UNSEEN) => {
+                    attention.unseen.set(read_unseen());
+                    // What this tab shows stays seen.
+                    tab.say_where();
+                }
+                Some(NOTIFY) => attention.notify.set(switch_state()),
+                _ => {}
+            }
+        });
+        let _ = window()
+            .add_event_listener_with_callback("storage", on_storage.as_ref().unchecked_ref());
+        on_storage.forget();
+        let on_visibility = Closure::<dyn FnMut()>::new({
+            let tab = tab.clone();
+            move || tab.say_where()
+        });
+        let _ = document().add_event_listener_with_callback(
+            "visibilitychange",
+            on_visibility.as_ref().unchecked_ref(),
+        );
+        on_visibility.forget();
+        let on_hide = Closure::<dyn FnMut()>::new({
+            let key = tab.key.clone();
+            move || {
+                if let Some(s) = storage() {
+                    let _ = s.remove_item(&key);
+                }
+            }
+        });
+        let _ =
+            window().add_event_listener_with_callback("pagehide", on_hide.as_ref().unchecked_ref());
+        on_hide.forget();
+        let tab = tab.clone();
+        let _ = set_interval_with_handle(move || tab.say_where(), HEARTBEAT);
     }
 
     /// The switch as it stands: `None` where notifications cannot be shown.
@@ -416,18 +507,19 @@ mod browser {
         });
     }
 
-    /// One notification per session and change (the tag): every tab sees
-    /// the change, the browser shows it once. Clicking it opens the session
-    /// at the request in this tab.
+    /// One notification per session, why and when (the tag): every tab sees
+    /// the change, the browser shows it once. Clicking it opens the session,
+    /// at the request, in this tab.
     fn notify(
         id: SessionId,
         name: &str,
         why: Why,
+        when: i64,
         navigate: impl Fn(&str, NavigateOptions) + 'static,
     ) {
         let options = NotificationOptions::new();
         options.set_body(&format!("{name} {}", why.says()));
-        options.set_tag(&format!("paddock:{id}:{}", why.as_str()));
+        options.set_tag(&format!("paddock:{id}:{}:{when}", why.as_str()));
         options.set_icon("/favicon.svg");
         let Ok(shown) = Notification::new_with_options(&format!("Paddock: {name}"), &options)
         else {
@@ -438,9 +530,13 @@ mod browser {
             _ => "",
         };
         let target = format!("/sessions/{id}{at}");
-        let on_click = Closure::<dyn FnMut()>::new(move || {
-            let _ = window().focus();
-            navigate(&target, NavigateOptions::default());
+        let on_click = Closure::<dyn FnMut()>::new({
+            let shown = shown.clone();
+            move || {
+                let _ = window().focus();
+                shown.close();
+                navigate(&target, NavigateOptions::default());
+            }
         });
         shown.set_onclick(Some(on_click.as_ref().unchecked_ref()));
         on_click.forget(); // as long as the notification may be clicked

@@ -1,15 +1,13 @@
-//! Wide or narrow: on wide screens (the `wide:` breakpoint of
-//! style/main.css, 90rem) a session's page shows the sessions beside it
-//! and its workspace beside the transcript; narrower, one at a time, as
-//! tabs. Widths that CSS alone can serve use the `wide:` variant; what is
-//! rendered only when wide (the sidebar, the second pane) follows
-//! [`use_wide`], which is narrow on the server and until the page runs
-//! (effects run once it is hydrated), so the page hydrates as it was
-//! rendered.
+//! Wide or narrow: on wide screens (90rem: 1440 px at the default font
+//! size) a session's page shows the sessions beside it and its workspace
+//! beside the transcript; narrower, one at a time, as tabs. What is wide
+//! follows [`use_wide`], which is narrow on the server and until the page
+//! runs (effects run once it is hydrated), so the page hydrates as it was
+//! rendered, and without JavaScript the narrow layout holds.
 
 use leptos::prelude::*;
 
-/// The `wide:` breakpoint, as a media query.
+/// Wide, as a media query.
 #[cfg(feature = "hydrate")]
 const WIDE: &str = "(min-width: 90rem)";
 

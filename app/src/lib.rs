@@ -105,13 +105,13 @@ fn SandboxWarning() -> impl IntoView {
 #[component]
 fn Main(children: Children) -> impl IntoView {
     let path = leptos_router::hooks::use_location().pathname;
+    let wide = layout::use_wide();
     let class = move || {
-        let wide = if path.with(|p| p.starts_with("/sessions/")) {
-            "wide:max-w-none"
-        } else {
-            ""
-        };
-        format!("mx-auto max-w-5xl px-4 py-6 {wide}")
+        let whole = wide.get() && path.with(|p| p.starts_with("/sessions/"));
+        format!(
+            "mx-auto px-4 py-6 {}",
+            if whole { "max-w-none" } else { "max-w-5xl" }
+        )
     };
     view! { <main class=class>{children()}</main> }
 }

@@ -6,7 +6,7 @@
 //! by the list's stream; on the server it stays unloaded and pages render
 //! from their own data.
 
-use crate::domain::Session;
+use crate::domain::{Session, UserId};
 use leptos::prelude::*;
 
 /// The page's copy of the sessions list.
@@ -16,6 +16,9 @@ pub struct SessionsFeed {
     pub sessions: RwSignal<Vec<Session>>,
     /// Whether `sessions` has been read from the server at least once.
     pub loaded: RwSignal<bool>,
+    /// Who reads it: the signed-in user (`None`: the local operator, with
+    /// sign-in off), as sessions name their owner.
+    pub me: RwSignal<Option<UserId>>,
 }
 
 /// Starts the page's feed (once, in the app's root) and provides it.
@@ -23,6 +26,7 @@ pub fn provide() {
     let feed = SessionsFeed {
         sessions: RwSignal::new(Vec::new()),
         loaded: RwSignal::new(false),
+        me: RwSignal::new(None),
     };
     #[cfg(feature = "hydrate")]
     follow(feed);
@@ -39,7 +43,11 @@ fn follow(feed: SessionsFeed) {
     use crate::api::list_sessions;
     use crate::live::{self, Link, Topic};
 
-    let SessionsFeed { sessions, loaded } = feed;
+    let SessionsFeed {
+        sessions,
+        loaded,
+        me,
+    } = feed;
     let (link, set_link) = signal(Link::Connecting);
     let reload = move || {
         leptos::task::spawn_local(async move {
@@ -58,6 +66,10 @@ fn follow(feed: SessionsFeed) {
                 sort(&mut fresh);
                 sessions.set(fresh);
                 loaded.set(true);
+                // End-to-end tests wait for it, as for `data-hydrated`.
+                if let Some(body) = document().body() {
+                    let _ = body.set_attribute("data-sessions", "loaded");
+                }
             }
         })
     };
@@ -67,11 +79,13 @@ fn follow(feed: SessionsFeed) {
         }
     });
     // Once the page runs (effects run once it is hydrated), and only for
-    // someone signed in: the sign-in page has no sessions.
+    // someone signed in: the sign-in page has no sessions. Read at once,
+    // and again when the stream is live.
     let signed_in = RwSignal::new(false);
     Effect::new(move |_| {
         leptos::task::spawn_local(async move {
-            if let Ok(Some(_)) = crate::api::accounts::whoami().await {
+            if let Ok(Some(caller)) = crate::api::accounts::whoami().await {
+                me.set(caller.user);
                 signed_in.set(true);
             }
         });
@@ -80,6 +94,7 @@ fn follow(feed: SessionsFeed) {
         if !signed_in.get() {
             return;
         }
+        reload();
         live::subscribe(
             Topic::List,
             &["session", "deleted", "resync"],

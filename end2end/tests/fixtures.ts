@@ -193,6 +193,12 @@ export async function gotoHydrated(page: Page, url: string) {
   return response;
 }
 
+/** Waits until the page has its live copy of the sessions list (the
+ * sidebar, the attention count and the `a` shortcut read it). */
+export async function sessionsLoaded(page: Page) {
+  await expect(page.locator('body[data-sessions="loaded"]')).toBeAttached();
+}
+
 /** Whether a session's Docker sandbox exists. */
 export function containerExists(sessionId: string): boolean {
   try {

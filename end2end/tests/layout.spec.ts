@@ -1,4 +1,4 @@
-import { test, expect, gotoHydrated, createSession, prompt } from './fixtures';
+import { test, expect, gotoHydrated, createSession, prompt, sessionsLoaded } from './fixtures';
 import type { Page } from '@playwright/test';
 
 // The dashboard for a working day: on a wide screen the sessions beside
@@ -16,7 +16,8 @@ async function overflows(page: Page): Promise<boolean> {
 test.describe('layout', () => {
   test.use({
     scenario: { turns: [
-      { expect: { contains: ['hello beta'] }, reply: 'Beta answers live.', usage: { input_tokens: 40000, output_tokens: 20000 } },
+      { expect: { contains: ['hello beta'] }, reply: 'Beta answers.', usage: { input_tokens: 40000, output_tokens: 20000 } },
+      { expect: { contains: ['again beta'] }, reply: 'Beta answers live.' },
     ] },
   });
 
@@ -26,6 +27,7 @@ test.describe('layout', () => {
     const beta = await createSession(paddock, 'beta docs');
     await createSession(paddock, 'gamma release');
     await gotoHydrated(page, `${paddock.url}/sessions/${alpha}`);
+    await sessionsLoaded(page);
 
     const sidebar = page.getByTestId('sidebar');
     await expect(sidebar.getByTestId('sidebar-row')).toHaveCount(3);
@@ -34,6 +36,7 @@ test.describe('layout', () => {
     await expect(page.getByTestId('transcript-empty')).toBeVisible();
     const panel = page.getByTestId('workspace-panel');
     await expect(panel.getByTestId('tab-files')).toHaveAttribute('aria-current', 'page');
+    await expect(panel.getByTestId('files')).toBeVisible();
     await expect(panel.getByTestId('tab-transcript')).toHaveCount(0);
     const [left, right] = await Promise.all([
       page.getByTestId('transcript').boundingBox(),
@@ -42,10 +45,21 @@ test.describe('layout', () => {
     expect(right!.x).toBeGreaterThanOrEqual(left!.x + left!.width);
     expect(await overflows(page)).toBe(false);
 
+    // Another session works: its row follows its status and cost, and it
+    // is marked done, as it finished while you looked at this one.
+    const betaRow = sidebar.locator(`[data-id="${beta}"]`);
+    await expect(betaRow.getByTestId('sidebar-cost')).toHaveText('$0.0000');
+    await prompt(paddock, beta, 'hello beta');
+    await expect(betaRow.getByTestId('sidebar-cost')).not.toHaveText('$0.0000');
+    await expect(betaRow).toHaveAttribute('data-attention', 'finished');
+    await expect(sidebar.getByTestId('sidebar-row').first()).toHaveAttribute('data-id', beta);
+
     // Filters: by name, then by status.
     await page.getByTestId('sidebar-filter').fill('DOCS');
     await expect(sidebar.getByTestId('sidebar-name')).toHaveText(['beta docs']);
     await page.getByTestId('sidebar-filter').fill('');
+    await page.getByTestId('sidebar-status').selectOption('needs-you');
+    await expect(sidebar.getByTestId('sidebar-name')).toHaveText(['beta docs']);
     await page.getByTestId('sidebar-status').selectOption('failed');
     await expect(sidebar.getByTestId('sidebar-none')).toBeVisible();
     await page.getByTestId('sidebar-status').selectOption('all');
@@ -53,25 +67,27 @@ test.describe('layout', () => {
 
     // Switching keeps the page (no load), and its stream follows.
     await page.evaluate(() => { (window as any).samePage = true; });
-    await sidebar.locator(`[data-id="${beta}"] a`).click();
+    await betaRow.locator('a').click();
     await expect(page).toHaveURL(`${paddock.url}/sessions/${beta}`);
     await expect(page.getByTestId('session-title')).toHaveText('beta docs');
+    await expect(page.getByText('Beta answers.')).toBeVisible();
+    await expect(betaRow).not.toHaveAttribute('data-attention');
     await expect(page.getByTestId('connection')).toHaveAttribute('data-state', 'live');
     expect(await page.evaluate(() => (window as any).samePage)).toBe(true);
-    await prompt(paddock, beta, 'hello beta');
+    await prompt(paddock, beta, 'again beta');
     await expect(page.getByText('Beta answers live.')).toBeVisible();
-    // The sidebar follows its status and cost.
-    const betaRow = sidebar.locator(`[data-id="${beta}"]`);
-    await expect(betaRow.getByTestId('sidebar-cost')).not.toHaveText('$0.0000');
-    await expect(betaRow.locator('.sr-only')).toHaveText('idle');
   });
 
   test('narrow: from 360 px the transcript and the workspace are tabs, with nothing wider than the screen', async ({ page, paddock }) => {
     await page.setViewportSize(PHONE);
     const id = await createSession(paddock, 'a session with a rather long name to wrap on a phone');
+    // Overflow is checked once the header is complete (the switch shows
+    // once the sessions are read).
     await gotoHydrated(page, paddock.url);
+    await sessionsLoaded(page);
     expect(await overflows(page)).toBe(false);
     await gotoHydrated(page, `${paddock.url}/sessions/${id}`);
+    await sessionsLoaded(page);
     expect(await overflows(page)).toBe(false);
     await expect(page.getByTestId('sidebar')).toHaveCount(0);
     await expect(page.getByTestId('tab-transcript')).toHaveAttribute('aria-current', 'page');
@@ -115,17 +131,26 @@ test.describe('attention', () => {
     const asker = await createSession(paddock, 'asker', { permission_mode: 'ask' });
     const list = await createSession(paddock, 'elsewhere');
     await gotoHydrated(page, `${paddock.url}/sessions/${list}`);
+    await sessionsLoaded(page);
     await expect(page).toHaveTitle('elsewhere · Paddock');
+    const sidebar = page.getByTestId('sidebar');
+    await expect(sidebar.getByTestId('sidebar-row')).toHaveCount(3);
+    await expect(page.getByTestId('notify-switch')).toHaveAttribute('aria-pressed', 'false');
     await page.getByTestId('notify-switch').click();
-    await expect(page.getByTestId('notify-switch')).toHaveText('Notifications on');
+    await expect(page.getByTestId('notify-switch')).toHaveAttribute('aria-pressed', 'true');
 
     // One finishes while you look at another: counted, marked, notified.
     await prompt(paddock, quiet, 'work quietly');
     await expect(page).toHaveTitle('(1) elsewhere · Paddock');
-    const sidebar = page.getByTestId('sidebar');
     await expect(sidebar.locator(`[data-id="${quiet}"]`)).toHaveAttribute('data-attention', 'finished');
     await expect(page.locator('link[rel~="icon"]').first()).toHaveAttribute('href', /^data:image\/svg\+xml,/);
     await expect.poll(() => page.evaluate(() => (window as any).shown.map((s: any) => s.body))).toEqual(['quiet one finished']);
+    // Another tab of the browser counts it too.
+    const second = await context.newPage();
+    await gotoHydrated(second, paddock.url);
+    await sessionsLoaded(second);
+    await expect(second).toHaveTitle('(1) Paddock');
+    await second.close();
 
     // One asks: first in the sidebar, counted, notified.
     await prompt(paddock, asker, 'ask me');
@@ -148,6 +173,8 @@ test.describe('attention', () => {
     await expect(page.locator('link[rel~="icon"]').first()).toHaveAttribute('href', '/favicon.ico');
     const other = await context.newPage();
     await gotoHydrated(other, paddock.url);
+    await sessionsLoaded(other);
     await expect(other).toHaveTitle('Paddock');
+    await expect(other.getByTestId('notify-switch')).toHaveAttribute('aria-pressed', 'true');
   });
 });

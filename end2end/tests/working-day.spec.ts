@@ -1,4 +1,4 @@
-import { test, expect, gotoHydrated, openNewSession, sendPrompt } from './fixtures';
+import { test, expect, gotoHydrated, openNewSession, sendPrompt, sessionsLoaded } from './fixtures';
 
 // The small things a person notices in a day with the dashboard: the
 // favicon, times they can read, copy buttons, keyboard shortcuts.
@@ -68,6 +68,7 @@ test.describe('the keyboard', () => {
 
   test('keyboard: ? lists the shortcuts, n starts a session, / writes a prompt, a opens the session waiting for you', async ({ page, paddock }) => {
     await gotoHydrated(page, paddock.url);
+    await sessionsLoaded(page);
     // Nothing waits yet.
     await page.keyboard.press('a');
     await expect(page.getByTestId('shortcut-note')).toHaveText('No session is waiting for you.');

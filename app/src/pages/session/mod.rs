@@ -55,7 +55,7 @@ pub fn SessionPage() -> impl IntoView {
     let wide = crate::layout::use_wide();
     let current = Signal::derive(move || id().parse().unwrap_or_default());
     view! {
-        <div class="wide:grid wide:grid-cols-[15rem_minmax(0,1fr)] wide:gap-6">
+        <div class=move || if wide.get() { "grid grid-cols-[15rem_minmax(0,1fr)] gap-6" } else { "" }>
             {move || wide.get().then(|| view! {
                 <aside class="sticky top-4 max-h-[calc(100vh-2rem)] self-start overflow-y-auto">
                     <Sidebar current />
@@ -178,8 +178,12 @@ fn SessionScreen(data: SessionView) -> impl IntoView {
         <leptos_meta::Title text=move || session.try_with(|s| format!("{} · Paddock", s.name)).unwrap_or_default() />
         <article class="space-y-4 pb-4">
             <Header session id=id_header link people />
-            <div class="flex flex-col gap-4 wide:grid wide:grid-cols-2 wide:items-start wide:gap-6">
-            <div data-testid="workspace-panel" class="order-first min-w-0 space-y-4 wide:order-last wide:sticky wide:top-4 wide:max-h-[calc(100vh-2rem)] wide:overflow-y-auto">
+            <div class=move || if wide.get() { "grid grid-cols-2 items-start gap-6" } else { "flex flex-col gap-4" }>
+            <div data-testid="workspace-panel" class=move || if wide.get() {
+                "order-last sticky top-4 max-h-[calc(100vh-2rem)] min-w-0 space-y-4 overflow-y-auto"
+            } else {
+                "order-first min-w-0 space-y-4"
+            }>
                 <Tabs id=session_id current=Memo::new(move |_| if wide.get() { panel.get() } else { shown.get() }) wide has_repo />
                 {move || files_shown.get().then(|| view! { <FilesView id=session_id access status /> })}
                 {move || changes_shown.get().then(|| view! { <ChangesView id=session_id access status /> })}
