@@ -6,7 +6,8 @@
 //! passed on when it reconnects, and a tab that joins late catches up from
 //! the newest event it holds; tabs drop what they already have.
 //!
-//! Elsewhere each subscription is a Server-Sent Events stream of its own,
+//! Elsewhere (or in a tab whose worker could not start: it loads again once
+//! without it) each subscription is a Server-Sent Events stream of its own,
 //! through the browser's `EventSource`, which reconnects by itself after
 //! network errors and resumes with `Last-Event-ID`. When the browser gives
 //! up (the server answered with an error, e.g. while it restarts behind a
@@ -98,6 +99,8 @@ mod shared {
     /// The worker's script; its version changes with what it speaks, so a
     /// browser never keeps an older worker for a newer page.
     const SCRIPT: &str = "/live-worker.js?v=1";
+    /// Set in this tab's `sessionStorage` once its worker failed to start.
+    const FAILED: &str = "paddock.live.worker-failed";
     /// How often a tab tells the worker it is still there.
     const PING: Duration = Duration::from_secs(20);
 
@@ -128,10 +131,24 @@ mod shared {
 
         fn start() -> Option<Rc<Worker>> {
             let has = Reflect::has(&global(), &"SharedWorker".into()).unwrap_or(false);
-            if !has {
+            let session = web_sys::window()?.session_storage().ok().flatten();
+            let failed = session
+                .as_ref()
+                .and_then(|s| s.get_item(FAILED).ok().flatten())
+                .is_some();
+            if !has || failed {
                 return None;
             }
             let worker = SharedWorker::new_with_str(SCRIPT, "paddock-live").ok()?;
+            // A worker that cannot start (its script did not load): this tab
+            // loads again once and follows on streams of its own.
+            let on_error = Closure::once_into_js(move || {
+                if let Some(s) = session {
+                    let _ = s.set_item(FAILED, "1");
+                }
+                let _ = window().location().reload();
+            });
+            worker.set_onerror(Some(on_error.unchecked_ref()));
             let port = worker.port();
             let this = Rc::new(Worker {
                 port: port.clone(),

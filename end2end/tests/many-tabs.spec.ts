@@ -99,6 +99,9 @@ test.describe('a tab that joins mid-run', () => {
     await gotoHydrated(late, `${paddock.url}/sessions/${id}`);
     for (const tab of [page, late]) await expect(tab.getByText('All done, every step taken.')).toBeVisible();
     const seqs = (tab: Page) => tab.locator('[data-seq]').evaluateAll((els) => els.map((e) => Number(e.getAttribute('data-seq'))));
+    // Once the run has ended, the last events have reached the first tab.
+    await expect.poll(async () => (await (await paddock.api(`/api/sessions/${id}`)).json()).status).toBe('idle');
+    await expect.poll(async () => (await seqs(page)).length).toBe((await seqs(late)).length);
     const there = await seqs(page);
     expect(there.length).toBeGreaterThan(4);
     expect(there).toEqual([...there].sort((a, b) => a - b));
@@ -108,5 +111,26 @@ test.describe('a tab that joins mid-run', () => {
     const fresh = await context.newPage();
     await gotoHydrated(fresh, `${paddock.url}/sessions/${id}`);
     await expect.poll(() => seqs(fresh)).toEqual(there);
+  });
+});
+
+test.describe('a shared worker that cannot start', () => {
+  test.use({ scenario: { turns: [{ expect: { contains: ['alone'] }, reply: 'Streamed without the worker.' }] } });
+
+  test('leaves the tab on streams of its own, live', async ({ page, context, paddock }) => {
+    await page.goto('about:blank'); // no page of Paddock's in the tab before
+    await context.route('**/live-worker.js*', (route) => route.abort());
+    const id = await createSession(paddock, 'alone');
+    // It loads again once (as soon as the worker fails), without the worker.
+    await page.goto(`${paddock.url}/sessions/${id}`).catch(() => { /* cut short by that reload */ });
+    // Live, in a tab whose worker failed: only the tab loaded again can be
+    // (the first one never connects).
+    const state = () => page.evaluate(() => [
+      sessionStorage.getItem('paddock.live.worker-failed'),
+      document.querySelector<HTMLElement>('[data-testid="connection"]')?.dataset.state ?? null,
+    ]).catch(() => null);
+    await expect.poll(state).toEqual(['1', 'live']);
+    await prompt(paddock, id, 'all alone');
+    await expect(page.getByText('Streamed without the worker.')).toBeVisible();
   });
 });
