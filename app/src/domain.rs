@@ -902,6 +902,15 @@ impl SessionSettings {
         }
     }
 
+    /// Gives `s` these settings (and nothing else: its counters are the
+    /// transcript's).
+    pub fn apply(self, s: &mut Session) {
+        s.name = self.name;
+        s.model = self.model;
+        s.permission_mode = self.permission_mode;
+        s.budget_usd = self.budget_usd;
+    }
+
     pub fn validate(self) -> Result<Self, AppError> {
         Ok(Self {
             name: check_name("session", &self.name)?,

@@ -27,10 +27,11 @@ use leptos_router::{
     path, SsrMode,
 };
 
-/// Who is signed in, with their pages (and an admin's), and sign-out; with
-/// sign-in off, says so. Nothing for an anonymous visitor (the sign-in page).
+/// Who is signed in, with their pages (and an admin's), the keyboard
+/// shortcuts' help, and sign-out; with sign-in off, says so. Nothing for an
+/// anonymous visitor (the sign-in page).
 #[component]
-fn AccountMenu() -> impl IntoView {
+fn AccountMenu(shortcuts_help: RwSignal<bool>) -> impl IntoView {
     let me = Resource::new(|| (), |_| api::accounts::whoami());
     let link = "block rounded px-3 py-1.5 text-sm hover:bg-zinc-100 dark:hover:bg-zinc-800";
     view! {
@@ -51,6 +52,9 @@ fn AccountMenu() -> impl IntoView {
                                     <A href="/tokens" attr:class=link>"API tokens"</A>
                                 })}
                                 <A href="/credentials" attr:class=link>"Credentials"</A>
+                                <button type="button" data-testid="open-shortcuts" class=format!("w-full text-left {link}") on:click=move |_| shortcuts_help.set(true)>
+                                    "Keyboard shortcuts"
+                                </button>
                                 {(admin && signed_in).then(|| view! {
                                     <A href="/users" attr:class=link>"Users"</A>
                                     <A href="/audit" attr:class=link>"Audit log"</A>
@@ -145,6 +149,7 @@ pub fn App() -> impl IntoView {
     layout::provide();
     sessions_feed::provide();
     let attention = attention::provide();
+    let shortcuts_help = RwSignal::new(false);
     Effect::new(|_| copy::listen());
 
     // Effects run only in the browser, so this marks the moment the page is
@@ -170,12 +175,12 @@ pub fn App() -> impl IntoView {
                     <A href="/agents" attr:class="rounded-md px-2 py-1 text-sm font-medium hover:bg-zinc-100 dark:hover:bg-zinc-800" attr:data-testid="nav-agents">"Agents"</A>
                     <div class="ml-auto flex items-center gap-2">
                         <attention::NotifySwitch />
-                        <AccountMenu />
+                        <AccountMenu shortcuts_help />
                     </div>
                 </nav>
             </header>
             <attention::Watch />
-            <shortcuts::Shortcuts />
+            <shortcuts::Shortcuts help=shortcuts_help />
             <SandboxWarning />
             <Main>
                 // Async: pages arrive complete, so they read well without

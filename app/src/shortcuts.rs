@@ -1,5 +1,8 @@
-//! Keyboard shortcuts, on every page, listed in a help that `?` opens.
-//! Keys typed into a field are the field's; a shortcut takes no modifier.
+//! Keyboard shortcuts, on every page, listed in a help that `?` (or the
+//! account menu's "Keyboard shortcuts") opens. Keys typed into a field are
+//! the field's; a shortcut takes no modifier. The help turns the single-key
+//! shortcuts off and on again (remembered by the browser), for those whose
+//! speech input or habits trip them.
 
 use leptos::prelude::*;
 
@@ -16,17 +19,47 @@ const KEYS: &[(&str, &str)] = &[
 #[cfg(feature = "hydrate")]
 const NOTE_FOR: std::time::Duration = std::time::Duration::from_secs(4);
 
+/// Where the browser remembers that single-key shortcuts are off.
+#[cfg(feature = "hydrate")]
+const OFF: &str = "paddock.shortcuts.off";
+
+/// `help`: whether the help is open (the account menu opens it too).
 #[component]
-pub fn Shortcuts() -> impl IntoView {
-    let (help, set_help) = signal(false);
+pub fn Shortcuts(help: RwSignal<bool>) -> impl IntoView {
+    let (help, set_help) = help.split();
+    // On until the page runs and reads what the browser remembers.
+    let keys_on = RwSignal::new(true);
     #[cfg_attr(not(feature = "hydrate"), allow(unused_variables))]
     let (note, set_note) = signal(None::<&'static str>);
     #[cfg(feature = "hydrate")]
     {
         let navigate = leptos_router::hooks::use_navigate();
         let attention = crate::attention::use_attention();
+        let storage = || window().local_storage().ok().flatten();
         Effect::new(move |_| {
-            browser::listen(attention, help, set_help, set_note, navigate.clone())
+            let off = storage().and_then(|s| s.get_item(OFF).ok().flatten());
+            keys_on.set(off.is_none());
+            browser::listen(
+                attention,
+                keys_on,
+                help,
+                set_help,
+                set_note,
+                navigate.clone(),
+            )
+        });
+        Effect::new(move |was: Option<bool>| {
+            let on = keys_on.get();
+            if was.is_some_and(|was| was != on) {
+                if let Some(s) = storage() {
+                    let _ = if on {
+                        s.remove_item(OFF)
+                    } else {
+                        s.set_item(OFF, "1")
+                    };
+                }
+            }
+            on
         });
     }
     let close = move |_| set_help.set(false);
@@ -60,6 +93,10 @@ pub fn Shortcuts() -> impl IntoView {
                             </div>
                         }).collect_view()}
                     </dl>
+                    <label class="mt-4 flex items-center gap-2 text-sm">
+                        <input type="checkbox" data-testid="single-keys" bind:checked=keys_on />
+                        "Single-key shortcuts (n, a, /, ?)"
+                    </label>
                     <button
                         type="button"
                         node_ref=close_button
@@ -125,6 +162,7 @@ mod browser {
 
     pub fn listen(
         attention: Attention,
+        keys_on: RwSignal<bool>,
         help: ReadSignal<bool>,
         set_help: WriteSignal<bool>,
         set_note: WriteSignal<Option<&'static str>>,
@@ -146,7 +184,7 @@ mod browser {
                 }
                 return;
             }
-            if typing(&e) {
+            if typing(&e) || !keys_on.get_untracked() {
                 return;
             }
             match e.key().as_str() {

@@ -99,11 +99,34 @@ test.describe('the keyboard', () => {
     await page.keyboard.press('a');
     await expect(page).toHaveURL(`${paddock.url}/sessions/${id}#pending`);
     await expect(page.getByTestId('permission-card')).toBeVisible();
+
+    // Single keys can be turned off, and on again from the account menu.
+    await page.keyboard.press('?');
+    await help.getByTestId('single-keys').uncheck();
+    await help.getByRole('button', { name: 'Close' }).click();
+    for (const key of ['n', '?']) await page.keyboard.press(key);
+    await expect(help).toBeHidden();
+    await expect(page).toHaveURL(`${paddock.url}/sessions/${id}#pending`);
+    await page.reload();
+    await expect(page.locator('body[data-hydrated="true"]')).toBeAttached();
+    await page.keyboard.press('n');
+    await expect(page).toHaveURL(`${paddock.url}/sessions/${id}#pending`);
+    await page.getByTestId('account-name').click();
+    await page.getByTestId('open-shortcuts').click();
+    await expect(help.getByTestId('single-keys')).not.toBeChecked();
+    await help.getByTestId('single-keys').check();
+    await help.getByRole('button', { name: 'Close' }).click();
+    await page.keyboard.press('n');
+    await expect(page).toHaveURL(`${paddock.url}/`);
   });
 });
 
-test('the owner edits a session\'s name, model, permissions and budget where it is', async ({ page, paddock }) => {
+test('the owner edits a session\'s name, model, permissions and budget where it is', async ({ page, context, paddock }) => {
   const id = await openNewSession(page, paddock, { name: 'first name' });
+  // Another tab on it sees the change without a reload.
+  const other = await context.newPage();
+  await gotoHydrated(other, `${paddock.url}/sessions/${id}`);
+  await sessionsLoaded(other);
   await page.getByText('Settings', { exact: true }).click();
   await page.getByTestId('edit-settings').click();
   const form = page.getByTestId('settings-form');
@@ -121,6 +144,11 @@ test('the owner edits a session\'s name, model, permissions and budget where it 
   await expect(page.getByTestId('setting-model')).toHaveText('claude-haiku-4-5');
   await expect(page.getByTestId('setting-permissions')).toHaveText('read-only');
   await expect(page.getByTestId('setting-budget')).toHaveText('$1.50');
+  await expect(other.getByTestId('session-title')).toHaveText('Second name');
+  await expect(other.getByTestId('setting-model')).toHaveText('claude-haiku-4-5');
+  await expect(other.getByTestId('setting-budget')).toHaveText('$1.50');
+  await expect(other.getByTestId('delete')).toHaveAttribute('aria-label', 'Delete session Second name');
+  await other.close();
 
   const stored = await (await paddock.api(`/api/sessions/${id}`)).json();
   expect([stored.name, stored.model, stored.permission_mode, stored.budget_usd]).toEqual(['Second name', 'claude-haiku-4-5', 'read-only', 1.5]);

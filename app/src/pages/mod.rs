@@ -101,7 +101,9 @@ fn format_cost(usd: f64) -> String {
 #[component]
 fn DeleteButton(
     id: String,
-    name: String,
+    /// As it is now (a session renamed while its page is open).
+    #[prop(into)]
+    name: Signal<String>,
     #[prop(optional)] then_go_to: Option<&'static str>,
 ) -> impl IntoView {
     let delete = ServerAction::<DeleteSession>::new();
@@ -111,12 +113,13 @@ fn DeleteButton(
             navigate(to, Default::default());
         }
     });
-    let label = format!("Delete session {name}");
+    let label = move || format!("Delete session {}", name.get());
     let on_click = move |e: leptos::ev::MouseEvent| {
         e.prevent_default();
         e.stop_propagation();
         let question = format!(
-            "Delete session {name:?}? Its sandbox and workspace files are removed for good."
+            "Delete session {:?}? Its sandbox and workspace files are removed for good.",
+            name.get_untracked()
         );
         if window().confirm_with_message(&question).unwrap_or(false) {
             delete.dispatch(DeleteSession { id: id.clone() });

@@ -102,7 +102,7 @@ pub(super) fn Header(
                     ></span>
                     {move || link.get().label()}
                 </span>
-                {owns.then(|| view! { <DeleteButton id=id.clone() name=s.name.clone() then_go_to="/" /> })}
+                {owns.then(|| view! { <DeleteButton id=id.clone() name=Signal::derive(move || session.with(|s| s.name.clone())) then_go_to="/" /> })}
             </div>
             <dl class="grid grid-cols-2 gap-x-6 gap-y-3 rounded-lg border border-zinc-200 bg-white p-4 text-sm sm:grid-cols-4 dark:border-zinc-800 dark:bg-zinc-900">
                 {counter("Cost", "cost", Signal::derive(move || format_cost(session.with(|s| s.cost_usd))))}

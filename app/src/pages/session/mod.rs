@@ -34,7 +34,7 @@ use super::sidebar::Sidebar;
 use super::{ErrorNote, Missing};
 use crate::accounts::Access;
 use crate::api::{open_session, session_events, EventPage, SessionView, EVENTS_PAGE};
-use crate::domain::{AppError, Delta, Event, EventHtml};
+use crate::domain::{AppError, Delta, Event, EventHtml, SessionSettings};
 use crate::live::{self, Link, Topic};
 use crate::transcript::{Item, Transcript};
 use cards::{EventView, LiveBlockView};
@@ -166,6 +166,27 @@ fn SessionScreen(data: SessionView) -> impl IntoView {
         },
         set_link,
     );
+
+    // Settings changed elsewhere (by the owner in another tab or through
+    // the API) arrive with the sessions list: applied when the row's
+    // settings change; the counters stay the transcript's.
+    let feed = crate::sessions_feed::use_feed();
+    Effect::new(move |was: Option<Option<SessionSettings>>| {
+        let row = feed.sessions.with(|l| {
+            l.iter()
+                .find(|s| s.id == session_id)
+                .map(SessionSettings::of)
+        });
+        if let Some(now) = row
+            .clone()
+            .filter(|now| was.flatten().as_ref() != Some(now))
+        {
+            if session.with_untracked(|s| SessionSettings::of(s) != now) {
+                session.update(|s| now.apply(s));
+            }
+        }
+        row
+    });
 
     let transcript = Memo::new(move |_| events.with(|e| Transcript::build(e)));
     let status = Memo::new(move |_| session.with(|s| s.status));

@@ -27,12 +27,7 @@ pub(super) fn SettingsEdit(session: RwSignal<Session>) -> impl IntoView {
         Some(Ok(changed)) => {
             // The settings only: the page's own count of events (last_seq)
             // stays the stream's to move.
-            session.update(|s| {
-                s.name = changed.name;
-                s.model = changed.model;
-                s.permission_mode = changed.permission_mode;
-                s.budget_usd = changed.budget_usd;
-            });
+            session.update(|s| SessionSettings::of(&changed).apply(s));
             set_open.set(false);
         }
         Some(Err(e)) => set_refused.set(Some(e.to_string())),
