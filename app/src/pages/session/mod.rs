@@ -118,6 +118,8 @@ fn SessionScreen(data: SessionView) -> impl IntoView {
         Memo::new(move |_| panel.get() == view && (wide.get() || shown.get() == view))
     };
     let (files_shown, changes_shown) = (panel_shows(View::Files), panel_shows(View::Changes));
+    // The tab marked current: wide, the workspace's view; narrow, the one shown.
+    let tab = Memo::new(move |_| if wide.get() { panel.get() } else { shown.get() });
     let away = Memo::new(move |_| shown.get() != View::Transcript && !wide.get());
     let session = RwSignal::new(initial);
     let events = RwSignal::new(page.events);
@@ -200,15 +202,9 @@ fn SessionScreen(data: SessionView) -> impl IntoView {
         <article class="space-y-4 pb-4">
             <Header session id=id_header link people />
             <div class=move || if wide.get() { "grid grid-cols-2 items-start gap-6" } else { "flex flex-col gap-4" }>
-            <div data-testid="workspace-panel" class=move || if wide.get() {
-                "order-last sticky top-4 max-h-[calc(100vh-2rem)] min-w-0 space-y-4 overflow-y-auto"
-            } else {
-                "order-first min-w-0 space-y-4"
-            }>
-                <Tabs id=session_id current=Memo::new(move |_| if wide.get() { panel.get() } else { shown.get() }) wide has_repo />
-                {move || files_shown.get().then(|| view! { <FilesView id=session_id access status /> })}
-                {move || changes_shown.get().then(|| view! { <ChangesView id=session_id access status /> })}
-            </div>
+            // In the order they are seen: narrow, the tabs over the view shown;
+            // wide, the transcript, then the workspace pane with its tabs.
+            {move || (!wide.get()).then(|| view! { <Tabs id=session_id current=tab wide has_repo /> })}
             <div class:hidden=move || away.get() class="min-w-0 space-y-4">
             <section aria-labelledby="transcript-heading" class="space-y-3">
                 <h2 id="transcript-heading" class="sr-only">"Transcript"</h2>
@@ -239,6 +235,15 @@ fn SessionScreen(data: SessionView) -> impl IntoView {
                     "You are watching this session: it is shared with you to follow, not to prompt."
                 </p>
             })}
+            </div>
+            <div data-testid="workspace-panel" class=move || if wide.get() {
+                "sticky top-4 max-h-[calc(100vh-2rem)] min-w-0 space-y-4 overflow-y-auto"
+            } else {
+                "min-w-0 space-y-4"
+            }>
+                {move || wide.get().then(|| view! { <Tabs id=session_id current=tab wide has_repo /> })}
+                {move || files_shown.get().then(|| view! { <FilesView id=session_id access status /> })}
+                {move || changes_shown.get().then(|| view! { <ChangesView id=session_id access status /> })}
             </div>
             </div>
         </article>
