@@ -16,6 +16,12 @@
 // "closed" (data: gone, invalid or retry; that subscription ended), or
 // [0, "resub", ""] (the worker forgot this tab: subscribe again). Each tab
 // gets each event of a transcript once and in order, after its own.
+//
+// When what the tabs follow changes, the new connection is made before the
+// old one is let go: the old one delivers until the new one is open (list
+// frames twice at worst, which tabs apply idempotently; events are passed
+// on once by their seq; deltas from the old one only), so a tab opening or
+// closing costs the others nothing and they are not told to catch up.
 "use strict";
 
 const RETRY_MS = 2000;
@@ -33,6 +39,8 @@ const tabs = new Map();
 // seen on it (the list: null).
 let following = new Map();
 let source = null;
+// The connection `source` replaces, delivering until `source` is open.
+let handover = null;
 let open = false;
 let reconnect = null;
 let settling = null;
@@ -117,12 +125,22 @@ function connect() {
   clearTimeout(reconnect);
   clearTimeout(settling);
   settling = null;
-  if (source) source.close();
+  if (open) {
+    // The open one delivers until the next one opens.
+    letGo();
+    handover = source;
+  } else if (source) {
+    // Not open yet: the one before it (if any) still delivers.
+    source.close();
+  }
   source = null;
   open = false;
   const topics = wanted();
   following = new Map();
-  if (topics.size === 0) return;
+  if (topics.size === 0) {
+    letGo();
+    return;
+  }
   const sessions = [];
   for (const [topic, last] of topics) {
     following.set(topic, last);
@@ -134,33 +152,47 @@ function connect() {
   source = es;
   es.onopen = () => {
     if (source !== es) return;
+    letGo();
     open = true;
     toAll("open");
   };
   es.onmessage = (m) => {
-    if (source === es) frame(m.data);
+    if (source === es) frame(m.data, handover === null);
+    else if (handover === es) frame(m.data, true);
   };
   es.onerror = () => {
+    if (handover === es) {
+      letGo();
+      return;
+    }
     if (source !== es) return;
     // Not the browser's own reconnect: it would resume from where this
     // connection started, not from where each tab is.
     es.close();
     source = null;
     open = false;
+    letGo();
     toAll("error");
     reconnect = setTimeout(connect, RETRY_MS);
   };
 }
 
-// `<topic> <name> <data>`
-function frame(line) {
+// Closes the connection being replaced.
+function letGo() {
+  if (handover) handover.close();
+  handover = null;
+}
+
+// `<topic> <name> <data>`; `deltas`: whether this connection's deltas are
+// passed on (not while the one it replaces still delivers them).
+function frame(line, deltas) {
   const a = line.indexOf(" ");
   const b = line.indexOf(" ", a + 1);
   if (a < 0 || b < 0) return;
   const topic = line.slice(0, a);
   const name = line.slice(a + 1, b);
   const data = line.slice(b + 1);
-  if (!following.has(topic)) return;
+  if (!following.has(topic) || (name === "delta" && !deltas)) return;
   // A transcript's event, and the HTML that comes just before it, go to a
   // tab only as the next event it lacks: each tab gets each event once,
   // in order, whatever the others have.

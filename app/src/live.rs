@@ -98,7 +98,7 @@ mod shared {
 
     /// The worker's script; its version changes with what it speaks, so a
     /// browser never keeps an older worker for a newer page.
-    const SCRIPT: &str = "/live-worker.js?v=1";
+    const SCRIPT: &str = "/live-worker.js?v=2";
     /// Set in this tab's `sessionStorage` once its worker failed to start.
     const FAILED: &str = "paddock.live.worker-failed";
     /// How often a tab tells the worker it is still there.
@@ -243,7 +243,9 @@ mod shared {
                 (sub.link, sub.on_message.clone(), sub.names)
             };
             match name.as_str() {
-                "open" => link.set(Link::Live),
+                // Also sent when the worker moved to a new connection
+                // without missing anything: nothing to catch up on then.
+                "open" => link.maybe_update(|l| std::mem::replace(l, Link::Live) != Link::Live),
                 "error" => link.set(Link::Reconnecting),
                 "closed" => {
                     link.set(Link::Reconnecting);
