@@ -18,10 +18,14 @@
 // gets each event of a transcript once and in order, after its own.
 //
 // When what the tabs follow changes, the new connection is made before the
-// old one is let go: the old one delivers until the new one is open (list
-// frames twice at worst, which tabs apply idempotently; events are passed
-// on once by their seq; deltas from the old one only), so a tab opening or
-// closing costs the others nothing and they are not told to catch up.
+// old one is let go: the old one delivers until the new one is open, so a
+// tab opening or closing costs the others no list frame or event, and they
+// are not told to catch up. Frames of the moment between come twice: list
+// rows (tabs keep the newest of each), events (passed on once, by their
+// seq) and deltas, which the old one stops passing on when the hand-over
+// starts (appended text cannot be told apart; the stored event follows).
+// Should the old one fail before the new one is open, the tabs are told
+// (they catch up once it is).
 "use strict";
 
 const RETRY_MS = 2000;
@@ -157,12 +161,13 @@ function connect() {
     toAll("open");
   };
   es.onmessage = (m) => {
-    if (source === es) frame(m.data, handover === null);
+    if (source === es) frame(m.data, false);
     else if (handover === es) frame(m.data, true);
   };
   es.onerror = () => {
     if (handover === es) {
       letGo();
+      if (!open) toAll("error");
       return;
     }
     if (source !== es) return;
@@ -183,16 +188,15 @@ function letGo() {
   handover = null;
 }
 
-// `<topic> <name> <data>`; `deltas`: whether this connection's deltas are
-// passed on (not while the one it replaces still delivers them).
-function frame(line, deltas) {
+// `<topic> <name> <data>`; `handing`: from the connection being replaced.
+function frame(line, handing) {
   const a = line.indexOf(" ");
   const b = line.indexOf(" ", a + 1);
   if (a < 0 || b < 0) return;
   const topic = line.slice(0, a);
   const name = line.slice(a + 1, b);
   const data = line.slice(b + 1);
-  if (!following.has(topic) || (name === "delta" && !deltas)) return;
+  if (!following.has(topic) || (name === "delta" && handing)) return;
   // A transcript's event, and the HTML that comes just before it, go to a
   // tab only as the next event it lacks: each tab gets each event once,
   // in order, whatever the others have.
@@ -224,8 +228,9 @@ function frame(line, deltas) {
       port.postMessage([id, name, data]);
     }
   }
-  // A tab behind the others (it joined with an older event): from there.
-  if (gap) soon();
+  // A tab behind the others (it joined with an older event): from there;
+  // the connection being made already starts there.
+  if (gap && !handing) soon();
 }
 
 function toAll(name) {

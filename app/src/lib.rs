@@ -33,6 +33,7 @@ use leptos_router::{
 #[component]
 fn AccountMenu(shortcuts_help: RwSignal<bool>) -> impl IntoView {
     let me = Resource::new(|| (), |_| api::accounts::whoami());
+    let menu = NodeRef::<leptos::html::Details>::new();
     let link = "block rounded px-3 py-1.5 text-sm hover:bg-zinc-100 dark:hover:bg-zinc-800";
     view! {
         <Suspense>
@@ -41,7 +42,7 @@ fn AccountMenu(shortcuts_help: RwSignal<bool>) -> impl IntoView {
                     let admin = caller.is_admin();
                     let signed_in = caller.user.is_some();
                     view! {
-                        <details class="relative" data-testid="account-menu">
+                        <details node_ref=menu class="relative" data-testid="account-menu">
                             <summary class="cursor-pointer list-none rounded-md px-2 py-1 text-sm font-medium hover:bg-zinc-100 dark:hover:bg-zinc-800" data-testid="account-name">
                                 {caller.display_name.clone()}
                                 <span class="ml-1 text-xs font-normal text-zinc-500">{caller.role.to_string()}</span>
@@ -52,7 +53,13 @@ fn AccountMenu(shortcuts_help: RwSignal<bool>) -> impl IntoView {
                                     <A href="/tokens" attr:class=link>"API tokens"</A>
                                 })}
                                 <A href="/credentials" attr:class=link>"Credentials"</A>
-                                <button type="button" data-testid="open-shortcuts" class=format!("w-full text-left {link}") on:click=move |_| shortcuts_help.set(true)>
+                                <button type="button" data-testid="open-shortcuts" class=format!("w-full text-left {link}") on:click=move |_| {
+                                    // The help instead of the menu.
+                                    if let Some(menu) = menu.get_untracked() {
+                                        let _ = menu.remove_attribute("open");
+                                    }
+                                    shortcuts_help.set(true);
+                                }>
                                     "Keyboard shortcuts"
                                 </button>
                                 {(admin && signed_in).then(|| view! {

@@ -215,10 +215,18 @@ mod shared {
             self.send(message);
         }
 
-        /// Says again everything this tab follows.
+        /// Says again everything this tab follows, after the worker forgot
+        /// it (or it comes back from the back-forward cache): it may have
+        /// missed frames, so its subscriptions catch up once open.
         fn send_subs(&self) {
-            let ids: Vec<u32> = self.subs.borrow().keys().copied().collect();
-            for id in ids {
+            let ids: Vec<(u32, WriteSignal<Link>)> = self
+                .subs
+                .borrow()
+                .iter()
+                .map(|(id, s)| (*id, s.link))
+                .collect();
+            for (id, link) in ids {
+                link.set(Link::Reconnecting);
                 self.send_sub(id);
             }
         }

@@ -101,12 +101,17 @@ fn follow(feed: SessionsFeed) {
             move |name, data| match name {
                 "session" => {
                     if let Ok(s) = serde_json::from_str::<Session>(&data) {
-                        sessions.update(|l| {
+                        // A row older than the one held (the same frame
+                        // again, as the live connection changes hands) is
+                        // not news.
+                        sessions.maybe_update(|l| {
                             match l.iter_mut().find(|x| x.id == s.id) {
+                                Some(x) if x.updated_at > s.updated_at => return false,
                                 Some(x) => *x = s,
                                 None => l.push(s),
                             }
                             sort(l);
+                            true
                         });
                     }
                 }

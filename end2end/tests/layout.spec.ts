@@ -8,6 +8,14 @@ import type { Page } from '@playwright/test';
 const WIDE = { width: 1600, height: 900 };
 const PHONE = { width: 360, height: 740 };
 
+/** Whether the element `first` comes before `second` in the document. */
+async function before(page: Page, first: string, second: string): Promise<boolean> {
+  return page.evaluate(([a, b]) => {
+    const [x, y] = [document.querySelector(a), document.querySelector(b)];
+    return !!x && !!y && (x.compareDocumentPosition(y) & Node.DOCUMENT_POSITION_FOLLOWING) !== 0;
+  }, [first, second]);
+}
+
 /** Whether anything on the page is wider than the window. */
 async function overflows(page: Page): Promise<boolean> {
   return page.evaluate(() => document.documentElement.scrollWidth > window.innerWidth);
@@ -44,6 +52,8 @@ test.describe('layout', () => {
     ]);
     expect(right!.x).toBeGreaterThanOrEqual(left!.x + left!.width);
     expect(await overflows(page)).toBe(false);
+    // Keyboard and screen readers meet them in that order too.
+    expect(await before(page, '[data-testid="transcript"]', '[data-testid="tab-files"]')).toBe(true);
 
     // Another session works: its row follows its status and cost, and it
     // is marked done, as it finished while you looked at this one.
@@ -91,6 +101,7 @@ test.describe('layout', () => {
     expect(await overflows(page)).toBe(false);
     await expect(page.getByTestId('sidebar')).toHaveCount(0);
     await expect(page.getByTestId('tab-transcript')).toHaveAttribute('aria-current', 'page');
+    expect(await before(page, '[data-testid="tab-files"]', '[data-testid="transcript"]')).toBe(true);
     await expect(page.getByLabel('Prompt')).toBeVisible();
     await page.getByTestId('tab-files').click();
     await expect(page.getByTestId('tab-files')).toHaveAttribute('aria-current', 'page');

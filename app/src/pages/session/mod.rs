@@ -179,10 +179,9 @@ fn SessionScreen(data: SessionView) -> impl IntoView {
                 .find(|s| s.id == session_id)
                 .map(SessionSettings::of)
         });
-        if let Some(now) = row
-            .clone()
-            .filter(|now| was.flatten().as_ref() != Some(now))
-        {
+        // Not on the first run: the page's own data is as fresh.
+        let changed = |now: &SessionSettings| was.as_ref().is_some_and(|w| w.as_ref() != Some(now));
+        if let Some(now) = row.clone().filter(changed) {
             if session.with_untracked(|s| SessionSettings::of(s) != now) {
                 session.update(|s| now.apply(s));
             }
