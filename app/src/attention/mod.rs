@@ -193,7 +193,7 @@ pub fn NotifySwitch() -> impl IntoView {
     #[cfg_attr(not(feature = "hydrate"), allow(unused_variables))]
     let toggle = move |_| {
         #[cfg(feature = "hydrate")]
-        browser::toggle(attention.notify);
+        notifications::toggle(attention.notify);
     };
     let on = move || attention.notify.get() == Some(true);
     view! {
@@ -215,8 +215,20 @@ pub fn NotifySwitch() -> impl IntoView {
 }
 
 #[cfg(feature = "hydrate")]
+mod notifications;
+
+/// This browser's `localStorage`, where its tabs meet.
+#[cfg(feature = "hydrate")]
+fn storage() -> Option<web_sys::Storage> {
+    window().local_storage().ok().flatten()
+}
+
+/// Keeping it in the browser: the status changes, the tabs' shared state,
+/// the favicon.
+#[cfg(feature = "hydrate")]
 mod browser {
-    use super::{favicon, news, working, Attention, Why, PENDING_ANCHOR};
+    use super::notifications::{notify, switch_state, NOTIFY};
+    use super::{favicon, news, storage, working, Attention, Why};
     use crate::domain::{SessionId, SessionStatus};
     use crate::sessions_feed::SessionsFeed;
     use leptos::prelude::*;
@@ -225,24 +237,16 @@ mod browser {
     use std::time::Duration;
     use wasm_bindgen::prelude::*;
     use web_sys::js_sys::{Date, Math};
-    use web_sys::{
-        Notification, NotificationOptions, NotificationPermission, Storage, StorageEvent,
-    };
+    use web_sys::StorageEvent;
 
     /// Sessions that finished or failed unseen: `{"<id>": "finished"}`.
     const UNSEEN: &str = "paddock.attention.unseen";
     /// Per visible tab, `<prefix><tab>`: `<session id or "">|<ms since epoch>`.
     const LOOKING: &str = "paddock.attention.looking.";
-    /// `"on"` once the user turned notifications on.
-    const NOTIFY: &str = "paddock.attention.notify";
     /// How often a visible tab says again what it shows.
     const HEARTBEAT: Duration = Duration::from_secs(15);
     /// After how long a tab that stopped saying it is forgotten (it crashed).
     const FORGET_AFTER_MS: f64 = 45_000.0;
-
-    fn storage() -> Option<Storage> {
-        window().local_storage().ok().flatten()
-    }
 
     fn read_unseen() -> BTreeMap<SessionId, Why> {
         let raw = storage()
@@ -467,79 +471,6 @@ mod browser {
         on_hide.forget();
         let tab = tab.clone();
         let _ = set_interval_with_handle(move || tab.say_where(), HEARTBEAT);
-    }
-
-    /// The switch as it stands: `None` where notifications cannot be shown.
-    fn switch_state() -> Option<bool> {
-        let has = web_sys::js_sys::Reflect::has(&window(), &"Notification".into()).unwrap_or(false);
-        if !has {
-            return None;
-        }
-        let on = storage()
-            .and_then(|s| s.get_item(NOTIFY).ok().flatten())
-            .as_deref()
-            == Some("on");
-        match Notification::permission() {
-            NotificationPermission::Denied => None,
-            NotificationPermission::Granted => Some(on),
-            _ => Some(false),
-        }
-    }
-
-    /// Turns notifications off, or asks the browser and turns them on.
-    pub fn toggle(notify: RwSignal<Option<bool>>) {
-        let set = move |on: bool| {
-            if let Some(s) = storage() {
-                let _ = s.set_item(NOTIFY, if on { "on" } else { "off" });
-            }
-            notify.set(switch_state());
-        };
-        if notify.get_untracked() == Some(true) {
-            set(false);
-            return;
-        }
-        let Ok(asked) = Notification::request_permission() else {
-            return;
-        };
-        leptos::task::spawn_local(async move {
-            let _ = wasm_bindgen_futures::JsFuture::from(asked).await;
-            set(Notification::permission() == NotificationPermission::Granted);
-        });
-    }
-
-    /// One notification per session, why and when (the tag): every tab sees
-    /// the change, the browser shows it once. Clicking it opens the session,
-    /// at the request, in this tab.
-    fn notify(
-        id: SessionId,
-        name: &str,
-        why: Why,
-        when: i64,
-        navigate: impl Fn(&str, NavigateOptions) + 'static,
-    ) {
-        let options = NotificationOptions::new();
-        options.set_body(&format!("{name} {}", why.says()));
-        options.set_tag(&format!("paddock:{id}:{}:{when}", why.as_str()));
-        options.set_icon("/favicon.svg");
-        let Ok(shown) = Notification::new_with_options(&format!("Paddock: {name}"), &options)
-        else {
-            return;
-        };
-        let at = match why {
-            Why::Asks => PENDING_ANCHOR,
-            _ => "",
-        };
-        let target = format!("/sessions/{id}{at}");
-        let on_click = Closure::<dyn FnMut()>::new({
-            let shown = shown.clone();
-            move || {
-                let _ = window().focus();
-                shown.close();
-                navigate(&target, NavigateOptions::default());
-            }
-        });
-        shown.set_onclick(Some(on_click.as_ref().unchecked_ref()));
-        on_click.forget(); // as long as the notification may be clicked
     }
 }
 
