@@ -199,6 +199,9 @@ pub struct SandboxLimits {
     /// is killed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command_timeout_secs: Option<i64>,
+    /// MiB the workspace may hold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_mb: Option<i64>,
 }
 
 impl SandboxLimits {
@@ -210,6 +213,7 @@ impl SandboxLimits {
     pub const CPUS: std::ops::RangeInclusive<f64> = 0.1..=64.0;
     pub const PIDS: std::ops::RangeInclusive<i64> = 16..=65_536;
     pub const COMMAND_TIMEOUT_SECS: std::ops::RangeInclusive<i64> = 1..=86_400;
+    pub const DISK_MB: std::ops::RangeInclusive<i64> = 16..=1_048_576;
 
     pub fn validate(self) -> Result<Self, AppError> {
         fn check<T: PartialOrd + fmt::Display>(
@@ -234,6 +238,7 @@ impl SandboxLimits {
             self.command_timeout_secs,
             &Self::COMMAND_TIMEOUT_SECS,
         )?;
+        check("disk limit (MiB)", self.disk_mb, &Self::DISK_MB)?;
         Ok(self)
     }
 }
@@ -701,6 +706,7 @@ impl NewSession {
                 command_timeout_secs: limits
                     .command_timeout_secs
                     .or(base.limits.command_timeout_secs),
+                disk_mb: limits.disk_mb.or(base.limits.disk_mb),
             },
             budget_usd: budget_usd.or(base.budget_usd),
             mounts: list(mounts, base.mounts),
@@ -1108,6 +1114,10 @@ pub enum AppError {
     /// A body over its limit (an upload).
     #[error("{0}")]
     TooLarge(String),
+    /// What was to be written does not fit in the session's workspace
+    /// (its disk limit is reached).
+    #[error("{0}")]
+    WorkspaceFull(String),
     #[error("Something went wrong on the server; the details are in its log.")]
     Internal,
     #[error("{0}")]
@@ -1136,7 +1146,7 @@ impl AppError {
             AppError::Unavailable(_) => 503,
             AppError::Forbidden(_) => 403,
             AppError::Misdirected(_) => 421,
-            AppError::TooLarge(_) => 413,
+            AppError::TooLarge(_) | AppError::WorkspaceFull(_) => 413,
             AppError::Internal | AppError::Transport(_) => 500,
         }
     }
@@ -1153,6 +1163,7 @@ impl AppError {
             AppError::Forbidden(_) => "forbidden",
             AppError::Misdirected(_) => "misdirected_request",
             AppError::TooLarge(_) => "too_large",
+            AppError::WorkspaceFull(_) => "workspace_full",
             AppError::Internal | AppError::Transport(_) => "internal",
         }
     }
@@ -1286,9 +1297,18 @@ mod tests {
             cpus: Some(0.5),
             pids: Some(64),
             command_timeout_secs: Some(0),
+            disk_mb: None,
         };
         assert!(matches!(n.clone().validate(), Err(AppError::Invalid(_))));
         n.limits.command_timeout_secs = Some(30);
+        for bad in [0, 15, 2_000_000, -1] {
+            n.limits.disk_mb = Some(bad);
+            assert!(
+                matches!(n.clone().validate(), Err(AppError::Invalid(_))),
+                "{bad}"
+            );
+        }
+        n.limits.disk_mb = Some(64);
         assert_eq!(n.validate().unwrap().limits.pids, Some(64));
     }
 

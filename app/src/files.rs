@@ -26,6 +26,33 @@ pub struct FileEntry {
     pub size: u64,
 }
 
+/// How much of its disk a session's workspace uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiskUse {
+    pub used_bytes: u64,
+    /// The workspace's size where it has a disk limit; `None`: no limit.
+    pub limit_bytes: Option<u64>,
+}
+
+impl DiskUse {
+    /// Whether next to nothing is left under the limit: less than what
+    /// ext4 keeps for itself (2 % of it, at most 16 MiB) and 2 MiB more.
+    pub fn is_full(&self) -> bool {
+        self.limit_bytes.is_some_and(|limit| {
+            let kept = (limit / 50).min(16 << 20) + (2 << 20);
+            limit.saturating_sub(self.used_bytes) < kept
+        })
+    }
+
+    /// `12.0 MiB of 64.0 MiB`, or `12.0 MiB (no limit)`.
+    pub fn describe(&self) -> String {
+        match self.limit_bytes {
+            Some(limit) => format!("{} of {}", format_size(self.used_bytes), format_size(limit)),
+            None => format!("{} (no limit)", format_size(self.used_bytes)),
+        }
+    }
+}
+
 /// A file as the dashboard shows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileView {

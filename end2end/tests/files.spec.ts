@@ -102,3 +102,34 @@ test('files are uploaded by choosing them and by dropping them on the form', asy
   expect(existsSync(join(paddock.workspaces, 'evil.txt'))).toBe(false);
   expect(existsSync(join(paddock.dataDir, 'evil.txt'))).toBe(false);
 });
+
+test('a disk limit set in the form holds the workspace: its use shown, an upload that does not fit refused', async ({ page, paddock }) => {
+  const ready = await (await fetch(`${paddock.url}/readyz`)).json();
+  expect(ready.sandbox.disk_limits, 'this host holds disk limits (root, loop devices)').toBe('on');
+  await gotoHydrated(page, paddock.url);
+  await page.getByLabel('Name').fill('Small disk');
+  await page.getByText('More options').click();
+  await page.getByLabel('Disk (MiB)').fill('16');
+  await page.getByRole('button', { name: 'Create session' }).click();
+  await expect(page.getByTestId('session-title')).toHaveText('Small disk');
+  const id = page.url().split('/').pop()!;
+  expect((await (await paddock.api(`/api/sessions/${id}`)).json()).limits).toEqual({ disk_mb: 16 });
+
+  await page.getByTestId('tab-files').click();
+  const disk = page.getByTestId('disk-use');
+  await expect(disk).toHaveText(/^Disk: [\d.]+ KiB of 1\d\.\d MiB$/);
+  await expect(disk).toHaveAttribute('data-full', 'false');
+
+  // 20 MiB into 16: refused in the page's words, nothing written.
+  await page.getByTestId('upload-input').setInputFiles({ name: 'big.bin', mimeType: 'application/octet-stream', buffer: Buffer.alloc(20 << 20, 7) });
+  await page.getByRole('button', { name: 'Upload', exact: true }).click();
+  await expect(page.getByTestId('files')).toContainText('the workspace is full');
+  expect(existsSync(join(paddock.workspaces, id, 'big.bin'))).toBe(false);
+
+  // 13 MiB fits, and the panel says it is nearly full.
+  await page.getByTestId('upload-input').setInputFiles({ name: 'fits.bin', mimeType: 'application/octet-stream', buffer: Buffer.alloc(13 << 20, 7) });
+  await page.getByRole('button', { name: 'Upload', exact: true }).click();
+  await expect(page.getByTestId('file-list').getByRole('link', { name: 'fits.bin', exact: true })).toBeVisible();
+  await expect(disk).toHaveAttribute('data-full', 'true');
+  await expect(disk).toHaveText(/^Disk: 13\.\d MiB of 1\d\.\d MiB$/);
+});

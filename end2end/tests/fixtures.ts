@@ -2,7 +2,7 @@ import { test as base, expect, Browser, Page } from '@playwright/test';
 import { spawn, ChildProcess } from 'node:child_process';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -209,6 +209,19 @@ export function containerExists(sessionId: string): boolean {
   }
 }
 
+/** Deletes a server's data folder, unmounting first the workspaces' own
+ * filesystems in it (a server leaves them mounted when it stops). */
+export function removeDataDir(dir: string): void {
+  const points = readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .map((line) => line.split(' ')[4])
+    .filter((point) => point && point.startsWith(`${dir}/`));
+  for (const point of points) {
+    try { execFileSync('umount', ['-l', point], { stdio: 'ignore' }); } catch { /* gone */ }
+  }
+  rmSync(dir, { recursive: true, force: true });
+}
+
 export const test = base.extend<{ sandbox: 'docker' | 'local'; scenario: Scenario | null; withAdmin: boolean; model: Model | undefined; paddock: Paddock }>({
   // Local by default: most tests are about the dashboard, not containers.
   sandbox: ['local', { option: true }],
@@ -237,7 +250,7 @@ export const test = base.extend<{ sandbox: 'docker' | 'local'; scenario: Scenari
         try { execFileSync('docker', ['rm', '-f', `paddock-${id}`], { stdio: 'ignore' }); } catch { /* gone */ }
       }
     }
-    rmSync(dir, { recursive: true, force: true });
+    removeDataDir(dir);
   },
   // The test's page is signed in as the admin, through the sign-in page.
   page: async ({ page, paddock, withAdmin }, use) => {

@@ -87,6 +87,11 @@ pub struct Config {
     #[arg(long, env = "PADDOCK_SANDBOX_PIDS", default_value_t = Limits::default().pids)]
     pub sandbox_pids: i64,
 
+    /// Default disk limit of a session's workspace, in MiB (its own
+    /// filesystem, where the host can mount one); 0: no limit.
+    #[arg(long, env = "PADDOCK_SANDBOX_DISK_MB", default_value_t = Limits::default().disk_mb.unwrap_or(0))]
+    pub sandbox_disk_mb: u64,
+
     /// The master key that seals saved credentials: 64 hex digits. Without
     /// it, the key file is used (and created on first run).
     #[arg(long, env = "PADDOCK_MASTER_KEY", hide_env_values = true)]
@@ -216,6 +221,10 @@ impl Config {
             memory_mb: own.memory_mb.unwrap_or(self.sandbox_memory_mb),
             cpus: own.cpus.unwrap_or(self.sandbox_cpus),
             pids: own.pids.unwrap_or(self.sandbox_pids),
+            disk_mb: match own.disk_mb {
+                Some(mb) => u64::try_from(mb).ok(),
+                None => Some(self.sandbox_disk_mb).filter(|&mb| mb > 0),
+            },
         }
     }
 
@@ -442,9 +451,20 @@ mod tests {
             Limits {
                 memory_mb: 256,
                 cpus: c.sandbox_cpus,
-                pids: c.sandbox_pids
+                pids: c.sandbox_pids,
+                disk_mb: Some(10 * 1024),
             }
         );
+        let own_disk = c.limits_for(SandboxLimits {
+            disk_mb: Some(64),
+            ..Default::default()
+        });
+        assert_eq!(own_disk.disk_mb, Some(64));
+        let none = Config {
+            sandbox_disk_mb: 0,
+            ..config(None, None)
+        };
+        assert_eq!(none.limits_for(SandboxLimits::default()).disk_mb, None);
     }
 
     #[test]

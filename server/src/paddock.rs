@@ -39,7 +39,7 @@ use app::domain::{
     AppError, Decision, Engine, Event, EventKind, NewSession, ReadOnlyMount, ServerInfo, Session,
     SessionId, SessionSettings, SessionSpec, UserId,
 };
-use app::files::{FileEntry, FileView};
+use app::files::{DiskUse, FileEntry, FileView};
 use app::skills::Skill;
 use app::workspace_source::WorkspaceSource;
 use std::collections::HashSet;
@@ -942,6 +942,10 @@ impl Backend for Paddock {
         path: String,
     ) -> Result<FileView, AppError> {
         self.show_file(caller, id, &path).await
+    }
+
+    async fn disk_use(&self, caller: &Caller, id: SessionId) -> Result<DiskUse, AppError> {
+        self.workspace_disk_use(caller, id).await
     }
 
     async fn changes(&self, caller: &Caller, id: SessionId) -> Result<Changes, AppError> {

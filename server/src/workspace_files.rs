@@ -12,7 +12,7 @@ use crate::paddock::Paddock;
 use crate::sandbox::{relative, ByteStream, Download, FileError};
 use app::accounts::{Access, Caller};
 use app::domain::{AppError, SessionId};
-use app::files::{join, name_of, FileContent, FileEntry, FileView, VIEW_MAX_BYTES};
+use app::files::{join, name_of, DiskUse, FileContent, FileEntry, FileView, VIEW_MAX_BYTES};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use std::path::Component;
@@ -23,6 +23,7 @@ impl From<FileError> for AppError {
         match e {
             FileError::NotFound(path) => AppError::NotFound(format!("{path:?}")),
             FileError::Denied(_) => AppError::Forbidden(e.to_string()),
+            FileError::Full(_) => AppError::WorkspaceFull(e.to_string()),
             FileError::Io { path, message } => {
                 tracing::error!(path, "workspace file: {message}");
                 AppError::Internal
@@ -90,6 +91,19 @@ impl Paddock {
                 size: e.size,
             })
             .collect())
+    }
+
+    /// How much of its disk the session's workspace uses.
+    pub async fn workspace_disk_use(
+        &self,
+        caller: &Caller,
+        id: SessionId,
+    ) -> Result<DiskUse, AppError> {
+        self.session_for(caller, id, Access::Watch).await?;
+        self.sandbox.disk_use(id).await.map_err(|e| {
+            tracing::warn!(session = %id, "{e}");
+            AppError::Unavailable("The workspace cannot be measured now.".into())
+        })
     }
 
     /// A file as the dashboard shows it: highlighted text, or why not.
@@ -180,7 +194,7 @@ impl Paddock {
         id: SessionId,
         files: Vec<Upload>,
     ) -> Result<Vec<FileEntry>, AppError> {
-        self.session_for(caller, id, Access::Operate).await?;
+        let s = self.session_for(caller, id, Access::Operate).await?;
         if files.is_empty() {
             return Err(AppError::Invalid(
                 "Choose at least one file to upload.".into(),
@@ -197,6 +211,14 @@ impl Paddock {
             }
             checked.push((path, file.data));
         }
+        // Before its sandbox first started, the workspace is made here.
+        self.sandbox
+            .create_workspace(id, self.config.limits_for(s.limits).disk_mb)
+            .await
+            .map_err(|e| {
+                tracing::error!(session = %id, "cannot create the workspace for an upload: {e}");
+                AppError::Unavailable("The session's workspace cannot be made now.".into())
+            })?;
         let workspace = self.sandbox.workspace(id);
         let mut written = Vec::with_capacity(checked.len());
         for (path, data) in checked {

@@ -138,10 +138,11 @@ impl WorkspaceSetup {
             return Ok(());
         }
         let started = Instant::now();
+        self.sandbox
+            .create_workspace(session, self.config.limits_for(s.limits).disk_mb)
+            .await
+            .map_err(|e| SetupError(e.to_string()))?;
         let folder = self.sandbox.host_folder(session);
-        folder
-            .create()
-            .map_err(|e| SetupError(format!("cannot create the workspace: {e}")))?;
         let (mut said, cloned) = match self.source(&s, &folder).await {
             Ok(done) => done,
             Err(e) => {

@@ -7,7 +7,7 @@
 use super::ssr;
 use super::UrlInJsonOut;
 use crate::domain::AppError;
-use crate::files::{FileEntry, FileView};
+use crate::files::{DiskUse, FileEntry, FileView};
 use leptos::prelude::*;
 
 #[server(endpoint = "list_files", output = UrlInJsonOut)]
@@ -28,6 +28,18 @@ pub async fn view_file(id: String, path: String) -> Result<FileView, AppError> {
         async {
             ssr::backend()?
                 .view_file(&ssr::caller()?, ssr::parse_id(&id)?, path)
+                .await
+        }
+        .await,
+    )
+}
+
+#[server(endpoint = "workspace_disk", output = UrlInJsonOut)]
+pub async fn workspace_disk(id: String) -> Result<DiskUse, AppError> {
+    ssr::respond(
+        async {
+            ssr::backend()?
+                .disk_use(&ssr::caller()?, ssr::parse_id(&id)?)
                 .await
         }
         .await,

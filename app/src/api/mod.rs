@@ -22,7 +22,7 @@ pub(crate) mod ssr {
         AppError, Decision, Event, NewSession, ServerInfo, Session, SessionId, SessionSettings,
         UserId,
     };
-    use crate::files::{FileEntry, FileView};
+    use crate::files::{DiskUse, FileEntry, FileView};
     use crate::skills::Skill;
     use leptos::prelude::*;
     use std::sync::Arc;
@@ -215,6 +215,8 @@ pub(crate) mod ssr {
             id: SessionId,
             path: String,
         ) -> Result<FileView, AppError>;
+        /// How much of its disk the session's workspace uses.
+        async fn disk_use(&self, caller: &Caller, id: SessionId) -> Result<DiskUse, AppError>;
 
         /// What changed in a session cloned from git since it started (for
         /// those who may watch it).
@@ -386,6 +388,8 @@ pub struct SettingsForm {
     #[serde(default)]
     pub command_timeout_secs: Option<String>,
     #[serde(default)]
+    pub disk_mb: Option<String>,
+    #[serde(default)]
     pub max_turns: Option<String>,
     /// Tools allowed without asking, one a line.
     #[serde(default)]
@@ -438,6 +442,7 @@ impl SettingsForm {
                 cpus: number(self.cpus, "CPU count")?,
                 pids: number(self.pids, "process limit")?,
                 command_timeout_secs: number(self.command_timeout_secs, "time limit in seconds")?,
+                disk_mb: number(self.disk_mb, "disk limit in MiB")?,
             },
             max_turns: number(self.max_turns, "turn limit")?,
             allowed_tools: self

@@ -36,6 +36,7 @@ pub(super) fn settings_of(data: &leptos::web_sys::FormData) -> SettingsForm {
         cpus: field("cpus"),
         pids: field("pids"),
         command_timeout_secs: field("command_timeout_secs"),
+        disk_mb: field("disk_mb"),
         max_turns: field("max_turns"),
         allowed_tools: field("allowed_tools"),
         image: field("image"),
@@ -197,6 +198,9 @@ pub(super) fn SettingsFields(initial: NewSession, prefix: &'static str) -> impl 
                     </label>
                     <label class="text-xs">"CPUs"
                         <input name="cpus" type="number" min="0.1" max="64" step="0.1" value=initial.limits.cpus.map(|n| n.to_string()) class=INPUT />
+                    </label>
+                    <label class="text-xs">"Disk (MiB)"
+                        <input name="disk_mb" type="number" min="16" max="1048576" value=initial.limits.disk_mb.map(|n| n.to_string()) class=INPUT />
                     </label>
                     <label class="text-xs">"Processes"
                         <input name="pids" type="number" min="16" max="65536" value=initial.limits.pids.map(|n| n.to_string()) class=INPUT />

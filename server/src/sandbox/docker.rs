@@ -7,13 +7,14 @@
 //! finds its own and nobody else's.
 
 use super::{
-    remove_workspace, sandbox_user, workspace_dir, BackendInfo, BackendKind, CappedOutput,
-    ExecOutcome, ExecRequest, Found, HostFolder, HostWorkspace, OutputSink, OutputStream, Process,
-    ProcessControl, Result, Sandbox, SandboxError, SandboxSpec, SpawnRequest, Workspace,
-    MOUNT_POINT, SANDBOX_ENV, SANDBOX_UID,
+    sandbox_user, BackendInfo, BackendKind, CappedOutput, ExecOutcome, ExecRequest, Found,
+    HostFolder, HostWorkspace, OutputSink, OutputStream, Process, ProcessControl, Result, Sandbox,
+    SandboxError, SandboxSpec, SpawnRequest, Workspace, WorkspaceRoot, MOUNT_POINT, SANDBOX_ENV,
+    SANDBOX_UID,
 };
 use crate::sync::lock;
 use app::domain::SessionId;
+use app::files::DiskUse;
 use bollard::container::LogOutput;
 use bollard::errors::Error as DockerError;
 use bollard::exec::{CreateExecOptions, StartExecResults};
@@ -52,7 +53,7 @@ pub struct DockerSandbox {
     docker: Docker,
     image: String,
     instance: String,
-    workspace_root: PathBuf,
+    workspaces: WorkspaceRoot,
     /// The OCI runtime sandboxes run under: the configured one (`runsc`:
     /// gVisor) or the engine's default (`runc`).
     runtime: String,
@@ -119,7 +120,7 @@ impl DockerSandbox {
             docker,
             image,
             instance,
-            workspace_root,
+            workspaces: WorkspaceRoot::new(workspace_root, Some(SANDBOX_UID)),
             runtime,
             oom_kills: Mutex::new(HashMap::new()),
             starting: Mutex::new(HashMap::new()),
@@ -128,10 +129,7 @@ impl DockerSandbox {
 
     /// The session's workspace folder, given to the sandbox user.
     fn folder(&self, session: SessionId) -> HostFolder {
-        HostFolder::new(
-            workspace_dir(&self.workspace_root, session),
-            Some(SANDBOX_UID),
-        )
+        self.workspaces.folder(session)
     }
 
     pub fn container_name(session: SessionId) -> String {
@@ -145,8 +143,8 @@ impl DockerSandbox {
 
     fn create_body(&self, session: SessionId, spec: &SandboxSpec) -> ContainerCreateBody {
         let (limits, mounts) = (spec.limits, &spec.mounts);
-        let workspace = workspace_dir(&self.workspace_root, session);
-        let binds = std::iter::once(format!("{}:{MOUNT_POINT}", workspace.display()))
+        let workspace = self.folder(session);
+        let binds = std::iter::once(format!("{}:{MOUNT_POINT}", workspace.root().display()))
             .chain(mounts.iter().map(|m| {
                 let mode = if m.read_only { ":ro" } else { "" };
                 format!("{}:{}{mode}", m.host.display(), m.target)
@@ -386,6 +384,7 @@ impl Sandbox for DockerSandbox {
             warning: None,
             read_only_mounts: true,
             runtime: Some(self.runtime.clone()),
+            no_disk_limits: self.workspaces.no_disk_limits().map(str::to_owned),
         }
     }
 
@@ -398,9 +397,7 @@ impl Sandbox for DockerSandbox {
         let gate = lock(&self.starting).entry(session).or_default().clone();
         let _one_at_a_time = gate.lock().await;
         let began = std::time::Instant::now();
-        self.folder(session)
-            .create()
-            .map_err(|e| SandboxError::Failed(format!("cannot create the workspace: {e}")))?;
+        self.workspaces.create(session, spec.limits.disk_mb).await?;
         let name = Self::container_name(session);
         let found = match self.docker.inspect_container(&name, None).await {
             Ok(info) => Some(info),
@@ -686,7 +683,15 @@ impl Sandbox for DockerSandbox {
             Err(e) => return Err(failed(e)),
         }
         lock(&self.oom_kills).remove(&session);
-        remove_workspace(&self.workspace_root, session)
+        self.workspaces.remove(session).await
+    }
+
+    async fn create_workspace(&self, session: SessionId, disk_mb: Option<u64>) -> Result<()> {
+        self.workspaces.create(session, disk_mb).await
+    }
+
+    async fn disk_use(&self, session: SessionId) -> Result<DiskUse> {
+        self.workspaces.usage(session).await
     }
 
     async fn list(&self) -> Result<Vec<Found>> {

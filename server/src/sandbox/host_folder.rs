@@ -41,6 +41,11 @@ impl HostFolder {
         &self.root
     }
 
+    /// Who owns what Paddock creates here; `None`: the server's user.
+    pub fn owner(&self) -> Option<u32> {
+        self.owner
+    }
+
     /// Creates the folder (and gives it to the sandbox user when we can).
     pub fn create(&self) -> std::io::Result<()> {
         std::fs::create_dir_all(&self.root)?;
@@ -125,13 +130,15 @@ impl HostFolder {
     /// Writes `data` to `path`, creating missing parent folders.
     pub fn write(&self, path: &str, data: &[u8]) -> Result<(), FileError> {
         let rel = self.relative(path)?;
-        if !self.root.is_dir() {
-            // Before its sandbox first started (an upload).
-            self.create().map_err(|e| io_error(path, e))?;
-        }
         if let Some(parent) = rel.parent().filter(|p| !p.as_os_str().is_empty()) {
             self.create_dirs(path, parent)?;
         }
+        // What cannot fit is refused before anything is touched.
+        let free = rfs::statvfs(&self.root).map(|fs| fs.f_bavail.saturating_mul(fs.f_frsize));
+        if free.is_ok_and(|free| data.len() as u64 > free) {
+            return Err(FileError::Full(path.to_owned()));
+        }
+        let existed = self.open(path, OFlags::PATH, Mode::empty()).is_ok();
         // Opened without truncating, and emptied once it is known to be a
         // regular file.
         let fd = self.open(
@@ -142,9 +149,33 @@ impl HostFolder {
         Self::regular(path, &fd)?;
         rfs::ftruncate(&fd, 0).map_err(|e| io_error(path, e))?;
         self.give(&fd);
-        File::from(fd)
+        let written = File::from(fd)
             .write_all(data)
-            .map_err(|e| io_error(path, e))
+            .map_err(|e| io_error(path, e));
+        if written.is_err() && !existed {
+            // A new file that did not fit (the workspace filled meanwhile)
+            // is not left half written.
+            self.unlink(path, &rel);
+        }
+        written
+    }
+
+    /// Removes the file at `rel` (best effort), through its confined
+    /// parent folder.
+    fn unlink(&self, path: &str, rel: &Path) {
+        let parent = match rel.parent().filter(|p| !p.as_os_str().is_empty()) {
+            Some(p) => p.to_string_lossy().into_owned(),
+            None => ".".to_owned(),
+        };
+        let (Ok(dir), Some(name)) = (
+            self.open(&parent, OFlags::DIRECTORY | OFlags::RDONLY, Mode::empty()),
+            rel.file_name(),
+        ) else {
+            return;
+        };
+        if let Err(e) = rfs::unlinkat(&dir, name, rfs::AtFlags::empty()) {
+            tracing::warn!(path, "cannot remove a file half written: {e}");
+        }
     }
 
     fn create_dirs(&self, path: &str, parent: &Path) -> Result<(), FileError> {
@@ -261,10 +292,14 @@ impl HostFolder {
     }
 }
 
-fn io_error(path: &str, e: impl std::fmt::Display) -> FileError {
-    FileError::Io {
-        path: path.to_owned(),
-        message: e.to_string(),
+fn io_error(path: &str, e: impl Into<std::io::Error>) -> FileError {
+    let e = e.into();
+    match e.raw_os_error().map(Errno::from_raw_os_error) {
+        Some(Errno::NOSPC | Errno::DQUOT) => FileError::Full(path.to_owned()),
+        _ => FileError::Io {
+            path: path.to_owned(),
+            message: e.to_string(),
+        },
     }
 }
 
@@ -435,11 +470,19 @@ mod tests {
     }
 
     #[test]
-    fn a_workspace_never_started_is_empty_and_takes_a_first_file() {
+    fn a_workspace_not_made_yet_is_empty_and_made_before_a_first_file() {
         let dir = tempfile::tempdir().unwrap();
         let ws = HostFolder::new(dir.path().join("not-yet"), None);
         assert_eq!(ws.list("."), Ok(Vec::new()));
         assert_eq!(ws.list("src"), Err(FileError::NotFound("src".into())));
+        // Writing never makes the workspace (it may have to be a filesystem
+        // of its own): whoever writes first makes it.
+        assert!(matches!(
+            ws.write("up/loaded.txt", b"x"),
+            Err(FileError::NotFound(_))
+        ));
+        assert!(!ws.root().exists());
+        ws.create().unwrap();
         ws.write("up/loaded.txt", b"x").unwrap();
         assert_eq!(ws.read("up/loaded.txt").unwrap(), b"x");
     }

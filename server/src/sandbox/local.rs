@@ -7,13 +7,14 @@
 //! sees the host as the server's user. `info()` says so, and so does the UI.
 
 use super::{
-    remove_workspace, workspace_dir, BackendInfo, BackendKind, CappedOutput, ExecOutcome,
-    ExecRequest, Found, HostFolder, HostWorkspace, Mount, OutputSink, OutputStream, Process,
-    Result, Sandbox, SandboxError, SandboxSpec, SpawnRequest, Workspace, MOUNT_POINT, SANDBOX_ENV,
+    workspace_dir, BackendInfo, BackendKind, CappedOutput, ExecOutcome, ExecRequest, Found,
+    HostFolder, HostWorkspace, Mount, OutputSink, OutputStream, Process, Result, Sandbox,
+    SandboxError, SandboxSpec, SpawnRequest, Workspace, WorkspaceRoot, MOUNT_POINT, SANDBOX_ENV,
     SANDBOX_UID,
 };
 use crate::sync::lock;
 use app::domain::SessionId;
+use app::files::DiskUse;
 use rustix::process::{kill_process_group, Pid, Signal};
 use std::collections::HashMap;
 use std::os::unix::process::ExitStatusExt;
@@ -36,7 +37,7 @@ const NEEDS_BWRAP: SandboxError = SandboxError::Unsupported(
 );
 
 pub struct LocalSandbox {
-    workspace_root: PathBuf,
+    workspaces: WorkspaceRoot,
     bwrap: Option<PathBuf>,
     /// Each session's read-only mounts, bound into every command it runs
     /// (nothing runs between commands, so they are kept here).
@@ -47,7 +48,7 @@ impl LocalSandbox {
     /// The session's workspace folder. Inside bubblewrap the sandbox uid
     /// maps to ours: files stay ours.
     fn folder(&self, session: SessionId) -> HostFolder {
-        HostFolder::new(workspace_dir(&self.workspace_root, session), None)
+        self.workspaces.folder(session)
     }
 
     pub fn new(workspace_root: PathBuf) -> Self {
@@ -58,7 +59,7 @@ impl LocalSandbox {
             );
         }
         Self {
-            workspace_root,
+            workspaces: WorkspaceRoot::new(workspace_root, None),
             bwrap,
             mounts: Mutex::default(),
         }
@@ -185,11 +186,12 @@ impl Sandbox for LocalSandbox {
             warning: Some(warning.to_owned()),
             read_only_mounts: self.bwrap.is_some(),
             runtime: None,
+            no_disk_limits: self.workspaces.no_disk_limits().map(str::to_owned),
         }
     }
 
     async fn check(&self) -> Result<()> {
-        std::fs::create_dir_all(&self.workspace_root)
+        std::fs::create_dir_all(self.workspaces.root())
             .map_err(|e| SandboxError::Unavailable(format!("workspace root: {e}")))
     }
 
@@ -207,9 +209,7 @@ impl Sandbox for LocalSandbox {
             return Err(NEEDS_BWRAP);
         }
         lock(&self.mounts).insert(session, mounts.to_vec());
-        self.folder(session)
-            .create()
-            .map_err(|e| SandboxError::Failed(format!("cannot create the workspace: {e}")))
+        self.workspaces.create(session, spec.limits.disk_mb).await
     }
 
     async fn exec(
@@ -219,7 +219,7 @@ impl Sandbox for LocalSandbox {
         cancel: &CancellationToken,
         sink: OutputSink<'_>,
     ) -> Result<ExecOutcome> {
-        let workspace = workspace_dir(&self.workspace_root, session);
+        let workspace = workspace_dir(self.workspaces.root(), session);
         if !workspace.is_dir() {
             return Err(SandboxError::Missing(session));
         }
@@ -298,11 +298,19 @@ impl Sandbox for LocalSandbox {
 
     async fn destroy(&self, session: SessionId) -> Result<()> {
         lock(&self.mounts).remove(&session);
-        remove_workspace(&self.workspace_root, session)
+        self.workspaces.remove(session).await
+    }
+
+    async fn create_workspace(&self, session: SessionId, disk_mb: Option<u64>) -> Result<()> {
+        self.workspaces.create(session, disk_mb).await
+    }
+
+    async fn disk_use(&self, session: SessionId) -> Result<DiskUse> {
+        self.workspaces.usage(session).await
     }
 
     async fn list(&self) -> Result<Vec<Found>> {
-        let entries = match std::fs::read_dir(&self.workspace_root) {
+        let entries = match std::fs::read_dir(self.workspaces.root()) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(SandboxError::Unavailable(e.to_string())),

@@ -7,7 +7,8 @@
 //! is installed, and says plainly that its isolation is weaker.
 //!
 //! A session's files are its [`Workspace`]: for both backends a host folder
-//! mounted into the sandbox ([`HostWorkspace`]), every path confined to it.
+//! mounted into the sandbox ([`HostWorkspace`]), every path confined to it,
+//! with a disk limit where the host can hold one ([`WorkspaceRoot`]).
 
 mod docker;
 mod docker_connect;
@@ -19,6 +20,7 @@ mod output;
 mod search;
 mod shell;
 mod workspace;
+mod workspace_root;
 
 pub use docker::DockerSandbox;
 pub use host_folder::HostFolder;
@@ -31,8 +33,10 @@ pub use workspace::{
     relative, ByteStream, Download, Entry, FileError, GlobMatches, GlobQuery, GrepMatches,
     GrepQuery, SearchError, SearchLimits, Workspace, READ_MAX_BYTES,
 };
+pub use workspace_root::{DiskFolder, WorkspaceRoot};
 
 use app::domain::SessionId;
+use app::files::DiskUse;
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
 use serde::Serialize;
@@ -59,6 +63,8 @@ pub struct Limits {
     pub memory_mb: i64,
     pub cpus: f64,
     pub pids: i64,
+    /// Size of the workspace's own filesystem; `None`: no limit.
+    pub disk_mb: Option<u64>,
 }
 
 impl Default for Limits {
@@ -67,6 +73,7 @@ impl Default for Limits {
             memory_mb: 1024,
             cpus: 1.0,
             pids: 256,
+            disk_mb: Some(10 * 1024),
         }
     }
 }
@@ -220,6 +227,8 @@ pub struct BackendInfo {
     /// The container runtime sandboxes run under (`runc`, or `runsc`:
     /// gVisor); none for the local backend.
     pub runtime: Option<String>,
+    /// Why workspaces have no disk limit on this host, if they have none.
+    pub no_disk_limits: Option<String>,
 }
 
 /// A sandbox that exists on the backend, as found when listing.
@@ -282,6 +291,12 @@ pub trait Sandbox: Send + Sync + 'static {
     async fn resume(&self, _session: SessionId) {}
     /// Removes the sandbox and its workspace for good.
     async fn destroy(&self, session: SessionId) -> Result<()>;
+    /// Makes the session's workspace unless it exists, on a filesystem of
+    /// `disk_mb` MiB where the host can hold disk limits
+    /// ([`WorkspaceRoot::create`]); starting the sandbox makes it too.
+    async fn create_workspace(&self, session: SessionId, disk_mb: Option<u64>) -> Result<()>;
+    /// How much of its disk the session's workspace uses.
+    async fn disk_use(&self, session: SessionId) -> Result<DiskUse>;
     /// The sandboxes this server owns on the backend.
     async fn list(&self) -> Result<Vec<Found>>;
     /// The session's files.
@@ -295,17 +310,6 @@ pub trait Sandbox: Send + Sync + 'static {
 /// Host folder of a session's workspace.
 pub fn workspace_dir(root: &Path, session: SessionId) -> PathBuf {
     root.join(session.to_string())
-}
-
-/// Removes a session's workspace folder; a missing one is fine.
-fn remove_workspace(root: &Path, session: SessionId) -> Result<()> {
-    match std::fs::remove_dir_all(workspace_dir(root, session)) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(SandboxError::Failed(format!(
-            "cannot remove the workspace: {e}"
-        ))),
-    }
 }
 
 /// Environment every sandboxed command gets (invariant 2): nothing from the server's own

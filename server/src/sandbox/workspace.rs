@@ -38,6 +38,8 @@ pub enum FileError {
     Denied(String),
     #[error("{path:?} is too large to read ({size} bytes; the limit is {READ_MAX_BYTES})")]
     TooLarge { path: String, size: u64 },
+    #[error("{0:?} cannot be written: the workspace is full (its disk limit is reached)")]
+    Full(String),
     #[error("{path:?}: {message}")]
     Io { path: String, message: String },
 }

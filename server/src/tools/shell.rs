@@ -31,10 +31,26 @@ pub(super) async fn bash(
         .exec(ctx.session, &request, ctx.cancel, on_output)
         .await
     {
-        Ok(outcome) => report(outcome, timeout),
+        Ok(outcome) => {
+            let mut output = report(outcome, timeout);
+            if output.content.contains(NO_SPACE) {
+                if let Ok(disk) = ctx.sandbox.disk_use(ctx.session).await {
+                    if disk.is_full() {
+                        output.content.push_str(&format!(
+                            "\n[the workspace is full: {} used; delete files to make room]",
+                            disk.describe()
+                        ));
+                    }
+                }
+            }
+            output
+        }
         Err(e) => ToolOutput::error(format!("The command could not be run: {e}")),
     }
 }
+
+/// What a program says when a write does not fit (ENOSPC).
+const NO_SPACE: &str = "No space left on device";
 
 /// The outcome as the model reads it: the output, then a last line saying
 /// how it ended unless it exited 0.

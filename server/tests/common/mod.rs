@@ -95,6 +95,24 @@ impl Home {
 impl Drop for Home {
     fn drop(&mut self) {
         remove_containers(&self.workspaces());
+        unmount_under(self.path());
+    }
+}
+
+/// Unmounts the workspaces' own filesystems under `dir`, which a test
+/// leaves mounted unless it deleted its sessions (or failed), so that the
+/// folder can go.
+pub fn unmount_under(dir: &Path) {
+    let Ok(mounts) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return;
+    };
+    for point in mounts.lines().filter_map(|l| l.split(' ').nth(4)) {
+        if Path::new(point).starts_with(dir) {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(point)
+                .output();
+        }
     }
 }
 
@@ -481,5 +499,6 @@ impl Drop for DockerBox {
         let _ = std::process::Command::new("docker")
             .args(["rm", "-f", &name])
             .output();
+        unmount_under(&self.root);
     }
 }

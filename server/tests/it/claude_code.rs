@@ -184,6 +184,17 @@ async fn bash_writes_a_file_a_follow_up_resumes_and_the_key_stays_out() {
         EventKind::AssistantText { text } if text == "Resumed with the earlier exchange.")));
     assert_eq!(h.model.turns_left(), 0);
 
+    // The workspace and the CLI's home are filesystems of their own, the
+    // home of 1 GiB: the CLI cannot fill the host's disk either.
+    let sizes = h.sh(&s, "df --output=target,size -BM /workspace /paddock/home | tail -n +2");
+    let home_mb: u64 = sizes
+        .lines()
+        .find_map(|l| l.strip_prefix("/paddock/home"))
+        .and_then(|size| size.trim().trim_end_matches('M').parse().ok())
+        .unwrap_or_else(|| panic!("{sizes}"));
+    assert!((900..=1024).contains(&home_mb), "{sizes}");
+    assert!(sizes.contains("/workspace"), "{sizes}");
+
     // Metered by the proxy, one model call at a time.
     let after = h.paddock.store.get_session(s.id).await.unwrap().unwrap();
     assert_eq!(after.turns, 3);

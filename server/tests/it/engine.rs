@@ -596,6 +596,58 @@ async fn a_session_sets_its_own_turns_command_time_and_tools_allowed() {
 }
 
 #[tokio::test]
+async fn a_full_workspace_is_reported_in_the_transcript_and_the_dashboard() {
+    let fill = "dd if=/dev/zero of=big bs=1M count=100 status=none";
+    let h = harness(
+        json!([
+            {"reply": [{"tool_use": {"name": "bash", "input": {"command": fill}}}]},
+            {"expect": {"tool_result_contains": "the workspace is full"}, "reply": [{"text": "It is full."}]}
+        ]),
+        &[],
+    )
+    .await;
+    let new = app::domain::NewSession {
+        name: "small disk".into(),
+        allowed_tools: vec!["bash".into()],
+        limits: app::domain::SandboxLimits {
+            disk_mb: Some(16),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let s = common::session(&h.paddock, new).await;
+    assert_eq!(s.limits.disk_mb, Some(16));
+    h.prompt(&s, "fill the disk").await;
+    let events = h.wait_idle(&s).await;
+    let output = events
+        .iter()
+        .find_map(|e| match &e.kind {
+            EventKind::ToolResult { output, .. } => Some(output.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert!(output.contains("No space left on device"), "{output}");
+    assert!(output.contains("[the workspace is full: "), "{output}");
+    assert_eq!(status_of(&events), SessionStatus::Idle, "{events:?}");
+    assert_eq!(h.model.turns_left(), 0);
+    let disk = h
+        .paddock
+        .disk_use(&Caller::local_operator(), s.id)
+        .await
+        .unwrap();
+    assert!(
+        disk.is_full() && disk.limit_bytes <= Some(16 << 20),
+        "{disk:?}"
+    );
+    // Deleting the session gives the space back to the host.
+    h.paddock
+        .delete_session(&Caller::local_operator(), s.id)
+        .await
+        .unwrap();
+    assert!(!h.home.workspaces().join(format!("{}.disk", s.id)).exists());
+}
+
+#[tokio::test]
 async fn an_image_the_docker_host_lacks_is_a_clear_error() {
     let h = harness(json!([]), &[]).await;
     let new = app::domain::NewSession {

@@ -116,6 +116,95 @@ async fn docker_memory_bomb_is_oom_killed() {
     assert!(d.run("true", 10).await.success());
 }
 
+/// Whether a filesystem is mounted at `dir`, as the kernel lists them.
+fn mounted_at(dir: &std::path::Path) -> bool {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .any(|l| l.split(' ').nth(4) == Some(dir.to_str().unwrap()))
+}
+
+#[tokio::test]
+async fn docker_disk_limit_fills_only_the_session_and_is_an_ordinary_error() {
+    let d = docker(Limits {
+        disk_mb: Some(32),
+        ..Limits::default()
+    })
+    .await;
+    assert_eq!(
+        d.sandbox.info().no_disk_limits,
+        None,
+        "this host holds disk limits"
+    );
+    let image = d.root.join(format!("{}.disk", d.session));
+    assert!(
+        mounted_at(&d.workspace()),
+        "the workspace is a filesystem of its own"
+    );
+    let empty = d.sandbox.disk_use(d.session).await.unwrap();
+    let limit = empty.limit_bytes.expect("a limit");
+    assert!((24 << 20..=32 << 20).contains(&limit), "{empty:?}");
+    assert!(!empty.is_full());
+    let listed = d.run("ls -A", 10).await;
+    assert_eq!(listed.output, "", "no lost+found in the workspace");
+
+    // The agent fills it: an ordinary "No space left on device", as on any
+    // full disk, and the host's disk took no more than the limit.
+    let filled = d
+        .run("dd if=/dev/zero of=big bs=1M count=200 status=none", 60)
+        .await;
+    assert!(!filled.success(), "{filled:?}");
+    assert!(
+        filled.output.contains("No space left on device"),
+        "{filled:?}"
+    );
+    let full = d.sandbox.disk_use(d.session).await.unwrap();
+    assert!(full.is_full(), "{full:?}");
+    let allocated = {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(&image).unwrap().blocks() * 512
+    };
+    assert!(allocated <= 40 << 20, "the image holds {allocated} bytes");
+
+    // The server's own writes into it are refused plainly.
+    let refused = d
+        .sandbox
+        .workspace(d.session)
+        .write("more.txt", &[b'x'; 1 << 20])
+        .await;
+    assert!(matches!(refused, Err(FileError::Full(_))), "{refused:?}");
+
+    // Another session and the sandbox itself go on.
+    let other = docker(Limits::default()).await;
+    let wrote = other
+        .run(
+            "dd if=/dev/zero of=f bs=1M count=64 status=none && echo done",
+            60,
+        )
+        .await;
+    assert_eq!(wrote.output, "done\n", "{wrote:?}");
+    let freed = d.run("rm big && echo back > note && cat note", 10).await;
+    assert_eq!(freed.output, "back\n", "{freed:?}");
+    assert!(!d.sandbox.disk_use(d.session).await.unwrap().is_full());
+
+    // After a host restart the image is mounted again, with its files.
+    d.sandbox.stop(d.session).await.unwrap();
+    let out = std::process::Command::new("umount")
+        .arg(d.workspace())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(!d.workspace().join("note").exists());
+    d.sandbox.start(d.session, Limits::default()).await.unwrap();
+    assert!(mounted_at(&d.workspace()));
+    assert_eq!(d.run("cat note", 10).await.output, "back\n");
+
+    // Deleting the session removes the filesystem, its image and its folder.
+    d.sandbox.destroy(d.session).await.unwrap();
+    assert!(!mounted_at(&d.workspace()));
+    assert!(!image.exists() && !d.workspace().exists());
+}
+
 #[tokio::test]
 async fn docker_infinite_loop_is_killed_at_the_timeout_with_its_children() {
     let d = docker(Limits::default()).await;

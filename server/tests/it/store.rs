@@ -53,6 +53,7 @@ async fn sessions_round_trip_and_survive_reopening() {
                 cpus: Some(1.5),
                 pids: Some(64),
                 command_timeout_secs: Some(30),
+                disk_mb: Some(2048),
             },
             budget_usd: Some(2.25),
             env: vec![EnvVar {

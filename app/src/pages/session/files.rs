@@ -11,11 +11,11 @@
 use super::super::form::{PANEL, PRIMARY, SECONDARY};
 use super::super::ErrorNote;
 use crate::accounts::Access;
-use crate::api::files::{list_files, view_file};
+use crate::api::files::{list_files, view_file, workspace_disk};
 use crate::domain::{SessionId, SessionStatus};
 use crate::files::{
-    archive_url, download_url, files_view_url, folder_url, format_size, parent, FileContent,
-    FileEntry, FileView,
+    archive_url, download_url, files_view_url, folder_url, format_size, parent, DiskUse,
+    FileContent, FileEntry, FileView,
 };
 use leptos::prelude::*;
 use leptos_router::hooks::use_query_map;
@@ -35,6 +35,10 @@ pub(super) fn FilesView(
         move || (dir.get(), status.get()),
         move |(d, _)| list_files(id.to_string(), d),
     );
+    let disk = Resource::new(
+        move || status.get(),
+        move |_| workspace_disk(id.to_string()),
+    );
     let shown = Resource::new(
         move || file.get(),
         move |f| async move {
@@ -49,9 +53,14 @@ pub(super) fn FilesView(
             <h2 id="files-heading" class="sr-only">"Files"</h2>
             <div class="flex flex-wrap items-center justify-between gap-2">
                 <Breadcrumbs id dir />
-                <a href=archive_url(id) download data-testid="download-archive" class=SECONDARY>
-                    "Download all (.tar.gz)"
-                </a>
+                <div class="flex flex-wrap items-center gap-3">
+                    <Suspense>
+                        {move || Suspend::new(async move { disk.await.ok().map(|use_| view! { <Disk use_ /> }) })}
+                    </Suspense>
+                    <a href=archive_url(id) download data-testid="download-archive" class=SECONDARY>
+                        "Download all (.tar.gz)"
+                    </a>
+                </div>
             </div>
             {move || upload_error().map(|m| view! { <ErrorNote message=m.to_owned() /> })}
             <Suspense fallback=|| view! { <p class="text-sm text-zinc-500">"Loading files…"</p> }>
@@ -82,6 +91,10 @@ pub(super) fn FilesView(
 fn upload_refused(code: &str) -> &'static str {
     match code {
         "too_large" => "That upload is too large: at most 64 MiB, all its files together.",
+        "workspace_full" => {
+            "That upload does not fit: the workspace is full (its disk limit is reached). \
+             Delete files to make room."
+        }
         "forbidden" => "You may not upload here: this session is shared with you to watch.",
         "unavailable" => "Too many uploads are running right now: try again in a moment.",
         "invalid_request" => {
@@ -89,6 +102,24 @@ fn upload_refused(code: &str) -> &'static str {
              into a link, a pipe or a folder, or no file was chosen."
         }
         _ => "That upload failed. Try again; the server's log says why.",
+    }
+}
+
+/// How much of its disk the workspace uses; marked when nearly full.
+#[component]
+fn Disk(use_: DiskUse) -> impl IntoView {
+    let nearly_full = use_
+        .limit_bytes
+        .is_some_and(|limit| use_.used_bytes.saturating_mul(10) >= limit.saturating_mul(9));
+    let tone = if nearly_full {
+        "font-medium text-red-700 dark:text-red-400"
+    } else {
+        "text-zinc-500 dark:text-zinc-400"
+    };
+    view! {
+        <span data-testid="disk-use" data-full=nearly_full.to_string() class=format!("text-xs tabular-nums {tone}")>
+            "Disk: "{use_.describe()}
+        </span>
     }
 }
 

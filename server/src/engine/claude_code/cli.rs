@@ -3,7 +3,9 @@
 
 use super::{ClaudeCodeSettings, CliError, CliState};
 use crate::proxy::{CredentialProxy, Lease, SOCKET_DIR, SOCKET_NAME};
-use crate::sandbox::{shell_quote, HostFolder, Mount, SandboxError, SpawnRequest, SANDBOX_UID};
+use crate::sandbox::{
+    shell_quote, DiskFolder, HostFolder, Mount, SandboxError, SpawnRequest, SANDBOX_UID,
+};
 
 use app::domain::{McpServer, PermissionMode, Session, SessionId};
 
@@ -12,15 +14,29 @@ const CLI: &str = "/opt/paddock/claude";
 /// The CLI's home in the sandbox: a host folder, so `--resume` survives the
 /// container.
 const HOME: &str = "/paddock/home";
+/// Size of the CLI's home, where the host holds disk limits: its
+/// transcripts and settings, bounded like the workspace.
+const HOME_DISK_MB: u64 = 1024;
 /// The loopback port socat listens on inside the sandbox.
 const RELAY_PORT: u16 = 4180;
 
+/// The session's Claude Code home on the host, a filesystem of its own
+/// where the host holds disk limits.
+pub(super) fn home_disk(proxy: &CredentialProxy, session: SessionId) -> DiskFolder {
+    DiskFolder::new(HostFolder::new(
+        proxy.session_dir(session).join("home"),
+        Some(SANDBOX_UID),
+    ))
+}
+
 /// What a claude-code sandbox mounts: the CLI (read-only), the session's
-/// Claude Code home, and the proxy's socket folder (read-only).
+/// Claude Code home (of [`HOME_DISK_MB`] when `disk_limits`), and the
+/// proxy's socket folder (read-only).
 pub(super) fn mounts(
     settings: &ClaudeCodeSettings,
     proxy: &CredentialProxy,
     session: SessionId,
+    disk_limits: bool,
 ) -> Result<Vec<Mount>, SandboxError> {
     let bin = settings.bin.clone();
     if !bin.is_file() {
@@ -30,8 +46,8 @@ pub(super) fn mounts(
         )));
     }
     let home = proxy.session_dir(session).join("home");
-    HostFolder::new(home.clone(), Some(SANDBOX_UID))
-        .create()
+    home_disk(proxy, session)
+        .create(disk_limits.then_some(HOME_DISK_MB))
         .map_err(|e| SandboxError::Failed(format!("cannot create {}: {e}", home.display())))?;
     let socket_dir = proxy.socket_dir(session);
     std::fs::create_dir_all(&socket_dir).map_err(|e| {

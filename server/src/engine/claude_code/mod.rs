@@ -138,7 +138,8 @@ impl AgentEngine for ClaudeCodeEngine {
     }
 
     fn mounts(&self, session: SessionId) -> Result<Vec<Mount>, SandboxError> {
-        cli::mounts(&self.settings, &self.proxy, session)
+        let disk_limits = self.sandbox.info().no_disk_limits.is_none();
+        cli::mounts(&self.settings, &self.proxy, session, disk_limits)
     }
 
     /// Runs the oldest prompt the CLI has not been given yet.
@@ -167,7 +168,15 @@ impl AgentEngine for ClaudeCodeEngine {
     }
 
     async fn forget(&self, session: SessionId) -> Result<(), AppError> {
-        self.proxy.forget(session).await.map_err(|e| {
+        let removed = async {
+            // The home first: its filesystem unmounted, its image deleted.
+            let home = cli::home_disk(&self.proxy, session);
+            tokio::task::spawn_blocking(move || home.remove())
+                .await
+                .map_err(std::io::Error::other)??;
+            self.proxy.forget(session).await
+        };
+        removed.await.map_err(|e| {
             tracing::error!(%session, "cannot remove the session's claude-code folder: {e}");
             AppError::Unavailable(format!(
                 "The session's Claude Code folder could not be removed, so the session was kept: {e}"

@@ -69,8 +69,8 @@ impl From<StoredTime> for DateTime<Utc> {
 
 const SESSION_COLUMNS: &str = "id, name, engine, model, system_prompt, permission_mode, status, \
      cost_usd, turns, input_tokens, output_tokens, last_seq, sandbox_memory_mb, sandbox_cpus, \
-     sandbox_pids, command_timeout_secs, budget_usd, mounts, env, secrets, max_turns, \
-     allowed_tools, image, source, skill_names, mcp_servers, workspace_ready_at, base_commit, \
+     sandbox_pids, command_timeout_secs, sandbox_disk_mb, budget_usd, mounts, env, secrets, \
+     max_turns, allowed_tools, image, source, skill_names, mcp_servers, workspace_ready_at, base_commit, \
      work_branch, template, owner_id, created_at, updated_at";
 
 #[derive(sqlx::FromRow)]
@@ -91,6 +91,7 @@ struct SessionRow {
     sandbox_cpus: Option<f64>,
     sandbox_pids: Option<i64>,
     command_timeout_secs: Option<i64>,
+    sandbox_disk_mb: Option<i64>,
     budget_usd: Option<f64>,
     mounts: String,
     env: String,
@@ -137,6 +138,7 @@ impl TryFrom<SessionRow> for Session {
                 cpus: r.sandbox_cpus,
                 pids: r.sandbox_pids,
                 command_timeout_secs: r.command_timeout_secs,
+                disk_mb: r.sandbox_disk_mb,
             },
             budget_usd: r.budget_usd,
             mounts: serde_json::from_str(&r.mounts).map_err(|e| corrupt("mounts", &e))?,
@@ -250,11 +252,12 @@ impl Store for SqlStore {
         let now = timestamp(Utc::now());
         let row: SessionRow = sqlx::query_as(&format!(
             "INSERT INTO sessions (id, name, engine, model, system_prompt, permission_mode, status, \
-             sandbox_memory_mb, sandbox_cpus, sandbox_pids, command_timeout_secs, budget_usd, \
-             mounts, env, secrets, max_turns, allowed_tools, image, source, instructions, skills, \
-             skill_names, mcp_servers, template, owner_id, created_at, updated_at) \
+             sandbox_memory_mb, sandbox_cpus, sandbox_pids, command_timeout_secs, sandbox_disk_mb, \
+             budget_usd, mounts, env, secrets, max_turns, allowed_tools, image, source, \
+             instructions, skills, skill_names, mcp_servers, template, owner_id, created_at, \
+             updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, 'idle', $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, \
-             $25, $26) \
+             $25, $26, $27) \
              RETURNING {SESSION_COLUMNS}"
         ))
         .bind(id.to_string())
@@ -267,6 +270,7 @@ impl Store for SqlStore {
         .bind(spec.limits.cpus)
         .bind(spec.limits.pids)
         .bind(spec.limits.command_timeout_secs)
+        .bind(spec.limits.disk_mb)
         .bind(spec.budget_usd)
         .bind(serde_json::to_string(&spec.mounts).map_err(|e| StoreError::Corrupt(e.to_string()))?)
         .bind(serde_json::to_string(&spec.env).map_err(|e| StoreError::Corrupt(e.to_string()))?)
