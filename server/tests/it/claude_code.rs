@@ -186,7 +186,10 @@ async fn bash_writes_a_file_a_follow_up_resumes_and_the_key_stays_out() {
 
     // The workspace and the CLI's home are filesystems of their own, the
     // home of 1 GiB: the CLI cannot fill the host's disk either.
-    let sizes = h.sh(&s, "df --output=target,size -BM /workspace /paddock/home | tail -n +2");
+    let sizes = h.sh(
+        &s,
+        "df --output=target,size -BM /workspace /paddock/home | tail -n +2",
+    );
     let home_mb: u64 = sizes
         .lines()
         .find_map(|l| l.strip_prefix("/paddock/home"))
