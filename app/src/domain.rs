@@ -158,6 +158,9 @@ pub struct Session {
     /// MCP servers its agent's runs start in the sandbox.
     #[serde(default)]
     pub mcp_servers: Vec<McpServer>,
+    /// The hosts its sandbox may reach ([`crate::egress`]); empty: none.
+    #[serde(default)]
+    pub egress: Vec<String>,
     /// Set once its workspace was prepared from the source, the
     /// instructions and the skills (before its first prompt runs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -606,6 +609,9 @@ pub struct NewSession {
     pub source: Option<WorkspaceSource>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mcp_servers: Vec<McpServer>,
+    /// The hosts its sandbox may reach ([`crate::egress`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub egress: Vec<String>,
 }
 
 /// A [`NewSession`] that passed validation, with every default filled in.
@@ -628,6 +634,7 @@ pub struct SessionSpec {
     pub skills: Vec<Skill>,
     pub source: WorkspaceSource,
     pub mcp_servers: Vec<McpServer>,
+    pub egress: Vec<String>,
     /// The template it was made from, filled in by the server once it
     /// resolved [`NewSession::template`].
     pub template: Option<TemplateRef>,
@@ -680,6 +687,7 @@ impl NewSession {
             skills,
             source,
             mcp_servers,
+            egress,
         } = self;
         fn list<T>(mine: Vec<T>, theirs: Vec<T>) -> Vec<T> {
             if mine.is_empty() {
@@ -719,6 +727,7 @@ impl NewSession {
             skills: list(skills, base.skills),
             source: source.or(base.source),
             mcp_servers: list(mcp_servers, base.mcp_servers),
+            egress: list(egress, base.egress),
         }
     }
 
@@ -833,11 +842,13 @@ impl NewSession {
                 )));
             }
         }
+        let egress = crate::egress::normal_allowlist(&self.egress).map_err(AppError::Invalid)?;
         Ok(SessionSpec {
             env,
             secrets,
             mounts,
             mcp_servers,
+            egress,
             max_turns: self.max_turns,
             allowed_tools,
             image,
@@ -1016,6 +1027,19 @@ pub enum EventKind {
     Workspace {
         message: String,
     },
+    /// A connection the sandbox asked the egress proxy for: made (with the
+    /// bytes each way, once it closed) or refused, and why.
+    Egress {
+        host: String,
+        port: u16,
+        allowed: bool,
+        #[serde(default)]
+        sent: u64,
+        #[serde(default)]
+        received: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
 }
 
 impl EventKind {
@@ -1033,6 +1057,7 @@ impl EventKind {
             EventKind::Usage { .. } => "usage",
             EventKind::Error { .. } => "error",
             EventKind::Workspace { .. } => "workspace",
+            EventKind::Egress { .. } => "egress",
         }
     }
 }

@@ -9,6 +9,7 @@ mod attention;
 pub mod changes;
 mod copy;
 pub mod domain;
+pub mod egress;
 pub mod files;
 mod layout;
 mod live;

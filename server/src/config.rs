@@ -87,6 +87,13 @@ pub struct Config {
     #[arg(long, env = "PADDOCK_SANDBOX_PIDS", default_value_t = Limits::default().pids)]
     pub sandbox_pids: i64,
 
+    /// Non-public networks the egress proxy may reach for sessions that
+    /// list hosts (comma-separated CIDR, such as an internal mirror's
+    /// 10.1.0.0/16). None by default: a name that resolves to a loopback,
+    /// private or link-local address is refused.
+    #[arg(long, env = "PADDOCK_EGRESS_NETWORKS", value_delimiter = ',')]
+    pub egress_networks: Vec<crate::egress::Network>,
+
     /// Default disk limit of a session's workspace, in MiB (its own
     /// filesystem, where the host can mount one); 0: no limit.
     #[arg(long, env = "PADDOCK_SANDBOX_DISK_MB", default_value_t = Limits::default().disk_mb.unwrap_or(0))]

@@ -10,6 +10,7 @@ pub mod bus;
 pub mod changes;
 pub mod cli;
 pub mod config;
+pub mod egress;
 pub mod engine;
 pub mod git;
 pub mod http;

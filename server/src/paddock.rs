@@ -334,6 +334,13 @@ impl Paddock {
                     .into(),
             ));
         }
+        if !spec.egress.is_empty() && backend.kind != BackendKind::Docker {
+            return Err(AppError::Invalid(
+                "Network access (hosts the sandbox may reach) needs Docker sandboxes, and this \
+                 server's are local."
+                    .into(),
+            ));
+        }
         let policy = self.config.mount_policy();
         let mounts = spec
             .mounts
@@ -501,6 +508,12 @@ impl Backend for Paddock {
             ))
         })?;
         self.runner.engine(session.engine)?.forget(id).await?;
+        self.runner.egress().forget(id).map_err(|e| {
+            tracing::error!(session = %id, "cannot remove the egress proxy's folder: {e}");
+            AppError::Unavailable(format!(
+                "The session's egress proxy folder could not be removed, so the session was kept: {e}"
+            ))
+        })?;
         self.setup.forget(id).await?;
         self.changes.forget(id);
         self.journal.delete(id).await?;

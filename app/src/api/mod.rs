@@ -394,6 +394,9 @@ pub struct SettingsForm {
     /// Tools allowed without asking, one a line.
     #[serde(default)]
     pub allowed_tools: Option<String>,
+    /// Hosts the sandbox may reach, one a line.
+    #[serde(default)]
+    pub egress: Option<String>,
     #[serde(default)]
     pub image: Option<String>,
     /// Project instructions (`CLAUDE.md`).
@@ -450,6 +453,12 @@ impl SettingsForm {
                 .unwrap_or_default()
                 .lines()
                 .filter(|t| !t.trim().is_empty())
+                .map(str::to_owned)
+                .collect(),
+            egress: self
+                .egress
+                .unwrap_or_default()
+                .lines()
                 .map(str::to_owned)
                 .collect(),
             image: given(self.image),

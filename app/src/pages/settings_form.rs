@@ -39,6 +39,7 @@ pub(super) fn settings_of(data: &leptos::web_sys::FormData) -> SettingsForm {
         disk_mb: field("disk_mb"),
         max_turns: field("max_turns"),
         allowed_tools: field("allowed_tools"),
+        egress: field("egress"),
         image: field("image"),
         instructions: field("instructions"),
         repo_url: field("repo_url"),
@@ -184,6 +185,11 @@ pub(super) fn SettingsFields(initial: NewSession, prefix: &'static str) -> impl 
                     <label for=id("allowed-tools") class="text-sm font-medium">"Allowed without asking"</label>
                     <textarea id=id("allowed-tools") name="allowed_tools" rows="2" placeholder="bash   or   Bash(npm test:*)" class=format!("font-mono {INPUT}")>{initial.allowed_tools.join("\n")}</textarea>
                     <p class="mt-1 text-xs text-zinc-500 dark:text-zinc-400">"One tool a line: the agent uses it without asking, in a mode that asks."</p>
+                </div>
+                <div>
+                    <label for=id("egress") class="text-sm font-medium">"Network access"</label>
+                    <textarea id=id("egress") name="egress" rows="2" placeholder="mirror.example.com" class=format!("font-mono {INPUT}")>{initial.egress.join("\n")}</textarea>
+                    <p class="mt-1 text-xs text-zinc-500 dark:text-zinc-400">"Hosts the sandbox may reach through Paddock's proxy, one a line: a name, *.name for the names under it, with :port (else 80 and 443). Empty: no network."</p>
                 </div>
                 <fieldset class="grid grid-cols-2 gap-3 sm:grid-cols-3" data-testid="session-limits">
                     <legend class="mb-1 text-sm font-medium">"Limits (empty: the server's)"</legend>

@@ -20,6 +20,7 @@
 
 use super::{AgentEngine, RunError, PROMPT_MAX_BYTES};
 use crate::config::Config;
+use crate::egress::EgressProxy;
 use crate::journal::Journal;
 use crate::sandbox::{Sandbox, SandboxError, SandboxSpec};
 use crate::store::{Store, StoreError};
@@ -77,6 +78,8 @@ pub struct Runner {
     vault: Arc<Vault>,
     setup: Arc<WorkspaceSetup>,
     engines: HashMap<Engine, Arc<dyn AgentEngine>>,
+    /// The sessions' way to the hosts they may reach.
+    egress: EgressProxy,
     /// This process's name among the replicas.
     replica: String,
     runs: Mutex<HashMap<SessionId, Run>>,
@@ -103,8 +106,11 @@ impl Runner {
         setup: Arc<WorkspaceSetup>,
         engines: impl IntoIterator<Item = (Engine, Arc<dyn AgentEngine>)>,
     ) -> Self {
+        let egress_root =
+            std::path::absolute(&config.workspace_root).unwrap_or(config.workspace_root.clone());
         Self {
             replica: config.replica_name(),
+            egress: EgressProxy::new(egress_root, &config.egress_networks, journal.clone()),
             config,
             store,
             journal,
@@ -141,12 +147,28 @@ impl Runner {
             .map_err(|e| SandboxError::Failed(e.to_string()))?
             .mounts(s.id)?;
         mounts.extend(self.config.mount_policy().sandbox_mounts(&s.mounts)?);
+        let proxy = match s.egress.is_empty() {
+            true => None,
+            false => {
+                let (mount, relay) = self.egress.open(s.id, &s.egress).map_err(|e| {
+                    SandboxError::Failed(format!("cannot open the egress proxy: {e}"))
+                })?;
+                mounts.push(mount);
+                Some(relay)
+            }
+        };
         let spec = SandboxSpec {
             limits: self.config.limits_for(s.limits),
             image: s.image.clone(),
             mounts,
+            proxy,
         };
         self.sandbox.start_with(s.id, &spec).await
+    }
+
+    /// The sessions' way to the hosts they may reach.
+    pub fn egress(&self) -> &EgressProxy {
+        &self.egress
     }
 
     /// Stores and queues the prompt, then runs it now or after the prompts

@@ -147,7 +147,9 @@ impl Patterns {
             | EventKind::AssistantText { text }
             | EventKind::Thinking { text }
             | EventKind::Error { message: text }
-            | EventKind::Workspace { message: text } => self.apply_in(text),
+            | EventKind::Workspace { message: text }
+            // A host name the agent chose may spell a secret.
+            | EventKind::Egress { host: text, .. } => self.apply_in(text),
             EventKind::ToolResult { output, .. } => *output = self.apply_output(output),
             EventKind::ToolCall { input, .. } | EventKind::PermissionRequest { input, .. } => {
                 self.apply_value(input)

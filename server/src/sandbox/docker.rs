@@ -154,13 +154,21 @@ impl DockerSandbox {
         ContainerCreateBody {
             image: Some(self.image_of(spec).to_owned()),
             user: Some(sandbox_user()),
-            cmd: Some(vec!["sleep".into(), "infinity".into()]),
+            cmd: Some(match &spec.proxy {
+                Some(relay) => relay.main_command(),
+                None => vec!["sleep".into(), "infinity".into()],
+            }),
             working_dir: Some(MOUNT_POINT.into()),
             env: Some(
                 SANDBOX_ENV
                     .iter()
                     .map(|(k, v)| format!("{k}={v}"))
                     .chain(["HOME=/home/agent".to_owned()])
+                    .chain(
+                        spec.proxy.iter().flat_map(|relay| {
+                            relay.env().into_iter().map(|(k, v)| format!("{k}={v}"))
+                        }),
+                    )
                     .collect(),
             ),
             labels: Some(HashMap::from([

@@ -205,6 +205,11 @@ impl Sandbox for LocalSandbox {
         if mounts.iter().any(|m| !m.read_only) {
             return Err(NEEDS_DOCKER);
         }
+        if spec.proxy.is_some() {
+            return Err(SandboxError::Unsupported(
+                "network access (a session's allowed hosts) needs the Docker sandbox backend",
+            ));
+        }
         if !mounts.is_empty() && self.bwrap.is_none() {
             return Err(NEEDS_BWRAP);
         }

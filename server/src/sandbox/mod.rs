@@ -119,6 +119,43 @@ pub struct SandboxSpec {
     /// Its image, on a backend that runs images; `None`: the backend's own.
     pub image: Option<String>,
     pub mounts: Vec<Mount>,
+    /// The egress proxy, for a session that may reach some hosts; `None`:
+    /// no network at all.
+    pub proxy: Option<ProxyRelay>,
+}
+
+/// How a sandbox reaches the egress proxy: a loopback port relayed (socat,
+/// beside the sandbox's main process) to the proxy's Unix socket, mounted
+/// into it, and `HTTP_PROXY`/`HTTPS_PROXY` set to that port for every
+/// command, `localhost` and loopback addresses excepted.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProxyRelay {
+    /// The socket's path inside the sandbox.
+    pub socket: String,
+    pub port: u16,
+}
+
+impl ProxyRelay {
+    /// The variables every command of the sandbox gets.
+    pub fn env(&self) -> Vec<(String, String)> {
+        let url = format!("http://127.0.0.1:{}", self.port);
+        let direct = "localhost,127.0.0.1,::1".to_owned();
+        ["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"]
+            .into_iter()
+            .map(|name| (name.to_owned(), url.clone()))
+            .chain(["NO_PROXY", "no_proxy"].map(|name| (name.to_owned(), direct.clone())))
+            .collect()
+    }
+
+    /// The sandbox's main command: the relay in the background, then sleep.
+    pub fn main_command(&self) -> Vec<String> {
+        let relay = format!(
+            "socat TCP-LISTEN:{},bind=127.0.0.1,reuseaddr,fork UNIX-CONNECT:{} & exec sleep infinity",
+            self.port,
+            shell_quote(&self.socket)
+        );
+        vec!["sh".into(), "-c".into(), relay]
+    }
 }
 
 /// A long-running command with its stdin attached (the Claude Code CLI,

@@ -16,6 +16,7 @@ mod claude_code;
 mod credential_store;
 mod deploy_image;
 mod docker_tls;
+mod egress;
 mod engine;
 mod events;
 mod git_workspace;

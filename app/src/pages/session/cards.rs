@@ -6,6 +6,7 @@ use super::fold::LiveBlock;
 use super::permission::PermissionCard;
 use super::Html;
 use crate::domain::{DeltaKind, EventKind};
+use crate::files::format_size;
 use crate::transcript::{self, Item, Transcript};
 use leptos::prelude::*;
 
@@ -69,6 +70,23 @@ pub(super) fn EventView(
             </p>
         }
         .into_any(),
+        EventKind::Egress { host, port, allowed, sent, received, reason } => {
+            let what = if host.is_empty() { "Network".to_owned() } else { format!("Network: {host}:{port}") };
+            let outcome = match (allowed, reason) {
+                (true, _) => format!("{} sent, {} received", format_size(sent), format_size(received)),
+                (false, Some(why)) => format!("refused: {why}"),
+                (false, None) => "refused".to_owned(),
+            };
+            view! {
+                <p data-testid="egress-event" data-allowed=allowed.to_string() class=format!(
+                    "font-mono text-xs {}",
+                    if allowed { "text-zinc-500 dark:text-zinc-400" } else { "text-red-700 dark:text-red-400" },
+                )>
+                    {what}" · "{outcome}
+                </p>
+            }
+            .into_any()
+        }
         EventKind::ToolResult { .. } | EventKind::PermissionDecision { .. } | EventKind::Usage { .. } => ().into_any(),
     };
     view! { <li data-seq=seq data-kind=kind class="flex flex-col">{body}</li> }

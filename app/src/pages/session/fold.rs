@@ -127,6 +127,7 @@ mod tests {
             source: Default::default(),
             skills: Vec::new(),
             mcp_servers: Vec::new(),
+            egress: Vec::new(),
             workspace: None,
             template: None,
             owner: None,

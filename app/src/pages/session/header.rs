@@ -75,6 +75,9 @@ pub(super) fn Header(
     if let Some(image) = &s.image {
         settings.push(("Image", image.clone()));
     }
+    if !s.egress.is_empty() {
+        settings.push(("Network access", s.egress.join(", ")));
+    }
     let counter = |label: &'static str, testid: &'static str, value: Signal<String>| {
         view! {
             <div class="min-w-0">

@@ -70,8 +70,8 @@ impl From<StoredTime> for DateTime<Utc> {
 const SESSION_COLUMNS: &str = "id, name, engine, model, system_prompt, permission_mode, status, \
      cost_usd, turns, input_tokens, output_tokens, last_seq, sandbox_memory_mb, sandbox_cpus, \
      sandbox_pids, command_timeout_secs, sandbox_disk_mb, budget_usd, mounts, env, secrets, \
-     max_turns, allowed_tools, image, source, skill_names, mcp_servers, workspace_ready_at, base_commit, \
-     work_branch, template, owner_id, created_at, updated_at";
+     max_turns, allowed_tools, image, source, skill_names, mcp_servers, egress, \
+     workspace_ready_at, base_commit, work_branch, template, owner_id, created_at, updated_at";
 
 #[derive(sqlx::FromRow)]
 struct SessionRow {
@@ -102,6 +102,7 @@ struct SessionRow {
     source: String,
     skill_names: String,
     mcp_servers: String,
+    egress: String,
     workspace_ready_at: Option<StoredTime>,
     base_commit: Option<String>,
     work_branch: Option<String>,
@@ -152,6 +153,7 @@ impl TryFrom<SessionRow> for Session {
             skills: serde_json::from_str(&r.skill_names).map_err(|e| corrupt("skill_names", &e))?,
             mcp_servers: serde_json::from_str(&r.mcp_servers)
                 .map_err(|e| corrupt("mcp_servers", &e))?,
+            egress: serde_json::from_str(&r.egress).map_err(|e| corrupt("egress", &e))?,
             workspace: r.workspace_ready_at.map(|at| PreparedWorkspace {
                 at: at.into(),
                 base_commit: r.base_commit,
@@ -254,10 +256,10 @@ impl Store for SqlStore {
             "INSERT INTO sessions (id, name, engine, model, system_prompt, permission_mode, status, \
              sandbox_memory_mb, sandbox_cpus, sandbox_pids, command_timeout_secs, sandbox_disk_mb, \
              budget_usd, mounts, env, secrets, max_turns, allowed_tools, image, source, \
-             instructions, skills, skill_names, mcp_servers, template, owner_id, created_at, \
-             updated_at) \
+             instructions, skills, skill_names, mcp_servers, egress, template, owner_id, \
+             created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, 'idle', $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, \
-             $25, $26, $27) \
+             $25, $26, $27, $28) \
              RETURNING {SESSION_COLUMNS}"
         ))
         .bind(id.to_string())
@@ -292,6 +294,7 @@ impl Store for SqlStore {
                 .collect::<Vec<_>>(),
         )?)
         .bind(json(&spec.mcp_servers)?)
+        .bind(json(&spec.egress)?)
         .bind(
             spec.template
                 .as_ref()

@@ -1,0 +1,162 @@
+//! Which addresses the egress proxy may connect to: public ones, and the
+//! non-public networks the operator names (`PADDOCK_EGRESS_NETWORKS`, for
+//! an internal mirror). A name that resolves to loopback, a private or
+//! link-local network, or any other special range is refused otherwise, so
+//! an allowed name cannot be pointed (rebound) at the server's own host or
+//! its network.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::str::FromStr;
+
+/// An address range, `10.1.0.0/16` or `fd00::/8`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Network {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl FromStr for Network {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("{s:?} is not a network: write it as 10.1.0.0/16 or fd00::/8");
+        let (addr, prefix) = s.trim().split_once('/').ok_or_else(bad)?;
+        let addr: IpAddr = addr.parse().map_err(|_| bad())?;
+        let prefix: u8 = prefix.parse().map_err(|_| bad())?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        if prefix > max {
+            return Err(bad());
+        }
+        Ok(Self { addr, prefix })
+    }
+}
+
+impl Network {
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let (net, ip, bits) = match (self.addr, canonical(ip)) {
+            (IpAddr::V4(n), IpAddr::V4(i)) => (u32::from(n) as u128, u32::from(i) as u128, 32),
+            (IpAddr::V6(n), IpAddr::V6(i)) => (u128::from(n), u128::from(i), 128),
+            _ => return false,
+        };
+        let host_bits = bits - u32::from(self.prefix);
+        host_bits >= bits || (net >> host_bits) == (ip >> host_bits)
+    }
+}
+
+/// An IPv4 address written as IPv6 (`::ffff:127.0.0.1`) is the IPv4 one.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// Whether `ip` is an ordinary address on the internet: not loopback,
+/// private, link-local, shared (CGNAT), multicast, documentation,
+/// benchmarking, reserved or unspecified.
+pub fn is_public(ip: IpAddr) -> bool {
+    match canonical(ip) {
+        IpAddr::V4(v4) => is_public_v4(v4),
+        IpAddr::V6(v6) => is_public_v6(v6),
+    }
+}
+
+fn is_public_v4(ip: Ipv4Addr) -> bool {
+    let [a, b, c, _] = ip.octets();
+    !(ip.is_unspecified()
+        || ip.is_loopback()
+        || ip.is_private()
+        || ip.is_link_local()
+        || ip.is_multicast()
+        || ip.is_broadcast()
+        || ip.is_documentation()
+        || a == 0
+        || (a == 100 && (64..128).contains(&b))
+        || (a == 192 && b == 0 && c == 0)
+        || (a == 198 && (b == 18 || b == 19))
+        || a >= 240)
+}
+
+fn is_public_v6(ip: Ipv6Addr) -> bool {
+    let first = ip.segments()[0];
+    // Only global unicast (2000::/3), less documentation (2001:db8::/32),
+    // and NAT64 / 6to4 / Teredo forms that embed an address of any kind.
+    (first & 0xe000) == 0x2000
+        && !(first == 0x2001 && ip.segments()[1] == 0x0db8)
+        && first != 0x2002
+        && !(first == 0x2001 && ip.segments()[1] == 0)
+        && !(first == 0x0064 && ip.segments()[1] == 0xff9b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn only_public_addresses_are_public() {
+        for private in [
+            "127.0.0.1",
+            "127.1.2.3",
+            "10.0.0.1",
+            "172.16.5.4",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "255.255.255.255",
+            "224.0.0.1",
+            "192.0.2.1",
+            "198.18.0.1",
+            "240.0.0.1",
+            "::1",
+            "::",
+            "fe80::1",
+            "fd00::1",
+            "fc00::1",
+            "ff02::1",
+            "::ffff:127.0.0.1",
+            "::ffff:10.0.0.1",
+            "2001:db8::1",
+            "2002:7f00:1::1",
+            "2001:0::1",
+            "64:ff9b::7f00:1",
+        ] {
+            assert!(!is_public(ip(private)), "{private}");
+        }
+        for public in [
+            "1.1.1.1",
+            "151.101.0.223",
+            "2606:4700::1111",
+            "::ffff:8.8.8.8",
+        ] {
+            assert!(is_public(ip(public)), "{public}");
+        }
+    }
+
+    #[test]
+    fn networks_parse_and_contain() {
+        let lo: Network = "127.0.0.0/8".parse().unwrap();
+        assert!(lo.contains(ip("127.9.9.9")) && lo.contains(ip("::ffff:127.0.0.1")));
+        assert!(!lo.contains(ip("128.0.0.1")) && !lo.contains(ip("::1")));
+        let one: Network = "10.1.2.3/32".parse().unwrap();
+        assert!(one.contains(ip("10.1.2.3")) && !one.contains(ip("10.1.2.4")));
+        let all: Network = "0.0.0.0/0".parse().unwrap();
+        assert!(all.contains(ip("8.8.8.8")));
+        let ula: Network = "fd00::/8".parse().unwrap();
+        assert!(ula.contains(ip("fd12::1")) && !ula.contains(ip("fe80::1")));
+        for bad in [
+            "10.0.0.0",
+            "10.0.0.0/33",
+            "::/129",
+            "x/8",
+            "10.0.0.0/-1",
+            "",
+        ] {
+            assert!(bad.parse::<Network>().is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,423 @@
+//! One connection a sandbox makes to the egress proxy: its request read
+//! (HTTP `CONNECT host:port` for a tunnel, as HTTPS clients send it, or a
+//! plain-HTTP request in absolute form), checked against the session's
+//! allowlist, the name resolved here and every address checked, then bytes
+//! relayed both ways until either side closes. A refusal is an HTTP answer
+//! whose status line says why, which the agent's tool shows.
+
+use super::address::{is_public, Network};
+use super::SessionEgress;
+use app::domain::EventKind;
+use app::egress::normal_host;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Longest request head read (its line and headers).
+const HEAD_MAX_BYTES: usize = 16 * 1024;
+/// How long a client has to send its request head.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where a request goes, and what to send there first.
+#[derive(Debug, PartialEq)]
+struct Target {
+    host: String,
+    port: u16,
+    /// `None` for a tunnel (answered `200` once connected); else the
+    /// request head rewritten for the origin server.
+    forward: Option<Vec<u8>>,
+}
+
+/// Why a request is refused: the status and its reason phrase.
+#[derive(Debug, PartialEq)]
+pub(super) struct Refusal {
+    pub status: u16,
+    pub reason: String,
+}
+
+impl Refusal {
+    pub fn new(status: u16, reason: impl Into<String>) -> Self {
+        Self {
+            status,
+            reason: reason.into(),
+        }
+    }
+
+    /// The HTTP answer: the reason in the status line (clients show it for a
+    /// failed tunnel) and in the body.
+    pub fn answer(&self) -> Vec<u8> {
+        let body = format!("Paddock egress proxy: {}\n", self.reason);
+        format!(
+            "HTTP/1.1 {} {}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n\
+             Connection: close\r\nX-Paddock-Egress: refused\r\n\r\n{body}",
+            self.status,
+            self.reason,
+            body.len()
+        )
+        .into_bytes()
+    }
+}
+
+/// Serves one connection to its end; what happened goes to the session's
+/// transcript.
+pub(super) async fn serve<S>(mut client: S, egress: &SessionEgress)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let (head, rest) = match tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut client)).await {
+        Ok(Ok(read)) => read,
+        Ok(Err(refusal)) => return refuse(&mut client, None, refusal, egress).await,
+        Err(_) => return,
+    };
+    let target = match parse(&head) {
+        Ok(target) => target,
+        Err((host, refusal)) => return refuse(&mut client, host, refusal, egress).await,
+    };
+    let named = Some((target.host.clone(), target.port));
+    if !egress
+        .rules
+        .iter()
+        .any(|r| r.allows(&target.host, target.port))
+    {
+        let refusal = Refusal::new(403, "not in this session's network allowlist");
+        return refuse(&mut client, named, refusal, egress).await;
+    }
+    let mut upstream = match connect(&target.host, target.port, &egress.networks).await {
+        Ok(upstream) => upstream,
+        Err(refusal) => return refuse(&mut client, named, refusal, egress).await,
+    };
+    let first = match &target.forward {
+        None => {
+            let ok = b"HTTP/1.1 200 Connection established\r\n\r\n";
+            if client.write_all(ok).await.is_err() {
+                return;
+            }
+            rest
+        }
+        Some(head) => [head.as_slice(), &rest].concat(),
+    };
+    let relayed = async {
+        upstream.write_all(&first).await?;
+        tokio::io::copy_bidirectional(&mut client, &mut upstream).await
+    };
+    let (sent, received) = tokio::select! {
+        r = relayed => r.map(|(up, down)| (up + first.len() as u64, down)).unwrap_or((first.len() as u64, 0)),
+        () = egress.cancel.cancelled() => (first.len() as u64, 0),
+    };
+    egress
+        .record(EventKind::Egress {
+            host: target.host,
+            port: target.port,
+            allowed: true,
+            sent,
+            received,
+            reason: None,
+        })
+        .await;
+}
+
+/// Answers a connection over the session's rate with 429; recorded when
+/// `record` (once a minute).
+pub(super) async fn refuse_busy<S>(
+    mut client: S,
+    egress: &SessionEgress,
+    reason: String,
+    record: bool,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let refusal = Refusal::new(429, reason);
+    // Read first: an answer to a request still unread would be lost to a
+    // reset.
+    let _ = tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut client)).await;
+    let _ = client.write_all(&refusal.answer()).await;
+    tracing::warn!(session = %egress.session, "egress refused: {}", refusal.reason);
+    if record {
+        egress
+            .record(EventKind::Egress {
+                host: String::new(),
+                port: 0,
+                allowed: false,
+                sent: 0,
+                received: 0,
+                reason: Some(refusal.reason),
+            })
+            .await;
+    }
+}
+
+/// Answers a refusal, and records it when it names a host.
+async fn refuse<S>(
+    client: &mut S,
+    named: Option<(String, u16)>,
+    refusal: Refusal,
+    egress: &SessionEgress,
+) where
+    S: AsyncWrite + Unpin,
+{
+    let _ = client.write_all(&refusal.answer()).await;
+    let _ = client.shutdown().await;
+    tracing::info!(session = %egress.session, host = ?named, "egress refused: {}", refusal.reason);
+    if let Some((host, port)) = named {
+        egress
+            .record(EventKind::Egress {
+                host,
+                port,
+                allowed: false,
+                sent: 0,
+                received: 0,
+                reason: Some(refusal.reason),
+            })
+            .await;
+    }
+}
+
+/// Reads up to the end of the request head: the head, and what came after
+/// it already.
+async fn read_head<S: AsyncRead + Unpin>(client: &mut S) -> Result<(Vec<u8>, Vec<u8>), Refusal> {
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let rest = buf.split_off(end + 4);
+            return Ok((buf, rest));
+        }
+        if buf.len() > HEAD_MAX_BYTES {
+            return Err(Refusal::new(431, "the request head is too large"));
+        }
+        let n = client
+            .read(&mut chunk)
+            .await
+            .map_err(|_| Refusal::new(400, "the request could not be read"))?;
+        if n == 0 {
+            return Err(Refusal::new(400, "the request ended before its head did"));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// The target of a request head, or why it is refused (with the host it
+/// named, when it named one).
+fn parse(head: &[u8]) -> Result<Target, (Option<(String, u16)>, Refusal)> {
+    let bad = |why: &str| (None, Refusal::new(400, why));
+    let mut headers = [httparse::EMPTY_HEADER; 100];
+    let mut request = httparse::Request::new(&mut headers);
+    match request.parse(head) {
+        Ok(httparse::Status::Complete(_)) => {}
+        _ => return Err(bad("not an HTTP/1 proxy request")),
+    }
+    let (Some(method), Some(target)) = (request.method, request.path) else {
+        return Err(bad("not an HTTP/1 proxy request"));
+    };
+    if method == "CONNECT" {
+        let (host, port) = split_authority(target, None).map_err(|why| (None, why))?;
+        let host = checked_host(&host, port)?;
+        return Ok(Target {
+            host,
+            port,
+            forward: None,
+        });
+    }
+    let Some(rest) = target.strip_prefix("http://") else {
+        return Err(bad(
+            "send http:// URLs in full, or CONNECT host:port for anything else (https)",
+        ));
+    };
+    let (authority, path) = match rest.find(['/', '?']) {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let path = if path.starts_with('?') {
+        format!("/{path}")
+    } else {
+        path.to_owned()
+    };
+    let (host, port) = split_authority(authority, Some(80)).map_err(|why| (None, why))?;
+    let host = checked_host(&host, port)?;
+    let mut forward = format!("{method} {path} HTTP/1.1\r\n").into_bytes();
+    let mut has_host = false;
+    for h in request.headers.iter() {
+        let name = h.name.to_ascii_lowercase();
+        if matches!(
+            name.as_str(),
+            "proxy-connection" | "proxy-authorization" | "connection" | "keep-alive"
+        ) {
+            continue;
+        }
+        has_host |= name == "host";
+        forward.extend_from_slice(h.name.as_bytes());
+        forward.extend_from_slice(b": ");
+        forward.extend_from_slice(h.value);
+        forward.extend_from_slice(b"\r\n");
+    }
+    if !has_host {
+        forward.extend_from_slice(format!("Host: {authority}\r\n").as_bytes());
+    }
+    // One request a connection: the next one is checked on its own.
+    forward.extend_from_slice(b"Connection: close\r\n\r\n");
+    Ok(Target {
+        host,
+        port,
+        forward: Some(forward),
+    })
+}
+
+/// `host:port` (the port may be left out where `default_port` is given).
+fn split_authority(authority: &str, default_port: Option<u16>) -> Result<(String, u16), Refusal> {
+    if authority.contains('@') {
+        return Err(Refusal::new(
+            400,
+            "credentials in the URL are not passed on",
+        ));
+    }
+    let bad_port = || Refusal::new(400, "the port must be a number from 1 to 65535");
+    // An IPv6 literal keeps its colons inside brackets.
+    let split = match authority.rfind(':') {
+        Some(i) if !authority[i..].contains(']') => Some(i),
+        _ => None,
+    };
+    match (split, default_port) {
+        (Some(i), _) => {
+            let port = authority[i + 1..]
+                .parse::<u16>()
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(bad_port)?;
+            Ok((authority[..i].to_owned(), port))
+        }
+        (None, Some(port)) => Ok((authority.to_owned(), port)),
+        (None, None) => Err(Refusal::new(400, "CONNECT needs host:port")),
+    }
+}
+
+/// The host as rules compare it, or refused as an IP address or no name.
+fn checked_host(host: &str, port: u16) -> Result<String, (Option<(String, u16)>, Refusal)> {
+    normal_host(host).map_err(|why| {
+        let why = why.trim_end_matches('.').to_owned();
+        (Some((host.to_owned(), port)), Refusal::new(403, why))
+    })
+}
+
+/// Resolves `host` here (the sandbox has no DNS) and connects to the first
+/// address that may be reached; a name with only other addresses is
+/// refused.
+async fn connect(host: &str, port: u16, networks: &[Network]) -> Result<TcpStream, Refusal> {
+    let resolved = tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host((host, port)))
+        .await
+        .map_err(|_| Refusal::new(502, "the name did not resolve in time"))?
+        .map_err(|_| Refusal::new(502, "the name does not resolve"))?;
+    let addrs: Vec<SocketAddr> = resolved.collect();
+    let reachable: Vec<&SocketAddr> = addrs
+        .iter()
+        .filter(|a| is_public(a.ip()) || networks.iter().any(|n| n.contains(a.ip())))
+        .collect();
+    if reachable.is_empty() {
+        let first = addrs
+            .first()
+            .map(|a| a.ip().to_string())
+            .unwrap_or_default();
+        return Err(Refusal::new(
+            403,
+            format!("the name resolves to a non-public address ({first}), which is not reached"),
+        ));
+    }
+    for addr in reachable {
+        if let Ok(Ok(stream)) =
+            tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await
+        {
+            return Ok(stream);
+        }
+    }
+    Err(Refusal::new(502, "the host did not accept the connection"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(head: &str) -> Result<Target, (Option<(String, u16)>, Refusal)> {
+        parse(head.as_bytes())
+    }
+
+    #[test]
+    fn connect_and_absolute_requests_are_read() {
+        let t = target(
+            "CONNECT Mirror.Example.com:443 HTTP/1.1\r\nHost: mirror.example.com:443\r\n\r\n",
+        )
+        .unwrap();
+        assert_eq!(
+            (t.host.as_str(), t.port, t.forward),
+            ("mirror.example.com", 443, None)
+        );
+        let t = target(
+            "GET http://mirror.local:8080/simple/x/?q=1 HTTP/1.1\r\nHost: mirror.local:8080\r\n\
+             Proxy-Connection: keep-alive\r\nProxy-Authorization: Basic eA==\r\nAccept: */*\r\n\r\n",
+        )
+        .unwrap();
+        assert_eq!((t.host.as_str(), t.port), ("mirror.local", 8080));
+        assert_eq!(
+            String::from_utf8(t.forward.unwrap()).unwrap(),
+            "GET /simple/x/?q=1 HTTP/1.1\r\nHost: mirror.local:8080\r\nAccept: */*\r\n\
+             Connection: close\r\n\r\n"
+        );
+        let t = target("GET http://example.org?x HTTP/1.1\r\n\r\n").unwrap();
+        assert_eq!(t.port, 80);
+        assert_eq!(
+            String::from_utf8(t.forward.unwrap()).unwrap(),
+            "GET /?x HTTP/1.1\r\nHost: example.org\r\nConnection: close\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn bad_requests_and_addresses_are_refused() {
+        for (head, status) in [
+            ("CONNECT 127.0.0.1:443 HTTP/1.1\r\n\r\n", 403),
+            ("CONNECT [::1]:443 HTTP/1.1\r\n\r\n", 403),
+            ("CONNECT 2130706433:80 HTTP/1.1\r\n\r\n", 403),
+            ("GET http://10.0.0.1/ HTTP/1.1\r\n\r\n", 403),
+            ("CONNECT mirror.example.com HTTP/1.1\r\n\r\n", 400),
+            ("CONNECT mirror.example.com:0 HTTP/1.1\r\n\r\n", 400),
+            ("CONNECT mirror.example.com:99999 HTTP/1.1\r\n\r\n", 400),
+            ("GET https://mirror.example.com/ HTTP/1.1\r\n\r\n", 400),
+            ("GET /local HTTP/1.1\r\n\r\n", 400),
+            (
+                "GET http://user:pw@mirror.example.com/ HTTP/1.1\r\n\r\n",
+                400,
+            ),
+            ("GET http://bad_name.org/ HTTP/1.1\r\n\r\n", 403),
+            ("\u{1}\u{2}garbage\r\n\r\n", 400),
+        ] {
+            let refused = target(head).unwrap_err().1;
+            assert_eq!(refused.status, status, "{head:?}: {refused:?}");
+        }
+        let (named, refused) = target("CONNECT 10.0.0.1:22 HTTP/1.1\r\n\r\n").unwrap_err();
+        assert_eq!(named, Some(("10.0.0.1".into(), 22)));
+        assert!(refused.reason.contains("IP address"), "{refused:?}");
+        let answer = String::from_utf8(refused.answer()).unwrap();
+        assert!(
+            answer.starts_with("HTTP/1.1 403 name the host: an IP address is not allowed\r\n"),
+            "{answer}"
+        );
+    }
+
+    #[tokio::test]
+    async fn heads_are_bounded() {
+        let (mut a, mut b) = tokio::io::duplex(64 * 1024);
+        let big = format!(
+            "GET http://x.org/ HTTP/1.1\r\nX: {}\r\n",
+            "y".repeat(20_000)
+        );
+        a.write_all(big.as_bytes()).await.unwrap();
+        assert_eq!(read_head(&mut b).await.unwrap_err().status, 431);
+        let (mut a, mut b) = tokio::io::duplex(1024);
+        a.write_all(b"CONNECT x.org:443 HTTP/1.1\r\n\r\nhello")
+            .await
+            .unwrap();
+        let (head, rest) = read_head(&mut b).await.unwrap();
+        assert!(head.ends_with(b"\r\n\r\n"));
+        assert_eq!(rest, b"hello");
+    }
+}

@@ -1,0 +1,200 @@
+//! The egress proxy: how a session whose owner listed hosts (its network
+//! allowlist, [`app::egress`]) reaches those hosts, and only those, from a
+//! sandbox that still has no network, no DNS and no route out.
+//!
+//! The proxy listens on a Unix socket per session, in a host folder
+//! mounted read-only into that session's container (beside its workspace,
+//! never in it); socat inside the container relays a loopback port to it,
+//! and `HTTP_PROXY`/`HTTPS_PROXY` point there (`localhost` and loopback
+//! addresses excepted, so the agent's own servers stay its own). Each
+//! connection is an HTTP proxy request, checked and relayed by
+//! [`connection`]: names are resolved here, and only public addresses are
+//! reached unless the operator names other networks
+//! (`PADDOCK_EGRESS_NETWORKS`, [`address`]). Every connection is a
+//! transcript event (host, port, bytes each way, or why it was refused),
+//! within a rate: past [`CONNECTIONS_PER_MINUTE`] new connections a
+//! minute, or [`CONNECTIONS_AT_ONCE`] open, more are refused (429), said
+//! once a minute.
+
+mod address;
+mod connection;
+
+pub use address::Network;
+
+use crate::journal::Journal;
+use crate::sandbox::{Mount, ProxyRelay};
+use crate::sync::lock;
+use app::domain::{EventKind, SessionId};
+use app::egress::EgressRule;
+use std::collections::HashMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+/// Where the socket folder appears inside a sandbox.
+const SOCKET_DIR: &str = "/run/paddock-egress";
+const SOCKET_NAME: &str = "egress.sock";
+/// The loopback port of the proxy inside a sandbox.
+const PORT: u16 = 3128;
+/// New connections a session may open in a minute.
+pub const CONNECTIONS_PER_MINUTE: u32 = 300;
+/// Connections a session may hold open at once.
+pub const CONNECTIONS_AT_ONCE: usize = 64;
+
+pub struct EgressProxy {
+    /// Each session's socket folder is `<root>/<session>.egress`.
+    root: PathBuf,
+    networks: Arc<[Network]>,
+    journal: Journal,
+    listening: Mutex<HashMap<SessionId, Arc<SessionEgress>>>,
+}
+
+/// One session's side of the proxy.
+struct SessionEgress {
+    session: SessionId,
+    rules: Vec<EgressRule>,
+    networks: Arc<[Network]>,
+    journal: Journal,
+    cancel: CancellationToken,
+    open: Arc<Semaphore>,
+    /// This minute's start, its new connections, and whether a refusal for
+    /// the rate was recorded in it.
+    minute: Mutex<(Instant, u32, bool)>,
+}
+
+impl SessionEgress {
+    async fn record(&self, kind: EventKind) {
+        if let Err(e) = self.journal.record(self.session, kind).await {
+            tracing::warn!(session = %self.session, "cannot record a connection: {e}");
+        }
+    }
+
+    /// Counts a new connection against the minute's; `Err(first)` when it
+    /// is over the rate (`first`: the first time this minute).
+    fn admit(&self) -> Result<(), bool> {
+        let mut minute = lock(&self.minute);
+        if minute.0.elapsed() >= Duration::from_secs(60) {
+            *minute = (Instant::now(), 0, false);
+        }
+        if minute.1 >= CONNECTIONS_PER_MINUTE {
+            let first = !minute.2;
+            minute.2 = true;
+            return Err(first);
+        }
+        minute.1 += 1;
+        Ok(())
+    }
+}
+
+impl EgressProxy {
+    pub fn new(root: PathBuf, networks: &[Network], journal: Journal) -> Self {
+        Self {
+            root,
+            networks: networks.into(),
+            journal,
+            listening: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn socket_dir(&self, session: SessionId) -> PathBuf {
+        self.root.join(format!("{session}.egress"))
+    }
+
+    /// Opens the session's socket for `allowlist` (unless it is open) and
+    /// says how its sandbox reaches it: the socket folder to mount and the
+    /// relay to run.
+    pub fn open(
+        &self,
+        session: SessionId,
+        allowlist: &[String],
+    ) -> std::io::Result<(Mount, ProxyRelay)> {
+        let dir = self.socket_dir(session);
+        let mount = Mount {
+            host: dir.clone(),
+            target: SOCKET_DIR.into(),
+            read_only: true,
+        };
+        let relay = ProxyRelay {
+            socket: format!("{SOCKET_DIR}/{SOCKET_NAME}"),
+            port: PORT,
+        };
+        let mut listening = lock(&self.listening);
+        if listening.contains_key(&session) {
+            return Ok((mount, relay));
+        }
+        let rules = allowlist
+            .iter()
+            .map(|entry| entry.parse::<EgressRule>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(std::io::Error::other)?;
+        std::fs::create_dir_all(&dir)?;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))?;
+        let path = dir.join(SOCKET_NAME);
+        // A socket left by an earlier server: ours to replace.
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        let listener = tokio::net::UnixListener::bind(&path)?;
+        // The sandbox user connects; the allowlist is the lock.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666))?;
+        let egress = Arc::new(SessionEgress {
+            session,
+            rules,
+            networks: self.networks.clone(),
+            journal: self.journal.clone(),
+            cancel: CancellationToken::new(),
+            open: Arc::new(Semaphore::new(CONNECTIONS_AT_ONCE)),
+            minute: Mutex::new((Instant::now(), 0, false)),
+        });
+        listening.insert(session, egress.clone());
+        tokio::spawn(accept(listener, egress));
+        Ok((mount, relay))
+    }
+
+    /// For a deleted session: its socket closed, its connections cut, its
+    /// folder removed.
+    pub fn forget(&self, session: SessionId) -> std::io::Result<()> {
+        if let Some(egress) = lock(&self.listening).remove(&session) {
+            egress.cancel.cancel();
+        }
+        match std::fs::remove_dir_all(self.socket_dir(session)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+}
+
+async fn accept(listener: tokio::net::UnixListener, egress: Arc<SessionEgress>) {
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    tracing::warn!(session = %egress.session, "egress proxy: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = egress.cancel.cancelled() => return,
+        };
+        let egress = egress.clone();
+        tokio::spawn(async move {
+            let refusal = match (egress.admit(), egress.open.clone().try_acquire_owned()) {
+                (Ok(()), Ok(_permit)) => return connection::serve(stream, &egress).await,
+                (Ok(()), Err(_)) => Some(format!(
+                    "too many connections open at once (at most {CONNECTIONS_AT_ONCE})"
+                )),
+                (Err(first), _) => first.then(|| {
+                    format!("too many new connections (at most {CONNECTIONS_PER_MINUTE} a minute)")
+                }),
+            };
+            let record = refusal.is_some();
+            let reason = refusal.unwrap_or_else(|| "too many new connections".into());
+            connection::refuse_busy(stream, &egress, reason, record).await;
+        });
+    }
+}
