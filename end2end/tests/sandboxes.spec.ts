@@ -1,4 +1,4 @@
-import { test, expect, gotoHydrated, containerExists } from './fixtures';
+import { test, expect, gotoHydrated, containerExists, sendPrompt } from './fixtures';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -22,6 +22,36 @@ test.describe('with Docker sandboxes', () => {
     await expect(page.getByTestId('sessions-empty')).toBeVisible();
     expect(containerExists(id)).toBe(false);
     expect(existsSync(join(paddock.workspaces, id))).toBe(false);
+  });
+});
+
+test.describe('a session with network access', () => {
+  test.use({
+    sandbox: 'docker',
+    scenario: { turns: [
+      { reply: [{ tool_use: { name: 'bash', input: { command: 'curl -sS http://downloads.example.org/tool.tar.gz' } } }] },
+      { expect: { tool_result_contains: 'not in this session\'s network allowlist' }, reply: 'That host is not allowed.' },
+    ] },
+  });
+
+  test('lists its hosts in the form; anything else is refused, in the tool result and the transcript', async ({ page, paddock }) => {
+    await gotoHydrated(page, paddock.url);
+    await page.getByLabel('Name').fill('Networked');
+    await page.getByLabel('Permissions').selectOption('auto');
+    await page.getByText('More options').click();
+    await page.getByLabel('Network access').fill('Mirror.Example.com\n*.example.net:8443');
+    await page.getByRole('button', { name: 'Create session' }).click();
+    await expect(page.getByTestId('session-title')).toHaveText('Networked');
+    const id = page.url().split('/').pop()!;
+    expect((await (await paddock.api(`/api/sessions/${id}`)).json()).egress).toEqual(['mirror.example.com', '*.example.net:8443']);
+    await page.getByText('Settings').click();
+    await expect(page.getByText('mirror.example.com, *.example.net:8443')).toBeVisible();
+
+    await sendPrompt(page, 'fetch the tool');
+    const refused = page.getByTestId('egress-event');
+    await expect(refused).toHaveText('Network: downloads.example.org:80 · refused: not in this session\'s network allowlist');
+    await expect(refused).toHaveAttribute('data-allowed', 'false');
+    await expect(page.getByText('That host is not allowed.')).toBeVisible();
   });
 });
 
