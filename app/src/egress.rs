@@ -97,11 +97,18 @@ pub fn normal_host(name: &str) -> Result<String, &'static str> {
     if !labels_ok {
         return Err("not a host name (letters, digits, '-' and dots).");
     }
-    if host
+    // Digits last, or a label in hex: how an IPv4 address may be spelt
+    // (`2130706433`, `127.1`, `0x7f.1`).
+    let hex = |label: &str| {
+        label
+            .strip_prefix("0x")
+            .is_some_and(|rest| rest.bytes().all(|b| b.is_ascii_hexdigit()))
+    };
+    let digits_last = host
         .rsplit('.')
         .next()
-        .is_some_and(|top| top.bytes().all(|b| b.is_ascii_digit()))
-    {
+        .is_some_and(|top| top.bytes().all(|b| b.is_ascii_digit()));
+    if digits_last || host.split('.').any(hex) {
         return Err("name the host: an IP address is not allowed.");
     }
     Ok(host)
@@ -164,6 +171,9 @@ mod tests {
             "[::1]:443",
             "::1",
             "1.2.3",
+            "0x7f000001",
+            "127.1.0x0",
+            "0x7f.example.com",
             "a..b",
             "-a.com",
             "a_b.com",

@@ -96,7 +96,7 @@ pub struct Config {
 
     /// Default disk limit of a session's workspace, in MiB (its own
     /// filesystem, where the host can mount one); 0: no limit.
-    #[arg(long, env = "PADDOCK_SANDBOX_DISK_MB", default_value_t = Limits::default().disk_mb.unwrap_or(0))]
+    #[arg(long, env = "PADDOCK_SANDBOX_DISK_MB", default_value_t = Limits::default().disk_mb.unwrap_or(0), value_parser = disk_mb)]
     pub sandbox_disk_mb: u64,
 
     /// The master key that seals saved credentials: 64 hex digits. Without
@@ -366,6 +366,20 @@ fn is_loopback_name(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
+/// `PADDOCK_SANDBOX_DISK_MB`: 0 (no limit), or a size a session could set.
+fn disk_mb(value: &str) -> Result<u64, String> {
+    let range = SandboxLimits::DISK_MB;
+    match value.trim().parse::<u64>() {
+        Ok(0) => Ok(0),
+        Ok(mb) if range.contains(&i64::try_from(mb).unwrap_or(i64::MAX)) => Ok(mb),
+        _ => Err(format!(
+            "0 (no limit) or {} to {} MiB",
+            range.start(),
+            range.end()
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -472,6 +486,16 @@ mod tests {
             ..config(None, None)
         };
         assert_eq!(none.limits_for(SandboxLimits::default()).disk_mb, None);
+    }
+
+    #[test]
+    fn the_default_disk_limit_is_checked() {
+        let parse = |v: &str| Config::try_parse_from(["paddock", "--sandbox-disk-mb", v]);
+        assert_eq!(parse("0").unwrap().sandbox_disk_mb, 0);
+        assert_eq!(parse("2048").unwrap().sandbox_disk_mb, 2048);
+        for bad in ["8", "99999999999999999", "-1", "x"] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -177,6 +177,7 @@ impl Paddock {
             permissions: permissions.clone(),
             proxy: proxy.clone(),
             settings: ClaudeCodeSettings::from_config(&config, limits.output_cap),
+            homes: tokio::sync::Mutex::new(()),
         });
         let setup = Arc::new(WorkspaceSetup::new(
             config.clone(),

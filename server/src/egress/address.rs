@@ -51,6 +51,36 @@ fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// The addresses of this host's own interfaces (from `/proc/net`): a
+/// listed name that resolves to one of them would reach the host's own
+/// services, past any firewall in front of it.
+pub fn own_addresses() -> Vec<IpAddr> {
+    let mut own = Vec::new();
+    // IPv4: the routing trie names each local address before a
+    // "/32 host LOCAL" line.
+    if let Ok(trie) = std::fs::read_to_string("/proc/net/fib_trie") {
+        let mut last = None;
+        for line in trie.lines() {
+            if let Some(addr) = line.trim_start().strip_prefix("|-- ") {
+                last = addr.trim().parse::<Ipv4Addr>().ok();
+            } else if line.contains("/32 host LOCAL") {
+                own.extend(last.map(IpAddr::V4));
+            }
+        }
+    }
+    if let Ok(table) = std::fs::read_to_string("/proc/net/if_inet6") {
+        own.extend(table.lines().filter_map(|line| {
+            let hex = line.split_whitespace().next()?;
+            u128::from_str_radix(hex, 16)
+                .ok()
+                .map(|n| IpAddr::V6(Ipv6Addr::from(n)))
+        }));
+    }
+    own.sort();
+    own.dedup();
+    own
+}
+
 /// Whether `ip` is an ordinary address on the internet: not loopback,
 /// private, link-local, shared (CGNAT), multicast, documentation,
 /// benchmarking, reserved or unspecified.
@@ -135,6 +165,12 @@ mod tests {
         ] {
             assert!(is_public(ip(public)), "{public}");
         }
+    }
+
+    #[test]
+    fn this_hosts_own_addresses_are_known() {
+        let own = own_addresses();
+        assert!(own.contains(&ip("127.0.0.1")), "{own:?}");
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! relayed both ways until either side closes. A refusal is an HTTP answer
 //! whose status line says why, which the agent's tool shows.
 
-use super::address::{is_public, Network};
+use super::address::{is_public, own_addresses, Network};
 use super::SessionEgress;
 use app::domain::EventKind;
 use app::egress::normal_host;
@@ -119,8 +119,13 @@ where
         .await;
 }
 
-/// Answers a connection over the session's rate with 429; recorded when
-/// `record` (once a minute).
+/// How long a connection over the session's rate has to send its request
+/// before the 429 (read first: an answer to an unread request would be
+/// lost to a reset).
+const BUSY_READ: Duration = Duration::from_millis(200);
+
+/// Answers a connection over the session's rate with 429; recorded (and
+/// logged) when `record`: the minute's first.
 pub(super) async fn refuse_busy<S>(
     mut client: S,
     egress: &SessionEgress,
@@ -130,12 +135,10 @@ pub(super) async fn refuse_busy<S>(
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let refusal = Refusal::new(429, reason);
-    // Read first: an answer to a request still unread would be lost to a
-    // reset.
-    let _ = tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut client)).await;
-    let _ = client.write_all(&refusal.answer()).await;
-    tracing::warn!(session = %egress.session, "egress refused: {}", refusal.reason);
+    let _ = tokio::time::timeout(BUSY_READ, read_head(&mut client)).await;
+    let _ = tokio::time::timeout(BUSY_READ, client.write_all(&refusal.answer())).await;
     if record {
+        tracing::warn!(session = %egress.session, "egress refused: {}", refusal.reason);
         egress
             .record(EventKind::Egress {
                 host: String::new(),
@@ -180,11 +183,13 @@ async fn refuse<S>(
 async fn read_head<S: AsyncRead + Unpin>(client: &mut S) -> Result<(Vec<u8>, Vec<u8>), Refusal> {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 4096];
+    let mut searched = 0;
     loop {
-        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let rest = buf.split_off(end + 4);
+        if let Some(end) = buf[searched..].windows(4).position(|w| w == b"\r\n\r\n") {
+            let rest = buf.split_off(searched + end + 4);
             return Ok((buf, rest));
         }
+        searched = buf.len().saturating_sub(3);
         if buf.len() > HEAD_MAX_BYTES {
             return Err(Refusal::new(431, "the request head is too large"));
         }
@@ -238,23 +243,21 @@ fn parse(head: &[u8]) -> Result<Target, (Option<(String, u16)>, Refusal)> {
     let (host, port) = split_authority(authority, Some(80)).map_err(|why| (None, why))?;
     let host = checked_host(&host, port)?;
     let mut forward = format!("{method} {path} HTTP/1.1\r\n").into_bytes();
-    let mut has_host = false;
+    // The host asked for is the host named to the server, whatever the
+    // client's own Host header said.
+    forward.extend_from_slice(format!("Host: {authority}\r\n").as_bytes());
     for h in request.headers.iter() {
         let name = h.name.to_ascii_lowercase();
         if matches!(
             name.as_str(),
-            "proxy-connection" | "proxy-authorization" | "connection" | "keep-alive"
+            "host" | "proxy-connection" | "proxy-authorization" | "connection" | "keep-alive"
         ) {
             continue;
         }
-        has_host |= name == "host";
         forward.extend_from_slice(h.name.as_bytes());
         forward.extend_from_slice(b": ");
         forward.extend_from_slice(h.value);
         forward.extend_from_slice(b"\r\n");
-    }
-    if !has_host {
-        forward.extend_from_slice(format!("Host: {authority}\r\n").as_bytes());
     }
     // One request a connection: the next one is checked on its own.
     forward.extend_from_slice(b"Connection: close\r\n\r\n");
@@ -297,7 +300,9 @@ fn split_authority(authority: &str, default_port: Option<u16>) -> Result<(String
 fn checked_host(host: &str, port: u16) -> Result<String, (Option<(String, u16)>, Refusal)> {
     normal_host(host).map_err(|why| {
         let why = why.trim_end_matches('.').to_owned();
-        (Some((host.to_owned(), port)), Refusal::new(403, why))
+        // As much of it as a host name may hold, for the transcript.
+        let named: String = host.chars().take(253).collect();
+        (Some((named, port)), Refusal::new(403, why))
     })
 }
 
@@ -310,18 +315,24 @@ async fn connect(host: &str, port: u16, networks: &[Network]) -> Result<TcpStrea
         .map_err(|_| Refusal::new(502, "the name did not resolve in time"))?
         .map_err(|_| Refusal::new(502, "the name does not resolve"))?;
     let addrs: Vec<SocketAddr> = resolved.collect();
+    let own = own_addresses();
+    let allowed = |ip| networks.iter().any(|n: &Network| n.contains(ip));
     let reachable: Vec<&SocketAddr> = addrs
         .iter()
-        .filter(|a| is_public(a.ip()) || networks.iter().any(|n| n.contains(a.ip())))
+        .filter(|a| (is_public(a.ip()) && !own.contains(&a.ip())) || allowed(a.ip()))
         .collect();
-    if reachable.is_empty() {
-        let first = addrs
-            .first()
-            .map(|a| a.ip().to_string())
-            .unwrap_or_default();
+    if let (true, Some(first)) = (reachable.is_empty(), addrs.first()) {
+        let what = if own.contains(&first.ip()) && is_public(first.ip()) {
+            "an address of this server's own"
+        } else {
+            "a non-public address"
+        };
         return Err(Refusal::new(
             403,
-            format!("the name resolves to a non-public address ({first}), which is not reached"),
+            format!(
+                "the name resolves to {what} ({}), which is not reached",
+                first.ip()
+            ),
         ));
     }
     for addr in reachable {
@@ -362,6 +373,13 @@ mod tests {
             String::from_utf8(t.forward.unwrap()).unwrap(),
             "GET /simple/x/?q=1 HTTP/1.1\r\nHost: mirror.local:8080\r\nAccept: */*\r\n\
              Connection: close\r\n\r\n"
+        );
+        let forged =
+            target("GET http://a.example/ HTTP/1.1\r\nHost: other.example\r\n\r\n").unwrap();
+        let forged = String::from_utf8(forged.forward.unwrap()).unwrap();
+        assert!(
+            forged.contains("Host: a.example\r\n") && !forged.contains("other"),
+            "{forged}"
         );
         let t = target("GET http://example.org?x HTTP/1.1\r\n\r\n").unwrap();
         assert_eq!(t.port, 80);

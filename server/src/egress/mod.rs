@@ -31,7 +31,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 /// Where the socket folder appears inside a sandbox.
@@ -60,8 +60,8 @@ struct SessionEgress {
     journal: Journal,
     cancel: CancellationToken,
     open: Arc<Semaphore>,
-    /// This minute's start, its new connections, and whether a refusal for
-    /// the rate was recorded in it.
+    /// This minute's start, its new connections, and whether a refusal was
+    /// recorded in it.
     minute: Mutex<(Instant, u32, bool)>,
 }
 
@@ -72,20 +72,29 @@ impl SessionEgress {
         }
     }
 
-    /// Counts a new connection against the minute's; `Err(first)` when it
-    /// is over the rate (`first`: the first time this minute).
-    fn admit(&self) -> Result<(), bool> {
+    /// Admits a new connection within the minute's rate and the open
+    /// connections' bound (its permit), or says why not, and whether this
+    /// is the minute's first refusal (said in the transcript; later ones
+    /// only counted).
+    fn admit(&self) -> Result<OwnedSemaphorePermit, (String, bool)> {
         let mut minute = lock(&self.minute);
         if minute.0.elapsed() >= Duration::from_secs(60) {
             *minute = (Instant::now(), 0, false);
         }
-        if minute.1 >= CONNECTIONS_PER_MINUTE {
-            let first = !minute.2;
-            minute.2 = true;
-            return Err(first);
-        }
-        minute.1 += 1;
-        Ok(())
+        let refused = if minute.1 >= CONNECTIONS_PER_MINUTE {
+            format!("too many new connections (at most {CONNECTIONS_PER_MINUTE} a minute)")
+        } else {
+            minute.1 += 1;
+            match self.open.clone().try_acquire_owned() {
+                Ok(permit) => return Ok(permit),
+                Err(_) => {
+                    format!("too many connections open at once (at most {CONNECTIONS_AT_ONCE})")
+                }
+            }
+        };
+        let first = !minute.2;
+        minute.2 = true;
+        Err((refused, first))
     }
 }
 
@@ -181,20 +190,17 @@ async fn accept(listener: tokio::net::UnixListener, egress: Arc<SessionEgress>) 
             },
             () = egress.cancel.cancelled() => return,
         };
-        let egress = egress.clone();
-        tokio::spawn(async move {
-            let refusal = match (egress.admit(), egress.open.clone().try_acquire_owned()) {
-                (Ok(()), Ok(_permit)) => return connection::serve(stream, &egress).await,
-                (Ok(()), Err(_)) => Some(format!(
-                    "too many connections open at once (at most {CONNECTIONS_AT_ONCE})"
-                )),
-                (Err(first), _) => first.then(|| {
-                    format!("too many new connections (at most {CONNECTIONS_PER_MINUTE} a minute)")
-                }),
-            };
-            let record = refusal.is_some();
-            let reason = refusal.unwrap_or_else(|| "too many new connections".into());
-            connection::refuse_busy(stream, &egress, reason, record).await;
-        });
+        match egress.admit() {
+            Ok(permit) => {
+                let egress = egress.clone();
+                tokio::spawn(async move {
+                    connection::serve(stream, &egress).await;
+                    drop(permit);
+                });
+            }
+            // Answered here, one at a time: a flood holds one descriptor
+            // of the server's at once, and slows only its own session.
+            Err((reason, first)) => connection::refuse_busy(stream, &egress, reason, first).await,
+        }
     }
 }

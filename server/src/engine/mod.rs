@@ -75,8 +75,9 @@ pub trait AgentEngine: Send + Sync + 'static {
         Ok(())
     }
 
-    /// Host paths a session's sandbox needs mounted for this engine.
-    fn mounts(&self, _session: SessionId) -> Result<Vec<Mount>, SandboxError> {
+    /// Host paths a session's sandbox needs mounted for this engine (made
+    /// first where they are the session's own).
+    async fn mounts(&self, _session: SessionId) -> Result<Vec<Mount>, SandboxError> {
         Ok(Vec::new())
     }
 

@@ -145,7 +145,8 @@ impl Runner {
         let mut mounts = self
             .engine(s.engine)
             .map_err(|e| SandboxError::Failed(e.to_string()))?
-            .mounts(s.id)?;
+            .mounts(s.id)
+            .await?;
         mounts.extend(self.config.mount_policy().sandbox_mounts(&s.mounts)?);
         let proxy = match s.egress.is_empty() {
             true => None,

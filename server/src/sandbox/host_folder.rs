@@ -6,6 +6,7 @@
 //! cannot leave the workspace.
 
 use super::workspace::{relative, Entry, FileError, READ_MAX_BYTES};
+use crate::secret::random_hex;
 use rustix::fs::{self as rfs, Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
 use std::fs::File;
@@ -130,52 +131,58 @@ impl HostFolder {
     /// Writes `data` to `path`, creating missing parent folders.
     pub fn write(&self, path: &str, data: &[u8]) -> Result<(), FileError> {
         let rel = self.relative(path)?;
-        if let Some(parent) = rel.parent().filter(|p| !p.as_os_str().is_empty()) {
-            self.create_dirs(path, parent)?;
-        }
-        // What cannot fit is refused before anything is touched.
+        let name = rel
+            .file_name()
+            .ok_or_else(|| FileError::IsDirectory(path.to_owned()))?
+            .to_owned();
+        // What cannot fit is refused before anything is touched (the new
+        // bytes are whole before the old ones go).
         let free = rfs::statvfs(&self.root).map(|fs| fs.f_bavail.saturating_mul(fs.f_frsize));
         if free.is_ok_and(|free| data.len() as u64 > free) {
             return Err(FileError::Full(path.to_owned()));
         }
-        let existed = self.open(path, OFlags::PATH, Mode::empty()).is_ok();
-        // Opened without truncating, and emptied once it is known to be a
-        // regular file.
-        let fd = self.open(
-            path,
-            OFlags::WRONLY | OFlags::CREATE | OFlags::NONBLOCK,
-            Mode::from_raw_mode(0o644),
-        )?;
-        Self::regular(path, &fd)?;
-        rfs::ftruncate(&fd, 0).map_err(|e| io_error(path, e))?;
+        // A regular file there is replaced, keeping its permissions;
+        // anything else there is refused.
+        let mode = match self.open(path, OFlags::RDONLY | OFlags::NONBLOCK, Mode::empty()) {
+            Ok(fd) => Self::regular(path, &fd)?.st_mode & 0o777,
+            Err(FileError::NotFound(_)) => 0o644,
+            Err(e) => return Err(e),
+        };
+        let parent = match rel.parent().filter(|p| !p.as_os_str().is_empty()) {
+            Some(parent) => {
+                self.create_dirs(path, parent)?;
+                parent.to_string_lossy().into_owned()
+            }
+            None => ".".to_owned(),
+        };
+        let dir = self.open(&parent, OFlags::DIRECTORY | OFlags::RDONLY, Mode::empty())?;
+        // Written whole beside it, then renamed over it: a reader (or a
+        // failure) never sees it half written.
+        let temp = format!(".paddock-write-{}", &random_hex()[..16]);
+        let fd = rfs::openat(
+            &dir,
+            &temp,
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(mode),
+        )
+        .map_err(|e| io_error(path, e))?;
+        let _ = rfs::fchmod(&fd, Mode::from_raw_mode(mode));
         self.give(&fd);
         let written = File::from(fd)
             .write_all(data)
-            .map_err(|e| io_error(path, e));
-        if written.is_err() && !existed {
-            // A new file that did not fit (the workspace filled meanwhile)
-            // is not left half written.
-            self.unlink(path, &rel);
+            .map_err(|e| io_error(path, e))
+            .and_then(|()| {
+                rfs::renameat(&dir, &temp, &dir, &name).map_err(|e| match e {
+                    Errno::ISDIR | Errno::NOTEMPTY | Errno::EXIST => {
+                        FileError::IsDirectory(path.to_owned())
+                    }
+                    e => io_error(path, e),
+                })
+            });
+        if written.is_err() {
+            let _ = rfs::unlinkat(&dir, &temp, rfs::AtFlags::empty());
         }
         written
-    }
-
-    /// Removes the file at `rel` (best effort), through its confined
-    /// parent folder.
-    fn unlink(&self, path: &str, rel: &Path) {
-        let parent = match rel.parent().filter(|p| !p.as_os_str().is_empty()) {
-            Some(p) => p.to_string_lossy().into_owned(),
-            None => ".".to_owned(),
-        };
-        let (Ok(dir), Some(name)) = (
-            self.open(&parent, OFlags::DIRECTORY | OFlags::RDONLY, Mode::empty()),
-            rel.file_name(),
-        ) else {
-            return;
-        };
-        if let Err(e) = rfs::unlinkat(&dir, name, rfs::AtFlags::empty()) {
-            tracing::warn!(path, "cannot remove a file half written: {e}");
-        }
     }
 
     fn create_dirs(&self, path: &str, parent: &Path) -> Result<(), FileError> {
@@ -467,6 +474,32 @@ mod tests {
                 ("top/src/a.rs".to_owned(), "fn main() {}".to_owned()),
             ]
         );
+    }
+
+    #[test]
+    fn a_file_written_again_is_replaced_whole_and_keeps_its_permissions() {
+        let (_d, ws) = ws();
+        ws.write("bin/run.sh", b"#!/bin/sh\necho one\n").unwrap();
+        let script = ws.root().join("bin/run.sh");
+        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o750))
+            .unwrap();
+        ws.write("bin/run.sh", b"#!/bin/sh\necho two\n").unwrap();
+        assert_eq!(std::fs::read(&script).unwrap(), b"#!/bin/sh\necho two\n");
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&script).unwrap().permissions().mode() & 0o777,
+            0o750
+        );
+        // Nothing is left beside it, and a folder is not written over.
+        let names: Vec<String> = std::fs::read_dir(ws.root().join("bin"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["run.sh"]);
+        assert!(matches!(
+            ws.write("bin", b"x"),
+            Err(FileError::IsDirectory(_))
+        ));
     }
 
     #[test]

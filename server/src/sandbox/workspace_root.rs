@@ -39,8 +39,9 @@ impl WorkspaceRoot {
     /// whether workspaces can have disk limits on this host.
     pub fn new(root: PathBuf, owner: Option<u32>) -> Self {
         let no_disk_limits = probe(&root).err();
-        if let Some(why) = &no_disk_limits {
-            tracing::warn!("workspaces have no disk limit on this host: {why}");
+        match &no_disk_limits {
+            Some(why) => tracing::warn!("workspaces have no disk limit on this host: {why}"),
+            None => mount_all(&root, owner),
         }
         Self {
             root,
@@ -135,7 +136,14 @@ impl DiskFolder {
         match mb {
             Some(mb) if !holds_files => {
                 std::fs::create_dir_all(dir)?;
-                make_image(&image, mb, self.folder.owner())?;
+                // Made under another name and renamed once whole: an image
+                // under its own name is always a filesystem.
+                let mut making = image.clone().into_os_string();
+                making.push(".new");
+                let making = PathBuf::from(making);
+                let _ = std::fs::remove_file(&making);
+                make_image(&making, mb, self.folder.owner())?;
+                std::fs::rename(&making, &image)?;
                 if let Err(e) = mount(&image, dir) {
                     let _ = std::fs::remove_file(&image);
                     return Err(e);
@@ -161,6 +169,28 @@ impl DiskFolder {
         match std::fs::remove_dir_all(dir) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
+        }
+    }
+}
+
+/// Mounts every workspace image under `root` that is not mounted (the host
+/// restarted), so that the files people browse, the changes they review
+/// and commit, are the workspace's own from the server's start.
+fn mount_all(root: &Path, owner: Option<u32>) {
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(session) = name.strip_suffix(".disk") else {
+            continue;
+        };
+        if session.parse::<SessionId>().is_err() {
+            continue;
+        }
+        let disk = DiskFolder::new(HostFolder::new(root.join(session), owner));
+        if let Err(e) = disk.create(None) {
+            tracing::warn!(session, "cannot mount the workspace again: {e}");
         }
     }
 }

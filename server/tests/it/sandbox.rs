@@ -148,6 +148,9 @@ async fn docker_disk_limit_fills_only_the_session_and_is_an_ordinary_error() {
     let listed = d.run("ls -A", 10).await;
     assert_eq!(listed.output, "", "no lost+found in the workspace");
 
+    let files = d.sandbox.workspace(d.session);
+    files.write("keep.txt", b"kept").await.unwrap();
+
     // The agent fills it: an ordinary "No space left on device", as on any
     // full disk, and the host's disk took no more than the limit.
     let filled = d
@@ -166,13 +169,13 @@ async fn docker_disk_limit_fills_only_the_session_and_is_an_ordinary_error() {
     };
     assert!(allocated <= 40 << 20, "the image holds {allocated} bytes");
 
-    // The server's own writes into it are refused plainly.
-    let refused = d
-        .sandbox
-        .workspace(d.session)
-        .write("more.txt", &[b'x'; 1 << 20])
-        .await;
+    // The server's own writes into it are refused plainly, and a file it
+    // would have replaced is kept whole.
+    let refused = files.write("more.txt", &[b'x'; 1 << 20]).await;
     assert!(matches!(refused, Err(FileError::Full(_))), "{refused:?}");
+    let refused = files.write("keep.txt", &[b'x'; 1 << 20]).await;
+    assert!(matches!(refused, Err(FileError::Full(_))), "{refused:?}");
+    assert_eq!(files.read("keep.txt").await.unwrap(), b"kept");
 
     // Another session and the sandbox itself go on.
     let other = docker(Limits::default()).await;
@@ -183,8 +186,10 @@ async fn docker_disk_limit_fills_only_the_session_and_is_an_ordinary_error() {
         )
         .await;
     assert_eq!(wrote.output, "done\n", "{wrote:?}");
-    let freed = d.run("rm big && echo back > note && cat note", 10).await;
-    assert_eq!(freed.output, "back\n", "{freed:?}");
+    let freed = d
+        .run("rm big && echo back > note && cat note && ls -A", 10)
+        .await;
+    assert_eq!(freed.output, "back\nkeep.txt\nnote\n", "{freed:?}");
     assert!(!d.sandbox.disk_use(d.session).await.unwrap().is_full());
 
     // After a host restart the image is mounted again, with its files.

@@ -29,14 +29,18 @@ pub(super) fn home_disk(proxy: &CredentialProxy, session: SessionId) -> DiskFold
     ))
 }
 
+/// The home's size: [`HOME_DISK_MB`] where the host holds disk limits.
+pub(super) fn home_size(disk_limits: bool) -> Option<u64> {
+    disk_limits.then_some(HOME_DISK_MB)
+}
+
 /// What a claude-code sandbox mounts: the CLI (read-only), the session's
-/// Claude Code home (of [`HOME_DISK_MB`] when `disk_limits`), and the
-/// proxy's socket folder (read-only).
+/// Claude Code home (made by then: [`home_disk`]), and the proxy's socket
+/// folder (read-only).
 pub(super) fn mounts(
     settings: &ClaudeCodeSettings,
     proxy: &CredentialProxy,
     session: SessionId,
-    disk_limits: bool,
 ) -> Result<Vec<Mount>, SandboxError> {
     let bin = settings.bin.clone();
     if !bin.is_file() {
@@ -46,9 +50,6 @@ pub(super) fn mounts(
         )));
     }
     let home = proxy.session_dir(session).join("home");
-    home_disk(proxy, session)
-        .create(disk_limits.then_some(HOME_DISK_MB))
-        .map_err(|e| SandboxError::Failed(format!("cannot create {}: {e}", home.display())))?;
     let socket_dir = proxy.socket_dir(session);
     std::fs::create_dir_all(&socket_dir).map_err(|e| {
         SandboxError::Failed(format!("cannot create {}: {e}", socket_dir.display()))

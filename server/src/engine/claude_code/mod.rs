@@ -66,6 +66,8 @@ pub struct ClaudeCodeEngine {
     pub permissions: Arc<Permissions>,
     pub proxy: Arc<CredentialProxy>,
     pub settings: ClaudeCodeSettings,
+    /// Sessions' homes are made one at a time.
+    pub homes: tokio::sync::Mutex<()>,
 }
 
 /// What the engine remembers of a session between prompts.
@@ -137,9 +139,22 @@ impl AgentEngine for ClaudeCodeEngine {
         ))
     }
 
-    fn mounts(&self, session: SessionId) -> Result<Vec<Mount>, SandboxError> {
-        let disk_limits = self.sandbox.info().no_disk_limits.is_none();
-        cli::mounts(&self.settings, &self.proxy, session, disk_limits)
+    async fn mounts(&self, session: SessionId) -> Result<Vec<Mount>, SandboxError> {
+        // The home first, one at a time (a session's warm-up and its first
+        // prompt may ask at once), off the async threads.
+        let size = cli::home_size(self.sandbox.info().no_disk_limits.is_none());
+        let home = cli::home_disk(&self.proxy, session);
+        let made = {
+            let _one_at_a_time = self.homes.lock().await;
+            tokio::task::spawn_blocking(move || home.create(size)).await
+        };
+        match made {
+            Ok(Ok(())) => cli::mounts(&self.settings, &self.proxy, session),
+            Ok(Err(e)) => Err(SandboxError::Failed(format!(
+                "cannot create the Claude Code home: {e}"
+            ))),
+            Err(e) => Err(SandboxError::Failed(e.to_string())),
+        }
     }
 
     /// Runs the oldest prompt the CLI has not been given yet.
