@@ -1,5 +1,7 @@
 //! Sandbox overheads, Paddock versus the bare Docker CLI, in one run:
-//! create+start of a closed container, and an exec round trip of `true`.
+//! create+start of a closed container, and an exec round trip of `true`,
+//! through the sandbox agent and through Docker's exec API (Paddock
+//! without the agent).
 //!
 //!     cargo bench --bench sandbox            # needs dockerd and the agent image
 //!     SANDBOX_BENCH_RUNS=50 cargo bench --bench sandbox
@@ -51,9 +53,21 @@ async fn main() {
     let dir = tempfile::tempdir().unwrap();
     let root = std::fs::canonicalize(dir.path()).unwrap();
     let instance = uuid::Uuid::now_v7().to_string();
-    let sandbox = DockerSandbox::connect(DEFAULT_IMAGE.into(), instance, root.clone(), None)
-        .await
-        .expect("a Docker daemon and the agent image (scripts/setup)");
+    let agent = server::config::default_sandbox_agent_bin();
+    assert!(agent.is_file(), "the sandbox agent (scripts/setup)");
+    let sandbox = DockerSandbox::connect(
+        DEFAULT_IMAGE.into(),
+        instance.clone(),
+        root.clone(),
+        None,
+        Some(agent),
+    )
+    .await
+    .expect("a Docker daemon and the agent image (scripts/setup)");
+    let without_agent =
+        DockerSandbox::connect(DEFAULT_IMAGE.into(), instance, root.clone(), None, None)
+            .await
+            .unwrap();
     let limits = Limits::default();
 
     // create + start
@@ -107,12 +121,19 @@ async fn main() {
         docker(&["rm", "-f", &name]);
     }
 
-    // exec round trip of `true` in one running container
+    // exec round trip of `true` in one running container: through the
+    // agent, through Docker's exec API, and with the docker CLI
     let session = uuid::Uuid::now_v7();
     sandbox.start(session, limits).await.unwrap();
     let name = DockerSandbox::container_name(session);
     let request = ExecRequest::new("true");
-    let (mut paddock_exec, mut bare_exec) = (Vec::new(), Vec::new());
+    let (mut paddock_exec, mut api_exec, mut bare_exec) = (Vec::new(), Vec::new(), Vec::new());
+    // The agent's start (once per sandbox) is not a round trip.
+    assert!(sandbox
+        .exec(session, &request, &CancellationToken::new(), &mut |_, _| {})
+        .await
+        .unwrap()
+        .success());
     for _ in 0..runs {
         let t = Instant::now();
         let outcome = sandbox
@@ -120,6 +141,14 @@ async fn main() {
             .await
             .unwrap();
         paddock_exec.push(t.elapsed());
+        assert!(outcome.success());
+
+        let t = Instant::now();
+        let outcome = without_agent
+            .exec(session, &request, &CancellationToken::new(), &mut |_, _| {})
+            .await
+            .unwrap();
+        api_exec.push(t.elapsed());
         assert!(outcome.success());
 
         let t = Instant::now();
@@ -140,5 +169,24 @@ async fn main() {
     println!("| operation | Paddock p50 | Paddock p99 | docker CLI p50 | docker CLI p99 | ratio p50 | ratio p99 |");
     println!("| --- | --- | --- | --- | --- | --- | --- |");
     report("create + start", &mut paddock_start, &mut bare_start);
-    report("exec `true`", &mut paddock_exec, &mut bare_exec);
+    report(
+        "exec `true`, through the agent",
+        &mut paddock_exec,
+        &mut bare_exec,
+    );
+    report(
+        "exec `true`, through Docker's exec API",
+        &mut api_exec,
+        &mut bare_exec,
+    );
+    let (agent50, api50) = (
+        percentile(&mut paddock_exec, 0.5),
+        percentile(&mut api_exec, 0.5),
+    );
+    println!(
+        "\nexec `true`: the agent takes {:.2}× the time of Docker's exec API at p50 ({} vs {})",
+        agent50.as_secs_f64() / api50.as_secs_f64(),
+        ms(agent50),
+        ms(api50)
+    );
 }

@@ -148,6 +148,13 @@ pub struct Config {
     #[arg(long, env = "PADDOCK_CLAUDE_CODE_BIN")]
     pub claude_code_bin: Option<PathBuf>,
 
+    /// The sandbox agent (a static binary, built by
+    /// scripts/build-sandbox-agent) mounted read-only into Docker sandboxes,
+    /// through which their commands run [default: where scripts/setup
+    /// installs it]. Where it is missing, commands go through `docker exec`.
+    #[arg(long, env = "PADDOCK_SANDBOX_AGENT_BIN")]
+    pub sandbox_agent_bin: Option<PathBuf>,
+
     /// Folder holding each claude-code session's home (the CLI's transcripts,
     /// for --resume) and the socket of its LLM proxy.
     #[arg(
@@ -211,15 +218,29 @@ impl Config {
     /// version in scripts/setup's cache (`$XDG_CACHE_HOME` or `~/.cache`).
     pub fn claude_code_bin(&self) -> PathBuf {
         self.claude_code_bin.clone().unwrap_or_else(|| {
-            let cache = std::env::var_os("XDG_CACHE_HOME")
-                .map(PathBuf::from)
-                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-                .unwrap_or_else(|| PathBuf::from(".cache"));
-            cache
+            cache_dir()
                 .join("paddock/claude-code")
                 .join(CLAUDE_CODE_VERSION)
                 .join("node_modules/@anthropic-ai/claude-code/bin/claude.exe")
         })
+    }
+
+    /// The sandbox agent, if it is there: the configured one, else where
+    /// scripts/setup installs it ([`default_sandbox_agent_bin`]).
+    pub fn sandbox_agent_bin(&self) -> Option<PathBuf> {
+        let bin = self
+            .sandbox_agent_bin
+            .clone()
+            .unwrap_or_else(default_sandbox_agent_bin);
+        if bin.is_file() {
+            Some(bin)
+        } else {
+            tracing::warn!(
+                "no sandbox agent at {}: sandbox commands go through docker exec (run scripts/setup, or set PADDOCK_SANDBOX_AGENT_BIN)",
+                bin.display()
+            );
+            None
+        }
     }
 
     /// A session's sandbox limits: its own where it set them, else ours.
@@ -364,6 +385,20 @@ fn is_loopback_name(host: &str) -> bool {
             .trim_end_matches(']')
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Where scripts/setup keeps what it installs outside the project
+/// (`$XDG_CACHE_HOME`, else `~/.cache`).
+fn cache_dir() -> PathBuf {
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from(".cache"))
+}
+
+/// Where scripts/build-sandbox-agent installs the sandbox agent.
+pub fn default_sandbox_agent_bin() -> PathBuf {
+    cache_dir().join("paddock/sandbox-agent/paddock-sandbox-agent")
 }
 
 /// `PADDOCK_SANDBOX_DISK_MB`: 0 (no limit), or a size a session could set.

@@ -379,6 +379,7 @@ async fn connect_sandbox(config: &Config, instance: String) -> anyhow::Result<Ar
             instance.clone(),
             workspace_root.clone(),
             config.docker_runtime.clone(),
+            config.sandbox_agent_bin(),
         )
     };
     let local = || LocalSandbox::new(workspace_root.clone());

@@ -36,6 +36,7 @@ pub(super) async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
             "runtime": info.runtime,
             "state": sandbox.err().unwrap_or_else(|| "ok".into()),
             "warning": info.warning,
+            "agent": info.agent,
             "disk_limits": info
                 .no_disk_limits
                 .map_or_else(|| "on".to_owned(), |why| format!("off: {why}")),

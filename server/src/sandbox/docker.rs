@@ -6,6 +6,7 @@
 //! carry `paddock.session` and `paddock.instance` labels so a restarted server
 //! finds its own and nobody else's.
 
+use super::agent_link::{self, AgentConnection, AgentLinks};
 use super::{
     sandbox_user, BackendInfo, BackendKind, CappedOutput, ExecOutcome, ExecRequest, Found,
     HostFolder, HostWorkspace, OutputSink, OutputStream, Process, ProcessControl, Result, Sandbox,
@@ -26,12 +27,13 @@ use bollard::query_parameters::{
 use bollard::Docker;
 use bytes::Bytes;
 use futures_util::StreamExt;
-use std::collections::HashMap;
+use paddock_sandbox_agent::{AGENT_PATH, SOCKET_DIR};
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::io::AsyncWrite;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
 pub const SESSION_LABEL: &str = "paddock.session";
@@ -63,7 +65,19 @@ pub struct DockerSandbox {
     /// One start at a time per session: two concurrent creates of the same
     /// container race inside the daemon (one sees 409, then 404 on start).
     starting: Mutex<HashMap<SessionId, Arc<tokio::sync::Mutex<()>>>>,
+    /// The sandbox agent's binary on this host, mounted into every
+    /// sandbox; `None`: commands go through `docker exec`.
+    agent_bin: Option<PathBuf>,
+    agents: AgentLinks,
+    /// One agent start at a time per session.
+    agent_starts: Mutex<HashMap<SessionId, Arc<tokio::sync::Mutex<()>>>>,
+    /// Sandboxes whose agent cannot run (made before it was mounted, or it
+    /// failed to start): `docker exec` until they are made again.
+    without_agent: Mutex<HashSet<SessionId>>,
 }
+
+/// How long a started agent has to dial in.
+const AGENT_START: Duration = Duration::from_secs(3);
 
 fn unavailable(e: DockerError) -> SandboxError {
     SandboxError::Unavailable(e.to_string())
@@ -93,6 +107,7 @@ impl DockerSandbox {
         instance: String,
         workspace_root: PathBuf,
         runtime: Option<String>,
+        agent_bin: Option<PathBuf>,
     ) -> Result<Self> {
         let docker = super::docker_connect::client()?
             .negotiate_version()
@@ -120,10 +135,14 @@ impl DockerSandbox {
             docker,
             image,
             instance,
+            agents: AgentLinks::new(workspace_root.clone()),
             workspaces: WorkspaceRoot::new(workspace_root, Some(SANDBOX_UID)),
             runtime,
             oom_kills: Mutex::new(HashMap::new()),
             starting: Mutex::new(HashMap::new()),
+            agent_bin,
+            agent_starts: Mutex::new(HashMap::new()),
+            without_agent: Mutex::new(HashSet::new()),
         })
     }
 
@@ -144,11 +163,21 @@ impl DockerSandbox {
     fn create_body(&self, session: SessionId, spec: &SandboxSpec) -> ContainerCreateBody {
         let (limits, mounts) = (spec.limits, &spec.mounts);
         let workspace = self.folder(session);
+        let agent = self.agent_bin.iter().flat_map(|bin| {
+            [
+                format!("{}:{AGENT_PATH}:ro", bin.display()),
+                format!(
+                    "{}:{SOCKET_DIR}:ro",
+                    self.agents.socket_dir(session).display()
+                ),
+            ]
+        });
         let binds = std::iter::once(format!("{}:{MOUNT_POINT}", workspace.root().display()))
             .chain(mounts.iter().map(|m| {
                 let mode = if m.read_only { ":ro" } else { "" };
                 format!("{}:{}{mode}", m.host.display(), m.target)
             }))
+            .chain(agent)
             .collect();
         let uid = SANDBOX_UID;
         ContainerCreateBody {
@@ -199,6 +228,134 @@ impl DockerSandbox {
                 ..Default::default()
             }),
             ..Default::default()
+        }
+    }
+
+    /// The session's agent, started (and waited for) if it is not running;
+    /// `None` where it cannot run, which is logged once.
+    async fn agent(&self, session: SessionId) -> Option<AgentConnection> {
+        if let Some(connection) = self.agents.connection(session) {
+            return Some(connection);
+        }
+        let unusable = || self.agent_bin.is_none() || lock(&self.without_agent).contains(&session);
+        if unusable() {
+            return None;
+        }
+        let gate = lock(&self.agent_starts).entry(session).or_default().clone();
+        let _one_at_a_time = gate.lock().await;
+        if let Some(connection) = self.agents.connection(session) {
+            return Some(connection);
+        }
+        if unusable() {
+            return None;
+        }
+        let began = Instant::now();
+        let started = self.start_agent(session).await;
+        if started.is_err() {
+            self.agents.forget(session);
+        }
+        match started {
+            Ok(connection) => {
+                tracing::debug!(%session, elapsed_ms = began.elapsed().as_millis() as u64, "sandbox agent started");
+                Some(connection)
+            }
+            Err(why) => {
+                tracing::warn!(%session, "the sandbox agent cannot be started ({why}): this sandbox's commands go through docker exec");
+                lock(&self.without_agent).insert(session);
+                None
+            }
+        }
+    }
+
+    /// Starts the agent in the running container with a new secret on its
+    /// stdin (never in its arguments or environment, which the sandbox's
+    /// processes could read), and waits for it to dial in.
+    async fn start_agent(
+        &self,
+        session: SessionId,
+    ) -> std::result::Result<AgentConnection, String> {
+        let (secret, mut connected) = self.agents.listen(session).map_err(|e| e.to_string())?;
+        let options = CreateExecOptions {
+            attach_stdin: Some(true),
+            cmd: Some(vec![
+                AGENT_PATH.to_owned(),
+                "--connect".to_owned(),
+                AgentLinks::socket_in_sandbox(),
+            ]),
+            env: Some(exec_env(&[])),
+            working_dir: Some(MOUNT_POINT.to_owned()),
+            user: Some(sandbox_user()),
+            ..Default::default()
+        };
+        let exec = self
+            .docker
+            .create_exec(&Self::container_name(session), options)
+            .await
+            .map_err(|e| e.to_string())?;
+        let StartExecResults::Attached { mut input, output } = self
+            .docker
+            .start_exec(&exec.id, None)
+            .await
+            .map_err(|e| e.to_string())?
+        else {
+            return Err("its input could not be attached".into());
+        };
+        input
+            .write_all(format!("{secret}\n").as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+        let waited = Instant::now();
+        let arrival = loop {
+            let arrived = tokio::time::timeout(
+                Duration::from_millis(100),
+                connected.wait_for(Option::is_some),
+            )
+            .await
+            .ok()
+            .and_then(|seen| seen.ok().map(|arrival| arrival.clone()));
+            if let Some(arrival) = arrived {
+                break arrival;
+            }
+            // An agent that could not start ends at once: no need to wait.
+            let ended = self
+                .docker
+                .inspect_exec(&exec.id)
+                .await
+                .ok()
+                .filter(|e| e.running == Some(false) && e.exit_code.is_some());
+            if let Some(ended) = ended {
+                return Err(format!("it exited with code {:?}", ended.exit_code));
+            }
+            if waited.elapsed() >= AGENT_START {
+                return Err(format!(
+                    "it did not dial in within {} s",
+                    AGENT_START.as_secs()
+                ));
+            }
+        };
+        // Detached: the agent runs on, on its own.
+        drop((input, output));
+        let Some(arrival) = arrival else {
+            return Err("it did not dial in".into());
+        };
+        // Under runc the kernel names the process that dialled: it must be
+        // the one just started (not another that got the secret somehow).
+        // gVisor's processes are its own, and not named here.
+        let expected = match self.runtime.as_str() {
+            "runsc" => None,
+            _ => self
+                .docker
+                .inspect_exec(&exec.id)
+                .await
+                .ok()
+                .and_then(|e| e.pid)
+                .filter(|pid| *pid > 0),
+        };
+        match (expected, arrival.peer) {
+            (Some(expected), Some(peer)) if expected != i64::from(peer) => Err(format!(
+                "process {peer} dialled with its secret, not the agent ({expected})"
+            )),
+            _ => Ok(arrival.connection),
         }
     }
 
@@ -393,6 +550,7 @@ impl Sandbox for DockerSandbox {
             read_only_mounts: true,
             runtime: Some(self.runtime.clone()),
             no_disk_limits: self.workspaces.no_disk_limits().map(str::to_owned),
+            agent: self.agent_bin.is_some(),
         }
     }
 
@@ -406,6 +564,11 @@ impl Sandbox for DockerSandbox {
         let _one_at_a_time = gate.lock().await;
         let began = std::time::Instant::now();
         self.workspaces.create(session, spec.limits.disk_mb).await?;
+        if self.agent_bin.is_some() {
+            self.agents.prepare(session).map_err(|e| {
+                SandboxError::Failed(format!("cannot prepare the sandbox agent's folder: {e}"))
+            })?;
+        }
         let name = Self::container_name(session);
         let found = match self.docker.inspect_container(&name, None).await {
             Ok(info) => Some(info),
@@ -432,6 +595,23 @@ impl Sandbox for DockerSandbox {
             }
             found => found,
         };
+        let with_agent = match &found {
+            Some(info) => info
+                .mounts
+                .iter()
+                .flatten()
+                .any(|m| m.destination.as_deref() == Some(AGENT_PATH)),
+            None => true,
+        };
+        if found.is_none() {
+            // Made now, with the agent: it may be tried again.
+            lock(&self.without_agent).remove(&session);
+        } else if !with_agent
+            && self.agent_bin.is_some()
+            && lock(&self.without_agent).insert(session)
+        {
+            tracing::info!(%session, "this sandbox was made without the agent: its commands go through docker exec until it is made again");
+        }
         let running = match found {
             Some(info) => {
                 let state = info.state.unwrap_or_default();
@@ -495,6 +675,16 @@ impl Sandbox for DockerSandbox {
         cancel: &CancellationToken,
         sink: OutputSink<'_>,
     ) -> Result<ExecOutcome> {
+        if let Some(agent) = self.agent(session).await {
+            let run = agent_link::exec(agent, request, cancel, sink).await;
+            if run.orphaned_group.is_some() {
+                // The agent went away or let the time limit pass: the
+                // command's group is ended here, and the agent started anew.
+                self.agents.forget(session);
+                self.kill_group(session, run.orphaned_group).await;
+            }
+            return run.outcome;
+        }
         let (exec_id, mut output, _) = self
             .start_wrapped(
                 session,
@@ -582,6 +772,9 @@ impl Sandbox for DockerSandbox {
 
     #[tracing::instrument(skip(self, request))]
     async fn spawn(&self, session: SessionId, request: &SpawnRequest) -> Result<Process> {
+        if let Some(agent) = self.agent(session).await {
+            return agent_link::spawn(agent, request).await;
+        }
         let (exec_id, mut output, input) = self
             .start_wrapped(
                 session,
@@ -641,6 +834,8 @@ impl Sandbox for DockerSandbox {
     }
 
     async fn stop(&self, session: SessionId) -> Result<()> {
+        // Its agent goes with the container.
+        self.agents.forget(session);
         let options = StopContainerOptionsBuilder::new().t(2).build();
         match self
             .docker
@@ -691,6 +886,11 @@ impl Sandbox for DockerSandbox {
             Err(e) => return Err(failed(e)),
         }
         lock(&self.oom_kills).remove(&session);
+        lock(&self.agent_starts).remove(&session);
+        lock(&self.without_agent).remove(&session);
+        self.agents
+            .remove(session)
+            .map_err(|e| SandboxError::Failed(format!("cannot remove the agent's folder: {e}")))?;
         self.workspaces.remove(session).await
     }
 

@@ -187,6 +187,7 @@ impl Sandbox for LocalSandbox {
             read_only_mounts: self.bwrap.is_some(),
             runtime: None,
             no_disk_limits: self.workspaces.no_disk_limits().map(str::to_owned),
+            agent: false,
         }
     }
 

@@ -10,6 +10,7 @@
 //! mounted into the sandbox ([`HostWorkspace`]), every path confined to it,
 //! with a disk limit where the host can hold one ([`WorkspaceRoot`]).
 
+mod agent_link;
 mod docker;
 mod docker_connect;
 mod host_folder;
@@ -266,6 +267,9 @@ pub struct BackendInfo {
     pub runtime: Option<String>,
     /// Why workspaces have no disk limit on this host, if they have none.
     pub no_disk_limits: Option<String>,
+    /// Whether commands run through the sandbox agent (else `docker exec`,
+    /// or the local backend's child processes).
+    pub agent: bool,
 }
 
 /// A sandbox that exists on the backend, as found when listing.

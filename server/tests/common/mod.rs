@@ -454,6 +454,7 @@ impl DockerBox {
             uuid::Uuid::now_v7().to_string(),
             root.clone(),
             docker_runtime(),
+            Some(server::config::default_sandbox_agent_bin()).filter(|bin| bin.is_file()),
         )
         .await
         .expect("a Docker daemon (scripts/setup starts one)");

@@ -63,6 +63,7 @@ async fn docker_sandboxes_run_under_the_configured_runtime() {
         uuid::Uuid::now_v7().to_string(),
         d.root.clone(),
         Some("no-such-runtime".into()),
+        None,
     )
     .await
     .err()
@@ -114,6 +115,130 @@ async fn docker_memory_bomb_is_oom_killed() {
     assert_eq!(bomb.exit_code, None);
     assert!(!bomb.timed_out);
     assert!(d.run("true", 10).await.success());
+}
+
+#[tokio::test]
+async fn docker_commands_run_through_the_agent_which_only_the_server_drives() {
+    let d = docker(Limits::default()).await;
+    assert!(
+        d.sandbox.info().agent,
+        "scripts/setup installs the sandbox agent"
+    );
+    let ps = d
+        .run(
+            "pid=$(pgrep -f '^/opt/paddock/sandbox-agent'); ps -o user=,args= -p $pid",
+            10,
+        )
+        .await;
+    let words: Vec<&str> = ps.output.split_whitespace().collect();
+    assert_eq!(
+        words,
+        [
+            "agent",
+            "/opt/paddock/sandbox-agent",
+            "--connect",
+            "/run/paddock-agent/agent.sock"
+        ],
+        "runs as the sandbox user"
+    );
+    // Its secret is in no place the sandbox's processes can read: not its
+    // arguments (above) nor its environment (it came on stdin), and its
+    // memory is closed to them (not dumpable); so is its environment under
+    // runc (gVisor's /proc shows a process's environment to its user all
+    // the same, which holds nothing of the server's).
+    let hidden = d
+        .run(
+            "pid=$(pgrep -f '^/opt/paddock/sandbox-agent'); \
+             cat /proc/$pid/environ >/dev/null 2>&1 && echo ENVIRON; \
+             head -c1 /proc/$pid/mem >/dev/null 2>&1 && echo MEMORY; echo hidden",
+            10,
+        )
+        .await;
+    let expected = match crate::common::docker_runtime().as_deref() {
+        Some("runsc") => "ENVIRON\nhidden\n",
+        _ => "hidden\n",
+    };
+    assert_eq!(hidden.output, expected);
+    // Once the agent is in, the server's socket is gone; a process of the
+    // sandbox that dials it without the secret finds no way in.
+    let intruder = d
+        .run(
+            r#"python3 - <<'PY'
+import socket
+s = socket.socket(socket.AF_UNIX)
+try:
+    s.connect("/run/paddock-agent/agent.sock")
+    s.sendall(b"not the secret\n" + b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+    s.settimeout(5)
+    print("answered" if s.recv(100) else "dropped")
+except (FileNotFoundError, ConnectionRefusedError, ConnectionResetError):
+    print("dropped")
+PY"#,
+            15,
+        )
+        .await;
+    assert_eq!(intruder.output, "dropped\n", "{intruder:?}");
+    assert_eq!(
+        d.run("echo still served", 10).await.output,
+        "still served\n"
+    );
+    // The sandbox's own processes can kill it (they are the same user):
+    // the next command starts it again.
+    d.run(
+        "setsid -f sh -c 'sleep 0.3; pkill -KILL -f ^/opt/paddock/sandbox-agent' >/dev/null 2>&1",
+        10,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(d.run("echo again", 10).await.output, "again\n");
+    let agents = d.run("pgrep -c -f '^/opt/paddock/sandbox-agent'", 10).await;
+    assert_eq!(agents.output, "1\n");
+
+    // Killed mid-command: the command fails, its group is ended all the
+    // same, and the next command has an agent again.
+    let mut request = server::sandbox::ExecRequest::new(
+        "setsid -f sh -c 'sleep 0.5; pkill -KILL -f ^/opt/paddock/sandbox-agent' >/dev/null 2>&1; \
+         sleep 60; echo never",
+    );
+    request.timeout = Duration::from_secs(30);
+    let cut = d
+        .sandbox
+        .exec(
+            d.session,
+            &request,
+            &CancellationToken::new(),
+            &mut |_, _| {},
+        )
+        .await;
+    assert!(cut.is_err(), "{cut:?}");
+    let left = d.run("pgrep -c -f '^sleep 60$' || true", 10).await;
+    assert_eq!(left.output, "0\n", "the command's group is gone");
+    // Stopped (it cannot be killed by the server, which waits on it): its
+    // silence ends the connection, the command fails instead of hanging,
+    // and the next one has a new agent.
+    let stopped = d
+        .run(
+            "setsid -f sh -c 'sleep 0.3; pkill -STOP -f ^/opt/paddock/sandbox-agent' >/dev/null 2>&1",
+            10,
+        )
+        .await;
+    assert!(stopped.success());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let began = std::time::Instant::now();
+    let hung = d
+        .sandbox
+        .exec(
+            d.session,
+            &ExecRequest::new("echo lost"),
+            &CancellationToken::new(),
+            &mut |_, _| {},
+        )
+        .await;
+    assert!(
+        hung.is_err() && began.elapsed() < Duration::from_secs(20),
+        "{hung:?}"
+    );
+    assert_eq!(d.run("echo back", 10).await.output, "back\n");
 }
 
 /// Whether a filesystem is mounted at `dir`, as the kernel lists them.

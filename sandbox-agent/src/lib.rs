@@ -1,0 +1,156 @@
+//! The sandbox agent's side of its one connection with the Paddock server,
+//! shared by both ends: how the agent proves itself, and what `/exec` takes
+//! and answers.
+//!
+//! The agent dials the server's Unix socket for its sandbox (a host folder
+//! mounted read-only into the sandbox), writes the secret it was given at
+//! start and its [`PROTOCOL`] on one line, then serves HTTP/2 on that
+//! connection: the server is the client. A process in the sandbox that connects without the secret
+//! is dropped before a byte of HTTP is exchanged.
+
+use serde::{Deserialize, Serialize};
+
+/// Where the agent's binary is mounted in a sandbox.
+pub const AGENT_PATH: &str = "/opt/paddock/sandbox-agent";
+/// Where the server's socket folder is mounted in a sandbox.
+pub const SOCKET_DIR: &str = "/run/paddock-agent";
+pub const SOCKET_NAME: &str = "agent.sock";
+/// Longest first line (the secret and the protocol) the server reads.
+pub const SECRET_LINE_MAX: usize = 128;
+/// The version of what is said here, after the secret on the first line:
+/// an agent of another (a sandbox made before the binary changed) is not
+/// used.
+pub const PROTOCOL: u32 = 1;
+/// The answer's header naming the command's process group, so the server
+/// can end it another way should the agent stop answering.
+pub const GROUP_HEADER: &str = "x-paddock-group";
+
+/// `POST /exec` (and `/spawn`'s start record): one command, run with
+/// `bash -c` in its own process group.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Exec {
+    pub command: String,
+    /// Set for the command besides the sandbox's own environment (the
+    /// agent's, which holds nothing of the server's).
+    pub env: Vec<(String, String)>,
+    pub cwd: String,
+    /// The whole process group is killed when it passes.
+    pub timeout_ms: u64,
+}
+
+/// How `/exec`'s answer ended the command: its last record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecExit {
+    /// `None` when a signal ended it.
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+    pub timed_out: bool,
+    /// Processes the sandbox's memory limit killed while it ran.
+    pub oom_kills: u64,
+}
+
+/// What a record holds. Records use the framing of Docker's own attach
+/// streams (an 8-byte header, the kind then three zero bytes and the length,
+/// big-endian, then that many bytes). `/exec` and `/spawn` answer with
+/// output records as it comes and a last one with the [`ExecExit`] as JSON;
+/// `/spawn`'s request body is a start record, then stdin records (its end
+/// closes the command's stdin).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Bytes for the command's stdin (`/spawn`'s request).
+    Stdin = 0,
+    Stdout = 1,
+    Stderr = 2,
+    Exit = 3,
+    /// What to run, as the [`Exec`] JSON: `/spawn`'s first record.
+    Start = 4,
+}
+
+/// Largest record read; output comes in reads of at most 16 KiB.
+pub const RECORD_MAX: usize = 64 * 1024;
+
+/// One record: header and bytes.
+pub fn record(kind: Kind, bytes: &[u8]) -> Vec<u8> {
+    let mut record = Vec::with_capacity(8 + bytes.len());
+    record.extend_from_slice(&[kind as u8, 0, 0, 0]);
+    record.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+    record.extend_from_slice(bytes);
+    record
+}
+
+/// Records out of a stream's bytes as they arrive.
+#[derive(Default)]
+pub struct Records {
+    pending: Vec<u8>,
+    /// Where the next record starts in `pending`.
+    at: usize,
+}
+
+impl Records {
+    pub fn push(&mut self, bytes: &[u8]) {
+        // What was read goes before more is kept, not record by record.
+        self.pending.drain(..self.at);
+        self.at = 0;
+        self.pending.extend_from_slice(bytes);
+    }
+
+    /// The next whole record, or why the stream is not one.
+    pub fn next_record(&mut self) -> Option<Result<(Kind, Vec<u8>), String>> {
+        let rest = &self.pending[self.at..];
+        let header: [u8; 8] = rest.get(..8)?.try_into().ok()?;
+        let kind = match header[0] {
+            0 => Kind::Stdin,
+            1 => Kind::Stdout,
+            2 => Kind::Stderr,
+            3 => Kind::Exit,
+            4 => Kind::Start,
+            other => return Some(Err(format!("a record of unknown kind {other}"))),
+        };
+        let len = u32::from_be_bytes([header[4], header[5], header[6], header[7]]) as usize;
+        if len > RECORD_MAX {
+            return Some(Err(format!("a record of {len} bytes")));
+        }
+        let bytes = rest.get(8..8 + len)?.to_vec();
+        self.at += 8 + len;
+        Some(Ok((kind, bytes)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_survive_any_split_and_bad_ones_are_named() {
+        let stream = [
+            record(Kind::Stdout, b"hello "),
+            record(Kind::Stderr, b""),
+            record(
+                Kind::Exit,
+                br#"{"code":0,"signal":null,"timed_out":false,"oom_kills":0}"#,
+            ),
+        ]
+        .concat();
+        for cut in 0..stream.len() {
+            let mut records = Records::default();
+            let mut seen = Vec::new();
+            for part in [&stream[..cut], &stream[cut..]] {
+                records.push(part);
+                while let Some(r) = records.next_record() {
+                    seen.push(r.unwrap());
+                }
+            }
+            assert_eq!(seen.len(), 3, "cut at {cut}");
+            assert_eq!(seen[0], (Kind::Stdout, b"hello ".to_vec()));
+            assert_eq!(seen[1], (Kind::Stderr, Vec::new()));
+            let exit: ExecExit = serde_json::from_slice(&seen[2].1).unwrap();
+            assert_eq!(exit.code, Some(0));
+        }
+        let mut bad = Records::default();
+        bad.push(&[9, 0, 0, 0, 0, 0, 0, 0]);
+        assert!(bad.next_record().unwrap().is_err());
+        let mut huge = Records::default();
+        huge.push(&[1, 0, 0, 0, 255, 255, 255, 255]);
+        assert!(huge.next_record().unwrap().is_err());
+    }
+}

@@ -1,0 +1,363 @@
+//! `paddock-sandbox-agent --connect <socket>`: started in a sandbox with its
+//! secret on stdin, it hides itself from the sandbox's other processes (not
+//! dumpable: its memory and environment unreadable to them), dials the
+//! server, proves itself with the secret, and runs what the server asks
+//! until the connection ends. One static binary, so it runs in any image.
+
+use bytes::Bytes;
+use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::{Method, Request, Response, StatusCode};
+use paddock_sandbox_agent::{record, Exec, ExecExit, Kind, Records, GROUP_HEADER, PROTOCOL};
+use rustix::process::{kill_process_group, Pid, Signal};
+use std::collections::HashSet;
+use std::convert::Infallible;
+use std::process::{ExitCode, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+
+/// Largest `/exec` request body.
+const REQUEST_MAX_BYTES: usize = 1024 * 1024;
+/// How long output may still come once the command ended and its group was
+/// killed (a pipe held by a process that left the group).
+const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
+
+type Body = BoxBody<Bytes, Infallible>;
+
+fn main() -> ExitCode {
+    let mut args = std::env::args().skip(1);
+    let socket = match (args.next().as_deref(), args.next()) {
+        (Some("--connect"), Some(socket)) => socket,
+        _ => {
+            eprintln!("usage: paddock-sandbox-agent --connect <socket>  (the secret on stdin)");
+            return ExitCode::from(2);
+        }
+    };
+    // Before the secret comes: nobody else in the sandbox may read it from
+    // this process (its memory, its stdin through /proc).
+    if let Err(e) =
+        rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
+    {
+        eprintln!("paddock-sandbox-agent: cannot hide from the sandbox: {e}");
+        return ExitCode::from(1);
+    }
+    let mut secret = String::new();
+    if std::io::stdin().read_line(&mut secret).is_err() || secret.trim().is_empty() {
+        eprintln!("paddock-sandbox-agent: no secret on stdin");
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("paddock-sandbox-agent: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(serve(&socket, secret.trim())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("paddock-sandbox-agent: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// The process groups of the commands running now: killed when the
+/// connection ends, so none outlives its server's hold on it.
+type Groups = Arc<Mutex<HashSet<i32>>>;
+
+async fn serve(socket: &str, secret: &str) -> std::io::Result<()> {
+    let mut stream = tokio::net::UnixStream::connect(socket).await?;
+    stream
+        .write_all(format!("{secret} {PROTOCOL}\n").as_bytes())
+        .await?;
+    let groups = Groups::default();
+    let served = {
+        let groups = groups.clone();
+        hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .serve_connection(
+                hyper_util::rt::TokioIo::new(stream),
+                hyper::service::service_fn(move |request| route(request, groups.clone())),
+            )
+            .await
+    };
+    for group in groups.lock().map(|g| g.clone()).unwrap_or_default() {
+        if let Some(pid) = Pid::from_raw(group) {
+            let _ = kill_process_group(pid, Signal::KILL);
+        }
+    }
+    served.map_err(std::io::Error::other)
+}
+
+async fn route(request: Request<Incoming>, groups: Groups) -> Result<Response<Body>, Infallible> {
+    Ok(match (request.method(), request.uri().path()) {
+        (&Method::GET, "/health") => answer(StatusCode::OK, "ok"),
+        (&Method::POST, "/exec") => match read_json::<Exec>(request).await {
+            Ok(exec) => run(exec, None, groups),
+            Err(why) => answer(StatusCode::BAD_REQUEST, &why),
+        },
+        (&Method::POST, "/spawn") => {
+            let mut body = request.into_body();
+            match read_start(&mut body).await {
+                Ok((exec, records)) => run(exec, Some((body, records)), groups),
+                Err(why) => answer(StatusCode::BAD_REQUEST, &why),
+            }
+        }
+        _ => answer(StatusCode::NOT_FOUND, "no such operation"),
+    })
+}
+
+fn answer(status: StatusCode, text: &str) -> Response<Body> {
+    let mut response = Response::new(Full::new(Bytes::from(text.to_owned())).boxed());
+    *response.status_mut() = status;
+    response
+}
+
+async fn read_json<T: serde::de::DeserializeOwned>(
+    request: Request<Incoming>,
+) -> Result<T, String> {
+    let body = http_body_util::Limited::new(request.into_body(), REQUEST_MAX_BYTES)
+        .collect()
+        .await
+        .map_err(|e| format!("cannot read the request: {e}"))?
+        .to_bytes();
+    serde_json::from_slice(&body).map_err(|e| format!("not a request: {e}"))
+}
+
+/// `/spawn`'s first record: what to run; and the records read after it.
+async fn read_start(body: &mut Incoming) -> Result<(Exec, Records), String> {
+    let mut records = Records::default();
+    loop {
+        if let Some(record) = records.next_record() {
+            return match record? {
+                (Kind::Start, json) => serde_json::from_slice(&json)
+                    .map(|exec| (exec, records))
+                    .map_err(|e| format!("not a request: {e}")),
+                _ => Err("the first record must say what to run".into()),
+            };
+        }
+        match body.frame().await {
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    records.push(&data);
+                }
+            }
+            _ => return Err("the request ended before saying what to run".into()),
+        }
+    }
+}
+
+/// Copies the request's stdin records into the command's stdin, which
+/// closes when the request's body ends.
+async fn feed(mut body: Incoming, mut records: Records, mut stdin: tokio::process::ChildStdin) {
+    loop {
+        while let Some(record) = records.next_record() {
+            match record {
+                Ok((Kind::Stdin, bytes)) => {
+                    if stdin.write_all(&bytes).await.is_err() {
+                        return;
+                    }
+                }
+                _ => return,
+            }
+        }
+        match body.frame().await {
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    records.push(&data);
+                }
+            }
+            _ => return,
+        }
+    }
+}
+
+/// Starts the command (its stdin fed from `stdin`'s records: `/spawn`, or
+/// none: `/exec`) and answers with its output as it comes, then how it
+/// ended; a server that stops listening (Stop) kills its group.
+fn run(exec: Exec, stdin: Option<(Incoming, Records)>, groups: Groups) -> Response<Body> {
+    let mut command = tokio::process::Command::new("bash");
+    command
+        .arg("-c")
+        .arg(&exec.command)
+        .envs(exec.env.iter().map(|(k, v)| (k, v)))
+        .current_dir(&exec.cwd)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    let oom_before = oom_kills();
+    let mut child = match command.spawn() {
+        Ok(child) => child,
+        Err(e) => {
+            return answer(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &format!("cannot start the command: {e}"),
+            )
+        }
+    };
+    let id = child.id().map(|id| id as i32);
+    let group = id.and_then(Pid::from_raw);
+    if let Some(id) = id {
+        if let Ok(mut groups) = groups.lock() {
+            groups.insert(id);
+        }
+    }
+    // Once the command is reaped and its group killed, its id may be
+    // another's: nothing is killed through it any more.
+    let reaped = Arc::new(AtomicBool::new(false));
+    let kill = {
+        let reaped = reaped.clone();
+        move || {
+            if let (Some(group), false) = (group, reaped.load(Ordering::SeqCst)) {
+                let _ = kill_process_group(group, Signal::KILL);
+            }
+        }
+    };
+    let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
+        kill();
+        return answer(StatusCode::INTERNAL_SERVER_ERROR, "no output pipes");
+    };
+    if let (Some((body, records)), Some(pipe)) = (stdin, child.stdin.take()) {
+        tokio::spawn(feed(body, records, pipe));
+    }
+    let (tx, rx) = mpsc::channel::<Bytes>(16);
+    tokio::spawn(async move {
+        let timeout = tokio::time::sleep(Duration::from_millis(exec.timeout_ms));
+        tokio::pin!(timeout);
+        // Armed when the command ends: what its pipes still hold is read
+        // until then (a process that left the group may hold them open).
+        let drain = tokio::time::sleep(Duration::from_secs(86_400 * 365));
+        tokio::pin!(drain);
+        let mut timed_out = false;
+        let mut outputs = Outputs::new(stdout, stderr);
+        let mut status = None;
+        while !(status.is_some() && outputs.done()) {
+            tokio::select! {
+                read = outputs.next(), if !outputs.done() => {
+                    if let Some(record) = read {
+                        if tx.send(Bytes::from(record)).await.is_err() {
+                            kill();
+                        }
+                    }
+                }
+                exited = child.wait(), if status.is_none() => {
+                    // Whatever it left running in its group goes with it.
+                    kill();
+                    reaped.store(true, Ordering::SeqCst);
+                    forget(&groups, id);
+                    status = Some(exited);
+                    drain.as_mut().reset(tokio::time::Instant::now() + DRAIN_AFTER_EXIT);
+                }
+                () = &mut timeout, if !timed_out && status.is_none() => {
+                    timed_out = true;
+                    kill();
+                }
+                () = &mut drain, if status.is_some() => break,
+                () = tx.closed() => {
+                    kill();
+                    if status.is_none() {
+                        let _ = child.wait().await;
+                        forget(&groups, id);
+                    }
+                    return;
+                }
+            }
+        }
+        use std::os::unix::process::ExitStatusExt;
+        let status = status.and_then(Result::ok);
+        let exit = ExecExit {
+            code: status.and_then(|s| s.code()),
+            signal: status.and_then(|s| s.signal()),
+            timed_out,
+            oom_kills: oom_kills().saturating_sub(oom_before),
+        };
+        let exit = serde_json::to_vec(&exit).unwrap_or_default();
+        let _ = tx.send(Bytes::from(record(Kind::Exit, &exit))).await;
+    });
+    let body = StreamBody::new(futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|line| (Ok(Frame::data(line)), rx))
+    }));
+    let mut response = Response::new(BodyExt::boxed(body));
+    if let Some(id) = id {
+        response.headers_mut().insert(GROUP_HEADER, id.into());
+    }
+    response
+}
+
+fn forget(groups: &Groups, id: Option<i32>) {
+    if let (Ok(mut groups), Some(id)) = (groups.lock(), id) {
+        groups.remove(&id);
+    }
+}
+
+/// A command's stdout and stderr, read together.
+struct Outputs<O, E> {
+    stdout: Option<O>,
+    stderr: Option<E>,
+}
+
+impl<O: AsyncRead + Unpin, E: AsyncRead + Unpin> Outputs<O, E> {
+    fn new(stdout: O, stderr: E) -> Self {
+        Self {
+            stdout: Some(stdout),
+            stderr: Some(stderr),
+        }
+    }
+
+    fn done(&self) -> bool {
+        self.stdout.is_none() && self.stderr.is_none()
+    }
+
+    /// The next chunk of either, as a record; `None` when one of them
+    /// just ended.
+    async fn next(&mut self) -> Option<Vec<u8>> {
+        let mut out = [0u8; 16 * 1024];
+        let mut err = [0u8; 16 * 1024];
+        tokio::select! {
+            n = read(&mut self.stdout, &mut out), if self.stdout.is_some() => match n {
+                0 => { self.stdout = None; None }
+                n => Some(record(Kind::Stdout, &out[..n])),
+            },
+            n = read(&mut self.stderr, &mut err), if self.stderr.is_some() => match n {
+                0 => { self.stderr = None; None }
+                n => Some(record(Kind::Stderr, &err[..n])),
+            },
+        }
+    }
+}
+
+/// Bytes read, 0 at the end (or on an error, which ends it too).
+async fn read<R: AsyncRead + Unpin>(reader: &mut Option<R>, buf: &mut [u8]) -> usize {
+    match reader {
+        Some(r) => r.read(buf).await.unwrap_or(0),
+        None => 0,
+    }
+}
+
+/// Processes the sandbox's memory limit has killed so far (cgroup v2, else
+/// v1).
+fn oom_kills() -> u64 {
+    [
+        "/sys/fs/cgroup/memory.events",
+        "/sys/fs/cgroup/memory/memory.oom_control",
+    ]
+    .iter()
+    .find_map(|path| std::fs::read_to_string(path).ok())
+    .and_then(|text| {
+        text.lines()
+            .find_map(|l| l.strip_prefix("oom_kill "))
+            .and_then(|n| n.trim().parse().ok())
+    })
+    .unwrap_or(0)
+}
