@@ -49,9 +49,13 @@ fn follow(feed: SessionsFeed) {
         me,
     } = feed;
     let (link, set_link) = signal(Link::Connecting);
+    // Sessions deleted while this page runs: a list read before a deletion
+    // and answered after it does not bring one back.
+    let gone = StoredValue::new(std::collections::HashSet::<String>::new());
     let reload = move || {
         leptos::task::spawn_local(async move {
             if let Ok(mut fresh) = list_sessions().await {
+                gone.with_value(|gone| fresh.retain(|s| !gone.contains(&s.id.to_string())));
                 // What streamed in while the answer was on its way is newer.
                 sessions.with_untracked(|now| {
                     for s in &mut fresh {
@@ -115,7 +119,12 @@ fn follow(feed: SessionsFeed) {
                         });
                     }
                 }
-                "deleted" => sessions.update(|l| l.retain(|s| s.id.to_string() != data)),
+                "deleted" => {
+                    sessions.update(|l| l.retain(|s| s.id.to_string() != data));
+                    gone.update_value(|gone| {
+                        gone.insert(data);
+                    });
+                }
                 _ => reload(),
             },
             set_link,

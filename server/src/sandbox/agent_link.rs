@@ -253,6 +253,9 @@ fn start_of(command: &str, env: &[(String, String)], timeout: Duration) -> Exec 
 pub struct AgentRun {
     pub outcome: Result<ExecOutcome>,
     pub orphaned_group: Option<u32>,
+    /// The connection was gone before the command was sent (the agent had
+    /// just died): nothing ran, and it may be sent to a new agent.
+    pub unsent: bool,
 }
 
 /// Runs `request` through the agent: output to `sink` and capped as it
@@ -268,6 +271,7 @@ pub async fn exec(
     let failed = |outcome: Result<ExecOutcome>, group| AgentRun {
         outcome,
         orphaned_group: group,
+        unsent: false,
     };
     let exec = start_of(&request.command, &request.env, request.timeout);
     let call = serde_json::to_vec(&exec)
@@ -287,6 +291,13 @@ pub async fn exec(
     let cut_short = |timed_out: bool, cancelled: bool| {
         ExecOutcome::new(None, CappedOutput::new(0), timed_out, cancelled, false)
     };
+    let mut connection = connection;
+    if let Err(e) = connection.ready().await {
+        return AgentRun {
+            unsent: true,
+            ..failed(Err(lost(e)), None)
+        };
+    }
     let (group, mut body) = tokio::select! {
         sent = send(connection, call) => match sent {
             Ok(answer) => answer,

@@ -676,7 +676,14 @@ impl Sandbox for DockerSandbox {
         sink: OutputSink<'_>,
     ) -> Result<ExecOutcome> {
         if let Some(agent) = self.agent(session).await {
-            let run = agent_link::exec(agent, request, cancel, sink).await;
+            let mut run = agent_link::exec(agent, request, cancel, sink).await;
+            if run.unsent {
+                // Its agent had just died: once more, with a new one.
+                self.agents.forget(session);
+                if let Some(agent) = self.agent(session).await {
+                    run = agent_link::exec(agent, request, cancel, sink).await;
+                }
+            }
             if run.orphaned_group.is_some() {
                 // The agent went away or let the time limit pass: the
                 // command's group is ended here, and the agent started anew.
