@@ -104,7 +104,12 @@ fn follow(feed: SessionsFeed) {
             &["session", "deleted", "resync"],
             move |name, data| match name {
                 "session" => {
-                    if let Ok(s) = serde_json::from_str::<Session>(&data) {
+                    let deleted =
+                        |s: &Session| gone.with_value(|gone| gone.contains(&s.id.to_string()));
+                    if let Some(s) = serde_json::from_str::<Session>(&data)
+                        .ok()
+                        .filter(|s| !deleted(s))
+                    {
                         // A row older than the one held (the same frame
                         // again, as the live connection changes hands) is
                         // not news.

@@ -97,7 +97,6 @@ async fn serve(socket: &str, secret: &str) -> std::io::Result<()> {
 
 async fn route(request: Request<Incoming>, groups: Groups) -> Result<Response<Body>, Infallible> {
     Ok(match (request.method(), request.uri().path()) {
-        (&Method::GET, "/health") => answer(StatusCode::OK, "ok"),
         (&Method::POST, "/exec") => match read_json::<Exec>(request).await {
             Ok(exec) => run(exec, None, groups),
             Err(why) => answer(StatusCode::BAD_REQUEST, &why),

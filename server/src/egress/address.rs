@@ -44,7 +44,7 @@ impl Network {
 }
 
 /// An IPv4 address written as IPv6 (`::ffff:127.0.0.1`) is the IPv4 one.
-fn canonical(ip: IpAddr) -> IpAddr {
+pub fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
         v4 => v4,

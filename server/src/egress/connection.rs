@@ -5,7 +5,7 @@
 //! relayed both ways until either side closes. A refusal is an HTTP answer
 //! whose status line says why, which the agent's tool shows.
 
-use super::address::{is_public, own_addresses, Network};
+use super::address::{canonical, is_public, own_addresses, Network};
 use super::SessionEgress;
 use app::domain::EventKind;
 use app::egress::normal_host;
@@ -319,10 +319,10 @@ async fn connect(host: &str, port: u16, networks: &[Network]) -> Result<TcpStrea
     let allowed = |ip| networks.iter().any(|n: &Network| n.contains(ip));
     let reachable: Vec<&SocketAddr> = addrs
         .iter()
-        .filter(|a| (is_public(a.ip()) && !own.contains(&a.ip())) || allowed(a.ip()))
+        .filter(|a| (is_public(a.ip()) && !own.contains(&canonical(a.ip()))) || allowed(a.ip()))
         .collect();
     if let (true, Some(first)) = (reachable.is_empty(), addrs.first()) {
-        let what = if own.contains(&first.ip()) && is_public(first.ip()) {
+        let what = if own.contains(&canonical(first.ip())) && is_public(first.ip()) {
             "an address of this server's own"
         } else {
             "a non-public address"

@@ -84,9 +84,11 @@ impl SessionEgress {
         let refused = if minute.1 >= CONNECTIONS_PER_MINUTE {
             format!("too many new connections (at most {CONNECTIONS_PER_MINUTE} a minute)")
         } else {
-            minute.1 += 1;
             match self.open.clone().try_acquire_owned() {
-                Ok(permit) => return Ok(permit),
+                Ok(permit) => {
+                    minute.1 += 1;
+                    return Ok(permit);
+                }
                 Err(_) => {
                     format!("too many connections open at once (at most {CONNECTIONS_AT_ONCE})")
                 }

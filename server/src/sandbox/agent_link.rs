@@ -41,8 +41,11 @@ use tokio_util::sync::PollSender;
 
 /// How long a connection may take to say its secret.
 const SECRET_TIMEOUT: Duration = Duration::from_secs(2);
-/// How often the connection is pinged, and how long an answer may take.
-const KEEP_ALIVE: Duration = Duration::from_secs(5);
+/// How often the connection is pinged, and how long an answer may take: a
+/// stopped agent is noticed within half a minute, and a sandbox the server
+/// itself pauses for a moment (host-side git) is not taken for one.
+const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(10);
+const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 /// Longest error the agent's answer may explain itself with.
 const ERROR_MAX_BYTES: usize = 4096;
 
@@ -196,8 +199,8 @@ async fn accept(
         .timer(hyper_util::rt::TokioTimer::new())
         // An agent that stops answering (stopped by the sandbox) ends its
         // connection, and so every command waiting on it.
-        .keep_alive_interval(KEEP_ALIVE)
-        .keep_alive_timeout(KEEP_ALIVE)
+        .keep_alive_interval(KEEP_ALIVE_INTERVAL)
+        .keep_alive_timeout(KEEP_ALIVE_TIMEOUT)
         .keep_alive_while_idle(true)
         .handshake::<_, RequestBody>(io)
         .await;
@@ -253,9 +256,6 @@ fn start_of(command: &str, env: &[(String, String)], timeout: Duration) -> Exec 
 pub struct AgentRun {
     pub outcome: Result<ExecOutcome>,
     pub orphaned_group: Option<u32>,
-    /// The connection was gone before the command was sent (the agent had
-    /// just died): nothing ran, and it may be sent to a new agent.
-    pub unsent: bool,
 }
 
 /// Runs `request` through the agent: output to `sink` and capped as it
@@ -268,10 +268,9 @@ pub async fn exec(
     cancel: &CancellationToken,
     sink: OutputSink<'_>,
 ) -> AgentRun {
-    let failed = |outcome: Result<ExecOutcome>, group| AgentRun {
+    let ran = |outcome: Result<ExecOutcome>, group| AgentRun {
         outcome,
         orphaned_group: group,
-        unsent: false,
     };
     let exec = start_of(&request.command, &request.env, request.timeout);
     let call = serde_json::to_vec(&exec)
@@ -284,27 +283,20 @@ pub async fn exec(
         });
     let call = match call {
         Ok(call) => call,
-        Err(e) => return failed(Err(e), None),
+        Err(e) => return ran(Err(e), None),
     };
     let backstop = tokio::time::sleep(request.timeout + Duration::from_secs(5));
     tokio::pin!(backstop);
     let cut_short = |timed_out: bool, cancelled: bool| {
         ExecOutcome::new(None, CappedOutput::new(0), timed_out, cancelled, false)
     };
-    let mut connection = connection;
-    if let Err(e) = connection.ready().await {
-        return AgentRun {
-            unsent: true,
-            ..failed(Err(lost(e)), None)
-        };
-    }
     let (group, mut body) = tokio::select! {
         sent = send(connection, call) => match sent {
             Ok(answer) => answer,
-            Err(e) => return failed(Err(e), None),
+            Err(e) => return ran(Err(e), None),
         },
-        () = cancel.cancelled() => return failed(Ok(cut_short(false, true)), None),
-        () = &mut backstop => return failed(Ok(cut_short(true, false)), None),
+        () = cancel.cancelled() => return ran(Ok(cut_short(false, true)), None),
+        () = &mut backstop => return ran(Ok(cut_short(true, false)), None),
     };
     let mut captured = CappedOutput::new(request.output_cap);
     let mut records = Records::default();
@@ -315,7 +307,7 @@ pub async fn exec(
             frame = body.frame() => {
                 let data = match frame {
                     None => break,
-                    Some(Err(e)) => return failed(Err(lost(e)), group),
+                    Some(Err(e)) => return ran(Err(lost(e)), group),
                     Some(Ok(frame)) => match frame.into_data() {
                         Ok(data) => data,
                         Err(_) => continue,
@@ -328,10 +320,10 @@ pub async fn exec(
                         Ok((Kind::Stderr, bytes)) => output(OutputStream::Stderr, &bytes, sink, &mut captured),
                         Ok((Kind::Exit, json)) => match exit_of(&json) {
                             Ok(exit) => ended = Some(exit),
-                            Err(e) => return failed(Err(e), group),
+                            Err(e) => return ran(Err(e), group),
                         },
-                        Ok((other, _)) => return failed(Err(garbled(format!("a {other:?} record"))), group),
-                        Err(why) => return failed(Err(garbled(why)), group),
+                        Ok((other, _)) => return ran(Err(garbled(format!("a {other:?} record"))), group),
+                        Err(why) => return ran(Err(garbled(why)), group),
                     }
                 }
             }
@@ -342,7 +334,7 @@ pub async fn exec(
     // Dropping the answer resets the request: the agent kills the group.
     drop(body);
     match ended {
-        Some(exit) => failed(
+        Some(exit) => ran(
             Ok(ExecOutcome::new(
                 exit_code(&exit),
                 captured,
@@ -352,15 +344,15 @@ pub async fn exec(
             )),
             None,
         ),
-        None if cancelled => failed(
+        None if cancelled => ran(
             Ok(ExecOutcome::new(None, captured, false, true, false)),
             None,
         ),
-        None if backstop_fired => failed(
+        None if backstop_fired => ran(
             Ok(ExecOutcome::new(None, captured, true, false, false)),
             group,
         ),
-        None => failed(
+        None => ran(
             Err(SandboxError::Failed(
                 "the sandbox agent went away mid-command".into(),
             )),
@@ -425,8 +417,12 @@ async fn send(
 /// Starts `request` through the agent with its stdin attached: what is
 /// written to the process's stdin goes as records on the request's body,
 /// its output comes as the answer's records, and killing it (or dropping
-/// it) drops the request, so the agent kills its group.
-pub async fn spawn(connection: AgentConnection, request: &SpawnRequest) -> Result<Process> {
+/// it) drops the request, so the agent kills its group. With its process
+/// group, for the caller to kill should the agent be gone.
+pub async fn spawn(
+    connection: AgentConnection,
+    request: &SpawnRequest,
+) -> Result<(Process, Option<u32>)> {
     let start = start_of(&request.command, &request.env, request.timeout);
     let start = serde_json::to_vec(&start).map_err(|e| SandboxError::Failed(e.to_string()))?;
     let (stdin, records) = mpsc::channel::<Bytes>(16);
@@ -441,7 +437,7 @@ pub async fn spawn(connection: AgentConnection, request: &SpawnRequest) -> Resul
     let call = hyper::Request::post("/spawn")
         .body(BodyExt::boxed(sent))
         .map_err(|e| SandboxError::Failed(e.to_string()))?;
-    let (_, body) = send(connection, call).await?;
+    let (group, body) = send(connection, call).await?;
     let stop = CancellationToken::new();
     let exit: Arc<Mutex<Option<ExecExit>>> = Arc::default();
     let reading = Reading {
@@ -458,13 +454,14 @@ pub async fn spawn(connection: AgentConnection, request: &SpawnRequest) -> Resul
         Some((item, more))
     })
     .boxed();
-    Ok(Process {
+    let process = Process {
         stdin: Box::pin(StdinRecords {
             records: PollSender::new(stdin),
         }),
         output,
         control: Box::new(AgentProcess { stop, exit }),
-    })
+    };
+    Ok((process, group))
 }
 
 /// A spawned process's answer as it is read.

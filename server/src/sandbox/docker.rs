@@ -79,6 +79,27 @@ pub struct DockerSandbox {
 /// How long a started agent has to dial in.
 const AGENT_START: Duration = Duration::from_secs(3);
 
+/// Why an agent did not start, and whether that holds for the sandbox's
+/// life (it exits, or another process dialled) or may pass (the daemon's
+/// answer, a busy host).
+struct AgentStartError {
+    why: String,
+    lasting: bool,
+}
+
+impl AgentStartError {
+    fn passing(why: String) -> Self {
+        Self {
+            why,
+            lasting: false,
+        }
+    }
+
+    fn lasting(why: String) -> Self {
+        Self { why, lasting: true }
+    }
+}
+
 fn unavailable(e: DockerError) -> SandboxError {
     SandboxError::Unavailable(e.to_string())
 }
@@ -234,7 +255,7 @@ impl DockerSandbox {
     /// The session's agent, started (and waited for) if it is not running;
     /// `None` where it cannot run, which is logged once.
     async fn agent(&self, session: SessionId) -> Option<AgentConnection> {
-        if let Some(connection) = self.agents.connection(session) {
+        if let Some(connection) = self.ready_agent(session).await {
             return Some(connection);
         }
         let unusable = || self.agent_bin.is_none() || lock(&self.without_agent).contains(&session);
@@ -243,7 +264,7 @@ impl DockerSandbox {
         }
         let gate = lock(&self.agent_starts).entry(session).or_default().clone();
         let _one_at_a_time = gate.lock().await;
-        if let Some(connection) = self.agents.connection(session) {
+        if let Some(connection) = self.ready_agent(session).await {
             return Some(connection);
         }
         if unusable() {
@@ -259,12 +280,25 @@ impl DockerSandbox {
                 tracing::debug!(%session, elapsed_ms = began.elapsed().as_millis() as u64, "sandbox agent started");
                 Some(connection)
             }
-            Err(why) => {
-                tracing::warn!(%session, "the sandbox agent cannot be started ({why}): this sandbox's commands go through docker exec");
-                lock(&self.without_agent).insert(session);
+            Err(AgentStartError { why, lasting }) => {
+                tracing::warn!(%session, "the sandbox agent cannot be started ({why}): this command goes through docker exec{}", if lasting { ", and the sandbox's next ones until it is made again" } else { "" });
+                if lasting {
+                    lock(&self.without_agent).insert(session);
+                }
                 None
             }
         }
+    }
+
+    /// The session's agent connection, if it is open and takes requests (an
+    /// agent that just died is forgotten here, so that a new one starts).
+    async fn ready_agent(&self, session: SessionId) -> Option<AgentConnection> {
+        let mut connection = self.agents.connection(session)?;
+        if connection.ready().await.is_ok() {
+            return Some(connection);
+        }
+        self.agents.forget(session);
+        None
     }
 
     /// Starts the agent in the running container with a new secret on its
@@ -273,8 +307,9 @@ impl DockerSandbox {
     async fn start_agent(
         &self,
         session: SessionId,
-    ) -> std::result::Result<AgentConnection, String> {
-        let (secret, mut connected) = self.agents.listen(session).map_err(|e| e.to_string())?;
+    ) -> std::result::Result<AgentConnection, AgentStartError> {
+        let passing = |e: &dyn std::fmt::Display| AgentStartError::passing(e.to_string());
+        let (secret, mut connected) = self.agents.listen(session).map_err(|e| passing(&e))?;
         let options = CreateExecOptions {
             attach_stdin: Some(true),
             cmd: Some(vec![
@@ -291,19 +326,21 @@ impl DockerSandbox {
             .docker
             .create_exec(&Self::container_name(session), options)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| passing(&e))?;
         let StartExecResults::Attached { mut input, output } = self
             .docker
             .start_exec(&exec.id, None)
             .await
-            .map_err(|e| e.to_string())?
+            .map_err(|e| passing(&e))?
         else {
-            return Err("its input could not be attached".into());
+            return Err(AgentStartError::passing(
+                "its input could not be attached".into(),
+            ));
         };
         input
             .write_all(format!("{secret}\n").as_bytes())
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| passing(&e))?;
         let waited = Instant::now();
         let arrival = loop {
             let arrived = tokio::time::timeout(
@@ -324,37 +361,43 @@ impl DockerSandbox {
                 .ok()
                 .filter(|e| e.running == Some(false) && e.exit_code.is_some());
             if let Some(ended) = ended {
-                return Err(format!("it exited with code {:?}", ended.exit_code));
+                return Err(AgentStartError::lasting(format!(
+                    "it exited with code {:?}",
+                    ended.exit_code
+                )));
             }
             if waited.elapsed() >= AGENT_START {
-                return Err(format!(
+                return Err(AgentStartError::passing(format!(
                     "it did not dial in within {} s",
                     AGENT_START.as_secs()
-                ));
+                )));
             }
         };
         // Detached: the agent runs on, on its own.
         drop((input, output));
         let Some(arrival) = arrival else {
-            return Err("it did not dial in".into());
+            return Err(AgentStartError::passing("it did not dial in".into()));
         };
-        // Under runc the kernel names the process that dialled: it must be
-        // the one just started (not another that got the secret somehow).
-        // gVisor's processes are its own, and not named here.
+        // Under runc the kernel names the process that dialled (0 when the
+        // server has a pid namespace of its own): it must be the one just
+        // started, not another that got the secret somehow. Other runtimes
+        // (gVisor) answer for processes of their own, not named here.
         let expected = match self.runtime.as_str() {
-            "runsc" => None,
-            _ => self
+            "runc" => self
                 .docker
                 .inspect_exec(&exec.id)
                 .await
                 .ok()
                 .and_then(|e| e.pid)
                 .filter(|pid| *pid > 0),
+            _ => None,
         };
-        match (expected, arrival.peer) {
-            (Some(expected), Some(peer)) if expected != i64::from(peer) => Err(format!(
-                "process {peer} dialled with its secret, not the agent ({expected})"
-            )),
+        match (expected, arrival.peer.filter(|pid| *pid > 0)) {
+            (Some(expected), Some(peer)) if expected != i64::from(peer) => {
+                Err(AgentStartError::lasting(format!(
+                    "process {peer} dialled with its secret, not the agent ({expected})"
+                )))
+            }
             _ => Ok(arrival.connection),
         }
     }
@@ -541,6 +584,27 @@ impl ProcessControl for DockerProcess {
     }
 }
 
+/// A process spawned through the agent, whose group is also killed
+/// through `docker exec` (the agent may have gone away).
+struct AgentSpawned {
+    inner: Box<dyn ProcessControl>,
+    docker: Docker,
+    session: SessionId,
+    group: Option<u32>,
+}
+
+#[async_trait::async_trait]
+impl ProcessControl for AgentSpawned {
+    async fn kill(&self) {
+        self.inner.kill().await;
+        kill_group(&self.docker, self.session, self.group).await;
+    }
+
+    async fn exit_code(&self) -> Result<Option<i64>> {
+        self.inner.exit_code().await
+    }
+}
+
 #[async_trait::async_trait]
 impl Sandbox for DockerSandbox {
     fn info(&self) -> BackendInfo {
@@ -676,14 +740,7 @@ impl Sandbox for DockerSandbox {
         sink: OutputSink<'_>,
     ) -> Result<ExecOutcome> {
         if let Some(agent) = self.agent(session).await {
-            let mut run = agent_link::exec(agent, request, cancel, sink).await;
-            if run.unsent {
-                // Its agent had just died: once more, with a new one.
-                self.agents.forget(session);
-                if let Some(agent) = self.agent(session).await {
-                    run = agent_link::exec(agent, request, cancel, sink).await;
-                }
-            }
+            let run = agent_link::exec(agent, request, cancel, sink).await;
             if run.orphaned_group.is_some() {
                 // The agent went away or let the time limit pass: the
                 // command's group is ended here, and the agent started anew.
@@ -780,7 +837,17 @@ impl Sandbox for DockerSandbox {
     #[tracing::instrument(skip(self, request))]
     async fn spawn(&self, session: SessionId, request: &SpawnRequest) -> Result<Process> {
         if let Some(agent) = self.agent(session).await {
-            return agent_link::spawn(agent, request).await;
+            let (process, group) = agent_link::spawn(agent, request).await?;
+            // Killed through docker exec too: the agent may be gone.
+            return Ok(Process {
+                control: Box::new(AgentSpawned {
+                    inner: process.control,
+                    docker: self.docker.clone(),
+                    session,
+                    group,
+                }),
+                ..process
+            });
         }
         let (exec_id, mut output, input) = self
             .start_wrapped(

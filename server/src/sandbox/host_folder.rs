@@ -128,7 +128,9 @@ impl HostFolder {
         Ok(data)
     }
 
-    /// Writes `data` to `path`, creating missing parent folders.
+    /// Writes `data` to `path`, creating missing parent folders: a new file
+    /// written whole beside it and renamed over it (a file there is
+    /// replaced, keeping its permission bits; a link there is refused).
     pub fn write(&self, path: &str, data: &[u8]) -> Result<(), FileError> {
         let rel = self.relative(path)?;
         let name = rel
@@ -156,6 +158,16 @@ impl HostFolder {
             None => ".".to_owned(),
         };
         let dir = self.open(&parent, OFlags::DIRECTORY | OFlags::RDONLY, Mode::empty())?;
+        // A link is not replaced by a file (nor written through: the file
+        // it names may be anywhere).
+        if rfs::statat(&dir, &name, rfs::AtFlags::SYMLINK_NOFOLLOW)
+            .is_ok_and(|st| rfs::FileType::from_raw_mode(st.st_mode) == rfs::FileType::Symlink)
+        {
+            return Err(FileError::BadPath(
+                path.to_owned(),
+                "it is a symbolic link: write to the file it names",
+            ));
+        }
         // Written whole beside it, then renamed over it: a reader (or a
         // failure) never sees it half written.
         let temp = format!(".paddock-write-{}", &random_hex()[..16]);
@@ -165,7 +177,7 @@ impl HostFolder {
             OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
             Mode::from_raw_mode(mode),
         )
-        .map_err(|e| io_error(path, e))?;
+        .map_err(|e| write_error(path, e))?;
         let _ = rfs::fchmod(&fd, Mode::from_raw_mode(mode));
         self.give(&fd);
         let written = File::from(fd)
@@ -176,7 +188,7 @@ impl HostFolder {
                     Errno::ISDIR | Errno::NOTEMPTY | Errno::EXIST => {
                         FileError::IsDirectory(path.to_owned())
                     }
-                    e => io_error(path, e),
+                    e => write_error(path, e),
                 })
             });
         if written.is_err() {
@@ -296,6 +308,15 @@ impl HostFolder {
             }
         }
         tar.into_inner()
+    }
+}
+
+/// An error making or renaming a file: refused permissions (a folder the
+/// agent made read-only) are the caller's to hear about, as on opening.
+fn write_error(path: &str, e: Errno) -> FileError {
+    match e {
+        Errno::ACCESS | Errno::PERM | Errno::ROFS => FileError::Denied(path.to_owned()),
+        e => io_error(path, e),
     }
 }
 
@@ -500,6 +521,16 @@ mod tests {
             ws.write("bin", b"x"),
             Err(FileError::IsDirectory(_))
         ));
+        // A link is neither replaced nor written through.
+        std::os::unix::fs::symlink("bin/run.sh", ws.root().join("link.sh")).unwrap();
+        assert!(matches!(
+            ws.write("link.sh", b"x"),
+            Err(FileError::BadPath(..))
+        ));
+        assert!(std::fs::symlink_metadata(ws.root().join("link.sh"))
+            .unwrap()
+            .is_symlink());
+        assert_eq!(std::fs::read(&script).unwrap(), b"#!/bin/sh\necho two\n");
     }
 
     #[test]

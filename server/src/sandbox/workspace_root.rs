@@ -41,7 +41,12 @@ impl WorkspaceRoot {
         let no_disk_limits = probe(&root).err();
         match &no_disk_limits {
             Some(why) => tracing::warn!("workspaces have no disk limit on this host: {why}"),
-            None => mount_all(&root, owner),
+            None => {
+                // In the background: the server need not wait for every
+                // workspace; one a session uses first is mounted then.
+                let root = root.clone();
+                std::thread::spawn(move || mount_all(&root, owner));
+            }
         }
         Self {
             root,
@@ -139,9 +144,8 @@ impl DiskFolder {
                 // Made under another name and renamed once whole: an image
                 // under its own name is always a filesystem.
                 let mut making = image.clone().into_os_string();
-                making.push(".new");
+                making.push(format!(".new-{}", &crate::secret::random_hex()[..12]));
                 let making = PathBuf::from(making);
-                let _ = std::fs::remove_file(&making);
                 make_image(&making, mb, self.folder.owner())?;
                 std::fs::rename(&making, &image)?;
                 if let Err(e) = mount(&image, dir) {
@@ -261,6 +265,10 @@ fn make_image(image: &Path, mb: u64, owner: Option<u32>) -> std::io::Result<()> 
             "0",
             "-E",
             &format!("root_owner={uid}:{gid},lazy_itable_init=1,lazy_journal_init=1"),
+            // Multiple-mount protection: a second host mounting the same image
+            // (replicas sharing a workspace root) is refused by the kernel.
+            "-O",
+            "mmp",
         ])
         .arg(image));
     if made.is_err() {
@@ -300,8 +308,9 @@ fn probe(root: &Path) -> std::result::Result<(), String> {
         return Err("the server does not run as root, which mounting a filesystem needs".into());
     }
     std::fs::create_dir_all(root).map_err(|e| format!("cannot create {}: {e}", root.display()))?;
-    let image = root.join(format!(".probe-{}.disk", std::process::id()));
-    let dir = root.join(format!(".probe-{}", std::process::id()));
+    let probe = format!(".probe-{}", &crate::secret::random_hex()[..12]);
+    let image = root.join(format!("{probe}.disk"));
+    let dir = root.join(&probe);
     let tried = make_image(&image, 16, None)
         .and_then(|()| std::fs::create_dir_all(&dir))
         .and_then(|()| mount(&image, &dir))
