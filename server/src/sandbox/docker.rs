@@ -6,7 +6,8 @@
 //! carry `paddock.session` and `paddock.instance` labels so a restarted server
 //! finds its own and nobody else's.
 
-use super::agent_link::{self, AgentConnection, AgentLinks};
+use super::agent_call;
+use super::agent_link::{AgentConnection, AgentLinks};
 use super::{
     sandbox_user, BackendInfo, BackendKind, CappedOutput, ExecOutcome, ExecRequest, Found,
     HostFolder, HostWorkspace, OutputSink, OutputStream, Process, ProcessControl, Result, Sandbox,
@@ -740,7 +741,7 @@ impl Sandbox for DockerSandbox {
         sink: OutputSink<'_>,
     ) -> Result<ExecOutcome> {
         if let Some(agent) = self.agent(session).await {
-            let run = agent_link::exec(agent, request, cancel, sink).await;
+            let run = agent_call::exec(agent, request, cancel, sink).await;
             if run.orphaned_group.is_some() {
                 // The agent went away or let the time limit pass: the
                 // command's group is ended here, and the agent started anew.
@@ -837,7 +838,7 @@ impl Sandbox for DockerSandbox {
     #[tracing::instrument(skip(self, request))]
     async fn spawn(&self, session: SessionId, request: &SpawnRequest) -> Result<Process> {
         if let Some(agent) = self.agent(session).await {
-            let (process, group) = agent_link::spawn(agent, request).await?;
+            let (process, group) = agent_call::spawn(agent, request).await?;
             // Killed through docker exec too: the agent may be gone.
             return Ok(Process {
                 control: Box::new(AgentSpawned {

@@ -10,6 +10,7 @@
 //! mounted into the sandbox ([`HostWorkspace`]), every path confined to it,
 //! with a disk limit where the host can hold one ([`WorkspaceRoot`]).
 
+mod agent_call;
 mod agent_link;
 mod docker;
 mod docker_connect;

@@ -423,6 +423,17 @@ pub fn last_status(events: &[Event]) -> (SessionStatus, Option<String>) {
         .unwrap()
 }
 
+/// The output of the transcript's first tool result.
+pub fn first_tool_output(events: &[Event]) -> String {
+    events
+        .iter()
+        .find_map(|e| match &e.kind {
+            EventKind::ToolResult { output, .. } => Some(output.clone()),
+            _ => None,
+        })
+        .unwrap()
+}
+
 /// The messages of the transcript's error events.
 pub fn errors(events: &[Event]) -> Vec<String> {
     events

@@ -619,13 +619,7 @@ async fn a_full_workspace_is_reported_in_the_transcript_and_the_dashboard() {
     assert_eq!(s.limits.disk_mb, Some(16));
     h.prompt(&s, "fill the disk").await;
     let events = h.wait_idle(&s).await;
-    let output = events
-        .iter()
-        .find_map(|e| match &e.kind {
-            EventKind::ToolResult { output, .. } => Some(output.clone()),
-            _ => None,
-        })
-        .unwrap();
+    let output = common::first_tool_output(&events);
     assert!(output.contains("No space left on device"), "{output}");
     assert!(output.contains("[the workspace is full: "), "{output}");
     assert_eq!(status_of(&events), SessionStatus::Idle, "{events:?}");

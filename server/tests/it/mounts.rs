@@ -5,7 +5,7 @@
 use crate::common::{self, Home};
 use app::accounts::Caller;
 use app::api::Backend;
-use app::domain::{AppError, EventKind, NewSession, ReadOnlyMount, SessionStatus};
+use app::domain::{AppError, NewSession, ReadOnlyMount, SessionStatus};
 use serde_json::json;
 
 fn new(mounts: Vec<ReadOnlyMount>) -> NewSession {
@@ -117,13 +117,7 @@ async fn an_allowed_folder_is_read_in_the_sandbox_and_never_written() {
         .unwrap();
     let events = common::wait_idle(&paddock, s.id).await;
     assert_eq!(common::last_status(&events).0, SessionStatus::Idle);
-    let output = events
-        .iter()
-        .find_map(|e| match &e.kind {
-            EventKind::ToolResult { output, .. } => Some(output.clone()),
-            _ => None,
-        })
-        .unwrap();
+    let output = common::first_tool_output(&events);
     assert!(output.contains("Lyon\nOsaka"), "{output}");
     assert!(output.contains("Read-only file system"), "{output}");
     assert!(
