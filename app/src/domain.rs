@@ -1040,6 +1040,14 @@ pub enum EventKind {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
     },
+    /// A terminal someone (`by`) opened in the sandbox, numbered in the
+    /// session; or, with `closed` saying why, its end.
+    Terminal {
+        number: u32,
+        by: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        closed: Option<String>,
+    },
 }
 
 impl EventKind {
@@ -1058,6 +1066,7 @@ impl EventKind {
             EventKind::Error { .. } => "error",
             EventKind::Workspace { .. } => "workspace",
             EventKind::Egress { .. } => "egress",
+            EventKind::Terminal { .. } => "terminal",
         }
     }
 }

@@ -1,6 +1,6 @@
 //! The sandbox agent's side of its one connection with the Paddock server,
-//! shared by both ends: how the agent proves itself, and what `/exec` takes
-//! and answers.
+//! shared by both ends: how the agent proves itself, and what `/exec`,
+//! `/spawn` and `/pty` take and answer.
 //!
 //! The agent dials the server's Unix socket for its sandbox (a host folder
 //! mounted read-only into the sandbox), writes the secret it was given at
@@ -20,7 +20,7 @@ pub const SECRET_LINE_MAX: usize = 128;
 /// The version of what is said here, after the secret on the first line:
 /// an agent of another (a sandbox made before the binary changed) is not
 /// used.
-pub const PROTOCOL: u32 = 1;
+pub const PROTOCOL: u32 = 2;
 /// The answer's header naming the command's process group, so the server
 /// can end it another way should the agent stop answering.
 pub const GROUP_HEADER: &str = "x-paddock-group";
@@ -36,6 +36,30 @@ pub struct Exec {
     pub cwd: String,
     /// The whole process group is killed when it passes.
     pub timeout_ms: u64,
+}
+
+/// `POST /pty`'s start record: a login shell on a new pseudo-terminal, in a
+/// session of its own (its jobs included, all of it ends with the request).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Pty {
+    pub env: Vec<(String, String)>,
+    pub cwd: String,
+    pub size: TerminalSize,
+}
+
+/// A terminal's size in character cells: `/pty`'s start, and its resize
+/// records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TerminalSize {
+    pub rows: u16,
+    pub cols: u16,
+}
+
+impl TerminalSize {
+    /// Whether a terminal may be this size: 1 to 1000 cells each way.
+    pub fn is_sane(self) -> bool {
+        (1..=1000).contains(&self.rows) && (1..=1000).contains(&self.cols)
+    }
 }
 
 /// How `/exec`'s answer ended the command: its last record.
@@ -54,7 +78,8 @@ pub struct ExecExit {
 /// big-endian, then that many bytes). `/exec` and `/spawn` answer with
 /// output records as it comes and a last one with the [`ExecExit`] as JSON;
 /// `/spawn`'s request body is a start record, then stdin records (its end
-/// closes the command's stdin).
+/// closes the command's stdin); `/pty`'s the same with resize records too,
+/// and its output is all stdout (the terminal's).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
     /// Bytes for the command's stdin (`/spawn`'s request).
@@ -62,8 +87,11 @@ pub enum Kind {
     Stdout = 1,
     Stderr = 2,
     Exit = 3,
-    /// What to run, as the [`Exec`] JSON: `/spawn`'s first record.
+    /// What to run, as the [`Exec`] JSON: `/spawn`'s first record (and
+    /// the [`Pty`] JSON, `/pty`'s).
     Start = 4,
+    /// A terminal's new [`TerminalSize`] as JSON (`/pty`'s request).
+    Resize = 5,
 }
 
 /// Largest record read; output comes in reads of at most 16 KiB.
@@ -104,6 +132,7 @@ impl Records {
             2 => Kind::Stderr,
             3 => Kind::Exit,
             4 => Kind::Start,
+            5 => Kind::Resize,
             other => return Some(Err(format!("a record of unknown kind {other}"))),
         };
         let len = u32::from_be_bytes([header[4], header[5], header[6], header[7]]) as usize;

@@ -3,6 +3,12 @@
 //! dumpable: its memory and environment unreadable to them), dials the
 //! server, proves itself with the secret, and runs what the server asks
 //! until the connection ends. One static binary, so it runs in any image.
+//!
+//! `paddock-sandbox-agent --pty-shell` is how it starts a terminal's shell
+//! ([`pty`]): itself again, on the terminal, which it makes its controlling
+//! one before it becomes the shell.
+
+mod pty;
 
 use bytes::Bytes;
 use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
@@ -10,7 +16,7 @@ use hyper::body::{Frame, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
 use paddock_sandbox_agent::{record, Exec, ExecExit, Kind, Records, GROUP_HEADER, PROTOCOL};
 use rustix::process::{kill_process_group, Pid, Signal};
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::process::{ExitCode, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,6 +37,7 @@ fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
     let socket = match (args.next().as_deref(), args.next()) {
         (Some("--connect"), Some(socket)) => socket,
+        (Some("--pty-shell"), None) => return pty::become_shell(),
         _ => {
             eprintln!("usage: paddock-sandbox-agent --connect <socket>  (the secret on stdin)");
             return ExitCode::from(2);
@@ -68,9 +75,37 @@ fn main() -> ExitCode {
     }
 }
 
-/// The process groups of the commands running now: killed when the
-/// connection ends, so none outlives its server's hold on it.
-type Groups = Arc<Mutex<HashSet<i32>>>;
+/// What runs now, by the pid that leads it: killed when the connection
+/// ends, so none outlives its server's hold on it.
+type Groups = Arc<Mutex<HashMap<i32, Reach>>>;
+
+/// What a command's pid leads.
+#[derive(Clone, Copy)]
+enum Reach {
+    /// Its process group (`/exec`, `/spawn`).
+    Group,
+    /// Its session: a terminal's shell and every job it started.
+    Session,
+}
+
+/// Kills everything `leader` leads.
+fn end(leader: i32, reach: Reach) {
+    let Some(pid) = Pid::from_raw(leader) else {
+        return;
+    };
+    match reach {
+        Reach::Group => {
+            let _ = kill_process_group(pid, Signal::KILL);
+        }
+        Reach::Session => pty::kill_session(pid),
+    }
+}
+
+fn forget(groups: &Groups, id: Option<i32>) {
+    if let (Ok(mut groups), Some(id)) = (groups.lock(), id) {
+        groups.remove(&id);
+    }
+}
 
 async fn serve(socket: &str, secret: &str) -> std::io::Result<()> {
     let mut stream = tokio::net::UnixStream::connect(socket).await?;
@@ -87,10 +122,8 @@ async fn serve(socket: &str, secret: &str) -> std::io::Result<()> {
             )
             .await
     };
-    for group in groups.lock().map(|g| g.clone()).unwrap_or_default() {
-        if let Some(pid) = Pid::from_raw(group) {
-            let _ = kill_process_group(pid, Signal::KILL);
-        }
+    for (leader, reach) in groups.lock().map(|g| g.clone()).unwrap_or_default() {
+        end(leader, reach);
     }
     served.map_err(std::io::Error::other)
 }
@@ -105,6 +138,13 @@ async fn route(request: Request<Incoming>, groups: Groups) -> Result<Response<Bo
             let mut body = request.into_body();
             match read_start(&mut body).await {
                 Ok((exec, records)) => run(exec, Some((body, records)), groups),
+                Err(why) => answer(StatusCode::BAD_REQUEST, &why),
+            }
+        }
+        (&Method::POST, "/pty") => {
+            let mut body = request.into_body();
+            match read_start(&mut body).await {
+                Ok((start, records)) => pty::open(start, body, records, groups),
                 Err(why) => answer(StatusCode::BAD_REQUEST, &why),
             }
         }
@@ -129,14 +169,17 @@ async fn read_json<T: serde::de::DeserializeOwned>(
     serde_json::from_slice(&body).map_err(|e| format!("not a request: {e}"))
 }
 
-/// `/spawn`'s first record: what to run; and the records read after it.
-async fn read_start(body: &mut Incoming) -> Result<(Exec, Records), String> {
+/// `/spawn`'s and `/pty`'s first record: what to run; and the records read
+/// after it.
+async fn read_start<T: serde::de::DeserializeOwned>(
+    body: &mut Incoming,
+) -> Result<(T, Records), String> {
     let mut records = Records::default();
     loop {
         if let Some(record) = records.next_record() {
             return match record? {
                 (Kind::Start, json) => serde_json::from_slice(&json)
-                    .map(|exec| (exec, records))
+                    .map(|start| (start, records))
                     .map_err(|e| format!("not a request: {e}")),
                 _ => Err("the first record must say what to run".into()),
             };
@@ -209,7 +252,7 @@ fn run(exec: Exec, stdin: Option<(Incoming, Records)>, groups: Groups) -> Respon
     let group = id.and_then(Pid::from_raw);
     if let Some(id) = id {
         if let Ok(mut groups) = groups.lock() {
-            groups.insert(id);
+            groups.insert(id, Reach::Group);
         }
     }
     // Once the command is reaped and its group killed, its id may be
@@ -284,20 +327,21 @@ fn run(exec: Exec, stdin: Option<(Incoming, Records)>, groups: Groups) -> Respon
         let exit = serde_json::to_vec(&exit).unwrap_or_default();
         let _ = tx.send(Bytes::from(record(Kind::Exit, &exit))).await;
     });
-    let body = StreamBody::new(futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|line| (Ok(Frame::data(line)), rx))
-    }));
-    let mut response = Response::new(BodyExt::boxed(body));
-    if let Some(id) = id {
-        response.headers_mut().insert(GROUP_HEADER, id.into());
-    }
-    response
+    streamed(rx, id)
 }
 
-fn forget(groups: &Groups, id: Option<i32>) {
-    if let (Ok(mut groups), Some(id)) = (groups.lock(), id) {
-        groups.remove(&id);
+/// The answer of a command that runs: its records as they come, and the
+/// pid that leads it.
+fn streamed(records: mpsc::Receiver<Bytes>, leader: Option<i32>) -> Response<Body> {
+    let body = StreamBody::new(futures_util::stream::unfold(
+        records,
+        |mut records| async move { records.recv().await.map(|r| (Ok(Frame::data(r)), records)) },
+    ));
+    let mut response = Response::new(BodyExt::boxed(body));
+    if let Some(leader) = leader {
+        response.headers_mut().insert(GROUP_HEADER, leader.into());
     }
+    response
 }
 
 /// A command's stdout and stderr, read together.

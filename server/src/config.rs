@@ -182,6 +182,11 @@ pub struct Config {
     #[arg(long, env = "PADDOCK_GIT_TIMEOUT_SECS", default_value_t = 600)]
     pub git_timeout_secs: u64,
 
+    /// How long a terminal may stay open with nothing typed into it and
+    /// nothing shown, in seconds; then it is closed.
+    #[arg(long, env = "PADDOCK_TERMINAL_IDLE_SECS", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(2..=604_800))]
+    pub terminal_idle_secs: u64,
+
     /// This process's name among the replicas sharing a PostgreSQL
     /// database, stable across its restarts (a restarted replica takes its
     /// sessions back at once) [default: the host name and the port].

@@ -24,6 +24,7 @@ use crate::proxy::CredentialProxy;
 use crate::replicas::{self, Follower};
 use crate::sandbox::{BackendKind, DockerSandbox, LocalSandbox, Sandbox};
 use crate::store::{self, Database, Store};
+use crate::terminals::Terminals;
 use crate::transfers::Transfers;
 use crate::vault::{MasterKey, Vault};
 use crate::workspace_setup::WorkspaceSetup;
@@ -77,6 +78,8 @@ pub struct Paddock {
     pub presence: Presence,
     /// Workspace archives and uploads running now.
     pub transfers: Transfers,
+    /// Terminals open in sandboxes.
+    pub terminals: Terminals,
     /// The other replicas, on PostgreSQL.
     pub bus: Option<Bus>,
 }
@@ -229,6 +232,7 @@ impl Paddock {
             setup,
             presence: Presence::default(),
             transfers: Transfers::default(),
+            terminals: Terminals::default(),
             bus,
         })
     }
@@ -501,6 +505,7 @@ impl Backend for Paddock {
 
     async fn delete_session(&self, caller: &Caller, id: SessionId) -> Result<(), AppError> {
         let session = self.session_for(caller, id, Access::Own).await?;
+        self.terminals.close_all(id);
         // Sandbox first: if it cannot be removed the session stays, so the
         // user can try again and nothing is left behind unowned.
         self.sandbox.destroy(id).await.map_err(|e| {

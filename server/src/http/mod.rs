@@ -1,7 +1,8 @@
 //! The HTTP surface: the server-rendered dashboard and its server functions,
 //! static files, the JSON API (`sessions.rs`, and the workspace's files in
 //! `files.rs`), the two event streams
-//! (`events.rs`, `updates.rs`), sign-in's form posts (`auth.rs`), the
+//! (`events.rs`, `updates.rs`), terminals over WebSockets
+//! (`terminals.rs`), sign-in's form posts (`auth.rs`), the
 //! metrics (`metrics.rs`) and the health probes (`probes.rs`), every route
 //! but the probes behind the [`request_guard`], the one door that checks
 //! host, origin and caller.
@@ -24,6 +25,7 @@ pub mod request_guard;
 pub mod routes;
 mod sessions;
 mod templates;
+pub mod terminals;
 mod updates;
 
 use crate::config::Config;
@@ -174,6 +176,7 @@ impl OwnRoutes {
                 .merge(templates::routes())
                 .merge(files::routes())
                 .merge(changes::routes())
+                .merge(terminals::routes())
                 .merge(events::routes())
                 .merge(updates::routes())
                 .merge(live::routes())

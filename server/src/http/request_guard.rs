@@ -199,7 +199,9 @@ impl RequestGuard {
                 return Err(Refusal::ForeignHost(format!("{:?}", h.name)));
             }
         }
-        if is_read(method) {
+        // A WebSocket opens with a GET, which the browser sends from any
+        // page that asks, with its cookies: it is checked like a change.
+        if is_read(method) && !is_websocket(headers) {
             return Ok(Provenance::Read);
         }
         let own = |url: &HeaderValue| {
@@ -241,6 +243,13 @@ impl RequestGuard {
 
 fn is_read(method: &Method) -> bool {
     matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+fn is_websocket(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
 }
 
 /// Where an admitted request says it comes from.

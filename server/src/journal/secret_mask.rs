@@ -160,7 +160,8 @@ impl Patterns {
                     self.apply_in(text);
                 }
             }
-            EventKind::Usage { .. } => {}
+            // Paddock's own words, and a person's name.
+            EventKind::Usage { .. } | EventKind::Terminal { .. } => {}
         }
         kind
     }

@@ -1,19 +1,21 @@
 //! Calls on a sandbox's agent ([`paddock_sandbox_agent`]), over the
 //! connection [`agent_link`](super::agent_link) holds: a command (`/exec`),
-//! its output streamed and capped, and a process with its stdin attached
-//! (`/spawn`).
+//! its output streamed and capped, a process with its stdin attached
+//! (`/spawn`), and a terminal (`/pty`).
 
 use super::agent_link::{AgentConnection, RequestBody, SECRET_TIMEOUT};
 use super::{
     CappedOutput, ExecOutcome, ExecRequest, OutputSink, OutputStream, Process, ProcessControl,
-    Result, SandboxError, SpawnRequest, MOUNT_POINT,
+    Resizer, Result, SandboxError, SpawnRequest, Terminal, MOUNT_POINT,
 };
 use crate::sync::lock;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
-use paddock_sandbox_agent::{record, Exec, ExecExit, Kind, Records, GROUP_HEADER, RECORD_MAX};
+use paddock_sandbox_agent::{
+    record, Exec, ExecExit, Kind, Pty, Records, TerminalSize, GROUP_HEADER, RECORD_MAX,
+};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{ready, Poll};
@@ -209,7 +211,40 @@ pub async fn spawn(
     request: &SpawnRequest,
 ) -> Result<(Process, Option<u32>)> {
     let start = start_of(&request.command, &request.env, request.timeout);
-    let start = serde_json::to_vec(&start).map_err(|e| SandboxError::Failed(e.to_string()))?;
+    let (process, group, _) = attached(connection, "/spawn", &start).await?;
+    Ok((process, group))
+}
+
+/// Opens a terminal through the agent: a login shell on a pseudo-terminal
+/// of `size`, in a session of its own. Its stdin is the keyboard and its
+/// output what the terminal shows; with the shell's pid, which leads its
+/// process group, for the caller to kill should the agent be gone.
+pub async fn terminal(
+    connection: AgentConnection,
+    env: &[(String, String)],
+    size: TerminalSize,
+) -> Result<(Terminal, Option<u32>)> {
+    let start = Pty {
+        env: env.to_vec(),
+        cwd: MOUNT_POINT.to_owned(),
+        size,
+    };
+    let (process, group, records) = attached(connection, "/pty", &start).await?;
+    let terminal = Terminal {
+        process,
+        resizer: Resizer(records),
+    };
+    Ok((terminal, group))
+}
+
+/// Starts what `start` says at `path` (`/spawn`, `/pty`) with its stdin
+/// attached: the process, its group and where its records go.
+async fn attached(
+    connection: AgentConnection,
+    path: &str,
+    start: &impl serde::Serialize,
+) -> Result<(Process, Option<u32>, mpsc::Sender<Bytes>)> {
+    let start = serde_json::to_vec(start).map_err(|e| SandboxError::Failed(e.to_string()))?;
     let (stdin, records) = mpsc::channel::<Bytes>(16);
     stdin
         .send(Bytes::from(record(Kind::Start, &start)))
@@ -219,7 +254,7 @@ pub async fn spawn(
         records,
         |mut records| async move { records.recv().await.map(|r| (Ok(Frame::data(r)), records)) },
     ));
-    let call = hyper::Request::post("/spawn")
+    let call = hyper::Request::post(path)
         .body(BodyExt::boxed(sent))
         .map_err(|e| SandboxError::Failed(e.to_string()))?;
     let (group, body) = send(connection, call).await?;
@@ -241,12 +276,12 @@ pub async fn spawn(
     .boxed();
     let process = Process {
         stdin: Box::pin(StdinRecords {
-            records: PollSender::new(stdin),
+            records: PollSender::new(stdin.clone()),
         }),
         output,
         control: Box::new(AgentProcess { stop, exit }),
     };
-    Ok((process, group))
+    Ok((process, group, stdin))
 }
 
 /// A spawned process's answer as it is read.

@@ -11,8 +11,8 @@ use super::agent_link::{AgentConnection, AgentLinks};
 use super::{
     sandbox_user, BackendInfo, BackendKind, CappedOutput, ExecOutcome, ExecRequest, Found,
     HostFolder, HostWorkspace, OutputSink, OutputStream, Process, ProcessControl, Result, Sandbox,
-    SandboxError, SandboxSpec, SpawnRequest, Workspace, WorkspaceRoot, MOUNT_POINT, SANDBOX_ENV,
-    SANDBOX_UID,
+    SandboxError, SandboxSpec, SpawnRequest, Terminal, TerminalSize, Workspace, WorkspaceRoot,
+    MOUNT_POINT, SANDBOX_ENV, SANDBOX_UID,
 };
 use crate::sync::lock;
 use app::domain::SessionId;
@@ -833,6 +833,35 @@ impl Sandbox for DockerSandbox {
         Ok(ExecOutcome::new(
             exit_code, captured, timed_out, cancelled, oom_killed,
         ))
+    }
+
+    #[tracing::instrument(skip(self, env))]
+    async fn terminal(
+        &self,
+        session: SessionId,
+        env: &[(String, String)],
+        size: TerminalSize,
+    ) -> Result<Terminal> {
+        let Some(agent) = self.agent(session).await else {
+            return Err(SandboxError::Unsupported(
+                "terminals need the sandbox agent, which this sandbox cannot start (it was made \
+                 before the agent, or the server has no agent binary): restart the sandbox",
+            ));
+        };
+        let (terminal, group) = agent_call::terminal(agent, env, size).await?;
+        // Killed through docker exec too: the agent may be gone.
+        Ok(Terminal {
+            process: Process {
+                control: Box::new(AgentSpawned {
+                    inner: terminal.process.control,
+                    docker: self.docker.clone(),
+                    session,
+                    group,
+                }),
+                ..terminal.process
+            },
+            ..terminal
+        })
     }
 
     #[tracing::instrument(skip(self, request))]

@@ -30,6 +30,7 @@ pub use host_workspace::HostWorkspace;
 pub use local::LocalSandbox;
 pub use mount_policy::MountPolicy;
 pub use output::{CappedOutput, CUT_SHORT_MARK, TRUNCATION_MARK, TRUNCATION_MARK_END};
+pub use paddock_sandbox_agent::TerminalSize;
 pub use shell::shell_quote;
 pub use workspace::{
     relative, ByteStream, Download, Entry, FileError, GlobMatches, GlobQuery, GrepMatches,
@@ -179,6 +180,32 @@ pub struct Process {
     pub control: Box<dyn ProcessControl>,
 }
 
+/// A terminal in a sandbox (through its agent): a login shell on a
+/// pseudo-terminal. `process.stdin` is its keyboard, `process.output` what
+/// it shows (all of it stdout); killing it, or dropping it, ends the shell
+/// and everything it started.
+pub struct Terminal {
+    pub process: Process,
+    pub resizer: Resizer,
+}
+
+/// Resizes a [`Terminal`]: its records go beside the keyboard's.
+pub struct Resizer(tokio::sync::mpsc::Sender<Bytes>);
+
+impl Resizer {
+    /// Resizes the terminal (its foreground job gets `SIGWINCH`).
+    pub async fn resize(&self, size: TerminalSize) -> Result<()> {
+        let json = serde_json::to_vec(&size).map_err(|e| SandboxError::Failed(e.to_string()))?;
+        self.0
+            .send(Bytes::from(paddock_sandbox_agent::record(
+                paddock_sandbox_agent::Kind::Resize,
+                &json,
+            )))
+            .await
+            .map_err(|_| SandboxError::Failed("the terminal is closed".into()))
+    }
+}
+
 #[async_trait::async_trait]
 pub trait ProcessControl: Send + Sync {
     /// Kills the process group at once.
@@ -320,6 +347,18 @@ pub trait Sandbox: Send + Sync + 'static {
     ) -> Result<ExecOutcome>;
     /// Starts a long-running command with stdin attached.
     async fn spawn(&self, session: SessionId, request: &SpawnRequest) -> Result<Process>;
+    /// Opens a terminal in the running sandbox, with `env` added to
+    /// [`SANDBOX_ENV`]. Only sandboxes with the agent have terminals.
+    async fn terminal(
+        &self,
+        _session: SessionId,
+        _env: &[(String, String)],
+        _size: TerminalSize,
+    ) -> Result<Terminal> {
+        Err(SandboxError::Unsupported(
+            "terminals need the Docker sandbox backend with its sandbox agent",
+        ))
+    }
     /// Stops the sandbox; its workspace stays.
     async fn stop(&self, session: SessionId) -> Result<()>;
     /// Freezes every process of the sandbox, while the server reads its

@@ -32,5 +32,6 @@ mod secrets;
 mod skills;
 mod store;
 mod templates;
+mod terminal;
 mod tools;
 mod workspace_files;

@@ -87,6 +87,15 @@ pub(super) fn EventView(
             }
             .into_any()
         }
+        EventKind::Terminal { number, by, closed } => view! {
+            <p data-testid="terminal-event" class="font-mono text-xs text-zinc-500 dark:text-zinc-400">
+                {match closed {
+                    None => format!("Terminal {number} opened by {by}"),
+                    Some(why) => format!("Terminal {number} of {by} closed: {why}"),
+                }}
+            </p>
+        }
+        .into_any(),
         EventKind::ToolResult { .. } | EventKind::PermissionDecision { .. } | EventKind::Usage { .. } => ().into_any(),
     };
     view! { <li data-seq=seq data-kind=kind class="flex flex-col">{body}</li> }

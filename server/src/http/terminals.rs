@@ -1,0 +1,234 @@
+//! `GET /api/sessions/{id}/terminal?rows=…&cols=…`: a terminal in the
+//! session's sandbox over a WebSocket (what the session page's Terminal
+//! tab opens; [`crate::terminals`] says who may have one). Everything is
+//! checked before the upgrade, so a refusal is an ordinary JSON 4xx; a
+//! WebSocket from another site's page is refused at the door like any
+//! change ([`request_guard`](super::request_guard)).
+//!
+//! On the socket: binary messages from the client are typed into the
+//! terminal, a text message `{"resize": {"rows": …, "cols": …}}` resizes
+//! it; binary messages to the client are what it shows, and its last text
+//! message `{"closed": "…"}` says why it ended, before the close frame.
+//! What the terminal shows is sent as fast as the client takes it and no
+//! faster (a command printing gigabytes waits for it), while the keyboard
+//! is read apart, so Ctrl-C still gets through.
+
+use super::error::ApiResult;
+use super::extract::SessionPath;
+use super::routes::Routes;
+use crate::auth::Identity;
+use crate::paddock::Paddock;
+use crate::sandbox::TerminalSize;
+use crate::terminals::OpenTerminal;
+use app::domain::AppError;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::response::Response;
+use futures_util::{SinkExt, StreamExt};
+use serde::Deserialize;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::AsyncWriteExt;
+
+/// Largest message a client may send (a paste is typed in pieces).
+const MESSAGE_MAX_BYTES: usize = 64 * 1024;
+/// How often the server pings a quiet client, so that proxies in between
+/// keep the connection.
+const PING_EVERY: Duration = Duration::from_secs(30);
+/// How long the last words may take to reach a client that stopped reading.
+const GOODBYE_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub fn routes() -> Routes {
+    Routes::default().get("/api/sessions/{id}/terminal", open)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Size {
+    rows: u16,
+    cols: u16,
+}
+
+async fn open(
+    State(paddock): State<Arc<Paddock>>,
+    identity: Identity,
+    SessionPath(id): SessionPath,
+    size: Result<Query<Size>, QueryRejection>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> ApiResult<Response> {
+    let upgrade = upgrade.map_err(|_| {
+        AppError::Invalid("A terminal is a WebSocket: open this address with one.".into())
+    })?;
+    let Query(Size { rows, cols }) = size?;
+    let opened = paddock
+        .open_terminal(&identity.caller, id, TerminalSize { rows, cols })
+        .await?;
+    let idle = Duration::from_secs(paddock.config.terminal_idle_secs);
+    Ok(upgrade
+        .max_message_size(MESSAGE_MAX_BYTES)
+        .on_upgrade(move |socket| async move {
+            let (session, number, by) = (opened.session, opened.number, opened.by.clone());
+            let why = relay(socket, opened, idle).await;
+            paddock.terminal_closed(session, number, by, why).await;
+        }))
+}
+
+/// What a client's text message may say.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Control {
+    resize: Size,
+}
+
+/// When the socket last carried something, in milliseconds since `start`.
+struct Activity {
+    start: Instant,
+    last: AtomicU64,
+}
+
+impl Activity {
+    fn touch(&self) {
+        let now = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last.store(now, Ordering::Relaxed);
+    }
+
+    /// Resolves once nothing has passed for `limit`.
+    async fn idle_for(&self, limit: Duration) {
+        loop {
+            let last = Duration::from_millis(self.last.load(Ordering::Relaxed));
+            let quiet = self.start.elapsed().saturating_sub(last);
+            if quiet >= limit {
+                return;
+            }
+            tokio::time::sleep(limit - quiet).await;
+        }
+    }
+}
+
+/// Carries the terminal until it ends, and says why it did.
+async fn relay(socket: WebSocket, opened: OpenTerminal, idle: Duration) -> String {
+    let OpenTerminal {
+        terminal,
+        closing,
+        by,
+        ..
+    } = opened;
+    let (mut keyboard, resizer, mut shown, control) = (
+        terminal.process.stdin,
+        terminal.resizer,
+        terminal.process.output,
+        terminal.process.control,
+    );
+    let (mut sink, mut stream) = socket.split();
+    let activity = Activity {
+        start: Instant::now(),
+        last: AtomicU64::new(0),
+    };
+    let typing = async {
+        while let Some(message) = stream.next().await {
+            match message {
+                Ok(Message::Binary(keys)) => {
+                    activity.touch();
+                    if keyboard.write_all(&keys).await.is_err() {
+                        return None;
+                    }
+                }
+                Ok(Message::Text(text)) => {
+                    activity.touch();
+                    match serde_json::from_str::<Control>(text.as_str()) {
+                        Ok(Control { resize }) => {
+                            let size = TerminalSize {
+                                rows: resize.rows,
+                                cols: resize.cols,
+                            };
+                            if size.is_sane() {
+                                let _ = resizer.resize(size).await;
+                            }
+                        }
+                        Err(_) => return Some("it sent something other than keys and sizes"),
+                    }
+                }
+                Ok(Message::Close(_)) | Err(_) => break,
+                Ok(Message::Ping(_) | Message::Pong(_)) => {}
+            }
+        }
+        Some("closed by the viewer")
+    };
+    let showing = async {
+        let mut ping = tokio::time::interval(PING_EVERY);
+        ping.tick().await;
+        loop {
+            tokio::select! {
+                next = shown.next() => match next {
+                    Some(Ok((_, bytes))) => {
+                        activity.touch();
+                        if sink.send(Message::Binary(bytes)).await.is_err() {
+                            return Ended::Gone;
+                        }
+                    }
+                    Some(Err(e)) => return Ended::Lost(e.to_string()),
+                    None => return Ended::Exited,
+                },
+                _ = ping.tick() => {
+                    if sink.send(Message::Ping(Default::default())).await.is_err() {
+                        return Ended::Gone;
+                    }
+                }
+            }
+        }
+    };
+    let ended = tokio::select! {
+        typed = typing => match typed {
+            Some(why) => Ended::Viewer(why),
+            None => Ended::Exited,
+        },
+        ended = showing => ended,
+        () = closing.cancelled() => Ended::Said("the session was deleted".into()),
+        () = activity.idle_for(idle) => Ended::Said(match idle.as_secs() {
+            s if s % 60 == 0 => format!("nothing typed or shown for {} min", s / 60),
+            s => format!("nothing typed or shown for {s} s"),
+        }),
+    };
+    // A shell that exited took its session with it; else it goes now.
+    if !matches!(ended, Ended::Exited) {
+        control.kill().await;
+    }
+    let why = match ended {
+        Ended::Exited => match control.exit_code().await {
+            Ok(Some(code)) => format!("the shell exited (code {code})"),
+            _ => "the shell ended".to_owned(),
+        },
+        Ended::Viewer(why) => format!("{why} ({by})"),
+        Ended::Gone => format!("the viewer went away ({by})"),
+        Ended::Lost(e) => format!("the sandbox stopped answering: {e}"),
+        Ended::Said(why) => why,
+    };
+    let goodbye = async {
+        let said = serde_json::json!({ "closed": why }).to_string();
+        sink.send(Message::Text(said.into())).await?;
+        sink.send(Message::Close(Some(CloseFrame {
+            code: axum::extract::ws::close_code::NORMAL,
+            reason: "closed".into(),
+        })))
+        .await
+    };
+    let _ = tokio::time::timeout(GOODBYE_TIMEOUT, goodbye).await;
+    why
+}
+
+/// How a terminal's connection ended.
+enum Ended {
+    /// The shell is gone.
+    Exited,
+    /// The client closed it, or broke the protocol (why).
+    Viewer(&'static str),
+    /// The client stopped taking what it shows.
+    Gone,
+    /// The sandbox's agent failed.
+    Lost(String),
+    /// Closed by the server (why).
+    Said(String),
+}
