@@ -29,6 +29,7 @@ pub mod skill_archive;
 pub mod store;
 pub mod sync;
 pub mod telemetry;
+pub mod terminal_slots;
 pub mod terminals;
 pub mod tools;
 pub mod transfers;

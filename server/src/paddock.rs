@@ -24,7 +24,7 @@ use crate::proxy::CredentialProxy;
 use crate::replicas::{self, Follower};
 use crate::sandbox::{BackendKind, DockerSandbox, LocalSandbox, Sandbox};
 use crate::store::{self, Database, Store};
-use crate::terminals::Terminals;
+use crate::terminal_slots::TerminalSlots;
 use crate::transfers::Transfers;
 use crate::vault::{MasterKey, Vault};
 use crate::workspace_setup::WorkspaceSetup;
@@ -79,7 +79,7 @@ pub struct Paddock {
     /// Workspace archives and uploads running now.
     pub transfers: Transfers,
     /// Terminals open in sandboxes.
-    pub terminals: Terminals,
+    pub terminals: TerminalSlots,
     /// The other replicas, on PostgreSQL.
     pub bus: Option<Bus>,
 }
@@ -232,7 +232,7 @@ impl Paddock {
             setup,
             presence: Presence::default(),
             transfers: Transfers::default(),
-            terminals: Terminals::default(),
+            terminals: TerminalSlots::default(),
             bus,
         })
     }

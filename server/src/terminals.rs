@@ -1,69 +1,16 @@
 //! Terminals in sessions' sandboxes: who may open one (whoever may operate
 //! the session, and nobody in a `read-only` one), how many at once, and the
-//! transcript's record of each opening and closing. A terminal is a login
+//! transcript's record of each opening and closing ([`TerminalSlots`](crate::terminal_slots::TerminalSlots)
+//! holds the open ones). A terminal is a login
 //! shell on a pseudo-terminal through the sandbox's agent
 //! ([`Sandbox::terminal`](crate::sandbox::Sandbox::terminal)); the WebSocket
 //! that carries it is [`http::terminals`](crate::http::terminals).
 
 use crate::paddock::Paddock;
 use crate::sandbox::{SandboxError, Terminal, TerminalSize};
-use crate::sync::lock;
 use app::accounts::{Access, Caller};
 use app::domain::{AppError, EventKind, PermissionMode, SessionId};
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use tokio_util::sync::CancellationToken;
-
-/// Most terminals open at once in one session.
-pub const PER_SESSION: usize = 8;
-
-/// The terminals open now, by session: numbered in their session from 1,
-/// each with what closes it from outside (the session's deletion).
-#[derive(Clone, Default)]
-pub struct Terminals {
-    open: Arc<Mutex<HashMap<SessionId, Held>>>,
-}
-
-#[derive(Default)]
-struct Held {
-    last: u32,
-    open: HashMap<u32, CancellationToken>,
-}
-
-impl Terminals {
-    /// A number and a closing token for a new terminal, if the session has
-    /// room for one.
-    fn claim(&self, session: SessionId) -> Result<(u32, CancellationToken), AppError> {
-        let mut open = lock(&self.open);
-        let held = open.entry(session).or_default();
-        if held.open.len() >= PER_SESSION {
-            return Err(AppError::Conflict(format!(
-                "{PER_SESSION} terminals are open in this session already: close one first."
-            )));
-        }
-        held.last += 1;
-        let closing = CancellationToken::new();
-        held.open.insert(held.last, closing.clone());
-        Ok((held.last, closing))
-    }
-
-    fn release(&self, session: SessionId, number: u32) {
-        let mut open = lock(&self.open);
-        if let Some(held) = open.get_mut(&session) {
-            held.open.remove(&number);
-        }
-    }
-
-    /// Closes every terminal of the session, and forgets it (it is being
-    /// deleted).
-    pub fn close_all(&self, session: SessionId) {
-        if let Some(held) = lock(&self.open).remove(&session) {
-            for closing in held.open.values() {
-                closing.cancel();
-            }
-        }
-    }
-}
 
 /// A terminal just opened, for the connection that carries it.
 pub struct OpenTerminal {

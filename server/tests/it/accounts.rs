@@ -476,6 +476,17 @@ async fn watchers_and_viewers_read_but_cannot_operate() {
             .status(t.as_(who, Method::DELETE, &format!("/api/sessions/{id}")))
             .await;
         assert_eq!(status, StatusCode::FORBIDDEN);
+        // No terminal either.
+        let bearer = format!("Bearer {}", who.token);
+        let terminal = crate::terminal::connect(
+            &t.url(""),
+            &id,
+            "rows=24&cols=80",
+            None,
+            &[("authorization", &bearer)],
+        )
+        .await;
+        assert_eq!(terminal.expect_err("no terminal").0, 403, "{}", who.login);
         let (status, _) = t
             .call(
                 who,
