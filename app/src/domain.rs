@@ -955,6 +955,10 @@ pub struct ServerInfo {
     /// empty when none may be.
     #[serde(default)]
     pub mountable: Vec<String>,
+    /// Whether sessions' sandboxes have terminals (Docker sandboxes with
+    /// the sandbox agent).
+    #[serde(default)]
+    pub terminals: bool,
 }
 
 /// One stored step of a session's transcript. `seq` numbers a session's

@@ -637,6 +637,7 @@ impl Backend for Paddock {
         };
         ServerInfo {
             mountable,
+            terminals: info.kind == BackendKind::Docker && info.agent,
             sandbox: info.kind.as_str().to_owned(),
             sandbox_runtime: info.runtime,
             sandbox_warning: info.warning,

@@ -1,6 +1,8 @@
 //! One session: its header and counters, then the transcript and the
 //! composer, and its workspace's [`files`] (`?view=files`) or, for a session
-//! cloned from git, its [`changes`] (`?view=changes`). On a wide screen the
+//! cloned from git, its [`changes`] (`?view=changes`), and for those who may
+//! operate it, shells in its sandbox ([`terminal`], `?view=terminal`). On a
+//! wide screen the
 //! workspace is a second pane beside the transcript (the files, or the
 //! changes of a repository, unless the address asks for the other) and the
 //! sessions are in a sidebar; narrower, the transcript and the workspace
@@ -29,6 +31,7 @@ mod header;
 mod permission;
 mod settings_edit;
 mod share;
+mod terminal;
 
 use super::sidebar::Sidebar;
 use super::{ErrorNote, Missing};
@@ -46,6 +49,7 @@ use header::Header;
 use leptos::prelude::*;
 use leptos_router::hooks::{use_params_map, use_query_map};
 use std::collections::HashMap;
+use terminal::TerminalView;
 
 #[component]
 pub fn SessionPage() -> impl IntoView {
@@ -92,6 +96,7 @@ fn SessionScreen(data: SessionView) -> impl IntoView {
         session: initial,
         page,
         people,
+        terminals,
     } = data;
     // What this viewer may do: the composer, the permission buttons and
     // the owner's controls appear only for those who may use them (the
@@ -101,7 +106,13 @@ fn SessionScreen(data: SessionView) -> impl IntoView {
     let session_id = initial.id;
     let id = initial.id.to_string();
     let query = use_query_map();
-    let shown = Memo::new(move |_| View::from_query(query.read().get("view").as_deref()));
+    // A caller without terminals asking for them sees the transcript.
+    let shown = Memo::new(
+        move |_| match View::from_query(query.read().get("view").as_deref()) {
+            View::Terminal if !terminals => View::Transcript,
+            view => view,
+        },
+    );
     let has_repo = matches!(
         initial.source,
         crate::workspace_source::WorkspaceSource::Git { .. }
@@ -118,6 +129,7 @@ fn SessionScreen(data: SessionView) -> impl IntoView {
         Memo::new(move |_| panel.get() == view && (wide.get() || shown.get() == view))
     };
     let (files_shown, changes_shown) = (panel_shows(View::Files), panel_shows(View::Changes));
+    let terminal_shown = panel_shows(View::Terminal);
     // The tab marked current: wide, the workspace's view; narrow, the one shown.
     let tab = Memo::new(move |_| if wide.get() { panel.get() } else { shown.get() });
     let away = Memo::new(move |_| shown.get() != View::Transcript && !wide.get());
@@ -203,7 +215,7 @@ fn SessionScreen(data: SessionView) -> impl IntoView {
             <div class=move || if wide.get() { "grid grid-cols-2 items-start gap-6" } else { "flex flex-col gap-4" }>
             // In the order they are seen: narrow, the tabs over the view shown;
             // wide, the transcript, then the workspace pane with its tabs.
-            {move || (!wide.get()).then(|| view! { <Tabs id=session_id current=tab wide has_repo /> })}
+            {move || (!wide.get()).then(|| view! { <Tabs id=session_id current=tab wide has_repo terminals /> })}
             <div class:hidden=move || away.get() class="min-w-0 space-y-4">
             <section aria-labelledby="transcript-heading" class="space-y-3">
                 <h2 id="transcript-heading" class="sr-only">"Transcript"</h2>
@@ -240,9 +252,12 @@ fn SessionScreen(data: SessionView) -> impl IntoView {
             } else {
                 "min-w-0 space-y-4"
             }>
-                {move || wide.get().then(|| view! { <Tabs id=session_id current=tab wide has_repo /> })}
+                {move || wide.get().then(|| view! { <Tabs id=session_id current=tab wide has_repo terminals /> })}
                 {move || files_shown.get().then(|| view! { <FilesView id=session_id access status /> })}
                 {move || changes_shown.get().then(|| view! { <ChangesView id=session_id access status /> })}
+                // Always there, hidden unless shown: its terminals stay open
+                // while another view is.
+                {terminals.then(|| view! { <TerminalView id=session_id shown=terminal_shown /> })}
             </div>
             </div>
         </article>
@@ -255,6 +270,7 @@ enum View {
     Transcript,
     Files,
     Changes,
+    Terminal,
 }
 
 impl View {
@@ -262,20 +278,22 @@ impl View {
         match view {
             Some("files") => View::Files,
             Some("changes") => View::Changes,
+            Some("terminal") => View::Terminal,
             _ => View::Transcript,
         }
     }
 }
 
-/// The transcript (narrow only: wide, it is always beside), the files and
-/// (for a session cloned from git) the changes: links, so each view has its
-/// address.
+/// The transcript (narrow only: wide, it is always beside), the files,
+/// (for a session cloned from git) the changes and (for those who may open
+/// them) the terminals: links, so each view has its address.
 #[component]
 fn Tabs(
     id: crate::domain::SessionId,
     current: Memo<View>,
     wide: Signal<bool>,
     has_repo: bool,
+    terminals: bool,
 ) -> impl IntoView {
     let tab = |label: &'static str, href: String, testid: &'static str, current: bool| {
         view! {
@@ -301,6 +319,7 @@ fn Tabs(
                     {(!wide.get()).then(|| tab("Transcript", format!("/sessions/{id}"), "tab-transcript", now == View::Transcript))}
                     {has_repo.then(|| tab("Changes", crate::changes::changes_view_url(id, None), "tab-changes", now == View::Changes))}
                     {tab("Files", crate::files::files_view_url(id, "", None), "tab-files", now == View::Files)}
+                    {terminals.then(|| tab("Terminal", format!("/sessions/{id}?view=terminal"), "tab-terminal", now == View::Terminal))}
                 }
             }}
         </nav>

@@ -1,0 +1,110 @@
+// The session page's terminals (app/src/pages/session/terminal.rs): xterm.js
+// with its fit add-on (from npm, copied into /vendor/xterm/ when the site is
+// built, and loaded the first time a terminal opens) over the terminal
+// WebSocket, GET /api/sessions/{id}/terminal (server/src/http/terminals.rs).
+// Keys go as binary messages, sizes as {"resize": {rows, cols}}; what the
+// shell shows comes as binary messages, and {"closed": why} comes last.
+"use strict";
+if (!window.paddockTerminal) {
+  let loading = null;
+  const load = () => {
+    if (!loading) {
+      const script = (src) =>
+        new Promise((resolve, reject) => {
+          const element = document.createElement("script");
+          element.src = src;
+          element.onload = resolve;
+          element.onerror = () => reject(new Error(`${src} did not load`));
+          document.head.appendChild(element);
+        });
+      const css = document.createElement("link");
+      css.rel = "stylesheet";
+      css.href = "/vendor/xterm/xterm.css";
+      document.head.appendChild(css);
+      loading = script("/vendor/xterm/xterm.js").then(() => script("/vendor/xterm/addon-fit.js"));
+      loading.catch(() => (loading = null));
+    }
+    return loading;
+  };
+
+  window.paddockTerminal = {
+    // Opens session `id`'s terminal in `element`; `onClosed(why)` is called
+    // once, when it ends. Returns {close(), focus()}.
+    open(element, id, onClosed) {
+      let socket = null;
+      let term = null;
+      let observer = null;
+      let ended = false;
+      const end = (why) => {
+        if (ended) return;
+        ended = true;
+        if (observer) observer.disconnect();
+        if (term) term.options.disableStdin = true;
+        onClosed(why);
+      };
+      load().then(
+        () => {
+          if (ended) return;
+          term = new window.Terminal({
+            cursorBlink: true,
+            fontSize: 13,
+            fontFamily: "ui-monospace, SFMono-Regular, Menlo, Consolas, monospace",
+            scrollback: 5000,
+          });
+          const fit = new window.FitAddon.FitAddon();
+          term.loadAddon(fit);
+          term.open(element);
+          fit.fit();
+          const url = new URL(
+            `/api/sessions/${encodeURIComponent(id)}/terminal?rows=${term.rows}&cols=${term.cols}`,
+            location.href,
+          );
+          url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+          socket = new WebSocket(url);
+          socket.binaryType = "arraybuffer";
+          let opened = false;
+          const encoder = new TextEncoder();
+          const send = (data) => {
+            if (socket.readyState === WebSocket.OPEN) socket.send(data);
+          };
+          socket.onopen = () => {
+            opened = true;
+            term.focus();
+          };
+          socket.onmessage = (message) => {
+            if (typeof message.data !== "string") {
+              term.write(new Uint8Array(message.data));
+              return;
+            }
+            try {
+              const said = JSON.parse(message.data);
+              if (typeof said.closed === "string") end(said.closed);
+            } catch (_) {
+              // Not for us.
+            }
+          };
+          socket.onclose = () =>
+            end(opened ? "the connection closed" : "the server refused it (the session may be read-only, or not yours to operate)");
+          term.onData((data) => send(encoder.encode(data)));
+          term.onBinary((data) => send(Uint8Array.from(data, (c) => c.charCodeAt(0))));
+          term.onResize(({ rows, cols }) => send(JSON.stringify({ resize: { rows, cols } })));
+          // Fitted again as the box changes; not while it is hidden.
+          observer = new ResizeObserver(() => {
+            if (!ended && element.offsetParent !== null) fit.fit();
+          });
+          observer.observe(element);
+        },
+        (error) => end(error.message),
+      );
+      return {
+        close() {
+          if (socket) socket.close(1000);
+          end("closed here");
+        },
+        focus() {
+          if (term && !ended) term.focus();
+        },
+      };
+    },
+  };
+}
