@@ -44,6 +44,20 @@ fn report(name: &str, paddock: &mut [Duration], bare: &mut [Duration]) {
     );
 }
 
+/// Runs `true` in the session's sandbox.
+async fn run_true(sandbox: &DockerSandbox, session: uuid::Uuid) {
+    let outcome = sandbox
+        .exec(
+            session,
+            &ExecRequest::new("true"),
+            &CancellationToken::new(),
+            &mut |_, _| {},
+        )
+        .await
+        .unwrap();
+    assert!(outcome.success());
+}
+
 #[tokio::main]
 async fn main() {
     let runs: usize = std::env::var("SANDBOX_BENCH_RUNS")
@@ -70,13 +84,16 @@ async fn main() {
             .unwrap();
     let limits = Limits::default();
 
-    // create + start
+    // create + start, then the first command (which starts the agent)
     let (mut paddock_start, mut bare_start) = (Vec::new(), Vec::new());
+    let (mut paddock_first, mut bare_first) = (Vec::new(), Vec::new());
     for i in 0..runs {
         let session = uuid::Uuid::now_v7();
         let t = Instant::now();
         sandbox.start(session, limits).await.unwrap();
         paddock_start.push(t.elapsed());
+        run_true(&sandbox, session).await;
+        paddock_first.push(t.elapsed());
         sandbox.destroy(session).await.unwrap();
 
         let name = format!("paddock-bench-{i}-{}", std::process::id());
@@ -118,6 +135,16 @@ async fn main() {
             "infinity",
         ]);
         bare_start.push(t.elapsed());
+        docker(&[
+            "exec",
+            "-u",
+            "10001:10001",
+            "-w",
+            "/workspace",
+            &name,
+            "true",
+        ]);
+        bare_first.push(t.elapsed());
         docker(&["rm", "-f", &name]);
     }
 
@@ -126,30 +153,17 @@ async fn main() {
     let session = uuid::Uuid::now_v7();
     sandbox.start(session, limits).await.unwrap();
     let name = DockerSandbox::container_name(session);
-    let request = ExecRequest::new("true");
     let (mut paddock_exec, mut api_exec, mut bare_exec) = (Vec::new(), Vec::new(), Vec::new());
     // The agent's start (once per sandbox) is not a round trip.
-    assert!(sandbox
-        .exec(session, &request, &CancellationToken::new(), &mut |_, _| {})
-        .await
-        .unwrap()
-        .success());
+    run_true(&sandbox, session).await;
     for _ in 0..runs {
         let t = Instant::now();
-        let outcome = sandbox
-            .exec(session, &request, &CancellationToken::new(), &mut |_, _| {})
-            .await
-            .unwrap();
+        run_true(&sandbox, session).await;
         paddock_exec.push(t.elapsed());
-        assert!(outcome.success());
 
         let t = Instant::now();
-        let outcome = without_agent
-            .exec(session, &request, &CancellationToken::new(), &mut |_, _| {})
-            .await
-            .unwrap();
+        run_true(&without_agent, session).await;
         api_exec.push(t.elapsed());
-        assert!(outcome.success());
 
         let t = Instant::now();
         docker(&[
@@ -169,6 +183,11 @@ async fn main() {
     println!("| operation | Paddock p50 | Paddock p99 | docker CLI p50 | docker CLI p99 | ratio p50 | ratio p99 |");
     println!("| --- | --- | --- | --- | --- | --- | --- |");
     report("create + start", &mut paddock_start, &mut bare_start);
+    report(
+        "create + start + first command (the agent starts)",
+        &mut paddock_first,
+        &mut bare_first,
+    );
     report(
         "exec `true`, through the agent",
         &mut paddock_exec,
