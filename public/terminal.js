@@ -2,10 +2,12 @@
 // with its fit add-on (from npm, copied into /vendor/xterm/ when the site is
 // built, and loaded the first time a terminal opens) over the terminal
 // WebSocket, GET /api/sessions/{id}/terminal (server/src/http/terminals.rs).
-// Keys go as binary messages, sizes as {"resize": {rows, cols}}; what the
-// shell shows comes as binary messages, and {"closed": why} comes last.
+// Keys go as binary messages (a paste in pieces of at most PIECE bytes: the
+// server takes messages of up to 64 KiB), sizes as {"resize": {rows, cols}};
+// what the shell shows comes as binary messages, and {"closed": why} last.
 "use strict";
 if (!window.paddockTerminal) {
+  const PIECE = 16 * 1024;
   let loading = null;
   const load = () => {
     if (!loading) {
@@ -42,6 +44,11 @@ if (!window.paddockTerminal) {
         if (term) term.options.disableStdin = true;
         onClosed(why);
       };
+      // What it showed stays readable until its tab closes.
+      const dispose = () => {
+        if (term) term.dispose();
+        term = null;
+      };
       load().then(
         () => {
           if (ended) return;
@@ -67,8 +74,14 @@ if (!window.paddockTerminal) {
           const send = (data) => {
             if (socket.readyState === WebSocket.OPEN) socket.send(data);
           };
+          const type = (bytes) => {
+            for (let at = 0; at < bytes.length; at += PIECE) send(bytes.subarray(at, at + PIECE));
+          };
+          const resize = () => send(JSON.stringify({ resize: { rows: term.rows, cols: term.cols } }));
           socket.onopen = () => {
             opened = true;
+            // It may have been fitted again while the socket opened.
+            resize();
             term.focus();
           };
           socket.onmessage = (message) => {
@@ -83,11 +96,10 @@ if (!window.paddockTerminal) {
               // Not for us.
             }
           };
-          socket.onclose = () =>
-            end(opened ? "the connection closed" : "the server refused it (the session may be read-only, or not yours to operate)");
-          term.onData((data) => send(encoder.encode(data)));
-          term.onBinary((data) => send(Uint8Array.from(data, (c) => c.charCodeAt(0))));
-          term.onResize(({ rows, cols }) => send(JSON.stringify({ resize: { rows, cols } })));
+          socket.onclose = () => end(opened ? "the connection closed" : "the server did not open it");
+          term.onData((data) => type(encoder.encode(data)));
+          term.onBinary((data) => type(Uint8Array.from(data, (c) => c.charCodeAt(0))));
+          term.onResize(resize);
           // Fitted again as the box changes; not while it is hidden.
           observer = new ResizeObserver(() => {
             if (!ended && element.offsetParent !== null) fit.fit();
@@ -100,6 +112,7 @@ if (!window.paddockTerminal) {
         close() {
           if (socket) socket.close(1000);
           end("closed here");
+          dispose();
         },
         focus() {
           if (term && !ended) term.focus();

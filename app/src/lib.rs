@@ -141,6 +141,8 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <link rel="icon" href="/favicon.svg" type="image/svg+xml" />
                 <AutoReload options=options.clone() />
                 <HydrationScripts options />
+                // The session page's terminals (pages/session/terminal.rs).
+                <script src="/terminal.js" defer=true></script>
                 <MetaTags />
             </head>
             <body class="min-h-screen bg-zinc-50 text-zinc-900 antialiased dark:bg-zinc-950 dark:text-zinc-100">

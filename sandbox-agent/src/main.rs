@@ -6,7 +6,9 @@
 //!
 //! `paddock-sandbox-agent --pty-shell` is how it starts a terminal's shell
 //! ([`pty`]): itself again, on the terminal, which it makes its controlling
-//! one before it becomes the shell.
+//! one before it becomes the shell. `--kill-session <pid>` kills a
+//! terminal's shell and its jobs, for the server to end them through
+//! `docker exec` should the agent be gone.
 
 mod pty;
 
@@ -38,8 +40,20 @@ fn main() -> ExitCode {
     let socket = match (args.next().as_deref(), args.next()) {
         (Some("--connect"), Some(socket)) => socket,
         (Some("--pty-shell"), None) => return pty::become_shell(),
+        (Some("--kill-session"), Some(leader)) => {
+            return match leader.parse().ok().and_then(Pid::from_raw) {
+                Some(leader) => {
+                    pty::kill_session(leader);
+                    ExitCode::SUCCESS
+                }
+                None => ExitCode::from(2),
+            }
+        }
         _ => {
-            eprintln!("usage: paddock-sandbox-agent --connect <socket>  (the secret on stdin)");
+            eprintln!(
+                "usage: paddock-sandbox-agent --connect <socket>  (the secret on stdin)\n       \
+                 paddock-sandbox-agent --kill-session <pid>"
+            );
             return ExitCode::from(2);
         }
     };
@@ -116,6 +130,11 @@ async fn serve(socket: &str, secret: &str) -> std::io::Result<()> {
     let served = {
         let groups = groups.clone();
         hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            // A request body left unread (keys for a terminal whose job does
+            // not read them) holds a small part of what the connection may,
+            // so the others' bodies keep coming.
+            .initial_stream_window_size(256 * 1024)
+            .initial_connection_window_size(4 * 1024 * 1024)
             .serve_connection(
                 hyper_util::rt::TokioIo::new(stream),
                 hyper::service::service_fn(move |request| route(request, groups.clone())),

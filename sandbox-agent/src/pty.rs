@@ -61,7 +61,10 @@ fn winsize(size: TerminalSize) -> Winsize {
 /// A new pseudo-terminal of `size`: its controlling side (this process's)
 /// and the terminal (the shell's).
 fn pair(size: TerminalSize) -> std::io::Result<(OwnedFd, OwnedFd)> {
-    let master = rustix::pty::openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY)?;
+    // Close-on-exec: no command started later (the agent's own, another
+    // terminal's) may hold this terminal's other side.
+    let master =
+        rustix::pty::openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC)?;
     rustix::pty::grantpt(&master)?;
     rustix::pty::unlockpt(&master)?;
     let name = rustix::pty::ptsname(&master, Vec::new())?;
@@ -85,6 +88,10 @@ pub fn open(start: Pty, body: Incoming, records: Records, groups: Groups) -> Res
         );
     }
     let started = pair(start.size).and_then(|(master, terminal)| {
+        // Deprecated for descriptors that may be closed behind its back;
+        // an `OwnedFd` it owns cannot be (the safe alternative is `unsafe`).
+        #[allow(deprecated)]
+        let master = AsyncFd::new(master)?;
         let on_terminal = || terminal.try_clone().map(Stdio::from);
         let mut command = tokio::process::Command::new(std::env::current_exe()?);
         command
@@ -100,10 +107,6 @@ pub fn open(start: Pty, body: Incoming, records: Records, groups: Groups) -> Res
         // reading the other side ends.
         drop(command);
         drop(terminal);
-        // Deprecated for descriptors that may be closed behind its back;
-        // an `OwnedFd` it owns cannot be (the safe alternative is `unsafe`).
-        #[allow(deprecated)]
-        let master = AsyncFd::new(master)?;
         Ok((master, child))
     });
     let (master, mut child) = match started {
@@ -126,6 +129,12 @@ pub fn open(start: Pty, body: Incoming, records: Records, groups: Groups) -> Res
         let reaped = reaped.clone();
         move || {
             if let (Some(leader), false) = (leader, reaped.load(Ordering::SeqCst)) {
+                // The shell itself first: until it has made its session (a
+                // moment after it starts), the session has no members. Its
+                // pid is not another's while it is this process's child.
+                if let Some(pid) = Pid::from_raw(leader) {
+                    let _ = kill_process(pid, Signal::KILL);
+                }
                 super::end(leader, Reach::Session);
             }
         }
@@ -242,7 +251,8 @@ async fn write_all(master: &AsyncFd<OwnedFd>, mut bytes: &[u8]) -> std::io::Resu
 
 /// Kills every process of the session `leader` leads (found through
 /// `/proc`: a shell's jobs are process groups of their own), again while
-/// any are left, since one may have forked as the others died.
+/// any are left, since one may have forked as the others died. A process
+/// that made a session of its own (`setsid`) is not the shell's any more.
 pub fn kill_session(leader: Pid) {
     for _ in 0..8 {
         let members = members_of(leader);

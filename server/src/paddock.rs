@@ -469,6 +469,9 @@ impl Backend for Paddock {
             .await?
             .ok_or_else(|| not_found(id))?;
         self.journal.session_changed(&session);
+        if session.permission_mode == app::domain::PermissionMode::ReadOnly {
+            self.terminals.close_all(id, "the session became read-only");
+        }
         let was = SessionSettings::of(&before);
         let usd = |b: Option<f64>| b.map_or_else(|| "none".to_owned(), |b| format!("${b:.2}"));
         let changed: Vec<String> = [
@@ -505,7 +508,7 @@ impl Backend for Paddock {
 
     async fn delete_session(&self, caller: &Caller, id: SessionId) -> Result<(), AppError> {
         let session = self.session_for(caller, id, Access::Own).await?;
-        self.terminals.close_all(id);
+        self.terminals.close_all(id, "the session was deleted");
         // Sandbox first: if it cannot be removed the session stays, so the
         // user can try again and nothing is left behind unowned.
         self.sandbox.destroy(id).await.map_err(|e| {
@@ -524,6 +527,7 @@ impl Backend for Paddock {
         self.setup.forget(id).await?;
         self.changes.forget(id);
         self.journal.delete(id).await?;
+        self.terminals.forget(id);
         tracing::info!(session = %id, by = %caller.login, "session deleted");
         Ok(())
     }

@@ -1,6 +1,7 @@
 //! The terminals open now in each session's sandbox: their numbers, the
-//! limit per session, and what closes them all when a session is deleted.
-//! Who may open one, and the opening itself: [`crate::terminals`].
+//! limit per session, and what closes them from outside (the session's
+//! deletion, or its change to read-only). Who may open one, and the opening
+//! itself: [`crate::terminals`].
 
 use crate::sync::lock;
 use app::domain::{AppError, SessionId};
@@ -11,8 +12,7 @@ use tokio_util::sync::CancellationToken;
 /// Most terminals open at once in one session.
 pub const PER_SESSION: usize = 8;
 
-/// The terminals open now, by session: numbered in their session from 1,
-/// each with what closes it from outside (the session's deletion).
+/// The terminals open now, by session: numbered in their session from 1.
 #[derive(Clone, Default)]
 pub struct TerminalSlots {
     open: Arc<Mutex<HashMap<SessionId, Held>>>,
@@ -21,13 +21,51 @@ pub struct TerminalSlots {
 #[derive(Default)]
 struct Held {
     last: u32,
-    open: HashMap<u32, CancellationToken>,
+    /// Each open terminal's number, and what closes it with a reason.
+    open: HashMap<u32, Closing>,
+}
+
+/// Cancelled when a terminal must close; the reason is set first.
+#[derive(Clone, Default)]
+pub struct Closing {
+    token: CancellationToken,
+    why: Arc<Mutex<Option<String>>>,
+}
+
+impl Closing {
+    fn close(&self, why: &str) {
+        lock(&self.why).get_or_insert_with(|| why.to_owned());
+        self.token.cancel();
+    }
+
+    /// Completes when the terminal must close, with why.
+    pub async fn closed(&self) -> String {
+        self.token.cancelled().await;
+        lock(&self.why).clone().unwrap_or_default()
+    }
+}
+
+/// A terminal's place in its session, given back when dropped (however the
+/// terminal's opening or connection ended).
+pub struct Slot {
+    slots: TerminalSlots,
+    session: SessionId,
+    pub number: u32,
+    pub closing: Closing,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut open = lock(&self.slots.open);
+        if let Some(held) = open.get_mut(&self.session) {
+            held.open.remove(&self.number);
+        }
+    }
 }
 
 impl TerminalSlots {
-    /// A number and a closing token for a new terminal, if the session has
-    /// room for one.
-    pub fn claim(&self, session: SessionId) -> Result<(u32, CancellationToken), AppError> {
+    /// A place for a new terminal, if the session has room for one.
+    pub fn claim(&self, session: SessionId) -> Result<Slot, AppError> {
         let mut open = lock(&self.open);
         let held = open.entry(session).or_default();
         if held.open.len() >= PER_SESSION {
@@ -36,25 +74,27 @@ impl TerminalSlots {
             )));
         }
         held.last += 1;
-        let closing = CancellationToken::new();
+        let closing = Closing::default();
         held.open.insert(held.last, closing.clone());
-        Ok((held.last, closing))
+        Ok(Slot {
+            slots: self.clone(),
+            session,
+            number: held.last,
+            closing,
+        })
     }
 
-    pub fn release(&self, session: SessionId, number: u32) {
-        let mut open = lock(&self.open);
-        if let Some(held) = open.get_mut(&session) {
-            held.open.remove(&number);
-        }
-    }
-
-    /// Closes every terminal of the session, and forgets it (it is being
-    /// deleted).
-    pub fn close_all(&self, session: SessionId) {
-        if let Some(held) = lock(&self.open).remove(&session) {
+    /// Closes every terminal open in the session, saying `why`.
+    pub fn close_all(&self, session: SessionId, why: &str) {
+        if let Some(held) = lock(&self.open).get(&session) {
             for closing in held.open.values() {
-                closing.cancel();
+                closing.close(why);
             }
         }
+    }
+
+    /// Forgets a deleted session (its numbering included).
+    pub fn forget(&self, session: SessionId) {
+        lock(&self.open).remove(&session);
     }
 }

@@ -1,26 +1,67 @@
 //! Terminals in sessions' sandboxes: who may open one (whoever may operate
-//! the session, and nobody in a `read-only` one), how many at once, and the
-//! transcript's record of each opening and closing ([`TerminalSlots`](crate::terminal_slots::TerminalSlots)
-//! holds the open ones). A terminal is a login
-//! shell on a pseudo-terminal through the sandbox's agent
-//! ([`Sandbox::terminal`](crate::sandbox::Sandbox::terminal)); the WebSocket
-//! that carries it is [`http::terminals`](crate::http::terminals).
+//! the session, and nobody in a `read-only` one), and the transcript's
+//! record of each opening and closing ([`TerminalSlots`] holds the open
+//! ones). A terminal is a login shell on a pseudo-terminal through the
+//! sandbox's agent ([`Sandbox::terminal`](crate::sandbox::Sandbox::terminal));
+//! the WebSocket that carries it is [`http::terminals`](crate::http::terminals).
 
+use crate::journal::Journal;
 use crate::paddock::Paddock;
-use crate::sandbox::{SandboxError, Terminal, TerminalSize};
+use crate::sandbox::{BackendKind, SandboxError, Terminal, TerminalSize};
+use crate::terminal_slots::Slot;
 use app::accounts::{Access, Caller};
 use app::domain::{AppError, EventKind, PermissionMode, SessionId};
-use tokio_util::sync::CancellationToken;
 
 /// A terminal just opened, for the connection that carries it.
 pub struct OpenTerminal {
-    pub session: SessionId,
-    pub number: u32,
+    pub terminal: Terminal,
+    /// Its place in the session, which says when it must close.
+    pub slot: Slot,
+    /// Records its end in the transcript when dropped.
+    pub record: TerminalRecord,
+}
+
+/// A terminal's closing, as the transcript will say it: recorded when this
+/// is dropped, with [`TerminalRecord::why`] or, if nothing said why, as a
+/// viewer who left before the terminal was theirs.
+pub struct TerminalRecord {
+    journal: Journal,
+    session: SessionId,
+    number: u32,
     /// Who opened it, as the transcript names them.
     pub by: String,
-    pub terminal: Terminal,
-    /// Cancelled when the terminal must close (its session is deleted).
-    pub closing: CancellationToken,
+    pub why: Option<String>,
+}
+
+impl Drop for TerminalRecord {
+    fn drop(&mut self) {
+        let why = self
+            .why
+            .take()
+            .unwrap_or_else(|| "the viewer left before it opened".to_owned());
+        let (journal, session, number, by) = (
+            self.journal.clone(),
+            self.session,
+            self.number,
+            self.by.clone(),
+        );
+        tracing::info!(%session, number, "terminal closed: {why}");
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                // A deleted session has no transcript left to tell.
+                let _ = journal
+                    .record(
+                        session,
+                        EventKind::Terminal {
+                            number,
+                            by,
+                            closed: Some(why),
+                        },
+                    )
+                    .await;
+            });
+        }
+    }
 }
 
 impl Paddock {
@@ -46,76 +87,54 @@ impl Paddock {
                     .into(),
             ));
         }
-        let (number, closing) = self.terminals.claim(id)?;
-        let opened = async {
-            self.runner.warm_up(&session).await.map_err(|e| match e {
-                crate::engine::RunError::App(e) => e,
-                e => AppError::Unavailable(self.journal.mask(id, &e.to_string()).into_owned()),
-            })?;
-            let mut env: Vec<(String, String)> = session
-                .env
-                .iter()
-                .map(|v| (v.name.clone(), v.value.clone()))
-                .collect();
-            env.push(("TERM".into(), "xterm-256color".into()));
-            self.sandbox
-                .terminal(id, &env, size)
-                .await
-                .map_err(|e| match e {
-                    SandboxError::Unsupported(why) => AppError::Unavailable(why.into()),
-                    e => AppError::Unavailable(format!("The terminal could not open: {e}")),
-                })
+        let info = self.sandbox.info();
+        if info.kind != BackendKind::Docker || !info.agent {
+            return Err(AppError::Unavailable(
+                "Terminals need the Docker sandbox backend with its sandbox agent.".into(),
+            ));
         }
-        .await;
-        let terminal = match opened {
-            Ok(terminal) => terminal,
-            Err(e) => {
-                self.terminals.release(id, number);
-                return Err(e);
-            }
-        };
+        let slot = self.terminals.claim(id)?;
+        self.runner.warm_up(&session).await.map_err(|e| match e {
+            crate::engine::RunError::App(e) => e,
+            e => AppError::Unavailable(self.journal.mask(id, &e.to_string()).into_owned()),
+        })?;
+        let mut env: Vec<(String, String)> = session
+            .env
+            .iter()
+            .map(|v| (v.name.clone(), v.value.clone()))
+            .collect();
+        env.push(("TERM".into(), "xterm-256color".into()));
+        let terminal = self
+            .sandbox
+            .terminal(id, &env, size)
+            .await
+            .map_err(|e| match e {
+                SandboxError::Unsupported(why) => AppError::Unavailable(why.into()),
+                e => AppError::Unavailable(format!("The terminal could not open: {e}")),
+            })?;
         let by = caller.label();
-        tracing::info!(session = %id, number, by = %caller.login, "terminal opened");
-        if let Err(e) = self
-            .journal
+        self.journal
             .record(
                 id,
                 EventKind::Terminal {
-                    number,
+                    number: slot.number,
                     by: by.clone(),
                     closed: None,
                 },
             )
-            .await
-        {
-            self.terminals.release(id, number);
-            return Err(e);
-        }
-        Ok(OpenTerminal {
+            .await?;
+        tracing::info!(session = %id, number = slot.number, by = %caller.login, "terminal opened");
+        let record = TerminalRecord {
+            journal: self.journal.clone(),
             session: id,
-            number,
+            number: slot.number,
             by,
+            why: None,
+        };
+        Ok(OpenTerminal {
             terminal,
-            closing,
+            slot,
+            record,
         })
-    }
-
-    /// Notes the end of the terminal `number` that `by` opened (`why`: who
-    /// or what closed it) and frees its place.
-    pub async fn terminal_closed(&self, session: SessionId, number: u32, by: String, why: String) {
-        self.terminals.release(session, number);
-        tracing::info!(session = %session, number, "terminal closed: {why}");
-        // A deleted session has no transcript left to tell.
-        let _ = self
-            .journal
-            .record(
-                session,
-                EventKind::Terminal {
-                    number,
-                    by,
-                    closed: Some(why),
-                },
-            )
-            .await;
     }
 }

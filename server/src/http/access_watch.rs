@@ -1,4 +1,4 @@
-//! Streams outlive the request that opened them, so they watch for access
+//! Streams (and terminals) outlive the request that opened them, so they watch for access
 //! changes (a revoked token, a sign-out everywhere, a disabled account, an
 //! unshared session): each change signal makes them check their caller
 //! again, and [`lost`] completes as soon as the caller may no longer
@@ -48,8 +48,9 @@ impl Ticks {
 }
 
 /// Completes when `identity` no longer holds, or when its caller may no
-/// longer see `session`.
-pub async fn lost(paddock: Arc<Paddock>, identity: Identity, session: Option<SessionId>) {
+/// longer do with `session` what they need (watch it for a stream, operate
+/// it for a terminal).
+pub async fn lost(paddock: Arc<Paddock>, identity: Identity, session: Option<(SessionId, Access)>) {
     let mut ticks = Ticks::new(&paddock);
     loop {
         ticks.next().await;
@@ -57,9 +58,9 @@ pub async fn lost(paddock: Arc<Paddock>, identity: Identity, session: Option<Ses
             tracing::info!(caller = %identity.caller.login, "stream ended: its credentials no longer hold");
             return;
         }
-        if let Some(id) = session {
+        if let Some((id, needed)) = session {
             if paddock
-                .session_for(&identity.caller, id, Access::Watch)
+                .session_for(&identity.caller, id, needed)
                 .await
                 .is_err()
             {

@@ -29,6 +29,7 @@ use super::routes::Routes;
 use crate::auth::Identity;
 use crate::hub::HubMessage;
 use crate::paddock::Paddock;
+use app::accounts::Access;
 use app::api::{Backend, EVENTS_PAGE};
 use app::domain::{AppError, Event, SessionId};
 use axum::extract::rejection::QueryRejection;
@@ -96,7 +97,7 @@ async fn events(
     let after = resume_point(&headers, &query)?;
     let tail = Tail::open(&paddock, &identity, id, after, query.html).await?;
     let shutdown = paddock.hub.shutting_down();
-    let lost = access_watch::lost(paddock, identity, Some(id));
+    let lost = access_watch::lost(paddock, identity, Some((id, Access::Watch)));
     let frames = tail
         .frames()
         .take_while(|frame| std::future::ready(frame.is_ok()))

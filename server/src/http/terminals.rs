@@ -13,6 +13,7 @@
 //! faster (a command printing gigabytes waits for it), while the keyboard
 //! is read apart, so Ctrl-C still gets through.
 
+use super::access_watch;
 use super::error::ApiResult;
 use super::extract::SessionPath;
 use super::routes::Routes;
@@ -20,6 +21,7 @@ use crate::auth::Identity;
 use crate::paddock::Paddock;
 use crate::sandbox::TerminalSize;
 use crate::terminals::OpenTerminal;
+use app::accounts::Access;
 use app::domain::AppError;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
@@ -67,13 +69,13 @@ async fn open(
         .open_terminal(&identity.caller, id, TerminalSize { rows, cols })
         .await?;
     let idle = Duration::from_secs(paddock.config.terminal_idle_secs);
+    // Until the viewer loses the right to it.
+    let lost = access_watch::lost(paddock, identity, Some((id, Access::Operate)));
+    // Should the upgrade fail, `opened` is dropped: its place is given back
+    // and the transcript says it closed.
     Ok(upgrade
         .max_message_size(MESSAGE_MAX_BYTES)
-        .on_upgrade(move |socket| async move {
-            let (session, number, by) = (opened.session, opened.number, opened.by.clone());
-            let why = relay(socket, opened, idle).await;
-            paddock.terminal_closed(session, number, by, why).await;
-        }))
+        .on_upgrade(move |socket| relay(socket, opened, idle, lost)))
 }
 
 /// What a client's text message may say.
@@ -108,14 +110,19 @@ impl Activity {
     }
 }
 
-/// Carries the terminal until it ends, and says why it did.
-async fn relay(socket: WebSocket, opened: OpenTerminal, idle: Duration) -> String {
+/// Carries the terminal until it ends, and has the transcript say why.
+async fn relay(
+    socket: WebSocket,
+    opened: OpenTerminal,
+    idle: Duration,
+    lost: impl std::future::Future<Output = ()>,
+) {
     let OpenTerminal {
         terminal,
-        closing,
-        by,
-        ..
+        slot,
+        mut record,
     } = opened;
+    let by = record.by.clone();
     let (mut keyboard, resizer, mut shown, control) = (
         terminal.process.stdin,
         terminal.resizer,
@@ -186,14 +193,17 @@ async fn relay(socket: WebSocket, opened: OpenTerminal, idle: Duration) -> Strin
             None => Ended::Exited,
         },
         ended = showing => ended,
-        () = closing.cancelled() => Ended::Said("the session was deleted".into()),
+        why = slot.closing.closed() => Ended::Said(why),
+        () = lost => Ended::Said(format!("{by} may no longer operate the session")),
         () = activity.idle_for(idle) => Ended::Said(match idle.as_secs() {
             s if s % 60 == 0 => format!("nothing typed or shown for {} min", s / 60),
             s => format!("nothing typed or shown for {s} s"),
         }),
     };
-    // A shell that exited took its session with it; else it goes now.
-    if !matches!(ended, Ended::Exited) {
+    // A shell that exited took its session with it, and the agent ends
+    // one whose request goes (with the socket); one whose agent is gone is
+    // ended another way.
+    if matches!(ended, Ended::Lost(_)) {
         control.kill().await;
     }
     let why = match ended {
@@ -206,6 +216,9 @@ async fn relay(socket: WebSocket, opened: OpenTerminal, idle: Duration) -> Strin
         Ended::Lost(e) => format!("the sandbox stopped answering: {e}"),
         Ended::Said(why) => why,
     };
+    // Gone before the last words: the agent ends a terminal whose request
+    // goes.
+    drop((keyboard, resizer, shown));
     let goodbye = async {
         let said = serde_json::json!({ "closed": why }).to_string();
         sink.send(Message::Text(said.into())).await?;
@@ -216,7 +229,7 @@ async fn relay(socket: WebSocket, opened: OpenTerminal, idle: Duration) -> Strin
         .await
     };
     let _ = tokio::time::timeout(GOODBYE_TIMEOUT, goodbye).await;
-    why
+    record.why = Some(why);
 }
 
 /// How a terminal's connection ended.

@@ -33,6 +33,10 @@ pub(super) const SECRET_TIMEOUT: Duration = Duration::from_secs(2);
 /// itself pauses for a moment (host-side git) is not taken for one.
 const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(10);
 const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+/// Flow-control windows of the agent's answers: per stream, and for the
+/// whole connection (more than all of a session's terminals together).
+const STREAM_WINDOW: u32 = 1024 * 1024;
+const CONNECTION_WINDOW: u32 = 16 * 1024 * 1024;
 
 /// A live connection to an agent: requests are sent on clones of it.
 pub type AgentConnection = SendRequest<RequestBody>;
@@ -187,6 +191,11 @@ async fn accept(
         .keep_alive_interval(KEEP_ALIVE_INTERVAL)
         .keep_alive_timeout(KEEP_ALIVE_TIMEOUT)
         .keep_alive_while_idle(true)
+        // What one stream may hold unread (a terminal whose viewer is
+        // slow) is a small part of what the connection may: the other
+        // commands' output keeps coming (at most `PER_SESSION` terminals).
+        .initial_stream_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW)
         .handshake::<_, RequestBody>(io)
         .await;
     let (sender, driver) = match handshake {

@@ -606,6 +606,33 @@ impl ProcessControl for AgentSpawned {
     }
 }
 
+/// A terminal opened through the agent, whose shell's session is also
+/// killed through `docker exec` (by the agent's binary, run for that
+/// alone): for when the agent is gone.
+struct AgentTerminal {
+    inner: Box<dyn ProcessControl>,
+    docker: Docker,
+    session: SessionId,
+    leader: Option<u32>,
+}
+
+#[async_trait::async_trait]
+impl ProcessControl for AgentTerminal {
+    async fn kill(&self) {
+        self.inner.kill().await;
+        let Some(leader) = self.leader else { return };
+        let leader = leader.to_string();
+        let command = [AGENT_PATH, "--kill-session", &leader];
+        if let Err(e) = run_helper(&self.docker, self.session, &command).await {
+            tracing::warn!(session = %self.session, "cannot end the terminal of shell {leader}: {e}");
+        }
+    }
+
+    async fn exit_code(&self) -> Result<Option<i64>> {
+        self.inner.exit_code().await
+    }
+}
+
 #[async_trait::async_trait]
 impl Sandbox for DockerSandbox {
     fn info(&self) -> BackendInfo {
@@ -848,15 +875,14 @@ impl Sandbox for DockerSandbox {
                  before the agent, or the server has no agent binary): restart the sandbox",
             ));
         };
-        let (terminal, group) = agent_call::terminal(agent, env, size).await?;
-        // Killed through docker exec too: the agent may be gone.
+        let (terminal, leader) = agent_call::terminal(agent, env, size).await?;
         Ok(Terminal {
             process: Process {
-                control: Box::new(AgentSpawned {
+                control: Box::new(AgentTerminal {
                     inner: terminal.process.control,
                     docker: self.docker.clone(),
                     session,
-                    group,
+                    leader,
                 }),
                 ..terminal.process
             },

@@ -155,6 +155,22 @@ async fn a_terminal_runs_a_login_shell_in_the_sandbox_and_ends_with_everything_i
     read_until(&mut term, "me=10001 at=/workspace term=xterm-256color").await;
     type_in(&mut term, "stty size\r").await;
     read_until(&mut term, "24 80").await;
+    // Nothing else holds the terminal's other side: not the shell, not the
+    // agent's commands.
+    type_in(
+        &mut term,
+        "ls -l /proc/$$/fd | grep -c ptmx; echo fds-$((1+1))\r",
+    )
+    .await;
+    read_until(&mut term, "\r0\r\nfds-2").await;
+    let held = common::exec(
+        paddock.sandbox.as_ref(),
+        s.id,
+        "ls -l /proc/self/fd | grep -c ptmx || true",
+        30,
+    )
+    .await;
+    assert_eq!(held.output.trim(), "0");
     term.send(Message::Text(r#"{"resize":{"rows":40,"cols":120}}"#.into()))
         .await
         .unwrap();
@@ -307,6 +323,32 @@ async fn terminals_close_when_idle_or_deleted_and_bad_requests_start_none() {
         .unwrap();
     rude.send(Message::Text("rm -rf /".into())).await.unwrap();
     read_until(&mut rude, "something other than keys and sizes").await;
+
+    // Made read-only, a session's terminals close.
+    let mut open = connect(&served.url, &id, "rows=24&cols=80", own, &[])
+        .await
+        .unwrap();
+    type_in(&mut open, "echo ready-$((2*2))\r").await;
+    read_until(&mut open, "ready-4").await;
+    let settings = reqwest::Client::new()
+        .put(served.url(&format!("/api/sessions/{id}/settings")))
+        .json(&serde_json::json!({
+            "name": "terminal", "model": s.model, "permission_mode": "read-only", "budget_usd": null
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(settings.status(), 200, "{}", settings.text().await.unwrap());
+    read_until(&mut open, "the session became read-only").await;
+    let settings = reqwest::Client::new()
+        .put(served.url(&format!("/api/sessions/{id}/settings")))
+        .json(&serde_json::json!({
+            "name": "terminal", "model": s.model, "permission_mode": "ask", "budget_usd": null
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(settings.status(), 200);
 
     // Deleting the session closes its terminals.
     let mut open = connect(&served.url, &id, "rows=24&cols=80", own, &[])

@@ -1,8 +1,8 @@
 //! The session's Terminal view (`?view=terminal`): shells in its sandbox,
 //! a tab each, for those who may operate it (and never in a read-only
 //! session). Each is xterm.js over the terminal WebSocket
-//! (`GET /api/sessions/{id}/terminal`), through `public/terminal.js`, which
-//! loads xterm.js the first time one opens. Terminals open when asked and
+//! (`GET /api/sessions/{id}/terminal`), through `public/terminal.js` (in
+//! every page's head), which loads xterm.js the first time one opens. Terminals open when asked and
 //! stay open while the page does, whichever of its views is shown; the
 //! transcript says who opened each and why it closed.
 
@@ -42,7 +42,6 @@ pub(super) fn TerminalView(id: SessionId, shown: Memo<bool>) -> impl IntoView {
         }
     };
     view! {
-        <script src="/terminal.js" defer=true></script>
         <section aria-labelledby="terminal-heading" class="space-y-2" class:hidden=move || !shown.get() data-testid="terminal-view">
             <h2 id="terminal-heading" class="sr-only">"Terminal"</h2>
             <div class="flex flex-wrap items-center gap-2">
