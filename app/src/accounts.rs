@@ -490,6 +490,8 @@ string_enum! {
         PermissionDecided => "permission_decided",
         SettingsChanged => "settings_changed",
         AccessRefused => "access_refused",
+        TriggerChanged => "trigger_changed",
+        DeliveryRefused => "delivery_refused",
     }
 }
 

@@ -1052,6 +1052,14 @@ pub enum EventKind {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         closed: Option<String>,
     },
+    /// A delivery to one of the template's triggers that started or
+    /// continued this session: the sender's id for it, and how it was
+    /// verified.
+    Delivery {
+        trigger: String,
+        id: String,
+        verified: String,
+    },
 }
 
 impl EventKind {
@@ -1071,6 +1079,7 @@ impl EventKind {
             EventKind::Workspace { .. } => "workspace",
             EventKind::Egress { .. } => "egress",
             EventKind::Terminal { .. } => "terminal",
+            EventKind::Delivery { .. } => "delivery",
         }
     }
 }
@@ -1152,6 +1161,10 @@ pub enum AppError {
     /// A body over its limit (an upload).
     #[error("{0}")]
     TooLarge(String),
+    /// A body of a type the door does not take (a delivery that is not
+    /// JSON).
+    #[error("{0}")]
+    UnsupportedMedia(String),
     /// What was to be written does not fit in the session's workspace
     /// (its disk limit is reached).
     #[error("{0}")]
@@ -1185,6 +1198,7 @@ impl AppError {
             AppError::Forbidden(_) => 403,
             AppError::Misdirected(_) => 421,
             AppError::TooLarge(_) | AppError::WorkspaceFull(_) => 413,
+            AppError::UnsupportedMedia(_) => 415,
             AppError::Internal | AppError::Transport(_) => 500,
         }
     }
@@ -1201,6 +1215,7 @@ impl AppError {
             AppError::Forbidden(_) => "forbidden",
             AppError::Misdirected(_) => "misdirected_request",
             AppError::TooLarge(_) => "too_large",
+            AppError::UnsupportedMedia(_) => "unsupported_media_type",
             AppError::WorkspaceFull(_) => "workspace_full",
             AppError::Internal | AppError::Transport(_) => "internal",
         }

@@ -182,6 +182,11 @@ pub struct Config {
     #[arg(long, env = "PADDOCK_GIT_TIMEOUT_SECS", default_value_t = 600)]
     pub git_timeout_secs: u64,
 
+    /// Deliveries a trigger accepts per minute; past it, 429 with
+    /// `Retry-After`.
+    #[arg(long, env = "PADDOCK_TRIGGER_DELIVERIES_PER_MINUTE", default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub trigger_deliveries_per_minute: u32,
+
     /// How long a terminal may stay open with nothing typed into it and
     /// nothing shown, in seconds; then it is closed.
     #[arg(long, env = "PADDOCK_TERMINAL_IDLE_SECS", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(2..=604_800))]

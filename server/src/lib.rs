@@ -33,6 +33,8 @@ pub mod terminal_slots;
 pub mod terminals;
 pub mod tools;
 pub mod transfers;
+pub mod trigger_limits;
+pub mod triggers;
 pub mod vault;
 pub mod workspace_files;
 pub mod workspace_setup;

@@ -26,6 +26,7 @@ use crate::sandbox::{BackendKind, DockerSandbox, LocalSandbox, Sandbox};
 use crate::store::{self, Database, Store};
 use crate::terminal_slots::TerminalSlots;
 use crate::transfers::Transfers;
+use crate::trigger_limits::DeliveryLimiter;
 use crate::vault::{MasterKey, Vault};
 use crate::workspace_setup::WorkspaceSetup;
 use anyhow::Context;
@@ -80,6 +81,8 @@ pub struct Paddock {
     pub transfers: Transfers,
     /// Terminals open in sandboxes.
     pub terminals: TerminalSlots,
+    /// Deliveries to triggers, counted per trigger.
+    pub deliveries: Arc<DeliveryLimiter>,
     /// The other replicas, on PostgreSQL.
     pub bus: Option<Bus>,
 }
@@ -216,8 +219,10 @@ impl Paddock {
             journal.clone(),
             Duration::from_secs(config.git_timeout_secs),
         ));
+        let deliveries = Arc::new(DeliveryLimiter::new(config.trigger_deliveries_per_minute));
         Ok(Self {
             config,
+            deliveries,
             store,
             sandbox,
             hub,

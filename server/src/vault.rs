@@ -20,6 +20,7 @@ use crate::auth::Auth;
 use crate::config::Config;
 use crate::llm::LlmCredential;
 use crate::store::accounts::{SealedCredential, MASTER_KEY_CHECK};
+use crate::store::triggers::SealedTriggerSecrets;
 use crate::store::{Store, StoreError};
 use anyhow::Context;
 use app::accounts::{
@@ -27,6 +28,7 @@ use app::accounts::{
     CREDENTIAL_MAX_BYTES, SECRETS_MAX, SECRET_MIN_CHARS,
 };
 use app::domain::{check_variable_name, AppError, UserId};
+use app::triggers::TriggerId;
 use chacha20poly1305::aead::{Aead, Payload};
 use chacha20poly1305::{KeyInit, XChaCha20Poly1305, XNonce};
 use chrono::Utc;
@@ -211,16 +213,11 @@ fn check_secret(id: &CredentialId, value: &str) -> Result<(), AppError> {
 
 /// The check value sealed under `key`, as stored in meta.
 fn key_check(key: &MasterKey) -> anyhow::Result<String> {
-    let (nonce, ciphertext) = seal(&key.cipher(), CHECK_PLAINTEXT, CHECK_AAD)?;
-    Ok(hex::encode([nonce, ciphertext].concat()))
+    seal_hex(&key.cipher(), CHECK_PLAINTEXT, CHECK_AAD)
 }
 
 fn key_matches(key: &MasterKey, check: &str) -> bool {
-    hex::decode(check).ok().is_some_and(|bytes| {
-        bytes.len() > 24
-            && open(&key.cipher(), &bytes[..24], &bytes[24..], CHECK_AAD).as_deref()
-                == Some(CHECK_PLAINTEXT)
-    })
+    open_hex(&key.cipher(), check, CHECK_AAD).as_deref() == Some(CHECK_PLAINTEXT)
 }
 
 /// Saved credentials, sealed under the master key.
@@ -438,8 +435,44 @@ impl Vault {
     }
 }
 
-/// Re-seals every credential under `new` in one transaction (the check
-/// value with them); `old` must be the current key. Returns how many.
+/// What a trigger's secret is sealed with besides the key.
+fn trigger_aad(id: TriggerId) -> Vec<u8> {
+    format!("trigger:{id}").into_bytes()
+}
+
+/// A value sealed as the store keeps it: hex of the nonce and the
+/// ciphertext.
+fn seal_hex(cipher: &XChaCha20Poly1305, plaintext: &[u8], aad: &[u8]) -> anyhow::Result<String> {
+    let (nonce, ciphertext) = seal(cipher, plaintext, aad)?;
+    Ok(hex::encode([nonce, ciphertext].concat()))
+}
+
+fn open_hex(cipher: &XChaCha20Poly1305, sealed: &str, aad: &[u8]) -> Option<Vec<u8>> {
+    let bytes = hex::decode(sealed).ok()?;
+    (bytes.len() > 24)
+        .then(|| open(cipher, &bytes[..24], &bytes[24..], aad))
+        .flatten()
+}
+
+impl Vault {
+    /// A trigger's secret sealed for the store: it opens only as that
+    /// trigger's.
+    pub fn seal_trigger_secret(&self, id: TriggerId, secret: &str) -> Result<String, AppError> {
+        seal_hex(&self.cipher, secret.as_bytes(), &trigger_aad(id)).map_err(|e| {
+            tracing::error!("cannot seal a trigger's secret: {e}");
+            AppError::Internal
+        })
+    }
+
+    /// A trigger's secret as sealed by [`Vault::seal_trigger_secret`].
+    pub fn open_trigger_secret(&self, id: TriggerId, sealed: &str) -> Option<String> {
+        open_hex(&self.cipher, sealed, &trigger_aad(id)).and_then(|b| String::from_utf8(b).ok())
+    }
+}
+
+/// Re-seals every credential and trigger secret under `new` in one
+/// transaction (the check value with them); `old` must be the current key.
+/// Returns how many credentials.
 pub async fn rotate(store: &dyn Store, old: &MasterKey, new: &MasterKey) -> anyhow::Result<usize> {
     let check = store
         .meta_or_insert(MASTER_KEY_CHECK, key_check(old)?)
@@ -461,8 +494,26 @@ pub async fn rotate(store: &dyn Store, old: &MasterKey, new: &MasterKey) -> anyh
             ..c
         });
     }
+    let mut triggers = Vec::new();
+    for t in store.trigger_secrets().await? {
+        let aad = trigger_aad(t.id);
+        let reseal = |sealed: &str| -> anyhow::Result<String> {
+            let plain = open_hex(&old_cipher, sealed, &aad).with_context(|| {
+                format!(
+                    "the secret of trigger {} does not open; nothing changed",
+                    t.id
+                )
+            })?;
+            seal_hex(&new_cipher, &plain, &aad)
+        };
+        triggers.push(SealedTriggerSecrets {
+            id: t.id,
+            secret: reseal(&t.secret)?,
+            previous: t.previous.as_deref().map(reseal).transpose()?,
+        });
+    }
     store
-        .replace_credentials(&resealed, &key_check(new)?)
+        .replace_credentials(&resealed, &triggers, &key_check(new)?)
         .await?;
     Ok(resealed.len())
 }

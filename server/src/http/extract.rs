@@ -1,12 +1,13 @@
 //! What handlers need from every request, extracted once: who the caller
 //! is ([`Identity`], which the door put in the request), where they are
 //! ([`ClientAddress`]) and the session or template a path names
-//! ([`SessionPath`], [`TemplatePath`]).
+//! ([`SessionPath`], [`TemplatePath`], [`TriggerPath`]).
 
 use super::error::ApiError;
 use crate::auth::Identity;
 use app::agents::TemplateId;
 use app::domain::{AppError, SessionId};
+use app::triggers::TriggerId;
 use axum::extract::{ConnectInfo, FromRequestParts, RawPathParams};
 use axum::http::request::Parts;
 use std::net::{IpAddr, SocketAddr};
@@ -80,5 +81,16 @@ impl<S: Send + Sync> FromRequestParts<S> for TemplatePath {
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         path_id(parts, state, "Agent").await.map(TemplatePath)
+    }
+}
+
+/// The trigger a path's `{id}` names.
+pub struct TriggerPath(pub TriggerId);
+
+impl<S: Send + Sync> FromRequestParts<S> for TriggerPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        path_id(parts, state, "Trigger").await.map(TriggerPath)
     }
 }

@@ -2,7 +2,8 @@
 //! static files, the JSON API (`sessions.rs`, and the workspace's files in
 //! `files.rs`), the two event streams
 //! (`events.rs`, `updates.rs`), terminals over WebSockets
-//! (`terminals.rs`), sign-in's form posts (`auth.rs`), the
+//! (`terminals.rs`), agent templates' triggers (`triggers.rs`) and the
+//! deliveries to them (`hooks.rs`), sign-in's form posts (`auth.rs`), the
 //! metrics (`metrics.rs`) and the health probes (`probes.rs`), every route
 //! but the probes behind the [`request_guard`], the one door that checks
 //! host, origin and caller.
@@ -18,6 +19,7 @@ mod events;
 pub mod extract;
 mod files;
 mod frames;
+mod hooks;
 mod live;
 mod metrics;
 mod probes;
@@ -26,6 +28,7 @@ pub mod routes;
 mod sessions;
 mod templates;
 pub mod terminals;
+mod triggers;
 mod updates;
 
 use crate::config::Config;
@@ -177,6 +180,8 @@ impl OwnRoutes {
                 .merge(files::routes())
                 .merge(changes::routes())
                 .merge(terminals::routes())
+                .merge(triggers::routes())
+                .merge(hooks::routes())
                 .merge(events::routes())
                 .merge(updates::routes())
                 .merge(live::routes())

@@ -265,7 +265,7 @@ pub enum Provenance {
 
 /// What an anonymous caller may reach: the sign-in and setup pages and
 /// their form posts, the pages' assets (`/terminal.js` is in every page's
-/// head), `whoami` (which tells an anonymous
+/// head), deliveries to triggers, `whoami` (which tells an anonymous
 /// caller only that they are anonymous) and `setup_link` (only whether the
 /// token they hold is the setup link's).
 pub fn open_to_anonymous(method: &Method, path: &str) -> bool {
@@ -273,6 +273,8 @@ pub fn open_to_anonymous(method: &Method, path: &str) -> bool {
         "/api/whoami" | "/api/setup_link" => true,
         "/auth/signin" | "/auth/setup" => *method == Method::POST,
         "/signin" | "/setup" | "/favicon.svg" | "/favicon.ico" | "/terminal.js" => is_read(method),
+        // A delivery to a trigger proves itself with its signature.
+        _ if path.starts_with("/hooks/") => *method == Method::POST,
         _ => path.starts_with("/pkg/") && is_read(method),
     }
 }

@@ -148,8 +148,10 @@ impl Patterns {
             | EventKind::Thinking { text }
             | EventKind::Error { message: text }
             | EventKind::Workspace { message: text }
-            // A host name the agent chose may spell a secret.
-            | EventKind::Egress { host: text, .. } => self.apply_in(text),
+            // A host name the agent chose may spell a secret; a sender
+            // chose a delivery's id.
+            | EventKind::Egress { host: text, .. }
+            | EventKind::Delivery { id: text, .. } => self.apply_in(text),
             EventKind::ToolResult { output, .. } => *output = self.apply_output(output),
             EventKind::ToolCall { input, .. } | EventKind::PermissionRequest { input, .. } => {
                 self.apply_value(input)

@@ -133,9 +133,14 @@ pub trait Accounts: Send + Sync {
     async fn put_credential(&self, credential: &SealedCredential) -> Result<()>;
     /// `false` when there was none.
     async fn delete_credential(&self, id: &CredentialId) -> Result<bool>;
-    /// Replaces every credential and the master key's check value (a
-    /// rotation) in one transaction.
-    async fn replace_credentials(&self, all: &[SealedCredential], key_check: &str) -> Result<()>;
+    /// Replaces every credential, every trigger's secrets and the master
+    /// key's check value (a rotation) in one transaction.
+    async fn replace_credentials(
+        &self,
+        all: &[SealedCredential],
+        triggers: &[crate::store::triggers::SealedTriggerSecrets],
+        key_check: &str,
+    ) -> Result<()>;
 
     async fn record_audit(&self, entry: &NewAuditEntry) -> Result<()>;
     /// The newest entries first, those with `id < before` when given.

@@ -15,11 +15,13 @@ pub mod accounts;
 pub mod leases;
 mod sql;
 pub mod templates;
+pub mod triggers;
 
 pub use accounts::Accounts;
 pub use leases::Leases;
 pub use sql::{Database, SqlStore};
 pub use templates::Templates;
+pub use triggers::Triggers;
 
 use app::domain::UserId;
 use app::domain::{
@@ -116,7 +118,7 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
 }
 
 #[async_trait::async_trait]
-pub trait Store: Accounts + Templates + Leases + Send + Sync + 'static {
+pub trait Store: Accounts + Templates + Triggers + Leases + Send + Sync + 'static {
     /// Succeeds when the database answers a query.
     async fn ping(&self) -> Result<()>;
 

@@ -34,4 +34,5 @@ mod store;
 mod templates;
 mod terminal;
 mod tools;
+mod triggers;
 mod workspace_files;

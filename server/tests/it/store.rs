@@ -538,7 +538,7 @@ async fn credentials_audit_proxy_tokens_and_meta() {
             .await
             .unwrap();
         store
-            .replace_credentials(&[sealed("B_TOKEN", 3)], "new")
+            .replace_credentials(&[sealed("B_TOKEN", 3)], &[], "new")
             .await
             .unwrap();
         let names: Vec<_> = store
@@ -685,6 +685,168 @@ async fn templates_keep_every_version() {
         assert!(store.delete_template(zed.id).await.unwrap());
         assert!(store.get_template(zed.id).await.unwrap().is_none());
         assert!(store.template_versions(zed.id).await.unwrap().is_empty());
+    }
+}
+
+#[tokio::test]
+async fn triggers_claim_each_delivery_once_and_keep_their_conversations() {
+    use app::triggers::{Delivery, TriggerDraft, TriggerKind};
+    use server::store::triggers::{Claim, SealedTriggerSecrets};
+    let (_dir, urls) = databases().await;
+    for url in &urls {
+        let store = open(url).await;
+        let db = name_of(url);
+        let template = store
+            .create_template(
+                None,
+                &TemplateDraft {
+                    name: "t".into(),
+                    description: String::new(),
+                    session: NewSession::default(),
+                },
+                "ada",
+            )
+            .await
+            .unwrap();
+        let draft = TriggerDraft {
+            name: "hook".into(),
+            kind: TriggerKind::Webhook,
+            prompt: "{{ payload.x }}".into(),
+            conversation: None,
+            permission_mode: "ask".parse().unwrap(),
+            paused: false,
+        };
+        let id = uuid::Uuid::now_v7();
+        let made = store
+            .create_trigger(id, template.id, &draft, "sealed-1", "ada")
+            .await
+            .unwrap();
+        assert_eq!((made.id, made.template), (id, template.id));
+        let (_, secrets) = store.get_trigger(id).await.unwrap().unwrap();
+        assert_eq!(
+            secrets,
+            SealedTriggerSecrets {
+                id,
+                secret: "sealed-1".into(),
+                previous: None
+            }
+        );
+        // Rotated: the old one counts until its time, then not.
+        let until = Utc::now() + chrono::Duration::hours(1);
+        let rotated = store
+            .rotate_trigger_secret(id, "sealed-2", until)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(rotated.previous_secret_until.is_some(), "{db}");
+        let (_, secrets) = store.get_trigger(id).await.unwrap().unwrap();
+        assert_eq!(
+            (secrets.secret.as_str(), secrets.previous.as_deref()),
+            ("sealed-2", Some("sealed-1"))
+        );
+        store
+            .rotate_trigger_secret(id, "sealed-3", Utc::now() - chrono::Duration::seconds(1))
+            .await
+            .unwrap();
+        let (t, secrets) = store.get_trigger(id).await.unwrap().unwrap();
+        assert_eq!(
+            (secrets.previous, t.previous_secret_until),
+            (None, None),
+            "{db}"
+        );
+        store
+            .replace_credentials(
+                &[],
+                &[SealedTriggerSecrets {
+                    id,
+                    secret: "resealed".into(),
+                    previous: Some("resealed-old".into()),
+                }],
+                "check",
+            )
+            .await
+            .unwrap();
+        let all = store.trigger_secrets().await.unwrap();
+        assert_eq!(all[0].secret, "resealed");
+        assert_eq!(all[0].previous.as_deref(), Some("resealed-old"));
+
+        // A delivery's id: claimed once; a repeat sees it being handled,
+        // then its answer.
+        let long_ago = Utc::now() - chrono::Duration::minutes(2);
+        assert_eq!(
+            store.claim_delivery(id, "d1", long_ago).await.unwrap(),
+            Claim::New
+        );
+        let Claim::Seen(pending) = store.claim_delivery(id, "d1", long_ago).await.unwrap() else {
+            panic!("{db}: claimed twice");
+        };
+        assert_eq!(pending.status, 0);
+        let session = uuid::Uuid::now_v7();
+        let done = Delivery {
+            trigger: id,
+            id: "d1".into(),
+            received_at: Utc::now(),
+            status: 202,
+            outcome: "started".into(),
+            session: Some(session),
+        };
+        store.finish_delivery(&done).await.unwrap();
+        let Claim::Seen(seen) = store.claim_delivery(id, "d1", long_ago).await.unwrap() else {
+            panic!("{db}: claimed twice");
+        };
+        assert_eq!((seen.status, seen.session), (202, Some(session)));
+        // One being handled since before `abandoned_before` is taken over;
+        // one released may come again.
+        assert_eq!(
+            store.claim_delivery(id, "d2", long_ago).await.unwrap(),
+            Claim::New
+        );
+        assert_eq!(
+            store
+                .claim_delivery(id, "d2", Utc::now() + chrono::Duration::seconds(5))
+                .await
+                .unwrap(),
+            Claim::New,
+            "{db}"
+        );
+        store.release_delivery(id, "d2").await.unwrap();
+        assert_eq!(
+            store.claim_delivery(id, "d2", long_ago).await.unwrap(),
+            Claim::New
+        );
+        let log = store.deliveries(id).await.unwrap();
+        assert_eq!(log.len(), 2, "{db}");
+
+        assert_eq!(store.conversation(id, "thread").await.unwrap(), None);
+        store.set_conversation(id, "thread", session).await.unwrap();
+        let other = uuid::Uuid::now_v7();
+        store.set_conversation(id, "thread", other).await.unwrap();
+        assert_eq!(store.conversation(id, "thread").await.unwrap(), Some(other));
+
+        let changed = TriggerDraft {
+            paused: true,
+            ..draft.clone()
+        };
+        assert!(
+            store
+                .update_trigger(id, &changed)
+                .await
+                .unwrap()
+                .unwrap()
+                .draft
+                .paused
+        );
+        assert_eq!(store.list_triggers(template.id).await.unwrap().len(), 1);
+        // Gone with its template, deliveries and conversations too.
+        assert!(store.delete_template(template.id).await.unwrap());
+        assert!(store.get_trigger(id).await.unwrap().is_none(), "{db}");
+        assert!(store.deliveries(id).await.unwrap().is_empty());
+        assert_eq!(
+            store.conversation(id, "thread").await.unwrap(),
+            None,
+            "{db}"
+        );
+        assert!(!store.delete_trigger(id).await.unwrap());
     }
 }
 

@@ -96,6 +96,12 @@ pub(super) fn EventView(
             </p>
         }
         .into_any(),
+        EventKind::Delivery { trigger, id, verified } => view! {
+            <p data-testid="delivery-event" class="rounded-md border border-zinc-200 bg-zinc-100 px-3 py-2 text-xs text-zinc-700 dark:border-zinc-800 dark:bg-zinc-900 dark:text-zinc-300" title=verified>
+                {format!("Delivery {id} to the trigger {trigger:?}")}
+            </p>
+        }
+        .into_any(),
         EventKind::ToolResult { .. } | EventKind::PermissionDecision { .. } | EventKind::Usage { .. } => ().into_any(),
     };
     view! { <li data-seq=seq data-kind=kind class="flex flex-col">{body}</li> }

@@ -471,7 +471,12 @@ impl Accounts for SqlStore {
         Ok(done.rows_affected() > 0)
     }
 
-    async fn replace_credentials(&self, all: &[SealedCredential], key_check: &str) -> Result<()> {
+    async fn replace_credentials(
+        &self,
+        all: &[SealedCredential],
+        triggers: &[crate::store::triggers::SealedTriggerSecrets],
+        key_check: &str,
+    ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         sqlx::query("UPDATE meta SET value = $1 WHERE key = $2")
             .bind(key_check)
@@ -483,6 +488,14 @@ impl Accounts for SqlStore {
             .await?;
         for c in all {
             put_credential_in(&mut *tx, c).await?;
+        }
+        for t in triggers {
+            sqlx::query("UPDATE triggers SET secret = $1, previous_secret = $2 WHERE id = $3")
+                .bind(&t.secret)
+                .bind(t.previous.as_deref())
+                .bind(t.id.to_string())
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
         Ok(())

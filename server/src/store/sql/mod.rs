@@ -12,6 +12,7 @@ mod accounts;
 mod connect;
 mod leases;
 mod templates;
+mod triggers;
 
 use super::{Result, Store, StoreError};
 use app::domain::UserId;

@@ -1,0 +1,190 @@
+//! Triggers: an agent template's doors for machines. A trigger has its own
+//! URL and secret; a delivery its sender signs becomes a prompt (the
+//! trigger's prompt template filled from the delivery), which starts a
+//! session from the template, as its owner, or continues the session of
+//! the same conversation. The server's side: `server/src/triggers/`.
+
+use crate::domain::{string_enum, AppError, PermissionMode, SessionId, TemplateId};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+use uuid::Uuid;
+
+pub type TriggerId = Uuid;
+
+string_enum! {
+    /// How a trigger's deliveries are signed, and what they carry.
+    TriggerKind {
+        /// Any sender that signs per the Standard Webhooks specification
+        /// (`webhook-id`, `webhook-timestamp`, `webhook-signature`), with a
+        /// JSON body.
+        Webhook => "webhook",
+    }
+}
+
+/// Longest prompt template, and longest prompt it may make.
+pub const PROMPT_TEMPLATE_MAX_BYTES: usize = 16 * 1024;
+pub const PROMPT_MAX_BYTES: usize = 64 * 1024;
+/// Longest conversation key template, and key.
+pub const CONVERSATION_MAX_BYTES: usize = 512;
+/// Longest name.
+pub const NAME_MAX_CHARS: usize = 100;
+
+/// What the owner says a trigger is (creating it, or changing it).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TriggerDraft {
+    pub name: String,
+    #[serde(default = "default_kind")]
+    pub kind: TriggerKind,
+    /// The prompt, a template (minijinja: `{{ payload.title }}`) over the
+    /// delivery: `payload` (its JSON) and `delivery` (its id).
+    pub prompt: String,
+    /// The conversation's key, a template like the prompt's
+    /// (`{{ payload.thread }}`): a delivery whose key names a session this
+    /// trigger started continues it. None (or an empty key): each delivery
+    /// starts a session.
+    #[serde(default)]
+    pub conversation: Option<String>,
+    /// The permission mode of the sessions it starts: `ask` unless the
+    /// owner chooses otherwise (a stranger's delivery should not run
+    /// commands unattended unless they did).
+    #[serde(default = "default_mode")]
+    pub permission_mode: PermissionMode,
+    #[serde(default)]
+    pub paused: bool,
+}
+
+fn default_kind() -> TriggerKind {
+    TriggerKind::Webhook
+}
+
+fn default_mode() -> PermissionMode {
+    PermissionMode::Ask
+}
+
+impl TriggerDraft {
+    /// The draft, trimmed, or why it cannot be one.
+    pub fn validate(mut self) -> Result<Self, AppError> {
+        self.name = self.name.trim().to_owned();
+        if self.name.is_empty()
+            || self.name.chars().count() > NAME_MAX_CHARS
+            || self.name.chars().any(char::is_control)
+        {
+            return Err(AppError::Invalid(format!(
+                "A trigger's name is 1 to {NAME_MAX_CHARS} characters, without control characters."
+            )));
+        }
+        if self.prompt.trim().is_empty() || self.prompt.len() > PROMPT_TEMPLATE_MAX_BYTES {
+            return Err(AppError::Invalid(format!(
+                "A trigger's prompt template is 1 byte to {} KiB.",
+                PROMPT_TEMPLATE_MAX_BYTES / 1024
+            )));
+        }
+        self.conversation = self
+            .conversation
+            .map(|c| c.trim().to_owned())
+            .filter(|c| !c.is_empty());
+        if self
+            .conversation
+            .as_ref()
+            .is_some_and(|c| c.len() > CONVERSATION_MAX_BYTES)
+        {
+            return Err(AppError::Invalid(format!(
+                "A conversation key template is at most {CONVERSATION_MAX_BYTES} bytes."
+            )));
+        }
+        Ok(self)
+    }
+}
+
+/// A trigger as stored (its secrets never leave the server but once).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Trigger {
+    pub id: TriggerId,
+    pub template: TemplateId,
+    #[serde(flatten)]
+    pub draft: TriggerDraft,
+    pub created_at: DateTime<Utc>,
+    pub created_by: String,
+    /// Until when the secret before the last rotation is still accepted.
+    pub previous_secret_until: Option<DateTime<Utc>>,
+}
+
+/// The path a trigger's sender posts to.
+pub fn trigger_path(id: TriggerId) -> String {
+    format!("/hooks/{id}")
+}
+
+/// A trigger with its secret, as shown once: when it is made, and when its
+/// secret is rotated.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TriggerSecret {
+    pub trigger: Trigger,
+    /// `whsec_` and the base64 of 32 random bytes.
+    pub secret: String,
+    /// The path to post to (on the server's public URL).
+    pub path: String,
+}
+
+/// One delivery a trigger accepted, and what came of it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Delivery {
+    pub trigger: TriggerId,
+    /// The sender's id for it (`webhook-id`).
+    pub id: String,
+    pub received_at: DateTime<Utc>,
+    /// The status it was answered with (a repeat of it gets the same).
+    pub status: u16,
+    /// What was done, in words.
+    pub outcome: String,
+    pub session: Option<SessionId>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn draft() -> TriggerDraft {
+        TriggerDraft {
+            name: "  builds ".into(),
+            kind: TriggerKind::Webhook,
+            prompt: "Fix {{ payload.job }}".into(),
+            conversation: Some("  ".into()),
+            permission_mode: PermissionMode::Ask,
+            paused: false,
+        }
+    }
+
+    #[test]
+    fn drafts_are_trimmed_and_bounded() {
+        let ok = draft().validate().unwrap();
+        assert_eq!(ok.name, "builds");
+        assert_eq!(ok.conversation, None);
+        for bad in [
+            TriggerDraft {
+                name: " ".into(),
+                ..draft()
+            },
+            TriggerDraft {
+                name: "a\u{7}".into(),
+                ..draft()
+            },
+            TriggerDraft {
+                prompt: String::new(),
+                ..draft()
+            },
+            TriggerDraft {
+                prompt: "x".repeat(PROMPT_TEMPLATE_MAX_BYTES + 1),
+                ..draft()
+            },
+            TriggerDraft {
+                conversation: Some("k".repeat(CONVERSATION_MAX_BYTES + 1)),
+                ..draft()
+            },
+        ] {
+            assert!(bad.validate().is_err());
+        }
+    }
+}

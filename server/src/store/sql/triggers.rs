@@ -1,0 +1,308 @@
+//! [`Triggers`] in SQL.
+
+use super::{timestamp, SqlStore, StoredTime};
+use crate::store::triggers::{Claim, SealedTriggerSecrets, Triggers, DELIVERIES_LISTED};
+use crate::store::{Result, StoreError};
+use app::domain::{SessionId, TemplateId};
+use app::triggers::{Delivery, Trigger, TriggerDraft, TriggerId};
+use chrono::{DateTime, Utc};
+
+const TRIGGER_COLUMNS: &str =
+    "id, template_id, draft, secret, previous_secret, previous_until, created_at, created_by";
+
+#[derive(sqlx::FromRow)]
+struct TriggerRow {
+    id: String,
+    template_id: String,
+    draft: String,
+    secret: String,
+    previous_secret: Option<String>,
+    previous_until: Option<StoredTime>,
+    created_at: StoredTime,
+    created_by: String,
+}
+
+fn corrupt(what: &str, id: &str, e: &dyn std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("trigger {id}: {what}: {e}"))
+}
+
+impl TryFrom<TriggerRow> for (Trigger, SealedTriggerSecrets) {
+    type Error = StoreError;
+    fn try_from(r: TriggerRow) -> Result<Self> {
+        let id: TriggerId = r.id.parse().map_err(|e| corrupt("id", &r.id, &e))?;
+        let previous_until: Option<DateTime<Utc>> = r.previous_until.map(Into::into);
+        // The previous secret counts only until its time is up.
+        let previous = r
+            .previous_secret
+            .filter(|_| previous_until.is_some_and(|until| until > Utc::now()));
+        let trigger = Trigger {
+            id,
+            template: r
+                .template_id
+                .parse()
+                .map_err(|e| corrupt("template_id", &r.id, &e))?,
+            draft: serde_json::from_str(&r.draft).map_err(|e| corrupt("draft", &r.id, &e))?,
+            created_at: r.created_at.into(),
+            created_by: r.created_by,
+            previous_secret_until: previous.as_ref().and(previous_until),
+        };
+        let secrets = SealedTriggerSecrets {
+            id,
+            secret: r.secret,
+            previous,
+        };
+        Ok((trigger, secrets))
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct DeliveryRow {
+    trigger_id: String,
+    delivery_id: String,
+    received_at: StoredTime,
+    status: i64,
+    outcome: String,
+    session_id: Option<String>,
+}
+
+impl TryFrom<DeliveryRow> for Delivery {
+    type Error = StoreError;
+    fn try_from(r: DeliveryRow) -> Result<Self> {
+        Ok(Delivery {
+            trigger: r
+                .trigger_id
+                .parse()
+                .map_err(|e| corrupt("id", &r.trigger_id, &e))?,
+            id: r.delivery_id,
+            received_at: r.received_at.into(),
+            status: u16::try_from(r.status).unwrap_or(0),
+            outcome: r.outcome,
+            session: r
+                .session_id
+                .as_deref()
+                .map(str::parse)
+                .transpose()
+                .map_err(|e| corrupt("session_id", &r.trigger_id, &e))?,
+        })
+    }
+}
+
+fn draft_json(draft: &TriggerDraft) -> Result<String> {
+    serde_json::to_string(draft).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+impl SqlStore {
+    async fn trigger(&self, id: TriggerId) -> Result<Option<Trigger>> {
+        Ok(self.get_trigger(id).await?.map(|(t, _)| t))
+    }
+}
+
+#[async_trait::async_trait]
+impl Triggers for SqlStore {
+    async fn create_trigger(
+        &self,
+        id: TriggerId,
+        template: TemplateId,
+        draft: &TriggerDraft,
+        sealed_secret: &str,
+        by: &str,
+    ) -> Result<Trigger> {
+        sqlx::query(
+            "INSERT INTO triggers (id, template_id, draft, secret, created_at, created_by) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(id.to_string())
+        .bind(template.to_string())
+        .bind(draft_json(draft)?)
+        .bind(sealed_secret)
+        .bind(timestamp(Utc::now()))
+        .bind(by)
+        .execute(&self.pool)
+        .await?;
+        self.trigger(id)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt(format!("trigger {id} vanished")))
+    }
+
+    async fn get_trigger(&self, id: TriggerId) -> Result<Option<(Trigger, SealedTriggerSecrets)>> {
+        let row: Option<TriggerRow> = sqlx::query_as(&format!(
+            "SELECT {TRIGGER_COLUMNS} FROM triggers WHERE id = $1"
+        ))
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(TryFrom::try_from).transpose()
+    }
+
+    async fn list_triggers(&self, template: TemplateId) -> Result<Vec<Trigger>> {
+        let rows: Vec<TriggerRow> = sqlx::query_as(&format!(
+            "SELECT {TRIGGER_COLUMNS} FROM triggers WHERE template_id = $1 ORDER BY created_at, id"
+        ))
+        .bind(template.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|r| <(Trigger, SealedTriggerSecrets)>::try_from(r).map(|(t, _)| t))
+            .collect()
+    }
+
+    async fn update_trigger(&self, id: TriggerId, draft: &TriggerDraft) -> Result<Option<Trigger>> {
+        let done = sqlx::query("UPDATE triggers SET draft = $1 WHERE id = $2")
+            .bind(draft_json(draft)?)
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Ok(None);
+        }
+        self.trigger(id).await
+    }
+
+    async fn rotate_trigger_secret(
+        &self,
+        id: TriggerId,
+        sealed_secret: &str,
+        previous_until: DateTime<Utc>,
+    ) -> Result<Option<Trigger>> {
+        let done = sqlx::query(
+            "UPDATE triggers SET previous_secret = secret, previous_until = $1, secret = $2 \
+             WHERE id = $3",
+        )
+        .bind(timestamp(previous_until))
+        .bind(sealed_secret)
+        .bind(id.to_string())
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Ok(None);
+        }
+        self.trigger(id).await
+    }
+
+    async fn delete_trigger(&self, id: TriggerId) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM triggers WHERE id = $1")
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn trigger_secrets(&self) -> Result<Vec<SealedTriggerSecrets>> {
+        let rows: Vec<TriggerRow> =
+            sqlx::query_as(&format!("SELECT {TRIGGER_COLUMNS} FROM triggers"))
+                .fetch_all(&self.pool)
+                .await?;
+        rows.into_iter()
+            .map(|r| {
+                // Every sealed value, expired or not: all are sealed again.
+                let id = r.id.parse().map_err(|e| corrupt("id", &r.id, &e))?;
+                Ok(SealedTriggerSecrets {
+                    id,
+                    secret: r.secret,
+                    previous: r.previous_secret,
+                })
+            })
+            .collect()
+    }
+
+    async fn claim_delivery(
+        &self,
+        trigger: TriggerId,
+        id: &str,
+        abandoned_before: DateTime<Utc>,
+    ) -> Result<Claim> {
+        // New, or one whose handling began before `abandoned_before` and
+        // never ended (its server went away meanwhile).
+        let claimed = sqlx::query(
+            "INSERT INTO trigger_deliveries (trigger_id, delivery_id, received_at, status, outcome) \
+             VALUES ($1, $2, $3, 0, '') ON CONFLICT (trigger_id, delivery_id) DO UPDATE \
+             SET received_at = excluded.received_at \
+             WHERE trigger_deliveries.status = 0 AND trigger_deliveries.received_at < $4",
+        )
+        .bind(trigger.to_string())
+        .bind(id)
+        .bind(timestamp(Utc::now()))
+        .bind(timestamp(abandoned_before))
+        .execute(&self.pool)
+        .await?;
+        if claimed.rows_affected() > 0 {
+            return Ok(Claim::New);
+        }
+        let row: DeliveryRow = sqlx::query_as(
+            "SELECT trigger_id, delivery_id, received_at, status, outcome, session_id \
+             FROM trigger_deliveries WHERE trigger_id = $1 AND delivery_id = $2",
+        )
+        .bind(trigger.to_string())
+        .bind(id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(Claim::Seen(row.try_into()?))
+    }
+
+    async fn finish_delivery(&self, d: &Delivery) -> Result<()> {
+        sqlx::query(
+            "UPDATE trigger_deliveries SET status = $1, outcome = $2, session_id = $3 \
+             WHERE trigger_id = $4 AND delivery_id = $5",
+        )
+        .bind(i64::from(d.status))
+        .bind(&d.outcome)
+        .bind(d.session.map(|s| s.to_string()))
+        .bind(d.trigger.to_string())
+        .bind(&d.id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn release_delivery(&self, trigger: TriggerId, id: &str) -> Result<()> {
+        sqlx::query("DELETE FROM trigger_deliveries WHERE trigger_id = $1 AND delivery_id = $2")
+            .bind(trigger.to_string())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn deliveries(&self, trigger: TriggerId) -> Result<Vec<Delivery>> {
+        let rows: Vec<DeliveryRow> = sqlx::query_as(&format!(
+            "SELECT trigger_id, delivery_id, received_at, status, outcome, session_id \
+             FROM trigger_deliveries WHERE trigger_id = $1 \
+             ORDER BY received_at DESC LIMIT {DELIVERIES_LISTED}"
+        ))
+        .bind(trigger.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(Delivery::try_from).collect()
+    }
+
+    async fn conversation(&self, trigger: TriggerId, key: &str) -> Result<Option<SessionId>> {
+        let session: Option<String> = sqlx::query_scalar(
+            "SELECT session_id FROM trigger_conversations WHERE trigger_id = $1 AND key = $2",
+        )
+        .bind(trigger.to_string())
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await?;
+        session
+            .map(|s| s.parse().map_err(|e| corrupt("conversation", key, &e)))
+            .transpose()
+    }
+
+    async fn set_conversation(
+        &self,
+        trigger: TriggerId,
+        key: &str,
+        session: SessionId,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO trigger_conversations (trigger_id, key, session_id) VALUES ($1, $2, $3) \
+             ON CONFLICT (trigger_id, key) DO UPDATE SET session_id = excluded.session_id",
+        )
+        .bind(trigger.to_string())
+        .bind(key)
+        .bind(session.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,463 @@
+//! Triggers: an agent template's doors for machines (see
+//! [`app::triggers`]). Managing them is for whoever may use the template
+//! (its owner, an admin); a delivery ([`Paddock::deliver`]) is verified as
+//! its sender signs ([`standard_webhooks`]), bounded (size, rate), accepted
+//! once per id (a repeat is answered as the first was), and becomes a
+//! prompt ([`prompt`]) in a new session of the template, run as the
+//! template's owner, or in the session of its conversation. A refusal
+//! changes nothing but the audit log.
+
+pub mod prompt;
+pub mod standard_webhooks;
+
+use crate::paddock::Paddock;
+use crate::store::triggers::Claim;
+use app::accounts::{AuditAction, Caller};
+use app::api::Backend;
+use app::domain::{AppError, EventKind, NewSession, SessionId, TemplateId};
+use app::triggers::{
+    trigger_path, Delivery, Trigger, TriggerDraft, TriggerId, TriggerKind, TriggerSecret,
+};
+use axum::http::HeaderMap;
+use chrono::Utc;
+use std::net::IpAddr;
+use std::time::Duration;
+
+/// Longest a previous secret may stay accepted after a rotation.
+pub const OVERLAP_MAX_SECS: u64 = 7 * 24 * 3600;
+/// How long a repeat waits for the first delivery of its id to be handled.
+const REPEAT_WAIT: Duration = Duration::from_secs(10);
+/// A delivery still being handled after this was abandoned (its server
+/// went away): the next one of its id handles it.
+const ABANDONED_AFTER: chrono::Duration = chrono::Duration::minutes(2);
+
+/// How a delivery was answered: its status and JSON body.
+#[derive(Debug, PartialEq)]
+pub struct Answer {
+    pub status: u16,
+    pub body: serde_json::Value,
+    /// Seconds to wait before sending again (a 429).
+    pub retry_after: Option<u64>,
+}
+
+impl Answer {
+    pub fn refused(error: AppError) -> Self {
+        Self {
+            status: error.status(),
+            body: serde_json::json!({ "error": { "type": error.kind(), "message": error.to_string() } }),
+            retry_after: None,
+        }
+    }
+
+    fn of(delivery: &Delivery) -> Self {
+        Self {
+            status: delivery.status,
+            body: serde_json::json!({ "delivery": delivery.id, "session": delivery.session, "outcome": delivery.outcome }),
+            retry_after: None,
+        }
+    }
+}
+
+impl Paddock {
+    /// The trigger, if the caller may use its template.
+    async fn trigger_for(&self, caller: &Caller, id: TriggerId) -> Result<Trigger, AppError> {
+        let not_found = || AppError::NotFound(format!("Trigger {id}"));
+        let (trigger, _) = self.store.get_trigger(id).await?.ok_or_else(not_found)?;
+        self.templates
+            .get(caller, trigger.template)
+            .await
+            .map_err(|_| not_found())?;
+        Ok(trigger)
+    }
+
+    async fn audit_trigger(&self, caller: &Caller, id: TriggerId, what: &str) {
+        self.auth
+            .audit(
+                &caller.label(),
+                AuditAction::TriggerChanged,
+                &id.to_string(),
+                what,
+                caller.address,
+            )
+            .await;
+    }
+
+    pub async fn list_triggers(
+        &self,
+        caller: &Caller,
+        template: TemplateId,
+    ) -> Result<Vec<Trigger>, AppError> {
+        self.templates.get(caller, template).await?;
+        Ok(self.store.list_triggers(template).await?)
+    }
+
+    pub async fn get_trigger(&self, caller: &Caller, id: TriggerId) -> Result<Trigger, AppError> {
+        self.trigger_for(caller, id).await
+    }
+
+    /// A new trigger on a template the caller may use, with its secret
+    /// (shown this once).
+    pub async fn create_trigger(
+        &self,
+        caller: &Caller,
+        template: TemplateId,
+        draft: TriggerDraft,
+    ) -> Result<TriggerSecret, AppError> {
+        self.templates.get(caller, template).await?;
+        let draft = checked(draft)?;
+        let id = uuid::Uuid::now_v7();
+        let secret = new_secret(draft.kind);
+        let sealed = self.vault.seal_trigger_secret(id, &secret)?;
+        let trigger = self
+            .store
+            .create_trigger(id, template, &draft, &sealed, &caller.label())
+            .await?;
+        self.audit_trigger(caller, id, &format!("created {:?}", trigger.draft.name))
+            .await;
+        Ok(TriggerSecret {
+            path: trigger_path(id),
+            trigger,
+            secret,
+        })
+    }
+
+    pub async fn update_trigger(
+        &self,
+        caller: &Caller,
+        id: TriggerId,
+        draft: TriggerDraft,
+    ) -> Result<Trigger, AppError> {
+        let before = self.trigger_for(caller, id).await?;
+        let draft = checked(draft)?;
+        if draft.kind != before.draft.kind {
+            return Err(AppError::Invalid(
+                "A trigger's kind is for good: make another trigger for another sender.".into(),
+            ));
+        }
+        let trigger = self
+            .store
+            .update_trigger(id, &draft)
+            .await?
+            .ok_or_else(|| AppError::NotFound(format!("Trigger {id}")))?;
+        let paused = match (before.draft.paused, draft.paused) {
+            (false, true) => "; paused",
+            (true, false) => "; resumed",
+            _ => "",
+        };
+        self.audit_trigger(caller, id, &format!("changed{paused}"))
+            .await;
+        Ok(trigger)
+    }
+
+    /// A new secret for the trigger (shown this once); the current one is
+    /// still accepted for `overlap`.
+    pub async fn rotate_trigger_secret(
+        &self,
+        caller: &Caller,
+        id: TriggerId,
+        overlap: Duration,
+    ) -> Result<TriggerSecret, AppError> {
+        let before = self.trigger_for(caller, id).await?;
+        if overlap.as_secs() > OVERLAP_MAX_SECS {
+            return Err(AppError::Invalid(format!(
+                "The old secret may stay accepted for at most {} days.",
+                OVERLAP_MAX_SECS / 86_400
+            )));
+        }
+        let secret = new_secret(before.draft.kind);
+        let sealed = self.vault.seal_trigger_secret(id, &secret)?;
+        let until = Utc::now()
+            + chrono::Duration::from_std(overlap)
+                .map_err(|_| AppError::Invalid("overlap".into()))?;
+        let trigger = self
+            .store
+            .rotate_trigger_secret(id, &sealed, until)
+            .await?
+            .ok_or_else(|| AppError::NotFound(format!("Trigger {id}")))?;
+        self.audit_trigger(
+            caller,
+            id,
+            &format!("secret rotated; the old one accepted until {until}"),
+        )
+        .await;
+        Ok(TriggerSecret {
+            path: trigger_path(id),
+            trigger,
+            secret,
+        })
+    }
+
+    pub async fn delete_trigger(&self, caller: &Caller, id: TriggerId) -> Result<(), AppError> {
+        self.trigger_for(caller, id).await?;
+        if !self.store.delete_trigger(id).await? {
+            return Err(AppError::NotFound(format!("Trigger {id}")));
+        }
+        self.audit_trigger(caller, id, "deleted").await;
+        Ok(())
+    }
+
+    pub async fn trigger_deliveries(
+        &self,
+        caller: &Caller,
+        id: TriggerId,
+    ) -> Result<Vec<Delivery>, AppError> {
+        self.trigger_for(caller, id).await?;
+        Ok(self.store.deliveries(id).await?)
+    }
+
+    /// A delivery to a trigger, from anyone: its status and body. Checked
+    /// in order: the trigger, the rate, the content type, the signature,
+    /// the JSON; then accepted once per id.
+    pub async fn deliver(
+        &self,
+        id: TriggerId,
+        headers: &HeaderMap,
+        body: &[u8],
+        from: Option<IpAddr>,
+    ) -> Answer {
+        let (trigger, secrets) = match self.store.get_trigger(id).await {
+            Ok(Some(found)) => found,
+            Ok(None) => return Answer::refused(AppError::NotFound(format!("Trigger {id}"))),
+            Err(e) => return Answer::refused(e.into()),
+        };
+        if let Err(wait) = self.deliveries.admit(id) {
+            return Answer {
+                retry_after: Some(wait),
+                ..Answer::refused(AppError::RateLimited(format!(
+                    "Too many deliveries to this trigger: try again in {wait} s."
+                )))
+            };
+        }
+        let refuse = |error: AppError| async move {
+            self.auth
+                .audit(
+                    "(sender)",
+                    AuditAction::DeliveryRefused,
+                    &id.to_string(),
+                    &error.to_string(),
+                    from,
+                )
+                .await;
+            Answer::refused(error)
+        };
+        if trigger.draft.paused {
+            return refuse(AppError::Conflict(
+                "This trigger is paused: its owner turned it off for now.".into(),
+            ))
+            .await;
+        }
+        let json = headers
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+        if !json {
+            return refuse(AppError::UnsupportedMedia(
+                "A delivery is JSON: Content-Type: application/json.".into(),
+            ))
+            .await;
+        }
+        let secrets: Vec<String> = std::iter::once(&secrets.secret)
+            .chain(secrets.previous.as_ref())
+            .filter_map(|sealed| self.vault.open_trigger_secret(id, sealed))
+            .collect();
+        let verified =
+            match standard_webhooks::verify(headers, body, &secrets, Utc::now().timestamp()) {
+                Ok(verified) => verified,
+                Err(why) => {
+                    return refuse(AppError::Unauthenticated(format!("Not accepted: {why}."))).await
+                }
+            };
+        let payload: serde_json::Value = match serde_json::from_slice(body) {
+            Ok(payload) => payload,
+            Err(e) => {
+                return refuse(AppError::Invalid(format!("The body is not JSON: {e}."))).await
+            }
+        };
+        match self.accept(&trigger, &verified, &payload).await {
+            Ok(answer) => answer,
+            Err(e) => Answer::refused(e),
+        }
+    }
+
+    /// A verified delivery, once per id.
+    async fn accept(
+        &self,
+        trigger: &Trigger,
+        verified: &standard_webhooks::Verified,
+        payload: &serde_json::Value,
+    ) -> Result<Answer, AppError> {
+        let waited = tokio::time::Instant::now();
+        loop {
+            let abandoned_before = Utc::now() - ABANDONED_AFTER;
+            match self
+                .store
+                .claim_delivery(trigger.id, &verified.id, abandoned_before)
+                .await?
+            {
+                Claim::New => break,
+                Claim::Seen(first) if first.status != 0 => return Ok(Answer::of(&first)),
+                Claim::Seen(_) if waited.elapsed() < REPEAT_WAIT => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Claim::Seen(_) => {
+                    return Err(AppError::Conflict(
+                        "A delivery with this id is being handled: send it again later.".into(),
+                    ))
+                }
+            }
+        }
+        let handled = self.handle(trigger, verified, payload).await;
+        let (status, outcome, session) = match handled {
+            Ok((session, outcome)) => (202, outcome, Some(session)),
+            // What the owner's templates make of this delivery: answered
+            // the same way each time it comes.
+            Err(Handled::Refused(why)) => (422, why, None),
+            Err(Handled::Failed(e)) => {
+                // Not handled: it may come again.
+                let _ = self.store.release_delivery(trigger.id, &verified.id).await;
+                return Err(e);
+            }
+        };
+        let delivery = Delivery {
+            trigger: trigger.id,
+            id: verified.id.clone(),
+            received_at: Utc::now(),
+            status,
+            outcome,
+            session,
+        };
+        self.store.finish_delivery(&delivery).await?;
+        Ok(Answer::of(&delivery))
+    }
+
+    /// Makes the prompt and queues it: in the conversation's session, or a
+    /// new one from the template as its owner.
+    async fn handle(
+        &self,
+        trigger: &Trigger,
+        verified: &standard_webhooks::Verified,
+        payload: &serde_json::Value,
+    ) -> Result<(SessionId, String), Handled> {
+        let text = prompt::prompt(&trigger.draft.prompt, payload, &verified.id)
+            .map_err(|e| Handled::Refused(format!("The prompt template failed: {e}")))?;
+        let key = match &trigger.draft.conversation {
+            Some(template) => {
+                prompt::conversation(template, payload, &verified.id).map_err(|e| {
+                    Handled::Refused(format!("The conversation key template failed: {e}"))
+                })?
+            }
+            None => None,
+        };
+        let owner = self.template_owner(trigger.template).await?;
+        let existing = match &key {
+            Some(key) => match self
+                .store
+                .conversation(trigger.id, key)
+                .await
+                .map_err(fail)?
+            {
+                Some(session) => self.store.get_session(session).await.map_err(fail)?,
+                None => None,
+            },
+            None => None,
+        };
+        let (session, outcome) = match existing {
+            Some(session) => (session.id, format!("continued session {}", session.id)),
+            None => {
+                let name: String = format!(
+                    "{}: {}",
+                    trigger.draft.name,
+                    text.lines().next().unwrap_or_default()
+                )
+                .chars()
+                .take(100)
+                .collect();
+                let created = self
+                    .create_session(
+                        &owner,
+                        NewSession {
+                            name,
+                            template: Some(trigger.template),
+                            permission_mode: Some(trigger.draft.permission_mode),
+                            ..Default::default()
+                        },
+                    )
+                    .await
+                    .map_err(Handled::Failed)?;
+                if let Some(key) = &key {
+                    self.store
+                        .set_conversation(trigger.id, key, created.id)
+                        .await
+                        .map_err(fail)?;
+                }
+                (created.id, format!("started session {}", created.id))
+            }
+        };
+        self.journal
+            .record(
+                session,
+                EventKind::Delivery {
+                    trigger: trigger.draft.name.clone(),
+                    id: verified.id.clone(),
+                    verified: verified.how(),
+                },
+            )
+            .await
+            .map_err(Handled::Failed)?;
+        self.runner
+            .send_prompt(session, text)
+            .await
+            .map_err(Handled::Failed)?;
+        Ok((session, outcome))
+    }
+
+    /// Who a template's triggered sessions run as: its owner (the local
+    /// operator for one made with sign-in off).
+    async fn template_owner(&self, template: TemplateId) -> Result<Caller, Handled> {
+        let t = self
+            .store
+            .get_template(template)
+            .await
+            .map_err(fail)?
+            .ok_or_else(|| Handled::Failed(AppError::NotFound(format!("Agent {template}"))))?;
+        match t.owner {
+            None => Ok(Caller::local_operator()),
+            Some(owner) => match self.store.user_by_id(owner).await.map_err(fail)? {
+                Some(record) if !record.user.disabled => Ok(record.user.caller()),
+                _ => Err(Handled::Refused(
+                    "The agent's owner cannot run sessions any more.".into(),
+                )),
+            },
+        }
+    }
+}
+
+/// Why a verified delivery did not become a prompt.
+enum Handled {
+    /// What the owner's templates or account make of it: the same each
+    /// time it comes.
+    Refused(String),
+    /// The server could not: it may come again.
+    Failed(AppError),
+}
+
+fn fail(e: crate::store::StoreError) -> Handled {
+    Handled::Failed(e.into())
+}
+
+fn new_secret(kind: TriggerKind) -> String {
+    match kind {
+        TriggerKind::Webhook => standard_webhooks::new_secret(),
+    }
+}
+
+/// The draft, valid, its templates compiling.
+fn checked(draft: TriggerDraft) -> Result<TriggerDraft, AppError> {
+    let draft = draft.validate()?;
+    prompt::check("prompt", &draft.prompt)?;
+    if let Some(key) = &draft.conversation {
+        prompt::check("conversation key", key)?;
+    }
+    Ok(draft)
+}
