@@ -14,6 +14,15 @@ pub type SessionId = Uuid;
 pub type UserId = Uuid;
 /// An agent template's id (see the `agents` module).
 pub type TemplateId = Uuid;
+/// A trigger's id (see the `triggers` module).
+pub type TriggerId = Uuid;
+
+/// Which trigger of its template started a session.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TriggerRef {
+    pub id: TriggerId,
+    pub name: String,
+}
 
 /// Which agent template, and which version of it, a session was made from.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -168,6 +177,9 @@ pub struct Session {
     /// The agent template (and version) it was made from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template: Option<TemplateRef>,
+    /// The template's trigger whose delivery started it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<TriggerRef>,
     /// Who created it; `None` when the local operator did, with sign-in
     /// off.
     #[serde(default)]
@@ -638,6 +650,8 @@ pub struct SessionSpec {
     /// The template it was made from, filled in by the server once it
     /// resolved [`NewSession::template`].
     pub template: Option<TemplateRef>,
+    /// The trigger that started it, filled in by the server.
+    pub trigger: Option<TriggerRef>,
 }
 
 /// The largest budget a session may set, in USD.
@@ -856,6 +870,7 @@ impl NewSession {
             skills: self.skills,
             source,
             template: None,
+            trigger: None,
             name: name.to_owned(),
             model: model.to_owned(),
             system_prompt,

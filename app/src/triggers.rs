@@ -4,14 +4,12 @@
 //! session from the template, as its owner, or continues the session of
 //! the same conversation. The server's side: `server/src/triggers/`.
 
+pub use crate::domain::TriggerId;
 use crate::domain::{string_enum, AppError, PermissionMode, SessionId, TemplateId};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
-use uuid::Uuid;
-
-pub type TriggerId = Uuid;
 
 string_enum! {
     /// How a trigger's deliveries are signed, and what they carry.
@@ -140,6 +138,13 @@ pub struct Delivery {
     /// What was done, in words.
     pub outcome: String,
     pub session: Option<SessionId>,
+}
+
+/// A trigger with its newest deliveries, as its template's page lists it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TriggerRow {
+    pub trigger: Trigger,
+    pub deliveries: Vec<Delivery>,
 }
 
 #[cfg(test)]

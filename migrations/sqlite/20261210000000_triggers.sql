@@ -14,7 +14,8 @@ CREATE TABLE triggers (
 );
 
 -- Deliveries a trigger accepted, by the sender's id: a repeat is answered
--- as the first was (status 0 while it is being handled).
+-- as the first was (status 0 while it is being handled, by the holder of
+-- `claim`; the session it made is noted as soon as it is made).
 CREATE TABLE trigger_deliveries (
     trigger_id  TEXT NOT NULL REFERENCES triggers (id) ON DELETE CASCADE,
     delivery_id TEXT NOT NULL,
@@ -22,13 +23,16 @@ CREATE TABLE trigger_deliveries (
     status      INTEGER NOT NULL,
     outcome     TEXT NOT NULL,
     session_id  TEXT,
+    claim       TEXT NOT NULL,
     PRIMARY KEY (trigger_id, delivery_id)
 );
 
--- The session each conversation of a trigger continues.
+-- The session each conversation of a trigger continues ('' while the
+-- delivery that claimed the key at `claimed_at` makes it).
 CREATE TABLE trigger_conversations (
     trigger_id TEXT NOT NULL REFERENCES triggers (id) ON DELETE CASCADE,
     key        TEXT NOT NULL,
     session_id TEXT NOT NULL,
+    claimed_at TEXT NOT NULL,
     PRIMARY KEY (trigger_id, key)
 );

@@ -39,10 +39,11 @@ use app::api::Backend;
 use app::changes::{Changes, Committed, FileDiff};
 use app::domain::{
     AppError, Decision, Engine, Event, EventKind, NewSession, ReadOnlyMount, ServerInfo, Session,
-    SessionId, SessionSettings, SessionSpec, UserId,
+    SessionId, SessionSettings, SessionSpec, TriggerRef, UserId,
 };
 use app::files::{DiskUse, FileEntry, FileView};
 use app::skills::Skill;
+use app::triggers::{Delivery, Trigger, TriggerDraft, TriggerId, TriggerSecret};
 use app::workspace_source::WorkspaceSource;
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -242,6 +243,54 @@ impl Paddock {
         })
     }
 
+    /// Validates the request (with its template's settings, if it names
+    /// one) and creates the session as `caller`, noting the trigger that
+    /// started it; its workspace is prepared and sandbox started in the
+    /// background.
+    pub async fn start_session(
+        &self,
+        caller: &Caller,
+        new: NewSession,
+        trigger: Option<TriggerRef>,
+    ) -> Result<Session, AppError> {
+        caller.may_create_sessions()?;
+        let (mut new, template) = match new.template {
+            Some(id) => {
+                let t = self.templates.get(caller, id).await?;
+                (t.draft.sessions_from(new), Some(t.reference()))
+            }
+            None => (new, None),
+        };
+        // A delivery's session asks before every tool its permission mode
+        // does not allow: none the template lets run without asking.
+        if trigger.is_some() {
+            new.allowed_tools.clear();
+        }
+        let spec = self.check_settings(caller.user, new.validate()?).await?;
+        let spec = SessionSpec {
+            template,
+            trigger,
+            ..spec
+        };
+        let session = self.store.create_session(&spec, caller.user).await?;
+        tracing::info!(session = %session.id, name = %session.name, by = %caller.login, "session created");
+        self.journal.session_changed(&session);
+        // Prepare the workspace and start the sandbox now, so the first
+        // prompt does not wait for them.
+        let (runner, journal) = (self.runner.clone(), self.journal.clone());
+        let created = session.clone();
+        tokio::spawn(async move {
+            let id = created.id;
+            if let Err(e) = runner.warm_up(&created).await {
+                let message = journal.mask(id, &e.to_string()).into_owned();
+                tracing::warn!(session = %id, "{message}");
+                // The session may have been deleted meanwhile: nothing to tell.
+                let _ = journal.record(id, EventKind::Error { message }).await;
+            }
+        });
+        Ok(session)
+    }
+
     /// The session, if the caller may do what `needed` says with it. A
     /// session they may not see at all is "not found", exactly like an
     /// unknown id; one they may see but not change is "forbidden", and the
@@ -427,33 +476,7 @@ impl Backend for Paddock {
     }
 
     async fn create_session(&self, caller: &Caller, new: NewSession) -> Result<Session, AppError> {
-        caller.may_create_sessions()?;
-        let (new, template) = match new.template {
-            Some(id) => {
-                let t = self.templates.get(caller, id).await?;
-                (t.draft.sessions_from(new), Some(t.reference()))
-            }
-            None => (new, None),
-        };
-        let spec = self.check_settings(caller.user, new.validate()?).await?;
-        let spec = SessionSpec { template, ..spec };
-        let session = self.store.create_session(&spec, caller.user).await?;
-        tracing::info!(session = %session.id, name = %session.name, by = %caller.login, "session created");
-        self.journal.session_changed(&session);
-        // Prepare the workspace and start the sandbox now, so the first
-        // prompt does not wait for them.
-        let (runner, journal) = (self.runner.clone(), self.journal.clone());
-        let created = session.clone();
-        tokio::spawn(async move {
-            let id = created.id;
-            if let Err(e) = runner.warm_up(&created).await {
-                let message = journal.mask(id, &e.to_string()).into_owned();
-                tracing::warn!(session = %id, "{message}");
-                // The session may have been deleted meanwhile: nothing to tell.
-                let _ = journal.record(id, EventKind::Error { message }).await;
-            }
-        });
-        Ok(session)
+        self.start_session(caller, new, None).await
     }
 
     async fn get_session(&self, caller: &Caller, id: SessionId) -> Result<Session, AppError> {
@@ -902,6 +925,57 @@ impl Backend for Paddock {
             None => skills.push(skill),
         }
         self.save_template(caller, Some(id), draft).await
+    }
+
+    async fn list_triggers(
+        &self,
+        caller: &Caller,
+        template: TemplateId,
+    ) -> Result<Vec<Trigger>, AppError> {
+        self.triggers_of(caller, template).await
+    }
+
+    async fn get_trigger(&self, caller: &Caller, id: TriggerId) -> Result<Trigger, AppError> {
+        self.trigger(caller, id).await
+    }
+
+    async fn create_trigger(
+        &self,
+        caller: &Caller,
+        template: TemplateId,
+        draft: TriggerDraft,
+    ) -> Result<TriggerSecret, AppError> {
+        self.add_trigger(caller, template, draft).await
+    }
+
+    async fn update_trigger(
+        &self,
+        caller: &Caller,
+        id: TriggerId,
+        draft: TriggerDraft,
+    ) -> Result<Trigger, AppError> {
+        self.change_trigger(caller, id, draft).await
+    }
+
+    async fn rotate_trigger_secret(
+        &self,
+        caller: &Caller,
+        id: TriggerId,
+        overlap: Duration,
+    ) -> Result<TriggerSecret, AppError> {
+        self.rotate_trigger(caller, id, overlap).await
+    }
+
+    async fn delete_trigger(&self, caller: &Caller, id: TriggerId) -> Result<(), AppError> {
+        self.remove_trigger(caller, id).await
+    }
+
+    async fn trigger_deliveries(
+        &self,
+        caller: &Caller,
+        id: TriggerId,
+    ) -> Result<Vec<Delivery>, AppError> {
+        self.trigger_log(caller, id).await
     }
 
     async fn remove_skill(

@@ -24,6 +24,7 @@ pub(crate) mod ssr {
     };
     use crate::files::{DiskUse, FileEntry, FileView};
     use crate::skills::Skill;
+    use crate::triggers::{Delivery, Trigger, TriggerDraft, TriggerId, TriggerSecret};
     use leptos::prelude::*;
     use std::sync::Arc;
 
@@ -184,6 +185,42 @@ pub(crate) mod ssr {
             id: TemplateId,
             name: String,
         ) -> Result<AgentTemplate, AppError>;
+
+        /// A template's triggers (for whoever may use the template).
+        async fn list_triggers(
+            &self,
+            caller: &Caller,
+            template: TemplateId,
+        ) -> Result<Vec<Trigger>, AppError>;
+        async fn get_trigger(&self, caller: &Caller, id: TriggerId) -> Result<Trigger, AppError>;
+        /// A new trigger with its secret, shown this once.
+        async fn create_trigger(
+            &self,
+            caller: &Caller,
+            template: TemplateId,
+            draft: TriggerDraft,
+        ) -> Result<TriggerSecret, AppError>;
+        async fn update_trigger(
+            &self,
+            caller: &Caller,
+            id: TriggerId,
+            draft: TriggerDraft,
+        ) -> Result<Trigger, AppError>;
+        /// A new secret, shown this once; the old one is accepted for
+        /// `overlap`.
+        async fn rotate_trigger_secret(
+            &self,
+            caller: &Caller,
+            id: TriggerId,
+            overlap: std::time::Duration,
+        ) -> Result<TriggerSecret, AppError>;
+        async fn delete_trigger(&self, caller: &Caller, id: TriggerId) -> Result<(), AppError>;
+        /// The trigger's newest deliveries.
+        async fn trigger_deliveries(
+            &self,
+            caller: &Caller,
+            id: TriggerId,
+        ) -> Result<Vec<Delivery>, AppError>;
 
         /// The credentials the caller may manage (their own; an admin also
         /// the server's), as hints.
@@ -731,3 +768,4 @@ pub mod accounts;
 pub mod agents;
 pub mod changes;
 pub mod files;
+pub mod triggers;

@@ -2,6 +2,7 @@
 
 mod account;
 mod admin;
+mod agent_triggers;
 mod agents;
 mod form;
 mod session;

@@ -94,6 +94,11 @@ fn SessionRow(s: Session) -> impl IntoView {
             <A href=format!("/sessions/{}", s.id) attr:class="flex min-w-0 flex-1 flex-wrap items-center gap-x-4 gap-y-1 px-4 py-3 focus:bg-zinc-50 focus:outline-none dark:focus:bg-zinc-800/60">
                 <span class="min-w-0 flex-1 truncate font-medium" data-testid="session-name">{s.name.clone()}</span>
                 <StatusBadge status=s.status />
+                {s.trigger.as_ref().map(|t| view! {
+                    <span class="rounded bg-sky-100 px-1.5 text-xs text-sky-900 dark:bg-sky-950 dark:text-sky-200" data-testid="session-trigger" title="Started by a delivery to this trigger">
+                        {format!("trigger: {}", t.name)}
+                    </span>
+                })}
                 <span class="w-full text-xs text-zinc-500 sm:w-auto dark:text-zinc-400" data-testid="session-meta">
                     {format!("{} · {} · ", s.engine, s.model)}
                     <span data-testid="session-cost">{format_cost(s.cost_usd)}</span>

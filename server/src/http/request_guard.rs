@@ -273,10 +273,16 @@ pub fn open_to_anonymous(method: &Method, path: &str) -> bool {
         "/api/whoami" | "/api/setup_link" => true,
         "/auth/signin" | "/auth/setup" => *method == Method::POST,
         "/signin" | "/setup" | "/favicon.svg" | "/favicon.ico" | "/terminal.js" => is_read(method),
-        // A delivery to a trigger proves itself with its signature.
-        _ if path.starts_with("/hooks/") => *method == Method::POST,
+        _ if is_delivery(method, path) => true,
         _ => path.starts_with("/pkg/") && is_read(method),
     }
+}
+
+/// A delivery to a trigger (`POST /hooks/…`): it proves itself with its
+/// sender's signature, whatever else it carries (a sender's own
+/// `Authorization` header is not Paddock's to judge).
+pub fn is_delivery(method: &Method, path: &str) -> bool {
+    *method == Method::POST && path.starts_with("/hooks/")
 }
 
 /// The door's state: the host and origin rules, and sign-in.
@@ -292,10 +298,11 @@ pub fn for_machines(path: &str) -> bool {
     path.starts_with("/api/") || path == "/metrics"
 }
 
-/// An error as the door answers it: JSON under `/api/`, text elsewhere.
+/// An error as the door answers it: JSON for the API and deliveries, text
+/// elsewhere.
 fn refuse(path: &str, error: AppError) -> Response {
     let error = ApiError::from(error);
-    if path.starts_with("/api/") {
+    if path.starts_with("/api/") || path.starts_with("/hooks/") {
         error.into_response()
     } else {
         (error.status(), error.to_string()).into_response()
@@ -339,6 +346,9 @@ pub async fn check(State(door): State<Arc<Door>>, mut req: Request, next: Next) 
             return refuse(&path, refusal.into());
         }
     };
+    if is_delivery(req.method(), &path) {
+        return next.run(req).await;
+    }
     let session = req.extensions().get::<tower_sessions::Session>().cloned();
     let identity = match door.auth.identify(req.headers(), session.as_ref()).await {
         Ok(identity) => identity,

@@ -9,6 +9,7 @@ use super::extract::{TemplatePath, TriggerPath};
 use super::routes::Routes;
 use crate::auth::Identity;
 use crate::paddock::Paddock;
+use app::api::Backend;
 use app::domain::AppError;
 use app::triggers::{Delivery, Trigger, TriggerDraft, TriggerSecret};
 use axum::body::Bytes;

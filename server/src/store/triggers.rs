@@ -21,13 +21,30 @@ pub struct SealedTriggerSecrets {
     pub previous: Option<String>,
 }
 
+/// Deliveries kept in the log, in days.
+pub const DELIVERIES_KEPT_DAYS: i64 = 30;
+
 /// How a claim on a delivery's id went.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Claim {
-    /// The first time: it is this caller's to handle.
-    New,
+    /// It is this caller's to handle: the first time, or again after its
+    /// handling was abandoned (with the session that handling made, if it
+    /// made one).
+    New { session: Option<SessionId> },
     /// Seen before: what it was answered (status 0 while being handled).
     Seen(Delivery),
+}
+
+/// How a claim on a conversation's key went.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ConversationClaim {
+    /// New (or abandoned while its session was made): this caller makes
+    /// its session.
+    New,
+    /// The session it continues.
+    Session(SessionId),
+    /// Another delivery is making its session now.
+    Pending,
 }
 
 #[async_trait::async_trait]
@@ -54,26 +71,59 @@ pub trait Triggers {
     async fn delete_trigger(&self, id: TriggerId) -> Result<bool>;
     /// Every trigger's sealed secrets (to seal them again under a new key).
     async fn trigger_secrets(&self) -> Result<Vec<SealedTriggerSecrets>>;
-    /// Claims a delivery's id for its first handling (or for handling
-    /// again, when one that began before `abandoned_before` never ended).
+    /// A delivery seen before, if it was.
+    async fn delivery(&self, trigger: TriggerId, id: &str) -> Result<Option<Delivery>>;
+    /// Claims a delivery's id for `claim` (a token of the handling): for
+    /// its first handling, or again when one that began before
+    /// `abandoned_before` never ended.
     async fn claim_delivery(
         &self,
         trigger: TriggerId,
         id: &str,
+        claim: &str,
         abandoned_before: DateTime<Utc>,
     ) -> Result<Claim>;
-    /// Records how a claimed delivery was answered.
-    async fn finish_delivery(&self, delivery: &Delivery) -> Result<()>;
-    /// Forgets a claimed delivery that could not be handled (it may come
-    /// again and be handled then).
-    async fn release_delivery(&self, trigger: TriggerId, id: &str) -> Result<()>;
+    /// Notes the session a claimed delivery made, before anything else can
+    /// fail: handled again, it continues that one.
+    async fn note_delivery_session(
+        &self,
+        trigger: TriggerId,
+        id: &str,
+        claim: &str,
+        session: SessionId,
+    ) -> Result<()>;
+    /// Records how a delivery `claim` holds was answered, and forgets
+    /// deliveries older than [`DELIVERIES_KEPT_DAYS`].
+    async fn finish_delivery(&self, delivery: &Delivery, claim: &str) -> Result<()>;
+    /// Gives up a claimed delivery that could not be handled: the next one
+    /// of its id handles it at once.
+    async fn abandon_delivery(&self, trigger: TriggerId, id: &str, claim: &str) -> Result<()>;
     /// The newest deliveries ([`DELIVERIES_LISTED`] at most).
     async fn deliveries(&self, trigger: TriggerId) -> Result<Vec<Delivery>>;
-    async fn conversation(&self, trigger: TriggerId, key: &str) -> Result<Option<SessionId>>;
+    /// Claims a conversation's key: its session, or the making of it (a
+    /// claim made before `abandoned_before` whose session never came is
+    /// taken over).
+    async fn claim_conversation(
+        &self,
+        trigger: TriggerId,
+        key: &str,
+        abandoned_before: DateTime<Utc>,
+    ) -> Result<ConversationClaim>;
+    /// The session a claimed key's conversation continues from now on.
     async fn set_conversation(
         &self,
         trigger: TriggerId,
         key: &str,
         session: SessionId,
     ) -> Result<()>;
+    /// Claims a key whose session is gone (`stale`) for a new one; `false`
+    /// when another delivery did first.
+    async fn retake_conversation(
+        &self,
+        trigger: TriggerId,
+        key: &str,
+        stale: SessionId,
+    ) -> Result<bool>;
+    /// Gives up a claimed key whose session could not be made.
+    async fn release_conversation(&self, trigger: TriggerId, key: &str) -> Result<()>;
 }

@@ -11,10 +11,9 @@ pub mod prompt;
 pub mod standard_webhooks;
 
 use crate::paddock::Paddock;
-use crate::store::triggers::Claim;
+use crate::store::triggers::{Claim, ConversationClaim};
 use app::accounts::{AuditAction, Caller};
-use app::api::Backend;
-use app::domain::{AppError, EventKind, NewSession, SessionId, TemplateId};
+use app::domain::{AppError, EventKind, NewSession, SessionId, TemplateId, TriggerRef};
 use app::triggers::{
     trigger_path, Delivery, Trigger, TriggerDraft, TriggerId, TriggerKind, TriggerSecret,
 };
@@ -27,8 +26,12 @@ use std::time::Duration;
 pub const OVERLAP_MAX_SECS: u64 = 7 * 24 * 3600;
 /// How long a repeat waits for the first delivery of its id to be handled.
 const REPEAT_WAIT: Duration = Duration::from_secs(10);
-/// A delivery still being handled after this was abandoned (its server
-/// went away): the next one of its id handles it.
+/// What a sender is told to wait when the server cannot handle a delivery
+/// now, in seconds.
+const RETRY_AFTER_SECS: u64 = 30;
+/// A delivery (or a conversation's first session) still being handled
+/// after this was abandoned (its server went away): the next one handles
+/// it.
 const ABANDONED_AFTER: chrono::Duration = chrono::Duration::minutes(2);
 
 /// How a delivery was answered: its status and JSON body.
@@ -46,6 +49,15 @@ impl Answer {
             status: error.status(),
             body: serde_json::json!({ "error": { "type": error.kind(), "message": error.to_string() } }),
             retry_after: None,
+        }
+    }
+
+    fn too_many(wait: u64) -> Self {
+        Self {
+            retry_after: Some(wait),
+            ..Self::refused(AppError::RateLimited(format!(
+                "Too many deliveries to this trigger: try again in {wait} s."
+            )))
         }
     }
 
@@ -70,6 +82,20 @@ impl Paddock {
         Ok(trigger)
     }
 
+    /// Refuses anyone but the template's owner setting up its triggers
+    /// (they run as the owner, with the owner's saved secrets), and an API
+    /// token: a trigger's secret is new access, which only a signed-in
+    /// person hands out.
+    async fn may_arm(&self, caller: &Caller, template: TemplateId) -> Result<(), AppError> {
+        let t = self.templates.get(caller, template).await?;
+        if t.owner != caller.user {
+            return Err(AppError::Forbidden(
+                "Only the agent's owner sets up its triggers: its sessions run as them.".into(),
+            ));
+        }
+        caller.require_signed_in()
+    }
+
     async fn audit_trigger(&self, caller: &Caller, id: TriggerId, what: &str) {
         self.auth
             .audit(
@@ -82,7 +108,7 @@ impl Paddock {
             .await;
     }
 
-    pub async fn list_triggers(
+    pub async fn triggers_of(
         &self,
         caller: &Caller,
         template: TemplateId,
@@ -91,19 +117,19 @@ impl Paddock {
         Ok(self.store.list_triggers(template).await?)
     }
 
-    pub async fn get_trigger(&self, caller: &Caller, id: TriggerId) -> Result<Trigger, AppError> {
+    pub async fn trigger(&self, caller: &Caller, id: TriggerId) -> Result<Trigger, AppError> {
         self.trigger_for(caller, id).await
     }
 
     /// A new trigger on a template the caller may use, with its secret
     /// (shown this once).
-    pub async fn create_trigger(
+    pub async fn add_trigger(
         &self,
         caller: &Caller,
         template: TemplateId,
         draft: TriggerDraft,
     ) -> Result<TriggerSecret, AppError> {
-        self.templates.get(caller, template).await?;
+        self.may_arm(caller, template).await?;
         let draft = checked(draft)?;
         let id = uuid::Uuid::now_v7();
         let secret = new_secret(draft.kind);
@@ -121,13 +147,14 @@ impl Paddock {
         })
     }
 
-    pub async fn update_trigger(
+    pub async fn change_trigger(
         &self,
         caller: &Caller,
         id: TriggerId,
         draft: TriggerDraft,
     ) -> Result<Trigger, AppError> {
         let before = self.trigger_for(caller, id).await?;
+        self.may_arm(caller, before.template).await?;
         let draft = checked(draft)?;
         if draft.kind != before.draft.kind {
             return Err(AppError::Invalid(
@@ -151,13 +178,14 @@ impl Paddock {
 
     /// A new secret for the trigger (shown this once); the current one is
     /// still accepted for `overlap`.
-    pub async fn rotate_trigger_secret(
+    pub async fn rotate_trigger(
         &self,
         caller: &Caller,
         id: TriggerId,
         overlap: Duration,
     ) -> Result<TriggerSecret, AppError> {
         let before = self.trigger_for(caller, id).await?;
+        self.may_arm(caller, before.template).await?;
         if overlap.as_secs() > OVERLAP_MAX_SECS {
             return Err(AppError::Invalid(format!(
                 "The old secret may stay accepted for at most {} days.",
@@ -187,7 +215,7 @@ impl Paddock {
         })
     }
 
-    pub async fn delete_trigger(&self, caller: &Caller, id: TriggerId) -> Result<(), AppError> {
+    pub async fn remove_trigger(&self, caller: &Caller, id: TriggerId) -> Result<(), AppError> {
         self.trigger_for(caller, id).await?;
         if !self.store.delete_trigger(id).await? {
             return Err(AppError::NotFound(format!("Trigger {id}")));
@@ -196,7 +224,7 @@ impl Paddock {
         Ok(())
     }
 
-    pub async fn trigger_deliveries(
+    pub async fn trigger_log(
         &self,
         caller: &Caller,
         id: TriggerId,
@@ -205,10 +233,32 @@ impl Paddock {
         Ok(self.store.deliveries(id).await?)
     }
 
-    /// A delivery to a trigger, from anyone: its status and body. Checked
-    /// in order: the trigger, the rate, the content type, the signature,
-    /// the JSON; then accepted once per id.
+    /// A delivery to a trigger, from anyone: its status and body. Never a
+    /// 500: what the server could not do now, the sender may send again.
     pub async fn deliver(
+        &self,
+        id: TriggerId,
+        headers: &HeaderMap,
+        body: &[u8],
+        from: Option<IpAddr>,
+    ) -> Answer {
+        let answer = self.answer_delivery(id, headers, body, from).await;
+        if answer.status < 500 {
+            return answer;
+        }
+        Answer {
+            retry_after: Some(RETRY_AFTER_SECS),
+            ..Answer::refused(AppError::Unavailable(
+                "The delivery could not be handled now: send it again later.".into(),
+            ))
+        }
+    }
+
+    /// Checked in order: the trigger; the signature (a stranger's flood is
+    /// answered 429 past the trigger's rate); a repeat of one answered gets
+    /// that answer; the rate; the content type; paused; the JSON. Then it
+    /// is accepted once per id.
+    async fn answer_delivery(
         &self,
         id: TriggerId,
         headers: &HeaderMap,
@@ -220,14 +270,6 @@ impl Paddock {
             Ok(None) => return Answer::refused(AppError::NotFound(format!("Trigger {id}"))),
             Err(e) => return Answer::refused(e.into()),
         };
-        if let Err(wait) = self.deliveries.admit(id) {
-            return Answer {
-                retry_after: Some(wait),
-                ..Answer::refused(AppError::RateLimited(format!(
-                    "Too many deliveries to this trigger: try again in {wait} s."
-                )))
-            };
-        }
         let refuse = |error: AppError| async move {
             self.auth
                 .audit(
@@ -240,11 +282,34 @@ impl Paddock {
                 .await;
             Answer::refused(error)
         };
-        if trigger.draft.paused {
-            return refuse(AppError::Conflict(
-                "This trigger is paused: its owner turned it off for now.".into(),
-            ))
-            .await;
+        let secrets: Vec<String> = std::iter::once(&secrets.secret)
+            .chain(secrets.previous.as_ref())
+            .filter_map(|sealed| {
+                let opened = self.vault.open_trigger_secret(id, sealed);
+                if opened.is_none() {
+                    tracing::error!(trigger = %id, "a secret of this trigger does not open under the master key");
+                }
+                opened
+            })
+            .collect();
+        let verified =
+            match standard_webhooks::verify(headers, body, &secrets, Utc::now().timestamp()) {
+                Ok(verified) => verified,
+                Err(why) => {
+                    if let Err(wait) = self.deliveries.admit_refusal(id) {
+                        return Answer::too_many(wait);
+                    }
+                    return refuse(AppError::Unauthenticated(format!("Not accepted: {why}.")))
+                        .await;
+                }
+            };
+        match self.store.delivery(id, &verified.id).await {
+            Ok(Some(first)) if first.status != 0 => return Answer::of(&first),
+            Ok(_) => {}
+            Err(e) => return Answer::refused(e.into()),
+        }
+        if let Err(wait) = self.deliveries.admit(id) {
+            return Answer::too_many(wait);
         }
         let json = headers
             .get(axum::http::header::CONTENT_TYPE)
@@ -257,45 +322,42 @@ impl Paddock {
             ))
             .await;
         }
-        let secrets: Vec<String> = std::iter::once(&secrets.secret)
-            .chain(secrets.previous.as_ref())
-            .filter_map(|sealed| self.vault.open_trigger_secret(id, sealed))
-            .collect();
-        let verified =
-            match standard_webhooks::verify(headers, body, &secrets, Utc::now().timestamp()) {
-                Ok(verified) => verified,
-                Err(why) => {
-                    return refuse(AppError::Unauthenticated(format!("Not accepted: {why}."))).await
-                }
-            };
+        if trigger.draft.paused {
+            return refuse(AppError::Conflict(
+                "This trigger is paused: its owner turned it off for now.".into(),
+            ))
+            .await;
+        }
         let payload: serde_json::Value = match serde_json::from_slice(body) {
             Ok(payload) => payload,
             Err(e) => {
                 return refuse(AppError::Invalid(format!("The body is not JSON: {e}."))).await
             }
         };
-        match self.accept(&trigger, &verified, &payload).await {
+        match self.accept(&trigger, &verified, &payload, from).await {
             Ok(answer) => answer,
             Err(e) => Answer::refused(e),
         }
     }
 
-    /// A verified delivery, once per id.
+    /// A verified delivery, handled once per id.
     async fn accept(
         &self,
         trigger: &Trigger,
         verified: &standard_webhooks::Verified,
         payload: &serde_json::Value,
+        from: Option<IpAddr>,
     ) -> Result<Answer, AppError> {
+        let claim = uuid::Uuid::now_v7().to_string();
         let waited = tokio::time::Instant::now();
-        loop {
+        let made = loop {
             let abandoned_before = Utc::now() - ABANDONED_AFTER;
             match self
                 .store
-                .claim_delivery(trigger.id, &verified.id, abandoned_before)
+                .claim_delivery(trigger.id, &verified.id, &claim, abandoned_before)
                 .await?
             {
-                Claim::New => break,
+                Claim::New { session } => break session,
                 Claim::Seen(first) if first.status != 0 => return Ok(Answer::of(&first)),
                 Claim::Seen(_) if waited.elapsed() < REPEAT_WAIT => {
                     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -306,16 +368,30 @@ impl Paddock {
                     ))
                 }
             }
-        }
-        let handled = self.handle(trigger, verified, payload).await;
+        };
+        let handled = self.handle(trigger, verified, payload, &claim, made).await;
         let (status, outcome, session) = match handled {
             Ok((session, outcome)) => (202, outcome, Some(session)),
-            // What the owner's templates make of this delivery: answered
-            // the same way each time it comes.
-            Err(Handled::Refused(why)) => (422, why, None),
+            // What the owner's templates, account or agent make of it:
+            // answered the same way each time it comes.
+            Err(Handled::Refused(why)) => {
+                self.auth
+                    .audit(
+                        "(sender)",
+                        AuditAction::DeliveryRefused,
+                        &trigger.id.to_string(),
+                        &why,
+                        from,
+                    )
+                    .await;
+                (422, why, None)
+            }
             Err(Handled::Failed(e)) => {
-                // Not handled: it may come again.
-                let _ = self.store.release_delivery(trigger.id, &verified.id).await;
+                // Not handled: the next one of its id handles it.
+                let _ = self
+                    .store
+                    .abandon_delivery(trigger.id, &verified.id, &claim)
+                    .await;
                 return Err(e);
             }
         };
@@ -327,17 +403,20 @@ impl Paddock {
             outcome,
             session,
         };
-        self.store.finish_delivery(&delivery).await?;
+        self.store.finish_delivery(&delivery, &claim).await?;
         Ok(Answer::of(&delivery))
     }
 
-    /// Makes the prompt and queues it: in the conversation's session, or a
-    /// new one from the template as its owner.
+    /// Makes the prompt and queues it: in the session a handling of this
+    /// delivery made before, in the conversation's session, or in a new one
+    /// from the template as its owner.
     async fn handle(
         &self,
         trigger: &Trigger,
         verified: &standard_webhooks::Verified,
         payload: &serde_json::Value,
+        claim: &str,
+        made: Option<SessionId>,
     ) -> Result<(SessionId, String), Handled> {
         let text = prompt::prompt(&trigger.draft.prompt, payload, &verified.id)
             .map_err(|e| Handled::Refused(format!("The prompt template failed: {e}")))?;
@@ -349,51 +428,30 @@ impl Paddock {
             }
             None => None,
         };
-        let owner = self.template_owner(trigger.template).await?;
-        let existing = match &key {
-            Some(key) => match self
-                .store
-                .conversation(trigger.id, key)
-                .await
-                .map_err(fail)?
-            {
-                Some(session) => self.store.get_session(session).await.map_err(fail)?,
-                None => None,
-            },
+        if key
+            .as_ref()
+            .is_some_and(|k| k.chars().any(char::is_control))
+        {
+            return Err(Handled::Refused(
+                "The conversation key this delivery makes holds control characters.".into(),
+            ));
+        }
+        let remade = match made {
+            Some(session) => self.store.get_session(session).await.map_err(fail)?,
             None => None,
         };
-        let (session, outcome) = match existing {
-            Some(session) => (session.id, format!("continued session {}", session.id)),
-            None => {
-                let name: String = format!(
-                    "{}: {}",
-                    trigger.draft.name,
-                    text.lines().next().unwrap_or_default()
-                )
-                .chars()
-                .take(100)
-                .collect();
-                let created = self
-                    .create_session(
-                        &owner,
-                        NewSession {
-                            name,
-                            template: Some(trigger.template),
-                            permission_mode: Some(trigger.draft.permission_mode),
-                            ..Default::default()
-                        },
-                    )
-                    .await
-                    .map_err(Handled::Failed)?;
-                if let Some(key) = &key {
-                    self.store
-                        .set_conversation(trigger.id, key, created.id)
-                        .await
-                        .map_err(fail)?;
-                }
-                (created.id, format!("started session {}", created.id))
+        let (session, outcome) = match (remade, &key) {
+            (Some(session), _) => (session.id, format!("started session {}", session.id)),
+            (None, Some(key)) => self.conversation_session(trigger, key, &text).await?,
+            (None, None) => {
+                let id = self.triggered_session(trigger, &text).await?;
+                (id, format!("started session {id}"))
             }
         };
+        self.store
+            .note_delivery_session(trigger.id, &verified.id, claim, session)
+            .await
+            .map_err(fail)?;
         self.journal
             .record(
                 session,
@@ -412,6 +470,105 @@ impl Paddock {
         Ok((session, outcome))
     }
 
+    /// The session of a conversation: the one its key names, or a new one
+    /// (made once however many of its deliveries arrive at once).
+    async fn conversation_session(
+        &self,
+        trigger: &Trigger,
+        key: &str,
+        text: &str,
+    ) -> Result<(SessionId, String), Handled> {
+        let waited = tokio::time::Instant::now();
+        loop {
+            let abandoned_before = Utc::now() - ABANDONED_AFTER;
+            let claimed = self
+                .store
+                .claim_conversation(trigger.id, key, abandoned_before)
+                .await
+                .map_err(fail)?;
+            let ours = match claimed {
+                ConversationClaim::New => true,
+                ConversationClaim::Session(id) => {
+                    if self.store.get_session(id).await.map_err(fail)?.is_some() {
+                        return Ok((id, format!("continued session {id}")));
+                    }
+                    // Its session was deleted: a new one, made once.
+                    self.store
+                        .retake_conversation(trigger.id, key, id)
+                        .await
+                        .map_err(fail)?
+                }
+                ConversationClaim::Pending if waited.elapsed() < REPEAT_WAIT => false,
+                ConversationClaim::Pending => {
+                    return Err(Handled::Failed(AppError::Conflict(
+                        "Another delivery of this conversation is starting its session: send \
+                         this one again later."
+                            .into(),
+                    )))
+                }
+            };
+            if !ours {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+            return match self.triggered_session(trigger, text).await {
+                Ok(id) => {
+                    self.store
+                        .set_conversation(trigger.id, key, id)
+                        .await
+                        .map_err(fail)?;
+                    Ok((id, format!("started session {id}")))
+                }
+                Err(e) => {
+                    let _ = self.store.release_conversation(trigger.id, key).await;
+                    Err(e)
+                }
+            };
+        }
+    }
+
+    /// A new session from the trigger's template, as the template's owner,
+    /// with the trigger's permission mode; named after the trigger and the
+    /// prompt's first line.
+    async fn triggered_session(&self, trigger: &Trigger, text: &str) -> Result<SessionId, Handled> {
+        let owner = self.template_owner(trigger.template).await?;
+        let first_line: String = text
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
+        let name: String = format!("{}: {}", trigger.draft.name, first_line.trim())
+            .chars()
+            .take(100)
+            .collect();
+        let new = NewSession {
+            name: name.trim().to_owned(),
+            template: Some(trigger.template),
+            permission_mode: Some(trigger.draft.permission_mode),
+            ..Default::default()
+        };
+        let origin = TriggerRef {
+            id: trigger.id,
+            name: trigger.draft.name.clone(),
+        };
+        match self.start_session(&owner, new, Some(origin)).await {
+            Ok(session) => Ok(session.id),
+            // What the agent's settings or its owner's account refuse: the
+            // same each time.
+            Err(
+                e @ (AppError::Invalid(_)
+                | AppError::Forbidden(_)
+                | AppError::NotFound(_)
+                | AppError::Conflict(_)),
+            ) => Err(Handled::Refused(format!(
+                "The agent cannot start a session: {e}"
+            ))),
+            Err(e) => Err(Handled::Failed(e)),
+        }
+    }
+
     /// Who a template's triggered sessions run as: its owner (the local
     /// operator for one made with sign-in off).
     async fn template_owner(&self, template: TemplateId) -> Result<Caller, Handled> {
@@ -420,7 +577,7 @@ impl Paddock {
             .get_template(template)
             .await
             .map_err(fail)?
-            .ok_or_else(|| Handled::Failed(AppError::NotFound(format!("Agent {template}"))))?;
+            .ok_or_else(|| Handled::Refused("The agent is gone.".into()))?;
         match t.owner {
             None => Ok(Caller::local_operator()),
             Some(owner) => match self.store.user_by_id(owner).await.map_err(fail)? {

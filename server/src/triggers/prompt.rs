@@ -1,7 +1,7 @@
 //! A trigger's prompt and conversation key, made from a delivery with the
 //! owner's templates (minijinja: `{{ payload.issue.title }}`, filters,
-//! conditions, loops), bounded: a template runs on a fuel budget, and what
-//! it makes is cut at a length.
+//! conditions, loops), bounded: a template runs on a fuel budget, and
+//! stops making text at a length (the text is cut there).
 
 use app::domain::AppError;
 use app::triggers::{CONVERSATION_MAX_BYTES, PROMPT_MAX_BYTES};
@@ -27,6 +27,30 @@ pub fn check(what: &str, template: &str) -> Result<(), AppError> {
         .map_err(|e| AppError::Invalid(format!("The {what} template does not compile: {e}")))
 }
 
+/// What a template writes, refused past `max` bytes: rendering stops
+/// there, however much more the template would make.
+struct Capped {
+    text: Vec<u8>,
+    max: usize,
+    full: bool,
+}
+
+impl std::io::Write for Capped {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        let room = self.max - self.text.len();
+        self.text.extend_from_slice(&bytes[..bytes.len().min(room)]);
+        if bytes.len() > room {
+            self.full = true;
+            return Err(std::io::Error::other("the text is as long as it may be"));
+        }
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Fills `template` from a delivery, cut at `max` bytes.
 fn render(
     template: &str,
@@ -35,22 +59,23 @@ fn render(
     max: usize,
 ) -> Result<String, String> {
     let env = environment();
-    let text = env
-        .template_from_str(template)
-        .and_then(|t| t.render(context! { payload => payload, delivery => delivery }))
-        .map_err(|e| e.to_string())?;
-    Ok(cut(text, max))
-}
-
-fn cut(mut text: String, max: usize) -> String {
-    if text.len() > max {
-        let mut end = max;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        text.truncate(end);
+    let template = env.template_from_str(template).map_err(|e| e.to_string())?;
+    let mut out = Capped {
+        text: Vec::new(),
+        max,
+        full: false,
+    };
+    let rendered = template.render_captured_to(
+        context! { payload => payload, delivery => delivery },
+        &mut out,
+    );
+    if let (Err(e), false) = (rendered, out.full) {
+        return Err(e.to_string());
     }
-    text
+    // Cut where it stopped, at a character's start.
+    Ok(String::from_utf8_lossy(&out.text)
+        .trim_end_matches('\u{fffd}')
+        .to_owned())
 }
 
 /// The prompt a delivery makes.
@@ -106,7 +131,16 @@ mod tests {
         let long = prompt("{% for i in range(100000) %}é{% endfor %}", &payload, "d1");
         assert!(long.is_err(), "out of fuel");
         let big = prompt("{{ payload.job * 50000 }}", &json!({"job": "ééé"}), "d").unwrap();
-        assert!(big.len() <= PROMPT_MAX_BYTES);
+        assert!(big.len() <= PROMPT_MAX_BYTES && big.len() > PROMPT_MAX_BYTES - 8);
+        assert!(big.ends_with('é'));
+        // Stops at the cap, not after making it all.
+        let endless = prompt(
+            "{% for i in range(5000) %}{{ payload.job * 100000 }}{% endfor %}",
+            &json!({"job": "x"}),
+            "d",
+        )
+        .unwrap();
+        assert_eq!(endless.len(), PROMPT_MAX_BYTES);
         assert!(check("prompt", "{% if %}").is_err());
         assert!(check("prompt", "{{ payload.a }}").is_ok());
     }

@@ -691,7 +691,7 @@ async fn templates_keep_every_version() {
 #[tokio::test]
 async fn triggers_claim_each_delivery_once_and_keep_their_conversations() {
     use app::triggers::{Delivery, TriggerDraft, TriggerKind};
-    use server::store::triggers::{Claim, SealedTriggerSecrets};
+    use server::store::triggers::{Claim, ConversationClaim, SealedTriggerSecrets};
     let (_dir, urls) = databases().await;
     for url in &urls {
         let store = open(url).await;
@@ -774,14 +774,25 @@ async fn triggers_claim_each_delivery_once_and_keep_their_conversations() {
         // then its answer.
         let long_ago = Utc::now() - chrono::Duration::minutes(2);
         assert_eq!(
-            store.claim_delivery(id, "d1", long_ago).await.unwrap(),
-            Claim::New
+            store
+                .claim_delivery(id, "d1", "c1", long_ago)
+                .await
+                .unwrap(),
+            Claim::New { session: None }
         );
-        let Claim::Seen(pending) = store.claim_delivery(id, "d1", long_ago).await.unwrap() else {
+        let Claim::Seen(pending) = store
+            .claim_delivery(id, "d1", "c2", long_ago)
+            .await
+            .unwrap()
+        else {
             panic!("{db}: claimed twice");
         };
         assert_eq!(pending.status, 0);
         let session = uuid::Uuid::now_v7();
+        store
+            .note_delivery_session(id, "d1", "c1", session)
+            .await
+            .unwrap();
         let done = Delivery {
             trigger: id,
             id: "d1".into(),
@@ -790,38 +801,101 @@ async fn triggers_claim_each_delivery_once_and_keep_their_conversations() {
             outcome: "started".into(),
             session: Some(session),
         };
-        store.finish_delivery(&done).await.unwrap();
-        let Claim::Seen(seen) = store.claim_delivery(id, "d1", long_ago).await.unwrap() else {
+        // Only the claim's holder finishes it.
+        store.finish_delivery(&done, "c2").await.unwrap();
+        assert_eq!(store.delivery(id, "d1").await.unwrap().unwrap().status, 0);
+        store.finish_delivery(&done, "c1").await.unwrap();
+        let Claim::Seen(seen) = store
+            .claim_delivery(id, "d1", "c3", long_ago)
+            .await
+            .unwrap()
+        else {
             panic!("{db}: claimed twice");
         };
         assert_eq!((seen.status, seen.session), (202, Some(session)));
-        // One being handled since before `abandoned_before` is taken over;
-        // one released may come again.
-        assert_eq!(
-            store.claim_delivery(id, "d2", long_ago).await.unwrap(),
-            Claim::New
-        );
+        // One given up is handled again at once, with the session it made;
+        // one being handled since before `abandoned_before` is taken over.
         assert_eq!(
             store
-                .claim_delivery(id, "d2", Utc::now() + chrono::Duration::seconds(5))
+                .claim_delivery(id, "d2", "c4", long_ago)
                 .await
                 .unwrap(),
-            Claim::New,
+            Claim::New { session: None }
+        );
+        store
+            .note_delivery_session(id, "d2", "c4", session)
+            .await
+            .unwrap();
+        store.abandon_delivery(id, "d2", "c4").await.unwrap();
+        assert_eq!(
+            store
+                .claim_delivery(id, "d2", "c5", long_ago)
+                .await
+                .unwrap(),
+            Claim::New {
+                session: Some(session)
+            },
             "{db}"
         );
-        store.release_delivery(id, "d2").await.unwrap();
-        assert_eq!(
-            store.claim_delivery(id, "d2", long_ago).await.unwrap(),
-            Claim::New
-        );
+        store.abandon_delivery(id, "d2", "c4").await.unwrap();
+        assert!(matches!(
+            store
+                .claim_delivery(id, "d2", "c6", long_ago)
+                .await
+                .unwrap(),
+            Claim::Seen(_)
+        ));
+        assert!(matches!(
+            store
+                .claim_delivery(id, "d2", "c7", Utc::now() + chrono::Duration::seconds(5))
+                .await
+                .unwrap(),
+            Claim::New { .. }
+        ));
         let log = store.deliveries(id).await.unwrap();
         assert_eq!(log.len(), 2, "{db}");
 
-        assert_eq!(store.conversation(id, "thread").await.unwrap(), None);
+        // A conversation's key: claimed once while its session is made.
+        assert_eq!(
+            store
+                .claim_conversation(id, "thread", long_ago)
+                .await
+                .unwrap(),
+            ConversationClaim::New
+        );
+        assert_eq!(
+            store
+                .claim_conversation(id, "thread", long_ago)
+                .await
+                .unwrap(),
+            ConversationClaim::Pending
+        );
         store.set_conversation(id, "thread", session).await.unwrap();
-        let other = uuid::Uuid::now_v7();
-        store.set_conversation(id, "thread", other).await.unwrap();
-        assert_eq!(store.conversation(id, "thread").await.unwrap(), Some(other));
+        assert_eq!(
+            store
+                .claim_conversation(id, "thread", long_ago)
+                .await
+                .unwrap(),
+            ConversationClaim::Session(session)
+        );
+        // Its session gone: retaken once.
+        assert!(store
+            .retake_conversation(id, "thread", session)
+            .await
+            .unwrap());
+        assert!(!store
+            .retake_conversation(id, "thread", session)
+            .await
+            .unwrap());
+        store.release_conversation(id, "thread").await.unwrap();
+        assert_eq!(
+            store
+                .claim_conversation(id, "thread", long_ago)
+                .await
+                .unwrap(),
+            ConversationClaim::New,
+            "{db}"
+        );
 
         let changed = TriggerDraft {
             paused: true,
@@ -837,15 +911,11 @@ async fn triggers_claim_each_delivery_once_and_keep_their_conversations() {
                 .paused
         );
         assert_eq!(store.list_triggers(template.id).await.unwrap().len(), 1);
-        // Gone with its template, deliveries and conversations too.
+        // Gone with its template, and its deliveries.
         assert!(store.delete_template(template.id).await.unwrap());
         assert!(store.get_trigger(id).await.unwrap().is_none(), "{db}");
         assert!(store.deliveries(id).await.unwrap().is_empty());
-        assert_eq!(
-            store.conversation(id, "thread").await.unwrap(),
-            None,
-            "{db}"
-        );
+        assert!(store.delivery(id, "d1").await.unwrap().is_none(), "{db}");
         assert!(!store.delete_trigger(id).await.unwrap());
     }
 }

@@ -91,7 +91,7 @@ impl Setup {
         let (status, template) = self
             .post(
                 "/api/templates",
-                json!({"name": "on call", "session": {"permission_mode": "auto"}}),
+                json!({"name": "on call", "session": {"permission_mode": "auto", "allowed_tools": ["bash"]}}),
             )
             .await;
         assert_eq!(status, StatusCode::CREATED, "{template}");
@@ -157,8 +157,11 @@ impl Setup {
 /// A request's headers: name and value.
 type Headers = Vec<(&'static str, String)>;
 
+/// A delivery's headers as its sender signs it, with an `Authorization`
+/// of the sender's own (some send one): not Paddock's, and no matter.
 fn signed_headers(secret: &str, id: &str, at: i64, body: &str) -> Headers {
     vec![
+        ("authorization", "Bearer the-senders-own".into()),
         ("webhook-id", id.to_owned()),
         ("webhook-timestamp", at.to_string()),
         ("webhook-signature", sign(secret, id, at, body)),
@@ -210,7 +213,15 @@ async fn a_signed_delivery_starts_a_session_and_its_conversation_continues_it() 
     let sessions = s.sessions().await;
     assert_eq!(sessions.len(), 1);
     assert_eq!(sessions[0].permission_mode.to_string(), "ask");
+    assert!(sessions[0].allowed_tools.is_empty());
     assert_eq!(sessions[0].template.as_ref().unwrap().name, "on call");
+    assert_eq!(
+        sessions[0].trigger,
+        Some(app::domain::TriggerRef {
+            id: made.trigger.id,
+            name: "builds".into()
+        })
+    );
 
     // The same delivery again: answered the same way, nothing new.
     let (again, repeat) = s.signed(&made, &made.secret, "msg_1", body).await;

@@ -130,6 +130,7 @@ mod tests {
             egress: Vec::new(),
             workspace: None,
             template: None,
+            trigger: None,
             owner: None,
             created_at: at(0),
             updated_at: at(0),

@@ -72,7 +72,7 @@ const SESSION_COLUMNS: &str = "id, name, engine, model, system_prompt, permissio
      cost_usd, turns, input_tokens, output_tokens, last_seq, sandbox_memory_mb, sandbox_cpus, \
      sandbox_pids, command_timeout_secs, sandbox_disk_mb, budget_usd, mounts, env, secrets, \
      max_turns, allowed_tools, image, source, skill_names, mcp_servers, egress, \
-     workspace_ready_at, base_commit, work_branch, template, owner_id, created_at, updated_at";
+     workspace_ready_at, base_commit, work_branch, template, triggered_by, owner_id, created_at, updated_at";
 
 #[derive(sqlx::FromRow)]
 struct SessionRow {
@@ -108,6 +108,7 @@ struct SessionRow {
     base_commit: Option<String>,
     work_branch: Option<String>,
     template: Option<String>,
+    triggered_by: Option<String>,
     owner_id: Option<String>,
     created_at: StoredTime,
     updated_at: StoredTime,
@@ -166,6 +167,12 @@ impl TryFrom<SessionRow> for Session {
                 .map(serde_json::from_str)
                 .transpose()
                 .map_err(|e| corrupt("template", &e))?,
+            trigger: r
+                .triggered_by
+                .as_deref()
+                .map(serde_json::from_str)
+                .transpose()
+                .map_err(|e| corrupt("triggered_by", &e))?,
             owner: r
                 .owner_id
                 .as_deref()
@@ -257,10 +264,10 @@ impl Store for SqlStore {
             "INSERT INTO sessions (id, name, engine, model, system_prompt, permission_mode, status, \
              sandbox_memory_mb, sandbox_cpus, sandbox_pids, command_timeout_secs, sandbox_disk_mb, \
              budget_usd, mounts, env, secrets, max_turns, allowed_tools, image, source, \
-             instructions, skills, skill_names, mcp_servers, egress, template, owner_id, \
-             created_at, updated_at) \
+             instructions, skills, skill_names, mcp_servers, egress, template, triggered_by, \
+             owner_id, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, 'idle', $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, \
-             $25, $26, $27, $28) \
+             $25, $26, $27, $28, $29) \
              RETURNING {SESSION_COLUMNS}"
         ))
         .bind(id.to_string())
@@ -303,6 +310,7 @@ impl Store for SqlStore {
                 .transpose()
                 .map_err(|e| StoreError::Corrupt(e.to_string()))?,
         )
+        .bind(spec.trigger.as_ref().map(json).transpose()?)
         .bind(owner.map(|o| o.to_string()))
         .bind(&now)
         .bind(&now)

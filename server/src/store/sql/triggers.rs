@@ -1,12 +1,16 @@
 //! [`Triggers`] in SQL.
 
 use super::{timestamp, SqlStore, StoredTime};
-use crate::store::triggers::{Claim, SealedTriggerSecrets, Triggers, DELIVERIES_LISTED};
+use crate::store::triggers::{
+    Claim, ConversationClaim, SealedTriggerSecrets, Triggers, DELIVERIES_KEPT_DAYS,
+    DELIVERIES_LISTED,
+};
 use crate::store::{Result, StoreError};
 use app::domain::{SessionId, TemplateId};
 use app::triggers::{Delivery, Trigger, TriggerDraft, TriggerId};
 use chrono::{DateTime, Utc};
 
+const DELIVERY_COLUMNS: &str = "trigger_id, delivery_id, received_at, status, outcome, session_id";
 const TRIGGER_COLUMNS: &str =
     "id, template_id, draft, secret, previous_secret, previous_until, created_at, created_by";
 
@@ -205,68 +209,113 @@ impl Triggers for SqlStore {
             .collect()
     }
 
+    async fn delivery(&self, trigger: TriggerId, id: &str) -> Result<Option<Delivery>> {
+        let row: Option<DeliveryRow> = sqlx::query_as(&format!(
+            "SELECT {DELIVERY_COLUMNS} FROM trigger_deliveries \
+             WHERE trigger_id = $1 AND delivery_id = $2"
+        ))
+        .bind(trigger.to_string())
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(Delivery::try_from).transpose()
+    }
+
     async fn claim_delivery(
         &self,
         trigger: TriggerId,
         id: &str,
+        claim: &str,
         abandoned_before: DateTime<Utc>,
     ) -> Result<Claim> {
         // New, or one whose handling began before `abandoned_before` and
-        // never ended (its server went away meanwhile).
+        // never ended (its server went away, or gave it up).
         let claimed = sqlx::query(
-            "INSERT INTO trigger_deliveries (trigger_id, delivery_id, received_at, status, outcome) \
-             VALUES ($1, $2, $3, 0, '') ON CONFLICT (trigger_id, delivery_id) DO UPDATE \
-             SET received_at = excluded.received_at \
-             WHERE trigger_deliveries.status = 0 AND trigger_deliveries.received_at < $4",
+            "INSERT INTO trigger_deliveries \
+             (trigger_id, delivery_id, received_at, status, outcome, claim) \
+             VALUES ($1, $2, $3, 0, '', $4) ON CONFLICT (trigger_id, delivery_id) DO UPDATE \
+             SET received_at = excluded.received_at, claim = excluded.claim \
+             WHERE trigger_deliveries.status = 0 AND trigger_deliveries.received_at < $5",
         )
         .bind(trigger.to_string())
         .bind(id)
         .bind(timestamp(Utc::now()))
+        .bind(claim)
         .bind(timestamp(abandoned_before))
         .execute(&self.pool)
         .await?;
-        if claimed.rows_affected() > 0 {
-            return Ok(Claim::New);
-        }
-        let row: DeliveryRow = sqlx::query_as(
-            "SELECT trigger_id, delivery_id, received_at, status, outcome, session_id \
-             FROM trigger_deliveries WHERE trigger_id = $1 AND delivery_id = $2",
-        )
-        .bind(trigger.to_string())
-        .bind(id)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(Claim::Seen(row.try_into()?))
+        let seen = self
+            .delivery(trigger, id)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt(format!("delivery {id} vanished")))?;
+        Ok(match claimed.rows_affected() {
+            0 => Claim::Seen(seen),
+            _ => Claim::New {
+                session: seen.session,
+            },
+        })
     }
 
-    async fn finish_delivery(&self, d: &Delivery) -> Result<()> {
+    async fn note_delivery_session(
+        &self,
+        trigger: TriggerId,
+        id: &str,
+        claim: &str,
+        session: SessionId,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE trigger_deliveries SET session_id = $1 \
+             WHERE trigger_id = $2 AND delivery_id = $3 AND claim = $4",
+        )
+        .bind(session.to_string())
+        .bind(trigger.to_string())
+        .bind(id)
+        .bind(claim)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn finish_delivery(&self, d: &Delivery, claim: &str) -> Result<()> {
         sqlx::query(
             "UPDATE trigger_deliveries SET status = $1, outcome = $2, session_id = $3 \
-             WHERE trigger_id = $4 AND delivery_id = $5",
+             WHERE trigger_id = $4 AND delivery_id = $5 AND claim = $6",
         )
         .bind(i64::from(d.status))
         .bind(&d.outcome)
         .bind(d.session.map(|s| s.to_string()))
         .bind(d.trigger.to_string())
         .bind(&d.id)
+        .bind(claim)
         .execute(&self.pool)
         .await?;
-        Ok(())
-    }
-
-    async fn release_delivery(&self, trigger: TriggerId, id: &str) -> Result<()> {
-        sqlx::query("DELETE FROM trigger_deliveries WHERE trigger_id = $1 AND delivery_id = $2")
-            .bind(trigger.to_string())
-            .bind(id)
+        let kept_from = Utc::now() - chrono::Duration::days(DELIVERIES_KEPT_DAYS);
+        sqlx::query("DELETE FROM trigger_deliveries WHERE trigger_id = $1 AND received_at < $2")
+            .bind(d.trigger.to_string())
+            .bind(timestamp(kept_from))
             .execute(&self.pool)
             .await?;
         Ok(())
     }
 
+    async fn abandon_delivery(&self, trigger: TriggerId, id: &str, claim: &str) -> Result<()> {
+        // Received at the start of time: abandoned as soon as it is seen.
+        sqlx::query(
+            "UPDATE trigger_deliveries SET received_at = $1 \
+             WHERE trigger_id = $2 AND delivery_id = $3 AND claim = $4 AND status = 0",
+        )
+        .bind(timestamp(DateTime::<Utc>::UNIX_EPOCH))
+        .bind(trigger.to_string())
+        .bind(id)
+        .bind(claim)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     async fn deliveries(&self, trigger: TriggerId) -> Result<Vec<Delivery>> {
         let rows: Vec<DeliveryRow> = sqlx::query_as(&format!(
-            "SELECT trigger_id, delivery_id, received_at, status, outcome, session_id \
-             FROM trigger_deliveries WHERE trigger_id = $1 \
+            "SELECT {DELIVERY_COLUMNS} FROM trigger_deliveries WHERE trigger_id = $1 \
              ORDER BY received_at DESC LIMIT {DELIVERIES_LISTED}"
         ))
         .bind(trigger.to_string())
@@ -275,17 +324,42 @@ impl Triggers for SqlStore {
         rows.into_iter().map(Delivery::try_from).collect()
     }
 
-    async fn conversation(&self, trigger: TriggerId, key: &str) -> Result<Option<SessionId>> {
-        let session: Option<String> = sqlx::query_scalar(
+    async fn claim_conversation(
+        &self,
+        trigger: TriggerId,
+        key: &str,
+        abandoned_before: DateTime<Utc>,
+    ) -> Result<ConversationClaim> {
+        let claimed = sqlx::query(
+            "INSERT INTO trigger_conversations (trigger_id, key, session_id, claimed_at) \
+             VALUES ($1, $2, '', $3) ON CONFLICT (trigger_id, key) DO UPDATE \
+             SET claimed_at = excluded.claimed_at \
+             WHERE trigger_conversations.session_id = '' \
+             AND trigger_conversations.claimed_at < $4",
+        )
+        .bind(trigger.to_string())
+        .bind(key)
+        .bind(timestamp(Utc::now()))
+        .bind(timestamp(abandoned_before))
+        .execute(&self.pool)
+        .await?;
+        if claimed.rows_affected() > 0 {
+            return Ok(ConversationClaim::New);
+        }
+        let session: String = sqlx::query_scalar(
             "SELECT session_id FROM trigger_conversations WHERE trigger_id = $1 AND key = $2",
         )
         .bind(trigger.to_string())
         .bind(key)
-        .fetch_optional(&self.pool)
+        .fetch_one(&self.pool)
         .await?;
+        if session.is_empty() {
+            return Ok(ConversationClaim::Pending);
+        }
         session
-            .map(|s| s.parse().map_err(|e| corrupt("conversation", key, &e)))
-            .transpose()
+            .parse()
+            .map(ConversationClaim::Session)
+            .map_err(|e| corrupt("conversation", key, &e))
     }
 
     async fn set_conversation(
@@ -295,12 +369,42 @@ impl Triggers for SqlStore {
         session: SessionId,
     ) -> Result<()> {
         sqlx::query(
-            "INSERT INTO trigger_conversations (trigger_id, key, session_id) VALUES ($1, $2, $3) \
-             ON CONFLICT (trigger_id, key) DO UPDATE SET session_id = excluded.session_id",
+            "UPDATE trigger_conversations SET session_id = $1 WHERE trigger_id = $2 AND key = $3",
+        )
+        .bind(session.to_string())
+        .bind(trigger.to_string())
+        .bind(key)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn retake_conversation(
+        &self,
+        trigger: TriggerId,
+        key: &str,
+        stale: SessionId,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE trigger_conversations SET session_id = '', claimed_at = $1 \
+             WHERE trigger_id = $2 AND key = $3 AND session_id = $4",
+        )
+        .bind(timestamp(Utc::now()))
+        .bind(trigger.to_string())
+        .bind(key)
+        .bind(stale.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn release_conversation(&self, trigger: TriggerId, key: &str) -> Result<()> {
+        sqlx::query(
+            "DELETE FROM trigger_conversations \
+             WHERE trigger_id = $1 AND key = $2 AND session_id = ''",
         )
         .bind(trigger.to_string())
         .bind(key)
-        .bind(session.to_string())
         .execute(&self.pool)
         .await?;
         Ok(())

@@ -1,0 +1,230 @@
+//! An agent's triggers, on its page: each with its URL, whether it is
+//! paused, and its newest deliveries (status, when, the session it started
+//! or continued); a form for a new one; pause, resume, rotate the secret,
+//! delete. A new trigger's secret, or a rotated one, is shown once.
+
+use super::form::{submitted, INPUT, PANEL, PRIMARY, SECONDARY};
+use super::{ErrorNote, When};
+use crate::api::triggers::{
+    list_triggers, CreateTrigger, DeleteTrigger, PauseTrigger, RotateTriggerSecret,
+    DASHBOARD_OVERLAP_SECS,
+};
+use crate::domain::{AppError, PermissionMode};
+use crate::triggers::{
+    trigger_path, Delivery, TriggerRow, TriggerSecret, CONVERSATION_MAX_BYTES, NAME_MAX_CHARS,
+    PROMPT_TEMPLATE_MAX_BYTES,
+};
+use leptos::prelude::*;
+use leptos::server_fn::ServerFn as _;
+
+/// The prompt a new trigger starts from.
+const PROMPT_EXAMPLE: &str = "The build {{ payload.job }} failed on {{ payload.branch }}:\n\n{{ payload.log }}\n\nFind out why and fix it.";
+
+#[component]
+pub(super) fn Triggers(template: String) -> impl IntoView {
+    let create = ServerAction::<CreateTrigger>::new();
+    let pause = ServerAction::<PauseTrigger>::new();
+    let rotate = ServerAction::<RotateTriggerSecret>::new();
+    let delete = ServerAction::<DeleteTrigger>::new();
+    let changed = move || {
+        (
+            create.version().get(),
+            pause.version().get(),
+            rotate.version().get(),
+            delete.version().get(),
+        )
+    };
+    let rows = Resource::new(
+        {
+            let template = template.clone();
+            move || (template.clone(), changed())
+        },
+        |(template, _)| list_triggers(template),
+    );
+    // Where this server is, as the browser reached it: a trigger's URL is
+    // there (or on the public URL the operator set, if another).
+    let origin = RwSignal::new(String::new());
+    Effect::new(move |_| {
+        origin.set(window().location().origin().unwrap_or_default());
+    });
+    let submit = {
+        let template = template.clone();
+        move |ev: leptos::ev::SubmitEvent| {
+            let Some(field) = submitted(&ev) else { return };
+            create.dispatch(CreateTrigger {
+                template: template.clone(),
+                name: field("name").unwrap_or_default(),
+                prompt: field("prompt").unwrap_or_default(),
+                conversation: field("conversation"),
+                permission_mode: field("permission_mode").unwrap_or_default(),
+            });
+        }
+    };
+    // The newest secret made or rotated here, shown until the page goes.
+    let secret = RwSignal::new(None::<Result<(&'static str, TriggerSecret), AppError>>);
+    Effect::new(move |_| {
+        if let Some(made) = create.value().get() {
+            secret.set(Some(made.map(|s| ("made", s))));
+        }
+    });
+    Effect::new(move |_| {
+        if let Some(rotated) = rotate.value().get() {
+            secret.set(Some(rotated.map(|s| ("rotated", s))));
+        }
+    });
+    view! {
+        <section class=format!("space-y-3 {PANEL}") aria-labelledby="triggers-heading" data-testid="triggers">
+            <div>
+                <h2 id="triggers-heading" class="font-semibold">"Triggers"</h2>
+                <p class="text-sm text-zinc-500 dark:text-zinc-400">
+                    "Start this agent from elsewhere: each trigger has a URL and a secret, and a delivery signed with it (Standard Webhooks: a JSON body, the webhook-id, webhook-timestamp and webhook-signature headers) starts a session from this agent, as you, with its prompt made from the delivery. Deliveries with the same conversation key continue one session."
+                </p>
+            </div>
+            {move || secret.get().map(|answer| match answer {
+                Ok((how, s)) => view! { <NewSecret how secret=s origin /> }.into_any(),
+                Err(e) => view! { <ErrorNote message=e.to_string() /> }.into_any(),
+            })}
+            {move || pause.value().get().and_then(Result::err).map(|e| view! { <ErrorNote message=e.to_string() /> })}
+            {move || delete.value().get().and_then(Result::err).map(|e| view! { <ErrorNote message=e.to_string() /> })}
+            <Suspense>
+                {move || Suspend::new(async move {
+                    match rows.await {
+                        Ok(list) if list.is_empty() => view! { <p class="text-sm text-zinc-500" data-testid="no-triggers">"No triggers yet."</p> }.into_any(),
+                        Ok(list) => view! {
+                            <ul class="divide-y divide-zinc-200 dark:divide-zinc-800" data-testid="trigger-list">
+                                {list.into_iter().map(|row| view! { <TriggerItem row origin pause rotate delete /> }).collect_view()}
+                            </ul>
+                        }.into_any(),
+                        Err(e) => view! { <ErrorNote message=e.to_string() /> }.into_any(),
+                    }
+                })}
+            </Suspense>
+            <details class="text-sm" data-testid="new-trigger">
+                <summary class="cursor-pointer font-medium">"Add a trigger"</summary>
+                <form action=CreateTrigger::PATH method="post" on:submit=submit class="mt-2 space-y-2">
+                    <input type="hidden" name="template" value=template.clone() />
+                    <label class="block text-sm font-medium">"Name"
+                        <input name="name" required maxlength=NAME_MAX_CHARS placeholder="failed builds" class=INPUT />
+                    </label>
+                    <label class="block text-sm font-medium">"Prompt"
+                        <span class="block text-xs font-normal text-zinc-500">"A template over the delivery: {{ payload.field }} for its JSON, {{ delivery }} for its id; conditions and loops too."</span>
+                        <textarea name="prompt" required rows="5" maxlength=PROMPT_TEMPLATE_MAX_BYTES class=format!("font-mono text-xs {INPUT}")>{PROMPT_EXAMPLE}</textarea>
+                    </label>
+                    <label class="block text-sm font-medium">"Conversation key (optional)"
+                        <span class="block text-xs font-normal text-zinc-500">"Deliveries with the same key continue one session, e.g. {{ payload.branch }}; empty: a session each."</span>
+                        <input name="conversation" maxlength=CONVERSATION_MAX_BYTES placeholder="{{ payload.branch }}" class=format!("font-mono text-xs {INPUT}") />
+                    </label>
+                    <label class="block text-sm font-medium">"Permissions of its sessions"
+                        <select name="permission_mode" class=INPUT>
+                            <option value=PermissionMode::Ask.as_str() selected>"ask before each tool (a person decides)"</option>
+                            <option value=PermissionMode::ReadOnly.as_str()>"read-only"</option>
+                            <option value=PermissionMode::AcceptEdits.as_str()>"accept edits, ask for commands"</option>
+                            <option value=PermissionMode::Auto.as_str()>"auto: run everything unattended"</option>
+                        </select>
+                    </label>
+                    <button type="submit" class=PRIMARY data-testid="add-trigger" disabled=move || create.pending().get()>"Add trigger"</button>
+                </form>
+            </details>
+        </section>
+    }
+}
+
+/// A secret just made, with where to send deliveries.
+#[component]
+fn NewSecret(how: &'static str, secret: TriggerSecret, origin: RwSignal<String>) -> impl IntoView {
+    let said = match how {
+        "rotated" => format!(
+            "The trigger \"{}\" has a new secret; the old one is accepted for {} more hours. Copy it now: it is not shown again.",
+            secret.trigger.draft.name,
+            DASHBOARD_OVERLAP_SECS / 3600
+        ),
+        _ => format!(
+            "Trigger \"{}\" added. Copy its secret now: it is not shown again.",
+            secret.trigger.draft.name
+        ),
+    };
+    let path = secret.path.clone();
+    view! {
+        <div role="status" data-testid="trigger-secret" class="space-y-2 rounded-lg border border-emerald-300 bg-emerald-50 p-4 text-sm dark:border-emerald-800 dark:bg-emerald-950">
+            <p class="font-medium">{said}</p>
+            <code data-testid="trigger-secret-value" class="block select-all break-all rounded bg-white px-2 py-1 font-mono text-xs dark:bg-zinc-900">{secret.secret.clone()}</code>
+            <p class="text-xs">"Send deliveries to "<code class="select-all break-all font-mono" data-testid="trigger-secret-url">{move || format!("{}{path}", origin.get())}</code></p>
+        </div>
+    }
+}
+
+#[component]
+fn TriggerItem(
+    row: TriggerRow,
+    origin: RwSignal<String>,
+    pause: ServerAction<PauseTrigger>,
+    rotate: ServerAction<RotateTriggerSecret>,
+    delete: ServerAction<DeleteTrigger>,
+) -> impl IntoView {
+    let TriggerRow {
+        trigger,
+        deliveries,
+    } = row;
+    let id = trigger.id.to_string();
+    let paused = trigger.draft.paused;
+    let path = trigger_path(trigger.id);
+    let (pause_id, rotate_id, delete_id) = (id.clone(), id.clone(), id.clone());
+    view! {
+        <li class="space-y-1 py-3" data-testid="trigger" data-paused=paused.to_string()>
+            <div class="flex flex-wrap items-center gap-2">
+                <span class="font-semibold" data-testid="trigger-name">{trigger.draft.name.clone()}</span>
+                <span class="text-xs text-zinc-500">{format!("{} · {}", trigger.draft.kind, trigger.draft.permission_mode)}</span>
+                {paused.then(|| view! { <span class="rounded bg-amber-100 px-1.5 text-xs text-amber-900 dark:bg-amber-950 dark:text-amber-200">"paused"</span> })}
+                <span class="ml-auto flex flex-wrap gap-1">
+                    <button type="button" class=SECONDARY data-testid="pause-trigger"
+                        on:click=move |_| { pause.dispatch(PauseTrigger { id: pause_id.clone(), paused: !paused }); }>
+                        {if paused { "Resume" } else { "Pause" }}
+                    </button>
+                    <button type="button" class=SECONDARY data-testid="rotate-trigger"
+                        on:click=move |_| {
+                            let sure = window().confirm_with_message("Make a new secret? The current one is accepted for one more day.").unwrap_or(false);
+                            if sure { rotate.dispatch(RotateTriggerSecret { id: rotate_id.clone() }); }
+                        }>"New secret"</button>
+                    <button type="button" class=SECONDARY data-testid="delete-trigger"
+                        on:click=move |_| {
+                            let sure = window().confirm_with_message("Delete this trigger? Its URL stops taking deliveries; sessions it started stay.").unwrap_or(false);
+                            if sure { delete.dispatch(DeleteTrigger { id: delete_id.clone() }); }
+                        }>"Delete"</button>
+                </span>
+            </div>
+            <p class="text-xs"><code class="select-all break-all font-mono" data-testid="trigger-url">{move || format!("{}{path}", origin.get())}</code></p>
+            <pre class="whitespace-pre-wrap rounded bg-zinc-100 px-2 py-1 font-mono text-xs dark:bg-zinc-900">{trigger.draft.prompt.clone()}</pre>
+            {trigger.draft.conversation.clone().map(|key| view! { <p class="text-xs text-zinc-500">"Conversation: "<code class="font-mono">{key}</code></p> })}
+            <Deliveries deliveries />
+        </li>
+    }
+}
+
+#[component]
+fn Deliveries(deliveries: Vec<Delivery>) -> impl IntoView {
+    if deliveries.is_empty() {
+        return view! { <p class="text-xs text-zinc-500" data-testid="no-deliveries">"No deliveries yet."</p> }.into_any();
+    }
+    view! {
+        <details class="text-xs" data-testid="deliveries">
+            <summary class="cursor-pointer">{format!("Last deliveries ({})", deliveries.len())}</summary>
+            <ul class="mt-1 space-y-0.5">
+                {deliveries.into_iter().map(|d| {
+                    let ok = (200..300).contains(&d.status);
+                    view! {
+                        <li data-testid="delivery" data-status=d.status.to_string() class="flex flex-wrap gap-x-2">
+                            <span class=if ok { "font-mono text-emerald-700 dark:text-emerald-400" } else { "font-mono text-red-700 dark:text-red-400" }>{d.status}</span>
+                            <code class="font-mono">{d.id.clone()}</code>
+                            <When at=d.received_at />
+                            {match d.session {
+                                Some(session) => view! { <a class="underline" href=format!("/sessions/{session}")>{d.outcome.clone()}</a> }.into_any(),
+                                None => view! { <span>{d.outcome.clone()}</span> }.into_any(),
+                            }}
+                        </li>
+                    }
+                }).collect_view()}
+            </ul>
+        </details>
+    }
+    .into_any()
+}
