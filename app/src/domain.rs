@@ -974,6 +974,10 @@ pub struct ServerInfo {
     /// the sandbox agent).
     #[serde(default)]
     pub terminals: bool,
+    /// Where the server is reached from outside (`PADDOCK_PUBLIC_URL`),
+    /// when the operator said: triggers' URLs are there.
+    #[serde(default)]
+    pub public_url: Option<String>,
 }
 
 /// One stored step of a session's transcript. `seq` numbers a session's

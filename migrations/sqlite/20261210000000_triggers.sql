@@ -14,8 +14,9 @@ CREATE TABLE triggers (
 );
 
 -- Deliveries a trigger accepted, by the sender's id: a repeat is answered
--- as the first was (status 0 while it is being handled, by the holder of
--- `claim`; the session it made is noted as soon as it is made).
+-- as the first was. Status 0 while it is being handled, by the holder of
+-- `claim` ('' once given up); the session it made is noted as soon as it
+-- is made, and `prompted` once its prompt is queued.
 CREATE TABLE trigger_deliveries (
     trigger_id  TEXT NOT NULL REFERENCES triggers (id) ON DELETE CASCADE,
     delivery_id TEXT NOT NULL,
@@ -24,15 +25,17 @@ CREATE TABLE trigger_deliveries (
     outcome     TEXT NOT NULL,
     session_id  TEXT,
     claim       TEXT NOT NULL,
+    prompted    INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (trigger_id, delivery_id)
 );
 
 -- The session each conversation of a trigger continues ('' while the
--- delivery that claimed the key at `claimed_at` makes it).
+-- delivery holding `claim` since `claimed_at` makes it).
 CREATE TABLE trigger_conversations (
     trigger_id TEXT NOT NULL REFERENCES triggers (id) ON DELETE CASCADE,
     key        TEXT NOT NULL,
     session_id TEXT NOT NULL,
+    claim      TEXT NOT NULL,
     claimed_at TEXT NOT NULL,
     PRIMARY KEY (trigger_id, key)
 );

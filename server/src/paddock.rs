@@ -670,6 +670,7 @@ impl Backend for Paddock {
         ServerInfo {
             mountable,
             terminals: info.kind == BackendKind::Docker && info.agent,
+            public_url: self.config.public_url.as_ref().map(ToString::to_string),
             sandbox: info.kind.as_str().to_owned(),
             sandbox_runtime: info.runtime,
             sandbox_warning: info.warning,

@@ -30,7 +30,11 @@ pub async fn list_triggers(template: String) -> Result<Vec<TriggerRow>, AppError
                 .list_triggers(&caller, template_id(&template)?)
                 .await?
             {
-                let deliveries = backend.trigger_deliveries(&caller, trigger.id).await?;
+                // One deleted meanwhile has none.
+                let deliveries = backend
+                    .trigger_deliveries(&caller, trigger.id)
+                    .await
+                    .unwrap_or_default();
                 rows.push(TriggerRow {
                     trigger,
                     deliveries,

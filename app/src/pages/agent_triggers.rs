@@ -5,6 +5,7 @@
 
 use super::form::{submitted, INPUT, PANEL, PRIMARY, SECONDARY};
 use super::{ErrorNote, When};
+use crate::api::get_server_info;
 use crate::api::triggers::{
     list_triggers, CreateTrigger, DeleteTrigger, PauseTrigger, RotateTriggerSecret,
     DASHBOARD_OVERLAP_SECS,
@@ -41,12 +42,17 @@ pub(super) fn Triggers(template: String) -> impl IntoView {
         },
         |(template, _)| list_triggers(template),
     );
-    // Where this server is, as the browser reached it: a trigger's URL is
-    // there (or on the public URL the operator set, if another).
+    // Where a trigger's URL is: the public URL the operator set, else this
+    // server as the browser reached it.
     let origin = RwSignal::new(String::new());
+    let info = Resource::new(|| (), |_| get_server_info());
     Effect::new(move |_| {
-        origin.set(window().location().origin().unwrap_or_default());
+        let public = info.get().and_then(Result::ok).and_then(|i| i.public_url);
+        origin.set(public.unwrap_or_else(|| window().location().origin().unwrap_or_default()));
     });
+    // The form works only hydrated: a secret is shown by the page, once.
+    let hydrated = RwSignal::new(false);
+    Effect::new(move |_| hydrated.set(true));
     let submit = {
         let template = template.clone();
         move |ev: leptos::ev::SubmitEvent| {
@@ -122,7 +128,7 @@ pub(super) fn Triggers(template: String) -> impl IntoView {
                             <option value=PermissionMode::Auto.as_str()>"auto: run everything unattended"</option>
                         </select>
                     </label>
-                    <button type="submit" class=PRIMARY data-testid="add-trigger" disabled=move || create.pending().get()>"Add trigger"</button>
+                    <button type="submit" class=PRIMARY data-testid="add-trigger" disabled=move || !hydrated.get() || create.pending().get()>"Add trigger"</button>
                 </form>
             </details>
         </section>

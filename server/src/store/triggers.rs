@@ -28,9 +28,12 @@ pub const DELIVERIES_KEPT_DAYS: i64 = 30;
 #[derive(Clone, Debug, PartialEq)]
 pub enum Claim {
     /// It is this caller's to handle: the first time, or again after its
-    /// handling was abandoned (with the session that handling made, if it
-    /// made one).
-    New { session: Option<SessionId> },
+    /// handling was given up or abandoned (with the session that handling
+    /// made, if it made one, and whether it queued the prompt).
+    New {
+        session: Option<SessionId>,
+        prompted: bool,
+    },
     /// Seen before: what it was answered (status 0 while being handled).
     Seen(Delivery),
 }
@@ -84,46 +87,60 @@ pub trait Triggers {
         abandoned_before: DateTime<Utc>,
     ) -> Result<Claim>;
     /// Notes the session a claimed delivery made, before anything else can
-    /// fail: handled again, it continues that one.
+    /// fail: handled again, it continues that one. `false` when `claim`
+    /// no longer holds it (taken over).
     async fn note_delivery_session(
         &self,
         trigger: TriggerId,
         id: &str,
         claim: &str,
         session: SessionId,
-    ) -> Result<()>;
-    /// Records how a delivery `claim` holds was answered, and forgets
-    /// deliveries older than [`DELIVERIES_KEPT_DAYS`].
-    async fn finish_delivery(&self, delivery: &Delivery, claim: &str) -> Result<()>;
+    ) -> Result<bool>;
+    /// Notes that a claimed delivery's prompt is queued: handled again, it
+    /// is only answered. `false` when `claim` no longer holds it.
+    async fn note_delivery_prompted(
+        &self,
+        trigger: TriggerId,
+        id: &str,
+        claim: &str,
+    ) -> Result<bool>;
+    /// Records how a delivery `claim` holds was answered (`false` when it
+    /// no longer holds it), and forgets answered deliveries older than
+    /// [`DELIVERIES_KEPT_DAYS`].
+    async fn finish_delivery(&self, delivery: &Delivery, claim: &str) -> Result<bool>;
     /// Gives up a claimed delivery that could not be handled: the next one
     /// of its id handles it at once.
     async fn abandon_delivery(&self, trigger: TriggerId, id: &str, claim: &str) -> Result<()>;
-    /// The newest deliveries ([`DELIVERIES_LISTED`] at most).
+    /// The newest answered deliveries ([`DELIVERIES_LISTED`] at most).
     async fn deliveries(&self, trigger: TriggerId) -> Result<Vec<Delivery>>;
-    /// Claims a conversation's key: its session, or the making of it (a
-    /// claim made before `abandoned_before` whose session never came is
-    /// taken over).
+    /// Claims a conversation's key for `claim`: its session, or the making
+    /// of it (a claim made before `abandoned_before` whose session never
+    /// came is taken over).
     async fn claim_conversation(
         &self,
         trigger: TriggerId,
         key: &str,
+        claim: &str,
         abandoned_before: DateTime<Utc>,
     ) -> Result<ConversationClaim>;
-    /// The session a claimed key's conversation continues from now on.
+    /// The session a key `claim` holds continues from now on; `false` when
+    /// it no longer holds it.
     async fn set_conversation(
         &self,
         trigger: TriggerId,
         key: &str,
+        claim: &str,
         session: SessionId,
-    ) -> Result<()>;
+    ) -> Result<bool>;
     /// Claims a key whose session is gone (`stale`) for a new one; `false`
     /// when another delivery did first.
     async fn retake_conversation(
         &self,
         trigger: TriggerId,
         key: &str,
+        claim: &str,
         stale: SessionId,
     ) -> Result<bool>;
-    /// Gives up a claimed key whose session could not be made.
-    async fn release_conversation(&self, trigger: TriggerId, key: &str) -> Result<()>;
+    /// Gives up a key `claim` holds whose session could not be made.
+    async fn release_conversation(&self, trigger: TriggerId, key: &str, claim: &str) -> Result<()>;
 }

@@ -24,8 +24,12 @@ use std::time::Duration;
 
 /// Longest a previous secret may stay accepted after a rotation.
 pub const OVERLAP_MAX_SECS: u64 = 7 * 24 * 3600;
-/// How long a repeat waits for the first delivery of its id to be handled.
-const REPEAT_WAIT: Duration = Duration::from_secs(10);
+/// How long a repeat waits for the first delivery of its id (or of its
+/// conversation) to be handled, well within a sender's own time limit.
+const REPEAT_WAIT: Duration = Duration::from_secs(3);
+/// What a sender is told to wait when another handling holds what its
+/// delivery needs, in seconds.
+const BUSY_RETRY_AFTER_SECS: u64 = 5;
 /// What a sender is told to wait when the server cannot handle a delivery
 /// now, in seconds.
 const RETRY_AFTER_SECS: u64 = 30;
@@ -49,6 +53,26 @@ impl Answer {
             status: error.status(),
             body: serde_json::json!({ "error": { "type": error.kind(), "message": error.to_string() } }),
             retry_after: None,
+        }
+    }
+
+    /// Something else holds what it needs: a 409 to send again shortly.
+    fn busy(what: &str) -> Self {
+        Self {
+            retry_after: Some(BUSY_RETRY_AFTER_SECS),
+            ..Self::refused(AppError::Conflict(format!(
+                "{what} is being handled now: send this one again in a few seconds."
+            )))
+        }
+    }
+
+    /// The server could not handle it now: a 503 to send again later.
+    fn unavailable() -> Self {
+        Self {
+            retry_after: Some(RETRY_AFTER_SECS),
+            ..Self::refused(AppError::Unavailable(
+                "The delivery could not be handled now: send it again later.".into(),
+            ))
         }
     }
 
@@ -246,12 +270,7 @@ impl Paddock {
         if answer.status < 500 {
             return answer;
         }
-        Answer {
-            retry_after: Some(RETRY_AFTER_SECS),
-            ..Answer::refused(AppError::Unavailable(
-                "The delivery could not be handled now: send it again later.".into(),
-            ))
-        }
+        Answer::unavailable()
     }
 
     /// Checked in order: the trigger; the signature (a stranger's flood is
@@ -334,9 +353,18 @@ impl Paddock {
                 return refuse(AppError::Invalid(format!("The body is not JSON: {e}."))).await
             }
         };
-        match self.accept(&trigger, &verified, &payload, from).await {
-            Ok(answer) => answer,
-            Err(e) => Answer::refused(e),
+        // Handled to its end even if the sender goes away meanwhile: what it
+        // claims (its id, its conversation) is never left half done.
+        let paddock = self.clone();
+        let handling =
+            tokio::spawn(async move { paddock.accept(&trigger, &verified, &payload, from).await });
+        match handling.await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(e)) => Answer::refused(e),
+            Err(e) => {
+                tracing::error!(trigger = %id, "a delivery's handling failed: {e}");
+                Answer::refused(AppError::Internal)
+            }
         }
     }
 
@@ -350,26 +378,27 @@ impl Paddock {
     ) -> Result<Answer, AppError> {
         let claim = uuid::Uuid::now_v7().to_string();
         let waited = tokio::time::Instant::now();
-        let made = loop {
+        let (made, prompted) = loop {
             let abandoned_before = Utc::now() - ABANDONED_AFTER;
             match self
                 .store
                 .claim_delivery(trigger.id, &verified.id, &claim, abandoned_before)
                 .await?
             {
-                Claim::New { session } => break session,
+                Claim::New { session, prompted } => break (session, prompted),
                 Claim::Seen(first) if first.status != 0 => return Ok(Answer::of(&first)),
                 Claim::Seen(_) if waited.elapsed() < REPEAT_WAIT => {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
-                Claim::Seen(_) => {
-                    return Err(AppError::Conflict(
-                        "A delivery with this id is being handled: send it again later.".into(),
-                    ))
-                }
+                Claim::Seen(_) => return Ok(Answer::busy("A delivery with this id")),
             }
         };
-        let handled = self.handle(trigger, verified, payload, &claim, made).await;
+        let handled = match (made, prompted) {
+            // Its prompt was queued before its handling was cut short: it
+            // is only answered now.
+            (Some(session), true) => Ok((session, format!("handled in session {session}"))),
+            _ => self.handle(trigger, verified, payload, &claim, made).await,
+        };
         let (status, outcome, session) = match handled {
             Ok((session, outcome)) => (202, outcome, Some(session)),
             // What the owner's templates, account or agent make of it:
@@ -386,13 +415,21 @@ impl Paddock {
                     .await;
                 (422, why, None)
             }
-            Err(Handled::Failed(e)) => {
-                // Not handled: the next one of its id handles it.
+            Err(Handled::Busy(what)) => {
                 let _ = self
                     .store
                     .abandon_delivery(trigger.id, &verified.id, &claim)
                     .await;
-                return Err(e);
+                return Ok(Answer::busy(what));
+            }
+            Err(Handled::Failed(e)) => {
+                // Not handled: the next one of its id handles it.
+                tracing::warn!(trigger = %trigger.id, delivery = %verified.id, "a delivery could not be handled: {e}");
+                let _ = self
+                    .store
+                    .abandon_delivery(trigger.id, &verified.id, &claim)
+                    .await;
+                return Ok(Answer::unavailable());
             }
         };
         let delivery = Delivery {
@@ -403,7 +440,10 @@ impl Paddock {
             outcome,
             session,
         };
-        self.store.finish_delivery(&delivery, &claim).await?;
+        if !self.store.finish_delivery(&delivery, &claim).await? {
+            // Taken over meanwhile: the one that holds it now answers it.
+            return Ok(Answer::busy("A delivery with this id"));
+        }
         Ok(Answer::of(&delivery))
     }
 
@@ -418,15 +458,28 @@ impl Paddock {
         claim: &str,
         made: Option<SessionId>,
     ) -> Result<(SessionId, String), Handled> {
-        let text = prompt::prompt(&trigger.draft.prompt, payload, &verified.id)
-            .map_err(|e| Handled::Refused(format!("The prompt template failed: {e}")))?;
-        let key = match &trigger.draft.conversation {
-            Some(template) => {
-                prompt::conversation(template, payload, &verified.id).map_err(|e| {
-                    Handled::Refused(format!("The conversation key template failed: {e}"))
-                })?
-            }
-            None => None,
+        let (text, key) = {
+            let (prompt, conversation, payload, delivery) = (
+                trigger.draft.prompt.clone(),
+                trigger.draft.conversation.clone(),
+                payload.clone(),
+                verified.id.clone(),
+            );
+            // A template's work is bounded, but it is CPU's: not on the
+            // server's request threads.
+            tokio::task::spawn_blocking(move || {
+                let text = prompt::prompt(&prompt, &payload, &delivery)
+                    .map_err(|e| format!("The prompt template failed: {e}"))?;
+                let key = match conversation {
+                    Some(template) => prompt::conversation(&template, &payload, &delivery)
+                        .map_err(|e| format!("The conversation key template failed: {e}"))?,
+                    None => None,
+                };
+                Ok::<_, String>((text, key))
+            })
+            .await
+            .map_err(|e| Handled::Failed(AppError::Unavailable(e.to_string())))?
+            .map_err(Handled::Refused)?
         };
         if key
             .as_ref()
@@ -441,17 +494,23 @@ impl Paddock {
             None => None,
         };
         let (session, outcome) = match (remade, &key) {
-            (Some(session), _) => (session.id, format!("started session {}", session.id)),
+            (Some(session), _) => (session.id, format!("handled in session {}", session.id)),
             (None, Some(key)) => self.conversation_session(trigger, key, &text).await?,
             (None, None) => {
                 let id = self.triggered_session(trigger, &text).await?;
                 (id, format!("started session {id}"))
             }
         };
-        self.store
-            .note_delivery_session(trigger.id, &verified.id, claim, session)
-            .await
-            .map_err(fail)?;
+        let still_ours = |held: bool| match held {
+            true => Ok(()),
+            false => Err(Handled::Busy("A delivery with this id")),
+        };
+        still_ours(
+            self.store
+                .note_delivery_session(trigger.id, &verified.id, claim, session)
+                .await
+                .map_err(fail)?,
+        )?;
         self.journal
             .record(
                 session,
@@ -467,6 +526,12 @@ impl Paddock {
             .send_prompt(session, text)
             .await
             .map_err(Handled::Failed)?;
+        still_ours(
+            self.store
+                .note_delivery_prompted(trigger.id, &verified.id, claim)
+                .await
+                .map_err(fail)?,
+        )?;
         Ok((session, outcome))
     }
 
@@ -478,12 +543,13 @@ impl Paddock {
         key: &str,
         text: &str,
     ) -> Result<(SessionId, String), Handled> {
+        let claim = uuid::Uuid::now_v7().to_string();
         let waited = tokio::time::Instant::now();
         loop {
             let abandoned_before = Utc::now() - ABANDONED_AFTER;
             let claimed = self
                 .store
-                .claim_conversation(trigger.id, key, abandoned_before)
+                .claim_conversation(trigger.id, key, &claim, abandoned_before)
                 .await
                 .map_err(fail)?;
             let ours = match claimed {
@@ -494,36 +560,40 @@ impl Paddock {
                     }
                     // Its session was deleted: a new one, made once.
                     self.store
-                        .retake_conversation(trigger.id, key, id)
+                        .retake_conversation(trigger.id, key, &claim, id)
                         .await
                         .map_err(fail)?
                 }
-                ConversationClaim::Pending if waited.elapsed() < REPEAT_WAIT => false,
-                ConversationClaim::Pending => {
-                    return Err(Handled::Failed(AppError::Conflict(
-                        "Another delivery of this conversation is starting its session: send \
-                         this one again later."
-                            .into(),
-                    )))
-                }
+                ConversationClaim::Pending => false,
             };
             if !ours {
+                if waited.elapsed() >= REPEAT_WAIT {
+                    return Err(Handled::Busy("Another delivery of this conversation"));
+                }
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
-            return match self.triggered_session(trigger, text).await {
-                Ok(id) => {
-                    self.store
-                        .set_conversation(trigger.id, key, id)
-                        .await
-                        .map_err(fail)?;
-                    Ok((id, format!("started session {id}")))
-                }
-                Err(e) => {
-                    let _ = self.store.release_conversation(trigger.id, key).await;
-                    Err(e)
-                }
+            let made = match self.triggered_session(trigger, text).await {
+                Ok(id) => self
+                    .store
+                    .set_conversation(trigger.id, key, &claim, id)
+                    .await
+                    .map_err(fail)
+                    .and_then(|held| match held {
+                        true => Ok(id),
+                        // Taken over meanwhile: that one's session is the
+                        // conversation's.
+                        false => Err(Handled::Busy("Another delivery of this conversation")),
+                    }),
+                Err(e) => Err(e),
             };
+            if made.is_err() {
+                let _ = self
+                    .store
+                    .release_conversation(trigger.id, key, &claim)
+                    .await;
+            }
+            return made.map(|id| (id, format!("started session {id}")));
         }
     }
 
@@ -570,7 +640,7 @@ impl Paddock {
     }
 
     /// Who a template's triggered sessions run as: its owner (the local
-    /// operator for one made with sign-in off).
+    /// operator for one made with sign-in off, while it is off).
     async fn template_owner(&self, template: TemplateId) -> Result<Caller, Handled> {
         let t = self
             .store
@@ -579,7 +649,11 @@ impl Paddock {
             .map_err(fail)?
             .ok_or_else(|| Handled::Refused("The agent is gone.".into()))?;
         match t.owner {
-            None => Ok(Caller::local_operator()),
+            // Made with sign-in off: the local operator's, while it is off.
+            None if !self.auth.enabled() => Ok(Caller::local_operator()),
+            None => Err(Handled::Refused(
+                "The agent has no owner (it was made with sign-in off) to run sessions as.".into(),
+            )),
             Some(owner) => match self.store.user_by_id(owner).await.map_err(fail)? {
                 Some(record) if !record.user.disabled => Ok(record.user.caller()),
                 _ => Err(Handled::Refused(
@@ -595,6 +669,9 @@ enum Handled {
     /// What the owner's templates or account make of it: the same each
     /// time it comes.
     Refused(String),
+    /// Another handling holds what it needs (its id, its conversation):
+    /// it may come again in a moment.
+    Busy(&'static str),
     /// The server could not: it may come again.
     Failed(AppError),
 }

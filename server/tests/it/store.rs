@@ -773,12 +773,16 @@ async fn triggers_claim_each_delivery_once_and_keep_their_conversations() {
         // A delivery's id: claimed once; a repeat sees it being handled,
         // then its answer.
         let long_ago = Utc::now() - chrono::Duration::minutes(2);
+        let fresh = Claim::New {
+            session: None,
+            prompted: false,
+        };
         assert_eq!(
             store
                 .claim_delivery(id, "d1", "c1", long_ago)
                 .await
                 .unwrap(),
-            Claim::New { session: None }
+            fresh
         );
         let Claim::Seen(pending) = store
             .claim_delivery(id, "d1", "c2", long_ago)
@@ -788,11 +792,17 @@ async fn triggers_claim_each_delivery_once_and_keep_their_conversations() {
             panic!("{db}: claimed twice");
         };
         assert_eq!(pending.status, 0);
+        // The log lists answered ones only.
+        assert!(store.deliveries(id).await.unwrap().is_empty());
         let session = uuid::Uuid::now_v7();
-        store
+        assert!(!store
+            .note_delivery_session(id, "d1", "c2", session)
+            .await
+            .unwrap());
+        assert!(store
             .note_delivery_session(id, "d1", "c1", session)
             .await
-            .unwrap();
+            .unwrap());
         let done = Delivery {
             trigger: id,
             id: "d1".into(),
@@ -802,9 +812,9 @@ async fn triggers_claim_each_delivery_once_and_keep_their_conversations() {
             session: Some(session),
         };
         // Only the claim's holder finishes it.
-        store.finish_delivery(&done, "c2").await.unwrap();
+        assert!(!store.finish_delivery(&done, "c2").await.unwrap());
         assert_eq!(store.delivery(id, "d1").await.unwrap().unwrap().status, 0);
-        store.finish_delivery(&done, "c1").await.unwrap();
+        assert!(store.finish_delivery(&done, "c1").await.unwrap());
         let Claim::Seen(seen) = store
             .claim_delivery(id, "d1", "c3", long_ago)
             .await
@@ -813,27 +823,32 @@ async fn triggers_claim_each_delivery_once_and_keep_their_conversations() {
             panic!("{db}: claimed twice");
         };
         assert_eq!((seen.status, seen.session), (202, Some(session)));
-        // One given up is handled again at once, with the session it made;
-        // one being handled since before `abandoned_before` is taken over.
+        // One given up is handled again at once, with the session it made
+        // and whether it queued its prompt; one being handled since before
+        // `abandoned_before` is taken over.
         assert_eq!(
             store
                 .claim_delivery(id, "d2", "c4", long_ago)
                 .await
                 .unwrap(),
-            Claim::New { session: None }
+            fresh
         );
         store
             .note_delivery_session(id, "d2", "c4", session)
             .await
             .unwrap();
+        assert!(store.note_delivery_prompted(id, "d2", "c4").await.unwrap());
         store.abandon_delivery(id, "d2", "c4").await.unwrap();
+        // A finish forgets only old answered ones, not one given up.
+        store.finish_delivery(&done, "c1").await.unwrap();
         assert_eq!(
             store
                 .claim_delivery(id, "d2", "c5", long_ago)
                 .await
                 .unwrap(),
             Claim::New {
-                session: Some(session)
+                session: Some(session),
+                prompted: true
             },
             "{db}"
         );
@@ -852,45 +867,81 @@ async fn triggers_claim_each_delivery_once_and_keep_their_conversations() {
                 .unwrap(),
             Claim::New { .. }
         ));
-        let log = store.deliveries(id).await.unwrap();
-        assert_eq!(log.len(), 2, "{db}");
+        assert!(!store.note_delivery_prompted(id, "d2", "c5").await.unwrap());
+        assert_eq!(store.deliveries(id).await.unwrap().len(), 1, "{db}");
 
         // A conversation's key: claimed once while its session is made.
         assert_eq!(
             store
-                .claim_conversation(id, "thread", long_ago)
+                .claim_conversation(id, "thread", "k1", long_ago)
                 .await
                 .unwrap(),
             ConversationClaim::New
         );
         assert_eq!(
             store
-                .claim_conversation(id, "thread", long_ago)
+                .claim_conversation(id, "thread", "k2", long_ago)
                 .await
                 .unwrap(),
             ConversationClaim::Pending
         );
-        store.set_conversation(id, "thread", session).await.unwrap();
+        assert!(!store
+            .set_conversation(id, "thread", "k2", session)
+            .await
+            .unwrap());
+        assert!(store
+            .set_conversation(id, "thread", "k1", session)
+            .await
+            .unwrap());
         assert_eq!(
             store
-                .claim_conversation(id, "thread", long_ago)
+                .claim_conversation(id, "thread", "k2", long_ago)
                 .await
                 .unwrap(),
             ConversationClaim::Session(session)
         );
-        // Its session gone: retaken once.
+        // Its session gone: retaken once; given up, claimed anew.
         assert!(store
-            .retake_conversation(id, "thread", session)
+            .retake_conversation(id, "thread", "k3", session)
             .await
             .unwrap());
         assert!(!store
-            .retake_conversation(id, "thread", session)
+            .retake_conversation(id, "thread", "k4", session)
             .await
             .unwrap());
-        store.release_conversation(id, "thread").await.unwrap();
+        store
+            .release_conversation(id, "thread", "k4")
+            .await
+            .unwrap();
         assert_eq!(
             store
-                .claim_conversation(id, "thread", long_ago)
+                .claim_conversation(id, "thread", "k5", long_ago)
+                .await
+                .unwrap(),
+            ConversationClaim::Pending,
+            "{db}: only its holder gives it up"
+        );
+        store
+            .release_conversation(id, "thread", "k3")
+            .await
+            .unwrap();
+        assert_eq!(
+            store
+                .claim_conversation(id, "thread", "k5", long_ago)
+                .await
+                .unwrap(),
+            ConversationClaim::New,
+            "{db}"
+        );
+        // A claim left since before `abandoned_before` is taken over.
+        assert_eq!(
+            store
+                .claim_conversation(
+                    id,
+                    "thread",
+                    "k6",
+                    Utc::now() + chrono::Duration::seconds(5)
+                )
                 .await
                 .unwrap(),
             ConversationClaim::New,

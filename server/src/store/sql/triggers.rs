@@ -91,6 +91,14 @@ impl TryFrom<DeliveryRow> for Delivery {
     }
 }
 
+/// A delivery's row with whether its prompt was queued.
+#[derive(sqlx::FromRow)]
+struct ClaimRow {
+    #[sqlx(flatten)]
+    delivery: DeliveryRow,
+    prompted: i64,
+}
+
 fn draft_json(draft: &TriggerDraft) -> Result<String> {
     serde_json::to_string(draft).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
@@ -228,14 +236,15 @@ impl Triggers for SqlStore {
         claim: &str,
         abandoned_before: DateTime<Utc>,
     ) -> Result<Claim> {
-        // New, or one whose handling began before `abandoned_before` and
-        // never ended (its server went away, or gave it up).
+        // New, given up, or one whose handling began before
+        // `abandoned_before` and never ended (its server went away).
         let claimed = sqlx::query(
             "INSERT INTO trigger_deliveries \
              (trigger_id, delivery_id, received_at, status, outcome, claim) \
              VALUES ($1, $2, $3, 0, '', $4) ON CONFLICT (trigger_id, delivery_id) DO UPDATE \
              SET received_at = excluded.received_at, claim = excluded.claim \
-             WHERE trigger_deliveries.status = 0 AND trigger_deliveries.received_at < $5",
+             WHERE trigger_deliveries.status = 0 \
+             AND (trigger_deliveries.claim = '' OR trigger_deliveries.received_at < $5)",
         )
         .bind(trigger.to_string())
         .bind(id)
@@ -244,14 +253,25 @@ impl Triggers for SqlStore {
         .bind(timestamp(abandoned_before))
         .execute(&self.pool)
         .await?;
-        let seen = self
-            .delivery(trigger, id)
-            .await?
-            .ok_or_else(|| StoreError::Corrupt(format!("delivery {id} vanished")))?;
+        let row: Option<(DeliveryRow, i64)> = sqlx::query_as::<_, ClaimRow>(&format!(
+            "SELECT {DELIVERY_COLUMNS}, prompted FROM trigger_deliveries \
+             WHERE trigger_id = $1 AND delivery_id = $2"
+        ))
+        .bind(trigger.to_string())
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|r| (r.delivery, r.prompted));
+        // Forgotten between the two (its trigger deleted): seen, and gone.
+        let Some((row, prompted)) = row else {
+            return Err(StoreError::Corrupt(format!("delivery {id} vanished")));
+        };
+        let seen = Delivery::try_from(row)?;
         Ok(match claimed.rows_affected() {
             0 => Claim::Seen(seen),
             _ => Claim::New {
                 session: seen.session,
+                prompted: prompted != 0,
             },
         })
     }
@@ -262,10 +282,10 @@ impl Triggers for SqlStore {
         id: &str,
         claim: &str,
         session: SessionId,
-    ) -> Result<()> {
-        sqlx::query(
+    ) -> Result<bool> {
+        let done = sqlx::query(
             "UPDATE trigger_deliveries SET session_id = $1 \
-             WHERE trigger_id = $2 AND delivery_id = $3 AND claim = $4",
+             WHERE trigger_id = $2 AND delivery_id = $3 AND claim = $4 AND status = 0",
         )
         .bind(session.to_string())
         .bind(trigger.to_string())
@@ -273,13 +293,31 @@ impl Triggers for SqlStore {
         .bind(claim)
         .execute(&self.pool)
         .await?;
-        Ok(())
+        Ok(done.rows_affected() > 0)
     }
 
-    async fn finish_delivery(&self, d: &Delivery, claim: &str) -> Result<()> {
-        sqlx::query(
+    async fn note_delivery_prompted(
+        &self,
+        trigger: TriggerId,
+        id: &str,
+        claim: &str,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE trigger_deliveries SET prompted = 1 \
+             WHERE trigger_id = $1 AND delivery_id = $2 AND claim = $3 AND status = 0",
+        )
+        .bind(trigger.to_string())
+        .bind(id)
+        .bind(claim)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn finish_delivery(&self, d: &Delivery, claim: &str) -> Result<bool> {
+        let done = sqlx::query(
             "UPDATE trigger_deliveries SET status = $1, outcome = $2, session_id = $3 \
-             WHERE trigger_id = $4 AND delivery_id = $5 AND claim = $6",
+             WHERE trigger_id = $4 AND delivery_id = $5 AND claim = $6 AND status = 0",
         )
         .bind(i64::from(d.status))
         .bind(&d.outcome)
@@ -290,21 +328,22 @@ impl Triggers for SqlStore {
         .execute(&self.pool)
         .await?;
         let kept_from = Utc::now() - chrono::Duration::days(DELIVERIES_KEPT_DAYS);
-        sqlx::query("DELETE FROM trigger_deliveries WHERE trigger_id = $1 AND received_at < $2")
-            .bind(d.trigger.to_string())
-            .bind(timestamp(kept_from))
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        sqlx::query(
+            "DELETE FROM trigger_deliveries \
+             WHERE trigger_id = $1 AND status <> 0 AND received_at < $2",
+        )
+        .bind(d.trigger.to_string())
+        .bind(timestamp(kept_from))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
     }
 
     async fn abandon_delivery(&self, trigger: TriggerId, id: &str, claim: &str) -> Result<()> {
-        // Received at the start of time: abandoned as soon as it is seen.
         sqlx::query(
-            "UPDATE trigger_deliveries SET received_at = $1 \
-             WHERE trigger_id = $2 AND delivery_id = $3 AND claim = $4 AND status = 0",
+            "UPDATE trigger_deliveries SET claim = '' \
+             WHERE trigger_id = $1 AND delivery_id = $2 AND claim = $3 AND status = 0",
         )
-        .bind(timestamp(DateTime::<Utc>::UNIX_EPOCH))
         .bind(trigger.to_string())
         .bind(id)
         .bind(claim)
@@ -316,6 +355,7 @@ impl Triggers for SqlStore {
     async fn deliveries(&self, trigger: TriggerId) -> Result<Vec<Delivery>> {
         let rows: Vec<DeliveryRow> = sqlx::query_as(&format!(
             "SELECT {DELIVERY_COLUMNS} FROM trigger_deliveries WHERE trigger_id = $1 \
+             AND status <> 0 \
              ORDER BY received_at DESC LIMIT {DELIVERIES_LISTED}"
         ))
         .bind(trigger.to_string())
@@ -328,17 +368,19 @@ impl Triggers for SqlStore {
         &self,
         trigger: TriggerId,
         key: &str,
+        claim: &str,
         abandoned_before: DateTime<Utc>,
     ) -> Result<ConversationClaim> {
         let claimed = sqlx::query(
-            "INSERT INTO trigger_conversations (trigger_id, key, session_id, claimed_at) \
-             VALUES ($1, $2, '', $3) ON CONFLICT (trigger_id, key) DO UPDATE \
-             SET claimed_at = excluded.claimed_at \
+            "INSERT INTO trigger_conversations (trigger_id, key, session_id, claim, claimed_at) \
+             VALUES ($1, $2, '', $3, $4) ON CONFLICT (trigger_id, key) DO UPDATE \
+             SET claim = excluded.claim, claimed_at = excluded.claimed_at \
              WHERE trigger_conversations.session_id = '' \
-             AND trigger_conversations.claimed_at < $4",
+             AND trigger_conversations.claimed_at < $5",
         )
         .bind(trigger.to_string())
         .bind(key)
+        .bind(claim)
         .bind(timestamp(Utc::now()))
         .bind(timestamp(abandoned_before))
         .execute(&self.pool)
@@ -346,49 +388,55 @@ impl Triggers for SqlStore {
         if claimed.rows_affected() > 0 {
             return Ok(ConversationClaim::New);
         }
-        let session: String = sqlx::query_scalar(
+        let session: Option<String> = sqlx::query_scalar(
             "SELECT session_id FROM trigger_conversations WHERE trigger_id = $1 AND key = $2",
         )
         .bind(trigger.to_string())
         .bind(key)
-        .fetch_one(&self.pool)
+        .fetch_optional(&self.pool)
         .await?;
-        if session.is_empty() {
-            return Ok(ConversationClaim::Pending);
+        match session.as_deref() {
+            // Given up between the two: claimed again at the next look.
+            None | Some("") => Ok(ConversationClaim::Pending),
+            Some(session) => session
+                .parse()
+                .map(ConversationClaim::Session)
+                .map_err(|e| corrupt("conversation", key, &e)),
         }
-        session
-            .parse()
-            .map(ConversationClaim::Session)
-            .map_err(|e| corrupt("conversation", key, &e))
     }
 
     async fn set_conversation(
         &self,
         trigger: TriggerId,
         key: &str,
+        claim: &str,
         session: SessionId,
-    ) -> Result<()> {
-        sqlx::query(
-            "UPDATE trigger_conversations SET session_id = $1 WHERE trigger_id = $2 AND key = $3",
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE trigger_conversations SET session_id = $1 \
+             WHERE trigger_id = $2 AND key = $3 AND claim = $4 AND session_id = ''",
         )
         .bind(session.to_string())
         .bind(trigger.to_string())
         .bind(key)
+        .bind(claim)
         .execute(&self.pool)
         .await?;
-        Ok(())
+        Ok(done.rows_affected() > 0)
     }
 
     async fn retake_conversation(
         &self,
         trigger: TriggerId,
         key: &str,
+        claim: &str,
         stale: SessionId,
     ) -> Result<bool> {
         let done = sqlx::query(
-            "UPDATE trigger_conversations SET session_id = '', claimed_at = $1 \
-             WHERE trigger_id = $2 AND key = $3 AND session_id = $4",
+            "UPDATE trigger_conversations SET session_id = '', claim = $1, claimed_at = $2 \
+             WHERE trigger_id = $3 AND key = $4 AND session_id = $5",
         )
+        .bind(claim)
         .bind(timestamp(Utc::now()))
         .bind(trigger.to_string())
         .bind(key)
@@ -398,13 +446,14 @@ impl Triggers for SqlStore {
         Ok(done.rows_affected() > 0)
     }
 
-    async fn release_conversation(&self, trigger: TriggerId, key: &str) -> Result<()> {
+    async fn release_conversation(&self, trigger: TriggerId, key: &str, claim: &str) -> Result<()> {
         sqlx::query(
             "DELETE FROM trigger_conversations \
-             WHERE trigger_id = $1 AND key = $2 AND session_id = ''",
+             WHERE trigger_id = $1 AND key = $2 AND claim = $3 AND session_id = ''",
         )
         .bind(trigger.to_string())
         .bind(key)
+        .bind(claim)
         .execute(&self.pool)
         .await?;
         Ok(())

@@ -1,0 +1,204 @@
+//! Deliveries to a trigger accepted per second, from the signature's check
+//! to the queued prompt: the real `paddock` binary on its own SQLite file
+//! (local sandboxes, sign-in off), the scripted model answering the runs
+//! the deliveries queue, and senders posting signed deliveries from
+//! `SENDERS` connections at once.
+//!
+//!     cargo bench --bench triggers
+//!
+//! Two cases: every delivery continuing one conversation's session (the
+//! check, the claim, the transcript's delivery event and the queued
+//! prompt), and every delivery starting a session of its own (the same,
+//! plus making the session, whose workspace and sandbox are prepared in
+//! the background). Latency is each delivery's, from sending it to its 202.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+#[path = "common/listening.rs"]
+mod listening;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use common::{ms, percentile};
+use hmac::{Hmac, Mac};
+use listening::listening_url;
+use serde_json::{json, Value};
+use sha2::Sha256;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const SENDERS: usize = 8;
+
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(dir: &std::path::Path, model: &str) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_paddock"))
+        .env(
+            "DATABASE_URL",
+            format!("sqlite://{}/paddock.db", dir.display()),
+        )
+        .env("WORKSPACE_ROOT", dir.join("workspaces"))
+        .env("PADDOCK_MASTER_KEY_FILE", dir.join("master.key"))
+        .env("PADDOCK_SANDBOX", "local")
+        .env("PADDOCK_SANDBOX_DISK_MB", "0")
+        .env("PADDOCK_AUTH", "off")
+        .env("PADDOCK_TRIGGER_DELIVERIES_PER_MINUTE", "100000")
+        .env("ANTHROPIC_BASE_URL", model)
+        .env("ANTHROPIC_API_KEY", "sk-bench")
+        .env("PADDOCK_ADDR", "127.0.0.1:0")
+        .env("RUST_LOG", "warn")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let url = listening_url(&mut lines);
+    std::thread::spawn(move || for _ in lines {});
+    Server { child, url }
+}
+
+/// A trigger on a new template: its path and secret.
+async fn trigger(
+    http: &reqwest::Client,
+    url: &str,
+    conversation: Option<&str>,
+) -> (String, String) {
+    let template: Value = http
+        .post(format!("{url}/api/templates"))
+        .json(&json!({"name": "bench", "session": {}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let made: Value = http
+        .post(format!(
+            "{url}/api/templates/{}/triggers",
+            template["id"].as_str().unwrap()
+        ))
+        .json(&json!({"name": "bench", "prompt": "Look at {{ payload.n }}", "conversation": conversation}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    (
+        made["path"].as_str().unwrap().to_owned(),
+        made["secret"].as_str().unwrap().to_owned(),
+    )
+}
+
+fn signature(secret: &str, id: &str, at: i64, body: &str) -> String {
+    let key = STANDARD
+        .decode(secret.strip_prefix("whsec_").unwrap())
+        .unwrap();
+    let mut mac = Hmac::<Sha256>::new_from_slice(&key).unwrap();
+    mac.update(format!("{id}.{at}.{body}").as_bytes());
+    format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()))
+}
+
+/// Sends `count` signed deliveries from [`SENDERS`] connections at once:
+/// the wall time, and each one's latency.
+async fn deliver(
+    url: &str,
+    path: &str,
+    secret: &str,
+    count: usize,
+    tag: &str,
+) -> (Duration, Vec<Duration>) {
+    let started = Instant::now();
+    let mut senders = Vec::new();
+    for s in 0..SENDERS {
+        let (url, path, secret, tag) = (
+            url.to_owned(),
+            path.to_owned(),
+            secret.to_owned(),
+            tag.to_owned(),
+        );
+        senders.push(tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            let mut latencies = Vec::new();
+            for i in (s..count).step_by(SENDERS) {
+                let body = json!({"n": i, "thread": "one"}).to_string();
+                let id = format!("{tag}-{i}");
+                let at = chrono::Utc::now().timestamp();
+                let sent = Instant::now();
+                let res = http
+                    .post(format!("{url}{path}"))
+                    .header("content-type", "application/json")
+                    .header("webhook-id", &id)
+                    .header("webhook-timestamp", at.to_string())
+                    .header("webhook-signature", signature(&secret, &id, at, &body))
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(res.status(), 202, "{}", res.text().await.unwrap());
+                latencies.push(sent.elapsed());
+            }
+            latencies
+        }));
+    }
+    let mut latencies = Vec::new();
+    for s in senders {
+        latencies.extend(s.await.unwrap());
+    }
+    (started.elapsed(), latencies)
+}
+
+fn report(case: &str, count: usize, wall: Duration, latencies: &mut [Duration]) {
+    println!(
+        "| {case} | {count} | {:.0}/s | {} | {} |",
+        count as f64 / wall.as_secs_f64(),
+        ms(percentile(latencies, 0.5)),
+        ms(percentile(latencies, 0.99)),
+    );
+}
+
+#[tokio::main]
+async fn main() {
+    let continued: usize = std::env::var("TRIGGER_BENCH_DELIVERIES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
+    let started = continued / 5;
+    let turns: Vec<Value> = (0..continued + started + 100)
+        .map(|_| json!({"reply": "Looked."}))
+        .collect();
+    let model = paddock_model::ScriptedModel::new(
+        paddock_model::Scenario::from_json(&json!(turns).to_string()).unwrap(),
+    );
+    let model_url = format!("http://{}", model.spawn().await.unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), &model_url);
+    let http = reqwest::Client::new();
+
+    let (path, secret) = trigger(&http, &server.url, Some("{{ payload.thread }}")).await;
+    // Warm up: the conversation's session made, connections and caches.
+    deliver(&server.url, &path, &secret, 50, "warm").await;
+    let (wall, mut one) = deliver(&server.url, &path, &secret, continued, "one").await;
+    let (path, secret) = trigger(&http, &server.url, None).await;
+    let (wall_new, mut new) = deliver(&server.url, &path, &secret, started, "new").await;
+
+    println!("\n{SENDERS} senders at once, one run\n");
+    println!("| deliveries | count | accepted | latency p50 | latency p99 |");
+    println!("| --- | --- | --- | --- | --- |");
+    report("continuing one conversation", continued, wall, &mut one);
+    report("each starting a session", started, wall_new, &mut new);
+    drop(server);
+}
