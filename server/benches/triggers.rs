@@ -58,7 +58,7 @@ fn start(dir: &std::path::Path, model: &str) -> Server {
         .env("ANTHROPIC_BASE_URL", model)
         .env("ANTHROPIC_API_KEY", "sk-bench")
         .env("PADDOCK_ADDR", "127.0.0.1:0")
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", "warn,server=info")
         .env("NO_COLOR", "1")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
