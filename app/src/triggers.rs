@@ -18,8 +18,31 @@ string_enum! {
         /// (`webhook-id`, `webhook-timestamp`, `webhook-signature`), with a
         /// JSON body.
         Webhook => "webhook",
+        /// A GitHub repository's (or organisation's) webhook: issues opened
+        /// and comments that mention the trigger's handle.
+        Github => "github",
     }
 }
+
+/// Longest GitHub login (and so a trigger's handle).
+pub const HANDLE_MAX_CHARS: usize = 39;
+
+/// Whether `handle` can be a GitHub login: letters, digits and single
+/// hyphens inside.
+pub fn is_handle(handle: &str) -> bool {
+    !handle.is_empty()
+        && handle.chars().count() <= HANDLE_MAX_CHARS
+        && handle
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-')
+        && !handle.starts_with('-')
+        && !handle.ends_with('-')
+        && !handle.contains("--")
+}
+
+/// The conversation of a GitHub trigger that names none: the issue or pull
+/// request.
+pub const GITHUB_CONVERSATION: &str = "{{ github.repository }}#{{ github.number }}";
 
 /// Longest prompt template, and longest prompt it may make.
 pub const PROMPT_TEMPLATE_MAX_BYTES: usize = 16 * 1024;
@@ -52,6 +75,10 @@ pub struct TriggerDraft {
     pub permission_mode: PermissionMode,
     #[serde(default)]
     pub paused: bool,
+    /// A GitHub trigger's handle (without `@`): it acts on what mentions
+    /// it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handle: Option<String>,
 }
 
 fn default_kind() -> TriggerKind {
@@ -92,6 +119,25 @@ impl TriggerDraft {
             return Err(AppError::Invalid(format!(
                 "A conversation key template is at most {CONVERSATION_MAX_BYTES} bytes."
             )));
+        }
+        self.handle = self
+            .handle
+            .map(|h| h.trim().trim_start_matches('@').to_owned())
+            .filter(|h| !h.is_empty());
+        match (self.kind, &self.handle) {
+            (TriggerKind::Github, Some(h)) if is_handle(h) => {}
+            (TriggerKind::Github, _) => {
+                return Err(AppError::Invalid(format!(
+                    "A GitHub trigger needs the handle it answers to: a GitHub login (1 to \
+                     {HANDLE_MAX_CHARS} letters, digits and single hyphens)."
+                )))
+            }
+            (TriggerKind::Webhook, None) => {}
+            (TriggerKind::Webhook, Some(_)) => {
+                return Err(AppError::Invalid(
+                    "Only a GitHub trigger has a handle.".into(),
+                ))
+            }
         }
         Ok(self)
     }
@@ -159,6 +205,7 @@ mod tests {
             conversation: Some("  ".into()),
             permission_mode: PermissionMode::Ask,
             paused: false,
+            handle: None,
         }
     }
 
@@ -167,6 +214,15 @@ mod tests {
         let ok = draft().validate().unwrap();
         assert_eq!(ok.name, "builds");
         assert_eq!(ok.conversation, None);
+        let github = TriggerDraft {
+            kind: TriggerKind::Github,
+            handle: Some(" @paddock-bot ".into()),
+            ..draft()
+        };
+        assert_eq!(
+            github.validate().unwrap().handle.as_deref(),
+            Some("paddock-bot")
+        );
         for bad in [
             TriggerDraft {
                 name: " ".into(),
@@ -186,6 +242,19 @@ mod tests {
             },
             TriggerDraft {
                 conversation: Some("k".repeat(CONVERSATION_MAX_BYTES + 1)),
+                ..draft()
+            },
+            TriggerDraft {
+                kind: TriggerKind::Github,
+                ..draft()
+            },
+            TriggerDraft {
+                kind: TriggerKind::Github,
+                handle: Some("a--b".into()),
+                ..draft()
+            },
+            TriggerDraft {
+                handle: Some("bot".into()),
                 ..draft()
             },
         ] {

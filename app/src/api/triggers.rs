@@ -50,6 +50,8 @@ pub async fn list_triggers(template: String) -> Result<Vec<TriggerRow>, AppError
 pub async fn create_trigger(
     template: String,
     name: String,
+    kind: String,
+    #[server(default)] handle: Option<String>,
     prompt: String,
     #[server(default)] conversation: Option<String>,
     permission_mode: String,
@@ -58,7 +60,10 @@ pub async fn create_trigger(
         async {
             let draft = crate::triggers::TriggerDraft {
                 name,
-                kind: crate::triggers::TriggerKind::Webhook,
+                kind: kind
+                    .parse()
+                    .map_err(|_| AppError::Invalid(format!("No kind of trigger {kind:?}.")))?,
+                handle,
                 prompt,
                 conversation,
                 permission_mode: permission_mode.parse().map_err(|_| {

@@ -12,8 +12,8 @@ use crate::api::triggers::{
 };
 use crate::domain::{AppError, PermissionMode};
 use crate::triggers::{
-    trigger_path, Delivery, TriggerRow, TriggerSecret, CONVERSATION_MAX_BYTES, NAME_MAX_CHARS,
-    PROMPT_TEMPLATE_MAX_BYTES,
+    trigger_path, Delivery, TriggerKind, TriggerRow, TriggerSecret, CONVERSATION_MAX_BYTES,
+    HANDLE_MAX_CHARS, NAME_MAX_CHARS, PROMPT_TEMPLATE_MAX_BYTES,
 };
 use leptos::prelude::*;
 use leptos::server_fn::ServerFn as _;
@@ -50,6 +50,7 @@ pub(super) fn Triggers(template: String) -> impl IntoView {
         let public = info.get().and_then(Result::ok).and_then(|i| i.public_url);
         origin.set(public.unwrap_or_else(|| window().location().origin().unwrap_or_default()));
     });
+    let github = RwSignal::new(false);
     // The form works only hydrated: a secret is shown by the page, once.
     let hydrated = RwSignal::new(false);
     Effect::new(move |_| hydrated.set(true));
@@ -60,6 +61,8 @@ pub(super) fn Triggers(template: String) -> impl IntoView {
             create.dispatch(CreateTrigger {
                 template: template.clone(),
                 name: field("name").unwrap_or_default(),
+                kind: field("kind").unwrap_or_default(),
+                handle: field("handle"),
                 prompt: field("prompt").unwrap_or_default(),
                 conversation: field("conversation"),
                 permission_mode: field("permission_mode").unwrap_or_default(),
@@ -112,12 +115,22 @@ pub(super) fn Triggers(template: String) -> impl IntoView {
                     <label class="block text-sm font-medium">"Name"
                         <input name="name" required maxlength=NAME_MAX_CHARS placeholder="failed builds" class=INPUT />
                     </label>
+                    <label class="block text-sm font-medium">"Sender"
+                        <select name="kind" class=INPUT on:change=move |ev| github.set(event_target_value(&ev) == TriggerKind::Github.as_str())>
+                            <option value=TriggerKind::Webhook.as_str() selected>"Standard Webhooks (any service that signs so)"</option>
+                            <option value=TriggerKind::Github.as_str()>"GitHub: issues and comments that mention a handle"</option>
+                        </select>
+                    </label>
+                    <label class="block text-sm font-medium" class:hidden=move || !github.get()>"Handle"
+                        <span class="block text-xs font-normal text-zinc-500">"The GitHub login people mention (without @); the prompt sees {{ github.title }}, {{ github.body }}, {{ github.comment }}, {{ github.url }}, {{ github.sender }}."</span>
+                        <input name="handle" maxlength=HANDLE_MAX_CHARS placeholder="paddock-bot" class=INPUT />
+                    </label>
                     <label class="block text-sm font-medium">"Prompt"
                         <span class="block text-xs font-normal text-zinc-500">"A template over the delivery: {{ payload.field }} for its JSON, {{ delivery }} for its id; conditions and loops too."</span>
                         <textarea name="prompt" required rows="5" maxlength=PROMPT_TEMPLATE_MAX_BYTES class=format!("font-mono text-xs {INPUT}")>{PROMPT_EXAMPLE}</textarea>
                     </label>
                     <label class="block text-sm font-medium">"Conversation key (optional)"
-                        <span class="block text-xs font-normal text-zinc-500">"Deliveries with the same key continue one session, e.g. {{ payload.branch }}; empty: a session each."</span>
+                        <span class="block text-xs font-normal text-zinc-500">"Deliveries with the same key continue one session, e.g. {{ payload.branch }}; empty: a session each (a GitHub trigger: one per issue or pull request)."</span>
                         <input name="conversation" maxlength=CONVERSATION_MAX_BYTES placeholder="{{ payload.branch }}" class=format!("font-mono text-xs {INPUT}") />
                     </label>
                     <label class="block text-sm font-medium">"Permissions of its sessions"
@@ -179,7 +192,10 @@ fn TriggerItem(
         <li class="space-y-1 py-3" data-testid="trigger" data-paused=paused.to_string()>
             <div class="flex flex-wrap items-center gap-2">
                 <span class="font-semibold" data-testid="trigger-name">{trigger.draft.name.clone()}</span>
-                <span class="text-xs text-zinc-500">{format!("{} · {}", trigger.draft.kind, trigger.draft.permission_mode)}</span>
+                <span class="text-xs text-zinc-500">{match &trigger.draft.handle {
+                    Some(handle) => format!("{} · @{handle} · {}", trigger.draft.kind, trigger.draft.permission_mode),
+                    None => format!("{} · {}", trigger.draft.kind, trigger.draft.permission_mode),
+                }}</span>
                 {paused.then(|| view! { <span class="rounded bg-amber-100 px-1.5 text-xs text-amber-900 dark:bg-amber-950 dark:text-amber-200">"paused"</span> })}
                 <span class="ml-auto flex flex-wrap gap-1">
                     <button type="button" class=SECONDARY data-testid="pause-trigger"

@@ -7,6 +7,7 @@
 //! template's owner, or in the session of its conversation. A refusal
 //! changes nothing but the audit log.
 
+pub mod github;
 pub mod prompt;
 pub mod standard_webhooks;
 
@@ -16,6 +17,7 @@ use app::accounts::{AuditAction, Caller};
 use app::domain::{AppError, EventKind, NewSession, SessionId, TemplateId, TriggerRef};
 use app::triggers::{
     trigger_path, Delivery, Trigger, TriggerDraft, TriggerId, TriggerKind, TriggerSecret,
+    GITHUB_CONVERSATION,
 };
 use axum::http::HeaderMap;
 use chrono::Utc;
@@ -37,6 +39,14 @@ const RETRY_AFTER_SECS: u64 = 30;
 /// after this was abandoned (its server went away): the next one handles
 /// it.
 const ABANDONED_AFTER: chrono::Duration = chrono::Duration::minutes(2);
+
+/// A delivery whose signature holds: the sender's id for it, and how it
+/// was verified, in words, for the transcript.
+#[derive(Debug, PartialEq)]
+pub struct Verified {
+    pub id: String,
+    pub how: String,
+}
 
 /// How a delivery was answered: its status and JSON body.
 #[derive(Debug, PartialEq)]
@@ -311,17 +321,15 @@ impl Paddock {
                 opened
             })
             .collect();
-        let verified =
-            match standard_webhooks::verify(headers, body, &secrets, Utc::now().timestamp()) {
-                Ok(verified) => verified,
-                Err(why) => {
-                    if let Err(wait) = self.deliveries.admit_refusal(id) {
-                        return Answer::too_many(wait);
-                    }
-                    return refuse(AppError::Unauthenticated(format!("Not accepted: {why}.")))
-                        .await;
+        let verified = match verify(trigger.draft.kind, headers, body, &secrets) {
+            Ok(verified) => verified,
+            Err(why) => {
+                if let Err(wait) = self.deliveries.admit_refusal(id) {
+                    return Answer::too_many(wait);
                 }
-            };
+                return refuse(AppError::Unauthenticated(format!("Not accepted: {why}."))).await;
+            }
+        };
         match self.store.delivery(id, &verified.id).await {
             Ok(Some(first)) if first.status != 0 => return Answer::of(&first),
             Ok(_) => {}
@@ -353,11 +361,30 @@ impl Paddock {
                 return refuse(AppError::Invalid(format!("The body is not JSON: {e}."))).await
             }
         };
+        // What the templates see; a GitHub event that does not mention the
+        // handle is acknowledged and left alone.
+        let (seen, ignored) = match trigger.draft.kind {
+            TriggerKind::Webhook => (prompt::context(&payload, &verified.id, None), None),
+            TriggerKind::Github => {
+                let event = headers
+                    .get("x-github-event")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default();
+                let handle = trigger.draft.handle.as_deref().unwrap_or_default();
+                match github::mention(event, &payload, handle) {
+                    Ok(m) => (prompt::context(&payload, &verified.id, Some(&m)), None),
+                    Err(why) => (serde_json::Value::Null, Some(why)),
+                }
+            }
+        };
         // Handled to its end even if the sender goes away meanwhile: what it
         // claims (its id, its conversation) is never left half done.
         let paddock = self.clone();
-        let handling =
-            tokio::spawn(async move { paddock.accept(&trigger, &verified, &payload, from).await });
+        let handling = tokio::spawn(async move {
+            paddock
+                .accept(&trigger, &verified, &seen, ignored, from)
+                .await
+        });
         match handling.await {
             Ok(Ok(answer)) => answer,
             Ok(Err(e)) => Answer::refused(e),
@@ -368,12 +395,15 @@ impl Paddock {
         }
     }
 
-    /// A verified delivery, handled once per id.
+    /// A verified delivery, handled once per id: made a prompt from what
+    /// the templates see of it (`seen`), or acknowledged and left alone
+    /// (`ignored`, and why).
     async fn accept(
         &self,
         trigger: &Trigger,
-        verified: &standard_webhooks::Verified,
-        payload: &serde_json::Value,
+        verified: &Verified,
+        seen: &serde_json::Value,
+        ignored: Option<String>,
         from: Option<IpAddr>,
     ) -> Result<Answer, AppError> {
         let claim = uuid::Uuid::now_v7().to_string();
@@ -393,14 +423,16 @@ impl Paddock {
                 Claim::Seen(_) => return Ok(Answer::busy("A delivery with this id")),
             }
         };
-        let handled = match (made, prompted) {
+        let handled = match (ignored, made, prompted) {
+            (Some(why), ..) => Err(Handled::Ignored(why)),
             // Its prompt was queued before its handling was cut short: it
             // is only answered now.
-            (Some(session), true) => Ok((session, format!("handled in session {session}"))),
-            _ => self.handle(trigger, verified, payload, &claim, made).await,
+            (None, Some(session), true) => Ok((session, format!("handled in session {session}"))),
+            (None, ..) => self.handle(trigger, verified, seen, &claim, made).await,
         };
         let (status, outcome, session) = match handled {
             Ok((session, outcome)) => (202, outcome, Some(session)),
+            Err(Handled::Ignored(why)) => (202, format!("ignored: {why}"), None),
             // What the owner's templates, account or agent make of it:
             // answered the same way each time it comes.
             Err(Handled::Refused(why)) => {
@@ -453,25 +485,29 @@ impl Paddock {
     async fn handle(
         &self,
         trigger: &Trigger,
-        verified: &standard_webhooks::Verified,
-        payload: &serde_json::Value,
+        verified: &Verified,
+        seen: &serde_json::Value,
         claim: &str,
         made: Option<SessionId>,
     ) -> Result<(SessionId, String), Handled> {
         let (text, key) = {
-            let (prompt, conversation, payload, delivery) = (
-                trigger.draft.prompt.clone(),
-                trigger.draft.conversation.clone(),
-                payload.clone(),
-                verified.id.clone(),
-            );
+            // A GitHub trigger's conversation is its issue unless it says.
+            let conversation = trigger
+                .draft
+                .conversation
+                .clone()
+                .or(match trigger.draft.kind {
+                    TriggerKind::Github => Some(GITHUB_CONVERSATION.to_owned()),
+                    TriggerKind::Webhook => None,
+                });
+            let (prompt, seen) = (trigger.draft.prompt.clone(), seen.clone());
             // A template's work is bounded, but it is CPU's: not on the
             // server's request threads.
             tokio::task::spawn_blocking(move || {
-                let text = prompt::prompt(&prompt, &payload, &delivery)
+                let text = prompt::prompt(&prompt, &seen)
                     .map_err(|e| format!("The prompt template failed: {e}"))?;
                 let key = match conversation {
-                    Some(template) => prompt::conversation(&template, &payload, &delivery)
+                    Some(template) => prompt::conversation(&template, &seen)
                         .map_err(|e| format!("The conversation key template failed: {e}"))?,
                     None => None,
                 };
@@ -517,7 +553,7 @@ impl Paddock {
                 EventKind::Delivery {
                     trigger: trigger.draft.name.clone(),
                     id: verified.id.clone(),
-                    verified: verified.how(),
+                    verified: verified.how.clone(),
                 },
             )
             .await
@@ -672,6 +708,9 @@ enum Handled {
     /// Another handling holds what it needs (its id, its conversation):
     /// it may come again in a moment.
     Busy(&'static str),
+    /// Not for this trigger (a GitHub event that does not mention its
+    /// handle): acknowledged, the same each time it comes.
+    Ignored(String),
     /// The server could not: it may come again.
     Failed(AppError),
 }
@@ -683,6 +722,22 @@ fn fail(e: crate::store::StoreError) -> Handled {
 fn new_secret(kind: TriggerKind) -> String {
     match kind {
         TriggerKind::Webhook => standard_webhooks::new_secret(),
+        TriggerKind::Github => github::new_secret(),
+    }
+}
+
+/// Checks a delivery as its kind's sender signs it.
+fn verify(
+    kind: TriggerKind,
+    headers: &HeaderMap,
+    body: &[u8],
+    secrets: &[String],
+) -> Result<Verified, String> {
+    match kind {
+        TriggerKind::Webhook => {
+            standard_webhooks::verify(headers, body, secrets, Utc::now().timestamp())
+        }
+        TriggerKind::Github => github::verify(headers, body, secrets),
     }
 }
 

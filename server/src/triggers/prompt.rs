@@ -5,7 +5,7 @@
 
 use app::domain::AppError;
 use app::triggers::{CONVERSATION_MAX_BYTES, PROMPT_MAX_BYTES};
-use minijinja::{context, Environment, UndefinedBehavior};
+use minijinja::{Environment, UndefinedBehavior};
 
 /// Instructions a template may run for one delivery.
 const FUEL: u64 = 100_000;
@@ -51,13 +51,18 @@ impl std::io::Write for Capped {
     }
 }
 
-/// Fills `template` from a delivery, cut at `max` bytes.
-fn render(
-    template: &str,
+/// What a template sees of a delivery: `payload` (its JSON), `delivery`
+/// (its id) and, from GitHub, `github` (what mentions the handle).
+pub fn context(
     payload: &serde_json::Value,
     delivery: &str,
-    max: usize,
-) -> Result<String, String> {
+    github: Option<&super::github::Mention>,
+) -> serde_json::Value {
+    serde_json::json!({ "payload": payload, "delivery": delivery, "github": github })
+}
+
+/// Fills `template` from a delivery's [`context`], cut at `max` bytes.
+fn render(template: &str, seen: &serde_json::Value, max: usize) -> Result<String, String> {
     let env = environment();
     let template = env.template_from_str(template).map_err(|e| e.to_string())?;
     let mut out = Capped {
@@ -65,10 +70,7 @@ fn render(
         max,
         full: false,
     };
-    let rendered = template.render_captured_to(
-        context! { payload => payload, delivery => delivery },
-        &mut out,
-    );
+    let rendered = template.render_captured_to(seen, &mut out);
     if let (Err(e), false) = (rendered, out.full) {
         return Err(e.to_string());
     }
@@ -79,12 +81,8 @@ fn render(
 }
 
 /// The prompt a delivery makes.
-pub fn prompt(
-    template: &str,
-    payload: &serde_json::Value,
-    delivery: &str,
-) -> Result<String, String> {
-    let text = render(template, payload, delivery, PROMPT_MAX_BYTES)?;
+pub fn prompt(template: &str, seen: &serde_json::Value) -> Result<String, String> {
+    let text = render(template, seen, PROMPT_MAX_BYTES)?;
     if text.trim().is_empty() {
         return Err("the prompt template made an empty prompt from this delivery".into());
     }
@@ -92,12 +90,8 @@ pub fn prompt(
 }
 
 /// The conversation key a delivery makes (`None`: empty, a new session).
-pub fn conversation(
-    template: &str,
-    payload: &serde_json::Value,
-    delivery: &str,
-) -> Result<Option<String>, String> {
-    let key = render(template, payload, delivery, CONVERSATION_MAX_BYTES)?;
+pub fn conversation(template: &str, seen: &serde_json::Value) -> Result<Option<String>, String> {
+    let key = render(template, seen, CONVERSATION_MAX_BYTES)?;
     let key = key.trim();
     Ok((!key.is_empty()).then(|| key.to_owned()))
 }
@@ -109,35 +103,41 @@ mod tests {
 
     #[test]
     fn templates_fill_from_the_delivery_within_bounds() {
-        let payload = json!({"job": "build", "steps": [1, 2, 3], "thread": "t-9"});
+        let seen = context(
+            &json!({"job": "build", "steps": [1, 2, 3], "thread": "t-9"}),
+            "d1",
+            None,
+        );
         assert_eq!(
             prompt(
                 "Fix {{ payload.job }} ({{ payload.steps | length }} steps, {{ delivery }})",
-                &payload,
-                "d1"
+                &seen
             )
             .unwrap(),
             "Fix build (3 steps, d1)"
         );
         assert_eq!(
-            conversation("{{ payload.thread }}", &payload, "d1").unwrap(),
+            conversation("{{ payload.thread }}", &seen).unwrap(),
             Some("t-9".into())
         );
         assert_eq!(
-            conversation("{{ payload.missing.deeper }}", &payload, "d1").unwrap(),
+            conversation("{{ payload.missing.deeper }}", &seen).unwrap(),
             None
         );
-        assert!(prompt("{{ payload.nothing }}", &payload, "d1").is_err());
-        let long = prompt("{% for i in range(100000) %}é{% endfor %}", &payload, "d1");
+        assert!(prompt("{{ payload.nothing }}", &seen).is_err());
+        let long = prompt("{% for i in range(100000) %}é{% endfor %}", &seen);
         assert!(long.is_err(), "out of fuel");
-        let big = prompt("{{ payload.job * 50000 }}", &json!({"job": "ééé"}), "d").unwrap();
+        let big = prompt(
+            "{{ payload.job * 50000 }}",
+            &context(&json!({"job": "ééé"}), "d", None),
+        )
+        .unwrap();
         assert!(big.len() <= PROMPT_MAX_BYTES && big.len() > PROMPT_MAX_BYTES - 8);
         assert!(big.ends_with('é'));
         // Stops at the cap, not after making it all.
         let endless = prompt(
             "{% for i in range(5000) %}{{ payload.job * 100000 }}{% endfor %}",
-            &json!({"job": "x"}),
-            "d",
+            &context(&json!({"job": "x"}), "d", None),
         )
         .unwrap();
         assert_eq!(endless.len(), PROMPT_MAX_BYTES);

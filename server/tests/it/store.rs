@@ -715,6 +715,7 @@ async fn triggers_claim_each_delivery_once_and_keep_their_conversations() {
             conversation: None,
             permission_mode: "ask".parse().unwrap(),
             paused: false,
+            handle: None,
         };
         let id = uuid::Uuid::now_v7();
         let made = store

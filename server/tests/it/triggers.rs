@@ -531,3 +531,174 @@ async fn one_new_conversations_deliveries_at_once_share_one_session() {
     assert_eq!(s.signed(&made, &made.secret, "bell", &body).await.0, status);
     assert_eq!(s.sessions().await.len(), 1);
 }
+
+/// The `X-Hub-Signature-256` GitHub's own library makes (npm
+/// `@octokit/webhooks-methods`).
+fn octokit_sign(secret: &str, body: &str) -> String {
+    let script = "import { sign } from '@octokit/webhooks-methods'; \
+        const chunks = []; for await (const c of process.stdin) chunks.push(c); \
+        console.log(await sign(process.argv[1], Buffer.concat(chunks).toString()));";
+    let mut child = Command::new("node")
+        .args(["--input-type=module", "-e", script, secret])
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "npm packages (scripts/setup)");
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+fn github_headers(secret: &str, event: &str, delivery: &str, body: &str) -> Headers {
+    vec![
+        ("x-github-event", event.to_owned()),
+        ("x-github-delivery", delivery.to_owned()),
+        ("x-hub-signature-256", octokit_sign(secret, body)),
+    ]
+}
+
+fn comment(number: u64, body: &str, by: &str) -> String {
+    json!({
+        "action": "created",
+        "issue": {
+            "number": number, "title": "The login page crashes",
+            "body": "Steps: open /login.", "html_url": format!("https://github.example/org/app/issues/{number}")
+        },
+        "comment": {
+            "body": body, "user": {"login": by},
+            "html_url": format!("https://github.example/org/app/issues/{number}#comment-1")
+        },
+        "repository": {"full_name": "org/app"},
+        "sender": {"login": by}
+    })
+    .to_string()
+}
+
+#[tokio::test]
+async fn github_mentions_start_a_session_per_issue_signed_by_octokit() {
+    let (s, model) = Setup::new(
+        json!([{"reply": "Looking into the crash."}, {"reply": "Still on it."}]),
+        &[],
+    )
+    .await;
+    let made = s
+        .trigger(json!({
+            "name": "github",
+            "kind": "github",
+            "handle": "@paddock-bot",
+            "prompt": "{{ github.sender }} asks on {{ github.repository }}#{{ github.number }} ({{ github.url }}): {{ github.title }}\n{{ github.body }}\n{{ github.comment }}"
+        }))
+        .await;
+    assert_eq!(made.trigger.draft.handle.as_deref(), Some("paddock-bot"));
+    assert!(!made.secret.starts_with("whsec_"));
+    let body = comment(7, "@paddock-bot can you fix this?", "ada");
+    let headers = github_headers(&made.secret, "issue_comment", "guid-1", &body);
+    let (status, answer, _) = s.deliver(&made.path, &body, &headers).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    let session: app::domain::SessionId = answer["session"].as_str().unwrap().parse().unwrap();
+    let events = common::wait_idle(&s.paddock, session).await;
+    let prompt = events
+        .iter()
+        .find_map(|e| match &e.kind {
+            EventKind::UserMessage { text } => Some(text.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(
+        prompt,
+        "ada asks on org/app#7 (https://github.example/org/app/issues/7#comment-1): The login page crashes\nSteps: open /login.\n@paddock-bot can you fix this?"
+    );
+    assert!(events.iter().any(|e| matches!(&e.kind, EventKind::Delivery { verified, .. } if verified.starts_with("GitHub"))));
+    // GitHub's retry of the same delivery: the same answer, nothing new.
+    let (again, repeat, _) = s.deliver(&made.path, &body, &headers).await;
+    assert_eq!((again, &repeat), (StatusCode::ACCEPTED, &answer));
+    // Another mention on the same issue continues its session.
+    let next = comment(7, "thanks @Paddock-Bot, and the logout too?", "max");
+    let (status, continued, _) = s
+        .deliver(
+            &made.path,
+            &next,
+            &github_headers(&made.secret, "issue_comment", "guid-2", &next),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{continued}");
+    assert_eq!(continued["session"], answer["session"]);
+    common::wait_idle(&s.paddock, session).await;
+    // What does not mention the handle, the handle's own comments and
+    // pings are acknowledged and left alone.
+    for (event, delivery, body) in [
+        (
+            "issue_comment",
+            "guid-3",
+            comment(8, "no mention here", "ada"),
+        ),
+        (
+            "issue_comment",
+            "guid-4",
+            comment(8, "@paddock-bot done", "paddock-bot"),
+        ),
+        (
+            "ping",
+            "guid-5",
+            json!({"zen": "Keep it simple."}).to_string(),
+        ),
+        (
+            "push",
+            "guid-6",
+            json!({"ref": "refs/heads/main"}).to_string(),
+        ),
+    ] {
+        let (status, answer, _) = s
+            .deliver(
+                &made.path,
+                &body,
+                &github_headers(&made.secret, event, delivery, &body),
+            )
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{event}: {answer}");
+        assert!(answer["session"].is_null(), "{event}: {answer}");
+        assert!(
+            answer["outcome"].as_str().unwrap().starts_with("ignored"),
+            "{answer}"
+        );
+    }
+    assert_eq!(s.sessions().await.len(), 1);
+    assert_eq!(model.turns_used(), 2);
+    // Signed with another secret, or not at all: refused.
+    let bad = comment(9, "@paddock-bot", "eve");
+    let (status, _, _) = s
+        .deliver(
+            &made.path,
+            &bad,
+            &github_headers("another secret", "issue_comment", "guid-7", &bad),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _, _) = s
+        .deliver(
+            &made.path,
+            &bad,
+            &[
+                ("x-github-event", "issue_comment".into()),
+                ("x-github-delivery", "guid-8".into()),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(s.sessions().await.len(), 1);
+    // A GitHub trigger needs a handle.
+    let (status, _) = s
+        .post(
+            &format!("/api/templates/{}/triggers", made.trigger.template),
+            json!({"name": "no handle", "kind": "github", "prompt": "x"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
