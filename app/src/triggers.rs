@@ -166,7 +166,8 @@ pub fn trigger_path(id: TriggerId) -> String {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TriggerSecret {
     pub trigger: Trigger,
-    /// `whsec_` and the base64 of 32 random bytes.
+    /// 32 random bytes: `whsec_` and their base64 (Standard Webhooks), or
+    /// their hex (GitHub).
     pub secret: String,
     /// The path to post to (on the server's public URL).
     pub path: String,

@@ -20,6 +20,8 @@ use leptos::server_fn::ServerFn as _;
 
 /// The prompt a new trigger starts from.
 const PROMPT_EXAMPLE: &str = "The build {{ payload.job }} failed on {{ payload.branch }}:\n\n{{ payload.log }}\n\nFind out why and fix it.";
+/// The prompt a new GitHub trigger starts from.
+const GITHUB_EXAMPLE: &str = "{{ github.sender }} asks on {{ github.repository }}#{{ github.number }} ({{ github.url }}):\n\n{{ github.title }}\n\n{{ github.body }}\n\n{{ github.comment }}";
 
 #[component]
 pub(super) fn Triggers(template: String) -> impl IntoView {
@@ -62,7 +64,10 @@ pub(super) fn Triggers(template: String) -> impl IntoView {
                 template: template.clone(),
                 name: field("name").unwrap_or_default(),
                 kind: field("kind").unwrap_or_default(),
-                handle: field("handle"),
+                // Only a GitHub trigger has one (the field stays, hidden).
+                handle: (field("kind").as_deref() == Some(TriggerKind::Github.as_str()))
+                    .then(|| field("handle"))
+                    .flatten(),
                 prompt: field("prompt").unwrap_or_default(),
                 conversation: field("conversation"),
                 permission_mode: field("permission_mode").unwrap_or_default(),
@@ -86,7 +91,7 @@ pub(super) fn Triggers(template: String) -> impl IntoView {
             <div>
                 <h2 id="triggers-heading" class="font-semibold">"Triggers"</h2>
                 <p class="text-sm text-zinc-500 dark:text-zinc-400">
-                    "Start this agent from elsewhere: each trigger has a URL and a secret, and a delivery signed with it (Standard Webhooks: a JSON body, the webhook-id, webhook-timestamp and webhook-signature headers) starts a session from this agent, as you, with its prompt made from the delivery. Deliveries with the same conversation key continue one session."
+                    "Start this agent from elsewhere: each trigger has a URL and a secret, and a delivery signed with it (Standard Webhooks: a JSON body, the webhook-id, webhook-timestamp and webhook-signature headers; or GitHub's webhook, for issues and comments that mention a handle) starts a session from this agent, as you, with its prompt made from the delivery. Deliveries with the same conversation key continue one session."
                 </p>
             </div>
             {move || secret.get().map(|answer| match answer {
@@ -123,11 +128,12 @@ pub(super) fn Triggers(template: String) -> impl IntoView {
                     </label>
                     <label class="block text-sm font-medium" class:hidden=move || !github.get()>"Handle"
                         <span class="block text-xs font-normal text-zinc-500">"The GitHub login people mention (without @); the prompt sees {{ github.title }}, {{ github.body }}, {{ github.comment }}, {{ github.url }}, {{ github.sender }}."</span>
-                        <input name="handle" maxlength=HANDLE_MAX_CHARS placeholder="paddock-bot" class=INPUT />
+                        <input name="handle" maxlength=HANDLE_MAX_CHARS placeholder="paddock-bot" required=move || github.get() class=INPUT />
                     </label>
                     <label class="block text-sm font-medium">"Prompt"
                         <span class="block text-xs font-normal text-zinc-500">"A template over the delivery: {{ payload.field }} for its JSON, {{ delivery }} for its id; conditions and loops too."</span>
-                        <textarea name="prompt" required rows="5" maxlength=PROMPT_TEMPLATE_MAX_BYTES class=format!("font-mono text-xs {INPUT}")>{PROMPT_EXAMPLE}</textarea>
+                        <textarea name="prompt" required rows="5" maxlength=PROMPT_TEMPLATE_MAX_BYTES class=format!("font-mono text-xs {INPUT}")
+                            prop:value=move || if github.get() { GITHUB_EXAMPLE } else { PROMPT_EXAMPLE }>{PROMPT_EXAMPLE}</textarea>
                     </label>
                     <label class="block text-sm font-medium">"Conversation key (optional)"
                         <span class="block text-xs font-normal text-zinc-500">"Deliveries with the same key continue one session, e.g. {{ payload.branch }}; empty: a session each (a GitHub trigger: one per issue or pull request)."</span>

@@ -19,6 +19,7 @@ use app::triggers::{
     trigger_path, Delivery, Trigger, TriggerDraft, TriggerId, TriggerKind, TriggerSecret,
     GITHUB_CONVERSATION,
 };
+use app::workspace_source::WorkspaceSource;
 use axum::http::HeaderMap;
 use chrono::Utc;
 use std::net::IpAddr;
@@ -83,6 +84,16 @@ impl Answer {
             ..Self::refused(AppError::Unavailable(
                 "The delivery could not be handled now: send it again later.".into(),
             ))
+        }
+    }
+
+    /// Not for this trigger (a GitHub event that does not call on its
+    /// handle): acknowledged, and the same each time it comes.
+    fn ignored(delivery: &str, why: &str) -> Self {
+        Self {
+            status: 202,
+            body: serde_json::json!({ "delivery": delivery, "session": null, "outcome": format!("ignored: {why}") }),
+            retry_after: None,
         }
     }
 
@@ -335,9 +346,6 @@ impl Paddock {
             Ok(_) => {}
             Err(e) => return Answer::refused(e.into()),
         }
-        if let Err(wait) = self.deliveries.admit(id) {
-            return Answer::too_many(wait);
-        }
         let json = headers
             .get(axum::http::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
@@ -349,42 +357,54 @@ impl Paddock {
             ))
             .await;
         }
-        if trigger.draft.paused {
-            return refuse(AppError::Conflict(
-                "This trigger is paused: its owner turned it off for now.".into(),
-            ))
-            .await;
-        }
         let payload: serde_json::Value = match serde_json::from_slice(body) {
             Ok(payload) => payload,
             Err(e) => {
                 return refuse(AppError::Invalid(format!("The body is not JSON: {e}."))).await
             }
         };
-        // What the templates see; a GitHub event that does not mention the
-        // handle is acknowledged and left alone.
-        let (seen, ignored) = match trigger.draft.kind {
-            TriggerKind::Webhook => (prompt::context(&payload, &verified.id, None), None),
+        // What the templates see. A GitHub event that does not call on the
+        // handle is acknowledged and left alone at once: nothing kept,
+        // nothing counted (a busy organisation's hook sends many).
+        let github = match trigger.draft.kind {
+            TriggerKind::Webhook => None,
             TriggerKind::Github => {
-                let event = headers
-                    .get("x-github-event")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or_default();
+                let Some(event) = headers.get("x-github-event").and_then(|v| v.to_str().ok())
+                else {
+                    return refuse(AppError::Invalid(
+                        "No X-GitHub-Event header: GitHub names every delivery's event.".into(),
+                    ))
+                    .await;
+                };
                 let handle = trigger.draft.handle.as_deref().unwrap_or_default();
-                match github::mention(event, &payload, handle) {
-                    Ok(m) => (prompt::context(&payload, &verified.id, Some(&m)), None),
-                    Err(why) => (serde_json::Value::Null, Some(why)),
+                let own = match self.store.get_template(trigger.template).await {
+                    Ok(t) => t.and_then(|t| match t.draft.session.source {
+                        Some(WorkspaceSource::Git { url, .. }) => github::repository_of(&url),
+                        _ => None,
+                    }),
+                    Err(e) => return Answer::refused(e.into()),
+                };
+                match github::mention(event, &payload, handle, own.as_deref()) {
+                    Ok(m) => Some(m),
+                    Err(why) => return Answer::ignored(&verified.id, &why),
                 }
             }
         };
+        if let Err(wait) = self.deliveries.admit(id) {
+            return Answer::too_many(wait);
+        }
+        if trigger.draft.paused {
+            return refuse(AppError::Conflict(
+                "This trigger is paused: its owner turned it off for now.".into(),
+            ))
+            .await;
+        }
+        let seen = prompt::context(&payload, &verified.id, github.as_ref());
         // Handled to its end even if the sender goes away meanwhile: what it
         // claims (its id, its conversation) is never left half done.
         let paddock = self.clone();
-        let handling = tokio::spawn(async move {
-            paddock
-                .accept(&trigger, &verified, &seen, ignored, from)
-                .await
-        });
+        let handling =
+            tokio::spawn(async move { paddock.accept(&trigger, &verified, &seen, from).await });
         match handling.await {
             Ok(Ok(answer)) => answer,
             Ok(Err(e)) => Answer::refused(e),
@@ -395,15 +415,13 @@ impl Paddock {
         }
     }
 
-    /// A verified delivery, handled once per id: made a prompt from what
-    /// the templates see of it (`seen`), or acknowledged and left alone
-    /// (`ignored`, and why).
+    /// A verified delivery, handled once per id: a prompt made from what
+    /// the templates see of it (`seen`).
     async fn accept(
         &self,
         trigger: &Trigger,
         verified: &Verified,
         seen: &serde_json::Value,
-        ignored: Option<String>,
         from: Option<IpAddr>,
     ) -> Result<Answer, AppError> {
         let claim = uuid::Uuid::now_v7().to_string();
@@ -423,16 +441,14 @@ impl Paddock {
                 Claim::Seen(_) => return Ok(Answer::busy("A delivery with this id")),
             }
         };
-        let handled = match (ignored, made, prompted) {
-            (Some(why), ..) => Err(Handled::Ignored(why)),
+        let handled = match (made, prompted) {
             // Its prompt was queued before its handling was cut short: it
             // is only answered now.
-            (None, Some(session), true) => Ok((session, format!("handled in session {session}"))),
-            (None, ..) => self.handle(trigger, verified, seen, &claim, made).await,
+            (Some(session), true) => Ok((session, format!("handled in session {session}"))),
+            _ => self.handle(trigger, verified, seen, &claim, made).await,
         };
         let (status, outcome, session) = match handled {
             Ok((session, outcome)) => (202, outcome, Some(session)),
-            Err(Handled::Ignored(why)) => (202, format!("ignored: {why}"), None),
             // What the owner's templates, account or agent make of it:
             // answered the same way each time it comes.
             Err(Handled::Refused(why)) => {
@@ -708,9 +724,6 @@ enum Handled {
     /// Another handling holds what it needs (its id, its conversation):
     /// it may come again in a moment.
     Busy(&'static str),
-    /// Not for this trigger (a GitHub event that does not mention its
-    /// handle): acknowledged, the same each time it comes.
-    Ignored(String),
     /// The server could not: it may come again.
     Failed(AppError),
 }

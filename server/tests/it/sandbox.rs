@@ -370,7 +370,16 @@ async fn docker_cancel_kills_the_command_promptly() {
         .unwrap();
     assert!(outcome.cancelled, "{outcome:?}");
     assert_eq!(String::from_utf8_lossy(&seen), "started\n");
-    let sleeps = d.run("pgrep -a -x sleep", 10).await;
+    // The agent ends the command as it sees the request dropped, which may
+    // be a moment after the next command starts.
+    let mut sleeps = d.run("pgrep -a -x sleep", 10).await;
+    for _ in 0..20 {
+        if sleeps.output.lines().count() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        sleeps = d.run("pgrep -a -x sleep", 10).await;
+    }
     assert_eq!(
         sleeps.output.lines().count(),
         1,
