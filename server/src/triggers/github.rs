@@ -1,7 +1,7 @@
 //! Deliveries from GitHub's webhooks: signed with `X-Hub-Signature-256`
-//! (`sha256=` and the hex HMAC-SHA256 of the body under the hook's secret),
-//! named by `X-GitHub-Delivery` (a repeat of it is answered as the first
-//! was) and `X-GitHub-Event`. What a trigger acts on: an issue opened, or a
+//! (`sha256=` and the hex HMAC-SHA256 of the body under the hook's secret;
+//! the body is what tells a repeat, since it is all GitHub signs), with
+//! `X-GitHub-Delivery` (its GUID, for the transcript) and `X-GitHub-Event`. What a trigger acts on: an issue opened, or a
 //! comment made on an issue or a pull request, that mentions its handle
 //! (`@name`), and not by the handle itself; the rest is acknowledged and
 //! left alone.
@@ -177,10 +177,22 @@ pub fn mention(
     })
 }
 
-/// The repository (`owner/name`) of a GitHub clone URL.
+/// The repository (`owner/name`) of a GitHub clone URL (`https://`,
+/// `http://` or `git://`, on github.com).
 pub fn repository_of(url: &str) -> Option<String> {
-    let rest = url.split_once("github.com/")?.1;
-    let mut parts = rest.trim_end_matches('/').splitn(3, '/');
+    let (_, rest) = url.split_once("://")?;
+    let (authority, path) = rest.split_once('/')?;
+    let host = authority
+        .rsplit('@')
+        .next()?
+        .split(':')
+        .next()?
+        .to_ascii_lowercase();
+    if host != "github.com" && host != "www.github.com" {
+        return None;
+    }
+    let path = path.split(['?', '#']).next()?;
+    let mut parts = path.trim_end_matches('/').splitn(3, '/');
     let (owner, name) = (parts.next()?, parts.next()?);
     let name = name.strip_suffix(".git").unwrap_or(name);
     (!owner.is_empty() && !name.is_empty()).then(|| format!("{owner}/{name}"))
@@ -223,7 +235,11 @@ fn prose(text: &str) -> String {
         let after = &rest[start + open.len()..];
         rest = match after.find(close) {
             Some(end) => &after[end + close.len()..],
-            None => "",
+            // Never closed: plain text, as GitHub shows it.
+            None => {
+                kept.push_str(open);
+                after
+            }
         };
     }
 }
@@ -247,7 +263,7 @@ fn mentions(text: &str, handle: &str) -> bool {
             (Some('.'), Some(c)) => login(c) || c == '_',
             _ => false,
         };
-        let opens = prior.is_none_or(|c| c.is_whitespace() || "([{\"',;:".contains(c));
+        let opens = prior.is_none_or(|c| c.is_whitespace() || "([{\"',;:*~".contains(c));
         if opens && !follows && !name.is_empty() && name.eq_ignore_ascii_case(handle) {
             return true;
         }
@@ -350,6 +366,8 @@ mod tests {
             "hey @paddock-bot.",
             "@paddock-bot, look",
             "x\n@paddock-bot",
+            "**@paddock-bot** please",
+            "don't type ` here\n\n@paddock-bot please fix",
         ] {
             assert!(
                 mention(
@@ -386,5 +404,10 @@ mod tests {
             Some("Org/App")
         );
         assert_eq!(repository_of("https://gitlab.example/org/app.git"), None);
+        assert_eq!(
+            repository_of("https://GitHub.com:443/org/app?x=1").as_deref(),
+            Some("org/app")
+        );
+        assert_eq!(repository_of("https://notgithub.com/org/app"), None);
     }
 }

@@ -295,9 +295,11 @@ impl Paddock {
     }
 
     /// Checked in order: the trigger; the signature (a stranger's flood is
-    /// answered 429 past the trigger's rate); a repeat of one answered gets
-    /// that answer; the rate; the content type; paused; the JSON. Then it
-    /// is accepted once per id.
+    /// answered 429 past the trigger's rate, as are refusals of signed
+    /// bodies); a repeat of one answered gets that answer; the content
+    /// type; the JSON; from GitHub, whether it calls on the handle (else
+    /// acknowledged at once); the rate; paused. Then it is accepted once
+    /// per id.
     async fn answer_delivery(
         &self,
         id: TriggerId,
@@ -352,6 +354,9 @@ impl Paddock {
             .and_then(|v| v.split(';').next())
             .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
         if !json {
+            if let Err(wait) = self.deliveries.admit_refusal(id) {
+                return Answer::too_many(wait);
+            }
             return refuse(AppError::UnsupportedMedia(
                 "A delivery is JSON: Content-Type: application/json.".into(),
             ))
@@ -360,7 +365,10 @@ impl Paddock {
         let payload: serde_json::Value = match serde_json::from_slice(body) {
             Ok(payload) => payload,
             Err(e) => {
-                return refuse(AppError::Invalid(format!("The body is not JSON: {e}."))).await
+                if let Err(wait) = self.deliveries.admit_refusal(id) {
+                    return Answer::too_many(wait);
+                }
+                return refuse(AppError::Invalid(format!("The body is not JSON: {e}."))).await;
             }
         };
         // What the templates see. A GitHub event that does not call on the
@@ -371,6 +379,9 @@ impl Paddock {
             TriggerKind::Github => {
                 let Some(event) = headers.get("x-github-event").and_then(|v| v.to_str().ok())
                 else {
+                    if let Err(wait) = self.deliveries.admit_refusal(id) {
+                        return Answer::too_many(wait);
+                    }
                     return refuse(AppError::Invalid(
                         "No X-GitHub-Event header: GitHub names every delivery's event.".into(),
                     ))

@@ -726,13 +726,18 @@ async fn deltas_are_frames_without_an_id() {
         kind: DeltaKind::Thinking,
         text: "hmm\nlet me see".into(),
     };
-    s.paddock.hub.publish_delta(delta.clone());
-    record(&s.paddock, session, "after".into()).await;
-
-    // The raw frames: the delta has no `id:` line at all.
+    // The raw frames: the delta has no `id:` line at all. It is published
+    // once the stream has sent the stored event, so it is following live
+    // (a delta is never replayed).
     let mut raw = String::new();
     let mut body = res.bytes_stream();
+    let mut published = false;
     while raw.matches("\n\n").count() < 3 {
+        if !published && raw.contains("id: 1") {
+            s.paddock.hub.publish_delta(delta.clone());
+            record(&s.paddock, session, "after".into()).await;
+            published = true;
+        }
         let chunk = tokio::time::timeout(PATIENCE, body.next())
             .await
             .unwrap()
