@@ -335,18 +335,29 @@ fn run(exec: Exec, stdin: Option<(Incoming, Records)>, groups: Groups) -> Respon
                 }
             }
         }
-        use std::os::unix::process::ExitStatusExt;
-        let status = status.and_then(Result::ok);
-        let exit = ExecExit {
-            code: status.and_then(|s| s.code()),
-            signal: status.and_then(|s| s.signal()),
-            timed_out,
-            oom_kills: oom_kills().saturating_sub(oom_before),
-        };
-        let exit = serde_json::to_vec(&exit).unwrap_or_default();
-        let _ = tx.send(Bytes::from(record(Kind::Exit, &exit))).await;
+        let oom = oom_kills().saturating_sub(oom_before);
+        let _ = tx.send(exit_record(status, timed_out, oom)).await;
     });
     streamed(rx, id)
+}
+
+/// The last record of a command's answer: how it ended (`status`: its
+/// reaping, if it was reaped).
+fn exit_record(
+    status: Option<std::io::Result<std::process::ExitStatus>>,
+    timed_out: bool,
+    oom_kills: u64,
+) -> Bytes {
+    use std::os::unix::process::ExitStatusExt;
+    let status = status.and_then(Result::ok);
+    let exit = ExecExit {
+        code: status.and_then(|s| s.code()),
+        signal: status.and_then(|s| s.signal()),
+        timed_out,
+        oom_kills,
+    };
+    let exit = serde_json::to_vec(&exit).unwrap_or_default();
+    Bytes::from(record(Kind::Exit, &exit))
 }
 
 /// The answer of a command that runs: its records as they come, and the

@@ -9,12 +9,12 @@
 //! shell's session is killed, background jobs included; so is the rest of
 //! it when the shell exits.
 
-use super::{answer, forget, streamed, Body, Groups, Reach, DRAIN_AFTER_EXIT};
+use super::{answer, exit_record, forget, streamed, Body, Groups, Reach, DRAIN_AFTER_EXIT};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::{Response, StatusCode};
-use paddock_sandbox_agent::{record, ExecExit, Kind, Pty, Records, TerminalSize};
+use paddock_sandbox_agent::{record, Kind, Pty, Records, TerminalSize};
 use rustix::fd::OwnedFd;
 use rustix::fs::{Mode, OFlags};
 use rustix::process::{kill_process, Pid, Signal};
@@ -176,16 +176,7 @@ pub fn open(start: Pty, body: Incoming, records: Records, groups: Groups) -> Res
                 }
             }
         }
-        use std::os::unix::process::ExitStatusExt;
-        let status = status.and_then(Result::ok);
-        let exit = ExecExit {
-            code: status.and_then(|s| s.code()),
-            signal: status.and_then(|s| s.signal()),
-            timed_out: false,
-            oom_kills: 0,
-        };
-        let exit = serde_json::to_vec(&exit).unwrap_or_default();
-        let _ = tx.send(Bytes::from(record(Kind::Exit, &exit))).await;
+        let _ = tx.send(exit_record(status, false, 0)).await;
     });
     streamed(rx, leader)
 }
