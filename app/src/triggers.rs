@@ -21,6 +21,68 @@ string_enum! {
         /// A GitHub repository's (or organisation's) webhook: issues opened
         /// and comments that mention the trigger's handle.
         Github => "github",
+        /// Inbound email from a Mailgun route (its "forward" action): a
+        /// form signed with the Mailgun account's webhook signing key.
+        Mailgun => "mailgun",
+        /// Inbound email from SendGrid's Inbound Parse: a multipart form,
+        /// unsigned, so the URL carries a password (basic auth).
+        Sendgrid => "sendgrid",
+        /// Text messages to a Twilio number: a form signed with the Twilio
+        /// account's auth token over the public URL it was posted to.
+        Twilio => "twilio",
+    }
+}
+
+impl TriggerKind {
+    /// Whether the sender holds the signing key (Mailgun's signing key,
+    /// Twilio's auth token), which the owner gives Paddock, rather than
+    /// Paddock making the secret that the owner gives the sender.
+    pub fn sender_keyed(self) -> bool {
+        matches!(self, Self::Mailgun | Self::Twilio)
+    }
+
+    /// The conversation of a trigger that names none: GitHub's issue, an
+    /// email's thread, a text message's sender; other deliveries start a
+    /// session each.
+    pub fn default_conversation(self) -> Option<&'static str> {
+        match self {
+            Self::Webhook => None,
+            Self::Github => Some(GITHUB_CONVERSATION),
+            Self::Mailgun | Self::Sendgrid => Some("{{ email.thread }}"),
+            Self::Twilio => Some("{{ sms.from }}"),
+        }
+    }
+}
+
+/// The user name of a SendGrid trigger's URL (its password is the
+/// trigger's secret).
+pub const SENDGRID_USER: &str = "paddock";
+/// Longest signing key an owner gives for a sender-keyed trigger.
+pub const SENDER_KEY_MAX_BYTES: usize = 256;
+
+/// Refuses a signing key that cannot be one: a sender-keyed trigger
+/// needs one (printable, without spaces), another kind none.
+pub fn check_sender_key(kind: TriggerKind, key: Option<&str>) -> Result<(), AppError> {
+    match (kind.sender_keyed(), key) {
+        (true, Some(key))
+            if !key.is_empty()
+                && key.len() <= SENDER_KEY_MAX_BYTES
+                && key.bytes().all(|b| b.is_ascii_graphic()) =>
+        {
+            Ok(())
+        }
+        (true, _) => Err(AppError::Invalid(format!(
+            "A {kind} trigger needs the key {kind} signs with (1 to {SENDER_KEY_MAX_BYTES} \
+             printable characters): {}.",
+            match kind {
+                TriggerKind::Twilio => "the account's Auth Token",
+                _ => "the account's HTTP webhook signing key",
+            }
+        ))),
+        (false, None) => Ok(()),
+        (false, Some(_)) => Err(AppError::Invalid(format!(
+            "A {kind} trigger's secret is made by Paddock: give no key."
+        ))),
     }
 }
 
@@ -42,7 +104,7 @@ pub fn is_handle(handle: &str) -> bool {
 
 /// The conversation of a GitHub trigger that names none: the issue or pull
 /// request.
-pub const GITHUB_CONVERSATION: &str = "{{ github.repository }}#{{ github.number }}";
+const GITHUB_CONVERSATION: &str = "{{ github.repository }}#{{ github.number }}";
 
 /// Longest prompt template, and longest prompt it may make.
 pub const PROMPT_TEMPLATE_MAX_BYTES: usize = 16 * 1024;
@@ -132,8 +194,8 @@ impl TriggerDraft {
                      {HANDLE_MAX_CHARS} letters, digits and single hyphens)."
                 )))
             }
-            (TriggerKind::Webhook, None) => {}
-            (TriggerKind::Webhook, Some(_)) => {
+            (_, None) => {}
+            (_, Some(_)) => {
                 return Err(AppError::Invalid(
                     "Only a GitHub trigger has a handle.".into(),
                 ))
@@ -166,11 +228,26 @@ pub fn trigger_path(id: TriggerId) -> String {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TriggerSecret {
     pub trigger: Trigger,
-    /// 32 random bytes: `whsec_` and their base64 (Standard Webhooks), or
-    /// their hex (GitHub).
-    pub secret: String,
+    /// 32 random bytes: `whsec_` and their base64 (Standard Webhooks),
+    /// their hex (GitHub), or base64url (SendGrid's URL password); none
+    /// where the sender holds the key ([`TriggerKind::sender_keyed`]).
+    pub secret: Option<String>,
     /// The path to post to (on the server's public URL).
     pub path: String,
+}
+
+impl TriggerSecret {
+    /// Where the sender posts, on `origin` (`https://host`): for SendGrid
+    /// with the secret as the URL's password.
+    pub fn url(&self, origin: &str) -> String {
+        match (self.trigger.draft.kind, &self.secret) {
+            (TriggerKind::Sendgrid, Some(secret)) => {
+                let (scheme, host) = origin.split_once("://").unwrap_or(("https", origin));
+                format!("{scheme}://{SENDGRID_USER}:{secret}@{host}{}", self.path)
+            }
+            _ => format!("{origin}{}", self.path),
+        }
+    }
 }
 
 /// One delivery a trigger accepted, and what came of it.

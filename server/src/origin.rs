@@ -61,6 +61,16 @@ impl Origin {
         &self.host
     }
 
+    /// The origin with its port written out even when it is the
+    /// default one (`https://host:443`), as some senders sign it.
+    pub fn with_port(&self) -> String {
+        let shown = self.to_string();
+        match self.port == self.scheme.default_port() {
+            true => format!("{shown}:{}", self.port),
+            false => shown,
+        }
+    }
+
     /// Whether pages are served over TLS.
     pub fn is_https(&self) -> bool {
         self.scheme == Scheme::Https

@@ -945,8 +945,9 @@ impl Backend for Paddock {
         caller: &Caller,
         template: TemplateId,
         draft: TriggerDraft,
+        sender_key: Option<String>,
     ) -> Result<TriggerSecret, AppError> {
-        self.add_trigger(caller, template, draft).await
+        self.add_trigger(caller, template, draft, sender_key).await
     }
 
     async fn update_trigger(
@@ -963,8 +964,9 @@ impl Backend for Paddock {
         caller: &Caller,
         id: TriggerId,
         overlap: Duration,
+        sender_key: Option<String>,
     ) -> Result<TriggerSecret, AppError> {
-        self.rotate_trigger(caller, id, overlap).await
+        self.rotate_trigger(caller, id, overlap, sender_key).await
     }
 
     async fn delete_trigger(&self, caller: &Caller, id: TriggerId) -> Result<(), AppError> {

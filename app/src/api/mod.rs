@@ -193,12 +193,14 @@ pub(crate) mod ssr {
             template: TemplateId,
         ) -> Result<Vec<Trigger>, AppError>;
         async fn get_trigger(&self, caller: &Caller, id: TriggerId) -> Result<Trigger, AppError>;
-        /// A new trigger with its secret, shown this once.
+        /// A new trigger with its secret, shown this once (for a sender
+        /// that signs with its own key, `sender_key`, not shown back).
         async fn create_trigger(
             &self,
             caller: &Caller,
             template: TemplateId,
             draft: TriggerDraft,
+            sender_key: Option<String>,
         ) -> Result<TriggerSecret, AppError>;
         async fn update_trigger(
             &self,
@@ -206,13 +208,14 @@ pub(crate) mod ssr {
             id: TriggerId,
             draft: TriggerDraft,
         ) -> Result<Trigger, AppError>;
-        /// A new secret, shown this once; the old one is accepted for
-        /// `overlap`.
+        /// A new secret, shown this once, or the sender's new key; the old
+        /// one is accepted for `overlap`.
         async fn rotate_trigger_secret(
             &self,
             caller: &Caller,
             id: TriggerId,
             overlap: std::time::Duration,
+            sender_key: Option<String>,
         ) -> Result<TriggerSecret, AppError>;
         async fn delete_trigger(&self, caller: &Caller, id: TriggerId) -> Result<(), AppError>;
         /// The trigger's newest deliveries.

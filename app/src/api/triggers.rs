@@ -7,7 +7,7 @@ use super::UrlInJsonOut;
 #[cfg(feature = "ssr")]
 use super::{ssr, template_id};
 use crate::domain::AppError;
-use crate::triggers::{Trigger, TriggerRow, TriggerSecret};
+use crate::triggers::{Trigger, TriggerDraft, TriggerRow, TriggerSecret};
 use leptos::prelude::*;
 
 /// How long the secret before a rotation from the dashboard is accepted.
@@ -46,33 +46,23 @@ pub async fn list_triggers(template: String) -> Result<Vec<TriggerRow>, AppError
     )
 }
 
+/// A new trigger on `template`; `secret`, the key of a sender that signs
+/// with its own (Mailgun, Twilio).
 #[server(endpoint = "create_trigger", output = UrlInJsonOut)]
 pub async fn create_trigger(
     template: String,
-    name: String,
-    kind: String,
-    #[server(default)] handle: Option<String>,
-    prompt: String,
-    #[server(default)] conversation: Option<String>,
-    permission_mode: String,
+    draft: TriggerDraft,
+    #[server(default)] secret: Option<String>,
 ) -> Result<TriggerSecret, AppError> {
     ssr::respond(
         async {
-            let draft = crate::triggers::TriggerDraft {
-                name,
-                kind: kind
-                    .parse()
-                    .map_err(|_| AppError::Invalid(format!("No kind of trigger {kind:?}.")))?,
-                handle,
-                prompt,
-                conversation,
-                permission_mode: permission_mode.parse().map_err(|_| {
-                    AppError::Invalid(format!("No permission mode {permission_mode:?}."))
-                })?,
-                paused: false,
-            };
             ssr::backend()?
-                .create_trigger(&ssr::caller()?, template_id(&template)?, draft)
+                .create_trigger(
+                    &ssr::caller()?,
+                    template_id(&template)?,
+                    draft,
+                    secret.filter(|s| !s.trim().is_empty()),
+                )
                 .await
         }
         .await,
@@ -93,7 +83,10 @@ pub async fn pause_trigger(id: String, paused: bool) -> Result<Trigger, AppError
 }
 
 #[server(endpoint = "rotate_trigger_secret", output = UrlInJsonOut)]
-pub async fn rotate_trigger_secret(id: String) -> Result<TriggerSecret, AppError> {
+pub async fn rotate_trigger_secret(
+    id: String,
+    #[server(default)] secret: Option<String>,
+) -> Result<TriggerSecret, AppError> {
     ssr::respond(
         async {
             ssr::backend()?
@@ -101,6 +94,7 @@ pub async fn rotate_trigger_secret(id: String) -> Result<TriggerSecret, AppError
                     &ssr::caller()?,
                     trigger_id(&id)?,
                     std::time::Duration::from_secs(DASHBOARD_OVERLAP_SECS),
+                    secret.filter(|s| !s.trim().is_empty()),
                 )
                 .await
         }

@@ -12,16 +12,32 @@ use crate::api::triggers::{
 };
 use crate::domain::{AppError, PermissionMode};
 use crate::triggers::{
-    trigger_path, Delivery, TriggerKind, TriggerRow, TriggerSecret, CONVERSATION_MAX_BYTES,
-    HANDLE_MAX_CHARS, NAME_MAX_CHARS, PROMPT_TEMPLATE_MAX_BYTES,
+    trigger_path, Delivery, TriggerDraft, TriggerKind, TriggerRow, TriggerSecret,
+    CONVERSATION_MAX_BYTES, HANDLE_MAX_CHARS, NAME_MAX_CHARS, PROMPT_TEMPLATE_MAX_BYTES,
+    SENDER_KEY_MAX_BYTES,
 };
 use leptos::prelude::*;
 use leptos::server_fn::ServerFn as _;
 
-/// The prompt a new trigger starts from.
-const PROMPT_EXAMPLE: &str = "The build {{ payload.job }} failed on {{ payload.branch }}:\n\n{{ payload.log }}\n\nFind out why and fix it.";
-/// The prompt a new GitHub trigger starts from.
-const GITHUB_EXAMPLE: &str = "{{ github.sender }} asks on {{ github.repository }}#{{ github.number }} ({{ github.url }}):\n\n{{ github.title }}\n\n{{ github.body }}\n\n{{ github.comment }}";
+/// The prompt a new trigger of `kind` starts from.
+fn example_prompt(kind: TriggerKind) -> &'static str {
+    match kind {
+        TriggerKind::Webhook => "The build {{ payload.job }} failed on {{ payload.branch }}:\n\n{{ payload.log }}\n\nFind out why and fix it.",
+        TriggerKind::Github => "{{ github.sender }} asks on {{ github.repository }}#{{ github.number }} ({{ github.url }}):\n\n{{ github.title }}\n\n{{ github.body }}\n\n{{ github.comment }}",
+        TriggerKind::Mailgun | TriggerKind::Sendgrid => "An email from {{ email.from }}: {{ email.subject }}\n\n{{ email.text }}\n{% for a in email.attachments %}{% if a.path %}\nAttached: {{ a.path }}{% endif %}{% endfor %}",
+        TriggerKind::Twilio => "A text message from {{ sms.from }}:\n\n{{ sms.body }}",
+    }
+}
+
+/// What the prompt of a trigger of `kind` sees, in a line.
+fn fields_help(kind: TriggerKind) -> &'static str {
+    match kind {
+        TriggerKind::Webhook => "{{ payload.field }} for the delivery's JSON, {{ delivery }} for its id.",
+        TriggerKind::Github => "{{ github.title }}, {{ github.body }}, {{ github.comment }}, {{ github.url }}, {{ github.sender }}, {{ github.repository }}, {{ github.number }}.",
+        TriggerKind::Mailgun | TriggerKind::Sendgrid => "{{ email.from }}, {{ email.to }}, {{ email.subject }}, {{ email.text }}, {{ email.thread }}, {{ email.attachments }} (name, size, path in the workspace).",
+        TriggerKind::Twilio => "{{ sms.from }}, {{ sms.to }}, {{ sms.body }}, {{ sms.media }} (how many pictures came).",
+    }
+}
 
 #[component]
 pub(super) fn Triggers(template: String) -> impl IntoView {
@@ -52,7 +68,9 @@ pub(super) fn Triggers(template: String) -> impl IntoView {
         let public = info.get().and_then(Result::ok).and_then(|i| i.public_url);
         origin.set(public.unwrap_or_else(|| window().location().origin().unwrap_or_default()));
     });
-    let github = RwSignal::new(false);
+    let kind = RwSignal::new(TriggerKind::Webhook);
+    let github = move || kind.get() == TriggerKind::Github;
+    let keyed = move || kind.get().sender_keyed();
     // The form works only hydrated: a secret is shown by the page, once.
     let hydrated = RwSignal::new(false);
     Effect::new(move |_| hydrated.set(true));
@@ -60,17 +78,25 @@ pub(super) fn Triggers(template: String) -> impl IntoView {
         let template = template.clone();
         move |ev: leptos::ev::SubmitEvent| {
             let Some(field) = submitted(&ev) else { return };
+            let kind = kind.get_untracked();
             create.dispatch(CreateTrigger {
                 template: template.clone(),
-                name: field("name").unwrap_or_default(),
-                kind: field("kind").unwrap_or_default(),
-                // Only a GitHub trigger has one (the field stays, hidden).
-                handle: (field("kind").as_deref() == Some(TriggerKind::Github.as_str()))
-                    .then(|| field("handle"))
-                    .flatten(),
-                prompt: field("prompt").unwrap_or_default(),
-                conversation: field("conversation"),
-                permission_mode: field("permission_mode").unwrap_or_default(),
+                draft: TriggerDraft {
+                    name: field("name").unwrap_or_default(),
+                    kind,
+                    // Only a GitHub trigger has one (the field stays, hidden).
+                    handle: (kind == TriggerKind::Github)
+                        .then(|| field("handle"))
+                        .flatten(),
+                    prompt: field("prompt").unwrap_or_default(),
+                    conversation: field("conversation"),
+                    permission_mode: field("permission_mode")
+                        .and_then(|m| m.parse().ok())
+                        .unwrap_or(PermissionMode::Ask),
+                    paused: false,
+                },
+                // Only Mailgun's and Twilio's are given (the field stays).
+                secret: kind.sender_keyed().then(|| field("secret")).flatten(),
             });
         }
     };
@@ -91,7 +117,7 @@ pub(super) fn Triggers(template: String) -> impl IntoView {
             <div>
                 <h2 id="triggers-heading" class="font-semibold">"Triggers"</h2>
                 <p class="text-sm text-zinc-500 dark:text-zinc-400">
-                    "Start this agent from elsewhere: each trigger has a URL and a secret, and a delivery signed with it (Standard Webhooks: a JSON body, the webhook-id, webhook-timestamp and webhook-signature headers; or GitHub's webhook, for issues and comments that mention a handle) starts a session from this agent, as you, with its prompt made from the delivery. Deliveries with the same conversation key continue one session."
+                    "Start this agent from elsewhere: each trigger has a URL and a secret, and a delivery signed with it (Standard Webhooks; GitHub's webhook, for issues and comments that mention a handle; email through Mailgun or SendGrid; text messages through Twilio) starts a session from this agent, as you, with its prompt made from the delivery. Deliveries with the same conversation key continue one session."
                 </p>
             </div>
             {move || secret.get().map(|answer| match answer {
@@ -121,22 +147,35 @@ pub(super) fn Triggers(template: String) -> impl IntoView {
                         <input name="name" required maxlength=NAME_MAX_CHARS placeholder="failed builds" class=INPUT />
                     </label>
                     <label class="block text-sm font-medium">"Sender"
-                        <select name="kind" class=INPUT on:change=move |ev| github.set(event_target_value(&ev) == TriggerKind::Github.as_str())>
+                        <select name="kind" class=INPUT on:change=move |ev| kind.set(event_target_value(&ev).parse().unwrap_or(TriggerKind::Webhook)) data-testid="trigger-kind">
                             <option value=TriggerKind::Webhook.as_str() selected>"Standard Webhooks (any service that signs so)"</option>
                             <option value=TriggerKind::Github.as_str()>"GitHub: issues and comments that mention a handle"</option>
+                            <option value=TriggerKind::Mailgun.as_str()>"Email through Mailgun (a route that forwards)"</option>
+                            <option value=TriggerKind::Sendgrid.as_str()>"Email through SendGrid Inbound Parse"</option>
+                            <option value=TriggerKind::Twilio.as_str()>"Text messages through Twilio"</option>
                         </select>
                     </label>
-                    <label class="block text-sm font-medium" class:hidden=move || !github.get()>"Handle"
-                        <span class="block text-xs font-normal text-zinc-500">"The GitHub login people mention (without @); the prompt sees {{ github.title }}, {{ github.body }}, {{ github.comment }}, {{ github.url }}, {{ github.sender }}."</span>
-                        <input name="handle" maxlength=HANDLE_MAX_CHARS placeholder="paddock-bot" required=move || github.get() class=INPUT />
+                    <label class="block text-sm font-medium" class:hidden=move || !github()>"Handle"
+                        <span class="block text-xs font-normal text-zinc-500">"The GitHub login people mention (without @)."</span>
+                        <input name="handle" maxlength=HANDLE_MAX_CHARS placeholder="paddock-bot" required=github class=INPUT />
+                    </label>
+                    <label class="block text-sm font-medium" class:hidden=move || !keyed()>{move || match kind.get() {
+                            TriggerKind::Twilio => "Twilio Auth Token",
+                            _ => "Mailgun HTTP webhook signing key",
+                        }}
+                        <span class="block text-xs font-normal text-zinc-500">{move || match kind.get() {
+                            TriggerKind::Twilio => "From the Twilio console: Twilio signs each message with it, over this server's public URL (PADDOCK_PUBLIC_URL). Kept sealed; not shown again.",
+                            _ => "From Mailgun's Webhooks page: Mailgun signs each message it forwards with it. Kept sealed; not shown again.",
+                        }}</span>
+                        <input name="secret" type="password" autocomplete="off" maxlength=SENDER_KEY_MAX_BYTES required=keyed class=INPUT data-testid="trigger-key" />
                     </label>
                     <label class="block text-sm font-medium">"Prompt"
-                        <span class="block text-xs font-normal text-zinc-500">"A template over the delivery: {{ payload.field }} for its JSON, {{ delivery }} for its id; conditions and loops too."</span>
+                        <span class="block text-xs font-normal text-zinc-500">{move || format!("A template over the delivery, with conditions and loops: {}", fields_help(kind.get()))}</span>
                         <textarea name="prompt" required rows="5" maxlength=PROMPT_TEMPLATE_MAX_BYTES class=format!("font-mono text-xs {INPUT}")
-                            prop:value=move || if github.get() { GITHUB_EXAMPLE } else { PROMPT_EXAMPLE }>{PROMPT_EXAMPLE}</textarea>
+                            prop:value=move || example_prompt(kind.get())>{example_prompt(TriggerKind::Webhook)}</textarea>
                     </label>
                     <label class="block text-sm font-medium">"Conversation key (optional)"
-                        <span class="block text-xs font-normal text-zinc-500">"Deliveries with the same key continue one session, e.g. {{ payload.branch }}; empty: a session each (a GitHub trigger: one per issue or pull request)."</span>
+                        <span class="block text-xs font-normal text-zinc-500">"Deliveries with the same key continue one session, e.g. {{ payload.branch }}; empty: a session each (GitHub: one per issue or pull request; email: one per thread; text messages: one per sender)."</span>
                         <input name="conversation" maxlength=CONVERSATION_MAX_BYTES placeholder="{{ payload.branch }}" class=format!("font-mono text-xs {INPUT}") />
                     </label>
                     <label class="block text-sm font-medium">"Permissions of its sessions"
@@ -157,23 +196,28 @@ pub(super) fn Triggers(template: String) -> impl IntoView {
 /// A secret just made, with where to send deliveries.
 #[component]
 fn NewSecret(how: &'static str, secret: TriggerSecret, origin: RwSignal<String>) -> impl IntoView {
-    let said = match how {
-        "rotated" => format!(
-            "The trigger \"{}\" has a new secret; the old one is accepted for {} more hours. Copy it now: it is not shown again.",
-            secret.trigger.draft.name,
+    let name = secret.trigger.draft.name.clone();
+    let said = match (how, &secret.secret) {
+        ("rotated", Some(_)) => format!(
+            "The trigger \"{name}\" has a new secret; the old one is accepted for {} more hours. Copy it now: it is not shown again.",
             DASHBOARD_OVERLAP_SECS / 3600
         ),
-        _ => format!(
-            "Trigger \"{}\" added. Copy its secret now: it is not shown again.",
-            secret.trigger.draft.name
+        ("rotated", None) => format!(
+            "The trigger \"{name}\" takes the new key; the old one is accepted for {} more hours.",
+            DASHBOARD_OVERLAP_SECS / 3600
         ),
+        (_, Some(_)) => format!("Trigger \"{name}\" added. Copy its secret now: it is not shown again."),
+        (_, None) => format!("Trigger \"{name}\" added; the key you gave is kept sealed."),
     };
-    let path = secret.path.clone();
+    let sendgrid = secret.trigger.draft.kind == TriggerKind::Sendgrid;
+    let shown = secret.secret.clone();
     view! {
         <div role="status" data-testid="trigger-secret" class="space-y-2 rounded-lg border border-emerald-300 bg-emerald-50 p-4 text-sm dark:border-emerald-800 dark:bg-emerald-950">
             <p class="font-medium">{said}</p>
-            <code data-testid="trigger-secret-value" class="block select-all break-all rounded bg-white px-2 py-1 font-mono text-xs dark:bg-zinc-900">{secret.secret.clone()}</code>
-            <p class="text-xs">"Send deliveries to "<code class="select-all break-all font-mono" data-testid="trigger-secret-url">{move || format!("{}{path}", origin.get())}</code></p>
+            {shown.map(|value| view! {
+                <code data-testid="trigger-secret-value" class="block select-all break-all rounded bg-white px-2 py-1 font-mono text-xs dark:bg-zinc-900">{value}</code>
+            })}
+            <p class="text-xs">{if sendgrid { "Give SendGrid this URL (its password is the secret): " } else { "Send deliveries to " }}<code class="select-all break-all font-mono" data-testid="trigger-secret-url">{move || secret.url(&origin.get())}</code></p>
         </div>
     }
 }
@@ -192,6 +236,7 @@ fn TriggerItem(
     } = row;
     let id = trigger.id.to_string();
     let paused = trigger.draft.paused;
+    let keyed = trigger.draft.kind.sender_keyed();
     let path = trigger_path(trigger.id);
     let (pause_id, rotate_id, delete_id) = (id.clone(), id.clone(), id.clone());
     view! {
@@ -210,9 +255,17 @@ fn TriggerItem(
                     </button>
                     <button type="button" class=SECONDARY data-testid="rotate-trigger"
                         on:click=move |_| {
-                            let sure = window().confirm_with_message("Make a new secret? The current one is accepted for one more day.").unwrap_or(false);
-                            if sure { rotate.dispatch(RotateTriggerSecret { id: rotate_id.clone() }); }
-                        }>"New secret"</button>
+                            let id = rotate_id.clone();
+                            if keyed {
+                                // The sender's new key, pasted here.
+                                let asked = window().prompt_with_message("Paste the sender's new key. The current one is accepted for one more day.");
+                                if let Ok(Some(key)) = asked.map(|k| k.filter(|k| !k.trim().is_empty())) {
+                                    rotate.dispatch(RotateTriggerSecret { id, secret: Some(key) });
+                                }
+                            } else if window().confirm_with_message("Make a new secret? The current one is accepted for one more day.").unwrap_or(false) {
+                                rotate.dispatch(RotateTriggerSecret { id, secret: None });
+                            }
+                        }>{if keyed { "New key" } else { "New secret" }}</button>
                     <button type="button" class=SECONDARY data-testid="delete-trigger"
                         on:click=move |_| {
                             let sure = window().confirm_with_message("Delete this trigger? Its URL stops taking deliveries; sessions it started stay.").unwrap_or(false);

@@ -47,15 +47,24 @@ async fn list(
     ))
 }
 
+/// A new trigger: its draft, and for a sender that signs with its own key
+/// (Mailgun, Twilio) that key as `secret`.
 async fn create(
     State(paddock): State<Arc<Paddock>>,
     identity: Identity,
     TemplatePath(template): TemplatePath,
-    body: Result<Json<TriggerDraft>, JsonRejection>,
+    body: Result<Json<serde_json::Map<String, serde_json::Value>>, JsonRejection>,
 ) -> ApiResult<impl IntoResponse> {
-    let Json(draft) = body?;
+    let Json(mut fields) = body?;
+    let secret = match fields.remove("secret") {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::String(key)) => Some(key),
+        Some(_) => return Err(AppError::Invalid("A trigger's secret is a string.".into()).into()),
+    };
+    let draft: TriggerDraft = serde_json::from_value(fields.into())
+        .map_err(|e| AppError::Invalid(format!("Not a trigger: {e}")))?;
     let made = paddock
-        .create_trigger(&identity.caller, template, draft)
+        .create_trigger(&identity.caller, template, draft, secret)
         .await?;
     let location = format!("/api/triggers/{}", made.trigger.id);
     Ok((
@@ -94,12 +103,15 @@ async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// How long the secret before a rotation stays accepted.
+/// How long the secret before a rotation stays accepted, and for a sender
+/// that signs with its own key, its new key.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Rotation {
     #[serde(default = "default_overlap")]
     overlap_secs: u64,
+    #[serde(default)]
+    secret: Option<String>,
 }
 
 fn default_overlap() -> u64 {
@@ -113,17 +125,22 @@ async fn rotate(
     body: Bytes,
 ) -> ApiResult<Json<TriggerSecret>> {
     // No body: the default overlap.
-    let overlap = match body.is_empty() {
-        true => default_overlap(),
-        false => {
-            serde_json::from_slice::<Rotation>(&body)
-                .map_err(|e| AppError::Invalid(format!("Not a rotation: {e}")))?
-                .overlap_secs
-        }
+    let rotation = match body.is_empty() {
+        true => Rotation {
+            overlap_secs: default_overlap(),
+            secret: None,
+        },
+        false => serde_json::from_slice::<Rotation>(&body)
+            .map_err(|e| AppError::Invalid(format!("Not a rotation: {e}")))?,
     };
     Ok(Json(
         paddock
-            .rotate_trigger_secret(&identity.caller, id, Duration::from_secs(overlap))
+            .rotate_trigger_secret(
+                &identity.caller,
+                id,
+                Duration::from_secs(rotation.overlap_secs),
+                rotation.secret,
+            )
             .await?,
     ))
 }

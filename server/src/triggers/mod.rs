@@ -7,24 +7,36 @@
 //! template's owner, or in the session of its conversation. A refusal
 //! changes nothing but the audit log.
 
+pub mod email;
+pub mod form;
 pub mod github;
+pub mod mailgun;
 pub mod prompt;
+pub mod sendgrid;
 pub mod standard_webhooks;
+pub mod twilio;
 
 use crate::paddock::Paddock;
 use crate::store::triggers::{Claim, ConversationClaim};
+use crate::workspace_files::Upload;
 use app::accounts::{AuditAction, Caller};
 use app::domain::{AppError, EventKind, NewSession, SessionId, TemplateId, TriggerRef};
 use app::triggers::{
-    trigger_path, Delivery, Trigger, TriggerDraft, TriggerId, TriggerKind, TriggerSecret,
-    GITHUB_CONVERSATION,
+    check_sender_key, trigger_path, Delivery, Trigger, TriggerDraft, TriggerId, TriggerKind,
+    TriggerSecret,
 };
 use app::workspace_source::WorkspaceSource;
+use axum::body::{Body, Bytes};
 use axum::http::HeaderMap;
 use chrono::Utc;
+use form::Encoding;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use std::net::IpAddr;
 use std::time::Duration;
 
+/// Largest delivery, and largest email (with its attachments).
+pub const DELIVERY_MAX_BYTES: usize = 1024 * 1024;
+pub const EMAIL_MAX_BYTES: usize = 16 * 1024 * 1024;
 /// Longest a previous secret may stay accepted after a rotation.
 pub const OVERLAP_MAX_SECS: u64 = 7 * 24 * 3600;
 /// How long a repeat waits for the first delivery of its id (or of its
@@ -49,6 +61,36 @@ pub struct Verified {
     pub how: String,
 }
 
+/// What a delivery's sender says beyond its payload, as the prompt
+/// templates see it.
+pub enum Said {
+    Nothing,
+    /// From GitHub: what mentions the trigger's handle (`github`).
+    Github(github::Mention),
+    /// An email (`email`).
+    Email(email::Email),
+    /// A text message (`sms`).
+    Sms(twilio::Sms),
+}
+
+/// A delivery verified and read: what its templates see, and the files
+/// it brings into the workspace.
+struct Opened {
+    verified: Verified,
+    payload: serde_json::Value,
+    said: Said,
+    files: Vec<Upload>,
+}
+
+/// A delivery as it arrived at `POST /hooks/{id}`.
+pub struct Arrival {
+    pub headers: HeaderMap,
+    /// The path (and query) it was posted to.
+    pub target: String,
+    pub body: Body,
+    pub from: Option<IpAddr>,
+}
+
 /// How a delivery was answered: its status and JSON body.
 #[derive(Debug, PartialEq)]
 pub struct Answer {
@@ -56,6 +98,9 @@ pub struct Answer {
     pub body: serde_json::Value,
     /// Seconds to wait before sending again (a 429).
     pub retry_after: Option<u64>,
+    /// Answered as Twilio expects of a webhook that sends no reply: an
+    /// empty TwiML document.
+    pub twiml: bool,
 }
 
 impl Answer {
@@ -64,6 +109,7 @@ impl Answer {
             status: error.status(),
             body: serde_json::json!({ "error": { "type": error.kind(), "message": error.to_string() } }),
             retry_after: None,
+            twiml: false,
         }
     }
 
@@ -94,6 +140,7 @@ impl Answer {
             status: 202,
             body: serde_json::json!({ "delivery": delivery, "session": null, "outcome": format!("ignored: {why}") }),
             retry_after: None,
+            twiml: false,
         }
     }
 
@@ -106,11 +153,20 @@ impl Answer {
         }
     }
 
+    /// The answer as the trigger's sender expects it: Twilio, TwiML.
+    fn for_sender(self, kind: TriggerKind) -> Self {
+        Self {
+            twiml: kind == TriggerKind::Twilio && (200..300).contains(&self.status),
+            ..self
+        }
+    }
+
     fn of(delivery: &Delivery) -> Self {
         Self {
             status: delivery.status,
             body: serde_json::json!({ "delivery": delivery.id, "session": delivery.session, "outcome": delivery.outcome }),
             retry_after: None,
+            twiml: false,
         }
     }
 }
@@ -173,11 +229,19 @@ impl Paddock {
         caller: &Caller,
         template: TemplateId,
         draft: TriggerDraft,
+        sender_key: Option<String>,
     ) -> Result<TriggerSecret, AppError> {
         self.may_arm(caller, template).await?;
         let draft = checked(draft)?;
+        if draft.kind == TriggerKind::Twilio && self.config.public_url.is_none() {
+            return Err(AppError::Invalid(
+                "Twilio signs the URL it posts to: set this server's public URL \
+                 (PADDOCK_PUBLIC_URL) first."
+                    .into(),
+            ));
+        }
         let id = uuid::Uuid::now_v7();
-        let secret = new_secret(draft.kind);
+        let (secret, shown) = secret_of(draft.kind, sender_key)?;
         let sealed = self.vault.seal_trigger_secret(id, &secret)?;
         let trigger = self
             .store
@@ -188,7 +252,7 @@ impl Paddock {
         Ok(TriggerSecret {
             path: trigger_path(id),
             trigger,
-            secret,
+            secret: shown,
         })
     }
 
@@ -221,13 +285,14 @@ impl Paddock {
         Ok(trigger)
     }
 
-    /// A new secret for the trigger (shown this once); the current one is
-    /// still accepted for `overlap`.
+    /// A new secret for the trigger (shown this once), or the sender's new
+    /// key; the current one is still accepted for `overlap`.
     pub async fn rotate_trigger(
         &self,
         caller: &Caller,
         id: TriggerId,
         overlap: Duration,
+        sender_key: Option<String>,
     ) -> Result<TriggerSecret, AppError> {
         let before = self.trigger_for(caller, id).await?;
         self.may_arm(caller, before.template).await?;
@@ -237,7 +302,7 @@ impl Paddock {
                 OVERLAP_MAX_SECS / 86_400
             )));
         }
-        let secret = new_secret(before.draft.kind);
+        let (secret, shown) = secret_of(before.draft.kind, sender_key)?;
         let sealed = self.vault.seal_trigger_secret(id, &secret)?;
         let until = Utc::now()
             + chrono::Duration::from_std(overlap)
@@ -256,7 +321,7 @@ impl Paddock {
         Ok(TriggerSecret {
             path: trigger_path(id),
             trigger,
-            secret,
+            secret: shown,
         })
     }
 
@@ -280,39 +345,33 @@ impl Paddock {
 
     /// A delivery to a trigger, from anyone: its status and body. Never a
     /// 500: what the server could not do now, the sender may send again.
-    pub async fn deliver(
-        &self,
-        id: TriggerId,
-        headers: &HeaderMap,
-        body: &[u8],
-        from: Option<IpAddr>,
-    ) -> Answer {
-        let answer = self.answer_delivery(id, headers, body, from).await;
+    pub async fn deliver(&self, id: TriggerId, arrival: Arrival) -> Answer {
+        let answer = self.answer_delivery(id, arrival).await;
         if answer.status < 500 {
             return answer;
         }
         Answer::unavailable()
     }
 
-    /// Checked in order: the trigger; the signature (a stranger's flood is
-    /// answered 429 past the trigger's rate, as are refusals of signed
-    /// bodies); a repeat of one answered gets that answer; the content
-    /// type; the JSON; from GitHub, whether it calls on the handle (else
-    /// acknowledged at once); the rate; paused. Then it is accepted once
-    /// per id.
-    async fn answer_delivery(
-        &self,
-        id: TriggerId,
-        headers: &HeaderMap,
-        body: &[u8],
-        from: Option<IpAddr>,
-    ) -> Answer {
+    /// Checked in order: the trigger; the body's size; the signature and
+    /// the body's form (a stranger's flood is answered 429 past the
+    /// trigger's rate, as are refusals of signed bodies); a repeat of one
+    /// answered gets that answer; from GitHub, whether it calls on the
+    /// handle (else acknowledged at once); the rate; paused. Then it is
+    /// accepted once per id.
+    async fn answer_delivery(&self, id: TriggerId, arrival: Arrival) -> Answer {
         let (trigger, secrets) = match self.store.get_trigger(id).await {
             Ok(Some(found)) => found,
             Ok(None) => return Answer::refused(AppError::NotFound(format!("Trigger {id}"))),
             Err(e) => return Answer::refused(e.into()),
         };
-        let refuse = |error: AppError| async move {
+        let Arrival {
+            headers,
+            target,
+            body,
+            from,
+        } = arrival;
+        let audited = |error: AppError| async move {
             self.auth
                 .audit(
                     "(sender)",
@@ -324,6 +383,19 @@ impl Paddock {
                 .await;
             Answer::refused(error)
         };
+        // Refused before it counts as a delivery: counted apart, audited up
+        // to the same rate.
+        let refuse = |error: AppError| async move {
+            match self.deliveries.admit_refusal(id) {
+                Ok(()) => audited(error).await,
+                Err(wait) => Answer::too_many(wait),
+            }
+        };
+        let kind = trigger.draft.kind;
+        let body = match read_body(kind, body).await {
+            Ok(body) => body,
+            Err(e) => return refuse(e).await,
+        };
         let secrets: Vec<String> = std::iter::once(&secrets.secret)
             .chain(secrets.previous.as_ref())
             .filter_map(|sealed| {
@@ -334,54 +406,25 @@ impl Paddock {
                 opened
             })
             .collect();
-        let verified = match verify(trigger.draft.kind, headers, body, &secrets) {
-            Ok(verified) => verified,
-            Err(why) => {
-                if let Err(wait) = self.deliveries.admit_refusal(id) {
-                    return Answer::too_many(wait);
-                }
-                return refuse(AppError::Unauthenticated(format!("Not accepted: {why}."))).await;
-            }
+        let opened = match self
+            .open_delivery(kind, &headers, &target, body, &secrets)
+            .await
+        {
+            Ok(opened) => opened,
+            Err(e) => return refuse(e).await,
         };
-        match self.store.delivery(id, &verified.id).await {
-            Ok(Some(first)) if first.status != 0 => return Answer::of(&first),
+        match self.store.delivery(id, &opened.verified.id).await {
+            Ok(Some(first)) if first.status != 0 => return Answer::of(&first).for_sender(kind),
             Ok(_) => {}
             Err(e) => return Answer::refused(e.into()),
         }
-        let json = headers
-            .get(axum::http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
-        if !json {
-            if let Err(wait) = self.deliveries.admit_refusal(id) {
-                return Answer::too_many(wait);
-            }
-            return refuse(AppError::UnsupportedMedia(
-                "A delivery is JSON: Content-Type: application/json.".into(),
-            ))
-            .await;
-        }
-        let payload: serde_json::Value = match serde_json::from_slice(body) {
-            Ok(payload) => payload,
-            Err(e) => {
-                if let Err(wait) = self.deliveries.admit_refusal(id) {
-                    return Answer::too_many(wait);
-                }
-                return refuse(AppError::Invalid(format!("The body is not JSON: {e}."))).await;
-            }
-        };
-        // What the templates see. A GitHub event that does not call on the
-        // handle is acknowledged and left alone at once: nothing kept,
-        // nothing counted (a busy organisation's hook sends many).
-        let github = match trigger.draft.kind {
-            TriggerKind::Webhook => None,
+        // A GitHub event that does not call on the handle is acknowledged
+        // and left alone at once: nothing kept, nothing counted (a busy
+        // organisation's hook sends many).
+        let opened = match kind {
             TriggerKind::Github => {
                 let Some(event) = headers.get("x-github-event").and_then(|v| v.to_str().ok())
                 else {
-                    if let Err(wait) = self.deliveries.admit_refusal(id) {
-                        return Answer::too_many(wait);
-                    }
                     return refuse(AppError::Invalid(
                         "No X-GitHub-Event header: GitHub names every delivery's event.".into(),
                     ))
@@ -395,29 +438,31 @@ impl Paddock {
                     }),
                     Err(e) => return Answer::refused(e.into()),
                 };
-                match github::mention(event, &payload, handle, own.as_deref()) {
-                    Ok(m) => Some(m),
-                    Err(why) => return Answer::ignored(&verified.id, &why),
+                match github::mention(event, &opened.payload, handle, own.as_deref()) {
+                    Ok(m) => Opened {
+                        said: Said::Github(m),
+                        ..opened
+                    },
+                    Err(why) => return Answer::ignored(&opened.verified.id, &why),
                 }
             }
+            _ => opened,
         };
         if let Err(wait) = self.deliveries.admit(id) {
             return Answer::too_many(wait);
         }
         if trigger.draft.paused {
-            return refuse(AppError::Conflict(
+            return audited(AppError::Conflict(
                 "This trigger is paused: its owner turned it off for now.".into(),
             ))
             .await;
         }
-        let seen = prompt::context(&payload, &verified.id, github.as_ref());
         // Handled to its end even if the sender goes away meanwhile: what it
         // claims (its id, its conversation) is never left half done.
         let paddock = self.clone();
-        let handling =
-            tokio::spawn(async move { paddock.accept(&trigger, &verified, &seen, from).await });
+        let handling = tokio::spawn(async move { paddock.accept(&trigger, opened, from).await });
         match handling.await {
-            Ok(Ok(answer)) => answer,
+            Ok(Ok(answer)) => answer.for_sender(kind),
             Ok(Err(e)) => Answer::refused(e),
             Err(e) => {
                 tracing::error!(trigger = %id, "a delivery's handling failed: {e}");
@@ -426,15 +471,125 @@ impl Paddock {
         }
     }
 
+    /// Verifies a delivery as its kind's sender signs it, and reads it:
+    /// refused with 401 (the signature), 415 (the content type) or 400 (a
+    /// body that is not what it says).
+    async fn open_delivery(
+        &self,
+        kind: TriggerKind,
+        headers: &HeaderMap,
+        target: &str,
+        body: Bytes,
+        secrets: &[String],
+    ) -> Result<Opened, AppError> {
+        let unsigned = |why: String| AppError::Unauthenticated(format!("Not accepted: {why}."));
+        let content_type = headers
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok());
+        let now = Utc::now().timestamp();
+        let verified = match kind {
+            TriggerKind::Webhook => standard_webhooks::verify(headers, &body, secrets, now),
+            TriggerKind::Github => github::verify(headers, &body, secrets),
+            TriggerKind::Mailgun | TriggerKind::Sendgrid | TriggerKind::Twilio => {
+                return self
+                    .open_form(kind, headers, target, content_type, body, secrets)
+                    .await
+            }
+        }
+        .map_err(unsigned)?;
+        let json = content_type
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+        if !json {
+            return Err(AppError::UnsupportedMedia(
+                "A delivery is JSON: Content-Type: application/json.".into(),
+            ));
+        }
+        let payload = serde_json::from_slice(&body)
+            .map_err(|e| AppError::Invalid(format!("The body is not JSON: {e}.")))?;
+        Ok(Opened {
+            verified,
+            payload,
+            said: Said::Nothing,
+            files: Vec::new(),
+        })
+    }
+
+    /// [`Self::open_delivery`] for the senders that post forms: the form is read
+    /// first, since what they sign is in it.
+    async fn open_form(
+        &self,
+        kind: TriggerKind,
+        headers: &HeaderMap,
+        target: &str,
+        content_type: Option<&str>,
+        body: Bytes,
+        secrets: &[String],
+    ) -> Result<Opened, AppError> {
+        let unsigned = |why: String| AppError::Unauthenticated(format!("Not accepted: {why}."));
+        let encodings: &[Encoding] = match kind {
+            TriggerKind::Twilio => &[Encoding::UrlEncoded],
+            TriggerKind::Sendgrid => &[Encoding::Multipart],
+            _ => &[Encoding::Multipart, Encoding::UrlEncoded],
+        };
+        let form = form::read(content_type, body.clone(), encodings).await?;
+        let payload = form.payload();
+        let (verified, message) = match kind {
+            TriggerKind::Twilio => {
+                let Some(public) = &self.config.public_url else {
+                    return Err(unsigned(
+                        "this server's public URL (PADDOCK_PUBLIC_URL), which Twilio signs, is \
+                         not set"
+                            .into(),
+                    ));
+                };
+                let mut urls = vec![
+                    format!("{public}{target}"),
+                    format!("{}{target}", public.with_port()),
+                ];
+                urls.dedup();
+                let verified = twilio::verify(headers, &urls, &form, secrets).map_err(unsigned)?;
+                return Ok(Opened {
+                    verified,
+                    payload,
+                    said: Said::Sms(twilio::sms(&form)),
+                    files: Vec::new(),
+                });
+            }
+            TriggerKind::Mailgun => (
+                mailgun::verify(&form, secrets, Utc::now().timestamp()).map_err(unsigned)?,
+                mailgun::message(&form),
+            ),
+            _ => (
+                sendgrid::verify(headers, &form, &body, secrets).map_err(unsigned)?,
+                sendgrid::message(&form),
+            ),
+        };
+        let (attachments, files) = email::attachments(form.files, &verified.id);
+        Ok(Opened {
+            verified,
+            payload,
+            said: Said::Email(message.email(attachments)),
+            files,
+        })
+    }
+
     /// A verified delivery, handled once per id: a prompt made from what
     /// the templates see of it (`seen`).
     async fn accept(
         &self,
         trigger: &Trigger,
-        verified: &Verified,
-        seen: &serde_json::Value,
+        opened: Opened,
         from: Option<IpAddr>,
     ) -> Result<Answer, AppError> {
+        let Opened {
+            verified,
+            payload,
+            said,
+            files,
+        } = opened;
+        let verified = &verified;
+        let seen = &prompt::context(&payload, &verified.id, &said);
         let claim = uuid::Uuid::now_v7().to_string();
         let waited = tokio::time::Instant::now();
         let (made, prompted) = loop {
@@ -456,7 +611,10 @@ impl Paddock {
             // Its prompt was queued before its handling was cut short: it
             // is only answered now.
             (Some(session), true) => Ok((session, format!("handled in session {session}"))),
-            _ => self.handle(trigger, verified, seen, &claim, made).await,
+            _ => {
+                self.handle(trigger, verified, seen, files, &claim, made)
+                    .await
+            }
         };
         let (status, outcome, session) = match handled {
             Ok((session, outcome)) => (202, outcome, Some(session)),
@@ -514,19 +672,19 @@ impl Paddock {
         trigger: &Trigger,
         verified: &Verified,
         seen: &serde_json::Value,
+        files: Vec<Upload>,
         claim: &str,
         made: Option<SessionId>,
     ) -> Result<(SessionId, String), Handled> {
         let (text, key) = {
-            // A GitHub trigger's conversation is its issue unless it says.
-            let conversation = trigger
+            // A GitHub trigger's conversation is its issue unless it says,
+            // an email trigger's the thread, a text message trigger's the
+            // sender.
+            let conversation = trigger.draft.conversation.clone().or(trigger
                 .draft
-                .conversation
-                .clone()
-                .or(match trigger.draft.kind {
-                    TriggerKind::Github => Some(GITHUB_CONVERSATION.to_owned()),
-                    TriggerKind::Webhook => None,
-                });
+                .kind
+                .default_conversation()
+                .map(str::to_owned));
             let (prompt, seen) = (trigger.draft.prompt.clone(), seen.clone());
             // A template's work is bounded, but it is CPU's: not on the
             // server's request threads.
@@ -574,6 +732,12 @@ impl Paddock {
                 .await
                 .map_err(fail)?,
         )?;
+        if !files.is_empty() {
+            let owner = self.template_owner(trigger.template).await?;
+            self.upload_files(&owner, session, files)
+                .await
+                .map_err(Handled::Failed)?;
+        }
         self.journal
             .record(
                 session,
@@ -743,26 +907,42 @@ fn fail(e: crate::store::StoreError) -> Handled {
     Handled::Failed(e.into())
 }
 
-fn new_secret(kind: TriggerKind) -> String {
-    match kind {
-        TriggerKind::Webhook => standard_webhooks::new_secret(),
-        TriggerKind::Github => github::new_secret(),
+/// A delivery's body, within its kind's size: an email may bring
+/// attachments.
+async fn read_body(kind: TriggerKind, body: Body) -> Result<Bytes, AppError> {
+    let max = match kind {
+        TriggerKind::Mailgun | TriggerKind::Sendgrid => EMAIL_MAX_BYTES,
+        _ => DELIVERY_MAX_BYTES,
+    };
+    match Limited::new(body, max).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(AppError::TooLarge(
+            format!("A delivery to this trigger is at most {} KiB.", max / 1024),
+        )),
+        Err(e) => Err(AppError::Invalid(format!(
+            "The body could not be read: {e}."
+        ))),
     }
 }
 
-/// Checks a delivery as its kind's sender signs it.
-fn verify(
+/// A trigger's secret, and what is shown of it once: one made for the
+/// sender, or the key the sender signs with, given by the owner (not
+/// shown back).
+fn secret_of(
     kind: TriggerKind,
-    headers: &HeaderMap,
-    body: &[u8],
-    secrets: &[String],
-) -> Result<Verified, String> {
-    match kind {
-        TriggerKind::Webhook => {
-            standard_webhooks::verify(headers, body, secrets, Utc::now().timestamp())
+    sender_key: Option<String>,
+) -> Result<(String, Option<String>), AppError> {
+    check_sender_key(kind, sender_key.as_deref())?;
+    let made = match kind {
+        TriggerKind::Webhook => standard_webhooks::new_secret(),
+        TriggerKind::Github => github::new_secret(),
+        TriggerKind::Sendgrid => sendgrid::new_secret(),
+        // The sender's own key (checked above).
+        TriggerKind::Mailgun | TriggerKind::Twilio => {
+            return Ok((sender_key.unwrap_or_default(), None))
         }
-        TriggerKind::Github => github::verify(headers, body, secrets),
-    }
+    };
+    Ok((made.clone(), Some(made)))
 }
 
 /// The draft, valid, its templates compiling.

@@ -3,6 +3,7 @@
 //! conditions, loops), bounded: a template runs on a fuel budget, and
 //! stops making text at a length (the text is cut there).
 
+use super::Said;
 use app::domain::AppError;
 use app::triggers::{CONVERSATION_MAX_BYTES, PROMPT_MAX_BYTES};
 use minijinja::{Environment, UndefinedBehavior};
@@ -51,14 +52,20 @@ impl std::io::Write for Capped {
     }
 }
 
-/// What a template sees of a delivery: `payload` (its JSON), `delivery`
-/// (its id) and, from GitHub, `github` (what mentions the handle).
-pub fn context(
-    payload: &serde_json::Value,
-    delivery: &str,
-    github: Option<&super::github::Mention>,
-) -> serde_json::Value {
-    serde_json::json!({ "payload": payload, "delivery": delivery, "github": github })
+/// What a template sees of a delivery: `payload` (its JSON, or its form's
+/// fields), `delivery` (its id) and what its sender says: from GitHub,
+/// `github` (what mentions the handle); an email, `email`; a text message,
+/// `sms`.
+pub fn context(payload: &serde_json::Value, delivery: &str, said: &Said) -> serde_json::Value {
+    let mut seen = serde_json::json!({ "payload": payload, "delivery": delivery });
+    let (name, value) = match said {
+        Said::Nothing => return seen,
+        Said::Github(mention) => ("github", serde_json::to_value(mention)),
+        Said::Email(email) => ("email", serde_json::to_value(email)),
+        Said::Sms(sms) => ("sms", serde_json::to_value(sms)),
+    };
+    seen[name] = value.unwrap_or_default();
+    seen
 }
 
 /// Fills `template` from a delivery's [`context`], cut at `max` bytes.
@@ -106,7 +113,7 @@ mod tests {
         let seen = context(
             &json!({"job": "build", "steps": [1, 2, 3], "thread": "t-9"}),
             "d1",
-            None,
+            &Said::Nothing,
         );
         assert_eq!(
             prompt(
@@ -129,7 +136,7 @@ mod tests {
         assert!(long.is_err(), "out of fuel");
         let big = prompt(
             "{{ payload.job * 50000 }}",
-            &context(&json!({"job": "ééé"}), "d", None),
+            &context(&json!({"job": "ééé"}), "d", &Said::Nothing),
         )
         .unwrap();
         assert!(big.len() <= PROMPT_MAX_BYTES && big.len() > PROMPT_MAX_BYTES - 8);
@@ -137,7 +144,7 @@ mod tests {
         // Stops at the cap, not after making it all.
         let endless = prompt(
             "{% for i in range(5000) %}{{ payload.job * 100000 }}{% endfor %}",
-            &context(&json!({"job": "x"}), "d", None),
+            &context(&json!({"job": "x"}), "d", &Said::Nothing),
         )
         .unwrap();
         assert_eq!(endless.len(), PROMPT_MAX_BYTES);

@@ -28,11 +28,13 @@ fn senders_python() -> std::path::PathBuf {
     python
 }
 
-/// The `webhook-signature` the `standardwebhooks` library makes.
-fn sign(secret: &str, id: &str, at: i64, body: &str) -> String {
+/// What `tests/senders/sign.py` prints for `args`, with `stdin`: a
+/// signature made by the sender's own library (or documented algorithm).
+fn sender_sign(args: &[&str], stdin: &str) -> String {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/senders/sign.py");
     let mut child = Command::new(senders_python())
-        .args([script, "standard-webhooks", secret, id, &at.to_string()])
+        .arg(script)
+        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -41,11 +43,16 @@ fn sign(secret: &str, id: &str, at: i64, body: &str) -> String {
         .stdin
         .take()
         .unwrap()
-        .write_all(body.as_bytes())
+        .write_all(stdin.as_bytes())
         .unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success());
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// The `webhook-signature` the `standardwebhooks` library makes.
+fn sign(secret: &str, id: &str, at: i64, body: &str) -> String {
+    sender_sign(&["standard-webhooks", secret, id, &at.to_string()], body)
 }
 
 struct Setup {
@@ -154,6 +161,17 @@ impl Setup {
     }
 }
 
+/// The secret Paddock made for a trigger, shown once.
+trait Shown {
+    fn key(&self) -> &str;
+}
+
+impl Shown for TriggerSecret {
+    fn key(&self) -> &str {
+        self.secret.as_deref().expect("a secret Paddock made")
+    }
+}
+
 /// A request's headers: name and value.
 type Headers = Vec<(&'static str, String)>;
 
@@ -182,10 +200,10 @@ async fn a_signed_delivery_starts_a_session_and_its_conversation_continues_it() 
             "conversation": "{{ payload.branch }}"
         }))
         .await;
-    assert!(made.secret.starts_with("whsec_"));
+    assert!(made.key().starts_with("whsec_"));
     assert_eq!(made.path, format!("/hooks/{}", made.trigger.id));
     let body = r#"{"job": "test", "branch": "main", "log": "assertion failed"}"#;
-    let (status, answer) = s.signed(&made, &made.secret, "msg_1", body).await;
+    let (status, answer) = s.signed(&made, made.key(), "msg_1", body).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
     let session: app::domain::SessionId = answer["session"].as_str().unwrap().parse().unwrap();
     let events = common::wait_idle(&s.paddock, session).await;
@@ -224,11 +242,11 @@ async fn a_signed_delivery_starts_a_session_and_its_conversation_continues_it() 
     );
 
     // The same delivery again: answered the same way, nothing new.
-    let (again, repeat) = s.signed(&made, &made.secret, "msg_1", body).await;
+    let (again, repeat) = s.signed(&made, made.key(), "msg_1", body).await;
     assert_eq!((again, &repeat), (StatusCode::ACCEPTED, &answer));
     // Another on the same branch continues that session.
     let next = r#"{"job": "lint", "branch": "main", "log": "unused import"}"#;
-    let (status, continued) = s.signed(&made, &made.secret, "msg_2", next).await;
+    let (status, continued) = s.signed(&made, made.key(), "msg_2", next).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{continued}");
     assert_eq!(continued["session"], answer["session"]);
     assert_eq!(continued["outcome"], format!("continued session {session}"));
@@ -268,7 +286,7 @@ async fn a_signed_delivery_starts_a_session_and_its_conversation_continues_it() 
     assert!(rotated.trigger.previous_secret_until.is_some());
     let other = r#"{"job": "docs", "branch": "main", "log": "404"}"#;
     assert_eq!(
-        s.signed(&made, &made.secret, "msg_3", other).await.0,
+        s.signed(&made, made.key(), "msg_3", other).await.0,
         StatusCode::ACCEPTED
     );
     let (status, last) = s
@@ -281,7 +299,7 @@ async fn a_signed_delivery_starts_a_session_and_its_conversation_continues_it() 
     let last: TriggerSecret = serde_json::from_value(last).unwrap();
     // The secret before it, with no overlap, no longer counts.
     assert_eq!(
-        s.signed(&made, &rotated.secret, "msg_4", other).await.0,
+        s.signed(&made, rotated.key(), "msg_4", other).await.0,
         StatusCode::UNAUTHORIZED
     );
 
@@ -304,7 +322,7 @@ async fn a_signed_delivery_starts_a_session_and_its_conversation_continues_it() 
         .post(served.url(&last.path))
         .header("content-type", "application/json")
         .headers(
-            signed_headers(&last.secret, "msg_5", at, "{not json")
+            signed_headers(last.key(), "msg_5", at, "{not json")
                 .into_iter()
                 .map(|(n, v)| {
                     (
@@ -329,7 +347,7 @@ async fn bad_deliveries_are_refused_with_nothing_created() {
         .await;
     let body = r#"{"task": "nothing"}"#;
     let now = Utc::now().timestamp();
-    let good = |id: &str| signed_headers(&made.secret, id, now, body);
+    let good = |id: &str| signed_headers(made.key(), id, now, body);
     let without = |name: &str| {
         good("msg_x")
             .into_iter()
@@ -365,13 +383,13 @@ async fn bad_deliveries_are_refused_with_nothing_created() {
         (
             "stale",
             body.into(),
-            signed_headers(&made.secret, "msg_b", now - 600, body),
+            signed_headers(made.key(), "msg_b", now - 600, body),
             StatusCode::UNAUTHORIZED,
         ),
         (
             "from the future",
             body.into(),
-            signed_headers(&made.secret, "msg_c", now + 600, body),
+            signed_headers(made.key(), "msg_c", now + 600, body),
             StatusCode::UNAUTHORIZED,
         ),
         (
@@ -403,7 +421,7 @@ async fn bad_deliveries_are_refused_with_nothing_created() {
         (
             "not JSON",
             "{not json".into(),
-            signed_headers(&made.secret, "msg_g", now, "{not json"),
+            signed_headers(made.key(), "msg_g", now, "{not json"),
             StatusCode::BAD_REQUEST,
         ),
         (
@@ -428,10 +446,10 @@ async fn bad_deliveries_are_refused_with_nothing_created() {
     // A prompt template that makes nothing of a delivery: refused, and
     // the same again.
     let empty = r#"{"other": 1}"#;
-    let (status, first) = s.signed(&made, &made.secret, "msg_j", empty).await;
+    let (status, first) = s.signed(&made, made.key(), "msg_j", empty).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{first}");
     assert_eq!(
-        s.signed(&made, &made.secret, "msg_j", empty).await,
+        s.signed(&made, made.key(), "msg_j", empty).await,
         (status, first)
     );
     // Paused, it takes nothing.
@@ -444,7 +462,7 @@ async fn bad_deliveries_are_refused_with_nothing_created() {
         .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(
-        s.signed(&made, &made.secret, "msg_k", body).await.0,
+        s.signed(&made, made.key(), "msg_k", body).await.0,
         StatusCode::CONFLICT
     );
 
@@ -456,9 +474,9 @@ async fn bad_deliveries_are_refused_with_nothing_created() {
         .iter()
         .filter(|e| e.action.as_str() == "delivery_refused")
         .count();
-    // Each refusal but the body too large to read (answered before the
-    // trigger is looked at), and the repeat of the 422, once.
-    assert_eq!(refused, 12);
+    // Each refusal (the repeat of the 422 once; the unknown triggers have
+    // no audit line).
+    assert_eq!(refused, 13);
 
     // A stranger's flood of bad signatures: past the trigger's rate, 429
     // with Retry-After; a signed delivery is still heard.
@@ -474,7 +492,7 @@ async fn bad_deliveries_are_refused_with_nothing_created() {
     }
     assert_eq!(statuses[0], (StatusCode::UNAUTHORIZED, false));
     assert_eq!(statuses[44], (StatusCode::TOO_MANY_REQUESTS, true));
-    let (status, _) = s.signed(&made, &made.secret, "msg_l", body).await;
+    let (status, _) = s.signed(&made, made.key(), "msg_l", body).await;
     assert_eq!(status, StatusCode::CONFLICT, "paused, but heard");
 
     // Bad drafts change nothing.
@@ -513,7 +531,7 @@ async fn one_new_conversations_deliveries_at_once_share_one_session() {
         let (s, made) = (s.clone(), made.clone());
         sent.push(tokio::spawn(async move {
             let body = json!({"text": format!("message {i}"), "thread": "t-1"}).to_string();
-            s.signed(&made, &made.secret, &format!("m{i}"), &body).await
+            s.signed(&made, made.key(), &format!("m{i}"), &body).await
         }));
     }
     let mut sessions = std::collections::HashSet::new();
@@ -526,9 +544,9 @@ async fn one_new_conversations_deliveries_at_once_share_one_session() {
     assert_eq!(s.sessions().await.len(), 1);
     // A key with a control character is refused, the same each time.
     let body = json!({"text": "hi", "thread": "a\u{7}b"}).to_string();
-    let (status, first) = s.signed(&made, &made.secret, "bell", &body).await;
+    let (status, first) = s.signed(&made, made.key(), "bell", &body).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{first}");
-    assert_eq!(s.signed(&made, &made.secret, "bell", &body).await.0, status);
+    assert_eq!(s.signed(&made, made.key(), "bell", &body).await.0, status);
     assert_eq!(s.sessions().await.len(), 1);
 }
 
@@ -598,9 +616,9 @@ async fn github_mentions_start_a_session_per_issue_signed_by_octokit() {
         }))
         .await;
     assert_eq!(made.trigger.draft.handle.as_deref(), Some("paddock-bot"));
-    assert!(!made.secret.starts_with("whsec_"));
+    assert!(!made.key().starts_with("whsec_"));
     let body = comment(7, "@paddock-bot can you fix this?", "ada");
-    let headers = github_headers(&made.secret, "issue_comment", "guid-1", &body);
+    let headers = github_headers(made.key(), "issue_comment", "guid-1", &body);
     let (status, answer, _) = s.deliver(&made.path, &body, &headers).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
     let session: app::domain::SessionId = answer["session"].as_str().unwrap().parse().unwrap();
@@ -621,7 +639,7 @@ async fn github_mentions_start_a_session_per_issue_signed_by_octokit() {
     // X-GitHub-Delivery: the same answer, nothing new.
     let (again, repeat, _) = s.deliver(&made.path, &body, &headers).await;
     assert_eq!((again, &repeat), (StatusCode::ACCEPTED, &answer));
-    let replayed = github_headers(&made.secret, "issue_comment", "guid-replayed", &body);
+    let replayed = github_headers(made.key(), "issue_comment", "guid-replayed", &body);
     let (again, repeat, _) = s.deliver(&made.path, &body, &replayed).await;
     assert_eq!((again, &repeat), (StatusCode::ACCEPTED, &answer));
     // Another mention on the same issue continues its session.
@@ -630,7 +648,7 @@ async fn github_mentions_start_a_session_per_issue_signed_by_octokit() {
         .deliver(
             &made.path,
             &next,
-            &github_headers(&made.secret, "issue_comment", "guid-2", &next),
+            &github_headers(made.key(), "issue_comment", "guid-2", &next),
         )
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{continued}");
@@ -674,7 +692,7 @@ async fn github_mentions_start_a_session_per_issue_signed_by_octokit() {
             .deliver(
                 &made.path,
                 &body,
-                &github_headers(&made.secret, event, delivery, &body),
+                &github_headers(made.key(), event, delivery, &body),
             )
             .await;
         assert_eq!(status, StatusCode::ACCEPTED, "{event}: {answer}");
@@ -708,14 +726,14 @@ async fn github_mentions_start_a_session_per_issue_signed_by_octokit() {
         .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     // Without its event, or not JSON: refused.
-    let mut headers = github_headers(&made.secret, "issue_comment", "guid-11", &bad);
+    let mut headers = github_headers(made.key(), "issue_comment", "guid-11", &bad);
     headers.retain(|(name, _)| *name != "x-github-event");
     assert_eq!(
         s.deliver(&made.path, &bad, &headers).await.0,
         StatusCode::BAD_REQUEST
     );
     let form = [
-        github_headers(&made.secret, "issue_comment", "guid-12", &bad),
+        github_headers(made.key(), "issue_comment", "guid-12", &bad),
         vec![("content-type", "application/x-www-form-urlencoded".into())],
     ]
     .concat();
@@ -732,4 +750,485 @@ async fn github_mentions_start_a_session_per_issue_signed_by_octokit() {
         )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+/// A raw answer: status, content type, text.
+async fn post_raw(
+    http: &Client,
+    url: &str,
+    content_type: &str,
+    body: Vec<u8>,
+    headers: &[(&str, String)],
+) -> (StatusCode, String, String) {
+    let mut req = http
+        .post(url)
+        .header("content-type", content_type)
+        .body(body);
+    for (name, value) in headers {
+        req = req.header(*name, value);
+    }
+    let res = req.send().await.unwrap();
+    let status = res.status();
+    let kind = res
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    (status, kind, res.text().await.unwrap())
+}
+
+/// A multipart form as email senders post it: its content type and body.
+fn multipart(fields: &[(&str, &str)], files: &[(&str, &str, &[u8])]) -> (String, Vec<u8>) {
+    let boundary = format!("paddock-{}", uuid::Uuid::now_v7().simple());
+    let mut body = Vec::new();
+    for (name, value) in fields {
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+            )
+            .as_bytes(),
+        );
+    }
+    for (name, file, data) in files {
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{file}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(data);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+/// The prompts a session was given.
+fn prompts(events: &[app::domain::Event]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::UserMessage { text } => Some(text.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The public URL Twilio posts to (behind a proxy, it would be the proxy's):
+/// on loopback, as sign-in is off in these tests.
+const PUBLIC: &str = "http://127.0.0.1:8443";
+
+#[tokio::test]
+async fn twilio_messages_signed_by_twilios_library_start_and_continue_a_conversation() {
+    // Twilio signs the URL it posts to: no Twilio trigger without a
+    // public URL.
+    let (bare, _) = Setup::new(json!([]), &[]).await;
+    let (status, template) = bare.post("/api/templates", json!({"name": "t"})).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, refused) = bare
+        .post(
+            &format!(
+                "/api/templates/{}/triggers",
+                template["id"].as_str().unwrap()
+            ),
+            json!({"name": "sms", "kind": "twilio", "prompt": "{{ sms.body }}", "secret": "token"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+    assert!(refused["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("PADDOCK_PUBLIC_URL"));
+
+    let (s, model) = Setup::new(
+        json!([{"reply": "Looking at the site."}, {"reply": "It is back."}]),
+        &[&format!("--public-url={PUBLIC}")],
+    )
+    .await;
+    let token = "twilio-auth-token-1";
+    let made = s
+        .trigger(json!({
+            "name": "pager",
+            "kind": "twilio",
+            "prompt": "Text from {{ sms.from }}: {{ sms.body }}",
+            "secret": token
+        }))
+        .await;
+    assert_eq!(made.secret, None, "the sender's own key is not shown back");
+    let url = format!("{PUBLIC}{}", made.path);
+    let text = |sid: &str, body: &str| {
+        form_urlencoded::Serializer::new(String::new())
+            .append_pair("MessageSid", sid)
+            .append_pair("AccountSid", "AC1")
+            .append_pair("From", "+15550001")
+            .append_pair("To", "+15559999")
+            .append_pair("Body", body)
+            .append_pair("NumMedia", "0")
+            .finish()
+    };
+    let send = |form: String, signature: String, content_type: &'static str| {
+        let (s, path) = (&s, made.path.clone());
+        async move {
+            post_raw(
+                &s.http,
+                &s.served.url(&path),
+                content_type,
+                form.into_bytes(),
+                &[("x-twilio-signature", signature)],
+            )
+            .await
+        }
+    };
+    const FORM: &str = "application/x-www-form-urlencoded";
+    let first = text("SM100", "The site is down!");
+    let signature = sender_sign(&["twilio", token, &url], &first);
+    let (status, kind, answer) = send(first.clone(), signature.clone(), FORM).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    assert_eq!(kind, "text/xml");
+    assert!(answer.contains("<Response></Response>"), "{answer}");
+    let sessions = s.sessions().await;
+    assert_eq!(sessions.len(), 1);
+    let session = sessions[0].id;
+    let events = common::wait_idle(&s.paddock, session).await;
+    assert_eq!(prompts(&events), ["Text from +15550001: The site is down!"]);
+    assert!(events.iter().any(|e| matches!(&e.kind, EventKind::Delivery { verified, .. } if verified.starts_with("Twilio"))));
+    // Twilio's retry: the same answer, nothing new.
+    assert_eq!(
+        send(first.clone(), signature.clone(), FORM).await.0,
+        StatusCode::ACCEPTED
+    );
+    // The next text from the same number continues the conversation.
+    let next = text("SM101", "Is it fixed?");
+    let (status, _, _) = send(
+        next.clone(),
+        sender_sign(&["twilio", token, &url], &next),
+        FORM,
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let events = common::wait_idle(&s.paddock, session).await;
+    assert_eq!(prompts(&events).len(), 2);
+    assert_eq!(s.sessions().await.len(), 1);
+    assert_eq!(model.turns_used(), 2);
+
+    // Refused, nothing made: signed for another URL, with another token,
+    // over another body, unsigned, not a form.
+    let bad = text("SM102", "rm -rf /");
+    let other_url = format!("https://elsewhere.example{}", made.path);
+    for (what, signature, body, content_type, expected) in [
+        (
+            "another URL",
+            sender_sign(&["twilio", token, &other_url], &bad),
+            bad.clone(),
+            FORM,
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "another token",
+            sender_sign(&["twilio", "not-the-token", &url], &bad),
+            bad.clone(),
+            FORM,
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "another body",
+            signature.clone(),
+            bad.clone(),
+            FORM,
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "unsigned",
+            String::new(),
+            bad.clone(),
+            FORM,
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "JSON",
+            sender_sign(&["twilio", token, &url], &bad),
+            bad.clone(),
+            "application/json",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
+    ] {
+        let (status, _, answer) = send(body, signature, content_type).await;
+        assert_eq!(status, expected, "{what}: {answer}");
+        assert!(answer.contains("\"error\""), "{what}: {answer}");
+    }
+    assert_eq!(s.sessions().await.len(), 1);
+    assert_eq!(model.turns_used(), 2);
+
+    // A new token: given by the owner; the old one no longer counts (no
+    // overlap asked). A rotation without one is refused.
+    let rotate = format!("/api/triggers/{}/rotate", made.trigger.id);
+    let (status, _) = s.post(&rotate, json!({"overlap_secs": 0})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, rotated) = s
+        .post(
+            &rotate,
+            json!({"overlap_secs": 0, "secret": "twilio-auth-token-2"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{rotated}");
+    assert!(rotated["secret"].is_null());
+    let later = text("SM103", "thanks");
+    let (status, _, _) = send(
+        later.clone(),
+        sender_sign(&["twilio", token, &url], &later),
+        FORM,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _, _) = send(
+        later.clone(),
+        sender_sign(&["twilio", "twilio-auth-token-2", &url], &later),
+        FORM,
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+}
+
+#[tokio::test]
+async fn mailgun_email_with_attachments_starts_a_session_and_its_thread_continues_it() {
+    let (s, model) = Setup::new(
+        json!([{"reply": "Reading the report."}, {"reply": "Noted."}]),
+        &[],
+    )
+    .await;
+    let key = "mailgun-signing-key";
+    let made = s
+        .trigger(json!({
+            "name": "support",
+            "kind": "mailgun",
+            "prompt": "Email from {{ email.from }}: {{ email.subject }}\n{{ email.text }}{% for a in email.attachments %}\nAttached: {{ a.path }}{% endfor %}",
+            "secret": key
+        }))
+        .await;
+    assert_eq!(made.secret, None);
+    let now = Utc::now().timestamp().to_string();
+    let email =
+        |token: &str, at: &str, signature: &str, id: &str, references: &str, subject: &str| {
+            let fields = [
+                ("recipient", "support@mail.example"),
+                ("sender", "ada@example.org"),
+                ("from", "Ada <ada@example.org>"),
+                ("subject", subject),
+                ("body-plain", "The export fails.\n\n> quoted"),
+                ("stripped-text", "The export fails."),
+                ("Message-Id", id),
+                ("References", references),
+                ("attachment-count", "2"),
+                ("timestamp", at),
+                ("token", token),
+                ("signature", signature),
+            ];
+            multipart(
+                &fields,
+                &[
+                    ("attachment-1", "report.txt", b"line 1\nline 2\n"),
+                    (
+                        "attachment-2",
+                        "../../../etc/cron.d/evil",
+                        b"* * * * * root true\n",
+                    ),
+                ],
+            )
+        };
+    let sign = |at: &str, token: &str| sender_sign(&["mailgun", key, at, token], "");
+    let signature = sign(&now, "token-1");
+    let (content_type, body) = email(
+        "token-1",
+        &now,
+        &signature,
+        "<m1@example.org>",
+        "",
+        "Export broken",
+    );
+    let url = s.served.url(&made.path);
+    let (status, _, answer) = post_raw(&s.http, &url, &content_type, body, &[]).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    let answer: Value = serde_json::from_str(&answer).unwrap();
+    let session: app::domain::SessionId = answer["session"].as_str().unwrap().parse().unwrap();
+    let events = common::wait_idle(&s.paddock, session).await;
+    let prompt = prompts(&events).remove(0);
+    let mut lines = prompt.lines();
+    assert_eq!(
+        lines.next(),
+        Some("Email from Ada <ada@example.org>: Export broken")
+    );
+    assert_eq!(lines.next(), Some("The export fails."));
+    let stored: Vec<&str> = lines
+        .map(|l| l.strip_prefix("Attached: ").unwrap())
+        .collect();
+    assert_eq!(stored.len(), 2, "{prompt}");
+    assert!(stored[0].starts_with("inbox/") && stored[0].ends_with("/report.txt"));
+    assert!(
+        stored[1].ends_with("/evil"),
+        "confined to the inbox: {}",
+        stored[1]
+    );
+    let res = s
+        .http
+        .get(
+            s.served
+                .url(&format!("/api/sessions/{session}/files/{}", stored[0])),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.text().await.unwrap(), "line 1\nline 2\n");
+
+    // The token used again (another body under the same signature): the
+    // first answer, nothing new.
+    let (content_type, replay) = email(
+        "token-1",
+        &now,
+        &signature,
+        "<m9@example.org>",
+        "",
+        "Transfer money",
+    );
+    let (status, _, again) = post_raw(&s.http, &url, &content_type, replay, &[]).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(serde_json::from_str::<Value>(&again).unwrap(), answer);
+    // A reply in the thread continues the session.
+    let (content_type, reply) = email(
+        "token-2",
+        &now,
+        &sign(&now, "token-2"),
+        "<m2@example.org>",
+        "<m1@example.org>",
+        "Re: Export broken",
+    );
+    let (status, _, continued) = post_raw(&s.http, &url, &content_type, reply, &[]).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{continued}");
+    assert!(
+        continued.contains(&format!("continued session {session}")),
+        "{continued}"
+    );
+    common::wait_idle(&s.paddock, session).await;
+    assert_eq!(model.turns_used(), 2);
+
+    // Refused: stale, another key, unsigned, JSON.
+    let stale = (Utc::now().timestamp() - 600).to_string();
+    let cases = [
+        (
+            "stale",
+            email(
+                "token-3",
+                &stale,
+                &sign(&stale, "token-3"),
+                "<m3@x>",
+                "",
+                "x",
+            ),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "another key",
+            email(
+                "token-4",
+                &now,
+                &sender_sign(&["mailgun", "other", &now, "token-4"], ""),
+                "<m4@x>",
+                "",
+                "x",
+            ),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "unsigned",
+            email("token-5", &now, "", "<m5@x>", "", "x"),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "JSON",
+            ("application/json".to_owned(), b"{}".to_vec()),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
+    ];
+    for (what, (content_type, body), expected) in cases {
+        let (status, _, answer) = post_raw(&s.http, &url, &content_type, body, &[]).await;
+        assert_eq!(status, expected, "{what}: {answer}");
+    }
+    assert_eq!(s.sessions().await.len(), 1);
+}
+
+#[tokio::test]
+async fn sendgrid_email_with_the_urls_password_stores_attachments_within_the_cap() {
+    let (s, model) = Setup::new(json!([{"reply": "Got the logs."}]), &[]).await;
+    let made = s
+        .trigger(json!({
+            "name": "inbox",
+            "kind": "sendgrid",
+            "prompt": "{{ email.subject }} from {{ email.from }}{% for a in email.attachments %}\n{{ a.name }} {{ a.size }} {{ a.path or 'not stored' }}{% endfor %}"
+        }))
+        .await;
+    let secret = made.key().to_owned();
+    // The URL SendGrid is given carries the password.
+    let url = made.url(&s.served.url(""));
+    assert!(
+        url.contains(&format!("://paddock:{secret}@127.0.0.1")),
+        "{url}"
+    );
+    let big = vec![b'x'; server::triggers::email::ATTACHMENTS_MAX_BYTES + 1];
+    let email = |message_id: &str| {
+        let headers = format!("Message-ID: {message_id}\nSubject: Logs\nTo: inbox@mail.example\n");
+        multipart(
+            &[
+                ("headers", &headers),
+                ("from", "Max <max@example.org>"),
+                ("to", "inbox@mail.example"),
+                ("subject", "Logs"),
+                ("text", "See attached."),
+                (
+                    "envelope",
+                    r#"{"to":["inbox@mail.example"],"from":"max@example.org"}"#,
+                ),
+                ("attachments", "2"),
+            ],
+            &[
+                ("attachment1", "huge.bin", &big),
+                ("attachment2", "app.log", b"ERROR boom\n"),
+            ],
+        )
+    };
+    let (content_type, body) = email("<s1@example.org>");
+    let (status, _, answer) = post_raw(&s.http, &url, &content_type, body.clone(), &[]).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    let session = s.sessions().await[0].id;
+    let events = common::wait_idle(&s.paddock, session).await;
+    let prompt = prompts(&events).remove(0);
+    let lines: Vec<&str> = prompt.lines().collect();
+    assert_eq!(lines[0], "Logs from Max <max@example.org>");
+    assert_eq!(lines[1], format!("huge.bin {} not stored", big.len()));
+    assert!(lines[2].starts_with("app.log 11 inbox/"), "{prompt}");
+    // SendGrid sending it again: the same answer.
+    let (status, _, again) = post_raw(&s.http, &url, &content_type, body.clone(), &[]).await;
+    assert_eq!((status, again), (StatusCode::ACCEPTED, answer));
+    assert_eq!(model.turns_used(), 1);
+
+    // Refused: no password, a wrong one, not multipart, too large.
+    let plain = s.served.url(&made.path);
+    let wrong = url.replace(&secret, "wrong");
+    let (status, _, _) = post_raw(&s.http, &plain, &content_type, body.clone(), &[]).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _, _) = post_raw(&s.http, &wrong, &content_type, body.clone(), &[]).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _, _) = post_raw(
+        &s.http,
+        &url,
+        "application/x-www-form-urlencoded",
+        b"subject=x".to_vec(),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let huge = vec![b'x'; server::triggers::EMAIL_MAX_BYTES + 1];
+    let (content_type, body) = multipart(&[("subject", "x")], &[("attachment1", "a", &huge)]);
+    let (status, _, _) = post_raw(&s.http, &url, &content_type, body, &[]).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(s.sessions().await.len(), 1);
 }

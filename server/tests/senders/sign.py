@@ -1,11 +1,18 @@
 """Signs a delivery as its sender's own library does, for the trigger tests.
 
     sign.py standard-webhooks <secret> <id> <unix-seconds>   (the body on stdin)
+    sign.py twilio <auth-token> <url>        (the URL-encoded form on stdin)
+    sign.py mailgun <signing-key> <unix-seconds> <token>
 
-prints the signature header's value.
+prints the signature: Standard Webhooks' header value with its own library,
+Twilio's X-Twilio-Signature with its library's RequestValidator, Mailgun's
+as its documentation computes it (Mailgun ships no library for it).
 """
+import hashlib
+import hmac
 import sys
 from datetime import datetime, timezone
+from urllib.parse import parse_qsl
 
 
 def main() -> None:
@@ -17,6 +24,21 @@ def main() -> None:
         secret, msg_id, seconds = args
         at = datetime.fromtimestamp(int(seconds), tz=timezone.utc)
         print(Webhook(secret).sign(msg_id, at, body))
+    elif scheme == "twilio":
+        from twilio.request_validator import RequestValidator
+
+        token, url = args
+        params = dict(parse_qsl(body, keep_blank_values=True))
+        print(RequestValidator(token).compute_signature(url, params))
+    elif scheme == "mailgun":
+        key, seconds, token = args
+        print(
+            hmac.new(
+                key=key.encode(),
+                msg=f"{seconds}{token}".encode(),
+                digestmod=hashlib.sha256,
+            ).hexdigest()
+        )
     else:
         sys.exit(f"unknown scheme {scheme}")
 
