@@ -30,8 +30,47 @@ string_enum! {
         /// Text messages to a Twilio number: a form signed with the Twilio
         /// account's auth token over the public URL it was posted to.
         Twilio => "twilio",
+        /// No sender: runs at the times of a cron expression, in a time
+        /// zone.
+        Schedule => "schedule",
     }
 }
+
+string_enum! {
+    /// What a schedule does with runs missed while no server was running.
+    MissedRuns {
+        /// Leave them: the next run is the next time due.
+        Skip => "skip",
+        /// Run once for them all, as soon as a server is back.
+        Once => "once",
+    }
+}
+
+/// When a schedule trigger runs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Schedule {
+    /// A cron expression: minute, hour, day of month, month, day of week
+    /// (`0 2 * * *`: at 2 am), or `@daily`, `@hourly`…
+    pub cron: String,
+    /// An IANA time zone (`Europe/Paris`); the cron's times are its.
+    #[serde(default = "utc")]
+    pub timezone: String,
+    #[serde(default = "skip")]
+    pub missed: MissedRuns,
+}
+
+fn utc() -> String {
+    "UTC".into()
+}
+
+fn skip() -> MissedRuns {
+    MissedRuns::Skip
+}
+
+/// Longest cron expression, and time zone name.
+pub const CRON_MAX_CHARS: usize = 100;
+pub const TIMEZONE_MAX_CHARS: usize = 64;
 
 impl TriggerKind {
     /// Whether the sender holds the signing key (Mailgun's signing key,
@@ -50,7 +89,13 @@ impl TriggerKind {
             Self::Github => Some(GITHUB_CONVERSATION),
             Self::Mailgun | Self::Sendgrid => Some("{{ email.thread }}"),
             Self::Twilio => Some("{{ sms.from }}"),
+            Self::Schedule => None,
         }
+    }
+
+    /// Whether it has a URL that senders post to (a schedule has none).
+    pub fn takes_deliveries(self) -> bool {
+        self != Self::Schedule
     }
 }
 
@@ -141,6 +186,9 @@ pub struct TriggerDraft {
     /// it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub handle: Option<String>,
+    /// A schedule trigger's times.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<Schedule>,
 }
 
 fn default_kind() -> TriggerKind {
@@ -201,6 +249,30 @@ impl TriggerDraft {
                 ))
             }
         }
+        self.schedule = self.schedule.map(|s| Schedule {
+            cron: s.cron.trim().to_owned(),
+            timezone: s.timezone.trim().to_owned(),
+            ..s
+        });
+        match (self.kind, &self.schedule) {
+            (TriggerKind::Schedule, Some(s))
+                if !s.cron.is_empty()
+                    && s.cron.chars().count() <= CRON_MAX_CHARS
+                    && !s.timezone.is_empty()
+                    && s.timezone.chars().count() <= TIMEZONE_MAX_CHARS => {}
+            (TriggerKind::Schedule, _) => {
+                return Err(AppError::Invalid(format!(
+                    "A schedule needs a cron expression (at most {CRON_MAX_CHARS} characters, \
+                     such as 0 2 * * *) and a time zone (such as Europe/Paris)."
+                )))
+            }
+            (_, None) => {}
+            (_, Some(_)) => {
+                return Err(AppError::Invalid(
+                    "Only a schedule trigger has times.".into(),
+                ))
+            }
+        }
         Ok(self)
     }
 }
@@ -216,6 +288,9 @@ pub struct Trigger {
     pub created_by: String,
     /// Until when the secret before the last rotation is still accepted.
     pub previous_secret_until: Option<DateTime<Utc>>,
+    /// A schedule's next times to run (none while it is paused).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub next_runs: Vec<DateTime<Utc>>,
 }
 
 /// The path a trigger's sender posts to.
@@ -284,6 +359,7 @@ mod tests {
             permission_mode: PermissionMode::Ask,
             paused: false,
             handle: None,
+            schedule: None,
         }
     }
 
@@ -333,6 +409,27 @@ mod tests {
             },
             TriggerDraft {
                 handle: Some("bot".into()),
+                ..draft()
+            },
+            TriggerDraft {
+                kind: TriggerKind::Schedule,
+                ..draft()
+            },
+            TriggerDraft {
+                kind: TriggerKind::Schedule,
+                schedule: Some(Schedule {
+                    cron: " ".into(),
+                    timezone: "UTC".into(),
+                    missed: MissedRuns::Skip,
+                }),
+                ..draft()
+            },
+            TriggerDraft {
+                schedule: Some(Schedule {
+                    cron: "0 2 * * *".into(),
+                    timezone: "UTC".into(),
+                    missed: MissedRuns::Skip,
+                }),
                 ..draft()
             },
         ] {

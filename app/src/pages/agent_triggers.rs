@@ -12,9 +12,9 @@ use crate::api::triggers::{
 };
 use crate::domain::{AppError, PermissionMode};
 use crate::triggers::{
-    trigger_path, Delivery, TriggerDraft, TriggerKind, TriggerRow, TriggerSecret,
-    CONVERSATION_MAX_BYTES, HANDLE_MAX_CHARS, NAME_MAX_CHARS, PROMPT_TEMPLATE_MAX_BYTES,
-    SENDER_KEY_MAX_BYTES,
+    trigger_path, Delivery, MissedRuns, Schedule, TriggerDraft, TriggerKind, TriggerRow,
+    TriggerSecret, CONVERSATION_MAX_BYTES, CRON_MAX_CHARS, HANDLE_MAX_CHARS, NAME_MAX_CHARS,
+    PROMPT_TEMPLATE_MAX_BYTES, SENDER_KEY_MAX_BYTES, TIMEZONE_MAX_CHARS,
 };
 use leptos::prelude::*;
 use leptos::server_fn::ServerFn as _;
@@ -26,6 +26,7 @@ fn example_prompt(kind: TriggerKind) -> &'static str {
         TriggerKind::Github => "{{ github.sender }} asks on {{ github.repository }}#{{ github.number }} ({{ github.url }}):\n\n{{ github.title }}\n\n{{ github.body }}\n\n{{ github.comment }}",
         TriggerKind::Mailgun | TriggerKind::Sendgrid => "An email from {{ email.from }}: {{ email.subject }}\n\n{{ email.text }}\n{% for a in email.attachments %}{% if a.path %}\nAttached: {{ a.path }}{% endif %}{% endfor %}",
         TriggerKind::Twilio => "A text message from {{ sms.from }}:\n\n{{ sms.body }}",
+        TriggerKind::Schedule => "It is {{ schedule.local }} ({{ schedule.timezone }}): run the nightly checks and report what fails.",
     }
 }
 
@@ -36,7 +37,22 @@ fn fields_help(kind: TriggerKind) -> &'static str {
         TriggerKind::Github => "{{ github.title }}, {{ github.body }}, {{ github.comment }}, {{ github.url }}, {{ github.sender }}, {{ github.repository }}, {{ github.number }}.",
         TriggerKind::Mailgun | TriggerKind::Sendgrid => "{{ email.from }}, {{ email.to }}, {{ email.subject }}, {{ email.text }}, {{ email.thread }}, {{ email.attachments }} (name, size, path in the workspace).",
         TriggerKind::Twilio => "{{ sms.from }}, {{ sms.to }}, {{ sms.body }}, {{ sms.media }} (how many pictures came).",
+        TriggerKind::Schedule => "{{ schedule.local }} (when it was due, in its time zone), {{ schedule.due }} (UTC), {{ schedule.late }} (run once for missed times).",
     }
+}
+
+/// The browser's time zone (an IANA name), where a new schedule's times
+/// are by default.
+#[cfg(feature = "hydrate")]
+fn browser_time_zone() -> Option<String> {
+    use web_sys::js_sys::{Array, Intl, Object, Reflect};
+    let options = Intl::DateTimeFormat::new(&Array::new(), &Object::new()).resolved_options();
+    Reflect::get(&options, &"timeZone".into()).ok()?.as_string()
+}
+
+#[cfg(not(feature = "hydrate"))]
+fn browser_time_zone() -> Option<String> {
+    None
 }
 
 #[component]
@@ -71,6 +87,13 @@ pub(super) fn Triggers(template: String) -> impl IntoView {
     let kind = RwSignal::new(TriggerKind::Webhook);
     let github = move || kind.get() == TriggerKind::Github;
     let keyed = move || kind.get().sender_keyed();
+    let scheduled = move || kind.get() == TriggerKind::Schedule;
+    let zone = RwSignal::new("UTC".to_owned());
+    Effect::new(move |_| {
+        if let Some(browser) = browser_time_zone() {
+            zone.set(browser);
+        }
+    });
     // The form works only hydrated: a secret is shown by the page, once.
     let hydrated = RwSignal::new(false);
     Effect::new(move |_| hydrated.set(true));
@@ -94,6 +117,13 @@ pub(super) fn Triggers(template: String) -> impl IntoView {
                         .and_then(|m| m.parse().ok())
                         .unwrap_or(PermissionMode::Ask),
                     paused: false,
+                    schedule: (kind == TriggerKind::Schedule).then(|| Schedule {
+                        cron: field("cron").unwrap_or_default(),
+                        timezone: field("timezone").unwrap_or_default(),
+                        missed: field("missed")
+                            .and_then(|m| m.parse().ok())
+                            .unwrap_or(MissedRuns::Skip),
+                    }),
                 },
                 // Only Mailgun's and Twilio's are given (the field stays).
                 secret: kind.sender_keyed().then(|| field("secret")).flatten(),
@@ -153,8 +183,24 @@ pub(super) fn Triggers(template: String) -> impl IntoView {
                             <option value=TriggerKind::Mailgun.as_str()>"Email through Mailgun (a route that forwards)"</option>
                             <option value=TriggerKind::Sendgrid.as_str()>"Email through SendGrid Inbound Parse"</option>
                             <option value=TriggerKind::Twilio.as_str()>"Text messages through Twilio"</option>
+                            <option value=TriggerKind::Schedule.as_str()>"On a schedule (cron)"</option>
                         </select>
                     </label>
+                    <div class="space-y-2" class:hidden=move || !scheduled()>
+                        <label class="block text-sm font-medium">"When (cron)"
+                            <span class="block text-xs font-normal text-zinc-500">"Minute, hour, day of month, month, day of week: 0 2 * * * is 2 am each day, 30 9 * * MON-FRI 9:30 on weekdays; @hourly, @daily too."</span>
+                            <input name="cron" maxlength=CRON_MAX_CHARS placeholder="0 2 * * *" required=scheduled class=format!("font-mono text-xs {INPUT}") data-testid="trigger-cron" />
+                        </label>
+                        <label class="block text-sm font-medium">"Time zone"
+                            <input name="timezone" maxlength=TIMEZONE_MAX_CHARS prop:value=move || zone.get() required=scheduled class=INPUT data-testid="trigger-timezone" />
+                        </label>
+                        <label class="block text-sm font-medium">"Runs missed while Paddock was down"
+                            <select name="missed" class=INPUT>
+                                <option value=MissedRuns::Skip.as_str() selected>"skip them"</option>
+                                <option value=MissedRuns::Once.as_str()>"run once when it is back"</option>
+                            </select>
+                        </label>
+                    </div>
                     <label class="block text-sm font-medium" class:hidden=move || !github()>"Handle"
                         <span class="block text-xs font-normal text-zinc-500">"The GitHub login people mention (without @)."</span>
                         <input name="handle" maxlength=HANDLE_MAX_CHARS placeholder="paddock-bot" required=github class=INPUT />
@@ -237,15 +283,18 @@ fn TriggerItem(
     let id = trigger.id.to_string();
     let paused = trigger.draft.paused;
     let keyed = trigger.draft.kind.sender_keyed();
+    let sent = trigger.draft.kind.takes_deliveries();
     let path = trigger_path(trigger.id);
+    let next_runs = trigger.next_runs.clone();
     let (pause_id, rotate_id, delete_id) = (id.clone(), id.clone(), id.clone());
     view! {
         <li class="space-y-1 py-3" data-testid="trigger" data-paused=paused.to_string()>
             <div class="flex flex-wrap items-center gap-2">
                 <span class="font-semibold" data-testid="trigger-name">{trigger.draft.name.clone()}</span>
-                <span class="text-xs text-zinc-500">{match &trigger.draft.handle {
-                    Some(handle) => format!("{} · @{handle} · {}", trigger.draft.kind, trigger.draft.permission_mode),
-                    None => format!("{} · {}", trigger.draft.kind, trigger.draft.permission_mode),
+                <span class="text-xs text-zinc-500">{match (&trigger.draft.handle, &trigger.draft.schedule) {
+                    (Some(handle), _) => format!("{} · @{handle} · {}", trigger.draft.kind, trigger.draft.permission_mode),
+                    (_, Some(s)) => format!("{} · {} in {} · {}", trigger.draft.kind, s.cron, s.timezone, trigger.draft.permission_mode),
+                    (None, None) => format!("{} · {}", trigger.draft.kind, trigger.draft.permission_mode),
                 }}</span>
                 {paused.then(|| view! { <span class="rounded bg-amber-100 px-1.5 text-xs text-amber-900 dark:bg-amber-950 dark:text-amber-200">"paused"</span> })}
                 <span class="ml-auto flex flex-wrap gap-1">
@@ -253,7 +302,7 @@ fn TriggerItem(
                         on:click=move |_| { pause.dispatch(PauseTrigger { id: pause_id.clone(), paused: !paused }); }>
                         {if paused { "Resume" } else { "Pause" }}
                     </button>
-                    <button type="button" class=SECONDARY data-testid="rotate-trigger"
+                    <button type="button" class=SECONDARY data-testid="rotate-trigger" class:hidden=!sent
                         on:click=move |_| {
                             let id = rotate_id.clone();
                             if keyed {
@@ -273,7 +322,15 @@ fn TriggerItem(
                         }>"Delete"</button>
                 </span>
             </div>
-            <p class="text-xs"><code class="select-all break-all font-mono" data-testid="trigger-url">{move || format!("{}{path}", origin.get())}</code></p>
+            {match sent {
+                true => view! { <p class="text-xs"><code class="select-all break-all font-mono" data-testid="trigger-url">{move || format!("{}{path}", origin.get())}</code></p> }.into_any(),
+                false => view! {
+                    <p class="flex flex-wrap gap-x-2 text-xs" data-testid="next-runs">
+                        {if next_runs.is_empty() { "No runs ahead." } else { "Next runs:" }}
+                        {next_runs.into_iter().map(|at| view! { <span data-testid="next-run"><When at /></span> }).collect_view()}
+                    </p>
+                }.into_any(),
+            }}
             <pre class="whitespace-pre-wrap rounded bg-zinc-100 px-2 py-1 font-mono text-xs dark:bg-zinc-900">{trigger.draft.prompt.clone()}</pre>
             {trigger.draft.conversation.clone().map(|key| view! { <p class="text-xs text-zinc-500">"Conversation: "<code class="font-mono">{key}</code></p> })}
             <Deliveries deliveries />

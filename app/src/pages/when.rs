@@ -35,12 +35,17 @@ pub fn provide_clock() {
     provide_context(Clock(now));
 }
 
-/// How long ago `at` was, as of `now`, in words.
+/// How long ago `at` was, as of `now`, in words (or how long until it
+/// comes: a schedule's next run).
 pub fn relative(at: DateTime<Utc>, now: DateTime<Utc>) -> String {
     let secs = (now - at).num_seconds();
     match secs {
+        ..-172_800 => format!("in {} days", -secs / 86_400),
+        -172_800..-86_400 => "tomorrow".to_owned(),
+        -86_400..-3_600 => format!("in {} h", -secs / 3_600),
+        -3_600..-45 => format!("in {} min", (-secs + 59) / 60),
         // A clock a little ahead of the server's reads as "just now" too.
-        ..45 => "just now".to_owned(),
+        -45..45 => "just now".to_owned(),
         45..3_600 => format!("{} min ago", (secs / 60).max(1)),
         3_600..86_400 => format!("{} h ago", secs / 3_600),
         86_400..172_800 => "yesterday".to_owned(),
@@ -95,5 +100,11 @@ mod tests {
         assert_eq!(ago(3 * 86_400), "3 days ago");
         assert_eq!(ago(40 * 86_400), "2026-10-26");
         assert_eq!(exact(now), "2026-12-05 12:00:00 UTC");
+        // What is to come.
+        assert_eq!(ago(-50), "in 1 min");
+        assert_eq!(ago(-3_000), "in 50 min");
+        assert_eq!(ago(-7_200), "in 2 h");
+        assert_eq!(ago(-100_000), "tomorrow");
+        assert_eq!(ago(-5 * 86_400), "in 5 days");
     }
 }

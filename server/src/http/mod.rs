@@ -71,10 +71,9 @@ impl AppState {
     pub async fn with_options(config: &Config, leptos: LeptosOptions) -> anyhow::Result<Self> {
         let paddock = Paddock::open(config.clone()).await?;
         paddock.recover().await?;
-        Ok(Self {
-            leptos,
-            paddock: Arc::new(paddock),
-        })
+        let paddock = Arc::new(paddock);
+        crate::triggers::schedule::spawn(&paddock);
+        Ok(Self { leptos, paddock })
     }
 }
 

@@ -1,7 +1,7 @@
 //! The triggers half of the store: a template's triggers with their sealed
 //! secrets, the deliveries they accepted (by the sender's id, so a repeat
-//! is answered as the first was) and the sessions their conversations
-//! continue. Every database implements it beside [`Store`](super::Store),
+//! is answered as the first was), the sessions their conversations
+//! continue, and when each schedule runs next. Every database implements it beside [`Store`](super::Store),
 //! which requires it.
 
 use super::Result;
@@ -143,4 +143,17 @@ pub trait Triggers {
     ) -> Result<bool>;
     /// Gives up a key `claim` holds whose session could not be made.
     async fn release_conversation(&self, trigger: TriggerId, key: &str, claim: &str) -> Result<()>;
+    /// When a schedule trigger runs next; `None`: not at all (paused).
+    async fn set_schedule(&self, trigger: TriggerId, next_run: Option<DateTime<Utc>>)
+        -> Result<()>;
+    /// The schedules due at `now`: each trigger, and the time it was due.
+    async fn due_schedules(&self, now: DateTime<Utc>) -> Result<Vec<(TriggerId, DateTime<Utc>)>>;
+    /// Moves a schedule on from `due` to `next`: `false` when another
+    /// server did first (that one runs it).
+    async fn advance_schedule(
+        &self,
+        trigger: TriggerId,
+        due: DateTime<Utc>,
+        next: DateTime<Utc>,
+    ) -> Result<bool>;
 }

@@ -12,6 +12,7 @@ pub mod form;
 pub mod github;
 pub mod mailgun;
 pub mod prompt;
+pub mod schedule;
 pub mod sendgrid;
 pub mod standard_webhooks;
 pub mod twilio;
@@ -71,6 +72,8 @@ pub enum Said {
     Email(email::Email),
     /// A text message (`sms`).
     Sms(twilio::Sms),
+    /// A schedule's run (`schedule`).
+    Schedule(schedule::Run),
 }
 
 /// A delivery verified and read: what its templates see, and the files
@@ -215,11 +218,12 @@ impl Paddock {
         template: TemplateId,
     ) -> Result<Vec<Trigger>, AppError> {
         self.templates.get(caller, template).await?;
-        Ok(self.store.list_triggers(template).await?)
+        let triggers = self.store.list_triggers(template).await?;
+        Ok(triggers.into_iter().map(Self::with_next_runs).collect())
     }
 
     pub async fn trigger(&self, caller: &Caller, id: TriggerId) -> Result<Trigger, AppError> {
-        self.trigger_for(caller, id).await
+        Ok(Self::with_next_runs(self.trigger_for(caller, id).await?))
     }
 
     /// A new trigger on a template the caller may use, with its secret
@@ -249,9 +253,10 @@ impl Paddock {
             .await?;
         self.audit_trigger(caller, id, &format!("created {:?}", trigger.draft.name))
             .await;
+        self.reschedule(&trigger).await?;
         Ok(TriggerSecret {
             path: trigger_path(id),
-            trigger,
+            trigger: Self::with_next_runs(trigger),
             secret: shown,
         })
     }
@@ -282,7 +287,8 @@ impl Paddock {
         };
         self.audit_trigger(caller, id, &format!("changed{paused}"))
             .await;
-        Ok(trigger)
+        self.reschedule(&trigger).await?;
+        Ok(Self::with_next_runs(trigger))
     }
 
     /// A new secret for the trigger (shown this once), or the sender's new
@@ -296,6 +302,11 @@ impl Paddock {
     ) -> Result<TriggerSecret, AppError> {
         let before = self.trigger_for(caller, id).await?;
         self.may_arm(caller, before.template).await?;
+        if !before.draft.kind.takes_deliveries() {
+            return Err(AppError::Invalid(
+                "A schedule has no secret: nothing is sent to it.".into(),
+            ));
+        }
         if overlap.as_secs() > OVERLAP_MAX_SECS {
             return Err(AppError::Invalid(format!(
                 "The old secret may stay accepted for at most {} days.",
@@ -365,6 +376,11 @@ impl Paddock {
             Ok(None) => return Answer::refused(AppError::NotFound(format!("Trigger {id}"))),
             Err(e) => return Answer::refused(e.into()),
         };
+        if !trigger.draft.kind.takes_deliveries() {
+            return Answer::refused(AppError::NotFound(format!(
+                "Trigger {id} takes no deliveries: it runs on its schedule"
+            )));
+        }
         let Arrival {
             headers,
             target,
@@ -494,6 +510,9 @@ impl Paddock {
                 return self
                     .open_form(kind, headers, target, content_type, body, secrets)
                     .await
+            }
+            TriggerKind::Schedule => {
+                return Err(AppError::NotFound("A schedule takes no deliveries.".into()))
             }
         }
         .map_err(unsigned)?;
@@ -941,6 +960,9 @@ fn secret_of(
         TriggerKind::Mailgun | TriggerKind::Twilio => {
             return Ok((sender_key.unwrap_or_default(), None))
         }
+        // Nothing is sent to a schedule: a secret no one is shown, so
+        // that every trigger has one sealed.
+        TriggerKind::Schedule => return Ok((standard_webhooks::new_secret(), None)),
     };
     Ok((made.clone(), Some(made)))
 }
@@ -948,6 +970,9 @@ fn secret_of(
 /// The draft, valid, its templates compiling.
 fn checked(draft: TriggerDraft) -> Result<TriggerDraft, AppError> {
     let draft = draft.validate()?;
+    if let Some(times) = &draft.schedule {
+        schedule::Times::of(times).map_err(AppError::Invalid)?;
+    }
     prompt::check("prompt", &draft.prompt)?;
     if let Some(key) = &draft.conversation {
         prompt::check("conversation key", key)?;

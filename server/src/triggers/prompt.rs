@@ -55,7 +55,7 @@ impl std::io::Write for Capped {
 /// What a template sees of a delivery: `payload` (its JSON, or its form's
 /// fields), `delivery` (its id) and what its sender says: from GitHub,
 /// `github` (what mentions the handle); an email, `email`; a text message,
-/// `sms`.
+/// `sms`; a schedule's run, `schedule`.
 pub fn context(payload: &serde_json::Value, delivery: &str, said: &Said) -> serde_json::Value {
     let mut seen = serde_json::json!({ "payload": payload, "delivery": delivery });
     let (name, value) = match said {
@@ -63,6 +63,7 @@ pub fn context(payload: &serde_json::Value, delivery: &str, said: &Said) -> serd
         Said::Github(mention) => ("github", serde_json::to_value(mention)),
         Said::Email(email) => ("email", serde_json::to_value(email)),
         Said::Sms(sms) => ("sms", serde_json::to_value(sms)),
+        Said::Schedule(run) => ("schedule", serde_json::to_value(run)),
     };
     seen[name] = value.unwrap_or_default();
     seen

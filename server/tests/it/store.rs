@@ -716,6 +716,7 @@ async fn triggers_claim_each_delivery_once_and_keep_their_conversations() {
             permission_mode: "ask".parse().unwrap(),
             paused: false,
             handle: None,
+            schedule: None,
         };
         let id = uuid::Uuid::now_v7();
         let made = store
@@ -963,11 +964,31 @@ async fn triggers_claim_each_delivery_once_and_keep_their_conversations() {
                 .paused
         );
         assert_eq!(store.list_triggers(template.id).await.unwrap().len(), 1);
-        // Gone with its template, and its deliveries.
+
+        // A schedule: due once its time comes; moved on by one caller.
+        let at = Utc::now() + chrono::Duration::hours(1);
+        let later = at + chrono::Duration::days(1);
+        store.set_schedule(id, Some(at)).await.unwrap();
+        assert!(store.due_schedules(Utc::now()).await.unwrap().is_empty());
+        let due = store.due_schedules(at).await.unwrap();
+        assert_eq!(due.len(), 1, "{db}");
+        assert_eq!(due[0].0, id);
+        assert_eq!(due[0].1.timestamp_micros(), at.timestamp_micros());
+        assert!(store.advance_schedule(id, due[0].1, later).await.unwrap());
+        assert!(
+            !store.advance_schedule(id, due[0].1, later).await.unwrap(),
+            "{db}: moved on twice"
+        );
+        assert!(store.due_schedules(at).await.unwrap().is_empty());
+        store.set_schedule(id, None).await.unwrap();
+        assert!(store.due_schedules(later).await.unwrap().is_empty());
+        store.set_schedule(id, Some(later)).await.unwrap();
+        // Gone with its template, and its deliveries and schedule.
         assert!(store.delete_template(template.id).await.unwrap());
         assert!(store.get_trigger(id).await.unwrap().is_none(), "{db}");
         assert!(store.deliveries(id).await.unwrap().is_empty());
         assert!(store.delivery(id, "d1").await.unwrap().is_none(), "{db}");
+        assert!(store.due_schedules(later).await.unwrap().is_empty());
         assert!(!store.delete_trigger(id).await.unwrap());
     }
 }

@@ -1232,3 +1232,171 @@ async fn sendgrid_email_with_the_urls_password_stores_attachments_within_the_cap
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(s.sessions().await.len(), 1);
 }
+
+/// The answered deliveries (runs) of a trigger, newest first.
+async fn runs(s: &Setup, trigger: app::triggers::TriggerId) -> Vec<app::triggers::Delivery> {
+    s.http
+        .get(s.served.url(&format!("/api/triggers/{trigger}/deliveries")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_schedule_runs_at_its_time_on_one_replica_and_skips_what_it_must() {
+    use chrono::{Duration, Timelike};
+    let (s, model) = Setup::new(
+        json!([
+            {"reply": "Nightly checks are running now.", "chunk": 4, "delay_ms": 150},
+            {"reply": "Caught up."}
+        ]),
+        &[&format!(
+            "--database-url={}",
+            common::postgres::database().await
+        )],
+    )
+    .await;
+    let made = s
+        .trigger(json!({
+            "name": "nightly",
+            "kind": "schedule",
+            "prompt": "It is {{ schedule.local }} in {{ schedule.timezone }}{% if schedule.late %}, late{% endif %}: run the checks.",
+            "schedule": {"cron": "0 2 * * *", "timezone": "Europe/Paris"}
+        }))
+        .await;
+    assert_eq!(made.secret, None, "nothing is sent to a schedule");
+    let next = made.trigger.next_runs.clone();
+    assert_eq!(next.len(), 3);
+    let paris = |at: chrono::DateTime<Utc>| at.with_timezone(&chrono_tz::Europe::Paris);
+    assert!(next
+        .iter()
+        .all(|at| paris(*at).hour() == 2 && at.minute() == 0));
+    assert_eq!(next[1] - next[0], Duration::days(1));
+    // Its URL takes nothing.
+    let (status, _, _) = s.deliver(&made.path, "{}", &[]).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // A second replica on the same database.
+    let other = common::open(&s.home, "local", &s.flags).await;
+    let second = Duration::seconds(1);
+    s.paddock.run_schedules(next[0] - second).await;
+    assert!(s.sessions().await.is_empty(), "not before its time");
+    // At its time, both replicas look at once: one runs it.
+    tokio::join!(
+        s.paddock.run_schedules(next[0] + second),
+        other.run_schedules(next[0] + second)
+    );
+    other.run_schedules(next[0] + second * 2).await;
+    let sessions = s.sessions().await;
+    assert_eq!(sessions.len(), 1, "run once");
+    let session = sessions[0].id;
+    let local = paris(next[0]).format("%Y-%m-%d %H:%M");
+    // Never two runs at once: the next time comes while it still works.
+    for _ in 0..100 {
+        let status = s
+            .paddock
+            .store
+            .get_session(session)
+            .await
+            .unwrap()
+            .unwrap()
+            .status;
+        if status == app::domain::SessionStatus::Running {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    s.paddock.run_schedules(next[1] + second).await;
+    let events = common::wait_idle(&s.paddock, session).await;
+    assert_eq!(
+        prompts(&events),
+        [format!("It is {local} in Europe/Paris: run the checks.")]
+    );
+    assert!(events.iter().any(|e| matches!(&e.kind, EventKind::Delivery { verified, .. } if verified.starts_with("Schedule: 0 2 * * * in Europe/Paris"))));
+    let log = runs(&s, made.trigger.id).await;
+    assert_eq!(log.len(), 2, "{log:?}");
+    assert_eq!(log[0].status, 409);
+    assert!(log[0].outcome.contains("is still going"), "{log:?}");
+    assert_eq!(log[1].status, 202);
+
+    // Down for a day and more: a missed time is skipped.
+    s.paddock.run_schedules(next[2] + Duration::hours(3)).await;
+    assert_eq!(s.sessions().await.len(), 1);
+    let log = runs(&s, made.trigger.id).await;
+    assert!(
+        log[0].outcome.contains("while no server was running"),
+        "{log:?}"
+    );
+    // Set to run missed times once: they run once, late.
+    let res = s
+        .http
+        .put(s.served.url(&format!("/api/triggers/{}", made.trigger.id)))
+        .json(&json!({
+            "name": "nightly",
+            "kind": "schedule",
+            "prompt": "It is {{ schedule.local }} in {{ schedule.timezone }}{% if schedule.late %}, late{% endif %}: run the checks.",
+            "schedule": {"cron": "0 2 * * *", "timezone": "Europe/Paris", "missed": "once"}
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let changed: app::triggers::Trigger = res.json().await.unwrap();
+    // (The time skipped above is not run again: its run is answered.)
+    let missed = changed.next_runs[2] + Duration::days(1);
+    let down_until = missed + Duration::hours(5);
+    s.paddock.run_schedules(down_until).await;
+    other.run_schedules(down_until).await;
+    let sessions = s.sessions().await;
+    assert_eq!(sessions.len(), 2, "once for all it missed");
+    let late = sessions.iter().find(|x| x.id != session).unwrap().id;
+    let events = common::wait_idle(&s.paddock, late).await;
+    let local = paris(missed).format("%Y-%m-%d %H:%M");
+    assert_eq!(
+        prompts(&events),
+        [format!(
+            "It is {local} in Europe/Paris, late: run the checks."
+        )]
+    );
+    assert_eq!(model.turns_used(), 2);
+
+    // Paused, it runs nothing and shows no next runs.
+    let res = s
+        .http
+        .put(s.served.url(&format!("/api/triggers/{}", made.trigger.id)))
+        .json(&json!({
+            "name": "nightly",
+            "kind": "schedule",
+            "prompt": "x",
+            "paused": true,
+            "schedule": {"cron": "0 2 * * *", "timezone": "Europe/Paris"}
+        }))
+        .send()
+        .await
+        .unwrap();
+    let paused: app::triggers::Trigger = res.json().await.unwrap();
+    assert!(paused.next_runs.is_empty());
+    s.paddock
+        .run_schedules(down_until + Duration::days(30))
+        .await;
+    assert_eq!(s.sessions().await.len(), 2);
+
+    // Bad schedules are refused.
+    for bad in [
+        json!({"cron": "* * * * * *", "timezone": "UTC"}),
+        json!({"cron": "0 25 * * *", "timezone": "UTC"}),
+        json!({"cron": "0 2 * * *", "timezone": "Mars/Olympus"}),
+        json!({"cron": "", "timezone": "UTC"}),
+    ] {
+        let (status, answer) = s
+            .post(
+                &format!("/api/templates/{}/triggers", made.trigger.template),
+                json!({"name": "bad", "kind": "schedule", "prompt": "x", "schedule": bad}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {answer}");
+    }
+}

@@ -49,6 +49,7 @@ impl TryFrom<TriggerRow> for (Trigger, SealedTriggerSecrets) {
             created_at: r.created_at.into(),
             created_by: r.created_by,
             previous_secret_until: previous.as_ref().and(previous_until),
+            next_runs: Vec::new(),
         };
         let secrets = SealedTriggerSecrets {
             id,
@@ -457,5 +458,63 @@ impl Triggers for SqlStore {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+    async fn set_schedule(
+        &self,
+        trigger: TriggerId,
+        next_run: Option<DateTime<Utc>>,
+    ) -> Result<()> {
+        match next_run {
+            Some(at) => {
+                sqlx::query(
+                    "INSERT INTO trigger_schedules (trigger_id, next_run) VALUES ($1, $2) \
+                     ON CONFLICT (trigger_id) DO UPDATE SET next_run = excluded.next_run",
+                )
+                .bind(trigger.to_string())
+                .bind(timestamp(at))
+                .execute(&self.pool)
+                .await?;
+            }
+            None => {
+                sqlx::query("DELETE FROM trigger_schedules WHERE trigger_id = $1")
+                    .bind(trigger.to_string())
+                    .execute(&self.pool)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn due_schedules(&self, now: DateTime<Utc>) -> Result<Vec<(TriggerId, DateTime<Utc>)>> {
+        let rows: Vec<(String, StoredTime)> = sqlx::query_as(
+            "SELECT trigger_id, next_run FROM trigger_schedules WHERE next_run <= $1 \
+             ORDER BY next_run",
+        )
+        .bind(timestamp(now))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(id, at)| {
+                let trigger = id.parse().map_err(|e| corrupt("id", &id, &e))?;
+                Ok((trigger, at.into()))
+            })
+            .collect()
+    }
+
+    async fn advance_schedule(
+        &self,
+        trigger: TriggerId,
+        due: DateTime<Utc>,
+        next: DateTime<Utc>,
+    ) -> Result<bool> {
+        let moved = sqlx::query(
+            "UPDATE trigger_schedules SET next_run = $1 WHERE trigger_id = $2 AND next_run = $3",
+        )
+        .bind(timestamp(next))
+        .bind(trigger.to_string())
+        .bind(timestamp(due))
+        .execute(&self.pool)
+        .await?;
+        Ok(moved.rows_affected() > 0)
     }
 }

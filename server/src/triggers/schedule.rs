@@ -1,0 +1,333 @@
+//! Schedule triggers: a cron expression in a time zone (croner, chrono-tz),
+//! run by whichever server looks first. Each server looks every [`TICK`]
+//! for schedules due (`trigger_schedules`); the one that moves a schedule
+//! on to its next time (compare and set in the database) runs that time,
+//! so with several replicas each run is had once. A run is a delivery like
+//! any other (its id `schedule-<time due>`), so its prompt, conversation
+//! and log work as for senders. Never two runs of one schedule at once: a
+//! run due while the last one's session still works is skipped. Runs
+//! missed while no server was running are skipped, or run once, as the
+//! trigger says.
+
+use super::{Opened, Said, Verified};
+use crate::paddock::Paddock;
+use crate::store::triggers::Claim;
+use app::domain::{AppError, SessionStatus};
+use app::triggers::{Delivery, MissedRuns, Schedule, Trigger, TriggerId, TriggerKind};
+use chrono::{DateTime, SecondsFormat, Utc};
+use chrono_tz::Tz;
+use croner::parser::{CronParser, Seconds};
+use croner::Cron;
+use serde::Serialize;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+/// How often each server looks for runs due.
+pub const TICK: Duration = Duration::from_secs(1);
+/// A run this late counts as missed (no server was running when it was
+/// due).
+const LATE_AFTER_SECS: i64 = 60;
+/// Next runs shown with a schedule.
+const SHOWN: usize = 3;
+
+/// A schedule's times: its cron expression in its time zone.
+pub struct Times {
+    cron: Cron,
+    zone: Tz,
+}
+
+impl Times {
+    /// The schedule's times, or why it has none: minutes are the finest
+    /// (no seconds field), and the zone is an IANA name.
+    pub fn of(schedule: &Schedule) -> Result<Self, String> {
+        let cron = CronParser::builder()
+            .seconds(Seconds::Disallowed)
+            .build()
+            .parse(&schedule.cron)
+            .map_err(|e| format!("{:?} is not a cron expression: {e}", schedule.cron))?;
+        let zone: Tz = schedule.timezone.parse().map_err(|_| {
+            format!(
+                "{:?} is not a time zone (an IANA name such as Europe/Paris or UTC)",
+                schedule.timezone
+            )
+        })?;
+        Ok(Self { cron, zone })
+    }
+
+    /// The first time after `t`, if any is left.
+    pub fn next_after(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.cron
+            .find_next_occurrence(&t.with_timezone(&self.zone), false)
+            .ok()
+            .map(|at| at.with_timezone(&Utc))
+    }
+
+    /// The last time at or before `t`.
+    fn latest_at(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.cron
+            .find_previous_occurrence(&t.with_timezone(&self.zone), true)
+            .ok()
+            .map(|at| at.with_timezone(&Utc))
+    }
+
+    /// The next [`SHOWN`] times after `t`.
+    pub fn upcoming(&self, t: DateTime<Utc>) -> Vec<DateTime<Utc>> {
+        std::iter::successors(self.next_after(t), |at| self.next_after(*at))
+            .take(SHOWN)
+            .collect()
+    }
+}
+
+/// A run, as the prompt templates see it (`schedule`).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Run {
+    /// When it was due (RFC 3339, UTC).
+    pub due: String,
+    /// The same in the schedule's time zone (`2026-12-06 02:00`).
+    pub local: String,
+    pub cron: String,
+    pub timezone: String,
+    /// Whether it runs for times missed while no server was running.
+    pub late: bool,
+}
+
+/// Looks for runs due every [`TICK`] while `paddock` is served.
+pub fn spawn(paddock: &Arc<Paddock>) {
+    let paddock: Weak<Paddock> = Arc::downgrade(paddock);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Some(paddock) = paddock.upgrade() else {
+                return;
+            };
+            paddock.run_schedules(Utc::now()).await;
+        }
+    });
+}
+
+impl Paddock {
+    /// Runs what is due at `now` of every schedule, each run by the one
+    /// server that takes it.
+    pub async fn run_schedules(&self, now: DateTime<Utc>) {
+        let due = match self.store.due_schedules(now).await {
+            Ok(due) => due,
+            Err(e) => {
+                tracing::warn!("cannot read the schedules due: {e}");
+                return;
+            }
+        };
+        for (trigger, at) in due {
+            if let Err(e) = self.run_schedule(trigger, at, now).await {
+                tracing::warn!(trigger = %trigger, "a scheduled run failed: {e}");
+            }
+        }
+    }
+
+    /// When a schedule trigger runs next, from now: after it is made,
+    /// changed, paused (never) or resumed.
+    pub(super) async fn reschedule(&self, trigger: &Trigger) -> Result<(), AppError> {
+        let next = match (&trigger.draft.schedule, trigger.draft.paused) {
+            (Some(schedule), false) => Times::of(schedule)
+                .map_err(AppError::Invalid)?
+                .next_after(Utc::now()),
+            _ => None,
+        };
+        Ok(self.store.set_schedule(trigger.id, next).await?)
+    }
+
+    /// A schedule trigger's next runs, shown with it.
+    pub(super) fn with_next_runs(mut trigger: Trigger) -> Trigger {
+        if let (Some(schedule), false) = (&trigger.draft.schedule, trigger.draft.paused) {
+            if let Ok(times) = Times::of(schedule) {
+                trigger.next_runs = times.upcoming(Utc::now());
+            }
+        }
+        trigger
+    }
+
+    /// Runs a schedule due at `due` if this server is the one to move it
+    /// on: for the latest time due at `now` (the ones missed before it are
+    /// let go).
+    async fn run_schedule(
+        &self,
+        id: TriggerId,
+        due: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<(), AppError> {
+        let trigger = self.store.get_trigger(id).await?.map(|(t, _)| t);
+        let (trigger, schedule) = match trigger {
+            Some(t) if t.draft.kind == TriggerKind::Schedule && !t.draft.paused => {
+                match t.draft.schedule.clone() {
+                    Some(schedule) => (t, schedule),
+                    None => return Ok(self.store.set_schedule(id, None).await?),
+                }
+            }
+            // Changed meanwhile (its change reschedules it) or gone.
+            _ => return Ok(()),
+        };
+        let times = match Times::of(&schedule) {
+            Ok(times) => times,
+            Err(why) => {
+                tracing::warn!(trigger = %id, "the schedule cannot run: {why}");
+                return Ok(self.store.set_schedule(id, None).await?);
+            }
+        };
+        let latest = times.latest_at(now).map_or(due, |at| at.max(due));
+        let next = times.next_after(now);
+        let taken = match next {
+            Some(next) => self.store.advance_schedule(id, due, next).await?,
+            // No time left (a cron with a year): this run is the last.
+            None => {
+                self.store.set_schedule(id, None).await?;
+                true
+            }
+        };
+        if !taken {
+            return Ok(());
+        }
+        let run = format!(
+            "schedule-{}",
+            latest.to_rfc3339_opts(SecondsFormat::Secs, true)
+        );
+        let late = (now - latest).num_seconds() > LATE_AFTER_SECS;
+        if late && schedule.missed == MissedRuns::Skip {
+            let local = latest.with_timezone(&times.zone).format("%Y-%m-%d %H:%M");
+            return self
+                .skip_run(
+                    &trigger,
+                    &run,
+                    format!("skipped: due at {local} while no server was running"),
+                )
+                .await;
+        }
+        if let Some(session) = self.run_in_progress(&trigger).await? {
+            return self
+                .skip_run(
+                    &trigger,
+                    &run,
+                    format!("skipped: the run in session {session} is still going"),
+                )
+                .await;
+        }
+        let local = latest.with_timezone(&times.zone).format("%Y-%m-%d %H:%M");
+        let said = Run {
+            due: latest.to_rfc3339_opts(SecondsFormat::Secs, true),
+            local: local.to_string(),
+            cron: schedule.cron.clone(),
+            timezone: schedule.timezone.clone(),
+            late,
+        };
+        let opened = Opened {
+            verified: Verified {
+                id: run,
+                how: format!(
+                    "Schedule: {} in {}, due {local}{}",
+                    schedule.cron,
+                    schedule.timezone,
+                    if late { " (missed, run once)" } else { "" }
+                ),
+            },
+            payload: serde_json::to_value(&said).unwrap_or_default(),
+            said: Said::Schedule(said),
+            files: Vec::new(),
+        };
+        let answer = self.accept(&trigger, opened, None).await?;
+        if answer.status >= 300 {
+            tracing::warn!(trigger = %id, "a scheduled run was not started: {}", answer.body);
+        }
+        Ok(())
+    }
+
+    /// The session of the schedule's last run, if it still works.
+    async fn run_in_progress(&self, trigger: &Trigger) -> Result<Option<String>, AppError> {
+        let last = self
+            .store
+            .deliveries(trigger.id)
+            .await?
+            .into_iter()
+            .find_map(|d| d.session);
+        let Some(session) = last else {
+            return Ok(None);
+        };
+        let busy = self.store.get_session(session).await?.is_some_and(|s| {
+            matches!(
+                s.status,
+                SessionStatus::Starting
+                    | SessionStatus::Running
+                    | SessionStatus::AwaitingPermission
+            )
+        });
+        Ok(busy.then(|| session.to_string()))
+    }
+
+    /// Notes a run that was not started, in the trigger's log.
+    async fn skip_run(&self, trigger: &Trigger, run: &str, why: String) -> Result<(), AppError> {
+        let claim = uuid::Uuid::now_v7().to_string();
+        let abandoned_before = Utc::now() - super::ABANDONED_AFTER;
+        let claimed = self
+            .store
+            .claim_delivery(trigger.id, run, &claim, abandoned_before)
+            .await?;
+        if let Claim::New { .. } = claimed {
+            tracing::info!(trigger = %trigger.id, "{run} {why}");
+            let skipped = Delivery {
+                trigger: trigger.id,
+                id: run.to_owned(),
+                received_at: Utc::now(),
+                status: 409,
+                outcome: why,
+                session: None,
+            };
+            self.store.finish_delivery(&skipped, &claim).await?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn times(cron: &str, zone: &str) -> Result<Times, String> {
+        Times::of(&Schedule {
+            cron: cron.into(),
+            timezone: zone.into(),
+            missed: MissedRuns::Skip,
+        })
+    }
+
+    #[test]
+    fn times_follow_the_cron_in_its_zone() {
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        let paris = times("0 2 * * *", "Europe/Paris").unwrap();
+        // 2 am in Paris is 1 am UTC in winter.
+        assert_eq!(
+            paris.next_after(at("2026-12-05T12:00:00Z")),
+            Some(at("2026-12-06T01:00:00Z"))
+        );
+        assert_eq!(
+            paris.latest_at(at("2026-12-06T01:00:00Z")),
+            Some(at("2026-12-06T01:00:00Z"))
+        );
+        let shown = paris.upcoming(at("2026-12-05T12:00:00Z"));
+        assert_eq!(shown.len(), SHOWN);
+        assert_eq!(shown[2], at("2026-12-08T01:00:00Z"));
+        let hourly = times("@hourly", "UTC").unwrap();
+        assert_eq!(
+            hourly.next_after(Utc.with_ymd_and_hms(2026, 1, 1, 10, 0, 0).unwrap()),
+            Some(Utc.with_ymd_and_hms(2026, 1, 1, 11, 0, 0).unwrap())
+        );
+        for (cron, zone) in [
+            ("* * * * * *", "UTC"),
+            ("61 * * * *", "UTC"),
+            ("every day", "UTC"),
+            ("0 2 * * *", "Mars/Olympus"),
+            ("0 2 * * *", ""),
+        ] {
+            assert!(times(cron, zone).is_err(), "{cron} {zone}");
+        }
+    }
+}
