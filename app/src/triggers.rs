@@ -1,8 +1,9 @@
 //! Triggers: an agent template's doors for machines. A trigger has its own
-//! URL and secret; a delivery its sender signs becomes a prompt (the
-//! trigger's prompt template filled from the delivery), which starts a
-//! session from the template, as its owner, or continues the session of
-//! the same conversation. The server's side: `server/src/triggers/`.
+//! URL and secret; a delivery its sender signs (or a schedule's time)
+//! becomes a prompt (the trigger's prompt template filled from the
+//! delivery), which starts a session from the template, as its owner, or
+//! continues the session of the same conversation. The server's side:
+//! `server/src/triggers/`.
 
 pub use crate::domain::TriggerId;
 use crate::domain::{string_enum, AppError, PermissionMode, SessionId, TemplateId};
@@ -80,6 +81,13 @@ impl TriggerKind {
         matches!(self, Self::Mailgun | Self::Twilio)
     }
 
+    /// Whether its URL carries a password Paddock made (basic auth): the
+    /// email senders' (SendGrid signs nothing; Mailgun's signing key is
+    /// the whole account's, which its other webhooks carry too).
+    pub fn url_password(self) -> bool {
+        matches!(self, Self::Mailgun | Self::Sendgrid)
+    }
+
     /// The conversation of a trigger that names none: GitHub's issue, an
     /// email's thread, a text message's sender; other deliveries start a
     /// session each.
@@ -87,7 +95,9 @@ impl TriggerKind {
         match self {
             Self::Webhook => None,
             Self::Github => Some(GITHUB_CONVERSATION),
-            Self::Mailgun | Self::Sendgrid => Some("{{ email.thread }}"),
+            // A thread, of one sender: a stranger who knows a thread's
+            // message id does not join its session.
+            Self::Mailgun | Self::Sendgrid => Some("{{ email.address }} {{ email.thread }}"),
             Self::Twilio => Some("{{ sms.from }}"),
             Self::Schedule => None,
         }
@@ -99,16 +109,16 @@ impl TriggerKind {
     }
 }
 
-/// The user name of a SendGrid trigger's URL (its password is the
+/// The user name of an email trigger's URL (its password is the
 /// trigger's secret).
-pub const SENDGRID_USER: &str = "paddock";
+pub const URL_USER: &str = "paddock";
 /// Longest signing key an owner gives for a sender-keyed trigger.
 pub const SENDER_KEY_MAX_BYTES: usize = 256;
 
 /// Refuses a signing key that cannot be one: a sender-keyed trigger
 /// needs one (printable, without spaces), another kind none.
 pub fn check_sender_key(kind: TriggerKind, key: Option<&str>) -> Result<(), AppError> {
-    match (kind.sender_keyed(), key) {
+    match (kind.sender_keyed(), key.map(str::trim)) {
         (true, Some(key))
             if !key.is_empty()
                 && key.len() <= SENDER_KEY_MAX_BYTES
@@ -167,7 +177,9 @@ pub struct TriggerDraft {
     #[serde(default = "default_kind")]
     pub kind: TriggerKind,
     /// The prompt, a template (minijinja: `{{ payload.title }}`) over the
-    /// delivery: `payload` (its JSON) and `delivery` (its id).
+    /// delivery: `payload` (its JSON, or its form's fields), `delivery`
+    /// (its id), and what its kind says: `github`, `email`, `sms` or
+    /// `schedule`.
     pub prompt: String,
     /// The conversation's key, a template like the prompt's
     /// (`{{ payload.thread }}`): a delivery whose key names a session this
@@ -304,21 +316,22 @@ pub fn trigger_path(id: TriggerId) -> String {
 pub struct TriggerSecret {
     pub trigger: Trigger,
     /// 32 random bytes: `whsec_` and their base64 (Standard Webhooks),
-    /// their hex (GitHub), or base64url (SendGrid's URL password); none
-    /// where the sender holds the key ([`TriggerKind::sender_keyed`]).
+    /// their hex (GitHub), or base64url (an email trigger's URL
+    /// password); none for Twilio, whose key its sender holds, or a
+    /// schedule.
     pub secret: Option<String>,
     /// The path to post to (on the server's public URL).
     pub path: String,
 }
 
 impl TriggerSecret {
-    /// Where the sender posts, on `origin` (`https://host`): for SendGrid
+    /// Where the sender posts, on `origin` (`https://host`): for email,
     /// with the secret as the URL's password.
     pub fn url(&self, origin: &str) -> String {
-        match (self.trigger.draft.kind, &self.secret) {
-            (TriggerKind::Sendgrid, Some(secret)) => {
+        match (self.trigger.draft.kind.url_password(), &self.secret) {
+            (true, Some(secret)) => {
                 let (scheme, host) = origin.split_once("://").unwrap_or(("https", origin));
-                format!("{scheme}://{SENDGRID_USER}:{secret}@{host}{}", self.path)
+                format!("{scheme}://{URL_USER}:{secret}@{host}{}", self.path)
             }
             _ => format!("{origin}{}", self.path),
         }

@@ -211,7 +211,7 @@ pub(super) fn Triggers(template: String) -> impl IntoView {
                         }}
                         <span class="block text-xs font-normal text-zinc-500">{move || match kind.get() {
                             TriggerKind::Twilio => "From the Twilio console: Twilio signs each message with it, over this server's public URL (PADDOCK_PUBLIC_URL). Kept sealed; not shown again.",
-                            _ => "From Mailgun's Webhooks page: Mailgun signs each message it forwards with it. Kept sealed; not shown again.",
+                            _ => "From Mailgun's Webhooks page: Mailgun signs each message it forwards with it, and Paddock adds a password of its own to the URL. Kept sealed; not shown again.",
                         }}</span>
                         <input name="secret" type="password" autocomplete="off" maxlength=SENDER_KEY_MAX_BYTES required=keyed class=INPUT data-testid="trigger-key" />
                     </label>
@@ -255,7 +255,7 @@ fn NewSecret(how: &'static str, secret: TriggerSecret, origin: RwSignal<String>)
         (_, Some(_)) => format!("Trigger \"{name}\" added. Copy its secret now: it is not shown again."),
         (_, None) => format!("Trigger \"{name}\" added; the key you gave is kept sealed."),
     };
-    let sendgrid = secret.trigger.draft.kind == TriggerKind::Sendgrid;
+    let in_url = secret.trigger.draft.kind.url_password();
     let shown = secret.secret.clone();
     view! {
         <div role="status" data-testid="trigger-secret" class="space-y-2 rounded-lg border border-emerald-300 bg-emerald-50 p-4 text-sm dark:border-emerald-800 dark:bg-emerald-950">
@@ -263,7 +263,7 @@ fn NewSecret(how: &'static str, secret: TriggerSecret, origin: RwSignal<String>)
             {shown.map(|value| view! {
                 <code data-testid="trigger-secret-value" class="block select-all break-all rounded bg-white px-2 py-1 font-mono text-xs dark:bg-zinc-900">{value}</code>
             })}
-            <p class="text-xs">{if sendgrid { "Give SendGrid this URL (its password is the secret): " } else { "Send deliveries to " }}<code class="select-all break-all font-mono" data-testid="trigger-secret-url">{move || secret.url(&origin.get())}</code></p>
+            <p class="text-xs">{if in_url { "Give the sender this URL (its password is the secret): " } else { "Send deliveries to " }}<code class="select-all break-all font-mono" data-testid="trigger-secret-url">{move || secret.url(&origin.get())}</code></p>
         </div>
     }
 }
@@ -286,7 +286,7 @@ fn TriggerItem(
     let sent = trigger.draft.kind.takes_deliveries();
     let path = trigger_path(trigger.id);
     let next_runs = trigger.next_runs.clone();
-    let (pause_id, rotate_id, delete_id) = (id.clone(), id.clone(), id.clone());
+    let (pause_id, rotate_id, key_id, delete_id) = (id.clone(), id.clone(), id.clone(), id.clone());
     view! {
         <li class="space-y-1 py-3" data-testid="trigger" data-paused=paused.to_string()>
             <div class="flex flex-wrap items-center gap-2">
@@ -302,19 +302,12 @@ fn TriggerItem(
                         on:click=move |_| { pause.dispatch(PauseTrigger { id: pause_id.clone(), paused: !paused }); }>
                         {if paused { "Resume" } else { "Pause" }}
                     </button>
-                    <button type="button" class=SECONDARY data-testid="rotate-trigger" class:hidden=!sent
+                    <button type="button" class=SECONDARY data-testid="rotate-trigger" class:hidden=!sent || keyed
                         on:click=move |_| {
-                            let id = rotate_id.clone();
-                            if keyed {
-                                // The sender's new key, pasted here.
-                                let asked = window().prompt_with_message("Paste the sender's new key. The current one is accepted for one more day.");
-                                if let Ok(Some(key)) = asked.map(|k| k.filter(|k| !k.trim().is_empty())) {
-                                    rotate.dispatch(RotateTriggerSecret { id, secret: Some(key) });
-                                }
-                            } else if window().confirm_with_message("Make a new secret? The current one is accepted for one more day.").unwrap_or(false) {
-                                rotate.dispatch(RotateTriggerSecret { id, secret: None });
+                            if window().confirm_with_message("Make a new secret? The current one is accepted for one more day.").unwrap_or(false) {
+                                rotate.dispatch(RotateTriggerSecret { id: rotate_id.clone(), secret: None });
                             }
-                        }>{if keyed { "New key" } else { "New secret" }}</button>
+                        }>"New secret"</button>
                     <button type="button" class=SECONDARY data-testid="delete-trigger"
                         on:click=move |_| {
                             let sure = window().confirm_with_message("Delete this trigger? Its URL stops taking deliveries; sessions it started stay.").unwrap_or(false);
@@ -331,6 +324,21 @@ fn TriggerItem(
                     </p>
                 }.into_any(),
             }}
+            {keyed.then(|| {
+                let id = key_id.clone();
+                view! {
+                    <details class="text-xs" data-testid="new-key">
+                        <summary class="cursor-pointer">"New key"</summary>
+                        <form class="mt-1 flex flex-wrap gap-2" on:submit=move |ev| {
+                            let Some(field) = submitted(&ev) else { return };
+                            rotate.dispatch(RotateTriggerSecret { id: id.clone(), secret: field("secret") });
+                        }>
+                            <input name="secret" type="password" autocomplete="off" required maxlength=SENDER_KEY_MAX_BYTES placeholder="the sender's new key" class=INPUT />
+                            <button type="submit" class=SECONDARY>"Use it (the current one stays for a day)"</button>
+                        </form>
+                    </details>
+                }
+            })}
             <pre class="whitespace-pre-wrap rounded bg-zinc-100 px-2 py-1 font-mono text-xs dark:bg-zinc-900">{trigger.draft.prompt.clone()}</pre>
             {trigger.draft.conversation.clone().map(|key| view! { <p class="text-xs text-zinc-500">"Conversation: "<code class="font-mono">{key}</code></p> })}
             <Deliveries deliveries />

@@ -5,21 +5,62 @@
 
 use super::form::FormFile;
 use crate::workspace_files::Upload;
+use app::triggers::URL_USER;
+use axum::http::HeaderMap;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
 /// Most bytes of attachments stored from one email; past it, the rest are
 /// listed but not stored.
 pub const ATTACHMENTS_MAX_BYTES: usize = 10 * 1024 * 1024;
 /// Most attachments stored from one email.
 pub const ATTACHMENTS_MAX: usize = 20;
+/// Most text an email brings (its fields together).
+pub const TEXT_MAX_BYTES: usize = 4 * 1024 * 1024;
 /// Longest attachment name kept (characters).
 const NAME_MAX_CHARS: usize = 100;
+
+/// A new password for a trigger's URL: 32 random bytes, base64url (a
+/// URL's password as is).
+pub fn new_password() -> String {
+    let key: [u8; 32] = rand::random();
+    URL_SAFE_NO_PAD.encode(key)
+}
+
+/// Checks the basic auth that the trigger's URL carries
+/// (`https://paddock:<password>@host/hooks/<id>`) against its passwords
+/// (the current one, and the one before while it is accepted): before
+/// anything of the body is read.
+pub fn check_url_password(headers: &HeaderMap, passwords: &[&str]) -> Result<(), String> {
+    let credentials = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .ok_or("no password: the trigger's URL carries one (https://paddock:<password>@…)")?
+        .to_str()
+        .ok()
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("basic"))
+        .and_then(|(_, v)| STANDARD.decode(v.trim()).ok())
+        .and_then(|v| String::from_utf8(v).ok())
+        .ok_or("the Authorization is not basic auth")?;
+    let (user, password) = credentials.split_once(':').unwrap_or((&credentials, ""));
+    let matches = passwords
+        .iter()
+        .any(|p| !p.is_empty() && bool::from(p.as_bytes().ct_eq(password.as_bytes())));
+    if user != URL_USER || !matches {
+        return Err("the URL's user name or password is not the trigger's".into());
+    }
+    Ok(())
+}
 
 /// An email, as the prompt templates see it (`email`).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Email {
     pub from: String,
+    /// The sender's address alone, lower case (`ada@example.org`).
+    pub address: String,
     pub to: String,
     pub subject: String,
     /// The text body (without the quoted reply, where the sender strips
@@ -38,7 +79,7 @@ pub struct Email {
 pub struct Attachment {
     pub name: String,
     pub content_type: String,
-    pub size: usize,
+    pub size: u64,
     /// Its path in the workspace; none if it was past the cap.
     pub path: Option<String>,
 }
@@ -52,6 +93,15 @@ pub struct Message {
     pub message_id: String,
     pub in_reply_to: String,
     pub references: String,
+}
+
+/// The address of a `From` (`Ada <ada@example.org>` → `ada@example.org`).
+fn address_of(from: &str) -> String {
+    let inner = match (from.rfind('<'), from.rfind('>')) {
+        (Some(open), Some(close)) if open < close => &from[open + 1..close],
+        _ => from,
+    };
+    inner.trim().to_lowercase()
 }
 
 /// `<id@host>` → `id@host`.
@@ -79,6 +129,7 @@ impl Message {
     pub fn email(self, attachments: Vec<Attachment>) -> Email {
         let (message_id, thread) = self.ids();
         Email {
+            address: address_of(&self.from),
             from: self.from,
             to: self.to,
             subject: self.subject,
@@ -113,6 +164,12 @@ pub fn header(raw: &str, name: &str) -> String {
     found.map(|v| v.trim().to_owned()).unwrap_or_default()
 }
 
+/// A character that turns the direction text is shown in (U+202E makes
+/// `exe.txt` of `txt.exe`).
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
 /// A file name as the workspace may hold it: its last component, without
 /// control characters, at most [`NAME_MAX_CHARS`]; `fallback` if nothing
 /// is left.
@@ -120,7 +177,7 @@ fn file_name(name: &str, fallback: String) -> String {
     let last = name.rsplit(['/', '\\']).next().unwrap_or_default();
     let clean: String = last
         .chars()
-        .filter(|c| !c.is_control())
+        .filter(|c| !c.is_control() && !is_bidi_control(*c))
         .take(NAME_MAX_CHARS)
         .collect();
     let clean = clean.trim();
@@ -136,33 +193,32 @@ fn inbox(delivery: &str) -> String {
     format!("inbox/{}", hex::encode(&digest[..6]))
 }
 
-/// The email's attachments as listed, and those to store (within the
-/// caps, in order) into the delivery's folder of `inbox/`.
+/// The email's attachments as listed, and those kept (within the form's
+/// limits) to store into the delivery's folder of `inbox/`.
 pub fn attachments(files: Vec<FormFile>, delivery: &str) -> (Vec<Attachment>, Vec<Upload>) {
     let folder = inbox(delivery);
     let (mut listed, mut stored) = (Vec::new(), Vec::new());
-    let mut bytes = 0usize;
     let mut names = std::collections::HashSet::new();
     for (i, file) in files.into_iter().enumerate() {
-        let mut name = file_name(&file.name, format!("attachment-{}", i + 1));
-        if !names.insert(name.clone()) {
-            name = format!("{}-{name}", i + 1);
-            names.insert(name.clone());
-        }
-        let fits = stored.len() < ATTACHMENTS_MAX
-            && bytes.saturating_add(file.data.len()) <= ATTACHMENTS_MAX_BYTES;
-        let path = fits.then(|| format!("{folder}/{name}"));
-        if let Some(path) = &path {
-            bytes += file.data.len();
+        let wanted = file_name(&file.name, format!("attachment-{}", i + 1));
+        // Two of one name: the later ones numbered, until the name is free.
+        let name = std::iter::once(wanted.clone())
+            .chain((1..).map(|n| format!("{n}-{wanted}")))
+            .find(|name| !names.contains(name))
+            .unwrap_or(wanted);
+        names.insert(name.clone());
+        let path = file.data.map(|data| {
+            let path = format!("{folder}/{name}");
             stored.push(Upload {
                 path: path.clone(),
-                data: file.data.clone(),
+                data,
             });
-        }
+            path
+        });
         listed.push(Attachment {
             name,
             content_type: file.content_type,
-            size: file.data.len(),
+            size: file.size,
             path,
         });
     }
@@ -200,21 +256,24 @@ mod tests {
     }
 
     #[test]
-    fn attachments_are_named_safely_and_capped() {
-        let file = |name: &str, size: usize| FormFile {
-            field: "attachment".into(),
+    fn attachments_are_named_safely() {
+        let file = |name: &str, kept: bool| FormFile {
             name: name.into(),
             content_type: "text/plain".into(),
-            data: Bytes::from(vec![b'x'; size]),
+            size: 3,
+            data: kept.then(|| Bytes::from_static(b"xyz")),
         };
         let (listed, stored) = attachments(
             vec![
-                file("../../etc/passwd", 3),
-                file("C:\\temp\\report.pdf", 3),
-                file("..", 3),
-                file("report.pdf", 3),
-                file("big.bin", ATTACHMENTS_MAX_BYTES),
-                file("a\u{7}b.txt", 1),
+                file("../../etc/passwd", true),
+                file("C:\\temp\\report.pdf", true),
+                file("..", true),
+                file("3-a", true),
+                file("report.pdf", true),
+                file("big.bin", false),
+                file("a\u{7}b\u{202E}fdp.exe", true),
+                file("a", true),
+                file("a", true),
             ],
             "d1",
         );
@@ -225,13 +284,16 @@ mod tests {
                 "passwd",
                 "report.pdf",
                 "attachment-3",
-                "4-report.pdf",
+                "3-a",
+                "1-report.pdf",
                 "big.bin",
-                "ab.txt"
+                "abfdp.exe",
+                "a",
+                "1-a"
             ]
         );
-        assert_eq!(stored.len(), 5, "all but the one past the cap");
-        assert!(listed[4].path.is_none());
+        assert_eq!(stored.len(), 8, "all but the one not kept");
+        assert!(listed[5].path.is_none());
         let folder = inbox("d1");
         assert!(stored
             .iter()
@@ -240,5 +302,10 @@ mod tests {
             listed[0].path.as_deref(),
             Some(&*format!("{folder}/passwd"))
         );
+        assert_eq!(
+            address_of("Ada Lovelace <Ada@Example.org>"),
+            "ada@example.org"
+        );
+        assert_eq!(address_of(" max@example.org "), "max@example.org");
     }
 }

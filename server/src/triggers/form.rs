@@ -1,10 +1,13 @@
 //! The form bodies email and text message senders post: URL-encoded
 //! (`application/x-www-form-urlencoded`) or multipart (`multipart/form-data`,
-//! with files), read from a body already within its size cap, bounded in
-//! how many parts it may hold.
+//! with files). Read as it arrives, within [`Limits`]: the text is capped,
+//! and files past what is kept are read through and listed with their
+//! size, so an email with a huge attachment still brings its text.
 
 use app::domain::AppError;
-use bytes::Bytes;
+use axum::body::Body;
+use bytes::{Bytes, BytesMut};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 
 /// Most parts (fields and files) a form may hold.
 const PARTS_MAX: usize = 1000;
@@ -25,15 +28,35 @@ impl Encoding {
     }
 }
 
+/// A content type's media type, lower case, without its parameters.
+pub fn media_type(content_type: Option<&str>) -> String {
+    content_type
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase())
+        .unwrap_or_default()
+}
+
+/// What a form may hold.
+pub struct Limits {
+    /// The whole body.
+    pub body: u64,
+    /// The text of all its fields.
+    pub text: usize,
+    /// Files kept: how many, and their bytes together; the rest are
+    /// listed without their bytes.
+    pub files: usize,
+    pub file_bytes: usize,
+}
+
 /// A file of a multipart form.
 #[derive(Debug)]
 pub struct FormFile {
-    /// The part's name (`attachment-1`).
-    pub field: String,
     /// The file's own name, as the sender gives it.
     pub name: String,
     pub content_type: String,
-    pub data: Bytes,
+    pub size: u64,
+    /// Its bytes, if it was within what is kept.
+    pub data: Option<Bytes>,
 }
 
 /// A form's text fields, in order, and its files.
@@ -66,16 +89,15 @@ impl Form {
 }
 
 /// Reads a form encoded as one of `accepted`, or why not: 415 for another
-/// content type, 400 for one that is not what it says.
+/// content type, 413 past the limits, 400 for one that is not what it
+/// says.
 pub async fn read(
     content_type: Option<&str>,
-    body: Bytes,
+    body: Body,
     accepted: &[Encoding],
+    limits: &Limits,
 ) -> Result<Form, AppError> {
-    let media = content_type
-        .and_then(|v| v.split(';').next())
-        .map(|v| v.trim().to_ascii_lowercase())
-        .unwrap_or_default();
+    let media = media_type(content_type);
     let encoding = accepted
         .iter()
         .copied()
@@ -89,6 +111,17 @@ pub async fn read(
         })?;
     match encoding {
         Encoding::UrlEncoded => {
+            let body = match Limited::new(body, limits.text).collect().await {
+                Ok(collected) => collected.to_bytes(),
+                Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
+                    return Err(text_too_large(limits))
+                }
+                Err(e) => {
+                    return Err(AppError::Invalid(format!(
+                        "The form could not be read: {e}."
+                    )))
+                }
+            };
             let fields: Vec<(String, String)> = form_urlencoded::parse(&body)
                 .take(PARTS_MAX + 1)
                 .map(|(n, v)| (n.into_owned(), v.into_owned()))
@@ -106,7 +139,7 @@ pub async fn read(
                 multer::parse_boundary(content_type.unwrap_or_default()).map_err(|e| {
                     AppError::Invalid(format!("The multipart form has no boundary: {e}."))
                 })?;
-            multipart(body, boundary).await
+            multipart(body, boundary, limits).await
         }
     }
 }
@@ -115,35 +148,72 @@ fn too_many() -> AppError {
     AppError::Invalid(format!("A form holds at most {PARTS_MAX} parts."))
 }
 
-async fn multipart(body: Bytes, boundary: String) -> Result<Form, AppError> {
-    let stream = futures_util::stream::once(async move { Ok::<_, std::convert::Infallible>(body) });
-    let mut parts = multer::Multipart::new(stream, boundary);
+fn text_too_large(limits: &Limits) -> AppError {
+    AppError::TooLarge(format!(
+        "A form's text is at most {} KiB.",
+        limits.text / 1024
+    ))
+}
+
+async fn multipart(body: Body, boundary: String, limits: &Limits) -> Result<Form, AppError> {
+    let constraints =
+        multer::Constraints::new().size_limit(multer::SizeLimit::new().whole_stream(limits.body));
+    let mut parts =
+        multer::Multipart::with_constraints(body.into_data_stream(), boundary, constraints);
+    let bad = |e: multer::Error| match e {
+        multer::Error::StreamSizeExceeded { limit } => AppError::TooLarge(format!(
+            "A delivery to this trigger is at most {} MiB.",
+            limit / (1024 * 1024)
+        )),
+        e => AppError::Invalid(format!("The multipart form is malformed: {e}.")),
+    };
     let mut form = Form::default();
-    let bad =
-        |e: multer::Error| AppError::Invalid(format!("The multipart form is malformed: {e}."));
-    while let Some(part) = parts.next_field().await.map_err(bad)? {
+    let (mut text, mut kept) = (0usize, 0usize);
+    while let Some(mut part) = parts.next_field().await.map_err(bad)? {
         if form.fields.len() + form.files.len() >= PARTS_MAX {
             return Err(too_many());
         }
         let field = part.name().unwrap_or_default().to_owned();
-        let file = part.file_name().map(str::to_owned);
+        let Some(name) = part.file_name().map(str::to_owned) else {
+            let mut value = BytesMut::new();
+            while let Some(chunk) = part.chunk().await.map_err(bad)? {
+                text += chunk.len();
+                if text > limits.text {
+                    return Err(text_too_large(limits));
+                }
+                value.extend_from_slice(&chunk);
+            }
+            // Text in another charset than UTF-8 is read as far as it is
+            // UTF-8: what a prompt can hold.
+            form.fields
+                .push((field, String::from_utf8_lossy(&value).into_owned()));
+            continue;
+        };
         let content_type = part
             .content_type()
             .map_or_else(|| "application/octet-stream".to_owned(), |m| m.to_string());
-        let data = part.bytes().await.map_err(bad)?;
-        match file {
-            Some(name) => form.files.push(FormFile {
-                field,
-                name,
-                content_type,
-                data,
-            }),
-            // Text in another charset than UTF-8 is read as far as it is
-            // UTF-8: what a prompt can hold.
-            None => form
-                .fields
-                .push((field, String::from_utf8_lossy(&data).into_owned())),
+        // Kept while it fits; past that, read through and only counted.
+        let keeping = form.files.iter().filter(|f| f.data.is_some()).count() < limits.files;
+        let mut data = keeping.then(BytesMut::new);
+        let mut size = 0u64;
+        while let Some(chunk) = part.chunk().await.map_err(bad)? {
+            size += chunk.len() as u64;
+            if let Some(bytes) = &mut data {
+                if kept + bytes.len() + chunk.len() > limits.file_bytes {
+                    data = None;
+                } else {
+                    bytes.extend_from_slice(&chunk);
+                }
+            }
         }
+        let data = data.map(BytesMut::freeze);
+        kept += data.as_ref().map_or(0, Bytes::len);
+        form.files.push(FormFile {
+            name,
+            content_type,
+            size,
+            data,
+        });
     }
     Ok(form)
 }
@@ -152,12 +222,28 @@ async fn multipart(body: Bytes, boundary: String) -> Result<Form, AppError> {
 mod tests {
     use super::*;
 
+    const LIMITS: Limits = Limits {
+        body: 4096,
+        text: 64,
+        files: 2,
+        file_bytes: 16,
+    };
+
+    async fn read_from(ct: Option<&str>, body: &'static [u8]) -> Result<Form, AppError> {
+        read(
+            ct,
+            Body::from(body),
+            &[Encoding::Multipart, Encoding::UrlEncoded],
+            &LIMITS,
+        )
+        .await
+    }
+
     #[tokio::test]
-    async fn forms_are_read_as_their_content_type_says() {
-        let url = read(
+    async fn forms_are_read_as_their_content_type_says_within_limits() {
+        let url = read_from(
             Some("application/x-www-form-urlencoded; charset=utf-8"),
-            Bytes::from_static(b"Body=hi+there%21&From=%2B1555&Body=again"),
-            &[Encoding::UrlEncoded],
+            b"Body=hi+there%21&From=%2B1555&Body=again",
         )
         .await
         .unwrap();
@@ -166,27 +252,36 @@ mod tests {
         assert_eq!(url.get("None"), "");
         assert_eq!(url.payload()["Body"], "hi there!");
 
-        let body = "--XyZ\r\nContent-Disposition: form-data; name=\"subject\"\r\n\r\nHello\r\n\
-            --XyZ\r\nContent-Disposition: form-data; name=\"attachment1\"; filename=\"a.txt\"\r\n\
-            Content-Type: text/plain\r\n\r\nfile body\r\n--XyZ--\r\n";
-        let multi = read(
-            Some("multipart/form-data; boundary=XyZ"),
-            Bytes::from(body),
-            &[Encoding::Multipart, Encoding::UrlEncoded],
-        )
-        .await
-        .unwrap();
+        let body = b"--XyZ\r\nContent-Disposition: form-data; name=\"subject\"\r\n\r\nHello\r\n\
+            --XyZ\r\nContent-Disposition: form-data; name=\"a1\"; filename=\"a.txt\"\r\n\
+            Content-Type: text/plain\r\n\r\nfile body\r\n\
+            --XyZ\r\nContent-Disposition: form-data; name=\"a2\"; filename=\"big.bin\"\r\n\r\n\
+            0123456789abcdef0123\r\n\
+            --XyZ\r\nContent-Disposition: form-data; name=\"a3\"; filename=\"c.txt\"\r\n\r\nc\r\n\
+            --XyZ\r\nContent-Disposition: form-data; name=\"a4\"; filename=\"d.txt\"\r\n\r\nd\r\n\
+            --XyZ--\r\n";
+        let multi = read_from(Some("multipart/form-data; boundary=XyZ"), body)
+            .await
+            .unwrap();
         assert_eq!(multi.get("subject"), "Hello");
-        assert_eq!(multi.files.len(), 1);
-        assert_eq!(multi.files[0].name, "a.txt");
-        assert_eq!(multi.files[0].field, "attachment1");
-        assert_eq!(&multi.files[0].data[..], b"file body");
+        let files: Vec<(&str, u64, Option<&[u8]>)> = multi
+            .files
+            .iter()
+            .map(|f| (f.name.as_str(), f.size, f.data.as_deref()))
+            .collect();
+        assert_eq!(
+            files,
+            [
+                ("a.txt", 9, Some(&b"file body"[..])),
+                ("big.bin", 20, None),
+                ("c.txt", 1, Some(&b"c"[..])),
+                ("d.txt", 1, None),
+            ],
+            "kept within the bytes and the count; the rest counted"
+        );
 
         let refused = |ct: Option<&'static str>, body: &'static [u8]| async move {
-            read(ct, Bytes::from_static(body), &[Encoding::Multipart])
-                .await
-                .unwrap_err()
-                .status()
+            read_from(ct, body).await.unwrap_err().status()
         };
         assert_eq!(refused(Some("application/json"), b"{}").await, 415);
         assert_eq!(refused(None, b"a=b").await, 415);
@@ -199,11 +294,34 @@ mod tests {
             .await,
             400
         );
-        let many = "a=1&".repeat(PARTS_MAX + 1);
+        let long_text = b"--XyZ\r\nContent-Disposition: form-data; name=\"t\"\r\n\r\n\
+            0123456789012345678901234567890123456789012345678901234567890123456789\r\n--XyZ--\r\n";
+        assert_eq!(
+            refused(Some("multipart/form-data; boundary=XyZ"), long_text).await,
+            413
+        );
+        let huge: &'static [u8] = Box::leak(
+            [
+                &b"--XyZ\r\nContent-Disposition: form-data; name=\"f\"; filename=\"h\"\r\n\r\n"[..],
+                &[b'x'; 5000][..],
+                &b"\r\n--XyZ--\r\n"[..],
+            ]
+            .concat()
+            .into_boxed_slice(),
+        );
+        assert_eq!(
+            refused(Some("multipart/form-data; boundary=XyZ"), huge).await,
+            413
+        );
+        let many: &'static str = Box::leak("a=1&".repeat(PARTS_MAX + 1).into_boxed_str());
         let err = read(
             Some("application/x-www-form-urlencoded"),
-            Bytes::from(many),
+            Body::from(many),
             &[Encoding::UrlEncoded],
+            &Limits {
+                text: 1 << 20,
+                ..LIMITS
+            },
         )
         .await
         .unwrap_err();

@@ -4,9 +4,13 @@
 //! timestamp followed by the token, under the account's HTTP webhook
 //! signing key. A timestamp more than [`TOLERANCE_SECS`] from now is
 //! refused, and a token is accepted once, as Mailgun advises: it is the
-//! delivery's id. (Mailgun signs neither the body nor the URL: the token's
-//! single use is what keeps a captured signature from carrying another
-//! message.)
+//! delivery's id.
+//!
+//! Mailgun signs neither the body nor the URL, and its signing key is the
+//! whole account's: every other webhook of the account carries signatures
+//! as good. So the trigger's URL also carries a password of its own
+//! ([`check_url_password`](super::email::check_url_password)), and the
+//! trigger's secret is both: `<password>:<signing key>`.
 
 use super::email::Message;
 use super::form::Form;
@@ -14,14 +18,27 @@ use super::Verified;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-/// How far a delivery's timestamp may be from the server's clock.
-pub const TOLERANCE_SECS: i64 = 5 * 60;
+/// How far a delivery's timestamp may be from the server's clock: Mailgun
+/// sends a message again for 8 hours while it is not taken, perhaps with
+/// the signature it made first (each token is still taken once).
+pub const TOLERANCE_SECS: i64 = 9 * 3600;
 /// Longest token taken (Mailgun's are 50 characters).
 const TOKEN_MAX_BYTES: usize = 256;
 
-/// Checks a form against the trigger's signing keys (the current one, and
-/// the one before while it is accepted) at `now` (Unix seconds).
-pub fn verify(form: &Form, keys: &[String], now: i64) -> Result<Verified, String> {
+/// A Mailgun trigger's secret: the URL's password and the signing key.
+pub fn secret(password: &str, key: &str) -> String {
+    format!("{password}:{key}")
+}
+
+/// A secret's URL password and signing key (the password, base64url, holds
+/// no colon).
+pub fn parts(secret: &str) -> (&str, &str) {
+    secret.split_once(':').unwrap_or(("", secret))
+}
+
+/// Checks a form against the trigger's secrets (the current one, and the
+/// one before while it is accepted) at `now` (Unix seconds).
+pub fn verify(form: &Form, secrets: &[String], now: i64) -> Result<Verified, String> {
     let (timestamp, token) = (form.get("timestamp"), form.get("token"));
     if token.is_empty() || token.len() > TOKEN_MAX_BYTES {
         return Err(format!(
@@ -43,7 +60,7 @@ pub fn verify(form: &Form, keys: &[String], now: i64) -> Result<Verified, String
     }
     let signature =
         hex::decode(form.get("signature")).map_err(|_| "the signature is not hex".to_owned())?;
-    for key in keys {
+    for (_, key) in secrets.iter().map(|s| parts(s)) {
         let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(key.as_bytes()) else {
             continue;
         };
@@ -66,20 +83,29 @@ pub fn verify(form: &Form, keys: &[String], now: i64) -> Result<Verified, String
 }
 
 /// The email its fields carry: sender, recipient, subject, the text (the
-/// reply without its quote when Mailgun could tell) and its headers.
+/// reply without its quote when Mailgun could tell) and its headers (from
+/// `message-headers`, the message's own, as Mailgun documents them).
 pub fn message(form: &Form) -> Message {
     let or = |first: &str, second: &str| match form.get(first).trim() {
         "" => form.get(second).to_owned(),
         value => value.to_owned(),
+    };
+    let headers: Vec<(String, String)> =
+        serde_json::from_str(form.get("message-headers")).unwrap_or_default();
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map_or_else(|| form.get(name).to_owned(), |(_, v)| v.clone())
     };
     Message {
         from: or("from", "sender"),
         to: form.get("recipient").to_owned(),
         subject: form.get("subject").to_owned(),
         text: or("stripped-text", "body-plain"),
-        message_id: form.get("Message-Id").to_owned(),
-        in_reply_to: form.get("In-Reply-To").to_owned(),
-        references: form.get("References").to_owned(),
+        message_id: header("Message-Id"),
+        in_reply_to: header("In-Reply-To"),
+        references: header("References"),
     }
 }
 
@@ -109,13 +135,14 @@ mod tests {
             ("token", "tok"),
             ("signature", &signature),
         ]);
-        let keys = vec!["key-1".to_owned()];
+        let keys = vec![secret("password", "key-1")];
+        assert_eq!(parts(&keys[0]), ("password", "key-1"));
         assert_eq!(
             verify(&good, &keys, 1_700_000_010).unwrap().id,
             "mailgun-tok"
         );
-        assert!(verify(&good, &keys, 1_700_000_000 + 301).is_err());
-        assert!(verify(&good, &["key-2".into()], 1_700_000_000).is_err());
+        assert!(verify(&good, &keys, 1_700_000_000 + TOLERANCE_SECS + 1).is_err());
+        assert!(verify(&good, &[secret("password", "key-2")], 1_700_000_000).is_err());
         let other_token = form(&[
             ("timestamp", "1700000000"),
             ("token", "tok2"),
@@ -123,5 +150,21 @@ mod tests {
         ]);
         assert!(verify(&other_token, &keys, 1_700_000_000).is_err());
         assert!(verify(&form(&[("timestamp", "1700000000")]), &keys, 1_700_000_000).is_err());
+        let with_headers = form(&[
+            ("Message-Id", "<top@x>"),
+            (
+                "message-headers",
+                r#"[["Subject", "Hi"], ["message-id", "<m1@x>"], ["References", "<r@x>"]]"#,
+            ),
+        ]);
+        let m = message(&with_headers);
+        assert_eq!(
+            (m.message_id.as_str(), m.references.as_str()),
+            ("<m1@x>", "<r@x>")
+        );
+        assert_eq!(
+            message(&form(&[("Message-Id", "<top@x>")])).message_id,
+            "<top@x>"
+        );
     }
 }

@@ -1,11 +1,12 @@
 //! Triggers: an agent template's doors for machines (see
 //! [`app::triggers`]). Managing them is for whoever may use the template
 //! (its owner, an admin); a delivery ([`Paddock::deliver`]) is verified as
-//! its sender signs ([`standard_webhooks`]), bounded (size, rate), accepted
-//! once per id (a repeat is answered as the first was), and becomes a
-//! prompt ([`prompt`]) in a new session of the template, run as the
-//! template's owner, or in the session of its conversation. A refusal
-//! changes nothing but the audit log.
+//! its sender signs ([`standard_webhooks`], [`github`], [`mailgun`],
+//! [`sendgrid`], [`twilio`]), bounded (size, rate), accepted once per id (a
+//! repeat is answered as the first was), and becomes a prompt ([`prompt`])
+//! in a new session of the template, run as the template's owner, or in
+//! the session of its conversation. A refusal changes nothing but the
+//! audit log. A [`schedule`] makes its own deliveries, at its times.
 
 pub mod email;
 pub mod form;
@@ -35,9 +36,11 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use std::net::IpAddr;
 use std::time::Duration;
 
-/// Largest delivery, and largest email (with its attachments).
+/// Largest delivery.
 pub const DELIVERY_MAX_BYTES: usize = 1024 * 1024;
-pub const EMAIL_MAX_BYTES: usize = 16 * 1024 * 1024;
+/// Largest email, read through: its attachments are kept only up to
+/// [`email::ATTACHMENTS_MAX_BYTES`].
+pub const EMAIL_MAX_BYTES: u64 = 40 * 1024 * 1024;
 /// Longest a previous secret may stay accepted after a rotation.
 pub const OVERLAP_MAX_SECS: u64 = 7 * 24 * 3600;
 /// How long a repeat waits for the first delivery of its id (or of its
@@ -364,12 +367,13 @@ impl Paddock {
         Answer::unavailable()
     }
 
-    /// Checked in order: the trigger; the body's size; the signature and
-    /// the body's form (a stranger's flood is answered 429 past the
-    /// trigger's rate, as are refusals of signed bodies); a repeat of one
-    /// answered gets that answer; from GitHub, whether it calls on the
-    /// handle (else acknowledged at once); the rate; paused. Then it is
-    /// accepted once per id.
+    /// Checked in order: the trigger (one that takes deliveries); the
+    /// signature, with the body's size, content type and form (a
+    /// stranger's flood is answered 429 past the trigger's rate, as are
+    /// refusals of signed bodies); a repeat of one answered gets that
+    /// answer; from GitHub, whether it calls on the handle (else
+    /// acknowledged at once); the rate; paused. Then it is accepted once
+    /// per id.
     async fn answer_delivery(&self, id: TriggerId, arrival: Arrival) -> Answer {
         let (trigger, secrets) = match self.store.get_trigger(id).await {
             Ok(Some(found)) => found,
@@ -408,10 +412,6 @@ impl Paddock {
             }
         };
         let kind = trigger.draft.kind;
-        let body = match read_body(kind, body).await {
-            Ok(body) => body,
-            Err(e) => return refuse(e).await,
-        };
         let secrets: Vec<String> = std::iter::once(&secrets.secret)
             .chain(secrets.previous.as_ref())
             .filter_map(|sealed| {
@@ -488,73 +488,51 @@ impl Paddock {
     }
 
     /// Verifies a delivery as its kind's sender signs it, and reads it:
-    /// refused with 401 (the signature), 415 (the content type) or 400 (a
-    /// body that is not what it says).
+    /// refused with 401 (the signature), 415 (the content type), 413 (its
+    /// size) or 400 (a body that is not what it says). Nothing of an
+    /// email's body is read before its URL's password holds.
     async fn open_delivery(
         &self,
         kind: TriggerKind,
         headers: &HeaderMap,
         target: &str,
-        body: Bytes,
+        body: Body,
         secrets: &[String],
     ) -> Result<Opened, AppError> {
-        let unsigned = |why: String| AppError::Unauthenticated(format!("Not accepted: {why}."));
         let content_type = headers
             .get(axum::http::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok());
         let now = Utc::now().timestamp();
-        let verified = match kind {
-            TriggerKind::Webhook => standard_webhooks::verify(headers, &body, secrets, now),
-            TriggerKind::Github => github::verify(headers, &body, secrets),
-            TriggerKind::Mailgun | TriggerKind::Sendgrid | TriggerKind::Twilio => {
-                return self
-                    .open_form(kind, headers, target, content_type, body, secrets)
-                    .await
+        match kind {
+            TriggerKind::Webhook | TriggerKind::Github => {
+                let body = read_body(body).await?;
+                let verified = match kind {
+                    TriggerKind::Webhook => standard_webhooks::verify(headers, &body, secrets, now),
+                    _ => github::verify(headers, &body, secrets),
+                }
+                .map_err(unsigned)?;
+                if form::media_type(content_type) != "application/json" {
+                    return Err(AppError::UnsupportedMedia(
+                        "A delivery is JSON: Content-Type: application/json.".into(),
+                    ));
+                }
+                let payload = serde_json::from_slice(&body)
+                    .map_err(|e| AppError::Invalid(format!("The body is not JSON: {e}.")))?;
+                Ok(Opened {
+                    verified,
+                    payload,
+                    said: Said::Nothing,
+                    files: Vec::new(),
+                })
             }
-            TriggerKind::Schedule => {
-                return Err(AppError::NotFound("A schedule takes no deliveries.".into()))
-            }
-        }
-        .map_err(unsigned)?;
-        let json = content_type
-            .and_then(|v| v.split(';').next())
-            .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
-        if !json {
-            return Err(AppError::UnsupportedMedia(
-                "A delivery is JSON: Content-Type: application/json.".into(),
-            ));
-        }
-        let payload = serde_json::from_slice(&body)
-            .map_err(|e| AppError::Invalid(format!("The body is not JSON: {e}.")))?;
-        Ok(Opened {
-            verified,
-            payload,
-            said: Said::Nothing,
-            files: Vec::new(),
-        })
-    }
-
-    /// [`Self::open_delivery`] for the senders that post forms: the form is read
-    /// first, since what they sign is in it.
-    async fn open_form(
-        &self,
-        kind: TriggerKind,
-        headers: &HeaderMap,
-        target: &str,
-        content_type: Option<&str>,
-        body: Bytes,
-        secrets: &[String],
-    ) -> Result<Opened, AppError> {
-        let unsigned = |why: String| AppError::Unauthenticated(format!("Not accepted: {why}."));
-        let encodings: &[Encoding] = match kind {
-            TriggerKind::Twilio => &[Encoding::UrlEncoded],
-            TriggerKind::Sendgrid => &[Encoding::Multipart],
-            _ => &[Encoding::Multipart, Encoding::UrlEncoded],
-        };
-        let form = form::read(content_type, body.clone(), encodings).await?;
-        let payload = form.payload();
-        let (verified, message) = match kind {
             TriggerKind::Twilio => {
+                let limits = form::Limits {
+                    body: DELIVERY_MAX_BYTES as u64,
+                    text: DELIVERY_MAX_BYTES,
+                    files: 0,
+                    file_bytes: 0,
+                };
+                let form = form::read(content_type, body, &[Encoding::UrlEncoded], &limits).await?;
                 let Some(public) = &self.config.public_url else {
                     return Err(unsigned(
                         "this server's public URL (PADDOCK_PUBLIC_URL), which Twilio signs, is \
@@ -568,29 +546,54 @@ impl Paddock {
                 ];
                 urls.dedup();
                 let verified = twilio::verify(headers, &urls, &form, secrets).map_err(unsigned)?;
-                return Ok(Opened {
+                Ok(Opened {
                     verified,
-                    payload,
+                    payload: form.payload(),
                     said: Said::Sms(twilio::sms(&form)),
                     files: Vec::new(),
-                });
+                })
             }
-            TriggerKind::Mailgun => (
-                mailgun::verify(&form, secrets, Utc::now().timestamp()).map_err(unsigned)?,
-                mailgun::message(&form),
-            ),
-            _ => (
-                sendgrid::verify(headers, &form, &body, secrets).map_err(unsigned)?,
-                sendgrid::message(&form),
-            ),
-        };
-        let (attachments, files) = email::attachments(form.files, &verified.id);
-        Ok(Opened {
-            verified,
-            payload,
-            said: Said::Email(message.email(attachments)),
-            files,
-        })
+            TriggerKind::Mailgun | TriggerKind::Sendgrid => {
+                let passwords: Vec<&str> = match kind {
+                    TriggerKind::Mailgun => secrets.iter().map(|s| mailgun::parts(s).0).collect(),
+                    _ => secrets.iter().map(String::as_str).collect(),
+                };
+                email::check_url_password(headers, &passwords).map_err(unsigned)?;
+                let limits = form::Limits {
+                    body: EMAIL_MAX_BYTES,
+                    text: email::TEXT_MAX_BYTES,
+                    files: email::ATTACHMENTS_MAX,
+                    file_bytes: email::ATTACHMENTS_MAX_BYTES,
+                };
+                let (verified, form, message) = match kind {
+                    TriggerKind::Mailgun => {
+                        let encodings = [Encoding::Multipart, Encoding::UrlEncoded];
+                        let form = form::read(content_type, body, &encodings, &limits).await?;
+                        let verified = mailgun::verify(&form, secrets, now).map_err(unsigned)?;
+                        let message = mailgun::message(&form);
+                        (verified, form, message)
+                    }
+                    _ => {
+                        let form =
+                            form::read(content_type, body, &[Encoding::Multipart], &limits).await?;
+                        let verified = sendgrid::verify(&form).map_err(AppError::Invalid)?;
+                        let message = sendgrid::message(&form);
+                        (verified, form, message)
+                    }
+                };
+                let payload = form.payload();
+                let (attachments, files) = email::attachments(form.files, &verified.id);
+                Ok(Opened {
+                    verified,
+                    payload,
+                    said: Said::Email(message.email(attachments)),
+                    files,
+                })
+            }
+            TriggerKind::Schedule => {
+                Err(AppError::NotFound("A schedule takes no deliveries.".into()))
+            }
+        }
     }
 
     /// A verified delivery, handled once per id: a prompt made from what
@@ -755,7 +758,13 @@ impl Paddock {
             let owner = self.template_owner(trigger.template).await?;
             self.upload_files(&owner, session, files)
                 .await
-                .map_err(Handled::Failed)?;
+                .map_err(|e| match e {
+                    // The server could not now: the sender sends it again.
+                    AppError::Unavailable(_) | AppError::Internal => Handled::Failed(e),
+                    // What the workspace holds refuses them (full, a file
+                    // where the inbox goes): the same each time.
+                    e => Handled::Refused(format!("The attachments cannot be stored: {e}")),
+                })?;
         }
         self.journal
             .record(
@@ -926,17 +935,17 @@ fn fail(e: crate::store::StoreError) -> Handled {
     Handled::Failed(e.into())
 }
 
-/// A delivery's body, within its kind's size: an email may bring
-/// attachments.
-async fn read_body(kind: TriggerKind, body: Body) -> Result<Bytes, AppError> {
-    let max = match kind {
-        TriggerKind::Mailgun | TriggerKind::Sendgrid => EMAIL_MAX_BYTES,
-        _ => DELIVERY_MAX_BYTES,
-    };
-    match Limited::new(body, max).collect().await {
+/// Why a delivery's signature does not hold, as the sender is told.
+fn unsigned(why: String) -> AppError {
+    AppError::Unauthenticated(format!("Not accepted: {why}."))
+}
+
+/// A delivery's body, within [`DELIVERY_MAX_BYTES`].
+async fn read_body(body: Body) -> Result<Bytes, AppError> {
+    match Limited::new(body, DELIVERY_MAX_BYTES).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(AppError::TooLarge(
-            format!("A delivery to this trigger is at most {} KiB.", max / 1024),
+            format!("A delivery is at most {} KiB.", DELIVERY_MAX_BYTES / 1024),
         )),
         Err(e) => Err(AppError::Invalid(format!(
             "The body could not be read: {e}."
@@ -952,14 +961,19 @@ fn secret_of(
     sender_key: Option<String>,
 ) -> Result<(String, Option<String>), AppError> {
     check_sender_key(kind, sender_key.as_deref())?;
+    let key = sender_key.map(|k| k.trim().to_owned()).unwrap_or_default();
     let made = match kind {
         TriggerKind::Webhook => standard_webhooks::new_secret(),
         TriggerKind::Github => github::new_secret(),
-        TriggerKind::Sendgrid => sendgrid::new_secret(),
-        // The sender's own key (checked above).
-        TriggerKind::Mailgun | TriggerKind::Twilio => {
-            return Ok((sender_key.unwrap_or_default(), None))
+        TriggerKind::Sendgrid => email::new_password(),
+        // The URL's password, shown, and the signing key given (checked
+        // above), kept with it.
+        TriggerKind::Mailgun => {
+            let password = email::new_password();
+            return Ok((mailgun::secret(&password, &key), Some(password)));
         }
+        // The sender's own key.
+        TriggerKind::Twilio => return Ok((key, None)),
         // Nothing is sent to a schedule: a secret no one is shown, so
         // that every trigger has one sealed.
         TriggerKind::Schedule => return Ok((standard_webhooks::new_secret(), None)),

@@ -815,8 +815,9 @@ fn prompts(events: &[app::domain::Event]) -> Vec<String> {
 }
 
 /// The public URL Twilio posts to (behind a proxy, it would be the proxy's):
-/// on loopback, as sign-in is off in these tests.
-const PUBLIC: &str = "http://127.0.0.1:8443";
+/// on loopback, as sign-in is off in these tests; on the default port, so
+/// that a signature over the URL with the port written out counts too.
+const PUBLIC: &str = "http://127.0.0.1";
 
 #[tokio::test]
 async fn twilio_messages_signed_by_twilios_library_start_and_continue_a_conversation() {
@@ -856,6 +857,7 @@ async fn twilio_messages_signed_by_twilios_library_start_and_continue_a_conversa
         .await;
     assert_eq!(made.secret, None, "the sender's own key is not shown back");
     let url = format!("{PUBLIC}{}", made.path);
+    // (A repeated parameter: Twilio signs each of its values, sorted.)
     let text = |sid: &str, body: &str| {
         form_urlencoded::Serializer::new(String::new())
             .append_pair("MessageSid", sid)
@@ -864,17 +866,25 @@ async fn twilio_messages_signed_by_twilios_library_start_and_continue_a_conversa
             .append_pair("To", "+15559999")
             .append_pair("Body", body)
             .append_pair("NumMedia", "0")
+            .append_pair("Label", "zeta")
+            .append_pair("Label", "alpha")
             .finish()
     };
+    // (No signature: no header at all.)
     let send = |form: String, signature: String, content_type: &'static str| {
         let (s, path) = (&s, made.path.clone());
         async move {
+            let header = [("x-twilio-signature", signature)];
+            let headers = match header[0].1.is_empty() {
+                true => &header[..0],
+                false => &header[..],
+            };
             post_raw(
                 &s.http,
                 &s.served.url(&path),
                 content_type,
                 form.into_bytes(),
-                &[("x-twilio-signature", signature)],
+                headers,
             )
             .await
         }
@@ -897,11 +907,14 @@ async fn twilio_messages_signed_by_twilios_library_start_and_continue_a_conversa
         send(first.clone(), signature.clone(), FORM).await.0,
         StatusCode::ACCEPTED
     );
-    // The next text from the same number continues the conversation.
+    // The next text from the same number continues the conversation
+    // (signed over the URL with its port written out, as Twilio's
+    // libraries accept too).
     let next = text("SM101", "Is it fixed?");
+    let with_port = format!("{PUBLIC}:80{}", made.path);
     let (status, _, _) = send(
         next.clone(),
-        sender_sign(&["twilio", token, &url], &next),
+        sender_sign(&["twilio", token, &with_port], &next),
         FORM,
     )
     .await;
@@ -1005,10 +1018,19 @@ async fn mailgun_email_with_attachments_starts_a_session_and_its_thread_continue
             "secret": key
         }))
         .await;
-    assert_eq!(made.secret, None);
+    // The URL carries a password of the trigger's own.
+    let password = made.key().to_owned();
+    let url = made.url(&s.served.url(""));
+    assert!(url.contains(&format!("://paddock:{password}@")), "{url}");
     let now = Utc::now().timestamp().to_string();
     let email =
         |token: &str, at: &str, signature: &str, id: &str, references: &str, subject: &str| {
+            let headers = json!([
+                ["From", "Ada <ada@example.org>"],
+                ["Message-Id", id],
+                ["References", references]
+            ])
+            .to_string();
             let fields = [
                 ("recipient", "support@mail.example"),
                 ("sender", "ada@example.org"),
@@ -1016,8 +1038,7 @@ async fn mailgun_email_with_attachments_starts_a_session_and_its_thread_continue
                 ("subject", subject),
                 ("body-plain", "The export fails.\n\n> quoted"),
                 ("stripped-text", "The export fails."),
-                ("Message-Id", id),
-                ("References", references),
+                ("message-headers", &headers),
                 ("attachment-count", "2"),
                 ("timestamp", at),
                 ("token", token),
@@ -1045,7 +1066,6 @@ async fn mailgun_email_with_attachments_starts_a_session_and_its_thread_continue
         "",
         "Export broken",
     );
-    let url = s.served.url(&made.path);
     let (status, _, answer) = post_raw(&s.http, &url, &content_type, body, &[]).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
     let answer: Value = serde_json::from_str(&answer).unwrap();
@@ -1063,11 +1083,8 @@ async fn mailgun_email_with_attachments_starts_a_session_and_its_thread_continue
         .collect();
     assert_eq!(stored.len(), 2, "{prompt}");
     assert!(stored[0].starts_with("inbox/") && stored[0].ends_with("/report.txt"));
-    assert!(
-        stored[1].ends_with("/evil"),
-        "confined to the inbox: {}",
-        stored[1]
-    );
+    let folder = stored[0].strip_suffix("/report.txt").unwrap();
+    assert_eq!(stored[1], format!("{folder}/evil"), "confined to the inbox");
     let res = s
         .http
         .get(
@@ -1111,8 +1128,14 @@ async fn mailgun_email_with_attachments_starts_a_session_and_its_thread_continue
     common::wait_idle(&s.paddock, session).await;
     assert_eq!(model.turns_used(), 2);
 
-    // Refused: stale, another key, unsigned, JSON.
-    let stale = (Utc::now().timestamp() - 600).to_string();
+    // Refused: stale (past Mailgun's 8 hours of sending again), another
+    // key, unsigned, JSON; and without the URL's password, even signed.
+    let stale = (Utc::now().timestamp() - 10 * 3600).to_string();
+    let (content_type, body) = email("token-6", &now, &sign(&now, "token-6"), "<m6@x>", "", "x");
+    for bare in [s.served.url(&made.path), url.replace(&password, "wrong")] {
+        let (status, _, answer) = post_raw(&s.http, &bare, &content_type, body.clone(), &[]).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{answer}");
+    }
     let cases = [
         (
             "stale",
@@ -1173,7 +1196,9 @@ async fn sendgrid_email_with_the_urls_password_stores_attachments_within_the_cap
         url.contains(&format!("://paddock:{secret}@127.0.0.1")),
         "{url}"
     );
-    let big = vec![b'x'; server::triggers::email::ATTACHMENTS_MAX_BYTES + 1];
+    // An attachment past what is kept, in an email larger than the
+    // attachments' cap: its text and its other files still come.
+    let big = vec![b'x'; 2 * server::triggers::email::ATTACHMENTS_MAX_BYTES];
     let email = |message_id: &str| {
         let headers = format!("Message-ID: {message_id}\nSubject: Logs\nTo: inbox@mail.example\n");
         multipart(
@@ -1213,6 +1238,11 @@ async fn sendgrid_email_with_the_urls_password_stores_attachments_within_the_cap
     // Refused: no password, a wrong one, not multipart, too large.
     let plain = s.served.url(&made.path);
     let wrong = url.replace(&secret, "wrong");
+    // SendGrid's raw mode is refused, with what to change.
+    let (raw_type, raw) = multipart(&[("email", "From: x\r\n\r\nhi"), ("to", "a@b")], &[]);
+    let (status, _, answer) = post_raw(&s.http, &url, &raw_type, raw, &[]).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(answer.contains("raw, full MIME"), "{answer}");
     let (status, _, _) = post_raw(&s.http, &plain, &content_type, body.clone(), &[]).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     let (status, _, _) = post_raw(&s.http, &wrong, &content_type, body.clone(), &[]).await;
@@ -1226,7 +1256,7 @@ async fn sendgrid_email_with_the_urls_password_stores_attachments_within_the_cap
     )
     .await;
     assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
-    let huge = vec![b'x'; server::triggers::EMAIL_MAX_BYTES + 1];
+    let huge = vec![b'x'; server::triggers::EMAIL_MAX_BYTES as usize + 1];
     let (content_type, body) = multipart(&[("subject", "x")], &[("attachment1", "a", &huge)]);
     let (status, _, _) = post_raw(&s.http, &url, &content_type, body, &[]).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);

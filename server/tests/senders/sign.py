@@ -28,8 +28,18 @@ def main() -> None:
         from twilio.request_validator import RequestValidator
 
         token, url = args
-        params = dict(parse_qsl(body, keep_blank_values=True))
-        print(RequestValidator(token).compute_signature(url, params))
+
+        class Form(dict):
+            """The form with every value of a repeated name, as the
+            library reads Django's QueryDict."""
+
+            def getlist(self, name):
+                return self[name]
+
+        form = Form()
+        for name, value in parse_qsl(body, keep_blank_values=True):
+            form.setdefault(name, []).append(value)
+        print(RequestValidator(token).compute_signature(url, form))
     elif scheme == "mailgun":
         key, seconds, token = args
         print(
