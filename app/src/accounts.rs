@@ -492,6 +492,7 @@ string_enum! {
         AccessRefused => "access_refused",
         TriggerChanged => "trigger_changed",
         DeliveryRefused => "delivery_refused",
+        NotificationChanged => "notification_changed",
     }
 }
 

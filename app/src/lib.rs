@@ -14,6 +14,7 @@ pub mod files;
 mod layout;
 mod live;
 pub mod markdown;
+pub mod notifications;
 mod pages;
 mod sessions_feed;
 mod shortcuts;

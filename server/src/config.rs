@@ -182,6 +182,12 @@ pub struct Config {
     #[arg(long, env = "PADDOCK_GIT_TIMEOUT_SECS", default_value_t = 600)]
     pub git_timeout_secs: u64,
 
+    /// Let notifications go to loopback and private addresses (a service
+    /// on this machine or its network) while sign-in is on; with sign-in
+    /// off they may anyway [default: only public addresses].
+    #[arg(long, env = "PADDOCK_NOTIFY_PRIVATE_NETWORKS")]
+    pub notify_private_networks: bool,
+
     /// Deliveries a trigger accepts per minute; past it, 429 with
     /// `Retry-After`.
     #[arg(long, env = "PADDOCK_TRIGGER_DELIVERIES_PER_MINUTE", default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..=100_000))]

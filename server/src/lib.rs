@@ -18,6 +18,7 @@ pub mod hub;
 pub mod journal;
 pub mod llm;
 pub mod metrics;
+pub mod notifications;
 pub mod origin;
 pub mod paddock;
 pub mod presence;

@@ -42,6 +42,9 @@ use app::domain::{
     SessionId, SessionSettings, SessionSpec, TriggerRef, UserId,
 };
 use app::files::{DiskUse, FileEntry, FileView};
+use app::notifications::{
+    Endpoint, EndpointDraft, EndpointId, EndpointSecret, Message as NotificationMessage, Scope,
+};
 use app::skills::Skill;
 use app::triggers::{Delivery, Trigger, TriggerDraft, TriggerId, TriggerSecret};
 use app::workspace_source::WorkspaceSource;
@@ -979,6 +982,44 @@ impl Backend for Paddock {
         id: TriggerId,
     ) -> Result<Vec<Delivery>, AppError> {
         self.trigger_log(caller, id).await
+    }
+
+    async fn list_endpoints(
+        &self,
+        caller: &Caller,
+        scope: Scope,
+    ) -> Result<Vec<Endpoint>, AppError> {
+        self.endpoints_of(caller, scope).await
+    }
+
+    async fn create_endpoint(
+        &self,
+        caller: &Caller,
+        scope: Scope,
+        draft: EndpointDraft,
+    ) -> Result<EndpointSecret, AppError> {
+        self.add_endpoint(caller, scope, draft).await
+    }
+
+    async fn delete_endpoint(&self, caller: &Caller, id: EndpointId) -> Result<(), AppError> {
+        self.remove_endpoint(caller, id).await
+    }
+
+    async fn notification_messages(
+        &self,
+        caller: &Caller,
+        id: EndpointId,
+    ) -> Result<Vec<NotificationMessage>, AppError> {
+        self.endpoint_messages(caller, id).await
+    }
+
+    async fn redeliver_notification(
+        &self,
+        caller: &Caller,
+        id: EndpointId,
+        message: String,
+    ) -> Result<(), AppError> {
+        self.redeliver_message(caller, id, &message).await
     }
 
     async fn remove_skill(

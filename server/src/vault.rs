@@ -20,6 +20,7 @@ use crate::auth::Auth;
 use crate::config::Config;
 use crate::llm::LlmCredential;
 use crate::store::accounts::{SealedCredential, MASTER_KEY_CHECK};
+use crate::store::notifications::SealedEndpointSecret;
 use crate::store::triggers::SealedTriggerSecrets;
 use crate::store::{Store, StoreError};
 use anyhow::Context;
@@ -28,6 +29,7 @@ use app::accounts::{
     CREDENTIAL_MAX_BYTES, SECRETS_MAX, SECRET_MIN_CHARS,
 };
 use app::domain::{check_variable_name, AppError, UserId};
+use app::notifications::EndpointId;
 use app::triggers::TriggerId;
 use chacha20poly1305::aead::{Aead, Payload};
 use chacha20poly1305::{KeyInit, XChaCha20Poly1305, XNonce};
@@ -435,9 +437,22 @@ impl Vault {
     }
 }
 
-/// What a trigger's secret is sealed with besides the key.
-fn trigger_aad(id: TriggerId) -> Vec<u8> {
-    format!("trigger:{id}").into_bytes()
+/// Whose secret a sealed secret is (a trigger's, a notification
+/// endpoint's): it is sealed with that besides the key, so it opens only
+/// as theirs.
+#[derive(Clone, Copy, Debug)]
+pub enum SecretOf {
+    Trigger(TriggerId),
+    Endpoint(EndpointId),
+}
+
+impl SecretOf {
+    fn aad(self) -> Vec<u8> {
+        match self {
+            Self::Trigger(id) => format!("trigger:{id}").into_bytes(),
+            Self::Endpoint(id) => format!("notification:{id}").into_bytes(),
+        }
+    }
 }
 
 /// A value sealed as the store keeps it: hex of the nonce and the
@@ -455,22 +470,22 @@ fn open_hex(cipher: &XChaCha20Poly1305, sealed: &str, aad: &[u8]) -> Option<Vec<
 }
 
 impl Vault {
-    /// A trigger's secret sealed for the store: it opens only as that
-    /// trigger's.
-    pub fn seal_trigger_secret(&self, id: TriggerId, secret: &str) -> Result<String, AppError> {
-        seal_hex(&self.cipher, secret.as_bytes(), &trigger_aad(id)).map_err(|e| {
-            tracing::error!("cannot seal a trigger's secret: {e}");
+    /// A trigger's or an endpoint's secret sealed for the store: it opens
+    /// only as theirs.
+    pub fn seal_secret(&self, of: SecretOf, secret: &str) -> Result<String, AppError> {
+        seal_hex(&self.cipher, secret.as_bytes(), &of.aad()).map_err(|e| {
+            tracing::error!("cannot seal a secret of {of:?}: {e}");
             AppError::Internal
         })
     }
 
-    /// A trigger's secret as sealed by [`Vault::seal_trigger_secret`].
-    pub fn open_trigger_secret(&self, id: TriggerId, sealed: &str) -> Option<String> {
-        open_hex(&self.cipher, sealed, &trigger_aad(id)).and_then(|b| String::from_utf8(b).ok())
+    /// A secret as sealed by [`Vault::seal_secret`].
+    pub fn open_secret(&self, of: SecretOf, sealed: &str) -> Option<String> {
+        open_hex(&self.cipher, sealed, &of.aad()).and_then(|b| String::from_utf8(b).ok())
     }
 }
 
-/// Re-seals every credential and trigger secret under `new` in one
+/// Re-seals every credential, trigger and endpoint secret under `new` in one
 /// transaction (the check value with them); `old` must be the current key.
 /// Returns how many credentials.
 pub async fn rotate(store: &dyn Store, old: &MasterKey, new: &MasterKey) -> anyhow::Result<usize> {
@@ -494,26 +509,30 @@ pub async fn rotate(store: &dyn Store, old: &MasterKey, new: &MasterKey) -> anyh
             ..c
         });
     }
+    let reseal = |of: SecretOf, sealed: &str| -> anyhow::Result<String> {
+        let aad = of.aad();
+        let plain = open_hex(&old_cipher, sealed, &aad)
+            .with_context(|| format!("the secret of {of:?} does not open; nothing changed"))?;
+        seal_hex(&new_cipher, &plain, &aad)
+    };
     let mut triggers = Vec::new();
     for t in store.trigger_secrets().await? {
-        let aad = trigger_aad(t.id);
-        let reseal = |sealed: &str| -> anyhow::Result<String> {
-            let plain = open_hex(&old_cipher, sealed, &aad).with_context(|| {
-                format!(
-                    "the secret of trigger {} does not open; nothing changed",
-                    t.id
-                )
-            })?;
-            seal_hex(&new_cipher, &plain, &aad)
-        };
+        let of = SecretOf::Trigger(t.id);
         triggers.push(SealedTriggerSecrets {
             id: t.id,
-            secret: reseal(&t.secret)?,
-            previous: t.previous.as_deref().map(reseal).transpose()?,
+            secret: reseal(of, &t.secret)?,
+            previous: t.previous.as_deref().map(|p| reseal(of, p)).transpose()?,
+        });
+    }
+    let mut endpoints = Vec::new();
+    for e in store.endpoint_secrets().await? {
+        endpoints.push(SealedEndpointSecret {
+            id: e.id,
+            secret: reseal(SecretOf::Endpoint(e.id), &e.secret)?,
         });
     }
     store
-        .replace_credentials(&resealed, &triggers, &key_check(new)?)
+        .replace_credentials(&resealed, &triggers, &endpoints, &key_check(new)?)
         .await?;
     Ok(resealed.len())
 }

@@ -23,6 +23,9 @@ pub(crate) mod ssr {
         UserId,
     };
     use crate::files::{DiskUse, FileEntry, FileView};
+    use crate::notifications::{
+        Endpoint, EndpointDraft, EndpointId, EndpointSecret, Message as NotificationMessage, Scope,
+    };
     use crate::skills::Skill;
     use crate::triggers::{Delivery, Trigger, TriggerDraft, TriggerId, TriggerSecret};
     use leptos::prelude::*;
@@ -224,6 +227,34 @@ pub(crate) mod ssr {
             caller: &Caller,
             id: TriggerId,
         ) -> Result<Vec<Delivery>, AppError>;
+
+        /// The notification endpoints of a template or a session.
+        async fn list_endpoints(
+            &self,
+            caller: &Caller,
+            scope: Scope,
+        ) -> Result<Vec<Endpoint>, AppError>;
+        /// A new endpoint with its secret, shown this once.
+        async fn create_endpoint(
+            &self,
+            caller: &Caller,
+            scope: Scope,
+            draft: EndpointDraft,
+        ) -> Result<EndpointSecret, AppError>;
+        async fn delete_endpoint(&self, caller: &Caller, id: EndpointId) -> Result<(), AppError>;
+        /// The endpoint's newest messages.
+        async fn notification_messages(
+            &self,
+            caller: &Caller,
+            id: EndpointId,
+        ) -> Result<Vec<NotificationMessage>, AppError>;
+        /// Sends a message again, in its turn.
+        async fn redeliver_notification(
+            &self,
+            caller: &Caller,
+            id: EndpointId,
+            message: String,
+        ) -> Result<(), AppError>;
 
         /// The credentials the caller may manage (their own; an admin also
         /// the server's), as hints.

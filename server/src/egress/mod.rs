@@ -19,7 +19,7 @@
 mod address;
 mod connection;
 
-pub use address::Network;
+pub use address::{is_public, Network};
 
 use crate::journal::Journal;
 use crate::sandbox::{Mount, ProxyRelay};

@@ -1,12 +1,13 @@
 //! What handlers need from every request, extracted once: who the caller
 //! is ([`Identity`], which the door put in the request), where they are
 //! ([`ClientAddress`]) and the session or template a path names
-//! ([`SessionPath`], [`TemplatePath`], [`TriggerPath`]).
+//! ([`SessionPath`], [`TemplatePath`], [`TriggerPath`], [`EndpointPath`]).
 
 use super::error::ApiError;
 use crate::auth::Identity;
 use app::agents::TemplateId;
 use app::domain::{AppError, SessionId};
+use app::notifications::EndpointId;
 use app::triggers::TriggerId;
 use axum::extract::{ConnectInfo, FromRequestParts, RawPathParams};
 use axum::http::request::Parts;
@@ -92,5 +93,18 @@ impl<S: Send + Sync> FromRequestParts<S> for TriggerPath {
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         path_id(parts, state, "Trigger").await.map(TriggerPath)
+    }
+}
+
+/// The notification endpoint a path's `{id}` names.
+pub struct EndpointPath(pub EndpointId);
+
+impl<S: Send + Sync> FromRequestParts<S> for EndpointPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        path_id(parts, state, "Notification endpoint")
+            .await
+            .map(EndpointPath)
     }
 }

@@ -22,6 +22,7 @@ mod frames;
 mod hooks;
 mod live;
 mod metrics;
+mod notifications;
 mod probes;
 pub mod request_guard;
 pub mod routes;
@@ -73,6 +74,7 @@ impl AppState {
         paddock.recover().await?;
         let paddock = Arc::new(paddock);
         crate::triggers::schedule::spawn(&paddock);
+        crate::notifications::sender::spawn(&paddock);
         Ok(Self { leptos, paddock })
     }
 }
@@ -181,6 +183,7 @@ impl OwnRoutes {
                 .merge(terminals::routes())
                 .merge(triggers::routes())
                 .merge(hooks::routes())
+                .merge(notifications::routes())
                 .merge(events::routes())
                 .merge(updates::routes())
                 .merge(live::routes())

@@ -133,12 +133,14 @@ pub trait Accounts: Send + Sync {
     async fn put_credential(&self, credential: &SealedCredential) -> Result<()>;
     /// `false` when there was none.
     async fn delete_credential(&self, id: &CredentialId) -> Result<bool>;
-    /// Replaces every credential, every trigger's secrets and the master
-    /// key's check value (a rotation) in one transaction.
+    /// Replaces every credential, every trigger's and notification
+    /// endpoint's secrets and the master key's check value (a rotation) in
+    /// one transaction.
     async fn replace_credentials(
         &self,
         all: &[SealedCredential],
         triggers: &[crate::store::triggers::SealedTriggerSecrets],
+        endpoints: &[crate::store::notifications::SealedEndpointSecret],
         key_check: &str,
     ) -> Result<()>;
 

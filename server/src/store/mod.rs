@@ -13,12 +13,14 @@
 
 pub mod accounts;
 pub mod leases;
+pub mod notifications;
 mod sql;
 pub mod templates;
 pub mod triggers;
 
 pub use accounts::Accounts;
 pub use leases::Leases;
+pub use notifications::Notifications;
 pub use sql::{Database, SqlStore};
 pub use templates::Templates;
 pub use triggers::Triggers;
@@ -118,7 +120,9 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
 }
 
 #[async_trait::async_trait]
-pub trait Store: Accounts + Templates + Triggers + Leases + Send + Sync + 'static {
+pub trait Store:
+    Accounts + Templates + Triggers + Notifications + Leases + Send + Sync + 'static
+{
     /// Succeeds when the database answers a query.
     async fn ping(&self) -> Result<()>;
 

@@ -20,6 +20,7 @@ pub mod twilio;
 
 use crate::paddock::Paddock;
 use crate::store::triggers::{Claim, ConversationClaim};
+use crate::vault::SecretOf;
 use crate::workspace_files::Upload;
 use app::accounts::{AuditAction, Caller};
 use app::domain::{AppError, EventKind, NewSession, SessionId, TemplateId, TriggerRef};
@@ -249,7 +250,7 @@ impl Paddock {
         }
         let id = uuid::Uuid::now_v7();
         let (secret, shown) = secret_of(draft.kind, sender_key)?;
-        let sealed = self.vault.seal_trigger_secret(id, &secret)?;
+        let sealed = self.vault.seal_secret(SecretOf::Trigger(id), &secret)?;
         let trigger = self
             .store
             .create_trigger(id, template, &draft, &sealed, &caller.label())
@@ -317,7 +318,7 @@ impl Paddock {
             )));
         }
         let (secret, shown) = secret_of(before.draft.kind, sender_key)?;
-        let sealed = self.vault.seal_trigger_secret(id, &secret)?;
+        let sealed = self.vault.seal_secret(SecretOf::Trigger(id), &secret)?;
         let until = Utc::now()
             + chrono::Duration::from_std(overlap)
                 .map_err(|_| AppError::Invalid("overlap".into()))?;
@@ -415,7 +416,7 @@ impl Paddock {
         let secrets: Vec<String> = std::iter::once(&secrets.secret)
             .chain(secrets.previous.as_ref())
             .filter_map(|sealed| {
-                let opened = self.vault.open_trigger_secret(id, sealed);
+                let opened = self.vault.open_secret(SecretOf::Trigger(id), sealed);
                 if opened.is_none() {
                     tracing::error!(trigger = %id, "a secret of this trigger does not open under the master key");
                 }

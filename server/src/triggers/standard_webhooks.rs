@@ -5,6 +5,7 @@
 //! the key a `whsec_<base64>` secret holds. A timestamp more than
 //! [`TOLERANCE_SECS`] away from now is refused, so a captured delivery
 //! cannot be sent again later; within it, the id is what tells a repeat.
+//! Paddock's own notifications are signed the same way ([`sign`]).
 
 use super::Verified;
 use axum::http::HeaderMap;
@@ -29,6 +30,26 @@ pub const SECRET_PREFIX: &str = "whsec_";
 pub fn new_secret() -> String {
     let key: [u8; 32] = rand::random();
     format!("{SECRET_PREFIX}{}", STANDARD.encode(key))
+}
+
+/// The HMAC of a message under a `whsec_` secret (none for a secret that
+/// is not one).
+fn mac(secret: &str, id: &str, timestamp: i64, body: &[u8]) -> Option<Hmac<Sha256>> {
+    let key = STANDARD.decode(secret.strip_prefix(SECRET_PREFIX)?).ok()?;
+    let mut mac = Hmac::<Sha256>::new_from_slice(&key).ok()?;
+    mac.update(id.as_bytes());
+    mac.update(b".");
+    mac.update(timestamp.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    Some(mac)
+}
+
+/// The `webhook-signature` of a message Paddock sends (a notification),
+/// under a `whsec_` secret.
+pub fn sign(secret: &str, id: &str, timestamp: i64, body: &[u8]) -> Option<String> {
+    let tag = mac(secret, id, timestamp, body)?.finalize().into_bytes();
+    Some(format!("v1,{}", STANDARD.encode(tag)))
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &'static str) -> Result<&'a str, String> {
@@ -85,20 +106,11 @@ pub fn verify(
         return Err("the webhook-signature holds no v1 signature".into());
     }
     for secret in secrets {
-        let Some(mut mac) = secret
-            .strip_prefix(SECRET_PREFIX)
-            .and_then(|k| STANDARD.decode(k).ok())
-            .and_then(|key| Hmac::<Sha256>::new_from_slice(&key).ok())
-        else {
-            continue;
-        };
         // The body is hashed once per secret; each signature is compared
         // (in constant time) with the tag that makes.
-        mac.update(id.as_bytes());
-        mac.update(b".");
-        mac.update(timestamp.to_string().as_bytes());
-        mac.update(b".");
-        mac.update(body);
+        let Some(mac) = mac(secret, id, timestamp, body) else {
+            continue;
+        };
         if signatures
             .iter()
             .any(|s| mac.clone().verify_slice(s).is_ok())
@@ -145,5 +157,10 @@ mod tests {
         // The old secret still works beside a new one.
         let both = vec![new_secret(), secret[0].clone()];
         assert!(verify(&headers, body, &both, 1614265330).is_ok());
+        // Signed as the specification's example is.
+        assert_eq!(
+            sign(&secret[0], "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body).as_deref(),
+            Some("v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=")
+        );
     }
 }

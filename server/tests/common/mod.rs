@@ -10,6 +10,7 @@
 pub mod git_server;
 pub mod postgres;
 pub mod rest;
+pub mod senders;
 
 use app::domain::{Event, EventKind, NewSession, Session, SessionId, SessionStatus};
 use clap::Parser;

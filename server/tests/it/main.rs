@@ -25,6 +25,7 @@ mod llm;
 mod mcp;
 mod metrics;
 mod mounts;
+mod notifications;
 mod recovery;
 mod replicas;
 mod sandbox;

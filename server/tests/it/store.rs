@@ -538,7 +538,7 @@ async fn credentials_audit_proxy_tokens_and_meta() {
             .await
             .unwrap();
         store
-            .replace_credentials(&[sealed("B_TOKEN", 3)], &[], "new")
+            .replace_credentials(&[sealed("B_TOKEN", 3)], &[], &[], "new")
             .await
             .unwrap();
         let names: Vec<_> = store
@@ -764,6 +764,7 @@ async fn triggers_claim_each_delivery_once_and_keep_their_conversations() {
                     secret: "resealed".into(),
                     previous: Some("resealed-old".into()),
                 }],
+                &[],
                 "check",
             )
             .await

@@ -4,6 +4,7 @@
 //! running against the scripted model; every bad one refused with nothing
 //! created, nothing queued, and an audit line.
 
+use crate::common::senders::sender_sign;
 use crate::common::{self, Home, Served};
 use app::domain::{EventKind, Session};
 use app::triggers::TriggerSecret;
@@ -14,41 +15,6 @@ use server::paddock::Paddock;
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-
-/// The Python with the senders' libraries.
-fn senders_python() -> std::path::PathBuf {
-    let cache = std::env::var_os("XDG_CACHE_HOME")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| std::path::PathBuf::from(std::env::var("HOME").unwrap()).join(".cache"));
-    let python = cache.join("paddock/senders/bin/python");
-    assert!(
-        python.exists(),
-        "the senders' libraries (scripts/setup --tests)"
-    );
-    python
-}
-
-/// What `tests/senders/sign.py` prints for `args`, with `stdin`: a
-/// signature made by the sender's own library (or documented algorithm).
-fn sender_sign(args: &[&str], stdin: &str) -> String {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/senders/sign.py");
-    let mut child = Command::new(senders_python())
-        .arg(script)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success());
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
 
 /// The `webhook-signature` the `standardwebhooks` library makes.
 fn sign(secret: &str, id: &str, at: i64, body: &str) -> String {

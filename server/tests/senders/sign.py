@@ -3,11 +3,16 @@
     sign.py standard-webhooks <secret> <id> <unix-seconds>   (the body on stdin)
     sign.py twilio <auth-token> <url>        (the URL-encoded form on stdin)
     sign.py mailgun <signing-key> <unix-seconds> <token>
+    sign.py verify-standard-webhooks <secret>   ({"headers", "body"} on stdin)
 
 prints the signature: Standard Webhooks' header value with its own library,
 Twilio's X-Twilio-Signature with its library's RequestValidator, Mailgun's
-as its documentation computes it (Mailgun ships no library for it).
+as its documentation computes it (Mailgun ships no library for it). The
+last verifies a message Paddock sent (a notification) as a receiver does
+with the standardwebhooks library, and prints its payload; it fails if the
+signature does not hold.
 """
+import json
 import hashlib
 import hmac
 import sys
@@ -49,6 +54,12 @@ def main() -> None:
                 digestmod=hashlib.sha256,
             ).hexdigest()
         )
+    elif scheme == "verify-standard-webhooks":
+        from standardwebhooks.webhooks import Webhook
+
+        (secret,) = args
+        received = json.loads(body)
+        print(json.dumps(Webhook(secret).verify(received["body"], received["headers"])))
     else:
         sys.exit(f"unknown scheme {scheme}")
 

@@ -475,6 +475,7 @@ impl Accounts for SqlStore {
         &self,
         all: &[SealedCredential],
         triggers: &[crate::store::triggers::SealedTriggerSecrets],
+        endpoints: &[crate::store::notifications::SealedEndpointSecret],
         key_check: &str,
     ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
@@ -494,6 +495,13 @@ impl Accounts for SqlStore {
                 .bind(&t.secret)
                 .bind(t.previous.as_deref())
                 .bind(t.id.to_string())
+                .execute(&mut *tx)
+                .await?;
+        }
+        for e in endpoints {
+            sqlx::query("UPDATE notification_endpoints SET secret = $1 WHERE id = $2")
+                .bind(&e.secret)
+                .bind(e.id.to_string())
                 .execute(&mut *tx)
                 .await?;
         }

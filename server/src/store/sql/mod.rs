@@ -11,6 +11,7 @@
 mod accounts;
 mod connect;
 mod leases;
+mod notifications;
 mod templates;
 mod triggers;
 
@@ -265,9 +266,9 @@ impl Store for SqlStore {
              sandbox_memory_mb, sandbox_cpus, sandbox_pids, command_timeout_secs, sandbox_disk_mb, \
              budget_usd, mounts, env, secrets, max_turns, allowed_tools, image, source, \
              instructions, skills, skill_names, mcp_servers, egress, template, triggered_by, \
-             owner_id, created_at, updated_at) \
+             owner_id, created_at, updated_at, template_id) \
              VALUES ($1, $2, $3, $4, $5, $6, 'idle', $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, \
-             $25, $26, $27, $28, $29) \
+             $25, $26, $27, $28, $29, $30) \
              RETURNING {SESSION_COLUMNS}"
         ))
         .bind(id.to_string())
@@ -314,6 +315,7 @@ impl Store for SqlStore {
         .bind(owner.map(|o| o.to_string()))
         .bind(&now)
         .bind(&now)
+        .bind(spec.template.as_ref().map(|t| t.id.to_string()))
         .fetch_one(&self.pool)
         .await?;
         row.try_into()

@@ -1,0 +1,93 @@
+//! How notifications are posted: one HTTP client, no redirects, a time
+//! limit, and (unless private networks are allowed) only public addresses,
+//! checked on every address a name resolves to at the moment it is
+//! connected to, so a name cannot be turned towards this host's or its
+//! network's own services.
+
+use crate::egress::is_public;
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Longest a try may take.
+pub const TRY_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Resolves names to public addresses only.
+struct PublicOnly;
+
+impl Resolve for PublicOnly {
+    fn resolve(&self, name: Name) -> Resolving {
+        Box::pin(async move {
+            let found: Vec<SocketAddr> = tokio::net::lookup_host((name.as_str(), 0))
+                .await?
+                .filter(|a| is_public(a.ip()))
+                .collect();
+            if found.is_empty() {
+                return Err(format!(
+                    "{} has no public address (notifications go only to public addresses)",
+                    name.as_str()
+                )
+                .into());
+            }
+            Ok(Box::new(found.into_iter()) as Addrs)
+        })
+    }
+}
+
+/// The client notifications are posted with.
+pub fn client(private_allowed: bool) -> reqwest::Client {
+    let builder = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(TRY_TIMEOUT)
+        .user_agent(concat!("Paddock/", env!("CARGO_PKG_VERSION")));
+    let builder = match private_allowed {
+        true => builder,
+        false => builder.dns_resolver(Arc::new(PublicOnly)),
+    };
+    builder.build().unwrap_or_default()
+}
+
+/// Why `url` may not be posted to, if it may not: an address written in
+/// it that is not public (names are checked as they resolve).
+pub fn refused_address(url: &str, private_allowed: bool) -> Option<String> {
+    if private_allowed {
+        return None;
+    }
+    let host = reqwest::Url::parse(url).ok()?.host_str()?.to_owned();
+    let ip: IpAddr = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .ok()?;
+    (!is_public(ip)).then(|| {
+        format!("{ip} is not a public address (notifications go only to public addresses)")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn only_public_addresses_unless_allowed() {
+        for url in [
+            "http://127.0.0.1:9/x",
+            "http://[::1]/x",
+            "http://10.0.0.7/",
+            "http://169.254.169.254/latest",
+        ] {
+            assert!(refused_address(url, false).is_some(), "{url}");
+            assert!(refused_address(url, true).is_none(), "{url}");
+        }
+        assert!(refused_address("https://8.8.8.8/x", false).is_none());
+        assert!(refused_address("https://hooks.example.com/x", false).is_none());
+        // A name that resolves to loopback is refused as it resolves.
+        let err = client(false)
+            .post("http://localhost:9/x")
+            .send()
+            .await
+            .unwrap_err();
+        assert!(format!("{err:?}").contains("no public address"), "{err:?}");
+    }
+}

@@ -1,0 +1,118 @@
+//! What a notification says: which of a session's events makes one, and
+//! its body, `{"type", "timestamp", "data"}` as Standard Webhooks senders
+//! write them, with the session (its link) and what the event says: the
+//! run's final text, the error, or the tool the agent asks to use.
+
+use app::domain::{Event, EventKind, Session, SessionStatus};
+use app::notifications::NotifiedEvent;
+use chrono::SecondsFormat;
+use serde_json::{json, Value};
+
+/// The notified event an event of a session's log is, if any.
+pub fn notified(event: &Event) -> Option<NotifiedEvent> {
+    match &event.kind {
+        EventKind::Status {
+            status: SessionStatus::Idle,
+            ..
+        } => Some(NotifiedEvent::Finished),
+        EventKind::Status {
+            status: SessionStatus::Error,
+            ..
+        } => Some(NotifiedEvent::Error),
+        EventKind::PermissionRequest { .. } => Some(NotifiedEvent::PermissionRequested),
+        _ => None,
+    }
+}
+
+/// The message's id (`webhook-id`): one per event of a session.
+pub fn message_id(event: &Event) -> String {
+    format!("msg_{}_{}", event.session_id.simple(), event.seq)
+}
+
+/// What the event says besides the session: `said` is the text that goes
+/// with it (the run's last text, or the error).
+pub fn body(
+    what: NotifiedEvent,
+    event: &Event,
+    session: &Session,
+    base_url: &str,
+    said: Option<String>,
+) -> Value {
+    let mut data = json!({
+        "session": {
+            "id": session.id,
+            "name": session.name,
+            "url": format!("{base_url}/sessions/{}", session.id),
+            "status": session.status,
+            "cost_usd": session.cost_usd,
+            "turns": session.turns,
+            "template": session.template.as_ref().map(|t| &t.name),
+            "trigger": session.trigger.as_ref().map(|t| &t.name),
+        },
+        "seq": event.seq,
+    });
+    match (&event.kind, what) {
+        (EventKind::Status { message, .. }, NotifiedEvent::Finished) => {
+            data["text"] = said.into();
+            data["message"] = message.clone().into();
+        }
+        (EventKind::Status { message, .. }, NotifiedEvent::Error) => {
+            data["error"] = said.or_else(|| message.clone()).into();
+        }
+        (
+            EventKind::PermissionRequest {
+                request_id,
+                tool,
+                input,
+                ..
+            },
+            _,
+        ) => {
+            data["permission"] = json!({ "request_id": request_id, "tool": tool, "input": input });
+        }
+        _ => {}
+    }
+    json!({
+        "type": what.message_type(),
+        "timestamp": event.at.to_rfc3339_opts(SecondsFormat::Millis, true),
+        "data": data,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_make_the_notifications_they_are() {
+        let event = |kind: EventKind| Event {
+            session_id: uuid::Uuid::nil(),
+            seq: 7,
+            at: chrono::Utc::now(),
+            kind,
+        };
+        let status = |status| {
+            event(EventKind::Status {
+                status,
+                message: None,
+            })
+        };
+        assert_eq!(
+            notified(&status(SessionStatus::Idle)),
+            Some(NotifiedEvent::Finished)
+        );
+        assert_eq!(
+            notified(&status(SessionStatus::Error)),
+            Some(NotifiedEvent::Error)
+        );
+        assert_eq!(notified(&status(SessionStatus::Running)), None);
+        assert_eq!(
+            notified(&event(EventKind::AssistantText { text: "x".into() })),
+            None
+        );
+        assert_eq!(
+            message_id(&status(SessionStatus::Idle)),
+            format!("msg_{}_7", uuid::Uuid::nil().simple())
+        );
+    }
+}

@@ -1,0 +1,153 @@
+//! Notifications (see [`app::notifications`]): endpoints that hear when a
+//! template's sessions (those of its owner), or one session, finish, fail
+//! or ask for permission. A template's owner sets up its endpoints, signed
+//! in; whoever may operate a session sets up that session's. Each endpoint
+//! has a `whsec_` secret, shown once, sealed under the master key; its
+//! messages are made from the sessions' event logs through a cursor of its
+//! own ([`sender`]), never from what is broadcast live, so none is lost to
+//! a restart, and are signed per Standard Webhooks.
+
+mod client;
+mod message;
+pub mod sender;
+
+use crate::paddock::Paddock;
+use crate::triggers::standard_webhooks;
+use crate::vault::SecretOf;
+use app::accounts::{Access, AuditAction, Caller};
+use app::domain::AppError;
+use app::notifications::{Endpoint, EndpointDraft, EndpointId, EndpointSecret, Message, Scope};
+use chrono::Utc;
+
+impl Paddock {
+    /// Whether messages may go to loopback and private addresses: with
+    /// sign-in off (one person's own machine), or where the operator
+    /// allows it.
+    fn private_notifications(&self) -> bool {
+        self.config.notify_private_networks || !self.auth.enabled()
+    }
+
+    /// Refuses anyone who may not set up endpoints for `scope`: a
+    /// template's are its owner's, signed in (they carry the owner's
+    /// sessions' outcomes elsewhere); a session's, whoever may operate it.
+    async fn may_notify(&self, caller: &Caller, scope: Scope) -> Result<(), AppError> {
+        match scope {
+            Scope::Template(id) => {
+                let t = self.templates.get(caller, id).await?;
+                if t.owner != caller.user {
+                    return Err(AppError::Forbidden(
+                        "Only the agent's owner sets up its notifications.".into(),
+                    ));
+                }
+                caller.require_signed_in()
+            }
+            Scope::Session(id) => self
+                .session_for(caller, id, Access::Operate)
+                .await
+                .map(drop),
+        }
+    }
+
+    /// The endpoint, if the caller may see it: whoever may use its
+    /// template, or watch its session.
+    async fn endpoint_for(&self, caller: &Caller, id: EndpointId) -> Result<Endpoint, AppError> {
+        let not_found = || AppError::NotFound(format!("Notification endpoint {id}"));
+        let (endpoint, _) = self.store.get_endpoint(id).await?.ok_or_else(not_found)?;
+        let seen = match endpoint.scope {
+            Scope::Template(t) => self.templates.get(caller, t).await.map(drop),
+            Scope::Session(s) => self.session_for(caller, s, Access::Watch).await.map(drop),
+        };
+        seen.map_err(|_| not_found())?;
+        Ok(endpoint)
+    }
+
+    async fn audit_endpoint(&self, caller: &Caller, id: EndpointId, what: &str) {
+        self.auth
+            .audit(
+                &caller.label(),
+                AuditAction::NotificationChanged,
+                &id.to_string(),
+                what,
+                caller.address,
+            )
+            .await;
+    }
+
+    pub async fn endpoints_of(
+        &self,
+        caller: &Caller,
+        scope: Scope,
+    ) -> Result<Vec<Endpoint>, AppError> {
+        match scope {
+            Scope::Template(id) => self.templates.get(caller, id).await.map(drop)?,
+            Scope::Session(id) => self
+                .session_for(caller, id, Access::Watch)
+                .await
+                .map(drop)?,
+        }
+        Ok(self.store.list_endpoints(scope).await?)
+    }
+
+    /// A new endpoint with its secret (shown this once).
+    pub async fn add_endpoint(
+        &self,
+        caller: &Caller,
+        scope: Scope,
+        draft: EndpointDraft,
+    ) -> Result<EndpointSecret, AppError> {
+        self.may_notify(caller, scope).await?;
+        let draft = draft.validate()?;
+        if let Some(why) = client::refused_address(&draft.url, self.private_notifications()) {
+            return Err(AppError::Invalid(format!(
+                "{why}; PADDOCK_NOTIFY_PRIVATE_NETWORKS=true lets them go to this network."
+            )));
+        }
+        let id = uuid::Uuid::now_v7();
+        let secret = standard_webhooks::new_secret();
+        let sealed = self.vault.seal_secret(SecretOf::Endpoint(id), &secret)?;
+        let endpoint = self
+            .store
+            .create_endpoint(id, scope, caller.user, &draft, &sealed, &caller.label())
+            .await?;
+        self.audit_endpoint(caller, id, &format!("created for {}", draft.url))
+            .await;
+        Ok(EndpointSecret { endpoint, secret })
+    }
+
+    pub async fn remove_endpoint(&self, caller: &Caller, id: EndpointId) -> Result<(), AppError> {
+        let endpoint = self.endpoint_for(caller, id).await?;
+        self.may_notify(caller, endpoint.scope).await?;
+        if !self.store.delete_endpoint(id).await? {
+            return Err(AppError::NotFound(format!("Notification endpoint {id}")));
+        }
+        self.audit_endpoint(caller, id, "deleted").await;
+        Ok(())
+    }
+
+    pub async fn endpoint_messages(
+        &self,
+        caller: &Caller,
+        id: EndpointId,
+    ) -> Result<Vec<Message>, AppError> {
+        self.endpoint_for(caller, id).await?;
+        Ok(self.store.messages(id).await?)
+    }
+
+    /// Sends a message again, in its turn: the endpoint's sender takes it
+    /// next.
+    pub async fn redeliver_message(
+        &self,
+        caller: &Caller,
+        id: EndpointId,
+        message: &str,
+    ) -> Result<(), AppError> {
+        let endpoint = self.endpoint_for(caller, id).await?;
+        self.may_notify(caller, endpoint.scope).await?;
+        if !self.store.redeliver(id, message, Utc::now()).await? {
+            return Err(AppError::NotFound(format!("Message {message:?}")));
+        }
+        self.audit_endpoint(caller, id, &format!("redeliver {message}"))
+            .await;
+        Ok(())
+    }
+}

@@ -1,0 +1,88 @@
+//! The notifications half of the store: endpoints with their sealed
+//! secrets, each endpoint's cursor over each session's event log, and the
+//! messages made for it with how sending them went. Every database
+//! implements it beside [`Store`](super::Store), which requires it.
+
+use super::Result;
+use app::domain::{Event, SessionId, UserId};
+use app::notifications::{Endpoint, EndpointDraft, EndpointId, Message, Scope};
+use chrono::{DateTime, Utc};
+
+/// Messages listed at most, newest first.
+pub const MESSAGES_LISTED: usize = 100;
+/// Messages kept in the log, in days.
+pub const MESSAGES_KEPT_DAYS: i64 = 30;
+
+/// An endpoint's secret as stored: sealed under the master key.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SealedEndpointSecret {
+    pub id: EndpointId,
+    pub secret: String,
+}
+
+#[async_trait::async_trait]
+pub trait Notifications {
+    async fn create_endpoint(
+        &self,
+        id: EndpointId,
+        scope: Scope,
+        owner: Option<UserId>,
+        draft: &EndpointDraft,
+        sealed_secret: &str,
+        by: &str,
+    ) -> Result<Endpoint>;
+    async fn get_endpoint(
+        &self,
+        id: EndpointId,
+    ) -> Result<Option<(Endpoint, SealedEndpointSecret)>>;
+    async fn list_endpoints(&self, scope: Scope) -> Result<Vec<Endpoint>>;
+    /// Every endpoint's id (for the servers that deliver).
+    async fn endpoint_ids(&self) -> Result<Vec<EndpointId>>;
+    async fn delete_endpoint(&self, id: EndpointId) -> Result<bool>;
+    /// Every endpoint's sealed secret (to seal them again under a new key).
+    async fn endpoint_secrets(&self) -> Result<Vec<SealedEndpointSecret>>;
+    /// Holds an endpoint for `holder` until `until`: `false` when another
+    /// holds it past `now`.
+    async fn hold_endpoint(
+        &self,
+        id: EndpointId,
+        holder: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool>;
+    /// Lets go of every endpoint `holder` holds.
+    async fn release_endpoints(&self, holder: &str) -> Result<()>;
+    /// Events the endpoint is not done with, oldest first: of the sessions
+    /// it hears of (its session, or its template's sessions of its owner),
+    /// past its cursor in each, made since the endpoint was, of the kinds
+    /// that may notify (status changes, permission requests).
+    async fn events_for(&self, endpoint: &Endpoint, limit: i64) -> Result<Vec<Event>>;
+    /// The session's newest event of `kind` (its name, `assistant_text`)
+    /// before `seq`.
+    async fn latest_before(
+        &self,
+        session: SessionId,
+        seq: i64,
+        kind: &str,
+    ) -> Result<Option<Event>>;
+    /// The endpoint is done with the session's log through `seq`.
+    async fn advance_cursor(
+        &self,
+        endpoint: EndpointId,
+        session: SessionId,
+        seq: i64,
+    ) -> Result<()>;
+    /// Stores a new message (pending) with its body, and advances the
+    /// cursor past its event, at once.
+    async fn queue_message(&self, message: &Message, body: &str, seq: i64) -> Result<()>;
+    /// The oldest pending message, with its body.
+    async fn next_message(&self, endpoint: EndpointId) -> Result<Option<(Message, String)>>;
+    /// Stores how a try went; forgets messages older than
+    /// [`MESSAGES_KEPT_DAYS`] that are no longer pending.
+    async fn update_message(&self, message: &Message) -> Result<()>;
+    /// The newest messages ([`MESSAGES_LISTED`] at most).
+    async fn messages(&self, endpoint: EndpointId) -> Result<Vec<Message>>;
+    /// Sends a message again (pending, due `now`); `false` if there is no
+    /// such message.
+    async fn redeliver(&self, endpoint: EndpointId, id: &str, now: DateTime<Utc>) -> Result<bool>;
+}

@@ -1,0 +1,409 @@
+//! [`Notifications`] in SQL.
+
+use super::{timestamp, EventRow, SqlStore, StoredTime};
+use crate::store::notifications::{
+    Notifications, SealedEndpointSecret, MESSAGES_KEPT_DAYS, MESSAGES_LISTED,
+};
+use crate::store::{Result, StoreError};
+use app::domain::{Event, SessionId, UserId};
+use app::notifications::{Endpoint, EndpointDraft, EndpointId, Message, Scope};
+use chrono::{DateTime, Utc};
+
+const ENDPOINT_COLUMNS: &str =
+    "id, template_id, session_id, owner_id, draft, secret, created_at, created_by";
+const MESSAGE_COLUMNS: &str = "endpoint_id, id, session_id, event, state, attempts, \
+     response_code, error, created_at, updated_at, next_attempt_at";
+
+fn corrupt(what: &str, id: &str, e: &dyn std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("notification endpoint {id}: {what}: {e}"))
+}
+
+#[derive(sqlx::FromRow)]
+struct EndpointRow {
+    id: String,
+    template_id: Option<String>,
+    session_id: Option<String>,
+    owner_id: Option<String>,
+    draft: String,
+    secret: String,
+    created_at: StoredTime,
+    created_by: String,
+}
+
+impl TryFrom<EndpointRow> for (Endpoint, SealedEndpointSecret) {
+    type Error = StoreError;
+    fn try_from(r: EndpointRow) -> Result<Self> {
+        let id: EndpointId = r.id.parse().map_err(|e| corrupt("id", &r.id, &e))?;
+        let scope = match (&r.template_id, &r.session_id) {
+            (Some(t), None) => {
+                Scope::Template(t.parse().map_err(|e| corrupt("template", &r.id, &e))?)
+            }
+            (None, Some(s)) => {
+                Scope::Session(s.parse().map_err(|e| corrupt("session", &r.id, &e))?)
+            }
+            _ => return Err(corrupt("scope", &r.id, &"neither or both")),
+        };
+        let endpoint = Endpoint {
+            id,
+            scope,
+            owner: r
+                .owner_id
+                .as_deref()
+                .map(str::parse)
+                .transpose()
+                .map_err(|e| corrupt("owner", &r.id, &e))?,
+            draft: serde_json::from_str(&r.draft).map_err(|e| corrupt("draft", &r.id, &e))?,
+            created_at: r.created_at.into(),
+            created_by: r.created_by,
+        };
+        Ok((
+            endpoint,
+            SealedEndpointSecret {
+                id,
+                secret: r.secret,
+            },
+        ))
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct MessageRow {
+    endpoint_id: String,
+    id: String,
+    session_id: String,
+    event: String,
+    state: String,
+    attempts: i64,
+    response_code: Option<i64>,
+    error: Option<String>,
+    created_at: StoredTime,
+    updated_at: StoredTime,
+    next_attempt_at: Option<StoredTime>,
+}
+
+impl TryFrom<MessageRow> for Message {
+    type Error = StoreError;
+    fn try_from(r: MessageRow) -> Result<Self> {
+        let bad = |what: &str, e: &dyn std::fmt::Display| corrupt(what, &r.endpoint_id, e);
+        Ok(Message {
+            endpoint: r.endpoint_id.parse().map_err(|e| bad("id", &e))?,
+            session: r.session_id.parse().map_err(|e| bad("session", &e))?,
+            event: r.event.parse().map_err(|e| bad("event", &e))?,
+            state: r.state.parse().map_err(|e| bad("state", &e))?,
+            attempts: u32::try_from(r.attempts).unwrap_or(u32::MAX),
+            response_code: r.response_code.and_then(|c| u16::try_from(c).ok()),
+            error: r.error,
+            created_at: r.created_at.into(),
+            updated_at: r.updated_at.into(),
+            next_attempt_at: r.next_attempt_at.map(Into::into),
+            id: r.id,
+        })
+    }
+}
+
+/// A scope as its two columns.
+fn scope_columns(scope: Scope) -> (Option<String>, Option<String>) {
+    match scope {
+        Scope::Template(t) => (Some(t.to_string()), None),
+        Scope::Session(s) => (None, Some(s.to_string())),
+    }
+}
+
+fn draft_json(draft: &EndpointDraft) -> Result<String> {
+    serde_json::to_string(draft).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+#[async_trait::async_trait]
+impl Notifications for SqlStore {
+    async fn create_endpoint(
+        &self,
+        id: EndpointId,
+        scope: Scope,
+        owner: Option<UserId>,
+        draft: &EndpointDraft,
+        sealed_secret: &str,
+        by: &str,
+    ) -> Result<Endpoint> {
+        let (template, session) = scope_columns(scope);
+        let row: EndpointRow = sqlx::query_as(&format!(
+            "INSERT INTO notification_endpoints \
+             (id, template_id, session_id, owner_id, draft, secret, created_at, created_by) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {ENDPOINT_COLUMNS}"
+        ))
+        .bind(id.to_string())
+        .bind(template)
+        .bind(session)
+        .bind(owner.map(|o| o.to_string()))
+        .bind(draft_json(draft)?)
+        .bind(sealed_secret)
+        .bind(timestamp(Utc::now()))
+        .bind(by)
+        .fetch_one(&self.pool)
+        .await?;
+        let (endpoint, _) = row.try_into()?;
+        Ok(endpoint)
+    }
+
+    async fn get_endpoint(
+        &self,
+        id: EndpointId,
+    ) -> Result<Option<(Endpoint, SealedEndpointSecret)>> {
+        let row: Option<EndpointRow> = sqlx::query_as(&format!(
+            "SELECT {ENDPOINT_COLUMNS} FROM notification_endpoints WHERE id = $1"
+        ))
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(TryInto::try_into).transpose()
+    }
+
+    async fn list_endpoints(&self, scope: Scope) -> Result<Vec<Endpoint>> {
+        let (template, session) = scope_columns(scope);
+        let rows: Vec<EndpointRow> = sqlx::query_as(&format!(
+            "SELECT {ENDPOINT_COLUMNS} FROM notification_endpoints \
+             WHERE template_id = $1 OR session_id = $2 ORDER BY created_at"
+        ))
+        .bind(template.unwrap_or_default())
+        .bind(session.unwrap_or_default())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|r| <(Endpoint, SealedEndpointSecret)>::try_from(r).map(|(e, _)| e))
+            .collect()
+    }
+
+    async fn endpoint_ids(&self) -> Result<Vec<EndpointId>> {
+        let ids: Vec<(String,)> = sqlx::query_as("SELECT id FROM notification_endpoints")
+            .fetch_all(&self.pool)
+            .await?;
+        ids.into_iter()
+            .map(|(id,)| id.parse().map_err(|e| corrupt("id", &id, &e)))
+            .collect()
+    }
+
+    async fn delete_endpoint(&self, id: EndpointId) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM notification_endpoints WHERE id = $1")
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn endpoint_secrets(&self) -> Result<Vec<SealedEndpointSecret>> {
+        let rows: Vec<(String, String)> =
+            sqlx::query_as("SELECT id, secret FROM notification_endpoints")
+                .fetch_all(&self.pool)
+                .await?;
+        rows.into_iter()
+            .map(|(id, secret)| {
+                Ok(SealedEndpointSecret {
+                    id: id.parse().map_err(|e| corrupt("id", &id, &e))?,
+                    secret,
+                })
+            })
+            .collect()
+    }
+
+    async fn hold_endpoint(
+        &self,
+        id: EndpointId,
+        holder: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool> {
+        let held = sqlx::query(
+            "UPDATE notification_endpoints SET holder = $1, held_until = $2 \
+             WHERE id = $3 AND (holder = $1 OR held_until < $4)",
+        )
+        .bind(holder)
+        .bind(timestamp(until))
+        .bind(id.to_string())
+        .bind(timestamp(now))
+        .execute(&self.pool)
+        .await?;
+        Ok(held.rows_affected() > 0)
+    }
+
+    async fn release_endpoints(&self, holder: &str) -> Result<()> {
+        sqlx::query(
+            "UPDATE notification_endpoints SET holder = '', held_until = '' WHERE holder = $1",
+        )
+        .bind(holder)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn events_for(&self, endpoint: &Endpoint, limit: i64) -> Result<Vec<Event>> {
+        let (template, session) = scope_columns(endpoint.scope);
+        let rows: Vec<EventRow> = sqlx::query_as(
+            "SELECT e.session_id, e.seq, e.at, e.payload FROM events e \
+             JOIN sessions s ON s.id = e.session_id \
+             LEFT JOIN notification_cursors c \
+               ON c.endpoint_id = $1 AND c.session_id = e.session_id \
+             WHERE ((s.template_id = $2 AND COALESCE(s.owner_id, '') = $3) OR s.id = $4) \
+               AND e.kind IN ('status', 'permission_request') \
+               AND e.seq > COALESCE(c.last_seq, 0) AND e.at >= $5 \
+             ORDER BY e.at, e.session_id, e.seq LIMIT $6",
+        )
+        .bind(endpoint.id.to_string())
+        .bind(template.unwrap_or_default())
+        .bind(endpoint.owner.map(|o| o.to_string()).unwrap_or_default())
+        .bind(session.unwrap_or_default())
+        .bind(timestamp(endpoint.created_at))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(Event::try_from).collect()
+    }
+
+    async fn latest_before(
+        &self,
+        session: SessionId,
+        seq: i64,
+        kind: &str,
+    ) -> Result<Option<Event>> {
+        let row: Option<EventRow> = sqlx::query_as(
+            "SELECT session_id, seq, at, payload FROM events \
+             WHERE session_id = $1 AND seq < $2 AND kind = $3 ORDER BY seq DESC LIMIT 1",
+        )
+        .bind(session.to_string())
+        .bind(seq)
+        .bind(kind)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(Event::try_from).transpose()
+    }
+
+    async fn advance_cursor(
+        &self,
+        endpoint: EndpointId,
+        session: SessionId,
+        seq: i64,
+    ) -> Result<()> {
+        advance_in(&self.pool, endpoint, session, seq).await
+    }
+
+    async fn queue_message(&self, m: &Message, body: &str, seq: i64) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO notification_messages \
+             (endpoint_id, id, session_id, event, body, state, attempts, created_at, updated_at, \
+              next_attempt_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+             ON CONFLICT (endpoint_id, id) DO NOTHING",
+        )
+        .bind(m.endpoint.to_string())
+        .bind(&m.id)
+        .bind(m.session.to_string())
+        .bind(m.event.as_str())
+        .bind(body)
+        .bind(m.state.as_str())
+        .bind(i64::from(m.attempts))
+        .bind(timestamp(m.created_at))
+        .bind(timestamp(m.updated_at))
+        .bind(m.next_attempt_at.map(timestamp))
+        .execute(&mut *tx)
+        .await?;
+        advance_in(&mut *tx, m.endpoint, m.session, seq).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn next_message(&self, endpoint: EndpointId) -> Result<Option<(Message, String)>> {
+        let row: Option<(MessageRow, String)> = sqlx::query_as::<_, BodiedRow>(&format!(
+            "SELECT {MESSAGE_COLUMNS}, body FROM notification_messages \
+             WHERE endpoint_id = $1 AND state = 'pending' \
+             ORDER BY next_attempt_at, created_at LIMIT 1"
+        ))
+        .bind(endpoint.to_string())
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|r| (r.message, r.body));
+        row.map(|(m, body)| Ok((Message::try_from(m)?, body)))
+            .transpose()
+    }
+
+    async fn update_message(&self, m: &Message) -> Result<()> {
+        sqlx::query(
+            "UPDATE notification_messages SET state = $1, attempts = $2, response_code = $3, \
+             error = $4, updated_at = $5, next_attempt_at = $6 \
+             WHERE endpoint_id = $7 AND id = $8",
+        )
+        .bind(m.state.as_str())
+        .bind(i64::from(m.attempts))
+        .bind(m.response_code.map(i64::from))
+        .bind(m.error.as_deref())
+        .bind(timestamp(m.updated_at))
+        .bind(m.next_attempt_at.map(timestamp))
+        .bind(m.endpoint.to_string())
+        .bind(&m.id)
+        .execute(&self.pool)
+        .await?;
+        let kept_from = Utc::now() - chrono::Duration::days(MESSAGES_KEPT_DAYS);
+        sqlx::query(
+            "DELETE FROM notification_messages \
+             WHERE endpoint_id = $1 AND state <> 'pending' AND created_at < $2",
+        )
+        .bind(m.endpoint.to_string())
+        .bind(timestamp(kept_from))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn messages(&self, endpoint: EndpointId) -> Result<Vec<Message>> {
+        let rows: Vec<MessageRow> = sqlx::query_as(&format!(
+            "SELECT {MESSAGE_COLUMNS} FROM notification_messages WHERE endpoint_id = $1 \
+             ORDER BY created_at DESC LIMIT {MESSAGES_LISTED}"
+        ))
+        .bind(endpoint.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(Message::try_from).collect()
+    }
+
+    async fn redeliver(&self, endpoint: EndpointId, id: &str, now: DateTime<Utc>) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE notification_messages SET state = 'pending', next_attempt_at = $1, \
+             updated_at = $1 WHERE endpoint_id = $2 AND id = $3",
+        )
+        .bind(timestamp(now))
+        .bind(endpoint.to_string())
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+}
+
+/// A message's row with its body.
+#[derive(sqlx::FromRow)]
+struct BodiedRow {
+    #[sqlx(flatten)]
+    message: MessageRow,
+    body: String,
+}
+
+/// Moves an endpoint's cursor in a session forward to `seq` (never back).
+async fn advance_in<'e, E>(
+    exec: E,
+    endpoint: EndpointId,
+    session: SessionId,
+    seq: i64,
+) -> Result<()>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    sqlx::query(
+        "INSERT INTO notification_cursors (endpoint_id, session_id, last_seq) VALUES ($1, $2, $3) \
+         ON CONFLICT (endpoint_id, session_id) DO UPDATE SET last_seq = excluded.last_seq \
+         WHERE notification_cursors.last_seq < excluded.last_seq",
+    )
+    .bind(endpoint.to_string())
+    .bind(session.to_string())
+    .bind(seq)
+    .execute(exec)
+    .await?;
+    Ok(())
+}
