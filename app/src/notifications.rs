@@ -77,7 +77,8 @@ impl EndpointDraft {
                  characters."
             )));
         }
-        self.events.sort_by_key(|e| e.as_str());
+        self.events
+            .sort_by_key(|e| NotifiedEvent::ALL.iter().position(|all| all == e));
         self.events.dedup();
         if self.events.is_empty() {
             return Err(AppError::Invalid(
@@ -144,8 +145,12 @@ pub struct Message {
     pub response_code: Option<u16>,
     /// Why the last try failed, if it did.
     pub error: Option<String>,
+    /// When its event happened.
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Since when it is tried (for a day): its event, or when it was sent
+    /// again by hand.
+    pub tried_since: DateTime<Utc>,
     /// When it is tried next, while pending.
     pub next_attempt_at: Option<DateTime<Utc>>,
 }
@@ -174,7 +179,7 @@ mod tests {
         .validate()
         .unwrap();
         assert_eq!(ok.url, "https://hooks.example.com/paddock");
-        assert_eq!(ok.events, [NotifiedEvent::Error, NotifiedEvent::Finished]);
+        assert_eq!(ok.events, [NotifiedEvent::Finished, NotifiedEvent::Error]);
         for bad in [
             "ftp://x",
             "hooks.example.com",

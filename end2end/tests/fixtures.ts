@@ -92,6 +92,8 @@ export class Paddock {
       PADDOCK_GIT_ROOT: join(this.dataDir, 'git'),
       PADDOCK_MASTER_KEY_FILE: join(this.dataDir, 'master.key'),
       PADDOCK_AUTH: 'on',
+      // The tests' notification receivers listen on loopback.
+      PADDOCK_NOTIFY_PRIVATE_NETWORKS: 'true',
       PADDOCK_SANDBOX: this.sandbox,
       RUST_LOG: 'info',
       NO_COLOR: '1',

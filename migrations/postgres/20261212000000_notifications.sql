@@ -33,7 +33,8 @@ CREATE TABLE notification_cursors (
 );
 
 -- The messages made for each endpoint (the body sent on every try) and
--- how sending them went; kept 30 days.
+-- how sending them went (tried for a day from \`tried_since\`: its event,
+-- or when it was sent again by hand); kept 30 days.
 CREATE TABLE notification_messages (
     endpoint_id     TEXT NOT NULL REFERENCES notification_endpoints (id) ON DELETE CASCADE,
     id              TEXT NOT NULL,
@@ -46,6 +47,7 @@ CREATE TABLE notification_messages (
     error           TEXT,
     created_at      TEXT NOT NULL,
     updated_at      TEXT NOT NULL,
+    tried_since     TEXT NOT NULL,
     next_attempt_at TEXT,
     PRIMARY KEY (endpoint_id, id)
 );

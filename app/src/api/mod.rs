@@ -802,4 +802,5 @@ pub mod accounts;
 pub mod agents;
 pub mod changes;
 pub mod files;
+pub mod notifications;
 pub mod triggers;

@@ -1,8 +1,10 @@
 //! Agents: the agent templates a person may use, a form for a new one and
 //! an import; and one agent's page, to edit it (each save a new version),
 //! duplicate, export, delete, see its versions and start a session from it;
-//! its skills, and its triggers ([`super::agent_triggers`]).
+//! its skills, its triggers ([`super::agent_triggers`]) and its
+//! notifications ([`super::agent_notifications`]).
 
+use super::agent_notifications::Notifications;
 use super::agent_triggers::Triggers;
 use super::form::{submitted, PageTitle, INPUT, PANEL, PRIMARY, SECONDARY};
 use super::settings_form::{settings_of, SettingsFields};
@@ -215,6 +217,7 @@ pub fn AgentPage() -> impl IntoView {
                             </section>
                             <Skills id=id.clone() skills=t.draft.session.skills.clone() save=save_skill remove=remove_skill />
                             <Triggers template=id.clone() />
+                            <Notifications template=id.clone() />
                         </div>
                         <section aria-labelledby="versions-heading">
                             <h2 id="versions-heading" class="mb-2 text-sm font-semibold uppercase tracking-wide text-zinc-500">"Versions"</h2>

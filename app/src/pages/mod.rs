@@ -2,6 +2,7 @@
 
 mod account;
 mod admin;
+mod agent_notifications;
 mod agent_triggers;
 mod agents;
 mod form;

@@ -22,6 +22,7 @@ use app::domain::{AppError, Delta, Event, EventKind, Session, SessionId, Session
 use secret_mask::SecretMasks;
 use std::borrow::Cow;
 use std::sync::Arc;
+use tokio::sync::Notify;
 
 /// Stores, then publishes. Cheap to clone.
 #[derive(Clone)]
@@ -29,6 +30,9 @@ pub struct Journal {
     store: Arc<dyn Store>,
     hub: Hub,
     masks: &'static SecretMasks,
+    /// Told when a status change or a permission request is stored here:
+    /// what notifications are made of.
+    notable: Arc<Notify>,
 }
 
 fn not_found(id: SessionId) -> AppError {
@@ -41,7 +45,14 @@ impl Journal {
             store,
             hub,
             masks: SecretMasks::global(),
+            notable: Arc::default(),
         }
+    }
+
+    /// What is told when a status change or a permission request is stored
+    /// (one waiter: the notification sender).
+    pub fn notable(&self) -> Arc<Notify> {
+        self.notable.clone()
     }
 
     /// Values of the session's secrets, masked from now on in all it
@@ -70,6 +81,9 @@ impl Journal {
             .append_event(session, &kind)
             .await?
             .ok_or_else(|| not_found(session))?;
+        if matches!(event.kind, EventKind::PermissionRequest { .. }) {
+            self.notable.notify_one();
+        }
         self.announce(event).await
     }
 
@@ -112,6 +126,7 @@ impl Journal {
             .set_status(session, status, message)
             .await?
             .ok_or_else(|| not_found(session))?;
+        self.notable.notify_one();
         self.hub.publish_event(event.clone());
         self.publish_summary(session).await;
         Ok(event)

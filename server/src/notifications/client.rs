@@ -41,20 +41,28 @@ pub fn client(private_allowed: bool) -> reqwest::Client {
         .redirect(reqwest::redirect::Policy::none())
         .timeout(TRY_TIMEOUT)
         .user_agent(concat!("Paddock/", env!("CARGO_PKG_VERSION")));
+    // Through no proxy: the addresses checked are the ones connected to.
     let builder = match private_allowed {
         true => builder,
-        false => builder.dns_resolver(Arc::new(PublicOnly)),
+        false => builder.no_proxy().dns_resolver(Arc::new(PublicOnly)),
     };
     builder.build().unwrap_or_default()
 }
 
-/// Why `url` may not be posted to, if it may not: an address written in
-/// it that is not public (names are checked as they resolve).
+/// Why `url` may not be posted to, if it may not: it is not a URL with a
+/// host, or an address written in it is not public (names are checked as
+/// they resolve).
 pub fn refused_address(url: &str, private_allowed: bool) -> Option<String> {
+    let Some(host) = reqwest::Url::parse(url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_owned))
+        .filter(|h| !h.is_empty())
+    else {
+        return Some(format!("{url:?} is not a URL with a host"));
+    };
     if private_allowed {
         return None;
     }
-    let host = reqwest::Url::parse(url).ok()?.host_str()?.to_owned();
     let ip: IpAddr = host
         .trim_start_matches('[')
         .trim_end_matches(']')
@@ -81,6 +89,9 @@ mod tests {
             assert!(refused_address(url, true).is_none(), "{url}");
         }
         assert!(refused_address("https://8.8.8.8/x", false).is_none());
+        for bad in ["http://", "not a url", "http:///x"] {
+            assert!(refused_address(bad, true).is_some(), "{bad}");
+        }
         assert!(refused_address("https://hooks.example.com/x", false).is_none());
         // A name that resolves to loopback is refused as it resolves.
         let err = client(false)

@@ -1,7 +1,8 @@
 //! Notifications (see [`app::notifications`]): endpoints that hear when a
 //! template's sessions (those of its owner), or one session, finish, fail
 //! or ask for permission. A template's owner sets up its endpoints, signed
-//! in; whoever may operate a session sets up that session's. Each endpoint
+//! in; whoever may operate a session sets up that session's; only they see
+//! them (a URL may be a secret of its own). Each endpoint
 //! has a `whsec_` secret, shown once, sealed under the master key; its
 //! messages are made from the sessions' event logs through a cursor of its
 //! own ([`sender`]), never from what is broadcast live, so none is lost to
@@ -12,6 +13,7 @@ mod message;
 pub mod sender;
 
 use crate::paddock::Paddock;
+use crate::store::notifications::ENDPOINTS_MAX;
 use crate::triggers::standard_webhooks;
 use crate::vault::SecretOf;
 use app::accounts::{Access, AuditAction, Caller};
@@ -48,16 +50,14 @@ impl Paddock {
         }
     }
 
-    /// The endpoint, if the caller may see it: whoever may use its
-    /// template, or watch its session.
+    /// The endpoint, if the caller may manage it (its URL may be a secret
+    /// of its own); to anyone else, there is none.
     async fn endpoint_for(&self, caller: &Caller, id: EndpointId) -> Result<Endpoint, AppError> {
         let not_found = || AppError::NotFound(format!("Notification endpoint {id}"));
         let (endpoint, _) = self.store.get_endpoint(id).await?.ok_or_else(not_found)?;
-        let seen = match endpoint.scope {
-            Scope::Template(t) => self.templates.get(caller, t).await.map(drop),
-            Scope::Session(s) => self.session_for(caller, s, Access::Watch).await.map(drop),
-        };
-        seen.map_err(|_| not_found())?;
+        self.may_notify(caller, endpoint.scope)
+            .await
+            .map_err(|_| not_found())?;
         Ok(endpoint)
     }
 
@@ -78,13 +78,7 @@ impl Paddock {
         caller: &Caller,
         scope: Scope,
     ) -> Result<Vec<Endpoint>, AppError> {
-        match scope {
-            Scope::Template(id) => self.templates.get(caller, id).await.map(drop)?,
-            Scope::Session(id) => self
-                .session_for(caller, id, Access::Watch)
-                .await
-                .map(drop)?,
-        }
+        self.may_notify(caller, scope).await?;
         Ok(self.store.list_endpoints(scope).await?)
     }
 
@@ -97,6 +91,11 @@ impl Paddock {
     ) -> Result<EndpointSecret, AppError> {
         self.may_notify(caller, scope).await?;
         let draft = draft.validate()?;
+        if self.store.list_endpoints(scope).await?.len() >= ENDPOINTS_MAX {
+            return Err(AppError::Conflict(format!(
+                "At most {ENDPOINTS_MAX} notification endpoints each: delete one first."
+            )));
+        }
         if let Some(why) = client::refused_address(&draft.url, self.private_notifications()) {
             return Err(AppError::Invalid(format!(
                 "{why}; PADDOCK_NOTIFY_PRIVATE_NETWORKS=true lets them go to this network."
@@ -115,8 +114,7 @@ impl Paddock {
     }
 
     pub async fn remove_endpoint(&self, caller: &Caller, id: EndpointId) -> Result<(), AppError> {
-        let endpoint = self.endpoint_for(caller, id).await?;
-        self.may_notify(caller, endpoint.scope).await?;
+        self.endpoint_for(caller, id).await?;
         if !self.store.delete_endpoint(id).await? {
             return Err(AppError::NotFound(format!("Notification endpoint {id}")));
         }
@@ -141,8 +139,7 @@ impl Paddock {
         id: EndpointId,
         message: &str,
     ) -> Result<(), AppError> {
-        let endpoint = self.endpoint_for(caller, id).await?;
-        self.may_notify(caller, endpoint.scope).await?;
+        self.endpoint_for(caller, id).await?;
         if !self.store.redeliver(id, message, Utc::now()).await? {
             return Err(AppError::NotFound(format!("Message {message:?}")));
         }

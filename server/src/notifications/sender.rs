@@ -1,31 +1,39 @@
 //! Sending notifications. Each server runs one sender; for each endpoint,
-//! the server that holds it (a lease in the database, renewed while it
-//! works) sends its messages one at a time, in the order their events
-//! happened: the oldest pending message first (tried again with
-//! exponential backoff and jitter, for a day, then let go), and when none
-//! is pending, the next event past the endpoint's cursor that notifies
-//! (the cursor moves past the others). A message is stored, and the cursor
-//! moved past its event, before it is first sent: a restart resumes from
-//! there, and a message is never made twice. The sender wakes when a
-//! session changes and looks again every [`POLL`] (other replicas' events,
-//! retries due, messages to send again).
+//! the server that holds it (a lease in the database, renewed before every
+//! try, and let go when the server shuts down) sends its messages one at a
+//! time: the pending one due first (tried again with exponential backoff
+//! and jitter, for a day, then let go), and when none is pending, the next
+//! event that notifies past the endpoint's cursor in a session's log, in
+//! the log's order (the cursor moves past the others). A message is stored,
+//! and the cursor moved past its event, before it is first sent: a restart
+//! resumes from there, and a message is never made twice. Only the
+//! endpoint's owner's sessions are told, while they may still operate them.
+//! The sender wakes when this server stores a status change or a
+//! permission request, and looks again every [`POLL`] (other replicas'
+//! events, retries due, messages to send again).
 
 use super::client::{self, TRY_TIMEOUT};
 use super::message;
 use crate::paddock::Paddock;
 use crate::triggers::standard_webhooks;
 use crate::vault::SecretOf;
-use app::domain::AppError;
-use app::notifications::{Endpoint, EndpointId, Message, MessageState};
+use app::accounts::Access;
+use app::domain::{AppError, Event, EventKind, Session, SessionStatus};
+use app::notifications::{Endpoint, EndpointId, Message, MessageState, NotifiedEvent, Scope};
 use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-/// How often each server looks, besides when a session changes.
+/// How often each server looks, besides when it is told.
 pub const POLL: Duration = Duration::from_secs(2);
-/// How long a server holds an endpoint past its last look.
-const HOLD: chrono::Duration = chrono::Duration::seconds(30);
-/// Events read from the logs at once.
+/// How long a server holds an endpoint past its last try: longer than a
+/// try may take.
+const HOLD: chrono::Duration = chrono::Duration::seconds(60);
+/// Endpoints looked at at once.
+const ENDPOINTS_AT_ONCE: usize = 8;
+/// Sessions, and events of one session, read from the store at once.
+const SESSIONS_AT_ONCE: i64 = 50;
 const EVENTS_AT_ONCE: i64 = 100;
 /// Messages sent to one endpoint in one look (the rest, at the next).
 const MESSAGES_PER_LOOK: usize = 20;
@@ -34,7 +42,8 @@ const TRIED_FOR: chrono::Duration = chrono::Duration::days(1);
 /// The first wait after a failed try, and the longest.
 const FIRST_WAIT_SECS: f64 = 5.0;
 const LONGEST_WAIT_SECS: f64 = 3600.0;
-/// The most of an endpoint's answer kept with a failed try.
+/// The most of an endpoint's answer read, and kept with a failed try.
+const ANSWER_MAX_BYTES: usize = 1024;
 const ERROR_MAX_CHARS: usize = 300;
 
 /// Runs this server's sender while `paddock` is served; when it shuts
@@ -42,7 +51,7 @@ const ERROR_MAX_CHARS: usize = 300;
 /// server to take.
 pub fn spawn(paddock: &Arc<Paddock>) {
     let holder = uuid::Uuid::now_v7().to_string();
-    let mut changes = paddock.hub.subscribe_sessions();
+    let notable = paddock.journal.notable();
     let shutting_down = paddock.hub.shutting_down();
     let http = client::client(paddock.private_notifications());
     let store = paddock.store.clone();
@@ -54,9 +63,9 @@ pub fn spawn(paddock: &Arc<Paddock>) {
             p.notify_all(&holder, &http).await;
             drop(p);
             tokio::select! {
-                _ = changes.recv() => {}
-                _ = tokio::time::sleep(POLL) => {}
-                _ = &mut shutting_down => break,
+                () = notable.notified() => {}
+                () = tokio::time::sleep(POLL) => {}
+                () = &mut shutting_down => break,
             }
         }
         if let Err(e) = store.release_endpoints(&holder).await {
@@ -83,7 +92,7 @@ enum Tried {
 }
 
 impl Paddock {
-    /// One look at every endpoint this server holds or may take, all at
+    /// One look at every endpoint this server holds or may take, a few at
     /// once.
     pub async fn notify_all(&self, holder: &str, http: &reqwest::Client) {
         let ids = match self.store.endpoint_ids().await {
@@ -93,27 +102,33 @@ impl Paddock {
                 return;
             }
         };
-        let looks = ids.into_iter().map(|id| async move {
-            if let Err(e) = self.notify(id, holder, http).await {
-                tracing::warn!(endpoint = %id, "notifications: {e}");
-            }
-        });
-        futures_util::future::join_all(looks).await;
+        futures_util::stream::iter(ids)
+            .for_each_concurrent(ENDPOINTS_AT_ONCE, |id| async move {
+                if let Err(e) = self.notify(id, holder, http).await {
+                    tracing::warn!(endpoint = %id, "notifications: {e}");
+                }
+            })
+            .await;
     }
 
-    /// Sends what is due to one endpoint, if this server holds it.
+    /// Holds the endpoint for this server (again): `false` when another
+    /// holds it.
+    async fn hold(&self, id: EndpointId, holder: &str) -> Result<bool, AppError> {
+        let now = Utc::now();
+        Ok(self
+            .store
+            .hold_endpoint(id, holder, now, now + HOLD)
+            .await?)
+    }
+
+    /// Sends what is due to one endpoint, while this server holds it.
     async fn notify(
         &self,
         id: EndpointId,
         holder: &str,
         http: &reqwest::Client,
     ) -> Result<(), AppError> {
-        let now = Utc::now();
-        if !self
-            .store
-            .hold_endpoint(id, holder, now, now + HOLD)
-            .await?
-        {
+        if !self.hold(id, holder).await? {
             return Ok(());
         }
         let Some((endpoint, sealed)) = self.store.get_endpoint(id).await? else {
@@ -126,6 +141,7 @@ impl Paddock {
             tracing::error!(endpoint = %id, "the endpoint's secret does not open under the master key");
             return Ok(());
         };
+        let private = self.private_notifications();
         for _ in 0..MESSAGES_PER_LOOK {
             let pending = match self.store.next_message(id).await? {
                 Some(pending) => Some(pending),
@@ -137,7 +153,14 @@ impl Paddock {
             if message.next_attempt_at.is_some_and(|at| at > Utc::now()) {
                 return Ok(());
             }
-            let tried = send(http, &endpoint.draft.url, &secret, &message.id, &body).await;
+            // Held anew for each try, which takes less than the hold.
+            if !self.hold(id, holder).await? {
+                return Ok(());
+            }
+            let tried = match client::refused_address(&endpoint.draft.url, private) {
+                Some(why) => Tried::Failed(why),
+                None => send(http, &endpoint.draft.url, &secret, &message.id, &body).await,
+            };
             let delivered = settle(&mut message, tried, Utc::now());
             self.store.update_message(&message).await?;
             if !delivered {
@@ -154,67 +177,140 @@ impl Paddock {
         &self,
         endpoint: &Endpoint,
     ) -> Result<Option<(Message, String)>, AppError> {
-        loop {
-            let events = self.store.events_for(endpoint, EVENTS_AT_ONCE).await?;
-            if events.is_empty() {
-                return Ok(None);
-            }
-            for event in events {
-                let heard =
-                    message::notified(&event).filter(|what| endpoint.draft.events.contains(what));
-                let (Some(what), Some(session)) =
-                    (heard, self.store.get_session(event.session_id).await?)
-                else {
+        for (session, last_seq) in self
+            .store
+            .sessions_behind(endpoint, SESSIONS_AT_ONCE)
+            .await?
+        {
+            loop {
+                let events = self
+                    .store
+                    .events_behind(endpoint.id, session, EVENTS_AT_ONCE)
+                    .await?;
+                let complete = events.len() < EVENTS_AT_ONCE as usize;
+                let Some(last) = events.last().map(|e| e.seq) else {
+                    // Nothing that may notify up to its newest event.
                     self.store
-                        .advance_cursor(endpoint.id, event.session_id, event.seq)
+                        .advance_cursor(endpoint.id, session, last_seq)
                         .await?;
-                    continue;
+                    break;
                 };
-                let said = self.said_with(&event, what).await?;
-                let base = self.config.base_url(self.config.listen_addr());
-                let body = message::body(what, &event, &session, &base, said).to_string();
-                let now = Utc::now();
-                let made = Message {
-                    endpoint: endpoint.id,
-                    id: message::message_id(&event),
-                    session: session.id,
-                    event: what,
-                    state: MessageState::Pending,
-                    attempts: 0,
-                    response_code: None,
-                    error: None,
-                    created_at: now,
-                    updated_at: now,
-                    next_attempt_at: Some(now),
-                };
-                self.store.queue_message(&made, &body, event.seq).await?;
-                return Ok(Some((made, body)));
+                for event in events {
+                    if let Some(made) = self.message_of(endpoint, &event).await? {
+                        return Ok(Some(made));
+                    }
+                }
+                let through = if complete { last.max(last_seq) } else { last };
+                self.store
+                    .advance_cursor(endpoint.id, session, through)
+                    .await?;
+                if complete {
+                    break;
+                }
             }
         }
+        Ok(None)
+    }
+
+    /// The message an event makes for the endpoint, stored with the cursor
+    /// moved past it; none for an event it does not hear of.
+    async fn message_of(
+        &self,
+        endpoint: &Endpoint,
+        event: &Event,
+    ) -> Result<Option<(Message, String)>, AppError> {
+        let heard = message::notified(event).filter(|what| endpoint.draft.events.contains(what));
+        let Some(what) = heard else { return Ok(None) };
+        let Some(session) = self.store.get_session(event.session_id).await? else {
+            return Ok(None);
+        };
+        if !self.may_still_hear(endpoint, &session).await? {
+            return Ok(None);
+        }
+        let said = self.said_with(event, what).await?;
+        let base = self.config.base_url(self.config.listen_addr());
+        let body = message::body(what, event, &session, &base, said).to_string();
+        let made = Message {
+            endpoint: endpoint.id,
+            id: message::message_id(event),
+            session: session.id,
+            event: what,
+            state: MessageState::Pending,
+            attempts: 0,
+            response_code: None,
+            error: None,
+            created_at: event.at,
+            updated_at: Utc::now(),
+            tried_since: event.at,
+            next_attempt_at: Some(Utc::now()),
+        };
+        self.store.queue_message(&made, &body, event.seq).await?;
+        Ok(Some((made, body)))
+    }
+
+    /// Whether the endpoint's owner may still hear of the session: their
+    /// account is active (with sign-in off, one made so while it is off),
+    /// and they may operate it (a template's endpoint hears of its owner's
+    /// sessions only).
+    async fn may_still_hear(
+        &self,
+        endpoint: &Endpoint,
+        session: &Session,
+    ) -> Result<bool, AppError> {
+        let owner = match endpoint.owner {
+            None => return Ok(!self.auth.enabled()),
+            Some(owner) => match self.store.user_by_id(owner).await? {
+                Some(record) if !record.user.disabled => record.user.caller(),
+                _ => return Ok(false),
+            },
+        };
+        Ok(match endpoint.scope {
+            Scope::Template(_) => session.owner == endpoint.owner,
+            Scope::Session(id) => self.session_for(&owner, id, Access::Operate).await.is_ok(),
+        })
     }
 
     /// The text that goes with a notified event: the run's last text, or
-    /// the error it ended with.
+    /// the error it ended with (of this run: after its last `running`).
     async fn said_with(
         &self,
-        event: &app::domain::Event,
-        what: app::notifications::NotifiedEvent,
+        event: &Event,
+        what: NotifiedEvent,
     ) -> Result<Option<String>, AppError> {
-        use app::domain::EventKind;
-        use app::notifications::NotifiedEvent;
         let kind = match what {
             NotifiedEvent::Finished => "assistant_text",
             NotifiedEvent::Error => "error",
             NotifiedEvent::PermissionRequested => return Ok(None),
         };
+        let statuses = self
+            .store
+            .events_before(event.session_id, event.seq, "status", SESSIONS_AT_ONCE)
+            .await?;
+        let run_began = statuses
+            .iter()
+            .find(|e| {
+                matches!(
+                    e.kind,
+                    EventKind::Status {
+                        status: SessionStatus::Running,
+                        ..
+                    }
+                )
+            })
+            .map_or(0, |e| e.seq);
         let before = self
             .store
-            .latest_before(event.session_id, event.seq, kind)
+            .events_before(event.session_id, event.seq, kind, 1)
             .await?;
-        Ok(before.and_then(|e| match e.kind {
-            EventKind::AssistantText { text } | EventKind::Error { message: text } => Some(text),
-            _ => None,
-        }))
+        Ok(before
+            .into_iter()
+            .filter(|e| e.seq > run_began)
+            .find_map(|e| match e.kind {
+                EventKind::AssistantText { text } | EventKind::Error { message: text } => {
+                    Some(text)
+                }
+                _ => None,
+            }))
     }
 }
 
@@ -234,13 +330,17 @@ async fn send(http: &reqwest::Client, url: &str, secret: &str, id: &str, body: &
         .send()
         .await;
     match sent {
-        Ok(answer) => {
+        Ok(mut answer) => {
             let status = answer.status().as_u16();
-            let text = tokio::time::timeout(TRY_TIMEOUT, answer.text())
-                .await
-                .ok()
-                .and_then(Result::ok)
-                .unwrap_or_default();
+            let mut text = Vec::new();
+            while text.len() < ANSWER_MAX_BYTES {
+                match tokio::time::timeout(TRY_TIMEOUT, answer.chunk()).await {
+                    Ok(Ok(Some(chunk))) => text.extend_from_slice(&chunk),
+                    _ => break,
+                }
+            }
+            text.truncate(ANSWER_MAX_BYTES);
+            let text = String::from_utf8_lossy(&text);
             Tried::Answered(status, text.chars().take(ERROR_MAX_CHARS).collect())
         }
         Err(e) => {
@@ -274,7 +374,7 @@ fn settle(message: &mut Message, tried: Tried, now: DateTime<Utc>) -> bool {
         return true;
     }
     let next = now + backoff(message.attempts);
-    if next - message.created_at > TRIED_FOR {
+    if next - message.tried_since > TRIED_FOR {
         message.state = MessageState::Failed;
         message.next_attempt_at = None;
     } else {
@@ -309,6 +409,7 @@ mod tests {
             error: None,
             created_at: now,
             updated_at: now,
+            tried_since: now,
             next_attempt_at: Some(now),
         };
         assert!(!settle(&mut m, Tried::Answered(500, "oops".into()), now));

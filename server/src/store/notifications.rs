@@ -12,6 +12,8 @@ use chrono::{DateTime, Utc};
 pub const MESSAGES_LISTED: usize = 100;
 /// Messages kept in the log, in days.
 pub const MESSAGES_KEPT_DAYS: i64 = 30;
+/// Endpoints one template or session may have.
+pub const ENDPOINTS_MAX: usize = 10;
 
 /// An endpoint's secret as stored: sealed under the master key.
 #[derive(Clone, Debug, PartialEq)]
@@ -22,6 +24,7 @@ pub struct SealedEndpointSecret {
 
 #[async_trait::async_trait]
 pub trait Notifications {
+    /// A new endpoint, its cursor past what its sessions did before it.
     async fn create_endpoint(
         &self,
         id: EndpointId,
@@ -52,19 +55,31 @@ pub trait Notifications {
     ) -> Result<bool>;
     /// Lets go of every endpoint `holder` holds.
     async fn release_endpoints(&self, holder: &str) -> Result<()>;
-    /// Events the endpoint is not done with, oldest first: of the sessions
-    /// it hears of (its session, or its template's sessions of its owner),
-    /// past its cursor in each, made since the endpoint was, of the kinds
-    /// that may notify (status changes, permission requests).
-    async fn events_for(&self, endpoint: &Endpoint, limit: i64) -> Result<Vec<Event>>;
-    /// The session's newest event of `kind` (its name, `assistant_text`)
-    /// before `seq`.
-    async fn latest_before(
+    /// Sessions the endpoint hears of (its session, or its template's
+    /// sessions of its owner) whose logs go past its cursor: each with its
+    /// newest event's number, the least recently active first.
+    async fn sessions_behind(
+        &self,
+        endpoint: &Endpoint,
+        limit: i64,
+    ) -> Result<Vec<(SessionId, i64)>>;
+    /// A session's events past the endpoint's cursor that may notify
+    /// (status changes, permission requests), in order.
+    async fn events_behind(
+        &self,
+        endpoint: EndpointId,
+        session: SessionId,
+        limit: i64,
+    ) -> Result<Vec<Event>>;
+    /// A session's newest events of `kind` (its name, `assistant_text`)
+    /// before `seq`, newest first.
+    async fn events_before(
         &self,
         session: SessionId,
         seq: i64,
         kind: &str,
-    ) -> Result<Option<Event>>;
+        limit: i64,
+    ) -> Result<Vec<Event>>;
     /// The endpoint is done with the session's log through `seq`.
     async fn advance_cursor(
         &self,
@@ -75,14 +90,15 @@ pub trait Notifications {
     /// Stores a new message (pending) with its body, and advances the
     /// cursor past its event, at once.
     async fn queue_message(&self, message: &Message, body: &str, seq: i64) -> Result<()>;
-    /// The oldest pending message, with its body.
+    /// The pending message to send next (one sent again first, then the
+    /// oldest), with its body.
     async fn next_message(&self, endpoint: EndpointId) -> Result<Option<(Message, String)>>;
     /// Stores how a try went; forgets messages older than
     /// [`MESSAGES_KEPT_DAYS`] that are no longer pending.
     async fn update_message(&self, message: &Message) -> Result<()>;
     /// The newest messages ([`MESSAGES_LISTED`] at most).
     async fn messages(&self, endpoint: EndpointId) -> Result<Vec<Message>>;
-    /// Sends a message again (pending, due `now`); `false` if there is no
-    /// such message.
+    /// Sends a message again (pending, due `now`, tried anew for a day);
+    /// `false` if there is no such message.
     async fn redeliver(&self, endpoint: EndpointId, id: &str, now: DateTime<Utc>) -> Result<bool>;
 }

@@ -148,12 +148,16 @@ pub trait Triggers {
         -> Result<()>;
     /// The schedules due at `now`: each trigger, and the time it was due.
     async fn due_schedules(&self, now: DateTime<Utc>) -> Result<Vec<(TriggerId, DateTime<Utc>)>>;
-    /// Moves a schedule on from `due` to `next`: `false` when another
-    /// server did first (that one runs it).
+    /// Moves a schedule on from `due` to `next` (none: it has no time left,
+    /// or it is not to run): `false` when another server did first (that
+    /// one runs it).
     async fn advance_schedule(
         &self,
         trigger: TriggerId,
         due: DateTime<Utc>,
-        next: DateTime<Utc>,
+        next: Option<DateTime<Utc>>,
     ) -> Result<bool>;
+    /// The session of the trigger's newest delivery that has one (being
+    /// handled or answered).
+    async fn last_session(&self, trigger: TriggerId) -> Result<Option<SessionId>>;
 }

@@ -986,7 +986,12 @@ fn secret_of(
 fn checked(draft: TriggerDraft) -> Result<TriggerDraft, AppError> {
     let draft = draft.validate()?;
     if let Some(times) = &draft.schedule {
-        schedule::Times::of(times).map_err(AppError::Invalid)?;
+        let times = schedule::Times::of(times).map_err(AppError::Invalid)?;
+        if times.next_after(Utc::now()).is_none() {
+            return Err(AppError::Invalid(
+                "This schedule has no time left to run.".into(),
+            ));
+        }
     }
     prompt::check("prompt", &draft.prompt)?;
     if let Some(key) = &draft.conversation {

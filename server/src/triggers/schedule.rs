@@ -13,7 +13,7 @@ use super::{Opened, Said, Verified};
 use crate::paddock::Paddock;
 use crate::store::triggers::Claim;
 use app::domain::{AppError, SessionStatus};
-use app::triggers::{Delivery, MissedRuns, Schedule, Trigger, TriggerId, TriggerKind};
+use app::triggers::{Delivery, MissedRuns, Schedule, Trigger, TriggerId};
 use chrono::{DateTime, SecondsFormat, Utc};
 use chrono_tz::Tz;
 use croner::parser::{CronParser, Seconds};
@@ -157,34 +157,26 @@ impl Paddock {
         now: DateTime<Utc>,
     ) -> Result<(), AppError> {
         let trigger = self.store.get_trigger(id).await?.map(|(t, _)| t);
-        let (trigger, schedule) = match trigger {
-            Some(t) if t.draft.kind == TriggerKind::Schedule && !t.draft.paused => {
-                match t.draft.schedule.clone() {
-                    Some(schedule) => (t, schedule),
-                    None => return Ok(self.store.set_schedule(id, None).await?),
-                }
-            }
-            // Changed meanwhile (its change reschedules it) or gone.
-            _ => return Ok(()),
-        };
-        let times = match Times::of(&schedule) {
-            Ok(times) => times,
-            Err(why) => {
-                tracing::warn!(trigger = %id, "the schedule cannot run: {why}");
-                return Ok(self.store.set_schedule(id, None).await?);
-            }
+        let found = trigger.and_then(|t| match (t.draft.schedule.clone(), t.draft.paused) {
+            (Some(schedule), false) => Times::of(&schedule)
+                .map_err(|why| tracing::warn!(trigger = %id, "the schedule cannot run: {why}"))
+                .ok()
+                .map(|times| (schedule, times, t)),
+            _ => None,
+        });
+        let Some((schedule, times, trigger)) = found else {
+            // Paused, changed or gone meanwhile (a change sets its own next
+            // time): this time is not to run.
+            self.store.advance_schedule(id, due, None).await?;
+            return Ok(());
         };
         let latest = times.latest_at(now).map_or(due, |at| at.max(due));
-        let next = times.next_after(now);
-        let taken = match next {
-            Some(next) => self.store.advance_schedule(id, due, next).await?,
-            // No time left (a cron with a year): this run is the last.
-            None => {
-                self.store.set_schedule(id, None).await?;
-                true
-            }
-        };
-        if !taken {
+        // No time left after this one (a cron with a year): the last run.
+        if !self
+            .store
+            .advance_schedule(id, due, times.next_after(now))
+            .await?
+        {
             return Ok(());
         }
         let run = format!(
@@ -198,6 +190,7 @@ impl Paddock {
                 .skip_run(
                     &trigger,
                     &run,
+                    409,
                     format!("skipped: due at {local} while no server was running"),
                 )
                 .await;
@@ -207,6 +200,7 @@ impl Paddock {
                 .skip_run(
                     &trigger,
                     &run,
+                    409,
                     format!("skipped: the run in session {session} is still going"),
                 )
                 .await;
@@ -221,7 +215,7 @@ impl Paddock {
         };
         let opened = Opened {
             verified: Verified {
-                id: run,
+                id: run.clone(),
                 how: format!(
                     "Schedule: {} in {}, due {local}{}",
                     schedule.cron,
@@ -235,20 +229,22 @@ impl Paddock {
         };
         let answer = self.accept(&trigger, opened, None).await?;
         if answer.status >= 300 {
-            tracing::warn!(trigger = %id, "a scheduled run was not started: {}", answer.body);
+            // Not started (another handling held it, or the server could
+            // not): said in the log, as no one sends it again.
+            let why = answer.body["error"]["message"]
+                .as_str()
+                .or(answer.body["outcome"].as_str())
+                .unwrap_or("not started")
+                .to_owned();
+            self.skip_run(&trigger, &run, answer.status, format!("not run: {why}"))
+                .await?;
         }
         Ok(())
     }
 
     /// The session of the schedule's last run, if it still works.
     async fn run_in_progress(&self, trigger: &Trigger) -> Result<Option<String>, AppError> {
-        let last = self
-            .store
-            .deliveries(trigger.id)
-            .await?
-            .into_iter()
-            .find_map(|d| d.session);
-        let Some(session) = last else {
+        let Some(session) = self.store.last_session(trigger.id).await? else {
             return Ok(None);
         };
         let busy = self.store.get_session(session).await?.is_some_and(|s| {
@@ -262,8 +258,15 @@ impl Paddock {
         Ok(busy.then(|| session.to_string()))
     }
 
-    /// Notes a run that was not started, in the trigger's log.
-    async fn skip_run(&self, trigger: &Trigger, run: &str, why: String) -> Result<(), AppError> {
+    /// Notes a run that was not started, in the trigger's log (a run
+    /// handled meanwhile keeps its own answer).
+    async fn skip_run(
+        &self,
+        trigger: &Trigger,
+        run: &str,
+        status: u16,
+        why: String,
+    ) -> Result<(), AppError> {
         let claim = uuid::Uuid::now_v7().to_string();
         let abandoned_before = Utc::now() - super::ABANDONED_AFTER;
         let claimed = self
@@ -276,7 +279,7 @@ impl Paddock {
                 trigger: trigger.id,
                 id: run.to_owned(),
                 received_at: Utc::now(),
-                status: 409,
+                status,
                 outcome: why,
                 session: None,
             };

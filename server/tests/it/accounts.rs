@@ -1071,3 +1071,93 @@ async fn owners_change_settings_others_cannot_and_bad_values_change_nothing() {
         "{details:?}"
     );
 }
+
+#[tokio::test]
+async fn notification_endpoints_are_their_makers_and_go_to_public_addresses() {
+    let t = team(&[]).await;
+    let owner = t.person("olga", Role::Member).await;
+    let watcher = t.person("max", Role::Member).await;
+    let stranger = t.person("eve", Role::Member).await;
+    let s = t.create(&owner, json!({"name": "mine"})).await;
+    t.share(&owner, &s, &watcher, "watch").await;
+    let path = format!("/api/sessions/{}/notifications", s.id);
+    // With sign-in on, only public addresses (names are checked as they
+    // resolve).
+    for url in [
+        "http://127.0.0.1:9/x",
+        "http://10.1.2.3/x",
+        "http://[::1]/x",
+        "http://169.254.169.254/latest",
+        "http://",
+    ] {
+        let (status, body) = t
+            .status(
+                t.as_(&owner, Method::POST, &path)
+                    .json(&json!({ "url": url })),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{url}: {body}");
+    }
+    let (status, made) = t
+        .status(
+            t.as_(&owner, Method::POST, &path)
+                .json(&json!({"url": "https://hooks.example.com/paddock"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{made}");
+    let made: serde_json::Value = serde_json::from_str(&made).unwrap();
+    let endpoint = made["endpoint"]["id"].as_str().unwrap();
+    // Its URL may be a secret of its own: the watcher cannot list it, and
+    // neither can see, send again or delete it.
+    let (status, _) = t.status(t.as_(&watcher, Method::GET, &path)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = t.status(t.as_(&stranger, Method::GET, &path)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    for who in [&watcher, &stranger] {
+        for (method, path) in [
+            (
+                Method::GET,
+                format!("/api/notifications/{endpoint}/messages"),
+            ),
+            (Method::DELETE, format!("/api/notifications/{endpoint}")),
+        ] {
+            let (status, _) = t.status(t.as_(who, method, &path)).await;
+            assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+        }
+    }
+    let (status, listed) = t.status(t.as_(&owner, Method::GET, &path)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(listed.contains("hooks.example.com"));
+    // A template's notifications are set up by its owner, signed in: not
+    // with an API token.
+    let (status, template) = t
+        .status(
+            t.as_(&owner, Method::POST, "/api/templates")
+                .json(&json!({"name": "agent"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let template: serde_json::Value = serde_json::from_str(&template).unwrap();
+    let (status, _) = t
+        .status(
+            t.as_(
+                &owner,
+                Method::POST,
+                &format!(
+                    "/api/templates/{}/notifications",
+                    template["id"].as_str().unwrap()
+                ),
+            )
+            .json(&json!({"url": "https://hooks.example.com/agent"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = t
+        .status(t.as_(
+            &owner,
+            Method::DELETE,
+            &format!("/api/notifications/{endpoint}"),
+        ))
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+}

@@ -975,11 +975,21 @@ async fn triggers_claim_each_delivery_once_and_keep_their_conversations() {
         assert_eq!(due.len(), 1, "{db}");
         assert_eq!(due[0].0, id);
         assert_eq!(due[0].1.timestamp_micros(), at.timestamp_micros());
-        assert!(store.advance_schedule(id, due[0].1, later).await.unwrap());
+        assert!(store
+            .advance_schedule(id, due[0].1, Some(later))
+            .await
+            .unwrap());
         assert!(
-            !store.advance_schedule(id, due[0].1, later).await.unwrap(),
+            !store
+                .advance_schedule(id, due[0].1, Some(later))
+                .await
+                .unwrap(),
             "{db}: moved on twice"
         );
+        // Its last time: gone, once.
+        assert!(store.advance_schedule(id, later, None).await.unwrap());
+        assert!(!store.advance_schedule(id, later, None).await.unwrap());
+        store.set_schedule(id, Some(later)).await.unwrap();
         assert!(store.due_schedules(at).await.unwrap().is_empty());
         store.set_schedule(id, None).await.unwrap();
         assert!(store.due_schedules(later).await.unwrap().is_empty());
@@ -1142,4 +1152,170 @@ async fn postgres_restarted_under_load_loses_nothing() {
     tokio::task::spawn_blocking(move || server.stop())
         .await
         .unwrap();
+}
+
+#[tokio::test]
+async fn notification_cursors_see_each_event_once_in_log_order() {
+    use app::domain::TemplateRef;
+    use app::notifications::{EndpointDraft, Message, MessageState, NotifiedEvent, Scope};
+    let (_dir, urls) = databases().await;
+    for url in &urls {
+        let store = open(url).await;
+        let db = name_of(url);
+        let template = store
+            .create_template(
+                None,
+                &TemplateDraft {
+                    name: "t".into(),
+                    description: String::new(),
+                    session: NewSession::default(),
+                },
+                "ada",
+            )
+            .await
+            .unwrap();
+        let of_template = |name: &str| SessionSpec {
+            template: Some(TemplateRef {
+                id: template.id,
+                name: "t".into(),
+                version: 1,
+            }),
+            ..spec(name)
+        };
+        // Before the endpoint: not its to tell.
+        let old = store
+            .create_session(&of_template("old"), None)
+            .await
+            .unwrap();
+        store
+            .set_status(old.id, SessionStatus::Idle, None)
+            .await
+            .unwrap();
+        let other = store.create_session(&spec("other"), None).await.unwrap();
+        let id = uuid::Uuid::now_v7();
+        let draft = EndpointDraft {
+            url: "https://hooks.example.com/x".into(),
+            events: NotifiedEvent::ALL.to_vec(),
+        };
+        let endpoint = store
+            .create_endpoint(
+                id,
+                Scope::Template(template.id),
+                None,
+                &draft,
+                "sealed",
+                "ada",
+            )
+            .await
+            .unwrap();
+        assert!(
+            store
+                .sessions_behind(&endpoint, 10)
+                .await
+                .unwrap()
+                .is_empty(),
+            "{db}"
+        );
+        // After: its sessions' logs, not the others'.
+        let new = store
+            .create_session(&of_template("new"), None)
+            .await
+            .unwrap();
+        store
+            .append_event(new.id, &EventKind::AssistantText { text: "hi".into() })
+            .await
+            .unwrap();
+        store
+            .set_status(new.id, SessionStatus::Idle, None)
+            .await
+            .unwrap();
+        store
+            .set_status(old.id, SessionStatus::Error, None)
+            .await
+            .unwrap();
+        store
+            .set_status(other.id, SessionStatus::Idle, None)
+            .await
+            .unwrap();
+        let behind = store.sessions_behind(&endpoint, 10).await.unwrap();
+        let ids: Vec<_> = behind.iter().map(|(s, _)| *s).collect();
+        assert_eq!(ids.len(), 2, "{db}");
+        assert!(ids.contains(&new.id) && ids.contains(&old.id), "{db}");
+        let events = store.events_behind(id, new.id, 10).await.unwrap();
+        assert_eq!(events.len(), 1, "{db}: status changes only");
+        let last = store
+            .events_before(new.id, events[0].seq, "assistant_text", 5)
+            .await
+            .unwrap();
+        assert_eq!(last.len(), 1);
+        // A message stored moves the cursor past its event, at once.
+        let now = Utc::now().round_subsecs(6);
+        let message = Message {
+            endpoint: id,
+            id: "m1".into(),
+            session: new.id,
+            event: NotifiedEvent::Finished,
+            state: MessageState::Pending,
+            attempts: 0,
+            response_code: None,
+            error: None,
+            created_at: now,
+            updated_at: now,
+            tried_since: now,
+            next_attempt_at: Some(now),
+        };
+        store
+            .queue_message(&message, "{}", events[0].seq)
+            .await
+            .unwrap();
+        assert!(store
+            .events_behind(id, new.id, 10)
+            .await
+            .unwrap()
+            .is_empty());
+        let (next, body) = store.next_message(id).await.unwrap().unwrap();
+        assert_eq!(
+            (next.clone(), body.as_str()),
+            (message.clone(), "{}"),
+            "{db}"
+        );
+        let delivered = Message {
+            state: MessageState::Delivered,
+            attempts: 1,
+            response_code: Some(204),
+            next_attempt_at: None,
+            ..message
+        };
+        store.update_message(&delivered).await.unwrap();
+        assert!(store.next_message(id).await.unwrap().is_none());
+        assert_eq!(store.messages(id).await.unwrap(), [delivered]);
+        assert!(store.redeliver(id, "m1", now).await.unwrap());
+        assert!(!store.redeliver(id, "nothing", now).await.unwrap());
+        let again = store.next_message(id).await.unwrap().unwrap().0;
+        assert_eq!((again.state, again.attempts), (MessageState::Pending, 0));
+        // Never moved back.
+        store.advance_cursor(id, new.id, 1).await.unwrap();
+        assert!(store
+            .events_behind(id, new.id, 10)
+            .await
+            .unwrap()
+            .is_empty());
+        // Held by one server at a time, until let go.
+        let later = now + Duration::seconds(60);
+        assert!(store.hold_endpoint(id, "a", now, later).await.unwrap());
+        assert!(
+            !store.hold_endpoint(id, "b", now, later).await.unwrap(),
+            "{db}"
+        );
+        assert!(store.hold_endpoint(id, "a", now, later).await.unwrap());
+        assert!(store
+            .hold_endpoint(id, "b", later + Duration::seconds(1), later)
+            .await
+            .unwrap());
+        store.release_endpoints("b").await.unwrap();
+        assert!(store.hold_endpoint(id, "c", now, later).await.unwrap());
+        // Gone with its template.
+        assert!(store.delete_template(template.id).await.unwrap());
+        assert!(store.get_endpoint(id).await.unwrap().is_none(), "{db}");
+    }
 }

@@ -1291,6 +1291,7 @@ async fn a_schedule_runs_at_its_time_on_one_replica_and_skips_what_it_must() {
     let session = sessions[0].id;
     let local = paris(next[0]).format("%Y-%m-%d %H:%M");
     // Never two runs at once: the next time comes while it still works.
+    let mut running = false;
     for _ in 0..100 {
         let status = s
             .paddock
@@ -1300,11 +1301,13 @@ async fn a_schedule_runs_at_its_time_on_one_replica_and_skips_what_it_must() {
             .unwrap()
             .unwrap()
             .status;
-        if status == app::domain::SessionStatus::Running {
+        running = status == app::domain::SessionStatus::Running;
+        if running {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
+    assert!(running, "the first run works");
     s.paddock.run_schedules(next[1] + second).await;
     let events = common::wait_idle(&s.paddock, session).await;
     assert_eq!(

@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 const ENDPOINT_COLUMNS: &str =
     "id, template_id, session_id, owner_id, draft, secret, created_at, created_by";
 const MESSAGE_COLUMNS: &str = "endpoint_id, id, session_id, event, state, attempts, \
-     response_code, error, created_at, updated_at, next_attempt_at";
+     response_code, error, created_at, updated_at, tried_since, next_attempt_at";
 
 fn corrupt(what: &str, id: &str, e: &dyn std::fmt::Display) -> StoreError {
     StoreError::Corrupt(format!("notification endpoint {id}: {what}: {e}"))
@@ -78,6 +78,7 @@ struct MessageRow {
     error: Option<String>,
     created_at: StoredTime,
     updated_at: StoredTime,
+    tried_since: StoredTime,
     next_attempt_at: Option<StoredTime>,
 }
 
@@ -95,6 +96,7 @@ impl TryFrom<MessageRow> for Message {
             error: r.error,
             created_at: r.created_at.into(),
             updated_at: r.updated_at.into(),
+            tried_since: r.tried_since.into(),
             next_attempt_at: r.next_attempt_at.map(Into::into),
             id: r.id,
         })
@@ -125,21 +127,36 @@ impl Notifications for SqlStore {
         by: &str,
     ) -> Result<Endpoint> {
         let (template, session) = scope_columns(scope);
+        let mut tx = self.pool.begin().await?;
         let row: EndpointRow = sqlx::query_as(&format!(
             "INSERT INTO notification_endpoints \
              (id, template_id, session_id, owner_id, draft, secret, created_at, created_by) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {ENDPOINT_COLUMNS}"
         ))
         .bind(id.to_string())
-        .bind(template)
-        .bind(session)
+        .bind(template.clone())
+        .bind(session.clone())
         .bind(owner.map(|o| o.to_string()))
         .bind(draft_json(draft)?)
         .bind(sealed_secret)
         .bind(timestamp(Utc::now()))
         .bind(by)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
         .await?;
+        // What its sessions did before it is not its to tell.
+        sqlx::query(
+            "INSERT INTO notification_cursors (endpoint_id, session_id, last_seq) \
+             SELECT $1, s.id, s.last_seq FROM sessions s \
+             WHERE ((s.template_id = $2 AND COALESCE(s.owner_id, '') = $3) OR s.id = $4) \
+               AND s.last_seq > 0",
+        )
+        .bind(id.to_string())
+        .bind(template.unwrap_or_default())
+        .bind(owner.map(|o| o.to_string()).unwrap_or_default())
+        .bind(session.unwrap_or_default())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
         let (endpoint, _) = row.try_into()?;
         Ok(endpoint)
     }
@@ -234,45 +251,71 @@ impl Notifications for SqlStore {
         Ok(())
     }
 
-    async fn events_for(&self, endpoint: &Endpoint, limit: i64) -> Result<Vec<Event>> {
+    async fn sessions_behind(
+        &self,
+        endpoint: &Endpoint,
+        limit: i64,
+    ) -> Result<Vec<(SessionId, i64)>> {
         let (template, session) = scope_columns(endpoint.scope);
-        let rows: Vec<EventRow> = sqlx::query_as(
-            "SELECT e.session_id, e.seq, e.at, e.payload FROM events e \
-             JOIN sessions s ON s.id = e.session_id \
-             LEFT JOIN notification_cursors c \
-               ON c.endpoint_id = $1 AND c.session_id = e.session_id \
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT s.id, s.last_seq FROM sessions s \
+             LEFT JOIN notification_cursors c ON c.endpoint_id = $1 AND c.session_id = s.id \
              WHERE ((s.template_id = $2 AND COALESCE(s.owner_id, '') = $3) OR s.id = $4) \
-               AND e.kind IN ('status', 'permission_request') \
-               AND e.seq > COALESCE(c.last_seq, 0) AND e.at >= $5 \
-             ORDER BY e.at, e.session_id, e.seq LIMIT $6",
+               AND s.last_seq > COALESCE(c.last_seq, 0) \
+             ORDER BY s.updated_at LIMIT $5",
         )
         .bind(endpoint.id.to_string())
         .bind(template.unwrap_or_default())
         .bind(endpoint.owner.map(|o| o.to_string()).unwrap_or_default())
         .bind(session.unwrap_or_default())
-        .bind(timestamp(endpoint.created_at))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(id, last)| Ok((id.parse().map_err(|e| corrupt("session", &id, &e))?, last)))
+            .collect()
+    }
+
+    async fn events_behind(
+        &self,
+        endpoint: EndpointId,
+        session: SessionId,
+        limit: i64,
+    ) -> Result<Vec<Event>> {
+        let rows: Vec<EventRow> = sqlx::query_as(
+            "SELECT e.session_id, e.seq, e.at, e.payload FROM events e \
+             LEFT JOIN notification_cursors c \
+               ON c.endpoint_id = $1 AND c.session_id = e.session_id \
+             WHERE e.session_id = $2 AND e.seq > COALESCE(c.last_seq, 0) \
+               AND e.kind IN ('status', 'permission_request') \
+             ORDER BY e.seq LIMIT $3",
+        )
+        .bind(endpoint.to_string())
+        .bind(session.to_string())
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
         rows.into_iter().map(Event::try_from).collect()
     }
 
-    async fn latest_before(
+    async fn events_before(
         &self,
         session: SessionId,
         seq: i64,
         kind: &str,
-    ) -> Result<Option<Event>> {
-        let row: Option<EventRow> = sqlx::query_as(
+        limit: i64,
+    ) -> Result<Vec<Event>> {
+        let rows: Vec<EventRow> = sqlx::query_as(
             "SELECT session_id, seq, at, payload FROM events \
-             WHERE session_id = $1 AND seq < $2 AND kind = $3 ORDER BY seq DESC LIMIT 1",
+             WHERE session_id = $1 AND seq < $2 AND kind = $3 ORDER BY seq DESC LIMIT $4",
         )
         .bind(session.to_string())
         .bind(seq)
         .bind(kind)
-        .fetch_optional(&self.pool)
+        .bind(limit)
+        .fetch_all(&self.pool)
         .await?;
-        row.map(Event::try_from).transpose()
+        rows.into_iter().map(Event::try_from).collect()
     }
 
     async fn advance_cursor(
@@ -289,8 +332,8 @@ impl Notifications for SqlStore {
         sqlx::query(
             "INSERT INTO notification_messages \
              (endpoint_id, id, session_id, event, body, state, attempts, created_at, updated_at, \
-              next_attempt_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+              tried_since, next_attempt_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
              ON CONFLICT (endpoint_id, id) DO NOTHING",
         )
         .bind(m.endpoint.to_string())
@@ -302,6 +345,7 @@ impl Notifications for SqlStore {
         .bind(i64::from(m.attempts))
         .bind(timestamp(m.created_at))
         .bind(timestamp(m.updated_at))
+        .bind(timestamp(m.tried_since))
         .bind(m.next_attempt_at.map(timestamp))
         .execute(&mut *tx)
         .await?;
@@ -365,8 +409,9 @@ impl Notifications for SqlStore {
 
     async fn redeliver(&self, endpoint: EndpointId, id: &str, now: DateTime<Utc>) -> Result<bool> {
         let done = sqlx::query(
-            "UPDATE notification_messages SET state = 'pending', next_attempt_at = $1, \
-             updated_at = $1 WHERE endpoint_id = $2 AND id = $3",
+            "UPDATE notification_messages SET state = 'pending', attempts = 0, \
+             next_attempt_at = $1, tried_since = $1, updated_at = $1 \
+             WHERE endpoint_id = $2 AND id = $3",
         )
         .bind(timestamp(now))
         .bind(endpoint.to_string())

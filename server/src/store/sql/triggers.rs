@@ -505,16 +505,41 @@ impl Triggers for SqlStore {
         &self,
         trigger: TriggerId,
         due: DateTime<Utc>,
-        next: DateTime<Utc>,
+        next: Option<DateTime<Utc>>,
     ) -> Result<bool> {
-        let moved = sqlx::query(
-            "UPDATE trigger_schedules SET next_run = $1 WHERE trigger_id = $2 AND next_run = $3",
-        )
-        .bind(timestamp(next))
-        .bind(trigger.to_string())
-        .bind(timestamp(due))
-        .execute(&self.pool)
-        .await?;
+        let moved = match next {
+            Some(next) => {
+                sqlx::query(
+                    "UPDATE trigger_schedules SET next_run = $1 \
+                     WHERE trigger_id = $2 AND next_run = $3",
+                )
+                .bind(timestamp(next))
+                .bind(trigger.to_string())
+                .bind(timestamp(due))
+                .execute(&self.pool)
+                .await?
+            }
+            None => {
+                sqlx::query("DELETE FROM trigger_schedules WHERE trigger_id = $1 AND next_run = $2")
+                    .bind(trigger.to_string())
+                    .bind(timestamp(due))
+                    .execute(&self.pool)
+                    .await?
+            }
+        };
         Ok(moved.rows_affected() > 0)
+    }
+
+    async fn last_session(&self, trigger: TriggerId) -> Result<Option<SessionId>> {
+        let row: Option<(String,)> = sqlx::query_as(
+            "SELECT session_id FROM trigger_deliveries \
+             WHERE trigger_id = $1 AND session_id IS NOT NULL \
+             ORDER BY received_at DESC LIMIT 1",
+        )
+        .bind(trigger.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|(id,)| id.parse().map_err(|e| corrupt("session", &id, &e)))
+            .transpose()
     }
 }

@@ -1,0 +1,87 @@
+//! Server functions for an agent template's notification endpoints, as its
+//! page shows them: each with its newest messages; make one (its secret in
+//! the answer, this once), delete one, send a message again. A session's
+//! endpoints are the REST API's (`/api/sessions/{id}/notifications`).
+
+use super::UrlInJsonOut;
+#[cfg(feature = "ssr")]
+use super::{ssr, template_id};
+use crate::domain::AppError;
+use crate::notifications::{EndpointRow, EndpointSecret};
+use leptos::prelude::*;
+
+#[cfg(feature = "ssr")]
+fn endpoint_id(id: &str) -> Result<crate::notifications::EndpointId, AppError> {
+    id.trim()
+        .parse()
+        .map_err(|_| AppError::NotFound(format!("Notification endpoint {id:?}")))
+}
+
+#[server(endpoint = "list_notifications", output = UrlInJsonOut)]
+pub async fn list_notifications(template: String) -> Result<Vec<EndpointRow>, AppError> {
+    use crate::notifications::Scope;
+    ssr::respond(
+        async {
+            let (backend, caller) = (ssr::backend()?, ssr::caller()?);
+            let scope = Scope::Template(template_id(&template)?);
+            let mut rows = Vec::new();
+            for endpoint in backend.list_endpoints(&caller, scope).await? {
+                // One deleted meanwhile has none.
+                let messages = backend
+                    .notification_messages(&caller, endpoint.id)
+                    .await
+                    .unwrap_or_default();
+                rows.push(EndpointRow { endpoint, messages });
+            }
+            Ok(rows)
+        }
+        .await,
+    )
+}
+
+/// A new endpoint on `template`: `events`, the names of what it hears of.
+#[server(endpoint = "create_notification", output = UrlInJsonOut)]
+pub async fn create_notification(
+    template: String,
+    url: String,
+    events: Vec<String>,
+) -> Result<EndpointSecret, AppError> {
+    use crate::notifications::{EndpointDraft, Scope};
+    ssr::respond(
+        async {
+            let draft = EndpointDraft {
+                url,
+                events: events.iter().map(|e| e.parse()).collect::<Result<_, _>>()?,
+            };
+            let scope = Scope::Template(template_id(&template)?);
+            ssr::backend()?
+                .create_endpoint(&ssr::caller()?, scope, draft)
+                .await
+        }
+        .await,
+    )
+}
+
+#[server(endpoint = "delete_notification", output = UrlInJsonOut)]
+pub async fn delete_notification(id: String) -> Result<(), AppError> {
+    ssr::respond(
+        async {
+            ssr::backend()?
+                .delete_endpoint(&ssr::caller()?, endpoint_id(&id)?)
+                .await
+        }
+        .await,
+    )
+}
+
+#[server(endpoint = "redeliver_notification", output = UrlInJsonOut)]
+pub async fn redeliver_notification(id: String, message: String) -> Result<(), AppError> {
+    ssr::respond(
+        async {
+            ssr::backend()?
+                .redeliver_notification(&ssr::caller()?, endpoint_id(&id)?, message)
+                .await
+        }
+        .await,
+    )
+}
