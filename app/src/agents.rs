@@ -5,7 +5,7 @@
 //! changes a session that exists. A template's file (export and import) is
 //! its [`TemplateDraft`]: it names secrets but never holds a value.
 
-use crate::domain::{check_name, AppError, NewSession, UserId};
+use crate::domain::{check_name, AppError, NewSession, PermissionMode, UserId};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -27,6 +27,11 @@ pub struct TemplateDraft {
     pub description: String,
     #[serde(default)]
     pub session: NewSession,
+    /// The permission mode its triggered sessions keep to, whatever a
+    /// trigger says: `ask` (or stricter) or `read-only`, so that a
+    /// stranger's delivery runs nothing unattended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub triggers_require: Option<PermissionMode>,
 }
 
 impl TemplateDraft {
@@ -49,10 +54,18 @@ impl TemplateDraft {
             ));
         }
         self.sessions_from(NewSession::default()).validate()?;
+        if let Some(mode @ (PermissionMode::AcceptEdits | PermissionMode::Auto)) =
+            self.triggers_require
+        {
+            return Err(AppError::Invalid(format!(
+                "Triggered sessions may be held to ask or read-only, not {mode}."
+            )));
+        }
         Ok(Self {
             name,
             description,
             session: self.session,
+            triggers_require: self.triggers_require,
         })
     }
 
@@ -96,7 +109,7 @@ impl AgentTemplate {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{EnvVar, PermissionMode};
+    use crate::domain::EnvVar;
 
     #[test]
     fn a_session_takes_what_it_leaves_unset_from_its_template() {
@@ -134,6 +147,7 @@ mod tests {
             name: name.into(),
             description: description.into(),
             session,
+            triggers_require: None,
         };
         for bad in [
             draft("", "", NewSession::default()),

@@ -118,6 +118,18 @@ string_enum! {
     }
 }
 
+impl PermissionMode {
+    /// Whether a session in this mode keeps to `required` (`ask` or
+    /// `read-only`): read-only keeps to both, ask to ask.
+    pub fn keeps_to(self, required: PermissionMode) -> bool {
+        match required {
+            PermissionMode::ReadOnly => self == PermissionMode::ReadOnly,
+            PermissionMode::Ask => matches!(self, PermissionMode::Ask | PermissionMode::ReadOnly),
+            PermissionMode::AcceptEdits | PermissionMode::Auto => true,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Session {
     pub id: SessionId,

@@ -151,6 +151,7 @@ async fn main() {
                         }),
                         ..Default::default()
                     },
+                    triggers_require: None,
                 },
             )
             .await

@@ -196,6 +196,7 @@ mod tests {
                 secrets: vec!["NPM_TOKEN".into()],
                 ..Default::default()
             },
+            triggers_require: None,
         };
         for format in FileFormat::ALL {
             let text = render(&draft, format).unwrap();

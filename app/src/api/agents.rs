@@ -46,6 +46,7 @@ pub async fn save_template(
     name: String,
     #[server(default)] description: Option<String>,
     #[server(flatten)] settings: SettingsForm,
+    #[server(default)] triggers_require: Option<String>,
 ) -> Result<AgentTemplate, AppError> {
     ssr::respond(
         async {
@@ -58,6 +59,10 @@ pub async fn save_template(
                 name,
                 description: description.unwrap_or_default(),
                 session: settings.parse()?,
+                triggers_require: triggers_require
+                    .filter(|m| !m.trim().is_empty())
+                    .map(|m| m.parse())
+                    .transpose()?,
             };
             // Skills are kept apart from the form (see save_skill), and so
             // are MCP servers' variables (the form lists the commands).

@@ -14,7 +14,7 @@ use crate::api::agents::{
     get_template, list_templates, template_versions, DeleteTemplate, DuplicateTemplate,
     ImportTemplate, RemoveSkill, SaveSkill, SaveTemplate,
 };
-use crate::domain::{AppError, NAME_MAX_CHARS};
+use crate::domain::{AppError, PermissionMode, NAME_MAX_CHARS};
 use crate::skills::Skill;
 use leptos::prelude::*;
 use leptos::server_fn::ServerFn as _;
@@ -136,6 +136,7 @@ fn AgentForm(
                 name: data.get("name").as_string().unwrap_or_default(),
                 description: data.get("description").as_string(),
                 settings: settings_of(&data),
+                triggers_require: data.get("triggers_require").as_string(),
             });
         }
     };
@@ -151,6 +152,14 @@ fn AgentForm(
                 <textarea id=format!("{prefix}-description") name="description" rows="2" maxlength=DESCRIPTION_MAX_CHARS placeholder="What it is for" class=INPUT>{initial.description.clone()}</textarea>
             </div>
             <SettingsFields initial=initial.session.clone() prefix />
+            <div>
+                <label for=format!("{prefix}-triggers-require") class="text-sm font-medium">"Sessions its triggers start"</label>
+                <select id=format!("{prefix}-triggers-require") name="triggers_require" class=INPUT>
+                    <option value="" selected=initial.triggers_require.is_none()>"as each trigger says"</option>
+                    <option value=PermissionMode::Ask.as_str() selected=initial.triggers_require == Some(PermissionMode::Ask)>"always ask before tools (or read-only)"</option>
+                    <option value=PermissionMode::ReadOnly.as_str() selected=initial.triggers_require == Some(PermissionMode::ReadOnly)>"always read-only"</option>
+                </select>
+            </div>
             <button type="submit" class=format!("w-full {PRIMARY}") disabled=move || save.pending().get() data-testid=format!("{prefix}-save")>
                 {if editing { "Save as a new version" } else { "Save agent" }}
             </button>

@@ -23,7 +23,10 @@ use crate::store::triggers::{Claim, ConversationClaim};
 use crate::vault::SecretOf;
 use crate::workspace_files::Upload;
 use app::accounts::{AuditAction, Caller};
-use app::domain::{AppError, EventKind, NewSession, SessionId, TemplateId, TriggerRef};
+use app::agents::AgentTemplate;
+use app::domain::{
+    AppError, EventKind, NewSession, PermissionMode, SessionId, TemplateId, TriggerRef,
+};
 use app::triggers::{
     check_sender_key, trigger_path, Delivery, Trigger, TriggerDraft, TriggerId, TriggerKind,
     TriggerSecret,
@@ -194,14 +197,19 @@ impl Paddock {
     /// (they run as the owner, with the owner's saved secrets), and an API
     /// token: a trigger's secret is new access, which only a signed-in
     /// person hands out.
-    async fn may_arm(&self, caller: &Caller, template: TemplateId) -> Result<(), AppError> {
+    async fn may_arm(
+        &self,
+        caller: &Caller,
+        template: TemplateId,
+    ) -> Result<AgentTemplate, AppError> {
         let t = self.templates.get(caller, template).await?;
         if t.owner != caller.user {
             return Err(AppError::Forbidden(
                 "Only the agent's owner sets up its triggers: its sessions run as them.".into(),
             ));
         }
-        caller.require_signed_in()
+        caller.require_signed_in()?;
+        Ok(t)
     }
 
     async fn audit_trigger(&self, caller: &Caller, id: TriggerId, what: &str) {
@@ -239,8 +247,9 @@ impl Paddock {
         draft: TriggerDraft,
         sender_key: Option<String>,
     ) -> Result<TriggerSecret, AppError> {
-        self.may_arm(caller, template).await?;
+        let t = self.may_arm(caller, template).await?;
         let draft = checked(draft)?;
+        keeps_to(&t, draft.permission_mode).map_err(AppError::Invalid)?;
         if draft.kind == TriggerKind::Twilio && self.config.public_url.is_none() {
             return Err(AppError::Invalid(
                 "Twilio signs the URL it posts to: set this server's public URL \
@@ -272,8 +281,9 @@ impl Paddock {
         draft: TriggerDraft,
     ) -> Result<Trigger, AppError> {
         let before = self.trigger_for(caller, id).await?;
-        self.may_arm(caller, before.template).await?;
+        let t = self.may_arm(caller, before.template).await?;
         let draft = checked(draft)?;
+        keeps_to(&t, draft.permission_mode).map_err(AppError::Invalid)?;
         if draft.kind != before.draft.kind {
             return Err(AppError::Invalid(
                 "A trigger's kind is for good: make another trigger for another sender.".into(),
@@ -733,6 +743,15 @@ impl Paddock {
                 "The conversation key this delivery makes holds control characters.".into(),
             ));
         }
+        // What the agent holds its triggered sessions to now: the trigger's
+        // mode for a new session, the session's own for one continued.
+        let agent = self
+            .store
+            .get_template(trigger.template)
+            .await
+            .map_err(fail)?
+            .ok_or_else(|| Handled::Refused("The agent is gone.".into()))?;
+        keeps_to(&agent, trigger.draft.permission_mode).map_err(Handled::Refused)?;
         let remade = match made {
             Some(session) => self.store.get_session(session).await.map_err(fail)?,
             None => None,
@@ -745,6 +764,9 @@ impl Paddock {
                 (id, format!("started session {id}"))
             }
         };
+        if let Some(s) = self.store.get_session(session).await.map_err(fail)? {
+            keeps_to(&agent, s.permission_mode).map_err(Handled::Refused)?;
+        }
         let still_ours = |held: bool| match held {
             true => Ok(()),
             false => Err(Handled::Busy("A delivery with this id")),
@@ -980,6 +1002,18 @@ fn secret_of(
         TriggerKind::Schedule => return Ok((standard_webhooks::new_secret(), None)),
     };
     Ok((made.clone(), Some(made)))
+}
+
+/// Refuses a permission mode laxer than the one the agent holds its
+/// triggered sessions to, saying why.
+fn keeps_to(agent: &AgentTemplate, mode: PermissionMode) -> Result<(), String> {
+    match agent.draft.triggers_require {
+        Some(required) if !mode.keeps_to(required) => Err(format!(
+            "The agent holds the sessions its triggers start to {required}; this one's mode is \
+             {mode}."
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// The draft, valid, its templates compiling.

@@ -619,6 +619,7 @@ async fn templates_keep_every_version() {
                 max_turns: Some(3),
                 ..Default::default()
             },
+            triggers_require: None,
         };
         let ada = store
             .create_user(&"ada".parse().unwrap(), "Ada", Role::Member, "h")
@@ -703,6 +704,7 @@ async fn triggers_claim_each_delivery_once_and_keep_their_conversations() {
                     name: "t".into(),
                     description: String::new(),
                     session: NewSession::default(),
+                    triggers_require: None,
                 },
                 "ada",
             )
@@ -1169,6 +1171,7 @@ async fn notification_cursors_see_each_event_once_in_log_order() {
                     name: "t".into(),
                     description: String::new(),
                     session: NewSession::default(),
+                    triggers_require: None,
                 },
                 "ada",
             )

@@ -1399,3 +1399,71 @@ async fn a_schedule_runs_at_its_time_on_one_replica_and_skips_what_it_must() {
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {answer}");
     }
 }
+
+#[tokio::test]
+async fn an_agent_holds_its_triggered_sessions_to_ask_or_read_only() {
+    let (s, model) = Setup::new(json!([{"reply": "Read it."}]), &[]).await;
+    let (status, template) = s
+        .post(
+            "/api/templates",
+            json!({"name": "careful", "triggers_require": "ask", "session": {"permission_mode": "auto"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{template}");
+    let id = template["id"].as_str().unwrap().to_owned();
+    let triggers = format!("/api/templates/{id}/triggers");
+    // A trigger that would run unattended is refused; one that asks is not.
+    for mode in ["auto", "accept-edits"] {
+        let (status, answer) = s
+            .post(
+                &triggers,
+                json!({"name": "x", "prompt": "{{ payload.task }}", "permission_mode": mode}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{mode}: {answer}");
+        assert!(answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("holds"));
+    }
+    let (status, made) = s
+        .post(
+            &triggers,
+            json!({"name": "asks", "prompt": "{{ payload.task }}", "permission_mode": "ask"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{made}");
+    let made: TriggerSecret = serde_json::from_value(made).unwrap();
+    let body = r#"{"task": "read the logs"}"#;
+    let (status, first) = s.signed(&made, made.key(), "m1", body).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{first}");
+    let session: app::domain::SessionId = first["session"].as_str().unwrap().parse().unwrap();
+    common::wait_idle(&s.paddock, session).await;
+    // The agent now holds them to read-only: the trigger's ask is refused,
+    // the same each time, and nothing runs.
+    let res = s
+        .http
+        .put(s.served.url(&format!("/api/templates/{id}")))
+        .json(&json!({"name": "careful", "triggers_require": "read-only"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let (status, refused) = s.signed(&made, made.key(), "m2", body).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+    assert!(
+        refused["outcome"].as_str().unwrap().contains("read-only"),
+        "{refused}"
+    );
+    assert_eq!(s.signed(&made, made.key(), "m2", body).await.0, status);
+    assert_eq!(s.sessions().await.len(), 1);
+    assert_eq!(model.turns_used(), 1);
+    // An agent cannot hold them to a mode laxer than ask.
+    let (status, _) = s
+        .post(
+            "/api/templates",
+            json!({"name": "lax", "triggers_require": "auto"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}

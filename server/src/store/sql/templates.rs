@@ -8,7 +8,7 @@ use app::domain::UserId;
 use chrono::Utc;
 
 const TEMPLATE_COLUMNS: &str = "t.id, t.owner_id, t.created_at, v.version, v.name, \
-     v.description, v.settings, v.saved_at, v.saved_by";
+     v.description, v.settings, v.triggers_require, v.saved_at, v.saved_by";
 
 #[derive(sqlx::FromRow)]
 struct TemplateRow {
@@ -19,6 +19,7 @@ struct TemplateRow {
     name: String,
     description: String,
     settings: String,
+    triggers_require: Option<String>,
     saved_at: StoredTime,
     saved_by: String,
 }
@@ -42,6 +43,12 @@ impl TryFrom<TemplateRow> for AgentTemplate {
                 session: serde_json::from_str(&r.settings).map_err(|e| corrupt("settings", &e))?,
                 name: r.name,
                 description: r.description,
+                triggers_require: r
+                    .triggers_require
+                    .as_deref()
+                    .map(str::parse)
+                    .transpose()
+                    .map_err(|e| corrupt("triggers_require", &e))?,
             },
             created_at: r.created_at.into(),
             updated_at: r.saved_at.into(),
@@ -94,13 +101,15 @@ impl Templates for SqlStore {
         .await?;
         sqlx::query(
             "INSERT INTO agent_template_versions \
-             (template_id, version, name, description, settings, saved_at, saved_by) \
-             VALUES ($1, 1, $2, $3, $4, $5, $6)",
+             (template_id, version, name, description, settings, triggers_require, saved_at, \
+              saved_by) \
+             VALUES ($1, 1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(id.to_string())
         .bind(&draft.name)
         .bind(&draft.description)
         .bind(settings(draft)?)
+        .bind(draft.triggers_require.map(|m| m.as_str()))
         .bind(&now)
         .bind(by)
         .execute(&mut *tx)
@@ -129,14 +138,16 @@ impl Templates for SqlStore {
         };
         sqlx::query(
             "INSERT INTO agent_template_versions \
-             (template_id, version, name, description, settings, saved_at, saved_by) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+             (template_id, version, name, description, settings, triggers_require, saved_at, \
+              saved_by) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(id.to_string())
         .bind(version)
         .bind(&draft.name)
         .bind(&draft.description)
         .bind(settings(draft)?)
+        .bind(draft.triggers_require.map(|m| m.as_str()))
         .bind(timestamp(Utc::now()))
         .bind(by)
         .execute(&mut *tx)
