@@ -11,6 +11,11 @@
 //! prompt), and every delivery starting a session of its own (the same,
 //! plus making the session, whose workspace and sandbox are prepared in
 //! the background). Latency is each delivery's, from sending it to its 202.
+//!
+//! Then notifications: a template's endpoint on a loopback receiver, and
+//! `NOTIFIED_RUNS` runs of its session one after another; the delay is from
+//! the run's end (the `finished` event's time, which the message carries)
+//! to the message arriving at the receiver.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -30,6 +35,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const SENDERS: usize = 8;
+/// Runs whose notification is timed.
+const NOTIFIED_RUNS: usize = 200;
 
 struct Server {
     child: Child,
@@ -161,6 +168,73 @@ async fn deliver(
     (started.elapsed(), latencies)
 }
 
+/// Times [`NOTIFIED_RUNS`] notifications: from each run's end to its
+/// message's arrival.
+async fn notification_delays(http: &reqwest::Client, url: &str) -> Vec<Duration> {
+    let (arrived, mut arrivals) =
+        tokio::sync::mpsc::unbounded_channel::<(chrono::DateTime<chrono::Utc>, String)>();
+    let receiver = axum::Router::new().fallback(move |body: String| {
+        let arrived = arrived.clone();
+        async move {
+            let _ = arrived.send((chrono::Utc::now(), body));
+            axum::http::StatusCode::NO_CONTENT
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, receiver).await });
+    let template: Value = http
+        .post(format!("{url}/api/templates"))
+        .json(&json!({"name": "notified", "session": {}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let template = template["id"].as_str().unwrap();
+    let res = http
+        .post(format!("{url}/api/templates/{template}/notifications"))
+        .json(&json!({"url": hook, "events": ["finished"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
+    let session: Value = http
+        .post(format!("{url}/api/sessions"))
+        .json(&json!({"name": "notified", "template": template}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let session = session["id"].as_str().unwrap();
+    let mut delays = Vec::new();
+    for i in 0..NOTIFIED_RUNS {
+        let res = http
+            .post(format!("{url}/api/sessions/{session}/prompt"))
+            .json(&json!({"text": format!("Run {i}")}))
+            .send()
+            .await
+            .unwrap();
+        assert!(res.status().is_success(), "{}", res.text().await.unwrap());
+        let (at, body) = tokio::time::timeout(Duration::from_secs(30), arrivals.recv())
+            .await
+            .expect("a notification")
+            .unwrap();
+        let message: Value = serde_json::from_str(&body).unwrap();
+        let finished =
+            chrono::DateTime::parse_from_rfc3339(message["timestamp"].as_str().unwrap()).unwrap();
+        delays.push(
+            (at - finished.with_timezone(&chrono::Utc))
+                .to_std()
+                .unwrap_or_default(),
+        );
+    }
+    delays
+}
+
 fn report(case: &str, count: usize, wall: Duration, latencies: &mut [Duration]) {
     println!(
         "| {case} | {count} | {:.0}/s | {} | {} |",
@@ -177,7 +251,7 @@ async fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1000);
     let started = continued / 5;
-    let turns: Vec<Value> = (0..continued + started + 100)
+    let turns: Vec<Value> = (0..continued + started + 100 + NOTIFIED_RUNS)
         .map(|_| json!({"reply": "Looked."}))
         .collect();
     let model = paddock_model::ScriptedModel::new(
@@ -200,5 +274,16 @@ async fn main() {
     println!("| --- | --- | --- | --- | --- |");
     report("continuing one conversation", continued, wall, &mut one);
     report("each starting a session", started, wall_new, &mut new);
+
+    let mut delays = notification_delays(&http, &server.url).await;
+    println!("\nnotifications, one endpoint, runs one after another\n");
+    println!("| runs | run finished → message received p50 | p99 |");
+    println!("| --- | --- | --- |");
+    println!(
+        "| {} | {} | {} |",
+        delays.len(),
+        ms(percentile(&mut delays, 0.5)),
+        ms(percentile(&mut delays, 0.99))
+    );
     drop(server);
 }
