@@ -119,14 +119,20 @@ string_enum! {
 }
 
 impl PermissionMode {
-    /// Whether a session in this mode keeps to `required` (`ask` or
-    /// `read-only`): read-only keeps to both, ask to ask.
-    pub fn keeps_to(self, required: PermissionMode) -> bool {
-        match required {
-            PermissionMode::ReadOnly => self == PermissionMode::ReadOnly,
-            PermissionMode::Ask => matches!(self, PermissionMode::Ask | PermissionMode::ReadOnly),
-            PermissionMode::AcceptEdits | PermissionMode::Auto => true,
+    /// How much a session in this mode holds back, least first.
+    fn restraint(self) -> u8 {
+        match self {
+            PermissionMode::Auto => 0,
+            PermissionMode::AcceptEdits => 1,
+            PermissionMode::Ask => 2,
+            PermissionMode::ReadOnly => 3,
         }
+    }
+
+    /// Whether a session in this mode holds back at least as much as one
+    /// in `required` (read-only keeps to ask, ask not to read-only).
+    pub fn keeps_to(self, required: PermissionMode) -> bool {
+        self.restraint() >= required.restraint()
     }
 }
 

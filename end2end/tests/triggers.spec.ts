@@ -148,6 +148,7 @@ test.describe('notifications', () => {
       const secret = (await page.getByTestId('notification-secret-value').textContent())!.trim();
       expect(secret).toMatch(/^whsec_/);
       await expect(page.getByTestId('notification')).toContainText('a run finished, a run failed');
+      await expect(page.getByTestId('notification')).not.toContainText('permission asked');
 
       // A run of the agent finishes: the receiver hears it, signed.
       const made = await paddock.api('/api/sessions', {
@@ -176,6 +177,17 @@ test.describe('notifications', () => {
       await expect.poll(() => got.length, { timeout: 30_000 }).toBe(2);
       expect(got[1].headers['webhook-id']).toBe(got[0].headers['webhook-id']);
       expect(verify(secret, got[1]).data.text).toBe('The nightly checks pass.');
+
+      // One session's own notifications, on its page.
+      await gotoHydrated(page, `${paddock.url}/sessions/${session}`);
+      const own = page.getByTestId('session-notifications');
+      await own.locator('summary').first().click();
+      await expect(own.getByTestId('no-notifications')).toBeVisible();
+      await own.getByTestId('new-notification').locator('summary').click();
+      await own.getByLabel('URL', { exact: true }).fill(`${hook}/session`);
+      await own.getByTestId('add-notification').click();
+      await expect(own.getByTestId('notification-secret-value')).toHaveText(/^whsec_/);
+      await expect(own.getByTestId('notification-url')).toHaveText(`${hook}/session`);
     } finally {
       receiver.close();
     }

@@ -33,7 +33,7 @@ CREATE TABLE notification_cursors (
 );
 
 -- The messages made for each endpoint (the body sent on every try) and
--- how sending them went (tried for a day from \`tried_since\`: its event,
+-- how sending them went (tried for a day from `tried_since`: its event,
 -- or when it was sent again by hand); kept 30 days.
 CREATE TABLE notification_messages (
     endpoint_id     TEXT NOT NULL REFERENCES notification_endpoints (id) ON DELETE CASCADE,

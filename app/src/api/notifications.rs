@@ -1,7 +1,7 @@
-//! Server functions for an agent template's notification endpoints, as its
-//! page shows them: each with its newest messages; make one (its secret in
-//! the answer, this once), delete one, send a message again. A session's
-//! endpoints are the REST API's (`/api/sessions/{id}/notifications`).
+//! Server functions for notification endpoints, as an agent's page and a
+//! session's show them: each with its newest messages; make one (its
+//! secret in the answer, this once), delete one, send a message again. An
+//! endpoint's scope is named by `of` (`template` or `session`) and `id`.
 
 use super::UrlInJsonOut;
 #[cfg(feature = "ssr")]
@@ -17,13 +17,23 @@ fn endpoint_id(id: &str) -> Result<crate::notifications::EndpointId, AppError> {
         .map_err(|_| AppError::NotFound(format!("Notification endpoint {id:?}")))
 }
 
-#[server(endpoint = "list_notifications", output = UrlInJsonOut)]
-pub async fn list_notifications(template: String) -> Result<Vec<EndpointRow>, AppError> {
+/// The scope `of` (`template` or `session`) and `id` name.
+#[cfg(feature = "ssr")]
+fn scope(of: &str, id: &str) -> Result<crate::notifications::Scope, AppError> {
     use crate::notifications::Scope;
+    match of {
+        "template" => Ok(Scope::Template(template_id(id)?)),
+        "session" => Ok(Scope::Session(ssr::parse_id(id)?)),
+        _ => Err(AppError::Invalid(format!("Notifications of {of:?}?"))),
+    }
+}
+
+#[server(endpoint = "list_notifications", output = UrlInJsonOut)]
+pub async fn list_notifications(of: String, id: String) -> Result<Vec<EndpointRow>, AppError> {
     ssr::respond(
         async {
             let (backend, caller) = (ssr::backend()?, ssr::caller()?);
-            let scope = Scope::Template(template_id(&template)?);
+            let scope = scope(&of, &id)?;
             let mut rows = Vec::new();
             for endpoint in backend.list_endpoints(&caller, scope).await? {
                 // One deleted meanwhile has none.
@@ -39,21 +49,22 @@ pub async fn list_notifications(template: String) -> Result<Vec<EndpointRow>, Ap
     )
 }
 
-/// A new endpoint on `template`: `events`, the names of what it hears of.
+/// A new endpoint: `events`, the names of what it hears of.
 #[server(endpoint = "create_notification", output = UrlInJsonOut)]
 pub async fn create_notification(
-    template: String,
+    of: String,
+    id: String,
     url: String,
     events: Vec<String>,
 ) -> Result<EndpointSecret, AppError> {
-    use crate::notifications::{EndpointDraft, Scope};
+    use crate::notifications::EndpointDraft;
     ssr::respond(
         async {
             let draft = EndpointDraft {
                 url,
                 events: events.iter().map(|e| e.parse()).collect::<Result<_, _>>()?,
             };
-            let scope = Scope::Template(template_id(&template)?);
+            let scope = scope(&of, &id)?;
             ssr::backend()?
                 .create_endpoint(&ssr::caller()?, scope, draft)
                 .await

@@ -2,11 +2,11 @@
 //! an import; and one agent's page, to edit it (each save a new version),
 //! duplicate, export, delete, see its versions and start a session from it;
 //! its skills, its triggers ([`super::agent_triggers`]) and its
-//! notifications ([`super::agent_notifications`]).
+//! notifications ([`super::notifications`]).
 
-use super::agent_notifications::Notifications;
 use super::agent_triggers::Triggers;
 use super::form::{submitted, PageTitle, INPUT, PANEL, PRIMARY, SECONDARY};
+use super::notifications::Notifications;
 use super::settings_form::{settings_of, SettingsFields};
 use super::{ErrorNote, Missing, When};
 use crate::agents::{AgentTemplate, TemplateDraft, DESCRIPTION_MAX_CHARS};
@@ -226,7 +226,7 @@ pub fn AgentPage() -> impl IntoView {
                             </section>
                             <Skills id=id.clone() skills=t.draft.session.skills.clone() save=save_skill remove=remove_skill />
                             <Triggers template=id.clone() />
-                            <Notifications template=id.clone() />
+                            <Notifications of="template" id=id.clone() />
                         </div>
                         <section aria-labelledby="versions-heading">
                             <h2 id="versions-heading" class="mb-2 text-sm font-semibold uppercase tracking-wide text-zinc-500">"Versions"</h2>

@@ -2,10 +2,10 @@
 
 mod account;
 mod admin;
-mod agent_notifications;
 mod agent_triggers;
 mod agents;
 mod form;
+mod notifications;
 mod session;
 mod sessions;
 mod settings_form;

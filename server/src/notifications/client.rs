@@ -36,7 +36,7 @@ impl Resolve for PublicOnly {
 }
 
 /// The client notifications are posted with.
-pub fn client(private_allowed: bool) -> reqwest::Client {
+pub fn client(private_allowed: bool) -> reqwest::Result<reqwest::Client> {
     let builder = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(TRY_TIMEOUT)
@@ -46,7 +46,7 @@ pub fn client(private_allowed: bool) -> reqwest::Client {
         true => builder,
         false => builder.no_proxy().dns_resolver(Arc::new(PublicOnly)),
     };
-    builder.build().unwrap_or_default()
+    builder.build()
 }
 
 /// Why `url` may not be posted to, if it may not: it is not a URL with a
@@ -89,12 +89,13 @@ mod tests {
             assert!(refused_address(url, true).is_none(), "{url}");
         }
         assert!(refused_address("https://8.8.8.8/x", false).is_none());
-        for bad in ["http://", "not a url", "http:///x"] {
+        for bad in ["http://", "not a url", "http://:80/x"] {
             assert!(refused_address(bad, true).is_some(), "{bad}");
         }
         assert!(refused_address("https://hooks.example.com/x", false).is_none());
         // A name that resolves to loopback is refused as it resolves.
         let err = client(false)
+            .unwrap()
             .post("http://localhost:9/x")
             .send()
             .await

@@ -74,7 +74,7 @@ pub fn body(
     }
     json!({
         "type": what.message_type(),
-        "timestamp": event.at.to_rfc3339_opts(SecondsFormat::Millis, true),
+        "timestamp": event.at.to_rfc3339_opts(SecondsFormat::Micros, true),
         "data": data,
     })
 }

@@ -1,8 +1,9 @@
 //! Notifications (see [`app::notifications`]): endpoints that hear when a
 //! template's sessions (those of its owner), or one session, finish, fail
 //! or ask for permission. A template's owner sets up its endpoints, signed
-//! in; whoever may operate a session sets up that session's; only they see
-//! them (a URL may be a secret of its own). Each endpoint
+//! in; whoever may operate a session sets up that session's; only an
+//! endpoint's maker (and an admin) sees it (a URL may be a secret of its
+//! own), and it is told only while its maker may operate the session. Each endpoint
 //! has a `whsec_` secret, shown once, sealed under the master key; its
 //! messages are made from the sessions' event logs through a cursor of its
 //! own ([`sender`]), never from what is broadcast live, so none is lost to
@@ -30,19 +31,11 @@ impl Paddock {
     }
 
     /// Refuses anyone who may not set up endpoints for `scope`: a
-    /// template's are its owner's, signed in (they carry the owner's
-    /// sessions' outcomes elsewhere); a session's, whoever may operate it.
+    /// template's are its owner's, signed in; a session's, whoever may
+    /// operate it.
     async fn may_notify(&self, caller: &Caller, scope: Scope) -> Result<(), AppError> {
         match scope {
-            Scope::Template(id) => {
-                let t = self.templates.get(caller, id).await?;
-                if t.owner != caller.user {
-                    return Err(AppError::Forbidden(
-                        "Only the agent's owner sets up its notifications.".into(),
-                    ));
-                }
-                caller.require_signed_in()
-            }
+            Scope::Template(id) => self.as_template_owner(caller, id).await.map(drop),
             Scope::Session(id) => self
                 .session_for(caller, id, Access::Operate)
                 .await
@@ -50,11 +43,20 @@ impl Paddock {
         }
     }
 
-    /// The endpoint, if the caller may manage it (its URL may be a secret
-    /// of its own); to anyone else, there is none.
+    /// Whether the endpoint is the caller's to see and manage: its maker's
+    /// (its URL may be a secret of its own), or an admin's.
+    fn made_by(endpoint: &Endpoint, caller: &Caller) -> bool {
+        endpoint.owner == caller.user || caller.is_admin()
+    }
+
+    /// The endpoint, if the caller may manage it; to anyone else, there is
+    /// none.
     async fn endpoint_for(&self, caller: &Caller, id: EndpointId) -> Result<Endpoint, AppError> {
         let not_found = || AppError::NotFound(format!("Notification endpoint {id}"));
         let (endpoint, _) = self.store.get_endpoint(id).await?.ok_or_else(not_found)?;
+        if !Self::made_by(&endpoint, caller) {
+            return Err(not_found());
+        }
         self.may_notify(caller, endpoint.scope)
             .await
             .map_err(|_| not_found())?;
@@ -79,7 +81,11 @@ impl Paddock {
         scope: Scope,
     ) -> Result<Vec<Endpoint>, AppError> {
         self.may_notify(caller, scope).await?;
-        Ok(self.store.list_endpoints(scope).await?)
+        let all = self.store.list_endpoints(scope).await?;
+        Ok(all
+            .into_iter()
+            .filter(|e| Self::made_by(e, caller))
+            .collect())
     }
 
     /// A new endpoint with its secret (shown this once).

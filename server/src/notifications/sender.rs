@@ -6,15 +6,17 @@
 //! event that notifies past the endpoint's cursor in a session's log, in
 //! the log's order (the cursor moves past the others). A message is stored,
 //! and the cursor moved past its event, before it is first sent: a restart
-//! resumes from there, and a message is never made twice. Only the
-//! endpoint's owner's sessions are told, while they may still operate them.
+//! resumes from there, and a message is never made twice. A session is
+//! told of only while the endpoint's maker may operate it (and, for a
+//! template's endpoint, owns it), checked again before every try.
 //! The sender wakes when this server stores a status change or a
 //! permission request, and looks again every [`POLL`] (other replicas'
 //! events, retries due, messages to send again).
 
-use super::client::{self, TRY_TIMEOUT};
+use super::client;
 use super::message;
 use crate::paddock::Paddock;
+use crate::store::notifications::MESSAGES_KEPT_DAYS;
 use crate::triggers::standard_webhooks;
 use crate::vault::SecretOf;
 use app::accounts::Access;
@@ -27,6 +29,10 @@ use std::time::Duration;
 
 /// How often each server looks, besides when it is told.
 pub const POLL: Duration = Duration::from_secs(2);
+/// How often each server forgets messages past the log's days.
+const FORGET_EVERY: Duration = Duration::from_secs(3600);
+/// Status changes looked back through for the start of a run.
+const STATUSES_BACK: i64 = 200;
 /// How long a server holds an endpoint past its last try: longer than a
 /// try may take.
 const HOLD: chrono::Duration = chrono::Duration::seconds(60);
@@ -53,14 +59,32 @@ pub fn spawn(paddock: &Arc<Paddock>) {
     let holder = uuid::Uuid::now_v7().to_string();
     let notable = paddock.journal.notable();
     let shutting_down = paddock.hub.shutting_down();
-    let http = client::client(paddock.private_notifications());
+    let http = match client::client(paddock.private_notifications()) {
+        Ok(http) => http,
+        Err(e) => {
+            tracing::error!("notifications cannot be sent: no HTTP client ({e})");
+            return;
+        }
+    };
     let store = paddock.store.clone();
     let paddock: Weak<Paddock> = Arc::downgrade(paddock);
     tokio::spawn(async move {
         tokio::pin!(shutting_down);
+        let mut forgotten = tokio::time::Instant::now();
         loop {
             let Some(p) = paddock.upgrade() else { break };
-            p.notify_all(&holder, &http).await;
+            tokio::select! {
+                () = p.notify_all(&holder, &http) => {}
+                // A try cut short stays pending: the next holder makes it.
+                () = &mut shutting_down => break,
+            }
+            if forgotten.elapsed() >= FORGET_EVERY {
+                forgotten = tokio::time::Instant::now();
+                let before = Utc::now() - chrono::Duration::days(MESSAGES_KEPT_DAYS);
+                if let Err(e) = p.store.forget_messages(before).await {
+                    tracing::warn!("cannot forget old notification messages: {e}");
+                }
+            }
             drop(p);
             tokio::select! {
                 () = notable.notified() => {}
@@ -157,6 +181,22 @@ impl Paddock {
             if !self.hold(id, holder).await? {
                 return Ok(());
             }
+            let session = self.store.get_session(message.session).await?;
+            let allowed = match &session {
+                Some(session) => self.may_still_hear(&endpoint, session).await?,
+                None => false,
+            };
+            if !allowed {
+                let now = Utc::now();
+                message.state = MessageState::Failed;
+                message.error = Some(
+                    "its session is gone, or the endpoint's maker may no longer operate it".into(),
+                );
+                message.updated_at = now;
+                message.next_attempt_at = None;
+                self.store.update_message(&message).await?;
+                continue;
+            }
             let tried = match client::refused_address(&endpoint.draft.url, private) {
                 Some(why) => Tried::Failed(why),
                 None => send(http, &endpoint.draft.url, &secret, &message.id, &body).await,
@@ -248,30 +288,33 @@ impl Paddock {
         Ok(Some((made, body)))
     }
 
-    /// Whether the endpoint's owner may still hear of the session: their
+    /// Whether the endpoint's maker may still hear of the session: their
     /// account is active (with sign-in off, one made so while it is off),
-    /// and they may operate it (a template's endpoint hears of its owner's
-    /// sessions only).
+    /// they may operate it, and for a template's endpoint it is theirs.
     async fn may_still_hear(
         &self,
         endpoint: &Endpoint,
         session: &Session,
     ) -> Result<bool, AppError> {
-        let owner = match endpoint.owner {
+        let maker = match endpoint.owner {
             None => return Ok(!self.auth.enabled()),
-            Some(owner) => match self.store.user_by_id(owner).await? {
+            Some(maker) => match self.store.user_by_id(maker).await? {
                 Some(record) if !record.user.disabled => record.user.caller(),
                 _ => return Ok(false),
             },
         };
-        Ok(match endpoint.scope {
-            Scope::Template(_) => session.owner == endpoint.owner,
-            Scope::Session(id) => self.session_for(&owner, id, Access::Operate).await.is_ok(),
-        })
+        if matches!(endpoint.scope, Scope::Template(_)) && session.owner != endpoint.owner {
+            return Ok(false);
+        }
+        Ok(self
+            .session_for(&maker, session.id, Access::Operate)
+            .await
+            .is_ok())
     }
 
     /// The text that goes with a notified event: the run's last text, or
-    /// the error it ended with (of this run: after its last `running`).
+    /// the error it ended with (of this run: after the status that ended
+    /// the run before it).
     async fn said_with(
         &self,
         event: &Event,
@@ -284,7 +327,7 @@ impl Paddock {
         };
         let statuses = self
             .store
-            .events_before(event.session_id, event.seq, "status", SESSIONS_AT_ONCE)
+            .events_before(event.session_id, event.seq, "status", STATUSES_BACK)
             .await?;
         let run_began = statuses
             .iter()
@@ -292,7 +335,10 @@ impl Paddock {
                 matches!(
                     e.kind,
                     EventKind::Status {
-                        status: SessionStatus::Running,
+                        status: SessionStatus::Idle
+                            | SessionStatus::Error
+                            | SessionStatus::Stopped
+                            | SessionStatus::Interrupted,
                         ..
                     }
                 )
@@ -333,9 +379,10 @@ async fn send(http: &reqwest::Client, url: &str, secret: &str, id: &str, body: &
         Ok(mut answer) => {
             let status = answer.status().as_u16();
             let mut text = Vec::new();
+            // (Within the client's time limit for the whole try.)
             while text.len() < ANSWER_MAX_BYTES {
-                match tokio::time::timeout(TRY_TIMEOUT, answer.chunk()).await {
-                    Ok(Ok(Some(chunk))) => text.extend_from_slice(&chunk),
+                match answer.chunk().await {
+                    Ok(Some(chunk)) => text.extend_from_slice(&chunk),
                     _ => break,
                 }
             }

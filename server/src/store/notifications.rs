@@ -90,12 +90,14 @@ pub trait Notifications {
     /// Stores a new message (pending) with its body, and advances the
     /// cursor past its event, at once.
     async fn queue_message(&self, message: &Message, body: &str, seq: i64) -> Result<()>;
-    /// The pending message to send next (one sent again first, then the
-    /// oldest), with its body.
+    /// The pending message due first (the oldest among those due alike),
+    /// with its body.
     async fn next_message(&self, endpoint: EndpointId) -> Result<Option<(Message, String)>>;
-    /// Stores how a try went; forgets messages older than
-    /// [`MESSAGES_KEPT_DAYS`] that are no longer pending.
+    /// Stores how a try went.
     async fn update_message(&self, message: &Message) -> Result<()>;
+    /// Forgets every endpoint's messages from before `before` that are no
+    /// longer pending (the log keeps [`MESSAGES_KEPT_DAYS`]).
+    async fn forget_messages(&self, before: DateTime<Utc>) -> Result<()>;
     /// The newest messages ([`MESSAGES_LISTED`] at most).
     async fn messages(&self, endpoint: EndpointId) -> Result<Vec<Message>>;
     /// Sends a message again (pending, due `now`, tried anew for a day);

@@ -193,11 +193,12 @@ impl Paddock {
         Ok(trigger)
     }
 
-    /// Refuses anyone but the template's owner setting up its triggers
-    /// (they run as the owner, with the owner's saved secrets), and an API
-    /// token: a trigger's secret is new access, which only a signed-in
-    /// person hands out.
-    async fn may_arm(
+    /// The template, if the caller is its owner, signed in: only they set
+    /// up its triggers and notifications (which run as them, with their
+    /// saved secrets, or carry their sessions' outcomes elsewhere), and not
+    /// with an API token: a trigger's secret is new access, which only a
+    /// signed-in person hands out.
+    pub(crate) async fn as_template_owner(
         &self,
         caller: &Caller,
         template: TemplateId,
@@ -205,7 +206,7 @@ impl Paddock {
         let t = self.templates.get(caller, template).await?;
         if t.owner != caller.user {
             return Err(AppError::Forbidden(
-                "Only the agent's owner sets up its triggers: its sessions run as them.".into(),
+                "Only the agent's owner sets up its triggers and notifications.".into(),
             ));
         }
         caller.require_signed_in()?;
@@ -247,9 +248,10 @@ impl Paddock {
         draft: TriggerDraft,
         sender_key: Option<String>,
     ) -> Result<TriggerSecret, AppError> {
-        let t = self.may_arm(caller, template).await?;
+        let t = self.as_template_owner(caller, template).await?;
         let draft = checked(draft)?;
         keeps_to(&t, draft.permission_mode).map_err(AppError::Invalid)?;
+        has_time_left(&draft)?;
         if draft.kind == TriggerKind::Twilio && self.config.public_url.is_none() {
             return Err(AppError::Invalid(
                 "Twilio signs the URL it posts to: set this server's public URL \
@@ -281,9 +283,15 @@ impl Paddock {
         draft: TriggerDraft,
     ) -> Result<Trigger, AppError> {
         let before = self.trigger_for(caller, id).await?;
-        let t = self.may_arm(caller, before.template).await?;
+        let t = self.as_template_owner(caller, before.template).await?;
         let draft = checked(draft)?;
-        keeps_to(&t, draft.permission_mode).map_err(AppError::Invalid)?;
+        // Pausing or renaming one the agent now holds to less is allowed.
+        if draft.permission_mode != before.draft.permission_mode {
+            keeps_to(&t, draft.permission_mode).map_err(AppError::Invalid)?;
+        }
+        if draft.schedule != before.draft.schedule {
+            has_time_left(&draft)?;
+        }
         if draft.kind != before.draft.kind {
             return Err(AppError::Invalid(
                 "A trigger's kind is for good: make another trigger for another sender.".into(),
@@ -315,7 +323,7 @@ impl Paddock {
         sender_key: Option<String>,
     ) -> Result<TriggerSecret, AppError> {
         let before = self.trigger_for(caller, id).await?;
-        self.may_arm(caller, before.template).await?;
+        self.as_template_owner(caller, before.template).await?;
         if !before.draft.kind.takes_deliveries() {
             return Err(AppError::Invalid(
                 "A schedule has no secret: nothing is sent to it.".into(),
@@ -1016,16 +1024,26 @@ fn keeps_to(agent: &AgentTemplate, mode: PermissionMode) -> Result<(), String> {
     }
 }
 
+/// Refuses a schedule that would never run again (a new one, or one
+/// whose times change).
+fn has_time_left(draft: &TriggerDraft) -> Result<(), AppError> {
+    let Some(times) = &draft.schedule else {
+        return Ok(());
+    };
+    let times = schedule::Times::of(times).map_err(AppError::Invalid)?;
+    match times.next_after(Utc::now()) {
+        Some(_) => Ok(()),
+        None => Err(AppError::Invalid(
+            "This schedule has no time left to run.".into(),
+        )),
+    }
+}
+
 /// The draft, valid, its templates compiling.
 fn checked(draft: TriggerDraft) -> Result<TriggerDraft, AppError> {
     let draft = draft.validate()?;
     if let Some(times) = &draft.schedule {
-        let times = schedule::Times::of(times).map_err(AppError::Invalid)?;
-        if times.next_after(Utc::now()).is_none() {
-            return Err(AppError::Invalid(
-                "This schedule has no time left to run.".into(),
-            ));
-        }
+        schedule::Times::of(times).map_err(AppError::Invalid)?;
     }
     prompt::check("prompt", &draft.prompt)?;
     if let Some(key) = &draft.conversation {

@@ -1078,8 +1078,10 @@ async fn notification_endpoints_are_their_makers_and_go_to_public_addresses() {
     let owner = t.person("olga", Role::Member).await;
     let watcher = t.person("max", Role::Member).await;
     let stranger = t.person("eve", Role::Member).await;
+    let operator = t.person("oscar", Role::Member).await;
     let s = t.create(&owner, json!({"name": "mine"})).await;
     t.share(&owner, &s, &watcher, "watch").await;
+    t.share(&owner, &s, &operator, "operate").await;
     let path = format!("/api/sessions/{}/notifications", s.id);
     // With sign-in on, only public addresses (names are checked as they
     // resolve).
@@ -1113,11 +1115,19 @@ async fn notification_endpoints_are_their_makers_and_go_to_public_addresses() {
     assert_eq!(status, StatusCode::FORBIDDEN);
     let (status, _) = t.status(t.as_(&stranger, Method::GET, &path)).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    for who in [&watcher, &stranger] {
+    // Someone who may operate the session makes their own, and sees only
+    // theirs: the owner's is not theirs to see, send again or delete.
+    let (status, listed) = t.status(t.as_(&operator, Method::GET, &path)).await;
+    assert_eq!((status, listed.as_str()), (StatusCode::OK, "[]"));
+    for who in [&watcher, &stranger, &operator] {
         for (method, path) in [
             (
                 Method::GET,
                 format!("/api/notifications/{endpoint}/messages"),
+            ),
+            (
+                Method::POST,
+                format!("/api/notifications/{endpoint}/messages/any/redeliver"),
             ),
             (Method::DELETE, format!("/api/notifications/{endpoint}")),
         ] {

@@ -1292,10 +1292,39 @@ async fn notification_cursors_see_each_event_once_in_log_order() {
         store.update_message(&delivered).await.unwrap();
         assert!(store.next_message(id).await.unwrap().is_none());
         assert_eq!(store.messages(id).await.unwrap(), [delivered]);
-        assert!(store.redeliver(id, "m1", now).await.unwrap());
-        assert!(!store.redeliver(id, "nothing", now).await.unwrap());
+        // Sent again by hand, later: tried anew from then.
+        let later = now + Duration::hours(30);
+        assert!(store.redeliver(id, "m1", later).await.unwrap());
+        assert!(!store.redeliver(id, "nothing", later).await.unwrap());
         let again = store.next_message(id).await.unwrap().unwrap().0;
-        assert_eq!((again.state, again.attempts), (MessageState::Pending, 0));
+        assert_eq!(
+            (
+                again.state,
+                again.attempts,
+                again.tried_since,
+                again.next_attempt_at
+            ),
+            (MessageState::Pending, 0, later, Some(later)),
+            "{db}"
+        );
+        // The log forgets what is no longer pending, past its days.
+        store
+            .update_message(&Message {
+                state: MessageState::Failed,
+                ..again
+            })
+            .await
+            .unwrap();
+        store
+            .forget_messages(later - Duration::seconds(1))
+            .await
+            .unwrap();
+        assert_eq!(store.messages(id).await.unwrap().len(), 1);
+        store
+            .forget_messages(later + Duration::seconds(1))
+            .await
+            .unwrap();
+        assert!(store.messages(id).await.unwrap().is_empty(), "{db}");
         // Never moved back.
         store.advance_cursor(id, new.id, 1).await.unwrap();
         assert!(store

@@ -1389,6 +1389,7 @@ async fn a_schedule_runs_at_its_time_on_one_replica_and_skips_what_it_must() {
         json!({"cron": "0 25 * * *", "timezone": "UTC"}),
         json!({"cron": "0 2 * * *", "timezone": "Mars/Olympus"}),
         json!({"cron": "", "timezone": "UTC"}),
+        json!({"cron": "0 0 30 2 *", "timezone": "UTC"}),
     ] {
         let (status, answer) = s
             .post(
@@ -1429,12 +1430,12 @@ async fn an_agent_holds_its_triggered_sessions_to_ask_or_read_only() {
     let (status, made) = s
         .post(
             &triggers,
-            json!({"name": "asks", "prompt": "{{ payload.task }}", "permission_mode": "ask"}),
+            json!({"name": "asks", "prompt": "{{ payload.task }}", "permission_mode": "ask", "conversation": "{{ payload.thread }}"}),
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{made}");
     let made: TriggerSecret = serde_json::from_value(made).unwrap();
-    let body = r#"{"task": "read the logs"}"#;
+    let body = r#"{"task": "read the logs", "thread": "t1"}"#;
     let (status, first) = s.signed(&made, made.key(), "m1", body).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{first}");
     let session: app::domain::SessionId = first["session"].as_str().unwrap().parse().unwrap();
@@ -1456,6 +1457,27 @@ async fn an_agent_holds_its_triggered_sessions_to_ask_or_read_only() {
         "{refused}"
     );
     assert_eq!(s.signed(&made, made.key(), "m2", body).await.0, status);
+    // The trigger brought to read-only: a laxer mode is refused, pausing
+    // it is not; its conversation's session, made in ask, takes nothing
+    // more.
+    let put = |body: Value| {
+        let url = s.served.url(&format!("/api/triggers/{}", made.trigger.id));
+        let http = s.http.clone();
+        async move { http.put(url).json(&body).send().await.unwrap().status() }
+    };
+    let draft = |mode: &str, paused: bool| {
+        json!({"name": "asks", "prompt": "{{ payload.task }}", "permission_mode": mode,
+               "conversation": "{{ payload.thread }}", "paused": paused})
+    };
+    assert_eq!(put(draft("ask", true)).await, StatusCode::OK);
+    assert_eq!(put(draft("auto", false)).await, StatusCode::BAD_REQUEST);
+    assert_eq!(put(draft("read-only", false)).await, StatusCode::OK);
+    let (status, continued) = s.signed(&made, made.key(), "m3", body).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{continued}");
+    assert!(
+        continued["outcome"].as_str().unwrap().contains("ask"),
+        "{continued}"
+    );
     assert_eq!(s.sessions().await.len(), 1);
     assert_eq!(model.turns_used(), 1);
     // An agent cannot hold them to a mode laxer than ask.

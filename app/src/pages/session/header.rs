@@ -1,5 +1,6 @@
 //! The session's header: name, status, connection, counters, settings.
 
+use super::super::notifications::Notifications;
 use super::super::{format_cost, format_time, DeleteButton, StatusBadge, When};
 use super::settings_edit::SettingsEdit;
 use super::share::People;
@@ -16,6 +17,7 @@ pub(super) fn Header(
     people: SessionPeople,
 ) -> impl IntoView {
     let owns = people.access == Access::Own;
+    let operates = people.access >= Access::Operate;
     let s = session.get_untracked();
     // What the owner may change is shown as it is now; the rest as made.
     let changeable = [
@@ -135,6 +137,12 @@ pub(super) fn Header(
                 })}
                 {owns.then(|| view! { <SettingsEdit session /> })}
             </details>
+            {operates.then(|| view! {
+                <details class="rounded-lg border border-zinc-200 bg-white px-4 py-2 text-sm dark:border-zinc-800 dark:bg-zinc-900" data-testid="session-notifications">
+                    <summary class="cursor-pointer font-medium">"Notifications"</summary>
+                    <div class="mt-2"><Notifications of="session" id=id.clone() /></div>
+                </details>
+            })}
             <People id initial=people />
         </header>
     }

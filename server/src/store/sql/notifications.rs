@@ -1,9 +1,7 @@
 //! [`Notifications`] in SQL.
 
 use super::{timestamp, EventRow, SqlStore, StoredTime};
-use crate::store::notifications::{
-    Notifications, SealedEndpointSecret, MESSAGES_KEPT_DAYS, MESSAGES_LISTED,
-};
+use crate::store::notifications::{Notifications, SealedEndpointSecret, MESSAGES_LISTED};
 use crate::store::{Result, StoreError};
 use app::domain::{Event, SessionId, UserId};
 use app::notifications::{Endpoint, EndpointDraft, EndpointId, Message, Scope};
@@ -11,6 +9,10 @@ use chrono::{DateTime, Utc};
 
 const ENDPOINT_COLUMNS: &str =
     "id, template_id, session_id, owner_id, draft, secret, created_at, created_by";
+/// The sessions an endpoint hears of (`s`): its template's sessions of its
+/// maker (`$2`, `$3`: template and owner, `''` for none) or its session
+/// (`$4`).
+const IN_SCOPE: &str = "((s.template_id = $2 AND COALESCE(s.owner_id, '') = $3) OR s.id = $4)";
 const MESSAGE_COLUMNS: &str = "endpoint_id, id, session_id, event, state, attempts, \
      response_code, error, created_at, updated_at, tried_since, next_attempt_at";
 
@@ -144,12 +146,10 @@ impl Notifications for SqlStore {
         .fetch_one(&mut *tx)
         .await?;
         // What its sessions did before it is not its to tell.
-        sqlx::query(
+        sqlx::query(&format!(
             "INSERT INTO notification_cursors (endpoint_id, session_id, last_seq) \
-             SELECT $1, s.id, s.last_seq FROM sessions s \
-             WHERE ((s.template_id = $2 AND COALESCE(s.owner_id, '') = $3) OR s.id = $4) \
-               AND s.last_seq > 0",
-        )
+             SELECT $1, s.id, s.last_seq FROM sessions s WHERE {IN_SCOPE} AND s.last_seq > 0"
+        ))
         .bind(id.to_string())
         .bind(template.unwrap_or_default())
         .bind(owner.map(|o| o.to_string()).unwrap_or_default())
@@ -257,13 +257,12 @@ impl Notifications for SqlStore {
         limit: i64,
     ) -> Result<Vec<(SessionId, i64)>> {
         let (template, session) = scope_columns(endpoint.scope);
-        let rows: Vec<(String, i64)> = sqlx::query_as(
+        let rows: Vec<(String, i64)> = sqlx::query_as(&format!(
             "SELECT s.id, s.last_seq FROM sessions s \
              LEFT JOIN notification_cursors c ON c.endpoint_id = $1 AND c.session_id = s.id \
-             WHERE ((s.template_id = $2 AND COALESCE(s.owner_id, '') = $3) OR s.id = $4) \
-               AND s.last_seq > COALESCE(c.last_seq, 0) \
-             ORDER BY s.updated_at LIMIT $5",
-        )
+             WHERE {IN_SCOPE} AND s.last_seq > COALESCE(c.last_seq, 0) \
+             ORDER BY s.updated_at LIMIT $5"
+        ))
         .bind(endpoint.id.to_string())
         .bind(template.unwrap_or_default())
         .bind(endpoint.owner.map(|o| o.to_string()).unwrap_or_default())
@@ -358,7 +357,7 @@ impl Notifications for SqlStore {
         let row: Option<(MessageRow, String)> = sqlx::query_as::<_, BodiedRow>(&format!(
             "SELECT {MESSAGE_COLUMNS}, body FROM notification_messages \
              WHERE endpoint_id = $1 AND state = 'pending' \
-             ORDER BY next_attempt_at, created_at LIMIT 1"
+             ORDER BY COALESCE(next_attempt_at, created_at), created_at LIMIT 1"
         ))
         .bind(endpoint.to_string())
         .fetch_optional(&self.pool)
@@ -384,13 +383,14 @@ impl Notifications for SqlStore {
         .bind(&m.id)
         .execute(&self.pool)
         .await?;
-        let kept_from = Utc::now() - chrono::Duration::days(MESSAGES_KEPT_DAYS);
+        Ok(())
+    }
+
+    async fn forget_messages(&self, before: DateTime<Utc>) -> Result<()> {
         sqlx::query(
-            "DELETE FROM notification_messages \
-             WHERE endpoint_id = $1 AND state <> 'pending' AND created_at < $2",
+            "DELETE FROM notification_messages WHERE state <> 'pending' AND updated_at < $1",
         )
-        .bind(m.endpoint.to_string())
-        .bind(timestamp(kept_from))
+        .bind(timestamp(before))
         .execute(&self.pool)
         .await?;
         Ok(())

@@ -1,13 +1,15 @@
-//! An agent's notification endpoints, on its page: each with its URL, what
-//! it hears of, and its newest messages (state, tries, the endpoint's last
-//! answer), each of which can be sent again; a form for a new one; delete.
-//! A new endpoint's secret is shown once.
+//! Notification endpoints, on an agent's page (its owner's sessions of it)
+//! and a session's (that session): each with its URL, what it hears of,
+//! and its newest messages (state, tries, the endpoint's last answer), each
+//! of which can be sent again; a form for a new one; delete. A new
+//! endpoint's secret is shown once.
 
 use super::form::{submitted, INPUT, PANEL, PRIMARY, SECONDARY};
 use super::{ErrorNote, When};
 use crate::api::notifications::{
     list_notifications, CreateNotification, DeleteNotification, RedeliverNotification,
 };
+use crate::domain::AppError;
 use crate::notifications::{EndpointRow, Message, MessageState, NotifiedEvent, URL_MAX_CHARS};
 use leptos::prelude::*;
 
@@ -20,30 +22,40 @@ fn label(event: NotifiedEvent) -> &'static str {
     }
 }
 
+/// The endpoints `of` (`template` or `session`) the one `id` names. Only
+/// whoever may set them up (an agent's owner, who may operate a session)
+/// sees them; anyone else is told so, without the form.
 #[component]
-pub(super) fn Notifications(template: String) -> impl IntoView {
+pub(super) fn Notifications(of: &'static str, id: String) -> impl IntoView {
     let create = ServerAction::<CreateNotification>::new();
     let delete = ServerAction::<DeleteNotification>::new();
     let redeliver = ServerAction::<RedeliverNotification>::new();
     let rows = Resource::new(
         {
-            let template = template.clone();
+            let id = id.clone();
             move || {
                 (
-                    template.clone(),
+                    id.clone(),
                     create.version().get(),
                     delete.version().get(),
                     redeliver.version().get(),
                 )
             }
         },
-        |(template, ..)| list_notifications(template),
+        move |(id, ..)| list_notifications(of.to_owned(), id),
     );
+    // Not for whoever may not set them up.
+    let forbidden = RwSignal::new(false);
+    Effect::new(move |_| {
+        if let Some(Err(AppError::Forbidden(_))) = rows.get() {
+            forbidden.set(true);
+        }
+    });
     // The form works only hydrated: a secret is shown by the page, once.
     let hydrated = RwSignal::new(false);
     Effect::new(move |_| hydrated.set(true));
     let submit = {
-        let template = template.clone();
+        let id = id.clone();
         move |ev: leptos::ev::SubmitEvent| {
             let Some(field) = submitted(&ev) else { return };
             let events = NotifiedEvent::ALL
@@ -52,7 +64,8 @@ pub(super) fn Notifications(template: String) -> impl IntoView {
                 .map(|e| e.as_str().to_owned())
                 .collect();
             create.dispatch(CreateNotification {
-                template: template.clone(),
+                of: of.to_owned(),
+                id: id.clone(),
                 url: field("url").unwrap_or_default(),
                 events,
             });
@@ -63,7 +76,11 @@ pub(super) fn Notifications(template: String) -> impl IntoView {
             <div>
                 <h2 id="notifications-heading" class="font-semibold">"Notifications"</h2>
                 <p class="text-sm text-zinc-500 dark:text-zinc-400">
-                    "Tell your own systems when your sessions of this agent finish, fail or ask for permission: a JSON message to each URL, signed per Standard Webhooks with the endpoint's secret, with the session's link and its last text; tried again for a day while the endpoint fails."
+                    {match of {
+                        "session" => "Tell your own systems when this session finishes, fails or asks for permission",
+                        _ => "Tell your own systems when your sessions of this agent finish, fail or ask for permission",
+                    }}
+                    ": a JSON message to each URL, signed per Standard Webhooks with the endpoint's secret, with the session's link and its last text; tried again for a day while the endpoint fails."
                 </p>
             </div>
             {move || create.value().get().map(|made| match made {
@@ -86,11 +103,15 @@ pub(super) fn Notifications(template: String) -> impl IntoView {
                                 {list.into_iter().map(|row| view! { <EndpointItem row delete redeliver /> }).collect_view()}
                             </ul>
                         }.into_any(),
+                        Err(AppError::Forbidden(_)) => view! { <p class="text-sm text-zinc-500" data-testid="notifications-not-yours">{match of {
+                            "session" => "Whoever may operate this session sets up its notifications.",
+                            _ => "The agent's owner sets up its notifications.",
+                        }}</p> }.into_any(),
                         Err(e) => view! { <ErrorNote message=e.to_string() /> }.into_any(),
                     }
                 })}
             </Suspense>
-            <details class="text-sm" data-testid="new-notification">
+            <details class="text-sm" data-testid="new-notification" class:hidden=move || forbidden.get()>
                 <summary class="cursor-pointer font-medium">"Add a notification"</summary>
                 <form on:submit=submit class="mt-2 space-y-2">
                     <label class="block text-sm font-medium">"URL"
