@@ -67,6 +67,18 @@ pub struct Form {
 }
 
 impl Form {
+    /// A form of text fields alone (the senders' tests make theirs so).
+    #[cfg(test)]
+    pub fn of(fields: &[(&str, &str)]) -> Self {
+        Self {
+            fields: fields
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+            files: Vec::new(),
+        }
+    }
+
     /// The first value of field `name` (empty if there is none).
     pub fn get(&self, name: &str) -> &str {
         self.fields

@@ -113,16 +113,6 @@ pub fn message(form: &Form) -> Message {
 mod tests {
     use super::*;
 
-    fn form(fields: &[(&str, &str)]) -> Form {
-        Form {
-            fields: fields
-                .iter()
-                .map(|(n, v)| (n.to_string(), v.to_string()))
-                .collect(),
-            files: Vec::new(),
-        }
-    }
-
     /// Mailgun's documented algorithm, worked by hand: HMAC-SHA256 of
     /// "1700000000" + "tok" under "key-1".
     #[test]
@@ -130,7 +120,7 @@ mod tests {
         let mut mac = Hmac::<Sha256>::new_from_slice(b"key-1").unwrap();
         mac.update(b"1700000000tok");
         let signature = hex::encode(mac.finalize().into_bytes());
-        let good = form(&[
+        let good = Form::of(&[
             ("timestamp", "1700000000"),
             ("token", "tok"),
             ("signature", &signature),
@@ -143,14 +133,19 @@ mod tests {
         );
         assert!(verify(&good, &keys, 1_700_000_000 + TOLERANCE_SECS + 1).is_err());
         assert!(verify(&good, &[secret("password", "key-2")], 1_700_000_000).is_err());
-        let other_token = form(&[
+        let other_token = Form::of(&[
             ("timestamp", "1700000000"),
             ("token", "tok2"),
             ("signature", &signature),
         ]);
         assert!(verify(&other_token, &keys, 1_700_000_000).is_err());
-        assert!(verify(&form(&[("timestamp", "1700000000")]), &keys, 1_700_000_000).is_err());
-        let with_headers = form(&[
+        assert!(verify(
+            &Form::of(&[("timestamp", "1700000000")]),
+            &keys,
+            1_700_000_000
+        )
+        .is_err());
+        let with_headers = Form::of(&[
             ("Message-Id", "<top@x>"),
             (
                 "message-headers",
@@ -163,7 +158,7 @@ mod tests {
             ("<m1@x>", "<r@x>")
         );
         assert_eq!(
-            message(&form(&[("Message-Id", "<top@x>")])).message_id,
+            message(&Form::of(&[("Message-Id", "<top@x>")])).message_id,
             "<top@x>"
         );
     }

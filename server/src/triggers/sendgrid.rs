@@ -64,32 +64,22 @@ pub fn message(form: &Form) -> Message {
 mod tests {
     use super::*;
 
-    fn form(fields: &[(&str, &str)]) -> Form {
-        Form {
-            fields: fields
-                .iter()
-                .map(|(n, v)| (n.to_string(), v.to_string()))
-                .collect(),
-            files: Vec::new(),
-        }
-    }
-
     #[test]
     fn a_message_is_told_by_its_id_else_by_what_it_says() {
-        let with_id = form(&[
+        let with_id = Form::of(&[
             ("headers", "Message-ID: <m1@mail.example>\nSubject: x\n"),
             ("text", "one"),
         ]);
-        let same_id = form(&[
+        let same_id = Form::of(&[
             ("headers", "Message-ID: <m1@mail.example>\nSubject: x\n"),
             ("text", "two"),
         ]);
         assert_eq!(verify(&with_id).unwrap().id, verify(&same_id).unwrap().id);
-        let a = verify(&form(&[("text", "one")])).unwrap();
-        let b = verify(&form(&[("text", "two")])).unwrap();
+        let a = verify(&Form::of(&[("text", "one")])).unwrap();
+        let b = verify(&Form::of(&[("text", "two")])).unwrap();
         assert_ne!(a.id, b.id);
-        assert_eq!(a.id, verify(&form(&[("text", "one")])).unwrap().id);
-        assert!(verify(&form(&[("email", "From: x\n\nraw")])).is_err());
+        assert_eq!(a.id, verify(&Form::of(&[("text", "one")])).unwrap().id);
+        assert!(verify(&Form::of(&[("email", "From: x\n\nraw")])).is_err());
         assert_eq!(message(&with_id).message_id, "<m1@mail.example>");
     }
 }

@@ -127,20 +127,14 @@ mod tests {
     /// A signature Twilio's Python library (`RequestValidator`) made.
     #[test]
     fn twilios_own_signature_verifies() {
-        let form = Form {
-            fields: [
-                ("CallSid", "CA1234567890ABCDE"),
-                ("Caller", "+12349013030"),
-                ("Digits", "1234"),
-                ("From", "+12349013030"),
-                ("To", "+18005551212"),
-                ("MessageSid", "SM1"),
-            ]
-            .iter()
-            .map(|(n, v)| (n.to_string(), v.to_string()))
-            .collect(),
-            files: Vec::new(),
-        };
+        let form = Form::of(&[
+            ("CallSid", "CA1234567890ABCDE"),
+            ("Caller", "+12349013030"),
+            ("Digits", "1234"),
+            ("From", "+12349013030"),
+            ("To", "+18005551212"),
+            ("MessageSid", "SM1"),
+        ]);
         let url = "https://mycompany.com/myapp.php?foo=1&bar=2";
         let mut headers = HeaderMap::new();
         headers.insert(

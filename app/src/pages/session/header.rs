@@ -137,11 +137,16 @@ pub(super) fn Header(
                 })}
                 {owns.then(|| view! { <SettingsEdit session /> })}
             </details>
-            {operates.then(|| view! {
-                <details class="rounded-lg border border-zinc-200 bg-white px-4 py-2 text-sm dark:border-zinc-800 dark:bg-zinc-900" data-testid="session-notifications">
-                    <summary class="cursor-pointer font-medium">"Notifications"</summary>
-                    <div class="mt-2"><Notifications of="session" id=id.clone() /></div>
-                </details>
+            {operates.then(|| {
+                // Read once opened: most page loads never look.
+                let opened = RwSignal::new(false);
+                let id = id.clone();
+                view! {
+                    <details class="rounded-lg border border-zinc-200 bg-white px-4 py-2 text-sm dark:border-zinc-800 dark:bg-zinc-900" data-testid="session-notifications">
+                        <summary class="cursor-pointer font-medium" on:click=move |_| opened.set(true)>"Notifications"</summary>
+                        {move || opened.get().then(|| view! { <div class="mt-2"><Notifications of="session" id=id.clone() /></div> })}
+                    </details>
+                }
             })}
             <People id initial=people />
         </header>
