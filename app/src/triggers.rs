@@ -359,6 +359,15 @@ pub struct TriggerRow {
     pub deliveries: Vec<Delivery>,
 }
 
+/// A template's triggers as its page shows them, and whether the viewer
+/// sets them up (its owner, signed in); anyone else who may use the
+/// template only reads them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TriggerPanel {
+    pub rows: Vec<TriggerRow>,
+    pub yours: bool,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

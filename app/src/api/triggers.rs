@@ -7,7 +7,7 @@ use super::UrlInJsonOut;
 #[cfg(feature = "ssr")]
 use super::{ssr, template_id};
 use crate::domain::AppError;
-use crate::triggers::{Trigger, TriggerDraft, TriggerRow, TriggerSecret};
+use crate::triggers::{Trigger, TriggerDraft, TriggerPanel, TriggerRow, TriggerSecret};
 use leptos::prelude::*;
 
 /// How long the secret before a rotation from the dashboard is accepted.
@@ -21,15 +21,15 @@ fn trigger_id(id: &str) -> Result<crate::triggers::TriggerId, AppError> {
 }
 
 #[server(endpoint = "list_triggers", output = UrlInJsonOut)]
-pub async fn list_triggers(template: String) -> Result<Vec<TriggerRow>, AppError> {
+pub async fn list_triggers(template: String) -> Result<TriggerPanel, AppError> {
     ssr::respond(
         async {
             let (backend, caller) = (ssr::backend()?, ssr::caller()?);
+            let template = template_id(&template)?;
+            let owner = backend.get_template(&caller, template).await?.owner;
+            let yours = owner == caller.user && caller.require_signed_in().is_ok();
             let mut rows = Vec::new();
-            for trigger in backend
-                .list_triggers(&caller, template_id(&template)?)
-                .await?
-            {
+            for trigger in backend.list_triggers(&caller, template).await? {
                 // One deleted meanwhile has none.
                 let deliveries = backend
                     .trigger_deliveries(&caller, trigger.id)
@@ -40,7 +40,7 @@ pub async fn list_triggers(template: String) -> Result<Vec<TriggerRow>, AppError
                     deliveries,
                 });
             }
-            Ok(rows)
+            Ok(TriggerPanel { rows, yours })
         }
         .await,
     )

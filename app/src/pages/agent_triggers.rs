@@ -94,6 +94,8 @@ pub(super) fn Triggers(template: String) -> impl IntoView {
             zone.set(browser);
         }
     });
+    // The form only for whoever sets them up.
+    let yours = move || rows.get().and_then(Result::ok).is_none_or(|p| p.yours);
     // The form works only hydrated: a secret is shown by the page, once.
     let hydrated = RwSignal::new(false);
     Effect::new(move |_| hydrated.set(true));
@@ -159,17 +161,25 @@ pub(super) fn Triggers(template: String) -> impl IntoView {
             <Suspense>
                 {move || Suspend::new(async move {
                     match rows.await {
-                        Ok(list) if list.is_empty() => view! { <p class="text-sm text-zinc-500" data-testid="no-triggers">"No triggers yet."</p> }.into_any(),
-                        Ok(list) => view! {
-                            <ul class="divide-y divide-zinc-200 dark:divide-zinc-800" data-testid="trigger-list">
-                                {list.into_iter().map(|row| view! { <TriggerItem row origin pause rotate delete /> }).collect_view()}
-                            </ul>
-                        }.into_any(),
+                        Ok(panel) => {
+                            let yours = panel.yours;
+                            view! {
+                                {(!yours).then(|| view! { <p class="text-sm text-zinc-500" data-testid="triggers-not-yours">"The agent's owner sets up its triggers."</p> })}
+                                {match panel.rows.is_empty() {
+                                    true => view! { <p class="text-sm text-zinc-500" data-testid="no-triggers">"No triggers yet."</p> }.into_any(),
+                                    false => view! {
+                                        <ul class="divide-y divide-zinc-200 dark:divide-zinc-800" data-testid="trigger-list">
+                                            {panel.rows.into_iter().map(|row| view! { <TriggerItem row yours origin pause rotate delete /> }).collect_view()}
+                                        </ul>
+                                    }.into_any(),
+                                }}
+                            }.into_any()
+                        }
                         Err(e) => view! { <ErrorNote message=e.to_string() /> }.into_any(),
                     }
                 })}
             </Suspense>
-            <details class="text-sm" data-testid="new-trigger">
+            <details class="text-sm" data-testid="new-trigger" class:hidden=move || !yours()>
                 <summary class="cursor-pointer font-medium">"Add a trigger"</summary>
                 <form action=CreateTrigger::PATH method="post" on:submit=submit class="mt-2 space-y-2">
                     <input type="hidden" name="template" value=template.clone() />
@@ -271,6 +281,8 @@ fn NewSecret(how: &'static str, secret: TriggerSecret, origin: RwSignal<String>)
 #[component]
 fn TriggerItem(
     row: TriggerRow,
+    /// Whether the viewer sets it up (pauses it, gives it a new secret).
+    yours: bool,
     origin: RwSignal<String>,
     pause: ServerAction<PauseTrigger>,
     rotate: ServerAction<RotateTriggerSecret>,
@@ -298,11 +310,11 @@ fn TriggerItem(
                 }}</span>
                 {paused.then(|| view! { <span class="rounded bg-amber-100 px-1.5 text-xs text-amber-900 dark:bg-amber-950 dark:text-amber-200">"paused"</span> })}
                 <span class="ml-auto flex flex-wrap gap-1">
-                    <button type="button" class=SECONDARY data-testid="pause-trigger"
+                    <button type="button" class=SECONDARY data-testid="pause-trigger" class:hidden=!yours
                         on:click=move |_| { pause.dispatch(PauseTrigger { id: pause_id.clone(), paused: !paused }); }>
                         {if paused { "Resume" } else { "Pause" }}
                     </button>
-                    <button type="button" class=SECONDARY data-testid="rotate-trigger" class:hidden=!sent || keyed
+                    <button type="button" class=SECONDARY data-testid="rotate-trigger" class:hidden=!sent || keyed || !yours
                         on:click=move |_| {
                             if window().confirm_with_message("Make a new secret? The current one is accepted for one more day.").unwrap_or(false) {
                                 rotate.dispatch(RotateTriggerSecret { id: rotate_id.clone(), secret: None });
@@ -324,7 +336,7 @@ fn TriggerItem(
                     </p>
                 }.into_any(),
             }}
-            {keyed.then(|| {
+            {(keyed && yours).then(|| {
                 let id = key_id.clone();
                 view! {
                     <details class="text-xs" data-testid="new-key">

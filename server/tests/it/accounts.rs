@@ -1162,6 +1162,17 @@ async fn notification_endpoints_are_their_makers_and_go_to_public_addresses() {
         )
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
+    // Its page offers the triggers' form to its owner, signed in, only.
+    let id = template["id"].as_str().unwrap();
+    let panel = |req: reqwest::RequestBuilder| async {
+        let (status, body) = t.status(req.form(&[("template", id)])).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        serde_json::from_str::<app::triggers::TriggerPanel>(&body).unwrap()
+    };
+    let signed_in = t.with_cookie(&owner.cookie, Method::POST, "/api/list_triggers");
+    assert!(panel(signed_in).await.yours);
+    let with_token = t.as_(&owner, Method::POST, "/api/list_triggers");
+    assert!(!panel(with_token).await.yours);
     let (status, _) = t
         .status(t.as_(
             &owner,
