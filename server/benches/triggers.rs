@@ -77,26 +77,29 @@ fn start(dir: &std::path::Path, model: &str) -> Server {
     Server { child, url }
 }
 
-/// A trigger on a new template: its path and secret.
-async fn trigger(
-    http: &reqwest::Client,
-    url: &str,
-    conversation: Option<&str>,
-) -> (String, String) {
+/// A new agent template's id.
+async fn new_template(http: &reqwest::Client, url: &str, name: &str) -> String {
     let template: Value = http
         .post(format!("{url}/api/templates"))
-        .json(&json!({"name": "bench", "session": {}}))
+        .json(&json!({"name": name, "session": {}}))
         .send()
         .await
         .unwrap()
         .json()
         .await
         .unwrap();
+    template["id"].as_str().unwrap().to_owned()
+}
+
+/// A trigger on a new template: its path and secret.
+async fn trigger(
+    http: &reqwest::Client,
+    url: &str,
+    conversation: Option<&str>,
+) -> (String, String) {
+    let template = new_template(http, url, "bench").await;
     let made: Value = http
-        .post(format!(
-            "{url}/api/templates/{}/triggers",
-            template["id"].as_str().unwrap()
-        ))
+        .post(format!("{url}/api/templates/{template}/triggers"))
         .json(&json!({"name": "bench", "prompt": "Look at {{ payload.n }}", "conversation": conversation}))
         .send()
         .await
@@ -183,16 +186,7 @@ async fn notification_delays(http: &reqwest::Client, url: &str) -> Vec<Duration>
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let hook = format!("http://{}/hook", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, receiver).await });
-    let template: Value = http
-        .post(format!("{url}/api/templates"))
-        .json(&json!({"name": "notified", "session": {}}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let template = template["id"].as_str().unwrap();
+    let template = new_template(http, url, "notified").await;
     let res = http
         .post(format!("{url}/api/templates/{template}/notifications"))
         .json(&json!({"url": hook, "events": ["finished"]}))

@@ -766,9 +766,12 @@ impl Paddock {
         };
         let (session, outcome) = match (remade, &key) {
             (Some(session), _) => (session.id, format!("handled in session {}", session.id)),
-            (None, Some(key)) => self.conversation_session(trigger, key, &text).await?,
+            (None, Some(key)) => {
+                self.conversation_session(trigger, &agent, key, &text)
+                    .await?
+            }
             (None, None) => {
-                let id = self.triggered_session(trigger, &text).await?;
+                let id = self.triggered_session(trigger, &agent, &text).await?;
                 (id, format!("started session {id}"))
             }
         };
@@ -786,7 +789,7 @@ impl Paddock {
                 .map_err(fail)?,
         )?;
         if !files.is_empty() {
-            let owner = self.template_owner(trigger.template).await?;
+            let owner = self.template_owner(&agent).await?;
             self.upload_files(&owner, session, files)
                 .await
                 .map_err(|e| match e {
@@ -826,6 +829,7 @@ impl Paddock {
     async fn conversation_session(
         &self,
         trigger: &Trigger,
+        agent: &AgentTemplate,
         key: &str,
         text: &str,
     ) -> Result<(SessionId, String), Handled> {
@@ -859,7 +863,7 @@ impl Paddock {
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
-            let made = match self.triggered_session(trigger, text).await {
+            let made = match self.triggered_session(trigger, agent, text).await {
                 Ok(id) => self
                     .store
                     .set_conversation(trigger.id, key, &claim, id)
@@ -886,8 +890,13 @@ impl Paddock {
     /// A new session from the trigger's template, as the template's owner,
     /// with the trigger's permission mode; named after the trigger and the
     /// prompt's first line.
-    async fn triggered_session(&self, trigger: &Trigger, text: &str) -> Result<SessionId, Handled> {
-        let owner = self.template_owner(trigger.template).await?;
+    async fn triggered_session(
+        &self,
+        trigger: &Trigger,
+        agent: &AgentTemplate,
+        text: &str,
+    ) -> Result<SessionId, Handled> {
+        let owner = self.template_owner(agent).await?;
         let first_line: String = text
             .lines()
             .next()
@@ -925,16 +934,10 @@ impl Paddock {
         }
     }
 
-    /// Who a template's triggered sessions run as: its owner (the local
+    /// Who an agent's triggered sessions run as: its owner (the local
     /// operator for one made with sign-in off, while it is off).
-    async fn template_owner(&self, template: TemplateId) -> Result<Caller, Handled> {
-        let t = self
-            .store
-            .get_template(template)
-            .await
-            .map_err(fail)?
-            .ok_or_else(|| Handled::Refused("The agent is gone.".into()))?;
-        match t.owner {
+    async fn template_owner(&self, agent: &AgentTemplate) -> Result<Caller, Handled> {
+        match agent.owner {
             // Made with sign-in off: the local operator's, while it is off.
             None if !self.auth.enabled() => Ok(Caller::local_operator()),
             None => Err(Handled::Refused(

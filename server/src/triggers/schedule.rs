@@ -184,8 +184,11 @@ impl Paddock {
             latest.to_rfc3339_opts(SecondsFormat::Secs, true)
         );
         let late = (now - latest).num_seconds() > LATE_AFTER_SECS;
+        let local = latest
+            .with_timezone(&times.zone)
+            .format("%Y-%m-%d %H:%M")
+            .to_string();
         if late && schedule.missed == MissedRuns::Skip {
-            let local = latest.with_timezone(&times.zone).format("%Y-%m-%d %H:%M");
             return self
                 .skip_run(
                     &trigger,
@@ -205,10 +208,9 @@ impl Paddock {
                 )
                 .await;
         }
-        let local = latest.with_timezone(&times.zone).format("%Y-%m-%d %H:%M");
         let said = Run {
             due: latest.to_rfc3339_opts(SecondsFormat::Secs, true),
-            local: local.to_string(),
+            local: local.clone(),
             cron: schedule.cron.clone(),
             timezone: schedule.timezone.clone(),
             late,
