@@ -1,17 +1,33 @@
 //! The sandbox agent's side of its one connection with the Paddock server,
 //! shared by both ends: how the agent proves itself, and what `/exec`,
-//! `/spawn` and `/pty` take and answer.
+//! `/spawn`, `/pty` and the `/fs/` operations take and answer.
 //!
-//! The agent dials the server's Unix socket for its sandbox (a host folder
-//! mounted read-only into the sandbox), writes the secret it was given at
-//! start and its [`PROTOCOL`] on one line, then serves HTTP/2 on that
-//! connection: the server is the client. A process in the sandbox that connects without the secret
-//! is dropped before a byte of HTTP is exchanged.
+//! The connection is one of two:
+//! - **A Unix socket** (a sandbox on the server's own Docker host): the
+//!   agent dials the server's socket for its sandbox (a host folder
+//!   mounted read-only into the sandbox), writes the secret it was given at
+//!   start and its [`PROTOCOL`] on one line. A process in the sandbox that
+//!   connects without the secret is dropped before a byte of HTTP is
+//!   exchanged.
+//! - **Its own stdin and stdout** (`--stdio`: a sandbox on a remote Docker
+//!   host, which the server reaches only through the Docker API, over
+//!   mutual TLS): the server started it with `docker exec` and holds the
+//!   exec's streams, which nothing else in the sandbox can reach. The agent
+//!   writes [`STDIO_HELLO`] and its [`PROTOCOL`] on one line.
+//!
+//! Then the agent serves HTTP/2 on that connection: the server is the
+//! client.
+
+pub mod archive;
+pub mod folder;
 
 use serde::{Deserialize, Serialize};
 
-/// Where the agent's binary is mounted in a sandbox.
+/// Where the agent's binary is in a sandbox: [`AGENT_DIR`], then
+/// [`AGENT_NAME`] (mounted there, or uploaded into a volume there).
 pub const AGENT_PATH: &str = "/opt/paddock/sandbox-agent";
+pub const AGENT_DIR: &str = "/opt/paddock";
+pub const AGENT_NAME: &str = "sandbox-agent";
 /// Where the server's socket folder is mounted in a sandbox.
 pub const SOCKET_DIR: &str = "/run/paddock-agent";
 pub const SOCKET_NAME: &str = "agent.sock";
@@ -20,10 +36,36 @@ pub const SECRET_LINE_MAX: usize = 128;
 /// The version of what is said here, after the secret on the first line:
 /// an agent of another (a sandbox made before the binary changed) is not
 /// used.
-pub const PROTOCOL: u32 = 2;
+pub const PROTOCOL: u32 = 3;
+/// What an agent started with `--stdio` says first, before its protocol.
+pub const STDIO_HELLO: &str = "paddock-sandbox-agent";
 /// The answer's header naming the command's process group, so the server
 /// can end it another way should the agent stop answering.
 pub const GROUP_HEADER: &str = "x-paddock-group";
+
+/// The status of a file operation's refusal, whose body is the
+/// [`folder::FileError`] as JSON.
+pub const FILE_ERROR_STATUS: u16 = 422;
+/// `/fs/read`'s header: the file's size, which its body is.
+pub const SIZE_HEADER: &str = "x-paddock-size";
+/// Largest file `/fs/write` takes (an upload's whole size).
+pub const WRITE_MAX_BYTES: usize = 64 * 1024 * 1024;
+
+/// `POST /fs/read` (the file's bytes, any size), `/fs/list` (its
+/// [`folder::Entry`]s as JSON), and `/fs/write`'s start record (then the
+/// file's bytes in stdin records): a path of the workspace, as the agent's
+/// tools give it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FilePath {
+    pub path: String,
+}
+
+/// `POST /fs/archive`: the workspace as a gzipped tar, every path under
+/// `top/`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Archive {
+    pub top: String,
+}
 
 /// `POST /exec` (and `/spawn`'s start record): one command, run with
 /// `bash -c` in its own process group.
@@ -82,7 +124,8 @@ pub struct ExecExit {
 /// and its output is all stdout (the terminal's).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
-    /// Bytes for the command's stdin (`/spawn`'s request).
+    /// Bytes for the command's stdin (`/spawn`'s request), or of the file
+    /// `/fs/write` writes.
     Stdin = 0,
     Stdout = 1,
     Stderr = 2,
@@ -120,6 +163,11 @@ impl Records {
         self.pending.drain(..self.at);
         self.at = 0;
         self.pending.extend_from_slice(bytes);
+    }
+
+    /// Whether bytes of a record not yet whole are kept.
+    pub fn has_partial(&self) -> bool {
+        self.at < self.pending.len()
     }
 
     /// The next whole record, or why the stream is not one.

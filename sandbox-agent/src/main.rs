@@ -4,27 +4,35 @@
 //! server, proves itself with the secret, and runs what the server asks
 //! until the connection ends. One static binary, so it runs in any image.
 //!
+//! `paddock-sandbox-agent --stdio`: the same, served on its own stdin and
+//! stdout, the streams of the `docker exec` that started it (a sandbox on a
+//! remote Docker host); they are the server's alone, so no secret is said.
+//!
 //! `paddock-sandbox-agent --pty-shell` is how it starts a terminal's shell
 //! ([`pty`]): itself again, on the terminal, which it makes its controlling
 //! one before it becomes the shell. `--kill-session <pid>` kills a
 //! terminal's shell and its jobs, for the server to end them through
 //! `docker exec` should the agent be gone.
 
+mod files;
 mod pty;
 
 use bytes::Bytes;
 use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
-use paddock_sandbox_agent::{record, Exec, ExecExit, Kind, Records, GROUP_HEADER, PROTOCOL};
+use paddock_sandbox_agent::{
+    record, Exec, ExecExit, Kind, Records, GROUP_HEADER, PROTOCOL, STDIO_HELLO,
+};
 use rustix::process::{kill_process_group, Pid, Signal};
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::os::fd::AsFd;
 use std::process::{ExitCode, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 /// Largest `/exec` request body.
@@ -33,12 +41,23 @@ const REQUEST_MAX_BYTES: usize = 1024 * 1024;
 /// killed (a pipe held by a process that left the group).
 const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
 
-type Body = BoxBody<Bytes, Infallible>;
+/// An answer's body; an error resets the answer's stream (a file that
+/// could not be read to its end).
+type Body = BoxBody<Bytes, std::io::Error>;
+
+/// Where the agent meets the server.
+enum Meeting {
+    /// The server's socket, dialled, with the secret.
+    Socket(String),
+    /// This process's stdin and stdout.
+    Stdio,
+}
 
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
-    let socket = match (args.next().as_deref(), args.next()) {
-        (Some("--connect"), Some(socket)) => socket,
+    let meeting = match (args.next().as_deref(), args.next()) {
+        (Some("--connect"), Some(socket)) => Meeting::Socket(socket),
+        (Some("--stdio"), None) => Meeting::Stdio,
         (Some("--pty-shell"), None) => return pty::become_shell(),
         (Some("--kill-session"), Some(leader)) => {
             return match leader.parse().ok().and_then(Pid::from_raw) {
@@ -52,6 +71,7 @@ fn main() -> ExitCode {
         _ => {
             eprintln!(
                 "usage: paddock-sandbox-agent --connect <socket>  (the secret on stdin)\n       \
+                 paddock-sandbox-agent --stdio\n       \
                  paddock-sandbox-agent --kill-session <pid>"
             );
             return ExitCode::from(2);
@@ -65,11 +85,17 @@ fn main() -> ExitCode {
         eprintln!("paddock-sandbox-agent: cannot hide from the sandbox: {e}");
         return ExitCode::from(1);
     }
-    let mut secret = String::new();
-    if std::io::stdin().read_line(&mut secret).is_err() || secret.trim().is_empty() {
-        eprintln!("paddock-sandbox-agent: no secret on stdin");
-        return ExitCode::from(2);
-    }
+    let first_line = match &meeting {
+        Meeting::Socket(_) => {
+            let mut secret = String::new();
+            if std::io::stdin().read_line(&mut secret).is_err() || secret.trim().is_empty() {
+                eprintln!("paddock-sandbox-agent: no secret on stdin");
+                return ExitCode::from(2);
+            }
+            format!("{} {PROTOCOL}\n", secret.trim())
+        }
+        Meeting::Stdio => format!("{STDIO_HELLO} {PROTOCOL}\n"),
+    };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -80,7 +106,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(serve(&socket, secret.trim())) {
+    match runtime.block_on(meet(meeting, first_line)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("paddock-sandbox-agent: {e}");
@@ -121,11 +147,32 @@ fn forget(groups: &Groups, id: Option<i32>) {
     }
 }
 
-async fn serve(socket: &str, secret: &str) -> std::io::Result<()> {
-    let mut stream = tokio::net::UnixStream::connect(socket).await?;
-    stream
-        .write_all(format!("{secret} {PROTOCOL}\n").as_bytes())
-        .await?;
+/// Meets the server, says `first_line`, and serves it until it leaves.
+async fn meet(meeting: Meeting, first_line: String) -> std::io::Result<()> {
+    match meeting {
+        Meeting::Socket(socket) => {
+            let mut stream = tokio::net::UnixStream::connect(socket).await?;
+            stream.write_all(first_line.as_bytes()).await?;
+            serve(stream).await
+        }
+        Meeting::Stdio => {
+            // Pipes (a `docker exec` without a terminal), read and written
+            // without blocking the agent's one thread.
+            let input = tokio::net::unix::pipe::Receiver::from_owned_fd(
+                std::io::stdin().as_fd().try_clone_to_owned()?,
+            )?;
+            let mut output = tokio::net::unix::pipe::Sender::from_owned_fd(
+                std::io::stdout().as_fd().try_clone_to_owned()?,
+            )?;
+            output.write_all(first_line.as_bytes()).await?;
+            serve(tokio::io::join(input, output)).await
+        }
+    }
+}
+
+async fn serve(
+    stream: impl AsyncRead + AsyncWrite + Unpin + Send + 'static,
+) -> std::io::Result<()> {
     let groups = Groups::default();
     let served = {
         let groups = groups.clone();
@@ -167,12 +214,22 @@ async fn route(request: Request<Incoming>, groups: Groups) -> Result<Response<Bo
                 Err(why) => answer(StatusCode::BAD_REQUEST, &why),
             }
         }
+        (&Method::POST, "/fs/read") => files::read(request).await,
+        (&Method::POST, "/fs/list") => files::list(request).await,
+        (&Method::POST, "/fs/write") => files::write(request).await,
+        (&Method::POST, "/fs/archive") => files::archive(request).await,
         _ => answer(StatusCode::NOT_FOUND, "no such operation"),
     })
 }
 
 fn answer(status: StatusCode, text: &str) -> Response<Body> {
-    let mut response = Response::new(Full::new(Bytes::from(text.to_owned())).boxed());
+    whole(status, text.as_bytes().to_vec())
+}
+
+/// An answer of `bytes`, whole.
+fn whole(status: StatusCode, bytes: Vec<u8>) -> Response<Body> {
+    let body = Full::new(Bytes::from(bytes)).map_err(|never: Infallible| match never {});
+    let mut response = Response::new(body.boxed());
     *response.status_mut() = status;
     response
 }
@@ -365,7 +422,10 @@ fn exit_record(
 fn streamed(records: mpsc::Receiver<Bytes>, leader: Option<i32>) -> Response<Body> {
     let body = StreamBody::new(futures_util::stream::unfold(
         records,
-        |mut records| async move { records.recv().await.map(|r| (Ok(Frame::data(r)), records)) },
+        |mut records| async move {
+            let record = records.recv().await?;
+            Some((Ok::<_, std::io::Error>(Frame::data(record)), records))
+        },
     ));
     let mut response = Response::new(BodyExt::boxed(body));
     if let Some(leader) = leader {

@@ -147,7 +147,7 @@ impl ChangeReview {
         lock(&self.busy).remove(&session);
     }
 
-    fn repo(&self, s: &Session) -> HostRepo {
+    fn repo(&self, s: &Session) -> Result<HostRepo, AppError> {
         self.setup.repo(s.id)
     }
 
@@ -164,7 +164,7 @@ impl ChangeReview {
         base: &str,
         branch: &str,
     ) -> Result<Changes, AppError> {
-        let repo = self.repo(s);
+        let repo = self.repo(s)?;
         let fail = |e| refused(s, &self.journal, e);
         let head = repo.resolve("HEAD").await.map_err(fail)?;
         let untracked = repo.untracked(self.timeout).await.map_err(fail)?;
@@ -212,10 +212,10 @@ impl ChangeReview {
         let (_, base, _) = git_state(s)?;
         let rel = relative(path).map_err(|e| AppError::Invalid(e.to_string()))?;
         let path = rel.to_string_lossy().into_owned();
-        let repo = self.repo(s);
+        let repo = self.repo(s)?;
         let fail = |e| refused(s, &self.journal, e);
         let old = repo.blob(base, &path, DIFF_MAX_BYTES).await.map_err(fail)?;
-        let folder = self.sandbox.host_folder(s.id);
+        let folder = self.setup.host_folder(s.id)?;
         let new = match folder.read(&path) {
             Ok(bytes) => Some(bytes),
             Err(FileError::NotFound(_)) => None,
@@ -275,7 +275,7 @@ impl ChangeReview {
             )));
         }
         let email = format!("{}@paddock.invalid", caller.login);
-        let repo = self.repo(s);
+        let repo = self.repo(s)?;
         let commit = self
             .exclusive(s, true, async {
                 repo.commit_all(message, &caller.display_name, &email, self.timeout)
@@ -306,7 +306,7 @@ impl ChangeReview {
     /// Pushes the working branch to the repository it was cloned from.
     pub async fn push(&self, s: &Session, caller: &Caller) -> Result<Committed, AppError> {
         let (url, base, branch) = git_state(s)?;
-        let repo = self.repo(s);
+        let repo = self.repo(s)?;
         let fail = |e| refused(s, &self.journal, e);
         let head = self
             .exclusive(s, false, async {

@@ -383,6 +383,22 @@ impl Paddock {
     ) -> Result<SessionSpec, AppError> {
         let backend = self.sandbox.info();
         self.runner.engine(spec.engine)?.check_sandbox(&backend)?;
+        if backend.remote {
+            let needs_this_host = [
+                (!spec.mounts.is_empty(), "Read-only mounts"),
+                (
+                    !spec.egress.is_empty(),
+                    "Network access (hosts the sandbox may reach)",
+                ),
+                (!spec.source.is_empty(), "A git or folder source"),
+            ];
+            if let Some((_, what)) = needs_this_host.iter().find(|(asked, _)| *asked) {
+                return Err(AppError::Invalid(format!(
+                    "{what} needs sandboxes on this server's own Docker host, and this \
+                     server's are on a remote one."
+                )));
+            }
+        }
         if !spec.mounts.is_empty() && !backend.read_only_mounts {
             return Err(AppError::Invalid(
                 "Read-only mounts need Docker sandboxes or bubblewrap, and this server's \

@@ -18,18 +18,18 @@ use futures_util::StreamExt;
 use std::path::Component;
 use tokio::sync::OwnedSemaphorePermit;
 
-impl From<FileError> for AppError {
-    fn from(e: FileError) -> Self {
-        match e {
-            FileError::NotFound(path) => AppError::NotFound(format!("{path:?}")),
-            FileError::Denied(_) => AppError::Forbidden(e.to_string()),
-            FileError::Full(_) => AppError::WorkspaceFull(e.to_string()),
-            FileError::Io { path, message } => {
-                tracing::error!(path, "workspace file: {message}");
-                AppError::Internal
-            }
-            other => AppError::Invalid(other.to_string()),
+/// What the dashboard hears of a refused file operation.
+fn refused(e: FileError) -> AppError {
+    match e {
+        FileError::NotFound(path) => AppError::NotFound(format!("{path:?}")),
+        FileError::Denied(_) => AppError::Forbidden(e.to_string()),
+        FileError::Full(_) => AppError::WorkspaceFull(e.to_string()),
+        FileError::Unreachable(why) => AppError::Unavailable(why),
+        FileError::Io { path, message } => {
+            tracing::error!(path, "workspace file: {message}");
+            AppError::Internal
         }
+        other => AppError::Invalid(other.to_string()),
     }
 }
 
@@ -43,7 +43,7 @@ pub struct Upload {
 /// `.` or `..` (`""` for the workspace itself); refused if it leaves.
 pub fn clean(path: &str) -> Result<String, AppError> {
     let mut parts: Vec<String> = Vec::new();
-    for c in relative(path)?.components() {
+    for c in relative(path).map_err(refused)?.components() {
         match c {
             Component::Normal(part) => parts.push(part.to_string_lossy().into_owned()),
             Component::ParentDir => {
@@ -81,7 +81,12 @@ impl Paddock {
     ) -> Result<Vec<FileEntry>, AppError> {
         self.session_for(caller, id, Access::Watch).await?;
         let dir = clean(path)?;
-        let entries = self.sandbox.workspace(id).list(&dir).await?;
+        let entries = self
+            .sandbox
+            .workspace(id)
+            .list(&dir)
+            .await
+            .map_err(refused)?;
         Ok(entries
             .into_iter()
             .map(|e| FileEntry {
@@ -115,7 +120,12 @@ impl Paddock {
     ) -> Result<FileView, AppError> {
         self.session_for(caller, id, Access::Watch).await?;
         let path = clean(path)?;
-        let download = self.sandbox.workspace(id).download(&path).await?;
+        let download = self
+            .sandbox
+            .workspace(id)
+            .download(&path)
+            .await
+            .map_err(refused)?;
         if download.size > VIEW_MAX_BYTES as u64 {
             return Ok(FileView {
                 path,
@@ -149,7 +159,12 @@ impl Paddock {
     ) -> Result<(String, Download), AppError> {
         self.session_for(caller, id, Access::Watch).await?;
         let path = clean(path)?;
-        let download = self.sandbox.workspace(id).download(&path).await?;
+        let download = self
+            .sandbox
+            .workspace(id)
+            .download(&path)
+            .await
+            .map_err(refused)?;
         Ok((name_of(&path).to_owned(), download))
     }
 
@@ -163,7 +178,7 @@ impl Paddock {
         let session = self.session_for(caller, id, Access::Watch).await?;
         let permit = self.transfers.archive()?;
         let top = archive_name(&session.name);
-        let body = self.sandbox.workspace(id).archive(&top);
+        let body = self.sandbox.workspace(id).archive(&top).await;
         // The slot is free again when the download ends.
         let body = body.map(move |chunk| {
             let _running = &permit;
@@ -222,7 +237,7 @@ impl Paddock {
         let workspace = self.sandbox.workspace(id);
         let mut written = Vec::with_capacity(checked.len());
         for (path, data) in checked {
-            workspace.write(&path, &data).await?;
+            workspace.write(&path, &data).await.map_err(refused)?;
             written.push(FileEntry {
                 name: name_of(&path).to_owned(),
                 path,

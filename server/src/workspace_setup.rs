@@ -13,7 +13,7 @@
 use crate::config::Config;
 use crate::git::{self, CloneLimits, GitToken, HostRepo};
 use crate::journal::Journal;
-use crate::sandbox::{HostFolder, Sandbox};
+use crate::sandbox::{ConfinedFolder, Sandbox};
 use crate::store::Store;
 use crate::sync::lock;
 use crate::vault::Vault;
@@ -90,12 +90,26 @@ impl WorkspaceSetup {
         }
     }
 
+    /// The session's workspace as a folder of this host, which is where
+    /// the server prepares it and host-side git reads it; refused for a
+    /// sandbox on a remote Docker host.
+    pub fn host_folder(&self, session: SessionId) -> Result<ConfinedFolder, AppError> {
+        self.sandbox.host_folder(session).ok_or_else(|| {
+            AppError::Invalid(
+                "This server's sandboxes are on a remote Docker host, where it cannot prepare \
+                 or read a workspace: git and folder sources, Changes, instructions and skills \
+                 need sandboxes on the server's own Docker host."
+                    .into(),
+            )
+        })
+    }
+
     /// The session's server-side repository (a session with a git source).
-    pub fn repo(&self, session: SessionId) -> HostRepo {
-        HostRepo {
+    pub fn repo(&self, session: SessionId) -> Result<HostRepo, AppError> {
+        Ok(HostRepo {
             git_dir: git::repo_dir(&self.config.git_root, session),
-            work_tree: self.sandbox.host_folder(session).root().to_path_buf(),
-        }
+            work_tree: self.host_folder(session)?.root().to_path_buf(),
+        })
     }
 
     fn clone_limits(&self) -> CloneLimits {
@@ -142,7 +156,7 @@ impl WorkspaceSetup {
             .create_workspace(session, self.config.limits_for(s.limits).disk_mb)
             .await
             .map_err(|e| SetupError(e.to_string()))?;
-        let folder = self.sandbox.host_folder(session);
+        let folder = self.host_folder(session)?;
         let (mut said, cloned) = match self.source(&s, &folder).await {
             Ok(done) => done,
             Err(e) => {
@@ -192,7 +206,7 @@ impl WorkspaceSetup {
     async fn finish(
         &self,
         s: &Session,
-        folder: &HostFolder,
+        folder: &ConfinedFolder,
         instructions: &str,
         skills: &[Skill],
         cloned: bool,
@@ -232,7 +246,7 @@ impl WorkspaceSetup {
         }
         if cloned {
             // What Paddock wrote is not the agent's change.
-            self.repo(s.id)
+            self.repo(s.id)?
                 .exclude(&written)
                 .map_err(|e| SetupError(format!("cannot write git's exclude file: {e}")))?;
         }
@@ -248,7 +262,7 @@ impl WorkspaceSetup {
     async fn source(
         &self,
         s: &Session,
-        folder: &HostFolder,
+        folder: &ConfinedFolder,
     ) -> Result<(Vec<String>, Option<git::Cloned>), SetupError> {
         match &s.source {
             WorkspaceSource::Empty => Ok((Vec::new(), None)),
@@ -277,7 +291,7 @@ impl WorkspaceSetup {
                 }
                 let token = self.token(s).await?;
                 let cloned = self
-                    .repo(s.id)
+                    .repo(s.id)?
                     .clone(
                         url,
                         rev.as_deref(),
@@ -303,7 +317,7 @@ impl WorkspaceSetup {
 
     /// Removes what a failed preparation left, so the next try starts
     /// clean.
-    async fn undo(&self, s: &Session, folder: &HostFolder) {
+    async fn undo(&self, s: &Session, folder: &ConfinedFolder) {
         let git_dir = git::repo_dir(&self.config.git_root, s.id);
         let root = folder.root().to_path_buf();
         let cleaned = tokio::task::spawn_blocking(move || {
@@ -340,13 +354,18 @@ impl WorkspaceSetup {
 }
 
 /// Whether anything (a file, a folder, a link) is at `path`.
-fn exists(folder: &HostFolder, path: &str) -> bool {
+fn exists(folder: &ConfinedFolder, path: &str) -> bool {
     folder.root().join(path).symlink_metadata().is_ok()
 }
 
 /// Writes a file of Paddock's: refused where the source put a link on the
 /// way (a write would go where the link points, inside the workspace).
-fn write(folder: &HostFolder, path: &str, data: &[u8], executable: bool) -> Result<(), SetupError> {
+fn write(
+    folder: &ConfinedFolder,
+    path: &str,
+    data: &[u8],
+    executable: bool,
+) -> Result<(), SetupError> {
     let mut at = folder.root().to_path_buf();
     for part in path.split('/') {
         at.push(part);
@@ -373,7 +392,7 @@ fn write(folder: &HostFolder, path: &str, data: &[u8], executable: bool) -> Resu
 }
 
 /// Writes a skill's folder.
-fn write_skill(folder: &HostFolder, name: &str, skill: &Skill) -> Result<(), SetupError> {
+fn write_skill(folder: &ConfinedFolder, name: &str, skill: &Skill) -> Result<(), SetupError> {
     let dir = format!("{SKILLS_DIR}/{name}");
     write(
         folder,

@@ -176,11 +176,10 @@ fn exit_of(json: &[u8]) -> Result<ExecExit> {
 /// Sends `call` once the connection takes it: the command's process group
 /// (its header) and the answer's body, or what the agent said was wrong.
 async fn send(
-    mut connection: AgentConnection,
+    connection: AgentConnection,
     call: hyper::Request<RequestBody>,
 ) -> Result<(Option<u32>, Incoming)> {
-    connection.ready().await.map_err(lost)?;
-    let response = connection.send_request(call).await.map_err(lost)?;
+    let response = request(connection, call).await?;
     let status = response.status();
     let group = response
         .headers()
@@ -199,6 +198,16 @@ async fn send(
         "the sandbox agent: {}",
         String::from_utf8_lossy(&text)
     )))
+}
+
+/// Sends `call` once the connection takes it: the agent's answer, whatever
+/// it says.
+pub(super) async fn request(
+    mut connection: AgentConnection,
+    call: hyper::Request<RequestBody>,
+) -> Result<hyper::Response<Incoming>> {
+    connection.ready().await.map_err(lost)?;
+    connection.send_request(call).await.map_err(lost)
 }
 
 /// Starts `request` through the agent with its stdin attached: what is

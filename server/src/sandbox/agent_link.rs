@@ -1,12 +1,18 @@
 //! The server's end of each Docker sandbox's agent
-//! ([`paddock_sandbox_agent`]): one Unix socket per session, in a host
-//! folder (`<workspace root>/<session>.agent`) mounted read-only into the
-//! sandbox, which the agent dials. Its first line must be the session's
-//! secret (256 random bits, made here, handed to the agent on its stdin when
-//! it is started): anything else, such as a process of the sandbox trying
-//! its luck, is dropped unanswered. Then the connection is HTTP/2 with the
-//! server as the client, and every command of the session is one request
-//! on it ([`agent_call`](super::agent_call)).
+//! ([`paddock_sandbox_agent`]), reached one of two ways:
+//! - On this server's Docker host: one Unix socket per session, in a host
+//!   folder (`<workspace root>/<session>.agent`) mounted read-only into the
+//!   sandbox, which the agent dials. Its first line must be the session's
+//!   secret (256 random bits, made here, handed to the agent on its stdin
+//!   when it is started): anything else, such as a process of the sandbox
+//!   trying its luck, is dropped unanswered.
+//! - On a remote Docker host: the streams of the `docker exec` that started
+//!   the agent with `--stdio` ([`AgentLinks::attach`]), carried by the
+//!   Docker API's own connection (mutual TLS).
+//!
+//! Then the connection is HTTP/2 with the server as the client, and every
+//! command of the session is one request on it
+//! ([`agent_call`](super::agent_call)).
 
 use crate::secret::{random_hex, same};
 use crate::sync::lock;
@@ -14,14 +20,14 @@ use app::domain::SessionId;
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 use hyper::client::conn::http2::SendRequest;
-use paddock_sandbox_agent::{PROTOCOL, SECRET_LINE_MAX, SOCKET_DIR, SOCKET_NAME};
+use paddock_sandbox_agent::{PROTOCOL, SECRET_LINE_MAX, SOCKET_DIR, SOCKET_NAME, STDIO_HELLO};
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -125,6 +131,36 @@ impl AgentLinks {
         Ok((secret, connected))
     }
 
+    /// Takes the streams of an agent started with `--stdio` as the
+    /// session's connection, once the agent has said it speaks this
+    /// [`PROTOCOL`].
+    pub async fn attach(
+        &self,
+        session: SessionId,
+        mut io: impl AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    ) -> Result<AgentConnection, String> {
+        self.forget(session);
+        let expected = format!("{STDIO_HELLO} {PROTOCOL}");
+        match tokio::time::timeout(SECRET_TIMEOUT, read_line(&mut io)).await {
+            Ok(Some(line)) if line == expected => {}
+            Ok(Some(line)) if line.starts_with(STDIO_HELLO) => {
+                return Err(format!(
+                    "it speaks another protocol ({line:?}, not {expected:?}): its binary on \
+                     this server is not the one it was made with"
+                ))
+            }
+            _ => return Err("it did not say hello".into()),
+        }
+        let (arrival, driver) = handshake(io, None)
+            .await
+            .map_err(|e| format!("its handshake: {e}"))?;
+        let (connection, _) = watch::channel(Some(arrival.clone()));
+        let cancel = CancellationToken::new();
+        tokio::spawn(drive(session, driver, cancel.clone()));
+        lock(&self.links).insert(session, Link { connection, cancel });
+        Ok(arrival.connection)
+    }
+
     /// Stops listening for the session; its connection closes.
     pub fn forget(&self, session: SessionId) {
         if let Some(link) = lock(&self.links).remove(&session) {
@@ -183,32 +219,53 @@ async fn accept(
         let _ = std::fs::remove_file(path);
     }
     let peer = stream.peer_cred().ok().and_then(|c| c.pid());
-    let io = hyper_util::rt::TokioIo::new(stream);
-    let handshake = hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
-        .timer(hyper_util::rt::TokioTimer::new())
-        // An agent that stops answering (stopped by the sandbox) ends its
-        // connection, and so every command waiting on it.
-        .keep_alive_interval(KEEP_ALIVE_INTERVAL)
-        .keep_alive_timeout(KEEP_ALIVE_TIMEOUT)
-        .keep_alive_while_idle(true)
-        // What one stream may hold unread (a terminal whose viewer is
-        // slow) is a small part of what the connection may: the other
-        // commands' output keeps coming (at most `PER_SESSION` terminals).
-        .initial_stream_window_size(STREAM_WINDOW)
-        .initial_connection_window_size(CONNECTION_WINDOW)
-        .handshake::<_, RequestBody>(io)
-        .await;
-    let (sender, driver) = match handshake {
-        Ok(made) => made,
-        Err(e) => {
-            tracing::warn!(%session, "sandbox agent handshake: {e}");
-            return;
+    match handshake(stream, peer).await {
+        Ok((arrival, driver)) => {
+            connection.send_replace(Some(arrival));
+            drive(session, driver, cancel).await;
         }
-    };
-    connection.send_replace(Some(Arrival {
-        connection: sender,
-        peer,
-    }));
+        Err(e) => tracing::warn!(%session, "sandbox agent handshake: {e}"),
+    }
+}
+
+/// The driver of an agent's connection: run until it ends.
+type Driver<IO> = hyper::client::conn::http2::Connection<
+    hyper_util::rt::TokioIo<IO>,
+    RequestBody,
+    hyper_util::rt::TokioExecutor,
+>;
+
+/// HTTP/2 over `io` with the server as the client: the connection (made by
+/// `peer`, where the kernel says), and its driver.
+async fn handshake<IO>(io: IO, peer: Option<i32>) -> Result<(Arrival, Driver<IO>), hyper::Error>
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let io = hyper_util::rt::TokioIo::new(io);
+    let (connection, driver) =
+        hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .timer(hyper_util::rt::TokioTimer::new())
+            // An agent that stops answering (stopped by the sandbox) ends
+            // its connection, and so every command waiting on it.
+            .keep_alive_interval(KEEP_ALIVE_INTERVAL)
+            .keep_alive_timeout(KEEP_ALIVE_TIMEOUT)
+            .keep_alive_while_idle(true)
+            // What one stream may hold unread (a terminal whose viewer is
+            // slow) is a small part of what the connection may: the other
+            // commands' output keeps coming (at most `PER_SESSION`
+            // terminals).
+            .initial_stream_window_size(STREAM_WINDOW)
+            .initial_connection_window_size(CONNECTION_WINDOW)
+            .handshake::<_, RequestBody>(io)
+            .await?;
+    Ok((Arrival { connection, peer }, driver))
+}
+
+/// Runs a connection until it ends or the session's link is forgotten.
+async fn drive<IO>(session: SessionId, driver: Driver<IO>, cancel: CancellationToken)
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     tokio::select! {
         ended = driver => if let Err(e) = ended {
             tracing::debug!(%session, "sandbox agent connection ended: {e}");
@@ -219,7 +276,7 @@ async fn accept(
 
 /// The first line of a connection, without its newline; `None` when it is
 /// longer than a secret's or ends first.
-async fn read_line(stream: &mut tokio::net::UnixStream) -> Option<String> {
+async fn read_line(stream: &mut (impl AsyncRead + Unpin)) -> Option<String> {
     let mut line = Vec::with_capacity(SECRET_LINE_MAX);
     let mut byte = [0u8; 1];
     while line.len() <= SECRET_LINE_MAX {

@@ -5,12 +5,18 @@
 //! memory/CPU/pids limits, and an init process that reaps zombies. Containers
 //! carry `paddock.session` and `paddock.instance` labels so a restarted server
 //! finds its own and nobody else's.
+//!
+//! On this server's host, the workspace is a host folder mounted into the
+//! sandbox, and the agent dials a socket in another; on a remote Docker
+//! host, see [`docker_remote`](super::docker_remote).
 
 use super::agent_call;
 use super::agent_link::{AgentConnection, AgentLinks};
+use super::agent_workspace::AgentWorkspace;
+use super::docker_remote;
 use super::{
-    sandbox_user, BackendInfo, BackendKind, CappedOutput, ExecOutcome, ExecRequest, Found,
-    HostFolder, HostWorkspace, OutputSink, OutputStream, Process, ProcessControl, Result, Sandbox,
+    sandbox_user, BackendInfo, BackendKind, CappedOutput, ConfinedFolder, ExecOutcome, ExecRequest,
+    Found, HostWorkspace, OutputSink, OutputStream, Process, ProcessControl, Result, Sandbox,
     SandboxError, SandboxSpec, SpawnRequest, Terminal, TerminalSize, Workspace, WorkspaceRoot,
     MOUNT_POINT, SANDBOX_ENV, SANDBOX_UID,
 };
@@ -23,12 +29,12 @@ use bollard::exec::{CreateExecOptions, StartExecResults};
 use bollard::models::{ContainerCreateBody, HostConfig};
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
-    StopContainerOptionsBuilder,
+    RemoveVolumeOptions, StopContainerOptionsBuilder,
 };
 use bollard::Docker;
 use bytes::Bytes;
 use futures_util::StreamExt;
-use paddock_sandbox_agent::{AGENT_PATH, SOCKET_DIR};
+use paddock_sandbox_agent::{AGENT_DIR, AGENT_PATH, SOCKET_DIR};
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -75,6 +81,9 @@ pub struct DockerSandbox {
     /// Sandboxes whose agent cannot run (made before it was mounted, or it
     /// failed to start): `docker exec` until they are made again.
     without_agent: Mutex<HashSet<SessionId>>,
+    /// On a remote Docker host: the agent's binary as the tar uploaded
+    /// into every sandbox ([`docker_remote`]); `None`: this host's.
+    remote_agent: Option<Bytes>,
 }
 
 /// How long a started agent has to dial in.
@@ -131,6 +140,22 @@ impl DockerSandbox {
         runtime: Option<String>,
         agent_bin: Option<PathBuf>,
     ) -> Result<Self> {
+        let remote_agent =
+            match (super::docker_connect::is_remote(), &agent_bin) {
+                (false, _) => None,
+                (true, Some(bin)) => Some(docker_remote::agent_tar(bin).map_err(|e| {
+                    SandboxError::Unavailable(format!(
+                        "cannot read the sandbox agent {}: {e}",
+                        bin.display()
+                    ))
+                })?),
+                (true, None) => return Err(SandboxError::Unavailable(
+                    "sandboxes on a remote Docker host (DOCKER_HOST over TCP) need the sandbox \
+                     agent, and this server has none: run scripts/setup, or set \
+                     PADDOCK_SANDBOX_AGENT_BIN"
+                        .into(),
+                )),
+            };
         let docker = super::docker_connect::client()?
             .negotiate_version()
             .await
@@ -165,11 +190,12 @@ impl DockerSandbox {
             agent_bin,
             agent_starts: Mutex::new(HashMap::new()),
             without_agent: Mutex::new(HashSet::new()),
+            remote_agent,
         })
     }
 
     /// The session's workspace folder, given to the sandbox user.
-    fn folder(&self, session: SessionId) -> HostFolder {
+    fn folder(&self, session: SessionId) -> ConfinedFolder {
         self.workspaces.folder(session)
     }
 
@@ -182,8 +208,17 @@ impl DockerSandbox {
         spec.image.as_deref().unwrap_or(&self.image)
     }
 
-    fn create_body(&self, session: SessionId, spec: &SandboxSpec) -> ContainerCreateBody {
-        let (limits, mounts) = (spec.limits, &spec.mounts);
+    /// The binds and volumes of a session's sandbox: its workspace, its
+    /// mounts, and the agent's binary and socket folder; on a remote host,
+    /// the workspace's volume, and a volume for the agent's binary.
+    fn storage(&self, session: SessionId, spec: &SandboxSpec) -> (Vec<String>, Vec<String>) {
+        if self.remote_agent.is_some() {
+            let volume = docker_remote::workspace_volume(session);
+            return (
+                vec![format!("{volume}:{MOUNT_POINT}")],
+                vec![AGENT_DIR.to_owned()],
+            );
+        }
         let workspace = self.folder(session);
         let agent = self.agent_bin.iter().flat_map(|bin| {
             [
@@ -195,12 +230,18 @@ impl DockerSandbox {
             ]
         });
         let binds = std::iter::once(format!("{}:{MOUNT_POINT}", workspace.root().display()))
-            .chain(mounts.iter().map(|m| {
+            .chain(spec.mounts.iter().map(|m| {
                 let mode = if m.read_only { ":ro" } else { "" };
                 format!("{}:{}{mode}", m.host.display(), m.target)
             }))
             .chain(agent)
             .collect();
+        (binds, Vec::new())
+    }
+
+    fn create_body(&self, session: SessionId, spec: &SandboxSpec) -> ContainerCreateBody {
+        let limits = spec.limits;
+        let (binds, volumes) = self.storage(session, spec);
         let uid = SANDBOX_UID;
         ContainerCreateBody {
             image: Some(self.image_of(spec).to_owned()),
@@ -226,6 +267,7 @@ impl DockerSandbox {
                 (SESSION_LABEL.to_owned(), session.to_string()),
                 (INSTANCE_LABEL.to_owned(), self.instance.clone()),
             ])),
+            volumes: Some(volumes).filter(|v| !v.is_empty()),
             network_disabled: Some(true),
             host_config: Some(HostConfig {
                 binds: Some(binds),
@@ -310,6 +352,18 @@ impl DockerSandbox {
         session: SessionId,
     ) -> std::result::Result<AgentConnection, AgentStartError> {
         let passing = |e: &dyn std::fmt::Display| AgentStartError::passing(e.to_string());
+        if self.remote_agent.is_some() {
+            let container = Self::container_name(session);
+            return docker_remote::start_agent(
+                &self.docker,
+                &container,
+                session,
+                exec_env(&[]),
+                &self.agents,
+            )
+            .await
+            .map_err(AgentStartError::passing);
+        }
         let (secret, mut connected) = self.agents.listen(session).map_err(|e| passing(&e))?;
         let options = CreateExecOptions {
             attach_stdin: Some(true),
@@ -401,6 +455,42 @@ impl DockerSandbox {
             }
             _ => Ok(arrival.connection),
         }
+    }
+
+    /// The agent of a sandbox on a remote host, for a file operation:
+    /// `None` when the sandbox was never made (its workspace is empty); a
+    /// stopped one is started again (as it was made).
+    pub(super) async fn files_agent(
+        &self,
+        session: SessionId,
+    ) -> std::result::Result<Option<AgentConnection>, String> {
+        if let Some(connection) = self.ready_agent(session).await {
+            return Ok(Some(connection));
+        }
+        let name = Self::container_name(session);
+        let state = match self.docker.inspect_container(&name, None).await {
+            Ok(info) => info.state.unwrap_or_default(),
+            Err(e) if status_of(&e) == Some(404) => return Ok(None),
+            Err(e) => return Err(e.to_string()),
+        };
+        if state.running != Some(true) {
+            let gate = lock(&self.starting).entry(session).or_default().clone();
+            let _one_at_a_time = gate.lock().await;
+            if let Some(agent) = &self.remote_agent {
+                docker_remote::upload_agent(&self.docker, &name, agent)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            match self.docker.start_container(&name, None).await {
+                Err(e) if status_of(&e) != Some(304) => return Err(e.to_string()),
+                _ => {}
+            }
+        }
+        self.agent(session).await.map(Some).ok_or_else(|| {
+            "the sandbox agent cannot be started, and on a remote Docker host the workspace's \
+             files are reached only through it"
+                .to_owned()
+        })
     }
 
     /// How many processes the container's cgroup has OOM-killed so far.
@@ -639,9 +729,13 @@ impl Sandbox for DockerSandbox {
         BackendInfo {
             kind: BackendKind::Docker,
             warning: None,
-            read_only_mounts: true,
+            remote: self.remote_agent.is_some(),
+            read_only_mounts: self.remote_agent.is_none(),
             runtime: Some(self.runtime.clone()),
-            no_disk_limits: self.workspaces.no_disk_limits().map(str::to_owned),
+            no_disk_limits: match self.remote_agent {
+                Some(_) => Some("the workspaces are Docker volumes on a remote host".into()),
+                None => self.workspaces.no_disk_limits().map(str::to_owned),
+            },
             agent: self.agent_bin.is_some(),
         }
     }
@@ -655,11 +749,20 @@ impl Sandbox for DockerSandbox {
         let gate = lock(&self.starting).entry(session).or_default().clone();
         let _one_at_a_time = gate.lock().await;
         let began = std::time::Instant::now();
-        self.workspaces.create(session, spec.limits.disk_mb).await?;
-        if self.agent_bin.is_some() {
-            self.agents.prepare(session).map_err(|e| {
-                SandboxError::Failed(format!("cannot prepare the sandbox agent's folder: {e}"))
-            })?;
+        if self.remote_agent.is_some() {
+            if !spec.mounts.is_empty() || spec.proxy.is_some() {
+                return Err(SandboxError::Unsupported(
+                    "a sandbox on a remote Docker host cannot have this server's folders mounted, \
+                     nor reach the network through its egress proxy",
+                ));
+            }
+        } else {
+            self.workspaces.create(session, spec.limits.disk_mb).await?;
+            if self.agent_bin.is_some() {
+                self.agents.prepare(session).map_err(|e| {
+                    SandboxError::Failed(format!("cannot prepare the sandbox agent's folder: {e}"))
+                })?;
+            }
         }
         let name = Self::container_name(session);
         let found = match self.docker.inspect_container(&name, None).await {
@@ -692,7 +795,7 @@ impl Sandbox for DockerSandbox {
                 .mounts
                 .iter()
                 .flatten()
-                .any(|m| m.destination.as_deref() == Some(AGENT_PATH)),
+                .any(|m| matches!(m.destination.as_deref(), Some(AGENT_PATH | AGENT_DIR))),
             None => true,
         };
         if found.is_none() {
@@ -746,6 +849,11 @@ impl Sandbox for DockerSandbox {
                 self.oom_kill_count(session).await
             }
         } else {
+            if let Some(agent) = &self.remote_agent {
+                // Before each start, so a sandbox made by an older server
+                // runs this one's agent.
+                docker_remote::upload_agent(&self.docker, &name, agent).await?;
+            }
             match self.docker.start_container(&name, None).await {
                 Ok(()) => crate::metrics::sandbox_started("docker", began.elapsed()),
                 Err(e) if status_of(&e) == Some(304) => {}
@@ -1021,15 +1129,48 @@ impl Sandbox for DockerSandbox {
         self.agents
             .remove(session)
             .map_err(|e| SandboxError::Failed(format!("cannot remove the agent's folder: {e}")))?;
-        self.workspaces.remove(session).await
+        if self.remote_agent.is_none() {
+            return self.workspaces.remove(session).await;
+        }
+        let volume = docker_remote::workspace_volume(session);
+        match self
+            .docker
+            .remove_volume(&volume, None::<RemoveVolumeOptions>)
+            .await
+        {
+            Err(e) if status_of(&e) != Some(404) => Err(failed(e)),
+            _ => Ok(()),
+        }
     }
 
     async fn create_workspace(&self, session: SessionId, disk_mb: Option<u64>) -> Result<()> {
-        self.workspaces.create(session, disk_mb).await
+        match self.remote_agent {
+            // Made with the sandbox, on its host.
+            Some(_) => Ok(()),
+            None => self.workspaces.create(session, disk_mb).await,
+        }
     }
 
     async fn disk_use(&self, session: SessionId) -> Result<DiskUse> {
-        self.workspaces.usage(session).await
+        if self.remote_agent.is_none() {
+            return self.workspaces.usage(session).await;
+        }
+        // Counted in the sandbox, where the volume is; a sandbox never made
+        // has an empty workspace.
+        let counted =
+            match run_helper(&self.docker, session, &["du", "-s", "-B1", MOUNT_POINT]).await {
+                Ok(counted) => counted,
+                Err(_) if matches!(self.files_agent(session).await, Ok(None)) => String::new(),
+                Err(e) => return Err(e),
+            };
+        Ok(DiskUse {
+            used_bytes: counted
+                .split_whitespace()
+                .next()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0),
+            limit_bytes: None,
+        })
     }
 
     async fn list(&self) -> Result<Vec<Found>> {
@@ -1056,11 +1197,14 @@ impl Sandbox for DockerSandbox {
             .collect())
     }
 
-    fn host_folder(&self, session: SessionId) -> HostFolder {
-        self.folder(session)
+    fn host_folder(&self, session: SessionId) -> Option<ConfinedFolder> {
+        self.remote_agent.is_none().then(|| self.folder(session))
     }
 
     fn workspace(&self, session: SessionId) -> Box<dyn Workspace + '_> {
-        Box::new(HostWorkspace::new(self.folder(session), self, session))
+        match self.remote_agent {
+            Some(_) => Box::new(AgentWorkspace::new(self, session)),
+            None => Box::new(HostWorkspace::new(self.folder(session), self, session)),
+        }
     }
 }

@@ -32,6 +32,12 @@ pub(super) fn client() -> Result<Docker> {
     }
 }
 
+/// Whether `DOCKER_HOST` names a daemon reached over TCP: one on another
+/// machine, whose sandboxes see nothing of this one's filesystem.
+pub(super) fn is_remote() -> bool {
+    std::env::var("DOCKER_HOST").is_ok_and(|host| is_tcp(&host))
+}
+
 fn unavailable(e: impl std::fmt::Display) -> SandboxError {
     SandboxError::Unavailable(e.to_string())
 }

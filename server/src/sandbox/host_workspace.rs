@@ -2,7 +2,6 @@
 //! folder, mounted into its sandbox, for reading, writing and listing, and
 //! searches run in the sandbox itself.
 
-use super::host_folder::HostFolder;
 use super::search;
 use super::workspace::{
     ByteStream, Download, Entry, FileError, GlobMatches, GlobQuery, GrepMatches, GrepQuery,
@@ -10,28 +9,20 @@ use super::workspace::{
 };
 use super::Sandbox;
 use app::domain::SessionId;
-use bytes::Bytes;
 use futures_util::StreamExt;
-use std::io::Write;
-use tokio::sync::mpsc;
-
-/// Bytes of an archive sent per chunk, and chunks made ahead of the client.
-const ARCHIVE_CHUNK: usize = 64 * 1024;
-const ARCHIVE_AHEAD: usize = 4;
-/// How long an archive waits for a client that stopped reading before it
-/// gives up (and frees its thread).
-const ARCHIVE_STALL: std::time::Duration = std::time::Duration::from_secs(60);
+use paddock_sandbox_agent::archive::archive_gz;
+use paddock_sandbox_agent::folder::ConfinedFolder;
 
 /// The workspace of a sandbox whose files are a host folder mounted into
 /// it.
 pub struct HostWorkspace<'a> {
-    folder: HostFolder,
+    folder: ConfinedFolder,
     sandbox: &'a dyn Sandbox,
     session: SessionId,
 }
 
 impl<'a> HostWorkspace<'a> {
-    pub fn new(folder: HostFolder, sandbox: &'a dyn Sandbox, session: SessionId) -> Self {
+    pub fn new(folder: ConfinedFolder, sandbox: &'a dyn Sandbox, session: SessionId) -> Self {
         Self {
             folder,
             sandbox,
@@ -44,7 +35,7 @@ impl<'a> HostWorkspace<'a> {
     async fn blocking<T: Send + 'static>(
         &self,
         path: &str,
-        op: impl FnOnce(&HostFolder, &str) -> Result<T, FileError> + Send + 'static,
+        op: impl FnOnce(&ConfinedFolder, &str) -> Result<T, FileError> + Send + 'static,
     ) -> Result<T, FileError> {
         let (folder, owned) = (self.folder.clone(), path.to_owned());
         tokio::task::spawn_blocking(move || op(&folder, &owned))
@@ -83,29 +74,9 @@ impl Workspace for HostWorkspace<'_> {
         })
     }
 
-    fn archive(&self, top: &str) -> ByteStream {
-        let (tx, rx) = mpsc::channel(ARCHIVE_AHEAD);
-        let (folder, top) = (self.folder.clone(), top.to_owned());
-        let runtime = tokio::runtime::Handle::current();
-        tokio::task::spawn_blocking(move || {
-            let out = ChannelWriter {
-                tx: tx.clone(),
-                runtime,
-                buf: Vec::with_capacity(ARCHIVE_CHUNK),
-            };
-            let gz = flate2::write::GzEncoder::new(out, flate2::Compression::fast());
-            let made = folder
-                .archive(&top, gz)
-                .and_then(|gz| gz.finish())
-                .and_then(|mut out| out.flush());
-            if let Err(e) = made {
-                // The client left or stalled (nothing to tell), or a read
-                // failed: the archive ends with an error rather than
-                // looking whole.
-                let _ = tx.try_send(Err(e));
-            }
-        });
-        tokio_stream_of(rx)
+    async fn archive(&self, top: &str) -> ByteStream {
+        let mut chunks = archive_gz(self.folder.clone(), top.to_owned());
+        futures_util::stream::poll_fn(move |cx| chunks.poll_recv(cx)).boxed()
     }
 
     async fn glob(
@@ -123,51 +94,4 @@ impl Workspace for HostWorkspace<'_> {
     ) -> Result<GrepMatches, SearchError> {
         search::grep(self.sandbox, self.session, query, limits).await
     }
-}
-
-/// A `Write` that hands its bytes, in chunks, to an async receiver; writing
-/// fails once the receiver is gone, or has taken nothing for
-/// [`ARCHIVE_STALL`].
-struct ChannelWriter {
-    tx: mpsc::Sender<std::io::Result<Bytes>>,
-    runtime: tokio::runtime::Handle,
-    buf: Vec<u8>,
-}
-
-impl ChannelWriter {
-    fn send(&mut self) -> std::io::Result<()> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        let chunk = Bytes::from(std::mem::replace(
-            &mut self.buf,
-            Vec::with_capacity(ARCHIVE_CHUNK),
-        ));
-        let sent = self
-            .runtime
-            .block_on(tokio::time::timeout(ARCHIVE_STALL, self.tx.send(Ok(chunk))));
-        match sent {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err(std::io::ErrorKind::BrokenPipe.into()),
-            Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
-        }
-    }
-}
-
-impl std::io::Write for ChannelWriter {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        self.buf.extend_from_slice(data);
-        if self.buf.len() >= ARCHIVE_CHUNK {
-            self.send()?;
-        }
-        Ok(data.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.send()
-    }
-}
-
-fn tokio_stream_of(mut rx: mpsc::Receiver<std::io::Result<Bytes>>) -> ByteStream {
-    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)).boxed()
 }

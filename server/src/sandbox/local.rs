@@ -7,8 +7,8 @@
 //! sees the host as the server's user. `info()` says so, and so does the UI.
 
 use super::{
-    workspace_dir, BackendInfo, BackendKind, CappedOutput, ExecOutcome, ExecRequest, Found,
-    HostFolder, HostWorkspace, Mount, OutputSink, OutputStream, Process, Result, Sandbox,
+    workspace_dir, BackendInfo, BackendKind, CappedOutput, ConfinedFolder, ExecOutcome,
+    ExecRequest, Found, HostWorkspace, Mount, OutputSink, OutputStream, Process, Result, Sandbox,
     SandboxError, SandboxSpec, SpawnRequest, Workspace, WorkspaceRoot, MOUNT_POINT, SANDBOX_ENV,
     SANDBOX_UID,
 };
@@ -47,7 +47,7 @@ pub struct LocalSandbox {
 impl LocalSandbox {
     /// The session's workspace folder. Inside bubblewrap the sandbox uid
     /// maps to ours: files stay ours.
-    fn folder(&self, session: SessionId) -> HostFolder {
+    fn folder(&self, session: SessionId) -> ConfinedFolder {
         self.workspaces.folder(session)
     }
 
@@ -184,6 +184,7 @@ impl Sandbox for LocalSandbox {
         BackendInfo {
             kind: BackendKind::Local,
             warning: Some(warning.to_owned()),
+            remote: false,
             read_only_mounts: self.bwrap.is_some(),
             runtime: None,
             no_disk_limits: self.workspaces.no_disk_limits().map(str::to_owned),
@@ -330,8 +331,8 @@ impl Sandbox for LocalSandbox {
             .collect())
     }
 
-    fn host_folder(&self, session: SessionId) -> HostFolder {
-        self.folder(session)
+    fn host_folder(&self, session: SessionId) -> Option<ConfinedFolder> {
+        Some(self.folder(session))
     }
 
     fn workspace(&self, session: SessionId) -> Box<dyn Workspace + '_> {

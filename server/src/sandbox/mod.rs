@@ -8,13 +8,16 @@
 //!
 //! A session's files are its [`Workspace`]: for both backends a host folder
 //! mounted into the sandbox ([`HostWorkspace`]), every path confined to it,
-//! with a disk limit where the host can hold one ([`WorkspaceRoot`]).
+//! with a disk limit where the host can hold one ([`WorkspaceRoot`]); for
+//! Docker sandboxes on a remote host, a volume there, whose files go
+//! through the sandbox's agent (`docker_remote`, `agent_workspace`).
 
 mod agent_call;
 mod agent_link;
+mod agent_workspace;
 mod docker;
 mod docker_connect;
-mod host_folder;
+mod docker_remote;
 mod host_workspace;
 mod local;
 mod mount_policy;
@@ -25,11 +28,11 @@ mod workspace;
 mod workspace_root;
 
 pub use docker::DockerSandbox;
-pub use host_folder::HostFolder;
 pub use host_workspace::HostWorkspace;
 pub use local::LocalSandbox;
 pub use mount_policy::MountPolicy;
 pub use output::{CappedOutput, CUT_SHORT_MARK, TRUNCATION_MARK, TRUNCATION_MARK_END};
+pub use paddock_sandbox_agent::folder::{ConfinedFolder, MOUNT_POINT};
 pub use paddock_sandbox_agent::TerminalSize;
 pub use shell::shell_quote;
 pub use workspace::{
@@ -49,8 +52,6 @@ use std::time::Duration;
 use tokio::io::AsyncWrite;
 use tokio_util::sync::CancellationToken;
 
-/// Where the workspace appears inside a sandbox.
-pub const MOUNT_POINT: &str = "/workspace";
 /// The sandbox user (and its group); files Paddock writes into a workspace
 /// are given to it.
 pub const SANDBOX_UID: u32 = 10001;
@@ -288,6 +289,10 @@ pub struct BackendInfo {
     pub kind: BackendKind,
     /// A plain-words caveat when isolation is weaker than a closed container.
     pub warning: Option<String>,
+    /// Whether its sandboxes are on another host (a remote Docker host),
+    /// where nothing of this server's filesystem reaches them: no mounts,
+    /// no workspace prepared or read by the server, no egress proxy.
+    pub remote: bool,
     /// Whether it can mount host folders read-only (a session's mounts).
     pub read_only_mounts: bool,
     /// The container runtime sandboxes run under (`runc`, or `runsc`:
@@ -383,9 +388,9 @@ pub trait Sandbox: Send + Sync + 'static {
     /// The session's files.
     fn workspace(&self, session: SessionId) -> Box<dyn Workspace + '_>;
     /// The session's workspace as a folder on this host, where the backend
-    /// keeps it here: where it is prepared (a clone, a copy) and where
-    /// host-side git reads it.
-    fn host_folder(&self, session: SessionId) -> HostFolder;
+    /// keeps it here (not on a remote Docker host): where it is prepared (a
+    /// clone, a copy) and where host-side git reads it.
+    fn host_folder(&self, session: SessionId) -> Option<ConfinedFolder>;
 }
 
 /// Host folder of a session's workspace.

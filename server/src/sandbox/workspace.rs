@@ -5,44 +5,17 @@
 //! The Docker and local backends implement it with
 //! [`HostWorkspace`](super::HostWorkspace): the session's host folder for
 //! reading, writing and listing (confined by the kernel, see
-//! [`HostFolder`](super::HostFolder)), and searches run inside the sandbox,
+//! [`ConfinedFolder`](super::ConfinedFolder)), and searches run inside the sandbox,
 //! where ripgrep is. A backend whose files are not on this host (a remote Docker
 //! host, a Kubernetes pod, an agent inside the sandbox) implements the same
 //! trait its own way; the tools do not change.
 
-use super::{SandboxError, MOUNT_POINT};
+use super::SandboxError;
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
-use std::path::{Component, Path, PathBuf};
+pub use paddock_sandbox_agent::folder::{relative, Entry, FileError, READ_MAX_BYTES};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-
-/// Largest file `read` returns.
-pub const READ_MAX_BYTES: u64 = 10 * 1024 * 1024;
-
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum FileError {
-    #[error("{0:?} is outside the workspace: paths must stay under /workspace")]
-    Outside(String),
-    #[error("{0:?} does not exist")]
-    NotFound(String),
-    #[error("{0:?} is a directory")]
-    IsDirectory(String),
-    #[error("{0:?} is not a directory")]
-    NotDirectory(String),
-    #[error("{0:?} is not a regular file (a pipe, a socket or a device)")]
-    NotRegular(String),
-    #[error("{0:?} is not a usable path: {1}")]
-    BadPath(String, &'static str),
-    #[error("{0:?} cannot be opened: its permissions refuse it")]
-    Denied(String),
-    #[error("{path:?} is too large to read ({size} bytes; the limit is {READ_MAX_BYTES})")]
-    TooLarge { path: String, size: u64 },
-    #[error("{0:?} cannot be written: the workspace is full (its disk limit is reached)")]
-    Full(String),
-    #[error("{path:?}: {message}")]
-    Io { path: String, message: String },
-}
 
 /// Bytes read as they are sent: a download, an archive.
 pub type ByteStream = BoxStream<'static, std::io::Result<Bytes>>;
@@ -51,13 +24,6 @@ pub type ByteStream = BoxStream<'static, std::io::Result<Bytes>>;
 pub struct Download {
     pub size: u64,
     pub body: ByteStream,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct Entry {
-    pub name: String,
-    pub is_dir: bool,
-    pub size: u64,
 }
 
 /// Files matching glob patterns under a folder.
@@ -149,7 +115,7 @@ pub trait Workspace: Send + Sync {
     /// The whole workspace as a gzipped tar, streamed as it is made, every
     /// path under `top/`. What cannot be read as a file of the workspace
     /// (a link that leaves it, a socket) is left out.
-    fn archive(&self, top: &str) -> ByteStream;
+    async fn archive(&self, top: &str) -> ByteStream;
     async fn glob(
         &self,
         query: &GlobQuery<'_>,
@@ -160,35 +126,4 @@ pub trait Workspace: Send + Sync {
         query: &GrepQuery<'_>,
         limits: SearchLimits<'_>,
     ) -> Result<GrepMatches, SearchError>;
-}
-
-/// The path relative to the workspace root, as the agent means it:
-/// `src/a.rs`, `./src/a.rs` and `/workspace/src/a.rs` are the same file.
-/// Refuses lexically what can never be inside; the backend refuses the rest
-/// (symlinks, for one).
-pub fn relative(path: &str) -> Result<PathBuf, FileError> {
-    if path.contains('\0') {
-        return Err(FileError::BadPath(path.to_owned(), "it holds a NUL byte"));
-    }
-    let p = Path::new(path);
-    let rel = if p.is_absolute() {
-        p.strip_prefix(MOUNT_POINT)
-            .map_err(|_| FileError::Outside(path.to_owned()))?
-    } else {
-        p
-    };
-    let mut depth = 0usize;
-    for c in rel.components() {
-        match c {
-            Component::Normal(_) => depth += 1,
-            Component::CurDir => {}
-            Component::ParentDir if depth > 0 => depth -= 1,
-            _ => return Err(FileError::Outside(path.to_owned())),
-        }
-    }
-    if rel.as_os_str().is_empty() {
-        Ok(PathBuf::from("."))
-    } else {
-        Ok(rel.to_path_buf())
-    }
 }

@@ -11,7 +11,7 @@
 //! without a limit, and `/readyz` says why. So is a workspace made before
 //! disk limits existed: it keeps its files, without a limit.
 
-use super::{workspace_dir, HostFolder, Result, SandboxError};
+use super::{workspace_dir, ConfinedFolder, Result, SandboxError};
 use app::domain::SessionId;
 use app::files::DiskUse;
 use rustix::fs as rfs;
@@ -67,8 +67,8 @@ impl WorkspaceRoot {
     }
 
     /// The session's workspace folder.
-    pub fn folder(&self, session: SessionId) -> HostFolder {
-        HostFolder::new(workspace_dir(&self.root, session), self.owner)
+    pub fn folder(&self, session: SessionId) -> ConfinedFolder {
+        ConfinedFolder::new(workspace_dir(&self.root, session), self.owner)
     }
 
     /// Makes the session's workspace unless it exists: a filesystem of
@@ -110,11 +110,11 @@ impl WorkspaceRoot {
 /// and the Claude Code CLI's home. Its calls block (they run `mkfs.ext4`,
 /// `mount`, `umount`).
 pub struct DiskFolder {
-    folder: HostFolder,
+    folder: ConfinedFolder,
 }
 
 impl DiskFolder {
-    pub fn new(folder: HostFolder) -> Self {
+    pub fn new(folder: ConfinedFolder) -> Self {
         Self { folder }
     }
 
@@ -192,7 +192,7 @@ fn mount_all(root: &Path, owner: Option<u32>) {
         if session.parse::<SessionId>().is_err() {
             continue;
         }
-        let disk = DiskFolder::new(HostFolder::new(root.join(session), owner));
+        let disk = DiskFolder::new(ConfinedFolder::new(root.join(session), owner));
         if let Err(e) = disk.create(None) {
             tracing::warn!(session, "cannot mount the workspace again: {e}");
         }

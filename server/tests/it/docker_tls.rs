@@ -5,7 +5,9 @@
 //! and a client's from another CA, which also stands for a daemon's CA
 //! that is not the one in ca.pem). Paddock runs as its own process with
 //! `DOCKER_HOST`, `DOCKER_TLS_VERIFY` and `DOCKER_CERT_PATH`, as the Docker
-//! CLI takes them.
+//! CLI takes them. Nothing of this machine's filesystem reaches those
+//! sandboxes, as on a real remote host: their workspaces are volumes there,
+//! and the agent is uploaded into each and reached over its exec's streams.
 
 use crate::common::{self, paddock_command, rest::Rest, start_with};
 use app::domain::EventKind;
@@ -311,6 +313,9 @@ async fn sandboxes_run_on_a_docker_host_reached_with_mutual_tls() {
     let (_model, model_url) = common::scripted(
         &json!([
             {"reply": [{"tool_use": {"name": "bash", "input": {"command": "echo over-tls > proof.txt; cat proof.txt"}}}]},
+            {"reply": [{"tool_use": {"name": "write_file", "input": {"path": "notes/plan.md", "content": "remote plan\n"}}}]},
+            {"reply": [{"tool_use": {"name": "edit_file", "input": {"path": "notes/plan.md", "old_string": "plan", "new_string": "plan, edited"}}}]},
+            {"reply": [{"tool_use": {"name": "grep", "input": {"pattern": "edited"}}}]},
             {"reply": "done"}
         ]),
         None,
@@ -322,17 +327,74 @@ async fn sandboxes_run_on_a_docker_host_reached_with_mutual_tls() {
     env.push(("ANTHROPIC_API_KEY", "sk-test"));
     let server = start_with(&home, "127.0.0.1:0", &env);
     let paddock = Rest::new(&server.url, None);
+
+    // What needs this server's own folders is refused, with why.
+    for refused in [
+        json!({"name": "r", "engine": "claude-code"}),
+        json!({"name": "r", "egress": ["example.com:443"]}),
+        json!({"name": "r", "source": {"kind": "git", "url": "https://example.com/a.git"}}),
+    ] {
+        let res = paddock
+            .request(reqwest::Method::POST, "/api/sessions")
+            .json(&refused)
+            .send()
+            .await
+            .unwrap();
+        let status = res.status();
+        let said = res.text().await.unwrap();
+        assert!(status.is_client_error(), "{refused}: {status} {said}");
+        assert!(said.contains("remote"), "{refused}: {said}");
+    }
+
     let id = paddock
         .create(json!({"name": "over tls", "permission_mode": "auto"}))
         .await;
+    // Files go through the agent: before the sandbox exists, the workspace
+    // is empty, and an upload is refused with why.
+    let files = |path: &str| format!("/api/sessions/{id}/files{path}");
+    let listed: serde_json::Value = paddock
+        .request(reqwest::Method::GET, &files(""))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed, json!([]));
+    let upload = |name: &str, data: &str| {
+        let body = format!(
+            "--b\r\ncontent-disposition: form-data; name=\"dir\"\r\n\r\n\r\n--b\r\n\
+             content-disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n\r\n\
+             {data}\r\n--b--\r\n"
+        );
+        paddock
+            .request(reqwest::Method::POST, &files(""))
+            .header("content-type", "multipart/form-data; boundary=b")
+            .body(body)
+    };
+    let early = upload("early.txt", "x").send().await.unwrap();
+    assert_eq!(early.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
+
     paddock.prompt(&id, "prove it").await;
-    let last_seq = paddock.wait_idle(&id, 2, || server.log()).await;
+    let last_seq = paddock.wait_idle(&id, 5, || server.log()).await;
     let events = paddock.transcript(&id, last_seq).await;
+    let results: Vec<(&str, bool)> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::ToolResult {
+                output, is_error, ..
+            } => Some((output.as_str(), *is_error)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(results.len(), 4, "{events:?}");
+    assert_eq!(results[0], ("over-tls\n", false), "{events:?}");
+    assert!(results.iter().all(|(_, is_error)| !is_error), "{results:?}");
     assert!(
-        events.iter().any(|e| matches!(&e.kind,
-            EventKind::ToolResult { output, is_error: false, .. } if output == "over-tls\n")),
-        "{events:?}"
+        results[3].0.contains("notes/plan.md:1:remote plan, edited"),
+        "{results:?}"
     );
+
     // The sandbox is on the TLS daemon, not on this machine's own.
     let name = format!("paddock-{id}");
     let there = run(daemon
@@ -341,11 +403,129 @@ async fn sandboxes_run_on_a_docker_host_reached_with_mutual_tls() {
     assert!(!there.trim().is_empty(), "no {name} on the TLS daemon");
     let here = run(Command::new("docker").args(["ps", "-aq", "--filter", &format!("name={name}")]));
     assert!(here.trim().is_empty(), "{name} is on the local daemon");
-    // The workspace is this machine's folder, which that daemon mounted.
-    assert_eq!(
-        std::fs::read_to_string(home.join("workspaces").join(&id).join("proof.txt")).unwrap(),
-        "over-tls\n"
+    // Nothing of this machine is mounted into it: its workspace is a volume
+    // on that host, the agent's binary another, and the agent talks over
+    // its exec's streams.
+    let mounts = run(daemon.docker().args([
+        "inspect",
+        "-f",
+        "{{range .Mounts}}{{.Type}} {{.Name}} {{.Destination}};{{end}}",
+        &name,
+    ]));
+    let mut mounts: Vec<&str> = mounts.trim().split(';').filter(|m| !m.is_empty()).collect();
+    mounts.sort();
+    assert_eq!(mounts.len(), 2, "{mounts:?}");
+    assert!(
+        mounts.iter().all(|m| m.starts_with("volume ")),
+        "{mounts:?}"
     );
+    assert!(
+        mounts.contains(&format!("volume paddock-ws-{id} /workspace").as_str()),
+        "{mounts:?}"
+    );
+    assert!(
+        mounts.iter().any(|m| m.ends_with(" /opt/paddock")),
+        "{mounts:?}"
+    );
+    let top = run(daemon.docker().args(["top", &name, "-o", "pid,args"]));
+    assert!(top.contains("/opt/paddock/sandbox-agent --stdio"), "{top}");
+    assert!(!home.join("workspaces").join(&id).exists());
+
+    // The file browser: a folder, a file, an upload, the whole workspace.
+    let listed: serde_json::Value = paddock
+        .request(reqwest::Method::GET, &files(""))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let names: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["notes", "proof.txt"], "{listed}");
+    let got = paddock
+        .request(reqwest::Method::GET, &files("/notes/plan.md"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.status(), reqwest::StatusCode::OK);
+    assert_eq!(got.text().await.unwrap(), "remote plan, edited\n");
+    let missing = paddock
+        .request(reqwest::Method::GET, &files("/nope.txt"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), reqwest::StatusCode::NOT_FOUND);
+    let outside = paddock
+        .request(reqwest::Method::GET, &files("?path=../../etc"))
+        .send()
+        .await
+        .unwrap();
+    assert!(outside.status().is_client_error(), "{}", outside.status());
+    // A link the agent plants that leaves the workspace is refused inside
+    // the sandbox too, and left out of the archive.
+    run(daemon.docker().args([
+        "exec",
+        &name,
+        "ln",
+        "-s",
+        "/etc/passwd",
+        "/workspace/escape",
+    ]));
+    let escape = paddock
+        .request(reqwest::Method::GET, &files("/escape"))
+        .send()
+        .await
+        .unwrap();
+    let status = escape.status();
+    let said = escape.text().await.unwrap();
+    assert_eq!(status, reqwest::StatusCode::BAD_REQUEST, "{said}");
+    assert!(said.contains("outside the workspace"), "{said}");
+    let uploaded = upload("up.txt", "sent up").send().await.unwrap();
+    assert_eq!(uploaded.status(), reqwest::StatusCode::CREATED);
+    let cat = run(daemon
+        .docker()
+        .args(["exec", &name, "cat", "/workspace/up.txt"]));
+    assert_eq!(cat, "sent up");
+    let archive = paddock
+        .request(reqwest::Method::GET, &format!("/api/sessions/{id}/archive"))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let mut tar = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&archive[..]), &mut tar).unwrap();
+    let mut paths: Vec<String> = tar::Archive::new(&tar[..])
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().display().to_string())
+        .collect();
+    paths.sort();
+    assert_eq!(
+        paths,
+        [
+            "over-tls/notes/",
+            "over-tls/notes/plan.md",
+            "over-tls/proof.txt",
+            "over-tls/up.txt"
+        ]
+    );
+
+    // Deleting the session removes its volume from that host.
+    let deleted = paddock
+        .request(reqwest::Method::DELETE, &format!("/api/sessions/{id}"))
+        .send()
+        .await
+        .unwrap();
+    assert!(deleted.status().is_success(), "{}", deleted.status());
+    let volumes = run(daemon.docker().args(["volume", "ls", "-q"]));
+    assert!(!volumes.contains(&id), "{volumes}");
     drop(server);
     drop(daemon);
 }

@@ -4,7 +4,7 @@
 use super::{ClaudeCodeSettings, CliError, CliState};
 use crate::proxy::{CredentialProxy, Lease, SOCKET_DIR, SOCKET_NAME};
 use crate::sandbox::{
-    shell_quote, DiskFolder, HostFolder, Mount, SandboxError, SpawnRequest, SANDBOX_UID,
+    shell_quote, ConfinedFolder, DiskFolder, Mount, SandboxError, SpawnRequest, SANDBOX_UID,
 };
 
 use app::domain::{McpServer, PermissionMode, Session, SessionId};
@@ -23,7 +23,7 @@ const RELAY_PORT: u16 = 4180;
 /// The session's Claude Code home on the host, a filesystem of its own
 /// where the host holds disk limits.
 pub(super) fn home_disk(proxy: &CredentialProxy, session: SessionId) -> DiskFolder {
-    DiskFolder::new(HostFolder::new(
+    DiskFolder::new(ConfinedFolder::new(
         proxy.session_dir(session).join("home"),
         Some(SANDBOX_UID),
     ))

@@ -129,6 +129,14 @@ impl ClaudeCodeEngine {
 #[async_trait::async_trait]
 impl AgentEngine for ClaudeCodeEngine {
     fn check_sandbox(&self, sandbox: &BackendInfo) -> Result<(), AppError> {
+        if sandbox.remote {
+            return Err(AppError::Invalid(
+                "The claude-code engine needs sandboxes on this server's own Docker host (its \
+                 CLI and credential proxy are mounted from it), and this server's are on a \
+                 remote one; use \"native\"."
+                    .into(),
+            ));
+        }
         if sandbox.kind == BackendKind::Docker {
             return Ok(());
         }

@@ -1,18 +1,95 @@
-//! A session's workspace as a host folder: the one bind-mounted at
-//! `/workspace` in its sandbox (the Docker and local backends). Reading,
-//! writing and listing happen here, on the host, so they are fast, but every
-//! path is resolved by the kernel with `openat2(RESOLVE_BENEATH)`: `..`,
+//! A workspace folder whose every path the kernel confines: the server's
+//! host folder of a session (bind-mounted at `/workspace` in its sandbox,
+//! for the Docker and local backends), and the agent's `/workspace` inside
+//! a sandbox whose files are not on the server's host (a remote Docker
+//! host). Every path is resolved with `openat2(RESOLVE_BENEATH)`: `..`,
 //! absolute paths and symlinks (even ones the agent plants mid-operation)
 //! cannot leave the workspace.
 
-use super::workspace::{relative, Entry, FileError, READ_MAX_BYTES};
-use crate::secret::random_hex;
 use rustix::fs::{self as rfs, Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
+use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
+
+/// Where the workspace appears inside a sandbox.
+pub const MOUNT_POINT: &str = "/workspace";
+/// Largest file `read` returns.
+pub const READ_MAX_BYTES: u64 = 10 * 1024 * 1024;
+
+/// Why a file operation was refused; the agent sends it as JSON.
+#[derive(Debug, thiserror::Error, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FileError {
+    #[error("{0:?} is outside the workspace: paths must stay under /workspace")]
+    Outside(String),
+    #[error("{0:?} does not exist")]
+    NotFound(String),
+    #[error("{0:?} is a directory")]
+    IsDirectory(String),
+    #[error("{0:?} is not a directory")]
+    NotDirectory(String),
+    #[error("{0:?} is not a regular file (a pipe, a socket or a device)")]
+    NotRegular(String),
+    #[error("{0:?} is not a usable path: {1}")]
+    BadPath(String, Cow<'static, str>),
+    #[error("{0:?} cannot be opened: its permissions refuse it")]
+    Denied(String),
+    #[error("{path:?} is too large to read ({size} bytes; the limit is {READ_MAX_BYTES})")]
+    TooLarge { path: String, size: u64 },
+    #[error("{0:?} cannot be written: the workspace is full (its disk limit is reached)")]
+    Full(String),
+    #[error("{path:?}: {message}")]
+    Io { path: String, message: String },
+    /// The workspace cannot be reached now (its sandbox, on another host,
+    /// is not running or its agent does not answer), and why.
+    #[error("{0}")]
+    Unreachable(String),
+}
+
+/// One entry of a folder.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    pub name: String,
+    pub is_dir: bool,
+    pub size: u64,
+}
+
+/// The path relative to the workspace root, as the agent means it:
+/// `src/a.rs`, `./src/a.rs` and `/workspace/src/a.rs` are the same file.
+/// Refuses lexically what can never be inside; the kernel refuses the rest
+/// (symlinks, for one).
+pub fn relative(path: &str) -> Result<PathBuf, FileError> {
+    if path.contains('\0') {
+        return Err(FileError::BadPath(
+            path.to_owned(),
+            "it holds a NUL byte".into(),
+        ));
+    }
+    let p = Path::new(path);
+    let rel = if p.is_absolute() {
+        p.strip_prefix(MOUNT_POINT)
+            .map_err(|_| FileError::Outside(path.to_owned()))?
+    } else {
+        p
+    };
+    let mut depth = 0usize;
+    for c in rel.components() {
+        match c {
+            Component::Normal(_) => depth += 1,
+            Component::CurDir => {}
+            Component::ParentDir if depth > 0 => depth -= 1,
+            _ => return Err(FileError::Outside(path.to_owned())),
+        }
+    }
+    if rel.as_os_str().is_empty() {
+        Ok(PathBuf::from("."))
+    } else {
+        Ok(rel.to_path_buf())
+    }
+}
 
 /// A regular file opened for reading, with what a download or an archive
 /// says about it.
@@ -26,14 +103,14 @@ pub struct OpenFile {
 }
 
 #[derive(Clone, Debug)]
-pub struct HostFolder {
+pub struct ConfinedFolder {
     root: PathBuf,
     /// Host uid that must own what Paddock creates, so the sandbox user can
     /// change it; `None`: the server's own (the sandbox maps to it).
     owner: Option<u32>,
 }
 
-impl HostFolder {
+impl ConfinedFolder {
     pub fn new(root: PathBuf, owner: Option<u32>) -> Self {
         Self { root, owner }
     }
@@ -54,12 +131,8 @@ impl HostFolder {
         Ok(())
     }
 
-    fn relative(&self, path: &str) -> Result<PathBuf, FileError> {
-        relative(path)
-    }
-
     fn open(&self, path: &str, flags: OFlags, mode: Mode) -> Result<OwnedFd, FileError> {
-        let rel = self.relative(path)?;
+        let rel = relative(path)?;
         let root = rfs::open(
             &self.root,
             OFlags::DIRECTORY | OFlags::PATH | OFlags::CLOEXEC,
@@ -81,8 +154,8 @@ impl HostFolder {
             Errno::NOENT => FileError::NotFound(path.to_owned()),
             Errno::ISDIR => FileError::IsDirectory(path.to_owned()),
             Errno::NOTDIR => FileError::NotDirectory(path.to_owned()),
-            Errno::NAMETOOLONG => FileError::BadPath(path.to_owned(), "a name is too long"),
-            Errno::LOOP => FileError::BadPath(path.to_owned(), "too many symbolic links"),
+            Errno::NAMETOOLONG => FileError::BadPath(path.to_owned(), "a name is too long".into()),
+            Errno::LOOP => FileError::BadPath(path.to_owned(), "too many symbolic links".into()),
             Errno::ACCESS | Errno::PERM => FileError::Denied(path.to_owned()),
             // A pipe with nobody reading it, opened for writing.
             Errno::NXIO => FileError::NotRegular(path.to_owned()),
@@ -132,7 +205,7 @@ impl HostFolder {
     /// written whole beside it and renamed over it (a file there is
     /// replaced, keeping its permission bits; a link there is refused).
     pub fn write(&self, path: &str, data: &[u8]) -> Result<(), FileError> {
-        let rel = self.relative(path)?;
+        let rel = relative(path)?;
         let name = rel
             .file_name()
             .ok_or_else(|| FileError::IsDirectory(path.to_owned()))?
@@ -165,12 +238,12 @@ impl HostFolder {
         {
             return Err(FileError::BadPath(
                 path.to_owned(),
-                "it is a symbolic link: write to the file it names",
+                "it is a symbolic link: write to the file it names".into(),
             ));
         }
         // Written whole beside it, then renamed over it: a reader (or a
         // failure) never sees it half written.
-        let temp = format!(".paddock-write-{}", &random_hex()[..16]);
+        let temp = format!(".paddock-write-{}", temp_suffix());
         let fd = rfs::openat(
             &dir,
             &temp,
@@ -230,7 +303,7 @@ impl HostFolder {
 
     /// The entries of a folder, sorted by name.
     pub fn list(&self, path: &str) -> Result<Vec<Entry>, FileError> {
-        if self.relative(path)? == Path::new(".") && !self.root.exists() {
+        if relative(path)? == Path::new(".") && !self.root.exists() {
             return Ok(Vec::new());
         }
         let fd = self.open(path, OFlags::DIRECTORY | OFlags::RDONLY, Mode::empty())?;
@@ -264,7 +337,7 @@ impl HostFolder {
     }
 }
 
-impl HostFolder {
+impl ConfinedFolder {
     /// Writes the workspace as a tar to `out`, every path under `top/`:
     /// folders and regular files, each opened as [`Self::open_file`] opens
     /// it (so a link that leaves the workspace is left out). Stops at the
@@ -311,6 +384,13 @@ impl HostFolder {
     }
 }
 
+/// 64 random bits in hex, naming a file written beside its place.
+fn temp_suffix() -> String {
+    let mut bytes = [0u8; 8];
+    let _ = rustix::rand::getrandom(&mut bytes, rustix::rand::GetRandomFlags::empty());
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// An error making or renaming a file: refused permissions (a folder the
 /// agent made read-only) are the caller's to hear about, as on opening.
 fn write_error(path: &str, e: Errno) -> FileError {
@@ -331,7 +411,7 @@ fn io_error(path: &str, e: impl Into<std::io::Error>) -> FileError {
     }
 }
 
-impl HostFolder {
+impl ConfinedFolder {
     /// Gives a file Paddock created to the sandbox's owner. Only root may
     /// give files away; otherwise they stay ours.
     /// Gives everything in the folder to its owner (what host-side git
@@ -378,11 +458,10 @@ impl HostFolder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sandbox::SANDBOX_UID;
 
-    fn ws() -> (tempfile::TempDir, HostFolder) {
+    fn ws() -> (tempfile::TempDir, ConfinedFolder) {
         let dir = tempfile::tempdir().unwrap();
-        let ws = HostFolder::new(dir.path().join("ws"), Some(SANDBOX_UID));
+        let ws = ConfinedFolder::new(dir.path().join("ws"), Some(10001));
         ws.create().unwrap();
         (dir, ws)
     }
@@ -536,7 +615,7 @@ mod tests {
     #[test]
     fn a_workspace_not_made_yet_is_empty_and_made_before_a_first_file() {
         let dir = tempfile::tempdir().unwrap();
-        let ws = HostFolder::new(dir.path().join("not-yet"), None);
+        let ws = ConfinedFolder::new(dir.path().join("not-yet"), None);
         assert_eq!(ws.list("."), Ok(Vec::new()));
         assert_eq!(ws.list("src"), Err(FileError::NotFound("src".into())));
         // Writing never makes the workspace (it may have to be a filesystem
