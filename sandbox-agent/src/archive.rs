@@ -10,9 +10,9 @@ use tokio::sync::mpsc;
 /// Bytes sent per chunk, and chunks made ahead of the reader.
 const CHUNK: usize = 64 * 1024;
 const AHEAD: usize = 4;
-/// How long an archive waits for a reader that stopped reading before it
-/// gives up (and frees its thread).
-const STALL: Duration = Duration::from_secs(60);
+/// How long an archive (or a file) waits for a reader that stopped
+/// reading before it gives up (and frees what it holds).
+pub const STALL: Duration = Duration::from_secs(60);
 
 /// The folder as a gzipped tar, every path under `top/`, in chunks as they
 /// are made (on a blocking thread of the current runtime). A read that

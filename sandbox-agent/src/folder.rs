@@ -384,10 +384,16 @@ impl ConfinedFolder {
     }
 }
 
-/// 64 random bits in hex, naming a file written beside its place.
+/// 64 random bits in hex, naming a file written beside its place (the
+/// time and the process, should the kernel give no random bits).
 fn temp_suffix() -> String {
     let mut bytes = [0u8; 8];
-    let _ = rustix::rand::getrandom(&mut bytes, rustix::rand::GetRandomFlags::empty());
+    if rustix::rand::getrandom(&mut bytes, rustix::rand::GetRandomFlags::empty()) != Ok(8) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        bytes = (now ^ u64::from(std::process::id()).rotate_left(40)).to_be_bytes();
+    }
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 

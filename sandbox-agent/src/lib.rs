@@ -198,6 +198,11 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_agents_path_is_its_folder_and_name() {
+        assert_eq!(AGENT_PATH, format!("{AGENT_DIR}/{AGENT_NAME}"));
+    }
+
+    #[test]
     fn records_survive_any_split_and_bad_ones_are_named() {
         let stream = [
             record(Kind::Stdout, b"hello "),

@@ -75,13 +75,20 @@ async fn main() {
         root.clone(),
         None,
         Some(agent),
+        None,
     )
     .await
     .expect("a Docker daemon and the agent image (scripts/setup)");
-    let without_agent =
-        DockerSandbox::connect(DEFAULT_IMAGE.into(), instance, root.clone(), None, None)
-            .await
-            .unwrap();
+    let without_agent = DockerSandbox::connect(
+        DEFAULT_IMAGE.into(),
+        instance,
+        root.clone(),
+        None,
+        None,
+        None,
+    )
+    .await
+    .unwrap();
     let limits = Limits::default();
 
     // create + start, then the first command (which starts the agent)

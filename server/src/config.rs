@@ -71,6 +71,13 @@ pub struct Config {
     #[arg(long, env = "PADDOCK_DOCKER_RUNTIME")]
     pub docker_runtime: Option<String>,
 
+    /// Whether the Docker daemon is on another machine, so that nothing of
+    /// this one's filesystem reaches its sandboxes: workspaces are volumes
+    /// there and files go through the sandbox agent [default: when
+    /// DOCKER_HOST is TCP to an address that is not loopback].
+    #[arg(long, env = "PADDOCK_DOCKER_REMOTE")]
+    pub docker_remote: Option<bool>,
+
     /// Image of the Docker sandboxes.
     #[arg(long, env = "PADDOCK_IMAGE", default_value = DEFAULT_IMAGE)]
     pub image: String,

@@ -457,6 +457,7 @@ async fn connect_sandbox(config: &Config, instance: String) -> anyhow::Result<Ar
             workspace_root.clone(),
             config.docker_runtime.clone(),
             config.sandbox_agent_bin(),
+            config.docker_remote,
         )
     };
     let local = || LocalSandbox::new(workspace_root.clone());

@@ -178,7 +178,12 @@ impl Paddock {
         let session = self.session_for(caller, id, Access::Watch).await?;
         let permit = self.transfers.archive()?;
         let top = archive_name(&session.name);
-        let body = self.sandbox.workspace(id).archive(&top).await;
+        let body = self
+            .sandbox
+            .workspace(id)
+            .archive(&top)
+            .await
+            .map_err(refused)?;
         // The slot is free again when the download ends.
         let body = body.map(move |chunk| {
             let _running = &permit;

@@ -4,6 +4,11 @@
 //! confines its paths to `/workspace` inside the sandbox as
 //! [`ConfinedFolder`](super::ConfinedFolder) does here; searches run in
 //! the sandbox, as for every backend.
+//!
+//! A file or an archive being sent holds a part of the agent connection's
+//! flow-control window until it is read: a session sends at most
+//! [`STREAMS_PER_SESSION`] at once, and one its reader stops taking for a
+//! minute is dropped, so the session's commands always get through.
 
 use super::agent_call::request;
 use super::agent_link::{AgentConnection, RequestBody};
@@ -15,26 +20,41 @@ use super::workspace::{
 };
 use app::domain::SessionId;
 use bytes::Bytes;
-use futures_util::{StreamExt, TryStreamExt};
+use futures_util::StreamExt;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
+use paddock_sandbox_agent::archive::STALL;
 use paddock_sandbox_agent::{
     record, Archive, FilePath, Kind, FILE_ERROR_STATUS, RECORD_MAX, SIZE_HEADER,
 };
+use std::time::Duration;
+use tokio::sync::{mpsc, OwnedSemaphorePermit};
 
 /// Longest answer read whole: a folder's listing, a refusal.
 const ANSWER_MAX_BYTES: usize = 16 * 1024 * 1024;
+/// How long the agent may take to answer a file operation (and to send a
+/// whole answer).
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+/// Files and archives a session's agent sends at once.
+pub const STREAMS_PER_SESSION: usize = 6;
+/// Chunks of a file taken ahead of its reader.
+const AHEAD: usize = 4;
 
 pub struct AgentWorkspace<'a> {
     sandbox: &'a DockerSandbox,
     session: SessionId,
 }
 
-/// What the agent answered a file operation: its body, or a refusal.
+/// What became of a file operation the agent was asked.
 enum Answer {
+    /// It did it: its answer.
     Done(hyper::Response<Incoming>),
     /// The sandbox was never made: its workspace is empty.
     NoSandbox,
+}
+
+fn unreachable(about: &str, why: impl std::fmt::Display) -> FileError {
+    FileError::Unreachable(format!("{about:?}: {why}"))
 }
 
 impl<'a> AgentWorkspace<'a> {
@@ -46,41 +66,55 @@ impl<'a> AgentWorkspace<'a> {
     /// was asked, the [`FileError`] it refused with, or why it could not be
     /// asked (`about` names the file in that error).
     async fn call(&self, op: &str, body: Vec<u8>, about: &str) -> Result<Answer, FileError> {
-        let unreachable = |why: String| FileError::Unreachable(format!("{about:?}: {why}"));
         let Some(connection): Option<AgentConnection> = self
             .sandbox
             .files_agent(self.session)
             .await
-            .map_err(unreachable)?
+            .map_err(|why| unreachable(about, why))?
         else {
             return Ok(Answer::NoSandbox);
         };
         let call = hyper::Request::post(op)
             .body::<RequestBody>(Full::new(Bytes::from(body)).boxed())
-            .map_err(|e| unreachable(e.to_string()))?;
-        let response = request(connection, call)
+            .map_err(|e| unreachable(about, e))?;
+        let response = tokio::time::timeout(ANSWER_TIMEOUT, request(connection, call))
             .await
-            .map_err(|e| unreachable(e.to_string()))?;
+            .map_err(|_| unreachable(about, "the sandbox agent did not answer in time"))?
+            .map_err(|e| unreachable(about, e))?;
         let status = response.status();
         if status.is_success() {
             return Ok(Answer::Done(response));
         }
-        let said = whole(response.into_body()).await.unwrap_or_default();
+        let said = whole(response.into_body(), about).await?;
         if status.as_u16() == FILE_ERROR_STATUS {
             if let Ok(refusal) = serde_json::from_slice::<FileError>(&said) {
                 return Err(refusal);
             }
         }
-        Err(unreachable(format!(
-            "the sandbox agent: {}",
-            String::from_utf8_lossy(&said)
-        )))
+        Err(unreachable(
+            about,
+            format!("the sandbox agent: {}", String::from_utf8_lossy(&said)),
+        ))
+    }
+
+    /// A slot for one more file sent by the session's agent.
+    fn stream_slot(&self, about: &str) -> Result<OwnedSemaphorePermit, FileError> {
+        self.sandbox.file_stream_slot(self.session).ok_or_else(|| {
+            unreachable(
+                about,
+                format!(
+                    "the session's sandbox is sending {STREAMS_PER_SESSION} files already: try \
+                     again once one is done"
+                ),
+            )
+        })
     }
 
     /// A file, as `/fs/read` sends it.
     async fn open(&self, path: &str) -> Result<Download, FileError> {
-        let answer = self.call("/fs/read", json(&FilePath { path: path.into() }), path);
-        let response = match answer.await? {
+        let slot = self.stream_slot(path)?;
+        let asked = json(&FilePath { path: path.into() });
+        let response = match self.call("/fs/read", asked, path).await? {
             Answer::Done(response) => response,
             Answer::NoSandbox => return Err(FileError::NotFound(path.to_owned())),
         };
@@ -88,26 +122,11 @@ impl<'a> AgentWorkspace<'a> {
             .headers()
             .get(SIZE_HEADER)
             .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
-            .unwrap_or(0);
-        let mut sent = 0u64;
-        let body = response
-            .into_body()
-            .into_data_stream()
-            .map_err(std::io::Error::other)
-            // A file cut short (the agent could not read it to its end)
-            // is an error, not a smaller file.
-            .chain(futures_util::stream::once(async { Ok(Bytes::new()) }))
-            .map(move |chunk| {
-                let chunk = chunk?;
-                sent += chunk.len() as u64;
-                if chunk.is_empty() && sent < size {
-                    return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof));
-                }
-                Ok(chunk)
-            })
-            .try_filter(|chunk| std::future::ready(!chunk.is_empty()))
-            .boxed();
-        Ok(Download { size, body })
+            .ok_or_else(|| unreachable(path, "the sandbox agent did not say the file's size"))?;
+        Ok(Download {
+            size,
+            body: pumped(response.into_body(), Some(size), slot),
+        })
     }
 }
 
@@ -115,13 +134,59 @@ fn json(value: &impl serde::Serialize) -> Vec<u8> {
     serde_json::to_vec(value).unwrap_or_default()
 }
 
-/// An answer's body, whole (up to [`ANSWER_MAX_BYTES`]).
-async fn whole(body: Incoming) -> Result<Bytes, String> {
-    http_body_util::Limited::new(body, ANSWER_MAX_BYTES)
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .map_err(|e| format!("the sandbox agent's answer: {e}"))
+/// An answer's body, whole (up to [`ANSWER_MAX_BYTES`], within
+/// [`ANSWER_TIMEOUT`]).
+async fn whole(body: Incoming, about: &str) -> Result<Bytes, FileError> {
+    let collected = http_body_util::Limited::new(body, ANSWER_MAX_BYTES).collect();
+    match tokio::time::timeout(ANSWER_TIMEOUT, collected).await {
+        Ok(Ok(body)) => Ok(body.to_bytes()),
+        Ok(Err(e)) => Err(unreachable(
+            about,
+            format!("the sandbox agent's answer: {e}"),
+        )),
+        Err(_) => Err(unreachable(
+            about,
+            "the sandbox agent's answer did not end in time",
+        )),
+    }
+}
+
+/// An answer's body as it comes, holding `slot` until it ends: exactly
+/// `size` bytes where that is known (a file cut short, or longer than it
+/// said, is an error). A reader that takes nothing for [`STALL`], or goes
+/// away, drops the answer, which frees its part of the connection.
+fn pumped(mut body: Incoming, size: Option<u64>, slot: OwnedSemaphorePermit) -> ByteStream {
+    let (tx, mut rx) = mpsc::channel::<std::io::Result<Bytes>>(AHEAD);
+    tokio::spawn(async move {
+        let _slot = slot;
+        let mut sent = 0u64;
+        loop {
+            let chunk = match body.frame().await {
+                None if size.is_some_and(|size| sent < size) => {
+                    Err(std::io::ErrorKind::UnexpectedEof.into())
+                }
+                None => break,
+                Some(Err(e)) => Err(std::io::Error::other(e)),
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => {
+                        sent += data.len() as u64;
+                        if size.is_some_and(|size| sent > size) {
+                            Err(std::io::ErrorKind::InvalidData.into())
+                        } else {
+                            Ok(data)
+                        }
+                    }
+                    Err(_) => continue,
+                },
+            };
+            let last = chunk.is_err();
+            match tokio::time::timeout(STALL, tx.send(chunk)).await {
+                Ok(Ok(())) if !last => {}
+                _ => break,
+            }
+        }
+    });
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)).boxed()
 }
 
 #[async_trait::async_trait]
@@ -136,20 +201,23 @@ impl Workspace for AgentWorkspace<'_> {
         }
         let mut data = Vec::with_capacity(download.size as usize);
         let mut body = download.body;
-        while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|e| FileError::Io {
-                path: path.to_owned(),
-                message: e.to_string(),
-            })?;
-            data.extend_from_slice(&chunk);
+        let read = async {
+            while let Some(chunk) = body.next().await {
+                data.extend_from_slice(&chunk?);
+            }
+            std::io::Result::Ok(())
+        };
+        match tokio::time::timeout(ANSWER_TIMEOUT, read).await {
+            Ok(Ok(())) => Ok(data),
+            Ok(Err(e)) => Err(unreachable(path, e)),
+            Err(_) => Err(unreachable(path, "the file did not come in time")),
         }
-        Ok(data)
     }
 
     async fn write(&self, path: &str, data: &[u8]) -> Result<(), FileError> {
         let start = json(&FilePath { path: path.into() });
         let mut records = record(Kind::Start, &start);
-        for chunk in data.chunks(RECORD_MAX - 8) {
+        for chunk in data.chunks(RECORD_MAX) {
             records.extend_from_slice(&record(Kind::Stdin, chunk));
         }
         match self.call("/fs/write", records, path).await? {
@@ -172,37 +240,28 @@ impl Workspace for AgentWorkspace<'_> {
             }
             Answer::NoSandbox => return Err(FileError::NotFound(path.to_owned())),
         };
-        let io = |message: String| FileError::Io {
-            path: path.to_owned(),
-            message,
-        };
-        let listed = whole(response.into_body()).await.map_err(io)?;
-        serde_json::from_slice(&listed).map_err(|e| io(e.to_string()))
+        let listed = whole(response.into_body(), path).await?;
+        serde_json::from_slice(&listed).map_err(|e| unreachable(path, e))
     }
 
     async fn download(&self, path: &str) -> Result<Download, FileError> {
         self.open(path).await
     }
 
-    async fn archive(&self, top: &str) -> ByteStream {
+    async fn archive(&self, top: &str) -> Result<ByteStream, FileError> {
+        let slot = self.stream_slot(".")?;
         let asked = json(&Archive { top: top.into() });
-        match self.call("/fs/archive", asked, ".").await {
-            Ok(Answer::Done(response)) => response
-                .into_body()
-                .into_data_stream()
-                .map_err(std::io::Error::other)
-                .boxed(),
-            Ok(Answer::NoSandbox) => {
+        match self.call("/fs/archive", asked, ".").await? {
+            Answer::Done(response) => Ok(pumped(response.into_body(), None, slot)),
+            Answer::NoSandbox => {
                 // An empty workspace: an archive of nothing.
                 let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
                 let made = tar::Builder::new(gz)
                     .into_inner()
                     .and_then(|gz| gz.finish())
-                    .map(Bytes::from);
-                futures_util::stream::once(async move { made }).boxed()
-            }
-            Err(e) => {
-                futures_util::stream::once(async move { Err(std::io::Error::other(e)) }).boxed()
+                    .map(Bytes::from)
+                    .map_err(|e| unreachable(".", e))?;
+                Ok(futures_util::stream::once(async move { Ok(made) }).boxed())
             }
         }
     }

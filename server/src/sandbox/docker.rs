@@ -12,7 +12,7 @@
 
 use super::agent_call;
 use super::agent_link::{AgentConnection, AgentLinks};
-use super::agent_workspace::AgentWorkspace;
+use super::agent_workspace::{AgentWorkspace, STREAMS_PER_SESSION};
 use super::docker_remote;
 use super::{
     sandbox_user, BackendInfo, BackendKind, CappedOutput, ConfinedFolder, ExecOutcome, ExecRequest,
@@ -26,7 +26,7 @@ use app::files::DiskUse;
 use bollard::container::LogOutput;
 use bollard::errors::Error as DockerError;
 use bollard::exec::{CreateExecOptions, StartExecResults};
-use bollard::models::{ContainerCreateBody, HostConfig};
+use bollard::models::{ContainerCreateBody, HostConfig, Mount};
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
     RemoveVolumeOptions, StopContainerOptionsBuilder,
@@ -84,6 +84,9 @@ pub struct DockerSandbox {
     /// On a remote Docker host: the agent's binary as the tar uploaded
     /// into every sandbox ([`docker_remote`]); `None`: this host's.
     remote_agent: Option<Bytes>,
+    /// On a remote Docker host: the files each session's agent may send at
+    /// once ([`STREAMS_PER_SESSION`]).
+    file_streams: Mutex<HashMap<SessionId, Arc<tokio::sync::Semaphore>>>,
 }
 
 /// How long a started agent has to dial in.
@@ -132,16 +135,18 @@ impl DockerSandbox {
     /// is older than bollard).
     /// With a `runtime`, sandboxes run under it, and one the engine does
     /// not have configured is refused here, by name; without, under the
-    /// engine's default.
+    /// engine's default. `remote` says whether the daemon is on another
+    /// machine ([`docker_remote`]); `None`: guessed from `DOCKER_HOST`.
     pub async fn connect(
         image: String,
         instance: String,
         workspace_root: PathBuf,
         runtime: Option<String>,
         agent_bin: Option<PathBuf>,
+        remote: Option<bool>,
     ) -> Result<Self> {
         let remote_agent =
-            match (super::docker_connect::is_remote(), &agent_bin) {
+            match (super::docker_connect::is_remote(remote), &agent_bin) {
                 (false, _) => None,
                 (true, Some(bin)) => Some(docker_remote::agent_tar(bin).map_err(|e| {
                     SandboxError::Unavailable(format!(
@@ -191,6 +196,7 @@ impl DockerSandbox {
             agent_starts: Mutex::new(HashMap::new()),
             without_agent: Mutex::new(HashSet::new()),
             remote_agent,
+            file_streams: Mutex::new(HashMap::new()),
         })
     }
 
@@ -208,16 +214,12 @@ impl DockerSandbox {
         spec.image.as_deref().unwrap_or(&self.image)
     }
 
-    /// The binds and volumes of a session's sandbox: its workspace, its
-    /// mounts, and the agent's binary and socket folder; on a remote host,
-    /// the workspace's volume, and a volume for the agent's binary.
-    fn storage(&self, session: SessionId, spec: &SandboxSpec) -> (Vec<String>, Vec<String>) {
+    /// What a session's sandbox mounts, as binds and as mounts: its
+    /// workspace, its own mounts, and the agent's binary and socket folder;
+    /// on a remote host, volumes ([`docker_remote::volumes`]).
+    fn storage(&self, session: SessionId, spec: &SandboxSpec) -> (Vec<String>, Vec<Mount>) {
         if self.remote_agent.is_some() {
-            let volume = docker_remote::workspace_volume(session);
-            return (
-                vec![format!("{volume}:{MOUNT_POINT}")],
-                vec![AGENT_DIR.to_owned()],
-            );
+            return (Vec::new(), docker_remote::volumes(session, &self.instance));
         }
         let workspace = self.folder(session);
         let agent = self.agent_bin.iter().flat_map(|bin| {
@@ -241,7 +243,7 @@ impl DockerSandbox {
 
     fn create_body(&self, session: SessionId, spec: &SandboxSpec) -> ContainerCreateBody {
         let limits = spec.limits;
-        let (binds, volumes) = self.storage(session, spec);
+        let (binds, mounts) = self.storage(session, spec);
         let uid = SANDBOX_UID;
         ContainerCreateBody {
             image: Some(self.image_of(spec).to_owned()),
@@ -267,10 +269,10 @@ impl DockerSandbox {
                 (SESSION_LABEL.to_owned(), session.to_string()),
                 (INSTANCE_LABEL.to_owned(), self.instance.clone()),
             ])),
-            volumes: Some(volumes).filter(|v| !v.is_empty()),
             network_disabled: Some(true),
             host_config: Some(HostConfig {
                 binds: Some(binds),
+                mounts: Some(mounts),
                 network_mode: Some("none".into()),
                 cap_drop: Some(vec!["ALL".into()]),
                 security_opt: Some(vec!["no-new-privileges".into()]),
@@ -352,17 +354,29 @@ impl DockerSandbox {
         session: SessionId,
     ) -> std::result::Result<AgentConnection, AgentStartError> {
         let passing = |e: &dyn std::fmt::Display| AgentStartError::passing(e.to_string());
-        if self.remote_agent.is_some() {
+        if let Some(agent) = &self.remote_agent {
             let container = Self::container_name(session);
-            return docker_remote::start_agent(
-                &self.docker,
-                &container,
-                session,
-                exec_env(&[]),
-                &self.agents,
-            )
-            .await
-            .map_err(AgentStartError::passing);
+            let start = || {
+                docker_remote::start_agent(
+                    &self.docker,
+                    &container,
+                    session,
+                    exec_env(&[]),
+                    &self.agents,
+                )
+            };
+            let first = match start().await {
+                Ok(connection) => return Ok(connection),
+                Err(first) => first,
+            };
+            // A sandbox left running by an older server runs its agent:
+            // this server's is put in place (the old one has gone with its
+            // streams), once.
+            tracing::info!(%session, "the sandbox agent did not start ({first}): putting this server's in place");
+            docker_remote::upload_agent(&self.docker, &container, agent)
+                .await
+                .map_err(|e| passing(&e))?;
+            return start().await.map_err(AgentStartError::passing);
         }
         let (secret, mut connected) = self.agents.listen(session).map_err(|e| passing(&e))?;
         let options = CreateExecOptions {
@@ -457,9 +471,22 @@ impl DockerSandbox {
         }
     }
 
+    /// A slot for one more file sent by the session's agent, if it has one
+    /// left.
+    pub(super) fn file_stream_slot(
+        &self,
+        session: SessionId,
+    ) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let slots = lock(&self.file_streams)
+            .entry(session)
+            .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(STREAMS_PER_SESSION)))
+            .clone();
+        slots.try_acquire_owned().ok()
+    }
+
     /// The agent of a sandbox on a remote host, for a file operation:
-    /// `None` when the sandbox was never made (its workspace is empty); a
-    /// stopped one is started again (as it was made).
+    /// `None` when the sandbox was never made (its workspace is empty). A
+    /// stopped one is not started here: its session starts it.
     pub(super) async fn files_agent(
         &self,
         session: SessionId,
@@ -468,23 +495,17 @@ impl DockerSandbox {
             return Ok(Some(connection));
         }
         let name = Self::container_name(session);
-        let state = match self.docker.inspect_container(&name, None).await {
-            Ok(info) => info.state.unwrap_or_default(),
+        match self.docker.inspect_container(&name, None).await {
+            Ok(info) if info.state.as_ref().and_then(|s| s.running) == Some(true) => {}
+            Ok(_) => {
+                return Err(
+                    "the session's sandbox is stopped, and on a remote Docker host its files are \
+                     reached only through it: send a prompt to start it"
+                        .into(),
+                )
+            }
             Err(e) if status_of(&e) == Some(404) => return Ok(None),
             Err(e) => return Err(e.to_string()),
-        };
-        if state.running != Some(true) {
-            let gate = lock(&self.starting).entry(session).or_default().clone();
-            let _one_at_a_time = gate.lock().await;
-            if let Some(agent) = &self.remote_agent {
-                docker_remote::upload_agent(&self.docker, &name, agent)
-                    .await
-                    .map_err(|e| e.to_string())?;
-            }
-            match self.docker.start_container(&name, None).await {
-                Err(e) if status_of(&e) != Some(304) => return Err(e.to_string()),
-                _ => {}
-            }
         }
         self.agent(session).await.map(Some).ok_or_else(|| {
             "the sandbox agent cannot be started, and on a remote Docker host the workspace's \
@@ -777,10 +798,13 @@ impl Sandbox for DockerSandbox {
         let found = match found {
             Some(_) if made_under.as_ref().is_some_and(|r| *r != self.runtime) => {
                 // Made under another runtime (before PADDOCK_DOCKER_RUNTIME
-                // changed): made again under this one; the workspace is a
-                // host folder, and stays.
+                // changed): made again under this one; the workspace (a host
+                // folder, or a named volume) stays.
                 tracing::info!(%session, from = ?made_under, to = ?self.runtime, "sandbox made again under the configured runtime");
-                let options = RemoveContainerOptionsBuilder::new().force(true).build();
+                let options = RemoveContainerOptionsBuilder::new()
+                    .force(true)
+                    .v(true)
+                    .build();
                 self.docker
                     .remove_container(&name, Some(options))
                     .await
@@ -1126,6 +1150,7 @@ impl Sandbox for DockerSandbox {
         lock(&self.oom_kills).remove(&session);
         lock(&self.agent_starts).remove(&session);
         lock(&self.without_agent).remove(&session);
+        lock(&self.file_streams).remove(&session);
         self.agents
             .remove(session)
             .map_err(|e| SandboxError::Failed(format!("cannot remove the agent's folder: {e}")))?;
@@ -1157,12 +1182,13 @@ impl Sandbox for DockerSandbox {
         }
         // Counted in the sandbox, where the volume is; a sandbox never made
         // has an empty workspace.
-        let counted =
-            match run_helper(&self.docker, session, &["du", "-s", "-B1", MOUNT_POINT]).await {
-                Ok(counted) => counted,
-                Err(_) if matches!(self.files_agent(session).await, Ok(None)) => String::new(),
-                Err(e) => return Err(e),
-            };
+        let counted = match self.files_agent(session).await {
+            Ok(None) => String::new(),
+            Ok(Some(_)) => {
+                run_helper(&self.docker, session, &["du", "-s", "-B1", MOUNT_POINT]).await?
+            }
+            Err(why) => return Err(SandboxError::Failed(why)),
+        };
         Ok(DiskUse {
             used_bytes: counted
                 .split_whitespace()

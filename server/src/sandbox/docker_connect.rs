@@ -32,10 +32,31 @@ pub(super) fn client() -> Result<Docker> {
     }
 }
 
-/// Whether `DOCKER_HOST` names a daemon reached over TCP: one on another
-/// machine, whose sandboxes see nothing of this one's filesystem.
-pub(super) fn is_remote() -> bool {
-    std::env::var("DOCKER_HOST").is_ok_and(|host| is_tcp(&host))
+/// Whether the daemon is on another machine, whose sandboxes see nothing of
+/// this one's filesystem: as `setting` says (`PADDOCK_DOCKER_REMOTE`), else
+/// when `DOCKER_HOST` names it over TCP at an address that is not loopback.
+pub(super) fn is_remote(setting: Option<bool>) -> bool {
+    setting.unwrap_or_else(|| {
+        std::env::var("DOCKER_HOST")
+            .is_ok_and(|host| is_tcp(&host) && !host_name(&host).is_some_and(is_loopback))
+    })
+}
+
+/// The machine a `tcp://`, `http://` or `https://` address names.
+fn host_name(host: &str) -> Option<&str> {
+    let address = ["tcp://", "http://", "https://"]
+        .iter()
+        .find_map(|scheme| host.strip_prefix(scheme))?;
+    let name = address.split('/').next().unwrap_or_default();
+    Some(name.rsplit_once(':').map_or(name, |(name, _port)| name))
+}
+
+fn is_loopback(name: &str) -> bool {
+    name == "localhost"
+        || name
+            .trim_matches(['[', ']'])
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 fn unavailable(e: impl std::fmt::Display) -> SandboxError {
@@ -123,20 +144,13 @@ fn mutual_tls(host: &str, certs: &Path) -> Result<Docker> {
 
 /// Refuses a `DOCKER_HOST` that would speak plain TCP to another machine.
 fn check_plain_tcp(host: &str, tls: bool) -> Result<()> {
-    let Some(address) = host
-        .strip_prefix("tcp://")
-        .or_else(|| host.strip_prefix("http://"))
-    else {
+    if host.starts_with("https://") {
+        return Ok(());
+    }
+    let Some(name) = host_name(host) else {
         return Ok(());
     };
-    let name = address.split('/').next().unwrap_or_default();
-    let name = name.rsplit_once(':').map_or(name, |(name, _port)| name);
-    let loopback = name == "localhost"
-        || name
-            .trim_matches(['[', ']'])
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
-    if tls || loopback {
+    if tls || is_loopback(name) {
         Ok(())
     } else {
         Err(SandboxError::Unavailable(format!(
@@ -149,7 +163,21 @@ fn check_plain_tcp(host: &str, tls: bool) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::check_plain_tcp;
+    use super::{check_plain_tcp, host_name, is_loopback};
+
+    #[test]
+    fn loopback_addresses_are_this_machine() {
+        for (host, here) in [
+            ("tcp://127.0.0.1:2376", true),
+            ("tcp://localhost:2376", true),
+            ("https://[::1]:2376", true),
+            ("tcp://10.0.0.5:2376", false),
+            ("tcp://docker.example.com:2376", false),
+        ] {
+            assert_eq!(host_name(host).is_some_and(is_loopback), here, "{host}");
+        }
+        assert_eq!(host_name("unix:///var/run/docker.sock"), None);
+    }
 
     #[test]
     fn plain_tcp_only_to_loopback() {

@@ -1,35 +1,77 @@
-//! Sandboxes on a remote Docker host (`DOCKER_HOST` over TCP): nothing of
-//! this server's filesystem reaches them, so
+//! Sandboxes on a remote Docker host (`DOCKER_HOST` over TCP to another
+//! machine, or `PADDOCK_DOCKER_REMOTE`): nothing of this server's
+//! filesystem reaches them, so
 //! - the workspace is a Docker volume on that host, `paddock-ws-<session>`
 //!   (the image's `/workspace` must belong to the sandbox user, as in
 //!   Paddock's image: a new volume takes its owner from it);
 //! - the agent's binary is uploaded, root's and read-only to the sandbox,
 //!   into an anonymous volume at [`AGENT_DIR`] (the root filesystem is
 //!   read-only, and the Docker API writes only into volumes there) before
-//!   each start, and is started with `--stdio`: its connection is the
-//!   `docker exec`'s own streams, carried by the Docker API's mutual TLS;
+//!   each start (and into a sandbox an older server left running, should
+//!   its agent not answer), and is started with `--stdio`: its connection
+//!   is the `docker exec`'s own streams, carried by the Docker API's
+//!   connection (mutual TLS to another machine);
 //! - the workspace's files go through the agent
 //!   ([`AgentWorkspace`](super::agent_workspace::AgentWorkspace)).
 //!
-//! What needs this host's folders is refused when a session asks for it:
-//! read-only mounts, folder and git sources, instructions and skills,
-//! network access through the egress proxy, and the claude-code engine.
+//! What needs this server's folders is refused when a session asks for it
+//! (read-only mounts, folder and git sources, network access through the
+//! egress proxy, the claude-code engine), and a template's instructions
+//! and skills fail the session's preparation, with why.
 
 use super::agent_link::{AgentConnection, AgentLinks};
+use super::docker::{INSTANCE_LABEL, SESSION_LABEL};
 use super::{sandbox_user, Result, SandboxError, MOUNT_POINT};
 use app::domain::SessionId;
 use bollard::container::LogOutput;
 use bollard::exec::{CreateExecOptions, StartExecResults};
+use bollard::models::{Mount, MountType, MountVolumeOptions};
 use bollard::query_parameters::UploadToContainerOptionsBuilder;
 use bollard::Docker;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use paddock_sandbox_agent::{AGENT_DIR, AGENT_NAME, AGENT_PATH};
+use std::collections::HashMap;
 use std::path::Path;
+
+/// Bytes of one write of the agent's stderr that are logged.
+const STDERR_LOGGED: usize = 1024;
 
 /// The Docker volume holding a session's workspace.
 pub fn workspace_volume(session: SessionId) -> String {
     format!("paddock-ws-{session}")
+}
+
+/// What a sandbox mounts: its workspace's volume (labelled as its container
+/// is, so a server finds its own), made at the first start and taking its
+/// owner from the image's `/workspace`; and a new empty volume for the
+/// agent's binary, root's whatever the image holds there.
+pub fn volumes(session: SessionId, instance: &str) -> Vec<Mount> {
+    let labels = HashMap::from([
+        (SESSION_LABEL.to_owned(), session.to_string()),
+        (INSTANCE_LABEL.to_owned(), instance.to_owned()),
+    ]);
+    vec![
+        Mount {
+            target: Some(MOUNT_POINT.to_owned()),
+            source: Some(workspace_volume(session)),
+            typ: Some(MountType::VOLUME),
+            volume_options: Some(MountVolumeOptions {
+                labels: Some(labels),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        Mount {
+            target: Some(AGENT_DIR.to_owned()),
+            typ: Some(MountType::VOLUME),
+            volume_options: Some(MountVolumeOptions {
+                no_copy: Some(true),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+    ]
 }
 
 /// The agent's binary as the tar the Docker API takes: one file, root's,
@@ -96,7 +138,7 @@ pub async fn start_agent(
         match item {
             Ok(LogOutput::StdOut { message }) => Some(Ok(message)),
             Ok(LogOutput::StdErr { message }) => {
-                let said = String::from_utf8_lossy(&message);
+                let said = String::from_utf8_lossy(&message[..message.len().min(STDERR_LOGGED)]);
                 tracing::warn!(%session, "the sandbox agent: {}", said.trim_end());
                 None
             }

@@ -74,9 +74,9 @@ impl Workspace for HostWorkspace<'_> {
         })
     }
 
-    async fn archive(&self, top: &str) -> ByteStream {
+    async fn archive(&self, top: &str) -> Result<ByteStream, FileError> {
         let mut chunks = archive_gz(self.folder.clone(), top.to_owned());
-        futures_util::stream::poll_fn(move |cx| chunks.poll_recv(cx)).boxed()
+        Ok(futures_util::stream::poll_fn(move |cx| chunks.poll_recv(cx)).boxed())
     }
 
     async fn glob(

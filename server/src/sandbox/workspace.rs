@@ -115,7 +115,7 @@ pub trait Workspace: Send + Sync {
     /// The whole workspace as a gzipped tar, streamed as it is made, every
     /// path under `top/`. What cannot be read as a file of the workspace
     /// (a link that leaves it, a socket) is left out.
-    async fn archive(&self, top: &str) -> ByteStream;
+    async fn archive(&self, top: &str) -> Result<ByteStream, FileError>;
     async fn glob(
         &self,
         query: &GlobQuery<'_>,

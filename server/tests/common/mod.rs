@@ -467,6 +467,7 @@ impl DockerBox {
             root.clone(),
             docker_runtime(),
             Some(server::config::default_sandbox_agent_bin()).filter(|bin| bin.is_file()),
+            None,
         )
         .await
         .expect("a Docker daemon (scripts/setup starts one)");

@@ -325,6 +325,9 @@ async fn sandboxes_run_on_a_docker_host_reached_with_mutual_tls() {
     let mut env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     env.push(("ANTHROPIC_BASE_URL", &model_url));
     env.push(("ANTHROPIC_API_KEY", "sk-test"));
+    // The daemon is on this machine's loopback, standing for another
+    // machine's: Paddock is told so, and uses nothing of its own folders.
+    env.push(("PADDOCK_DOCKER_REMOTE", "true"));
     let server = start_with(&home, "127.0.0.1:0", &env);
     let paddock = Rest::new(&server.url, None);
 
@@ -516,6 +519,45 @@ async fn sandboxes_run_on_a_docker_host_reached_with_mutual_tls() {
             "over-tls/up.txt"
         ]
     );
+
+    // A sandbox a server left running works for the next one, which puts
+    // its own agent in place when the one there does not answer.
+    drop(server);
+    let junk = dir.join("junk-agent");
+    std::fs::write(&junk, "#!/bin/sh\nexit 3\n").unwrap();
+    std::fs::set_permissions(&junk, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let agent_there = format!("{name}:/opt/paddock/sandbox-agent");
+    run(daemon
+        .docker()
+        .args(["cp", junk.to_str().unwrap(), &agent_there]));
+    let server = start_with(&home, "127.0.0.1:0", &env);
+    let paddock = Rest::new(&server.url, None);
+    let got = paddock
+        .request(reqwest::Method::GET, &files("/proof.txt"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.status(), reqwest::StatusCode::OK, "{}", server.log());
+    assert_eq!(got.text().await.unwrap(), "over-tls\n");
+    assert!(
+        server.log().contains("putting this server's in place"),
+        "{}",
+        server.log()
+    );
+    // A stopped sandbox's files wait for it to start again (503, with why);
+    // looking does not start it.
+    run(daemon.docker().args(["stop", "-t", "1", &name]));
+    let stopped = paddock
+        .request(reqwest::Method::GET, &files(""))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stopped.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
+    assert!(stopped.text().await.unwrap().contains("stopped"));
+    let state = run(daemon
+        .docker()
+        .args(["inspect", "-f", "{{.State.Running}}", &name]));
+    assert_eq!(state.trim(), "false");
 
     // Deleting the session removes its volume from that host.
     let deleted = paddock

@@ -64,6 +64,7 @@ async fn docker_sandboxes_run_under_the_configured_runtime() {
         d.root.clone(),
         Some("no-such-runtime".into()),
         None,
+        None,
     )
     .await
     .err()
