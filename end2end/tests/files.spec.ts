@@ -90,6 +90,21 @@ test('files are uploaded by choosing them and by dropping them on the form', asy
   await expect(page.getByTestId('file-list').getByRole('link', { name: 'dropped.txt', exact: true })).toBeVisible();
   expect(readFileSync(join(paddock.workspaces, id, 'dropped.txt'), 'utf8')).toBe('dropped bytes');
 
+  // Deleted once asked again: kept on "Keep", gone on "Delete" (on the
+  // page the dropped files' post loaded, once it is live).
+  await expect(page.locator('body[data-hydrated="true"]')).toBeAttached();
+  const seed = page.getByTestId('file-entry').filter({ hasText: 'seed.txt' });
+  await seed.getByRole('button', { name: 'Delete seed.txt' }).click();
+  await expect(seed.getByTestId('confirm-delete')).toContainText('Delete seed.txt?');
+  await seed.getByRole('button', { name: 'Keep' }).click();
+  await expect(seed.getByTestId('confirm-delete')).toHaveCount(0);
+  expect(existsSync(join(paddock.workspaces, id, 'seed.txt'))).toBe(true);
+  await seed.getByRole('button', { name: 'Delete seed.txt' }).click();
+  await seed.getByTestId('confirm-delete-yes').click();
+  await expect(page.getByTestId('file-list').getByRole('link', { name: 'seed.txt', exact: true })).toHaveCount(0);
+  expect(existsSync(join(paddock.workspaces, id, 'seed.txt'))).toBe(false);
+  await expect(page.getByTestId('file-list').getByRole('link', { name: 'dropped.txt', exact: true })).toBeVisible();
+
   // A name that leaves the workspace is refused on the page, nothing written.
   const res = await page.request.post(`${paddock.url}/api/sessions/${id}/files`, {
     headers: { origin: paddock.url, accept: 'text/html' },

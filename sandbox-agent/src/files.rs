@@ -89,6 +89,17 @@ pub async fn list(request: Request<Incoming>) -> Response<Body> {
     }
 }
 
+/// `/fs/delete`: a file, a link or a folder with all it holds.
+pub async fn delete(request: Request<Incoming>) -> Response<Body> {
+    match read_json::<FilePath>(request).await {
+        Ok(FilePath { path }) => match blocking(move |folder| folder.delete(&path)).await {
+            Ok(()) => answer(StatusCode::NO_CONTENT, ""),
+            Err(e) => refused(&e),
+        },
+        Err(why) => answer(StatusCode::BAD_REQUEST, &why),
+    }
+}
+
 /// `/fs/write`: the path in the start record, then the file's bytes; the
 /// file is replaced whole once they are all there.
 pub async fn write(request: Request<Incoming>) -> Response<Body> {

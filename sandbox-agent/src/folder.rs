@@ -13,6 +13,7 @@ use std::borrow::Cow;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 /// Where the workspace appears inside a sandbox.
@@ -301,6 +302,35 @@ impl ConfinedFolder {
         Ok(())
     }
 
+    /// Deletes a file, a link (never what it names) or a folder with all it
+    /// holds, following no link on the way; not the workspace itself.
+    pub fn delete(&self, path: &str) -> Result<(), FileError> {
+        let rel = relative(path)?;
+        let name = rel
+            .file_name()
+            .filter(|_| rel != Path::new("."))
+            .ok_or_else(|| {
+                FileError::BadPath(path.to_owned(), "name a file or a folder in it".into())
+            })?
+            .to_owned();
+        let parent = match rel.parent().filter(|p| !p.as_os_str().is_empty()) {
+            Some(parent) => parent.to_string_lossy().into_owned(),
+            None => ".".to_owned(),
+        };
+        let dir = self.open(&parent, OFlags::DIRECTORY | OFlags::RDONLY, Mode::empty())?;
+        let stat =
+            rfs::statat(&dir, &name, rfs::AtFlags::SYMLINK_NOFOLLOW).map_err(|e| match e {
+                Errno::NOENT => FileError::NotFound(path.to_owned()),
+                e => io_error(path, e),
+            })?;
+        let removed = if rfs::FileType::from_raw_mode(stat.st_mode) == rfs::FileType::Directory {
+            remove_tree(&dir, &name, 0)
+        } else {
+            rfs::unlinkat(&dir, &name, rfs::AtFlags::empty())
+        };
+        removed.map_err(|e| write_error(path, e))
+    }
+
     /// The entries of a folder, sorted by name.
     pub fn list(&self, path: &str) -> Result<Vec<Entry>, FileError> {
         if relative(path)? == Path::new(".") && !self.root.exists() {
@@ -382,6 +412,44 @@ impl ConfinedFolder {
         }
         tar.into_inner()
     }
+}
+
+/// Folders deep a deletion goes; deeper is refused (too many links).
+const DELETE_DEPTH_MAX: usize = 4096;
+
+/// Removes folder `name` of `dir` and everything in it, opening each
+/// folder below the last without following a link (a link is removed,
+/// never followed).
+fn remove_tree(dir: &OwnedFd, name: &std::ffi::OsStr, depth: usize) -> Result<(), Errno> {
+    if depth >= DELETE_DEPTH_MAX {
+        return Err(Errno::LOOP);
+    }
+    let fd = rfs::openat(
+        dir,
+        name,
+        OFlags::DIRECTORY | OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let mut inside = Vec::new();
+    for entry in rfs::Dir::read_from(&fd)? {
+        let entry = entry?;
+        let entry_name = entry.file_name().to_bytes();
+        if entry_name != b"." && entry_name != b".." {
+            inside.push(std::ffi::OsStr::from_bytes(entry_name).to_owned());
+        }
+    }
+    for entry in inside {
+        match rfs::statat(&fd, &entry, rfs::AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) if rfs::FileType::from_raw_mode(st.st_mode) == rfs::FileType::Directory => {
+                remove_tree(&fd, &entry, depth + 1)?
+            }
+            Ok(_) => rfs::unlinkat(&fd, &entry, rfs::AtFlags::empty())?,
+            // Gone meanwhile.
+            Err(Errno::NOENT) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    rfs::unlinkat(dir, name, rfs::AtFlags::REMOVEDIR)
 }
 
 /// 64 random bits in hex, naming a file written beside its place (the
@@ -659,6 +727,52 @@ mod tests {
         ));
         std::os::unix::fs::symlink("loop", ws.root().join("loop")).unwrap();
         assert!(matches!(ws.read("loop"), Err(FileError::BadPath(..))));
+    }
+
+    #[test]
+    fn deletes_files_links_and_folders_inside_and_nothing_else() {
+        let (dir, ws) = ws();
+        std::fs::write(dir.path().join("secret"), "s").unwrap();
+        ws.write("src/deep/a.rs", b"a").unwrap();
+        ws.write("src/b.rs", b"b").unwrap();
+        ws.write("keep.txt", b"k").unwrap();
+        // Links inside a folder being deleted go, what they name stays.
+        std::os::unix::fs::symlink(
+            dir.path().join("secret"),
+            ws.root().join("src/deep/to-secret"),
+        )
+        .unwrap();
+        std::os::unix::fs::symlink(dir.path(), ws.root().join("src/to-outside")).unwrap();
+        std::os::unix::fs::symlink("/etc", ws.root().join("etc")).unwrap();
+        ws.delete("src/b.rs").unwrap();
+        assert_eq!(
+            ws.read("src/b.rs"),
+            Err(FileError::NotFound("src/b.rs".into()))
+        );
+        ws.delete("/workspace/src").unwrap();
+        assert!(!ws.root().join("src").exists());
+        // A link is removed, never followed.
+        ws.delete("etc").unwrap();
+        assert!(std::path::Path::new("/etc/passwd").exists());
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("secret")).unwrap(),
+            "s"
+        );
+        for outside in ["../secret", "/etc/passwd", "a/../../secret"] {
+            assert_eq!(
+                ws.delete(outside),
+                Err(FileError::Outside(outside.into())),
+                "{outside}"
+            );
+        }
+        for itself in [".", "/workspace", "", "src/.."] {
+            assert!(
+                matches!(ws.delete(itself), Err(FileError::BadPath(..))),
+                "{itself}"
+            );
+        }
+        assert_eq!(ws.delete("nope"), Err(FileError::NotFound("nope".into())));
+        assert_eq!(ws.read("keep.txt").unwrap(), b"k");
     }
 
     #[test]

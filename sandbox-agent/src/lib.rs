@@ -52,9 +52,9 @@ pub const SIZE_HEADER: &str = "x-paddock-size";
 pub const WRITE_MAX_BYTES: usize = 64 * 1024 * 1024;
 
 /// `POST /fs/read` (the file's bytes, any size), `/fs/list` (its
-/// [`folder::Entry`]s as JSON), and `/fs/write`'s start record (then the
-/// file's bytes in stdin records): a path of the workspace, as the agent's
-/// tools give it.
+/// [`folder::Entry`]s as JSON), `/fs/delete`, and `/fs/write`'s start
+/// record (then the file's bytes in stdin records): a path of the
+/// workspace, as the agent's tools give it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FilePath {
     pub path: String,

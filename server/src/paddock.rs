@@ -1113,6 +1113,15 @@ impl Backend for Paddock {
         self.workspace_disk_use(caller, id).await
     }
 
+    async fn delete_file(
+        &self,
+        caller: &Caller,
+        id: SessionId,
+        path: String,
+    ) -> Result<(), AppError> {
+        self.delete_workspace_file(caller, id, &path).await
+    }
+
     async fn changes(&self, caller: &Caller, id: SessionId) -> Result<Changes, AppError> {
         let s = self.session_for(caller, id, Access::Watch).await?;
         self.changes.list(&s).await

@@ -252,6 +252,30 @@ impl Paddock {
         }
         Ok(written)
     }
+
+    /// Deletes a file or a folder with all it holds (a link, never what it
+    /// names), for those who may operate the session.
+    pub async fn delete_workspace_file(
+        &self,
+        caller: &Caller,
+        id: SessionId,
+        path: &str,
+    ) -> Result<(), AppError> {
+        self.session_for(caller, id, Access::Operate).await?;
+        let path = clean(path)?;
+        if path.is_empty() {
+            return Err(AppError::Invalid(
+                "Name a file or a folder: the workspace itself is not deleted.".into(),
+            ));
+        }
+        self.sandbox
+            .workspace(id)
+            .delete(&path)
+            .await
+            .map_err(refused)?;
+        tracing::info!(session = %id, who = %caller.label(), path, "a workspace file deleted");
+        Ok(())
+    }
 }
 
 #[cfg(test)]

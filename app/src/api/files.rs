@@ -34,6 +34,18 @@ pub async fn view_file(id: String, path: String) -> Result<FileView, AppError> {
     )
 }
 
+#[server(endpoint = "delete_file", output = UrlInJsonOut)]
+pub async fn delete_file(id: String, path: String) -> Result<(), AppError> {
+    ssr::respond(
+        async {
+            ssr::backend()?
+                .delete_file(&ssr::caller()?, ssr::parse_id(&id)?, path)
+                .await
+        }
+        .await,
+    )
+}
+
 #[server(endpoint = "workspace_disk", output = UrlInJsonOut)]
 pub async fn workspace_disk(id: String) -> Result<DiskUse, AppError> {
     ssr::respond(

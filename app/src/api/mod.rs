@@ -288,6 +288,14 @@ pub(crate) mod ssr {
         ) -> Result<FileView, AppError>;
         /// How much of its disk the session's workspace uses.
         async fn disk_use(&self, caller: &Caller, id: SessionId) -> Result<DiskUse, AppError>;
+        /// Deletes a file or a folder of the session's workspace, for
+        /// those who may operate it.
+        async fn delete_file(
+            &self,
+            caller: &Caller,
+            id: SessionId,
+            path: String,
+        ) -> Result<(), AppError>;
 
         /// What changed in a session cloned from git since it started (for
         /// those who may watch it).

@@ -3,6 +3,8 @@
 //!
 //! - `GET …/files?path=src`: a folder's entries, as JSON.
 //! - `GET …/files/{path}`: one file, as a download.
+//! - `DELETE …/files/{path}`: a file, or a folder with all it holds (204),
+//!   for those who may operate the session.
 //! - `GET …/archive`: the whole workspace, a `.tar.gz` streamed as it is
 //!   made.
 //! - `POST …/files`: a multipart upload (`dir`, then one or more `file`
@@ -39,6 +41,7 @@ pub fn routes() -> Routes {
     let reads = Routes::default()
         .get("/api/sessions/{id}/files", list_folder)
         .get("/api/sessions/{id}/files/{*path}", download_file)
+        .delete("/api/sessions/{id}/files/{*path}", delete_file)
         .get("/api/sessions/{id}/archive", download_archive)
         .map(|r| r.layer(DefaultBodyLimit::max(BODY_LIMIT)));
     // The parts' headers and boundaries come on top of the files.
@@ -124,6 +127,18 @@ async fn download_file(
         .headers_mut()
         .insert(header::CONTENT_LENGTH, HeaderValue::from(file.size));
     Ok(response)
+}
+
+async fn delete_file(
+    State(paddock): State<Arc<Paddock>>,
+    identity: Identity,
+    SessionPath(id): SessionPath,
+    Path((_, path)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    paddock
+        .delete_workspace_file(&identity.caller, id, &path)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn download_archive(

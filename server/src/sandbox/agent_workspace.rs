@@ -1,6 +1,6 @@
 //! The [`Workspace`] of a sandbox whose files are not on this server's host
 //! (a remote Docker host): every file operation is a call on the sandbox's
-//! agent (`/fs/read`, `/fs/write`, `/fs/list`, `/fs/archive`), which
+//! agent (`/fs/read`, `/fs/write`, `/fs/list`, `/fs/delete`, `/fs/archive`), which
 //! confines its paths to `/workspace` inside the sandbox as
 //! [`ConfinedFolder`](super::ConfinedFolder) does here; searches run in
 //! the sandbox, as for every backend.
@@ -227,6 +227,16 @@ impl Workspace for AgentWorkspace<'_> {
                  are written through it: send a prompt first."
                     .into(),
             )),
+        }
+    }
+
+    async fn delete(&self, path: &str) -> Result<(), FileError> {
+        match self
+            .call("/fs/delete", json(&FilePath { path: path.into() }), path)
+            .await?
+        {
+            Answer::Done(_) => Ok(()),
+            Answer::NoSandbox => Err(FileError::NotFound(path.to_owned())),
         }
     }
 

@@ -60,6 +60,10 @@ impl Workspace for HostWorkspace<'_> {
         self.blocking(path, move |f, p| f.write(p, &data)).await
     }
 
+    async fn delete(&self, path: &str) -> Result<(), FileError> {
+        self.blocking(path, |f, p| f.delete(p)).await
+    }
+
     async fn list(&self, path: &str) -> Result<Vec<Entry>, FileError> {
         self.blocking(path, |f, p| f.list(p)).await
     }

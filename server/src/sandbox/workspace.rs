@@ -107,6 +107,9 @@ pub trait Workspace: Send + Sync {
     async fn read(&self, path: &str) -> Result<Vec<u8>, FileError>;
     /// Writes `data` to `path`, creating missing parent folders.
     async fn write(&self, path: &str, data: &[u8]) -> Result<(), FileError>;
+    /// Deletes a file, a link (never what it names) or a folder with all
+    /// it holds; not the workspace itself.
+    async fn delete(&self, path: &str) -> Result<(), FileError>;
     /// The entries of a folder, sorted by name (the workspace of a
     /// sandbox never started is there, and empty).
     async fn list(&self, path: &str) -> Result<Vec<Entry>, FileError>;

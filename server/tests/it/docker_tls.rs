@@ -520,6 +520,21 @@ async fn sandboxes_run_on_a_docker_host_reached_with_mutual_tls() {
         ]
     );
 
+    // A folder deleted through the agent goes from that host's volume.
+    let deleted = paddock
+        .request(reqwest::Method::DELETE, &files("/notes"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), reqwest::StatusCode::NO_CONTENT);
+    let left = run(daemon
+        .docker()
+        .args(["exec", &name, "ls", "-A", "/workspace"]));
+    assert_eq!(
+        left.split_whitespace().collect::<Vec<_>>(),
+        ["escape", "proof.txt", "up.txt"]
+    );
+
     // A sandbox a server left running works for the next one, which puts
     // its own agent in place when the one there does not answer.
     drop(server);

@@ -198,6 +198,22 @@ async fn people_browse_download_and_upload_what_they_may() {
         .status(upload(&t, &stranger, &s, multipart("", &[("x.txt", b"x")])))
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    // Only who may operate it deletes: a reader is refused, a stranger
+    // finds nothing, through both doors; nothing goes.
+    let delete =
+        |who: &Person, path: &str| t.as_(who, Method::DELETE, &format!("{base}/files/{path}"));
+    for (who, refused) in [
+        (&watcher, StatusCode::FORBIDDEN),
+        (&viewer, StatusCode::FORBIDDEN),
+        (&stranger, StatusCode::NOT_FOUND),
+    ] {
+        assert_eq!(t.status(delete(who, "src/main.rs")).await.0, refused);
+        let (status, _) = t
+            .call(who, "delete_file", &[("id", &id), ("path", "src")])
+            .await;
+        assert_eq!(status, refused);
+    }
+    assert!(host.join("src/main.rs").exists());
     let (status, _) = t
         .call(
             &stranger,
@@ -235,6 +251,24 @@ async fn people_browse_download_and_upload_what_they_may() {
         posted(multipart("docs", &[("notes.md", b"# Notes")])).await,
         format!("/sessions/{}?view=files&dir=docs", s.id)
     );
+    // The owner deletes a file, then a folder with all it holds (the link
+    // that leaves the workspace goes, what it names stays).
+    let (status, said) = t.status(delete(&owner, "docs/notes.md")).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{said}");
+    assert!(!host.join("docs/notes.md").exists());
+    std::os::unix::fs::symlink("/etc", host.join("src/etc")).unwrap();
+    let (status, said) = t
+        .call(&owner, "delete_file", &[("id", &id), ("path", "src")])
+        .await;
+    assert_eq!(status, StatusCode::OK, "{said}");
+    assert!(!host.join("src").exists());
+    assert!(std::path::Path::new("/etc/passwd").exists());
+    assert_eq!(
+        t.status(delete(&owner, "src")).await.0,
+        StatusCode::NOT_FOUND
+    );
+    std::fs::write(host.join("docs/notes.md"), "# Notes").unwrap();
+
     // And the page renders that view on the server.
     let (status, page) = t
         .status(t.with_cookie(
@@ -295,6 +329,23 @@ async fn hostile_paths_names_and_bodies_change_nothing() {
     }
     let res = get(&t, &me, &format!("{base}/files/nope.txt")).await;
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    // Deletions that would leave the workspace, or take it whole: 400,
+    // nothing gone.
+    for path in [
+        "..%2F..%2Fevil",
+        "%2Fetc%2Fpasswd",
+        "a%00b",
+        "%2Fworkspace",
+        "%2F",
+        "src%2F..",
+    ] {
+        let (status, text) = t
+            .status(t.as_(&me, Method::DELETE, &format!("{base}/files/{path}")))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {text}");
+    }
+    assert!(host.join("ok.txt").exists() && host.join("escape").is_symlink());
+    assert!(std::path::Path::new("/etc/passwd").exists());
     let unknown = uuid::Uuid::now_v7();
     for path in [
         format!("/api/sessions/{unknown}/files"),

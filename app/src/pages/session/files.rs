@@ -1,7 +1,8 @@
 //! The session's Files view: its workspace's folders (breadcrumbs to go
 //! up), a file shown with highlighting, a download of any file or of the
 //! whole workspace, and, for those who may operate the session, an upload
-//! form that also takes files dropped on it.
+//! form that also takes files dropped on it, and a file's or a folder's
+//! deletion (asked again first).
 //!
 //! Where it is (the folder, the file shown, an upload's error) lives in the
 //! page's address (`?view=files&dir=…&file=…`), so every link and the
@@ -11,7 +12,7 @@
 use super::super::form::{PANEL, PRIMARY, SECONDARY};
 use super::super::ErrorNote;
 use crate::accounts::Access;
-use crate::api::files::{list_files, view_file, workspace_disk};
+use crate::api::files::{list_files, view_file, workspace_disk, DeleteFile};
 use crate::domain::{SessionId, SessionStatus};
 use crate::files::{
     archive_url, download_url, files_view_url, folder_url, format_size, parent, DiskUse,
@@ -30,11 +31,14 @@ pub(super) fn FilesView(
     let dir = Memo::new(move |_| query.read().get("dir").unwrap_or_default());
     let file = Memo::new(move |_| query.read().get("file"));
     let upload_error = move || query.read().get("error").map(|code| upload_refused(&code));
-    // Listed again when the agent starts or ends a turn, as it changes files.
+    let delete = ServerAction::<DeleteFile>::new();
+    // Listed again when the agent starts or ends a turn, as it changes files,
+    // and after a deletion.
     let entries = Resource::new(
-        move || (dir.get(), status.get()),
-        move |(d, _)| list_files(id.to_string(), d),
+        move || (dir.get(), status.get(), delete.version().get()),
+        move |(d, _, _)| list_files(id.to_string(), d),
     );
+    let may_delete = (access >= Access::Operate).then_some(delete);
     let disk = Resource::new(
         move || status.get(),
         move |_| workspace_disk(id.to_string()),
@@ -63,10 +67,11 @@ pub(super) fn FilesView(
                 </div>
             </div>
             {move || upload_error().map(|m| view! { <ErrorNote message=m.to_owned() /> })}
+            {move || delete.value().get().and_then(Result::err).map(|e| view! { <ErrorNote message=e.to_string() /> })}
             <Suspense fallback=|| view! { <p class="text-sm text-zinc-500">"Loading files…"</p> }>
                 {move || Suspend::new(async move {
                     match entries.await {
-                        Ok(list) => view! { <Listing id dir=dir.get_untracked() list /> }.into_any(),
+                        Ok(list) => view! { <Listing id dir=dir.get_untracked() list delete=may_delete /> }.into_any(),
                         Err(e) => view! { <ErrorNote message=e.to_string() /> }.into_any(),
                     }
                 })}
@@ -150,7 +155,13 @@ fn Breadcrumbs(id: SessionId, dir: Memo<String>) -> impl IntoView {
 }
 
 #[component]
-fn Listing(id: SessionId, dir: String, list: Vec<FileEntry>) -> impl IntoView {
+fn Listing(
+    id: SessionId,
+    dir: String,
+    list: Vec<FileEntry>,
+    /// For those who may operate the session.
+    delete: Option<ServerAction<DeleteFile>>,
+) -> impl IntoView {
     if list.is_empty() {
         return view! {
             <p data-testid="files-empty" class="rounded-lg border border-dashed border-zinc-300 p-4 text-center text-sm text-zinc-500 dark:border-zinc-700 dark:text-zinc-400">
@@ -172,23 +183,72 @@ fn Listing(id: SessionId, dir: String, list: Vec<FileEntry>) -> impl IntoView {
                     files_view_url(id, &dir, Some(&e.path))
                 };
                 let kind = if e.is_dir { "folder" } else { "file" };
+                let remove = delete.map(|delete| view! {
+                    <DeleteEntry id path=e.path.clone() name=e.name.clone() is_dir=e.is_dir delete />
+                });
                 view! {
                     <li class="flex items-center justify-between gap-3 px-4 py-2" data-testid="file-entry" data-kind=kind>
                         <a href=open class="min-w-0 truncate font-mono hover:underline">
                             {if e.is_dir { format!("{}/", e.name) } else { e.name.clone() }}
                         </a>
-                        {(!e.is_dir).then(|| view! {
-                            <span class="flex shrink-0 items-center gap-3 text-xs text-zinc-500 dark:text-zinc-400">
+                        <span class="flex shrink-0 items-center gap-3 text-xs text-zinc-500 dark:text-zinc-400">
+                            {(!e.is_dir).then(|| view! {
                                 <span class="tabular-nums">{format_size(e.size)}</span>
                                 <a href=download_url(id, &e.path) download class="hover:underline" aria-label=format!("Download {}", e.name)>"Download"</a>
-                            </span>
-                        })}
+                            })}
+                            {remove}
+                        </span>
                     </li>
                 }
             }).collect_view()}
         </ul>
     }
     .into_any()
+}
+
+/// Deletes a file or a folder, once asked again.
+#[component]
+fn DeleteEntry(
+    id: SessionId,
+    path: String,
+    name: String,
+    is_dir: bool,
+    delete: ServerAction<DeleteFile>,
+) -> impl IntoView {
+    let asking = RwSignal::new(false);
+    let question = if is_dir {
+        format!("Delete {name}/ and all it holds?")
+    } else {
+        format!("Delete {name}?")
+    };
+    let label = format!("Delete {name}");
+    view! {
+        <Show
+            when=move || asking.get()
+            fallback=move || view! {
+                <button type="button" class="hover:underline" aria-label=label.clone() data-testid="delete-entry" on:click=move |_| asking.set(true)>
+                    "Delete"
+                </button>
+            }
+        >
+            <span class="flex items-center gap-2" data-testid="confirm-delete">
+                <span>{question.clone()}</span>
+                <button
+                    type="button"
+                    class="font-semibold text-red-700 hover:underline dark:text-red-400"
+                    data-testid="confirm-delete-yes"
+                    on:click={
+                        let path = path.clone();
+                        move |_| {
+                            delete.dispatch(DeleteFile { id: id.to_string(), path: path.clone() });
+                            asking.set(false);
+                        }
+                    }
+                >"Delete"</button>
+                <button type="button" class="hover:underline" on:click=move |_| asking.set(false)>"Keep"</button>
+            </span>
+        </Show>
+    }
 }
 
 /// A file, highlighted, or why it is not shown.
