@@ -12,12 +12,12 @@
 
 use super::agent_call::request;
 use super::agent_link::{AgentConnection, RequestBody};
-use super::docker::DockerSandbox;
 use super::search;
 use super::workspace::{
     relative, ByteStream, Download, Entry, FileError, GlobMatches, GlobQuery, GrepMatches,
     GrepQuery, SearchError, SearchLimits, Workspace, READ_MAX_BYTES,
 };
+use super::Sandbox;
 use app::domain::SessionId;
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -40,8 +40,20 @@ pub const STREAMS_PER_SESSION: usize = 6;
 /// Chunks of a file taken ahead of its reader.
 const AHEAD: usize = 4;
 
+/// A sandbox whose workspace's files its agent serves.
+#[async_trait::async_trait]
+pub trait AgentFiles: Sandbox {
+    /// The session's agent for a file operation: `None` when its sandbox
+    /// was never made (its workspace is empty); why not when it cannot be
+    /// reached (a stopped sandbox is not started for it).
+    async fn files_agent(&self, session: SessionId) -> Result<Option<AgentConnection>, String>;
+    /// A slot for one more file sent by the session's agent, if it has
+    /// one left ([`STREAMS_PER_SESSION`]).
+    fn file_stream_slot(&self, session: SessionId) -> Option<OwnedSemaphorePermit>;
+}
+
 pub struct AgentWorkspace<'a> {
-    sandbox: &'a DockerSandbox,
+    sandbox: &'a dyn AgentFiles,
     session: SessionId,
 }
 
@@ -58,7 +70,7 @@ fn unreachable(about: &str, why: impl std::fmt::Display) -> FileError {
 }
 
 impl<'a> AgentWorkspace<'a> {
-    pub fn new(sandbox: &'a DockerSandbox, session: SessionId) -> Self {
+    pub fn new(sandbox: &'a dyn AgentFiles, session: SessionId) -> Self {
         Self { sandbox, session }
     }
 

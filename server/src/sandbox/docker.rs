@@ -12,7 +12,7 @@
 
 use super::agent_call;
 use super::agent_link::{AgentConnection, AgentLinks};
-use super::agent_workspace::{AgentWorkspace, STREAMS_PER_SESSION};
+use super::agent_workspace::{AgentFiles, AgentWorkspace, STREAMS_PER_SESSION};
 use super::docker_remote;
 use super::{
     sandbox_user, BackendInfo, BackendKind, CappedOutput, ConfinedFolder, ExecOutcome, ExecRequest,
@@ -219,7 +219,10 @@ impl DockerSandbox {
     /// on a remote host, volumes ([`docker_remote::volumes`]).
     fn storage(&self, session: SessionId, spec: &SandboxSpec) -> (Vec<String>, Vec<Mount>) {
         if self.remote_agent.is_some() {
-            return (Vec::new(), docker_remote::volumes(session, &self.instance));
+            return (
+                Vec::new(),
+                docker_remote::volumes(session, self.labels(session)),
+            );
         }
         let workspace = self.folder(session);
         let agent = self.agent_bin.iter().flat_map(|bin| {
@@ -239,6 +242,14 @@ impl DockerSandbox {
             .chain(agent)
             .collect();
         (binds, Vec::new())
+    }
+
+    /// What marks a session's container (and volume) as this server's.
+    fn labels(&self, session: SessionId) -> HashMap<String, String> {
+        HashMap::from([
+            (SESSION_LABEL.to_owned(), session.to_string()),
+            (INSTANCE_LABEL.to_owned(), self.instance.clone()),
+        ])
     }
 
     fn create_body(&self, session: SessionId, spec: &SandboxSpec) -> ContainerCreateBody {
@@ -265,10 +276,7 @@ impl DockerSandbox {
                     )
                     .collect(),
             ),
-            labels: Some(HashMap::from([
-                (SESSION_LABEL.to_owned(), session.to_string()),
-                (INSTANCE_LABEL.to_owned(), self.instance.clone()),
-            ])),
+            labels: Some(self.labels(session)),
             network_disabled: Some(true),
             host_config: Some(HostConfig {
                 binds: Some(binds),
@@ -469,49 +477,6 @@ impl DockerSandbox {
             }
             _ => Ok(arrival.connection),
         }
-    }
-
-    /// A slot for one more file sent by the session's agent, if it has one
-    /// left.
-    pub(super) fn file_stream_slot(
-        &self,
-        session: SessionId,
-    ) -> Option<tokio::sync::OwnedSemaphorePermit> {
-        let slots = lock(&self.file_streams)
-            .entry(session)
-            .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(STREAMS_PER_SESSION)))
-            .clone();
-        slots.try_acquire_owned().ok()
-    }
-
-    /// The agent of a sandbox on a remote host, for a file operation:
-    /// `None` when the sandbox was never made (its workspace is empty). A
-    /// stopped one is not started here: its session starts it.
-    pub(super) async fn files_agent(
-        &self,
-        session: SessionId,
-    ) -> std::result::Result<Option<AgentConnection>, String> {
-        if let Some(connection) = self.ready_agent(session).await {
-            return Ok(Some(connection));
-        }
-        let name = Self::container_name(session);
-        match self.docker.inspect_container(&name, None).await {
-            Ok(info) if info.state.as_ref().and_then(|s| s.running) == Some(true) => {}
-            Ok(_) => {
-                return Err(
-                    "the session's sandbox is stopped, and on a remote Docker host its files are \
-                     reached only through it: send a prompt to start it"
-                        .into(),
-                )
-            }
-            Err(e) if status_of(&e) == Some(404) => return Ok(None),
-            Err(e) => return Err(e.to_string()),
-        }
-        self.agent(session).await.map(Some).ok_or_else(|| {
-            "the sandbox agent cannot be started, and on a remote Docker host the workspace's \
-             files are reached only through it"
-                .to_owned()
-        })
     }
 
     /// How many processes the container's cgroup has OOM-killed so far.
@@ -741,6 +706,44 @@ impl ProcessControl for AgentTerminal {
 
     async fn exit_code(&self) -> Result<Option<i64>> {
         self.inner.exit_code().await
+    }
+}
+
+#[async_trait::async_trait]
+impl AgentFiles for DockerSandbox {
+    fn file_stream_slot(&self, session: SessionId) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let slots = lock(&self.file_streams)
+            .entry(session)
+            .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(STREAMS_PER_SESSION)))
+            .clone();
+        slots.try_acquire_owned().ok()
+    }
+
+    async fn files_agent(
+        &self,
+        session: SessionId,
+    ) -> std::result::Result<Option<AgentConnection>, String> {
+        if let Some(connection) = self.ready_agent(session).await {
+            return Ok(Some(connection));
+        }
+        let name = Self::container_name(session);
+        match self.docker.inspect_container(&name, None).await {
+            Ok(info) if info.state.as_ref().and_then(|s| s.running) == Some(true) => {}
+            Ok(_) => {
+                return Err(
+                    "the session's sandbox is stopped, and on a remote Docker host its files are \
+                     reached only through it: send a prompt to start it"
+                        .into(),
+                )
+            }
+            Err(e) if status_of(&e) == Some(404) => return Ok(None),
+            Err(e) => return Err(e.to_string()),
+        }
+        self.agent(session).await.map(Some).ok_or_else(|| {
+            "the sandbox agent cannot be started, and on a remote Docker host the workspace's \
+             files are reached only through it"
+                .to_owned()
+        })
     }
 }
 

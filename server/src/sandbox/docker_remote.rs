@@ -20,7 +20,6 @@
 //! and skills fail the session's preparation, with why.
 
 use super::agent_link::{AgentConnection, AgentLinks};
-use super::docker::{INSTANCE_LABEL, SESSION_LABEL};
 use super::{sandbox_user, Result, SandboxError, MOUNT_POINT};
 use app::domain::SessionId;
 use bollard::container::LogOutput;
@@ -42,15 +41,11 @@ pub fn workspace_volume(session: SessionId) -> String {
     format!("paddock-ws-{session}")
 }
 
-/// What a sandbox mounts: its workspace's volume (labelled as its container
-/// is, so a server finds its own), made at the first start and taking its
-/// owner from the image's `/workspace`; and a new empty volume for the
-/// agent's binary, root's whatever the image holds there.
-pub fn volumes(session: SessionId, instance: &str) -> Vec<Mount> {
-    let labels = HashMap::from([
-        (SESSION_LABEL.to_owned(), session.to_string()),
-        (INSTANCE_LABEL.to_owned(), instance.to_owned()),
-    ]);
+/// What a sandbox mounts: its workspace's volume (with `labels`, its
+/// container's, so a server finds its own), made at the first start and
+/// taking its owner from the image's `/workspace`; and a new empty volume
+/// for the agent's binary, root's whatever the image holds there.
+pub fn volumes(session: SessionId, labels: HashMap<String, String>) -> Vec<Mount> {
     vec![
         Mount {
             target: Some(MOUNT_POINT.to_owned()),
