@@ -26,6 +26,17 @@ pub struct FileEntry {
     pub size: u64,
 }
 
+/// What just changed in a session's workspace, as its transcript's stream
+/// says it (the `files` frame), for the Files view to follow.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FilesChanged {
+    /// Paths from the workspace's root that were made, written, moved or
+    /// deleted, sorted.
+    pub paths: Vec<String>,
+    /// More changed than is named: anything may have.
+    pub more: bool,
+}
+
 /// How much of its disk a session's workspace uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DiskUse {

@@ -1,5 +1,5 @@
 import { test, expect, gotoHydrated, openNewSession, sendPrompt, snapshot } from './fixtures';
-import { readFileSync, existsSync } from 'node:fs';
+import { readFileSync, existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 
@@ -147,4 +147,37 @@ test('a disk limit set in the form holds the workspace: its use shown, an upload
   await expect(page.getByTestId('file-list').getByRole('link', { name: 'fits.bin', exact: true })).toBeVisible();
   await expect(disk).toHaveAttribute('data-full', 'true');
   await expect(disk).toHaveText(/^Disk: 13\.\d MiB of 1\d\.\d MiB$/);
+});
+
+test.describe('a workspace changing in a Docker sandbox', () => {
+  test.use({
+    sandbox: 'docker',
+    scenario: { turns: [
+      { reply: [
+        { tool_use: { name: 'bash', input: { command: 'sleep 2; echo live > live.txt; mkdir -p out; echo deep > out/deep.txt; sleep 8' } } },
+      ] },
+      { reply: 'Done waiting.' },
+    ] },
+  });
+
+  test('shows in the Files view as it happens, mid-turn', async ({ page, paddock }) => {
+    await page.setViewportSize({ width: 1600, height: 900 });
+    const id = await openNewSession(page, paddock, { name: 'live files', permission_mode: 'auto' });
+    const panel = page.getByTestId('workspace-panel');
+    await expect(panel.getByTestId('files-empty')).toBeVisible();
+    await sendPrompt(page, 'Make files slowly');
+    const badge = page.getByTestId('session-title').locator('xpath=ancestor::header[1]').locator('[data-status]').first();
+    await expect(badge).toHaveAttribute('data-status', 'running');
+    // The file appears while the command still runs (it sleeps 8 s more).
+    await expect(panel.getByTestId('file-list').getByRole('link', { name: 'live.txt', exact: true })).toBeVisible({ timeout: 7000 });
+    await expect(badge).toHaveAttribute('data-status', 'running');
+    expect(readFileSync(join(paddock.workspaces, id, 'live.txt'), 'utf8')).toBe('live\n');
+    // A folder shown follows too.
+    await panel.getByTestId('file-list').getByRole('link', { name: 'out/' }).click();
+    await expect(panel.getByTestId('file-list').getByRole('link', { name: 'deep.txt', exact: true })).toBeVisible();
+    writeFileSync(join(paddock.workspaces, id, 'out', 'from-host.txt'), 'x');
+    await expect(panel.getByTestId('file-list').getByRole('link', { name: 'from-host.txt', exact: true })).toBeVisible({ timeout: 5000 });
+    await expect(badge).toHaveAttribute('data-status', 'running');
+    await expect(page.getByText('Done waiting.')).toBeVisible({ timeout: 20000 });
+  });
 });

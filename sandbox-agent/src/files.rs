@@ -3,21 +3,26 @@
 //! the sandbox too ([`ConfinedFolder`]), a refusal answered with
 //! [`FILE_ERROR_STATUS`] and the [`FileError`] as JSON.
 
-use super::{answer, read_json, read_start, whole, Body};
+use super::{answer, read_json, read_start, streamed, whole, Body};
 use bytes::Bytes;
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper::{Request, Response, StatusCode};
 use paddock_sandbox_agent::archive::archive_gz;
 use paddock_sandbox_agent::folder::{ConfinedFolder, FileError, MOUNT_POINT};
+use paddock_sandbox_agent::watch::Watch;
 use paddock_sandbox_agent::{
-    Archive, FilePath, Kind, FILE_ERROR_STATUS, SIZE_HEADER, WRITE_MAX_BYTES,
+    record, Archive, FilePath, Kind, FILE_ERROR_STATUS, SIZE_HEADER, WRITE_MAX_BYTES,
 };
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 use tokio::io::AsyncReadExt;
+use tokio::sync::mpsc;
 
 /// Bytes of a file sent per frame.
 const CHUNK: usize = 64 * 1024;
+/// How long a batch of changes gathers those that follow its first.
+const SETTLE: Duration = Duration::from_millis(150);
 
 fn workspace() -> ConfinedFolder {
     // The agent is the sandbox user: what it makes is already its own.
@@ -87,6 +92,42 @@ pub async fn list(request: Request<Incoming>) -> Response<Body> {
         },
         Err(why) => answer(StatusCode::BAD_REQUEST, &why),
     }
+}
+
+/// `/fs/watch`: the workspace's changes as they come, a batch a stdout
+/// record (the [`Changes`](paddock_sandbox_agent::watch::Changes) as
+/// JSON), until the server stops reading.
+pub async fn watch() -> Response<Body> {
+    let made = tokio::task::spawn_blocking(|| Watch::new(Path::new(MOUNT_POINT))).await;
+    let mut watch = match made {
+        Ok(Ok(watch)) => watch,
+        Ok(Err(e)) => {
+            return answer(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!("cannot watch the workspace: {e}"),
+            )
+        }
+        Err(e) => return answer(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    };
+    let (tx, rx) = mpsc::channel::<Bytes>(4);
+    tokio::spawn(async move {
+        loop {
+            let changes = tokio::select! {
+                changes = watch.next(SETTLE) => changes,
+                () = tx.closed() => return,
+            };
+            let Ok(changes) = changes else { return };
+            let json = serde_json::to_vec(&changes).unwrap_or_default();
+            if tx
+                .send(Bytes::from(record(Kind::Stdout, &json)))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    });
+    streamed(rx, None)
 }
 
 /// `/fs/delete`: a file, a link or a folder with all it holds.

@@ -20,6 +20,7 @@
 
 pub mod archive;
 pub mod folder;
+pub mod watch;
 
 use serde::{Deserialize, Serialize};
 

@@ -219,6 +219,7 @@ async fn route(request: Request<Incoming>, groups: Groups) -> Result<Response<Bo
         (&Method::POST, "/fs/write") => files::write(request).await,
         (&Method::POST, "/fs/archive") => files::archive(request).await,
         (&Method::POST, "/fs/delete") => files::delete(request).await,
+        (&Method::POST, "/fs/watch") => files::watch().await,
         _ => answer(StatusCode::NOT_FOUND, "no such operation"),
     })
 }

@@ -149,6 +149,8 @@ async fn streaming(producer: &Paddock, viewer: &Paddock) -> Streamed {
                             break;
                         }
                     }
+                    // No workspace watched here.
+                    Ok(Ok(HubMessage::Files(_))) => {}
                     Ok(Err(broadcast::error::RecvError::Lagged(_))) => {}
                     Ok(Err(e)) => panic!("{e}"),
                     Err(_) => break,

@@ -29,6 +29,7 @@
 use crate::bus::{Bus, Notice};
 use crate::sync::lock;
 use app::domain::{Delta, Event, Session, SessionId};
+use app::files::FilesChanged;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -42,6 +43,8 @@ pub enum HubMessage {
     Event(Arc<Event>),
     /// A transient fragment of a block still being generated.
     Delta(Arc<Delta>),
+    /// What just changed in the session's workspace.
+    Files(Arc<FilesChanged>),
 }
 
 /// A change the sessions list shows.
@@ -154,6 +157,12 @@ impl Hub {
     /// Sends a fragment another replica received to this one's viewers.
     pub fn deliver_delta(&self, delta: Delta) {
         self.publish(delta.session_id, HubMessage::Delta(Arc::new(delta)));
+    }
+
+    /// Sends what changed in the session's workspace to its viewers here
+    /// (each replica watches for its own: never relayed).
+    pub fn deliver_files(&self, session: SessionId, changes: FilesChanged) {
+        self.publish(session, HubMessage::Files(Arc::new(changes)));
     }
 
     /// Whether anyone here watches `session`.

@@ -39,6 +39,7 @@ pub mod triggers;
 pub mod vault;
 pub mod workspace_files;
 pub mod workspace_setup;
+pub mod workspace_watch;
 
 pub use config::Config;
 

@@ -29,6 +29,7 @@ use crate::transfers::Transfers;
 use crate::trigger_limits::DeliveryLimiter;
 use crate::vault::{MasterKey, Vault};
 use crate::workspace_setup::WorkspaceSetup;
+use crate::workspace_watch::WorkspaceWatches;
 use anyhow::Context;
 use app::accounts::{
     Access, AuditAction, AuditEntry, Caller, CredentialId, CredentialInfo, CredentialScope,
@@ -81,6 +82,8 @@ pub struct Paddock {
     pub changes: Arc<ChangeReview>,
     /// Who has which session open.
     pub presence: Presence,
+    /// The workspaces of sessions someone follows here, watched.
+    pub workspace_watches: WorkspaceWatches,
     /// Workspace archives and uploads running now.
     pub transfers: Transfers,
     /// Terminals open in sandboxes.
@@ -224,6 +227,7 @@ impl Paddock {
             Duration::from_secs(config.git_timeout_secs),
         ));
         let deliveries = Arc::new(DeliveryLimiter::new(config.trigger_deliveries_per_minute));
+        let workspace_watches = WorkspaceWatches::new(sandbox.clone(), hub.clone());
         Ok(Self {
             config,
             deliveries,
@@ -240,6 +244,7 @@ impl Paddock {
             changes,
             setup,
             presence: Presence::default(),
+            workspace_watches,
             transfers: Transfers::default(),
             terminals: TerminalSlots::default(),
             bus,

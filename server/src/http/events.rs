@@ -5,7 +5,9 @@
 //! Each stored event
 //! is a frame `id: <seq>`, `event: event`; token fragments are `event: delta`
 //! frames without an id, so a browser's `EventSource` resumes after the last
-//! *stored* event it saw. With `?html=true` (the dashboard), the model's
+//! *stored* event it saw, and so are the workspace's changes while the
+//! stream is open (`event: files`, `{"paths", "more"}`: see
+//! `workspace_watch.rs`; a sandbox with the agent only). With `?html=true` (the dashboard), the model's
 //! text also comes rendered: an `event: html` frame (`{"seq", "html"}`, no
 //! id) just before its event, so a client that resumes after that event has
 //! its HTML too. Resuming (`Last-Event-ID`, or `?after=N` on a first
@@ -126,6 +128,8 @@ pub enum Ending {
 pub struct Tail {
     /// Counts this viewer as watching while the stream lasts.
     _watching: crate::presence::Watching,
+    /// Keeps the session's workspace watched while the stream lasts.
+    _following: crate::workspace_watch::Following,
     /// Counted in the `paddock_viewers` metric while it lasts.
     _viewer: crate::metrics::Viewer,
     paddock: Arc<Paddock>,
@@ -173,6 +177,7 @@ impl Tail {
         tracing::debug!(%session, after, "viewer connected");
         Ok(Self {
             _watching: paddock.presence.watch(session, identity.caller.label()),
+            _following: paddock.workspace_watches.follow(session),
             _viewer: crate::metrics::Viewer::open("events"),
             paddock: paddock.clone(),
             session,
@@ -242,6 +247,10 @@ impl Tail {
                 Ok(HubMessage::Delta(delta)) => match Frame::json("delta", &*delta) {
                     Ok(frame) => return Ok(frame),
                     Err(e) => tracing::error!(session = %self.session, "delta not sent: {e}"),
+                },
+                Ok(HubMessage::Files(changes)) => match Frame::json("files", &*changes) {
+                    Ok(frame) => return Ok(frame),
+                    Err(e) => tracing::error!(session = %self.session, "files not sent: {e}"),
                 },
                 Err(RecvError::Lagged(missed)) => {
                     tracing::warn!(

@@ -1,7 +1,8 @@
 //! Calls on a sandbox's agent ([`paddock_sandbox_agent`]), over the
 //! connection [`agent_link`](super::agent_link) holds: a command (`/exec`),
 //! its output streamed and capped, a process with its stdin attached
-//! (`/spawn`), and a terminal (`/pty`).
+//! (`/spawn`), a terminal (`/pty`), and the workspace's changes
+//! (`/fs/watch`).
 
 use super::agent_link::{AgentConnection, RequestBody, SECRET_TIMEOUT};
 use super::{
@@ -10,9 +11,11 @@ use super::{
 };
 use crate::sync::lock;
 use bytes::Bytes;
+use futures_util::stream::BoxStream;
 use futures_util::StreamExt;
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
+use paddock_sandbox_agent::watch::Changes as WorkspaceChanges;
 use paddock_sandbox_agent::{
     record, Exec, ExecExit, Kind, Pty, Records, TerminalSize, GROUP_HEADER, RECORD_MAX,
 };
@@ -208,6 +211,45 @@ pub(super) async fn request(
 ) -> Result<hyper::Response<Incoming>> {
     connection.ready().await.map_err(lost)?;
     connection.send_request(call).await.map_err(lost)
+}
+
+/// The workspace's changes as the agent sees them, a batch an item, until
+/// the stream is dropped (the agent then stops watching).
+pub async fn watch(
+    connection: AgentConnection,
+) -> Result<BoxStream<'static, Result<WorkspaceChanges>>> {
+    let call = hyper::Request::post("/fs/watch")
+        .body(Full::new(Bytes::new()).boxed())
+        .map_err(|e| SandboxError::Failed(e.to_string()))?;
+    let (_, body) = send(connection, call).await?;
+    let batches =
+        futures_util::stream::unfold(Some((body, Records::default())), |state| async move {
+            let (mut body, mut records) = state?;
+            loop {
+                if let Some(record) = records.next_record() {
+                    let batch = match record {
+                        Ok((Kind::Stdout, json)) => {
+                            serde_json::from_slice::<WorkspaceChanges>(&json)
+                                .map_err(|e| garbled(e.to_string()))
+                        }
+                        Ok((other, _)) => Err(garbled(format!("a {other:?} record"))),
+                        Err(why) => Err(garbled(why)),
+                    };
+                    // After a failure, nothing more is read.
+                    let more = batch.is_ok().then_some((body, records));
+                    return Some((batch, more));
+                }
+                match body.frame().await? {
+                    Ok(frame) => {
+                        if let Ok(data) = frame.into_data() {
+                            records.push(&data);
+                        }
+                    }
+                    Err(e) => return Some((Err(lost(e)), None)),
+                }
+            }
+        });
+    Ok(batches.boxed())
 }
 
 /// Starts `request` through the agent with its stdin attached: what is

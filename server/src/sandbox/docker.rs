@@ -15,10 +15,10 @@ use super::agent_link::{AgentConnection, AgentLinks};
 use super::agent_workspace::{AgentFiles, AgentWorkspace, STREAMS_PER_SESSION};
 use super::docker_remote;
 use super::{
-    sandbox_user, BackendInfo, BackendKind, CappedOutput, ConfinedFolder, ExecOutcome, ExecRequest,
-    Found, HostWorkspace, OutputSink, OutputStream, Process, ProcessControl, Result, Sandbox,
-    SandboxError, SandboxSpec, SpawnRequest, Terminal, TerminalSize, Workspace, WorkspaceRoot,
-    MOUNT_POINT, SANDBOX_ENV, SANDBOX_UID,
+    sandbox_user, BackendInfo, BackendKind, CappedOutput, Changes, ConfinedFolder, ExecOutcome,
+    ExecRequest, Found, HostWorkspace, OutputSink, OutputStream, Process, ProcessControl, Result,
+    Sandbox, SandboxError, SandboxSpec, SpawnRequest, Terminal, TerminalSize, Workspace,
+    WorkspaceRoot, MOUNT_POINT, SANDBOX_ENV, SANDBOX_UID,
 };
 use crate::sync::lock;
 use app::domain::SessionId;
@@ -33,6 +33,7 @@ use bollard::query_parameters::{
 };
 use bollard::Docker;
 use bytes::Bytes;
+use futures_util::stream::BoxStream;
 use futures_util::StreamExt;
 use paddock_sandbox_agent::{AGENT_DIR, AGENT_PATH, SOCKET_DIR};
 use std::collections::{HashMap, HashSet};
@@ -1096,6 +1097,14 @@ impl Sandbox for DockerSandbox {
                 pgid,
             }),
         })
+    }
+
+    async fn watch(&self, session: SessionId) -> Result<BoxStream<'static, Result<Changes>>> {
+        match self.files_agent(session).await {
+            Ok(Some(agent)) => agent_call::watch(agent).await,
+            Ok(None) => Err(SandboxError::Missing(session)),
+            Err(why) => Err(SandboxError::Failed(why)),
+        }
     }
 
     async fn stop(&self, session: SessionId) -> Result<()> {

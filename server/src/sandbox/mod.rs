@@ -33,6 +33,7 @@ pub use local::LocalSandbox;
 pub use mount_policy::MountPolicy;
 pub use output::{CappedOutput, CUT_SHORT_MARK, TRUNCATION_MARK, TRUNCATION_MARK_END};
 pub use paddock_sandbox_agent::folder::{ConfinedFolder, MOUNT_POINT};
+pub use paddock_sandbox_agent::watch::Changes;
 pub use paddock_sandbox_agent::TerminalSize;
 pub use shell::shell_quote;
 pub use workspace::{
@@ -362,6 +363,14 @@ pub trait Sandbox: Send + Sync + 'static {
     ) -> Result<Terminal> {
         Err(SandboxError::Unsupported(
             "terminals need the Docker sandbox backend with its sandbox agent",
+        ))
+    }
+    /// The workspace's changes as they come, a batch an item, while the
+    /// stream is read. Only sandboxes with the agent watch; a stopped one
+    /// is not started for it.
+    async fn watch(&self, _session: SessionId) -> Result<BoxStream<'static, Result<Changes>>> {
+        Err(SandboxError::Unsupported(
+            "watching a workspace needs the Docker backend with its sandbox agent",
         ))
     }
     /// Stops the sandbox; its workspace stays.

@@ -2,6 +2,7 @@
 //! project's agent image, and the local backend on this host. No mocks.
 
 use crate::common::DockerBox;
+use futures_util::StreamExt;
 use server::config::DEFAULT_IMAGE;
 use server::sandbox::{DockerSandbox, ExecRequest, FileError, Limits, Sandbox};
 use std::time::Duration;
@@ -116,6 +117,97 @@ async fn docker_memory_bomb_is_oom_killed() {
     assert_eq!(bomb.exit_code, None);
     assert!(!bomb.timed_out);
     assert!(d.run("true", 10).await.success());
+}
+
+#[tokio::test]
+async fn docker_workspace_changes_are_watched_through_the_agent() {
+    let d = docker(Limits::default()).await;
+    let mut changes = d.sandbox.watch(d.session).await.unwrap();
+    let made = d
+        .run(
+            "mkdir -p out && echo x > out/a.txt && echo y > b.txt && rm b.txt",
+            10,
+        )
+        .await;
+    assert!(made.success(), "{made:?}");
+    let mut seen = std::collections::BTreeSet::new();
+    while !["b.txt", "out", "out/a.txt"]
+        .iter()
+        .all(|p| seen.contains(*p))
+    {
+        let batch = tokio::time::timeout(Duration::from_secs(10), changes.next())
+            .await
+            .unwrap_or_else(|_| panic!("no change within 10 s; seen {seen:?}"))
+            .expect("the watch goes on")
+            .unwrap();
+        assert!(!batch.more && !batch.partial, "{batch:?}");
+        seen.extend(batch.paths);
+    }
+    // A file written by a process the agent did not start (a `docker
+    // exec`) is seen too: the kernel reports it.
+    let name = DockerSandbox::container_name(d.session);
+    let wrote = std::process::Command::new("docker")
+        .args([
+            "exec",
+            "-u",
+            "10001",
+            &name,
+            "sh",
+            "-c",
+            "echo z > /workspace/c.txt",
+        ])
+        .status()
+        .unwrap();
+    assert!(wrote.success());
+    let batch = tokio::time::timeout(Duration::from_secs(10), changes.next())
+        .await
+        .expect("a change within 10 s")
+        .unwrap()
+        .unwrap();
+    assert_eq!(batch.paths, ["c.txt"]);
+}
+
+/// The transcript's stream carries the workspace's changes (`files`
+/// frames) while its command still runs.
+#[tokio::test]
+async fn docker_workspace_changes_reach_the_transcripts_viewers_live() {
+    let (_model, model_url) = crate::common::scripted(
+        &serde_json::json!([
+            {"reply": [{"tool_use": {"name": "bash", "input": {"command": "sleep 1; echo live > live.txt; sleep 4"}}}]},
+            {"reply": "done"}
+        ]),
+        None,
+    )
+    .await;
+    let home = tempfile::tempdir().unwrap();
+    let server = crate::common::start_with(
+        home.path(),
+        "127.0.0.1:0",
+        &[
+            ("ANTHROPIC_BASE_URL", &model_url),
+            ("ANTHROPIC_API_KEY", "sk-test"),
+            ("PADDOCK_SANDBOX", "docker"),
+        ],
+    );
+    let paddock = crate::common::rest::Rest::new(&server.url, None);
+    let id = paddock
+        .create(serde_json::json!({"name": "live", "permission_mode": "auto"}))
+        .await;
+    let mut frames = paddock.stream(&id).await.bytes_stream();
+    paddock.prompt(&id, "go").await;
+    let mut seen = String::new();
+    let found = tokio::time::timeout(Duration::from_secs(15), async {
+        while let Some(chunk) = frames.next().await {
+            seen.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+            if seen.contains("event: files\ndata: {\"paths\":[\"live.txt\"]") {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(found.is_ok(), "{seen}\n{}", server.log());
+    // While the command still ran (it sleeps 4 s after): no result yet.
+    assert!(!seen.contains("tool_result"), "{seen}");
 }
 
 #[tokio::test]

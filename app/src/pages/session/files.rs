@@ -16,7 +16,7 @@ use crate::api::files::{list_files, view_file, workspace_disk, DeleteFile};
 use crate::domain::{SessionId, SessionStatus};
 use crate::files::{
     archive_url, download_url, files_view_url, folder_url, format_size, parent, DiskUse,
-    FileContent, FileEntry, FileView,
+    FileContent, FileEntry, FileView, FilesChanged,
 };
 use leptos::prelude::*;
 use leptos_router::hooks::use_query_map;
@@ -26,17 +26,40 @@ pub(super) fn FilesView(
     id: SessionId,
     access: Access,
     status: Memo<SessionStatus>,
+    /// What just changed in the workspace, live.
+    changed: ReadSignal<Option<FilesChanged>>,
 ) -> impl IntoView {
     let query = use_query_map();
     let dir = Memo::new(move |_| query.read().get("dir").unwrap_or_default());
     let file = Memo::new(move |_| query.read().get("file"));
+    // Counted up when a change touches the folder shown, or the file.
+    let (folder_changes, file_changes) = (RwSignal::new(0u64), RwSignal::new(0u64));
+    Effect::new(move |_| {
+        let Some(changes) = changed.get() else { return };
+        let touches = |path: &String| changes.more || changes.paths.contains(path);
+        let folder = dir.get_untracked();
+        if changes.more || changes.paths.iter().any(|p| parent(p) == folder) {
+            folder_changes.update(|n| *n += 1);
+        }
+        if file.get_untracked().is_some_and(|f| touches(&f)) {
+            file_changes.update(|n| *n += 1);
+        }
+    });
     let upload_error = move || query.read().get("error").map(|code| upload_refused(&code));
     let delete = ServerAction::<DeleteFile>::new();
-    // Listed again when the agent starts or ends a turn, as it changes files,
-    // and after a deletion.
+    // Listed again as files change in it, when the agent starts or ends a
+    // turn (a sandbox without the agent says no changes), and after a
+    // deletion.
     let entries = Resource::new(
-        move || (dir.get(), status.get(), delete.version().get()),
-        move |(d, _, _)| list_files(id.to_string(), d),
+        move || {
+            (
+                dir.get(),
+                status.get(),
+                delete.version().get(),
+                folder_changes.get(),
+            )
+        },
+        move |(d, ..)| list_files(id.to_string(), d),
     );
     let may_delete = (access >= Access::Operate).then_some(delete);
     let disk = Resource::new(
@@ -44,8 +67,8 @@ pub(super) fn FilesView(
         move |_| workspace_disk(id.to_string()),
     );
     let shown = Resource::new(
-        move || file.get(),
-        move |f| async move {
+        move || (file.get(), file_changes.get()),
+        move |(f, _)| async move {
             match f {
                 Some(f) => view_file(id.to_string(), f).await.map(Some),
                 None => Ok(None),

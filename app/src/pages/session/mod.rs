@@ -38,6 +38,7 @@ use super::{ErrorNote, Missing};
 use crate::accounts::Access;
 use crate::api::{open_session, session_events, EventPage, SessionView, EVENTS_PAGE};
 use crate::domain::{AppError, Delta, Event, EventHtml, SessionSettings};
+use crate::files::FilesChanged;
 use crate::live::{self, Link, Topic};
 use crate::transcript::{Item, Transcript};
 use cards::{EventView, LiveBlockView};
@@ -155,12 +156,14 @@ fn SessionScreen(data: SessionView) -> impl IntoView {
         events.update(|list| list.push(e));
     };
     let on_delta = move |d: Delta| live.update(|blocks| fold::stream(blocks, d));
+    // What the agent (or a terminal) just changed in the workspace.
+    let files_changed = RwSignal::new(None::<FilesChanged>);
     live::subscribe(
         Topic::Session {
             id: session_id,
             newest: Box::new(newest),
         },
-        &["event", "html", "delta"],
+        &["event", "html", "delta", "files"],
         move |name, data| match name {
             "event" => {
                 if let Ok(e) = serde_json::from_str::<Event>(&data) {
@@ -172,9 +175,14 @@ fn SessionScreen(data: SessionView) -> impl IntoView {
                     html.update(|m| m.add([h]));
                 }
             }
-            _ => {
+            "delta" => {
                 if let Ok(d) = serde_json::from_str::<Delta>(&data) {
                     on_delta(d);
+                }
+            }
+            _ => {
+                if let Ok(c) = serde_json::from_str::<FilesChanged>(&data) {
+                    files_changed.set(Some(c));
                 }
             }
         },
@@ -253,7 +261,7 @@ fn SessionScreen(data: SessionView) -> impl IntoView {
                 "min-w-0 space-y-4"
             }>
                 {move || wide.get().then(|| view! { <Tabs id=session_id current=tab wide has_repo terminals /> })}
-                {move || files_shown.get().then(|| view! { <FilesView id=session_id access status /> })}
+                {move || files_shown.get().then(|| view! { <FilesView id=session_id access status changed=files_changed.read_only() /> })}
                 {move || changes_shown.get().then(|| view! { <ChangesView id=session_id access status /> })}
                 // Always there, hidden unless shown: its terminals stay open
                 // while another view is.
