@@ -324,11 +324,25 @@ impl ConfinedFolder {
                 e => io_error(path, e),
             })?;
         let removed = if rfs::FileType::from_raw_mode(stat.st_mode) == rfs::FileType::Directory {
-            remove_tree(&dir, &name, 0)
+            remove_tree(&dir, &name)
         } else {
             rfs::unlinkat(&dir, &name, rfs::AtFlags::empty())
         };
-        removed.map_err(|e| write_error(path, e))
+        removed.map_err(|e| match e {
+            Errno::LOOP => FileError::BadPath(
+                path.to_owned(),
+                format!(
+                    "it is more than {DELETE_DEPTH_MAX} folders deep: delete it with a command"
+                )
+                .into(),
+            ),
+            // Written into, or replaced, while it was deleted.
+            Errno::NOTEMPTY | Errno::EXIST | Errno::ISDIR | Errno::NOTDIR => FileError::BadPath(
+                path.to_owned(),
+                "it changed while it was deleted: try again".into(),
+            ),
+            e => write_error(path, e),
+        })
     }
 
     /// The entries of a folder, sorted by name.
@@ -414,42 +428,69 @@ impl ConfinedFolder {
     }
 }
 
-/// Folders deep a deletion goes; deeper is refused (too many links).
-const DELETE_DEPTH_MAX: usize = 4096;
+/// Folders deep a deletion goes (a descriptor open for each); deeper is
+/// refused.
+const DELETE_DEPTH_MAX: usize = 256;
 
-/// Removes folder `name` of `dir` and everything in it, opening each
-/// folder below the last without following a link (a link is removed,
-/// never followed).
-fn remove_tree(dir: &OwnedFd, name: &std::ffi::OsStr, depth: usize) -> Result<(), Errno> {
-    if depth >= DELETE_DEPTH_MAX {
-        return Err(Errno::LOOP);
-    }
+/// A folder opened without following a link, and the names in it.
+fn open_folder(
+    parent: &OwnedFd,
+    name: &std::ffi::OsStr,
+) -> Result<(OwnedFd, Vec<std::ffi::OsString>), Errno> {
     let fd = rfs::openat(
-        dir,
+        parent,
         name,
         OFlags::DIRECTORY | OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
         Mode::empty(),
     )?;
-    let mut inside = Vec::new();
+    let mut names = Vec::new();
     for entry in rfs::Dir::read_from(&fd)? {
         let entry = entry?;
         let entry_name = entry.file_name().to_bytes();
         if entry_name != b"." && entry_name != b".." {
-            inside.push(std::ffi::OsStr::from_bytes(entry_name).to_owned());
+            names.push(std::ffi::OsStr::from_bytes(entry_name).to_owned());
         }
     }
-    for entry in inside {
-        match rfs::statat(&fd, &entry, rfs::AtFlags::SYMLINK_NOFOLLOW) {
-            Ok(st) if rfs::FileType::from_raw_mode(st.st_mode) == rfs::FileType::Directory => {
-                remove_tree(&fd, &entry, depth + 1)?
+    Ok((fd, names))
+}
+
+/// Removes folder `name` of `dir` and everything in it, each folder below
+/// opened in the last without following a link (a link is removed, never
+/// followed); iteratively, at most [`DELETE_DEPTH_MAX`] deep.
+fn remove_tree(dir: &OwnedFd, name: &std::ffi::OsStr) -> Result<(), Errno> {
+    let gone = |done: Result<(), Errno>| match done {
+        Err(Errno::NOENT) => Ok(()),
+        done => done,
+    };
+    let (fd, names) = open_folder(dir, name)?;
+    let mut levels = vec![(fd, name.to_owned(), names)];
+    loop {
+        let Some((fd, _, names)) = levels.last_mut() else {
+            return Ok(());
+        };
+        let Some(entry) = names.pop() else {
+            if let Some((_, done, _)) = levels.pop() {
+                let parent = levels.last().map_or(dir, |(fd, ..)| fd);
+                gone(rfs::unlinkat(parent, &done, rfs::AtFlags::REMOVEDIR))?;
             }
-            Ok(_) => rfs::unlinkat(&fd, &entry, rfs::AtFlags::empty())?,
+            continue;
+        };
+        let is_dir = match rfs::statat(&*fd, &entry, rfs::AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => rfs::FileType::from_raw_mode(st.st_mode) == rfs::FileType::Directory,
             // Gone meanwhile.
-            Err(Errno::NOENT) => {}
+            Err(Errno::NOENT) => continue,
             Err(e) => return Err(e),
+        };
+        if !is_dir {
+            gone(rfs::unlinkat(&*fd, &entry, rfs::AtFlags::empty()))?;
+            continue;
         }
+        if levels.len() >= DELETE_DEPTH_MAX {
+            return Err(Errno::LOOP);
+        }
+        let (below, names) = open_folder(&levels[levels.len() - 1].0, &entry)?;
+        levels.push((below, entry, names));
     }
-    rfs::unlinkat(dir, name, rfs::AtFlags::REMOVEDIR)
 }
 
 /// 64 random bits in hex, naming a file written beside its place (the
@@ -772,6 +813,19 @@ mod tests {
             );
         }
         assert_eq!(ws.delete("nope"), Err(FileError::NotFound("nope".into())));
+        // Deeper than a deletion goes: refused, with why.
+        let deep = (0..=DELETE_DEPTH_MAX)
+            .map(|_| "d")
+            .collect::<Vec<_>>()
+            .join("/");
+        std::fs::create_dir_all(ws.root().join(&deep)).unwrap();
+        assert!(matches!(ws.delete("d"), Err(FileError::BadPath(..))));
+        let shallow = (0..DELETE_DEPTH_MAX - 1)
+            .map(|_| "e")
+            .collect::<Vec<_>>()
+            .join("/");
+        std::fs::create_dir_all(ws.root().join(&shallow)).unwrap();
+        ws.delete("e").unwrap();
         assert_eq!(ws.read("keep.txt").unwrap(), b"k");
     }
 

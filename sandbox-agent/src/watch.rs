@@ -2,16 +2,22 @@
 //! watched with inotify, links never followed, and the paths made,
 //! written, moved or deleted reported in batches.
 //!
-//! Bounded: at most [`FOLDERS_MAX`] folders are watched (a change in one
-//! past it goes unseen, which the batches say), `.git` folders are not
-//! (git writes many files that are not the work), and a batch names at
-//! most [`BATCH_MAX_PATHS`] paths; past it, or when the kernel's queue
-//! overflowed, it says that more changed.
+//! Bounded, since every sandbox's agent is the same user and so shares the
+//! kernel's inotify limits with the others:
+//! - at most [`FOLDERS_MAX`] folders are watched, nearest the root first
+//!   (a change in one past it goes unseen, which the batches say), and
+//!   never `.git` (git writes many files that are not the work) nor a
+//!   folder whose name is not UTF-8;
+//! - a batch names at most [`BATCH_MAX_PATHS`] paths of at most
+//!   [`BATCH_MAX_BYTES`] in all; past it, or when the kernel's queue
+//!   overflowed, it says that more changed;
+//! - folders are walked (at the start, when one is made or moved in, after
+//!   an overflow) on a blocking thread, never the agent's own.
 
 use rustix::fs::inotify::{self, CreateFlags, ReadFlags, WatchFlags};
 use rustix::io::Errno;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::mem::MaybeUninit;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
@@ -19,11 +25,14 @@ use std::time::Duration;
 use tokio::io::unix::AsyncFd;
 
 /// Folders watched at most.
-pub const FOLDERS_MAX: usize = 4096;
-/// Paths one batch names at most.
+pub const FOLDERS_MAX: usize = 2048;
+/// Paths one batch names at most, and their bytes together.
 pub const BATCH_MAX_PATHS: usize = 100;
+pub const BATCH_MAX_BYTES: usize = 16 * 1024;
 /// Folders never watched, wherever they are.
 const UNWATCHED: &[&str] = &[".git"];
+/// Events read at most before the others get a turn.
+const EVENTS_PER_READ: usize = 4096;
 
 /// What changed in the workspace, as one batch.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,17 +42,18 @@ pub struct Changes {
     /// More changed than is named (too many, or the kernel dropped some):
     /// anything may have.
     pub more: bool,
-    /// Some folders are not watched (past [`FOLDERS_MAX`], or the
-    /// kernel's limit): a change in them goes unseen.
+    /// Some folders are not watched (past [`FOLDERS_MAX`], the kernel's
+    /// limit, or not UTF-8): a change in them goes unseen.
     pub partial: bool,
 }
 
 impl Changes {
     fn add(&mut self, path: String) {
-        if self.paths.contains(&path) {
+        if self.more || self.paths.contains(&path) {
             return;
         }
-        if self.paths.len() < BATCH_MAX_PATHS {
+        let bytes: usize = self.paths.iter().map(String::len).sum();
+        if self.paths.len() < BATCH_MAX_PATHS && bytes + path.len() <= BATCH_MAX_BYTES {
             self.paths.push(path);
         } else {
             self.more = true;
@@ -80,6 +90,47 @@ fn join(folder: &str, name: &str) -> String {
     }
 }
 
+/// Whether `path` is `folder` or inside it.
+fn within(path: &str, folder: &str) -> bool {
+    path == folder
+        || path
+            .strip_prefix(folder)
+            .is_some_and(|rest| rest.starts_with('/'))
+}
+
+/// The folders under `folder` (from `root`), nearest first, as deep as
+/// they go without following a link, at most `max`: and whether some
+/// were left out (too many, or names that are not UTF-8).
+fn folders_below(root: &Path, folder: &str, max: usize) -> (Vec<String>, bool) {
+    let (mut found, mut left_out) = (Vec::new(), false);
+    let mut queue = VecDeque::from([folder.to_owned()]);
+    while let Some(folder) = queue.pop_front() {
+        let Ok(entries) = std::fs::read_dir(root.join(&folder)) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            // The entry's own type: a link to a folder is not one.
+            if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            let Ok(name) = entry.file_name().into_string() else {
+                left_out = true;
+                continue;
+            };
+            if UNWATCHED.contains(&name.as_str()) {
+                continue;
+            }
+            if found.len() >= max {
+                return (found, true);
+            }
+            let path = join(&folder, &name);
+            found.push(path.clone());
+            queue.push_back(path);
+        }
+    }
+    (found, left_out)
+}
+
 impl Watch {
     /// Watches `root` and every folder under it (it walks them: call it
     /// off the async threads). Must be called in a Tokio runtime.
@@ -96,49 +147,74 @@ impl Watch {
             folders: HashMap::new(),
             partial: false,
         };
-        inotify::add_watch(watch.fd.get_ref(), root, events())
-            .map(|wd| watch.folders.insert(wd, String::new()))?;
-        watch.add_below("");
+        let wd = inotify::add_watch(watch.fd.get_ref(), root, events())?;
+        watch.folders.insert(wd, String::new());
+        let (below, left_out) = folders_below(root, "", FOLDERS_MAX);
+        watch.partial |= left_out;
+        watch.add(below);
         Ok(watch)
     }
 
-    /// Watches the folders under `folder` (from the root), as deep as they
-    /// go, without following a link.
-    fn add_below(&mut self, folder: &str) {
-        let mut stack = vec![folder.to_owned()];
-        while let Some(folder) = stack.pop() {
-            let Ok(entries) = std::fs::read_dir(self.root.join(&folder)) else {
-                continue;
-            };
-            for entry in entries.flatten() {
-                let name = entry.file_name().to_string_lossy().into_owned();
-                // The entry's own type: a link to a folder is not one.
-                if !entry.file_type().is_ok_and(|t| t.is_dir()) || UNWATCHED.contains(&&*name) {
-                    continue;
+    /// Watches `folders` (from the root), as many as there is room for.
+    fn add(&mut self, folders: Vec<String>) {
+        for folder in folders {
+            if self.folders.len() >= FOLDERS_MAX {
+                self.partial = true;
+                return;
+            }
+            match inotify::add_watch(self.fd.get_ref(), self.root.join(&folder), events()) {
+                Ok(wd) => {
+                    self.folders.insert(wd, folder);
                 }
-                if self.folders.len() >= FOLDERS_MAX {
+                Err(Errno::NOSPC) => {
                     self.partial = true;
                     return;
                 }
-                let path = join(&folder, &name);
-                match inotify::add_watch(self.fd.get_ref(), self.root.join(&path), events()) {
-                    Ok(wd) => {
-                        self.folders.insert(wd, path.clone());
-                        stack.push(path);
-                    }
-                    Err(Errno::NOSPC) => {
-                        self.partial = true;
-                        return;
-                    }
-                    // Gone meanwhile, or replaced by a link.
-                    Err(_) => {}
-                }
+                // Gone meanwhile, or replaced by a link.
+                Err(_) => {}
             }
         }
     }
 
+    /// Watches the folder `made` (from the root) and those under it,
+    /// walked on a blocking thread.
+    async fn add_tree(&mut self, made: String) {
+        let (root, room) = (
+            self.root.clone(),
+            FOLDERS_MAX.saturating_sub(self.folders.len()),
+        );
+        let walked = tokio::task::spawn_blocking(move || {
+            let (mut below, left_out) = folders_below(&root, &made, room);
+            below.insert(0, made);
+            (below, left_out)
+        })
+        .await;
+        match walked {
+            Ok((folders, left_out)) => {
+                self.partial |= left_out;
+                self.add(folders);
+            }
+            Err(_) => self.partial = true,
+        }
+    }
+
+    /// Stops watching `folder` and the folders in it (moved away).
+    fn forget(&mut self, folder: &str) {
+        let gone: Vec<i32> = self
+            .folders
+            .iter()
+            .filter(|(_, path)| within(path, folder))
+            .map(|(wd, _)| *wd)
+            .collect();
+        for wd in gone {
+            self.folders.remove(&wd);
+            let _ = inotify::remove_watch(self.fd.get_ref(), wd);
+        }
+    }
+
     /// The next batch: waits for a first change, then gathers those that
-    /// come within `settle` of it.
+    /// come within `settle` of it. An error once the workspace itself is
+    /// gone.
     pub async fn next(&mut self, settle: Duration) -> std::io::Result<Changes> {
         let mut batch = Changes::default();
         while batch.paths.is_empty() && !batch.more {
@@ -153,55 +229,81 @@ impl Watch {
         Ok(batch)
     }
 
-    /// Waits until the kernel has events, and reads all it has into
-    /// `batch`; a new folder is watched too.
+    /// Waits until the kernel has events, and reads them into `batch`
+    /// (at most [`EVENTS_PER_READ`]); folders made or moved in are watched
+    /// too, those moved away no more.
     async fn read(&mut self, batch: &mut Changes) -> std::io::Result<()> {
         let mut guard = self.fd.readable().await?;
         let mut buf = [MaybeUninit::<u8>::uninit(); 16 * 1024];
-        let mut made = Vec::new();
+        let (mut made, mut moved_away, mut overflowed) = (Vec::new(), Vec::new(), false);
         let mut reader = inotify::Reader::new(guard.get_inner(), &mut buf);
-        loop {
+        let mut drained = false;
+        for _ in 0..EVENTS_PER_READ {
             let event = match reader.next() {
                 Ok(event) => event,
-                Err(Errno::WOULDBLOCK) => break,
+                Err(Errno::WOULDBLOCK) => {
+                    drained = true;
+                    break;
+                }
                 Err(e) => return Err(e.into()),
             };
             let flags = event.events();
             if flags.contains(ReadFlags::QUEUE_OVERFLOW) {
                 batch.more = true;
+                overflowed = true;
                 continue;
             }
             if flags.contains(ReadFlags::IGNORED) {
-                self.folders.remove(&event.wd());
+                if self.folders.remove(&event.wd()).as_deref() == Some("") {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::NotFound,
+                        "the workspace itself is gone",
+                    ));
+                }
                 continue;
             }
             let (Some(folder), Some(name)) = (self.folders.get(&event.wd()), event.file_name())
             else {
                 continue;
             };
-            let name = name.to_string_lossy();
+            let Ok(name) = name.to_str() else {
+                self.partial = true;
+                batch.more = true;
+                continue;
+            };
             if name.is_empty() {
                 continue;
             }
-            let path = join(folder, &name);
-            if flags.contains(ReadFlags::ISDIR)
-                && flags.intersects(ReadFlags::CREATE | ReadFlags::MOVED_TO)
-                && !UNWATCHED.contains(&&*name)
-            {
-                made.push(path.clone());
+            let path = join(folder, name);
+            if flags.contains(ReadFlags::ISDIR) && !UNWATCHED.contains(&name) {
+                if flags.intersects(ReadFlags::CREATE | ReadFlags::MOVED_TO) {
+                    made.push(path.clone());
+                } else if flags.contains(ReadFlags::MOVED_FROM) {
+                    moved_away.push(path.clone());
+                }
             }
             batch.add(path);
         }
-        guard.clear_ready();
+        if drained {
+            guard.clear_ready();
+        }
+        drop(guard);
+        for folder in moved_away {
+            self.forget(&folder);
+        }
         for folder in made {
-            if self.folders.len() >= FOLDERS_MAX {
-                self.partial = true;
-                break;
-            }
-            if let Ok(wd) = inotify::add_watch(self.fd.get_ref(), self.root.join(&folder), events())
+            self.add_tree(folder).await;
+        }
+        if overflowed {
+            // Folders made meanwhile are not known: look again.
+            let watched: std::collections::HashSet<String> =
+                self.folders.values().cloned().collect();
+            let root = self.root.clone();
+            if let Ok((all, left_out)) =
+                tokio::task::spawn_blocking(move || folders_below(&root, "", FOLDERS_MAX)).await
             {
-                self.folders.insert(wd, folder.clone());
-                self.add_below(&folder);
+                self.partial |= left_out;
+                self.add(all.into_iter().filter(|f| !watched.contains(f)).collect());
             }
         }
         Ok(())
@@ -247,6 +349,11 @@ mod tests {
             next(&mut watch).await.paths,
             ["new/b.txt", "src/moved.txt", "top.txt"]
         );
+        // A folder moved within is known by its new path.
+        std::fs::rename(root.join("new"), root.join("renamed")).unwrap();
+        assert_eq!(next(&mut watch).await.paths, ["new", "renamed"]);
+        std::fs::write(root.join("renamed/c.txt"), "c").unwrap();
+        assert_eq!(next(&mut watch).await.paths, ["renamed/c.txt"]);
         std::fs::remove_dir_all(root.join("src")).unwrap();
         let gone = next(&mut watch).await;
         assert!(gone.paths.contains(&"src".to_owned()), "{gone:?}");
@@ -258,5 +365,32 @@ mod tests {
         let many = next(&mut watch).await;
         assert_eq!(many.paths.len(), BATCH_MAX_PATHS);
         assert!(many.more);
+
+        // The workspace itself gone: the watch ends.
+        drop(dir);
+        let ended = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                if watch.next(SETTLE).await.is_err() {
+                    return;
+                }
+            }
+        })
+        .await;
+        assert!(ended.is_ok());
+    }
+
+    #[test]
+    fn folders_are_walked_nearest_first_within_their_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("a/b/c/d")).unwrap();
+        std::fs::create_dir_all(dir.path().join("z")).unwrap();
+        let (found, left_out) = folders_below(dir.path(), "", 3);
+        assert_eq!(found.len(), 3);
+        assert!(found.contains(&"a".to_owned()) && found.contains(&"z".to_owned()));
+        assert!(left_out);
+        let (all, left_out) = folders_below(dir.path(), "", 100);
+        assert_eq!(all.len(), 5);
+        assert!(!left_out);
+        assert!(within("a/b", "a") && within("a", "a") && !within("ab", "a"));
     }
 }

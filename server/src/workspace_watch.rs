@@ -3,14 +3,15 @@
 //! here, its sandbox's agent watches the workspace ([`Sandbox::watch`])
 //! and each batch of changes goes to the session's viewers through the hub
 //! (a `files` frame, which their Files view follows); when the last viewer
-//! leaves, the watch ends. A sandbox that is not running yet, or whose agent
-//! cannot be reached, is looked at again at the session's next event (its
-//! sandbox starts with a run) and every few seconds; one that cannot
-//! be watched at all (a local sandbox) is not. A watch that begins says
-//! that anything may have changed, since nothing was watched before it.
-//! Each replica watches for its own viewers.
+//! leaves, the watch ends. It waits for the sandbox's agent, started by the
+//! session's first command or file operation (never for the watch: another
+//! replica may be starting it), and after a watch that ended it tries again
+//! a few seconds later; a sandbox that cannot be watched at all (a local
+//! one) is not. A watch that begins says that anything may have changed,
+//! since nothing was watched before it. Each replica watches for its own
+//! viewers.
 
-use crate::hub::{Hub, HubMessage};
+use crate::hub::Hub;
 use crate::sandbox::{Sandbox, SandboxError};
 use crate::sync::lock;
 use app::domain::SessionId;
@@ -19,12 +20,10 @@ use futures_util::StreamExt;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::broadcast::{self, error::RecvError};
 use tokio_util::sync::CancellationToken;
 
-/// How long before a workspace that could not be watched is tried again,
-/// if its session has no event first.
-const RETRY: Duration = Duration::from_secs(10);
+/// How long after a watch that ended (or could not begin) the next begins.
+const RETRY: Duration = Duration::from_secs(3);
 
 #[derive(Clone)]
 pub struct WorkspaceWatches {
@@ -96,7 +95,7 @@ impl Drop for Following {
 
 /// Watches the session's workspace until `stop`, again after each end.
 async fn watch(sandbox: Arc<dyn Sandbox>, hub: Hub, session: SessionId, stop: CancellationToken) {
-    let mut events = hub.subscribe(session);
+    let mut told_partial = false;
     loop {
         let watched = tokio::select! {
             watched = sandbox.watch(session) => watched,
@@ -104,6 +103,7 @@ async fn watch(sandbox: Arc<dyn Sandbox>, hub: Hub, session: SessionId, stop: Ca
         };
         match watched {
             Ok(mut batches) => {
+                // Nothing was watched before: anything may have changed.
                 hub.deliver_files(
                     session,
                     FilesChanged {
@@ -117,13 +117,19 @@ async fn watch(sandbox: Arc<dyn Sandbox>, hub: Hub, session: SessionId, stop: Ca
                         () = stop.cancelled() => return,
                     };
                     match batch {
-                        Some(Ok(changes)) => hub.deliver_files(
-                            session,
-                            FilesChanged {
-                                paths: changes.paths,
-                                more: changes.more,
-                            },
-                        ),
+                        Some(Ok(changes)) => {
+                            if changes.partial && !told_partial {
+                                told_partial = true;
+                                tracing::info!(%session, "some of the workspace's folders are not watched (too many, or the kernel's inotify limits): changes in them are not shown live");
+                            }
+                            hub.deliver_files(
+                                session,
+                                FilesChanged {
+                                    paths: changes.paths,
+                                    more: changes.more,
+                                },
+                            );
+                        }
                         Some(Err(e)) => {
                             tracing::debug!(%session, "the workspace's watch ended: {e}");
                             break;
@@ -133,24 +139,11 @@ async fn watch(sandbox: Arc<dyn Sandbox>, hub: Hub, session: SessionId, stop: Ca
                 }
             }
             Err(SandboxError::Unsupported(_)) => return,
-            Err(e) => tracing::trace!(%session, "the workspace is not watched now: {e}"),
+            Err(e) => tracing::debug!(%session, "the workspace is not watched now: {e}"),
         }
         tokio::select! {
             () = tokio::time::sleep(RETRY) => {}
-            more = next_event(&mut events) => if !more { return },
             () = stop.cancelled() => return,
-        }
-    }
-}
-
-/// Waits for the session's next stored event: `false` when the session is
-/// gone.
-async fn next_event(events: &mut broadcast::Receiver<HubMessage>) -> bool {
-    loop {
-        match events.recv().await {
-            Ok(HubMessage::Event(_)) | Err(RecvError::Lagged(_)) => return true,
-            Ok(_) => {}
-            Err(RecvError::Closed) => return false,
         }
     }
 }

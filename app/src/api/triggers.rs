@@ -7,7 +7,9 @@ use super::UrlInJsonOut;
 #[cfg(feature = "ssr")]
 use super::{ssr, template_id};
 use crate::domain::AppError;
-use crate::triggers::{Trigger, TriggerDraft, TriggerPanel, TriggerRow, TriggerSecret};
+#[cfg(feature = "ssr")]
+use crate::triggers::TriggerRow;
+use crate::triggers::{Trigger, TriggerDraft, TriggerPanel, TriggerSecret};
 use leptos::prelude::*;
 
 /// How long the secret before a rotation from the dashboard is accepted.

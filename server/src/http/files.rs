@@ -38,7 +38,8 @@ use serde::Deserialize;
 use std::sync::Arc;
 
 pub fn routes() -> Routes {
-    let reads = Routes::default()
+    // Reads and deletions: no body of their own.
+    let without_body = Routes::default()
         .get("/api/sessions/{id}/files", list_folder)
         .get("/api/sessions/{id}/files/{*path}", download_file)
         .delete("/api/sessions/{id}/files/{*path}", delete_file)
@@ -48,7 +49,7 @@ pub fn routes() -> Routes {
     let upload = Routes::default()
         .post("/api/sessions/{id}/files", upload)
         .map(|r| r.layer(DefaultBodyLimit::max(UPLOAD_MAX_BYTES + 64 * 1024)));
-    reads.merge(upload)
+    without_body.merge(upload)
 }
 
 #[derive(Deserialize)]

@@ -28,7 +28,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 
 /// How long a connection may take to say its secret (and an agent's error
@@ -52,6 +52,8 @@ pub type RequestBody = BoxBody<Bytes, Infallible>;
 pub struct AgentLinks {
     root: PathBuf,
     links: Mutex<HashMap<SessionId, Link>>,
+    /// The session of each agent that connects, as it does.
+    arrivals: broadcast::Sender<SessionId>,
 }
 
 struct Link {
@@ -72,6 +74,21 @@ impl AgentLinks {
         Self {
             root,
             links: Mutex::new(HashMap::new()),
+            arrivals: broadcast::channel(64).0,
+        }
+    }
+
+    /// The session's live connection once its agent is connected: now, or
+    /// when one next connects (never starting one).
+    pub async fn connected(&self, session: SessionId) -> AgentConnection {
+        let mut arrivals = self.arrivals.subscribe();
+        loop {
+            if let Some(connection) = self.connection(session) {
+                return connection;
+            }
+            if let Err(broadcast::error::RecvError::Closed) = arrivals.recv().await {
+                std::future::pending::<()>().await;
+            }
         }
     }
 
@@ -124,7 +141,7 @@ impl AgentLinks {
             session,
             listener,
             secret.clone(),
-            connection.clone(),
+            (connection.clone(), self.arrivals.clone()),
             cancel.clone(),
         ));
         lock(&self.links).insert(session, Link { connection, cancel });
@@ -158,6 +175,7 @@ impl AgentLinks {
         let cancel = CancellationToken::new();
         tokio::spawn(drive(session, driver, cancel.clone()));
         lock(&self.links).insert(session, Link { connection, cancel });
+        let _ = self.arrivals.send(session);
         Ok(arrival.connection)
     }
 
@@ -182,7 +200,7 @@ async fn accept(
     session: SessionId,
     listener: tokio::net::UnixListener,
     secret: String,
-    connection: watch::Sender<Option<Arrival>>,
+    (connection, arrivals): (watch::Sender<Option<Arrival>>, broadcast::Sender<SessionId>),
     cancel: CancellationToken,
 ) {
     let expected = format!("{secret} {PROTOCOL}");
@@ -222,6 +240,7 @@ async fn accept(
     match handshake(stream, peer).await {
         Ok((arrival, driver)) => {
             connection.send_replace(Some(arrival));
+            let _ = arrivals.send(session);
             drive(session, driver, cancel).await;
         }
         Err(e) => tracing::warn!(%session, "sandbox agent handshake: {e}"),

@@ -1099,12 +1099,15 @@ impl Sandbox for DockerSandbox {
         })
     }
 
+    /// Waits for the session's agent, never starting one (another
+    /// replica may be starting it): a command or a file operation does.
     async fn watch(&self, session: SessionId) -> Result<BoxStream<'static, Result<Changes>>> {
-        match self.files_agent(session).await {
-            Ok(Some(agent)) => agent_call::watch(agent).await,
-            Ok(None) => Err(SandboxError::Missing(session)),
-            Err(why) => Err(SandboxError::Failed(why)),
+        if self.agent_bin.is_none() {
+            return Err(SandboxError::Unsupported(
+                "watching a workspace needs the sandbox agent, and this server has none",
+            ));
         }
+        agent_call::watch(self.agents.connected(session).await).await
     }
 
     async fn stop(&self, session: SessionId) -> Result<()> {

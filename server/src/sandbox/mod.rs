@@ -366,8 +366,8 @@ pub trait Sandbox: Send + Sync + 'static {
         ))
     }
     /// The workspace's changes as they come, a batch an item, while the
-    /// stream is read. Only sandboxes with the agent watch; a stopped one
-    /// is not started for it.
+    /// stream is read. Only sandboxes with the agent watch, once their
+    /// agent runs: nothing is started for it.
     async fn watch(&self, _session: SessionId) -> Result<BoxStream<'static, Result<Changes>>> {
         Err(SandboxError::Unsupported(
             "watching a workspace needs the Docker backend with its sandbox agent",

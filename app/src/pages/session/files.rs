@@ -32,17 +32,25 @@ pub(super) fn FilesView(
     let query = use_query_map();
     let dir = Memo::new(move |_| query.read().get("dir").unwrap_or_default());
     let file = Memo::new(move |_| query.read().get("file"));
-    // Counted up when a change touches the folder shown, or the file.
-    let (folder_changes, file_changes) = (RwSignal::new(0u64), RwSignal::new(0u64));
+    // Counted up when a change touches the folder shown (an entry of it,
+    // it or a folder it is in), or the file; at most every
+    // `RELOAD_AT_MOST_EVERY`, as a build changes files all the time.
+    let (folder_changes, file_changes) = (Throttled::new(), Throttled::new());
     Effect::new(move |_| {
         let Some(changes) = changed.get() else { return };
-        let touches = |path: &String| changes.more || changes.paths.contains(path);
+        let touches = |shown: &str| {
+            changes.more
+                || changes
+                    .paths
+                    .iter()
+                    .any(|p| p == shown || shown.starts_with(&format!("{p}/")))
+        };
         let folder = dir.get_untracked();
-        if changes.more || changes.paths.iter().any(|p| parent(p) == folder) {
-            folder_changes.update(|n| *n += 1);
+        if touches(&folder) || changes.paths.iter().any(|p| parent(p) == folder) {
+            folder_changes.count();
         }
         if file.get_untracked().is_some_and(|f| touches(&f)) {
-            file_changes.update(|n| *n += 1);
+            file_changes.count();
         }
     });
     let upload_error = move || query.read().get("error").map(|code| upload_refused(&code));
@@ -63,12 +71,12 @@ pub(super) fn FilesView(
     );
     let may_delete = (access >= Access::Operate).then_some(delete);
     let disk = Resource::new(
-        move || status.get(),
+        move || (status.get(), delete.version().get()),
         move |_| workspace_disk(id.to_string()),
     );
     let shown = Resource::new(
-        move || (file.get(), file_changes.get()),
-        move |(f, _)| async move {
+        move || (file.get(), file_changes.get(), delete.version().get()),
+        move |(f, ..)| async move {
             match f {
                 Some(f) => view_file(id.to_string(), f).await.map(Some),
                 None => Ok(None),
@@ -91,16 +99,17 @@ pub(super) fn FilesView(
             </div>
             {move || upload_error().map(|m| view! { <ErrorNote message=m.to_owned() /> })}
             {move || delete.value().get().and_then(Result::err).map(|e| view! { <ErrorNote message=e.to_string() /> })}
-            <Suspense fallback=|| view! { <p class="text-sm text-zinc-500">"Loading files…"</p> }>
+            // Reloaded in place (the list shown until the new one is there).
+            <Transition fallback=|| view! { <p class="text-sm text-zinc-500">"Loading files…"</p> }>
                 {move || Suspend::new(async move {
                     match entries.await {
                         Ok(list) => view! { <Listing id dir=dir.get_untracked() list delete=may_delete /> }.into_any(),
                         Err(e) => view! { <ErrorNote message=e.to_string() /> }.into_any(),
                     }
                 })}
-            </Suspense>
+            </Transition>
             {(access >= Access::Operate).then(|| view! { <Upload id dir /> })}
-            <Suspense>
+            <Transition>
                 {move || Suspend::new(async move {
                     match shown.await {
                         Ok(Some(v)) => view! { <Shown id view=v /> }.into_any(),
@@ -108,8 +117,47 @@ pub(super) fn FilesView(
                         Err(e) => view! { <ErrorNote message=e.to_string() /> }.into_any(),
                     }
                 })}
-            </Suspense>
+            </Transition>
         </section>
+    }
+}
+
+/// How often a changing workspace reloads the folder or the file shown, at
+/// most.
+const RELOAD_AT_MOST_EVERY: std::time::Duration = std::time::Duration::from_millis(300);
+
+/// A count of changes that moves at most every [`RELOAD_AT_MOST_EVERY`]:
+/// those within it are counted once, at its end.
+#[derive(Clone, Copy)]
+struct Throttled {
+    count: RwSignal<u64>,
+    due: StoredValue<bool>,
+}
+
+impl Throttled {
+    fn new() -> Self {
+        Self {
+            count: RwSignal::new(0),
+            due: StoredValue::new(false),
+        }
+    }
+
+    fn count(self) {
+        if self.due.get_value() {
+            return;
+        }
+        self.due.set_value(true);
+        set_timeout(
+            move || {
+                self.due.set_value(false);
+                self.count.update(|n| *n += 1);
+            },
+            RELOAD_AT_MOST_EVERY,
+        );
+    }
+
+    fn get(self) -> u64 {
+        self.count.get()
     }
 }
 
