@@ -332,14 +332,21 @@ impl ConfinedFolder {
             Errno::LOOP => FileError::BadPath(
                 path.to_owned(),
                 format!(
-                    "it is more than {DELETE_DEPTH_MAX} folders deep: delete it with a command"
+                    "it is more than {DELETE_DEPTH_MAX} folders deep (what was before that depth \
+                     may be deleted already): delete it with a command"
                 )
                 .into(),
             ),
-            // Written into, or replaced, while it was deleted.
-            Errno::NOTEMPTY | Errno::EXIST | Errno::ISDIR | Errno::NOTDIR => FileError::BadPath(
-                path.to_owned(),
-                "it changed while it was deleted: try again".into(),
+            // Written into, removed or replaced while it was deleted.
+            Errno::NOTEMPTY | Errno::EXIST | Errno::ISDIR | Errno::NOTDIR | Errno::NOENT => {
+                FileError::BadPath(
+                    path.to_owned(),
+                    "it changed while it was deleted: try again".into(),
+                )
+            }
+            Errno::BUSY => FileError::BadPath(path.to_owned(), "something is mounted on it".into()),
+            Errno::MFILE | Errno::NFILE => FileError::Unreachable(
+                "Too many files are open here to delete it now: try again.".into(),
             ),
             e => write_error(path, e),
         })
@@ -488,8 +495,12 @@ fn remove_tree(dir: &OwnedFd, name: &std::ffi::OsStr) -> Result<(), Errno> {
         if levels.len() >= DELETE_DEPTH_MAX {
             return Err(Errno::LOOP);
         }
-        let (below, names) = open_folder(&levels[levels.len() - 1].0, &entry)?;
-        levels.push((below, entry, names));
+        match open_folder(&levels[levels.len() - 1].0, &entry) {
+            Ok((below, names)) => levels.push((below, entry, names)),
+            // Removed meanwhile.
+            Err(Errno::NOENT) => continue,
+            Err(e) => return Err(e),
+        }
     }
 }
 

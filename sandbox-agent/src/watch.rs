@@ -37,6 +37,9 @@ const EVENTS_PER_READ: usize = 4096;
 /// What changed in the workspace, as one batch.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Changes {
+    /// The paths' bytes as JSON, counted as they are added.
+    #[serde(skip)]
+    bytes: usize,
     /// Paths from the workspace's root (`src/a.rs`), sorted.
     pub paths: Vec<String>,
     /// More changed than is named (too many, or the kernel dropped some):
@@ -52,8 +55,11 @@ impl Changes {
         if self.more || self.paths.contains(&path) {
             return;
         }
-        let bytes: usize = self.paths.iter().map(String::len).sum();
-        if self.paths.len() < BATCH_MAX_PATHS && bytes + path.len() <= BATCH_MAX_BYTES {
+        // As sent: a control character is six bytes of JSON.
+        let bytes = serde_json::to_string(&path).map_or(usize::MAX, |json| json.len() + 1);
+        if self.paths.len() < BATCH_MAX_PATHS && self.bytes.saturating_add(bytes) <= BATCH_MAX_BYTES
+        {
+            self.bytes += bytes;
             self.paths.push(path);
         } else {
             self.more = true;
@@ -149,7 +155,7 @@ impl Watch {
         };
         let wd = inotify::add_watch(watch.fd.get_ref(), root, events())?;
         watch.folders.insert(wd, String::new());
-        let (below, left_out) = folders_below(root, "", FOLDERS_MAX);
+        let (below, left_out) = folders_below(root, "", FOLDERS_MAX - 1);
         watch.partial |= left_out;
         watch.add(below);
         Ok(watch)
@@ -176,17 +182,23 @@ impl Watch {
         }
     }
 
-    /// Watches the folder `made` (from the root) and those under it,
+    /// Watches the folders `made` (from the root) and those under them,
     /// walked on a blocking thread.
-    async fn add_tree(&mut self, made: String) {
+    async fn add_trees(&mut self, made: Vec<String>) {
         let (root, room) = (
             self.root.clone(),
             FOLDERS_MAX.saturating_sub(self.folders.len()),
         );
         let walked = tokio::task::spawn_blocking(move || {
-            let (mut below, left_out) = folders_below(&root, &made, room);
-            below.insert(0, made);
-            (below, left_out)
+            let (mut all, mut left_out) = (Vec::new(), false);
+            for folder in made {
+                let (below, more) =
+                    folders_below(&root, &folder, room.saturating_sub(all.len() + 1));
+                all.push(folder);
+                all.extend(below);
+                left_out |= more;
+            }
+            (all, left_out)
         })
         .await;
         match walked {
@@ -196,6 +208,30 @@ impl Watch {
             }
             Err(_) => self.partial = true,
         }
+    }
+
+    /// Watches every folder there is now, and no other: after an overflow,
+    /// folders made (or gone) meanwhile are not known. The kernel gives a
+    /// folder watched already its own number back.
+    async fn rescan(&mut self) {
+        let root = self.root.clone();
+        let Ok((below, left_out)) =
+            tokio::task::spawn_blocking(move || folders_below(&root, "", FOLDERS_MAX - 1)).await
+        else {
+            self.partial = true;
+            return;
+        };
+        let before = std::mem::take(&mut self.folders);
+        self.partial = left_out;
+        self.add(std::iter::once(String::new()).chain(below).collect());
+        for wd in before.keys().filter(|wd| !self.folders.contains_key(wd)) {
+            let _ = inotify::remove_watch(self.fd.get_ref(), *wd);
+        }
+    }
+
+    /// Waits until the kernel has events (leaving them to [`Self::read`]).
+    async fn ready(&self) -> std::io::Result<()> {
+        self.fd.readable().await.map(drop)
     }
 
     /// Stops watching `folder` and the folders in it (moved away).
@@ -220,9 +256,11 @@ impl Watch {
         while batch.paths.is_empty() && !batch.more {
             self.read(&mut batch).await?;
         }
+        // Only the wait is bounded: what was read is handled whole.
         let until = tokio::time::Instant::now() + settle;
-        while let Ok(read) = tokio::time::timeout_at(until, self.read(&mut batch)).await {
-            read?;
+        while let Ok(ready) = tokio::time::timeout_at(until, self.ready()).await {
+            ready?;
+            self.read(&mut batch).await?;
         }
         batch.paths.sort();
         batch.partial = self.partial;
@@ -237,8 +275,10 @@ impl Watch {
         let mut buf = [MaybeUninit::<u8>::uninit(); 16 * 1024];
         let (mut made, mut moved_away, mut overflowed) = (Vec::new(), Vec::new(), false);
         let mut reader = inotify::Reader::new(guard.get_inner(), &mut buf);
-        let mut drained = false;
-        for _ in 0..EVENTS_PER_READ {
+        let (mut drained, mut read) = (false, 0usize);
+        // What the reader holds is read whole, however many there are.
+        while read < EVENTS_PER_READ || !reader.is_buffer_empty() {
+            read += 1;
             let event = match reader.next() {
                 Ok(event) => event,
                 Err(Errno::WOULDBLOCK) => {
@@ -267,7 +307,8 @@ impl Watch {
                 continue;
             };
             let Ok(name) = name.to_str() else {
-                self.partial = true;
+                // Not UTF-8: not named, and a folder of it not watched.
+                self.partial |= flags.contains(ReadFlags::ISDIR);
                 batch.more = true;
                 continue;
             };
@@ -291,20 +332,10 @@ impl Watch {
         for folder in moved_away {
             self.forget(&folder);
         }
-        for folder in made {
-            self.add_tree(folder).await;
-        }
         if overflowed {
-            // Folders made meanwhile are not known: look again.
-            let watched: std::collections::HashSet<String> =
-                self.folders.values().cloned().collect();
-            let root = self.root.clone();
-            if let Ok((all, left_out)) =
-                tokio::task::spawn_blocking(move || folders_below(&root, "", FOLDERS_MAX)).await
-            {
-                self.partial |= left_out;
-                self.add(all.into_iter().filter(|f| !watched.contains(f)).collect());
-            }
+            self.rescan().await;
+        } else if !made.is_empty() {
+            self.add_trees(made).await;
         }
         Ok(())
     }
@@ -377,6 +408,31 @@ mod tests {
         })
         .await;
         assert!(ended.is_ok());
+    }
+
+    #[tokio::test]
+    async fn an_overflow_says_more_and_folders_made_meanwhile_are_watched() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let mut watch = Watch::new(root).unwrap();
+        // More than the kernel queues while nothing reads (16,384 by
+        // default), and a folder made among them.
+        let queued = std::fs::read_to_string("/proc/sys/fs/inotify/max_queued_events")
+            .ok()
+            .and_then(|n| n.trim().parse::<usize>().ok())
+            .unwrap_or(16_384);
+        std::fs::create_dir(root.join("late")).unwrap();
+        for i in 0..=queued {
+            std::fs::File::create(root.join(format!("f{i}"))).unwrap();
+        }
+        let flood = next(&mut watch).await;
+        assert!(flood.more, "{:?}", flood.paths.len());
+        std::fs::write(root.join("late/x"), "x").unwrap();
+        let mut seen = next(&mut watch).await;
+        while !seen.paths.contains(&"late/x".to_owned()) {
+            seen = next(&mut watch).await;
+        }
+        assert!(!seen.partial);
     }
 
     #[test]
