@@ -727,6 +727,10 @@ impl AgentFiles for DockerSandbox {
         if let Some(connection) = self.ready_agent(session).await {
             return Ok(Some(connection));
         }
+        // A start under way (a new session's sandbox is made as it is
+        // created) is waited for: its container is made before it runs.
+        let gate = lock(&self.starting).entry(session).or_default().clone();
+        drop(gate.lock().await);
         let name = Self::container_name(session);
         match self.docker.inspect_container(&name, None).await {
             Ok(info) if info.state.as_ref().and_then(|s| s.running) == Some(true) => {}
