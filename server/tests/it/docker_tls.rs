@@ -137,6 +137,15 @@ fn refused_start(home: &Path, env: &[(&str, &str)]) -> (bool, String) {
     (!out.status.success(), log)
 }
 
+/// A GET of Paddock's API.
+async fn get(paddock: &Rest, path: &str) -> reqwest::Response {
+    paddock
+        .request(reqwest::Method::GET, path)
+        .send()
+        .await
+        .unwrap()
+}
+
 /// The second daemon: stopped (its containers first) when dropped.
 struct Daemon {
     child: std::process::Child,
@@ -355,14 +364,7 @@ async fn sandboxes_run_on_a_docker_host_reached_with_mutual_tls() {
     // Files go through the agent: the workspace of a new session (whose
     // sandbox is being made as it is) is there, and empty.
     let files = |path: &str| format!("/api/sessions/{id}/files{path}");
-    let listed: serde_json::Value = paddock
-        .request(reqwest::Method::GET, &files(""))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed: serde_json::Value = get(&paddock, &files("")).await.json().await.unwrap();
     assert_eq!(listed, json!([]));
     let upload = |name: &str, data: &str| {
         let body = format!(
@@ -433,14 +435,7 @@ async fn sandboxes_run_on_a_docker_host_reached_with_mutual_tls() {
     assert!(!home.join("workspaces").join(&id).exists());
 
     // The file browser: a folder, a file, an upload, the whole workspace.
-    let listed: serde_json::Value = paddock
-        .request(reqwest::Method::GET, &files(""))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed: serde_json::Value = get(&paddock, &files("")).await.json().await.unwrap();
     let names: Vec<&str> = listed
         .as_array()
         .unwrap()
@@ -448,24 +443,12 @@ async fn sandboxes_run_on_a_docker_host_reached_with_mutual_tls() {
         .map(|e| e["path"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["notes", "proof.txt"], "{listed}");
-    let got = paddock
-        .request(reqwest::Method::GET, &files("/notes/plan.md"))
-        .send()
-        .await
-        .unwrap();
+    let got = get(&paddock, &files("/notes/plan.md")).await;
     assert_eq!(got.status(), reqwest::StatusCode::OK);
     assert_eq!(got.text().await.unwrap(), "remote plan, edited\n");
-    let missing = paddock
-        .request(reqwest::Method::GET, &files("/nope.txt"))
-        .send()
-        .await
-        .unwrap();
+    let missing = get(&paddock, &files("/nope.txt")).await;
     assert_eq!(missing.status(), reqwest::StatusCode::NOT_FOUND);
-    let outside = paddock
-        .request(reqwest::Method::GET, &files("?path=../../etc"))
-        .send()
-        .await
-        .unwrap();
+    let outside = get(&paddock, &files("?path=../../etc")).await;
     assert!(outside.status().is_client_error(), "{}", outside.status());
     // A link the agent plants that leaves the workspace is refused inside
     // the sandbox too, and left out of the archive.
@@ -477,11 +460,7 @@ async fn sandboxes_run_on_a_docker_host_reached_with_mutual_tls() {
         "/etc/passwd",
         "/workspace/escape",
     ]));
-    let escape = paddock
-        .request(reqwest::Method::GET, &files("/escape"))
-        .send()
-        .await
-        .unwrap();
+    let escape = get(&paddock, &files("/escape")).await;
     let status = escape.status();
     let said = escape.text().await.unwrap();
     assert_eq!(status, reqwest::StatusCode::BAD_REQUEST, "{said}");
@@ -492,11 +471,8 @@ async fn sandboxes_run_on_a_docker_host_reached_with_mutual_tls() {
         .docker()
         .args(["exec", &name, "cat", "/workspace/up.txt"]));
     assert_eq!(cat, "sent up");
-    let archive = paddock
-        .request(reqwest::Method::GET, &format!("/api/sessions/{id}/archive"))
-        .send()
+    let archive = get(&paddock, &format!("/api/sessions/{id}/archive"))
         .await
-        .unwrap()
         .bytes()
         .await
         .unwrap();
@@ -545,11 +521,7 @@ async fn sandboxes_run_on_a_docker_host_reached_with_mutual_tls() {
         .args(["cp", junk.to_str().unwrap(), &agent_there]));
     let server = start_with(&home, "127.0.0.1:0", &env);
     let paddock = Rest::new(&server.url, None);
-    let got = paddock
-        .request(reqwest::Method::GET, &files("/proof.txt"))
-        .send()
-        .await
-        .unwrap();
+    let got = get(&paddock, &files("/proof.txt")).await;
     assert_eq!(got.status(), reqwest::StatusCode::OK, "{}", server.log());
     assert_eq!(got.text().await.unwrap(), "over-tls\n");
     assert!(
@@ -560,11 +532,7 @@ async fn sandboxes_run_on_a_docker_host_reached_with_mutual_tls() {
     // A stopped sandbox's files wait for it to start again (503, with why);
     // looking does not start it.
     run(daemon.docker().args(["stop", "-t", "1", &name]));
-    let stopped = paddock
-        .request(reqwest::Method::GET, &files(""))
-        .send()
-        .await
-        .unwrap();
+    let stopped = get(&paddock, &files("")).await;
     assert_eq!(stopped.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
     assert!(stopped.text().await.unwrap().contains("stopped"));
     let state = run(daemon
