@@ -10,6 +10,7 @@ use hyper::body::{Frame, Incoming};
 use hyper::{Request, Response, StatusCode};
 use paddock_sandbox_agent::archive::archive_gz;
 use paddock_sandbox_agent::folder::{ConfinedFolder, FileError, MOUNT_POINT};
+use paddock_sandbox_agent::search::{self, Bounds, SearchError, Timed};
 use paddock_sandbox_agent::watch::Watch;
 use paddock_sandbox_agent::{
     record, Archive, FilePath, Kind, FILE_ERROR_STATUS, SIZE_HEADER, WRITE_MAX_BYTES,
@@ -43,7 +44,8 @@ async fn blocking<T: Send + 'static>(
         })
 }
 
-fn refused(e: &FileError) -> Response<Body> {
+/// A refusal: a [`FileError`] or a [`SearchError`].
+fn refused(e: &impl serde::Serialize) -> Response<Body> {
     let status = StatusCode::from_u16(FILE_ERROR_STATUS).unwrap_or(StatusCode::BAD_REQUEST);
     whole(status, serde_json::to_vec(e).unwrap_or_default())
 }
@@ -91,6 +93,54 @@ pub async fn list(request: Request<Incoming>) -> Response<Body> {
             Err(e) => refused(&e),
         },
         Err(why) => answer(StatusCode::BAD_REQUEST, &why),
+    }
+}
+
+/// `/fs/stat`: what a path is, a link inside the workspace followed.
+pub async fn stat(request: Request<Incoming>) -> Response<Body> {
+    match read_json::<FilePath>(request).await {
+        Ok(FilePath { path }) => match blocking(move |folder| folder.stat(&path)).await {
+            Ok(stat) => json_answer(&stat),
+            Err(e) => refused(&e),
+        },
+        Err(why) => answer(StatusCode::BAD_REQUEST, &why),
+    }
+}
+
+/// `/fs/glob`: the [`GlobMatches`](search::GlobMatches) as JSON.
+pub async fn glob(request: Request<Incoming>) -> Response<Body> {
+    searched(request, search::glob).await
+}
+
+/// `/fs/grep`: the [`GrepMatches`](search::GrepMatches) as JSON.
+pub async fn grep(request: Request<Incoming>) -> Response<Body> {
+    searched(request, search::grep).await
+}
+
+/// A search as [`Timed`] asks, answered once done; a [`SearchError`] is
+/// answered with [`FILE_ERROR_STATUS`] and itself as JSON. A server that
+/// stops waiting (its time limit, a Stop) resets the request, which stops
+/// the search.
+async fn searched<Q, T>(
+    request: Request<Incoming>,
+    search: fn(&ConfinedFolder, &Q, &Bounds) -> Result<T, SearchError>,
+) -> Response<Body>
+where
+    Q: serde::de::DeserializeOwned + Send + 'static,
+    T: serde::Serialize + Send + 'static,
+{
+    let Timed { query, timeout_ms } = match read_json::<Timed<Q>>(request).await {
+        Ok(timed) => timed,
+        Err(why) => return answer(StatusCode::BAD_REQUEST, &why),
+    };
+    let timeout = Duration::from_millis(timeout_ms);
+    let found = search::bounded(timeout, std::future::pending(), move |bounds| {
+        search(&workspace(), &query, bounds)
+    })
+    .await;
+    match found {
+        Ok(found) => json_answer(&found),
+        Err(e) => refused(&e),
     }
 }
 

@@ -50,6 +50,41 @@ pub enum FileError {
     Unreachable(String),
 }
 
+/// What a path is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileKind {
+    Folder,
+    File,
+    /// A symbolic link, where links are not followed.
+    Link,
+    /// A pipe, a socket or a device.
+    Other,
+}
+
+impl FileKind {
+    fn of(mode: u32) -> Self {
+        match rfs::FileType::from_raw_mode(mode) {
+            rfs::FileType::Directory => Self::Folder,
+            rfs::FileType::RegularFile => Self::File,
+            rfs::FileType::Symlink => Self::Link,
+            _ => Self::Other,
+        }
+    }
+}
+
+/// What `stat` says about a path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stat {
+    pub kind: FileKind,
+    /// Bytes (0 for a folder).
+    pub size: u64,
+    /// Seconds since the epoch.
+    pub modified: u64,
+    /// Permission bits.
+    pub mode: u32,
+}
+
 /// One entry of a folder.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
@@ -143,10 +178,16 @@ impl ConfinedFolder {
             Errno::NOENT => FileError::NotFound(path.to_owned()),
             e => io_error(path, e),
         })?;
+        // `O_PATH` takes no other flags (`openat2` refuses them).
+        let extra = if flags.contains(OFlags::PATH) {
+            OFlags::CLOEXEC
+        } else {
+            OFlags::CLOEXEC | OFlags::NOCTTY
+        };
         rfs::openat2(
             &root,
             &rel,
-            flags | OFlags::CLOEXEC | OFlags::NOCTTY,
+            flags | extra,
             mode,
             ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS,
         )
@@ -350,6 +391,74 @@ impl ConfinedFolder {
             ),
             e => write_error(path, e),
         })
+    }
+
+    /// What `path` is, a link inside the workspace followed (as reading
+    /// it would).
+    pub fn stat(&self, path: &str) -> Result<Stat, FileError> {
+        let fd = self.open(path, OFlags::PATH, Mode::empty())?;
+        let stat = rfs::fstat(&fd).map_err(|e| io_error(path, e))?;
+        let kind = FileKind::of(stat.st_mode);
+        Ok(Stat {
+            kind,
+            size: if kind == FileKind::File {
+                u64::try_from(stat.st_size).unwrap_or(0)
+            } else {
+                0
+            },
+            modified: u64::try_from(stat.st_mtime).unwrap_or(0),
+            mode: stat.st_mode & 0o777,
+        })
+    }
+
+    /// What `path` itself is (a link is a link), or `None` when nothing is
+    /// there; the folder holding it is reached as every path is.
+    pub(crate) fn kind_of(&self, path: &str) -> Result<Option<FileKind>, FileError> {
+        let rel = relative(path)?;
+        let (Some(name), Some(parent)) = (rel.file_name(), rel.parent()) else {
+            return self.stat(path).map(|s| Some(s.kind));
+        };
+        let parent = parent.to_string_lossy();
+        let dir = self.open(
+            if parent.is_empty() { "." } else { &parent },
+            OFlags::DIRECTORY | OFlags::RDONLY,
+            Mode::empty(),
+        )?;
+        match rfs::statat(&dir, name, rfs::AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(stat) => Ok(Some(FileKind::of(stat.st_mode))),
+            Err(Errno::NOENT) => Ok(None),
+            Err(e) => Err(io_error(path, e)),
+        }
+    }
+
+    /// The names in folder `path` and what each is (links not followed),
+    /// sorted; names that are not UTF-8, which no path of the workspace
+    /// can spell, are left out.
+    pub(crate) fn names(&self, path: &str) -> Result<Vec<(String, FileKind)>, FileError> {
+        let fd = self.open(path, OFlags::DIRECTORY | OFlags::RDONLY, Mode::empty())?;
+        let dir = rfs::Dir::read_from(&fd).map_err(|e| io_error(path, e))?;
+        let mut names = Vec::new();
+        for entry in dir {
+            let entry = entry.map_err(|e| io_error(path, e))?;
+            let Ok(name) = entry.file_name().to_str() else {
+                continue;
+            };
+            if name == "." || name == ".." {
+                continue;
+            }
+            let kind = match entry.file_type() {
+                rfs::FileType::Unknown => {
+                    match rfs::statat(&fd, entry.file_name(), rfs::AtFlags::SYMLINK_NOFOLLOW) {
+                        Ok(stat) => FileKind::of(stat.st_mode),
+                        Err(_) => continue,
+                    }
+                }
+                other => FileKind::of(other.as_raw_mode()),
+            };
+            names.push((name.to_owned(), kind));
+        }
+        names.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        Ok(names)
     }
 
     /// The entries of a folder, sorted by name.

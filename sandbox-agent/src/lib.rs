@@ -20,6 +20,7 @@
 
 pub mod archive;
 pub mod folder;
+pub mod search;
 pub mod watch;
 
 use serde::{Deserialize, Serialize};
@@ -37,7 +38,7 @@ pub const SECRET_LINE_MAX: usize = 128;
 /// The version of what is said here, after the secret on the first line:
 /// an agent of another (a sandbox made before the binary changed) is not
 /// used.
-pub const PROTOCOL: u32 = 3;
+pub const PROTOCOL: u32 = 4;
 /// What an agent started with `--stdio` says first, before its protocol.
 pub const STDIO_HELLO: &str = "paddock-sandbox-agent";
 /// The answer's header naming the command's process group, so the server

@@ -220,6 +220,9 @@ async fn route(request: Request<Incoming>, groups: Groups) -> Result<Response<Bo
         (&Method::POST, "/fs/archive") => files::archive(request).await,
         (&Method::POST, "/fs/delete") => files::delete(request).await,
         (&Method::POST, "/fs/watch") => files::watch().await,
+        (&Method::POST, "/fs/stat") => files::stat(request).await,
+        (&Method::POST, "/fs/glob") => files::glob(request).await,
+        (&Method::POST, "/fs/grep") => files::grep(request).await,
         _ => answer(StatusCode::NOT_FOUND, "no such operation"),
     })
 }

@@ -1,9 +1,9 @@
 //! The [`Workspace`] of a sandbox whose files are not on this server's host
-//! (a remote Docker host): every file operation is a call on the sandbox's
-//! agent (`/fs/read`, `/fs/write`, `/fs/list`, `/fs/delete`, `/fs/archive`), which
-//! confines its paths to `/workspace` inside the sandbox as
-//! [`ConfinedFolder`](super::ConfinedFolder) does here; searches run in
-//! the sandbox, as for every backend.
+//! (a remote Docker host): every file operation and search is a call on the
+//! sandbox's agent (`/fs/read`, `/fs/write`, `/fs/list`, `/fs/stat`,
+//! `/fs/delete`, `/fs/archive`, `/fs/glob`, `/fs/grep`), which confines its
+//! paths to `/workspace` inside the sandbox as
+//! [`ConfinedFolder`](super::ConfinedFolder) does here.
 //!
 //! A file or an archive being sent holds a part of the agent connection's
 //! flow-control window until it is read: a session sends at most
@@ -12,10 +12,9 @@
 
 use super::agent_call::request;
 use super::agent_link::{AgentConnection, RequestBody};
-use super::search;
 use super::workspace::{
-    relative, ByteStream, Download, Entry, FileError, GlobMatches, GlobQuery, GrepMatches,
-    GrepQuery, SearchError, SearchLimits, Workspace, READ_MAX_BYTES,
+    relative, ByteStream, Download, Entry, FileError, FileKind, GlobMatches, GlobQuery,
+    GrepMatches, GrepQuery, SearchError, SearchLimits, Stat, Workspace, READ_MAX_BYTES,
 };
 use super::Sandbox;
 use app::domain::SessionId;
@@ -24,6 +23,7 @@ use futures_util::StreamExt;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use paddock_sandbox_agent::archive::STALL;
+use paddock_sandbox_agent::search::Timed;
 use paddock_sandbox_agent::{
     record, Archive, FilePath, Kind, FILE_ERROR_STATUS, RECORD_MAX, SIZE_HEADER,
 };
@@ -86,18 +86,16 @@ impl<'a> AgentWorkspace<'a> {
         else {
             return Ok(Answer::NoSandbox);
         };
-        let call = hyper::Request::post(op)
-            .body::<RequestBody>(Full::new(Bytes::from(body)).boxed())
-            .map_err(|e| unreachable(about, e))?;
-        let response = tokio::time::timeout(ANSWER_TIMEOUT, request(connection, call))
+        let response = ask(connection, op, body, ANSWER_TIMEOUT)
             .await
-            .map_err(|_| unreachable(about, "the sandbox agent did not answer in time"))?
-            .map_err(|e| unreachable(about, e))?;
+            .map_err(|why| unreachable(about, why))?;
         let status = response.status();
         if status.is_success() {
             return Ok(Answer::Done(response));
         }
-        let said = whole(response.into_body(), about).await?;
+        let said = whole(response.into_body())
+            .await
+            .map_err(|why| unreachable(about, why))?;
         if status.as_u16() == FILE_ERROR_STATUS {
             if let Ok(refusal) = serde_json::from_slice::<FileError>(&said) {
                 return Err(refusal);
@@ -107,6 +105,61 @@ impl<'a> AgentWorkspace<'a> {
             about,
             format!("the sandbox agent: {}", String::from_utf8_lossy(&said)),
         ))
+    }
+
+    /// A search (`/fs/glob`, `/fs/grep`) by the agent, within the limits'
+    /// time; Stop abandons it (and the agent stops it).
+    async fn search<Q: serde::Serialize, T: serde::de::DeserializeOwned>(
+        &self,
+        op: &str,
+        query: &Q,
+        limits: SearchLimits<'_>,
+    ) -> Result<T, SearchError> {
+        let searched = async {
+            let connection = match self.sandbox.files_agent(self.session).await {
+                Ok(Some(connection)) => connection,
+                Ok(None) => {
+                    return Err(SearchError::Failed(
+                        "the session's sandbox has not started yet: send a prompt first".into(),
+                    ))
+                }
+                Err(why) => return Err(SearchError::Failed(why)),
+            };
+            let timed = Timed {
+                query,
+                timeout_ms: u64::try_from(limits.timeout.as_millis()).unwrap_or(u64::MAX),
+            };
+            // The agent's own limit passes first.
+            let response = ask(
+                connection,
+                op,
+                json(&timed),
+                limits.timeout + ANSWER_TIMEOUT,
+            )
+            .await
+            .map_err(SearchError::Failed)?;
+            let status = response.status();
+            let said = whole(response.into_body())
+                .await
+                .map_err(SearchError::Failed)?;
+            if status.is_success() {
+                return serde_json::from_slice(&said)
+                    .map_err(|e| SearchError::Failed(format!("the sandbox agent's answer: {e}")));
+            }
+            if status.as_u16() == FILE_ERROR_STATUS {
+                if let Ok(refusal) = serde_json::from_slice::<SearchError>(&said) {
+                    return Err(refusal);
+                }
+            }
+            Err(SearchError::Failed(format!(
+                "the sandbox agent: {}",
+                String::from_utf8_lossy(&said)
+            )))
+        };
+        tokio::select! {
+            searched = searched => searched,
+            () = limits.cancel.cancelled() => Err(SearchError::Cancelled),
+        }
     }
 
     /// A slot for one more file sent by the session's agent.
@@ -146,20 +199,31 @@ fn json(value: &impl serde::Serialize) -> Vec<u8> {
     serde_json::to_vec(value).unwrap_or_default()
 }
 
+/// Asks the agent `op` with `body`: its answer, once it starts within
+/// `within`, or why not.
+async fn ask(
+    connection: AgentConnection,
+    op: &str,
+    body: Vec<u8>,
+    within: Duration,
+) -> Result<hyper::Response<Incoming>, String> {
+    let call = hyper::Request::post(op)
+        .body::<RequestBody>(Full::new(Bytes::from(body)).boxed())
+        .map_err(|e| e.to_string())?;
+    tokio::time::timeout(within, request(connection, call))
+        .await
+        .map_err(|_| "the sandbox agent did not answer in time".to_owned())?
+        .map_err(|e| e.to_string())
+}
+
 /// An answer's body, whole (up to [`ANSWER_MAX_BYTES`], within
 /// [`ANSWER_TIMEOUT`]).
-async fn whole(body: Incoming, about: &str) -> Result<Bytes, FileError> {
+async fn whole(body: Incoming) -> Result<Bytes, String> {
     let collected = http_body_util::Limited::new(body, ANSWER_MAX_BYTES).collect();
     match tokio::time::timeout(ANSWER_TIMEOUT, collected).await {
         Ok(Ok(body)) => Ok(body.to_bytes()),
-        Ok(Err(e)) => Err(unreachable(
-            about,
-            format!("the sandbox agent's answer: {e}"),
-        )),
-        Err(_) => Err(unreachable(
-            about,
-            "the sandbox agent's answer did not end in time",
-        )),
+        Ok(Err(e)) => Err(format!("the sandbox agent's answer: {e}")),
+        Err(_) => Err("the sandbox agent's answer did not end in time".to_owned()),
     }
 }
 
@@ -262,8 +326,31 @@ impl Workspace for AgentWorkspace<'_> {
             }
             Answer::NoSandbox => return Err(FileError::NotFound(path.to_owned())),
         };
-        let listed = whole(response.into_body(), path).await?;
+        let listed = whole(response.into_body())
+            .await
+            .map_err(|why| unreachable(path, why))?;
         serde_json::from_slice(&listed).map_err(|e| unreachable(path, e))
+    }
+
+    async fn stat(&self, path: &str) -> Result<Stat, FileError> {
+        let asked = json(&FilePath { path: path.into() });
+        let response = match self.call("/fs/stat", asked, path).await? {
+            Answer::Done(response) => response,
+            // The workspace of a sandbox never made is there, and empty.
+            Answer::NoSandbox if relative(path)? == std::path::Path::new(".") => {
+                return Ok(Stat {
+                    kind: FileKind::Folder,
+                    size: 0,
+                    modified: 0,
+                    mode: 0o755,
+                })
+            }
+            Answer::NoSandbox => return Err(FileError::NotFound(path.to_owned())),
+        };
+        let said = whole(response.into_body())
+            .await
+            .map_err(|why| unreachable(path, why))?;
+        serde_json::from_slice(&said).map_err(|e| unreachable(path, e))
     }
 
     async fn download(&self, path: &str) -> Result<Download, FileError> {
@@ -290,17 +377,17 @@ impl Workspace for AgentWorkspace<'_> {
 
     async fn glob(
         &self,
-        query: &GlobQuery<'_>,
+        query: &GlobQuery,
         limits: SearchLimits<'_>,
     ) -> Result<GlobMatches, SearchError> {
-        search::glob(self.sandbox, self.session, query, limits).await
+        self.search("/fs/glob", query, limits).await
     }
 
     async fn grep(
         &self,
-        query: &GrepQuery<'_>,
+        query: &GrepQuery,
         limits: SearchLimits<'_>,
     ) -> Result<GrepMatches, SearchError> {
-        search::grep(self.sandbox, self.session, query, limits).await
+        self.search("/fs/grep", query, limits).await
     }
 }

@@ -1249,7 +1249,7 @@ impl Sandbox for DockerSandbox {
     fn workspace(&self, session: SessionId) -> Box<dyn Workspace + '_> {
         match self.remote_agent {
             Some(_) => Box::new(AgentWorkspace::new(self, session)),
-            None => Box::new(HostWorkspace::new(self.folder(session), self, session)),
+            None => Box::new(HostWorkspace::new(self.folder(session))),
         }
     }
 }

@@ -1,33 +1,25 @@
 //! The [`Workspace`] of the Docker and local backends: the session's host
-//! folder, mounted into its sandbox, for reading, writing and listing, and
-//! searches run in the sandbox itself.
+//! folder, mounted into its sandbox, read, written and searched here
+//! (whether its sandbox runs or not).
 
-use super::search;
 use super::workspace::{
     ByteStream, Download, Entry, FileError, GlobMatches, GlobQuery, GrepMatches, GrepQuery,
-    SearchError, SearchLimits, Workspace,
+    SearchError, SearchLimits, Stat, Workspace,
 };
-use super::Sandbox;
-use app::domain::SessionId;
 use futures_util::StreamExt;
 use paddock_sandbox_agent::archive::archive_gz;
 use paddock_sandbox_agent::folder::ConfinedFolder;
+use paddock_sandbox_agent::search;
 
 /// The workspace of a sandbox whose files are a host folder mounted into
 /// it.
-pub struct HostWorkspace<'a> {
+pub struct HostWorkspace {
     folder: ConfinedFolder,
-    sandbox: &'a dyn Sandbox,
-    session: SessionId,
 }
 
-impl<'a> HostWorkspace<'a> {
-    pub fn new(folder: ConfinedFolder, sandbox: &'a dyn Sandbox, session: SessionId) -> Self {
-        Self {
-            folder,
-            sandbox,
-            session,
-        }
+impl HostWorkspace {
+    pub fn new(folder: ConfinedFolder) -> Self {
+        Self { folder }
     }
 
     /// Runs a folder operation off the async threads: they are blocking
@@ -50,7 +42,7 @@ impl<'a> HostWorkspace<'a> {
 }
 
 #[async_trait::async_trait]
-impl Workspace for HostWorkspace<'_> {
+impl Workspace for HostWorkspace {
     async fn read(&self, path: &str) -> Result<Vec<u8>, FileError> {
         self.blocking(path, |f, p| f.read(p)).await
     }
@@ -83,19 +75,31 @@ impl Workspace for HostWorkspace<'_> {
         Ok(futures_util::stream::poll_fn(move |cx| chunks.poll_recv(cx)).boxed())
     }
 
+    async fn stat(&self, path: &str) -> Result<Stat, FileError> {
+        self.blocking(path, |f, p| f.stat(p)).await
+    }
+
     async fn glob(
         &self,
-        query: &GlobQuery<'_>,
+        query: &GlobQuery,
         limits: SearchLimits<'_>,
     ) -> Result<GlobMatches, SearchError> {
-        search::glob(self.sandbox, self.session, query, limits).await
+        let (folder, query) = (self.folder.clone(), query.clone());
+        search::bounded(limits.timeout, limits.cancel.cancelled(), move |bounds| {
+            search::glob(&folder, &query, bounds)
+        })
+        .await
     }
 
     async fn grep(
         &self,
-        query: &GrepQuery<'_>,
+        query: &GrepQuery,
         limits: SearchLimits<'_>,
     ) -> Result<GrepMatches, SearchError> {
-        search::grep(self.sandbox, self.session, query, limits).await
+        let (folder, query) = (self.folder.clone(), query.clone());
+        search::bounded(limits.timeout, limits.cancel.cancelled(), move |bounds| {
+            search::grep(&folder, &query, bounds)
+        })
+        .await
     }
 }

@@ -336,6 +336,6 @@ impl Sandbox for LocalSandbox {
     }
 
     fn workspace(&self, session: SessionId) -> Box<dyn Workspace + '_> {
-        Box::new(HostWorkspace::new(self.folder(session), self, session))
+        Box::new(HostWorkspace::new(self.folder(session)))
     }
 }

@@ -22,7 +22,6 @@ mod host_workspace;
 mod local;
 mod mount_policy;
 mod output;
-mod search;
 mod shell;
 mod workspace;
 mod workspace_root;
@@ -37,8 +36,8 @@ pub use paddock_sandbox_agent::watch::Changes;
 pub use paddock_sandbox_agent::TerminalSize;
 pub use shell::shell_quote;
 pub use workspace::{
-    relative, ByteStream, Download, Entry, FileError, GlobMatches, GlobQuery, GrepMatches,
-    GrepQuery, SearchError, SearchLimits, Workspace, READ_MAX_BYTES,
+    relative, ByteStream, Download, Entry, FileError, FileKind, GlobMatches, GlobQuery,
+    GrepMatches, GrepQuery, SearchError, SearchLimits, Stat, Workspace, READ_MAX_BYTES,
 };
 pub use workspace_root::{DiskFolder, WorkspaceRoot};
 

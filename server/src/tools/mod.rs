@@ -310,10 +310,11 @@ to /workspace, sorted, folders ending with `/`, at most 1000.",
     Spec {
         name: "grep",
         access: Access::Read,
-        description: "Searches file contents with ripgrep. `pattern` is a regular expression \
-(Rust regex syntax: escape literal special characters, e.g. `fn main\\(`). Returns matching \
-lines as `path:line:text`, paths relative to /workspace, sorted by path. Hidden files and \
-files ignored by .gitignore are skipped. Prefer this to running grep or rg with bash.",
+        description: "Searches file contents, as ripgrep does. `pattern` is a regular expression \
+(Rust regex syntax, ripgrep's: escape literal special characters, e.g. `fn main\\(`). Returns \
+matching lines as `path:line:text`, paths relative to /workspace, sorted by path. Hidden files, \
+binary files and files ignored by .gitignore or .ignore are skipped. Prefer this to running \
+grep or rg with bash.",
         fields: &[
             field(
                 "pattern",

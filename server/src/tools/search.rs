@@ -1,6 +1,6 @@
 //! `glob` and `grep`: the model's searches, checked and answered in words
-//! it can act on; the [`Workspace`] runs them (and keeps them searches:
-//! every value the model chose is data, never a command).
+//! it can act on; the [`Workspace`] runs them (as searches: every value the
+//! model chose is data, never a command).
 
 use super::{cap_text, seconds, Args, ToolContext, ToolOutput};
 use crate::sandbox::{
@@ -51,18 +51,12 @@ pub(super) async fn glob(ctx: &ToolContext<'_>, ws: &dyn Workspace, args: &Args)
         ));
     };
     let query = GlobQuery {
-        patterns: &patterns,
-        dir: &rel,
+        patterns,
+        dir: rel.clone(),
         max_results: GLOB_MAX_RESULTS,
     };
     let found = match ws.glob(&query, limits(ctx)).await {
         Ok(found) => found,
-        Err(SearchError::Failed { code, output }) => {
-            return ToolOutput::error(format!(
-                "glob failed (exit code {code:?}); try a simpler pattern. {}",
-                output.replace('\0', "\n").trim()
-            ))
-        }
         Err(e) => return failure("glob", ctx, e, path),
     };
     if found.paths.is_empty() {
@@ -109,10 +103,11 @@ pub(super) async fn grep(ctx: &ToolContext<'_>, ws: &dyn Workspace, args: &Args)
         Err(e) => return e,
     };
     let query = GrepQuery {
-        pattern,
-        dir: &rel,
-        file_glob,
+        pattern: pattern.to_owned(),
+        dir: rel.clone(),
+        file_glob: file_glob.map(str::to_owned),
         case_insensitive: args.flag("case_insensitive"),
+        output_cap: ctx.output_cap,
     };
     match ws.grep(&query, limits(ctx)).await {
         Ok(found) if found.lines.trim().is_empty() && !found.truncated => ToolOutput::ok(format!(
@@ -134,14 +129,6 @@ pub(super) async fn grep(ctx: &ToolContext<'_>, ws: &dyn Workspace, args: &Args)
                 truncated: found.truncated,
             }
         }
-        Err(SearchError::NoRipgrep) => {
-            ToolOutput::error("ripgrep (rg) is not installed in this sandbox.")
-        }
-        Err(SearchError::Failed { code, output }) => ToolOutput::error(format!(
-            "{}\n[ripgrep failed: exit code {}]",
-            output.trim_end(),
-            code.map_or_else(|| "none".to_owned(), |c| c.to_string())
-        )),
         Err(e) => failure("grep", ctx, e, path),
     }
 }
@@ -149,7 +136,6 @@ pub(super) async fn grep(ctx: &ToolContext<'_>, ws: &dyn Workspace, args: &Args)
 fn limits<'a>(ctx: &ToolContext<'a>) -> SearchLimits<'a> {
     SearchLimits {
         timeout: ctx.exec_timeout,
-        output_cap: ctx.output_cap,
         cancel: ctx.cancel,
     }
 }
@@ -195,15 +181,14 @@ fn failure(tool: &str, ctx: &ToolContext<'_>, error: SearchError, path: &str) ->
             seconds(ctx.exec_timeout)
         ),
         SearchError::Cancelled => "[cancelled]".to_owned(),
-        SearchError::OutOfMemory => format!("{tool} was killed: the sandbox ran out of memory."),
         SearchError::NotFound => format!(
             "{}. Check the path with list_files.",
             FileError::NotFound(path.to_owned())
         ),
         SearchError::Outside => FileError::Outside(path.to_owned()).to_string(),
         SearchError::NotDirectory => FileError::NotDirectory(path.to_owned()).to_string(),
-        SearchError::Sandbox(e) => format!("The search could not be run: {e}"),
-        other @ (SearchError::NoRipgrep | SearchError::Failed { .. }) => other.to_string(),
+        SearchError::BadPattern(why) => why,
+        SearchError::Failed(why) => format!("The search could not be run: {why}"),
     })
 }
 

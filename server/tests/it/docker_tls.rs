@@ -325,6 +325,8 @@ async fn sandboxes_run_on_a_docker_host_reached_with_mutual_tls() {
             {"reply": [{"tool_use": {"name": "write_file", "input": {"path": "notes/plan.md", "content": "remote plan\n"}}}]},
             {"reply": [{"tool_use": {"name": "edit_file", "input": {"path": "notes/plan.md", "old_string": "plan", "new_string": "plan, edited"}}}]},
             {"reply": [{"tool_use": {"name": "grep", "input": {"pattern": "edited"}}}]},
+            {"reply": [{"tool_use": {"name": "glob", "input": {"pattern": "**/*.{md,txt}"}}}]},
+            {"reply": [{"tool_use": {"name": "grep", "input": {"pattern": "x", "path": "nowhere"}}}]},
             {"reply": "done"}
         ]),
         None,
@@ -379,7 +381,7 @@ async fn sandboxes_run_on_a_docker_host_reached_with_mutual_tls() {
     };
 
     paddock.prompt(&id, "prove it").await;
-    let last_seq = paddock.wait_idle(&id, 5, || server.log()).await;
+    let last_seq = paddock.wait_idle(&id, 7, || server.log()).await;
     let events = paddock.transcript(&id, last_seq).await;
     let results: Vec<(&str, bool)> = events
         .iter()
@@ -390,11 +392,20 @@ async fn sandboxes_run_on_a_docker_host_reached_with_mutual_tls() {
             _ => None,
         })
         .collect();
-    assert_eq!(results.len(), 4, "{events:?}");
+    assert_eq!(results.len(), 6, "{events:?}");
     assert_eq!(results[0], ("over-tls\n", false), "{events:?}");
-    assert!(results.iter().all(|(_, is_error)| !is_error), "{results:?}");
+    assert!(
+        results[..5].iter().all(|(_, is_error)| !is_error),
+        "{results:?}"
+    );
+    // The searches are the agent's, inside the sandbox.
     assert!(
         results[3].0.contains("notes/plan.md:1:remote plan, edited"),
+        "{results:?}"
+    );
+    assert_eq!(results[4].0, "notes/plan.md\nproof.txt\n", "{results:?}");
+    assert!(
+        results[5].1 && results[5].0.contains("\"nowhere\" does not exist"),
         "{results:?}"
     );
 

@@ -1,0 +1,324 @@
+//! [`grep`]: lines matching a regular expression, ripgrep's way, through a
+//! [`ConfinedFolder`].
+
+use super::{at, base, join, start, Bounds, GrepMatches, GrepQuery, SearchError, DEPTH_MAX};
+use crate::folder::{ConfinedFolder, FileKind, MOUNT_POINT};
+use ignore::gitignore::{Gitignore, GitignoreBuilder};
+use ignore::overrides::{Override, OverrideBuilder};
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+/// Characters of a matching line shown; the rest is said to be left out.
+const LINE_SHOWN_CHARS: usize = 500;
+const LINE_CUT_MARK: &str = " [... omitted end of long line]";
+/// Bytes of one line searched; a longer line is searched in its start.
+const LINE_MAX_BYTES: u64 = 16 * 1024 * 1024;
+/// Bytes at a file's start looked at for a NUL (a binary file).
+const BINARY_PROBE_BYTES: usize = 8 * 1024;
+/// Ignore files read at most, in bytes.
+const IGNORE_FILE_MAX_BYTES: usize = 1024 * 1024;
+
+pub fn grep(
+    folder: &ConfinedFolder,
+    query: &GrepQuery,
+    bounds: &Bounds,
+) -> Result<GrepMatches, SearchError> {
+    let regex = regex::bytes::RegexBuilder::new(&query.pattern)
+        .case_insensitive(query.case_insensitive)
+        .build()
+        .map_err(|e| SearchError::BadPattern(e.to_string()))?;
+    let base = base(&query.dir)?;
+    let mut grepped = Grepped {
+        folder,
+        bounds,
+        regex,
+        lines: String::new(),
+        cap: query.output_cap,
+        truncated: false,
+    };
+    match start(folder, &query.dir)? {
+        None => {}
+        Some(FileKind::Folder) => {
+            let filter = match &query.file_glob {
+                Some(glob) => Some(file_filter(&base, glob)?),
+                None => None,
+            };
+            grepped.walk(&base, filter.as_ref())?;
+        }
+        Some(_) => {
+            grepped.file(&base)?;
+        }
+    }
+    Ok(GrepMatches {
+        lines: grepped.lines,
+        truncated: grepped.truncated,
+    })
+}
+
+/// A path of the workspace as it is inside a sandbox, for the ignore and
+/// glob matchers.
+fn mounted(path: &str) -> PathBuf {
+    Path::new(MOUNT_POINT).join(path)
+}
+
+/// ripgrep's `--glob`, relative to the folder searched.
+fn file_filter(base: &str, glob: &str) -> Result<Override, SearchError> {
+    let bad = |e: ignore::Error| SearchError::BadPattern(format!("the glob {glob:?}: {e}"));
+    let mut builder = OverrideBuilder::new(mounted(base));
+    builder.add(glob).map_err(bad)?;
+    builder.build().map_err(bad)
+}
+
+/// A grep under way.
+struct Grepped<'a> {
+    folder: &'a ConfinedFolder,
+    bounds: &'a Bounds,
+    regex: regex::bytes::Regex,
+    lines: String,
+    cap: usize,
+    truncated: bool,
+}
+
+/// One folder of a walk: what is left of it, in order, and its ignore
+/// rules.
+struct Level {
+    dir: String,
+    /// Its names, last first.
+    left: Vec<(String, FileKind)>,
+    ignore: Option<Gitignore>,
+}
+
+impl Grepped<'_> {
+    /// The rules of folder `dir`'s `.gitignore` and `.ignore` (the latter
+    /// first, as ripgrep weighs them), if it has either.
+    fn ignore_rules(&self, dir: &str, names: &[(String, FileKind)]) -> Option<Gitignore> {
+        let mut builder = GitignoreBuilder::new(mounted(dir));
+        let mut any = false;
+        for file in [".gitignore", ".ignore"] {
+            if !names.iter().any(|(name, _)| name == file) {
+                continue;
+            }
+            let Ok(open) = self.folder.open_file(&join(dir, file)) else {
+                continue;
+            };
+            let mut text = String::new();
+            if open
+                .file
+                .take(IGNORE_FILE_MAX_BYTES as u64)
+                .read_to_string(&mut text)
+                .is_err()
+            {
+                continue;
+            }
+            for line in text.lines() {
+                // A line it cannot use is left out, as git does.
+                let _ = builder.add_line(None, line);
+            }
+            any = true;
+        }
+        any.then(|| builder.build().ok()).flatten()
+    }
+
+    /// The folders from the workspace down to above `base`, with their
+    /// ignore rules: they apply below them.
+    fn ancestors(&self, base: &str) -> Vec<Gitignore> {
+        let mut rules = Vec::new();
+        let mut dir = String::new();
+        for part in base.split('/').filter(|p| !p.is_empty()) {
+            if let Ok(names) = self.folder.names(at(&dir)) {
+                rules.extend(self.ignore_rules(&dir, &names));
+            }
+            dir = join(&dir, part);
+        }
+        rules
+    }
+
+    fn walk(&mut self, base: &str, filter: Option<&Override>) -> Result<(), SearchError> {
+        let above = self.ancestors(base);
+        let mut levels: Vec<Level> = Vec::new();
+        self.enter(&mut levels, base.to_owned());
+        while let Some(level) = levels.last_mut() {
+            let Some((name, kind)) = level.left.pop() else {
+                levels.pop();
+                continue;
+            };
+            self.bounds.check()?;
+            let path = join(&level.dir, &name);
+            if name.starts_with('.') || !matches!(kind, FileKind::Folder | FileKind::File) {
+                continue;
+            }
+            let is_dir = kind == FileKind::Folder;
+            let full = mounted(&path);
+            let ignored = levels
+                .iter()
+                .rev()
+                .filter_map(|l| l.ignore.as_ref())
+                .chain(above.iter().rev())
+                .map(|rules| rules.matched(&full, is_dir))
+                .find(|m| !m.is_none())
+                .is_some_and(|m| m.is_ignore());
+            if ignored || filter.is_some_and(|f| f.matched(&full, is_dir).is_ignore()) {
+                continue;
+            }
+            if is_dir {
+                if levels.len() <= DEPTH_MAX {
+                    self.enter(&mut levels, path);
+                }
+            } else if !self.file(&path)? {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds folder `dir` to the walk (nothing, where it cannot be read).
+    fn enter(&self, levels: &mut Vec<Level>, dir: String) {
+        let Ok(mut names) = self.folder.names(at(&dir)) else {
+            return;
+        };
+        let ignore = self.ignore_rules(&dir, &names);
+        names.reverse();
+        levels.push(Level {
+            dir,
+            left: names,
+            ignore,
+        });
+    }
+
+    /// Searches file `path`; `false` once the output is full.
+    fn file(&mut self, path: &str) -> Result<bool, SearchError> {
+        // A file that cannot be read (a pipe, refused permissions) is
+        // passed over.
+        let Ok(open) = self.folder.open_file(path) else {
+            return Ok(true);
+        };
+        let mut reader = BufReader::with_capacity(64 * 1024, open.file);
+        match reader.fill_buf() {
+            Ok(start) if !start[..start.len().min(BINARY_PROBE_BYTES)].contains(&0) => {}
+            _ => return Ok(true),
+        }
+        let mut line = Vec::new();
+        let mut number = 0u64;
+        loop {
+            line.clear();
+            let read = (&mut reader)
+                .take(LINE_MAX_BYTES)
+                .read_until(b'\n', &mut line);
+            match read {
+                Ok(0) | Err(_) => return Ok(true),
+                Ok(_) => {}
+            }
+            number += 1;
+            if number.is_multiple_of(4096) {
+                self.bounds.check()?;
+            }
+            if line.last() == Some(&b'\n') {
+                line.pop();
+            } else if line.len() as u64 == LINE_MAX_BYTES {
+                // The rest of a very long line.
+                let _ = reader.skip_until(b'\n');
+            }
+            if line.contains(&0) {
+                // Binary after all: what came before it stands.
+                return Ok(true);
+            }
+            if self.regex.is_match(&line) && !self.matched(path, number, &line) {
+                return Ok(false);
+            }
+        }
+    }
+
+    /// Adds a matching line; `false` when it does not fit.
+    fn matched(&mut self, path: &str, number: u64, line: &[u8]) -> bool {
+        let text = String::from_utf8_lossy(line);
+        let shown = match text.char_indices().nth(LINE_SHOWN_CHARS) {
+            Some((cut, _)) => format!("{}{LINE_CUT_MARK}", &text[..cut]),
+            None => text.into_owned(),
+        };
+        let entry = format!("{path}:{number}:{shown}\n");
+        if self.lines.len() + entry.len() > self.cap {
+            self.truncated = true;
+            return false;
+        }
+        self.lines.push_str(&entry);
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::search::tests::{bounds, ws};
+
+    fn grepped(ws: &ConfinedFolder, dir: &str, pattern: &str, file_glob: Option<&str>) -> String {
+        let query = GrepQuery {
+            pattern: pattern.into(),
+            dir: dir.into(),
+            file_glob: file_glob.map(str::to_owned),
+            case_insensitive: false,
+            output_cap: 64 * 1024,
+        };
+        grep(ws, &query, &bounds()).unwrap().lines
+    }
+
+    #[test]
+    fn greps_like_ripgrep() {
+        let (dir, ws) = ws();
+        ws.write("src/a.rs", b"fn main() {}\nlet x = 1; // main\n")
+            .unwrap();
+        ws.write("src/b.txt", b"main here\n").unwrap();
+        ws.write(".hidden/c.rs", b"main\n").unwrap();
+        ws.write("target/d.rs", b"main\n").unwrap();
+        ws.write("keep/target/e.rs", b"main\n").unwrap();
+        ws.write(".gitignore", b"/target\n*.log\n").unwrap();
+        ws.write("app.log", b"main\n").unwrap();
+        ws.write("bin.dat", b"main\0\x01").unwrap();
+        ws.write("long.txt", format!("{}main\n", "x".repeat(600)).as_bytes())
+            .unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", dir.path().join("ws/pw")).unwrap();
+        std::os::unix::fs::symlink("src/a.rs", dir.path().join("ws/inner")).unwrap();
+        let all = grepped(&ws, ".", "main", None);
+        assert_eq!(
+            all,
+            format!(
+                "keep/target/e.rs:1:main\nlong.txt:1:{}{LINE_CUT_MARK}\nsrc/a.rs:1:fn main() \
+                 {{}}\nsrc/a.rs:2:let x = 1; // main\nsrc/b.txt:1:main here\n",
+                "x".repeat(500)
+            )
+        );
+        assert_eq!(
+            grepped(&ws, "src", "main", Some("*.rs")),
+            "src/a.rs:1:fn main() {}\nsrc/a.rs:2:let x = 1; // main\n"
+        );
+        assert_eq!(
+            grepped(&ws, ".", "main", Some("!*.{rs,txt}")),
+            "" // everything else is binary, hidden or ignored
+        );
+        // A file named itself is searched, hidden or ignored.
+        assert_eq!(
+            grepped(&ws, ".hidden/c.rs", "main", None),
+            ".hidden/c.rs:1:main\n"
+        );
+        assert_eq!(grepped(&ws, "./app.log", "ma.n", None), "app.log:1:main\n");
+        let query = |pattern: &str, dir: &str| GrepQuery {
+            pattern: pattern.into(),
+            dir: dir.into(),
+            file_glob: None,
+            case_insensitive: false,
+            output_cap: 30,
+        };
+        let capped = grep(&ws, &query("main", "."), &bounds()).unwrap();
+        assert_eq!(capped.lines, "keep/target/e.rs:1:main\n");
+        assert!(capped.truncated);
+        let bad = grep(&ws, &query("fn ((", "."), &bounds()).unwrap_err();
+        assert!(bad.to_string().contains("regex parse error"), "{bad}");
+        assert_eq!(
+            grep(&ws, &query("root", "pw"), &bounds()),
+            Err(SearchError::Outside)
+        );
+        assert_eq!(
+            grep(&ws, &query("x", "nope"), &bounds()),
+            Err(SearchError::NotFound)
+        );
+    }
+}

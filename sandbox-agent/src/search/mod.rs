@@ -1,0 +1,246 @@
+//! Searches of a workspace, run where its files are: by the agent inside a
+//! sandbox (`/fs/glob`, `/fs/grep`), by the server for a workspace on its
+//! own host. Every folder and file is reached through the
+//! [`ConfinedFolder`], so nothing a search takes or finds leaves the
+//! workspace, even under a link planted while it runs; nothing is run, so
+//! a pattern is only ever a pattern.
+//!
+//! - [`glob`]: bash's globbing (`globstar` on, `dotglob` off, the C
+//!   locale): `*`, `?` and `[…]` within one name, `**` any number of
+//!   folders (links to folders are not entered), a name starting with `.`
+//!   matched only where the pattern spells the dot, a trailing `/` for
+//!   folders only; a pattern without wildcards finds the path if it is
+//!   there. `{a,b}` is the caller's to expand.
+//! - [`grep`]: lines matching a regular expression (the `regex` crate's
+//!   syntax, as ripgrep's), ripgrep's way: hidden files and folders, links
+//!   and what `.gitignore` and `.ignore` files exclude are skipped, binary
+//!   files (a NUL byte) left out, files in path order, long lines cut. A
+//!   file named itself is searched whatever it is called.
+
+mod glob;
+mod grep;
+
+pub use glob::glob;
+pub use grep::grep;
+
+use crate::folder::{ConfinedFolder, FileError, FileKind};
+use serde::{Deserialize, Serialize};
+use std::future::Future;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Files and folders matching glob patterns under a folder.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GlobQuery {
+    pub patterns: Vec<String>,
+    /// A folder of the workspace, as [`relative`](crate::folder::relative)
+    /// takes it (`.` for the workspace itself).
+    pub dir: String,
+    /// Paths returned at most.
+    pub max_results: usize,
+}
+
+/// What a glob found: paths relative to the workspace, sorted, folders
+/// with a trailing `/`, and how many matched in all.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GlobMatches {
+    pub paths: Vec<String>,
+    pub total: usize,
+}
+
+/// Lines matching a regular expression, in the files under a folder (or
+/// in one file).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GrepQuery {
+    pub pattern: String,
+    /// As [`GlobQuery::dir`], or a file.
+    pub dir: String,
+    /// Only files whose path (from `dir`) matches this glob, or none of
+    /// them with a leading `!` (ripgrep's `--glob`).
+    pub file_glob: Option<String>,
+    pub case_insensitive: bool,
+    /// Bytes of matching lines kept.
+    pub output_cap: usize,
+}
+
+/// Matching lines as `path:line:text`, sorted by path; empty when nothing
+/// matched.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GrepMatches {
+    pub lines: String,
+    /// Lines were left out to respect the output cap.
+    pub truncated: bool,
+}
+
+/// `/fs/glob`'s and `/fs/grep`'s request: the query, and how long it may
+/// take.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Timed<Q> {
+    pub query: Q,
+    pub timeout_ms: u64,
+}
+
+/// Why a search found nothing to report; the agent sends it as JSON.
+#[derive(Debug, thiserror::Error, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SearchError {
+    #[error("the folder does not exist")]
+    NotFound,
+    #[error("the folder is outside the workspace")]
+    Outside,
+    #[error("not a folder")]
+    NotDirectory,
+    /// The regular expression or the file glob, and why not.
+    #[error("{0}")]
+    BadPattern(String),
+    #[error("timed out")]
+    TimedOut,
+    #[error("cancelled")]
+    Cancelled,
+    #[error("the search failed: {0}")]
+    Failed(String),
+}
+
+impl From<FileError> for SearchError {
+    fn from(e: FileError) -> Self {
+        match e {
+            FileError::NotFound(_) => Self::NotFound,
+            FileError::Outside(_) => Self::Outside,
+            FileError::NotDirectory(_) => Self::NotDirectory,
+            e => Self::Failed(e.to_string()),
+        }
+    }
+}
+
+/// When a search running on its thread must stop.
+pub struct Bounds {
+    deadline: Instant,
+    stopped: Arc<AtomicBool>,
+}
+
+impl Bounds {
+    fn check(&self) -> Result<(), SearchError> {
+        if self.stopped.load(Ordering::Relaxed) {
+            Err(SearchError::Cancelled)
+        } else if Instant::now() > self.deadline {
+            Err(SearchError::TimedOut)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// Stops a search when what waits for it goes away.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Runs `search` on a blocking thread within `timeout`; it stops when
+/// `cancel` completes or this future is dropped.
+pub async fn bounded<T: Send + 'static>(
+    timeout: Duration,
+    cancel: impl Future<Output = ()>,
+    search: impl FnOnce(&Bounds) -> Result<T, SearchError> + Send + 'static,
+) -> Result<T, SearchError> {
+    let stopped = Arc::new(AtomicBool::new(false));
+    let _stop = StopOnDrop(stopped.clone());
+    let bounds = Bounds {
+        deadline: Instant::now() + timeout,
+        stopped,
+    };
+    let task = tokio::task::spawn_blocking(move || search(&bounds));
+    tokio::select! {
+        done = task => done.unwrap_or_else(|e| Err(SearchError::Failed(e.to_string()))),
+        () = cancel => Err(SearchError::Cancelled),
+    }
+}
+
+/// Folders deep a search goes below where it starts.
+const DEPTH_MAX: usize = 256;
+
+/// Where a search starts: `None` for the workspace of a sandbox never
+/// made (there, and empty).
+fn start(folder: &ConfinedFolder, dir: &str) -> Result<Option<FileKind>, SearchError> {
+    if crate::folder::relative(dir)? == Path::new(".") && !folder.root().exists() {
+        return Ok(None);
+    }
+    Ok(Some(folder.stat(dir)?.kind))
+}
+
+/// `dir` and `name` as one path of the workspace (`dir` empty: the
+/// workspace itself).
+fn join(dir: &str, name: &str) -> String {
+    if dir.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{dir}/{name}")
+    }
+}
+
+/// A path of the workspace as [`ConfinedFolder`] takes it.
+fn at(path: &str) -> &str {
+    if path.is_empty() {
+        "."
+    } else {
+        path
+    }
+}
+
+/// `dir` tidied into [`join`]'s form: `.` is empty, no `./`, no trailing
+/// `/`.
+fn base(dir: &str) -> Result<String, SearchError> {
+    let rel = crate::folder::relative(dir)?;
+    let parts: Vec<String> = rel
+        .components()
+        .filter_map(|c| match c {
+            std::path::Component::Normal(s) => Some(s.to_string_lossy().into_owned()),
+            _ => None,
+        })
+        .collect();
+    Ok(parts.join("/"))
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub(crate) fn ws() -> (tempfile::TempDir, ConfinedFolder) {
+        let dir = tempfile::tempdir().unwrap();
+        let ws = ConfinedFolder::new(dir.path().join("ws"), None);
+        ws.create().unwrap();
+        (dir, ws)
+    }
+
+    pub(crate) fn bounds() -> Bounds {
+        Bounds {
+            deadline: Instant::now() + Duration::from_secs(60),
+            stopped: Arc::default(),
+        }
+    }
+
+    #[test]
+    fn a_search_stops_when_told_or_late() {
+        let (_d, ws) = ws();
+        ws.write("a", b"x\n").unwrap();
+        let query = GlobQuery {
+            patterns: vec!["**".into()],
+            dir: ".".into(),
+            max_results: 10,
+        };
+        let stopped = Bounds {
+            deadline: Instant::now() + Duration::from_secs(60),
+            stopped: Arc::new(AtomicBool::new(true)),
+        };
+        assert_eq!(glob(&ws, &query, &stopped), Err(SearchError::Cancelled));
+        let late = Bounds {
+            deadline: Instant::now() - Duration::from_secs(1),
+            stopped: Arc::default(),
+        };
+        assert_eq!(glob(&ws, &query, &late), Err(SearchError::TimedOut));
+    }
+}
