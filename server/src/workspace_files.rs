@@ -9,7 +9,7 @@
 //! are told to try again (503).
 
 use crate::paddock::Paddock;
-use crate::sandbox::{relative, ByteStream, Download, FileError};
+use crate::sandbox::{relative, ByteStream, Download, FileError, FileKind, Stat};
 use app::accounts::{Access, Caller};
 use app::domain::{AppError, SessionId};
 use app::files::{join, name_of, DiskUse, FileContent, FileEntry, FileView, VIEW_MAX_BYTES};
@@ -111,28 +111,28 @@ impl Paddock {
         })
     }
 
-    /// A file as the dashboard shows it: highlighted text, or why not.
+    /// A file as the dashboard shows it: highlighted text, or why not (a
+    /// file too large to show is not read).
     pub async fn show_file(
         &self,
         caller: &Caller,
         id: SessionId,
         path: &str,
     ) -> Result<FileView, AppError> {
-        self.session_for(caller, id, Access::Watch).await?;
-        let path = clean(path)?;
+        let (path, stat) = self.file_stat(caller, id, path).await?;
+        if stat.size > VIEW_MAX_BYTES as u64 {
+            return Ok(FileView {
+                path,
+                size: stat.size,
+                content: FileContent::TooLarge,
+            });
+        }
         let download = self
             .sandbox
             .workspace(id)
             .download(&path)
             .await
             .map_err(refused)?;
-        if download.size > VIEW_MAX_BYTES as u64 {
-            return Ok(FileView {
-                path,
-                size: download.size,
-                content: FileContent::TooLarge,
-            });
-        }
         // Up to one byte past what is shown: a file that grew meanwhile is
         // then too large, as it is.
         let mut data = Vec::with_capacity(download.size as usize);
@@ -148,6 +148,29 @@ impl Paddock {
             }
         }
         Ok(FileView::of(path, &data))
+    }
+
+    /// One file's path, cleaned, and what it is (a folder is refused, as
+    /// downloading it would be): a download's `HEAD`.
+    pub async fn file_stat(
+        &self,
+        caller: &Caller,
+        id: SessionId,
+        path: &str,
+    ) -> Result<(String, Stat), AppError> {
+        self.session_for(caller, id, Access::Watch).await?;
+        let path = clean(path)?;
+        let stat = self
+            .sandbox
+            .workspace(id)
+            .stat(&path)
+            .await
+            .map_err(refused)?;
+        match stat.kind {
+            FileKind::File => Ok((path, stat)),
+            FileKind::Folder => Err(refused(FileError::IsDirectory(path))),
+            _ => Err(refused(FileError::NotRegular(path))),
+        }
     }
 
     /// One file to download: its name and its bytes, streamed.

@@ -2,7 +2,8 @@
 //! plain HTTP, for the dashboard's links and forms and for scripts.
 //!
 //! - `GET …/files?path=src`: a folder's entries, as JSON.
-//! - `GET …/files/{path}`: one file, as a download.
+//! - `GET …/files/{path}`: one file, as a download; `HEAD` says its size
+//!   without reading it.
 //! - `DELETE …/files/{path}`: a file, or a folder with all it holds (204),
 //!   for those who may operate the session.
 //! - `GET …/archive`: the whole workspace, a `.tar.gz` streamed as it is
@@ -26,7 +27,7 @@ use crate::auth::Identity;
 use crate::paddock::Paddock;
 use crate::workspace_files::{clean, Upload};
 use app::domain::{AppError, SessionId};
-use app::files::{join, percent_encode, FileEntry, UPLOAD_MAX_BYTES};
+use app::files::{join, name_of, percent_encode, FileEntry, UPLOAD_MAX_BYTES};
 use axum::body::Body;
 use axum::extract::multipart::{MultipartError, MultipartRejection};
 use axum::extract::rejection::QueryRejection;
@@ -42,6 +43,7 @@ pub fn routes() -> Routes {
     let without_body = Routes::default()
         .get("/api/sessions/{id}/files", list_folder)
         .get("/api/sessions/{id}/files/{*path}", download_file)
+        .head("/api/sessions/{id}/files/{*path}", file_head)
         .delete("/api/sessions/{id}/files/{*path}", delete_file)
         .get("/api/sessions/{id}/archive", download_archive)
         .map(|r| r.layer(DefaultBodyLimit::max(BODY_LIMIT)));
@@ -127,6 +129,20 @@ async fn download_file(
     response
         .headers_mut()
         .insert(header::CONTENT_LENGTH, HeaderValue::from(file.size));
+    Ok(response)
+}
+
+async fn file_head(
+    State(paddock): State<Arc<Paddock>>,
+    identity: Identity,
+    SessionPath(id): SessionPath,
+    Path((_, path)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let (path, stat) = paddock.file_stat(&identity.caller, id, &path).await?;
+    let mut response = download(name_of(&path), "application/octet-stream", Body::empty());
+    response
+        .headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(stat.size));
     Ok(response)
 }
 

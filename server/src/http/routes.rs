@@ -30,6 +30,12 @@ impl Routes {
         self.add(Method::PUT, path, routing::put(h))
     }
 
+    /// A `HEAD` of its own, for a path whose `GET` would do more than it
+    /// says (without one, `GET`'s handler answers it).
+    pub fn head<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, h: H) -> Self {
+        self.add(Method::HEAD, path, routing::head(h))
+    }
+
     pub fn delete<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, h: H) -> Self {
         self.add(Method::DELETE, path, routing::delete(h))
     }

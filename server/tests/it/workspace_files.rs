@@ -156,6 +156,43 @@ async fn people_browse_download_and_upload_what_they_may() {
         res.bytes().await.unwrap(),
         &b"fn main() { println!(\"<hi>\"); }"[..]
     );
+    // HEAD says what the download would be, without reading it; what GET
+    // refuses, it refuses alike.
+    let head = |who: &Person, path: &str| {
+        t.as_(who, Method::HEAD, &format!("{base}/files/{path}"))
+            .send()
+    };
+    let res = head(&watcher, "src/main.rs").await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()[header::CONTENT_LENGTH], "31");
+    assert_eq!(
+        res.headers()[header::CONTENT_DISPOSITION],
+        headers[header::CONTENT_DISPOSITION]
+    );
+    assert!(res.bytes().await.unwrap().is_empty());
+    for (path, status) in [
+        ("src", StatusCode::BAD_REQUEST),
+        ("nope.rs", StatusCode::NOT_FOUND),
+        ("escape", StatusCode::BAD_REQUEST),
+        ("src%2F..%2F..%2Fx", StatusCode::BAD_REQUEST),
+    ] {
+        assert_eq!(
+            head(&watcher, path).await.unwrap().status(),
+            status,
+            "{path}"
+        );
+        assert_eq!(
+            get(&t, &watcher, &format!("{base}/files/{path}"))
+                .await
+                .status(),
+            status,
+            "{path}"
+        );
+    }
+    assert_eq!(
+        head(&stranger, "src/main.rs").await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
     let res = get(&t, &watcher, &format!("{base}/archive")).await;
     assert_eq!(res.status(), StatusCode::OK);
     assert!(res.headers()[header::CONTENT_DISPOSITION]
