@@ -1,6 +1,6 @@
 //! The sandbox agent's side of its one connection with the Paddock server,
 //! shared by both ends: how the agent proves itself, and what `/exec`,
-//! `/spawn`, `/pty` and the `/fs/` operations take and answer.
+//! `/spawn`, `/signal`, `/pty` and the `/fs/` operations take and answer.
 //!
 //! The connection is one of two:
 //! - **A Unix socket** (a sandbox on the server's own Docker host): the
@@ -69,17 +69,42 @@ pub struct Archive {
     pub top: String,
 }
 
-/// `POST /exec` (and `/spawn`'s start record): one command, run with
-/// `bash -c` in its own process group.
+/// `POST /exec` (and `/spawn`'s start record): one program and its
+/// arguments (a shell command is `bash -c` and the command), run in its own
+/// process group.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Exec {
-    pub command: String,
+    /// The program (looked up in `PATH` unless it names a path), then its
+    /// arguments.
+    pub argv: Vec<String>,
     /// Set for the command besides the sandbox's own environment (the
     /// agent's, which holds nothing of the server's).
     pub env: Vec<(String, String)>,
     pub cwd: String,
     /// The whole process group is killed when it passes.
     pub timeout_ms: u64,
+}
+
+/// `POST /signal`: a signal for the process group of a command the agent
+/// runs (`/exec`, `/spawn`), named by the pid that leads it
+/// ([`GROUP_HEADER`]); no other process can be named.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignalGroup {
+    pub leader: i32,
+    pub signal: ProcessSignal,
+}
+
+/// The signals the server sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum ProcessSignal {
+    Int,
+    Term,
+    Hup,
+    Quit,
+    Kill,
+    Usr1,
+    Usr2,
 }
 
 /// `POST /pty`'s start record: a login shell on a new pseudo-terminal, in a

@@ -22,7 +22,8 @@ use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
 use paddock_sandbox_agent::{
-    record, Exec, ExecExit, Kind, Records, GROUP_HEADER, PROTOCOL, STDIO_HELLO,
+    record, Exec, ExecExit, Kind, ProcessSignal, Records, SignalGroup, GROUP_HEADER, PROTOCOL,
+    STDIO_HELLO,
 };
 use rustix::process::{kill_process_group, Pid, Signal};
 use std::collections::HashMap;
@@ -207,6 +208,10 @@ async fn route(request: Request<Incoming>, groups: Groups) -> Result<Response<Bo
                 Err(why) => answer(StatusCode::BAD_REQUEST, &why),
             }
         }
+        (&Method::POST, "/signal") => match read_json::<SignalGroup>(request).await {
+            Ok(asked) => signal(asked, &groups),
+            Err(why) => answer(StatusCode::BAD_REQUEST, &why),
+        },
         (&Method::POST, "/pty") => {
             let mut body = request.into_body();
             match read_start(&mut body).await {
@@ -225,6 +230,30 @@ async fn route(request: Request<Incoming>, groups: Groups) -> Result<Response<Bo
         (&Method::POST, "/fs/grep") => files::grep(request).await,
         _ => answer(StatusCode::NOT_FOUND, "no such operation"),
     })
+}
+
+/// `/signal`: the signal, to the whole group of a command this agent runs
+/// (never a terminal's session, nor any other process).
+fn signal(asked: SignalGroup, groups: &Groups) -> Response<Body> {
+    let runs = groups
+        .lock()
+        .is_ok_and(|g| matches!(g.get(&asked.leader), Some(Reach::Group)));
+    let Some(leader) = Pid::from_raw(asked.leader).filter(|_| runs) else {
+        return answer(StatusCode::NOT_FOUND, "no such command runs");
+    };
+    let signal = match asked.signal {
+        ProcessSignal::Int => Signal::INT,
+        ProcessSignal::Term => Signal::TERM,
+        ProcessSignal::Hup => Signal::HUP,
+        ProcessSignal::Quit => Signal::QUIT,
+        ProcessSignal::Kill => Signal::KILL,
+        ProcessSignal::Usr1 => Signal::USR1,
+        ProcessSignal::Usr2 => Signal::USR2,
+    };
+    match kill_process_group(leader, signal) {
+        Ok(()) => answer(StatusCode::NO_CONTENT, ""),
+        Err(e) => answer(StatusCode::GONE, &format!("the command ended: {e}")),
+    }
 }
 
 fn answer(status: StatusCode, text: &str) -> Response<Body> {
@@ -305,10 +334,12 @@ async fn feed(mut body: Incoming, mut records: Records, mut stdin: tokio::proces
 /// none: `/exec`) and answers with its output as it comes, then how it
 /// ended; a server that stops listening (Stop) kills its group.
 fn run(exec: Exec, stdin: Option<(Incoming, Records)>, groups: Groups) -> Response<Body> {
-    let mut command = tokio::process::Command::new("bash");
+    let Some((program, args)) = exec.argv.split_first() else {
+        return answer(StatusCode::BAD_REQUEST, "nothing to run: argv is empty");
+    };
+    let mut command = tokio::process::Command::new(program);
     command
-        .arg("-c")
-        .arg(&exec.command)
+        .args(args)
         .envs(exec.env.iter().map(|(k, v)| (k, v)))
         .current_dir(&exec.cwd)
         .stdin(if stdin.is_some() {
@@ -324,8 +355,8 @@ fn run(exec: Exec, stdin: Option<(Incoming, Records)>, groups: Groups) -> Respon
         Ok(child) => child,
         Err(e) => {
             return answer(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                &format!("cannot start the command: {e}"),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &format!("cannot start {program:?}: {e}"),
             )
         }
     };

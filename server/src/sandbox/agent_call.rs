@@ -6,8 +6,8 @@
 
 use super::agent_link::{AgentConnection, RequestBody, SECRET_TIMEOUT};
 use super::{
-    CappedOutput, ExecOutcome, ExecRequest, OutputSink, OutputStream, Process, ProcessControl,
-    Resizer, Result, SandboxError, SpawnRequest, Terminal, MOUNT_POINT,
+    shell, CappedOutput, ExecOutcome, ExecRequest, OutputSink, OutputStream, Process,
+    ProcessControl, Resizer, Result, SandboxError, SpawnRequest, Terminal, MOUNT_POINT, STOP_GRACE,
 };
 use crate::sync::lock;
 use bytes::Bytes;
@@ -17,7 +17,8 @@ use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
 use paddock_sandbox_agent::watch::Changes as WorkspaceChanges;
 use paddock_sandbox_agent::{
-    record, Exec, ExecExit, Kind, Pty, Records, TerminalSize, GROUP_HEADER, RECORD_MAX,
+    record, Exec, ExecExit, Kind, ProcessSignal, Pty, Records, SignalGroup, TerminalSize,
+    GROUP_HEADER, RECORD_MAX,
 };
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -31,9 +32,9 @@ use tokio_util::sync::{CancellationToken, PollSender};
 const ERROR_MAX_BYTES: usize = 4096;
 
 /// What to run, as the agent takes it.
-fn start_of(command: &str, env: &[(String, String)], timeout: Duration) -> Exec {
+fn start_of(argv: Vec<String>, env: &[(String, String)], timeout: Duration) -> Exec {
     Exec {
-        command: command.to_owned(),
+        argv,
         env: env.to_vec(),
         cwd: MOUNT_POINT.to_owned(),
         timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
@@ -49,9 +50,11 @@ pub struct AgentRun {
 }
 
 /// Runs `request` through the agent: output to `sink` and capped as it
-/// comes; cancelling `cancel` (or the backstop past the time limit, should
-/// the agent not end it) drops the request, and the agent kills the
-/// command's group.
+/// comes. Cancelling `cancel` has the agent send the command's group
+/// `SIGTERM` (`/signal`), and drops the request if it has not ended within
+/// [`STOP_GRACE`]; the backstop past the time limit (should the agent not
+/// end it) drops it at once. A dropped request has the agent kill the
+/// group.
 pub async fn exec(
     connection: AgentConnection,
     request: &ExecRequest,
@@ -62,7 +65,8 @@ pub async fn exec(
         outcome,
         orphaned_group: group,
     };
-    let exec = start_of(&request.command, &request.env, request.timeout);
+    let exec = start_of(shell(&request.command), &request.env, request.timeout);
+    let signals = connection.clone();
     let call = serde_json::to_vec(&exec)
         .map_err(|e| SandboxError::Failed(e.to_string()))
         .and_then(|body| {
@@ -92,6 +96,9 @@ pub async fn exec(
     let mut records = Records::default();
     let mut ended: Option<ExecExit> = None;
     let (mut cancelled, mut backstop_fired) = (false, false);
+    // Armed by a Stop.
+    let grace = tokio::time::sleep(Duration::MAX);
+    tokio::pin!(grace);
     while ended.is_none() {
         tokio::select! {
             frame = body.frame() => {
@@ -117,7 +124,17 @@ pub async fn exec(
                     }
                 }
             }
-            () = cancel.cancelled() => { cancelled = true; break }
+            () = cancel.cancelled(), if !cancelled => {
+                cancelled = true;
+                match group {
+                    Some(leader) => {
+                        terminate(signals.clone(), leader).await;
+                        grace.as_mut().reset(tokio::time::Instant::now() + STOP_GRACE);
+                    }
+                    None => break,
+                }
+            }
+            () = &mut grace, if cancelled => break,
             () = &mut backstop => { backstop_fired = true; break }
         }
     }
@@ -148,6 +165,27 @@ pub async fn exec(
             )),
             group,
         ),
+    }
+}
+
+/// Has the agent send `SIGTERM` to the group `leader` leads (it may have
+/// ended meanwhile: then nothing is done).
+async fn terminate(connection: AgentConnection, leader: u32) {
+    let asked = SignalGroup {
+        leader: leader as i32,
+        signal: ProcessSignal::Term,
+    };
+    let call = serde_json::to_vec(&asked).ok().and_then(|body| {
+        hyper::Request::post("/signal")
+            .body(Full::new(Bytes::from(body)).boxed())
+            .ok()
+    });
+    let Some(call) = call else { return };
+    match tokio::time::timeout(SECRET_TIMEOUT, request(connection, call)).await {
+        Ok(Ok(answer)) if answer.status().is_success() => {}
+        Ok(Ok(answer)) => tracing::debug!("no SIGTERM for group {leader}: {}", answer.status()),
+        Ok(Err(e)) => tracing::debug!("no SIGTERM for group {leader}: {e}"),
+        Err(_) => tracing::debug!("no SIGTERM for group {leader}: the agent did not answer"),
     }
 }
 
@@ -261,7 +299,7 @@ pub async fn spawn(
     connection: AgentConnection,
     request: &SpawnRequest,
 ) -> Result<(Process, Option<u32>)> {
-    let start = start_of(&request.command, &request.env, request.timeout);
+    let start = start_of(request.argv.clone(), &request.env, request.timeout);
     let (process, group, _) = attached(connection, "/spawn", &start).await?;
     Ok((process, group))
 }

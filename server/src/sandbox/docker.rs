@@ -15,10 +15,10 @@ use super::agent_link::{AgentConnection, AgentLinks};
 use super::agent_workspace::{AgentFiles, AgentWorkspace, STREAMS_PER_SESSION};
 use super::docker_remote;
 use super::{
-    sandbox_user, BackendInfo, BackendKind, CappedOutput, Changes, ConfinedFolder, ExecOutcome,
-    ExecRequest, Found, HostWorkspace, OutputSink, OutputStream, Process, ProcessControl, Result,
-    Sandbox, SandboxError, SandboxSpec, SpawnRequest, Terminal, TerminalSize, Workspace,
-    WorkspaceRoot, MOUNT_POINT, SANDBOX_ENV, SANDBOX_UID,
+    sandbox_user, shell, BackendInfo, BackendKind, CappedOutput, Changes, ConfinedFolder,
+    ExecOutcome, ExecRequest, Found, HostWorkspace, OutputSink, OutputStream, Process,
+    ProcessControl, Result, Sandbox, SandboxError, SandboxSpec, SpawnRequest, Terminal,
+    TerminalSize, Workspace, WorkspaceRoot, MOUNT_POINT, SANDBOX_ENV, SANDBOX_UID, STOP_GRACE,
 };
 use crate::sync::lock;
 use app::domain::SessionId;
@@ -56,7 +56,7 @@ pub const INSTANCE_LABEL: &str = "paddock.instance";
 /// ("Killed") never mix with the command's output. The group keeps the
 /// exec's stdin (`<&0`): bash would give a background job /dev/null, and a
 /// spawned process (the Claude Code CLI) reads its input there.
-const EXEC_WRAPPER: &str = r#"{ echo "$BASHPID"; exec timeout -s KILL "$1" bash -c "$2"; } <&0 & pid=$!
+const EXEC_WRAPPER: &str = r#"{ echo "$BASHPID"; exec timeout -s KILL "$1" "${@:2}"; } <&0 & pid=$!
 exec 2>/dev/null; wait "$pid"; rc=$?; kill -KILL -- "-$pid"; exit "$rc""#;
 
 pub struct DockerSandbox {
@@ -502,14 +502,14 @@ impl DockerSandbox {
         kill_group(&self.docker, session, pgid).await;
     }
 
-    /// Starts `command` in the session's container under the process-group
+    /// Starts `argv` in the session's container under the process-group
     /// wrapper and its time limit, as the sandbox user in the workspace,
     /// with [`SANDBOX_ENV`] and `env`: the exec's id, its output, and its
     /// stdin (attached only when `stdin`).
     async fn start_wrapped(
         &self,
         session: SessionId,
-        command: &str,
+        argv: &[String],
         timeout: Duration,
         env: &[(String, String)],
         stdin: bool,
@@ -518,14 +518,18 @@ impl DockerSandbox {
             attach_stdin: stdin.then_some(true),
             attach_stdout: Some(true),
             attach_stderr: Some(true),
-            cmd: Some(vec![
-                "bash".to_owned(),
-                "-c".to_owned(),
-                EXEC_WRAPPER.to_owned(),
-                "paddock".to_owned(),
-                format!("{:.3}", timeout.as_secs_f64()),
-                command.to_owned(),
-            ]),
+            cmd: Some(
+                [
+                    "bash".to_owned(),
+                    "-c".to_owned(),
+                    EXEC_WRAPPER.to_owned(),
+                    "paddock".to_owned(),
+                    format!("{:.3}", timeout.as_secs_f64()),
+                ]
+                .into_iter()
+                .chain(argv.iter().cloned())
+                .collect(),
+            ),
             env: Some(exec_env(env)),
             working_dir: Some(MOUNT_POINT.to_owned()),
             user: Some(sandbox_user()),
@@ -619,10 +623,16 @@ async fn run_helper(docker: &Docker, session: SessionId, cmd: &[&str]) -> Result
 }
 
 async fn kill_group(docker: &Docker, session: SessionId, pgid: Option<u32>) {
+    signal_group(docker, session, pgid, "KILL").await;
+}
+
+/// Sends `signal` (`TERM`, `KILL`) to process group `pgid`, through
+/// `docker exec`.
+async fn signal_group(docker: &Docker, session: SessionId, pgid: Option<u32>, signal: &str) {
     let Some(pgid) = pgid else { return };
-    let target = format!("-{pgid}");
-    if let Err(e) = run_helper(docker, session, &["kill", "-KILL", "--", &target]).await {
-        tracing::warn!(%session, "cannot kill process group {pgid}: {e}");
+    let (signal, target) = (format!("-{signal}"), format!("-{pgid}"));
+    if let Err(e) = run_helper(docker, session, &["kill", &signal, "--", &target]).await {
+        tracing::warn!(%session, "cannot signal process group {pgid} ({signal}): {e}");
     }
 }
 
@@ -920,7 +930,7 @@ impl Sandbox for DockerSandbox {
         let (exec_id, mut output, _) = self
             .start_wrapped(
                 session,
-                &request.command,
+                &shell(&request.command),
                 request.timeout,
                 &request.env,
                 false,
@@ -931,11 +941,14 @@ impl Sandbox for DockerSandbox {
         let mut captured = CappedOutput::new(request.output_cap);
         let mut pid_line: Option<Vec<u8>> = Some(Vec::new());
         let mut pgid = None;
-        let (mut cancelled, mut backstop_fired) = (false, false);
+        let (mut cancelled, mut backstop_fired, mut grace_over) = (false, false, false);
         // The in-container `timeout` is the real limit; this only fires if
         // the container itself stops answering.
         let backstop = tokio::time::sleep(request.timeout + Duration::from_secs(5));
         tokio::pin!(backstop);
+        // Armed by a Stop.
+        let grace = tokio::time::sleep(Duration::MAX);
+        tokio::pin!(grace);
         loop {
             tokio::select! {
                 item = output.next() => {
@@ -954,9 +967,11 @@ impl Sandbox for DockerSandbox {
                                 pid_line = None;
                                 bytes = bytes.slice(i + 1..);
                                 // A Stop (or the backstop) that came before
-                                // the group was known kills it now.
-                                if cancelled || backstop_fired {
+                                // the group was known reaches it now.
+                                if backstop_fired || grace_over {
                                     self.kill_group(session, pgid).await;
+                                } else if cancelled {
+                                    signal_group(&self.docker, session, pgid, "TERM").await;
                                 }
                             }
                             None => {
@@ -972,6 +987,11 @@ impl Sandbox for DockerSandbox {
                 }
                 () = cancel.cancelled(), if !cancelled => {
                     cancelled = true;
+                    signal_group(&self.docker, session, pgid, "TERM").await;
+                    grace.as_mut().reset(tokio::time::Instant::now() + STOP_GRACE);
+                }
+                () = &mut grace, if cancelled && !grace_over => {
+                    grace_over = true;
                     self.kill_group(session, pgid).await;
                 }
                 () = &mut backstop, if !backstop_fired => {
@@ -1046,13 +1066,7 @@ impl Sandbox for DockerSandbox {
             });
         }
         let (exec_id, mut output, input) = self
-            .start_wrapped(
-                session,
-                &request.command,
-                request.timeout,
-                &request.env,
-                true,
-            )
+            .start_wrapped(session, &request.argv, request.timeout, &request.env, true)
             .await?;
         // The wrapper prints the process group id first, before any output.
         let mut first = Vec::new();

@@ -105,6 +105,10 @@ impl ExecRequest {
     }
 }
 
+/// How long a stopped command has to end on `SIGTERM` (a tool cleaning up:
+/// git removing its lock file) before its group is killed.
+pub const STOP_GRACE: Duration = Duration::from_secs(2);
+
 /// A host path mounted into a sandbox when it is created: how the
 /// claude-code engine gets its CLI (read-only), a home that survives the
 /// container, the proxy's socket folder into a closed sandbox, and the
@@ -162,12 +166,19 @@ impl ProxyRelay {
     }
 }
 
-/// A long-running command with its stdin attached (the Claude Code CLI,
-/// which speaks JSON lines both ways), run like [`ExecRequest`] in its own
-/// process group under a time limit.
+/// The argv of shell command `command`: `bash -c` and it.
+fn shell(command: &str) -> Vec<String> {
+    vec!["bash".to_owned(), "-c".to_owned(), command.to_owned()]
+}
+
+/// A long-running program with its stdin attached (the Claude Code CLI,
+/// which speaks JSON lines both ways; an MCP server), run like
+/// [`ExecRequest`] in its own process group under a time limit.
 #[derive(Clone, Debug)]
 pub struct SpawnRequest {
-    pub command: String,
+    /// The program, then its arguments, each passed as it is (no shell
+    /// reads them).
+    pub argv: Vec<String>,
     /// Added to [`SANDBOX_ENV`]; nothing of the server's own environment.
     pub env: Vec<(String, String)>,
     pub timeout: Duration,
@@ -342,7 +353,11 @@ pub trait Sandbox: Send + Sync + 'static {
     /// [`Sandbox::start`], made as `spec` says when it is created (a
     /// sandbox that exists already keeps what it was created with).
     async fn start_with(&self, session: SessionId, spec: &SandboxSpec) -> Result<()>;
-    /// Runs a command; cancelling `cancel` kills its process tree at once.
+    /// Runs a command; cancelling `cancel` stops it: in a Docker sandbox
+    /// its process group gets `SIGTERM` (its output still read, so what it
+    /// says as it ends is kept) and `SIGKILL` once [`STOP_GRACE`] has
+    /// passed; a local sandbox's is killed at once (bubblewrap, which runs
+    /// it, would end on the `SIGTERM` and take it down unwarned).
     async fn exec(
         &self,
         session: SessionId,

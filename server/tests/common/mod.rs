@@ -507,6 +507,65 @@ pub async fn exec(
         .unwrap()
 }
 
+/// A Stop gives a command [`server::sandbox::STOP_GRACE`] to end on
+/// `SIGTERM` (one that cleans up, as git removes its lock file, does, and
+/// what it says as it ends is kept), then kills its group: one that ignores
+/// `SIGTERM` ends too, with everything it started. `workspace` is the
+/// session's folder as this host sees it.
+pub async fn stop_lets_commands_clean_up(
+    sandbox: &dyn Sandbox,
+    session: SessionId,
+    workspace: &Path,
+) {
+    let stopped = |command: &str| {
+        let cancel = CancellationToken::new();
+        let stop = cancel.clone();
+        let request = ExecRequest::new(command);
+        async move {
+            let mut seen = Vec::new();
+            let mut sink = |_, bytes: &[u8]| {
+                seen.extend_from_slice(bytes);
+                if seen.ends_with(b"ready\n") {
+                    stop.cancel();
+                }
+            };
+            let ran = sandbox.exec(session, &request, &cancel, &mut sink);
+            tokio::time::timeout(Duration::from_secs(60), ran)
+                .await
+                .expect("a stopped command ends")
+                .unwrap()
+        }
+    };
+    let cleaned = stopped(
+        "touch held.lock; trap 'rm -f held.lock; echo cleaned up; exit 3' TERM; \
+         sleep 600 & echo ready; wait",
+    )
+    .await;
+    assert!(
+        cleaned.cancelled && cleaned.exit_code.is_none(),
+        "{cleaned:?}"
+    );
+    assert_eq!(cleaned.output, "ready\ncleaned up\n");
+    assert!(!workspace.join("held.lock").exists());
+
+    let stubborn = stopped(
+        "trap '' TERM; (sleep 600; touch outlived) & echo ready; while :; do sleep 0.1; done",
+    )
+    .await;
+    assert!(stubborn.cancelled, "{stubborn:?}");
+    assert_eq!(stubborn.output, "ready\n");
+    // Nothing it started is left.
+    let mut left = exec(sandbox, session, "pgrep -c -f 'sleep 600'", 10).await;
+    for _ in 0..20 {
+        if left.output.trim() == "0" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        left = exec(sandbox, session, "pgrep -c -f 'sleep 600'", 10).await;
+    }
+    assert_eq!(left.output.trim(), "0", "{left:?}");
+}
+
 impl Drop for DockerBox {
     fn drop(&mut self) {
         let name = DockerSandbox::container_name(self.session);

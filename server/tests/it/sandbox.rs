@@ -481,6 +481,13 @@ async fn docker_cancel_kills_the_command_promptly() {
 }
 
 #[tokio::test]
+async fn docker_stop_lets_a_command_clean_up_then_kills_it() {
+    let d = docker(Limits::default()).await;
+    let workspace = server::sandbox::workspace_dir(&d.root, d.session);
+    crate::common::stop_lets_commands_clean_up(&d.sandbox, d.session, &workspace).await;
+}
+
+#[tokio::test]
 async fn docker_cancel_before_the_command_is_known_still_kills_it() {
     // A Stop right after a tool starts: cancelled before the wrapper has
     // said which process group to kill (it was left running, seen in CI).

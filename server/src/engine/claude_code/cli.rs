@@ -3,9 +3,7 @@
 
 use super::{ClaudeCodeSettings, CliError, CliState};
 use crate::proxy::{CredentialProxy, Lease, SOCKET_DIR, SOCKET_NAME};
-use crate::sandbox::{
-    shell_quote, ConfinedFolder, DiskFolder, Mount, SandboxError, SpawnRequest, SANDBOX_UID,
-};
+use crate::sandbox::{ConfinedFolder, DiskFolder, Mount, SandboxError, SpawnRequest, SANDBOX_UID};
 
 use app::domain::{McpServer, PermissionMode, Session, SessionId};
 
@@ -96,7 +94,7 @@ pub(super) fn spawn_request(
     lease: &Lease,
 ) -> Result<SpawnRequest, CliError> {
     Ok(SpawnRequest {
-        command: command(&args(settings, s, state, allowed_tools)?),
+        argv: argv(args(settings, s, state, allowed_tools)?),
         env: vec![
             (
                 "ANTHROPIC_BASE_URL".into(),
@@ -210,15 +208,18 @@ fn mcp_config(servers: &[McpServer]) -> serde_json::Value {
 
 /// The shell command run in the sandbox: socat relays a loopback port to
 /// the proxy's socket, and once it listens the CLI replaces the shell.
-fn command(args: &[String]) -> String {
+fn argv(args: Vec<String>) -> Vec<String> {
     let socket = format!("{SOCKET_DIR}/{SOCKET_NAME}");
-    let args: Vec<String> = args.iter().map(|a| shell_quote(a)).collect();
-    format!(
+    let script = format!(
         "socat TCP-LISTEN:{RELAY_PORT},bind=127.0.0.1,fork,reuseaddr UNIX-CONNECT:{socket} 2>/dev/null &\n\
          for _ in $(seq 200); do (: </dev/tcp/127.0.0.1/{RELAY_PORT}) 2>/dev/null && break; sleep 0.025; done\n\
-         exec {CLI} {}",
-        args.join(" ")
-    )
+         exec {CLI} \"$@\""
+    );
+    ["bash", "-c", &script, "claude"]
+        .map(str::to_owned)
+        .into_iter()
+        .chain(args)
+        .collect()
 }
 
 #[cfg(test)]
@@ -234,9 +235,18 @@ mod tests {
     }
 
     #[test]
-    fn arguments_are_quoted_into_the_command() {
-        let cmd = command(&["--append-system-prompt".into(), "it's $(rm -rf /)".into()]);
-        assert!(cmd.ends_with(r"'--append-system-prompt' 'it'\''s $(rm -rf /)'"));
-        assert!(cmd.contains("UNIX-CONNECT:/run/paddock/llm.sock"));
+    fn arguments_are_passed_as_they_are() {
+        let argv = argv(vec![
+            "--append-system-prompt".into(),
+            "it's $(rm -rf /)".into(),
+        ]);
+        assert_eq!(argv[..2], ["bash", "-c"]);
+        assert!(argv[2].contains("UNIX-CONNECT:/run/paddock/llm.sock"));
+        assert!(
+            argv[2].ends_with(r#"exec /opt/paddock/claude "$@""#),
+            "{}",
+            argv[2]
+        );
+        assert_eq!(argv[4..], ["--append-system-prompt", "it's $(rm -rf /)"]);
     }
 }

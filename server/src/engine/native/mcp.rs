@@ -8,7 +8,7 @@
 //! the transcript) reads, never the run's end.
 
 use crate::llm::ToolDef;
-use crate::sandbox::{shell_quote, OutputStream, ProcessControl, Sandbox, SpawnRequest};
+use crate::sandbox::{OutputStream, ProcessControl, Sandbox, SpawnRequest};
 use crate::tools::ToolOutput;
 use app::domain::{McpServer, SessionId};
 use futures_util::StreamExt;
@@ -149,13 +149,11 @@ impl McpTools {
         run_limit: Duration,
         cancel: &CancellationToken,
     ) -> Result<Vec<String>, String> {
-        let command = std::iter::once(&server.command)
-            .chain(&server.args)
-            .map(|a| shell_quote(a))
-            .collect::<Vec<_>>()
-            .join(" ");
         let request = SpawnRequest {
-            command: format!("exec {command}"),
+            argv: std::iter::once(&server.command)
+                .chain(&server.args)
+                .cloned()
+                .collect(),
             env: env
                 .iter()
                 .cloned()
