@@ -482,9 +482,17 @@ async fn docker_cancel_kills_the_command_promptly() {
 
 #[tokio::test]
 async fn docker_stop_lets_a_command_clean_up_then_kills_it() {
-    let d = docker(Limits::default()).await;
-    let workspace = server::sandbox::workspace_dir(&d.root, d.session);
-    crate::common::stop_lets_commands_clean_up(&d.sandbox, d.session, &workspace).await;
+    // Through the agent, and through docker exec where it cannot run.
+    for (d, agent) in [
+        (docker(Limits::default()).await, true),
+        (
+            DockerBox::start_without_agent(Limits::default()).await,
+            false,
+        ),
+    ] {
+        assert_eq!(d.sandbox.info().agent, agent);
+        crate::common::stop_lets_commands_clean_up(&d.sandbox, d.session, &d.workspace()).await;
+    }
 }
 
 #[tokio::test]
