@@ -1,7 +1,9 @@
 //! Sandbox overheads, Paddock versus the bare Docker CLI, in one run:
 //! create+start of a closed container, and an exec round trip of `true`,
 //! through the sandbox agent and through Docker's exec API (Paddock
-//! without the agent).
+//! without the agent); then the same round trip on a remote Docker host (a
+//! second `dockerd` on a loopback port, over mutual TLS): through the
+//! agent, reached over its `docker exec`'s streams, and with the docker CLI.
 //!
 //!     cargo bench --bench sandbox            # needs dockerd and the agent image
 //!     SANDBOX_BENCH_RUNS=50 cargo bench --bench sandbox
@@ -13,12 +15,16 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+#[allow(dead_code)]
+#[path = "../tests/common/tls_docker.rs"]
+mod tls_docker;
 
 use common::{ms, percentile};
 use server::config::DEFAULT_IMAGE;
 use server::sandbox::{DockerSandbox, ExecRequest, Limits, Sandbox};
 use std::process::Command;
 use std::time::{Duration, Instant};
+use tls_docker::TlsDocker;
 use tokio_util::sync::CancellationToken;
 
 fn docker(args: &[&str]) {
@@ -74,14 +80,14 @@ async fn main() {
         instance.clone(),
         root.clone(),
         None,
-        Some(agent),
+        Some(agent.clone()),
         None,
     )
     .await
     .expect("a Docker daemon and the agent image (scripts/setup)");
     let without_agent = DockerSandbox::connect(
         DEFAULT_IMAGE.into(),
-        instance,
+        instance.clone(),
         root.clone(),
         None,
         None,
@@ -195,6 +201,47 @@ async fn main() {
     }
     sandbox.destroy(session).await.unwrap();
 
+    // The remote host: Paddock told so by its environment, as it is run.
+    let remote_dir = tempfile::tempdir().unwrap();
+    let daemon = TlsDocker::start(remote_dir.path()).await;
+    for (name, value) in daemon.env(&daemon.client_certs) {
+        std::env::set_var(name, value);
+    }
+    let remote = DockerSandbox::connect(
+        DEFAULT_IMAGE.into(),
+        instance,
+        root.clone(),
+        None,
+        Some(agent),
+        Some(true),
+    )
+    .await
+    .unwrap();
+    let session = uuid::Uuid::now_v7();
+    remote.start(session, limits).await.unwrap();
+    let name = DockerSandbox::container_name(session);
+    run_true(&remote, session).await;
+    let (mut remote_agent, mut remote_cli) = (Vec::new(), Vec::new());
+    for _ in 0..runs {
+        let t = Instant::now();
+        run_true(&remote, session).await;
+        remote_agent.push(t.elapsed());
+    }
+    for _ in 0..runs {
+        let t = Instant::now();
+        tls_docker::run(daemon.docker().args([
+            "exec",
+            "-u",
+            "10001:10001",
+            "-w",
+            "/workspace",
+            &name,
+            "true",
+        ]));
+        remote_cli.push(t.elapsed());
+    }
+    remote.destroy(session).await.unwrap();
+
     println!("\n{runs} runs each, interleaved\n");
     println!("| operation | Paddock p50 | Paddock p99 | docker CLI p50 | docker CLI p99 | ratio p50 | ratio p99 |");
     println!("| --- | --- | --- | --- | --- | --- | --- |");
@@ -230,5 +277,13 @@ async fn main() {
         ms(agent50),
         ms(api50),
         ms(percentile(&mut burst, 0.5))
+    );
+    println!("\nOn a remote Docker host over mutual TLS, {runs} runs each, back to back\n");
+    println!("| operation | Paddock p50 | Paddock p99 | docker CLI p50 | docker CLI p99 | ratio p50 | ratio p99 |");
+    println!("| --- | --- | --- | --- | --- | --- | --- |");
+    report(
+        "exec `true`, through the agent over its exec's streams",
+        &mut remote_agent,
+        &mut remote_cli,
     );
 }

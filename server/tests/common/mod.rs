@@ -11,6 +11,7 @@ pub mod git_server;
 pub mod postgres;
 pub mod rest;
 pub mod senders;
+pub mod tls_docker;
 
 use app::domain::{Event, EventKind, NewSession, Session, SessionId, SessionStatus};
 use clap::Parser;

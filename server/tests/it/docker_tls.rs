@@ -9,117 +9,12 @@
 //! sandboxes, as on a real remote host: their workspaces are volumes there,
 //! and the agent is uploaded into each and reached over its exec's streams.
 
+use crate::common::tls_docker::{cert_path, issue, make_ca, run, TlsDocker};
 use crate::common::{self, paddock_command, rest::Rest, start_with};
 use app::domain::EventKind;
 use serde_json::json;
-use server::config::DEFAULT_IMAGE;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn openssl(dir: &Path, args: &[&str]) {
-    run(Command::new("openssl").current_dir(dir).args(args));
-}
-
-/// A P-256 key and a certificate for `subject`, signed by the CA in
-/// `ca_dir` with `extensions`.
-fn issue(dir: &Path, ca_dir: &Path, name: &str, subject: &str, extensions: &str) {
-    let key = format!("{name}-key.pem");
-    let csr = format!("{name}.csr");
-    let ext = format!("{name}.ext");
-    std::fs::write(dir.join(&ext), extensions).unwrap();
-    openssl(
-        dir,
-        &[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            &key,
-            "-out",
-            &csr,
-            "-subj",
-            subject,
-        ],
-    );
-    let ca_cert = ca_dir.join("ca.pem");
-    let ca_key = ca_dir.join("ca-key.pem");
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            &csr,
-            "-CA",
-            ca_cert.to_str().unwrap(),
-            "-CAkey",
-            ca_key.to_str().unwrap(),
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-out",
-            &format!("{name}-cert.pem"),
-            "-extfile",
-            &ext,
-        ],
-    );
-}
-
-fn make_ca(dir: &Path, subject: &str) {
-    std::fs::create_dir_all(dir).unwrap();
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            "ca-key.pem",
-            "-out",
-            "ca.pem",
-            "-days",
-            "2",
-            "-subj",
-            subject,
-        ],
-    );
-}
-
-/// A folder `folder` as `DOCKER_CERT_PATH` wants it: `ca`'s ca.pem, and
-/// the certificate and key issued as `name` in `client`.
-fn cert_path(folder: PathBuf, ca: &Path, client: &Path, name: &str) -> PathBuf {
-    std::fs::create_dir_all(&folder).unwrap();
-    std::fs::copy(ca.join("ca.pem"), folder.join("ca.pem")).unwrap();
-    std::fs::copy(
-        client.join(format!("{name}-cert.pem")),
-        folder.join("cert.pem"),
-    )
-    .unwrap();
-    std::fs::copy(
-        client.join(format!("{name}-key.pem")),
-        folder.join("key.pem"),
-    )
-    .unwrap();
-    folder
-}
+use std::path::Path;
+use std::process::Command;
 
 /// Runs Paddock (Docker sandboxes) over `home` with `env`, until it exits
 /// or listens; whether it failed, and all it said.
@@ -146,163 +41,36 @@ async fn get(paddock: &Rest, path: &str) -> reqwest::Response {
         .unwrap()
 }
 
-/// The second daemon: stopped (its containers first) when dropped.
-struct Daemon {
-    child: std::process::Child,
-    host: String,
-    certs: PathBuf,
-}
-
-impl Daemon {
-    /// The Docker CLI, talking to this daemon over TLS.
-    fn docker(&self) -> Command {
-        let mut cmd = Command::new("docker");
-        cmd.env("DOCKER_HOST", &self.host)
-            .env("DOCKER_TLS_VERIFY", "1")
-            .env("DOCKER_CERT_PATH", &self.certs);
-        cmd
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Ok(out) = self.docker().args(["ps", "-aq"]).output() {
-            for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-                let _ = self.docker().args(["rm", "-f", id]).output();
-            }
-        }
-        // A graceful stop, so that it unmounts what it mounted.
-        let pid = rustix::process::Pid::from_raw(self.child.id() as i32).unwrap();
-        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while self.child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test]
 async fn sandboxes_run_on_a_docker_host_reached_with_mutual_tls() {
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
-    let (ca, rogue_ca, certs) = (dir.join("ca"), dir.join("rogue-ca"), dir.join("certs"));
-    make_ca(&ca, "/CN=paddock test CA");
+    let daemon = TlsDocker::start(dir).await;
+    let client_certs = daemon.client_certs.clone();
+    let rogue_ca = dir.join("rogue-ca");
     make_ca(&rogue_ca, "/CN=someone else's CA");
-    std::fs::create_dir_all(&certs).unwrap();
     issue(
-        &certs,
-        &ca,
-        "daemon",
-        "/CN=127.0.0.1",
-        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
-    );
-    issue(
-        &certs,
-        &ca,
-        "client",
-        "/CN=paddock",
-        "extendedKeyUsage=clientAuth\n",
-    );
-    issue(
-        &certs,
+        &daemon.issued,
         &rogue_ca,
         "rogue",
         "/CN=paddock",
         "extendedKeyUsage=clientAuth\n",
     );
-    let client_certs = cert_path(dir.join("client-docker"), &ca, &certs, "client");
-    let rogue_certs = cert_path(dir.join("rogue-docker"), &ca, &certs, "rogue");
+    let rogue_certs = cert_path(
+        dir.join("rogue-docker"),
+        &daemon.ca,
+        &daemon.issued,
+        "rogue",
+    );
     // The right client certificate, but another CA's ca.pem.
-    let wrong_ca = cert_path(dir.join("wrong-ca-docker"), &rogue_ca, &certs, "client");
-
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let host = format!("tcp://127.0.0.1:{port}");
-    let state = dir.join("dockerd");
-    std::fs::create_dir_all(&state).unwrap();
-    // None of this machine's daemon configuration, and containerd
-    // namespaces of its own should it share a system containerd.
-    std::fs::write(state.join("daemon.json"), "{}").unwrap();
-    let tls = |name: &str| certs.join(name).to_str().unwrap().to_owned();
-    let child = Command::new("setpriv")
-        // Gone with this test's thread even if the test process dies.
-        .args(["--pdeathsig=TERM", "--", "dockerd", "--tlsverify"])
-        .args(["--tlscacert", &ca.join("ca.pem").to_string_lossy()])
-        .args([
-            "--tlscert",
-            &tls("daemon-cert.pem"),
-            "--tlskey",
-            &tls("daemon-key.pem"),
-        ])
-        .args(["-H", &host])
-        .arg("--data-root")
-        .arg(state.join("root"))
-        .arg("--exec-root")
-        .arg(state.join("exec"))
-        .arg("--pidfile")
-        .arg(state.join("dockerd.pid"))
-        .arg("--config-file")
-        .arg(state.join("daemon.json"))
-        .args(["--containerd-namespace", "paddock-tls-test"])
-        .args(["--containerd-plugins-namespace", "paddock-tls-test-plugins"])
-        .args([
-            "--iptables=false",
-            "--bridge=none",
-            "--storage-driver=overlay2",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(state.join("dockerd.log")).unwrap())
-        .spawn()
-        .unwrap();
-    let daemon = Daemon {
-        child,
-        host: host.clone(),
-        certs: client_certs.clone(),
-    };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !daemon
-        .docker()
-        .arg("info")
-        .output()
-        .unwrap()
-        .status
-        .success()
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the second dockerd did not answer: {}",
-            std::fs::read_to_string(state.join("dockerd.log")).unwrap_or_default()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    // Its own image store: the agent image, from this machine's daemon.
-    let mut save = Command::new("docker")
-        .args(["save", DEFAULT_IMAGE])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    run(daemon
-        .docker()
-        .arg("load")
-        .stdin(save.stdout.take().unwrap()));
-    assert!(
-        save.wait().unwrap().success(),
-        "docker save {DEFAULT_IMAGE}"
+    let wrong_ca = cert_path(
+        dir.join("wrong-ca-docker"),
+        &rogue_ca,
+        &daemon.issued,
+        "client",
     );
 
-    let docker_env = |certs: &Path| {
-        vec![
-            ("DOCKER_HOST", host.clone()),
-            ("DOCKER_TLS_VERIFY", "1".to_owned()),
-            ("DOCKER_CERT_PATH", certs.to_str().unwrap().to_owned()),
-        ]
-    };
+    let docker_env = |certs: &Path| daemon.env(certs);
     let home = dir.join("home");
     // A client certificate from another CA: the daemon refuses it; and a
     // daemon whose certificate does not chain to ca.pem is not trusted,
