@@ -178,7 +178,7 @@ impl ConfinedFolder {
             Errno::NOENT => FileError::NotFound(path.to_owned()),
             e => io_error(path, e),
         })?;
-        // `O_PATH` takes no other flags (`openat2` refuses them).
+        // `openat2` refuses `O_NOCTTY` beside `O_PATH`.
         let extra = if flags.contains(OFlags::PATH) {
             OFlags::CLOEXEC
         } else {
@@ -435,6 +435,11 @@ impl ConfinedFolder {
     /// sorted; names that are not UTF-8, which no path of the workspace
     /// can spell, are left out.
     pub(crate) fn names(&self, path: &str) -> Result<Vec<(String, FileKind)>, FileError> {
+        self.read_folder(path).map(|(_, names)| names)
+    }
+
+    /// [`Self::names`], and the folder, open.
+    fn read_folder(&self, path: &str) -> Result<(OwnedFd, Vec<(String, FileKind)>), FileError> {
         let fd = self.open(path, OFlags::DIRECTORY | OFlags::RDONLY, Mode::empty())?;
         let dir = rfs::Dir::read_from(&fd).map_err(|e| io_error(path, e))?;
         let mut names = Vec::new();
@@ -458,41 +463,32 @@ impl ConfinedFolder {
             names.push((name.to_owned(), kind));
         }
         names.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        Ok(names)
+        Ok((fd, names))
     }
 
-    /// The entries of a folder, sorted by name.
+    /// The entries of a folder, sorted by name (as [`Self::names`]).
     pub fn list(&self, path: &str) -> Result<Vec<Entry>, FileError> {
         if relative(path)? == Path::new(".") && !self.root.exists() {
             return Ok(Vec::new());
         }
-        let fd = self.open(path, OFlags::DIRECTORY | OFlags::RDONLY, Mode::empty())?;
-        let dir = rfs::Dir::read_from(&fd).map_err(|e| io_error(path, e))?;
-        let mut entries = Vec::new();
-        for entry in dir {
-            let entry = entry.map_err(|e| io_error(path, e))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name == "." || name == ".." {
-                continue;
-            }
-            let stat = match rfs::statat(&fd, entry.file_name(), rfs::AtFlags::SYMLINK_NOFOLLOW) {
-                Ok(stat) => stat,
-                // Gone since the folder was read.
-                Err(Errno::NOENT) => continue,
-                Err(e) => return Err(io_error(path, e)),
+        let (fd, names) = self.read_folder(path)?;
+        let mut entries = Vec::with_capacity(names.len());
+        for (name, kind) in names {
+            let size = match kind {
+                FileKind::Folder => 0,
+                _ => match rfs::statat(&fd, name.as_str(), rfs::AtFlags::SYMLINK_NOFOLLOW) {
+                    Ok(stat) => u64::try_from(stat.st_size).unwrap_or(0),
+                    // Gone since the folder was read.
+                    Err(Errno::NOENT) => continue,
+                    Err(e) => return Err(io_error(path, e)),
+                },
             };
-            let is_dir = rfs::FileType::from_raw_mode(stat.st_mode) == rfs::FileType::Directory;
             entries.push(Entry {
                 name,
-                is_dir,
-                size: if is_dir {
-                    0
-                } else {
-                    u64::try_from(stat.st_size).unwrap_or(0)
-                },
+                is_dir: kind == FileKind::Folder,
+                size,
             });
         }
-        entries.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(entries)
     }
 }

@@ -25,7 +25,7 @@ use paddock_sandbox_agent::{
     record, Exec, ExecExit, Kind, ProcessSignal, Records, SignalGroup, GROUP_HEADER, PROTOCOL,
     STDIO_HELLO,
 };
-use rustix::process::{kill_process_group, Pid, Signal};
+use rustix::process::{kill_process_group, test_kill_process_group, Pid, Signal};
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::os::fd::AsFd;
@@ -121,21 +121,22 @@ fn main() -> ExitCode {
 type Groups = Arc<Mutex<HashMap<i32, Reach>>>;
 
 /// What a command's pid leads.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 enum Reach {
-    /// Its process group (`/exec`, `/spawn`).
-    Group,
+    /// Its process group (`/exec`, `/spawn`), and whether `/signal` has
+    /// asked it to end.
+    Group(Arc<AtomicBool>),
     /// Its session: a terminal's shell and every job it started.
     Session,
 }
 
 /// Kills everything `leader` leads.
-fn end(leader: i32, reach: Reach) {
+fn end(leader: i32, reach: &Reach) {
     let Some(pid) = Pid::from_raw(leader) else {
         return;
     };
     match reach {
-        Reach::Group => {
+        Reach::Group(_) => {
             let _ = kill_process_group(pid, Signal::KILL);
         }
         Reach::Session => pty::kill_session(pid),
@@ -190,7 +191,7 @@ async fn serve(
             .await
     };
     for (leader, reach) in groups.lock().map(|g| g.clone()).unwrap_or_default() {
-        end(leader, reach);
+        end(leader, &reach);
     }
     served.map_err(std::io::Error::other)
 }
@@ -233,14 +234,23 @@ async fn route(request: Request<Incoming>, groups: Groups) -> Result<Response<Bo
 }
 
 /// `/signal`: the signal, to the whole group of a command this agent runs
-/// (never a terminal's session, nor any other process).
+/// (never a terminal's session, nor any other process). One that asks it
+/// to end (`INT`, `TERM`, `HUP`, `QUIT`) lets the rest of the group finish
+/// ending should the command end first ([`run`]).
 fn signal(asked: SignalGroup, groups: &Groups) -> Response<Body> {
-    let runs = groups
-        .lock()
-        .is_ok_and(|g| matches!(g.get(&asked.leader), Some(Reach::Group)));
-    let Some(leader) = Pid::from_raw(asked.leader).filter(|_| runs) else {
+    let asked_to_end = groups.lock().ok().and_then(|g| match g.get(&asked.leader) {
+        Some(Reach::Group(asked_to_end)) => Some(asked_to_end.clone()),
+        _ => None,
+    });
+    let Some((leader, asked_to_end)) = Pid::from_raw(asked.leader).zip(asked_to_end) else {
         return answer(StatusCode::NOT_FOUND, "no such command runs");
     };
+    if matches!(
+        asked.signal,
+        ProcessSignal::Int | ProcessSignal::Term | ProcessSignal::Hup | ProcessSignal::Quit
+    ) {
+        asked_to_end.store(true, Ordering::SeqCst);
+    }
     let signal = match asked.signal {
         ProcessSignal::Int => Signal::INT,
         ProcessSignal::Term => Signal::TERM,
@@ -332,7 +342,11 @@ async fn feed(mut body: Incoming, mut records: Records, mut stdin: tokio::proces
 
 /// Starts the command (its stdin fed from `stdin`'s records: `/spawn`, or
 /// none: `/exec`) and answers with its output as it comes, then how it
-/// ended; a server that stops listening (Stop) kills its group.
+/// ended. Its group is killed when it ends, at its time limit, and when the
+/// server stops listening; a command asked to end (`/signal`, Stop) that
+/// ends while others of its group still run leaves them until they end too
+/// or the server stops listening, so that they finish ending (git removing
+/// its lock file, under a shell that ended at once).
 fn run(exec: Exec, stdin: Option<(Incoming, Records)>, groups: Groups) -> Response<Body> {
     let Some((program, args)) = exec.argv.split_first() else {
         return answer(StatusCode::BAD_REQUEST, "nothing to run: argv is empty");
@@ -340,6 +354,7 @@ fn run(exec: Exec, stdin: Option<(Incoming, Records)>, groups: Groups) -> Respon
     let mut command = tokio::process::Command::new(program);
     command
         .args(args)
+        .env("PWD", &exec.cwd)
         .envs(exec.env.iter().map(|(k, v)| (k, v)))
         .current_dir(&exec.cwd)
         .stdin(if stdin.is_some() {
@@ -362,11 +377,13 @@ fn run(exec: Exec, stdin: Option<(Incoming, Records)>, groups: Groups) -> Respon
     };
     let id = child.id().map(|id| id as i32);
     let group = id.and_then(Pid::from_raw);
+    let asked_to_end = Arc::new(AtomicBool::new(false));
     if let Some(id) = id {
         if let Ok(mut groups) = groups.lock() {
-            groups.insert(id, Reach::Group);
+            groups.insert(id, Reach::Group(asked_to_end.clone()));
         }
     }
+    let group_runs = move || group.is_some_and(|g| test_kill_process_group(g).is_ok());
     // Once the command is reaped and its group killed, its id may be
     // another's: nothing is killed through it any more.
     let reaped = Arc::new(AtomicBool::new(false));
@@ -396,7 +413,10 @@ fn run(exec: Exec, stdin: Option<(Incoming, Records)>, groups: Groups) -> Respon
         let mut timed_out = false;
         let mut outputs = Outputs::new(stdout, stderr);
         let mut status = None;
-        while !(status.is_some() && outputs.done()) {
+        // The command ended when asked to, and others of its group run on.
+        let mut lingering = false;
+        let mut linger_check = tokio::time::interval(Duration::from_millis(50));
+        while !(status.is_some() && outputs.done() && !lingering) {
             tokio::select! {
                 read = outputs.next(), if !outputs.done() => {
                     if let Some(record) = read {
@@ -406,24 +426,34 @@ fn run(exec: Exec, stdin: Option<(Incoming, Records)>, groups: Groups) -> Respon
                     }
                 }
                 exited = child.wait(), if status.is_none() => {
-                    // Whatever it left running in its group goes with it.
-                    kill();
-                    reaped.store(true, Ordering::SeqCst);
-                    forget(&groups, id);
+                    lingering = asked_to_end.load(Ordering::SeqCst) && group_runs();
+                    if !lingering {
+                        // Whatever it left running in its group goes with it.
+                        kill();
+                        reaped.store(true, Ordering::SeqCst);
+                        forget(&groups, id);
+                    }
                     status = Some(exited);
                     drain.as_mut().reset(tokio::time::Instant::now() + DRAIN_AFTER_EXIT);
+                }
+                _ = linger_check.tick(), if lingering => {
+                    if !group_runs() {
+                        lingering = false;
+                        reaped.store(true, Ordering::SeqCst);
+                        forget(&groups, id);
+                    }
                 }
                 () = &mut timeout, if !timed_out && status.is_none() => {
                     timed_out = true;
                     kill();
                 }
-                () = &mut drain, if status.is_some() => break,
+                () = &mut drain, if status.is_some() && !lingering => break,
                 () = tx.closed() => {
                     kill();
                     if status.is_none() {
                         let _ = child.wait().await;
-                        forget(&groups, id);
                     }
+                    forget(&groups, id);
                     return;
                 }
             }

@@ -135,7 +135,7 @@ pub fn open(start: Pty, body: Incoming, records: Records, groups: Groups) -> Res
                 if let Some(pid) = Pid::from_raw(leader) {
                     let _ = kill_process(pid, Signal::KILL);
                 }
-                super::end(leader, Reach::Session);
+                super::end(leader, &Reach::Session);
             }
         }
     };

@@ -135,7 +135,7 @@ impl Paddock {
             .map_err(refused)?;
         // Up to one byte past what is shown: a file that grew meanwhile is
         // then too large, as it is.
-        let mut data = Vec::with_capacity(download.size as usize);
+        let mut data = Vec::with_capacity(download.size.min(VIEW_MAX_BYTES as u64 + 1) as usize);
         let mut body = download.body;
         while let Some(chunk) = body.next().await {
             let chunk = chunk.map_err(|e| {

@@ -2,28 +2,45 @@
 
 use super::{at, base, join, start, Bounds, GlobMatches, GlobQuery, SearchError, DEPTH_MAX};
 use crate::folder::{ConfinedFolder, FileKind};
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
+
+/// Characters of one pattern.
+const PATTERN_MAX_CHARS: usize = 4096;
+/// `/`-separated parts of one pattern.
+const SEGMENTS_MAX: usize = 128;
 
 pub fn glob(
     folder: &ConfinedFolder,
     query: &GlobQuery,
     bounds: &Bounds,
 ) -> Result<GlobMatches, SearchError> {
+    let parsed = query
+        .patterns
+        .iter()
+        .map(|p| Segment::parse(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let base = base(&query.dir)?;
     let mut globbed = Globbed {
         folder,
         bounds,
-        base: base(&query.dir)?,
+        base: base.clone(),
         kept: BTreeSet::new(),
         total: 0,
         max: query.max_results,
+        seen: None,
     };
-    match start(folder, &query.dir)? {
+    match start(folder, &base)? {
         None => {}
         Some(FileKind::Folder) => {
-            for pattern in &query.patterns {
-                let (segments, folders_only) = Segment::parse(pattern);
+            for (segments, folders_only) in parsed {
+                // A pattern that reaches a path in more ways than one
+                // (`**/a/**`) counts it once.
+                let globstars = segments
+                    .iter()
+                    .filter(|s| matches!(s, Segment::Globstar))
+                    .count();
+                globbed.seen = (globstars > 1).then(HashSet::new);
                 if !segments.is_empty() {
-                    let base = globbed.base.clone();
                     globbed.expand(&base, &segments, folders_only, 0)?;
                 }
             }
@@ -45,6 +62,8 @@ struct Globbed<'a> {
     kept: BTreeSet<String>,
     total: usize,
     max: usize,
+    /// What the pattern under way found, where it may find a path twice.
+    seen: Option<HashSet<String>>,
 }
 
 impl Globbed<'_> {
@@ -64,6 +83,11 @@ impl Globbed<'_> {
         let folder = self.is_folder(path, kind);
         if folders_only && !folder {
             return;
+        }
+        if let Some(seen) = &mut self.seen {
+            if !seen.insert(path.to_owned()) {
+                return;
+            }
         }
         self.total += 1;
         self.kept.insert(if folder {
@@ -106,6 +130,7 @@ impl Globbed<'_> {
                     self.found(dir, FileKind::Folder, folders_only);
                 }
                 for (name, kind) in self.visible(dir) {
+                    self.bounds.check()?;
                     let path = join(dir, &name);
                     if kind == FileKind::Folder {
                         self.expand(&path, segments, folders_only, depth + 1)?;
@@ -118,6 +143,7 @@ impl Globbed<'_> {
                 // No folder, then one more.
                 self.expand(dir, rest, folders_only, depth)?;
                 for (name, kind) in self.visible(dir) {
+                    self.bounds.check()?;
                     if kind == FileKind::Folder {
                         self.expand(&join(dir, &name), segments, folders_only, depth + 1)?;
                     }
@@ -136,6 +162,7 @@ impl Globbed<'_> {
             Segment::Pattern(pattern) => {
                 let names = self.folder.names(at(dir)).unwrap_or_default();
                 for (name, kind) in names {
+                    self.bounds.check()?;
                     if !pattern.matches(&name) {
                         continue;
                     }
@@ -164,11 +191,25 @@ enum Segment {
 
 impl Segment {
     /// The segments of `pattern`, and whether it ends with `/` (folders
-    /// only). Empty and `.` segments are left out.
-    fn parse(pattern: &str) -> (Vec<Segment>, bool) {
-        let segments = pattern
+    /// only). Empty and `.` segments are left out, and `**/**` is `**`.
+    fn parse(pattern: &str) -> Result<(Vec<Segment>, bool), SearchError> {
+        if pattern.chars().count() > PATTERN_MAX_CHARS {
+            return Err(SearchError::BadPattern(format!(
+                "a glob pattern has at most {PATTERN_MAX_CHARS} characters"
+            )));
+        }
+        let mut parts: Vec<&str> = pattern
             .split('/')
             .filter(|s| !s.is_empty() && *s != ".")
+            .collect();
+        parts.dedup_by(|a, b| *a == "**" && *b == "**");
+        if parts.len() > SEGMENTS_MAX {
+            return Err(SearchError::BadPattern(format!(
+                "a glob pattern has at most {SEGMENTS_MAX} folders"
+            )));
+        }
+        let segments = parts
+            .into_iter()
             .map(|s| {
                 if s == "**" {
                     return Segment::Globstar;
@@ -187,7 +228,7 @@ impl Segment {
                 }
             })
             .collect();
-        (segments, pattern.ends_with('/'))
+        Ok((segments, pattern.ends_with('/')))
     }
 }
 
@@ -281,8 +322,12 @@ impl NamePattern {
             };
             match (rest.get(i + 1), rest.get(i + 2)) {
                 (Some('-'), Some(&end)) if end != ']' => {
+                    let (end, used) = match (end, rest.get(i + 3)) {
+                        ('\\', Some(&escaped)) => (escaped, 4),
+                        _ => (end, 3),
+                    };
                     items.push(ClassItem::Range(c, end));
-                    i += 3;
+                    i += used;
                 }
                 _ => {
                     items.push(ClassItem::Char(c));
@@ -441,5 +486,41 @@ mod tests {
         let found = glob(&ws, &query, &bounds()).unwrap();
         assert_eq!(found.paths, ["f00", "f01", "f02"]);
         assert_eq!(found.total, 40);
+    }
+
+    #[test]
+    fn globstars_in_a_row_are_one_and_a_path_counts_once() {
+        let (_d, ws) = ws();
+        for path in ["a/a/x.rs", "a/y.rs", "z.rs"] {
+            ws.write(path, b"").unwrap();
+        }
+        let counted = |pattern: &str| {
+            let query = GlobQuery {
+                patterns: vec![pattern.into()],
+                dir: ".".into(),
+                max_results: 100,
+            };
+            glob(&ws, &query, &bounds()).unwrap()
+        };
+        let once = counted("**/*.rs");
+        assert_eq!(once.paths, ["a/a/x.rs", "a/y.rs", "z.rs"]);
+        assert_eq!(counted(&"**/".repeat(1000)).paths, ["a/", "a/a/"]);
+        assert_eq!(counted("**/**/**/*.rs"), once);
+        // Two ways to a/a/x.rs: one match.
+        let twice = counted("**/a/**/*.rs");
+        assert_eq!(twice.paths, ["a/a/x.rs", "a/y.rs"]);
+        assert_eq!(twice.total, 2);
+        // Patterns too long to walk are refused, not walked.
+        let deep = GlobQuery {
+            patterns: vec!["a/".repeat(200)],
+            dir: "a/../.".into(),
+            max_results: 100,
+        };
+        assert!(matches!(
+            glob(&ws, &deep, &bounds()),
+            Err(SearchError::BadPattern(_))
+        ));
+        let m = |p: &str, n: &str| NamePattern(NamePattern::tokens(p)).matches(n);
+        assert!(m(r"[a-\z]", "q") && !m(r"[a-\z]", "\\"));
     }
 }

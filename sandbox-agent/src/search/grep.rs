@@ -5,18 +5,22 @@ use super::{at, base, join, start, Bounds, GrepMatches, GrepQuery, SearchError, 
 use crate::folder::{ConfinedFolder, FileKind, MOUNT_POINT};
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
 use ignore::overrides::{Override, OverrideBuilder};
+use ignore::Match;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 /// Characters of a matching line shown; the rest is said to be left out.
 const LINE_SHOWN_CHARS: usize = 500;
 const LINE_CUT_MARK: &str = " [... omitted end of long line]";
-/// Bytes of one line searched; a longer line is searched in its start.
-const LINE_MAX_BYTES: u64 = 16 * 1024 * 1024;
+/// Bytes of one line searched: a longer line is searched in its start, and
+/// the rest of its file is passed over.
+const LINE_MAX_BYTES: u64 = 4 * 1024 * 1024;
 /// Bytes at a file's start looked at for a NUL (a binary file).
 const BINARY_PROBE_BYTES: usize = 8 * 1024;
-/// Ignore files read at most, in bytes.
-const IGNORE_FILE_MAX_BYTES: usize = 1024 * 1024;
+/// Bytes read between two looks at the search's bounds.
+const CHECK_EVERY_BYTES: u64 = 1024 * 1024;
+/// Bytes of an ignore file read (what is past them is left out).
+const IGNORE_FILE_MAX_BYTES: usize = 64 * 1024;
 
 pub fn grep(
     folder: &ConfinedFolder,
@@ -36,7 +40,7 @@ pub fn grep(
         cap: query.output_cap,
         truncated: false,
     };
-    match start(folder, &query.dir)? {
+    match start(folder, &base)? {
         None => {}
         Some(FileKind::Folder) => {
             let filter = match &query.file_glob {
@@ -136,7 +140,7 @@ impl Grepped<'_> {
     fn walk(&mut self, base: &str, filter: Option<&Override>) -> Result<(), SearchError> {
         let above = self.ancestors(base);
         let mut levels: Vec<Level> = Vec::new();
-        self.enter(&mut levels, base.to_owned());
+        self.enter(&mut levels, base.to_owned())?;
         while let Some(level) = levels.last_mut() {
             let Some((name, kind)) = level.left.pop() else {
                 levels.pop();
@@ -144,25 +148,36 @@ impl Grepped<'_> {
             };
             self.bounds.check()?;
             let path = join(&level.dir, &name);
-            if name.starts_with('.') || !matches!(kind, FileKind::Folder | FileKind::File) {
+            if !matches!(kind, FileKind::Folder | FileKind::File) {
                 continue;
             }
             let is_dir = kind == FileKind::Folder;
             let full = mounted(&path);
-            let ignored = levels
-                .iter()
-                .rev()
-                .filter_map(|l| l.ignore.as_ref())
-                .chain(above.iter().rev())
-                .map(|rules| rules.matched(&full, is_dir))
-                .find(|m| !m.is_none())
-                .is_some_and(|m| m.is_ignore());
-            if ignored || filter.is_some_and(|f| f.matched(&full, is_dir).is_ignore()) {
+            // As ripgrep weighs them: the file glob first (what it names is
+            // searched, hidden or ignored), then hidden names, then the
+            // nearest ignore rule that says something.
+            let filtered = filter.map_or(Match::None, |f| f.matched(&full, is_dir));
+            let skipped = match filtered {
+                Match::Whitelist(_) => false,
+                Match::Ignore(_) => true,
+                Match::None => {
+                    name.starts_with('.')
+                        || levels
+                            .iter()
+                            .rev()
+                            .filter_map(|l| l.ignore.as_ref())
+                            .chain(above.iter().rev())
+                            .map(|rules| rules.matched(&full, is_dir))
+                            .find(|m| !m.is_none())
+                            .is_some_and(|m| m.is_ignore())
+                }
+            };
+            if skipped {
                 continue;
             }
             if is_dir {
                 if levels.len() <= DEPTH_MAX {
-                    self.enter(&mut levels, path);
+                    self.enter(&mut levels, path)?;
                 }
             } else if !self.file(&path)? {
                 return Ok(());
@@ -172,9 +187,10 @@ impl Grepped<'_> {
     }
 
     /// Adds folder `dir` to the walk (nothing, where it cannot be read).
-    fn enter(&self, levels: &mut Vec<Level>, dir: String) {
+    fn enter(&self, levels: &mut Vec<Level>, dir: String) -> Result<(), SearchError> {
+        self.bounds.check()?;
         let Ok(mut names) = self.folder.names(at(&dir)) else {
-            return;
+            return Ok(());
         };
         let ignore = self.ignore_rules(&dir, &names);
         names.reverse();
@@ -183,6 +199,7 @@ impl Grepped<'_> {
             left: names,
             ignore,
         });
+        Ok(())
     }
 
     /// Searches file `path`; `false` once the output is full.
@@ -198,7 +215,7 @@ impl Grepped<'_> {
             _ => return Ok(true),
         }
         let mut line = Vec::new();
-        let mut number = 0u64;
+        let (mut number, mut unchecked) = (0u64, 0u64);
         loop {
             line.clear();
             let read = (&mut reader)
@@ -209,14 +226,15 @@ impl Grepped<'_> {
                 Ok(_) => {}
             }
             number += 1;
-            if number.is_multiple_of(4096) {
+            unchecked += line.len() as u64 + 64;
+            if unchecked >= CHECK_EVERY_BYTES {
                 self.bounds.check()?;
+                unchecked = 0;
             }
+            // A line past the bound is the file's last searched.
+            let last = line.last() != Some(&b'\n') && line.len() as u64 == LINE_MAX_BYTES;
             if line.last() == Some(&b'\n') {
                 line.pop();
-            } else if line.len() as u64 == LINE_MAX_BYTES {
-                // The rest of a very long line.
-                let _ = reader.skip_until(b'\n');
             }
             if line.contains(&0) {
                 // Binary after all: what came before it stands.
@@ -224,6 +242,9 @@ impl Grepped<'_> {
             }
             if self.regex.is_match(&line) && !self.matched(path, number, &line) {
                 return Ok(false);
+            }
+            if last {
+                return Ok(true);
             }
         }
     }
@@ -300,6 +321,23 @@ mod tests {
             ".hidden/c.rs:1:main\n"
         );
         assert_eq!(grepped(&ws, "./app.log", "ma.n", None), "app.log:1:main\n");
+        // What the file glob names is searched, ignored or hidden.
+        assert_eq!(grepped(&ws, ".", "main", Some("*.log")), "app.log:1:main\n");
+        assert_eq!(
+            grepped(&ws, "keep/../src", "main", Some("*.txt")),
+            "src/b.txt:1:main here\n"
+        );
+        // A line past the bound is searched in its start, and the rest of
+        // its file is passed over.
+        let mut huge = vec![b'x'; LINE_MAX_BYTES as usize + 10];
+        huge.extend_from_slice(b"main\nmain\n");
+        ws.write("huge/one.txt", &huge).unwrap();
+        assert_eq!(grepped(&ws, "huge", "main", None), "");
+        let start = grepped(&ws, "huge", "^x{5}", None);
+        assert_eq!(
+            start,
+            format!("huge/one.txt:1:{}{LINE_CUT_MARK}\n", "x".repeat(500))
+        );
         let query = |pattern: &str, dir: &str| GrepQuery {
             pattern: pattern.into(),
             dir: dir.into(),

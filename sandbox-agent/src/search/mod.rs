@@ -5,17 +5,18 @@
 //! workspace, even under a link planted while it runs; nothing is run, so
 //! a pattern is only ever a pattern.
 //!
-//! - [`glob`]: bash's globbing (`globstar` on, `dotglob` off, the C
-//!   locale): `*`, `?` and `[…]` within one name, `**` any number of
+//! - [`glob`]: bash's globbing (`globstar` on, `dotglob` off), a
+//!   character at a time: `*`, `?` and `[…]` within one name, `**` any number of
 //!   folders (links to folders are not entered), a name starting with `.`
 //!   matched only where the pattern spells the dot, a trailing `/` for
 //!   folders only; a pattern without wildcards finds the path if it is
 //!   there. `{a,b}` is the caller's to expand.
 //! - [`grep`]: lines matching a regular expression (the `regex` crate's
 //!   syntax, as ripgrep's), ripgrep's way: hidden files and folders, links
-//!   and what `.gitignore` and `.ignore` files exclude are skipped, binary
-//!   files (a NUL byte) left out, files in path order, long lines cut. A
-//!   file named itself is searched whatever it is called.
+//!   and what `.gitignore` and `.ignore` files exclude are skipped (what
+//!   the file glob names is searched all the same), binary files (a NUL
+//!   byte) left out, files in path order, long lines cut. A file named
+//!   itself is searched whatever it is called.
 
 mod glob;
 mod grep;
@@ -26,7 +27,6 @@ pub use grep::grep;
 use crate::folder::{ConfinedFolder, FileError, FileKind};
 use serde::{Deserialize, Serialize};
 use std::future::Future;
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -44,7 +44,7 @@ pub struct GlobQuery {
 
 /// What a glob found: paths relative to the workspace, sorted, folders
 /// with a trailing `/`, and how many matched in all.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GlobMatches {
     pub paths: Vec<String>,
     pub total: usize,
@@ -67,7 +67,7 @@ pub struct GrepQuery {
 
 /// Matching lines as `path:line:text`, sorted by path; empty when nothing
 /// matched.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GrepMatches {
     pub lines: String,
     /// Lines were left out to respect the output cap.
@@ -141,12 +141,16 @@ impl Drop for StopOnDrop {
 }
 
 /// Runs `search` on a blocking thread within `timeout`; it stops when
-/// `cancel` completes or this future is dropped.
+/// `cancel` completes or this future is dropped. Its answer is not waited
+/// for past the time limit (and a moment), should the search be slow to
+/// see that it passed.
 pub async fn bounded<T: Send + 'static>(
     timeout: Duration,
     cancel: impl Future<Output = ()>,
     search: impl FnOnce(&Bounds) -> Result<T, SearchError> + Send + 'static,
 ) -> Result<T, SearchError> {
+    // A year stands for a limit too far to count.
+    let timeout = timeout.min(Duration::from_secs(365 * 86_400));
     let stopped = Arc::new(AtomicBool::new(false));
     let _stop = StopOnDrop(stopped.clone());
     let bounds = Bounds {
@@ -157,19 +161,20 @@ pub async fn bounded<T: Send + 'static>(
     tokio::select! {
         done = task => done.unwrap_or_else(|e| Err(SearchError::Failed(e.to_string()))),
         () = cancel => Err(SearchError::Cancelled),
+        () = tokio::time::sleep(timeout + Duration::from_secs(1)) => Err(SearchError::TimedOut),
     }
 }
 
 /// Folders deep a search goes below where it starts.
 const DEPTH_MAX: usize = 256;
 
-/// Where a search starts: `None` for the workspace of a sandbox never
-/// made (there, and empty).
-fn start(folder: &ConfinedFolder, dir: &str) -> Result<Option<FileKind>, SearchError> {
-    if crate::folder::relative(dir)? == Path::new(".") && !folder.root().exists() {
+/// What a search starts from, `base` in [`join`]'s form: `None` for the
+/// workspace of a sandbox never made (there, and empty).
+fn start(folder: &ConfinedFolder, base: &str) -> Result<Option<FileKind>, SearchError> {
+    if base.is_empty() && !folder.root().exists() {
         return Ok(None);
     }
-    Ok(Some(folder.stat(dir)?.kind))
+    Ok(Some(folder.stat(at(base))?.kind))
 }
 
 /// `dir` and `name` as one path of the workspace (`dir` empty: the
@@ -191,17 +196,20 @@ fn at(path: &str) -> &str {
     }
 }
 
-/// `dir` tidied into [`join`]'s form: `.` is empty, no `./`, no trailing
-/// `/`.
+/// `dir` tidied into [`join`]'s form: `.` is empty, no `./`, `a/../b` is
+/// `b`, no trailing `/`.
 fn base(dir: &str) -> Result<String, SearchError> {
-    let rel = crate::folder::relative(dir)?;
-    let parts: Vec<String> = rel
-        .components()
-        .filter_map(|c| match c {
-            std::path::Component::Normal(s) => Some(s.to_string_lossy().into_owned()),
-            _ => None,
-        })
-        .collect();
+    let mut parts: Vec<String> = Vec::new();
+    for c in crate::folder::relative(dir)?.components() {
+        match c {
+            std::path::Component::Normal(s) => parts.push(s.to_string_lossy().into_owned()),
+            // `relative` has made sure it never climbs above the workspace.
+            std::path::Component::ParentDir => {
+                parts.pop();
+            }
+            _ => {}
+        }
+    }
     Ok(parts.join("/"))
 }
 

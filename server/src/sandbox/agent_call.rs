@@ -128,8 +128,10 @@ pub async fn exec(
                 cancelled = true;
                 match group {
                     Some(leader) => {
-                        terminate(signals.clone(), leader).await;
                         grace.as_mut().reset(tokio::time::Instant::now() + STOP_GRACE);
+                        // Sent beside the reading of the answer, which goes
+                        // on meanwhile.
+                        tokio::spawn(terminate(signals.clone(), leader));
                     }
                     None => break,
                 }
@@ -175,18 +177,29 @@ async fn terminate(connection: AgentConnection, leader: u32) {
         leader: leader as i32,
         signal: ProcessSignal::Term,
     };
-    let call = serde_json::to_vec(&asked).ok().and_then(|body| {
-        hyper::Request::post("/signal")
-            .body(Full::new(Bytes::from(body)).boxed())
-            .ok()
-    });
-    let Some(call) = call else { return };
-    match tokio::time::timeout(SECRET_TIMEOUT, request(connection, call)).await {
-        Ok(Ok(answer)) if answer.status().is_success() => {}
-        Ok(Ok(answer)) => tracing::debug!("no SIGTERM for group {leader}: {}", answer.status()),
-        Ok(Err(e)) => tracing::debug!("no SIGTERM for group {leader}: {e}"),
-        Err(_) => tracing::debug!("no SIGTERM for group {leader}: the agent did not answer"),
+    let body = serde_json::to_vec(&asked).unwrap_or_default();
+    match ask(connection, "/signal", body, STOP_GRACE).await {
+        Ok(answer) if answer.status().is_success() => {}
+        Ok(answer) => tracing::debug!("no SIGTERM for group {leader}: {}", answer.status()),
+        Err(why) => tracing::debug!("no SIGTERM for group {leader}: {why}"),
     }
+}
+
+/// Asks the agent `op` with `body`: its answer, once it starts within
+/// `within`, or why not.
+pub(super) async fn ask(
+    connection: AgentConnection,
+    op: &str,
+    body: Vec<u8>,
+    within: Duration,
+) -> std::result::Result<hyper::Response<Incoming>, String> {
+    let call = hyper::Request::post(op)
+        .body::<RequestBody>(Full::new(Bytes::from(body)).boxed())
+        .map_err(|e| e.to_string())?;
+    tokio::time::timeout(within, request(connection, call))
+        .await
+        .map_err(|_| "the sandbox agent did not answer in time".to_owned())?
+        .map_err(|e| e.to_string())
 }
 
 /// The exit code as a shell gives it: 128 + the signal for a command a

@@ -10,17 +10,17 @@
 //! [`STREAMS_PER_SESSION`] at once, and one its reader stops taking for a
 //! minute is dropped, so the session's commands always get through.
 
-use super::agent_call::request;
-use super::agent_link::{AgentConnection, RequestBody};
+use super::agent_call::ask;
+use super::agent_link::AgentConnection;
 use super::workspace::{
-    relative, ByteStream, Download, Entry, FileError, FileKind, GlobMatches, GlobQuery,
-    GrepMatches, GrepQuery, SearchError, SearchLimits, Stat, Workspace, READ_MAX_BYTES,
+    relative, ByteStream, Download, Entry, FileError, GlobMatches, GlobQuery, GrepMatches,
+    GrepQuery, SearchError, SearchLimits, Stat, Workspace, READ_MAX_BYTES,
 };
 use super::Sandbox;
 use app::domain::SessionId;
 use bytes::Bytes;
 use futures_util::StreamExt;
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use paddock_sandbox_agent::archive::STALL;
 use paddock_sandbox_agent::search::Timed;
@@ -108,21 +108,18 @@ impl<'a> AgentWorkspace<'a> {
     }
 
     /// A search (`/fs/glob`, `/fs/grep`) by the agent, within the limits'
-    /// time; Stop abandons it (and the agent stops it).
+    /// time; Stop abandons it (and the agent stops it). `None` when the
+    /// sandbox was never made: its workspace is empty.
     async fn search<Q: serde::Serialize, T: serde::de::DeserializeOwned>(
         &self,
         op: &str,
         query: &Q,
         limits: SearchLimits<'_>,
-    ) -> Result<T, SearchError> {
+    ) -> Result<Option<T>, SearchError> {
         let searched = async {
             let connection = match self.sandbox.files_agent(self.session).await {
                 Ok(Some(connection)) => connection,
-                Ok(None) => {
-                    return Err(SearchError::Failed(
-                        "the session's sandbox has not started yet: send a prompt first".into(),
-                    ))
-                }
+                Ok(None) => return Ok(None),
                 Err(why) => return Err(SearchError::Failed(why)),
             };
             let timed = Timed {
@@ -130,20 +127,17 @@ impl<'a> AgentWorkspace<'a> {
                 timeout_ms: u64::try_from(limits.timeout.as_millis()).unwrap_or(u64::MAX),
             };
             // The agent's own limit passes first.
-            let response = ask(
-                connection,
-                op,
-                json(&timed),
-                limits.timeout + ANSWER_TIMEOUT,
-            )
-            .await
-            .map_err(SearchError::Failed)?;
+            let within = limits.timeout.saturating_add(ANSWER_TIMEOUT);
+            let response = ask(connection, op, json(&timed), within)
+                .await
+                .map_err(SearchError::Failed)?;
             let status = response.status();
             let said = whole(response.into_body())
                 .await
                 .map_err(SearchError::Failed)?;
             if status.is_success() {
                 return serde_json::from_slice(&said)
+                    .map(Some)
                     .map_err(|e| SearchError::Failed(format!("the sandbox agent's answer: {e}")));
             }
             if status.as_u16() == FILE_ERROR_STATUS {
@@ -195,25 +189,18 @@ impl<'a> AgentWorkspace<'a> {
     }
 }
 
-fn json(value: &impl serde::Serialize) -> Vec<u8> {
-    serde_json::to_vec(value).unwrap_or_default()
+/// What a search of `dir` finds in the empty workspace of a sandbox never
+/// made: `nothing` in the workspace itself; `dir` is not there.
+fn in_no_workspace<T>(dir: &str, nothing: T) -> Result<T, SearchError> {
+    if relative(dir)? == std::path::Path::new(".") {
+        Ok(nothing)
+    } else {
+        Err(SearchError::NotFound)
+    }
 }
 
-/// Asks the agent `op` with `body`: its answer, once it starts within
-/// `within`, or why not.
-async fn ask(
-    connection: AgentConnection,
-    op: &str,
-    body: Vec<u8>,
-    within: Duration,
-) -> Result<hyper::Response<Incoming>, String> {
-    let call = hyper::Request::post(op)
-        .body::<RequestBody>(Full::new(Bytes::from(body)).boxed())
-        .map_err(|e| e.to_string())?;
-    tokio::time::timeout(within, request(connection, call))
-        .await
-        .map_err(|_| "the sandbox agent did not answer in time".to_owned())?
-        .map_err(|e| e.to_string())
+fn json(value: &impl serde::Serialize) -> Vec<u8> {
+    serde_json::to_vec(value).unwrap_or_default()
 }
 
 /// An answer's body, whole (up to [`ANSWER_MAX_BYTES`], within
@@ -336,15 +323,6 @@ impl Workspace for AgentWorkspace<'_> {
         let asked = json(&FilePath { path: path.into() });
         let response = match self.call("/fs/stat", asked, path).await? {
             Answer::Done(response) => response,
-            // The workspace of a sandbox never made is there, and empty.
-            Answer::NoSandbox if relative(path)? == std::path::Path::new(".") => {
-                return Ok(Stat {
-                    kind: FileKind::Folder,
-                    size: 0,
-                    modified: 0,
-                    mode: 0o755,
-                })
-            }
             Answer::NoSandbox => return Err(FileError::NotFound(path.to_owned())),
         };
         let said = whole(response.into_body())
@@ -380,7 +358,10 @@ impl Workspace for AgentWorkspace<'_> {
         query: &GlobQuery,
         limits: SearchLimits<'_>,
     ) -> Result<GlobMatches, SearchError> {
-        self.search("/fs/glob", query, limits).await
+        match self.search("/fs/glob", query, limits).await? {
+            Some(found) => Ok(found),
+            None => in_no_workspace(&query.dir, GlobMatches::default()),
+        }
     }
 
     async fn grep(
@@ -388,6 +369,9 @@ impl Workspace for AgentWorkspace<'_> {
         query: &GrepQuery,
         limits: SearchLimits<'_>,
     ) -> Result<GrepMatches, SearchError> {
-        self.search("/fs/grep", query, limits).await
+        match self.search("/fs/grep", query, limits).await? {
+            Some(found) => Ok(found),
+            None => in_no_workspace(&query.dir, GrepMatches::default()),
+        }
     }
 }

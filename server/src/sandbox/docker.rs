@@ -18,7 +18,7 @@ use super::{
     sandbox_user, shell, BackendInfo, BackendKind, CappedOutput, Changes, ConfinedFolder,
     ExecOutcome, ExecRequest, Found, HostWorkspace, OutputSink, OutputStream, Process,
     ProcessControl, Result, Sandbox, SandboxError, SandboxSpec, SpawnRequest, Terminal,
-    TerminalSize, Workspace, WorkspaceRoot, MOUNT_POINT, SANDBOX_ENV, SANDBOX_UID, STOP_GRACE,
+    TerminalSize, Workspace, WorkspaceRoot, MOUNT_POINT, SANDBOX_ENV, SANDBOX_UID,
 };
 use crate::sync::lock;
 use app::domain::SessionId;
@@ -514,6 +514,9 @@ impl DockerSandbox {
         env: &[(String, String)],
         stdin: bool,
     ) -> Result<(String, ExecOutput, Pin<Box<dyn AsyncWrite + Send>>)> {
+        if argv.is_empty() {
+            return Err(SandboxError::Failed("nothing to run: argv is empty".into()));
+        }
         let options = CreateExecOptions {
             attach_stdin: stdin.then_some(true),
             attach_stdout: Some(true),
@@ -623,16 +626,10 @@ async fn run_helper(docker: &Docker, session: SessionId, cmd: &[&str]) -> Result
 }
 
 async fn kill_group(docker: &Docker, session: SessionId, pgid: Option<u32>) {
-    signal_group(docker, session, pgid, "KILL").await;
-}
-
-/// Sends `signal` (`TERM`, `KILL`) to process group `pgid`, through
-/// `docker exec`.
-async fn signal_group(docker: &Docker, session: SessionId, pgid: Option<u32>, signal: &str) {
     let Some(pgid) = pgid else { return };
-    let (signal, target) = (format!("-{signal}"), format!("-{pgid}"));
-    if let Err(e) = run_helper(docker, session, &["kill", &signal, "--", &target]).await {
-        tracing::warn!(%session, "cannot signal process group {pgid} ({signal}): {e}");
+    let target = format!("-{pgid}");
+    if let Err(e) = run_helper(docker, session, &["kill", "-KILL", "--", &target]).await {
+        tracing::warn!(%session, "cannot kill process group {pgid}: {e}");
     }
 }
 
@@ -941,14 +938,11 @@ impl Sandbox for DockerSandbox {
         let mut captured = CappedOutput::new(request.output_cap);
         let mut pid_line: Option<Vec<u8>> = Some(Vec::new());
         let mut pgid = None;
-        let (mut cancelled, mut backstop_fired, mut grace_over) = (false, false, false);
+        let (mut cancelled, mut backstop_fired) = (false, false);
         // The in-container `timeout` is the real limit; this only fires if
         // the container itself stops answering.
         let backstop = tokio::time::sleep(request.timeout + Duration::from_secs(5));
         tokio::pin!(backstop);
-        // Armed by a Stop.
-        let grace = tokio::time::sleep(Duration::MAX);
-        tokio::pin!(grace);
         loop {
             tokio::select! {
                 item = output.next() => {
@@ -967,11 +961,9 @@ impl Sandbox for DockerSandbox {
                                 pid_line = None;
                                 bytes = bytes.slice(i + 1..);
                                 // A Stop (or the backstop) that came before
-                                // the group was known reaches it now.
-                                if backstop_fired || grace_over {
+                                // the group was known kills it now.
+                                if cancelled || backstop_fired {
                                     self.kill_group(session, pgid).await;
-                                } else if cancelled {
-                                    signal_group(&self.docker, session, pgid, "TERM").await;
                                 }
                             }
                             None => {
@@ -987,11 +979,6 @@ impl Sandbox for DockerSandbox {
                 }
                 () = cancel.cancelled(), if !cancelled => {
                     cancelled = true;
-                    signal_group(&self.docker, session, pgid, "TERM").await;
-                    grace.as_mut().reset(tokio::time::Instant::now() + STOP_GRACE);
-                }
-                () = &mut grace, if cancelled && !grace_over => {
-                    grace_over = true;
                     self.kill_group(session, pgid).await;
                 }
                 () = &mut backstop, if !backstop_fired => {

@@ -8,6 +8,9 @@
 
 use super::{Result, SandboxError};
 use bollard::{Docker, API_DEFAULT_VERSION};
+use hyper_util::client::legacy::connect::{Connect, HttpConnector};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::path::{Path, PathBuf};
@@ -24,11 +27,11 @@ pub(super) fn client() -> Result<Docker> {
         Some(host) if (is_tcp(host) && tls) || host.starts_with("https://") => {
             mutual_tls(host, &cert_path()?)
         }
-        Some(host) => {
+        Some(host) if is_tcp(host) => {
             check_plain_tcp(host, tls)?;
-            Docker::connect_with_defaults().map_err(unavailable)
+            through(tcp_connector(), format!("http://{}", address(host)))
         }
-        None => Docker::connect_with_defaults().map_err(unavailable),
+        _ => Docker::connect_with_defaults().map_err(unavailable),
     }
 }
 
@@ -119,23 +122,36 @@ fn mutual_tls(host: &str, certs: &Path) -> Result<Docker> {
         .with_root_certificates(roots)
         .with_client_auth_cert(chain, key)
         .map_err(|e| bad("cert.pem and key.pem", &e))?;
-    // Without Nagle's algorithm: an agent's small HTTP/2 frames ride an
-    // exec's stream on this connection, and each would otherwise wait for
-    // the daemon's delayed acknowledgement (40 ms a round trip).
-    let mut tcp = hyper_util::client::legacy::connect::HttpConnector::new();
-    tcp.set_nodelay(true);
-    tcp.enforce_http(false);
     let https = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(config)
         .https_only()
         .enable_http1()
-        .wrap_connector(tcp);
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build(https);
-    let address = format!(
-        "https://{}",
-        host.split_once("://").map_or(host, |(_, a)| a)
-    );
+        .wrap_connector(tcp_connector());
+    through(https, format!("https://{}", address(host)))
+}
+
+/// `host:port` of a `DOCKER_HOST` such as `tcp://host:port`.
+fn address(host: &str) -> &str {
+    host.split_once("://").map_or(host, |(_, a)| a)
+}
+
+/// TCP to the daemon without Nagle's algorithm: an agent's small HTTP/2
+/// frames ride an exec's stream on these connections, and each would
+/// otherwise wait for the daemon's delayed acknowledgement (40 ms a round
+/// trip).
+fn tcp_connector() -> HttpConnector {
+    let mut tcp = HttpConnector::new();
+    tcp.set_nodelay(true);
+    tcp.enforce_http(false);
+    tcp
+}
+
+/// A client whose requests go through `connector` to `address`.
+fn through<C>(connector: C, address: String) -> Result<Docker>
+where
+    C: Connect + Clone + Send + Sync + 'static,
+{
+    let client = Client::builder(TokioExecutor::new()).build(connector);
     Docker::connect_with_custom_transport(
         move |request| {
             let client = client.clone();

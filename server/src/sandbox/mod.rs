@@ -34,7 +34,7 @@ pub use output::{CappedOutput, CUT_SHORT_MARK, TRUNCATION_MARK, TRUNCATION_MARK_
 pub use paddock_sandbox_agent::folder::{ConfinedFolder, MOUNT_POINT};
 pub use paddock_sandbox_agent::watch::Changes;
 pub use paddock_sandbox_agent::TerminalSize;
-pub use shell::shell_quote;
+use shell::shell_quote;
 pub use workspace::{
     relative, ByteStream, Download, Entry, FileError, FileKind, GlobMatches, GlobQuery,
     GrepMatches, GrepQuery, SearchError, SearchLimits, Stat, Workspace, READ_MAX_BYTES,
@@ -353,11 +353,11 @@ pub trait Sandbox: Send + Sync + 'static {
     /// [`Sandbox::start`], made as `spec` says when it is created (a
     /// sandbox that exists already keeps what it was created with).
     async fn start_with(&self, session: SessionId, spec: &SandboxSpec) -> Result<()>;
-    /// Runs a command; cancelling `cancel` stops it: in a Docker sandbox
-    /// its process group gets `SIGTERM` (its output still read, so what it
-    /// says as it ends is kept) and `SIGKILL` once [`STOP_GRACE`] has
-    /// passed; a local sandbox's is killed at once (bubblewrap, which runs
-    /// it, would end on the `SIGTERM` and take it down unwarned).
+    /// Runs a command; cancelling `cancel` stops it: through the sandbox
+    /// agent its process group gets `SIGTERM` (its output still read, so
+    /// what it says as it ends is kept) and `SIGKILL` once [`STOP_GRACE`]
+    /// has passed; without the agent (`docker exec`, a local sandbox) it
+    /// is killed at once.
     async fn exec(
         &self,
         session: SessionId,

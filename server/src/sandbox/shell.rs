@@ -1,12 +1,14 @@
-//! Composing command lines for the sandbox's bash from values the model
-//! chose: the quoting every tool and engine that builds one relies on.
+//! Composing a command line for a sandbox's shell from a value of its own
+//! (the egress relay's socket path): programs with arguments are started
+//! with them as they are ([`SpawnRequest::argv`](super::SpawnRequest)),
+//! and searches run no command.
 
 /// `s` as one bash word that stands for exactly `s`: wrapped in single quotes,
 /// inside which bash interprets nothing, and each `'` written as `'\''`
 /// (close the quotes, an escaped quote, reopen). `$(…)`, backticks, `;`,
 /// globs and newlines all stay plain text. (A NUL byte cannot be passed to a
 /// program at all; callers refuse it.)
-pub fn shell_quote(s: &str) -> String {
+pub(crate) fn shell_quote(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('\'');
     for c in s.chars() {

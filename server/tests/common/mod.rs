@@ -518,67 +518,99 @@ pub async fn exec(
         .unwrap()
 }
 
-/// A Stop gives a command [`server::sandbox::STOP_GRACE`] to end on
-/// `SIGTERM` (one that cleans up, as git removes its lock file, does, and
-/// what it says as it ends is kept), then kills its group: one that ignores
-/// `SIGTERM` ends too, with everything it started. `workspace` is the
+/// Runs `command` in a session's sandbox and stops it once it has printed
+/// `ready`: how it ended, and how long it took to end after the Stop.
+pub async fn stopped_once_ready(
+    sandbox: &dyn Sandbox,
+    session: SessionId,
+    command: &str,
+) -> (ExecOutcome, Duration) {
+    let cancel = CancellationToken::new();
+    let stop = cancel.clone();
+    let request = ExecRequest::new(command);
+    let mut seen = Vec::new();
+    let mut stopped_at = None;
+    let mut sink = |_, bytes: &[u8]| {
+        seen.extend_from_slice(bytes);
+        if stopped_at.is_none() && seen.ends_with(b"ready\n") {
+            stopped_at = Some(std::time::Instant::now());
+            stop.cancel();
+        }
+    };
+    let ran = sandbox.exec(session, &request, &cancel, &mut sink);
+    let outcome = tokio::time::timeout(Duration::from_secs(60), ran)
+        .await
+        .expect("a stopped command ends")
+        .unwrap();
+    let took = stopped_at.expect("the command said it was ready").elapsed();
+    (outcome, took)
+}
+
+/// Waits a few seconds at most for no process of the sandbox to match
+/// `pattern` (`pgrep -f`; written so that it does not match itself, e.g.
+/// `sleep 60[0]`), and fails if one still does.
+pub async fn assert_none_left(sandbox: &dyn Sandbox, session: SessionId, pattern: &str) {
+    let count = format!("pgrep -c -f '{pattern}'");
+    let mut left = exec(sandbox, session, &count, 10).await;
+    for _ in 0..30 {
+        if left.output.trim() == "0" {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        left = exec(sandbox, session, &count, 10).await;
+    }
+    panic!("processes matching {pattern} are left: {left:?}");
+}
+
+/// A Stop through the sandbox agent gives a command
+/// [`server::sandbox::STOP_GRACE`] to end on `SIGTERM`, then kills its
+/// group. A command that cleans up on it does, and what it says as it ends
+/// is kept; so does a child of a shell that ended at once (the rest of the
+/// group is given its time); one that ignores `SIGTERM` is killed once the
+/// time has passed, with everything it started. `workspace` is the
 /// session's folder as this host sees it.
 pub async fn stop_lets_commands_clean_up(
     sandbox: &dyn Sandbox,
     session: SessionId,
     workspace: &Path,
 ) {
-    let stopped = |command: &str| {
-        let cancel = CancellationToken::new();
-        let stop = cancel.clone();
-        let request = ExecRequest::new(command);
-        async move {
-            let mut seen = Vec::new();
-            let mut sink = |_, bytes: &[u8]| {
-                seen.extend_from_slice(bytes);
-                if seen.ends_with(b"ready\n") {
-                    stop.cancel();
-                }
-            };
-            let ran = sandbox.exec(session, &request, &cancel, &mut sink);
-            tokio::time::timeout(Duration::from_secs(60), ran)
-                .await
-                .expect("a stopped command ends")
-                .unwrap()
-        }
-    };
-    let cleaned = stopped(
-        "touch held.lock; trap 'rm -f held.lock; echo cleaned up; exit 3' TERM; \
-         sleep 600 & echo ready; wait",
+    let (cleaned, _) = stopped_once_ready(
+        sandbox,
+        session,
+        "exec 2>/dev/null; touch held.lock; \
+         trap 'rm -f held.lock; echo cleaned up; exit 3' TERM; sleep 600 & echo ready; wait",
     )
     .await;
-    assert!(
-        cleaned.cancelled && cleaned.exit_code.is_none(),
-        "{cleaned:?}"
-    );
-    // (Between them, bash may say that its job was Terminated.)
-    assert!(
-        cleaned.output.starts_with("ready\n") && cleaned.output.ends_with("\ncleaned up\n"),
-        "{cleaned:?}"
-    );
+    assert!(cleaned.cancelled, "{cleaned:?}");
+    assert_eq!(cleaned.output, "ready\ncleaned up\n");
     assert!(!workspace.join("held.lock").exists());
 
-    let stubborn = stopped(
-        "trap '' TERM; (sleep 600; touch outlived) & echo ready; while :; do sleep 0.1; done",
+    // The shell ends on the SIGTERM at once; its child takes a moment to
+    // clean up, and is let.
+    let (child, _) = stopped_once_ready(
+        sandbox,
+        session,
+        "sh -c 'trap \"sleep 0.3; rm -f child.lock; echo child cleaned up; exit\" TERM; \
+         touch child.lock; echo ready; while :; do sleep 0.05; done'; echo after",
+    )
+    .await;
+    assert!(child.cancelled, "{child:?}");
+    assert!(
+        child.output.contains("child cleaned up\n") && !child.output.contains("after"),
+        "{child:?}"
+    );
+    assert!(!workspace.join("child.lock").exists());
+
+    let (stubborn, took) = stopped_once_ready(
+        sandbox,
+        session,
+        "trap '' TERM; sleep 600 & echo ready; while :; do sleep 0.1; done",
     )
     .await;
     assert!(stubborn.cancelled, "{stubborn:?}");
     assert_eq!(stubborn.output, "ready\n");
-    // Nothing it started is left.
-    let mut left = exec(sandbox, session, "pgrep -c -f 'sleep 60[0]'", 10).await;
-    for _ in 0..20 {
-        if left.output.trim() == "0" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        left = exec(sandbox, session, "pgrep -c -f 'sleep 60[0]'", 10).await;
-    }
-    assert_eq!(left.output.trim(), "0", "{left:?}");
+    assert!(took >= server::sandbox::STOP_GRACE, "{took:?}");
+    assert_none_left(sandbox, session, "sleep 60[0]").await;
 }
 
 impl Drop for DockerBox {

@@ -482,17 +482,29 @@ async fn docker_cancel_kills_the_command_promptly() {
 
 #[tokio::test]
 async fn docker_stop_lets_a_command_clean_up_then_kills_it() {
-    // Through the agent, and through docker exec where it cannot run.
-    for (d, agent) in [
-        (docker(Limits::default()).await, true),
-        (
-            DockerBox::start_without_agent(Limits::default()).await,
-            false,
-        ),
-    ] {
-        assert_eq!(d.sandbox.info().agent, agent);
-        crate::common::stop_lets_commands_clean_up(&d.sandbox, d.session, &d.workspace()).await;
-    }
+    let d = docker(Limits::default()).await;
+    crate::common::stop_lets_commands_clean_up(&d.sandbox, d.session, &d.workspace()).await;
+    // That was the agent's doing: it runs in the sandbox.
+    let agents = d.run("pgrep -c -f /opt/paddock/sandbox-agen[t]", 10).await;
+    assert_ne!(agents.output.trim(), "0", "{agents:?}");
+}
+
+#[tokio::test]
+async fn docker_stop_without_the_agent_kills_at_once() {
+    let d = DockerBox::start_without_agent(Limits::default()).await;
+    assert!(!d.sandbox.info().agent);
+    let (stopped, _) = crate::common::stopped_once_ready(
+        &d.sandbox,
+        d.session,
+        "touch held.lock; trap 'rm -f held.lock' TERM; sleep 600 & echo ready; wait",
+    )
+    .await;
+    assert!(stopped.cancelled, "{stopped:?}");
+    assert!(
+        d.workspace().join("held.lock").exists(),
+        "killed, not asked"
+    );
+    crate::common::assert_none_left(&d.sandbox, d.session, "sleep 60[0]").await;
 }
 
 #[tokio::test]

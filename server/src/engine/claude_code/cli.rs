@@ -206,8 +206,10 @@ fn mcp_config(servers: &[McpServer]) -> serde_json::Value {
     serde_json::json!({ "mcpServers": servers })
 }
 
-/// The shell command run in the sandbox: socat relays a loopback port to
-/// the proxy's socket, and once it listens the CLI replaces the shell.
+/// What runs in the sandbox: a shell in which socat relays a loopback port
+/// to the proxy's socket, and once it listens the CLI replaces the shell,
+/// with `args` as they are (the shell's positional parameters, which it
+/// does not read as code).
 fn argv(args: Vec<String>) -> Vec<String> {
     let socket = format!("{SOCKET_DIR}/{SOCKET_NAME}");
     let script = format!(
