@@ -416,6 +416,16 @@ fn run(exec: Exec, stdin: Option<(Incoming, Records)>, groups: Groups) -> Respon
         // The command ended when asked to, and others of its group run on.
         let mut lingering = false;
         let mut linger_check = tokio::time::interval(Duration::from_millis(50));
+        linger_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Its entry, unless the pid is another command's by now.
+        let forget_ours = || {
+            if let (Ok(mut groups), Some(id)) = (groups.lock(), id) {
+                if matches!(groups.get(&id), Some(Reach::Group(ours)) if Arc::ptr_eq(ours, &asked_to_end))
+                {
+                    groups.remove(&id);
+                }
+            }
+        };
         while !(status.is_some() && outputs.done() && !lingering) {
             tokio::select! {
                 read = outputs.next(), if !outputs.done() => {
@@ -431,7 +441,7 @@ fn run(exec: Exec, stdin: Option<(Incoming, Records)>, groups: Groups) -> Respon
                         // Whatever it left running in its group goes with it.
                         kill();
                         reaped.store(true, Ordering::SeqCst);
-                        forget(&groups, id);
+                        forget_ours();
                     }
                     status = Some(exited);
                     drain.as_mut().reset(tokio::time::Instant::now() + DRAIN_AFTER_EXIT);
@@ -440,10 +450,12 @@ fn run(exec: Exec, stdin: Option<(Incoming, Records)>, groups: Groups) -> Respon
                     if !group_runs() {
                         lingering = false;
                         reaped.store(true, Ordering::SeqCst);
-                        forget(&groups, id);
+                        forget_ours();
+                        drain.as_mut().reset(tokio::time::Instant::now() + DRAIN_AFTER_EXIT);
                     }
                 }
-                () = &mut timeout, if !timed_out && status.is_none() => {
+                // The time limit holds for the rest of the group too.
+                () = &mut timeout, if !timed_out && (status.is_none() || lingering) => {
                     timed_out = true;
                     kill();
                 }
@@ -453,7 +465,7 @@ fn run(exec: Exec, stdin: Option<(Incoming, Records)>, groups: Groups) -> Respon
                     if status.is_none() {
                         let _ = child.wait().await;
                     }
-                    forget(&groups, id);
+                    forget_ours();
                     return;
                 }
             }

@@ -498,6 +498,11 @@ impl Viewer {
                 }
                 continue;
             }
+            // The workspace's changes (`files`), and whatever else is not
+            // a stored event.
+            if frame.event != "event" {
+                continue;
+            }
             let event: Event = serde_json::from_str(&frame.data).unwrap();
             seen.seqs.push(event.seq);
             match event.kind {

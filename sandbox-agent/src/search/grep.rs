@@ -89,48 +89,73 @@ struct Level {
     dir: String,
     /// Its names, last first.
     left: Vec<(String, FileKind)>,
+    rules: Rules,
+}
+
+/// A folder's ignore files.
+struct Rules {
     ignore: Option<Gitignore>,
+    gitignore: Option<Gitignore>,
+}
+
+/// Whether the ignore files of the folders holding `full` (nearest first)
+/// ignore it (`Some(true)`), let it be (`Some(false)`: a `!` rule) or say
+/// nothing: ripgrep's order, any `.ignore` before any `.gitignore`.
+fn ignored<'r>(
+    rules: impl Iterator<Item = &'r Rules> + Clone,
+    full: &Path,
+    is_dir: bool,
+) -> Option<bool> {
+    let said = |file: fn(&Rules) -> Option<&Gitignore>| {
+        rules
+            .clone()
+            .filter_map(file)
+            .map(|g| g.matched(full, is_dir))
+            .find(|m| !m.is_none())
+            .map(|m| m.is_ignore())
+    };
+    said(|r| r.ignore.as_ref()).or_else(|| said(|r| r.gitignore.as_ref()))
 }
 
 impl Grepped<'_> {
-    /// The rules of folder `dir`'s `.gitignore` and `.ignore` (the latter
-    /// first, as ripgrep weighs them), if it has either.
-    fn ignore_rules(&self, dir: &str, names: &[(String, FileKind)]) -> Option<Gitignore> {
-        let mut builder = GitignoreBuilder::new(mounted(dir));
-        let mut any = false;
-        for file in [".gitignore", ".ignore"] {
-            if !names.iter().any(|(name, _)| name == file) {
-                continue;
-            }
-            let Ok(open) = self.folder.open_file(&join(dir, file)) else {
-                continue;
-            };
-            let mut text = String::new();
-            if open
-                .file
-                .take(IGNORE_FILE_MAX_BYTES as u64)
-                .read_to_string(&mut text)
-                .is_err()
-            {
-                continue;
-            }
-            for line in text.lines() {
-                // A line it cannot use is left out, as git does.
-                let _ = builder.add_line(None, line);
-            }
-            any = true;
+    /// The rules of folder `dir`'s `.ignore` and `.gitignore`.
+    fn rules(&self, dir: &str, names: &[(String, FileKind)]) -> Rules {
+        Rules {
+            ignore: self.rules_of(dir, ".ignore", names),
+            gitignore: self.rules_of(dir, ".gitignore", names),
         }
-        any.then(|| builder.build().ok()).flatten()
+    }
+
+    /// The rules of ignore file `file` in folder `dir`, if it has one: its
+    /// first [`IGNORE_FILE_MAX_BYTES`], cut after their last whole line.
+    fn rules_of(&self, dir: &str, file: &str, names: &[(String, FileKind)]) -> Option<Gitignore> {
+        names.iter().find(|(name, _)| name == file)?;
+        let open = self.folder.open_file(&join(dir, file)).ok()?;
+        let mut bytes = Vec::new();
+        open.file
+            .take(IGNORE_FILE_MAX_BYTES as u64)
+            .read_to_end(&mut bytes)
+            .ok()?;
+        if bytes.len() == IGNORE_FILE_MAX_BYTES {
+            let whole = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+            bytes.truncate(whole);
+        }
+        let mut builder = GitignoreBuilder::new(mounted(dir));
+        for line in String::from_utf8_lossy(&bytes).lines() {
+            // A line it cannot use is left out, as git does.
+            let _ = builder.add_line(None, line);
+        }
+        builder.build().ok()
     }
 
     /// The folders from the workspace down to above `base`, with their
     /// ignore rules: they apply below them.
-    fn ancestors(&self, base: &str) -> Vec<Gitignore> {
+    fn ancestors(&self, base: &str) -> Vec<Rules> {
         let mut rules = Vec::new();
         let mut dir = String::new();
         for part in base.split('/').filter(|p| !p.is_empty()) {
             if let Ok(names) = self.folder.names(at(&dir)) {
-                rules.extend(self.ignore_rules(&dir, &names));
+                rules.push(self.rules(&dir, &names));
             }
             dir = join(&dir, part);
         }
@@ -154,22 +179,16 @@ impl Grepped<'_> {
             let is_dir = kind == FileKind::Folder;
             let full = mounted(&path);
             // As ripgrep weighs them: the file glob first (what it names is
-            // searched, hidden or ignored), then hidden names, then the
-            // nearest ignore rule that says something.
+            // searched, hidden or ignored), then the ignore files, then
+            // hidden names.
             let filtered = filter.map_or(Match::None, |f| f.matched(&full, is_dir));
             let skipped = match filtered {
                 Match::Whitelist(_) => false,
                 Match::Ignore(_) => true,
                 Match::None => {
-                    name.starts_with('.')
-                        || levels
-                            .iter()
-                            .rev()
-                            .filter_map(|l| l.ignore.as_ref())
-                            .chain(above.iter().rev())
-                            .map(|rules| rules.matched(&full, is_dir))
-                            .find(|m| !m.is_none())
-                            .is_some_and(|m| m.is_ignore())
+                    let nearest_first = levels.iter().rev().map(|l| &l.rules);
+                    ignored(nearest_first.chain(above.iter().rev()), &full, is_dir)
+                        .unwrap_or_else(|| name.starts_with('.'))
                 }
             };
             if skipped {
@@ -192,12 +211,12 @@ impl Grepped<'_> {
         let Ok(mut names) = self.folder.names(at(&dir)) else {
             return Ok(());
         };
-        let ignore = self.ignore_rules(&dir, &names);
+        let rules = self.rules(&dir, &names);
         names.reverse();
         levels.push(Level {
             dir,
             left: names,
-            ignore,
+            rules,
         });
         Ok(())
     }
@@ -357,6 +376,23 @@ mod tests {
         assert_eq!(
             grep(&ws, &query("x", "nope"), &bounds()),
             Err(SearchError::NotFound)
+        );
+    }
+
+    #[test]
+    fn ignore_files_weigh_as_in_ripgrep() {
+        let (_d, ws) = ws();
+        ws.write(".gitignore", b"*.log\n!.config/\n").unwrap();
+        // A nearer .gitignore says otherwise; any .ignore weighs more.
+        ws.write("sub/.ignore", b"!keep.log\n").unwrap();
+        ws.write("sub/.gitignore", b"keep.log\n").unwrap();
+        for path in ["sub/keep.log", "sub/drop.log", ".config/a", ".other/b"] {
+            ws.write(path, b"hit\n").unwrap();
+        }
+        // A folder an ignore file lets be is searched, hidden or not.
+        assert_eq!(
+            grepped(&ws, ".", "hit", None),
+            ".config/a:1:hit\nsub/keep.log:1:hit\n"
         );
     }
 }

@@ -196,8 +196,9 @@ fn at(path: &str) -> &str {
     }
 }
 
-/// `dir` tidied into [`join`]'s form: `.` is empty, no `./`, `a/../b` is
-/// `b`, no trailing `/`.
+/// `dir` tidied into [`join`]'s form, by its text as the tools tidy a path
+/// (`a/../b` is `b` whatever `a` is): `.` is empty, no `./`, no trailing
+/// `/`.
 fn base(dir: &str) -> Result<String, SearchError> {
     let mut parts: Vec<String> = Vec::new();
     for c in crate::folder::relative(dir)?.components() {

@@ -574,7 +574,7 @@ pub async fn stop_lets_commands_clean_up(
     session: SessionId,
     workspace: &Path,
 ) {
-    let (cleaned, _) = stopped_once_ready(
+    let (cleaned, took) = stopped_once_ready(
         sandbox,
         session,
         "exec 2>/dev/null; touch held.lock; \
@@ -584,13 +584,15 @@ pub async fn stop_lets_commands_clean_up(
     assert!(cleaned.cancelled, "{cleaned:?}");
     assert_eq!(cleaned.output, "ready\ncleaned up\n");
     assert!(!workspace.join("held.lock").exists());
+    // Over as soon as it ended, not at the end of the grace.
+    assert!(took < server::sandbox::STOP_GRACE, "{took:?}");
 
     // The shell ends on the SIGTERM at once; its child takes a moment to
     // clean up, and is let.
-    let (child, _) = stopped_once_ready(
+    let (child, took) = stopped_once_ready(
         sandbox,
         session,
-        "sh -c 'trap \"sleep 0.3; rm -f child.lock; echo child cleaned up; exit\" TERM; \
+        "sh -c 'trap \"sleep 0.2; rm -f child.lock; echo child cleaned up; exit\" TERM; \
          touch child.lock; echo ready; while :; do sleep 0.05; done'; echo after",
     )
     .await;
@@ -600,6 +602,7 @@ pub async fn stop_lets_commands_clean_up(
         "{child:?}"
     );
     assert!(!workspace.join("child.lock").exists());
+    assert!(took < server::sandbox::STOP_GRACE, "{took:?}");
 
     let (stubborn, took) = stopped_once_ready(
         sandbox,
