@@ -50,6 +50,20 @@ fn report(name: &str, paddock: &mut [Duration], bare: &mut [Duration]) {
     );
 }
 
+/// The docker CLI's arguments that run `true` in container `name` as the
+/// sandbox user, in the workspace.
+fn exec_true(name: &str) -> [&str; 7] {
+    [
+        "exec",
+        "-u",
+        "10001:10001",
+        "-w",
+        "/workspace",
+        name,
+        "true",
+    ]
+}
+
 /// Runs `true` in the session's sandbox.
 async fn run_true(sandbox: &DockerSandbox, session: uuid::Uuid) {
     let outcome = sandbox
@@ -148,15 +162,7 @@ async fn main() {
             "infinity",
         ]);
         bare_start.push(t.elapsed());
-        docker(&[
-            "exec",
-            "-u",
-            "10001:10001",
-            "-w",
-            "/workspace",
-            &name,
-            "true",
-        ]);
+        docker(&exec_true(&name));
         bare_first.push(t.elapsed());
         docker(&["rm", "-f", &name]);
     }
@@ -188,15 +194,7 @@ async fn main() {
         api_exec.push(t.elapsed());
 
         let t = Instant::now();
-        docker(&[
-            "exec",
-            "-u",
-            "10001:10001",
-            "-w",
-            "/workspace",
-            &name,
-            "true",
-        ]);
+        docker(&exec_true(&name));
         bare_exec.push(t.elapsed());
     }
     sandbox.destroy(session).await.unwrap();
@@ -229,15 +227,7 @@ async fn main() {
     }
     for _ in 0..runs {
         let t = Instant::now();
-        tls_docker::run(daemon.docker().args([
-            "exec",
-            "-u",
-            "10001:10001",
-            "-w",
-            "/workspace",
-            &name,
-            "true",
-        ]));
+        tls_docker::run(daemon.docker().args(exec_true(&name)));
         remote_cli.push(t.elapsed());
     }
     remote.destroy(session).await.unwrap();

@@ -9,6 +9,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// `openssl req`'s arguments for a new P-256 key, unencrypted.
+const NEW_KEY: &[&str] = &[
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:prime256v1",
+    "-nodes",
+];
+
 /// Runs `cmd`, which must succeed: what it printed.
 pub fn run(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap();
@@ -34,19 +43,11 @@ pub fn issue(dir: &Path, ca_dir: &Path, name: &str, subject: &str, extensions: &
     openssl(
         dir,
         &[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            &key,
-            "-out",
-            &csr,
-            "-subj",
-            subject,
-        ],
+            &["req"],
+            NEW_KEY,
+            &["-keyout", &key, "-out", &csr, "-subj", subject],
+        ]
+        .concat(),
     );
     let ca_cert = ca_dir.join("ca.pem");
     let ca_key = ca_dir.join("ca-key.pem");
@@ -74,26 +75,17 @@ pub fn issue(dir: &Path, ca_dir: &Path, name: &str, subject: &str, extensions: &
 
 pub fn make_ca(dir: &Path, subject: &str) {
     std::fs::create_dir_all(dir).unwrap();
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            "ca-key.pem",
-            "-out",
-            "ca.pem",
-            "-days",
-            "2",
-            "-subj",
-            subject,
-        ],
-    );
+    let ca = [
+        "-keyout",
+        "ca-key.pem",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        subject,
+    ];
+    openssl(dir, &[&["req", "-x509"], NEW_KEY, &ca].concat());
 }
 
 /// A folder `folder` as `DOCKER_CERT_PATH` wants it: `ca`'s ca.pem, and
