@@ -196,7 +196,6 @@ impl ConfinedFolder {
             Errno::NOENT => FileError::NotFound(path.to_owned()),
             Errno::ISDIR => FileError::IsDirectory(path.to_owned()),
             Errno::NOTDIR => FileError::NotDirectory(path.to_owned()),
-            Errno::NAMETOOLONG => FileError::BadPath(path.to_owned(), "a name is too long".into()),
             Errno::LOOP => FileError::BadPath(path.to_owned(), "too many symbolic links".into()),
             Errno::ACCESS | Errno::PERM => FileError::Denied(path.to_owned()),
             // A pipe with nobody reading it, opened for writing.
@@ -631,10 +630,16 @@ fn write_error(path: &str, e: Errno) -> FileError {
     }
 }
 
+/// Any other failure of a file operation: a full disk and a name too long
+/// (however the path reached the call) are told as such, the rest as the
+/// system's own words.
 fn io_error(path: &str, e: impl Into<std::io::Error>) -> FileError {
     let e = e.into();
     match e.raw_os_error().map(Errno::from_raw_os_error) {
         Some(Errno::NOSPC | Errno::DQUOT) => FileError::Full(path.to_owned()),
+        Some(Errno::NAMETOOLONG) => {
+            FileError::BadPath(path.to_owned(), "a name is too long".into())
+        }
         _ => FileError::Io {
             path: path.to_owned(),
             message: e.to_string(),
@@ -952,5 +957,33 @@ mod tests {
         ws.write("d/f", b"").unwrap();
         assert_eq!(ws.read("d"), Err(FileError::IsDirectory("d".into())));
         assert!(matches!(ws.list("d/f"), Err(FileError::NotDirectory(_))));
+    }
+
+    /// A name longer than the file system takes is the caller's mistake,
+    /// whichever call meets it (the last name is only looked up by the
+    /// call that acts on it).
+    #[test]
+    fn names_too_long_are_bad_paths() {
+        let (_d, ws) = ws();
+        let long = "n".repeat(300);
+        ws.write("d/f", b"").unwrap();
+        for path in [long.clone(), format!("{long}/f"), format!("d/{long}")] {
+            assert!(
+                matches!(ws.read(&path), Err(FileError::BadPath(..))),
+                "read {path}"
+            );
+            assert!(
+                matches!(ws.stat(&path), Err(FileError::BadPath(..))),
+                "stat {path}"
+            );
+            assert!(
+                matches!(ws.delete(&path), Err(FileError::BadPath(..))),
+                "delete {path}"
+            );
+            assert!(
+                matches!(ws.write(&path, b"x"), Err(FileError::BadPath(..))),
+                "write {path}"
+            );
+        }
     }
 }

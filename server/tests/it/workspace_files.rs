@@ -366,8 +366,9 @@ async fn hostile_paths_names_and_bodies_change_nothing() {
     }
     let res = get(&t, &me, &format!("{base}/files/nope.txt")).await;
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
-    // Deletions that would leave the workspace, or take it whole: 400,
-    // nothing gone.
+    // Deletions that would leave the workspace, take it whole, or name
+    // what no file system holds: 400, nothing gone.
+    let too_long = "n".repeat(300);
     for path in [
         "..%2F..%2Fevil",
         "%2Fetc%2Fpasswd",
@@ -375,6 +376,7 @@ async fn hostile_paths_names_and_bodies_change_nothing() {
         "%2Fworkspace",
         "%2F",
         "src%2F..",
+        &too_long,
     ] {
         let (status, text) = t
             .status(t.as_(&me, Method::DELETE, &format!("{base}/files/{path}")))
