@@ -58,6 +58,10 @@ test.describe('a session with network access', () => {
 test('local sandboxes are flagged as weaker isolation on every page', async ({ page, paddock }) => {
   await gotoHydrated(page, paddock.url);
   await expect(page.getByTestId('sandbox-warning')).toContainText('Weaker isolation');
+  // The page-not-found page too: the same shell, asking the same server.
+  const missing = await page.goto(`${paddock.url}/no/such/page`);
+  expect(missing?.status()).toBe(404);
+  await expect(page.getByTestId('sandbox-warning')).toContainText('Weaker isolation');
   const ready = await page.request.get(`${paddock.url}/readyz`);
   const body = await ready.json();
   expect(body.sandbox.backend).toBe('local');

@@ -92,13 +92,21 @@ pub fn router(state: AppState) -> Router {
         .leptos_routes_with_context(
             &state,
             route_list(),
-            move || provide_context(backend.clone()),
+            {
+                let backend = backend.clone();
+                move || provide_context(backend.clone())
+            },
             {
                 let options = state.leptos.clone();
                 move || shell(options.clone())
             },
         )
-        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        // The site's files, else the page-not-found page: the same shell,
+        // whose account menu and sidebar ask the same server functions.
+        .fallback(leptos_axum::file_and_error_handler_with_context::<
+            AppState,
+            _,
+        >(move || provide_context(backend.clone()), shell))
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
         // The JSON API, after the limit layer so that it enforces the same
         // limit itself and answers in JSON.
