@@ -139,6 +139,11 @@ impl Paddock {
     pub async fn open_with_hub(mut config: Config, hub: Hub) -> anyhow::Result<Self> {
         // Named once: a default name may be drawn at random.
         config.replica = Some(config.replica_name());
+        // Folders given relative are the starting directory's: made absolute
+        // once, as git and the egress proxy use them from other directories
+        // (a commit's message file was looked for in the work tree).
+        config.workspace_root = std::path::absolute(&config.workspace_root)?;
+        config.git_root = std::path::absolute(&config.git_root)?;
         let config = Arc::new(config);
         crate::metrics::install();
         let sign_in = config.sign_in_required()?;

@@ -106,11 +106,13 @@ impl Runner {
         setup: Arc<WorkspaceSetup>,
         engines: impl IntoIterator<Item = (Engine, Arc<dyn AgentEngine>)>,
     ) -> Self {
-        let egress_root =
-            std::path::absolute(&config.workspace_root).unwrap_or(config.workspace_root.clone());
         Self {
             replica: config.replica_name(),
-            egress: EgressProxy::new(egress_root, &config.egress_networks, journal.clone()),
+            egress: EgressProxy::new(
+                config.workspace_root.clone(),
+                &config.egress_networks,
+                journal.clone(),
+            ),
             config,
             store,
             journal,

@@ -78,7 +78,12 @@ impl Home {
         args.extend([
             format!("--workspace-root={}", self.workspaces().display()),
             format!("--claude-code-root={}", self.path().join("cc").display()),
-            format!("--git-root={}", self.path().join("git").display()),
+            // Relative, as the default (`data/git`) is: the server must
+            // make it absolute before git runs anywhere else.
+            format!(
+                "--git-root={}",
+                from_cwd(&self.path().join("git")).display()
+            ),
             format!(
                 "--master-key-file={}",
                 self.path().join("master.key").display()
@@ -92,6 +97,14 @@ impl Home {
         args.extend_from_slice(extra);
         Config::try_parse_from(args).unwrap()
     }
+}
+
+/// `path` (absolute) as a path relative to the current directory.
+fn from_cwd(path: &Path) -> PathBuf {
+    let cwd = std::env::current_dir().unwrap();
+    let up = cwd.components().skip(1).map(|_| Path::new(".."));
+    up.collect::<PathBuf>()
+        .join(path.strip_prefix("/").unwrap())
 }
 
 impl Drop for Home {
