@@ -218,7 +218,8 @@ impl ChangeReview {
         let folder = self.setup.host_folder(s.id)?;
         let new = match folder.read(&path) {
             Ok(bytes) => Some(bytes),
-            Err(FileError::NotFound(_)) => None,
+            // A folder now is no file now.
+            Err(FileError::NotFound(_) | FileError::IsDirectory(_)) => None,
             Err(FileError::TooLarge { .. }) => Some(vec![0; DIFF_MAX_BYTES + 1]),
             Err(e) => return Err(AppError::Invalid(e.to_string())),
         };

@@ -498,19 +498,25 @@ impl HostRepo {
         Ok(String::from_utf8_lossy(&out).trim().to_owned())
     }
 
-    /// A file's bytes at `commit`, if it has it and they are at most
-    /// `max` (a larger one reads as `max + 1` zero bytes: too large).
+    /// A file's bytes at `commit`, if it has it (a folder there is no
+    /// file) and they are at most `max` (a larger one reads as `max + 1`
+    /// zero bytes: too large).
     pub async fn blob(
         &self,
         commit: &str,
         path: &str,
         max: usize,
     ) -> Result<Option<Vec<u8>>, GitError> {
+        let object = format!("{commit}:{path}");
+        let mut kind = self.git(None);
+        kind.args(["cat-file", "-t", &object]);
+        match run("show", kind, QUICK, None).await {
+            Ok(kind) if kind.trim_ascii() == b"blob" => {}
+            _ => return Ok(None),
+        }
         let mut size = self.git(None);
-        size.args(["cat-file", "-s", &format!("{commit}:{path}")]);
-        let Ok(size) = run("show", size, QUICK, None).await else {
-            return Ok(None);
-        };
+        size.args(["cat-file", "-s", &object]);
+        let size = run("show", size, QUICK, None).await?;
         let size: usize = String::from_utf8_lossy(&size)
             .trim()
             .parse()
@@ -519,7 +525,7 @@ impl HostRepo {
             return Ok(Some(vec![0; max + 1]));
         }
         let mut cat = self.git(None);
-        cat.args(["cat-file", "blob", &format!("{commit}:{path}")]);
+        cat.args(["cat-file", "blob", &object]);
         run("show", cat, QUICK, None).await.map(Some)
     }
 

@@ -163,6 +163,14 @@ async fn a_repository_is_cloned_edited_committed_and_pushed_without_its_token_in
             .await,
         Err(AppError::Invalid(_))
     ));
+    // A folder is no changed file, whether it was there at the start or not.
+    for folder in ["src", "sub"] {
+        let diff = paddock.change_diff(&operator, s.id, folder.into()).await;
+        assert!(
+            matches!(diff, Err(AppError::NotFound(_))),
+            "{folder}: {diff:?}"
+        );
+    }
     assert!(matches!(
         paddock.push_changes(&operator, s.id).await,
         Err(AppError::Conflict(_))
