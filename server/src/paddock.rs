@@ -140,10 +140,16 @@ impl Paddock {
         // Named once: a default name may be drawn at random.
         config.replica = Some(config.replica_name());
         // Folders given relative are the starting directory's: made absolute
-        // once, as git and the egress proxy use them from other directories
-        // (a commit's message file was looked for in the work tree).
-        config.workspace_root = std::path::absolute(&config.workspace_root)?;
-        config.git_root = std::path::absolute(&config.git_root)?;
+        // once, as git, Docker's mounts and the proxies use them from other
+        // directories (a commit's message file was looked for in the work
+        // tree).
+        for folder in [
+            &mut config.workspace_root,
+            &mut config.git_root,
+            &mut config.claude_code_root,
+        ] {
+            *folder = std::path::absolute(&*folder)?;
+        }
         let config = Arc::new(config);
         crate::metrics::install();
         let sign_in = config.sign_in_required()?;

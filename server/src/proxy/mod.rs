@@ -93,7 +93,7 @@ impl CredentialProxy {
             client,
             upstream: config.anthropic_base_url.trim_end_matches('/').to_owned(),
             vault,
-            root: std::path::absolute(&config.claude_code_root)?,
+            root: config.claude_code_root.clone(),
             ttl: Duration::from_secs(config.claude_code_run_secs),
             listening: Mutex::new(HashMap::new()),
         })
