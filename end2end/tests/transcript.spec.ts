@@ -81,11 +81,15 @@ test.describe('a working session', () => {
     await sendPrompt(page, 'And a second prompt');
     await expect(other.locator('[data-kind="user_message"]').filter({ hasText: 'And a second prompt' })).toBeVisible();
     await expect(other.getByText('The second answer, streamed to every viewer at once.')).toBeVisible();
-    // It grew piece by piece, each a start of the answer, before the
-    // stored answer replaced it.
+    // It grew piece by piece, each a longer start of the answer, before
+    // the stored answer replaced it. (The turn streams one text block: the
+    // first streaming block is the one.)
     const streamed: string[] = await other.evaluate(() => (window as any).streamed);
     expect(streamed.length, streamed.join(' | ')).toBeGreaterThan(2);
-    for (const text of streamed) expect('The second answer, streamed to every viewer at once.'.startsWith(text), text).toBe(true);
+    streamed.forEach((text, i) => {
+      expect('The second answer, streamed to every viewer at once.'.startsWith(text), text).toBe(true);
+      if (i > 0) expect(text.length, text).toBeGreaterThan(streamed[i - 1].length);
+    });
     await expect(page.getByText('The second answer, streamed to every viewer at once.')).toBeVisible();
     await expect(status(other)).toHaveAttribute('data-status', 'idle');
     await expect(status(page)).toHaveAttribute('data-status', 'idle');

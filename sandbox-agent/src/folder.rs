@@ -342,9 +342,10 @@ impl ConfinedFolder {
         Ok(())
     }
 
-    /// Deletes a file, a link (never what it names) or a folder with all it
-    /// holds, following no link on the way; not the workspace itself.
-    pub fn delete(&self, path: &str) -> Result<(), FileError> {
+    /// The folder holding what `path` names (reached as every path is),
+    /// and its name there: for what acts on a name itself, a link's
+    /// included, never through it. Not the workspace itself.
+    fn parent_and_name(&self, path: &str) -> Result<(OwnedFd, std::ffi::OsString), FileError> {
         let rel = relative(path)?;
         let name = rel
             .file_name()
@@ -358,6 +359,25 @@ impl ConfinedFolder {
             None => ".".to_owned(),
         };
         let dir = self.open(&parent, OFlags::DIRECTORY | OFlags::RDONLY, Mode::empty())?;
+        Ok((dir, name))
+    }
+
+    /// What the link `path` holds (the path it names, as git keeps a
+    /// link), not followed; `None` when `path` is no link.
+    pub fn read_link(&self, path: &str) -> Result<Option<Vec<u8>>, FileError> {
+        let (dir, name) = self.parent_and_name(path)?;
+        match rfs::readlinkat(&dir, &name, Vec::new()) {
+            Ok(target) => Ok(Some(target.into_bytes())),
+            Err(Errno::INVAL) => Ok(None),
+            Err(Errno::NOENT) => Err(FileError::NotFound(path.to_owned())),
+            Err(e) => Err(io_error(path, e)),
+        }
+    }
+
+    /// Deletes a file, a link (never what it names) or a folder with all it
+    /// holds, following no link on the way; not the workspace itself.
+    pub fn delete(&self, path: &str) -> Result<(), FileError> {
+        let (dir, name) = self.parent_and_name(path)?;
         let stat =
             rfs::statat(&dir, &name, rfs::AtFlags::SYMLINK_NOFOLLOW).map_err(|e| match e {
                 Errno::NOENT => FileError::NotFound(path.to_owned()),
@@ -957,6 +977,24 @@ mod tests {
         ws.write("d/f", b"").unwrap();
         assert_eq!(ws.read("d"), Err(FileError::IsDirectory("d".into())));
         assert!(matches!(ws.list("d/f"), Err(FileError::NotDirectory(_))));
+    }
+
+    #[test]
+    fn links_are_read_as_what_they_name_not_through() {
+        let (_d, ws) = ws();
+        ws.write("d/f", b"x").unwrap();
+        std::os::unix::fs::symlink("d", ws.root().join("to-d")).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", ws.root().join("out")).unwrap();
+        assert_eq!(ws.read_link("to-d"), Ok(Some(b"d".to_vec())));
+        assert_eq!(ws.read_link("out"), Ok(Some(b"/etc/passwd".to_vec())));
+        assert_eq!(ws.read_link("d/f"), Ok(None));
+        assert_eq!(ws.read_link("d"), Ok(None));
+        assert_eq!(
+            ws.read_link("nope"),
+            Err(FileError::NotFound("nope".into()))
+        );
+        assert!(matches!(ws.read_link("../x"), Err(FileError::Outside(_))));
+        assert!(matches!(ws.read_link("."), Err(FileError::BadPath(..))));
     }
 
     /// A name longer than the file system takes is the caller's mistake,

@@ -216,10 +216,21 @@ impl ChangeReview {
         let fail = |e| refused(s, &self.journal, e);
         let old = repo.blob(base, &path, DIFF_MAX_BYTES).await.map_err(fail)?;
         let folder = self.setup.host_folder(s.id)?;
-        let new = match folder.read(&path) {
+        // A link as git keeps it: the path it names, never read through.
+        let now = folder.read_link(&path).and_then(|link| match link {
+            Some(target) => Ok(target),
+            None => folder.read(&path),
+        });
+        let new = match now {
             Ok(bytes) => Some(bytes),
-            // A folder now is no file now.
-            Err(FileError::NotFound(_) | FileError::IsDirectory(_)) => None,
+            // No file now, as git sees it: a folder, or a path through a
+            // file or a link that leaves.
+            Err(
+                FileError::NotFound(_)
+                | FileError::IsDirectory(_)
+                | FileError::NotDirectory(_)
+                | FileError::Outside(_),
+            ) => None,
             Err(FileError::TooLarge { .. }) => Some(vec![0; DIFF_MAX_BYTES + 1]),
             Err(e) => return Err(AppError::Invalid(e.to_string())),
         };

@@ -512,7 +512,9 @@ impl HostRepo {
         kind.args(["cat-file", "-t", &object]);
         match run("show", kind, QUICK, None).await {
             Ok(kind) if kind.trim_ascii() == b"blob" => {}
-            _ => return Ok(None),
+            // Another object (a folder), or none: git refuses to name it.
+            Ok(_) | Err(GitError::Failed { .. }) => return Ok(None),
+            Err(e) => return Err(e),
         }
         let mut size = self.git(None);
         size.args(["cat-file", "-s", &object]);

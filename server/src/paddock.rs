@@ -148,7 +148,8 @@ impl Paddock {
             &mut config.git_root,
             &mut config.claude_code_root,
         ] {
-            *folder = std::path::absolute(&*folder)?;
+            *folder = std::path::absolute(&*folder)
+                .with_context(|| format!("the folder {:?}", folder.display()))?;
         }
         let config = Arc::new(config);
         crate::metrics::install();

@@ -97,6 +97,8 @@ fn not_found(session: SessionId) -> AppError {
 }
 
 impl Runner {
+    /// The runner over `config`, whose folders are absolute
+    /// ([`Paddock::open`](crate::paddock::Paddock::open) makes them so).
     pub fn new(
         config: Arc<Config>,
         store: Arc<dyn Store>,

@@ -76,7 +76,8 @@ pub enum ProxyError {
 
 impl CredentialProxy {
     /// The proxy to `ANTHROPIC_BASE_URL` with the configured credential,
-    /// keeping its sockets under `PADDOCK_CLAUDE_CODE_ROOT`.
+    /// keeping its sockets under `PADDOCK_CLAUDE_CODE_ROOT` (absolute:
+    /// [`Paddock::open`](crate::paddock::Paddock::open) makes it so).
     pub fn new(
         config: &Config,
         store: Arc<dyn Store>,

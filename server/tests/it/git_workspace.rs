@@ -263,6 +263,20 @@ async fn a_repository_is_cloned_edited_committed_and_pushed_without_its_token_in
     // workspace is committed as a link (nothing is read through it), and a
     // pipe named .gitignore is refused at once, the sandbox running again.
     as_agent(&s, "cd /workspace && rm -rf src && ln -s /etc src");
+    // Its diff is the link's own (what git keeps), and what was in the
+    // folder is gone: nothing is read through the link.
+    let link = paddock
+        .change_diff(&operator, s.id, "src".into())
+        .await
+        .unwrap();
+    assert_eq!(link.kind, ChangeKind::Added);
+    let unified = link.unified.unwrap_or_default();
+    assert!(unified.contains("+/etc"), "{unified}");
+    let gone = paddock
+        .change_diff(&operator, s.id, "src/lib.rs".into())
+        .await
+        .unwrap();
+    assert_eq!(gone.kind, ChangeKind::Deleted);
     let linked = paddock
         .commit_changes(&operator, s.id, "Link".into())
         .await
