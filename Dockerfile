@@ -21,7 +21,7 @@ COPY Cargo.lock package.json package-lock.json ./
 COPY scripts scripts
 RUN rustup target add wasm32-unknown-unknown && scripts/setup --build
 COPY . .
-RUN scripts/leptos build --release --cargo-locked \
+RUN scripts/leptos build --release --precompress --cargo-locked \
     && mkdir -p /out \
     && cp target/release/paddock /out/paddock \
     && cp -r target/site /out/site

@@ -11,6 +11,7 @@ use crate::common::{self, rest::Rest};
 use app::domain::{EventKind, SessionStatus};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
+use std::io::Read;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -170,6 +171,43 @@ async fn the_deploy_image_runs_a_session_and_keeps_it_on_its_volume() {
     ]);
     assert_eq!(owner, "paddock 10001\npaddock 10001\n");
     docker(&["exec", &first, "paddock", "health"]);
+
+    // The bundle as browsers fetch it: its brotli or gzip copy, made at
+    // build time, when they accept one; each the same bytes once decoded.
+    let bundle = |encoding: &'static str| {
+        let url = format!("{url}/pkg/paddock.wasm");
+        async move {
+            let res = reqwest::Client::new()
+                .get(url)
+                .header("accept-encoding", encoding)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), StatusCode::OK, "{encoding}");
+            let coding = res
+                .headers()
+                .get("content-encoding")
+                .map(|v| v.to_str().unwrap().to_owned());
+            (coding, res.bytes().await.unwrap().to_vec())
+        }
+    };
+    let (coding, wasm) = bundle("identity").await;
+    assert_eq!(coding, None);
+    assert!(wasm.starts_with(b"\0asm"));
+    let (coding, gzipped) = bundle("gzip").await;
+    assert_eq!(coding.as_deref(), Some("gzip"));
+    let mut decoded = Vec::new();
+    flate2::read::GzDecoder::new(&gzipped[..])
+        .read_to_end(&mut decoded)
+        .unwrap();
+    assert!(decoded == wasm && gzipped.len() < wasm.len() / 2);
+    let (coding, brotli) = bundle("gzip, br").await;
+    assert_eq!(coding.as_deref(), Some("br"));
+    let mut decoded = Vec::new();
+    brotli_decompressor::Decompressor::new(&brotli[..], 4096)
+        .read_to_end(&mut decoded)
+        .unwrap();
+    assert!(decoded == wasm && brotli.len() < gzipped.len());
 
     let log = logs(&first);
     let token = log
