@@ -138,6 +138,17 @@ pub struct OpenFile {
     pub mode: u32,
 }
 
+impl OpenFile {
+    fn of(fd: OwnedFd, stat: &rfs::Stat) -> Self {
+        Self {
+            file: File::from(fd),
+            size: u64::try_from(stat.st_size).unwrap_or(0),
+            modified: u64::try_from(stat.st_mtime).unwrap_or(0),
+            mode: stat.st_mode & 0o777,
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct ConfinedFolder {
     root: PathBuf,
@@ -168,6 +179,18 @@ impl ConfinedFolder {
     }
 
     fn open(&self, path: &str, flags: OFlags, mode: Mode) -> Result<OwnedFd, FileError> {
+        self.open_with(path, flags, mode, ResolveFlags::NO_MAGICLINKS)
+    }
+
+    /// [`open`](Self::open) resolving `path` with `resolve` too (always
+    /// beneath the root).
+    fn open_with(
+        &self,
+        path: &str,
+        flags: OFlags,
+        mode: Mode,
+        resolve: ResolveFlags,
+    ) -> Result<OwnedFd, FileError> {
         let rel = relative(path)?;
         let root = rfs::open(
             &self.root,
@@ -189,7 +212,7 @@ impl ConfinedFolder {
             &rel,
             flags | extra,
             mode,
-            ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS,
+            ResolveFlags::BENEATH | resolve,
         )
         .map_err(|e| match e {
             Errno::XDEV => FileError::Outside(path.to_owned()),
@@ -219,16 +242,61 @@ impl ConfinedFolder {
     pub fn open_file(&self, path: &str) -> Result<OpenFile, FileError> {
         let fd = self.open(path, OFlags::RDONLY | OFlags::NONBLOCK, Mode::empty())?;
         let stat = Self::regular(path, &fd)?;
-        Ok(OpenFile {
-            file: File::from(fd),
-            size: u64::try_from(stat.st_size).unwrap_or(0),
-            modified: u64::try_from(stat.st_mtime).unwrap_or(0),
-            mode: stat.st_mode & 0o777,
-        })
+        Ok(OpenFile::of(fd, &stat))
     }
 
     pub fn read(&self, path: &str) -> Result<Vec<u8>, FileError> {
-        let OpenFile { file, size, .. } = self.open_file(path)?;
+        Self::read_whole(path, self.open_file(path)?)
+    }
+
+    /// What git keeps at `path`: a regular file's bytes, or a link's own
+    /// text (the path it names), following no link on the way (git follows
+    /// none); `None` when git keeps nothing there (nothing, a folder, a
+    /// pipe, or a path through a link or a file).
+    pub fn read_as_git(&self, path: &str) -> Result<Option<Vec<u8>>, FileError> {
+        let strict = ResolveFlags::NO_SYMLINKS;
+        let nothing = |e: &FileError| {
+            matches!(
+                e,
+                FileError::NotFound(_)
+                    | FileError::NotDirectory(_)
+                    | FileError::IsDirectory(_)
+                    | FileError::NotRegular(_)
+                    // A link on the way (or a name too long).
+                    | FileError::BadPath(..)
+            )
+        };
+        let opened = |flags| match self.open_with(path, flags, Mode::empty(), strict) {
+            Ok(fd) => Ok(Some(fd)),
+            Err(e) if nothing(&e) => Ok(None),
+            Err(e) => Err(e),
+        };
+        // The name itself, a link's included.
+        let Some(found) = opened(OFlags::PATH | OFlags::NOFOLLOW)? else {
+            return Ok(None);
+        };
+        let stat = rfs::fstat(&found).map_err(|e| io_error(path, e))?;
+        match rfs::FileType::from_raw_mode(stat.st_mode) {
+            rfs::FileType::Symlink => rfs::readlinkat(&found, "", Vec::new())
+                .map(|target| Some(target.into_bytes()))
+                .map_err(|e| io_error(path, e)),
+            rfs::FileType::RegularFile => {
+                let Some(fd) = opened(OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK)? else {
+                    return Ok(None);
+                };
+                match Self::regular(path, &fd) {
+                    Ok(stat) => Self::read_whole(path, OpenFile::of(fd, &stat)).map(Some),
+                    Err(e) if nothing(&e) => Ok(None),
+                    Err(e) => Err(e),
+                }
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// An open file's bytes, refused past [`READ_MAX_BYTES`].
+    fn read_whole(path: &str, open: OpenFile) -> Result<Vec<u8>, FileError> {
+        let OpenFile { file, size, .. } = open;
         if size > READ_MAX_BYTES {
             return Err(FileError::TooLarge {
                 path: path.to_owned(),
@@ -360,18 +428,6 @@ impl ConfinedFolder {
         };
         let dir = self.open(&parent, OFlags::DIRECTORY | OFlags::RDONLY, Mode::empty())?;
         Ok((dir, name))
-    }
-
-    /// What the link `path` holds (the path it names, as git keeps a
-    /// link), not followed; `None` when `path` is no link.
-    pub fn read_link(&self, path: &str) -> Result<Option<Vec<u8>>, FileError> {
-        let (dir, name) = self.parent_and_name(path)?;
-        match rfs::readlinkat(&dir, &name, Vec::new()) {
-            Ok(target) => Ok(Some(target.into_bytes())),
-            Err(Errno::INVAL) => Ok(None),
-            Err(Errno::NOENT) => Err(FileError::NotFound(path.to_owned())),
-            Err(e) => Err(io_error(path, e)),
-        }
     }
 
     /// Deletes a file, a link (never what it names) or a folder with all it
@@ -980,21 +1036,29 @@ mod tests {
     }
 
     #[test]
-    fn links_are_read_as_what_they_name_not_through() {
+    fn read_as_git_reads_links_as_links_and_never_through_one() {
         let (_d, ws) = ws();
         ws.write("d/f", b"x").unwrap();
-        std::os::unix::fs::symlink("d", ws.root().join("to-d")).unwrap();
-        std::os::unix::fs::symlink("/etc/passwd", ws.root().join("out")).unwrap();
-        assert_eq!(ws.read_link("to-d"), Ok(Some(b"d".to_vec())));
-        assert_eq!(ws.read_link("out"), Ok(Some(b"/etc/passwd".to_vec())));
-        assert_eq!(ws.read_link("d/f"), Ok(None));
-        assert_eq!(ws.read_link("d"), Ok(None));
-        assert_eq!(
-            ws.read_link("nope"),
-            Err(FileError::NotFound("nope".into()))
-        );
-        assert!(matches!(ws.read_link("../x"), Err(FileError::Outside(_))));
-        assert!(matches!(ws.read_link("."), Err(FileError::BadPath(..))));
+        let link = |to: &str, at: &str| std::os::unix::fs::symlink(to, ws.root().join(at)).unwrap();
+        link("d", "to-d");
+        link("/etc/passwd", "out");
+        link("loop", "loop");
+        std::process::Command::new("mkfifo")
+            .arg(ws.root().join("pipe"))
+            .status()
+            .unwrap();
+        assert_eq!(ws.read_as_git("d/f"), Ok(Some(b"x".to_vec())));
+        assert_eq!(ws.read_as_git("to-d"), Ok(Some(b"d".to_vec())));
+        assert_eq!(ws.read_as_git("out"), Ok(Some(b"/etc/passwd".to_vec())));
+        assert_eq!(ws.read_as_git("loop"), Ok(Some(b"loop".to_vec())));
+        // What git does not keep: through a link (inside or out), a
+        // folder, a pipe, nothing.
+        for nothing in [
+            "to-d/f", "out/x", "loop/x", "d", ".", "pipe", "nope", "d/f/x",
+        ] {
+            assert_eq!(ws.read_as_git(nothing), Ok(None), "{nothing}");
+        }
+        assert!(matches!(ws.read_as_git("../x"), Err(FileError::Outside(_))));
     }
 
     /// A name longer than the file system takes is the caller's mistake,

@@ -216,21 +216,10 @@ impl ChangeReview {
         let fail = |e| refused(s, &self.journal, e);
         let old = repo.blob(base, &path, DIFF_MAX_BYTES).await.map_err(fail)?;
         let folder = self.setup.host_folder(s.id)?;
-        // A link as git keeps it: the path it names, never read through.
-        let now = folder.read_link(&path).and_then(|link| match link {
-            Some(target) => Ok(target),
-            None => folder.read(&path),
-        });
-        let new = match now {
-            Ok(bytes) => Some(bytes),
-            // No file now, as git sees it: a folder, or a path through a
-            // file or a link that leaves.
-            Err(
-                FileError::NotFound(_)
-                | FileError::IsDirectory(_)
-                | FileError::NotDirectory(_)
-                | FileError::Outside(_),
-            ) => None,
+        // What git would keep there now: a link's own text, nothing read
+        // through a link.
+        let new = match folder.read_as_git(&path) {
+            Ok(now) => now,
             Err(FileError::TooLarge { .. }) => Some(vec![0; DIFF_MAX_BYTES + 1]),
             Err(e) => return Err(AppError::Invalid(e.to_string())),
         };

@@ -101,12 +101,7 @@ pub fn router(state: AppState) -> Router {
                 move || shell(options.clone())
             },
         )
-        // The site's files, else the page-not-found page: the same shell,
-        // whose account menu and sidebar ask the same server functions.
-        .fallback(leptos_axum::file_and_error_handler_with_context::<
-            AppState,
-            _,
-        >(move || provide_context(backend.clone()), shell))
+        .fallback(site_files(backend))
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
         // The JSON API, after the limit layer so that it enforces the same
         // limit itself and answers in JSON.
@@ -128,6 +123,38 @@ pub fn router(state: AppState) -> Router {
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .layer(axum::middleware::map_request(plain_request_id))
         .with_state(state)
+}
+
+/// The site's files, each as its brotli or gzip copy to a browser that
+/// accepts one (release builds make them), else the page-not-found page:
+/// the same shell as every page, whose account menu and sidebar ask the
+/// same server functions. Every answer varies with `Accept-Encoding`, so
+/// that a cache between keeps each copy for its own.
+fn site_files(
+    backend: SharedBackend,
+) -> impl Fn(
+    axum::http::Uri,
+    axum::extract::State<AppState>,
+    axum::extract::Request,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = axum::response::Response> + Send>>
+       + Clone
+       + Send
+       + 'static {
+    let files = leptos_axum::file_and_error_handler_with_context::<AppState, _>(
+        move || provide_context(backend.clone()),
+        shell,
+    );
+    move |uri, state, request| {
+        let answer = files(uri, state, request);
+        Box::pin(async move {
+            let mut answer = answer.await;
+            answer.headers_mut().insert(
+                axum::http::header::VARY,
+                axum::http::HeaderValue::from_static("accept-encoding"),
+            );
+            answer
+        })
+    }
 }
 
 /// A caller's `x-request-id` is kept only when it is a plain token (1 to

@@ -184,6 +184,15 @@ async fn the_deploy_image_runs_a_session_and_keeps_it_on_its_volume() {
                 .await
                 .unwrap();
             assert_eq!(res.status(), StatusCode::OK, "{encoding}");
+            // Whichever copy: the type of the file, and a cache between
+            // told that the answer depends on what the client accepts.
+            let header = |name| res.headers().get(name).map(|v| v.to_str().unwrap());
+            assert_eq!(
+                header("content-type"),
+                Some("application/wasm"),
+                "{encoding}"
+            );
+            assert_eq!(header("vary"), Some("accept-encoding"), "{encoding}");
             let coding = res
                 .headers()
                 .get("content-encoding")
