@@ -18,7 +18,7 @@ use std::path::{Component, Path, PathBuf};
 
 /// Where the workspace appears inside a sandbox.
 pub const MOUNT_POINT: &str = "/workspace";
-/// Largest file `read` returns.
+/// Largest file `read` and `read_as_git` return.
 pub const READ_MAX_BYTES: u64 = 10 * 1024 * 1024;
 
 /// Why a file operation was refused; the agent sends it as JSON.
@@ -1043,11 +1043,14 @@ mod tests {
         link("d", "to-d");
         link("/etc/passwd", "out");
         link("loop", "loop");
-        std::process::Command::new("mkfifo")
+        link("d/f", "to-f");
+        let made = std::process::Command::new("mkfifo")
             .arg(ws.root().join("pipe"))
             .status()
             .unwrap();
+        assert!(made.success());
         assert_eq!(ws.read_as_git("d/f"), Ok(Some(b"x".to_vec())));
+        assert_eq!(ws.read_as_git("to-f"), Ok(Some(b"d/f".to_vec())));
         assert_eq!(ws.read_as_git("to-d"), Ok(Some(b"d".to_vec())));
         assert_eq!(ws.read_as_git("out"), Ok(Some(b"/etc/passwd".to_vec())));
         assert_eq!(ws.read_as_git("loop"), Ok(Some(b"loop".to_vec())));

@@ -148,7 +148,7 @@ fn site_files(
         let answer = files(uri, state, request);
         Box::pin(async move {
             let mut answer = answer.await;
-            answer.headers_mut().insert(
+            answer.headers_mut().append(
                 axum::http::header::VARY,
                 axum::http::HeaderValue::from_static("accept-encoding"),
             );
