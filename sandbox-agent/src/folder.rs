@@ -410,10 +410,9 @@ impl ConfinedFolder {
         Ok(())
     }
 
-    /// The folder holding what `path` names (reached as every path is),
-    /// and its name there: for what acts on a name itself, a link's
-    /// included, never through it. Not the workspace itself.
-    fn parent_and_name(&self, path: &str) -> Result<(OwnedFd, std::ffi::OsString), FileError> {
+    /// Deletes a file, a link (never what it names) or a folder with all it
+    /// holds, following no link on the way; not the workspace itself.
+    pub fn delete(&self, path: &str) -> Result<(), FileError> {
         let rel = relative(path)?;
         let name = rel
             .file_name()
@@ -427,13 +426,6 @@ impl ConfinedFolder {
             None => ".".to_owned(),
         };
         let dir = self.open(&parent, OFlags::DIRECTORY | OFlags::RDONLY, Mode::empty())?;
-        Ok((dir, name))
-    }
-
-    /// Deletes a file, a link (never what it names) or a folder with all it
-    /// holds, following no link on the way; not the workspace itself.
-    pub fn delete(&self, path: &str) -> Result<(), FileError> {
-        let (dir, name) = self.parent_and_name(path)?;
         let stat =
             rfs::statat(&dir, &name, rfs::AtFlags::SYMLINK_NOFOLLOW).map_err(|e| match e {
                 Errno::NOENT => FileError::NotFound(path.to_owned()),
