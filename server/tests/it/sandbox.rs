@@ -315,7 +315,33 @@ PY"#,
         )
         .await;
     assert!(stopped.success());
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Stopped for sure before the next command (asked past the agent: a
+    // loaded machine may take its time to run the pkill).
+    let name = DockerSandbox::container_name(d.session);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let states = std::process::Command::new("docker")
+            .args([
+                "exec",
+                &name,
+                "ps",
+                "-o",
+                "stat=,args=",
+                "-C",
+                "sandbox-agent",
+            ])
+            .output()
+            .unwrap();
+        let states = String::from_utf8_lossy(&states.stdout).into_owned();
+        if states.lines().any(|l| l.trim_start().starts_with('T')) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never stopped: {states}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let began = std::time::Instant::now();
     let hung = d
         .sandbox
