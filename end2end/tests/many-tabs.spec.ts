@@ -28,7 +28,10 @@ test.describe('many tabs', () => {
   });
 
   test('twenty tabs in one browser all load and follow live, over one connection', async ({ page, context, paddock }) => {
-    test.setTimeout(120_000);
+    // About 0.8 s a tab alone on 2 cores, 50 s in all beside the other
+    // worker's tests; a CI machine about twice as slow ran out of 120 s
+    // (its retry at the last steps): time is not what this checks.
+    test.setTimeout(300_000);
     const sessions = [
       await createSession(paddock, 'alpha'),
       await createSession(paddock, 'beta'),

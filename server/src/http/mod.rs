@@ -38,6 +38,7 @@ use app::api::SharedBackend;
 use app::{shell, App};
 use axum::extract::FromRef;
 use axum::http::Method;
+use axum::response::IntoResponse;
 use axum::Router;
 use leptos::config::LeptosOptions;
 use leptos::prelude::provide_context;
@@ -125,11 +126,10 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// The site's files, each as its brotli or gzip copy to a browser that
-/// accepts one (release builds make them), else the page-not-found page:
-/// the same shell as every page, whose account menu and sidebar ask the
-/// same server functions. Every answer varies with `Accept-Encoding`, so
-/// that a cache between keeps each copy for its own.
+/// The site's files, else the page-not-found page: the same shell as every
+/// page, whose account menu and sidebar ask the same server functions.
+/// Every answer varies with `Accept-Encoding`, so that a cache between
+/// keeps each copy of a file for its own.
 fn site_files(
     backend: SharedBackend,
 ) -> impl Fn(
@@ -140,14 +140,25 @@ fn site_files(
        + Clone
        + Send
        + 'static {
-    let files = leptos_axum::file_and_error_handler_with_context::<AppState, _>(
+    let not_found = leptos_axum::file_and_error_handler_with_context::<AppState, _>(
         move || provide_context(backend.clone()),
         shell,
     );
     move |uri, state, request| {
-        let answer = files(uri, state, request);
+        let not_found = not_found.clone();
         Box::pin(async move {
-            let mut answer = answer.await;
+            let (request, body) = request.into_parts();
+            let mut answer = match site_file(&state.leptos.site_root, &request).await {
+                Some(file) => file,
+                None => {
+                    not_found(
+                        uri,
+                        state,
+                        axum::extract::Request::from_parts(request, body),
+                    )
+                    .await
+                }
+            };
             answer.headers_mut().append(
                 axum::http::header::VARY,
                 axum::http::HeaderValue::from_static("accept-encoding"),
@@ -155,6 +166,49 @@ fn site_files(
             answer
         })
     }
+}
+
+/// A file of the site (`LEPTOS_SITE_ROOT`), as its brotli or gzip copy to
+/// a browser that accepts one (release builds make them), with its
+/// `Last-Modified`. A browser must ask again before each use (`no-cache`),
+/// so that no page of a new release runs the bundle of an old one that a
+/// cache kept; a copy it holds that is still current is a 304 without the
+/// body, so twenty tabs opened cost the bundle once. `Range`s and `HEAD`
+/// are answered too; another method on a file is a 405. `None` when there
+/// is no such file: a folder, an unknown or unreadable name.
+async fn site_file(
+    root: &str,
+    request: &axum::http::request::Parts,
+) -> Option<axum::response::Response> {
+    let reading = matches!(request.method, Method::GET | Method::HEAD);
+    let mut ask = axum::http::Request::new(axum::body::Body::empty());
+    *ask.method_mut() = if reading {
+        request.method.clone()
+    } else {
+        Method::HEAD
+    };
+    *ask.uri_mut() = request.uri.clone();
+    *ask.headers_mut() = request.headers.clone();
+    let answer = tower_http::services::ServeDir::new(root)
+        .precompressed_br()
+        .precompressed_gzip()
+        .append_index_html_on_directories(false)
+        .try_call(ask)
+        .await
+        .ok()?;
+    if answer.status() == axum::http::StatusCode::NOT_FOUND {
+        return None;
+    }
+    if !reading {
+        let allow = [(axum::http::header::ALLOW, "GET, HEAD")];
+        return Some((axum::http::StatusCode::METHOD_NOT_ALLOWED, allow).into_response());
+    }
+    let mut answer = answer.map(axum::body::Body::new);
+    answer.headers_mut().insert(
+        axum::http::header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-cache"),
+    );
+    Some(answer)
 }
 
 /// A caller's `x-request-id` is kept only when it is a plain token (1 to

@@ -10,7 +10,7 @@ use server::http::{router, AppState};
 use tower::ServiceExt;
 
 struct Harness {
-    _home: Home,
+    home: Home,
     state: AppState,
 }
 
@@ -24,9 +24,12 @@ async fn harness_with(extra: &[&str]) -> Harness {
     // containers behind for the sessions they create.
     let extra: Vec<String> = extra.iter().map(|a| a.to_string()).collect();
     let config = home.config("local", &extra);
-    let options = LeptosOptions::builder().output_name("paddock").build();
+    let options = LeptosOptions::builder()
+        .output_name("paddock")
+        .site_root(home.path().join("site").to_string_lossy().into_owned())
+        .build();
     let state = AppState::with_options(&config, options).await.unwrap();
-    Harness { _home: home, state }
+    Harness { home, state }
 }
 
 async fn send(h: &Harness, req: Request<Body>) -> (StatusCode, String) {
@@ -154,6 +157,76 @@ async fn unknown_ids_and_paths_are_404() {
     .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(body.contains("NotFound"), "{body}");
+}
+
+/// The site's files: the brotli copy to a browser that takes it, every
+/// answer to be revalidated before use (`no-cache`), and a copy still
+/// current a 304 without the body, so that a new release's pages never run
+/// an old bundle and twenty tabs fetch it once; `HEAD` and `Range` as for
+/// any file. A folder, an unknown name or one too long for any file is the
+/// page-not-found page; another method on a file a 405.
+#[tokio::test]
+async fn site_files_go_compressed_and_are_revalidated() {
+    let h = harness().await;
+    let pkg = h.home.path().join("site/pkg");
+    std::fs::create_dir_all(&pkg).unwrap();
+    std::fs::write(pkg.join("paddock.js"), "console.log('hydrate');").unwrap();
+    std::fs::write(pkg.join("paddock.js.br"), "brotli copy").unwrap();
+    let ask = |method: &str, uri: &str, headers: &[(&str, &str)]| {
+        let request = browser(method, uri, headers, "");
+        let router = router(h.state.clone());
+        async move { router.oneshot(request).await.unwrap() }
+    };
+    let text = |res: axum::response::Response| async move {
+        String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
+    };
+
+    let plain = ask("GET", "/pkg/paddock.js", &[]).await;
+    assert_eq!(plain.status(), StatusCode::OK);
+    assert_eq!(plain.headers()[header::CACHE_CONTROL], "no-cache");
+    assert_eq!(plain.headers()[header::VARY], "accept-encoding");
+    let modified = plain.headers()[header::LAST_MODIFIED]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(text(plain).await, "console.log('hydrate');");
+
+    let brotli = ask("GET", "/pkg/paddock.js", &[("accept-encoding", "gzip, br")]).await;
+    assert_eq!(brotli.status(), StatusCode::OK);
+    assert_eq!(brotli.headers()[header::CONTENT_ENCODING], "br");
+    assert_eq!(text(brotli).await, "brotli copy");
+
+    let current = ask(
+        "GET",
+        "/pkg/paddock.js",
+        &[("if-modified-since", &modified)],
+    )
+    .await;
+    assert_eq!(current.status(), StatusCode::NOT_MODIFIED);
+    assert_eq!(current.headers()[header::CACHE_CONTROL], "no-cache");
+    assert_eq!(text(current).await, "");
+    let older = "Thu, 01 Jan 1970 00:00:00 GMT";
+    let stale = ask("GET", "/pkg/paddock.js", &[("if-modified-since", older)]).await;
+    assert_eq!(stale.status(), StatusCode::OK);
+
+    let head = ask("HEAD", "/pkg/paddock.js", &[]).await;
+    assert_eq!(head.status(), StatusCode::OK);
+    assert_eq!(head.headers()[header::CONTENT_LENGTH], "23");
+    let part = ask("GET", "/pkg/paddock.js", &[("range", "bytes=0-6")]).await;
+    assert_eq!(part.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(text(part).await, "console");
+
+    let long = format!("/pkg/{}.js", "n".repeat(300));
+    for uri in ["/pkg", "/pkg/", "/pkg/missing.js", &long] {
+        let missing = ask("GET", uri, &[]).await;
+        assert_eq!(missing.status(), StatusCode::NOT_FOUND, "{uri}");
+        assert!(text(missing).await.contains("not found"), "{uri}");
+    }
+    let post = ask("POST", "/pkg/paddock.js", &[]).await;
+    assert_eq!(post.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(post.headers()[header::ALLOW], "GET, HEAD");
+    let post = ask("POST", "/pkg/missing.js", &[]).await;
+    assert_eq!(post.status(), StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]
