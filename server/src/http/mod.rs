@@ -102,7 +102,7 @@ pub fn router(state: AppState) -> Router {
                 move || shell(options.clone())
             },
         )
-        .fallback(site_files(backend))
+        .fallback(site_files(backend, state.leptos.clone()))
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
         // The JSON API, after the limit layer so that it enforces the same
         // limit itself and answers in JSON.
@@ -132,31 +132,33 @@ pub fn router(state: AppState) -> Router {
 /// keeps each copy of a file for its own.
 fn site_files(
     backend: SharedBackend,
+    options: LeptosOptions,
 ) -> impl Fn(
-    axum::http::Uri,
-    axum::extract::State<AppState>,
     axum::extract::Request,
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = axum::response::Response> + Send>>
        + Clone
        + Send
        + 'static {
-    let not_found = leptos_axum::file_and_error_handler_with_context::<AppState, _>(
+    let root = options.site_root.clone();
+    let not_found = leptos_axum::render_app_to_stream_with_context(
         move || provide_context(backend.clone()),
-        shell,
+        move || shell(options.clone()),
     );
-    move |uri, state, request| {
-        let not_found = not_found.clone();
+    move |request| {
+        let (root, not_found) = (root.clone(), not_found.clone());
         Box::pin(async move {
             let (request, body) = request.into_parts();
-            let mut answer = match site_file(&state.leptos.site_root, &request).await {
+            let mut answer = match site_file(&root, &request).await {
                 Some(file) => file,
                 None => {
-                    not_found(
-                        uri,
-                        state,
-                        axum::extract::Request::from_parts(request, body),
-                    )
-                    .await
+                    let request = axum::extract::Request::from_parts(request, body);
+                    let mut page = not_found(request).await;
+                    // A path the dashboard's router would still render
+                    // (one with a trailing slash) is not a page either.
+                    if page.status() == axum::http::StatusCode::OK {
+                        *page.status_mut() = axum::http::StatusCode::NOT_FOUND;
+                    }
+                    page
                 }
             };
             answer.headers_mut().append(
