@@ -127,9 +127,10 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// The site's files, else the page-not-found page: the same shell as every
-/// page, whose account menu and sidebar ask the same server functions.
-/// Every answer varies with `Accept-Encoding`, so that a cache between
-/// keeps each copy of a file for its own.
+/// page, whose account menu and sidebar ask the same server functions,
+/// rendered whole before it is sent as every page is. Every answer varies
+/// with `Accept-Encoding`, so that a cache between keeps each copy of a
+/// file for its own.
 fn site_files(
     backend: SharedBackend,
     options: LeptosOptions,
@@ -139,16 +140,19 @@ fn site_files(
        + Clone
        + Send
        + 'static {
-    let root = options.site_root.clone();
-    let not_found = leptos_axum::render_app_to_stream_with_context(
+    let files = tower_http::services::ServeDir::new(&*options.site_root)
+        .precompressed_br()
+        .precompressed_gzip()
+        .append_index_html_on_directories(false);
+    let not_found = leptos_axum::render_app_async_with_context(
         move || provide_context(backend.clone()),
         move || shell(options.clone()),
     );
     move |request| {
-        let (root, not_found) = (root.clone(), not_found.clone());
+        let (files, not_found) = (files.clone(), not_found.clone());
         Box::pin(async move {
             let (request, body) = request.into_parts();
-            let mut answer = match site_file(&root, &request).await {
+            let mut answer = match site_file(files, &request).await {
                 Some(file) => file,
                 None => {
                     let request = axum::extract::Request::from_parts(request, body);
@@ -173,15 +177,18 @@ fn site_files(
 /// A file of the site (`LEPTOS_SITE_ROOT`), as its brotli or gzip copy to
 /// a browser that accepts one (release builds make them), with its
 /// `Last-Modified`. A browser must ask again before each use (`no-cache`),
-/// so that no page of a new release runs the bundle of an old one that a
-/// cache kept; a copy it holds that is still current is a 304 without the
-/// body, so twenty tabs opened cost the bundle once. `Range`s and `HEAD`
-/// are answered too; another method on a file is a 405. `None` when there
-/// is no such file: a folder, an unknown or unreadable name.
+/// so that no page of another release runs the bundle of this one that a
+/// cache kept: its copy is a 304 without the body only when its time is
+/// exactly the file's (not merely later: a release rolled back has older
+/// files under the same names), so twenty tabs opened cost the bundle once.
+/// `Range`s and `HEAD` are answered too; another method on a file is a
+/// 405. `None` when there is no such file: a folder, an unknown name, or
+/// one too long for any file.
 async fn site_file(
-    root: &str,
+    mut files: tower_http::services::ServeDir,
     request: &axum::http::request::Parts,
 ) -> Option<axum::response::Response> {
+    use axum::http::{header, HeaderValue, StatusCode};
     let reading = matches!(request.method, Method::GET | Method::HEAD);
     let mut ask = axum::http::Request::new(axum::body::Body::empty());
     *ask.method_mut() = if reading {
@@ -191,25 +198,39 @@ async fn site_file(
     };
     *ask.uri_mut() = request.uri.clone();
     *ask.headers_mut() = request.headers.clone();
-    let answer = tower_http::services::ServeDir::new(root)
-        .precompressed_br()
-        .precompressed_gzip()
-        .append_index_html_on_directories(false)
-        .try_call(ask)
-        .await
-        .ok()?;
-    if answer.status() == axum::http::StatusCode::NOT_FOUND {
-        return None;
-    }
+    let held = ask.headers_mut().remove(header::IF_MODIFIED_SINCE);
+    let answer = match files.try_call(ask).await {
+        Ok(answer) if answer.status() == StatusCode::NOT_FOUND => return None,
+        Ok(answer) => answer,
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NAMETOOLONG.raw_os_error()) => {
+            return None
+        }
+        Err(e) => {
+            tracing::error!(
+                path = request.uri.path(),
+                "a file of the site unreadable: {e}"
+            );
+            let refusal = "A file of the site cannot be read now.";
+            return Some((StatusCode::SERVICE_UNAVAILABLE, refusal).into_response());
+        }
+    };
     if !reading {
-        let allow = [(axum::http::header::ALLOW, "GET, HEAD")];
-        return Some((axum::http::StatusCode::METHOD_NOT_ALLOWED, allow).into_response());
+        let allow = [(header::ALLOW, "GET, HEAD")];
+        return Some((StatusCode::METHOD_NOT_ALLOWED, allow).into_response());
     }
-    let mut answer = answer.map(axum::body::Body::new);
-    answer.headers_mut().insert(
-        axum::http::header::CACHE_CONTROL,
-        axum::http::HeaderValue::from_static("no-cache"),
-    );
+    let modified = answer.headers().get(header::LAST_MODIFIED).cloned();
+    let current = answer.status().is_success() && held.is_some() && held == modified;
+    let mut answer = match modified {
+        Some(modified) if current => (
+            StatusCode::NOT_MODIFIED,
+            [(header::LAST_MODIFIED, modified)],
+        )
+            .into_response(),
+        _ => answer.map(axum::body::Body::new),
+    };
+    answer
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     Some(answer)
 }
 
