@@ -151,6 +151,10 @@ fn site_files(
     move |request| {
         let (files, not_found) = (files.clone(), not_found.clone());
         Box::pin(async move {
+            // An authority alone (`CONNECT`'s target) names no file or page.
+            if request.uri().path_and_query().is_none() {
+                return axum::http::StatusCode::NOT_FOUND.into_response();
+            }
             let (request, body) = request.into_parts();
             let mut answer = match site_file(files, &request).await {
                 Some(file) => file,
@@ -180,15 +184,18 @@ fn site_files(
 /// so that no page of another release runs the bundle of this one that a
 /// cache kept: its copy is a 304 without the body only when its time is
 /// exactly the file's (not merely later: a release rolled back has older
-/// files under the same names), so twenty tabs opened cost the bundle once.
-/// `Range`s and `HEAD` are answered too; another method on a file is a
-/// 405. `None` when there is no such file: a folder, an unknown name, or
-/// one too long for any file.
+/// files under the same names), so twenty tabs opened cost the bundle once;
+/// and a part of a file (`Range`) is never given to complete a copy of
+/// another time (`If-Range`: the whole file then). `HEAD` is answered too;
+/// another method on a file is a 405. `None` when there is no such file: a
+/// folder, an unknown or unreadable name, one no file can have (too long,
+/// with a NUL).
 async fn site_file(
     mut files: tower_http::services::ServeDir,
     request: &axum::http::request::Parts,
 ) -> Option<axum::response::Response> {
     use axum::http::{header, HeaderValue, StatusCode};
+    use std::io::ErrorKind;
     let reading = matches!(request.method, Method::GET | Method::HEAD);
     let mut ask = axum::http::Request::new(axum::body::Body::empty());
     *ask.method_mut() = if reading {
@@ -197,12 +204,28 @@ async fn site_file(
         Method::HEAD
     };
     *ask.uri_mut() = request.uri.clone();
-    *ask.headers_mut() = request.headers.clone();
-    let held = ask.headers_mut().remove(header::IF_MODIFIED_SINCE);
+    let headers = ask.headers_mut();
+    *headers = request.headers.clone();
+    // The copy a browser holds, named by its time: ignored beside an entity
+    // tag (no file here has one) or when given twice, as RFC 9110 says.
+    let times: Vec<_> = headers.get_all(header::IF_MODIFIED_SINCE).iter().collect();
+    let held = match times[..] {
+        [time] if !headers.contains_key(header::IF_NONE_MATCH) => Some(time.clone()),
+        _ => None,
+    };
+    headers.remove(header::IF_MODIFIED_SINCE);
+    if headers.remove(header::IF_RANGE).is_some() {
+        headers.remove(header::RANGE);
+    }
     let answer = match files.try_call(ask).await {
         Ok(answer) if answer.status() == StatusCode::NOT_FOUND => return None,
         Ok(answer) => answer,
-        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NAMETOOLONG.raw_os_error()) => {
+        Err(e)
+            if matches!(
+                e.kind(),
+                ErrorKind::InvalidFilename | ErrorKind::InvalidInput
+            ) =>
+        {
             return None
         }
         Err(e) => {

@@ -160,11 +160,13 @@ async fn unknown_ids_and_paths_are_404() {
 }
 
 /// The site's files: the brotli copy to a browser that takes it, every
-/// answer to be revalidated before use (`no-cache`), and a copy still
-/// current a 304 without the body, so that a new release's pages never run
-/// an old bundle and twenty tabs fetch it once; `HEAD` and `Range` as for
-/// any file. A folder, an unknown name or one too long for any file is the
-/// page-not-found page; another method on a file a 405.
+/// answer to be revalidated before use (`no-cache`), and a copy of exactly
+/// the file's time a 304 without the body (one of another time, older or
+/// later, is sent the file), so that no page runs a bundle of another
+/// release and twenty tabs fetch it once; `HEAD` and `Range` as for any
+/// file, but no part for a copy of another time (`If-Range`). A folder, an
+/// unknown name or one no file can have is the page-not-found page; another
+/// method on a file a 405; a file that cannot be read a 503.
 #[tokio::test]
 async fn site_files_go_compressed_and_are_revalidated() {
     let h = harness().await;
@@ -205,7 +207,31 @@ async fn site_files_go_compressed_and_are_revalidated() {
     .await;
     assert_eq!(current.status(), StatusCode::NOT_MODIFIED);
     assert_eq!(current.headers()[header::CACHE_CONTROL], "no-cache");
+    assert_eq!(current.headers()[header::VARY], "accept-encoding");
+    assert_eq!(current.headers()[header::LAST_MODIFIED], modified.as_str());
     assert_eq!(text(current).await, "");
+    let since = ("if-modified-since", modified.as_str());
+    let head = ask("HEAD", "/pkg/paddock.js", &[since]).await;
+    assert_eq!(head.status(), StatusCode::NOT_MODIFIED);
+    let br = ("accept-encoding", "br");
+    let brotli = ask("GET", "/pkg/paddock.js", &[br]).await;
+    let brotli_time = brotli.headers()[header::LAST_MODIFIED].clone();
+    let brotli_time = ("if-modified-since", brotli_time.to_str().unwrap());
+    let current = ask("GET", "/pkg/paddock.js", &[br, brotli_time]).await;
+    assert_eq!(current.status(), StatusCode::NOT_MODIFIED);
+    // Beside an entity tag, or given twice, the time is not asked about.
+    let tagged = ask(
+        "GET",
+        "/pkg/paddock.js",
+        &[since, ("if-none-match", "\"x\"")],
+    )
+    .await;
+    assert_eq!(tagged.status(), StatusCode::OK);
+    let twice = ask("GET", "/pkg/paddock.js", &[since, since]).await;
+    assert_eq!(twice.status(), StatusCode::OK);
+    let unchanged_since = ("if-unmodified-since", "Thu, 01 Jan 1970 00:00:00 GMT");
+    let changed = ask("GET", "/pkg/paddock.js", &[unchanged_since]).await;
+    assert_eq!(changed.status(), StatusCode::PRECONDITION_FAILED);
     // A copy of another time is not this file: older, or later (the copy
     // of a release since rolled back).
     for other in [
@@ -223,9 +249,18 @@ async fn site_files_go_compressed_and_are_revalidated() {
     let part = ask("GET", "/pkg/paddock.js", &[("range", "bytes=0-6")]).await;
     assert_eq!(part.status(), StatusCode::PARTIAL_CONTENT);
     assert_eq!(text(part).await, "console");
+    let other_time = ("if-range", "Thu, 01 Jan 1970 00:00:00 GMT");
+    let whole = ask(
+        "GET",
+        "/pkg/paddock.js",
+        &[("range", "bytes=8-"), other_time],
+    )
+    .await;
+    assert_eq!(whole.status(), StatusCode::OK);
+    assert_eq!(text(whole).await, "console.log('hydrate');");
 
     let long = format!("/pkg/{}.js", "n".repeat(300));
-    for uri in ["/pkg", "/pkg/", "/pkg/missing.js", &long] {
+    for uri in ["/pkg", "/pkg/", "/pkg/missing.js", &long, "/pkg/%00"] {
         let missing = ask("GET", uri, &[]).await;
         assert_eq!(missing.status(), StatusCode::NOT_FOUND, "{uri}");
         let page = text(missing).await;
@@ -238,8 +273,22 @@ async fn site_files_go_compressed_and_are_revalidated() {
     let post = ask("POST", "/pkg/paddock.js", &[]).await;
     assert_eq!(post.status(), StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(post.headers()[header::ALLOW], "GET, HEAD");
-    let post = ask("POST", "/pkg/missing.js", &[]).await;
-    assert_eq!(post.status(), StatusCode::NOT_FOUND);
+    for (method, uri) in [
+        ("POST", "/pkg/missing.js"),
+        ("HEAD", "/pkg/missing.js"),
+        ("HEAD", "/pkg/%00"),
+        ("POST", "/pkg/%00"),
+    ] {
+        let missing = ask(method, uri, &[]).await;
+        assert_eq!(missing.status(), StatusCode::NOT_FOUND, "{method} {uri}");
+    }
+    // An authority alone (CONNECT's form of target) names nothing here.
+    let connect = ask("CONNECT", "localhost:443", &[]).await;
+    assert!(connect.status().is_client_error(), "{}", connect.status());
+
+    std::os::unix::fs::symlink("loop.js", pkg.join("loop.js")).unwrap();
+    let unreadable = ask("GET", "/pkg/loop.js", &[]).await;
+    assert_eq!(unreadable.status(), StatusCode::SERVICE_UNAVAILABLE);
 }
 
 #[tokio::test]
