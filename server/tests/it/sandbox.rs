@@ -308,16 +308,22 @@ PY"#,
     // Stopped (it cannot be killed by the server, which waits on it): its
     // silence ends the connection, the command fails instead of hanging,
     // and the next one has a new agent.
-    let stopped = d
-        .run(
-            "setsid -f sh -c 'sleep 0.3; pkill -STOP -f ^/opt/paddock/sandbox-agent' >/dev/null 2>&1",
-            10,
-        )
-        .await;
-    assert!(stopped.success());
-    // Stopped for sure before the next command (asked past the agent: a
-    // loaded machine may take its time to run the pkill).
+    // Stopped from outside, past the agent: a stop sent through the agent
+    // by a detached child raced the end of its command, whose process
+    // group the agent kills (the child could go with it before `setsid`).
     let name = DockerSandbox::container_name(d.session);
+    let stopped = std::process::Command::new("docker")
+        .args([
+            "exec",
+            &name,
+            "pkill",
+            "-STOP",
+            "-f",
+            "^/opt/paddock/sandbox-agent",
+        ])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
         let states = std::process::Command::new("docker")
