@@ -8,6 +8,18 @@ use server::sandbox::{DockerSandbox, ExecRequest, FileError, Limits, Sandbox};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
+/// Runs `command` in a session's container past its agent (`docker exec`,
+/// as `user`, else the image's).
+fn in_container(d: &DockerBox, user: Option<&str>, command: &[&str]) -> std::process::Output {
+    let name = DockerSandbox::container_name(d.session);
+    let mut exec = std::process::Command::new("docker");
+    exec.arg("exec");
+    if let Some(user) = user {
+        exec.args(["-u", user]);
+    }
+    exec.arg(&name).args(command).output().unwrap()
+}
+
 /// A started container for a fresh session.
 async fn docker(limits: Limits) -> DockerBox {
     DockerBox::start(limits).await
@@ -144,20 +156,12 @@ async fn docker_workspace_changes_are_watched_through_the_agent() {
     }
     // A file written by a process the agent did not start (a `docker
     // exec`) is seen too: the kernel reports it.
-    let name = DockerSandbox::container_name(d.session);
-    let wrote = std::process::Command::new("docker")
-        .args([
-            "exec",
-            "-u",
-            "10001",
-            &name,
-            "sh",
-            "-c",
-            "echo z > /workspace/c.txt",
-        ])
-        .status()
-        .unwrap();
-    assert!(wrote.success());
+    let wrote = in_container(
+        &d,
+        Some("10001"),
+        &["sh", "-c", "echo z > /workspace/c.txt"],
+    );
+    assert!(wrote.status.success());
     let batch = tokio::time::timeout(Duration::from_secs(10), changes.next())
         .await
         .expect("a change within 10 s")
@@ -307,37 +311,23 @@ PY"#,
     assert_eq!(left.output, "0\n", "the command's group is gone");
     // Stopped (it cannot be killed by the server, which waits on it): its
     // silence ends the connection, the command fails instead of hanging,
-    // and the next one has a new agent.
-    // Stopped from outside, past the agent: a stop sent through the agent
-    // by a detached child raced the end of its command, whose process
-    // group the agent kills (the child could go with it before `setsid`).
-    let name = DockerSandbox::container_name(d.session);
-    let stopped = std::process::Command::new("docker")
-        .args([
-            "exec",
-            &name,
-            "pkill",
-            "-STOP",
-            "-f",
-            "^/opt/paddock/sandbox-agent",
-        ])
-        .status()
-        .unwrap();
-    assert!(stopped.success());
+    // and the next one has a new agent. Stopped from outside, past the
+    // agent: a stop sent through the agent by a detached child raced the
+    // end of its command, whose process group the agent kills (the child
+    // could go with it before `setsid`).
+    let stopped = in_container(
+        &d,
+        None,
+        &["pkill", "-STOP", "-f", "^/opt/paddock/sandbox-agent"],
+    );
+    assert!(stopped.status.success());
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
-        let states = std::process::Command::new("docker")
-            .args([
-                "exec",
-                &name,
-                "ps",
-                "-o",
-                "stat=,args=",
-                "-C",
-                "sandbox-agent",
-            ])
-            .output()
-            .unwrap();
+        let states = in_container(
+            &d,
+            None,
+            &["ps", "-o", "stat=,args=", "-C", "sandbox-agent"],
+        );
         let states = String::from_utf8_lossy(&states.stdout).into_owned();
         if states.lines().any(|l| l.trim_start().starts_with('T')) {
             break;
