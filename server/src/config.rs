@@ -145,6 +145,14 @@ pub struct Config {
     #[arg(long, env = "PADDOCK_TOOL_TIMEOUT_SECS", default_value_t = 120)]
     pub tool_timeout_secs: u64,
 
+    /// How long a client may send nothing of a request's body, or take
+    /// nothing of a workspace archive, before Paddock gives the request up,
+    /// in seconds: what it held (an upload's or a download's slot) is free
+    /// again.
+    #[arg(long, env = "PADDOCK_CLIENT_STALL_SECS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub client_stall_secs: u64,
+
     /// How long a permission request waits before it is denied, in seconds.
     #[arg(long, env = "PADDOCK_PERMISSION_TIMEOUT_SECS", default_value_t = 600)]
     pub permission_timeout_secs: u64,
@@ -365,6 +373,11 @@ impl Config {
             ("", _) | (_, 0) => format!("{}:{}", host.trim(), uuid::Uuid::now_v7().simple()),
             (host, port) => format!("{host}:{port}"),
         }
+    }
+
+    /// How long a client may leave a request's body or an archive untouched.
+    pub fn client_stall(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.client_stall_secs)
     }
 
     /// How long a session's lease lasts without a heartbeat.

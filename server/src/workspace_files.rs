@@ -9,7 +9,7 @@
 //! are told to try again (503).
 
 use crate::paddock::Paddock;
-use crate::sandbox::{relative, ByteStream, Download, FileError, FileKind, Stat};
+use crate::sandbox::{held_while_read, relative, ByteStream, Download, FileError, FileKind, Stat};
 use app::accounts::{Access, Caller};
 use app::domain::{AppError, SessionId};
 use app::files::{join, name_of, DiskUse, FileContent, FileEntry, FileView, VIEW_MAX_BYTES};
@@ -207,12 +207,8 @@ impl Paddock {
             .archive(&top)
             .await
             .map_err(refused)?;
-        // The slot is free again when the download ends.
-        let body = body.map(move |chunk| {
-            let _running = &permit;
-            chunk
-        });
-        Ok((format!("{top}.tar.gz"), body.boxed()))
+        let body = held_while_read(body, permit, self.config.client_stall());
+        Ok((format!("{top}.tar.gz"), body))
     }
 
     /// Whether the caller may upload into the session's workspace now: the

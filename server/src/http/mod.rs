@@ -48,6 +48,7 @@ use routes::Routes;
 use std::sync::{Arc, OnceLock};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::RequestBodyTimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 /// Largest request body accepted (a prompt may be up to 1 MiB).
@@ -117,6 +118,9 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(browser_sessions)
         .merge(own.probes.into_router())
+        // A body that sends nothing for this long is given up (a 400 for
+        // the handler reading it), freeing what its request holds.
+        .layer(RequestBodyTimeoutLayer::new(config.client_stall()))
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
         // A request id (the caller's `x-request-id`, else a new one) on the
         // request, its answer and its log lines.

@@ -29,6 +29,20 @@ pub fn message_id(event: &Event) -> String {
     format!("msg_{}_{}", event.session_id.simple(), event.seq)
 }
 
+/// Whether `id` is written as [`message_id`] writes one, so that anything
+/// else (a NUL, which PostgreSQL's text refuses; a whole page of text) is
+/// unknown without a look in the store.
+pub fn could_be_message_id(id: &str) -> bool {
+    id.strip_prefix("msg_")
+        .and_then(|rest| rest.split_once('_'))
+        .is_some_and(|(session, seq)| {
+            session.len() == 32
+                && session.bytes().all(|b| b.is_ascii_hexdigit())
+                && (1..=20).contains(&seq.len())
+                && seq.bytes().all(|b| b.is_ascii_digit())
+        })
+}
+
 /// What the event says besides the session: `said` is the text that goes
 /// with it (the run's last text, or the error).
 pub fn body(
@@ -114,5 +128,21 @@ mod tests {
             message_id(&status(SessionStatus::Idle)),
             format!("msg_{}_7", uuid::Uuid::nil().simple())
         );
+        assert!(could_be_message_id(&message_id(&status(
+            SessionStatus::Idle
+        ))));
+        let hex = uuid::Uuid::nil().simple().to_string();
+        for not_one in [
+            format!("msg_{hex}_7\0"),
+            format!("msg_{hex}_"),
+            format!("msg_{hex}_-7"),
+            format!("msg_{}_7", &hex[1..]),
+            format!("msg_{hex}_{}", "9".repeat(21)),
+            format!("hook_{hex}_7"),
+            "msg_".to_owned(),
+            String::new(),
+        ] {
+            assert!(!could_be_message_id(&not_one), "{not_one:?}");
+        }
     }
 }

@@ -146,7 +146,9 @@ impl Paddock {
         message: &str,
     ) -> Result<(), AppError> {
         self.endpoint_for(caller, id).await?;
-        if !self.store.redeliver(id, message, Utc::now()).await? {
+        if !message::could_be_message_id(message)
+            || !self.store.redeliver(id, message, Utc::now()).await?
+        {
             return Err(AppError::NotFound(format!("Message {message:?}")));
         }
         self.audit_endpoint(caller, id, &format!("redeliver {message}"))

@@ -16,7 +16,7 @@ use super::workspace::{
     relative, ByteStream, Download, Entry, FileError, GlobMatches, GlobQuery, GrepMatches,
     GrepQuery, SearchError, SearchLimits, Stat, Workspace, READ_MAX_BYTES,
 };
-use super::Sandbox;
+use super::{held_while_read, Sandbox};
 use app::domain::SessionId;
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -28,7 +28,7 @@ use paddock_sandbox_agent::{
     record, Archive, FilePath, Kind, FILE_ERROR_STATUS, RECORD_MAX, SIZE_HEADER,
 };
 use std::time::Duration;
-use tokio::sync::{mpsc, OwnedSemaphorePermit};
+use tokio::sync::OwnedSemaphorePermit;
 
 /// Longest answer read whole: a folder's listing, a refusal.
 const ANSWER_MAX_BYTES: usize = 16 * 1024 * 1024;
@@ -37,8 +37,6 @@ const ANSWER_MAX_BYTES: usize = 16 * 1024 * 1024;
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 /// Files and archives a session's agent sends at once.
 pub const STREAMS_PER_SESSION: usize = 6;
-/// Chunks of a file taken ahead of its reader.
-const AHEAD: usize = 4;
 
 /// A sandbox whose workspace's files its agent serves.
 #[async_trait::async_trait]
@@ -218,38 +216,32 @@ async fn whole(body: Incoming) -> Result<Bytes, String> {
 /// `size` bytes where that is known (a file cut short, or longer than it
 /// said, is an error). A reader that takes nothing for [`STALL`], or goes
 /// away, drops the answer, which frees its part of the connection.
-fn pumped(mut body: Incoming, size: Option<u64>, slot: OwnedSemaphorePermit) -> ByteStream {
-    let (tx, mut rx) = mpsc::channel::<std::io::Result<Bytes>>(AHEAD);
-    tokio::spawn(async move {
-        let _slot = slot;
-        let mut sent = 0u64;
-        loop {
-            let chunk = match body.frame().await {
-                None if size.is_some_and(|size| sent < size) => {
-                    Err(std::io::ErrorKind::UnexpectedEof.into())
-                }
-                None => break,
-                Some(Err(e)) => Err(std::io::Error::other(e)),
-                Some(Ok(frame)) => match frame.into_data() {
-                    Ok(data) => {
-                        sent += data.len() as u64;
-                        if size.is_some_and(|size| sent > size) {
-                            Err(std::io::ErrorKind::InvalidData.into())
-                        } else {
-                            Ok(data)
-                        }
+fn pumped(body: Incoming, size: Option<u64>, slot: OwnedSemaphorePermit) -> ByteStream {
+    let checked =
+        futures_util::stream::unfold((body, 0u64), move |(mut body, mut sent)| async move {
+            loop {
+                let chunk = match body.frame().await {
+                    None if size.is_some_and(|size| sent < size) => {
+                        Err(std::io::ErrorKind::UnexpectedEof.into())
                     }
-                    Err(_) => continue,
-                },
-            };
-            let last = chunk.is_err();
-            match tokio::time::timeout(STALL, tx.send(chunk)).await {
-                Ok(Ok(())) if !last => {}
-                _ => break,
+                    None => return None,
+                    Some(Err(e)) => Err(std::io::Error::other(e)),
+                    Some(Ok(frame)) => match frame.into_data() {
+                        Ok(data) => {
+                            sent += data.len() as u64;
+                            if size.is_some_and(|size| sent > size) {
+                                Err(std::io::ErrorKind::InvalidData.into())
+                            } else {
+                                Ok(data)
+                            }
+                        }
+                        Err(_) => continue,
+                    },
+                };
+                return Some((chunk, (body, sent)));
             }
-        }
-    });
-    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)).boxed()
+        });
+    held_while_read(checked.boxed(), slot, STALL)
 }
 
 #[async_trait::async_trait]

@@ -22,6 +22,7 @@ mod host_workspace;
 mod local;
 mod mount_policy;
 mod output;
+mod read_ahead;
 mod shell;
 mod workspace;
 mod workspace_root;
@@ -34,6 +35,7 @@ pub use output::{CappedOutput, CUT_SHORT_MARK, TRUNCATION_MARK, TRUNCATION_MARK_
 pub use paddock_sandbox_agent::folder::{ConfinedFolder, MOUNT_POINT};
 pub use paddock_sandbox_agent::watch::Changes;
 pub use paddock_sandbox_agent::TerminalSize;
+pub use read_ahead::held_while_read;
 use shell::shell_quote;
 pub use workspace::{
     relative, ByteStream, Download, Entry, FileError, FileKind, GlobMatches, GlobQuery,

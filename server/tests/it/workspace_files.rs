@@ -494,3 +494,126 @@ async fn hostile_paths_names_and_bodies_change_nothing() {
         .await;
     assert_eq!(before, after);
 }
+
+/// A request sent by hand on a connection of its own, which takes little
+/// at a time (a small receive window): its head, and the first `body`
+/// bytes of what it says is longer.
+async fn half_sent(t: &Team, who: &Person, head: &str, body: &[u8]) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let url = t.url("");
+    let addr = url.trim_start_matches("http://");
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut tcp = socket.connect(addr.parse().unwrap()).await.unwrap();
+    let request = format!(
+        "{head}\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\n\r\n",
+        who.token
+    );
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    tcp.write_all(body).await.unwrap();
+    tcp
+}
+
+/// All a connection receives until the server closes it.
+async fn rest_of(mut tcp: tokio::net::TcpStream) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        tcp.read_to_end(&mut got),
+    );
+    // A connection the server drops with bytes unread may end in a reset.
+    let _ = read.await.expect("the server closes the connection");
+    got
+}
+
+#[tokio::test]
+async fn stalled_uploads_and_unread_archives_hold_no_slot() {
+    let t = team(&["--client-stall-secs=1"]).await;
+    let me = t.person("sam", Role::Member).await;
+    let s = t.create(&me, json!({"name": "slow"})).await;
+    let host = server::sandbox::workspace_dir(&t.paddock.config.workspace_root, s.id);
+    std::fs::create_dir_all(&host).unwrap();
+    // Bytes gzip cannot shrink, more than the sockets between here and
+    // the server hold, so that an archive nobody reads stops.
+    let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+    let noise: Vec<u8> = (0..1024 * 1024)
+        .flat_map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x.to_le_bytes()
+        })
+        .collect();
+    std::fs::write(host.join("noise.bin"), &noise).unwrap();
+
+    // As many uploads as run at once, each sending part of its body and
+    // then nothing, and an archive nobody reads.
+    let upload_head = format!(
+        "POST /api/sessions/{}/files HTTP/1.1\r\nContent-Type: multipart/form-data; \
+         boundary={BOUNDARY}\r\nContent-Length: 100000",
+        s.id
+    );
+    let mut stalled = Vec::new();
+    for _ in 0..4 {
+        stalled.push(
+            half_sent(
+                &t,
+                &me,
+                &upload_head,
+                format!("--{BOUNDARY}\r\n").as_bytes(),
+            )
+            .await,
+        );
+    }
+    let unread = half_sent(
+        &t,
+        &me,
+        &format!("GET /api/sessions/{}/archive HTTP/1.1", s.id),
+        b"",
+    )
+    .await;
+    // While they wait, the slots are taken.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let small = || multipart("", &[("ok.txt", b"ok")]);
+    let (status, said) = t.status(upload(&t, &me, &s, small())).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{said}");
+
+    // Once they have sent nothing for the stall, each is answered with a
+    // 400 and its slot is free.
+    for tcp in stalled {
+        let answer = String::from_utf8_lossy(&rest_of(tcp).await).into_owned();
+        assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    }
+    let (status, said) = t.status(upload(&t, &me, &s, small())).await;
+    assert_eq!(status, StatusCode::CREATED, "{said}");
+
+    // The archive was given up once it had sent what the connection holds
+    // and then waited for its reader for the stall: what was sent ahead, then no clean end
+    // (a chunked body's last chunk), so its reader cannot take it for the
+    // whole workspace.
+    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+    let got = rest_of(unread).await;
+    assert!(got.starts_with(b"HTTP/1.1 200"));
+    assert!(got.len() < noise.len(), "{} bytes came", got.len());
+    assert!(!got.ends_with(b"\r\n0\r\n\r\n"));
+    // And the next archive comes whole.
+    let res = get(&t, &me, &format!("/api/sessions/{}/archive", s.id)).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let mut tar = Vec::new();
+    flate2::read::GzDecoder::new(&res.bytes().await.unwrap()[..])
+        .read_to_end(&mut tar)
+        .unwrap();
+    let sizes: Vec<_> = tar::Archive::new(&tar[..])
+        .entries()
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (e.path().unwrap().display().to_string(), e.size())
+        })
+        .collect();
+    assert!(
+        sizes.contains(&("slow/noise.bin".to_owned(), noise.len() as u64)),
+        "{sizes:?}"
+    );
+}
