@@ -423,11 +423,23 @@ impl Paddock {
                     .into(),
             ));
         }
-        if spec.image.is_some() && backend.kind != BackendKind::Docker {
-            return Err(AppError::Invalid(
-                "An image can be chosen only with Docker sandboxes, and this server's are local."
-                    .into(),
-            ));
+        if let Some(image) = &spec.image {
+            if backend.kind != BackendKind::Docker {
+                return Err(AppError::Invalid(
+                    "An image can be chosen only with Docker sandboxes, and this server's are \
+                     local."
+                        .into(),
+                ));
+            }
+            let held = self.sandbox.has_image(image).await.map_err(|e| {
+                AppError::Unavailable(format!("Cannot tell whether image {image:?} exists: {e}"))
+            })?;
+            if !held {
+                return Err(AppError::Invalid(format!(
+                    "This server's Docker host has no image {image:?}: build or pull it there \
+                     first (names are lower case, like my-team/agent:2)."
+                )));
+            }
         }
         if !spec.egress.is_empty() && backend.kind != BackendKind::Docker {
             return Err(AppError::Invalid(

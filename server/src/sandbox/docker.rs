@@ -780,6 +780,16 @@ impl Sandbox for DockerSandbox {
         self.docker.ping().await.map(|_| ()).map_err(unavailable)
     }
 
+    async fn has_image(&self, image: &str) -> Result<bool> {
+        match self.docker.inspect_image(image).await {
+            Ok(_) => Ok(true),
+            // 400: not a reference Docker reads ("invalid reference
+            // format", an upper-case letter); 404: no such image here.
+            Err(e) if matches!(status_of(&e), Some(400 | 404)) => Ok(false),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
     #[tracing::instrument(skip(self, spec))]
     async fn start_with(&self, session: SessionId, spec: &SandboxSpec) -> Result<()> {
         let gate = lock(&self.starting).entry(session).or_default().clone();

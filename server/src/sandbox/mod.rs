@@ -344,6 +344,12 @@ pub trait Sandbox: Send + Sync + 'static {
     fn info(&self) -> BackendInfo;
     /// Readiness: the backend answers.
     async fn check(&self) -> Result<()>;
+    /// Whether the backend holds `image`, so that a sandbox can be made
+    /// from it: `false` for a name it has no image by, or takes for no
+    /// image's name. Only Docker sandboxes choose an image.
+    async fn has_image(&self, _image: &str) -> Result<bool> {
+        Ok(false)
+    }
     /// Creates the sandbox if it does not exist and starts it if stopped.
     async fn start(&self, session: SessionId, limits: Limits) -> Result<()> {
         let spec = SandboxSpec {

@@ -644,6 +644,46 @@ async fn a_full_workspace_is_reported_in_the_transcript_and_the_dashboard() {
 #[tokio::test]
 async fn an_image_the_docker_host_lacks_is_a_clear_error() {
     let h = harness(json!([]), &[]).await;
+    // Asked for at creation: a name no image has on the Docker host, or
+    // one Docker reads as no image's name, is refused, and makes nothing.
+    for image in [
+        "paddock-no-such-image:0",
+        "Paddock-Agent:1",
+        "paddock-agent:1:2",
+    ] {
+        let new = app::domain::NewSession {
+            name: "imaged".into(),
+            image: Some(image.into()),
+            ..Default::default()
+        };
+        match h
+            .paddock
+            .create_session(&Caller::local_operator(), new)
+            .await
+        {
+            Err(app::domain::AppError::Invalid(m)) => {
+                assert!(m.contains(image) && m.contains("no image"), "{m}")
+            }
+            other => panic!("{image}: {other:?}"),
+        }
+    }
+    let made = h
+        .paddock
+        .list_sessions(&Caller::local_operator())
+        .await
+        .unwrap();
+    assert!(made.is_empty(), "{made:?}");
+    // The image of the sandbox's own is there.
+    let new = app::domain::NewSession {
+        name: "imaged".into(),
+        image: Some(server::config::DEFAULT_IMAGE.into()),
+        ..Default::default()
+    };
+    h.paddock
+        .create_session(&Caller::local_operator(), new)
+        .await
+        .unwrap();
+    // One gone after its session was made: the run says so.
     let new = app::domain::NewSession {
         name: "imaged".into(),
         image: Some("paddock-no-such-image:0".into()),
