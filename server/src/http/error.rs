@@ -4,7 +4,7 @@
 //! the REST API agree on every status.
 
 use app::domain::AppError;
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -53,6 +53,17 @@ impl From<JsonRejection> for ApiError {
         };
         Self {
             status,
+            error: AppError::Invalid(rejection.body_text()),
+        }
+    }
+}
+
+/// A body that could not be read whole, as for JSON: 413 over the size
+/// limit, 400 for the rest.
+impl From<BytesRejection> for ApiError {
+    fn from(rejection: BytesRejection) -> Self {
+        Self {
+            status: rejection.status(),
             error: AppError::Invalid(rejection.body_text()),
         }
     }

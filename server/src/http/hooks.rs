@@ -9,6 +9,7 @@ use crate::paddock::Paddock;
 use crate::triggers::{Answer, Arrival};
 use app::domain::AppError;
 use axum::body::Body;
+use axum::extract::rejection::RawPathParamsRejection;
 use axum::extract::{OriginalUri, RawPathParams, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -26,14 +27,17 @@ async fn deliver(
     State(paddock): State<Arc<Paddock>>,
     ClientAddress(from): ClientAddress,
     OriginalUri(uri): OriginalUri,
-    params: RawPathParams,
+    // Not UTF-8 (`/hooks/%FF`): no trigger's id either.
+    params: Result<RawPathParams, RawPathParamsRejection>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let id = params
-        .iter()
-        .find_map(|(name, value)| (name == "id").then_some(value))
-        .and_then(|id| id.parse().ok());
+    let id = params.ok().and_then(|params| {
+        params
+            .iter()
+            .find_map(|(name, value)| (name == "id").then_some(value))
+            .and_then(|id| id.parse().ok())
+    });
     let answer = match id {
         None => Answer::refused(AppError::NotFound("Trigger".into())),
         Some(id) => {

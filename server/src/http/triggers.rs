@@ -13,6 +13,7 @@ use app::api::Backend;
 use app::domain::AppError;
 use app::triggers::{Delivery, Trigger, TriggerDraft, TriggerSecret};
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, StatusCode};
@@ -122,8 +123,9 @@ async fn rotate(
     State(paddock): State<Arc<Paddock>>,
     identity: Identity,
     TriggerPath(id): TriggerPath,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Json<TriggerSecret>> {
+    let body = body?;
     // No body: the default overlap.
     let rotation = match body.is_empty() {
         true => Rotation {

@@ -239,6 +239,29 @@ async fn a_signed_delivery_starts_a_session_and_its_conversation_continues_it() 
     assert_eq!(log.len(), 2);
     assert!(log.iter().all(|d| d.status == 202));
 
+    // A rotation's body over the limit: refused in JSON, nothing rotated.
+    let (status, refused) = s
+        .post(
+            &format!("/api/triggers/{}/rotate", made.trigger.id),
+            json!({"overlap_secs": 3600, "secret": "x".repeat(100 * 1024)}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{refused}");
+    assert!(refused["error"]["message"].is_string(), "{refused}");
+    let unchanged: Value = s
+        .http
+        .get(s.served.url(&format!("/api/triggers/{}", made.trigger.id)))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        unchanged.get("previous_secret_until"),
+        Some(&Value::Null),
+        "{unchanged}"
+    );
     // Rotated: the new secret works, and the old one for the overlap.
     let (status, rotated) = s
         .post(
@@ -404,10 +427,12 @@ async fn bad_deliveries_are_refused_with_nothing_created() {
     }
     for path in [
         "/hooks/not-a-trigger",
+        "/hooks/%FF",
         &format!("/hooks/{}", uuid::Uuid::now_v7()),
     ] {
-        let (status, _, _) = s.deliver(path, body, &good("msg_i")).await;
+        let (status, answer, _) = s.deliver(path, body, &good("msg_i")).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+        assert_eq!(answer["error"]["type"], "not_found", "{path}: {answer}");
     }
     // A prompt template that makes nothing of a delivery: refused, and
     // the same again.
