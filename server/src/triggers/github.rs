@@ -6,7 +6,7 @@
 //! (`@name`), and not by the handle itself; the rest is acknowledged and
 //! left alone.
 
-use super::Verified;
+use super::{check_delivery_id, Verified};
 use axum::http::HeaderMap;
 use hmac::{Hmac, Mac};
 use serde::Serialize;
@@ -38,9 +38,7 @@ fn header<'a>(headers: &'a HeaderMap, name: &'static str) -> Result<&'a str, Str
 /// is refused.
 pub fn verify(headers: &HeaderMap, body: &[u8], secrets: &[String]) -> Result<Verified, String> {
     let id = header(headers, "x-github-delivery")?;
-    if id.is_empty() || id.len() > ID_MAX_BYTES {
-        return Err(format!("an X-GitHub-Delivery is 1 to {ID_MAX_BYTES} bytes"));
-    }
+    check_delivery_id(id, "an X-GitHub-Delivery", ID_MAX_BYTES)?;
     let signature = header(headers, "x-hub-signature-256")?
         .strip_prefix("sha256=")
         .and_then(|hex_tag| hex::decode(hex_tag).ok())

@@ -14,7 +14,7 @@
 
 use super::email::Message;
 use super::form::Form;
-use super::Verified;
+use super::{check_delivery_id, Verified};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
@@ -40,11 +40,11 @@ pub fn parts(secret: &str) -> (&str, &str) {
 /// one before while it is accepted) at `now` (Unix seconds).
 pub fn verify(form: &Form, secrets: &[String], now: i64) -> Result<Verified, String> {
     let (timestamp, token) = (form.get("timestamp"), form.get("token"));
-    if token.is_empty() || token.len() > TOKEN_MAX_BYTES {
-        return Err(format!(
-            "no token of 1 to {TOKEN_MAX_BYTES} bytes: Mailgun signs every message it forwards"
-        ));
-    }
+    check_delivery_id(
+        token,
+        "the token Mailgun signs every message with",
+        TOKEN_MAX_BYTES,
+    )?;
     let at: i64 = timestamp
         .parse()
         .map_err(|_| "the timestamp is not a number of seconds".to_owned())?;

@@ -69,6 +69,18 @@ pub struct Verified {
     pub how: String,
 }
 
+/// Checks the id a sender gives a delivery (`what` names it), by which a
+/// repeat is told: 1 to `max` bytes, no control character (PostgreSQL's
+/// text takes no NUL, and a log line no line break).
+fn check_delivery_id(id: &str, what: &str, max: usize) -> Result<(), String> {
+    if id.is_empty() || id.len() > max || id.chars().any(char::is_control) {
+        return Err(format!(
+            "{what} is 1 to {max} bytes, without control characters"
+        ));
+    }
+    Ok(())
+}
+
 /// What a delivery's sender says beyond its payload, as the prompt
 /// templates see it.
 pub enum Said {

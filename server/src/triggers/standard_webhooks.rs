@@ -7,7 +7,7 @@
 //! cannot be sent again later; within it, the id is what tells a repeat.
 //! Paddock's own notifications are signed the same way ([`sign`]).
 
-use super::Verified;
+use super::{check_delivery_id, Verified};
 use axum::http::HeaderMap;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -72,9 +72,7 @@ pub fn verify(
     now: i64,
 ) -> Result<Verified, String> {
     let id = header(headers, "webhook-id")?;
-    if id.is_empty() || id.len() > ID_MAX_BYTES {
-        return Err(format!("a webhook-id is 1 to {ID_MAX_BYTES} bytes"));
-    }
+    check_delivery_id(id, "a webhook-id", ID_MAX_BYTES)?;
     let timestamp: i64 = header(headers, "webhook-timestamp")?
         .parse()
         .map_err(|_| "the webhook-timestamp is not a number of seconds".to_owned())?;

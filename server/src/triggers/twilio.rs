@@ -7,7 +7,7 @@
 //! told by the message's `MessageSid`, accepted once.
 
 use super::form::Form;
-use super::Verified;
+use super::{check_delivery_id, Verified};
 use axum::http::HeaderMap;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -73,11 +73,7 @@ pub fn verify(
         .and_then(|s| STANDARD.decode(s.trim()).ok())
         .ok_or("the X-Twilio-Signature is not base64")?;
     let sid = message_sid(form);
-    if sid.is_empty() || sid.len() > ID_MAX_BYTES {
-        return Err(format!(
-            "a message has a MessageSid of 1 to {ID_MAX_BYTES} bytes"
-        ));
-    }
+    check_delivery_id(sid, "a message's MessageSid", ID_MAX_BYTES)?;
     for url in urls {
         let text = signed_text(url, form);
         for token in tokens {
@@ -150,5 +146,12 @@ mod tests {
         changed.fields[2].1 = "9999".into();
         assert!(verify(&headers, &[url.to_owned()], &changed, &token).is_err());
         assert_eq!(sms(&changed).from, "+12349013030");
+        // An id no store keeps (PostgreSQL's text takes no NUL), or one no
+        // log line shows as one line: refused, whatever the signature.
+        for sid in ["SM\0", "SM\n1", ""] {
+            changed.fields[5].1 = sid.into();
+            let refused = verify(&headers, &[url.to_owned()], &changed, &token).unwrap_err();
+            assert!(refused.contains("MessageSid"), "{refused}");
+        }
     }
 }
