@@ -362,6 +362,11 @@ impl Auth {
 
     /// Ends this browser session.
     pub async fn sign_out(&self, session: &Session, identity: &Identity, address: Option<IpAddr>) {
+        // No browser session (an API token, sign-in off): nothing to end,
+        // and nothing to record.
+        if session.id().is_none() {
+            return;
+        }
         if let Err(e) = session.flush().await {
             tracing::error!("cannot end a browser session: {e}");
         }

@@ -659,6 +659,19 @@ async fn sign_in_is_rate_limited_and_never_tells_who_exists() {
     }
     let limited = t.sign_in("rita", PASSWORD).await.unwrap_err();
     assert_eq!(limited.0, StatusCode::TOO_MANY_REQUESTS, "{limited:?}");
+    // A token's holder has no browser session to end: nothing is signed
+    // out, nor recorded.
+    let by_token = t.as_(&me, Method::POST, "/auth/signout");
+    assert_eq!(t.status(by_token).await.0, StatusCode::SEE_OTHER);
+    assert!(t.signed_in(&me.cookie).await);
+    let signed_out = |audit: &[app::accounts::AuditEntry]| {
+        audit
+            .iter()
+            .filter(|e| e.action.as_str() == "sign_out")
+            .count()
+    };
+    let audit = t.paddock.store.audit_log(None, 100).await.unwrap();
+    assert_eq!(signed_out(&audit), 0, "{audit:?}");
     // Sign-out ends the cookie: replayed afterwards, it is nobody.
     let signout = t.with_cookie(&me.cookie, Method::POST, "/auth/signout");
     assert_eq!(t.status(signout).await.0, StatusCode::SEE_OTHER);
@@ -668,6 +681,7 @@ async fn sign_in_is_rate_limited_and_never_tells_who_exists() {
         audit.iter().any(|e| e.action.as_str() == "sign_in_failed"),
         "{audit:?}"
     );
+    assert_eq!(signed_out(&audit), 1, "{audit:?}");
 }
 
 #[tokio::test]
