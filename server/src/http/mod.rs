@@ -36,10 +36,12 @@ mod updates;
 use crate::config::Config;
 use crate::paddock::Paddock;
 use app::api::SharedBackend;
+use app::domain::AppError;
 use app::{shell, App};
-use axum::extract::FromRef;
-use axum::http::Method;
-use axum::Router;
+use axum::extract::{DefaultBodyLimit, FromRef};
+use axum::http::{header, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::{Json, Router};
 use leptos::config::LeptosOptions;
 use leptos::prelude::provide_context;
 use leptos_axum::{generate_route_list, AxumRouteListing, LeptosRoutes};
@@ -53,6 +55,12 @@ use tower_http::trace::TraceLayer;
 
 /// Largest request body accepted (a prompt may be up to 1 MiB).
 pub const BODY_LIMIT: usize = 2 * 1024 * 1024;
+
+/// Largest body of a dashboard request: a server function's arguments,
+/// form-encoded, where a byte may take three (`%E6`). The largest argument
+/// (a template file, 1.5 MiB; a prompt, 1 MiB) fits whole, so that one
+/// within its limit is refused by nothing but its own check.
+const DASHBOARD_BODY_LIMIT: usize = 3 * app::agents::TEMPLATE_FILE_MAX_BYTES + 512 * 1024;
 
 #[derive(Clone, FromRef)]
 pub struct AppState {
@@ -104,7 +112,9 @@ pub fn router(state: AppState) -> Router {
             },
         )
         .fallback(site::files(backend, state.leptos.clone()))
-        .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
+        .layer(DefaultBodyLimit::max(DASHBOARD_BODY_LIMIT))
+        .layer(RequestBodyLimitLayer::new(DASHBOARD_BODY_LIMIT))
+        .layer(axum::middleware::map_response(too_large_for_the_dashboard))
         // The JSON API, after the limit layer so that it enforces the same
         // limit itself and answers in JSON.
         .merge(own.behind_the_door.into_router())
@@ -128,6 +138,24 @@ pub fn router(state: AppState) -> Router {
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .layer(axum::middleware::map_request(plain_request_id))
         .with_state(state)
+}
+
+/// The limit's refusal of a body over [`DASHBOARD_BODY_LIMIT`] (plain
+/// text) as the dashboard's server functions answer errors, so that the
+/// page says why.
+async fn too_large_for_the_dashboard(response: Response) -> Response {
+    let plain = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|t| t.as_bytes().starts_with(b"text/plain"));
+    if response.status() != StatusCode::PAYLOAD_TOO_LARGE || !plain {
+        return response;
+    }
+    let error = AppError::TooLarge(format!(
+        "A request to Paddock is at most {} MiB.",
+        DASHBOARD_BODY_LIMIT / 1024 / 1024
+    ));
+    (StatusCode::PAYLOAD_TOO_LARGE, Json(error)).into_response()
 }
 
 /// A caller's `x-request-id` is kept only when it is a plain token (1 to

@@ -361,6 +361,19 @@ async fn prompt_stop_and_decide_server_functions_refuse_bad_input() {
     )
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+    // A body over the dashboard's limit, its length said up front: the
+    // refusal in the words the page shows.
+    let over = format!("id={id}&text={}", "x".repeat(6 << 20));
+    let mut request = form_post("/api/send_prompt", over.clone());
+    request
+        .headers_mut()
+        .insert(header::CONTENT_LENGTH, over.len().into());
+    let (status, said) = send(&h, request).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    match serde_json::from_str(&said) {
+        Ok(app::domain::AppError::TooLarge(why)) => assert!(why.contains("MiB"), "{why}"),
+        other => panic!("{said}: {other:?}"),
+    }
     let events = h
         .state
         .paddock
@@ -369,6 +382,17 @@ async fn prompt_stop_and_decide_server_functions_refuse_bad_input() {
         .await
         .unwrap();
     assert!(events.is_empty(), "nothing stored: {events:?}");
+
+    // The longest prompt, each byte escaped three times as long by the
+    // form encoding: taken.
+    let longest = "漢".repeat(server::engine::PROMPT_MAX_BYTES / "漢".len());
+    let form = form_urlencoded::Serializer::new(String::new())
+        .append_pair("id", &id.to_string())
+        .append_pair("text", &longest)
+        .finish();
+    assert!(form.len() > 3 * 1024 * 1024);
+    let (status, said) = send(&h, form_post("/api/send_prompt", form)).await;
+    assert_eq!(status, StatusCode::OK, "{said}");
 }
 
 /// A request as a browser sends it: with its `Host`, and the other headers
