@@ -16,6 +16,7 @@ pub mod git;
 pub mod http;
 pub mod hub;
 pub mod journal;
+pub mod listener;
 pub mod llm;
 pub mod metrics;
 pub mod notifications;
@@ -95,18 +96,19 @@ pub async fn serve(
             tracing::warn!("cannot set TCP_NODELAY: {e}");
         }
     });
-    let app = http::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("server failed");
+    let limits = listener::Limits {
+        stall: paddock.config.client_stall(),
+        connections: None,
+        http2: true,
+    };
+    listener::serve(listener, http::router(state), limits, shutdown).await;
     paddock.runner.hand_off().await;
     if let Some(bus) = &paddock.bus {
         if let Err(e) = bus.send(Notice::HandedOff).await {
             tracing::warn!("the other replicas were not told of this one's sessions: {e}");
         }
     }
-    served
+    Ok(())
 }
 
 async fn shutdown_signal() {

@@ -8,25 +8,29 @@ use crate::llm::LlmCredential;
 use crate::llm::{budget_refusal, error_body};
 use crate::secret::sha256_hex;
 use app::domain::SessionId;
-use axum::body::{Body, Bytes};
-use axum::extract::{DefaultBodyLimit, State};
+use axum::body::Body;
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
+use http_body_util::BodyExt;
+use futures_util::TryStreamExt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use tower_http::timeout::RequestBodyTimeoutLayer;
 
 /// Claude Code sends whole conversations; the real API takes up to 32 MB.
 const BODY_LIMIT: usize = 32 * 1024 * 1024;
 
 /// Request headers never passed upstream: the sandbox's credential, and what
 /// belongs to one hop of HTTP. `accept-encoding` too, so the answer comes
-/// uncompressed and its usage can be read as it passes.
+/// uncompressed and its usage can be read as it passes. `content-length`
+/// goes on with the body streamed after it, which must then be that long.
 const DROP_REQUEST: &[&str] = &[
     "x-api-key",
     "authorization",
     "host",
-    "content-length",
     "accept-encoding",
     "connection",
     "keep-alive",
@@ -66,7 +70,7 @@ pub(super) fn router(proxy: Arc<CredentialProxy>, session: SessionId) -> Router 
                 "Not found: this proxy serves only POST /v1/messages and /v1/messages/count_tokens.",
             )
         })
-        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(RequestBodyTimeoutLayer::new(proxy.stall))
         .with_state(Ctx { proxy, session })
 }
 
@@ -87,14 +91,15 @@ fn presented_token(headers: &HeaderMap) -> Option<&str> {
         .or_else(|| get(header::AUTHORIZATION).and_then(|v| v.strip_prefix("Bearer ")))
 }
 
-async fn forward(State(ctx): State<Ctx>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+async fn forward(State(ctx): State<Ctx>, uri: Uri, headers: HeaderMap, body: Body) -> Response {
     let response = relay(ctx, uri, headers, body).await;
     crate::metrics::proxy_request(response.status().as_u16());
     response
 }
 
-/// Checks the token, then relays the request to the model endpoint.
-async fn relay(ctx: Ctx, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+/// Checks the token, then relays the request to the model endpoint, its
+/// body as it comes (at most [`BODY_LIMIT`]).
+async fn relay(ctx: Ctx, uri: Uri, headers: HeaderMap, body: Body) -> Response {
     let Ctx { proxy, session } = ctx;
     let valid = match presented_token(&headers) {
         Some(token) => proxy
@@ -121,6 +126,16 @@ async fn relay(ctx: Ctx, uri: Uri, headers: HeaderMap, body: Bytes) -> Response 
                 "Internal error",
             )
         }
+    }
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|size| size > BODY_LIMIT as u64) {
+        return api_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request_too_large",
+            "Request exceeds the maximum allowed number of bytes.",
+        );
     }
     let metered = uri.path() == "/v1/messages";
     let owner = match proxy.store.get_session(session).await {
@@ -162,7 +177,17 @@ async fn relay(ctx: Ctx, uri: Uri, headers: HeaderMap, body: Bytes) -> Response 
         proxy.upstream,
         uri.path_and_query().map_or(uri.path(), |p| p.as_str())
     );
-    let mut request = proxy.client.post(target).body(body);
+    // Whether the sandbox's own body failed (too long, cut off, stalled),
+    // which reqwest reports like any failure to send.
+    let body_failed = Arc::new(AtomicBool::new(false));
+    let failed = body_failed.clone();
+    let body = http_body_util::Limited::new(body, BODY_LIMIT)
+        .into_data_stream()
+        .inspect_err(move |_| failed.store(true, Ordering::Relaxed));
+    let mut request = proxy
+        .client
+        .post(target)
+        .body(reqwest::Body::wrap_stream(body));
     for (name, value) in &headers {
         if !DROP_REQUEST.contains(&name.as_str()) {
             request = request.header(name, value);
@@ -173,6 +198,13 @@ async fn relay(ctx: Ctx, uri: Uri, headers: HeaderMap, body: Bytes) -> Response 
     }
     let upstream = match request.send().await {
         Ok(r) => r,
+        Err(_) if body_failed.load(Ordering::Relaxed) => {
+            return api_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "The request's body could not be read whole (at most 32 MB, without a pause).",
+            );
+        }
         Err(e) => {
             tracing::warn!(%session, "LLM proxy: upstream unreachable: {e}");
             return api_error(

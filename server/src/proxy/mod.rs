@@ -15,14 +15,18 @@
 //! events (`message_start`, `message_delta`) is read on the way past to meter
 //! the session's tokens and cost, which is what its budget is checked against
 //! before each call. The counts the CLI reports about itself are never used
-//! for money: the sandbox is not trusted. The routes are `forward.rs`, the
-//! metering `meter.rs`.
+//! for money: the sandbox is not trusted. What the sandbox can hold of the
+//! server is bounded: a few connections, each given up once it leaves its
+//! request unfinished for `PADDOCK_CLIENT_STALL_SECS`, and request bodies
+//! streamed upstream (after the token is checked), never gathered here.
+//! The routes are `forward.rs`, the metering `meter.rs`.
 
 mod forward;
 mod meter;
 
 use crate::config::Config;
 use crate::journal::Journal;
+use crate::listener;
 use crate::secret::{random_hex, sha256_hex};
 use crate::store::Store;
 use crate::sync::lock;
@@ -39,6 +43,9 @@ use tokio_util::sync::CancellationToken;
 pub const SOCKET_DIR: &str = "/run/paddock";
 /// The socket's name, in its folder on the host and in the sandbox.
 pub const SOCKET_NAME: &str = "llm.sock";
+/// Connections a session's socket takes at once (a call on each: the CLI
+/// and the subagents it runs side by side); more wait to be accepted.
+const CONNECTIONS_PER_SESSION: usize = 16;
 
 /// The proxy: its upstream, the live tokens' store, and the sockets it
 /// listens on.
@@ -52,6 +59,8 @@ pub struct CredentialProxy {
     vault: Arc<Vault>,
     root: PathBuf,
     ttl: Duration,
+    /// How long a client of the socket may leave a request unfinished.
+    stall: Duration,
     /// Sessions with a listening socket, and how to stop it.
     listening: Mutex<HashMap<SessionId, CancellationToken>>,
 }
@@ -87,6 +96,9 @@ impl CredentialProxy {
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .pool_idle_timeout(Duration::from_secs(90))
+            // A redirect would take the real credential (`x-api-key`,
+            // which reqwest keeps across hosts) wherever it points.
+            .redirect(reqwest::redirect::Policy::none())
             .build()?;
         Ok(Self {
             store,
@@ -96,6 +108,7 @@ impl CredentialProxy {
             vault,
             root: config.claude_code_root.clone(),
             ttl: Duration::from_secs(config.claude_code_run_secs),
+            stall: config.client_stall(),
             listening: Mutex::new(HashMap::new()),
         })
     }
@@ -191,14 +204,19 @@ impl CredentialProxy {
         let cancel = CancellationToken::new();
         listening.insert(session, cancel.clone());
         let app = forward::router(self.clone(), session);
-        tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app)
-                .with_graceful_shutdown(cancel.cancelled_owned())
-                .await
-            {
-                tracing::error!(%session, "the LLM proxy stopped: {e}");
-            }
-        });
+        // HTTP/1.1 only (what the CLI speaks), a request at a time on each
+        // of a few connections: what one sandbox may hold of the server.
+        let limits = listener::Limits {
+            stall: self.stall,
+            connections: Some(CONNECTIONS_PER_SESSION),
+            http2: false,
+        };
+        tokio::spawn(listener::serve(
+            listener,
+            app,
+            limits,
+            cancel.cancelled_owned(),
+        ));
         Ok(())
     }
 }

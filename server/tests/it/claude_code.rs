@@ -603,3 +603,84 @@ async fn local_sandboxes_refuse_the_claude_code_engine_plainly() {
         .unwrap()
         .is_empty());
 }
+
+/// A connection to the session's proxy socket that sends `head` and then
+/// nothing.
+async fn stalled(paddock: &Paddock, s: &Session, head: &str) -> tokio::net::UnixStream {
+    use tokio::io::AsyncWriteExt;
+    let socket = paddock.proxy.socket_dir(s.id).join(SOCKET_NAME);
+    let mut stream = tokio::net::UnixStream::connect(&socket).await.unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream
+}
+
+#[tokio::test]
+async fn the_proxy_bounds_what_a_sandbox_holds_of_the_server() {
+    use tokio::io::AsyncReadExt;
+    let scenario = json!([{"reply": "after the wait"}]);
+    let h = harness(scenario, "local", &["--client-stall-secs=1"]).await;
+    let s = h.session("auto", None).await;
+    let lease = h.paddock.proxy.open(s.id).await.unwrap();
+
+    // A body over what the API takes, said up front: refused before any
+    // of it is read, and nothing goes upstream.
+    let head = format!(
+        "POST /v1/messages HTTP/1.1\r\nhost: localhost\r\nx-api-key: {}\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        lease.token,
+        64 * 1024 * 1024
+    );
+    let mut refused = stalled(&h.paddock, &s, &head).await;
+    let mut answer = vec![0; 4096];
+    let n = refused.read(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]).into_owned();
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("request_too_large"), "{answer}");
+
+    // A body that stops coming: given up after the stall, told as the
+    // sandbox's own bad request.
+    let head = format!(
+        "POST /v1/messages HTTP/1.1\r\nhost: localhost\r\nx-api-key: {}\r\n\
+         content-type: application/json\r\ncontent-length: 1000\r\n\r\n{{\"model\"",
+        lease.token
+    );
+    let mut cut = stalled(&h.paddock, &s, &head).await;
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), cut.read_to_end(&mut answer))
+        .await
+        .expect("the proxy answers a stalled body")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+
+    // As many connections as a session's socket takes, each holding a
+    // request's first line: the next request waits, and goes through once
+    // they are given up for sending nothing more.
+    let mut held = Vec::new();
+    for _ in 0..16 {
+        held.push(stalled(&h.paddock, &s, "POST /v1/messages HTTP/1.1\r\n").await);
+    }
+    let waited = std::time::Instant::now();
+    let (status, answer) = send(
+        &h.paddock,
+        &s,
+        "POST",
+        "/v1/messages",
+        Some(&lease.token),
+        &message_body(false),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 200, "{answer}");
+    assert!(waited.elapsed() >= Duration::from_millis(500));
+    for mut connection in held {
+        let mut rest = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(30), connection.read_to_end(&mut rest));
+        assert!(read.await.is_ok(), "a held connection was closed");
+    }
+    assert_eq!(
+        h.model.requests().len(),
+        1,
+        "only the whole request went on"
+    );
+}
