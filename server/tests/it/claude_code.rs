@@ -684,3 +684,33 @@ async fn the_proxy_bounds_what_a_sandbox_holds_of_the_server() {
         "only the whole request went on"
     );
 }
+
+#[tokio::test]
+async fn a_cli_that_prints_a_line_without_end_is_stopped() {
+    // What runs as the CLI in the sandbox is the sandbox's: here, a program
+    // that prints 20 MB without a newline, then waits.
+    let fake = tempfile::tempdir().unwrap();
+    let bin = fake.path().join("claude");
+    std::fs::write(
+        &bin,
+        "#!/bin/sh\nhead -c 20000000 /dev/zero | tr '\\0' a\nsleep 600\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&bin, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(
+        fake.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let flag = format!("--claude-code-bin={}", bin.display());
+    let h = harness(json!([]), "docker", &[&flag]).await;
+    let s = h.session("auto", None).await;
+    let events = h.run(&s, "hello").await;
+    assert_eq!(last_status(&events).0, SessionStatus::Error, "{events:#?}");
+    let errors = errors(&events);
+    assert!(
+        errors.iter().any(|m| m.contains("a line over 16 MiB")),
+        "{errors:?}"
+    );
+    assert_eq!(h.sh(&s, "pgrep -fc /opt/paddock/claude").trim(), "0");
+}

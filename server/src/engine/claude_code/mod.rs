@@ -94,6 +94,8 @@ pub enum CliError {
     Input(#[source] std::io::Error),
     #[error("Lost Claude Code's output: {0}")]
     Output(#[source] SandboxError),
+    #[error("Claude Code printed a line over {} MiB, which is not its protocol.", .0 / 1024 / 1024)]
+    LineTooLong(usize),
     #[error("Cannot read how Claude Code ended: {0}")]
     Exit(#[source] SandboxError),
     #[error("cannot encode JSON for Claude Code: {0}")]

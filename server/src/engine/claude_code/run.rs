@@ -9,7 +9,7 @@ use super::{cli, ClaudeCodeEngine, CliError, CliState};
 use crate::engine::{denial, RunError};
 use crate::llm::budget_refusal;
 use crate::proxy::Lease;
-use crate::sandbox::{CappedOutput, OutputStream, Process};
+use crate::sandbox::{CappedOutput, OutputStream, Process, SandboxError};
 use app::domain::{Delta as LiveDelta, DeltaKind, EventKind, Session};
 use futures_util::StreamExt;
 use std::pin::Pin;
@@ -17,10 +17,17 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 
+/// How long the sandbox gets to start the CLI, and the CLI to take a line
+/// of its input.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long the CLI gets to end after an interrupt or its result.
 const GRACE: Duration = Duration::from_secs(10);
 /// Kept of the CLI's stderr, for the error message when it fails.
 const STDERR_CAP: usize = 8 * 1024;
+/// Longest line of stream JSON taken from the CLI (a message with a whole
+/// file in a tool's input fits many times over); the sandbox prints it, so
+/// it is bounded.
+const LINE_MAX_BYTES: usize = 16 * 1024 * 1024;
 
 /// How the CLI's run ended, as far as its messages told.
 #[derive(Default)]
@@ -69,11 +76,25 @@ impl<'a> Run<'a> {
         let allowed = engine.permissions.allowed(self.session.id);
         let request =
             cli::spawn_request(&engine.settings, self.session, &self.state, &allowed, lease)?;
-        let mut process = engine
-            .sandbox
-            .spawn(self.session.id, &request)
-            .await
-            .map_err(CliError::Start)?;
+        // The sandbox answers for starting it: Stop, or the time it has,
+        // ends the wait.
+        let spawned = tokio::time::timeout(
+            START_TIMEOUT,
+            engine.sandbox.spawn(self.session.id, &request),
+        );
+        let mut process = tokio::select! {
+            spawned = spawned => match spawned {
+                Ok(spawned) => spawned.map_err(CliError::Start)?,
+                Err(_) => {
+                    return Err(CliError::Start(SandboxError::Unavailable(format!(
+                        "the sandbox did not start it within {} s",
+                        START_TIMEOUT.as_secs()
+                    )))
+                    .into())
+                }
+            },
+            () = self.cancel.cancelled() => return Err(RunError::Stopped),
+        };
         let sent = send(&mut process, &Input::user(prompt)).await;
         if sent.is_ok() {
             self.state.sent_seq = seq;
@@ -100,10 +121,16 @@ impl<'a> Run<'a> {
                     }
                     Some(Ok((OutputStream::Stderr, bytes))) => stderr.push(&bytes),
                     Some(Ok((OutputStream::Stdout, bytes))) => {
+                        // Each byte is looked at once, and what the lines
+                        // took goes in one move: a chunk of many short lines
+                        // costs no more than one line.
+                        let mut from = pending.len();
                         pending.extend_from_slice(&bytes);
-                        while let Some(end) = pending.iter().position(|b| *b == b'\n') {
-                            let line: Vec<u8> = pending.drain(..=end).collect();
-                            let Ok(message) = serde_json::from_slice::<Output>(&line) else {
+                        let mut start = 0;
+                        while let Some(at) = pending[from..].iter().position(|b| *b == b'\n') {
+                            let line = &pending[start..from + at];
+                            (start, from) = (from + at + 1, from + at + 1);
+                            let Ok(message) = serde_json::from_slice::<Output>(line) else {
                                 tracing::debug!(session = %self.session.id, "not a stream-json message: {}", String::from_utf8_lossy(&line[..line.len().min(200)]));
                                 continue;
                             };
@@ -117,6 +144,11 @@ impl<'a> Run<'a> {
                                 let _ = process.stdin.shutdown().await;
                                 ending = Some(Box::pin(tokio::time::sleep(GRACE)));
                             }
+                        }
+                        pending.drain(..start);
+                        if pending.len() > LINE_MAX_BYTES {
+                            process.control.kill().await;
+                            return Err(CliError::LineTooLong(LINE_MAX_BYTES).into());
                         }
                     }
                 },
@@ -299,13 +331,21 @@ impl<'a> Run<'a> {
 }
 
 /// Writes one line to the CLI's stdin.
+/// Writes a line to the CLI's input, which it reads as it runs: one it
+/// has not taken within [`START_TIMEOUT`] is an error, never a wait that
+/// Stop cannot end.
 async fn send(process: &mut Process, input: &Input<'_>) -> Result<(), CliError> {
     let mut line = serde_json::to_string(input)?;
     line.push('\n');
     let stdin = &mut process.stdin;
-    stdin
-        .write_all(line.as_bytes())
-        .await
-        .and(stdin.flush().await)
-        .map_err(CliError::Input)
+    let written = async {
+        stdin
+            .write_all(line.as_bytes())
+            .await
+            .and(stdin.flush().await)
+    };
+    match tokio::time::timeout(START_TIMEOUT, written).await {
+        Ok(written) => written.map_err(CliError::Input),
+        Err(_) => Err(CliError::Input(std::io::ErrorKind::TimedOut.into())),
+    }
 }

@@ -161,10 +161,19 @@ impl McpTools {
                 .collect(),
             timeout: run_limit,
         };
-        let process = sandbox
-            .spawn(session, &request)
-            .await
-            .map_err(|e| e.to_string())?;
+        let spawned = tokio::time::timeout(START_TIMEOUT, sandbox.spawn(session, &request));
+        let process = tokio::select! {
+            spawned = spawned => match spawned {
+                Ok(spawned) => spawned.map_err(|e| e.to_string())?,
+                Err(_) => {
+                    return Err(format!(
+                        "the sandbox did not start it within {} s",
+                        START_TIMEOUT.as_secs()
+                    ))
+                }
+            },
+            () = cancel.cancelled() => return Err("the run was stopped".into()),
+        };
         // Its stdout is the protocol; what it says on stderr is its own.
         let stdout = process.output.filter_map(|item| async move {
             match item {
