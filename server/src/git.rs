@@ -24,6 +24,10 @@ use tokio::process::Command;
 /// Bytes of git's error output kept for a message.
 const STDERR_MAX: usize = 4096;
 
+/// Most of git's output read: a listing of the work tree (whose names the
+/// sandbox chooses) is bounded like the rest.
+const OUTPUT_MAX: usize = 64 * 1024 * 1024;
+
 #[derive(Debug, thiserror::Error)]
 pub enum GitError {
     #[error("git {step} took longer than {0} s and was stopped", .limit.as_secs())]
@@ -32,6 +36,8 @@ pub enum GitError {
     TooLarge(u64),
     #[error("git {step} failed: {message}")]
     Failed { step: &'static str, message: String },
+    #[error("git {step} said more than {} MiB (a work tree of too many files?)", OUTPUT_MAX / (1024 * 1024))]
+    SaidTooMuch { step: &'static str },
     #[error("git cannot be run: {0}")]
     Spawn(std::io::Error),
 }
@@ -163,7 +169,11 @@ async fn run(
     };
     let out = tokio::spawn(async move {
         let mut buf = Vec::new();
-        let _ = stdout.read_to_end(&mut buf).await;
+        // Past the limit the pipe closes, which ends git (SIGPIPE).
+        let _ = (&mut stdout)
+            .take(OUTPUT_MAX as u64 + 1)
+            .read_to_end(&mut buf)
+            .await;
         buf
     });
     let err = tokio::spawn(async move {
@@ -197,6 +207,9 @@ async fn run(
     };
     let stdout = out.await.unwrap_or_default();
     let stderr = err.await.unwrap_or_default();
+    if stdout.len() > OUTPUT_MAX {
+        return Err(GitError::SaidTooMuch { step });
+    }
     // A transfer quicker than the watch is measured once it is done.
     if let Some((path, max)) = too_large.filter(|_| status.success()) {
         let path = path.to_path_buf();
@@ -678,4 +691,24 @@ impl HostRepo {
 /// The folder of a session's server-side repository.
 pub fn repo_dir(git_root: &Path, session: app::domain::SessionId) -> PathBuf {
     git_root.join(session.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn output_past_the_limit_ends_the_command_and_is_refused() {
+        let mut said = Command::new("sh");
+        // Writes for ever, unless its output is closed.
+        said.args(["-c", "exec yes"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        let limit = Duration::from_secs(600);
+        match run("status", said, limit, None).await {
+            Err(GitError::SaidTooMuch { step: "status" }) => {}
+            other => panic!("{other:?}"),
+        }
+    }
 }
