@@ -52,12 +52,26 @@ fn follow(feed: SessionsFeed) {
     // Sessions deleted while this page runs: a list read before a deletion
     // and answered after it does not bring one back.
     let gone = StoredValue::new(std::collections::HashSet::<String>::new());
+    // Reads of the list begun so far, and the number of the last one whose
+    // answer was taken: an answer to an earlier read, come later, is older.
+    let reads = StoredValue::new((0u64, 0u64));
+    // Each session that streamed in, with the number of reads begun by
+    // then: a read begun before it may have missed it.
+    let streamed =
+        StoredValue::new(std::collections::HashMap::<crate::domain::SessionId, u64>::new());
     let reload = move || {
+        let read = reads.with_value(|(begun, _)| begun + 1);
+        reads.update_value(|(begun, _)| *begun = read);
         leptos::task::spawn_local(async move {
             if let Ok(mut fresh) = list_sessions().await {
+                if reads.with_value(|(_, taken)| *taken > read) {
+                    return;
+                }
+                reads.update_value(|(_, taken)| *taken = read);
                 gone.with_value(|gone| fresh.retain(|s| !gone.contains(&s.id.to_string())));
-                // What streamed in while the answer was on its way is newer.
                 sessions.with_untracked(|now| {
+                    // What streamed in while the answer was on its way is
+                    // newer.
                     for s in &mut fresh {
                         if let Some(newer) = now
                             .iter()
@@ -66,6 +80,15 @@ fn follow(feed: SessionsFeed) {
                             *s = newer.clone();
                         }
                     }
+                    // And a session made after the read began is not in it.
+                    let missed: Vec<Session> = streamed.with_value(|streamed| {
+                        now.iter()
+                            .filter(|x| streamed.get(&x.id).is_some_and(|at| *at >= read))
+                            .filter(|x| !fresh.iter().any(|s| s.id == x.id))
+                            .cloned()
+                            .collect()
+                    });
+                    fresh.extend(missed);
                 });
                 sort(&mut fresh);
                 sessions.set(fresh);
@@ -110,6 +133,10 @@ fn follow(feed: SessionsFeed) {
                         .ok()
                         .filter(|s| !deleted(s))
                     {
+                        let begun = reads.with_value(|(begun, _)| *begun);
+                        streamed.update_value(|streamed| {
+                            streamed.insert(s.id, begun);
+                        });
                         // A row older than the one held (the same frame
                         // again, as the live connection changes hands) is
                         // not news.

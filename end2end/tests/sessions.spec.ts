@@ -1,4 +1,4 @@
-import { test, expect, gotoHydrated, snapshot, sendPrompt, ADMIN } from './fixtures';
+import { test, expect, gotoHydrated, snapshot, sendPrompt, createSession, ADMIN } from './fixtures';
 
 test('create a session through the form; it survives reload and restart', async ({ page, paddock }) => {
   await gotoHydrated(page, paddock.url);
@@ -164,4 +164,26 @@ test.describe('secrets', () => {
     await secrets.getByTestId('delete-secret').click();
     await expect(secrets.getByTestId('secrets-none')).toBeVisible();
   });
+});
+
+test('a session made while the page reads the list is shown: an answer read before it never hides it', async ({ page, paddock }) => {
+  // The page's reads of the list are made at once and answered late.
+  let fetched = 0;
+  let release = () => {};
+  const held = new Promise<void>((open) => { release = open; });
+  await page.route('**/api/list_sessions', async (route) => {
+    const response = await route.fetch();
+    fetched += 1;
+    await held;
+    await route.fulfill({ response });
+  });
+  await gotoHydrated(page, paddock.url);
+  // Read when the page runs, and again once its live stream is open.
+  await expect.poll(() => fetched).toBe(2);
+
+  // Made after both reads: only the stream brings it, before the answers.
+  await createSession(paddock, 'made meanwhile');
+  await page.waitForTimeout(1000);
+  release();
+  await expect(page.getByTestId('session-list').getByText('made meanwhile')).toBeVisible();
 });
