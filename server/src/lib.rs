@@ -99,7 +99,6 @@ pub async fn serve(
     let limits = listener::Limits {
         stall: paddock.config.client_stall(),
         connections: None,
-        http2: true,
     };
     listener::serve(listener, http::router(state), limits, shutdown).await;
     paddock.runner.hand_off().await;

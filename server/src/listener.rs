@@ -1,33 +1,35 @@
 //! Serving a router on a listener, as `axum::serve` does, with what that
-//! leaves out: a client has [`Limits::stall`] to send a request's head
-//! (hyper's header timeout, which needs a timer `axum::serve` never sets,
-//! so a connection that sends a byte now and then was held for ever), and
-//! at most [`Limits::connections`] are open at once where a limit is given.
-//! Each request carries its connection's peer address (`ConnectInfo`).
-//! Shutting down stops accepting and lets the requests underway finish.
+//! leaves out: a connection has [`Limits::stall`] to send each request's
+//! head, from the moment it opens or goes idle (hyper's header timeout,
+//! which needs a timer `axum::serve` never sets, so a connection that sent
+//! nothing, or a byte now and then, was held for ever), and at most
+//! [`Limits::connections`] are open at once where a limit is given. HTTP/1.1
+//! only (with upgrades, for WebSockets): HTTP/2 without TLS would open many
+//! requests on a connection, and no browser speaks it. Each request carries
+//! its connection's peer address (`ConnectInfo`). Shutting down stops
+//! accepting and lets the requests underway finish.
 
 use axum::extract::ConnectInfo;
 use axum::serve::Listener;
 use axum::Router;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto::Builder;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Semaphore;
+use tokio::sync::{watch, Semaphore};
+use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
 /// What one client may hold.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
-    /// Longest a request's head may take to arrive.
+    /// Longest a request's head may take to arrive, counted from when the
+    /// connection opens or its last answer ends.
     pub stall: Duration,
     /// Connections open at once; more wait to be accepted.
     pub connections: Option<usize>,
-    /// Whether HTTP/2 (without TLS, by prior knowledge) is served too.
-    pub http2: bool,
 }
 
 /// Serves `app` on `listener` until `shutdown` completes, then until the
@@ -41,7 +43,8 @@ pub async fn serve<L>(
     L: Listener,
     L::Addr: Clone + Send + Sync + 'static,
 {
-    let graceful = GracefulShutdown::new();
+    let connections = TaskTracker::new();
+    let (stop, stopping) = watch::channel(false);
     let slots = limits.connections.map(|n| Arc::new(Semaphore::new(n)));
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -61,28 +64,33 @@ pub async fn serve<L>(
             request.extensions_mut().insert(ConnectInfo(peer.clone()));
             app.clone().oneshot(request.map(axum::body::Body::new))
         });
-        let watcher = graceful.watcher();
-        tokio::spawn(async move {
+        let mut stopping = stopping.clone();
+        connections.spawn(async move {
             let _slot = slot;
-            let mut builder = Builder::new(TokioExecutor::new());
-            builder
-                .http1()
-                .timer(TokioTimer::new())
+            let mut http = http1::Builder::new();
+            http.timer(TokioTimer::new())
                 .header_read_timeout(limits.stall);
-            if limits.http2 {
-                // WebSockets over HTTP/2 need CONNECT, as axum::serve has it.
-                builder.http2().enable_connect_protocol();
-            }
-            let builder = match limits.http2 {
-                true => builder,
-                false => builder.http1_only(),
+            let connection = http
+                .serve_connection(TokioIo::new(io), service)
+                .with_upgrades();
+            let mut connection = std::pin::pin!(connection);
+            let stop_asked = async move {
+                let _ = stopping.wait_for(|stop| *stop).await;
             };
-            let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
-            if let Err(e) = watcher.watch(connection).await {
+            let ended = tokio::select! {
+                ended = connection.as_mut() => ended,
+                () = stop_asked => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(e) = ended {
                 tracing::trace!("a connection ended: {e}");
             }
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    let _ = stop.send(true);
+    connections.close();
+    connections.wait().await;
 }

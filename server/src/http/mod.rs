@@ -115,8 +115,8 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(DASHBOARD_BODY_LIMIT))
         .layer(RequestBodyLimitLayer::new(DASHBOARD_BODY_LIMIT))
         .layer(axum::middleware::map_response(too_large_for_the_dashboard))
-        // The JSON API, after the limit layer so that it enforces the same
-        // limit itself and answers in JSON.
+        // The JSON API, after the limit layers: it enforces its own limit
+        // (BODY_LIMIT) and answers in JSON.
         .merge(own.behind_the_door.into_router())
         // Every route above, and the fallback, behind the door: host,
         // origin and sign-in. The probes below are not, as platforms probe

@@ -44,8 +44,10 @@ pub const SOCKET_DIR: &str = "/run/paddock";
 /// The socket's name, in its folder on the host and in the sandbox.
 pub const SOCKET_NAME: &str = "llm.sock";
 /// Connections a session's socket takes at once (a call on each: the CLI
-/// and the subagents it runs side by side); more wait to be accepted.
-const CONNECTIONS_PER_SESSION: usize = 16;
+/// and the subagents it runs side by side, and the idle ones the CLI keeps,
+/// each closed once it has been idle for the stall); more wait to be
+/// accepted.
+const CONNECTIONS_PER_SESSION: usize = 32;
 
 /// The proxy: its upstream, the live tokens' store, and the sockets it
 /// listens on.
@@ -204,12 +206,11 @@ impl CredentialProxy {
         let cancel = CancellationToken::new();
         listening.insert(session, cancel.clone());
         let app = forward::router(self.clone(), session);
-        // HTTP/1.1 only (what the CLI speaks), a request at a time on each
-        // of a few connections: what one sandbox may hold of the server.
+        // A request at a time on each of a few connections: what one
+        // sandbox may hold of the server.
         let limits = listener::Limits {
             stall: self.stall,
             connections: Some(CONNECTIONS_PER_SESSION),
-            http2: false,
         };
         tokio::spawn(listener::serve(
             listener,

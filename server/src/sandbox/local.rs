@@ -197,6 +197,11 @@ impl Sandbox for LocalSandbox {
             .map_err(|e| SandboxError::Unavailable(format!("workspace root: {e}")))
     }
 
+    /// Local sandboxes run on the host as it is: no image.
+    async fn has_image(&self, _image: &str) -> Result<bool> {
+        Ok(false)
+    }
+
     async fn start_with(&self, session: SessionId, spec: &SandboxSpec) -> Result<()> {
         let mounts = &spec.mounts;
         if spec.image.is_some() {

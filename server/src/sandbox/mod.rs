@@ -339,6 +339,28 @@ pub enum SandboxError {
 
 pub type Result<T, E = SandboxError> = std::result::Result<T, E>;
 
+/// Starts `request` in the session's sandbox, waiting at most `limit` for
+/// the sandbox to say it started, and not at all once `cancel` is
+/// cancelled (`Ok(None)`): a sandbox that never answers holds no run.
+pub async fn spawn_within(
+    sandbox: &dyn Sandbox,
+    session: SessionId,
+    request: &SpawnRequest,
+    limit: Duration,
+    cancel: &CancellationToken,
+) -> Result<Option<Process>> {
+    tokio::select! {
+        spawned = tokio::time::timeout(limit, sandbox.spawn(session, request)) => match spawned {
+            Ok(spawned) => spawned.map(Some),
+            Err(_) => Err(SandboxError::Unavailable(format!(
+                "the sandbox did not start it within {} s",
+                limit.as_secs()
+            ))),
+        },
+        () = cancel.cancelled() => Ok(None),
+    }
+}
+
 #[async_trait::async_trait]
 pub trait Sandbox: Send + Sync + 'static {
     fn info(&self) -> BackendInfo;
@@ -346,10 +368,8 @@ pub trait Sandbox: Send + Sync + 'static {
     async fn check(&self) -> Result<()>;
     /// Whether the backend holds `image`, so that a sandbox can be made
     /// from it: `false` for a name it has no image by, or takes for no
-    /// image's name. Only Docker sandboxes choose an image.
-    async fn has_image(&self, _image: &str) -> Result<bool> {
-        Ok(false)
-    }
+    /// image's name.
+    async fn has_image(&self, image: &str) -> Result<bool>;
     /// Creates the sandbox if it does not exist and starts it if stopped.
     async fn start(&self, session: SessionId, limits: Limits) -> Result<()> {
         let spec = SandboxSpec {

@@ -529,7 +529,7 @@ async fn rest_of(mut tcp: tokio::net::TcpStream) -> Vec<u8> {
 
 #[tokio::test]
 async fn stalled_uploads_and_unread_archives_hold_no_slot() {
-    let t = team(&["--client-stall-secs=1"]).await;
+    let t = team(&["--client-stall-secs=3"]).await;
     let me = t.person("sam", Role::Member).await;
     let s = t.create(&me, json!({"name": "slow"})).await;
     let host = server::sandbox::workspace_dir(&t.paddock.config.workspace_root, s.id);
@@ -573,7 +573,11 @@ async fn stalled_uploads_and_unread_archives_hold_no_slot() {
         b"",
     )
     .await;
-    // While they wait, the slots are taken.
+    // While they wait, the slots are taken; and a connection that sends
+    // nothing at all is closed after the stall too.
+    let silent = tokio::net::TcpStream::connect(t.url("").trim_start_matches("http://"))
+        .await
+        .unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let small = || multipart("", &[("ok.txt", b"ok")]);
     let (status, said) = t.status(upload(&t, &me, &s, small())).await;
@@ -587,12 +591,13 @@ async fn stalled_uploads_and_unread_archives_hold_no_slot() {
     }
     let (status, said) = t.status(upload(&t, &me, &s, small())).await;
     assert_eq!(status, StatusCode::CREATED, "{said}");
+    assert!(rest_of(silent).await.is_empty());
 
     // The archive was given up once it had sent what the connection holds
     // and then waited for its reader for the stall: what was sent ahead, then no clean end
     // (a chunked body's last chunk), so its reader cannot take it for the
     // whole workspace.
-    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+    tokio::time::sleep(std::time::Duration::from_secs(8)).await;
     let got = rest_of(unread).await;
     assert!(got.starts_with(b"HTTP/1.1 200"));
     assert!(got.len() < noise.len(), "{} bytes came", got.len());

@@ -9,17 +9,17 @@ use super::{cli, ClaudeCodeEngine, CliError, CliState};
 use crate::engine::{denial, RunError};
 use crate::llm::budget_refusal;
 use crate::proxy::Lease;
-use crate::sandbox::{CappedOutput, OutputStream, Process, SandboxError};
+use crate::sandbox::{spawn_within, CappedOutput, OutputStream, Process};
 use app::domain::{Delta as LiveDelta, DeltaKind, EventKind, Session};
 use futures_util::StreamExt;
+use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 
-/// How long the sandbox gets to start the CLI, and the CLI to take a line
-/// of its input.
-const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the sandbox gets to say it started the CLI.
+const SPAWN_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long the CLI gets to end after an interrupt or its result.
 const GRACE: Duration = Duration::from_secs(10);
 /// Kept of the CLI's stderr, for the error message when it fails.
@@ -76,26 +76,21 @@ impl<'a> Run<'a> {
         let allowed = engine.permissions.allowed(self.session.id);
         let request =
             cli::spawn_request(&engine.settings, self.session, &self.state, &allowed, lease)?;
-        // The sandbox answers for starting it: Stop, or the time it has,
-        // ends the wait.
-        let spawned = tokio::time::timeout(
-            START_TIMEOUT,
-            engine.sandbox.spawn(self.session.id, &request),
+        let spawned = spawn_within(
+            engine.sandbox.as_ref(),
+            self.session.id,
+            &request,
+            SPAWN_TIMEOUT,
+            self.cancel,
         );
-        let mut process = tokio::select! {
-            spawned = spawned => match spawned {
-                Ok(spawned) => spawned.map_err(CliError::Start)?,
-                Err(_) => {
-                    return Err(CliError::Start(SandboxError::Unavailable(format!(
-                        "the sandbox did not start it within {} s",
-                        START_TIMEOUT.as_secs()
-                    )))
-                    .into())
-                }
-            },
-            () = self.cancel.cancelled() => return Err(RunError::Stopped),
+        let Some(mut process) = spawned.await.map_err(CliError::Start)? else {
+            return Err(RunError::Stopped);
         };
-        let sent = send(&mut process, &Input::user(prompt)).await;
+        let sent = send(&mut process, &Input::user(prompt), self.cancel.cancelled()).await;
+        if sent.is_err() && self.cancel.is_cancelled() {
+            process.control.kill().await;
+            return Err(RunError::Stopped);
+        }
         if sent.is_ok() {
             self.state.sent_seq = seq;
             engine.save_state(self.session.id, &self.state).await?;
@@ -134,7 +129,14 @@ impl<'a> Run<'a> {
                                 tracing::debug!(session = %self.session.id, "not a stream-json message: {}", String::from_utf8_lossy(&line[..line.len().min(200)]));
                                 continue;
                             };
-                            self.on_output(message, &mut process).await?;
+                            if let Err(e) = self.on_output(message, &mut process).await {
+                                // Its input may hold half a line: it ends here.
+                                process.control.kill().await;
+                                return Err(match self.cancel.is_cancelled() {
+                                    true => RunError::Stopped,
+                                    false => e,
+                                });
+                            }
                             if self.outcome.fatal.is_some() && !killed {
                                 killed = true;
                                 process.control.kill().await;
@@ -155,7 +157,7 @@ impl<'a> Run<'a> {
                 () = self.cancel.cancelled(), if !self.outcome.interrupted => {
                     self.outcome.interrupted = true;
                     let id = format!("paddock_{}", uuid::Uuid::now_v7().simple());
-                    let _ = send(&mut process, &Input::interrupt(&id)).await;
+                    let _ = send(&mut process, &Input::interrupt(&id), tokio::time::sleep(GRACE)).await;
                     ending = Some(Box::pin(tokio::time::sleep(GRACE)));
                 }
                 () = deadline, if !killed => {
@@ -311,7 +313,12 @@ impl<'a> Run<'a> {
                     },
                     Err(e) => return Err(e),
                 };
-                send(process, &Input::answer(&request_id, response)).await?;
+                send(
+                    process,
+                    &Input::answer(&request_id, response),
+                    self.cancel.cancelled(),
+                )
+                .await?;
             }
             Output::ControlRequest {
                 request_id,
@@ -319,7 +326,12 @@ impl<'a> Run<'a> {
             } => {
                 let subtype = subtype.as_deref().unwrap_or("?");
                 let error = format!("Paddock does not handle {subtype} requests");
-                send(process, &Input::refuse(&request_id, error)).await?;
+                send(
+                    process,
+                    &Input::refuse(&request_id, error),
+                    self.cancel.cancelled(),
+                )
+                .await?;
             }
             Output::Result(result) => {
                 self.outcome.result = Some(result.failure().map_or(Ok(()), Err));
@@ -330,11 +342,14 @@ impl<'a> Run<'a> {
     }
 }
 
-/// Writes one line to the CLI's stdin.
-/// Writes a line to the CLI's input, which it reads as it runs: one it
-/// has not taken within [`START_TIMEOUT`] is an error, never a wait that
-/// Stop cannot end.
-async fn send(process: &mut Process, input: &Input<'_>) -> Result<(), CliError> {
+/// Writes a line to the CLI's input, which it reads as it runs, until
+/// `until` comes (Stop, or the time an interrupt may take): a CLI that
+/// stops reading holds no run.
+async fn send(
+    process: &mut Process,
+    input: &Input<'_>,
+    until: impl Future<Output = ()>,
+) -> Result<(), CliError> {
     let mut line = serde_json::to_string(input)?;
     line.push('\n');
     let stdin = &mut process.stdin;
@@ -344,8 +359,8 @@ async fn send(process: &mut Process, input: &Input<'_>) -> Result<(), CliError> 
             .await
             .and(stdin.flush().await)
     };
-    match tokio::time::timeout(START_TIMEOUT, written).await {
-        Ok(written) => written.map_err(CliError::Input),
-        Err(_) => Err(CliError::Input(std::io::ErrorKind::TimedOut.into())),
+    tokio::select! {
+        written = written => written.map_err(CliError::Input),
+        () = until => Err(CliError::Input(std::io::ErrorKind::Interrupted.into())),
     }
 }

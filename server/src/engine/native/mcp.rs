@@ -8,7 +8,7 @@
 //! the transcript) reads, never the run's end.
 
 use crate::llm::ToolDef;
-use crate::sandbox::{OutputStream, ProcessControl, Sandbox, SpawnRequest};
+use crate::sandbox::{spawn_within, OutputStream, ProcessControl, Sandbox, SpawnRequest};
 use crate::tools::ToolOutput;
 use app::domain::{McpServer, SessionId};
 use futures_util::StreamExt;
@@ -161,18 +161,9 @@ impl McpTools {
                 .collect(),
             timeout: run_limit,
         };
-        let spawned = tokio::time::timeout(START_TIMEOUT, sandbox.spawn(session, &request));
-        let process = tokio::select! {
-            spawned = spawned => match spawned {
-                Ok(spawned) => spawned.map_err(|e| e.to_string())?,
-                Err(_) => {
-                    return Err(format!(
-                        "the sandbox did not start it within {} s",
-                        START_TIMEOUT.as_secs()
-                    ))
-                }
-            },
-            () = cancel.cancelled() => return Err("the run was stopped".into()),
+        let spawned = spawn_within(sandbox, session, &request, START_TIMEOUT, cancel);
+        let Some(process) = spawned.await.map_err(|e| e.to_string())? else {
+            return Err("the run was stopped".into());
         };
         // Its stdout is the protocol; what it says on stderr is its own.
         let stdout = process.output.filter_map(|item| async move {
