@@ -178,8 +178,9 @@ test('a session made while the page reads the list is shown: an answer read befo
     await route.fulfill({ response });
   });
   await gotoHydrated(page, paddock.url);
-  // Read when the page runs, and again once its live stream is open.
-  await expect.poll(() => fetched).toBe(2);
+  // Read when the page runs, and again once its live stream is open (once
+  // more if the shared connection is opened again for another topic).
+  await expect.poll(() => fetched).toBeGreaterThanOrEqual(2);
 
   // Made after both reads: only the stream brings it, before the answers.
   await createSession(paddock, 'made meanwhile');
