@@ -12,7 +12,6 @@ use crate::proxy::Lease;
 use crate::sandbox::{spawn_within, CappedOutput, OutputStream, Process};
 use app::domain::{Delta as LiveDelta, DeltaKind, EventKind, Session};
 use futures_util::StreamExt;
-use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
@@ -86,7 +85,7 @@ impl<'a> Run<'a> {
         let Some(mut process) = spawned.await.map_err(CliError::Start)? else {
             return Err(RunError::Stopped);
         };
-        let sent = send(&mut process, &Input::user(prompt), self.cancel.cancelled()).await;
+        let sent = send(&mut process, &Input::user(prompt), self.cancel).await;
         if sent.is_err() && self.cancel.is_cancelled() {
             process.control.kill().await;
             return Err(RunError::Stopped);
@@ -157,7 +156,7 @@ impl<'a> Run<'a> {
                 () = self.cancel.cancelled(), if !self.outcome.interrupted => {
                     self.outcome.interrupted = true;
                     let id = format!("paddock_{}", uuid::Uuid::now_v7().simple());
-                    let _ = send(&mut process, &Input::interrupt(&id), tokio::time::sleep(GRACE)).await;
+                    let _ = send(&mut process, &Input::interrupt(&id), self.cancel).await;
                     ending = Some(Box::pin(tokio::time::sleep(GRACE)));
                 }
                 () = deadline, if !killed => {
@@ -313,12 +312,7 @@ impl<'a> Run<'a> {
                     },
                     Err(e) => return Err(e),
                 };
-                send(
-                    process,
-                    &Input::answer(&request_id, response),
-                    self.cancel.cancelled(),
-                )
-                .await?;
+                send(process, &Input::answer(&request_id, response), self.cancel).await?;
             }
             Output::ControlRequest {
                 request_id,
@@ -326,12 +320,7 @@ impl<'a> Run<'a> {
             } => {
                 let subtype = subtype.as_deref().unwrap_or("?");
                 let error = format!("Paddock does not handle {subtype} requests");
-                send(
-                    process,
-                    &Input::refuse(&request_id, error),
-                    self.cancel.cancelled(),
-                )
-                .await?;
+                send(process, &Input::refuse(&request_id, error), self.cancel).await?;
             }
             Output::Result(result) => {
                 self.outcome.result = Some(result.failure().map_or(Ok(()), Err));
@@ -342,13 +331,15 @@ impl<'a> Run<'a> {
     }
 }
 
-/// Writes a line to the CLI's input, which it reads as it runs, until
-/// `until` comes (Stop, or the time an interrupt may take): a CLI that
-/// stops reading holds no run.
+/// Writes a line to the CLI's input, which it reads as it runs. A CLI that
+/// stops reading holds no run: the write is given up once Stop has come
+/// and [`GRACE`] has passed (what is written after Stop, the refusal that
+/// interrupts a turn and the interrupt itself, gets that time; a write done
+/// by then always counts).
 async fn send(
     process: &mut Process,
     input: &Input<'_>,
-    until: impl Future<Output = ()>,
+    cancel: &CancellationToken,
 ) -> Result<(), CliError> {
     let mut line = serde_json::to_string(input)?;
     line.push('\n');
@@ -359,8 +350,13 @@ async fn send(
             .await
             .and(stdin.flush().await)
     };
+    let given_up = async {
+        cancel.cancelled().await;
+        tokio::time::sleep(GRACE).await;
+    };
     tokio::select! {
+        biased;
         written = written => written.map_err(CliError::Input),
-        () = until => Err(CliError::Input(std::io::ErrorKind::Interrupted.into())),
+        () = given_up => Err(CliError::Input(std::io::ErrorKind::Interrupted.into())),
     }
 }
