@@ -116,8 +116,13 @@ impl Setup {
     }
 
     async fn sessions(&self) -> Vec<Session> {
+        self.get_json("/api/sessions").await
+    }
+
+    /// What the API answers a GET of `path` with.
+    async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> T {
         self.http
-            .get(self.served.url("/api/sessions"))
+            .get(self.served.url(path))
             .send()
             .await
             .unwrap()
@@ -224,18 +229,7 @@ async fn a_signed_delivery_starts_a_session_and_its_conversation_continues_it() 
     assert_eq!(model.turns_used(), 2);
 
     // The delivery log, for the owner.
-    let log: Vec<app::triggers::Delivery> = s
-        .http
-        .get(
-            s.served
-                .url(&format!("/api/triggers/{}/deliveries", made.trigger.id)),
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let log: Vec<app::triggers::Delivery> = runs(&s, made.trigger.id).await;
     assert_eq!(log.len(), 2);
     assert!(log.iter().all(|d| d.status == 202));
 
@@ -249,14 +243,8 @@ async fn a_signed_delivery_starts_a_session_and_its_conversation_continues_it() 
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{refused}");
     assert!(refused["error"]["message"].is_string(), "{refused}");
     let unchanged: Value = s
-        .http
-        .get(s.served.url(&format!("/api/triggers/{}", made.trigger.id)))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json(&format!("/api/triggers/{}", made.trigger.id))
+        .await;
     assert_eq!(
         unchanged.get("previous_secret_until"),
         Some(&Value::Null),
@@ -1256,14 +1244,8 @@ async fn sendgrid_email_with_the_urls_password_stores_attachments_within_the_cap
 
 /// The answered deliveries (runs) of a trigger, newest first.
 async fn runs(s: &Setup, trigger: app::triggers::TriggerId) -> Vec<app::triggers::Delivery> {
-    s.http
-        .get(s.served.url(&format!("/api/triggers/{trigger}/deliveries")))
-        .send()
+    s.get_json(&format!("/api/triggers/{trigger}/deliveries"))
         .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
 }
 
 #[tokio::test]
