@@ -223,7 +223,8 @@ impl Paddock {
         self.transfers.upload()
     }
 
-    /// Writes uploaded files into the workspace. Every path is checked
+    /// Writes uploaded files into the workspace, once it is prepared
+    /// ([`crate::workspace_setup`]). Every path is checked
     /// before the first is written, so an upload with a name that leaves
     /// the workspace writes nothing; one stopped while writing (a link or a
     /// folder in a file's way) keeps the files written before it.
@@ -250,7 +251,13 @@ impl Paddock {
             }
             checked.push((path, file.data));
         }
-        // Before its sandbox first started, the workspace is made here.
+        // Into the workspace as its source makes it (a repository is
+        // cloned only into an empty folder), prepared first if it was not
+        // yet; an empty one is made here before its sandbox first started.
+        self.setup
+            .prepare(id)
+            .await
+            .map_err(|e| AppError::Unavailable(e.to_string()))?;
         self.sandbox
             .create_workspace(id, self.config.limits_for(s.limits).disk_mb)
             .await

@@ -284,8 +284,8 @@ impl WorkspaceSetup {
             WorkspaceSource::Git { url, rev, .. } => {
                 if std::fs::read_dir(folder.root()).is_ok_and(|mut d| d.next().is_some()) {
                     return Err(SetupError(
-                        "the workspace is not empty (files were uploaded before the repository \
-                         was cloned): delete them, or start a new session"
+                        "the workspace already holds files, and a repository is cloned only \
+                         into an empty folder: delete them, or start a new session"
                             .into(),
                     ));
                 }

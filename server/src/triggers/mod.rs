@@ -24,6 +24,7 @@ use crate::vault::SecretOf;
 use crate::workspace_files::Upload;
 use app::accounts::{AuditAction, Caller};
 use app::agents::AgentTemplate;
+use app::api::Backend;
 use app::domain::{
     AppError, EventKind, NewSession, PermissionMode, SessionId, TemplateId, TriggerRef,
 };
@@ -776,16 +777,21 @@ impl Paddock {
             Some(session) => self.store.get_session(session).await.map_err(fail)?,
             None => None,
         };
-        let (session, outcome) = match (remade, &key) {
-            (Some(session), _) => (session.id, format!("handled in session {}", session.id)),
+        let (session, reached) = match (remade, &key) {
+            (Some(session), _) => (session.id, Reached::Again),
             (None, Some(key)) => {
                 self.conversation_session(trigger, &agent, key, &text)
                     .await?
             }
-            (None, None) => {
-                let id = self.triggered_session(trigger, &agent, &text).await?;
-                (id, format!("started session {id}"))
-            }
+            (None, None) => (
+                self.triggered_session(trigger, &agent, &text).await?,
+                Reached::Started,
+            ),
+        };
+        let outcome = match reached {
+            Reached::Again => format!("handled in session {session}"),
+            Reached::Continued => format!("continued session {session}"),
+            Reached::Started => format!("started session {session}"),
         };
         if let Some(s) = self.store.get_session(session).await.map_err(fail)? {
             keeps_to(&agent, s.permission_mode).map_err(Handled::Refused)?;
@@ -802,15 +808,27 @@ impl Paddock {
         )?;
         if !files.is_empty() {
             let owner = self.template_owner(&agent).await?;
-            self.upload_files(&owner, session, files)
-                .await
-                .map_err(|e| match e {
-                    // The server could not now: the sender sends it again.
-                    AppError::Unavailable(_) | AppError::Internal => Handled::Failed(e),
-                    // What the workspace holds refuses them (full, a file
-                    // where the inbox goes): the same each time.
-                    e => Handled::Refused(format!("The attachments cannot be stored: {e}")),
-                })?;
+            match self.upload_files(&owner, session, files).await {
+                Ok(_) => {}
+                // The server could not now: the sender sends it again.
+                Err(e @ (AppError::Unavailable(_) | AppError::Internal)) => {
+                    return Err(Handled::Failed(e))
+                }
+                // What the workspace holds refuses them (full, a file where
+                // the inbox goes): the same each time. A session made for
+                // this delivery goes with it, as a refused delivery leaves
+                // nothing behind.
+                Err(e) => {
+                    if matches!(reached, Reached::Started) {
+                        if let Err(left) = self.delete_session(&owner, session).await {
+                            tracing::warn!(%session, "the session of a refused delivery was kept: {left}");
+                        }
+                    }
+                    return Err(Handled::Refused(format!(
+                        "The attachments cannot be stored: {e}"
+                    )));
+                }
+            }
         }
         self.journal
             .record(
@@ -844,7 +862,7 @@ impl Paddock {
         agent: &AgentTemplate,
         key: &str,
         text: &str,
-    ) -> Result<(SessionId, String), Handled> {
+    ) -> Result<(SessionId, Reached), Handled> {
         let claim = uuid::Uuid::now_v7().to_string();
         let waited = tokio::time::Instant::now();
         loop {
@@ -858,7 +876,7 @@ impl Paddock {
                 ConversationClaim::New => true,
                 ConversationClaim::Session(id) => {
                     if self.store.get_session(id).await.map_err(fail)?.is_some() {
-                        return Ok((id, format!("continued session {id}")));
+                        return Ok((id, Reached::Continued));
                     }
                     // Its session was deleted: a new one, made once.
                     self.store
@@ -895,7 +913,7 @@ impl Paddock {
                     .release_conversation(trigger.id, key, &claim)
                     .await;
             }
-            return made.map(|id| (id, format!("started session {id}")));
+            return made.map(|id| (id, Reached::Started));
         }
     }
 
@@ -963,6 +981,16 @@ impl Paddock {
             },
         }
     }
+}
+
+/// How a delivery came to its session.
+enum Reached {
+    /// An earlier handling of this delivery made it.
+    Again,
+    /// The delivery's conversation had it.
+    Continued,
+    /// Made for this delivery.
+    Started,
 }
 
 /// Why a verified delivery did not become a prompt.

@@ -4,6 +4,7 @@
 //! running against the scripted model; every bad one refused with nothing
 //! created, nothing queued, and an audit line.
 
+use crate::common::git_server::GitServer;
 use crate::common::senders::sender_sign;
 use crate::common::{self, Home, Served};
 use app::domain::{EventKind, Session};
@@ -61,10 +62,19 @@ impl Setup {
     /// A template that would run its sessions unattended, and a trigger
     /// on it.
     async fn trigger(&self, draft: Value) -> TriggerSecret {
+        self.trigger_on(
+            json!({"permission_mode": "auto", "allowed_tools": ["bash"]}),
+            draft,
+        )
+        .await
+    }
+
+    /// A template with these session settings, and a trigger on it.
+    async fn trigger_on(&self, session: Value, draft: Value) -> TriggerSecret {
         let (status, template) = self
             .post(
                 "/api/templates",
-                json!({"name": "on call", "session": {"permission_mode": "auto", "allowed_tools": ["bash"]}}),
+                json!({"name": "on call", "session": session}),
             )
             .await;
         assert_eq!(status, StatusCode::CREATED, "{template}");
@@ -1240,6 +1250,89 @@ async fn sendgrid_email_with_the_urls_password_stores_attachments_within_the_cap
     let (status, _, _) = post_raw(&s.http, &url, &content_type, body, &[]).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(s.sessions().await.len(), 1);
+}
+
+/// A SendGrid email to `url` from Max with one attachment, `notes.txt`.
+async fn email_with_attachment(s: &Setup, url: &str, message_id: &str) -> (StatusCode, String) {
+    let headers = format!("Message-ID: {message_id}\nSubject: Notes\n");
+    let (content_type, body) = multipart(
+        &[
+            ("headers", &headers),
+            ("from", "Max <max@example.org>"),
+            ("to", "inbox@mail.example"),
+            ("subject", "Notes"),
+            ("text", "See attached."),
+            ("attachments", "1"),
+        ],
+        &[("attachment1", "notes.txt", b"remember the milk\n")],
+    );
+    let (status, _, answer) = post_raw(&s.http, url, &content_type, body, &[]).await;
+    (status, answer)
+}
+
+#[tokio::test]
+async fn an_emails_attachments_go_into_the_agents_cloned_repository_or_leave_nothing_behind() {
+    let (s, model) = Setup::new(json!([{"reply": "Read them."}]), &[]).await;
+    let git = GitServer::start(None).await;
+    git.repo("app.git", &[("README.md", b"# App\n")]);
+    // A repository with a file where the attachments' folder goes.
+    git.repo("blocked.git", &[("inbox", b"not a folder\n")]);
+    let trigger_on = |repo: &str| {
+        s.trigger_on(
+            json!({"permission_mode": "auto", "source": {"kind": "git", "url": format!("{}/{repo}", git.url)}}),
+            json!({"name": repo, "kind": "sendgrid", "prompt": "{{ email.subject }}{% for a in email.attachments %}\n{{ a.path }}{% endfor %}"}),
+        )
+    };
+
+    // The repository is cloned before the attachment is stored beside it
+    // (stored first, it would leave the clone a folder that is not empty).
+    let app = trigger_on("app.git").await;
+    let (status, answer) =
+        email_with_attachment(&s, &app.url(&s.served.url("")), "<a1@example.org>").await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    let session = s.sessions().await[0].id;
+    let events = common::wait_idle(&s.paddock, session).await;
+    assert_eq!(common::errors(&events), Vec::<String>::new());
+    let prompt = prompts(&events).remove(0);
+    let stored = prompt.lines().nth(1).unwrap().to_owned();
+    assert!(
+        stored.starts_with("inbox/") && stored.ends_with("/notes.txt"),
+        "{prompt}"
+    );
+    for (path, content) in [
+        (stored.as_str(), "remember the milk\n"),
+        ("README.md", "# App\n"),
+    ] {
+        let read: String = s
+            .http
+            .get(
+                s.served
+                    .url(&format!("/api/sessions/{session}/files/{path}")),
+            )
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert_eq!(read, content, "{path}");
+    }
+
+    // Where the workspace cannot take them, the delivery is refused and
+    // the session made for it goes too.
+    let blocked = trigger_on("blocked.git").await;
+    let (status, answer) =
+        email_with_attachment(&s, &blocked.url(&s.served.url("")), "<b1@example.org>").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+    assert!(answer.contains("attachments cannot be stored"), "{answer}");
+    let left: Vec<_> = s.sessions().await.into_iter().map(|s| s.id).collect();
+    assert_eq!(left, [session]);
+    let delivered = runs(&s, blocked.trigger.id).await;
+    assert_eq!(
+        (delivered.len(), delivered[0].status, delivered[0].session),
+        (1, 422, None)
+    );
+    assert_eq!(model.turns_used(), 1);
 }
 
 /// The answered deliveries (runs) of a trigger, newest first.
