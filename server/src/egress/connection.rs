@@ -2,10 +2,14 @@
 //! (HTTP `CONNECT host:port` for a tunnel, as HTTPS clients send it, or a
 //! plain-HTTP request in absolute form), checked against the session's
 //! allowlist, the name resolved here and every address checked, then bytes
-//! relayed both ways until either side closes. A refusal is an HTTP answer
-//! whose status line says why, which the agent's tool shows.
+//! relayed: both ways until either side closes for a tunnel; the request,
+//! its body ([`super::request_body`]) and the answer for a plain one. A
+//! refusal ([`Refusal`]) is an HTTP answer whose status line says why,
+//! which the agent's tool shows.
 
 use super::address::{canonical, is_public, own_addresses, Network};
+use super::refusal::Refusal;
+use super::request_body::{self, framing, Framing};
 use super::SessionEgress;
 use app::domain::EventKind;
 use app::egress::normal_host;
@@ -27,38 +31,16 @@ struct Target {
     host: String,
     port: u16,
     /// `None` for a tunnel (answered `200` once connected); else the
-    /// request head rewritten for the origin server.
-    forward: Option<Vec<u8>>,
+    /// request for the origin server.
+    forward: Option<Forward>,
 }
 
-/// Why a request is refused: the status and its reason phrase.
+/// A plain-HTTP request as it is sent on: its head rewritten for the
+/// origin server, and how its body is delimited.
 #[derive(Debug, PartialEq)]
-pub(super) struct Refusal {
-    pub status: u16,
-    pub reason: String,
-}
-
-impl Refusal {
-    pub fn new(status: u16, reason: impl Into<String>) -> Self {
-        Self {
-            status,
-            reason: reason.into(),
-        }
-    }
-
-    /// The HTTP answer: the reason in the status line (clients show it for a
-    /// failed tunnel) and in the body.
-    pub fn answer(&self) -> Vec<u8> {
-        let body = format!("Paddock egress proxy: {}\n", self.reason);
-        format!(
-            "HTTP/1.1 {} {}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n\
-             Connection: close\r\nX-Paddock-Egress: refused\r\n\r\n{body}",
-            self.status,
-            self.reason,
-            body.len()
-        )
-        .into_bytes()
-    }
+struct Forward {
+    head: Vec<u8>,
+    body: Framing,
 }
 
 /// Serves one connection to its end; what happened goes to the session's
@@ -89,23 +71,50 @@ where
         Ok(upstream) => upstream,
         Err(refusal) => return refuse(&mut client, named, refusal, egress).await,
     };
-    let first = match &target.forward {
-        None => {
-            let ok = b"HTTP/1.1 200 Connection established\r\n\r\n";
-            if client.write_all(ok).await.is_err() {
-                return;
-            }
-            rest
-        }
-        Some(head) => [head.as_slice(), &rest].concat(),
-    };
     let relayed = async {
-        upstream.write_all(&first).await?;
-        tokio::io::copy_bidirectional(&mut client, &mut upstream).await
+        match &target.forward {
+            None => {
+                let ok = b"HTTP/1.1 200 Connection established\r\n\r\n";
+                if client.write_all(ok).await.is_err() || upstream.write_all(&rest).await.is_err() {
+                    return (0, 0);
+                }
+                tokio::io::copy_bidirectional(&mut client, &mut upstream)
+                    .await
+                    .map(|(up, down)| (up + rest.len() as u64, down))
+                    .unwrap_or((rest.len() as u64, 0))
+            }
+            // The one request checked, and its answer: nothing the
+            // client sends after its body is relayed.
+            Some(forward) => {
+                let (mut from_client, mut to_client) = tokio::io::split(&mut client);
+                let (mut from_upstream, mut to_upstream) = upstream.split();
+                let send = async {
+                    to_upstream.write_all(&forward.head).await?;
+                    let body = request_body::relay(
+                        &rest,
+                        &mut from_client,
+                        &mut to_upstream,
+                        &forward.body,
+                    )
+                    .await?;
+                    Ok::<_, std::io::Error>(forward.head.len() as u64 + body)
+                };
+                let receive = async {
+                    let down = tokio::io::copy(&mut from_upstream, &mut to_client).await?;
+                    to_client.shutdown().await?;
+                    Ok::<_, std::io::Error>(down)
+                };
+                let (sent, received) = tokio::join!(send, receive);
+                (
+                    sent.unwrap_or(forward.head.len() as u64),
+                    received.unwrap_or(0),
+                )
+            }
+        }
     };
     let (sent, received) = tokio::select! {
-        r = relayed => r.map(|(up, down)| (up + first.len() as u64, down)).unwrap_or((first.len() as u64, 0)),
-        () = egress.cancel.cancelled() => (first.len() as u64, 0),
+        r = relayed => r,
+        () = egress.cancel.cancelled() => (0, 0),
     };
     egress
         .record(EventKind::Egress {
@@ -242,6 +251,7 @@ fn parse(head: &[u8]) -> Result<Target, (Option<(String, u16)>, Refusal)> {
     };
     let (host, port) = split_authority(authority, Some(80)).map_err(|why| (None, why))?;
     let host = checked_host(&host, port)?;
+    let body = framing(request.headers).map_err(|why| (None, why))?;
     let mut forward = format!("{method} {path} HTTP/1.1\r\n").into_bytes();
     // The host asked for is the host named to the server, whatever the
     // client's own Host header said.
@@ -264,7 +274,10 @@ fn parse(head: &[u8]) -> Result<Target, (Option<(String, u16)>, Refusal)> {
     Ok(Target {
         host,
         port,
-        forward: Some(forward),
+        forward: Some(Forward {
+            head: forward,
+            body,
+        }),
     })
 }
 
@@ -370,13 +383,13 @@ mod tests {
         .unwrap();
         assert_eq!((t.host.as_str(), t.port), ("mirror.local", 8080));
         assert_eq!(
-            String::from_utf8(t.forward.unwrap()).unwrap(),
+            String::from_utf8(t.forward.unwrap().head).unwrap(),
             "GET /simple/x/?q=1 HTTP/1.1\r\nHost: mirror.local:8080\r\nAccept: */*\r\n\
              Connection: close\r\n\r\n"
         );
         let forged =
             target("GET http://a.example/ HTTP/1.1\r\nHost: other.example\r\n\r\n").unwrap();
-        let forged = String::from_utf8(forged.forward.unwrap()).unwrap();
+        let forged = String::from_utf8(forged.forward.unwrap().head).unwrap();
         assert!(
             forged.contains("Host: a.example\r\n") && !forged.contains("other"),
             "{forged}"
@@ -384,7 +397,7 @@ mod tests {
         let t = target("GET http://example.org?x HTTP/1.1\r\n\r\n").unwrap();
         assert_eq!(t.port, 80);
         assert_eq!(
-            String::from_utf8(t.forward.unwrap()).unwrap(),
+            String::from_utf8(t.forward.unwrap().head).unwrap(),
             "GET /?x HTTP/1.1\r\nHost: example.org\r\nConnection: close\r\n\r\n"
         );
     }

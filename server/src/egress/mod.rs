@@ -18,6 +18,8 @@
 
 mod address;
 mod connection;
+mod refusal;
+mod request_body;
 
 pub use address::{is_public, Network};
 

@@ -31,6 +31,42 @@ async fn origin() -> u16 {
     port
 }
 
+/// An origin server that answers the first request on a connection and
+/// keeps every byte it is sent (as a server that would serve a request
+/// pipelined behind it sees them), until its client has said nothing for
+/// a second: its port, and the bytes.
+async fn recorder() -> (u16, Arc<std::sync::Mutex<Vec<u8>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let kept = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let seen = kept.clone();
+            tokio::spawn(async move {
+                let (mut buf, mut answered) = ([0u8; 4096], false);
+                while let Ok(Ok(n @ 1..)) =
+                    tokio::time::timeout(Duration::from_secs(1), conn.read(&mut buf)).await
+                {
+                    let head_in = {
+                        let mut seen = seen.lock().unwrap();
+                        seen.extend_from_slice(&buf[..n]);
+                        seen.windows(4).any(|w| w == b"\r\n\r\n")
+                    };
+                    if !answered && head_in {
+                        answered = true;
+                        let _ = conn
+                            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n")
+                            .await;
+                    }
+                }
+            });
+        }
+    });
+    (port, seen)
+}
+
 async fn paddock(home: &Home, extra: &[&str]) -> Arc<Paddock> {
     let flags: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
     common::open(home, "docker", &flags).await
@@ -82,16 +118,25 @@ async fn a_session_reaches_the_hosts_it_lists_and_nothing_else() {
     let git = GitServer::start(None).await;
     git.repo("tools.git", &[("README.md", b"from the git host\n")]);
     let git_port = git.url.rsplit(':').next().unwrap().to_owned();
+    let (recorder_port, recorded) = recorder().await;
     let home = Home::new();
     let p = paddock(&home, &["--egress-networks=127.0.0.0/8"]).await;
     let s = session(
         &p,
-        &[format!("localhost:{port}"), format!("LOCALHOST:{git_port}")],
+        &[
+            format!("localhost:{port}"),
+            format!("LOCALHOST:{git_port}"),
+            format!("localhost:{recorder_port}"),
+        ],
     )
     .await;
     assert_eq!(
         s.egress,
-        [format!("localhost:{port}"), format!("localhost:{git_port}")]
+        [
+            format!("localhost:{port}"),
+            format!("localhost:{git_port}"),
+            format!("localhost:{recorder_port}")
+        ]
     );
 
     let env = run(&p, &s, "echo $HTTP_PROXY $HTTPS_PROXY $NO_PROXY").await;
@@ -106,6 +151,26 @@ async fn a_session_reaches_the_hosts_it_lists_and_nothing_else() {
     assert_eq!(plain, "hello from the host\n");
     let tunnel = run(&p, &s, &format!("{VIA_PROXY} curl -sS -p {url}")).await;
     assert_eq!(tunnel, "hello from the host\n");
+
+    // A request pipelined behind an allowed one, naming another host:
+    // the allowed one's body reaches its server, the one behind it never.
+    let pipelined = run(
+        &p,
+        &s,
+        &format!(
+            "printf 'POST http://localhost:{recorder_port}/first HTTP/1.1\\r\\nContent-Length: 5\\r\\n\\r\\nhello\
+             GET http://localhost:{recorder_port}/second HTTP/1.1\\r\\nHost: elsewhere.example\\r\\n\\r\\n' \
+             | socat -t 5 - TCP:127.0.0.1:3128"
+        ),
+    )
+    .await;
+    assert!(pipelined.ends_with("\r\n\r\nok\n"), "{pipelined:?}");
+    let recorded = String::from_utf8(recorded.lock().unwrap().clone()).unwrap();
+    assert!(
+        recorded.starts_with("POST /first HTTP/1.1\r\n") && recorded.ends_with("\r\n\r\nhello"),
+        "{recorded:?}"
+    );
+    assert!(!recorded.contains("elsewhere"), "{recorded:?}");
 
     // A real git host: cloned through the proxy.
     let cloned = run(
