@@ -166,7 +166,12 @@ fn tool_result_ids(blocks: &[&Value], i: usize) -> Result<BTreeSet<String>, Stri
                 .get("tool_use_id")
                 .and_then(Value::as_str)
                 .ok_or_else(|| format!("messages.{i}.content.{j}.tool_use_id: Field required"))?;
-            ids.insert(id.to_owned());
+            if !ids.insert(id.to_owned()) {
+                return Err(format!(
+                    "messages.{i}.content.{j}: each tool_use must have a single result. \
+                     Found multiple `tool_result` blocks with id: {id}"
+                ));
+            }
         }
     }
     Ok(ids)

@@ -525,6 +525,23 @@ async fn invalid_requests_are_refused_without_consuming_the_turn() {
     let message = h.expect_error(&body, 400, "invalid_request_error").await;
     assert!(message.contains("toolu_zzz"), "{message}");
 
+    // Two results for one tool_use.
+    body["messages"] = json!([
+        {"role": "user", "content": "a"},
+        {"role": "assistant", "content": [
+            {"type": "tool_use", "id": "toolu_a", "name": "bash", "input": {}},
+        ]},
+        {"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": "toolu_a", "content": "interrupted", "is_error": true},
+            {"type": "tool_result", "tool_use_id": "toolu_a", "content": "ok"},
+        ]},
+    ]);
+    let message = h.expect_error(&body, 400, "invalid_request_error").await;
+    assert!(
+        message.contains("multiple `tool_result` blocks with id: toolu_a"),
+        "{message}"
+    );
+
     // The scenario's tool is not declared by the request.
     let message = h
         .expect_error(
@@ -537,7 +554,7 @@ async fn invalid_requests_are_refused_without_consuming_the_turn() {
     assert!(message.contains("read_file"), "{message}");
 
     assert_eq!(h.model.turns_used(), 0);
-    assert_eq!(h.model.requests().len(), 8, "every parsed body is recorded");
+    assert_eq!(h.model.requests().len(), 9, "every parsed body is recorded");
 
     // A correct conversation with answered tool_use still gets the turn.
     let mut body = request("hi", &["bash"], true);

@@ -34,6 +34,25 @@ async fn harness(scenario: serde_json::Value, extra: &[&str]) -> Harness {
 }
 
 impl Harness {
+    /// Waits until the model's tool call is in the session's log.
+    async fn wait_for_tool_call(&self, s: &Session) {
+        for _ in 0..100 {
+            let e = self
+                .paddock
+                .store
+                .events_after(s.id, 0, 1000)
+                .await
+                .unwrap();
+            if e.iter()
+                .any(|e| matches!(e.kind, EventKind::ToolCall { .. }))
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("no tool call");
+    }
+
     async fn session(&self, mode: &str) -> Session {
         let new = app::domain::NewSession {
             name: "test".into(),
@@ -132,6 +151,17 @@ async fn a_failing_tool_is_reported_to_the_model_which_recovers() {
     assert_eq!(h.model.turns_left(), 0);
 }
 
+/// What the assistant said, in order.
+fn assistant_texts(events: &[Event]) -> Vec<&str> {
+    events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::AssistantText { text } => Some(text.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
 #[tokio::test]
 async fn a_follow_up_carries_the_first_exchange_and_queued_prompts_run_in_order() {
     let h = harness(
@@ -149,18 +179,41 @@ async fn a_follow_up_carries_the_first_exchange_and_queued_prompts_run_in_order(
     h.prompt(&s, "And of Italy?").await;
     h.prompt(&s, "And of Spain?").await; // queued behind the one before
     let events = h.wait_idle(&s).await;
-    let texts: Vec<_> = events
-        .iter()
-        .filter_map(|e| match &e.kind {
-            EventKind::AssistantText { text } => Some(text.as_str()),
-            _ => None,
-        })
-        .collect();
+    let texts = assistant_texts(&events);
     assert_eq!(
         texts,
         ["The capital of France is Paris.", "Rome.", "Madrid."]
     );
     assert_eq!(h.model.turns_left(), 0);
+}
+
+#[tokio::test]
+async fn a_prompt_sent_while_a_tool_runs_is_the_next_turn_after_it() {
+    let h = harness(
+        json!([
+            {"reply": [{"tool_use": {"name": "bash", "input": {"command": "sleep 2; echo slept"}}}]},
+            {"expect": {"tool_result_contains": "slept"}, "reply": "Slept."},
+            {"expect": {"contains": ["And now?"]}, "reply": "Now awake."}
+        ]),
+        &[],
+    )
+    .await;
+    let s = h.session("auto").await;
+    h.prompt(&s, "Sleep a little.").await;
+    h.wait_for_tool_call(&s).await;
+    // Sent while the tool runs: it waits for the turn to end, and then the
+    // conversation holds the tool's one result and ends on this prompt
+    // (replayed where it was stored, it gave the call a second result,
+    // which the API refuses).
+    h.prompt(&s, "And now?").await;
+    let events = h.wait_idle(&s).await;
+    assert_eq!(common::errors(&events), Vec::<String>::new());
+    let texts = assistant_texts(&events);
+    assert_eq!(texts, ["Slept.", "Now awake."]);
+    let last = h.model.requests().pop().unwrap();
+    let last = last["messages"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["role"], "user");
+    assert_eq!(last["content"][0]["text"], "And now?", "{last}");
 }
 
 #[tokio::test]
@@ -193,15 +246,7 @@ async fn stop_cancels_a_stream_and_a_long_tool() {
     );
 
     h.prompt(&s, "run something long").await;
-    for _ in 0..100 {
-        let e = h.paddock.store.events_after(s.id, 0, 1000).await.unwrap();
-        if e.iter()
-            .any(|e| matches!(e.kind, EventKind::ToolCall { .. }))
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    h.wait_for_tool_call(&s).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     h.paddock
         .stop(&Caller::local_operator(), s.id)

@@ -2,11 +2,13 @@
 //! session resumes after a restart exactly where its transcript stands.
 //!
 //! The log may hold what a live conversation never would: prompts queued
-//! behind each other (merged into one user turn) and tool calls cut off by a
-//! crash or Stop (answered with an error result, so the protocol stays valid).
+//! behind each other (merged into one user turn), prompts sent while a turn
+//! ran (stored amid it, replayed after its end), and tool calls cut off by
+//! a crash or Stop (answered with an error result, so the protocol stays
+//! valid).
 
 use crate::llm::{ContentBlock, Message, Role};
-use app::domain::{Decision, Event, EventKind};
+use app::domain::{Decision, Event, EventKind, SessionStatus};
 use chrono::{DateTime, Utc};
 use std::collections::{HashMap, HashSet};
 
@@ -22,14 +24,33 @@ pub struct OpenCall {
     pub request: Option<(String, DateTime<Utc>)>,
 }
 
-/// The tool calls since the last prompt that never got a result. Empty
-/// whenever a prompt came after them (those are answered as interrupted by
-/// [`rebuild`]).
+/// Each event, and whether it came while a turn ran (from a run's
+/// `running` status to the status it ended with): a prompt sent then is
+/// the next turn's, and follows this one's end in the conversation.
+fn with_turns(events: &[Event]) -> impl Iterator<Item = (&Event, bool)> {
+    let mut running = false;
+    events.iter().map(move |event| {
+        if let EventKind::Status { status, .. } = &event.kind {
+            running = matches!(
+                status,
+                SessionStatus::Starting
+                    | SessionStatus::Running
+                    | SessionStatus::AwaitingPermission
+            );
+        }
+        (event, running)
+    })
+}
+
+/// The tool calls since the last prompt that started a turn that never got
+/// a result. Empty whenever such a prompt came after them (those are
+/// answered as interrupted by [`rebuild`]).
 pub fn unfinished(events: &[Event]) -> Vec<OpenCall> {
-    let start = events
-        .iter()
-        .rposition(|e| matches!(e.kind, EventKind::UserMessage { .. }))
-        .map_or(0, |i| i + 1);
+    let start = with_turns(events)
+        .enumerate()
+        .filter(|(_, (e, during))| matches!(e.kind, EventKind::UserMessage { .. }) && !during)
+        .last()
+        .map_or(0, |(i, _)| i + 1);
     let mut calls: Vec<OpenCall> = Vec::new();
     for event in &events[start..] {
         match &event.kind {
@@ -92,10 +113,29 @@ pub fn allowed_for_session(events: &[Event]) -> HashSet<String> {
 pub fn rebuild(events: &[Event]) -> Vec<Message> {
     let mut messages: Vec<Message> = Vec::new();
     let mut unanswered: Vec<String> = Vec::new();
-    for event in events {
+    // Prompts sent while a turn ran, for after its end.
+    let mut waiting: Vec<&str> = Vec::new();
+    let mut add = |role: Role, block: ContentBlock, unanswered: &mut Vec<String>| {
+        if role == Role::User && !unanswered.is_empty() {
+            answer_interrupted(&mut messages, unanswered);
+        }
+        push(&mut messages, role, block);
+    };
+    let prompt = |text: &str| ContentBlock::Text {
+        text: text.to_owned(),
+    };
+    for (event, during) in with_turns(events) {
         let (role, block) = match &event.kind {
-            EventKind::UserMessage { text } => {
-                (Role::User, ContentBlock::Text { text: text.clone() })
+            EventKind::UserMessage { text } if during => {
+                waiting.push(text);
+                continue;
+            }
+            EventKind::UserMessage { text } => (Role::User, prompt(text)),
+            EventKind::Status { .. } if !during => {
+                for text in waiting.drain(..) {
+                    add(Role::User, prompt(text), &mut unanswered);
+                }
+                continue;
             }
             EventKind::AssistantText { text } => {
                 (Role::Assistant, ContentBlock::Text { text: text.clone() })
@@ -131,10 +171,12 @@ pub fn rebuild(events: &[Event]) -> Vec<Message> {
             // status, usage, permission and error events are Paddock's own.
             _ => continue,
         };
-        if role == Role::User && !unanswered.is_empty() {
-            answer_interrupted(&mut messages, &mut unanswered);
-        }
-        push(&mut messages, role, block);
+        add(role, block, &mut unanswered);
+    }
+    // A turn still running (the server stopped in it): its calls are
+    // answered, then what was sent meanwhile.
+    for text in waiting {
+        add(Role::User, prompt(text), &mut unanswered);
     }
     if !unanswered.is_empty() {
         answer_interrupted(&mut messages, &mut unanswered);
@@ -317,5 +359,71 @@ mod tests {
             3,
             "interrupted result, then both prompts"
         );
+    }
+
+    #[test]
+    fn a_prompt_sent_while_a_turn_ran_follows_that_turn() {
+        let status = |status| EventKind::Status {
+            status,
+            message: None,
+        };
+        let call = EventKind::ToolCall {
+            id: "t1".into(),
+            name: "bash".into(),
+            input: json!({}),
+        };
+        let asked = EventKind::PermissionRequest {
+            request_id: "p1".into(),
+            tool_use_id: "t1".into(),
+            tool: "bash".into(),
+            input: json!({}),
+        };
+        // Sent while t1 waited for a decision: the turn is not over, so
+        // the call is still open (the server resumes it after a restart).
+        let mut log = vec![
+            user("one"),
+            status(SessionStatus::Running),
+            call,
+            asked,
+            status(SessionStatus::AwaitingPermission),
+            user("two"),
+        ];
+        let open = unfinished(&events(log.clone()));
+        assert_eq!(open.len(), 1);
+        assert_eq!(open[0].request.as_ref().map(|r| r.0.as_str()), Some("p1"));
+        // The turn then ended, and the next run began: "two" comes after
+        // all of it, and t1 has its one result.
+        log.extend([
+            status(SessionStatus::Running),
+            EventKind::ToolResult {
+                id: "t1".into(),
+                output: "ok".into(),
+                is_error: false,
+                truncated: false,
+            },
+            EventKind::AssistantText {
+                text: "Done.".into(),
+            },
+            status(SessionStatus::Idle),
+            status(SessionStatus::Running),
+        ]);
+        let messages = rebuild(&events(log));
+        let shape: Vec<(Role, usize)> =
+            messages.iter().map(|m| (m.role, m.content.len())).collect();
+        assert_eq!(
+            shape,
+            [
+                (Role::User, 1),
+                (Role::Assistant, 1),
+                (Role::User, 1),
+                (Role::Assistant, 1),
+                (Role::User, 1)
+            ]
+        );
+        assert!(matches!(
+            &messages[2].content[0],
+            ContentBlock::ToolResult { content, is_error: false, .. } if content == "ok"
+        ));
+        assert!(matches!(&messages[4].content[0], ContentBlock::Text { text } if text == "two"));
     }
 }
