@@ -311,7 +311,7 @@ async fn permissions_deny_reaches_the_model_and_allow_runs_the_tool() {
 async fn stop_interrupts_the_cli_and_revokes_its_token() {
     let scenario = json!([
         {"reply": [bash("for i in $(seq 600); do sleep 0.1; done; echo finished > late.txt")]},
-        {"reply": "unexpected"}
+        {"expect": {"contains": ["queued before the stop", "after the stop"]}, "reply": "Back."}
     ]);
     let h = harness(scenario, "docker", &[]).await;
     let s = h.session("auto", None).await;
@@ -326,6 +326,17 @@ async fn stop_interrupts_the_cli_and_revokes_its_token() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
+    // Queued behind the loop: Stop drops the queue, and it comes with the
+    // next prompt (the CLI once got it in that one's place, and each later
+    // prompt the one before it).
+    h.paddock
+        .send_prompt(
+            &Caller::local_operator(),
+            s.id,
+            "queued before the stop".into(),
+        )
+        .await
+        .unwrap();
     let started = std::time::Instant::now();
     h.paddock
         .stop(&Caller::local_operator(), s.id)
@@ -344,6 +355,13 @@ async fn stop_interrupts_the_cli_and_revokes_its_token() {
     assert!(send(&h.paddock, &s, "POST", "/v1/messages", None, "{}")
         .await
         .is_err());
+    let events = h.run(&s, "after the stop").await;
+    assert_eq!(
+        last_status(&events),
+        (SessionStatus::Idle, None),
+        "{events:#?}"
+    );
+    assert_eq!(h.model.turns_left(), 0);
 }
 
 #[tokio::test]

@@ -167,7 +167,11 @@ impl AgentEngine for ClaudeCodeEngine {
         }
     }
 
-    /// Runs the oldest prompt the CLI has not been given yet.
+    /// Gives the CLI the prompts it has not been given yet, as one: a
+    /// prompt queued behind a run that ended before giving it (Stop drops
+    /// the queue; a run can fail before its prompt is written) comes with
+    /// the next, as the native engine merges queued prompts; a run whose
+    /// prompt an earlier run gave this way has nothing to do.
     #[tracing::instrument(skip(self, s, cancel), fields(session = %s.id))]
     async fn run(&self, s: Session, cancel: &CancellationToken) -> Result<(), RunError> {
         let state: CliState = match self.store.engine_state(s.id).await? {
@@ -178,12 +182,21 @@ impl AgentEngine for ClaudeCodeEngine {
             .store
             .events_after(s.id, state.sent_seq, i64::MAX)
             .await?;
-        let Some((seq, prompt)) = events.iter().find_map(|e| match &e.kind {
-            EventKind::UserMessage { text } => Some((e.seq, text.clone())),
-            _ => None,
-        }) else {
+        let prompts: Vec<(i64, &str)> = events
+            .iter()
+            .filter_map(|e| match &e.kind {
+                EventKind::UserMessage { text } => Some((e.seq, text.as_str())),
+                _ => None,
+            })
+            .collect();
+        let Some(&(seq, _)) = prompts.last() else {
             return Ok(());
         };
+        let prompt = prompts
+            .iter()
+            .map(|(_, text)| *text)
+            .collect::<Vec<_>>()
+            .join("\n\n");
         let lease = self.proxy.open(s.id).await.map_err(CliError::from)?;
         let outcome = run::Run::new(self, &s, state, cancel)
             .drive(seq, &prompt, &lease)
