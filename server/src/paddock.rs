@@ -585,6 +585,9 @@ impl Backend for Paddock {
 
     async fn delete_session(&self, caller: &Caller, id: SessionId) -> Result<(), AppError> {
         let session = self.session_for(caller, id, Access::Own).await?;
+        // No sandbox starts here while it goes (its warm-up, a run or a
+        // terminal may be starting one): what one made is removed below.
+        let _no_starts = self.runner.hold_starts(id).await;
         self.terminals.close_all(id, "the session was deleted");
         // Sandbox first: if it cannot be removed the session stays, so the
         // user can try again and nothing is left behind unowned.

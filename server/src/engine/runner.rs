@@ -83,8 +83,25 @@ pub struct Runner {
     /// This process's name among the replicas.
     replica: String,
     runs: Mutex<HashMap<SessionId, Run>>,
+    /// One start of a session's sandbox at a time here, and none while the
+    /// session is being deleted ([`Runner::hold_starts`]).
+    starts: Mutex<HashMap<SessionId, Arc<tokio::sync::Mutex<()>>>>,
     /// Set once this replica hands its sessions off: it starts no run.
     closing: AtomicBool,
+}
+
+/// What [`Runner::hold_starts`] holds; when it ends, the session's gate is
+/// forgotten (a start after it finds the session gone).
+pub struct StartsHeld<'a> {
+    _held: tokio::sync::OwnedMutexGuard<()>,
+    runner: &'a Runner,
+    session: SessionId,
+}
+
+impl Drop for StartsHeld<'_> {
+    fn drop(&mut self) {
+        lock(&self.runner.starts).remove(&self.session);
+    }
 }
 
 /// How long a replica shutting down waits for its cancelled runs to end
@@ -123,6 +140,7 @@ impl Runner {
             setup,
             engines: engines.into_iter().collect(),
             runs: Mutex::default(),
+            starts: Mutex::default(),
             closing: AtomicBool::new(false),
         }
     }
@@ -143,9 +161,32 @@ impl Runner {
         self.start_sandbox(s).await.map_err(RunError::Sandbox)
     }
 
+    fn start_gate(&self, session: SessionId) -> Arc<tokio::sync::Mutex<()>> {
+        lock(&self.starts).entry(session).or_default().clone()
+    }
+
+    /// Holds off every start of the session's sandbox here while it is
+    /// deleted (one under way ends first, so what it made is removed); a
+    /// start after finds the session gone and makes nothing.
+    pub async fn hold_starts(&self, session: SessionId) -> StartsHeld<'_> {
+        StartsHeld {
+            _held: self.start_gate(session).lock_owned().await,
+            runner: self,
+            session,
+        }
+    }
+
     /// Creates (or starts) a session's sandbox with what its engine needs
-    /// mounted, and the session's read-only folders.
+    /// mounted, and the session's read-only folders; nothing for a session
+    /// deleted since `s` was read.
     pub async fn start_sandbox(&self, s: &Session) -> Result<(), SandboxError> {
+        let gate = self.start_gate(s.id);
+        let _one_at_a_time = gate.lock().await;
+        match self.store.get_session(s.id).await {
+            Ok(Some(_)) => {}
+            Ok(None) => return Err(SandboxError::Failed("the session was deleted".into())),
+            Err(e) => return Err(SandboxError::Unavailable(e.to_string())),
+        }
         let mut mounts = self
             .engine(s.engine)
             .map_err(|e| SandboxError::Failed(e.to_string()))?

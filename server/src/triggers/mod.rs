@@ -815,9 +815,9 @@ impl Paddock {
                     return Err(Handled::Failed(e))
                 }
                 // What the workspace holds refuses them (full, a file where
-                // the inbox goes): the same each time. A session made for
-                // this delivery goes with it, as a refused delivery leaves
-                // nothing behind.
+                // the inbox goes), or its source cannot make it: the same
+                // each time. A session made for this delivery goes with
+                // it, as a refused delivery leaves nothing behind.
                 Err(e) => {
                     if matches!(reached, Reached::Started) {
                         if let Err(left) = self.delete_session(&owner, session).await {

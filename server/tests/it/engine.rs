@@ -217,6 +217,42 @@ async fn a_prompt_sent_while_a_tool_runs_is_the_next_turn_after_it() {
 }
 
 #[tokio::test]
+async fn a_session_deleted_as_its_sandbox_starts_leaves_nothing() {
+    let h = harness(json!([]), &[]).await;
+    let mut deleted = Vec::new();
+    for wait in [0, 100, 200, 400, 800] {
+        // Made as the dashboard makes it: its warm-up is starting the
+        // sandbox as it is deleted.
+        let new = app::domain::NewSession {
+            name: "short-lived".into(),
+            ..Default::default()
+        };
+        let s = h
+            .paddock
+            .create_session(&Caller::local_operator(), new)
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(wait)).await;
+        h.paddock
+            .delete_session(&Caller::local_operator(), s.id)
+            .await
+            .unwrap();
+        deleted.push(s.id);
+    }
+    // A start that went on past the deletion would have made its
+    // container and workspace by now.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let found = h.paddock.sandbox.list().await.unwrap();
+    assert!(
+        !found.iter().any(|f| deleted.contains(&f.session)),
+        "{found:?}"
+    );
+    for id in deleted {
+        assert!(!h.home.workspaces().join(id.to_string()).exists());
+    }
+}
+
+#[tokio::test]
 async fn stop_cancels_a_stream_and_a_long_tool() {
     let h = harness(
         json!([

@@ -1318,20 +1318,27 @@ async fn an_emails_attachments_go_into_the_agents_cloned_repository_or_leave_not
         assert_eq!(read, content, "{path}");
     }
 
-    // Where the workspace cannot take them, the delivery is refused and
-    // the session made for it goes too.
-    let blocked = trigger_on("blocked.git").await;
-    let (status, answer) =
-        email_with_attachment(&s, &blocked.url(&s.served.url("")), "<b1@example.org>").await;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
-    assert!(answer.contains("attachments cannot be stored"), "{answer}");
-    let left: Vec<_> = s.sessions().await.into_iter().map(|s| s.id).collect();
-    assert_eq!(left, [session]);
-    let delivered = runs(&s, blocked.trigger.id).await;
-    assert_eq!(
-        (delivered.len(), delivered[0].status, delivered[0].session),
-        (1, 422, None)
-    );
+    // Where the workspace cannot take them, or its source cannot make it,
+    // the delivery is refused (in the trigger's log, with why) and the
+    // session made for it goes too.
+    for (repo, why) in [
+        ("blocked.git", "inbox"),
+        ("missing.git", "could not be prepared"),
+    ] {
+        let refused = trigger_on(repo).await;
+        let (status, answer) =
+            email_with_attachment(&s, &refused.url(&s.served.url("")), "<b1@example.org>").await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+        assert!(answer.contains("attachments cannot be stored"), "{answer}");
+        let left: Vec<_> = s.sessions().await.into_iter().map(|s| s.id).collect();
+        assert_eq!(left, [session]);
+        let delivered = runs(&s, refused.trigger.id).await;
+        assert_eq!(
+            (delivered.len(), delivered[0].status, delivered[0].session),
+            (1, 422, None)
+        );
+        assert!(delivered[0].outcome.contains(why), "{:?}", delivered[0]);
+    }
     assert_eq!(model.turns_used(), 1);
 }
 
