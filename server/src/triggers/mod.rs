@@ -206,11 +206,12 @@ impl Paddock {
         Ok(trigger)
     }
 
-    /// The template, if the caller is its owner, signed in: only they set
-    /// up its triggers and notifications (which run as them, with their
-    /// saved secrets, or carry their sessions' outcomes elsewhere), and not
-    /// with an API token: a trigger's secret is new access, which only a
-    /// signed-in person hands out.
+    /// The template, if the caller is its owner, signed in, and may run
+    /// sessions: only they set up its triggers and notifications (which
+    /// run as them, with their saved secrets, or carry their sessions'
+    /// outcomes elsewhere; a viewer runs nothing), and not with an API
+    /// token: a trigger's secret is new access, which only a signed-in
+    /// person hands out.
     pub(crate) async fn as_template_owner(
         &self,
         caller: &Caller,
@@ -223,6 +224,7 @@ impl Paddock {
             ));
         }
         caller.require_signed_in()?;
+        caller.may_create_sessions()?;
         Ok(t)
     }
 
@@ -773,6 +775,9 @@ impl Paddock {
             .map_err(fail)?
             .ok_or_else(|| Handled::Refused("The agent is gone.".into()))?;
         keeps_to(&agent, trigger.draft.permission_mode).map_err(Handled::Refused)?;
+        // Every delivery runs as the agent's owner, a conversation's next
+        // message too: one disabled or made a viewer since runs nothing.
+        let owner = self.template_owner(&agent).await?;
         let remade = match made {
             Some(session) => self.store.get_session(session).await.map_err(fail)?,
             None => None,
@@ -780,11 +785,11 @@ impl Paddock {
         let (session, reached) = match (remade, &key) {
             (Some(session), _) => (session.id, Reached::Again),
             (None, Some(key)) => {
-                self.conversation_session(trigger, &agent, key, &text)
+                self.conversation_session(trigger, &owner, key, &text)
                     .await?
             }
             (None, None) => (
-                self.triggered_session(trigger, &agent, &text).await?,
+                self.triggered_session(trigger, &owner, &text).await?,
                 Reached::Started,
             ),
         };
@@ -807,7 +812,6 @@ impl Paddock {
                 .map_err(fail)?,
         )?;
         if !files.is_empty() {
-            let owner = self.template_owner(&agent).await?;
             match self.upload_files(&owner, session, files).await {
                 Ok(_) => {}
                 // The server could not now: the sender sends it again.
@@ -859,7 +863,7 @@ impl Paddock {
     async fn conversation_session(
         &self,
         trigger: &Trigger,
-        agent: &AgentTemplate,
+        owner: &Caller,
         key: &str,
         text: &str,
     ) -> Result<(SessionId, Reached), Handled> {
@@ -893,7 +897,7 @@ impl Paddock {
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
-            let made = match self.triggered_session(trigger, agent, text).await {
+            let made = match self.triggered_session(trigger, owner, text).await {
                 Ok(id) => self
                     .store
                     .set_conversation(trigger.id, key, &claim, id)
@@ -923,10 +927,9 @@ impl Paddock {
     async fn triggered_session(
         &self,
         trigger: &Trigger,
-        agent: &AgentTemplate,
+        owner: &Caller,
         text: &str,
     ) -> Result<SessionId, Handled> {
-        let owner = self.template_owner(agent).await?;
         let first_line: String = text
             .lines()
             .next()
@@ -948,7 +951,7 @@ impl Paddock {
             id: trigger.id,
             name: trigger.draft.name.clone(),
         };
-        match self.start_session(&owner, new, Some(origin)).await {
+        match self.start_session(owner, new, Some(origin)).await {
             Ok(session) => Ok(session.id),
             // What the agent's settings or its owner's account refuse: the
             // same each time.
@@ -974,7 +977,12 @@ impl Paddock {
                 "The agent has no owner (it was made with sign-in off) to run sessions as.".into(),
             )),
             Some(owner) => match self.store.user_by_id(owner).await.map_err(fail)? {
-                Some(record) if !record.user.disabled => Ok(record.user.caller()),
+                Some(record)
+                    if !record.user.disabled
+                        && record.user.caller().may_create_sessions().is_ok() =>
+                {
+                    Ok(record.user.caller())
+                }
                 _ => Err(Handled::Refused(
                     "The agent's owner cannot run sessions any more.".into(),
                 )),

@@ -1342,6 +1342,100 @@ async fn an_emails_attachments_go_into_the_agents_cloned_repository_or_leave_not
     assert_eq!(model.turns_used(), 1);
 }
 
+#[tokio::test]
+async fn an_owner_disabled_or_made_a_viewer_runs_nothing_more_from_their_triggers() {
+    use app::accounts::Role;
+    use app::api::Backend;
+    let (s, model) = Setup::new(json!([{"reply": "Looking."}]), &["--auth=on"]).await;
+    let p = &s.paddock;
+    let password = "correct horse battery staple";
+    let admin = p
+        .auth
+        .add_user("test", "root", "Root", Role::Admin, password, None)
+        .await
+        .unwrap()
+        .caller();
+    let ada = p
+        .auth
+        .add_user("test", "ada", "Ada", Role::Member, password, None)
+        .await
+        .unwrap();
+    let template = p
+        .save_template(
+            &ada.caller(),
+            None,
+            serde_json::from_value(
+                json!({"name": "builds", "session": {"permission_mode": "auto"}}),
+            )
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let draft = json!({"name": "builds", "prompt": "{{ payload.job }}", "conversation": "{{ payload.branch }}"});
+    let made = p
+        .create_trigger(
+            &ada.caller(),
+            template.id,
+            serde_json::from_value(draft.clone()).unwrap(),
+            None,
+        )
+        .await
+        .unwrap();
+    let body = |job: &str| format!(r#"{{"job": "{job}", "branch": "main"}}"#);
+    let (status, answer) = s.signed(&made, made.key(), "msg_1", &body("first")).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    let session: app::domain::SessionId = answer["session"].as_str().unwrap().parse().unwrap();
+    common::wait_idle(p, session).await;
+
+    // Made a viewer, then disabled: the conversation's next message, like
+    // a new one, is refused, and nothing is queued in Ada's session.
+    for (n, (role, disabled)) in [(Some(Role::Viewer), None), (Some(Role::Member), Some(true))]
+        .into_iter()
+        .enumerate()
+    {
+        p.change_user(&admin, ada.id, role, disabled).await.unwrap();
+        let id = format!("msg_{}", n + 2);
+        let (status, answer) = s.signed(&made, made.key(), &id, &body("next")).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+        assert!(
+            answer.to_string().contains("cannot run sessions any more"),
+            "{answer}"
+        );
+    }
+    assert_eq!(prompts(&common::events(p, session).await), ["first"]);
+    assert_eq!(model.turns_used(), 1);
+    // A viewer sets up no trigger, changes and rotates none.
+    p.change_user(&admin, ada.id, None, Some(false))
+        .await
+        .unwrap();
+    let viewer = p
+        .change_user(&admin, ada.id, Some(Role::Viewer), None)
+        .await
+        .unwrap()
+        .caller();
+    let refused = p
+        .create_trigger(
+            &viewer,
+            template.id,
+            serde_json::from_value(draft.clone()).unwrap(),
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused, app::domain::AppError::Forbidden(_)),
+        "{refused}"
+    );
+    let refused = p
+        .rotate_trigger_secret(&viewer, made.trigger.id, std::time::Duration::ZERO, None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused, app::domain::AppError::Forbidden(_)),
+        "{refused}"
+    );
+}
+
 /// The answered deliveries (runs) of a trigger, newest first.
 async fn runs(s: &Setup, trigger: app::triggers::TriggerId) -> Vec<app::triggers::Delivery> {
     s.get_json(&format!("/api/triggers/{trigger}/deliveries"))
