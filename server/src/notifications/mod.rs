@@ -43,6 +43,19 @@ impl Paddock {
         }
     }
 
+    /// Refuses anyone who may not see endpoints of `scope`: an admin sees
+    /// every scope's; anyone else, those of a scope they may set up
+    /// endpoints for.
+    async fn may_see(&self, caller: &Caller, scope: Scope) -> Result<(), AppError> {
+        if !caller.is_admin() {
+            return self.may_notify(caller, scope).await;
+        }
+        match scope {
+            Scope::Template(id) => self.templates.get(caller, id).await.map(drop),
+            Scope::Session(id) => self.session_for(caller, id, Access::Watch).await.map(drop),
+        }
+    }
+
     /// Whether the endpoint is the caller's to see and manage: its maker's
     /// (its URL may be a secret of its own), or an admin's.
     fn made_by(endpoint: &Endpoint, caller: &Caller) -> bool {
@@ -57,7 +70,7 @@ impl Paddock {
         if !Self::made_by(&endpoint, caller) {
             return Err(not_found());
         }
-        self.may_notify(caller, endpoint.scope)
+        self.may_see(caller, endpoint.scope)
             .await
             .map_err(|_| not_found())?;
         Ok(endpoint)
@@ -80,7 +93,7 @@ impl Paddock {
         caller: &Caller,
         scope: Scope,
     ) -> Result<Vec<Endpoint>, AppError> {
-        self.may_notify(caller, scope).await?;
+        self.may_see(caller, scope).await?;
         let all = self.store.list_endpoints(scope).await?;
         Ok(all
             .into_iter()
@@ -97,7 +110,10 @@ impl Paddock {
     ) -> Result<EndpointSecret, AppError> {
         self.may_notify(caller, scope).await?;
         let draft = draft.validate()?;
-        if self.store.list_endpoints(scope).await?.len() >= ENDPOINTS_MAX {
+        // Counted per maker: the endpoints someone else made here, which
+        // the caller cannot see, take none of the caller's places.
+        let made = self.store.list_endpoints(scope).await?;
+        if made.iter().filter(|e| e.owner == caller.user).count() >= ENDPOINTS_MAX {
             return Err(AppError::Conflict(format!(
                 "At most {ENDPOINTS_MAX} notification endpoints each: delete one first."
             )));

@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 pub const MESSAGES_LISTED: usize = 100;
 /// Messages kept in the log, in days.
 pub const MESSAGES_KEPT_DAYS: i64 = 30;
-/// Endpoints one template or session may have.
+/// Endpoints one person may make on a template or session.
 pub const ENDPOINTS_MAX: usize = 10;
 
 /// An endpoint's secret as stored: sealed under the master key.

@@ -1187,6 +1187,48 @@ async fn notification_endpoints_are_their_makers_and_go_to_public_addresses() {
     assert!(panel(signed_in).await.yours);
     let with_token = t.as_(&owner, Method::POST, "/api/list_triggers");
     assert!(!panel(with_token).await.yours);
+    // Signed in, the owner makes the agent's; an admin sees and deletes
+    // it, though the agent is not theirs.
+    let agent_path = format!("/api/templates/{id}/notifications");
+    let (status, made) = t
+        .status(
+            t.with_cookie(&owner.cookie, Method::POST, &agent_path)
+                .json(&json!({"url": "https://hooks.example.com/agent"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{made}");
+    let made: serde_json::Value = serde_json::from_str(&made).unwrap();
+    let admin = t.person("root", Role::Admin).await;
+    let (status, listed) = t.status(t.as_(&admin, Method::GET, &agent_path)).await;
+    assert_eq!(status, StatusCode::OK, "{listed}");
+    assert!(listed.contains("hooks.example.com/agent"), "{listed}");
+    let agent_endpoint = made["endpoint"]["id"].as_str().unwrap();
+    let (status, _) = t
+        .status(t.as_(
+            &admin,
+            Method::DELETE,
+            &format!("/api/notifications/{agent_endpoint}"),
+        ))
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    // Ten each: the operator's nine, beside the owner's one, take none of
+    // the owner's places (which the owner could neither see nor free).
+    for n in 0..9 {
+        let (status, body) = t
+            .status(
+                t.as_(&operator, Method::POST, &path)
+                    .json(&json!({ "url": format!("https://hooks.example.com/op{n}") })),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    let (status, body) = t
+        .status(
+            t.as_(&owner, Method::POST, &path)
+                .json(&json!({"url": "https://hooks.example.com/second"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
     let (status, _) = t
         .status(t.as_(
             &owner,
