@@ -221,12 +221,14 @@ impl Paddock {
             [(Engine::Native, native), (Engine::ClaudeCode, claude_code)],
         ));
         replicas::spawn_heartbeat(&runner, config.lease());
+        let terminals = TerminalSlots::default();
         let bus = bus.map(|(bus, inbox)| {
             Follower {
                 hub: hub.clone(),
                 store: store.clone(),
                 runner: runner.clone(),
                 permissions: permissions.clone(),
+                terminals: terminals.clone(),
             }
             .spawn(inbox);
             bus
@@ -258,7 +260,7 @@ impl Paddock {
             presence: Presence::default(),
             workspace_watches,
             transfers: Transfers::default(),
-            terminals: TerminalSlots::default(),
+            terminals,
             bus,
         })
     }
@@ -546,9 +548,7 @@ impl Backend for Paddock {
             .await?
             .ok_or_else(|| not_found(id))?;
         self.journal.session_changed(&session);
-        if session.permission_mode == app::domain::PermissionMode::ReadOnly {
-            self.terminals.close_all(id, "the session became read-only");
-        }
+        self.terminals.follow(&session);
         let was = SessionSettings::of(&before);
         let usd = |b: Option<f64>| b.map_or_else(|| "none".to_owned(), |b| format!("${b:.2}"));
         let changed: Vec<String> = [
@@ -663,7 +663,7 @@ impl Backend for Paddock {
                     return Err(AppError::NotFound(missing));
                 };
                 let events = self.store.events_after(id, 0, i64::MAX).await?;
-                if !Permissions::is_open(&events, &request_id) {
+                if !Permissions::open_requests(&events).contains(&request_id) {
                     return Err(AppError::NotFound(missing));
                 }
                 if self

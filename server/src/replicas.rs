@@ -9,7 +9,8 @@
 //! - The follower: what the [`Bus`](crate::bus::Bus) brings from the other
 //!   replicas reaches this one's viewers (events read from the store, in
 //!   order, each once), its runs (Stop), its open permission requests
-//!   (decisions), and its heartbeat's takeover (a replica that shut down
+//!   (decisions), its terminals (closed when their session becomes
+//!   read-only), and its heartbeat's takeover (a replica that shut down
 //!   handed its sessions off).
 //!
 //! Both run on SQLite too, alone: the heartbeat then only guards a
@@ -19,6 +20,7 @@ use crate::bus::{Notice, Received};
 use crate::engine::{Permissions, Runner, Takeover};
 use crate::hub::{Hub, SessionUpdate};
 use crate::store::Store;
+use crate::terminal_slots::TerminalSlots;
 use app::domain::SessionId;
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
@@ -78,6 +80,7 @@ pub struct Follower {
     pub store: Arc<dyn Store>,
     pub runner: Arc<Runner>,
     pub permissions: Arc<Permissions>,
+    pub terminals: TerminalSlots,
 }
 
 impl Follower {
@@ -128,10 +131,14 @@ impl Follower {
             }
             Notice::Delta(delta) => self.hub.deliver_delta(delta),
             Notice::Session { session } => {
-                if self.hub.watches_sessions() {
+                let watched = self.hub.watches_sessions();
+                if watched || self.terminals.any_open(session) {
                     if let Ok(Some(s)) = self.store.get_session(session).await {
-                        self.hub
-                            .deliver_session(SessionUpdate::Changed(Arc::new(s)));
+                        self.terminals.follow(&s);
+                        if watched {
+                            self.hub
+                                .deliver_session(SessionUpdate::Changed(Arc::new(s)));
+                        }
                     }
                 }
             }

@@ -4,7 +4,7 @@
 //! itself: [`crate::terminals`].
 
 use crate::sync::lock;
-use app::domain::{AppError, SessionId};
+use app::domain::{AppError, PermissionMode, Session, SessionId};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio_util::sync::CancellationToken;
@@ -91,6 +91,22 @@ impl TerminalSlots {
                 closing.close(why);
             }
         }
+    }
+
+    /// Closes the session's terminals if it is read-only now (a shell
+    /// there could change its workspace): wherever its settings changed,
+    /// each replica follows the session's row.
+    pub fn follow(&self, session: &Session) {
+        if session.permission_mode == PermissionMode::ReadOnly {
+            self.close_all(session.id, "the session became read-only");
+        }
+    }
+
+    /// Whether any terminal is open here in the session.
+    pub fn any_open(&self, session: SessionId) -> bool {
+        lock(&self.open)
+            .get(&session)
+            .is_some_and(|held| !held.open.is_empty())
     }
 
     /// Forgets a deleted session (its numbering included).

@@ -50,17 +50,18 @@ pub struct Permissions {
 pub type Verdict = (bool, Option<String>);
 
 impl Permissions {
-    /// Whether the transcript holds the permission request `request_id`
-    /// without a decision: one a replica may still be waiting on.
-    pub fn is_open(events: &[Event], request_id: &str) -> bool {
-        let mut open = false;
+    /// The permission requests the transcript holds without a decision,
+    /// in the order they were asked: those a replica may still be waiting
+    /// on.
+    pub fn open_requests(events: &[Event]) -> Vec<String> {
+        let mut open: Vec<String> = Vec::new();
         for event in events {
             match &event.kind {
-                EventKind::PermissionRequest { request_id: r, .. } if r == request_id => {
-                    open = true;
+                EventKind::PermissionRequest { request_id, .. } => {
+                    open.push(request_id.clone());
                 }
-                EventKind::PermissionDecision { request_id: r, .. } if r == request_id => {
-                    open = false;
+                EventKind::PermissionDecision { request_id, .. } => {
+                    open.retain(|r| r != request_id);
                 }
                 _ => {}
             }

@@ -18,6 +18,7 @@
 //! after a restart, its own; with several replicas, those of one that died,
 //! and gives its sessions up when it shuts down ([`Runner::hand_off`]).
 
+use super::permissions::Permissions;
 use super::{AgentEngine, RunError, PROMPT_MAX_BYTES};
 use crate::config::Config;
 use crate::egress::EgressProxy;
@@ -27,7 +28,9 @@ use crate::store::{Store, StoreError};
 use crate::sync::lock;
 use crate::vault::Vault;
 use crate::workspace_setup::WorkspaceSetup;
-use app::domain::{AppError, Engine, EnvVar, EventKind, Session, SessionId, SessionStatus};
+use app::domain::{
+    AppError, Decision, Engine, EnvVar, EventKind, Session, SessionId, SessionStatus,
+};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -562,7 +565,10 @@ impl Runner {
         });
         let (status, message) = match outcome {
             Ok(()) => (SessionStatus::Idle, None),
-            Err(RunError::Stopped) => (SessionStatus::Idle, Some("Stopped.".to_owned())),
+            Err(RunError::Stopped) => {
+                self.expire_requests(session).await;
+                (SessionStatus::Idle, Some("Stopped.".to_owned()))
+            }
             Err(e) => {
                 let message = self.journal.mask(session, &e.to_string()).into_owned();
                 tracing::warn!(%session, "the run failed: {message}");
@@ -573,6 +579,29 @@ impl Runner {
         };
         if let Err(e) = self.journal.set_status(session, status, message).await {
             tracing::warn!(%session, "cannot record the end of a run: {e}");
+        }
+    }
+
+    /// Records the permission requests a stopped run left undecided as
+    /// expired: nobody waits for them, so no page offers to decide them.
+    async fn expire_requests(&self, session: SessionId) {
+        let events = match self.store.events_after(session, 0, i64::MAX).await {
+            Ok(events) => events,
+            Err(e) => {
+                tracing::warn!(%session, "cannot read the requests a stopped run left: {e}");
+                return;
+            }
+        };
+        for request_id in Permissions::open_requests(&events) {
+            let expired = EventKind::PermissionDecision {
+                request_id,
+                decision: Decision::Expired,
+                reason: Some("The run was stopped before anyone decided.".to_owned()),
+                by: None,
+            };
+            if let Err(e) = self.journal.record(session, expired).await {
+                tracing::warn!(%session, "cannot record a request the stop left: {e}");
+            }
         }
     }
 

@@ -856,6 +856,7 @@ impl Sandbox for DockerSandbox {
         {
             tracing::info!(%session, "this sandbox was made without the agent: its commands go through docker exec until it is made again");
         }
+        let mut raced = false;
         let running = match found {
             Some(info) => {
                 let state = info.state.unwrap_or_default();
@@ -873,8 +874,9 @@ impl Sandbox for DockerSandbox {
                     .await
                 {
                     Ok(_) => {}
-                    // Created meanwhile by a concurrent start: fine.
-                    Err(e) if status_of(&e) == Some(409) => {}
+                    // Created meanwhile by a concurrent start (another
+                    // replica's): fine, once that creation is done.
+                    Err(e) if status_of(&e) == Some(409) => raced = true,
                     Err(e) if status_of(&e) == Some(404) => {
                         return Err(SandboxError::Unavailable(format!(
                             "image {:?} not found: build it with scripts/build-image, set PADDOCK_IMAGE, \
@@ -903,10 +905,21 @@ impl Sandbox for DockerSandbox {
                 // runs this one's agent.
                 docker_remote::upload_agent(&self.docker, &name, agent).await?;
             }
-            match self.docker.start_container(&name, None).await {
-                Ok(()) => crate::metrics::sandbox_started("docker", began.elapsed()),
-                Err(e) if status_of(&e) == Some(304) => {}
-                Err(e) => return Err(failed(e)),
+            // Docker holds a name from the moment its creation begins: a
+            // container another start is still creating is not there yet.
+            let mut tries = 0;
+            loop {
+                match self.docker.start_container(&name, None).await {
+                    Ok(()) => crate::metrics::sandbox_started("docker", began.elapsed()),
+                    Err(e) if status_of(&e) == Some(304) => {}
+                    Err(e) if raced && status_of(&e) == Some(404) && tries < 50 => {
+                        tries += 1;
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                    Err(e) => return Err(failed(e)),
+                }
+                break;
             }
             Some(0)
         };

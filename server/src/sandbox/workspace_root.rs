@@ -130,6 +130,7 @@ impl DiskFolder {
     /// stays one.
     pub fn create(&self, mb: Option<u64>) -> std::io::Result<()> {
         let (dir, image) = (self.folder.root(), self.image());
+        let _one_process_at_a_time = lock_beside(dir)?;
         if image.exists() {
             if !is_mount_point(dir) {
                 std::fs::create_dir_all(dir)?;
@@ -163,6 +164,7 @@ impl DiskFolder {
     /// missing one is fine.
     pub fn remove(&self) -> std::io::Result<()> {
         let dir = self.folder.root();
+        let _one_process_at_a_time = lock_beside(dir)?;
         if is_mount_point(dir) {
             unmount(dir)?;
         }
@@ -175,6 +177,25 @@ impl DiskFolder {
             _ => Ok(()),
         }
     }
+}
+
+/// Holds the lock of the folder `dir` is in (an advisory lock on its
+/// `.disks.lock`, released when the file is dropped): one process at a
+/// time makes, mounts or removes a filesystem there. Replicas sharing a
+/// workspace root would otherwise both make a session's image, and the one
+/// that lost the race to mount would delete the image the other mounted.
+fn lock_beside(dir: &Path) -> std::io::Result<std::fs::File> {
+    let parent = dir
+        .parent()
+        .ok_or_else(|| std::io::Error::other("a folder without a parent"))?;
+    std::fs::create_dir_all(parent)?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(parent.join(".disks.lock"))?;
+    rfs::flock(&file, rfs::FlockOperation::LockExclusive)?;
+    Ok(file)
 }
 
 /// Mounts every workspace image under `root` that is not mounted (the host

@@ -53,6 +53,15 @@ impl Harness {
         panic!("no tool call");
     }
 
+    /// Stops the session, and its transcript once it is idle.
+    async fn stop(&self, s: &Session) -> Vec<Event> {
+        self.paddock
+            .stop(&Caller::local_operator(), s.id)
+            .await
+            .unwrap();
+        self.wait_idle(s).await
+    }
+
     async fn session(&self, mode: &str) -> Session {
         let new = app::domain::NewSession {
             name: "test".into(),
@@ -266,11 +275,7 @@ async fn stop_cancels_a_stream_and_a_long_tool() {
     let s = h.session("auto").await;
     h.prompt(&s, "talk").await;
     tokio::time::sleep(Duration::from_millis(700)).await;
-    h.paddock
-        .stop(&Caller::local_operator(), s.id)
-        .await
-        .unwrap();
-    let events = h.wait_idle(&s).await;
+    let events = h.stop(&s).await;
     assert!(
         !events
             .iter()
@@ -284,11 +289,7 @@ async fn stop_cancels_a_stream_and_a_long_tool() {
     h.prompt(&s, "run something long").await;
     h.wait_for_tool_call(&s).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    h.paddock
-        .stop(&Caller::local_operator(), s.id)
-        .await
-        .unwrap();
-    let events = h.wait_idle(&s).await;
+    let events = h.stop(&s).await;
     assert_eq!(status_of(&events), SessionStatus::Idle);
     let ps = std::process::Command::new("docker")
         .args([
@@ -449,6 +450,41 @@ async fn permission_allow_deny_and_timeout() {
     )));
     assert_eq!(status_of(&events), SessionStatus::Idle);
     assert_eq!(h.model.turns_left(), 0);
+}
+
+#[tokio::test]
+async fn a_stop_while_a_permission_waits_closes_the_request() {
+    let h = harness(
+        json!([{"reply": [{"tool_use": {"name": "bash", "input": {"command": "echo no > no.txt"}}}]}]),
+        &[],
+    )
+    .await;
+    let s = h.session("ask").await;
+    h.prompt(&s, "write").await;
+    let request = h.wait_for_permission(&s).await;
+    let events = h.stop(&s).await;
+    // Recorded as expired, so no page offers Allow for a run that is gone.
+    assert!(
+        events.iter().any(|e| matches!(
+            &e.kind,
+            EventKind::PermissionDecision { request_id, decision: Decision::Expired, reason: Some(r), .. }
+                if *request_id == request && r.contains("stopped")
+        )),
+        "{events:#?}"
+    );
+    let late = h
+        .paddock
+        .decide(
+            &Caller::local_operator(),
+            s.id,
+            request,
+            Decision::Allow,
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(late, app::domain::AppError::NotFound(_)), "{late}");
+    assert!(!h.home.workspace(s.id).join("no.txt").exists());
 }
 
 #[tokio::test]

@@ -413,3 +413,34 @@ async fn a_replica_shutting_down_hands_its_sessions_over_at_once() {
         "{transcript:?}"
     );
 }
+
+#[tokio::test]
+async fn a_session_made_read_only_on_one_replica_closes_its_terminals_on_another() {
+    use crate::terminal::{connect, read_until, type_in};
+    let (_model, model) = crate::common::scripted(&json!([]), None).await;
+    let database = postgres::database().await;
+    let dir = std::fs::canonicalize(tempfile::tempdir().unwrap().keep()).unwrap();
+    let a = replica(&dir, "a", &database, &model);
+    let b = replica(&dir, "b", &database, &model);
+    let ra = Rest::new(&a.url, None);
+    let session = ra
+        .create(json!({"name": "shell", "permission_mode": "ask"}))
+        .await;
+    let mut shell = connect(&b.url, &session, "rows=24&cols=80", Some(&b.url), &[])
+        .await
+        .unwrap();
+    type_in(&mut shell, "echo ready-$((2*2))\r").await;
+    read_until(&mut shell, "ready-4").await;
+    let model_name = ra.session(&session).await["model"].clone();
+    let changed = ra
+        .request(Method::PUT, &format!("/api/sessions/{session}/settings"))
+        .json(&json!({
+            "name": "shell", "model": model_name, "permission_mode": "read-only", "budget_usd": null
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(changed.status(), StatusCode::OK);
+    // The shell on B could still change the workspace: it closes.
+    read_until(&mut shell, "the session became read-only").await;
+}

@@ -57,7 +57,7 @@ pub(crate) async fn connect(
 
 /// What the terminal shows, read until it holds `needle` (everything read
 /// so far is returned); the `{"closed": …}` text too.
-async fn read_until(socket: &mut Socket, needle: &str) -> String {
+pub(crate) async fn read_until(socket: &mut Socket, needle: &str) -> String {
     let mut shown = String::new();
     let read = async {
         while let Some(message) = socket.next().await {
@@ -82,7 +82,7 @@ async fn read_until(socket: &mut Socket, needle: &str) -> String {
     shown
 }
 
-async fn type_in(socket: &mut Socket, keys: &str) {
+pub(crate) async fn type_in(socket: &mut Socket, keys: &str) {
     socket
         .send(Message::Binary(keys.as_bytes().to_vec().into()))
         .await

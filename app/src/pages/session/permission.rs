@@ -89,7 +89,7 @@ pub(super) fn PermissionCard(
                             Decision::Allow => "Allowed once",
                             Decision::AllowSession => "Allowed for this session",
                             Decision::Deny => "Denied",
-                            Decision::Expired => "Expired: nobody decided in time, so it was denied",
+                            Decision::Expired => "Expired, so it was not run",
                         }}</strong>
                         {by.map(|who| view! { <span data-testid="decided-by">{format!(" by {who}")}</span> })}
                         {why.map(|r| format!(" — {r}"))}
