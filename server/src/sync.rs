@@ -1,5 +1,7 @@
-//! Locks shared across tasks.
+//! Locks shared across tasks, and across the processes (replicas) that
+//! share a folder.
 
+use std::path::Path;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 /// Locks `m`, also after a holder panicked: every critical section in
@@ -7,4 +9,18 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 /// consistent and a poisoned lock is as good as any.
 pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Holds an advisory lock on the file at `path` (made if missing) until
+/// the returned file is dropped: one process at a time, for what replicas
+/// sharing a folder must not do at once. It blocks: call it off the async
+/// threads.
+pub fn lock_file(path: &Path) -> std::io::Result<std::fs::File> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)?;
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)?;
+    Ok(file)
 }

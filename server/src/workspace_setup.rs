@@ -134,16 +134,27 @@ impl WorkspaceSetup {
         Ok(Some(GitToken::new(value)))
     }
 
-    /// Prepares the session's workspace unless it was already.
+    /// Prepares the session's workspace unless it was already: one
+    /// preparation at a time, here and across the replicas sharing the
+    /// workspace root (one that finds the workspace half made by another
+    /// would undo that one's work).
     pub async fn prepare(&self, session: SessionId) -> Result<(), SetupError> {
         let gate = lock(&self.preparing).entry(session).or_default().clone();
         let _one_at_a_time = gate.lock().await;
-        let Some(s) = self.store.get_session(session).await? else {
-            return Ok(());
-        };
-        if s.workspace.is_some() {
+        let unprepared = |s: Option<Session>| s.filter(|s| s.workspace.is_none());
+        if unprepared(self.store.get_session(session).await?).is_none() {
             return Ok(());
         }
+        let path = self.lock_path(session);
+        let _one_replica_at_a_time =
+            tokio::task::spawn_blocking(move || crate::sync::lock_file(&path))
+                .await
+                .map_err(|e| SetupError(e.to_string()))?
+                .map_err(|e| SetupError(format!("cannot lock the workspace's preparation: {e}")))?;
+        // Prepared (or deleted) by another replica meanwhile.
+        let Some(s) = unprepared(self.store.get_session(session).await?) else {
+            return Ok(());
+        };
         let Some((instructions, skills)) = self.store.workspace_setup(session).await? else {
             return Ok(());
         };
@@ -338,9 +349,23 @@ impl WorkspaceSetup {
         }
     }
 
+    /// The file replicas lock to prepare the session's workspace one at a
+    /// time.
+    fn lock_path(&self, session: SessionId) -> std::path::PathBuf {
+        self.config
+            .workspace_root
+            .join(format!("{session}.prepare.lock"))
+    }
+
     /// Removes what the server keeps for a session being deleted.
     pub async fn forget(&self, session: SessionId) -> Result<(), AppError> {
         lock(&self.preparing).remove(&session);
+        match tokio::fs::remove_file(self.lock_path(session)).await {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                tracing::warn!(%session, "cannot remove the preparation's lock file: {e}");
+            }
+            _ => {}
+        }
         let git_dir = git::repo_dir(&self.config.git_root, session);
         match tokio::fs::remove_dir_all(&git_dir).await {
             Ok(()) => Ok(()),

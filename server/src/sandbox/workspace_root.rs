@@ -189,13 +189,7 @@ fn lock_beside(dir: &Path) -> std::io::Result<std::fs::File> {
         .parent()
         .ok_or_else(|| std::io::Error::other("a folder without a parent"))?;
     std::fs::create_dir_all(parent)?;
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(parent.join(".disks.lock"))?;
-    rfs::flock(&file, rfs::FlockOperation::LockExclusive)?;
-    Ok(file)
+    crate::sync::lock_file(&parent.join(".disks.lock"))
 }
 
 /// Mounts every workspace image under `root` that is not mounted (the host

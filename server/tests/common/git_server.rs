@@ -23,6 +23,8 @@ pub struct GitServer {
     pub root: tempfile::TempDir,
     /// The `Authorization` headers seen, in order.
     pub seen: Arc<Mutex<Vec<String>>>,
+    /// How long it waits before answering each request (a slow forge).
+    pub delay: Arc<Mutex<std::time::Duration>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -62,6 +64,7 @@ impl GitServer {
     pub async fn start(token: Option<&str>) -> Self {
         let root = tempfile::tempdir().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
+        let delay = Arc::new(Mutex::new(std::time::Duration::ZERO));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -69,16 +72,18 @@ impl GitServer {
             root.path().to_path_buf(),
             token.map(str::to_owned),
             seen.clone(),
+            delay.clone(),
         );
-        let app =
-            axum::Router::new().fallback(
-                move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
-                    let (root, token, seen) = state.clone();
-                    async move {
-                        handle(&root, token.as_deref(), &seen, method, uri, headers, body).await
-                    }
-                },
-            );
+        let app = axum::Router::new().fallback(
+            move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+                let (root, token, seen, delay) = state.clone();
+                async move {
+                    let wait = *delay.lock().unwrap();
+                    tokio::time::sleep(wait).await;
+                    handle(&root, token.as_deref(), &seen, method, uri, headers, body).await
+                }
+            },
+        );
         tokio::spawn(async move {
             axum::serve(listener, app)
                 .with_graceful_shutdown(async {
@@ -91,6 +96,7 @@ impl GitServer {
             url,
             root,
             seen,
+            delay,
             stop: Some(stop),
         }
     }

@@ -444,3 +444,51 @@ async fn a_session_made_read_only_on_one_replica_closes_its_terminals_on_another
     // The shell on B could still change the workspace: it closes.
     read_until(&mut shell, "the session became read-only").await;
 }
+
+#[tokio::test]
+async fn two_replicas_prepare_a_workspace_once() {
+    let (_model, model) = crate::common::scripted(&json!([{"reply": "Read it."}]), None).await;
+    let git = crate::common::git_server::GitServer::start(None).await;
+    git.repo("app.git", &[("README.md", b"# App\n")]);
+    // A slow forge: the clone A starts as the session is made is still
+    // under way when B, given its first prompt, prepares it too.
+    *git.delay.lock().unwrap() = Duration::from_millis(700);
+    let database = postgres::database().await;
+    let dir = std::fs::canonicalize(tempfile::tempdir().unwrap().keep()).unwrap();
+    let a = replica(&dir, "a", &database, &model);
+    let b = replica(&dir, "b", &database, &model);
+    let (ra, rb) = (Rest::new(&a.url, None), Rest::new(&b.url, None));
+    let session = ra
+        .create(json!({
+            "name": "on a repo", "permission_mode": "auto",
+            "source": {"kind": "git", "url": format!("{}/app.git", git.url)}
+        }))
+        .await;
+    rb.prompt(&session, "Read the README.").await;
+    let logs = || format!("{}\n{}", a.log(), b.log());
+    let started = Instant::now();
+    loop {
+        let s = rb.session(&session).await;
+        if s["status"] == "error" || (s["status"] == "idle" && s["turns"] == 1) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{s}\n{}",
+            logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let transcript = stored(&rb, &session).await;
+    let said: Vec<&EventKind> = transcript
+        .iter()
+        .map(|e| &e.kind)
+        .filter(|k| matches!(k, EventKind::Workspace { .. } | EventKind::Error { .. }))
+        .collect();
+    assert!(
+        matches!(said.as_slice(), [EventKind::Workspace { message }] if message.contains("cloned")),
+        "{said:#?}"
+    );
+    let readme = dir.join("workspaces").join(&session).join("README.md");
+    assert_eq!(std::fs::read_to_string(readme).unwrap(), "# App\n");
+}
