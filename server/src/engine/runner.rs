@@ -622,7 +622,16 @@ impl Runner {
                 .into_iter()
                 .map(|(name, value)| EnvVar { name, value }),
         );
-        self.setup.prepare(session).await?;
+        // A clone can take minutes: Stop ends the run at once, and the
+        // preparation goes on, so the next prompt finds it whole.
+        let setup = self.setup.clone();
+        let preparing = tokio::spawn(async move { setup.prepare(session).await });
+        tokio::select! {
+            prepared = preparing => {
+                prepared.map_err(|e| AppError::Unavailable(e.to_string()))??;
+            }
+            () = cancel.cancelled() => return Err(RunError::Stopped),
+        }
         self.start_sandbox(&s).await.map_err(RunError::Sandbox)?;
         self.engine(s.engine)?.run(s, cancel).await
     }

@@ -15,6 +15,7 @@ use app::domain::{AppError, EventKind, NewSession, Session};
 use app::workspace_source::WorkspaceSource;
 use serde_json::json;
 use server::paddock::Paddock;
+use std::time::Duration;
 
 const TOKEN: &str = "gtok-canary-5d1e0c9b7a";
 /// Made by a command a nested repository configures, if it ever ran.
@@ -389,4 +390,48 @@ async fn a_source_that_fails_says_why_at_its_step_and_the_session_stays_usable()
         ));
         paddock.delete_session(&operator, s.id).await.unwrap();
     }
+}
+
+#[tokio::test]
+async fn stop_ends_a_run_waiting_for_its_clone_and_the_clone_goes_on() {
+    let server = GitServer::start(None).await;
+    server.repo("app.git", &[("README.md", b"# App\n")]);
+    // Each request a second: the clone takes seconds.
+    *server.delay.lock().unwrap() = Duration::from_secs(1);
+    let (_model, url) = common::scripted(&json!([{"reply": "Read it."}]), Some("sk-test")).await;
+    let (home, paddock) = common::with_model(&url, &[]).await;
+    let operator = Caller::local_operator();
+    let s = paddock
+        .create_session(&operator, source(format!("{}/app.git", server.url), None))
+        .await
+        .unwrap();
+    paddock
+        .send_prompt(&operator, s.id, "Read the README.".into())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    paddock.stop(&operator, s.id).await.unwrap();
+    // Stopped while the clone still runs (the run used to wait for it)...
+    let events = common::wait_idle(&paddock, s.id).await;
+    assert!(
+        matches!(&events.last().unwrap().kind, EventKind::Status { message: Some(m), .. } if m == "Stopped."),
+        "{events:#?}"
+    );
+    assert!(workspace_events(&events).is_empty(), "{events:#?}");
+    // ...which goes on, whole, for the next prompt.
+    let readme = home.workspace(s.id).join("README.md");
+    for _ in 0..200 {
+        if readme.exists() && !workspace_events(&common::events(&paddock, s.id).await).is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(std::fs::read_to_string(readme).unwrap(), "# App\n");
+    paddock
+        .send_prompt(&operator, s.id, "Read the README.".into())
+        .await
+        .unwrap();
+    let events = common::wait_idle(&paddock, s.id).await;
+    assert_eq!(common::errors(&events), Vec::<String>::new());
+    assert_eq!(workspace_events(&events).len(), 1, "cloned once");
 }
