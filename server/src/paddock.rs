@@ -587,7 +587,7 @@ impl Backend for Paddock {
         let session = self.session_for(caller, id, Access::Own).await?;
         // No sandbox starts here while it goes (its warm-up, a run or a
         // terminal may be starting one): what one made is removed below.
-        let _no_starts = self.runner.hold_starts(id).await;
+        let no_starts = self.runner.hold_starts(id).await;
         self.terminals.close_all(id, "the session was deleted");
         // Sandbox first: if it cannot be removed the session stays, so the
         // user can try again and nothing is left behind unowned.
@@ -608,6 +608,7 @@ impl Backend for Paddock {
         self.changes.forget(id);
         self.journal.delete(id).await?;
         self.terminals.forget(id);
+        no_starts.deleted();
         tracing::info!(session = %id, by = %caller.login, "session deleted");
         Ok(())
     }

@@ -253,12 +253,14 @@ impl Paddock {
         }
         // Into the workspace as its source makes it (a repository is
         // cloned only into an empty folder), prepared first if it was not
-        // yet (why it cannot be is the session's: a conflict); an empty one
-        // is made here before its sandbox first started.
+        // yet, on a task of its own (a client that goes away does not cut
+        // a clone off); an empty one is made here before its sandbox first
+        // started.
         self.setup
-            .prepare(id)
+            .prepare_apart(id)
             .await
-            .map_err(|e| AppError::Conflict(e.to_string()))?;
+            .map_err(|e| AppError::Unavailable(e.to_string()))?
+            .map_err(|e| AppError::Unavailable(e.to_string()))?;
         self.sandbox
             .create_workspace(id, self.config.limits_for(s.limits).disk_mb)
             .await

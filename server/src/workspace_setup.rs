@@ -153,7 +153,7 @@ impl WorkspaceSetup {
                 .map_err(|e| SetupError(format!("cannot lock the workspace's preparation: {e}")))?;
         // Prepared (or deleted) by another replica meanwhile.
         let Some(s) = unprepared(self.store.get_session(session).await?) else {
-            return Ok(());
+            return self.left_behind(session).await;
         };
         let Some((instructions, skills)) = self.store.workspace_setup(session).await? else {
             return Ok(());
@@ -167,6 +167,15 @@ impl WorkspaceSetup {
             .create_workspace(session, self.config.limits_for(s.limits).disk_mb)
             .await
             .map_err(|e| SetupError(e.to_string()))?;
+        if self.store.get_session(session).await?.is_none() {
+            // Deleted while this waited for its workspace, which is made
+            // again: nobody's.
+            self.sandbox
+                .destroy(session)
+                .await
+                .map_err(|e| SetupError(e.to_string()))?;
+            return self.left_behind(session).await;
+        }
         let folder = self.host_folder(session)?;
         let (mut said, cloned) = match self.source(&s, &folder).await {
             Ok(done) => done,
@@ -347,6 +356,26 @@ impl WorkspaceSetup {
         if !matches!(cleaned, Ok(Ok(()))) {
             tracing::warn!(session = %s.id, "a failed workspace preparation left files: {cleaned:?}");
         }
+    }
+
+    /// [`WorkspaceSetup::prepare`] on a task of its own: what waits for it
+    /// may stop waiting (Stop, a client gone) without cutting a clone off
+    /// halfway, which the next preparation would find in its way.
+    pub fn prepare_apart(
+        self: &Arc<Self>,
+        session: SessionId,
+    ) -> tokio::task::JoinHandle<Result<(), SetupError>> {
+        let setup = self.clone();
+        tokio::spawn(async move { setup.prepare(session).await })
+    }
+
+    /// For a session found deleted once its lock was taken: the lock file
+    /// made again goes (its deletion removed it before).
+    async fn left_behind(&self, session: SessionId) -> Result<(), SetupError> {
+        if self.store.get_session(session).await?.is_none() {
+            let _ = tokio::fs::remove_file(self.lock_path(session)).await;
+        }
+        Ok(())
     }
 
     /// The file replicas lock to prepare the session's workspace one at a

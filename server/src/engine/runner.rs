@@ -93,16 +93,18 @@ pub struct Runner {
     closing: AtomicBool,
 }
 
-/// What [`Runner::hold_starts`] holds; when it ends, the session's gate is
-/// forgotten (a start after it finds the session gone).
+/// What [`Runner::hold_starts`] holds until it is dropped.
 pub struct StartsHeld<'a> {
     _held: tokio::sync::OwnedMutexGuard<()>,
     runner: &'a Runner,
     session: SessionId,
 }
 
-impl Drop for StartsHeld<'_> {
-    fn drop(&mut self) {
+impl StartsHeld<'_> {
+    /// The session is gone: its gate is forgotten as the hold ends (a start
+    /// after it finds the session gone). Kept otherwise, so that starts
+    /// stay one at a time.
+    pub fn deleted(self) {
         lock(&self.runner.starts).remove(&self.session);
     }
 }
@@ -624,8 +626,7 @@ impl Runner {
         );
         // A clone can take minutes: Stop ends the run at once, and the
         // preparation goes on, so the next prompt finds it whole.
-        let setup = self.setup.clone();
-        let preparing = tokio::spawn(async move { setup.prepare(session).await });
+        let preparing = self.setup.prepare_apart(session);
         tokio::select! {
             prepared = preparing => {
                 prepared.map_err(|e| AppError::Unavailable(e.to_string()))??;

@@ -109,6 +109,11 @@ impl Paddock {
         draft: EndpointDraft,
     ) -> Result<EndpointSecret, AppError> {
         self.may_notify(caller, scope).await?;
+        // A template's endpoints hear of sessions that run as its owner: a
+        // viewer (who runs none) makes none, and keeps removing theirs.
+        if matches!(scope, Scope::Template(_)) {
+            caller.may_create_sessions()?;
+        }
         let draft = draft.validate()?;
         // Counted per maker: the endpoints someone else made here, which
         // the caller cannot see, take none of the caller's places.

@@ -130,6 +130,24 @@ fn status_of(e: &DockerError) -> Option<u16> {
 }
 
 impl DockerSandbox {
+    /// Waits until the container `name`, whose creation another start
+    /// (another replica's) began, is there: Docker holds a name from the
+    /// moment its creation begins, before the container can be started.
+    async fn made_elsewhere(&self, name: &str) -> Result<()> {
+        for _ in 0..100 {
+            match self.docker.inspect_container(name, None).await {
+                Ok(_) => return Ok(()),
+                Err(e) if status_of(&e) == Some(404) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => return Err(failed(e)),
+            }
+        }
+        Err(SandboxError::Unavailable(format!(
+            "another start was making {name}, and it is not there after 5 s"
+        )))
+    }
+
     /// Connects to `DOCKER_HOST` or the default socket (see
     /// [`docker_connect`](super::docker_connect): TCP only with mutual
     /// TLS), agreeing on an API version the daemon speaks (Debian's engine
@@ -856,7 +874,6 @@ impl Sandbox for DockerSandbox {
         {
             tracing::info!(%session, "this sandbox was made without the agent: its commands go through docker exec until it is made again");
         }
-        let mut raced = false;
         let running = match found {
             Some(info) => {
                 let state = info.state.unwrap_or_default();
@@ -876,7 +893,7 @@ impl Sandbox for DockerSandbox {
                     Ok(_) => {}
                     // Created meanwhile by a concurrent start (another
                     // replica's): fine, once that creation is done.
-                    Err(e) if status_of(&e) == Some(409) => raced = true,
+                    Err(e) if status_of(&e) == Some(409) => self.made_elsewhere(&name).await?,
                     Err(e) if status_of(&e) == Some(404) => {
                         return Err(SandboxError::Unavailable(format!(
                             "image {:?} not found: build it with scripts/build-image, set PADDOCK_IMAGE, \
@@ -905,21 +922,10 @@ impl Sandbox for DockerSandbox {
                 // runs this one's agent.
                 docker_remote::upload_agent(&self.docker, &name, agent).await?;
             }
-            // Docker holds a name from the moment its creation begins: a
-            // container another start is still creating is not there yet.
-            let mut tries = 0;
-            loop {
-                match self.docker.start_container(&name, None).await {
-                    Ok(()) => crate::metrics::sandbox_started("docker", began.elapsed()),
-                    Err(e) if status_of(&e) == Some(304) => {}
-                    Err(e) if raced && status_of(&e) == Some(404) && tries < 50 => {
-                        tries += 1;
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
-                    Err(e) => return Err(failed(e)),
-                }
-                break;
+            match self.docker.start_container(&name, None).await {
+                Ok(()) => crate::metrics::sandbox_started("docker", began.elapsed()),
+                Err(e) if status_of(&e) == Some(304) => {}
+                Err(e) => return Err(failed(e)),
             }
             Some(0)
         };

@@ -206,12 +206,13 @@ impl Paddock {
         Ok(trigger)
     }
 
-    /// The template, if the caller is its owner, signed in, and may run
-    /// sessions: only they set up its triggers and notifications (which
-    /// run as them, with their saved secrets, or carry their sessions'
-    /// outcomes elsewhere; a viewer runs nothing), and not with an API
-    /// token: a trigger's secret is new access, which only a signed-in
-    /// person hands out.
+    /// The template, if the caller is its owner, signed in: only they set
+    /// up its triggers and notifications (which run as them, with their
+    /// saved secrets, or carry their sessions' outcomes elsewhere), and not
+    /// with an API token: a trigger's secret is new access, which only a
+    /// signed-in person hands out. What runs more (a new trigger, a new
+    /// secret, one resumed) needs an owner who may run sessions: a viewer
+    /// only pauses and removes.
     pub(crate) async fn as_template_owner(
         &self,
         caller: &Caller,
@@ -224,7 +225,6 @@ impl Paddock {
             ));
         }
         caller.require_signed_in()?;
-        caller.may_create_sessions()?;
         Ok(t)
     }
 
@@ -264,6 +264,7 @@ impl Paddock {
         sender_key: Option<String>,
     ) -> Result<TriggerSecret, AppError> {
         let t = self.as_template_owner(caller, template).await?;
+        caller.may_create_sessions()?;
         let draft = checked(draft)?;
         keeps_to(&t, draft.permission_mode).map_err(AppError::Invalid)?;
         has_time_left(&draft)?;
@@ -299,6 +300,9 @@ impl Paddock {
     ) -> Result<Trigger, AppError> {
         let before = self.trigger_for(caller, id).await?;
         let t = self.as_template_owner(caller, before.template).await?;
+        if !draft.paused {
+            caller.may_create_sessions()?;
+        }
         let draft = checked(draft)?;
         // Pausing or renaming one the agent now holds to less is allowed.
         if draft.permission_mode != before.draft.permission_mode {
@@ -339,6 +343,7 @@ impl Paddock {
     ) -> Result<TriggerSecret, AppError> {
         let before = self.trigger_for(caller, id).await?;
         self.as_template_owner(caller, before.template).await?;
+        caller.may_create_sessions()?;
         if !before.draft.kind.takes_deliveries() {
             return Err(AppError::Invalid(
                 "A schedule has no secret: nothing is sent to it.".into(),
@@ -819,9 +824,9 @@ impl Paddock {
                     return Err(Handled::Failed(e))
                 }
                 // What the workspace holds refuses them (full, a file where
-                // the inbox goes), or its source cannot make it: the same
-                // each time. A session made for this delivery goes with
-                // it, as a refused delivery leaves nothing behind.
+                // the inbox goes): the same each time. A session made for
+                // this delivery goes with it, as a refused delivery leaves
+                // nothing behind.
                 Err(e) => {
                     if matches!(reached, Reached::Started) {
                         if let Err(left) = self.delete_session(&owner, session).await {

@@ -1318,27 +1318,39 @@ async fn an_emails_attachments_go_into_the_agents_cloned_repository_or_leave_not
         assert_eq!(read, content, "{path}");
     }
 
-    // Where the workspace cannot take them, or its source cannot make it,
-    // the delivery is refused (in the trigger's log, with why) and the
-    // session made for it goes too.
-    for (repo, why) in [
-        ("blocked.git", "inbox"),
-        ("missing.git", "could not be prepared"),
-    ] {
-        let refused = trigger_on(repo).await;
-        let (status, answer) =
-            email_with_attachment(&s, &refused.url(&s.served.url("")), "<b1@example.org>").await;
-        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
-        assert!(answer.contains("attachments cannot be stored"), "{answer}");
-        let left: Vec<_> = s.sessions().await.into_iter().map(|s| s.id).collect();
-        assert_eq!(left, [session]);
-        let delivered = runs(&s, refused.trigger.id).await;
-        assert_eq!(
-            (delivered.len(), delivered[0].status, delivered[0].session),
-            (1, 422, None)
-        );
-        assert!(delivered[0].outcome.contains(why), "{:?}", delivered[0]);
-    }
+    // Where the workspace cannot take them, the delivery is refused (in
+    // the trigger's log, with why) and the session made for it goes too.
+    let refused = trigger_on("blocked.git").await;
+    let (status, answer) =
+        email_with_attachment(&s, &refused.url(&s.served.url("")), "<b1@example.org>").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+    assert!(answer.contains("attachments cannot be stored"), "{answer}");
+    let left: Vec<_> = s.sessions().await.into_iter().map(|s| s.id).collect();
+    assert_eq!(left, [session]);
+    let delivered = runs(&s, refused.trigger.id).await;
+    assert_eq!(
+        (delivered.len(), delivered[0].status, delivered[0].session),
+        (1, 422, None)
+    );
+    assert!(delivered[0].outcome.contains("inbox"), "{:?}", delivered[0]);
+    // Where its source cannot be cloned now (a forge down, a repository
+    // gone), the sender is asked to send it again, and the session made
+    // for it says why.
+    let later = trigger_on("missing.git").await;
+    let url = later.url(&s.served.url(""));
+    let (status, answer) = email_with_attachment(&s, &url, "<c1@example.org>").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{answer}");
+    let kept = s.sessions().await;
+    assert_eq!(kept.len(), 2);
+    let waiting = kept.iter().find(|k| k.id != session).unwrap().id;
+    let (status, _) = email_with_attachment(&s, &url, "<c1@example.org>").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(s.sessions().await.len(), 2, "sent again: the same session");
+    let errors = common::errors(&common::events(&s.paddock, waiting).await);
+    assert!(
+        errors.iter().any(|e| e.contains("could not be prepared")),
+        "{errors:?}"
+    );
     assert_eq!(model.turns_used(), 1);
 }
 
@@ -1434,6 +1446,18 @@ async fn an_owner_disabled_or_made_a_viewer_runs_nothing_more_from_their_trigger
         matches!(refused, app::domain::AppError::Forbidden(_)),
         "{refused}"
     );
+    // Pausing stays theirs.
+    let mut paused = draft.clone();
+    paused["paused"] = json!(true);
+    let paused = p
+        .update_trigger(
+            &viewer,
+            made.trigger.id,
+            serde_json::from_value(paused).unwrap(),
+        )
+        .await
+        .unwrap();
+    assert!(paused.draft.paused);
 }
 
 /// The answered deliveries (runs) of a trigger, newest first.

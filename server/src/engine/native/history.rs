@@ -42,13 +42,20 @@ fn with_turns(events: &[Event]) -> impl Iterator<Item = (&Event, bool)> {
     })
 }
 
-/// The tool calls since the last prompt that started a turn that never got
-/// a result. Empty whenever such a prompt came after them (those are
-/// answered as interrupted by [`rebuild`]).
+/// The tool calls of the turn still open that never got a result: those
+/// since the last prompt that started a turn and since the last status
+/// that ended one. Empty whenever a turn ended or a prompt started one
+/// after them (those are answered as interrupted by [`rebuild`]).
 pub fn unfinished(events: &[Event]) -> Vec<OpenCall> {
     let start = with_turns(events)
         .enumerate()
-        .filter(|(_, (e, during))| matches!(e.kind, EventKind::UserMessage { .. }) && !during)
+        .filter(|(_, (e, during))| {
+            !during
+                && matches!(
+                    e.kind,
+                    EventKind::UserMessage { .. } | EventKind::Status { .. }
+                )
+        })
         .last()
         .map_or(0, |(i, _)| i + 1);
     let mut calls: Vec<OpenCall> = Vec::new();
@@ -391,6 +398,20 @@ mod tests {
         let open = unfinished(&events(log.clone()));
         assert_eq!(open.len(), 1);
         assert_eq!(open[0].request.as_ref().map(|r| r.0.as_str()), Some("p1"));
+        // Cut off instead (a restart, an error): the call is not run again,
+        // and it gets one result, the interrupted one, before "two".
+        let mut cut = log.clone();
+        cut.extend([
+            status(SessionStatus::Interrupted),
+            status(SessionStatus::Running),
+        ]);
+        assert!(unfinished(&events(cut.clone())).is_empty());
+        let messages = rebuild(&events(cut));
+        assert_eq!(messages.len(), 3);
+        assert!(matches!(
+            messages[2].content.as_slice(),
+            [ContentBlock::ToolResult { is_error: true, .. }, ContentBlock::Text { text }] if text == "two"
+        ));
         // The turn then ended, and the next run began: "two" comes after
         // all of it, and t1 has its one result.
         log.extend([
