@@ -123,6 +123,13 @@ test.describe('sharing', () => {
     // Max follows the owner's prompt live.
     await sendPrompt(page, 'say hello');
     await expect(max.getByText('Hello to everyone watching.')).toBeVisible();
+    // His list shows the session, without a Delete only its owner has.
+    const list = await max.context().newPage();
+    await gotoHydrated(list, `${paddock.url}/`);
+    const row = list.getByTestId('session-row').filter({ hasText: 'pairing' });
+    await expect(row).toBeVisible();
+    await expect(row.getByTestId('delete')).toHaveCount(0);
+    await list.close();
 
     // Unshared, his open page loses the stream, and a reload is a 404.
     await page.locator('[data-testid="share-row"][data-login="max"]').getByTestId('unshare').click();

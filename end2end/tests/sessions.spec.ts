@@ -188,3 +188,18 @@ test('a session made while the page reads the list is shown: an answer read befo
   release();
   await expect(page.getByTestId('session-list').getByText('made meanwhile')).toBeVisible();
 });
+
+test('a session renamed elsewhere shows its new name in the list at once', async ({ page, paddock }) => {
+  await gotoHydrated(page, paddock.url);
+  const id = await createSession(paddock, 'first name');
+  const names = page.getByTestId('session-list').getByTestId('session-name');
+  await expect(names).toHaveText(['first name']);
+  const session = await (await paddock.api(`/api/sessions/${id}`)).json();
+  const res = await paddock.api(`/api/sessions/${id}/settings`, {
+    method: 'PUT',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ name: 'second name', model: session.model, permission_mode: session.permission_mode, budget_usd: null }),
+  });
+  expect(res.status).toBe(200);
+  await expect(names).toHaveText(['second name']);
+});

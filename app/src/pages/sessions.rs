@@ -5,7 +5,7 @@
 use super::form::INPUT;
 use super::settings_form::{settings_of, SettingsFields};
 use super::{format_cost, DeleteButton, ErrorNote, StatusBadge, When};
-use crate::accounts::Role;
+use crate::accounts::{Caller, Role};
 use crate::api::accounts::whoami;
 use crate::api::agents::list_templates;
 use crate::api::{get_server_info, list_sessions, CreateSession, SettingsForm};
@@ -48,9 +48,12 @@ pub fn SessionsPage() -> impl IntoView {
                 </h2>
                 <Suspense fallback=|| view! { <p class="text-sm text-zinc-500">"Loading sessions…"</p> }>
                     {move || Suspend::new(async move {
-                        match sessions.await {
-                            Ok(list) => view! { <LiveSessionList initial=list /> }.into_any(),
-                            Err(e) => view! { <ErrorNote message=e.to_string() /> }.into_any(),
+                        match (sessions.await, me.await) {
+                            (Ok(list), me) => {
+                                let me = me.ok().flatten();
+                                view! { <LiveSessionList initial=list me /> }.into_any()
+                            }
+                            (Err(e), _) => view! { <ErrorNote message=e.to_string() /> }.into_any(),
                         }
                     })}
                 </Suspense>
@@ -59,10 +62,12 @@ pub fn SessionsPage() -> impl IntoView {
     }
 }
 
-/// The list as rendered, then the page's live copy once it has it.
+/// The list as rendered, then the page's live copy once it has it; `me`
+/// may delete the sessions it owns (an admin, any).
 #[component]
-fn LiveSessionList(initial: Vec<Session>) -> impl IntoView {
+fn LiveSessionList(initial: Vec<Session>, me: Option<Caller>) -> impl IntoView {
     let feed = crate::sessions_feed::use_feed();
+    let me = me.map(|c| (c.is_admin(), c.user));
     let list = move || {
         if feed.loaded.get() {
             feed.sessions.get()
@@ -77,8 +82,10 @@ fn LiveSessionList(initial: Vec<Session>) -> impl IntoView {
     view! {
         <Show when=move || !empty() fallback=|| view! { <EmptyState /> }>
             <ul data-testid="session-list" class="divide-y divide-zinc-200 overflow-hidden rounded-lg border border-zinc-200 bg-white dark:divide-zinc-800 dark:border-zinc-800 dark:bg-zinc-900">
-                <For each=list.clone() key=|s| (s.id, s.updated_at, s.status) let:s>
-                    <SessionRow s />
+                // What a row shows: its activity, and what its owner may
+                // rename or change without activity.
+                <For each=list.clone() key=|s| (s.id, s.updated_at, s.status, s.name.clone(), s.model.clone()) let:s>
+                    <SessionRow deletable=me.is_some_and(|(admin, user)| admin || user == s.owner) s />
                 </For>
             </ul>
         </Show>
@@ -87,7 +94,7 @@ fn LiveSessionList(initial: Vec<Session>) -> impl IntoView {
 }
 
 #[component]
-fn SessionRow(s: Session) -> impl IntoView {
+fn SessionRow(s: Session, deletable: bool) -> impl IntoView {
     let name = s.name.clone();
     view! {
         <li class="flex items-center gap-2 pr-3 hover:bg-zinc-50 dark:hover:bg-zinc-800/60" data-testid="session-row" data-id=s.id.to_string()>
@@ -106,7 +113,7 @@ fn SessionRow(s: Session) -> impl IntoView {
                     <When at=s.updated_at />
                 </span>
             </A>
-            <DeleteButton id=s.id.to_string() name />
+            {deletable.then(|| view! { <DeleteButton id=s.id.to_string() name /> })}
         </li>
     }
     .into_any()

@@ -49,8 +49,20 @@ pub(super) fn Composer(id: String, status: Memo<SessionStatus>) -> impl IntoView
     });
     #[cfg(feature = "hydrate")]
     {
+        use wasm_bindgen::JsCast;
         let handle = window_event_listener(leptos::ev::keydown, move |e| {
-            if e.key() == "Escape" && !e.default_prevented() && is_busy(status.get_untracked()) {
+            // Esc in another field (a reason to deny, a filter, a commit
+            // message) is that field's; in the prompt, or nowhere, it stops.
+            let in_prompt = e
+                .target()
+                .and_then(|t| t.dyn_into::<web_sys::Element>().ok())
+                .is_some_and(|el| el.id() == "prompt");
+            let elsewhere = crate::shortcuts::typing(&e) && !in_prompt;
+            if e.key() == "Escape"
+                && !e.default_prevented()
+                && !elsewhere
+                && is_busy(status.get_untracked())
+            {
                 stop_now.with_value(|f| f());
             }
         });
