@@ -24,10 +24,16 @@ use leptos::prelude::*;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Link {
     Connecting,
+    /// Made by the browser's connection only.
+    #[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
     Live,
     /// Only the browser (or its shared worker) reconnects.
     #[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
     Reconnecting,
+    /// What it followed is gone for this reader (deleted, or no longer
+    /// shared with them): nothing more will come.
+    #[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
+    Gone,
 }
 
 impl Link {
@@ -36,6 +42,7 @@ impl Link {
             Link::Connecting => "Connecting…",
             Link::Live => "Live",
             Link::Reconnecting => "Reconnecting…",
+            Link::Gone => "Gone: deleted, or no longer shared with you",
         }
     }
 }
@@ -256,8 +263,11 @@ mod shared {
                 "open" => link.maybe_update(|l| std::mem::replace(l, Link::Live) != Link::Live),
                 "error" => link.set(Link::Reconnecting),
                 "closed" => {
-                    link.set(Link::Reconnecting);
                     // Gone (deleted, or no longer shared) stays gone.
+                    link.set(match data.as_str() {
+                        "retry" => Link::Reconnecting,
+                        _ => Link::Gone,
+                    });
                     if data == "retry" {
                         let weak = Rc::downgrade(self);
                         set_timeout(

@@ -133,7 +133,9 @@ test.describe('sharing', () => {
 
     // Unshared, his open page loses the stream, and a reload is a 404.
     await page.locator('[data-testid="share-row"][data-login="max"]').getByTestId('unshare').click();
-    await expect(max.getByTestId('connection')).not.toHaveAttribute('data-state', 'live');
+    // It says so, and stops trying.
+    await expect(max.getByTestId('connection')).toHaveAttribute('data-state', 'gone');
+    await expect(max.getByTestId('connection')).toContainText('no longer shared with you');
     expect((await max.reload())!.status()).toBe(404);
   });
 });

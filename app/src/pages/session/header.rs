@@ -102,7 +102,11 @@ pub(super) fn Header(
                         aria-hidden="true"
                         class=move || format!(
                             "h-2 w-2 rounded-full {}",
-                            if link.get() == Link::Live { "bg-emerald-500" } else { "animate-pulse bg-amber-500" },
+                            match link.get() {
+                                Link::Live => "bg-emerald-500",
+                                Link::Gone => "bg-zinc-400",
+                                _ => "animate-pulse bg-amber-500",
+                            },
                         )
                     ></span>
                     {move || link.get().label()}
