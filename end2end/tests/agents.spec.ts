@@ -18,6 +18,15 @@ test('an agent made in the dashboard, edited to a new version, starts a session 
   await edit.getByTestId('agent-edit-save').click();
   await expect(page.getByTestId('agent-version')).toHaveText('version 2');
   await expect(page.getByTestId('agent-version-row')).toHaveCount(2);
+  // A refused save says why and keeps what was typed.
+  await edit.getByLabel('Model').fill('claude-sonnet-4-5');
+  await edit.getByText('More options').click();
+  await edit.getByLabel('Environment variables').fill('PATH=/evil');
+  await edit.getByTestId('agent-edit-save').click();
+  await expect(page.getByText('PATH is the sandbox\'s own')).toBeVisible();
+  await expect(edit.getByLabel('Model')).toHaveValue('claude-sonnet-4-5');
+  await expect(edit.getByLabel('Environment variables')).toHaveValue('PATH=/evil');
+  await expect(page.getByTestId('agent-version')).toHaveText('version 2');
 
   await page.getByTestId('start-from-agent').click();
   await expect(page.getByLabel('Agent')).toHaveValue(/[0-9a-f-]{36}/);
