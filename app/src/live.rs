@@ -265,8 +265,8 @@ mod shared {
                 "closed" => {
                     // Gone (deleted, or no longer shared) stays gone.
                     link.set(match data.as_str() {
-                        "retry" => Link::Reconnecting,
-                        _ => Link::Gone,
+                        "gone" => Link::Gone,
+                        _ => Link::Reconnecting,
                     });
                     if data == "retry" {
                         let weak = Rc::downgrade(self);

@@ -5,7 +5,7 @@
 use super::form::INPUT;
 use super::settings_form::{settings_of, SettingsFields};
 use super::{format_cost, DeleteButton, ErrorNote, StatusBadge, When};
-use crate::accounts::{Caller, Role};
+use crate::accounts::{Access, Caller, Role};
 use crate::api::accounts::whoami;
 use crate::api::agents::list_templates;
 use crate::api::{get_server_info, list_sessions, CreateSession, SettingsForm};
@@ -67,7 +67,7 @@ pub fn SessionsPage() -> impl IntoView {
 #[component]
 fn LiveSessionList(initial: Vec<Session>, me: Option<Caller>) -> impl IntoView {
     let feed = crate::sessions_feed::use_feed();
-    let me = me.map(|c| (c.is_admin(), c.user));
+    let me = StoredValue::new(me);
     let list = move || {
         if feed.loaded.get() {
             feed.sessions.get()
@@ -85,7 +85,7 @@ fn LiveSessionList(initial: Vec<Session>, me: Option<Caller>) -> impl IntoView {
                 // What a row shows: its activity, and what its owner may
                 // rename or change without activity.
                 <For each=list.clone() key=|s| (s.id, s.updated_at, s.status, s.name.clone(), s.model.clone()) let:s>
-                    <SessionRow deletable=me.is_some_and(|(admin, user)| admin || user == s.owner) s />
+                    <SessionRow deletable=me.with_value(|me| me.as_ref().and_then(|c| c.access(s.owner, None)) == Some(Access::Own)) s />
                 </For>
             </ul>
         </Show>

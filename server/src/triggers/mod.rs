@@ -300,7 +300,12 @@ impl Paddock {
     ) -> Result<Trigger, AppError> {
         let before = self.trigger_for(caller, id).await?;
         let t = self.as_template_owner(caller, before.template).await?;
-        if !draft.paused {
+        let only_pausing = draft
+            == TriggerDraft {
+                paused: true,
+                ..before.draft.clone()
+            };
+        if !only_pausing {
             caller.may_create_sessions()?;
         }
         let draft = checked(draft)?;

@@ -1446,9 +1446,23 @@ async fn an_owner_disabled_or_made_a_viewer_runs_nothing_more_from_their_trigger
         matches!(refused, app::domain::AppError::Forbidden(_)),
         "{refused}"
     );
-    // Pausing stays theirs.
+    // Pausing stays theirs, and only pausing.
     let mut paused = draft.clone();
     paused["paused"] = json!(true);
+    let mut changed = paused.clone();
+    changed["prompt"] = json!("{{ payload }}");
+    let refused = p
+        .update_trigger(
+            &viewer,
+            made.trigger.id,
+            serde_json::from_value(changed).unwrap(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused, app::domain::AppError::Forbidden(_)),
+        "{refused}"
+    );
     let paused = p
         .update_trigger(
             &viewer,
