@@ -73,6 +73,11 @@ pub struct DockerSandbox {
     /// One start at a time per session: two concurrent creates of the same
     /// container race inside the daemon (one sees 409, then 404 on start).
     starting: Mutex<HashMap<SessionId, Arc<tokio::sync::Mutex<()>>>>,
+    /// The server's reads of a workspace under way here, each holding its
+    /// session's read lock (a file in the workspace root) while the sandbox
+    /// is paused for it: a start waits for the read to end rather than let
+    /// the agent run in the middle of it.
+    reads: Mutex<HashMap<SessionId, std::fs::File>>,
     /// The sandbox agent's binary on this host, mounted into every
     /// sandbox; `None`: commands go through `docker exec`.
     agent_bin: Option<PathBuf>,
@@ -130,6 +135,45 @@ fn status_of(e: &DockerError) -> Option<u16> {
 }
 
 impl DockerSandbox {
+    /// The session's read lock, once no read of its workspace is under way
+    /// on this host (here or in another replica): held while the server
+    /// reads it with the sandbox paused.
+    async fn read_lock(&self, session: SessionId) -> Result<std::fs::File> {
+        let path = self.read_lock_path(session);
+        tokio::task::spawn_blocking(move || crate::sync::lock_file(&path))
+            .await
+            .map_err(|e| SandboxError::Failed(e.to_string()))?
+            .map_err(|e| {
+                SandboxError::Failed(format!("cannot take the workspace's read lock: {e}"))
+            })
+    }
+
+    fn read_lock_path(&self, session: SessionId) -> PathBuf {
+        self.workspaces.root().join(format!("{session}.read.lock"))
+    }
+
+    /// Resumes a sandbox found paused, once no read of its workspace is
+    /// under way: one that is pauses it for its own safety, and resumes it
+    /// itself; one paused after all that is left from a server that stopped
+    /// mid-read.
+    async fn resume_left_paused(&self, session: SessionId) -> Result<()> {
+        let _no_read = self.read_lock(session).await?;
+        let name = Self::container_name(session);
+        let paused = self
+            .docker
+            .inspect_container(&name, None)
+            .await
+            .map_err(failed)?
+            .state
+            .and_then(|s| s.paused);
+        if paused == Some(true) {
+            if let Err(e) = self.docker.unpause_container(&name).await {
+                tracing::warn!(%session, "cannot resume the sandbox: {e}");
+            }
+        }
+        Ok(())
+    }
+
     /// Waits until the container `name`, whose creation another start
     /// (another replica's) began, is there: Docker holds a name from the
     /// moment its creation begins, before the container can be started.
@@ -211,6 +255,7 @@ impl DockerSandbox {
             runtime,
             oom_kills: Mutex::new(HashMap::new()),
             starting: Mutex::new(HashMap::new()),
+            reads: Mutex::new(HashMap::new()),
             agent_bin,
             agent_starts: Mutex::new(HashMap::new()),
             without_agent: Mutex::new(HashSet::new()),
@@ -877,9 +922,8 @@ impl Sandbox for DockerSandbox {
         let running = match found {
             Some(info) => {
                 let state = info.state.unwrap_or_default();
-                // Left paused by the server (host-side git) when it stopped.
                 if state.paused == Some(true) {
-                    self.resume(session).await;
+                    self.resume_left_paused(session).await?;
                 }
                 state.running.unwrap_or(false)
             }
@@ -1160,12 +1204,16 @@ impl Sandbox for DockerSandbox {
     }
 
     async fn pause(&self, session: SessionId) -> Result<bool> {
+        let read = self.read_lock(session).await?;
         match self
             .docker
             .pause_container(&Self::container_name(session))
             .await
         {
-            Ok(()) => Ok(true),
+            Ok(()) => {
+                lock(&self.reads).insert(session, read);
+                Ok(true)
+            }
             // No container, or not running (or paused already): nothing runs.
             Err(e) if matches!(status_of(&e), Some(404 | 409)) => Ok(false),
             Err(e) => Err(failed(e)),
@@ -1180,6 +1228,8 @@ impl Sandbox for DockerSandbox {
         {
             tracing::warn!(%session, "cannot resume the sandbox: {e}");
         }
+        // The read is over: a start waiting for it goes on.
+        lock(&self.reads).remove(&session);
     }
 
     async fn destroy(&self, session: SessionId) -> Result<()> {
@@ -1197,6 +1247,8 @@ impl Sandbox for DockerSandbox {
             Err(e) => return Err(failed(e)),
         }
         lock(&self.oom_kills).remove(&session);
+        lock(&self.reads).remove(&session);
+        let _ = std::fs::remove_file(self.read_lock_path(session));
         lock(&self.agent_starts).remove(&session);
         lock(&self.without_agent).remove(&session);
         lock(&self.file_streams).remove(&session);

@@ -650,3 +650,39 @@ async fn docker_stop_start_keeps_files_and_destroy_removes_everything() {
         .unwrap_err();
     assert!(err.to_string().contains("does not exist"), "{err}");
 }
+
+#[tokio::test]
+async fn a_start_waits_for_a_read_that_paused_the_sandbox_and_resumes_one_left_paused() {
+    let d = docker(Limits::default()).await;
+    let name = DockerSandbox::container_name(d.session);
+    let paused = || {
+        let out = std::process::Command::new("docker")
+            .args(["inspect", "-f", "{{.State.Paused}}", &name])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    // The server pauses it to read its workspace (host-side git); a start
+    // meanwhile (a prompt, a terminal) waits for the read to end.
+    assert!(d.sandbox.pause(d.session).await.unwrap());
+    let start = d.sandbox.start(d.session, Limits::default());
+    let read = async {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let during = paused();
+        d.sandbox.resume(d.session).await;
+        during
+    };
+    let (started, during) = tokio::join!(start, read);
+    started.unwrap();
+    assert_eq!(during, "true", "the agent ran in the middle of the read");
+    assert_eq!(paused(), "false");
+    // Left paused with no read under way (a server stopped mid-read): the
+    // start resumes it.
+    let out = std::process::Command::new("docker")
+        .args(["pause", &name])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    d.sandbox.start(d.session, Limits::default()).await.unwrap();
+    assert_eq!(paused(), "false");
+}
