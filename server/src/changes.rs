@@ -136,8 +136,10 @@ impl ChangeReview {
         }
         let done = work.await;
         if paused.armed {
-            paused.armed = false;
+            // Disarmed once resumed: a request dropped while resuming still
+            // resumes it (from the guard).
             self.sandbox.resume(s.id).await;
+            paused.armed = false;
         }
         done
     }

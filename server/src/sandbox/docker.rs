@@ -1221,6 +1221,11 @@ impl Sandbox for DockerSandbox {
     }
 
     async fn resume(&self, session: SessionId) {
+        // Only a pause of this process's reads: not one asked for and
+        // dropped before it took hold, nor another replica's.
+        let Some(read) = lock(&self.reads).remove(&session) else {
+            return;
+        };
         if let Err(e) = self
             .docker
             .unpause_container(&Self::container_name(session))
@@ -1229,7 +1234,7 @@ impl Sandbox for DockerSandbox {
             tracing::warn!(%session, "cannot resume the sandbox: {e}");
         }
         // The read is over: a start waiting for it goes on.
-        lock(&self.reads).remove(&session);
+        drop(read);
     }
 
     async fn destroy(&self, session: SessionId) -> Result<()> {

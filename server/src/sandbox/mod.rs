@@ -424,7 +424,7 @@ pub trait Sandbox: Send + Sync + 'static {
     async fn pause(&self, _session: SessionId) -> Result<bool> {
         Ok(false)
     }
-    /// Lets a paused sandbox run again.
+    /// Lets a sandbox this process paused run again.
     async fn resume(&self, _session: SessionId) {}
     /// Removes the sandbox and its workspace for good.
     async fn destroy(&self, session: SessionId) -> Result<()>;
