@@ -385,6 +385,17 @@ pub async fn wait_idle(paddock: &Paddock, session: SessionId) -> Vec<Event> {
     );
 }
 
+/// Waits until the session's transcript holds a tool call.
+pub async fn wait_for_tool_call(paddock: &Paddock, session: SessionId) {
+    for _ in 0..600 {
+        if kinds(&events(paddock, session).await).contains(&"tool_call") {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no tool call: {:#?}", events(paddock, session).await);
+}
+
 /// The session's permission requests (request id, tool), in order, once
 /// there are at least `count` and the session awaits a decision (the
 /// request is journaled a moment before the status is set).

@@ -319,12 +319,7 @@ async fn stop_interrupts_the_cli_and_revokes_its_token() {
         .send_prompt(&Caller::local_operator(), s.id, "loop".into())
         .await
         .unwrap();
-    for _ in 0..600 {
-        if kinds(&h.events(&s).await).contains(&"tool_call") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    common::wait_for_tool_call(&h.paddock, s.id).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     // Queued behind the loop: Stop drops the queue, and it comes with the
     // next prompt (the CLI once got it in that one's place, and each later

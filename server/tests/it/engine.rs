@@ -34,25 +34,6 @@ async fn harness(scenario: serde_json::Value, extra: &[&str]) -> Harness {
 }
 
 impl Harness {
-    /// Waits until the model's tool call is in the session's log.
-    async fn wait_for_tool_call(&self, s: &Session) {
-        for _ in 0..100 {
-            let e = self
-                .paddock
-                .store
-                .events_after(s.id, 0, 1000)
-                .await
-                .unwrap();
-            if e.iter()
-                .any(|e| matches!(e.kind, EventKind::ToolCall { .. }))
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("no tool call");
-    }
-
     /// Stops the session, and its transcript once it is idle.
     async fn stop(&self, s: &Session) -> Vec<Event> {
         self.paddock
@@ -209,7 +190,7 @@ async fn a_prompt_sent_while_a_tool_runs_is_the_next_turn_after_it() {
     .await;
     let s = h.session("auto").await;
     h.prompt(&s, "Sleep a little.").await;
-    h.wait_for_tool_call(&s).await;
+    common::wait_for_tool_call(&h.paddock, s.id).await;
     // Sent while the tool runs: it waits for the turn to end, and then the
     // conversation holds the tool's one result and ends on this prompt
     // (replayed where it was stored, it gave the call a second result,
@@ -287,7 +268,7 @@ async fn stop_cancels_a_stream_and_a_long_tool() {
     );
 
     h.prompt(&s, "run something long").await;
-    h.wait_for_tool_call(&s).await;
+    common::wait_for_tool_call(&h.paddock, s.id).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let events = h.stop(&s).await;
     assert_eq!(status_of(&events), SessionStatus::Idle);

@@ -1417,6 +1417,9 @@ async fn an_owner_disabled_or_made_a_viewer_runs_nothing_more_from_their_trigger
     assert_eq!(prompts(&common::events(p, session).await), ["first"]);
     assert_eq!(model.turns_used(), 1);
     // A viewer sets up no trigger, changes and rotates none.
+    let forbidden = |e: app::domain::AppError| {
+        assert!(matches!(e, app::domain::AppError::Forbidden(_)), "{e}");
+    };
     p.change_user(&admin, ada.id, None, Some(false))
         .await
         .unwrap();
@@ -1434,18 +1437,12 @@ async fn an_owner_disabled_or_made_a_viewer_runs_nothing_more_from_their_trigger
         )
         .await
         .unwrap_err();
-    assert!(
-        matches!(refused, app::domain::AppError::Forbidden(_)),
-        "{refused}"
-    );
+    forbidden(refused);
     let refused = p
         .rotate_trigger_secret(&viewer, made.trigger.id, std::time::Duration::ZERO, None)
         .await
         .unwrap_err();
-    assert!(
-        matches!(refused, app::domain::AppError::Forbidden(_)),
-        "{refused}"
-    );
+    forbidden(refused);
     // Pausing stays theirs, and only pausing.
     let mut paused = draft.clone();
     paused["paused"] = json!(true);
@@ -1459,10 +1456,7 @@ async fn an_owner_disabled_or_made_a_viewer_runs_nothing_more_from_their_trigger
         )
         .await
         .unwrap_err();
-    assert!(
-        matches!(refused, app::domain::AppError::Forbidden(_)),
-        "{refused}"
-    );
+    forbidden(refused);
     let paused = p
         .update_trigger(
             &viewer,
