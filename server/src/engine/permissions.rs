@@ -113,7 +113,8 @@ impl Permissions {
         // Listening before the request is visible: a quick viewer's answer
         // must find it.
         let answer = self.listen(session, &request_id);
-        self.journal
+        let asked = self
+            .journal
             .record(
                 session,
                 EventKind::PermissionRequest {
@@ -123,7 +124,11 @@ impl Permissions {
                     input: input.clone(),
                 },
             )
-            .await?;
+            .await;
+        if let Err(e) = asked {
+            lock(&self.pending).remove(&request_id);
+            return Err(e.into());
+        }
         self.await_decision(session, request_id, tool, answer, self.timeout, cancel)
             .await
     }
@@ -174,17 +179,22 @@ impl Permissions {
                 _ => None,
             }
         };
-        let pending = pending.ok_or_else(|| {
+        let not_pending = || {
             AppError::NotFound(format!(
                 "Pending permission request {request_id:?} (it may be decided already)"
             ))
-        })?;
-        let _ = pending.answer.send(Ruling {
-            decision,
-            reason,
-            by,
-        });
-        Ok(())
+        };
+        // A run that no longer waits (its timeout struck just now) has
+        // dropped the other end: the request is not pending any more.
+        pending
+            .ok_or_else(not_pending)?
+            .answer
+            .send(Ruling {
+                decision,
+                reason,
+                by,
+            })
+            .map_err(|_| not_pending())
     }
 
     fn listen(&self, session: SessionId, request_id: &str) -> Answer {

@@ -454,6 +454,10 @@ impl Runner {
     /// again: a prompt stored meanwhile by a replica that found the lease
     /// taken is this loop's to run.
     async fn drive(&self, session: SessionId, mut resumed: bool) {
+        // Where the last run here started: every prompt stored before then
+        // went to the model with it or before (both engines give a run all
+        // the prompts not given yet, as one turn).
+        let mut last_start: Option<i64> = None;
         loop {
             let leased = self.lease(session).await;
             if let Err(e) = &leased {
@@ -513,7 +517,14 @@ impl Runner {
                     .get_mut(&session)
                     .and_then(|run| run.spans.pop_front())
                     .unwrap_or_else(|| tracing::info_span!("run", %session));
-                self.run_one(session, &cancel, &lost).instrument(span).await;
+                if let Some(start) = last_start {
+                    if !self.prompted_since(session, start).await {
+                        // This entry's prompt went with the last run: a run
+                        // now would have nothing to do, yet say it finished.
+                        continue;
+                    }
+                }
+                last_start = self.run_one(session, &cancel, &lost).instrument(span).await;
             }
             if lost.is_cancelled() {
                 // The session and its queue are another replica's now.
@@ -538,18 +549,34 @@ impl Runner {
         }
     }
 
+    /// Whether a prompt was stored after the event `seq` (when the store
+    /// cannot say, it was: a prompt is never left unrun).
+    async fn prompted_since(&self, session: SessionId, seq: i64) -> bool {
+        match self.store.events_after(session, seq, i64::MAX).await {
+            Ok(events) => events
+                .iter()
+                .any(|e| matches!(e.kind, EventKind::UserMessage { .. })),
+            Err(e) => {
+                tracing::warn!(%session, "cannot read the session's prompts: {e}");
+                true
+            }
+        }
+    }
+
     /// Runs one queued prompt, from the status that says so to the one that
-    /// says how it ended.
+    /// says how it ended; returns where the status that started it stands.
     async fn run_one(
         &self,
         session: SessionId,
         cancel: &CancellationToken,
         lost: &CancellationToken,
-    ) {
-        let _ = self
+    ) -> Option<i64> {
+        let started = self
             .journal
             .set_status(session, SessionStatus::Running, None)
-            .await;
+            .await
+            .ok()
+            .map(|e| e.seq);
         crate::metrics::run_started();
         let outcome = self.run_engine(session, cancel).await;
         if lost.is_cancelled() {
@@ -558,7 +585,7 @@ impl Runner {
             } else {
                 "taken_over"
             });
-            return;
+            return started;
         }
         crate::metrics::run_finished(match &outcome {
             Ok(()) => "completed",
@@ -582,6 +609,7 @@ impl Runner {
         if let Err(e) = self.journal.set_status(session, status, message).await {
             tracing::warn!(%session, "cannot record the end of a run: {e}");
         }
+        started
     }
 
     /// Records the permission requests a stopped run left undecided as

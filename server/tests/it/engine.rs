@@ -157,7 +157,7 @@ async fn a_follow_up_carries_the_first_exchange_and_queued_prompts_run_in_order(
     let h = harness(
         json!([
             {"reply": "The capital of France is Paris.", "delay_ms": 100},
-            {"expect": {"contains": ["capital of France", "Paris", "And of Italy?"]}, "reply": "Rome."},
+            {"expect": {"contains": ["capital of France", "Paris", "And of Italy?"]}, "reply": "Rome.", "delay_ms": 300},
             {"expect": {"contains": ["And of Spain?"]}, "reply": "Madrid."}
         ]),
         &[],
@@ -167,7 +167,12 @@ async fn a_follow_up_carries_the_first_exchange_and_queued_prompts_run_in_order(
     h.prompt(&s, "What is the capital of France?").await;
     h.wait_idle(&s).await;
     h.prompt(&s, "And of Italy?").await;
-    h.prompt(&s, "And of Spain?").await; // queued behind the one before
+    while h.model.requests().len() < 2 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Queued behind the one the model is answering (sent before that one
+    // ran, the two would be one turn).
+    h.prompt(&s, "And of Spain?").await;
     let events = h.wait_idle(&s).await;
     let texts = assistant_texts(&events);
     assert_eq!(
@@ -183,7 +188,7 @@ async fn a_prompt_sent_while_a_tool_runs_is_the_next_turn_after_it() {
         json!([
             {"reply": [{"tool_use": {"name": "bash", "input": {"command": "sleep 2; echo slept"}}}]},
             {"expect": {"tool_result_contains": "slept"}, "reply": "Slept."},
-            {"expect": {"contains": ["And now?"]}, "reply": "Now awake."}
+            {"expect": {"contains": ["And now?", "And then?"]}, "reply": "Now awake."}
         ]),
         &[],
     )
@@ -191,19 +196,45 @@ async fn a_prompt_sent_while_a_tool_runs_is_the_next_turn_after_it() {
     let s = h.session("auto").await;
     h.prompt(&s, "Sleep a little.").await;
     common::wait_for_tool_call(&h.paddock, s.id).await;
-    // Sent while the tool runs: it waits for the turn to end, and then the
-    // conversation holds the tool's one result and ends on this prompt
-    // (replayed where it was stored, it gave the call a second result,
-    // which the API refuses).
+    // Sent while the tool runs: they wait for the turn to end, and then the
+    // conversation holds the tool's one result and ends on these prompts
+    // (replayed where they were stored, they gave the call a second
+    // result, which the API refuses), as one turn: the second's place in
+    // the queue runs nothing (it ran the model again, on a conversation
+    // ending with its answer, and said the session finished twice).
     h.prompt(&s, "And now?").await;
+    h.prompt(&s, "And then?").await;
     let events = h.wait_idle(&s).await;
     assert_eq!(common::errors(&events), Vec::<String>::new());
     let texts = assistant_texts(&events);
     assert_eq!(texts, ["Slept.", "Now awake."]);
-    let last = h.model.requests().pop().unwrap();
-    let last = last["messages"].as_array().unwrap().last().unwrap().clone();
+    let requests = h.model.requests();
+    assert_eq!(requests.len(), 3);
+    let last = requests[2]["messages"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
     assert_eq!(last["role"], "user");
     assert_eq!(last["content"][0]["text"], "And now?", "{last}");
+    assert_eq!(last["content"][1]["text"], "And then?", "{last}");
+    let statuses: Vec<_> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::Status { status, .. } => Some(*status),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            SessionStatus::Running,
+            SessionStatus::Idle,
+            SessionStatus::Running,
+            SessionStatus::Idle
+        ]
+    );
 }
 
 #[tokio::test]
