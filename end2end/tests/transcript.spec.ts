@@ -8,6 +8,22 @@ import { test, expect, gotoHydrated, openNewSession, sendPrompt, snapshot, conta
 const slow = { chunk: 3, delay_ms: 30 };
 const status = (page: import('@playwright/test').Page) => page.locator('header [data-status]').first();
 
+// Every text the streaming block shows, as the page shows it: recorded by
+// the page itself, not sampled by polling (which a short stream on a loaded
+// machine can fall between).
+async function recordStreaming(page: import('@playwright/test').Page) {
+  await page.evaluate(() => {
+    const seen: string[] = [];
+    (window as any).streamed = seen;
+    new MutationObserver(() => {
+      const text = document.querySelector('[data-testid="streaming"]')?.textContent ?? '';
+      if (text && text !== seen.at(-1)) seen.push(text);
+    }).observe(document.body, { subtree: true, childList: true, characterData: true });
+  });
+}
+
+const streamedTexts = (page: import('@playwright/test').Page): Promise<string[]> => page.evaluate(() => (window as any).streamed);
+
 test.describe('a working session', () => {
   test.use({
     sandbox: 'docker',
@@ -67,24 +83,14 @@ test.describe('a working session', () => {
     const other = await anotherWindow(browser, page);
     await gotoHydrated(other, `${paddock.url}/sessions/${id}`);
     await expect(other.getByTestId('connection')).toHaveAttribute('data-state', 'live');
-    // Every text the streaming block shows, as the page shows it: recorded
-    // by the page itself, not sampled by polling (which a short stream on a
-    // loaded machine can fall between).
-    await other.evaluate(() => {
-      const seen: string[] = [];
-      (window as any).streamed = seen;
-      new MutationObserver(() => {
-        const text = document.querySelector('[data-testid="streaming"]')?.textContent ?? '';
-        if (text && text !== seen.at(-1)) seen.push(text);
-      }).observe(document.body, { subtree: true, childList: true, characterData: true });
-    });
+    await recordStreaming(other);
     await sendPrompt(page, 'And a second prompt');
     await expect(other.locator('[data-kind="user_message"]').filter({ hasText: 'And a second prompt' })).toBeVisible();
     await expect(other.getByText('The second answer, streamed to every viewer at once.')).toBeVisible();
     // It grew piece by piece, each a longer start of the answer, before
     // the stored answer replaced it. (The turn streams one text block: the
     // first streaming block is the one.)
-    const streamed: string[] = await other.evaluate(() => (window as any).streamed);
+    const streamed = await streamedTexts(other);
     expect(streamed.length, streamed.join(' | ')).toBeGreaterThan(2);
     streamed.forEach((text, i) => {
       expect('The second answer, streamed to every viewer at once.'.startsWith(text), text).toBe(true);
@@ -246,9 +252,13 @@ test.describe('restarts and deletion', () => {
 
     await paddock.restart();
     await expect(page.getByTestId('connection')).toHaveAttribute('data-state', 'live', { timeout: 20_000 });
+    await recordStreaming(page);
     await sendPrompt(page, 'after the restart');
-    await expect(page.getByTestId('streaming').first()).toBeVisible();
     await expect(page.getByText('After the restart, same conversation.')).toBeVisible();
+    // It streamed in live over the new connection.
+    const streamed = await streamedTexts(page);
+    expect(streamed.length, streamed.join(' | ')).toBeGreaterThan(0);
+    streamed.forEach((text) => expect('After the restart, same conversation.'.startsWith(text), text).toBe(true));
     const seqs = await page.locator('[data-seq]').evaluateAll((els) => els.map((e) => Number(e.getAttribute('data-seq'))));
     expect(new Set(seqs).size).toBe(seqs.length);
 
