@@ -42,6 +42,40 @@ pub enum GitError {
     Spawn(std::io::Error),
 }
 
+impl GitError {
+    /// Whether trying again would fail the same way: the repository or
+    /// revision is not there, access is refused, or it is too large. A
+    /// forge that is down, slow or answered in a way not understood here
+    /// may pass.
+    pub fn lasts(&self) -> bool {
+        match self {
+            GitError::TooLarge(_) | GitError::SaidTooMuch { .. } => true,
+            GitError::TimedOut { .. } | GitError::Spawn(_) => false,
+            // What git says of the remote (its messages are not
+            // translated: see `git`); the steps after the clone work on
+            // what it fetched, the same each time.
+            GitError::Failed { step, message } => {
+                *step != "clone"
+                    || [
+                        "not found",
+                        "Authentication failed",
+                        "could not read Username",
+                        "could not read Password",
+                        "returned error: 401",
+                        "returned error: 403",
+                        "returned error: 404",
+                        "returned error: 410",
+                        "not allowed",
+                        "does not appear to be a git repository",
+                        "not a git repository",
+                    ]
+                    .iter()
+                    .any(|said| message.contains(said))
+            }
+        }
+    }
+}
+
 /// A token git authenticates with over HTTP: `user:token`, or a bare token
 /// (sent with the user `x-access-token`, which GitHub, GitLab and Gitea
 /// accept for tokens).

@@ -260,7 +260,12 @@ impl Paddock {
             .prepare_apart(id)
             .await
             .map_err(|e| AppError::Unavailable(e.to_string()))?
-            .map_err(|e| AppError::Unavailable(e.to_string()))?;
+            .map_err(|e| match e.lasts() {
+                // Sent again, the files would meet the same: they are
+                // refused, not put off.
+                true => AppError::Conflict(e.to_string()),
+                false => AppError::Unavailable(e.to_string()),
+            })?;
         self.sandbox
             .create_workspace(id, self.config.limits_for(s.limits).disk_mb)
             .await

@@ -49,20 +49,60 @@ pub struct WorkspaceSetup {
     preparing: Mutex<HashMap<SessionId, Arc<tokio::sync::Mutex<()>>>>,
 }
 
-/// Why a workspace could not be prepared, as the session's error says it.
+/// Why a workspace could not be prepared, as the session's error says it,
+/// and whether trying again could help.
 #[derive(Debug, thiserror::Error)]
-#[error("The workspace could not be prepared: {0}")]
-pub struct SetupError(String);
+#[error("The workspace could not be prepared: {message}")]
+pub struct SetupError {
+    message: String,
+    /// The session's source or what goes beside it is at fault (a
+    /// repository gone, access refused, a name taken), not the moment (a
+    /// forge that is down, a lock or a task that failed).
+    lasts: bool,
+}
+
+impl SetupError {
+    /// What the next try would meet again.
+    fn lasting(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            lasts: true,
+        }
+    }
+
+    /// What may pass.
+    fn passing(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            lasts: false,
+        }
+    }
+
+    /// Whether preparing again would fail the same way.
+    pub fn lasts(&self) -> bool {
+        self.lasts
+    }
+}
 
 impl From<AppError> for SetupError {
     fn from(e: AppError) -> Self {
-        SetupError(e.to_string())
+        let lasts = matches!(
+            e,
+            AppError::Invalid(_)
+                | AppError::NotFound(_)
+                | AppError::Forbidden(_)
+                | AppError::Conflict(_)
+        );
+        Self {
+            message: e.to_string(),
+            lasts,
+        }
     }
 }
 
 impl From<app::skills::SkillError> for SetupError {
     fn from(e: app::skills::SkillError) -> Self {
-        SetupError(e.to_string())
+        SetupError::lasting(e.to_string())
     }
 }
 
@@ -149,8 +189,10 @@ impl WorkspaceSetup {
         let _one_replica_at_a_time =
             tokio::task::spawn_blocking(move || crate::sync::lock_file(&path))
                 .await
-                .map_err(|e| SetupError(e.to_string()))?
-                .map_err(|e| SetupError(format!("cannot lock the workspace's preparation: {e}")))?;
+                .map_err(|e| SetupError::passing(e.to_string()))?
+                .map_err(|e| {
+                    SetupError::passing(format!("cannot lock the workspace's preparation: {e}"))
+                })?;
         // Prepared (or deleted) by another replica meanwhile.
         let Some(s) = unprepared(self.store.get_session(session).await?) else {
             return self.left_behind(session).await;
@@ -166,14 +208,14 @@ impl WorkspaceSetup {
         self.sandbox
             .create_workspace(session, self.config.limits_for(s.limits).disk_mb)
             .await
-            .map_err(|e| SetupError(e.to_string()))?;
+            .map_err(|e| SetupError::passing(e.to_string()))?;
         if self.store.get_session(session).await?.is_none() {
             // Deleted while this waited for its workspace, which is made
             // again: nobody's.
             self.sandbox
                 .destroy(session)
                 .await
-                .map_err(|e| SetupError(e.to_string()))?;
+                .map_err(|e| SetupError::passing(e.to_string()))?;
             return self.left_behind(session).await;
         }
         let folder = self.host_folder(session)?;
@@ -240,7 +282,7 @@ impl WorkspaceSetup {
                 .into_iter()
                 .find(|p| !exists(folder, p))
                 .ok_or_else(|| {
-                    SetupError(format!(
+                    SetupError::lasting(format!(
                         "the source has both {INSTRUCTIONS_FILE} and {LOCAL_INSTRUCTIONS_FILE}: \
                          there is no place left for the session's instructions"
                     ))
@@ -253,7 +295,7 @@ impl WorkspaceSetup {
         for skill in skills {
             let name = skill.header()?.name;
             if exists(folder, &format!("{SKILLS_DIR}/{name}")) {
-                return Err(SetupError(format!(
+                return Err(SetupError::lasting(format!(
                     "the source has a skill named {name} already: give the session's another name"
                 )));
             }
@@ -266,15 +308,17 @@ impl WorkspaceSetup {
         }
         if cloned {
             // What Paddock wrote is not the agent's change.
-            self.repo(s.id)?
-                .exclude(&written)
-                .map_err(|e| SetupError(format!("cannot write git's exclude file: {e}")))?;
+            self.repo(s.id)?.exclude(&written).map_err(|e| {
+                SetupError::passing(format!("cannot write git's exclude file: {e}"))
+            })?;
         }
         let give = folder.clone();
         tokio::task::spawn_blocking(move || give.give_all())
             .await
-            .map_err(|e| SetupError(e.to_string()))?
-            .map_err(|e| SetupError(format!("cannot give the workspace to the sandbox: {e}")))
+            .map_err(|e| SetupError::passing(e.to_string()))?
+            .map_err(|e| {
+                SetupError::passing(format!("cannot give the workspace to the sandbox: {e}"))
+            })
     }
 
     /// Fills the workspace from the session's source; what to say of it,
@@ -298,15 +342,14 @@ impl WorkspaceSetup {
                 let max = self.clone_limits().max_bytes;
                 let copied = tokio::task::spawn_blocking(move || copy_tree(&from, &to, max))
                     .await
-                    .map_err(|e| SetupError(e.to_string()))??;
+                    .map_err(|e| SetupError::passing(e.to_string()))??;
                 Ok((vec![format!("copied {copied} files from {path}")], None))
             }
             WorkspaceSource::Git { url, rev, .. } => {
                 if std::fs::read_dir(folder.root()).is_ok_and(|mut d| d.next().is_some()) {
-                    return Err(SetupError(
+                    return Err(SetupError::lasting(
                         "the workspace already holds files, and a repository is cloned only \
-                         into an empty folder: delete them, or start a new session"
-                            .into(),
+                         into an empty folder: delete them, or start a new session",
                     ));
                 }
                 let token = self.token(s).await?;
@@ -321,7 +364,11 @@ impl WorkspaceSetup {
                     )
                     .await
                     .map_err(|e| {
-                        SetupError(self.journal.mask(s.id, &e.to_string()).into_owned())
+                        let message = self.journal.mask(s.id, &e.to_string()).into_owned();
+                        match e.lasts() {
+                            true => SetupError::lasting(message),
+                            false => SetupError::passing(message),
+                        }
                     })?;
                 let short = &cloned.base_commit[..cloned.base_commit.len().min(12)];
                 Ok((
@@ -427,7 +474,7 @@ fn write(
             .symlink_metadata()
             .is_ok_and(|m| m.file_type().is_symlink())
         {
-            return Err(SetupError(format!(
+            return Err(SetupError::lasting(format!(
                 "the source has a link at {}, where Paddock writes {path}",
                 at.strip_prefix(folder.root()).unwrap_or(&at).display()
             )));
@@ -442,7 +489,7 @@ fn write(
                 Ok(())
             }
         })
-        .map_err(|e| SetupError(format!("cannot write {path}: {e}")))
+        .map_err(|e| SetupError::passing(format!("cannot write {path}: {e}")))
 }
 
 /// Writes a skill's folder.
@@ -470,7 +517,7 @@ fn write_skill(folder: &ConfinedFolder, name: &str, skill: &Skill) -> Result<(),
 /// files are left out) into `to`; how many files. Refuses more than `max`
 /// bytes.
 fn copy_tree(from: &Path, to: &Path, max: u64) -> Result<usize, SetupError> {
-    let fail = |e: std::io::Error| SetupError(format!("cannot copy the folder: {e}"));
+    let fail = |e: std::io::Error| SetupError::passing(format!("cannot copy the folder: {e}"));
     let mut stack = vec![std::path::PathBuf::new()];
     let (mut bytes, mut files) = (0u64, 0usize);
     while let Some(rel) = stack.pop() {
@@ -484,7 +531,7 @@ fn copy_tree(from: &Path, to: &Path, max: u64) -> Result<usize, SetupError> {
             } else if kind.is_file() {
                 bytes += entry.metadata().map_err(fail)?.len();
                 if bytes > max {
-                    return Err(SetupError(format!(
+                    return Err(SetupError::lasting(format!(
                         "the folder is larger than the limit of {} MiB",
                         max / (1024 * 1024)
                     )));

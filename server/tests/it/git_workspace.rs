@@ -15,6 +15,7 @@ use app::domain::{AppError, EventKind, NewSession, Session};
 use app::workspace_source::WorkspaceSource;
 use serde_json::json;
 use server::paddock::Paddock;
+use server::workspace_files::Upload;
 use std::time::Duration;
 
 const TOKEN: &str = "gtok-canary-5d1e0c9b7a";
@@ -343,28 +344,53 @@ async fn a_source_that_fails_says_why_at_its_step_and_the_session_stays_usable()
     }
     assert!(paddock.list_sessions(&operator).await.unwrap().is_empty());
 
-    for (url, credential, why) in [
+    // Whether it would fail the same way again: an upload, which waits
+    // for the workspace, is then refused (409) rather than put off (503).
+    for (url, credential, why, lasts) in [
         (
             "http://127.0.0.1:1/none.git".to_owned(),
             None,
             "clone failed",
+            false,
         ),
-        (format!("{}/private.git", server.url), None, "clone failed"),
+        (
+            format!("{}/private.git", server.url),
+            None,
+            "clone failed",
+            true,
+        ),
         (
             format!("{}/nothing-here.git", server.url),
             Some("FORGE"),
             "clone failed",
+            true,
         ),
         (
             format!("{}/big.git", server.url),
             Some("FORGE"),
             "larger than the limit of 1 MiB",
+            true,
         ),
     ] {
         let s = paddock
             .create_session(&operator, source(url.clone(), credential))
             .await
             .unwrap();
+        let note = Upload {
+            path: "note.txt".into(),
+            data: "hi\n".into(),
+        };
+        let refused = paddock.upload_files(&operator, s.id, vec![note]).await;
+        match lasts {
+            true => assert!(
+                matches!(&refused, Err(AppError::Conflict(m)) if m.contains(why)),
+                "{url}: {refused:?}"
+            ),
+            false => assert!(
+                matches!(&refused, Err(AppError::Unavailable(m)) if m.contains(why)),
+                "{url}: {refused:?}"
+            ),
+        }
         paddock
             .send_prompt(&operator, s.id, "go".into())
             .await

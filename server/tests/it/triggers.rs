@@ -1277,12 +1277,13 @@ async fn an_emails_attachments_go_into_the_agents_cloned_repository_or_leave_not
     git.repo("app.git", &[("README.md", b"# App\n")]);
     // A repository with a file where the attachments' folder goes.
     git.repo("blocked.git", &[("inbox", b"not a folder\n")]);
-    let trigger_on = |repo: &str| {
+    let trigger_at = |name: &str, url: String| {
         s.trigger_on(
-            json!({"permission_mode": "auto", "source": {"kind": "git", "url": format!("{}/{repo}", git.url)}}),
-            json!({"name": repo, "kind": "sendgrid", "prompt": "{{ email.subject }}{% for a in email.attachments %}\n{{ a.path }}{% endfor %}"}),
+            json!({"permission_mode": "auto", "source": {"kind": "git", "url": url}}),
+            json!({"name": name, "kind": "sendgrid", "prompt": "{{ email.subject }}{% for a in email.attachments %}\n{{ a.path }}{% endfor %}"}),
         )
     };
+    let trigger_on = |repo: &str| trigger_at(repo, format!("{}/{repo}", git.url));
 
     // The repository is cloned before the attachment is stored beside it
     // (stored first, it would leave the clone a folder that is not empty).
@@ -1333,17 +1334,30 @@ async fn an_emails_attachments_go_into_the_agents_cloned_repository_or_leave_not
         (1, 422, None)
     );
     assert!(delivered[0].outcome.contains("inbox"), "{:?}", delivered[0]);
-    // Where its source cannot be cloned now (a forge down, a repository
-    // gone), the sender is asked to send it again, and the session made
-    // for it says why.
-    let later = trigger_on("missing.git").await;
+    // Where its repository is gone, the clone would fail the same way
+    // each time the sender tried again: the delivery is refused too.
+    let gone = trigger_on("missing.git").await;
+    let (status, answer) =
+        email_with_attachment(&s, &gone.url(&s.served.url("")), "<c1@example.org>").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+    assert!(answer.contains("not found"), "{answer}");
+    let left: Vec<_> = s.sessions().await.into_iter().map(|s| s.id).collect();
+    assert_eq!(left, [session]);
+    let delivered = runs(&s, gone.trigger.id).await;
+    assert_eq!(
+        (delivered.len(), delivered[0].status, delivered[0].session),
+        (1, 422, None)
+    );
+    // Where its forge cannot be reached now, the sender is asked to send
+    // it again, and the session made for it says why.
+    let later = trigger_at("down", "http://127.0.0.1:1/app.git".into()).await;
     let url = later.url(&s.served.url(""));
-    let (status, answer) = email_with_attachment(&s, &url, "<c1@example.org>").await;
+    let (status, answer) = email_with_attachment(&s, &url, "<d1@example.org>").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{answer}");
     let kept = s.sessions().await;
     assert_eq!(kept.len(), 2);
     let waiting = kept.iter().find(|k| k.id != session).unwrap().id;
-    let (status, _) = email_with_attachment(&s, &url, "<c1@example.org>").await;
+    let (status, _) = email_with_attachment(&s, &url, "<d1@example.org>").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(s.sessions().await.len(), 2, "sent again: the same session");
     let errors = common::errors(&common::events(&s.paddock, waiting).await);
