@@ -12,7 +12,8 @@
 //! network errors and resumes with `Last-Event-ID`. When the browser gives
 //! up (the server answered with an error, e.g. while it restarts behind a
 //! proxy), this opens a fresh one after a pause, from the newest event the
-//! page holds then.
+//! page holds then, unless the session is gone for this reader (deleted,
+//! or no longer shared with them), which reading it says.
 //!
 //! On the server (the first render) there is nothing to subscribe to; the
 //! page is rendered from the store and subscribes once hydrated.
@@ -85,7 +86,7 @@ pub fn subscribe(
     #[cfg(feature = "hydrate")]
     match shared::Worker::get() {
         Some(worker) => shared::subscribe(worker, topic, names, on_message, link),
-        None => browser::subscribe(move || topic.url(), names, on_message, link),
+        None => browser::subscribe(topic, names, on_message, link),
     }
 }
 
@@ -320,7 +321,8 @@ const RETRY: std::time::Duration = std::time::Duration::from_secs(2);
 /// A stream of its own, where the browser has no `SharedWorker`.
 #[cfg(feature = "hydrate")]
 mod browser {
-    use super::{Link, RETRY};
+    use super::{Link, Topic, RETRY};
+    use crate::domain::AppError;
     use leptos::prelude::*;
     use send_wrapper::SendWrapper;
     use std::cell::RefCell;
@@ -335,7 +337,7 @@ mod browser {
     }
 
     struct State {
-        url: Box<dyn Fn() -> String>,
+        topic: Topic,
         names: &'static [&'static str],
         on_message: Rc<dyn Fn(&str, String)>,
         link: WriteSignal<Link>,
@@ -344,13 +346,13 @@ mod browser {
     }
 
     pub fn subscribe(
-        url: impl Fn() -> String + 'static,
+        topic: Topic,
         names: &'static [&'static str],
         on_message: impl Fn(&str, String) + 'static,
         link: WriteSignal<Link>,
     ) {
         let state = Rc::new(RefCell::new(State {
-            url: Box::new(url),
+            topic,
             names,
             on_message: Rc::new(on_message),
             link,
@@ -373,7 +375,7 @@ mod browser {
         if s.closed {
             return;
         }
-        let url = (s.url)();
+        let url = s.topic.url();
         let Ok(source) = EventSource::new(&url) else {
             s.link.set(Link::Reconnecting);
             drop(s);
@@ -408,7 +410,7 @@ mod browser {
                 .as_ref()
                 .is_some_and(|c| c.source.ready_state() == EventSource::CLOSED);
             if gave_up {
-                retry(&state);
+                retry_unless_gone(&state);
             }
         });
         source.set_onerror(Some(on_error.as_ref().unchecked_ref()));
@@ -419,6 +421,32 @@ mod browser {
         }) {
             old.source.close();
         }
+    }
+
+    /// The browser hides why it gave up: a session's stream is refused
+    /// (404) once it is deleted or no longer shared with this reader, which
+    /// reading the session says, and then nothing more will come.
+    fn retry_unless_gone(state: &Rc<RefCell<State>>) {
+        let Topic::Session { id, .. } = state.borrow().topic else {
+            return retry(state);
+        };
+        let weak = Rc::downgrade(state);
+        leptos::task::spawn_local(async move {
+            let read = crate::api::get_session(id.to_string()).await;
+            let Some(state) = weak.upgrade() else { return };
+            if !matches!(read, Err(AppError::NotFound(_) | AppError::Forbidden(_))) {
+                return retry(&state);
+            }
+            let mut s = state.borrow_mut();
+            if s.closed {
+                return;
+            }
+            s.closed = true;
+            s.link.set(Link::Gone);
+            if let Some(c) = s.current.take() {
+                c.source.close();
+            }
+        });
     }
 
     fn retry(state: &Rc<RefCell<State>>) {

@@ -131,11 +131,25 @@ test.describe('sharing', () => {
     await expect(row.getByTestId('delete')).toHaveCount(0);
     await list.close();
 
-    // Unshared, his open page loses the stream, and a reload is a 404.
+    // A page of a browser without SharedWorker follows it over a stream
+    // of its own.
+    const lone = await max.context().newPage();
+    await lone.addInitScript(() => { delete (window as any).SharedWorker; });
+    await gotoHydrated(lone, `${paddock.url}/sessions/${id}`);
+    await expect(lone.getByTestId('connection')).toHaveAttribute('data-state', 'live');
+    let asked = 0;
+    lone.on('request', (r) => { if (r.url().includes(`/api/sessions/${id}/events`)) asked += 1; });
+
+    // Unshared, his open pages lose the stream, and a reload is a 404.
     await page.locator('[data-testid="share-row"][data-login="max"]').getByTestId('unshare').click();
-    // It says so, and stops trying.
-    await expect(max.getByTestId('connection')).toHaveAttribute('data-state', 'gone');
-    await expect(max.getByTestId('connection')).toContainText('no longer shared with you');
+    // They say so, and stop trying.
+    for (const p of [max, lone]) {
+      await expect(p.getByTestId('connection')).toHaveAttribute('data-state', 'gone');
+      await expect(p.getByTestId('connection')).toContainText('no longer shared with you');
+    }
+    const after = asked;
+    await lone.waitForTimeout(5_000);
+    expect(asked).toBe(after);
     expect((await max.reload())!.status()).toBe(404);
   });
 });
