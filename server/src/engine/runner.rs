@@ -305,17 +305,27 @@ impl Runner {
     /// another replica took (this one was cut off for longer than a lease)
     /// is cancelled, so that a session never runs twice for long.
     pub async fn renew_leases(&self) {
-        let sessions: Vec<SessionId> = lock(&self.runs).keys().copied().collect();
+        let runs: Vec<(SessionId, CancellationToken)> = lock(&self.runs)
+            .iter()
+            .map(|(session, run)| (*session, run.lost.clone()))
+            .collect();
         let until = chrono::Utc::now() + self.config.lease();
-        for session in sessions {
+        for (session, lost) in runs {
             match self.store.renew_lease(session, &self.replica, until).await {
                 Ok(true) => {}
-                // Taken by another replica (or given up a moment ago).
+                // Taken by another replica, or given up a moment ago, or
+                // not taken yet. The run read above ends, unless the lease
+                // is this replica's again by now: taken for the next
+                // prompt (by a run of its own), or for this one's first.
                 Ok(false) => {
-                    if let Some(run) = lock(&self.runs).get(&session) {
-                        tracing::warn!(%session, "another replica holds the session's lease: its run here ends");
-                        run.lost.cancel();
+                    let holder = self.store.lease_holder(session, chrono::Utc::now()).await;
+                    if holder.is_ok_and(|h| h.as_deref() == Some(self.replica.as_str())) {
+                        continue;
                     }
+                    if !lost.is_cancelled() && lock(&self.runs).contains_key(&session) {
+                        tracing::warn!(%session, "the session's lease is not this replica's: its run here ends");
+                    }
+                    lost.cancel();
                 }
                 Err(e) => tracing::warn!(%session, "cannot renew the session's lease: {e}"),
             }
