@@ -47,6 +47,9 @@ impl Transcript {
         let mut t = Transcript::default();
         let mut waiting: Vec<&Event> = Vec::new();
         let mut open: Vec<&str> = Vec::new();
+        // Within a run (from its `running` status to the one it ended
+        // with): a `running` after a permission decision starts nothing.
+        let mut in_run = false;
         let show = |t: &mut Transcript, event: &Event| {
             t.items.push(Item {
                 event: event.clone(),
@@ -63,11 +66,20 @@ impl Transcript {
                     ) {
                         t.cut_off.extend(open.drain(..).map(str::to_owned));
                     }
+                    let starts = *status == SessionStatus::Running && !in_run;
+                    in_run = matches!(
+                        status,
+                        SessionStatus::Starting
+                            | SessionStatus::Running
+                            | SessionStatus::AwaitingPermission
+                    );
                     match status {
-                        // A run starts: its prompt goes here.
-                        SessionStatus::Running if !waiting.is_empty() => {
-                            let prompt = waiting.remove(0);
-                            show(&mut t, prompt);
+                        // A run starts: the prompts not run yet go here, as
+                        // it gives them all to the model, as one turn.
+                        SessionStatus::Running if starts => {
+                            for prompt in waiting.drain(..) {
+                                show(&mut t, prompt);
+                            }
                         }
                         // A run ended and its queue was dropped (Stop, a
                         // restart): those prompts still reached the
@@ -267,6 +279,31 @@ mod tests {
         assert_eq!(
             seqs(&Transcript::build(&events)),
             [(1, false), (3, false), (5, false), (4, false), (8, false)]
+        );
+    }
+
+    #[test]
+    fn prompts_queued_together_start_together_and_not_at_a_decision() {
+        use SessionStatus::*;
+        let events = log(vec![
+            user("one"),                      // 1
+            status(Running, None),            // 2
+            status(AwaitingPermission, None), // 3
+            user("two"),                      // 4: sent while one waits
+            user("three"),                    // 5
+            status(Running, None),            // 6: one's call was allowed
+            text("done one"),                 // 7
+            status(Idle, None),               // 8
+            status(Running, None),            // 9: two and three, as one turn
+            text("done both"),                // 10
+        ]);
+        assert_eq!(
+            seqs(&Transcript::build(&events[..7])),
+            [(1, false), (7, false), (4, true), (5, true)]
+        );
+        assert_eq!(
+            seqs(&Transcript::build(&events)),
+            [(1, false), (7, false), (4, false), (5, false), (10, false)]
         );
     }
 
