@@ -276,6 +276,30 @@ test.describe('restarts and deletion', () => {
   });
 });
 
+test.describe('a long session', () => {
+  const calls = 600;
+  test.use({
+    scenario: { turns: [
+      // Each call is stored with its result: 1,200 events in one run.
+      { reply: Array.from({ length: calls }, (_, i) => ({ tool_use: { name: 'read_file', input: { path: `missing-${i}.txt` } } })) },
+      { reply: 'Done, after many calls.' },
+    ] },
+  });
+
+  test('a page followed at the bottom keeps the newest events, and shows the others on demand', async ({ page, paddock }) => {
+    await openNewSession(page, paddock, { permission_mode: 'auto' });
+    await sendPrompt(page, 'call a lot');
+    await expect(page.getByText('Done, after many calls.')).toBeVisible({ timeout: 30_000 });
+    // All came live, and the page let go of the oldest as it went.
+    const cards = page.locator('[data-kind="tool_call"]');
+    const held = await cards.count();
+    expect(held).toBeLessThan(calls);
+    await expect(page.getByTestId('load-earlier')).toContainText('not shown');
+    await page.getByTestId('load-earlier').click();
+    await expect.poll(() => cards.count()).toBeGreaterThan(held);
+  });
+});
+
 test.describe('no model configured', () => {
   test.use({ scenario: null });
 

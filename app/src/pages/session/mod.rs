@@ -89,7 +89,18 @@ impl Html {
     fn add(&mut self, html: impl IntoIterator<Item = EventHtml>) {
         self.0.extend(html.into_iter().map(|h| (h.seq, h.html)));
     }
+
+    /// Lets go of the events before `first`.
+    fn keep_from(&mut self, first: i64) {
+        self.0.retain(|seq, _| *seq >= first);
+    }
 }
+
+/// How many events a page followed at the bottom holds at most: past it,
+/// it keeps the newest [`EVENTS_PAGE`], as it loaded them ("Show earlier
+/// events" brings the others back), so a tab open all day on a busy
+/// session stays as small and quick as a fresh one.
+const EVENTS_HELD: usize = 2 * EVENTS_PAGE as usize;
 
 #[component]
 fn SessionScreen(data: SessionView) -> impl IntoView {
@@ -143,17 +154,53 @@ fn SessionScreen(data: SessionView) -> impl IntoView {
     // The newest stored event the page holds (its events end there).
     let newest = move || session.with_untracked(|s| s.last_seq);
 
-    let apply = move |e: Event| {
-        let mut new = false;
-        session.maybe_update(|s| {
-            new = fold::count(s, &e);
-            new
-        });
-        if !new {
-            return; // already shown
+    // Stored events are applied together, once those that came at once
+    // are in: each change of the list builds the transcript again, and a
+    // catch-up (after a reconnect, or a laptop's sleep) brings hundreds,
+    // each its own message.
+    let incoming = StoredValue::new(Vec::<Event>::new());
+    let following = RwSignal::new(true);
+    let flush = move || {
+        let batch = incoming
+            .try_update_value(std::mem::take)
+            .unwrap_or_default();
+        let mut fresh = Vec::with_capacity(batch.len());
+        for e in batch {
+            let mut new = false;
+            session.maybe_update(|s| {
+                new = fold::count(s, &e);
+                new
+            });
+            if new {
+                live.maybe_update(|blocks| fold::settle(blocks, &e));
+                fresh.push(e);
+            } // else already shown
         }
-        live.maybe_update(|blocks| fold::settle(blocks, &e));
-        events.update(|list| list.push(e));
+        if fresh.is_empty() {
+            return;
+        }
+        let mut first = None;
+        events.update(|list| {
+            list.extend(fresh);
+            if following.get_untracked() && list.len() > EVENTS_HELD {
+                list.drain(..list.len() - EVENTS_PAGE as usize);
+                first = list.first().map(|e| e.seq);
+            }
+        });
+        if let Some(first) = first {
+            html.update(|h| h.keep_from(first));
+        }
+    };
+    let apply = move |e: Event| {
+        let first = incoming
+            .try_update_value(|waiting| {
+                waiting.push(e);
+                waiting.len() == 1
+            })
+            .unwrap_or(false);
+        if first {
+            set_timeout(flush, std::time::Duration::ZERO);
+        }
     };
     let on_delta = move |d: Delta| live.update(|blocks| fold::stream(blocks, d));
     // What the agent (or a terminal) just changed in the workspace.
@@ -211,7 +258,7 @@ fn SessionScreen(data: SessionView) -> impl IntoView {
 
     let transcript = Memo::new(move |_| events.with(|e| Transcript::build(e)));
     let status = Memo::new(move |_| session.with(|s| s.status));
-    follow_bottom(transcript, live, away);
+    follow_bottom(transcript, live, away, following);
 
     let (id_header, id_earlier, id_items) = (id.clone(), id.clone(), id.clone());
     view! {
@@ -336,27 +383,39 @@ fn Tabs(
 
 /// Keeps the newest content in view while the user is at the bottom of the
 /// page (and looking at the transcript); scrolling up stops that until they
-/// scroll back down.
-fn follow_bottom(transcript: Memo<Transcript>, live: RwSignal<Vec<LiveBlock>>, away: Memo<bool>) {
-    let following = RwSignal::new(true);
+/// scroll back down (`following`, which the page reads too).
+fn follow_bottom(
+    transcript: Memo<Transcript>,
+    live: RwSignal<Vec<LiveBlock>>,
+    away: Memo<bool>,
+    following: RwSignal<bool>,
+) {
     #[cfg(feature = "hydrate")]
     {
-        let at_bottom = || {
-            let w = window();
-            let height = w
+        let at_bottom = |y: f64| {
+            let height = window()
                 .inner_height()
                 .ok()
                 .and_then(|h| h.as_f64())
                 .unwrap_or(0.0);
-            let y = w.scroll_y().unwrap_or(0.0);
             let total = document()
                 .document_element()
                 .map_or(0.0, |e| f64::from(e.scroll_height()));
             y + height >= total - 120.0
         };
+        // Only the reader scrolling up stops it: the page growing under a
+        // scroll to the bottom (a burst of events) is no reason to.
+        let last_y = std::cell::Cell::new(0.0);
         let handle = window_event_listener(leptos::ev::scroll, move |_| {
-            if !away.get_untracked() {
-                following.set(at_bottom());
+            if away.get_untracked() {
+                return;
+            }
+            let y = window().scroll_y().unwrap_or(0.0);
+            let up = y < last_y.replace(y);
+            if at_bottom(y) {
+                following.set(true);
+            } else if up {
+                following.set(false);
             }
         });
         on_cleanup(move || handle.remove());
