@@ -7,15 +7,17 @@
 //
 // From a tab (JSON text): {op: "sub", sub, topic, after} follows `topic`
 // ("list", or a session id after event `after`) as subscription `sub`;
-// {op: "unsub", sub}; {op: "ping"} (every few seconds while the tab
-// lives); {op: "bye"} (the tab goes away). To a tab: [sub, name, data],
+// {op: "unsub", sub}; {op: "hello"} (first, from a tab that starts or
+// comes back from the back-forward cache); {op: "ping"} (every few seconds
+// while the tab lives); {op: "bye"} (the tab goes away). To a tab: [sub, name, data],
 // where name is the stream's own ("event", "html", "delta", "session",
 // "deleted", "resync"), or "open" (the connection is up: the tab misses
 // nothing from here), "error" (it is down; the worker reconnects after
 // RETRY_MS and resumes each transcript after the oldest event a tab has),
 // "closed" (data: gone, invalid or retry; that subscription ended), or
-// [0, "resub", ""] (the worker forgot this tab: subscribe again). Each tab
-// gets each event of a transcript once and in order, after its own.
+// [0, "resub", ""] (the worker forgot this tab, which spoke again without
+// a hello: subscribe again). Each tab gets each event of a transcript once
+// and in order, after its own.
 //
 // When what the tabs follow changes, the new connection is made before the
 // old one is let go: the old one delivers until the new one is open, so a
@@ -34,6 +36,10 @@ const SETTLE_MS = 25;
 // A tab not heard from for this long is dropped (a crashed tab says no
 // bye); one that speaks again after that is asked to subscribe again.
 const SILENCE_MS = 150000;
+// The server says something at least every 15 s (`- ping -` while idle):
+// a connection quiet for this long is dead (a laptop back from sleep, a
+// proxy that dropped it) and made again.
+const QUIET_MS = 45000;
 
 // port -> { subs: Map(sub -> { topic, last, closed }), heard: time }. `last`
 // is the last event of a transcript the tab has (the list: null); a closed
@@ -48,6 +54,8 @@ let handover = null;
 let open = false;
 let reconnect = null;
 let settling = null;
+// When `source` last said anything.
+let heard = 0;
 
 onconnect = (e) => {
   const port = e.ports[0];
@@ -71,9 +79,9 @@ function fromTab(port, text) {
   if (!tab) {
     tab = { subs: new Map(), heard: 0 };
     tabs.set(port, tab);
-    // Dropped while silent (a sleeping laptop), or back from the
-    // back-forward cache: the tab says again what it follows.
-    if (msg.op !== "sub") port.postMessage([0, "resub", ""]);
+    // Dropped while silent (a sleeping laptop): the tab says again what it
+    // follows (one that starts says hello first).
+    if (msg.op !== "hello") port.postMessage([0, "resub", ""]);
   }
   tab.heard = Date.now();
   if (msg.op === "sub") {
@@ -156,13 +164,16 @@ function connect() {
   source = es;
   es.onopen = () => {
     if (source !== es) return;
+    heard = Date.now();
     letGo();
     open = true;
     toAll("open");
   };
   es.onmessage = (m) => {
-    if (source === es) frame(m.data, false);
-    else if (handover === es) frame(m.data, true);
+    if (source === es) {
+      heard = Date.now();
+      frame(m.data, false);
+    } else if (handover === es) frame(m.data, true);
   };
   es.onerror = () => {
     if (handover === es) {
@@ -170,16 +181,20 @@ function connect() {
       if (!open) toAll("error");
       return;
     }
-    if (source !== es) return;
-    // Not the browser's own reconnect: it would resume from where this
-    // connection started, not from where each tab is.
-    es.close();
-    source = null;
-    open = false;
-    letGo();
-    toAll("error");
-    reconnect = setTimeout(connect, RETRY_MS);
+    if (source === es) down();
   };
+}
+
+// The connection failed (or went quiet): the tabs are told, and it is made
+// again after a pause. Not the browser's own reconnect: it would resume
+// from where this connection started, not from where each tab is.
+function down() {
+  source.close();
+  source = null;
+  open = false;
+  letGo();
+  toAll("error");
+  reconnect = setTimeout(connect, RETRY_MS);
 }
 
 // Closes the connection being replaced.
@@ -244,3 +259,7 @@ setInterval(() => {
   for (const [port, tab] of tabs) if (now - tab.heard > SILENCE_MS) tabs.delete(port);
   prune();
 }, 30000);
+
+setInterval(() => {
+  if (open && Date.now() - heard > QUIET_MS) down();
+}, 15000);

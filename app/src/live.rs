@@ -106,7 +106,7 @@ mod shared {
 
     /// The worker's script; its version changes with what it speaks, so a
     /// browser never keeps an older worker for a newer page.
-    const SCRIPT: &str = "/live-worker.js?v=2";
+    const SCRIPT: &str = "/live-worker.js?v=3";
     /// Set in this tab's `sessionStorage` once its worker failed to start.
     const FAILED: &str = "paddock.live.worker-failed";
     /// How often a tab tells the worker it is still there.
@@ -172,6 +172,7 @@ mod shared {
             port.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
             on_message.forget(); // lives as long as the page
             port.start();
+            this.hello();
             let window = web_sys::window()?;
             let bye_port = port.clone();
             let bye = Closure::<dyn FnMut()>::new(move || {
@@ -185,6 +186,7 @@ mod shared {
             let back =
                 Closure::<dyn FnMut(PageTransitionEvent)>::new(move |e: PageTransitionEvent| {
                     if let Some(this) = weak.upgrade().filter(|_| e.persisted()) {
+                        this.hello();
                         this.send_subs();
                     }
                 });
@@ -201,6 +203,12 @@ mod shared {
             );
             ping.forget();
             Some(this)
+        }
+
+        /// Tells the worker this tab is new to it (else, having forgotten
+        /// it, the worker asks for its subscriptions again).
+        fn hello(&self) {
+            self.send(serde_json::json!({"op": "hello"}));
         }
 
         fn send(&self, message: serde_json::Value) {

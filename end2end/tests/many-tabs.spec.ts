@@ -154,3 +154,49 @@ test.describe('a shared worker that cannot start', () => {
     await expect(page.getByText('Streamed without the worker.')).toBeVisible();
   });
 });
+
+test.describe('the shared connection', () => {
+  test.use({ scenario: { turns: [{ expect: { contains: ['awake'] }, reply: 'Back and live.' }] } });
+
+  test('is made again when it goes quiet, as behind a proxy that dropped it while a laptop slept', async ({ page, paddock }) => {
+    test.setTimeout(120_000);
+    const id = await createSession(paddock, 'sleeper', { permission_mode: 'auto' });
+    await gotoHydrated(page, `${paddock.url}/sessions/${id}`);
+    const connection = page.getByTestId('connection');
+    await expect(connection).toHaveAttribute('data-state', 'live');
+    // The server stops saying anything, and the connection stays open.
+    process.kill(paddock.pid!, 'SIGSTOP');
+    try {
+      // The server says something at least every 15 s: 45 s of nothing
+      // is a dead connection.
+      await expect(connection).toHaveAttribute('data-state', 'reconnecting', { timeout: 75_000 });
+    } finally {
+      process.kill(paddock.pid!, 'SIGCONT');
+    }
+    await expect(connection).toHaveAttribute('data-state', 'live', { timeout: 20_000 });
+    await prompt(paddock, id, 'awake');
+    await expect(page.getByText('Back and live.')).toBeVisible();
+  });
+
+  test('asks a tab it does not know to subscribe again, unless the tab says it is new', async ({ page, paddock }) => {
+    await gotoHydrated(page, paddock.url);
+    await sessionsLoaded(page);
+    // Two more ports to the page's worker: one that starts as a tab does,
+    // and one that speaks first with a subscription, as a tab the worker
+    // dropped while it was silent (a laptop's sleep) may.
+    const asked = await page.evaluate(async () => {
+      const heard = (first: object) => new Promise<string[]>((resolve) => {
+        const worker = new SharedWorker('/live-worker.js?v=3', 'paddock-live');
+        const frames: string[] = [];
+        worker.port.onmessage = (m) => frames.push(m.data[1]);
+        worker.port.start();
+        worker.port.postMessage(JSON.stringify(first));
+        worker.port.postMessage(JSON.stringify({ op: 'sub', sub: 1, topic: 'list' }));
+        setTimeout(() => resolve(frames), 1_000);
+      });
+      return { fresh: await heard({ op: 'hello' }), forgotten: await heard({ op: 'sub', sub: 2, topic: 'list' }) };
+    });
+    expect(asked.fresh).not.toContain('resub');
+    expect(asked.forgotten).toContain('resub');
+  });
+});

@@ -37,6 +37,7 @@ use app::domain::{AppError, Event, SessionId};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
+use axum::response::sse::KeepAlive;
 use axum::response::IntoResponse;
 use futures_util::StreamExt;
 use serde::Deserialize;
@@ -105,12 +106,13 @@ async fn events(
         .take_while(|frame| std::future::ready(frame.is_ok()))
         .filter_map(|frame| std::future::ready(frame.ok()))
         .map(Frame::into_sse);
-    Ok(frames::respond(frames, async move {
+    let end = async move {
         tokio::select! {
             () = shutdown => {},
             () = lost => {},
         }
-    }))
+    };
+    Ok(frames::respond(frames, end, KeepAlive::default()))
 }
 
 /// Why a transcript's stream ended.

@@ -12,16 +12,17 @@ use futures_util::{Stream, StreamExt};
 use std::convert::Infallible;
 use std::future::Future;
 
-/// A live stream as the answer, until `end` completes: keep-alive comments
-/// while idle, and no buffering by proxies such as nginx.
+/// A live stream as the answer, until `end` completes: `keep_alive` while
+/// idle (every 15 s), and no buffering by proxies such as nginx.
 pub fn respond(
     frames: impl Stream<Item = sse::Event> + Send + 'static,
     end: impl Future<Output = ()> + Send + 'static,
+    keep_alive: KeepAlive,
 ) -> impl IntoResponse {
     let stream = frames.map(Ok::<_, Infallible>).take_until(end);
     (
         [(HeaderName::from_static("x-accel-buffering"), "no")],
-        Sse::new(stream).keep_alive(KeepAlive::default()),
+        Sse::new(stream).keep_alive(keep_alive),
     )
 }
 

@@ -14,7 +14,9 @@
 //! on: `gone` (deleted, never was, or no longer shared), `invalid` (no such
 //! event to resume after) or `retry` (the store failed; resume later); so
 //! does the list (`list closed retry`) when it cannot reload what the caller
-//! may see. Lost credentials end the connection. The
+//! may see. While nothing else comes, `- ping -` every 15 s says the
+//! connection is alive (keep-alive comments never reach the page). Lost
+//! credentials end the connection. The
 //! connection carries no resume point of its own: the client knows the
 //! last event of each transcript and reconnects with them.
 
@@ -167,10 +169,20 @@ async fn live(
     let shutdown = paddock.hub.shutting_down();
     let lost = access_watch::lost(paddock, identity, None);
     let lines = stream::select_all(streams).map(|line| sse::Event::default().data(line));
-    Ok(frames::respond(lines, async move {
+    let end = async move {
         tokio::select! {
             () = shutdown => {},
             () = lost => {},
         }
-    }))
+    };
+    // While idle, a line of no topic rather than a comment, which the
+    // browser hides: the worker sees the connection is alive, and makes it
+    // again once it has heard nothing for a while (a laptop back from
+    // sleep, behind a proxy that dropped it meanwhile).
+    let heartbeat = sse::Event::default().data("- ping -");
+    Ok(frames::respond(
+        lines,
+        end,
+        sse::KeepAlive::default().event(heartbeat),
+    ))
 }

@@ -13,6 +13,7 @@ use crate::paddock::Paddock;
 use app::accounts::{Caller, ShareLevel};
 use app::domain::{Session, SessionId};
 use axum::extract::State;
+use axum::response::sse::KeepAlive;
 use axum::response::IntoResponse;
 use futures_util::StreamExt;
 use std::collections::{HashMap, HashSet};
@@ -151,5 +152,6 @@ async fn updates(
     Ok(frames::respond(
         listener.frames().map(Frame::into_sse),
         paddock.hub.shutting_down(),
+        KeepAlive::default(),
     ))
 }

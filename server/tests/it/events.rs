@@ -1171,6 +1171,10 @@ async fn one_connection_follows_many_transcripts_and_the_list() {
     record(&s.paddock, a, "still live".into()).await;
     let lines = live_lines(&mut frames, |l| l.starts_with(&format!("{a} event "))).await;
     assert_eq!(live_seqs(&lines, a), [5]);
+    // Idle, it says it is alive (15 s after the last line), in a line of
+    // no topic: keep-alive comments never reach the page.
+    let lines = live_lines(&mut frames, |l| l == "- ping -").await;
+    assert_eq!(lines, ["- ping -"]);
 }
 
 #[tokio::test]

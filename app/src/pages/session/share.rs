@@ -22,15 +22,23 @@ pub(super) fn People(id: String, initial: SessionPeople) -> impl IntoView {
             people.update(|p| p.shares = shares);
         }
     });
+    // Not while the tab is hidden (twenty tabs asked twice a second), nor
+    // once the session is gone for this reader.
     #[cfg(feature = "hydrate")]
     {
         let id = id.clone();
+        let gone = StoredValue::new(false);
         if let Ok(handle) = set_interval_with_handle(
             move || {
+                if gone.get_value() || document().hidden() {
+                    return;
+                }
                 let id = id.clone();
                 leptos::task::spawn_local(async move {
-                    if let Ok(fresh) = crate::api::accounts::get_session_people(id).await {
-                        people.set(fresh);
+                    match crate::api::accounts::get_session_people(id).await {
+                        Ok(fresh) => people.set(fresh),
+                        Err(crate::domain::AppError::NotFound(_)) => gone.set_value(true),
+                        Err(_) => {}
                     }
                 });
             },
