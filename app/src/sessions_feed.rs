@@ -19,6 +19,11 @@ pub struct SessionsFeed {
     /// Who reads it: the signed-in user (`None`: the local operator, with
     /// sign-in off), as sessions name their owner.
     pub me: RwSignal<Option<UserId>>,
+    /// Counted up each time the list was read again: what the reader may
+    /// see changed (a share), or the connection came back. What else the
+    /// page knows of its access is then read again too.
+    #[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
+    pub reloads: RwSignal<u64>,
 }
 
 /// Starts the page's feed (once, in the app's root) and provides it.
@@ -27,6 +32,7 @@ pub fn provide() {
         sessions: RwSignal::new(Vec::new()),
         loaded: RwSignal::new(false),
         me: RwSignal::new(None),
+        reloads: RwSignal::new(0),
     };
     #[cfg(feature = "hydrate")]
     follow(feed);
@@ -47,6 +53,7 @@ fn follow(feed: SessionsFeed) {
         sessions,
         loaded,
         me,
+        reloads,
     } = feed;
     let (link, set_link) = signal(Link::Connecting);
     // Sessions deleted while this page runs: a list read before a deletion
@@ -93,6 +100,7 @@ fn follow(feed: SessionsFeed) {
                 sort(&mut fresh);
                 sessions.set(fresh);
                 loaded.set(true);
+                reloads.update(|n| *n += 1);
                 // End-to-end tests wait for it, as for `data-hydrated`.
                 if let Some(body) = document().body() {
                     let _ = body.set_attribute("data-sessions", "loaded");

@@ -86,6 +86,30 @@ test.describe('terminals in Docker sandboxes', () => {
     );
     expect(opened).toBe('refused');
     await expect(page.getByTestId('terminal-event')).toHaveCount(3);
+
+    // Changed to operate while his page is open, the share shows there at
+    // once (no reload, sooner than the watchers list's 10 s): the Terminal
+    // tab (the view his address asked for, shown now) and the prompt; back
+    // to watch, they go again.
+    const level = page.locator('[data-testid="share-row"][data-login="max"]').getByTestId('share-level');
+    await level.selectOption('operate');
+    await expect(max.getByTestId('tab-terminal')).toBeVisible({ timeout: 5_000 });
+    await expect(max.getByTestId('new-terminal')).toBeVisible();
+    await expect(max.getByLabel('Prompt')).toHaveCount(1);
+    await expect(max.getByTestId('watch-only')).toHaveCount(0);
+    await level.selectOption('watch');
+    await expect(max.getByTestId('watch-only')).toBeVisible({ timeout: 5_000 });
+    await expect(max.getByLabel('Prompt')).toHaveCount(0);
+    await expect(max.getByTestId('tab-terminal')).toHaveCount(0);
+    // Made read-only, the session has no terminal on any open page.
+    await level.selectOption('operate');
+    await expect(max.getByTestId('tab-terminal')).toBeVisible({ timeout: 5_000 });
+    await page.getByText('Settings', { exact: true }).click();
+    await page.getByTestId('edit-settings').click();
+    await page.getByTestId('settings-form').getByLabel('Permissions').selectOption('read-only');
+    await page.getByTestId('settings-form').getByRole('button', { name: 'Save' }).click();
+    await expect(page.getByTestId('setting-permissions')).toHaveText('read-only');
+    for (const p of [page, max]) await expect(p.getByTestId('tab-terminal')).toHaveCount(0);
   });
 
   test('a read-only session has no terminal', async ({ page, paddock }) => {

@@ -662,8 +662,8 @@ pub struct SessionView {
     pub page: EventPage,
     /// Who may see it and what the caller may do with it.
     pub people: SessionPeople,
-    /// Whether the caller may open terminals in its sandbox: the sandboxes
-    /// have them, the caller may operate it, and it is not read-only.
+    /// Whether the server's sandboxes have terminals (the page offers them
+    /// to those who may operate the session, while it is not read-only).
     pub terminals: bool,
 }
 
@@ -679,14 +679,11 @@ pub async fn open_session(id: String) -> Result<SessionView, AppError> {
                 .await?;
             events.retain(|e| e.seq <= session.last_seq);
             let people = backend.session_people(&caller, session.id).await?;
-            let terminals = backend.server_info().await.terminals
-                && people.access >= crate::accounts::Access::Operate
-                && session.permission_mode != crate::domain::PermissionMode::ReadOnly;
             Ok(SessionView {
                 session,
                 page: events.into(),
                 people,
-                terminals,
+                terminals: backend.server_info().await.terminals,
             })
         }
         .await,

@@ -21,7 +21,7 @@ fn short(commit: &str) -> String {
 #[component]
 pub(super) fn ChangesView(
     id: SessionId,
-    access: Access,
+    access: Memo<Access>,
     status: Memo<SessionStatus>,
 ) -> impl IntoView {
     let query = use_query_map();
@@ -70,7 +70,7 @@ pub(super) fn ChangesView(
 fn Summary(
     id: SessionId,
     changes: Changes,
-    access: Access,
+    access: Memo<Access>,
     commit: ServerAction<CommitChanges>,
     push: ServerAction<PushChanges>,
 ) -> impl IntoView {
@@ -103,7 +103,7 @@ fn Summary(
             })}
         </div>
         <FileList id files=changes.files.clone() />
-        {(access >= Access::Operate).then(|| view! {
+        {move || (access.get() >= Access::Operate).then(|| view! {
             <div class="grid gap-3 sm:grid-cols-2">
                 <form action=CommitChanges::PATH method="post" on:submit=on_commit class=format!("space-y-2 {PANEL}") data-testid="commit-form">
                     <input type="hidden" name="id" value=id.to_string() />

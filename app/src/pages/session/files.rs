@@ -24,7 +24,7 @@ use leptos_router::hooks::use_query_map;
 #[component]
 pub(super) fn FilesView(
     id: SessionId,
-    access: Access,
+    access: Memo<Access>,
     status: Memo<SessionStatus>,
     /// What just changed in the workspace, live.
     changed: ReadSignal<Option<FilesChanged>>,
@@ -69,7 +69,6 @@ pub(super) fn FilesView(
         },
         move |(d, ..)| list_files(id.to_string(), d),
     );
-    let may_delete = (access >= Access::Operate).then_some(delete);
     let disk = Resource::new(
         move || (status.get(), delete.version().get()),
         move |_| workspace_disk(id.to_string()),
@@ -101,14 +100,17 @@ pub(super) fn FilesView(
             {move || delete.value().get().and_then(Result::err).map(|e| view! { <ErrorNote message=e.to_string() /> })}
             // Reloaded in place (the list shown until the new one is there).
             <Transition fallback=|| view! { <p class="text-sm text-zinc-500">"Loading files…"</p> }>
-                {move || Suspend::new(async move {
-                    match entries.await {
-                        Ok(list) => view! { <Listing id dir=dir.get_untracked() list delete=may_delete /> }.into_any(),
-                        Err(e) => view! { <ErrorNote message=e.to_string() /> }.into_any(),
-                    }
-                })}
+                {move || {
+                    let may_delete = (access.get() >= Access::Operate).then_some(delete);
+                    Suspend::new(async move {
+                        match entries.await {
+                            Ok(list) => view! { <Listing id dir=dir.get_untracked() list delete=may_delete /> }.into_any(),
+                            Err(e) => view! { <ErrorNote message=e.to_string() /> }.into_any(),
+                        }
+                    })
+                }}
             </Transition>
-            {(access >= Access::Operate).then(|| view! { <Upload id dir /> })}
+            {move || (access.get() >= Access::Operate).then(|| view! { <Upload id dir /> })}
             <Transition>
                 {move || Suspend::new(async move {
                     match shown.await {

@@ -14,10 +14,12 @@ pub(super) fn Header(
     session: RwSignal<Session>,
     id: String,
     link: ReadSignal<Link>,
-    people: SessionPeople,
+    people: RwSignal<SessionPeople>,
 ) -> impl IntoView {
-    let owns = people.access == Access::Own;
-    let operates = people.access >= Access::Operate;
+    // Owning does not change with a share; operating does.
+    let owns = people.with_untracked(|p| p.access == Access::Own);
+    let operates = move || people.with(|p| p.access >= Access::Operate);
+    let id_notes = id.clone();
     let s = session.get_untracked();
     // What the owner may change is shown as it is now; the rest as made.
     let changeable = [
@@ -141,10 +143,10 @@ pub(super) fn Header(
                 })}
                 {owns.then(|| view! { <SettingsEdit session /> })}
             </details>
-            {operates.then(|| {
+            {move || operates().then(|| {
                 // Read once opened: most page loads never look.
                 let opened = RwSignal::new(false);
-                let id = id.clone();
+                let id = id_notes.clone();
                 view! {
                     <details class="rounded-lg border border-zinc-200 bg-white px-4 py-2 text-sm dark:border-zinc-800 dark:bg-zinc-900" data-testid="session-notifications">
                         <summary class="cursor-pointer font-medium" on:click=move |_| opened.set(true)>"Notifications"</summary>
@@ -152,7 +154,7 @@ pub(super) fn Header(
                     </details>
                 }
             })}
-            <People id initial=people />
+            <People id people />
         </header>
     }
     .into_any()

@@ -37,7 +37,7 @@ use super::sidebar::Sidebar;
 use super::{ErrorNote, Missing};
 use crate::accounts::Access;
 use crate::api::{open_session, session_events, EventPage, SessionView, EVENTS_PAGE};
-use crate::domain::{AppError, Delta, Event, EventHtml, SessionSettings};
+use crate::domain::{AppError, Delta, Event, EventHtml, PermissionMode, SessionSettings};
 use crate::files::FilesChanged;
 use crate::live::{self, Link, Topic};
 use crate::transcript::{Item, Transcript};
@@ -110,24 +110,34 @@ fn SessionScreen(data: SessionView) -> impl IntoView {
         people,
         terminals,
     } = data;
-    // What this viewer may do: the composer, the permission buttons and
-    // the owner's controls appear only for those who may use them (the
-    // server checks each call anyway).
-    let access = people.access;
+    // What this viewer may do, as it is now: the composer, the permission
+    // buttons and the operators' controls appear only for those who may
+    // use them (the server checks each call anyway), and follow a change
+    // of their share (`People` reads it again).
+    let people = RwSignal::new(people);
+    let access = Memo::new(move |_| people.with(|p| p.access));
     provide_context(access);
     let session_id = initial.id;
     let id = initial.id.to_string();
+    let has_repo = matches!(
+        initial.source,
+        crate::workspace_source::WorkspaceSource::Git { .. }
+    );
+    let session = RwSignal::new(initial);
+    // Terminals: where the sandboxes have them, for those who may operate
+    // the session, while it is not read-only.
+    let terminals = Memo::new(move |_| {
+        terminals
+            && access.get() >= Access::Operate
+            && session.with(|s| s.permission_mode != PermissionMode::ReadOnly)
+    });
     let query = use_query_map();
     // A caller without terminals asking for them sees the transcript.
     let shown = Memo::new(
         move |_| match View::from_query(query.read().get("view").as_deref()) {
-            View::Terminal if !terminals => View::Transcript,
+            View::Terminal if !terminals.get() => View::Transcript,
             view => view,
         },
-    );
-    let has_repo = matches!(
-        initial.source,
-        crate::workspace_source::WorkspaceSource::Git { .. }
     );
     // Wide, the workspace is beside the transcript: the view asked for, or
     // the changes of a repository, or the files. Narrow, one at a time.
@@ -145,7 +155,6 @@ fn SessionScreen(data: SessionView) -> impl IntoView {
     // The tab marked current: wide, the workspace's view; narrow, the one shown.
     let tab = Memo::new(move |_| if wide.get() { panel.get() } else { shown.get() });
     let away = Memo::new(move |_| shown.get() != View::Transcript && !wide.get());
-    let session = RwSignal::new(initial);
     let events = RwSignal::new(page.events);
     let html = RwSignal::new(Html::default());
     html.update(|h| h.add(page.html));
@@ -295,8 +304,8 @@ fn SessionScreen(data: SessionView) -> impl IntoView {
                     </For>
                 </div>
             </section>
-            {(access >= Access::Operate).then(|| view! { <Composer id status /> })}
-            {(access < Access::Operate).then(|| view! {
+            {move || (access.get() >= Access::Operate).then(|| view! { <Composer id=id.clone() status /> })}
+            {move || (access.get() < Access::Operate).then(|| view! {
                 <p data-testid="watch-only" class="rounded-lg border border-zinc-200 bg-white p-3 text-sm text-zinc-600 dark:border-zinc-800 dark:bg-zinc-900 dark:text-zinc-300">
                     "You are watching this session: it is shared with you to follow, not to prompt."
                 </p>
@@ -312,7 +321,7 @@ fn SessionScreen(data: SessionView) -> impl IntoView {
                 {move || changes_shown.get().then(|| view! { <ChangesView id=session_id access status /> })}
                 // Always there, hidden unless shown: its terminals stay open
                 // while another view is.
-                {terminals.then(|| view! { <TerminalView id=session_id shown=terminal_shown /> })}
+                {move || terminals.get().then(|| view! { <TerminalView id=session_id shown=terminal_shown /> })}
             </div>
             </div>
         </article>
@@ -348,7 +357,7 @@ fn Tabs(
     current: Memo<View>,
     wide: Signal<bool>,
     has_repo: bool,
-    terminals: bool,
+    terminals: Memo<bool>,
 ) -> impl IntoView {
     let tab = |label: &'static str, href: String, testid: &'static str, current: bool| {
         view! {
@@ -374,7 +383,7 @@ fn Tabs(
                     {(!wide.get()).then(|| tab("Transcript", format!("/sessions/{id}"), "tab-transcript", now == View::Transcript))}
                     {has_repo.then(|| tab("Changes", crate::changes::changes_view_url(id, None), "tab-changes", now == View::Changes))}
                     {tab("Files", crate::files::files_view_url(id, "", None), "tab-files", now == View::Files)}
-                    {terminals.then(|| tab("Terminal", format!("/sessions/{id}?view=terminal"), "tab-terminal", now == View::Terminal))}
+                    {terminals.get().then(|| tab("Terminal", format!("/sessions/{id}?view=terminal"), "tab-terminal", now == View::Terminal))}
                 }
             }}
         </nav>

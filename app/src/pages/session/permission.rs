@@ -22,7 +22,8 @@ pub(super) fn PermissionCard(
         Memo::new(move |_| transcript.with(|t| t.decisions.get(&request_id).cloned()))
     };
     let decide = ServerAction::<DecidePermission>::new();
-    let may_decide = expect_context::<Access>() >= Access::Operate;
+    let access = expect_context::<Memo<Access>>();
+    let may_decide = move || access.get() >= Access::Operate;
     let reason = RwSignal::new(String::new());
     let heading = format!("permission-{request_id}");
     let reason_id = format!("reason-{request_id}");
@@ -78,7 +79,7 @@ pub(super) fn PermissionCard(
             </p>
             <pre class="mt-2 max-h-64 overflow-auto whitespace-pre-wrap break-words rounded bg-white/70 p-2 font-mono text-xs dark:bg-zinc-900/70">{pretty}</pre>
             {move || match decision.get() {
-                None if !may_decide => view! {
+                None if !may_decide() => view! {
                     <p data-testid="permission-waiting" class="mt-2 text-sm text-zinc-600 dark:text-zinc-300">
                         "Waiting for someone who works in this session to decide."
                     </p>

@@ -11,9 +11,10 @@ use leptos::prelude::*;
 #[cfg(feature = "hydrate")]
 const WATCHERS_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// `people` is the page's: read again here, it also says what the viewer
+/// may do now.
 #[component]
-pub(super) fn People(id: String, initial: SessionPeople) -> impl IntoView {
-    let people = RwSignal::new(initial);
+pub(super) fn People(id: String, people: RwSignal<SessionPeople>) -> impl IntoView {
     let share = ServerAction::<ShareSession>::new();
     let owns = people.with_untracked(|p| p.access == Access::Own);
     // A share changes the list; so does the passing of time for watchers.
@@ -22,25 +23,41 @@ pub(super) fn People(id: String, initial: SessionPeople) -> impl IntoView {
             people.update(|p| p.shares = shares);
         }
     });
-    // Not while the tab is hidden (twenty tabs asked twice a second), nor
+    // Read again at once when what the viewer may see changed (the page
+    // reads its sessions list again then: a share changed, or the live
+    // connection came back), and every so often for the watchers, though
+    // not while the tab is hidden (twenty tabs asked twice a second); never
     // once the session is gone for this reader.
     #[cfg(feature = "hydrate")]
     {
         let id = id.clone();
         let gone = StoredValue::new(false);
+        let refresh = move || {
+            if gone.get_value() {
+                return;
+            }
+            let id = id.clone();
+            leptos::task::spawn_local(async move {
+                match crate::api::accounts::get_session_people(id).await {
+                    Ok(fresh) => people.set(fresh),
+                    Err(crate::domain::AppError::NotFound(_)) => gone.set_value(true),
+                    Err(_) => {}
+                }
+            });
+        };
+        let reloads = crate::sessions_feed::use_feed().reloads;
+        let again = refresh.clone();
+        Effect::new(move |before: Option<()>| {
+            reloads.track();
+            if before.is_some() {
+                again();
+            }
+        });
         if let Ok(handle) = set_interval_with_handle(
             move || {
-                if gone.get_value() || document().hidden() {
-                    return;
+                if !document().hidden() {
+                    refresh();
                 }
-                let id = id.clone();
-                leptos::task::spawn_local(async move {
-                    match crate::api::accounts::get_session_people(id).await {
-                        Ok(fresh) => people.set(fresh),
-                        Err(crate::domain::AppError::NotFound(_)) => gone.set_value(true),
-                        Err(_) => {}
-                    }
-                });
             },
             WATCHERS_EVERY,
         ) {
