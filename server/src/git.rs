@@ -38,6 +38,10 @@ pub enum GitError {
     Failed { step: &'static str, message: String },
     #[error("git {step} said more than {} MiB (a work tree of too many files?)", OUTPUT_MAX / (1024 * 1024))]
     SaidTooMuch { step: &'static str },
+    /// The revision asked for (or the default branch's) is not in the
+    /// repository.
+    #[error("git checkout failed: {0}")]
+    NoRevision(String),
     #[error("git cannot be run: {0}")]
     Spawn(std::io::Error),
 }
@@ -45,18 +49,17 @@ pub enum GitError {
 impl GitError {
     /// Whether trying again would fail the same way: the repository or
     /// revision is not there, access is refused, or it is too large. A
-    /// forge that is down, slow or answered in a way not understood here
-    /// may pass.
+    /// forge that is down, slow or answered in a way not understood here,
+    /// or a step on this host that failed (a full disk), may pass.
     pub fn lasts(&self) -> bool {
         match self {
-            GitError::TooLarge(_) | GitError::SaidTooMuch { .. } => true,
+            GitError::TooLarge(_) | GitError::SaidTooMuch { .. } | GitError::NoRevision(_) => true,
             GitError::TimedOut { .. } | GitError::Spawn(_) => false,
             // What git says of the remote (its messages are not
-            // translated: see `git`); the steps after the clone work on
-            // what it fetched, the same each time.
+            // translated: see `git`).
             GitError::Failed { step, message } => {
-                *step != "clone"
-                    || [
+                *step == "clone"
+                    && [
                         "not found",
                         "Authentication failed",
                         "could not read Username",
@@ -329,15 +332,12 @@ impl HostRepo {
             "--end-of-options",
             &spec,
         ]);
-        let base = run("rev-parse", resolve, QUICK, None)
-            .await
-            .map_err(|_| GitError::Failed {
-                step: "checkout",
-                message: match rev {
-                    Some(rev) => format!("{rev} is not a branch, tag or commit of the repository"),
-                    None => "the repository has no commit on its default branch".to_owned(),
-                },
-            })?;
+        let base = run("rev-parse", resolve, QUICK, None).await.map_err(|_| {
+            GitError::NoRevision(match rev {
+                Some(rev) => format!("{rev} is not a branch, tag or commit of the repository"),
+                None => "the repository has no commit on its default branch".to_owned(),
+            })
+        })?;
         let base_commit = String::from_utf8_lossy(&base).trim().to_owned();
         // The checkout, measured before it is written: a small pack can
         // hold one large file at many paths.

@@ -363,12 +363,9 @@ impl WorkspaceSetup {
                         self.clone_limits(),
                     )
                     .await
-                    .map_err(|e| {
-                        let message = self.journal.mask(s.id, &e.to_string()).into_owned();
-                        match e.lasts() {
-                            true => SetupError::lasting(message),
-                            false => SetupError::passing(message),
-                        }
+                    .map_err(|e| SetupError {
+                        message: self.journal.mask(s.id, &e.to_string()).into_owned(),
+                        lasts: e.lasts(),
                     })?;
                 let short = &cloned.base_commit[..cloned.base_commit.len().min(12)];
                 Ok((

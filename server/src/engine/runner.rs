@@ -47,6 +47,9 @@ struct Run {
     /// Cancelled when another replica took the session's lease: the run
     /// ends and records nothing more, since the session is not ours.
     lost: CancellationToken,
+    /// Whether this run's loop has taken the lease (until then, a lease
+    /// that is nobody's is not one it lost).
+    leased: bool,
     /// The running prompt's (a child of `lost`); Stop cancels it.
     cancel: CancellationToken,
 }
@@ -58,6 +61,7 @@ impl Run {
             spans: span.into_iter().collect(),
             cancel: lost.child_token(),
             lost,
+            leased: false,
         }
     }
 }
@@ -307,16 +311,17 @@ impl Runner {
     pub async fn renew_leases(&self) {
         let runs: Vec<(SessionId, CancellationToken)> = lock(&self.runs)
             .iter()
+            .filter(|(_, run)| run.leased)
             .map(|(session, run)| (*session, run.lost.clone()))
             .collect();
         let until = chrono::Utc::now() + self.config.lease();
         for (session, lost) in runs {
             match self.store.renew_lease(session, &self.replica, until).await {
                 Ok(true) => {}
-                // Taken by another replica, or given up a moment ago, or
-                // not taken yet. The run read above ends, unless the lease
-                // is this replica's again by now: taken for the next
-                // prompt (by a run of its own), or for this one's first.
+                // Taken by another replica, or given up a moment ago. The
+                // run read above ends (it is over, if its loop gave the
+                // lease up), unless the lease is this replica's again by
+                // now: taken for the next prompt, by a run of its own.
                 Ok(false) => {
                     let holder = self.store.lease_holder(session, chrono::Utc::now()).await;
                     if holder.is_ok_and(|h| h.as_deref() == Some(self.replica.as_str())) {
@@ -464,9 +469,11 @@ impl Runner {
     /// again: a prompt stored meanwhile by a replica that found the lease
     /// taken is this loop's to run.
     async fn drive(&self, session: SessionId, mut resumed: bool) {
-        // Where the last run here started: every prompt stored before then
-        // went to the model with it or before (both engines give a run all
-        // the prompts not given yet, as one turn).
+        // Where the last run here that did its work started: the prompts
+        // stored before then went to the model with it or before (both
+        // engines give a run all those not given yet, as one turn; those
+        // stored since are the next run's). After a run that failed, the
+        // next entry runs, and so tries its prompts again.
         let mut last_start: Option<i64> = None;
         loop {
             let leased = self.lease(session).await;
@@ -488,10 +495,7 @@ impl Runner {
                 let Some(run) = runs.get_mut(&session) else {
                     return;
                 };
-                if run.lost.is_cancelled() {
-                    // Lost before this lease was taken.
-                    run.lost = CancellationToken::new();
-                }
+                run.leased = true;
                 run.lost.clone()
             };
             loop {
@@ -510,7 +514,8 @@ impl Runner {
                 if lost.is_cancelled() {
                     break;
                 }
-                let next = if std::mem::take(&mut resumed) {
+                let resuming = std::mem::take(&mut resumed);
+                let next = if resuming {
                     Ok(true)
                 } else {
                     self.store.take_prompt(session).await
@@ -534,7 +539,10 @@ impl Runner {
                         continue;
                     }
                 }
-                last_start = self.run_one(session, &cancel, &lost).instrument(span).await;
+                let started = self.run_one(session, &cancel, &lost).instrument(span).await;
+                // A resumed run goes on from before its status: what was
+                // sent meanwhile is the next run's.
+                last_start = started.filter(|_| !resuming);
             }
             if lost.is_cancelled() {
                 // The session and its queue are another replica's now.
@@ -574,7 +582,8 @@ impl Runner {
     }
 
     /// Runs one queued prompt, from the status that says so to the one that
-    /// says how it ended; returns where the status that started it stands.
+    /// says how it ended; where the status that started it stands, if the
+    /// run did its work.
     async fn run_one(
         &self,
         session: SessionId,
@@ -595,13 +604,14 @@ impl Runner {
             } else {
                 "taken_over"
             });
-            return started;
+            return None;
         }
         crate::metrics::run_finished(match &outcome {
             Ok(()) => "completed",
             Err(RunError::Stopped) => "stopped",
             Err(_) => "failed",
         });
+        let done = outcome.is_ok();
         let (status, message) = match outcome {
             Ok(()) => (SessionStatus::Idle, None),
             Err(RunError::Stopped) => {
@@ -619,7 +629,7 @@ impl Runner {
         if let Err(e) = self.journal.set_status(session, status, message).await {
             tracing::warn!(%session, "cannot record the end of a run: {e}");
         }
-        started
+        started.filter(|_| done)
     }
 
     /// Records the permission requests a stopped run left undecided as

@@ -11,7 +11,7 @@ use crate::common::git_server::{git, GitServer};
 use app::accounts::{Caller, CredentialId, CredentialKind, CredentialScope};
 use app::api::Backend;
 use app::changes::ChangeKind;
-use app::domain::{AppError, EventKind, NewSession, Session};
+use app::domain::{AppError, EventKind, NewSession, Session, SessionStatus};
 use app::workspace_source::WorkspaceSource;
 use serde_json::json;
 use server::paddock::Paddock;
@@ -460,4 +460,65 @@ async fn stop_ends_a_run_waiting_for_its_clone_and_the_clone_goes_on() {
     let events = common::wait_idle(&paddock, s.id).await;
     assert_eq!(common::errors(&events), Vec::<String>::new());
     assert_eq!(workspace_events(&events).len(), 1, "cloned once");
+}
+
+#[tokio::test]
+async fn a_prompt_sent_while_the_workspace_is_cloned_is_the_next_runs() {
+    let server = GitServer::start(None).await;
+    server.repo("app.git", &[("README.md", b"# App\n")]);
+    *server.delay.lock().unwrap() = Duration::from_secs(1);
+    let (model, url) = common::scripted(
+        &json!([
+            {"expect": {"contains": ["Read the README."]}, "reply": "Read it."},
+            {"expect": {"contains": ["And now?"]}, "reply": "Now this."}
+        ]),
+        Some("sk-test"),
+    )
+    .await;
+    let (_home, paddock) = common::with_model(&url, &[]).await;
+    let operator = Caller::local_operator();
+    let s = paddock
+        .create_session(&operator, source(format!("{}/app.git", server.url), None))
+        .await
+        .unwrap();
+    paddock
+        .send_prompt(&operator, s.id, "Read the README.".into())
+        .await
+        .unwrap();
+    // Sent once the first run started, while it waits for its clone.
+    let started = |events: &[app::domain::Event]| {
+        events.iter().any(|e| {
+            matches!(
+                e.kind,
+                EventKind::Status {
+                    status: SessionStatus::Running,
+                    ..
+                }
+            )
+        })
+    };
+    while !started(&common::events(&paddock, s.id).await) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    paddock
+        .send_prompt(&operator, s.id, "And now?".into())
+        .await
+        .unwrap();
+    let events = common::wait_idle(&paddock, s.id).await;
+    assert_eq!(common::errors(&events), Vec::<String>::new());
+    // The first run did not give it (it was answered twice: with the
+    // first prompt, then again in the run its place in the queue made).
+    let requests = model.requests();
+    assert_eq!(requests.len(), 2);
+    assert!(!requests[0].to_string().contains("And now?"));
+    let last = requests[1]["messages"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(last["content"][0]["text"], "And now?", "{last}");
+    // And the transcript shows it where its run starts.
+    let shown = app::transcript::Transcript::build(&events);
+    assert!(shown.items.iter().all(|i| !i.queued));
 }

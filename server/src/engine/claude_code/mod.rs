@@ -28,7 +28,7 @@ use crate::journal::Journal;
 use crate::proxy::{CredentialProxy, ProxyError};
 use crate::sandbox::{BackendInfo, BackendKind, Mount, Sandbox, SandboxError};
 use crate::store::Store;
-use app::domain::{AppError, EventKind, Session, SessionId};
+use app::domain::{AppError, EventKind, Session, SessionId, SessionStatus};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -167,11 +167,13 @@ impl AgentEngine for ClaudeCodeEngine {
         }
     }
 
-    /// Gives the CLI the prompts it has not been given yet, as one: a
-    /// prompt queued behind a run that ended before giving it (Stop drops
-    /// the queue; a run can fail before its prompt is written) comes with
-    /// the next, as the native engine merges queued prompts; a run whose
-    /// prompt an earlier run gave this way has nothing to do.
+    /// Gives the CLI the prompts it has not been given yet that were
+    /// stored before this run started (those stored since are the next
+    /// run's, as the transcript shows them), as one: a prompt queued behind
+    /// a run that ended before giving it (Stop drops the queue; a run can
+    /// fail before its prompt is written) comes with the next, as the
+    /// native engine merges queued prompts; a run whose prompt an earlier
+    /// run gave this way has nothing to do.
     #[tracing::instrument(skip(self, s, cancel), fields(session = %s.id))]
     async fn run(&self, s: Session, cancel: &CancellationToken) -> Result<(), RunError> {
         let state: CliState = match self.store.engine_state(s.id).await? {
@@ -182,8 +184,22 @@ impl AgentEngine for ClaudeCodeEngine {
             .store
             .events_after(s.id, state.sent_seq, i64::MAX)
             .await?;
+        let started = events
+            .iter()
+            .rev()
+            .find(|e| {
+                matches!(
+                    e.kind,
+                    EventKind::Status {
+                        status: SessionStatus::Running,
+                        ..
+                    }
+                )
+            })
+            .map_or(i64::MAX, |e| e.seq);
         let prompts: Vec<(i64, &str)> = events
             .iter()
+            .take_while(|e| e.seq < started)
             .filter_map(|e| match &e.kind {
                 EventKind::UserMessage { text } => Some((e.seq, text.as_str())),
                 _ => None,

@@ -3,9 +3,9 @@
 //!
 //! The log may hold what a live conversation never would: prompts queued
 //! behind each other (merged into one user turn), prompts sent while a turn
-//! ran (stored amid it, replayed after its end), and tool calls cut off by
-//! a crash or Stop (answered with an error result, so the protocol stays
-//! valid).
+//! ran (stored amid it, replayed after its end: those of the turn still
+//! open wait for the next run), and tool calls cut off by a crash or Stop
+//! (answered with an error result, so the protocol stays valid).
 
 use crate::llm::{ContentBlock, Message, Role};
 use app::domain::{Decision, Event, EventKind, SessionStatus};
@@ -122,8 +122,11 @@ pub fn rebuild(events: &[Event]) -> Vec<Message> {
     let mut unanswered: Vec<String> = Vec::new();
     // Prompts sent while a turn ran, for after its end.
     let mut waiting: Vec<&str> = Vec::new();
+    // A prompt while calls are unanswered: they were cut off (their
+    // results come as tool results, each as the call's tool ran).
     let mut add = |role: Role, block: ContentBlock, unanswered: &mut Vec<String>| {
-        if role == Role::User && !unanswered.is_empty() {
+        let prompt = role == Role::User && !matches!(block, ContentBlock::ToolResult { .. });
+        if prompt && !unanswered.is_empty() {
             answer_interrupted(&mut messages, unanswered);
         }
         push(&mut messages, role, block);
@@ -180,11 +183,9 @@ pub fn rebuild(events: &[Event]) -> Vec<Message> {
         };
         add(role, block, &mut unanswered);
     }
-    // A turn still running (the server stopped in it): its calls are
-    // answered, then what was sent meanwhile.
-    for text in waiting {
-        add(Role::User, prompt(text), &mut unanswered);
-    }
+    // What was sent while the turn still open runs (the run rebuilding
+    // this, or the one it resumes) is the next run's: a run gives the
+    // prompts stored before it started, as the transcript shows them.
     if !unanswered.is_empty() {
         answer_interrupted(&mut messages, &mut unanswered);
     }
@@ -366,6 +367,65 @@ mod tests {
             3,
             "interrupted result, then both prompts"
         );
+    }
+
+    #[test]
+    fn calls_made_together_keep_their_own_results() {
+        let call = |id: &str| EventKind::ToolCall {
+            id: id.into(),
+            name: "bash".into(),
+            input: json!({}),
+        };
+        let result = |id: &str| EventKind::ToolResult {
+            id: id.into(),
+            output: format!("out {id}"),
+            is_error: false,
+            truncated: false,
+        };
+        // Both calls of one turn, then their results as each tool ran:
+        // the first result is not a prompt cutting the second call off
+        // (which then had two results, and the API refused every later
+        // turn of the session).
+        let messages = rebuild(&events(vec![
+            user("one"),
+            call("a"),
+            call("b"),
+            result("a"),
+            result("b"),
+            EventKind::AssistantText {
+                text: "Both ran.".into(),
+            },
+            user("two"),
+        ]));
+        let shape: Vec<(Role, usize)> =
+            messages.iter().map(|m| (m.role, m.content.len())).collect();
+        assert_eq!(
+            shape,
+            [
+                (Role::User, 1),
+                (Role::Assistant, 2),
+                (Role::User, 2),
+                (Role::Assistant, 1),
+                (Role::User, 1)
+            ]
+        );
+        assert!(messages[2].content.iter().all(|b| matches!(
+            b,
+            ContentBlock::ToolResult { content, is_error: false, .. } if content.starts_with("out ")
+        )));
+    }
+
+    #[test]
+    fn a_prompt_sent_while_this_run_works_is_the_next_runs() {
+        let running = EventKind::Status {
+            status: SessionStatus::Running,
+            message: None,
+        };
+        // Stored as this run prepared its workspace, before it read the
+        // log: the next run gives it, where the transcript shows it.
+        let messages = rebuild(&events(vec![user("one"), running, user("two")]));
+        assert_eq!(messages.len(), 1);
+        assert!(matches!(&messages[0].content[..], [ContentBlock::Text { text }] if text == "one"));
     }
 
     #[test]
