@@ -19,8 +19,9 @@ pub struct SessionsFeed {
     /// Who reads it: the signed-in user (`None`: the local operator, with
     /// sign-in off), as sessions name their owner.
     pub me: RwSignal<Option<UserId>>,
-    /// Counted up each time the list was read again: what the reader may
-    /// see changed (a share), or the connection came back. What else the
+    /// Counted up each time the list was read again after its first read:
+    /// what the reader may see changed (a share), or the connection came
+    /// back. What else the
     /// page knows of its access is then read again too.
     #[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
     pub reloads: RwSignal<u64>,
@@ -99,8 +100,10 @@ fn follow(feed: SessionsFeed) {
                 });
                 sort(&mut fresh);
                 sessions.set(fresh);
+                if loaded.get_untracked() {
+                    reloads.update(|n| *n += 1);
+                }
                 loaded.set(true);
-                reloads.update(|n| *n += 1);
                 // End-to-end tests wait for it, as for `data-hydrated`.
                 if let Some(body) = document().body() {
                     let _ = body.set_attribute("data-sessions", "loaded");

@@ -73,23 +73,17 @@ impl Transcript {
                             | SessionStatus::Running
                             | SessionStatus::AwaitingPermission
                     );
-                    match status {
-                        // A run starts: the prompts not run yet go here, as
-                        // it gives them all to the model, as one turn.
-                        SessionStatus::Running if starts => {
-                            for prompt in waiting.drain(..) {
-                                show(&mut t, prompt);
-                            }
+                    // A run starts: the prompts not run yet go here, as it
+                    // gives them all to the model, as one turn. Or a run
+                    // ended and its queue was dropped (Stop, a restart):
+                    // those prompts still reached the conversation, so they
+                    // are shown here.
+                    let ended_dropping = message.is_some()
+                        && matches!(status, SessionStatus::Idle | SessionStatus::Interrupted);
+                    if starts || ended_dropping {
+                        for prompt in waiting.drain(..) {
+                            show(&mut t, prompt);
                         }
-                        // A run ended and its queue was dropped (Stop, a
-                        // restart): those prompts still reached the
-                        // conversation, so they are shown here.
-                        SessionStatus::Idle | SessionStatus::Interrupted if message.is_some() => {
-                            for prompt in waiting.drain(..) {
-                                show(&mut t, prompt);
-                            }
-                        }
-                        _ => {}
                     }
                     if message.is_some() {
                         show(&mut t, event);

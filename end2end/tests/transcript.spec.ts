@@ -3,7 +3,7 @@
 // Debian's Chromium.
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { test, expect, gotoHydrated, openNewSession, sendPrompt, snapshot, containerExists, anotherWindow } from './fixtures';
+import { test, expect, gotoHydrated, openNewSession, sendPrompt, prompt, snapshot, containerExists, anotherWindow } from './fixtures';
 
 const slow = { chunk: 3, delay_ms: 30 };
 const status = (page: import('@playwright/test').Page) => page.locator('header [data-status]').first();
@@ -277,26 +277,28 @@ test.describe('restarts and deletion', () => {
 });
 
 test.describe('a long session', () => {
-  const calls = 600;
-  test.use({
-    scenario: { turns: [
-      // Each call is stored with its result: 1,200 events in one run.
-      { reply: Array.from({ length: calls }, (_, i) => ({ tool_use: { name: 'read_file', input: { path: `missing-${i}.txt` } } })) },
-      { reply: 'Done, after many calls.' },
-    ] },
-  });
+  const calls = 300;
+  const run = (k: number) => [
+    // Each call is stored with its result: 600 events in one run.
+    { reply: Array.from({ length: calls }, (_, i) => ({ tool_use: { name: 'read_file', input: { path: `missing-${k}-${i}.txt` } } })) },
+    { reply: `Done, after many calls (${k}).` },
+  ];
+  test.use({ scenario: { turns: [...run(1), ...run(2)] } });
 
-  test('a page followed at the bottom keeps the newest events, and shows the others on demand', async ({ page, paddock }) => {
-    await openNewSession(page, paddock, { permission_mode: 'auto' });
+  test('a page followed at the bottom keeps its newest runs, and shows the others on demand', async ({ page, paddock }) => {
+    const id = await openNewSession(page, paddock, { permission_mode: 'auto' });
     await sendPrompt(page, 'call a lot');
-    await expect(page.getByText('Done, after many calls.')).toBeVisible({ timeout: 30_000 });
-    // All came live, and the page let go of the oldest as it went.
+    await expect(page.getByText('Done, after many calls (1).')).toBeVisible({ timeout: 30_000 });
+    await prompt(paddock, id, 'and again');
+    await expect(page.getByText('Done, after many calls (2).')).toBeVisible({ timeout: 30_000 });
+    // All came live, and the page let go of the first run, whole.
     const cards = page.locator('[data-kind="tool_call"]');
-    const held = await cards.count();
-    expect(held).toBeLessThan(calls);
+    await expect(cards).toHaveCount(calls);
+    await expect(page.getByText('call a lot')).toHaveCount(0);
+    await expect(page.getByText('and again')).toBeVisible();
     await expect(page.getByTestId('load-earlier')).toContainText('not shown');
     await page.getByTestId('load-earlier').click();
-    await expect.poll(() => cards.count()).toBeGreaterThan(held);
+    await expect.poll(() => cards.count()).toBeGreaterThan(calls);
   });
 });
 

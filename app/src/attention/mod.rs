@@ -285,20 +285,31 @@ mod browser {
         document().visibility_state() == web_sys::VisibilityState::Visible
     }
 
-    /// The sessions the visible tabs of this browser show.
+    /// The sessions the visible tabs of this browser show. The entry of a
+    /// tab that went without taking it back (killed, crashed) goes.
     fn looked_at() -> HashSet<SessionId> {
         let Some(s) = storage() else {
             return HashSet::new();
         };
         let now = Date::now();
-        (0..s.length().unwrap_or(0))
+        let keys: Vec<String> = (0..s.length().unwrap_or(0))
             .filter_map(|i| s.key(i).ok().flatten())
             .filter(|k| k.starts_with(LOOKING))
-            .filter_map(|k| s.get_item(&k).ok().flatten())
-            .filter_map(|v| {
-                let (id, at) = v.rsplit_once('|')?;
-                let fresh = now - at.parse::<f64>().ok()? < FORGET_AFTER_MS;
-                fresh.then(|| id.parse().ok()).flatten()
+            .collect();
+        keys.into_iter()
+            .filter_map(|k| {
+                let entry = s.get_item(&k).ok().flatten()?;
+                let looking = entry
+                    .rsplit_once('|')
+                    .and_then(|(id, at)| Some((id, at.parse::<f64>().ok()?)));
+                match looking {
+                    // Its id is empty where the page shows no session.
+                    Some((id, at)) if now - at < FORGET_AFTER_MS => id.parse().ok(),
+                    _ => {
+                        let _ = s.remove_item(&k);
+                        None
+                    }
+                }
             })
             .collect()
     }

@@ -16,9 +16,11 @@ pub(super) fn Header(
     link: ReadSignal<Link>,
     people: RwSignal<SessionPeople>,
 ) -> impl IntoView {
-    // Owning does not change with a share; operating does.
+    // Owning does not change with a share; operating does (the page's
+    // access, which changes only when it does).
     let owns = people.with_untracked(|p| p.access == Access::Own);
-    let operates = move || people.with(|p| p.access >= Access::Operate);
+    let access = expect_context::<Memo<Access>>();
+    let operates = move || access.get() >= Access::Operate;
     let id_notes = id.clone();
     let s = session.get_untracked();
     // What the owner may change is shown as it is now; the rest as made.

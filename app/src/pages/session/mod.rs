@@ -37,7 +37,9 @@ use super::sidebar::Sidebar;
 use super::{ErrorNote, Missing};
 use crate::accounts::Access;
 use crate::api::{open_session, session_events, EventPage, SessionView, EVENTS_PAGE};
-use crate::domain::{AppError, Delta, Event, EventHtml, PermissionMode, SessionSettings};
+use crate::domain::{
+    AppError, Delta, Event, EventHtml, EventKind, PermissionMode, SessionSettings,
+};
 use crate::files::FilesChanged;
 use crate::live::{self, Link, Topic};
 use crate::transcript::{Item, Transcript};
@@ -96,10 +98,10 @@ impl Html {
     }
 }
 
-/// How many events a page followed at the bottom holds at most: past it,
-/// it keeps the newest [`EVENTS_PAGE`], as it loaded them ("Show earlier
-/// events" brings the others back), so a tab open all day on a busy
-/// session stays as small and quick as a fresh one.
+/// How many events a page followed at the bottom holds: past it, it lets
+/// go of the runs before the newest [`EVENTS_PAGE`] events ("Show earlier
+/// events" brings them back), so a tab open all day on a busy session
+/// stays as small and quick as a fresh one.
 const EVENTS_HELD: usize = 2 * EVENTS_PAGE as usize;
 
 #[component]
@@ -192,8 +194,17 @@ fn SessionScreen(data: SessionView) -> impl IntoView {
         events.update(|list| {
             list.extend(fresh);
             if following.get_untracked() && list.len() > EVENTS_HELD {
-                list.drain(..list.len() - EVENTS_PAGE as usize);
-                first = list.first().map(|e| e.seq);
+                // Cut where a run ended: each run shown is whole, with
+                // its prompts (those queued too).
+                let cut = list[..list.len() - EVENTS_PAGE as usize]
+                    .iter()
+                    .rposition(|e| {
+                        matches!(e.kind, EventKind::Status { status, .. } if !fold::is_busy(status))
+                    });
+                if let Some(at) = cut {
+                    list.drain(..=at);
+                    first = list.first().map(|e| e.seq);
+                }
             }
         });
         if let Some(first) = first {
@@ -416,11 +427,11 @@ fn follow_bottom(
         // scroll to the bottom (a burst of events) is no reason to.
         let last_y = std::cell::Cell::new(0.0);
         let handle = window_event_listener(leptos::ev::scroll, move |_| {
+            let y = window().scroll_y().unwrap_or(0.0);
+            let up = y < last_y.replace(y);
             if away.get_untracked() {
                 return;
             }
-            let y = window().scroll_y().unwrap_or(0.0);
-            let up = y < last_y.replace(y);
             if at_bottom(y) {
                 following.set(true);
             } else if up {

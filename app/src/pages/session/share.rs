@@ -32,13 +32,25 @@ pub(super) fn People(id: String, people: RwSignal<SessionPeople>) -> impl IntoVi
     {
         let id = id.clone();
         let gone = StoredValue::new(false);
+        // Reads begun, and the newest whose answer was taken: an older
+        // answer come later says less.
+        let reads = StoredValue::new((0u64, 0u64));
         let refresh = move || {
             if gone.get_value() {
                 return;
             }
+            let read = reads.with_value(|(begun, _)| begun + 1);
+            reads.update_value(|(begun, _)| *begun = read);
             let id = id.clone();
             leptos::task::spawn_local(async move {
-                match crate::api::accounts::get_session_people(id).await {
+                let answer = crate::api::accounts::get_session_people(id).await;
+                // (Nothing to do where the page moved on meanwhile.)
+                let older = reads.try_with_value(|(_, taken)| *taken > read);
+                if older.unwrap_or(true) {
+                    return;
+                }
+                reads.update_value(|(_, taken)| *taken = read);
+                match answer {
                     Ok(fresh) => people.set(fresh),
                     Err(crate::domain::AppError::NotFound(_)) => gone.set_value(true),
                     Err(_) => {}
