@@ -100,6 +100,18 @@ string_enum! {
     }
 }
 
+impl SessionStatus {
+    /// Whether a run is under way (from the `running` status that starts
+    /// it to the status it ends with): a prompt sent now is queued, and is
+    /// the next run's.
+    pub fn is_busy(self) -> bool {
+        matches!(
+            self,
+            SessionStatus::Starting | SessionStatus::Running | SessionStatus::AwaitingPermission
+        )
+    }
+}
+
 string_enum! {
     /// Which agent runs the session: Paddock's own loop or the Claude Code CLI.
     Engine {

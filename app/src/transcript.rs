@@ -67,12 +67,7 @@ impl Transcript {
                         t.cut_off.extend(open.drain(..).map(str::to_owned));
                     }
                     let starts = *status == SessionStatus::Running && !in_run;
-                    in_run = matches!(
-                        status,
-                        SessionStatus::Starting
-                            | SessionStatus::Running
-                            | SessionStatus::AwaitingPermission
-                    );
+                    in_run = status.is_busy();
                     // A run starts: the prompts not run yet go here, as it
                     // gives them all to the model, as one turn. Or a run
                     // ended and its queue was dropped (Stop, a restart):
@@ -128,6 +123,32 @@ impl Transcript {
         }));
         t
     }
+}
+
+/// Where a page may let go of the oldest of `events`: after the last run
+/// among them that ended, so that each run shown is whole, but before a
+/// prompt sent while that run worked (shown where the next starts).
+/// `None` where no run ended.
+pub fn cut_before(events: &[Event]) -> Option<usize> {
+    let ended = |e: &Event| matches!(e.kind, EventKind::Status { status, .. } if !status.is_busy());
+    let at = events.iter().rposition(ended)?;
+    let run = events[..at].iter().rposition(ended).map_or(0, |i| i + 1);
+    let started = events[run..at].iter().position(|e| {
+        matches!(
+            e.kind,
+            EventKind::Status {
+                status: SessionStatus::Running,
+                ..
+            }
+        )
+    });
+    let queued = started.and_then(|s| {
+        events[run + s..at]
+            .iter()
+            .position(|e| matches!(e.kind, EventKind::UserMessage { .. }))
+            .map(|p| run + s + p)
+    });
+    Some(queued.unwrap_or(at + 1))
 }
 
 /// Truncates to `max` characters, with an ellipsis.
@@ -299,6 +320,32 @@ mod tests {
             seqs(&Transcript::build(&events)),
             [(1, false), (7, false), (4, false), (5, false), (10, false)]
         );
+    }
+
+    #[test]
+    fn the_oldest_runs_go_whole_and_a_prompt_queued_in_the_last_stays() {
+        use SessionStatus::*;
+        let events = log(vec![
+            user("one"),           // 0
+            status(Running, None), // 1
+            text("first"),         // 2
+            status(Idle, None),    // 3
+            user("two"),           // 4
+            status(Running, None), // 5
+            text("second"),        // 6
+            status(Idle, None),    // 7
+            text("unfinished"),    // 8: no run ended after it
+        ]);
+        assert_eq!(cut_before(&events), Some(8));
+        assert_eq!(cut_before(&events[..3]), None);
+        let queued = log(vec![
+            user("one"),           // 0
+            status(Running, None), // 1
+            user("two"),           // 2: sent while one ran
+            text("first"),         // 3
+            status(Idle, None),    // 4
+        ]);
+        assert_eq!(cut_before(&queued), Some(2));
     }
 
     #[test]

@@ -425,10 +425,7 @@ impl Runner {
             // Nothing ran yet: the question is still open, and the run goes
             // on once someone answers it.
             Takeover::Resumed
-        } else if matches!(
-            s.status,
-            SessionStatus::Starting | SessionStatus::Running | SessionStatus::AwaitingPermission
-        ) {
+        } else if s.status.is_busy() {
             let next = if self.store.prompt_queued(session).await? {
                 "the prompts queued behind this one run now."
             } else {
@@ -469,11 +466,10 @@ impl Runner {
     /// again: a prompt stored meanwhile by a replica that found the lease
     /// taken is this loop's to run.
     async fn drive(&self, session: SessionId, mut resumed: bool) {
-        // Where the last run here that did its work started: the prompts
-        // stored before then went to the model with it or before (both
-        // engines give a run all those not given yet, as one turn; those
-        // stored since are the next run's). After a run that failed, the
-        // next entry runs, and so tries its prompts again.
+        // Where the last run here started: the prompts stored before then
+        // went to the model with it or before (both engines give a run all
+        // those not given yet, as one turn; those stored since are the
+        // next run's).
         let mut last_start: Option<i64> = None;
         loop {
             let leased = self.lease(session).await;
@@ -540,9 +536,12 @@ impl Runner {
                     }
                 }
                 let started = self.run_one(session, &cancel, &lost).instrument(span).await;
-                // A resumed run goes on from before its status: what was
-                // sent meanwhile is the next run's.
-                last_start = started.filter(|_| !resuming);
+                // A resumed run goes on with the run it resumes, which
+                // started before what was sent while it waited.
+                last_start = match resuming {
+                    true => self.run_started(session).await,
+                    false => started,
+                };
             }
             if lost.is_cancelled() {
                 // The session and its queue are another replica's now.
@@ -581,9 +580,26 @@ impl Runner {
         }
     }
 
+    /// Where the session's newest run started: its `running` status after
+    /// one that ended a run (a `running` after a permission decision goes
+    /// on with a run).
+    async fn run_started(&self, session: SessionId) -> Option<i64> {
+        let events = self.store.events_after(session, 0, i64::MAX).await.ok()?;
+        let mut in_run = false;
+        let mut started = None;
+        for event in &events {
+            if let EventKind::Status { status, .. } = event.kind {
+                if status == SessionStatus::Running && !in_run {
+                    started = Some(event.seq);
+                }
+                in_run = status.is_busy();
+            }
+        }
+        started
+    }
+
     /// Runs one queued prompt, from the status that says so to the one that
-    /// says how it ended; where the status that started it stands, if the
-    /// run did its work.
+    /// says how it ended; where the status that started it stands.
     async fn run_one(
         &self,
         session: SessionId,
@@ -611,7 +627,6 @@ impl Runner {
             Err(RunError::Stopped) => "stopped",
             Err(_) => "failed",
         });
-        let done = outcome.is_ok();
         let (status, message) = match outcome {
             Ok(()) => (SessionStatus::Idle, None),
             Err(RunError::Stopped) => {
@@ -629,7 +644,7 @@ impl Runner {
         if let Err(e) = self.journal.set_status(session, status, message).await {
             tracing::warn!(%session, "cannot record the end of a run: {e}");
         }
-        started.filter(|_| done)
+        started
     }
 
     /// Records the permission requests a stopped run left undecided as

@@ -12,7 +12,7 @@
 use super::{Opened, Said, Verified};
 use crate::paddock::Paddock;
 use crate::store::triggers::Claim;
-use app::domain::{AppError, SessionStatus};
+use app::domain::AppError;
 use app::triggers::{Delivery, MissedRuns, Schedule, Trigger, TriggerId};
 use chrono::{DateTime, SecondsFormat, Utc};
 use chrono_tz::Tz;
@@ -249,14 +249,11 @@ impl Paddock {
         let Some(session) = self.store.last_session(trigger.id).await? else {
             return Ok(None);
         };
-        let busy = self.store.get_session(session).await?.is_some_and(|s| {
-            matches!(
-                s.status,
-                SessionStatus::Starting
-                    | SessionStatus::Running
-                    | SessionStatus::AwaitingPermission
-            )
-        });
+        let busy = self
+            .store
+            .get_session(session)
+            .await?
+            .is_some_and(|s| s.status.is_busy());
         Ok(busy.then(|| session.to_string()))
     }
 

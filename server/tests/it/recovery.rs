@@ -249,6 +249,40 @@ async fn sigkill_mid_turn_loses_no_stored_event_and_the_session_resumes() {
     finish(server, &session, &dir).await;
 }
 
+/// Crashes the server while the session's permission request is open,
+/// starts it again, allows the request and waits for the run to end.
+async fn allow_after_a_crash(
+    server: Binary,
+    session: &Session,
+    dir: &Path,
+    env: &[(&str, &str)],
+) -> Binary {
+    let id = session.id.to_string();
+    let request = call::<EventPage>(&server, "session_events", &[("id", &id), ("after", "0")])
+        .await
+        .events
+        .iter()
+        .find_map(|e| match &e.kind {
+            EventKind::PermissionRequest { request_id, .. } => Some(request_id.clone()),
+            _ => None,
+        })
+        .expect("the engine asked");
+    let server = crash_and_restart(server, dir, env); // while the question is open
+    wait_status(&server, session, SessionStatus::AwaitingPermission).await;
+    let res = reqwest::Client::new()
+        .post(format!(
+            "{}/api/sessions/{id}/permissions/{request}",
+            server.url
+        ))
+        .json(&serde_json::json!({"decision": "allow"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204, "{}", res.text().await.unwrap());
+    wait_status(&server, session, SessionStatus::Idle).await;
+    server
+}
+
 #[tokio::test]
 async fn a_pending_permission_request_survives_a_restart() {
     let (model, url) = scripted(serde_json::json!([
@@ -267,30 +301,7 @@ async fn a_pending_permission_request_survives_a_restart() {
     let id = session.id.to_string();
     prompt(&server, &session, "write it").await;
     wait_status(&server, &session, SessionStatus::AwaitingPermission).await;
-    let events = call::<EventPage>(&server, "session_events", &[("id", &id), ("after", "0")])
-        .await
-        .events;
-    let request = events
-        .iter()
-        .find_map(|e| match &e.kind {
-            EventKind::PermissionRequest { request_id, .. } => Some(request_id.clone()),
-            _ => None,
-        })
-        .expect("the engine asked");
-
-    let server = crash_and_restart(server, &dir, &env); // while the question is open
-    wait_status(&server, &session, SessionStatus::AwaitingPermission).await;
-    let res = reqwest::Client::new()
-        .post(format!(
-            "{}/api/sessions/{id}/permissions/{request}",
-            server.url
-        ))
-        .json(&serde_json::json!({"decision": "allow"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 204, "{}", res.text().await.unwrap());
-    wait_status(&server, &session, SessionStatus::Idle).await;
+    let server = allow_after_a_crash(server, &session, &dir, &env).await;
     assert_eq!(
         std::fs::read_to_string(dir.join("workspaces").join(&id).join("approved.txt")).unwrap(),
         "yes\n"
@@ -308,6 +319,44 @@ async fn a_pending_permission_request_survives_a_restart() {
     assert!(events.iter().any(
         |e| matches!(&e.kind, EventKind::AssistantText { text } if text == "Written after the restart.")
     ));
+    assert_eq!(model.turns_left(), 0);
+    finish(server, &session, &dir).await;
+}
+
+#[tokio::test]
+async fn a_run_resumed_after_a_restart_is_not_run_again_for_its_merged_prompts() {
+    let (model, url) = scripted(serde_json::json!([
+        {"reply": "Zero.", "delay_ms": 1500},
+        {"expect": {"contains": ["first queued", "second queued"]},
+         "reply": [{"tool_use": {"name": "bash", "input": {"command": "echo yes > approved.txt"}}}]},
+        {"expect": {"tool_result_contains": ""}, "reply": "Both done after the restart."}
+    ]))
+    .await;
+    let env = model_env(&url);
+    let dir = std::fs::canonicalize(tempfile::tempdir().unwrap().keep()).unwrap();
+    let server = start_with(&dir, "127.0.0.1:0", &env);
+    let session = create(
+        &server,
+        serde_json::json!({"name": "merged", "permission_mode": "ask"}),
+    )
+    .await;
+    let id = session.id.to_string();
+    prompt(&server, &session, "zero").await;
+    wait_status(&server, &session, SessionStatus::Running).await;
+    // Queued behind "zero": the next run gives both, as one turn, and asks.
+    prompt(&server, &session, "first queued").await;
+    prompt(&server, &session, "second queued").await;
+    wait_status(&server, &session, SessionStatus::AwaitingPermission).await;
+    let server = allow_after_a_crash(server, &session, &dir, &env).await;
+    // The second prompt's place in the queue runs nothing: it went with
+    // the first, in the run that was resumed (it ran the model again on a
+    // conversation ending with its answer).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let events = call::<EventPage>(&server, "session_events", &[("id", &id), ("after", "0")])
+        .await
+        .events;
+    assert_eq!(common::errors(&events), Vec::<String>::new());
+    assert_eq!(model.requests().len(), 3);
     assert_eq!(model.turns_left(), 0);
     finish(server, &session, &dir).await;
 }

@@ -2,7 +2,6 @@
 //! Stop.
 
 use super::super::ErrorNote;
-use super::fold::is_busy;
 use crate::api::{SendPrompt, StopSession};
 use crate::domain::SessionStatus;
 use leptos::prelude::*;
@@ -14,7 +13,7 @@ pub(super) fn Composer(id: String, status: Memo<SessionStatus>) -> impl IntoView
     let text = RwSignal::new(String::new());
     let send = ServerAction::<SendPrompt>::new();
     let stop = ServerAction::<StopSession>::new();
-    let busy = move || is_busy(status.get());
+    let busy = move || status.get().is_busy();
     let last_sent = StoredValue::new(String::new());
     let submit = {
         let id = id.clone();
@@ -61,7 +60,7 @@ pub(super) fn Composer(id: String, status: Memo<SessionStatus>) -> impl IntoView
             if e.key() == "Escape"
                 && !e.default_prevented()
                 && !elsewhere
-                && is_busy(status.get_untracked())
+                && status.get_untracked().is_busy()
             {
                 stop_now.with_value(|f| f());
             }

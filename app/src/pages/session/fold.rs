@@ -3,7 +3,7 @@
 //! each delta grows a block still being generated. Pure functions, so that
 //! the page (on the server and in the browser) and the tests fold alike.
 
-use crate::domain::{Delta, DeltaKind, Event, EventKind, Session, SessionStatus};
+use crate::domain::{Delta, DeltaKind, Event, EventKind, Session};
 
 /// A block the model is still generating.
 #[derive(Clone, Debug, PartialEq)]
@@ -11,14 +11,6 @@ pub struct LiveBlock {
     pub block: usize,
     pub kind: DeltaKind,
     pub text: String,
-}
-
-/// Whether the session is working (a prompt sent now would be queued).
-pub fn is_busy(status: SessionStatus) -> bool {
-    matches!(
-        status,
-        SessionStatus::Starting | SessionStatus::Running | SessionStatus::AwaitingPermission
-    )
 }
 
 /// Counts a stored event into the session: its newest `seq` and activity,
@@ -60,7 +52,7 @@ pub fn settle(blocks: &mut Vec<LiveBlock>, event: &Event) -> bool {
             blocks.remove(0);
             true
         }
-        EventKind::Status { status, .. } if !is_busy(*status) && !blocks.is_empty() => {
+        EventKind::Status { status, .. } if !status.is_busy() && !blocks.is_empty() => {
             blocks.clear();
             true
         }
@@ -89,7 +81,7 @@ pub fn stream(blocks: &mut Vec<LiveBlock>, delta: Delta) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{NewSession, SandboxLimits};
+    use crate::domain::{NewSession, SandboxLimits, SessionStatus};
     use chrono::{DateTime, Utc};
 
     fn at(secs: i64) -> DateTime<Utc> {

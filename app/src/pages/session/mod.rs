@@ -37,12 +37,10 @@ use super::sidebar::Sidebar;
 use super::{ErrorNote, Missing};
 use crate::accounts::Access;
 use crate::api::{open_session, session_events, EventPage, SessionView, EVENTS_PAGE};
-use crate::domain::{
-    AppError, Delta, Event, EventHtml, EventKind, PermissionMode, SessionSettings,
-};
+use crate::domain::{AppError, Delta, Event, EventHtml, PermissionMode, SessionSettings};
 use crate::files::FilesChanged;
 use crate::live::{self, Link, Topic};
-use crate::transcript::{Item, Transcript};
+use crate::transcript::{cut_before, Item, Transcript};
 use cards::{EventView, LiveBlockView};
 use changes::ChangesView;
 use composer::Composer;
@@ -194,15 +192,8 @@ fn SessionScreen(data: SessionView) -> impl IntoView {
         events.update(|list| {
             list.extend(fresh);
             if following.get_untracked() && list.len() > EVENTS_HELD {
-                // Cut where a run ended: each run shown is whole, with
-                // its prompts (those queued too).
-                let cut = list[..list.len() - EVENTS_PAGE as usize]
-                    .iter()
-                    .rposition(|e| {
-                        matches!(e.kind, EventKind::Status { status, .. } if !fold::is_busy(status))
-                    });
-                if let Some(at) = cut {
-                    list.drain(..=at);
+                if let Some(cut) = cut_before(&list[..list.len() - EVENTS_PAGE as usize]) {
+                    list.drain(..cut);
                     first = list.first().map(|e| e.seq);
                 }
             }

@@ -8,7 +8,7 @@
 //! (answered with an error result, so the protocol stays valid).
 
 use crate::llm::{ContentBlock, Message, Role};
-use app::domain::{Decision, Event, EventKind, SessionStatus};
+use app::domain::{Decision, Event, EventKind};
 use chrono::{DateTime, Utc};
 use std::collections::{HashMap, HashSet};
 
@@ -31,12 +31,7 @@ fn with_turns(events: &[Event]) -> impl Iterator<Item = (&Event, bool)> {
     let mut running = false;
     events.iter().map(move |event| {
         if let EventKind::Status { status, .. } = &event.kind {
-            running = matches!(
-                status,
-                SessionStatus::Starting
-                    | SessionStatus::Running
-                    | SessionStatus::AwaitingPermission
-            );
+            running = status.is_busy();
         }
         (event, running)
     })
@@ -124,12 +119,15 @@ pub fn rebuild(events: &[Event]) -> Vec<Message> {
     let mut waiting: Vec<&str> = Vec::new();
     // A prompt while calls are unanswered: they were cut off (their
     // results come as tool results, each as the call's tool ran).
-    let mut add = |role: Role, block: ContentBlock, unanswered: &mut Vec<String>| {
+    let add = |messages: &mut Vec<Message>,
+               unanswered: &mut Vec<String>,
+               role: Role,
+               block: ContentBlock| {
         let prompt = role == Role::User && !matches!(block, ContentBlock::ToolResult { .. });
         if prompt && !unanswered.is_empty() {
-            answer_interrupted(&mut messages, unanswered);
+            answer_interrupted(messages, unanswered);
         }
-        push(&mut messages, role, block);
+        push(messages, role, block);
     };
     let prompt = |text: &str| ContentBlock::Text {
         text: text.to_owned(),
@@ -142,8 +140,13 @@ pub fn rebuild(events: &[Event]) -> Vec<Message> {
             }
             EventKind::UserMessage { text } => (Role::User, prompt(text)),
             EventKind::Status { .. } if !during => {
+                // The turn is over: a call it left open (stopped, cut off)
+                // will get no result now.
+                if !unanswered.is_empty() {
+                    answer_interrupted(&mut messages, &mut unanswered);
+                }
                 for text in waiting.drain(..) {
-                    add(Role::User, prompt(text), &mut unanswered);
+                    add(&mut messages, &mut unanswered, Role::User, prompt(text));
                 }
                 continue;
             }
@@ -181,7 +184,7 @@ pub fn rebuild(events: &[Event]) -> Vec<Message> {
             // status, usage, permission and error events are Paddock's own.
             _ => continue,
         };
-        add(role, block, &mut unanswered);
+        add(&mut messages, &mut unanswered, role, block);
     }
     // What was sent while the turn still open runs (the run rebuilding
     // this, or the one it resumes) is the next run's: a run gives the
@@ -233,6 +236,7 @@ fn push(messages: &mut Vec<Message>, role: Role, block: ContentBlock) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use app::domain::SessionStatus;
     use serde_json::json;
 
     fn events(kinds: Vec<EventKind>) -> Vec<Event> {
@@ -413,6 +417,54 @@ mod tests {
             b,
             ContentBlock::ToolResult { content, is_error: false, .. } if content.starts_with("out ")
         )));
+    }
+
+    #[test]
+    fn a_call_left_open_is_answered_when_its_turn_ends() {
+        let status = |status| EventKind::Status {
+            status,
+            message: None,
+        };
+        let call = |id: &str| EventKind::ToolCall {
+            id: id.into(),
+            name: "bash".into(),
+            input: json!({}),
+        };
+        // "a" was cut off by a restart; the next run (no new prompt: one
+        // merged before) calls "b": "a" has its result before "b".
+        let messages = rebuild(&events(vec![
+            user("one"),
+            status(SessionStatus::Running),
+            call("a"),
+            status(SessionStatus::Interrupted),
+            status(SessionStatus::Running),
+            EventKind::AssistantText {
+                text: "Again.".into(),
+            },
+            call("b"),
+            EventKind::ToolResult {
+                id: "b".into(),
+                output: "ok".into(),
+                is_error: false,
+                truncated: false,
+            },
+        ]));
+        let shape: Vec<(Role, usize)> =
+            messages.iter().map(|m| (m.role, m.content.len())).collect();
+        assert_eq!(
+            shape,
+            [
+                (Role::User, 1),
+                (Role::Assistant, 1),
+                (Role::User, 1),
+                (Role::Assistant, 2),
+                (Role::User, 1)
+            ]
+        );
+        assert!(matches!(
+            &messages[2].content[0],
+            ContentBlock::ToolResult { tool_use_id, is_error: true, .. } if tool_use_id == "a"
+        ));
     }
 
     #[test]
