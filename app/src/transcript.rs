@@ -66,16 +66,7 @@ impl Transcript {
                     ) {
                         t.cut_off.extend(open.drain(..).map(str::to_owned));
                     }
-                    let starts = *status == SessionStatus::Running && !in_run;
-                    in_run = status.is_busy();
-                    // A run starts: the prompts not run yet go here, as it
-                    // gives them all to the model, as one turn. Or a run
-                    // ended and its queue was dropped (Stop, a restart):
-                    // those prompts still reached the conversation, so they
-                    // are shown here.
-                    let ended_dropping = message.is_some()
-                        && matches!(status, SessionStatus::Idle | SessionStatus::Interrupted);
-                    if starts || ended_dropping {
+                    if shows_waiting(&mut in_run, *status, message.is_some()) {
                         for prompt in waiting.drain(..) {
                             show(&mut t, prompt);
                         }
@@ -125,30 +116,41 @@ impl Transcript {
     }
 }
 
+/// Whether a status shows the prompts waiting so far, which is where the
+/// transcript places them: a run starts (its `running` status outside a
+/// run: the engines give it every prompt not given yet, as one turn), or a
+/// run ended and its queue was dropped (Stop, a restart), whose prompts
+/// still reached the conversation. Keeps `in_run` (a `running` after a
+/// permission decision starts nothing).
+fn shows_waiting(in_run: &mut bool, status: SessionStatus, has_message: bool) -> bool {
+    let starts = status == SessionStatus::Running && !*in_run;
+    *in_run = status.is_busy();
+    let dropped = has_message && matches!(status, SessionStatus::Idle | SessionStatus::Interrupted);
+    starts || dropped
+}
+
 /// Where a page may let go of the oldest of `events`: after the last run
-/// among them that ended, so that each run shown is whole, but before a
-/// prompt sent while that run worked (shown where the next starts).
-/// `None` where no run ended.
+/// among them that ended with no prompt left waiting (one sent while it
+/// worked is shown where the next run starts), so that what it keeps
+/// starts with a whole run and holds each prompt. `None` where there is no
+/// such place.
 pub fn cut_before(events: &[Event]) -> Option<usize> {
-    let ended = |e: &Event| matches!(e.kind, EventKind::Status { status, .. } if !status.is_busy());
-    let at = events.iter().rposition(ended)?;
-    let run = events[..at].iter().rposition(ended).map_or(0, |i| i + 1);
-    let started = events[run..at].iter().position(|e| {
-        matches!(
-            e.kind,
-            EventKind::Status {
-                status: SessionStatus::Running,
-                ..
+    let (mut in_run, mut waiting, mut cut) = (false, false, None);
+    for (i, event) in events.iter().enumerate() {
+        match &event.kind {
+            EventKind::UserMessage { .. } => waiting = true,
+            EventKind::Status { status, message } => {
+                if shows_waiting(&mut in_run, *status, message.is_some()) {
+                    waiting = false;
+                }
+                if !status.is_busy() && !waiting {
+                    cut = Some(i + 1);
+                }
             }
-        )
-    });
-    let queued = started.and_then(|s| {
-        events[run + s..at]
-            .iter()
-            .position(|e| matches!(e.kind, EventKind::UserMessage { .. }))
-            .map(|p| run + s + p)
-    });
-    Some(queued.unwrap_or(at + 1))
+            _ => {}
+        }
+    }
+    cut
 }
 
 /// Truncates to `max` characters, with an ellipsis.
@@ -338,14 +340,26 @@ mod tests {
         ]);
         assert_eq!(cut_before(&events), Some(8));
         assert_eq!(cut_before(&events[..3]), None);
-        let queued = log(vec![
+        // "three" was sent while "two" ran: it waits for a run that has
+        // not started yet, so the end of "two" is no place to cut, even
+        // once that run starts (it is shown there); the end of "one" is.
+        let mut queued = log(vec![
             user("one"),           // 0
             status(Running, None), // 1
-            user("two"),           // 2: sent while one ran
-            text("first"),         // 3
-            status(Idle, None),    // 4
+            text("first"),         // 2
+            status(Idle, None),    // 3
+            user("two"),           // 4
+            status(Running, None), // 5
+            user("three"),         // 6: sent while two ran
+            text("second"),        // 7
+            status(Idle, None),    // 8
         ]);
-        assert_eq!(cut_before(&queued), Some(2));
+        assert_eq!(cut_before(&queued), Some(4));
+        queued.extend(log(vec![status(Running, None)]).into_iter().map(|mut e| {
+            e.seq = 10;
+            e
+        }));
+        assert_eq!(cut_before(&queued), Some(4));
     }
 
     #[test]

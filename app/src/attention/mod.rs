@@ -60,18 +60,12 @@ impl Why {
     }
 }
 
-/// Whether a session is at work (and so no longer finished or failed).
-fn working(status: SessionStatus) -> bool {
-    use SessionStatus::*;
-    matches!(status, Starting | Running | AwaitingPermission)
-}
-
 /// Whether going from `before` to `now` is news for you. A run ended by
 /// Stop ends idle too, and counts as finished for whoever did not stop it.
 #[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
 fn news(before: SessionStatus, now: SessionStatus) -> Option<Why> {
     use SessionStatus::*;
-    let was_working = working(before);
+    let was_working = before.is_busy();
     match now {
         AwaitingPermission if before != AwaitingPermission => Some(Why::Asks),
         Idle if was_working => Some(Why::Finished),
@@ -91,7 +85,7 @@ fn needing_you(
         .into_iter()
         .filter_map(|(id, status, at)| match status {
             SessionStatus::AwaitingPermission => Some((id, Why::Asks, at)),
-            _ if working(status) => None,
+            _ if status.is_busy() => None,
             _ => unseen.get(&id).map(|why| (id, *why, at)),
         })
         .collect();
@@ -228,7 +222,7 @@ fn storage() -> Option<web_sys::Storage> {
 #[cfg(feature = "hydrate")]
 mod browser {
     use super::notifications::{notify, switch_state, NOTIFY};
-    use super::{favicon, news, storage, working, Attention, Why};
+    use super::{favicon, news, storage, Attention, Why};
     use crate::domain::{SessionId, SessionStatus};
     use crate::sessions_feed::SessionsFeed;
     use leptos::prelude::*;
@@ -383,7 +377,7 @@ mod browser {
                 let Some(was) = before.get(id).filter(|was| *was != status) else {
                     continue;
                 };
-                if working(*status) {
+                if status.is_busy() {
                     change_unseen(unseen, |u| u.remove(id).is_some());
                 }
                 let Some(why) = news(*was, *status) else {

@@ -34,7 +34,7 @@ impl Show {
         match self {
             Show::All => true,
             Show::NeedsYou => why.is_some(),
-            Show::Working => matches!(status, Starting | Running | AwaitingPermission),
+            Show::Working => status.is_busy(),
             Show::Idle => matches!(status, Idle | Stopped),
             Show::Failed => matches!(status, Error | Interrupted),
         }
