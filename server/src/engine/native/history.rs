@@ -239,6 +239,11 @@ mod tests {
     use app::domain::SessionStatus;
     use serde_json::json;
 
+    /// Each message's role and how many blocks it holds.
+    fn shape(messages: &[Message]) -> Vec<(Role, usize)> {
+        messages.iter().map(|m| (m.role, m.content.len())).collect()
+    }
+
     fn events(kinds: Vec<EventKind>) -> Vec<Event> {
         kinds
             .into_iter()
@@ -401,10 +406,8 @@ mod tests {
             },
             user("two"),
         ]));
-        let shape: Vec<(Role, usize)> =
-            messages.iter().map(|m| (m.role, m.content.len())).collect();
         assert_eq!(
-            shape,
+            shape(&messages),
             [
                 (Role::User, 1),
                 (Role::Assistant, 2),
@@ -449,10 +452,8 @@ mod tests {
                 truncated: false,
             },
         ]));
-        let shape: Vec<(Role, usize)> =
-            messages.iter().map(|m| (m.role, m.content.len())).collect();
         assert_eq!(
-            shape,
+            shape(&messages),
             [
                 (Role::User, 1),
                 (Role::Assistant, 1),
@@ -541,10 +542,8 @@ mod tests {
             status(SessionStatus::Running),
         ]);
         let messages = rebuild(&events(log));
-        let shape: Vec<(Role, usize)> =
-            messages.iter().map(|m| (m.role, m.content.len())).collect();
         assert_eq!(
-            shape,
+            shape(&messages),
             [
                 (Role::User, 1),
                 (Role::Assistant, 1),
