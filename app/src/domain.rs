@@ -112,6 +112,30 @@ impl SessionStatus {
     }
 }
 
+/// Follows a session's statuses, in order, to tell where its runs start: a
+/// run lasts from a `running` status outside a run to the status it ends
+/// with, and a `running` after a permission decision goes on with the run
+/// it is in. The engines, the runner and the transcript all place a run's
+/// prompts by it.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RunFollower {
+    in_run: bool,
+}
+
+impl RunFollower {
+    /// Takes the next status; whether it starts a run.
+    pub fn starts(&mut self, status: SessionStatus) -> bool {
+        let starts = status == SessionStatus::Running && !self.in_run;
+        self.in_run = status.is_busy();
+        starts
+    }
+
+    /// Whether the statuses taken so far leave a run under way.
+    pub fn in_run(self) -> bool {
+        self.in_run
+    }
+}
+
 string_enum! {
     /// Which agent runs the session: Paddock's own loop or the Claude Code CLI.
     Engine {

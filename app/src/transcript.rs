@@ -9,7 +9,7 @@
 //! queued. Tool results and permission decisions are shown inside the card
 //! of their call or request; usage only moves the counters.
 
-use crate::domain::{Decision, Event, EventKind, SessionStatus};
+use crate::domain::{Decision, Event, EventKind, RunFollower, SessionStatus};
 use std::collections::{HashMap, HashSet};
 
 /// One tool call's outcome.
@@ -47,9 +47,7 @@ impl Transcript {
         let mut t = Transcript::default();
         let mut waiting: Vec<&Event> = Vec::new();
         let mut open: Vec<&str> = Vec::new();
-        // Within a run (from its `running` status to the one it ended
-        // with): a `running` after a permission decision starts nothing.
-        let mut in_run = false;
+        let mut runs = RunFollower::default();
         let show = |t: &mut Transcript, event: &Event| {
             t.items.push(Item {
                 event: event.clone(),
@@ -66,7 +64,7 @@ impl Transcript {
                     ) {
                         t.cut_off.extend(open.drain(..).map(str::to_owned));
                     }
-                    if shows_waiting(&mut in_run, *status, message.is_some()) {
+                    if shows_waiting(&mut runs, *status, message.is_some()) {
                         for prompt in waiting.drain(..) {
                             show(&mut t, prompt);
                         }
@@ -120,11 +118,9 @@ impl Transcript {
 /// transcript places them: a run starts (its `running` status outside a
 /// run: the engines give it every prompt not given yet, as one turn), or a
 /// run ended and its queue was dropped (Stop, a restart), whose prompts
-/// still reached the conversation. Keeps `in_run` (a `running` after a
-/// permission decision starts nothing).
-fn shows_waiting(in_run: &mut bool, status: SessionStatus, has_message: bool) -> bool {
-    let starts = status == SessionStatus::Running && !*in_run;
-    *in_run = status.is_busy();
+/// still reached the conversation. Takes the status into `runs`.
+fn shows_waiting(runs: &mut RunFollower, status: SessionStatus, has_message: bool) -> bool {
+    let starts = runs.starts(status);
     let dropped = has_message && matches!(status, SessionStatus::Idle | SessionStatus::Interrupted);
     starts || dropped
 }
@@ -135,12 +131,12 @@ fn shows_waiting(in_run: &mut bool, status: SessionStatus, has_message: bool) ->
 /// starts with a whole run and holds each prompt. `None` where there is no
 /// such place.
 pub fn cut_before(events: &[Event]) -> Option<usize> {
-    let (mut in_run, mut waiting, mut cut) = (false, false, None);
+    let (mut runs, mut waiting, mut cut) = (RunFollower::default(), false, None);
     for (i, event) in events.iter().enumerate() {
         match &event.kind {
             EventKind::UserMessage { .. } => waiting = true,
             EventKind::Status { status, message } => {
-                if shows_waiting(&mut in_run, *status, message.is_some()) {
+                if shows_waiting(&mut runs, *status, message.is_some()) {
                     waiting = false;
                 }
                 if !status.is_busy() && !waiting {

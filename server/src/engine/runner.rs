@@ -29,7 +29,7 @@ use crate::sync::lock;
 use crate::vault::Vault;
 use crate::workspace_setup::WorkspaceSetup;
 use app::domain::{
-    AppError, Decision, Engine, EnvVar, EventKind, Session, SessionId, SessionStatus,
+    AppError, Decision, Engine, EnvVar, EventKind, RunFollower, Session, SessionId, SessionStatus,
 };
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -585,14 +585,13 @@ impl Runner {
     /// on with a run).
     async fn run_started(&self, session: SessionId) -> Option<i64> {
         let events = self.store.events_after(session, 0, i64::MAX).await.ok()?;
-        let mut in_run = false;
+        let mut runs = RunFollower::default();
         let mut started = None;
         for event in &events {
             if let EventKind::Status { status, .. } = event.kind {
-                if status == SessionStatus::Running && !in_run {
+                if runs.starts(status) {
                     started = Some(event.seq);
                 }
-                in_run = status.is_busy();
             }
         }
         started

@@ -8,7 +8,7 @@
 //! (answered with an error result, so the protocol stays valid).
 
 use crate::llm::{ContentBlock, Message, Role};
-use app::domain::{Decision, Event, EventKind};
+use app::domain::{Decision, Event, EventKind, RunFollower};
 use chrono::{DateTime, Utc};
 use std::collections::{HashMap, HashSet};
 
@@ -28,12 +28,12 @@ pub struct OpenCall {
 /// `running` status to the status it ended with): a prompt sent then is
 /// the next turn's, and follows this one's end in the conversation.
 fn with_turns(events: &[Event]) -> impl Iterator<Item = (&Event, bool)> {
-    let mut running = false;
+    let mut runs = RunFollower::default();
     events.iter().map(move |event| {
-        if let EventKind::Status { status, .. } = &event.kind {
-            running = status.is_busy();
+        if let EventKind::Status { status, .. } = event.kind {
+            runs.starts(status);
         }
-        (event, running)
+        (event, runs.in_run())
     })
 }
 
