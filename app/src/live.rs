@@ -272,6 +272,14 @@ mod shared {
                 "open" => link.maybe_update(|l| std::mem::replace(l, Link::Live) != Link::Live),
                 "error" => link.set(Link::Reconnecting),
                 "closed" => {
+                    if data == "invalid" {
+                        // The page holds events past the session's newest:
+                        // the server's history is another (its database was
+                        // restored from a backup). Resuming cannot mend
+                        // that; the page read afresh can.
+                        let _ = window().location().reload();
+                        return;
+                    }
                     // Gone (deleted, or no longer shared) stays gone.
                     link.set(match data.as_str() {
                         "gone" => Link::Gone,

@@ -1,7 +1,7 @@
 // The live transcript end to end: the real server, real Docker sandboxes, the
 // scripted model server (the only stand-in: the real API is unreachable) and
 // Debian's Chromium.
-import { existsSync, readFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { test, expect, gotoHydrated, openNewSession, sendPrompt, prompt, snapshot, containerExists, anotherWindow } from './fixtures';
 
@@ -273,6 +273,45 @@ test.describe('restarts and deletion', () => {
     await expect(page.getByTestId('sessions-empty')).toBeVisible();
     expect(containerExists(id)).toBe(false);
     expect(existsSync(join(paddock.workspaces, id))).toBe(false);
+  });
+});
+
+test.describe('a database restored from a backup', () => {
+  test.use({ scenario: { turns: [{ reply: 'Kept in the backup.' }, { reply: 'Lost with the restore.' }] } });
+
+  // The SQLite file and its WAL, copied while the server is stopped.
+  const files = ['paddock.db', 'paddock.db-wal', 'paddock.db-shm'];
+  const copy = (from: string, to: string) =>
+    files.forEach((f) => {
+      rmSync(join(to, f), { force: true });
+      if (existsSync(join(from, f))) copyFileSync(join(from, f), join(to, f));
+    });
+
+  test('an open page holding events the restored database lacks reads the session afresh', async ({ page, paddock }) => {
+    await openNewSession(page, paddock, { permission_mode: 'auto' });
+    await sendPrompt(page, 'first');
+    await expect(page.getByText('Kept in the backup.')).toBeVisible();
+    await expect(status(page)).toHaveAttribute('data-status', 'idle');
+    const addr = new URL(paddock.url).host;
+    const backup = join(paddock.dataDir, 'backup');
+    await paddock.stop();
+    rmSync(backup, { recursive: true, force: true });
+    mkdirSync(backup);
+    copy(paddock.dataDir, backup);
+    await paddock.start(addr);
+    await expect(page.getByTestId('connection')).toHaveAttribute('data-state', 'live', { timeout: 20_000 });
+    await sendPrompt(page, 'second');
+    await expect(page.getByText('Lost with the restore.')).toBeVisible();
+    await expect(status(page)).toHaveAttribute('data-status', 'idle');
+
+    await paddock.stop();
+    copy(backup, paddock.dataDir);
+    await paddock.start(addr);
+    // Resuming after its newest event is refused; the page loads again and
+    // shows the session as the restored database has it, live.
+    await expect(page.getByText('Lost with the restore.')).toHaveCount(0, { timeout: 20_000 });
+    await expect(page.getByText('Kept in the backup.')).toBeVisible();
+    await expect(page.getByTestId('connection')).toHaveAttribute('data-state', 'live');
   });
 });
 
