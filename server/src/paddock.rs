@@ -49,7 +49,6 @@ use app::notifications::{
 use app::skills::Skill;
 use app::triggers::{Delivery, Trigger, TriggerDraft, TriggerId, TriggerSecret};
 use app::workspace_source::WorkspaceSource;
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -369,11 +368,12 @@ impl Paddock {
     /// again, queued prompts run. Their sandboxes and workspaces are kept
     /// and reused.
     pub async fn recover(&self) -> anyhow::Result<Recovery> {
-        let sessions = self.store.list_sessions(None).await?;
-        let known: HashSet<SessionId> = sessions.iter().map(|s| s.id).collect();
         let mut recovery = Recovery::default();
+        // Each sandbox is checked on its own after all are listed: a
+        // session another replica makes meanwhile is stored before its
+        // sandbox, so it is never taken for gone.
         for found in self.sandbox.list().await? {
-            if !known.contains(&found.session) {
+            if self.store.get_session(found.session).await?.is_none() {
                 self.sandbox.destroy(found.session).await?;
                 recovery.reaped.push(found.session);
             }

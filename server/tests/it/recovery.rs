@@ -360,3 +360,35 @@ async fn a_run_resumed_after_a_restart_is_not_run_again_for_its_merged_prompts()
     assert_eq!(model.turns_left(), 0);
     finish(server, &session, &dir).await;
 }
+
+/// More sessions than the dashboard lists (its newest 1,000): a start
+/// keeps the workspace of every session that exists, however long ago it
+/// was last active, and reaps only those whose session is gone.
+#[tokio::test]
+async fn a_start_keeps_the_workspaces_of_sessions_beyond_the_newest_thousand() {
+    use app::domain::NewSession;
+    let home = common::Home::new();
+    let paddock = common::open(&home, "local", &[]).await;
+    let named = |name: &str| NewSession {
+        name: name.into(),
+        ..Default::default()
+    };
+    let oldest = common::create(&paddock, named("oldest")).await;
+    let workspace = home.workspace(oldest.id);
+    wait_for(|| workspace.exists()).await;
+    std::fs::write(workspace.join("work.txt"), "a month of work").unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    for i in 0..1000 {
+        common::session(&paddock, named(&format!("newer {i}"))).await;
+    }
+    let gone = home.workspace(app::domain::SessionId::new_v4());
+    std::fs::create_dir_all(&gone).unwrap();
+
+    let recovery = paddock.recover().await.unwrap();
+    assert_eq!(
+        std::fs::read_to_string(workspace.join("work.txt")).unwrap(),
+        "a month of work"
+    );
+    assert!(!gone.exists(), "a workspace with no session is reaped");
+    assert_eq!(recovery.reaped.len(), 1, "{recovery:?}");
+}
