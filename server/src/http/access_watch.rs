@@ -47,6 +47,20 @@ impl Ticks {
     }
 }
 
+/// Completes when a stream for `identity` ends: the server shuts down, or
+/// [`lost`].
+pub async fn stream_ends(
+    paddock: Arc<Paddock>,
+    identity: Identity,
+    session: Option<(SessionId, Access)>,
+) {
+    let shutdown = paddock.hub.shutting_down();
+    tokio::select! {
+        () = shutdown => {},
+        () = lost(paddock, identity, session) => {},
+    }
+}
+
 /// Completes when `identity` no longer holds, or when its caller may no
 /// longer do with `session` what they need (watch it for a stream, operate
 /// it for a terminal).

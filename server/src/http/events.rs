@@ -99,19 +99,12 @@ async fn events(
     let Query(query) = query?;
     let after = resume_point(&headers, &query)?;
     let tail = Tail::open(&paddock, &identity, id, after, query.html).await?;
-    let shutdown = paddock.hub.shutting_down();
-    let lost = access_watch::lost(paddock, identity, Some((id, Access::Watch)));
+    let end = access_watch::stream_ends(paddock, identity, Some((id, Access::Watch)));
     let frames = tail
         .frames()
         .take_while(|frame| std::future::ready(frame.is_ok()))
         .filter_map(|frame| std::future::ready(frame.ok()))
         .map(Frame::into_sse);
-    let end = async move {
-        tokio::select! {
-            () = shutdown => {},
-            () = lost => {},
-        }
-    };
     Ok(frames::respond(frames, end, KeepAlive::default()))
 }
 

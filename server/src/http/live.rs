@@ -166,15 +166,8 @@ async fn live(
         .into_iter()
         .map(|(id, after)| transcript(&paddock, &identity, id, after));
     streams.extend(futures_util::future::join_all(transcripts).await);
-    let shutdown = paddock.hub.shutting_down();
-    let lost = access_watch::lost(paddock, identity, None);
+    let end = access_watch::stream_ends(paddock, identity, None);
     let lines = stream::select_all(streams).map(|line| sse::Event::default().data(line));
-    let end = async move {
-        tokio::select! {
-            () = shutdown => {},
-            () = lost => {},
-        }
-    };
     // While idle, a line of no topic rather than a comment, which the
     // browser hides: the worker sees the connection is alive, and makes it
     // again once it has heard nothing for a while (a laptop back from

@@ -2,8 +2,10 @@
 //! and costs change on the page without a reload. Each caller hears only of
 //! the sessions they may see; when access changes (a share, an unshare) the
 //! stream says `resync` and the page reloads its list, and when the
-//! caller's credentials no longer hold, the stream ends.
+//! caller's credentials no longer hold (checked at each access change and
+//! every 30 s, as every stream does), the stream ends.
 
+use super::access_watch;
 use super::error::ApiResult;
 use super::frames::{self, Frame};
 use super::routes::Routes;
@@ -148,10 +150,10 @@ async fn updates(
     State(paddock): State<Arc<Paddock>>,
     identity: Identity,
 ) -> ApiResult<impl IntoResponse> {
-    let listener = Listener::open(&paddock, identity).await?;
+    let listener = Listener::open(&paddock, identity.clone()).await?;
     Ok(frames::respond(
         listener.frames().map(Frame::into_sse),
-        paddock.hub.shutting_down(),
+        access_watch::stream_ends(paddock, identity, None),
         KeepAlive::default(),
     ))
 }

@@ -211,10 +211,16 @@ async fn open_stream(req: reqwest::RequestBuilder) -> reqwest::Response {
 }
 
 /// Reads `stream` until it ends; panics if it is still open after 10 s.
-async fn ends(mut stream: reqwest::Response) -> String {
+async fn ends(stream: reqwest::Response) -> String {
+    ends_within(stream, Duration::from_secs(10)).await
+}
+
+/// Reads `stream` until it ends; panics if it is still open after `limit`.
+async fn ends_within(mut stream: reqwest::Response, limit: Duration) -> String {
+    let deadline = tokio::time::Instant::now() + limit;
     let mut seen = String::new();
     loop {
-        match tokio::time::timeout(Duration::from_secs(10), stream.chunk()).await {
+        match tokio::time::timeout_at(deadline, stream.chunk()).await {
             Ok(Ok(Some(chunk))) => seen.push_str(&String::from_utf8_lossy(&chunk)),
             Ok(Ok(None)) | Ok(Err(_)) => return seen,
             Err(_) => panic!("the stream is still open; it said: {seen}"),
@@ -598,6 +604,37 @@ async fn a_revoked_token_fails_at_once_and_ends_its_streams() {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     // The browser session is another credential, and still holds.
     assert!(t.signed_in(&me.cookie).await);
+}
+
+/// What sends no signal (an account disabled from the command line, which
+/// runs in another process; a credential reaching its expiry) ends every
+/// open stream at the next check, at most 30 s later.
+#[tokio::test]
+async fn an_account_disabled_from_the_command_line_ends_its_streams() {
+    let t = team(&[]).await;
+    let me = t.person("dora", Role::Member).await;
+    let s = t.create(&me, json!({"name": "mine"})).await;
+    let streams = [
+        "/api/updates".to_owned(),
+        format!("/api/sessions/{}/events", s.id),
+        format!("/api/live?list=true&sessions={}:0", s.id),
+    ];
+    let mut open = Vec::new();
+    for path in &streams {
+        open.push(open_stream(t.as_(&me, Method::GET, path)).await);
+    }
+    // As `paddock user disable` does it: its own hub, so no signal.
+    let cli = server::auth::Auth::new(t.paddock.store.clone(), server::hub::Hub::new(), true);
+    let user = cli.user_by_login("dora").await.unwrap();
+    let disable = server::store::accounts::UserChange {
+        disabled: Some(true),
+        ..Default::default()
+    };
+    cli.change_user("command line", user.id, disable, None)
+        .await
+        .unwrap();
+    let limit = Duration::from_secs(40);
+    futures_util::future::join_all(open.into_iter().map(|s| ends_within(s, limit))).await;
 }
 
 #[tokio::test]
