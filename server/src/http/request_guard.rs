@@ -181,9 +181,15 @@ impl RequestGuard {
 
     /// Whether `origin` is Paddock's own for a request sent to `host` (a
     /// host already found to be served).
+    /// An origin on the public URL's host is its own only as the public
+    /// URL says it, scheme included: behind a TLS proxy the request's
+    /// `Host` carries no scheme, and a plain-http page on that name (one
+    /// a network attacker can serve) is another origin.
     fn is_own(&self, origin: &Origin, host: Option<&RequestHost>) -> bool {
-        self.public.as_ref() == Some(origin)
-            || host.is_some_and(|h| origin.is_host(&h.name, h.port))
+        match &self.public {
+            Some(public) if public.host() == origin.host() => public == origin,
+            _ => host.is_some_and(|h| origin.is_host(&h.name, h.port)),
+        }
     }
 
     /// Checks a request's host, and the origin of a state-changing one.
@@ -598,6 +604,18 @@ mod tests {
             ("host", "paddock.example.com"),
             ("origin", "https://paddock.example.com:443"),
         ]);
+        // …but not a plain-http page on the public name.
+        for origin in [
+            "http://paddock.example.com",
+            "http://paddock.example.com:443",
+        ] {
+            assert!(check(
+                &p,
+                Method::POST,
+                &[("host", "paddock.example.com"), ("origin", origin)]
+            )
+            .is_err());
+        }
         // curl, scripts.
         allowed(&[host]);
         allowed(&[]);
