@@ -20,21 +20,34 @@ pub(super) async fn healthz() -> &'static str {
     "ok"
 }
 
-/// Readiness: the dependencies a request needs answer. The body names each,
-/// and carries the sandbox backend's isolation warning when it has one.
+/// Readiness: the dependencies a request needs answer. The body names each
+/// (`ok` or `unavailable`: why is logged, as it can name a database user or
+/// a socket, and anyone may ask), and carries the sandbox backend's
+/// isolation warning when it has one.
 pub(super) async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let paddock = &state.paddock;
     let database = paddock.store.ping().await.map_err(|e| e.to_string());
     let sandbox = paddock.sandbox.check().await.map_err(|e| e.to_string());
     let info = paddock.sandbox.info();
     let ready = database.is_ok() && sandbox.is_ok();
+    if !ready {
+        tracing::warn!(
+            database = database.as_ref().err(),
+            sandbox = sandbox.as_ref().err(),
+            "not ready"
+        );
+    }
+    let state = |answer: &Result<(), String>| match answer {
+        Ok(()) => "ok",
+        Err(_) => "unavailable",
+    };
     let body = serde_json::json!({
         "status": if ready { "ready" } else { "unavailable" },
-        "database": database.err().unwrap_or_else(|| "ok".into()),
+        "database": state(&database),
         "sandbox": {
             "backend": info.kind,
             "runtime": info.runtime,
-            "state": sandbox.err().unwrap_or_else(|| "ok".into()),
+            "state": state(&sandbox),
             "warning": info.warning,
             "agent": info.agent,
             "disk_limits": info
@@ -42,9 +55,6 @@ pub(super) async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
                 .map_or_else(|| "on".to_owned(), |why| format!("off: {why}")),
         },
     });
-    if !ready {
-        tracing::warn!("not ready: {body}");
-    }
     let status = if ready {
         StatusCode::OK
     } else {

@@ -72,6 +72,16 @@ async fn probes_answer() {
     assert_eq!(status, StatusCode::OK);
     let json: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(json["database"], "ok");
+    // A dependency that fails makes it 503, saying which and not why (the
+    // log says): anyone may ask.
+    let root = h.home.workspaces();
+    std::fs::remove_dir_all(&root).ok();
+    std::fs::write(&root, "not a folder").unwrap();
+    let (status, body) = send(&h, get("/readyz")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(json["sandbox"]["state"], "unavailable", "{body}");
+    assert_eq!(json["database"], "ok", "{body}");
 }
 
 #[tokio::test]
