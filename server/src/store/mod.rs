@@ -84,6 +84,24 @@ impl StoreError {
 }
 
 impl StoreError {
+    /// Whether the database was too busy to answer in time (SQLite's
+    /// `SQLITE_BUSY` or `SQLITE_LOCKED` once its 5 s busy timeout ran out;
+    /// PostgreSQL's serialization failure or deadlock): what failed wrote
+    /// nothing, and the same request may pass a moment later.
+    pub fn busy(&self) -> bool {
+        let StoreError::Db(sqlx::Error::Database(d)) = self else {
+            return false;
+        };
+        let Some(code) = d.code() else {
+            return false;
+        };
+        match d.try_downcast_ref::<sqlx::sqlite::SqliteError>() {
+            // Extended result codes carry the primary one in their low byte.
+            Some(_) => code.parse::<i32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6)),
+            None => code == "40001" || code == "40P01",
+        }
+    }
+
     /// Whether the database's disk is full (SQLite's `SQLITE_FULL`,
     /// PostgreSQL's `disk_full`): what failed wrote nothing.
     pub fn disk_full(&self) -> bool {
@@ -105,6 +123,12 @@ impl From<StoreError> for AppError {
             tracing::warn!("store: {e}");
             return AppError::Unavailable(
                 "The database does not answer; try again in a moment.".into(),
+            );
+        }
+        if e.busy() {
+            tracing::warn!("store: {e}");
+            return AppError::Unavailable(
+                "The database is busy: nothing was saved. Try again in a moment.".into(),
             );
         }
         tracing::error!("store: {e}");

@@ -74,6 +74,35 @@ async fn an_unreachable_database_is_unavailable_not_internal() {
     );
 }
 
+#[tokio::test]
+async fn a_write_that_waited_out_a_lock_is_unavailable_not_internal() {
+    use sqlx::Connection;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/paddock.db", dir.path().display());
+    let store = SqlStore::open(&url).await.unwrap();
+    // Another process holding the write lock past the busy timeout.
+    let mut other = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut other)
+        .await
+        .unwrap();
+    let spec = app::domain::NewSession {
+        name: "waits".into(),
+        ..Default::default()
+    }
+    .validate()
+    .unwrap();
+    let err = store.create_session(&spec, None).await.unwrap_err();
+    assert!(err.busy(), "{err}");
+    assert!(matches!(
+        app::domain::AppError::from(err),
+        app::domain::AppError::Unavailable(_)
+    ));
+    sqlx::query("ROLLBACK").execute(&mut other).await.unwrap();
+    store.create_session(&spec, None).await.unwrap();
+    assert!(!StoreError::Corrupt("x".into()).busy());
+}
+
 /// A tmpfs of 1 MiB mounted for one test, unmounted when dropped.
 struct SmallDisk(tempfile::TempDir);
 
