@@ -95,9 +95,12 @@ impl TriggerKind {
         match self {
             Self::Webhook => None,
             Self::Github => Some(GITHUB_CONVERSATION),
-            // A thread, of one sender: a stranger who knows a thread's
-            // message id does not join its session.
-            Self::Mailgun | Self::Sendgrid => Some("{{ email.address }} {{ email.thread }}"),
+            // A thread, of one sender whose domain vouches for them: a
+            // stranger who knows a thread's message id does not join its
+            // session, even writing its sender's `From`.
+            Self::Mailgun | Self::Sendgrid => {
+                Some("{% if email.verified %}{{ email.address }} {{ email.thread }}{% endif %}")
+            }
             Self::Twilio => Some("{{ sms.from }}"),
             Self::Schedule => None,
         }

@@ -71,6 +71,11 @@ pub struct Email {
     /// The thread it belongs to: the first message of its `References`,
     /// else the one it replies to, else itself.
     pub thread: String,
+    /// Whether the sender's domain vouches for `address`, as the provider
+    /// checked the message ([`Message::verified`]). Anyone can write any
+    /// `From`: an email whose address is not vouched for continues no
+    /// conversation by default.
+    pub verified: bool,
     pub attachments: Vec<Attachment>,
 }
 
@@ -93,6 +98,10 @@ pub struct Message {
     pub message_id: String,
     pub in_reply_to: String,
     pub references: String,
+    /// Whether the provider's checks vouch for the `From` address (DMARC's
+    /// rule: SPF passed for an envelope sender of its domain, or a DKIM
+    /// signature of its domain passed).
+    pub verified: bool,
 }
 
 /// The address of a `From` (`Ada <ada@example.org>` → `ada@example.org`).
@@ -102,6 +111,39 @@ fn address_of(from: &str) -> String {
         _ => from,
     };
     inner.trim().to_lowercase()
+}
+
+/// Whether `domain` (an SPF-checked envelope sender's, or a DKIM
+/// signature's `d=`) speaks for the address of `from`: DMARC's relaxed
+/// alignment, short of the public suffix list (the same domain, or one
+/// within the other; only who holds a domain's DNS passes its checks).
+pub fn aligned(from: &str, domain: &str) -> bool {
+    let address = address_of(from);
+    let Some((_, own)) = address.rsplit_once('@') else {
+        return false;
+    };
+    let domain = domain.trim().trim_end_matches('.').to_lowercase();
+    !own.is_empty()
+        && !domain.is_empty()
+        && (own == domain
+            || own.ends_with(&format!(".{domain}"))
+            || domain.ends_with(&format!(".{own}")))
+}
+
+/// Whether an envelope sender (an address, as SPF checked it) speaks for
+/// the address of `from`: see [`aligned`].
+pub fn sender_aligned(from: &str, sender: &str) -> bool {
+    address_of(sender)
+        .rsplit_once('@')
+        .is_some_and(|(_, domain)| aligned(from, domain))
+}
+
+/// Whether a check's result says it passed (`pass`, `Pass (…)`).
+pub fn passed(result: &str) -> bool {
+    result
+        .split_whitespace()
+        .next()
+        .is_some_and(|word| word.eq_ignore_ascii_case("pass"))
 }
 
 /// `<id@host>` → `id@host`.
@@ -136,6 +178,7 @@ impl Message {
             text: self.text,
             message_id,
             thread,
+            verified: self.verified,
             attachments,
         }
     }
@@ -240,6 +283,7 @@ mod tests {
             message_id: id.into(),
             in_reply_to: in_reply_to.into(),
             references: references.into(),
+            verified: false,
         };
         assert_eq!(message("<a@x>", "", "").ids(), ("a@x".into(), "a@x".into()));
         let reply = message("<c@x>", "<b@x>", "<a@x> <b@x>").email(Vec::new());
@@ -253,6 +297,32 @@ mod tests {
         assert_eq!(header(raw, "message-id"), "<m@x>");
         assert_eq!(header(raw, "References"), "<r@x> <s@x>");
         assert_eq!(header(raw, "In-Reply-To"), "");
+    }
+
+    #[test]
+    fn a_domain_speaks_for_its_own_addresses_only() {
+        let from = "Ada <Ada@Mail.Example.org>";
+        for domain in [
+            "mail.example.org",
+            "example.org",
+            "eu.mail.example.org",
+            "EXAMPLE.ORG.",
+        ] {
+            assert!(aligned(from, domain), "{domain}");
+        }
+        for domain in [
+            "",
+            "evil.example",
+            "example.org.evil.example",
+            "ail.example.org",
+            "org2",
+        ] {
+            assert!(!aligned(from, domain), "{domain}");
+        }
+        assert!(!aligned("no address", "example.org"));
+        assert!(!aligned("ada@", "example.org"));
+        assert!(passed("pass") && passed("Pass (signature verified)"));
+        assert!(!passed("fail") && !passed("") && !passed("passed") && !passed("softfail"));
     }
 
     #[test]

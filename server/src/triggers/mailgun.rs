@@ -12,7 +12,7 @@
 //! ([`check_url_password`](super::email::check_url_password)), and the
 //! trigger's secret is both: `<password>:<signing key>`.
 
-use super::email::Message;
+use super::email::{aligned, passed, sender_aligned, Message};
 use super::form::Form;
 use super::{check_delivery_id, Verified};
 use hmac::{Hmac, Mac};
@@ -106,7 +106,38 @@ pub fn message(form: &Form) -> Message {
         message_id: header("Message-Id"),
         in_reply_to: header("In-Reply-To"),
         references: header("References"),
+        verified: vouched(&headers, form.get("sender"), form.get("from")),
     }
+}
+
+/// Whether Mailgun's checks vouch for the `From` address: `X-Mailgun-Spf`
+/// passed for an envelope sender (`sender`) of its domain, or
+/// `X-Mailgun-Dkim-Check-Result` passed and every `DKIM-Signature` is of
+/// its domain (the result does not say which signature passed). Mailgun
+/// adds its results to the message's headers, where a sender may have
+/// written its own: every copy must say pass.
+fn vouched(headers: &[(String, String)], sender: &str, from: &str) -> bool {
+    fn values<'a>(headers: &'a [(String, String)], name: &'a str) -> impl Iterator<Item = &'a str> {
+        headers
+            .iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    let all_passed =
+        |name: &str| values(headers, name).next().is_some() && values(headers, name).all(passed);
+    let spf = all_passed("X-Mailgun-Spf") && sender_aligned(from, sender);
+    let signers: Vec<&str> = values(headers, "DKIM-Signature")
+        .map(|signature| {
+            signature
+                .split(';')
+                .find_map(|tag| tag.trim().strip_prefix("d="))
+                .unwrap_or_default()
+        })
+        .collect();
+    let dkim = all_passed("X-Mailgun-Dkim-Check-Result")
+        && !signers.is_empty()
+        && signers.iter().all(|domain| aligned(from, domain));
+    spf || dkim
 }
 
 #[cfg(test)]
@@ -161,5 +192,49 @@ mod tests {
             message(&Form::of(&[("Message-Id", "<top@x>")])).message_id,
             "<top@x>"
         );
+    }
+
+    #[test]
+    fn the_sender_is_vouched_for_by_its_own_domains_checks_only() {
+        let vouched = |sender: &str, headers: &[(&str, &str)]| {
+            let headers = serde_json::to_string(headers).unwrap();
+            message(&Form::of(&[
+                ("from", "Ada <ada@example.org>"),
+                ("sender", sender),
+                ("message-headers", &headers),
+            ]))
+            .verified
+        };
+        let signed = |domain: &str| format!("v=1; a=rsa-sha256; d={domain}; s=s1; bh=x; b=y");
+        let ours = signed("example.org");
+        let theirs = signed("evil.example");
+        assert!(vouched("ada@example.org", &[("X-Mailgun-Spf", "Pass")]));
+        assert!(vouched(
+            "x@evil.example",
+            &[
+                ("DKIM-Signature", &ours),
+                ("X-Mailgun-Dkim-Check-Result", "Pass")
+            ]
+        ));
+        // Another domain's pass, a failed check, or a sender's own copy of
+        // Mailgun's header beside Mailgun's: nothing.
+        assert!(!vouched("x@evil.example", &[("X-Mailgun-Spf", "Pass")]));
+        assert!(!vouched(
+            "x@evil.example",
+            &[
+                ("DKIM-Signature", &ours),
+                ("DKIM-Signature", &theirs),
+                ("X-Mailgun-Dkim-Check-Result", "Pass")
+            ]
+        ));
+        assert!(!vouched(
+            "ada@example.org",
+            &[("X-Mailgun-Spf", "Pass"), ("X-Mailgun-Spf", "Fail")]
+        ));
+        assert!(!vouched(
+            "ada@example.org",
+            &[("X-Mailgun-Spf", "SoftFail")]
+        ));
+        assert!(!vouched("ada@example.org", &[]));
     }
 }

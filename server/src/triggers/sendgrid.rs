@@ -7,7 +7,7 @@
 //! is not answered 2xx) is told by the message's `Message-ID`, else by what
 //! the message says.
 
-use super::email::{header, Message};
+use super::email::{aligned, header, passed, sender_aligned, Message};
 use super::form::Form;
 use super::Verified;
 use sha2::{Digest, Sha256};
@@ -57,7 +57,33 @@ pub fn message(form: &Form) -> Message {
         message_id: header(raw, "Message-ID"),
         in_reply_to: header(raw, "In-Reply-To"),
         references: header(raw, "References"),
+        verified: vouched(form),
     }
+}
+
+/// Whether SendGrid's checks vouch for the `From` address: `SPF` passed
+/// for an envelope sender (`envelope`'s `from`) of its domain, or `dkim`
+/// (`{@example.org : pass, @esp.example : fail}`) has a signature of its
+/// domain that passed.
+fn vouched(form: &Form) -> bool {
+    let from = form.get("from");
+    let envelope: serde_json::Value =
+        serde_json::from_str(form.get("envelope")).unwrap_or_default();
+    let spf = passed(form.get("SPF"))
+        && envelope["from"]
+            .as_str()
+            .is_some_and(|sender| sender_aligned(from, sender));
+    let dkim = form
+        .get("dkim")
+        .trim()
+        .trim_start_matches('{')
+        .trim_end_matches('}')
+        .split(',')
+        .filter_map(|signature| signature.split_once(':'))
+        .any(|(domain, result)| {
+            passed(result) && aligned(from, domain.trim().trim_start_matches('@'))
+        });
+    spf || dkim
 }
 
 #[cfg(test)]
@@ -81,5 +107,33 @@ mod tests {
         assert_eq!(a.id, verify(&Form::of(&[("text", "one")])).unwrap().id);
         assert!(verify(&Form::of(&[("email", "From: x\n\nraw")])).is_err());
         assert_eq!(message(&with_id).message_id, "<m1@mail.example>");
+    }
+
+    #[test]
+    fn the_sender_is_vouched_for_by_its_own_domains_checks_only() {
+        let from = ("from", "Ada <ada@example.org>");
+        let envelope = |sender: &str| format!(r#"{{"to":["in@mail.example"],"from":"{sender}"}}"#);
+        let ours = envelope("bounces@mail.example.org");
+        let theirs = envelope("x@evil.example");
+        let vouched = |fields: &[(&str, &str)]| message(&Form::of(fields)).verified;
+        assert!(vouched(&[from, ("SPF", "pass"), ("envelope", &ours)]));
+        assert!(vouched(&[
+            from,
+            ("dkim", "{@esp.example : pass, @example.org : pass}")
+        ]));
+        // Anyone may write the From: checks of another domain, or failed
+        // ones, vouch for nothing.
+        assert!(!vouched(&[from, ("SPF", "pass"), ("envelope", &theirs)]));
+        assert!(!vouched(&[from, ("SPF", "softfail"), ("envelope", &ours)]));
+        assert!(!vouched(&[
+            from,
+            ("dkim", "{@evil.example : pass, @example.org : fail}")
+        ]));
+        assert!(!vouched(&[
+            from,
+            ("dkim", "none"),
+            ("envelope", "not json")
+        ]));
+        assert!(!vouched(&[from]));
     }
 }

@@ -994,7 +994,7 @@ async fn twilio_messages_signed_by_twilios_library_start_and_continue_a_conversa
 #[tokio::test]
 async fn mailgun_email_with_attachments_starts_a_session_and_its_thread_continues_it() {
     let (s, model) = Setup::new(
-        json!([{"reply": "Reading the report."}, {"reply": "Noted."}]),
+        json!([{"reply": "Reading the report."}, {"reply": "Noted."}, {"reply": "Who is this?"}]),
         &[],
     )
     .await;
@@ -1012,37 +1012,57 @@ async fn mailgun_email_with_attachments_starts_a_session_and_its_thread_continue
     let url = made.url(&s.served.url(""));
     assert!(url.contains(&format!("://paddock:{password}@")), "{url}");
     let now = Utc::now().timestamp().to_string();
+    // Sent through the envelope sender `sender`, whose SPF Mailgun found
+    // to pass.
+    let email_via = |sender: &str,
+                     token: &str,
+                     at: &str,
+                     signature: &str,
+                     id: &str,
+                     references: &str,
+                     subject: &str| {
+        let headers = json!([
+            ["X-Mailgun-Spf", "Pass"],
+            ["From", "Ada <ada@example.org>"],
+            ["Message-Id", id],
+            ["References", references]
+        ])
+        .to_string();
+        let fields = [
+            ("recipient", "support@mail.example"),
+            ("sender", sender),
+            ("from", "Ada <ada@example.org>"),
+            ("subject", subject),
+            ("body-plain", "The export fails.\n\n> quoted"),
+            ("stripped-text", "The export fails."),
+            ("message-headers", &headers),
+            ("attachment-count", "2"),
+            ("timestamp", at),
+            ("token", token),
+            ("signature", signature),
+        ];
+        multipart(
+            &fields,
+            &[
+                ("attachment-1", "report.txt", b"line 1\nline 2\n"),
+                (
+                    "attachment-2",
+                    "../../../etc/cron.d/evil",
+                    b"* * * * * root true\n",
+                ),
+            ],
+        )
+    };
     let email =
         |token: &str, at: &str, signature: &str, id: &str, references: &str, subject: &str| {
-            let headers = json!([
-                ["From", "Ada <ada@example.org>"],
-                ["Message-Id", id],
-                ["References", references]
-            ])
-            .to_string();
-            let fields = [
-                ("recipient", "support@mail.example"),
-                ("sender", "ada@example.org"),
-                ("from", "Ada <ada@example.org>"),
-                ("subject", subject),
-                ("body-plain", "The export fails.\n\n> quoted"),
-                ("stripped-text", "The export fails."),
-                ("message-headers", &headers),
-                ("attachment-count", "2"),
-                ("timestamp", at),
-                ("token", token),
-                ("signature", signature),
-            ];
-            multipart(
-                &fields,
-                &[
-                    ("attachment-1", "report.txt", b"line 1\nline 2\n"),
-                    (
-                        "attachment-2",
-                        "../../../etc/cron.d/evil",
-                        b"* * * * * root true\n",
-                    ),
-                ],
+            email_via(
+                "ada@example.org",
+                token,
+                at,
+                signature,
+                id,
+                references,
+                subject,
             )
         };
     let sign = |at: &str, token: &str| sender_sign(&["mailgun", key, at, token], "");
@@ -1116,6 +1136,28 @@ async fn mailgun_email_with_attachments_starts_a_session_and_its_thread_continue
     );
     common::wait_idle(&s.paddock, session).await;
     assert_eq!(model.turns_used(), 2);
+    // Someone else writing Ada's From into the thread, from a domain of
+    // their own (whose SPF passes): a session of its own.
+    let (content_type, spoofed) = email_via(
+        "mallory@evil.example",
+        "token-7",
+        &now,
+        &sign(&now, "token-7"),
+        "<m7@evil.example>",
+        "<m1@example.org>",
+        "Re: Export broken",
+    );
+    let (status, _, apart) = post_raw(&s.http, &url, &content_type, spoofed, &[]).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{apart}");
+    assert!(apart.contains("started session"), "{apart}");
+    assert!(!apart.contains(&session.to_string()), "{apart}");
+    let other: app::domain::SessionId = serde_json::from_str::<Value>(&apart).unwrap()["session"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    common::wait_idle(&s.paddock, other).await;
+    assert_eq!(model.turns_used(), 3);
 
     // Refused: stale (past Mailgun's 8 hours of sending again), another
     // key, unsigned, JSON; and without the URL's password, even signed.
@@ -1165,7 +1207,11 @@ async fn mailgun_email_with_attachments_starts_a_session_and_its_thread_continue
         let (status, _, answer) = post_raw(&s.http, &url, &content_type, body, &[]).await;
         assert_eq!(status, expected, "{what}: {answer}");
     }
-    assert_eq!(s.sessions().await.len(), 1);
+    assert_eq!(
+        s.sessions().await.len(),
+        2,
+        "the thread's and the stranger's"
+    );
 }
 
 #[tokio::test]
