@@ -434,6 +434,10 @@ impl Runner {
             let message = format!(
                 "Paddock stopped while this session was working. Its workspace is intact; {next}"
             );
+            // A question its engine cannot ask again (the CLI that asked is
+            // gone) is answered by nobody now.
+            self.expire_requests(session, "Paddock stopped before anyone decided.")
+                .await;
             self.journal
                 .set_status(session, SessionStatus::Interrupted, Some(message))
                 .await?;
@@ -629,7 +633,8 @@ impl Runner {
         let (status, message) = match outcome {
             Ok(()) => (SessionStatus::Idle, None),
             Err(RunError::Stopped) => {
-                self.expire_requests(session).await;
+                self.expire_requests(session, "The run was stopped before anyone decided.")
+                    .await;
                 (SessionStatus::Idle, Some("Stopped.".to_owned()))
             }
             Err(e) => {
@@ -646,9 +651,10 @@ impl Runner {
         started
     }
 
-    /// Records the permission requests a stopped run left undecided as
-    /// expired: nobody waits for them, so no page offers to decide them.
-    async fn expire_requests(&self, session: SessionId) {
+    /// Records the permission requests a stopped (or interrupted) run left
+    /// undecided as expired, saying `why`: nobody waits for them, so no
+    /// page offers to decide them, and a decision is a 404.
+    async fn expire_requests(&self, session: SessionId, why: &str) {
         let events = match self.store.events_after(session, 0, i64::MAX).await {
             Ok(events) => events,
             Err(e) => {
@@ -660,7 +666,7 @@ impl Runner {
             let expired = EventKind::PermissionDecision {
                 request_id,
                 decision: Decision::Expired,
-                reason: Some("The run was stopped before anyone decided.".to_owned()),
+                reason: Some(why.to_owned()),
                 by: None,
             };
             if let Err(e) = self.journal.record(session, expired).await {

@@ -392,3 +392,65 @@ async fn a_start_keeps_the_workspaces_of_sessions_beyond_the_newest_thousand() {
     assert!(!gone.exists(), "a workspace with no session is reaped");
     assert_eq!(recovery.reaped.len(), 1, "{recovery:?}");
 }
+
+/// A session taken over while it waited for a decision its engine cannot
+/// ask for again (the Claude Code CLI that asked is gone): interrupted,
+/// with the question answered as expired, so nobody is offered it and a
+/// decision is refused.
+#[tokio::test]
+async fn a_question_left_by_a_cli_that_is_gone_expires_with_the_takeover() {
+    use app::api::Backend;
+    use app::domain::{Decision, Engine, NewSession};
+    let home = common::Home::new();
+    let paddock = common::open(&home, "local", &[]).await;
+    let session = common::session(
+        &paddock,
+        NewSession {
+            name: "asked".into(),
+            engine: Some(Engine::ClaudeCode),
+            ..Default::default()
+        },
+    )
+    .await;
+    let asked = EventKind::PermissionRequest {
+        request_id: "req-1".into(),
+        tool_use_id: "toolu_1".into(),
+        tool: "Bash".into(),
+        input: serde_json::json!({"command": "ls"}),
+    };
+    paddock.journal.record(session.id, asked).await.unwrap();
+    paddock
+        .journal
+        .set_status(session.id, SessionStatus::AwaitingPermission, None)
+        .await
+        .unwrap();
+
+    let recovery = paddock.recover().await.unwrap();
+    assert_eq!(recovery.interrupted, vec![session.id], "{recovery:?}");
+    let events = common::events(&paddock, session.id).await;
+    let decided: Vec<_> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::PermissionDecision {
+                request_id,
+                decision,
+                ..
+            } => Some((request_id.as_str(), *decision)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(decided, [("req-1", Decision::Expired)]);
+    let refused = paddock
+        .decide(
+            &app::accounts::Caller::local_operator(),
+            session.id,
+            "req-1".into(),
+            Decision::Allow,
+            None,
+        )
+        .await;
+    assert!(
+        matches!(refused, Err(app::domain::AppError::NotFound(_))),
+        "{refused:?}"
+    );
+}
