@@ -5,6 +5,16 @@
 use app::triggers::TriggerId;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use std::num::NonZeroU32;
+use std::time::Duration;
+use tokio::sync::{Semaphore, SemaphorePermit};
+
+/// Emails read at once, server-wide: each may bring 40 MiB on the wire and
+/// keep 14 MiB, and anyone may email an inbound address (its provider
+/// adds the URL's password), so a flood is read a few at a time.
+pub const EMAIL_READS_AT_ONCE: usize = 4;
+/// How long an email waits for its turn to be read before its sender is
+/// asked to send it again (503).
+pub const EMAIL_READ_WAIT: Duration = Duration::from_secs(10);
 
 /// Deliveries admitted per trigger and minute, and refusals (deliveries
 /// whose signature does not hold, audited up to the same rate): past
@@ -13,6 +23,7 @@ use std::num::NonZeroU32;
 pub struct DeliveryLimiter {
     accepted: DefaultKeyedRateLimiter<TriggerId>,
     refused: DefaultKeyedRateLimiter<TriggerId>,
+    email_reads: Semaphore,
 }
 
 impl DeliveryLimiter {
@@ -21,7 +32,17 @@ impl DeliveryLimiter {
         Self {
             accepted: RateLimiter::keyed(quota),
             refused: RateLimiter::keyed(quota),
+            email_reads: Semaphore::new(EMAIL_READS_AT_ONCE),
         }
+    }
+
+    /// A turn to read an email's body, held while it is read; none if
+    /// others held them all for [`EMAIL_READ_WAIT`].
+    pub async fn email_read(&self) -> Option<SemaphorePermit<'_>> {
+        tokio::time::timeout(EMAIL_READ_WAIT, self.email_reads.acquire())
+            .await
+            .ok()?
+            .ok()
     }
 
     /// Counts a delivery; refused with the seconds to wait.

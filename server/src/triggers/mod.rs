@@ -471,6 +471,8 @@ impl Paddock {
             .await
         {
             Ok(opened) => opened,
+            // Not read now (emails are read a few at a time): no refusal.
+            Err(AppError::Unavailable(_)) => return Answer::unavailable(),
             Err(e) => return refuse(e).await,
         };
         match self.store.delivery(id, &opened.verified.id).await {
@@ -603,6 +605,11 @@ impl Paddock {
                     _ => secrets.iter().map(String::as_str).collect(),
                 };
                 email::check_url_password(headers, &passwords).map_err(unsigned)?;
+                let Some(_turn) = self.deliveries.email_read().await else {
+                    return Err(AppError::Unavailable(
+                        "Too many emails are being read now: send this one again later.".into(),
+                    ));
+                };
                 let limits = form::Limits {
                     body: EMAIL_MAX_BYTES,
                     text: email::TEXT_MAX_BYTES,

@@ -1298,6 +1298,58 @@ async fn sendgrid_email_with_the_urls_password_stores_attachments_within_the_cap
     assert_eq!(s.sessions().await.len(), 1);
 }
 
+/// Anyone may email an inbound address, and its provider adds the URL's
+/// password: emails are read a few at a time, and one that waits too long
+/// for its turn is asked to come again (503) while the others go on.
+#[tokio::test]
+async fn emails_are_read_a_few_at_a_time() {
+    use base64::Engine;
+    use tokio::io::AsyncWriteExt;
+    let (s, model) = Setup::new(json!([{"reply": "Got it."}]), &[]).await;
+    let made = s
+        .trigger(json!({"name": "inbox", "kind": "sendgrid", "prompt": "{{ email.subject }}"}))
+        .await;
+    let url = made.url(&s.served.url(""));
+    let target = reqwest::Url::parse(&url).unwrap();
+    let addr = format!("127.0.0.1:{}", target.port().unwrap());
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("paddock:{}", made.key()));
+    // Emails whose bodies stop after their first bytes hold every turn.
+    let mut stalled = Vec::new();
+    for _ in 0..server::trigger_limits::EMAIL_READS_AT_ONCE {
+        let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let head = format!(
+            "POST {} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Basic {auth}\r\n\
+             Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 100000\r\n\r\n--b\r\n",
+            target.path()
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        stalled.push(stream);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let (content_type, body) = multipart(
+        &[
+            (
+                "headers",
+                "Message-ID: <turn@example.org>\nSubject: Waited\n",
+            ),
+            ("from", "Max <max@example.org>"),
+            ("subject", "Waited"),
+            ("text", "hello"),
+        ],
+        &[],
+    );
+    let (status, _, answer) = post_raw(&s.http, &url, &content_type, body.clone(), &[]).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{answer}");
+    assert!(s.sessions().await.is_empty());
+    // Once they are gone, sent again, it is read and handled.
+    drop(stalled);
+    let (status, _, answer) = post_raw(&s.http, &url, &content_type, body, &[]).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    let session = s.sessions().await[0].id;
+    common::wait_idle(&s.paddock, session).await;
+    assert_eq!(model.turns_used(), 1);
+}
+
 /// A SendGrid email to `url` from Max with one attachment, `notes.txt`.
 async fn email_with_attachment(s: &Setup, url: &str, message_id: &str) -> (StatusCode, String) {
     let headers = format!("Message-ID: {message_id}\nSubject: Notes\n");
