@@ -108,6 +108,10 @@ pub trait Triggers {
     /// no longer holds it), and forgets answered deliveries older than
     /// [`DELIVERIES_KEPT_DAYS`].
     async fn finish_delivery(&self, delivery: &Delivery, claim: &str) -> Result<bool>;
+    /// Keeps a claimed delivery's handling alive: its claim is as new as
+    /// now (its `received_at`), so that a long handling is not taken for
+    /// abandoned. `false` when `claim` no longer holds it.
+    async fn renew_delivery(&self, trigger: TriggerId, id: &str, claim: &str) -> Result<bool>;
     /// Gives up a claimed delivery that could not be handled: the next one
     /// of its id handles it at once.
     async fn abandon_delivery(&self, trigger: TriggerId, id: &str, claim: &str) -> Result<()>;

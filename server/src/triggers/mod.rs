@@ -61,6 +61,10 @@ const RETRY_AFTER_SECS: u64 = 30;
 /// after this was abandoned (its server went away): the next one handles
 /// it.
 const ABANDONED_AFTER: chrono::Duration = chrono::Duration::minutes(2);
+/// How often a handling renews its delivery's claim, well within
+/// [`ABANDONED_AFTER`]: an upload may wait for a clone for
+/// `PADDOCK_GIT_TIMEOUT_SECS`.
+const CLAIM_RENEWED_EVERY: Duration = Duration::from_secs(30);
 
 /// A delivery whose signature holds: the sender's id for it, and how it
 /// was verified, in words, for the transcript.
@@ -685,7 +689,8 @@ impl Paddock {
             // is only answered now.
             (Some(session), true) => Ok((session, format!("handled in session {session}"))),
             _ => {
-                self.handle(trigger, verified, seen, files, &claim, made)
+                let handling = self.handle(trigger, verified, seen, files, &claim, made);
+                self.while_claimed(trigger.id, &verified.id, &claim, handling)
                     .await
             }
         };
@@ -873,6 +878,38 @@ impl Paddock {
                 .map_err(fail)?,
         )?;
         Ok((session, outcome))
+    }
+
+    /// Runs `handling` while renewing its delivery's claim, so that a long
+    /// one is never taken over by the sender's repeat (and prompted twice).
+    async fn while_claimed<T>(
+        &self,
+        trigger: TriggerId,
+        id: &str,
+        claim: &str,
+        handling: impl std::future::Future<Output = T>,
+    ) -> T {
+        let renewing = async {
+            let start = tokio::time::Instant::now() + CLAIM_RENEWED_EVERY;
+            let mut every = tokio::time::interval_at(start, CLAIM_RENEWED_EVERY);
+            loop {
+                every.tick().await;
+                match self.store.renew_delivery(trigger, id, claim).await {
+                    Ok(true) => {}
+                    // Taken over: the handling finds it out where it notes
+                    // what it did.
+                    Ok(false) => return,
+                    Err(e) => {
+                        tracing::warn!(%trigger, delivery = id, "cannot renew a delivery's claim: {e}")
+                    }
+                }
+            }
+        };
+        tokio::pin!(handling);
+        tokio::select! {
+            done = &mut handling => done,
+            () = renewing => handling.await,
+        }
     }
 
     /// The session of a conversation: the one its key names, or a new one

@@ -874,6 +874,19 @@ async fn triggers_claim_each_delivery_once_and_keep_their_conversations() {
         ));
         assert!(!store.note_delivery_prompted(id, "d2", "c5").await.unwrap());
         assert_eq!(store.deliveries(id).await.unwrap().len(), 1, "{db}");
+        // A handling that renews its claim is not taken for abandoned by
+        // one that began after it did, however long it takes.
+        let began = Utc::now();
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        assert!(store.renew_delivery(id, "d2", "c7").await.unwrap(), "{db}");
+        assert!(!store.renew_delivery(id, "d2", "c6").await.unwrap(), "{db}");
+        assert!(
+            matches!(
+                store.claim_delivery(id, "d2", "c8", began).await.unwrap(),
+                Claim::Seen(_)
+            ),
+            "{db}"
+        );
 
         // A conversation's key: claimed once while its session is made.
         assert_eq!(

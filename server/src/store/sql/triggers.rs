@@ -340,6 +340,20 @@ impl Triggers for SqlStore {
         Ok(done.rows_affected() > 0)
     }
 
+    async fn renew_delivery(&self, trigger: TriggerId, id: &str, claim: &str) -> Result<bool> {
+        let renewed = sqlx::query(
+            "UPDATE trigger_deliveries SET received_at = $4 \
+             WHERE trigger_id = $1 AND delivery_id = $2 AND claim = $3 AND status = 0",
+        )
+        .bind(trigger.to_string())
+        .bind(id)
+        .bind(claim)
+        .bind(timestamp(Utc::now()))
+        .execute(&self.pool)
+        .await?;
+        Ok(renewed.rows_affected() == 1)
+    }
+
     async fn abandon_delivery(&self, trigger: TriggerId, id: &str, claim: &str) -> Result<()> {
         sqlx::query(
             "UPDATE trigger_deliveries SET claim = '' \
