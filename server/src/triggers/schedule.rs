@@ -12,7 +12,7 @@
 use super::{Opened, Said, Verified};
 use crate::paddock::Paddock;
 use crate::store::triggers::Claim;
-use app::domain::AppError;
+use app::domain::{AppError, SessionId, SessionStatus};
 use app::triggers::{Delivery, MissedRuns, Schedule, Trigger, TriggerId};
 use chrono::{DateTime, SecondsFormat, Utc};
 use chrono_tz::Tz;
@@ -198,13 +198,17 @@ impl Paddock {
                 )
                 .await;
         }
-        if let Some(session) = self.run_in_progress(&trigger).await? {
+        if let Some((session, status)) = self.run_in_progress(&trigger).await? {
+            let going = match status {
+                SessionStatus::AwaitingPermission => "waits for a permission decision",
+                _ => "is still going",
+            };
             return self
                 .skip_run(
                     &trigger,
                     &run,
                     409,
-                    format!("skipped: the run in session {session} is still going"),
+                    format!("skipped: the run in session {session} {going}"),
                 )
                 .await;
         }
@@ -244,17 +248,21 @@ impl Paddock {
         Ok(())
     }
 
-    /// The session of the schedule's last run, if it still works.
-    async fn run_in_progress(&self, trigger: &Trigger) -> Result<Option<String>, AppError> {
+    /// The session of the schedule's last run and where it is, if its run
+    /// is not over (it works, or waits for a permission decision).
+    async fn run_in_progress(
+        &self,
+        trigger: &Trigger,
+    ) -> Result<Option<(SessionId, SessionStatus)>, AppError> {
         let Some(session) = self.store.last_session(trigger.id).await? else {
             return Ok(None);
         };
-        let busy = self
+        Ok(self
             .store
             .get_session(session)
             .await?
-            .is_some_and(|s| s.status.is_busy());
-        Ok(busy.then(|| session.to_string()))
+            .filter(|s| s.status.is_busy())
+            .map(|s| (session, s.status)))
     }
 
     /// Notes a run that was not started, in the trigger's log (a run
