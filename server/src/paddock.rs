@@ -333,7 +333,7 @@ impl Paddock {
             .ok_or_else(|| not_found(id))?;
         if let Err(refusal) = access.require(needed) {
             self.auth
-                .audit(
+                .audit_refusal(
                     &caller.label(),
                     AuditAction::AccessRefused,
                     &id.to_string(),

@@ -14,8 +14,31 @@ pub const PER_LOGIN_PER_MINUTE: u32 = 5;
 /// Attempts per minute from one address (behind a reverse proxy, every
 /// client shares the proxy's address, hence more).
 pub const PER_ADDRESS_PER_MINUTE: u32 = 30;
+/// Refused actions audited per minute for one caller.
+pub const REFUSALS_AUDITED_PER_MINUTE: u32 = 10;
 /// Keys kept before old ones are dropped.
 const MAX_KEYS: usize = 10_000;
+
+/// Which refused actions go into the audit log: a caller retrying one in a
+/// loop (a watcher's script pressing Stop) is audited a few times a
+/// minute, not at the rate it sends.
+pub struct RefusalLimiter(DefaultKeyedRateLimiter<String>);
+
+impl Default for RefusalLimiter {
+    fn default() -> Self {
+        Self(RateLimiter::keyed(per_minute(REFUSALS_AUDITED_PER_MINUTE)))
+    }
+}
+
+impl RefusalLimiter {
+    /// Counts one refusal of `actor`'s; whether it is audited.
+    pub fn audited(&self, actor: &str) -> bool {
+        if self.0.len() > MAX_KEYS {
+            self.0.retain_recent();
+        }
+        self.0.check_key(&actor.to_owned()).is_ok()
+    }
+}
 
 pub struct SignInLimiter {
     by_login: DefaultKeyedRateLimiter<String>,
@@ -59,6 +82,14 @@ impl SignInLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refusals_are_audited_a_few_a_minute_per_caller() {
+        let limiter = RefusalLimiter::default();
+        let audited = (0..50).filter(|_| limiter.audited("max")).count();
+        assert_eq!(audited, REFUSALS_AUDITED_PER_MINUTE as usize);
+        assert!(limiter.audited("ada"), "another caller's are counted apart");
+    }
 
     #[test]
     fn limits_per_login_and_per_address() {

@@ -32,7 +32,7 @@ use app::domain::AppError;
 use app::domain::UserId;
 use axum::http::{header, HeaderMap};
 use chrono::{DateTime, Utc};
-use limiter::SignInLimiter;
+use limiter::{RefusalLimiter, SignInLimiter};
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
@@ -88,6 +88,7 @@ pub struct Auth {
     /// exists.
     setup: Mutex<Option<String>>,
     limiter: SignInLimiter,
+    refusals: RefusalLimiter,
 }
 
 fn internal(e: tower_sessions::session::Error) -> AppError {
@@ -120,6 +121,7 @@ impl Auth {
             enabled,
             setup: Mutex::new(None),
             limiter: SignInLimiter::default(),
+            refusals: RefusalLimiter::default(),
         }
     }
 
@@ -211,6 +213,30 @@ impl Auth {
             caller: user.user.caller(),
             via: Via::Browser(id.to_string()),
         }))
+    }
+
+    /// Audits an action refused to `actor`, a few a minute per caller
+    /// ([`limiter::REFUSALS_AUDITED_PER_MINUTE`]); the rest are logged.
+    pub async fn audit_refusal(
+        &self,
+        actor: &str,
+        action: AuditAction,
+        target: &str,
+        detail: &str,
+        address: Option<IpAddr>,
+    ) {
+        if self.refusals.audited(actor) {
+            self.audit(actor, action, target, detail, address).await;
+        } else {
+            let action = action.as_str();
+            tracing::info!(
+                actor,
+                action,
+                target,
+                detail,
+                "refused (not audited: past the rate)"
+            );
+        }
     }
 
     /// Records a security event; a failure to record is logged, never

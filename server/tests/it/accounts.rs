@@ -637,6 +637,31 @@ async fn an_account_disabled_from_the_command_line_ends_its_streams() {
     futures_util::future::join_all(open.into_iter().map(|s| ends_within(s, limit))).await;
 }
 
+/// A watcher's script pressing Stop in a loop is refused each time, and
+/// audited a few times a minute: the audit log does not grow at its rate.
+#[tokio::test]
+async fn refusals_in_a_loop_are_audited_a_few_a_minute() {
+    let t = team(&[]).await;
+    let owner = t.person("olga", Role::Member).await;
+    let watcher = t.person("walt", Role::Member).await;
+    let s = t.create(&owner, json!({"name": "watched"})).await;
+    t.share(&owner, &s, &watcher, "watch").await;
+    for _ in 0..30 {
+        let stop = t.as_(
+            &watcher,
+            Method::POST,
+            &format!("/api/sessions/{}/stop", s.id),
+        );
+        assert_eq!(t.status(stop).await.0, StatusCode::FORBIDDEN);
+    }
+    let audit = t.paddock.store.audit_log(None, 200).await.unwrap();
+    let refused = audit
+        .iter()
+        .filter(|e| e.action.as_str() == "access_refused")
+        .count();
+    assert_eq!(refused, 10, "{audit:?}");
+}
+
 #[tokio::test]
 async fn cookie_writes_from_another_origin_are_refused() {
     let t = team(&[]).await;
