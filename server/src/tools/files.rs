@@ -3,7 +3,7 @@
 //! (symlinks included), so they cannot touch anything outside.
 
 use super::{cap_text, Args, ToolOutput};
-use crate::sandbox::{FileError, Workspace};
+use crate::sandbox::{FileError, Workspace, READ_MAX_BYTES};
 
 /// Lines `read_file` returns when the model does not say.
 const DEFAULT_LINES: usize = 2000;
@@ -145,6 +145,17 @@ current text."
         return ToolOutput::error(format!(
             "old_string occurs {count} times in {path:?}. Include more surrounding lines to \
 make it unique, or set replace_all to true to replace every occurrence."
+        ));
+    }
+    // Worked out before the edit is made, in the server's memory: one
+    // character replaced by a long text in a 10 MiB file would be
+    // gigabytes.
+    let replaced = if replace_all { count } else { 1 };
+    let size = text.len() as u128 - (old.len() * replaced) as u128
+        + (new.len() as u128 * replaced as u128);
+    if size > u128::from(READ_MAX_BYTES) {
+        return ToolOutput::error(format!(
+            "The edit would make {path:?} {size} bytes, more than a file may be to be read ({READ_MAX_BYTES} bytes): make it in smaller steps, or write the file with write_file."
         ));
     }
     let edited = if replace_all {

@@ -254,6 +254,28 @@ async fn file_tools_write_read_edit_and_list() {
         nofile.contains("\"nope.rs\" does not exist") && nofile.contains("write_file"),
         "{nofile}"
     );
+    // An edit that would make the file larger than a file may be read is
+    // refused before it is made (in the server's memory), the file kept.
+    let letters = "a".repeat(1 << 20);
+    e.ok(
+        "write_file",
+        json!({"path": "letters.txt", "content": letters}),
+    )
+    .await;
+    let huge = e
+        .err(
+            "edit_file",
+            json!({"path": "letters.txt", "old_string": "a", "new_string": "b".repeat(1024), "replace_all": true}),
+        )
+        .await;
+    assert!(
+        huge.contains("would make \"letters.txt\" 1073741824 bytes"),
+        "{huge}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(e.root().join("letters.txt")).unwrap(),
+        letters
+    );
     // Windows line ends are matched with the model's plain newlines.
     e.ok(
         "write_file",
