@@ -92,8 +92,10 @@ export class Paddock {
       PADDOCK_GIT_ROOT: join(this.dataDir, 'git'),
       PADDOCK_MASTER_KEY_FILE: join(this.dataDir, 'master.key'),
       PADDOCK_AUTH: 'on',
-      // The tests' notification receivers listen on loopback.
+      // The tests' notification receivers and git servers listen on
+      // loopback.
       PADDOCK_NOTIFY_PRIVATE_NETWORKS: 'true',
+      PADDOCK_EGRESS_NETWORKS: '127.0.0.0/8',
       PADDOCK_SANDBOX: this.sandbox,
       RUST_LOG: 'info',
       NO_COLOR: '1',

@@ -320,7 +320,8 @@ impl ChangeReview {
                     ));
                 }
                 let token = self.setup.token(s).await?;
-                repo.push(branch, token.as_ref(), self.timeout)
+                let reach = self.setup.git_reach();
+                repo.push(url, branch, token.as_ref(), self.timeout, reach)
                     .await
                     .map_err(fail)?;
                 Ok(head)

@@ -95,9 +95,10 @@ pub struct Config {
     pub sandbox_pids: i64,
 
     /// Non-public networks the egress proxy may reach for sessions that
-    /// list hosts (comma-separated CIDR, such as an internal mirror's
-    /// 10.1.0.0/16). None by default: a name that resolves to a loopback,
-    /// private or link-local address is refused.
+    /// list hosts, and that git sources may be cloned from and pushed to
+    /// with sign-in on (comma-separated CIDR, such as an internal mirror's
+    /// or forge's 10.1.0.0/16). None by default: a name that resolves to a
+    /// loopback, private or link-local address is refused.
     #[arg(long, env = "PADDOCK_EGRESS_NETWORKS", value_delimiter = ',')]
     pub egress_networks: Vec<crate::egress::Network>,
 

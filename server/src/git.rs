@@ -13,10 +13,19 @@
 //! also not through a submodule or a redirect). A token reaches git as an
 //! `Authorization` header through `GIT_CONFIG_*` variables: not in the
 //! arguments (`ps`), not in any file, not in the clone's remote URL.
+//!
+//! Where git may go is checked before it goes ([`Reach`]): with sign-in on,
+//! a source's host must have only public addresses (or ones in the
+//! networks the operator names), which git is then held to, with no
+//! redirect followed: a URL cannot make the server fetch from its own
+//! network.
 
+use crate::egress::{is_public, Network};
 use base64::Engine as _;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
 use tokio::process::Command;
@@ -44,6 +53,9 @@ pub enum GitError {
     NoRevision(String),
     #[error("git cannot be run: {0}")]
     Spawn(std::io::Error),
+    /// The source's host is on a network git may not reach from here.
+    #[error("{0}")]
+    Unreachable(String),
 }
 
 impl GitError {
@@ -53,7 +65,10 @@ impl GitError {
     /// or a step on this host that failed (a full disk), may pass.
     pub fn lasts(&self) -> bool {
         match self {
-            GitError::TooLarge(_) | GitError::SaidTooMuch { .. } | GitError::NoRevision(_) => true,
+            GitError::TooLarge(_)
+            | GitError::SaidTooMuch { .. }
+            | GitError::NoRevision(_)
+            | GitError::Unreachable(_) => true,
             GitError::TimedOut { .. } | GitError::Spawn(_) => false,
             // What git says of the remote (its messages are not
             // translated: see `git`).
@@ -109,10 +124,11 @@ impl GitToken {
 }
 
 /// What bounds a clone.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct CloneLimits {
     pub max_bytes: u64,
     pub timeout: Duration,
+    pub reach: Reach,
 }
 
 /// A session's server-side repository: its git folder and the workspace
@@ -141,6 +157,85 @@ fn folder_size(path: &Path) -> u64 {
     }
     total
 }
+
+/// Where git may go for a session's source.
+#[derive(Clone, Debug)]
+pub enum Reach {
+    /// Anywhere: sign-in is off (one person's own machine).
+    Anywhere,
+    /// Public addresses, and those of the networks the operator named
+    /// (`PADDOCK_EGRESS_NETWORKS`).
+    Public(Arc<[Network]>),
+}
+
+impl Reach {
+    pub fn new(sign_in: bool, networks: &[Network]) -> Self {
+        match sign_in {
+            false => Reach::Anywhere,
+            true => Reach::Public(networks.into()),
+        }
+    }
+
+    fn allows(&self, ip: IpAddr) -> bool {
+        match self {
+            Reach::Anywhere => true,
+            Reach::Public(networks) => is_public(ip) || networks.iter().any(|n| n.contains(ip)),
+        }
+    }
+
+    /// Checks the addresses `url`'s host has now, and gives the options
+    /// that hold git to them: it resolves the name no more (over http and
+    /// https; the git protocol resolves it again, a moment later) and
+    /// follows no redirect, which could lead elsewhere.
+    async fn hold(&self, step: &'static str, url: &str) -> Result<Vec<String>, GitError> {
+        if matches!(self, Reach::Anywhere) {
+            return Ok(Vec::new());
+        }
+        let failed = |message: String| GitError::Failed { step, message };
+        let parsed = reqwest::Url::parse(url).map_err(|e| failed(format!("{url:?}: {e}")))?;
+        let port = parsed.port_or_known_default().unwrap_or(GIT_PROTOCOL_PORT);
+        let host = parsed.host_str().unwrap_or_default();
+        let literal = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>();
+        let (name, addresses) = match literal {
+            Ok(ip) => (None, vec![ip]),
+            Err(_) if host.is_empty() => return Err(failed(format!("{url:?} names no host"))),
+            Err(_) => {
+                let found = tokio::net::lookup_host((host, port))
+                    .await
+                    .map_err(|e| failed(format!("cannot resolve {host}: {e}")))?;
+                (Some(host), found.map(|a| a.ip()).collect::<Vec<_>>())
+            }
+        };
+        if let Some(ip) = addresses.iter().find(|ip| !self.allows(**ip)) {
+            return Err(GitError::Unreachable(format!(
+                "{host} is at {ip}, which is not a public address: this server clones only \
+                 from public ones, and from the networks PADDOCK_EGRESS_NETWORKS names"
+            )));
+        }
+        let mut options = vec!["-c".to_owned(), "http.followRedirects=false".to_owned()];
+        if let Some(name) = name {
+            let listed: Vec<String> = addresses
+                .iter()
+                .map(|ip| match ip {
+                    IpAddr::V4(v4) => v4.to_string(),
+                    IpAddr::V6(v6) => format!("[{v6}]"),
+                })
+                .collect();
+            options.push("-c".to_owned());
+            options.push(format!(
+                "http.curloptResolve={name}:{port}:{}",
+                listed.join(",")
+            ));
+        }
+        Ok(options)
+    }
+}
+
+/// The git protocol's port.
+const GIT_PROTOCOL_PORT: u16 = 9418;
 
 /// A git command with the hardened environment (see the module's doc).
 fn git(token: Option<&GitToken>) -> Command {
@@ -312,8 +407,10 @@ impl HostRepo {
         token: Option<&GitToken>,
         limits: CloneLimits,
     ) -> Result<Cloned, GitError> {
+        let held = limits.reach.hold("clone", url).await?;
         let mut clone = git(token);
         clone
+            .args(held)
             .args(["clone", "--bare", "--quiet", "--", url])
             .arg(&self.git_dir);
         run(
@@ -711,13 +808,17 @@ impl HostRepo {
     /// Pushes the working branch to `origin` under the same name.
     pub async fn push(
         &self,
+        url: &str,
         branch: &str,
         token: Option<&GitToken>,
         limit: Duration,
+        reach: &Reach,
     ) -> Result<(), GitError> {
+        let held = reach.hold("push", url).await?;
         let refspec = format!("refs/heads/{branch}:refs/heads/{branch}");
         let mut push = self.git(token);
-        push.args(["push", "--quiet", "--no-verify", "origin", &refspec]);
+        push.args(held)
+            .args(["push", "--quiet", "--no-verify", "origin", &refspec]);
         run("push", push, limit, None).await.map(|_| ())
     }
 }

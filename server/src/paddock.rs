@@ -209,6 +209,7 @@ impl Paddock {
             sandbox.clone(),
             vault.clone(),
             journal.clone(),
+            sign_in,
         ));
         let runner = Arc::new(Runner::new(
             config.clone(),

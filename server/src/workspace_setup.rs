@@ -45,6 +45,8 @@ pub struct WorkspaceSetup {
     sandbox: Arc<dyn Sandbox>,
     vault: Arc<Vault>,
     journal: Journal,
+    /// Where git may go for a session's source.
+    git_reach: git::Reach,
     /// One preparation of a session at a time.
     preparing: Mutex<HashMap<SessionId, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -119,8 +121,10 @@ impl WorkspaceSetup {
         sandbox: Arc<dyn Sandbox>,
         vault: Arc<Vault>,
         journal: Journal,
+        sign_in: bool,
     ) -> Self {
         Self {
+            git_reach: git::Reach::new(sign_in, &config.egress_networks),
             config,
             store,
             sandbox,
@@ -128,6 +132,11 @@ impl WorkspaceSetup {
             journal,
             preparing: Mutex::default(),
         }
+    }
+
+    /// Where git may go for a session's source (its clone, a push).
+    pub fn git_reach(&self) -> &git::Reach {
+        &self.git_reach
     }
 
     /// The session's workspace as a folder of this host, which is where
@@ -156,6 +165,7 @@ impl WorkspaceSetup {
         CloneLimits {
             max_bytes: self.config.source_max_mb.saturating_mul(1024 * 1024),
             timeout: Duration::from_secs(self.config.git_timeout_secs),
+            reach: self.git_reach.clone(),
         }
     }
 

@@ -522,3 +522,58 @@ async fn a_prompt_sent_while_the_workspace_is_cloned_is_the_next_runs() {
     let shown = app::transcript::Transcript::build(&events);
     assert!(shown.items.iter().all(|i| !i.queued));
 }
+
+/// With sign-in on, a source is cloned only from public addresses and the
+/// networks the operator names (`PADDOCK_EGRESS_NETWORKS`): a URL cannot
+/// make the server fetch from its own network, by address or by name.
+#[tokio::test]
+async fn a_source_on_a_private_network_is_cloned_only_where_the_operator_allows() {
+    use server::egress::Network;
+    use server::git::{CloneLimits, GitError, HostRepo, Reach};
+    let server = GitServer::start(None).await;
+    server.repo("app.git", &[("README.md", b"# App\n")]);
+    let port = server.url.rsplit(':').next().unwrap().to_owned();
+    let urls = [
+        format!("{}/app.git", server.url),
+        format!("http://localhost:{port}/app.git"),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let clone = |name: String, url: &str, reach: Reach| {
+        let repo = HostRepo {
+            git_dir: dir.path().join(&name).join("git"),
+            work_tree: dir.path().join(&name).join("work"),
+        };
+        std::fs::create_dir_all(&repo.work_tree).unwrap();
+        let url = url.to_owned();
+        async move {
+            let limits = CloneLimits {
+                max_bytes: 16 << 20,
+                timeout: Duration::from_secs(60),
+                reach,
+            };
+            repo.clone(&url, None, "paddock/test", None, limits).await
+        }
+    };
+    let loopback: Vec<Network> = ["127.0.0.0/8", "::1/128"]
+        .iter()
+        .map(|n| n.parse().unwrap())
+        .collect();
+    for (i, url) in urls.iter().enumerate() {
+        let refused = clone(format!("refused-{i}"), url, Reach::new(true, &[]))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&refused, GitError::Unreachable(m) if m.contains("not a public address")),
+            "{url}: {refused}"
+        );
+        assert!(refused.lasts());
+        assert!(!dir.path().join(format!("refused-{i}/git")).exists());
+        clone(format!("allowed-{i}"), url, Reach::new(true, &loopback))
+            .await
+            .unwrap();
+        // Sign-in off (one person's own machine): anywhere.
+        clone(format!("anywhere-{i}"), url, Reach::new(false, &[]))
+            .await
+            .unwrap();
+    }
+}
