@@ -1,6 +1,8 @@
 //! The routes of one session's socket: the token checked, the budget
-//! checked, the credential swapped in, the request forwarded, and the answer
-//! streamed back through the [`Metered`] body.
+//! checked, the request read and refused if it has Anthropic's servers
+//! reach out (server-run tools, MCP servers), the credential swapped in,
+//! the request forwarded, and the answer streamed back through the
+//! [`Metered`] body.
 
 use super::meter::{Meter, Metered};
 use super::CredentialProxy;
@@ -14,9 +16,7 @@ use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use futures_util::TryStreamExt;
 use http_body_util::BodyExt;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tower_http::timeout::RequestBodyTimeoutLayer;
 
@@ -80,6 +80,55 @@ fn api_error(status: StatusCode, kind: &str, message: &str) -> Response {
     (status, Json(error_body(kind, message))).into_response()
 }
 
+/// What a request's body names of what the API would do itself.
+#[derive(serde::Deserialize)]
+struct Asked {
+    #[serde(default)]
+    tools: Vec<AskedTool>,
+    mcp_servers: Option<serde::de::IgnoredAny>,
+}
+
+#[derive(serde::Deserialize)]
+struct AskedTool {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+}
+
+/// Tools the API defines that the client runs (the sandbox, here): the
+/// others (web search and fetch, code execution, …) Anthropic's servers
+/// run.
+const CLIENT_RUN_TOOLS: &[&str] = &["bash_", "text_editor_", "computer_", "memory_"];
+
+/// Why a request may not pass, if it asks Anthropic's servers to reach
+/// past the sandbox's closed network: tools they run (a search or fetch of
+/// any host, code execution) or MCP servers they connect to. A body this
+/// cannot read as a request is refused too: what it cannot read, it cannot
+/// vouch for (the API would take the last of two `tools`, say).
+fn reaches_out(body: &[u8]) -> Option<String> {
+    let asked: Asked = match serde_json::from_slice(body) {
+        Ok(asked) => asked,
+        Err(e) => {
+            return Some(format!(
+                "The request is not a Messages request Paddock can read: {e}."
+            ))
+        }
+    };
+    let closed = "this session's sandbox has no network, and Paddock's proxy passes no request \
+                  that has Anthropic's servers reach out for it";
+    if asked.mcp_servers.is_some() {
+        return Some(format!(
+            "MCP servers the API connects to (mcp_servers): {closed}."
+        ));
+    }
+    asked.tools.iter().find_map(|tool| {
+        let kind = tool.kind.as_deref().filter(|k| *k != "custom")?;
+        let client_run = CLIENT_RUN_TOOLS
+            .iter()
+            .any(|prefix| kind.starts_with(prefix));
+        (!client_run).then(|| format!("The tool {kind:?} runs on Anthropic's servers: {closed}."))
+    })
+}
+
 /// The token the sandbox sent, as `x-api-key` or `Authorization: Bearer`.
 fn presented_token(headers: &HeaderMap) -> Option<&str> {
     let get = |name| {
@@ -97,8 +146,9 @@ async fn forward(State(ctx): State<Ctx>, uri: Uri, headers: HeaderMap, body: Bod
     response
 }
 
-/// Checks the token, then relays the request to the model endpoint, its
-/// body as it comes (at most [`BODY_LIMIT`]).
+/// Checks the token and the budget, reads the body whole (at most
+/// [`BODY_LIMIT`]) and what it asks the API to do ([`reaches_out`]), then
+/// relays it to the model endpoint and streams the answer back.
 async fn relay(ctx: Ctx, uri: Uri, headers: HeaderMap, body: Body) -> Response {
     let Ctx { proxy, session } = ctx;
     let valid = match presented_token(&headers) {
@@ -177,17 +227,23 @@ async fn relay(ctx: Ctx, uri: Uri, headers: HeaderMap, body: Body) -> Response {
         proxy.upstream,
         uri.path_and_query().map_or(uri.path(), |p| p.as_str())
     );
-    // Whether the sandbox's own body failed (too long, cut off, stalled),
-    // which reqwest reports like any failure to send.
-    let body_failed = Arc::new(AtomicBool::new(false));
-    let failed = body_failed.clone();
-    let body = http_body_util::Limited::new(body, BODY_LIMIT)
-        .into_data_stream()
-        .inspect_err(move |_| failed.store(true, Ordering::Relaxed));
-    let mut request = proxy
-        .client
-        .post(target)
-        .body(reqwest::Body::wrap_stream(body));
+    // Read whole (too long, cut off or stalled, it is refused) to be read.
+    let Ok(body) = http_body_util::Limited::new(body, BODY_LIMIT)
+        .collect()
+        .await
+    else {
+        return api_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "The request's body could not be read whole (at most 32 MB, without a pause).",
+        );
+    };
+    let body = body.to_bytes();
+    if let Some(refusal) = reaches_out(&body) {
+        tracing::warn!(%session, "LLM proxy: {refusal}");
+        return api_error(StatusCode::BAD_REQUEST, "invalid_request_error", &refusal);
+    }
+    let mut request = proxy.client.post(target).body(body);
     for (name, value) in &headers {
         if !DROP_REQUEST.contains(&name.as_str()) {
             request = request.header(name, value);
@@ -198,13 +254,6 @@ async fn relay(ctx: Ctx, uri: Uri, headers: HeaderMap, body: Body) -> Response {
     }
     let upstream = match request.send().await {
         Ok(r) => r,
-        Err(_) if body_failed.load(Ordering::Relaxed) => {
-            return api_error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request_error",
-                "The request's body could not be read whole (at most 32 MB, without a pause).",
-            );
-        }
         Err(e) => {
             tracing::warn!(%session, "LLM proxy: upstream unreachable: {e}");
             return api_error(

@@ -469,6 +469,46 @@ async fn the_proxy_refuses_wrong_expired_and_revoked_tokens_and_other_paths() {
             "{method} {path}: {status} {answer}"
         );
     }
+    // What would have Anthropic's servers reach past the closed sandbox
+    // (tools they run, MCP servers they connect to), and what cannot be
+    // read as a request, are refused on both paths.
+    let asking = |extra: Value| {
+        let mut body: Value = serde_json::from_str(&message_body(false)).unwrap();
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        body.to_string()
+    };
+    let custom = json!({"name": "Read", "input_schema": {"type": "object"}});
+    for (body, why) in [
+        (
+            asking(json!({"tools": [custom, {"type": "web_search_20250305", "name": "web_search"}]})),
+            "runs on Anthropic's servers",
+        ),
+        (
+            asking(json!({"tools": [{"type": "web_fetch_20250910", "name": "web_fetch"}]})),
+            "runs on Anthropic's servers",
+        ),
+        (
+            asking(json!({"mcp_servers": [{"type": "url", "url": "https://mcp.example.com/sse", "name": "x"}]})),
+            "MCP servers",
+        ),
+        (
+            r#"{"model": "m", "tools": [], "tools": [{"type": "code_execution_20250825", "name": "c"}]}"#.to_owned(),
+            "not a Messages request",
+        ),
+        ("not json".to_owned(), "not a Messages request"),
+    ] {
+        for path in ["/v1/messages", "/v1/messages/count_tokens"] {
+            let (status, answer) = send(&h.paddock, &a, "POST", path, Some(&lease.token), &body)
+                .await
+                .unwrap();
+            assert_eq!(status, 400, "{path} {body}: {answer}");
+            assert_eq!(answer["error"]["type"], "invalid_request_error");
+            let message = answer["error"]["message"].as_str().unwrap();
+            assert!(message.contains(why), "{message}");
+        }
+    }
     assert_eq!(
         h.model.requests().len(),
         0,
@@ -501,13 +541,16 @@ async fn the_proxy_refuses_wrong_expired_and_revoked_tokens_and_other_paths() {
     .unwrap();
     assert_eq!(status, 200, "{answer}");
     assert!(answer["input_tokens"].is_u64());
+    // Tools the client runs (custom, and Anthropic-defined ones the
+    // sandbox runs) pass.
+    let client_run = json!({"tools": [custom, {"type": "bash_20250124", "name": "bash"}]});
     let (status, answer) = send(
         &h.paddock,
         &a,
         "POST",
         "/v1/messages?beta=true",
         Some(&lease.token),
-        &message_body(false),
+        &asking(client_run),
     )
     .await
     .unwrap();
