@@ -1205,15 +1205,18 @@ impl Sandbox for DockerSandbox {
 
     async fn pause(&self, session: SessionId) -> Result<bool> {
         let read = self.read_lock(session).await?;
-        match self
+        // Noted before Docker is asked: a pause dropped while it is asked
+        // (its request gone) may have taken hold, and is resumed.
+        lock(&self.reads).insert(session, read);
+        let asked = self
             .docker
             .pause_container(&Self::container_name(session))
-            .await
-        {
-            Ok(()) => {
-                lock(&self.reads).insert(session, read);
-                Ok(true)
-            }
+            .await;
+        if asked.is_err() {
+            lock(&self.reads).remove(&session);
+        }
+        match asked {
+            Ok(()) => Ok(true),
             // No container, or not running (or paused already): nothing runs.
             Err(e) if matches!(status_of(&e), Some(404 | 409)) => Ok(false),
             Err(e) => Err(failed(e)),
@@ -1221,8 +1224,8 @@ impl Sandbox for DockerSandbox {
     }
 
     async fn resume(&self, session: SessionId) {
-        // Only a pause of this process's reads: not one asked for and
-        // dropped before it took hold, nor another replica's.
+        // Only a pause of this process's reads (one asked for and dropped
+        // before it took hold is unpaused in vain), not another replica's.
         let Some(read) = lock(&self.reads).remove(&session) else {
             return;
         };

@@ -686,3 +686,30 @@ async fn a_start_waits_for_a_read_that_paused_the_sandbox_and_resumes_one_left_p
     d.sandbox.start(d.session, Limits::default()).await.unwrap();
     assert_eq!(paused(), "false");
 }
+
+/// A read whose request goes away while the pause is being asked for (a
+/// reader leaving the Changes view) still lets the sandbox run again,
+/// wherever in the asking it was dropped.
+#[tokio::test]
+async fn a_pause_dropped_while_it_is_asked_for_is_resumed() {
+    let d = docker(Limits::default()).await;
+    let name = DockerSandbox::container_name(d.session);
+    let paused = || {
+        let out = std::process::Command::new("docker")
+            .args(["inspect", "-f", "{{.State.Paused}}", &name])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    for after_ms in 0..40u64 {
+        // As the Changes view's guard does: the pause is asked for, and
+        // resumed however the asking ended.
+        let asked =
+            tokio::time::timeout(Duration::from_millis(after_ms), d.sandbox.pause(d.session)).await;
+        if let Ok(done) = asked {
+            done.unwrap();
+        }
+        d.sandbox.resume(d.session).await;
+        assert_eq!(paused(), "false", "dropped after {after_ms} ms");
+    }
+}
