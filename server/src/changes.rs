@@ -8,7 +8,7 @@
 
 use crate::git::{GitError, HostRepo, Status};
 use crate::journal::Journal;
-use crate::sandbox::{relative, FileError, Sandbox};
+use crate::sandbox::{FileError, Sandbox};
 use crate::sync::lock;
 use crate::workspace_setup::WorkspaceSetup;
 use app::accounts::Caller;
@@ -212,8 +212,8 @@ impl ChangeReview {
     /// One changed file's diff against the start.
     pub async fn diff(&self, s: &Session, path: &str) -> Result<FileDiff, AppError> {
         let (_, base, _) = git_state(s)?;
-        let rel = relative(path).map_err(|e| AppError::Invalid(e.to_string()))?;
-        let path = rel.to_string_lossy().into_owned();
+        // As git names it (`./a`, `b/../a` and `/workspace/a` are `a`).
+        let path = crate::workspace_files::clean(path)?;
         let repo = self.repo(s)?;
         let fail = |e| refused(s, &self.journal, e);
         let old = repo.blob(base, &path, DIFF_MAX_BYTES).await.map_err(fail)?;

@@ -154,11 +154,19 @@ async fn a_repository_is_cloned_edited_committed_and_pushed_without_its_token_in
         .change_diff(&operator, s.id, "README.md".into())
         .await
         .unwrap();
-    let unified = diff.unified.unwrap();
+    let unified = diff.unified.clone().unwrap();
     assert!(
         unified.contains("-old line") && unified.contains("+new line"),
         "{unified}"
     );
+    // The same file, however its path is written.
+    for written in ["./README.md", "src/../README.md", "/workspace/README.md"] {
+        let same = paddock
+            .change_diff(&operator, s.id, written.into())
+            .await
+            .unwrap();
+        assert_eq!(same, diff, "{written}");
+    }
     assert!(matches!(
         paddock
             .change_diff(&operator, s.id, "../../etc/passwd".into())
