@@ -704,10 +704,15 @@ fn write_error(path: &str, e: Errno) -> FileError {
 fn io_error(path: &str, e: impl Into<std::io::Error>) -> FileError {
     let e = e.into();
     match e.raw_os_error().map(Errno::from_raw_os_error) {
-        Some(Errno::NOSPC | Errno::DQUOT) => FileError::Full(path.to_owned()),
+        Some(Errno::NOSPC | Errno::DQUOT | Errno::FBIG) => FileError::Full(path.to_owned()),
         Some(Errno::NAMETOOLONG) => {
             FileError::BadPath(path.to_owned(), "a name is too long".into())
         }
+        // What the workspace's own contents cause, not the server.
+        Some(Errno::MLINK) => FileError::BadPath(
+            path.to_owned(),
+            "its folder holds as many folders or links as it may".into(),
+        ),
         _ => FileError::Io {
             path: path.to_owned(),
             message: e.to_string(),
@@ -768,6 +773,20 @@ mod tests {
         let ws = ConfinedFolder::new(dir.path().join("ws"), Some(10001));
         ws.create().unwrap();
         (dir, ws)
+    }
+
+    #[test]
+    fn what_the_workspace_holds_is_no_fault_of_the_server() {
+        let e = |errno: Errno| {
+            io_error(
+                "a/b",
+                std::io::Error::from_raw_os_error(errno.raw_os_error()),
+            )
+        };
+        assert!(matches!(e(Errno::MLINK), FileError::BadPath(..)));
+        assert_eq!(e(Errno::FBIG), FileError::Full("a/b".into()));
+        assert_eq!(e(Errno::NOSPC), FileError::Full("a/b".into()));
+        assert!(matches!(e(Errno::IO), FileError::Io { .. }));
     }
 
     #[test]
