@@ -127,6 +127,23 @@ pub fn relative(path: &str) -> Result<PathBuf, FileError> {
     }
 }
 
+/// `path` as git and the dashboard name it: relative to the workspace,
+/// without `.` or `..` (`""` for the workspace itself); refused if it
+/// leaves.
+pub fn normalized(path: &str) -> Result<String, FileError> {
+    let mut parts: Vec<String> = Vec::new();
+    for c in relative(path)?.components() {
+        match c {
+            Component::Normal(part) => parts.push(part.to_string_lossy().into_owned()),
+            Component::ParentDir => {
+                parts.pop();
+            }
+            _ => {}
+        }
+    }
+    Ok(parts.join("/"))
+}
+
 /// A regular file opened for reading, with what a download or an archive
 /// says about it.
 pub struct OpenFile {

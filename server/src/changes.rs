@@ -8,7 +8,7 @@
 
 use crate::git::{GitError, HostRepo, Status};
 use crate::journal::Journal;
-use crate::sandbox::{FileError, Sandbox};
+use crate::sandbox::{normalized, FileError, Sandbox};
 use crate::sync::lock;
 use crate::workspace_setup::WorkspaceSetup;
 use app::accounts::Caller;
@@ -213,7 +213,7 @@ impl ChangeReview {
     pub async fn diff(&self, s: &Session, path: &str) -> Result<FileDiff, AppError> {
         let (_, base, _) = git_state(s)?;
         // As git names it (`./a`, `b/../a` and `/workspace/a` are `a`).
-        let path = crate::workspace_files::clean(path)?;
+        let path = normalized(path).map_err(|e| AppError::Invalid(e.to_string()))?;
         let repo = self.repo(s)?;
         let fail = |e| refused(s, &self.journal, e);
         let old = repo.blob(base, &path, DIFF_MAX_BYTES).await.map_err(fail)?;

@@ -9,13 +9,14 @@
 //! are told to try again (503).
 
 use crate::paddock::Paddock;
-use crate::sandbox::{held_while_read, relative, ByteStream, Download, FileError, FileKind, Stat};
+use crate::sandbox::{
+    held_while_read, normalized, ByteStream, Download, FileError, FileKind, Stat,
+};
 use app::accounts::{Access, Caller};
 use app::domain::{AppError, SessionId};
 use app::files::{join, name_of, DiskUse, FileContent, FileEntry, FileView, VIEW_MAX_BYTES};
 use bytes::Bytes;
 use futures_util::StreamExt;
-use std::path::Component;
 use tokio::sync::OwnedSemaphorePermit;
 
 /// What the dashboard hears of a refused file operation.
@@ -39,20 +40,9 @@ pub struct Upload {
     pub data: Bytes,
 }
 
-/// `path` as the dashboard names it: relative to the workspace, without
-/// `.` or `..` (`""` for the workspace itself); refused if it leaves.
+/// `path` as the dashboard names it ([`normalized`]), or why not.
 pub fn clean(path: &str) -> Result<String, AppError> {
-    let mut parts: Vec<String> = Vec::new();
-    for c in relative(path).map_err(refused)?.components() {
-        match c {
-            Component::Normal(part) => parts.push(part.to_string_lossy().into_owned()),
-            Component::ParentDir => {
-                parts.pop();
-            }
-            _ => {}
-        }
-    }
-    Ok(parts.join("/"))
+    normalized(path).map_err(refused)
 }
 
 /// The archive's name and its top folder: the session's name, as a file

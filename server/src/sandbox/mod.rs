@@ -38,7 +38,7 @@ pub use paddock_sandbox_agent::TerminalSize;
 pub use read_ahead::held_while_read;
 use shell::shell_quote;
 pub use workspace::{
-    relative, ByteStream, Download, Entry, FileError, FileKind, GlobMatches, GlobQuery,
+    normalized, relative, ByteStream, Download, Entry, FileError, FileKind, GlobMatches, GlobQuery,
     GrepMatches, GrepQuery, SearchError, SearchLimits, Stat, Workspace, READ_MAX_BYTES,
 };
 pub use workspace_root::{DiskFolder, WorkspaceRoot};

@@ -15,7 +15,7 @@
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
 pub use paddock_sandbox_agent::folder::{
-    relative, Entry, FileError, FileKind, Stat, READ_MAX_BYTES,
+    normalized, relative, Entry, FileError, FileKind, Stat, READ_MAX_BYTES,
 };
 pub use paddock_sandbox_agent::search::{
     GlobMatches, GlobQuery, GrepMatches, GrepQuery, SearchError,
