@@ -33,12 +33,29 @@ const EVENTS_READ: i64 = 256;
 /// forgotten.
 const FORGET_AFTER: usize = 1024;
 
-/// Renews this replica's leases and takes orphaned sessions over, every
-/// third of `lease`, for as long as the runner lives.
+/// Renews this replica's leases, and takes orphaned sessions over, each
+/// every third of `lease`, for as long as the runner lives. Apart: taking
+/// many sessions over (each read whole) must not hold the renewals back
+/// until this replica's own leases lapse.
 pub fn spawn_heartbeat(runner: &Arc<Runner>, lease: Duration) {
+    every(runner, lease / 3, |runner| async move {
+        runner.renew_leases().await
+    });
+    every(runner, lease / 3, |runner| async move {
+        adopt_orphans(&runner).await
+    });
+}
+
+/// Runs `beat` every `period` (the first a period from now), for as long
+/// as the runner lives.
+fn every<F, B>(runner: &Arc<Runner>, period: Duration, beat: B)
+where
+    B: Fn(Arc<Runner>) -> F + Send + 'static,
+    F: std::future::Future<Output = ()> + Send,
+{
     let runner = Arc::downgrade(runner);
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(lease / 3);
+        let mut tick = tokio::time::interval(period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.tick().await;
         loop {
@@ -46,14 +63,9 @@ pub fn spawn_heartbeat(runner: &Arc<Runner>, lease: Duration) {
             let Some(runner) = Weak::upgrade(&runner) else {
                 return;
             };
-            beat(&runner).await;
+            beat(runner).await;
         }
     });
-}
-
-async fn beat(runner: &Arc<Runner>) {
-    runner.renew_leases().await;
-    adopt_orphans(runner).await;
 }
 
 /// Takes over what nobody runs, and says so.
