@@ -651,17 +651,20 @@ async fn docker_stop_start_keeps_files_and_destroy_removes_everything() {
     assert!(err.to_string().contains("does not exist"), "{err}");
 }
 
+/// Whether the container `name` is paused, as Docker says (`true`/`false`).
+fn paused(name: &str) -> String {
+    let out = std::process::Command::new("docker")
+        .args(["inspect", "-f", "{{.State.Paused}}", name])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
 #[tokio::test]
 async fn a_start_waits_for_a_read_that_paused_the_sandbox_and_resumes_one_left_paused() {
     let d = docker(Limits::default()).await;
     let name = DockerSandbox::container_name(d.session);
-    let paused = || {
-        let out = std::process::Command::new("docker")
-            .args(["inspect", "-f", "{{.State.Paused}}", &name])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
-    };
+    let paused = || paused(&name);
     // The server pauses it to read its workspace (host-side git); a start
     // meanwhile (a prompt, a terminal) waits for the read to end.
     assert!(d.sandbox.pause(d.session).await.unwrap());
@@ -694,13 +697,7 @@ async fn a_start_waits_for_a_read_that_paused_the_sandbox_and_resumes_one_left_p
 async fn a_pause_dropped_while_it_is_asked_for_is_resumed() {
     let d = docker(Limits::default()).await;
     let name = DockerSandbox::container_name(d.session);
-    let paused = || {
-        let out = std::process::Command::new("docker")
-            .args(["inspect", "-f", "{{.State.Paused}}", &name])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
-    };
+    let paused = || paused(&name);
     for after_ms in 0..40u64 {
         // As the Changes view's guard does: the pause is asked for, and
         // resumed however the asking ended.
