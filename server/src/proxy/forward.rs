@@ -5,6 +5,7 @@
 //! [`Metered`] body.
 
 use super::meter::{Meter, Metered};
+use super::outreach::reaches_out;
 use super::CredentialProxy;
 use crate::llm::LlmCredential;
 use crate::llm::{budget_refusal, error_body};
@@ -26,7 +27,7 @@ const BODY_LIMIT: usize = 32 * 1024 * 1024;
 /// Request headers never passed upstream: the sandbox's credential, and what
 /// belongs to one hop of HTTP. `accept-encoding` too, so the answer comes
 /// uncompressed and its usage can be read as it passes. `content-length`
-/// goes on with the body streamed after it, which must then be that long.
+/// goes on with the body, read whole and sent as it came.
 const DROP_REQUEST: &[&str] = &[
     "x-api-key",
     "authorization",
@@ -78,55 +79,6 @@ pub(super) fn router(proxy: Arc<CredentialProxy>, session: SessionId) -> Router 
 /// one from the API.
 fn api_error(status: StatusCode, kind: &str, message: &str) -> Response {
     (status, Json(error_body(kind, message))).into_response()
-}
-
-/// What a request's body names of what the API would do itself.
-#[derive(serde::Deserialize)]
-struct Asked {
-    #[serde(default)]
-    tools: Vec<AskedTool>,
-    mcp_servers: Option<serde::de::IgnoredAny>,
-}
-
-#[derive(serde::Deserialize)]
-struct AskedTool {
-    #[serde(rename = "type")]
-    kind: Option<String>,
-}
-
-/// Tools the API defines that the client runs (the sandbox, here): the
-/// others (web search and fetch, code execution, …) Anthropic's servers
-/// run.
-const CLIENT_RUN_TOOLS: &[&str] = &["bash_", "text_editor_", "computer_", "memory_"];
-
-/// Why a request may not pass, if it asks Anthropic's servers to reach
-/// past the sandbox's closed network: tools they run (a search or fetch of
-/// any host, code execution) or MCP servers they connect to. A body this
-/// cannot read as a request is refused too: what it cannot read, it cannot
-/// vouch for (the API would take the last of two `tools`, say).
-fn reaches_out(body: &[u8]) -> Option<String> {
-    let asked: Asked = match serde_json::from_slice(body) {
-        Ok(asked) => asked,
-        Err(e) => {
-            return Some(format!(
-                "The request is not a Messages request Paddock can read: {e}."
-            ))
-        }
-    };
-    let closed = "this session's sandbox has no network, and Paddock's proxy passes no request \
-                  that has Anthropic's servers reach out for it";
-    if asked.mcp_servers.is_some() {
-        return Some(format!(
-            "MCP servers the API connects to (mcp_servers): {closed}."
-        ));
-    }
-    asked.tools.iter().find_map(|tool| {
-        let kind = tool.kind.as_deref().filter(|k| *k != "custom")?;
-        let client_run = CLIENT_RUN_TOOLS
-            .iter()
-            .any(|prefix| kind.starts_with(prefix));
-        (!client_run).then(|| format!("The tool {kind:?} runs on Anthropic's servers: {closed}."))
-    })
 }
 
 /// The token the sandbox sent, as `x-api-key` or `Authorization: Bearer`.

@@ -10,7 +10,10 @@
 //! own session's socket with a live token of that session, so one session's
 //! token can never be charged to another. Only `POST /v1/messages` and
 //! `POST /v1/messages/count_tokens` pass; the token is swapped for the real
-//! credential and the request forwarded to `ANTHROPIC_BASE_URL`. The answer
+//! credential and the request forwarded to `ANTHROPIC_BASE_URL`, unless it
+//! would have Anthropic's servers reach past the closed sandbox for it
+//! (`outreach.rs`: server-run tools, MCP servers, content fetched from a
+//! URL). The answer
 //! streams back chunk by chunk as it arrives, while the usage in its SSE
 //! events (`message_start`, `message_delta`) is read on the way past to meter
 //! the session's tokens and cost, which is what its budget is checked against
@@ -18,11 +21,12 @@
 //! for money: the sandbox is not trusted. What the sandbox can hold of the
 //! server is bounded: a few connections, each given up once it leaves its
 //! request unfinished for `PADDOCK_CLIENT_STALL_SECS`, and request bodies
-//! streamed upstream (after the token is checked), never gathered here.
+//! of at most 32 MB, read whole (after the token is checked) to be checked.
 //! The routes are `forward.rs`, the metering `meter.rs`.
 
 mod forward;
 mod meter;
+mod outreach;
 
 use crate::config::Config;
 use crate::journal::Journal;

@@ -494,6 +494,12 @@ async fn the_proxy_refuses_wrong_expired_and_revoked_tokens_and_other_paths() {
             "MCP servers",
         ),
         (
+            asking(json!({"messages": [{"role": "user", "content": [
+                {"type": "image", "source": {"type": "url", "url": "https://collect.example/?d=secret"}}
+            ]}]})),
+            "from a URL",
+        ),
+        (
             r#"{"model": "m", "tools": [], "tools": [{"type": "code_execution_20250825", "name": "c"}]}"#.to_owned(),
             "not a Messages request",
         ),
