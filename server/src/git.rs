@@ -184,9 +184,10 @@ impl Reach {
     }
 
     /// Checks the addresses `url`'s host has now, and gives the options
-    /// that hold git to them: it resolves the name no more (over http and
-    /// https; the git protocol resolves it again, a moment later) and
-    /// follows no redirect, which could lead elsewhere.
+    /// that hold git to them: over http and https it resolves the name no
+    /// more (`http.curloptResolve`, which git 2.37 and later know) and
+    /// follows no redirect, which could lead elsewhere. The git protocol
+    /// resolves a name itself, so only an address is taken for it.
     async fn hold(&self, step: &'static str, url: &str) -> Result<Vec<String>, GitError> {
         if matches!(self, Reach::Anywhere) {
             return Ok(Vec::new());
@@ -202,9 +203,24 @@ impl Reach {
         let (name, addresses) = match literal {
             Ok(ip) => (None, vec![ip]),
             Err(_) if host.is_empty() => return Err(failed(format!("{url:?} names no host"))),
+            Err(_) if parsed.scheme() == "git" => {
+                return Err(GitError::Unreachable(format!(
+                    "{host}: the git protocol looks its host up itself, past the check of \
+                     where it may go; give the host's address, or an https:// URL"
+                )))
+            }
+            Err(_) if !pins_addresses().await => {
+                return Err(GitError::Unreachable(format!(
+                    "{host}: this server's git is older than 2.37 and cannot be held to the \
+                     addresses checked; give the host's address, or update git"
+                )))
+            }
             Err(_) => {
-                let found = tokio::net::lookup_host((host, port))
+                let found = tokio::time::timeout(QUICK, tokio::net::lookup_host((host, port)))
                     .await
+                    .map_err(|_| {
+                        failed(format!("looking {host} up took over {} s", QUICK.as_secs()))
+                    })?
                     .map_err(|e| failed(format!("cannot resolve {host}: {e}")))?;
                 (Some(host), found.map(|a| a.ip()).collect::<Vec<_>>())
             }
@@ -224,14 +240,42 @@ impl Reach {
                     IpAddr::V6(v6) => format!("[{v6}]"),
                 })
                 .collect();
-            options.push("-c".to_owned());
-            options.push(format!(
-                "http.curloptResolve={name}:{port}:{}",
-                listed.join(",")
-            ));
+            // With its trailing dot and without: curl may look either up.
+            let mut names = vec![name, name.trim_end_matches('.')];
+            names.dedup();
+            for name in names {
+                options.push("-c".to_owned());
+                options.push(format!(
+                    "http.curloptResolve={name}:{port}:{}",
+                    listed.join(",")
+                ));
+            }
         }
         Ok(options)
     }
+}
+
+/// Whether this server's git knows `http.curloptResolve` (2.37 and later;
+/// an older one ignores it, unpinned). Asked once.
+async fn pins_addresses() -> bool {
+    static KNOWN: tokio::sync::OnceCell<bool> = tokio::sync::OnceCell::const_new();
+    *KNOWN
+        .get_or_init(|| async {
+            let mut version = git(None);
+            version.arg("--version");
+            let said = run("version", version, QUICK, None)
+                .await
+                .unwrap_or_default();
+            let said = String::from_utf8_lossy(&said);
+            let mut numbers = said
+                .trim()
+                .trim_start_matches("git version ")
+                .split('.')
+                .map(|n| n.parse::<u32>().unwrap_or(0));
+            let (major, minor) = (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0));
+            (major, minor) >= (2, 37)
+        })
+        .await
 }
 
 /// The git protocol's port.

@@ -584,4 +584,16 @@ async fn a_source_on_a_private_network_is_cloned_only_where_the_operator_allows(
             .await
             .unwrap();
     }
+    // The git protocol looks its host up itself: by address only.
+    let named = clone(
+        "git-named".into(),
+        "git://localhost/app.git",
+        Reach::new(true, &[]),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(&named, GitError::Unreachable(m) if m.contains("give the host's address")),
+        "{named}"
+    );
 }
