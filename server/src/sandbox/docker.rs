@@ -59,6 +59,13 @@ pub const INSTANCE_LABEL: &str = "paddock.instance";
 const EXEC_WRAPPER: &str = r#"{ echo "$BASHPID"; exec timeout -s KILL "$1" "${@:2}"; } <&0 & pid=$!
 exec 2>/dev/null; wait "$pid"; rc=$?; kill -KILL -- "-$pid"; exit "$rc""#;
 
+/// A read of a workspace under way here: its session's read lock, and the
+/// pause asked for it, held until Docker has answered.
+struct Read {
+    _lock_file: std::fs::File,
+    pausing: Arc<tokio::sync::Mutex<()>>,
+}
+
 pub struct DockerSandbox {
     docker: Docker,
     image: String,
@@ -77,7 +84,7 @@ pub struct DockerSandbox {
     /// session's read lock (a file in the workspace root) while the sandbox
     /// is paused for it: a start waits for the read to end rather than let
     /// the agent run in the middle of it.
-    reads: Mutex<HashMap<SessionId, std::fs::File>>,
+    reads: Mutex<HashMap<SessionId, Read>>,
     /// The sandbox agent's binary on this host, mounted into every
     /// sandbox; `None`: commands go through `docker exec`.
     agent_bin: Option<PathBuf>,
@@ -1204,14 +1211,27 @@ impl Sandbox for DockerSandbox {
     }
 
     async fn pause(&self, session: SessionId) -> Result<bool> {
-        let read = self.read_lock(session).await?;
-        // Noted before Docker is asked: a pause dropped while it is asked
-        // (its request gone) may have taken hold, and is resumed.
-        lock(&self.reads).insert(session, read);
-        let asked = self
-            .docker
-            .pause_container(&Self::container_name(session))
-            .await;
+        let lock_file = self.read_lock(session).await?;
+        // Asked for apart from the caller, and noted before: a read whose
+        // request goes away while the pause is asked for is resumed once
+        // the pause has been made (or refused), never before it.
+        let pausing = Arc::new(tokio::sync::Mutex::new(()));
+        let asking = pausing.clone().lock_owned().await;
+        lock(&self.reads).insert(
+            session,
+            Read {
+                _lock_file: lock_file,
+                pausing,
+            },
+        );
+        let (docker, name) = (self.docker.clone(), Self::container_name(session));
+        let asked = tokio::spawn(async move {
+            let asked = docker.pause_container(&name).await;
+            drop(asking);
+            asked
+        })
+        .await
+        .map_err(|e| SandboxError::Failed(format!("the pause was not asked for: {e}")))?;
         if asked.is_err() {
             lock(&self.reads).remove(&session);
         }
@@ -1224,11 +1244,13 @@ impl Sandbox for DockerSandbox {
     }
 
     async fn resume(&self, session: SessionId) {
-        // Only a pause of this process's reads (one asked for and dropped
-        // before it took hold is unpaused in vain), not another replica's.
+        // Only a pause of this process's reads, not another replica's;
+        // once Docker has answered it (a pause it refused is unpaused in
+        // vain).
         let Some(read) = lock(&self.reads).remove(&session) else {
             return;
         };
+        drop(read.pausing.lock().await);
         if let Err(e) = self
             .docker
             .unpause_container(&Self::container_name(session))
