@@ -181,14 +181,18 @@ impl RequestGuard {
 
     /// Whether `origin` is Paddock's own for a request sent to `host` (a
     /// host already found to be served).
-    /// An origin on the public URL's host is its own only as the public
-    /// URL says it, scheme included: behind a TLS proxy the request's
-    /// `Host` carries no scheme, and a plain-http page on that name (one
-    /// a network attacker can serve) is another origin.
+    /// A request sent to the public URL's host and port is from its own
+    /// origin only as the public URL says it, scheme included: behind a TLS
+    /// proxy the request's `Host` carries no scheme, and a plain-http page
+    /// on that name (one a network attacker can serve) is another origin.
     fn is_own(&self, origin: &Origin, host: Option<&RequestHost>) -> bool {
+        let by_public = |public: &Origin| host.is_some_and(|h| public.is_host(&h.name, h.port));
         match &self.public {
-            Some(public) if public.host() == origin.host() => public == origin,
-            _ => host.is_some_and(|h| origin.is_host(&h.name, h.port)),
+            Some(public) if by_public(public) => public == origin,
+            public => {
+                public.as_ref() == Some(origin)
+                    || host.is_some_and(|h| origin.is_host(&h.name, h.port))
+            }
         }
     }
 
@@ -603,6 +607,11 @@ mod tests {
         allowed(&[
             ("host", "paddock.example.com"),
             ("origin", "https://paddock.example.com:443"),
+        ]);
+        // Reached on the public name at another port, as itself.
+        allowed(&[
+            ("host", "paddock.example.com:3000"),
+            ("origin", "http://paddock.example.com:3000"),
         ]);
         // …but not a plain-http page on the public name.
         for origin in [
