@@ -335,11 +335,10 @@ impl Paddock {
         if let Err(refusal) = access.require(needed) {
             self.auth
                 .audit_refusal(
-                    &caller.label(),
+                    caller,
                     AuditAction::AccessRefused,
                     &id.to_string(),
                     &format!("needed {needed:?}, has {access:?}"),
-                    caller.address,
                 )
                 .await;
             return Err(refusal);

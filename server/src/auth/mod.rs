@@ -215,18 +215,24 @@ impl Auth {
         }))
     }
 
-    /// Audits an action refused to `actor`, a few a minute per caller
+    /// Audits an action refused to `caller`, a few a minute per account
     /// ([`limiter::REFUSALS_AUDITED_PER_MINUTE`]); the rest are logged.
     pub async fn audit_refusal(
         &self,
-        actor: &str,
+        caller: &Caller,
         action: AuditAction,
         target: &str,
         detail: &str,
-        address: Option<IpAddr>,
     ) {
-        if self.refusals.audited(actor) {
-            self.audit(actor, action, target, detail, address).await;
+        let actor = caller.label();
+        // By account: a label holds the display name, which its owner may
+        // change.
+        let key = caller
+            .user
+            .map_or_else(|| caller.login.clone(), |u| u.to_string());
+        if self.refusals.audited(&key) {
+            self.audit(&actor, action, target, detail, caller.address)
+                .await;
         } else {
             let action = action.as_str();
             tracing::info!(

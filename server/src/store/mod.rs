@@ -86,8 +86,8 @@ impl StoreError {
 impl StoreError {
     /// Whether the database was too busy to answer in time (SQLite's
     /// `SQLITE_BUSY` or `SQLITE_LOCKED` once its 5 s busy timeout ran out;
-    /// PostgreSQL's serialization failure or deadlock): what failed wrote
-    /// nothing, and the same request may pass a moment later.
+    /// PostgreSQL's serialization failure or deadlock): the same request
+    /// may pass a moment later.
     pub fn busy(&self) -> bool {
         let StoreError::Db(sqlx::Error::Database(d)) = self else {
             return false;
@@ -127,9 +127,7 @@ impl From<StoreError> for AppError {
         }
         if e.busy() {
             tracing::warn!("store: {e}");
-            return AppError::Unavailable(
-                "The database is busy: nothing was saved. Try again in a moment.".into(),
-            );
+            return AppError::Unavailable("The database is busy: try again in a moment.".into());
         }
         tracing::error!("store: {e}");
         AppError::Internal
