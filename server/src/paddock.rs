@@ -368,16 +368,10 @@ impl Paddock {
     /// again, queued prompts run. Their sandboxes and workspaces are kept
     /// and reused.
     pub async fn recover(&self) -> anyhow::Result<Recovery> {
-        let mut recovery = Recovery::default();
-        // Each sandbox is checked on its own after all are listed: a
-        // session another replica makes meanwhile is stored before its
-        // sandbox, so it is never taken for gone.
-        for found in self.sandbox.list().await? {
-            if self.store.get_session(found.session).await?.is_none() {
-                self.sandbox.destroy(found.session).await?;
-                recovery.reaped.push(found.session);
-            }
-        }
+        let mut recovery = Recovery {
+            reaped: self.runner.reap_sandboxes().await?,
+            ..Recovery::default()
+        };
         for (session, how) in self.runner.take_over_orphans().await? {
             match how {
                 Takeover::Interrupted => recovery.interrupted.push(session),

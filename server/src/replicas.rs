@@ -5,7 +5,9 @@
 //!   the sessions it runs, and takes over sessions with work whose lease
 //!   lapsed (their replica died or was cut off), the way a restarted
 //!   process takes its own back at start-up (see the
-//!   [`Runner`](crate::engine::Runner)).
+//!   [`Runner`](crate::engine::Runner)); every lease, it removes the
+//!   sandboxes of sessions that are gone (one a run here made again while
+//!   another replica deleted its session).
 //! - The follower: what the [`Bus`](crate::bus::Bus) brings from the other
 //!   replicas reaches this one's viewers (events read from the store, in
 //!   order, each once), its runs (Stop), its open permission requests
@@ -34,7 +36,8 @@ const EVENTS_READ: i64 = 256;
 const FORGET_AFTER: usize = 1024;
 
 /// Renews this replica's leases, and takes orphaned sessions over, each
-/// every third of `lease`, for as long as the runner lives. Apart: taking
+/// every third of `lease`, and removes the sandboxes of sessions that are
+/// gone every `lease`, for as long as the runner lives. Apart: taking
 /// many sessions over (each read whole) must not hold the renewals back
 /// until this replica's own leases lapse.
 pub fn spawn_heartbeat(runner: &Arc<Runner>, lease: Duration) {
@@ -44,6 +47,18 @@ pub fn spawn_heartbeat(runner: &Arc<Runner>, lease: Duration) {
     every(runner, lease / 3, |runner| async move {
         adopt_orphans(&runner).await
     });
+    every(runner, lease, |runner| async move {
+        reap_sandboxes(&runner).await
+    });
+}
+
+/// Removes the sandboxes whose session is gone, and says so.
+async fn reap_sandboxes(runner: &Arc<Runner>) {
+    match runner.reap_sandboxes().await {
+        Ok(reaped) if reaped.is_empty() => {}
+        Ok(reaped) => tracing::info!(?reaped, "removed the sandboxes of sessions that are gone"),
+        Err(e) => tracing::warn!("cannot look for sandboxes whose session is gone: {e}"),
+    }
 }
 
 /// Runs `beat` every `period` (the first a period from now), for as long

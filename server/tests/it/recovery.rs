@@ -454,3 +454,42 @@ async fn a_question_left_by_a_cli_that_is_gone_expires_with_the_takeover() {
         "{refused:?}"
     );
 }
+
+/// A sandbox whose session is gone while the server runs (a run here made
+/// it again while another replica deleted the session) is removed within
+/// a lease, not at the next start.
+#[tokio::test]
+async fn a_sandbox_whose_session_is_gone_is_removed_while_the_server_runs() {
+    use app::domain::NewSession;
+    let home = common::Home::new();
+    let paddock = common::open(&home, "local", &["--lease-secs=3".to_owned()]).await;
+    let made = common::create(
+        &paddock,
+        NewSession {
+            name: "deleted elsewhere".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    let kept = common::create(
+        &paddock,
+        NewSession {
+            name: "kept".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    let (gone, stays) = (home.workspace(made.id), home.workspace(kept.id));
+    wait_for(|| gone.exists() && stays.exists()).await;
+    let db = sqlx::SqlitePool::connect(&format!("sqlite://{}/paddock.db", home.path().display()))
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM sessions WHERE id = ?")
+        .bind(made.id.to_string())
+        .execute(&db)
+        .await
+        .unwrap();
+    db.close().await;
+    wait_for(|| !gone.exists()).await;
+    assert!(stays.exists(), "a session's own sandbox is kept");
+}
