@@ -49,6 +49,33 @@ pub struct Permissions {
 /// Whether the tool may run, and the reason a person gave.
 pub type Verdict = (bool, Option<String>);
 
+/// The tools a user allowed "for this session", from the decisions in the
+/// log, so the choice outlives a restart (each engine reads them back).
+pub fn allowed_for_session(events: &[Event]) -> HashSet<String> {
+    let mut tools: HashMap<&str, &str> = HashMap::new();
+    let mut allowed = HashSet::new();
+    for event in events {
+        match &event.kind {
+            EventKind::PermissionRequest {
+                request_id, tool, ..
+            } => {
+                tools.insert(request_id, tool);
+            }
+            EventKind::PermissionDecision {
+                request_id,
+                decision: Decision::AllowSession,
+                ..
+            } => {
+                if let Some(tool) = tools.get(request_id.as_str()) {
+                    allowed.insert((*tool).to_owned());
+                }
+            }
+            _ => {}
+        }
+    }
+    allowed
+}
+
 impl Permissions {
     /// The permission requests the transcript holds without a decision,
     /// in the order they were asked: those a replica may still be waiting
@@ -91,6 +118,12 @@ impl Permissions {
     /// its transcript when a run starts).
     pub fn set_allowed(&self, session: SessionId, tools: HashSet<String>) {
         lock(&self.allowed).insert(session, tools);
+    }
+
+    /// Whether this process knows the tools allowed for the session yet
+    /// (it read them back, or someone allowed one since it started).
+    pub fn knows_allowed(&self, session: SessionId) -> bool {
+        lock(&self.allowed).contains_key(&session)
     }
 
     /// Asks the session's viewers whether a tool may run; waits for the
@@ -221,9 +254,12 @@ impl Permissions {
         self.journal
             .set_status(session, SessionStatus::AwaitingPermission, None)
             .await?;
+        // An answer already sent wins over a Stop at the same moment: its
+        // sender was told it was taken.
         let answer = tokio::select! {
-            () = cancel.cancelled() => None,
+            biased;
             a = tokio::time::timeout(timeout, answer) => Some(a),
+            () = cancel.cancelled() => None,
         };
         lock(&self.pending).remove(&request_id);
         let Ruling {

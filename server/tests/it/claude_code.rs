@@ -250,6 +250,48 @@ async fn bash_writes_a_file_a_follow_up_resumes_and_the_key_stays_out() {
     assert!(!transcript.contains(&h.canary));
 }
 
+/// "Allow for this session" outlives the process that heard it: a Paddock
+/// started again (or another replica) reads it back from the transcript,
+/// and the CLI runs the tool without asking again.
+#[tokio::test]
+async fn a_tool_allowed_for_the_session_stays_allowed_after_a_restart() {
+    let h = harness(
+        json!([{"reply": [bash("echo again > again.txt")]}, {"reply": "Ran it."}]),
+        "docker",
+        &[],
+    )
+    .await;
+    let s = h.session("ask", None).await;
+    // What the process before this one recorded.
+    for kind in [
+        EventKind::PermissionRequest {
+            request_id: "earlier".into(),
+            tool_use_id: "toolu_earlier".into(),
+            tool: "Bash".into(),
+            input: json!({"command": "ls"}),
+        },
+        EventKind::PermissionDecision {
+            request_id: "earlier".into(),
+            decision: Decision::AllowSession,
+            reason: None,
+            by: Some("ada".into()),
+        },
+    ] {
+        h.paddock.journal.record(s.id, kind).await.unwrap();
+    }
+    let events = h.run(&s, "again").await;
+    let asked = events
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::PermissionRequest { .. }))
+        .count();
+    assert_eq!(asked, 1, "only the earlier request: {:?}", kinds(&events));
+    assert_eq!(last_status(&events).0, SessionStatus::Idle);
+    assert_eq!(
+        std::fs::read_to_string(h.workspace(&s).join("again.txt")).unwrap(),
+        "again\n"
+    );
+}
+
 #[tokio::test]
 async fn permissions_deny_reaches_the_model_and_allow_runs_the_tool() {
     let scenario = json!([

@@ -8,9 +8,8 @@
 //! (answered with an error result, so the protocol stays valid).
 
 use crate::llm::{ContentBlock, Message, Role};
-use app::domain::{Decision, Event, EventKind, RunFollower};
+use app::domain::{Event, EventKind, RunFollower};
 use chrono::{DateTime, Utc};
-use std::collections::{HashMap, HashSet};
 
 /// A tool call without a result yet: fresh from the model, or left open when
 /// the server stopped while it waited for a permission decision.
@@ -83,33 +82,6 @@ pub fn unfinished(events: &[Event]) -> Vec<OpenCall> {
         }
     }
     calls
-}
-
-/// The tools a user allowed "for this session", from the decisions in the
-/// log, so the choice outlives a restart.
-pub fn allowed_for_session(events: &[Event]) -> HashSet<String> {
-    let mut tools: HashMap<&str, &str> = HashMap::new();
-    let mut allowed = HashSet::new();
-    for event in events {
-        match &event.kind {
-            EventKind::PermissionRequest {
-                request_id, tool, ..
-            } => {
-                tools.insert(request_id, tool);
-            }
-            EventKind::PermissionDecision {
-                request_id,
-                decision: Decision::AllowSession,
-                ..
-            } => {
-                if let Some(tool) = tools.get(request_id.as_str()) {
-                    allowed.insert((*tool).to_owned());
-                }
-            }
-            _ => {}
-        }
-    }
-    allowed
 }
 
 pub fn rebuild(events: &[Event]) -> Vec<Message> {
@@ -236,8 +208,10 @@ fn push(messages: &mut Vec<Message>, role: Role, block: ContentBlock) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use app::domain::SessionStatus;
+    use crate::engine::permissions::allowed_for_session;
+    use app::domain::{Decision, SessionStatus};
     use serde_json::json;
+    use std::collections::HashSet;
 
     /// Each message's role and how many blocks it holds.
     fn shape(messages: &[Message]) -> Vec<(Role, usize)> {

@@ -120,7 +120,7 @@ impl NativeEngine {
         let session = s.id;
         let load = || self.store.events_after(session, 0, i64::MAX);
         let mut events = load().await?;
-        let mut allowed = history::allowed_for_session(&events);
+        let mut allowed = super::permissions::allowed_for_session(&events);
         allowed.extend(s.allowed_tools.iter().cloned());
         self.permissions.set_allowed(session, allowed);
         // Calls the server stopped in the middle of (waiting for a decision)
