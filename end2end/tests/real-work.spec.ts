@@ -122,6 +122,13 @@ test.describe('an agent on a repository', () => {
       const log = git(join(paddock.dataDir, 'git', id), 'log', '--format=%an %s', '-1');
       const name = (await page.getByTestId('account-name').innerText()).split('\n')[0].replace(/admin$/, '').trim();
       expect(log.trim()).toBe(`${name} Say new things`);
+      // A push refused (this git daemon takes none) says why, and leaves
+      // the next commit's message as typed.
+      const message = page.getByLabel('Commit every change to the branch');
+      await message.fill('Next, a smaller README');
+      await page.getByTestId('push').click();
+      await expect(page.getByTestId('push-form').getByRole('alert')).toBeVisible();
+      await expect(message).toHaveValue('Next, a smaller README');
 
       await page.getByTestId('tab-files').click();
       const download = page.waitForEvent('download');

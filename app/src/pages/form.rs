@@ -31,6 +31,25 @@ pub(super) fn submitted(ev: &leptos::ev::SubmitEvent) -> Option<impl Fn(&str) ->
     Some(move |k: &str| data.get(k).as_string())
 }
 
+/// How many times an action's `value` has held a success: what a page
+/// reads again after a change was made. Not after a refusal, which would
+/// rebuild the form it was about and lose what was typed there.
+pub(super) fn successes<T, E>(
+    value: impl With<Value = Option<Result<T, E>>> + Send + Sync + 'static,
+) -> ReadSignal<u32>
+where
+    T: Send + Sync + 'static,
+    E: Send + Sync + 'static,
+{
+    let (count, set) = signal(0u32);
+    Effect::new(move |_| {
+        if value.with(|v| matches!(v, Some(Ok(_)))) {
+            set.update(|n| *n += 1);
+        }
+    });
+    count
+}
+
 /// A page's heading and what it is for.
 #[component]
 pub(super) fn PageTitle(title: &'static str, about: &'static str) -> impl IntoView {

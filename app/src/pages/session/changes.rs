@@ -4,7 +4,7 @@
 //! commit of everything to its working branch, a push of that branch, and
 //! a link to open a pull request for it.
 
-use super::super::form::{submitted, INPUT, PANEL, PRIMARY, SECONDARY};
+use super::super::form::{submitted, successes, INPUT, PANEL, PRIMARY, SECONDARY};
 use super::super::ErrorNote;
 use crate::accounts::Access;
 use crate::api::changes::{change_diff, list_changes, CommitChanges, PushChanges};
@@ -28,13 +28,22 @@ pub(super) fn ChangesView(
     let file = Memo::new(move |_| query.read().get("file"));
     let commit = ServerAction::<CommitChanges>::new();
     let push = ServerAction::<PushChanges>::new();
+    let (committed, pushed) = (successes(commit.value()), successes(push.value()));
+    // Kept here: the summary is made again as turns start and end, and the
+    // message being typed goes on.
+    let message = RwSignal::new(String::new());
+    Effect::new(move |_| {
+        if committed.get() > 0 {
+            message.set(String::new());
+        }
+    });
     // Listed again as turns start and end, and after a commit or a push.
     let changes = Resource::new(
-        move || (status.get(), commit.version().get(), push.version().get()),
+        move || (status.get(), committed.get(), pushed.get()),
         move |_| list_changes(id.to_string()),
     );
     let diff = Resource::new(
-        move || (file.get(), status.get(), commit.version().get()),
+        move || (file.get(), status.get(), committed.get()),
         move |(f, _, _)| async move {
             match f {
                 Some(f) => change_diff(id.to_string(), f).await.map(Some),
@@ -48,7 +57,7 @@ pub(super) fn ChangesView(
             <Suspense fallback=|| view! { <p class="text-sm text-zinc-500">"Loading changes…"</p> }>
                 {move || Suspend::new(async move {
                     match changes.await {
-                        Ok(c) => view! { <Summary id changes=c access commit push /> }.into_any(),
+                        Ok(c) => view! { <Summary id changes=c access commit push message /> }.into_any(),
                         Err(e) => view! { <ErrorNote message=e.to_string() /> }.into_any(),
                     }
                 })}
@@ -73,6 +82,7 @@ fn Summary(
     access: Memo<Access>,
     commit: ServerAction<CommitChanges>,
     push: ServerAction<PushChanges>,
+    message: RwSignal<String>,
 ) -> impl IntoView {
     let committed = changes.head_commit != changes.base_commit;
     let on_commit = move |ev: leptos::ev::SubmitEvent| {
@@ -108,7 +118,8 @@ fn Summary(
                 <form action=CommitChanges::PATH method="post" on:submit=on_commit class=format!("space-y-2 {PANEL}") data-testid="commit-form">
                     <input type="hidden" name="id" value=id.to_string() />
                     <label for="commit-message" class="text-sm font-medium">"Commit every change to the branch"</label>
-                    <textarea id="commit-message" name="message" rows="2" required maxlength=COMMIT_MESSAGE_MAX_BYTES placeholder="What the change does" class=INPUT></textarea>
+                    <textarea id="commit-message" name="message" rows="2" required maxlength=COMMIT_MESSAGE_MAX_BYTES placeholder="What the change does" class=INPUT
+                        prop:value=move || message.get() on:input=move |ev| message.set(event_target_value(&ev))></textarea>
                     <button type="submit" class=PRIMARY disabled=move || commit.pending().get() || !changes.uncommitted data-testid="commit">"Commit"</button>
                     {move || commit.value().get().and_then(Result::err).map(|e| view! { <ErrorNote message=e.to_string() /> })}
                 </form>
