@@ -140,13 +140,19 @@ test.describe('sharing', () => {
     let asked = 0;
     lone.on('request', (r) => { if (r.url().includes(`/api/sessions/${id}/events`)) asked += 1; });
 
+    // Made an operator, his page offers the composer at once.
+    await page.locator('[data-testid="share-row"][data-login="max"]').getByTestId('share-level').selectOption('operate');
+    await expect(max.getByLabel('Prompt')).toBeVisible();
+
     // Unshared, his open pages lose the stream, and a reload is a 404.
     await page.locator('[data-testid="share-row"][data-login="max"]').getByTestId('unshare').click();
-    // They say so, and stop trying.
+    // They say so, stop trying, and offer nothing to do any more.
     for (const p of [max, lone]) {
       await expect(p.getByTestId('connection')).toHaveAttribute('data-state', 'gone');
       await expect(p.getByTestId('connection')).toContainText('no longer shared with you');
     }
+    await expect(max.getByLabel('Prompt')).toHaveCount(0);
+    await expect(max.getByTestId('watch-only')).toBeVisible();
     const after = asked;
     await lone.waitForTimeout(5_000);
     expect(asked).toBe(after);

@@ -52,7 +52,12 @@ pub(super) fn People(id: String, people: RwSignal<SessionPeople>) -> impl IntoVi
                 reads.update_value(|(_, taken)| *taken = read);
                 match answer {
                     Ok(fresh) => people.set(fresh),
-                    Err(crate::domain::AppError::NotFound(_)) => gone.set_value(true),
+                    // Unshared (or deleted): nothing here is theirs to do
+                    // any more, and the page shows what it holds, read-only.
+                    Err(crate::domain::AppError::NotFound(_)) => {
+                        gone.set_value(true);
+                        people.update(|p| p.access = Access::Watch);
+                    }
                     Err(_) => {}
                 }
             });
