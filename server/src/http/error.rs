@@ -42,30 +42,31 @@ impl From<AppError> for ApiError {
     }
 }
 
-/// A body that is not the JSON asked for: 415 for another content type, 413
-/// over the size limit, 400 for the rest (axum's 422 for well-formed JSON of
-/// the wrong shape included: to a script, both are simply a bad request).
+/// A body refused as axum refuses it, as the error of its status: 415
+/// (another content type) `unsupported_media_type`, 413 (over the size
+/// limit) `too_large`, and 400 `invalid_request` for the rest (axum's 422
+/// for well-formed JSON of the wrong shape included: to a script, both are
+/// simply a bad request).
+fn refused_body(status: StatusCode, text: String) -> ApiError {
+    match status {
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => AppError::UnsupportedMedia(text),
+        StatusCode::PAYLOAD_TOO_LARGE => AppError::TooLarge(text),
+        _ => AppError::Invalid(text),
+    }
+    .into()
+}
+
+/// A body that is not the JSON asked for.
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
-        let status = match rejection.status() {
-            StatusCode::UNPROCESSABLE_ENTITY => StatusCode::BAD_REQUEST,
-            s => s,
-        };
-        Self {
-            status,
-            error: AppError::Invalid(rejection.body_text()),
-        }
+        refused_body(rejection.status(), rejection.body_text())
     }
 }
 
-/// A body that could not be read whole, as for JSON: 413 over the size
-/// limit, 400 for the rest.
+/// A body that could not be read whole, as for JSON.
 impl From<BytesRejection> for ApiError {
     fn from(rejection: BytesRejection) -> Self {
-        Self {
-            status: rejection.status(),
-            error: AppError::Invalid(rejection.body_text()),
-        }
+        refused_body(rejection.status(), rejection.body_text())
     }
 }
 

@@ -705,3 +705,34 @@ async fn same_origin_pages_and_non_browser_clients_keep_working() {
     .await;
     assert_eq!(status, StatusCode::OK);
 }
+
+/// A body refused before it is read as a request says why in its type, as
+/// the README lists them, and changes nothing.
+#[tokio::test]
+async fn a_refused_body_says_why_in_its_type() {
+    let h = harness().await;
+    let long = format!(r#"{{"name":"{}"}}"#, "x".repeat(3 << 20));
+    for (content_type, body, status, kind) in [
+        (
+            "text/plain",
+            r#"{"name":"x"}"#,
+            415,
+            "unsupported_media_type",
+        ),
+        ("application/json", long.as_str(), 413, "too_large"),
+        ("application/json", "{", 400, "invalid_request"),
+        ("application/json", r#"{"name": 7}"#, 400, "invalid_request"),
+    ] {
+        let req = browser(
+            "POST",
+            "/api/sessions",
+            &[("content-type", content_type)],
+            body,
+        );
+        let (got, text) = send(&h, req).await;
+        assert_eq!(got.as_u16(), status, "{content_type}: {text}");
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(json["error"]["type"], kind, "{text}");
+    }
+    assert_eq!(session_count(&h).await, 0);
+}
