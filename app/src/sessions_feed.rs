@@ -120,14 +120,7 @@ fn follow(feed: SessionsFeed) {
     // someone signed in: the sign-in page has no sessions. Read at once,
     // and again when the stream is live.
     let signed_in = RwSignal::new(false);
-    Effect::new(move |_| {
-        leptos::task::spawn_local(async move {
-            if let Ok(Some(caller)) = crate::api::accounts::whoami().await {
-                me.set(caller.user);
-                signed_in.set(true);
-            }
-        });
-    });
+    Effect::new(move |_| ask_who(me, signed_in));
     Effect::new(move |_| {
         if !signed_in.get() {
             return;
@@ -182,5 +175,27 @@ fn sort(list: &mut [Session]) {
         b.updated_at
             .cmp(&a.updated_at)
             .then(b.created_at.cmp(&a.created_at))
+    });
+}
+
+/// How long before asking again who is signed in, when the server could
+/// not say.
+#[cfg(feature = "hydrate")]
+const ASK_AGAIN: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Asks who is signed in, and again while the server cannot say (it
+/// restarts, its database is busy): answered once, the page follows the
+/// list; asked once in vain, it never would.
+#[cfg(feature = "hydrate")]
+fn ask_who(me: RwSignal<Option<UserId>>, signed_in: RwSignal<bool>) {
+    leptos::task::spawn_local(async move {
+        match crate::api::accounts::whoami().await {
+            Ok(Some(caller)) => {
+                me.set(caller.user);
+                signed_in.set(true);
+            }
+            Ok(None) => {}
+            Err(_) => set_timeout(move || ask_who(me, signed_in), ASK_AGAIN),
+        }
     });
 }

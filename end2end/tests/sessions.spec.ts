@@ -203,3 +203,14 @@ test('a session renamed elsewhere shows its new name in the list at once', async
   expect(res.status).toBe(200);
   await expect(names).toHaveText(['second name']);
 });
+
+test('a page whose first question of who is signed in failed still follows the list live', async ({ page, paddock }) => {
+  // The server could not say at first (restarting, its database busy).
+  let asked = 0;
+  await page.route('**/api/whoami', (route) => (asked++ === 0 ? route.fulfill({ status: 503, body: '' }) : route.continue()));
+  await gotoHydrated(page, paddock.url);
+  await expect(page.locator('body[data-sessions="loaded"]')).toBeAttached({ timeout: 15_000 });
+  await createSession(paddock, 'Made by a script');
+  await expect(page.getByTestId('session-list').getByText('Made by a script')).toBeVisible();
+  expect(asked).toBeGreaterThan(1);
+});
