@@ -57,7 +57,10 @@ pub(super) fn Composer(id: String, status: Memo<SessionStatus>) -> impl IntoView
                 .and_then(|t| t.dyn_into::<web_sys::Element>().ok())
                 .is_some_and(|el| el.id() == "prompt");
             let elsewhere = crate::shortcuts::typing(&e) && !in_prompt;
+            // (An Esc that ends an input method's composing is the
+            // composing's.)
             if e.key() == "Escape"
+                && !e.is_composing()
                 && !e.default_prevented()
                 && !elsewhere
                 && status.get_untracked().is_busy()
