@@ -306,10 +306,12 @@ impl Paddock {
         if matches!(endpoint.scope, Scope::Template(_)) && session.owner != endpoint.owner {
             return Ok(false);
         }
+        // Asked of the maker's access, not as a request of theirs: a maker
+        // who lost it did nothing to be refused for (nor audited).
         Ok(self
-            .session_for(&maker, session.id, Access::Operate)
-            .await
-            .is_ok())
+            .access_to(&maker, session)
+            .await?
+            .is_some_and(|access| access >= Access::Operate))
     }
 
     /// The text that goes with a notified event: the run's last text, or
