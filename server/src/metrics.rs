@@ -7,7 +7,7 @@
 //! | --- | --- | --- |
 //! | `paddock_sessions` | gauge (read from the store when scraped) | `status` |
 //! | `paddock_runs_started_total` | counter | |
-//! | `paddock_runs_finished_total` | counter | `outcome`: completed, stopped, failed |
+//! | `paddock_runs_finished_total` | counter | `outcome`: completed, stopped, failed, handed_off (this replica shut down), taken_over (another took the session) |
 //! | `paddock_model_call_duration_seconds` | histogram | `model` (a suggested one, else `other`), `outcome`: ok, error |
 //! | `paddock_model_call_errors_total` | counter | `kind` |
 //! | `paddock_tokens_total` | counter | `direction`: input, output |
@@ -17,6 +17,8 @@
 //! | `paddock_sandbox_start_duration_seconds` | histogram | `backend` (Docker's: local sandboxes are a folder) |
 //! | `paddock_viewers` | gauge | `stream`: events, updates |
 //! | `paddock_proxy_requests_total` | counter | `status` |
+//! | `paddock_session_leases` | gauge | |
+//! | `paddock_sessions_taken_over_total` | counter | `found`: interrupted, awaiting_permission, queued |
 //!
 //! Labels take values from small fixed sets (a model a session may name
 //! freely is `other` unless it is one the dashboard suggests), so the
