@@ -138,7 +138,8 @@ pub struct Config {
     #[arg(long, env = "PADDOCK_MAX_TURNS", default_value_t = 50)]
     pub max_turns: u32,
 
-    /// Limit of one model call, in seconds.
+    /// How long a model call may go without a byte from the endpoint (its
+    /// answer's start, or the next piece of a streaming answer), in seconds.
     #[arg(long, env = "PADDOCK_MODEL_TIMEOUT_SECS", default_value_t = 120)]
     pub model_timeout_secs: u64,
 

@@ -21,7 +21,8 @@ const API_VERSION: &str = "2023-06-01";
 #[derive(Clone, Debug)]
 pub struct AnthropicConfig {
     pub base_url: String,
-    /// Whole-request limit: connect, stream and all.
+    /// How long a call may go without a byte: until its answer starts, and
+    /// between the pieces of a streaming answer.
     pub timeout: Duration,
     /// Further attempts after a retryable failure.
     pub max_retries: u32,
@@ -86,9 +87,13 @@ impl Anthropic {
         if let Some((name, value)) = credential.and_then(LlmCredential::header) {
             req = req.header(name, value);
         }
-        let res = req
-            .send()
+        // The timeout is of silence, not of the whole call: a long answer
+        // streams for minutes, each piece soon after the last.
+        let limit = self.config.timeout;
+        let silent = || LlmError::Timeout(limit.as_secs());
+        let res = tokio::time::timeout(limit, req.send())
             .await
+            .map_err(|_| silent())?
             .map_err(|e| LlmError::Transport(e.to_string()))?;
         let status = res.status().as_u16();
         if status != 200 {
@@ -97,12 +102,18 @@ impl Anthropic {
                 .get("retry-after")
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.trim().parse().ok());
-            let text = res.text().await.unwrap_or_default();
+            let text = tokio::time::timeout(limit, res.text())
+                .await
+                .map_err(|_| silent())?
+                .unwrap_or_default();
             return Err(http_error(status, &text, retry_after));
         }
         let mut events = res.bytes_stream().eventsource();
         let mut assembly = Assembly::default();
-        while let Some(event) = events.next().await {
+        while let Some(event) = tokio::time::timeout(limit, events.next())
+            .await
+            .map_err(|_| silent())?
+        {
             let event = event.map_err(|e| LlmError::Transport(e.to_string()))?;
             let data: Value = serde_json::from_str(&event.data)
                 .map_err(|e| LlmError::Protocol(format!("{} event: {e}", event.event)))?;
@@ -128,13 +139,10 @@ impl Provider for Anthropic {
     ) -> Result<Response, LlmError> {
         let mut attempt = 0;
         loop {
-            let limit = self.config.timeout;
             let started = std::time::Instant::now();
             let result = tokio::select! {
                 () = cancel.cancelled() => return Err(LlmError::Cancelled),
-                r = tokio::time::timeout(limit, self.attempt(credential, request, &mut *on_delta)) => {
-                    r.unwrap_or(Err(LlmError::Timeout(limit.as_secs())))
-                }
+                r = self.attempt(credential, request, &mut *on_delta) => r,
             };
             let failure = result.as_ref().err().map(LlmError::kind);
             crate::metrics::model_call(&request.model, started.elapsed(), failure);

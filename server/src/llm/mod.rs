@@ -127,7 +127,7 @@ pub enum LlmError {
     Overloaded(String),
     #[error("the model endpoint failed ({status}): {message}")]
     Api { status: u16, message: String },
-    #[error("no answer from the model within {0} s")]
+    #[error("the model endpoint said nothing for {0} s")]
     Timeout(u64),
     #[error("cannot reach the model endpoint: {0}")]
     Transport(String),
