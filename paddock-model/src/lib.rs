@@ -24,7 +24,10 @@
 //! * a **reply**: `{"reply": [blocks], "stop_reason"?, "usage"?, "delay_ms"?,
 //!   "chunk"?, "stream_error"?, "expect"?}` where a block is
 //!   `{"text": ".."}`, `{"thinking": ".."}` or
-//!   `{"tool_use": {"name": "..", "input": {..}, "id"?: "toolu_.."}}`;
+//!   `{"tool_use": {"name": "..", "input": {..}, "id"?: "toolu_..", "cut_at"?: N}}`
+//!   (`cut_at`: only the first N characters of the input's JSON are
+//!   streamed, as when `max_tokens` cuts a call off: for the last block of
+//!   a reply whose `stop_reason` is `max_tokens`);
 //!   `"reply": "some text"` is short for one text block.
 //!   - `stop_reason` defaults to `tool_use` if a tool_use block is present,
 //!     else `end_turn`.

@@ -137,6 +137,11 @@ pub struct ToolUse {
     /// Generated (`toolu_…`) when absent.
     #[serde(default)]
     pub id: Option<String>,
+    /// Streams only this many characters of the input's JSON, as an answer
+    /// its token limit cut off mid-call does (the turn's `stop_reason` must
+    /// then be `max_tokens`, and the block the last).
+    #[serde(default)]
+    pub cut_at: Option<usize>,
 }
 
 fn empty_object() -> Value {
@@ -323,10 +328,19 @@ impl TryFrom<RawTurn> for Turn {
                         .map_err(|e| format!("reply: {e}"))?,
                     _ => return Err("`reply` must be a string or an array of blocks".into()),
                 };
-                for block in &content {
+                for (i, block) in content.iter().enumerate() {
                     if let Block::ToolUse(tool) = block {
                         if tool.name.is_empty() {
                             return Err("a tool_use block needs a `name`".into());
+                        }
+                        let cut_short = raw.stop_reason.as_deref() == Some("max_tokens")
+                            && i + 1 == content.len();
+                        if tool.cut_at.is_some() && !cut_short {
+                            return Err(format!(
+                                "tool_use `{}`: `cut_at` is for the last block of a reply whose \
+                                 stop_reason is max_tokens",
+                                tool.name
+                            ));
                         }
                         if !tool.input.is_object() {
                             return Err(format!(

@@ -20,6 +20,9 @@ pub struct Resolved {
     pub input_tokens: u64,
     pub output_tokens: u64,
     pub chunk: usize,
+    /// Characters of the last block's input JSON streamed before the answer
+    /// stops, when its token limit cut it off there.
+    pub cut_at: Option<usize>,
 }
 
 /// Generated ids look like the real ones (`msg_…`, `toolu_…`, `req_…`).
@@ -89,6 +92,7 @@ impl Resolved {
                 .unwrap_or_else(|| request_tokens(request)),
             output_tokens,
             chunk: reply.chunk,
+            cut_at: reply.tool_uses().find_map(|t| t.cut_at),
         }
     }
 
@@ -151,7 +155,10 @@ impl Resolved {
                     )
                 }
                 Some("tool_use") => {
-                    let input = block["input"].to_string();
+                    let mut input = block["input"].to_string();
+                    if let Some(cut) = self.cut_at.filter(|_| index + 1 == self.blocks.len()) {
+                        input = input.chars().take(cut).collect();
+                    }
                     let deltas = chunks(&input, self.chunk)
                         .into_iter()
                         .map(|p| json!({"type": "input_json_delta", "partial_json": p}))

@@ -793,6 +793,14 @@ fn bad_scenarios_are_refused_with_a_reason() {
         (r#"[{"reply": "a", "chunk": 0}]"#, "chunk"),
         (r#"{"turn": []}"#, "turn"),
         (r#"[{"reply": "a", "stop_reason": "done"}]"#, "stop_reason"),
+        (
+            r#"[{"reply": [{"tool_use": {"name": "x", "cut_at": 3}}]}]"#,
+            "max_tokens",
+        ),
+        (
+            r#"[{"reply": [{"tool_use": {"name": "x", "cut_at": 3}}, {"text": "after"}], "stop_reason": "max_tokens"}]"#,
+            "last block",
+        ),
     ];
     for (text, needle) in cases {
         let error = Scenario::from_json(text).unwrap_err().to_string();

@@ -359,6 +359,8 @@ impl Assembly {
 
     fn finish(self) -> Result<Response, LlmError> {
         let mut content = Vec::new();
+        let mut cut_off = None;
+        let at_limit = self.stop_reason.as_deref() == Some("max_tokens");
         for block in self.blocks.into_iter().flatten() {
             content.push(match block {
                 Block::Text(text) => ContentBlock::Text { text },
@@ -371,9 +373,20 @@ impl Assembly {
                     let input = if json.trim().is_empty() {
                         Value::Object(Default::default())
                     } else {
-                        serde_json::from_str(&json).map_err(|e| {
-                            LlmError::Protocol(format!("tool input of {name} is not JSON: {e}"))
-                        })?
+                        match serde_json::from_str(&json) {
+                            Ok(input) => input,
+                            // Cut off by the answer's token limit: kept, to
+                            // be answered, not run.
+                            Err(_) if at_limit => {
+                                cut_off = Some(id.clone());
+                                Value::Object(Default::default())
+                            }
+                            Err(e) => {
+                                return Err(LlmError::Protocol(format!(
+                                    "tool input of {name} is not JSON: {e}"
+                                )))
+                            }
+                        }
                     };
                     ContentBlock::ToolUse { id, name, input }
                 }
@@ -385,6 +398,7 @@ impl Assembly {
             content,
             stop_reason: self.stop_reason,
             usage: self.usage,
+            cut_off,
         })
     }
 }

@@ -88,6 +88,9 @@ pub struct Response {
     pub content: Vec<ContentBlock>,
     pub stop_reason: Option<String>,
     pub usage: Usage,
+    /// The tool call the answer's token limit (`max_tokens`) cut off in its
+    /// input: in `content` with an empty input, and not to be run.
+    pub cut_off: Option<String>,
 }
 
 /// What a streaming call reports while the answer is being generated.

@@ -121,6 +121,53 @@ async fn a_tool_call_writes_a_file_on_the_host_and_the_loop_finishes() {
     assert_eq!(second["messages"][2]["content"][0]["type"], "tool_result");
 }
 
+/// An answer its token limit cut off in the middle of a tool call's input
+/// is kept and charged; the cut call is not run, and the model is told why
+/// and goes on.
+#[tokio::test]
+async fn a_call_cut_off_by_the_output_limit_is_answered_not_run() {
+    let big = "line\n".repeat(400);
+    let h = harness(
+        json!([
+            {
+                "reply": [
+                    {"text": "Writing the whole log."},
+                    {"tool_use": {"name": "write_file", "input": {"path": "big.txt", "content": big}, "cut_at": 60}}
+                ],
+                "stop_reason": "max_tokens",
+                "usage": {"input_tokens": 100, "output_tokens": 8192}
+            },
+            {"expect": {"tool_result_contains": "max_tokens"}, "reply": "I will write it in parts."}
+        ]),
+        &[],
+    )
+    .await;
+    let s = h.session("auto").await;
+    h.prompt(&s, "Write the log").await;
+    let events = h.wait_idle(&s).await;
+    assert_eq!(
+        status_of(&events),
+        SessionStatus::Idle,
+        "{:?}",
+        kinds(&events)
+    );
+    let result = events.iter().find_map(|e| match &e.kind {
+        EventKind::ToolResult {
+            output, is_error, ..
+        } => Some((output.clone(), *is_error)),
+        _ => None,
+    });
+    let (output, is_error) = result.expect("the cut call is answered");
+    assert!(is_error && output.contains("max_tokens"), "{output}");
+    assert!(events.iter().any(
+        |e| matches!(&e.kind, EventKind::AssistantText { text } if text == "Writing the whole log.")
+    ));
+    assert!(!h.home.workspace(s.id).join("big.txt").exists(), "not run");
+    let session = h.paddock.store.get_session(s.id).await.unwrap().unwrap();
+    assert_eq!(session.turns, 2);
+    assert!(session.output_tokens >= 8192, "the cut answer is charged");
+}
+
 #[tokio::test]
 async fn a_failing_tool_is_reported_to_the_model_which_recovers() {
     let h = harness(

@@ -26,6 +26,12 @@ use project::Project;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
+/// The result of a call whose input the answer's token limit cut off: it
+/// is not run, and the model is told why, to make it again smaller.
+const CUT_OFF: &str = "Not run: your answer reached its output limit (max_tokens) while it \
+wrote this call's input, which was cut off. Make the call again with less in it: write a large \
+file in parts (write_file with the first part, then edit_file to add the rest).";
+
 /// Paddock's own agent loop.
 pub struct NativeEngine {
     pub store: Arc<dyn Store>,
@@ -252,13 +258,19 @@ impl NativeEngine {
                     .collect(),
             });
 
-            if response.stop_reason.as_deref() != Some("tool_use") || calls.is_empty() {
+            let calling =
+                response.stop_reason.as_deref() == Some("tool_use") || response.cut_off.is_some();
+            if !calling || calls.is_empty() {
                 return Ok(());
             }
             let mut results = Vec::new();
             for call in calls {
-                let (content, is_error, truncated) =
-                    self.run_tool(s, limits, env, mcp, &call, cancel).await?;
+                let (content, is_error, truncated) = if Some(&call.id) == response.cut_off.as_ref()
+                {
+                    (CUT_OFF.to_owned(), true, false)
+                } else {
+                    self.run_tool(s, limits, env, mcp, &call, cancel).await?
+                };
                 let id = call.id;
                 self.journal
                     .record(
