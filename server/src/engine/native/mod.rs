@@ -6,6 +6,7 @@
 //! rebuilt from the transcript ([`history`]) at the start of every run, so a
 //! session resumes after a restart where its transcript stands.
 
+mod context;
 mod history;
 mod mcp;
 mod project;
@@ -162,6 +163,7 @@ impl NativeEngine {
             .join("\n\n");
 
         for _turn in 0..limits.max_turns {
+            context::fit(&mut messages);
             let request = Request {
                 model: s.model.clone(),
                 max_tokens: limits.max_tokens,

@@ -1,0 +1,153 @@
+//! Keeping a conversation within the model's context: each call sends the
+//! whole session, and a long one (tool outputs of 32 KB each, pasted logs)
+//! would grow past what the model takes, to be refused (400 "prompt is too
+//! long") at every prompt after, for good. Past [`BUDGET_TOKENS`] (a rough
+//! count, a quarter of the characters), the oldest tool outputs, then the
+//! oldest texts, are replaced by a short note, until it fits. The latest
+//! exchange (the prompt or results the model answers now) is never cut, and
+//! the conversation keeps its shape: every call still has its result.
+
+use crate::llm::{ContentBlock, Message};
+
+/// What a conversation sent may hold, in rough tokens: below the 200k of
+/// the models' context, with room for the system prompt, the tools and the
+/// answer.
+pub const BUDGET_TOKENS: usize = 150_000;
+
+/// What stands for a tool's output let go of.
+const OUTPUT_NOTE: &str =
+    "[This output was removed to keep the conversation within the model's context.]";
+/// What stands for a text let go of.
+const TEXT_NOTE: &str =
+    "[This text was removed to keep the conversation within the model's context.]";
+
+/// A block's rough size, in tokens (a quarter of its characters).
+fn tokens(block: &ContentBlock) -> usize {
+    let chars = match block {
+        ContentBlock::Text { text } => text.len(),
+        ContentBlock::Thinking { thinking, .. } => thinking.len(),
+        ContentBlock::ToolUse { input, .. } => input.to_string().len(),
+        ContentBlock::ToolResult { content, .. } => content.len(),
+    };
+    chars.div_ceil(4)
+}
+
+/// Fits `messages` within [`BUDGET_TOKENS`], as the module says; what it
+/// cannot cut (the latest exchange) is left as it is.
+pub fn fit(messages: &mut [Message]) {
+    let total: usize = messages.iter().flat_map(|m| &m.content).map(tokens).sum();
+    let Some(mut over) = total.checked_sub(BUDGET_TOKENS).filter(|o| *o > 0) else {
+        return;
+    };
+    let older = messages.len().saturating_sub(1);
+    // Outputs first (the bulk, and read once), then texts, oldest first.
+    for outputs in [true, false] {
+        for block in messages[..older].iter_mut().flat_map(|m| &mut m.content) {
+            if over == 0 {
+                return;
+            }
+            let (slot, note) = match block {
+                ContentBlock::ToolResult { content, .. } if outputs => (content, OUTPUT_NOTE),
+                ContentBlock::Text { text } if !outputs => (text, TEXT_NOTE),
+                _ => continue,
+            };
+            if slot.len() <= note.len() {
+                continue;
+            }
+            let before = slot.len().div_ceil(4);
+            *slot = note.to_owned();
+            over = over.saturating_sub(before - note.len().div_ceil(4));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::llm::Role;
+
+    fn result(id: &str, size: usize) -> Message {
+        Message {
+            role: Role::User,
+            content: vec![ContentBlock::ToolResult {
+                tool_use_id: id.into(),
+                content: "x".repeat(size),
+                is_error: false,
+            }],
+        }
+    }
+
+    fn call(id: &str) -> Message {
+        Message {
+            role: Role::Assistant,
+            content: vec![ContentBlock::ToolUse {
+                id: id.into(),
+                name: "bash".into(),
+                input: serde_json::json!({"command": "cat big.log"}),
+            }],
+        }
+    }
+
+    fn size(messages: &[Message]) -> usize {
+        messages.iter().flat_map(|m| &m.content).map(tokens).sum()
+    }
+
+    #[test]
+    fn a_conversation_within_the_budget_is_sent_whole() {
+        let mut messages = vec![call("a"), result("a", 4000)];
+        let before = messages.clone();
+        fit(&mut messages);
+        assert_eq!(messages, before);
+    }
+
+    #[test]
+    fn the_oldest_outputs_go_first_and_the_latest_exchange_stays() {
+        // 30 calls of 32 KB outputs: about 240k tokens.
+        let mut messages = Vec::new();
+        for i in 0..30 {
+            messages.push(call(&i.to_string()));
+            messages.push(result(&i.to_string(), 32 * 1024));
+        }
+        let shape: Vec<_> = messages.iter().map(|m| (m.role, m.content.len())).collect();
+        fit(&mut messages);
+        assert!(size(&messages) <= BUDGET_TOKENS, "{}", size(&messages));
+        assert_eq!(
+            messages
+                .iter()
+                .map(|m| (m.role, m.content.len()))
+                .collect::<Vec<_>>(),
+            shape,
+            "every call keeps its result"
+        );
+        let output = |m: &Message| match &m.content[0] {
+            ContentBlock::ToolResult { content, .. } => content.clone(),
+            _ => unreachable!(),
+        };
+        assert_eq!(output(&messages[1]), OUTPUT_NOTE, "the oldest let go of");
+        assert_eq!(output(&messages[59]).len(), 32 * 1024, "the latest kept");
+    }
+
+    #[test]
+    fn texts_go_when_there_are_no_outputs_but_never_the_prompt_answered() {
+        let text = |role, size| Message {
+            role,
+            content: vec![ContentBlock::Text {
+                text: "y".repeat(size),
+            }],
+        };
+        let mut messages = vec![
+            text(Role::User, 400_000),
+            text(Role::Assistant, 400_000),
+            text(Role::User, 500_000),
+        ];
+        fit(&mut messages);
+        let texts: Vec<usize> = messages
+            .iter()
+            .map(|m| match &m.content[0] {
+                ContentBlock::Text { text } => text.len(),
+                _ => unreachable!(),
+            })
+            .collect();
+        assert_eq!(texts, [TEXT_NOTE.len(), TEXT_NOTE.len(), 500_000]);
+    }
+}
