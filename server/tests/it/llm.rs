@@ -201,20 +201,26 @@ async fn protocol_mistakes_come_back_as_invalid_request() {
     );
 }
 
-/// The timeout is of silence: an answer that streams for longer than it,
-/// each piece soon after the last, comes whole.
-#[tokio::test]
-async fn a_long_answer_streams_past_the_timeout() {
-    let reply = "An answer that streams in many small pieces, longer in all than the timeout.";
-    let (slow_model, _) = model(json!([{"reply": reply, "chunk": 4, "delay_ms": 60}])).await;
+/// A client of the scripted model playing `scenario`, with a timeout of
+/// 300 ms and no retries.
+async fn slow(scenario: serde_json::Value) -> Anthropic {
+    let (slow_model, _) = model(scenario).await;
     let addr = slow_model.spawn().await.unwrap();
-    let client = Anthropic::new(AnthropicConfig {
+    Anthropic::new(AnthropicConfig {
         base_url: format!("http://{addr}"),
         timeout: Duration::from_millis(300),
         max_retries: 0,
         ..AnthropicConfig::default()
     })
-    .unwrap();
+    .unwrap()
+}
+
+/// The timeout is of silence: an answer that streams for longer than it,
+/// each piece soon after the last, comes whole.
+#[tokio::test]
+async fn a_long_answer_streams_past_the_timeout() {
+    let reply = "An answer that streams in many small pieces, longer in all than the timeout.";
+    let client = slow(json!([{"reply": reply, "chunk": 4, "delay_ms": 60}])).await;
     let started = std::time::Instant::now();
     let (result, _) = call(&client, &request("hi")).await;
     let answer = result.unwrap();
@@ -227,15 +233,7 @@ async fn a_long_answer_streams_past_the_timeout() {
 
 #[tokio::test]
 async fn times_out_and_cancels() {
-    let (slow_model, _) = model(json!([{"reply": "slow answer", "delay_ms": 400}, {"reply": "slow again", "delay_ms": 400}])).await;
-    let addr = slow_model.spawn().await.unwrap();
-    let client = Anthropic::new(AnthropicConfig {
-        base_url: format!("http://{addr}"),
-        timeout: Duration::from_millis(300),
-        max_retries: 0,
-        ..AnthropicConfig::default()
-    })
-    .unwrap();
+    let client = slow(json!([{"reply": "slow answer", "delay_ms": 400}, {"reply": "slow again", "delay_ms": 400}])).await;
     let (result, _) = call(&client, &request("hi")).await;
     assert!(matches!(result, Err(LlmError::Timeout(_))), "{result:?}");
 
