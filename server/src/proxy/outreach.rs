@@ -52,7 +52,8 @@ struct Block {
     content: Blocks,
 }
 
-/// Content as blocks: none where it is a string (or anything but a list).
+/// Content as blocks: a list of them, or one (a result's content given as
+/// an object); none where it is a string, or anything else.
 #[derive(Default)]
 struct Blocks(Vec<Block>);
 
@@ -71,9 +72,9 @@ impl<'de> Deserialize<'de> for Blocks {
                 }
                 Ok(Blocks(blocks))
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Blocks, A::Error> {
-                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-                Ok(Blocks::default())
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Blocks, A::Error> {
+                let block = Block::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(Blocks(vec![block]))
             }
             fn visit_str<E: de::Error>(self, _: &str) -> Result<Blocks, E> {
                 Ok(Blocks::default())
@@ -99,9 +100,10 @@ impl<'de> Deserialize<'de> for Blocks {
 }
 
 /// Where a block's data comes from: its `type` (`base64`, `url`, `file`,
-/// `text`, …); none where the source is a string (a search result's).
+/// `text`, `content`, …) and the blocks a `content` source holds; none
+/// where the source is a string (a search result's).
 #[derive(Default)]
-struct Source(Option<String>);
+struct Source(Option<String>, Blocks);
 
 impl<'de> Deserialize<'de> for Source {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -112,18 +114,21 @@ impl<'de> Deserialize<'de> for Source {
                 f.write_str("a source")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Source, A::Error> {
-                let mut kind = None;
+                let (mut kind, mut content) = (None, None);
                 while let Some(key) = map.next_key::<String>()? {
-                    if key == "type" {
-                        if kind.is_some() {
-                            return Err(de::Error::duplicate_field("type"));
+                    match key.as_str() {
+                        "type" if kind.is_some() => return Err(de::Error::duplicate_field("type")),
+                        "type" => kind = Some(map.next_value::<String>()?),
+                        "content" if content.is_some() => {
+                            return Err(de::Error::duplicate_field("content"))
                         }
-                        kind = Some(map.next_value::<String>()?);
-                    } else {
-                        map.next_value::<IgnoredAny>()?;
+                        "content" => content = Some(map.next_value::<Blocks>()?),
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
                     }
                 }
-                Ok(Source(kind))
+                Ok(Source(kind, content.unwrap_or_default()))
             }
             fn visit_str<E: de::Error>(self, _: &str) -> Result<Source, E> {
                 Ok(Source::default())
@@ -139,10 +144,11 @@ impl<'de> Deserialize<'de> for Source {
 impl Block {
     /// The first block here or within that has the API fetch a URL.
     fn fetched(&self) -> Option<&str> {
-        match self.source.0.as_deref() {
-            Some("url") => Some(self.kind.as_deref().unwrap_or("block")),
-            _ => self.content.0.iter().find_map(Block::fetched),
+        if self.source.0.as_deref() == Some("url") {
+            return Some(self.kind.as_deref().unwrap_or("block"));
         }
+        let within = self.source.1 .0.iter().chain(&self.content.0);
+        within.into_iter().find_map(Block::fetched)
     }
 }
 
@@ -206,6 +212,18 @@ mod tests {
                     {"type": "text", "text": "see"}, {"type": "image", "source": url}
                 ]}]),
             ),
+            said(
+                json!([{"type": "document", "source": {"type": "content", "content": [
+                    {"type": "text", "text": "a page"}, {"type": "image", "source": url}
+                ]}}]),
+            ),
+            said(
+                json!([{"type": "tool_result", "tool_use_id": "t", "content": [
+                    {"type": "document", "source": {"type": "content", "content": [{"type": "image", "source": url}]}}
+                ]}]),
+            ),
+            said(json!([{"type": "web_fetch_tool_result", "tool_use_id": "t",
+                "content": {"type": "web_fetch_result", "content": {"type": "document", "source": url}}}])),
             json!({"model": "m", "messages": [], "tools": [{"type": "web_fetch_20250910", "name": "f"}]}),
             json!({"model": "m", "messages": [], "mcp_servers": []}),
         ] {
