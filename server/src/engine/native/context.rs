@@ -3,11 +3,12 @@
 //! would grow past what the model takes, to be refused (400 "prompt is too
 //! long") at every prompt after, for good. Past [`BUDGET_TOKENS`] (a rough
 //! count, a quarter of the characters), the oldest tool outputs, then the
-//! oldest texts, are replaced by a short note, until it fits. The latest
-//! exchange (the prompt or results the model answers now) is never cut, and
-//! the conversation keeps its shape: every call still has its result.
+//! oldest texts, are replaced by a short note, until it fits. Never cut:
+//! the prompt being answered (the last one), the texts after it, and the
+//! last message (the results the model answers now); the conversation
+//! keeps its shape: every call still has its result.
 
-use crate::llm::{ContentBlock, Message};
+use crate::llm::{ContentBlock, Message, Role};
 
 /// What a conversation sent may hold, in rough tokens: below the 200k of
 /// the models' context, with room for the system prompt, the tools and the
@@ -39,9 +40,20 @@ pub fn fit(messages: &mut [Message]) {
     let Some(mut over) = total.checked_sub(BUDGET_TOKENS).filter(|o| *o > 0) else {
         return;
     };
-    let older = messages.len().saturating_sub(1);
-    // Outputs first (the bulk, and read once), then texts, oldest first.
+    let last = messages.len().saturating_sub(1);
+    let prompt = messages
+        .iter()
+        .rposition(|m| {
+            m.role == Role::User
+                && m.content
+                    .iter()
+                    .any(|b| matches!(b, ContentBlock::Text { .. }))
+        })
+        .unwrap_or(last);
+    // Outputs first (the bulk, and read once), then texts before the
+    // prompt, oldest first.
     for outputs in [true, false] {
+        let older = if outputs { last } else { prompt.min(last) };
         for block in messages[..older].iter_mut().flat_map(|m| &mut m.content) {
             if over == 0 {
                 return;
@@ -64,7 +76,6 @@ pub fn fit(messages: &mut [Message]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::llm::Role;
 
     fn result(id: &str, size: usize) -> Message {
         Message {
@@ -149,5 +160,36 @@ mod tests {
             })
             .collect();
         assert_eq!(texts, [TEXT_NOTE.len(), TEXT_NOTE.len(), 500_000]);
+    }
+
+    #[test]
+    fn the_prompt_answered_stays_through_the_calls_it_made() {
+        let prompt = Message {
+            role: Role::User,
+            content: vec![ContentBlock::Text {
+                text: "z".repeat(700_000),
+            }],
+        };
+        let mut messages = vec![prompt, call("a"), result("a", 32 * 1024)];
+        messages.extend([call("b"), result("b", 32 * 1024)]);
+        fit(&mut messages);
+        assert!(
+            matches!(&messages[0].content[0], ContentBlock::Text { text } if text.len() == 700_000),
+            "the prompt being answered is kept"
+        );
+        let output = |m: &Message| match &m.content[0] {
+            ContentBlock::ToolResult { content, .. } => content.clone(),
+            _ => unreachable!(),
+        };
+        assert_eq!(
+            output(&messages[2]),
+            OUTPUT_NOTE,
+            "an earlier output of this run goes"
+        );
+        assert_eq!(
+            output(&messages[4]).len(),
+            32 * 1024,
+            "the results answered now stay"
+        );
     }
 }
