@@ -181,18 +181,23 @@ impl RequestGuard {
 
     /// Whether `origin` is Paddock's own for a request sent to `host` (a
     /// host already found to be served).
-    /// A request sent to the public URL's host and port is from its own
-    /// origin only as the public URL says it, scheme included: behind a TLS
-    /// proxy the request's `Host` carries no scheme, and a plain-http page
-    /// on that name (one a network attacker can serve) is another origin.
+    /// An origin on the public URL's host is its own only as the public URL
+    /// says it, scheme included: behind a TLS proxy the request's `Host`
+    /// carries no scheme (nor, often, the port), and a plain-http page on
+    /// that name (one a network attacker can serve) is another origin. A
+    /// request whose `Host` names another port than the public URL's came
+    /// to the server directly, and its own origin is that host and port.
     fn is_own(&self, origin: &Origin, host: Option<&RequestHost>) -> bool {
-        let by_public = |public: &Origin| host.is_some_and(|h| public.is_host(&h.name, h.port));
+        let as_sent = host.is_some_and(|h| origin.is_host(&h.name, h.port));
         match &self.public {
-            Some(public) if by_public(public) => public == origin,
-            public => {
-                public.as_ref() == Some(origin)
-                    || host.is_some_and(|h| origin.is_host(&h.name, h.port))
+            Some(public) if public.host() == origin.host() => {
+                let direct = host.is_some_and(|h| {
+                    h.port
+                        .is_some_and(|port| !public.is_host(&h.name, Some(port)))
+                });
+                public == origin || (direct && as_sent)
             }
+            public => public.as_ref() == Some(origin) || as_sent,
         }
     }
 
@@ -625,6 +630,24 @@ mod tests {
             )
             .is_err());
         }
+        // A public URL on a port of its own, behind a proxy that passes the
+        // name alone: its https origin, not a plain-http page on the name.
+        let on_port = guard(&["--public-url=https://paddock.example.com:8443"]);
+        let named = ("host", "paddock.example.com");
+        assert_eq!(
+            check(
+                &on_port,
+                Method::POST,
+                &[named, ("origin", "https://paddock.example.com:8443")]
+            ),
+            Ok(())
+        );
+        assert!(check(
+            &on_port,
+            Method::POST,
+            &[named, ("origin", "http://paddock.example.com")]
+        )
+        .is_err());
         // curl, scripts.
         allowed(&[host]);
         allowed(&[]);
