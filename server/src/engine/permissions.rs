@@ -120,12 +120,6 @@ impl Permissions {
         lock(&self.allowed).insert(session, tools);
     }
 
-    /// Whether this process knows the tools allowed for the session yet
-    /// (it read them back, or someone allowed one since it started).
-    pub fn knows_allowed(&self, session: SessionId) -> bool {
-        lock(&self.allowed).contains_key(&session)
-    }
-
     /// Asks the session's viewers whether a tool may run; waits for the
     /// answer or the timeout.
     pub async fn ask(

@@ -176,13 +176,11 @@ impl AgentEngine for ClaudeCodeEngine {
     /// run gave this way has nothing to do.
     #[tracing::instrument(skip(self, s, cancel), fields(session = %s.id))]
     async fn run(&self, s: Session, cancel: &CancellationToken) -> Result<(), RunError> {
-        // The tools people allowed for this session, read back once in this
-        // process (after a restart or a takeover).
-        if !self.permissions.knows_allowed(s.id) {
-            let all = self.store.events_after(s.id, 0, i64::MAX).await?;
-            let allowed = super::permissions::allowed_for_session(&all);
-            self.permissions.set_allowed(s.id, allowed);
-        }
+        // The tools people allowed for this session, read back at each run:
+        // one may have been allowed through another replica.
+        let all = self.store.events_after(s.id, 0, i64::MAX).await?;
+        let allowed = super::permissions::allowed_for_session(&all);
+        self.permissions.set_allowed(s.id, allowed);
         let state: CliState = match self.store.engine_state(s.id).await? {
             Some(v) => serde_json::from_value(v).unwrap_or_default(),
             None => CliState::default(),
