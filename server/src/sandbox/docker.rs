@@ -1250,16 +1250,18 @@ impl Sandbox for DockerSandbox {
         let Some(read) = lock(&self.reads).remove(&session) else {
             return;
         };
-        drop(read.pausing.lock().await);
-        if let Err(e) = self
-            .docker
-            .unpause_container(&Self::container_name(session))
-            .await
-        {
-            tracing::warn!(%session, "cannot resume the sandbox: {e}");
-        }
-        // The read is over: a start waiting for it goes on.
-        drop(read);
+        // Apart from the caller, as the pause: a resume whose request goes
+        // away still unpauses.
+        let (docker, name) = (self.docker.clone(), Self::container_name(session));
+        let resuming = tokio::spawn(async move {
+            drop(read.pausing.lock().await);
+            if let Err(e) = docker.unpause_container(&name).await {
+                tracing::warn!(%session, "cannot resume the sandbox: {e}");
+            }
+            // The read is over: a start waiting for it goes on.
+            drop(read);
+        });
+        let _ = resuming.await;
     }
 
     async fn destroy(&self, session: SessionId) -> Result<()> {
