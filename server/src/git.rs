@@ -259,13 +259,12 @@ impl Reach {
 /// an older one ignores it, unpinned). Asked once.
 async fn pins_addresses() -> bool {
     static KNOWN: tokio::sync::OnceCell<bool> = tokio::sync::OnceCell::const_new();
-    *KNOWN
-        .get_or_init(|| async {
+    // A version that could not be read is asked again next time.
+    let known = KNOWN
+        .get_or_try_init(|| async {
             let mut version = git(None);
             version.arg("--version");
-            let said = run("version", version, QUICK, None)
-                .await
-                .unwrap_or_default();
+            let said = run("version", version, QUICK, None).await?;
             let said = String::from_utf8_lossy(&said);
             let mut numbers = said
                 .trim()
@@ -273,9 +272,10 @@ async fn pins_addresses() -> bool {
                 .split('.')
                 .map(|n| n.parse::<u32>().unwrap_or(0));
             let (major, minor) = (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0));
-            (major, minor) >= (2, 37)
+            Ok::<_, GitError>((major, minor) >= (2, 37))
         })
-        .await
+        .await;
+    known.is_ok_and(|pins| *pins)
 }
 
 /// The git protocol's port.
