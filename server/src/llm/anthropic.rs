@@ -375,12 +375,8 @@ impl Assembly {
                     } else {
                         match serde_json::from_str(&json) {
                             Ok(input) => input,
-                            // Cut off by the answer's token limit: kept, to
-                            // be answered, not run.
-                            Err(_) if at_limit => {
-                                cut_off = Some(id.clone());
-                                Value::Object(Default::default())
-                            }
+                            // Cut off by the answer's token limit (below).
+                            Err(_) if at_limit => Value::Object(Default::default()),
                             Err(e) => {
                                 return Err(LlmError::Protocol(format!(
                                     "tool input of {name} is not JSON: {e}"
@@ -392,6 +388,14 @@ impl Assembly {
                 }
                 Block::Other => continue,
             });
+        }
+        // The call the token limit stopped in, whatever its input reads
+        // like so far: kept, to be answered, not run.
+        if at_limit {
+            if let Some(ContentBlock::ToolUse { id, input, .. }) = content.last_mut() {
+                *input = Value::Object(Default::default());
+                cut_off = Some(id.clone());
+            }
         }
         Ok(Response {
             id: self.id,
