@@ -366,25 +366,30 @@ impl Runner {
         self.closing.load(Ordering::SeqCst)
     }
 
-    /// Takes over sessions with work nobody runs (see
-    /// [`Leases::orphaned_sessions`](crate::store::Leases::orphaned_sessions)): a run cut off is marked interrupted,
-    /// a permission request waits again, queued prompts run.
     /// Removes the sandboxes (and workspaces) whose session is gone: left
     /// by a server that stopped while it deleted one, or made again by a
     /// run here while another replica deleted its session. Each is checked
     /// on its own after all are listed: a session made meanwhile is stored
-    /// before its sandbox, so it is never taken for gone.
+    /// before its sandbox, so it is never taken for gone. One that cannot
+    /// be removed now is logged, and the others are still removed.
     pub async fn reap_sandboxes(&self) -> anyhow::Result<Vec<SessionId>> {
         let mut reaped = Vec::new();
         for found in self.sandbox.list().await? {
             if self.store.get_session(found.session).await?.is_none() {
-                self.sandbox.destroy(found.session).await?;
-                reaped.push(found.session);
+                match self.sandbox.destroy(found.session).await {
+                    Ok(()) => reaped.push(found.session),
+                    Err(e) => {
+                        tracing::warn!(session = %found.session, "cannot remove the sandbox of a session that is gone: {e}")
+                    }
+                }
             }
         }
         Ok(reaped)
     }
 
+    /// Takes over sessions with work nobody runs (see
+    /// [`Leases::orphaned_sessions`](crate::store::Leases::orphaned_sessions)): a run cut off is marked interrupted,
+    /// a permission request waits again, queued prompts run.
     pub async fn take_over_orphans(
         self: &Arc<Self>,
     ) -> Result<Vec<(SessionId, Takeover)>, AppError> {
