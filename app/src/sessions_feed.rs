@@ -194,8 +194,14 @@ fn ask_who(me: RwSignal<Option<UserId>>, signed_in: RwSignal<bool>) {
                 me.set(caller.user);
                 signed_in.set(true);
             }
-            Ok(None) => {}
-            Err(_) => set_timeout(move || ask_who(me, signed_in), ASK_AGAIN),
+            // Unavailable, or not answered at all: asked again; refused for
+            // good (a host or origin not served): not.
+            Err(
+                crate::domain::AppError::Unavailable(_)
+                | crate::domain::AppError::Internal
+                | crate::domain::AppError::Transport(_),
+            ) => set_timeout(move || ask_who(me, signed_in), ASK_AGAIN),
+            Ok(None) | Err(_) => {}
         }
     });
 }
