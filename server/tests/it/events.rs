@@ -377,7 +377,7 @@ async fn rest_bad_input_is_refused_and_writes_nothing() {
             "over the body limit",
             format!(r#"{{"name": "{}"}}"#, "y".repeat(3 * 1024 * 1024)),
             StatusCode::PAYLOAD_TOO_LARGE,
-            "invalid_request",
+            "too_large",
         ),
     ];
     for (what, body, status, kind) in json_cases {
@@ -414,7 +414,7 @@ async fn rest_bad_input_is_refused_and_writes_nothing() {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
-    assert_eq!(error_of(res).await.1, "invalid_request");
+    assert_eq!(error_of(res).await.1, "too_large");
 
     // Not JSON at all.
     for content_type in [
@@ -435,7 +435,7 @@ async fn rest_bad_input_is_refused_and_writes_nothing() {
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "{content_type:?}"
         );
-        assert_eq!(kind, "invalid_request");
+        assert_eq!(kind, "unsupported_media_type");
         assert!(message.contains("application/json"), "{message}");
     }
     assert_eq!(s.footprint().await, before);
