@@ -194,14 +194,14 @@ fn ask_who(me: RwSignal<Option<UserId>>, signed_in: RwSignal<bool>) {
                 me.set(caller.user);
                 signed_in.set(true);
             }
-            // Unavailable, or not answered at all: asked again; refused for
-            // good (a host or origin not served): not.
-            Err(
-                crate::domain::AppError::Unavailable(_)
-                | crate::domain::AppError::Internal
-                | crate::domain::AppError::Transport(_),
-            ) => set_timeout(move || ask_who(me, signed_in), ASK_AGAIN),
-            Ok(None) | Err(_) => {}
+            // Refused for good (a host or an origin this server does not
+            // serve): not asked again. Anything else (down, a proxy's page
+            // while it restarts, busy) is asked again.
+            Ok(None)
+            | Err(
+                crate::domain::AppError::Misdirected(_) | crate::domain::AppError::Forbidden(_),
+            ) => {}
+            Err(_) => set_timeout(move || ask_who(me, signed_in), ASK_AGAIN),
         }
     });
 }
