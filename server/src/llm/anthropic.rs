@@ -360,42 +360,38 @@ impl Assembly {
     fn finish(self) -> Result<Response, LlmError> {
         let mut content = Vec::new();
         let mut cut_off = None;
-        let at_limit = self.stop_reason.as_deref() == Some("max_tokens");
-        for block in self.blocks.into_iter().flatten() {
+        // The block the answer's token limit stopped in: a tool call there
+        // is kept, to be answered, not run, whatever its input reads like
+        // so far.
+        let stopped_in = match self.stop_reason.as_deref() {
+            Some("max_tokens") => self.blocks.iter().flatten().count().checked_sub(1),
+            _ => None,
+        };
+        for (i, block) in self.blocks.into_iter().flatten().enumerate() {
             content.push(match block {
                 Block::Text(text) => ContentBlock::Text { text },
                 Block::Thinking { text, signature } => ContentBlock::Thinking {
                     thinking: text,
                     signature,
                 },
+                Block::ToolUse { id, name, .. } if stopped_in == Some(i) => {
+                    cut_off = Some(id.clone());
+                    let input = Value::Object(Default::default());
+                    ContentBlock::ToolUse { id, name, input }
+                }
                 Block::ToolUse { id, name, json } => {
                     // A tool without input may stream nothing at all.
                     let input = if json.trim().is_empty() {
                         Value::Object(Default::default())
                     } else {
-                        match serde_json::from_str(&json) {
-                            Ok(input) => input,
-                            // Cut off by the answer's token limit (below).
-                            Err(_) if at_limit => Value::Object(Default::default()),
-                            Err(e) => {
-                                return Err(LlmError::Protocol(format!(
-                                    "tool input of {name} is not JSON: {e}"
-                                )))
-                            }
-                        }
+                        serde_json::from_str(&json).map_err(|e| {
+                            LlmError::Protocol(format!("tool input of {name} is not JSON: {e}"))
+                        })?
                     };
                     ContentBlock::ToolUse { id, name, input }
                 }
                 Block::Other => continue,
             });
-        }
-        // The call the token limit stopped in, whatever its input reads
-        // like so far: kept, to be answered, not run.
-        if at_limit {
-            if let Some(ContentBlock::ToolUse { id, input, .. }) = content.last_mut() {
-                *input = Value::Object(Default::default());
-                cut_off = Some(id.clone());
-            }
         }
         Ok(Response {
             id: self.id,
@@ -404,5 +400,56 @@ impl Assembly {
             usage: self.usage,
             cut_off,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(blocks: Vec<Block>, stop_reason: &str) -> Result<Response, LlmError> {
+        Assembly {
+            id: "msg_1".into(),
+            blocks: blocks.into_iter().map(Some).collect(),
+            stop_reason: Some(stop_reason.into()),
+            usage: Usage::default(),
+        }
+        .finish()
+    }
+
+    fn call(id: &str, json: &str) -> Block {
+        Block::ToolUse {
+            id: id.into(),
+            name: "write_file".into(),
+            json: json.into(),
+        }
+    }
+
+    #[test]
+    fn the_call_the_output_limit_stopped_in_is_cut_off_whatever_it_reads_like() {
+        for json in ["", "{}", r#"{"path": "a"}"#, r#"{"path": "a", "cont"#] {
+            let done = answer(
+                vec![call("t1", r#"{"path": "x"}"#), call("t2", json)],
+                "max_tokens",
+            )
+            .unwrap();
+            assert_eq!(done.cut_off.as_deref(), Some("t2"), "{json}");
+            assert!(
+                matches!(&done.content[1], ContentBlock::ToolUse { input, .. } if input == &serde_json::json!({}))
+            );
+            assert!(
+                matches!(&done.content[0], ContentBlock::ToolUse { input, .. } if input["path"] == "x")
+            );
+        }
+        // Stopped in a text: no call is cut.
+        let text = answer(
+            vec![call("t1", "{}"), Block::Text("and".into())],
+            "max_tokens",
+        )
+        .unwrap();
+        assert_eq!(text.cut_off, None);
+        // A broken input before it is still a broken answer.
+        assert!(answer(vec![call("t1", "{"), call("t2", "{}")], "max_tokens").is_err());
+        assert!(answer(vec![call("t1", "{")], "tool_use").is_err());
     }
 }
