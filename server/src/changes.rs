@@ -136,10 +136,10 @@ impl ChangeReview {
         }
         let done = work.await;
         if paused.armed {
-            // Disarmed once resumed: a request dropped while resuming still
-            // resumes it (from the guard).
-            self.sandbox.resume(s.id).await;
+            // Disarmed first: the resume goes on apart once asked for, and
+            // the guard's would take the next read's pause.
             paused.armed = false;
+            self.sandbox.resume(s.id).await;
         }
         done
     }
