@@ -211,8 +211,9 @@ impl Reach {
             }
             Err(_) if !pins_addresses().await => {
                 return Err(GitError::Unreachable(format!(
-                    "{host}: this server's git is older than 2.37 and cannot be held to the \
-                     addresses checked; give the host's address, or update git"
+                    "{host}: this server's git cannot be held to the addresses checked (it is \
+                     older than 2.37, or its version could not be read); give the host's \
+                     address, or update git"
                 )))
             }
             Err(_) => {
@@ -256,7 +257,7 @@ impl Reach {
 }
 
 /// Whether this server's git knows `http.curloptResolve` (2.37 and later;
-/// an older one ignores it, unpinned). Asked once.
+/// an older one ignores it, unpinned). Asked until it is known.
 async fn pins_addresses() -> bool {
     static KNOWN: tokio::sync::OnceCell<bool> = tokio::sync::OnceCell::const_new();
     // A version that could not be read is asked again next time.

@@ -130,7 +130,24 @@ impl<'de> Deserialize<'de> for Source {
                 }
                 Ok(Source(kind, content.unwrap_or_default()))
             }
+            // A source that is not an object fetches nothing.
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Source, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Source::default())
+            }
             fn visit_str<E: de::Error>(self, _: &str) -> Result<Source, E> {
+                Ok(Source::default())
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Source, E> {
+                Ok(Source::default())
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Source, E> {
+                Ok(Source::default())
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Source, E> {
+                Ok(Source::default())
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Source, E> {
                 Ok(Source::default())
             }
             fn visit_unit<E: de::Error>(self) -> Result<Source, E> {

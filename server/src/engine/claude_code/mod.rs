@@ -185,10 +185,7 @@ impl AgentEngine for ClaudeCodeEngine {
             Some(v) => serde_json::from_value(v).unwrap_or_default(),
             None => CliState::default(),
         };
-        let events = self
-            .store
-            .events_after(s.id, state.sent_seq, i64::MAX)
-            .await?;
+        let events: Vec<_> = all.into_iter().filter(|e| e.seq > state.sent_seq).collect();
         let started = events
             .iter()
             .rev()
