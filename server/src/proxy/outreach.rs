@@ -52,6 +52,31 @@ struct Block {
     content: Blocks,
 }
 
+/// A visitor's answer to a string, a number, a boolean or null: the
+/// default (nothing of it is fetched).
+macro_rules! nothing_from_scalars {
+    ($value:ty) => {
+        fn visit_str<E: de::Error>(self, _: &str) -> Result<$value, E> {
+            Ok(<$value>::default())
+        }
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<$value, E> {
+            Ok(<$value>::default())
+        }
+        fn visit_i64<E: de::Error>(self, _: i64) -> Result<$value, E> {
+            Ok(<$value>::default())
+        }
+        fn visit_u64<E: de::Error>(self, _: u64) -> Result<$value, E> {
+            Ok(<$value>::default())
+        }
+        fn visit_f64<E: de::Error>(self, _: f64) -> Result<$value, E> {
+            Ok(<$value>::default())
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<$value, E> {
+            Ok(<$value>::default())
+        }
+    };
+}
+
 /// Content as blocks: a list of them, or one (a result's content given as
 /// an object); none where it is a string, or anything else.
 #[derive(Default)]
@@ -76,24 +101,7 @@ impl<'de> Deserialize<'de> for Blocks {
                 let block = Block::deserialize(de::value::MapAccessDeserializer::new(map))?;
                 Ok(Blocks(vec![block]))
             }
-            fn visit_str<E: de::Error>(self, _: &str) -> Result<Blocks, E> {
-                Ok(Blocks::default())
-            }
-            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Blocks, E> {
-                Ok(Blocks::default())
-            }
-            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Blocks, E> {
-                Ok(Blocks::default())
-            }
-            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Blocks, E> {
-                Ok(Blocks::default())
-            }
-            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Blocks, E> {
-                Ok(Blocks::default())
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<Blocks, E> {
-                Ok(Blocks::default())
-            }
+            nothing_from_scalars!(Blocks);
         }
         d.deserialize_any(List)
     }
@@ -135,24 +143,7 @@ impl<'de> Deserialize<'de> for Source {
                 while seq.next_element::<IgnoredAny>()?.is_some() {}
                 Ok(Source::default())
             }
-            fn visit_str<E: de::Error>(self, _: &str) -> Result<Source, E> {
-                Ok(Source::default())
-            }
-            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Source, E> {
-                Ok(Source::default())
-            }
-            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Source, E> {
-                Ok(Source::default())
-            }
-            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Source, E> {
-                Ok(Source::default())
-            }
-            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Source, E> {
-                Ok(Source::default())
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<Source, E> {
-                Ok(Source::default())
-            }
+            nothing_from_scalars!(Source);
         }
         d.deserialize_any(Of)
     }
