@@ -13,8 +13,11 @@ pub use crate::domain::{TemplateId, TemplateRef};
 
 /// Longest description accepted, in characters.
 pub const DESCRIPTION_MAX_CHARS: usize = 2000;
-/// Largest template file accepted for import, in bytes.
+/// Largest template file accepted for import, in bytes; every template
+/// saved fits in its JSON file.
 pub const TEMPLATE_FILE_MAX_BYTES: usize = 1536 * 1024;
+/// Templates one person may have.
+pub const TEMPLATES_PER_OWNER: i64 = 100;
 
 /// What a person writes: a template's name, description and the settings
 /// of its sessions (as a session is created with; `session.name`, when

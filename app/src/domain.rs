@@ -447,6 +447,17 @@ const MCP_ARGS_MAX: usize = 64;
 const MCP_SERVER_MAX_BYTES: usize = 64 * 1024;
 
 impl McpServer {
+    /// How the settings form writes it: its name, command and arguments
+    /// on one line, apart by spaces (an argument holding one reads back as
+    /// two: the form keeps such a server as stored while its line stays).
+    pub fn line(&self) -> String {
+        std::iter::once(self.name.as_str())
+            .chain(std::iter::once(self.command.as_str()))
+            .chain(self.args.iter().map(String::as_str))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
     pub fn validate(self) -> Result<Self, AppError> {
         let name = self.name.trim().to_owned();
         if name.is_empty()

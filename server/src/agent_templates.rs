@@ -6,8 +6,11 @@
 
 use crate::store::Store;
 use app::accounts::Caller;
-use app::agents::{AgentTemplate, TemplateDraft, TemplateId, TEMPLATE_FILE_MAX_BYTES};
-use app::domain::{AppError, NAME_MAX_CHARS};
+use app::agents::{
+    AgentTemplate, TemplateDraft, TemplateId, TEMPLATES_PER_OWNER, TEMPLATE_FILE_MAX_BYTES,
+};
+use app::domain::{AppError, NewSession, NAME_MAX_CHARS};
+use app::workspace_source::WorkspaceSource;
 use std::sync::Arc;
 
 /// The store's templates, behind the rule of who may use which.
@@ -35,6 +38,46 @@ impl TemplateLibrary {
             Some(t) if may_use(caller, &t) => Ok(t),
             _ => Err(not_found(id)),
         }
+    }
+
+    /// The template a session of the caller's starts from, with `request`
+    /// over it. Another person's (an admin may use every one) may not lend
+    /// the session secrets or a git token by name: they would be the
+    /// caller's own, spent where that person's settings say.
+    pub async fn for_session(
+        &self,
+        caller: &Caller,
+        id: TemplateId,
+        request: &NewSession,
+    ) -> Result<AgentTemplate, AppError> {
+        let t = self.get(caller, id).await?;
+        if t.owner == caller.user {
+            return Ok(t);
+        }
+        let theirs = &t.draft.session;
+        let mut named: Vec<String> = Vec::new();
+        if request.secrets.is_empty() {
+            named.extend(theirs.secrets.iter().map(|s| format!("the secret {s}")));
+        }
+        if let (
+            None,
+            Some(WorkspaceSource::Git {
+                credential: Some(c),
+                ..
+            }),
+        ) = (&request.source, &theirs.source)
+        {
+            named.push(format!("the git token {c}"));
+        }
+        if named.is_empty() {
+            return Ok(t);
+        }
+        Err(AppError::Forbidden(format!(
+            "Agent {:?} is another person's, and names {}: in a session of yours they would \
+             be yours. Duplicate it to make it yours, and read what it does with them first.",
+            t.draft.name,
+            named.join(" and ")
+        )))
     }
 
     pub async fn list(&self, caller: &Caller) -> Result<Vec<AgentTemplate>, AppError> {
@@ -75,8 +118,22 @@ impl TemplateLibrary {
         draft: &TemplateDraft,
     ) -> Result<AgentTemplate, AppError> {
         self.may_save(caller, id).await?;
+        // So that it can be exported, and imported again.
+        let size = render(draft, FileFormat::Json)?.len();
+        if size > TEMPLATE_FILE_MAX_BYTES {
+            return Err(AppError::TooLarge(format!(
+                "An agent is at most {} KiB as a file; this one would be {} KiB.",
+                TEMPLATE_FILE_MAX_BYTES / 1024,
+                size / 1024
+            )));
+        }
         let by = caller.label();
         let saved = match id {
+            None if self.store.count_templates(caller.user).await? >= TEMPLATES_PER_OWNER => {
+                return Err(AppError::Conflict(format!(
+                    "A person has at most {TEMPLATES_PER_OWNER} agents: delete one first."
+                )));
+            }
             None => self.store.create_template(caller.user, draft, &by).await?,
             Some(id) => self
                 .store
@@ -88,15 +145,10 @@ impl TemplateLibrary {
         Ok(saved)
     }
 
-    /// A new template of the caller's with the settings of one they may
-    /// use, named as its copy.
-    pub async fn duplicate(
-        &self,
-        caller: &Caller,
-        id: TemplateId,
-    ) -> Result<AgentTemplate, AppError> {
-        let original = self.get(caller, id).await?;
-        let mut draft = original.draft;
+    /// The settings of a template the caller may use, named as its copy:
+    /// to save as a new one of theirs.
+    pub async fn copy(&self, caller: &Caller, id: TemplateId) -> Result<TemplateDraft, AppError> {
+        let mut draft = self.get(caller, id).await?.draft;
         let suffix = " (copy)";
         draft.name = draft
             .name
@@ -104,7 +156,7 @@ impl TemplateLibrary {
             .take(NAME_MAX_CHARS - suffix.len())
             .chain(suffix.chars())
             .collect();
-        self.save(caller, None, &draft).await
+        Ok(draft)
     }
 
     pub async fn delete(&self, caller: &Caller, id: TemplateId) -> Result<(), AppError> {

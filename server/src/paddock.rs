@@ -278,7 +278,7 @@ impl Paddock {
         caller.may_create_sessions()?;
         let (mut new, template) = match new.template {
             Some(id) => {
-                let t = self.templates.get(caller, id).await?;
+                let t = self.templates.for_session(caller, id, &new).await?;
                 (t.draft.sessions_from(new), Some(t.reference()))
             }
             None => (new, None),
@@ -922,16 +922,14 @@ impl Backend for Paddock {
         self.templates.may_save(caller, id).await?;
         let draft = draft.validate()?;
         // What the server can tell now (engine, sandboxes, mounts); secrets
-        // are the owner's to save, checked when a session is made.
-        let spec = draft.sessions_from(NewSession::default()).validate()?;
-        self.check_settings(
-            caller.user,
-            SessionSpec {
-                secrets: Vec::new(),
-                ..spec
-            },
-        )
-        .await?;
+        // and git tokens are the owner's to save, checked when a session is
+        // made (an admin may edit a member's).
+        let mut spec = draft.sessions_from(NewSession::default()).validate()?;
+        spec.secrets.clear();
+        if let WorkspaceSource::Git { credential, .. } = &mut spec.source {
+            *credential = None;
+        }
+        self.check_settings(caller.user, spec).await?;
         self.templates.save(caller, id, &draft).await
     }
 
@@ -940,7 +938,8 @@ impl Backend for Paddock {
         caller: &Caller,
         id: TemplateId,
     ) -> Result<AgentTemplate, AppError> {
-        self.templates.duplicate(caller, id).await
+        let copy = self.templates.copy(caller, id).await?;
+        self.save_template(caller, None, copy).await
     }
 
     async fn delete_template(&self, caller: &Caller, id: TemplateId) -> Result<(), AppError> {

@@ -65,13 +65,17 @@ pub async fn save_template(
                     .transpose()?,
             };
             // Skills are kept apart from the form (see save_skill), and so
-            // are MCP servers' variables (the form lists the commands).
+            // are MCP servers' variables (the form lists the commands), and
+            // their arguments while their line stays as it was written.
             if let Some(id) = id {
                 let current = backend.get_template(&caller, id).await?.draft.session;
                 draft.session.skills = current.skills;
                 for server in &mut draft.session.mcp_servers {
                     if let Some(same) = current.mcp_servers.iter().find(|m| m.name == server.name) {
                         server.env = same.env.clone();
+                        if same.line() == server.line() {
+                            server.args = same.args.clone();
+                        }
                     }
                 }
             }

@@ -9,7 +9,7 @@ use crate::accounts::{CredentialKind, CredentialScope};
 use crate::api::accounts::{list_credentials, whoami};
 use crate::api::{get_server_info, SettingsForm};
 use crate::domain::{
-    AppError, Engine, NewSession, PermissionMode, DEFAULT_MODEL, SUGGESTED_MODELS,
+    AppError, Engine, McpServer, NewSession, PermissionMode, DEFAULT_MODEL, SUGGESTED_MODELS,
 };
 use crate::workspace_source::WorkspaceSource;
 use leptos::prelude::*;
@@ -99,17 +99,7 @@ pub(super) fn SettingsFields(initial: NewSession, prefix: &'static str) -> impl 
         })
         .collect();
     let chosen = initial.secrets.clone();
-    let mcp_lines: Vec<String> = initial
-        .mcp_servers
-        .iter()
-        .map(|m| {
-            std::iter::once(m.name.as_str())
-                .chain(std::iter::once(m.command.as_str()))
-                .chain(m.args.iter().map(String::as_str))
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .collect();
+    let mcp_lines: Vec<String> = initial.mcp_servers.iter().map(McpServer::line).collect();
     let (repo_url, repo_rev, repo_token, source_folder) = match initial.source.clone() {
         Some(WorkspaceSource::Git {
             url,

@@ -6,8 +6,9 @@ use super::Result;
 use app::agents::{AgentTemplate, TemplateDraft, TemplateId};
 use app::domain::UserId;
 
-/// Versions of a template listed at most.
-pub const VERSIONS_LISTED: usize = 200;
+/// Versions of a template kept: each save removes those older than the
+/// newest this many.
+pub const VERSIONS_KEPT: i64 = 20;
 
 #[async_trait::async_trait]
 pub trait Templates {
@@ -18,7 +19,8 @@ pub trait Templates {
         draft: &TemplateDraft,
         by: &str,
     ) -> Result<AgentTemplate>;
-    /// Saves the next version of a template; `None` if it does not exist.
+    /// Saves the next version of a template, removing those past the
+    /// newest [`VERSIONS_KEPT`]; `None` if it does not exist.
     async fn update_template(
         &self,
         id: TemplateId,
@@ -27,11 +29,14 @@ pub trait Templates {
     ) -> Result<Option<AgentTemplate>>;
     /// The current version.
     async fn get_template(&self, id: TemplateId) -> Result<Option<AgentTemplate>>;
-    /// The newest versions ([`VERSIONS_LISTED`] at most), newest first.
+    /// The versions kept, newest first.
     async fn template_versions(&self, id: TemplateId) -> Result<Vec<AgentTemplate>>;
     /// The current versions of the owner's templates (`None`: everyone's),
     /// by name; one that cannot be read is logged and left out.
     async fn list_templates(&self, owner: Option<UserId>) -> Result<Vec<AgentTemplate>>;
+    /// How many templates `owner` has (`None`: the local operator, with
+    /// sign-in off).
+    async fn count_templates(&self, owner: Option<UserId>) -> Result<i64>;
     /// Removes a template and its versions; `false` if it did not exist.
     /// Sessions made from it keep their settings and their reference.
     async fn delete_template(&self, id: TemplateId) -> Result<bool>;

@@ -1300,3 +1300,106 @@ async fn notification_endpoints_are_their_makers_and_go_to_public_addresses() {
         .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
 }
+
+#[tokio::test]
+async fn a_members_agent_cannot_spend_an_admins_secrets_or_git_token() {
+    let t = team(&[]).await;
+    let member = t.person("mallory", Role::Member).await;
+    let admin = t.person("root", Role::Admin).await;
+    // Saved by a member who has neither the secret nor the git token: both
+    // are checked when a session is made, in its maker's credentials.
+    let (status, made) = t
+        .status(t.as_(&member, Method::POST, "/api/templates").json(&json!({
+            "name": "Deploy",
+            "session": {
+                "secrets": ["AWS_KEY"],
+                "source": {"kind": "git", "url": "https://git.example.com/r.git", "credential": "GITHUB"}
+            }
+        })))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{made}");
+    let id = serde_json::from_str::<serde_json::Value>(&made).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // An admin edits it without holding them either.
+    let (status, text) = t
+        .status(
+            t.as_(&admin, Method::PUT, &format!("/api/templates/{id}"))
+                .json(&json!({
+                    "name": "Deploy",
+                    "description": "Checked by an admin.",
+                    "session": {
+                        "secrets": ["AWS_KEY"],
+                        "source": {"kind": "git", "url": "https://git.example.com/r.git", "credential": "GITHUB"}
+                    }
+                })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+
+    for (kind, name) in [("secret", "AWS_KEY"), ("git_token", "GITHUB")] {
+        let (status, text) = t
+            .status(
+                t.with_cookie(&admin.cookie, Method::POST, "/api/save_credential")
+                    .form(&[
+                        ("scope", "mine"),
+                        ("kind", kind),
+                        ("name", name),
+                        ("value", "admin-only-value-1234"),
+                    ]),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{text}");
+    }
+    let sessions = || async {
+        let (_, list) = t.status(t.as_(&admin, Method::GET, "/api/sessions")).await;
+        serde_json::from_str::<Vec<Session>>(&list).unwrap().len()
+    };
+    for (body, names) in [
+        (
+            json!({"template": id}),
+            "the secret AWS_KEY and the git token GITHUB",
+        ),
+        (
+            json!({"template": id, "source": {"kind": "empty"}}),
+            "names the secret AWS_KEY:",
+        ),
+    ] {
+        let (status, text) = t
+            .status(t.as_(&admin, Method::POST, "/api/sessions").json(&body))
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{text}");
+        assert!(text.contains(names), "{text}");
+    }
+    assert_eq!(sessions().await, 0);
+    // Its owner is not refused that way (their own are missing), and an
+    // admin's own copy spends the admin's.
+    let (status, text) = t
+        .status(
+            t.as_(&member, Method::POST, "/api/sessions")
+                .json(&json!({"template": id})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+    assert!(text.contains("AWS_KEY is not saved"), "{text}");
+    let (status, copy) = t
+        .status(t.as_(
+            &admin,
+            Method::POST,
+            &format!("/api/templates/{id}/duplicate"),
+        ))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{copy}");
+    let copy = serde_json::from_str::<serde_json::Value>(&copy).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, text) = t
+        .status(
+            t.as_(&admin, Method::POST, "/api/sessions")
+                .json(&json!({"template": copy, "source": {"kind": "empty"}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{text}");
+}

@@ -149,6 +149,15 @@ async fn skills_are_added_to_an_agent_as_zips_and_hostile_ones_change_nothing() 
         let res = upload(body).await.unwrap();
         assert_eq!(res.status(), 400, "{what}");
     }
+    // A skill whose files would make the agent too large for its file
+    // (control bytes are kept as text: six bytes each in JSON).
+    let res = upload(zip(&[
+        ("SKILL.md", SKILL_MD.as_bytes()),
+        ("a.txt", &[1u8; 900 * 1024]),
+    ]))
+    .await
+    .unwrap();
+    assert_eq!(res.status(), 413, "{}", res.text().await.unwrap());
     // A stranger's template id is 404; the agent is still at version 2.
     let res = client
         .post(served.url(&format!("/api/templates/{}/skills", uuid::Uuid::now_v7())))

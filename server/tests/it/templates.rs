@@ -247,6 +247,51 @@ async fn templates_are_versioned_make_sessions_and_travel_as_files() {
     let all: Vec<AgentTemplate> = api.ok(Method::GET, "/api/templates", None).await;
     assert_eq!(all.len(), 4);
 
+    // The newest 20 versions are kept.
+    for _ in 0..20 {
+        let _: AgentTemplate = api
+            .ok(
+                Method::PUT,
+                &format!("/api/templates/{}", copy.id),
+                Some(json!({"name": "Edited often"})),
+            )
+            .await;
+    }
+    let versions: Vec<AgentTemplate> = api
+        .ok(
+            Method::GET,
+            &format!("/api/templates/{}/versions", copy.id),
+            None,
+        )
+        .await;
+    assert_eq!(
+        versions.iter().map(|v| v.version).collect::<Vec<_>>(),
+        (2..=21).rev().collect::<Vec<_>>()
+    );
+    // A person has at most 100; the next is refused, also as a copy.
+    for n in all.len()..100 {
+        let _: AgentTemplate = api
+            .ok(
+                Method::POST,
+                "/api/templates",
+                Some(json!({"name": format!("Agent {n}")})),
+            )
+            .await;
+    }
+    for (path, body) in [
+        (
+            "/api/templates".to_owned(),
+            Some(json!({"name": "One more"})),
+        ),
+        (format!("/api/templates/{id}/duplicate"), None),
+    ] {
+        let (status, text) = api.send(Method::POST, &path, body).await;
+        assert_eq!(status, StatusCode::CONFLICT, "{path}: {text}");
+        assert!(text.contains("at most 100 agents"), "{text}");
+    }
+    let all: Vec<AgentTemplate> = api.ok(Method::GET, "/api/templates", None).await;
+    assert_eq!(all.len(), 100);
+
     // Deleted: gone, and no session can start from it; the sessions made
     // from it stay, with their settings and their reference.
     let (status, _) = api

@@ -1,7 +1,7 @@
 //! [`Templates`] in SQL.
 
 use super::{timestamp, SqlStore, StoredTime};
-use crate::store::templates::{Templates, VERSIONS_LISTED};
+use crate::store::templates::{Templates, VERSIONS_KEPT};
 use crate::store::{Result, StoreError};
 use app::agents::{AgentTemplate, TemplateDraft, TemplateId};
 use app::domain::UserId;
@@ -152,6 +152,11 @@ impl Templates for SqlStore {
         .bind(by)
         .execute(&mut *tx)
         .await?;
+        sqlx::query("DELETE FROM agent_template_versions WHERE template_id = $1 AND version <= $2")
+            .bind(id.to_string())
+            .bind(version - VERSIONS_KEPT)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         self.template_version(id, Some(version)).await
     }
@@ -164,7 +169,7 @@ impl Templates for SqlStore {
         let rows: Vec<TemplateRow> = sqlx::query_as(&format!(
             "SELECT {TEMPLATE_COLUMNS} FROM agent_templates t \
              JOIN agent_template_versions v ON v.template_id = t.id \
-             WHERE t.id = $1 ORDER BY v.version DESC LIMIT {VERSIONS_LISTED}"
+             WHERE t.id = $1 ORDER BY v.version DESC LIMIT {VERSIONS_KEPT}"
         ))
         .bind(id.to_string())
         .fetch_all(&self.pool)
@@ -191,6 +196,16 @@ impl Templates for SqlStore {
                     .ok()
             })
             .collect())
+    }
+
+    async fn count_templates(&self, owner: Option<UserId>) -> Result<i64> {
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) FROM agent_templates \
+             WHERE owner_id = $1 OR (owner_id IS NULL AND $1 IS NULL)",
+        )
+        .bind(owner.map(|o| o.to_string()))
+        .fetch_one(&self.pool)
+        .await?)
     }
 
     async fn delete_template(&self, id: TemplateId) -> Result<bool> {
