@@ -247,6 +247,46 @@ async fn templates_are_versioned_make_sessions_and_travel_as_files() {
     let all: Vec<AgentTemplate> = api.ok(Method::GET, "/api/templates", None).await;
     assert_eq!(all.len(), 4);
 
+    // The dashboard's form writes an MCP server on one line: an argument
+    // holding a space stays one while its line is kept as it was.
+    let with_mcp: AgentTemplate = api
+        .ok(
+            Method::PUT,
+            &format!("/api/templates/{}", copy.id),
+            Some(
+                json!({"name": "Reviewer (copy)", "session": {"mcp_servers": [
+                    {"name": "gh", "command": "srv", "args": ["--header", "X-Team: core"]}
+                ]}}),
+            ),
+        )
+        .await;
+    let form = |line: &str| {
+        api.http
+            .post(format!("{}/api/save_template", api.url))
+            .form(&[
+                ("id", with_mcp.id.to_string().as_str()),
+                ("name", "Reviewer (copy)"),
+                ("description", "Edited in the dashboard."),
+                ("mcp_servers", line),
+            ])
+            .send()
+    };
+    for (line, args) in [
+        (
+            "gh srv --header X-Team: core",
+            vec!["--header", "X-Team: core"],
+        ),
+        (
+            "gh srv --header X-Team: ops",
+            vec!["--header", "X-Team:", "ops"],
+        ),
+    ] {
+        let res = form(line).await.unwrap();
+        assert!(res.status().is_success(), "{}", res.status());
+        let saved: AgentTemplate = res.json().await.unwrap();
+        assert_eq!(saved.draft.session.mcp_servers[0].args, args, "{line}");
+    }
+
     // The newest 20 versions are kept.
     for _ in 0..20 {
         let _: AgentTemplate = api
@@ -266,7 +306,7 @@ async fn templates_are_versioned_make_sessions_and_travel_as_files() {
         .await;
     assert_eq!(
         versions.iter().map(|v| v.version).collect::<Vec<_>>(),
-        (2..=21).rev().collect::<Vec<_>>()
+        (5..=24).rev().collect::<Vec<_>>()
     );
     // A person has at most 100; the next is refused, also as a copy.
     for n in all.len()..100 {
