@@ -166,6 +166,10 @@ pub enum Kind {
 
 /// Largest record read; output comes in reads of at most 16 KiB.
 pub const RECORD_MAX: usize = 64 * 1024;
+/// Largest [`Kind::Start`] record read, and request read whole: what to
+/// run with its variables, which a session may make about 6 MiB of JSON
+/// (32 values of 32 KiB, each control character escaped in six bytes).
+pub const START_MAX: usize = 8 * 1024 * 1024;
 
 /// One record: header and bytes.
 pub fn record(kind: Kind, bytes: &[u8]) -> Vec<u8> {
@@ -211,7 +215,11 @@ impl Records {
             other => return Some(Err(format!("a record of unknown kind {other}"))),
         };
         let len = u32::from_be_bytes([header[4], header[5], header[6], header[7]]) as usize;
-        if len > RECORD_MAX {
+        let max = match kind {
+            Kind::Start => START_MAX,
+            _ => RECORD_MAX,
+        };
+        if len > max {
             return Some(Err(format!("a record of {len} bytes")));
         }
         let bytes = rest.get(8..8 + len)?.to_vec();
@@ -261,5 +269,19 @@ mod tests {
         let mut huge = Records::default();
         huge.push(&[1, 0, 0, 0, 255, 255, 255, 255]);
         assert!(huge.next_record().unwrap().is_err());
+        // What to run may be larger than output or input ever comes.
+        let start = vec![b'x'; RECORD_MAX * 2];
+        let mut records = Records::default();
+        records.push(&record(Kind::Start, &start));
+        assert_eq!(
+            records.next_record().unwrap().unwrap(),
+            (Kind::Start, start)
+        );
+        let mut records = Records::default();
+        records.push(&record(Kind::Stdin, &vec![0; RECORD_MAX + 1]));
+        assert!(records.next_record().unwrap().is_err());
+        let mut records = Records::default();
+        records.push(&record(Kind::Start, &vec![0; START_MAX + 1]));
+        assert!(records.next_record().unwrap().is_err());
     }
 }

@@ -23,7 +23,7 @@ use hyper::body::{Frame, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
 use paddock_sandbox_agent::{
     record, Exec, ExecExit, Kind, ProcessSignal, Records, SignalGroup, GROUP_HEADER, PROTOCOL,
-    STDIO_HELLO,
+    START_MAX, STDIO_HELLO,
 };
 use rustix::process::{kill_process_group, test_kill_process_group, Pid, Signal};
 use std::collections::HashMap;
@@ -36,8 +36,6 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-/// Largest `/exec` request body.
-const REQUEST_MAX_BYTES: usize = 1024 * 1024;
 /// How long output may still come once the command ended and its group was
 /// killed (a pipe held by a process that left the group).
 const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
@@ -281,7 +279,7 @@ fn whole(status: StatusCode, bytes: Vec<u8>) -> Response<Body> {
 async fn read_json<T: serde::de::DeserializeOwned>(
     request: Request<Incoming>,
 ) -> Result<T, String> {
-    let body = http_body_util::Limited::new(request.into_body(), REQUEST_MAX_BYTES)
+    let body = http_body_util::Limited::new(request.into_body(), START_MAX)
         .collect()
         .await
         .map_err(|e| format!("cannot read the request: {e}"))?

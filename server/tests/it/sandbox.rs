@@ -710,3 +710,65 @@ async fn a_pause_dropped_while_it_is_asked_for_is_resumed() {
         assert_eq!(paused(), "false", "dropped after {after_ms} ms");
     }
 }
+
+#[tokio::test]
+async fn docker_the_largest_variables_a_session_may_set_reach_commands_programs_and_terminals() {
+    let d = docker(Limits::default()).await;
+    // 32 values of 32 KiB, the most a session sets, each escaped at its
+    // longest in JSON (a control character takes six bytes).
+    let value = "\u{1}\"".repeat(16 * 1024);
+    let env: Vec<(String, String)> = (0..32).map(|i| (format!("V{i}"), value.clone())).collect();
+    let mut request = ExecRequest::new("echo ${#V0} ${#V31}");
+    request.env = env.clone();
+    let cancel = CancellationToken::new();
+    let ran = d
+        .sandbox
+        .exec(d.session, &request, &cancel, &mut |_, _| {})
+        .await
+        .unwrap();
+    assert_eq!(ran.output, "32768 32768\n", "{ran:?}");
+
+    let read_all = |mut process: server::sandbox::Process| async move {
+        let mut seen = Vec::new();
+        while let Ok(Some(chunk)) =
+            tokio::time::timeout(Duration::from_secs(10), process.output.next()).await
+        {
+            seen.extend_from_slice(&chunk.unwrap().1);
+            if String::from_utf8_lossy(&seen).contains("32768 32768") {
+                break;
+            }
+        }
+        String::from_utf8_lossy(&seen).into_owned()
+    };
+    let spawned = d
+        .sandbox
+        .spawn(
+            d.session,
+            &server::sandbox::SpawnRequest {
+                argv: vec!["sh".into(), "-c".into(), "echo ${#V0} ${#V31}".into()],
+                env: env.clone(),
+                timeout: Duration::from_secs(30),
+            },
+        )
+        .await
+        .unwrap();
+    assert!(read_all(spawned).await.contains("32768 32768"));
+
+    let mut terminal = d
+        .sandbox
+        .terminal(
+            d.session,
+            &env,
+            server::sandbox::TerminalSize { rows: 24, cols: 80 },
+        )
+        .await
+        .unwrap();
+    use tokio::io::AsyncWriteExt;
+    terminal
+        .process
+        .stdin
+        .write_all(b"echo ${#V0} ${#V31}\n")
+        .await
+        .unwrap();
+    assert!(read_all(terminal.process).await.contains("32768 32768"));
+}
