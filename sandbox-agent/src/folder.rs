@@ -20,6 +20,8 @@ use std::path::{Component, Path, PathBuf};
 pub const MOUNT_POINT: &str = "/workspace";
 /// Largest file `read` and `read_as_git` return.
 pub const READ_MAX_BYTES: u64 = 10 * 1024 * 1024;
+/// Entries of one folder listed at most.
+pub const FOLDER_ENTRIES_MAX: usize = 100_000;
 
 /// Why a file operation was refused; the agent sends it as JSON.
 #[derive(Debug, thiserror::Error, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,6 +44,11 @@ pub enum FileError {
     TooLarge { path: String, size: u64 },
     #[error("{0:?} cannot be written: the workspace is full (its disk limit is reached)")]
     Full(String),
+    #[error(
+        "{0:?} holds more than {FOLDER_ENTRIES_MAX} entries, too many to list: list a folder \
+         inside it, or use the shell"
+    )]
+    Crowded(String),
     #[error("{path:?}: {message}")]
     Io { path: String, message: String },
     /// The workspace cannot be reached now (its sandbox, on another host,
@@ -517,7 +524,10 @@ impl ConfinedFolder {
 
     /// The names in folder `path` and what each is (links not followed),
     /// sorted; names that are not UTF-8, which no path of the workspace
-    /// can spell, are left out.
+    /// can spell, are left out. A folder of more than
+    /// [`FOLDER_ENTRIES_MAX`] is refused: the sandbox can make one of
+    /// millions of names (hard links need no disk), which would be held
+    /// in memory here whole.
     pub(crate) fn names(&self, path: &str) -> Result<Vec<(String, FileKind)>, FileError> {
         self.read_folder(path).map(|(_, names)| names)
     }
@@ -534,6 +544,9 @@ impl ConfinedFolder {
             };
             if name == "." || name == ".." {
                 continue;
+            }
+            if names.len() == FOLDER_ENTRIES_MAX {
+                return Err(FileError::Crowded(path.to_owned()));
             }
             let kind = match entry.file_type() {
                 rfs::FileType::Unknown => {
@@ -564,6 +577,9 @@ impl ConfinedFolder {
                     Ok(stat) => u64::try_from(stat.st_size).unwrap_or(0),
                     // Gone since the folder was read.
                     Err(Errno::NOENT) => continue,
+                    // A folder its maker may read but not search (`chmod
+                    // 644`): its names, sizes unknown.
+                    Err(Errno::ACCESS) => 0,
                     Err(e) => return Err(io_error(path, e)),
                 },
             };
@@ -950,6 +966,20 @@ mod tests {
             .unwrap()
             .is_symlink());
         assert_eq!(std::fs::read(&script).unwrap(), b"#!/bin/sh\necho two\n");
+    }
+
+    #[test]
+    fn a_folder_of_too_many_names_is_refused_not_held_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let ws = ConfinedFolder::new(dir.path().to_path_buf(), None);
+        let many = dir.path().join("many");
+        std::fs::create_dir(&many).unwrap();
+        for i in 0..FOLDER_ENTRIES_MAX {
+            std::fs::File::create(many.join(i.to_string())).unwrap();
+        }
+        assert_eq!(ws.list("many").unwrap().len(), FOLDER_ENTRIES_MAX);
+        std::fs::File::create(many.join("one-more")).unwrap();
+        assert_eq!(ws.list("many"), Err(FileError::Crowded("many".into())));
     }
 
     #[test]

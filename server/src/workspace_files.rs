@@ -128,9 +128,17 @@ impl Paddock {
         let mut data = Vec::with_capacity(download.size.min(VIEW_MAX_BYTES as u64 + 1) as usize);
         let mut body = download.body;
         while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|e| {
-                tracing::error!(path, "reading a workspace file: {e}");
-                AppError::Internal
+            let chunk = chunk.map_err(|e| match e.kind() {
+                // Shorter or longer than it was when the read began.
+                std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::InvalidData => {
+                    AppError::Conflict(format!(
+                        "{path:?} changed while it was read: open it again."
+                    ))
+                }
+                _ => {
+                    tracing::warn!(path, "reading a workspace file: {e}");
+                    AppError::Unavailable(format!("{path:?} could not be read whole: {e}"))
+                }
             })?;
             data.extend_from_slice(&chunk);
             if data.len() > VIEW_MAX_BYTES {
