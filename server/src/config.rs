@@ -54,7 +54,12 @@ pub struct Config {
     pub auth: AuthSetting,
 
     /// Database URL; a missing SQLite file (and its folder) is created.
-    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://data/paddock.db")]
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://data/paddock.db",
+        hide_env_values = true
+    )]
     pub database_url: String,
 
     /// Folder under which each session's workspace lives.
@@ -83,15 +88,15 @@ pub struct Config {
     pub image: String,
 
     /// Default memory limit of a sandbox, in MiB.
-    #[arg(long, env = "PADDOCK_SANDBOX_MEMORY_MB", default_value_t = Limits::default().memory_mb)]
+    #[arg(long, env = "PADDOCK_SANDBOX_MEMORY_MB", default_value_t = Limits::default().memory_mb, value_parser = memory_mb)]
     pub sandbox_memory_mb: i64,
 
     /// Default CPU limit of a sandbox, in CPUs.
-    #[arg(long, env = "PADDOCK_SANDBOX_CPUS", default_value_t = Limits::default().cpus)]
+    #[arg(long, env = "PADDOCK_SANDBOX_CPUS", default_value_t = Limits::default().cpus, value_parser = cpus)]
     pub sandbox_cpus: f64,
 
     /// Default process limit of a sandbox.
-    #[arg(long, env = "PADDOCK_SANDBOX_PIDS", default_value_t = Limits::default().pids)]
+    #[arg(long, env = "PADDOCK_SANDBOX_PIDS", default_value_t = Limits::default().pids, value_parser = pids)]
     pub sandbox_pids: i64,
 
     /// Non-public networks the egress proxy may reach for sessions that
@@ -440,6 +445,29 @@ pub fn default_sandbox_agent_bin() -> PathBuf {
 }
 
 /// `PADDOCK_SANDBOX_DISK_MB`: 0 (no limit), or a size a session could set.
+/// A default limit within the range a session may ask for.
+fn within<T>(value: &str, range: std::ops::RangeInclusive<T>, unit: &str) -> Result<T, String>
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display,
+{
+    match value.trim().parse::<T>() {
+        Ok(v) if range.contains(&v) => Ok(v),
+        _ => Err(format!("{} to {}{unit}", range.start(), range.end())),
+    }
+}
+
+fn memory_mb(value: &str) -> Result<i64, String> {
+    within(value, SandboxLimits::MEMORY_MB, " MiB")
+}
+
+fn cpus(value: &str) -> Result<f64, String> {
+    within(value, SandboxLimits::CPUS, " CPUs")
+}
+
+fn pids(value: &str) -> Result<i64, String> {
+    within(value, SandboxLimits::PIDS, " processes")
+}
+
 fn disk_mb(value: &str) -> Result<u64, String> {
     let range = SandboxLimits::DISK_MB;
     match value.trim().parse::<u64>() {
@@ -568,6 +596,27 @@ mod tests {
         assert_eq!(parse("2048").unwrap().sandbox_disk_mb, 2048);
         for bad in ["8", "99999999999999999", "-1", "x"] {
             assert!(parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_default_limits_are_within_what_a_session_may_ask() {
+        let parse = |flag: &str, v: &str| Config::try_parse_from(["paddock", flag, v]);
+        let c = parse("--sandbox-memory-mb", "2048").unwrap();
+        assert_eq!(c.sandbox_memory_mb, 2048);
+        assert_eq!(parse("--sandbox-cpus", "0.5").unwrap().sandbox_cpus, 0.5);
+        assert_eq!(parse("--sandbox-pids", "512").unwrap().sandbox_pids, 512);
+        for (flag, bad) in [
+            ("--sandbox-memory-mb", "0"),
+            ("--sandbox-memory-mb", "4"),
+            ("--sandbox-memory-mb", "9000000000000"),
+            ("--sandbox-cpus", "0"),
+            ("--sandbox-cpus", "-1"),
+            ("--sandbox-cpus", "nan"),
+            ("--sandbox-pids", "0"),
+            ("--sandbox-pids", "-1"),
+        ] {
+            assert!(parse(flag, bad).is_err(), "{flag} {bad}");
         }
     }
 

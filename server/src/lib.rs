@@ -49,14 +49,16 @@ use bus::Notice;
 use std::future::Future;
 use tokio::net::TcpListener;
 
-/// Opens the store, binds the configured address and serves until SIGINT or
-/// SIGTERM.
+/// Binds the configured address, opens the store and serves until SIGINT
+/// or SIGTERM.
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    let state = http::AppState::new(&config).await?;
+    // First: a second Paddock started by mistake on the same address stops
+    // here, before its recovery takes the running one's sessions as its own.
     let addr = config.listen_addr();
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
+    let state = http::AppState::new(&config).await?;
     let bound = listener.local_addr()?;
     tracing::info!("Paddock listening on http://{bound}");
     if let Some(warning) = http::request_guard::RequestGuard::new(&config).startup_warning() {

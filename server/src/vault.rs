@@ -251,9 +251,20 @@ impl Vault {
                 config.master_key_file.display()
             );
         }
-        let environment = match (&config.anthropic_api_key, &config.anthropic_auth_token) {
-            (Some(key), _) => Some(LlmCredential::ApiKey(key.clone())),
-            (None, Some(token)) => Some(LlmCredential::AuthToken(token.clone())),
+        // A variable set empty (`${ANTHROPIC_API_KEY:-}` in a compose file)
+        // is no credential.
+        let given = |v: &Option<String>| {
+            v.as_deref()
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned)
+        };
+        let environment = match (
+            given(&config.anthropic_api_key),
+            given(&config.anthropic_auth_token),
+        ) {
+            (Some(key), _) => Some(LlmCredential::ApiKey(key)),
+            (None, Some(token)) => Some(LlmCredential::AuthToken(token)),
             (None, None) => None,
         };
         Ok(Self {

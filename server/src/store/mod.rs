@@ -40,7 +40,7 @@ pub enum StoreError {
     Db(#[from] sqlx::Error),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
-    #[error("cannot create the database folder {path}: {source}")]
+    #[error("cannot create {path} for the database: {source}")]
     Folder {
         path: String,
         source: std::io::Error,

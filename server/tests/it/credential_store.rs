@@ -579,3 +579,18 @@ async fn the_credentials_command_saves_lists_and_rotates_and_the_key_still_opens
     let (_, listed) = paddock_cli(dir, &["credentials", "list"], "");
     assert!(!listed.contains("server"), "{listed}");
 }
+
+#[tokio::test]
+async fn a_model_key_set_empty_is_no_key() {
+    let home = common::Home::new();
+    let blank = [
+        "--anthropic-api-key=".to_owned(),
+        "--anthropic-auth-token= ".to_owned(),
+    ];
+    let paddock = common::open(&home, "local", &blank).await;
+    assert!(!paddock.vault.has_llm_credential().await.unwrap());
+    let set = ["--anthropic-api-key=sk-ant-given".to_owned()];
+    let home = common::Home::new();
+    let paddock = common::open(&home, "local", &set).await;
+    assert!(paddock.vault.has_llm_credential().await.unwrap());
+}

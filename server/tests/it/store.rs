@@ -42,9 +42,17 @@ fn spec(name: &str) -> SessionSpec {
 
 #[tokio::test]
 async fn sessions_round_trip_and_survive_reopening() {
-    let (_dir, urls) = databases().await;
+    let (dir, urls) = databases().await;
     for url in &urls {
         let store = open(url).await;
+        if name_of(url) == "sqlite" {
+            // Only its owner may read what the SQLite database made.
+            use std::os::unix::fs::PermissionsExt;
+            for (path, mode) in [("nested", 0o700), ("nested/paddock.db", 0o600)] {
+                let meta = std::fs::metadata(dir.path().join(path)).unwrap();
+                assert_eq!(meta.permissions().mode() & 0o777, mode, "{path}");
+            }
+        }
         let full = NewSession {
             name: "first".into(),
             system_prompt: Some("Be brief.\nReally.".into()),

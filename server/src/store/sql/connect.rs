@@ -90,20 +90,35 @@ fn migrated(result: Result<(), sqlx::migrate::MigrateError>) -> Result<()> {
 
 /// Creates the SQLite file (and its folder) if missing and puts it in WAL
 /// mode, so readers never wait for the writer. Every later connection
-/// finds WAL set: it is a property of the file.
+/// finds WAL set: it is a property of the file. What it creates only its
+/// owner may read (mode 0700 and 0600; SQLite gives its journal files the
+/// database's): it holds password hashes, transcripts and the audit log.
 async fn create_sqlite_file(url: &str) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
     let options = SqliteConnectOptions::from_str(url)?
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal);
-    if let Some(dir) = options
-        .get_filename()
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
+    let file = options.get_filename();
+    let folder_error = |path: &std::path::Path| {
+        let path = path.display().to_string();
+        move |source| StoreError::Folder { path, source }
+    };
+    if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(folder_error(dir))?;
+    }
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(file)
     {
-        std::fs::create_dir_all(dir).map_err(|source| StoreError::Folder {
-            path: dir.display().to_string(),
-            source,
-        })?;
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(folder_error(file)(e)),
     }
     options.connect().await?.close().await?;
     Ok(())
