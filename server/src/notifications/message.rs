@@ -15,8 +15,10 @@ pub fn notified(event: &Event) -> Option<NotifiedEvent> {
             status: SessionStatus::Idle,
             ..
         } => Some(NotifiedEvent::Finished),
+        // A run cut off by a restart or a replica's loss ends as much as
+        // one that failed.
         EventKind::Status {
-            status: SessionStatus::Error,
+            status: SessionStatus::Error | SessionStatus::Interrupted,
             ..
         } => Some(NotifiedEvent::Error),
         EventKind::PermissionRequest { .. } => Some(NotifiedEvent::PermissionRequested),
@@ -119,7 +121,12 @@ mod tests {
             notified(&status(SessionStatus::Error)),
             Some(NotifiedEvent::Error)
         );
+        assert_eq!(
+            notified(&status(SessionStatus::Interrupted)),
+            Some(NotifiedEvent::Error)
+        );
         assert_eq!(notified(&status(SessionStatus::Running)), None);
+        assert_eq!(notified(&status(SessionStatus::Stopped)), None);
         assert_eq!(
             notified(&event(EventKind::AssistantText { text: "x".into() })),
             None
