@@ -17,15 +17,17 @@ use super::client;
 use super::message;
 use crate::paddock::Paddock;
 use crate::store::notifications::MESSAGES_KEPT_DAYS;
+use crate::sync::lock;
 use crate::triggers::standard_webhooks;
 use crate::vault::SecretOf;
 use app::accounts::Access;
 use app::domain::{AppError, Event, EventKind, Session, SessionStatus};
 use app::notifications::{Endpoint, EndpointId, Message, MessageState, NotifiedEvent, Scope};
 use chrono::{DateTime, Utc};
-use futures_util::StreamExt;
-use std::sync::{Arc, Weak};
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
+use tokio::sync::Semaphore;
 
 /// How often each server looks, besides when it is told.
 pub const POLL: Duration = Duration::from_secs(2);
@@ -36,8 +38,11 @@ const STATUSES_BACK: i64 = 200;
 /// How long a server holds an endpoint past its last try: longer than a
 /// try may take.
 const HOLD: chrono::Duration = chrono::Duration::seconds(60);
-/// Endpoints looked at at once.
-const ENDPOINTS_AT_ONCE: usize = 8;
+/// Endpoints sent to at once.
+const ENDPOINTS_AT_ONCE: usize = 16;
+/// How long one endpoint's turn goes on sending (a try under way ends
+/// first): a slow one waits for the next look, behind the others.
+const TURN_BUDGET: Duration = Duration::from_secs(30);
 /// Sessions, and events of one session, read from the store at once.
 const SESSIONS_AT_ONCE: i64 = 50;
 const EVENTS_AT_ONCE: i64 = 100;
@@ -54,9 +59,11 @@ const ERROR_MAX_CHARS: usize = 300;
 
 /// Runs this server's sender while `paddock` is served; when it shuts
 /// down (or goes), the endpoints it held are let go at once, for another
-/// server to take.
+/// server to take. Each look starts a turn for each endpoint with work
+/// that has none under way ([`ENDPOINTS_AT_ONCE`] run at once): a slow
+/// endpoint holds up only its own messages, never a look.
 pub fn spawn(paddock: &Arc<Paddock>) {
-    let holder = uuid::Uuid::now_v7().to_string();
+    let holder: Arc<str> = uuid::Uuid::now_v7().to_string().into();
     let notable = paddock.journal.notable();
     let shutting_down = paddock.hub.shutting_down();
     let http = match client::client(paddock.private_notifications()) {
@@ -71,12 +78,32 @@ pub fn spawn(paddock: &Arc<Paddock>) {
     tokio::spawn(async move {
         tokio::pin!(shutting_down);
         let mut forgotten = tokio::time::Instant::now();
+        let mut turns = tokio::task::JoinSet::new();
+        let under_way: Arc<Mutex<HashSet<EndpointId>>> = Arc::default();
+        let slots = Arc::new(Semaphore::new(ENDPOINTS_AT_ONCE));
         loop {
             let Some(p) = paddock.upgrade() else { break };
-            tokio::select! {
-                () = p.notify_all(&holder, &http) => {}
-                // A try cut short stays pending: the next holder makes it.
-                () = &mut shutting_down => break,
+            while turns.try_join_next().is_some() {}
+            match p.store.endpoints_due(Utc::now()).await {
+                Ok(due) => {
+                    for id in due {
+                        let Some(turn) = Turn::start(id, &under_way) else {
+                            continue;
+                        };
+                        let (p, holder, http, slots) =
+                            (p.clone(), holder.clone(), http.clone(), slots.clone());
+                        turns.spawn(async move {
+                            let turn = turn; // whole, so that it ends with the task
+                            let Ok(_slot) = slots.acquire_owned().await else {
+                                return;
+                            };
+                            if let Err(e) = p.notify(turn.id, &holder, &http).await {
+                                tracing::warn!(endpoint = %turn.id, "notifications: {e}");
+                            }
+                        });
+                    }
+                }
+                Err(e) => tracing::warn!("cannot list the notification endpoints: {e}"),
             }
             if forgotten.elapsed() >= FORGET_EVERY {
                 forgotten = tokio::time::Instant::now();
@@ -92,10 +119,34 @@ pub fn spawn(paddock: &Arc<Paddock>) {
                 () = &mut shutting_down => break,
             }
         }
+        // A try cut short stays pending: the next holder makes it.
+        turns.shutdown().await;
         if let Err(e) = store.release_endpoints(&holder).await {
             tracing::warn!("cannot let the notification endpoints go: {e}");
         }
     });
+}
+
+/// An endpoint's turn under way on this server, until dropped.
+struct Turn {
+    id: EndpointId,
+    under_way: Arc<Mutex<HashSet<EndpointId>>>,
+}
+
+impl Turn {
+    /// The endpoint's turn, unless one is under way.
+    fn start(id: EndpointId, under_way: &Arc<Mutex<HashSet<EndpointId>>>) -> Option<Self> {
+        lock(under_way).insert(id).then(|| Self {
+            id,
+            under_way: under_way.clone(),
+        })
+    }
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        lock(&self.under_way).remove(&self.id);
+    }
 }
 
 /// How long to wait after `attempts` failed tries: doubling from
@@ -116,25 +167,6 @@ enum Tried {
 }
 
 impl Paddock {
-    /// One look at every endpoint this server holds or may take, a few at
-    /// once.
-    pub async fn notify_all(&self, holder: &str, http: &reqwest::Client) {
-        let ids = match self.store.endpoint_ids().await {
-            Ok(ids) => ids,
-            Err(e) => {
-                tracing::warn!("cannot list the notification endpoints: {e}");
-                return;
-            }
-        };
-        futures_util::stream::iter(ids)
-            .for_each_concurrent(ENDPOINTS_AT_ONCE, |id| async move {
-                if let Err(e) = self.notify(id, holder, http).await {
-                    tracing::warn!(endpoint = %id, "notifications: {e}");
-                }
-            })
-            .await;
-    }
-
     /// Holds the endpoint for this server (again): `false` when another
     /// holds it.
     async fn hold(&self, id: EndpointId, holder: &str) -> Result<bool, AppError> {
@@ -166,7 +198,11 @@ impl Paddock {
             return Ok(());
         };
         let private = self.private_notifications();
+        let began = tokio::time::Instant::now();
         for _ in 0..MESSAGES_PER_LOOK {
+            if began.elapsed() >= TURN_BUDGET {
+                return Ok(());
+            }
             let pending = match self.store.next_message(id).await? {
                 Some(pending) => Some(pending),
                 None => self.next_from_logs(&endpoint).await?,

@@ -39,8 +39,10 @@ pub trait Notifications {
         id: EndpointId,
     ) -> Result<Option<(Endpoint, SealedEndpointSecret)>>;
     async fn list_endpoints(&self, scope: Scope) -> Result<Vec<Endpoint>>;
-    /// Every endpoint's id (for the servers that deliver).
-    async fn endpoint_ids(&self) -> Result<Vec<EndpointId>>;
+    /// The endpoints with work at `now` (for the servers that deliver): a
+    /// pending message due, or a session in scope whose log has events
+    /// past the endpoint's cursor.
+    async fn endpoints_due(&self, now: DateTime<Utc>) -> Result<Vec<EndpointId>>;
     async fn delete_endpoint(&self, id: EndpointId) -> Result<bool>;
     /// Every endpoint's sealed secret (to seal them again under a new key).
     async fn endpoint_secrets(&self) -> Result<Vec<SealedEndpointSecret>>;

@@ -20,6 +20,10 @@ struct Received {
     requests: Arc<Mutex<Vec<(HeaderMap, String)>>>,
     /// Requests still to answer 500.
     failing: Arc<AtomicUsize>,
+    /// How long each request waits for its answer, in ms.
+    delay_ms: Arc<AtomicUsize>,
+    /// Requests answered.
+    answered: Arc<AtomicUsize>,
 }
 
 impl Received {
@@ -47,6 +51,9 @@ async fn receiver(received: Received) -> String {
          headers: HeaderMap,
          body: String| async move {
             r.requests.lock().unwrap().push((headers, body));
+            let delay = r.delay_ms.load(Ordering::SeqCst) as u64;
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+            r.answered.fetch_add(1, Ordering::SeqCst);
             let failing = r.failing.load(Ordering::SeqCst);
             if failing > 0 {
                 r.failing.store(failing - 1, Ordering::SeqCst);
@@ -287,4 +294,55 @@ async fn notifications_are_signed_tried_again_and_resume_after_a_restart() {
         };
         assert_eq!(res.status(), StatusCode::NOT_FOUND, "{url}");
     }
+}
+
+#[tokio::test]
+async fn a_slow_endpoint_holds_up_only_its_own_messages() {
+    let (_model, model_url) = common::scripted(
+        &json!([{"reply": "First run done."}, {"reply": "Second run done."}]),
+        None,
+    )
+    .await;
+    let home = Home::new();
+    let flags = common::model_flags(&model_url, "sk-test");
+    let (slow, quick) = (Received::default(), Received::default());
+    // Longer than a try may take: the slow endpoint's try is under way
+    // until it gives up.
+    slow.delay_ms.store(60_000, Ordering::SeqCst);
+    let http = reqwest::Client::new();
+    let paddock = common::open(&home, "local", &flags).await;
+    let served = common::serve(paddock.clone()).await;
+    let (_, template) = post(
+        &http,
+        served.url("/api/templates"),
+        json!({"name": "watched"}),
+    )
+    .await;
+    let template = template["id"].as_str().unwrap().to_owned();
+    for hook in [receiver(slow.clone()).await, receiver(quick.clone()).await] {
+        let (status, made) = post(
+            &http,
+            served.url(&format!("/api/templates/{template}/notifications")),
+            json!({"url": hook}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{made}");
+    }
+    server::notifications::sender::spawn(&paddock);
+
+    let session = run(&paddock, &template, "Once").await;
+    quick.wait_for(1).await;
+    slow.wait_for(1).await;
+    common::run(&paddock, session, "Twice").await;
+    // Heard while the slow endpoint's first try is still under way.
+    let got = tokio::time::timeout(Duration::from_secs(10), quick.wait_for(2))
+        .await
+        .expect("the quick endpoint waited for the slow one");
+    assert_eq!(slow.answered.load(Ordering::SeqCst), 0);
+    assert_eq!(slow.count(), 1);
+    let texts: Vec<String> = got
+        .iter()
+        .map(|(_, body)| serde_json::from_str::<Value>(body).unwrap()["data"]["text"].to_string())
+        .collect();
+    assert_eq!(texts, ["\"First run done.\"", "\"Second run done.\""]);
 }

@@ -1240,6 +1240,8 @@ async fn notification_cursors_see_each_event_once_in_log_order() {
                 .is_empty(),
             "{db}"
         );
+        let due = || async { store.endpoints_due(Utc::now()).await.unwrap() };
+        assert!(!due().await.contains(&id), "{db}: nothing to tell yet");
         // After: its sessions' logs, not the others'.
         let new = store
             .create_session(&of_template("new"), None)
@@ -1261,6 +1263,7 @@ async fn notification_cursors_see_each_event_once_in_log_order() {
             .set_status(other.id, SessionStatus::Idle, None)
             .await
             .unwrap();
+        assert!(due().await.contains(&id), "{db}: sessions behind");
         let behind = store.sessions_behind(&endpoint, 10).await.unwrap();
         let ids: Vec<_> = behind.iter().map(|(s, _)| *s).collect();
         assert_eq!(ids.len(), 2, "{db}");

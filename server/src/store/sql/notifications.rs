@@ -189,10 +189,23 @@ impl Notifications for SqlStore {
             .collect()
     }
 
-    async fn endpoint_ids(&self) -> Result<Vec<EndpointId>> {
-        let ids: Vec<(String,)> = sqlx::query_as("SELECT id FROM notification_endpoints")
-            .fetch_all(&self.pool)
-            .await?;
+    async fn endpoints_due(&self, now: DateTime<Utc>) -> Result<Vec<EndpointId>> {
+        let ids: Vec<(String,)> = sqlx::query_as(
+            "SELECT e.id FROM notification_endpoints e \
+             WHERE EXISTS (SELECT 1 FROM notification_messages m \
+                 WHERE m.endpoint_id = e.id AND m.state = 'pending' \
+                   AND COALESCE(m.next_attempt_at, '') <= $1) \
+             OR EXISTS (SELECT 1 FROM sessions s \
+                 LEFT JOIN notification_cursors c \
+                   ON c.endpoint_id = e.id AND c.session_id = s.id \
+                 WHERE ((s.template_id = e.template_id \
+                         AND COALESCE(s.owner_id, '') = COALESCE(e.owner_id, '')) \
+                        OR s.id = e.session_id) \
+                   AND s.last_seq > COALESCE(c.last_seq, 0))",
+        )
+        .bind(timestamp(now))
+        .fetch_all(&self.pool)
+        .await?;
         ids.into_iter()
             .map(|(id,)| id.parse().map_err(|e| corrupt("id", &id, &e)))
             .collect()
