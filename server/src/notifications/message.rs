@@ -88,11 +88,36 @@ pub fn body(
         }
         _ => {}
     }
+    cut_strings(&mut data, STRING_MAX_BYTES);
     json!({
         "type": what.message_type(),
         "timestamp": event.at.to_rfc3339_opts(SecondsFormat::Micros, true),
         "data": data,
     })
+}
+
+/// The longest string a message carries (a run's text, an error, a value
+/// of a tool's input such as a whole file to write): it is kept for every
+/// endpoint, and sent on every try.
+pub const STRING_MAX_BYTES: usize = 8 * 1024;
+
+/// Cuts every string in `value` longer than `max` bytes to its first
+/// `max` (at a character's boundary), saying how much was left out.
+fn cut_strings(value: &mut Value, max: usize) {
+    match value {
+        Value::String(s) if s.len() > max => {
+            let mut end = max;
+            while !s.is_char_boundary(end) {
+                end -= 1;
+            }
+            let left_out = s.len() - end;
+            s.truncate(end);
+            s.push_str(&format!("… ({left_out} bytes more)"));
+        }
+        Value::Array(items) => items.iter_mut().for_each(|v| cut_strings(v, max)),
+        Value::Object(fields) => fields.values_mut().for_each(|v| cut_strings(v, max)),
+        _ => {}
+    }
 }
 
 #[cfg(test)]
@@ -151,5 +176,16 @@ mod tests {
         ] {
             assert!(!could_be_message_id(&not_one), "{not_one:?}");
         }
+    }
+
+    #[test]
+    fn long_strings_are_cut_at_a_character() {
+        let mut value =
+            json!({"input": {"content": "é".repeat(10), "lines": ["abc", "x".repeat(9)]}, "n": 7});
+        cut_strings(&mut value, 5);
+        assert_eq!(
+            value,
+            json!({"input": {"content": "éé… (16 bytes more)", "lines": ["abc", "xxxxx… (4 bytes more)"]}, "n": 7})
+        );
     }
 }

@@ -358,18 +358,10 @@ impl Paddock {
         event: &Event,
         what: NotifiedEvent,
     ) -> Result<Option<String>, AppError> {
-        let kind = match (what, &event.kind) {
-            // Said by the status itself: no error event goes with it.
-            (
-                _,
-                EventKind::Status {
-                    status: SessionStatus::Interrupted,
-                    message,
-                },
-            ) => return Ok(message.clone()),
-            (NotifiedEvent::Finished, _) => "assistant_text",
-            (NotifiedEvent::Error, _) => "error",
-            (NotifiedEvent::PermissionRequested, _) => return Ok(None),
+        let kind = match what {
+            NotifiedEvent::Finished => "assistant_text",
+            NotifiedEvent::Error => "error",
+            NotifiedEvent::PermissionRequested => return Ok(None),
         };
         let statuses = self
             .store
