@@ -7,7 +7,7 @@
 //! only (with upgrades, for WebSockets): HTTP/2 without TLS would open many
 //! requests on a connection, and no browser speaks it. Each request carries
 //! its connection's peer address (`ConnectInfo`). Shutting down stops
-//! accepting and lets the requests underway finish.
+//! accepting and lets the requests underway finish, for [`DRAIN`] at most.
 
 use axum::extract::ConnectInfo;
 use axum::serve::Listener;
@@ -92,5 +92,16 @@ pub async fn serve<L>(
     drop(listener);
     let _ = stop.send(true);
     connections.close();
-    connections.wait().await;
+    if tokio::time::timeout(DRAIN, connections.wait()).await.is_err() {
+        tracing::warn!(
+            "{} connections still busy after {} s (a long download?): no longer waited for",
+            connections.len(),
+            DRAIN.as_secs()
+        );
+    }
 }
+
+/// How long requests underway may take to finish once shutting down: well
+/// within the 10 s a platform (`docker stop`) gives before it kills, so
+/// that the sessions running here are handed off.
+const DRAIN: Duration = Duration::from_secs(5);
