@@ -92,7 +92,10 @@ pub async fn serve<L>(
     drop(listener);
     let _ = stop.send(true);
     connections.close();
-    if tokio::time::timeout(DRAIN, connections.wait()).await.is_err() {
+    if tokio::time::timeout(DRAIN, connections.wait())
+        .await
+        .is_err()
+    {
         tracing::warn!(
             "{} connections still busy after {} s (a long download?): no longer waited for",
             connections.len(),
@@ -105,3 +108,38 @@ pub async fn serve<L>(
 /// within the 10 s a platform (`docker stop`) gives before it kills, so
 /// that the sessions running here are handed off.
 const DRAIN: Duration = Duration::from_secs(5);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    #[tokio::test]
+    async fn shutting_down_does_not_wait_for_ever_on_a_request_that_never_ends() {
+        let app = Router::new().route(
+            "/forever",
+            axum::routing::get(|| std::future::pending::<&'static str>()),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let limits = Limits {
+            stall: Duration::from_secs(60),
+            connections: None,
+        };
+        let served = tokio::spawn(serve(listener, app, limits, async {
+            let _ = stopped.await;
+        }));
+        let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        client
+            .write_all(b"GET /forever HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let _ = stop.send(());
+        tokio::time::timeout(DRAIN * 4, served)
+            .await
+            .expect("still waiting for the request")
+            .unwrap();
+    }
+}
