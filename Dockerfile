@@ -56,9 +56,10 @@ ENV PORT=8080 \
 WORKDIR /data
 EXPOSE 8080
 # The probe runs as `paddock` too: nothing in this image runs as root
-# after the entrypoint's first lines.
+# after the entrypoint's first lines (in a container started as root, it
+# drops root first; in one started as the user, it is that user already).
 HEALTHCHECK --interval=30s --timeout=10s --start-period=30s --retries=3 \
-    CMD ["setpriv", "--reuid=paddock", "--regid=paddock", "--clear-groups", "--no-new-privs", "paddock", "health"]
+    CMD ["sh", "-c", "if [ \"$(id -u)\" = 0 ]; then exec setpriv --reuid=paddock --regid=paddock --clear-groups --no-new-privs paddock health; else exec paddock health; fi"]
 # Paddock never runs as root: the entrypoint gives /data (a volume the
 # platform may mount owned by root) to the user `paddock`, then runs the
 # command as that user.

@@ -171,6 +171,20 @@ async fn the_deploy_image_runs_a_session_and_keeps_it_on_its_volume() {
     ]);
     assert_eq!(owner, "paddock 10001\npaddock 10001\n");
     docker(&["exec", &first, "paddock", "health"]);
+    // The image's own health check, as Docker runs it: as root, and in a
+    // container started as the user (`docker run --user`).
+    let check: Vec<String> = serde_json::from_str(&docker(&[
+        "inspect",
+        "--format",
+        "{{json .Config.Healthcheck.Test}}",
+        &image(),
+    ]))
+    .unwrap();
+    assert_eq!(check[0], "CMD", "{check:?}");
+    let check: Vec<&str> = check[1..].iter().map(String::as_str).collect();
+    for user in ["0", "10001"] {
+        docker(&[&["exec", "-u", user, &first][..], &check].concat());
+    }
 
     // The bundle as browsers fetch it: its brotli or gzip copy, made at
     // build time, when they accept one; each the same bytes once decoded.
