@@ -146,7 +146,12 @@ fn read_password() -> anyhow::Result<String> {
         return Ok(password);
     }
     let mut line = String::new();
-    stdin.lock().read_line(&mut line)?;
+    if stdin.lock().read_line(&mut line)? == 0 {
+        anyhow::bail!(
+            "no password came on stdin: pipe one in (`echo \"$PASSWORD\" | paddock …`), or \
+             run this on a terminal (`docker exec -it …`) to have one made and shown"
+        );
+    }
     Ok(line.trim_end_matches(['\r', '\n']).to_owned())
 }
 
@@ -184,6 +189,12 @@ async fn on_store(config: Config, command: StoreCommand) -> anyhow::Result<()> {
     let fail = |e: app::domain::AppError| anyhow::anyhow!("{e}");
     match command {
         StoreCommand::User(UserCommand::Add { login, name, role }) => {
+            // Before a password is made and shown for nothing.
+            match auth.user_by_login(&login).await {
+                Ok(_) => anyhow::bail!("The login {login:?} is taken."),
+                Err(app::domain::AppError::NotFound(_)) => {}
+                Err(e) => return Err(fail(e)),
+            }
             let password = read_password()?;
             let user = auth
                 .add_user(ACTOR, &login, &name, role, &password, None)

@@ -405,8 +405,13 @@ async fn the_user_command_adds_lists_and_disables_accounts() {
     assert!(ok, "{said}");
     let (ok, said) = paddock_cli(dir, &["user", "add", "alice"], &format!("{PASSWORD}\n"));
     assert!(!ok && said.contains("taken"), "{said}");
+    // Taken, whatever came on stdin: nothing read or made for it.
+    let (ok, said) = paddock_cli(dir, &["user", "add", "alice"], "");
+    assert!(!ok && said.contains("taken"), "{said}");
     let (ok, said) = paddock_cli(dir, &["user", "add", "bob"], "short\n");
     assert!(!ok, "a short password is refused: {said}");
+    let (ok, said) = paddock_cli(dir, &["user", "add", "bob"], "");
+    assert!(!ok && said.contains("no password came on stdin"), "{said}");
     let (ok, said) = paddock_cli(dir, &["user", "list"], "");
     assert!(
         ok && said.contains("root") && said.contains("admin"),
