@@ -184,7 +184,18 @@ pub async fn run(config: Config, command: Command) -> anyhow::Result<()> {
 }
 
 async fn on_store(config: Config, command: StoreCommand) -> anyhow::Result<()> {
+    let made = config.sqlite_file().filter(|file| !file.exists());
     let store = store::open(&config.database_url).await?;
+    if let Some(file) = made {
+        // Run from another folder, the relative default names a database
+        // no server reads.
+        eprintln!(
+            "There was no database at {}: this made a new one. Paddock uses the one in the \
+             folder it runs in, or DATABASE_URL's: run this there, or with the same \
+             DATABASE_URL.",
+            file.display()
+        );
+    }
     let auth = Auth::new(store.clone(), Hub::new(), true);
     let fail = |e: app::domain::AppError| anyhow::anyhow!("{e}");
     match command {

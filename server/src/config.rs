@@ -323,6 +323,14 @@ impl Config {
         }
     }
 
+    /// The SQLite database's file, when the database is one.
+    pub fn sqlite_file(&self) -> Option<PathBuf> {
+        self.database_url
+            .strip_prefix("sqlite://")
+            .or_else(|| self.database_url.strip_prefix("sqlite:"))
+            .map(|rest| PathBuf::from(rest.split('?').next().unwrap_or(rest)))
+    }
+
     /// Which host folders sessions may mount: the allowlist, less what
     /// overlaps Paddock's own data.
     pub fn mount_policy(&self) -> MountPolicy {
@@ -333,11 +341,8 @@ impl Config {
     /// key's, the workspaces and the claude-code homes (never mountable).
     fn own_data(&self) -> Vec<PathBuf> {
         let database = self
-            .database_url
-            .strip_prefix("sqlite://")
-            .or_else(|| self.database_url.strip_prefix("sqlite:"))
-            .map(|rest| rest.split('?').next().unwrap_or(rest))
-            .and_then(|file| Path::new(file).parent().map(Path::to_path_buf));
+            .sqlite_file()
+            .and_then(|file| file.parent().map(Path::to_path_buf));
         let key = self.master_key_file.parent().map(Path::to_path_buf);
         // A file named without a folder is in the current one.
         let folder = |p: PathBuf| {
