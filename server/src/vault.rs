@@ -213,13 +213,13 @@ fn check_secret(id: &CredentialId, value: &str) -> Result<(), AppError> {
     Ok(())
 }
 
-/// The check value sealed under `key`, as stored in meta.
-fn key_check(key: &MasterKey) -> anyhow::Result<String> {
-    seal_hex(&key.cipher(), CHECK_PLAINTEXT, CHECK_AAD)
+/// The check value sealed under a key (its cipher), as stored in meta.
+fn key_check(cipher: &XChaCha20Poly1305) -> anyhow::Result<String> {
+    seal_hex(cipher, CHECK_PLAINTEXT, CHECK_AAD)
 }
 
-fn key_matches(key: &MasterKey, check: &str) -> bool {
-    open_hex(&key.cipher(), check, CHECK_AAD).as_deref() == Some(CHECK_PLAINTEXT)
+fn key_matches(cipher: &XChaCha20Poly1305, check: &str) -> bool {
+    open_hex(cipher, check, CHECK_AAD).as_deref() == Some(CHECK_PLAINTEXT)
 }
 
 /// Saved credentials, sealed under the master key.
@@ -241,9 +241,9 @@ impl Vault {
         config: &Config,
     ) -> anyhow::Result<Self> {
         let check = store
-            .meta_or_insert(MASTER_KEY_CHECK, key_check(key)?)
+            .meta_or_insert(MASTER_KEY_CHECK, key_check(&key.cipher())?)
             .await?;
-        if !key_matches(key, &check) {
+        if !key_matches(&key.cipher(), &check) {
             anyhow::bail!(
                 "the master key (PADDOCK_MASTER_KEY, or the key file {}) is not the one this \
                  database's credentials were saved with; nothing was decrypted. Start with the \
@@ -353,6 +353,7 @@ impl Vault {
             }
             secret_hint(value)
         };
+        self.key_still_current().await?;
         let (nonce, ciphertext) = seal(&self.cipher, value.as_bytes(), &aad(&id)).map_err(|e| {
             tracing::error!("{e}");
             AppError::Internal
@@ -481,9 +482,29 @@ fn open_hex(cipher: &XChaCha20Poly1305, sealed: &str, aad: &[u8]) -> Option<Vec<
 }
 
 impl Vault {
+    /// Refuses to seal under a key that is no longer the database's (one
+    /// rotated from the command line while this process runs): what it
+    /// sealed would open under neither key after the restart.
+    async fn key_still_current(&self) -> Result<(), AppError> {
+        let mine = key_check(&self.cipher).map_err(|e| {
+            tracing::error!("cannot seal the master key's check value: {e}");
+            AppError::Internal
+        })?;
+        let check = self.store.meta_or_insert(MASTER_KEY_CHECK, mine).await?;
+        if key_matches(&self.cipher, &check) {
+            return Ok(());
+        }
+        Err(AppError::Unavailable(
+            "The master key was rotated since this Paddock started: restart it, then save \
+             again."
+                .into(),
+        ))
+    }
+
     /// A trigger's or an endpoint's secret sealed for the store: it opens
     /// only as theirs.
-    pub fn seal_secret(&self, of: SecretOf, secret: &str) -> Result<String, AppError> {
+    pub async fn seal_secret(&self, of: SecretOf, secret: &str) -> Result<String, AppError> {
+        self.key_still_current().await?;
         seal_hex(&self.cipher, secret.as_bytes(), &of.aad()).map_err(|e| {
             tracing::error!("cannot seal a secret of {of:?}: {e}");
             AppError::Internal
@@ -501,10 +522,10 @@ impl Vault {
 /// Returns how many credentials.
 pub async fn rotate(store: &dyn Store, old: &MasterKey, new: &MasterKey) -> anyhow::Result<usize> {
     let check = store
-        .meta_or_insert(MASTER_KEY_CHECK, key_check(old)?)
+        .meta_or_insert(MASTER_KEY_CHECK, key_check(&old.cipher())?)
         .await?;
     anyhow::ensure!(
-        key_matches(old, &check),
+        key_matches(&old.cipher(), &check),
         "the current master key is not the one the credentials were saved with; nothing changed"
     );
     let (old_cipher, new_cipher) = (old.cipher(), new.cipher());
@@ -543,7 +564,7 @@ pub async fn rotate(store: &dyn Store, old: &MasterKey, new: &MasterKey) -> anyh
         });
     }
     store
-        .replace_credentials(&resealed, &triggers, &endpoints, &key_check(new)?)
+        .replace_credentials(&resealed, &triggers, &endpoints, &key_check(&new.cipher())?)
         .await?;
     Ok(resealed.len())
 }
@@ -570,10 +591,10 @@ mod tests {
         assert!(open(&key.cipher(), &nonce, &ct, &as_secret).is_none());
         assert!(open(&key.cipher(), &nonce, &ct, &elsewhere).is_none());
         assert!(!ct.windows(6).any(|w| w == b"sk-ant"));
-        let check = key_check(&key).unwrap();
-        assert!(key_matches(&key, &check));
-        assert!(!key_matches(&other, &check));
-        assert!(!key_matches(&key, "zz"));
+        let check = key_check(&key.cipher()).unwrap();
+        assert!(key_matches(&key.cipher(), &check));
+        assert!(!key_matches(&other.cipher(), &check));
+        assert!(!key_matches(&key.cipher(), "zz"));
         assert!(MasterKey::parse("abc").is_err());
         assert_eq!(MasterKey::parse(&key.to_hex()).unwrap().0, key.0);
     }

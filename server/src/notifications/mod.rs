@@ -130,7 +130,10 @@ impl Paddock {
         }
         let id = uuid::Uuid::now_v7();
         let secret = standard_webhooks::new_secret();
-        let sealed = self.vault.seal_secret(SecretOf::Endpoint(id), &secret)?;
+        let sealed = self
+            .vault
+            .seal_secret(SecretOf::Endpoint(id), &secret)
+            .await?;
         let endpoint = self
             .store
             .create_endpoint(id, scope, caller.user, &draft, &sealed, &caller.label())

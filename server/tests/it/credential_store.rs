@@ -566,6 +566,22 @@ async fn the_credentials_command_saves_lists_and_rotates_and_the_key_still_opens
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(said.contains("rotated and fine"), "{said}");
+    // Rotated again while it runs: it seals nothing more under its old key.
+    let (ok, said) = paddock_cli(dir, &["credentials", "rotate-master-key"], "");
+    assert!(ok, "{said}");
+    let res = http
+        .post(format!("{}/api/save_credential", server.url))
+        .form(&[
+            ("scope", "server"),
+            ("kind", "secret"),
+            ("name", "LATE"),
+            ("value", "late-secret-value"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(res.text().await.unwrap().contains("restart it"));
     drop(server);
 
     let (ok, said) = paddock_cli(dir, &["credentials", "delete", "anthropic_api_key"], "");
