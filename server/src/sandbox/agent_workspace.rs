@@ -35,6 +35,10 @@ const ANSWER_MAX_BYTES: usize = 16 * 1024 * 1024;
 /// How long the agent may take to answer a file operation (and to send a
 /// whole answer).
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+/// The slowest a file written is taken to travel to a remote agent: its
+/// answer comes only once it has the whole file, so a write waits
+/// [`ANSWER_TIMEOUT`] and the file's time at this rate.
+const SLOWEST_BYTES_PER_SEC: u64 = 256 * 1024;
 /// Files and archives a session's agent sends at once.
 pub const STREAMS_PER_SESSION: usize = 6;
 
@@ -76,6 +80,17 @@ impl<'a> AgentWorkspace<'a> {
     /// was asked, the [`FileError`] it refused with, or why it could not be
     /// asked (`about` names the file in that error).
     async fn call(&self, op: &str, body: Vec<u8>, about: &str) -> Result<Answer, FileError> {
+        self.call_within(op, body, about, ANSWER_TIMEOUT).await
+    }
+
+    /// [`Self::call`], answered within `within`.
+    async fn call_within(
+        &self,
+        op: &str,
+        body: Vec<u8>,
+        about: &str,
+        within: Duration,
+    ) -> Result<Answer, FileError> {
         let Some(connection): Option<AgentConnection> = self
             .sandbox
             .files_agent(self.session)
@@ -84,7 +99,7 @@ impl<'a> AgentWorkspace<'a> {
         else {
             return Ok(Answer::NoSandbox);
         };
-        let response = ask(connection, op, body, ANSWER_TIMEOUT)
+        let response = ask(connection, op, body, within)
             .await
             .map_err(|why| unreachable(about, why))?;
         let status = response.status();
@@ -275,7 +290,11 @@ impl Workspace for AgentWorkspace<'_> {
         for chunk in data.chunks(RECORD_MAX) {
             records.extend_from_slice(&record(Kind::Stdin, chunk));
         }
-        match self.call("/fs/write", records, path).await? {
+        let sending = Duration::from_secs(data.len() as u64 / SLOWEST_BYTES_PER_SEC);
+        match self
+            .call_within("/fs/write", records, path, ANSWER_TIMEOUT + sending)
+            .await?
+        {
             Answer::Done(_) => Ok(()),
             Answer::NoSandbox => Err(FileError::Unreachable(
                 "The session's sandbox has not started yet, and on a remote Docker host files \
