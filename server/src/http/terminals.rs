@@ -37,7 +37,8 @@ use tokio::io::AsyncWriteExt;
 
 /// Largest message a client may send (a paste is typed in pieces).
 const MESSAGE_MAX_BYTES: usize = 64 * 1024;
-/// How often the server pings a quiet client, so that proxies in between
+/// How often the server pings the client (its browser answers with a
+/// pong; one not heard from for three times this is gone), so that proxies in between
 /// keep the connection.
 const PING_EVERY: Duration = Duration::from_secs(30);
 /// How long the last words may take to reach a client that stopped reading.
@@ -134,8 +135,15 @@ async fn relay(
         start: Instant::now(),
         last: AtomicU64::new(0),
     };
+    // Anything from the viewer, the pongs its browser answers the pings
+    // with included: a viewer whose machine vanished sends nothing.
+    let heard = Activity {
+        start: Instant::now(),
+        last: AtomicU64::new(0),
+    };
     let typing = async {
         while let Some(message) = stream.next().await {
+            heard.touch();
             match message {
                 Ok(Message::Binary(keys)) => {
                     activity.touch();
@@ -193,6 +201,7 @@ async fn relay(
             None => Ended::Exited,
         },
         ended = showing => ended,
+        () = heard.idle_for(PING_EVERY * 3) => Ended::Gone,
         why = slot.closing.closed() => Ended::Said(why),
         () = lost => Ended::Said(format!("{by} may no longer operate the session")),
         () = activity.idle_for(idle) => Ended::Said(match idle.as_secs() {
