@@ -3,10 +3,11 @@
 //! would grow past what the model takes, to be refused (400 "prompt is too
 //! long") at every prompt after, for good. Past [`BUDGET_TOKENS`] (a rough
 //! count, a quarter of the characters), the oldest tool outputs, then the
-//! oldest texts, are replaced by a short note, until it fits. Never cut:
-//! the prompt being answered (the last one), the texts after it, and the
-//! last message (the results the model answers now); the conversation
-//! keeps its shape: every call still has its result.
+//! oldest tool inputs (a whole file written), then the oldest texts, are
+//! replaced by a short note, until it fits. Never cut: the prompt being
+//! answered (the last one), the texts after it, the last message (the
+//! results the model answers now) and the calls it answers; the
+//! conversation keeps its shape: every call still has its result.
 
 use crate::llm::{ContentBlock, Message, Role};
 
@@ -18,6 +19,9 @@ pub const BUDGET_TOKENS: usize = 150_000;
 /// What stands for a tool's output let go of.
 const OUTPUT_NOTE: &str =
     "[This output was removed to keep the conversation within the model's context.]";
+/// What stands for a tool's input let go of (an input is an object).
+const INPUT_NOTE: &str =
+    "[This input was removed to keep the conversation within the model's context.]";
 /// What stands for a text let go of.
 const TEXT_NOTE: &str =
     "[This text was removed to keep the conversation within the model's context.]";
@@ -50,27 +54,53 @@ pub fn fit(messages: &mut [Message]) {
                     .any(|b| matches!(b, ContentBlock::Text { .. }))
         })
         .unwrap_or(last);
-    // Outputs first (the bulk, and read once), then texts before the
-    // prompt, oldest first.
-    for outputs in [true, false] {
-        let older = if outputs { last } else { prompt.min(last) };
+    // Outputs first (the bulk, and read once), then inputs before the
+    // calls answered now, then texts before the prompt, oldest first.
+    let inputs_before = if prompt == last {
+        last
+    } else {
+        last.saturating_sub(1)
+    };
+    for pass in [Pass::Outputs, Pass::Inputs, Pass::Texts] {
+        let older = match pass {
+            Pass::Outputs => last,
+            Pass::Inputs => inputs_before,
+            Pass::Texts => prompt.min(last),
+        };
         for block in messages[..older].iter_mut().flat_map(|m| &mut m.content) {
             if over == 0 {
                 return;
             }
-            let (slot, note) = match block {
-                ContentBlock::ToolResult { content, .. } if outputs => (content, OUTPUT_NOTE),
-                ContentBlock::Text { text } if !outputs => (text, TEXT_NOTE),
+            let before = tokens(block);
+            match (pass, &mut *block) {
+                (Pass::Outputs, ContentBlock::ToolResult { content, .. })
+                    if content.len() > OUTPUT_NOTE.len() =>
+                {
+                    *content = OUTPUT_NOTE.to_owned();
+                }
+                (Pass::Texts, ContentBlock::Text { text }) if text.len() > TEXT_NOTE.len() => {
+                    *text = TEXT_NOTE.to_owned();
+                }
+                (Pass::Inputs, ContentBlock::ToolUse { input, .. }) => {
+                    let note = serde_json::json!({ "removed": INPUT_NOTE });
+                    if input.to_string().len() <= note.to_string().len() {
+                        continue;
+                    }
+                    *input = note;
+                }
                 _ => continue,
-            };
-            if slot.len() <= note.len() {
-                continue;
             }
-            let before = slot.len().div_ceil(4);
-            *slot = note.to_owned();
-            over = over.saturating_sub(before - note.len().div_ceil(4));
+            over = over.saturating_sub(before - tokens(block));
         }
     }
+}
+
+/// What [`fit`] lets go of, in turn.
+#[derive(Clone, Copy)]
+enum Pass {
+    Outputs,
+    Inputs,
+    Texts,
 }
 
 #[cfg(test)]
@@ -136,6 +166,39 @@ mod tests {
         };
         assert_eq!(output(&messages[1]), OUTPUT_NOTE, "the oldest let go of");
         assert_eq!(output(&messages[59]).len(), 32 * 1024, "the latest kept");
+    }
+
+    #[test]
+    fn whole_files_written_go_after_the_outputs_but_not_the_calls_answered_now() {
+        let write = |id: &str| Message {
+            role: Role::Assistant,
+            content: vec![ContentBlock::ToolUse {
+                id: id.into(),
+                name: "write_file".into(),
+                input: serde_json::json!({"path": "a.txt", "content": "w".repeat(64 * 1024)}),
+            }],
+        };
+        // 12 files of 64 KB written, each answered "ok": about 200k tokens.
+        let mut messages = Vec::new();
+        for i in 0..12 {
+            messages.push(write(&i.to_string()));
+            messages.push(result(&i.to_string(), 2));
+        }
+        fit(&mut messages);
+        assert!(size(&messages) <= BUDGET_TOKENS, "{}", size(&messages));
+        let input = |m: &Message| match &m.content[0] {
+            ContentBlock::ToolUse { input, .. } => input.clone(),
+            _ => unreachable!(),
+        };
+        assert_eq!(
+            input(&messages[0]),
+            serde_json::json!({"removed": INPUT_NOTE})
+        );
+        assert_eq!(
+            input(&messages[22]),
+            input(&write("x")),
+            "answered now: kept"
+        );
     }
 
     #[test]
