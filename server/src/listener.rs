@@ -116,10 +116,7 @@ mod tests {
 
     #[tokio::test]
     async fn shutting_down_does_not_wait_for_ever_on_a_request_that_never_ends() {
-        let app = Router::new().route(
-            "/forever",
-            axum::routing::get(|| std::future::pending::<&'static str>()),
-        );
+        let app = Router::new().fallback(std::future::pending::<&'static str>);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
