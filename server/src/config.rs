@@ -220,6 +220,13 @@ pub struct Config {
     #[arg(long, env = "PADDOCK_TERMINAL_IDLE_SECS", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(2..=604_800))]
     pub terminal_idle_secs: u64,
 
+    /// How long a sandbox may go unused (no run, no open terminal, nothing
+    /// new in its session) before it is stopped, in seconds; its
+    /// workspace stays, and the next prompt or terminal starts it again.
+    /// 0: never.
+    #[arg(long, env = "PADDOCK_SANDBOX_IDLE_SECS", default_value_t = 3600, value_parser = sandbox_idle_secs)]
+    pub sandbox_idle_secs: u64,
+
     /// This process's name among the replicas sharing a PostgreSQL
     /// database, stable across its restarts (a restarted replica takes its
     /// sessions back at once) [default: the host name and the port].
@@ -393,6 +400,12 @@ impl Config {
     }
 
     /// How long a session's lease lasts without a heartbeat.
+    /// How long a sandbox may go unused before it is stopped; `None`:
+    /// never.
+    pub fn sandbox_idle(&self) -> Option<std::time::Duration> {
+        (self.sandbox_idle_secs > 0).then(|| std::time::Duration::from_secs(self.sandbox_idle_secs))
+    }
+
     pub fn lease(&self) -> std::time::Duration {
         std::time::Duration::from_secs(self.lease_secs)
     }
@@ -458,6 +471,13 @@ where
     match value.trim().parse::<T>() {
         Ok(v) if range.contains(&v) => Ok(v),
         _ => Err(format!("{} to {}{unit}", range.start(), range.end())),
+    }
+}
+
+fn sandbox_idle_secs(value: &str) -> Result<u64, String> {
+    match value.trim().parse::<u64>() {
+        Ok(0) => Ok(0),
+        _ => within(value, 2..=2_592_000, " s, or 0 (never)"),
     }
 }
 

@@ -50,6 +50,19 @@ pub fn spawn_heartbeat(runner: &Arc<Runner>, lease: Duration) {
     every(runner, lease, |runner| async move {
         reap_sandboxes(&runner).await
     });
+    if let Some(idle) = runner.sandbox_idle() {
+        // Looked for four times an idle spell, at most every minute.
+        let period = (idle / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
+        every(runner, period, move |runner| async move {
+            match runner.stop_idle_sandboxes(idle).await {
+                Ok(stopped) if stopped.is_empty() => {}
+                Ok(stopped) => {
+                    tracing::info!(?stopped, "stopped the sandboxes unused for {idle:?}")
+                }
+                Err(e) => tracing::warn!("cannot look for idle sandboxes: {e}"),
+            }
+        });
+    }
 }
 
 /// Removes the sandboxes whose session is gone, and says so.

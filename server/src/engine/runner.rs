@@ -387,6 +387,47 @@ impl Runner {
         Ok(reaped)
     }
 
+    /// How long a sandbox may go unused ([`Config::sandbox_idle`]).
+    pub fn sandbox_idle(&self) -> Option<Duration> {
+        self.config.sandbox_idle()
+    }
+
+    /// Stops the sandboxes unused for `idle`: no run under way (here, or
+    /// on another replica, which holds a lease), no terminal open (its
+    /// transcript says so, wherever it was opened) and nothing stored in
+    /// the session for `idle`. Its workspace stays; the next run or
+    /// terminal starts it again. Returns the sessions whose sandbox
+    /// stopped.
+    pub async fn stop_idle_sandboxes(&self, idle: Duration) -> anyhow::Result<Vec<SessionId>> {
+        let mut stopped = Vec::new();
+        for found in self.sandbox.list().await? {
+            let session = found.session;
+            let now = chrono::Utc::now();
+            let Some(s) = self.store.get_session(session).await? else {
+                continue;
+            };
+            if !found.running
+                || self.is_running(session)
+                || (now - s.updated_at).to_std().unwrap_or_default() < idle
+                || self.store.lease_holder(session, now).await?.is_some()
+                || terminal_open(&*self.store, session).await?
+            {
+                continue;
+            }
+            // Not while a run starts it here.
+            let gate = self.start_gate(session);
+            let _one_at_a_time = gate.lock().await;
+            if self.is_running(session) {
+                continue;
+            }
+            match self.sandbox.stop(session).await {
+                Ok(()) => stopped.push(session),
+                Err(e) => tracing::warn!(%session, "cannot stop an idle sandbox: {e}"),
+            }
+        }
+        Ok(stopped)
+    }
+
     /// Takes over sessions with work nobody runs (see
     /// [`Leases::orphaned_sessions`](crate::store::Leases::orphaned_sessions)): a run cut off is marked interrupted,
     /// a permission request waits again, queued prompts run.
@@ -746,4 +787,31 @@ impl Runner {
         self.journal.set_secrets(s.id, &values);
         refusal.map_or(Ok(secrets), Err)
     }
+}
+
+/// Terminal events of a session read back to tell whether one is open.
+const TERMINAL_EVENTS_READ: i64 = 64;
+
+/// Whether the session's transcript has a terminal opened and not yet
+/// closed, among its newest terminal events.
+async fn terminal_open(store: &dyn Store, session: SessionId) -> Result<bool, StoreError> {
+    let newest_first = store
+        .events_before(session, i64::MAX, "terminal", TERMINAL_EVENTS_READ)
+        .await?;
+    let mut closed = std::collections::HashSet::new();
+    for event in newest_first {
+        if let EventKind::Terminal {
+            number,
+            closed: why,
+            ..
+        } = event.kind
+        {
+            if why.is_some() {
+                closed.insert(number);
+            } else if !closed.contains(&number) {
+                return Ok(true);
+            }
+        }
+    }
+    Ok(false)
 }

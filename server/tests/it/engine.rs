@@ -876,3 +876,80 @@ async fn an_image_the_docker_host_lacks_is_a_clear_error() {
         "{events:?}"
     );
 }
+
+/// Whether the session's container runs, as Docker says.
+fn container_running(s: &Session) -> bool {
+    let out = std::process::Command::new("docker")
+        .args(["inspect", "-f", "{{.State.Running}}"])
+        .arg(server::sandbox::DockerSandbox::container_name(s.id))
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim() == "true"
+}
+
+/// Waits until the session's container runs or not, as `running` says.
+async fn wait_container(s: &Session, running: bool) {
+    for _ in 0..300 {
+        if container_running(s) == running {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the container's running is still not {running}");
+}
+
+#[tokio::test]
+async fn an_unused_sandbox_is_stopped_and_the_next_prompt_starts_it_with_its_files() {
+    let h = harness(
+        json!([
+            {"reply": [{"tool_use": {"name": "bash", "input": {"command": "echo kept > kept.txt"}}}]},
+            {"reply": "written"},
+            {"reply": [{"tool_use": {"name": "bash", "input": {"command": "cat kept.txt"}}}]},
+            {"reply": "read"},
+        ]),
+        &["--sandbox-idle-secs=2"],
+    )
+    .await;
+    let s = h.session("auto").await;
+    h.prompt(&s, "Write it").await;
+    h.wait_idle(&s).await;
+    wait_container(&s, false).await;
+    // Started again by the next prompt, its workspace as it was.
+    h.prompt(&s, "Read it").await;
+    let events = h.wait_idle(&s).await;
+    let output = events.iter().rev().find_map(|e| match &e.kind {
+        EventKind::ToolResult { output, .. } => Some(output.clone()),
+        _ => None,
+    });
+    assert_eq!(output.as_deref(), Some("kept\n"), "{events:?}");
+    assert!(container_running(&s));
+
+    // A terminal open (its transcript says so) keeps it running.
+    h.paddock
+        .store
+        .append_event(
+            s.id,
+            &EventKind::Terminal {
+                number: 1,
+                by: "Ada".into(),
+                closed: None,
+            },
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(container_running(&s), "stopped under an open terminal");
+    h.paddock
+        .store
+        .append_event(
+            s.id,
+            &EventKind::Terminal {
+                number: 1,
+                by: "Ada".into(),
+                closed: Some("the shell exited (code 0)".into()),
+            },
+        )
+        .await
+        .unwrap();
+    wait_container(&s, false).await;
+}
