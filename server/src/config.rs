@@ -4,7 +4,7 @@
 use crate::origin::{parse_allowed_host, parse_public_url, Origin};
 use crate::sandbox::{Limits, MountPolicy};
 use crate::telemetry::LogFormat;
-use app::domain::SandboxLimits;
+use app::domain::{AppError, SandboxLimits};
 use clap::Parser;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -111,6 +111,22 @@ pub struct Config {
     /// filesystem, where the host can mount one); 0: no limit.
     #[arg(long, env = "PADDOCK_SANDBOX_DISK_MB", default_value_t = Limits::default().disk_mb.unwrap_or(0), value_parser = disk_mb)]
     pub sandbox_disk_mb: u64,
+
+    /// The most memory a session may ask for its sandbox, in MiB.
+    #[arg(long, env = "PADDOCK_SANDBOX_MAX_MEMORY_MB", default_value_t = 8192, value_parser = memory_mb)]
+    pub sandbox_max_memory_mb: i64,
+
+    /// The most CPUs a session may ask for its sandbox.
+    #[arg(long, env = "PADDOCK_SANDBOX_MAX_CPUS", default_value_t = 4.0, value_parser = cpus)]
+    pub sandbox_max_cpus: f64,
+
+    /// The most processes a session may ask for its sandbox.
+    #[arg(long, env = "PADDOCK_SANDBOX_MAX_PIDS", default_value_t = 4096, value_parser = pids)]
+    pub sandbox_max_pids: i64,
+
+    /// The largest workspace disk a session may ask for, in MiB.
+    #[arg(long, env = "PADDOCK_SANDBOX_MAX_DISK_MB", default_value_t = 51_200, value_parser = max_disk_mb)]
+    pub sandbox_max_disk_mb: u64,
 
     /// The master key that seals saved credentials: 64 hex digits. Without
     /// it, the key file is used (and created on first run).
@@ -289,6 +305,62 @@ impl Config {
     }
 
     /// A session's sandbox limits: its own where it set them, else ours.
+    /// Refuses a sandbox larger than this server allows
+    /// (`PADDOCK_SANDBOX_MAX_*`), which the defaults are within.
+    pub fn within_ceilings(&self, own: &SandboxLimits) -> Result<(), AppError> {
+        let over = |what: String, setting: &str| {
+            Err(AppError::Invalid(format!(
+                "A sandbox on this server has at most {what} ({setting})."
+            )))
+        };
+        if own
+            .memory_mb
+            .is_some_and(|mb| mb > self.sandbox_max_memory_mb)
+        {
+            return over(
+                format!("{} MiB of memory", self.sandbox_max_memory_mb),
+                "PADDOCK_SANDBOX_MAX_MEMORY_MB",
+            );
+        }
+        if own.cpus.is_some_and(|cpus| cpus > self.sandbox_max_cpus) {
+            return over(
+                format!("{} CPUs", self.sandbox_max_cpus),
+                "PADDOCK_SANDBOX_MAX_CPUS",
+            );
+        }
+        if own.pids.is_some_and(|pids| pids > self.sandbox_max_pids) {
+            return over(
+                format!("{} processes", self.sandbox_max_pids),
+                "PADDOCK_SANDBOX_MAX_PIDS",
+            );
+        }
+        if own
+            .disk_mb
+            .is_some_and(|mb| u64::try_from(mb).unwrap_or(u64::MAX) > self.sandbox_max_disk_mb)
+        {
+            return over(
+                format!("{} MiB of disk", self.sandbox_max_disk_mb),
+                "PADDOCK_SANDBOX_MAX_DISK_MB",
+            );
+        }
+        Ok(())
+    }
+
+    /// Refuses defaults past the ceilings: every session would be.
+    pub fn check_ceilings(&self) -> anyhow::Result<()> {
+        let defaults = SandboxLimits {
+            memory_mb: Some(self.sandbox_memory_mb),
+            cpus: Some(self.sandbox_cpus),
+            pids: Some(self.sandbox_pids),
+            disk_mb: i64::try_from(self.sandbox_disk_mb)
+                .ok()
+                .filter(|&mb| mb > 0),
+            ..SandboxLimits::default()
+        };
+        self.within_ceilings(&defaults)
+            .map_err(|e| anyhow::anyhow!("the default sandbox limits: {e}"))
+    }
+
     pub fn limits_for(&self, own: SandboxLimits) -> Limits {
         Limits {
             memory_mb: own.memory_mb.unwrap_or(self.sandbox_memory_mb),
@@ -493,6 +565,11 @@ fn pids(value: &str) -> Result<i64, String> {
     within(value, SandboxLimits::PIDS, " processes")
 }
 
+fn max_disk_mb(value: &str) -> Result<u64, String> {
+    let range = SandboxLimits::DISK_MB;
+    within(value, *range.start() as u64..=*range.end() as u64, " MiB")
+}
+
 fn disk_mb(value: &str) -> Result<u64, String> {
     let range = SandboxLimits::DISK_MB;
     match value.trim().parse::<u64>() {
@@ -622,6 +699,54 @@ mod tests {
         for bad in ["8", "99999999999999999", "-1", "x"] {
             assert!(parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn sessions_and_the_defaults_stay_within_the_ceilings() {
+        let c = Config::try_parse_from(["paddock"]).unwrap();
+        c.check_ceilings().unwrap();
+        let asked = |limits: SandboxLimits| c.within_ceilings(&limits);
+        assert!(asked(SandboxLimits::default()).is_ok());
+        let most = SandboxLimits {
+            memory_mb: Some(8192),
+            cpus: Some(4.0),
+            pids: Some(4096),
+            disk_mb: Some(51_200),
+            ..SandboxLimits::default()
+        };
+        assert!(asked(most.clone()).is_ok());
+        for over in [
+            SandboxLimits {
+                memory_mb: Some(8193),
+                ..most.clone()
+            },
+            SandboxLimits {
+                cpus: Some(4.5),
+                ..most.clone()
+            },
+            SandboxLimits {
+                pids: Some(4097),
+                ..most.clone()
+            },
+            SandboxLimits {
+                disk_mb: Some(51_201),
+                ..most.clone()
+            },
+        ] {
+            assert!(asked(over.clone()).is_err(), "{over:?}");
+        }
+        let roomy = Config::try_parse_from(["paddock", "--sandbox-max-cpus=32"]).unwrap();
+        assert!(roomy
+            .within_ceilings(&SandboxLimits {
+                cpus: Some(32.0),
+                ..most
+            })
+            .is_ok());
+        let tight = Config::try_parse_from(["paddock", "--sandbox-max-memory-mb=512"]).unwrap();
+        assert!(
+            tight.check_ceilings().is_err(),
+            "the default 1024 MiB is past it"
+        );
     }
 
     #[test]

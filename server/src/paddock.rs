@@ -153,6 +153,7 @@ impl Paddock {
         let config = Arc::new(config);
         crate::metrics::install();
         let sign_in = config.sign_in_required()?;
+        config.check_ceilings()?;
         let store = store::open(&config.database_url).await?;
         let vault =
             Arc::new(Vault::open(&MasterKey::load(&config)?, store.clone(), &config).await?);
@@ -394,6 +395,7 @@ impl Paddock {
         owner: Option<UserId>,
         spec: SessionSpec,
     ) -> Result<SessionSpec, AppError> {
+        self.config.within_ceilings(&spec.limits)?;
         let backend = self.sandbox.info();
         self.runner.engine(spec.engine)?.check_sandbox(&backend)?;
         if backend.remote {

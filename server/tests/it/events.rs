@@ -374,6 +374,12 @@ async fn rest_bad_input_is_refused_and_writes_nothing() {
             "invalid_request",
         ),
         (
+            "over the server's ceiling",
+            r#"{"name": "x", "limits": {"cpus": 64}}"#.into(),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
             "over the body limit",
             format!(r#"{{"name": "{}"}}"#, "y".repeat(3 * 1024 * 1024)),
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -397,6 +403,9 @@ async fn rest_bad_input_is_refused_and_writes_nothing() {
         );
         if what.starts_with("unknown field") {
             assert!(message.contains("unknown field `colour`"), "{message}");
+        }
+        if what.starts_with("over the server's ceiling") {
+            assert!(message.contains("PADDOCK_SANDBOX_MAX_CPUS"), "{message}");
         }
         assert_eq!(s.footprint().await, before, "{what} wrote something");
     }
