@@ -358,10 +358,19 @@ impl Paddock {
         event: &Event,
         what: NotifiedEvent,
     ) -> Result<Option<String>, AppError> {
-        let kind = match what {
-            NotifiedEvent::Finished => "assistant_text",
-            NotifiedEvent::Error => "error",
-            NotifiedEvent::PermissionRequested => return Ok(None),
+        let kind = match (what, &event.kind) {
+            // Said by the status itself: an error recorded earlier in the
+            // run (a tool server that did not start) is not why it ended.
+            (
+                _,
+                EventKind::Status {
+                    status: SessionStatus::Interrupted,
+                    message,
+                },
+            ) => return Ok(message.clone()),
+            (NotifiedEvent::Finished, _) => "assistant_text",
+            (NotifiedEvent::Error, _) => "error",
+            (NotifiedEvent::PermissionRequested, _) => return Ok(None),
         };
         let statuses = self
             .store

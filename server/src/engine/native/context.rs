@@ -56,10 +56,15 @@ pub fn fit(messages: &mut [Message]) {
         .unwrap_or(last);
     // Outputs first (the bulk, and read once), then inputs before the
     // calls answered now, then texts before the prompt, oldest first.
-    let inputs_before = if prompt == last {
-        last
-    } else {
+    let answers_calls = messages.get(last).is_some_and(|m| {
+        m.content
+            .iter()
+            .any(|b| matches!(b, ContentBlock::ToolResult { .. }))
+    });
+    let inputs_before = if answers_calls {
         last.saturating_sub(1)
+    } else {
+        last
     };
     for pass in [Pass::Outputs, Pass::Inputs, Pass::Texts] {
         let older = match pass {
@@ -199,6 +204,22 @@ mod tests {
             input(&write("x")),
             "answered now: kept"
         );
+        // Answered with the next prompt in the same message (a run cut
+        // off, then a prompt): still the calls answered now.
+        let big = Message {
+            role: Role::Assistant,
+            content: vec![ContentBlock::ToolUse {
+                id: "big".into(),
+                name: "write_file".into(),
+                input: serde_json::json!({"path": "b.txt", "content": "b".repeat(700_000)}),
+            }],
+        };
+        let mut messages = vec![write("0"), result("0", 2), big.clone(), result("big", 2)];
+        messages[3].content.push(ContentBlock::Text {
+            text: "go on".into(),
+        });
+        fit(&mut messages);
+        assert_eq!(input(&messages[2]), input(&big), "answered with the prompt");
     }
 
     #[test]
