@@ -181,14 +181,36 @@ pub fn record(kind: Kind, bytes: &[u8]) -> Vec<u8> {
 }
 
 /// Records out of a stream's bytes as they arrive.
-#[derive(Default)]
 pub struct Records {
     pending: Vec<u8>,
     /// Where the next record starts in `pending`.
     at: usize,
+    /// The largest [`Kind::Start`] record taken.
+    start_max: usize,
+}
+
+impl Default for Records {
+    /// Records of at most [`RECORD_MAX`], whatever their kind.
+    fn default() -> Self {
+        Self {
+            pending: Vec::new(),
+            at: 0,
+            start_max: RECORD_MAX,
+        }
+    }
 }
 
 impl Records {
+    /// Records of a request saying what to run: its [`Kind::Start`] may be
+    /// [`START_MAX`] (the agent's side; what the server reads from the
+    /// sandbox stays at [`RECORD_MAX`]).
+    pub fn of_request() -> Self {
+        Self {
+            start_max: START_MAX,
+            ..Self::default()
+        }
+    }
+
     pub fn push(&mut self, bytes: &[u8]) {
         // What was read goes before more is kept, not record by record.
         self.pending.drain(..self.at);
@@ -216,7 +238,7 @@ impl Records {
         };
         let len = u32::from_be_bytes([header[4], header[5], header[6], header[7]]) as usize;
         let max = match kind {
-            Kind::Start => START_MAX,
+            Kind::Start => self.start_max,
             _ => RECORD_MAX,
         };
         if len > max {
@@ -271,16 +293,20 @@ mod tests {
         assert!(huge.next_record().unwrap().is_err());
         // What to run may be larger than output or input ever comes.
         let start = vec![b'x'; RECORD_MAX * 2];
-        let mut records = Records::default();
+        let mut records = Records::of_request();
         records.push(&record(Kind::Start, &start));
         assert_eq!(
             records.next_record().unwrap().unwrap(),
-            (Kind::Start, start)
+            (Kind::Start, start.clone())
         );
+        // Not from the sandbox's side.
+        let mut records = Records::default();
+        records.push(&record(Kind::Start, &start));
+        assert!(records.next_record().unwrap().is_err());
         let mut records = Records::default();
         records.push(&record(Kind::Stdin, &vec![0; RECORD_MAX + 1]));
         assert!(records.next_record().unwrap().is_err());
-        let mut records = Records::default();
+        let mut records = Records::of_request();
         records.push(&record(Kind::Start, &vec![0; START_MAX + 1]));
         assert!(records.next_record().unwrap().is_err());
     }

@@ -292,7 +292,7 @@ async fn read_json<T: serde::de::DeserializeOwned>(
 async fn read_start<T: serde::de::DeserializeOwned>(
     body: &mut Incoming,
 ) -> Result<(T, Records), String> {
-    let mut records = Records::default();
+    let mut records = Records::of_request();
     loop {
         if let Some(record) = records.next_record() {
             return match record? {

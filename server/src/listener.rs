@@ -116,7 +116,15 @@ mod tests {
 
     #[tokio::test]
     async fn shutting_down_does_not_wait_for_ever_on_a_request_that_never_ends() {
-        let app = Router::new().fallback(std::future::pending::<&'static str>);
+        // The request is under way once its handler runs.
+        let (begun, handled) = tokio::sync::oneshot::channel::<()>();
+        let begun = Arc::new(std::sync::Mutex::new(Some(begun)));
+        let app = Router::new().fallback(move || {
+            if let Some(begun) = begun.lock().unwrap().take() {
+                let _ = begun.send(());
+            }
+            std::future::pending::<&'static str>()
+        });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -132,7 +140,7 @@ mod tests {
             .write_all(b"GET /forever HTTP/1.1\r\nhost: x\r\n\r\n")
             .await
             .unwrap();
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        handled.await.unwrap();
         let _ = stop.send(());
         tokio::time::timeout(DRAIN * 4, served)
             .await

@@ -339,7 +339,6 @@ async fn a_slow_endpoint_holds_up_only_its_own_messages() {
         .await
         .expect("the quick endpoint waited for the slow one");
     assert_eq!(slow.answered.load(Ordering::SeqCst), 0);
-    assert_eq!(slow.count(), 1);
     let texts: Vec<String> = got
         .iter()
         .map(|(_, body)| serde_json::from_str::<Value>(body).unwrap()["data"]["text"].to_string())

@@ -1295,6 +1295,7 @@ async fn notification_cursors_see_each_event_once_in_log_order() {
             .queue_message(&message, "{}", events[0].seq)
             .await
             .unwrap();
+        assert!(due().await.contains(&id), "{db}: a message due");
         assert!(store
             .events_behind(id, new.id, 10)
             .await
@@ -1320,6 +1321,9 @@ async fn notification_cursors_see_each_event_once_in_log_order() {
         let later = now + Duration::hours(30);
         assert!(store.redeliver(id, "m1", later).await.unwrap());
         assert!(!store.redeliver(id, "nothing", later).await.unwrap());
+        // Its next try is later: nothing else is sent before it, though
+        // a session is still behind.
+        assert!(!due().await.contains(&id), "{db}: a message waits");
         let again = store.next_message(id).await.unwrap().unwrap().0;
         assert_eq!(
             (

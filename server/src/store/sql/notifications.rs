@@ -10,9 +10,21 @@ use chrono::{DateTime, Utc};
 const ENDPOINT_COLUMNS: &str =
     "id, template_id, session_id, owner_id, draft, secret, created_at, created_by";
 /// The sessions an endpoint hears of (`s`): its template's sessions of its
-/// maker (`$2`, `$3`: template and owner, `''` for none) or its session
-/// (`$4`).
-const IN_SCOPE: &str = "((s.template_id = $2 AND COALESCE(s.owner_id, '') = $3) OR s.id = $4)";
+/// maker, or its session, each as an expression of the query (a parameter,
+/// `''` for none; an endpoint's column).
+fn in_scope(template: &str, owner: &str, session: &str) -> String {
+    format!(
+        "((s.template_id = {template} AND COALESCE(s.owner_id, '') = {owner}) OR s.id = {session})"
+    )
+}
+/// The endpoint's sessions as the queries' parameters give it: template
+/// `$2`, owner `$3`, session `$4`.
+fn in_scope_given() -> String {
+    in_scope("$2", "$3", "$4")
+}
+/// A session `s` with events past the endpoint's cursor `c` (joined on
+/// the session, `LEFT`: none yet is 0).
+const BEHIND: &str = "s.last_seq > COALESCE(c.last_seq, 0)";
 const MESSAGE_COLUMNS: &str = "endpoint_id, id, session_id, event, state, attempts, \
      response_code, error, created_at, updated_at, tried_since, next_attempt_at";
 
@@ -148,7 +160,8 @@ impl Notifications for SqlStore {
         // What its sessions did before it is not its to tell.
         sqlx::query(&format!(
             "INSERT INTO notification_cursors (endpoint_id, session_id, last_seq) \
-             SELECT $1, s.id, s.last_seq FROM sessions s WHERE {IN_SCOPE} AND s.last_seq > 0"
+             SELECT $1, s.id, s.last_seq FROM sessions s WHERE {} AND s.last_seq > 0",
+            in_scope_given()
         ))
         .bind(id.to_string())
         .bind(template.unwrap_or_default())
@@ -190,19 +203,19 @@ impl Notifications for SqlStore {
     }
 
     async fn endpoints_due(&self, now: DateTime<Utc>) -> Result<Vec<EndpointId>> {
-        let ids: Vec<(String,)> = sqlx::query_as(
+        // A pending message goes first (the sender sends nothing else
+        // while one waits for its next try); with none, the logs.
+        let pending = "SELECT 1 FROM notification_messages m \
+             WHERE m.endpoint_id = e.id AND m.state = 'pending'";
+        let ids: Vec<(String,)> = sqlx::query_as(&format!(
             "SELECT e.id FROM notification_endpoints e \
-             WHERE EXISTS (SELECT 1 FROM notification_messages m \
-                 WHERE m.endpoint_id = e.id AND m.state = 'pending' \
-                   AND COALESCE(m.next_attempt_at, '') <= $1) \
-             OR EXISTS (SELECT 1 FROM sessions s \
+             WHERE EXISTS ({pending} AND COALESCE(m.next_attempt_at, '') <= $1) \
+             OR (NOT EXISTS ({pending}) AND EXISTS (SELECT 1 FROM sessions s \
                  LEFT JOIN notification_cursors c \
                    ON c.endpoint_id = e.id AND c.session_id = s.id \
-                 WHERE ((s.template_id = e.template_id \
-                         AND COALESCE(s.owner_id, '') = COALESCE(e.owner_id, '')) \
-                        OR s.id = e.session_id) \
-                   AND s.last_seq > COALESCE(c.last_seq, 0))",
-        )
+                 WHERE {} AND {BEHIND}))",
+            in_scope("e.template_id", "COALESCE(e.owner_id, '')", "e.session_id")
+        ))
         .bind(timestamp(now))
         .fetch_all(&self.pool)
         .await?;
@@ -273,8 +286,9 @@ impl Notifications for SqlStore {
         let rows: Vec<(String, i64)> = sqlx::query_as(&format!(
             "SELECT s.id, s.last_seq FROM sessions s \
              LEFT JOIN notification_cursors c ON c.endpoint_id = $1 AND c.session_id = s.id \
-             WHERE {IN_SCOPE} AND s.last_seq > COALESCE(c.last_seq, 0) \
-             ORDER BY s.updated_at LIMIT $5"
+             WHERE {} AND {BEHIND} \
+             ORDER BY s.updated_at LIMIT $5",
+            in_scope_given()
         ))
         .bind(endpoint.id.to_string())
         .bind(template.unwrap_or_default())
