@@ -655,15 +655,28 @@ fn open_folder(
         OFlags::DIRECTORY | OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
         Mode::empty(),
     )?;
+    let names = some_names(&fd)?;
+    Ok((fd, names))
+}
+
+/// Names of a folder read at once while it is removed: the next are read
+/// once these are gone, so a folder of millions is never held whole.
+const DELETE_BATCH: usize = 4096;
+
+/// The first [`DELETE_BATCH`] names of folder `fd`, read from its start.
+fn some_names(fd: &OwnedFd) -> Result<Vec<std::ffi::OsString>, Errno> {
     let mut names = Vec::new();
-    for entry in rfs::Dir::read_from(&fd)? {
+    for entry in rfs::Dir::read_from(fd)? {
         let entry = entry?;
         let entry_name = entry.file_name().to_bytes();
         if entry_name != b"." && entry_name != b".." {
             names.push(std::ffi::OsStr::from_bytes(entry_name).to_owned());
+            if names.len() == DELETE_BATCH {
+                break;
+            }
         }
     }
-    Ok((fd, names))
+    Ok(names)
 }
 
 /// Removes folder `name` of `dir` and everything in it, each folder below
@@ -681,6 +694,12 @@ fn remove_tree(dir: &OwnedFd, name: &std::ffi::OsStr) -> Result<(), Errno> {
             return Ok(());
         };
         let Some(entry) = names.pop() else {
+            // A full batch gone: the folder may hold more.
+            let more = some_names(fd)?;
+            if !more.is_empty() {
+                *names = more;
+                continue;
+            }
             if let Some((_, done, _)) = levels.pop() {
                 let parent = levels.last().map_or(dir, |(fd, ..)| fd);
                 gone(rfs::unlinkat(parent, &done, rfs::AtFlags::REMOVEDIR))?;
@@ -1023,6 +1042,20 @@ mod tests {
         ));
         std::os::unix::fs::symlink("loop", ws.root().join("loop")).unwrap();
         assert!(matches!(ws.read("loop"), Err(FileError::BadPath(..))));
+    }
+
+    #[test]
+    fn a_folder_of_more_names_than_a_batch_is_deleted_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let ws = ConfinedFolder::new(dir.path().to_path_buf(), None);
+        let many = dir.path().join("many");
+        std::fs::create_dir_all(many.join("inner")).unwrap();
+        for i in 0..DELETE_BATCH * 2 + 3 {
+            std::fs::File::create(many.join(i.to_string())).unwrap();
+            std::fs::File::create(many.join("inner").join(i.to_string())).unwrap();
+        }
+        ws.delete("many").unwrap();
+        assert!(!many.exists());
     }
 
     #[test]
