@@ -304,7 +304,6 @@ impl Config {
         }
     }
 
-    /// A session's sandbox limits: its own where it set them, else ours.
     /// Refuses a sandbox larger than this server allows
     /// (`PADDOCK_SANDBOX_MAX_*`), which the defaults are within.
     pub fn within_ceilings(&self, own: &SandboxLimits) -> Result<(), AppError> {
@@ -361,6 +360,7 @@ impl Config {
             .map_err(|e| anyhow::anyhow!("the default sandbox limits: {e}"))
     }
 
+    /// A session's sandbox limits: its own where it set them, else ours.
     pub fn limits_for(&self, own: SandboxLimits) -> Limits {
         Limits {
             memory_mb: own.memory_mb.unwrap_or(self.sandbox_memory_mb),
@@ -534,8 +534,7 @@ pub fn default_sandbox_agent_bin() -> PathBuf {
     cache_dir().join("paddock/sandbox-agent/paddock-sandbox-agent")
 }
 
-/// `PADDOCK_SANDBOX_DISK_MB`: 0 (no limit), or a size a session could set.
-/// A default limit within the range a session may ask for.
+/// A limit within the range a session may ask for.
 fn within<T>(value: &str, range: std::ops::RangeInclusive<T>, unit: &str) -> Result<T, String>
 where
     T: std::str::FromStr + PartialOrd + std::fmt::Display,
@@ -570,16 +569,11 @@ fn max_disk_mb(value: &str) -> Result<u64, String> {
     within(value, *range.start() as u64..=*range.end() as u64, " MiB")
 }
 
+/// `PADDOCK_SANDBOX_DISK_MB`: 0 (no limit), or a size a session could set.
 fn disk_mb(value: &str) -> Result<u64, String> {
-    let range = SandboxLimits::DISK_MB;
     match value.trim().parse::<u64>() {
         Ok(0) => Ok(0),
-        Ok(mb) if range.contains(&i64::try_from(mb).unwrap_or(i64::MAX)) => Ok(mb),
-        _ => Err(format!(
-            "0 (no limit) or {} to {} MiB",
-            range.start(),
-            range.end()
-        )),
+        _ => max_disk_mb(value).map_err(|range| format!("0 (no limit) or {range}")),
     }
 }
 
