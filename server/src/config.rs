@@ -708,26 +708,26 @@ mod tests {
             disk_mb: Some(51_200),
             ..SandboxLimits::default()
         };
-        assert!(asked(most.clone()).is_ok());
+        assert!(asked(most).is_ok());
         for over in [
             SandboxLimits {
                 memory_mb: Some(8193),
-                ..most.clone()
+                ..most
             },
             SandboxLimits {
                 cpus: Some(4.5),
-                ..most.clone()
+                ..most
             },
             SandboxLimits {
                 pids: Some(4097),
-                ..most.clone()
+                ..most
             },
             SandboxLimits {
                 disk_mb: Some(51_201),
-                ..most.clone()
+                ..most
             },
         ] {
-            assert!(asked(over.clone()).is_err(), "{over:?}");
+            assert!(asked(over).is_err(), "{over:?}");
         }
         let roomy = Config::try_parse_from(["paddock", "--sandbox-max-cpus=32"]).unwrap();
         assert!(roomy

@@ -925,30 +925,17 @@ async fn an_unused_sandbox_is_stopped_and_the_next_prompt_starts_it_with_its_fil
     assert!(container_running(&s));
 
     // A terminal open (its transcript says so) keeps it running.
-    h.paddock
-        .store
-        .append_event(
-            s.id,
-            &EventKind::Terminal {
-                number: 1,
-                by: "Ada".into(),
-                closed: None,
-            },
-        )
-        .await
-        .unwrap();
+    let terminal = |closed: Option<&str>| EventKind::Terminal {
+        number: 1,
+        by: "Ada".into(),
+        closed: closed.map(str::to_owned),
+    };
+    let store = &h.paddock.store;
+    store.append_event(s.id, &terminal(None)).await.unwrap();
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert!(container_running(&s), "stopped under an open terminal");
-    h.paddock
-        .store
-        .append_event(
-            s.id,
-            &EventKind::Terminal {
-                number: 1,
-                by: "Ada".into(),
-                closed: Some("the shell exited (code 0)".into()),
-            },
-        )
+    store
+        .append_event(s.id, &terminal(Some("the shell exited (code 0)")))
         .await
         .unwrap();
     wait_container(&s, false).await;

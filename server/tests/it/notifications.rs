@@ -90,6 +90,23 @@ async fn post(http: &reqwest::Client, url: String, body: Value) -> (StatusCode, 
     (res.status(), res.json().await.unwrap_or(Value::Null))
 }
 
+/// A new endpoint of the template's for `hook`: what its making answered.
+async fn add_endpoint(
+    http: &reqwest::Client,
+    served: &common::Served,
+    template: &str,
+    hook: &str,
+) -> Value {
+    let (status, made) = post(
+        http,
+        served.url(&format!("/api/templates/{template}/notifications")),
+        json!({"url": hook}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{made}");
+    made
+}
+
 /// A session from the template, running `prompt` to its end.
 async fn run(paddock: &Paddock, template: &str, prompt: &str) -> app::domain::SessionId {
     let session = common::create(
@@ -133,14 +150,8 @@ async fn notifications_are_signed_tried_again_and_resume_after_a_restart() {
     .await;
     assert_eq!(status, StatusCode::CREATED, "{template}");
     let template = template["id"].as_str().unwrap().to_owned();
-    let (status, made) = post(
-        &http,
-        served.url(&format!("/api/templates/{template}/notifications")),
-        json!({"url": hook}),
-    )
-    .await;
-    assert_eq!(status, StatusCode::CREATED, "{made}");
-    let made: EndpointSecret = serde_json::from_value(made).unwrap();
+    let made: EndpointSecret =
+        serde_json::from_value(add_endpoint(&http, &served, &template, &hook).await).unwrap();
     assert!(made.secret.starts_with("whsec_"));
     let endpoint = made.endpoint.id;
     server::notifications::sender::spawn(&first);
@@ -320,13 +331,7 @@ async fn a_slow_endpoint_holds_up_only_its_own_messages() {
     .await;
     let template = template["id"].as_str().unwrap().to_owned();
     for hook in [receiver(slow.clone()).await, receiver(quick.clone()).await] {
-        let (status, made) = post(
-            &http,
-            served.url(&format!("/api/templates/{template}/notifications")),
-            json!({"url": hook}),
-        )
-        .await;
-        assert_eq!(status, StatusCode::CREATED, "{made}");
+        add_endpoint(&http, &served, &template, &hook).await;
     }
     server::notifications::sender::spawn(&paddock);
 
