@@ -1,47 +1,117 @@
 //! Workspace transfers running now: archives streamed and uploads received
 //! hold a thread or an upload's bytes while they run, so only a few run at
-//! once, server-wide.
+//! once, server-wide, and fewer for one signed-in person, so that nobody
+//! holds them all (a client reading a byte now and then keeps its slot).
 
-use app::domain::AppError;
-use std::sync::Arc;
+use crate::sync::lock;
+use app::domain::{AppError, UserId};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Archives streamed and uploads received at once.
 const ARCHIVES_AT_ONCE: usize = 8;
 const UPLOADS_AT_ONCE: usize = 4;
+/// Of those, what one person may hold.
+const ARCHIVES_PER_PERSON: usize = 2;
+const UPLOADS_PER_PERSON: usize = 2;
 
 /// The workspace archives and uploads running now, bounded.
 #[derive(Clone)]
 pub struct Transfers {
-    archives: Arc<Semaphore>,
-    uploads: Arc<Semaphore>,
+    archives: Bounded,
+    uploads: Bounded,
 }
 
 impl Default for Transfers {
     fn default() -> Self {
         Self {
-            archives: Arc::new(Semaphore::new(ARCHIVES_AT_ONCE)),
-            uploads: Arc::new(Semaphore::new(UPLOADS_AT_ONCE)),
+            archives: Bounded::new(ARCHIVES_AT_ONCE, ARCHIVES_PER_PERSON, "workspace downloads"),
+            uploads: Bounded::new(UPLOADS_AT_ONCE, UPLOADS_PER_PERSON, "uploads"),
         }
     }
 }
 
 impl Transfers {
-    /// A slot for one archive, held until it is dropped.
-    pub fn archive(&self) -> Result<OwnedSemaphorePermit, AppError> {
-        slot(&self.archives, "workspace downloads")
+    /// A slot for one archive for `who` (`None`: the local operator, with
+    /// sign-in off), held until it is dropped.
+    pub fn archive(&self, who: Option<UserId>) -> Result<TransferSlot, AppError> {
+        self.archives.take(who)
     }
 
-    /// A slot for one upload, held until it is dropped.
-    pub fn upload(&self) -> Result<OwnedSemaphorePermit, AppError> {
-        slot(&self.uploads, "uploads")
+    /// A slot for one upload, as [`Self::archive`].
+    pub fn upload(&self, who: Option<UserId>) -> Result<TransferSlot, AppError> {
+        self.uploads.take(who)
     }
 }
 
-fn slot(semaphore: &Arc<Semaphore>, what: &str) -> Result<OwnedSemaphorePermit, AppError> {
-    semaphore.clone().try_acquire_owned().map_err(|_| {
-        AppError::Unavailable(format!(
-            "Too many {what} are running at once; try again in a moment."
-        ))
-    })
+/// Transfers of one kind: at most so many at once, and so many a person.
+#[derive(Clone)]
+struct Bounded {
+    all: Arc<Semaphore>,
+    per_person: usize,
+    held: Held,
+    what: &'static str,
+}
+
+/// How many slots each person holds.
+type Held = Arc<Mutex<HashMap<UserId, usize>>>;
+
+impl Bounded {
+    fn new(at_once: usize, per_person: usize, what: &'static str) -> Self {
+        Self {
+            all: Arc::new(Semaphore::new(at_once)),
+            per_person,
+            held: Held::default(),
+            what,
+        }
+    }
+
+    fn take(&self, who: Option<UserId>) -> Result<TransferSlot, AppError> {
+        let what = self.what;
+        let permit = self.all.clone().try_acquire_owned().map_err(|_| {
+            AppError::Unavailable(format!(
+                "Too many {what} are running at once; try again in a moment."
+            ))
+        })?;
+        let person = match who {
+            Some(user) => {
+                let mut held = lock(&self.held);
+                let mine = held.entry(user).or_default();
+                if *mine >= self.per_person {
+                    return Err(AppError::Unavailable(format!(
+                        "You have {} {what} running already; try again once one ends.",
+                        self.per_person
+                    )));
+                }
+                *mine += 1;
+                Some((self.held.clone(), user))
+            }
+            None => None,
+        };
+        Ok(TransferSlot {
+            _permit: permit,
+            person,
+        })
+    }
+}
+
+/// One transfer's place, given back when dropped.
+pub struct TransferSlot {
+    _permit: OwnedSemaphorePermit,
+    person: Option<(Held, UserId)>,
+}
+
+impl Drop for TransferSlot {
+    fn drop(&mut self) {
+        if let Some((held, user)) = &self.person {
+            let mut held = lock(held);
+            if let Some(mine) = held.get_mut(user) {
+                *mine -= 1;
+                if *mine == 0 {
+                    held.remove(user);
+                }
+            }
+        }
+    }
 }

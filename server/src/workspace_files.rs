@@ -12,12 +12,12 @@ use crate::paddock::Paddock;
 use crate::sandbox::{
     held_while_read, normalized, ByteStream, Download, FileError, FileKind, Stat,
 };
+use crate::transfers::TransferSlot;
 use app::accounts::{Access, Caller};
 use app::domain::{AppError, SessionId};
 use app::files::{join, name_of, DiskUse, FileContent, FileEntry, FileView, VIEW_MAX_BYTES};
 use bytes::Bytes;
 use futures_util::StreamExt;
-use tokio::sync::OwnedSemaphorePermit;
 
 /// What the dashboard hears of a refused file operation.
 fn refused(e: FileError) -> AppError {
@@ -197,7 +197,7 @@ impl Paddock {
         id: SessionId,
     ) -> Result<(String, ByteStream), AppError> {
         let session = self.session_for(caller, id, Access::Watch).await?;
-        let permit = self.transfers.archive()?;
+        let permit = self.transfers.archive(caller.user)?;
         let top = archive_name(&session.name);
         let body = self
             .sandbox
@@ -216,9 +216,9 @@ impl Paddock {
         &self,
         caller: &Caller,
         id: SessionId,
-    ) -> Result<OwnedSemaphorePermit, AppError> {
+    ) -> Result<TransferSlot, AppError> {
         self.session_for(caller, id, Access::Operate).await?;
-        self.transfers.upload()
+        self.transfers.upload(caller.user)
     }
 
     /// Writes uploaded files into the workspace, once it is prepared

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
-use tokio::sync::{mpsc, OwnedSemaphorePermit};
+use tokio::sync::mpsc;
 
 /// Chunks taken ahead of the reader.
 const AHEAD: usize = 4;
@@ -21,7 +21,7 @@ const AHEAD: usize = 4;
 /// ahead, never a clean end of something cut short.
 pub fn held_while_read(
     mut stream: ByteStream,
-    slot: OwnedSemaphorePermit,
+    slot: impl Send + 'static,
     stall: Duration,
 ) -> ByteStream {
     let (tx, mut rx) = mpsc::channel(AHEAD);
