@@ -67,7 +67,7 @@ impl SignInLimiter {
         if self.by_address.len() > MAX_KEYS {
             self.by_address.retain_recent();
         }
-        let address_ok = address.is_none_or(|a| self.by_address.check_key(&a).is_ok());
+        let address_ok = address.is_none_or(|a| self.by_address.check_key(&network_of(a)).is_ok());
         let login_ok = self.by_login.check_key(&login.to_lowercase()).is_ok();
         if address_ok && login_ok {
             Ok(())
@@ -76,6 +76,19 @@ impl SignInLimiter {
                 "Too many sign-in attempts. Wait a minute, then try again.".into(),
             ))
         }
+    }
+}
+
+/// Where attempts are counted from: an IPv4 address, or the /64 network
+/// of an IPv6 one (a single machine is commonly given a whole /64, so its
+/// addresses are free to change).
+fn network_of(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
+        },
+        v4 => v4,
     }
 }
 
@@ -110,5 +123,18 @@ mod tests {
         assert_eq!(allowed, PER_ADDRESS_PER_MINUTE);
         assert!(limiter.attempt("someone-else", Some(a)).is_err());
         assert!(limiter.attempt("someone-else", Some(b)).is_ok());
+    }
+
+    #[test]
+    fn one_machines_ipv6_addresses_count_as_one() {
+        let limiter = SignInLimiter::default();
+        for i in 0..PER_ADDRESS_PER_MINUTE {
+            let a: IpAddr = format!("2001:db8:1:2::{:x}", i + 1).parse().unwrap();
+            limiter.attempt(&format!("user{i}"), Some(a)).unwrap();
+        }
+        let same: IpAddr = "2001:db8:1:2:ffff::1".parse().unwrap();
+        assert!(limiter.attempt("another", Some(same)).is_err());
+        let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert!(limiter.attempt("another", Some(other)).is_ok());
     }
 }

@@ -303,7 +303,7 @@ impl Auth {
             Err(_) => None,
         };
         let hash = record.as_ref().map(|r| r.password_hash.clone());
-        let matches = password::verify(password.to_owned(), hash).await;
+        let matches = password::verify(password.to_owned(), hash).await?;
         let user = match record {
             Some(r) if matches && !r.user.disabled => r.user,
             _ => {
@@ -455,7 +455,7 @@ impl Auth {
             .user_by_id(user)
             .await?
             .ok_or_else(session_expired)?;
-        if !password::verify(current.to_owned(), Some(record.password_hash)).await {
+        if !password::verify(current.to_owned(), Some(record.password_hash)).await? {
             self.audit(
                 &identity.caller.label(),
                 AuditAction::PasswordChanged,

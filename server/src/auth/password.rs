@@ -6,7 +6,36 @@
 use app::domain::AppError;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
-use std::sync::OnceLock;
+use std::sync::{LazyLock, OnceLock};
+use std::time::Duration;
+use tokio::sync::{Semaphore, SemaphorePermit};
+
+/// Hashes made or checked at once, server-wide: each holds 19 MiB and a
+/// blocking thread, and anyone may ask for a sign-in.
+const AT_ONCE: usize = 4;
+/// How long one waits for its turn before it is refused (503).
+const TURN_WAIT: Duration = Duration::from_secs(10);
+
+/// Turns to hash, taken one at a time.
+struct Turns(Semaphore);
+
+impl Turns {
+    /// A turn, or why there is none after waiting `wait`.
+    async fn take(&self, wait: Duration) -> Result<SemaphorePermit<'_>, AppError> {
+        match tokio::time::timeout(wait, self.0.acquire()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => Err(AppError::Unavailable(
+                "Too many passwords are being checked at once; try again in a moment.".into(),
+            )),
+        }
+    }
+}
+
+/// A turn to hash, server-wide.
+async fn turn() -> Result<SemaphorePermit<'static>, AppError> {
+    static TURNS: LazyLock<Turns> = LazyLock::new(|| Turns(Semaphore::new(AT_ONCE)));
+    TURNS.take(TURN_WAIT).await
+}
 
 fn argon2() -> Argon2<'static> {
     let params = Params::new(19 * 1024, 2, 1, None).unwrap_or_default();
@@ -28,6 +57,7 @@ fn internal(e: impl std::fmt::Display) -> AppError {
 
 /// The stored form of a new password.
 pub async fn hash(password: String) -> Result<String, AppError> {
+    let _turn = turn().await?;
     tokio::task::spawn_blocking(move || hash_now(&password))
         .await
         .map_err(internal)?
@@ -35,9 +65,11 @@ pub async fn hash(password: String) -> Result<String, AppError> {
 
 /// Whether `password` matches `stored`. With no stored hash (an unknown
 /// login), a hash is still checked, so the answer takes as long either way
-/// and timing does not tell which logins exist.
-pub async fn verify(password: String, stored: Option<String>) -> bool {
-    tokio::task::spawn_blocking(move || {
+/// and timing does not tell which logins exist. Refused (503) when it
+/// waited too long for its turn.
+pub async fn verify(password: String, stored: Option<String>) -> Result<bool, AppError> {
+    let _turn = turn().await?;
+    Ok(tokio::task::spawn_blocking(move || {
         static DUMMY: OnceLock<Option<String>> = OnceLock::new();
         let dummy = DUMMY.get_or_init(|| hash_now("not a password of anyone").ok());
         let known = stored.is_some();
@@ -56,7 +88,7 @@ pub async fn verify(password: String, stored: Option<String>) -> bool {
         known && matches
     })
     .await
-    .unwrap_or(false)
+    .unwrap_or(false))
 }
 
 #[cfg(test)]
@@ -69,9 +101,23 @@ mod tests {
         let b = hash("correct horse".into()).await.unwrap();
         assert_ne!(a, b);
         assert!(a.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{a}");
-        assert!(verify("correct horse".into(), Some(a.clone())).await);
-        assert!(!verify("wrong horse".into(), Some(a)).await);
-        assert!(!verify("not a password of anyone".into(), None).await);
-        assert!(!verify("x".into(), Some("garbage".into())).await);
+        assert!(verify("correct horse".into(), Some(a.clone()))
+            .await
+            .unwrap());
+        assert!(!verify("wrong horse".into(), Some(a)).await.unwrap());
+        assert!(!verify("not a password of anyone".into(), None)
+            .await
+            .unwrap());
+        assert!(!verify("x".into(), Some("garbage".into())).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_check_waits_its_turn_then_is_refused() {
+        let turns = Turns(Semaphore::new(1));
+        let held = turns.take(TURN_WAIT).await.unwrap();
+        let waited = turns.take(Duration::from_millis(50)).await;
+        assert!(matches!(waited, Err(AppError::Unavailable(_))));
+        drop(held);
+        assert!(turns.take(Duration::from_millis(50)).await.is_ok());
     }
 }

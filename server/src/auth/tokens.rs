@@ -17,6 +17,8 @@ use std::net::IpAddr;
 pub const TOKEN_PREFIX: &str = "pdk_";
 /// Longest expiry a token may get, in days.
 const MAX_EXPIRY_DAYS: i64 = 366;
+/// Tokens one person may have in use (not revoked, not expired).
+const TOKENS_PER_PERSON: usize = 100;
 /// How stale a token's "last used" may get before a request updates it.
 const LAST_USED_REFRESH: chrono::Duration = chrono::Duration::minutes(1);
 
@@ -103,6 +105,13 @@ impl Auth {
                 )))
             }
         };
+        let now = Utc::now();
+        let tokens = self.store.list_api_tokens(user).await?;
+        if tokens.iter().filter(|t| t.is_live(now)).count() >= TOKENS_PER_PERSON {
+            return Err(AppError::Conflict(format!(
+                "A person has at most {TOKENS_PER_PERSON} tokens in use: revoke one first."
+            )));
+        }
         let secret = format!("{TOKEN_PREFIX}{}", secret::random_hex());
         let token = ApiToken {
             id: uuid::Uuid::now_v7(),
