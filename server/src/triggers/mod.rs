@@ -48,6 +48,8 @@ pub const DELIVERY_MAX_BYTES: usize = 1024 * 1024;
 pub const EMAIL_MAX_BYTES: u64 = 40 * 1024 * 1024;
 /// Longest a previous secret may stay accepted after a rotation.
 pub const OVERLAP_MAX_SECS: u64 = 7 * 24 * 3600;
+/// Triggers one agent may have.
+const TRIGGERS_PER_AGENT: usize = 20;
 /// How long a repeat waits for the first delivery of its id (or of its
 /// conversation) to be handled, well within a sender's own time limit.
 const REPEAT_WAIT: Duration = Duration::from_secs(3);
@@ -269,6 +271,11 @@ impl Paddock {
     ) -> Result<TriggerSecret, AppError> {
         let t = self.as_template_owner(caller, template).await?;
         caller.may_create_sessions()?;
+        if self.store.list_triggers(template).await?.len() >= TRIGGERS_PER_AGENT {
+            return Err(AppError::Conflict(format!(
+                "An agent has at most {TRIGGERS_PER_AGENT} triggers: delete one first."
+            )));
+        }
         let draft = checked(draft)?;
         keeps_to(&t, draft.permission_mode).map_err(AppError::Invalid)?;
         has_time_left(&draft)?;

@@ -499,6 +499,20 @@ async fn bad_deliveries_are_refused_with_nothing_created() {
         )
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    // An agent has at most 20.
+    let path = format!("/api/templates/{}/triggers", made.trigger.template);
+    let all: Vec<Value> = s.get_json(&path).await;
+    for n in all.len()..20 {
+        let (status, body) = s
+            .post(&path, json!({"name": format!("more {n}"), "prompt": "x"}))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    let (status, body) = s
+        .post(&path, json!({"name": "one too many", "prompt": "x"}))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(body.to_string().contains("at most 20 triggers"), "{body}");
 }
 
 #[tokio::test]
