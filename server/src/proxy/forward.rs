@@ -114,7 +114,13 @@ async fn relay(ctx: Ctx, uri: Uri, headers: HeaderMap, body: Body) -> Response {
     match valid {
         Ok(true) => {}
         Ok(false) => {
-            tracing::warn!(%session, "LLM proxy: refused a missing, wrong, expired or revoked token");
+            // A few a minute: a process of the sandbox may send them in a loop.
+            if proxy.refused.len() > 10_000 {
+                proxy.refused.retain_recent();
+            }
+            if proxy.refused.check_key(&session).is_ok() {
+                tracing::warn!(%session, "LLM proxy: refused a missing, wrong, expired or revoked token");
+            }
             return api_error(
                 StatusCode::UNAUTHORIZED,
                 "authentication_error",
