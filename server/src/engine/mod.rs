@@ -29,6 +29,8 @@ use tokio_util::sync::CancellationToken;
 
 /// Largest prompt accepted, in bytes.
 pub const PROMPT_MAX_BYTES: usize = 1024 * 1024;
+/// Prompts that may wait their turn in one session.
+pub const QUEUED_PROMPTS_MAX: i64 = 32;
 
 #[derive(Clone, Debug)]
 pub struct EngineLimits {

@@ -19,7 +19,7 @@
 //! and gives its sessions up when it shuts down ([`Runner::hand_off`]).
 
 use super::permissions::Permissions;
-use super::{AgentEngine, RunError, PROMPT_MAX_BYTES};
+use super::{AgentEngine, RunError, PROMPT_MAX_BYTES, QUEUED_PROMPTS_MAX};
 use crate::config::Config;
 use crate::egress::EgressProxy;
 use crate::journal::Journal;
@@ -247,6 +247,12 @@ impl Runner {
             .get_session(session)
             .await?
             .ok_or_else(|| not_found(session))?;
+        if self.store.queued_prompts(session).await? >= QUEUED_PROMPTS_MAX {
+            return Err(AppError::Conflict(format!(
+                "{QUEUED_PROMPTS_MAX} prompts already wait their turn in this session: send \
+                 more once it has worked through some (or Stop, which drops them)."
+            )));
+        }
         // So that a secret pasted into the prompt is masked too; a secret
         // that cannot be opened any more is the run's error to report.
         let _ = self.secrets(&s).await;
@@ -488,7 +494,7 @@ impl Runner {
             // on once someone answers it.
             Takeover::Resumed
         } else if s.status.is_busy() {
-            let next = if self.store.prompt_queued(session).await? {
+            let next = if self.store.queued_prompts(session).await? > 0 {
                 "the prompts queued behind this one run now."
             } else {
                 "send a prompt to continue."
@@ -620,7 +626,7 @@ impl Runner {
                 tracing::warn!(%session, "cannot give the session's lease up: {e}");
             }
             lock(&self.runs).remove(&session);
-            if !self.store.prompt_queued(session).await.unwrap_or(false) {
+            if self.store.queued_prompts(session).await.unwrap_or(0) == 0 {
                 return;
             }
             let mut runs = lock(&self.runs);

@@ -46,8 +46,8 @@ pub trait Leases {
     async fn append_prompt(&self, session: SessionId, prompt: &EventKind) -> Result<Option<Event>>;
     /// Takes the oldest queued prompt for a run: `false` when none waits.
     async fn take_prompt(&self, session: SessionId) -> Result<bool>;
-    /// Whether a prompt waits for a run.
-    async fn prompt_queued(&self, session: SessionId) -> Result<bool>;
+    /// How many prompts wait for a run (0 for a session that is gone).
+    async fn queued_prompts(&self, session: SessionId) -> Result<i64>;
     /// Drops every queued prompt (Stop); their messages stay in the
     /// transcript.
     async fn drop_prompts(&self, session: SessionId) -> Result<()>;

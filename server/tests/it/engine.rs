@@ -940,3 +940,29 @@ async fn an_unused_sandbox_is_stopped_and_the_next_prompt_starts_it_with_its_fil
         .unwrap();
     wait_container(&s, false).await;
 }
+
+#[tokio::test]
+async fn at_most_32_prompts_wait_their_turn_and_stop_drops_them() {
+    let h = harness(
+        json!([{"reply": [{"tool_use": {"name": "bash", "input": {"command": "true"}}}]}]),
+        &[],
+    )
+    .await;
+    let s = h.session("ask").await;
+    h.prompt(&s, "first").await;
+    // Waiting for a decision: the run goes on, the next prompts wait.
+    h.wait_for_permission(&s).await;
+    for n in 0..32 {
+        h.prompt(&s, &format!("later {n}")).await;
+    }
+    let refused = h
+        .paddock
+        .send_prompt(&Caller::local_operator(), s.id, "one too many".into())
+        .await;
+    assert!(
+        matches!(&refused, Err(app::domain::AppError::Conflict(m)) if m.contains("32 prompts")),
+        "{refused:?}"
+    );
+    h.stop(&s).await;
+    assert_eq!(h.paddock.store.queued_prompts(s.id).await.unwrap(), 0);
+}

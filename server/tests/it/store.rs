@@ -285,7 +285,7 @@ async fn leases_go_to_one_replica_and_prompts_queue_for_any() {
 
         // The queue: each prompt taken once; Stop drops the rest.
         let prompt = |text: &str| EventKind::UserMessage { text: text.into() };
-        assert!(!store.prompt_queued(s).await.unwrap());
+        assert_eq!(store.queued_prompts(s).await.unwrap(), 0);
         store
             .append_prompt(s, &prompt("one"))
             .await
@@ -301,7 +301,7 @@ async fn leases_go_to_one_replica_and_prompts_queue_for_any() {
             None
         );
         assert!(store.take_prompt(s).await.unwrap(), "{db}");
-        assert!(store.prompt_queued(s).await.unwrap());
+        assert_eq!(store.queued_prompts(s).await.unwrap(), 1);
         store
             .append_prompt(s, &prompt("three"))
             .await

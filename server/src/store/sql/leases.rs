@@ -108,13 +108,13 @@ impl Leases for SqlStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn prompt_queued(&self, session: SessionId) -> Result<bool> {
+    async fn queued_prompts(&self, session: SessionId) -> Result<i64> {
         let queued: Option<i64> =
             sqlx::query_scalar("SELECT queued_prompts FROM sessions WHERE id = $1")
                 .bind(session.to_string())
                 .fetch_optional(&self.pool)
                 .await?;
-        Ok(queued.is_some_and(|n| n > 0))
+        Ok(queued.unwrap_or(0))
     }
 
     async fn drop_prompts(&self, session: SessionId) -> Result<()> {
