@@ -190,9 +190,8 @@ async fn on_store(config: Config, command: StoreCommand) -> anyhow::Result<()> {
         // Run from another folder, the relative default names a database
         // no server reads.
         eprintln!(
-            "There was no database at {}: this made a new one. Paddock uses the one in the \
-             folder it runs in, or DATABASE_URL's: run this there, or with the same \
-             DATABASE_URL.",
+            "Made a new database at {} (a Paddock run in this folder uses it; elsewhere, give \
+             the same DATABASE_URL).",
             file.display()
         );
     }

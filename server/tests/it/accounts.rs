@@ -19,7 +19,7 @@ use std::time::Duration;
 pub(crate) const PASSWORD: &str = "correct horse battery";
 
 pub(crate) struct Team {
-    _home: Home,
+    home: Home,
     pub(crate) paddock: Arc<Paddock>,
     served: Served,
     /// Never follows redirects: the tests read them.
@@ -44,7 +44,7 @@ pub(crate) async fn team(extra: &[&str]) -> Team {
         .build()
         .unwrap();
     Team {
-        _home: home,
+        home,
         paddock,
         served,
         http,
@@ -1037,6 +1037,32 @@ async fn a_token_works_sessions_but_cannot_hand_out_access() {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
+    // At most 100 in use: the next waits for one revoked.
+    let caller = t.paddock.auth.user_by_login("root").await.unwrap().caller();
+    for n in 2..100 {
+        t.paddock
+            .auth
+            .create_token(&caller, &format!("token {n}"), None, None)
+            .await
+            .unwrap();
+    }
+    let one_more = || {
+        t.status(
+            t.with_cookie(&admin.cookie, Method::POST, "/api/create_token")
+                .form(&[("name", "one more")]),
+        )
+    };
+    let (status, body) = one_more().await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(body.contains("at most 100 tokens"), "{body}");
+    let listed = t.paddock.auth.list_tokens(&caller).await.unwrap();
+    t.paddock
+        .auth
+        .revoke_token(&caller, listed[0].token.id, None)
+        .await
+        .unwrap();
+    let (status, body) = one_more().await;
+    assert_eq!(status, StatusCode::OK, "{body}");
 }
 
 #[tokio::test]
@@ -1402,4 +1428,57 @@ async fn a_members_agent_cannot_spend_an_admins_secrets_or_git_token() {
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{text}");
+}
+
+#[tokio::test]
+async fn one_person_holds_at_most_two_workspace_downloads_and_others_still_get_theirs() {
+    let t = team(&[]).await;
+    let ann = t.person("ann", Role::Member).await;
+    let bob = t.person("bob", Role::Member).await;
+    let anns = t.create(&ann, json!({"name": "big"})).await;
+    let bobs = t.create(&bob, json!({"name": "small"})).await;
+    // 32 MiB that gzip cannot shrink: more than what is read ahead and
+    // what the connection buffers, so an archive left unread holds on.
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let noise: Vec<u8> = (0..32 * 1024 * 1024 / 8)
+        .flat_map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state.to_le_bytes()
+        })
+        .collect();
+    let folder = t.home.workspace(anns.id);
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(folder.join("noise.bin"), noise).unwrap();
+    let archive = |who: &Person, s: &Session| {
+        t.as_(who, Method::GET, &format!("/api/sessions/{}/archive", s.id))
+            .send()
+    };
+    let held = [
+        archive(&ann, &anns).await.unwrap(),
+        archive(&ann, &anns).await.unwrap(),
+    ];
+    for res in &held {
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+    let third = archive(&ann, &anns).await.unwrap();
+    assert_eq!(third.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(third.text().await.unwrap().contains("You have 2"));
+    // Bob's is not held up by Ann's.
+    let res = archive(&bob, &bobs).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    res.bytes().await.unwrap();
+    // Read to their end, Ann's give their places back.
+    for res in held {
+        res.bytes().await.unwrap();
+    }
+    for tries in 0.. {
+        let res = archive(&ann, &anns).await.unwrap();
+        if res.status() == StatusCode::OK {
+            break;
+        }
+        assert!(tries < 100, "Ann's places were not given back");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

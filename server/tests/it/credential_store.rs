@@ -397,13 +397,13 @@ async fn the_user_command_adds_lists_and_disables_accounts() {
         &format!("{PASSWORD}\n"),
     );
     assert!(ok, "{said}");
-    assert!(said.contains("this made a new one"), "{said}");
+    assert!(said.contains("Made a new database"), "{said}");
     let (ok, said) = paddock_cli(
         dir,
         &["user", "add", "alice", "--name", "Alice A."],
         &format!("{PASSWORD}\n"),
     );
-    assert!(ok && !said.contains("made a new one"), "{said}");
+    assert!(ok && !said.contains("Made a new database"), "{said}");
     let (ok, said) = paddock_cli(dir, &["user", "add", "alice"], &format!("{PASSWORD}\n"));
     assert!(!ok && said.contains("taken"), "{said}");
     // Taken, whatever came on stdin: nothing read or made for it.
