@@ -243,6 +243,12 @@ pub struct Config {
     #[arg(long, env = "PADDOCK_SANDBOX_IDLE_SECS", default_value_t = 3600, value_parser = sandbox_idle_secs)]
     pub sandbox_idle_secs: u64,
 
+    /// Sandboxes one person's sessions may have running at once (with
+    /// sign-in on); a start past it stops their unused ones first, the
+    /// longest unused first, and is refused when every one is in use.
+    #[arg(long, env = "PADDOCK_SANDBOXES_PER_PERSON", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub sandboxes_per_person: u32,
+
     /// This process's name among the replicas sharing a PostgreSQL
     /// database, stable across its restarts (a restarted replica takes its
     /// sessions back at once) [default: the host name and the port].
@@ -476,6 +482,11 @@ impl Config {
     /// never.
     pub fn sandbox_idle(&self) -> Option<std::time::Duration> {
         (self.sandbox_idle_secs > 0).then(|| std::time::Duration::from_secs(self.sandbox_idle_secs))
+    }
+
+    /// How many sandboxes one person's sessions may have running.
+    pub fn sandboxes_per_person(&self) -> usize {
+        usize::try_from(self.sandboxes_per_person).unwrap_or(usize::MAX)
     }
 
     pub fn lease(&self) -> std::time::Duration {

@@ -212,6 +212,10 @@ impl Runner {
                 Some(relay)
             }
         };
+        if let Some(owner) = s.owner {
+            self.make_room(s.id, owner, self.config.sandboxes_per_person())
+                .await?;
+        }
         let spec = SandboxSpec {
             limits: self.config.limits_for(s.limits),
             image: s.image.clone(),
@@ -219,6 +223,80 @@ impl Runner {
             proxy,
         };
         self.sandbox.start_with(s.id, &spec).await
+    }
+
+    /// Keeps `owner` within `most` running sandboxes as `session`'s starts:
+    /// their unused ones stop, the longest unused first; refused when all
+    /// are in use.
+    async fn make_room(
+        &self,
+        session: SessionId,
+        owner: app::domain::UserId,
+        most: usize,
+    ) -> Result<(), SandboxError> {
+        let found = self.sandbox.list().await?;
+        if found.iter().any(|f| f.session == session && f.running) {
+            return Ok(());
+        }
+        let mut theirs = Vec::new();
+        for f in found.iter().filter(|f| f.running) {
+            match self.store.get_session(f.session).await {
+                Ok(Some(other)) if other.owner == Some(owner) => theirs.push(other),
+                Ok(_) => {}
+                Err(e) => return Err(SandboxError::Unavailable(e.to_string())),
+            }
+        }
+        let mut running = theirs.len();
+        theirs.sort_by_key(|other| other.updated_at);
+        for other in theirs {
+            if running < most {
+                break;
+            }
+            let now = chrono::Utc::now();
+            if self.unused(other.id, now).await.unwrap_or(false) && self.stop_unused(other.id).await
+            {
+                running -= 1;
+            }
+        }
+        if running < most {
+            return Ok(());
+        }
+        Err(SandboxError::Failed(format!(
+            "{most} sandboxes of this session's owner run already, each in use (a run, or a \
+             terminal open): stop one, or let one finish (PADDOCK_SANDBOXES_PER_PERSON)"
+        )))
+    }
+
+    /// Whether nothing uses the session's sandbox now: no run here or on
+    /// another replica (which holds a lease), no terminal open (its
+    /// transcript says so, wherever it was opened).
+    async fn unused(
+        &self,
+        session: SessionId,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<bool, StoreError> {
+        Ok(!self.is_running(session)
+            && self.store.lease_holder(session, now).await?.is_none()
+            && !terminal_open(&*self.store, session).await?)
+    }
+
+    /// Stops the session's sandbox unless a start of it is under way here
+    /// or it runs here; whether it stopped.
+    async fn stop_unused(&self, session: SessionId) -> bool {
+        let gate = self.start_gate(session);
+        let Ok(_one_at_a_time) = gate.try_lock() else {
+            return false;
+        };
+        if self.is_running(session) {
+            return false;
+        }
+        match self.sandbox.stop(session).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(%session, "cannot stop an unused sandbox: {e}");
+                false
+            }
+        }
     }
 
     /// The sessions' way to the hosts they may reach.
@@ -398,10 +476,8 @@ impl Runner {
         self.config.sandbox_idle()
     }
 
-    /// Stops the sandboxes unused for `idle`: no run under way (here, or
-    /// on another replica, which holds a lease), no terminal open (its
-    /// transcript says so, wherever it was opened) and nothing stored in
-    /// the session for `idle`. Its workspace stays; the next run or
+    /// Stops the sandboxes [unused](Self::unused) with nothing stored in
+    /// their session for `idle`. Its workspace stays; the next run or
     /// terminal starts it again. Returns the sessions whose sandbox
     /// stopped.
     pub async fn stop_idle_sandboxes(&self, idle: Duration) -> anyhow::Result<Vec<SessionId>> {
@@ -412,23 +488,12 @@ impl Runner {
             let Some(s) = self.store.get_session(session).await? else {
                 continue;
             };
-            if !found.running
-                || self.is_running(session)
-                || (now - s.updated_at).to_std().unwrap_or_default() < idle
-                || self.store.lease_holder(session, now).await?.is_some()
-                || terminal_open(&*self.store, session).await?
+            if found.running
+                && (now - s.updated_at).to_std().unwrap_or_default() >= idle
+                && self.unused(session, now).await?
+                && self.stop_unused(session).await
             {
-                continue;
-            }
-            // Not while a run starts it here.
-            let gate = self.start_gate(session);
-            let _one_at_a_time = gate.lock().await;
-            if self.is_running(session) {
-                continue;
-            }
-            match self.sandbox.stop(session).await {
-                Ok(()) => stopped.push(session),
-                Err(e) => tracing::warn!(%session, "cannot stop an idle sandbox: {e}"),
+                stopped.push(session);
             }
         }
         Ok(stopped)

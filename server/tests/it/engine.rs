@@ -966,3 +966,76 @@ async fn at_most_32_prompts_wait_their_turn_and_stop_drops_them() {
     h.stop(&s).await;
     assert_eq!(h.paddock.store.queued_prompts(s.id).await.unwrap(), 0);
 }
+
+#[tokio::test]
+async fn a_persons_sandboxes_past_the_cap_stop_the_longest_unused_or_are_refused() {
+    let h = harness(json!([]), &["--auth=on", "--sandboxes-per-person=2"]).await;
+    let paddock = &h.paddock;
+    let (ann, bob) = (member(paddock, "ann").await, member(paddock, "bob").await);
+    // Each session's sandbox starts as it is made.
+    let a = start(paddock, &ann, "a").await;
+    wait_container(&a, true).await;
+    let b = start(paddock, &ann, "b").await;
+    wait_container(&b, true).await;
+    // A third: the longest unused stops to make room.
+    let c = start(paddock, &ann, "c").await;
+    wait_container(&c, true).await;
+    assert!(!container_running(&a));
+    assert!(container_running(&b));
+    // Both in use (a terminal open in each): a fourth is refused, and says why.
+    for s in [&b, &c] {
+        paddock
+            .store
+            .append_event(
+                s.id,
+                &EventKind::Terminal {
+                    number: 1,
+                    by: "ann".into(),
+                    closed: None,
+                },
+            )
+            .await
+            .unwrap();
+    }
+    let d = start(paddock, &ann, "d").await;
+    let mut said = String::new();
+    for _ in 0..100 {
+        said = format!("{:?}", common::events(paddock, d.id).await);
+        if said.contains("PADDOCK_SANDBOXES_PER_PERSON") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(said.contains("PADDOCK_SANDBOXES_PER_PERSON"), "{said}");
+    assert!(!container_running(&d));
+    assert!(container_running(&b) && container_running(&c));
+    // Another person's are theirs to count.
+    let e = start(paddock, &bob, "e").await;
+    wait_container(&e, true).await;
+}
+
+/// A member's caller, made in the store.
+async fn member(paddock: &Paddock, login: &str) -> Caller {
+    paddock
+        .auth
+        .add_user(
+            "test",
+            login,
+            login,
+            app::accounts::Role::Member,
+            "correct horse battery",
+            None,
+        )
+        .await
+        .unwrap()
+        .caller()
+}
+
+/// A session `who` makes, its sandbox started as it is made.
+async fn start(paddock: &Paddock, who: &Caller, name: &str) -> Session {
+    let new = app::domain::NewSession {
+        name: name.into(),
+        ..Default::default()
+    };
+    paddock.start_session(who, new, None).await.unwrap()
+}
