@@ -50,6 +50,8 @@ const EVENTS_AT_ONCE: i64 = 100;
 const MESSAGES_PER_LOOK: usize = 20;
 /// How long a message is tried.
 const TRIED_FOR: chrono::Duration = chrono::Duration::days(1);
+/// Tries of a message its receiver refuses as it is (a 4xx).
+const REFUSED_TRIES: u32 = 3;
 /// The first wait after a failed try, and the longest.
 const FIRST_WAIT_SECS: f64 = 5.0;
 const LONGEST_WAIT_SECS: f64 = 3600.0;
@@ -468,7 +470,14 @@ fn settle(message: &mut Message, tried: Tried, now: DateTime<Utc>) -> bool {
         return true;
     }
     let next = now + backoff(message.attempts);
-    if next - message.tried_since > TRIED_FOR {
+    // A receiver that refuses this message as it is (a 4xx other than a
+    // timeout, a conflict or a rate limit) refuses it again: a few tries,
+    // not a day of them holding back every message after it.
+    let refused_as_is =
+        code.is_some_and(|c| (400..500).contains(&c) && ![408, 409, 425, 429].contains(&c));
+    if next - message.tried_since > TRIED_FOR
+        || (refused_as_is && message.attempts >= REFUSED_TRIES)
+    {
         message.state = MessageState::Failed;
         message.next_attempt_at = None;
     } else {
@@ -520,5 +529,27 @@ mod tests {
         assert_eq!(m.state, MessageState::Failed);
         assert!(settle(&mut m, Tried::Answered(204, String::new()), now));
         assert_eq!((m.state, m.error.clone()), (MessageState::Delivered, None));
+        // Refused as it is: three tries; a rate limit is tried for the day.
+        for (code, tries) in [
+            (413, REFUSED_TRIES),
+            (400, REFUSED_TRIES),
+            (429, 40),
+            (503, 40),
+        ] {
+            m.state = MessageState::Pending;
+            m.attempts = 0;
+            m.tried_since = now;
+            for _ in 0..tries - 1 {
+                settle(&mut m, Tried::Answered(code, String::new()), now);
+                assert_eq!(m.state, MessageState::Pending, "{code}");
+            }
+            settle(&mut m, Tried::Answered(code, String::new()), now);
+            let expected = if tries == REFUSED_TRIES {
+                MessageState::Failed
+            } else {
+                MessageState::Pending
+            };
+            assert_eq!(m.state, expected, "{code}");
+        }
     }
 }
