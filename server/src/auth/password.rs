@@ -6,9 +6,9 @@
 use app::domain::AppError;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
-use std::sync::{LazyLock, OnceLock};
+use std::sync::{Arc, LazyLock, OnceLock};
 use std::time::Duration;
-use tokio::sync::{Semaphore, SemaphorePermit};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Hashes made or checked at once, server-wide: each holds 19 MiB and a
 /// blocking thread, and anyone may ask for a sign-in.
@@ -17,12 +17,14 @@ const AT_ONCE: usize = 4;
 const TURN_WAIT: Duration = Duration::from_secs(10);
 
 /// Turns to hash, taken one at a time.
-struct Turns(Semaphore);
+struct Turns(Arc<Semaphore>);
 
 impl Turns {
-    /// A turn, or why there is none after waiting `wait`.
-    async fn take(&self, wait: Duration) -> Result<SemaphorePermit<'_>, AppError> {
-        match tokio::time::timeout(wait, self.0.acquire()).await {
+    /// A turn, or why there is none after waiting `wait`. Owned, so that
+    /// the hash's own thread holds it: a request dropped meanwhile (its
+    /// client gone) does not give the turn back before the work ends.
+    async fn take(&self, wait: Duration) -> Result<OwnedSemaphorePermit, AppError> {
+        match tokio::time::timeout(wait, self.0.clone().acquire_owned()).await {
             Ok(Ok(permit)) => Ok(permit),
             _ => Err(AppError::Unavailable(
                 "Too many passwords are being checked at once; try again in a moment.".into(),
@@ -32,8 +34,8 @@ impl Turns {
 }
 
 /// A turn to hash, server-wide.
-async fn turn() -> Result<SemaphorePermit<'static>, AppError> {
-    static TURNS: LazyLock<Turns> = LazyLock::new(|| Turns(Semaphore::new(AT_ONCE)));
+async fn turn() -> Result<OwnedSemaphorePermit, AppError> {
+    static TURNS: LazyLock<Turns> = LazyLock::new(|| Turns(Arc::new(Semaphore::new(AT_ONCE))));
     TURNS.take(TURN_WAIT).await
 }
 
@@ -57,10 +59,13 @@ fn internal(e: impl std::fmt::Display) -> AppError {
 
 /// The stored form of a new password.
 pub async fn hash(password: String) -> Result<String, AppError> {
-    let _turn = turn().await?;
-    tokio::task::spawn_blocking(move || hash_now(&password))
-        .await
-        .map_err(internal)?
+    let turn = turn().await?;
+    tokio::task::spawn_blocking(move || {
+        let _turn = turn;
+        hash_now(&password)
+    })
+    .await
+    .map_err(internal)?
 }
 
 /// Whether `password` matches `stored`. With no stored hash (an unknown
@@ -68,8 +73,9 @@ pub async fn hash(password: String) -> Result<String, AppError> {
 /// and timing does not tell which logins exist. Refused (503) when it
 /// waited too long for its turn.
 pub async fn verify(password: String, stored: Option<String>) -> Result<bool, AppError> {
-    let _turn = turn().await?;
+    let turn = turn().await?;
     Ok(tokio::task::spawn_blocking(move || {
+        let _turn = turn;
         static DUMMY: OnceLock<Option<String>> = OnceLock::new();
         let dummy = DUMMY.get_or_init(|| hash_now("not a password of anyone").ok());
         let known = stored.is_some();
@@ -113,7 +119,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_check_waits_its_turn_then_is_refused() {
-        let turns = Turns(Semaphore::new(1));
+        let turns = Turns(Arc::new(Semaphore::new(1)));
         let held = turns.take(TURN_WAIT).await.unwrap();
         let waited = turns.take(Duration::from_millis(50)).await;
         assert!(matches!(waited, Err(AppError::Unavailable(_))));
