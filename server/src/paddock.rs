@@ -212,6 +212,7 @@ impl Paddock {
             journal.clone(),
             sign_in,
         ));
+        let terminals = TerminalSlots::default();
         let runner = Arc::new(Runner::new(
             config.clone(),
             store.clone(),
@@ -220,9 +221,9 @@ impl Paddock {
             vault.clone(),
             setup.clone(),
             [(Engine::Native, native), (Engine::ClaudeCode, claude_code)],
+            terminals.clone(),
         ));
         replicas::spawn_heartbeat(&runner, config.lease());
-        let terminals = TerminalSlots::default();
         let bus = bus.map(|(bus, inbox)| {
             Follower {
                 hub: hub.clone(),

@@ -20,12 +20,13 @@
 
 use super::permissions::Permissions;
 use super::{AgentEngine, RunError, PROMPT_MAX_BYTES, QUEUED_PROMPTS_MAX};
-use crate::config::Config;
+use crate::config::{AuthSetting, Config};
 use crate::egress::EgressProxy;
 use crate::journal::Journal;
 use crate::sandbox::{Sandbox, SandboxError, SandboxSpec};
 use crate::store::{Store, StoreError};
 use crate::sync::lock;
+use crate::terminal_slots::TerminalSlots;
 use crate::vault::Vault;
 use crate::workspace_setup::WorkspaceSetup;
 use app::domain::{
@@ -93,6 +94,11 @@ pub struct Runner {
     /// One start of a session's sandbox at a time here, and none while the
     /// session is being deleted ([`Runner::hold_starts`]).
     starts: Mutex<HashMap<SessionId, Arc<tokio::sync::Mutex<()>>>>,
+    /// One start at a time of one person's sandboxes here, so that two
+    /// cannot both find room for one ([`Runner::make_room`]).
+    owner_starts: Mutex<HashMap<app::domain::UserId, Arc<tokio::sync::Mutex<()>>>>,
+    /// The terminals open here: a session with one is in use.
+    terminals: TerminalSlots,
     /// Set once this replica hands its sessions off: it starts no run.
     closing: AtomicBool,
 }
@@ -133,6 +139,7 @@ impl Runner {
         vault: Arc<Vault>,
         setup: Arc<WorkspaceSetup>,
         engines: impl IntoIterator<Item = (Engine, Arc<dyn AgentEngine>)>,
+        terminals: TerminalSlots,
     ) -> Self {
         Self {
             replica: config.replica_name(),
@@ -150,6 +157,8 @@ impl Runner {
             engines: engines.into_iter().collect(),
             runs: Mutex::default(),
             starts: Mutex::default(),
+            owner_starts: Mutex::default(),
+            terminals,
             closing: AtomicBool::new(false),
         }
     }
@@ -202,6 +211,18 @@ impl Runner {
             .mounts(s.id)
             .await?;
         mounts.extend(self.config.mount_policy().sandbox_mounts(&s.mounts)?);
+        // One person's starts one at a time, so that two cannot both find
+        // room for one.
+        let _theirs_one_at_a_time = match s.owner.filter(|_| self.config.auth == AuthSetting::On) {
+            Some(owner) => {
+                let gate = lock(&self.owner_starts).entry(owner).or_default().clone();
+                let held = gate.lock_owned().await;
+                self.make_room(s.id, owner, self.config.sandboxes_per_person())
+                    .await?;
+                Some(held)
+            }
+            None => None,
+        };
         let proxy = match s.egress.is_empty() {
             true => None,
             false => {
@@ -212,10 +233,6 @@ impl Runner {
                 Some(relay)
             }
         };
-        if let Some(owner) = s.owner {
-            self.make_room(s.id, owner, self.config.sandboxes_per_person())
-                .await?;
-        }
         let spec = SandboxSpec {
             limits: self.config.limits_for(s.limits),
             image: s.image.clone(),
@@ -226,8 +243,8 @@ impl Runner {
     }
 
     /// Keeps `owner` within `most` running sandboxes as `session`'s starts:
-    /// their unused ones stop, the longest unused first; refused when all
-    /// are in use.
+    /// their unused ones stop, the longest unused first; refused when none
+    /// can be.
     async fn make_room(
         &self,
         session: SessionId,
@@ -235,59 +252,67 @@ impl Runner {
         most: usize,
     ) -> Result<(), SandboxError> {
         let found = self.sandbox.list().await?;
-        if found.iter().any(|f| f.session == session && f.running) {
+        if found
+            .iter()
+            .any(|f| f.session == session && (f.running || f.paused))
+        {
             return Ok(());
         }
         let mut theirs = Vec::new();
-        for f in found.iter().filter(|f| f.running) {
+        let mut up = 0;
+        for f in found.iter().filter(|f| f.running || f.paused) {
             match self.store.get_session(f.session).await {
-                Ok(Some(other)) if other.owner == Some(owner) => theirs.push(other),
+                Ok(Some(other)) if other.owner == Some(owner) => {
+                    up += 1;
+                    if f.running {
+                        theirs.push(other);
+                    }
+                }
                 Ok(_) => {}
                 Err(e) => return Err(SandboxError::Unavailable(e.to_string())),
             }
         }
-        let mut running = theirs.len();
         theirs.sort_by_key(|other| other.updated_at);
         for other in theirs {
-            if running < most {
+            if up < most {
                 break;
             }
-            let now = chrono::Utc::now();
-            if self.unused(other.id, now).await.unwrap_or(false) && self.stop_unused(other.id).await
-            {
-                running -= 1;
+            if self.stop_unused(other.id).await {
+                up -= 1;
             }
         }
-        if running < most {
+        if up < most {
             return Ok(());
         }
         Err(SandboxError::Failed(format!(
-            "{most} sandboxes of this session's owner run already, each in use (a run, or a \
-             terminal open): stop one, or let one finish (PADDOCK_SANDBOXES_PER_PERSON)"
+            "{most} sandboxes of this session's owner are running, and none of them could \
+             be stopped for it (each in use: a run, a terminal): send this again once one is \
+             done (PADDOCK_SANDBOXES_PER_PERSON)"
         )))
     }
 
-    /// Whether nothing uses the session's sandbox now: no run here or on
-    /// another replica (which holds a lease), no terminal open (its
-    /// transcript says so, wherever it was opened).
-    async fn unused(
-        &self,
-        session: SessionId,
-        now: chrono::DateTime<chrono::Utc>,
-    ) -> Result<bool, StoreError> {
-        Ok(!self.is_running(session)
-            && self.store.lease_holder(session, now).await?.is_none()
-            && !terminal_open(&*self.store, session).await?)
-    }
-
-    /// Stops the session's sandbox unless a start of it is under way here
-    /// or it runs here; whether it stopped.
+    /// Stops the session's sandbox if nothing uses it: no run here or on
+    /// another replica (which holds a lease), no terminal open (here, or
+    /// by its transcript wherever it was opened), and no start of it under
+    /// way here; whether it stopped.
     async fn stop_unused(&self, session: SessionId) -> bool {
         let gate = self.start_gate(session);
         let Ok(_one_at_a_time) = gate.try_lock() else {
             return false;
         };
-        if self.is_running(session) {
+        if self.is_running(session) || self.terminals.any_open(session) {
+            return false;
+        }
+        let used_elsewhere = async {
+            Ok::<_, StoreError>(
+                self.store
+                    .lease_holder(session, chrono::Utc::now())
+                    .await?
+                    .is_some()
+                    || terminal_open(&*self.store, session).await?,
+            )
+        };
+        if !matches!(used_elsewhere.await, Ok(false)) {
             return false;
         }
         match self.sandbox.stop(session).await {
@@ -476,7 +501,7 @@ impl Runner {
         self.config.sandbox_idle()
     }
 
-    /// Stops the sandboxes [unused](Self::unused) with nothing stored in
+    /// Stops the sandboxes [unused](Self::stop_unused) with nothing stored in
     /// their session for `idle`. Its workspace stays; the next run or
     /// terminal starts it again. Returns the sessions whose sandbox
     /// stopped.
@@ -490,7 +515,6 @@ impl Runner {
             };
             if found.running
                 && (now - s.updated_at).to_std().unwrap_or_default() >= idle
-                && self.unused(session, now).await?
                 && self.stop_unused(session).await
             {
                 stopped.push(session);

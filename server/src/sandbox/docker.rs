@@ -1196,6 +1196,9 @@ impl Sandbox for DockerSandbox {
     }
 
     async fn stop(&self, session: SessionId) -> Result<()> {
+        // Not while the server reads its workspace paused (a stop would
+        // let it run for its grace): after that read.
+        let _no_read = self.read_lock(session).await?;
         // Its agent goes with the container.
         self.agents.forget(session);
         let options = StopContainerOptionsBuilder::new().t(2).build();
@@ -1348,10 +1351,12 @@ impl Sandbox for DockerSandbox {
             .into_iter()
             .filter_map(|c| {
                 let session = c.labels.as_ref()?.get(SESSION_LABEL)?.parse().ok()?;
-                let running = c
-                    .state
-                    .is_some_and(|s| s == bollard::models::ContainerSummaryStateEnum::RUNNING);
-                Some(Found { session, running })
+                use bollard::models::ContainerSummaryStateEnum as State;
+                Some(Found {
+                    session,
+                    running: c.state == Some(State::RUNNING),
+                    paused: c.state == Some(State::PAUSED),
+                })
             })
             .collect())
     }

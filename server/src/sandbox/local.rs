@@ -332,6 +332,7 @@ impl Sandbox for LocalSandbox {
             .map(|session| Found {
                 session,
                 running: false,
+                paused: false,
             })
             .collect())
     }

@@ -323,6 +323,9 @@ pub struct BackendInfo {
 pub struct Found {
     pub session: SessionId,
     pub running: bool,
+    /// Frozen for a moment while the server reads its workspace: up, and
+    /// in use.
+    pub paused: bool,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -18,6 +18,7 @@ pub mod sendgrid;
 pub mod standard_webhooks;
 pub mod twilio;
 
+use crate::engine::QUEUED_PROMPTS_MAX;
 use crate::paddock::Paddock;
 use crate::store::triggers::{Claim, ConversationClaim};
 use crate::vault::SecretOf;
@@ -846,6 +847,13 @@ impl Paddock {
                 .await
                 .map_err(fail)?,
         )?;
+        // Refused before anything is written, so that the sender's next try
+        // adds no second record of it.
+        if self.store.queued_prompts(session).await.map_err(fail)? >= QUEUED_PROMPTS_MAX {
+            return Err(Handled::Failed(AppError::Unavailable(format!(
+                "Session {session} has {QUEUED_PROMPTS_MAX} prompts waiting already."
+            ))));
+        }
         if !files.is_empty() {
             match self.upload_files(&owner, session, files).await {
                 Ok(_) => {}

@@ -982,21 +982,21 @@ async fn a_persons_sandboxes_past_the_cap_stop_the_longest_unused_or_are_refused
     wait_container(&c, true).await;
     assert!(!container_running(&a));
     assert!(container_running(&b));
-    // Both in use (a terminal open in each): a fourth is refused, and says why.
-    for s in [&b, &c] {
-        paddock
-            .store
-            .append_event(
-                s.id,
-                &EventKind::Terminal {
-                    number: 1,
-                    by: "ann".into(),
-                    closed: None,
-                },
-            )
-            .await
-            .unwrap();
-    }
+    // Both in use: a terminal opening here in one, one open (its
+    // transcript says) in the other. A fourth is refused, and says why.
+    let _opening = paddock.terminals.claim(b.id).unwrap();
+    paddock
+        .store
+        .append_event(
+            c.id,
+            &EventKind::Terminal {
+                number: 1,
+                by: "ann".into(),
+                closed: None,
+            },
+        )
+        .await
+        .unwrap();
     let d = start(paddock, &ann, "d").await;
     let mut said = String::new();
     for _ in 0..100 {
