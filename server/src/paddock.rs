@@ -212,7 +212,6 @@ impl Paddock {
             journal.clone(),
             sign_in,
         ));
-        let terminals = TerminalSlots::default();
         let runner = Arc::new(Runner::new(
             config.clone(),
             store.clone(),
@@ -221,8 +220,8 @@ impl Paddock {
             vault.clone(),
             setup.clone(),
             [(Engine::Native, native), (Engine::ClaudeCode, claude_code)],
-            terminals.clone(),
         ));
+        let terminals = runner.terminals().clone();
         replicas::spawn_heartbeat(&runner, config.lease());
         let bus = bus.map(|(bus, inbox)| {
             Follower {

@@ -139,7 +139,6 @@ impl Runner {
         vault: Arc<Vault>,
         setup: Arc<WorkspaceSetup>,
         engines: impl IntoIterator<Item = (Engine, Arc<dyn AgentEngine>)>,
-        terminals: TerminalSlots,
     ) -> Self {
         Self {
             replica: config.replica_name(),
@@ -158,7 +157,7 @@ impl Runner {
             runs: Mutex::default(),
             starts: Mutex::default(),
             owner_starts: Mutex::default(),
-            terminals,
+            terminals: TerminalSlots::default(),
             closing: AtomicBool::new(false),
         }
     }
@@ -402,6 +401,12 @@ impl Runner {
             run.spans.clear();
             run.cancel.cancel();
         }
+    }
+
+    /// The terminals open here, which the runner counts as use of their
+    /// sandbox.
+    pub fn terminals(&self) -> &TerminalSlots {
+        &self.terminals
     }
 
     /// Whether the session is running a prompt on this replica right now.
