@@ -216,9 +216,10 @@ impl Runner {
             Some(owner) => {
                 let gate = lock(&self.owner_starts).entry(owner).or_default().clone();
                 let held = gate.lock_owned().await;
+                // Held through the start only where one is made.
                 self.make_room(s.id, owner, self.config.sandboxes_per_person())
-                    .await?;
-                Some(held)
+                    .await?
+                    .then_some(held)
             }
             None => None,
         };
@@ -243,34 +244,30 @@ impl Runner {
 
     /// Keeps `owner` within `most` running sandboxes as `session`'s starts:
     /// their unused ones stop, the longest unused first; refused when none
-    /// can be.
+    /// can be. `false` when the session's own is up already (nothing to
+    /// make room for).
     async fn make_room(
         &self,
         session: SessionId,
         owner: app::domain::UserId,
         most: usize,
-    ) -> Result<(), SandboxError> {
+    ) -> Result<bool, SandboxError> {
         let found = self.sandbox.list().await?;
         if found
             .iter()
             .any(|f| f.session == session && (f.running || f.paused))
         {
-            return Ok(());
+            return Ok(false);
         }
         let mut theirs = Vec::new();
-        let mut up = 0;
         for f in found.iter().filter(|f| f.running || f.paused) {
             match self.store.get_session(f.session).await {
-                Ok(Some(other)) if other.owner == Some(owner) => {
-                    up += 1;
-                    if f.running {
-                        theirs.push(other);
-                    }
-                }
+                Ok(Some(other)) if other.owner == Some(owner) => theirs.push(other),
                 Ok(_) => {}
                 Err(e) => return Err(SandboxError::Unavailable(e.to_string())),
             }
         }
+        let mut up = theirs.len();
         theirs.sort_by_key(|other| other.updated_at);
         for other in theirs {
             if up < most {
@@ -281,7 +278,7 @@ impl Runner {
             }
         }
         if up < most {
-            return Ok(());
+            return Ok(true);
         }
         Err(SandboxError::Failed(format!(
             "{most} sandboxes of this session's owner are running, and none of them could \
@@ -518,7 +515,7 @@ impl Runner {
             let Some(s) = self.store.get_session(session).await? else {
                 continue;
             };
-            if found.running
+            if (found.running || found.paused)
                 && (now - s.updated_at).to_std().unwrap_or_default() >= idle
                 && self.stop_unused(session).await
             {

@@ -1196,9 +1196,28 @@ impl Sandbox for DockerSandbox {
     }
 
     async fn stop(&self, session: SessionId) -> Result<()> {
-        // Not while the server reads its workspace paused (a stop would
-        // let it run for its grace): after that read.
-        let _no_read = self.read_lock(session).await?;
+        // Not while the server reads its workspace paused: the sandbox is
+        // in use (and a stop would let it run for its grace). Paused with
+        // no read under way, it was left so by a server that stopped
+        // mid-read: resumed, to be stopped.
+        let path = self.read_lock_path(session);
+        let no_read = tokio::task::spawn_blocking(move || crate::sync::try_lock_file(&path))
+            .await
+            .map_err(|e| SandboxError::Failed(e.to_string()))?
+            .map_err(|e| {
+                SandboxError::Failed(format!("cannot take the workspace's read lock: {e}"))
+            })?;
+        let Some(_no_read) = no_read else {
+            return Err(SandboxError::Failed(
+                "the server is reading its workspace".into(),
+            ));
+        };
+        if self.is_paused(session).await {
+            let _ = self
+                .docker
+                .unpause_container(&Self::container_name(session))
+                .await;
+        }
         // Its agent goes with the container.
         self.agents.forget(session);
         let options = StopContainerOptionsBuilder::new().t(2).build();

@@ -547,20 +547,25 @@ async fn stalled_uploads_and_unread_archives_hold_no_slot() {
         .collect();
     std::fs::write(host.join("noise.bin"), &noise).unwrap();
 
-    // As many uploads as run at once, each sending part of its body and
-    // then nothing, and an archive nobody reads.
-    let upload_head = format!(
-        "POST /api/sessions/{}/files HTTP/1.1\r\nContent-Type: multipart/form-data; \
-         boundary={BOUNDARY}\r\nContent-Length: 100000",
-        s.id
-    );
+    // As many uploads as run at once (two people's, as one person holds
+    // two), each sending part of its body and then nothing, and an
+    // archive nobody reads.
+    let other = t.person("kim", Role::Member).await;
+    let theirs = t.create(&other, json!({"name": "also slow"})).await;
+    let upload_head = |s: &Session| {
+        format!(
+            "POST /api/sessions/{}/files HTTP/1.1\r\nContent-Type: multipart/form-data; \
+             boundary={BOUNDARY}\r\nContent-Length: 100000",
+            s.id
+        )
+    };
     let mut stalled = Vec::new();
-    for _ in 0..4 {
+    for (who, session) in [(&me, &s), (&me, &s), (&other, &theirs), (&other, &theirs)] {
         stalled.push(
             half_sent(
                 &t,
-                &me,
-                &upload_head,
+                who,
+                &upload_head(session),
                 format!("--{BOUNDARY}\r\n").as_bytes(),
             )
             .await,
