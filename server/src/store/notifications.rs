@@ -95,7 +95,9 @@ pub trait Notifications {
     /// The pending message due first (the oldest among those due alike),
     /// with its body.
     async fn next_message(&self, endpoint: EndpointId) -> Result<Option<(Message, String)>>;
-    /// Stores how a try went.
+    /// Stores how a try went, unless the message was sent again by hand
+    /// since it was read (its `tried_since` is no longer the one read):
+    /// the try's result is then not this message's any more.
     async fn update_message(&self, message: &Message) -> Result<()>;
     /// Forgets every endpoint's messages from before `before` that are no
     /// longer pending (the log keeps [`MESSAGES_KEPT_DAYS`]).

@@ -1316,7 +1316,7 @@ async fn notification_cursors_see_each_event_once_in_log_order() {
         };
         store.update_message(&delivered).await.unwrap();
         assert!(store.next_message(id).await.unwrap().is_none());
-        assert_eq!(store.messages(id).await.unwrap(), [delivered]);
+        assert_eq!(store.messages(id).await.unwrap(), [delivered.clone()]);
         // Sent again by hand, later: tried anew from then.
         let later = now + Duration::hours(30);
         assert!(store.redeliver(id, "m1", later).await.unwrap());
@@ -1335,6 +1335,16 @@ async fn notification_cursors_see_each_event_once_in_log_order() {
             (MessageState::Pending, 0, later, Some(later)),
             "{db}"
         );
+        // A try read before that writes nothing over it.
+        store
+            .update_message(&Message {
+                state: MessageState::Failed,
+                ..delivered
+            })
+            .await
+            .unwrap();
+        let still = store.next_message(id).await.unwrap().unwrap().0;
+        assert_eq!(still.state, MessageState::Pending, "{db}");
         // The log forgets what is no longer pending, past its days.
         store
             .update_message(&Message {

@@ -398,7 +398,7 @@ impl Notifications for SqlStore {
         sqlx::query(
             "UPDATE notification_messages SET state = $1, attempts = $2, response_code = $3, \
              error = $4, updated_at = $5, next_attempt_at = $6 \
-             WHERE endpoint_id = $7 AND id = $8",
+             WHERE endpoint_id = $7 AND id = $8 AND tried_since = $9",
         )
         .bind(m.state.as_str())
         .bind(i64::from(m.attempts))
@@ -408,6 +408,7 @@ impl Notifications for SqlStore {
         .bind(m.next_attempt_at.map(timestamp))
         .bind(m.endpoint.to_string())
         .bind(&m.id)
+        .bind(timestamp(m.tried_since))
         .execute(&self.pool)
         .await?;
         Ok(())
