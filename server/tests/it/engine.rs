@@ -1007,6 +1007,7 @@ async fn a_persons_sandboxes_past_the_cap_stop_the_longest_unused_or_are_refused
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(said.contains("PADDOCK_SANDBOXES_PER_PERSON"), "{said}");
+    assert!(!container_running(&d), "a refused start makes nothing");
     assert!(container_running(&b) && container_running(&c));
     // Another person's are theirs to count.
     let e = start(paddock, &bob, "e").await;

@@ -711,6 +711,30 @@ async fn a_pause_dropped_while_it_is_asked_for_is_resumed() {
     }
 }
 
+/// A stop waits for no read: the sandbox is in use while the server reads
+/// its workspace paused. One left paused with no read under way is a
+/// leftover of a server that stopped mid-read: it stops.
+#[tokio::test]
+async fn a_stop_is_refused_during_a_read_and_stops_a_sandbox_left_paused() {
+    let d = docker(Limits::default()).await;
+    let name = DockerSandbox::container_name(d.session);
+    assert!(d.sandbox.pause(d.session).await.unwrap());
+    assert!(d.sandbox.stop(d.session).await.is_err());
+    assert_eq!(paused(&name), "true", "still the reader's");
+    d.sandbox.resume(d.session).await;
+    let by_hand = std::process::Command::new("docker")
+        .args(["pause", &name])
+        .status()
+        .unwrap();
+    assert!(by_hand.success());
+    d.sandbox.stop(d.session).await.unwrap();
+    let running = std::process::Command::new("docker")
+        .args(["inspect", "-f", "{{.State.Running}}", &name])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&running.stdout).trim(), "false");
+}
+
 #[tokio::test]
 async fn docker_the_largest_variables_a_session_may_set_reach_commands_programs_and_terminals() {
     let d = docker(Limits::default()).await;
