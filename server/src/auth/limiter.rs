@@ -19,8 +19,9 @@ pub const REFUSALS_AUDITED_PER_MINUTE: u32 = 10;
 /// Keys kept before old ones are dropped.
 const MAX_KEYS: usize = 10_000;
 
-/// Which refused actions go into the audit log: a caller retrying one in a
-/// loop (a watcher's script pressing Stop) is audited a few times a
+/// Which refusals are told (written to the audit log, or logged): one
+/// caller retrying in a loop (a watcher's script pressing Stop, a
+/// sandbox's process sending a wrong token) is told of a few times a
 /// minute, not at the rate it sends.
 pub struct RefusalLimiter(DefaultKeyedRateLimiter<String>);
 
@@ -31,8 +32,8 @@ impl Default for RefusalLimiter {
 }
 
 impl RefusalLimiter {
-    /// Counts one refusal of `actor`'s; whether it is audited.
-    pub fn audited(&self, actor: &str) -> bool {
+    /// Counts one refusal of `actor`'s; whether it is told.
+    pub fn told(&self, actor: &str) -> bool {
         if self.0.len() > MAX_KEYS {
             self.0.retain_recent();
         }
@@ -99,9 +100,9 @@ mod tests {
     #[test]
     fn refusals_are_audited_a_few_a_minute_per_caller() {
         let limiter = RefusalLimiter::default();
-        let audited = (0..50).filter(|_| limiter.audited("max")).count();
+        let audited = (0..50).filter(|_| limiter.told("max")).count();
         assert_eq!(audited, REFUSALS_AUDITED_PER_MINUTE as usize);
-        assert!(limiter.audited("ada"), "another caller's are counted apart");
+        assert!(limiter.told("ada"), "another caller's are counted apart");
     }
 
     #[test]

@@ -32,7 +32,8 @@ use app::domain::AppError;
 use app::domain::UserId;
 use axum::http::{header, HeaderMap};
 use chrono::{DateTime, Utc};
-use limiter::{RefusalLimiter, SignInLimiter};
+pub use limiter::RefusalLimiter;
+use limiter::SignInLimiter;
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
@@ -230,7 +231,7 @@ impl Auth {
         let key = caller
             .user
             .map_or_else(|| caller.login.clone(), |u| u.to_string());
-        if self.refusals.audited(&key) {
+        if self.refusals.told(&key) {
             self.audit(&actor, action, target, detail, caller.address)
                 .await;
         } else {

@@ -115,10 +115,7 @@ async fn relay(ctx: Ctx, uri: Uri, headers: HeaderMap, body: Body) -> Response {
         Ok(true) => {}
         Ok(false) => {
             // A few a minute: a process of the sandbox may send them in a loop.
-            if proxy.refused.len() > 10_000 {
-                proxy.refused.retain_recent();
-            }
-            if proxy.refused.check_key(&session).is_ok() {
+            if proxy.refused.told(&session.to_string()) {
                 tracing::warn!(%session, "LLM proxy: refused a missing, wrong, expired or revoked token");
             }
             return api_error(

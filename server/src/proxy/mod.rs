@@ -28,6 +28,7 @@ mod forward;
 mod meter;
 mod outreach;
 
+use crate::auth::RefusalLimiter;
 use crate::config::Config;
 use crate::journal::Journal;
 use crate::listener;
@@ -71,11 +72,8 @@ pub struct CredentialProxy {
     listening: Mutex<HashMap<SessionId, CancellationToken>>,
     /// Refused tokens, counted per session, so that only a few a minute
     /// are logged.
-    refused: governor::DefaultKeyedRateLimiter<SessionId>,
+    refused: RefusalLimiter,
 }
-
-/// Refused tokens logged per session and minute.
-const REFUSALS_LOGGED_PER_MINUTE: u32 = 10;
 
 /// A run's access to the proxy: the token for the sandbox, and its hash.
 pub struct Lease {
@@ -122,10 +120,7 @@ impl CredentialProxy {
             ttl: Duration::from_secs(config.claude_code_run_secs),
             stall: config.client_stall(),
             listening: Mutex::new(HashMap::new()),
-            refused: governor::RateLimiter::keyed(governor::Quota::per_minute(
-                std::num::NonZeroU32::new(REFUSALS_LOGGED_PER_MINUTE)
-                    .unwrap_or(std::num::NonZeroU32::MIN),
-            )),
+            refused: RefusalLimiter::default(),
         })
     }
 
