@@ -1245,6 +1245,10 @@ pub enum AppError {
     /// A body over its limit (an upload).
     #[error("{0}")]
     TooLarge(String),
+    /// A change made from a version that is no longer the current one (an
+    /// agent template saved again since it was read).
+    #[error("{0}")]
+    Stale(String),
     /// A body of a type the door does not take (a delivery that is not
     /// JSON).
     #[error("{0}")]
@@ -1283,6 +1287,7 @@ impl AppError {
             AppError::Misdirected(_) => 421,
             AppError::TooLarge(_) | AppError::WorkspaceFull(_) => 413,
             AppError::UnsupportedMedia(_) => 415,
+            AppError::Stale(_) => 412,
             AppError::Internal | AppError::Transport(_) => 500,
         }
     }
@@ -1301,6 +1306,7 @@ impl AppError {
             AppError::TooLarge(_) => "too_large",
             AppError::UnsupportedMedia(_) => "unsupported_media_type",
             AppError::WorkspaceFull(_) => "workspace_full",
+            AppError::Stale(_) => "stale",
             AppError::Internal | AppError::Transport(_) => "internal",
         }
     }

@@ -139,6 +139,7 @@ async fn main() {
             .save_template(
                 &operator,
                 None,
+                None,
                 TemplateDraft {
                     name: format!("bench {repo}"),
                     description: String::new(),

@@ -110,11 +110,14 @@ impl TemplateLibrary {
     }
 
     /// Saves a validated draft: a new template of the caller's, or the next
-    /// version of one they may use.
+    /// version of one they may use; with a `base`, only if that is still
+    /// its current version (else [`AppError::Stale`]: another save came
+    /// between the read the draft was made from and this one).
     pub async fn save(
         &self,
         caller: &Caller,
         id: Option<TemplateId>,
+        base: Option<i64>,
         draft: &TemplateDraft,
     ) -> Result<AgentTemplate, AppError> {
         self.may_save(caller, id).await?;
@@ -135,11 +138,15 @@ impl TemplateLibrary {
                 )));
             }
             None => self.store.create_template(caller.user, draft, &by).await?,
-            Some(id) => self
-                .store
-                .update_template(id, draft, &by)
-                .await?
-                .ok_or_else(|| not_found(id))?,
+            Some(id) => match self.store.update_template(id, base, draft, &by).await? {
+                Some(saved) => saved,
+                None => {
+                    return Err(match (base, self.store.get_template(id).await?) {
+                        (Some(base), Some(now)) => app::agents::stale(base, now.version),
+                        _ => not_found(id),
+                    })
+                }
+            },
         };
         tracing::info!(template = %saved.id, version = saved.version, by = %by, "agent template saved");
         Ok(saved)

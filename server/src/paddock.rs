@@ -386,6 +386,30 @@ impl Paddock {
         Ok(recovery)
     }
 
+    /// Saves the next version of a template as `change` makes it from the
+    /// current one. When another save comes between the read and this one,
+    /// it is read and changed again (a few times), so neither is lost.
+    async fn edit_template(
+        &self,
+        caller: &Caller,
+        id: TemplateId,
+        change: impl Fn(&mut TemplateDraft) -> Result<(), AppError> + Send,
+    ) -> Result<AgentTemplate, AppError> {
+        let mut tries = 1;
+        loop {
+            let current = self.templates.get(caller, id).await?;
+            let mut draft = current.draft;
+            change(&mut draft)?;
+            match self
+                .save_template(caller, Some(id), Some(current.version), draft)
+                .await
+            {
+                Err(AppError::Stale(_)) if tries < 5 => tries += 1,
+                saved => return saved,
+            }
+        }
+    }
+
     /// Checks what a session's settings need of this server: an engine and
     /// sandboxes that can run it, mounts the allowlist permits (returned in
     /// their checked form), and each secret saved in its owner's store (a
@@ -919,6 +943,7 @@ impl Backend for Paddock {
         &self,
         caller: &Caller,
         id: Option<TemplateId>,
+        base: Option<i64>,
         draft: TemplateDraft,
     ) -> Result<AgentTemplate, AppError> {
         self.templates.may_save(caller, id).await?;
@@ -932,7 +957,7 @@ impl Backend for Paddock {
             *credential = None;
         }
         self.check_settings(caller.user, spec).await?;
-        self.templates.save(caller, id, &draft).await
+        self.templates.save(caller, id, base, &draft).await
     }
 
     async fn duplicate_template(
@@ -941,7 +966,7 @@ impl Backend for Paddock {
         id: TemplateId,
     ) -> Result<AgentTemplate, AppError> {
         let copy = self.templates.copy(caller, id).await?;
-        self.save_template(caller, None, copy).await
+        self.save_template(caller, None, None, copy).await
     }
 
     async fn delete_template(&self, caller: &Caller, id: TemplateId) -> Result<(), AppError> {
@@ -954,7 +979,7 @@ impl Backend for Paddock {
         file: String,
     ) -> Result<AgentTemplate, AppError> {
         let draft = agent_templates::parse(&file)?;
-        self.save_template(caller, None, draft).await
+        self.save_template(caller, None, None, draft).await
     }
 
     async fn save_skill(
@@ -964,16 +989,18 @@ impl Backend for Paddock {
         skill: Skill,
     ) -> Result<AgentTemplate, AppError> {
         let name = skill.header()?.name;
-        let mut draft = self.templates.get(caller, id).await?.draft;
-        let skills = &mut draft.session.skills;
-        match skills
-            .iter_mut()
-            .find(|s| s.header().is_ok_and(|h| h.name == name))
-        {
-            Some(same) => *same = skill,
-            None => skills.push(skill),
-        }
-        self.save_template(caller, Some(id), draft).await
+        self.edit_template(caller, id, |draft| {
+            let skills = &mut draft.session.skills;
+            match skills
+                .iter_mut()
+                .find(|s| s.header().is_ok_and(|h| h.name == name))
+            {
+                Some(same) => *same = skill.clone(),
+                None => skills.push(skill.clone()),
+            }
+            Ok(())
+        })
+        .await
     }
 
     async fn list_triggers(
@@ -1073,16 +1100,18 @@ impl Backend for Paddock {
         id: TemplateId,
         name: String,
     ) -> Result<AgentTemplate, AppError> {
-        let mut draft = self.templates.get(caller, id).await?.draft;
-        let before = draft.session.skills.len();
-        draft
-            .session
-            .skills
-            .retain(|s| s.header().map_or(true, |h| h.name != name));
-        if draft.session.skills.len() == before {
-            return Err(AppError::NotFound(format!("Skill {name:?}")));
-        }
-        self.save_template(caller, Some(id), draft).await
+        self.edit_template(caller, id, |draft| {
+            let before = draft.session.skills.len();
+            draft
+                .session
+                .skills
+                .retain(|s| s.header().map_or(true, |h| h.name != name));
+            if draft.session.skills.len() == before {
+                return Err(AppError::NotFound(format!("Skill {name:?}")));
+            }
+            Ok(())
+        })
+        .await
     }
 
     async fn list_credentials(&self, caller: &Caller) -> Result<Vec<CredentialInfo>, AppError> {

@@ -39,10 +39,12 @@ pub async fn template_versions(id: String) -> Result<Vec<AgentTemplate>, AppErro
 }
 
 /// Saves the agent form: a new template without an `id`, else the next
-/// version of that one.
+/// version of that one, if it is still at `version` (the one the form was
+/// made from) when one is given.
 #[server(endpoint = "save_template", output = UrlInJsonOut)]
 pub async fn save_template(
     #[server(default)] id: Option<String>,
+    #[server(default)] version: Option<i64>,
     name: String,
     #[server(default)] description: Option<String>,
     #[server(flatten)] settings: SettingsForm,
@@ -67,8 +69,16 @@ pub async fn save_template(
             // Skills are kept apart from the form (see save_skill), and so
             // are MCP servers' variables (the form lists the commands), and
             // their arguments while their line stays as it was written.
+            // The save is based on the version read here, so that a skill
+            // added meanwhile is not lost.
+            let mut base = None;
             if let Some(id) = id {
-                let current = backend.get_template(&caller, id).await?.draft.session;
+                let current = backend.get_template(&caller, id).await?;
+                if let Some(version) = version.filter(|v| *v != current.version) {
+                    return Err(crate::agents::stale(version, current.version));
+                }
+                base = Some(current.version);
+                let current = current.draft.session;
                 draft.session.skills = current.skills;
                 for server in &mut draft.session.mcp_servers {
                     if let Some(same) = current.mcp_servers.iter().find(|m| m.name == server.name) {
@@ -79,7 +89,7 @@ pub async fn save_template(
                     }
                 }
             }
-            backend.save_template(&caller, id, draft).await
+            backend.save_template(&caller, id, base, draft).await
         }
         .await,
     )

@@ -153,11 +153,14 @@ pub(crate) mod ssr {
             caller: &Caller,
             id: TemplateId,
         ) -> Result<Vec<AgentTemplate>, AppError>;
-        /// Saves a new template (`id: None`) or the next version of one.
+        /// Saves a new template (`id: None`) or the next version of one;
+        /// with a `base`, only if that is still its version
+        /// ([`AppError::Stale`] if it was saved again since).
         async fn save_template(
             &self,
             caller: &Caller,
             id: Option<TemplateId>,
+            base: Option<i64>,
             draft: TemplateDraft,
         ) -> Result<AgentTemplate, AppError>;
         /// A new template (the caller's) with the settings of this one.

@@ -115,12 +115,14 @@ fn AgentRow(t: AgentTemplate) -> impl IntoView {
 }
 
 /// The agent form: name, description and the session settings; a new
-/// agent without `id`, the next version of that one with it.
+/// agent without `id`, the next version of that one with it (refused if it
+/// was saved again since `version`, the one the form shows).
 #[component]
 fn AgentForm(
     save: ServerAction<SaveTemplate>,
     initial: TemplateDraft,
     id: Option<String>,
+    #[prop(optional)] version: Option<i64>,
 ) -> impl IntoView {
     let prefix = if id.is_some() { "agent-edit" } else { "agent" };
     let editing = id.is_some();
@@ -133,6 +135,7 @@ fn AgentForm(
             };
             save.dispatch(SaveTemplate {
                 id: id.clone(),
+                version,
                 name: data.get("name").as_string().unwrap_or_default(),
                 description: data.get("description").as_string(),
                 settings: settings_of(&data),
@@ -143,6 +146,7 @@ fn AgentForm(
     view! {
         <form action=SaveTemplate::PATH method="post" on:submit=submit class="space-y-3" data-testid=format!("{prefix}-form")>
             {id.map(|id| view! { <input type="hidden" name="id" value=id /> })}
+            {version.map(|v| view! { <input type="hidden" name="version" value=v /> })}
             <div>
                 <label for=format!("{prefix}-name") class="text-sm font-medium">"Name"</label>
                 <input id=format!("{prefix}-name") name="name" required maxlength=NAME_MAX_CHARS autocomplete="off" value=initial.name.clone() class=INPUT />
@@ -222,7 +226,7 @@ pub fn AgentPage() -> impl IntoView {
                     <div class="grid gap-6 md:grid-cols-[1fr_16rem]">
                         <div class="space-y-6">
                             <section class=PANEL aria-label="Edit">
-                                <AgentForm save initial=t.draft.clone() id=Some(id.clone()) />
+                                <AgentForm save initial=t.draft.clone() id=Some(id.clone()) version=t.version />
                             </section>
                             <Skills id=id.clone() skills=t.draft.session.skills.clone() save=save_skill remove=remove_skill />
                             <Triggers template=id.clone() />

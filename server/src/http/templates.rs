@@ -18,7 +18,7 @@ use axum::body::Bytes;
 use axum::extract::multipart::MultipartError;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Path, Query, Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Json;
 use serde::Deserialize;
@@ -140,7 +140,9 @@ async fn create(
 ) -> ApiResult<impl IntoResponse> {
     let Json(draft) = body?;
     Ok(created(
-        paddock.save_template(&identity.caller, None, draft).await?,
+        paddock
+            .save_template(&identity.caller, None, None, draft)
+            .await?,
     ))
 }
 
@@ -165,27 +167,59 @@ async fn import(
     ))
 }
 
+/// The current version, tagged with its number (`ETag: "3"`), which an
+/// update may name in `If-Match`.
 async fn get(
     State(paddock): State<Arc<Paddock>>,
     identity: Identity,
     TemplatePath(id): TemplatePath,
-) -> ApiResult<Json<AgentTemplate>> {
-    Ok(Json(paddock.get_template(&identity.caller, id).await?))
+) -> ApiResult<Response> {
+    let template = paddock.get_template(&identity.caller, id).await?;
+    Ok((
+        [(header::ETAG, format!("\"{}\"", template.version))],
+        Json(template),
+    )
+        .into_response())
 }
 
-/// Saves the next version.
+/// Saves the next version; with `If-Match: "<version>"`, only if that is
+/// still the current one (412 `stale` if it was saved again since).
 async fn update(
     State(paddock): State<Arc<Paddock>>,
     identity: Identity,
     TemplatePath(id): TemplatePath,
+    headers: HeaderMap,
     body: Result<Json<TemplateDraft>, JsonRejection>,
 ) -> ApiResult<Json<AgentTemplate>> {
+    let base = if_match(&headers)?;
     let Json(draft) = body?;
     Ok(Json(
         paddock
-            .save_template(&identity.caller, Some(id), draft)
+            .save_template(&identity.caller, Some(id), base, draft)
             .await?,
     ))
+}
+
+/// The version an `If-Match` names (`"3"`, `W/"3"` or `3`); `None` without
+/// one, or for `*`.
+fn if_match(headers: &HeaderMap) -> Result<Option<i64>, AppError> {
+    let Some(value) = headers.get(header::IF_MATCH) else {
+        return Ok(None);
+    };
+    let value = value.to_str().unwrap_or_default().trim();
+    if value == "*" {
+        return Ok(None);
+    }
+    let tag = value.strip_prefix("W/").unwrap_or(value);
+    let tag = tag
+        .strip_prefix('"')
+        .and_then(|t| t.strip_suffix('"'))
+        .unwrap_or(tag);
+    tag.parse().map(Some).map_err(|_| {
+        AppError::Invalid(
+            "If-Match names a version of the agent, as its ETag gives it (\"3\").".into(),
+        )
+    })
 }
 
 async fn delete(

@@ -20,10 +20,12 @@ pub trait Templates {
         by: &str,
     ) -> Result<AgentTemplate>;
     /// Saves the next version of a template, removing those past the
-    /// newest [`VERSIONS_KEPT`]; `None` if it does not exist.
+    /// newest [`VERSIONS_KEPT`]; `None` if it does not exist or, with a
+    /// `base`, is no longer at that version (saved again since it was read).
     async fn update_template(
         &self,
         id: TemplateId,
+        base: Option<i64>,
         draft: &TemplateDraft,
         by: &str,
     ) -> Result<Option<AgentTemplate>>;

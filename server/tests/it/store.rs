@@ -651,11 +651,20 @@ async fn templates_keep_every_version() {
             .await
             .unwrap();
         let v2 = store
-            .update_template(zed.id, &draft("Zed two"), "bob")
+            .update_template(zed.id, Some(1), &draft("Zed two"), "bob")
             .await
             .unwrap()
             .unwrap();
         assert_eq!((v2.version, v2.updated_by.as_str()), (2, "bob"));
+        assert!(
+            store
+                .update_template(zed.id, Some(1), &draft("Zed lost"), "ada")
+                .await
+                .unwrap()
+                .is_none(),
+            "{}: a save based on version 1 after version 2",
+            name_of(url)
+        );
         assert_eq!(v2.draft.session.max_turns, Some(3));
         let versions: Vec<_> = store
             .template_versions(zed.id)
@@ -687,7 +696,7 @@ async fn templates_keep_every_version() {
             .collect();
         assert_eq!(owned, [mine.id]);
         assert!(store
-            .update_template(uuid::Uuid::now_v7(), &draft("x"), "ada")
+            .update_template(uuid::Uuid::now_v7(), None, &draft("x"), "ada")
             .await
             .unwrap()
             .is_none());

@@ -355,3 +355,91 @@ async fn templates_are_versioned_make_sessions_and_travel_as_files() {
         .await;
     assert_eq!(kept.template.unwrap().id, id);
 }
+
+/// Two people editing one agent: a save made from a version that is no
+/// longer the current one is refused (412 `stale`), over the REST API with
+/// `If-Match` and from the dashboard's form, and writes nothing.
+#[tokio::test]
+async fn a_save_from_an_older_version_is_refused() {
+    let home = Home::new();
+    let paddock = common::open(&home, "local", &[]).await;
+    let served = common::serve(paddock.clone()).await;
+    let api = Api {
+        url: served.url.clone(),
+        http: Client::new(),
+    };
+    let t: AgentTemplate = api
+        .ok(
+            Method::POST,
+            "/api/templates",
+            Some(json!({"name": "Shared"})),
+        )
+        .await;
+    let path = format!("/api/templates/{}", t.id);
+    let res = api
+        .http
+        .get(format!("{}{path}", api.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()[header::ETAG], "\"1\"");
+    let put = |if_match: &'static str, name: &'static str| {
+        api.http
+            .put(format!("{}{path}", api.url))
+            .header(header::IF_MATCH, if_match)
+            .json(&json!({ "name": name }))
+            .send()
+    };
+    let res = put("\"1\"", "First edit").await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    for (if_match, status, why) in [
+        ("\"1\"", StatusCode::PRECONDITION_FAILED, "\"stale\""),
+        ("W/\"1\"", StatusCode::PRECONDITION_FAILED, "at version 2"),
+        ("one", StatusCode::BAD_REQUEST, "If-Match names a version"),
+    ] {
+        let res = put(if_match, "Lost edit").await.unwrap();
+        assert_eq!(res.status(), status, "{if_match}");
+        let text = res.text().await.unwrap();
+        assert!(text.contains(why), "{if_match}: {text}");
+    }
+    let now: AgentTemplate = api.ok(Method::GET, &path, None).await;
+    assert_eq!((now.version, now.draft.name.as_str()), (2, "First edit"));
+
+    // The dashboard's form sends the version it shows.
+    let form = |version: &'static str| {
+        api.http
+            .post(format!("{}/api/save_template", api.url))
+            .form(&[
+                ("id", t.id.to_string().as_str()),
+                ("version", version),
+                ("name", "From the form"),
+            ])
+            .send()
+    };
+    let res = form("1").await.unwrap();
+    assert_eq!(res.status(), StatusCode::PRECONDITION_FAILED);
+    assert!(res.text().await.unwrap().contains("load it again"));
+    let res = form("2").await.unwrap();
+    assert!(res.status().is_success(), "{}", res.status());
+    let saved: AgentTemplate = res.json().await.unwrap();
+    assert_eq!(
+        (saved.version, saved.draft.name.as_str()),
+        (3, "From the form")
+    );
+    // Without a version (`*`, or none), a save is the next version.
+    let res = put("*", "Whatever is there").await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let versions: Vec<AgentTemplate> = api.ok(Method::GET, &format!("{path}/versions"), None).await;
+    assert_eq!(
+        versions
+            .iter()
+            .map(|v| (v.version, v.draft.name.as_str()))
+            .collect::<Vec<_>>(),
+        [
+            (4, "Whatever is there"),
+            (3, "From the form"),
+            (2, "First edit"),
+            (1, "Shared")
+        ]
+    );
+}

@@ -1502,6 +1502,7 @@ async fn an_owner_disabled_or_made_a_viewer_runs_nothing_more_from_their_trigger
         .save_template(
             &ada.caller(),
             None,
+            None,
             serde_json::from_value(
                 json!({"name": "builds", "session": {"permission_mode": "auto"}}),
             )

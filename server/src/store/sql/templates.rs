@@ -123,14 +123,17 @@ impl Templates for SqlStore {
     async fn update_template(
         &self,
         id: TemplateId,
+        base: Option<i64>,
         draft: &TemplateDraft,
         by: &str,
     ) -> Result<Option<AgentTemplate>> {
         let mut tx = self.pool.begin().await?;
         let version: Option<i64> = sqlx::query_scalar(
-            "UPDATE agent_templates SET version = version + 1 WHERE id = $1 RETURNING version",
+            "UPDATE agent_templates SET version = version + 1 \
+             WHERE id = $1 AND ($2 IS NULL OR version = $2) RETURNING version",
         )
         .bind(id.to_string())
+        .bind(base)
         .fetch_optional(&mut *tx)
         .await?;
         let Some(version) = version else {
