@@ -256,21 +256,8 @@ impl Auth {
         detail: &str,
         address: Option<IpAddr>,
     ) {
-        // What a caller typed (a login that failed to sign in) is kept
-        // readable and storable: control characters, NUL among them (which
-        // PostgreSQL's text cannot hold), become U+FFFD.
-        let clean = |text: &str, max: usize| -> String {
-            text.chars()
-                .take(max)
-                .map(|c| {
-                    if c.is_control() && c != '\n' {
-                        '\u{FFFD}'
-                    } else {
-                        c
-                    }
-                })
-                .collect()
-        };
+        // What a caller typed (a login that failed to sign in).
+        let clean = crate::store::storable;
         let entry = NewAuditEntry {
             actor: clean(actor, 200),
             action,

@@ -17,6 +17,7 @@ use super::client;
 use super::message;
 use crate::paddock::Paddock;
 use crate::store::notifications::MESSAGES_KEPT_DAYS;
+use crate::store::storable;
 use crate::sync::lock;
 use crate::triggers::standard_webhooks;
 use crate::vault::SecretOf;
@@ -439,7 +440,7 @@ async fn send(http: &reqwest::Client, url: &str, secret: &str, id: &str, body: &
             }
             text.truncate(ANSWER_MAX_BYTES);
             let text = String::from_utf8_lossy(&text);
-            Tried::Answered(status, text.chars().take(ERROR_MAX_CHARS).collect())
+            Tried::Answered(status, storable(&text, ERROR_MAX_CHARS))
         }
         Err(e) => {
             let mut why = e.to_string();
@@ -448,7 +449,7 @@ async fn send(http: &reqwest::Client, url: &str, secret: &str, id: &str, body: &
                 why = format!("{why}: {inner}");
                 source = inner.source();
             }
-            Tried::Failed(why.chars().take(ERROR_MAX_CHARS).collect())
+            Tried::Failed(storable(&why, ERROR_MAX_CHARS))
         }
     }
 }

@@ -34,6 +34,23 @@ use app::skills::Skill;
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
 
+/// Text from outside (a login typed, a receiver's answer) as it is kept:
+/// at most `max_chars`, readable, and storable in every database: control
+/// characters but newlines, NUL among them (which PostgreSQL's text cannot
+/// hold), become U+FFFD.
+pub fn storable(text: &str, max_chars: usize) -> String {
+    text.chars()
+        .take(max_chars)
+        .map(|c| {
+            if c.is_control() && c != '\n' {
+                '\u{FFFD}'
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database error: {0}")]

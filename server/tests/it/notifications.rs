@@ -4,7 +4,7 @@
 //! from the endpoint's cursor, with what happened while no sender ran.
 
 use crate::common::senders::sender_sign;
-use crate::common::{self, Home};
+use crate::common::{self, postgres, Home};
 use app::notifications::{EndpointSecret, Message, MessageState};
 use axum::http::HeaderMap;
 use reqwest::StatusCode;
@@ -57,9 +57,11 @@ async fn receiver(received: Received) -> String {
             let failing = r.failing.load(Ordering::SeqCst);
             if failing > 0 {
                 r.failing.store(failing - 1, Ordering::SeqCst);
-                return StatusCode::INTERNAL_SERVER_ERROR;
+                // What a broken receiver may say: a NUL and a terminal's
+                // escape among its words.
+                return (StatusCode::INTERNAL_SERVER_ERROR, "down\0 \x1b[31mhard");
             }
-            StatusCode::NO_CONTENT
+            (StatusCode::NO_CONTENT, "")
         },
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -349,4 +351,59 @@ async fn a_slow_endpoint_holds_up_only_its_own_messages() {
         .map(|(_, body)| serde_json::from_str::<Value>(body).unwrap()["data"]["text"].to_string())
         .collect();
     assert_eq!(texts, ["\"First run done.\"", "\"Second run done.\""]);
+}
+
+/// A receiver's answer is kept as the message's error, also on PostgreSQL,
+/// whose text cannot hold the NUL a broken receiver may send: the try is
+/// counted and the next one waits (it was posted again every look, never
+/// counted).
+#[tokio::test]
+async fn a_receivers_answer_with_a_nul_is_kept_on_postgres() {
+    let (_model, model_url) = common::scripted(&json!([{"reply": "Done."}]), None).await;
+    let home = Home::new();
+    let mut flags = common::model_flags(&model_url, "sk-test");
+    flags.push(format!("--database-url={}", postgres::database().await));
+    let received = Received::default();
+    received.failing.store(usize::MAX, Ordering::SeqCst);
+    let http = reqwest::Client::new();
+    let paddock = common::open(&home, "local", &flags).await;
+    let served = common::serve(paddock.clone()).await;
+    let (_, template) = post(
+        &http,
+        served.url("/api/templates"),
+        json!({"name": "watched"}),
+    )
+    .await;
+    let template = template["id"].as_str().unwrap().to_owned();
+    let hook = receiver(received.clone()).await;
+    let made: EndpointSecret =
+        serde_json::from_value(add_endpoint(&http, &served, &template, &hook).await).unwrap();
+    server::notifications::sender::spawn(&paddock);
+    run(&paddock, &template, "Once").await;
+    received.wait_for(1).await;
+    let messages = served.url(&format!("/api/notifications/{}/messages", made.endpoint.id));
+    let mut log: Vec<Message> = Vec::new();
+    for _ in 0..100 {
+        log = http
+            .get(&messages)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if log.first().is_some_and(|m| m.attempts > 0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        (log[0].state, log[0].attempts, log[0].response_code),
+        (MessageState::Pending, 1, Some(500))
+    );
+    assert_eq!(
+        log[0].error.as_deref(),
+        Some("answered 500: down\u{FFFD} \u{FFFD}[31mhard")
+    );
+    assert_eq!(received.count(), 1, "tried again before its wait");
 }
