@@ -5,7 +5,7 @@ use crate::folder::{ConfinedFolder, FileKind};
 use std::collections::{BTreeSet, HashSet};
 
 /// Characters of one pattern.
-const PATTERN_MAX_CHARS: usize = 4096;
+pub const PATTERN_MAX_CHARS: usize = 4096;
 /// `/`-separated parts of one pattern.
 const SEGMENTS_MAX: usize = 128;
 

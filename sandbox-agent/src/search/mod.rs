@@ -21,7 +21,7 @@
 mod glob;
 mod grep;
 
-pub use glob::glob;
+pub use glob::{glob, PATTERN_MAX_CHARS};
 pub use grep::grep;
 
 use crate::folder::{ConfinedFolder, FileError, FileKind};

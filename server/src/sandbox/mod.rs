@@ -39,7 +39,8 @@ pub use read_ahead::held_while_read;
 use shell::shell_quote;
 pub use workspace::{
     normalized, relative, ByteStream, Download, Entry, FileError, FileKind, GlobMatches, GlobQuery,
-    GrepMatches, GrepQuery, SearchError, SearchLimits, Stat, Workspace, READ_MAX_BYTES,
+    GrepMatches, GrepQuery, SearchError, SearchLimits, Stat, Workspace, PATTERN_MAX_CHARS,
+    READ_MAX_BYTES,
 };
 pub use workspace_root::{DiskFolder, WorkspaceRoot};
 

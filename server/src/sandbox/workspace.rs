@@ -18,7 +18,7 @@ pub use paddock_sandbox_agent::folder::{
     normalized, relative, Entry, FileError, FileKind, Stat, READ_MAX_BYTES,
 };
 pub use paddock_sandbox_agent::search::{
-    GlobMatches, GlobQuery, GrepMatches, GrepQuery, SearchError,
+    GlobMatches, GlobQuery, GrepMatches, GrepQuery, SearchError, PATTERN_MAX_CHARS,
 };
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;

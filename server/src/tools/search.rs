@@ -5,7 +5,7 @@
 use super::{cap_text, seconds, Args, ToolContext, ToolOutput};
 use crate::sandbox::{
     relative, FileError, GlobQuery, GrepQuery, SearchError, SearchLimits, Workspace,
-    CUT_SHORT_MARK, MOUNT_POINT,
+    CUT_SHORT_MARK, MOUNT_POINT, PATTERN_MAX_CHARS,
 };
 use std::path::{Component, Path};
 
@@ -22,6 +22,12 @@ pub(super) async fn glob(ctx: &ToolContext<'_>, ws: &dyn Workspace, args: &Args)
     }
     if pattern.is_empty() {
         return ToolOutput::error("pattern is empty: give a glob such as **/*.rs.");
+    }
+    // (Before its braces are expanded, each group a level deeper.)
+    if pattern.chars().count() > PATTERN_MAX_CHARS {
+        return ToolOutput::error(format!(
+            "A glob pattern has at most {PATTERN_MAX_CHARS} characters."
+        ));
     }
     // An absolute pattern names its folder itself.
     if pattern.starts_with('/') {
@@ -115,18 +121,20 @@ pub(super) async fn grep(ctx: &ToolContext<'_>, ws: &dyn Workspace, args: &Args)
             display_dir(&rel)
         )),
         Ok(found) => {
-            let mut content = found.lines;
-            if found.truncated {
+            const HINT: &str = "narrow the search with path, glob or a more specific pattern";
+            // The search keeps to the cap; an agent on another host is
+            // held to it all the same.
+            let (mut content, cut) = cap_text(found.lines, ctx.output_cap, HINT);
+            if found.truncated && !cut {
                 if !content.ends_with('\n') {
                     content.push('\n');
                 }
-                content.push_str(CUT_SHORT_MARK);
-                content.push_str("narrow the search with path, glob or a more specific pattern]");
+                content.push_str(&format!("{CUT_SHORT_MARK}{HINT}]"));
             }
             ToolOutput {
                 content,
                 is_error: false,
-                truncated: found.truncated,
+                truncated: found.truncated || cut,
             }
         }
         Err(e) => failure("grep", ctx, e, path),
@@ -197,11 +205,15 @@ fn failure(tool: &str, ctx: &ToolContext<'_>, error: SearchError, path: &str) ->
 /// and anything after a backslash stay as they are. `None` past `max`.
 fn expand_braces(pattern: &str, max: usize) -> Option<Vec<String>> {
     let mut out = Vec::new();
-    expand_into(pattern, max, &mut out)?;
+    expand_into(pattern, max, 0, &mut out)?;
     Some(out)
 }
 
-fn expand_into(p: &str, max: usize, out: &mut Vec<String>) -> Option<()> {
+/// Groups expanded within one another (or one after another) at most:
+/// each is a level of the recursion.
+const BRACE_DEPTH_MAX: u32 = 64;
+
+fn expand_into(p: &str, max: usize, depth: u32, out: &mut Vec<String>) -> Option<()> {
     let b = p.as_bytes();
     let mut i = 0;
     while i < b.len() {
@@ -209,10 +221,14 @@ fn expand_into(p: &str, max: usize, out: &mut Vec<String>) -> Option<()> {
             b'\\' => i += 1,
             b'{' => {
                 if let Some((close, commas)) = group(b, i) {
+                    if depth == BRACE_DEPTH_MAX {
+                        return None;
+                    }
                     let (pre, post) = (&p[..i], &p[close + 1..]);
                     let mut start = i + 1;
                     for end in commas.into_iter().chain([close]) {
-                        expand_into(&format!("{pre}{}{post}", &p[start..end]), max, out)?;
+                        let one = format!("{pre}{}{post}", &p[start..end]);
+                        expand_into(&one, max, depth + 1, out)?;
                         start = end + 1;
                     }
                     return Some(());
@@ -268,6 +284,11 @@ mod tests {
         assert_eq!(e("{,x}y"), ["y", "xy"]);
         assert_eq!(e("é{ü,日}"), ["éü", "é日"]);
         assert!(expand_braces("{a,b}{c,d}{e,f}", 7).is_none());
+        // Deeper than the recursion may go: refused, the stack untouched.
+        let deep = |n| "{a,".repeat(n) + "b" + &"}".repeat(n);
+        assert_eq!(expand_braces(&deep(63), 256).unwrap().len(), 64);
+        assert!(expand_braces(&deep(100), 256).is_none());
+        assert_eq!(expand_braces(&"{a,".repeat(64), 100).unwrap().len(), 1);
     }
 
     #[test]

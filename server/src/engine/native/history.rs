@@ -122,6 +122,8 @@ pub fn rebuild(events: &[Event]) -> Vec<Message> {
                 }
                 continue;
             }
+            // The API refuses a text block of nothing but white space.
+            EventKind::AssistantText { text } if text.trim().is_empty() => continue,
             EventKind::AssistantText { text } => {
                 (Role::Assistant, ContentBlock::Text { text: text.clone() })
             }
@@ -136,6 +138,10 @@ pub fn rebuild(events: &[Event]) -> Vec<Message> {
                     },
                 )
             }
+            // A call has one result: one stored after the call was answered
+            // as interrupted (by a replica that had lost the session) is
+            // not sent again.
+            EventKind::ToolResult { id, .. } if !unanswered.contains(id) => continue,
             EventKind::ToolResult {
                 id,
                 output,
@@ -394,6 +400,43 @@ mod tests {
             b,
             ContentBlock::ToolResult { content, is_error: false, .. } if content.starts_with("out ")
         )));
+    }
+
+    /// A result stored after its call was answered as interrupted (a
+    /// replica that lost the session, still running its tool) is not sent
+    /// as a second one; nor is a text of white space, which the API refuses.
+    #[test]
+    fn a_call_has_one_result_and_blank_texts_are_left_out() {
+        let status = |status| EventKind::Status {
+            status,
+            message: None,
+        };
+        let messages = rebuild(&events(vec![
+            user("one"),
+            status(SessionStatus::Running),
+            EventKind::AssistantText { text: " \n".into() },
+            EventKind::ToolCall {
+                id: "a".into(),
+                name: "bash".into(),
+                input: json!({}),
+            },
+            status(SessionStatus::Interrupted),
+            EventKind::ToolResult {
+                id: "a".into(),
+                output: "late".into(),
+                is_error: false,
+                truncated: false,
+            },
+            user("two"),
+        ]));
+        assert_eq!(
+            shape(&messages),
+            [(Role::User, 1), (Role::Assistant, 1), (Role::User, 2)]
+        );
+        assert!(matches!(
+            &messages[2].content[0],
+            ContentBlock::ToolResult { is_error: true, .. }
+        ));
     }
 
     #[test]

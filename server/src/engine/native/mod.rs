@@ -203,7 +203,7 @@ impl NativeEngine {
                 });
             };
             let credential = self.vault.llm_credential(now.owner).await?;
-            let response = match self
+            let mut response = match self
                 .provider
                 .stream(credential.as_ref(), &request, cancel, &mut on_delta)
                 .await
@@ -213,7 +213,11 @@ impl NativeEngine {
                 Err(e) => return Err(RunError::Model(e)),
             };
 
-            // Store the completed blocks, in order.
+            // Store the completed blocks, in order; a text of white space
+            // alone is left out, as the API refuses it in a request.
+            response
+                .content
+                .retain(|b| !matches!(b, ContentBlock::Text { text } if text.trim().is_empty()));
             let mut calls = Vec::new();
             for block in &response.content {
                 let kind = match block {
