@@ -124,9 +124,10 @@ impl ChangeReview {
             session: s.id,
             armed: true,
         };
+        // Resumed also when nothing ran to pause: that ends the read,
+        // which kept the sandbox from starting.
         match self.sandbox.pause(s.id).await {
-            Ok(true) => {}
-            Ok(false) => paused.armed = false,
+            Ok(_) => {}
             Err(e) => {
                 tracing::warn!(session = %s.id, "cannot pause the sandbox for git: {e}");
                 return Err(AppError::Unavailable(

@@ -64,6 +64,9 @@ exec 2>/dev/null; wait "$pid"; rc=$?; kill -KILL -- "-$pid"; exit "$rc""#;
 struct Read {
     _lock_file: std::fs::File,
     pausing: Arc<tokio::sync::Mutex<()>>,
+    /// Whether Docker paused it (set before `pausing` is let go): one that
+    /// was not running is kept from starting by the lock alone.
+    paused: Arc<std::sync::atomic::AtomicBool>,
 }
 
 pub struct DockerSandbox {
@@ -973,6 +976,9 @@ impl Sandbox for DockerSandbox {
                 // runs this one's agent.
                 docker_remote::upload_agent(&self.docker, &name, agent).await?;
             }
+            // Not while the server reads its workspace (a read holds this
+            // lock also while the sandbox is stopped).
+            let _no_read = self.read_lock(session).await?;
             match self.docker.start_container(&name, None).await {
                 Ok(()) => crate::metrics::sandbox_started("docker", began.elapsed()),
                 Err(e) if status_of(&e) == Some(304) => {}
@@ -1239,29 +1245,34 @@ impl Sandbox for DockerSandbox {
         // the pause has been made (or refused), never before it.
         let pausing = Arc::new(tokio::sync::Mutex::new(()));
         let asking = pausing.clone().lock_owned().await;
+        let paused = Arc::new(std::sync::atomic::AtomicBool::new(false));
         lock(&self.reads).insert(
             session,
             Read {
                 _lock_file: lock_file,
                 pausing,
+                paused: paused.clone(),
             },
         );
         let (docker, name) = (self.docker.clone(), Self::container_name(session));
         let asked = tokio::spawn(async move {
             let asked = docker.pause_container(&name).await;
+            paused.store(asked.is_ok(), std::sync::atomic::Ordering::SeqCst);
             drop(asking);
             asked
         })
         .await
         .map_err(|e| SandboxError::Failed(format!("the pause was not asked for: {e}")))?;
-        if asked.is_err() {
-            lock(&self.reads).remove(&session);
-        }
         match asked {
             Ok(()) => Ok(true),
-            // No container, or not running (or paused already): nothing runs.
+            // No container, or not running (or paused already): nothing
+            // runs, and the read lock, held until the resume, keeps a
+            // start (this replica's or another's) waiting meanwhile.
             Err(e) if matches!(status_of(&e), Some(404 | 409)) => Ok(false),
-            Err(e) => Err(failed(e)),
+            Err(e) => {
+                lock(&self.reads).remove(&session);
+                Err(failed(e))
+            }
         }
     }
 
@@ -1277,8 +1288,10 @@ impl Sandbox for DockerSandbox {
         let (docker, name) = (self.docker.clone(), Self::container_name(session));
         let resuming = tokio::spawn(async move {
             drop(read.pausing.lock().await);
-            if let Err(e) = docker.unpause_container(&name).await {
-                tracing::warn!(%session, "cannot resume the sandbox: {e}");
+            if read.paused.load(std::sync::atomic::Ordering::SeqCst) {
+                if let Err(e) = docker.unpause_container(&name).await {
+                    tracing::warn!(%session, "cannot resume the sandbox: {e}");
+                }
             }
             // The read is over: a start waiting for it goes on.
             drop(read);

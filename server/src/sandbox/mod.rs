@@ -421,14 +421,16 @@ pub trait Sandbox: Send + Sync + 'static {
     }
     /// Stops the sandbox; its workspace stays.
     async fn stop(&self, session: SessionId) -> Result<()>;
-    /// Freezes every process of the sandbox, while the server reads its
-    /// workspace by path (host-side git); `false` when nothing was running
-    /// to freeze, or the backend cannot (local sandboxes, whose processes
-    /// run as the server's own user anyway).
+    /// Freezes every process of the sandbox, and keeps it from starting,
+    /// while the server reads its workspace by path (host-side git), until
+    /// [`Self::resume`]; `false` when nothing was running to freeze, or
+    /// the backend cannot (local sandboxes, whose processes run as the
+    /// server's own user anyway).
     async fn pause(&self, _session: SessionId) -> Result<bool> {
         Ok(false)
     }
-    /// Lets a sandbox this process paused run again.
+    /// Ends what [`Self::pause`] began (called after every pause that did
+    /// not fail): the sandbox runs, or may start, again.
     async fn resume(&self, _session: SessionId) {}
     /// Removes the sandbox and its workspace for good.
     async fn destroy(&self, session: SessionId) -> Result<()>;

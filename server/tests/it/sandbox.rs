@@ -690,6 +690,36 @@ async fn a_start_waits_for_a_read_that_paused_the_sandbox_and_resumes_one_left_p
     assert_eq!(paused(), "false");
 }
 
+/// A read of a stopped sandbox's workspace (stopped when idle) has nothing
+/// to pause, and still keeps it from starting until the read ends: a start
+/// meanwhile would run the agent's code amid host-side git.
+#[tokio::test]
+async fn a_start_waits_for_a_read_of_a_stopped_sandbox() {
+    let d = docker(Limits::default()).await;
+    let name = DockerSandbox::container_name(d.session);
+    let running = || {
+        let out = std::process::Command::new("docker")
+            .args(["inspect", "-f", "{{.State.Running}}", &name])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    d.sandbox.stop(d.session).await.unwrap();
+    assert!(!d.sandbox.pause(d.session).await.unwrap(), "nothing ran");
+    let start = d.sandbox.start(d.session, Limits::default());
+    let read = async {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let during = running();
+        d.sandbox.resume(d.session).await;
+        during
+    };
+    let (started, during) = tokio::join!(start, read);
+    started.unwrap();
+    assert_eq!(during, "false", "it started in the middle of the read");
+    assert_eq!(running(), "true");
+    assert_eq!(paused(&name), "false");
+}
+
 /// A read whose request goes away while the pause is being asked for (a
 /// reader leaving the Changes view) still lets the sandbox run again,
 /// wherever in the asking it was dropped.
