@@ -48,6 +48,23 @@ impl Drop for Paused {
     }
 }
 
+/// The caller's display name as a commit's author: without the `<` and
+/// `>` git refuses in a name, and their login where git would find nothing
+/// left once it trims what it trims (`.,:;"'` and white space at the ends).
+fn author_name(caller: &Caller) -> String {
+    let name: String = caller
+        .display_name
+        .chars()
+        .filter(|c| !matches!(c, '<' | '>' | '\n'))
+        .collect();
+    let kept = name.trim_matches(|c: char| c.is_whitespace() || ".,:;\"'".contains(c));
+    if kept.is_empty() {
+        caller.login.to_string()
+    } else {
+        name
+    }
+}
+
 /// A git failure as the person who asked reads it; the details are logged.
 fn refused(s: &Session, journal: &Journal, e: GitError) -> AppError {
     let message = journal.mask(s.id, &e.to_string()).into_owned();
@@ -279,10 +296,11 @@ impl ChangeReview {
             )));
         }
         let email = format!("{}@paddock.invalid", caller.login);
+        let name = author_name(caller);
         let repo = self.repo(s)?;
         let commit = self
             .exclusive(s, true, async {
-                repo.commit_all(message, &caller.display_name, &email, self.timeout)
+                repo.commit_all(message, &name, &email, self.timeout)
                     .await
                     .map_err(|e| refused(s, &self.journal, e))
             })
@@ -341,5 +359,25 @@ impl ChangeReview {
             commit: head,
             branch: branch.to_owned(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_author_name_is_one_git_takes() {
+        let named = |display_name: &str| {
+            author_name(&Caller {
+                display_name: display_name.into(),
+                ..Caller::local_operator()
+            })
+        };
+        assert_eq!(named("Ada <Lovelace>"), "Ada Lovelace");
+        assert_eq!(named("'Ada'"), "'Ada'");
+        for nothing in ["<>", "'", " .;\" ", ""] {
+            assert_eq!(named(nothing), "local", "{nothing:?}");
+        }
     }
 }

@@ -783,7 +783,13 @@ impl HostRepo {
             .env("GIT_AUTHOR_EMAIL", email)
             .env("GIT_COMMITTER_NAME", name)
             .env("GIT_COMMITTER_EMAIL", email)
-            .args(["commit", "--quiet", "--no-verify", "--cleanup=strip", "-F"])
+            .args([
+                "commit",
+                "--quiet",
+                "--no-verify",
+                "--cleanup=whitespace",
+                "-F",
+            ])
             .arg(&message_file);
         let done = run("commit", commit, limit, None).await;
         let _ = std::fs::remove_file(&message_file);

@@ -188,7 +188,11 @@ async fn a_repository_is_cloned_edited_committed_and_pushed_without_its_token_in
 
     // Commit, then push: the bare repository has the branch and the commit.
     let committed = paddock
-        .commit_changes(&operator, s.id, "Say new things\n\nBy the agent.".into())
+        .commit_changes(
+            &operator,
+            s.id,
+            "#12 Say new things\n\nBy the agent.".into(),
+        )
         .await
         .unwrap();
     assert!(matches!(
@@ -218,7 +222,7 @@ async fn a_repository_is_cloned_edited_committed_and_pushed_without_its_token_in
     let log = git(&bare, &["log", "--format=%H %an %s", &branch]);
     assert!(
         log.starts_with(&format!(
-            "{} Local operator Say new things",
+            "{} Local operator #12 Say new things",
             committed.commit
         )),
         "{log}"
