@@ -290,7 +290,7 @@ impl WorkspaceSetup {
             // loads too.
             let path = [INSTRUCTIONS_FILE, LOCAL_INSTRUCTIONS_FILE]
                 .into_iter()
-                .find(|p| !exists(folder, p))
+                .find(|p| !taken(folder, p))
                 .ok_or_else(|| {
                     SetupError::lasting(format!(
                         "the source has both {INSTRUCTIONS_FILE} and {LOCAL_INSTRUCTIONS_FILE}: \
@@ -466,6 +466,16 @@ fn exists(folder: &ConfinedFolder, path: &str) -> bool {
     folder.root().join(path).symlink_metadata().is_ok()
 }
 
+/// Whether `path` cannot take a file of Paddock's: something is there, or
+/// a file of the source's stands where one of its folders would be (a
+/// file named `.claude`).
+fn taken(folder: &ConfinedFolder, path: &str) -> bool {
+    match folder.root().join(path).symlink_metadata() {
+        Ok(_) => true,
+        Err(e) => e.raw_os_error() == Some(rustix::io::Errno::NOTDIR.raw_os_error()),
+    }
+}
+
 /// Writes a file of Paddock's: refused where the source put a link on the
 /// way (a write would go where the link points, inside the workspace).
 fn write(
@@ -475,17 +485,20 @@ fn write(
     executable: bool,
 ) -> Result<(), SetupError> {
     let mut at = folder.root().to_path_buf();
-    for part in path.split('/') {
+    let mut parts = path.split('/').peekable();
+    while let Some(part) = parts.next() {
         at.push(part);
-        if at
-            .symlink_metadata()
-            .is_ok_and(|m| m.file_type().is_symlink())
-        {
-            return Err(SetupError::lasting(format!(
-                "the source has a link at {}, where Paddock writes {path}",
-                at.strip_prefix(folder.root()).unwrap_or(&at).display()
-            )));
-        }
+        let what = match at.symlink_metadata() {
+            Ok(m) if m.file_type().is_symlink() => "a link",
+            // (Where a folder of the path must be: a write would fail
+            // every time.)
+            Ok(m) if !m.is_dir() && parts.peek().is_some() => "a file",
+            _ => continue,
+        };
+        return Err(SetupError::lasting(format!(
+            "the source has {what} at {}, where Paddock writes {path}",
+            at.strip_prefix(folder.root()).unwrap_or(&at).display()
+        )));
     }
     folder
         .write(path, data)

@@ -601,3 +601,58 @@ async fn a_source_on_a_private_network_is_cloned_only_where_the_operator_allows(
         "{named}"
     );
 }
+
+/// A source with a file named `.claude`, where Paddock's folder would go:
+/// the instructions go to `CLAUDE.local.md` beside it; a skill, which needs
+/// the folder, is refused for good, saying what is in the way (a write
+/// failed each time, and every prompt cloned again).
+#[tokio::test]
+async fn a_file_named_dot_claude_in_the_source_is_left_in_place() {
+    let server = GitServer::start(None).await;
+    server.repo("dotfile.git", &[(".claude", b"not a folder\n")]);
+    let (_model, url) = common::scripted(&json!([{"reply": "Hi."}]), Some("sk-test")).await;
+    let (home, paddock) = common::with_model(&url, &[]).await;
+    let operator = Caller::local_operator();
+    let repo = format!("{}/dotfile.git", server.url);
+
+    let mut spec = source(repo.clone(), None);
+    spec.instructions = Some("Be brief.".into());
+    let s = paddock
+        .create_session(&operator, spec.clone())
+        .await
+        .unwrap();
+    paddock
+        .send_prompt(&operator, s.id, "go".into())
+        .await
+        .unwrap();
+    let events = common::wait_idle(&paddock, s.id).await;
+    assert!(
+        common::errors(&events).is_empty(),
+        "{:?}",
+        common::errors(&events)
+    );
+    let workspace = home.workspace(s.id);
+    assert_eq!(
+        std::fs::read_to_string(workspace.join("CLAUDE.local.md")).unwrap(),
+        "Be brief."
+    );
+    assert_eq!(
+        std::fs::read_to_string(workspace.join(".claude")).unwrap(),
+        "not a folder\n"
+    );
+
+    spec.skills = vec![app::skills::Skill {
+        markdown: "---\nname: notes\ndescription: Takes notes.\n---\n\nWrite them down.\n".into(),
+        files: vec![],
+    }];
+    let s = paddock.create_session(&operator, spec).await.unwrap();
+    let note = Upload {
+        path: "note.txt".into(),
+        data: "hi\n".into(),
+    };
+    let refused = paddock.upload_files(&operator, s.id, vec![note]).await;
+    assert!(
+        matches!(&refused, Err(AppError::Conflict(m)) if m.contains("the source has a file at .claude")),
+        "{refused:?}"
+    );
+}
