@@ -586,8 +586,21 @@ impl HostRepo {
         let _ = run("checkout", cmd, QUICK, None).await;
     }
 
+    /// What [`Self::exclude`] was given, as the server's own copy of the
+    /// exclude file has it (the agent's is theirs to change).
+    fn written(&self) -> Vec<String> {
+        std::fs::read_to_string(self.git_dir.join("info").join("exclude"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|line| line.starts_with('/'))
+            .map(str::to_owned)
+            .collect()
+    }
+
     /// Paths git leaves out of the working branch's changes (and the
-    /// agent's `git status`): what Paddock itself wrote into the workspace.
+    /// agent's `git status`): what Paddock itself wrote into the workspace,
+    /// each from the workspace's top (`/.claude/CLAUDE.md`, a folder with
+    /// a `/` at its end).
     pub fn exclude(&self, patterns: &[String]) -> std::io::Result<()> {
         if patterns.is_empty() {
             return Ok(());
@@ -664,7 +677,13 @@ impl HostRepo {
             .map_err(|e| GitError::Spawn(std::io::Error::other(e)))??;
         let mut others = self.git(None);
         // A nested repository is listed as its folder (`sub/`), never entered.
-        others.args(["ls-files", "-z", "--others", "--exclude-standard"]);
+        others.args(["ls-files", "-z", "--others", "--exclude-standard", "--"]);
+        // What Paddock wrote, also where the repository's own `.gitignore`
+        // takes it back (`!.claude/`): those outrank the exclude file.
+        others.args(self.written().iter().map(|path| {
+            let path = path.trim_start_matches('/').trim_end_matches('/');
+            format!(":(top,exclude,literal){path}")
+        }));
         Ok(run("status", others, limit, None)
             .await?
             .split(|b| *b == 0)

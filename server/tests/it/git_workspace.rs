@@ -610,7 +610,12 @@ async fn a_source_on_a_private_network_is_cloned_only_where_the_operator_allows(
 async fn a_file_named_dot_claude_in_the_source_is_left_in_place() {
     let server = GitServer::start(None).await;
     server.repo("dotfile.git", &[(".claude", b"not a folder\n")]);
-    let (_model, url) = common::scripted(&json!([{"reply": "Hi."}]), Some("sk-test")).await;
+    server.repo("negated.git", &[(".gitignore", b"!.claude/**\n")]);
+    let (_model, url) = common::scripted(
+        &json!([{"reply": "Hi."}, {"reply": "Hi again."}]),
+        Some("sk-test"),
+    )
+    .await;
     let (home, paddock) = common::with_model(&url, &[]).await;
     let operator = Caller::local_operator();
     let repo = format!("{}/dotfile.git", server.url);
@@ -645,6 +650,23 @@ async fn a_file_named_dot_claude_in_the_source_is_left_in_place() {
         markdown: "---\nname: notes\ndescription: Takes notes.\n---\n\nWrite them down.\n".into(),
         files: vec![],
     }];
+    // A repository whose .gitignore takes .claude back from the exclude
+    // file: what Paddock wrote there is still not the agent's change.
+    let mut negated = spec.clone();
+    negated.source = source(format!("{}/negated.git", server.url), None).source;
+    let n = paddock.create_session(&operator, negated).await.unwrap();
+    paddock
+        .send_prompt(&operator, n.id, "go".into())
+        .await
+        .unwrap();
+    common::wait_idle(&paddock, n.id).await;
+    assert!(home
+        .workspace(n.id)
+        .join(".claude/skills/notes/SKILL.md")
+        .exists());
+    let changes = paddock.changes(&operator, n.id).await.unwrap();
+    assert!(changes.files.is_empty(), "{:?}", changes.files);
+
     let s = paddock.create_session(&operator, spec).await.unwrap();
     let note = Upload {
         path: "note.txt".into(),
