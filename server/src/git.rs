@@ -839,11 +839,15 @@ impl HostRepo {
     }
 
     /// Refuses a work tree where git would block: a `.gitignore` or
-    /// `.gitattributes` that is not a regular file (a pipe nobody writes
-    /// to would hold git, and the paused sandbox, until the time limit).
+    /// `.gitattributes` that is not a regular file, or a named pipe in a
+    /// nested repository's `.git` (whose `HEAD` git opens to tell it is
+    /// one): a pipe nobody writes to would hold git, and the paused
+    /// sandbox, until the time limit.
     fn check_readable(&self) -> Result<(), GitError> {
-        let mut stack = vec![self.work_tree.clone()];
-        while let Some(dir) = stack.pop() {
+        use std::os::unix::fs::FileTypeExt;
+        // Each folder, and whether it is in a nested repository's `.git`.
+        let mut stack = vec![(self.work_tree.clone(), false)];
+        while let Some((dir, in_git)) = stack.pop() {
             let Ok(entries) = std::fs::read_dir(&dir) else {
                 continue;
             };
@@ -852,12 +856,20 @@ impl HostRepo {
                     continue;
                 };
                 let name = entry.file_name();
-                if kind.is_dir() && name != ".git" {
-                    stack.push(entry.path());
-                } else if (name == ".gitignore" || name == ".gitattributes")
-                    && !kind.is_file()
-                    && !kind.is_symlink()
-                {
+                let (ours, git_folder) = (dir == self.work_tree, name == ".git");
+                let blocking = if kind.is_dir() {
+                    if !(ours && git_folder) {
+                        stack.push((entry.path(), in_git || git_folder));
+                    }
+                    false
+                } else if in_git {
+                    kind.is_fifo()
+                } else {
+                    (name == ".gitignore" || name == ".gitattributes")
+                        && !kind.is_file()
+                        && !kind.is_symlink()
+                };
+                if blocking {
                     return Err(GitError::Failed {
                         step: "status",
                         message: format!(

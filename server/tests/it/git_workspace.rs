@@ -314,6 +314,18 @@ async fn a_repository_is_cloned_edited_committed_and_pushed_without_its_token_in
         "{refused:?}"
     );
     assert_eq!(in_container(&s, "echo running").trim(), "running");
+    // A pipe in a nested repository's .git, where git opens HEAD to tell
+    // that it is one.
+    as_agent(
+        &s,
+        "cd /workspace && rm d/.gitignore && mkdir -p n/.git && mkfifo n/.git/HEAD",
+    );
+    let refused = paddock.changes(&operator, s.id).await;
+    assert!(
+        matches!(&refused, Err(AppError::Invalid(m)) if m.contains("n/.git/HEAD")),
+        "{refused:?}"
+    );
+    assert_eq!(in_container(&s, "echo running").trim(), "running");
 
     // Deleting the session removes the server's repository too.
     paddock.delete_session(&operator, s.id).await.unwrap();
