@@ -7,16 +7,13 @@
 //! told by the message's `MessageSid`, accepted once.
 
 use super::form::Form;
-use super::{check_delivery_id, Verified};
+use super::Verified;
 use axum::http::HeaderMap;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use serde::Serialize;
 use sha1::Sha1;
-
-/// Longest message id taken.
-const ID_MAX_BYTES: usize = 64;
 
 /// A text message, as the prompt templates see it (`sms`).
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -72,8 +69,7 @@ pub fn verify(
         .ok()
         .and_then(|s| STANDARD.decode(s.trim()).ok())
         .ok_or("the X-Twilio-Signature is not base64")?;
-    let sid = message_sid(form);
-    check_delivery_id(sid, "a message's MessageSid", ID_MAX_BYTES)?;
+    let sid = message_sid(form)?;
     for url in urls {
         let text = signed_text(url, form);
         for token in tokens {
@@ -98,11 +94,29 @@ pub fn verify(
     )
 }
 
-fn message_sid(form: &Form) -> &str {
-    match form.get("MessageSid") {
-        "" => form.get("SmsSid"),
-        sid => sid,
+/// The message's id, as Twilio makes them: `SM` (or `MM`, with media)
+/// and 32 hexadecimal digits, the same in `SmsSid` and `SmsMessageSid`
+/// where those come too. Twilio signs the fields run together, so a
+/// signature holds for the same text cut into other fields: a sid of any
+/// other shape could take a neighbour's text and pass a message already
+/// taken as a new one.
+fn message_sid(form: &Form) -> Result<&str, String> {
+    let sid = form.get("MessageSid");
+    let (kind, digits) = sid.split_at(sid.len().min(2));
+    let shaped = matches!(kind, "SM" | "MM")
+        && digits.len() == 32
+        && digits.bytes().all(|b| b.is_ascii_hexdigit());
+    let same = ["SmsSid", "SmsMessageSid"]
+        .iter()
+        .all(|name| [sid, ""].contains(&form.get(name)));
+    if !shaped || !same {
+        return Err(
+            "a message's MessageSid is SM or MM and 32 hexadecimal digits, and its SmsSid \
+             and SmsMessageSid the same"
+                .into(),
+        );
     }
+    Ok(sid)
 }
 
 /// The message a verified form carries.
@@ -111,7 +125,7 @@ pub fn sms(form: &Form) -> Sms {
         from: form.get("From").to_owned(),
         to: form.get("To").to_owned(),
         body: form.get("Body").to_owned(),
-        sid: message_sid(form).to_owned(),
+        sid: form.get("MessageSid").to_owned(),
         media: form.get("NumMedia").parse().unwrap_or(0),
     }
 }
@@ -129,29 +143,56 @@ mod tests {
             ("Digits", "1234"),
             ("From", "+12349013030"),
             ("To", "+18005551212"),
-            ("MessageSid", "SM1"),
+            ("MessageSid", SID),
         ]);
         let url = "https://mycompany.com/myapp.php?foo=1&bar=2";
         let mut headers = HeaderMap::new();
         headers.insert(
             "x-twilio-signature",
-            "h+nC+8pgcmccvWrpVsbmRCPLEjY=".parse().unwrap(),
+            "tghSsdeZ89A7XoSzFdCFrt5wpNY=".parse().unwrap(),
         );
         let token = vec!["12345".to_owned()];
         let ok = verify(&headers, &[url.to_owned()], &form, &token).unwrap();
-        assert_eq!(ok.id, "twilio-SM1");
+        assert_eq!(ok.id, format!("twilio-{SID}"));
         assert!(verify(&headers, &["https://other.example/x".into()], &form, &token).is_err());
         assert!(verify(&headers, &[url.to_owned()], &form, &["54321".into()]).is_err());
         let mut changed = form;
         changed.fields[2].1 = "9999".into();
         assert!(verify(&headers, &[url.to_owned()], &changed, &token).is_err());
         assert_eq!(sms(&changed).from, "+12349013030");
-        // An id no store keeps (PostgreSQL's text takes no NUL), or one no
-        // log line shows as one line: refused, whatever the signature.
-        for sid in ["SM\0", "SM\n1", ""] {
+        // An id of another shape (a NUL no store keeps, a line break, the
+        // next field's text run into it) is refused, whatever the
+        // signature.
+        for sid in [
+            "SM\0",
+            "SM\n1",
+            "",
+            "SM1",
+            &format!("{SID}NumMedia0"),
+            &SID[1..],
+        ] {
             changed.fields[5].1 = sid.into();
             let refused = verify(&headers, &[url.to_owned()], &changed, &token).unwrap_err();
             assert!(refused.contains("MessageSid"), "{refused}");
         }
+    }
+
+    const SID: &str = "SM0123456789abcdef0123456789abcdef";
+
+    /// The field split a replay would try: the signature holds for the same
+    /// text cut otherwise, so the sid must have its one shape.
+    #[test]
+    fn a_sid_with_a_neighbours_text_is_refused() {
+        let genuine = Form::of(&[("MessageSid", SID), ("NumMedia", "0"), ("SmsSid", SID)]);
+        let refolded = Form::of(&[("MessageSid", &format!("{SID}NumMedia0")), ("SmsSid", SID)]);
+        let url = "https://paddock.example/hooks/t";
+        assert_eq!(signed_text(url, &genuine), signed_text(url, &refolded));
+        assert!(message_sid(&genuine).is_ok());
+        assert!(message_sid(&refolded).is_err());
+        let other = Form::of(&[
+            ("MessageSid", SID),
+            ("SmsSid", "SM0000000000000000000000000000000a"),
+        ]);
+        assert!(message_sid(&other).is_err());
     }
 }

@@ -873,6 +873,8 @@ async fn twilio_messages_signed_by_twilios_library_start_and_continue_a_conversa
             .append_pair("Label", "alpha")
             .finish()
     };
+    // A message id as Twilio makes them.
+    let sid = |n: u32| format!("SM{n:032x}");
     // (No signature: no header at all.)
     let send = |form: String, signature: String, content_type: &'static str| {
         let (s, path) = (&s, made.path.clone());
@@ -893,7 +895,7 @@ async fn twilio_messages_signed_by_twilios_library_start_and_continue_a_conversa
         }
     };
     const FORM: &str = "application/x-www-form-urlencoded";
-    let first = text("SM100", "The site is down!");
+    let first = text(&sid(100), "The site is down!");
     let signature = sender_sign(&["twilio", token, &url], &first);
     let (status, kind, answer) = send(first.clone(), signature.clone(), FORM).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
@@ -913,7 +915,7 @@ async fn twilio_messages_signed_by_twilios_library_start_and_continue_a_conversa
     // The next text from the same number continues the conversation
     // (signed over the URL with its port written out, as Twilio's
     // libraries accept too).
-    let next = text("SM101", "Is it fixed?");
+    let next = text(&sid(101), "Is it fixed?");
     let with_port = format!("{PUBLIC}:80{}", made.path);
     let (status, _, _) = send(
         next.clone(),
@@ -929,7 +931,7 @@ async fn twilio_messages_signed_by_twilios_library_start_and_continue_a_conversa
 
     // Refused, nothing made: signed for another URL, with another token,
     // over another body, unsigned, not a form.
-    let bad = text("SM102", "rm -rf /");
+    let bad = text(&sid(102), "rm -rf /");
     let other_url = format!("https://elsewhere.example{}", made.path);
     for (what, signature, body, content_type, expected) in [
         (
@@ -988,7 +990,7 @@ async fn twilio_messages_signed_by_twilios_library_start_and_continue_a_conversa
         .await;
     assert_eq!(status, StatusCode::OK, "{rotated}");
     assert!(rotated["secret"].is_null());
-    let later = text("SM103", "thanks");
+    let later = text(&sid(103), "thanks");
     let (status, _, _) = send(
         later.clone(),
         sender_sign(&["twilio", token, &url], &later),
