@@ -209,7 +209,7 @@ pub fn header(raw: &str, name: &str) -> String {
 
 /// A character that turns the direction text is shown in (U+202E makes
 /// `exe.txt` of `txt.exe`).
-fn is_bidi_control(c: char) -> bool {
+pub(super) fn is_bidi_control(c: char) -> bool {
     matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 

@@ -1010,6 +1010,8 @@ impl Paddock {
             .next()
             .unwrap_or_default()
             .chars()
+            // (Nor what turns the text around in the sessions list.)
+            .filter(|c| !email::is_bidi_control(*c))
             .map(|c| if c.is_control() { ' ' } else { c })
             .collect();
         let name: String = format!("{}: {}", trigger.draft.name, first_line.trim())

@@ -183,7 +183,8 @@ async fn a_signed_delivery_starts_a_session_and_its_conversation_continues_it() 
         .await;
     assert!(made.key().starts_with("whsec_"));
     assert_eq!(made.path, format!("/hooks/{}", made.trigger.id));
-    let body = r#"{"job": "test", "branch": "main", "log": "assertion failed"}"#;
+    // (A character that turns text around, as a payload may hold.)
+    let body = r#"{"job": "te\u202est", "branch": "main", "log": "assertion failed"}"#;
     let (status, answer) = s.signed(&made, made.key(), "msg_1", body).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
     let session: app::domain::SessionId = answer["session"].as_str().unwrap().parse().unwrap();
@@ -206,11 +207,15 @@ async fn a_signed_delivery_starts_a_session_and_its_conversation_continues_it() 
         texts[0].starts_with("delivery builds msg_1 Standard Webhooks"),
         "{texts:?}"
     );
-    assert_eq!(texts[1], "The build test failed on main:\nassertion failed");
+    assert_eq!(
+        texts[1],
+        "The build te\u{202E}st failed on main:\nassertion failed"
+    );
     assert_eq!(texts[2], "Looking at the build.");
     // Its template said auto; a trigger's sessions ask unless it says so.
     let sessions = s.sessions().await;
     assert_eq!(sessions.len(), 1);
+    assert_eq!(sessions[0].name, "builds: The build test failed on main:");
     assert_eq!(sessions[0].permission_mode.to_string(), "ask");
     assert!(sessions[0].allowed_tools.is_empty());
     assert_eq!(sessions[0].template.as_ref().unwrap().name, "on call");
