@@ -566,9 +566,50 @@ async fn the_credentials_command_saves_lists_and_rotates_and_the_key_still_opens
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(said.contains("rotated and fine"), "{said}");
+    // A trigger, whose secret is sealed under the key of now.
+    let template: serde_json::Value = http
+        .post(format!("{}/api/templates", server.url))
+        .json(&json!({"name": "hooked"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let made: app::triggers::TriggerSecret = http
+        .post(format!(
+            "{}/api/templates/{}/triggers",
+            server.url,
+            template["id"].as_str().unwrap()
+        ))
+        .json(&json!({"name": "hook", "prompt": "{{ payload.task }}"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     // Rotated again while it runs: it seals nothing more under its old key.
     let (ok, said) = paddock_cli(dir, &["credentials", "rotate-master-key"], "");
     assert!(ok, "{said}");
+    // And a genuine delivery to the trigger, whose secret it can no longer
+    // open, is put off (503), not refused as forged.
+    let body = r#"{"task": "hi"}"#;
+    let at = chrono::Utc::now().timestamp();
+    let secret = made.secret.as_deref().unwrap();
+    let signature =
+        server::triggers::standard_webhooks::sign(secret, "msg_1", at, body.as_bytes()).unwrap();
+    let res = http
+        .post(format!("{}{}", server.url, made.path))
+        .header("content-type", "application/json")
+        .header("webhook-id", "msg_1")
+        .header("webhook-timestamp", at.to_string())
+        .header("webhook-signature", signature)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
     let res = http
         .post(format!("{}/api/save_credential", server.url))
         .form(&[
