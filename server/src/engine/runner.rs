@@ -48,9 +48,10 @@ struct Run {
     /// Cancelled when another replica took the session's lease: the run
     /// ends and records nothing more, since the session is not ours.
     lost: CancellationToken,
-    /// Whether this run's loop has taken the lease (until then, a lease
-    /// that is nobody's is not one it lost).
-    leased: bool,
+    /// Until when the lease this run's loop took (or last renewed) holds
+    /// for sure, by this process's clock: `None` before it took one (a
+    /// lease that is nobody's is not one it lost).
+    held_until: Option<Instant>,
     /// The running prompt's (a child of `lost`); Stop cancels it.
     cancel: CancellationToken,
 }
@@ -62,7 +63,7 @@ impl Run {
             spans: span.into_iter().collect(),
             cancel: lost.child_token(),
             lost,
-            leased: false,
+            held_until: None,
         }
     }
 }
@@ -420,15 +421,19 @@ impl Runner {
     /// another replica took (this one was cut off for longer than a lease)
     /// is cancelled, so that a session never runs twice for long.
     pub async fn renew_leases(&self) {
-        let runs: Vec<(SessionId, CancellationToken)> = lock(&self.runs)
+        let runs: Vec<(SessionId, CancellationToken, Instant)> = lock(&self.runs)
             .iter()
-            .filter(|(_, run)| run.leased)
-            .map(|(session, run)| (*session, run.lost.clone()))
+            .filter_map(|(session, run)| Some((*session, run.lost.clone(), run.held_until?)))
             .collect();
+        let asked = Instant::now();
         let until = chrono::Utc::now() + self.config.lease();
-        for (session, lost) in runs {
+        for (session, lost, held_until) in runs {
             match self.store.renew_lease(session, &self.replica, until).await {
-                Ok(true) => {}
+                Ok(true) => {
+                    if let Some(run) = lock(&self.runs).get_mut(&session) {
+                        run.held_until = Some(asked + self.config.lease());
+                    }
+                }
                 // Taken by another replica, or given up a moment ago. The
                 // run read above ends (it is over, if its loop gave the
                 // lease up), unless the lease is this replica's again by
@@ -441,6 +446,13 @@ impl Runner {
                     if !lost.is_cancelled() && lock(&self.runs).contains_key(&session) {
                         tracing::warn!(%session, "the session's lease is not this replica's: its run here ends");
                     }
+                    lost.cancel();
+                }
+                // Renewals failing for longer than a lease (the database
+                // unreachable): another replica may hold it by now, so
+                // the run ends rather than run twice.
+                Err(e) if Instant::now() >= held_until => {
+                    tracing::warn!(%session, "the session's lease was not renewed for a lease's time ({e}): its run here ends");
                     lost.cancel();
                 }
                 Err(e) => tracing::warn!(%session, "cannot renew the session's lease: {e}"),
@@ -635,6 +647,7 @@ impl Runner {
         // next run's).
         let mut last_start: Option<i64> = None;
         loop {
+            let asked = Instant::now();
             let leased = self.lease(session).await;
             if let Err(e) = &leased {
                 tracing::warn!(%session, "cannot take the session's lease: {e}");
@@ -654,7 +667,7 @@ impl Runner {
                 let Some(run) = runs.get_mut(&session) else {
                     return;
                 };
-                run.leased = true;
+                run.held_until = Some(asked + self.config.lease());
                 run.lost.clone()
             };
             loop {

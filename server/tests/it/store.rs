@@ -9,6 +9,7 @@ use app::accounts::{
     ApiToken, AuditAction, CredentialId, CredentialKind, CredentialScope, Login, Role, ShareLevel,
 };
 use app::agents::TemplateDraft;
+use app::api::Backend;
 use app::domain::{EnvVar, EventKind, NewSession, SandboxLimits, SessionSpec, SessionStatus};
 use chrono::{Duration, SubsecRound, Utc};
 use server::store::accounts::{NewAuditEntry, SealedCredential, UserChange};
@@ -1400,4 +1401,64 @@ async fn notification_cursors_see_each_event_once_in_log_order() {
         assert!(store.delete_template(template.id).await.unwrap());
         assert!(store.get_endpoint(id).await.unwrap().is_none(), "{db}");
     }
+}
+
+/// A run whose lease cannot be renewed for a lease's time (its database
+/// unreachable for the leases) ends: another replica may have taken the
+/// session over by then, and a session must not run twice. Before, only a
+/// renewal answered "not yours" ended it.
+#[tokio::test]
+async fn a_run_whose_lease_is_not_renewed_for_a_lease_ends() {
+    let (_model, url) = common::scripted(
+        &serde_json::json!([
+            {"reply": [{"tool_use": {"name": "bash", "input": {"command": "sleep 30"}}}]},
+            {"reply": "done"}
+        ]),
+        None,
+    )
+    .await;
+    let database = postgres::database().await;
+    let mut flags = common::model_flags(&url, "sk-test");
+    flags.push(format!("--database-url={database}"));
+    flags.push("--lease-secs=3".into());
+    let home = Home::new();
+    let paddock = common::open(&home, "local", &flags).await;
+    server::replicas::spawn_heartbeat(&paddock.runner, std::time::Duration::from_secs(3));
+    let session = common::create(
+        &paddock,
+        NewSession {
+            name: "leased".into(),
+            permission_mode: Some("auto".parse().unwrap()),
+            ..Default::default()
+        },
+    )
+    .await;
+    paddock
+        .send_prompt(
+            &app::accounts::Caller::local_operator(),
+            session.id,
+            "sleep".into(),
+        )
+        .await
+        .unwrap();
+    common::wait_for_tool_call(&paddock, session.id).await;
+    // The leases' table away: every renewal fails.
+    let admin = sqlx::PgPool::connect(&database).await.unwrap();
+    sqlx::query("ALTER TABLE session_leases RENAME TO session_leases_away")
+        .execute(&admin)
+        .await
+        .unwrap();
+    let mut ended = false;
+    for _ in 0..100 {
+        if !paddock.runner.is_running(session.id) {
+            ended = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    sqlx::query("ALTER TABLE session_leases_away RENAME TO session_leases")
+        .execute(&admin)
+        .await
+        .unwrap();
+    assert!(ended, "the run went on for 10 s without its lease renewed");
 }
