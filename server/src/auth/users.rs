@@ -15,6 +15,10 @@ fn no_such_user(id: UserId) -> AppError {
     AppError::NotFound(format!("User {id}"))
 }
 
+fn last_admin() -> AppError {
+    AppError::Invalid("This is the last active admin: make someone else an admin first.".into())
+}
+
 impl Auth {
     /// Adds an account; `actor` says who did it, for the audit log.
     pub async fn add_user(
@@ -118,19 +122,15 @@ impl Auth {
         if let Some(name) = &change.display_name {
             change.display_name = Some(display_name(name, &before.login.parse()?)?);
         }
-        let loses_admin = before.role == Role::Admin
-            && !before.disabled
-            && (change.role.is_some_and(|r| r != Role::Admin) || change.disabled == Some(true));
-        if loses_admin && !self.store.other_admin_exists(user).await? {
-            return Err(AppError::Invalid(
-                "This is the last active admin: make someone else an admin first.".into(),
-            ));
-        }
-        let after = self
-            .store
-            .change_user(user, &change)
-            .await?
-            .ok_or_else(|| no_such_user(user))?;
+        let Some(after) = self.store.change_user(user, &change).await? else {
+            // Gone meanwhile, or the last active admin (the store checks
+            // that with the change, so two admins demoting each other at
+            // once leave one).
+            return Err(match self.store.user_by_id(user).await? {
+                Some(_) => last_admin(),
+                None => no_such_user(user),
+            });
+        };
         if after.disabled {
             self.store.delete_browser_sessions_of(user).await?;
         }

@@ -82,11 +82,10 @@ pub trait Accounts: Send + Sync {
     async fn user_by_login(&self, login: &Login) -> Result<Option<UserRecord>>;
     async fn user_by_id(&self, id: UserId) -> Result<Option<UserRecord>>;
     async fn list_users(&self) -> Result<Vec<User>>;
-    /// `Ok(None)` when no such user exists.
+    /// `Ok(None)` when no such user exists, or the change would leave no
+    /// active admin (checked in the same transaction, one such change at a
+    /// time: two admins demoting each other at once leave one).
     async fn change_user(&self, id: UserId, change: &UserChange) -> Result<Option<User>>;
-    /// Whether an active admin other than `id` exists (the last admin may
-    /// not be demoted or disabled).
-    async fn other_admin_exists(&self, id: UserId) -> Result<bool>;
     async fn set_last_sign_in(&self, id: UserId, at: DateTime<Utc>) -> Result<()>;
 
     /// A browser session's record (tower-sessions' JSON), if it has not

@@ -397,7 +397,12 @@ async fn users_tokens_browser_sessions_and_shares() {
                 .password_hash,
             "hash-1"
         );
-        assert!(!store.other_admin_exists(ada.id).await.unwrap());
+        // The last active admin stays one.
+        let demote = UserChange {
+            role: Some(Role::Member),
+            ..Default::default()
+        };
+        assert!(store.change_user(ada.id, &demote).await.unwrap().is_none());
         let changed = store
             .change_user(
                 bob.id,
@@ -430,7 +435,14 @@ async fn users_tokens_browser_sessions_and_shares() {
             (renamed.display_name.as_str(), renamed.disabled),
             ("Robert", true)
         );
-        assert!(!store.other_admin_exists(ada.id).await.unwrap(), "disabled");
+        assert!(
+            store.change_user(ada.id, &demote).await.unwrap().is_none(),
+            "a disabled admin is none"
+        );
+        assert_eq!(
+            store.user_by_id(ada.id).await.unwrap().unwrap().user.role,
+            Role::Admin
+        );
         // Stored to the microsecond.
         let now = Utc::now().trunc_subsecs(6);
         store.set_last_sign_in(ada.id, now).await.unwrap();
@@ -1461,4 +1473,47 @@ async fn a_run_whose_lease_is_not_renewed_for_a_lease_ends() {
         .await
         .unwrap();
     assert!(ended, "the run went on for 10 s without its lease renewed");
+}
+
+/// Two admins demoting each other at the same moment, many times over:
+/// one change goes through each time, and one active admin is left.
+#[tokio::test]
+async fn two_admins_demoting_each_other_at_once_leave_one() {
+    let (_dir, urls) = databases().await;
+    for url in urls {
+        let store = open(&url).await;
+        let mut admins = Vec::new();
+        for name in ["ada", "bob"] {
+            let user = store
+                .create_user(&name.parse().unwrap(), name, Role::Admin, "h")
+                .await
+                .unwrap()
+                .unwrap();
+            admins.push(user.id);
+        }
+        let demote = UserChange {
+            role: Some(Role::Member),
+            ..Default::default()
+        };
+        let promote = UserChange {
+            role: Some(Role::Admin),
+            ..Default::default()
+        };
+        for round in 0..30 {
+            let (a, b) = tokio::join!(
+                store.change_user(admins[0], &demote),
+                store.change_user(admins[1], &demote)
+            );
+            let done = [a.unwrap().is_some(), b.unwrap().is_some()];
+            assert_eq!(
+                done.iter().filter(|d| **d).count(),
+                1,
+                "{}: round {round}: {done:?}",
+                name_of(&url)
+            );
+            for id in &admins {
+                store.change_user(*id, &promote).await.unwrap().unwrap();
+            }
+        }
+    }
 }

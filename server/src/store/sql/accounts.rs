@@ -186,30 +186,36 @@ impl Accounts for SqlStore {
     }
 
     async fn change_user(&self, id: UserId, change: &UserChange) -> Result<Option<User>> {
+        let mut tx = self.pool.begin().await?;
+        // One change of roles at a time: a write to one row, which both
+        // databases hold to the transaction's end (SQLite: the database).
+        // The update's own read of the other admins then sees any change
+        // made before it.
+        sqlx::query(
+            "INSERT INTO meta (key, value) VALUES ('admins_lock', '') \
+             ON CONFLICT (key) DO UPDATE SET value = meta.value",
+        )
+        .execute(&mut *tx)
+        .await?;
         let row: Option<UserRow> = sqlx::query_as(&format!(
             "UPDATE users SET display_name = COALESCE($1, display_name), role = COALESCE($2, role), \
              disabled = COALESCE($3, disabled), password_hash = COALESCE($4, password_hash) \
-             WHERE id = $5 RETURNING {USER_COLUMNS}"
+             WHERE id = $5 AND (NOT (role = 'admin' AND disabled = 0) \
+               OR (COALESCE($2, role) = 'admin' AND COALESCE($3, disabled) = 0) \
+               OR EXISTS (SELECT 1 FROM users o WHERE o.role = 'admin' AND o.disabled = 0 \
+                          AND o.id <> $5)) \
+             RETURNING {USER_COLUMNS}"
         ))
         .bind(change.display_name.as_deref())
         .bind(change.role.map(Role::as_str))
         .bind(change.disabled.map(i64::from))
         .bind(change.password_hash.as_deref())
         .bind(id.to_string())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await?;
+        tx.commit().await?;
         row.map(|r| UserRecord::try_from(r).map(|r| r.user))
             .transpose()
-    }
-
-    async fn other_admin_exists(&self, id: UserId) -> Result<bool> {
-        let found: Option<i64> = sqlx::query_scalar(
-            "SELECT 1 FROM users WHERE role = 'admin' AND disabled = 0 AND id <> $1 LIMIT 1",
-        )
-        .bind(id.to_string())
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(found.is_some())
     }
 
     async fn set_last_sign_in(&self, id: UserId, at: DateTime<Utc>) -> Result<()> {
