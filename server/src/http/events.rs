@@ -108,6 +108,10 @@ async fn events(
     Ok(frames::respond(frames, end, KeepAlive::default()))
 }
 
+/// A viewer hearing nothing for this long looks in the store for events
+/// stored since the last it was sent.
+const QUIET_CHECK: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Why a transcript's stream ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Ending {
@@ -226,7 +230,26 @@ impl Tail {
                 self.pending.extend(page);
                 continue;
             }
-            match self.rx.recv().await {
+            let heard = match tokio::time::timeout(QUIET_CHECK, self.rx.recv()).await {
+                Ok(heard) => heard,
+                // Quiet: is it? A notice another replica sent may have been
+                // lost on the way (the store then has events no one told).
+                Err(_) => {
+                    match self
+                        .paddock
+                        .store
+                        .events_after(self.session, self.last, 1)
+                        .await
+                    {
+                        Ok(newer) => self.catching_up = !newer.is_empty(),
+                        Err(e) => {
+                            tracing::warn!(session = %self.session, "cannot look for events not heard of: {e}")
+                        }
+                    }
+                    continue;
+                }
+            };
+            match heard {
                 Ok(HubMessage::Event(event)) => {
                     if event.seq <= self.last {
                         continue; // already sent from the store

@@ -648,6 +648,31 @@ async fn live_tail_is_gapless() {
     );
 }
 
+/// An event stored with no word of it to this server (its notice from
+/// another replica lost on the way) reaches a quiet viewer all the same:
+/// a stream that hears nothing looks in the store now and then.
+#[tokio::test]
+async fn an_event_no_one_told_of_reaches_a_quiet_viewer() {
+    let s = start().await;
+    let session = s.session().await;
+    record_n(&s.paddock, session, 2).await;
+    let mut frames = connect(&s, session, None).await;
+    assert_eq!(seqs_until(&mut frames, 2).await, range(1, 2));
+    // Stored, not published: as another replica's event whose notice never
+    // came.
+    s.paddock
+        .store
+        .append_event(
+            session,
+            &EventKind::AssistantText {
+                text: "unheard".into(),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(seqs_until(&mut frames, 3).await, [3]);
+}
+
 #[tokio::test]
 async fn connecting_during_concurrent_appends_sees_each_event_once() {
     let s = start().await;
