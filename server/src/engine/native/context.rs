@@ -1,8 +1,9 @@
 //! Keeping a conversation within the model's context: each call sends the
 //! whole session, and a long one (tool outputs of 32 KB each, pasted logs)
 //! would grow past what the model takes, to be refused (400 "prompt is too
-//! long") at every prompt after, for good. Past [`BUDGET_TOKENS`] (a rough
-//! count, a quarter of the characters), the oldest tool outputs, then the
+//! long") at every prompt after, for good. Past its budget (a rough
+//! count, a quarter of the characters: [`BUDGET_TOKENS`] less what the
+//! system prompt and the tools take), the oldest tool outputs, then the
 //! oldest tool inputs (a whole file written), then the oldest texts, are
 //! replaced by a short note, until it fits. Never cut: the prompt being
 //! answered (the last one), the texts after it, the last message (the
@@ -11,10 +12,15 @@
 
 use crate::llm::{ContentBlock, Message, Role};
 
-/// What a conversation sent may hold, in rough tokens: below the 200k of
-/// the models' context, with room for the system prompt, the tools and the
-/// answer.
+/// What a request may hold, in rough tokens (the conversation, the system
+/// prompt and the tools): below the 200k of the models' context, with room
+/// for the answer and for the count being rough.
 pub const BUDGET_TOKENS: usize = 150_000;
+
+/// A text's rough size, in tokens (a quarter of its characters).
+pub fn rough_tokens(text: &str) -> usize {
+    text.len().div_ceil(4)
+}
 
 /// What stands for a tool's output let go of.
 const OUTPUT_NOTE: &str =
@@ -26,22 +32,21 @@ const INPUT_NOTE: &str =
 const TEXT_NOTE: &str =
     "[This text was removed to keep the conversation within the model's context.]";
 
-/// A block's rough size, in tokens (a quarter of its characters).
+/// A block's rough size, in tokens.
 fn tokens(block: &ContentBlock) -> usize {
-    let chars = match block {
-        ContentBlock::Text { text } => text.len(),
-        ContentBlock::Thinking { thinking, .. } => thinking.len(),
-        ContentBlock::ToolUse { input, .. } => input.to_string().len(),
-        ContentBlock::ToolResult { content, .. } => content.len(),
-    };
-    chars.div_ceil(4)
+    match block {
+        ContentBlock::Text { text } => rough_tokens(text),
+        ContentBlock::Thinking { thinking, .. } => rough_tokens(thinking),
+        ContentBlock::ToolUse { input, .. } => rough_tokens(&input.to_string()),
+        ContentBlock::ToolResult { content, .. } => rough_tokens(content),
+    }
 }
 
-/// Fits `messages` within [`BUDGET_TOKENS`], as the module says; what it
-/// cannot cut (the latest exchange) is left as it is.
-pub fn fit(messages: &mut [Message]) {
+/// Fits `messages` within `budget` rough tokens, as the module says; what
+/// it cannot cut (the latest exchange) is left as it is.
+pub fn fit(messages: &mut [Message], budget: usize) {
     let total: usize = messages.iter().flat_map(|m| &m.content).map(tokens).sum();
-    let Some(mut over) = total.checked_sub(BUDGET_TOKENS).filter(|o| *o > 0) else {
+    let Some(mut over) = total.checked_sub(budget).filter(|o| *o > 0) else {
         return;
     };
     let last = messages.len().saturating_sub(1);
@@ -142,7 +147,7 @@ mod tests {
     fn a_conversation_within_the_budget_is_sent_whole() {
         let mut messages = vec![call("a"), result("a", 4000)];
         let before = messages.clone();
-        fit(&mut messages);
+        fit(&mut messages, BUDGET_TOKENS);
         assert_eq!(messages, before);
     }
 
@@ -155,7 +160,7 @@ mod tests {
             messages.push(result(&i.to_string(), 32 * 1024));
         }
         let shape: Vec<_> = messages.iter().map(|m| (m.role, m.content.len())).collect();
-        fit(&mut messages);
+        fit(&mut messages, BUDGET_TOKENS);
         assert!(size(&messages) <= BUDGET_TOKENS, "{}", size(&messages));
         assert_eq!(
             messages
@@ -189,7 +194,7 @@ mod tests {
             messages.push(write(&i.to_string()));
             messages.push(result(&i.to_string(), 2));
         }
-        fit(&mut messages);
+        fit(&mut messages, BUDGET_TOKENS);
         assert!(size(&messages) <= BUDGET_TOKENS, "{}", size(&messages));
         let input = |m: &Message| match &m.content[0] {
             ContentBlock::ToolUse { input, .. } => input.clone(),
@@ -218,7 +223,7 @@ mod tests {
         messages[3].content.push(ContentBlock::Text {
             text: "go on".into(),
         });
-        fit(&mut messages);
+        fit(&mut messages, BUDGET_TOKENS);
         assert_eq!(input(&messages[2]), input(&big), "answered with the prompt");
     }
 
@@ -235,7 +240,7 @@ mod tests {
             text(Role::Assistant, 400_000),
             text(Role::User, 500_000),
         ];
-        fit(&mut messages);
+        fit(&mut messages, BUDGET_TOKENS);
         let texts: Vec<usize> = messages
             .iter()
             .map(|m| match &m.content[0] {
@@ -256,7 +261,7 @@ mod tests {
         };
         let mut messages = vec![prompt, call("a"), result("a", 32 * 1024)];
         messages.extend([call("b"), result("b", 32 * 1024)]);
-        fit(&mut messages);
+        fit(&mut messages, BUDGET_TOKENS);
         assert!(
             matches!(&messages[0].content[0], ContentBlock::Text { text } if text.len() == 700_000),
             "the prompt being answered is kept"

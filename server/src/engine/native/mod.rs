@@ -162,8 +162,12 @@ impl NativeEngine {
             .collect::<Vec<_>>()
             .join("\n\n");
 
+        // (The tools' definitions, as sent, are JSON.)
+        let beside = context::rough_tokens(&system)
+            + context::rough_tokens(&serde_json::to_string(&tool_defs).unwrap_or_default());
+        let budget = context::BUDGET_TOKENS.saturating_sub(beside);
         for _turn in 0..limits.max_turns {
-            context::fit(&mut messages);
+            context::fit(&mut messages, budget);
             let request = Request {
                 model: s.model.clone(),
                 max_tokens: limits.max_tokens,

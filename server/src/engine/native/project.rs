@@ -13,6 +13,13 @@ use app::skills::{front_matter, SkillHeader, SKILLS_DIR, SKILL_FILE};
 const INSTRUCTION_FILES: [&str; 3] = ["CLAUDE.md", ".claude/CLAUDE.md", "CLAUDE.local.md"];
 /// Bytes of one instructions file given to the model.
 const INSTRUCTIONS_MAX_BYTES: usize = 64 * 1024;
+/// Skills read from the workspace, by name; more are left out (the
+/// listing says how many).
+const SKILLS_READ_MAX: usize = 100;
+/// Characters of a skill's description listed.
+const DESCRIPTION_MAX_CHARS: usize = 1024;
+/// Bytes of the skills' listing in the system prompt.
+const LISTING_MAX_BYTES: usize = 16 * 1024;
 
 /// The workspace's instructions and skills.
 #[derive(Debug, Default, PartialEq)]
@@ -20,6 +27,8 @@ pub struct Project {
     /// `(path, text)` of each instructions file found.
     pub instructions: Vec<(String, String)>,
     pub skills: Vec<SkillHeader>,
+    /// Skill folders past [`SKILLS_READ_MAX`], not read.
+    pub skills_left_out: usize,
 }
 
 /// A file's text, if it is there and readable as text.
@@ -53,7 +62,11 @@ impl Project {
                 Vec::new()
             }
         };
-        for folder in folders.into_iter().filter(|e| e.is_dir) {
+        let mut folders: Vec<_> = folders.into_iter().filter(|e| e.is_dir).collect();
+        folders.sort_by(|a, b| a.name.cmp(&b.name));
+        project.skills_left_out = folders.len().saturating_sub(SKILLS_READ_MAX);
+        folders.truncate(SKILLS_READ_MAX);
+        for folder in folders {
             let path = format!("{SKILLS_DIR}/{}/{SKILL_FILE}", folder.name);
             let Some(markdown) = text(ws, &path).await else {
                 continue;
@@ -62,7 +75,11 @@ impl Project {
             if let Ok((header, _)) = front_matter(&markdown) {
                 project.skills.push(SkillHeader {
                     name: folder.name,
-                    description: header.description,
+                    description: header
+                        .description
+                        .chars()
+                        .take(DESCRIPTION_MAX_CHARS)
+                        .collect(),
                 });
             }
         }
@@ -78,18 +95,60 @@ impl Project {
             ));
         }
         if !self.skills.is_empty() {
-            let list: Vec<String> = self
-                .skills
-                .iter()
-                .map(|s| format!("- {}: {}", s.name, s.description))
-                .collect();
+            // Listed while they fit; the rest are counted.
+            let mut list = String::new();
+            let mut listed = 0;
+            for s in &self.skills {
+                let line = format!("- {}: {}\n", s.name, s.description);
+                if list.len() + line.len() > LISTING_MAX_BYTES {
+                    break;
+                }
+                list.push_str(&line);
+                listed += 1;
+            }
+            let unlisted = self.skills.len() - listed + self.skills_left_out;
+            if unlisted > 0 {
+                list.push_str(&format!(
+                    "- … and {unlisted} more, not listed here: look in /workspace/{SKILLS_DIR}/\n"
+                ));
+            }
             parts.push(format!(
                 "Skills are available in /workspace/{SKILLS_DIR}/. When a task matches a \
                  skill's description, call the skill tool with its name first and follow what \
                  it says; read its other files with the skill tool's `file` as it directs.\n\n{}",
-                list.join("\n")
+                list.trim_end()
             ));
         }
         (!parts.is_empty()).then(|| parts.join("\n\n"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A workspace of many skills with long descriptions (a repository's,
+    /// or the agent's own making) lists what fits and counts the rest: the
+    /// system prompt stays small enough for every call.
+    #[test]
+    fn a_crowd_of_skills_is_listed_within_its_bytes() {
+        let project = Project {
+            instructions: Vec::new(),
+            skills: (0..100)
+                .map(|i| SkillHeader {
+                    name: format!("skill-{i:03}"),
+                    description: "d".repeat(DESCRIPTION_MAX_CHARS),
+                })
+                .collect(),
+            skills_left_out: 1900,
+        };
+        let prompt = project.system_prompt().unwrap();
+        assert!(prompt.len() < LISTING_MAX_BYTES + 1024, "{}", prompt.len());
+        assert!(prompt.contains("- skill-000: ddd"));
+        let listed = prompt.matches("- skill-").count();
+        assert!(prompt.ends_with(&format!(
+            "- … and {} more, not listed here: look in /workspace/{SKILLS_DIR}/",
+            2000 - listed
+        )));
     }
 }
