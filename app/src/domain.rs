@@ -1109,6 +1109,15 @@ pub enum EventKind {
     Error {
         message: String,
     },
+    /// The model declined to go on (its answer stopped as a refusal, with
+    /// the API's explanation when it gives one). Paddock's own loop leaves
+    /// the turn it declined (its prompts and what it made) out of the
+    /// conversation from then on, as the API asks: a conversation that
+    /// holds it is declined again.
+    Refused {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        explanation: Option<String>,
+    },
     /// Something the server did to the session's workspace: prepared it
     /// (cloned, copied, wrote instructions and skills), committed or
     /// pushed its changes.
@@ -1160,6 +1169,7 @@ impl EventKind {
             EventKind::PermissionDecision { .. } => "permission_decision",
             EventKind::Usage { .. } => "usage",
             EventKind::Error { .. } => "error",
+            EventKind::Refused { .. } => "refused",
             EventKind::Workspace { .. } => "workspace",
             EventKind::Egress { .. } => "egress",
             EventKind::Terminal { .. } => "terminal",

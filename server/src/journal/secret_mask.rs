@@ -157,7 +157,8 @@ impl Patterns {
                 self.apply_value(input)
             }
             EventKind::Status { message: text, .. }
-            | EventKind::PermissionDecision { reason: text, .. } => {
+            | EventKind::PermissionDecision { reason: text, .. }
+            | EventKind::Refused { explanation: text } => {
                 if let Some(text) = text {
                     self.apply_in(text);
                 }

@@ -6,7 +6,7 @@
 
 use super::{
     ContentBlock, DeltaSink, LlmCredential, LlmError, Provider, Request, Response, StreamDelta,
-    Usage,
+    Usage, REFUSAL,
 };
 use eventsource_stream::Eventsource;
 use futures_util::StreamExt;
@@ -195,6 +195,8 @@ struct Assembly {
     id: String,
     blocks: Vec<Option<Block>>,
     stop_reason: Option<String>,
+    /// A refusal's explanation (`stop_details`), when the API gives one.
+    explanation: Option<String>,
     usage: Usage,
 }
 
@@ -323,6 +325,14 @@ impl Assembly {
                 {
                     self.stop_reason = Some(reason.to_owned());
                 }
+                if let Some(explanation) = data
+                    .get("delta")
+                    .and_then(|d| d.get("stop_details"))
+                    .and_then(|d| d.get("explanation"))
+                    .and_then(Value::as_str)
+                {
+                    self.explanation = Some(explanation.to_owned());
+                }
                 // Usage here is cumulative: take it as it is.
                 if let Some(u) = data.get("usage") {
                     if let Some(n) = u.get("output_tokens").and_then(Value::as_u64) {
@@ -360,6 +370,18 @@ impl Assembly {
     fn finish(self) -> Result<Response, LlmError> {
         let mut content = Vec::new();
         let mut cut_off = None;
+        // A refused answer is not kept (nor its last block read: it may
+        // stop in the middle of a tool call's input).
+        if self.stop_reason.as_deref() == Some(REFUSAL) {
+            return Ok(Response {
+                id: self.id,
+                content,
+                stop_reason: self.stop_reason,
+                explanation: self.explanation,
+                usage: self.usage,
+                cut_off,
+            });
+        }
         // The block the answer's token limit stopped in: a tool call there
         // is kept, to be answered, not run, whatever its input reads like
         // so far.
@@ -397,6 +419,7 @@ impl Assembly {
             id: self.id,
             content,
             stop_reason: self.stop_reason,
+            explanation: None,
             usage: self.usage,
             cut_off,
         })
@@ -412,7 +435,7 @@ mod tests {
             id: "msg_1".into(),
             blocks: blocks.into_iter().map(Some).collect(),
             stop_reason: Some(stop_reason.into()),
-            usage: Usage::default(),
+            ..Default::default()
         }
         .finish()
     }
@@ -451,5 +474,12 @@ mod tests {
         // A broken input before it is still a broken answer.
         assert!(answer(vec![call("t1", "{"), call("t2", "{}")], "max_tokens").is_err());
         assert!(answer(vec![call("t1", "{")], "tool_use").is_err());
+        // A refusal in the middle of a call: nothing of it kept.
+        let refused = answer(
+            vec![Block::Text("Sure, here".into()), call("t1", "{\"co")],
+            "refusal",
+        )
+        .unwrap();
+        assert!(refused.content.is_empty());
     }
 }

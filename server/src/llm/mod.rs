@@ -86,12 +86,19 @@ pub struct Usage {
 pub struct Response {
     pub id: String,
     pub content: Vec<ContentBlock>,
+    /// `end_turn`, `tool_use`, `max_tokens`, … or [`REFUSAL`] (then
+    /// `content` is empty: a refused answer is not kept).
     pub stop_reason: Option<String>,
+    /// A refusal's explanation, when the API gives one.
+    pub explanation: Option<String>,
     pub usage: Usage,
     /// The tool call the answer's token limit (`max_tokens`) cut off in its
     /// input: in `content` with an empty input, and not to be run.
     pub cut_off: Option<String>,
 }
+
+/// The stop reason of an answer the model declined to go on with.
+pub const REFUSAL: &str = "refusal";
 
 /// What a streaming call reports while the answer is being generated.
 #[derive(Clone, Debug, PartialEq)]

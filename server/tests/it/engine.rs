@@ -199,6 +199,43 @@ fn assistant_texts(events: &[Event]) -> Vec<&str> {
         .collect()
 }
 
+/// The model declines a prompt partway (its answer stops as a refusal):
+/// the transcript says so, and the next prompt's conversation holds
+/// neither the declined prompt nor what the model began, as the API asks
+/// (a conversation that holds them is declined again).
+#[tokio::test]
+async fn a_declined_turn_is_left_out_of_the_conversation() {
+    let h = harness(
+        json!([
+            {"reply": "First answer."},
+            {"reply": "Sure, the steps are", "stop_reason": "refusal"},
+            {"expect": {"contains": ["First answer.", "Something else"]}, "reply": "Gladly."}
+        ]),
+        &[],
+    )
+    .await;
+    let s = h.session("ask").await;
+    h.prompt(&s, "A first question").await;
+    h.wait_idle(&s).await;
+    h.prompt(&s, "The declined request").await;
+    let events = h.wait_idle(&s).await;
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e.kind, EventKind::Refused { .. })),
+        "{:?}",
+        common::kinds(&events)
+    );
+    assert_eq!(assistant_texts(&events), ["First answer."]);
+    h.prompt(&s, "Something else").await;
+    let events = h.wait_idle(&s).await;
+    assert_eq!(status_of(&events), SessionStatus::Idle);
+    assert_eq!(assistant_texts(&events), ["First answer.", "Gladly."]);
+    let sent = h.model.requests()[2]["messages"].to_string();
+    assert!(!sent.contains("The declined request"), "{sent}");
+    assert!(!sent.contains("the steps are"), "{sent}");
+}
+
 #[tokio::test]
 async fn a_follow_up_carries_the_first_exchange_and_queued_prompts_run_in_order() {
     let h = harness(

@@ -64,6 +64,14 @@ pub(super) fn EventView(
             </p>
         }
         .into_any(),
+        EventKind::Refused { explanation } => view! {
+            <p role="alert" data-testid="refused" class="rounded-md border border-amber-200 bg-amber-50 px-3 py-2 text-sm text-amber-900 dark:border-amber-900 dark:bg-amber-950 dark:text-amber-200">
+                <strong>"The model declined to go on. "</strong>
+                {explanation.map(|e| format!("{e} "))}
+                "This turn is left out of the conversation from now on: rephrase the request and send it again."
+            </p>
+        }
+        .into_any(),
         EventKind::Workspace { message } => view! {
             <p data-testid="workspace-event" class="rounded-md border border-zinc-200 bg-zinc-100 px-3 py-2 text-xs text-zinc-700 dark:border-zinc-800 dark:bg-zinc-900 dark:text-zinc-300">
                 {message}

@@ -87,6 +87,11 @@ pub fn unfinished(events: &[Event]) -> Vec<OpenCall> {
 pub fn rebuild(events: &[Event]) -> Vec<Message> {
     let mut messages: Vec<Message> = Vec::new();
     let mut unanswered: Vec<String> = Vec::new();
+    // Where the conversation stood before the turn being read (its
+    // prompts, what it made): a turn the model declined goes back to it.
+    // Only ever added to after it, at the end: the messages, and the
+    // blocks of the last one.
+    let mut before_turn = (0, 0);
     // Prompts sent while a turn ran, for after its end.
     let mut waiting: Vec<&str> = Vec::new();
     // A prompt while calls are unanswered: they were cut off (their
@@ -117,6 +122,10 @@ pub fn rebuild(events: &[Event]) -> Vec<Message> {
                 if !unanswered.is_empty() {
                     answer_interrupted(&mut messages, &mut unanswered);
                 }
+                before_turn = (
+                    messages.len(),
+                    messages.last().map_or(0, |m| m.content.len()),
+                );
                 for text in waiting.drain(..) {
                     add(&mut messages, &mut unanswered, Role::User, prompt(text));
                 }
@@ -157,6 +166,17 @@ pub fn rebuild(events: &[Event]) -> Vec<Message> {
                         is_error: *is_error,
                     },
                 )
+            }
+            // The model declined this turn: it is left out, prompts and
+            // all, as the API asks of a conversation that goes on.
+            EventKind::Refused { .. } => {
+                let (len, blocks) = before_turn;
+                messages.truncate(len);
+                if let Some(last) = messages.last_mut() {
+                    last.content.truncate(blocks);
+                }
+                unanswered.clear();
+                continue;
             }
             // Thinking is not replayed (it would need its signature), and
             // status, usage, permission and error events are Paddock's own.
@@ -436,6 +456,58 @@ mod tests {
         assert!(matches!(
             &messages[2].content[0],
             ContentBlock::ToolResult { is_error: true, .. }
+        ));
+    }
+
+    /// A declined turn goes: its prompt, also where it joined the results
+    /// of a turn before (calls cut off), and what the model made in it.
+    #[test]
+    fn a_declined_turn_is_left_out() {
+        let status = |status| EventKind::Status {
+            status,
+            message: None,
+        };
+        let messages = rebuild(&events(vec![
+            user("one"),
+            status(SessionStatus::Running),
+            EventKind::ToolCall {
+                id: "a".into(),
+                name: "bash".into(),
+                input: json!({}),
+            },
+            status(SessionStatus::Interrupted),
+            user("declined"),
+            status(SessionStatus::Running),
+            EventKind::AssistantText {
+                text: "made before the refusal".into(),
+            },
+            EventKind::ToolCall {
+                id: "b".into(),
+                name: "bash".into(),
+                input: json!({}),
+            },
+            EventKind::ToolResult {
+                id: "b".into(),
+                output: "ok".into(),
+                is_error: false,
+                truncated: false,
+            },
+            EventKind::Refused { explanation: None },
+            status(SessionStatus::Idle),
+            user("three"),
+        ]));
+        let texts = serde_json::to_string(&messages).unwrap();
+        assert!(
+            !texts.contains("declined") && !texts.contains("made before"),
+            "{texts}"
+        );
+        assert_eq!(
+            shape(&messages),
+            [(Role::User, 1), (Role::Assistant, 1), (Role::User, 2)]
+        );
+        assert!(matches!(
+            &messages[2].content[..],
+            [ContentBlock::ToolResult { .. }, ContentBlock::Text { text }] if text == "three"
         ));
     }
 

@@ -258,6 +258,19 @@ impl NativeEngine {
             self.journal
                 .record_usage(session, input, output, cost)
                 .await?;
+            if response.stop_reason.as_deref() == Some(crate::llm::REFUSAL) {
+                // The turn ends; the conversation leaves it out from now on
+                // (see history::rebuild), or every later call is declined.
+                self.journal
+                    .record(
+                        session,
+                        EventKind::Refused {
+                            explanation: response.explanation,
+                        },
+                    )
+                    .await?;
+                return Ok(());
+            }
             messages.push(Message {
                 role: Role::Assistant,
                 content: response
