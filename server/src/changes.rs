@@ -202,7 +202,7 @@ impl ChangeReview {
         let mut files: Vec<ChangedFile> = since_base
             .into_iter()
             .map(|(status, path)| ChangedFile {
-                path,
+                path: String::from_utf8_lossy(&path).into_owned(),
                 kind: match status {
                     Status::Modified => ChangeKind::Modified,
                     Status::Deleted => ChangeKind::Deleted,
@@ -210,7 +210,7 @@ impl ChangeReview {
                 },
             })
             .chain(untracked.into_iter().map(|path| ChangedFile {
-                path,
+                path: String::from_utf8_lossy(&path).into_owned(),
                 kind: ChangeKind::Untracked,
             }))
             .collect();

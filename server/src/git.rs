@@ -628,8 +628,12 @@ pub enum Status {
     Deleted,
 }
 
+/// A path as git names it: bytes, which need not be UTF-8 (a file named
+/// `a\xff` is committed as it is; shown, it is read lossily).
+pub type GitPath = Vec<u8>;
+
 /// Each `(status, path)` of `git diff --name-status -z` output.
-fn name_status(out: &[u8]) -> Vec<(Status, String)> {
+fn name_status(out: &[u8]) -> Vec<(Status, GitPath)> {
     let mut fields = out.split(|b| *b == 0).filter(|f| !f.is_empty());
     let mut found = Vec::new();
     while let (Some(code), Some(path)) = (fields.next(), fields.next()) {
@@ -638,7 +642,7 @@ fn name_status(out: &[u8]) -> Vec<(Status, String)> {
             Some(b'D') => Status::Deleted,
             _ => Status::Modified,
         };
-        found.push((status, String::from_utf8_lossy(path).into_owned()));
+        found.push((status, path.to_vec()));
     }
     found
 }
@@ -654,7 +658,7 @@ impl HostRepo {
         &self,
         commit: &str,
         limit: Duration,
-    ) -> Result<Vec<(Status, String)>, GitError> {
+    ) -> Result<Vec<(Status, GitPath)>, GitError> {
         let mut diff = self.git(None);
         diff.args([
             "diff",
@@ -670,7 +674,7 @@ impl HostRepo {
 
     /// The files no commit has, less what `.gitignore` and our exclude file
     /// leave out, once the work tree is known not to block git.
-    pub async fn untracked(&self, limit: Duration) -> Result<Vec<String>, GitError> {
+    pub async fn untracked(&self, limit: Duration) -> Result<Vec<GitPath>, GitError> {
         let repo = Clone::clone(self);
         tokio::task::spawn_blocking(move || repo.check_readable())
             .await
@@ -687,9 +691,8 @@ impl HostRepo {
         Ok(run("status", others, limit, None)
             .await?
             .split(|b| *b == 0)
-            .filter(|p| !p.is_empty())
-            .map(|p| String::from_utf8_lossy(p).into_owned())
-            .filter(|p| !p.ends_with('/'))
+            .filter(|p| !p.is_empty() && !p.ends_with(b"/"))
+            .map(<[u8]>::to_vec)
             .collect())
     }
 
@@ -768,7 +771,7 @@ impl HostRepo {
         }
         // What is a file or a link (not behind a link) is added; what is
         // gone, or is now something git cannot keep, is removed.
-        let (add, remove): (Vec<String>, Vec<String>) = changed
+        let (add, remove): (Vec<GitPath>, Vec<GitPath>) = changed
             .into_iter()
             .map(|(_, p)| p)
             .chain(untracked)
@@ -780,7 +783,7 @@ impl HostRepo {
             }
             let list: Vec<u8> = paths
                 .into_iter()
-                .flat_map(|p| p.into_bytes().into_iter().chain([0]))
+                .flat_map(|p| p.into_iter().chain([0]))
                 .collect();
             let list_file = self.git_dir.join("PADDOCK_PATHS");
             std::fs::write(&list_file, list).map_err(GitError::Spawn)?;
@@ -818,11 +821,12 @@ impl HostRepo {
 
     /// Whether the work tree's `path` is a regular file or a link that no
     /// link leads to (what a commit can hold).
-    fn keepable(&self, path: &str) -> bool {
+    fn keepable(&self, path: &[u8]) -> bool {
+        use std::os::unix::ffi::OsStrExt;
         let mut at = self.work_tree.clone();
-        let parts: Vec<&str> = path.split('/').collect();
+        let parts: Vec<&[u8]> = path.split(|b| *b == b'/').collect();
         for (i, part) in parts.iter().enumerate() {
-            at.push(part);
+            at.push(std::ffi::OsStr::from_bytes(part));
             let Ok(meta) = at.symlink_metadata() else {
                 return false;
             };

@@ -307,6 +307,22 @@ async fn a_repository_is_cloned_edited_committed_and_pushed_without_its_token_in
         !tree.contains("lib.rs") && !tree.contains("passwd"),
         "{tree}"
     );
+    // A name that is not UTF-8 is committed as it is (its change was
+    // left out, or the commit refused as empty).
+    as_agent(
+        &s,
+        "cd /workspace && printf 'x\\n' > \"$(printf 'na\\377me')\"",
+    );
+    let odd = paddock
+        .commit_changes(&operator, s.id, "Odd name".into())
+        .await
+        .unwrap();
+    let tree = git(
+        &home.path().join("git").join(s.id.to_string()),
+        &["ls-tree", "-r", "--name-only", &odd.commit],
+    );
+    assert!(tree.contains("\"na\\377me\""), "{tree}");
+    assert!(!paddock.changes(&operator, s.id).await.unwrap().uncommitted);
     as_agent(&s, "cd /workspace && mkdir -p d && mkfifo d/.gitignore");
     let refused = paddock.changes(&operator, s.id).await;
     assert!(
