@@ -168,6 +168,37 @@ async fn a_call_cut_off_by_the_output_limit_is_answered_not_run() {
     assert!(session.output_tokens >= 8192, "the cut answer is charged");
 }
 
+/// An answer whose last call the output limit cut off, after a call that
+/// waits for a decision: the cut call is answered before anyone is asked,
+/// so a restart while the question waits does not find it open and run it
+/// with an empty input.
+#[tokio::test]
+async fn a_cut_off_call_is_answered_before_the_calls_beside_it_wait() {
+    let h = harness(
+        json!([
+            {
+                "reply": [
+                    {"tool_use": {"name": "bash", "input": {"command": "echo first"}}},
+                    {"tool_use": {"name": "bash", "input": {"command": "echo second"}, "cut_at": 5}}
+                ],
+                "stop_reason": "max_tokens"
+            },
+            {"reply": "Done."}
+        ]),
+        &[],
+    )
+    .await;
+    let s = h.session("ask").await;
+    h.prompt(&s, "Run both").await;
+    h.wait_for_permission(&s).await;
+    let events = common::events(&h.paddock, s.id).await;
+    let kinds = common::kinds(&events);
+    let answered = kinds.iter().position(|k| *k == "tool_result");
+    let asked = kinds.iter().position(|k| *k == "permission_request");
+    assert!(answered.is_some() && answered < asked, "{kinds:?}");
+    h.stop(&s).await;
+}
+
 #[tokio::test]
 async fn a_failing_tool_is_reported_to_the_model_which_recovers() {
     let h = harness(

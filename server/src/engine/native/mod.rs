@@ -286,6 +286,11 @@ impl NativeEngine {
             if !calling || calls.is_empty() {
                 return Ok(());
             }
+            // A call the output limit cut off is answered first: recorded
+            // before the others run, so a restart while one of them waits
+            // for a decision does not find it open and run it with an
+            // empty input.
+            calls.sort_by_key(|c| Some(&c.id) != response.cut_off.as_ref());
             let mut results = Vec::new();
             for call in calls {
                 let (content, is_error, truncated) = if Some(&call.id) == response.cut_off.as_ref()
