@@ -21,15 +21,16 @@ use app::workspace_source::WorkspaceSource;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub struct ChangeReview {
     setup: Arc<WorkspaceSetup>,
     sandbox: Arc<dyn Sandbox>,
     journal: Journal,
     timeout: Duration,
-    /// One git operation of a session at a time.
-    busy: Mutex<HashMap<SessionId, Arc<tokio::sync::Mutex<()>>>>,
+    /// One git operation of a session at a time; each holds when the last
+    /// one that paused the sandbox ended.
+    busy: Mutex<HashMap<SessionId, Arc<tokio::sync::Mutex<Option<Instant>>>>>,
 }
 
 /// Lets a paused sandbox run again when dropped, whatever ended the work.
@@ -99,6 +100,10 @@ fn git_state(s: &Session) -> Result<(&str, &str, &str), AppError> {
     }
 }
 
+/// The least time a session's sandbox runs between two reads of its work
+/// tree, each of which pauses it.
+const READ_GAP: Duration = Duration::from_millis(500);
+
 fn is_binary(data: &[u8]) -> bool {
     data.iter().take(8192).any(|b| *b == 0) || std::str::from_utf8(data).is_err()
 }
@@ -130,9 +135,14 @@ impl ChangeReview {
         work: impl std::future::Future<Output = Result<T, AppError>>,
     ) -> Result<T, AppError> {
         let turn = lock(&self.busy).entry(s.id).or_default().clone();
-        let _turn = turn.lock().await;
+        let mut last_read = turn.lock().await;
         if !reads_work_tree {
             return work.await;
+        }
+        // The sandbox runs a while between two reads, however many come
+        // (anyone who may watch the session may ask).
+        if let Some(ended) = *last_read {
+            tokio::time::sleep_until((ended + READ_GAP).into()).await;
         }
         // Armed before the pause is asked for: a request dropped at any
         // point still lets the sandbox run again.
@@ -159,6 +169,7 @@ impl ChangeReview {
             paused.armed = false;
             self.sandbox.resume(s.id).await;
         }
+        *last_read = Some(Instant::now());
         done
     }
 
