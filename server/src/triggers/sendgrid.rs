@@ -12,9 +12,12 @@ use super::form::Form;
 use super::Verified;
 use sha2::{Digest, Sha256};
 
-/// The delivery's id, from its message: its `Message-ID`, else a digest of
-/// its sender, recipient, subject, text, headers and files (a repeat is
-/// the same message in another body, with another multipart boundary).
+/// The delivery's id, from its message: a digest of its `Message-ID` with
+/// its sender, recipient, subject and text (anyone may write a
+/// `Message-ID`: a stranger's mail sent first with the id a genuine one
+/// will have does not make that one a repeat), else of those with its
+/// headers and files (a repeat is the same message in another body, with
+/// another multipart boundary).
 pub fn verify(form: &Form) -> Result<Verified, String> {
     if form.get("headers").is_empty() && !form.get("email").is_empty() {
         return Err(
@@ -24,22 +27,22 @@ pub fn verify(form: &Form) -> Result<Verified, String> {
         );
     }
     let message_id = header(form.get("headers"), "Message-ID");
-    let digest = match message_id.is_empty() {
-        false => Sha256::digest(message_id.as_bytes()),
-        true => {
-            let mut hash = Sha256::new();
-            for field in ["from", "to", "subject", "text", "headers"] {
-                hash.update(form.get(field).as_bytes());
-                hash.update([0]);
-            }
-            for file in &form.files {
-                hash.update(file.name.as_bytes());
-                hash.update(file.size.to_le_bytes());
-                hash.update(file.data.as_deref().unwrap_or_default());
-            }
-            hash.finalize()
+    let mut hash = Sha256::new();
+    for part in ["from", "to", "subject", "text"].map(|field| form.get(field)) {
+        hash.update(part.as_bytes());
+        hash.update([0]);
+    }
+    if message_id.is_empty() {
+        hash.update(form.get("headers").as_bytes());
+        for file in &form.files {
+            hash.update(file.name.as_bytes());
+            hash.update(file.size.to_le_bytes());
+            hash.update(file.data.as_deref().unwrap_or_default());
         }
-    };
+    } else {
+        hash.update(message_id.as_bytes());
+    }
+    let digest = hash.finalize();
     Ok(Verified {
         id: format!("sendgrid-{}", hex::encode(&digest[..16])),
         how: "SendGrid Inbound Parse: the password of the trigger's URL".into(),
@@ -91,16 +94,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_message_is_told_by_its_id_else_by_what_it_says() {
+    fn a_message_is_told_by_its_id_and_what_it_says() {
         let with_id = Form::of(&[
             ("headers", "Message-ID: <m1@mail.example>\nSubject: x\n"),
             ("text", "one"),
         ]);
-        let same_id = Form::of(&[
+        // Sent again, through another relay.
+        let again = Form::of(&[
+            (
+                "headers",
+                "Received: by relay2\nMessage-ID: <m1@mail.example>\nSubject: x\n",
+            ),
+            ("text", "one"),
+        ]);
+        assert_eq!(verify(&with_id).unwrap().id, verify(&again).unwrap().id);
+        // A stranger's mail with the id a genuine one will have.
+        let stranger = Form::of(&[
             ("headers", "Message-ID: <m1@mail.example>\nSubject: x\n"),
             ("text", "two"),
         ]);
-        assert_eq!(verify(&with_id).unwrap().id, verify(&same_id).unwrap().id);
+        assert_ne!(verify(&with_id).unwrap().id, verify(&stranger).unwrap().id);
         let a = verify(&Form::of(&[("text", "one")])).unwrap();
         let b = verify(&Form::of(&[("text", "two")])).unwrap();
         assert_ne!(a.id, b.id);
