@@ -26,7 +26,7 @@ use app::files::DiskUse;
 use bollard::container::LogOutput;
 use bollard::errors::Error as DockerError;
 use bollard::exec::{CreateExecOptions, StartExecResults};
-use bollard::models::{ContainerCreateBody, HostConfig, Mount};
+use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig, Mount};
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
     RemoveVolumeOptions, StopContainerOptionsBuilder,
@@ -373,6 +373,14 @@ impl DockerSandbox {
                 pids_limit: Some(limits.pids),
                 init: Some(true),
                 runtime: Some(self.runtime.clone()),
+                // Nothing reads a sandbox's own output, and Docker's default
+                // log grows without bound: the agent, whose commands run as
+                // the container's first process's user, could fill the
+                // host's disk past its disk limit.
+                log_config: Some(HostConfigLogConfig {
+                    typ: Some("none".into()),
+                    config: None,
+                }),
                 ..Default::default()
             }),
             ..Default::default()

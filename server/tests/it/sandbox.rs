@@ -57,6 +57,21 @@ async fn docker_sandbox_is_closed() {
 
     let caps = d.run("grep CapEff /proc/self/status", 10).await;
     assert!(caps.output.contains("0000000000000000"), "{}", caps.output);
+
+    // What the agent writes to the container's own output is kept nowhere
+    // (Docker's default log grows without bound, past the disk limit).
+    let logged = d.run("echo to-the-log > /proc/1/fd/1; echo ok", 10).await;
+    assert!(logged.output.contains("ok"), "{logged:?}");
+    let driver = std::process::Command::new("docker")
+        .args([
+            "inspect",
+            "-f",
+            "{{.HostConfig.LogConfig.Type}}",
+            &DockerSandbox::container_name(d.session),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&driver.stdout).trim(), "none");
 }
 
 #[tokio::test]
