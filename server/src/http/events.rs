@@ -109,7 +109,7 @@ async fn events(
 }
 
 /// A viewer hearing nothing for this long looks in the store for events
-/// stored since the last it was sent.
+/// stored since the last it was sent (with replicas).
 const QUIET_CHECK: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Why a transcript's stream ended.
@@ -230,10 +230,16 @@ impl Tail {
                 self.pending.extend(page);
                 continue;
             }
-            let heard = match tokio::time::timeout(QUIET_CHECK, self.rx.recv()).await {
+            // With replicas (a bus between them), a quiet stream looks in
+            // the store now and then: a notice another replica sent may
+            // have been lost on the way. One process hears all its own.
+            let quiet = if self.paddock.bus.is_some() {
+                QUIET_CHECK
+            } else {
+                std::time::Duration::MAX
+            };
+            let heard = match tokio::time::timeout(quiet, self.rx.recv()).await {
                 Ok(heard) => heard,
-                // Quiet: is it? A notice another replica sent may have been
-                // lost on the way (the store then has events no one told).
                 Err(_) => {
                     match self
                         .paddock

@@ -653,7 +653,9 @@ async fn live_tail_is_gapless() {
 /// a stream that hears nothing looks in the store now and then.
 #[tokio::test]
 async fn an_event_no_one_told_of_reaches_a_quiet_viewer() {
-    let s = start().await;
+    // On PostgreSQL, where replicas tell each other through a bus.
+    let database = format!("--database-url={}", common::postgres::database().await);
+    let s = start_with(Hub::new(), &[database]).await;
     let session = s.session().await;
     record_n(&s.paddock, session, 2).await;
     let mut frames = connect(&s, session, None).await;
