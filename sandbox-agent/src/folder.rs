@@ -92,6 +92,11 @@ pub struct Stat {
     pub mode: u32,
 }
 
+/// The longest path the kernel takes (`PATH_MAX`).
+pub const PATH_MAX_BYTES: usize = 4096;
+/// The longest name of one file or folder (`NAME_MAX`).
+pub const NAME_MAX_BYTES: usize = 255;
+
 /// One entry of a folder.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
@@ -111,6 +116,15 @@ pub fn relative(path: &str) -> Result<PathBuf, FileError> {
             "it holds a NUL byte".into(),
         ));
     }
+    // Longer than the kernel takes: refused before any work on its parts
+    // (and not quoted whole in the error).
+    if path.len() > PATH_MAX_BYTES {
+        let start: String = path.chars().take(64).collect();
+        return Err(FileError::BadPath(
+            format!("{start}…"),
+            format!("it is longer than {PATH_MAX_BYTES} bytes").into(),
+        ));
+    }
     let p = Path::new(path);
     let rel = if p.is_absolute() {
         p.strip_prefix(MOUNT_POINT)
@@ -121,6 +135,12 @@ pub fn relative(path: &str) -> Result<PathBuf, FileError> {
     let mut depth = 0usize;
     for c in rel.components() {
         match c {
+            Component::Normal(name) if name.len() > NAME_MAX_BYTES => {
+                return Err(FileError::BadPath(
+                    path.to_owned(),
+                    format!("a name in it is longer than {NAME_MAX_BYTES} bytes").into(),
+                ))
+            }
             Component::Normal(_) => depth += 1,
             Component::CurDir => {}
             Component::ParentDir if depth > 0 => depth -= 1,

@@ -191,6 +191,9 @@ impl From<MultipartRejection> for ApiError {
     }
 }
 
+/// Files one upload holds at most.
+const UPLOAD_FILES_MAX: usize = 10_000;
+
 /// The parts of an upload form: the folder (into `dir`) first, then the
 /// files.
 async fn read_upload(
@@ -200,23 +203,37 @@ async fn read_upload(
     let mut form = form?;
     let mut files = Vec::new();
     let mut total = 0;
+    // Cleaned once, as it comes (a path of thousands of parts cleaned for
+    // each of thousands of files took the server's memory).
+    let mut folder = clean(dir)?;
     while let Some(part) = form.next_field().await? {
         match part.name() {
-            Some("dir") => *dir = part.text().await?,
+            Some("dir") => {
+                *dir = part.text().await?;
+                folder = clean(dir)?;
+            }
             Some("file") => {
                 let name = part.file_name().unwrap_or_default().to_owned();
                 let data = part.bytes().await?;
-                total += data.len();
+                // Names count: many empty files are many names.
+                total += data.len() + name.len();
                 if total > UPLOAD_MAX_BYTES {
                     return Err(too_large());
                 }
                 // A form posted with no file chosen sends one empty part.
-                if !(name.is_empty() && data.is_empty()) {
-                    files.push(Upload {
-                        path: join(&clean(dir)?, &name),
-                        data,
-                    });
+                if name.is_empty() && data.is_empty() {
+                    continue;
                 }
+                if files.len() == UPLOAD_FILES_MAX {
+                    return Err(AppError::TooLarge(format!(
+                        "An upload holds at most {UPLOAD_FILES_MAX} files."
+                    ))
+                    .into());
+                }
+                files.push(Upload {
+                    path: clean(&join(&folder, &name))?,
+                    data,
+                });
             }
             other => {
                 return Err(AppError::Invalid(format!(

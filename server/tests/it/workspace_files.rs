@@ -454,6 +454,23 @@ async fn hostile_paths_names_and_bodies_change_nothing() {
             ),
             StatusCode::PAYLOAD_TOO_LARGE,
         ),
+        // A folder of thousands of parts for many empty files (it was
+        // cleaned again for each, and kept whole with each: gigabytes).
+        (
+            "a folder past PATH_MAX",
+            multipart(&"a/".repeat(2100), &[("x", b"")]),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "a name past NAME_MAX",
+            multipart("", &[(&"n".repeat(256), b"1")]),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "too many files",
+            multipart("", &vec![("e", &b"1"[..]); 10_001]),
+            StatusCode::PAYLOAD_TOO_LARGE,
+        ),
     ];
     for (what, body, expected) in refused {
         let (status, text) = t.status(upload(&t, &me, &s, body)).await;
