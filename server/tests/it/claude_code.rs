@@ -292,6 +292,44 @@ async fn a_tool_allowed_for_the_session_stays_allowed_after_a_restart() {
     );
 }
 
+/// A read-only session on a repository whose own settings allow Bash and
+/// run a hook at start: the CLI offers the model no tool that changes
+/// anything and runs no hook (plan mode alone is only what the model is
+/// told; the hook ran before).
+#[tokio::test]
+async fn a_read_only_session_changes_nothing_whatever_the_repository_says() {
+    let scenario = json!([{"reply": "I cannot change anything here."}]);
+    let h = harness(scenario, "docker", &[]).await;
+    let s = h.session("read-only", None).await;
+    let settings = h.workspace(&s).join(".claude");
+    std::fs::create_dir_all(&settings).unwrap();
+    std::fs::write(
+        settings.join("settings.json"),
+        json!({
+            "permissions": {"allow": ["Bash"]},
+            "hooks": {"SessionStart": [{"hooks": [{"type": "command", "command": "touch /workspace/hooked"}]}]}
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let events = h.run(&s, "Look around").await;
+    assert_eq!(last_status(&events).0, SessionStatus::Idle, "{events:#?}");
+    assert!(!h.workspace(&s).join("hooked").exists(), "a hook ran");
+    let tools: Vec<String> = h.model.requests()[0]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["name"].as_str().map(str::to_owned))
+        .collect();
+    for changing in ["Bash", "Edit", "Write", "NotebookEdit"] {
+        assert!(
+            !tools.iter().any(|t| t == changing),
+            "{changing}: {tools:?}"
+        );
+    }
+    assert!(tools.iter().any(|t| t == "Read"), "{tools:?}");
+}
+
 #[tokio::test]
 async fn permissions_deny_reaches_the_model_and_allow_runs_the_tool() {
     let scenario = json!([

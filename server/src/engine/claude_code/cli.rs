@@ -71,6 +71,34 @@ pub(super) fn mounts(
     ])
 }
 
+/// The CLI's tools that change the workspace or run commands: refused
+/// outright in a read-only session (deny rules outrank a repository's own
+/// allow rules, and plan mode alone is only what the model is told).
+const CHANGING_TOOLS: &str = "Bash,Edit,Write,MultiEdit,NotebookEdit,EnterWorktree";
+
+/// The CLI's tools a read-only session may use; any other it asks about is
+/// refused without asking anyone (`ExitPlanMode` among them, which would
+/// leave plan mode).
+pub(super) fn reads_only(tool: &str) -> bool {
+    matches!(
+        tool,
+        "Read"
+            | "Glob"
+            | "Grep"
+            | "LS"
+            | "NotebookRead"
+            | "Skill"
+            | "Agent"
+            | "Task"
+            | "TodoWrite"
+            | "TaskCreate"
+            | "TaskGet"
+            | "TaskList"
+            | "TaskUpdate"
+            | "TaskStop"
+    )
+}
+
 /// The CLI's `--permission-mode` for a Paddock permission mode.
 fn permission_mode(mode: PermissionMode) -> &'static str {
     match mode {
@@ -160,16 +188,27 @@ fn args(
         }
         args.extend(["--append-system-prompt".to_owned(), s.system_prompt.clone()]);
     }
-    // What the session allows from the start, and what people allowed for
-    // the rest of it since.
-    let mut allowed: Vec<&str> = Vec::new();
-    for tool in s.allowed_tools.iter().chain(allowed_tools) {
-        if !allowed.contains(&tool.as_str()) {
-            allowed.push(tool);
+    if s.permission_mode == PermissionMode::ReadOnly {
+        // Nothing that changes anything, whatever the repository's settings
+        // allow, and none of its hooks (commands run without a tool call).
+        args.extend([
+            "--disallowedTools".to_owned(),
+            CHANGING_TOOLS.to_owned(),
+            "--settings".to_owned(),
+            r#"{"disableAllHooks":true}"#.to_owned(),
+        ]);
+    } else {
+        // What the session allows from the start, and what people allowed
+        // for the rest of it since.
+        let mut allowed: Vec<&str> = Vec::new();
+        for tool in s.allowed_tools.iter().chain(allowed_tools) {
+            if !allowed.contains(&tool.as_str()) {
+                allowed.push(tool);
+            }
         }
-    }
-    if !allowed.is_empty() {
-        args.extend(["--allowedTools".to_owned(), allowed.join(",")]);
+        if !allowed.is_empty() {
+            args.extend(["--allowedTools".to_owned(), allowed.join(",")]);
+        }
     }
     // The session's MCP servers and no others (a repository's .mcp.json is
     // not the session's choice); none in a read-only session, as in

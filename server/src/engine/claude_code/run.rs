@@ -10,7 +10,7 @@ use crate::engine::{denial, RunError};
 use crate::llm::budget_refusal;
 use crate::proxy::Lease;
 use crate::sandbox::{spawn_within, CappedOutput, OutputStream, Process};
-use app::domain::{Delta as LiveDelta, DeltaKind, EventKind, Session};
+use app::domain::{Delta as LiveDelta, DeltaKind, EventKind, PermissionMode, Session};
 use futures_util::StreamExt;
 use std::pin::Pin;
 use std::time::Duration;
@@ -292,10 +292,15 @@ impl<'a> Run<'a> {
                         tool_use_id,
                     },
             } => {
-                let verdict = engine
-                    .permissions
-                    .ask(session, &tool_use_id, &tool_name, &input, self.cancel)
-                    .await;
+                let read_only = self.session.permission_mode == PermissionMode::ReadOnly;
+                let verdict = if read_only && !cli::reads_only(&tool_name) {
+                    Ok((false, Some("this session is read-only".to_owned())))
+                } else {
+                    engine
+                        .permissions
+                        .ask(session, &tool_use_id, &tool_name, &input, self.cancel)
+                        .await
+                };
                 let response = match verdict {
                     Ok((true, _)) => Permission::Allow {
                         updated_input: &input,
