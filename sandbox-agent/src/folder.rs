@@ -10,6 +10,7 @@ use rustix::fs::{self as rfs, Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
@@ -180,6 +181,9 @@ pub struct OpenFile {
     pub modified: u64,
     /// Permission bits.
     pub mode: u32,
+    /// Its inode, and how many names it has (hard links).
+    pub inode: u64,
+    pub names: u64,
 }
 
 impl OpenFile {
@@ -189,9 +193,17 @@ impl OpenFile {
             size: u64::try_from(stat.st_size).unwrap_or(0),
             modified: u64::try_from(stat.st_mtime).unwrap_or(0),
             mode: stat.st_mode & 0o777,
+            inode: stat.st_ino,
+            names: u64::from(stat.st_nlink),
         }
     }
 }
+
+/// Bytes of file content one archive holds at most (a sparse file of
+/// terabytes takes no disk, and would take days to send).
+pub const ARCHIVE_MAX_BYTES: u64 = 64 << 30;
+/// Bytes of folder paths an archive keeps waiting to be walked at most.
+const ARCHIVE_PENDING_MAX_BYTES: usize = 64 << 20;
 
 #[derive(Clone, Debug)]
 pub struct ConfinedFolder {
@@ -620,9 +632,16 @@ impl ConfinedFolder {
     /// first error writing to `out` (the download was abandoned); gives
     /// `out` back when the archive is whole.
     pub fn archive<W: Write>(&self, top: &str, out: W) -> std::io::Result<W> {
+        let too_large = |what: &str| std::io::Error::other(format!("the workspace {what}"));
         let mut tar = tar::Builder::new(out);
         let mut folders = vec![String::new()];
+        let mut pending = 0;
+        let mut content = 0u64;
+        // The first name of each file with more than one (hard links),
+        // by inode: the others are links to it, not copies.
+        let mut first_names: HashMap<u64, String> = HashMap::new();
         while let Some(folder) = folders.pop() {
+            pending -= folder.len();
             let Ok(entries) = self.list(if folder.is_empty() { "." } else { &folder }) else {
                 continue;
             };
@@ -633,13 +652,46 @@ impl ConfinedFolder {
                     format!("{folder}/{}", entry.name)
                 };
                 let mut header = tar::Header::new_gnu();
+                let name = format!("{top}/{path}");
                 if entry.is_dir {
                     header.set_entry_type(tar::EntryType::Directory);
                     header.set_mode(0o755);
                     header.set_size(0);
-                    tar.append_data(&mut header, format!("{top}/{path}/"), std::io::empty())?;
+                    tar.append_data(&mut header, format!("{name}/"), std::io::empty())?;
+                    pending += path.len();
+                    if pending > ARCHIVE_PENDING_MAX_BYTES {
+                        return Err(too_large("has too many folders to archive"));
+                    }
                     folders.push(path);
+                } else if matches!(self.kind_of(&path), Ok(Some(FileKind::Link))) {
+                    // A link is kept as a link (read through, many links
+                    // to one large file were as many copies).
+                    let Ok(Some(target)) = self.read_as_git(&path) else {
+                        continue;
+                    };
+                    header.set_entry_type(tar::EntryType::Symlink);
+                    header.set_mode(0o777);
+                    header.set_size(0);
+                    let target = String::from_utf8_lossy(&target).into_owned();
+                    tar.append_link(&mut header, name, target)?;
                 } else if let Ok(open) = self.open_file(&path) {
+                    if open.names > 1 {
+                        if let Some(first) = first_names.get(&open.inode) {
+                            header.set_entry_type(tar::EntryType::Link);
+                            header.set_mode(open.mode);
+                            header.set_size(0);
+                            tar.append_link(&mut header, name, format!("{top}/{first}"))?;
+                            continue;
+                        }
+                        first_names.insert(open.inode, path.clone());
+                    }
+                    content += open.size;
+                    if content > ARCHIVE_MAX_BYTES {
+                        return Err(too_large(&format!(
+                            "holds more than {} GiB to archive",
+                            ARCHIVE_MAX_BYTES >> 30
+                        )));
+                    }
                     header.set_entry_type(tar::EntryType::Regular);
                     header.set_mode(open.mode);
                     header.set_size(open.size);
@@ -652,7 +704,7 @@ impl ConfinedFolder {
                         .take(open.size)
                         .chain(std::io::repeat(0))
                         .take(open.size);
-                    tar.append_data(&mut header, format!("{top}/{path}"), exact)?;
+                    tar.append_data(&mut header, name, exact)?;
                 }
             }
         }
@@ -936,8 +988,12 @@ mod tests {
         )
         .unwrap();
         std::fs::write(dir.path().join("secret"), "s").unwrap();
+        // Links are links, whatever they name (nothing read through them);
+        // a file's other names are links to its first.
         std::os::unix::fs::symlink("../secret", ws.root().join("escape")).unwrap();
         std::os::unix::fs::symlink("/etc", ws.root().join("etc")).unwrap();
+        std::os::unix::fs::symlink("README.md", ws.root().join("readme")).unwrap();
+        std::fs::hard_link(ws.root().join("src/a.rs"), ws.root().join("src/b.rs")).unwrap();
         let mut out = Vec::new();
         ws.archive("top", &mut out).unwrap();
         let mut archive = tar::Archive::new(&out[..]);
@@ -947,28 +1003,50 @@ mod tests {
             let mut text = String::new();
             entry.read_to_string(&mut text).unwrap();
             let path = entry.path().unwrap().display().to_string();
+            let link = entry.link_name().unwrap().map(|l| l.display().to_string());
             let mode = entry.header().mode().unwrap();
-            assert_eq!(
-                mode,
-                if path == "top/run.sh" || path.ends_with('/') {
-                    0o755
-                } else {
-                    0o644
-                },
-                "{path}"
-            );
-            found.push((path, text));
+            let expected = match (&link, path.as_str()) {
+                (Some(_), "top/src/a.rs" | "top/src/b.rs") => 0o644,
+                (Some(_), _) => 0o777,
+                (None, p) if p == "top/run.sh" || p.ends_with('/') => 0o755,
+                (None, _) => 0o644,
+            };
+            assert_eq!(mode, expected, "{path}");
+            found.push((path, text, link));
         }
         found.sort();
-        assert_eq!(
-            found,
-            [
-                ("top/README.md".to_owned(), "hi".to_owned()),
-                ("top/run.sh".to_owned(), "#!/bin/sh".to_owned()),
-                ("top/src/".to_owned(), String::new()),
-                ("top/src/a.rs".to_owned(), "fn main() {}".to_owned()),
-            ]
-        );
+        let file = |p: &str, t: &str| (p.to_owned(), t.to_owned(), None);
+        let link = |p: &str, to: &str| (p.to_owned(), String::new(), Some(to.to_owned()));
+        // (Which of a file's two names comes first is the folder's order.)
+        let (first, second) = if found.iter().any(|f| f.0 == "top/src/a.rs" && f.2.is_none()) {
+            ("top/src/a.rs", "top/src/b.rs")
+        } else {
+            ("top/src/b.rs", "top/src/a.rs")
+        };
+        let mut expected = vec![
+            file("top/README.md", "hi"),
+            link("top/etc", "/etc"),
+            link("top/escape", "../secret"),
+            link("top/readme", "README.md"),
+            file("top/run.sh", "#!/bin/sh"),
+            file("top/src/", ""),
+            file(first, "fn main() {}"),
+            link(second, first),
+        ];
+        expected.sort();
+        assert_eq!(found, expected);
+    }
+
+    #[test]
+    fn an_archive_past_its_bound_fails_rather_than_runs_for_days() {
+        let (_d, ws) = ws();
+        let huge = std::fs::File::create(ws.root().join("sparse")).unwrap();
+        // No disk taken, and more than an archive holds.
+        huge.set_len(ARCHIVE_MAX_BYTES + 1).unwrap();
+        let mut out = Vec::new();
+        let failed = ws.archive("top", &mut out).unwrap_err();
+        assert!(failed.to_string().contains("GiB"), "{failed}");
+        assert!(out.len() < 1 << 20);
     }
 
     #[test]

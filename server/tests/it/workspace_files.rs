@@ -46,7 +46,8 @@ async fn get(t: &Team, who: &Person, path: &str) -> reqwest::Response {
     t.as_(who, Method::GET, path).send().await.unwrap()
 }
 
-/// The paths and contents of a `.tar.gz`, sorted.
+/// The paths and contents of a `.tar.gz`, sorted; a link's content is
+/// `-> ` and what it names.
 fn untar(gz: &[u8]) -> Vec<(String, String)> {
     let mut tar = Vec::new();
     flate2::read::GzDecoder::new(gz)
@@ -60,6 +61,9 @@ fn untar(gz: &[u8]) -> Vec<(String, String)> {
             let mut e = e.unwrap();
             let mut text = String::new();
             e.read_to_string(&mut text).unwrap_or_default();
+            if let Some(target) = e.link_name().unwrap() {
+                text = format!("-> {}", target.display());
+            }
             (e.path().unwrap().display().to_string(), text)
         })
         .collect();
@@ -204,13 +208,17 @@ async fn people_browse_download_and_upload_what_they_may() {
     assert_eq!(
         paths,
         [
+            "Fix-the-build/escape",
             "Fix-the-build/src/",
             "Fix-the-build/src/logo.bin",
             "Fix-the-build/src/main.rs"
         ],
-        "the link that leaves the workspace is not in it"
     );
-    assert_eq!(files[2].1, "fn main() { println!(\"<hi>\"); }");
+    assert_eq!(
+        files[0].1, "-> /etc/passwd",
+        "the link that leaves the workspace is a link, nothing read through it"
+    );
+    assert_eq!(files[3].1, "fn main() { println!(\"<hi>\"); }");
 
     // …but may not upload; a stranger sees nothing, through every door.
     for reader in [&watcher, &viewer] {
