@@ -198,6 +198,7 @@ async fn relay(ctx: Ctx, uri: Uri, headers: HeaderMap, body: Body) -> Response {
         tracing::warn!(%session, "LLM proxy: {refusal}");
         return api_error(StatusCode::BAD_REQUEST, "invalid_request_error", &refusal);
     }
+    let request_bytes = body.len();
     let mut request = proxy.client.post(target).body(body);
     for (name, value) in &headers {
         if !DROP_REQUEST.contains(&name.as_str()) {
@@ -234,7 +235,7 @@ async fn relay(ctx: Ctx, uri: Uri, headers: HeaderMap, body: Body) -> Response {
     let body = if metered && status.is_success() {
         Body::from_stream(Metered {
             inner: bytes,
-            meter: Meter::new(proxy.journal.clone(), session, json),
+            meter: Meter::new(proxy.journal.clone(), session, json, request_bytes),
         })
     } else {
         Body::from_stream(bytes)

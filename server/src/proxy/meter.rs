@@ -38,7 +38,12 @@ where
 /// Reads a Messages API answer's usage as it passes: SSE line by line (the
 /// `message_start` and `message_delta` events), or a whole JSON message.
 /// What it counted is charged when the answer ends or is dropped half-way
-/// (tokens already generated are billed either way).
+/// (tokens already generated are billed either way). An answer dropped
+/// before its final usage (the `message_delta` that ends a stream, or the
+/// JSON whole) is charged a rough count, a quarter of the characters: of
+/// the request for its input when none was said, of what streamed for its
+/// output (a sandbox that closed each answer before its end paid nothing
+/// for what it read).
 pub(super) struct Meter {
     journal: Journal,
     session: SessionId,
@@ -47,10 +52,20 @@ pub(super) struct Meter {
     model: String,
     input_tokens: u64,
     output_tokens: u64,
+    /// Bytes of the request, and of the answer's events so far.
+    request_bytes: usize,
+    streamed_bytes: usize,
+    /// Whether the answer's final usage was read.
+    told: bool,
 }
 
 impl Meter {
-    pub(super) fn new(journal: Journal, session: SessionId, json: bool) -> Self {
+    pub(super) fn new(
+        journal: Journal,
+        session: SessionId,
+        json: bool,
+        request_bytes: usize,
+    ) -> Self {
         Self {
             journal,
             session,
@@ -59,6 +74,9 @@ impl Meter {
             model: String::new(),
             input_tokens: 0,
             output_tokens: 0,
+            request_bytes,
+            streamed_bytes: 0,
+            told: false,
         }
     }
 
@@ -90,6 +108,7 @@ impl Meter {
         let Some(data) = line.strip_prefix(b"data:") else {
             return;
         };
+        self.streamed_bytes += data.len();
         // Deltas of text are most of the stream: skip them unparsed.
         let wanted = |needle: &[u8]| data.windows(needle.len()).any(|w| w == needle);
         if !wanted(b"\"message_start\"") && !wanted(b"\"message_delta\"") {
@@ -101,7 +120,10 @@ impl Meter {
         match event["type"].as_str() {
             Some("message_start") => self.message(&event["message"]),
             // Cumulative: the last one holds the totals.
-            Some("message_delta") => self.usage(&event["usage"]),
+            Some("message_delta") => {
+                self.usage(&event["usage"]);
+                self.told = true;
+            }
             _ => {}
         }
     }
@@ -137,9 +159,18 @@ impl Drop for Meter {
     fn drop(&mut self) {
         if self.json {
             let pending = std::mem::take(&mut self.pending);
+            self.streamed_bytes = pending.len();
             if let Ok(message) = serde_json::from_slice::<serde_json::Value>(&pending) {
                 self.message(&message);
+                self.told = true;
             }
+        }
+        if !self.told {
+            let rough = |bytes: usize| bytes.div_ceil(4) as u64;
+            if self.input_tokens == 0 {
+                self.input_tokens = rough(self.request_bytes);
+            }
+            self.output_tokens = self.output_tokens.max(rough(self.streamed_bytes));
         }
         if self.input_tokens == 0 && self.output_tokens == 0 {
             return;

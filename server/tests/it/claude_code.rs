@@ -696,6 +696,49 @@ async fn the_proxy_refuses_wrong_expired_and_revoked_tokens_and_other_paths() {
     h.paddock.proxy.close(a.id, next).await;
 }
 
+/// An answer that ends before its final usage (the upstream stream broke,
+/// or the sandbox closed it once it had read what it wanted) is charged
+/// for what streamed, not the one token its start said.
+#[tokio::test]
+async fn an_answer_cut_before_its_usage_is_charged_for_what_streamed() {
+    let scenario = json!([
+        {"reply": "word ".repeat(8000), "chunk": 400, "stream_error": {"after": 12}}
+    ]);
+    let h = harness(scenario, "local", &[]).await;
+    let s = h.session("auto", None).await;
+    let lease = h.paddock.proxy.open(s.id).await.unwrap();
+    let (status, answer) = send(
+        &h.paddock,
+        &s,
+        "POST",
+        "/v1/messages",
+        Some(&lease.token),
+        &message_body(true),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 200, "{answer}");
+    assert!(!answer.as_str().unwrap().contains("message_delta"));
+    let mut charged = 0;
+    for _ in 0..50 {
+        charged = h
+            .paddock
+            .store
+            .get_session(s.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .output_tokens;
+        if charged > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Some ten chunks of 400 characters streamed: about a thousand tokens.
+    assert!(charged >= 900, "charged {charged} output tokens");
+    h.paddock.proxy.close(s.id, lease).await;
+}
+
 #[tokio::test]
 async fn the_proxy_refuses_an_expired_token() {
     let h = harness(
