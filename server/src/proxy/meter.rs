@@ -3,7 +3,7 @@
 //! for money.
 
 use crate::journal::Journal;
-use crate::llm::cost_usd;
+use crate::llm::{cost_usd, CACHE_READ, CACHE_WRITE, CACHE_WRITE_HOUR};
 use app::domain::SessionId;
 use axum::body::Bytes;
 use futures_util::{Stream, StreamExt};
@@ -51,6 +51,9 @@ pub(super) struct Meter {
     pending: Vec<u8>,
     model: String,
     input_tokens: u64,
+    /// The input tokens weighted by their price: cache writes above the
+    /// input price, reads below it.
+    input_weighted: f64,
     output_tokens: u64,
     /// Bytes of the request, and of the answer's events so far.
     request_bytes: usize,
@@ -73,6 +76,7 @@ impl Meter {
             pending: Vec::new(),
             model: String::new(),
             input_tokens: 0,
+            input_weighted: 0.0,
             output_tokens: 0,
             request_bytes,
             streamed_bytes: 0,
@@ -136,23 +140,36 @@ impl Meter {
     }
 
     fn usage(&mut self, usage: &serde_json::Value) {
-        // Cache writes and reads are input too; counting them at the input
-        // price errs on the side of the budget.
-        let input: u64 = [
-            "input_tokens",
-            "cache_creation_input_tokens",
-            "cache_read_input_tokens",
-        ]
-        .iter()
-        .filter_map(|k| usage[k].as_u64())
-        .sum();
-        if input > 0 {
-            self.input_tokens = input;
+        if let Some((tokens, weighted)) = input_of(usage) {
+            self.input_tokens = tokens;
+            self.input_weighted = weighted;
         }
         if let Some(output) = usage["output_tokens"].as_u64() {
             self.output_tokens = output;
         }
     }
+}
+
+/// A usage's input tokens, and the same weighted by their price: cache
+/// writes and reads are input too, an hour's writes (when the answer tells
+/// them apart) at twice the input price, the rest at 1.25 times, reads at
+/// a tenth. `None` when it says none.
+fn input_of(usage: &serde_json::Value) -> Option<(u64, f64)> {
+    let count = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
+    let (plain, written, read) = (
+        count(&usage["input_tokens"]),
+        count(&usage["cache_creation_input_tokens"]),
+        count(&usage["cache_read_input_tokens"]),
+    );
+    let hour = count(&usage["cache_creation"]["ephemeral_1h_input_tokens"]).min(written);
+    let tokens = plain + written + read;
+    (tokens > 0).then(|| {
+        let weighted = plain as f64
+            + (written - hour) as f64 * CACHE_WRITE
+            + hour as f64 * CACHE_WRITE_HOUR
+            + read as f64 * CACHE_READ;
+        (tokens, weighted)
+    })
 }
 
 impl Drop for Meter {
@@ -169,6 +186,7 @@ impl Drop for Meter {
             let rough = |bytes: usize| bytes.div_ceil(4) as u64;
             if self.input_tokens == 0 {
                 self.input_tokens = rough(self.request_bytes);
+                self.input_weighted = self.input_tokens as f64;
             }
             self.output_tokens = self.output_tokens.max(rough(self.streamed_bytes));
         }
@@ -176,16 +194,17 @@ impl Drop for Meter {
             return;
         }
         let (journal, session) = (self.journal.clone(), self.session);
-        let (model, input, output) = (
+        let (model, input, weighted, output) = (
             std::mem::take(&mut self.model),
             self.input_tokens,
+            self.input_weighted,
             self.output_tokens,
         );
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
         runtime.spawn(async move {
-            let cost = cost_usd(&model, input, output);
+            let cost = cost_usd(&model, weighted, output);
             // The session may have been deleted meanwhile: nothing to record.
             if let Err(e) = journal
                 .record_usage(session, input as i64, output as i64, cost)
@@ -194,5 +213,24 @@ impl Drop for Meter {
                 tracing::debug!(%session, "model call not metered: {e}");
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_writes_and_reads_are_weighed_at_their_prices() {
+        let usage = serde_json::json!({
+            "input_tokens": 100,
+            "cache_creation_input_tokens": 1000,
+            "cache_read_input_tokens": 10_000,
+            "cache_creation": {"ephemeral_5m_input_tokens": 600, "ephemeral_1h_input_tokens": 400}
+        });
+        let (tokens, weighted) = input_of(&usage).unwrap();
+        assert_eq!(tokens, 11_100);
+        assert!((weighted - (100.0 + 600.0 * 1.25 + 400.0 * 2.0 + 1000.0)).abs() < 1e-9);
+        assert_eq!(input_of(&serde_json::json!({"output_tokens": 3})), None);
     }
 }

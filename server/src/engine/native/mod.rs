@@ -250,9 +250,10 @@ impl NativeEngine {
                 response.usage.input_tokens as i64,
                 response.usage.output_tokens as i64,
             );
+            // (Paddock's loop asks for no prompt caching.)
             let cost = cost_usd(
                 &s.model,
-                response.usage.input_tokens,
+                response.usage.input_tokens as f64,
                 response.usage.output_tokens,
             );
             self.journal
