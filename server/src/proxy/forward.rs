@@ -23,6 +23,11 @@ use tower_http::timeout::RequestBodyTimeoutLayer;
 
 /// Claude Code sends whole conversations; the real API takes up to 32 MB.
 const BODY_LIMIT: usize = 32 * 1024 * 1024;
+/// KiB of request bodies the proxy holds at once, for all sessions, and for
+/// one: a sandbox sending 32 bodies of 32 MB slowly held a GiB of the
+/// server's memory.
+pub(super) const BODIES_KIB: usize = 256 * 1024;
+const SESSION_BODIES_KIB: usize = 64 * 1024;
 
 /// Request headers never passed upstream: the sandbox's credential, and what
 /// belongs to one hop of HTTP. `accept-encoding` too, so the answer comes
@@ -55,6 +60,8 @@ const DROP_RESPONSE: &[&str] = &[
 struct Ctx {
     proxy: Arc<CredentialProxy>,
     session: SessionId,
+    /// This session's share of the bodies held, in KiB.
+    bodies: Arc<tokio::sync::Semaphore>,
 }
 
 /// The proxy's routes for one session's socket: a server of its own, reached
@@ -72,7 +79,11 @@ pub(super) fn router(proxy: Arc<CredentialProxy>, session: SessionId) -> Router 
             )
         })
         .layer(RequestBodyTimeoutLayer::new(proxy.stall))
-        .with_state(Ctx { proxy, session })
+        .with_state(Ctx {
+            proxy,
+            session,
+            bodies: Arc::new(tokio::sync::Semaphore::new(SESSION_BODIES_KIB)),
+        })
 }
 
 /// An answer with the Anthropic error body, so the CLI shows it as it would
@@ -102,7 +113,11 @@ async fn forward(State(ctx): State<Ctx>, uri: Uri, headers: HeaderMap, body: Bod
 /// [`BODY_LIMIT`]) and what it asks the API to do ([`reaches_out`]), then
 /// relays it to the model endpoint and streams the answer back.
 async fn relay(ctx: Ctx, uri: Uri, headers: HeaderMap, body: Body) -> Response {
-    let Ctx { proxy, session } = ctx;
+    let Ctx {
+        proxy,
+        session,
+        bodies,
+    } = ctx;
     let valid = match presented_token(&headers) {
         Some(token) => proxy
             .store
@@ -182,6 +197,23 @@ async fn relay(ctx: Ctx, uri: Uri, headers: HeaderMap, body: Body) -> Response {
         proxy.upstream,
         uri.path_and_query().map_or(uri.path(), |p| p.as_str())
     );
+    // Room for it (its declared size, else the most it may be), in this
+    // session's share and in all sessions', held until it has been sent.
+    let kib = (declared.unwrap_or(BODY_LIMIT as u64) as usize)
+        .div_ceil(1024)
+        .max(1) as u32;
+    let room = async {
+        let mine = bodies.clone().acquire_many_owned(kib).await;
+        let all = proxy.bodies.clone().acquire_many_owned(kib).await;
+        mine.ok().zip(all.ok())
+    };
+    let Ok(Some(_room)) = tokio::time::timeout(proxy.stall, room).await else {
+        return api_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded_error",
+            "Paddock's proxy holds as many request bodies as it takes: try again shortly.",
+        );
+    };
     // Read whole (too long, cut off or stalled, it is refused) to be read.
     let Ok(body) = http_body_util::Limited::new(body, BODY_LIMIT)
         .collect()

@@ -73,6 +73,8 @@ pub struct CredentialProxy {
     /// Refused tokens, counted per session, so that only a few a minute
     /// are logged.
     refused: RefusalLimiter,
+    /// Request bodies held (read whole, then sent) by all sessions, in KiB.
+    bodies: Arc<tokio::sync::Semaphore>,
 }
 
 /// A run's access to the proxy: the token for the sandbox, and its hash.
@@ -121,6 +123,7 @@ impl CredentialProxy {
             stall: config.client_stall(),
             listening: Mutex::new(HashMap::new()),
             refused: RefusalLimiter::default(),
+            bodies: Arc::new(tokio::sync::Semaphore::new(forward::BODIES_KIB)),
         })
     }
 

@@ -799,6 +799,52 @@ async fn stalled(paddock: &Paddock, s: &Session, head: &str) -> tokio::net::Unix
     stream
 }
 
+/// One sandbox's request bodies held at once are bounded: two of 32 MB
+/// coming slowly take its share, and a third request is put off (503)
+/// rather than held too.
+#[tokio::test]
+async fn a_sandboxs_request_bodies_share_a_bounded_room() {
+    use tokio::io::AsyncWriteExt;
+    let h = harness(json!([]), "local", &["--client-stall-secs=2"]).await;
+    let s = h.session("auto", None).await;
+    let lease = h.paddock.proxy.open(s.id).await.unwrap();
+    let head = format!(
+        "POST /v1/messages HTTP/1.1\r\nhost: localhost\r\nx-api-key: {}\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\n\r\n{{",
+        lease.token,
+        32 * 1024 * 1024
+    );
+    let mut holders = Vec::new();
+    for _ in 0..2 {
+        holders.push(stalled(&h.paddock, &s, &head).await);
+    }
+    // Each comes on, a byte at a time, within the stall.
+    let trickle = tokio::spawn(async move {
+        for _ in 0..20 {
+            for held in &mut holders {
+                let _ = held.write_all(b" ").await;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (status, answer) = send(
+        &h.paddock,
+        &s,
+        "POST",
+        "/v1/messages",
+        Some(&lease.token),
+        &message_body(false),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 503, "{answer}");
+    assert_eq!(answer["error"]["type"], "overloaded_error");
+    assert_eq!(h.model.requests().len(), 0);
+    trickle.abort();
+    h.paddock.proxy.close(s.id, lease).await;
+}
+
 #[tokio::test]
 async fn the_proxy_bounds_what_a_sandbox_holds_of_the_server() {
     use tokio::io::AsyncReadExt;
