@@ -453,13 +453,20 @@ impl Paddock {
                         .into(),
                 ));
             }
-            let held = self.sandbox.has_image(image).await.map_err(|e| {
+            let volumes = self.sandbox.image_volumes(image).await.map_err(|e| {
                 AppError::Unavailable(format!("Cannot tell whether image {image:?} exists: {e}"))
             })?;
-            if !held {
+            let Some(volumes) = volumes else {
                 return Err(AppError::Invalid(format!(
                     "This server's Docker host has no image {image:?}: build or pull it there \
                      first (names are lower case, like my-team/agent:2)."
+                )));
+            };
+            if !volumes.is_empty() {
+                return Err(AppError::Invalid(format!(
+                    "Image {image:?} declares volumes ({}): their files would live outside the \
+                     session's workspace and its disk limit. Choose an image without VOLUME.",
+                    volumes.join(", ")
                 )));
             }
         }

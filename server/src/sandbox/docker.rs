@@ -332,6 +332,9 @@ impl DockerSandbox {
         let uid = SANDBOX_UID;
         ContainerCreateBody {
             image: Some(self.image_of(spec).to_owned()),
+            // The image's own entry point does not run first: the sandbox
+            // runs what Paddock says.
+            entrypoint: Some(vec![String::new()]),
             user: Some(sandbox_user()),
             cmd: Some(match &spec.proxy {
                 Some(relay) => relay.main_command(),
@@ -861,12 +864,14 @@ impl Sandbox for DockerSandbox {
         self.docker.ping().await.map(|_| ()).map_err(unavailable)
     }
 
-    async fn has_image(&self, image: &str) -> Result<bool> {
+    async fn image_volumes(&self, image: &str) -> Result<Option<Vec<String>>> {
         match self.docker.inspect_image(image).await {
-            Ok(_) => Ok(true),
+            Ok(found) => Ok(Some(
+                found.config.and_then(|c| c.volumes).unwrap_or_default(),
+            )),
             // 400: not a reference Docker reads ("invalid reference
             // format", an upper-case letter); 404: no such image here.
-            Err(e) if matches!(status_of(&e), Some(400 | 404)) => Ok(false),
+            Err(e) if matches!(status_of(&e), Some(400 | 404)) => Ok(None),
             Err(e) => Err(unavailable(e)),
         }
     }

@@ -198,8 +198,8 @@ impl Sandbox for LocalSandbox {
     }
 
     /// Local sandboxes run on the host as it is: no image.
-    async fn has_image(&self, _image: &str) -> Result<bool> {
-        Ok(false)
+    async fn image_volumes(&self, _image: &str) -> Result<Option<Vec<String>>> {
+        Ok(None)
     }
 
     async fn start_with(&self, session: SessionId, spec: &SandboxSpec) -> Result<()> {

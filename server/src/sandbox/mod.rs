@@ -370,10 +370,11 @@ pub trait Sandbox: Send + Sync + 'static {
     fn info(&self) -> BackendInfo;
     /// Readiness: the backend answers.
     async fn check(&self) -> Result<()>;
-    /// Whether the backend holds `image`, so that a sandbox can be made
-    /// from it: `false` for a name it has no image by, or takes for no
-    /// image's name.
-    async fn has_image(&self, image: &str) -> Result<bool>;
+    /// The folders `image` declares as volumes, if the backend holds it
+    /// (`None` for a name it has no image by, or takes for no image's
+    /// name): a sandbox made from an image with volumes would keep their
+    /// files outside its workspace and disk limit.
+    async fn image_volumes(&self, image: &str) -> Result<Option<Vec<String>>>;
     /// Creates the sandbox if it does not exist and starts it if stopped.
     async fn start(&self, session: SessionId, limits: Limits) -> Result<()> {
         let spec = SandboxSpec {

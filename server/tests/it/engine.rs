@@ -917,6 +917,41 @@ async fn an_image_the_docker_host_lacks_is_a_clear_error() {
         .await
         .unwrap();
     assert!(made.is_empty(), "{made:?}");
+    // An image that declares volumes: their files would be kept outside
+    // the workspace and its disk limit.
+    let volumed = format!("paddock-test-volumes:{}", uuid::Uuid::now_v7().simple());
+    let mut build = std::process::Command::new("docker")
+        .args(["build", "-q", "-t", &volumed, "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    build
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("FROM {}\nVOLUME /data\n", server::config::DEFAULT_IMAGE).as_bytes())
+        .unwrap();
+    assert!(build.wait().unwrap().success());
+    let refused = h
+        .paddock
+        .create_session(
+            &Caller::local_operator(),
+            app::domain::NewSession {
+                name: "imaged".into(),
+                image: Some(volumed.clone()),
+                ..Default::default()
+            },
+        )
+        .await;
+    let _ = std::process::Command::new("docker")
+        .args(["rmi", "-f", &volumed])
+        .output();
+    assert!(
+        matches!(&refused, Err(app::domain::AppError::Invalid(m)) if m.contains("declares volumes (/data)")),
+        "{refused:?}"
+    );
     // The image of the sandbox's own is there.
     let new = app::domain::NewSession {
         name: "imaged".into(),
