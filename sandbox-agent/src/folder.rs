@@ -263,14 +263,24 @@ impl ConfinedFolder {
         } else {
             OFlags::CLOEXEC | OFlags::NOCTTY
         };
-        rfs::openat2(
-            &root,
-            &rel,
-            flags | extra,
-            mode,
-            ResolveFlags::BENEATH | resolve,
-        )
-        .map_err(|e| match e {
+        // A lookup through `..` that races a rename anywhere on the host
+        // is refused with EAGAIN, to be tried again (as the kernel's
+        // documentation of RESOLVE_BENEATH says).
+        let mut tries = 0;
+        let opened = loop {
+            let opened = rfs::openat2(
+                &root,
+                &rel,
+                flags | extra,
+                mode,
+                ResolveFlags::BENEATH | resolve,
+            );
+            match opened {
+                Err(Errno::AGAIN) if tries < 8 => tries += 1,
+                opened => break opened,
+            }
+        };
+        opened.map_err(|e| match e {
             Errno::XDEV => FileError::Outside(path.to_owned()),
             Errno::NOENT => FileError::NotFound(path.to_owned()),
             Errno::ISDIR => FileError::IsDirectory(path.to_owned()),
