@@ -333,11 +333,14 @@ mod shared {
 /// How long to wait before following again what failed.
 #[cfg(feature = "hydrate")]
 const RETRY: std::time::Duration = std::time::Duration::from_secs(2);
+/// The longest a stream of its own waits before it tries again.
+#[cfg(feature = "hydrate")]
+const RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// A stream of its own, where the browser has no `SharedWorker`.
 #[cfg(feature = "hydrate")]
 mod browser {
-    use super::{Link, Topic, RETRY};
+    use super::{Link, Topic, RETRY, RETRY_MAX};
     use crate::domain::AppError;
     use leptos::prelude::*;
     use send_wrapper::SendWrapper;
@@ -359,6 +362,9 @@ mod browser {
         link: WriteSignal<Link>,
         current: Option<Connection>,
         closed: bool,
+        /// Tries in a row that failed: each waits twice the one before,
+        /// up to a minute.
+        failures: u32,
     }
 
     pub fn subscribe(
@@ -374,6 +380,7 @@ mod browser {
             link,
             current: None,
             closed: false,
+            failures: 0,
         }));
         connect(&state);
         let state = SendWrapper::new(state);
@@ -413,7 +420,13 @@ mod browser {
             callbacks.push(cb);
         }
         let link = s.link;
-        let on_open = Closure::<dyn FnMut(web_sys::Event)>::new(move |_| link.set(Link::Live));
+        let opened = Rc::downgrade(state);
+        let on_open = Closure::<dyn FnMut(web_sys::Event)>::new(move |_| {
+            link.set(Link::Live);
+            if let Some(state) = opened.upgrade() {
+                state.borrow_mut().failures = 0;
+            }
+        });
         source.set_onopen(Some(on_open.as_ref().unchecked_ref()));
         callbacks.push(on_open);
         let weak = Rc::downgrade(state);
@@ -439,17 +452,29 @@ mod browser {
         }
     }
 
-    /// The browser hides why it gave up: a session's stream is refused
-    /// (404) once it is deleted or no longer shared with this reader, which
-    /// reading the session says, and then nothing more will come.
+    /// The browser hides why it gave up, which reading the session says: a
+    /// session's stream is refused (404) once it is deleted or no longer
+    /// shared with this reader, and then nothing more will come; a reader
+    /// signed out, or a page that holds events the session no longer has
+    /// (a database restored from a backup: its stream is refused as
+    /// `invalid`), loads the page again, as the shared worker's tabs do.
     fn retry_unless_gone(state: &Rc<RefCell<State>>) {
-        let Topic::Session { id, .. } = state.borrow().topic else {
+        let session = match &state.borrow().topic {
+            Topic::Session { id, newest } => Some((*id, newest())),
+            Topic::List => None,
+        };
+        let Some((id, newest)) = session else {
             return retry(state);
         };
         let weak = Rc::downgrade(state);
         leptos::task::spawn_local(async move {
             let read = crate::api::get_session(id.to_string()).await;
             let Some(state) = weak.upgrade() else { return };
+            let stale = matches!(&read, Ok(s) if s.last_seq < newest);
+            if stale || matches!(read, Err(AppError::Unauthenticated(_))) {
+                let _ = leptos::prelude::window().location().reload();
+                return;
+            }
             if !matches!(read, Err(AppError::NotFound(_) | AppError::Forbidden(_))) {
                 return retry(&state);
             }
@@ -466,6 +491,12 @@ mod browser {
     }
 
     fn retry(state: &Rc<RefCell<State>>) {
+        let failures = {
+            let mut s = state.borrow_mut();
+            s.failures = s.failures.saturating_add(1);
+            s.failures
+        };
+        let wait = (RETRY * 2u32.saturating_pow(failures - 1)).min(RETRY_MAX);
         let weak = Rc::downgrade(state);
         set_timeout(
             move || {
@@ -473,7 +504,7 @@ mod browser {
                     connect(&state);
                 }
             },
-            RETRY,
+            wait,
         );
     }
 }

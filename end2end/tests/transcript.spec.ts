@@ -287,7 +287,10 @@ test.describe('a database restored from a backup', () => {
       if (existsSync(join(from, f))) copyFileSync(join(from, f), join(to, f));
     });
 
-  test('an open page holding events the restored database lacks reads the session afresh', async ({ page, paddock }) => {
+  // Through the tabs' shared connection, and over a stream of its own (a
+  // browser without SharedWorker).
+  for (const connection of ['shared', 'own'] as const) test(`an open page holding events the restored database lacks reads the session afresh (${connection} connection)`, async ({ page, paddock }) => {
+    if (connection === 'own') await page.addInitScript(() => { delete (window as any).SharedWorker; });
     await openNewSession(page, paddock, { permission_mode: 'auto' });
     await sendPrompt(page, 'first');
     await expect(page.getByText('Kept in the backup.')).toBeVisible();
