@@ -109,15 +109,6 @@ impl AgentTemplate {
     }
 }
 
-/// A save based on a version of a template that is no longer its current
-/// one: another save came between.
-pub fn stale(base: i64, now: i64) -> AppError {
-    AppError::Stale(format!(
-        "This agent was saved again since version {base} (it is at version {now}): \
-         load it again, then make the change."
-    ))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

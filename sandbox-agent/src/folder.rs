@@ -181,18 +181,22 @@ pub struct OpenFile {
     pub modified: u64,
     /// Permission bits.
     pub mode: u32,
-    /// Its inode, and how many names it has (hard links).
+    /// Its device and inode, and how many names it has (hard links).
+    pub device: u64,
     pub inode: u64,
     pub names: u64,
 }
 
 impl OpenFile {
+    // (`nlink_t` is 32 bits on some targets, 64 on this one.)
+    #[allow(clippy::useless_conversion)]
     fn of(fd: OwnedFd, stat: &rfs::Stat) -> Self {
         Self {
             file: File::from(fd),
             size: u64::try_from(stat.st_size).unwrap_or(0),
             modified: u64::try_from(stat.st_mtime).unwrap_or(0),
             mode: stat.st_mode & 0o777,
+            device: stat.st_dev,
             inode: stat.st_ino,
             names: u64::from(stat.st_nlink),
         }
@@ -332,32 +336,43 @@ impl ConfinedFolder {
                     | FileError::BadPath(..)
             )
         };
-        let opened = |flags| match self.open_with(path, flags, Mode::empty(), strict) {
-            Ok(fd) => Ok(Some(fd)),
+        if let Some(target) = self.link_target(path) {
+            return Ok(Some(target));
+        }
+        // Else a regular file (a link put there since is not followed).
+        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK;
+        let fd = match self.open_with(path, flags, Mode::empty(), strict) {
+            Ok(fd) => fd,
+            Err(e) if nothing(&e) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        match Self::regular(path, &fd) {
+            Ok(stat) => Self::read_whole(path, OpenFile::of(fd, &stat)).map(Some),
             Err(e) if nothing(&e) => Ok(None),
             Err(e) => Err(e),
-        };
-        // The name itself, a link's included.
-        let Some(found) = opened(OFlags::PATH | OFlags::NOFOLLOW)? else {
-            return Ok(None);
-        };
-        let stat = rfs::fstat(&found).map_err(|e| io_error(path, e))?;
-        match rfs::FileType::from_raw_mode(stat.st_mode) {
-            rfs::FileType::Symlink => rfs::readlinkat(&found, "", Vec::new())
-                .map(|target| Some(target.into_bytes()))
-                .map_err(|e| io_error(path, e)),
-            rfs::FileType::RegularFile => {
-                let Some(fd) = opened(OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK)? else {
-                    return Ok(None);
-                };
-                match Self::regular(path, &fd) {
-                    Ok(stat) => Self::read_whole(path, OpenFile::of(fd, &stat)).map(Some),
-                    Err(e) if nothing(&e) => Ok(None),
-                    Err(e) => Err(e),
-                }
-            }
-            _ => Ok(None),
         }
+    }
+
+    /// A link's own text (the path it names), when `path` itself is a link
+    /// (reached following no link on the way); `None` for anything else.
+    /// The text is read from the link opened, whatever takes its place
+    /// meanwhile.
+    pub fn link_target(&self, path: &str) -> Option<Vec<u8>> {
+        let found = self
+            .open_with(
+                path,
+                OFlags::PATH | OFlags::NOFOLLOW,
+                Mode::empty(),
+                ResolveFlags::NO_SYMLINKS,
+            )
+            .ok()?;
+        let stat = rfs::fstat(&found).ok()?;
+        if rfs::FileType::from_raw_mode(stat.st_mode) != rfs::FileType::Symlink {
+            return None;
+        }
+        rfs::readlinkat(&found, "", Vec::new())
+            .ok()
+            .map(|target| target.into_bytes())
     }
 
     /// An open file's bytes, refused past [`READ_MAX_BYTES`].
@@ -637,10 +652,12 @@ impl ConfinedFolder {
 
 impl ConfinedFolder {
     /// Writes the workspace as a tar to `out`, every path under `top/`:
-    /// folders and regular files, each opened as [`Self::open_file`] opens
-    /// it (so a link that leaves the workspace is left out). Stops at the
-    /// first error writing to `out` (the download was abandoned); gives
-    /// `out` back when the archive is whole.
+    /// folders, links as links (what they name is not read), and regular
+    /// files, each opened as [`Self::open_file`] opens it, a file's other
+    /// names as hard links to its first. Stops at the first error writing
+    /// to `out` (the download was abandoned), or past [`ARCHIVE_MAX_BYTES`]
+    /// of content or 64 MiB of names kept to walk; gives `out` back when
+    /// the archive is whole.
     pub fn archive<W: Write>(&self, top: &str, out: W) -> std::io::Result<W> {
         let too_large = |what: &str| std::io::Error::other(format!("the workspace {what}"));
         let mut tar = tar::Builder::new(out);
@@ -648,8 +665,8 @@ impl ConfinedFolder {
         let mut pending = 0;
         let mut content = 0u64;
         // The first name of each file with more than one (hard links),
-        // by inode: the others are links to it, not copies.
-        let mut first_names: HashMap<u64, String> = HashMap::new();
+        // by device and inode: the others are links to it, not copies.
+        let mut first_names: HashMap<(u64, u64), String> = HashMap::new();
         while let Some(folder) = folders.pop() {
             pending -= folder.len();
             let Ok(entries) = self.list(if folder.is_empty() { "." } else { &folder }) else {
@@ -673,27 +690,30 @@ impl ConfinedFolder {
                         return Err(too_large("has too many folders to archive"));
                     }
                     folders.push(path);
-                } else if matches!(self.kind_of(&path), Ok(Some(FileKind::Link))) {
+                } else if let Some(target) = self.link_target(&path) {
                     // A link is kept as a link (read through, many links
                     // to one large file were as many copies).
-                    let Ok(Some(target)) = self.read_as_git(&path) else {
-                        continue;
-                    };
                     header.set_entry_type(tar::EntryType::Symlink);
                     header.set_mode(0o777);
                     header.set_size(0);
                     let target = String::from_utf8_lossy(&target).into_owned();
                     tar.append_link(&mut header, name, target)?;
                 } else if let Ok(open) = self.open_file(&path) {
+                    let inode = (open.device, open.inode);
                     if open.names > 1 {
-                        if let Some(first) = first_names.get(&open.inode) {
+                        if let Some(first) = first_names.get(&inode) {
                             header.set_entry_type(tar::EntryType::Link);
                             header.set_mode(open.mode);
                             header.set_size(0);
                             tar.append_link(&mut header, name, format!("{top}/{first}"))?;
                             continue;
                         }
-                        first_names.insert(open.inode, path.clone());
+                        // Kept within the same bound as the folders to
+                        // walk; past it, a file's other names are copies.
+                        if pending + path.len() <= ARCHIVE_PENDING_MAX_BYTES {
+                            pending += path.len();
+                            first_names.insert(inode, path.clone());
+                        }
                     }
                     content += open.size;
                     if content > ARCHIVE_MAX_BYTES {

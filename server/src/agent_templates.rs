@@ -22,6 +22,15 @@ fn not_found(id: TemplateId) -> AppError {
     AppError::NotFound(format!("Agent {id}"))
 }
 
+/// A save based on a version of a template that is no longer its current
+/// one: another save came between.
+fn stale(base: i64, now: i64) -> AppError {
+    AppError::Stale(format!(
+        "This agent was saved again since version {base} (it is at version {now}): \
+         load it again, then make the change."
+    ))
+}
+
 fn may_use(caller: &Caller, t: &AgentTemplate) -> bool {
     caller.is_admin() || (t.owner.is_some() && t.owner == caller.user)
 }
@@ -142,7 +151,7 @@ impl TemplateLibrary {
                 Some(saved) => saved,
                 None => {
                     return Err(match (base, self.store.get_template(id).await?) {
-                        (Some(base), Some(now)) => app::agents::stale(base, now.version),
+                        (Some(base), Some(now)) => stale(base, now.version),
                         _ => not_found(id),
                     })
                 }

@@ -28,8 +28,8 @@ pub struct ChangeReview {
     sandbox: Arc<dyn Sandbox>,
     journal: Journal,
     timeout: Duration,
-    /// One git operation of a session at a time; each holds when the last
-    /// one that paused the sandbox ended.
+    /// One git operation of a session at a time; each holds when the next
+    /// read of the work tree may begin.
     busy: Mutex<HashMap<SessionId, Arc<tokio::sync::Mutex<Option<Instant>>>>>,
 }
 
@@ -51,14 +51,15 @@ impl Drop for Paused {
 
 /// The caller's display name as a commit's author: without the `<` and
 /// `>` git refuses in a name, and their login where git would find nothing
-/// left once it trims what it trims (`.,:;"'` and white space at the ends).
+/// left once it trims what it trims (`.,:;"'\` and white space at the
+/// ends).
 fn author_name(caller: &Caller) -> String {
     let name: String = caller
         .display_name
         .chars()
         .filter(|c| !matches!(c, '<' | '>' | '\n'))
         .collect();
-    let kept = name.trim_matches(|c: char| c.is_whitespace() || ".,:;\"'".contains(c));
+    let kept = name.trim_matches(|c: char| c.is_whitespace() || ".,:;\"'\\".contains(c));
     if kept.is_empty() {
         caller.login.to_string()
     } else {
@@ -101,7 +102,7 @@ fn git_state(s: &Session) -> Result<(&str, &str, &str), AppError> {
 }
 
 /// The least time a session's sandbox runs between two reads of its work
-/// tree, each of which pauses it.
+/// tree, each of which pauses it (and at least as long as the last read).
 const READ_GAP: Duration = Duration::from_millis(500);
 
 fn is_binary(data: &[u8]) -> bool {
@@ -135,15 +136,18 @@ impl ChangeReview {
         work: impl std::future::Future<Output = Result<T, AppError>>,
     ) -> Result<T, AppError> {
         let turn = lock(&self.busy).entry(s.id).or_default().clone();
-        let mut last_read = turn.lock().await;
+        let mut next_read = turn.lock().await;
         if !reads_work_tree {
             return work.await;
         }
-        // The sandbox runs a while between two reads, however many come
-        // (anyone who may watch the session may ask).
-        if let Some(ended) = *last_read {
-            tokio::time::sleep_until((ended + READ_GAP).into()).await;
+        // The sandbox runs between two reads at least as long as the last
+        // one paused it, however many come (anyone who may watch the
+        // session may ask); a read dropped half-way counts from its start.
+        if let Some(at) = *next_read {
+            tokio::time::sleep_until(at.into()).await;
         }
+        let began = Instant::now();
+        *next_read = Some(began + READ_GAP);
         // Armed before the pause is asked for: a request dropped at any
         // point still lets the sandbox run again.
         let mut paused = Paused {
@@ -169,7 +173,7 @@ impl ChangeReview {
             paused.armed = false;
             self.sandbox.resume(s.id).await;
         }
-        *last_read = Some(Instant::now());
+        *next_read = Some(Instant::now() + began.elapsed().max(READ_GAP));
         done
     }
 
@@ -387,7 +391,7 @@ mod tests {
         };
         assert_eq!(named("Ada <Lovelace>"), "Ada Lovelace");
         assert_eq!(named("'Ada'"), "'Ada'");
-        for nothing in ["<>", "'", " .;\" ", ""] {
+        for nothing in ["<>", "'", " .;\" ", "", "\\"] {
             assert_eq!(named(nothing), "local", "{nothing:?}");
         }
     }

@@ -843,15 +843,15 @@ impl HostRepo {
     }
 
     /// Refuses a work tree where git would block: a `.gitignore` or
-    /// `.gitattributes` that is not a regular file, or a named pipe in a
-    /// nested repository's `.git` (whose `HEAD` git opens to tell it is
-    /// one): a pipe nobody writes to would hold git, and the paused
-    /// sandbox, until the time limit.
+    /// `.gitattributes` that is not a regular file, or a named pipe
+    /// anywhere (a nested repository's `HEAD`, where its `.git` is or
+    /// where a `.git` file says it is, git opens to tell it is one): a pipe
+    /// nobody writes to would hold git, and the paused sandbox, until the
+    /// time limit.
     fn check_readable(&self) -> Result<(), GitError> {
         use std::os::unix::fs::FileTypeExt;
-        // Each folder, and whether it is in a nested repository's `.git`.
-        let mut stack = vec![(self.work_tree.clone(), false)];
-        while let Some((dir, in_git)) = stack.pop() {
+        let mut stack = vec![self.work_tree.clone()];
+        while let Some(dir) = stack.pop() {
             let Ok(entries) = std::fs::read_dir(&dir) else {
                 continue;
             };
@@ -860,18 +860,17 @@ impl HostRepo {
                     continue;
                 };
                 let name = entry.file_name();
-                let (ours, git_folder) = (dir == self.work_tree, name == ".git");
                 let blocking = if kind.is_dir() {
-                    if !(ours && git_folder) {
-                        stack.push((entry.path(), in_git || git_folder));
+                    // (The agent's own `.git` at the top is not git's here.)
+                    if !(dir == self.work_tree && name == ".git") {
+                        stack.push(entry.path());
                     }
                     false
-                } else if in_git {
-                    kind.is_fifo()
                 } else {
-                    (name == ".gitignore" || name == ".gitattributes")
-                        && !kind.is_file()
-                        && !kind.is_symlink()
+                    kind.is_fifo()
+                        || ((name == ".gitignore" || name == ".gitattributes")
+                            && !kind.is_file()
+                            && !kind.is_symlink())
                 };
                 if blocking {
                     return Err(GitError::Failed {

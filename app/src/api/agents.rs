@@ -69,15 +69,12 @@ pub async fn save_template(
             // Skills are kept apart from the form (see save_skill), and so
             // are MCP servers' variables (the form lists the commands), and
             // their arguments while their line stays as it was written.
-            // The save is based on the version read here, so that a skill
-            // added meanwhile is not lost.
+            // The save is based on the version the form shows, else the
+            // one read here, so that a skill added meanwhile is not lost.
             let mut base = None;
             if let Some(id) = id {
                 let current = backend.get_template(&caller, id).await?;
-                if let Some(version) = version.filter(|v| *v != current.version) {
-                    return Err(crate::agents::stale(version, current.version));
-                }
-                base = Some(current.version);
+                base = Some(version.unwrap_or(current.version));
                 let current = current.draft.session;
                 draft.session.skills = current.skills;
                 for server in &mut draft.session.mcp_servers {

@@ -427,8 +427,19 @@ impl Runner {
             .collect();
         let asked = Instant::now();
         let until = chrono::Utc::now() + self.config.lease();
-        for (session, lost, held_until) in runs {
-            match self.store.renew_lease(session, &self.replica, until).await {
+        // All at once, each given until its lease lapses: a database that
+        // hangs or refuses ends the run by then, however many there are.
+        let renewals = runs.into_iter().map(|(session, lost, held_until)| async move {
+            let left = held_until.saturating_duration_since(Instant::now());
+            let renewed =
+                tokio::time::timeout(left, self.store.renew_lease(session, &self.replica, until))
+                    .await;
+            let Ok(renewed) = renewed else {
+                tracing::warn!(%session, "the session's lease was not renewed within a lease's time: its run here ends");
+                lost.cancel();
+                return;
+            };
+            match renewed {
                 Ok(true) => {
                     if let Some(run) = lock(&self.runs).get_mut(&session) {
                         run.held_until = Some(asked + self.config.lease());
@@ -441,14 +452,14 @@ impl Runner {
                 Ok(false) => {
                     let holder = self.store.lease_holder(session, chrono::Utc::now()).await;
                     if holder.is_ok_and(|h| h.as_deref() == Some(self.replica.as_str())) {
-                        continue;
+                        return;
                     }
                     if !lost.is_cancelled() && lock(&self.runs).contains_key(&session) {
                         tracing::warn!(%session, "the session's lease is not this replica's: its run here ends");
                     }
                     lost.cancel();
                 }
-                // Renewals failing for longer than a lease (the database
+                // Refused renewals for longer than a lease (the database
                 // unreachable): another replica may hold it by now, so
                 // the run ends rather than run twice.
                 Err(e) if Instant::now() >= held_until => {
@@ -457,7 +468,8 @@ impl Runner {
                 }
                 Err(e) => tracing::warn!(%session, "cannot renew the session's lease: {e}"),
             }
-        }
+        });
+        futures_util::future::join_all(renewals).await;
     }
 
     /// Ends the runs of this replica, which is shutting down, waits a

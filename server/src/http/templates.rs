@@ -200,8 +200,8 @@ async fn update(
     ))
 }
 
-/// The version an `If-Match` names (`"3"`, `W/"3"` or `3`); `None` without
-/// one, or for `*`.
+/// The version an `If-Match` names (`"3"`, or `3`); `None` without one, or
+/// for `*`. A weak tag never matches (RFC 9110 compares strongly): 412.
 fn if_match(headers: &HeaderMap) -> Result<Option<i64>, AppError> {
     let Some(value) = headers.get(header::IF_MATCH) else {
         return Ok(None);
@@ -210,11 +210,15 @@ fn if_match(headers: &HeaderMap) -> Result<Option<i64>, AppError> {
     if value == "*" {
         return Ok(None);
     }
-    let tag = value.strip_prefix("W/").unwrap_or(value);
-    let tag = tag
+    if value.starts_with("W/") {
+        return Err(AppError::Stale(
+            "A weak ETag never matches: send the ETag as GET gives it (\"3\").".into(),
+        ));
+    }
+    let tag = value
         .strip_prefix('"')
         .and_then(|t| t.strip_suffix('"'))
-        .unwrap_or(tag);
+        .unwrap_or(value);
     tag.parse().map(Some).map_err(|_| {
         AppError::Invalid(
             "If-Match names a version of the agent, as its ETag gives it (\"3\").".into(),

@@ -6,7 +6,9 @@ mod anthropic;
 mod pricing;
 
 pub use anthropic::{Anthropic, AnthropicConfig, DEFAULT_BASE_URL};
-pub use pricing::{budget_refusal, cost_usd, CACHE_READ, CACHE_WRITE, CACHE_WRITE_HOUR};
+pub use pricing::{
+    budget_refusal, cost_usd, rough_tokens, CACHE_READ, CACHE_WRITE, CACHE_WRITE_HOUR,
+};
 
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;

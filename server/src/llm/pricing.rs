@@ -33,20 +33,19 @@ const FAMILIES: &[(&str, f64, f64)] = &[
     ("haiku", 1.0, 5.0),
 ];
 
-/// What a model of no known family is counted at: the highest price.
-const UNKNOWN: (f64, f64) = (15.0, 75.0);
-
 /// A cache write's price, as a multiple of the input price (five minutes'
 /// cache; an hour's is twice the input price), and a cache read's.
 pub const CACHE_WRITE: f64 = 1.25;
 pub const CACHE_WRITE_HOUR: f64 = 2.0;
 pub const CACHE_READ: f64 = 0.1;
 
-/// A model's (input, output) price in $/MTok.
+/// A model's (input, output) price in $/MTok; its id may carry a
+/// provider's prefix (`anthropic/…`, Bedrock's `anthropic.…`).
 fn price(model: &str) -> (f64, f64) {
+    let id = model.find("claude-").map_or(model, |at| &model[at..]);
     let known = PRICES
         .iter()
-        .find(|(p, ..)| model.starts_with(p))
+        .find(|(p, ..)| id.starts_with(p))
         .or_else(|| FAMILIES.iter().find(|(f, ..)| model.contains(f)));
     match known {
         Some((_, input, output)) => (*input, *output),
@@ -55,9 +54,19 @@ fn price(model: &str) -> (f64, f64) {
                 model,
                 "no price known for this model; counting it at the highest"
             );
-            UNKNOWN
+            PRICES
+                .iter()
+                .map(|(_, input, output)| (*input, *output))
+                .fold((0.0, 0.0), |(i, o), (input, output)| {
+                    (i.max(input), o.max(output))
+                })
         }
     }
+}
+
+/// A rough count of the tokens in `bytes` of text: a quarter of them.
+pub fn rough_tokens(bytes: usize) -> u64 {
+    bytes.div_ceil(4) as u64
 }
 
 /// The cost of a call: `input` in tokens at the input price (weighted for
@@ -94,6 +103,8 @@ mod tests {
         assert!((cost("claude-opus-5-5", 1_000_000, 0) - 4.0).abs() < 1e-9);
         assert!((cost("claude-sonnet-5-5", 1_000_000, 0) - 2.0).abs() < 1e-9);
         assert!((cost("anthropic/claude-haiku-latest", 1_000_000, 0) - 1.0).abs() < 1e-9);
+        assert!((cost("anthropic.claude-opus-4-6-v1", 0, 1_000_000) - 25.0).abs() < 1e-9);
+        assert!((cost("anthropic/claude-opus-4-6", 0, 1_000_000) - 25.0).abs() < 1e-9);
         assert!((cost("llama3", 1_000_000, 0) - 15.0).abs() < 1e-9);
     }
 }

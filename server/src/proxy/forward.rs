@@ -24,10 +24,11 @@ use tower_http::timeout::RequestBodyTimeoutLayer;
 /// Claude Code sends whole conversations; the real API takes up to 32 MB.
 const BODY_LIMIT: usize = 32 * 1024 * 1024;
 /// KiB of request bodies the proxy holds at once, for all sessions, and for
-/// one: a sandbox sending 32 bodies of 32 MB slowly held a GiB of the
-/// server's memory.
-pub(super) const BODIES_KIB: usize = 256 * 1024;
-const SESSION_BODIES_KIB: usize = 64 * 1024;
+/// one (one body of the largest): a sandbox sending 32 bodies of 32 MB
+/// slowly held a GiB of the server's memory. A person's sandboxes (10 at
+/// most, with sign-in on) cannot take all of it.
+pub(super) const BODIES_KIB: usize = 512 * 1024;
+const SESSION_BODIES_KIB: usize = BODY_LIMIT / 1024;
 
 /// Request headers never passed upstream: the sandbox's credential, and what
 /// belongs to one hop of HTTP. `accept-encoding` too, so the answer comes

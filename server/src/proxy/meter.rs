@@ -3,7 +3,7 @@
 //! for money.
 
 use crate::journal::Journal;
-use crate::llm::{cost_usd, CACHE_READ, CACHE_WRITE, CACHE_WRITE_HOUR};
+use crate::llm::{cost_usd, rough_tokens, CACHE_READ, CACHE_WRITE, CACHE_WRITE_HOUR};
 use app::domain::SessionId;
 use axum::body::Bytes;
 use futures_util::{Stream, StreamExt};
@@ -183,12 +183,11 @@ impl Drop for Meter {
             }
         }
         if !self.told {
-            let rough = |bytes: usize| bytes.div_ceil(4) as u64;
             if self.input_tokens == 0 {
-                self.input_tokens = rough(self.request_bytes);
+                self.input_tokens = rough_tokens(self.request_bytes);
                 self.input_weighted = self.input_tokens as f64;
             }
-            self.output_tokens = self.output_tokens.max(rough(self.streamed_bytes));
+            self.output_tokens = self.output_tokens.max(rough_tokens(self.streamed_bytes));
         }
         if self.input_tokens == 0 && self.output_tokens == 0 {
             return;

@@ -53,7 +53,7 @@ pub(super) async fn glob(ctx: &ToolContext<'_>, ws: &dyn Workspace, args: &Args)
     };
     let Some(patterns) = expand_braces(pattern, GLOB_MAX_ALTERNATIVES) else {
         return ToolOutput::error(format!(
-            "{pattern:?} expands to more than {GLOB_MAX_ALTERNATIVES} patterns; use fewer {{a,b}} alternatives."
+            "{pattern:?} expands to more than {GLOB_MAX_ALTERNATIVES} patterns, or nests {{a,b}} groups more than {BRACE_DEPTH_MAX} deep; use fewer {{a,b}} alternatives."
         ));
     };
     let query = GlobQuery {

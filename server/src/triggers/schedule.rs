@@ -233,18 +233,7 @@ impl Paddock {
             said: Said::Schedule(said),
             files: Vec::new(),
         };
-        let answer = match self.accept(&trigger, opened, None).await {
-            Ok(answer) => answer,
-            // (The store failed on the way: said in the log if it can be,
-            // as this time has moved on and will not come again.)
-            Err(e) => {
-                let why = format!("not run: {e}");
-                if let Err(also) = self.skip_run(&trigger, &run, e.status(), why).await {
-                    tracing::warn!(trigger = %trigger.id, "a scheduled run failed, unrecorded: {e}; {also}");
-                }
-                return Err(e);
-            }
-        };
+        let answer = self.accept(&trigger, opened, None).await?;
         if answer.status >= 300 {
             // Not started (another handling held it, or the server could
             // not): said in the log, as no one sends it again.

@@ -13,7 +13,7 @@ use super::Verified;
 use sha2::{Digest, Sha256};
 
 /// The delivery's id, from its message: a digest of its `Message-ID` with
-/// its sender, recipient, subject and text (anyone may write a
+/// its sender, recipient, subject and text (plain and HTML; anyone may write a
 /// `Message-ID`: a stranger's mail sent first with the id a genuine one
 /// will have does not make that one a repeat), else of those with its
 /// headers and files (a repeat is the same message in another body, with
@@ -28,7 +28,7 @@ pub fn verify(form: &Form) -> Result<Verified, String> {
     }
     let message_id = header(form.get("headers"), "Message-ID");
     let mut hash = Sha256::new();
-    for part in ["from", "to", "subject", "text"].map(|field| form.get(field)) {
+    for part in ["from", "to", "subject", "text", "html"].map(|field| form.get(field)) {
         hash.update(part.as_bytes());
         hash.update([0]);
     }

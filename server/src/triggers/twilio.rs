@@ -102,10 +102,9 @@ pub fn verify(
 /// taken as a new one.
 fn message_sid(form: &Form) -> Result<&str, String> {
     let sid = form.get("MessageSid");
-    let (kind, digits) = sid.split_at(sid.len().min(2));
-    let shaped = matches!(kind, "SM" | "MM")
-        && digits.len() == 32
-        && digits.bytes().all(|b| b.is_ascii_hexdigit());
+    let shaped = sid.len() == 34
+        && matches!(sid.get(..2), Some("SM" | "MM"))
+        && sid.bytes().skip(2).all(|b| b.is_ascii_hexdigit());
     let same = ["SmsSid", "SmsMessageSid"]
         .iter()
         .all(|name| [sid, ""].contains(&form.get(name)));
@@ -170,6 +169,8 @@ mod tests {
             "SM1",
             &format!("{SID}NumMedia0"),
             &SID[1..],
+            // (Its second character more than one byte.)
+            "Sé",
         ] {
             changed.fields[5].1 = sid.into();
             let refused = verify(&headers, &[url.to_owned()], &changed, &token).unwrap_err();

@@ -342,6 +342,16 @@ async fn a_repository_is_cloned_edited_committed_and_pushed_without_its_token_in
         "{refused:?}"
     );
     assert_eq!(in_container(&s, "echo running").trim(), "running");
+    // …and where a `.git` file says its repository is.
+    as_agent(
+        &s,
+        "cd /workspace && rm -r n && mkdir -p g x/objects x/refs && printf 'gitdir: ../x\\n' > g/.git && mkfifo x/HEAD",
+    );
+    let refused = paddock.changes(&operator, s.id).await;
+    assert!(
+        matches!(&refused, Err(AppError::Invalid(m)) if m.contains("x/HEAD")),
+        "{refused:?}"
+    );
 
     // Deleting the session removes the server's repository too.
     paddock.delete_session(&operator, s.id).await.unwrap();

@@ -17,9 +17,9 @@ use crate::llm::{ContentBlock, Message, Role};
 /// for the answer and for the count being rough.
 pub const BUDGET_TOKENS: usize = 150_000;
 
-/// A text's rough size, in tokens (a quarter of its characters).
+/// A text's rough size, in tokens.
 pub fn rough_tokens(text: &str) -> usize {
-    text.len().div_ceil(4)
+    crate::llm::rough_tokens(text.len()) as usize
 }
 
 /// What stands for a tool's output let go of.
