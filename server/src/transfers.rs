@@ -1,6 +1,7 @@
-//! Workspace transfers running now: archives streamed and uploads received
-//! hold a thread or an upload's bytes while they run, so only a few run at
-//! once, server-wide, and fewer for one signed-in person, so that nobody
+//! Workspace transfers running now: archives streamed, uploads received and
+//! files downloaded hold a thread, an upload's bytes or an open file (one
+//! of a remote sandbox's few streams) while they run, so only so many run
+//! at once, server-wide, and fewer for one signed-in person, so that nobody
 //! holds them all (a client reading a byte now and then keeps its slot).
 
 use crate::sync::lock;
@@ -9,18 +10,22 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-/// Archives streamed and uploads received at once.
+/// Archives streamed, uploads received and files downloaded at once.
 const ARCHIVES_AT_ONCE: usize = 8;
 const UPLOADS_AT_ONCE: usize = 4;
-/// Of those, what one person may hold.
+const FILES_AT_ONCE: usize = 32;
+/// Of those, what one person may hold (of a remote sandbox's six streams,
+/// some stay for the agent's own reads).
 const ARCHIVES_PER_PERSON: usize = 2;
 const UPLOADS_PER_PERSON: usize = 2;
+const FILES_PER_PERSON: usize = 4;
 
-/// The workspace archives and uploads running now, bounded.
+/// The workspace archives, uploads and file downloads running now, bounded.
 #[derive(Clone)]
 pub struct Transfers {
     archives: Bounded,
     uploads: Bounded,
+    files: Bounded,
 }
 
 impl Default for Transfers {
@@ -28,6 +33,7 @@ impl Default for Transfers {
         Self {
             archives: Bounded::new(ARCHIVES_AT_ONCE, ARCHIVES_PER_PERSON, "workspace downloads"),
             uploads: Bounded::new(UPLOADS_AT_ONCE, UPLOADS_PER_PERSON, "uploads"),
+            files: Bounded::new(FILES_AT_ONCE, FILES_PER_PERSON, "file downloads"),
         }
     }
 }
@@ -42,6 +48,11 @@ impl Transfers {
     /// A slot for one upload, as [`Self::archive`].
     pub fn upload(&self, who: Option<UserId>) -> Result<TransferSlot, AppError> {
         self.uploads.take(who)
+    }
+
+    /// A slot for one file's download, as [`Self::archive`].
+    pub fn file(&self, who: Option<UserId>) -> Result<TransferSlot, AppError> {
+        self.files.take(who)
     }
 }
 

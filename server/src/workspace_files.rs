@@ -171,7 +171,9 @@ impl Paddock {
         }
     }
 
-    /// One file to download: its name and its bytes, streamed.
+    /// One file to download: its name and its bytes, streamed while a
+    /// slot is held, which a reader that takes nothing for the stall time
+    /// gives up (with the file it held open).
     pub async fn download_file(
         &self,
         caller: &Caller,
@@ -180,12 +182,14 @@ impl Paddock {
     ) -> Result<(String, Download), AppError> {
         self.session_for(caller, id, Access::Watch).await?;
         let path = clean(path)?;
-        let download = self
+        let slot = self.transfers.file(caller.user)?;
+        let mut download = self
             .sandbox
             .workspace(id)
             .download(&path)
             .await
             .map_err(refused)?;
+        download.body = held_while_read(download.body, slot, self.config.client_stall());
         Ok((name_of(&path).to_owned(), download))
     }
 

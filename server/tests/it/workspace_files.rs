@@ -603,6 +603,19 @@ async fn stalled_uploads_and_unread_archives_hold_no_slot() {
         b"",
     )
     .await;
+    // Downloads of a file nobody reads hold a slot each, four a person.
+    let mut unread_files = Vec::new();
+    for _ in 0..4 {
+        unread_files.push(
+            half_sent(
+                &t,
+                &me,
+                &format!("GET /api/sessions/{}/files/noise.bin HTTP/1.1", s.id),
+                b"",
+            )
+            .await,
+        );
+    }
     // While they wait, the slots are taken; and a connection that sends
     // nothing at all is closed after the stall too.
     let silent = tokio::net::TcpStream::connect(t.url("").trim_start_matches("http://"))
@@ -612,6 +625,11 @@ async fn stalled_uploads_and_unread_archives_hold_no_slot() {
     let small = || multipart("", &[("ok.txt", b"ok")]);
     let (status, said) = t.status(upload(&t, &me, &s, small())).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{said}");
+    let file = format!("/api/sessions/{}/files/noise.bin", s.id);
+    assert_eq!(
+        get(&t, &me, &file).await.status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
 
     // Once they have sent nothing for the stall, each is answered with a
     // 400 and its slot is free.
@@ -632,6 +650,12 @@ async fn stalled_uploads_and_unread_archives_hold_no_slot() {
     assert!(got.starts_with(b"HTTP/1.1 200"));
     assert!(got.len() < noise.len(), "{} bytes came", got.len());
     assert!(!got.ends_with(b"\r\n0\r\n\r\n"));
+    // The unread downloads gave their slots up too, their connections
+    // still open.
+    let res = get(&t, &me, &file).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.bytes().await.unwrap().len(), noise.len());
+    drop(unread_files);
     // And the next archive comes whole.
     let res = get(&t, &me, &format!("/api/sessions/{}/archive", s.id)).await;
     assert_eq!(res.status(), StatusCode::OK);
