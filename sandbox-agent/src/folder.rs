@@ -315,6 +315,15 @@ impl ConfinedFolder {
         Ok(OpenFile::of(fd, &stat))
     }
 
+    /// A regular file, opened for reading following no link, on the way or
+    /// at its name (a link put there is refused).
+    fn open_file_itself(&self, path: &str) -> Result<OpenFile, FileError> {
+        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK;
+        let fd = self.open_with(path, flags, Mode::empty(), ResolveFlags::NO_SYMLINKS)?;
+        let stat = Self::regular(path, &fd)?;
+        Ok(OpenFile::of(fd, &stat))
+    }
+
     pub fn read(&self, path: &str) -> Result<Vec<u8>, FileError> {
         Self::read_whole(path, self.open_file(path)?)
     }
@@ -324,7 +333,6 @@ impl ConfinedFolder {
     /// none); `None` when git keeps nothing there (nothing, a folder, a
     /// pipe, or a path through a link or a file).
     pub fn read_as_git(&self, path: &str) -> Result<Option<Vec<u8>>, FileError> {
-        let strict = ResolveFlags::NO_SYMLINKS;
         let nothing = |e: &FileError| {
             matches!(
                 e,
@@ -340,14 +348,8 @@ impl ConfinedFolder {
             return Ok(Some(target));
         }
         // Else a regular file (a link put there since is not followed).
-        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK;
-        let fd = match self.open_with(path, flags, Mode::empty(), strict) {
-            Ok(fd) => fd,
-            Err(e) if nothing(&e) => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        match Self::regular(path, &fd) {
-            Ok(stat) => Self::read_whole(path, OpenFile::of(fd, &stat)).map(Some),
+        match self.open_file_itself(path) {
+            Ok(open) => Self::read_whole(path, open).map(Some),
             Err(e) if nothing(&e) => Ok(None),
             Err(e) => Err(e),
         }
@@ -653,7 +655,7 @@ impl ConfinedFolder {
 impl ConfinedFolder {
     /// Writes the workspace as a tar to `out`, every path under `top/`:
     /// folders, links as links (what they name is not read), and regular
-    /// files, each opened as [`Self::open_file`] opens it, a file's other
+    /// files, each opened following no link, a file's other
     /// names as hard links to its first. Stops at the first error writing
     /// to `out` (the download was abandoned), or past [`ARCHIVE_MAX_BYTES`]
     /// of content or 64 MiB of names kept to walk; gives `out` back when
@@ -667,6 +669,7 @@ impl ConfinedFolder {
         // The first name of each file with more than one (hard links),
         // by device and inode: the others are links to it, not copies.
         let mut first_names: HashMap<(u64, u64), String> = HashMap::new();
+        let mut linked = 0;
         while let Some(folder) = folders.pop() {
             pending -= folder.len();
             let Ok(entries) = self.list(if folder.is_empty() { "." } else { &folder }) else {
@@ -698,7 +701,7 @@ impl ConfinedFolder {
                     header.set_size(0);
                     let target = String::from_utf8_lossy(&target).into_owned();
                     tar.append_link(&mut header, name, target)?;
-                } else if let Ok(open) = self.open_file(&path) {
+                } else if let Ok(open) = self.open_file_itself(&path) {
                     let inode = (open.device, open.inode);
                     if open.names > 1 {
                         if let Some(first) = first_names.get(&inode) {
@@ -708,10 +711,10 @@ impl ConfinedFolder {
                             tar.append_link(&mut header, name, format!("{top}/{first}"))?;
                             continue;
                         }
-                        // Kept within the same bound as the folders to
-                        // walk; past it, a file's other names are copies.
-                        if pending + path.len() <= ARCHIVE_PENDING_MAX_BYTES {
-                            pending += path.len();
+                        // Kept within a bound of their own; past it, a
+                        // file's other names are copies.
+                        if linked + path.len() <= ARCHIVE_PENDING_MAX_BYTES {
+                            linked += path.len();
                             first_names.insert(inode, path.clone());
                         }
                     }

@@ -67,6 +67,20 @@ fn author_name(caller: &Caller) -> String {
     }
 }
 
+/// A read of a work tree under way: when it is over (done, or its request
+/// gone), the next may begin once the sandbox has run at least as long as
+/// it took, and [`READ_GAP`].
+struct ReadTurn {
+    next_read: tokio::sync::OwnedMutexGuard<Option<Instant>>,
+    began: Instant,
+}
+
+impl Drop for ReadTurn {
+    fn drop(&mut self) {
+        *self.next_read = Some(Instant::now() + self.began.elapsed().max(READ_GAP));
+    }
+}
+
 /// A git failure as the person who asked reads it; the details are logged.
 fn refused(s: &Session, journal: &Journal, e: GitError) -> AppError {
     let message = journal.mask(s.id, &e.to_string()).into_owned();
@@ -136,18 +150,20 @@ impl ChangeReview {
         work: impl std::future::Future<Output = Result<T, AppError>>,
     ) -> Result<T, AppError> {
         let turn = lock(&self.busy).entry(s.id).or_default().clone();
-        let mut next_read = turn.lock().await;
+        let next_read = turn.lock_owned().await;
         if !reads_work_tree {
             return work.await;
         }
         // The sandbox runs between two reads at least as long as the last
         // one paused it, however many come (anyone who may watch the
-        // session may ask); a read dropped half-way counts from its start.
+        // session may ask), and however the last one ended.
         if let Some(at) = *next_read {
             tokio::time::sleep_until(at.into()).await;
         }
-        let began = Instant::now();
-        *next_read = Some(began + READ_GAP);
+        let _turn = ReadTurn {
+            next_read,
+            began: Instant::now(),
+        };
         // Armed before the pause is asked for: a request dropped at any
         // point still lets the sandbox run again.
         let mut paused = Paused {
@@ -173,7 +189,6 @@ impl ChangeReview {
             paused.armed = false;
             self.sandbox.resume(s.id).await;
         }
-        *next_read = Some(Instant::now() + began.elapsed().max(READ_GAP));
         done
     }
 

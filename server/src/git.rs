@@ -843,11 +843,11 @@ impl HostRepo {
     }
 
     /// Refuses a work tree where git would block: a `.gitignore` or
-    /// `.gitattributes` that is not a regular file, or a named pipe
-    /// anywhere (a nested repository's `HEAD`, where its `.git` is or
-    /// where a `.git` file says it is, git opens to tell it is one): a pipe
-    /// nobody writes to would hold git, and the paused sandbox, until the
-    /// time limit.
+    /// `.gitattributes` that is not a regular file, or a named pipe called
+    /// `HEAD` or `commondir` anywhere (git opens those of a folder it tells
+    /// for a nested repository, where its `.git` is or where a `.git` file
+    /// says it is): a pipe nobody writes to would hold git, and the paused
+    /// sandbox, until the time limit.
     fn check_readable(&self) -> Result<(), GitError> {
         use std::os::unix::fs::FileTypeExt;
         let mut stack = vec![self.work_tree.clone()];
@@ -866,11 +866,10 @@ impl HostRepo {
                         stack.push(entry.path());
                     }
                     false
+                } else if name == ".gitignore" || name == ".gitattributes" {
+                    !kind.is_file() && !kind.is_symlink()
                 } else {
-                    kind.is_fifo()
-                        || ((name == ".gitignore" || name == ".gitattributes")
-                            && !kind.is_file()
-                            && !kind.is_symlink())
+                    kind.is_fifo() && (name == "HEAD" || name == "commondir")
                 };
                 if blocking {
                     return Err(GitError::Failed {

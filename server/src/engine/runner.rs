@@ -430,7 +430,11 @@ impl Runner {
         // All at once, each given until its lease lapses: a database that
         // hangs or refuses ends the run by then, however many there are.
         let renewals = runs.into_iter().map(|(session, lost, held_until)| async move {
-            let left = held_until.saturating_duration_since(Instant::now());
+            // (A second at least: a renewal that succeeds late finds the
+            // lease still this replica's, taken by nobody meanwhile.)
+            let left = held_until
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_secs(1));
             let renewed =
                 tokio::time::timeout(left, self.store.renew_lease(session, &self.replica, until))
                     .await;
@@ -450,8 +454,9 @@ impl Runner {
                 // lease up), unless the lease is this replica's again by
                 // now: taken for the next prompt, by a run of its own.
                 Ok(false) => {
-                    let holder = self.store.lease_holder(session, chrono::Utc::now()).await;
-                    if holder.is_ok_and(|h| h.as_deref() == Some(self.replica.as_str())) {
+                    let asked = self.store.lease_holder(session, chrono::Utc::now());
+                    let holder = tokio::time::timeout(left, asked).await;
+                    if holder.is_ok_and(|h| h.is_ok_and(|h| h.as_deref() == Some(self.replica.as_str()))) {
                         return;
                     }
                     if !lost.is_cancelled() && lock(&self.runs).contains_key(&session) {

@@ -200,8 +200,9 @@ async fn update(
     ))
 }
 
-/// The version an `If-Match` names (`"3"`, or `3`); `None` without one, or
-/// for `*`. A weak tag never matches (RFC 9110 compares strongly): 412.
+/// The version an `If-Match` names (`"3"`, `3`, or `W/"3"`: proxies that
+/// compress answers weaken tags, and a version is one whatever they say);
+/// `None` without one, or for `*`.
 fn if_match(headers: &HeaderMap) -> Result<Option<i64>, AppError> {
     let Some(value) = headers.get(header::IF_MATCH) else {
         return Ok(None);
@@ -210,11 +211,7 @@ fn if_match(headers: &HeaderMap) -> Result<Option<i64>, AppError> {
     if value == "*" {
         return Ok(None);
     }
-    if value.starts_with("W/") {
-        return Err(AppError::Stale(
-            "A weak ETag never matches: send the ETag as GET gives it (\"3\").".into(),
-        ));
-    }
+    let value = value.strip_prefix("W/").unwrap_or(value);
     let tag = value
         .strip_prefix('"')
         .and_then(|t| t.strip_suffix('"'))

@@ -199,7 +199,7 @@ async fn relay(ctx: Ctx, uri: Uri, headers: HeaderMap, body: Body) -> Response {
         uri.path_and_query().map_or(uri.path(), |p| p.as_str())
     );
     // Room for it (its declared size, else the most it may be), in this
-    // session's share and in all sessions', held until it has been sent.
+    // session's share and in all sessions', held until its answer begins.
     let kib = (declared.unwrap_or(BODY_LIMIT as u64) as usize)
         .div_ceil(1024)
         .max(1) as u32;
@@ -231,7 +231,8 @@ async fn relay(ctx: Ctx, uri: Uri, headers: HeaderMap, body: Body) -> Response {
         tracing::warn!(%session, "LLM proxy: {refusal}");
         return api_error(StatusCode::BAD_REQUEST, "invalid_request_error", &refusal);
     }
-    let request_bytes = body.len();
+    // (A handle on the same bytes: the meter reads the request's model.)
+    let asked = body.clone();
     let mut request = proxy.client.post(target).body(body);
     for (name, value) in &headers {
         if !DROP_REQUEST.contains(&name.as_str()) {
@@ -268,7 +269,7 @@ async fn relay(ctx: Ctx, uri: Uri, headers: HeaderMap, body: Body) -> Response {
     let body = if metered && status.is_success() {
         Body::from_stream(Metered {
             inner: bytes,
-            meter: Meter::new(proxy.journal.clone(), session, json, request_bytes),
+            meter: Meter::new(proxy.journal.clone(), session, json, &asked),
         })
     } else {
         Body::from_stream(bytes)

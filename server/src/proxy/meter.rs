@@ -40,46 +40,99 @@ where
 /// What it counted is charged when the answer ends or is dropped half-way
 /// (tokens already generated are billed either way). An answer dropped
 /// before its final usage (the `message_delta` that ends a stream, or the
-/// JSON whole) is charged a rough count, a quarter of the characters: of
-/// the request for its input when none was said, of what streamed for its
-/// output (a sandbox that closed each answer before its end paid nothing
-/// for what it read).
+/// JSON whole) is charged for its output a rough count, a quarter of the
+/// characters the model wrote in what came (a sandbox that closed each
+/// answer before its end paid nothing for what it read); a JSON answer cut
+/// short, which says no input before its end, for its input the same of
+/// the request. One cut before its stream began is not charged: nothing
+/// of it came.
 pub(super) struct Meter {
     journal: Journal,
     session: SessionId,
     json: bool,
     pending: Vec<u8>,
+    /// The answer's model, else the request's.
     model: String,
-    input_tokens: u64,
-    /// The input tokens weighted by their price: cache writes above the
-    /// input price, reads below it.
-    input_weighted: f64,
+    input: Input,
     output_tokens: u64,
-    /// Bytes of the request, and of the answer's events so far.
+    /// Bytes of the request, and of what the model wrote in the stream's
+    /// deltas so far (without their events' wrapping).
     request_bytes: usize,
-    streamed_bytes: usize,
+    written_bytes: usize,
     /// Whether the answer's final usage was read.
     told: bool,
 }
 
+/// The kinds of input tokens an answer says it took, each as last said
+/// (the counts are cumulative).
+#[derive(Default)]
+struct Input {
+    plain: u64,
+    cache_written: u64,
+    /// Of those written, the ones kept an hour (dearer).
+    cache_written_hour: u64,
+    cache_read: u64,
+}
+
+impl Input {
+    fn tokens(&self) -> u64 {
+        self.plain + self.cache_written + self.cache_read
+    }
+
+    /// The tokens weighed by their price, as a count at the input price:
+    /// cache writes at 1.25 times it (an hour's at twice), reads at a
+    /// tenth.
+    fn weighed(&self) -> f64 {
+        let hour = self.cache_written_hour.min(self.cache_written);
+        self.plain as f64
+            + (self.cache_written - hour) as f64 * CACHE_WRITE
+            + hour as f64 * CACHE_WRITE_HOUR
+            + self.cache_read as f64 * CACHE_READ
+    }
+
+    fn update(&mut self, usage: &serde_json::Value) {
+        let set = |field: &mut u64, v: &serde_json::Value| {
+            if let Some(n) = v.as_u64() {
+                *field = n;
+            }
+        };
+        set(&mut self.plain, &usage["input_tokens"]);
+        set(
+            &mut self.cache_written,
+            &usage["cache_creation_input_tokens"],
+        );
+        set(&mut self.cache_read, &usage["cache_read_input_tokens"]);
+        set(
+            &mut self.cache_written_hour,
+            &usage["cache_creation"]["ephemeral_1h_input_tokens"],
+        );
+    }
+}
+
+/// The wrapping of one delta event around what the model wrote
+/// (`{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":""}}`).
+const DELTA_WRAPPING: usize = 80;
+
 impl Meter {
-    pub(super) fn new(
-        journal: Journal,
-        session: SessionId,
-        json: bool,
-        request_bytes: usize,
-    ) -> Self {
+    pub(super) fn new(journal: Journal, session: SessionId, json: bool, request: &[u8]) -> Self {
+        #[derive(serde::Deserialize)]
+        struct Asked {
+            model: Option<String>,
+        }
+        let model = serde_json::from_slice::<Asked>(request)
+            .ok()
+            .and_then(|a| a.model)
+            .unwrap_or_default();
         Self {
             journal,
             session,
             json,
             pending: Vec::new(),
-            model: String::new(),
-            input_tokens: 0,
-            input_weighted: 0.0,
+            model,
+            input: Input::default(),
             output_tokens: 0,
-            request_bytes,
-            streamed_bytes: 0,
+            request_bytes: request.len(),
+            written_bytes: 0,
             told: false,
         }
     }
@@ -112,9 +165,15 @@ impl Meter {
         let Some(data) = line.strip_prefix(b"data:") else {
             return;
         };
-        self.streamed_bytes += data.len();
-        // Deltas of text are most of the stream: skip them unparsed.
+        // Deltas of text are most of the stream: skip them unparsed, only
+        // counting what the model wrote in them (a signature is not).
         let wanted = |needle: &[u8]| data.windows(needle.len()).any(|w| w == needle);
+        if wanted(b"\"content_block_delta\"") {
+            if !wanted(b"\"signature_delta\"") {
+                self.written_bytes += data.len().saturating_sub(DELTA_WRAPPING);
+            }
+            return;
+        }
         if !wanted(b"\"message_start\"") && !wanted(b"\"message_delta\"") {
             return;
         }
@@ -140,70 +199,44 @@ impl Meter {
     }
 
     fn usage(&mut self, usage: &serde_json::Value) {
-        if let Some((tokens, weighted)) = input_of(usage) {
-            self.input_tokens = tokens;
-            self.input_weighted = weighted;
-        }
+        self.input.update(usage);
         if let Some(output) = usage["output_tokens"].as_u64() {
             self.output_tokens = output;
         }
     }
 }
 
-/// A usage's input tokens, and the same weighted by their price: cache
-/// writes and reads are input too, an hour's writes (when the answer tells
-/// them apart) at twice the input price, the rest at 1.25 times, reads at
-/// a tenth. `None` when it says none.
-fn input_of(usage: &serde_json::Value) -> Option<(u64, f64)> {
-    let count = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
-    let (plain, written, read) = (
-        count(&usage["input_tokens"]),
-        count(&usage["cache_creation_input_tokens"]),
-        count(&usage["cache_read_input_tokens"]),
-    );
-    let hour = count(&usage["cache_creation"]["ephemeral_1h_input_tokens"]).min(written);
-    let tokens = plain + written + read;
-    (tokens > 0).then(|| {
-        let weighted = plain as f64
-            + (written - hour) as f64 * CACHE_WRITE
-            + hour as f64 * CACHE_WRITE_HOUR
-            + read as f64 * CACHE_READ;
-        (tokens, weighted)
-    })
-}
-
 impl Drop for Meter {
     fn drop(&mut self) {
         if self.json {
             let pending = std::mem::take(&mut self.pending);
-            self.streamed_bytes = pending.len();
-            if let Ok(message) = serde_json::from_slice::<serde_json::Value>(&pending) {
-                self.message(&message);
-                self.told = true;
+            match serde_json::from_slice::<serde_json::Value>(&pending) {
+                Ok(message) => {
+                    self.message(&message);
+                    self.told = true;
+                }
+                // Cut short: it says nothing until its end.
+                Err(_) if !pending.is_empty() => {
+                    self.input.plain = rough_tokens(self.request_bytes);
+                    self.written_bytes = pending.len();
+                }
+                Err(_) => {}
             }
         }
         if !self.told {
-            if self.input_tokens == 0 {
-                self.input_tokens = rough_tokens(self.request_bytes);
-                self.input_weighted = self.input_tokens as f64;
-            }
-            self.output_tokens = self.output_tokens.max(rough_tokens(self.streamed_bytes));
+            self.output_tokens = self.output_tokens.max(rough_tokens(self.written_bytes));
         }
-        if self.input_tokens == 0 && self.output_tokens == 0 {
+        let (input, output) = (self.input.tokens(), self.output_tokens);
+        if input == 0 && output == 0 {
             return;
         }
         let (journal, session) = (self.journal.clone(), self.session);
-        let (model, input, weighted, output) = (
-            std::mem::take(&mut self.model),
-            self.input_tokens,
-            self.input_weighted,
-            self.output_tokens,
-        );
+        let (model, weighed) = (std::mem::take(&mut self.model), self.input.weighed());
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
         runtime.spawn(async move {
-            let cost = cost_usd(&model, weighted, output);
+            let cost = cost_usd(&model, weighed, output);
             // The session may have been deleted meanwhile: nothing to record.
             if let Err(e) = journal
                 .record_usage(session, input as i64, output as i64, cost)
@@ -221,15 +254,17 @@ mod tests {
 
     #[test]
     fn cache_writes_and_reads_are_weighed_at_their_prices() {
-        let usage = serde_json::json!({
+        let mut input = Input::default();
+        input.update(&serde_json::json!({
             "input_tokens": 100,
             "cache_creation_input_tokens": 1000,
             "cache_read_input_tokens": 10_000,
             "cache_creation": {"ephemeral_5m_input_tokens": 600, "ephemeral_1h_input_tokens": 400}
-        });
-        let (tokens, weighted) = input_of(&usage).unwrap();
-        assert_eq!(tokens, 11_100);
-        assert!((weighted - (100.0 + 600.0 * 1.25 + 400.0 * 2.0 + 1000.0)).abs() < 1e-9);
-        assert_eq!(input_of(&serde_json::json!({"output_tokens": 3})), None);
+        }));
+        // A later usage without the breakdown keeps the hour's share.
+        input.update(&serde_json::json!({"cache_creation_input_tokens": 1000}));
+        assert_eq!(input.tokens(), 11_100);
+        let expected = 100.0 + 600.0 * 1.25 + 400.0 * 2.0 + 1000.0;
+        assert!((input.weighed() - expected).abs() < 1e-9);
     }
 }

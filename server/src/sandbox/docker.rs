@@ -951,6 +951,18 @@ impl Sandbox for DockerSandbox {
                 state.running.unwrap_or(false)
             }
             None => {
+                // (Also the server's default image, or a name pointed at
+                // another image since the session was made.)
+                let image = self.image_of(spec);
+                if let Some(volumes) = self.image_volumes(image).await? {
+                    if !volumes.is_empty() {
+                        return Err(SandboxError::Unavailable(format!(
+                            "image {image:?} declares volumes ({}), whose files would live \
+                             outside the workspace and its disk limit: use an image without VOLUME",
+                            volumes.join(", ")
+                        )));
+                    }
+                }
                 let options = CreateContainerOptionsBuilder::new().name(&name).build();
                 match self
                     .docker

@@ -734,8 +734,12 @@ async fn an_answer_cut_before_its_usage_is_charged_for_what_streamed() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    // Some ten chunks of 400 characters streamed: about a thousand tokens.
-    assert!(charged >= 900, "charged {charged} output tokens");
+    // Some ten chunks of 400 characters streamed: about a thousand tokens
+    // (the events' wrapping not counted).
+    assert!(
+        (500..=1500).contains(&charged),
+        "charged {charged} output tokens"
+    );
     h.paddock.proxy.close(s.id, lease).await;
 }
 
