@@ -455,6 +455,9 @@ impl Runner {
                 // now: taken for the next prompt, by a run of its own.
                 Ok(false) => {
                     let asked = self.store.lease_holder(session, chrono::Utc::now());
+                    let left = held_until
+                        .saturating_duration_since(Instant::now())
+                        .max(Duration::from_secs(1));
                     let holder = tokio::time::timeout(left, asked).await;
                     if holder.is_ok_and(|h| h.is_ok_and(|h| h.as_deref() == Some(self.replica.as_str()))) {
                         return;

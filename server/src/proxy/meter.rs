@@ -43,9 +43,9 @@ where
 /// JSON whole) is charged for its output a rough count, a quarter of the
 /// characters the model wrote in what came (a sandbox that closed each
 /// answer before its end paid nothing for what it read); a JSON answer cut
-/// short, which says no input before its end, for its input the same of
-/// the request. One cut before its stream began is not charged: nothing
-/// of it came.
+/// short, which says no input before its end and was made whole upstream,
+/// for its input the same of the request. A stream cut before it began is
+/// not charged: nothing of it came.
 pub(super) struct Meter {
     journal: Journal,
     session: SessionId,
@@ -61,6 +61,8 @@ pub(super) struct Meter {
     written_bytes: usize,
     /// Whether the answer's final usage was read.
     told: bool,
+    /// Whether the event being read is a delta (its `event:` line said so).
+    in_delta: bool,
 }
 
 /// The kinds of input tokens an answer says it took, each as last said
@@ -91,8 +93,10 @@ impl Input {
     }
 
     fn update(&mut self, usage: &serde_json::Value) {
+        // (A count of 0 says nothing new: a gateway may send it in the
+        // last usage for what the first one counted.)
         let set = |field: &mut u64, v: &serde_json::Value| {
-            if let Some(n) = v.as_u64() {
+            if let Some(n) = v.as_u64().filter(|n| *n > 0) {
                 *field = n;
             }
         };
@@ -110,8 +114,11 @@ impl Input {
 }
 
 /// The wrapping of one delta event around what the model wrote
-/// (`{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":""}}`).
-const DELTA_WRAPPING: usize = 80;
+/// (`{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":""}}`),
+/// and of a tool input's and a thought's.
+const TEXT_DELTA_WRAPPING: usize = 78;
+const INPUT_DELTA_WRAPPING: usize = 94;
+const THINKING_DELTA_WRAPPING: usize = 86;
 
 impl Meter {
     pub(super) fn new(journal: Journal, session: SessionId, json: bool, request: &[u8]) -> Self {
@@ -134,6 +141,7 @@ impl Meter {
             request_bytes: request.len(),
             written_bytes: 0,
             told: false,
+            in_delta: false,
         }
     }
 
@@ -162,16 +170,30 @@ impl Meter {
     }
 
     fn line(&mut self, line: &[u8]) {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        // An event's name comes before its data.
+        if let Some(name) = line.strip_prefix(b"event:") {
+            self.in_delta = name.trim_ascii() == b"content_block_delta";
+            return;
+        }
         let Some(data) = line.strip_prefix(b"data:") else {
             return;
         };
-        // Deltas of text are most of the stream: skip them unparsed, only
-        // counting what the model wrote in them (a signature is not).
         let wanted = |needle: &[u8]| data.windows(needle.len()).any(|w| w == needle);
-        if wanted(b"\"content_block_delta\"") {
-            if !wanted(b"\"signature_delta\"") {
-                self.written_bytes += data.len().saturating_sub(DELTA_WRAPPING);
-            }
+        // Deltas are most of the stream: skipped unparsed, only counting
+        // what the model wrote in them, their wrapping taken off (a
+        // signature is nothing it wrote).
+        if self.in_delta {
+            let wrapping = if wanted(b"\"signature_delta\"") {
+                usize::MAX
+            } else if wanted(b"\"input_json_delta\"") {
+                INPUT_DELTA_WRAPPING
+            } else if wanted(b"\"thinking_delta\"") {
+                THINKING_DELTA_WRAPPING
+            } else {
+                TEXT_DELTA_WRAPPING
+            };
+            self.written_bytes += data.len().saturating_sub(wrapping);
             return;
         }
         if !wanted(b"\"message_start\"") && !wanted(b"\"message_delta\"") {
@@ -215,12 +237,12 @@ impl Drop for Meter {
                     self.message(&message);
                     self.told = true;
                 }
-                // Cut short: it says nothing until its end.
-                Err(_) if !pending.is_empty() => {
+                // Cut short, or dropped before any of it came: it says
+                // nothing until its end, and was made whole upstream.
+                Err(_) => {
                     self.input.plain = rough_tokens(self.request_bytes);
                     self.written_bytes = pending.len();
                 }
-                Err(_) => {}
             }
         }
         if !self.told {
