@@ -462,12 +462,8 @@ impl Paddock {
                      first (names are lower case, like my-team/agent:2)."
                 )));
             };
-            if !volumes.is_empty() {
-                return Err(AppError::Invalid(format!(
-                    "Image {image:?} declares volumes ({}): their files would live outside the \
-                     session's workspace and its disk limit. Choose an image without VOLUME.",
-                    volumes.join(", ")
-                )));
+            if let Some(why) = crate::sandbox::volumes_refused(image, &volumes) {
+                return Err(AppError::Invalid(format!("{why}.")));
             }
         }
         if !spec.egress.is_empty() && backend.kind != BackendKind::Docker {

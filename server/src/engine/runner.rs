@@ -430,13 +430,16 @@ impl Runner {
         // All at once, each given until its lease lapses: a database that
         // hangs or refuses ends the run by then, however many there are.
         let renewals = runs.into_iter().map(|(session, lost, held_until)| async move {
-            // (A second at least: a renewal that succeeds late finds the
-            // lease still this replica's, taken by nobody meanwhile.)
-            let left = held_until
-                .saturating_duration_since(Instant::now())
-                .max(Duration::from_secs(1));
+            // What is left of the lease (a second at least: a renewal that
+            // succeeds late finds the lease still this replica's, taken by
+            // nobody meanwhile).
+            let left = || {
+                held_until
+                    .saturating_duration_since(Instant::now())
+                    .max(Duration::from_secs(1))
+            };
             let renewed =
-                tokio::time::timeout(left, self.store.renew_lease(session, &self.replica, until))
+                tokio::time::timeout(left(), self.store.renew_lease(session, &self.replica, until))
                     .await;
             let Ok(renewed) = renewed else {
                 tracing::warn!(%session, "the session's lease was not renewed within a lease's time: its run here ends");
@@ -455,10 +458,7 @@ impl Runner {
                 // now: taken for the next prompt, by a run of its own.
                 Ok(false) => {
                     let asked = self.store.lease_holder(session, chrono::Utc::now());
-                    let left = held_until
-                        .saturating_duration_since(Instant::now())
-                        .max(Duration::from_secs(1));
-                    let holder = tokio::time::timeout(left, asked).await;
+                    let holder = tokio::time::timeout(left(), asked).await;
                     if holder.is_ok_and(|h| h.is_ok_and(|h| h.as_deref() == Some(self.replica.as_str()))) {
                         return;
                     }

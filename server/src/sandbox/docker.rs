@@ -954,14 +954,9 @@ impl Sandbox for DockerSandbox {
                 // (Also the server's default image, or a name pointed at
                 // another image since the session was made.)
                 let image = self.image_of(spec);
-                if let Some(volumes) = self.image_volumes(image).await? {
-                    if !volumes.is_empty() {
-                        return Err(SandboxError::Unavailable(format!(
-                            "image {image:?} declares volumes ({}), whose files would live \
-                             outside the workspace and its disk limit: use an image without VOLUME",
-                            volumes.join(", ")
-                        )));
-                    }
+                let volumes = self.image_volumes(image).await?.unwrap_or_default();
+                if let Some(why) = super::volumes_refused(image, &volumes) {
+                    return Err(SandboxError::Unavailable(why));
                 }
                 let options = CreateContainerOptionsBuilder::new().name(&name).build();
                 match self

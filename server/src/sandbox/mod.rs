@@ -365,6 +365,18 @@ pub async fn spawn_within(
     }
 }
 
+/// Why an image that declares `volumes` makes no sandbox, if it does: their
+/// files would live outside the session's workspace and its disk limit.
+pub fn volumes_refused(image: &str, volumes: &[String]) -> Option<String> {
+    (!volumes.is_empty()).then(|| {
+        format!(
+            "image {image:?} declares volumes ({}): their files would live outside the \
+             session's workspace and its disk limit; use an image without VOLUME",
+            volumes.join(", ")
+        )
+    })
+}
+
 #[async_trait::async_trait]
 pub trait Sandbox: Send + Sync + 'static {
     fn info(&self) -> BackendInfo;
