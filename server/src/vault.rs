@@ -19,10 +19,8 @@
 use crate::auth::Auth;
 use crate::config::Config;
 use crate::llm::LlmCredential;
-use crate::store::accounts::{SealedCredential, MASTER_KEY_CHECK};
-use crate::store::notifications::SealedEndpointSecret;
-use crate::store::triggers::SealedTriggerSecrets;
-use crate::store::{Store, StoreError};
+use crate::store::accounts::{Reseal, SealedCredential, MASTER_KEY_CHECK};
+use crate::store::{SealedSecret, Store, StoreError};
 use anyhow::Context;
 use app::accounts::{
     secret_hint, AuditAction, CredentialId, CredentialInfo, CredentialKind, CredentialScope,
@@ -225,6 +223,9 @@ fn key_matches(cipher: &XChaCha20Poly1305, check: &str) -> bool {
 /// Saved credentials, sealed under the master key.
 pub struct Vault {
     cipher: XChaCha20Poly1305,
+    /// The master key's check value as this server found it: every sealed
+    /// value is written only while it is still the database's.
+    check: String,
     store: Arc<dyn Store>,
     /// `ANTHROPIC_API_KEY` / `ANTHROPIC_AUTH_TOKEN` from the environment:
     /// used when nothing is saved.
@@ -269,6 +270,7 @@ impl Vault {
         };
         Ok(Self {
             cipher: key.cipher(),
+            check,
             store,
             environment,
         })
@@ -353,7 +355,6 @@ impl Vault {
             }
             secret_hint(value)
         };
-        self.key_still_current().await?;
         let (nonce, ciphertext) = seal(&self.cipher, value.as_bytes(), &aad(&id)).map_err(|e| {
             tracing::error!("{e}");
             AppError::Internal
@@ -366,7 +367,7 @@ impl Vault {
             updated_at: Utc::now(),
             updated_by: by.to_owned(),
         };
-        self.store.put_credential(&sealed).await?;
+        self.store.put_credential(&sealed, &self.check).await?;
         Ok(sealed)
     }
 
@@ -402,10 +403,6 @@ impl Vault {
         Ok(self.environment.clone())
     }
 
-    /// The values of the secrets a session of `owner` lists, as variables:
-    /// the owner's own (the server's, for a session without an owner). A
-    /// secret that is not saved any more is a clear error, before anything
-    /// runs.
     /// The owner's saved git token of that name (the server's, for a
     /// session without an owner), for host-side git only.
     pub async fn git_token(&self, owner: Option<UserId>, name: &str) -> Result<String, AppError> {
@@ -418,6 +415,10 @@ impl Vault {
         })
     }
 
+    /// The values of the secrets a session of `owner` lists, as variables:
+    /// the owner's own (the server's, for a session without an owner). A
+    /// secret that is not saved any more is a clear error, before anything
+    /// runs.
     pub async fn secrets(
         &self,
         owner: Option<UserId>,
@@ -482,32 +483,16 @@ fn open_hex(cipher: &XChaCha20Poly1305, sealed: &str, aad: &[u8]) -> Option<Vec<
 }
 
 impl Vault {
-    /// Refuses to seal under a key that is no longer the database's (one
-    /// rotated from the command line while this process runs): what it
-    /// sealed would open under neither key after the restart.
-    async fn key_still_current(&self) -> Result<(), AppError> {
-        let mine = key_check(&self.cipher).map_err(|e| {
-            tracing::error!("cannot seal the master key's check value: {e}");
-            AppError::Internal
-        })?;
-        let check = self.store.meta_or_insert(MASTER_KEY_CHECK, mine).await?;
-        if key_matches(&self.cipher, &check) {
-            return Ok(());
-        }
-        Err(AppError::Unavailable(
-            "The master key was rotated since this Paddock started: restart it, then save \
-             again."
-                .into(),
-        ))
-    }
-
     /// A trigger's or an endpoint's secret sealed for the store: it opens
     /// only as theirs.
-    pub async fn seal_secret(&self, of: SecretOf, secret: &str) -> Result<String, AppError> {
-        self.key_still_current().await?;
-        seal_hex(&self.cipher, secret.as_bytes(), &of.aad()).map_err(|e| {
+    pub fn seal_secret(&self, of: SecretOf, secret: &str) -> Result<SealedSecret, AppError> {
+        let sealed = seal_hex(&self.cipher, secret.as_bytes(), &of.aad()).map_err(|e| {
             tracing::error!("cannot seal a secret of {of:?}: {e}");
             AppError::Internal
+        })?;
+        Ok(SealedSecret {
+            sealed,
+            key_check: self.check.clone(),
         })
     }
 
@@ -528,45 +513,54 @@ pub async fn rotate(store: &dyn Store, old: &MasterKey, new: &MasterKey) -> anyh
         key_matches(&old.cipher(), &check),
         "the current master key is not the one the credentials were saved with; nothing changed"
     );
-    let (old_cipher, new_cipher) = (old.cipher(), new.cipher());
-    let mut resealed = Vec::new();
-    for c in store.list_credentials().await? {
-        let aad = aad(&c.id);
-        let plain = open(&old_cipher, &c.nonce, &c.ciphertext, &aad)
-            .with_context(|| format!("the credential {} does not open; nothing changed", c.id))?;
-        let (nonce, ciphertext) = seal(&new_cipher, &plain, &aad)?;
-        resealed.push(SealedCredential {
-            nonce,
-            ciphertext,
-            ..c
-        });
-    }
-    let reseal = |of: SecretOf, sealed: &str| -> anyhow::Result<String> {
-        let aad = of.aad();
-        let plain = open_hex(&old_cipher, sealed, &aad)
-            .with_context(|| format!("the secret of {of:?} does not open; nothing changed"))?;
-        seal_hex(&new_cipher, &plain, &aad)
+    let rotation = Rotation {
+        old: old.cipher(),
+        new: new.cipher(),
     };
-    let mut triggers = Vec::new();
-    for t in store.trigger_secrets().await? {
-        let of = SecretOf::Trigger(t.id);
-        triggers.push(SealedTriggerSecrets {
-            id: t.id,
-            secret: reseal(of, &t.secret)?,
-            previous: t.previous.as_deref().map(|p| reseal(of, p)).transpose()?,
-        });
+    match store
+        .rotate_master_key(&check, &key_check(&rotation.new)?, &rotation)
+        .await
+    {
+        Err(StoreError::KeyChanged) => {
+            anyhow::bail!(
+                "the master key was rotated by another command meanwhile; nothing changed"
+            )
+        }
+        done => Ok(done?),
     }
-    let mut endpoints = Vec::new();
-    for e in store.endpoint_secrets().await? {
-        endpoints.push(SealedEndpointSecret {
-            id: e.id,
-            secret: reseal(SecretOf::Endpoint(e.id), &e.secret)?,
-        });
+}
+
+/// A rotation's ciphers: each value opened under the old key, sealed under
+/// the new one with the same associated data.
+struct Rotation {
+    old: XChaCha20Poly1305,
+    new: XChaCha20Poly1305,
+}
+
+impl Rotation {
+    fn reseal_secret(&self, of: SecretOf, sealed: &str) -> Result<String, String> {
+        let aad = of.aad();
+        let plain = open_hex(&self.old, sealed, &aad)
+            .ok_or_else(|| format!("the secret of {of:?} does not open; nothing changed"))?;
+        seal_hex(&self.new, &plain, &aad).map_err(|e| e.to_string())
     }
-    store
-        .replace_credentials(&resealed, &triggers, &endpoints, &key_check(&new.cipher())?)
-        .await?;
-    Ok(resealed.len())
+}
+
+impl Reseal for Rotation {
+    fn credential(&self, c: &SealedCredential) -> Result<(Vec<u8>, Vec<u8>), String> {
+        let aad = aad(&c.id);
+        let plain = open(&self.old, &c.nonce, &c.ciphertext, &aad)
+            .ok_or_else(|| format!("the credential {} does not open; nothing changed", c.id))?;
+        seal(&self.new, &plain, &aad).map_err(|e| e.to_string())
+    }
+
+    fn trigger_secret(&self, id: TriggerId, sealed: &str) -> Result<String, String> {
+        self.reseal_secret(SecretOf::Trigger(id), sealed)
+    }
+
+    fn endpoint_secret(&self, id: EndpointId, sealed: &str) -> Result<String, String> {
+        self.reseal_secret(SecretOf::Endpoint(id), sealed)
+    }
 }
 
 #[cfg(test)]

@@ -130,10 +130,7 @@ impl Paddock {
         }
         let id = uuid::Uuid::now_v7();
         let secret = standard_webhooks::new_secret();
-        let sealed = self
-            .vault
-            .seal_secret(SecretOf::Endpoint(id), &secret)
-            .await?;
+        let sealed = self.vault.seal_secret(SecretOf::Endpoint(id), &secret)?;
         let endpoint = self
             .store
             .create_endpoint(id, scope, caller.user, &draft, &sealed, &caller.label())

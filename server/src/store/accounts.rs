@@ -13,6 +13,19 @@ use chrono::{DateTime, Utc};
 /// The meta key of the master key's sealed check value (see the vault).
 pub const MASTER_KEY_CHECK: &str = "master_key_check";
 
+/// A rotation of the master key: seals a value again under the new key.
+/// The store calls it inside its transaction, for every sealed value it
+/// holds; an error leaves everything as it was.
+pub trait Reseal: Sync {
+    fn credential(&self, credential: &SealedCredential) -> Result<(Vec<u8>, Vec<u8>), String>;
+    fn trigger_secret(&self, id: app::triggers::TriggerId, sealed: &str) -> Result<String, String>;
+    fn endpoint_secret(
+        &self,
+        id: app::notifications::EndpointId,
+        sealed: &str,
+    ) -> Result<String, String>;
+}
+
 /// A user with what signing in needs.
 #[derive(Clone, Debug)]
 pub struct UserRecord {
@@ -129,19 +142,24 @@ pub trait Accounts: Send + Sync {
 
     async fn credential(&self, id: &CredentialId) -> Result<Option<SealedCredential>>;
     async fn list_credentials(&self) -> Result<Vec<SealedCredential>>;
-    async fn put_credential(&self, credential: &SealedCredential) -> Result<()>;
+    /// Saves it if `key_check` is still the master key's check value (the
+    /// key it was sealed under), else [`StoreError::KeyChanged`](super::StoreError::KeyChanged).
+    async fn put_credential(&self, credential: &SealedCredential, key_check: &str) -> Result<()>;
     /// `false` when there was none.
     async fn delete_credential(&self, id: &CredentialId) -> Result<bool>;
-    /// Replaces every credential, every trigger's and notification
-    /// endpoint's secrets and the master key's check value (a rotation) in
-    /// one transaction.
-    async fn replace_credentials(
+    /// Rotates the master key in one transaction: the check value goes from
+    /// `old_check` to `new_check` first ([`StoreError::KeyChanged`](super::StoreError::KeyChanged)
+    /// if it was not `old_check`), holding it, then every credential's,
+    /// trigger's and notification endpoint's sealed value is read and
+    /// written again as `reseal` makes it. A save waiting on the check
+    /// finds it changed; one that held it first is read. Returns how many
+    /// credentials.
+    async fn rotate_master_key(
         &self,
-        all: &[SealedCredential],
-        triggers: &[crate::store::triggers::SealedTriggerSecrets],
-        endpoints: &[crate::store::notifications::SealedEndpointSecret],
-        key_check: &str,
-    ) -> Result<()>;
+        old_check: &str,
+        new_check: &str,
+        reseal: &dyn Reseal,
+    ) -> Result<usize>;
 
     async fn record_audit(&self, entry: &NewAuditEntry) -> Result<()>;
     /// The newest entries first, those with `id < before` when given.

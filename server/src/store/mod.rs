@@ -74,6 +74,11 @@ pub enum StoreError {
          postgres://USER:PASSWORD@HOST:PORT/DATABASE"
     )]
     Unsupported(String),
+    /// A sealed value's write found the master key's check value no
+    /// longer the one it was sealed under (the key was rotated since this
+    /// server started): nothing was written.
+    #[error("the master key was rotated since this server started")]
+    KeyChanged,
 }
 
 impl StoreError {
@@ -129,6 +134,13 @@ impl StoreError {
 
 impl From<StoreError> for AppError {
     fn from(e: StoreError) -> Self {
+        if matches!(e, StoreError::KeyChanged) {
+            return AppError::Unavailable(
+                "The master key was rotated since this Paddock started: restart it, then save \
+                 again."
+                    .into(),
+            );
+        }
         if e.disk_full() {
             tracing::error!("store: {e}");
             return AppError::Unavailable(
@@ -149,6 +161,15 @@ impl From<StoreError> for AppError {
         tracing::error!("store: {e}");
         AppError::Internal
     }
+}
+
+/// A trigger's or an endpoint's secret sealed under the master key, with
+/// that key's check value: the store writes it only while the check is
+/// still the database's ([`StoreError::KeyChanged`] if not).
+#[derive(Clone, Debug)]
+pub struct SealedSecret {
+    pub sealed: String,
+    pub key_check: String,
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

@@ -3,7 +3,7 @@
 //! messages made for it with how sending them went. Every database
 //! implements it beside [`Store`](super::Store), which requires it.
 
-use super::Result;
+use super::{Result, SealedSecret};
 use app::domain::{Event, SessionId, UserId};
 use app::notifications::{Endpoint, EndpointDraft, EndpointId, Message, Scope};
 use chrono::{DateTime, Utc};
@@ -31,7 +31,7 @@ pub trait Notifications {
         scope: Scope,
         owner: Option<UserId>,
         draft: &EndpointDraft,
-        sealed_secret: &str,
+        secret: &SealedSecret,
         by: &str,
     ) -> Result<Endpoint>;
     async fn get_endpoint(
@@ -44,8 +44,6 @@ pub trait Notifications {
     /// past the endpoint's cursor.
     async fn endpoints_due(&self, now: DateTime<Utc>) -> Result<Vec<EndpointId>>;
     async fn delete_endpoint(&self, id: EndpointId) -> Result<bool>;
-    /// Every endpoint's sealed secret (to seal them again under a new key).
-    async fn endpoint_secrets(&self) -> Result<Vec<SealedEndpointSecret>>;
     /// Holds an endpoint for `holder` until `until`: `false` when another
     /// holds it past `now`.
     async fn hold_endpoint(

@@ -4,7 +4,7 @@
 //! continue, and when each schedule runs next. Every database implements it beside [`Store`](super::Store),
 //! which requires it.
 
-use super::Result;
+use super::{Result, SealedSecret};
 use app::domain::{SessionId, TemplateId};
 use app::triggers::{Delivery, Trigger, TriggerDraft, TriggerId};
 use chrono::{DateTime, Utc};
@@ -57,7 +57,7 @@ pub trait Triggers {
         id: TriggerId,
         template: TemplateId,
         draft: &TriggerDraft,
-        sealed_secret: &str,
+        secret: &SealedSecret,
         by: &str,
     ) -> Result<Trigger>;
     async fn get_trigger(&self, id: TriggerId) -> Result<Option<(Trigger, SealedTriggerSecrets)>>;
@@ -68,12 +68,10 @@ pub trait Triggers {
     async fn rotate_trigger_secret(
         &self,
         id: TriggerId,
-        sealed_secret: &str,
+        secret: &SealedSecret,
         previous_until: DateTime<Utc>,
     ) -> Result<Option<Trigger>>;
     async fn delete_trigger(&self, id: TriggerId) -> Result<bool>;
-    /// Every trigger's sealed secrets (to seal them again under a new key).
-    async fn trigger_secrets(&self) -> Result<Vec<SealedTriggerSecrets>>;
     /// A delivery seen before, if it was.
     async fn delivery(&self, trigger: TriggerId, id: &str) -> Result<Option<Delivery>>;
     /// Claims a delivery's id for `claim` (a token of the handling): for

@@ -289,10 +289,7 @@ impl Paddock {
         }
         let id = uuid::Uuid::now_v7();
         let (secret, shown) = secret_of(draft.kind, sender_key)?;
-        let sealed = self
-            .vault
-            .seal_secret(SecretOf::Trigger(id), &secret)
-            .await?;
+        let sealed = self.vault.seal_secret(SecretOf::Trigger(id), &secret)?;
         let trigger = self
             .store
             .create_trigger(id, template, &draft, &sealed, &caller.label())
@@ -376,10 +373,7 @@ impl Paddock {
             )));
         }
         let (secret, shown) = secret_of(before.draft.kind, sender_key)?;
-        let sealed = self
-            .vault
-            .seal_secret(SecretOf::Trigger(id), &secret)
-            .await?;
+        let sealed = self.vault.seal_secret(SecretOf::Trigger(id), &secret)?;
         let until = Utc::now()
             + chrono::Duration::from_std(overlap)
                 .map_err(|_| AppError::Invalid("overlap".into()))?;

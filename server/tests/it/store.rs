@@ -11,9 +11,11 @@ use app::accounts::{
 use app::agents::TemplateDraft;
 use app::api::Backend;
 use app::domain::{EnvVar, EventKind, NewSession, SandboxLimits, SessionSpec, SessionStatus};
+use app::notifications::EndpointId;
+use app::triggers::TriggerId;
 use chrono::{Duration, SubsecRound, Utc};
-use server::store::accounts::{NewAuditEntry, SealedCredential, UserChange};
-use server::store::{self, Database, Store};
+use server::store::accounts::{NewAuditEntry, Reseal, SealedCredential, UserChange};
+use server::store::{self, Database, SealedSecret, Store, StoreError};
 use std::sync::Arc;
 
 /// A SQLite file and a PostgreSQL database, each empty; the folder holds
@@ -530,6 +532,38 @@ async fn users_tokens_browser_sessions_and_shares() {
     }
 }
 
+/// A secret as if sealed under the key whose check value is `key_check`.
+fn sealed(value: &str, key_check: &str) -> SealedSecret {
+    SealedSecret {
+        sealed: value.into(),
+        key_check: key_check.into(),
+    }
+}
+
+/// A rotation that marks what it seals again, and cannot open the
+/// credential named `UNOPENABLE`.
+struct Marked;
+
+impl Reseal for Marked {
+    fn credential(&self, c: &SealedCredential) -> Result<(Vec<u8>, Vec<u8>), String> {
+        match c.id.name.as_str() {
+            "UNOPENABLE" => Err("does not open".into()),
+            _ => Ok((
+                c.nonce.iter().map(|b| b ^ 1).collect(),
+                c.ciphertext.clone(),
+            )),
+        }
+    }
+
+    fn trigger_secret(&self, _: TriggerId, sealed: &str) -> Result<String, String> {
+        Ok(format!("resealed {sealed}"))
+    }
+
+    fn endpoint_secret(&self, _: EndpointId, sealed: &str) -> Result<String, String> {
+        Ok(format!("resealed {sealed}"))
+    }
+}
+
 #[tokio::test]
 async fn credentials_audit_proxy_tokens_and_meta() {
     let (_dir, urls) = databases().await;
@@ -548,35 +582,69 @@ async fn credentials_audit_proxy_tokens_and_meta() {
             updated_at: Utc::now(),
             updated_by: "ada".into(),
         };
-        let a = sealed("A_TOKEN", 1);
-        store.put_credential(&a).await.unwrap();
-        store.put_credential(&sealed("A_TOKEN", 2)).await.unwrap();
-        let got = store.credential(&a.id).await.unwrap().unwrap();
-        assert_eq!(got.nonce, vec![0, 2, 255], "{}", name_of(url));
-        assert_eq!(got.ciphertext, a.ciphertext);
+        let db = name_of(url);
         store
             .meta_or_insert("master_key_check", "old".into())
             .await
             .unwrap();
+        let a = sealed("A_TOKEN", 1);
+        store.put_credential(&a, "old").await.unwrap();
         store
-            .replace_credentials(&[sealed("B_TOKEN", 3)], &[], &[], "new")
+            .put_credential(&sealed("A_TOKEN", 2), "old")
             .await
             .unwrap();
-        let names: Vec<_> = store
-            .list_credentials()
+        let got = store.credential(&a.id).await.unwrap().unwrap();
+        assert_eq!(got.nonce, vec![0, 2, 255], "{db}");
+        assert_eq!(got.ciphertext, a.ciphertext);
+        // Sealed under a key that is not the database's: nothing is written.
+        let b = sealed("B_TOKEN", 3);
+        let stale = store.put_credential(&b, "other").await.unwrap_err();
+        assert!(matches!(stale, StoreError::KeyChanged), "{db}: {stale}");
+        assert!(store.credential(&b.id).await.unwrap().is_none(), "{db}");
+        // A rotation from a check that is not the database's changes nothing.
+        let stale = store
+            .rotate_master_key("other", "new", &Marked)
             .await
-            .unwrap()
-            .into_iter()
-            .map(|c| c.id.name)
-            .collect();
-        assert_eq!(names, ["B_TOKEN"]);
+            .unwrap_err();
+        assert!(matches!(stale, StoreError::KeyChanged), "{db}: {stale}");
         assert_eq!(
             store
-                .meta_or_insert("master_key_check", "x".into())
+                .rotate_master_key("old", "new", &Marked)
                 .await
                 .unwrap(),
-            "new"
+            1
         );
+        let got = store.credential(&a.id).await.unwrap().unwrap();
+        assert_eq!(got.nonce, vec![1, 3, 254], "{db}");
+        assert_eq!(got.ciphertext, a.ciphertext);
+        let check = |want: &'static str| {
+            let store = store.clone();
+            async move {
+                let got = store
+                    .meta_or_insert("master_key_check", "x".into())
+                    .await
+                    .unwrap();
+                assert_eq!(got, want, "{db}");
+            }
+        };
+        check("new").await;
+        // What was sealed under the old key is not written any more.
+        let stale = store.put_credential(&b, "old").await.unwrap_err();
+        assert!(matches!(stale, StoreError::KeyChanged), "{db}: {stale}");
+        // A value that does not open leaves everything as it was.
+        store
+            .put_credential(&sealed("UNOPENABLE", 4), "new")
+            .await
+            .unwrap();
+        let failed = store
+            .rotate_master_key("new", "newer", &Marked)
+            .await
+            .unwrap_err();
+        assert!(matches!(failed, StoreError::Corrupt(_)), "{db}: {failed}");
+        check("new").await;
+        let got = store.credential(&a.id).await.unwrap().unwrap();
+        assert_eq!(got.nonce, vec![1, 3, 254], "{db}");
+        assert!(store.delete_credential(&a.id).await.unwrap());
         assert!(!store.delete_credential(&a.id).await.unwrap());
 
         for i in 0..5 {
@@ -751,8 +819,18 @@ async fn triggers_claim_each_delivery_once_and_keep_their_conversations() {
             schedule: None,
         };
         let id = uuid::Uuid::now_v7();
+        store
+            .meta_or_insert("master_key_check", "check".into())
+            .await
+            .unwrap();
+        let stale = store
+            .create_trigger(id, template.id, &draft, &sealed("sealed-0", "other"), "ada")
+            .await
+            .unwrap_err();
+        assert!(matches!(stale, StoreError::KeyChanged), "{db}: {stale}");
+        assert!(store.get_trigger(id).await.unwrap().is_none(), "{db}");
         let made = store
-            .create_trigger(id, template.id, &draft, "sealed-1", "ada")
+            .create_trigger(id, template.id, &draft, &sealed("sealed-1", "check"), "ada")
             .await
             .unwrap();
         assert_eq!((made.id, made.template), (id, template.id));
@@ -767,8 +845,13 @@ async fn triggers_claim_each_delivery_once_and_keep_their_conversations() {
         );
         // Rotated: the old one counts until its time, then not.
         let until = Utc::now() + chrono::Duration::hours(1);
+        let stale = store
+            .rotate_trigger_secret(id, &sealed("sealed-x", "other"), until)
+            .await
+            .unwrap_err();
+        assert!(matches!(stale, StoreError::KeyChanged), "{db}: {stale}");
         let rotated = store
-            .rotate_trigger_secret(id, "sealed-2", until)
+            .rotate_trigger_secret(id, &sealed("sealed-2", "check"), until)
             .await
             .unwrap()
             .unwrap();
@@ -779,7 +862,11 @@ async fn triggers_claim_each_delivery_once_and_keep_their_conversations() {
             ("sealed-2", Some("sealed-1"))
         );
         store
-            .rotate_trigger_secret(id, "sealed-3", Utc::now() - chrono::Duration::seconds(1))
+            .rotate_trigger_secret(
+                id,
+                &sealed("sealed-3", "check"),
+                Utc::now() - chrono::Duration::seconds(1),
+            )
             .await
             .unwrap();
         let (t, secrets) = store.get_trigger(id).await.unwrap().unwrap();
@@ -788,22 +875,22 @@ async fn triggers_claim_each_delivery_once_and_keep_their_conversations() {
             (None, None),
             "{db}"
         );
+        // The master key rotated: each secret is sealed again, the
+        // previous one too.
         store
-            .replace_credentials(
-                &[],
-                &[SealedTriggerSecrets {
-                    id,
-                    secret: "resealed".into(),
-                    previous: Some("resealed-old".into()),
-                }],
-                &[],
-                "check",
-            )
+            .rotate_trigger_secret(id, &sealed("sealed-4", "check"), until)
             .await
             .unwrap();
-        let all = store.trigger_secrets().await.unwrap();
-        assert_eq!(all[0].secret, "resealed");
-        assert_eq!(all[0].previous.as_deref(), Some("resealed-old"));
+        store
+            .rotate_master_key("check", "check-2", &Marked)
+            .await
+            .unwrap();
+        let (_, secrets) = store.get_trigger(id).await.unwrap().unwrap();
+        assert_eq!(
+            (secrets.secret.as_str(), secrets.previous.as_deref()),
+            ("resealed sealed-4", Some("resealed sealed-3")),
+            "{db}"
+        );
 
         // A delivery's id: claimed once; a repeat sees it being handled,
         // then its answer.
@@ -1243,17 +1330,35 @@ async fn notification_cursors_see_each_event_once_in_log_order() {
             url: "https://hooks.example.com/x".into(),
             events: NotifiedEvent::ALL.to_vec(),
         };
-        let endpoint = store
-            .create_endpoint(
-                id,
-                Scope::Template(template.id),
-                None,
-                &draft,
-                "sealed",
-                "ada",
-            )
+        store
+            .meta_or_insert("master_key_check", "check".into())
             .await
             .unwrap();
+        let made = |key_check: &'static str| {
+            let (store, draft) = (store.clone(), draft.clone());
+            async move {
+                store
+                    .create_endpoint(
+                        id,
+                        Scope::Template(template.id),
+                        None,
+                        &draft,
+                        &sealed("sealed", key_check),
+                        "ada",
+                    )
+                    .await
+            }
+        };
+        let stale = made("other").await.unwrap_err();
+        assert!(matches!(stale, StoreError::KeyChanged), "{db}: {stale}");
+        assert!(store.get_endpoint(id).await.unwrap().is_none(), "{db}");
+        let endpoint = made("check").await.unwrap();
+        store
+            .rotate_master_key("check", "check-2", &Marked)
+            .await
+            .unwrap();
+        let (_, secret) = store.get_endpoint(id).await.unwrap().unwrap();
+        assert_eq!(secret.secret, "resealed sealed", "{db}");
         assert!(
             store
                 .sessions_behind(&endpoint, 10)
@@ -1515,5 +1620,90 @@ async fn two_admins_demoting_each_other_at_once_leave_one() {
                 store.change_user(*id, &promote).await.unwrap().unwrap();
             }
         }
+    }
+}
+
+/// A credential saved while the master key is rotated is either sealed
+/// again with the rest or refused (503): never left under the old key,
+/// never dropped. A transaction holding the key's check value stands for a
+/// save between its check and its write; the rotation starts behind it,
+/// and a save after the rotation.
+#[tokio::test]
+async fn a_save_during_a_master_key_rotation_is_kept_or_refused() {
+    use app::domain::AppError;
+    use server::vault::{self, MasterKey, Vault};
+    let (_dir, urls) = databases().await;
+    for url in &urls {
+        let db = name_of(url);
+        let store = open(url).await;
+        let home = Home::new();
+        let config = home.config("local", &[format!("--database-url={url}")]);
+        let (old, new) = (MasterKey::generate(), MasterKey::generate());
+        let vault = Arc::new(Vault::open(&old, store.clone(), &config).await.unwrap());
+        let auth = Arc::new(server::auth::Auth::new(
+            store.clone(),
+            server::hub::Hub::new(),
+            true,
+        ));
+        let secret = |name: &str| CredentialId::secret(CredentialScope::Server, name);
+        vault
+            .save_audited(&auth, "ada", None, secret("FIRST"), "first-secret")
+            .await
+            .unwrap();
+
+        let raw = sqlx::AnyPool::connect(url).await.unwrap();
+        let mut held = raw.begin().await.unwrap();
+        sqlx::query("UPDATE meta SET value = value WHERE key = 'master_key_check'")
+            .execute(&mut *held)
+            .await
+            .unwrap();
+        let rotation = tokio::spawn({
+            let (store, old, new) = (store.clone(), old.clone(), new.clone());
+            async move { vault::rotate(&*store, &old, &new).await }
+        });
+        let a_moment = std::time::Duration::from_millis(300);
+        tokio::time::sleep(a_moment).await;
+        let save = tokio::spawn({
+            let (vault, auth, id) = (vault.clone(), auth.clone(), secret("SECOND"));
+            async move {
+                vault
+                    .save_audited(&auth, "ada", None, id, "second-secret")
+                    .await
+            }
+        });
+        tokio::time::sleep(a_moment).await;
+        held.commit().await.unwrap();
+        let resealed = rotation.await.unwrap().unwrap();
+        let kept: Vec<String> = match save.await.unwrap() {
+            Ok(_) => vec!["FIRST".into(), "SECOND".into()],
+            Err(e) => {
+                assert!(matches!(e, AppError::Unavailable(_)), "{db}: {e}");
+                vec!["FIRST".into()]
+            }
+        };
+        assert_eq!(resealed, kept.len(), "{db}");
+        let listed: Vec<_> = store
+            .list_credentials()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|c| c.id.name)
+            .collect();
+        assert_eq!(listed, kept, "{db}");
+        let reopened = Vault::open(&new, store.clone(), &config).await.unwrap();
+        let values = reopened.secrets(None, &kept).await.unwrap();
+        assert_eq!(values[0].1, "first-secret", "{db}");
+        if let Some((_, second)) = values.get(1) {
+            assert_eq!(second, "second-secret", "{db}");
+        }
+        // The old key's server seals nothing more.
+        let refused = vault
+            .save_audited(&auth, "ada", None, secret("THIRD"), "third-secret")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(refused, AppError::Unavailable(_)),
+            "{db}: {refused}"
+        );
     }
 }

@@ -1,8 +1,8 @@
 //! [`Accounts`] in SQL.
 
-use super::{timestamp, SqlStore, StoredTime};
+use super::{hold_key_check, timestamp, SqlStore, StoredTime};
 use crate::store::accounts::{
-    Accounts, NewAuditEntry, SealedCredential, TokenRecord, UserChange, UserRecord,
+    Accounts, NewAuditEntry, Reseal, SealedCredential, TokenRecord, UserChange, UserRecord,
     MASTER_KEY_CHECK,
 };
 use crate::store::{Result, StoreError};
@@ -76,6 +76,9 @@ impl TryFrom<TokenRow> for TokenRecord {
         })
     }
 }
+
+const CREDENTIAL_COLUMNS: &str =
+    "scope, kind, name, nonce, ciphertext, hint, updated_at, updated_by";
 
 #[derive(sqlx::FromRow)]
 struct CredentialRow {
@@ -440,10 +443,10 @@ impl Accounts for SqlStore {
     }
 
     async fn credential(&self, id: &CredentialId) -> Result<Option<SealedCredential>> {
-        let row: Option<CredentialRow> = sqlx::query_as(
-            "SELECT scope, kind, name, nonce, ciphertext, hint, updated_at, updated_by \
-             FROM credentials WHERE scope = $1 AND kind = $2 AND name = $3",
-        )
+        let row: Option<CredentialRow> = sqlx::query_as(&format!(
+            "SELECT {CREDENTIAL_COLUMNS} FROM credentials \
+             WHERE scope = $1 AND kind = $2 AND name = $3"
+        ))
         .bind(id.scope.to_string())
         .bind(id.kind.as_str())
         .bind(&id.name)
@@ -453,17 +456,20 @@ impl Accounts for SqlStore {
     }
 
     async fn list_credentials(&self) -> Result<Vec<SealedCredential>> {
-        let rows: Vec<CredentialRow> = sqlx::query_as(
-            "SELECT scope, kind, name, nonce, ciphertext, hint, updated_at, updated_by \
-             FROM credentials ORDER BY scope, kind, name",
-        )
+        let rows: Vec<CredentialRow> = sqlx::query_as(&format!(
+            "SELECT {CREDENTIAL_COLUMNS} FROM credentials ORDER BY scope, kind, name"
+        ))
         .fetch_all(&self.pool)
         .await?;
         rows.into_iter().map(SealedCredential::try_from).collect()
     }
 
-    async fn put_credential(&self, c: &SealedCredential) -> Result<()> {
-        put_credential_in(&self.pool, c).await
+    async fn put_credential(&self, c: &SealedCredential, key_check: &str) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        hold_key_check(&mut tx, key_check).await?;
+        put_credential_in(&mut *tx, c).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn delete_credential(&self, id: &CredentialId) -> Result<bool> {
@@ -477,42 +483,81 @@ impl Accounts for SqlStore {
         Ok(done.rows_affected() > 0)
     }
 
-    async fn replace_credentials(
+    async fn rotate_master_key(
         &self,
-        all: &[SealedCredential],
-        triggers: &[crate::store::triggers::SealedTriggerSecrets],
-        endpoints: &[crate::store::notifications::SealedEndpointSecret],
-        key_check: &str,
-    ) -> Result<()> {
+        old_check: &str,
+        new_check: &str,
+        reseal: &dyn Reseal,
+    ) -> Result<usize> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("UPDATE meta SET value = $1 WHERE key = $2")
-            .bind(key_check)
+        let held = sqlx::query("UPDATE meta SET value = $1 WHERE key = $2 AND value = $3")
+            .bind(new_check)
             .bind(MASTER_KEY_CHECK)
+            .bind(old_check)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("DELETE FROM credentials")
-            .execute(&mut *tx)
-            .await?;
-        for c in all {
-            put_credential_in(&mut *tx, c).await?;
+        if held.rows_affected() == 0 {
+            return Err(StoreError::KeyChanged);
         }
-        for t in triggers {
+        let credentials: Vec<CredentialRow> =
+            sqlx::query_as(&format!("SELECT {CREDENTIAL_COLUMNS} FROM credentials"))
+                .fetch_all(&mut *tx)
+                .await?;
+        let count = credentials.len();
+        for row in credentials {
+            let c = SealedCredential::try_from(row)?;
+            let (nonce, ciphertext) = reseal.credential(&c).map_err(StoreError::Corrupt)?;
+            sqlx::query(
+                "UPDATE credentials SET nonce = $1, ciphertext = $2 \
+                 WHERE scope = $3 AND kind = $4 AND name = $5",
+            )
+            .bind(nonce)
+            .bind(ciphertext)
+            .bind(c.id.scope.to_string())
+            .bind(c.id.kind.as_str())
+            .bind(&c.id.name)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let triggers: Vec<(String, String, Option<String>)> =
+            sqlx::query_as("SELECT id, secret, previous_secret FROM triggers")
+                .fetch_all(&mut *tx)
+                .await?;
+        for (id, secret, previous) in triggers {
+            let parsed = id.parse().map_err(|e| corrupt("trigger id", &e))?;
+            let reseal = |sealed: &str| reseal.trigger_secret(parsed, sealed);
+            // Every sealed value, expired or not: all are sealed again.
             sqlx::query("UPDATE triggers SET secret = $1, previous_secret = $2 WHERE id = $3")
-                .bind(&t.secret)
-                .bind(t.previous.as_deref())
-                .bind(t.id.to_string())
+                .bind(reseal(&secret).map_err(StoreError::Corrupt)?)
+                .bind(
+                    previous
+                        .as_deref()
+                        .map(reseal)
+                        .transpose()
+                        .map_err(StoreError::Corrupt)?,
+                )
+                .bind(&id)
                 .execute(&mut *tx)
                 .await?;
         }
-        for e in endpoints {
+        let endpoints: Vec<(String, String)> =
+            sqlx::query_as("SELECT id, secret FROM notification_endpoints")
+                .fetch_all(&mut *tx)
+                .await?;
+        for (id, secret) in endpoints {
+            let parsed = id.parse().map_err(|e| corrupt("endpoint id", &e))?;
             sqlx::query("UPDATE notification_endpoints SET secret = $1 WHERE id = $2")
-                .bind(&e.secret)
-                .bind(e.id.to_string())
+                .bind(
+                    reseal
+                        .endpoint_secret(parsed, &secret)
+                        .map_err(StoreError::Corrupt)?,
+                )
+                .bind(&id)
                 .execute(&mut *tx)
                 .await?;
         }
         tx.commit().await?;
-        Ok(())
+        Ok(count)
     }
 
     async fn record_audit(&self, e: &NewAuditEntry) -> Result<()> {

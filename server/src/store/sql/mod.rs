@@ -527,6 +527,22 @@ impl Store for SqlStore {
     }
 }
 
+/// Holds the master key's check value for the rest of `tx`, if it is still
+/// `key_check`, the one what `tx` writes was sealed under: a rotation waits
+/// for `tx`, and `tx` waits for a rotation under way, then finds the check
+/// changed and writes nothing ([`StoreError::KeyChanged`]).
+async fn hold_key_check(tx: &mut sqlx::Transaction<'_, Any>, key_check: &str) -> Result<()> {
+    let held = sqlx::query("UPDATE meta SET value = value WHERE key = $1 AND value = $2")
+        .bind(crate::store::accounts::MASTER_KEY_CHECK)
+        .bind(key_check)
+        .execute(&mut **tx)
+        .await?;
+    match held.rows_affected() {
+        0 => Err(StoreError::KeyChanged),
+        _ => Ok(()),
+    }
+}
+
 /// Appends inside the caller's transaction: the next `seq` is taken from
 /// `sessions.last_seq` and the event stored together, so numbers are gapless.
 async fn append_in(

@@ -1,8 +1,8 @@
 //! [`Notifications`] in SQL.
 
-use super::{timestamp, EventRow, SqlStore, StoredTime};
+use super::{hold_key_check, timestamp, EventRow, SqlStore, StoredTime};
 use crate::store::notifications::{Notifications, SealedEndpointSecret, MESSAGES_LISTED};
-use crate::store::{Result, StoreError};
+use crate::store::{Result, SealedSecret, StoreError};
 use app::domain::{Event, SessionId, UserId};
 use app::notifications::{Endpoint, EndpointDraft, EndpointId, Message, Scope};
 use chrono::{DateTime, Utc};
@@ -137,11 +137,12 @@ impl Notifications for SqlStore {
         scope: Scope,
         owner: Option<UserId>,
         draft: &EndpointDraft,
-        sealed_secret: &str,
+        secret: &SealedSecret,
         by: &str,
     ) -> Result<Endpoint> {
         let (template, session) = scope_columns(scope);
         let mut tx = self.pool.begin().await?;
+        hold_key_check(&mut tx, &secret.key_check).await?;
         let row: EndpointRow = sqlx::query_as(&format!(
             "INSERT INTO notification_endpoints \
              (id, template_id, session_id, owner_id, draft, secret, created_at, created_by) \
@@ -152,7 +153,7 @@ impl Notifications for SqlStore {
         .bind(session.clone())
         .bind(owner.map(|o| o.to_string()))
         .bind(draft_json(draft)?)
-        .bind(sealed_secret)
+        .bind(&secret.sealed)
         .bind(timestamp(Utc::now()))
         .bind(by)
         .fetch_one(&mut *tx)
@@ -230,21 +231,6 @@ impl Notifications for SqlStore {
             .execute(&self.pool)
             .await?;
         Ok(done.rows_affected() > 0)
-    }
-
-    async fn endpoint_secrets(&self) -> Result<Vec<SealedEndpointSecret>> {
-        let rows: Vec<(String, String)> =
-            sqlx::query_as("SELECT id, secret FROM notification_endpoints")
-                .fetch_all(&self.pool)
-                .await?;
-        rows.into_iter()
-            .map(|(id, secret)| {
-                Ok(SealedEndpointSecret {
-                    id: id.parse().map_err(|e| corrupt("id", &id, &e))?,
-                    secret,
-                })
-            })
-            .collect()
     }
 
     async fn hold_endpoint(

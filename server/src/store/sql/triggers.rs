@@ -1,11 +1,11 @@
 //! [`Triggers`] in SQL.
 
-use super::{timestamp, SqlStore, StoredTime};
+use super::{hold_key_check, timestamp, SqlStore, StoredTime};
 use crate::store::triggers::{
     Claim, ConversationClaim, SealedTriggerSecrets, Triggers, DELIVERIES_KEPT_DAYS,
     DELIVERIES_LISTED,
 };
-use crate::store::{Result, StoreError};
+use crate::store::{Result, SealedSecret, StoreError};
 use app::domain::{SessionId, TemplateId};
 use app::triggers::{Delivery, Trigger, TriggerDraft, TriggerId};
 use chrono::{DateTime, Utc};
@@ -117,9 +117,11 @@ impl Triggers for SqlStore {
         id: TriggerId,
         template: TemplateId,
         draft: &TriggerDraft,
-        sealed_secret: &str,
+        secret: &SealedSecret,
         by: &str,
     ) -> Result<Trigger> {
+        let mut tx = self.pool.begin().await?;
+        hold_key_check(&mut tx, &secret.key_check).await?;
         sqlx::query(
             "INSERT INTO triggers (id, template_id, draft, secret, created_at, created_by) \
              VALUES ($1, $2, $3, $4, $5, $6)",
@@ -127,11 +129,12 @@ impl Triggers for SqlStore {
         .bind(id.to_string())
         .bind(template.to_string())
         .bind(draft_json(draft)?)
-        .bind(sealed_secret)
+        .bind(&secret.sealed)
         .bind(timestamp(Utc::now()))
         .bind(by)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         self.trigger(id)
             .await?
             .ok_or_else(|| StoreError::Corrupt(format!("trigger {id} vanished")))
@@ -174,18 +177,21 @@ impl Triggers for SqlStore {
     async fn rotate_trigger_secret(
         &self,
         id: TriggerId,
-        sealed_secret: &str,
+        secret: &SealedSecret,
         previous_until: DateTime<Utc>,
     ) -> Result<Option<Trigger>> {
+        let mut tx = self.pool.begin().await?;
+        hold_key_check(&mut tx, &secret.key_check).await?;
         let done = sqlx::query(
             "UPDATE triggers SET previous_secret = secret, previous_until = $1, secret = $2 \
              WHERE id = $3",
         )
         .bind(timestamp(previous_until))
-        .bind(sealed_secret)
+        .bind(&secret.sealed)
         .bind(id.to_string())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         if done.rows_affected() == 0 {
             return Ok(None);
         }
@@ -198,24 +204,6 @@ impl Triggers for SqlStore {
             .execute(&self.pool)
             .await?;
         Ok(done.rows_affected() > 0)
-    }
-
-    async fn trigger_secrets(&self) -> Result<Vec<SealedTriggerSecrets>> {
-        let rows: Vec<TriggerRow> =
-            sqlx::query_as(&format!("SELECT {TRIGGER_COLUMNS} FROM triggers"))
-                .fetch_all(&self.pool)
-                .await?;
-        rows.into_iter()
-            .map(|r| {
-                // Every sealed value, expired or not: all are sealed again.
-                let id = r.id.parse().map_err(|e| corrupt("id", &r.id, &e))?;
-                Ok(SealedTriggerSecrets {
-                    id,
-                    secret: r.secret,
-                    previous: r.previous_secret,
-                })
-            })
-            .collect()
     }
 
     async fn delivery(&self, trigger: TriggerId, id: &str) -> Result<Option<Delivery>> {
