@@ -30,7 +30,7 @@ use crate::store::{Store, StoreError};
 use app::accounts::{AuditAction, Caller, Login, Role};
 use app::domain::AppError;
 use app::domain::UserId;
-use axum::http::{header, HeaderMap};
+use axum::http::HeaderMap;
 use chrono::{DateTime, Utc};
 pub use limiter::RefusalLimiter;
 use limiter::SignInLimiter;
@@ -163,8 +163,8 @@ impl Auth {
 
     /// Who makes a request: `Ok(None)` for an anonymous one, an error for
     /// credentials that do not hold (an unknown, revoked or expired token).
-    /// A bearer token wins over a cookie; a request that sends a bad one is
-    /// refused, never served as someone else.
+    /// A Paddock API token (`Bearer pdk_…`) wins over a cookie; a request
+    /// that sends a bad one is refused, never served as someone else.
     pub async fn identify(
         &self,
         headers: &HeaderMap,
@@ -176,8 +176,8 @@ impl Auth {
                 via: Via::SignInOff,
             }));
         }
-        if let Some(value) = headers.get(header::AUTHORIZATION) {
-            return self.by_token(value).await.map(Some);
+        if let Some(token) = tokens::bearer_token(headers) {
+            return self.by_token(token).await.map(Some);
         }
         match session {
             Some(session) => self.by_browser(session).await,
@@ -468,36 +468,31 @@ impl Auth {
     }
 
     /// Whether an identity still holds (for streams that outlive the
-    /// request that opened them).
-    pub async fn still_valid(&self, identity: &Identity) -> bool {
+    /// request that opened them); an error when the store cannot tell.
+    pub async fn still_valid(&self, identity: &Identity) -> Result<bool, StoreError> {
         let user = match &identity.via {
-            Via::SignInOff => return true,
+            Via::SignInOff => return Ok(true),
             Via::Browser(id) => {
                 let stored = self
                     .store
                     .load_browser_session(&browser_store::row_key(id))
-                    .await;
-                match stored
-                    .ok()
-                    .flatten()
-                    .as_deref()
-                    .and_then(browser_store::signed_in_of)
-                {
-                    Some(s) if Utc::now() - s.signed_in_at < ABSOLUTE_TIMEOUT => Some(s.user),
-                    _ => return false,
+                    .await?;
+                match stored.as_deref().and_then(browser_store::signed_in_of) {
+                    Some(s) if Utc::now() - s.signed_in_at < ABSOLUTE_TIMEOUT => s.user,
+                    _ => return Ok(false),
                 }
             }
-            Via::Token(id) => match self.store.api_token(*id).await {
-                Ok(Some(t)) if t.token.is_live(Utc::now()) => Some(t.user),
-                _ => return false,
+            Via::Token(id) => match self.store.api_token(*id).await? {
+                Some(t) if t.token.is_live(Utc::now()) => t.user,
+                _ => return Ok(false),
             },
         };
-        let Some(user) = user.filter(|u| identity.caller.user == Some(*u)) else {
-            return false;
-        };
-        matches!(
-            self.store.user_by_id(user).await,
-            Ok(Some(r)) if !r.user.disabled && r.user.role == identity.caller.role
-        )
+        if identity.caller.user != Some(user) {
+            return Ok(false);
+        }
+        Ok(matches!(
+            self.store.user_by_id(user).await?,
+            Some(r) if !r.user.disabled && r.user.role == identity.caller.role
+        ))
     }
 }

@@ -9,7 +9,7 @@ use app::accounts::{
     ApiToken, AuditAction, Caller, ListedToken, NewApiToken, TOKEN_NAME_MAX_CHARS,
 };
 use app::domain::AppError;
-use axum::http::HeaderValue;
+use axum::http::{header, HeaderMap};
 use chrono::Utc;
 use std::net::IpAddr;
 
@@ -28,6 +28,17 @@ fn refused() -> AppError {
     )
 }
 
+/// The API token an `Authorization: Bearer pdk_…` header carries. Other
+/// credentials in that header (a proxy's `Basic`, an identity provider's
+/// bearer token passed on) are not Paddock's: they leave the request to its
+/// cookie.
+pub(super) fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && token.starts_with(TOKEN_PREFIX)).then_some(token)
+}
+
 fn signed_in_user(caller: &Caller) -> Result<app::domain::UserId, AppError> {
     caller.user.ok_or_else(|| {
         AppError::Invalid("Sign-in is off: tokens belong to accounts, and there are none.".into())
@@ -35,19 +46,8 @@ fn signed_in_user(caller: &Caller) -> Result<app::domain::UserId, AppError> {
 }
 
 impl Auth {
-    /// The caller an `Authorization: Bearer` header names.
-    pub(super) async fn by_token(&self, value: &HeaderValue) -> Result<Identity, AppError> {
-        let token = value
-            .to_str()
-            .ok()
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|t| t.starts_with(TOKEN_PREFIX))
-            .ok_or_else(|| {
-                AppError::Unauthenticated(format!(
-                    "The Authorization header must be \"Bearer {TOKEN_PREFIX}…\" with an API token."
-                ))
-            })?;
+    /// The caller an API token names.
+    pub(super) async fn by_token(&self, token: &str) -> Result<Identity, AppError> {
         let record = self
             .store
             .api_token_by_hash(&secret::sha256_hex(token))

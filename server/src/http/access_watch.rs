@@ -11,6 +11,7 @@ use crate::auth::Identity;
 use crate::paddock::Paddock;
 use app::accounts::{Access, Caller};
 use app::domain::{AppError, SessionId};
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::broadcast::{self, error::RecvError};
@@ -48,58 +49,100 @@ impl Ticks {
 }
 
 /// Completes when a stream for `identity` ends: the server shuts down, or
-/// [`lost`].
-pub async fn stream_ends(
+/// [`lost`]. Watches from the call, as [`lost`] does.
+pub fn stream_ends(
     paddock: Arc<Paddock>,
     identity: Identity,
     session: Option<(SessionId, Access)>,
-) {
+) -> impl Future<Output = ()> + Send + 'static {
     let shutdown = paddock.hub.shutting_down();
-    tokio::select! {
-        () = shutdown => {},
-        () = lost(paddock, identity, session) => {},
+    let lost = lost(paddock, identity, session);
+    async move {
+        tokio::select! {
+            () = shutdown => {},
+            () = lost => {},
+        }
     }
 }
 
 /// Completes when `identity` no longer holds, or when its caller may no
 /// longer do with `session` what they need (watch it for a stream, operate
-/// it for a terminal).
-pub async fn lost(paddock: Arc<Paddock>, identity: Identity, session: Option<(SessionId, Access)>) {
+/// it for a terminal). It watches from the call: a change signalled after
+/// it is seen, and its first check, at once, sees one that came before
+/// (between the request's checks and the call). A check the store cannot
+/// answer ends nothing.
+pub fn lost(
+    paddock: Arc<Paddock>,
+    identity: Identity,
+    session: Option<(SessionId, Access)>,
+) -> impl Future<Output = ()> + Send + 'static {
     let mut ticks = Ticks::new(&paddock);
-    loop {
-        ticks.next().await;
-        if !paddock.auth.still_valid(&identity).await {
-            tracing::info!(caller = %identity.caller.login, "stream ended: its credentials no longer hold");
-            return;
-        }
-        if let Some((id, needed)) = session {
-            if paddock
-                .session_for(&identity.caller, id, needed)
-                .await
-                .is_err()
-            {
-                tracing::info!(caller = %identity.caller.login, session = %id, "stream ended: no longer shared");
-                return;
-            }
+    async move {
+        while holds(&paddock, &identity, session).await {
+            ticks.next().await;
         }
     }
 }
 
+/// Whether `identity` still holds, and may still do with `session` what
+/// it needs; `true` when the store cannot tell.
+async fn holds(
+    paddock: &Paddock,
+    identity: &Identity,
+    session: Option<(SessionId, Access)>,
+) -> bool {
+    let caller = &identity.caller.login;
+    match paddock.auth.still_valid(identity).await {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::info!(%caller, "stream ended: its credentials no longer hold");
+            return false;
+        }
+        Err(e) => {
+            tracing::warn!(%caller, "cannot check a stream's credentials: {e}");
+            return true;
+        }
+    }
+    let Some((id, needed)) = session else {
+        return true;
+    };
+    match paddock.session_for(&identity.caller, id, needed).await {
+        Err(AppError::NotFound(_) | AppError::Forbidden(_)) => {
+            tracing::info!(%caller, session = %id, "stream ended: no longer shared");
+            false
+        }
+        Err(e) => {
+            tracing::warn!(session = %id, "cannot check access to a stream's session: {e}");
+            true
+        }
+        Ok(_) => true,
+    }
+}
+
 /// Completes when `caller` may no longer watch `session` (deleted, or no
-/// longer shared). A check that cannot tell (the store failing) is no
-/// answer; the caller's credentials are for whoever holds the connection
-/// to check ([`lost`]).
-pub async fn unwatchable(paddock: Arc<Paddock>, caller: Caller, session: SessionId) {
+/// longer shared), watching from the call: call it before the check that
+/// lets the caller follow it. A check that cannot tell (the store failing)
+/// is no answer; the caller's credentials are for whoever holds the
+/// connection to check ([`lost`]).
+pub fn unwatchable(
+    paddock: Arc<Paddock>,
+    caller: Caller,
+    session: SessionId,
+) -> impl Future<Output = ()> + Send + 'static {
     let mut ticks = Ticks::new(&paddock);
-    loop {
-        ticks.next().await;
-        match paddock.session_for(&caller, session, Access::Watch).await {
-            Err(AppError::NotFound(_) | AppError::Forbidden(_)) => {
-                tracing::info!(caller = %caller.login, %session, "transcript ended: no longer shared");
-                return;
+    async move {
+        loop {
+            ticks.next().await;
+            match paddock.session_for(&caller, session, Access::Watch).await {
+                Err(AppError::NotFound(_) | AppError::Forbidden(_)) => {
+                    tracing::info!(caller = %caller.login, %session, "transcript ended: no longer shared");
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(%session, "cannot check access to a followed transcript: {e}")
+                }
+                Ok(_) => {}
             }
-            Err(e) => tracing::warn!(%session, "cannot check access to a followed transcript: {e}"),
-            Ok(_) => {}
         }
     }
 }

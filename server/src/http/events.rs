@@ -98,8 +98,9 @@ async fn events(
 ) -> ApiResult<impl IntoResponse> {
     let Query(query) = query?;
     let after = resume_point(&headers, &query)?;
+    let end =
+        access_watch::stream_ends(paddock.clone(), identity.clone(), Some((id, Access::Watch)));
     let tail = Tail::open(&paddock, &identity, id, after, query.html).await?;
-    let end = access_watch::stream_ends(paddock, identity, Some((id, Access::Watch)));
     let frames = tail
         .frames()
         .take_while(|frame| std::future::ready(frame.is_ok()))

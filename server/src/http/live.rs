@@ -101,6 +101,7 @@ async fn transcript(
     after: i64,
 ) -> BoxStream<'static, String> {
     let topic = id.to_string();
+    let unwatchable = access_watch::unwatchable(paddock.clone(), identity.caller.clone(), id);
     let tail = match Tail::open(paddock, identity, id, after, true).await {
         Ok(tail) => tail,
         Err(e) => {
@@ -112,7 +113,6 @@ async fn transcript(
             return stream::once(async move { closed(&topic, why) }).boxed();
         }
     };
-    let unwatchable = access_watch::unwatchable(paddock.clone(), identity.caller.clone(), id);
     // `Err(None)`: the caller may no longer watch it.
     let revoked = stream::once(unwatchable).map(|()| Err(None));
     let frames = tail.frames().map(|frame| frame.map_err(Some));
@@ -151,6 +151,7 @@ async fn live(
         )
         .into());
     }
+    let end = access_watch::stream_ends(paddock.clone(), identity.clone(), None);
     let mut streams: Vec<BoxStream<'static, String>> = Vec::with_capacity(sessions.len() + 1);
     if query.list {
         let listener = Listener::open(&paddock, identity.clone()).await?;
@@ -166,7 +167,6 @@ async fn live(
         .into_iter()
         .map(|(id, after)| transcript(&paddock, &identity, id, after));
     streams.extend(futures_util::future::join_all(transcripts).await);
-    let end = access_watch::stream_ends(paddock, identity, None);
     let lines = stream::select_all(streams).map(|line| sse::Event::default().data(line));
     // While idle, a line of no topic rather than a comment, which the
     // browser hides: the worker sees the connection is alive, and makes it

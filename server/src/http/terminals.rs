@@ -66,12 +66,17 @@ async fn open(
         AppError::Invalid("A terminal is a WebSocket: open this address with one.".into())
     })?;
     let Query(Size { rows, cols }) = size?;
+    // Until the viewer loses the right to it, watched from before the
+    // checks and the sandbox's start.
+    let lost = access_watch::lost(
+        paddock.clone(),
+        identity.clone(),
+        Some((id, Access::Operate)),
+    );
     let opened = paddock
         .open_terminal(&identity.caller, id, TerminalSize { rows, cols })
         .await?;
     let idle = Duration::from_secs(paddock.config.terminal_idle_secs);
-    // Until the viewer loses the right to it.
-    let lost = access_watch::lost(paddock, identity, Some((id, Access::Operate)));
     // Should the upgrade fail, `opened` is dropped: its place is given back
     // and the transcript says it closed.
     Ok(upgrade

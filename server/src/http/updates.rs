@@ -131,7 +131,9 @@ impl Listener {
                     if let Err(RecvError::Closed) = signal {
                         return None;
                     }
-                    if !self.paddock.auth.still_valid(&self.identity).await {
+                    // One that cannot tell ends too: the viewer connects
+                    // again, and is checked afresh.
+                    if !matches!(self.paddock.auth.still_valid(&self.identity).await, Ok(true)) {
                         return None;
                     }
                     self.audience = Audience::load(&self.paddock, &self.identity.caller).await.ok()?;
@@ -150,10 +152,11 @@ async fn updates(
     State(paddock): State<Arc<Paddock>>,
     identity: Identity,
 ) -> ApiResult<impl IntoResponse> {
-    let listener = Listener::open(&paddock, identity.clone()).await?;
+    let end = access_watch::stream_ends(paddock.clone(), identity.clone(), None);
+    let listener = Listener::open(&paddock, identity).await?;
     Ok(frames::respond(
         listener.frames().map(Frame::into_sse),
-        access_watch::stream_ends(paddock, identity, None),
+        end,
         KeepAlive::default(),
     ))
 }

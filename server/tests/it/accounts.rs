@@ -794,6 +794,23 @@ async fn expired_unknown_and_malformed_tokens_are_nobody() {
         .header(header::COOKIE, &me.cookie)
         .header(header::AUTHORIZATION, format!("Bearer {unknown}"));
     assert_eq!(t.status(both).await.0, StatusCode::UNAUTHORIZED);
+    // What a proxy in front puts in that header (its Basic sign-in, an
+    // identity provider's token) is not Paddock's: the cookie decides, and
+    // the sign-in page loads for someone without one.
+    for theirs in [
+        "Basic YWRhOnNlY3JldA==",
+        "Bearer eyJhbGciOiJSUzI1NiJ9.e30.c2ln",
+    ] {
+        let proxied = t
+            .request(Method::GET, "/api/sessions")
+            .header(header::COOKIE, &me.cookie)
+            .header(header::AUTHORIZATION, theirs);
+        assert_eq!(t.status(proxied).await.0, StatusCode::OK, "{theirs}");
+        let page = t
+            .request(Method::GET, "/signin")
+            .header(header::AUTHORIZATION, theirs);
+        assert_eq!(t.status(page).await.0, StatusCode::OK, "{theirs}");
+    }
     // An oversized body is refused before anything reads it.
     let huge = t
         .as_(&me, Method::POST, "/api/sessions")

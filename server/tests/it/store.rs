@@ -1240,10 +1240,24 @@ async fn postgres_restarted_under_load_loses_nothing() {
         })
         .collect();
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let watched = paddock
+        .store
+        .create_session(&spec("watched"), None)
+        .await
+        .unwrap();
+    let mut transcript = reqwest::get(served.url(&format!("/api/sessions/{}/events", watched.id)))
+        .await
+        .unwrap();
+    assert_eq!(transcript.status(), 200);
+    // Caught up (there is nothing to read) before the outage.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     // The writers keep writing while the server shuts down.
     tokio::task::spawn_blocking(move || server.stop())
         .await
         .unwrap();
+    // An access change meanwhile: the open stream's check of its viewer
+    // cannot be answered, which ends nothing.
+    paddock.hub.access_changed();
     let down = reqwest::get(served.url("/api/sessions")).await.unwrap();
     assert_eq!(down.status(), 503, "{}", down.text().await.unwrap());
     let server = cluster.serve();
@@ -1256,6 +1270,10 @@ async fn postgres_restarted_under_load_loses_nothing() {
         refused += r;
     }
     assert!(refused > 0, "the restart was noticed");
+    assert!(
+        stays_open(&mut transcript).await,
+        "the stream ended in the outage"
+    );
     let up = reqwest::get(served.url("/api/sessions")).await.unwrap();
     assert_eq!(up.status(), 200);
 
@@ -1284,6 +1302,18 @@ async fn postgres_restarted_under_load_loses_nothing() {
     tokio::task::spawn_blocking(move || server.stop())
         .await
         .unwrap();
+}
+
+/// Whether a streamed answer stays open: what came is read, and no end
+/// comes within a second of quiet.
+async fn stays_open(res: &mut reqwest::Response) -> bool {
+    loop {
+        match tokio::time::timeout(std::time::Duration::from_secs(1), res.chunk()).await {
+            Err(_) => return true,
+            Ok(Ok(Some(_))) => {}
+            Ok(_) => return false,
+        }
+    }
 }
 
 #[tokio::test]
