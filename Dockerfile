@@ -22,8 +22,10 @@ COPY scripts scripts
 RUN rustup target add wasm32-unknown-unknown && scripts/setup --build
 COPY . .
 RUN scripts/leptos build --release --precompress --cargo-locked \
+    && agent=$(scripts/build-sandbox-agent | tail -n 1) \
     && mkdir -p /out \
     && cp target/release/paddock /out/paddock \
+    && cp "$agent" /out/paddock-sandbox-agent \
     && cp -r target/site /out/site
 
 FROM debian:bookworm-slim AS runtime
@@ -39,6 +41,9 @@ RUN apt-get update \
     && mkdir -p /data \
     && chown paddock:paddock /data
 COPY --from=build /out/paddock /usr/local/bin/paddock
+# The sandbox agent (a static binary), uploaded into each sandbox on a
+# Docker host on another machine (DOCKER_HOST over TCP).
+COPY --from=build /out/paddock-sandbox-agent /usr/local/lib/paddock/paddock-sandbox-agent
 COPY --from=build /out/site /usr/share/paddock/site
 COPY deploy/paddock-entrypoint /usr/local/bin/paddock-entrypoint
 # Everything Paddock keeps is under /data: the SQLite database (unless

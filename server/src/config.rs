@@ -292,22 +292,23 @@ impl Config {
         })
     }
 
-    /// The sandbox agent, if it is there: the configured one, else where
-    /// scripts/setup installs it ([`default_sandbox_agent_bin`]).
-    pub fn sandbox_agent_bin(&self) -> Option<PathBuf> {
-        let bin = self
-            .sandbox_agent_bin
+    /// The sandbox agent: the configured one, else where scripts/setup
+    /// installs it ([`default_sandbox_agent_bin`]); it may not be there.
+    pub fn sandbox_agent_bin(&self) -> PathBuf {
+        self.sandbox_agent_bin
             .clone()
-            .unwrap_or_else(default_sandbox_agent_bin);
-        if bin.is_file() {
-            Some(bin)
-        } else {
-            tracing::warn!(
-                "no sandbox agent at {}: sandbox commands go through docker exec (run scripts/setup, or set PADDOCK_SANDBOX_AGENT_BIN)",
-                bin.display()
-            );
-            None
-        }
+            .unwrap_or_else(default_sandbox_agent_bin)
+    }
+
+    /// Whether this server was told to use Docker: `PADDOCK_SANDBOX=docker`,
+    /// or a Docker setting of any kind (`DOCKER_HOST`,
+    /// `PADDOCK_DOCKER_RUNTIME`, `PADDOCK_DOCKER_REMOTE`), which a fall back
+    /// to local sandboxes would quietly ignore.
+    pub fn docker_required(&self) -> bool {
+        self.sandbox == Some(SandboxChoice::Docker)
+            || std::env::var_os("DOCKER_HOST").is_some()
+            || self.docker_runtime.is_some()
+            || self.docker_remote.is_some()
     }
 
     /// Refuses a sandbox larger than this server allows
@@ -541,6 +542,12 @@ fn cache_dir() -> PathBuf {
 }
 
 /// Where scripts/build-sandbox-agent installs the sandbox agent.
+/// Where the deploy image keeps the sandbox agent. A server in it uploads
+/// it into sandboxes on another machine's Docker daemon; to a local daemon
+/// (the host's socket mounted in) it would be a path of the image, which
+/// the host does not have to mount, so there only a configured agent is.
+pub const BUNDLED_SANDBOX_AGENT_BIN: &str = "/usr/local/lib/paddock/paddock-sandbox-agent";
+
 pub fn default_sandbox_agent_bin() -> PathBuf {
     cache_dir().join("paddock/sandbox-agent/paddock-sandbox-agent")
 }

@@ -499,7 +499,7 @@ impl Paddock {
 }
 
 /// The sandbox backend the config asks for: Docker when a daemon answers,
-/// unless told otherwise.
+/// unless told otherwise; never local when any Docker setting is given.
 async fn connect_sandbox(config: &Config, instance: String) -> anyhow::Result<Arc<dyn Sandbox>> {
     std::fs::create_dir_all(&config.workspace_root)
         .with_context(|| format!("cannot create {}", config.workspace_root.display()))?;
@@ -510,15 +510,18 @@ async fn connect_sandbox(config: &Config, instance: String) -> anyhow::Result<Ar
             instance.clone(),
             workspace_root.clone(),
             config.docker_runtime.clone(),
-            config.sandbox_agent_bin(),
+            Some(config.sandbox_agent_bin()),
             config.docker_remote,
         )
     };
     let local = || LocalSandbox::new(workspace_root.clone());
     let sandbox: Arc<dyn Sandbox> = match config.sandbox {
-        Some(SandboxChoice::Docker) => Arc::new(docker().await.context("PADDOCK_SANDBOX=docker")?),
         Some(SandboxChoice::Local) => Arc::new(local()),
-        None => match docker().await {
+        _ if config.docker_required() => Arc::new(docker().await.context(
+            "Docker was asked for (PADDOCK_SANDBOX=docker, DOCKER_HOST, PADDOCK_DOCKER_RUNTIME or \
+             PADDOCK_DOCKER_REMOTE), and Paddock does not fall back to local sandboxes then",
+        )?),
+        _ => match docker().await {
             Ok(d) => Arc::new(d),
             Err(e) => {
                 tracing::warn!(

@@ -218,8 +218,21 @@ impl DockerSandbox {
         agent_bin: Option<PathBuf>,
         remote: Option<bool>,
     ) -> Result<Self> {
+        let remote = super::docker_connect::is_remote(remote);
+        // The agent given, if it is there; for another machine's daemon,
+        // else the deploy image's.
+        let agent_bin = agent_bin.filter(|bin| bin.is_file()).or_else(|| {
+            let bundled = PathBuf::from(crate::config::BUNDLED_SANDBOX_AGENT_BIN);
+            (remote && bundled.is_file()).then_some(bundled)
+        });
+        if agent_bin.is_none() && !remote {
+            tracing::warn!(
+                "no sandbox agent: sandbox commands go through docker exec (run scripts/setup, \
+                 or set PADDOCK_SANDBOX_AGENT_BIN)"
+            );
+        }
         let remote_agent =
-            match (super::docker_connect::is_remote(remote), &agent_bin) {
+            match (remote, &agent_bin) {
                 (false, _) => None,
                 (true, Some(bin)) => Some(docker_remote::agent_tar(bin).map_err(|e| {
                     SandboxError::Unavailable(format!(

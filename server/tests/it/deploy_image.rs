@@ -171,6 +171,15 @@ async fn the_deploy_image_runs_a_session_and_keeps_it_on_its_volume() {
     ]);
     assert_eq!(owner, "paddock 10001\npaddock 10001\n");
     docker(&["exec", &first, "paddock", "health"]);
+    // The sandbox agent, for a Docker host on another machine, runs in it.
+    let agent = Command::new("docker")
+        .args(["exec", &first, server::config::BUNDLED_SANDBOX_AGENT_BIN])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&agent.stderr).contains("usage: paddock-sandbox-agent"),
+        "{agent:?}"
+    );
     // The image's own health check, as Docker runs it: as root, and in a
     // container started as the user (`docker run --user`).
     let check: Vec<String> = serde_json::from_str(&docker(&[

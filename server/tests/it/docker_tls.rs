@@ -16,11 +16,14 @@ use serde_json::json;
 use std::path::Path;
 use std::process::Command;
 
-/// Runs Paddock (Docker sandboxes) over `home` with `env`, until it exits
-/// or listens; whether it failed, and all it said.
+/// Runs Paddock over `home` with `env`, until it exits or listens; whether
+/// it failed, and all it said. `PADDOCK_SANDBOX` is not set: a Docker
+/// setting in `env` asks for Docker alone, with no fall back to local
+/// sandboxes.
 fn refused_start(home: &Path, env: &[(&str, &str)]) -> (bool, String) {
     // Nothing of this process's Docker environment, only `env`'s.
     let out = paddock_command(home, &[])
+        .env_remove("PADDOCK_SANDBOX")
         .env_remove("DOCKER_TLS_VERIFY")
         .env_remove("DOCKER_CERT_PATH")
         .env("PADDOCK_ADDR", "127.0.0.1:0")
@@ -86,6 +89,12 @@ async fn sandboxes_run_on_a_docker_host_reached_with_mutual_tls() {
     // Plain TCP to the daemon is refused before anything is sent.
     let (failed, log) = refused_start(&home, &[("DOCKER_HOST", "tcp://192.0.2.1:2375")]);
     assert!(failed && log.contains("without TLS"), "{log}");
+    // A runtime the daemon does not have: refused too, never local.
+    let (failed, log) = refused_start(&home, &[("PADDOCK_DOCKER_RUNTIME", "no-such-runtime")]);
+    assert!(
+        failed && log.contains("does not fall back") && log.contains("no-such-runtime"),
+        "{log}"
+    );
 
     let (_model, model_url) = common::scripted(
         &json!([
