@@ -156,16 +156,19 @@ pub struct Config {
     pub anthropic_auth_token: Option<String>,
 
     /// Model turns one prompt may take.
-    #[arg(long, env = "PADDOCK_MAX_TURNS", default_value_t = 50)]
+    #[arg(long, env = "PADDOCK_MAX_TURNS", default_value_t = 50,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub max_turns: u32,
 
     /// How long a model call may go without a byte from the endpoint (its
     /// answer's start, or the next piece of a streaming answer), in seconds.
-    #[arg(long, env = "PADDOCK_MODEL_TIMEOUT_SECS", default_value_t = 120)]
+    #[arg(long, env = "PADDOCK_MODEL_TIMEOUT_SECS", default_value_t = 120,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub model_timeout_secs: u64,
 
     /// Limit of one tool call (e.g. a bash command), in seconds.
-    #[arg(long, env = "PADDOCK_TOOL_TIMEOUT_SECS", default_value_t = 120)]
+    #[arg(long, env = "PADDOCK_TOOL_TIMEOUT_SECS", default_value_t = 120,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub tool_timeout_secs: u64,
 
     /// How long a client may send nothing of a request's body, or take
@@ -177,7 +180,8 @@ pub struct Config {
     pub client_stall_secs: u64,
 
     /// How long a permission request waits before it is denied, in seconds.
-    #[arg(long, env = "PADDOCK_PERMISSION_TIMEOUT_SECS", default_value_t = 600)]
+    #[arg(long, env = "PADDOCK_PERMISSION_TIMEOUT_SECS", default_value_t = 600,
+          value_parser = clap::value_parser!(u64).range(1..=604_800))]
     pub permission_timeout_secs: u64,
 
     /// The Claude Code CLI (a native Linux binary) that claude-code sessions
@@ -204,7 +208,8 @@ pub struct Config {
 
     /// Longest one claude-code prompt may run, in seconds; its proxy token
     /// expires then too.
-    #[arg(long, env = "PADDOCK_CLAUDE_CODE_RUN_SECS", default_value_t = 4 * 3600)]
+    #[arg(long, env = "PADDOCK_CLAUDE_CODE_RUN_SECS", default_value_t = 4 * 3600,
+          value_parser = clap::value_parser!(u64).range(1..=604_800))]
     pub claude_code_run_secs: u64,
 
     /// Folder of the server's own repository of each session with a git
@@ -213,11 +218,13 @@ pub struct Config {
     pub git_root: PathBuf,
 
     /// Largest repository (or folder) a workspace is made from, in MiB.
-    #[arg(long, env = "PADDOCK_SOURCE_MAX_MB", default_value_t = 2048)]
+    #[arg(long, env = "PADDOCK_SOURCE_MAX_MB", default_value_t = 2048,
+          value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
     pub source_max_mb: u64,
 
     /// Longest a clone, a copy or a push may take, in seconds.
-    #[arg(long, env = "PADDOCK_GIT_TIMEOUT_SECS", default_value_t = 600)]
+    #[arg(long, env = "PADDOCK_GIT_TIMEOUT_SECS", default_value_t = 600,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub git_timeout_secs: u64,
 
     /// Let notifications go to loopback and private addresses (a service
@@ -779,6 +786,25 @@ mod tests {
             ("--sandbox-pids", "-1"),
         ] {
             assert!(parse(flag, bad).is_err(), "{flag} {bad}");
+        }
+    }
+
+    #[test]
+    fn times_and_counts_that_would_break_every_run_are_refused() {
+        let parse = |flag: &str, v: &str| Config::try_parse_from(["paddock", flag, v]);
+        for flag in [
+            "--max-turns",
+            "--model-timeout-secs",
+            "--tool-timeout-secs",
+            "--permission-timeout-secs",
+            "--claude-code-run-secs",
+            "--source-max-mb",
+            "--git-timeout-secs",
+        ] {
+            assert!(parse(flag, "5").is_ok(), "{flag} 5");
+            for bad in ["0", "-1", "18446744073709551615"] {
+                assert!(parse(flag, bad).is_err(), "{flag} {bad}");
+            }
         }
     }
 

@@ -50,12 +50,14 @@ impl Drop for Deployment {
 
 impl Deployment {
     /// Starts a container of the image on the volume, serving on `port`
-    /// (the host's network: the scripted model listens on its loopback).
-    fn start(&mut self, port: u16, model_url: &str) -> String {
+    /// (the host's network: the scripted model listens on its loopback),
+    /// with `extra` options of `docker run`.
+    fn start(&mut self, port: u16, model_url: &str, extra: &[&str]) -> String {
         let name = format!("{}-{}", self.volume, self.containers.len());
         // Removed with the deployment even if `docker run` fails halfway.
         self.containers.push(name.clone());
-        docker(&[
+        let volume = format!("{}:/data", self.volume);
+        let options = [
             "run",
             "-d",
             "--name",
@@ -69,9 +71,9 @@ impl Deployment {
             "-e",
             "ANTHROPIC_API_KEY=sk-test",
             "-v",
-            &format!("{}:/data", self.volume),
-            &image(),
-        ]);
+            &volume,
+        ];
+        docker(&[&options[..], extra, &[&image()]].concat());
         name
     }
 }
@@ -153,7 +155,7 @@ async fn the_deploy_image_runs_a_session_and_keeps_it_on_its_volume() {
         "root:root",
         "/data",
     ]);
-    let first = deployment.start(port, &model_url);
+    let first = deployment.start(port, &model_url, &[]);
     let readyz = ready(&url, &first).await;
     // No Docker daemon in the container: the local backend, and it says
     // how weak its isolation is.
@@ -280,9 +282,18 @@ async fn the_deploy_image_runs_a_session_and_keeps_it_on_its_volume() {
         }
     ));
 
-    // A new container on the same volume: a restart, a redeploy.
+    // A new container on the same volume: a restart, a redeploy; its
+    // master key mounted read-only, as a platform's secret is.
+    let key = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        key.path(),
+        docker(&["exec", &first, "cat", "/data/master.key"]),
+    )
+    .unwrap();
+    std::os::unix::fs::chown(key.path(), Some(10001), Some(10001)).unwrap();
     docker(&["rm", "-f", &first]);
-    let second = deployment.start(port, &model_url);
+    let mount = format!("{}:/data/master.key:ro", key.path().display());
+    let second = deployment.start(port, &model_url, &["-v", &mount]);
     ready(&url, &second).await;
     assert!(
         !logs(&second).contains("/setup?token="),
