@@ -345,7 +345,11 @@ impl Paddock {
         };
         self.audit_trigger(caller, id, &format!("changed{paused}"))
             .await;
-        self.reschedule(&trigger).await?;
+        // Only what its times hang on moves them: an edit of its name or
+        // prompt leaves a run that came due, not yet taken, to run.
+        if (&draft.schedule, draft.paused) != (&before.draft.schedule, before.draft.paused) {
+            self.reschedule(&trigger).await?;
+        }
         Ok(Self::with_next_runs(trigger))
     }
 

@@ -1731,6 +1731,33 @@ async fn a_schedule_runs_at_its_time_on_one_replica_and_skips_what_it_must() {
     );
     assert_eq!(model.turns_used(), 2);
 
+    // A time that came due, not yet taken, stays due through an edit of
+    // the prompt alone.
+    let due_at = Utc::now() - Duration::seconds(5);
+    s.paddock
+        .store
+        .set_schedule(made.trigger.id, Some(due_at))
+        .await
+        .unwrap();
+    let res = s
+        .http
+        .put(s.served.url(&format!("/api/triggers/{}", made.trigger.id)))
+        .json(&json!({
+            "name": "nightly",
+            "kind": "schedule",
+            "prompt": "Run the checks.",
+            "schedule": {"cron": "0 2 * * *", "timezone": "Europe/Paris", "missed": "once"}
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let due = s.paddock.store.due_schedules(Utc::now()).await.unwrap();
+    assert!(
+        due.iter().any(|(t, _)| *t == made.trigger.id),
+        "still due: {due:?}"
+    );
+
     // Paused, it runs nothing and shows no next runs.
     let res = s
         .http
