@@ -445,6 +445,10 @@ const MCP_ARGS_MAX: usize = 64;
 /// Bytes of one server's command, arguments and variables together: they
 /// travel on a command line.
 const MCP_SERVER_MAX_BYTES: usize = 64 * 1024;
+/// Bytes of all a session's servers written as JSON: the claude-code engine
+/// gives them to the CLI as one argument of a command line, which Linux
+/// takes up to 128 KiB.
+const MCP_SERVERS_MAX_BYTES: usize = 96 * 1024;
 
 impl McpServer {
     /// How the settings form writes it: its name, command and arguments
@@ -920,6 +924,14 @@ impl NewSession {
                     m.name
                 )));
             }
+        }
+        let written = serde_json::to_string(&mcp_servers).map_or(usize::MAX, |j| j.len());
+        if written > MCP_SERVERS_MAX_BYTES {
+            return Err(AppError::Invalid(format!(
+                "A session's MCP servers (commands, arguments and variables, written as JSON) \
+                 are at most {} KiB together.",
+                MCP_SERVERS_MAX_BYTES / 1024
+            )));
         }
         let egress = crate::egress::normal_allowlist(&self.egress).map_err(AppError::Invalid)?;
         Ok(SessionSpec {

@@ -25,11 +25,30 @@ fn time_server() -> McpServer {
     server("time", "mcp-server-time", &["--local-timezone", "UTC"])
 }
 
+/// A server made with the MCP Python SDK (the one `mcp-server-time` runs
+/// on) that offers 64 tools of some 4 KB each: more than every model call
+/// can carry.
+fn wide_server() -> McpServer {
+    server(
+        "wide",
+        "/opt/mcp/bin/python",
+        &[
+            "-c",
+            "from mcp.server.mcpserver import MCPServer\n\
+             server = MCPServer('wide')\n\
+             def echo(text: str) -> str:\n    return text\n\
+             for i in range(64):\n    \
+                 server.add_tool(echo, name=f'tool_{i:02}', description='Echoes. ' + 'x' * 4000)\n\
+             server.run()\n",
+        ],
+    )
+}
+
 #[tokio::test]
 async fn the_native_loop_calls_a_real_mcp_server_under_the_permission_mode() {
     let (model, url) = common::scripted(
         &json!([
-            {"expect": {"tools": ["mcp__time__get_current_time", "mcp__time__convert_time", "bash"]},
+            {"expect": {"tools": ["mcp__time__get_current_time", "mcp__time__convert_time", "mcp__wide__tool_00", "bash"]},
              "reply": [{"tool_use": {"name": "mcp__time__get_current_time", "input": {"timezone": "Europe/Paris"}}}]},
             {"expect": {"tool_result_contains": "Europe/Paris"},
              "reply": [{"tool_use": {"name": "mcp__time__get_current_time", "input": {"timezone": "Not/A_Zone"}}}]},
@@ -52,6 +71,7 @@ async fn the_native_loop_calls_a_real_mcp_server_under_the_permission_mode() {
                 server("missing", "no-such-mcp-server", &[]),
                 // Never answers initialize: given up after 30 s.
                 server("silent", "sleep", &["600"]),
+                wide_server(),
             ],
             ..Default::default()
         },
@@ -90,6 +110,28 @@ async fn the_native_loop_calls_a_real_mcp_server_under_the_permission_mode() {
         );
     }
     assert!(!errors.iter().any(|e| e.contains("time")), "{errors:?}");
+    // Of the wide server's tools, those that fit in what a call may carry.
+    assert!(
+        errors.iter().any(
+            |e| e.contains("A tool of the MCP server wide is not offered")
+                && e.contains("tool_63")
+                && e.contains("128 KiB")
+        ),
+        "{errors:?}"
+    );
+    let request = &model.requests()[0];
+    let offered: Vec<&serde_json::Value> = request["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["name"].as_str().unwrap().starts_with("mcp__"))
+        .collect();
+    let carried = serde_json::to_string(&offered).unwrap().len();
+    assert!(
+        offered.len() > 20 && carried <= 132 * 1024,
+        "{} tools, {carried} bytes",
+        offered.len()
+    );
     let results: Vec<(String, bool)> = events
         .iter()
         .filter_map(|e| match &e.kind {
@@ -158,7 +200,18 @@ async fn mcp_server_settings_are_checked() {
     let home = Home::new();
     let paddock = common::open(&home, "docker", &[]).await;
     let operator = Caller::local_operator();
+    // Each within its own bound, together past what one argument of a
+    // command line (the CLI's --mcp-config) can carry, as written or once
+    // written as JSON.
+    let wide = |name: &str, arg: &str| McpServer {
+        args: vec![arg.repeat(4000 / arg.len()); 10],
+        ..server(name, "x", &[])
+    };
+    let three = vec![wide("a", "y"), wide("b", "y"), wide("c", "y")];
+    let escaped = vec![wide("a", "\u{1}")];
     for bad in [
+        three,
+        escaped,
         vec![server("a__b", "x", &[])],
         vec![server("", "x", &[])],
         vec![server("ok", " ", &[])],

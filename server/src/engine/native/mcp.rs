@@ -28,6 +28,14 @@ const TOOLS_MAX: usize = 128;
 const PAGES_MAX: usize = 16;
 const DESCRIPTION_MAX_CHARS: usize = 4096;
 const SCHEMA_MAX_BYTES: usize = 64 * 1024;
+/// What the tools of all a run's servers may take of every model call, as
+/// JSON: past it, a tool is left out (so many as the servers allow would
+/// fill the context, and every call be refused as too long).
+const DEFINITIONS_MAX_BYTES: usize = 128 * 1024;
+/// Longest a server's process may live. A run ends its servers when it
+/// ends (the time it waits for people's decisions has no bound of its
+/// own); this ends one a server that stopped without ending them left.
+const SERVER_LIFETIME_MAX: Duration = Duration::from_secs(24 * 3600);
 
 /// The prefix of every MCP tool's name.
 pub const PREFIX: &str = "mcp__";
@@ -50,6 +58,8 @@ pub struct McpTools {
     servers: Vec<Server>,
     tools: Vec<Tool>,
     pub definitions: Vec<ToolDef>,
+    /// The size of `definitions` as JSON, near enough.
+    definitions_bytes: usize,
 }
 
 /// A name the Messages API takes (`^[a-zA-Z0-9_-]{1,128}$`).
@@ -115,7 +125,6 @@ impl McpTools {
         session: SessionId,
         servers: &[McpServer],
         env: &[(String, String)],
-        run_limit: Duration,
         cancel: &CancellationToken,
     ) -> (Self, Vec<String>) {
         let mut tools = McpTools::default();
@@ -125,7 +134,7 @@ impl McpTools {
                 break;
             }
             match tools
-                .start_one(sandbox, session, server, env, run_limit, cancel)
+                .start_one(sandbox, session, server, env, cancel)
                 .await
             {
                 Ok(left_out) => failed.extend(left_out.into_iter().map(|why| {
@@ -146,7 +155,6 @@ impl McpTools {
         session: SessionId,
         server: &McpServer,
         env: &[(String, String)],
-        run_limit: Duration,
         cancel: &CancellationToken,
     ) -> Result<Vec<String>, String> {
         let request = SpawnRequest {
@@ -159,7 +167,7 @@ impl McpTools {
                 .cloned()
                 .chain(server.env.iter().map(|v| (v.name.clone(), v.value.clone())))
                 .collect(),
-            timeout: run_limit,
+            timeout: SERVER_LIFETIME_MAX,
         };
         let spawned = spawn_within(sandbox, session, &request, START_TIMEOUT, cancel);
         let Some(process) = spawned.await.map_err(|e| e.to_string())? else {
@@ -204,6 +212,7 @@ impl McpTools {
         };
         let index = self.servers.len();
         let mut left_out = Vec::new();
+        let mut past_room = Vec::new();
         for tool in listed {
             let model_name = model_name(&server.name, &tool.name);
             if self.tools.iter().any(|t| t.model_name == model_name) {
@@ -211,13 +220,14 @@ impl McpTools {
                 continue;
             }
             let schema = serde_json::Value::Object((*tool.input_schema).clone());
+            let schema_bytes = schema.to_string().len();
             // What the Messages API takes: an object schema, nothing at the
             // top that combines schemas, of a size a request can carry.
             let usable = schema.get("type").is_some_and(|t| t == "object")
                 && ["oneOf", "anyOf", "allOf"]
                     .iter()
                     .all(|k| schema.get(*k).is_none())
-                && schema.to_string().len() <= SCHEMA_MAX_BYTES;
+                && schema_bytes <= SCHEMA_MAX_BYTES;
             if !usable {
                 left_out.push(format!(
                     "{} (its input schema cannot be offered)",
@@ -225,10 +235,16 @@ impl McpTools {
                 ));
                 continue;
             }
-            let description = tool
+            let description: String = tool
                 .description
                 .map(|d| d.chars().take(DESCRIPTION_MAX_CHARS).collect())
                 .unwrap_or_else(|| format!("{} of the MCP server {}", tool.name, server.name));
+            let bytes = model_name.len() + description.len() + schema_bytes;
+            if self.definitions_bytes + bytes > DEFINITIONS_MAX_BYTES {
+                past_room.push(tool.name.into_owned());
+                continue;
+            }
+            self.definitions_bytes += bytes;
             self.definitions.push(ToolDef {
                 name: model_name.clone(),
                 description,
@@ -239,6 +255,13 @@ impl McpTools {
                 server: index,
                 name: tool.name.into_owned(),
             });
+        }
+        if !past_room.is_empty() {
+            left_out.push(format!(
+                "{} (the run's MCP tools would take more than {} KiB of every model call)",
+                past_room.join(", "),
+                DEFINITIONS_MAX_BYTES / 1024
+            ));
         }
         self.servers.push(Server {
             client,

@@ -69,16 +69,8 @@ impl AgentEngine for NativeEngine {
         let mcp = if s.mcp_servers.is_empty() || s.permission_mode == PermissionMode::ReadOnly {
             McpTools::default()
         } else {
-            let run_limit = limits.tool_timeout.saturating_mul(limits.max_turns.max(1));
-            let (mcp, failed) = McpTools::start(
-                self.sandbox.as_ref(),
-                s.id,
-                &s.mcp_servers,
-                &env,
-                run_limit,
-                cancel,
-            )
-            .await;
+            let (mcp, failed) =
+                McpTools::start(self.sandbox.as_ref(), s.id, &s.mcp_servers, &env, cancel).await;
             for message in failed {
                 if let Err(e) = self
                     .journal
