@@ -191,12 +191,18 @@ pub struct DiffLine {
     pub text: String,
 }
 
+/// Lines of an edit's old and new text, together, that are diffed.
+pub const DIFF_MAX_LINES: usize = 2000;
+
 /// The change a file-writing tool call makes, as a line diff: an edit's old
 /// and new text, or a written file's content (all new). `None` for other
 /// tools.
 ///
 /// One algorithm on line slices: `TextDiff` dispatches over every algorithm
 /// at run time, which instantiates all of them into the browser bundle.
+/// Past [`DIFF_MAX_LINES`] on both sides together, the old lines then the
+/// new, undiffed: the exact search takes time of the square of the lines,
+/// on the server's page render and in every viewer's tab.
 pub fn file_diff(tool: &str, input: &serde_json::Value) -> Option<Vec<DiffLine>> {
     let field = |k: &str| input.get(k).and_then(|v| v.as_str());
     let line = |sign, text: &str| DiffLine {
@@ -211,6 +217,10 @@ pub fn file_diff(tool: &str, input: &serde_json::Value) -> Option<Vec<DiffLine>>
         _ => return None,
     };
     let (old, new): (Vec<&str>, Vec<&str>) = (old.lines().collect(), new.lines().collect());
+    if old.len() + new.len() > DIFF_MAX_LINES {
+        let removed = old.iter().map(|l| line('-', l));
+        return Some(removed.chain(new.iter().map(|l| line('+', l))).collect());
+    }
     // `Replace` turns an interleaved insert/delete pair into one replacement,
     // listed as the old lines then the new ones, the way diffs are read.
     let mut ops = similar::algorithms::Replace::new(similar::algorithms::Capture::new());
@@ -465,5 +475,21 @@ mod tests {
         assert_eq!(d.len(), 2);
         assert!(d.iter().all(|l| l.sign == '+'));
         assert!(file_diff("bash", &json!({"command": "ls"})).is_none());
+        // Past the bound, the old lines then the new, undiffed.
+        let text = |tag: &str| {
+            (0..DIFF_MAX_LINES / 2 + 1)
+                .map(|i| format!("{tag}{i}\n"))
+                .collect::<String>()
+        };
+        let same = format!("kept\n{}", text("old"));
+        let d = file_diff(
+            "Edit",
+            &json!({"old_string": same, "new_string": format!("kept\n{}", text("new"))}),
+        )
+        .unwrap();
+        assert_eq!(d.len(), DIFF_MAX_LINES + 4);
+        assert_eq!((d[0].sign, d[0].text.as_str()), ('-', "kept"));
+        assert!(d[..d.len() / 2].iter().all(|l| l.sign == '-'));
+        assert!(d[d.len() / 2..].iter().all(|l| l.sign == '+'));
     }
 }

@@ -39,7 +39,7 @@ use app::api::SharedBackend;
 use app::domain::AppError;
 use app::{shell, App};
 use axum::extract::{DefaultBodyLimit, FromRef};
-use axum::http::{header, Method, StatusCode};
+use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use leptos::config::LeptosOptions;
@@ -137,7 +137,30 @@ pub fn router(state: AppState) -> Router {
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .layer(axum::middleware::map_request(plain_request_id))
+        .layer(axum::middleware::map_response(hardened))
         .with_state(state)
+}
+
+/// What every answer says unless it said it itself: no other site frames a
+/// page of Paddock's (to steer clicks on its buttons), no answer is read
+/// as another type than it says, and no address of Paddock's (a session's
+/// id) goes to another site as the referrer.
+async fn hardened(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    for (name, value) in [
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "frame-ancestors 'none'; object-src 'none'; base-uri 'none'",
+        ),
+        (header::REFERRER_POLICY, "same-origin"),
+    ] {
+        headers
+            .entry(name)
+            .or_insert(HeaderValue::from_static(value));
+    }
+    response
 }
 
 /// The limit's refusal of a body over [`DASHBOARD_BODY_LIMIT`] (plain

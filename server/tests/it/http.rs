@@ -90,6 +90,14 @@ async fn home_page_renders_empty_state_then_created_session() {
     let (status, html) = send(&h, get("/")).await;
     assert_eq!(status, StatusCode::OK);
     assert!(html.contains("No sessions yet"), "{html}");
+    // Framed by no other site, read as no other type, no address of its
+    // own given away as the referrer.
+    let page = router(h.state.clone()).oneshot(get("/")).await.unwrap();
+    let said = |name: &str| page.headers()[name].to_str().unwrap().to_owned();
+    assert_eq!(said("x-frame-options"), "DENY");
+    assert!(said("content-security-policy").contains("frame-ancestors 'none'"));
+    assert_eq!(said("x-content-type-options"), "nosniff");
+    assert_eq!(said("referrer-policy"), "same-origin");
     assert!(html.contains("/pkg/paddock.js"), "hydration script missing");
 
     let (status, body) = send(
