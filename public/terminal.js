@@ -57,23 +57,6 @@ if (!window.paddockTerminal) {
             fontSize: 13,
             fontFamily: "ui-monospace, SFMono-Regular, Menlo, Consolas, monospace",
             scrollback: 5000,
-            // Links the shell prints (OSC 8): only http and https ones
-            // open, in a tab of their own that knows nothing of this one.
-            // (xterm's own handler opens any: a javascript: one would run
-            // on this origin, with the viewer's rights.)
-            linkHandler: {
-              activate: (_event, uri) => {
-                let target;
-                try {
-                  target = new URL(uri);
-                } catch {
-                  return;
-                }
-                if (target.protocol === "http:" || target.protocol === "https:") {
-                  window.open(target.href, "_blank", "noopener,noreferrer");
-                }
-              },
-            },
           });
           const fit = new window.FitAddon.FitAddon();
           term.loadAddon(fit);
