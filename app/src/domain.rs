@@ -727,7 +727,8 @@ pub struct SessionSpec {
 pub const BUDGET_MAX_USD: f64 = 1_000_000.0;
 
 /// Refuses a name (of a session or a template) that is empty, too long or
-/// holds control characters; the name without surrounding spaces.
+/// holds control characters or hidden ones ([`is_hidden_format`]); the
+/// name without surrounding spaces.
 pub fn check_name(what: &str, name: &str) -> Result<String, AppError> {
     let name = name.trim();
     if name.is_empty() {
@@ -743,7 +744,32 @@ pub fn check_name(what: &str, name: &str) -> Result<String, AppError> {
             "The name cannot contain control characters.".into(),
         ));
     }
+    if name.chars().any(is_hidden_format) {
+        return Err(AppError::Invalid(
+            "The name cannot contain characters that are not shown (zero-width ones, line \
+             separators) or that turn the text around it."
+                .into(),
+        ));
+    }
     Ok(name.to_owned())
+}
+
+/// A character that changes how the text around it shows without showing
+/// itself: those that turn its direction (U+202E makes `exe.txt` of
+/// `txt.exe`), zero-width spaces and joiners of words, line and paragraph
+/// separators, the byte-order mark. (Not the zero-width (non-)joiners
+/// some scripts and emoji are written with.)
+pub fn is_hidden_format(c: char) -> bool {
+    matches!(
+        c,
+        '\u{061C}'
+            | '\u{200B}'
+            | '\u{200E}'
+            | '\u{200F}'
+            | '\u{2028}'..='\u{202E}'
+            | '\u{2060}'..='\u{2069}'
+            | '\u{FEFF}'
+    )
 }
 
 impl NewSession {
@@ -1337,6 +1363,25 @@ impl AppError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_show_as_they_are() {
+        for hidden in [
+            "report\u{202E}cod.exe",
+            "a\u{200B}b",
+            "two\u{2028}lines",
+            "\u{FEFF}bom",
+        ] {
+            assert!(check_name("session", hidden).is_err(), "{hidden:?}");
+        }
+        // Scripts and emoji written with zero-width (non-)joiners.
+        for shown in [
+            "\u{645}\u{6CC}\u{200C}\u{62E}\u{648}\u{627}\u{647}\u{645}",
+            "\u{1F469}\u{200D}\u{1F4BB} work",
+        ] {
+            assert!(check_name("session", shown).is_ok(), "{shown:?}");
+        }
+    }
 
     fn new(name: &str) -> NewSession {
         NewSession {

@@ -5,6 +5,7 @@
 
 use super::form::FormFile;
 use crate::workspace_files::Upload;
+use app::domain::is_hidden_format;
 use app::triggers::URL_USER;
 use axum::http::HeaderMap;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -207,12 +208,6 @@ pub fn header(raw: &str, name: &str) -> String {
     found.map(|v| v.trim().to_owned()).unwrap_or_default()
 }
 
-/// A character that turns the direction text is shown in (U+202E makes
-/// `exe.txt` of `txt.exe`).
-pub(super) fn is_bidi_control(c: char) -> bool {
-    matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
-}
-
 /// A file name as the workspace may hold it: its last component, without
 /// control characters, at most [`NAME_MAX_CHARS`]; `fallback` if nothing
 /// is left.
@@ -220,7 +215,7 @@ fn file_name(name: &str, fallback: String) -> String {
     let last = name.rsplit(['/', '\\']).next().unwrap_or_default();
     let clean: String = last
         .chars()
-        .filter(|c| !c.is_control() && !is_bidi_control(*c))
+        .filter(|c| !c.is_control() && !is_hidden_format(*c))
         .take(NAME_MAX_CHARS)
         .collect();
     let clean = clean.trim();

@@ -1015,7 +1015,7 @@ impl Paddock {
             .unwrap_or_default()
             .chars()
             // (Nor what turns the text around in the sessions list.)
-            .filter(|c| !email::is_bidi_control(*c))
+            .filter(|c| !app::domain::is_hidden_format(*c))
             .map(|c| if c.is_control() { ' ' } else { c })
             .collect();
         let name: String = format!("{}: {}", trigger.draft.name, first_line.trim())
