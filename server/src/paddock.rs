@@ -314,6 +314,20 @@ impl Paddock {
         Ok(session)
     }
 
+    /// Whether the session's permission request `request_id` is open in
+    /// its transcript: asked, among its newest requests, and not decided.
+    /// (Read by kind: the transcript itself may be long.)
+    async fn permission_open(&self, id: SessionId, request_id: &str) -> Result<bool, AppError> {
+        const READ: i64 = 256;
+        let newest = |kind| self.store.events_before(id, i64::MAX, kind, READ);
+        let mut events = newest("permission_request").await?;
+        events.extend(newest("permission_decision").await?);
+        events.sort_by_key(|e| e.seq);
+        Ok(Permissions::open_requests(&events)
+            .iter()
+            .any(|r| r == request_id))
+    }
+
     /// The session, if the caller may do what `needed` says with it. A
     /// session they may not see at all is "not found", exactly like an
     /// unknown id; one they may see but not change is "forbidden", and the
@@ -689,21 +703,23 @@ impl Backend for Paddock {
                 let Some(bus) = &self.bus else {
                     return Err(AppError::NotFound(missing));
                 };
-                let events = self.store.events_after(id, 0, i64::MAX).await?;
-                if !Permissions::open_requests(&events).contains(&request_id) {
+                if !self.permission_open(id, &request_id).await? {
                     return Err(AppError::NotFound(missing));
                 }
-                if self
-                    .store
-                    .lease_holder(id, chrono::Utc::now())
-                    .await?
-                    .is_none()
-                {
-                    return Err(AppError::Unavailable(format!(
-                        "The Paddock process that asked has stopped; another takes the session \
-                         over within {} s, and asks again: decide then.",
-                        self.config.lease_secs
-                    )));
+                match self.store.lease_holder(id, chrono::Utc::now()).await? {
+                    None => {
+                        return Err(AppError::Unavailable(format!(
+                            "The Paddock process that asked has stopped; another takes the \
+                             session over within {} s, and asks again: decide then.",
+                            self.config.lease_secs
+                        )))
+                    }
+                    // Here, and no longer waited for (its time ran out as
+                    // this came): nobody elsewhere would take it.
+                    Some(holder) if holder == self.config.replica_name() => {
+                        return Err(AppError::NotFound(missing))
+                    }
+                    Some(_) => {}
                 }
                 let notice = Notice::Decide {
                     session: id,
