@@ -314,6 +314,23 @@ impl Paddock {
         Ok(session)
     }
 
+    /// Refuses to run anything in a session whose owner may no longer run
+    /// sessions (disabled, or made a viewer): what runs there runs on the
+    /// owner's model key, secrets and git token, whoever it is shared with.
+    pub async fn owner_may_run(&self, session: &Session) -> Result<(), AppError> {
+        let Some(owner) = session.owner else {
+            return Ok(());
+        };
+        match self.store.user_by_id(owner).await? {
+            Some(r) if !r.user.disabled && r.user.caller().may_create_sessions().is_ok() => Ok(()),
+            _ => Err(AppError::Conflict(
+                "The session's owner cannot run sessions any more (disabled, or a viewer): \
+                 nothing runs on their credentials. An admin may delete the session."
+                    .into(),
+            )),
+        }
+    }
+
     /// Whether the session's permission request `request_id` is open in
     /// its transcript: asked, among its newest requests, and not decided.
     /// (Read by kind: the transcript itself may be long.)
@@ -659,7 +676,8 @@ impl Backend for Paddock {
         id: SessionId,
         text: String,
     ) -> Result<(), AppError> {
-        self.session_for(caller, id, Access::Operate).await?;
+        let s = self.session_for(caller, id, Access::Operate).await?;
+        self.owner_may_run(&s).await?;
         self.runner.send_prompt(id, text).await
     }
 
@@ -1228,6 +1246,7 @@ impl Backend for Paddock {
 
     async fn push_changes(&self, caller: &Caller, id: SessionId) -> Result<Committed, AppError> {
         let s = self.session_for(caller, id, Access::Operate).await?;
+        self.owner_may_run(&s).await?;
         self.changes.push(&s, caller).await
     }
 

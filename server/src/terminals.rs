@@ -80,6 +80,7 @@ impl Paddock {
             ));
         }
         let session = self.session_for(caller, id, Access::Operate).await?;
+        self.owner_may_run(&session).await?;
         if session.permission_mode == PermissionMode::ReadOnly {
             return Err(AppError::Forbidden(
                 "This session is read-only: it has no terminal, since a shell could change its \

@@ -533,6 +533,33 @@ async fn watchers_and_viewers_read_but_cannot_operate() {
         _ => None,
     });
     assert_eq!(by.as_deref(), Some("max"));
+
+    // The owner disabled: nothing more runs on their credentials, whoever
+    // it is shared with.
+    t.person("root", Role::Admin).await;
+    let admin = t.paddock.auth.user_by_login("root").await.unwrap().caller();
+    let olga = t.paddock.auth.user_by_login("olga").await.unwrap();
+    app::api::Backend::change_user(&*t.paddock, &admin, olga.id, None, Some(true))
+        .await
+        .unwrap();
+    let (status, text) = t
+        .status(
+            t.as_(&member, Method::POST, &format!("/api/sessions/{id}/prompt"))
+                .json(&json!({"text": "go on"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{text}");
+    assert!(text.contains("owner cannot run sessions"), "{text}");
+    let bearer = format!("Bearer {}", member.token);
+    let terminal = crate::terminal::connect(
+        &t.url(""),
+        &id,
+        "rows=24&cols=80",
+        None,
+        &[("authorization", &bearer)],
+    )
+    .await;
+    assert_eq!(terminal.expect_err("no terminal").0, 409);
     // The refusals and the decision are in the audit log.
     let audit = t.paddock.store.audit_log(None, 200).await.unwrap();
     for action in ["access_refused", "permission_decided", "shared"] {
