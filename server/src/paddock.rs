@@ -682,7 +682,24 @@ impl Backend for Paddock {
     }
 
     async fn stop(&self, caller: &Caller, id: SessionId) -> Result<(), AppError> {
-        self.session_for(caller, id, Access::Operate).await?;
+        let s = self.session_for(caller, id, Access::Operate).await?;
+        // Working, and nobody runs it (its replica stopped, and none has
+        // taken it over yet): a Stop now would reach nobody.
+        if self.bus.is_some()
+            && s.status.is_busy()
+            && !self.runner.is_running(id)
+            && self
+                .store
+                .lease_holder(id, chrono::Utc::now())
+                .await?
+                .is_none()
+        {
+            return Err(AppError::Unavailable(format!(
+                "The Paddock process that ran this session has stopped; another takes it over \
+                 within {} s: stop it then.",
+                self.config.lease_secs
+            )));
+        }
         self.runner.stop(id).await?;
         if let Some(bus) = &self.bus {
             // Wherever it runs.

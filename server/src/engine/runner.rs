@@ -692,13 +692,15 @@ impl Runner {
             };
             loop {
                 // A fresh token before the prompt is taken: a Stop from
-                // then on takes this run down with it.
+                // then on takes this run down with it. Not for a run taken
+                // over to resume: a Stop that came as it was taken over is
+                // for it (it ends as stopped, its question expired).
                 let cancel = {
                     let mut runs = lock(&self.runs);
                     let Some(run) = runs.get_mut(&session) else {
                         break;
                     };
-                    if run.cancel.is_cancelled() {
+                    if run.cancel.is_cancelled() && !resumed {
                         run.cancel = lost.child_token();
                     }
                     run.cancel.clone()
