@@ -98,14 +98,20 @@ pub enum BusError {
 impl Bus {
     /// Connects to the PostgreSQL at `url` as `replica`: returns the bus
     /// and what the other replicas send (never this one's own notices).
-    pub async fn connect(url: &str) -> Result<(Self, mpsc::Receiver<Received>), BusError> {
+    /// Hearing nothing for `quiet`, it asks its connection whether it still
+    /// holds, and gives it a third of that to answer: one a NAT or a load
+    /// balancer dropped without a word would otherwise be waited on for
+    /// good, every notice since lost.
+    pub async fn connect(
+        url: &str,
+        quiet: Duration,
+    ) -> Result<(Self, mpsc::Receiver<Received>), BusError> {
         let pool = PgPoolOptions::new()
             .max_connections(2)
             .acquire_timeout(Duration::from_secs(5))
             .connect(url)
             .await?;
-        let mut listener = PgListener::connect(url).await?;
-        listener.listen(CHANNEL).await?;
+        let listener = listening(url).await?;
         let (queue, outbox) = mpsc::channel(QUEUE);
         let (inbox, received) = mpsc::channel(QUEUE);
         let bus = Self {
@@ -115,7 +121,11 @@ impl Bus {
             dropping: Arc::default(),
         };
         tokio::spawn(bus.clone().send_queued(outbox));
-        tokio::spawn(listen(listener, bus.sender.clone(), inbox));
+        let link = Link {
+            url: url.to_owned(),
+            quiet,
+        };
+        tokio::spawn(listen(link, listener, bus.sender.clone(), inbox));
         Ok((bus, received))
     }
 
@@ -202,12 +212,58 @@ fn encode(value: &impl Serialize) -> String {
     serde_json::to_string(value).unwrap_or_default()
 }
 
-/// Hands what other processes send to `inbox`, and a [`Received::Gap`]
-/// whenever the connection was lost, once it listens again.
-async fn listen(mut listener: PgListener, me: String, inbox: mpsc::Sender<Received>) {
+/// A connection to the PostgreSQL at `url`, listening on the bus.
+async fn listening(url: &str) -> Result<PgListener, sqlx::Error> {
+    let mut listener = PgListener::connect(url).await?;
+    listener.listen(CHANNEL).await?;
+    Ok(listener)
+}
+
+/// Where the bus listens, and how long it may hear nothing.
+struct Link {
+    url: String,
+    quiet: Duration,
+}
+
+impl Link {
+    /// How long a question to the connection, or a new one, may take.
+    fn answer_within(&self) -> Duration {
+        self.quiet / 3
+    }
+}
+
+/// A new listening connection, tried every second until one holds.
+async fn listen_again(link: &Link) -> PgListener {
     loop {
-        let received = match listener.try_recv().await {
-            Ok(Some(notification)) => {
+        match tokio::time::timeout(link.answer_within(), listening(&link.url)).await {
+            Ok(Ok(listener)) => {
+                tracing::info!("the bus to other replicas is back");
+                return listener;
+            }
+            Ok(Err(e)) => tracing::debug!("the bus is still down: {e}"),
+            Err(_) => tracing::debug!("the bus is still down: no answer"),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Hands what other processes send to `inbox`, and a [`Received::Gap`]
+/// whenever the connection was lost, once it listens again (a new one
+/// where it stopped answering).
+async fn listen(link: Link, mut listener: PgListener, me: String, inbox: mpsc::Sender<Received>) {
+    loop {
+        let heard = tokio::time::timeout(link.quiet, listener.try_recv()).await;
+        let received = match heard {
+            Err(_quiet) => {
+                let probe = sqlx::query("SELECT 1").execute(&mut listener);
+                if let Ok(Ok(_)) = tokio::time::timeout(link.answer_within(), probe).await {
+                    continue;
+                }
+                tracing::warn!("the bus to other replicas does not answer; connecting again");
+                listener = listen_again(&link).await;
+                vec![Received::Gap]
+            }
+            Ok(Ok(Some(notification))) => {
                 match serde_json::from_str::<Envelope>(notification.payload()) {
                     Ok(envelope) if envelope.from == me => continue,
                     Ok(envelope) => envelope.notices.into_iter().map(Received::Notice).collect(),
@@ -218,16 +274,11 @@ async fn listen(mut listener: PgListener, me: String, inbox: mpsc::Sender<Receiv
                 }
             }
             // Lost, and listening again already (sqlx reconnects eagerly).
-            Ok(None) => vec![Received::Gap],
-            Err(e) => {
+            Ok(Ok(None)) => vec![Received::Gap],
+            Ok(Err(e)) => {
                 tracing::warn!("the bus to other replicas is down, retrying: {e}");
-                // Any query reconnects and listens again; the gap is
-                // reported once that holds.
-                while let Err(e) = sqlx::query("SELECT 1").execute(&mut listener).await {
-                    tracing::debug!("the bus is still down: {e}");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-                tracing::info!("the bus to other replicas is back");
+                // The gap is reported once a new connection listens.
+                listener = listen_again(&link).await;
                 vec![Received::Gap]
             }
         };

@@ -164,7 +164,7 @@ impl Paddock {
         let sandbox = connect_sandbox(&config, instance).await?;
         let bus = match Database::of_url(&config.database_url) {
             Some(Database::Postgres) => {
-                let (bus, inbox) = Bus::connect(&config.database_url)
+                let (bus, inbox) = Bus::connect(&config.database_url, config.lease() * 2)
                     .await
                     .context("cannot listen for the other replicas")?;
                 hub.relay_to(bus.clone());

@@ -492,3 +492,143 @@ async fn two_replicas_prepare_a_workspace_once() {
     let readme = dir.join("workspaces").join(&session).join("README.md");
     assert_eq!(std::fs::read_to_string(readme).unwrap(), "# App\n");
 }
+
+/// A relay of PostgreSQL's socket that can go silent the way a NAT that
+/// forgot a connection does: what it carried stops, nothing closes, and
+/// connections made afterwards pass.
+struct SilentRelay {
+    dir: tempfile::TempDir,
+    /// Connections made so far; those made before the number in
+    /// `silent_before` go silent.
+    made: Arc<std::sync::atomic::AtomicUsize>,
+    silent_before: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl SilentRelay {
+    /// Relays the socket of the database at `url` (`host=<folder>`).
+    fn start(url: &str) -> Self {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let folder = url
+            .split("host=")
+            .nth(1)
+            .unwrap()
+            .split('&')
+            .next()
+            .unwrap();
+        let port = url
+            .split("port=")
+            .nth(1)
+            .unwrap()
+            .split('&')
+            .next()
+            .unwrap();
+        let name = format!(".s.PGSQL.{port}");
+        let real = Path::new(folder).join(&name);
+        let dir = tempfile::tempdir().unwrap();
+        let listener = tokio::net::UnixListener::bind(dir.path().join(&name)).unwrap();
+        let silent_before = Arc::new(AtomicUsize::new(0));
+        let made = Arc::new(AtomicUsize::new(0));
+        let (silent, counted) = (silent_before.clone(), made.clone());
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let n = counted.fetch_add(1, Ordering::SeqCst);
+                let server = tokio::net::UnixStream::connect(&real).await.unwrap();
+                let (client_in, client_out) = client.into_split();
+                let (server_in, server_out) = server.into_split();
+                for (mut from, mut to) in [
+                    (
+                        Box::new(client_in) as Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+                        Box::new(server_out) as Box<dyn tokio::io::AsyncWrite + Send + Unpin>,
+                    ),
+                    (Box::new(server_in), Box::new(client_out)),
+                ] {
+                    let silent = silent.clone();
+                    tokio::spawn(async move {
+                        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                        let mut buf = vec![0; 16 * 1024];
+                        loop {
+                            let Ok(read) = from.read(&mut buf).await else {
+                                return;
+                            };
+                            if read == 0 {
+                                return;
+                            }
+                            if n < silent.load(Ordering::SeqCst) {
+                                // Held, never passed on, never closed.
+                                std::future::pending::<()>().await;
+                            }
+                            if to.write_all(&buf[..read]).await.is_err() {
+                                return;
+                            }
+                        }
+                    });
+                }
+            }
+        });
+        Self {
+            dir,
+            made,
+            silent_before,
+        }
+    }
+
+    /// `url` through the relay.
+    fn url(&self, url: &str) -> String {
+        let folder = url
+            .split("host=")
+            .nth(1)
+            .unwrap()
+            .split('&')
+            .next()
+            .unwrap();
+        url.replace(folder, &self.dir.path().display().to_string())
+    }
+
+    /// Every connection made so far goes silent.
+    fn silence(&self) {
+        use std::sync::atomic::Ordering;
+        self.silent_before
+            .store(self.made.load(Ordering::SeqCst), Ordering::SeqCst);
+    }
+}
+
+/// A bus whose connection goes silent (dropped on the way without a word)
+/// asks it, hears nothing, connects again, and says what it may have
+/// missed (a gap, which viewers are repaired from), then hears what
+/// follows.
+#[tokio::test]
+async fn a_bus_whose_connection_goes_silent_listens_again() {
+    use server::bus::{Bus, Notice, Received};
+    /// What the bus hands on next, within `within` seconds.
+    async fn hears(
+        inbox: &mut tokio::sync::mpsc::Receiver<Received>,
+        within: u64,
+    ) -> Option<Received> {
+        tokio::time::timeout(Duration::from_secs(within), inbox.recv())
+            .await
+            .ok()
+            .flatten()
+    }
+    let url = postgres::database().await;
+    let relay = SilentRelay::start(&url);
+    let quiet = Duration::from_secs(2);
+    let (_bus, mut inbox) = Bus::connect(&relay.url(&url), quiet).await.unwrap();
+    let (other, _) = Bus::connect(&url, quiet).await.unwrap();
+    other.send(Notice::Access).await.unwrap();
+    assert!(matches!(
+        hears(&mut inbox, 5).await,
+        Some(Received::Notice(Notice::Access))
+    ));
+    // The bus's connections go silent.
+    relay.silence();
+    other.send(Notice::Access).await.unwrap();
+    let heard = hears(&mut inbox, 15).await;
+    assert!(matches!(heard, Some(Received::Gap)), "{heard:?}");
+    let session = uuid::Uuid::now_v7();
+    other.send(Notice::Event { session, seq: 1 }).await.unwrap();
+    let heard = hears(&mut inbox, 5).await;
+    assert!(
+        matches!(heard, Some(Received::Notice(Notice::Event { seq: 1, .. }))),
+        "{heard:?}"
+    );
+}
