@@ -66,6 +66,14 @@ pub struct Config {
     #[arg(long, env = "WORKSPACE_ROOT", default_value = "data/workspaces")]
     pub workspace_root: PathBuf,
 
+    /// Proxies in front of this server whose `X-Forwarded-For` is
+    /// believed (addresses or networks, comma-separated): the client a
+    /// request counts for (sign-in limits, the audit log) is then the
+    /// nearest address none of them has [default: none; the peer].
+    #[arg(long, env = "PADDOCK_TRUSTED_PROXIES", value_delimiter = ',',
+          value_parser = crate::http::client_address::parse_network)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+
     /// Sandbox backend [default: docker when a daemon answers, else local].
     #[arg(long, env = "PADDOCK_SANDBOX", value_enum)]
     pub sandbox: Option<SandboxChoice>,

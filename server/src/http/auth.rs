@@ -6,8 +6,8 @@
 //! the page turns into a message). A client that does not ask for HTML
 //! gets the error as JSON with its status (401, 403, 409, 429) instead.
 
+use super::client_address::ClientAddress;
 use super::error::ApiError;
-use super::extract::ClientAddress;
 use super::routes::Routes;
 use crate::auth::Identity;
 use crate::paddock::Paddock;

@@ -9,9 +9,8 @@ use app::agents::TemplateId;
 use app::domain::{AppError, SessionId};
 use app::notifications::EndpointId;
 use app::triggers::TriggerId;
-use axum::extract::{ConnectInfo, FromRequestParts, RawPathParams};
+use axum::extract::{FromRequestParts, RawPathParams};
 use axum::http::request::Parts;
-use std::net::{IpAddr, SocketAddr};
 
 /// The caller, as the door identified them. Missing only on the routes an
 /// anonymous caller may reach, and then this refuses with 401: a handler
@@ -25,23 +24,6 @@ impl<S: Send + Sync> FromRequestParts<S> for Identity {
             .get::<Identity>()
             .cloned()
             .ok_or_else(|| AppError::Unauthenticated("Sign in first.".into()).into())
-    }
-}
-
-/// The peer's address (`None` when the server was not told, as in tests
-/// that call the router directly).
-pub struct ClientAddress(pub Option<IpAddr>);
-
-impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(ClientAddress(
-            parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|c| c.0.ip()),
-        ))
     }
 }
 

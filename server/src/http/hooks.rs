@@ -3,7 +3,7 @@
 //! ([`Paddock::deliver`]); the body is capped by the trigger's kind, and
 //! every answer is JSON (to Twilio, an empty TwiML document when taken).
 
-use super::extract::ClientAddress;
+use super::client_address::ClientAddress;
 use super::routes::Routes;
 use crate::paddock::Paddock;
 use crate::triggers::{Answer, Arrival};

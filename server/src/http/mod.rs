@@ -14,6 +14,7 @@
 mod access_watch;
 mod auth;
 mod changes;
+pub mod client_address;
 pub mod error;
 mod events;
 pub mod extract;
@@ -130,6 +131,10 @@ pub fn router(state: AppState) -> Router {
         .merge(own.probes.into_router())
         // A body that sends nothing for this long is given up (a 400 for
         // the handler reading it), freeing what its request holds.
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::from(config.trusted_proxies.as_slice()),
+            client_address::mark,
+        ))
         .layer(RequestBodyTimeoutLayer::new(config.client_stall()))
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
         // A request id (the caller's `x-request-id`, else a new one) on the

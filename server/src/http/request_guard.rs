@@ -381,8 +381,8 @@ pub async fn check(State(door): State<Arc<Door>>, mut req: Request, next: Next) 
             identity.caller.by_token = matches!(identity.via, Via::Token(_));
             identity.caller.address = req
                 .extensions()
-                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-                .map(|c| c.0.ip());
+                .get::<super::client_address::ClientAddress>()
+                .and_then(|c| c.0);
             req.extensions_mut().insert(identity.caller.clone());
             req.extensions_mut().insert(identity);
         }

@@ -735,6 +735,50 @@ async fn cookie_writes_from_another_origin_are_refused() {
     assert_eq!(t.status(scripted).await.0, StatusCode::CREATED);
 }
 
+/// Behind a proxy the server trusts, each client behind it counts apart:
+/// one guessing from one address is held back, and the others sign in;
+/// the audit log names them. What a client writes in `X-Forwarded-For`
+/// itself counts for nothing.
+#[tokio::test]
+async fn behind_a_trusted_proxy_each_client_counts_apart() {
+    async fn attempt(t: &Team, from: &str, login: &str, password: &str) -> StatusCode {
+        t.request(Method::POST, "/auth/signin")
+            .header("x-forwarded-for", from)
+            .form(&[("login", login), ("password", password)])
+            .send()
+            .await
+            .unwrap()
+            .status()
+    }
+    // Guesses (of different logins) until the address is held back (the
+    // limit refills as they go): each from `from(i)`.
+    async fn held_back(t: &Team, from: fn(u32) -> String) -> bool {
+        for i in 0..3 * server::auth::PER_ADDRESS_PER_MINUTE {
+            let status = attempt(t, &from(i), &format!("guess{i}"), "wrong").await;
+            if status == StatusCode::TOO_MANY_REQUESTS {
+                return true;
+            }
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "attempt {i}");
+        }
+        false
+    }
+    let t = team(&["--trusted-proxies=127.0.0.0/8,::1"]).await;
+    t.person("rita", Role::Member).await;
+    assert!(held_back(&t, |_| "198.51.100.7".into()).await);
+    let other = attempt(&t, "198.51.100.8", "rita", PASSWORD).await;
+    assert_eq!(other, StatusCode::SEE_OTHER);
+    let audit = t.paddock.store.audit_log(None, 1).await.unwrap();
+    assert_eq!(
+        audit[0].address.as_deref(),
+        Some("198.51.100.8"),
+        "{audit:?}"
+    );
+
+    // Not behind a trusted proxy: the peer counts, whatever it writes.
+    let t = team(&[]).await;
+    assert!(held_back(&t, |i| format!("198.51.100.{}", i % 250)).await);
+}
+
 #[tokio::test]
 async fn sign_in_is_rate_limited_and_never_tells_who_exists() {
     let t = team(&[]).await;
