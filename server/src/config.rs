@@ -71,7 +71,7 @@ pub struct Config {
     /// request counts for (sign-in limits, the audit log) is then the
     /// nearest address none of them has [default: none; the peer].
     #[arg(long, env = "PADDOCK_TRUSTED_PROXIES", value_delimiter = ',',
-          value_parser = crate::http::client_address::parse_network)]
+          value_parser = trusted_network)]
     pub trusted_proxies: Vec<ipnet::IpNet>,
 
     /// Sandbox backend [default: docker when a daemon answers, else local].
@@ -567,6 +567,14 @@ pub fn default_sandbox_agent_bin() -> PathBuf {
     cache_dir().join("paddock/sandbox-agent/paddock-sandbox-agent")
 }
 
+/// A trusted proxy as configured: a network (`10.0.0.0/8`) or one address.
+fn trusted_network(text: &str) -> Result<ipnet::IpNet, String> {
+    let text = text.trim();
+    text.parse::<ipnet::IpNet>()
+        .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("{text:?} is neither an address nor a network (10.0.0.0/8)"))
+}
+
 /// A limit within the range a session may ask for.
 fn within<T>(value: &str, range: std::ops::RangeInclusive<T>, unit: &str) -> Result<T, String>
 where
@@ -794,6 +802,17 @@ mod tests {
             ("--sandbox-pids", "-1"),
         ] {
             assert!(parse(flag, bad).is_err(), "{flag} {bad}");
+        }
+    }
+
+    #[test]
+    fn trusted_proxies_are_addresses_or_networks() {
+        let parse = |v: &str| Config::try_parse_from(["paddock", "--trusted-proxies", v]);
+        let c = parse("127.0.0.1, 10.0.0.0/8,::1").unwrap();
+        assert_eq!(c.trusted_proxies.len(), 3);
+        assert!(c.trusted_proxies[0].contains(&"127.0.0.1".parse::<std::net::IpAddr>().unwrap()));
+        for bad in ["proxy.example.com", "10.0.0.0/33", ""] {
+            assert!(parse(bad).is_err(), "{bad:?}");
         }
     }
 
