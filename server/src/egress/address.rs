@@ -81,6 +81,17 @@ pub fn own_addresses() -> Vec<IpAddr> {
     own
 }
 
+/// Whether the proxy may connect to `ip`: a public address, or one in a
+/// network the operator opened; never one of this host's own interfaces
+/// (`own`), which reach its own services whatever networks are opened
+/// (an internal network opened for a mirror often holds the host too),
+/// but for loopback, which only a network naming loopback opens.
+pub fn reachable(ip: IpAddr, own: &[IpAddr], networks: &[Network]) -> bool {
+    let ip = canonical(ip);
+    let of_this_host = own.contains(&ip) && !ip.is_loopback();
+    !of_this_host && (is_public(ip) || networks.iter().any(|n| n.contains(ip)))
+}
+
 /// Whether `ip` is an ordinary address on the internet: not loopback,
 /// private, link-local, shared (CGNAT), multicast, documentation,
 /// benchmarking, reserved or unspecified.
@@ -171,6 +182,26 @@ mod tests {
     fn this_hosts_own_addresses_are_known() {
         let own = own_addresses();
         assert!(own.contains(&ip("127.0.0.1")), "{own:?}");
+    }
+
+    #[test]
+    fn this_hosts_own_addresses_are_never_reached() {
+        let own = [ip("127.0.0.1"), ip("10.1.0.7"), ip("203.0.113.5")];
+        let opened: [Network; 2] = [
+            "10.1.0.0/16".parse().unwrap(),
+            "127.0.0.0/8".parse().unwrap(),
+        ];
+        // In an opened network, but the host's own interface.
+        assert!(!reachable(ip("10.1.0.7"), &own, &opened));
+        assert!(!reachable(ip("::ffff:10.1.0.7"), &own, &opened));
+        assert!(reachable(ip("10.1.2.3"), &own, &opened));
+        // Public, but the host's own.
+        assert!(!reachable(ip("203.0.113.5"), &own, &opened));
+        assert!(reachable(ip("1.1.1.1"), &own, &opened));
+        // Loopback only where a network names it.
+        assert!(reachable(ip("127.0.0.1"), &own, &opened));
+        assert!(!reachable(ip("127.0.0.1"), &own, &opened[..1]));
+        assert!(!reachable(ip("10.9.9.9"), &own, &[]));
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! refusal ([`Refusal`]) is an HTTP answer whose status line says why,
 //! which the agent's tool shows.
 
-use super::address::{canonical, is_public, own_addresses, Network};
+use super::address::{canonical, is_public, own_addresses, reachable, Network};
 use super::refusal::Refusal;
 use super::request_body::{self, framing, Framing};
 use super::SessionEgress;
@@ -329,13 +329,14 @@ async fn connect(host: &str, port: u16, networks: &[Network]) -> Result<TcpStrea
         .map_err(|_| Refusal::new(502, "the name does not resolve"))?;
     let addrs: Vec<SocketAddr> = resolved.collect();
     let own = own_addresses();
-    let allowed = |ip| networks.iter().any(|n: &Network| n.contains(ip));
     let reachable: Vec<&SocketAddr> = addrs
         .iter()
-        .filter(|a| (is_public(a.ip()) && !own.contains(&canonical(a.ip()))) || allowed(a.ip()))
+        .filter(|a| reachable(a.ip(), &own, networks))
         .collect();
     if let (true, Some(first)) = (reachable.is_empty(), addrs.first()) {
-        let what = if own.contains(&canonical(first.ip())) && is_public(first.ip()) {
+        // Own, where that is why: an address it would reach otherwise.
+        let opened = networks.iter().any(|n| n.contains(first.ip()));
+        let what = if own.contains(&canonical(first.ip())) && (opened || is_public(first.ip())) {
             "an address of this server's own"
         } else {
             "a non-public address"
