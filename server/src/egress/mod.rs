@@ -61,6 +61,9 @@ struct SessionEgress {
     networks: Arc<[Network]>,
     journal: Journal,
     cancel: CancellationToken,
+    /// The socket file this listens on (device and inode): replicas share
+    /// the folder, and another's may have taken the path since.
+    bound: (u64, u64),
     open: Arc<Semaphore>,
     /// This minute's start, its new connections, and whether a refusal was
     /// recorded in it.
@@ -134,9 +137,16 @@ impl EgressProxy {
             socket: format!("{SOCKET_DIR}/{SOCKET_NAME}"),
             port: PORT,
         };
+        let path = dir.join(SOCKET_NAME);
         let mut listening = lock(&self.listening);
-        if listening.contains_key(&session) {
-            return Ok((mount, relay));
+        if let Some(egress) = listening.get(&session) {
+            // Still the file this listens on: another replica sharing the
+            // folder may have bound its own there since, and gone.
+            if file_id(&path).is_ok_and(|id| id == egress.bound) {
+                return Ok((mount, relay));
+            }
+            egress.cancel.cancel();
+            listening.remove(&session);
         }
         let rules = allowlist
             .iter()
@@ -145,8 +155,8 @@ impl EgressProxy {
             .map_err(std::io::Error::other)?;
         std::fs::create_dir_all(&dir)?;
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))?;
-        let path = dir.join(SOCKET_NAME);
-        // A socket left by an earlier server: ours to replace.
+        // A socket left by an earlier server or another replica: ours to
+        // replace.
         match std::fs::remove_file(&path) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
             _ => {}
@@ -160,6 +170,7 @@ impl EgressProxy {
             networks: self.networks.clone(),
             journal: self.journal.clone(),
             cancel: CancellationToken::new(),
+            bound: file_id(&path)?,
             open: Arc::new(Semaphore::new(CONNECTIONS_AT_ONCE)),
             minute: Mutex::new((Instant::now(), 0, false)),
         });
@@ -179,6 +190,13 @@ impl EgressProxy {
             _ => Ok(()),
         }
     }
+}
+
+/// A file's device and inode.
+fn file_id(path: &std::path::Path) -> std::io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(path)?;
+    Ok((meta.dev(), meta.ino()))
 }
 
 async fn accept(listener: tokio::net::UnixListener, egress: Arc<SessionEgress>) {

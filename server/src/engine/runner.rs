@@ -519,6 +519,9 @@ impl Runner {
         let mut reaped = Vec::new();
         for found in self.sandbox.list().await? {
             if self.store.get_session(found.session).await?.is_none() {
+                if let Err(e) = self.egress.forget(found.session) {
+                    tracing::warn!(session = %found.session, "cannot remove the egress proxy of a session that is gone: {e}");
+                }
                 match self.sandbox.destroy(found.session).await {
                     Ok(()) => reaped.push(found.session),
                     Err(e) => {

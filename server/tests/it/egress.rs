@@ -354,3 +354,29 @@ async fn allowlists_are_checked_and_need_docker() {
     }
     assert!(p.store.list_sessions(None).await.unwrap().is_empty());
 }
+
+/// Replicas share the sessions' folder: a session's socket another replica
+/// bound there (and may have left, nobody listening) is bound again by the
+/// next run here, rather than this replica taking its own listener for
+/// the one the sandbox reaches.
+#[tokio::test]
+async fn a_socket_another_replica_bound_is_bound_again() {
+    let port = origin().await;
+    let home = Home::new();
+    let p = paddock(&home, &["--egress-networks=127.0.0.0/8"]).await;
+    let s = session(&p, &[format!("localhost:{port}")]).await;
+    let fetch = format!("{VIA_PROXY} curl -sS http://localhost:{port}/hello");
+    assert!(run(&p, &s, &fetch).await.contains("hello from the host"));
+    // Another replica, which opens no loopback, binds the session's socket.
+    let other = server::egress::EgressProxy::new(home.workspaces(), &[], p.journal.clone());
+    other.open(s.id, &s.egress).unwrap();
+    let through_other = run(&p, &s, &fetch).await;
+    assert!(
+        through_other.contains("non-public address"),
+        "{through_other}"
+    );
+    // The next run here binds it again.
+    p.runner.start_sandbox(&s).await.unwrap();
+    let again = run(&p, &s, &fetch).await;
+    assert!(again.contains("hello from the host"), "{again}");
+}
