@@ -4,6 +4,7 @@
 //! and the event streams. The README's architecture section maps the
 //! modules.
 
+pub mod activity;
 pub mod agent_templates;
 pub mod auth;
 pub mod bus;

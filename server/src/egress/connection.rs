@@ -8,12 +8,15 @@
 //! which the agent's tool shows.
 
 use super::address::{canonical, is_public, own_addresses, reachable, Network};
+use super::metered::Metered;
 use super::refusal::Refusal;
 use super::request_body::{self, framing, Framing};
 use super::SessionEgress;
+use crate::activity::Activity;
 use app::domain::EventKind;
 use app::egress::normal_host;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -24,6 +27,9 @@ const HEAD_MAX_BYTES: usize = 16 * 1024;
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a relayed connection may carry nothing either way before it
+/// is closed.
+pub const IDLE_LIMIT: Duration = Duration::from_secs(300);
 
 /// Where a request goes, and what to send there first.
 #[derive(Debug, PartialEq)]
@@ -67,55 +73,49 @@ where
         let refusal = Refusal::new(403, "not in this session's network allowlist");
         return refuse(&mut client, named, refusal, egress).await;
     }
-    let mut upstream = match connect(&target.host, target.port, &egress.networks).await {
+    let upstream = match connect(&target.host, target.port, &egress.networks).await {
         Ok(upstream) => upstream,
         Err(refusal) => return refuse(&mut client, named, refusal, egress).await,
     };
+    // What passes is counted as it passes: the transcript says what moved
+    // however the connection ends.
+    let activity = Arc::new(Activity::default());
+    let mut upstream = Metered::new(upstream, activity.clone());
     let relayed = async {
         match &target.forward {
             None => {
                 let ok = b"HTTP/1.1 200 Connection established\r\n\r\n";
                 if client.write_all(ok).await.is_err() || upstream.write_all(&rest).await.is_err() {
-                    return (0, 0);
+                    return;
                 }
-                tokio::io::copy_bidirectional(&mut client, &mut upstream)
-                    .await
-                    .map(|(up, down)| (up + rest.len() as u64, down))
-                    .unwrap_or((rest.len() as u64, 0))
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
             }
             // The one request checked, and its answer: nothing the
             // client sends after its body is relayed.
             Some(forward) => {
                 let (mut from_client, mut to_client) = tokio::io::split(&mut client);
-                let (mut from_upstream, mut to_upstream) = upstream.split();
+                let (mut from_upstream, mut to_upstream) = tokio::io::split(&mut upstream);
                 let send = async {
                     to_upstream.write_all(&forward.head).await?;
-                    let body = request_body::relay(
-                        &rest,
-                        &mut from_client,
-                        &mut to_upstream,
-                        &forward.body,
-                    )
-                    .await?;
-                    Ok::<_, std::io::Error>(forward.head.len() as u64 + body)
+                    request_body::relay(&rest, &mut from_client, &mut to_upstream, &forward.body)
+                        .await
                 };
                 let receive = async {
-                    let down = tokio::io::copy(&mut from_upstream, &mut to_client).await?;
-                    to_client.shutdown().await?;
-                    Ok::<_, std::io::Error>(down)
+                    tokio::io::copy(&mut from_upstream, &mut to_client).await?;
+                    to_client.shutdown().await
                 };
-                let (sent, received) = tokio::join!(send, receive);
-                (
-                    sent.unwrap_or(forward.head.len() as u64),
-                    received.unwrap_or(0),
-                )
+                let _ = tokio::join!(send, receive);
             }
         }
     };
-    let (sent, received) = tokio::select! {
-        r = relayed => r,
-        () = egress.cancel.cancelled() => (0, 0),
-    };
+    tokio::select! {
+        () = relayed => {}
+        () = egress.cancel.cancelled() => {}
+        // Nothing either way for this long: a connection held open
+        // holds two of the server's descriptors.
+        () = activity.idle_for(IDLE_LIMIT) => {}
+    }
+    let (sent, received) = (upstream.sent, upstream.received);
     egress
         .record(EventKind::Egress {
             host: target.host,

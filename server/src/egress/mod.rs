@@ -18,6 +18,7 @@
 
 mod address;
 mod connection;
+mod metered;
 mod refusal;
 mod request_body;
 
@@ -45,6 +46,9 @@ const PORT: u16 = 3128;
 pub const CONNECTIONS_PER_MINUTE: u32 = 300;
 /// Connections a session may hold open at once.
 pub const CONNECTIONS_AT_ONCE: usize = 64;
+/// Connections all sessions may hold open at once: each holds two of the
+/// server's file descriptors, which the server needs for its own work too.
+pub const CONNECTIONS_ON_SERVER: usize = 512;
 
 pub struct EgressProxy {
     /// Each session's socket folder is `<root>/<session>.egress`.
@@ -52,6 +56,8 @@ pub struct EgressProxy {
     networks: Arc<[Network]>,
     journal: Journal,
     listening: Mutex<HashMap<SessionId, Arc<SessionEgress>>>,
+    /// Room for [`CONNECTIONS_ON_SERVER`].
+    on_server: Arc<Semaphore>,
 }
 
 /// One session's side of the proxy.
@@ -65,6 +71,7 @@ struct SessionEgress {
     /// the folder, and another's may have taken the path since.
     bound: (u64, u64),
     open: Arc<Semaphore>,
+    on_server: Arc<Semaphore>,
     /// This minute's start, its new connections, and whether a refusal was
     /// recorded in it.
     minute: Mutex<(Instant, u32, bool)>,
@@ -78,26 +85,33 @@ impl SessionEgress {
     }
 
     /// Admits a new connection within the minute's rate and the open
-    /// connections' bound (its permit), or says why not, and whether this
-    /// is the minute's first refusal (said in the transcript; later ones
-    /// only counted).
-    fn admit(&self) -> Result<OwnedSemaphorePermit, (String, bool)> {
+    /// connections' bounds, the session's and the server's (its permits),
+    /// or says why not, and whether this is the minute's first refusal
+    /// (said in the transcript; later ones only counted).
+    fn admit(&self) -> Result<[OwnedSemaphorePermit; 2], (String, bool)> {
         let mut minute = lock(&self.minute);
         if minute.0.elapsed() >= Duration::from_secs(60) {
             *minute = (Instant::now(), 0, false);
         }
-        let refused = if minute.1 >= CONNECTIONS_PER_MINUTE {
-            format!("too many new connections (at most {CONNECTIONS_PER_MINUTE} a minute)")
-        } else {
-            match self.open.clone().try_acquire_owned() {
-                Ok(permit) => {
-                    minute.1 += 1;
-                    return Ok(permit);
-                }
-                Err(_) => {
-                    format!("too many connections open at once (at most {CONNECTIONS_AT_ONCE})")
-                }
+        let permits = (
+            self.open.clone().try_acquire_owned(),
+            self.on_server.clone().try_acquire_owned(),
+        );
+        let refused = match permits {
+            _ if minute.1 >= CONNECTIONS_PER_MINUTE => {
+                format!("too many new connections (at most {CONNECTIONS_PER_MINUTE} a minute)")
             }
+            (Ok(own), Ok(server)) => {
+                minute.1 += 1;
+                return Ok([own, server]);
+            }
+            (Err(_), _) => {
+                format!("too many connections open at once (at most {CONNECTIONS_AT_ONCE})")
+            }
+            (_, Err(_)) => format!(
+                "too many connections open on this server at once (at most \
+                 {CONNECTIONS_ON_SERVER}, all sessions together)"
+            ),
         };
         let first = !minute.2;
         minute.2 = true;
@@ -112,6 +126,7 @@ impl EgressProxy {
             networks: networks.into(),
             journal,
             listening: Mutex::new(HashMap::new()),
+            on_server: Arc::new(Semaphore::new(CONNECTIONS_ON_SERVER)),
         }
     }
 
@@ -172,6 +187,7 @@ impl EgressProxy {
             cancel: CancellationToken::new(),
             bound: file_id(&path)?,
             open: Arc::new(Semaphore::new(CONNECTIONS_AT_ONCE)),
+            on_server: self.on_server.clone(),
             minute: Mutex::new((Instant::now(), 0, false)),
         });
         listening.insert(session, egress.clone());
@@ -213,11 +229,11 @@ async fn accept(listener: tokio::net::UnixListener, egress: Arc<SessionEgress>) 
             () = egress.cancel.cancelled() => return,
         };
         match egress.admit() {
-            Ok(permit) => {
+            Ok(permits) => {
                 let egress = egress.clone();
                 tokio::spawn(async move {
                     connection::serve(stream, &egress).await;
-                    drop(permit);
+                    drop(permits);
                 });
             }
             // Answered here, one at a time: a flood holds one descriptor

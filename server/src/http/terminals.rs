@@ -17,6 +17,7 @@ use super::access_watch;
 use super::error::ApiResult;
 use super::extract::SessionPath;
 use super::routes::Routes;
+use crate::activity::Activity;
 use crate::auth::Identity;
 use crate::paddock::Paddock;
 use crate::sandbox::TerminalSize;
@@ -30,9 +31,8 @@ use axum::extract::{Query, State};
 use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 
 /// Largest message a client may send (a paste is typed in pieces).
@@ -91,31 +91,6 @@ struct Control {
     resize: Size,
 }
 
-/// When the socket last carried something, in milliseconds since `start`.
-struct Activity {
-    start: Instant,
-    last: AtomicU64,
-}
-
-impl Activity {
-    fn touch(&self) {
-        let now = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last.store(now, Ordering::Relaxed);
-    }
-
-    /// Resolves once nothing has passed for `limit`.
-    async fn idle_for(&self, limit: Duration) {
-        loop {
-            let last = Duration::from_millis(self.last.load(Ordering::Relaxed));
-            let quiet = self.start.elapsed().saturating_sub(last);
-            if quiet >= limit {
-                return;
-            }
-            tokio::time::sleep(limit - quiet).await;
-        }
-    }
-}
-
 /// Carries the terminal until it ends, and has the transcript say why.
 async fn relay(
     socket: WebSocket,
@@ -136,16 +111,10 @@ async fn relay(
         terminal.process.control,
     );
     let (mut sink, mut stream) = socket.split();
-    let activity = Activity {
-        start: Instant::now(),
-        last: AtomicU64::new(0),
-    };
+    let activity = Activity::default();
     // Anything from the viewer, the pongs its browser answers the pings
     // with included: a viewer whose machine vanished sends nothing.
-    let heard = Activity {
-        start: Instant::now(),
-        last: AtomicU64::new(0),
-    };
+    let heard = Activity::default();
     let typing = async {
         while let Some(message) = stream.next().await {
             heard.touch();

@@ -380,3 +380,41 @@ async fn a_socket_another_replica_bound_is_bound_again() {
     let again = run(&p, &s, &fetch).await;
     assert!(again.contains("hello from the host"), "{again}");
 }
+
+/// What moved is counted however the connection ends: an origin that
+/// sends a megabyte of a longer answer, then resets the connection.
+#[tokio::test]
+async fn bytes_that_moved_are_counted_when_the_far_end_breaks_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = vec![0; 4096];
+                let _ = conn.read(&mut head).await;
+                let _ = conn
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 4000000\r\n\r\n")
+                    .await;
+                let _ = conn.write_all(&vec![b'x'; 1_000_000]).await;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                let _ = conn.set_zero_linger();
+            });
+        }
+    });
+    let home = Home::new();
+    let p = paddock(&home, &["--egress-networks=127.0.0.0/8"]).await;
+    let s = session(&p, &[format!("localhost:{port}")]).await;
+    let cut = run(
+        &p,
+        &s,
+        &format!("{VIA_PROXY} curl -sS -o /dev/null http://localhost:{port}/big 2>&1"),
+    )
+    .await;
+    assert!(!cut.is_empty(), "curl saw the answer cut short");
+    let events = egress_events(&p, &s, 1).await;
+    let EventKind::Egress { received, sent, .. } = &events[0] else {
+        unreachable!()
+    };
+    assert!(*received >= 1_000_000 && *sent > 0, "{events:?}");
+}
