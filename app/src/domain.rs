@@ -335,6 +335,14 @@ pub struct EnvVar {
     pub value: String,
 }
 
+/// `NAME<<END`: the start of a value of several lines, its name and end
+/// word.
+fn heredoc_start(line: &str) -> Option<(&str, &str)> {
+    let (name, end) = line.trim_end().split_once("<<")?;
+    let word = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    (word(name.trim()) && word(end)).then_some((name, end))
+}
+
 /// Variables a session may set, the bytes of one value, and names that
 /// are the sandbox's or an engine's own.
 pub const ENV_MAX: usize = 32;
@@ -391,19 +399,57 @@ pub fn check_variable_name(name: &str) -> Result<(), AppError> {
 }
 
 impl EnvVar {
-    /// The variables a form lists, one `NAME=value` a line (a line without
-    /// `=` is a name with an empty value, which validation then names).
+    /// The variables a form lists, one `NAME=value` a line, and a value of
+    /// several lines between `NAME<<END` and a line `END` (the way GitHub
+    /// Actions writes them; any word for `END`). A line without `=` is a
+    /// name with an empty value, which validation then names.
     pub fn from_lines(text: &str) -> Vec<Self> {
-        text.lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(|line| {
-                let (name, value) = line.split_once('=').unwrap_or((line, ""));
-                EnvVar {
-                    name: name.trim().to_owned(),
-                    value: value.to_owned(),
+        let mut vars = Vec::new();
+        let mut lines = text.lines();
+        while let Some(line) = lines.next() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            let (name, value) = match heredoc_start(line) {
+                Some((name, end)) => {
+                    let value: Vec<&str> = lines.by_ref().take_while(|l| *l != end).collect();
+                    (name, value.join("\n"))
                 }
+                None => {
+                    let (name, value) = line.split_once('=').unwrap_or((line, ""));
+                    (name, value.to_owned())
+                }
+            };
+            vars.push(EnvVar {
+                name: name.trim().to_owned(),
+                value,
+            });
+        }
+        vars
+    }
+
+    /// The variables as [`EnvVar::from_lines`] reads them back.
+    pub fn to_lines(vars: &[Self]) -> String {
+        vars.iter()
+            .map(|v| {
+                if !v.value.contains('\n') {
+                    return format!("{}={}", v.name, v.value);
+                }
+                // An end word no line of the value is.
+                let end = (0..)
+                    .map(|n| {
+                        if n == 0 {
+                            "END".to_owned()
+                        } else {
+                            format!("END{n}")
+                        }
+                    })
+                    .find(|end| !v.value.lines().any(|l| l == end))
+                    .unwrap_or_default();
+                format!("{}<<{end}\n{}\n{end}", v.name, v.value)
             })
-            .collect()
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     fn validate(self) -> Result<Self, AppError> {
@@ -1463,6 +1509,20 @@ mod tests {
                 var("MODE", "fast"),
                 var("EMPTY", "")
             ]
+        );
+        // Values of several lines, as a form writes and reads them back.
+        let vars = [
+            var("KEY", "-----BEGIN KEY-----\nabc\nEND\n-----END KEY-----"),
+            var("ONE", "a=b"),
+            var("TWO", "x\ny"),
+        ];
+        let text = EnvVar::to_lines(&vars);
+        assert!(text.starts_with("KEY<<END1\n"), "{text}");
+        assert_eq!(EnvVar::from_lines(&text), vars);
+        assert_eq!(EnvVar::from_lines(&text.replace('\n', "\r\n")), vars);
+        assert_eq!(
+            EnvVar::from_lines("A<<EOF\n1\n\n2\nEOF\nB=3"),
+            [var("A", "1\n\n2"), var("B", "3")]
         );
         let mut n = new("ok");
         n.env = vec![var("GREETING", "hi"), var("_x1", "")];

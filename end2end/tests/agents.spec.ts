@@ -43,3 +43,35 @@ test('an agent made in the dashboard, edited to a new version, starts a session 
   await expect(page.getByTestId('agent-row')).toHaveCount(1);
   await expect(page.getByTestId('agent-meta')).toContainText('v2');
 });
+
+test('saving an agent in the form keeps what the form cannot show as it is', async ({ page, paddock }) => {
+  const key = '-----BEGIN KEY-----\nabc\n-----END KEY-----';
+  const made = await paddock.api('/api/templates', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({
+      name: 'Keeper',
+      session: {
+        name: 'Nightly review',
+        env: [{ name: 'KEY', value: key }, { name: 'MODE', value: 'fast' }],
+        mcp_servers: [{ name: 'tools', command: '/opt/my tools/server', args: ['--flag'] }],
+      },
+    }),
+  });
+  expect(made.status).toBe(201);
+  const { id } = await made.json();
+  await gotoHydrated(page, `${paddock.url}/agents/${id}`);
+  const edit = page.getByTestId('agent-edit-form');
+  await edit.getByText('More options').click();
+  // A value of several lines is shown between NAME<<END and END.
+  await expect(edit.getByLabel('Environment variables')).toHaveValue(`KEY<<END\n${key}\nEND\nMODE=fast`);
+  await edit.getByLabel('Description').fill('Keeps its settings.');
+  await edit.getByTestId('agent-edit-save').click();
+  await expect(page.getByTestId('agent-version')).toHaveText('version 2');
+  const saved = await (await paddock.api(`/api/templates/${id}`)).json();
+  expect(saved.description).toBe('Keeps its settings.');
+  expect(saved.session.name).toBe('Nightly review');
+  expect(saved.session.env).toEqual([{ name: 'KEY', value: key }, { name: 'MODE', value: 'fast' }]);
+  expect(saved.session.mcp_servers[0].command).toBe('/opt/my tools/server');
+  expect(saved.session.mcp_servers[0].args).toEqual(['--flag']);
+});

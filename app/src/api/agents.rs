@@ -67,20 +67,24 @@ pub async fn save_template(
                     .transpose()?,
             };
             // Skills are kept apart from the form (see save_skill), and so
-            // are MCP servers' variables (the form lists the commands), and
-            // their arguments while their line stays as it was written.
-            // The save is based on the version the form shows, else the
-            // one read here, so that a skill added meanwhile is not lost.
+            // are the sessions' name (the form has no field for it) and MCP
+            // servers' variables (the form lists the commands), and their
+            // command and arguments while their line stays as it was
+            // written (a word of it may hold a space). The save is based on
+            // the version the form shows, else the one read here, so that a
+            // skill added meanwhile is not lost.
             let mut base = None;
             if let Some(id) = id {
                 let current = backend.get_template(&caller, id).await?;
                 base = Some(version.unwrap_or(current.version));
                 let current = current.draft.session;
                 draft.session.skills = current.skills;
+                draft.session.name = current.name;
                 for server in &mut draft.session.mcp_servers {
                     if let Some(same) = current.mcp_servers.iter().find(|m| m.name == server.name) {
                         server.env = same.env.clone();
                         if same.line() == server.line() {
+                            server.command = same.command.clone();
                             server.args = same.args.clone();
                         }
                     }

@@ -9,7 +9,8 @@ use crate::accounts::{CredentialKind, CredentialScope};
 use crate::api::accounts::{list_credentials, whoami};
 use crate::api::{get_server_info, SettingsForm};
 use crate::domain::{
-    AppError, Engine, McpServer, NewSession, PermissionMode, DEFAULT_MODEL, SUGGESTED_MODELS,
+    AppError, Engine, EnvVar, McpServer, NewSession, PermissionMode, DEFAULT_MODEL,
+    SUGGESTED_MODELS,
 };
 use crate::workspace_source::WorkspaceSource;
 use leptos::prelude::*;
@@ -85,11 +86,7 @@ pub(super) fn SettingsFields(initial: NewSession, prefix: &'static str) -> impl 
     let id = move |what: &str| format!("{prefix}-{what}");
     let mode = initial.permission_mode.unwrap_or(PermissionMode::Ask);
     let engine = initial.engine.unwrap_or(Engine::Native);
-    let env: Vec<String> = initial
-        .env
-        .iter()
-        .map(|v| format!("{}={}", v.name, v.value))
-        .collect();
+    let env = EnvVar::to_lines(&initial.env);
     let mounts: Vec<String> = initial
         .mounts
         .iter()
@@ -164,7 +161,7 @@ pub(super) fn SettingsFields(initial: NewSession, prefix: &'static str) -> impl 
                 </div>
                 <div>
                     <label for=id("budget") class="text-sm font-medium">"Budget (USD)"</label>
-                    <input id=id("budget") name="budget_usd" type="number" min="0.01" step="0.01" placeholder="No limit" value=initial.budget_usd.map(|b| b.to_string()) class=INPUT />
+                    <input id=id("budget") name="budget_usd" type="number" min="0" step="any" placeholder="No limit" value=initial.budget_usd.map(|b| b.to_string()) class=INPUT />
                 </div>
                 <div>
                     <label for=id("mcp") class="text-sm font-medium">"MCP servers"</label>
@@ -193,7 +190,7 @@ pub(super) fn SettingsFields(initial: NewSession, prefix: &'static str) -> impl 
                         <input name="memory_mb" type="number" min="64" max="65536" value=initial.limits.memory_mb.map(|n| n.to_string()) class=INPUT />
                     </label>
                     <label class="text-xs">"CPUs"
-                        <input name="cpus" type="number" min="0.1" max="64" step="0.1" value=initial.limits.cpus.map(|n| n.to_string()) class=INPUT />
+                        <input name="cpus" type="number" min="0.1" max="64" step="any" value=initial.limits.cpus.map(|n| n.to_string()) class=INPUT />
                     </label>
                     <label class="text-xs">"Disk (MiB)"
                         <input name="disk_mb" type="number" min="16" max="1048576" value=initial.limits.disk_mb.map(|n| n.to_string()) class=INPUT />
@@ -207,7 +204,7 @@ pub(super) fn SettingsFields(initial: NewSession, prefix: &'static str) -> impl 
                 </fieldset>
                 <div>
                     <label for=id("env") class="text-sm font-medium">"Environment variables"</label>
-                    <textarea id=id("env") name="env" rows="2" placeholder="NAME=value, one a line" class=INPUT>{env.join("\n")}</textarea>
+                    <textarea id=id("env") name="env" rows="2" placeholder="NAME=value, one a line (several lines: NAME<<END, the lines, END)" class=INPUT>{env}</textarea>
                     <p class="mt-1 text-xs text-zinc-500 dark:text-zinc-400">"Set for every command the agent runs. They are shown in the session's settings: no credentials here."</p>
                 </div>
                 <fieldset data-testid="session-secrets">
