@@ -60,6 +60,26 @@ struct SignedIn {
     user: UserId,
     signed_in_at: DateTime<Utc>,
     seen_at: DateTime<Utc>,
+    /// Which password it signed in with ([`password_mark`]): a session
+    /// that signed in with one changed since holds no more, even one whose
+    /// check of the old password was under way as it changed. (Sessions
+    /// from before this was kept have none.)
+    #[serde(default)]
+    password: Option<String>,
+}
+
+/// A mark of a password's hash, kept with the sessions signed in with it.
+fn password_mark(password_hash: &str) -> String {
+    secret::sha256_hex(password_hash)[..16].to_owned()
+}
+
+impl SignedIn {
+    /// Whether it signed in with the password whose hash is `now`.
+    fn with_password(&self, now: &str) -> bool {
+        self.password
+            .as_deref()
+            .is_none_or(|mark| secret::same(mark, &password_mark(now)))
+    }
 }
 
 /// How a request proved who it is.
@@ -195,7 +215,7 @@ impl Auth {
         };
         let now = Utc::now();
         let user = self.store.user_by_id(signed_in.user).await?;
-        let active = user.filter(|u| !u.user.disabled);
+        let active = user.filter(|u| !u.user.disabled && signed_in.with_password(&u.password_hash));
         let Some(user) = active.filter(|_| now - signed_in.signed_in_at < ABSOLUTE_TIMEOUT) else {
             session.flush().await.map_err(internal)?;
             return Ok(None);
@@ -292,15 +312,15 @@ impl Auth {
         };
         let hash = record.as_ref().map(|r| r.password_hash.clone());
         let matches = password::verify(password.to_owned(), hash).await?;
-        let user = match record {
-            Some(r) if matches && !r.user.disabled => r.user,
+        let (user, hash) = match record {
+            Some(r) if matches && !r.user.disabled => (r.user, r.password_hash),
             _ => {
                 self.audit(&claimed, AuditAction::SignInFailed, "", "", address)
                     .await;
                 return Err(AppError::Unauthenticated(WRONG_CREDENTIALS.into()));
             }
         };
-        self.start_browser_session(session, user.id).await?;
+        self.start_browser_session(session, user.id, &hash).await?;
         self.store.set_last_sign_in(user.id, Utc::now()).await?;
         let caller = user.caller();
         self.audit(&caller.label(), AuditAction::SignIn, "", "", address)
@@ -308,7 +328,14 @@ impl Auth {
         Ok(caller)
     }
 
-    async fn start_browser_session(&self, session: &Session, user: UserId) -> Result<(), AppError> {
+    /// Signs `session` in as `user`, with the password whose hash is
+    /// `password_hash` (the one checked).
+    async fn start_browser_session(
+        &self,
+        session: &Session,
+        user: UserId,
+        password_hash: &str,
+    ) -> Result<(), AppError> {
         let now = Utc::now();
         session.cycle_id().await.map_err(internal)?;
         session
@@ -318,6 +345,7 @@ impl Auth {
                     user,
                     signed_in_at: now,
                     seen_at: now,
+                    password: Some(password_mark(password_hash)),
                 },
             )
             .await
@@ -375,7 +403,13 @@ impl Auth {
                 return Err(e);
             }
         };
-        self.start_browser_session(session, user.id).await?;
+        let record = self
+            .store
+            .user_by_id(user.id)
+            .await?
+            .ok_or_else(session_expired)?;
+        self.start_browser_session(session, user.id, &record.password_hash)
+            .await?;
         self.store.set_last_sign_in(user.id, Utc::now()).await?;
         Ok(user.caller())
     }
@@ -454,8 +488,8 @@ impl Auth {
             .await;
             return Err(AppError::Forbidden("The current password is wrong.".into()));
         }
-        self.set_password(user, new_password).await?;
-        self.start_browser_session(session, user).await?;
+        let hash = self.set_password(user, new_password).await?;
+        self.start_browser_session(session, user, &hash).await?;
         self.audit(
             &identity.caller.label(),
             AuditAction::PasswordChanged,
@@ -470,7 +504,7 @@ impl Auth {
     /// Whether an identity still holds (for streams that outlive the
     /// request that opened them); an error when the store cannot tell.
     pub async fn still_valid(&self, identity: &Identity) -> Result<bool, StoreError> {
-        let user = match &identity.via {
+        let (user, signed_in) = match &identity.via {
             Via::SignInOff => return Ok(true),
             Via::Browser(id) => {
                 let stored = self
@@ -478,12 +512,12 @@ impl Auth {
                     .load_browser_session(&browser_store::row_key(id))
                     .await?;
                 match stored.as_deref().and_then(browser_store::signed_in_of) {
-                    Some(s) if Utc::now() - s.signed_in_at < ABSOLUTE_TIMEOUT => s.user,
+                    Some(s) if Utc::now() - s.signed_in_at < ABSOLUTE_TIMEOUT => (s.user, Some(s)),
                     _ => return Ok(false),
                 }
             }
             Via::Token(id) => match self.store.api_token(*id).await? {
-                Some(t) if t.token.is_live(Utc::now()) => t.user,
+                Some(t) if t.token.is_live(Utc::now()) => (t.user, None),
                 _ => return Ok(false),
             },
         };
@@ -492,7 +526,9 @@ impl Auth {
         }
         Ok(matches!(
             self.store.user_by_id(user).await?,
-            Some(r) if !r.user.disabled && r.user.role == identity.caller.role
+            Some(r) if !r.user.disabled
+                && r.user.role == identity.caller.role
+                && signed_in.is_none_or(|s| s.with_password(&r.password_hash))
         ))
     }
 }

@@ -63,15 +63,16 @@ impl Auth {
             .ok_or_else(|| AppError::NotFound(format!("User {login}")))
     }
 
+    /// Sets `user`'s password, ending their browser sessions; its hash.
     pub(super) async fn set_password(
         &self,
         user: UserId,
         new_password: &str,
-    ) -> Result<(), AppError> {
+    ) -> Result<String, AppError> {
         check_new_password(new_password)?;
         let hash = password::hash(new_password.to_owned()).await?;
         let change = UserChange {
-            password_hash: Some(hash),
+            password_hash: Some(hash.clone()),
             ..UserChange::default()
         };
         self.store
@@ -80,7 +81,7 @@ impl Auth {
             .ok_or_else(|| no_such_user(user))?;
         self.store.delete_browser_sessions_of(user).await?;
         self.hub.access_changed();
-        Ok(())
+        Ok(hash)
     }
 
     /// Sets someone's password (an admin, or the command line): their

@@ -1040,7 +1040,7 @@ async fn changing_a_password_needs_the_current_one_and_ends_other_sessions() {
     // (Guesses of the current password count as sign-in attempts: five a
     // minute for one account, the one that signs in with the new password
     // being the fifth here.)
-    t.sign_in("pia", NEW).await.unwrap();
+    let late = t.sign_in("pia", NEW).await.unwrap();
     let audit = t.paddock.store.audit_log(None, 100).await.unwrap();
     let changes: Vec<_> = audit
         .iter()
@@ -1049,6 +1049,20 @@ async fn changing_a_password_needs_the_current_one_and_ends_other_sessions() {
         .collect();
     assert_eq!(changes.len(), 2, "{audit:?}");
     assert!(changes.iter().any(|d| d.is_empty()), "{changes:?}");
+
+    // A browser session signed in with a password changed since holds no
+    // more, also one the change's ending of sessions missed (its check of
+    // the old password was under way as it changed): a password changed
+    // under it, its sessions left, stands for that.
+    assert!(t.signed_in(&late).await);
+    let pia = t.paddock.auth.user_by_login("pia").await.unwrap();
+    let change = server::store::accounts::UserChange {
+        password_hash: Some("$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2g".into()),
+        ..Default::default()
+    };
+    t.paddock.store.change_user(pia.id, &change).await.unwrap();
+    assert!(!t.signed_in(&late).await);
+    assert!(!t.signed_in(&renewed).await);
 }
 
 #[tokio::test]
