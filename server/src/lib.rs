@@ -104,6 +104,11 @@ pub async fn serve(
         connections: None,
     };
     listener::serve(listener, http::router(state), limits, shutdown).await;
+    // Told to close with the shutdown: their ends in the transcripts.
+    paddock
+        .terminals
+        .wait_closed(std::time::Duration::from_secs(5))
+        .await;
     paddock.runner.hand_off().await;
     if let Some(bus) = &paddock.bus {
         if let Err(e) = bus.send(Notice::HandedOff).await {

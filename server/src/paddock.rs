@@ -125,6 +125,8 @@ pub struct Recovery {
     pub resumed: Vec<SessionId>,
     /// Sessions with prompts queued that nobody ran: they run now.
     pub queued: Vec<SessionId>,
+    /// Sessions whose terminals the transcript still had open: closed.
+    pub terminals_closed: Vec<SessionId>,
 }
 
 impl Paddock {
@@ -394,7 +396,8 @@ impl Paddock {
     }
 
     /// After a start (or a crash): removes sandboxes whose session is gone,
-    /// and takes over the sessions this replica held (and any whose
+    /// closes (when this process serves alone) the terminals transcripts
+    /// still say are open, and takes over the sessions this replica held (and any whose
     /// replica is gone): one that was mid-turn is marked interrupted, with
     /// an event saying so, one that waited for a permission decision waits
     /// again, queued prompts run. Their sandboxes and workspaces are kept
@@ -404,6 +407,11 @@ impl Paddock {
             reaped: self.runner.reap_sandboxes().await?,
             ..Recovery::default()
         };
+        // Alone, none of the terminals the transcripts say are open can
+        // be; with other replicas, theirs may be.
+        if self.bus.is_none() {
+            recovery.terminals_closed = self.runner.close_stale_terminals().await?;
+        }
         for (session, how) in self.runner.take_over_orphans().await? {
             match how {
                 Takeover::Interrupted => recovery.interrupted.push(session),

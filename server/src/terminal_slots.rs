@@ -7,7 +7,9 @@ use crate::sync::lock;
 use app::domain::{AppError, PermissionMode, Session, SessionId};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// Most terminals open at once in one session.
 pub const PER_SESSION: usize = 8;
@@ -16,6 +18,9 @@ pub const PER_SESSION: usize = 8;
 #[derive(Clone, Default)]
 pub struct TerminalSlots {
     open: Arc<Mutex<HashMap<SessionId, Held>>>,
+    /// The connections that carry them and the recording of their ends,
+    /// waited for at shutdown.
+    tasks: TaskTracker,
 }
 
 #[derive(Default)]
@@ -107,6 +112,27 @@ impl TerminalSlots {
         lock(&self.open)
             .get(&session)
             .is_some_and(|held| !held.open.is_empty())
+    }
+
+    /// What carries a terminal, or records its end: waited for at
+    /// shutdown.
+    pub fn tasks(&self) -> &TaskTracker {
+        &self.tasks
+    }
+
+    /// At shutdown (every terminal told to close already): waits up to
+    /// `within` for their connections to end and their ends to be
+    /// recorded, so that no transcript says one is open that is not.
+    pub async fn wait_closed(&self, within: Duration) {
+        self.tasks.close();
+        if tokio::time::timeout(within, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "terminals still closing at shutdown: their transcripts may say they are open"
+            );
+        }
     }
 
     /// Forgets a deleted session (its numbering included).

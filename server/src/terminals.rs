@@ -26,6 +26,8 @@ pub struct OpenTerminal {
 /// viewer who left before the terminal was theirs.
 pub struct TerminalRecord {
     journal: Journal,
+    /// Where the recording runs (waited for at shutdown).
+    tasks: tokio_util::task::TaskTracker,
     session: SessionId,
     number: u32,
     /// Who opened it, as the transcript names them.
@@ -46,8 +48,8 @@ impl Drop for TerminalRecord {
             self.by.clone(),
         );
         tracing::info!(%session, number, "terminal closed: {why}");
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
+        if tokio::runtime::Handle::try_current().is_ok() {
+            self.tasks.spawn(async move {
                 // A deleted session has no transcript left to tell.
                 let _ = journal
                     .record(
@@ -127,6 +129,7 @@ impl Paddock {
         tracing::info!(session = %id, number = slot.number, by = %caller.login, "terminal opened");
         let record = TerminalRecord {
             journal: self.journal.clone(),
+            tasks: self.terminals.tasks().clone(),
             session: id,
             number: slot.number,
             by,

@@ -533,6 +533,29 @@ impl Runner {
         Ok(reaped)
     }
 
+    /// After a start of the one process serving (no other replicas): the
+    /// terminals the transcripts of sessions with a sandbox say are open
+    /// are closed, since none can be (a crash recorded none of their
+    /// ends, and such a session's sandbox would never be stopped as
+    /// unused). Returns the sessions.
+    pub async fn close_stale_terminals(&self) -> anyhow::Result<Vec<SessionId>> {
+        let mut closed = Vec::new();
+        for found in self.sandbox.list().await? {
+            let session = found.session;
+            for (number, by) in open_terminals(&*self.store, session).await? {
+                let end = EventKind::Terminal {
+                    number,
+                    by,
+                    closed: Some("Paddock restarted".into()),
+                };
+                self.journal.record(session, end).await?;
+                closed.push(session);
+            }
+        }
+        closed.dedup();
+        Ok(closed)
+    }
+
     /// How long a sandbox may go unused ([`Config::sandbox_idle`]).
     pub fn sandbox_idle(&self) -> Option<Duration> {
         self.config.sandbox_idle()
@@ -930,23 +953,34 @@ const TERMINAL_EVENTS_READ: i64 = 64;
 /// Whether the session's transcript has a terminal opened and not yet
 /// closed, among its newest terminal events.
 async fn terminal_open(store: &dyn Store, session: SessionId) -> Result<bool, StoreError> {
+    Ok(!open_terminals(store, session).await?.is_empty())
+}
+
+/// The terminals the session's transcript says are open (opened and not
+/// yet closed, among its newest terminal events): each one's number and
+/// who opened it.
+async fn open_terminals(
+    store: &dyn Store,
+    session: SessionId,
+) -> Result<Vec<(u32, String)>, StoreError> {
     let newest_first = store
         .events_before(session, i64::MAX, "terminal", TERMINAL_EVENTS_READ)
         .await?;
     let mut closed = std::collections::HashSet::new();
+    let mut open = Vec::new();
     for event in newest_first {
         if let EventKind::Terminal {
             number,
+            by,
             closed: why,
-            ..
         } = event.kind
         {
             if why.is_some() {
                 closed.insert(number);
-            } else if !closed.contains(&number) {
-                return Ok(true);
+            } else if closed.insert(number) {
+                open.push((number, by));
             }
         }
     }
-    Ok(false)
+    Ok(open)
 }

@@ -77,11 +77,16 @@ async fn open(
         .open_terminal(&identity.caller, id, TerminalSize { rows, cols })
         .await?;
     let idle = Duration::from_secs(paddock.config.terminal_idle_secs);
+    let ends = Ends {
+        lost,
+        shutdown: paddock.hub.shutting_down(),
+    };
+    let tasks = paddock.terminals.tasks().clone();
     // Should the upgrade fail, `opened` is dropped: its place is given back
     // and the transcript says it closed.
     Ok(upgrade
         .max_message_size(MESSAGE_MAX_BYTES)
-        .on_upgrade(move |socket| relay(socket, opened, idle, lost)))
+        .on_upgrade(move |socket| tasks.track_future(relay(socket, opened, idle, ends))))
 }
 
 /// What a client's text message may say.
@@ -91,13 +96,19 @@ struct Control {
     resize: Size,
 }
 
+/// What ends a terminal from outside its connection: its viewer losing
+/// the right to it, or the server shutting down.
+struct Ends<L, S> {
+    lost: L,
+    shutdown: S,
+}
+
 /// Carries the terminal until it ends, and has the transcript say why.
-async fn relay(
-    socket: WebSocket,
-    opened: OpenTerminal,
-    idle: Duration,
-    lost: impl std::future::Future<Output = ()>,
-) {
+async fn relay<L, S>(socket: WebSocket, opened: OpenTerminal, idle: Duration, ends: Ends<L, S>)
+where
+    L: std::future::Future<Output = ()>,
+    S: std::future::Future<Output = ()>,
+{
     let OpenTerminal {
         terminal,
         slot,
@@ -177,7 +188,8 @@ async fn relay(
         ended = showing => ended,
         () = heard.idle_for(PING_EVERY * 3) => Ended::Gone,
         why = slot.closing.closed() => Ended::Said(why),
-        () = lost => Ended::Said(format!("{by} may no longer operate the session")),
+        () = ends.lost => Ended::Said(format!("{by} may no longer operate the session")),
+        () = ends.shutdown => Ended::Said("Paddock shut down".into()),
         () = activity.idle_for(idle) => Ended::Said(match idle.as_secs() {
             s if s % 60 == 0 => format!("nothing typed or shown for {} min", s / 60),
             s => format!("nothing typed or shown for {s} s"),

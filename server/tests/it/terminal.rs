@@ -372,3 +372,54 @@ async fn terminals_close_when_idle_or_deleted_and_bad_requests_start_none() {
     assert_eq!(deleted.status(), 204);
     read_until(&mut open, "the session was deleted").await;
 }
+
+/// A server shutting down closes its terminals and says so in their
+/// transcripts; one started after a crash, alone, closes what its
+/// transcripts still say is open. Either way no session is left with a
+/// terminal on record that nobody holds (its sandbox would never be
+/// stopped as unused).
+#[tokio::test]
+async fn terminals_end_on_record_at_shutdown_and_after_a_crash() {
+    let (_home, paddock, served) = setup(&[]).await;
+    let s = session(&paddock, "ask").await;
+    let id = s.id.to_string();
+    let own = Some(served.url.as_str());
+    let mut socket = connect(&served.url, &id, "rows=24&cols=80", own, &[])
+        .await
+        .unwrap();
+    type_in(&mut socket, "echo ready-$((1+1))\n").await;
+    read_until(&mut socket, "ready-2").await;
+    drop(served);
+    read_until(&mut socket, "Paddock shut down").await;
+    let events = wait_for_events(&paddock, &s, 2).await;
+    assert_eq!(
+        events[1].2.as_deref(),
+        Some("Paddock shut down"),
+        "{events:?}"
+    );
+
+    // What a crash leaves: an opening with no end.
+    paddock
+        .journal
+        .record(
+            s.id,
+            EventKind::Terminal {
+                number: 2,
+                by: "crashed".into(),
+                closed: None,
+            },
+        )
+        .await
+        .unwrap();
+    let recovery = paddock.recover().await.unwrap();
+    assert_eq!(recovery.terminals_closed, [s.id]);
+    let events = wait_for_events(&paddock, &s, 4).await;
+    assert_eq!(
+        events[3],
+        (
+            2,
+            "crashed".to_owned(),
+            Some("Paddock restarted".to_owned())
+        )
+    );
+}
