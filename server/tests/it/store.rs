@@ -212,7 +212,7 @@ async fn unknown_sessions_change_nothing_and_hostile_strings_are_kept() {
         );
         assert!(store.list_sessions(None).await.unwrap().is_empty());
 
-        let name = "'); DROP TABLE sessions; -- <script>alert(1)</script> $1 ? \u{202e}";
+        let name = "'); DROP TABLE sessions; -- <script>alert(1)</script> $1 ? e\u{301} 🦀";
         let s = store.create_session(&spec(name), None).await.unwrap();
         assert_eq!(store.get_session(s.id).await.unwrap().unwrap().name, name);
         // Transcript text may hold any character, NUL too.
