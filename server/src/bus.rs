@@ -14,7 +14,7 @@
 //! and viewers repair from the store what they missed, the way a lagging
 //! viewer does. With SQLite there is no bus: one process serves alone.
 
-use app::domain::{Decision, Delta, SessionId};
+use app::domain::{Decision, Delta, SessionId, UserId};
 use serde::{Deserialize, Serialize};
 use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -42,8 +42,12 @@ pub enum Notice {
     Session { session: SessionId },
     /// A session was deleted: its viewers' streams end.
     Deleted { session: SessionId },
-    /// Who may see what changed: open streams check their caller again.
-    Access,
+    /// What a person may see or do changed (everyone's, without one):
+    /// their open streams check their caller again.
+    Access {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        user: Option<UserId>,
+    },
     /// Stop the session's run, wherever it runs.
     Stop { session: SessionId },
     /// A replica shutting down gave its sessions up: take them over now.
@@ -301,7 +305,10 @@ mod tests {
         let session = uuid::Uuid::now_v7();
         let notices = vec![
             Notice::Event { session, seq: 7 },
-            Notice::Access,
+            Notice::Access { user: None },
+            Notice::Access {
+                user: Some(uuid::Uuid::now_v7()),
+            },
             Notice::Decide {
                 session,
                 request_id: "perm_1".into(),

@@ -28,7 +28,7 @@
 
 use crate::bus::{Bus, Notice};
 use crate::sync::lock;
-use app::domain::{Delta, Event, Session, SessionId};
+use app::domain::{Delta, Event, Session, SessionId, UserId};
 use app::files::FilesChanged;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -65,7 +65,8 @@ struct Inner {
     capacity: usize,
     channels: Mutex<HashMap<SessionId, broadcast::Sender<HubMessage>>>,
     sessions: broadcast::Sender<SessionUpdate>,
-    access: broadcast::Sender<()>,
+    /// Whose access changed (everyone's: `None`).
+    access: broadcast::Sender<Option<UserId>>,
     /// Cancelled when the server shuts down: live streams end, so a graceful
     /// shutdown does not wait for viewers that never leave.
     shutdown: CancellationToken,
@@ -77,6 +78,18 @@ struct Inner {
 impl Default for Hub {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// Whether an access change `heard` on [`Hub::subscribe_access`] is for
+/// `user`'s streams: one of theirs or everyone's, or signals missed.
+pub fn concerns(
+    heard: &Result<Option<UserId>, broadcast::error::RecvError>,
+    user: Option<UserId>,
+) -> bool {
+    match heard {
+        Ok(Some(changed)) => user == Some(*changed),
+        Ok(None) | Err(_) => true,
     }
 }
 
@@ -230,21 +243,24 @@ impl Hub {
         let _ = self.inner.sessions.send(update);
     }
 
-    /// Says that access changed somewhere (shares, tokens, accounts), so
-    /// that open streams check their caller again, on every replica.
-    pub fn access_changed(&self) {
-        self.relay(|| Notice::Access);
-        self.deliver_access_change();
+    /// Says that what `user` may see or do changed (shares, tokens, their
+    /// account), so that their open streams check their caller again, on
+    /// every replica; nobody else's do.
+    pub fn access_changed(&self, user: UserId) {
+        self.relay(|| Notice::Access { user: Some(user) });
+        self.deliver_access_change(Some(user));
     }
 
-    /// Has this replica's open streams check their caller again.
-    pub fn deliver_access_change(&self) {
-        let _ = self.inner.access.send(());
+    /// Has this replica's open streams of `user` (everyone's: `None`)
+    /// check their caller again.
+    pub fn deliver_access_change(&self, user: Option<UserId>) {
+        let _ = self.inner.access.send(user);
     }
 
-    /// Receives [`Hub::access_changed`] signals (a lagging receiver has
-    /// missed some, which means the same: check again).
-    pub fn subscribe_access(&self) -> broadcast::Receiver<()> {
+    /// Receives [`Hub::access_changed`] signals: whose access changed (a
+    /// lagging receiver has missed some, which means: check again; see
+    /// [`concerns`]).
+    pub fn subscribe_access(&self) -> broadcast::Receiver<Option<UserId>> {
         self.inner.access.subscribe()
     }
 

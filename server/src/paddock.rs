@@ -892,7 +892,7 @@ impl Backend for Paddock {
                 (AuditAction::Unshared, user.login.clone())
             }
         };
-        self.hub.access_changed();
+        self.hub.access_changed(user.id);
         self.auth
             .audit(
                 &caller.label(),

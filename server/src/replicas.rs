@@ -143,7 +143,7 @@ impl Follower {
                 // what they were given, or the latest event (a viewer that
                 // sees it skip a `seq` reads the rest itself).
                 // Who may see what may have changed meanwhile too.
-                self.hub.deliver_access_change();
+                self.hub.deliver_access_change(None);
                 delivered.retain(|session, _| self.hub.watched(*session));
                 for session in self.hub.watched_sessions() {
                     let after = match delivered.get(&session) {
@@ -188,7 +188,7 @@ impl Follower {
                 self.hub.close(session);
                 self.hub.deliver_session(SessionUpdate::Deleted(session));
             }
-            Notice::Access => self.hub.deliver_access_change(),
+            Notice::Access { user } => self.hub.deliver_access_change(user),
             Notice::Stop { session } => self.runner.cancel(session),
             Notice::HandedOff => {
                 let runner = self.runner.clone();

@@ -424,7 +424,9 @@ impl Auth {
         if let Err(e) = session.flush().await {
             tracing::error!("cannot end a browser session: {e}");
         }
-        self.hub.access_changed();
+        if let Some(user) = identity.caller.user {
+            self.hub.access_changed(user);
+        }
         self.audit(
             &identity.caller.label(),
             AuditAction::SignOut,
@@ -444,7 +446,7 @@ impl Auth {
     ) -> Result<(), AppError> {
         let user = own_account(identity, "there is nothing to sign out of")?;
         let ended = self.store.delete_browser_sessions_of(user).await?;
-        self.hub.access_changed();
+        self.hub.access_changed(user);
         self.audit(
             &identity.caller.label(),
             AuditAction::SignOutEverywhere,

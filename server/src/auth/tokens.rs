@@ -160,7 +160,7 @@ impl Auth {
         if !self.store.revoke_api_token(user, id).await? {
             return Err(AppError::NotFound(format!("Live token {id}")));
         }
-        self.hub.access_changed();
+        self.hub.access_changed(user);
         self.audit(
             &caller.label(),
             AuditAction::TokenRevoked,

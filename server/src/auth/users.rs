@@ -80,7 +80,7 @@ impl Auth {
             .await?
             .ok_or_else(|| no_such_user(user))?;
         self.store.delete_browser_sessions_of(user).await?;
-        self.hub.access_changed();
+        self.hub.access_changed(user);
         Ok(hash)
     }
 
@@ -135,7 +135,7 @@ impl Auth {
         if after.disabled {
             self.store.delete_browser_sessions_of(user).await?;
         }
-        self.hub.access_changed();
+        self.hub.access_changed(user);
         let detail = format!(
             "role {} → {}, disabled {} → {}",
             before.role, after.role, before.disabled, after.disabled

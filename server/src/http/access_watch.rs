@@ -8,9 +8,10 @@
 //! [`RECHECK`].
 
 use crate::auth::Identity;
+use crate::hub::concerns;
 use crate::paddock::Paddock;
 use app::accounts::{Access, Caller};
-use app::domain::{AppError, SessionId};
+use app::domain::{AppError, SessionId, UserId};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,31 +20,39 @@ use tokio::sync::broadcast::{self, error::RecvError};
 /// How often an open stream checks its caller without a signal.
 pub const RECHECK: Duration = Duration::from_secs(30);
 
-/// When to check again: at each access change, and every [`RECHECK`].
+/// When to check again: at each change of `user`'s access (or
+/// everyone's), and every [`RECHECK`].
 struct Ticks {
-    changes: broadcast::Receiver<()>,
+    changes: broadcast::Receiver<Option<UserId>>,
+    user: Option<UserId>,
     clock: tokio::time::Interval,
 }
 
 impl Ticks {
-    fn new(paddock: &Paddock) -> Self {
+    fn new(paddock: &Paddock, user: Option<UserId>) -> Self {
         let mut clock = tokio::time::interval_at(tokio::time::Instant::now() + RECHECK, RECHECK);
         clock.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         Self {
             changes: paddock.hub.subscribe_access(),
+            user,
             clock,
         }
     }
 
     /// Completes at the next; never once the server closed the signals.
     async fn next(&mut self) {
-        tokio::select! {
-            change = self.changes.recv() => {
-                if let Err(RecvError::Closed) = change {
-                    std::future::pending::<()>().await;
+        loop {
+            tokio::select! {
+                heard = self.changes.recv() => {
+                    if let Err(RecvError::Closed) = heard {
+                        std::future::pending::<()>().await;
+                    }
+                    if concerns(&heard, self.user) {
+                        return;
+                    }
                 }
+                _ = self.clock.tick() => return,
             }
-            _ = self.clock.tick() => {}
         }
     }
 }
@@ -76,7 +85,7 @@ pub fn lost(
     identity: Identity,
     session: Option<(SessionId, Access)>,
 ) -> impl Future<Output = ()> + Send + 'static {
-    let mut ticks = Ticks::new(&paddock);
+    let mut ticks = Ticks::new(&paddock, identity.caller.user);
     async move {
         while holds(&paddock, &identity, session).await {
             ticks.next().await;
@@ -129,7 +138,7 @@ pub fn unwatchable(
     caller: Caller,
     session: SessionId,
 ) -> impl Future<Output = ()> + Send + 'static {
-    let mut ticks = Ticks::new(&paddock);
+    let mut ticks = Ticks::new(&paddock, caller.user);
     async move {
         loop {
             ticks.next().await;

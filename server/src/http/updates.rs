@@ -74,7 +74,9 @@ pub struct Listener {
     identity: Identity,
     audience: Audience,
     sessions: broadcast::Receiver<SessionUpdate>,
-    access: broadcast::Receiver<()>,
+    /// Whose access changed: a change of this viewer's (or everyone's)
+    /// reloads what they may see.
+    access: broadcast::Receiver<Option<app::domain::UserId>>,
 }
 
 fn resync() -> Frame {
@@ -130,6 +132,9 @@ impl Listener {
                 signal = self.access.recv() => {
                     if let Err(RecvError::Closed) = signal {
                         return None;
+                    }
+                    if !crate::hub::concerns(&signal, self.identity.caller.user) {
+                        continue;
                     }
                     // One that cannot tell ends too: the viewer connects
                     // again, and is checked afresh.

@@ -578,10 +578,15 @@ async fn unsharing_ends_an_open_stream_and_sharing_shows_at_once() {
     let s = t.create(&owner, json!({"name": "to be shared"})).await;
     let id = s.id.to_string();
 
+    let bystander = t.person("bea", Role::Member).await;
+    let mut theirs = open_stream(t.as_(&bystander, Method::GET, "/api/updates")).await;
     let mut updates = open_stream(t.as_(&other, Method::GET, "/api/updates")).await;
     t.share(&owner, &s, &other, "watch").await;
     // The share makes the list reload, and the session is in it now.
     says(&mut updates, "resync").await;
+    // Someone else's list is not theirs to reload.
+    let quiet = tokio::time::timeout(Duration::from_millis(500), theirs.chunk()).await;
+    assert!(quiet.is_err(), "{quiet:?}");
     let (_, list) = t.status(t.as_(&other, Method::GET, "/api/sessions")).await;
     assert!(list.contains("to be shared"), "{list}");
 

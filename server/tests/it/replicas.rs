@@ -614,14 +614,14 @@ async fn a_bus_whose_connection_goes_silent_listens_again() {
     let quiet = Duration::from_secs(2);
     let (_bus, mut inbox) = Bus::connect(&relay.url(&url), quiet).await.unwrap();
     let (other, _) = Bus::connect(&url, quiet).await.unwrap();
-    other.send(Notice::Access).await.unwrap();
+    other.send(Notice::Access { user: None }).await.unwrap();
     assert!(matches!(
         hears(&mut inbox, 5).await,
-        Some(Received::Notice(Notice::Access))
+        Some(Received::Notice(Notice::Access { user: None }))
     ));
     // The bus's connections go silent.
     relay.silence();
-    other.send(Notice::Access).await.unwrap();
+    other.send(Notice::Access { user: None }).await.unwrap();
     let heard = hears(&mut inbox, 15).await;
     assert!(matches!(heard, Some(Received::Gap)), "{heard:?}");
     let session = uuid::Uuid::now_v7();

@@ -1257,7 +1257,7 @@ async fn postgres_restarted_under_load_loses_nothing() {
         .unwrap();
     // An access change meanwhile: the open stream's check of its viewer
     // cannot be answered, which ends nothing.
-    paddock.hub.access_changed();
+    paddock.hub.deliver_access_change(None);
     let down = reqwest::get(served.url("/api/sessions")).await.unwrap();
     assert_eq!(down.status(), 503, "{}", down.text().await.unwrap());
     let server = cluster.serve();
