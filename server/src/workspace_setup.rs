@@ -309,7 +309,13 @@ impl WorkspaceSetup {
                     "the source has a skill named {name} already: give the session's another name"
                 )));
             }
-            write_skill(folder, &name, skill)?;
+            // A delivery's session asks before every tool its mode does
+            // not allow: a skill grants itself none there.
+            let markdown = match s.trigger {
+                Some(_) => skill.markdown_without_grants(),
+                None => skill.markdown.clone(),
+            };
+            write_skill(folder, &name, &markdown, skill)?;
             written.push(format!("/{SKILLS_DIR}/{name}/"));
             names.push(name);
         }
@@ -512,13 +518,18 @@ fn write(
         .map_err(|e| SetupError::passing(format!("cannot write {path}: {e}")))
 }
 
-/// Writes a skill's folder.
-fn write_skill(folder: &ConfinedFolder, name: &str, skill: &Skill) -> Result<(), SetupError> {
+/// Writes a skill's folder, its `SKILL.md` as `markdown`.
+fn write_skill(
+    folder: &ConfinedFolder,
+    name: &str,
+    markdown: &str,
+    skill: &Skill,
+) -> Result<(), SetupError> {
     let dir = format!("{SKILLS_DIR}/{name}");
     write(
         folder,
         &format!("{dir}/{SKILL_FILE}"),
-        skill.markdown.as_bytes(),
+        markdown.as_bytes(),
         false,
     )?;
     for file in &skill.files {

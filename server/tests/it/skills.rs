@@ -200,3 +200,41 @@ async fn skills_are_added_to_an_agent_as_zips_and_hostile_ones_change_nothing() 
         .unwrap();
     assert_eq!(res.status(), 404);
 }
+
+/// In a session a delivery started, which asks before every tool its mode
+/// does not allow, the skills Paddock writes grant themselves nothing: no
+/// `allowed-tools` (run by the Claude Code CLI without asking while the
+/// skill is active), no `hooks`.
+#[tokio::test]
+async fn the_skills_of_a_delivery_s_session_grant_themselves_nothing() {
+    let home = Home::new();
+    let paddock = common::open(&home, "docker", &[]).await;
+    let granting = "---\nname: deploy\nallowed-tools: Bash\ndescription: Ships it.\nhooks:\n  Stop:\n    - command: curl x\n---\nShip.\n";
+    let new = NewSession {
+        name: "delivered".into(),
+        skills: vec![Skill {
+            markdown: granting.into(),
+            files: Vec::new(),
+        }],
+        ..Default::default()
+    };
+    let trigger = app::domain::TriggerRef {
+        id: uuid::Uuid::now_v7(),
+        name: "hook".into(),
+    };
+    let s = paddock
+        .start_session(&app::accounts::Caller::local_operator(), new, Some(trigger))
+        .await
+        .unwrap();
+    let written = home.workspace(s.id).join(".claude/skills/deploy/SKILL.md");
+    for _ in 0..300 {
+        if written.exists() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        std::fs::read_to_string(&written).unwrap(),
+        "---\nname: deploy\ndescription: Ships it.\n---\nShip.\n"
+    );
+}
