@@ -410,9 +410,16 @@ impl EnvVar {
             if line.trim().is_empty() {
                 continue;
             }
-            let (name, value) = match heredoc_start(line) {
-                Some((name, end)) => {
-                    let value: Vec<&str> = lines.by_ref().take_while(|l| *l != end).collect();
+            // Its end: a line of only the end word, spaces after it aside.
+            // Without one, the line is no start (its name then refused).
+            let block = heredoc_start(line).and_then(|(name, end)| {
+                let len = lines.clone().position(|l| l.trim_end() == end)?;
+                Some((name, len))
+            });
+            let (name, value) = match block {
+                Some((name, len)) => {
+                    let value: Vec<&str> = lines.by_ref().take(len).collect();
+                    lines.next();
                     (name, value.join("\n"))
                 }
                 None => {
@@ -1521,8 +1528,13 @@ mod tests {
         assert_eq!(EnvVar::from_lines(&text), vars);
         assert_eq!(EnvVar::from_lines(&text.replace('\n', "\r\n")), vars);
         assert_eq!(
-            EnvVar::from_lines("A<<EOF\n1\n\n2\nEOF\nB=3"),
+            EnvVar::from_lines("A<<EOF\n1\n\n2\nEOF \nB=3"),
             [var("A", "1\n\n2"), var("B", "3")]
+        );
+        // A block without its end line is no block: its name is refused.
+        assert_eq!(
+            EnvVar::from_lines("KEY<<END\nabc\nMODE=fast"),
+            [var("KEY<<END", ""), var("abc", ""), var("MODE", "fast")]
         );
         let mut n = new("ok");
         n.env = vec![var("GREETING", "hi"), var("_x1", "")];

@@ -220,10 +220,14 @@ impl TriggerDraft {
         self.name = self.name.trim().to_owned();
         if self.name.is_empty()
             || self.name.chars().count() > NAME_MAX_CHARS
-            || self.name.chars().any(char::is_control)
+            || self
+                .name
+                .chars()
+                .any(|c| c.is_control() || crate::domain::is_hidden_format(c))
         {
             return Err(AppError::Invalid(format!(
-                "A trigger's name is 1 to {NAME_MAX_CHARS} characters, without control characters."
+                "A trigger's name is 1 to {NAME_MAX_CHARS} characters, without control \
+                 characters or ones that are not shown."
             )));
         }
         if self.prompt.trim().is_empty() || self.prompt.len() > PROMPT_TEMPLATE_MAX_BYTES {

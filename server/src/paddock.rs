@@ -323,9 +323,9 @@ impl Paddock {
         let Some(owner) = session.owner else {
             return Ok(());
         };
-        match self.store.user_by_id(owner).await? {
-            Some(r) if !r.user.disabled && r.user.caller().may_create_sessions().is_ok() => Ok(()),
-            _ => Err(AppError::Conflict(
+        match self.auth.runner(owner).await? {
+            Some(_) => Ok(()),
+            None => Err(AppError::Conflict(
                 "The session's owner cannot run sessions any more (disabled, or a viewer): \
                  nothing runs on their credentials. An admin may delete the session."
                     .into(),
@@ -735,7 +735,8 @@ impl Backend for Paddock {
                 DECISION_REASON_MAX_BYTES / 1024
             )));
         }
-        self.session_for(caller, id, Access::Operate).await?;
+        let s = self.session_for(caller, id, Access::Operate).await?;
+        self.owner_may_run(&s).await?;
         let by = Some(caller.label());
         match self
             .permissions

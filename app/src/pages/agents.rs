@@ -181,21 +181,25 @@ pub fn AgentPage() -> impl IntoView {
     let delete = ServerAction::<DeleteTemplate>::new();
     let save_skill = ServerAction::<SaveSkill>::new();
     let remove_skill = ServerAction::<RemoveSkill>::new();
-    // The newest version a save here made: read again only after one
-    // succeeded, so that a refused save leaves what was typed in the form.
-    let changed = Memo::new(move |before: Option<&i64>| {
+    // This agent and the newest version of it a save here made: read
+    // again only after one succeeded, so that a refused save leaves what
+    // was typed in the form.
+    let changed = Memo::new(move |before: Option<&(String, i64)>| {
+        let id = id();
         let saved = [save.value(), save_skill.value(), remove_skill.value()]
             .iter()
-            .filter_map(|v| v.get().and_then(Result::ok).map(|t| t.version))
+            .filter_map(|v| v.get().and_then(Result::ok))
+            .filter(|t| t.id.to_string() == id)
+            .map(|t| t.version)
             .max()
             .unwrap_or(0);
-        before.map_or(saved, |b| saved.max(*b))
+        match before {
+            Some((was, newest)) if *was == id => (id, saved.max(*newest)),
+            _ => (id, saved),
+        }
     });
-    let template = Resource::new(move || (id(), changed.get()), |(id, _)| get_template(id));
-    let versions = Resource::new(
-        move || (id(), changed.get()),
-        |(id, _)| template_versions(id),
-    );
+    let template = Resource::new(move || changed.get(), |(id, _)| get_template(id));
+    let versions = Resource::new(move || changed.get(), |(id, _)| template_versions(id));
     Effect::new(open_when_done(duplicate.value()));
     let navigate = use_navigate();
     Effect::new(move |_| {

@@ -6,6 +6,7 @@
 
 use super::{password, Auth};
 use crate::store::accounts::UserChange;
+use crate::store::StoreError;
 use app::accounts::{check_new_password, display_name, AuditAction, Login, Role, User};
 use app::domain::AppError;
 use app::domain::UserId;
@@ -52,6 +53,17 @@ impl Auth {
 
     pub async fn list_users(&self) -> Result<Vec<User>, AppError> {
         Ok(self.store.list_users().await?)
+    }
+
+    /// `user` as the one whose sessions run, if they still may run
+    /// sessions (an account that is not disabled, nor a viewer's).
+    pub async fn runner(&self, user: UserId) -> Result<Option<User>, StoreError> {
+        Ok(self
+            .store
+            .user_by_id(user)
+            .await?
+            .map(|r| r.user)
+            .filter(|u| !u.disabled && u.caller().may_create_sessions().is_ok()))
     }
 
     pub async fn user_by_login(&self, login: &str) -> Result<User, AppError> {

@@ -27,7 +27,7 @@ pub use address::{is_public, Network};
 use crate::journal::Journal;
 use crate::sandbox::{Mount, ProxyRelay};
 use crate::sync::lock;
-use app::domain::{EventKind, SessionId};
+use app::domain::{EventKind, SessionId, UserId};
 use app::egress::EgressRule;
 use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt;
@@ -46,6 +46,9 @@ const PORT: u16 = 3128;
 pub const CONNECTIONS_PER_MINUTE: u32 = 300;
 /// Connections a session may hold open at once.
 pub const CONNECTIONS_AT_ONCE: usize = 64;
+/// Connections one person's sessions may hold open at once, together: so
+/// that no one holds the server's room for all.
+pub const CONNECTIONS_PER_PERSON: usize = 128;
 /// Connections all sessions may hold open at once: each holds two of the
 /// server's file descriptors, which the server needs for its own work too.
 pub const CONNECTIONS_ON_SERVER: usize = 512;
@@ -56,6 +59,8 @@ pub struct EgressProxy {
     networks: Arc<[Network]>,
     journal: Journal,
     listening: Mutex<HashMap<SessionId, Arc<SessionEgress>>>,
+    /// Room for [`CONNECTIONS_PER_PERSON`], by the sessions' owner.
+    per_person: Mutex<HashMap<Option<UserId>, Arc<Semaphore>>>,
     /// Room for [`CONNECTIONS_ON_SERVER`].
     on_server: Arc<Semaphore>,
 }
@@ -71,6 +76,7 @@ struct SessionEgress {
     /// the folder, and another's may have taken the path since.
     bound: (u64, u64),
     open: Arc<Semaphore>,
+    owners: Arc<Semaphore>,
     on_server: Arc<Semaphore>,
     /// This minute's start, its new connections, and whether a refusal was
     /// recorded in it.
@@ -85,30 +91,35 @@ impl SessionEgress {
     }
 
     /// Admits a new connection within the minute's rate and the open
-    /// connections' bounds, the session's and the server's (its permits),
-    /// or says why not, and whether this is the minute's first refusal
-    /// (said in the transcript; later ones only counted).
-    fn admit(&self) -> Result<[OwnedSemaphorePermit; 2], (String, bool)> {
+    /// connections' bounds, the session's, its owner's and the server's
+    /// (its permits), or says why not, and whether this is the minute's
+    /// first refusal (said in the transcript; later ones only counted).
+    fn admit(&self) -> Result<[OwnedSemaphorePermit; 3], (String, bool)> {
         let mut minute = lock(&self.minute);
         if minute.0.elapsed() >= Duration::from_secs(60) {
             *minute = (Instant::now(), 0, false);
         }
         let permits = (
             self.open.clone().try_acquire_owned(),
+            self.owners.clone().try_acquire_owned(),
             self.on_server.clone().try_acquire_owned(),
         );
         let refused = match permits {
             _ if minute.1 >= CONNECTIONS_PER_MINUTE => {
                 format!("too many new connections (at most {CONNECTIONS_PER_MINUTE} a minute)")
             }
-            (Ok(own), Ok(server)) => {
+            (Ok(own), Ok(owner), Ok(server)) => {
                 minute.1 += 1;
-                return Ok([own, server]);
+                return Ok([own, owner, server]);
             }
-            (Err(_), _) => {
+            (Err(_), _, _) => {
                 format!("too many connections open at once (at most {CONNECTIONS_AT_ONCE})")
             }
-            (_, Err(_)) => format!(
+            (_, Err(_), _) => format!(
+                "too many connections open at once in its owner's sessions (at most \
+                 {CONNECTIONS_PER_PERSON} together)"
+            ),
+            (_, _, Err(_)) => format!(
                 "too many connections open on this server at once (at most \
                  {CONNECTIONS_ON_SERVER}, all sessions together)"
             ),
@@ -126,6 +137,7 @@ impl EgressProxy {
             networks: networks.into(),
             journal,
             listening: Mutex::new(HashMap::new()),
+            per_person: Mutex::new(HashMap::new()),
             on_server: Arc::new(Semaphore::new(CONNECTIONS_ON_SERVER)),
         }
     }
@@ -136,10 +148,11 @@ impl EgressProxy {
 
     /// Opens the session's socket for `allowlist` (unless it is open) and
     /// says how its sandbox reaches it: the socket folder to mount and the
-    /// relay to run.
+    /// relay to run. `owner`'s sessions share their room.
     pub fn open(
         &self,
         session: SessionId,
+        owner: Option<UserId>,
         allowlist: &[String],
     ) -> std::io::Result<(Mount, ProxyRelay)> {
         let dir = self.socket_dir(session);
@@ -187,6 +200,10 @@ impl EgressProxy {
             cancel: CancellationToken::new(),
             bound: file_id(&path)?,
             open: Arc::new(Semaphore::new(CONNECTIONS_AT_ONCE)),
+            owners: lock(&self.per_person)
+                .entry(owner)
+                .or_insert_with(|| Arc::new(Semaphore::new(CONNECTIONS_PER_PERSON)))
+                .clone(),
             on_server: self.on_server.clone(),
             minute: Mutex::new((Instant::now(), 0, false)),
         });

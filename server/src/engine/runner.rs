@@ -227,7 +227,7 @@ impl Runner {
         let proxy = match s.egress.is_empty() {
             true => None,
             false => {
-                let (mount, relay) = self.egress.open(s.id, &s.egress).map_err(|e| {
+                let (mount, relay) = self.egress.open(s.id, s.owner, &s.egress).map_err(|e| {
                     SandboxError::Failed(format!("cannot open the egress proxy: {e}"))
                 })?;
                 mounts.push(mount);

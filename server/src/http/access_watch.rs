@@ -115,16 +115,25 @@ async fn holds(
     let Some((id, needed)) = session else {
         return true;
     };
-    match paddock.session_for(&identity.caller, id, needed).await {
+    let session = match paddock.session_for(&identity.caller, id, needed).await {
         Err(AppError::NotFound(_) | AppError::Forbidden(_)) => {
             tracing::info!(%caller, session = %id, "stream ended: no longer shared");
-            false
+            return false;
         }
         Err(e) => {
             tracing::warn!(session = %id, "cannot check access to a stream's session: {e}");
-            true
+            return true;
         }
-        Ok(_) => true,
+        Ok(s) => s,
+    };
+    // What operates a session (a terminal) runs on its owner's
+    // credentials: only while the owner may run sessions.
+    match (needed, paddock.owner_may_run(&session).await) {
+        (Access::Operate, Err(AppError::Conflict(_))) => {
+            tracing::info!(%caller, session = %id, "stream ended: the owner may no longer run sessions");
+            false
+        }
+        _ => true,
     }
 }
 

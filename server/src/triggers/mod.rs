@@ -1009,17 +1009,14 @@ impl Paddock {
         owner: &Caller,
         text: &str,
     ) -> Result<SessionId, Handled> {
-        let first_line: String = text
-            .lines()
-            .next()
-            .unwrap_or_default()
-            .chars()
-            // (Nor what turns the text around in the sessions list.)
-            .filter(|c| !app::domain::is_hidden_format(*c))
-            .map(|c| if c.is_control() { ' ' } else { c })
-            .collect();
+        let first_line = text.lines().next().unwrap_or_default();
+        // Nothing that is not shown, or turns the text around in the
+        // sessions list (a trigger saved before names refused such had
+        // one in its own name too).
         let name: String = format!("{}: {}", trigger.draft.name, first_line.trim())
             .chars()
+            .filter(|c| !app::domain::is_hidden_format(*c))
+            .map(|c| if c.is_control() { ' ' } else { c })
             .take(100)
             .collect();
         let new = NewSession {
@@ -1057,14 +1054,9 @@ impl Paddock {
             None => Err(Handled::Refused(
                 "The agent has no owner (it was made with sign-in off) to run sessions as.".into(),
             )),
-            Some(owner) => match self.store.user_by_id(owner).await.map_err(fail)? {
-                Some(record)
-                    if !record.user.disabled
-                        && record.user.caller().may_create_sessions().is_ok() =>
-                {
-                    Ok(record.user.caller())
-                }
-                _ => Err(Handled::Refused(
+            Some(owner) => match self.auth.runner(owner).await.map_err(fail)? {
+                Some(user) => Ok(user.caller()),
+                None => Err(Handled::Refused(
                     "The agent's owner cannot run sessions any more.".into(),
                 )),
             },

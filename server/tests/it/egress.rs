@@ -369,7 +369,7 @@ async fn a_socket_another_replica_bound_is_bound_again() {
     assert!(run(&p, &s, &fetch).await.contains("hello from the host"));
     // Another replica, which opens no loopback, binds the session's socket.
     let other = server::egress::EgressProxy::new(home.workspaces(), &[], p.journal.clone());
-    other.open(s.id, &s.egress).unwrap();
+    other.open(s.id, s.owner, &s.egress).unwrap();
     let through_other = run(&p, &s, &fetch).await;
     assert!(
         through_other.contains("non-public address"),
