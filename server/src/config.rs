@@ -557,12 +557,6 @@ fn cache_dir() -> PathBuf {
 }
 
 /// Where scripts/build-sandbox-agent installs the sandbox agent.
-/// Where the deploy image keeps the sandbox agent. A server in it uploads
-/// it into sandboxes on another machine's Docker daemon; to a local daemon
-/// (the host's socket mounted in) it would be a path of the image, which
-/// the host does not have to mount, so there only a configured agent is.
-pub const BUNDLED_SANDBOX_AGENT_BIN: &str = "/usr/local/lib/paddock/paddock-sandbox-agent";
-
 pub fn default_sandbox_agent_bin() -> PathBuf {
     cache_dir().join("paddock/sandbox-agent/paddock-sandbox-agent")
 }

@@ -222,7 +222,7 @@ impl DockerSandbox {
         // The agent given, if it is there; for another machine's daemon,
         // else the deploy image's.
         let agent_bin = agent_bin.filter(|bin| bin.is_file()).or_else(|| {
-            let bundled = PathBuf::from(crate::config::BUNDLED_SANDBOX_AGENT_BIN);
+            let bundled = PathBuf::from(super::BUNDLED_SANDBOX_AGENT_BIN);
             (remote && bundled.is_file()).then_some(bundled)
         });
         if agent_bin.is_none() && !remote {

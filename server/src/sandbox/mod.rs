@@ -59,6 +59,12 @@ use tokio_util::sync::CancellationToken;
 /// are given to it.
 pub const SANDBOX_UID: u32 = 10001;
 
+/// Where the deploy image keeps the sandbox agent. A server in it uploads
+/// it into sandboxes on another machine's Docker daemon; to a local daemon
+/// (the host's socket mounted in) it would be a path of the image, which
+/// the host does not have to mount, so there only a configured agent is.
+pub const BUNDLED_SANDBOX_AGENT_BIN: &str = "/usr/local/lib/paddock/paddock-sandbox-agent";
+
 /// [`SANDBOX_UID`] as `uid:gid`.
 fn sandbox_user() -> String {
     format!("{SANDBOX_UID}:{SANDBOX_UID}")

@@ -175,7 +175,7 @@ async fn the_deploy_image_runs_a_session_and_keeps_it_on_its_volume() {
     docker(&["exec", &first, "paddock", "health"]);
     // The sandbox agent, for a Docker host on another machine, runs in it.
     let agent = Command::new("docker")
-        .args(["exec", &first, server::config::BUNDLED_SANDBOX_AGENT_BIN])
+        .args(["exec", &first, server::sandbox::BUNDLED_SANDBOX_AGENT_BIN])
         .output()
         .unwrap();
     assert!(
