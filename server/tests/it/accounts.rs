@@ -210,6 +210,20 @@ async fn open_stream(req: reqwest::RequestBuilder) -> reqwest::Response {
     res
 }
 
+/// The status a terminal `who` asks for in session `id` is refused with.
+async fn terminal_refused(t: &Team, who: &Person, id: &str) -> u16 {
+    let bearer = format!("Bearer {}", who.token);
+    let terminal = crate::terminal::connect(
+        &t.url(""),
+        id,
+        "rows=24&cols=80",
+        None,
+        &[("authorization", &bearer)],
+    )
+    .await;
+    terminal.expect_err("no terminal").0
+}
+
 /// Reads `stream` until it ends; panics if it is still open after 10 s.
 async fn ends(stream: reqwest::Response) -> String {
     ends_within(stream, Duration::from_secs(10)).await
@@ -483,16 +497,7 @@ async fn watchers_and_viewers_read_but_cannot_operate() {
             .await;
         assert_eq!(status, StatusCode::FORBIDDEN);
         // No terminal either.
-        let bearer = format!("Bearer {}", who.token);
-        let terminal = crate::terminal::connect(
-            &t.url(""),
-            &id,
-            "rows=24&cols=80",
-            None,
-            &[("authorization", &bearer)],
-        )
-        .await;
-        assert_eq!(terminal.expect_err("no terminal").0, 403, "{}", who.login);
+        assert_eq!(terminal_refused(&t, who, &id).await, 403, "{}", who.login);
         let (status, _) = t
             .call(
                 who,
@@ -550,16 +555,7 @@ async fn watchers_and_viewers_read_but_cannot_operate() {
         .await;
     assert_eq!(status, StatusCode::CONFLICT, "{text}");
     assert!(text.contains("owner cannot run sessions"), "{text}");
-    let bearer = format!("Bearer {}", member.token);
-    let terminal = crate::terminal::connect(
-        &t.url(""),
-        &id,
-        "rows=24&cols=80",
-        None,
-        &[("authorization", &bearer)],
-    )
-    .await;
-    assert_eq!(terminal.expect_err("no terminal").0, 409);
+    assert_eq!(terminal_refused(&t, &member, &id).await, 409);
     // The refusals and the decision are in the audit log.
     let audit = t.paddock.store.audit_log(None, 200).await.unwrap();
     for action in ["access_refused", "permission_decided", "shared"] {

@@ -493,6 +493,12 @@ async fn two_replicas_prepare_a_workspace_once() {
     assert_eq!(std::fs::read_to_string(readme).unwrap(), "# App\n");
 }
 
+/// The value of `name` in a database URL's query (`host=<folder>`).
+fn url_param<'a>(url: &'a str, name: &str) -> &'a str {
+    let after = url.split(&format!("{name}=")).nth(1).unwrap();
+    after.split('&').next().unwrap()
+}
+
 /// A relay of PostgreSQL's socket that can go silent the way a NAT that
 /// forgot a connection does: what it carried stops, nothing closes, and
 /// connections made afterwards pass.
@@ -508,20 +514,8 @@ impl SilentRelay {
     /// Relays the socket of the database at `url` (`host=<folder>`).
     fn start(url: &str) -> Self {
         use std::sync::atomic::{AtomicUsize, Ordering};
-        let folder = url
-            .split("host=")
-            .nth(1)
-            .unwrap()
-            .split('&')
-            .next()
-            .unwrap();
-        let port = url
-            .split("port=")
-            .nth(1)
-            .unwrap()
-            .split('&')
-            .next()
-            .unwrap();
+        let folder = url_param(url, "host");
+        let port = url_param(url, "port");
         let name = format!(".s.PGSQL.{port}");
         let real = Path::new(folder).join(&name);
         let dir = tempfile::tempdir().unwrap();
@@ -574,13 +568,7 @@ impl SilentRelay {
 
     /// `url` through the relay.
     fn url(&self, url: &str) -> String {
-        let folder = url
-            .split("host=")
-            .nth(1)
-            .unwrap()
-            .split('&')
-            .next()
-            .unwrap();
+        let folder = url_param(url, "host");
         url.replace(folder, &self.dir.path().display().to_string())
     }
 
