@@ -13,8 +13,8 @@ use crate::bus::{Bus, BusError, Notice};
 use crate::changes::ChangeReview;
 use crate::config::{Config, SandboxChoice};
 use crate::engine::{
-    AgentEngine, ClaudeCodeEngine, ClaudeCodeSettings, EngineLimits, NativeEngine, Permissions,
-    Runner, Takeover,
+    AgentEngine, ClaudeCodeEngine, ClaudeCodeSettings, EngineLimits, Engines, NativeEngine,
+    Permissions, Runner, Takeover,
 };
 use crate::hub::Hub;
 use crate::journal::Journal;
@@ -221,7 +221,10 @@ impl Paddock {
             sandbox.clone(),
             vault.clone(),
             setup.clone(),
-            [(Engine::Native, native), (Engine::ClaudeCode, claude_code)],
+            Engines {
+                permissions: permissions.clone(),
+                all: vec![(Engine::Native, native), (Engine::ClaudeCode, claude_code)],
+            },
         ));
         let terminals = runner.terminals().clone();
         replicas::spawn_heartbeat(&runner, config.lease());
@@ -337,14 +340,8 @@ impl Paddock {
     /// its transcript: asked, among its newest requests, and not decided.
     /// (Read by kind: the transcript itself may be long.)
     async fn permission_open(&self, id: SessionId, request_id: &str) -> Result<bool, AppError> {
-        const READ: i64 = 256;
-        let newest = |kind| self.store.events_before(id, i64::MAX, kind, READ);
-        let mut events = newest("permission_request").await?;
-        events.extend(newest("permission_decision").await?);
-        events.sort_by_key(|e| e.seq);
-        Ok(Permissions::open_requests(&events)
-            .iter()
-            .any(|r| r == request_id))
+        let open = Permissions::open_in(&*self.store, id).await?;
+        Ok(open.iter().any(|r| r == request_id))
     }
 
     /// The session, if the caller may do what `needed` says with it. A
@@ -653,6 +650,9 @@ impl Backend for Paddock {
         // No sandbox starts here while it goes (its warm-up, a run or a
         // terminal may be starting one): what one made is removed below.
         let no_starts = self.runner.hold_starts(id).await;
+        // A run here ends now (other replicas end theirs on the notice of
+        // the deletion, which never comes back to this one).
+        self.runner.cancel(id);
         self.terminals.close_all(id, "the session was deleted");
         // Sandbox first: if it cannot be removed the session stays, so the
         // user can try again and nothing is left behind unowned.

@@ -8,6 +8,7 @@
 
 use super::RunError;
 use crate::journal::Journal;
+use crate::store::{Store, StoreError};
 use crate::sync::lock;
 use app::domain::{AppError, Decision, Event, EventKind, SessionId, SessionStatus};
 use chrono::{DateTime, Utc};
@@ -94,6 +95,34 @@ impl Permissions {
             }
         }
         open
+    }
+
+    /// The session's permission requests its transcript holds without a
+    /// decision ([`Permissions::open_requests`]), read by kind among its
+    /// newest requests and decisions: the transcript itself may be long.
+    pub async fn open_in(store: &dyn Store, session: SessionId) -> Result<Vec<String>, StoreError> {
+        const READ: i64 = 256;
+        let newest = |kind| store.events_before(session, i64::MAX, kind, READ);
+        let mut events = newest("permission_request").await?;
+        events.extend(newest("permission_decision").await?);
+        events.sort_by_key(|e| e.seq);
+        Ok(Self::open_requests(&events))
+    }
+
+    /// Forgets what waits for decisions in `session` (its run ended): a
+    /// decision for it is then "not pending", not taken and lost.
+    pub fn forget_requests(&self, session: SessionId) {
+        let mut pending = lock(&self.pending);
+        let ids: Vec<String> = pending
+            .iter()
+            .filter(|(_, p)| p.session == session)
+            .map(|(id, _)| id.clone())
+            .collect();
+        let mut recovered = lock(&self.recovered);
+        for id in ids {
+            pending.remove(&id);
+            recovered.remove(&id);
+        }
     }
 
     pub fn new(journal: Journal, timeout: Duration) -> Self {

@@ -87,6 +87,8 @@ pub struct Runner {
     vault: Arc<Vault>,
     setup: Arc<WorkspaceSetup>,
     engines: HashMap<Engine, Arc<dyn AgentEngine>>,
+    /// The permission requests the engines share.
+    permissions: Arc<Permissions>,
     /// The sessions' way to the hosts they may reach.
     egress: EgressProxy,
     /// This process's name among the replicas.
@@ -129,9 +131,17 @@ fn not_found(session: SessionId) -> AppError {
     AppError::NotFound(format!("Session {session}"))
 }
 
+/// The engines a runner runs sessions with, and the permission requests
+/// they share.
+pub struct Engines {
+    pub permissions: Arc<Permissions>,
+    pub all: Vec<(Engine, Arc<dyn AgentEngine>)>,
+}
+
 impl Runner {
     /// The runner over `config`, whose folders are absolute
-    /// ([`Paddock::open`](crate::paddock::Paddock::open) makes them so).
+    /// ([`Paddock::open`](crate::paddock::Paddock::open) makes them so),
+    /// with its engines and the permission requests they share.
     pub fn new(
         config: Arc<Config>,
         store: Arc<dyn Store>,
@@ -139,8 +149,9 @@ impl Runner {
         sandbox: Arc<dyn Sandbox>,
         vault: Arc<Vault>,
         setup: Arc<WorkspaceSetup>,
-        engines: impl IntoIterator<Item = (Engine, Arc<dyn AgentEngine>)>,
+        engines: Engines,
     ) -> Self {
+        let Engines { permissions, all } = engines;
         Self {
             replica: config.replica_name(),
             egress: EgressProxy::new(
@@ -154,7 +165,8 @@ impl Runner {
             sandbox,
             vault,
             setup,
-            engines: engines.into_iter().collect(),
+            engines: all.into_iter().collect(),
+            permissions,
             runs: Mutex::default(),
             starts: Mutex::default(),
             owner_starts: Mutex::default(),
@@ -862,6 +874,9 @@ impl Runner {
                 tracing::warn!(%session, "the run failed: {message}");
                 let event = EventKind::Error { message };
                 let _ = self.journal.record(session, event).await;
+                // (One resumed to wait again may fail before it asks.)
+                self.expire_requests(session, "The run failed before anyone decided.")
+                    .await;
                 (SessionStatus::Error, None)
             }
         };
@@ -875,14 +890,15 @@ impl Runner {
     /// undecided as expired, saying `why`: nobody waits for them, so no
     /// page offers to decide them, and a decision is a 404.
     async fn expire_requests(&self, session: SessionId, why: &str) {
-        let events = match self.store.events_after(session, 0, i64::MAX).await {
-            Ok(events) => events,
+        self.permissions.forget_requests(session);
+        let open = match Permissions::open_in(&*self.store, session).await {
+            Ok(open) => open,
             Err(e) => {
                 tracing::warn!(%session, "cannot read the requests a stopped run left: {e}");
                 return;
             }
         };
-        for request_id in Permissions::open_requests(&events) {
+        for request_id in open {
             let expired = EventKind::PermissionDecision {
                 request_id,
                 decision: Decision::Expired,
