@@ -68,11 +68,14 @@ impl Anthropic {
         Duration::from_secs_f64((base * jitter).min(30.0))
     }
 
+    /// One call; what the answer used so far is in `used` however the
+    /// call ends (cut off, failed, or dropped when its run stopped).
     async fn attempt(
         &self,
         credential: Option<&LlmCredential>,
         request: &Request,
         on_delta: DeltaSink<'_>,
+        used: &mut Usage,
     ) -> Result<Response, LlmError> {
         let url = format!("{}/v1/messages", self.config.base_url.trim_end_matches('/'));
         let mut body =
@@ -117,7 +120,9 @@ impl Anthropic {
             let event = event.map_err(|e| LlmError::Transport(e.to_string()))?;
             let data: Value = serde_json::from_str(&event.data)
                 .map_err(|e| LlmError::Protocol(format!("{} event: {e}", event.event)))?;
-            if assembly.apply(&event.event, &data, on_delta)? {
+            let done = assembly.apply(&event.event, &data, on_delta);
+            *used = assembly.usage;
+            if done? {
                 return assembly.finish();
             }
         }
@@ -136,13 +141,21 @@ impl Provider for Anthropic {
         request: &Request,
         cancel: &CancellationToken,
         on_delta: DeltaSink<'_>,
+        spent: &mut Usage,
     ) -> Result<Response, LlmError> {
         let mut attempt = 0;
         loop {
             let started = std::time::Instant::now();
+            let mut used = Usage::default();
             let result = tokio::select! {
-                () = cancel.cancelled() => return Err(LlmError::Cancelled),
-                r = self.attempt(credential, request, &mut *on_delta) => r,
+                () = cancel.cancelled() => None,
+                r = self.attempt(credential, request, &mut *on_delta, &mut used) => Some(r),
+            };
+            // Billed whatever came of it: a failed or cut call too.
+            spent.input_tokens += used.input_tokens;
+            spent.output_tokens += used.output_tokens;
+            let Some(result) = result else {
+                return Err(LlmError::Cancelled);
             };
             let failure = result.as_ref().err().map(LlmError::kind);
             crate::metrics::model_call(&request.model, started.elapsed(), failure);
@@ -198,6 +211,9 @@ struct Assembly {
     /// A refusal's explanation (`stop_details`), when the API gives one.
     explanation: Option<String>,
     usage: Usage,
+    /// Bytes of the blocks streamed so far: the output counted until the
+    /// answer says its own (a cut answer never does).
+    streamed: usize,
 }
 
 enum Block {
@@ -277,6 +293,11 @@ impl Assembly {
             "content_block_delta" => {
                 let i = index(data)?;
                 let delta = field(data, "delta")?;
+                self.streamed += delta.to_string().len();
+                self.usage.output_tokens = self
+                    .usage
+                    .output_tokens
+                    .max(super::rough_tokens(self.streamed));
                 let block = self
                     .blocks
                     .get_mut(i)

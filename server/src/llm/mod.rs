@@ -217,12 +217,15 @@ impl LlmCredential {
 #[async_trait::async_trait]
 pub trait Provider: Send + Sync + 'static {
     /// Sends `request` and streams the answer; deltas go to `on_delta` as
-    /// they arrive, the assembled response is returned at the end.
+    /// they arrive, the assembled response is returned at the end. What
+    /// every call of it used (retries, and one cut off or stopped, count:
+    /// they are billed) is added to `spent`, however it ends.
     async fn stream(
         &self,
         credential: Option<&LlmCredential>,
         request: &Request,
         cancel: &CancellationToken,
         on_delta: DeltaSink<'_>,
+        spent: &mut Usage,
     ) -> Result<Response, LlmError>;
 }

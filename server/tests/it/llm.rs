@@ -59,6 +59,7 @@ async fn call_with(
             req,
             &CancellationToken::new(),
             &mut |d| deltas.push(d),
+            &mut server::llm::Usage::default(),
         )
         .await;
     (result, deltas)
@@ -244,8 +245,46 @@ async fn times_out_and_cancels() {
         trigger.cancel();
     });
     let credential = LlmCredential::ApiKey("sk-test".into());
+    let mut spent = server::llm::Usage::default();
     let result = client
-        .stream(Some(&credential), &request("hi"), &cancel, &mut |_| {})
+        .stream(
+            Some(&credential),
+            &request("hi"),
+            &cancel,
+            &mut |_| {},
+            &mut spent,
+        )
         .await;
     assert_eq!(result, Err(LlmError::Cancelled));
+}
+
+/// An answer stopped halfway is billed for what came of it: the prompt,
+/// and the output streamed so far.
+#[tokio::test]
+async fn a_call_stopped_halfway_counts_what_it_used() {
+    let client = slow(json!([{"reply": "a long answer that streams in small pieces, slowly", "chunk": 4, "delay_ms": 100}])).await;
+    let cancel = CancellationToken::new();
+    let trigger = cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        trigger.cancel();
+    });
+    let credential = LlmCredential::ApiKey("sk-test".into());
+    let mut spent = server::llm::Usage::default();
+    let mut pieces = 0;
+    let result = client
+        .stream(
+            Some(&credential),
+            &request("hi"),
+            &cancel,
+            &mut |_| pieces += 1,
+            &mut spent,
+        )
+        .await;
+    assert_eq!(result, Err(LlmError::Cancelled));
+    assert!(pieces > 0, "some of it streamed");
+    assert!(
+        spent.input_tokens > 0 && spent.output_tokens > 0,
+        "{spent:?}"
+    );
 }

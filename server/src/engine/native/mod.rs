@@ -14,7 +14,8 @@ mod project;
 use super::{denial, AgentEngine, EngineLimits, Permissions, RunError};
 use crate::journal::Journal;
 use crate::llm::{
-    budget_refusal, cost_usd, ContentBlock, LlmError, Message, Provider, Request, Role, StreamDelta,
+    budget_refusal, cost_usd, ContentBlock, LlmError, Message, Provider, Request, Role,
+    StreamDelta, Usage,
 };
 use crate::sandbox::Sandbox;
 use crate::store::Store;
@@ -199,14 +200,33 @@ impl NativeEngine {
                 });
             };
             let credential = self.vault.llm_credential(now.owner).await?;
-            let mut response = match self
+            let mut spent = Usage::default();
+            let streamed = self
                 .provider
-                .stream(credential.as_ref(), &request, cancel, &mut on_delta)
-                .await
-            {
+                .stream(
+                    credential.as_ref(),
+                    &request,
+                    cancel,
+                    &mut on_delta,
+                    &mut spent,
+                )
+                .await;
+            let charge = |spent: Usage| {
+                // (Paddock's loop asks for no prompt caching.)
+                let cost = cost_usd(&s.model, spent.input_tokens as f64, spent.output_tokens);
+                let (input, output) = (spent.input_tokens as i64, spent.output_tokens as i64);
+                self.journal.record_usage(session, input, output, cost)
+            };
+            let mut response = match streamed {
                 Ok(r) => r,
-                Err(LlmError::Cancelled) => return Err(RunError::Stopped),
-                Err(e) => return Err(RunError::Model(e)),
+                // What it used before it stopped or failed is billed too.
+                Err(e) => {
+                    charge(spent).await?;
+                    return Err(match e {
+                        LlmError::Cancelled => RunError::Stopped,
+                        e => RunError::Model(e),
+                    });
+                }
             };
 
             // Store the completed blocks, in order; a text of white space
@@ -238,19 +258,8 @@ impl NativeEngine {
                 };
                 self.journal.record(session, kind).await?;
             }
-            let (input, output) = (
-                response.usage.input_tokens as i64,
-                response.usage.output_tokens as i64,
-            );
-            // (Paddock's loop asks for no prompt caching.)
-            let cost = cost_usd(
-                &s.model,
-                response.usage.input_tokens as f64,
-                response.usage.output_tokens,
-            );
-            self.journal
-                .record_usage(session, input, output, cost)
-                .await?;
+            // Every call of it: a retry's too.
+            charge(spent).await?;
             if response.stop_reason.as_deref() == Some(crate::llm::REFUSAL) {
                 // The turn ends; the conversation leaves it out from now on
                 // (see history::rebuild), or every later call is declined.
