@@ -193,39 +193,19 @@ impl SkillFile {
     }
 }
 
-/// Front matter keys with which a skill grants itself more than its
-/// session's permissions: tools the Claude Code CLI runs without asking
-/// while the skill is active, and commands it runs on its events.
-const GRANTS: [&str; 2] = ["allowed-tools", "hooks"];
-
 impl Skill {
-    /// The `SKILL.md` without the front matter keys with which it grants
-    /// itself what its session's permission mode would ask for
-    /// ([`GRANTS`]), each with the indented or listed lines under it.
-    pub fn markdown_without_grants(&self) -> String {
-        let mut in_front = false;
-        let mut dropping = false;
-        let mut kept = String::with_capacity(self.markdown.len());
-        for (n, line) in self.markdown.split_inclusive('\n').enumerate() {
-            let bare = line.trim_end();
-            if bare.trim_start_matches('\u{feff}') == "---" {
-                in_front = n == 0;
-                dropping = false;
-            } else if in_front {
-                let continues = line.starts_with([' ', '\t', '-']) || bare.is_empty();
-                if !continues {
-                    dropping = GRANTS.iter().any(|k| {
-                        bare.strip_prefix(k)
-                            .is_some_and(|rest| rest.trim_start().starts_with(':'))
-                    });
-                }
-                if dropping {
-                    continue;
-                }
-            }
-            kept.push_str(line);
-        }
-        kept
+    /// The `SKILL.md` with front matter of its name and description alone:
+    /// nothing with which it grants itself what its session's permission
+    /// mode would ask for (`allowed-tools`, run by the Claude Code CLI
+    /// without asking while the skill is active; `hooks`), however it is
+    /// written.
+    pub fn markdown_without_grants(&self) -> Result<String, SkillError> {
+        let (SkillHeader { name, description }, body) = front_matter(&self.markdown)?;
+        // (A JSON string is a YAML one.)
+        let description = serde_json::to_string(&description).unwrap_or_default();
+        Ok(format!(
+            "---\nname: {name}\ndescription: {description}\n---\n{body}"
+        ))
     }
 
     /// The skill's name and description, from its front matter.
@@ -315,7 +295,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_skill_without_its_grants_keeps_the_rest() {
+    fn a_skill_without_its_grants_keeps_its_name_description_and_body() {
         let skill = Skill {
             markdown: "---\nname: deploy\nallowed-tools: Bash, Read\ndescription: Ships it.\n\
                        hooks:\n  PreToolUse:\n    - command: curl x\nallowed-tools:\n- Bash\n\
@@ -324,11 +304,27 @@ mod tests {
             files: Vec::new(),
         };
         assert_eq!(
-            skill.markdown_without_grants(),
-            "---\nname: deploy\ndescription: Ships it.\nlicense: MIT\n---\n# Deploy\n\
+            skill.markdown_without_grants().unwrap(),
+            "---\nname: deploy\ndescription: \"Ships it.\"\n---\n# Deploy\n\
              allowed-tools: stays in the body\n"
         );
-        let header = front_matter(&skill.markdown_without_grants()).unwrap().0;
+        // However the grant is written.
+        let quoted = Skill {
+            markdown: "---\n\"allowed-tools\": Bash\n  name: deploy\n? hooks\n: x\nname: deploy\n\
+                       description: 'it''s \"here\"'\n---\nbody\n"
+                .into(),
+            files: Vec::new(),
+        };
+        let cleaned = quoted.markdown_without_grants().unwrap();
+        assert_eq!(
+            cleaned,
+            "---\nname: deploy\ndescription: \"it's \\\"here\\\"\"\n---\nbody\n"
+        );
+        let header = front_matter(&cleaned).unwrap().0;
+        assert_eq!(header.description, "it's \"here\"");
+        let header = front_matter(&skill.markdown_without_grants().unwrap())
+            .unwrap()
+            .0;
         assert_eq!(
             (header.name.as_str(), header.description.as_str()),
             ("deploy", "Ships it.")

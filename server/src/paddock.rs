@@ -650,9 +650,10 @@ impl Backend for Paddock {
         // No sandbox starts here while it goes (its warm-up, a run or a
         // terminal may be starting one): what one made is removed below.
         let no_starts = self.runner.hold_starts(id).await;
-        // A run here ends now (other replicas end theirs on the notice of
-        // the deletion, which never comes back to this one).
-        self.runner.cancel(id);
+        // A run here ends now, and nothing queued starts after it (other
+        // replicas end theirs on the notice of the deletion, which never
+        // comes back to this one).
+        self.runner.stop(id).await?;
         self.terminals.close_all(id, "the session was deleted");
         // Sandbox first: if it cannot be removed the session stays, so the
         // user can try again and nothing is left behind unowned.

@@ -874,9 +874,14 @@ impl Runner {
                 tracing::warn!(%session, "the run failed: {message}");
                 let event = EventKind::Error { message };
                 let _ = self.journal.record(session, event).await;
-                // (One resumed to wait again may fail before it asks.)
-                self.expire_requests(session, "The run failed before anyone decided.")
-                    .await;
+                // (One resumed to wait again may fail before it asks.) Not
+                // when another replica took the session over meanwhile:
+                // its run waits on them.
+                let held = self.store.lease_holder(session, chrono::Utc::now()).await;
+                if matches!(held, Ok(Some(holder)) if holder == self.replica) {
+                    self.expire_requests(session, "The run failed before anyone decided.")
+                        .await;
+                }
                 (SessionStatus::Error, None)
             }
         };

@@ -211,8 +211,9 @@ struct Assembly {
     /// A refusal's explanation (`stop_details`), when the API gives one.
     explanation: Option<String>,
     usage: Usage,
-    /// Bytes of the blocks streamed so far: the output counted until the
-    /// answer says its own (a cut answer never does).
+    /// Bytes the model wrote so far (text, thinking, tool input; not a
+    /// signature): the output counted until the answer says its own (a
+    /// cut answer never does).
     streamed: usize,
 }
 
@@ -293,11 +294,6 @@ impl Assembly {
             "content_block_delta" => {
                 let i = index(data)?;
                 let delta = field(data, "delta")?;
-                self.streamed += delta.to_string().len();
-                self.usage.output_tokens = self
-                    .usage
-                    .output_tokens
-                    .max(super::rough_tokens(self.streamed));
                 let block = self
                     .blocks
                     .get_mut(i)
@@ -306,6 +302,7 @@ impl Assembly {
                 match (delta.get("type").and_then(Value::as_str), block) {
                     (Some("text_delta"), Block::Text(t)) => {
                         let piece = text(delta, "text");
+                        self.streamed += piece.len();
                         t.push_str(&piece);
                         on_delta(StreamDelta::Text {
                             block: i,
@@ -314,6 +311,7 @@ impl Assembly {
                     }
                     (Some("thinking_delta"), Block::Thinking { text: t, .. }) => {
                         let piece = text(delta, "thinking");
+                        self.streamed += piece.len();
                         t.push_str(&piece);
                         on_delta(StreamDelta::Thinking {
                             block: i,
@@ -325,6 +323,7 @@ impl Assembly {
                     }
                     (Some("input_json_delta"), Block::ToolUse { json, .. }) => {
                         let piece = text(delta, "partial_json");
+                        self.streamed += piece.len();
                         json.push_str(&piece);
                         on_delta(StreamDelta::ToolInput {
                             block: i,
@@ -334,6 +333,10 @@ impl Assembly {
                     // citations and future delta kinds: nothing to assemble.
                     _ => {}
                 }
+                self.usage.output_tokens = self
+                    .usage
+                    .output_tokens
+                    .max(super::rough_tokens(self.streamed));
             }
             "content_block_stop" => {
                 index(data)?;

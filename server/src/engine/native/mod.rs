@@ -211,17 +211,26 @@ impl NativeEngine {
                     &mut spent,
                 )
                 .await;
-            let charge = |spent: Usage| {
+            // Every call is billed, a retry's and one stopped or cut off
+            // too (one that never began used nothing: no turn).
+            let charge = || async {
+                if spent == Usage::default() {
+                    return Ok(());
+                }
                 // (Paddock's loop asks for no prompt caching.)
                 let cost = cost_usd(&s.model, spent.input_tokens as f64, spent.output_tokens);
                 let (input, output) = (spent.input_tokens as i64, spent.output_tokens as i64);
-                self.journal.record_usage(session, input, output, cost)
+                self.journal
+                    .record_usage(session, input, output, cost)
+                    .await
+                    .map(drop)
             };
             let mut response = match streamed {
                 Ok(r) => r,
-                // What it used before it stopped or failed is billed too.
                 Err(e) => {
-                    charge(spent).await?;
+                    if let Err(failed) = charge().await {
+                        tracing::warn!(%session, "cannot charge a call that ended early: {failed}");
+                    }
                     return Err(match e {
                         LlmError::Cancelled => RunError::Stopped,
                         e => RunError::Model(e),
@@ -235,31 +244,38 @@ impl NativeEngine {
                 .content
                 .retain(|b| !matches!(b, ContentBlock::Text { text } if text.trim().is_empty()));
             let mut calls = Vec::new();
-            for block in &response.content {
-                let kind = match block {
-                    ContentBlock::Text { text } => EventKind::AssistantText { text: text.clone() },
-                    ContentBlock::Thinking { thinking, .. } => EventKind::Thinking {
-                        text: thinking.clone(),
-                    },
-                    ContentBlock::ToolUse { id, name, input } => {
-                        calls.push(OpenCall {
-                            id: id.clone(),
-                            name: name.clone(),
-                            input: input.clone(),
-                            request: None,
-                        });
-                        EventKind::ToolCall {
-                            id: id.clone(),
-                            name: name.clone(),
-                            input: input.clone(),
+            let recorded = async {
+                for block in &response.content {
+                    let kind = match block {
+                        ContentBlock::Text { text } => {
+                            EventKind::AssistantText { text: text.clone() }
                         }
-                    }
-                    ContentBlock::ToolResult { .. } => continue,
-                };
-                self.journal.record(session, kind).await?;
+                        ContentBlock::Thinking { thinking, .. } => EventKind::Thinking {
+                            text: thinking.clone(),
+                        },
+                        ContentBlock::ToolUse { id, name, input } => {
+                            calls.push(OpenCall {
+                                id: id.clone(),
+                                name: name.clone(),
+                                input: input.clone(),
+                                request: None,
+                            });
+                            EventKind::ToolCall {
+                                id: id.clone(),
+                                name: name.clone(),
+                                input: input.clone(),
+                            }
+                        }
+                        ContentBlock::ToolResult { .. } => continue,
+                    };
+                    self.journal.record(session, kind).await?;
+                }
+                Ok::<_, RunError>(())
             }
-            // Every call of it: a retry's too.
-            charge(spent).await?;
+            .await;
+            // Charged whether or not its blocks could be recorded.
+            charge().await?;
+            recorded?;
             if response.stop_reason.as_deref() == Some(crate::llm::REFUSAL) {
                 // The turn ends; the conversation leaves it out from now on
                 // (see history::rebuild), or every later call is declined.
