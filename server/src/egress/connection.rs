@@ -73,7 +73,7 @@ where
         let refusal = Refusal::new(403, "not in this session's network allowlist");
         return refuse(&mut client, named, refusal, egress).await;
     }
-    let upstream = match connect(&target.host, target.port, &egress.networks).await {
+    let upstream = match connect(&target.host, target.port, egress).await {
         Ok(upstream) => upstream,
         Err(refusal) => return refuse(&mut client, named, refusal, egress).await,
     };
@@ -322,12 +322,28 @@ fn checked_host(host: &str, port: u16) -> Result<String, (Option<(String, u16)>,
 /// Resolves `host` here (the sandbox has no DNS) and connects to the first
 /// address that may be reached; a name with only other addresses is
 /// refused.
-async fn connect(host: &str, port: u16, networks: &[Network]) -> Result<TcpStream, Refusal> {
-    let resolved = tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host((host, port)))
+async fn connect(host: &str, port: u16, egress: &SessionEgress) -> Result<TcpStream, Refusal> {
+    let networks: &[Network] = &egress.networks;
+    // A lookup runs on a thread of its own until the resolver gives up,
+    // which may be long after the answer stopped being waited for: each
+    // holds one of the session's few lookups until then, and the others
+    // wait their turn.
+    let name = host.to_owned();
+    let lookups = egress.lookups.clone();
+    let resolving = async move {
+        let held = lookups.acquire_owned().await;
+        tokio::task::spawn_blocking(move || {
+            let _held = held;
+            std::net::ToSocketAddrs::to_socket_addrs(&(name.as_str(), port))
+                .map(|addrs| addrs.collect::<Vec<_>>())
+        })
+        .await
+    };
+    let addrs: Vec<SocketAddr> = tokio::time::timeout(RESOLVE_TIMEOUT, resolving)
         .await
         .map_err(|_| Refusal::new(502, "the name did not resolve in time"))?
+        .map_err(|_| Refusal::new(502, "the name does not resolve"))?
         .map_err(|_| Refusal::new(502, "the name does not resolve"))?;
-    let addrs: Vec<SocketAddr> = resolved.collect();
     let own = own_addresses();
     let reachable: Vec<&SocketAddr> = addrs
         .iter()

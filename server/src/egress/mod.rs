@@ -46,6 +46,9 @@ const PORT: u16 = 3128;
 pub const CONNECTIONS_PER_MINUTE: u32 = 300;
 /// Connections a session may hold open at once.
 pub const CONNECTIONS_AT_ONCE: usize = 64;
+/// Names a session may have looked up at once (each on a thread of the
+/// server's until the resolver answers or gives up).
+pub const LOOKUPS_AT_ONCE: usize = 4;
 /// Connections one person's sessions may hold open at once, together: so
 /// that no one holds the server's room for all.
 pub const CONNECTIONS_PER_PERSON: usize = 128;
@@ -76,6 +79,8 @@ struct SessionEgress {
     /// the folder, and another's may have taken the path since.
     bound: (u64, u64),
     open: Arc<Semaphore>,
+    /// Room for [`LOOKUPS_AT_ONCE`].
+    lookups: Arc<Semaphore>,
     owners: Arc<Semaphore>,
     on_server: Arc<Semaphore>,
     /// This minute's start, its new connections, and whether a refusal was
@@ -200,6 +205,7 @@ impl EgressProxy {
             cancel: CancellationToken::new(),
             bound: file_id(&path)?,
             open: Arc::new(Semaphore::new(CONNECTIONS_AT_ONCE)),
+            lookups: Arc::new(Semaphore::new(LOOKUPS_AT_ONCE)),
             owners: lock(&self.per_person)
                 .entry(owner)
                 .or_insert_with(|| Arc::new(Semaphore::new(CONNECTIONS_PER_PERSON)))
