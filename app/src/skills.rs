@@ -193,19 +193,56 @@ impl SkillFile {
     }
 }
 
+/// Front matter keys with which a skill grants itself more than its
+/// session's permission mode: tools the Claude Code CLI runs without asking
+/// while the skill is active, and commands it runs on its events.
+const GRANTS: [&str; 2] = ["allowed-tools", "hooks"];
+
 impl Skill {
-    /// The `SKILL.md` with front matter of its name and description alone:
-    /// nothing with which it grants itself what its session's permission
-    /// mode would ask for (`allowed-tools`, run by the Claude Code CLI
-    /// without asking while the skill is active; `hooks`), however it is
-    /// written.
-    pub fn markdown_without_grants(&self) -> Result<String, SkillError> {
-        let (SkillHeader { name, description }, body) = front_matter(&self.markdown)?;
-        // (A JSON string is a YAML one.)
-        let description = serde_json::to_string(&description).unwrap_or_default();
-        Ok(format!(
-            "---\nname: {name}\ndescription: {description}\n---\n{body}"
-        ))
+    /// The `SKILL.md` without the front matter keys with which it grants
+    /// itself what its session's permission mode would ask for
+    /// ([`GRANTS`]), each with what belongs to it (the lines indented or
+    /// listed under it), however the key is written (quoted, as `? key`);
+    /// the rest as its author wrote it.
+    pub fn markdown_without_grants(&self) -> String {
+        let text = &self.markdown;
+        let lines: Vec<&str> = text.split_inclusive('\n').collect();
+        let bare = |l: &str| l.trim_end().trim_start_matches('\u{feff}').to_owned();
+        let end = match lines.first().map(|l| bare(l)) {
+            Some(first) if first == "---" => lines
+                .iter()
+                .skip(1)
+                .position(|l| bare(l) == "---")
+                .map(|p| p + 1),
+            _ => None,
+        };
+        let Some(end) = end else {
+            return text.clone();
+        };
+        let indent = |l: &str| l.len() - l.trim_start_matches([' ', '\t']).len();
+        // The front matter's own keys: at its least indentation.
+        let base = lines[1..end]
+            .iter()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| indent(l))
+            .min()
+            .unwrap_or(0);
+        let mut dropping = false;
+        let mut kept = String::with_capacity(text.len());
+        for (n, line) in lines.iter().enumerate() {
+            if n > 0 && n < end && !line.trim().is_empty() && indent(line) == base {
+                let entry = line.trim();
+                if !entry.starts_with(['-', ':', '#']) {
+                    let key = entry.strip_prefix('?').unwrap_or(entry).trim_start();
+                    let key = key.split(':').next().unwrap_or_default().trim();
+                    dropping = GRANTS.contains(&key.trim_matches(['"', '\'']));
+                }
+            }
+            if !(dropping && n > 0 && n < end) {
+                kept.push_str(line);
+            }
+        }
+        kept
     }
 
     /// The skill's name and description, from its front matter.
@@ -295,40 +332,39 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_skill_without_its_grants_keeps_its_name_description_and_body() {
-        let skill = Skill {
-            markdown: "---\nname: deploy\nallowed-tools: Bash, Read\ndescription: Ships it.\n\
-                       hooks:\n  PreToolUse:\n    - command: curl x\nallowed-tools:\n- Bash\n\
-                       license: MIT\n---\n# Deploy\nallowed-tools: stays in the body\n"
-                .into(),
-            files: Vec::new(),
+    fn a_skill_without_its_grants_keeps_the_rest_as_written() {
+        let without = |markdown: &str| {
+            Skill {
+                markdown: markdown.into(),
+                files: Vec::new(),
+            }
+            .markdown_without_grants()
         };
         assert_eq!(
-            skill.markdown_without_grants().unwrap(),
-            "---\nname: deploy\ndescription: \"Ships it.\"\n---\n# Deploy\n\
+            without(
+                "---\nname: deploy\nallowed-tools: Bash, Read\ndescription: Ships it.\n\
+                 hooks:\n  PreToolUse:\n    - command: curl x\nallowed-tools:\n- Bash\n\
+                 license: MIT\n---\n# Deploy\nallowed-tools: stays in the body\n"
+            ),
+            "---\nname: deploy\ndescription: Ships it.\nlicense: MIT\n---\n# Deploy\n\
              allowed-tools: stays in the body\n"
         );
-        // However the grant is written.
-        let quoted = Skill {
-            markdown: "---\n\"allowed-tools\": Bash\n  name: deploy\n? hooks\n: x\nname: deploy\n\
-                       description: 'it''s \"here\"'\n---\nbody\n"
-                .into(),
-            files: Vec::new(),
-        };
-        let cleaned = quoted.markdown_without_grants().unwrap();
+        // However the key is written; what keeps a skill from being used
+        // on the model's own stays.
         assert_eq!(
-            cleaned,
-            "---\nname: deploy\ndescription: \"it's \\\"here\\\"\"\n---\nbody\n"
+            without(
+                "---\r\nname: deploy\r\n\"allowed-tools\": Bash\r\n'hooks':\r\n  Stop: []\r\n\
+                 ? allowed-tools\r\n: [Bash]\r\ndisable-model-invocation: true\r\n\
+                 description: Ships it.\r\n---\r\nbody\r\n"
+            ),
+            "---\r\nname: deploy\r\ndisable-model-invocation: true\r\ndescription: Ships it.\r\n\
+             ---\r\nbody\r\n"
         );
-        let header = front_matter(&cleaned).unwrap().0;
-        assert_eq!(header.description, "it's \"here\"");
-        let header = front_matter(&skill.markdown_without_grants().unwrap())
-            .unwrap()
-            .0;
         assert_eq!(
-            (header.name.as_str(), header.description.as_str()),
-            ("deploy", "Ships it.")
+            without("---\n  name: deploy\n  allowed-tools: Bash\n  description: x\n---\n"),
+            "---\n  name: deploy\n  description: x\n---\n"
         );
+        assert_eq!(without("no front matter\n"), "no front matter\n");
     }
 
     fn skill(markdown: &str) -> Skill {

@@ -653,7 +653,10 @@ impl Backend for Paddock {
         // A run here ends now, and nothing queued starts after it (other
         // replicas end theirs on the notice of the deletion, which never
         // comes back to this one).
-        self.runner.stop(id).await?;
+        if let Err(e) = self.store.drop_prompts(id).await {
+            tracing::warn!(session = %id, "cannot drop the queue of a session being deleted: {e}");
+        }
+        self.runner.cancel(id);
         self.terminals.close_all(id, "the session was deleted");
         // Sandbox first: if it cannot be removed the session stays, so the
         // user can try again and nothing is left behind unowned.

@@ -312,7 +312,7 @@ impl WorkspaceSetup {
             // A delivery's session asks before every tool its mode does
             // not allow: a skill grants itself none there.
             let markdown = match s.trigger {
-                Some(_) => skill.markdown_without_grants()?,
+                Some(_) => skill.markdown_without_grants(),
                 None => skill.markdown.clone(),
             };
             write_skill(folder, &name, &markdown, skill)?;

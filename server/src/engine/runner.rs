@@ -878,7 +878,7 @@ impl Runner {
                 // when another replica took the session over meanwhile:
                 // its run waits on them.
                 let held = self.store.lease_holder(session, chrono::Utc::now()).await;
-                if matches!(held, Ok(Some(holder)) if holder == self.replica) {
+                if !matches!(held, Ok(Some(holder)) if holder != self.replica) {
                     self.expire_requests(session, "The run failed before anyone decided.")
                         .await;
                 }
