@@ -13,7 +13,8 @@
 // where name is the stream's own ("event", "html", "delta", "session",
 // "deleted", "resync"), or "open" (the connection is up: the tab misses
 // nothing from here), "error" (it is down; the worker reconnects after
-// RETRY_MS and resumes each transcript after the oldest event a tab has),
+// RETRY_MS, doubled after each failure in a row up to RETRY_MAX_MS, and
+// resumes each transcript after the oldest event a tab has),
 // "closed" (data: gone, invalid or retry; that subscription ended), or
 // [0, "resub", ""] (the worker forgot this tab, which spoke again without
 // a hello: subscribe again). Each tab gets each event of a transcript once
@@ -31,6 +32,7 @@
 "use strict";
 
 const RETRY_MS = 2000;
+const RETRY_MAX_MS = 60000;
 // Subscriptions changing within this long make one new connection.
 const SETTLE_MS = 25;
 // A tab not heard from for this long is dropped (a crashed tab says no
@@ -53,6 +55,8 @@ let source = null;
 let handover = null;
 let open = false;
 let reconnect = null;
+// Connections that failed in a row (none opened between).
+let failures = 0;
 let settling = null;
 // When `source` last said anything.
 let heard = 0;
@@ -167,6 +171,7 @@ function connect() {
     heard = Date.now();
     letGo();
     open = true;
+    failures = 0;
     toAll("open");
   };
   es.onmessage = (m) => {
@@ -194,7 +199,8 @@ function down() {
   open = false;
   letGo();
   toAll("error");
-  reconnect = setTimeout(connect, RETRY_MS);
+  failures += 1;
+  reconnect = setTimeout(connect, Math.min(RETRY_MS * 2 ** (failures - 1), RETRY_MAX_MS));
 }
 
 // Closes the connection being replaced.

@@ -5,7 +5,7 @@
 //! changes a session that exists. A template's file (export and import) is
 //! its [`TemplateDraft`]: it names secrets but never holds a value.
 
-use crate::domain::{check_name, AppError, NewSession, PermissionMode, UserId};
+use crate::domain::{check_name, AppError, Engine, NewSession, PermissionMode, UserId};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -107,6 +107,35 @@ impl AgentTemplate {
             version: self.version,
         }
     }
+
+    pub fn summary(&self) -> TemplateSummary {
+        let session = &self.draft.session;
+        TemplateSummary {
+            id: self.id,
+            version: self.version,
+            name: self.draft.name.clone(),
+            description: self.draft.description.clone(),
+            engine: session.engine.unwrap_or(Engine::Native),
+            model: session.model.clone(),
+            updated_at: self.updated_at,
+            updated_by: self.updated_by.clone(),
+        }
+    }
+}
+
+/// What the dashboard's lists show of a template, to choose one: not its
+/// settings, whose instructions and skills can be a megabyte each.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TemplateSummary {
+    pub id: TemplateId,
+    pub version: i64,
+    pub name: String,
+    pub description: String,
+    pub engine: Engine,
+    /// `None`: the server's default.
+    pub model: Option<String>,
+    pub updated_at: DateTime<Utc>,
+    pub updated_by: String,
 }
 
 #[cfg(test)]

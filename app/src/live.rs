@@ -124,6 +124,8 @@ mod shared {
         port: MessagePort,
         subs: RefCell<HashMap<u32, Sub>>,
         next: Cell<u32>,
+        /// Whether the tab is asking if it is still signed in.
+        asking: Cell<bool>,
     }
 
     thread_local! {
@@ -162,6 +164,7 @@ mod shared {
                 port: port.clone(),
                 subs: RefCell::new(HashMap::new()),
                 next: Cell::new(1),
+                asking: Cell::new(false),
             });
             let weak = Rc::downgrade(&this);
             let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |e: MessageEvent| {
@@ -203,6 +206,26 @@ mod shared {
             );
             ping.forget();
             Some(this)
+        }
+
+        /// After the connection failed: signed out (here or in another
+        /// tab, everywhere, or the account disabled), the page is loaded
+        /// again, to the sign-in, as the streams of a tab's own do. Once at
+        /// a time: every subscription is told of a failure.
+        fn reload_if_signed_out(self: &Rc<Self>) {
+            if self.asking.replace(true) {
+                return;
+            }
+            let weak = Rc::downgrade(self);
+            leptos::task::spawn_local(async move {
+                let me = crate::api::accounts::whoami().await;
+                if matches!(me, Ok(None)) {
+                    let _ = window().location().reload();
+                }
+                if let Some(this) = weak.upgrade() {
+                    this.asking.set(false);
+                }
+            });
         }
 
         /// Tells the worker this tab is new to it (else, having forgotten
@@ -270,7 +293,10 @@ mod shared {
                 // Also sent when the worker moved to a new connection
                 // without missing anything: nothing to catch up on then.
                 "open" => link.maybe_update(|l| std::mem::replace(l, Link::Live) != Link::Live),
-                "error" => link.set(Link::Reconnecting),
+                "error" => {
+                    link.set(Link::Reconnecting);
+                    self.reload_if_signed_out();
+                }
                 "closed" => {
                     if data == "invalid" {
                         // The page holds events past the session's newest:

@@ -2,7 +2,7 @@
 // the first admin through the setup link in the log, sign-in and sign-out,
 // users, API tokens, a canary credential, and a session shared with someone
 // who may only watch.
-import { test, expect, gotoHydrated, openNewSession, sendPrompt, signIn } from './fixtures';
+import { test, expect, gotoHydrated, openNewSession, sendPrompt, sessionsLoaded, signIn } from './fixtures';
 
 test.describe('first start', () => {
   test.use({ withAdmin: false });
@@ -44,6 +44,19 @@ test.describe('first start', () => {
     await expect(page).toHaveURL(`${paddock.url}/`);
     await expect(page.getByTestId('account-name')).toContainText('Ada Lovelace');
   });
+});
+
+test('signing out in one tab takes the others, which share its live connection, to the sign-in', async ({ page, paddock }) => {
+  await gotoHydrated(page, `${paddock.url}/`);
+  await sessionsLoaded(page);
+  const other = await page.context().newPage();
+  await gotoHydrated(other, `${paddock.url}/`);
+  await other.getByTestId('account-name').click();
+  await other.getByTestId('signout').click();
+  await expect(other).toHaveURL(/\/signin/);
+  // Its live connection ended, the first tab asks whether it is still
+  // signed in, and loads again to the sign-in.
+  await expect(page).toHaveURL(/\/signin/);
 });
 
 test('a token is shown once, works for scripts and stops at once when revoked', async ({ page, paddock }) => {

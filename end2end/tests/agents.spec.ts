@@ -55,6 +55,7 @@ test('saving an agent in the form keeps what the form cannot show as it is', asy
         name: 'Nightly review',
         env: [{ name: 'KEY', value: key }, { name: 'MODE', value: 'fast' }],
         mcp_servers: [{ name: 'tools', command: '/opt/my tools/server', args: ['--flag'] }],
+        skills: [{ markdown: '---\nname: old-name\ndescription: Checks.\n---\nCheck.\n', files: [{ path: 'check.sh', content: 'true\n' }] }],
       },
     }),
   });
@@ -74,4 +75,17 @@ test('saving an agent in the form keeps what the form cannot show as it is', asy
   expect(saved.session.env).toEqual([{ name: 'KEY', value: key }, { name: 'MODE', value: 'fast' }]);
   expect(saved.session.mcp_servers[0].command).toBe('/opt/my tools/server');
   expect(saved.session.mcp_servers[0].args).toEqual(['--flag']);
+  // The model was not set: it stays unset (the server's default), not pinned.
+  expect(saved.session.model ?? null).toBeNull();
+
+  // Renaming a skill in its SKILL.md changes that skill, files kept.
+  const skill = page.getByTestId('skill');
+  await skill.getByText('Edit SKILL.md').click();
+  await skill.locator('textarea').fill('---\nname: new-name\ndescription: Checks.\n---\nCheck.\n');
+  await skill.getByRole('button', { name: 'Save skill' }).click();
+  await expect(page.getByTestId('agent-version')).toHaveText('version 3');
+  await expect(page.getByTestId('skill-name')).toHaveText(['new-name']);
+  const renamed = await (await paddock.api(`/api/templates/${id}`)).json();
+  expect(renamed.session.skills.length).toBe(1);
+  expect(renamed.session.skills[0].files[0].path).toBe('check.sh');
 });

@@ -19,7 +19,7 @@ use std::path::{Component, Path, PathBuf};
 
 /// Where the workspace appears inside a sandbox.
 pub const MOUNT_POINT: &str = "/workspace";
-/// Largest file `read` and `read_as_git` return.
+/// Largest file `read` returns.
 pub const READ_MAX_BYTES: u64 = 10 * 1024 * 1024;
 /// Entries of one folder listed at most.
 pub const FOLDER_ENTRIES_MAX: usize = 100_000;
@@ -325,14 +325,15 @@ impl ConfinedFolder {
     }
 
     pub fn read(&self, path: &str) -> Result<Vec<u8>, FileError> {
-        Self::read_whole(path, self.open_file(path)?)
+        Self::read_whole(path, self.open_file(path)?, READ_MAX_BYTES)
     }
 
-    /// What git keeps at `path`: a regular file's bytes, or a link's own
-    /// text (the path it names), following no link on the way (git follows
-    /// none); `None` when git keeps nothing there (nothing, a folder, a
-    /// pipe, or a path through a link or a file).
-    pub fn read_as_git(&self, path: &str) -> Result<Option<Vec<u8>>, FileError> {
+    /// What git keeps at `path`: a regular file's bytes (refused past
+    /// `max`, unread), or a link's own text (the path it names), following
+    /// no link on the way (git follows none); `None` when git keeps nothing
+    /// there (nothing, a folder, a pipe, or a path through a link or a
+    /// file).
+    pub fn read_as_git(&self, path: &str, max: u64) -> Result<Option<Vec<u8>>, FileError> {
         let nothing = |e: &FileError| {
             matches!(
                 e,
@@ -349,7 +350,7 @@ impl ConfinedFolder {
         }
         // Else a regular file (a link put there since is not followed).
         match self.open_file_itself(path) {
-            Ok(open) => Self::read_whole(path, open).map(Some),
+            Ok(open) => Self::read_whole(path, open, max).map(Some),
             Err(e) if nothing(&e) => Ok(None),
             Err(e) => Err(e),
         }
@@ -378,16 +379,16 @@ impl ConfinedFolder {
     }
 
     /// An open file's bytes, refused past [`READ_MAX_BYTES`].
-    fn read_whole(path: &str, open: OpenFile) -> Result<Vec<u8>, FileError> {
+    fn read_whole(path: &str, open: OpenFile, max: u64) -> Result<Vec<u8>, FileError> {
         let OpenFile { file, size, .. } = open;
-        if size > READ_MAX_BYTES {
+        if size > max {
             return Err(FileError::TooLarge {
                 path: path.to_owned(),
                 size,
             });
         }
         let mut data = Vec::with_capacity(size as usize);
-        file.take(READ_MAX_BYTES + 1)
+        file.take(max + 1)
             .read_to_end(&mut data)
             .map_err(|e| io_error(path, e))?;
         Ok(data)
@@ -485,7 +486,7 @@ impl ConfinedFolder {
             let name = name.ok_or_else(|| FileError::Outside(path.to_owned()))?;
             match rfs::mkdirat(&dir_fd, &name, Mode::from_raw_mode(0o755)) {
                 Ok(()) | Err(Errno::EXIST) => {}
-                Err(e) => return Err(io_error(&step, e)),
+                Err(e) => return Err(write_error(&step, e)),
             }
             let made = self.open(&step, OFlags::DIRECTORY | OFlags::RDONLY, Mode::empty())?;
             self.give(&made);
@@ -1271,19 +1272,45 @@ mod tests {
             .status()
             .unwrap();
         assert!(made.success());
-        assert_eq!(ws.read_as_git("d/f"), Ok(Some(b"x".to_vec())));
-        assert_eq!(ws.read_as_git("to-f"), Ok(Some(b"d/f".to_vec())));
-        assert_eq!(ws.read_as_git("to-d"), Ok(Some(b"d".to_vec())));
-        assert_eq!(ws.read_as_git("out"), Ok(Some(b"/etc/passwd".to_vec())));
-        assert_eq!(ws.read_as_git("loop"), Ok(Some(b"loop".to_vec())));
+        assert_eq!(
+            ws.read_as_git("d/f", READ_MAX_BYTES),
+            Ok(Some(b"x".to_vec()))
+        );
+        assert!(matches!(
+            ws.read_as_git("d/f", 0),
+            Err(FileError::TooLarge { size: 1, .. })
+        ));
+        assert_eq!(
+            ws.read_as_git("to-f", READ_MAX_BYTES),
+            Ok(Some(b"d/f".to_vec()))
+        );
+        assert_eq!(
+            ws.read_as_git("to-d", READ_MAX_BYTES),
+            Ok(Some(b"d".to_vec()))
+        );
+        assert_eq!(
+            ws.read_as_git("out", READ_MAX_BYTES),
+            Ok(Some(b"/etc/passwd".to_vec()))
+        );
+        assert_eq!(
+            ws.read_as_git("loop", READ_MAX_BYTES),
+            Ok(Some(b"loop".to_vec()))
+        );
         // What git does not keep: through a link (inside or out), a
         // folder, a pipe, nothing.
         for nothing in [
             "to-d/f", "out/x", "loop/x", "d", ".", "pipe", "nope", "d/f/x",
         ] {
-            assert_eq!(ws.read_as_git(nothing), Ok(None), "{nothing}");
+            assert_eq!(
+                ws.read_as_git(nothing, READ_MAX_BYTES),
+                Ok(None),
+                "{nothing}"
+            );
         }
-        assert!(matches!(ws.read_as_git("../x"), Err(FileError::Outside(_))));
+        assert!(matches!(
+            ws.read_as_git("../x", READ_MAX_BYTES),
+            Err(FileError::Outside(_))
+        ));
     }
 
     /// A name longer than the file system takes is the caller's mistake,

@@ -267,8 +267,14 @@ impl ChangeReview {
         let old = repo.blob(base, &path, DIFF_MAX_BYTES).await.map_err(fail)?;
         let folder = self.setup.host_folder(s.id)?;
         // What git would keep there now: a link's own text, nothing read
-        // through a link.
-        let new = match folder.read_as_git(&path) {
+        // through a link; off the request threads.
+        let read = {
+            let path = path.clone();
+            tokio::task::spawn_blocking(move || folder.read_as_git(&path, DIFF_MAX_BYTES as u64))
+                .await
+                .map_err(|e| AppError::Unavailable(e.to_string()))?
+        };
+        let new = match read {
             Ok(now) => now,
             Err(FileError::TooLarge { .. }) => Some(vec![0; DIFF_MAX_BYTES + 1]),
             Err(e) => return Err(AppError::Invalid(e.to_string())),

@@ -36,6 +36,9 @@ const STDERR_MAX: usize = 4096;
 /// Most of git's output read: a listing of the work tree (whose names the
 /// sandbox chooses) is bounded like the rest.
 const OUTPUT_MAX: usize = 64 * 1024 * 1024;
+/// Files and folders of a work tree looked through for what would block
+/// git, at most.
+const WALK_MAX_ENTRIES: usize = 1_000_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GitError {
@@ -843,19 +846,32 @@ impl HostRepo {
     }
 
     /// Refuses a work tree where git would block: a `.gitignore` or
-    /// `.gitattributes` that is not a regular file, or a named pipe called
-    /// `HEAD` or `commondir` anywhere (git opens those of a folder it tells
-    /// for a nested repository, where its `.git` is or where a `.git` file
-    /// says it is): a pipe nobody writes to would hold git, and the paused
-    /// sandbox, until the time limit.
+    /// `.gitattributes` that is not a regular file, a named pipe called
+    /// `HEAD`, or a `commondir` that is not a regular file (a link to a
+    /// pipe), anywhere (git opens those of a folder it tells for a nested
+    /// repository, where its `.git` is or where a `.git` file says it is):
+    /// a pipe nobody writes to would hold git, and the paused sandbox,
+    /// until the time limit. And one of more than [`WALK_MAX_ENTRIES`]
+    /// files and folders, which the walk would take too long over.
     fn check_readable(&self) -> Result<(), GitError> {
         use std::os::unix::fs::FileTypeExt;
         let mut stack = vec![self.work_tree.clone()];
+        let mut seen = 0;
         while let Some(dir) = stack.pop() {
             let Ok(entries) = std::fs::read_dir(&dir) else {
                 continue;
             };
             for entry in entries.flatten() {
+                seen += 1;
+                if seen > WALK_MAX_ENTRIES {
+                    return Err(GitError::Failed {
+                        step: "status",
+                        message: format!(
+                            "the workspace holds more than {WALK_MAX_ENTRIES} files and folders: \
+                             too many to look through for changes"
+                        ),
+                    });
+                }
                 let Ok(kind) = entry.file_type() else {
                     continue;
                 };
@@ -868,8 +884,10 @@ impl HostRepo {
                     false
                 } else if name == ".gitignore" || name == ".gitattributes" {
                     !kind.is_file() && !kind.is_symlink()
+                } else if name == "commondir" {
+                    !kind.is_file()
                 } else {
-                    kind.is_fifo() && (name == "HEAD" || name == "commondir")
+                    kind.is_fifo() && name == "HEAD"
                 };
                 if blocking {
                     return Err(GitError::Failed {

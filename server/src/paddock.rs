@@ -1164,6 +1164,44 @@ impl Backend for Paddock {
         self.redeliver_message(caller, id, &message).await
     }
 
+    async fn write_skill_markdown(
+        &self,
+        caller: &Caller,
+        id: TemplateId,
+        replaces: Option<String>,
+        markdown: String,
+    ) -> Result<AgentTemplate, AppError> {
+        let name = app::skills::front_matter(&markdown)?.0.name;
+        self.edit_template(caller, id, |draft| {
+            let skills = &mut draft.session.skills;
+            let named = |n: &str| {
+                skills
+                    .iter()
+                    .position(|s| s.header().is_ok_and(|h| h.name == n))
+            };
+            let at = match &replaces {
+                Some(old) => {
+                    Some(named(old).ok_or_else(|| AppError::NotFound(format!("Skill {old:?}")))?)
+                }
+                None => named(&name),
+            };
+            if named(&name).is_some_and(|other| Some(other) != at) {
+                return Err(AppError::Conflict(format!(
+                    "This agent has a skill named {name:?} already."
+                )));
+            }
+            match at {
+                Some(i) => skills[i].markdown.clone_from(&markdown),
+                None => skills.push(Skill {
+                    markdown: markdown.clone(),
+                    files: Vec::new(),
+                }),
+            }
+            Ok(())
+        })
+        .await
+    }
+
     async fn remove_skill(
         &self,
         caller: &Caller,

@@ -21,6 +21,7 @@
 use crate::bus::{Notice, Received};
 use crate::engine::{Permissions, Runner, Takeover};
 use crate::hub::{Hub, SessionUpdate};
+use crate::journal::secret_mask::SecretMasks;
 use crate::store::Store;
 use crate::terminal_slots::TerminalSlots;
 use app::domain::SessionId;
@@ -185,6 +186,8 @@ impl Follower {
             Notice::Deleted { session } => {
                 delivered.remove(&session);
                 self.runner.cancel(session);
+                // Its secrets, set here by a run of its, are masked no more.
+                SecretMasks::global().forget(session);
                 self.hub.close(session);
                 self.hub.deliver_session(SessionUpdate::Deleted(session));
             }

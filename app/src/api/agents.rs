@@ -5,13 +5,19 @@
 #[cfg(feature = "ssr")]
 use super::{ssr, template_id};
 use super::{SettingsForm, UrlInJsonOut};
-use crate::agents::AgentTemplate;
+use crate::agents::{AgentTemplate, TemplateSummary};
 use crate::domain::AppError;
 use leptos::prelude::*;
 
 #[server(endpoint = "list_templates", output = UrlInJsonOut)]
-pub async fn list_templates() -> Result<Vec<AgentTemplate>, AppError> {
-    ssr::respond(async { ssr::backend()?.list_templates(&ssr::caller()?).await }.await)
+pub async fn list_templates() -> Result<Vec<TemplateSummary>, AppError> {
+    ssr::respond(
+        async {
+            let all = ssr::backend()?.list_templates(&ssr::caller()?).await?;
+            Ok(all.iter().map(AgentTemplate::summary).collect())
+        }
+        .await,
+    )
 }
 
 #[server(endpoint = "get_template", output = UrlInJsonOut)]
@@ -126,26 +132,20 @@ pub async fn import_template(file: String) -> Result<AgentTemplate, AppError> {
     ssr::respond(async { ssr::backend()?.import_template(&ssr::caller()?, file).await }.await)
 }
 
-/// Adds a skill to an agent, or replaces its skill of the same name (the
-/// name in the `SKILL.md`'s front matter), keeping that skill's files.
+/// Writes an agent's skill's `SKILL.md`, keeping its files: the skill
+/// named `replaces` (the one edited, renamed when its name changed), else
+/// the one of the same name, else a new one.
 #[server(endpoint = "save_skill", output = UrlInJsonOut)]
-pub async fn save_skill(id: String, markdown: String) -> Result<AgentTemplate, AppError> {
+pub async fn save_skill(
+    id: String,
+    markdown: String,
+    #[server(default)] replaces: Option<String>,
+) -> Result<AgentTemplate, AppError> {
     ssr::respond(
         async {
-            let (backend, caller, id) = (ssr::backend()?, ssr::caller()?, template_id(&id)?);
-            let name = crate::skills::front_matter(&markdown)?.0.name;
-            let files = backend
-                .get_template(&caller, id)
-                .await?
-                .draft
-                .session
-                .skills
-                .into_iter()
-                .find(|s| s.header().is_ok_and(|h| h.name == name))
-                .map(|s| s.files)
-                .unwrap_or_default();
-            let skill = crate::skills::Skill { markdown, files };
-            backend.save_skill(&caller, id, skill).await
+            ssr::backend()?
+                .write_skill_markdown(&ssr::caller()?, template_id(&id)?, replaces, markdown)
+                .await
         }
         .await,
     )

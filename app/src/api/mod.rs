@@ -184,6 +184,16 @@ pub(crate) mod ssr {
             id: TemplateId,
             skill: Skill,
         ) -> Result<AgentTemplate, AppError>;
+        /// Writes a template's skill's `SKILL.md`, keeping its files: the
+        /// skill named `replaces` (renamed when the name changed), else the
+        /// one of the `SKILL.md`'s name, else a new skill. A new version.
+        async fn write_skill_markdown(
+            &self,
+            caller: &Caller,
+            id: TemplateId,
+            replaces: Option<String>,
+            markdown: String,
+        ) -> Result<AgentTemplate, AppError>;
         /// Removes a template's skill: a new version.
         async fn remove_skill(
             &self,

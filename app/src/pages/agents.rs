@@ -9,7 +9,7 @@ use super::form::{submitted, PageTitle, INPUT, PANEL, PRIMARY, SECONDARY};
 use super::notifications::Notifications;
 use super::settings_form::{settings_of, SettingsFields};
 use super::{ErrorNote, Missing, When};
-use crate::agents::{AgentTemplate, TemplateDraft, DESCRIPTION_MAX_CHARS};
+use crate::agents::{AgentTemplate, TemplateDraft, TemplateSummary, DESCRIPTION_MAX_CHARS};
 use crate::api::agents::{
     get_template, list_templates, template_versions, DeleteTemplate, DuplicateTemplate,
     ImportTemplate, RemoveSkill, SaveSkill, SaveTemplate,
@@ -90,23 +90,16 @@ pub fn AgentsPage() -> impl IntoView {
 }
 
 #[component]
-fn AgentRow(t: AgentTemplate) -> impl IntoView {
-    let engine = t
-        .draft
-        .session
-        .engine
-        .unwrap_or(crate::domain::Engine::Native);
+fn AgentRow(t: TemplateSummary) -> impl IntoView {
     let model = t
-        .draft
-        .session
         .model
-        .clone()
         .unwrap_or_else(|| crate::domain::DEFAULT_MODEL.to_owned());
+    let engine = t.engine;
     view! {
         <li class="flex flex-wrap items-center gap-x-4 gap-y-1 px-4 py-3" data-testid="agent-row">
             <div class="min-w-0 flex-1">
-                <A href=format!("/agents/{}", t.id) attr:class="font-medium hover:underline" attr:data-testid="agent-name">{t.draft.name.clone()}</A>
-                <p class="truncate text-sm text-zinc-500 dark:text-zinc-400">{t.draft.description.clone()}</p>
+                <A href=format!("/agents/{}", t.id) attr:class="font-medium hover:underline" attr:data-testid="agent-name">{t.name}</A>
+                <p class="truncate text-sm text-zinc-500 dark:text-zinc-400">{t.description}</p>
                 <p class="text-xs text-zinc-500" data-testid="agent-meta">{format!("v{} · {engine} · {model} · saved ", t.version)}<When at=t.updated_at />{format!(" by {}", t.updated_by)}</p>
             </div>
             <A href=format!("/?agent={}", t.id) attr:class=SECONDARY attr:data-testid="start-from-agent">"Start a session"</A>
@@ -300,6 +293,7 @@ fn Skills(
             save.dispatch(SaveSkill {
                 id: id.clone(),
                 markdown: field("markdown").unwrap_or_default(),
+                replaces: field("replaces"),
             });
         }
     };
@@ -320,6 +314,7 @@ fn Skills(
                     <summary class="cursor-pointer text-xs text-zinc-500">"Edit SKILL.md"</summary>
                     <form action=SaveSkill::PATH method="post" on:submit=submit class="mt-2 space-y-2">
                         <input type="hidden" name="id" value=id.clone() />
+                        <input type="hidden" name="replaces" value=h.name.clone() />
                         <textarea name="markdown" rows="8" class=format!("font-mono text-xs {INPUT}")>{s.markdown.clone()}</textarea>
                         <button type="submit" class=SECONDARY>"Save skill"</button>
                     </form>

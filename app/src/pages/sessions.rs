@@ -187,7 +187,7 @@ fn NewSessionForm(create: ServerAction<CreateSession>) -> impl IntoView {
                                     {templates.into_iter().map(|t| {
                                         let id = t.id.to_string();
                                         let selected = agent.get_untracked() == id;
-                                        view! { <option value=id.clone() selected=selected>{format!("{} (v{})", t.draft.name, t.version)}</option> }
+                                        view! { <option value=id.clone() selected=selected>{format!("{} (v{})", t.name, t.version)}</option> }
                                     }).collect_view()}
                                 </select>
                             </div>

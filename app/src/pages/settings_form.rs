@@ -128,7 +128,7 @@ pub(super) fn SettingsFields(initial: NewSession, prefix: &'static str) -> impl 
         </fieldset>
         <div>
             <label for=id("model") class="text-sm font-medium">"Model"</label>
-            <input id=id("model") name="model" list="model-suggestions" value=initial.model.clone().unwrap_or_else(|| DEFAULT_MODEL.to_owned()) class=INPUT />
+            <input id=id("model") name="model" list="model-suggestions" placeholder=format!("{DEFAULT_MODEL} (the default)") value=initial.model.clone() class=INPUT />
             <datalist id="model-suggestions">
                 {SUGGESTED_MODELS.iter().map(|m| view! { <option value=*m></option> }).collect_view()}
             </datalist>

@@ -1,7 +1,10 @@
-//! Sign-in attempts, limited per account and per address (GCRA, from the
-//! governor crate): guessing one person's password, or many people's from
-//! one address, slows to a few tries a minute. Attempts are counted before
-//! the password is checked, and for unknown logins too, so the limit says
+//! Sign-in attempts, limited per account from one address, per account
+//! from everywhere, and per address (GCRA, from the governor crate):
+//! guessing one person's password from one address, or many people's,
+//! slows to a few tries a minute; guessing it from many addresses, to a
+//! few a second. One guessing from elsewhere holds back that person's own
+//! sign-in only at the second limit. Attempts are counted before the
+//! password is checked, and for unknown logins too, so the limit says
 //! nothing about which accounts exist.
 
 use app::domain::AppError;
@@ -9,8 +12,10 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 
-/// Attempts per minute for one login.
+/// Attempts per minute for one login from one address.
 pub const PER_LOGIN_PER_MINUTE: u32 = 5;
+/// Attempts per minute for one login from all addresses together.
+pub const PER_LOGIN_EVERYWHERE_PER_MINUTE: u32 = 60;
 /// Attempts per minute from one address (behind a reverse proxy, every
 /// client shares the proxy's address, hence more).
 pub const PER_ADDRESS_PER_MINUTE: u32 = 30;
@@ -42,6 +47,7 @@ impl RefusalLimiter {
 }
 
 pub struct SignInLimiter {
+    by_login_from: DefaultKeyedRateLimiter<(String, Option<IpAddr>)>,
     by_login: DefaultKeyedRateLimiter<String>,
     by_address: DefaultKeyedRateLimiter<IpAddr>,
 }
@@ -53,7 +59,8 @@ fn per_minute(n: u32) -> Quota {
 impl Default for SignInLimiter {
     fn default() -> Self {
         Self {
-            by_login: RateLimiter::keyed(per_minute(PER_LOGIN_PER_MINUTE)),
+            by_login_from: RateLimiter::keyed(per_minute(PER_LOGIN_PER_MINUTE)),
+            by_login: RateLimiter::keyed(per_minute(PER_LOGIN_EVERYWHERE_PER_MINUTE)),
             by_address: RateLimiter::keyed(per_minute(PER_ADDRESS_PER_MINUTE)),
         }
     }
@@ -62,14 +69,24 @@ impl Default for SignInLimiter {
 impl SignInLimiter {
     /// Counts one attempt; refused when either limit is reached.
     pub fn attempt(&self, login: &str, address: Option<IpAddr>) -> Result<(), AppError> {
+        if self.by_login_from.len() > MAX_KEYS {
+            self.by_login_from.retain_recent();
+        }
         if self.by_login.len() > MAX_KEYS {
             self.by_login.retain_recent();
         }
         if self.by_address.len() > MAX_KEYS {
             self.by_address.retain_recent();
         }
-        let address_ok = address.is_none_or(|a| self.by_address.check_key(&network_of(a)).is_ok());
-        let login_ok = self.by_login.check_key(&login.to_lowercase()).is_ok();
+        let (login, network) = (login.to_lowercase(), address.map(network_of));
+        let address_ok = network.is_none_or(|n| self.by_address.check_key(&n).is_ok());
+        let from_ok = self
+            .by_login_from
+            .check_key(&(login.clone(), network))
+            .is_ok();
+        // Attempts held back from one address do not count everywhere:
+        // one address alone cannot reach the limit for all.
+        let login_ok = from_ok && self.by_login.check_key(&login).is_ok();
         if address_ok && login_ok {
             Ok(())
         } else {
@@ -113,17 +130,43 @@ mod tests {
         for _ in 0..PER_LOGIN_PER_MINUTE {
             limiter.attempt("ada", Some(a)).unwrap();
         }
-        assert!(limiter.attempt("ADA", Some(b)).is_err());
-        // Another login from the first address goes on, up to its limit.
-        let mut allowed = PER_LOGIN_PER_MINUTE;
+        assert!(limiter.attempt("ADA", Some(a)).is_err());
+        // From another address the same login goes on.
+        limiter.attempt("ADA", Some(b)).unwrap();
+        // Another login from the first address goes on, up to its limit
+        // (the attempt refused above counts there too).
+        let mut counted = PER_LOGIN_PER_MINUTE + 1;
         for i in 0..PER_ADDRESS_PER_MINUTE {
             if limiter.attempt(&format!("user{i}"), Some(a)).is_ok() {
+                counted += 1;
+            }
+        }
+        assert_eq!(counted, PER_ADDRESS_PER_MINUTE);
+        assert!(limiter.attempt("someone-else", Some(a)).is_err());
+        assert!(limiter.attempt("someone-else", Some(b)).is_ok());
+    }
+
+    #[test]
+    fn one_login_guessed_from_many_addresses_is_held_back_for_all() {
+        let limiter = SignInLimiter::default();
+        let from = |i: u32| Some(IpAddr::from([198, 51, 100, i as u8]));
+        // Each address beyond its own limit: those do not count for all.
+        for i in 0..3 * PER_LOGIN_EVERYWHERE_PER_MINUTE {
+            let _ = limiter.attempt("ada", from(0));
+            let _ = limiter.attempt("ada", from(i % 2 + 1));
+        }
+        limiter.attempt("ada", from(200)).unwrap();
+        let mut allowed = 1;
+        for i in 0..PER_LOGIN_EVERYWHERE_PER_MINUTE {
+            if limiter.attempt("ada", from(i + 3)).is_ok() {
                 allowed += 1;
             }
         }
-        assert_eq!(allowed, PER_ADDRESS_PER_MINUTE);
-        assert!(limiter.attempt("someone-else", Some(a)).is_err());
-        assert!(limiter.attempt("someone-else", Some(b)).is_ok());
+        assert!(
+            allowed < PER_LOGIN_EVERYWHERE_PER_MINUTE,
+            "held back at the limit for all: {allowed}"
+        );
+        assert!(limiter.attempt("ada", from(250)).is_err());
     }
 
     #[test]

@@ -133,7 +133,8 @@ impl Journal {
     }
 
     /// Adds one model call's tokens and cost to the session's counters and
-    /// records it as a `usage` event.
+    /// records it as a `usage` event (one transaction), then broadcasts
+    /// both.
     pub async fn record_usage(
         &self,
         session: SessionId,
@@ -141,19 +142,13 @@ impl Journal {
         output_tokens: i64,
         cost_usd: f64,
     ) -> Result<Event, AppError> {
-        self.store
-            .add_usage(session, input_tokens, output_tokens, cost_usd)
-            .await?;
+        let event = self
+            .store
+            .record_usage(session, input_tokens, output_tokens, cost_usd)
+            .await?
+            .ok_or_else(|| not_found(session))?;
         crate::metrics::usage(input_tokens, output_tokens, cost_usd);
-        self.record(
-            session,
-            EventKind::Usage {
-                input_tokens,
-                output_tokens,
-                cost_usd,
-            },
-        )
-        .await
+        self.announce(event).await
     }
 
     /// The model call whose fragments were being sent starts over: what

@@ -183,7 +183,13 @@ impl Patterns {
                     })
                     .collect();
             }
-            _ => {}
+            // A secret of digits, written as a number.
+            Value::Number(n) => {
+                if let Cow::Owned(masked) = self.apply(&n.to_string()) {
+                    *value = Value::String(masked);
+                }
+            }
+            Value::Bool(_) | Value::Null => {}
         }
     }
 }
@@ -368,6 +374,18 @@ mod tests {
                 input: serde_json::json!({"command": ["echo ••••"], "n": 1}),
             }
         );
+        // A secret of digits, passed as a number.
+        let (m, s) = masks(&["48151623"]);
+        let call = m.event(
+            s,
+            EventKind::ToolCall {
+                id: "t2".into(),
+                name: "pay".into(),
+                input: serde_json::json!({"account": 48151623, "amount": 5}),
+            },
+        );
+        assert!(matches!(call, EventKind::ToolCall { input, .. }
+            if input == serde_json::json!({"account": "••••", "amount": 5})));
     }
 
     #[test]

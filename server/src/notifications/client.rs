@@ -12,6 +12,9 @@ use std::time::Duration;
 
 /// Longest a try may take.
 pub const TRY_TIMEOUT: Duration = Duration::from_secs(15);
+/// Longest a try waits to connect: an address that never answers gives
+/// up the sender's slot sooner.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Resolves names to public addresses only.
 struct PublicOnly;
@@ -40,6 +43,7 @@ pub fn client(private_allowed: bool) -> reqwest::Result<reqwest::Client> {
     let builder = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(TRY_TIMEOUT)
+        .connect_timeout(CONNECT_TIMEOUT)
         .user_agent(concat!("Paddock/", env!("CARGO_PKG_VERSION")));
     // Through no proxy: the addresses checked are the ones connected to.
     let builder = match private_allowed {
@@ -49,15 +53,19 @@ pub fn client(private_allowed: bool) -> reqwest::Result<reqwest::Client> {
     builder.build()
 }
 
+/// The host a URL names, if it names one.
+pub fn host_of(url: &str) -> Option<String> {
+    reqwest::Url::parse(url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_owned))
+        .filter(|h| !h.is_empty())
+}
+
 /// Why `url` may not be posted to, if it may not: it is not a URL with a
 /// host, or an address written in it is not public (names are checked as
 /// they resolve).
 pub fn refused_address(url: &str, private_allowed: bool) -> Option<String> {
-    let Some(host) = reqwest::Url::parse(url)
-        .ok()
-        .and_then(|u| u.host_str().map(str::to_owned))
-        .filter(|h| !h.is_empty())
-    else {
+    let Some(host) = host_of(url) else {
         return Some(format!("{url:?} is not a URL with a host"));
     };
     if private_allowed {

@@ -14,7 +14,7 @@ mod message;
 pub mod sender;
 
 use crate::paddock::Paddock;
-use crate::store::notifications::ENDPOINTS_MAX;
+use crate::store::notifications::{Redelivery, ENDPOINTS_MAX};
 use crate::triggers::standard_webhooks;
 use crate::vault::SecretOf;
 use app::accounts::{Access, AuditAction, Caller};
@@ -135,7 +135,9 @@ impl Paddock {
             .store
             .create_endpoint(id, scope, caller.user, &draft, &sealed, &caller.label())
             .await?;
-        self.audit_endpoint(caller, id, &format!("created for {}", draft.url))
+        // Its host only: a URL's path or user part may be its secret.
+        let host = client::host_of(&draft.url).unwrap_or_default();
+        self.audit_endpoint(caller, id, &format!("created for {host}"))
             .await;
         Ok(EndpointSecret { endpoint, secret })
     }
@@ -167,10 +169,18 @@ impl Paddock {
         message: &str,
     ) -> Result<(), AppError> {
         self.endpoint_for(caller, id).await?;
-        if !message::could_be_message_id(message)
-            || !self.store.redeliver(id, message, Utc::now()).await?
-        {
-            return Err(AppError::NotFound(format!("Message {message:?}")));
+        let missing = || AppError::NotFound(format!("Message {message:?}"));
+        if !message::could_be_message_id(message) {
+            return Err(missing());
+        }
+        match self.store.redeliver(id, message, Utc::now()).await? {
+            Redelivery::Queued => {}
+            Redelivery::Pending => {
+                return Err(AppError::Conflict(format!(
+                    "Message {message:?} is being sent: it is tried again in its turn."
+                )))
+            }
+            Redelivery::Missing => return Err(missing()),
         }
         self.audit_endpoint(caller, id, &format!("redeliver {message}"))
             .await;

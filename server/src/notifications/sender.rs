@@ -16,16 +16,16 @@
 use super::client;
 use super::message;
 use crate::paddock::Paddock;
-use crate::store::notifications::MESSAGES_KEPT_DAYS;
+use crate::store::notifications::{DueEndpoint, MESSAGES_KEPT_DAYS};
 use crate::store::storable;
 use crate::sync::lock;
 use crate::triggers::standard_webhooks;
 use crate::vault::SecretOf;
 use app::accounts::Access;
-use app::domain::{AppError, Event, EventKind, Session, SessionStatus};
+use app::domain::{AppError, Event, EventKind, Session, SessionStatus, UserId};
 use app::notifications::{Endpoint, EndpointId, Message, MessageState, NotifiedEvent, Scope};
 use chrono::{DateTime, Utc};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 use tokio::sync::Semaphore;
@@ -41,6 +41,10 @@ const STATUSES_BACK: i64 = 200;
 const HOLD: chrono::Duration = chrono::Duration::seconds(60);
 /// Endpoints sent to at once.
 const ENDPOINTS_AT_ONCE: usize = 16;
+/// Turns one person's endpoints take at once (waiting for a slot
+/// included): endpoints that never answer hold up their maker's
+/// messages, not everyone's.
+const MAKERS_TURNS_AT_ONCE: usize = 4;
 /// How long one endpoint's turn goes on sending (a try under way ends
 /// first): a slow one waits for the next look, behind the others.
 const TURN_BUDGET: Duration = Duration::from_secs(30);
@@ -84,15 +88,15 @@ pub fn spawn(paddock: &Arc<Paddock>) {
         tokio::pin!(shutting_down);
         let mut forgotten = tokio::time::Instant::now();
         let mut turns = tokio::task::JoinSet::new();
-        let under_way: Arc<Mutex<HashSet<EndpointId>>> = Arc::default();
+        let under_way: Arc<Mutex<UnderWay>> = Arc::default();
         let slots = Arc::new(Semaphore::new(ENDPOINTS_AT_ONCE));
         loop {
             let Some(p) = paddock.upgrade() else { break };
             while turns.try_join_next().is_some() {}
             match p.store.endpoints_due(Utc::now()).await {
                 Ok(due) => {
-                    for id in due {
-                        let Some(turn) = Turn::start(id, &under_way) else {
+                    for endpoint in due {
+                        let Some(turn) = Turn::start(endpoint, &under_way) else {
                             continue;
                         };
                         let (p, holder, http, slots) =
@@ -132,17 +136,42 @@ pub fn spawn(paddock: &Arc<Paddock>) {
     });
 }
 
+/// The endpoints with a turn under way on this server, and how many of
+/// them each person made.
+#[derive(Default)]
+struct UnderWay {
+    endpoints: HashSet<EndpointId>,
+    by_maker: HashMap<UserId, usize>,
+}
+
 /// An endpoint's turn under way on this server, until dropped.
 struct Turn {
     id: EndpointId,
-    under_way: Arc<Mutex<HashSet<EndpointId>>>,
+    maker: Option<UserId>,
+    under_way: Arc<Mutex<UnderWay>>,
 }
 
 impl Turn {
-    /// The endpoint's turn, unless one is under way.
-    fn start(id: EndpointId, under_way: &Arc<Mutex<HashSet<EndpointId>>>) -> Option<Self> {
-        lock(under_way).insert(id).then(|| Self {
-            id,
+    /// The endpoint's turn, unless one is under way, or its maker's
+    /// endpoints have [`MAKERS_TURNS_AT_ONCE`] (the local operator's,
+    /// with sign-in off, are everyone's).
+    fn start(due: DueEndpoint, under_way: &Arc<Mutex<UnderWay>>) -> Option<Self> {
+        let mut now = lock(under_way);
+        let makers_full = due.maker.is_some_and(|m| {
+            now.by_maker
+                .get(&m)
+                .is_some_and(|&n| n >= MAKERS_TURNS_AT_ONCE)
+        });
+        if now.endpoints.contains(&due.id) || makers_full {
+            return None;
+        }
+        now.endpoints.insert(due.id);
+        if let Some(maker) = due.maker {
+            *now.by_maker.entry(maker).or_default() += 1;
+        }
+        Some(Self {
+            id: due.id,
+            maker: due.maker,
             under_way: under_way.clone(),
         })
     }
@@ -150,7 +179,16 @@ impl Turn {
 
 impl Drop for Turn {
     fn drop(&mut self) {
-        lock(&self.under_way).remove(&self.id);
+        let mut now = lock(&self.under_way);
+        now.endpoints.remove(&self.id);
+        if let Some(maker) = self.maker {
+            if let Some(n) = now.by_maker.get_mut(&maker) {
+                *n -= 1;
+                if *n == 0 {
+                    now.by_maker.remove(&maker);
+                }
+            }
+        }
     }
 }
 
@@ -492,6 +530,36 @@ fn settle(message: &mut Message, tried: Tried, now: DateTime<Utc>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_person_s_endpoints_take_a_few_turns_at_once() {
+        let under_way = Arc::default();
+        let (ada, max) = (Some(uuid::Uuid::now_v7()), Some(uuid::Uuid::now_v7()));
+        let due = |maker| DueEndpoint {
+            id: uuid::Uuid::now_v7(),
+            maker,
+        };
+        let adas: Vec<Turn> = (0..10)
+            .filter_map(|_| Turn::start(due(ada), &under_way))
+            .collect();
+        assert_eq!(adas.len(), MAKERS_TURNS_AT_ONCE);
+        let again = DueEndpoint {
+            id: adas[0].id,
+            maker: ada,
+        };
+        assert!(Turn::start(due(max), &under_way).is_some());
+        // The operator's, with sign-in off, are not held to it.
+        let operators: Vec<Turn> = (0..10)
+            .filter_map(|_| Turn::start(due(None), &under_way))
+            .collect();
+        assert_eq!(operators.len(), 10);
+        drop(adas);
+        let back = Turn::start(again, &under_way);
+        assert!(back.is_some());
+        assert_eq!(lock(&under_way).by_maker.get(&ada.unwrap()), Some(&1));
+        drop(back);
+        assert!(lock(&under_way).by_maker.is_empty(), "forgotten at none");
+    }
 
     #[test]
     fn tries_back_off_with_jitter_for_a_day() {

@@ -18,7 +18,7 @@ use super::{
     sandbox_user, shell, BackendInfo, BackendKind, CappedOutput, Changes, ConfinedFolder,
     ExecOutcome, ExecRequest, Found, HostWorkspace, OutputSink, OutputStream, Process,
     ProcessControl, Result, Sandbox, SandboxError, SandboxSpec, SpawnRequest, Terminal,
-    TerminalSize, Workspace, WorkspaceRoot, MOUNT_POINT, SANDBOX_ENV, SANDBOX_UID,
+    TerminalSize, Workspace, WorkspaceRoot, DRAIN_AFTER_END, MOUNT_POINT, SANDBOX_ENV, SANDBOX_UID,
 };
 use crate::sync::lock;
 use app::domain::SessionId;
@@ -1062,6 +1062,10 @@ impl Sandbox for DockerSandbox {
         // the container itself stops answering.
         let backstop = tokio::time::sleep(request.timeout + Duration::from_secs(5));
         tokio::pin!(backstop);
+        // Armed when the command is killed (Docker holds an exec's output
+        // open while any process has it, one that left its group too).
+        let drain = tokio::time::sleep(request.timeout + Duration::from_secs(3600));
+        tokio::pin!(drain);
         loop {
             tokio::select! {
                 item = output.next() => {
@@ -1097,13 +1101,20 @@ impl Sandbox for DockerSandbox {
                     }
                 }
                 () = cancel.cancelled(), if !cancelled => {
+                    if !backstop_fired {
+                        drain.as_mut().reset(tokio::time::Instant::now() + DRAIN_AFTER_END);
+                    }
                     cancelled = true;
                     self.kill_group(session, pgid).await;
                 }
                 () = &mut backstop, if !backstop_fired => {
+                    if !cancelled {
+                        drain.as_mut().reset(tokio::time::Instant::now() + DRAIN_AFTER_END);
+                    }
                     backstop_fired = true;
                     self.kill_group(session, pgid).await;
                 }
+                () = &mut drain => break,
             }
         }
         let elapsed = started.elapsed();
@@ -1348,6 +1359,7 @@ impl Sandbox for DockerSandbox {
         }
         lock(&self.oom_kills).remove(&session);
         lock(&self.reads).remove(&session);
+        lock(&self.starting).remove(&session);
         let _ = std::fs::remove_file(self.read_lock_path(session));
         lock(&self.agent_starts).remove(&session);
         lock(&self.without_agent).remove(&session);

@@ -9,8 +9,8 @@
 use super::{
     workspace_dir, BackendInfo, BackendKind, CappedOutput, ConfinedFolder, ExecOutcome,
     ExecRequest, Found, HostWorkspace, Mount, OutputSink, OutputStream, Process, Result, Sandbox,
-    SandboxError, SandboxSpec, SpawnRequest, Workspace, WorkspaceRoot, MOUNT_POINT, SANDBOX_ENV,
-    SANDBOX_UID,
+    SandboxError, SandboxSpec, SpawnRequest, Workspace, WorkspaceRoot, DRAIN_AFTER_END,
+    MOUNT_POINT, SANDBOX_ENV, SANDBOX_UID,
 };
 use crate::sync::lock;
 use app::domain::SessionId;
@@ -267,6 +267,16 @@ impl Sandbox for LocalSandbox {
         let (mut cancelled, mut backstop_fired) = (false, false);
         let backstop = tokio::time::sleep(request.timeout + Duration::from_secs(5));
         tokio::pin!(backstop);
+        // Armed when the command ends or is killed.
+        let drain = tokio::time::sleep(request.timeout + Duration::from_secs(3600));
+        tokio::pin!(drain);
+        let mut ended = None;
+        let mut draining = false;
+        let mut drain_from_now = |drain: std::pin::Pin<&mut tokio::time::Sleep>| {
+            if !std::mem::replace(&mut draining, true) {
+                drain.reset(tokio::time::Instant::now() + DRAIN_AFTER_END);
+            }
+        };
         while stdout.is_some() || stderr.is_some() {
             tokio::select! {
                 n = read_some(&mut stdout, &mut out_buf) => match n {
@@ -277,14 +287,20 @@ impl Sandbox for LocalSandbox {
                     Ok(0) | Err(_) => stderr = None,
                     Ok(n) => { sink(OutputStream::Stderr, &err_buf[..n]); captured.push(&err_buf[..n]); }
                 },
-                () = cancel.cancelled(), if !cancelled => { cancelled = true; kill(); }
-                () = &mut backstop, if !backstop_fired => { backstop_fired = true; kill(); }
+                status = child.wait(), if ended.is_none() => {
+                    ended = Some(status);
+                    drain_from_now(drain.as_mut());
+                }
+                () = cancel.cancelled(), if !cancelled => { cancelled = true; kill(); drain_from_now(drain.as_mut()); }
+                () = &mut backstop, if !backstop_fired => { backstop_fired = true; kill(); drain_from_now(drain.as_mut()); }
+                () = &mut drain => break,
             }
         }
-        let status = child
-            .wait()
-            .await
-            .map_err(|e| SandboxError::Failed(format!("cannot wait for the command: {e}")))?;
+        let status = match ended {
+            Some(status) => status,
+            None => child.wait().await,
+        }
+        .map_err(|e| SandboxError::Failed(format!("cannot wait for the command: {e}")))?;
         // Nothing the command left behind outlives it.
         kill();
         let exit_code = status

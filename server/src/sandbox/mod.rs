@@ -118,6 +118,11 @@ impl ExecRequest {
 /// git removing its lock file) before its group is killed.
 pub const STOP_GRACE: Duration = Duration::from_secs(2);
 
+/// How long a command's output is read on after it ended or was killed: a
+/// process that left its group (`setsid`) can hold the output open for
+/// good, and what it writes then is not the command's.
+pub const DRAIN_AFTER_END: Duration = Duration::from_secs(2);
+
 /// A host path mounted into a sandbox when it is created: how the
 /// claude-code engine gets its CLI (read-only), a home that survives the
 /// container, the proxy's socket folder into a closed sandbox, and the

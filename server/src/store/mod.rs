@@ -222,14 +222,17 @@ pub trait Store:
         status: SessionStatus,
         message: Option<String>,
     ) -> Result<Option<Event>>;
-    /// Adds one model call's tokens and cost to the session's counters.
-    async fn add_usage(
+    /// Adds one model call's tokens and cost to the session's counters,
+    /// and appends its `usage` event, in one transaction (a page read
+    /// between them would count the call twice). `None` when the session
+    /// does not exist.
+    async fn record_usage(
         &self,
         id: SessionId,
         input_tokens: i64,
         output_tokens: i64,
         cost_usd: f64,
-    ) -> Result<()>;
+    ) -> Result<Option<Event>>;
     /// Engine-specific resume state of a session (e.g. the Claude Code
     /// session id), `None` when nothing was saved yet.
     async fn engine_state(&self, id: SessionId) -> Result<Option<serde_json::Value>>;

@@ -42,7 +42,7 @@ pub trait Notifications {
     /// The endpoints with work at `now` (for the servers that deliver): a
     /// pending message due, or a session in scope whose log has events
     /// past the endpoint's cursor.
-    async fn endpoints_due(&self, now: DateTime<Utc>) -> Result<Vec<EndpointId>>;
+    async fn endpoints_due(&self, now: DateTime<Utc>) -> Result<Vec<DueEndpoint>>;
     async fn delete_endpoint(&self, id: EndpointId) -> Result<bool>;
     /// Holds an endpoint for `holder` until `until`: `false` when another
     /// holds it past `now`.
@@ -102,7 +102,31 @@ pub trait Notifications {
     async fn forget_messages(&self, before: DateTime<Utc>) -> Result<()>;
     /// The newest messages ([`MESSAGES_LISTED`] at most).
     async fn messages(&self, endpoint: EndpointId) -> Result<Vec<Message>>;
-    /// Sends a message again (pending, due `now`, tried anew for a day);
-    /// `false` if there is no such message.
-    async fn redeliver(&self, endpoint: EndpointId, id: &str, now: DateTime<Utc>) -> Result<bool>;
+    /// Sends a message again (pending, due `now`, tried anew for a day),
+    /// unless it is pending already.
+    async fn redeliver(
+        &self,
+        endpoint: EndpointId,
+        id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Redelivery>;
+}
+
+/// An endpoint with work, and who made it (`None`: the local operator,
+/// with sign-in off).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DueEndpoint {
+    pub id: EndpointId,
+    pub maker: Option<UserId>,
+}
+
+/// What asking to send a message again came to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Redelivery {
+    /// Pending again, due now.
+    Queued,
+    /// Pending already: tried (or being tried) in its turn.
+    Pending,
+    /// No such message.
+    Missing,
 }

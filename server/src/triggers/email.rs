@@ -105,13 +105,25 @@ pub struct Message {
     pub verified: bool,
 }
 
-/// The address of a `From` (`Ada <ada@example.org>` → `ada@example.org`).
+/// The address of a `From` (`Ada <ada@example.org>` → `ada@example.org`);
+/// empty unless it is one plain address (one `@`, no spaces, commas or
+/// quotes), so that `<ada@example.org x@evil.example>` is no address, and
+/// not vouched for by the last domain in it.
 fn address_of(from: &str) -> String {
     let inner = match (from.rfind('<'), from.rfind('>')) {
         (Some(open), Some(close)) if open < close => &from[open + 1..close],
         _ => from,
     };
-    inner.trim().to_lowercase()
+    let address = inner.trim().to_lowercase();
+    let plain = address.matches('@').count() == 1
+        && !address.chars().any(|c| {
+            c.is_whitespace() || c.is_control() || matches!(c, ',' | '"' | '<' | '>' | ';')
+        });
+    if plain {
+        address
+    } else {
+        String::new()
+    }
 }
 
 /// Whether `domain` (an SPF-checked envelope sender's, or a DKIM
@@ -372,5 +384,14 @@ mod tests {
             "ada@example.org"
         );
         assert_eq!(address_of(" max@example.org "), "max@example.org");
+        for two in [
+            "<alice@example.org x@evil.example>",
+            "alice@example.org, x@evil.example",
+            "\"a b\"@evil.example",
+            "a@b@evil.example",
+        ] {
+            assert_eq!(address_of(two), "", "{two}");
+            assert!(!aligned(two, "evil.example"), "{two}");
+        }
     }
 }

@@ -765,6 +765,16 @@ async fn behind_a_trusted_proxy_each_client_counts_apart() {
     }
     let t = team(&["--trusted-proxies=127.0.0.0/8,::1"]).await;
     t.person("rita", Role::Member).await;
+    // Guessing Rita's password from one address holds back that address,
+    // not Rita signing in from hers.
+    for _ in 0..server::auth::PER_LOGIN_PER_MINUTE {
+        let status = attempt(&t, "203.0.113.9", "rita", "wrong").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    let guessed = attempt(&t, "203.0.113.9", "rita", PASSWORD).await;
+    assert_eq!(guessed, StatusCode::TOO_MANY_REQUESTS);
+    let hers = attempt(&t, "198.51.100.8", "rita", PASSWORD).await;
+    assert_eq!(hers, StatusCode::SEE_OTHER);
     assert!(held_back(&t, |_| "198.51.100.7".into()).await);
     let other = attempt(&t, "198.51.100.8", "rita", PASSWORD).await;
     assert_eq!(other, StatusCode::SEE_OTHER);

@@ -352,6 +352,19 @@ async fn a_repository_is_cloned_edited_committed_and_pushed_without_its_token_in
         matches!(&refused, Err(AppError::Invalid(m)) if m.contains("x/HEAD")),
         "{refused:?}"
     );
+    // A `commondir` that is a link to a pipe of another name, which git
+    // would open, following it.
+    as_agent(
+        &s,
+        "cd /workspace && rm -r g x && mkdir -p c/.git && echo 'ref: refs/heads/main' > c/.git/HEAD \
+         && mkfifo p && ln -s ../../p c/.git/commondir",
+    );
+    let refused = paddock.changes(&operator, s.id).await;
+    assert!(
+        matches!(&refused, Err(AppError::Invalid(m)) if m.contains("c/.git/commondir")),
+        "{refused:?}"
+    );
+    assert_eq!(in_container(&s, "echo running").trim(), "running");
 
     // Deleting the session removes the server's repository too.
     paddock.delete_session(&operator, s.id).await.unwrap();

@@ -332,9 +332,8 @@ async fn a_slow_endpoint_holds_up_only_its_own_messages() {
     )
     .await;
     let template = template["id"].as_str().unwrap().to_owned();
-    for hook in [receiver(slow.clone()).await, receiver(quick.clone()).await] {
-        add_endpoint(&http, &served, &template, &hook).await;
-    }
+    let slow_hook = add_endpoint(&http, &served, &template, &receiver(slow.clone()).await).await;
+    add_endpoint(&http, &served, &template, &receiver(quick.clone()).await).await;
     server::notifications::sender::spawn(&paddock);
 
     let session = run(&paddock, &template, "Once").await;
@@ -351,6 +350,28 @@ async fn a_slow_endpoint_holds_up_only_its_own_messages() {
         .map(|(_, body)| serde_json::from_str::<Value>(body).unwrap()["data"]["text"].to_string())
         .collect();
     assert_eq!(texts, ["\"First run done.\"", "\"Second run done.\""]);
+
+    // The slow one's message is pending, its try under way: sending it
+    // again is refused, not made twice.
+    let slow_id = slow_hook["endpoint"]["id"].as_str().unwrap();
+    let log: Vec<Message> = http
+        .get(served.url(&format!("/api/notifications/{slow_id}/messages")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(log[0].state, MessageState::Pending, "{log:?}");
+    let res = http
+        .post(served.url(&format!(
+            "/api/notifications/{slow_id}/messages/{}/redeliver",
+            log[0].id
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CONFLICT);
 }
 
 /// A receiver's answer is kept as the message's error, also on PostgreSQL,

@@ -201,6 +201,100 @@ async fn skills_are_added_to_an_agent_as_zips_and_hostile_ones_change_nothing() 
     assert_eq!(res.status(), 404);
 }
 
+/// A skill's `SKILL.md` edited in the dashboard: renaming it changes that
+/// skill, its files kept; a name another skill has, or a skill that is not
+/// there, is refused and changes nothing.
+#[tokio::test]
+async fn editing_a_skill_s_markdown_renames_that_skill_and_keeps_its_files() {
+    let home = Home::new();
+    let paddock = common::open(&home, "docker", &[]).await;
+    let served = common::serve(paddock.clone()).await;
+    let client = reqwest::Client::new();
+    let other = "---\nname: csv-sum\ndescription: Sums CSV columns.\n---\nAdd them.\n";
+    let t: serde_json::Value = client
+        .post(served.url("/api/templates"))
+        .json(&json!({"name": "Filler", "session": {"skills": [
+            with_skill(Engine::Native).skills[0],
+            {"markdown": other},
+        ]}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = t["id"].as_str().unwrap().to_owned();
+    let save = |fields: Vec<(&'static str, String)>| {
+        let mut form = vec![("id", id.clone())];
+        form.extend(fields);
+        client
+            .post(served.url("/api/save_skill"))
+            .form(&form)
+            .send()
+    };
+    let renamed = SKILL_MD.replace("name: pdf-fill", "name: pdf-forms");
+    let res = save(vec![
+        ("markdown", renamed.clone()),
+        ("replaces", "pdf-fill".into()),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+    let saved: serde_json::Value = res.json().await.unwrap();
+    let skills = saved["session"]["skills"].as_array().unwrap();
+    assert_eq!(skills.len(), 2, "{skills:?}");
+    assert_eq!(skills[0]["markdown"], renamed.as_str());
+    assert_eq!(skills[0]["files"][0]["path"], "scripts/fill.sh");
+
+    for (fields, status) in [
+        // Onto the other skill's name.
+        (
+            vec![
+                ("markdown", other.to_owned()),
+                ("replaces", "pdf-forms".to_owned()),
+            ],
+            409,
+        ),
+        // A skill the agent does not have.
+        (
+            vec![
+                ("markdown", renamed.clone()),
+                ("replaces", "pdf-fill".to_owned()),
+            ],
+            404,
+        ),
+    ] {
+        let res = save(fields).await.unwrap();
+        assert_eq!(res.status(), status, "{}", res.text().await.unwrap());
+    }
+    let now: serde_json::Value = client
+        .get(served.url(&format!("/api/templates/{id}")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(now["version"], saved["version"]);
+
+    // Written without naming one, a SKILL.md of a name the agent has
+    // replaces that skill's, files kept; of a new name, adds a skill.
+    let res = save(vec![(
+        "markdown",
+        renamed.replace("Run the", "Now run the"),
+    )])
+    .await
+    .unwrap();
+    let saved: serde_json::Value = res.json().await.unwrap();
+    let skills = saved["session"]["skills"].as_array().unwrap();
+    assert_eq!(skills.len(), 2, "{skills:?}");
+    assert!(skills[0]["markdown"]
+        .as_str()
+        .unwrap()
+        .contains("Now run the"));
+    assert_eq!(skills[0]["files"][0]["path"], "scripts/fill.sh");
+}
+
 /// In a session a delivery started, which asks before every tool its mode
 /// does not allow, the skills Paddock writes grant themselves nothing: no
 /// `allowed-tools` (run by the Claude Code CLI without asking while the

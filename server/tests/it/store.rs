@@ -15,6 +15,7 @@ use app::notifications::EndpointId;
 use app::triggers::TriggerId;
 use chrono::{Duration, SubsecRound, Utc};
 use server::store::accounts::{NewAuditEntry, Reseal, SealedCredential, UserChange};
+use server::store::notifications::Redelivery;
 use server::store::{self, Database, SealedSecret, Store, StoreError};
 use std::sync::Arc;
 
@@ -80,7 +81,7 @@ async fn sessions_round_trip_and_survive_reopening() {
         let first = store.create_session(&full, None).await.unwrap();
         let second = store.create_session(&spec("second"), None).await.unwrap();
         assert_eq!(second.status, SessionStatus::Idle, "{url}");
-        store.add_usage(first.id, 10, 20, 0.5).await.unwrap();
+        store.record_usage(first.id, 10, 20, 0.5).await.unwrap();
         store
             .set_engine_state(first.id, &serde_json::json!({"resume": "abc"}))
             .await
@@ -1397,7 +1398,10 @@ async fn notification_cursors_see_each_event_once_in_log_order() {
                 .is_empty(),
             "{db}"
         );
-        let due = || async { store.endpoints_due(Utc::now()).await.unwrap() };
+        let due = || async {
+            let due = store.endpoints_due(Utc::now()).await.unwrap();
+            due.iter().map(|d| d.id).collect::<Vec<_>>()
+        };
         assert!(!due().await.contains(&id), "{db}: nothing to tell yet");
         // After: its sessions' logs, not the others'.
         let new = store
@@ -1479,8 +1483,19 @@ async fn notification_cursors_see_each_event_once_in_log_order() {
         );
         // Sent again by hand, later: tried anew from then.
         let later = now + Duration::hours(30);
-        assert!(store.redeliver(id, "m1", later).await.unwrap());
-        assert!(!store.redeliver(id, "nothing", later).await.unwrap());
+        assert_eq!(
+            store.redeliver(id, "m1", later).await.unwrap(),
+            Redelivery::Queued
+        );
+        assert_eq!(
+            store.redeliver(id, "nothing", later).await.unwrap(),
+            Redelivery::Missing
+        );
+        // Pending now: not again.
+        assert_eq!(
+            store.redeliver(id, "m1", later).await.unwrap(),
+            Redelivery::Pending
+        );
         // Its next try is later: nothing else is sent before it, though
         // a session is still behind.
         assert!(!due().await.contains(&id), "{db}: a message waits");

@@ -351,10 +351,18 @@ impl Store for SqlStore {
     }
 
     async fn delete_session(&self, id: SessionId) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
         let done = sqlx::query("DELETE FROM sessions WHERE id = $1")
             .bind(id.to_string())
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        // The conversations it continued: their next delivery starts a
+        // new session, and strangers' keys do not pile up.
+        sqlx::query("DELETE FROM trigger_conversations WHERE session_id = $1")
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -408,13 +416,14 @@ impl Store for SqlStore {
         Ok(event)
     }
 
-    async fn add_usage(
+    async fn record_usage(
         &self,
         id: SessionId,
         input_tokens: i64,
         output_tokens: i64,
         cost_usd: f64,
-    ) -> Result<()> {
+    ) -> Result<Option<Event>> {
+        let mut tx = self.pool.begin().await?;
         sqlx::query(
             "UPDATE sessions SET input_tokens = input_tokens + $1, output_tokens = output_tokens + $2, \
              cost_usd = cost_usd + $3, turns = turns + 1, updated_at = $4 WHERE id = $5",
@@ -424,9 +433,16 @@ impl Store for SqlStore {
         .bind(cost_usd)
         .bind(timestamp(Utc::now()))
         .bind(id.to_string())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
-        Ok(())
+        let kind = EventKind::Usage {
+            input_tokens,
+            output_tokens,
+            cost_usd,
+        };
+        let event = append_in(&mut tx, id, &kind).await?;
+        tx.commit().await?;
+        Ok(event)
     }
 
     async fn engine_state(&self, id: SessionId) -> Result<Option<serde_json::Value>> {

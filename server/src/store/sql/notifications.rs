@@ -1,7 +1,9 @@
 //! [`Notifications`] in SQL.
 
 use super::{hold_key_check, timestamp, EventRow, SqlStore, StoredTime};
-use crate::store::notifications::{Notifications, SealedEndpointSecret, MESSAGES_LISTED};
+use crate::store::notifications::{
+    DueEndpoint, Notifications, Redelivery, SealedEndpointSecret, MESSAGES_LISTED,
+};
 use crate::store::{Result, SealedSecret, StoreError};
 use app::domain::{Event, SessionId, UserId};
 use app::notifications::{Endpoint, EndpointDraft, EndpointId, Message, Scope};
@@ -203,13 +205,13 @@ impl Notifications for SqlStore {
             .collect()
     }
 
-    async fn endpoints_due(&self, now: DateTime<Utc>) -> Result<Vec<EndpointId>> {
+    async fn endpoints_due(&self, now: DateTime<Utc>) -> Result<Vec<DueEndpoint>> {
         // A pending message goes first (the sender sends nothing else
         // while one waits for its next try); with none, the logs.
         let pending = "SELECT 1 FROM notification_messages m \
              WHERE m.endpoint_id = e.id AND m.state = 'pending'";
-        let ids: Vec<(String,)> = sqlx::query_as(&format!(
-            "SELECT e.id FROM notification_endpoints e \
+        let due: Vec<(String, Option<String>)> = sqlx::query_as(&format!(
+            "SELECT e.id, e.owner_id FROM notification_endpoints e \
              WHERE EXISTS ({pending} AND COALESCE(m.next_attempt_at, '') <= $1) \
              OR (NOT EXISTS ({pending}) AND EXISTS (SELECT 1 FROM sessions s \
                  LEFT JOIN notification_cursors c \
@@ -220,8 +222,17 @@ impl Notifications for SqlStore {
         .bind(timestamp(now))
         .fetch_all(&self.pool)
         .await?;
-        ids.into_iter()
-            .map(|(id,)| id.parse().map_err(|e| corrupt("id", &id, &e)))
+        due.into_iter()
+            .map(|(id, maker)| {
+                Ok(DueEndpoint {
+                    id: id.parse().map_err(|e| corrupt("id", &id, &e))?,
+                    maker: maker
+                        .as_deref()
+                        .map(str::parse)
+                        .transpose()
+                        .map_err(|e| corrupt("owner", &id, &e))?,
+                })
+            })
             .collect()
     }
 
@@ -421,18 +432,36 @@ impl Notifications for SqlStore {
         rows.into_iter().map(Message::try_from).collect()
     }
 
-    async fn redeliver(&self, endpoint: EndpointId, id: &str, now: DateTime<Utc>) -> Result<bool> {
+    async fn redeliver(
+        &self,
+        endpoint: EndpointId,
+        id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Redelivery> {
         let done = sqlx::query(
             "UPDATE notification_messages SET state = 'pending', attempts = 0, \
              next_attempt_at = $1, tried_since = $1, updated_at = $1 \
-             WHERE endpoint_id = $2 AND id = $3",
+             WHERE endpoint_id = $2 AND id = $3 AND state <> 'pending'",
         )
         .bind(timestamp(now))
         .bind(endpoint.to_string())
         .bind(id)
         .execute(&self.pool)
         .await?;
-        Ok(done.rows_affected() > 0)
+        if done.rows_affected() > 0 {
+            return Ok(Redelivery::Queued);
+        }
+        let found: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM notification_messages WHERE endpoint_id = $1 AND id = $2",
+        )
+        .bind(endpoint.to_string())
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(match found {
+            Some(_) => Redelivery::Pending,
+            None => Redelivery::Missing,
+        })
     }
 }
 

@@ -317,14 +317,13 @@ impl Triggers for SqlStore {
         .execute(&self.pool)
         .await?;
         let kept_from = Utc::now() - chrono::Duration::days(DELIVERIES_KEPT_DAYS);
-        sqlx::query(
-            "DELETE FROM trigger_deliveries \
-             WHERE trigger_id = $1 AND status <> 0 AND received_at < $2",
-        )
-        .bind(d.trigger.to_string())
-        .bind(timestamp(kept_from))
-        .execute(&self.pool)
-        .await?;
+        // Also those left unfinished (busy, failed, a crash): one still
+        // being made renews its time.
+        sqlx::query("DELETE FROM trigger_deliveries WHERE trigger_id = $1 AND received_at < $2")
+            .bind(d.trigger.to_string())
+            .bind(timestamp(kept_from))
+            .execute(&self.pool)
+            .await?;
         Ok(done.rows_affected() > 0)
     }
 
