@@ -38,7 +38,7 @@ const STDERR_MAX: usize = 4096;
 const OUTPUT_MAX: usize = 64 * 1024 * 1024;
 /// Files and folders of a work tree looked through for what would block
 /// git, at most.
-const WALK_MAX_ENTRIES: usize = 1_000_000;
+const WALK_MAX_ENTRIES: usize = 4_000_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GitError {
@@ -513,6 +513,14 @@ impl HostRepo {
             Some(rev) if run("clone", is_branch, QUICK, None).await.is_ok() => rev.to_owned(),
             _ => default,
         };
+        // A branch of the remote's named as the first part of ours (a
+        // `paddock` beside `paddock/<session>`), which git cannot keep
+        // with it: not needed here (its commit is resolved), it goes.
+        if let Some((top, _)) = branch.split_once('/') {
+            let mut clash = self.git(None);
+            clash.args(["update-ref", "-d", &format!("refs/heads/{top}")]);
+            run("branch", clash, QUICK, None).await?;
+        }
         let refname = format!("refs/heads/{branch}");
         for (step, args) in [
             ("branch", vec!["config", "paddock.target", target.as_str()]),
@@ -847,8 +855,8 @@ impl HostRepo {
 
     /// Refuses a work tree where git would block: a `.gitignore` or
     /// `.gitattributes` that is not a regular file, a named pipe called
-    /// `HEAD`, or a `commondir` that is not a regular file (a link to a
-    /// pipe), anywhere (git opens those of a folder it tells for a nested
+    /// `HEAD`, or a `commondir` that is, or leads to, neither a file nor a
+    /// folder (a link to a pipe), anywhere (git opens those of a folder it tells for a nested
     /// repository, where its `.git` is or where a `.git` file says it is):
     /// a pipe nobody writes to would hold git, and the paused sandbox,
     /// until the time limit. And one of more than [`WALK_MAX_ENTRIES`]
@@ -885,7 +893,9 @@ impl HostRepo {
                 } else if name == ".gitignore" || name == ".gitattributes" {
                     !kind.is_file() && !kind.is_symlink()
                 } else if name == "commondir" {
-                    !kind.is_file()
+                    // Followed, as git opens it: a link to a file or a
+                    // folder (pnpm links packages by name) is no pipe.
+                    std::fs::metadata(entry.path()).is_ok_and(|m| !m.is_file() && !m.is_dir())
                 } else {
                     kind.is_fifo() && name == "HEAD"
                 };

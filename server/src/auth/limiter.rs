@@ -7,15 +7,19 @@
 //! password is checked, and for unknown logins too, so the limit says
 //! nothing about which accounts exist.
 
+use crate::sync::lock;
 use app::domain::AppError;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use std::hash::Hash;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 /// Attempts per minute for one login from one address.
 pub const PER_LOGIN_PER_MINUTE: u32 = 5;
 /// Attempts per minute for one login from all addresses together.
-pub const PER_LOGIN_EVERYWHERE_PER_MINUTE: u32 = 60;
+pub const PER_LOGIN_EVERYWHERE_PER_MINUTE: u32 = 30;
 /// Attempts per minute from one address (behind a reverse proxy, every
 /// client shares the proxy's address, hence more).
 pub const PER_ADDRESS_PER_MINUTE: u32 = 30;
@@ -23,71 +27,91 @@ pub const PER_ADDRESS_PER_MINUTE: u32 = 30;
 pub const REFUSALS_AUDITED_PER_MINUTE: u32 = 10;
 /// Keys kept before old ones are dropped.
 const MAX_KEYS: usize = 10_000;
+/// How often, at most, old keys are looked for: each look reads them all,
+/// so a flood of new keys must not make every attempt pay for one.
+const PRUNE_EVERY: Duration = Duration::from_secs(1);
+
+/// A limit per key, whose keys past [`MAX_KEYS`] are dropped once full
+/// again.
+struct Keyed<K: Hash + Eq + Clone> {
+    limiter: DefaultKeyedRateLimiter<K>,
+    pruned: Mutex<Instant>,
+}
+
+impl<K: Hash + Eq + Clone> Keyed<K> {
+    fn per_minute(n: u32) -> Self {
+        Self {
+            limiter: RateLimiter::keyed(Quota::per_minute(
+                NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN),
+            )),
+            pruned: Mutex::new(Instant::now()),
+        }
+    }
+
+    /// Counts one for `key`: whether it was within the limit.
+    fn allows(&self, key: &K) -> bool {
+        if self.limiter.len() > MAX_KEYS {
+            let mut pruned = lock(&self.pruned);
+            if pruned.elapsed() >= PRUNE_EVERY {
+                *pruned = Instant::now();
+                drop(pruned);
+                self.limiter.retain_recent();
+            }
+        }
+        self.limiter.check_key(key).is_ok()
+    }
+}
 
 /// Which refusals are told (written to the audit log, or logged): one
 /// caller retrying in a loop (a watcher's script pressing Stop, a
 /// sandbox's process sending a wrong token) is told of a few times a
 /// minute, not at the rate it sends.
-pub struct RefusalLimiter(DefaultKeyedRateLimiter<String>);
+pub struct RefusalLimiter(Keyed<String>);
 
 impl Default for RefusalLimiter {
     fn default() -> Self {
-        Self(RateLimiter::keyed(per_minute(REFUSALS_AUDITED_PER_MINUTE)))
+        Self(Keyed::per_minute(REFUSALS_AUDITED_PER_MINUTE))
     }
 }
 
 impl RefusalLimiter {
     /// Counts one refusal of `actor`'s; whether it is told.
     pub fn told(&self, actor: &str) -> bool {
-        if self.0.len() > MAX_KEYS {
-            self.0.retain_recent();
-        }
-        self.0.check_key(&actor.to_owned()).is_ok()
+        self.0.allows(&actor.to_owned())
     }
 }
 
 pub struct SignInLimiter {
-    by_login_from: DefaultKeyedRateLimiter<(String, Option<IpAddr>)>,
-    by_login: DefaultKeyedRateLimiter<String>,
-    by_address: DefaultKeyedRateLimiter<IpAddr>,
-}
-
-fn per_minute(n: u32) -> Quota {
-    Quota::per_minute(NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN))
+    by_login_from: Keyed<(String, Option<IpAddr>)>,
+    by_login: Keyed<String>,
+    by_address: Keyed<IpAddr>,
 }
 
 impl Default for SignInLimiter {
     fn default() -> Self {
         Self {
-            by_login_from: RateLimiter::keyed(per_minute(PER_LOGIN_PER_MINUTE)),
-            by_login: RateLimiter::keyed(per_minute(PER_LOGIN_EVERYWHERE_PER_MINUTE)),
-            by_address: RateLimiter::keyed(per_minute(PER_ADDRESS_PER_MINUTE)),
+            by_login_from: Keyed::per_minute(PER_LOGIN_PER_MINUTE),
+            by_login: Keyed::per_minute(PER_LOGIN_EVERYWHERE_PER_MINUTE),
+            by_address: Keyed::per_minute(PER_ADDRESS_PER_MINUTE),
         }
     }
 }
 
 impl SignInLimiter {
-    /// Counts one attempt; refused when either limit is reached.
+    /// Counts one attempt; refused when any limit is reached.
     pub fn attempt(&self, login: &str, address: Option<IpAddr>) -> Result<(), AppError> {
-        if self.by_login_from.len() > MAX_KEYS {
-            self.by_login_from.retain_recent();
-        }
-        if self.by_login.len() > MAX_KEYS {
-            self.by_login.retain_recent();
-        }
-        if self.by_address.len() > MAX_KEYS {
-            self.by_address.retain_recent();
-        }
-        let (login, network) = (login.to_lowercase(), address.map(network_of));
-        let address_ok = network.is_none_or(|n| self.by_address.check_key(&n).is_ok());
-        let from_ok = self
-            .by_login_from
-            .check_key(&(login.clone(), network))
-            .is_ok();
-        // Attempts held back from one address do not count everywhere:
-        // one address alone cannot reach the limit for all.
-        let login_ok = from_ok && self.by_login.check_key(&login).is_ok();
-        if address_ok && login_ok {
+        let address_ok = address.is_none_or(|a| self.by_address.allows(&network_of(a, 64)));
+        // Attempts held back by their address count for no login (nor
+        // keep a key for one); those held back from one address do not
+        // count everywhere: one address alone cannot reach the limit for
+        // all.
+        let login = login.to_lowercase();
+        // Per site (an IPv6 /48): one person commonly holds many /64s.
+        let site = address.map(|a| network_of(a, 48));
+        let login_ok = address_ok
+            && self.by_login_from.allows(&(login.clone(), site))
+            && self.by_login.allows(&login);
+        if login_ok {
             Ok(())
         } else {
             Err(AppError::RateLimited(
@@ -97,14 +121,14 @@ impl SignInLimiter {
     }
 }
 
-/// Where attempts are counted from: an IPv4 address, or the /64 network
-/// of an IPv6 one (a single machine is commonly given a whole /64, so its
-/// addresses are free to change).
-fn network_of(address: IpAddr) -> IpAddr {
+/// Where attempts are counted from: an IPv4 address, or the network of
+/// an IPv6 one's first `bits` (a single machine is commonly given a whole
+/// /64, so its addresses are free to change; a site, a /48).
+pub(super) fn network_of(address: IpAddr, bits: u32) -> IpAddr {
     match address {
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
             Some(v4) => IpAddr::V4(v4),
-            None => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
+            None => IpAddr::V6((u128::from(v6) & (u128::MAX << (128 - bits))).into()),
         },
         v4 => v4,
     }
@@ -180,5 +204,15 @@ mod tests {
         assert!(limiter.attempt("another", Some(same)).is_err());
         let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
         assert!(limiter.attempt("another", Some(other)).is_ok());
+        // One login from one site's many /64s counts as from one address.
+        let limiter = SignInLimiter::default();
+        for i in 0..PER_LOGIN_PER_MINUTE {
+            let a: IpAddr = format!("2001:db8:7:{:x}::1", i + 1).parse().unwrap();
+            limiter.attempt("ada", Some(a)).unwrap();
+        }
+        let same_site: IpAddr = "2001:db8:7:ff::1".parse().unwrap();
+        assert!(limiter.attempt("ada", Some(same_site)).is_err());
+        let elsewhere: IpAddr = "2001:db8:8::1".parse().unwrap();
+        assert!(limiter.attempt("ada", Some(elsewhere)).is_ok());
     }
 }

@@ -315,8 +315,17 @@ impl Auth {
         let (user, hash) = match record {
             Some(r) if matches && !r.user.disabled => (r.user, r.password_hash),
             _ => {
-                self.audit(&claimed, AuditAction::SignInFailed, "", "", address)
-                    .await;
+                // A few a minute from one address are audited, the rest
+                // logged: guesses of ever new logins (not held back by the
+                // logins' limits) must not fill the audit log.
+                let from =
+                    address.map_or_else(String::new, |a| limiter::network_of(a, 64).to_string());
+                if self.refusals.told(&format!("sign-in from {from}")) {
+                    self.audit(&claimed, AuditAction::SignInFailed, "", "", address)
+                        .await;
+                } else {
+                    tracing::warn!(login = %claimed, ?address, "sign-in failed");
+                }
                 return Err(AppError::Unauthenticated(WRONG_CREDENTIALS.into()));
             }
         };
@@ -383,8 +392,14 @@ impl Auth {
         let Some(taken) = taken else {
             return Err(refused());
         };
-        if self.store.count_users().await? > 0 {
-            return Err(refused());
+        match self.store.count_users().await {
+            Ok(0) => {}
+            Ok(_) => return Err(refused()),
+            Err(e) => {
+                // Not used: it still opens the setup.
+                *crate::sync::lock(&self.setup) = Some(taken);
+                return Err(e.into());
+            }
         }
         let made = self
             .add_user(

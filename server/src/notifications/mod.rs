@@ -177,7 +177,7 @@ impl Paddock {
             Redelivery::Queued => {}
             Redelivery::Pending => {
                 return Err(AppError::Conflict(format!(
-                    "Message {message:?} is being sent: it is tried again in its turn."
+                    "Message {message:?} is being sent now."
                 )))
             }
             Redelivery::Missing => return Err(missing()),

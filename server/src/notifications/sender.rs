@@ -25,6 +25,7 @@ use app::accounts::Access;
 use app::domain::{AppError, Event, EventKind, Session, SessionStatus, UserId};
 use app::notifications::{Endpoint, EndpointId, Message, MessageState, NotifiedEvent, Scope};
 use chrono::{DateTime, Utc};
+use rand::seq::SliceRandom;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -94,7 +95,10 @@ pub fn spawn(paddock: &Arc<Paddock>) {
             let Some(p) = paddock.upgrade() else { break };
             while turns.try_join_next().is_some() {}
             match p.store.endpoints_due(Utc::now()).await {
-                Ok(due) => {
+                Ok(mut due) => {
+                    // In no fixed order: one person's endpoints past their
+                    // turns at once are not always the same ones.
+                    due.shuffle(&mut rand::rng());
                     for endpoint in due {
                         let Some(turn) = Turn::start(endpoint, &under_way) else {
                             continue;

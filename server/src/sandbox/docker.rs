@@ -1062,8 +1062,9 @@ impl Sandbox for DockerSandbox {
         // the container itself stops answering.
         let backstop = tokio::time::sleep(request.timeout + Duration::from_secs(5));
         tokio::pin!(backstop);
-        // Armed when the command is killed (Docker holds an exec's output
-        // open while any process has it, one that left its group too).
+        // Armed when the command is killed, its group known (Docker holds
+        // an exec's output open while any process has it, one that left
+        // its group too).
         let drain = tokio::time::sleep(request.timeout + Duration::from_secs(3600));
         tokio::pin!(drain);
         loop {
@@ -1087,6 +1088,7 @@ impl Sandbox for DockerSandbox {
                                 // the group was known kills it now.
                                 if cancelled || backstop_fired {
                                     self.kill_group(session, pgid).await;
+                                    drain.as_mut().reset(tokio::time::Instant::now() + DRAIN_AFTER_END);
                                 }
                             }
                             None => {
@@ -1101,14 +1103,14 @@ impl Sandbox for DockerSandbox {
                     }
                 }
                 () = cancel.cancelled(), if !cancelled => {
-                    if !backstop_fired {
+                    if !backstop_fired && pgid.is_some() {
                         drain.as_mut().reset(tokio::time::Instant::now() + DRAIN_AFTER_END);
                     }
                     cancelled = true;
                     self.kill_group(session, pgid).await;
                 }
                 () = &mut backstop, if !backstop_fired => {
-                    if !cancelled {
+                    if !cancelled && pgid.is_some() {
                         drain.as_mut().reset(tokio::time::Instant::now() + DRAIN_AFTER_END);
                     }
                     backstop_fired = true;

@@ -103,7 +103,7 @@ pub trait Notifications {
     /// The newest messages ([`MESSAGES_LISTED`] at most).
     async fn messages(&self, endpoint: EndpointId) -> Result<Vec<Message>>;
     /// Sends a message again (pending, due `now`, tried anew for a day),
-    /// unless it is pending already.
+    /// unless it is pending and due already (being tried, or about to).
     async fn redeliver(
         &self,
         endpoint: EndpointId,
@@ -125,7 +125,7 @@ pub struct DueEndpoint {
 pub enum Redelivery {
     /// Pending again, due now.
     Queued,
-    /// Pending already: tried (or being tried) in its turn.
+    /// Pending and due already: being tried, or about to be.
     Pending,
     /// No such message.
     Missing,

@@ -1009,7 +1009,7 @@ impl Paddock {
         owner: &Caller,
         text: &str,
     ) -> Result<SessionId, Handled> {
-        let first_line = text.lines().next().unwrap_or_default();
+        let first_line = prompt::as_made(text).lines().next().unwrap_or_default();
         // Nothing that is not shown, or turns the text around in the
         // sessions list (a trigger saved before names refused such had
         // one in its own name too).

@@ -97,7 +97,8 @@ pub fn prompt(template: &str, seen: &serde_json::Value) -> Result<String, String
     // A prompt starting with `/` is a command to the Claude Code CLI (a
     // skill, a repository's own command with the tools it allows): only
     // its owner's template may start one, never a delivery's text.
-    if text.trim_start().starts_with('/') && !template.trim_start().starts_with('/') {
+    let unseen = |c: char| c.is_whitespace() || app::domain::is_hidden_format(c);
+    if text.trim_start_matches(unseen).starts_with('/') && !owner_writes_first(template) {
         return Ok(format!("{NOT_A_COMMAND}{text}"));
     }
     Ok(text)
@@ -105,6 +106,31 @@ pub fn prompt(template: &str, seen: &serde_json::Value) -> Result<String, String
 
 /// Put before a prompt whose `/` came from a delivery.
 const NOT_A_COMMAND: &str = "(A delivery's text, not a command:)\n";
+
+/// The prompt as the delivery made it, without what says that its `/` is
+/// not a command.
+pub fn as_made(prompt: &str) -> &str {
+    prompt.strip_prefix(NOT_A_COMMAND).unwrap_or(prompt)
+}
+
+/// Whether a template's first text is its owner's own `/`, past its
+/// leading tags and comments (`{% if … %}/deploy`), not a field.
+fn owner_writes_first(template: &str) -> bool {
+    let mut rest = template.trim_start();
+    loop {
+        let close = if rest.starts_with("{%") {
+            "%}"
+        } else if rest.starts_with("{#") {
+            "#}"
+        } else {
+            return rest.starts_with('/');
+        };
+        match rest.find(close) {
+            Some(end) => rest = rest[end + 2..].trim_start(),
+            None => return false,
+        }
+    }
+}
 
 /// The conversation key a delivery makes (`None`: empty, a new session).
 pub fn conversation(template: &str, seen: &serde_json::Value) -> Result<Option<String>, String> {
@@ -136,6 +162,23 @@ mod tests {
         assert_eq!(
             prompt("Asked: {{ payload.text }}", &seen).unwrap(),
             "Asked: /deploy now"
+        );
+        assert_eq!(
+            prompt(
+                "{# ours #}\n{% if payload.text %}/review {{ payload.text }}{% endif %}",
+                &seen
+            )
+            .unwrap(),
+            "\n/review /deploy now"
+        );
+        // Hidden characters before the `/` do not hide it.
+        let hidden = context(&json!({"text": "\u{feff}/deploy"}), "d1", &Said::Nothing);
+        assert!(prompt("{{ payload.text }}", &hidden)
+            .unwrap()
+            .starts_with(NOT_A_COMMAND));
+        assert_eq!(
+            as_made(&prompt("{{ payload.text }}", &seen).unwrap()),
+            "/deploy now"
         );
     }
 

@@ -776,6 +776,14 @@ async fn behind_a_trusted_proxy_each_client_counts_apart() {
     let hers = attempt(&t, "198.51.100.8", "rita", PASSWORD).await;
     assert_eq!(hers, StatusCode::SEE_OTHER);
     assert!(held_back(&t, |_| "198.51.100.7".into()).await);
+    // Its failures, each of a new login, fill no audit log: a few a
+    // minute are written, the rest logged.
+    let audit = t.paddock.store.audit_log(None, 200).await.unwrap();
+    let failed = audit
+        .iter()
+        .filter(|e| e.address.as_deref() == Some("198.51.100.7"))
+        .count();
+    assert!((10..20).contains(&failed), "{failed} of {audit:?}");
     let other = attempt(&t, "198.51.100.8", "rita", PASSWORD).await;
     assert_eq!(other, StatusCode::SEE_OTHER);
     let audit = t.paddock.store.audit_log(None, 1).await.unwrap();

@@ -365,6 +365,12 @@ async fn a_repository_is_cloned_edited_committed_and_pushed_without_its_token_in
         "{refused:?}"
     );
     assert_eq!(in_container(&s, "echo running").trim(), "running");
+    // A link of that name to a folder (as pnpm links a package) is fine.
+    as_agent(
+        &s,
+        "cd /workspace && rm -r c p && mkdir -p pkg/commondir@1 deps && ln -s ../pkg/commondir@1 deps/commondir",
+    );
+    assert!(paddock.changes(&operator, s.id).await.is_ok());
 
     // Deleting the session removes the server's repository too.
     paddock.delete_session(&operator, s.id).await.unwrap();
@@ -657,6 +663,38 @@ async fn a_source_on_a_private_network_is_cloned_only_where_the_operator_allows(
 /// the instructions go to `CLAUDE.local.md` beside it; a skill, which needs
 /// the folder, is refused for good, saying what is in the way (a write
 /// failed each time, and every prompt cloned again).
+/// A repository with a branch named `paddock`, the first part of
+/// Paddock's own (`paddock/<session>`), which git cannot keep beside it:
+/// still a source.
+#[tokio::test]
+async fn a_repository_with_a_branch_named_paddock_is_a_source() {
+    let server = GitServer::start(None).await;
+    let bare = server.repo("branchy.git", &[("a.txt", b"a\n")]);
+    git(&bare, &["branch", "paddock", "main"]);
+    let (_model, url) = common::scripted(&json!([{"reply": "Hi."}]), Some("sk-test")).await;
+    let (_home, paddock) = common::with_model(&url, &[]).await;
+    let operator = Caller::local_operator();
+    let s = paddock
+        .create_session(
+            &operator,
+            source(format!("{}/branchy.git", server.url), None),
+        )
+        .await
+        .unwrap();
+    paddock
+        .send_prompt(&operator, s.id, "go".into())
+        .await
+        .unwrap();
+    let events = common::wait_idle(&paddock, s.id).await;
+    assert!(
+        common::errors(&events).is_empty(),
+        "{:?}",
+        common::errors(&events)
+    );
+    let changes = paddock.changes(&operator, s.id).await.unwrap();
+    assert_eq!(changes.branch, format!("paddock/{}", s.id));
+}
+
 #[tokio::test]
 async fn a_file_named_dot_claude_in_the_source_is_left_in_place() {
     let server = GitServer::start(None).await;

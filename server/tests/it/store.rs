@@ -1484,6 +1484,14 @@ async fn notification_cursors_see_each_event_once_in_log_order() {
         // Sent again by hand, later: tried anew from then.
         let later = now + Duration::hours(30);
         assert_eq!(
+            store
+                .redeliver(id, "m1", later + Duration::hours(1))
+                .await
+                .unwrap(),
+            Redelivery::Queued
+        );
+        // Waiting for its next try: sent now instead.
+        assert_eq!(
             store.redeliver(id, "m1", later).await.unwrap(),
             Redelivery::Queued
         );
@@ -1491,7 +1499,7 @@ async fn notification_cursors_see_each_event_once_in_log_order() {
             store.redeliver(id, "nothing", later).await.unwrap(),
             Redelivery::Missing
         );
-        // Pending now: not again.
+        // Due now (being tried, or about to be): not again.
         assert_eq!(
             store.redeliver(id, "m1", later).await.unwrap(),
             Redelivery::Pending

@@ -441,7 +441,8 @@ impl Notifications for SqlStore {
         let done = sqlx::query(
             "UPDATE notification_messages SET state = 'pending', attempts = 0, \
              next_attempt_at = $1, tried_since = $1, updated_at = $1 \
-             WHERE endpoint_id = $2 AND id = $3 AND state <> 'pending'",
+             WHERE endpoint_id = $2 AND id = $3 \
+             AND (state <> 'pending' OR COALESCE(next_attempt_at, '') > $1)",
         )
         .bind(timestamp(now))
         .bind(endpoint.to_string())
