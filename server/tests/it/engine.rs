@@ -234,6 +234,46 @@ fn assistant_texts(events: &[Event]) -> Vec<&str> {
 /// the transcript says so, and the next prompt's conversation holds
 /// neither the declined prompt nor what the model began, as the API asks
 /// (a conversation that holds them is declined again).
+/// A request the API finds too long, by a count the rough one fell short
+/// of (text of few characters a token): fitted again within as much less,
+/// the oldest text let go, and answered. And a prompt refused as too long
+/// itself is let go of by the next one.
+#[tokio::test]
+async fn a_request_the_api_finds_too_long_is_fitted_again_and_answered() {
+    let too_long = |real: u32| {
+        json!({"error": {"status": 400, "type": "invalid_request_error",
+            "message": format!("prompt is too long: {real} tokens > 200000 maximum")}})
+    };
+    let h = harness(
+        json!([
+            {"reply": "Read it."},
+            too_long(400_000),
+            {"expect": {"contains": ["This text was removed", "Go on"]}, "reply": "Done."},
+            too_long(900_000),
+            too_long(900_000),
+            {"expect": {"contains": ["This text was removed", "Shorter"]}, "reply": "Better."}
+        ]),
+        &[],
+    )
+    .await;
+    let s = h.session("ask").await;
+    h.prompt(&s, &"log line\n".repeat(40_000)).await;
+    h.wait_idle(&s).await;
+    h.prompt(&s, "Go on").await;
+    let events = h.wait_idle(&s).await;
+    assert_eq!(status_of(&events), SessionStatus::Idle);
+    assert_eq!(assistant_texts(&events), ["Read it.", "Done."]);
+    // One the model cannot take however it is fitted (the prompt itself),
+    // then the next: sent without it.
+    h.prompt(&s, &"字".repeat(200_000)).await;
+    let events = h.wait_idle(&s).await;
+    assert_eq!(status_of(&events), SessionStatus::Error);
+    h.prompt(&s, "Shorter").await;
+    let events = h.wait_idle(&s).await;
+    assert_eq!(status_of(&events), SessionStatus::Idle);
+    assert_eq!(assistant_texts(&events).last().copied(), Some("Better."));
+}
+
 #[tokio::test]
 async fn a_declined_turn_is_left_out_of_the_conversation() {
     let h = harness(

@@ -4,11 +4,14 @@
 //! long") at every prompt after, for good. Past its budget (a rough
 //! count, a quarter of the characters: [`BUDGET_TOKENS`] less what the
 //! system prompt and the tools take), the oldest tool outputs, then the
-//! oldest tool inputs (a whole file written), then the oldest texts, are
-//! replaced by a short note, until it fits. Never cut: the prompt being
-//! answered (the last one), the texts after it, the last message (the
-//! results the model answers now) and the calls it answers; the
-//! conversation keeps its shape: every call still has its result.
+//! oldest tool inputs (a whole file written), then the oldest texts, then
+//! prompts merged into the one answered (as after one refused as too
+//! long), are replaced by a short note, until it fits. Never cut: the
+//! prompt being answered (the last one), the texts after it, the last
+//! message (the results the model answers now) and the calls it answers;
+//! the conversation keeps its shape: every call still has its result.
+//! Where the API still finds it too long (the rough count short of the
+//! real one), it is fitted again within as much less.
 
 use crate::llm::{ContentBlock, Message, Role};
 
@@ -71,13 +74,25 @@ pub fn fit(messages: &mut [Message], budget: usize) {
     } else {
         last
     };
-    for pass in [Pass::Outputs, Pass::Inputs, Pass::Texts] {
+    // Last, the prompt's own earlier texts: prompts merged into it, as
+    // after one the model refused as too long (the last is answered now).
+    let merged = messages.get(prompt).map_or(0, |m| {
+        m.content
+            .iter()
+            .rposition(|b| matches!(b, ContentBlock::Text { .. }))
+            .unwrap_or(0)
+    });
+    for pass in [Pass::Outputs, Pass::Inputs, Pass::Texts, Pass::Merged] {
         let older = match pass {
             Pass::Outputs => last,
             Pass::Inputs => inputs_before,
-            Pass::Texts => prompt.min(last),
+            Pass::Texts | Pass::Merged => prompt.min(last),
         };
-        for block in messages[..older].iter_mut().flat_map(|m| &mut m.content) {
+        let blocks: Box<dyn Iterator<Item = &mut ContentBlock>> = match pass {
+            Pass::Merged => Box::new(messages[older].content[..merged].iter_mut()),
+            _ => Box::new(messages[..older].iter_mut().flat_map(|m| &mut m.content)),
+        };
+        for block in blocks {
             if over == 0 {
                 return;
             }
@@ -88,7 +103,9 @@ pub fn fit(messages: &mut [Message], budget: usize) {
                 {
                     *content = OUTPUT_NOTE.to_owned();
                 }
-                (Pass::Texts, ContentBlock::Text { text }) if text.len() > TEXT_NOTE.len() => {
+                (Pass::Texts | Pass::Merged, ContentBlock::Text { text })
+                    if text.len() > TEXT_NOTE.len() =>
+                {
                     *text = TEXT_NOTE.to_owned();
                 }
                 (Pass::Inputs, ContentBlock::ToolUse { input, .. }) => {
@@ -105,12 +122,27 @@ pub fn fit(messages: &mut [Message], budget: usize) {
     }
 }
 
+/// The budget to fit within again after the API refused a request as too
+/// long (`prompt is too long: 215000 tokens > 200000 maximum`): the rough
+/// count was short of the real one (text of few characters a token), so
+/// the budget shrinks by as much, and a tenth more. `None` for any other
+/// refusal.
+pub fn budget_after_refusal(message: &str, budget: usize) -> Option<usize> {
+    let said = &message[message.find("prompt is too long")?..];
+    let mut numbers = said
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|n| n.parse::<u64>().ok());
+    let (real, most) = (numbers.next()?, numbers.next()?);
+    (real > most).then(|| (budget as u64 * most / real * 9 / 10) as usize)
+}
+
 /// What [`fit`] lets go of, in turn.
 #[derive(Clone, Copy)]
 enum Pass {
     Outputs,
     Inputs,
     Texts,
+    Merged,
 }
 
 #[cfg(test)]
@@ -249,6 +281,42 @@ mod tests {
             })
             .collect();
         assert_eq!(texts, [TEXT_NOTE.len(), TEXT_NOTE.len(), 500_000]);
+    }
+
+    #[test]
+    fn a_prompt_refused_as_too_long_goes_from_the_next_one_it_merged_into() {
+        let texts = |sizes: &[usize]| Message {
+            role: Role::User,
+            content: sizes
+                .iter()
+                .map(|n| ContentBlock::Text {
+                    text: "p".repeat(*n),
+                })
+                .collect(),
+        };
+        let mut messages = vec![texts(&[1_000]), texts(&[900_000, 2_000])];
+        messages[0].role = Role::Assistant;
+        fit(&mut messages, BUDGET_TOKENS);
+        let sizes: Vec<usize> = messages[1]
+            .content
+            .iter()
+            .map(|b| match b {
+                ContentBlock::Text { text } => text.len(),
+                _ => unreachable!(),
+            })
+            .collect();
+        assert_eq!(sizes, [TEXT_NOTE.len(), 2_000]);
+    }
+
+    #[test]
+    fn a_refusal_for_length_shrinks_the_budget_by_as_much() {
+        let said = "prompt is too long: 250000 tokens > 200000 maximum";
+        assert_eq!(budget_after_refusal(said, 150_000), Some(108_000));
+        assert_eq!(budget_after_refusal("max_tokens: too large", 150_000), None);
+        assert_eq!(
+            budget_after_refusal("prompt is too long: 10 tokens > 20 maximum", 9),
+            None
+        );
     }
 
     #[test]

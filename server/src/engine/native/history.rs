@@ -158,11 +158,17 @@ pub fn rebuild(events: &[Event]) -> Vec<Message> {
                 ..
             } => {
                 unanswered.retain(|u| u != id);
+                // The API refuses an error without words (an MCP server's
+                // may have none), and would refuse every prompt after it.
+                let content = match output.trim().is_empty() && *is_error {
+                    true => "The tool failed without saying why.".to_owned(),
+                    false => output.clone(),
+                };
                 (
                     Role::User,
                     ContentBlock::ToolResult {
                         tool_use_id: id.clone(),
-                        content: output.clone(),
+                        content,
                         is_error: *is_error,
                     },
                 )
@@ -456,6 +462,30 @@ mod tests {
         assert!(matches!(
             &messages[2].content[0],
             ContentBlock::ToolResult { is_error: true, .. }
+        ));
+    }
+
+    /// An error without words (an MCP server's may have none) is sent
+    /// with some, which the API requires.
+    #[test]
+    fn an_error_without_words_is_sent_with_some() {
+        let messages = rebuild(&events(vec![
+            user("one"),
+            EventKind::ToolCall {
+                id: "a".into(),
+                name: "mcp__x__y".into(),
+                input: json!({}),
+            },
+            EventKind::ToolResult {
+                id: "a".into(),
+                output: " ".into(),
+                is_error: true,
+                truncated: false,
+            },
+        ]));
+        assert!(matches!(
+            &messages[2].content[0],
+            ContentBlock::ToolResult { content, is_error: true, .. } if content.contains("without saying why")
         ));
     }
 

@@ -158,7 +158,8 @@ impl NativeEngine {
         // (The tools' definitions, as sent, are JSON.)
         let beside = context::rough_tokens(&system)
             + context::rough_tokens(&serde_json::to_string(&tool_defs).unwrap_or_default());
-        let budget = context::BUDGET_TOKENS.saturating_sub(beside);
+        let mut budget = context::BUDGET_TOKENS.saturating_sub(beside);
+        let mut refitted = false;
         for _turn in 0..limits.max_turns {
             context::fit(&mut messages, budget);
             let request = Request {
@@ -230,6 +231,15 @@ impl NativeEngine {
                 Err(e) => {
                     if let Err(failed) = charge().await {
                         tracing::warn!(%session, "cannot charge a call that ended early: {failed}");
+                    }
+                    // Too long by the API's count, short of the rough one:
+                    // fitted again within as much less, once.
+                    if let LlmError::InvalidRequest(said) = &e {
+                        let smaller = context::budget_after_refusal(said, budget);
+                        if let Some(smaller) = smaller.filter(|_| !refitted) {
+                            (budget, refitted) = (smaller, true);
+                            continue;
+                        }
                     }
                     return Err(match e {
                         LlmError::Cancelled => RunError::Stopped,
