@@ -250,6 +250,32 @@ async fn bash_writes_a_file_a_follow_up_resumes_and_the_key_stays_out() {
     assert!(!transcript.contains(&h.canary));
 }
 
+/// The CLI's record of the conversation gone (its cleanup, a repository's
+/// settings, the agent removing it): the prompt that found it gone says
+/// so, and the next starts a new conversation carrying both prompts.
+#[tokio::test]
+async fn a_conversation_the_cli_no_longer_has_starts_again_with_the_prompts() {
+    let scenario = json!([
+        {"reply": "First."},
+        {"expect": {"contains": ["the second prompt", "the third prompt"]}, "reply": "Started again."}
+    ]);
+    let h = harness(scenario, "docker", &[]).await;
+    let s = h.session("auto", None).await;
+    let events = h.run(&s, "the first prompt").await;
+    assert_eq!(last_status(&events).0, SessionStatus::Idle, "{events:#?}");
+    h.sh(&s, "rm -f /paddock/home/.claude/projects/*/*.jsonl");
+    let events = h.run(&s, "the second prompt").await;
+    assert_eq!(last_status(&events).0, SessionStatus::Error, "{events:#?}");
+    let errors = common::errors(&events);
+    assert!(
+        errors.last().is_some_and(|m| m.contains("no longer has")),
+        "{errors:?}"
+    );
+    let events = h.run(&s, "the third prompt").await;
+    assert_eq!(last_status(&events).0, SessionStatus::Idle, "{events:#?}");
+    assert_eq!(h.model.turns_left(), 0);
+}
+
 /// "Allow for this session" outlives the process that heard it: a Paddock
 /// started again (or another replica) reads it back from the transcript,
 /// and the CLI runs the tool without asking again.

@@ -17,6 +17,8 @@ const HOME: &str = "/paddock/home";
 const HOME_DISK_MB: u64 = 1024;
 /// The loopback port socat listens on inside the sandbox.
 const RELAY_PORT: u16 = 4180;
+/// Days the CLI keeps a conversation's record: a session's life.
+const KEEP_CONVERSATIONS_DAYS: u32 = 36_500;
 
 /// The session's Claude Code home on the host, a filesystem of its own
 /// where the host holds disk limits.
@@ -188,15 +190,15 @@ fn args(
         }
         args.extend(["--append-system-prompt".to_owned(), s.system_prompt.clone()]);
     }
+    // Settings over the repository's: the conversation's record kept for
+    // as long as the session (the CLI deletes those of 30 days by
+    // default, and `--resume` would find none).
+    let mut flags = serde_json::json!({ "cleanupPeriodDays": KEEP_CONVERSATIONS_DAYS });
     if s.permission_mode == PermissionMode::ReadOnly {
         // Nothing that changes anything, whatever the repository's settings
         // allow, and none of its hooks (commands run without a tool call).
-        args.extend([
-            "--disallowedTools".to_owned(),
-            CHANGING_TOOLS.to_owned(),
-            "--settings".to_owned(),
-            r#"{"disableAllHooks":true}"#.to_owned(),
-        ]);
+        flags["disableAllHooks"] = true.into();
+        args.extend(["--disallowedTools".to_owned(), CHANGING_TOOLS.to_owned()]);
     } else {
         // What the session allows from the start, and what people allowed
         // for the rest of it since.
@@ -210,6 +212,7 @@ fn args(
             args.extend(["--allowedTools".to_owned(), allowed.join(",")]);
         }
     }
+    args.extend(["--settings".to_owned(), flags.to_string()]);
     // The session's MCP servers and no others (a repository's .mcp.json is
     // not the session's choice); none in a read-only session, as in
     // Paddock's loop.

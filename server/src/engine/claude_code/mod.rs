@@ -110,6 +110,12 @@ pub enum CliError {
     /// The CLI ended without a `result`.
     #[error("Claude Code {how} before finishing the prompt{}", stderr_note(.stderr))]
     Ended { how: String, stderr: String },
+    /// The CLI has no record of the conversation it was to resume.
+    #[error(
+        "Claude Code no longer has this session's conversation (its record in the session's \
+         home is gone). Send a prompt to start a new one: it carries this prompt too."
+    )]
+    ConversationGone,
 }
 
 /// The end of [`CliError::Ended`]'s message: the tail of the CLI's stderr.

@@ -72,6 +72,7 @@ impl<'a> Run<'a> {
         lease: &Lease,
     ) -> Result<(), RunError> {
         let engine = self.engine;
+        let sent_before = self.state.sent_seq;
         let allowed = engine.permissions.allowed(self.session.id);
         let request =
             cli::spawn_request(&engine.settings, self.session, &self.state, &allowed, lease)?;
@@ -174,18 +175,29 @@ impl<'a> Run<'a> {
             return Err(CliError::Refused(message).into());
         }
         sent?;
-        match (outcome.result, exit) {
-            (Some(Err(message)), _) => Err(CliError::Failed(message).into()),
-            (Some(Ok(())), _) => Ok(()),
+        let (failed, said) = match (outcome.result, exit) {
+            (Some(Ok(())), _) => return Ok(()),
+            (Some(Err(message)), _) => (CliError::Failed(message.clone()), message),
             (None, code) => {
                 let how = match code {
                     Some(code) => format!("exited with status {code}"),
                     None => "was killed".to_owned(),
                 };
                 let stderr = stderr.finish().trim().to_owned();
-                Err(CliError::Ended { how, stderr }.into())
+                let said = stderr.clone();
+                (CliError::Ended { how, stderr }, said)
             }
+        };
+        // Its record of the conversation gone (its cleanup, a repository's
+        // settings, the agent): the next run starts a new one, with the
+        // prompts this one was to give, rather than fail every prompt.
+        if self.state.claude_session_id.is_some() && said.contains("No conversation found") {
+            self.state.claude_session_id = None;
+            self.state.sent_seq = sent_before;
+            engine.save_state(self.session.id, &self.state).await?;
+            return Err(CliError::ConversationGone.into());
         }
+        Err(failed.into())
     }
 
     /// Turns one stream-json message into events, answers control requests.
