@@ -10,6 +10,9 @@ use app::skills::{front_matter, SKILLS_DIR, SKILL_FILE};
 
 /// Files of a skill listed at most.
 const FILES_LISTED: usize = 200;
+/// Folders of a skill looked in at most (one holding `node_modules`
+/// would take each call minutes).
+const FOLDERS_LOOKED: usize = 100;
 
 pub(super) async fn skill(ws: &dyn Workspace, args: &Args, cap: usize) -> ToolOutput {
     let name = args.str("name");
@@ -69,11 +72,17 @@ pub(super) async fn skill(ws: &dyn Workspace, args: &Args, cap: usize) -> ToolOu
     }
 }
 
-/// The files in a skill's folder besides its `SKILL.md`, relative to it.
+/// The files in a skill's folder besides its `SKILL.md`, relative to it
+/// ([`FILES_LISTED`] at most, from [`FOLDERS_LOOKED`] folders at most).
 async fn files_of(ws: &dyn Workspace, dir: &str) -> Vec<String> {
     let mut files = Vec::new();
     let mut folders = vec![String::new()];
+    let mut looked = 0;
     while let Some(sub) = folders.pop() {
+        if files.len() >= FILES_LISTED || looked >= FOLDERS_LOOKED {
+            break;
+        }
+        looked += 1;
         let path = if sub.is_empty() {
             dir.to_owned()
         } else {
