@@ -517,9 +517,16 @@ impl HostRepo {
         // `paddock` beside `paddock/<session>`), which git cannot keep
         // with it: not needed here (its commit is resolved), it goes.
         if let Some((top, _)) = branch.split_once('/') {
-            let mut clash = self.git(None);
-            clash.args(["update-ref", "-d", &format!("refs/heads/{top}")]);
-            run("branch", clash, QUICK, None).await?;
+            let clash = format!("refs/heads/{top}");
+            let mut there = self.git(None);
+            there.args(["show-ref", "--verify", "--quiet", &clash]);
+            // (Deleting one that is not there fails where branches under
+            // its name are, as Paddock's own pushes make.)
+            if run("branch", there, QUICK, None).await.is_ok() {
+                let mut gone = self.git(None);
+                gone.args(["update-ref", "-d", &clash]);
+                run("branch", gone, QUICK, None).await?;
+            }
         }
         let refname = format!("refs/heads/{branch}");
         for (step, args) in [
@@ -855,7 +862,7 @@ impl HostRepo {
 
     /// Refuses a work tree where git would block: a `.gitignore` or
     /// `.gitattributes` that is not a regular file, a named pipe called
-    /// `HEAD`, or a `commondir` that is, or leads to, neither a file nor a
+    /// `HEAD`, or a `commondir` that is neither a file nor a link to a
     /// folder (a link to a pipe), anywhere (git opens those of a folder it tells for a nested
     /// repository, where its `.git` is or where a `.git` file says it is):
     /// a pipe nobody writes to would hold git, and the paused sandbox,
@@ -893,9 +900,11 @@ impl HostRepo {
                 } else if name == ".gitignore" || name == ".gitattributes" {
                     !kind.is_file() && !kind.is_symlink()
                 } else if name == "commondir" {
-                    // Followed, as git opens it: a link to a file or a
-                    // folder (pnpm links packages by name) is no pipe.
-                    std::fs::metadata(entry.path()).is_ok_and(|m| !m.is_file() && !m.is_dir())
+                    // A file, or a link to a folder (pnpm links packages by
+                    // name), which git cannot read as one: a link to a file
+                    // could lead to a pipe, or the server's own output.
+                    let to_folder = || std::fs::metadata(entry.path()).is_ok_and(|m| m.is_dir());
+                    !(kind.is_file() || kind.is_symlink() && to_folder())
                 } else {
                     kind.is_fifo() && name == "HEAD"
                 };

@@ -1062,9 +1062,9 @@ impl Sandbox for DockerSandbox {
         // the container itself stops answering.
         let backstop = tokio::time::sleep(request.timeout + Duration::from_secs(5));
         tokio::pin!(backstop);
-        // Armed when the command is killed, its group known (Docker holds
-        // an exec's output open while any process has it, one that left
-        // its group too).
+        // Armed when the command is killed, its group known, or at the
+        // backstop (Docker holds an exec's output open while any process
+        // has it, one that left its group too).
         let drain = tokio::time::sleep(request.timeout + Duration::from_secs(3600));
         tokio::pin!(drain);
         loop {
@@ -1110,7 +1110,9 @@ impl Sandbox for DockerSandbox {
                     self.kill_group(session, pgid).await;
                 }
                 () = &mut backstop, if !backstop_fired => {
-                    if !cancelled && pgid.is_some() {
+                    // (With no group known by now, the container does not
+                    // answer: nothing to wait for.)
+                    if !cancelled || pgid.is_none() {
                         drain.as_mut().reset(tokio::time::Instant::now() + DRAIN_AFTER_END);
                     }
                     backstop_fired = true;

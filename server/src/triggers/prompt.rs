@@ -98,7 +98,9 @@ pub fn prompt(template: &str, seen: &serde_json::Value) -> Result<String, String
     // skill, a repository's own command with the tools it allows): only
     // its owner's template may start one, never a delivery's text.
     let unseen = |c: char| c.is_whitespace() || app::domain::is_hidden_format(c);
-    if text.trim_start_matches(unseen).starts_with('/') && !owner_writes_first(template) {
+    let shown = text.trim_start_matches(unseen);
+    let owners = owners_command(template).is_some_and(|own| shown.starts_with(own.trim_end()));
+    if shown.starts_with('/') && !owners {
         return Ok(format!("{NOT_A_COMMAND}{text}"));
     }
     Ok(text)
@@ -113,9 +115,11 @@ pub fn as_made(prompt: &str) -> &str {
     prompt.strip_prefix(NOT_A_COMMAND).unwrap_or(prompt)
 }
 
-/// Whether a template's first text is its owner's own `/`, past its
-/// leading tags and comments (`{% if … %}/deploy`), not a field.
-fn owner_writes_first(template: &str) -> bool {
+/// The command a template's owner wrote first, past its leading tags and
+/// comments (`{% if … %}/deploy {{ … }}` → `/deploy `): the text up to
+/// the next tag or field, if it starts with `/`. A prompt that starts
+/// otherwise (that tag's condition false) is not the owner's command.
+fn owners_command(template: &str) -> Option<&str> {
     let mut rest = template.trim_start();
     loop {
         let close = if rest.starts_with("{%") {
@@ -123,12 +127,10 @@ fn owner_writes_first(template: &str) -> bool {
         } else if rest.starts_with("{#") {
             "#}"
         } else {
-            return rest.starts_with('/');
+            let own = &rest[..rest.find('{').unwrap_or(rest.len())];
+            return own.starts_with('/').then_some(own);
         };
-        match rest.find(close) {
-            Some(end) => rest = rest[end + 2..].trim_start(),
-            None => return false,
-        }
+        rest = rest[rest.find(close)? + 2..].trim_start();
     }
 }
 
@@ -171,6 +173,14 @@ mod tests {
             .unwrap(),
             "\n/review /deploy now"
         );
+        // The owner's command under a condition that is false: what
+        // starts the prompt is the delivery's.
+        assert!(prompt(
+            "{% if payload.urgent %}/urgent {% endif %}{{ payload.text }}",
+            &seen
+        )
+        .unwrap()
+        .starts_with(NOT_A_COMMAND));
         // Hidden characters before the `/` do not hide it.
         let hidden = context(&json!({"text": "\u{feff}/deploy"}), "d1", &Said::Nothing);
         assert!(prompt("{{ payload.text }}", &hidden)

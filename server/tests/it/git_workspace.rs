@@ -659,42 +659,48 @@ async fn a_source_on_a_private_network_is_cloned_only_where_the_operator_allows(
     );
 }
 
+/// A repository with a branch named `paddock`, the first part of
+/// Paddock's own (`paddock/<session>`), which git cannot keep beside it,
+/// and one with branches under it (Paddock's pushes): each a source.
+#[tokio::test]
+async fn a_repository_with_a_branch_named_paddock_is_a_source() {
+    let server = GitServer::start(None).await;
+    let (_model, url) = common::scripted(
+        &json!([{"reply": "Hi."}, {"reply": "Hi again."}]),
+        Some("sk-test"),
+    )
+    .await;
+    let (_home, paddock) = common::with_model(&url, &[]).await;
+    let operator = Caller::local_operator();
+    for (name, branch) in [
+        ("branchy.git", "paddock"),
+        ("pushed.git", "paddock/earlier"),
+    ] {
+        let bare = server.repo(name, &[("a.txt", b"a\n")]);
+        git(&bare, &["branch", branch, "main"]);
+        let s = paddock
+            .create_session(&operator, source(format!("{}/{name}", server.url), None))
+            .await
+            .unwrap();
+        paddock
+            .send_prompt(&operator, s.id, "go".into())
+            .await
+            .unwrap();
+        let events = common::wait_idle(&paddock, s.id).await;
+        assert!(
+            common::errors(&events).is_empty(),
+            "{branch}: {:?}",
+            common::errors(&events)
+        );
+        let changes = paddock.changes(&operator, s.id).await.unwrap();
+        assert_eq!(changes.branch, format!("paddock/{}", s.id));
+    }
+}
+
 /// A source with a file named `.claude`, where Paddock's folder would go:
 /// the instructions go to `CLAUDE.local.md` beside it; a skill, which needs
 /// the folder, is refused for good, saying what is in the way (a write
 /// failed each time, and every prompt cloned again).
-/// A repository with a branch named `paddock`, the first part of
-/// Paddock's own (`paddock/<session>`), which git cannot keep beside it:
-/// still a source.
-#[tokio::test]
-async fn a_repository_with_a_branch_named_paddock_is_a_source() {
-    let server = GitServer::start(None).await;
-    let bare = server.repo("branchy.git", &[("a.txt", b"a\n")]);
-    git(&bare, &["branch", "paddock", "main"]);
-    let (_model, url) = common::scripted(&json!([{"reply": "Hi."}]), Some("sk-test")).await;
-    let (_home, paddock) = common::with_model(&url, &[]).await;
-    let operator = Caller::local_operator();
-    let s = paddock
-        .create_session(
-            &operator,
-            source(format!("{}/branchy.git", server.url), None),
-        )
-        .await
-        .unwrap();
-    paddock
-        .send_prompt(&operator, s.id, "go".into())
-        .await
-        .unwrap();
-    let events = common::wait_idle(&paddock, s.id).await;
-    assert!(
-        common::errors(&events).is_empty(),
-        "{:?}",
-        common::errors(&events)
-    );
-    let changes = paddock.changes(&operator, s.id).await.unwrap();
-    assert_eq!(changes.branch, format!("paddock/{}", s.id));
-}
-
 #[tokio::test]
 async fn a_file_named_dot_claude_in_the_source_is_left_in_place() {
     let server = GitServer::start(None).await;

@@ -33,6 +33,8 @@ const LINE_MAX_BYTES: usize = 16 * 1024 * 1024;
 struct Outcome {
     result: Option<Result<(), String>>,
     interrupted: bool,
+    /// Whether the CLI said it started (`system/init`).
+    started: bool,
     /// A failure retrying cannot mend (the CLI would retry it for minutes).
     fatal: Option<String>,
 }
@@ -72,7 +74,7 @@ impl<'a> Run<'a> {
         lease: &Lease,
     ) -> Result<(), RunError> {
         let engine = self.engine;
-        let sent_before = self.state.sent_seq;
+        let (sent_before, resuming) = (self.state.sent_seq, self.state.claude_session_id.is_some());
         let allowed = engine.permissions.allowed(self.session.id);
         let request =
             cli::spawn_request(&engine.settings, self.session, &self.state, &allowed, lease)?;
@@ -191,7 +193,7 @@ impl<'a> Run<'a> {
         // Its record of the conversation gone (its cleanup, a repository's
         // settings, the agent): the next run starts a new one, with the
         // prompts this one was to give, rather than fail every prompt.
-        if self.state.claude_session_id.is_some() && said.contains("No conversation found") {
+        if resuming && !outcome.started && said.contains("No conversation found") {
             self.state.claude_session_id = None;
             self.state.sent_seq = sent_before;
             engine.save_state(self.session.id, &self.state).await?;
@@ -207,11 +209,12 @@ impl<'a> Run<'a> {
         match message {
             // Under --resume the CLI may report another id; the one first
             // resumed from stays the handle.
-            Output::System(System::Init {
-                session_id: Some(id),
-            }) if self.state.claude_session_id.is_none() => {
-                self.state.claude_session_id = Some(id);
-                engine.save_state(session, &self.state).await?;
+            Output::System(System::Init { session_id }) => {
+                self.outcome.started = true;
+                if let (Some(id), None) = (session_id, &self.state.claude_session_id) {
+                    self.state.claude_session_id = Some(id);
+                    engine.save_state(session, &self.state).await?;
+                }
             }
             Output::System(System::ApiRetry {
                 error,

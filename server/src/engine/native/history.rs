@@ -158,17 +158,11 @@ pub fn rebuild(events: &[Event]) -> Vec<Message> {
                 ..
             } => {
                 unanswered.retain(|u| u != id);
-                // The API refuses an error without words (an MCP server's
-                // may have none), and would refuse every prompt after it.
-                let content = match output.trim().is_empty() && *is_error {
-                    true => "The tool failed without saying why.".to_owned(),
-                    false => output.clone(),
-                };
                 (
                     Role::User,
                     ContentBlock::ToolResult {
                         tool_use_id: id.clone(),
-                        content,
+                        content: worded(output, *is_error).to_owned(),
                         is_error: *is_error,
                     },
                 )
@@ -234,6 +228,16 @@ fn push(messages: &mut Vec<Message>, role: Role, block: ContentBlock) {
             role,
             content: vec![block],
         }),
+    }
+}
+
+/// A tool's output as sent: an error without words (an MCP server's may
+/// have none) with some, as the API refuses it, and every prompt after
+/// it, without (a transcript recorded before this holds such).
+pub fn worded(output: &str, is_error: bool) -> &str {
+    match is_error && output.trim().is_empty() {
+        true => "The tool failed without saying why.",
+        false => output,
     }
 }
 

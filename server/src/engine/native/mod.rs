@@ -160,7 +160,9 @@ impl NativeEngine {
             + context::rough_tokens(&serde_json::to_string(&tool_defs).unwrap_or_default());
         let mut budget = context::BUDGET_TOKENS.saturating_sub(beside);
         let mut refitted = false;
-        for _turn in 0..limits.max_turns {
+        // Model calls answered (a refit's refusal is none).
+        let mut turns = 0;
+        while turns < limits.max_turns {
             context::fit(&mut messages, budget);
             let request = Request {
                 model: s.model.clone(),
@@ -247,6 +249,7 @@ impl NativeEngine {
                     });
                 }
             };
+            turns += 1;
 
             // Store the completed blocks, in order; a text of white space
             // alone is left out, as the API refuses it in a request.
@@ -436,7 +439,8 @@ impl NativeEngine {
         // The model gets the output as the transcript shows it, secrets
         // masked: the conversation is rebuilt from the transcript anyway,
         // and a value the model never read is one it cannot repeat.
-        let content = self.journal.mask_output(session, &out.content).into_owned();
+        let content = self.journal.mask_output(session, &out.content);
+        let content = history::worded(&content, out.is_error).to_owned();
         Ok((content, out.is_error, out.truncated))
     }
 }
