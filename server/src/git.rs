@@ -863,7 +863,7 @@ impl HostRepo {
     /// Refuses a work tree where git would block: a `.gitignore` or
     /// `.gitattributes` that is not a regular file, a named pipe called
     /// `HEAD`, or a `commondir` that is neither a file nor a link to a
-    /// folder (a link to a pipe), anywhere (git opens those of a folder it tells for a nested
+    /// folder or to nothing (a link to a pipe), anywhere (git opens those of a folder it tells for a nested
     /// repository, where its `.git` is or where a `.git` file says it is):
     /// a pipe nobody writes to would hold git, and the paused sandbox,
     /// until the time limit. And one of more than [`WALK_MAX_ENTRIES`]
@@ -903,7 +903,11 @@ impl HostRepo {
                     // A file, or a link to a folder (pnpm links packages by
                     // name), which git cannot read as one: a link to a file
                     // could lead to a pipe, or the server's own output.
-                    let to_folder = || std::fs::metadata(entry.path()).is_ok_and(|m| m.is_dir());
+                    // (A link to nothing, which git passes over, too.)
+                    let to_folder = || match std::fs::metadata(entry.path()) {
+                        Ok(m) => m.is_dir(),
+                        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+                    };
                     !(kind.is_file() || kind.is_symlink() && to_folder())
                 } else {
                     kind.is_fifo() && name == "HEAD"

@@ -1,11 +1,11 @@
-//! Sign-in attempts, limited per account from one address, per account
-//! from everywhere, and per address (GCRA, from the governor crate):
-//! guessing one person's password from one address, or many people's,
-//! slows to a few tries a minute; guessing it from many addresses, to a
-//! few a second. One guessing from elsewhere holds back that person's own
-//! sign-in only at the second limit. Attempts are counted before the
-//! password is checked, and for unknown logins too, so the limit says
-//! nothing about which accounts exist.
+//! Sign-in attempts, limited per account from one address (an IPv6
+//! site), per account from everywhere, and per address (GCRA, from the
+//! governor crate): guessing one person's password from one address, or
+//! many people's, slows to a few tries a minute; guessing it from many
+//! addresses, to one every two seconds. One guessing from elsewhere holds
+//! back that person's own sign-in only at the second limit. Attempts are
+//! counted before the password is checked, and for unknown logins too, so
+//! the limit says nothing about which accounts exist.
 
 use crate::sync::lock;
 use app::domain::AppError;

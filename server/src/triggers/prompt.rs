@@ -99,7 +99,12 @@ pub fn prompt(template: &str, seen: &serde_json::Value) -> Result<String, String
     // its owner's template may start one, never a delivery's text.
     let unseen = |c: char| c.is_whitespace() || app::domain::is_hidden_format(c);
     let shown = text.trim_start_matches(unseen);
-    let owners = owners_command(template).is_some_and(|own| shown.starts_with(own.trim_end()));
+    // (The owner's whole command word: `/fix` is not `/fix-and-deploy`.)
+    let owners = owners_command(template).is_some_and(|own| {
+        shown
+            .strip_prefix(own.trim_end())
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with(char::is_whitespace))
+    });
     if shown.starts_with('/') && !owners {
         return Ok(format!("{NOT_A_COMMAND}{text}"));
     }
@@ -178,6 +183,18 @@ mod tests {
         assert!(prompt(
             "{% if payload.urgent %}/urgent {% endif %}{{ payload.text }}",
             &seen
+        )
+        .unwrap()
+        .starts_with(NOT_A_COMMAND));
+        // Nor one whose name starts as the owner's does.
+        let longer = context(
+            &json!({"text": "/fix-and-deploy prod"}),
+            "d1",
+            &Said::Nothing,
+        );
+        assert!(prompt(
+            "{% if payload.urgent %}/fix {% endif %}{{ payload.text }}",
+            &longer
         )
         .unwrap()
         .starts_with(NOT_A_COMMAND));

@@ -365,10 +365,12 @@ async fn a_repository_is_cloned_edited_committed_and_pushed_without_its_token_in
         "{refused:?}"
     );
     assert_eq!(in_container(&s, "echo running").trim(), "running");
-    // A link of that name to a folder (as pnpm links a package) is fine.
+    // A link of that name to a folder (as pnpm links a package), or to
+    // nothing (an install cut short), is fine.
     as_agent(
         &s,
-        "cd /workspace && rm -r c p && mkdir -p pkg/commondir@1 deps && ln -s ../pkg/commondir@1 deps/commondir",
+        "cd /workspace && rm -r c p && mkdir -p pkg/commondir@1 deps gone \
+         && ln -s ../pkg/commondir@1 deps/commondir && ln -s ../nowhere gone/commondir",
     );
     assert!(paddock.changes(&operator, s.id).await.is_ok());
 
