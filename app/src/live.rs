@@ -209,10 +209,11 @@ mod shared {
         }
 
         /// After the connection failed: signed out (here or in another
-        /// tab, everywhere, or the account disabled), the page is loaded
-        /// again, to the sign-in, as the streams of a tab's own do. Once at
-        /// a time: every subscription is told of a failure.
-        fn reload_if_signed_out(self: &Rc<Self>) {
+        /// tab, everywhere, or the account disabled), the page goes to the
+        /// sign-in, back here after it. Not a reload, which would cancel
+        /// this tab's own sign-out on its way there. Once at a time: every
+        /// subscription is told of a failure.
+        fn sign_in_if_signed_out(self: &Rc<Self>) {
             if self.asking.replace(true) {
                 return;
             }
@@ -220,7 +221,14 @@ mod shared {
             leptos::task::spawn_local(async move {
                 let me = crate::api::accounts::whoami().await;
                 if matches!(me, Ok(None)) {
-                    let _ = window().location().reload();
+                    let location = window().location();
+                    let here = format!(
+                        "{}{}",
+                        location.pathname().unwrap_or_default(),
+                        location.search().unwrap_or_default()
+                    );
+                    let next = String::from(web_sys::js_sys::encode_uri_component(&here));
+                    let _ = location.assign(&format!("/signin?next={next}"));
                 }
                 if let Some(this) = weak.upgrade() {
                     this.asking.set(false);
@@ -295,7 +303,7 @@ mod shared {
                 "open" => link.maybe_update(|l| std::mem::replace(l, Link::Live) != Link::Live),
                 "error" => {
                     link.set(Link::Reconnecting);
-                    self.reload_if_signed_out();
+                    self.sign_in_if_signed_out();
                 }
                 "closed" => {
                     if data == "invalid" {
