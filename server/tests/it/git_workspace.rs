@@ -661,6 +661,24 @@ async fn a_source_on_a_private_network_is_cloned_only_where_the_operator_allows(
     );
 }
 
+/// A session from `spec`, its workspace prepared by a first prompt run
+/// without an error.
+async fn prepared(paddock: &Paddock, spec: NewSession) -> Session {
+    let operator = Caller::local_operator();
+    let s = paddock.create_session(&operator, spec).await.unwrap();
+    paddock
+        .send_prompt(&operator, s.id, "go".into())
+        .await
+        .unwrap();
+    let events = common::wait_idle(paddock, s.id).await;
+    assert!(
+        common::errors(&events).is_empty(),
+        "{:?}",
+        common::errors(&events)
+    );
+    s
+}
+
 /// A repository with a branch named `paddock`, the first part of
 /// Paddock's own (`paddock/<session>`), which git cannot keep beside it,
 /// and one with branches under it (Paddock's pushes): each a source.
@@ -680,20 +698,7 @@ async fn a_repository_with_a_branch_named_paddock_is_a_source() {
     ] {
         let bare = server.repo(name, &[("a.txt", b"a\n")]);
         git(&bare, &["branch", branch, "main"]);
-        let s = paddock
-            .create_session(&operator, source(format!("{}/{name}", server.url), None))
-            .await
-            .unwrap();
-        paddock
-            .send_prompt(&operator, s.id, "go".into())
-            .await
-            .unwrap();
-        let events = common::wait_idle(&paddock, s.id).await;
-        assert!(
-            common::errors(&events).is_empty(),
-            "{branch}: {:?}",
-            common::errors(&events)
-        );
+        let s = prepared(&paddock, source(format!("{}/{name}", server.url), None)).await;
         let changes = paddock.changes(&operator, s.id).await.unwrap();
         assert_eq!(changes.branch, format!("paddock/{}", s.id));
     }
@@ -719,20 +724,7 @@ async fn a_file_named_dot_claude_in_the_source_is_left_in_place() {
 
     let mut spec = source(repo.clone(), None);
     spec.instructions = Some("Be brief.".into());
-    let s = paddock
-        .create_session(&operator, spec.clone())
-        .await
-        .unwrap();
-    paddock
-        .send_prompt(&operator, s.id, "go".into())
-        .await
-        .unwrap();
-    let events = common::wait_idle(&paddock, s.id).await;
-    assert!(
-        common::errors(&events).is_empty(),
-        "{:?}",
-        common::errors(&events)
-    );
+    let s = prepared(&paddock, spec.clone()).await;
     let workspace = home.workspace(s.id);
     assert_eq!(
         std::fs::read_to_string(workspace.join("CLAUDE.local.md")).unwrap(),

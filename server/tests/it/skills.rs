@@ -167,14 +167,7 @@ async fn skills_are_added_to_an_agent_as_zips_and_hostile_ones_change_nothing() 
         .await
         .unwrap();
     assert_eq!(res.status(), 404);
-    let now: serde_json::Value = client
-        .get(served.url(&format!("/api/templates/{id}")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let now = template(&client, &served, &id).await;
     assert_eq!(now["version"], 2);
 
     // A session from the agent has its skill; removing it is a version.
@@ -267,14 +260,7 @@ async fn editing_a_skill_s_markdown_renames_that_skill_and_keeps_its_files() {
         let res = save(fields).await.unwrap();
         assert_eq!(res.status(), status, "{}", res.text().await.unwrap());
     }
-    let now: serde_json::Value = client
-        .get(served.url(&format!("/api/templates/{id}")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let now = template(&client, &served, &id).await;
     assert_eq!(now["version"], saved["version"]);
 
     // Written without naming one, a SKILL.md of a name the agent has
@@ -293,6 +279,22 @@ async fn editing_a_skill_s_markdown_renames_that_skill_and_keeps_its_files() {
         .unwrap()
         .contains("Now run the"));
     assert_eq!(skills[0]["files"][0]["path"], "scripts/fill.sh");
+}
+
+/// An agent template as the REST API gives it.
+async fn template(
+    client: &reqwest::Client,
+    served: &common::Served,
+    id: &str,
+) -> serde_json::Value {
+    client
+        .get(served.url(&format!("/api/templates/{id}")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
 }
 
 /// In a session a delivery started, which asks before every tool its mode
