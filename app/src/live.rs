@@ -210,9 +210,8 @@ mod shared {
 
         /// After the connection failed: signed out (here or in another
         /// tab, everywhere, or the account disabled), the page goes to the
-        /// sign-in, back here after it. Not a reload, which would cancel
-        /// this tab's own sign-out on its way there. Once at a time: every
-        /// subscription is told of a failure.
+        /// sign-in. Once at a time: every subscription is told of a
+        /// failure.
         fn sign_in_if_signed_out(self: &Rc<Self>) {
             if self.asking.replace(true) {
                 return;
@@ -221,14 +220,7 @@ mod shared {
             leptos::task::spawn_local(async move {
                 let me = crate::api::accounts::whoami().await;
                 if matches!(me, Ok(None)) {
-                    let location = window().location();
-                    let here = format!(
-                        "{}{}",
-                        location.pathname().unwrap_or_default(),
-                        location.search().unwrap_or_default()
-                    );
-                    let next = String::from(web_sys::js_sys::encode_uri_component(&here));
-                    let _ = location.assign(&format!("/signin?next={next}"));
+                    super::go_to_sign_in();
                 }
                 if let Some(this) = weak.upgrade() {
                     this.asking.set(false);
@@ -364,6 +356,21 @@ mod shared {
     }
 }
 
+/// A tab found signed out (here or in another tab, everywhere, or its
+/// account disabled) goes to the sign-in, and back here after it. Not a
+/// reload, which would cancel this tab's own sign-out on its way there.
+#[cfg(feature = "hydrate")]
+fn go_to_sign_in() {
+    let location = window().location();
+    let here = format!(
+        "{}{}",
+        location.pathname().unwrap_or_default(),
+        location.search().unwrap_or_default()
+    );
+    let next = String::from(web_sys::js_sys::encode_uri_component(&here));
+    let _ = location.assign(&format!("/signin?next={next}"));
+}
+
 /// How long to wait before following again what failed.
 #[cfg(feature = "hydrate")]
 const RETRY: std::time::Duration = std::time::Duration::from_secs(2);
@@ -489,23 +496,34 @@ mod browser {
     /// The browser hides why it gave up, which reading the session says: a
     /// session's stream is refused (404) once it is deleted or no longer
     /// shared with this reader, and then nothing more will come; a reader
-    /// signed out, or a page that holds events the session no longer has
-    /// (a database restored from a backup: its stream is refused as
-    /// `invalid`), loads the page again, as the shared worker's tabs do.
+    /// signed out goes to the sign-in; a page that holds events the
+    /// session no longer has (a database restored from a backup: its
+    /// stream is refused as `invalid`) loads again, as the shared worker's
+    /// tabs do. The list asks only whether its reader is signed in.
     fn retry_unless_gone(state: &Rc<RefCell<State>>) {
         let session = match &state.borrow().topic {
             Topic::Session { id, newest } => Some((*id, newest())),
             Topic::List => None,
         };
-        let Some((id, newest)) = session else {
-            return retry(state);
-        };
         let weak = Rc::downgrade(state);
+        let Some((id, newest)) = session else {
+            leptos::task::spawn_local(async move {
+                let me = crate::api::accounts::whoami().await;
+                let Some(state) = weak.upgrade() else { return };
+                match me {
+                    Ok(None) => super::go_to_sign_in(),
+                    _ => retry(&state),
+                }
+            });
+            return;
+        };
         leptos::task::spawn_local(async move {
             let read = crate::api::get_session(id.to_string()).await;
             let Some(state) = weak.upgrade() else { return };
-            let stale = matches!(&read, Ok(s) if s.last_seq < newest);
-            if stale || matches!(read, Err(AppError::Unauthenticated(_))) {
+            if matches!(read, Err(AppError::Unauthenticated(_))) {
+                return super::go_to_sign_in();
+            }
+            if matches!(&read, Ok(s) if s.last_seq < newest) {
                 let _ = leptos::prelude::window().location().reload();
                 return;
             }

@@ -266,7 +266,7 @@ async fn a_conversation_the_cli_no_longer_has_starts_again_with_the_prompts() {
     h.sh(&s, "rm -f /paddock/home/.claude/projects/*/*.jsonl");
     let events = h.run(&s, "the second prompt").await;
     assert_eq!(last_status(&events).0, SessionStatus::Error, "{events:#?}");
-    let errors = common::errors(&events);
+    let errors = errors(&events);
     assert!(
         errors.last().is_some_and(|m| m.contains("no longer has")),
         "{errors:?}"
@@ -410,6 +410,49 @@ async fn permissions_deny_reaches_the_model_and_allow_runs_the_tool() {
     assert!(!h.workspace(&s).join("denied.txt").exists());
     assert!(events.iter().any(|e| matches!(&e.kind,
         EventKind::ToolResult { output, is_error: true, .. } if output.contains("not on a Friday"))));
+    assert_eq!(h.model.turns_left(), 0);
+}
+
+#[tokio::test]
+async fn a_cli_that_ends_while_waiting_for_a_decision_ends_the_run() {
+    let scenario = json!([
+        {"reply": [bash("echo never > never.txt")]},
+        {"expect": {"contains": "again"}, "reply": "Here again."}
+    ]);
+    let h = harness(scenario, "docker", &[]).await;
+    let s = h.session("ask", None).await;
+    h.paddock
+        .send_prompt(&Caller::local_operator(), s.id, "go".into())
+        .await
+        .unwrap();
+    let (request, _) = h.wait_for_permission(&s, 0).await;
+    // Killed in the sandbox (the agent, or the kernel out of memory):
+    // the run ends then, not when the request expires a minute later.
+    let killed = std::time::Instant::now();
+    h.sh(&s, "pkill -KILL -f /opt/paddock/[c]laude");
+    let events = h.wait_idle(&s).await;
+    assert!(killed.elapsed() < Duration::from_secs(30));
+    assert_eq!(last_status(&events).0, SessionStatus::Error, "{events:#?}");
+    let errors = errors(&events);
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("before finishing the prompt")),
+        "{errors:?}"
+    );
+    // The request is withdrawn: deciding it now changes nothing.
+    assert!(h
+        .paddock
+        .permissions
+        .decide(s.id, &request, Decision::Allow, None, None)
+        .is_err());
+    assert!(!h.workspace(&s).join("never.txt").exists());
+    let events = h.run(&s, "again").await;
+    assert_eq!(
+        last_status(&events),
+        (SessionStatus::Idle, None),
+        "{events:#?}"
+    );
     assert_eq!(h.model.turns_left(), 0);
 }
 

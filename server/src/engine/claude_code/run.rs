@@ -6,6 +6,7 @@ use super::protocol::{
     Block, ControlRequest, Delta, Input, Output, Permission, StreamEvent, System,
 };
 use super::{cli, ClaudeCodeEngine, CliError, CliState};
+use crate::engine::permissions::Verdict;
 use crate::engine::{denial, RunError};
 use crate::llm::budget_refusal;
 use crate::proxy::Lease;
@@ -27,6 +28,9 @@ const STDERR_CAP: usize = 8 * 1024;
 /// file in a tool's input fits many times over); the sandbox prints it, so
 /// it is bounded.
 const LINE_MAX_BYTES: usize = 16 * 1024 * 1024;
+
+/// Held of what the CLI writes while it waits for a permission decision.
+const HELD_WHILE_ASKING: usize = 1024 * 1024;
 
 /// How the CLI's run ended, as far as its messages told.
 #[derive(Default)]
@@ -311,10 +315,15 @@ impl<'a> Run<'a> {
                 let verdict = if read_only && !cli::reads_only(&tool_name) {
                     Ok((false, Some("this session is read-only".to_owned())))
                 } else {
-                    engine
-                        .permissions
-                        .ask(session, &tool_use_id, &tool_name, &input, self.cancel)
-                        .await
+                    let asked = self
+                        .ask_while_it_lives(process, &tool_use_id, &tool_name, &input)
+                        .await;
+                    // It ended while waiting: the run's loop reads what it
+                    // wrote and how it ended.
+                    let Some(verdict) = asked else {
+                        return Ok(());
+                    };
+                    verdict
                 };
                 let response = match verdict {
                     Ok((true, _)) => Permission::Allow {
@@ -348,6 +357,56 @@ impl<'a> Run<'a> {
             Output::System(_) | Output::StreamEvent { .. } | Output::Other => {}
         }
         Ok(())
+    }
+}
+
+impl Run<'_> {
+    /// Asks the session's viewers whether the CLI may use a tool, for as
+    /// long as the CLI lives: `None` once its output ended while waiting
+    /// (it exited, or was killed in the sandbox), which withdraws the
+    /// request as Stop does. What it wrote meanwhile (up to
+    /// [`HELD_WHILE_ASKING`]; then it waits to be read) is read after the
+    /// answer, in order.
+    async fn ask_while_it_lives(
+        &self,
+        process: &mut Process,
+        tool_use_id: &str,
+        tool: &str,
+        input: &serde_json::Value,
+    ) -> Option<Result<Verdict, RunError>> {
+        let asking = self.cancel.child_token();
+        let ask = self
+            .engine
+            .permissions
+            .ask(self.session.id, tool_use_id, tool, input, &asking);
+        tokio::pin!(ask);
+        let (mut held, mut held_bytes, mut ended) = (Vec::new(), 0, false);
+        let verdict = loop {
+            tokio::select! {
+                verdict = &mut ask => break verdict,
+                item = process.output.next(), if !ended && held_bytes < HELD_WHILE_ASKING => {
+                    match item {
+                        Some(item) => {
+                            held_bytes += item.as_ref().map_or(0, |(_, bytes)| bytes.len());
+                            held.push(item);
+                        }
+                        None => {
+                            ended = true;
+                            asking.cancel();
+                        }
+                    }
+                }
+            }
+        };
+        let rest = match ended {
+            true => futures_util::stream::empty().boxed(),
+            false => std::mem::replace(&mut process.output, futures_util::stream::empty().boxed()),
+        };
+        process.output = futures_util::stream::iter(held).chain(rest).boxed();
+        match ended && !self.cancel.is_cancelled() {
+            true => None,
+            false => Some(verdict),
+        }
     }
 }
 
