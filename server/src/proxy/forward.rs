@@ -215,15 +215,16 @@ async fn relay(ctx: Ctx, uri: Uri, headers: HeaderMap, body: Body) -> Response {
             "Paddock's proxy holds as many request bodies as it takes: try again shortly.",
         );
     };
-    // Read whole (too long, cut off or stalled, it is refused) to be read.
-    let Ok(body) = http_body_util::Limited::new(body, BODY_LIMIT)
-        .collect()
-        .await
-    else {
+    // Read whole (too long, cut off or stalled, it is refused) to be read,
+    // within the stall all told: over a local socket a body comes at once,
+    // and one sent a byte at a time would hold its room for as long as
+    // the sandbox liked.
+    let whole = http_body_util::Limited::new(body, BODY_LIMIT).collect();
+    let Ok(Ok(body)) = tokio::time::timeout(proxy.stall, whole).await else {
         return api_error(
             StatusCode::BAD_REQUEST,
             "invalid_request_error",
-            "The request's body could not be read whole (at most 32 MB, without a pause).",
+            "The request's body could not be read whole (at most 32 MB, in time).",
         );
     };
     let body = body.to_bytes();
