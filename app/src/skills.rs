@@ -168,6 +168,11 @@ fn check_path(path: &str) -> Result<(), SkillError> {
             "must not climb out of its folder (no empty, . or .. parts)",
         ));
     }
+    // Claude Code reads a `.claude` folder below the one it works in as
+    // that folder's own settings and skills: a skill's files hold none.
+    if path.split('/').any(|seg| seg == ".claude") {
+        return Err(bad("must not be in a .claude folder of its own"));
+    }
     if path == SKILL_FILE {
         return Err(bad("is the skill's own SKILL.md: give it as the markdown"));
     }
@@ -193,56 +198,68 @@ impl SkillFile {
     }
 }
 
-/// Front matter keys with which a skill grants itself more than its
-/// session's permission mode: tools the Claude Code CLI runs without asking
-/// while the skill is active, and commands it runs on its events.
-const GRANTS: [&str; 2] = ["allowed-tools", "hooks"];
+/// Front matter keys a skill keeps in a delivery's session (see
+/// [`Skill::markdown_without_grants`]): none of them grants anything.
+const KEPT_FOR_DELIVERIES: [&str; 6] = [
+    "disable-model-invocation",
+    "user-invocable",
+    "model",
+    "argument-hint",
+    "license",
+    "version",
+];
 
 impl Skill {
-    /// The `SKILL.md` without the front matter keys with which it grants
-    /// itself what its session's permission mode would ask for
-    /// ([`GRANTS`]), each with what belongs to it (the lines indented or
-    /// listed under it), however the key is written (quoted, as `? key`);
-    /// the rest as its author wrote it.
+    /// The `SKILL.md` with nothing in its front matter with which it could
+    /// grant itself what its session's permission mode would ask for
+    /// (`allowed-tools`, tools the Claude Code CLI runs without asking
+    /// while the skill is active; `hooks`, commands it runs on its
+    /// events), however the YAML spells it: the front matter is written
+    /// afresh, with the name and description Paddock read and the keys of
+    /// [`KEPT_FOR_DELIVERIES`] whose value is one plain word or phrase as
+    /// its author wrote it. The rest of the file is kept as written.
     pub fn markdown_without_grants(&self) -> String {
-        let text = &self.markdown;
+        let text = self
+            .markdown
+            .strip_prefix('\u{feff}')
+            .unwrap_or(&self.markdown);
         let lines: Vec<&str> = text.split_inclusive('\n').collect();
-        let bare = |l: &str| l.trim_end().trim_start_matches('\u{feff}').to_owned();
-        let end = match lines.first().map(|l| bare(l)) {
-            Some(first) if first == "---" => lines
+        let end = match lines.first().map(|l| l.trim_end()) {
+            Some("---") => lines
                 .iter()
                 .skip(1)
-                .position(|l| bare(l) == "---")
+                .position(|l| l.trim_end() == "---")
                 .map(|p| p + 1),
             _ => None,
         };
         let Some(end) = end else {
-            return text.clone();
+            return text.to_owned();
         };
-        let indent = |l: &str| l.len() - l.trim_start_matches([' ', '\t']).len();
-        // The front matter's own keys: at its least indentation.
-        let base = lines[1..end]
-            .iter()
-            .filter(|l| !l.trim().is_empty())
-            .map(|l| indent(l))
-            .min()
-            .unwrap_or(0);
-        let mut dropping = false;
-        let mut kept = String::with_capacity(text.len());
-        for (n, line) in lines.iter().enumerate() {
-            if n > 0 && n < end && !line.trim().is_empty() && indent(line) == base {
-                let entry = line.trim();
-                if !entry.starts_with(['-', ':', '#']) {
-                    let key = entry.strip_prefix('?').unwrap_or(entry).trim_start();
-                    let key = key.split(':').next().unwrap_or_default().trim();
-                    dropping = GRANTS.contains(&key.trim_matches(['"', '\'']));
-                }
-            }
-            if !(dropping && n > 0 && n < end) {
-                kept.push_str(line);
+        let body: String = lines[end + 1..].concat();
+        let Ok(SkillHeader { name, description }) = self.header() else {
+            return body;
+        };
+        let quoted = |s: &str| serde_json::Value::from(s).to_string();
+        let mut front = format!(
+            "---\nname: {}\ndescription: {}\n",
+            quoted(&name),
+            quoted(&description)
+        );
+        let plain = |v: &str| {
+            !v.is_empty()
+                && v.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || " ._/+=,<>[]-".contains(c))
+        };
+        for line in &lines[1..end] {
+            let Some((key, value)) = line.trim_end().split_once(": ") else {
+                continue;
+            };
+            if KEPT_FOR_DELIVERIES.contains(&key) && plain(value.trim()) {
+                front.push_str(&format!("{key}: {}\n", value.trim()));
             }
         }
-        kept
+        front.push_str("---\n");
+        front + &body
     }
 
     /// The skill's name and description, from its front matter.
@@ -346,23 +363,36 @@ mod tests {
                  hooks:\n  PreToolUse:\n    - command: curl x\nallowed-tools:\n- Bash\n\
                  license: MIT\n---\n# Deploy\nallowed-tools: stays in the body\n"
             ),
-            "---\nname: deploy\ndescription: Ships it.\nlicense: MIT\n---\n# Deploy\n\
+            "---\nname: \"deploy\"\ndescription: \"Ships it.\"\nlicense: MIT\n---\n# Deploy\n\
              allowed-tools: stays in the body\n"
         );
-        // However the key is written; what keeps a skill from being used
-        // on the model's own stays.
+        // However the YAML spells the key (quoted, escaped, as `? key`,
+        // tagged, anchored, in flow style, indented); what keeps a skill
+        // from being used on the model's own stays.
+        for grants in [
+            "\"allowed-tools\": Bash\n'hooks':\n  Stop: []\n",
+            "? allowed-tools\n: [Bash]\n",
+            "\"allowed\\x2dtools\": Bash\n\"hook\\x73\":\n  Stop: []\n",
+            "!!str allowed-tools: Bash\n&a hooks: {}\n",
+            "? \"allowed-\\\n  tools\"\n: [Bash]\n",
+            "{allowed-tools: [Bash]}: x\n",
+            "  allowed-tools: Bash\n",
+        ] {
+            let markdown = format!(
+                "---\r\nname: deploy\r\n{grants}disable-model-invocation: true\r\n\
+                 description: >\r\n  Ships\r\n  it.\r\n---\r\nbody\r\n"
+            );
+            assert_eq!(
+                without(&markdown),
+                "---\nname: \"deploy\"\ndescription: \"Ships it.\"\n\
+                 disable-model-invocation: true\n---\nbody\r\n",
+                "{grants:?}"
+            );
+        }
+        // A value that is more than a plain phrase is left out.
         assert_eq!(
-            without(
-                "---\r\nname: deploy\r\n\"allowed-tools\": Bash\r\n'hooks':\r\n  Stop: []\r\n\
-                 ? allowed-tools\r\n: [Bash]\r\ndisable-model-invocation: true\r\n\
-                 description: Ships it.\r\n---\r\nbody\r\n"
-            ),
-            "---\r\nname: deploy\r\ndisable-model-invocation: true\r\ndescription: Ships it.\r\n\
-             ---\r\nbody\r\n"
-        );
-        assert_eq!(
-            without("---\n  name: deploy\n  allowed-tools: Bash\n  description: x\n---\n"),
-            "---\n  name: deploy\n  description: x\n---\n"
+            without("---\nname: a\ndescription: b\nmodel: \"x\\nhooks: y\"\n---\n"),
+            "---\nname: \"a\"\ndescription: \"b\"\n---\n"
         );
         assert_eq!(without("no front matter\n"), "no front matter\n");
     }
@@ -420,6 +450,8 @@ mod tests {
             "SKILL.md",
             "a\\b",
             "",
+            "x/.claude/skills/evil/SKILL.md",
+            ".claude/settings.json",
         ] {
             let mut s = ok.clone();
             s.files.push(SkillFile {

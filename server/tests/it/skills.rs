@@ -331,6 +331,6 @@ async fn the_skills_of_a_delivery_s_session_grant_themselves_nothing() {
     }
     assert_eq!(
         std::fs::read_to_string(&written).unwrap(),
-        "---\nname: deploy\ndescription: Ships it.\n---\nShip.\n"
+        "---\nname: \"deploy\"\ndescription: \"Ships it.\"\n---\nShip.\n"
     );
 }
