@@ -107,20 +107,6 @@ impl AgentTemplate {
             version: self.version,
         }
     }
-
-    pub fn summary(&self) -> TemplateSummary {
-        let session = &self.draft.session;
-        TemplateSummary {
-            id: self.id,
-            version: self.version,
-            name: self.draft.name.clone(),
-            description: self.draft.description.clone(),
-            engine: session.engine.unwrap_or(Engine::Native),
-            model: session.model.clone(),
-            updated_at: self.updated_at,
-            updated_by: self.updated_by.clone(),
-        }
-    }
 }
 
 /// What the dashboard's lists show of a template, to choose one: not its

@@ -7,7 +7,8 @@
 use crate::store::Store;
 use app::accounts::Caller;
 use app::agents::{
-    AgentTemplate, TemplateDraft, TemplateId, TEMPLATES_PER_OWNER, TEMPLATE_FILE_MAX_BYTES,
+    AgentTemplate, TemplateDraft, TemplateId, TemplateSummary, TEMPLATES_PER_OWNER,
+    TEMPLATE_FILE_MAX_BYTES,
 };
 use app::domain::{AppError, NewSession, NAME_MAX_CHARS};
 use app::workspace_source::WorkspaceSource;
@@ -89,7 +90,7 @@ impl TemplateLibrary {
         )))
     }
 
-    pub async fn list(&self, caller: &Caller) -> Result<Vec<AgentTemplate>, AppError> {
+    pub async fn list(&self, caller: &Caller) -> Result<Vec<TemplateSummary>, AppError> {
         if caller.is_admin() {
             return Ok(self.store.list_templates(None).await?);
         }

@@ -35,7 +35,7 @@ use app::accounts::{
     Access, AuditAction, AuditEntry, Caller, CredentialId, CredentialInfo, CredentialScope,
     ListedToken, NewApiToken, Role, SessionPeople, Share, ShareLevel, User,
 };
-use app::agents::{AgentTemplate, TemplateDraft, TemplateId};
+use app::agents::{AgentTemplate, TemplateDraft, TemplateId, TemplateSummary};
 use app::api::Backend;
 use app::changes::{Changes, Committed, FileDiff};
 use app::domain::{
@@ -989,7 +989,7 @@ impl Backend for Paddock {
         self.auth.revoke_token(caller, id, caller.address).await
     }
 
-    async fn list_templates(&self, caller: &Caller) -> Result<Vec<AgentTemplate>, AppError> {
+    async fn list_templates(&self, caller: &Caller) -> Result<Vec<TemplateSummary>, AppError> {
         self.templates.list(caller).await
     }
 

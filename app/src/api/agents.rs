@@ -11,13 +11,7 @@ use leptos::prelude::*;
 
 #[server(endpoint = "list_templates", output = UrlInJsonOut)]
 pub async fn list_templates() -> Result<Vec<TemplateSummary>, AppError> {
-    ssr::respond(
-        async {
-            let all = ssr::backend()?.list_templates(&ssr::caller()?).await?;
-            Ok(all.iter().map(AgentTemplate::summary).collect())
-        }
-        .await,
-    )
+    ssr::respond(ssr::backend()?.list_templates(&ssr::caller()?).await)
 }
 
 #[server(endpoint = "get_template", output = UrlInJsonOut)]

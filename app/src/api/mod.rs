@@ -16,7 +16,7 @@ pub(crate) mod ssr {
         AuditEntry, Caller, CredentialId, CredentialInfo, ListedToken, NewApiToken, Role,
         SessionPeople, Share, ShareLevel, User,
     };
-    use crate::agents::{AgentTemplate, TemplateDraft, TemplateId};
+    use crate::agents::{AgentTemplate, TemplateDraft, TemplateId, TemplateSummary};
     use crate::changes::{Changes, Committed, FileDiff};
     use crate::domain::{
         AppError, Decision, Event, NewSession, ServerInfo, Session, SessionId, SessionSettings,
@@ -139,7 +139,7 @@ pub(crate) mod ssr {
 
         /// The agent templates the caller may use (their own; an admin's:
         /// all), by name.
-        async fn list_templates(&self, caller: &Caller) -> Result<Vec<AgentTemplate>, AppError>;
+        async fn list_templates(&self, caller: &Caller) -> Result<Vec<TemplateSummary>, AppError>;
         /// The current version; `Err(NotFound)` also for one the caller may
         /// not use.
         async fn get_template(

@@ -11,7 +11,7 @@ use crate::agent_templates::{self, FileFormat};
 use crate::auth::Identity;
 use crate::paddock::Paddock;
 use crate::skill_archive;
-use app::agents::{AgentTemplate, TemplateDraft, TEMPLATE_FILE_MAX_BYTES};
+use app::agents::{AgentTemplate, TemplateDraft, TemplateSummary, TEMPLATE_FILE_MAX_BYTES};
 use app::api::Backend;
 use app::domain::AppError;
 use axum::body::Bytes;
@@ -129,7 +129,7 @@ fn created(t: AgentTemplate) -> impl IntoResponse {
 async fn list(
     State(paddock): State<Arc<Paddock>>,
     identity: Identity,
-) -> ApiResult<Json<Vec<AgentTemplate>>> {
+) -> ApiResult<Json<Vec<TemplateSummary>>> {
     Ok(Json(paddock.list_templates(&identity.caller).await?))
 }
 

@@ -3,7 +3,7 @@
 //! it beside [`Store`](super::Store), which requires it.
 
 use super::Result;
-use app::agents::{AgentTemplate, TemplateDraft, TemplateId};
+use app::agents::{AgentTemplate, TemplateDraft, TemplateId, TemplateSummary};
 use app::domain::UserId;
 
 /// Versions of a template kept: each save removes those older than the
@@ -33,9 +33,10 @@ pub trait Templates {
     async fn get_template(&self, id: TemplateId) -> Result<Option<AgentTemplate>>;
     /// The versions kept, newest first.
     async fn template_versions(&self, id: TemplateId) -> Result<Vec<AgentTemplate>>;
-    /// The current versions of the owner's templates (`None`: everyone's),
-    /// by name; one that cannot be read is logged and left out.
-    async fn list_templates(&self, owner: Option<UserId>) -> Result<Vec<AgentTemplate>>;
+    /// What the lists show of the current versions of the owner's
+    /// templates (`None`: everyone's), by name, read without their
+    /// settings; one that cannot be read is logged and left out.
+    async fn list_templates(&self, owner: Option<UserId>) -> Result<Vec<TemplateSummary>>;
     /// How many templates `owner` has (`None`: the local operator, with
     /// sign-in off).
     async fn count_templates(&self, owner: Option<UserId>) -> Result<i64>;

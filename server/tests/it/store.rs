@@ -761,7 +761,7 @@ async fn templates_keep_every_version() {
             .await
             .unwrap()
             .into_iter()
-            .map(|t| t.draft.name)
+            .map(|t| t.name)
             .collect();
         assert_eq!(
             names,

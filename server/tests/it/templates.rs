@@ -5,8 +5,8 @@
 //! TOML, delete; bad input refused with nothing written.
 
 use crate::common::{self, Home};
-use app::agents::AgentTemplate;
-use app::domain::Session;
+use app::agents::{AgentTemplate, TemplateSummary};
+use app::domain::{Engine, Session};
 use reqwest::{header, Client, Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -78,7 +78,7 @@ async fn templates_are_versioned_make_sessions_and_travel_as_files() {
         let (status, _) = api.send(Method::GET, path, None).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
     }
-    let none: Vec<AgentTemplate> = api.ok(Method::GET, "/api/templates", None).await;
+    let none: Vec<TemplateSummary> = api.ok(Method::GET, "/api/templates", None).await;
     assert!(none.is_empty());
 
     let t: AgentTemplate = api
@@ -244,8 +244,14 @@ async fn templates_are_versioned_make_sessions_and_travel_as_files() {
         )
         .await;
     assert_eq!(copy.draft.name, "Reviewer (copy)");
-    let all: Vec<AgentTemplate> = api.ok(Method::GET, "/api/templates", None).await;
+    let all: Vec<TemplateSummary> = api.ok(Method::GET, "/api/templates", None).await;
     assert_eq!(all.len(), 4);
+    // The list says what each is, without its settings.
+    let listed = all.iter().find(|s| s.id == copy.id).unwrap();
+    assert_eq!(
+        (listed.name.as_str(), listed.model.as_deref(), listed.engine),
+        ("Reviewer (copy)", Some("claude-opus-4-5"), Engine::Native)
+    );
 
     // The dashboard's form writes an MCP server on one line: an argument
     // holding a space stays one while its line is kept as it was.
@@ -329,7 +335,7 @@ async fn templates_are_versioned_make_sessions_and_travel_as_files() {
         assert_eq!(status, StatusCode::CONFLICT, "{path}: {text}");
         assert!(text.contains("at most 100 agents"), "{text}");
     }
-    let all: Vec<AgentTemplate> = api.ok(Method::GET, "/api/templates", None).await;
+    let all: Vec<TemplateSummary> = api.ok(Method::GET, "/api/templates", None).await;
     assert_eq!(all.len(), 100);
 
     // Deleted: gone, and no session can start from it; the sessions made

@@ -3,8 +3,8 @@
 use super::{timestamp, SqlStore, StoredTime};
 use crate::store::templates::{Templates, VERSIONS_KEPT};
 use crate::store::{Result, StoreError};
-use app::agents::{AgentTemplate, TemplateDraft, TemplateId};
-use app::domain::UserId;
+use app::agents::{AgentTemplate, TemplateDraft, TemplateId, TemplateSummary};
+use app::domain::{Engine, UserId};
 use chrono::Utc;
 
 const TEMPLATE_COLUMNS: &str = "t.id, t.owner_id, t.created_at, v.version, v.name, \
@@ -61,6 +61,71 @@ fn settings(draft: &TemplateDraft) -> Result<String> {
     serde_json::to_string(&draft.session).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
+/// Stores a version of a template, with what the lists show of it
+/// (see [`Templates::list_templates`]) beside its settings.
+async fn insert_version(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    id: TemplateId,
+    version: i64,
+    draft: &TemplateDraft,
+    saved_at: &str,
+    by: &str,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO agent_template_versions \
+         (template_id, version, name, description, settings, triggers_require, engine, model, \
+          saved_at, saved_by) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(id.to_string())
+    .bind(version)
+    .bind(&draft.name)
+    .bind(&draft.description)
+    .bind(settings(draft)?)
+    .bind(draft.triggers_require.map(|m| m.as_str()))
+    .bind(draft.session.engine.map(|e| e.as_str()))
+    .bind(draft.session.model.as_deref())
+    .bind(saved_at)
+    .bind(by)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+#[derive(sqlx::FromRow)]
+struct SummaryRow {
+    id: String,
+    version: i64,
+    name: String,
+    description: String,
+    engine: Option<String>,
+    model: Option<String>,
+    saved_at: StoredTime,
+    saved_by: String,
+}
+
+impl TryFrom<SummaryRow> for TemplateSummary {
+    type Error = StoreError;
+    fn try_from(r: SummaryRow) -> Result<Self> {
+        let corrupt = |what: &str, e: &dyn std::fmt::Display| {
+            StoreError::Corrupt(format!("template {}: {what}: {e}", r.id))
+        };
+        Ok(TemplateSummary {
+            id: r.id.parse().map_err(|e| corrupt("id", &e))?,
+            version: r.version,
+            name: r.name,
+            description: r.description,
+            engine: match r.engine {
+                Some(engine) => engine.parse().map_err(|e| corrupt("engine", &e))?,
+                None => Engine::Native,
+            },
+            model: r.model,
+            updated_at: r.saved_at.into(),
+            updated_by: r.saved_by,
+        })
+    }
+}
+
 impl SqlStore {
     async fn template_version(
         &self,
@@ -99,21 +164,7 @@ impl Templates for SqlStore {
         .bind(&now)
         .execute(&mut *tx)
         .await?;
-        sqlx::query(
-            "INSERT INTO agent_template_versions \
-             (template_id, version, name, description, settings, triggers_require, saved_at, \
-              saved_by) \
-             VALUES ($1, 1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(id.to_string())
-        .bind(&draft.name)
-        .bind(&draft.description)
-        .bind(settings(draft)?)
-        .bind(draft.triggers_require.map(|m| m.as_str()))
-        .bind(&now)
-        .bind(by)
-        .execute(&mut *tx)
-        .await?;
+        insert_version(&mut tx, id, 1, draft, &now, by).await?;
         tx.commit().await?;
         self.template_version(id, None)
             .await?
@@ -139,22 +190,8 @@ impl Templates for SqlStore {
         let Some(version) = version else {
             return Ok(None);
         };
-        sqlx::query(
-            "INSERT INTO agent_template_versions \
-             (template_id, version, name, description, settings, triggers_require, saved_at, \
-              saved_by) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(id.to_string())
-        .bind(version)
-        .bind(&draft.name)
-        .bind(&draft.description)
-        .bind(settings(draft)?)
-        .bind(draft.triggers_require.map(|m| m.as_str()))
-        .bind(timestamp(Utc::now()))
-        .bind(by)
-        .execute(&mut *tx)
-        .await?;
+        let now = timestamp(Utc::now());
+        insert_version(&mut tx, id, version, draft, &now, by).await?;
         sqlx::query("DELETE FROM agent_template_versions WHERE template_id = $1 AND version <= $2")
             .bind(id.to_string())
             .bind(version - VERSIONS_KEPT)
@@ -180,21 +217,22 @@ impl Templates for SqlStore {
         rows.into_iter().map(AgentTemplate::try_from).collect()
     }
 
-    async fn list_templates(&self, owner: Option<UserId>) -> Result<Vec<AgentTemplate>> {
+    async fn list_templates(&self, owner: Option<UserId>) -> Result<Vec<TemplateSummary>> {
         let owner = owner.map(|o| o.to_string());
-        let rows: Vec<TemplateRow> = sqlx::query_as(&format!(
-            "SELECT {TEMPLATE_COLUMNS} FROM agent_templates t \
+        let rows: Vec<SummaryRow> = sqlx::query_as(
+            "SELECT t.id, v.version, v.name, v.description, v.engine, v.model, v.saved_at, \
+             v.saved_by FROM agent_templates t \
              JOIN agent_template_versions v ON v.template_id = t.id AND v.version = t.version \
              WHERE $1 IS NULL OR t.owner_id = $1 \
-             ORDER BY LOWER(v.name), t.created_at LIMIT 1000"
-        ))
+             ORDER BY LOWER(v.name), t.created_at LIMIT 1000",
+        )
         .bind(owner)
         .fetch_all(&self.pool)
         .await?;
         Ok(rows
             .into_iter()
             .filter_map(|row| {
-                AgentTemplate::try_from(row)
+                TemplateSummary::try_from(row)
                     .inspect_err(|e| tracing::error!("agent template left out of the list: {e}"))
                     .ok()
             })
