@@ -1,6 +1,6 @@
 //! [`glob`]: bash's globbing, through a [`ConfinedFolder`].
 
-use super::{at, base, join, start, Bounds, GlobMatches, GlobQuery, SearchError, DEPTH_MAX};
+use super::{at, base, join, start, Bounds, GlobMatches, GlobQuery, Names, SearchError, DEPTH_MAX};
 use crate::folder::{ConfinedFolder, FileKind};
 use std::collections::{BTreeSet, HashSet};
 
@@ -63,7 +63,7 @@ struct Globbed<'a> {
     expanded: HashSet<(String, usize)>,
 }
 
-impl Globbed<'_> {
+impl<'a> Globbed<'a> {
     /// Whether `path`, which is `kind`, is a folder once a link is followed.
     fn is_folder(&self, path: &str, kind: FileKind) -> bool {
         match kind {
@@ -93,10 +93,10 @@ impl Globbed<'_> {
     }
 
     /// What is not hidden in folder `dir`; nothing where it cannot be read.
-    fn visible(&self, dir: &str) -> Vec<(String, FileKind)> {
-        let mut names = self.folder.names(at(dir)).unwrap_or_default();
-        names.retain(|(name, _)| !name.starts_with('.'));
-        names
+    fn visible(&self, dir: &str) -> Result<Names<'a>, SearchError> {
+        let mut names = self.bounds.names(self.folder, dir)?;
+        names.list.retain(|(name, _)| !name.starts_with('.'));
+        Ok(names)
     }
 
     /// Matches `segments` in folder `dir`, `depth` folders below the start.
@@ -121,9 +121,11 @@ impl Globbed<'_> {
                 if dir != self.base {
                     self.found(dir, FileKind::Folder, folders_only);
                 }
-                for (name, kind) in self.visible(dir) {
+                let names = self.visible(dir)?;
+                for (name, kind) in &names.list {
+                    let kind = *kind;
                     self.bounds.check()?;
-                    let path = join(dir, &name);
+                    let path = join(dir, name);
                     if kind == FileKind::Folder {
                         self.expand(&path, segments, folders_only, depth + 1)?;
                     } else {
@@ -134,10 +136,11 @@ impl Globbed<'_> {
             Segment::Globstar => {
                 // No folder, then one more.
                 self.expand(dir, rest, folders_only, depth)?;
-                for (name, kind) in self.visible(dir) {
+                let names = self.visible(dir)?;
+                for (name, kind) in &names.list {
                     self.bounds.check()?;
-                    if kind == FileKind::Folder {
-                        self.expand(&join(dir, &name), segments, folders_only, depth + 1)?;
+                    if *kind == FileKind::Folder {
+                        self.expand(&join(dir, name), segments, folders_only, depth + 1)?;
                     }
                 }
             }
@@ -152,13 +155,14 @@ impl Globbed<'_> {
                 }
             }
             Segment::Pattern(pattern) => {
-                let names = self.folder.names(at(dir)).unwrap_or_default();
-                for (name, kind) in names {
+                let names = self.bounds.names(self.folder, dir)?;
+                for (name, kind) in &names.list {
+                    let kind = *kind;
                     self.bounds.check()?;
-                    if !pattern.matches(&name) {
+                    if !pattern.matches(name) {
                         continue;
                     }
-                    let path = join(dir, &name);
+                    let path = join(dir, name);
                     if rest.is_empty() {
                         self.found(&path, kind, folders_only);
                     } else if self.is_folder(&path, kind) {

@@ -1,7 +1,7 @@
 //! [`grep`]: lines matching a regular expression, ripgrep's way, through a
 //! [`ConfinedFolder`].
 
-use super::{at, base, join, start, Bounds, GrepMatches, GrepQuery, SearchError, DEPTH_MAX};
+use super::{at, base, join, start, Bounds, GrepMatches, GrepQuery, Names, SearchError, DEPTH_MAX};
 use crate::folder::{ConfinedFolder, FileKind, MOUNT_POINT};
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
 use ignore::overrides::{Override, OverrideBuilder};
@@ -85,10 +85,10 @@ struct Grepped<'a> {
 
 /// One folder of a walk: what is left of it, in order, and its ignore
 /// rules.
-struct Level {
+struct Level<'b> {
     dir: String,
     /// Its names, last first.
-    left: Vec<(String, FileKind)>,
+    left: Names<'b>,
     rules: Rules,
 }
 
@@ -117,7 +117,7 @@ fn ignored<'r>(
     said(|r| r.ignore.as_ref()).or_else(|| said(|r| r.gitignore.as_ref()))
 }
 
-impl Grepped<'_> {
+impl<'a> Grepped<'a> {
     /// The rules of folder `dir`'s `.ignore` and `.gitignore`.
     fn rules(&self, dir: &str, names: &[(String, FileKind)]) -> Rules {
         Rules {
@@ -164,10 +164,10 @@ impl Grepped<'_> {
 
     fn walk(&mut self, base: &str, filter: Option<&Override>) -> Result<(), SearchError> {
         let above = self.ancestors(base);
-        let mut levels: Vec<Level> = Vec::new();
+        let mut levels: Vec<Level<'a>> = Vec::new();
         self.enter(&mut levels, base.to_owned())?;
         while let Some(level) = levels.last_mut() {
-            let Some((name, kind)) = level.left.pop() else {
+            let Some((name, kind)) = level.left.list.pop() else {
                 levels.pop();
                 continue;
             };
@@ -206,13 +206,11 @@ impl Grepped<'_> {
     }
 
     /// Adds folder `dir` to the walk (nothing, where it cannot be read).
-    fn enter(&self, levels: &mut Vec<Level>, dir: String) -> Result<(), SearchError> {
+    fn enter(&self, levels: &mut Vec<Level<'a>>, dir: String) -> Result<(), SearchError> {
         self.bounds.check()?;
-        let Ok(mut names) = self.folder.names(at(&dir)) else {
-            return Ok(());
-        };
-        let rules = self.rules(&dir, &names);
-        names.reverse();
+        let mut names = self.bounds.names(self.folder, &dir)?;
+        let rules = self.rules(&dir, &names.list);
+        names.list.reverse();
         levels.push(Level {
             dir,
             left: names,

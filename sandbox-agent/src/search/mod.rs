@@ -26,6 +26,7 @@ pub use grep::grep;
 
 use crate::folder::{ConfinedFolder, FileError, FileKind};
 use serde::{Deserialize, Serialize};
+use std::cell::Cell;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -117,9 +118,65 @@ impl From<FileError> for SearchError {
 pub struct Bounds {
     deadline: Instant,
     stopped: Arc<AtomicBool>,
+    /// Bytes of [`Names`] held, and the most that may be.
+    held: Cell<usize>,
+    held_max: usize,
+}
+
+/// Bytes of names a search holds at once: those of every folder it is
+/// in, down to the deepest ([`DEPTH_MAX`]). A folder holds at most
+/// [`FOLDER_ENTRIES_MAX`](crate::folder::FOLDER_ENTRIES_MAX) names, but
+/// the sandbox can nest hundreds of such folders (names of hard links to
+/// one file cost it no disk), and a search of a workspace on the server's
+/// host holds them in the server.
+const NAMES_HELD_MAX_BYTES: usize = 64 * 1024 * 1024;
+/// What a name held costs besides its bytes.
+const NAME_COST_BYTES: usize = 32;
+
+/// A folder's names and what each is ([`ConfinedFolder::names`]), counted
+/// in the search's [`Bounds`] for as long as they are held.
+struct Names<'b> {
+    list: Vec<(String, FileKind)>,
+    bytes: usize,
+    bounds: &'b Bounds,
+}
+
+impl Drop for Names<'_> {
+    fn drop(&mut self) {
+        self.bounds.held.set(self.bounds.held.get() - self.bytes);
+    }
 }
 
 impl Bounds {
+    fn new(deadline: Instant, stopped: Arc<AtomicBool>) -> Bounds {
+        Bounds {
+            deadline,
+            stopped,
+            held: Cell::new(0),
+            held_max: NAMES_HELD_MAX_BYTES,
+        }
+    }
+
+    /// Folder `dir`'s names, none where it cannot be read; refused when
+    /// the search would hold more than its most ([`NAMES_HELD_MAX_BYTES`]).
+    fn names(&self, folder: &ConfinedFolder, dir: &str) -> Result<Names<'_>, SearchError> {
+        let list = folder.names(at(dir)).unwrap_or_default();
+        let bytes = list.iter().map(|(n, _)| n.len() + NAME_COST_BYTES).sum();
+        let held = self.held.get() + bytes;
+        if held > self.held_max {
+            return Err(SearchError::Failed(
+                "its folders hold too many names to search at once: search a folder inside it"
+                    .into(),
+            ));
+        }
+        self.held.set(held);
+        Ok(Names {
+            list,
+            bytes,
+            bounds: self,
+        })
+    }
+
     fn check(&self) -> Result<(), SearchError> {
         if self.stopped.load(Ordering::Relaxed) {
             Err(SearchError::Cancelled)
@@ -153,10 +210,7 @@ pub async fn bounded<T: Send + 'static>(
     let timeout = timeout.min(Duration::from_secs(365 * 86_400));
     let stopped = Arc::new(AtomicBool::new(false));
     let _stop = StopOnDrop(stopped.clone());
-    let bounds = Bounds {
-        deadline: Instant::now() + timeout,
-        stopped,
-    };
+    let bounds = Bounds::new(Instant::now() + timeout, stopped);
     let task = tokio::task::spawn_blocking(move || search(&bounds));
     tokio::select! {
         done = task => done.unwrap_or_else(|e| Err(SearchError::Failed(e.to_string()))),
@@ -226,10 +280,7 @@ pub(crate) mod tests {
     }
 
     pub(crate) fn bounds() -> Bounds {
-        Bounds {
-            deadline: Instant::now() + Duration::from_secs(60),
-            stopped: Arc::default(),
-        }
+        Bounds::new(Instant::now() + Duration::from_secs(60), Arc::default())
     }
 
     #[test]
@@ -241,15 +292,63 @@ pub(crate) mod tests {
             dir: ".".into(),
             max_results: 10,
         };
-        let stopped = Bounds {
-            deadline: Instant::now() + Duration::from_secs(60),
-            stopped: Arc::new(AtomicBool::new(true)),
-        };
+        let stopped = Bounds::new(
+            Instant::now() + Duration::from_secs(60),
+            Arc::new(AtomicBool::new(true)),
+        );
         assert_eq!(glob(&ws, &query, &stopped), Err(SearchError::Cancelled));
-        let late = Bounds {
-            deadline: Instant::now() - Duration::from_secs(1),
-            stopped: Arc::default(),
-        };
+        let late = Bounds::new(Instant::now() - Duration::from_secs(1), Arc::default());
         assert_eq!(glob(&ws, &query, &late), Err(SearchError::TimedOut));
+    }
+
+    /// The names of the folders a search is in are bounded all together:
+    /// each of a few nested folders is within the bound, all of them are
+    /// not.
+    #[test]
+    fn a_search_holds_a_bounded_number_of_names() {
+        let (_d, ws) = ws();
+        let mut dir = String::new();
+        for _ in 0..4 {
+            dir = join(&dir, "0");
+            for n in 1..=20 {
+                ws.write(&join(&dir, &format!("file-{n:02}")), b"needle\n")
+                    .unwrap();
+            }
+        }
+        // A folder's names: 20 files of 7 bytes and a folder of 1.
+        let one = 20 * (7 + NAME_COST_BYTES) + 1 + NAME_COST_BYTES;
+        let held_at_most = |max| {
+            let mut bounds = bounds();
+            bounds.held_max = max;
+            bounds
+        };
+        let globbed = GlobQuery {
+            patterns: vec!["**/file-01".into()],
+            dir: ".".into(),
+            max_results: 10,
+        };
+        let grepped = GrepQuery {
+            pattern: "needle".into(),
+            dir: ".".into(),
+            file_glob: None,
+            case_insensitive: false,
+            output_cap: 1 << 20,
+        };
+        let crowded = |r: Result<(), SearchError>| matches!(r, Err(SearchError::Failed(m)) if m.contains("too many names"));
+        let small = held_at_most(3 * one);
+        assert!(crowded(glob(&ws, &globbed, &small).map(drop)));
+        assert!(crowded(grep(&ws, &grepped, &small).map(drop)));
+        let enough = held_at_most(6 * one);
+        assert_eq!(glob(&ws, &globbed, &enough).unwrap().total, 4);
+        assert_eq!(
+            grep(&ws, &grepped, &enough).unwrap().lines.lines().count(),
+            80
+        );
+        // What a search held is given back as it goes.
+        assert_eq!(enough.held.get(), 0);
+        assert_eq!(
+            grep(&ws, &grepped, &enough).unwrap().lines.lines().count(),
+            80
+        );
     }
 }
