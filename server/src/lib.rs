@@ -59,6 +59,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
+    let _alone = serve_alone(&config)?;
     let state = http::AppState::new(&config).await?;
     let bound = listener.local_addr()?;
     tracing::info!("Paddock listening on http://{bound}");
@@ -76,6 +77,36 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         );
     }
     serve(listener, state, shutdown_signal()).await
+}
+
+/// On SQLite, which one process serves, the lock that says this one does,
+/// held beside the database for as long as it runs: a second Paddock on
+/// the same address stops at the bind, but one in another container on
+/// the same volume binds an address of its own, and the two would take
+/// each other's sessions (both are the replica `local`).
+fn serve_alone(config: &Config) -> anyhow::Result<Option<std::fs::File>> {
+    use std::os::unix::fs::DirBuilderExt;
+    let Some(database) = config.sqlite_file() else {
+        return Ok(None);
+    };
+    let lock = std::path::PathBuf::from(format!("{}.lock", database.display()));
+    if let Some(dir) = lock.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("cannot make the folder {}", dir.display()))?;
+    }
+    match sync::try_lock_file(&lock).with_context(|| format!("cannot lock {}", lock.display()))? {
+        Some(held) => Ok(Some(held)),
+        None => anyhow::bail!(
+            "another Paddock serves the database {} (it holds {}): stop it first, or give \
+             this one a database of its own (two on one SQLite database would take each \
+             other's sessions; replicas share PostgreSQL)",
+            database.display(),
+            lock.display()
+        ),
+    }
 }
 
 /// Serves the app on `listener` until `shutdown` completes, then ends the
