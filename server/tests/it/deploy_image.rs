@@ -155,6 +155,25 @@ async fn the_deploy_image_runs_a_session_and_keeps_it_on_its_volume() {
         "root:root",
         "/data",
     ]);
+    // A key mounted as one file in a folder of the system's: the
+    // entrypoint gives `paddock` neither that folder nor the root.
+    let owners = docker(&[
+        "run",
+        "--rm",
+        "-e",
+        "PADDOCK_MASTER_KEY_FILE=/etc/paddock.key",
+        "-e",
+        "WORKSPACE_ROOT=/",
+        "-v",
+        &format!("{}:/data", deployment.volume),
+        &image(),
+        "stat",
+        "-c",
+        "%U",
+        "/",
+        "/etc",
+    ]);
+    assert_eq!(owners, "root\nroot\n");
     let first = deployment.start(port, &model_url, &[]);
     let readyz = ready(&url, &first).await;
     // No Docker daemon in the container: the local backend, and it says
