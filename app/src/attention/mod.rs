@@ -15,7 +15,7 @@
 //! list's stream; a notification is tagged with the session, why and when,
 //! so the browser shows each change once.
 
-use crate::domain::{SessionId, SessionStatus};
+use crate::domain::{Session, SessionId, SessionStatus, UserId};
 use chrono::{DateTime, Utc};
 use leptos::prelude::*;
 use std::collections::BTreeMap;
@@ -139,6 +139,13 @@ pub struct Attention {
     unseen: RwSignal<BTreeMap<SessionId, Why>>,
 }
 
+/// Whether `session` is the reader's to answer: their own, or any for the
+/// local operator (`me` is `None` with sign-in off; the feed reads no
+/// sessions before it knows who reads them).
+fn yours(me: Option<UserId>, session: &Session) -> bool {
+    me.is_none() || session.owner == me
+}
+
 /// The page's attention (once, in the app's root, after the sessions
 /// feed), provided; [`Watch`] keeps it.
 pub fn provide() -> Attention {
@@ -147,7 +154,7 @@ pub fn provide() -> Attention {
     let list = Memo::new(move |_| {
         let me = feed.me.get();
         feed.sessions.with(|all| {
-            let yours = all.iter().filter(|s| s.owner == me);
+            let yours = all.iter().filter(|s| yours(me, s));
             unseen.with(|u| needing_you(yours.map(|s| (s.id, s.status, s.updated_at)), u))
         })
     });
@@ -222,7 +229,7 @@ fn storage() -> Option<web_sys::Storage> {
 #[cfg(feature = "hydrate")]
 mod browser {
     use super::notifications::{notify, switch_state, NOTIFY};
-    use super::{favicon, news, storage, Attention, Why};
+    use super::{favicon, news, storage, yours, Attention, Why};
     use crate::domain::{SessionId, SessionStatus};
     use crate::sessions_feed::SessionsFeed;
     use leptos::prelude::*;
@@ -386,7 +393,7 @@ mod browser {
                 let Some(session) = feed
                     .sessions
                     .with_untracked(|l| l.iter().find(|s| s.id == *id).cloned())
-                    .filter(|s| s.owner == me)
+                    .filter(|s| yours(me, s))
                 else {
                     continue;
                 };

@@ -81,5 +81,15 @@ pub(super) fn notify(
         }
     });
     shown.set_onclick(Some(on_click.as_ref().unchecked_ref()));
-    on_click.forget(); // as long as the notification may be clicked
+    // Held until the notification closes (clicked, dismissed, or replaced
+    // by a newer one of its tag), not for as long as the tab lives.
+    let held = std::cell::Cell::new(Some(on_click));
+    let on_close = Closure::once_into_js({
+        let shown = shown.clone();
+        move || {
+            shown.set_onclick(None);
+            drop(held.take());
+        }
+    });
+    shown.set_onclose(Some(on_close.unchecked_ref()));
 }

@@ -8,9 +8,83 @@ use crate::domain::{Delta, DeltaKind, Event, EventKind, Session};
 /// A block the model is still generating.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LiveBlock {
+    /// The newest stored event when it began (its fragments' `seq_hint`).
+    pub after: i64,
     pub block: usize,
     pub kind: DeltaKind,
     pub text: String,
+}
+
+/// The blocks still being generated, and the newest stored block (text,
+/// thinking or a tool call): a fragment from before it belongs to a block
+/// stored already (a catch-up sends what it reads from the store before
+/// the fragments queued meanwhile), so it is dropped rather than shown
+/// again as a block of its own.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Live {
+    pub blocks: Vec<LiveBlock>,
+    settled: i64,
+}
+
+impl Live {
+    /// Nothing streaming, after the stored `events` a page holds.
+    pub fn after(events: &[Event]) -> Live {
+        let settled = events
+            .iter()
+            .rev()
+            .find(|e| is_block(&e.kind))
+            .map_or(0, |e| e.seq);
+        Live {
+            blocks: Vec::new(),
+            settled,
+        }
+    }
+
+    /// Settles the blocks for a stored event: a stored block takes the
+    /// place of the blocks that began before it (a message's blocks are
+    /// stored once it is whole, or each as it ends), and a run that ended
+    /// clears them all. `true` when the blocks changed.
+    pub fn settle(&mut self, event: &Event) -> bool {
+        let before = self.blocks.len();
+        if is_block(&event.kind) {
+            self.settled = self.settled.max(event.seq);
+            self.blocks.retain(|b| b.after >= event.seq);
+        } else if matches!(&event.kind, EventKind::Status { status, .. } if !status.is_busy()) {
+            self.blocks.clear();
+        }
+        self.blocks.len() != before
+    }
+
+    /// Grows the block a fragment belongs to, or starts it in order; a
+    /// fragment of a block stored already is dropped.
+    pub fn stream(&mut self, delta: Delta) {
+        if delta.seq_hint < self.settled {
+            return;
+        }
+        let key = (delta.seq_hint, delta.block);
+        match self.blocks.iter_mut().find(|b| (b.after, b.block) == key) {
+            Some(b) => b.text.push_str(&delta.text),
+            None => {
+                let at = self.blocks.partition_point(|b| (b.after, b.block) < key);
+                self.blocks.insert(
+                    at,
+                    LiveBlock {
+                        after: delta.seq_hint,
+                        block: delta.block,
+                        kind: delta.kind,
+                        text: delta.text,
+                    },
+                );
+            }
+        }
+    }
+}
+
+fn is_block(kind: &EventKind) -> bool {
+    matches!(
+        kind,
+        EventKind::AssistantText { .. } | EventKind::Thinking { .. } | EventKind::ToolCall { .. }
+    )
 }
 
 /// Counts a stored event into the session: its newest `seq` and activity,
@@ -37,45 +111,6 @@ pub fn count(session: &mut Session, event: &Event) -> bool {
         _ => {}
     }
     true
-}
-
-/// Settles the live blocks for a stored event: a completed block replaces
-/// the oldest one still streaming, and a run that ended clears them all.
-/// `true` when the blocks changed.
-pub fn settle(blocks: &mut Vec<LiveBlock>, event: &Event) -> bool {
-    match &event.kind {
-        EventKind::AssistantText { .. }
-        | EventKind::Thinking { .. }
-        | EventKind::ToolCall { .. }
-            if !blocks.is_empty() =>
-        {
-            blocks.remove(0);
-            true
-        }
-        EventKind::Status { status, .. } if !status.is_busy() && !blocks.is_empty() => {
-            blocks.clear();
-            true
-        }
-        _ => false,
-    }
-}
-
-/// Grows the block a delta belongs to, or starts it in block order.
-pub fn stream(blocks: &mut Vec<LiveBlock>, delta: Delta) {
-    match blocks.iter_mut().find(|b| b.block == delta.block) {
-        Some(b) => b.text.push_str(&delta.text),
-        None => {
-            let at = blocks.partition_point(|b| b.block < delta.block);
-            blocks.insert(
-                at,
-                LiveBlock {
-                    block: delta.block,
-                    kind: delta.kind,
-                    text: delta.text,
-                },
-            );
-        }
-    }
 }
 
 #[cfg(test)]
@@ -138,18 +173,25 @@ mod tests {
         }
     }
 
-    fn delta(block: usize, text: &str) -> Delta {
+    fn delta(seq_hint: i64, block: usize, text: &str) -> Delta {
         Delta {
             session_id: uuid::Uuid::nil(),
-            seq_hint: 0,
+            seq_hint,
             block,
             kind: DeltaKind::Text,
             text: text.into(),
         }
     }
 
-    fn texts(blocks: &[LiveBlock]) -> Vec<(usize, &str)> {
-        blocks.iter().map(|b| (b.block, b.text.as_str())).collect()
+    fn texts(live: &Live) -> Vec<(usize, &str)> {
+        live.blocks
+            .iter()
+            .map(|b| (b.block, b.text.as_str()))
+            .collect()
+    }
+
+    fn text(seq: i64, text: &str) -> Event {
+        event(seq, EventKind::AssistantText { text: text.into() })
     }
 
     #[test]
@@ -186,27 +228,26 @@ mod tests {
 
     #[test]
     fn deltas_grow_their_blocks_in_block_order() {
-        let mut blocks = Vec::new();
-        stream(&mut blocks, delta(1, "tool"));
-        stream(&mut blocks, delta(0, "Hel"));
-        stream(&mut blocks, delta(0, "lo"));
-        stream(&mut blocks, delta(1, " input"));
-        assert_eq!(texts(&blocks), [(0, "Hello"), (1, "tool input")]);
+        let mut live = Live::default();
+        live.stream(delta(0, 1, "tool"));
+        live.stream(delta(0, 0, "Hel"));
+        live.stream(delta(0, 0, "lo"));
+        live.stream(delta(0, 1, " input"));
+        assert_eq!(texts(&live), [(0, "Hello"), (1, "tool input")]);
     }
 
     #[test]
-    fn stored_blocks_replace_the_oldest_streaming_one_and_a_finished_run_clears_them() {
-        let mut blocks = Vec::new();
-        stream(&mut blocks, delta(0, "Hello"));
-        stream(&mut blocks, delta(1, "{\"path\""));
-        let text = event(
-            3,
-            EventKind::AssistantText {
-                text: "Hello".into(),
-            },
-        );
-        assert!(settle(&mut blocks, &text));
-        assert_eq!(texts(&blocks), [(1, "{\"path\"")]);
+    fn stored_blocks_replace_those_begun_before_and_a_finished_run_clears_them() {
+        // A message stored once whole (Paddock's loop): its first block
+        // stored takes the place of all of it, a blank block included.
+        let mut live = Live::default();
+        live.stream(delta(2, 0, "Hello"));
+        live.stream(delta(2, 1, "  "));
+        assert!(live.settle(&text(3, "Hello")));
+        assert!(live.blocks.is_empty());
+        // Blocks stored each as it ends (Claude Code): the next began
+        // after the one stored.
+        live.stream(delta(3, 0, "{\"path\""));
         let usage = event(
             4,
             EventKind::Usage {
@@ -215,7 +256,7 @@ mod tests {
                 cost_usd: 0.0,
             },
         );
-        assert!(!settle(&mut blocks, &usage), "usage settles nothing");
+        assert!(!live.settle(&usage), "usage settles nothing");
         let waiting = event(
             5,
             EventKind::Status {
@@ -223,7 +264,8 @@ mod tests {
                 message: None,
             },
         );
-        assert!(!settle(&mut blocks, &waiting), "still working");
+        assert!(!live.settle(&waiting), "still working");
+        assert_eq!(texts(&live), [(0, "{\"path\"")]);
         let idle = event(
             6,
             EventKind::Status {
@@ -231,8 +273,25 @@ mod tests {
                 message: None,
             },
         );
-        assert!(settle(&mut blocks, &idle));
-        assert!(blocks.is_empty());
-        assert!(!settle(&mut blocks, &idle), "nothing left to clear");
+        assert!(live.settle(&idle));
+        assert!(live.blocks.is_empty());
+        assert!(!live.settle(&idle), "nothing left to clear");
+    }
+
+    /// A catch-up sends the stored block before the fragments queued for
+    /// it: they are not shown again, and the next message's first block
+    /// (numbered 0 again) is a block of its own.
+    #[test]
+    fn fragments_of_a_block_stored_already_are_dropped() {
+        let mut live = Live::after(&[text(7, "Earlier")]);
+        live.stream(delta(6, 0, "Earl"));
+        assert!(live.blocks.is_empty());
+        live.stream(delta(7, 0, "Ne"));
+        live.stream(delta(7, 0, "xt"));
+        assert_eq!(texts(&live), [(0, "Next")]);
+        assert!(live.settle(&text(8, "Next")));
+        live.stream(delta(7, 0, " late"));
+        live.stream(delta(8, 0, "Then"));
+        assert_eq!(texts(&live), [(0, "Then")]);
     }
 }

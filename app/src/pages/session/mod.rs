@@ -45,7 +45,7 @@ use cards::{EventView, LiveBlockView};
 use changes::ChangesView;
 use composer::Composer;
 use files::FilesView;
-use fold::LiveBlock;
+use fold::{Live, LiveBlock};
 use header::Header;
 use leptos::prelude::*;
 use leptos_router::hooks::{use_params_map, use_query_map};
@@ -99,7 +99,8 @@ impl Html {
 /// How many events a page followed at the bottom holds: past it, it lets
 /// go of the runs before the newest [`EVENTS_PAGE`] events ("Show earlier
 /// events" brings them back), so a tab open all day on a busy session
-/// stays as small and quick as a fresh one.
+/// stays as small and quick as a fresh one. A page read further up holds
+/// twice as many, and keeps this many.
 const EVENTS_HELD: usize = 2 * EVENTS_PAGE as usize;
 
 #[component]
@@ -155,10 +156,10 @@ fn SessionScreen(data: SessionView) -> impl IntoView {
     // The tab marked current: wide, the workspace's view; narrow, the one shown.
     let tab = Memo::new(move |_| if wide.get() { panel.get() } else { shown.get() });
     let away = Memo::new(move |_| shown.get() != View::Transcript && !wide.get());
+    let live = RwSignal::new(Live::after(&page.events));
     let events = RwSignal::new(page.events);
     let html = RwSignal::new(Html::default());
     html.update(|h| h.add(page.html));
-    let live = RwSignal::new(Vec::<LiveBlock>::new());
     let (link, set_link) = signal(Link::Connecting);
     // The newest stored event the page holds (its events end there).
     let newest = move || session.with_untracked(|s| s.last_seq);
@@ -181,7 +182,7 @@ fn SessionScreen(data: SessionView) -> impl IntoView {
                 new
             });
             if new {
-                live.maybe_update(|blocks| fold::settle(blocks, &e));
+                live.maybe_update(|live| live.settle(&e));
                 fresh.push(e);
             } // else already shown
         }
@@ -191,11 +192,18 @@ fn SessionScreen(data: SessionView) -> impl IntoView {
         let mut first = None;
         events.update(|list| {
             list.extend(fresh);
-            if following.get_untracked() && list.len() > EVENTS_HELD {
-                if let Some(cut) = cut_before(&list[..list.len() - EVENTS_PAGE as usize]) {
-                    list.drain(..cut);
-                    first = list.first().map(|e| e.seq);
-                }
+            // Read further up, it holds twice as much before letting go.
+            let (most, kept) = match following.get_untracked() {
+                true => (EVENTS_HELD, EVENTS_PAGE as usize),
+                false => (2 * EVENTS_HELD, EVENTS_HELD),
+            };
+            if list.len() > most {
+                // At the end of a run; in one run longer than all that,
+                // where the newest kept begin, as a page's first read does.
+                let older = &list[..list.len() - kept];
+                let cut = cut_before(older).unwrap_or(older.len());
+                list.drain(..cut);
+                first = list.first().map(|e| e.seq);
             }
         });
         if let Some(first) = first {
@@ -213,7 +221,7 @@ fn SessionScreen(data: SessionView) -> impl IntoView {
             set_timeout(flush, std::time::Duration::ZERO);
         }
     };
-    let on_delta = move |d: Delta| live.update(|blocks| fold::stream(blocks, d));
+    let on_delta = move |d: Delta| live.update(|live| live.stream(d));
     // What the agent (or a terminal) just changed in the workspace.
     let files_changed = RwSignal::new(None::<FilesChanged>);
     live::subscribe(
@@ -286,7 +294,7 @@ fn SessionScreen(data: SessionView) -> impl IntoView {
             <section aria-labelledby="transcript-heading" class="space-y-3">
                 <h2 id="transcript-heading" class="sr-only">"Transcript"</h2>
                 <EarlierEvents id=id_earlier events html />
-                {move || (events.with(Vec::is_empty) && live.with(Vec::is_empty)).then(|| view! {
+                {move || (events.with(Vec::is_empty) && live.with(|l| l.blocks.is_empty())).then(|| view! {
                     <p data-testid="transcript-empty" class="rounded-lg border border-dashed border-zinc-300 p-6 text-center text-sm text-zinc-500 dark:border-zinc-700 dark:text-zinc-400">
                         "Nothing here yet. Describe a task below; the agent works on it in this session's sandbox."
                     </p>
@@ -300,8 +308,8 @@ fn SessionScreen(data: SessionView) -> impl IntoView {
                         <EventView item transcript html id=id_items.clone() />
                     </For>
                 </ol>
-                <div aria-live="polite" aria-busy=move || (!live.with(Vec::is_empty)).to_string() data-testid="live">
-                    <For each=move || live.get() key=|b: &LiveBlock| (b.block, b.text.len()) let:block>
+                <div aria-live="polite" aria-busy=move || (!live.with(|l| l.blocks.is_empty())).to_string() data-testid="live">
+                    <For each=move || live.with(|l| l.blocks.clone()) key=|b: &LiveBlock| (b.after, b.block, b.text.len()) let:block>
                         <LiveBlockView block />
                     </For>
                 </div>
@@ -397,7 +405,7 @@ fn Tabs(
 /// scroll back down (`following`, which the page reads too).
 fn follow_bottom(
     transcript: Memo<Transcript>,
-    live: RwSignal<Vec<LiveBlock>>,
+    live: RwSignal<Live>,
     away: Memo<bool>,
     following: RwSignal<bool>,
 ) {
