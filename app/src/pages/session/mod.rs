@@ -103,6 +103,21 @@ impl Html {
 /// twice as many, and keeps this many.
 const EVENTS_HELD: usize = 2 * EVENTS_PAGE as usize;
 
+/// How many of the oldest events a page lets go of, if any
+/// ([`EVENTS_HELD`]): at the end of a run; in one run longer than all that,
+/// before the newest it keeps, as a page's first read begins anywhere.
+fn let_go(events: &[Event], following: bool) -> Option<usize> {
+    let (most, kept) = match following {
+        true => (EVENTS_HELD, EVENTS_PAGE as usize),
+        false => (2 * EVENTS_HELD, EVENTS_HELD),
+    };
+    if events.len() <= most {
+        return None;
+    }
+    let older = &events[..events.len() - kept];
+    Some(cut_before(older).unwrap_or(older.len()))
+}
+
 #[component]
 fn SessionScreen(data: SessionView) -> impl IntoView {
     let SessionView {
@@ -192,16 +207,7 @@ fn SessionScreen(data: SessionView) -> impl IntoView {
         let mut first = None;
         events.update(|list| {
             list.extend(fresh);
-            // Read further up, it holds twice as much before letting go.
-            let (most, kept) = match following.get_untracked() {
-                true => (EVENTS_HELD, EVENTS_PAGE as usize),
-                false => (2 * EVENTS_HELD, EVENTS_HELD),
-            };
-            if list.len() > most {
-                // At the end of a run; in one run longer than all that,
-                // where the newest kept begin, as a page's first read does.
-                let older = &list[..list.len() - kept];
-                let cut = cut_before(older).unwrap_or(older.len());
+            if let Some(cut) = let_go(list, following.get_untracked()) {
                 list.drain(..cut);
                 first = list.first().map(|e| e.seq);
             }
@@ -490,4 +496,50 @@ fn EarlierEvents(id: String, events: RwSignal<Vec<Event>>, html: RwSignal<Html>)
         {move || load.value().get().and_then(Result::err).map(|e| view! { <ErrorNote message=e.to_string() /> })}
     }
     .into_any()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{EventKind, SessionStatus};
+
+    fn events(statuses_every: usize, count: usize) -> Vec<Event> {
+        (1..=count as i64)
+            .map(|seq| Event {
+                session_id: uuid::Uuid::nil(),
+                seq,
+                at: chrono::DateTime::from_timestamp(seq, 0).unwrap(),
+                kind: match seq as usize % statuses_every {
+                    1 => EventKind::UserMessage { text: "go".into() },
+                    2 => EventKind::Status {
+                        status: SessionStatus::Running,
+                        message: None,
+                    },
+                    0 => EventKind::Status {
+                        status: SessionStatus::Idle,
+                        message: None,
+                    },
+                    _ => EventKind::AssistantText { text: "x".into() },
+                },
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_page_lets_go_of_whole_runs_and_of_one_long_run_too() {
+        // Runs of 10 events: followed, the runs before the newest page go.
+        let runs = events(10, EVENTS_HELD + 1);
+        let cut = let_go(&runs, true).unwrap();
+        assert_eq!(cut % 10, 0);
+        assert!(runs.len() - cut >= EVENTS_PAGE as usize);
+        // Read further up, it holds twice as many, and keeps more.
+        assert_eq!(let_go(&runs, false), None);
+        let more = events(10, 2 * EVENTS_HELD + 1);
+        let cut = let_go(&more, false).unwrap();
+        assert!(more.len() - cut >= EVENTS_HELD);
+        // One run longer than all that is cut all the same.
+        let one = events(usize::MAX, 2 * EVENTS_HELD + 1);
+        assert_eq!(let_go(&one, false), Some(EVENTS_HELD + 1));
+        assert_eq!(let_go(&one, true), Some(one.len() - EVENTS_PAGE as usize));
+    }
 }
