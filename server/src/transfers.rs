@@ -14,8 +14,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 const ARCHIVES_AT_ONCE: usize = 8;
 const UPLOADS_AT_ONCE: usize = 4;
 const FILES_AT_ONCE: usize = 32;
-/// Of those, what one person may hold (of a remote sandbox's six streams,
-/// some stay for the agent's own reads).
+/// Of those, what one person may hold.
 const ARCHIVES_PER_PERSON: usize = 2;
 const UPLOADS_PER_PERSON: usize = 2;
 const FILES_PER_PERSON: usize = 4;

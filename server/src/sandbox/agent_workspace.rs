@@ -182,9 +182,16 @@ impl<'a> AgentWorkspace<'a> {
         })
     }
 
-    /// A file, as `/fs/read` sends it.
-    async fn open(&self, path: &str) -> Result<Download, FileError> {
-        let slot = self.stream_slot(path)?;
+    /// A file, as `/fs/read` sends it, holding `slot` while it is read:
+    /// one of the session's [`STREAMS_PER_SESSION`] for a download, whose
+    /// reader may be slow; none for what the server reads whole at once
+    /// (see [`Workspace::read`]), so that people's downloads never leave
+    /// the agent's own reads without one.
+    async fn open(
+        &self,
+        path: &str,
+        slot: Option<OwnedSemaphorePermit>,
+    ) -> Result<Download, FileError> {
         let asked = json(&FilePath { path: path.into() });
         let response = match self.call("/fs/read", asked, path).await? {
             Answer::Done(response) => response,
@@ -231,7 +238,7 @@ async fn whole(body: Incoming) -> Result<Bytes, String> {
 /// `size` bytes where that is known (a file cut short, or longer than it
 /// said, is an error). A reader that takes nothing for [`STALL`], or goes
 /// away, drops the answer, which frees its part of the connection.
-fn pumped(body: Incoming, size: Option<u64>, slot: OwnedSemaphorePermit) -> ByteStream {
+fn pumped(body: Incoming, size: Option<u64>, slot: Option<OwnedSemaphorePermit>) -> ByteStream {
     let checked =
         futures_util::stream::unfold((body, 0u64), move |(mut body, mut sent)| async move {
             loop {
@@ -262,7 +269,7 @@ fn pumped(body: Incoming, size: Option<u64>, slot: OwnedSemaphorePermit) -> Byte
 #[async_trait::async_trait]
 impl Workspace for AgentWorkspace<'_> {
     async fn read(&self, path: &str) -> Result<Vec<u8>, FileError> {
-        let download = self.open(path).await?;
+        let download = self.open(path, None).await?;
         if download.size > READ_MAX_BYTES {
             return Err(FileError::TooLarge {
                 path: path.to_owned(),
@@ -343,14 +350,14 @@ impl Workspace for AgentWorkspace<'_> {
     }
 
     async fn download(&self, path: &str) -> Result<Download, FileError> {
-        self.open(path).await
+        self.open(path, Some(self.stream_slot(path)?)).await
     }
 
     async fn archive(&self, top: &str) -> Result<ByteStream, FileError> {
         let slot = self.stream_slot(".")?;
         let asked = json(&Archive { top: top.into() });
         match self.call("/fs/archive", asked, ".").await? {
-            Answer::Done(response) => Ok(pumped(response.into_body(), None, slot)),
+            Answer::Done(response) => Ok(pumped(response.into_body(), None, Some(slot))),
             Answer::NoSandbox => {
                 // An empty workspace: an archive of nothing.
                 let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());

@@ -104,7 +104,9 @@ async fn sandboxes_run_on_a_docker_host_reached_with_mutual_tls() {
             {"reply": [{"tool_use": {"name": "grep", "input": {"pattern": "edited"}}}]},
             {"reply": [{"tool_use": {"name": "glob", "input": {"pattern": "**/*.{md,txt}"}}}]},
             {"reply": [{"tool_use": {"name": "grep", "input": {"pattern": "x", "path": "nowhere"}}}]},
-            {"reply": "done"}
+            {"reply": "done"},
+            {"reply": [{"tool_use": {"name": "read_file", "input": {"path": "proof.txt"}}}]},
+            {"reply": "read"}
         ]),
         None,
     )
@@ -305,6 +307,42 @@ async fn sandboxes_run_on_a_docker_host_reached_with_mutual_tls() {
         left.split_whitespace().collect::<Vec<_>>(),
         ["escape", "proof.txt", "up.txt"]
     );
+
+    // Downloads held by slow readers take all of the session's streams
+    // from its agent; the agent's own reads need none.
+    run(daemon.docker().args([
+        "exec",
+        &name,
+        "sh",
+        "-c",
+        "head -c 64000000 /dev/urandom > /workspace/big.bin",
+    ]));
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(get(&paddock, &files("/big.bin")).await);
+    }
+    for _ in 0..2 {
+        held.push(get(&paddock, &format!("/api/sessions/{id}/archive")).await);
+    }
+    assert!(held.iter().all(|r| r.status() == reqwest::StatusCode::OK));
+    let seventh = get(&paddock, &files("/proof.txt")).await;
+    assert_eq!(seventh.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
+    assert!(seventh.text().await.unwrap().contains("files already"));
+    paddock.prompt(&id, "read it").await;
+    let last_seq = paddock.wait_idle(&id, 9, || server.log()).await;
+    let events = paddock.transcript(&id, last_seq).await;
+    let read = events.iter().rev().find_map(|e| match &e.kind {
+        EventKind::ToolResult {
+            output, is_error, ..
+        } => Some((output.clone(), *is_error)),
+        _ => None,
+    });
+    let (output, is_error) = read.expect("the read's result");
+    assert!(!is_error && output.contains("over-tls"), "{output}");
+    drop(held);
+    run(daemon
+        .docker()
+        .args(["exec", &name, "rm", "/workspace/big.bin"]));
 
     // A sandbox a server left running works for the next one, which puts
     // its own agent in place when the one there does not answer.

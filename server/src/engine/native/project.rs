@@ -33,7 +33,14 @@ pub struct Project {
 
 /// A file's text, if it is there and readable as text.
 async fn text(ws: &dyn Workspace, path: &str) -> Option<String> {
-    let bytes = ws.read(path).await.ok()?;
+    let bytes = match ws.read(path).await {
+        Ok(bytes) => bytes,
+        Err(FileError::NotFound(_) | FileError::NotDirectory(_)) => return None,
+        Err(e) => {
+            tracing::warn!("the instructions in {path} were not read: {e}");
+            return None;
+        }
+    };
     let mut text = String::from_utf8(bytes).ok()?;
     if text.len() > INSTRUCTIONS_MAX_BYTES {
         let mut cut = INSTRUCTIONS_MAX_BYTES;
