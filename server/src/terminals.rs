@@ -10,7 +10,7 @@ use crate::paddock::Paddock;
 use crate::sandbox::{BackendKind, SandboxError, Terminal, TerminalSize};
 use crate::terminal_slots::Slot;
 use app::accounts::{Access, Caller};
-use app::domain::{AppError, EventKind, PermissionMode, SessionId};
+use app::domain::{AppError, EventKind, PermissionMode, Session, SessionId};
 
 /// A terminal just opened, for the connection that carries it.
 pub struct OpenTerminal {
@@ -81,15 +81,17 @@ impl Paddock {
                 "A terminal has 1 to 1000 rows and columns.".into(),
             ));
         }
-        let session = self.session_for(caller, id, Access::Operate).await?;
-        self.owner_may_run(&session).await?;
-        if session.permission_mode == PermissionMode::ReadOnly {
-            return Err(AppError::Forbidden(
+        let read_only = |session: &Session| match session.permission_mode {
+            PermissionMode::ReadOnly => Err(AppError::Forbidden(
                 "This session is read-only: it has no terminal, since a shell could change its \
                  workspace."
                     .into(),
-            ));
-        }
+            )),
+            _ => Ok(()),
+        };
+        let session = self.session_for(caller, id, Access::Operate).await?;
+        self.owner_may_run(&session).await?;
+        read_only(&session)?;
         let info = self.sandbox.info();
         if info.kind != BackendKind::Docker || !info.agent {
             return Err(AppError::Unavailable(
@@ -97,6 +99,10 @@ impl Paddock {
             ));
         }
         let slot = self.terminals.claim(id)?;
+        // Made read-only since it was read: that closed the terminals it
+        // had, and this one was not among them yet.
+        let session = self.session_for(caller, id, Access::Operate).await?;
+        read_only(&session)?;
         self.runner.warm_up(&session).await.map_err(|e| match e {
             crate::engine::RunError::App(e) => e,
             e => AppError::Unavailable(self.journal.mask(id, &e.to_string()).into_owned()),

@@ -11,7 +11,7 @@ use crate::auth::Identity;
 use crate::hub::concerns;
 use crate::paddock::Paddock;
 use app::accounts::{Access, Caller};
-use app::domain::{AppError, SessionId, UserId};
+use app::domain::{AppError, PermissionMode, SessionId, UserId};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -127,7 +127,12 @@ async fn holds(
         Ok(s) => s,
     };
     // What operates a session (a terminal) runs on its owner's
-    // credentials: only while the owner may run sessions.
+    // credentials: only while the owner may run sessions, and while the
+    // session is not read-only.
+    if needed == Access::Operate && session.permission_mode == PermissionMode::ReadOnly {
+        tracing::info!(%caller, session = %id, "stream ended: the session is read-only");
+        return false;
+    }
     match (needed, paddock.owner_may_run(&session).await) {
         (Access::Operate, Err(AppError::Conflict(_))) => {
             tracing::info!(%caller, session = %id, "stream ended: the owner may no longer run sessions");
