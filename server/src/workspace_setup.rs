@@ -302,9 +302,12 @@ impl WorkspaceSetup {
             said.push(format!("instructions in {path}"));
         }
         let mut names = Vec::new();
+        if !skills.is_empty() {
+            clear_way(folder, SKILLS_DIR)?;
+        }
         for skill in skills {
             let name = skill.header()?.name;
-            if exists(folder, &format!("{SKILLS_DIR}/{name}")) {
+            if taken(folder, &format!("{SKILLS_DIR}/{name}")) {
                 return Err(SetupError::lasting(format!(
                     "the source has a skill named {name} already: give the session's another name"
                 )));
@@ -467,19 +470,22 @@ impl WorkspaceSetup {
     }
 }
 
-/// Whether anything (a file, a folder, a link) is at `path`.
-fn exists(folder: &ConfinedFolder, path: &str) -> bool {
-    folder.root().join(path).symlink_metadata().is_ok()
-}
-
-/// Whether `path` cannot take a file of Paddock's: something is there, or
-/// a file of the source's stands where one of its folders would be (a
-/// file named `.claude`).
+/// Whether `path` cannot take a file or folder of Paddock's: something is
+/// there, or a link or a file of the source's stands where one of its
+/// folders would be (a file named `.claude`). Looked at a part at a time,
+/// following no link: a link to a folder of the server's host would tell
+/// whether a path exists there.
 fn taken(folder: &ConfinedFolder, path: &str) -> bool {
-    match folder.root().join(path).symlink_metadata() {
-        Ok(_) => true,
-        Err(e) => e.raw_os_error() == Some(rustix::io::Errno::NOTDIR.raw_os_error()),
+    let mut at = folder.root().to_path_buf();
+    for part in path.split('/') {
+        at.push(part);
+        match at.symlink_metadata() {
+            Err(_) => return false,
+            Ok(m) if !m.is_dir() => return true,
+            Ok(_) => {}
+        }
     }
+    true
 }
 
 /// Writes a file of Paddock's: refused where the source put a link on the
@@ -490,6 +496,22 @@ fn write(
     data: &[u8],
     executable: bool,
 ) -> Result<(), SetupError> {
+    clear_way(folder, path)?;
+    folder
+        .write(path, data)
+        .and_then(|()| {
+            if executable {
+                folder.set_executable(path)
+            } else {
+                Ok(())
+            }
+        })
+        .map_err(|e| SetupError::passing(format!("cannot write {path}: {e}")))
+}
+
+/// Refuses a path of Paddock's where the source put a link on the way, or a
+/// file where a folder must be.
+fn clear_way(folder: &ConfinedFolder, path: &str) -> Result<(), SetupError> {
     let mut at = folder.root().to_path_buf();
     let mut parts = path.split('/').peekable();
     while let Some(part) = parts.next() {
@@ -506,16 +528,7 @@ fn write(
             at.strip_prefix(folder.root()).unwrap_or(&at).display()
         )));
     }
-    folder
-        .write(path, data)
-        .and_then(|()| {
-            if executable {
-                folder.set_executable(path)
-            } else {
-                Ok(())
-            }
-        })
-        .map_err(|e| SetupError::passing(format!("cannot write {path}: {e}")))
+    Ok(())
 }
 
 /// Writes a skill's folder, its `SKILL.md` as `markdown`.

@@ -767,3 +767,52 @@ async fn a_file_named_dot_claude_in_the_source_is_left_in_place() {
         "{refused:?}"
     );
 }
+
+/// A source whose `.claude/skills` is a link to a folder of the server's
+/// host: the session's skills are refused for the link alike, whether a
+/// folder of their name is there or not (the answer told which before).
+#[tokio::test]
+async fn a_link_where_skills_go_tells_nothing_of_the_host() {
+    let server = GitServer::start(None).await;
+    let bare = server.repo("linked.git", &[("README.md", b"# App\n")]);
+    let work = tempfile::tempdir().unwrap();
+    git(
+        work.path(),
+        &["clone", "-q", bare.to_str().unwrap(), "linked"],
+    );
+    let linked = work.path().join("linked");
+    std::fs::create_dir(linked.join(".claude")).unwrap();
+    std::os::unix::fs::symlink("/etc", linked.join(".claude/skills")).unwrap();
+    git(&linked, &["add", "-A"]);
+    git(&linked, &["commit", "-q", "-m", "A link"]);
+    git(&linked, &["push", "-q", "origin", "main"]);
+    let (_model, url) = common::scripted(&json!([]), Some("sk-test")).await;
+    let (_home, paddock) = common::with_model(&url, &[]).await;
+    let operator = Caller::local_operator();
+    let mut said = Vec::new();
+    // `/etc/ssl` is there on this host, the other not.
+    for name in ["ssl", "no-such-folder-here"] {
+        let spec = NewSession {
+            skills: vec![app::skills::Skill {
+                markdown: format!("---\nname: {name}\ndescription: d\n---\n"),
+                files: Vec::new(),
+            }],
+            ..source(format!("{}/linked.git", server.url), None)
+        };
+        let s = paddock.create_session(&operator, spec).await.unwrap();
+        paddock
+            .send_prompt(&operator, s.id, "go".into())
+            .await
+            .unwrap();
+        let errors = common::errors(&common::wait_idle(&paddock, s.id).await);
+        assert!(
+            !errors.is_empty()
+                && errors
+                    .iter()
+                    .all(|e| e.contains("a link at .claude/skills")),
+            "{errors:?}"
+        );
+        said.push(errors[0].replace(name, "NAME"));
+    }
+    assert_eq!(said[0], said[1]);
+}
