@@ -563,11 +563,21 @@ pub fn default_sandbox_agent_bin() -> PathBuf {
 }
 
 /// A trusted proxy as configured: a network (`10.0.0.0/8`) or one address.
+/// Not every address (`0.0.0.0/0`, `::/0`): each client could then say in
+/// `X-Forwarded-For` which address it counts as.
 fn trusted_network(text: &str) -> Result<ipnet::IpNet, String> {
     let text = text.trim();
-    text.parse::<ipnet::IpNet>()
+    let network = text
+        .parse::<ipnet::IpNet>()
         .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-        .map_err(|_| format!("{text:?} is neither an address nor a network (10.0.0.0/8)"))
+        .map_err(|_| format!("{text:?} is neither an address nor a network (10.0.0.0/8)"))?;
+    if network.prefix_len() == 0 {
+        return Err(format!(
+            "{text:?} trusts every address, so every client would choose its own address: name \
+             the proxies' addresses or network"
+        ));
+    }
+    Ok(network)
 }
 
 /// A limit within the range a session may ask for.
@@ -806,7 +816,7 @@ mod tests {
         let c = parse("127.0.0.1, 10.0.0.0/8,::1").unwrap();
         assert_eq!(c.trusted_proxies.len(), 3);
         assert!(c.trusted_proxies[0].contains(&"127.0.0.1".parse::<std::net::IpAddr>().unwrap()));
-        for bad in ["proxy.example.com", "10.0.0.0/33", ""] {
+        for bad in ["proxy.example.com", "10.0.0.0/33", "", "0.0.0.0/0", "::/0"] {
             assert!(parse(bad).is_err(), "{bad:?}");
         }
     }
