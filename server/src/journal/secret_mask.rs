@@ -205,7 +205,30 @@ struct SessionMask {
 /// The masks of the sessions whose secrets are known (set when a run
 /// starts). Sessions without secrets pass through untouched.
 #[derive(Default)]
-pub struct SecretMasks(Mutex<HashMap<SessionId, SessionMask>>);
+pub struct SecretMasks(Mutex<Masks>);
+
+#[derive(Default)]
+struct Masks {
+    sessions: HashMap<SessionId, SessionMask>,
+    /// Every session's values, each once, for log lines: sessions made
+    /// from one template hold the same ones, and a line is masked with
+    /// each value once, not once per session (which grew with every
+    /// session a process had run since it started).
+    log: Option<Patterns>,
+}
+
+impl Masks {
+    fn changed(&mut self) {
+        let mut values: Vec<&str> = self
+            .sessions
+            .values()
+            .flat_map(|m| m.values.iter().map(String::as_str))
+            .collect();
+        values.sort_unstable();
+        values.dedup();
+        self.log = (!values.is_empty()).then(|| Patterns::new(values));
+    }
+}
 
 static GLOBAL: LazyLock<SecretMasks> = LazyLock::new(SecretMasks::default);
 
@@ -217,14 +240,10 @@ impl SecretMasks {
 
     /// A log line with the secrets of every session masked.
     pub fn in_log<'a>(&self, line: &'a str) -> Cow<'a, str> {
-        let masks = lock(&self.0);
-        let mut out = Cow::Borrowed(line);
-        for m in masks.values() {
-            if let Cow::Owned(masked) = m.patterns.apply(&out) {
-                out = Cow::Owned(masked);
-            }
+        match &lock(&self.0).log {
+            Some(patterns) => Cow::Owned(patterns.apply(line).into_owned()),
+            None => Cow::Borrowed(line),
         }
-        out
     }
 
     /// Adds the session's secret values: masked from now on, with those
@@ -233,6 +252,7 @@ impl SecretMasks {
     pub fn set(&self, session: SessionId, values: &[&str]) {
         let mut masks = lock(&self.0);
         let mut known = masks
+            .sessions
             .get(&session)
             .map(|m| m.values.clone())
             .unwrap_or_default();
@@ -245,13 +265,13 @@ impl SecretMasks {
             return;
         }
         let patterns = Patterns::new(known.iter().map(String::as_str));
-        match masks.get_mut(&session) {
+        match masks.sessions.get_mut(&session) {
             Some(m) => {
                 m.patterns = patterns;
                 m.values = known;
             }
             None => {
-                masks.insert(
+                masks.sessions.insert(
                     session,
                     SessionMask {
                         patterns,
@@ -261,14 +281,18 @@ impl SecretMasks {
                 );
             }
         }
+        masks.changed();
     }
 
     pub fn forget(&self, session: SessionId) {
-        lock(&self.0).remove(&session);
+        let mut masks = lock(&self.0);
+        if masks.sessions.remove(&session).is_some() {
+            masks.changed();
+        }
     }
 
     pub fn text<'a>(&self, session: SessionId, text: &'a str) -> Cow<'a, str> {
-        match lock(&self.0).get(&session) {
+        match lock(&self.0).sessions.get(&session) {
             Some(m) => Cow::Owned(m.patterns.apply(text).into_owned()),
             None => Cow::Borrowed(text),
         }
@@ -277,7 +301,7 @@ impl SecretMasks {
     /// A command's captured output, masked across the cut of a truncated
     /// one too.
     pub fn output<'a>(&self, session: SessionId, text: &'a str) -> Cow<'a, str> {
-        match lock(&self.0).get(&session) {
+        match lock(&self.0).sessions.get(&session) {
             Some(m) => Cow::Owned(m.patterns.apply_output(text)),
             None => Cow::Borrowed(text),
         }
@@ -286,13 +310,13 @@ impl SecretMasks {
     /// Drops the held-back ends of the session's blocks in progress: the
     /// model call that streamed them is being made again from the start.
     pub fn restart(&self, session: SessionId) {
-        if let Some(m) = lock(&self.0).get_mut(&session) {
+        if let Some(m) = lock(&self.0).sessions.get_mut(&session) {
             m.held.clear();
         }
     }
 
     pub fn event(&self, session: SessionId, kind: EventKind) -> EventKind {
-        match lock(&self.0).get(&session) {
+        match lock(&self.0).sessions.get(&session) {
             Some(m) => m.patterns.apply_event(kind),
             None => kind,
         }
@@ -303,7 +327,7 @@ impl SecretMasks {
     /// `None` when nothing of it can be shown yet.
     pub fn delta(&self, mut delta: Delta) -> Option<Delta> {
         let mut masks = lock(&self.0);
-        let Some(m) = masks.get_mut(&delta.session_id) else {
+        let Some(m) = masks.sessions.get_mut(&delta.session_id) else {
             return Some(delta);
         };
         // A newer seq_hint means the blocks before it were stored whole.
@@ -353,6 +377,18 @@ mod tests {
         // A value saved again adds to the old one, which stays masked.
         m.set(s, &["n3w-value"]);
         assert_eq!(m.text(s, "s3cr3t-value n3w-value"), "•••• ••••");
+        assert_eq!(m.in_log("s3cr3t-value n3w-value"), "•••• ••••");
+        // Log lines: masked with every session's values, until the last
+        // session holding one is forgotten.
+        let other = SessionId::now_v7();
+        m.set(other, &["n3w-value", "0ther-value"]);
+        m.forget(s);
+        assert_eq!(
+            m.in_log("s3cr3t-value n3w-value 0ther-value"),
+            "s3cr3t-value •••• ••••"
+        );
+        m.forget(other);
+        assert_eq!(m.in_log("n3w-value"), "n3w-value");
     }
 
     #[test]
