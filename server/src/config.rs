@@ -183,7 +183,7 @@ pub struct Config {
     /// nothing of a workspace archive, before Paddock gives the request up,
     /// in seconds: what it held (an upload's or a download's slot) is free
     /// again. The credential proxy, which a sandbox reaches over a local
-    /// socket, gives a request's whole body this long.
+    /// socket, gives a request's whole body twice this long.
     #[arg(long, env = "PADDOCK_CLIENT_STALL_SECS", default_value_t = 60,
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub client_stall_secs: u64,

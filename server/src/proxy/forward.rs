@@ -216,11 +216,12 @@ async fn relay(ctx: Ctx, uri: Uri, headers: HeaderMap, body: Body) -> Response {
         );
     };
     // Read whole (too long, cut off or stalled, it is refused) to be read,
-    // within the stall all told: over a local socket a body comes at once,
-    // and one sent a byte at a time would hold its room for as long as
-    // the sandbox liked.
+    // within twice the stall all told (so a body holds its room longer
+    // than the next request waits for it): over a local socket a body
+    // comes at once, and one sent a byte at a time would hold its room
+    // for as long as the sandbox liked.
     let whole = http_body_util::Limited::new(body, BODY_LIMIT).collect();
-    let Ok(Ok(body)) = tokio::time::timeout(proxy.stall, whole).await else {
+    let Ok(Ok(body)) = tokio::time::timeout(proxy.stall * 2, whole).await else {
         return api_error(
             StatusCode::BAD_REQUEST,
             "invalid_request_error",

@@ -21,7 +21,7 @@
 //! for money: the sandbox is not trusted. What the sandbox can hold of the
 //! server is bounded: a few connections, each given up once it leaves its
 //! request unfinished for `PADDOCK_CLIENT_STALL_SECS`, and request bodies
-//! of at most 32 MB, read whole within that time (after the token is
+//! of at most 32 MB, read whole within twice that time (after the token is
 //! checked) to be checked.
 //! The routes are `forward.rs`, the metering `meter.rs`.
 
