@@ -251,11 +251,22 @@ impl Skill {
                     .all(|c| c.is_ascii_alphanumeric() || " ._/+=,<>[]-".contains(c))
         };
         for line in &lines[1..end] {
-            let Some((key, value)) = line.trim_end().split_once(": ") else {
+            let Some((key, value)) = line.trim_end().split_once(':') else {
                 continue;
             };
-            if KEPT_FOR_DELIVERIES.contains(&key) && plain(value.trim()) {
-                front.push_str(&format!("{key}: {}\n", value.trim()));
+            if !KEPT_FOR_DELIVERIES.contains(&key) || !value.is_empty() && !value.starts_with(' ') {
+                continue;
+            }
+            // Without a comment after it, and its quotes.
+            let value = value.split(" #").next().unwrap_or_default().trim();
+            let value = unquote(value);
+            if key == "disable-model-invocation" {
+                // Kept from the model unless plainly not: a value it
+                // cannot read does not open the skill to the model.
+                let off = value.eq_ignore_ascii_case("false");
+                front.push_str(&format!("{key}: {}\n", !off));
+            } else if plain(&value) {
+                front.push_str(&format!("{key}: {value}\n"));
             }
         }
         front.push_str("---\n");
@@ -389,11 +400,31 @@ mod tests {
                 "{grants:?}"
             );
         }
-        // A value that is more than a plain phrase is left out.
+        // A value that is more than a plain phrase is left out; the one
+        // that keeps the skill from the model stays however it is written,
+        // and where it cannot be read, keeps it from the model.
         assert_eq!(
             without("---\nname: a\ndescription: b\nmodel: \"x\\nhooks: y\"\n---\n"),
             "---\nname: \"a\"\ndescription: \"b\"\n---\n"
         );
+        for (written, kept) in [
+            ("true # manual only", "true"),
+            ("\"true\"", "true"),
+            ("'false'", "false"),
+            ("yes please", "true"),
+        ] {
+            assert_eq!(
+                without(&format!(
+                    "---\nname: a\ndescription: b\ndisable-model-invocation: {written}\n\
+                     model: 'claude-opus-4-5' # the best\n---\n"
+                )),
+                format!(
+                    "---\nname: \"a\"\ndescription: \"b\"\ndisable-model-invocation: {kept}\n\
+                     model: claude-opus-4-5\n---\n"
+                ),
+                "{written}"
+            );
+        }
         assert_eq!(without("no front matter\n"), "no front matter\n");
     }
 

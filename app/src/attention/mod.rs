@@ -218,6 +218,9 @@ pub fn NotifySwitch() -> impl IntoView {
 #[cfg(feature = "hydrate")]
 mod notifications;
 
+#[cfg(feature = "hydrate")]
+pub(crate) use browser::visible;
+
 /// This browser's `localStorage`, where its tabs meet.
 #[cfg(feature = "hydrate")]
 fn storage() -> Option<web_sys::Storage> {
@@ -282,7 +285,8 @@ mod browser {
         path.strip_prefix("/sessions/")?.parse().ok()
     }
 
-    fn visible() -> bool {
+    /// Whether this tab is in sight (not in the background).
+    pub(crate) fn visible() -> bool {
         document().visibility_state() == web_sys::VisibilityState::Visible
     }
 

@@ -256,12 +256,15 @@ impl SecretMasks {
             .get(&session)
             .map(|m| m.values.clone())
             .unwrap_or_default();
+        let before = known.len();
         for v in values {
             if !v.is_empty() && !known.iter().any(|k| k == v) {
                 known.push((*v).to_owned());
             }
         }
-        if known.is_empty() {
+        // Nothing new (a run starting again with the same values): the
+        // patterns stand.
+        if known.len() == before {
             return;
         }
         let patterns = Patterns::new(known.iter().map(String::as_str));

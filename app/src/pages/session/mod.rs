@@ -99,23 +99,27 @@ impl Html {
 /// How many events a page followed at the bottom holds: past it, it lets
 /// go of the runs before the newest [`EVENTS_PAGE`] events ("Show earlier
 /// events" brings them back), so a tab open all day on a busy session
-/// stays as small and quick as a fresh one. A page read further up holds
-/// twice as many, and keeps this many.
+/// stays as small and quick as a fresh one. A page read further up does
+/// so only while it is out of sight (its reader left it there).
 const EVENTS_HELD: usize = 2 * EVENTS_PAGE as usize;
 
 /// How many of the oldest events a page lets go of, if any
 /// ([`EVENTS_HELD`]): at the end of a run; in one run longer than all that,
-/// before the newest it keeps, as a page's first read begins anywhere.
-fn let_go(events: &[Event], following: bool) -> Option<usize> {
-    let (most, kept) = match following {
-        true => (EVENTS_HELD, EVENTS_PAGE as usize),
-        false => (2 * EVENTS_HELD, EVENTS_HELD),
-    };
-    if events.len() <= most {
+/// before the newest page, as a page's first read begins anywhere.
+fn let_go(events: &[Event]) -> Option<usize> {
+    if events.len() <= EVENTS_HELD {
         return None;
     }
-    let older = &events[..events.len() - kept];
+    let older = &events[..events.len() - EVENTS_PAGE as usize];
     Some(cut_before(older).unwrap_or(older.len()))
+}
+
+/// Whether the page is in sight (not a tab in the background).
+fn in_sight() -> bool {
+    #[cfg(feature = "hydrate")]
+    return crate::attention::visible();
+    #[cfg(not(feature = "hydrate"))]
+    true
 }
 
 #[component]
@@ -207,7 +211,9 @@ fn SessionScreen(data: SessionView) -> impl IntoView {
         let mut first = None;
         events.update(|list| {
             list.extend(fresh);
-            if let Some(cut) = let_go(list, following.get_untracked()) {
+            // Read further up in sight, it keeps what is read.
+            let reading = !following.get_untracked() && in_sight();
+            if let Some(cut) = let_go(list).filter(|_| !reading) {
                 list.drain(..cut);
                 first = list.first().map(|e| e.seq);
             }
@@ -527,19 +533,14 @@ mod tests {
 
     #[test]
     fn a_page_lets_go_of_whole_runs_and_of_one_long_run_too() {
-        // Runs of 10 events: followed, the runs before the newest page go.
+        // Runs of 10 events: the runs before the newest page go.
         let runs = events(10, EVENTS_HELD + 1);
-        let cut = let_go(&runs, true).unwrap();
+        let cut = let_go(&runs).unwrap();
         assert_eq!(cut % 10, 0);
         assert!(runs.len() - cut >= EVENTS_PAGE as usize);
-        // Read further up, it holds twice as many, and keeps more.
-        assert_eq!(let_go(&runs, false), None);
-        let more = events(10, 2 * EVENTS_HELD + 1);
-        let cut = let_go(&more, false).unwrap();
-        assert!(more.len() - cut >= EVENTS_HELD);
+        assert_eq!(let_go(&runs[..EVENTS_HELD]), None);
         // One run longer than all that is cut all the same.
-        let one = events(usize::MAX, 2 * EVENTS_HELD + 1);
-        assert_eq!(let_go(&one, false), Some(EVENTS_HELD + 1));
-        assert_eq!(let_go(&one, true), Some(one.len() - EVENTS_PAGE as usize));
+        let one = events(usize::MAX, EVENTS_HELD + 1);
+        assert_eq!(let_go(&one), Some(one.len() - EVENTS_PAGE as usize));
     }
 }

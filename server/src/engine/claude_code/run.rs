@@ -383,6 +383,9 @@ impl Run<'_> {
         let (mut held, mut held_bytes, mut ended) = (Vec::new(), 0, false);
         let verdict = loop {
             tokio::select! {
+                // An answer at hand (a tool allowed for the session) reads
+                // nothing of the output.
+                biased;
                 verdict = &mut ask => break verdict,
                 item = process.output.next(), if !ended && held_bytes < HELD_WHILE_ASKING => {
                     match item {
@@ -398,11 +401,17 @@ impl Run<'_> {
                 }
             }
         };
-        let rest = match ended {
-            true => futures_util::stream::empty().boxed(),
-            false => std::mem::replace(&mut process.output, futures_util::stream::empty().boxed()),
-        };
-        process.output = futures_util::stream::iter(held).chain(rest).boxed();
+        // What was read goes back before the rest (a layer only where the
+        // CLI wrote while a person decided).
+        if ended || !held.is_empty() {
+            let rest = match ended {
+                true => futures_util::stream::empty().boxed(),
+                false => {
+                    std::mem::replace(&mut process.output, futures_util::stream::empty().boxed())
+                }
+            };
+            process.output = futures_util::stream::iter(held).chain(rest).boxed();
+        }
         match ended && !self.cancel.is_cancelled() {
             true => None,
             false => Some(verdict),
