@@ -13,6 +13,7 @@
 
 mod access_watch;
 mod auth;
+mod body_deadline;
 mod changes;
 pub mod client_address;
 pub mod error;
@@ -96,6 +97,7 @@ pub fn router(state: AppState) -> Router {
     let door = Arc::new(Door {
         guard: RequestGuard::new(config),
         auth: state.paddock.auth.clone(),
+        stall: config.client_stall(),
     });
     let browser_sessions = state.paddock.auth.session_layer(config.https());
     let own = OwnRoutes::new();

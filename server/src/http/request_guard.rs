@@ -304,6 +304,9 @@ pub fn is_delivery(method: &Method, path: &str) -> bool {
 pub struct Door {
     pub guard: RequestGuard,
     pub auth: Arc<Auth>,
+    /// How long an anonymous request's body may take to come whole
+    /// ([`body_deadline`](super::body_deadline)).
+    pub stall: std::time::Duration,
 }
 
 /// Whether a path is for scripts and scrapers (the JSON API, the metrics),
@@ -362,7 +365,9 @@ pub async fn check(State(door): State<Arc<Door>>, mut req: Request, next: Next) 
         }
     };
     if is_delivery(req.method(), &path) {
-        return next.run(req).await;
+        return next
+            .run(super::body_deadline::within(req, door.stall))
+            .await;
     }
     let session = req.extensions().get::<tower_sessions::Session>().cloned();
     let identity = match door.auth.identify(req.headers(), session.as_ref()).await {
@@ -386,7 +391,9 @@ pub async fn check(State(door): State<Arc<Door>>, mut req: Request, next: Next) 
             req.extensions_mut().insert(identity.caller.clone());
             req.extensions_mut().insert(identity);
         }
-        None if open_to_anonymous(req.method(), &path) => {}
+        None if open_to_anonymous(req.method(), &path) => {
+            req = super::body_deadline::within(req, door.stall);
+        }
         None if for_machines(&path) => {
             let mut response = refuse(
                 &path,
