@@ -229,6 +229,26 @@ async fn unknown_sessions_change_nothing_and_hostile_strings_are_kept() {
             "{}",
             name_of(url)
         );
+        // The sandbox's own traffic is stored, and is no activity of the
+        // session's (its idle time goes on).
+        let active = store.get_session(s.id).await.unwrap().unwrap().updated_at;
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        let egress = EventKind::Egress {
+            host: "example.com".into(),
+            port: 443,
+            allowed: false,
+            sent: 0,
+            received: 0,
+            reason: None,
+        };
+        let stored = store.append_event(s.id, &egress).await.unwrap().unwrap();
+        let after = store.get_session(s.id).await.unwrap().unwrap();
+        assert_eq!(
+            (after.last_seq, after.updated_at),
+            (stored.seq, active),
+            "{}",
+            name_of(url)
+        );
     }
 }
 

@@ -95,7 +95,10 @@ pub fn count(session: &mut Session, event: &Event) -> bool {
         return false;
     }
     session.last_seq = event.seq;
-    session.updated_at = event.at;
+    // As the store counts activity: not the sandbox's own traffic.
+    if !matches!(event.kind, EventKind::Egress { .. }) {
+        session.updated_at = event.at;
+    }
     match &event.kind {
         EventKind::Status { status, .. } => session.status = *status,
         EventKind::Usage {

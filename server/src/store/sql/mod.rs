@@ -569,10 +569,15 @@ async fn append_in(
     // As stored (to the microsecond): what viewers get live is what a
     // reconnect reads back.
     let at = Utc::now().trunc_subsecs(6);
+    // A sandbox's own traffic (what its processes ask the egress proxy)
+    // is nobody's activity: it does not keep the session from being idle,
+    // which a process left running would do for ever.
+    let activity = (!matches!(kind, EventKind::Egress { .. })).then(|| timestamp(at));
     let seq: Option<i64> = sqlx::query_scalar(
-        "UPDATE sessions SET last_seq = last_seq + 1, updated_at = $1 WHERE id = $2 RETURNING last_seq",
+        "UPDATE sessions SET last_seq = last_seq + 1, updated_at = COALESCE($1, updated_at) \
+         WHERE id = $2 RETURNING last_seq",
     )
-    .bind(timestamp(at))
+    .bind(activity)
     .bind(id.to_string())
     .fetch_optional(&mut **tx)
     .await?;
