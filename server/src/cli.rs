@@ -378,8 +378,10 @@ async fn rotate_master_key(config: &Config, store: &dyn Store, auth: &Auth) -> a
         .is_none()
         .then(|| config.master_key_file.clone());
     let staged = file.as_ref().map(|f| f.with_extension("key.new"));
-    if let Some(staged) = &staged {
-        let _ = std::fs::remove_file(staged);
+    if let (Some(file), Some(staged)) = (&file, &staged) {
+        if staged.exists() {
+            return finish_rotation(store, &old, file, staged).await;
+        }
         new.write_new(staged)?;
     }
     let count = vault::rotate(store, &old, &new).await?;
@@ -413,6 +415,50 @@ async fn rotate_master_key(config: &Config, store: &dyn Store, auth: &Auth) -> a
     )
     .await;
     Ok(())
+}
+
+/// A rotation left a staged key (`master.key.new`): never deleted, as it
+/// may be the only copy of the key the database is sealed under (a
+/// rotation whose rename failed, or was cut short after its commit).
+/// Where it is, the rename is finished; else nothing is done, and the
+/// operator is told whose the file may be.
+async fn finish_rotation(
+    store: &dyn Store,
+    old: &MasterKey,
+    file: &std::path::Path,
+    staged: &std::path::Path,
+) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(staged)
+        .with_context(|| format!("cannot read {}", staged.display()))?;
+    let key = MasterKey::parse(&text).with_context(|| staged.display().to_string())?;
+    if vault::seals(store, &key).await? {
+        std::fs::rename(staged, file).with_context(|| {
+            format!(
+                "the credentials are sealed under the key in {}; move it to {} by hand",
+                staged.display(),
+                file.display()
+            )
+        })?;
+        println!(
+            "An earlier rotation had sealed the credentials under {}: it is now {}. Restart \
+             Paddock now.",
+            staged.display(),
+            file.display()
+        );
+        return Ok(());
+    }
+    anyhow::ensure!(
+        vault::seals(store, old).await?,
+        "neither {} nor {} is the key the credentials were saved with; nothing changed",
+        file.display(),
+        staged.display()
+    );
+    anyhow::bail!(
+        "{} is left from a rotation that did not finish (the credentials are still sealed \
+         under {}), or one running now: if none is, remove it and rotate again; nothing changed",
+        staged.display(),
+        file.display()
+    )
 }
 
 /// Parses the command line and runs what it asks for.

@@ -506,11 +506,9 @@ impl Vault {
 /// transaction (the check value with them); `old` must be the current key.
 /// Returns how many credentials.
 pub async fn rotate(store: &dyn Store, old: &MasterKey, new: &MasterKey) -> anyhow::Result<usize> {
-    let check = store
-        .meta_or_insert(MASTER_KEY_CHECK, key_check(&old.cipher())?)
-        .await?;
+    let (check, sealed_under) = check_of(store, old).await?;
     anyhow::ensure!(
-        key_matches(&old.cipher(), &check),
+        sealed_under,
         "the current master key is not the one the credentials were saved with; nothing changed"
     );
     let rotation = Rotation {
@@ -528,6 +526,21 @@ pub async fn rotate(store: &dyn Store, old: &MasterKey, new: &MasterKey) -> anyh
         }
         done => Ok(done?),
     }
+}
+
+/// Whether what the store holds is sealed under `key` (a store that holds
+/// nothing sealed yet takes it as its key).
+pub async fn seals(store: &dyn Store, key: &MasterKey) -> anyhow::Result<bool> {
+    Ok(check_of(store, key).await?.1)
+}
+
+/// The store's key check value, and whether `key` is the one it checks.
+async fn check_of(store: &dyn Store, key: &MasterKey) -> anyhow::Result<(String, bool)> {
+    let check = store
+        .meta_or_insert(MASTER_KEY_CHECK, key_check(&key.cipher())?)
+        .await?;
+    let matches = key_matches(&key.cipher(), &check);
+    Ok((check, matches))
 }
 
 /// A rotation's ciphers: each value opened under the old key, sealed under

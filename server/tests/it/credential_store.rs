@@ -522,6 +522,25 @@ async fn the_credentials_command_saves_lists_and_rotates_and_the_key_still_opens
     );
     assert!(!contains(&database_bytes(dir), CANARY));
     assert!(!contains(&database_bytes(dir), "rotated-secret-value"));
+    // A rotation whose rename never happened (the key file a platform's
+    // read-only mount, or the command killed after its commit): run again,
+    // it finishes that rename rather than lose the only copy of the key.
+    let (key, staged) = (dir.join("master.key"), dir.join("master.key.new"));
+    let sealed_under = std::fs::read_to_string(&key).unwrap();
+    std::fs::rename(&key, &staged).unwrap();
+    std::fs::write(&key, &old_key).unwrap();
+    let (ok, said) = paddock_cli(dir, &["credentials", "rotate-master-key"], "");
+    assert!(ok, "{said}");
+    assert_eq!(std::fs::read_to_string(&key).unwrap(), sealed_under);
+    assert!(!staged.exists());
+    // One left by a rotation that never committed is not the database's:
+    // kept, and nothing changes.
+    std::fs::write(&staged, &old_key).unwrap();
+    let (ok, said) = paddock_cli(dir, &["credentials", "rotate-master-key"], "");
+    assert!(!ok && said.contains("did not finish"), "{said}");
+    assert_eq!(std::fs::read_to_string(&staged).unwrap(), old_key);
+    assert_eq!(std::fs::read_to_string(&key).unwrap(), sealed_under);
+    std::fs::remove_file(&staged).unwrap();
 
     // The server opens the key and the secret re-sealed under the new master key.
     let server = start_with(
