@@ -1614,11 +1614,41 @@ async fn an_anonymous_body_sent_a_byte_at_a_time_is_given_up() {
     let t = team(&["--client-stall-secs=1"]).await;
     let url = t.url("");
     let addr = url.trim_start_matches("http://");
-    for path in ["/auth/signin", &format!("/hooks/{}", uuid::Uuid::now_v7())] {
+    // A webhook trigger, whose delivery's body is read to check it.
+    let ada = t.person("ada", Role::Member).await;
+    let as_ada = |method, path: &str| t.request(method, path).bearer_auth(&ada.token);
+    let agent: serde_json::Value = as_ada(Method::POST, "/api/templates")
+        .json(&json!({"name": "hooked"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    // Made in the dashboard (a token may not make a trigger's secret).
+    let trigger: serde_json::Value = t
+        .request(
+            Method::POST,
+            &format!("/api/templates/{}/triggers", agent["id"].as_str().unwrap()),
+        )
+        .header(header::COOKIE, &ada.cookie)
+        .json(&json!({"name": "hook", "prompt": "{{ payload.task }}"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let hook = trigger["path"].as_str().unwrap().to_owned();
+    for path in ["/auth/signin", hook.as_str()] {
         let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        // (A delivery's headers as its sender's: the body is read to
+        // check its signature.)
         let head = format!(
             "POST {path} HTTP/1.1\r\nHost: {addr}\r\n\
-             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000\r\n\r\n"
+             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000\r\n\
+             webhook-id: msg_1\r\nwebhook-timestamp: {}\r\nwebhook-signature: v1,AAAA\r\n\r\n",
+            chrono::Utc::now().timestamp()
         );
         tcp.write_all(head.as_bytes()).await.unwrap();
         let began = std::time::Instant::now();
