@@ -60,6 +60,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     let _alone = serve_alone(&config)?;
+    open_files_to_the_hard_limit();
     let state = http::AppState::new(&config).await?;
     let bound = listener.local_addr()?;
     tracing::info!("Paddock listening on http://{bound}");
@@ -77,6 +78,23 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         );
     }
     serve(listener, state, shutdown_signal()).await
+}
+
+/// Raises this process's limit of open files to the most it may have: the
+/// usual soft limit (1024) is what the egress proxy's connections alone
+/// may take (512 at once, two files each), and the web listener, the
+/// database and the sandboxes' sockets would then fail to open files.
+fn open_files_to_the_hard_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        let was = limit.current;
+        limit.current = limit.maximum;
+        match setrlimit(Resource::Nofile, limit) {
+            Ok(()) => tracing::debug!("open files: at most {:?} (was {was:?})", limit.current),
+            Err(e) => tracing::warn!("cannot raise the open files limit from {was:?}: {e}"),
+        }
+    }
 }
 
 /// On SQLite, which one process serves, the lock that says this one does,
