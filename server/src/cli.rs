@@ -386,13 +386,7 @@ async fn rotate_master_key(config: &Config, store: &dyn Store, auth: &Auth) -> a
     }
     let count = vault::rotate(store, &old, &new).await?;
     if let (Some(file), Some(staged)) = (&file, &staged) {
-        std::fs::rename(staged, file).with_context(|| {
-            format!(
-                "the credentials are sealed under the key in {}; move it to {} by hand",
-                staged.display(),
-                file.display()
-            )
-        })?;
+        put_in_place(staged, file)?;
         println!(
             "Re-sealed {count} credentials; the new key is in {}.",
             file.display()
@@ -417,6 +411,18 @@ async fn rotate_master_key(config: &Config, store: &dyn Store, auth: &Auth) -> a
     Ok(())
 }
 
+/// Renames the staged key (the one the credentials are sealed under now)
+/// onto the key file.
+fn put_in_place(staged: &std::path::Path, file: &std::path::Path) -> anyhow::Result<()> {
+    std::fs::rename(staged, file).with_context(|| {
+        format!(
+            "the credentials are sealed under the key in {}; move it to {} by hand",
+            staged.display(),
+            file.display()
+        )
+    })
+}
+
 /// A rotation left a staged key (`master.key.new`): never deleted, as it
 /// may be the only copy of the key the database is sealed under (a
 /// rotation whose rename failed, or was cut short after its commit).
@@ -432,13 +438,7 @@ async fn finish_rotation(
         .with_context(|| format!("cannot read {}", staged.display()))?;
     let key = MasterKey::parse(&text).with_context(|| staged.display().to_string())?;
     if vault::seals(store, &key).await? {
-        std::fs::rename(staged, file).with_context(|| {
-            format!(
-                "the credentials are sealed under the key in {}; move it to {} by hand",
-                staged.display(),
-                file.display()
-            )
-        })?;
+        put_in_place(staged, file)?;
         println!(
             "An earlier rotation had sealed the credentials under {}: it is now {}. Restart \
              Paddock now.",
