@@ -380,9 +380,22 @@ async fn rotate_master_key(config: &Config, store: &dyn Store, auth: &Auth) -> a
     let staged = file.as_ref().map(|f| f.with_extension("key.new"));
     if let (Some(file), Some(staged)) = (&file, &staged) {
         if staged.exists() {
-            return finish_rotation(store, &old, file, staged).await;
+            return finish_rotation(store, auth, &old, file, staged).await;
         }
         new.write_new(staged)?;
+    } else if given.is_none() {
+        // Without a file, the key is shown before the database changes:
+        // a command cut short after the change leaves it with its reader.
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        writeln!(
+            out,
+            "The new master key (shown once) is:\n{}\nSet PADDOCK_MASTER_KEY to it before \
+             Paddock starts again, once the credentials are re-sealed below.",
+            new.to_hex()
+        )
+        .and_then(|()| out.flush())
+        .context("cannot show the new master key; nothing changed")?;
     }
     let count = vault::rotate(store, &old, &new).await?;
     if let (Some(file), Some(staged)) = (&file, &staged) {
@@ -394,10 +407,7 @@ async fn rotate_master_key(config: &Config, store: &dyn Store, auth: &Auth) -> a
     } else if given.is_some() {
         println!("Re-sealed {count} credentials under PADDOCK_NEW_MASTER_KEY: set PADDOCK_MASTER_KEY to it.");
     } else {
-        println!(
-            "Re-sealed {count} credentials. The new master key (shown once) is:\n{}\nSet PADDOCK_MASTER_KEY to it before Paddock starts again.",
-            new.to_hex()
-        );
+        println!("Re-sealed {count} credentials under the master key shown above.");
     }
     println!("Restart Paddock now: a server that is running still holds the old key.");
     auth.audit(
@@ -430,6 +440,7 @@ fn put_in_place(staged: &std::path::Path, file: &std::path::Path) -> anyhow::Res
 /// operator is told whose the file may be.
 async fn finish_rotation(
     store: &dyn Store,
+    auth: &Auth,
     old: &MasterKey,
     file: &std::path::Path,
     staged: &std::path::Path,
@@ -437,28 +448,37 @@ async fn finish_rotation(
     let text = std::fs::read_to_string(staged)
         .with_context(|| format!("cannot read {}", staged.display()))?;
     let key = MasterKey::parse(&text).with_context(|| staged.display().to_string())?;
-    if vault::seals(store, &key).await? {
-        put_in_place(staged, file)?;
-        println!(
-            "An earlier rotation had sealed the credentials under {}: it is now {}. Restart \
-             Paddock now.",
-            staged.display(),
-            file.display()
-        );
-        return Ok(());
-    }
+    // The key file's first: a database that holds nothing sealed yet (the
+    // wrong one named) takes the key it is asked about as its own.
     anyhow::ensure!(
-        vault::seals(store, old).await?,
-        "neither {} nor {} is the key the credentials were saved with; nothing changed",
-        file.display(),
-        staged.display()
-    );
-    anyhow::bail!(
+        !vault::seals(store, old).await?,
         "{} is left from a rotation that did not finish (the credentials are still sealed \
          under {}), or one running now: if none is, remove it and rotate again; nothing changed",
         staged.display(),
         file.display()
+    );
+    anyhow::ensure!(
+        vault::seals(store, &key).await?,
+        "neither {} nor {} is the key the credentials were saved with; nothing changed",
+        file.display(),
+        staged.display()
+    );
+    put_in_place(staged, file)?;
+    println!(
+        "An earlier rotation had sealed the credentials under {}: it is now {}. Restart \
+         Paddock now.",
+        staged.display(),
+        file.display()
+    );
+    auth.audit(
+        ACTOR,
+        AuditAction::MasterKeyRotated,
+        "",
+        "an earlier rotation's key put in place",
+        None,
     )
+    .await;
+    Ok(())
 }
 
 /// Parses the command line and runs what it asks for.

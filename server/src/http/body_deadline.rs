@@ -14,29 +14,23 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
 
-/// The slowest a body is taken to come, past the stall: an email of 40 MB
-/// to a trigger has ten minutes more.
+/// The slowest a body is taken to come, past the stall: each byte that
+/// came earns this much more time (a 40 MB email, ten minutes), so a body
+/// sent a byte at a time earns next to none.
 const SLOWEST_BYTES_PER_SEC: u64 = 64 * 1024;
 
 /// `request` with its body given up (an error for whatever reads it, which
-/// answers 400) unless it has come whole within `stall` and the time its
-/// declared length takes at [`SLOWEST_BYTES_PER_SEC`] (counted up to the
-/// largest body a door without sign-in takes, an email), from when it is
-/// first read (a delivery may wait its turn to be read).
+/// answers 400) unless it has come whole within `stall` from when it is
+/// first read (a delivery may wait its turn to be read), and the time what
+/// came of it takes at [`SLOWEST_BYTES_PER_SEC`].
 pub fn within(request: Request, stall: Duration) -> Request {
-    let declared = request
-        .headers()
-        .get(axum::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
-        .unwrap_or(0)
-        .min(crate::triggers::EMAIL_MAX_BYTES);
-    let limit = stall + Duration::from_secs(declared / SLOWEST_BYTES_PER_SEC);
     request.map(|body| {
         Body::new(Deadline {
             body,
-            limit,
+            stall,
+            received: 0,
             left: None,
         })
     })
@@ -44,9 +38,10 @@ pub fn within(request: Request, stall: Duration) -> Request {
 
 struct Deadline {
     body: Body,
-    limit: Duration,
-    /// Started at the first read.
-    left: Option<Pin<Box<Sleep>>>,
+    stall: Duration,
+    received: u64,
+    /// Started at the first read, and moved on by what comes.
+    left: Option<(Instant, Pin<Box<Sleep>>)>,
 }
 
 impl HttpBody for Deadline {
@@ -58,16 +53,26 @@ impl HttpBody for Deadline {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
         let this = self.get_mut();
-        let limit = this.limit;
-        let left = this
-            .left
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        let stall = this.stall;
+        let (started, left) = this.left.get_or_insert_with(|| {
+            let now = Instant::now();
+            (now, Box::pin(tokio::time::sleep_until(now + stall)))
+        });
         if left.as_mut().poll(cx).is_ready() {
             return Poll::Ready(Some(Err(axum::Error::new(
                 "the request's body did not come whole in time",
             ))));
         }
-        Pin::new(&mut this.body).poll_frame(cx)
+        let polled = Pin::new(&mut this.body).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled {
+            if let Some(data) = frame.data_ref() {
+                this.received += data.len() as u64;
+                let earned =
+                    Duration::from_secs_f64(this.received as f64 / SLOWEST_BYTES_PER_SEC as f64);
+                left.as_mut().reset(*started + stall + earned);
+            }
+        }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {
