@@ -397,7 +397,15 @@ async fn rotate_master_key(config: &Config, store: &dyn Store, auth: &Auth) -> a
         .and_then(|()| out.flush())
         .context("cannot show the new master key; nothing changed")?;
     }
-    let count = vault::rotate(store, &old, &new).await?;
+    let shown = file.is_none() && given.is_none();
+    let count = vault::rotate(store, &old, &new)
+        .await
+        .map_err(|e| match shown {
+            true => {
+                e.context("the key shown above is not in use: keep PADDOCK_MASTER_KEY as it was")
+            }
+            false => e,
+        })?;
     if let (Some(file), Some(staged)) = (&file, &staged) {
         put_in_place(staged, file)?;
         println!(
