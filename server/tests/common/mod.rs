@@ -649,3 +649,29 @@ impl Drop for DockerBox {
         unmount_under(&self.root);
     }
 }
+
+/// Sends a request's body a byte every 300 ms (each within a stall of a
+/// second or more) until the server answers, for at most 30 s; what it
+/// answered (once it closes, or 10 s on), and how long that took.
+pub async fn trickle_until_answered(
+    stream: &mut (impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin),
+) -> (String, Duration) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let began = std::time::Instant::now();
+    let mut answer = Vec::new();
+    let mut byte = [0u8; 1];
+    while began.elapsed() < Duration::from_secs(30) {
+        let _ = stream.write_all(b" ").await;
+        match tokio::time::timeout(Duration::from_millis(300), stream.read(&mut byte)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(_)) => {
+                answer.push(byte[0]);
+                break;
+            }
+            Err(_) => {}
+        }
+    }
+    let took = began.elapsed();
+    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer)).await;
+    (String::from_utf8_lossy(&answer).into_owned(), took)
+}

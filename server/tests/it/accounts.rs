@@ -1610,7 +1610,7 @@ async fn one_person_holds_at_most_two_workspace_downloads_and_others_still_get_t
 /// for as long as the sender likes.
 #[tokio::test]
 async fn an_anonymous_body_sent_a_byte_at_a_time_is_given_up() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let t = team(&["--client-stall-secs=1"]).await;
     let url = t.url("");
     let addr = url.trim_start_matches("http://");
@@ -1653,26 +1653,8 @@ async fn an_anonymous_body_sent_a_byte_at_a_time_is_given_up() {
             chrono::Utc::now().timestamp()
         );
         tcp.write_all(head.as_bytes()).await.unwrap();
-        let began = std::time::Instant::now();
-        let mut answer = Vec::new();
-        let mut byte = [0u8; 1];
-        while began.elapsed() < Duration::from_secs(30) {
-            let _ = tcp.write_all(b"a").await;
-            match tokio::time::timeout(Duration::from_millis(300), tcp.read(&mut byte)).await {
-                Ok(Ok(0)) | Ok(Err(_)) => break,
-                Ok(Ok(_)) => {
-                    answer.push(byte[0]);
-                    break;
-                }
-                Err(_) => {}
-            }
-        }
-        let _ = tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut answer)).await;
-        let answer = String::from_utf8_lossy(&answer).into_owned();
-        assert!(
-            began.elapsed() < Duration::from_secs(10),
-            "{path}: {answer}"
-        );
+        let (answer, took) = common::trickle_until_answered(&mut tcp).await;
+        assert!(took < Duration::from_secs(10), "{path}: {answer}");
         assert!(answer.starts_with("HTTP/1.1 4"), "{path}: {answer}");
     }
 }

@@ -961,22 +961,9 @@ async fn the_proxy_bounds_what_a_sandbox_holds_of_the_server() {
     // once the stall has passed since it began, not held for as long as
     // the sandbox keeps it coming.
     let mut trickled = stalled(&h.paddock, &s, &head).await;
-    let began = std::time::Instant::now();
-    let mut answer = Vec::new();
-    let mut byte = [0u8; 1];
-    while began.elapsed() < Duration::from_secs(30) {
-        use tokio::io::AsyncWriteExt;
-        let _ = trickled.write_all(b" ").await;
-        match tokio::time::timeout(Duration::from_millis(300), trickled.read(&mut byte)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => break,
-            Ok(Ok(_)) => answer.push(byte[0]),
-            Err(_) => {}
-        }
-    }
-    trickled.read_to_end(&mut answer).await.unwrap();
-    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let (answer, took) = common::trickle_until_answered(&mut trickled).await;
     assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
-    assert!(began.elapsed() < Duration::from_secs(10));
+    assert!(took < Duration::from_secs(10));
 
     // As many connections as a session's socket takes, each holding a
     // request's first line or nothing: the next request waits, and goes
