@@ -47,6 +47,58 @@ async fn local_sandbox_scrubs_env_kills_trees_and_confines_files() {
         .unwrap();
     assert_eq!(greeted.output, "hello local|C.UTF-8\n");
 
+    // A variable's value (a secret) is on no command line, which every user
+    // of the host may read, while the command runs; the command finds its
+    // input ended.
+    let secret = format!("sk-argv-canary-{}", uuid::Uuid::now_v7().simple());
+    let request = server::sandbox::ExecRequest {
+        env: vec![
+            ("TOKEN".into(), secret.clone()),
+            ("OTHER".into(), "two words".into()),
+        ],
+        ..server::sandbox::ExecRequest::new("sleep 2; read -r line; echo \"read $?|$OTHER|$TOKEN\"")
+    };
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let mut ignore = |_, _: &[u8]| {};
+    let running = sandbox.exec(session, &request, &cancel, &mut ignore);
+    let look = async {
+        let mut seen = Vec::new();
+        let mut looked = 0;
+        for _ in 0..15 {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+                let Ok(line) = std::fs::read(entry.path().join("cmdline")) else {
+                    continue;
+                };
+                let line = String::from_utf8_lossy(&line).replace('\0', " ");
+                if line.contains("sleep 2; read") {
+                    looked += 1;
+                }
+                if line.contains(&secret) {
+                    seen.push(line);
+                }
+            }
+        }
+        (looked, seen)
+    };
+    let (ran, (looked, seen)) = tokio::join!(running, look);
+    assert!(looked > 0, "the command was seen running");
+    assert!(
+        seen.is_empty(),
+        "a secret on a command line: {:?}",
+        seen.first()
+    );
+    assert_eq!(ran.unwrap().output, format!("read 1|two words|{secret}\n"));
+    // A NUL would begin an argument of bubblewrap's own: refused.
+    let smuggled = server::sandbox::ExecRequest {
+        env: vec![("X".into(), "a\0--bind\0/\0/host".into())],
+        ..server::sandbox::ExecRequest::new("ls /host")
+    };
+    assert!(sandbox
+        .exec(session, &smuggled, &cancel, &mut |_, _| {})
+        .await
+        .is_err());
+
     // A read-only mount: read in every command, never written.
     let shared = dir.path().join("shared");
     std::fs::create_dir_all(&shared).unwrap();

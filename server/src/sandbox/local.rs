@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
 use tokio_util::sync::CancellationToken;
 
@@ -65,7 +65,18 @@ impl LocalSandbox {
         }
     }
 
-    fn command(&self, workspace: &Path, mounts: &[Mount], request: &ExecRequest) -> Command {
+    /// The command that runs `request`, and, under bubblewrap, what it
+    /// reads on its standard input before anything runs: the session's
+    /// variables as `--setenv` arguments (NUL-separated, `--args 0`), so
+    /// that no value (a secret) is on a command line, which every user of
+    /// the host can read (`ps`). The sandboxed command then finds its input
+    /// ended, as it would with none (/dev/null).
+    fn command(
+        &self,
+        workspace: &Path,
+        mounts: &[Mount],
+        request: &ExecRequest,
+    ) -> Result<(Command, Option<Vec<u8>>)> {
         let secs = format!("{:.3}", request.timeout.as_secs_f64());
         let inner = [
             "timeout",
@@ -76,6 +87,7 @@ impl LocalSandbox {
             "-c",
             &request.command,
         ];
+        let mut setenv = None;
         let mut cmd = match &self.bwrap {
             Some(bwrap) => {
                 let mut c = Command::new(bwrap);
@@ -90,10 +102,17 @@ impl LocalSandbox {
                 // The session's variables are the sandboxed command's, never
                 // bwrap's own: on bwrap (which runs on the host) a variable
                 // such as LD_PRELOAD would load code outside the sandbox.
-                for (name, value) in &request.env {
-                    c.arg("--setenv").arg(name).arg(value);
+                if !request.env.is_empty() {
+                    setenv = Some(setenv_args(&request.env)?);
+                    c.args(["--args", "0"]);
                 }
                 c.args(["--unshare-all", "--die-with-parent", "--new-session", "--"]);
+                if setenv.is_some() {
+                    // bubblewrap closes the input it read them from: the
+                    // command's is /dev/null again (a file it opened would
+                    // otherwise become its input).
+                    c.args(["bash", "-c", "exec </dev/null && exec \"$@\"", "bash"]);
+                }
                 c.args(inner);
                 c
             }
@@ -113,7 +132,10 @@ impl LocalSandbox {
                     workspace
                 },
             )
-            .stdin(Stdio::null())
+            .stdin(match setenv {
+                Some(_) => Stdio::piped(),
+                None => Stdio::null(),
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0)
@@ -123,8 +145,27 @@ impl LocalSandbox {
             // anyway.
             cmd.envs(request.env.iter().map(|(k, v)| (k, v)));
         }
-        cmd
+        Ok((cmd, setenv))
     }
+}
+
+/// `--setenv NAME VALUE` for each variable, NUL-separated as bubblewrap's
+/// `--args` reads them. A NUL inside a name or value would end it there
+/// and begin another argument of bubblewrap's own: refused.
+fn setenv_args(env: &[(String, String)]) -> Result<Vec<u8>> {
+    let mut args = Vec::new();
+    for (name, value) in env {
+        if name.contains('\0') || value.contains('\0') {
+            return Err(SandboxError::Failed(format!(
+                "the variable {name:?} holds a NUL character, which no environment can"
+            )));
+        }
+        for part in ["--setenv", name, value] {
+            args.extend_from_slice(part.as_bytes());
+            args.push(0);
+        }
+    }
+    Ok(args)
 }
 
 /// An empty root with only the system's programs and settings, read-only:
@@ -249,10 +290,15 @@ impl Sandbox for LocalSandbox {
                 )));
             }
         }
-        let mut child = self
-            .command(&workspace, &mounts, request)
+        let (mut command, setenv) = self.command(&workspace, &mounts, request)?;
+        let mut child = command
             .spawn()
             .map_err(|e| SandboxError::Failed(format!("cannot start the command: {e}")))?;
+        if let (Some(args), Some(mut stdin)) = (setenv, child.stdin.take()) {
+            // bubblewrap reads them all before it starts anything. Should it
+            // fail first, its exit status says so.
+            let _ = stdin.write_all(&args).await;
+        }
         let group = child.id().and_then(|id| Pid::from_raw(id as i32));
         let kill = || {
             if let Some(pid) = group {
