@@ -217,6 +217,7 @@ impl Paddock {
         let runner = Arc::new(Runner::new(
             config.clone(),
             store.clone(),
+            auth.clone(),
             journal.clone(),
             sandbox.clone(),
             vault.clone(),
@@ -228,6 +229,7 @@ impl Paddock {
         ));
         let terminals = runner.terminals().clone();
         replicas::spawn_heartbeat(&runner, config.lease());
+        replicas::spawn_owner_watch(&runner, &hub);
         let bus = bus.map(|(bus, inbox)| {
             Follower {
                 hub: hub.clone(),
@@ -317,23 +319,6 @@ impl Paddock {
             }
         });
         Ok(session)
-    }
-
-    /// Refuses to run anything in a session whose owner may no longer run
-    /// sessions (disabled, or made a viewer): what runs there runs on the
-    /// owner's model key, secrets and git token, whoever it is shared with.
-    pub async fn owner_may_run(&self, session: &Session) -> Result<(), AppError> {
-        let Some(owner) = session.owner else {
-            return Ok(());
-        };
-        match self.auth.runner(owner).await? {
-            Some(_) => Ok(()),
-            None => Err(AppError::Conflict(
-                "The session's owner cannot run sessions any more (disabled, or a viewer): \
-                 nothing runs on their credentials. An admin may delete the session."
-                    .into(),
-            )),
-        }
     }
 
     /// Whether the session's permission request `request_id` is open in
@@ -689,7 +674,7 @@ impl Backend for Paddock {
         text: String,
     ) -> Result<(), AppError> {
         let s = self.session_for(caller, id, Access::Operate).await?;
-        self.owner_may_run(&s).await?;
+        self.auth.owner_may_run(&s).await?;
         self.runner.send_prompt(id, text).await
     }
 
@@ -740,7 +725,7 @@ impl Backend for Paddock {
             )));
         }
         let s = self.session_for(caller, id, Access::Operate).await?;
-        self.owner_may_run(&s).await?;
+        self.auth.owner_may_run(&s).await?;
         let by = Some(caller.label());
         match self
             .permissions
@@ -1314,7 +1299,7 @@ impl Backend for Paddock {
 
     async fn push_changes(&self, caller: &Caller, id: SessionId) -> Result<Committed, AppError> {
         let s = self.session_for(caller, id, Access::Operate).await?;
-        self.owner_may_run(&s).await?;
+        self.auth.owner_may_run(&s).await?;
         self.changes.push(&s, caller).await
     }
 

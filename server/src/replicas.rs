@@ -8,6 +8,8 @@
 //!   [`Runner`](crate::engine::Runner)); every lease, it removes the
 //!   sandboxes of sessions that are gone (one a run here made again while
 //!   another replica deleted its session).
+//! - The owner watch: a replica stops the runs and sandboxes of sessions
+//!   whose owner may no longer run sessions (disabled, or made a viewer).
 //! - The follower: what the [`Bus`](crate::bus::Bus) brings from the other
 //!   replicas reaches this one's viewers (events read from the store, in
 //!   order, each once), its runs (Stop), its open permission requests
@@ -28,7 +30,7 @@ use app::domain::SessionId;
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 
 /// Events read from the store at once for viewers here.
 const EVENTS_READ: i64 = 256;
@@ -73,6 +75,48 @@ async fn reap_sandboxes(runner: &Arc<Runner>) {
         Ok(reaped) => tracing::info!(?reaped, "removed the sandboxes of sessions that are gone"),
         Err(e) => tracing::warn!("cannot look for sandboxes whose session is gone: {e}"),
     }
+}
+
+/// How often every replica looks for what runs on the credentials of
+/// owners who may no longer run sessions, besides when it hears of an
+/// access change.
+const OWNER_SWEEP: Duration = Duration::from_secs(60);
+
+/// Stops what runs here on the credentials of owners who may no longer run
+/// sessions (see [`Runner::stop_barred`]): at once when an account's access
+/// changes, here or on another replica, and every [`OWNER_SWEEP`] (an
+/// account changed by the `paddock user` command, which tells no running
+/// server, or a sandbox a terminal still held), for as long as the runner
+/// lives.
+pub fn spawn_owner_watch(runner: &Arc<Runner>, hub: &Hub) {
+    let mut changes = hub.subscribe_access();
+    let runner = Arc::downgrade(runner);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(OWNER_SWEEP);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            let whose = tokio::select! {
+                heard = changes.recv() => match heard {
+                    Ok(whose) => whose,
+                    Err(broadcast::error::RecvError::Lagged(_)) => None,
+                    Err(broadcast::error::RecvError::Closed) => return,
+                },
+                _ = tick.tick() => None,
+            };
+            let Some(runner) = Weak::upgrade(&runner) else {
+                return;
+            };
+            match runner.stop_barred(whose).await {
+                Ok(stopped) if stopped.is_empty() => {}
+                Ok(stopped) => tracing::info!(
+                    ?stopped,
+                    "stopped the sandboxes of owners who may no longer run sessions"
+                ),
+                Err(e) => tracing::warn!("cannot look for what barred owners run: {e}"),
+            }
+        }
+    });
 }
 
 /// Runs `beat` every `period` (the first a period from now), for as long

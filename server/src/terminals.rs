@@ -90,7 +90,7 @@ impl Paddock {
             _ => Ok(()),
         };
         let session = self.session_for(caller, id, Access::Operate).await?;
-        self.owner_may_run(&session).await?;
+        self.auth.owner_may_run(&session).await?;
         read_only(&session)?;
         let info = self.sandbox.info();
         if info.kind != BackendKind::Docker || !info.agent {

@@ -8,8 +8,7 @@ use super::{password, Auth};
 use crate::store::accounts::UserChange;
 use crate::store::StoreError;
 use app::accounts::{check_new_password, display_name, AuditAction, Login, Role, User};
-use app::domain::AppError;
-use app::domain::UserId;
+use app::domain::{AppError, Session, UserId};
 use std::net::IpAddr;
 
 fn no_such_user(id: UserId) -> AppError {
@@ -64,6 +63,23 @@ impl Auth {
             .await?
             .map(|r| r.user)
             .filter(|u| !u.disabled && u.caller().may_create_sessions().is_ok()))
+    }
+
+    /// Refuses to run anything in a session whose owner may no longer run
+    /// sessions (disabled, or made a viewer): what runs there runs on the
+    /// owner's model key, secrets and git token, whoever it is shared with.
+    pub async fn owner_may_run(&self, session: &Session) -> Result<(), AppError> {
+        let Some(owner) = session.owner else {
+            return Ok(());
+        };
+        match self.runner(owner).await? {
+            Some(_) => Ok(()),
+            None => Err(AppError::Conflict(
+                "The session's owner cannot run sessions any more (disabled, or a viewer): \
+                 nothing runs on their credentials. An admin may delete the session."
+                    .into(),
+            )),
+        }
     }
 
     pub async fn user_by_login(&self, login: &str) -> Result<User, AppError> {

@@ -20,6 +20,7 @@
 
 use super::permissions::Permissions;
 use super::{AgentEngine, RunError, PROMPT_MAX_BYTES, QUEUED_PROMPTS_MAX};
+use crate::auth::Auth;
 use crate::config::{AuthSetting, Config};
 use crate::egress::EgressProxy;
 use crate::journal::Journal;
@@ -31,6 +32,7 @@ use crate::vault::Vault;
 use crate::workspace_setup::WorkspaceSetup;
 use app::domain::{
     AppError, Decision, Engine, EnvVar, EventKind, RunFollower, Session, SessionId, SessionStatus,
+    UserId,
 };
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -82,6 +84,8 @@ pub enum Takeover {
 pub struct Runner {
     config: Arc<Config>,
     store: Arc<dyn Store>,
+    /// Whether a session's owner may still run sessions.
+    auth: Arc<Auth>,
     journal: Journal,
     sandbox: Arc<dyn Sandbox>,
     vault: Arc<Vault>,
@@ -122,10 +126,10 @@ impl StartsHeld<'_> {
     }
 }
 
-/// How long a replica shutting down waits for its cancelled runs to end
-/// (their tools killed, their last writes done) before it gives their
-/// leases up all the same.
-const HAND_OFF_WAIT: Duration = Duration::from_secs(5);
+/// How long runs cancelled here are given to end (their tools killed,
+/// their last writes done): before a replica shutting down gives their
+/// leases up all the same, or a barred owner's sandboxes are stopped.
+const RUN_END_WAIT: Duration = Duration::from_secs(5);
 
 fn not_found(session: SessionId) -> AppError {
     AppError::NotFound(format!("Session {session}"))
@@ -145,6 +149,7 @@ impl Runner {
     pub fn new(
         config: Arc<Config>,
         store: Arc<dyn Store>,
+        auth: Arc<Auth>,
         journal: Journal,
         sandbox: Arc<dyn Sandbox>,
         vault: Arc<Vault>,
@@ -161,6 +166,7 @@ impl Runner {
             ),
             config,
             store,
+            auth,
             journal,
             sandbox,
             vault,
@@ -506,14 +512,19 @@ impl Runner {
             }
             runs.keys().copied().collect()
         };
-        let deadline = Instant::now() + HAND_OFF_WAIT;
-        while !lock(&self.runs).is_empty() && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        self.until_ended(&sessions).await;
         for session in sessions {
             if let Err(e) = self.store.release_lease(session, &self.replica).await {
                 tracing::warn!(%session, "cannot give the session's lease up: {e}");
             }
+        }
+    }
+
+    /// Waits until none of `sessions` runs here, at most [`RUN_END_WAIT`].
+    async fn until_ended(&self, sessions: &[SessionId]) {
+        let deadline = Instant::now() + RUN_END_WAIT;
+        while sessions.iter().any(|s| self.is_running(*s)) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
@@ -589,6 +600,67 @@ impl Runner {
                 && (now - s.updated_at).to_std().unwrap_or_default() >= idle
                 && self.stop_unused(session).await
             {
+                stopped.push(session);
+            }
+        }
+        Ok(stopped)
+    }
+
+    /// Stops what runs here on the credentials of owners who may no longer
+    /// run sessions (disabled, or made viewers): `whose` sessions
+    /// (everyone's: `None`). A run here ends, saying why, and its queued
+    /// prompts are dropped; a sandbox stops once nothing uses it (the
+    /// owner's and collaborators' terminals end on the same change, and a
+    /// later sweep stops a sandbox one still held). Returns the sessions
+    /// whose sandbox stopped.
+    pub async fn stop_barred(&self, whose: Option<UserId>) -> anyhow::Result<Vec<SessionId>> {
+        if let Some(user) = whose {
+            if self.auth.runner(user).await?.is_some() {
+                return Ok(Vec::new());
+            }
+        }
+        let running: Vec<SessionId> = lock(&self.runs).keys().copied().collect();
+        let mut up = Vec::new();
+        for found in self.sandbox.list().await? {
+            if found.running || found.paused {
+                up.push(found.session);
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        let mut barred = Vec::new();
+        for session in running.iter().chain(&up) {
+            if !seen.insert(*session) {
+                continue;
+            }
+            let Some(s) = self.store.get_session(*session).await? else {
+                continue;
+            };
+            if whose.is_some_and(|user| s.owner != Some(user)) {
+                continue;
+            }
+            let why = match self.auth.owner_may_run(&s).await {
+                Ok(()) => continue,
+                Err(AppError::Conflict(why)) => why,
+                Err(e) => return Err(e.into()),
+            };
+            if self.is_running(*session) {
+                let message = format!("{why} Its run was stopped.");
+                let _ = self
+                    .journal
+                    .record(*session, EventKind::Error { message })
+                    .await;
+                if let Err(e) = self.stop(*session).await {
+                    tracing::warn!(%session, "cannot stop a barred owner's run: {e}");
+                }
+            }
+            barred.push(*session);
+        }
+        // The runs stopped end first (their tools killed), then what they
+        // used is stopped.
+        self.until_ended(&barred).await;
+        let mut stopped = Vec::new();
+        for session in barred {
+            if up.contains(&session) && self.stop_unused(session).await {
                 stopped.push(session);
             }
         }
@@ -927,6 +999,9 @@ impl Runner {
             .get_session(session)
             .await?
             .ok_or(RunError::Deleted)?;
+        // A prompt queued before its owner was disabled (or made a viewer)
+        // runs on nobody's credentials.
+        self.auth.owner_may_run(&s).await?;
         let secrets = self.secrets(&s).await?;
         s.env.extend(
             secrets

@@ -34,10 +34,15 @@ pub(crate) struct Person {
 }
 
 pub(crate) async fn team(extra: &[&str]) -> Team {
+    team_in("local", extra).await
+}
+
+/// A team whose sessions run in `sandbox` (`docker` or `local`).
+async fn team_in(sandbox: &str, extra: &[&str]) -> Team {
     let home = Home::new();
     let mut flags = vec!["--auth=on".to_owned()];
     flags.extend(extra.iter().map(|a| a.to_string()));
-    let paddock = common::open(&home, "local", &flags).await;
+    let paddock = common::open(&home, sandbox, &flags).await;
     let served = common::serve(paddock.clone()).await;
     let http = Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -663,6 +668,103 @@ async fn an_account_disabled_from_the_command_line_ends_its_streams() {
         .unwrap();
     let limit = Duration::from_secs(40);
     futures_util::future::join_all(open.into_iter().map(|s| ends_within(s, limit))).await;
+}
+
+/// An account disabled (or made a viewer) stops what runs on its
+/// credentials at once: the run under way, with what it queued, and the
+/// sandboxes of its sessions, whose processes could otherwise go on
+/// (reaching the hosts they are allowed) until idle stop.
+#[tokio::test]
+async fn a_barred_owners_runs_and_sandboxes_stop_at_once() {
+    let (model, url) = common::scripted(
+        &json!([
+            {"reply": [{"tool_use": {"name": "bash", "input": {"command": "sleep 300"}}}]},
+            {"reply": "never"}
+        ]),
+        Some("sk-team"),
+    )
+    .await;
+    let flags = common::model_flags(&url, "sk-team");
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let t = team_in("docker", &flags).await;
+    let ann = t.person("ann", Role::Member).await;
+    let vic = t.person("vic", Role::Member).await;
+    let running = t.create(&ann, json!({"name": "long"})).await;
+    let idle = t.create(&vic, json!({"name": "idle"})).await;
+    let container = |s: &Session| format!("paddock-{}", s.id);
+    let up = |s: &Session| {
+        let out = std::process::Command::new("docker")
+            .args(["inspect", "-f", "{{.State.Running}}", &container(s)])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim() == "true"
+    };
+    for text in ["sleep a while", "then this"] {
+        let (status, body) = t
+            .status(
+                t.as_(
+                    &ann,
+                    Method::POST,
+                    &format!("/api/sessions/{}/prompt", running.id),
+                )
+                .json(&json!({"text": text})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    }
+    common::wait_for_tool_call(&t.paddock, running.id).await;
+    for _ in 0..600 {
+        if up(&idle) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(up(&running) && up(&idle));
+
+    t.person("root", Role::Admin).await;
+    let admin = t.paddock.auth.user_by_login("root").await.unwrap().caller();
+    let barred = [("ann", None, Some(true)), ("vic", Some(Role::Viewer), None)];
+    for (login, role, disabled) in barred {
+        let user = t.paddock.auth.user_by_login(login).await.unwrap();
+        app::api::Backend::change_user(&*t.paddock, &admin, user.id, role, disabled)
+            .await
+            .unwrap();
+    }
+    let events = tokio::time::timeout(
+        Duration::from_secs(30),
+        common::wait_idle(&t.paddock, running.id),
+    )
+    .await
+    .expect("the run stops");
+    assert!(
+        common::errors(&events)
+            .iter()
+            .any(|e| e.contains("owner cannot run sessions any more")),
+        "{:?}",
+        common::errors(&events)
+    );
+    assert_eq!(
+        common::last_status(&events),
+        (app::domain::SessionStatus::Idle, Some("Stopped.".into()))
+    );
+    assert_eq!(
+        t.paddock.store.queued_prompts(running.id).await.unwrap(),
+        0,
+        "what it queued is dropped"
+    );
+    for s in [&running, &idle] {
+        let mut stopped = false;
+        for _ in 0..300 {
+            if !up(s) {
+                stopped = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(stopped, "the sandbox of {} stops", s.name);
+    }
+    // Nothing more went to the model on their credentials.
+    assert_eq!(model.requests().len(), 1);
 }
 
 /// A watcher's script pressing Stop in a loop is refused each time, and
