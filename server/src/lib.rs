@@ -25,6 +25,7 @@ pub mod origin;
 pub mod paddock;
 pub mod presence;
 pub mod proxy;
+pub mod replica_lock;
 pub mod replicas;
 pub mod sandbox;
 pub mod secret;
@@ -52,14 +53,17 @@ use tokio::net::TcpListener;
 
 /// Binds the configured address, opens the store and serves until SIGINT
 /// or SIGTERM.
-pub async fn run(config: Config) -> anyhow::Result<()> {
+pub async fn run(mut config: Config) -> anyhow::Result<()> {
     // First: a second Paddock started by mistake on the same address stops
     // here, before its recovery takes the running one's sessions as its own.
     let addr = config.listen_addr();
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
-    let _alone = serve_alone(&config)?;
+    // Named once (a default name may be drawn at random), then held: a
+    // second process of this replica's name stops here too.
+    config.replica = Some(config.replica_name());
+    let _alone = replica_lock::hold(&config).await?;
     open_files_to_the_hard_limit();
     let state = http::AppState::new(&config).await?;
     let bound = listener.local_addr()?;
@@ -94,36 +98,6 @@ fn open_files_to_the_hard_limit() {
             Ok(()) => tracing::debug!("open files: at most {:?} (was {was:?})", limit.current),
             Err(e) => tracing::warn!("cannot raise the open files limit from {was:?}: {e}"),
         }
-    }
-}
-
-/// On SQLite, which one process serves, the lock that says this one does,
-/// held beside the database for as long as it runs: a second Paddock on
-/// the same address stops at the bind, but one in another container on
-/// the same volume binds an address of its own, and the two would take
-/// each other's sessions (both are the replica `local`).
-fn serve_alone(config: &Config) -> anyhow::Result<Option<std::fs::File>> {
-    use std::os::unix::fs::DirBuilderExt;
-    let Some(database) = config.sqlite_file() else {
-        return Ok(None);
-    };
-    let lock = std::path::PathBuf::from(format!("{}.lock", database.display()));
-    if let Some(dir) = lock.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .with_context(|| format!("cannot make the folder {}", dir.display()))?;
-    }
-    match sync::try_lock_file(&lock).with_context(|| format!("cannot lock {}", lock.display()))? {
-        Some(held) => Ok(Some(held)),
-        None => anyhow::bail!(
-            "another Paddock serves the database {} (it holds {}): stop it first, or give \
-             this one a database of its own (two on one SQLite database would take each \
-             other's sessions; replicas share PostgreSQL)",
-            database.display(),
-            lock.display()
-        ),
     }
 }
 

@@ -414,6 +414,78 @@ async fn a_replica_shutting_down_hands_its_sessions_over_at_once() {
     );
 }
 
+/// A second process of a replica's name stops at start, saying why (it
+/// would take the first's sessions as its own); another name starts, and
+/// the name is free again once its holder is gone.
+#[tokio::test]
+async fn a_second_replica_of_one_name_is_refused() {
+    let (_model, model) = crate::common::scripted(&json!([]), None).await;
+    let database = postgres::database().await;
+    let dir = std::fs::canonicalize(tempfile::tempdir().unwrap().keep()).unwrap();
+    let mut first = replica(&dir, "twin", &database, &model);
+    let mut second = crate::common::paddock_command(
+        &dir,
+        &[
+            ("PADDOCK_ADDR", "127.0.0.1:0"),
+            ("DATABASE_URL", &database),
+            ("PADDOCK_REPLICA", "twin"),
+        ],
+    )
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    let started = Instant::now();
+    while second.try_wait().unwrap().is_none() {
+        if started.elapsed() > Duration::from_secs(30) {
+            second.kill().unwrap();
+            panic!("a second replica named twin serves");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let out = second.wait_with_output().unwrap();
+    let said =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{said}");
+    assert!(
+        said.contains("another Paddock replica named \"twin\" serves this database"),
+        "{said}"
+    );
+    let _other = replica(&dir, "other", &database, &model);
+    // The lock's connection lost (as when the database restarts): the lock
+    // is taken again on a new one.
+    let db = sqlx::PgPool::connect(&database).await.unwrap();
+    let holder = "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 1 \
+         AND ((classid::bigint << 32) | objid::bigint) = hashtextextended('paddock replica twin', 0)";
+    let held = || async {
+        sqlx::query_scalar::<_, i32>(holder)
+            .fetch_optional(&db)
+            .await
+            .unwrap()
+    };
+    let pid = held().await.expect("the name is held");
+    sqlx::query("SELECT pg_terminate_backend($1)")
+        .bind(pid)
+        .execute(&db)
+        .await
+        .unwrap();
+    let lost = Instant::now();
+    loop {
+        match held().await {
+            Some(again) if again != pid => break,
+            _ => {
+                assert!(lost.elapsed() < Duration::from_secs(40), "{}", first.log());
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+    // Its connection ends with it, and the lock with that.
+    let again = replica(&dir, "twin", &database, &model);
+    assert!(again.url.starts_with("http://"));
+}
+
 #[tokio::test]
 async fn a_session_made_read_only_on_one_replica_closes_its_terminals_on_another() {
     use crate::terminal::{connect, read_until, type_in};
