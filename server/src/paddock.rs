@@ -13,7 +13,7 @@ use crate::bus::{Bus, BusError, Notice};
 use crate::changes::ChangeReview;
 use crate::config::{Config, SandboxChoice};
 use crate::engine::{
-    AgentEngine, ClaudeCodeEngine, ClaudeCodeSettings, EngineLimits, Engines, NativeEngine,
+    AgentEngine, ClaudeCodeEngine, ClaudeCodeSettings, EngineLimits, Engines, NativeEngine, Owners,
     Permissions, Runner, Takeover,
 };
 use crate::hub::Hub;
@@ -217,10 +217,12 @@ impl Paddock {
         let runner = Arc::new(Runner::new(
             config.clone(),
             store.clone(),
-            auth.clone(),
+            Owners {
+                auth: auth.clone(),
+                vault: vault.clone(),
+            },
             journal.clone(),
             sandbox.clone(),
-            vault.clone(),
             setup.clone(),
             Engines {
                 permissions: permissions.clone(),

@@ -17,7 +17,7 @@ mod runner;
 pub use claude_code::{ClaudeCodeEngine, ClaudeCodeSettings};
 pub use native::NativeEngine;
 pub use permissions::Permissions;
-pub use runner::{Engines, Runner, Takeover};
+pub use runner::{Engines, Owners, Runner, Takeover};
 
 use crate::config::Config;
 use crate::llm::LlmError;

@@ -135,6 +135,14 @@ fn not_found(session: SessionId) -> AppError {
     AppError::NotFound(format!("Session {session}"))
 }
 
+/// What a runner asks about the owners whose credentials its runs spend.
+pub struct Owners {
+    /// Whether an owner may still run sessions.
+    pub auth: Arc<Auth>,
+    /// Their secrets.
+    pub vault: Arc<Vault>,
+}
+
 /// The engines a runner runs sessions with, and the permission requests
 /// they share.
 pub struct Engines {
@@ -149,14 +157,14 @@ impl Runner {
     pub fn new(
         config: Arc<Config>,
         store: Arc<dyn Store>,
-        auth: Arc<Auth>,
+        owners: Owners,
         journal: Journal,
         sandbox: Arc<dyn Sandbox>,
-        vault: Arc<Vault>,
         setup: Arc<WorkspaceSetup>,
         engines: Engines,
     ) -> Self {
         let Engines { permissions, all } = engines;
+        let Owners { auth, vault } = owners;
         Self {
             replica: config.replica_name(),
             egress: EgressProxy::new(
