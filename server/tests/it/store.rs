@@ -1423,6 +1423,36 @@ async fn notification_cursors_see_each_event_once_in_log_order() {
             due.iter().map(|d| d.id).collect::<Vec<_>>()
         };
         assert!(!due().await.contains(&id), "{db}: nothing to tell yet");
+        // A log that grew by nothing that may notify (a process polling a
+        // host all day, text) gives the endpoint nothing to look at: such
+        // sessions, never active, would be read first, 50 at a time, and
+        // could keep a finished session's notice waiting.
+        let chatty = store
+            .create_session(&of_template("chatty"), None)
+            .await
+            .unwrap();
+        for kind in [
+            EventKind::AssistantText { text: "hm".into() },
+            EventKind::Egress {
+                host: "api.example.com".into(),
+                port: 443,
+                allowed: true,
+                sent: 10,
+                received: 20,
+                reason: None,
+            },
+        ] {
+            store.append_event(chatty.id, &kind).await.unwrap();
+        }
+        assert!(!due().await.contains(&id), "{db}: nothing that notifies");
+        assert!(
+            store
+                .sessions_behind(&endpoint, 10)
+                .await
+                .unwrap()
+                .is_empty(),
+            "{db}"
+        );
         // After: its sessions' logs, not the others'.
         let new = store
             .create_session(&of_template("new"), None)

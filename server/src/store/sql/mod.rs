@@ -574,10 +574,12 @@ async fn append_in(
     // which a process left running would do for ever.
     let activity = (!matches!(kind, EventKind::Egress { .. })).then(|| timestamp(at));
     let seq: Option<i64> = sqlx::query_scalar(
-        "UPDATE sessions SET last_seq = last_seq + 1, updated_at = COALESCE($1, updated_at) \
-         WHERE id = $2 RETURNING last_seq",
+        "UPDATE sessions SET last_seq = last_seq + 1, updated_at = COALESCE($1, updated_at), \
+         notable_seq = CASE WHEN $2 THEN last_seq + 1 ELSE notable_seq END \
+         WHERE id = $3 RETURNING last_seq",
     )
     .bind(activity)
+    .bind(notifications::notable(kind))
     .bind(id.to_string())
     .fetch_optional(&mut **tx)
     .await?;

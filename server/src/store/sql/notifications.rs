@@ -5,7 +5,7 @@ use crate::store::notifications::{
     DueEndpoint, Notifications, Redelivery, SealedEndpointSecret, MESSAGES_LISTED,
 };
 use crate::store::{Result, SealedSecret, StoreError};
-use app::domain::{Event, SessionId, UserId};
+use app::domain::{Event, EventKind, SessionId, UserId};
 use app::notifications::{Endpoint, EndpointDraft, EndpointId, Message, Scope};
 use chrono::{DateTime, Utc};
 
@@ -24,9 +24,17 @@ fn in_scope(template: &str, owner: &str, session: &str) -> String {
 fn in_scope_given() -> String {
     in_scope("$2", "$3", "$4")
 }
-/// A session `s` with events past the endpoint's cursor `c` (joined on
-/// the session, `LEFT`: none yet is 0).
-const BEHIND: &str = "s.last_seq > COALESCE(c.last_seq, 0)";
+/// A session `s` with events that may notify past the endpoint's cursor
+/// `c` (joined on the session, `LEFT`: none yet is 0).
+const BEHIND: &str = "s.notable_seq > COALESCE(c.last_seq, 0)";
+/// The events that may notify, by kind: their newest is the session's
+/// `notable_seq`.
+const NOTABLE: [&str; 2] = ["status", "permission_request"];
+
+/// Whether an event of `kind` may notify (see [`NOTABLE`]).
+pub(super) fn notable(kind: &EventKind) -> bool {
+    NOTABLE.contains(&kind.name())
+}
 const MESSAGE_COLUMNS: &str = "endpoint_id, id, session_id, event, state, attempts, \
      response_code, error, created_at, updated_at, tried_since, next_attempt_at";
 
@@ -305,14 +313,15 @@ impl Notifications for SqlStore {
         session: SessionId,
         limit: i64,
     ) -> Result<Vec<Event>> {
-        let rows: Vec<EventRow> = sqlx::query_as(
+        let rows: Vec<EventRow> = sqlx::query_as(&format!(
             "SELECT e.session_id, e.seq, e.at, e.payload FROM events e \
              LEFT JOIN notification_cursors c \
                ON c.endpoint_id = $1 AND c.session_id = e.session_id \
              WHERE e.session_id = $2 AND e.seq > COALESCE(c.last_seq, 0) \
-               AND e.kind IN ('status', 'permission_request') \
+               AND e.kind IN ('{}') \
              ORDER BY e.seq LIMIT $3",
-        )
+            NOTABLE.join("', '")
+        ))
         .bind(endpoint.to_string())
         .bind(session.to_string())
         .bind(limit)
