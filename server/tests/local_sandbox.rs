@@ -89,6 +89,21 @@ async fn local_sandbox_scrubs_env_kills_trees_and_confines_files() {
         seen.first()
     );
     assert_eq!(ran.unwrap().output, format!("read 1|two words|{secret}\n"));
+    // The sandbox's init holds nothing of the host's (bubblewrap opens the
+    // host's /proc after it read the variables: init would have kept it at
+    // 0, and the command could then reach the host's files through it).
+    for env in [vec![], vec![("TOKEN".to_owned(), secret.clone())]] {
+        let request = server::sandbox::ExecRequest {
+            env,
+            ..server::sandbox::ExecRequest::new("ls -l /proc/1/fd; ls /proc/1/fd/0/ | head -3")
+        };
+        let held = sandbox
+            .exec(session, &request, &cancel, &mut ignore)
+            .await
+            .unwrap();
+        assert!(!held.output.contains("-> /proc"), "{}", held.output);
+        assert!(held.output.contains("0 -> /dev/null"), "{}", held.output);
+    }
     // A NUL would begin an argument of bubblewrap's own: refused.
     let smuggled = server::sandbox::ExecRequest {
         env: vec![("X".into(), "a\0--bind\0/\0/host".into())],

@@ -15,6 +15,7 @@ use super::{
 use crate::sync::lock;
 use app::domain::SessionId;
 use app::files::DiskUse;
+use command_fds::{CommandFdExt, FdMapping};
 use rustix::process::{kill_process_group, Pid, Signal};
 use std::collections::HashMap;
 use std::os::unix::process::ExitStatusExt;
@@ -22,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::Command;
 use tokio_util::sync::CancellationToken;
 
@@ -65,18 +66,17 @@ impl LocalSandbox {
         }
     }
 
-    /// The command that runs `request`, and, under bubblewrap, what it
-    /// reads on its standard input before anything runs: the session's
-    /// variables as `--setenv` arguments (NUL-separated, `--args 0`), so
-    /// that no value (a secret) is on a command line, which every user of
-    /// the host can read (`ps`). The sandboxed command then finds its input
-    /// ended, as it would with none (/dev/null).
+    /// The command that runs `request`, and, under bubblewrap, what to
+    /// write to it once started: the session's variables as `--setenv`
+    /// arguments, which bubblewrap reads from a pipe (`--args`), so that no
+    /// value (a secret) is on a command line, which every user of the host
+    /// can read (`ps`).
     fn command(
         &self,
         workspace: &Path,
         mounts: &[Mount],
         request: &ExecRequest,
-    ) -> Result<(Command, Option<Vec<u8>>)> {
+    ) -> Result<(Command, Option<EnvArgs>)> {
         let secs = format!("{:.3}", request.timeout.as_secs_f64());
         let inner = [
             "timeout",
@@ -103,16 +103,23 @@ impl LocalSandbox {
                 // bwrap's own: on bwrap (which runs on the host) a variable
                 // such as LD_PRELOAD would load code outside the sandbox.
                 if !request.env.is_empty() {
-                    setenv = Some(setenv_args(&request.env)?);
-                    c.args(["--args", "0"]);
+                    let args = setenv_args(&request.env)?;
+                    let (reader, writer) = std::io::pipe()
+                        .map_err(|e| SandboxError::Failed(format!("cannot make a pipe: {e}")))?;
+                    // Not its standard input: bubblewrap closes the file
+                    // it read them from, then opens the host's /proc,
+                    // which takes the lowest number free. Its init keeps
+                    // 0 to 2 open, and closes the others, so the host's
+                    // /proc must land at 3 or above.
+                    c.fd_mappings(vec![FdMapping {
+                        parent_fd: reader.into(),
+                        child_fd: ARGS_FD,
+                    }])
+                    .map_err(|e| SandboxError::Failed(format!("cannot pass a pipe: {e}")))?;
+                    c.args(["--args", &ARGS_FD.to_string()]);
+                    setenv = Some(EnvArgs { writer, args });
                 }
                 c.args(["--unshare-all", "--die-with-parent", "--new-session", "--"]);
-                if setenv.is_some() {
-                    // bubblewrap closes the input it read them from: the
-                    // command's is /dev/null again (a file it opened would
-                    // otherwise become its input).
-                    c.args(["bash", "-c", "exec </dev/null && exec \"$@\"", "bash"]);
-                }
                 c.args(inner);
                 c
             }
@@ -132,10 +139,7 @@ impl LocalSandbox {
                     workspace
                 },
             )
-            .stdin(match setenv {
-                Some(_) => Stdio::piped(),
-                None => Stdio::null(),
-            })
+            .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0)
@@ -146,6 +150,28 @@ impl LocalSandbox {
             cmd.envs(request.env.iter().map(|(k, v)| (k, v)));
         }
         Ok((cmd, setenv))
+    }
+}
+
+/// The file bubblewrap reads the session's variables from.
+const ARGS_FD: i32 = 3;
+
+/// The session's variables for bubblewrap, and the pipe they go down.
+struct EnvArgs {
+    writer: std::io::PipeWriter,
+    args: Vec<u8>,
+}
+
+impl EnvArgs {
+    /// Writes them for bubblewrap, which reads them all before it starts
+    /// anything, apart (the pipe holds 64 KiB): should bubblewrap end
+    /// first, or be killed, the write fails, and its exit says why.
+    fn send(self) {
+        let Self { mut writer, args } = self;
+        tokio::task::spawn_blocking(move || {
+            use std::io::Write;
+            let _ = writer.write_all(&args);
+        });
     }
 }
 
@@ -290,14 +316,14 @@ impl Sandbox for LocalSandbox {
                 )));
             }
         }
-        let (mut command, setenv) = self.command(&workspace, &mounts, request)?;
+        let (mut command, env_args) = self.command(&workspace, &mounts, request)?;
         let mut child = command
             .spawn()
             .map_err(|e| SandboxError::Failed(format!("cannot start the command: {e}")))?;
-        if let (Some(args), Some(mut stdin)) = (setenv, child.stdin.take()) {
-            // bubblewrap reads them all before it starts anything. Should it
-            // fail first, its exit status says so.
-            let _ = stdin.write_all(&args).await;
+        // (The command holds the pipe's other end until it goes.)
+        drop(command);
+        if let Some(env_args) = env_args {
+            env_args.send();
         }
         let group = child.id().and_then(|id| Pid::from_raw(id as i32));
         let kill = || {
