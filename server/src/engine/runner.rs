@@ -402,7 +402,7 @@ impl Runner {
             }
         };
         if start {
-            self.spawn_drive(session, false);
+            self.spawn_drive(session, false, None);
         }
         Ok(())
     }
@@ -754,7 +754,14 @@ impl Runner {
         } else {
             Takeover::Queued
         };
-        self.spawn_drive(session, how == Takeover::Resumed);
+        // A run cut off may have taken several queued prompts as one turn,
+        // and left the queue's other entries for them: each is skipped from
+        // where that run started, rather than run with nothing new.
+        let last_start = match how {
+            Takeover::Resumed => None,
+            Takeover::Interrupted | Takeover::Queued => self.run_started(session).await,
+        };
+        self.spawn_drive(session, how == Takeover::Resumed, last_start);
         Ok(Some(how))
     }
 
@@ -768,9 +775,9 @@ impl Runner {
 
     /// Runs the session's queue on a task of its own; its [`Run`] is
     /// registered already.
-    fn spawn_drive(self: &Arc<Self>, session: SessionId, resumed: bool) {
+    fn spawn_drive(self: &Arc<Self>, session: SessionId, resumed: bool, last_start: Option<i64>) {
         let me = self.clone();
-        tokio::spawn(async move { me.drive(session, resumed).await });
+        tokio::spawn(async move { me.drive(session, resumed, last_start).await });
     }
 
     /// Holds the session's lease while prompts are queued, and runs them
@@ -778,12 +785,13 @@ impl Runner {
     /// decision). Gives the lease up when the queue is empty, then looks
     /// again: a prompt stored meanwhile by a replica that found the lease
     /// taken is this loop's to run.
-    async fn drive(&self, session: SessionId, mut resumed: bool) {
-        // Where the last run here started: the prompts stored before then
-        // went to the model with it or before (both engines give a run all
-        // those not given yet, as one turn; those stored since are the
-        // next run's).
-        let mut last_start: Option<i64> = None;
+    ///
+    /// `last_start` is where the last run started (here, or before a
+    /// takeover): the prompts stored before then went to the model with it
+    /// or before (both engines give a run all those not given yet, as one
+    /// turn; those stored since are the next run's), so a queue entry with
+    /// none stored since is skipped.
+    async fn drive(&self, session: SessionId, mut resumed: bool, mut last_start: Option<i64>) {
         loop {
             let asked = Instant::now();
             let leased = self.lease(session).await;

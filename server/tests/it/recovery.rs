@@ -272,6 +272,50 @@ async fn sigkill_mid_turn_loses_no_stored_event_and_the_session_resumes() {
     finish(server, &session, &dir).await;
 }
 
+/// Prompts sent while a run works go to the next run as one turn, which
+/// takes one of their queue entries and leaves the others to be skipped.
+/// Cut off by a crash, that run is interrupted, and nothing runs after the
+/// restart until someone sends a prompt: the entries it left are not runs
+/// with nothing new (which went on with the interrupted work on their own).
+#[tokio::test]
+async fn prompts_taken_as_one_turn_by_a_run_cut_off_do_not_run_again() {
+    let (model, url) = scripted(serde_json::json!([
+        {"reply": [{"tool_use": {"name": "bash", "input": {"command": "echo one > one.txt; sleep 3"}}}]},
+        {"reply": "First done."},
+        {"expect": {"contains": ["second task", "third task"]},
+         "reply": [{"tool_use": {"name": "bash", "input": {"command": "echo two > two.txt; sleep 60"}}}]},
+        {"expect": {"contains": ["fourth task"]}, "reply": "Fourth done."}
+    ]))
+    .await;
+    let env = model_env(&url);
+    let dir = std::fs::canonicalize(tempfile::tempdir().unwrap().keep()).unwrap();
+    let server = start_with(&dir, "127.0.0.1:0", &env);
+    let session = create(
+        &server,
+        serde_json::json!({"name": "queued", "permission_mode": "auto"}),
+    )
+    .await;
+    let workspace = dir.join("workspaces").join(session.id.to_string());
+    prompt(&server, &session, "first task").await;
+    wait_for(|| workspace.join("one.txt").exists()).await;
+    prompt(&server, &session, "second task").await;
+    prompt(&server, &session, "third task").await;
+    wait_for(|| workspace.join("two.txt").exists()).await;
+    assert_eq!(model.requests().len(), 3);
+
+    let server = crash_and_restart(server, &dir, &env);
+    wait_status(&server, &session, SessionStatus::Interrupted).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let s: Session = call(&server, "get_session", &[("id", &session.id.to_string())]).await;
+    assert_eq!(s.status, SessionStatus::Interrupted);
+    assert_eq!(model.requests().len(), 3, "nothing ran after the restart");
+
+    prompt(&server, &session, "fourth task").await;
+    wait_status(&server, &session, SessionStatus::Idle).await;
+    assert_eq!(model.requests().len(), 4);
+    finish(server, &session, &dir).await;
+}
+
 /// Crashes the server while the session's permission request is open,
 /// starts it again, allows the request and waits for the run to end.
 async fn allow_after_a_crash(
