@@ -29,6 +29,9 @@ use std::time::Duration;
 /// a lost one is opened again.
 const CHECK_EVERY: Duration = Duration::from_secs(10);
 
+/// How long the name's connection may take to answer a ping.
+const PING_WITHIN: Duration = Duration::from_secs(5);
+
 /// How long a replica starting waits for its name's lock: about as long
 /// as PostgreSQL takes to find the connection of a machine that died
 /// ([`KEEPALIVES`]).
@@ -134,7 +137,12 @@ async fn keep(url: String, name: String, conn: PgConnection) {
     loop {
         tokio::time::sleep(CHECK_EVERY).await;
         if let Some(conn) = &mut held {
-            if conn.ping().await.is_ok() {
+            // Within the time PostgreSQL gives a silent connection: a ping
+            // on one half-open would wait for TCP's retries.
+            if matches!(
+                tokio::time::timeout(PING_WITHIN, conn.ping()).await,
+                Ok(Ok(()))
+            ) {
                 continue;
             }
             tracing::warn!("the connection holding this replica's name was lost: taking it again");

@@ -106,6 +106,9 @@ pub struct Runner {
     owner_starts: Mutex<HashMap<app::domain::UserId, Arc<tokio::sync::Mutex<()>>>>,
     /// The terminals open here: a session with one is in use.
     terminals: TerminalSlots,
+    /// The owners barred from running sessions whose sessions were looked
+    /// through since they were (see [`Runner::stop_barred`]).
+    barred_swept: Mutex<std::collections::HashSet<UserId>>,
     /// Set once this replica hands its sessions off: it starts no run.
     closing: AtomicBool,
 }
@@ -185,6 +188,7 @@ impl Runner {
             starts: Mutex::default(),
             owner_starts: Mutex::default(),
             terminals: TerminalSlots::default(),
+            barred_swept: Mutex::default(),
             closing: AtomicBool::new(false),
         }
     }
@@ -621,11 +625,23 @@ impl Runner {
     /// owner's and collaborators' terminals end on the same change, and a
     /// later sweep stops a sandbox one still held). Returns the sessions
     /// whose sandbox stopped.
+    ///
+    /// A barred owner's sessions are looked through once for their access
+    /// changes (nothing of theirs starts after): the others (a viewer's
+    /// sign-outs, tokens, shares) cost one read. Everyone's look (`None`)
+    /// goes through all again.
     pub async fn stop_barred(&self, whose: Option<UserId>) -> anyhow::Result<Vec<SessionId>> {
-        if let Some(user) = whose {
-            if self.auth.runner(user).await?.is_some() {
-                return Ok(Vec::new());
+        match whose {
+            Some(user) => {
+                if self.auth.runner(user).await?.is_some() {
+                    lock(&self.barred_swept).remove(&user);
+                    return Ok(Vec::new());
+                }
+                if !lock(&self.barred_swept).insert(user) {
+                    return Ok(Vec::new());
+                }
             }
+            None => lock(&self.barred_swept).clear(),
         }
         let running: Vec<SessionId> = lock(&self.runs).keys().copied().collect();
         let mut up = Vec::new();
