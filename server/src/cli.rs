@@ -248,7 +248,7 @@ async fn on_store(config: Config, command: StoreCommand) -> anyhow::Result<()> {
                 .await
                 .map_err(fail)?;
             println!(
-                "Set a new password for {}; their browser sessions ended.",
+                "Set a new password for {}; their browser sessions ended and their API tokens are revoked.",
                 user.login
             );
         }

@@ -128,7 +128,7 @@ impl Auth {
             &caller.label(),
             AuditAction::TokenCreated,
             &token.name,
-            "",
+            &format!("id {}", token.id),
             address,
         )
         .await;
@@ -157,7 +157,7 @@ impl Auth {
         address: Option<IpAddr>,
     ) -> Result<(), AppError> {
         let user = signed_in_user(caller)?;
-        if !self.store.revoke_api_token(user, id).await? {
+        if self.store.revoke_api_tokens(user, Some(id)).await? == 0 {
             return Err(AppError::NotFound(format!("Live token {id}")));
         }
         self.hub.access_changed(user);

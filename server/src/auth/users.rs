@@ -112,8 +112,10 @@ impl Auth {
         Ok(hash)
     }
 
-    /// Sets someone's password (an admin, or the command line): their
-    /// browser sessions end.
+    /// Sets someone's password (an admin, or the command line), as when
+    /// it may be known to someone else: their browser sessions end, and
+    /// their API tokens are revoked (one made with the password would
+    /// outlive it).
     pub async fn reset_password(
         &self,
         actor: &str,
@@ -121,12 +123,21 @@ impl Auth {
         new_password: &str,
         address: Option<IpAddr>,
     ) -> Result<(), AppError> {
+        let login = self
+            .store
+            .user_by_id(user)
+            .await?
+            .ok_or_else(|| no_such_user(user))?
+            .user
+            .login;
         self.set_password(user, new_password).await?;
+        let revoked = self.store.revoke_api_tokens(user, None).await?;
+        self.hub.access_changed(user);
         self.audit(
             actor,
             AuditAction::UserChanged,
-            &user.to_string(),
-            "password reset",
+            &login,
+            &format!("password reset, {revoked} API tokens revoked"),
             address,
         )
         .await;

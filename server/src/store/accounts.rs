@@ -128,8 +128,9 @@ pub trait Accounts: Send + Sync {
     async fn api_token_by_hash(&self, sha256: &str) -> Result<Option<TokenRecord>>;
     async fn api_token(&self, id: uuid::Uuid) -> Result<Option<TokenRecord>>;
     async fn list_api_tokens(&self, user: UserId) -> Result<Vec<ApiToken>>;
-    /// `false` when the user has no such live token.
-    async fn revoke_api_token(&self, user: UserId, id: uuid::Uuid) -> Result<bool>;
+    /// Revokes the user's live token `id` (every one of theirs: `None`);
+    /// how many were.
+    async fn revoke_api_tokens(&self, user: UserId, id: Option<uuid::Uuid>) -> Result<u64>;
     async fn touch_api_token(&self, id: uuid::Uuid, at: DateTime<Utc>) -> Result<()>;
 
     async fn share_level(&self, session: SessionId, user: UserId) -> Result<Option<ShareLevel>>;

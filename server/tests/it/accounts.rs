@@ -767,6 +767,41 @@ async fn a_barred_owners_runs_and_sandboxes_stop_at_once() {
     assert_eq!(model.requests().len(), 1);
 }
 
+/// An admin resetting someone's password (their password may be known to
+/// someone else) revokes their API tokens too, which would outlive it, and
+/// ends the streams opened with them; the audit log names whose.
+#[tokio::test]
+async fn a_password_reset_revokes_the_persons_tokens() {
+    let t = team(&[]).await;
+    let kim = t.person("kim", Role::Member).await;
+    let other = t.person("lou", Role::Member).await;
+    let admin = t.person("root", Role::Admin).await;
+    let updates = open_stream(t.as_(&kim, Method::GET, "/api/updates")).await;
+    let id = t.paddock.auth.user_by_login("kim").await.unwrap().id;
+    let (status, text) = t
+        .status(
+            t.with_cookie(&admin.cookie, Method::POST, "/api/reset_password")
+                .form(&[
+                    ("id", id.to_string().as_str()),
+                    ("password", "a new one, long"),
+                ]),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    ends(updates).await;
+    let (status, _) = t.status(t.as_(&kim, Method::GET, "/api/sessions")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = t.status(t.as_(&other, Method::GET, "/api/sessions")).await;
+    assert_eq!(status, StatusCode::OK, "nobody else's");
+    let audit = t.paddock.store.audit_log(None, 50).await.unwrap();
+    assert!(
+        audit
+            .iter()
+            .any(|e| e.target == "kim" && e.detail == "password reset, 1 API tokens revoked"),
+        "{audit:?}"
+    );
+}
+
 /// A watcher's script pressing Stop in a loop is refused each time, and
 /// audited a few times a minute: the audit log does not grow at its rate.
 #[tokio::test]

@@ -488,9 +488,23 @@ async fn users_tokens_browser_sessions_and_shares() {
         let found = store.api_token_by_hash("sha-ci").await.unwrap().unwrap();
         assert_eq!((found.user, found.token.clone()), (ada.id, token.clone()));
         store.touch_api_token(token.id, now).await.unwrap();
-        assert!(!store.revoke_api_token(bob.id, token.id).await.unwrap());
-        assert!(store.revoke_api_token(ada.id, token.id).await.unwrap());
-        assert!(!store.revoke_api_token(ada.id, token.id).await.unwrap());
+        let revoke = |user: app::domain::UserId, id| store.revoke_api_tokens(user, id);
+        assert_eq!(revoke(bob.id, Some(token.id)).await.unwrap(), 0);
+        assert_eq!(revoke(ada.id, Some(token.id)).await.unwrap(), 1);
+        assert_eq!(revoke(ada.id, Some(token.id)).await.unwrap(), 0);
+        // Every live one of theirs at once, and no one else's.
+        for (user, name) in [(ada.id, "a"), (ada.id, "b"), (bob.id, "c")] {
+            let other = ApiToken {
+                id: uuid::Uuid::now_v7(),
+                name: name.into(),
+                ..token.clone()
+            };
+            let hash = format!("sha-{name}");
+            store.insert_api_token(user, &other, &hash).await.unwrap();
+        }
+        assert_eq!(revoke(ada.id, None).await.unwrap(), 2);
+        assert_eq!(revoke(ada.id, None).await.unwrap(), 0);
+        assert_eq!(revoke(bob.id, None).await.unwrap(), 1);
         let listed = store.list_api_tokens(ada.id).await.unwrap();
         assert_eq!(listed[0].last_used_at, Some(now));
         assert!(listed[0].revoked_at.is_some());

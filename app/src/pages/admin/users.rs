@@ -52,7 +52,7 @@ pub fn UsersPage() -> impl IntoView {
             {move || add.value().get().and_then(Result::err).map(|e| view! { <ErrorNote message=e.to_string() /> })}
             {move || change.value().get().and_then(Result::err).map(|e| view! { <ErrorNote message=e.to_string() /> })}
             {move || reset.value().get().map(|r| match r {
-                Ok(()) => view! { <p role="status" class="text-sm text-emerald-700 dark:text-emerald-400">"Password set; that user is signed out everywhere."</p> }.into_any(),
+                Ok(()) => view! { <p role="status" class="text-sm text-emerald-700 dark:text-emerald-400">"Password set; that user is signed out everywhere, and their API tokens are revoked."</p> }.into_any(),
                 Err(e) => view! { <ErrorNote message=e.to_string() /> }.into_any(),
             })}
             <Suspense>

@@ -348,16 +348,17 @@ impl Accounts for SqlStore {
             .collect()
     }
 
-    async fn revoke_api_token(&self, user: UserId, id: uuid::Uuid) -> Result<bool> {
+    async fn revoke_api_tokens(&self, user: UserId, id: Option<uuid::Uuid>) -> Result<u64> {
         let done = sqlx::query(
-            "UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND user_id = $3 AND revoked_at IS NULL",
+            "UPDATE api_tokens SET revoked_at = $1 \
+             WHERE ($2 = '' OR id = $2) AND user_id = $3 AND revoked_at IS NULL",
         )
         .bind(timestamp(Utc::now()))
-        .bind(id.to_string())
+        .bind(id.map(|id| id.to_string()).unwrap_or_default())
         .bind(user.to_string())
         .execute(&self.pool)
         .await?;
-        Ok(done.rows_affected() > 0)
+        Ok(done.rows_affected())
     }
 
     async fn touch_api_token(&self, id: uuid::Uuid, at: DateTime<Utc>) -> Result<()> {
