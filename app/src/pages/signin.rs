@@ -15,6 +15,7 @@ pub(super) fn message(code: &str) -> &'static str {
     match code {
         "wrong" => "Wrong login or password.",
         "limited" => "Too many attempts: wait a minute, then try again.",
+        "busy" => "The server is busy checking other sign-ins: try again in a moment.",
         "taken" => "That login is taken.",
         "refused" => "This link is no longer valid: look for the current one in the server's log.",
         _ => {

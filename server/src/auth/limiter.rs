@@ -1,8 +1,10 @@
 //! Sign-in attempts, limited per account from one address (an IPv6
-//! site), per account from everywhere, and per address (GCRA, from the
-//! governor crate): guessing one person's password from one address, or
-//! many people's, slows to a few tries a minute; guessing it from many
-//! addresses, to one every two seconds. One guessing from elsewhere holds
+//! site), per account from everywhere, per address and per IPv6 site
+//! (GCRA, from the governor crate): guessing one person's password from one
+//! address, or many people's, slows to a few tries a minute; guessing it
+//! from many addresses, to one every two seconds. A site's many /64s
+//! together keep within a few attempts a second, so that one holder of a
+//! /48 cannot keep the password checks busy for everyone. One guessing from elsewhere holds
 //! back that person's own sign-in only at the second limit. Attempts are
 //! counted before the password is checked, and for unknown logins too, so
 //! the limit says nothing about which accounts exist.
@@ -23,6 +25,9 @@ pub const PER_LOGIN_EVERYWHERE_PER_MINUTE: u32 = 30;
 /// Attempts per minute from one address (behind a reverse proxy, every
 /// client shares the proxy's address, hence more).
 pub const PER_ADDRESS_PER_MINUTE: u32 = 30;
+/// Attempts per minute from one IPv6 site (a /48; an IPv4 address is its
+/// own, held to the address's limit first).
+pub const PER_SITE_PER_MINUTE: u32 = 120;
 /// Refused actions audited per minute for one caller.
 pub const REFUSALS_AUDITED_PER_MINUTE: u32 = 10;
 /// Keys kept before old ones are dropped.
@@ -85,6 +90,7 @@ pub struct SignInLimiter {
     by_login_from: Keyed<(String, Option<IpAddr>)>,
     by_login: Keyed<String>,
     by_address: Keyed<IpAddr>,
+    by_site: Keyed<IpAddr>,
 }
 
 impl Default for SignInLimiter {
@@ -93,6 +99,7 @@ impl Default for SignInLimiter {
             by_login_from: Keyed::per_minute(PER_LOGIN_PER_MINUTE),
             by_login: Keyed::per_minute(PER_LOGIN_EVERYWHERE_PER_MINUTE),
             by_address: Keyed::per_minute(PER_ADDRESS_PER_MINUTE),
+            by_site: Keyed::per_minute(PER_SITE_PER_MINUTE),
         }
     }
 }
@@ -100,14 +107,15 @@ impl Default for SignInLimiter {
 impl SignInLimiter {
     /// Counts one attempt; refused when any limit is reached.
     pub fn attempt(&self, login: &str, address: Option<IpAddr>) -> Result<(), AppError> {
-        let address_ok = address.is_none_or(|a| self.by_address.allows(&network_of(a, 64)));
+        // Per site (an IPv6 /48): one person commonly holds many /64s.
+        let site = address.map(|a| network_of(a, 48));
+        let address_ok = address.is_none_or(|a| self.by_address.allows(&network_of(a, 64)))
+            && site.is_none_or(|s| self.by_site.allows(&s));
         // Attempts held back by their address count for no login (nor
         // keep a key for one); those held back from one address do not
         // count everywhere: one address alone cannot reach the limit for
         // all.
         let login = login.to_lowercase();
-        // Per site (an IPv6 /48): one person commonly holds many /64s.
-        let site = address.map(|a| network_of(a, 48));
         let login_ok = address_ok
             && self.by_login_from.allows(&(login.clone(), site))
             && self.by_login.allows(&login);
@@ -213,6 +221,23 @@ mod tests {
         let same_site: IpAddr = "2001:db8:7:ff::1".parse().unwrap();
         assert!(limiter.attempt("ada", Some(same_site)).is_err());
         let elsewhere: IpAddr = "2001:db8:8::1".parse().unwrap();
+        assert!(limiter.attempt("ada", Some(elsewhere)).is_ok());
+    }
+
+    #[test]
+    fn one_sites_many_machines_are_held_back_together() {
+        let limiter = SignInLimiter::default();
+        // A new /64 and a new login each time: within every other limit.
+        let from = |i: u32| -> IpAddr { format!("2001:db8:9:{i:x}::1").parse().unwrap() };
+        let allowed = (0..2 * PER_SITE_PER_MINUTE)
+            .filter(|i| {
+                limiter
+                    .attempt(&format!("guess{i}"), Some(from(*i)))
+                    .is_ok()
+            })
+            .count();
+        assert_eq!(allowed, PER_SITE_PER_MINUTE as usize);
+        let elsewhere: IpAddr = "2001:db8:a::1".parse().unwrap();
         assert!(limiter.attempt("ada", Some(elsewhere)).is_ok());
     }
 }

@@ -315,11 +315,12 @@ impl Auth {
         let (user, hash) = match record {
             Some(r) if matches && !r.user.disabled => (r.user, r.password_hash),
             _ => {
-                // A few a minute from one address are audited, the rest
-                // logged: guesses of ever new logins (not held back by the
-                // logins' limits) must not fill the audit log.
+                // A few a minute from one address (an IPv6 site: its /64s
+                // are many) are audited, the rest logged: guesses of ever
+                // new logins (not held back by the logins' limits) must not
+                // fill the audit log.
                 let from =
-                    address.map_or_else(String::new, |a| limiter::network_of(a, 64).to_string());
+                    address.map_or_else(String::new, |a| limiter::network_of(a, 48).to_string());
                 if self.refusals.told(&format!("sign-in from {from}")) {
                     self.audit(&claimed, AuditAction::SignInFailed, "", "", address)
                         .await;

@@ -50,6 +50,7 @@ fn code(error: &AppError) -> &'static str {
     match error {
         AppError::Unauthenticated(_) => "wrong",
         AppError::RateLimited(_) => "limited",
+        AppError::Unavailable(_) => "busy",
         AppError::Conflict(_) => "taken",
         AppError::Forbidden(_) => "refused",
         _ => "invalid",
