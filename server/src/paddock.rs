@@ -785,9 +785,13 @@ impl Backend for Paddock {
         self.auth.setup_token_valid(token)
     }
 
-    async fn server_info(&self) -> ServerInfo {
+    async fn server_info(&self, caller: &Caller) -> ServerInfo {
         let info = self.sandbox.info();
-        let configured = self.vault.has_llm_credential().await.unwrap_or(true);
+        let configured = self
+            .vault
+            .has_llm_credential(caller.user)
+            .await
+            .unwrap_or(true);
         let mountable = if info.read_only_mounts {
             self.config
                 .mount_allow

@@ -439,14 +439,19 @@ impl Vault {
         Ok(vars)
     }
 
-    /// Whether any model credential exists at all (for the dashboard's
-    /// "no credentials" warning).
-    pub async fn has_llm_credential(&self) -> Result<bool, StoreError> {
+    /// Whether a model credential would run the sessions of `owner` (as
+    /// [`Vault::llm_credential`] picks one), for the dashboard's "no
+    /// credentials" warning: someone else's own key runs none of theirs.
+    pub async fn has_llm_credential(&self, owner: Option<UserId>) -> Result<bool, StoreError> {
+        if self.environment.is_some() {
+            return Ok(true);
+        }
+        let usable = [
+            Some(CredentialId::model_key(CredentialScope::Server)),
+            owner.map(|user| CredentialId::model_key(CredentialScope::User(user))),
+        ];
         let saved = self.store.list_credentials().await?;
-        Ok(self.environment.is_some()
-            || saved
-                .iter()
-                .any(|c| c.id.kind == CredentialKind::AnthropicApiKey))
+        Ok(saved.iter().any(|c| usable.contains(&Some(c.id.clone()))))
     }
 }
 

@@ -77,7 +77,9 @@ pub(crate) mod ssr {
         ) -> Result<(), AppError>;
         /// Removes the session, its sandbox and its workspace.
         async fn delete_session(&self, caller: &Caller, id: SessionId) -> Result<(), AppError>;
-        async fn server_info(&self) -> ServerInfo;
+        /// What the server offers, as `caller` sees it (whether a model
+        /// key would run their sessions).
+        async fn server_info(&self, caller: &Caller) -> ServerInfo;
         /// Whether `token` is the first-admin setup link's, still unused.
         fn setup_link_open(&self, token: &str) -> bool;
         /// Up to `limit` events with `seq > after`, oldest first.
@@ -696,7 +698,7 @@ pub async fn open_session(id: String) -> Result<SessionView, AppError> {
                 session,
                 page: events.into(),
                 people,
-                terminals: backend.server_info().await.terminals,
+                terminals: backend.server_info(&caller).await.terminals,
             })
         }
         .await,
@@ -790,8 +792,8 @@ pub async fn delete_session(id: String) -> Result<(), AppError> {
 pub async fn get_server_info() -> Result<ServerInfo, AppError> {
     ssr::respond(
         async {
-            ssr::caller()?;
-            Ok(ssr::backend()?.server_info().await)
+            let caller = ssr::caller()?;
+            Ok(ssr::backend()?.server_info(&caller).await)
         }
         .await,
     )

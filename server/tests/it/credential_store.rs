@@ -6,6 +6,7 @@
 //! public address, and the `paddock user` command.
 
 use crate::common::{self, paddock_command, start_with, Binary};
+use app::accounts::{CredentialId, CredentialScope};
 use app::domain::{EventKind, Session, SessionStatus};
 use reqwest::{header, Client, StatusCode};
 use serde_json::json;
@@ -670,9 +671,37 @@ async fn a_model_key_set_empty_is_no_key() {
         "--anthropic-auth-token= ".to_owned(),
     ];
     let paddock = common::open(&home, "local", &blank).await;
-    assert!(!paddock.vault.has_llm_credential().await.unwrap());
+    assert!(!paddock.vault.has_llm_credential(None).await.unwrap());
+    // One person's own key runs their sessions only: another is still told
+    // theirs would fail; the server's runs everyone's.
+    let (ann, bob) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+    let save = |scope| {
+        let paddock = paddock.clone();
+        async move {
+            paddock
+                .vault
+                .save_audited(
+                    &paddock.auth,
+                    "test",
+                    None,
+                    CredentialId::model_key(scope),
+                    "sk-ant-someones-1234",
+                )
+                .await
+                .unwrap();
+        }
+    };
+    save(CredentialScope::User(ann)).await;
+    let has = |who| {
+        let paddock = paddock.clone();
+        async move { paddock.vault.has_llm_credential(who).await.unwrap() }
+    };
+    assert!(has(Some(ann)).await);
+    assert!(!has(Some(bob)).await && !has(None).await);
+    save(CredentialScope::Server).await;
+    assert!(has(Some(bob)).await && has(None).await);
     let set = ["--anthropic-api-key=sk-ant-given".to_owned()];
     let home = common::Home::new();
     let paddock = common::open(&home, "local", &set).await;
-    assert!(paddock.vault.has_llm_credential().await.unwrap());
+    assert!(paddock.vault.has_llm_credential(None).await.unwrap());
 }

@@ -148,7 +148,11 @@ async fn without_an_allowlist_nothing_is_mounted_and_local_sandboxes_mount_too()
         refused.to_string().contains("PADDOCK_MOUNT_ALLOW"),
         "{refused}"
     );
-    assert!(docker.server_info().await.mountable.is_empty());
+    assert!(docker
+        .server_info(&Caller::local_operator())
+        .await
+        .mountable
+        .is_empty());
 
     // Local sandboxes mount under bubblewrap (the local backend's own
     // test reads and fails to write one).
@@ -161,7 +165,7 @@ async fn without_an_allowlist_nothing_is_mounted_and_local_sandboxes_mount_too()
         .unwrap();
     assert_eq!(s.mounts[0].target(), "/mnt/x");
     assert_eq!(
-        local.server_info().await.mountable,
+        local.server_info(&Caller::local_operator()).await.mountable,
         [shared.path().display().to_string()]
     );
 }
