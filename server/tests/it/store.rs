@@ -78,6 +78,31 @@ async fn sessions_round_trip_and_survive_reopening() {
         }
         .validate()
         .unwrap();
+        // No budget nor CPU limit first, then both: each is told its type
+        // apart (on PostgreSQL a statement prepared for the first kept
+        // a NULL's type, and refused the next one's numbers).
+        // (Several of each: the pool hands its connections out in turn.)
+        let plain = open(url).await;
+        let mut made = Vec::new();
+        for spec in [spec("plain"), full.clone()] {
+            for _ in 0..6 {
+                made.push(plain.create_session(&spec, None).await.unwrap());
+            }
+        }
+        assert_eq!(made[11].budget_usd, Some(2.25), "{url}");
+        for budget_usd in [None, Some(4.5)] {
+            for s in &made {
+                let settings = app::domain::SessionSettings {
+                    budget_usd,
+                    ..app::domain::SessionSettings::of(s)
+                };
+                plain.change_settings(s.id, &settings).await.unwrap();
+            }
+        }
+        for s in made {
+            plain.delete_session(s.id).await.unwrap();
+        }
+        drop(plain);
         let first = store.create_session(&full, None).await.unwrap();
         let second = store.create_session(&spec("second"), None).await.unwrap();
         assert_eq!(second.status, SessionStatus::Idle, "{url}");

@@ -69,6 +69,14 @@ impl From<StoredTime> for DateTime<Utc> {
     }
 }
 
+/// Whether a statement that binds an optional real (`Option<f64>`) is
+/// kept prepared: never. Through sqlx's `Any`, a missing one is sent to
+/// PostgreSQL as a `float4` NULL, and a statement is kept by its text
+/// alone: one prepared with a NULL there refuses the next one's number
+/// (an 8-byte `float8`: "incorrect binary data format"). Prepared afresh,
+/// each takes its own types.
+const UNCACHED_OPTIONAL_REALS: bool = false;
+
 const SESSION_COLUMNS: &str = "id, name, engine, model, system_prompt, permission_mode, status, \
      cost_usd, turns, input_tokens, output_tokens, last_seq, sandbox_memory_mb, sandbox_cpus, \
      sandbox_pids, command_timeout_secs, sandbox_disk_mb, budget_usd, mounts, env, secrets, \
@@ -316,6 +324,7 @@ impl Store for SqlStore {
         .bind(&now)
         .bind(&now)
         .bind(spec.template.as_ref().map(|t| t.id.to_string()))
+        .persistent(UNCACHED_OPTIONAL_REALS)
         .fetch_one(&self.pool)
         .await?;
         row.try_into()
@@ -345,6 +354,7 @@ impl Store for SqlStore {
         .bind(&settings.model)
         .bind(settings.permission_mode.as_str())
         .bind(settings.budget_usd)
+        .persistent(UNCACHED_OPTIONAL_REALS)
         .fetch_optional(&self.pool)
         .await?;
         row.map(Session::try_from).transpose()
