@@ -434,6 +434,12 @@ impl Assembly {
                             LlmError::Protocol(format!("tool input of {name} is not JSON: {e}"))
                         })?
                     };
+                    if depth(&input) > TOOL_INPUT_DEPTH_MAX {
+                        return Err(LlmError::Protocol(format!(
+                            "tool input of {name} is nested deeper than {TOOL_INPUT_DEPTH_MAX} \
+                             levels"
+                        )));
+                    }
                     ContentBlock::ToolUse { id, name, input }
                 }
                 Block::Other => continue,
@@ -450,9 +456,37 @@ impl Assembly {
     }
 }
 
+/// How deep a tool's input may nest. The transcript stores it inside an
+/// event, a level or two deeper, and JSON is read back at most 128 levels
+/// deep: an input that nested as deep as it could be read here (a model
+/// led on by what it read) would leave an event no one could read, and
+/// with it the session's transcript.
+const TOOL_INPUT_DEPTH_MAX: usize = 64;
+
+/// How deep `value` nests: 0 for a scalar, 1 for a flat array or object.
+fn depth(value: &Value) -> usize {
+    match value {
+        Value::Array(items) => 1 + items.iter().map(depth).max().unwrap_or(0),
+        Value::Object(fields) => 1 + fields.values().map(depth).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tool_input_nested_past_what_a_transcript_reads_back_is_refused() {
+        let nested = |levels: usize| format!("{}{}", "[".repeat(levels), "]".repeat(levels));
+        let input = |levels: usize| format!(r#"{{"path": {}}}"#, nested(levels - 1));
+        assert!(answer(vec![call("t1", &input(TOOL_INPUT_DEPTH_MAX))], "tool_use").is_ok());
+        let deep = answer(vec![call("t1", &input(127))], "tool_use");
+        assert!(
+            matches!(&deep, Err(LlmError::Protocol(m)) if m.contains("nested deeper")),
+            "{deep:?}"
+        );
+    }
 
     fn answer(blocks: Vec<Block>, stop_reason: &str) -> Result<Response, LlmError> {
         Assembly {
