@@ -49,7 +49,10 @@ pub fn routes() -> Routes {
     Routes::default().get("/api/sessions/{id}/events", events)
 }
 
+/// Unknown fields are refused: a resume point misspelt (`since=41`)
+/// would otherwise send the whole transcript again at every reconnect.
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct EventsQuery {
     after: Option<String>,
     #[serde(default)]

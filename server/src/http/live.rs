@@ -45,7 +45,10 @@ pub fn routes() -> Routes {
     Routes::default().get("/api/live", live)
 }
 
+/// Unknown fields are refused, as on the other doors: a misspelt
+/// `sessions` would otherwise follow the list alone.
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct LiveQuery {
     #[serde(default)]
     list: bool,

@@ -150,8 +150,11 @@ pub fn router(state: AppState) -> Router {
 
 /// What every answer says unless it said it itself: no other site frames a
 /// page of Paddock's (to steer clicks on its buttons), no answer is read
-/// as another type than it says, and no address of Paddock's (a session's
-/// id) goes to another site as the referrer.
+/// as another type than it says, no address of Paddock's (a session's id)
+/// goes to another site as the referrer, and no answer (a person's
+/// sessions, a transcript) is kept by a cache on the way, which would hand
+/// it to the next caller of its address, nor by the browser after it is
+/// read (the site's own files say how they are kept).
 async fn hardened(mut response: Response) -> Response {
     let headers = response.headers_mut();
     for (name, value) in [
@@ -162,6 +165,7 @@ async fn hardened(mut response: Response) -> Response {
             "frame-ancestors 'none'; object-src 'none'; base-uri 'none'",
         ),
         (header::REFERRER_POLICY, "same-origin"),
+        (header::CACHE_CONTROL, "private, no-store"),
     ] {
         headers
             .entry(name)

@@ -523,6 +523,12 @@ async fn stream_errors_are_json_and_change_nothing() {
             None,
             StatusCode::BAD_REQUEST,
         ),
+        // A resume point misspelt: refused, not the whole transcript again.
+        (
+            format!("/api/sessions/{session}/events?since=2"),
+            None,
+            StatusCode::BAD_REQUEST,
+        ),
         (
             format!("/api/sessions/{session}/events?after=4"),
             None,
@@ -1233,6 +1239,8 @@ async fn one_connection_refuses_bad_subscriptions_and_changes_nothing() {
         format!("sessions={session}:1,{session}:2"),
         format!("sessions={}", too_many.join(",")),
         format!("sessions={}:0&list=true", "\u{202e}<script>".repeat(50)),
+        // Misspelt: refused, not taken as following the list alone.
+        format!("sesions={session}:0&list=true"),
     ] {
         let res = s
             .client

@@ -98,6 +98,13 @@ async fn home_page_renders_empty_state_then_created_session() {
     assert!(said("content-security-policy").contains("frame-ancestors 'none'"));
     assert_eq!(said("x-content-type-options"), "nosniff");
     assert_eq!(said("referrer-policy"), "same-origin");
+    // Kept by no cache on the way (nor the browser): a person's page.
+    assert_eq!(said("cache-control"), "private, no-store");
+    let listed = router(h.state.clone())
+        .oneshot(get("/api/sessions"))
+        .await
+        .unwrap();
+    assert_eq!(listed.headers()["cache-control"], "private, no-store");
     assert!(html.contains("/pkg/paddock.js"), "hydration script missing");
 
     let (status, body) = send(
