@@ -909,7 +909,7 @@ impl Runner {
     /// Whether a prompt was stored after the event `seq` (when the store
     /// cannot say, it was: a prompt is never left unrun).
     async fn prompted_since(&self, session: SessionId, seq: i64) -> bool {
-        match self.store.events_after(session, seq, i64::MAX).await {
+        match self.store.conversation_after(session, seq).await {
             Ok(events) => events
                 .iter()
                 .any(|e| matches!(e.kind, EventKind::UserMessage { .. })),
@@ -924,7 +924,7 @@ impl Runner {
     /// one that ended a run (a `running` after a permission decision goes
     /// on with a run).
     async fn run_started(&self, session: SessionId) -> Option<i64> {
-        let events = self.store.events_after(session, 0, i64::MAX).await.ok()?;
+        let events = self.store.conversation_after(session, 0).await.ok()?;
         let mut runs = RunFollower::default();
         let mut started = None;
         for event in &events {

@@ -244,6 +244,11 @@ pub trait Store:
     async fn append_event(&self, id: SessionId, kind: &EventKind) -> Result<Option<Event>>;
     /// Up to `limit` events of a session with `seq > after`, in order.
     async fn events_after(&self, id: SessionId, after: i64, limit: i64) -> Result<Vec<Event>>;
+    /// The session's events with `seq > after`, in order, but the records
+    /// of its sandbox's connections (egress), which no run reads and a
+    /// process polling a host makes by the thousand a day: what the
+    /// engines and the runner read a conversation from.
+    async fn conversation_after(&self, id: SessionId, after: i64) -> Result<Vec<Event>>;
 
     /// Stores a proxy token's hash for `session`, valid until `expires_at`.
     async fn insert_proxy_token(

@@ -1483,6 +1483,14 @@ async fn notification_cursors_see_each_event_once_in_log_order() {
         ] {
             store.append_event(chatty.id, &kind).await.unwrap();
         }
+        // A conversation is read without the sandbox's connections.
+        let kinds = |events: Vec<app::domain::Event>| {
+            events.iter().map(|e| e.kind.name()).collect::<Vec<_>>()
+        };
+        let all = store.events_after(chatty.id, 0, 100).await.unwrap();
+        assert_eq!(kinds(all), ["assistant_text", "egress"], "{db}");
+        let talk = store.conversation_after(chatty.id, 0).await.unwrap();
+        assert_eq!(kinds(talk), ["assistant_text"], "{db}");
         assert!(!due().await.contains(&id), "{db}: nothing that notifies");
         assert!(
             store

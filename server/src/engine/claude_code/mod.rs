@@ -184,7 +184,7 @@ impl AgentEngine for ClaudeCodeEngine {
     async fn run(&self, s: Session, cancel: &CancellationToken) -> Result<(), RunError> {
         // The tools people allowed for this session, read back at each run:
         // one may have been allowed through another replica.
-        let all = self.store.events_after(s.id, 0, i64::MAX).await?;
+        let all = self.store.conversation_after(s.id, 0).await?;
         let allowed = super::permissions::allowed_for_session(&all);
         self.permissions.set_allowed(s.id, allowed);
         let state: CliState = match self.store.engine_state(s.id).await? {

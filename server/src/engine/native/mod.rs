@@ -94,7 +94,7 @@ impl AgentEngine for NativeEngine {
     }
 
     async fn listen_again(&self, s: &Session) -> Result<bool, AppError> {
-        let events = self.store.events_after(s.id, 0, i64::MAX).await?;
+        let events = self.store.conversation_after(s.id, 0).await?;
         let mut any = false;
         for call in history::unfinished(&events) {
             if let Some((request_id, _)) = call.request {
@@ -118,7 +118,7 @@ impl NativeEngine {
         cancel: &CancellationToken,
     ) -> Result<(), RunError> {
         let session = s.id;
-        let load = || self.store.events_after(session, 0, i64::MAX);
+        let load = || self.store.conversation_after(session, 0);
         let mut events = load().await?;
         let mut allowed = super::permissions::allowed_for_session(&events);
         allowed.extend(s.allowed_tools.iter().cloned());

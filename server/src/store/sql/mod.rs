@@ -551,6 +551,18 @@ impl Store for SqlStore {
         .await?;
         rows.into_iter().map(Event::try_from).collect()
     }
+
+    async fn conversation_after(&self, id: SessionId, after: i64) -> Result<Vec<Event>> {
+        let rows: Vec<EventRow> = sqlx::query_as(
+            "SELECT session_id, seq, at, payload FROM events \
+             WHERE session_id = $1 AND seq > $2 AND kind <> 'egress' ORDER BY seq",
+        )
+        .bind(id.to_string())
+        .bind(after)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(Event::try_from).collect()
+    }
 }
 
 /// Holds the master key's check value for the rest of `tx`, if it is still
