@@ -33,8 +33,13 @@ use tokio::sync::Semaphore;
 
 /// How often each server looks, besides when it is told.
 pub const POLL: Duration = Duration::from_secs(2);
-/// How often each server forgets messages past the log's days.
+/// How often each server forgets messages past the log's days, and
+/// catches up with the events that may notify stored by a replica of an
+/// older version (see
+/// [`Notifications::catch_up_notable`](crate::store::notifications::Notifications::catch_up_notable)), as far back
+/// as [`CATCH_UP`] (and once at start).
 const FORGET_EVERY: Duration = Duration::from_secs(3600);
+const CATCH_UP: chrono::Duration = chrono::Duration::hours(2);
 /// Status changes looked back through for the start of a run.
 const STATUSES_BACK: i64 = 200;
 /// How long a server holds an endpoint past its last try: longer than a
@@ -87,7 +92,8 @@ pub fn spawn(paddock: &Arc<Paddock>) {
     let paddock: Weak<Paddock> = Arc::downgrade(paddock);
     tokio::spawn(async move {
         tokio::pin!(shutting_down);
-        let mut forgotten = tokio::time::Instant::now();
+        // (Caught up at the first look.)
+        let mut forgotten: Option<tokio::time::Instant> = None;
         let mut turns = tokio::task::JoinSet::new();
         let under_way: Arc<Mutex<UnderWay>> = Arc::default();
         let slots = Arc::new(Semaphore::new(ENDPOINTS_AT_ONCE));
@@ -118,11 +124,14 @@ pub fn spawn(paddock: &Arc<Paddock>) {
                 }
                 Err(e) => tracing::warn!("cannot list the notification endpoints: {e}"),
             }
-            if forgotten.elapsed() >= FORGET_EVERY {
-                forgotten = tokio::time::Instant::now();
+            if forgotten.is_none_or(|at| at.elapsed() >= FORGET_EVERY) {
+                forgotten = Some(tokio::time::Instant::now());
                 let before = Utc::now() - chrono::Duration::days(MESSAGES_KEPT_DAYS);
                 if let Err(e) = p.store.forget_messages(before).await {
                     tracing::warn!("cannot forget old notification messages: {e}");
+                }
+                if let Err(e) = p.store.catch_up_notable(Utc::now() - CATCH_UP).await {
+                    tracing::warn!("cannot catch up with the events that may notify: {e}");
                 }
             }
             drop(p);

@@ -100,6 +100,11 @@ pub trait Notifications {
     /// Forgets every endpoint's messages from before `before` that are no
     /// longer pending (the log keeps [`MESSAGES_KEPT_DAYS`]).
     async fn forget_messages(&self, before: DateTime<Utc>) -> Result<()>;
+    /// Sets the newest event that may notify of the sessions active since
+    /// `since` again, from their logs: a replica of an older version (one
+    /// still serving during an upgrade) stores events without it, and an
+    /// endpoint would not look at them.
+    async fn catch_up_notable(&self, since: DateTime<Utc>) -> Result<()>;
     /// The newest messages ([`MESSAGES_LISTED`] at most).
     async fn messages(&self, endpoint: EndpointId) -> Result<Vec<Message>>;
     /// Sends a message again (pending, due `now`, tried anew for a day),

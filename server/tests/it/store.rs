@@ -1500,6 +1500,30 @@ async fn notification_cursors_see_each_event_once_in_log_order() {
                 .is_empty(),
             "{db}"
         );
+        // A status stored by a replica of an older version, which keeps no
+        // `notable_seq`: caught up with.
+        let ended = store
+            .set_status(chatty.id, SessionStatus::Idle, None)
+            .await
+            .unwrap()
+            .unwrap();
+        let raw = sqlx::AnyPool::connect(url).await.unwrap();
+        sqlx::query("UPDATE sessions SET notable_seq = 0 WHERE id = $1")
+            .bind(chatty.id.to_string())
+            .execute(&raw)
+            .await
+            .unwrap();
+        assert!(!due().await.contains(&id), "{db}: unseen until caught up");
+        store
+            .catch_up_notable(Utc::now() - Duration::hours(2))
+            .await
+            .unwrap();
+        let behind = store.sessions_behind(&endpoint, 10).await.unwrap();
+        assert_eq!(behind, [(chatty.id, ended.seq)], "{db}");
+        store
+            .advance_cursor(id, chatty.id, ended.seq)
+            .await
+            .unwrap();
         // After: its sessions' logs, not the others'.
         let new = store
             .create_session(&of_template("new"), None)

@@ -430,6 +430,21 @@ impl Notifications for SqlStore {
         Ok(())
     }
 
+    async fn catch_up_notable(&self, since: DateTime<Utc>) -> Result<()> {
+        let notable = NOTABLE.join("', '");
+        sqlx::query(&format!(
+            "UPDATE sessions SET notable_seq = (SELECT MAX(e.seq) FROM events e \
+               WHERE e.session_id = sessions.id AND e.kind IN ('{notable}')) \
+             WHERE updated_at >= $1 AND EXISTS (SELECT 1 FROM events e \
+               WHERE e.session_id = sessions.id AND e.seq > sessions.notable_seq \
+               AND e.kind IN ('{notable}'))"
+        ))
+        .bind(timestamp(since))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     async fn messages(&self, endpoint: EndpointId) -> Result<Vec<Message>> {
         let rows: Vec<MessageRow> = sqlx::query_as(&format!(
             "SELECT {MESSAGE_COLUMNS} FROM notification_messages WHERE endpoint_id = $1 \
