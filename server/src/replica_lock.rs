@@ -134,6 +134,9 @@ async fn take(conn: &mut PgConnection, name: &str) -> Result<bool, sqlx::Error> 
 /// the lock again on a new one when that connection is lost.
 async fn keep(url: String, name: String, conn: PgConnection) {
     let mut held = Some(conn);
+    // When the connection was lost: PostgreSQL holds the lock for it a
+    // while yet, as for the machine that died.
+    let mut lost = std::time::Instant::now();
     loop {
         tokio::time::sleep(CHECK_EVERY).await;
         if let Some(conn) = &mut held {
@@ -147,6 +150,7 @@ async fn keep(url: String, name: String, conn: PgConnection) {
             }
             tracing::warn!("the connection holding this replica's name was lost: taking it again");
             held = None;
+            lost = std::time::Instant::now();
         }
         let mut conn = match PgConnection::connect(&url).await {
             Ok(conn) => conn,
@@ -160,9 +164,14 @@ async fn keep(url: String, name: String, conn: PgConnection) {
                 tracing::info!("this replica's name is held again");
                 held = Some(conn);
             }
+            Ok(false) if lost.elapsed() < 2 * TAKE_WITHIN => tracing::warn!(
+                "this replica's name is still held, by the connection it lost (until \
+                 PostgreSQL lets it go) or by another process"
+            ),
             Ok(false) => tracing::error!(
-                "another Paddock replica named {name:?} started while this one's database \
-                 connection was lost: the two take each other's sessions. Stop one of them"
+                "another Paddock replica named {name:?} holds this replica's name, taken while \
+                 this one's database connection was lost: the two take each other's sessions. \
+                 Stop one of them"
             ),
             Err(e) => tracing::warn!("cannot take this replica's name again: {e}"),
         }

@@ -637,7 +637,7 @@ impl Runner {
                     lock(&self.barred_swept).remove(&user);
                     return Ok(Vec::new());
                 }
-                if !lock(&self.barred_swept).insert(user) {
+                if lock(&self.barred_swept).contains(&user) {
                     return Ok(Vec::new());
                 }
             }
@@ -687,6 +687,11 @@ impl Runner {
             if up.contains(&session) && self.stop_unused(session).await {
                 stopped.push(session);
             }
+        }
+        // Looked through: their next changes need not (one that failed
+        // on the way is looked through again at the next).
+        if let Some(user) = whose {
+            lock(&self.barred_swept).insert(user);
         }
         Ok(stopped)
     }
@@ -744,14 +749,25 @@ impl Runner {
         let Some(s) = self.store.get_session(session).await? else {
             return Ok(None);
         };
-        let how = if s.status == SessionStatus::AwaitingPermission
+        if s.status == SessionStatus::AwaitingPermission
             && self.engine(s.engine)?.listen_again(&s).await?
         {
             // Nothing ran yet: the question is still open, and the run goes
             // on once someone answers it.
-            Takeover::Resumed
-        } else if s.status.is_busy() {
-            let next = if self.store.queued_prompts(session).await? > 0 {
+            self.spawn_drive(session, true, None);
+            return Ok(Some(Takeover::Resumed));
+        }
+        // A run cut off may have taken several queued prompts as one turn,
+        // and left the queue's other entries for them: each is skipped from
+        // where that run started, rather than run with nothing new.
+        let last_start = self.run_started(session).await;
+        let how = if s.status.is_busy() {
+            let waiting = self.store.queued_prompts(session).await? > 0
+                && match last_start {
+                    Some(start) => self.prompted_since(session, start).await,
+                    None => true,
+                };
+            let next = if waiting {
                 "the prompts queued behind this one run now."
             } else {
                 "send a prompt to continue."
@@ -770,14 +786,7 @@ impl Runner {
         } else {
             Takeover::Queued
         };
-        // A run cut off may have taken several queued prompts as one turn,
-        // and left the queue's other entries for them: each is skipped from
-        // where that run started, rather than run with nothing new.
-        let last_start = match how {
-            Takeover::Resumed => None,
-            Takeover::Interrupted | Takeover::Queued => self.run_started(session).await,
-        };
-        self.spawn_drive(session, how == Takeover::Resumed, last_start);
+        self.spawn_drive(session, false, last_start);
         Ok(Some(how))
     }
 

@@ -309,6 +309,18 @@ async fn prompts_taken_as_one_turn_by_a_run_cut_off_do_not_run_again() {
     let s: Session = call(&server, "get_session", &[("id", &session.id.to_string())]).await;
     assert_eq!(s.status, SessionStatus::Interrupted);
     assert_eq!(model.requests().len(), 3, "nothing ran after the restart");
+    // And it says so: nothing queued runs now.
+    let events = call::<EventPage>(
+        &server,
+        "session_events",
+        &[("id", &session.id.to_string()), ("after", "0")],
+    )
+    .await
+    .events;
+    assert!(
+        matches!(&events.last().unwrap().kind, EventKind::Status { status: SessionStatus::Interrupted, message: Some(m) } if m.contains("send a prompt")),
+        "{events:?}"
+    );
 
     prompt(&server, &session, "fourth task").await;
     wait_status(&server, &session, SessionStatus::Idle).await;
