@@ -6,12 +6,15 @@
 //! system prompt and the tools take), the oldest tool outputs, then the
 //! oldest tool inputs (a whole file written), then the oldest texts, then
 //! prompts merged into the one answered (as after one refused as too
-//! long), are replaced by a short note, until it fits. Never cut: the
-//! prompt being answered (the last one), the texts after it, the last
-//! message (the results the model answers now) and the calls it answers;
-//! the conversation keeps its shape: every call still has its result.
-//! Where the API still finds it too long (the rough count short of the
-//! real one), it is fitted again within as much less.
+//! long), are replaced by a short note, until it fits. Notes add up too
+//! (a session of thousands of calls): then the oldest exchanges go whole,
+//! from the start to a prompt, and a note says so. Last, the results the
+//! model answers now, largest first (dozens of calls at once, or results
+//! a run left when it failed, merged with the next prompt). Never cut: the
+//! prompt being answered (the last one), the texts after it, and the calls
+//! the last message answers; the conversation keeps its shape: every call
+//! still has its result. Where the API still finds it too long (the rough
+//! count short of the real one), it is fitted again within as much less.
 
 use crate::llm::{ContentBlock, Message, Role};
 
@@ -34,26 +37,123 @@ const INPUT_NOTE: &str =
 /// What stands for a text let go of.
 const TEXT_NOTE: &str =
     "[This text was removed to keep the conversation within the model's context.]";
+/// What opens a conversation whose oldest exchanges were let go of.
+const EARLIER_NOTE: &str = "[The earlier part of this conversation was removed to keep it \
+     within the model's context.]";
+/// What a call or a result takes besides its input or output: its id,
+/// its tool's name and the request's framing (more than the rough count
+/// of a few dozen characters; a session of thousands of calls adds up).
+const CALL_TOKENS: usize = 40;
 
 /// A block's rough size, in tokens.
 fn tokens(block: &ContentBlock) -> usize {
     match block {
         ContentBlock::Text { text } => rough_tokens(text),
         ContentBlock::Thinking { thinking, .. } => rough_tokens(thinking),
-        ContentBlock::ToolUse { input, .. } => rough_tokens(&input.to_string()),
-        ContentBlock::ToolResult { content, .. } => rough_tokens(content),
+        ContentBlock::ToolUse { input, name, .. } => {
+            CALL_TOKENS + rough_tokens(name) + rough_tokens(&input.to_string())
+        }
+        ContentBlock::ToolResult { content, .. } => CALL_TOKENS + rough_tokens(content),
     }
 }
 
+/// A message's rough size, in tokens.
+fn message_tokens(message: &Message) -> usize {
+    message.content.iter().map(tokens).sum()
+}
+
 /// Fits `messages` within `budget` rough tokens, as the module says; what
-/// it cannot cut (the latest exchange) is left as it is.
-pub fn fit(messages: &mut [Message], budget: usize) {
-    let total: usize = messages.iter().flat_map(|m| &m.content).map(tokens).sum();
-    let Some(mut over) = total.checked_sub(budget).filter(|o| *o > 0) else {
+/// it cannot cut (the prompt answered, and the calls answered now) is left
+/// as it is.
+pub fn fit(messages: &mut Vec<Message>, budget: usize) {
+    let Some(over) = notes_for_blocks(messages, budget) else {
         return;
     };
+    let Some(over) = drop_oldest_exchanges(messages, over) else {
+        return;
+    };
+    cut_results_answered_now(messages, over);
+}
+
+/// Lets the oldest exchanges go whole, from the start to the prompt that
+/// begins the first one kept (a user message of no results, so every call
+/// kept has its result), no further than the prompt answered; what is
+/// still over the budget, if anything.
+fn drop_oldest_exchanges(messages: &mut Vec<Message>, mut over: usize) -> Option<usize> {
+    let prompt = answered_prompt(messages);
+    let begins = |m: &Message| {
+        m.role == Role::User
+            && !m
+                .content
+                .iter()
+                .any(|b| matches!(b, ContentBlock::ToolResult { .. }))
+    };
+    let mut cut = 0;
+    let mut dropped = 0;
+    for (i, message) in messages.iter().enumerate().take(prompt + 1).skip(1) {
+        dropped += message_tokens(&messages[i - 1]);
+        if begins(message) {
+            cut = i;
+            if dropped >= over {
+                break;
+            }
+        }
+    }
+    if cut == 0 {
+        return Some(over);
+    }
+    let gone: usize = messages[..cut].iter().map(message_tokens).sum();
+    messages.drain(..cut);
+    let note = ContentBlock::Text {
+        text: EARLIER_NOTE.to_owned(),
+    };
+    over = (over + tokens(&note)).saturating_sub(gone);
+    messages[0].content.insert(0, note);
+    (over > 0).then_some(over)
+}
+
+/// Replaces the results the last message holds, largest first, by a note
+/// while the conversation is over the budget by `over`; not when that
+/// cannot bring it within (a prompt too long by itself, which the API
+/// says).
+fn cut_results_answered_now(messages: &mut [Message], mut over: usize) {
+    let Some(last) = messages.last_mut() else {
+        return;
+    };
+    let note = tokens(&ContentBlock::ToolResult {
+        tool_use_id: String::new(),
+        content: OUTPUT_NOTE.to_owned(),
+        is_error: false,
+    });
+    let mut results: Vec<(usize, usize)> = last
+        .content
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| matches!(b, ContentBlock::ToolResult { .. }))
+        .map(|(i, b)| (tokens(b), i))
+        .collect();
+    let savings: usize = results.iter().map(|(t, _)| t.saturating_sub(note)).sum();
+    if savings < over {
+        return;
+    }
+    results.sort_unstable_by(|a, b| b.cmp(a));
+    for (before, i) in results {
+        if over == 0 {
+            return;
+        }
+        if let ContentBlock::ToolResult { content, .. } = &mut last.content[i] {
+            if content.len() > OUTPUT_NOTE.len() {
+                *content = OUTPUT_NOTE.to_owned();
+                over = over.saturating_sub(before - tokens(&last.content[i]));
+            }
+        }
+    }
+}
+
+/// The prompt being answered: the last user message with a text.
+fn answered_prompt(messages: &[Message]) -> usize {
     let last = messages.len().saturating_sub(1);
-    let prompt = messages
+    messages
         .iter()
         .rposition(|m| {
             m.role == Role::User
@@ -61,7 +161,16 @@ pub fn fit(messages: &mut [Message], budget: usize) {
                     .iter()
                     .any(|b| matches!(b, ContentBlock::Text { .. }))
         })
-        .unwrap_or(last);
+        .unwrap_or(last)
+}
+
+/// Replaces the oldest outputs, inputs and texts by notes, as the module
+/// says; what is still over the budget, if anything.
+fn notes_for_blocks(messages: &mut [Message], budget: usize) -> Option<usize> {
+    let total: usize = messages.iter().map(message_tokens).sum();
+    let mut over = total.checked_sub(budget).filter(|o| *o > 0)?;
+    let last = messages.len().saturating_sub(1);
+    let prompt = answered_prompt(messages);
     // Outputs first (the bulk, and read once), then inputs before the
     // calls answered now, then texts before the prompt, oldest first.
     let answers_calls = messages.get(last).is_some_and(|m| {
@@ -94,7 +203,7 @@ pub fn fit(messages: &mut [Message], budget: usize) {
         };
         for block in blocks {
             if over == 0 {
-                return;
+                return None;
             }
             let before = tokens(block);
             match (pass, &mut *block) {
@@ -120,6 +229,7 @@ pub fn fit(messages: &mut [Message], budget: usize) {
             over = over.saturating_sub(before - tokens(block));
         }
     }
+    (over > 0).then_some(over)
 }
 
 /// The budget to fit within again after the API refused a request as too
@@ -306,6 +416,123 @@ mod tests {
             })
             .collect();
         assert_eq!(sizes, [TEXT_NOTE.len(), 2_000]);
+    }
+
+    /// Every call answered in the next message, and the conversation
+    /// opening with a prompt.
+    fn well_formed(messages: &[Message]) -> bool {
+        let opens = messages.first().is_some_and(|m| {
+            m.role == Role::User
+                && !m
+                    .content
+                    .iter()
+                    .any(|b| matches!(b, ContentBlock::ToolResult { .. }))
+        });
+        opens
+            && messages.windows(2).all(|pair| {
+                pair[0].content.iter().all(|b| match b {
+                    ContentBlock::ToolUse { id, .. } => pair[1].content.iter().any(
+                        |r| matches!(r, ContentBlock::ToolResult { tool_use_id, .. } if tool_use_id == id),
+                    ),
+                    _ => true,
+                })
+            })
+    }
+
+    #[test]
+    fn thousands_of_small_calls_let_the_oldest_exchanges_go_whole() {
+        let prompt = |n: usize| Message {
+            role: Role::User,
+            content: vec![ContentBlock::Text {
+                text: format!("task {n}"),
+            }],
+        };
+        let mut messages = Vec::new();
+        // 5,000 calls of small outputs, a prompt every ten: the notes
+        // alone would be over the budget.
+        for n in 0..500 {
+            messages.push(prompt(n));
+            for i in 0..10 {
+                let id = format!("{n}-{i}");
+                messages.push(call(&id));
+                messages.push(result(&id, 200));
+            }
+            messages.push(Message {
+                role: Role::Assistant,
+                content: vec![ContentBlock::Text {
+                    text: "done".into(),
+                }],
+            });
+        }
+        messages.push(prompt(500));
+        fit(&mut messages, BUDGET_TOKENS);
+        assert!(size(&messages) <= BUDGET_TOKENS, "{}", size(&messages));
+        assert!(well_formed(&messages));
+        assert!(
+            matches!(&messages[0].content[0], ContentBlock::Text { text } if text == EARLIER_NOTE),
+            "{:?}",
+            messages[0]
+        );
+        assert!(
+            matches!(&messages.last().unwrap().content[0], ContentBlock::Text { text } if text == "task 500")
+        );
+        assert!(messages.len() > 100, "only as much as needed goes");
+    }
+
+    #[test]
+    fn results_left_by_a_failed_run_are_cut_largest_first_with_the_next_prompt() {
+        // Thirty calls at once, each of 32 KiB: the results (about 250k
+        // tokens) are the last message, with the prompt sent after the run
+        // failed on them merged in.
+        let calls: Vec<ContentBlock> = (0..30)
+            .map(|i| ContentBlock::ToolUse {
+                id: i.to_string(),
+                name: "read_file".into(),
+                input: serde_json::json!({"path": format!("{i}.txt")}),
+            })
+            .collect();
+        let mut results: Vec<ContentBlock> = (0..30)
+            .map(|i| ContentBlock::ToolResult {
+                tool_use_id: i.to_string(),
+                content: "r".repeat(if i == 7 { 40 * 1024 } else { 32 * 1024 }),
+                is_error: false,
+            })
+            .collect();
+        results.push(ContentBlock::Text {
+            text: "try again with less".into(),
+        });
+        let mut messages = vec![
+            Message {
+                role: Role::User,
+                content: vec![ContentBlock::Text {
+                    text: "read them all".into(),
+                }],
+            },
+            Message {
+                role: Role::Assistant,
+                content: calls,
+            },
+            Message {
+                role: Role::User,
+                content: results,
+            },
+        ];
+        fit(&mut messages, BUDGET_TOKENS);
+        assert!(size(&messages) <= BUDGET_TOKENS, "{}", size(&messages));
+        assert!(well_formed(&messages));
+        let outputs: Vec<usize> = messages[2]
+            .content
+            .iter()
+            .filter_map(|b| match b {
+                ContentBlock::ToolResult { content, .. } => Some(content.len()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(outputs[7], OUTPUT_NOTE.len(), "the largest went first");
+        assert!(outputs.contains(&(32 * 1024)), "only as many as needed");
+        assert!(
+            matches!(messages[2].content.last(), Some(ContentBlock::Text { text }) if text == "try again with less")
+        );
     }
 
     #[test]
