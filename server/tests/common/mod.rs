@@ -280,6 +280,31 @@ pub fn paddock_command(dir: &Path, env: &[(&str, &str)]) -> std::process::Comman
     command
 }
 
+/// Starts the binary over `dir` with `env` (on an address of its own),
+/// which must stop at start, refused (within 30 s: a panic past it, the
+/// process killed); what it said.
+pub async fn refused_at_start(dir: &Path, env: &[(&str, &str)]) -> String {
+    let mut process = paddock_command(dir, env)
+        .env("PADDOCK_ADDR", "127.0.0.1:0")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while process.try_wait().unwrap().is_none() {
+        if started.elapsed() > Duration::from_secs(30) {
+            process.kill().unwrap();
+            panic!("it serves: {env:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let out = process.wait_with_output().unwrap();
+    let said =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{said}");
+    said
+}
+
 /// Starts the binary on `addr` and waits until it listens.
 pub fn start_with(dir: &Path, addr: &str, env: &[(&str, &str)]) -> Binary {
     use std::io::{BufRead, BufReader};

@@ -119,23 +119,7 @@ async fn sigkill_then_restart_reaps_orphans_and_interrupts_running_sessions() {
     let server = start_with(&dir, "127.0.0.1:0", &[]);
     // A second on the same database (on an address of its own, as in
     // another container on the same volume) stops before it takes any.
-    let mut second = common::paddock_command(&dir, &[("PADDOCK_ADDR", "127.0.0.1:0")])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let started = std::time::Instant::now();
-    while second.try_wait().unwrap().is_none() {
-        if started.elapsed() > Duration::from_secs(30) {
-            second.kill().unwrap();
-            panic!("a second Paddock serves the same database");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let second = second.wait_with_output().unwrap();
-    let said = String::from_utf8_lossy(&second.stderr).into_owned()
-        + &String::from_utf8_lossy(&second.stdout);
-    assert!(!second.status.success(), "{said}");
+    let said = common::refused_at_start(&dir, &[]).await;
     assert!(
         said.contains("another Paddock serves the database"),
         "{said}"

@@ -423,30 +423,11 @@ async fn a_second_replica_of_one_name_is_refused() {
     let database = postgres::database().await;
     let dir = std::fs::canonicalize(tempfile::tempdir().unwrap().keep()).unwrap();
     let mut first = replica(&dir, "twin", &database, &model);
-    let mut second = crate::common::paddock_command(
+    let said = crate::common::refused_at_start(
         &dir,
-        &[
-            ("PADDOCK_ADDR", "127.0.0.1:0"),
-            ("DATABASE_URL", &database),
-            ("PADDOCK_REPLICA", "twin"),
-        ],
+        &[("DATABASE_URL", &database), ("PADDOCK_REPLICA", "twin")],
     )
-    .stdout(std::process::Stdio::piped())
-    .stderr(std::process::Stdio::piped())
-    .spawn()
-    .unwrap();
-    let started = Instant::now();
-    while second.try_wait().unwrap().is_none() {
-        if started.elapsed() > Duration::from_secs(30) {
-            second.kill().unwrap();
-            panic!("a second replica named twin serves");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let out = second.wait_with_output().unwrap();
-    let said =
-        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
-    assert!(!out.status.success(), "{said}");
+    .await;
     assert!(
         said.contains("another Paddock replica named \"twin\" serves this database"),
         "{said}"
