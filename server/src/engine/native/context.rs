@@ -69,47 +69,59 @@ pub fn fit(messages: &mut Vec<Message>, budget: usize) {
     let Some(over) = notes_for_blocks(messages, budget) else {
         return;
     };
-    let Some(over) = drop_oldest_exchanges(messages, over) else {
-        return;
-    };
-    cut_results_answered_now(messages, over);
+    let over = drop_oldest_exchanges(messages, over);
+    if over > 0 {
+        cut_results_answered_now(messages, over);
+    }
 }
 
-/// Lets the oldest exchanges go whole, from the start to the prompt that
-/// begins the first one kept (a user message of no results, so every call
-/// kept has its result), no further than the prompt answered; what is
-/// still over the budget, if anything.
-fn drop_oldest_exchanges(messages: &mut Vec<Message>, mut over: usize) -> Option<usize> {
+/// Lets the oldest exchanges go whole, from the start to a prompt (a user
+/// message with a text; results merged into it go with the calls they
+/// answer, in what goes), no further than the prompt answered, and never
+/// the calls the last message answers; how much is still over the budget.
+fn drop_oldest_exchanges(messages: &mut Vec<Message>, over: usize) -> usize {
     let prompt = answered_prompt(messages);
-    let begins = |m: &Message| {
-        m.role == Role::User
-            && !m
+    let note = ContentBlock::Text {
+        text: EARLIER_NOTE.to_owned(),
+    };
+    let results = |m: &Message| -> usize {
+        m.content
+            .iter()
+            .filter(|b| matches!(b, ContentBlock::ToolResult { .. }))
+            .map(tokens)
+            .sum()
+    };
+    let last = messages.len().saturating_sub(1);
+    let furthest = match prompt == last && results(&messages[last]) > 0 {
+        true => prompt.saturating_sub(1),
+        false => prompt,
+    };
+    let mut cut = None;
+    let mut before = 0;
+    for (i, message) in messages.iter().enumerate().take(furthest + 1).skip(1) {
+        before += message_tokens(&messages[i - 1]);
+        let opens = message.role == Role::User
+            && message
                 .content
                 .iter()
-                .any(|b| matches!(b, ContentBlock::ToolResult { .. }))
-    };
-    let mut cut = 0;
-    let mut dropped = 0;
-    for (i, message) in messages.iter().enumerate().take(prompt + 1).skip(1) {
-        dropped += message_tokens(&messages[i - 1]);
-        if begins(message) {
-            cut = i;
-            if dropped >= over {
+                .any(|b| matches!(b, ContentBlock::Text { .. }));
+        if opens {
+            let gone = before + results(message);
+            cut = Some((i, gone));
+            if gone >= over + tokens(&note) {
                 break;
             }
         }
     }
-    if cut == 0 {
-        return Some(over);
-    }
-    let gone: usize = messages[..cut].iter().map(message_tokens).sum();
-    messages.drain(..cut);
-    let note = ContentBlock::Text {
-        text: EARLIER_NOTE.to_owned(),
+    let Some((cut, gone)) = cut else {
+        return over;
     };
-    over = (over + tokens(&note)).saturating_sub(gone);
-    messages[0].content.insert(0, note);
-    (over > 0).then_some(over)
+    messages.drain(..cut);
+    messages[0]
+        .content
+        .retain(|b| !matches!(b, ContentBlock::ToolResult { .. }));
+    messages[0].content.insert(0, note.clone());
+    (over + tokens(&note)).saturating_sub(gone)
 }
 
 /// Replaces the results the last message holds, largest first, by a note
@@ -212,8 +224,9 @@ fn notes_for_blocks(messages: &mut [Message], budget: usize) -> Option<usize> {
                 {
                     *content = OUTPUT_NOTE.to_owned();
                 }
+                // (The note that the earlier conversation went says more.)
                 (Pass::Texts | Pass::Merged, ContentBlock::Text { text })
-                    if text.len() > TEXT_NOTE.len() =>
+                    if text.len() > TEXT_NOTE.len() && text != EARLIER_NOTE =>
                 {
                     *text = TEXT_NOTE.to_owned();
                 }
@@ -477,6 +490,36 @@ mod tests {
             matches!(&messages.last().unwrap().content[0], ContentBlock::Text { text } if text == "task 500")
         );
         assert!(messages.len() > 100, "only as much as needed goes");
+    }
+
+    #[test]
+    fn prompts_merged_into_results_are_where_exchanges_go_from() {
+        // Runs that each ended after their results (their turns used up),
+        // each prompt after merged into them: 3,000 of them.
+        let mut messages = vec![Message {
+            role: Role::User,
+            content: vec![ContentBlock::Text { text: "go".into() }],
+        }];
+        for i in 0..3000 {
+            let id = i.to_string();
+            messages.push(call(&id));
+            let mut answered = result(&id, 100);
+            answered.content.push(ContentBlock::Text {
+                text: "continue".into(),
+            });
+            messages.push(answered);
+        }
+        fit(&mut messages, BUDGET_TOKENS);
+        assert!(size(&messages) <= BUDGET_TOKENS, "{}", size(&messages));
+        assert!(well_formed(&messages), "{:?}", &messages[..2]);
+        assert!(
+            matches!(&messages[0].content[0], ContentBlock::Text { text } if text == EARLIER_NOTE)
+        );
+        let last = messages.last().unwrap();
+        assert!(
+            matches!(&last.content[0], ContentBlock::ToolResult { tool_use_id, content, .. } if tool_use_id == "2999" && content.len() == 100),
+            "the results answered now stay: {last:?}"
+        );
     }
 
     #[test]
