@@ -119,11 +119,12 @@ fn git_state(s: &Session) -> Result<(&str, &str, &str), AppError> {
 /// tree, each of which pauses it (and at least as long as the last read).
 const READ_GAP: Duration = Duration::from_millis(500);
 
-/// How long a read of the work tree (a list of the changes, a commit) may
-/// keep the sandbox paused: less than the link to its agent waits for an
-/// answer to its keep-alive (20 s), which ends the link, and with it the
-/// agent's commands and terminals.
-const PAUSED_MAX: Duration = Duration::from_secs(15);
+/// How long a list of the changes may keep the sandbox paused: less than
+/// the link to its agent waits for an answer to its keep-alive (20 s),
+/// which ends the link, and with it the agent's commands and terminals.
+/// (Not a commit: git killed while it writes leaves temporary objects and
+/// locks behind, or a commit made and said to have failed.)
+const PAUSED_LIST_MAX: Duration = Duration::from_secs(15);
 
 fn is_binary(data: &[u8]) -> bool {
     data.iter().take(8192).any(|b| *b == 0) || std::str::from_utf8(data).is_err()
@@ -188,17 +189,7 @@ impl ChangeReview {
                 ));
             }
         }
-        // Within the pause's limit: the git that outlasts it is killed.
-        let done = tokio::time::timeout(PAUSED_MAX, work)
-            .await
-            .unwrap_or_else(|_| {
-                Err(AppError::Unavailable(format!(
-                    "Reading the work tree took more than {} s with the sandbox paused, as long \
-                     as it may be (its agent would be cut off): it is too large for the Changes \
-                     view and its commits. Its files and terminal still work.",
-                    PAUSED_MAX.as_secs()
-                )))
-            });
+        let done = work.await;
         if paused.armed {
             // Disarmed first: the resume goes on apart once asked for, and
             // the guard's would take the next read's pause.
@@ -219,8 +210,22 @@ impl ChangeReview {
 
     pub async fn list(&self, s: &Session) -> Result<Changes, AppError> {
         let (url, base, branch) = git_state(s)?;
-        self.exclusive(s, true, self.list_now(s, url, base, branch))
-            .await
+        let read = async {
+            // The git that outlasts it is killed: a list writes no object
+            // (an index lock one may leave, the next commit removes).
+            tokio::time::timeout(PAUSED_LIST_MAX, self.list_now(s, url, base, branch))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(AppError::Unavailable(format!(
+                        "The workspace's changes took more than {} s to read with its sandbox \
+                         paused, which is as long as it may be (its agent would be cut off): \
+                         the work tree is too large to show its changes here. Its files and \
+                         terminal still work.",
+                        PAUSED_LIST_MAX.as_secs()
+                    )))
+                })
+        };
+        self.exclusive(s, true, read).await
     }
 
     async fn list_now(
