@@ -58,6 +58,18 @@ fn model_env(url: &str) -> [(&str, &str); 2] {
     ]
 }
 
+/// A server on a new home folder with `env`, and a session made on it
+/// with `body`.
+async fn served(
+    env: &[(&str, &str)],
+    body: serde_json::Value,
+) -> (std::path::PathBuf, Binary, Session) {
+    let dir = std::fs::canonicalize(tempfile::tempdir().unwrap().keep()).unwrap();
+    let server = start_with(&dir, "127.0.0.1:0", env);
+    let session = create(&server, body).await;
+    (dir, server, session)
+}
+
 /// Creates a session through the REST API.
 async fn create(server: &Binary, body: serde_json::Value) -> Session {
     let res = reqwest::Client::new()
@@ -191,10 +203,8 @@ async fn sigkill_mid_turn_loses_no_stored_event_and_the_session_resumes() {
     ]))
     .await;
     let env = model_env(&url);
-    let dir = std::fs::canonicalize(tempfile::tempdir().unwrap().keep()).unwrap();
-    let server = start_with(&dir, "127.0.0.1:0", &env);
-    let session = create(
-        &server,
+    let (dir, server, session) = served(
+        &env,
         serde_json::json!({"name": "crashy", "permission_mode": "auto"}),
     )
     .await;
@@ -272,10 +282,8 @@ async fn prompts_taken_as_one_turn_by_a_run_cut_off_do_not_run_again() {
     ]))
     .await;
     let env = model_env(&url);
-    let dir = std::fs::canonicalize(tempfile::tempdir().unwrap().keep()).unwrap();
-    let server = start_with(&dir, "127.0.0.1:0", &env);
-    let session = create(
-        &server,
+    let (dir, server, session) = served(
+        &env,
         serde_json::json!({"name": "queued", "permission_mode": "auto"}),
     )
     .await;
@@ -354,10 +362,8 @@ async fn a_pending_permission_request_survives_a_restart() {
     ]))
     .await;
     let env = model_env(&url);
-    let dir = std::fs::canonicalize(tempfile::tempdir().unwrap().keep()).unwrap();
-    let server = start_with(&dir, "127.0.0.1:0", &env);
-    let session = create(
-        &server,
+    let (dir, server, session) = served(
+        &env,
         serde_json::json!({"name": "careful", "permission_mode": "ask"}),
     )
     .await;
@@ -396,10 +402,8 @@ async fn a_run_resumed_after_a_restart_is_not_run_again_for_its_merged_prompts()
     ]))
     .await;
     let env = model_env(&url);
-    let dir = std::fs::canonicalize(tempfile::tempdir().unwrap().keep()).unwrap();
-    let server = start_with(&dir, "127.0.0.1:0", &env);
-    let session = create(
-        &server,
+    let (dir, server, session) = served(
+        &env,
         serde_json::json!({"name": "merged", "permission_mode": "ask"}),
     )
     .await;
