@@ -451,7 +451,9 @@ impl Vault {
             owner.map(|user| CredentialId::model_key(CredentialScope::User(user))),
         ];
         let saved = self.store.list_credentials().await?;
-        Ok(saved.iter().any(|c| usable.contains(&Some(c.id.clone()))))
+        Ok(saved
+            .iter()
+            .any(|c| usable.iter().flatten().any(|id| *id == c.id)))
     }
 }
 

@@ -651,6 +651,8 @@ impl Runner {
             }
         }
         let mut seen = std::collections::HashSet::new();
+        // Each owner's answer, read once: why they are barred, if they are.
+        let mut verdicts: HashMap<Option<UserId>, Option<String>> = HashMap::new();
         let mut barred = Vec::new();
         for session in running.iter().chain(&up) {
             if !seen.insert(*session) {
@@ -662,10 +664,20 @@ impl Runner {
             if whose.is_some_and(|user| s.owner != Some(user)) {
                 continue;
             }
-            let why = match self.auth.owner_may_run(&s).await {
-                Ok(()) => continue,
-                Err(AppError::Conflict(why)) => why,
-                Err(e) => return Err(e.into()),
+            let verdict = match verdicts.get(&s.owner) {
+                Some(verdict) => verdict.clone(),
+                None => {
+                    let verdict = match self.auth.owner_may_run(&s).await {
+                        Ok(()) => None,
+                        Err(AppError::Conflict(why)) => Some(why),
+                        Err(e) => return Err(e.into()),
+                    };
+                    verdicts.insert(s.owner, verdict.clone());
+                    verdict
+                }
+            };
+            let Some(why) = verdict else {
+                continue;
             };
             if self.is_running(*session) {
                 let message = format!("{why} Its run was stopped.");
