@@ -25,6 +25,7 @@ use crate::config::{AuthSetting, Config};
 use crate::egress::EgressProxy;
 use crate::journal::Journal;
 use crate::sandbox::{Sandbox, SandboxError, SandboxSpec};
+use crate::store::triggers::Delivered;
 use crate::store::{Store, StoreError};
 use crate::sync::lock;
 use crate::terminal_slots::TerminalSlots;
@@ -363,6 +364,37 @@ impl Runner {
         session: SessionId,
         text: String,
     ) -> Result<(), AppError> {
+        self.may_queue(session, &text).await?;
+        self.journal.record_prompt(session, text).await?;
+        self.run_queued(session);
+        Ok(())
+    }
+
+    /// [`Runner::send_prompt`] for a trigger's delivery: its record, the
+    /// prompt and the delivery noted prompted are stored in one
+    /// transaction, so that the sender's repeat never queues it twice.
+    /// `false` when the delivery's claim was taken over (nothing queued).
+    pub async fn send_delivered_prompt(
+        self: &Arc<Self>,
+        session: SessionId,
+        delivered: Delivered<'_>,
+        text: String,
+    ) -> Result<bool, AppError> {
+        self.may_queue(session, &text).await?;
+        if !self
+            .journal
+            .record_delivered_prompt(session, delivered, text)
+            .await?
+        {
+            return Ok(false);
+        }
+        self.run_queued(session);
+        Ok(true)
+    }
+
+    /// Refuses a prompt that is empty or too long, or one for a session
+    /// that is gone or has too many waiting.
+    async fn may_queue(&self, session: SessionId, text: &str) -> Result<(), AppError> {
         if text.trim().is_empty() {
             return Err(AppError::Invalid("The prompt is empty.".into()));
         }
@@ -386,10 +418,14 @@ impl Runner {
         // So that a secret pasted into the prompt is masked too; a secret
         // that cannot be opened any more is the run's error to report.
         let _ = self.secrets(&s).await;
-        self.journal.record_prompt(session, text).await?;
+        Ok(())
+    }
+
+    /// Runs a prompt just queued: now, or after the run under way here; on
+    /// the replicas that stay when this one is closing.
+    fn run_queued(self: &Arc<Self>, session: SessionId) {
         if self.closing() {
-            // Queued for the replicas that stay.
-            return Ok(());
+            return;
         }
         let span = tracing::info_span!("run", %session);
         let start = {
@@ -408,7 +444,6 @@ impl Runner {
         if start {
             self.spawn_drive(session, false, None);
         }
-        Ok(())
     }
 
     /// Drops the session's queued prompts and cancels what it is doing, if

@@ -17,6 +17,7 @@
 pub mod secret_mask;
 
 use crate::hub::{Hub, SessionUpdate};
+use crate::store::triggers::{Delivered, DeliveredPrompt};
 use crate::store::Store;
 use app::domain::{AppError, Delta, Event, EventKind, Session, SessionId, SessionStatus};
 use secret_mask::SecretMasks;
@@ -97,6 +98,37 @@ impl Journal {
             .await?
             .ok_or_else(|| not_found(session))?;
         self.announce(event).await
+    }
+
+    /// Appends a trigger delivery's record and its prompt, queues the
+    /// prompt and notes the delivery prompted (one transaction), then
+    /// broadcasts both. `false` when the delivery's claim was taken over:
+    /// nothing was written.
+    pub async fn record_delivered_prompt(
+        &self,
+        session: SessionId,
+        delivered: Delivered<'_>,
+        text: String,
+    ) -> Result<bool, AppError> {
+        let delivered = Delivered {
+            record: self.masks.event(session, delivered.record),
+            ..delivered
+        };
+        let prompt = self.masks.event(session, EventKind::UserMessage { text });
+        match self
+            .store
+            .append_delivered_prompt(session, &delivered, &prompt)
+            .await?
+        {
+            DeliveredPrompt::Queued(events) => {
+                for event in events {
+                    self.announce(event).await?;
+                }
+                Ok(true)
+            }
+            DeliveredPrompt::SessionGone => Err(not_found(session)),
+            DeliveredPrompt::Taken => Ok(false),
+        }
     }
 
     /// Broadcasts a stored event, and the session's summary when the event

@@ -5,7 +5,7 @@
 //! which requires it.
 
 use super::{Result, SealedSecret};
-use app::domain::{SessionId, TemplateId};
+use app::domain::{Event, EventKind, SessionId, TemplateId};
 use app::triggers::{Delivery, Trigger, TriggerDraft, TriggerId};
 use chrono::{DateTime, Utc};
 
@@ -23,6 +23,29 @@ pub struct SealedTriggerSecrets {
 
 /// Deliveries kept in the log, in days.
 pub const DELIVERIES_KEPT_DAYS: i64 = 30;
+
+/// A claimed delivery, as its prompt is queued.
+pub struct Delivered<'a> {
+    pub trigger: TriggerId,
+    /// The sender's id for it.
+    pub id: &'a str,
+    /// The token of the handling that holds it.
+    pub claim: &'a str,
+    /// Its record in the session's transcript (a `delivery` event).
+    pub record: EventKind,
+}
+
+/// What queuing a delivery's prompt did.
+#[derive(Debug)]
+pub enum DeliveredPrompt {
+    /// The delivery's record and the prompt, as appended.
+    Queued([Event; 2]),
+    /// The session is gone: nothing was written.
+    SessionGone,
+    /// The claim no longer holds the delivery (taken over): nothing was
+    /// written.
+    Taken,
+}
 
 /// How a claim on a delivery's id went.
 #[derive(Clone, Debug, PartialEq)]
@@ -94,14 +117,17 @@ pub trait Triggers {
         claim: &str,
         session: SessionId,
     ) -> Result<bool>;
-    /// Notes that a claimed delivery's prompt is queued: handled again, it
-    /// is only answered. `false` when `claim` no longer holds it.
-    async fn note_delivery_prompted(
+    /// Queues a claimed delivery's prompt, in one transaction: its record
+    /// (a `delivery` event), then the prompt (a `user_message` event,
+    /// queued for a run), and the delivery noted as prompted, so that
+    /// handled again it is only answered. Nothing is written when `claim`
+    /// no longer holds it or the session is gone.
+    async fn append_delivered_prompt(
         &self,
-        trigger: TriggerId,
-        id: &str,
-        claim: &str,
-    ) -> Result<bool>;
+        session: SessionId,
+        delivered: &Delivered<'_>,
+        prompt: &EventKind,
+    ) -> Result<DeliveredPrompt>;
     /// Records how a delivery `claim` holds was answered (`false` when it
     /// no longer holds it), and forgets answered deliveries older than
     /// [`DELIVERIES_KEPT_DAYS`].

@@ -20,7 +20,7 @@ pub mod twilio;
 
 use crate::engine::QUEUED_PROMPTS_MAX;
 use crate::paddock::Paddock;
-use crate::store::triggers::{Claim, ConversationClaim};
+use crate::store::triggers::{Claim, ConversationClaim, Delivered};
 use crate::vault::SecretOf;
 use crate::workspace_files::Upload;
 use app::accounts::{AuditAction, Caller};
@@ -881,26 +881,21 @@ impl Paddock {
                 }
             }
         }
-        self.journal
-            .record(
-                session,
-                EventKind::Delivery {
-                    trigger: trigger.draft.name.clone(),
-                    id: verified.id.clone(),
-                    verified: verified.how.clone(),
-                },
-            )
-            .await
-            .map_err(Handled::Failed)?;
-        self.runner
-            .send_prompt(session, text)
-            .await
-            .map_err(Handled::Failed)?;
+        let delivered = Delivered {
+            trigger: trigger.id,
+            id: &verified.id,
+            claim,
+            record: EventKind::Delivery {
+                trigger: trigger.draft.name.clone(),
+                id: verified.id.clone(),
+                verified: verified.how.clone(),
+            },
+        };
         still_ours(
-            self.store
-                .note_delivery_prompted(trigger.id, &verified.id, claim)
+            self.runner
+                .send_delivered_prompt(session, delivered, text)
                 .await
-                .map_err(fail)?,
+                .map_err(Handled::Failed)?,
         )?;
         Ok((session, outcome))
     }

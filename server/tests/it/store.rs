@@ -850,7 +850,9 @@ async fn templates_keep_every_version() {
 #[tokio::test]
 async fn triggers_claim_each_delivery_once_and_keep_their_conversations() {
     use app::triggers::{Delivery, TriggerDraft, TriggerKind};
-    use server::store::triggers::{Claim, ConversationClaim, SealedTriggerSecrets};
+    use server::store::triggers::{
+        Claim, ConversationClaim, Delivered, DeliveredPrompt, SealedTriggerSecrets,
+    };
     let (_dir, urls) = databases().await;
     for url in &urls {
         let store = open(url).await;
@@ -1015,11 +1017,62 @@ async fn triggers_claim_each_delivery_once_and_keep_their_conversations() {
                 .unwrap(),
             fresh
         );
+        let real = store.create_session(&spec("s"), None).await.unwrap().id;
         store
-            .note_delivery_session(id, "d2", "c4", session)
+            .note_delivery_session(id, "d2", "c4", real)
             .await
             .unwrap();
-        assert!(store.note_delivery_prompted(id, "d2", "c4").await.unwrap());
+        // Its record, its prompt and its note go in one transaction, and
+        // only while its claim holds it: a handling taken over queues
+        // nothing, so the repeat that took it over prompts once.
+        let delivered = |claim| Delivered {
+            trigger: id,
+            id: "d2",
+            claim,
+            record: EventKind::Delivery {
+                trigger: "t".into(),
+                id: "d2".into(),
+                verified: "signed".into(),
+            },
+        };
+        let prompt = EventKind::UserMessage { text: "go".into() };
+        let queued = |s| {
+            let store = store.clone();
+            async move {
+                (
+                    store.events_after(s, 0, 10).await.unwrap().len(),
+                    store.queued_prompts(s).await.unwrap(),
+                )
+            }
+        };
+        assert!(matches!(
+            store
+                .append_delivered_prompt(real, &delivered("c3"), &prompt)
+                .await
+                .unwrap(),
+            DeliveredPrompt::Taken
+        ));
+        assert_eq!(queued(real).await, (0, 0), "{db}");
+        assert!(matches!(
+            store
+                .append_delivered_prompt(uuid::Uuid::now_v7(), &delivered("c4"), &prompt)
+                .await
+                .unwrap(),
+            DeliveredPrompt::SessionGone
+        ));
+        let DeliveredPrompt::Queued([record, asked]) = store
+            .append_delivered_prompt(real, &delivered("c4"), &prompt)
+            .await
+            .unwrap()
+        else {
+            panic!("{db}: not queued");
+        };
+        assert_eq!(
+            (record.seq, &record.kind, asked.seq, &asked.kind),
+            (1, &delivered("c4").record, 2, &prompt),
+            "{db}"
+        );
+        assert_eq!(queued(real).await, (2, 1), "{db}");
         store.abandon_delivery(id, "d2", "c4").await.unwrap();
         // A finish forgets only old answered ones, not one given up.
         store.finish_delivery(&done, "c1").await.unwrap();
@@ -1029,7 +1082,7 @@ async fn triggers_claim_each_delivery_once_and_keep_their_conversations() {
                 .await
                 .unwrap(),
             Claim::New {
-                session: Some(session),
+                session: Some(real),
                 prompted: true
             },
             "{db}"
@@ -1049,7 +1102,13 @@ async fn triggers_claim_each_delivery_once_and_keep_their_conversations() {
                 .unwrap(),
             Claim::New { .. }
         ));
-        assert!(!store.note_delivery_prompted(id, "d2", "c5").await.unwrap());
+        assert!(matches!(
+            store
+                .append_delivered_prompt(real, &delivered("c5"), &prompt)
+                .await
+                .unwrap(),
+            DeliveredPrompt::Taken
+        ));
         assert_eq!(store.deliveries(id).await.unwrap().len(), 1, "{db}");
         // A handling that renews its claim is not taken for abandoned by
         // one that began after it did, however long it takes.

@@ -6,6 +6,7 @@ use crate::store::leases::Leases;
 use crate::store::Result;
 use app::domain::{Event, EventKind, SessionId};
 use chrono::{DateTime, Utc};
+use sqlx::Any;
 
 #[async_trait::async_trait]
 impl Leases for SqlStore {
@@ -88,11 +89,7 @@ impl Leases for SqlStore {
 
     async fn append_prompt(&self, session: SessionId, prompt: &EventKind) -> Result<Option<Event>> {
         let mut tx = self.pool.begin().await?;
-        let event = append_in(&mut tx, session, prompt).await?;
-        sqlx::query("UPDATE sessions SET queued_prompts = queued_prompts + 1 WHERE id = $1")
-            .bind(session.to_string())
-            .execute(&mut *tx)
-            .await?;
+        let event = queue_prompt_in(&mut tx, session, prompt).await?;
         tx.commit().await?;
         Ok(event)
     }
@@ -124,4 +121,19 @@ impl Leases for SqlStore {
             .await?;
         Ok(())
     }
+}
+
+/// Appends a prompt and queues it for a run, within `tx`. `None` when the
+/// session does not exist.
+pub(super) async fn queue_prompt_in(
+    tx: &mut sqlx::Transaction<'_, Any>,
+    session: SessionId,
+    prompt: &EventKind,
+) -> Result<Option<Event>> {
+    let event = append_in(tx, session, prompt).await?;
+    sqlx::query("UPDATE sessions SET queued_prompts = queued_prompts + 1 WHERE id = $1")
+        .bind(session.to_string())
+        .execute(&mut **tx)
+        .await?;
+    Ok(event)
 }

@@ -1,12 +1,13 @@
 //! [`Triggers`] in SQL.
 
-use super::{hold_key_check, timestamp, SqlStore, StoredTime};
+use super::leases::queue_prompt_in;
+use super::{append_in, hold_key_check, timestamp, SqlStore, StoredTime};
 use crate::store::triggers::{
-    Claim, ConversationClaim, SealedTriggerSecrets, Triggers, DELIVERIES_KEPT_DAYS,
-    DELIVERIES_LISTED,
+    Claim, ConversationClaim, Delivered, DeliveredPrompt, SealedTriggerSecrets, Triggers,
+    DELIVERIES_KEPT_DAYS, DELIVERIES_LISTED,
 };
 use crate::store::{Result, SealedSecret, StoreError};
-use app::domain::{SessionId, TemplateId};
+use app::domain::{EventKind, SessionId, TemplateId};
 use app::triggers::{Delivery, Trigger, TriggerDraft, TriggerId};
 use chrono::{DateTime, Utc};
 
@@ -285,22 +286,34 @@ impl Triggers for SqlStore {
         Ok(done.rows_affected() > 0)
     }
 
-    async fn note_delivery_prompted(
+    async fn append_delivered_prompt(
         &self,
-        trigger: TriggerId,
-        id: &str,
-        claim: &str,
-    ) -> Result<bool> {
-        let done = sqlx::query(
+        session: SessionId,
+        delivered: &Delivered<'_>,
+        prompt: &EventKind,
+    ) -> Result<DeliveredPrompt> {
+        // Dropped uncommitted, the transaction writes nothing.
+        let mut tx = self.pool.begin().await?;
+        let Some(record) = append_in(&mut tx, session, &delivered.record).await? else {
+            return Ok(DeliveredPrompt::SessionGone);
+        };
+        let Some(prompt) = queue_prompt_in(&mut tx, session, prompt).await? else {
+            return Ok(DeliveredPrompt::SessionGone);
+        };
+        let noted = sqlx::query(
             "UPDATE trigger_deliveries SET prompted = 1 \
              WHERE trigger_id = $1 AND delivery_id = $2 AND claim = $3 AND status = 0",
         )
-        .bind(trigger.to_string())
-        .bind(id)
-        .bind(claim)
-        .execute(&self.pool)
+        .bind(delivered.trigger.to_string())
+        .bind(delivered.id)
+        .bind(delivered.claim)
+        .execute(&mut *tx)
         .await?;
-        Ok(done.rows_affected() > 0)
+        if noted.rows_affected() == 0 {
+            return Ok(DeliveredPrompt::Taken);
+        }
+        tx.commit().await?;
+        Ok(DeliveredPrompt::Queued([record, prompt]))
     }
 
     async fn finish_delivery(&self, d: &Delivery, claim: &str) -> Result<bool> {
