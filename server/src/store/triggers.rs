@@ -24,6 +24,19 @@ pub struct SealedTriggerSecrets {
 /// Deliveries kept in the log, in days.
 pub const DELIVERIES_KEPT_DAYS: i64 = 30;
 
+/// When a trigger's schedule runs next, written with the trigger.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum NextRun {
+    /// At this time (its times are new, or it was resumed).
+    At(DateTime<Utc>),
+    /// At the time it had, or at this one if it had none: an edit that
+    /// leaves its times alone leaves a run that came due, not yet taken,
+    /// to run.
+    Kept(Option<DateTime<Utc>>),
+    /// Not at all: paused, no time left, or not a schedule.
+    Never,
+}
+
 /// A claimed delivery, as its prompt is queued.
 pub struct Delivered<'a> {
     pub trigger: TriggerId,
@@ -82,11 +95,18 @@ pub trait Triggers {
         draft: &TriggerDraft,
         secret: &SealedSecret,
         by: &str,
+        next_run: NextRun,
     ) -> Result<Trigger>;
     async fn get_trigger(&self, id: TriggerId) -> Result<Option<(Trigger, SealedTriggerSecrets)>>;
     async fn list_triggers(&self, template: TemplateId) -> Result<Vec<Trigger>>;
-    /// `None` if it does not exist.
-    async fn update_trigger(&self, id: TriggerId, draft: &TriggerDraft) -> Result<Option<Trigger>>;
+    /// Replaces its draft, and when its schedule runs next in the same
+    /// transaction. `None` if it does not exist.
+    async fn update_trigger(
+        &self,
+        id: TriggerId,
+        draft: &TriggerDraft,
+        next_run: NextRun,
+    ) -> Result<Option<Trigger>>;
     /// A new secret; the current one is accepted until `previous_until`.
     async fn rotate_trigger_secret(
         &self,
@@ -171,9 +191,6 @@ pub trait Triggers {
     ) -> Result<bool>;
     /// Gives up a key `claim` holds whose session could not be made.
     async fn release_conversation(&self, trigger: TriggerId, key: &str, claim: &str) -> Result<()>;
-    /// When a schedule trigger runs next; `None`: not at all (paused).
-    async fn set_schedule(&self, trigger: TriggerId, next_run: Option<DateTime<Utc>>)
-        -> Result<()>;
     /// The schedules due at `now`: each trigger, and the time it was due.
     async fn due_schedules(&self, now: DateTime<Utc>) -> Result<Vec<(TriggerId, DateTime<Utc>)>>;
     /// Moves a schedule on from `due` to `next` (none: it has no time left,

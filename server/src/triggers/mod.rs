@@ -290,13 +290,13 @@ impl Paddock {
         let id = uuid::Uuid::now_v7();
         let (secret, shown) = secret_of(draft.kind, sender_key)?;
         let sealed = self.vault.seal_secret(SecretOf::Trigger(id), &secret)?;
+        let next_run = Self::next_run(&draft, None)?;
         let trigger = self
             .store
-            .create_trigger(id, template, &draft, &sealed, &caller.label())
+            .create_trigger(id, template, &draft, &sealed, &caller.label(), next_run)
             .await?;
         self.audit_trigger(caller, id, &format!("created {:?}", trigger.draft.name))
             .await;
-        self.reschedule(&trigger).await?;
         Ok(TriggerSecret {
             path: trigger_path(id),
             trigger: Self::with_next_runs(trigger),
@@ -333,9 +333,10 @@ impl Paddock {
                 "A trigger's kind is for good: make another trigger for another sender.".into(),
             ));
         }
+        let next_run = Self::next_run(&draft, Some(&before.draft))?;
         let trigger = self
             .store
-            .update_trigger(id, &draft)
+            .update_trigger(id, &draft, next_run)
             .await?
             .ok_or_else(|| AppError::NotFound(format!("Trigger {id}")))?;
         let paused = match (before.draft.paused, draft.paused) {
@@ -345,11 +346,6 @@ impl Paddock {
         };
         self.audit_trigger(caller, id, &format!("changed{paused}"))
             .await;
-        // Only what its times hang on moves them: an edit of its name or
-        // prompt leaves a run that came due, not yet taken, to run.
-        if (&draft.schedule, draft.paused) != (&before.draft.schedule, before.draft.paused) {
-            self.reschedule(&trigger).await?;
-        }
         Ok(Self::with_next_runs(trigger))
     }
 

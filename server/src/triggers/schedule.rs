@@ -11,9 +11,9 @@
 
 use super::{Opened, Said, Verified};
 use crate::paddock::Paddock;
-use crate::store::triggers::Claim;
+use crate::store::triggers::{Claim, NextRun};
 use app::domain::{AppError, SessionId, SessionStatus};
-use app::triggers::{Delivery, MissedRuns, Schedule, Trigger, TriggerId};
+use app::triggers::{Delivery, MissedRuns, Schedule, Trigger, TriggerDraft, TriggerId};
 use chrono::{DateTime, SecondsFormat, Utc};
 use chrono_tz::Tz;
 use croner::parser::{CronParser, Seconds};
@@ -125,16 +125,27 @@ impl Paddock {
         }
     }
 
-    /// When a schedule trigger runs next, from now: after it is made,
-    /// changed, paused (never) or resumed.
-    pub(super) async fn reschedule(&self, trigger: &Trigger) -> Result<(), AppError> {
-        let next = match (&trigger.draft.schedule, trigger.draft.paused) {
-            (Some(schedule), false) => Times::of(schedule)
-                .map_err(AppError::Invalid)?
-                .next_after(Utc::now()),
-            _ => None,
+    /// When a schedule trigger runs next, from now, as `draft` says: after
+    /// it is made (no `before`) or changed. Only what its times hang on
+    /// moves them: an edit of its name or prompt leaves a run that came
+    /// due, not yet taken, to run.
+    pub(super) fn next_run(
+        draft: &TriggerDraft,
+        before: Option<&TriggerDraft>,
+    ) -> Result<NextRun, AppError> {
+        let Some(schedule) = draft.schedule.as_ref().filter(|_| !draft.paused) else {
+            return Ok(NextRun::Never);
         };
-        Ok(self.store.set_schedule(trigger.id, next).await?)
+        let next = Times::of(schedule)
+            .map_err(AppError::Invalid)?
+            .next_after(Utc::now());
+        let moved =
+            before.is_none_or(|b| (&b.schedule, b.paused) != (&draft.schedule, draft.paused));
+        Ok(match (moved, next) {
+            (false, next) => NextRun::Kept(next),
+            (true, Some(next)) => NextRun::At(next),
+            (true, None) => NextRun::Never,
+        })
     }
 
     /// A schedule trigger's next runs, shown with it.

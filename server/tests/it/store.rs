@@ -851,7 +851,7 @@ async fn templates_keep_every_version() {
 async fn triggers_claim_each_delivery_once_and_keep_their_conversations() {
     use app::triggers::{Delivery, TriggerDraft, TriggerKind};
     use server::store::triggers::{
-        Claim, ConversationClaim, Delivered, DeliveredPrompt, SealedTriggerSecrets,
+        Claim, ConversationClaim, Delivered, DeliveredPrompt, NextRun, SealedTriggerSecrets,
     };
     let (_dir, urls) = databases().await;
     for url in &urls {
@@ -886,13 +886,27 @@ async fn triggers_claim_each_delivery_once_and_keep_their_conversations() {
             .await
             .unwrap();
         let stale = store
-            .create_trigger(id, template.id, &draft, &sealed("sealed-0", "other"), "ada")
+            .create_trigger(
+                id,
+                template.id,
+                &draft,
+                &sealed("sealed-0", "other"),
+                "ada",
+                NextRun::Never,
+            )
             .await
             .unwrap_err();
         assert!(matches!(stale, StoreError::KeyChanged), "{db}: {stale}");
         assert!(store.get_trigger(id).await.unwrap().is_none(), "{db}");
         let made = store
-            .create_trigger(id, template.id, &draft, &sealed("sealed-1", "check"), "ada")
+            .create_trigger(
+                id,
+                template.id,
+                &draft,
+                &sealed("sealed-1", "check"),
+                "ada",
+                NextRun::Never,
+            )
             .await
             .unwrap();
         assert_eq!((made.id, made.template), (id, template.id));
@@ -1208,7 +1222,7 @@ async fn triggers_claim_each_delivery_once_and_keep_their_conversations() {
         };
         assert!(
             store
-                .update_trigger(id, &changed)
+                .update_trigger(id, &changed, NextRun::Never)
                 .await
                 .unwrap()
                 .unwrap()
@@ -1220,7 +1234,10 @@ async fn triggers_claim_each_delivery_once_and_keep_their_conversations() {
         // A schedule: due once its time comes; moved on by one caller.
         let at = Utc::now() + chrono::Duration::hours(1);
         let later = at + chrono::Duration::days(1);
-        store.set_schedule(id, Some(at)).await.unwrap();
+        store
+            .update_trigger(id, &draft, NextRun::At(at))
+            .await
+            .unwrap();
         assert!(store.due_schedules(Utc::now()).await.unwrap().is_empty());
         let due = store.due_schedules(at).await.unwrap();
         assert_eq!(due.len(), 1, "{db}");
@@ -1240,11 +1257,51 @@ async fn triggers_claim_each_delivery_once_and_keep_their_conversations() {
         // Its last time: gone, once.
         assert!(store.advance_schedule(id, later, None).await.unwrap());
         assert!(!store.advance_schedule(id, later, None).await.unwrap());
-        store.set_schedule(id, Some(later)).await.unwrap();
+        // Written with the trigger: an edit that keeps its times keeps the
+        // time it has, or sets one where it has none; paused, it has none.
+        let next_of = |store: Arc<dyn Store>| async move {
+            let due = store.due_schedules(later).await.unwrap();
+            due.first().map(|(_, at)| at.timestamp_micros())
+        };
+        store
+            .update_trigger(id, &draft, NextRun::Kept(Some(later)))
+            .await
+            .unwrap();
+        assert_eq!(next_of(store.clone()).await, Some(later.timestamp_micros()));
+        store
+            .update_trigger(id, &draft, NextRun::Kept(Some(at)))
+            .await
+            .unwrap();
+        store
+            .update_trigger(id, &draft, NextRun::Kept(None))
+            .await
+            .unwrap();
+        assert_eq!(
+            next_of(store.clone()).await,
+            Some(later.timestamp_micros()),
+            "{db}"
+        );
         assert!(store.due_schedules(at).await.unwrap().is_empty());
-        store.set_schedule(id, None).await.unwrap();
-        assert!(store.due_schedules(later).await.unwrap().is_empty());
-        store.set_schedule(id, Some(later)).await.unwrap();
+        store
+            .update_trigger(id, &changed, NextRun::Never)
+            .await
+            .unwrap();
+        assert_eq!(next_of(store.clone()).await, None, "{db}");
+        store
+            .update_trigger(id, &draft, NextRun::Kept(None))
+            .await
+            .unwrap();
+        assert_eq!(next_of(store.clone()).await, None, "{db}");
+        // Nothing of a trigger that is gone.
+        assert!(store
+            .update_trigger(uuid::Uuid::now_v7(), &draft, NextRun::At(at))
+            .await
+            .unwrap()
+            .is_none());
+        store
+            .update_trigger(id, &draft, NextRun::At(later))
+            .await
+            .unwrap();
         // Gone with its template, and its deliveries and schedule.
         assert!(store.delete_template(template.id).await.unwrap());
         assert!(store.get_trigger(id).await.unwrap().is_none(), "{db}");

@@ -13,6 +13,7 @@ use chrono::Utc;
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
 use server::paddock::Paddock;
+use server::store::triggers::NextRun;
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -1734,9 +1735,16 @@ async fn a_schedule_runs_at_its_time_on_one_replica_and_skips_what_it_must() {
     // A time that came due, not yet taken, stays due through an edit of
     // the prompt alone.
     let due_at = Utc::now() - Duration::seconds(5);
+    let (now_is, _) = s
+        .paddock
+        .store
+        .get_trigger(made.trigger.id)
+        .await
+        .unwrap()
+        .unwrap();
     s.paddock
         .store
-        .set_schedule(made.trigger.id, Some(due_at))
+        .update_trigger(made.trigger.id, &now_is.draft, NextRun::At(due_at))
         .await
         .unwrap();
     let res = s

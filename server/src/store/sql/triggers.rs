@@ -3,13 +3,14 @@
 use super::leases::queue_prompt_in;
 use super::{append_in, hold_key_check, timestamp, SqlStore, StoredTime};
 use crate::store::triggers::{
-    Claim, ConversationClaim, Delivered, DeliveredPrompt, SealedTriggerSecrets, Triggers,
+    Claim, ConversationClaim, Delivered, DeliveredPrompt, NextRun, SealedTriggerSecrets, Triggers,
     DELIVERIES_KEPT_DAYS, DELIVERIES_LISTED,
 };
 use crate::store::{Result, SealedSecret, StoreError};
 use app::domain::{EventKind, SessionId, TemplateId};
 use app::triggers::{Delivery, Trigger, TriggerDraft, TriggerId};
 use chrono::{DateTime, Utc};
+use sqlx::Any;
 
 const DELIVERY_COLUMNS: &str = "trigger_id, delivery_id, received_at, status, outcome, session_id";
 const TRIGGER_COLUMNS: &str =
@@ -120,6 +121,7 @@ impl Triggers for SqlStore {
         draft: &TriggerDraft,
         secret: &SealedSecret,
         by: &str,
+        next_run: NextRun,
     ) -> Result<Trigger> {
         let mut tx = self.pool.begin().await?;
         hold_key_check(&mut tx, &secret.key_check).await?;
@@ -135,6 +137,7 @@ impl Triggers for SqlStore {
         .bind(by)
         .execute(&mut *tx)
         .await?;
+        schedule_in(&mut tx, id, next_run).await?;
         tx.commit().await?;
         self.trigger(id)
             .await?
@@ -163,15 +166,23 @@ impl Triggers for SqlStore {
             .collect()
     }
 
-    async fn update_trigger(&self, id: TriggerId, draft: &TriggerDraft) -> Result<Option<Trigger>> {
+    async fn update_trigger(
+        &self,
+        id: TriggerId,
+        draft: &TriggerDraft,
+        next_run: NextRun,
+    ) -> Result<Option<Trigger>> {
+        let mut tx = self.pool.begin().await?;
         let done = sqlx::query("UPDATE triggers SET draft = $1 WHERE id = $2")
             .bind(draft_json(draft)?)
             .bind(id.to_string())
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
         if done.rows_affected() == 0 {
             return Ok(None);
         }
+        schedule_in(&mut tx, id, next_run).await?;
+        tx.commit().await?;
         self.trigger(id).await
     }
 
@@ -473,32 +484,6 @@ impl Triggers for SqlStore {
         .await?;
         Ok(())
     }
-    async fn set_schedule(
-        &self,
-        trigger: TriggerId,
-        next_run: Option<DateTime<Utc>>,
-    ) -> Result<()> {
-        match next_run {
-            Some(at) => {
-                sqlx::query(
-                    "INSERT INTO trigger_schedules (trigger_id, next_run) VALUES ($1, $2) \
-                     ON CONFLICT (trigger_id) DO UPDATE SET next_run = excluded.next_run",
-                )
-                .bind(trigger.to_string())
-                .bind(timestamp(at))
-                .execute(&self.pool)
-                .await?;
-            }
-            None => {
-                sqlx::query("DELETE FROM trigger_schedules WHERE trigger_id = $1")
-                    .bind(trigger.to_string())
-                    .execute(&self.pool)
-                    .await?;
-            }
-        }
-        Ok(())
-    }
-
     async fn due_schedules(&self, now: DateTime<Utc>) -> Result<Vec<(TriggerId, DateTime<Utc>)>> {
         let rows: Vec<(String, StoredTime)> = sqlx::query_as(
             "SELECT trigger_id, next_run FROM trigger_schedules WHERE next_run <= $1 \
@@ -556,4 +541,37 @@ impl Triggers for SqlStore {
         row.map(|(id,)| id.parse().map_err(|e| corrupt("session", &id, &e)))
             .transpose()
     }
+}
+
+/// Writes when a trigger's schedule runs next, within `tx`.
+async fn schedule_in(
+    tx: &mut sqlx::Transaction<'_, Any>,
+    trigger: TriggerId,
+    next_run: NextRun,
+) -> Result<()> {
+    let (at, kept) = match next_run {
+        NextRun::At(at) => (at, false),
+        NextRun::Kept(Some(at)) => (at, true),
+        NextRun::Kept(None) => return Ok(()),
+        NextRun::Never => {
+            sqlx::query("DELETE FROM trigger_schedules WHERE trigger_id = $1")
+                .bind(trigger.to_string())
+                .execute(&mut **tx)
+                .await?;
+            return Ok(());
+        }
+    };
+    let on_conflict = match kept {
+        true => "DO NOTHING",
+        false => "DO UPDATE SET next_run = excluded.next_run",
+    };
+    sqlx::query(&format!(
+        "INSERT INTO trigger_schedules (trigger_id, next_run) VALUES ($1, $2) \
+         ON CONFLICT (trigger_id) {on_conflict}"
+    ))
+    .bind(trigger.to_string())
+    .bind(timestamp(at))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
