@@ -135,6 +135,11 @@ impl StartsHeld<'_> {
 /// leases up all the same, or a barred owner's sandboxes are stopped.
 const RUN_END_WAIT: Duration = Duration::from_secs(5);
 
+/// A run's end that could not be recorded is tried again after these
+/// waits, doubling: 15.5 s in all.
+const END_RETRY_FIRST: Duration = Duration::from_millis(500);
+const END_RETRY_LAST: Duration = Duration::from_secs(8);
+
 fn not_found(session: SessionId) -> AppError {
     AppError::NotFound(format!("Session {session}"))
 }
@@ -1045,10 +1050,41 @@ impl Runner {
                 (SessionStatus::Error, None)
             }
         };
-        if let Err(e) = self.journal.set_status(session, status, message).await {
-            tracing::warn!(%session, "cannot record the end of a run: {e}");
-        }
+        self.record_end(session, status, message, lost).await;
         started
+    }
+
+    /// Records how a run ended, trying again for a while (a database
+    /// failing over): a run whose end is not recorded looks cut short to
+    /// the next, which resumes it instead of taking the next prompt. Not
+    /// once another replica took the session over.
+    async fn record_end(
+        &self,
+        session: SessionId,
+        status: SessionStatus,
+        message: Option<String>,
+        lost: &CancellationToken,
+    ) {
+        let mut wait = END_RETRY_FIRST;
+        loop {
+            let Err(e) = self
+                .journal
+                .set_status(session, status, message.clone())
+                .await
+            else {
+                return;
+            };
+            if wait > END_RETRY_LAST || matches!(e, AppError::NotFound(_)) {
+                tracing::warn!(%session, "cannot record the end of a run: {e}");
+                return;
+            }
+            tracing::debug!(%session, "cannot record the end of a run yet: {e}");
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = lost.cancelled() => return,
+            }
+            wait *= 2;
+        }
     }
 
     /// Records the permission requests a stopped (or interrupted) run left
