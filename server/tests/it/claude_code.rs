@@ -1031,3 +1031,53 @@ async fn a_cli_that_prints_a_line_without_end_is_stopped() {
     );
     assert_eq!(h.sh(&s, "pgrep -fc /opt/paddock/claude").trim(), "0");
 }
+
+#[tokio::test]
+async fn what_a_cli_prints_is_recorded_within_bounds_and_its_ids_checked() {
+    // Any process of the session can write into the CLI's output: here
+    // the CLI itself says it began a conversation whose id is a flag, then
+    // prints a 3 MB text (a model's longest answer is a fraction of it).
+    let fake = tempfile::tempdir().unwrap();
+    let bin = fake.path().join("claude");
+    std::fs::write(
+        &bin,
+        "#!/bin/sh\necho \"$*\" >> /tmp/cli-args\n\
+         printf '%s\\n' '{\"type\":\"system\",\"subtype\":\"init\",\"session_id\":\"--settings=/tmp/x\"}'\n\
+         printf '%s' '{\"type\":\"assistant\",\"message\":{\"content\":[{\"type\":\"text\",\"text\":\"short\"},{\"type\":\"text\",\"text\":\"'\n\
+         head -c 3000000 /dev/zero | tr '\\0' a\n\
+         printf '%s\\n' '\"}]}}'\nsleep 600\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&bin, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(
+        fake.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let flag = format!("--claude-code-bin={}", bin.display());
+    let h = harness(json!([]), "docker", &[&flag]).await;
+    let s = h.session("auto", None).await;
+    let events = h.run(&s, "hello").await;
+    assert_eq!(last_status(&events).0, SessionStatus::Error, "{events:#?}");
+    let errors = errors(&events);
+    assert!(
+        errors
+            .iter()
+            .any(|m| m.contains("printed more than a run records: a block of 2929 KiB")),
+        "{errors:?}"
+    );
+    let texts: Vec<&str> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::AssistantText { text } => Some(text.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(texts, ["short"], "the block over the bound is not stored");
+    assert_eq!(h.sh(&s, "pgrep -fc /opt/paddock/claude").trim(), "0");
+    // The id was not a conversation's: the next run resumes nothing.
+    h.run(&s, "again").await;
+    let args = h.sh(&s, "cat /tmp/cli-args");
+    assert_eq!(args.lines().count(), 2, "{args}");
+    assert!(!args.contains("--resume"), "{args}");
+}

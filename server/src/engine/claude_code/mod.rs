@@ -96,6 +96,19 @@ pub enum CliError {
     Output(#[source] SandboxError),
     #[error("Claude Code printed a line over {} MiB, which is not its protocol.", .0 / 1024 / 1024)]
     LineTooLong(usize),
+    /// More than a run records of its output (see `run.rs`).
+    #[error(
+        "Claude Code printed more than a run records: a block of {} KiB, {events} blocks, {} MiB \
+         in all (at most {} KiB, {} blocks, {} MiB). Something in the sandbox may be writing \
+         into its output.",
+        .block / 1024, .total / 1024 / 1024, run::BLOCK_MAX_BYTES / 1024, run::RUN_EVENTS_MAX,
+        run::RUN_RECORDED_MAX_BYTES / 1024 / 1024
+    )]
+    Flood {
+        block: usize,
+        events: usize,
+        total: usize,
+    },
     #[error("Cannot read how Claude Code ended: {0}")]
     Exit(#[source] SandboxError),
     #[error("cannot encode JSON for Claude Code: {0}")]

@@ -32,6 +32,15 @@ const LINE_MAX_BYTES: usize = 16 * 1024 * 1024;
 /// Held of what the CLI writes while it waits for a permission decision.
 const HELD_WHILE_ASKING: usize = 1024 * 1024;
 
+/// What one run records of the CLI's output at most: its blocks (a text,
+/// a tool call's input, a result as cut to the output cap) and their
+/// bytes. A model's longest answer is a fraction of a block, and a long
+/// run a fraction of the rest; but the CLI's output comes from the
+/// sandbox, where any process of the session can write into it.
+pub(super) const BLOCK_MAX_BYTES: usize = 2 * 1024 * 1024;
+pub(super) const RUN_EVENTS_MAX: usize = 20_000;
+pub(super) const RUN_RECORDED_MAX_BYTES: usize = 64 * 1024 * 1024;
+
 /// How the CLI's run ended, as far as its messages told.
 #[derive(Default)]
 struct Outcome {
@@ -51,6 +60,8 @@ pub(super) struct Run<'a> {
     outcome: Outcome,
     /// The `seq` the live deltas follow.
     seq_hint: i64,
+    /// Events this run recorded, and their bytes.
+    recorded: (usize, usize),
 }
 
 impl<'a> Run<'a> {
@@ -67,6 +78,7 @@ impl<'a> Run<'a> {
             cancel,
             outcome: Outcome::default(),
             seq_hint: session.last_seq,
+            recorded: (0, 0),
         }
     }
 
@@ -215,7 +227,10 @@ impl<'a> Run<'a> {
             // resumed from stays the handle.
             Output::System(System::Init { session_id }) => {
                 self.outcome.started = true;
-                if let (Some(id), None) = (session_id, &self.state.claude_session_id) {
+                // A conversation's id, which the next run passes to
+                // `--resume`: a UUID, or nothing of it.
+                let id = session_id.filter(|id| uuid::Uuid::try_parse(id).is_ok());
+                if let (Some(id), None) = (id, &self.state.claude_session_id) {
                     self.state.claude_session_id = Some(id);
                     engine.save_state(session, &self.state).await?;
                 }
@@ -277,7 +292,7 @@ impl<'a> Run<'a> {
                         },
                         Block::ToolResult { .. } | Block::Other => continue,
                     };
-                    self.seq_hint = engine.journal.record(session, kind).await?.seq;
+                    self.record(kind).await?;
                 }
             }
             Output::User { message } => {
@@ -299,7 +314,7 @@ impl<'a> Run<'a> {
                         is_error: is_error.unwrap_or(false),
                         truncated,
                     };
-                    self.seq_hint = engine.journal.record(session, kind).await?.seq;
+                    self.record(kind).await?;
                 }
             }
             Output::ControlRequest {
@@ -361,6 +376,30 @@ impl<'a> Run<'a> {
 }
 
 impl Run<'_> {
+    /// Records a block of what the CLI printed, within the run's bounds
+    /// ([`BLOCK_MAX_BYTES`], [`RUN_EVENTS_MAX`], [`RUN_RECORDED_MAX_BYTES`]):
+    /// past them, the run ends with the error.
+    async fn record(&mut self, kind: EventKind) -> Result<(), RunError> {
+        let bytes = match &kind {
+            EventKind::AssistantText { text } | EventKind::Thinking { text } => text.len(),
+            EventKind::ToolCall { input, .. } => serde_json::to_vec(input).map_or(0, |v| v.len()),
+            EventKind::ToolResult { output, .. } => output.len(),
+            _ => 0,
+        };
+        let (events, total) = (self.recorded.0 + 1, self.recorded.1 + bytes);
+        if bytes > BLOCK_MAX_BYTES || events > RUN_EVENTS_MAX || total > RUN_RECORDED_MAX_BYTES {
+            return Err(CliError::Flood {
+                block: bytes,
+                events,
+                total,
+            }
+            .into());
+        }
+        self.recorded = (events, total);
+        self.seq_hint = self.engine.journal.record(self.session.id, kind).await?.seq;
+        Ok(())
+    }
+
     /// Asks the session's viewers whether the CLI may use a tool, for as
     /// long as the CLI lives: `None` once its output ended while waiting
     /// (it exited, or was killed in the sandbox), which withdraws the
