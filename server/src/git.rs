@@ -860,16 +860,24 @@ impl HostRepo {
         false
     }
 
-    /// Refuses a work tree where git would block: a `.gitignore` or
-    /// `.gitattributes` that is not a regular file, a named pipe called
-    /// `HEAD`, or a `commondir` that is neither a file nor a link to a
-    /// folder or to nothing (a link to a pipe), anywhere (git opens those of a folder it tells for a nested
-    /// repository, where its `.git` is or where a `.git` file says it is):
-    /// a pipe nobody writes to would hold git, and the paused sandbox,
-    /// until the time limit. And one of more than [`WALK_MAX_ENTRIES`]
+    /// Refuses a work tree where git would block or read without end: a
+    /// `.gitignore` or `.gitattributes` that is not a regular file, a named
+    /// pipe called `HEAD`, or a `commondir` that is neither a file nor a
+    /// link to a folder or to nothing (a link to a pipe), anywhere; and
+    /// what git reads of each nested repository it tells (see
+    /// [`Self::check_nested`]). A pipe nobody writes to would hold git,
+    /// and the paused sandbox, until the time limit; `/dev/zero` would
+    /// fill the server's memory. And one of more than [`WALK_MAX_ENTRIES`]
     /// files and folders, which the walk would take too long over.
     fn check_readable(&self) -> Result<(), GitError> {
         use std::os::unix::fs::FileTypeExt;
+        let root = self
+            .work_tree
+            .canonicalize()
+            .map_err(|e| GitError::Failed {
+                step: "status",
+                message: format!("cannot read the workspace: {e}"),
+            })?;
         let mut stack = vec![self.work_tree.clone()];
         let mut seen = 0;
         while let Some(dir) = stack.pop() {
@@ -891,9 +899,13 @@ impl HostRepo {
                     continue;
                 };
                 let name = entry.file_name();
+                // (The agent's own `.git` at the top is not git's here.)
+                let top_git = dir == self.work_tree && name == ".git";
+                if name == ".git" && !top_git {
+                    self.check_nested(&root, &entry.path())?;
+                }
                 let blocking = if kind.is_dir() {
-                    // (The agent's own `.git` at the top is not git's here.)
-                    if !(dir == self.work_tree && name == ".git") {
+                    if !top_git {
                         stack.push(entry.path());
                     }
                     false
@@ -904,30 +916,115 @@ impl HostRepo {
                     // name), which git cannot read as one: a link to a file
                     // could lead to a pipe, or the server's own output.
                     // (A link to nothing, which git passes over, too.)
-                    let to_folder = || match std::fs::metadata(entry.path()) {
-                        Ok(m) => m.is_dir(),
-                        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
-                    };
-                    !(kind.is_file() || kind.is_symlink() && to_folder())
+                    !(kind.is_file() || kind.is_symlink() && to_folder_or_nothing(&entry.path()))
                 } else {
                     kind.is_fifo() && name == "HEAD"
                 };
                 if blocking {
-                    return Err(GitError::Failed {
-                        step: "status",
-                        message: format!(
-                            "{} is not a regular file: remove it (the agent can) and look again",
-                            entry
-                                .path()
-                                .strip_prefix(&self.work_tree)
-                                .unwrap_or(&entry.path())
-                                .display()
-                        ),
-                    });
+                    return Err(self.unreadable(&root, &entry.path(), "is not a regular file"));
                 }
             }
         }
         Ok(())
+    }
+
+    /// A nested repository's `.git`, which git opens to tell whether the
+    /// folder is one: a folder, or a file (or link) saying where the
+    /// repository is, which must be in the work tree (a submodule's is in
+    /// the agent's own `.git`, which the walk passes over). Then what git
+    /// reads there: `HEAD` (its first bytes, following a link),
+    /// `commondir` and `config` (whole).
+    fn check_nested(&self, root: &Path, dot_git: &Path) -> Result<(), GitError> {
+        let kind = match dot_git.symlink_metadata() {
+            Ok(meta) => meta.file_type(),
+            Err(_) => return Ok(()),
+        };
+        let repository = if kind.is_dir() {
+            dot_git.to_owned()
+        } else {
+            let Some(to) = within(root, dot_git) else {
+                return Err(self.unreadable(root, dot_git, "leads out of the workspace"));
+            };
+            let Ok(meta) = to.metadata() else {
+                return Ok(());
+            };
+            if meta.is_dir() {
+                to
+            } else if !meta.is_file() {
+                return Err(self.unreadable(root, dot_git, "is not a regular file"));
+            } else {
+                // git reads a `.git` file of a few bytes: `gitdir: <path>`,
+                // from the folder that holds it.
+                let said = read_small(&to);
+                let Some(path) = said.as_deref().and_then(|s| s.strip_prefix("gitdir: ")) else {
+                    return Ok(());
+                };
+                let folder = dot_git.parent().unwrap_or(root);
+                let Some(to) = within(root, &folder.join(path)) else {
+                    return Err(self.unreadable(root, dot_git, "leads out of the workspace"));
+                };
+                to
+            }
+        };
+        self.check_repository(root, &repository, &["HEAD", "commondir", "config"])?;
+        // A linked repository's own config is in the folder its
+        // `commondir` names, from the repository.
+        let common = repository.join("commondir");
+        if let Some(path) = read_small(&common) {
+            let Some(to) = within(root, &repository.join(path)) else {
+                return Err(self.unreadable(root, &common, "leads out of the workspace"));
+            };
+            self.check_repository(root, &to, &["config"])?;
+        }
+        Ok(())
+    }
+
+    /// Refuses a repository's file of these names that git could not read
+    /// as a small file: a pipe, a device, one too large, or a link to one.
+    fn check_repository(
+        &self,
+        root: &Path,
+        repository: &Path,
+        names: &[&str],
+    ) -> Result<(), GitError> {
+        for &name in names {
+            let path = repository.join(name);
+            let Ok(meta) = path.symlink_metadata() else {
+                continue;
+            };
+            let kind = meta.file_type();
+            let readable = if kind.is_file() {
+                name == "HEAD" || meta.len() <= GITFILE_MAX_BYTES as u64
+            } else if kind.is_symlink() {
+                // git reads `HEAD` through a link only for its first bytes.
+                within(root, &path).is_some_and(|to| {
+                    to_folder_or_nothing(&to)
+                        || name == "HEAD" && to.metadata().is_ok_and(|m| m.is_file())
+                })
+            } else {
+                kind.is_dir()
+            };
+            if !readable {
+                return Err(self.unreadable(root, &path, "is not a small regular file"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Why git cannot be run over the work tree now, naming the path in it
+    /// (`root`: the work tree's canonical path).
+    fn unreadable(&self, root: &Path, path: &Path, why: &str) -> GitError {
+        let named = path
+            .strip_prefix(&self.work_tree)
+            .or_else(|_| path.strip_prefix(root))
+            .unwrap_or(path);
+        GitError::Failed {
+            step: "status",
+            message: format!(
+                "{} {why}: remove it (the agent can) and look again",
+                named.display()
+            ),
+        }
     }
 
     /// Pushes the working branch to `origin` under the same name.
@@ -945,6 +1042,44 @@ impl HostRepo {
         push.args(held)
             .args(["push", "--quiet", "--no-verify", "origin", &refspec]);
         run("push", push, limit, None).await.map(|_| ())
+    }
+}
+
+/// A `.git` file, a nested repository's `commondir` or `config` read at
+/// most: real ones are a few hundred bytes.
+const GITFILE_MAX_BYTES: usize = 64 * 1024;
+
+/// Whether `path` is a link to a folder or to nothing.
+fn to_folder_or_nothing(path: &Path) -> bool {
+    match std::fs::metadata(path) {
+        Ok(m) => m.is_dir(),
+        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+    }
+}
+
+/// A small regular file's text, its line's end taken off (as git reads a
+/// `.git` file or a `commondir`): `None` for anything else.
+fn read_small(path: &Path) -> Option<String> {
+    use std::io::Read;
+    if !path.symlink_metadata().ok()?.is_file() {
+        return None;
+    }
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .ok()?
+        .take(GITFILE_MAX_BYTES as u64)
+        .read_to_string(&mut text)
+        .ok()?;
+    Some(text.trim_end_matches(['\n', '\r']).to_owned())
+}
+
+/// Where `path` leads, links followed, if that is within `root` (a
+/// canonical path); a path that leads nowhere leads nowhere outside.
+fn within(root: &Path, path: &Path) -> Option<PathBuf> {
+    match path.canonicalize() {
+        Ok(to) => to.starts_with(root).then_some(to),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(path.to_owned()),
+        Err(_) => None,
     }
 }
 

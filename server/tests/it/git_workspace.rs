@@ -373,6 +373,47 @@ async fn a_repository_is_cloned_edited_committed_and_pushed_without_its_token_in
          && ln -s ../pkg/commondir@1 deps/commondir && ln -s ../nowhere gone/commondir",
     );
     assert!(paddock.changes(&operator, s.id).await.is_ok());
+    // A `.git` file naming a repository in the agent's own `.git`, which
+    // the walk passes over (as a submodule's does): what git reads there
+    // is looked at too, a pipe, and a link to a file without end.
+    as_agent(
+        &s,
+        "cd /workspace && rm -r pkg deps gone && mkdir -p nest .git/x/objects .git/x/refs \
+         && mkfifo .git/x/HEAD && printf 'gitdir: ../.git/x\\n' > nest/.git",
+    );
+    let refused = paddock.changes(&operator, s.id).await;
+    assert!(
+        matches!(&refused, Err(AppError::Invalid(m)) if m.contains(".git/x/HEAD")),
+        "{refused:?}"
+    );
+    as_agent(
+        &s,
+        "cd /workspace && rm .git/x/HEAD && echo 'ref: refs/heads/m' > .git/x/HEAD \
+         && ln -s /dev/zero .git/x/commondir",
+    );
+    let refused = paddock.changes(&operator, s.id).await;
+    assert!(
+        matches!(&refused, Err(AppError::Invalid(m)) if m.contains(".git/x/commondir")),
+        "{refused:?}"
+    );
+    // …or one out of the workspace (the server's own files, as git on the
+    // server would find them).
+    as_agent(
+        &s,
+        "cd /workspace && rm .git/x/commondir && printf 'gitdir: /proc/1/root/tmp\\n' > nest/.git",
+    );
+    let refused = paddock.changes(&operator, s.id).await;
+    assert!(
+        matches!(&refused, Err(AppError::Invalid(m)) if m.contains("nest/.git leads out")),
+        "{refused:?}"
+    );
+    // A submodule's repository as git lays it out is fine.
+    as_agent(
+        &s,
+        "cd /workspace && printf 'gitdir: ../.git/x\\n' > nest/.git \
+         && printf '[core]\\n\\tbare = false\\n' > .git/x/config",
+    );
+    assert!(paddock.changes(&operator, s.id).await.is_ok());
 
     // Deleting the session removes the server's repository too.
     paddock.delete_session(&operator, s.id).await.unwrap();
