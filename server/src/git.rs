@@ -22,6 +22,7 @@
 
 use crate::egress::{is_public, Network};
 use base64::Engine as _;
+use rustix::process::{kill_process_group, Pid, Signal};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -317,10 +318,17 @@ fn git(token: Option<&GitToken>) -> Command {
             "submodule.recurse=false",
             "-c",
             "advice.detachedHead=false",
+            // A server that trickles a pack holds no clone for ever.
+            "-c",
+            "http.lowSpeedLimit=1000",
+            "-c",
+            "http.lowSpeedTime=60",
         ])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        // Its own group, killed whole (see `Group`).
+        .process_group(0)
         .kill_on_drop(true);
     if let Some(token) = token {
         // A redirect could take the header to another host.
@@ -333,6 +341,20 @@ fn git(token: Option<&GitToken>) -> Command {
     cmd
 }
 
+/// A git command's process group, killed when this goes: the helpers a
+/// transfer runs (`git-remote-https`, `fetch-pack`, `index-pack`) do not
+/// end with git killed alone, and would go on writing a pack into the
+/// server's disk.
+struct Group(Option<Pid>);
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        if let Some(group) = self.0 {
+            let _ = kill_process_group(group, Signal::KILL);
+        }
+    }
+}
+
 /// Runs `cmd` to its end within `limit`, killing it (and failing) if it
 /// takes longer or if `too_large` says so while it runs; its stdout.
 async fn run(
@@ -342,6 +364,8 @@ async fn run(
     too_large: Option<(&Path, u64)>,
 ) -> Result<Vec<u8>, GitError> {
     let mut child = cmd.spawn().map_err(GitError::Spawn)?;
+    // (Dropped before `child`, however this ends.)
+    let _group = Group(child.id().and_then(|id| Pid::from_raw(id as i32)));
     let (Some(mut stdout), Some(mut stderr)) = (child.stdout.take(), child.stderr.take()) else {
         return Err(GitError::Spawn(std::io::Error::other(
             "git's output is not piped",

@@ -10,8 +10,10 @@ use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::Response;
 use base64::Engine as _;
+use futures_util::StreamExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::io::AsyncWriteExt;
 
@@ -25,6 +27,12 @@ pub struct GitServer {
     pub seen: Arc<Mutex<Vec<String>>>,
     /// How long it waits before answering each request (a slow forge).
     pub delay: Arc<Mutex<std::time::Duration>>,
+    /// Bytes of each answer sent every 100 ms, if set (a forge that
+    /// trickles).
+    pub trickle: Arc<Mutex<Option<usize>>>,
+    /// Speaks only git's first protocol (v0), as some forges do: the
+    /// client's wish for v2 is not passed on.
+    pub only_v0: Arc<AtomicBool>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -65,6 +73,8 @@ impl GitServer {
         let root = tempfile::tempdir().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let delay = Arc::new(Mutex::new(std::time::Duration::ZERO));
+        let trickle = Arc::new(Mutex::new(None));
+        let only_v0 = Arc::new(AtomicBool::new(false));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -73,14 +83,26 @@ impl GitServer {
             token.map(str::to_owned),
             seen.clone(),
             delay.clone(),
+            trickle.clone(),
+            only_v0.clone(),
         );
         let app = axum::Router::new().fallback(
             move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
-                let (root, token, seen, delay) = state.clone();
+                let (root, token, seen, delay, trickle, only_v0) = state.clone();
                 async move {
                     let wait = *delay.lock().unwrap();
                     tokio::time::sleep(wait).await;
-                    handle(&root, token.as_deref(), &seen, method, uri, headers, body).await
+                    let mut headers = headers;
+                    if only_v0.load(Ordering::Relaxed) {
+                        headers.remove("git-protocol");
+                    }
+                    let answer =
+                        handle(&root, token.as_deref(), &seen, method, uri, headers, body).await;
+                    let every = *trickle.lock().unwrap();
+                    match every {
+                        Some(bytes) => trickled(answer, bytes).await,
+                        None => answer,
+                    }
                 }
             },
         );
@@ -97,6 +119,8 @@ impl GitServer {
             root,
             seen,
             delay,
+            trickle,
+            only_v0,
             stop: Some(stop),
         }
     }
@@ -119,6 +143,18 @@ impl GitServer {
         );
         bare
     }
+}
+
+/// `answer` with its body sent `bytes` at a time, every 100 ms.
+async fn trickled(answer: Response, bytes: usize) -> Response {
+    let (parts, body) = answer.into_parts();
+    let whole = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+    let chunks: Vec<Bytes> = whole.chunks(bytes).map(Bytes::copy_from_slice).collect();
+    let stream = futures_util::stream::iter(chunks).then(|chunk| async move {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        Ok::<_, std::io::Error>(chunk)
+    });
+    Response::from_parts(parts, Body::from_stream(stream))
 }
 
 async fn handle(

@@ -424,17 +424,7 @@ async fn a_repository_is_cloned_edited_committed_and_pushed_without_its_token_in
 async fn a_source_that_fails_says_why_at_its_step_and_the_session_stays_usable() {
     let server = GitServer::start(Some(TOKEN)).await;
     server.repo("private.git", &[("a.txt", b"a\n")]);
-    // Bytes that do not compress (xorshift), so the pack is as large.
-    let mut x = 0x9e37_79b9_7f4a_7c15u64;
-    let big: Vec<u8> = (0..3_000_000)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
-    server.repo("big.git", &[("blob.bin", &big)]);
+    server.repo("big.git", &[("blob.bin", &noise(3_000_000))]);
     let (_model, url) = common::scripted(&json!([]), Some("sk-test")).await;
     let (home, paddock) = common::with_model(&url, &["--source-max-mb=1"]).await;
     save_token(&paddock, TOKEN).await;
@@ -528,6 +518,58 @@ async fn a_source_that_fails_says_why_at_its_step_and_the_session_stays_usable()
         ));
         paddock.delete_session(&operator, s.id).await.unwrap();
     }
+}
+
+/// Bytes that do not compress (xorshift), so a pack is as large.
+fn noise(len: usize) -> Vec<u8> {
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// A clone cut short by its time limit ends with every git process it
+/// ran: the helpers that fetch the pack went on, writing it into the
+/// server's disk, once git alone was killed.
+#[tokio::test]
+async fn a_clone_cut_short_leaves_no_git_behind() {
+    let server = GitServer::start(None).await;
+    server.repo("slow.git", &[("blob.bin", &noise(1_000_000))]);
+    // 20 KB a second: the pack would take almost a minute; under git's
+    // first protocol, a helper of git's fetches it.
+    *server.trickle.lock().unwrap() = Some(2048);
+    server
+        .only_v0
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    let (_model, url) = common::scripted(&json!([]), Some("sk-test")).await;
+    let (_home, paddock) = common::with_model(&url, &["--git-timeout-secs=3"]).await;
+    let operator = Caller::local_operator();
+    let repo = format!("{}/slow.git", server.url);
+    let s = paddock
+        .create_session(&operator, source(repo.clone(), None))
+        .await
+        .unwrap();
+    paddock
+        .send_prompt(&operator, s.id, "go".into())
+        .await
+        .unwrap();
+    let events = common::wait_idle(&paddock, s.id).await;
+    let errors = common::errors(&events);
+    assert!(
+        errors.iter().any(|e| e.contains("took longer than 3 s")),
+        "{errors:?}"
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let left = std::process::Command::new("pgrep")
+        .args(["-af", &repo])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&left.stdout), "", "still fetching");
 }
 
 #[tokio::test]
