@@ -221,7 +221,8 @@ impl Paddock {
         caller: &Caller,
         id: SessionId,
     ) -> Result<TransferSlot, AppError> {
-        self.session_for(caller, id, Access::Operate).await?;
+        let s = self.session_for(caller, id, Access::Operate).await?;
+        self.auth.owner_may_run(&s).await?;
         self.transfers.upload(caller.user)
     }
 
@@ -237,6 +238,8 @@ impl Paddock {
         files: Vec<Upload>,
     ) -> Result<Vec<FileEntry>, AppError> {
         let s = self.session_for(caller, id, Access::Operate).await?;
+        // What a workspace not prepared yet is cloned with is the owner's.
+        self.auth.owner_may_run(&s).await?;
         if files.is_empty() {
             return Err(AppError::Invalid(
                 "Choose at least one file to upload.".into(),

@@ -763,6 +763,17 @@ async fn a_barred_owners_runs_and_sandboxes_stop_at_once() {
         }
         assert!(stopped, "the sandbox of {} stops", s.name);
     }
+    // Nor does an upload (one before the workspace was prepared clones
+    // its source on the owner's git token).
+    let note = server::workspace_files::Upload {
+        path: "note.txt".into(),
+        data: "hi".into(),
+    };
+    let upload = t.paddock.upload_files(&admin, idle.id, vec![note]).await;
+    assert!(
+        matches!(&upload, Err(app::domain::AppError::Conflict(m)) if m.contains("cannot run sessions any more")),
+        "{upload:?}"
+    );
     // Nothing more went to the model on their credentials.
     assert_eq!(model.requests().len(), 1);
 }
