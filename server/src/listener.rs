@@ -7,7 +7,9 @@
 //! only (with upgrades, for WebSockets): HTTP/2 without TLS would open many
 //! requests on a connection, and no browser speaks it. Each request carries
 //! its connection's peer address (`ConnectInfo`). Shutting down stops
-//! accepting and lets the requests underway finish, for [`DRAIN`] at most.
+//! accepting and lets the requests underway finish, for [`DRAIN`] at most;
+//! the connections still busy then are cut (a credential proxy's, which a
+//! sandbox could hold open past its run, reading an answer slowly).
 
 use axum::extract::ConnectInfo;
 use axum::serve::Listener;
@@ -19,6 +21,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{watch, Semaphore};
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
@@ -45,6 +48,7 @@ pub async fn serve<L>(
 {
     let connections = TaskTracker::new();
     let (stop, stopping) = watch::channel(false);
+    let cut = CancellationToken::new();
     let slots = limits.connections.map(|n| Arc::new(Semaphore::new(n)));
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -65,6 +69,7 @@ pub async fn serve<L>(
             app.clone().oneshot(request.map(axum::body::Body::new))
         });
         let mut stopping = stopping.clone();
+        let cut = cut.clone();
         connections.spawn(async move {
             let _slot = slot;
             let mut http = http1::Builder::new();
@@ -81,7 +86,12 @@ pub async fn serve<L>(
                 ended = connection.as_mut() => ended,
                 () = stop_asked => {
                     connection.as_mut().graceful_shutdown();
-                    connection.await
+                    tokio::select! {
+                        ended = connection => ended,
+                        // Dropped, with the answer it was sending: its
+                        // socket closes.
+                        () = cut.cancelled() => return,
+                    }
                 }
             };
             if let Err(e) = ended {
@@ -97,10 +107,12 @@ pub async fn serve<L>(
         .is_err()
     {
         tracing::warn!(
-            "{} connections still busy after {} s (a long download?): no longer waited for",
+            "{} connections still busy after {} s (a long download?): cut off",
             connections.len(),
             DRAIN.as_secs()
         );
+        cut.cancel();
+        connections.wait().await;
     }
 }
 
@@ -112,7 +124,7 @@ const DRAIN: Duration = Duration::from_secs(5);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::AsyncWriteExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     #[tokio::test]
     async fn shutting_down_does_not_wait_for_ever_on_a_request_that_never_ends() {
@@ -146,5 +158,9 @@ mod tests {
             .await
             .expect("still waiting for the request")
             .unwrap();
+        // Cut, not left to go on.
+        let mut rest = Vec::new();
+        let read = tokio::time::timeout(DRAIN, client.read_to_end(&mut rest)).await;
+        assert!(read.is_ok(), "the connection is still open");
     }
 }

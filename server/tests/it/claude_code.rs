@@ -1081,3 +1081,37 @@ async fn what_a_cli_prints_is_recorded_within_bounds_and_its_ids_checked() {
     assert_eq!(args.lines().count(), 2, "{args}");
     assert!(!args.contains("--resume"), "{args}");
 }
+
+/// A run's proxy connections end with it: one still streaming an answer,
+/// which a process of the sandbox may leave unread to hold it past the run
+/// (and past the budget's next look), is cut once the drain has passed.
+#[tokio::test]
+async fn a_runs_proxy_connections_end_with_it() {
+    use tokio::io::AsyncReadExt;
+    // Fifty deltas half a second apart: 25 s to its end.
+    let scenario = json!([{"reply": "word ".repeat(200), "chunk": 20, "delay_ms": 500}]);
+    let h = harness(scenario, "local", &[]).await;
+    let s = h.session("auto", None).await;
+    let lease = h.paddock.proxy.open(s.id).await.unwrap();
+    let body = message_body(true);
+    let head = format!(
+        "POST /v1/messages HTTP/1.1\r\nhost: localhost\r\nx-api-key: {}\r\n\
+         content-type: application/json\r\nanthropic-version: 2023-06-01\r\n\
+         content-length: {}\r\n\r\n{body}",
+        lease.token,
+        body.len()
+    );
+    let mut held = stalled(&h.paddock, &s, &head).await;
+    let mut status = [0u8; 12];
+    held.read_exact(&mut status).await.unwrap();
+    assert_eq!(&status, b"HTTP/1.1 200");
+    h.paddock.proxy.close(s.id, lease).await;
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(15), held.read_to_end(&mut rest))
+        .await
+        .expect("the connection is cut")
+        .unwrap();
+    let rest = String::from_utf8_lossy(&rest);
+    assert!(rest.contains("content_block_delta"), "{rest}");
+    assert!(!rest.contains("message_stop"), "{rest}");
+}
