@@ -5,16 +5,22 @@
 use app::triggers::TriggerId;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use std::num::NonZeroU32;
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{Semaphore, SemaphorePermit};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, SemaphorePermit};
 
 /// Emails read at once, server-wide: each may bring 40 MiB on the wire and
 /// keep 14 MiB, and anyone may email an inbound address (its provider
 /// adds the URL's password), so a flood is read a few at a time.
 pub const EMAIL_READS_AT_ONCE: usize = 4;
-/// How long an email waits for its turn to be read before its sender is
-/// asked to send it again (503).
+/// How long an email waits for its turn to be read (or to be kept, below)
+/// before its sender is asked to send it again (503).
 pub const EMAIL_READ_WAIT: Duration = Duration::from_secs(10);
+/// What the emails being handled keep at once, server-wide (their
+/// attachments and text, until their prompt is queued), in KiB: a
+/// handling may wait minutes for its session's workspace (a clone), so a
+/// flood of emails, each read in turn, would otherwise all be held.
+pub const EMAIL_KEPT_MAX_KIB: u32 = 128 * 1024;
 
 /// Deliveries admitted per trigger and minute, and refusals (deliveries
 /// whose signature does not hold, audited up to the same rate): past
@@ -24,6 +30,7 @@ pub struct DeliveryLimiter {
     accepted: DefaultKeyedRateLimiter<TriggerId>,
     refused: DefaultKeyedRateLimiter<TriggerId>,
     email_reads: Semaphore,
+    email_kept: Arc<Semaphore>,
 }
 
 impl DeliveryLimiter {
@@ -33,6 +40,7 @@ impl DeliveryLimiter {
             accepted: RateLimiter::keyed(quota),
             refused: RateLimiter::keyed(quota),
             email_reads: Semaphore::new(EMAIL_READS_AT_ONCE),
+            email_kept: Arc::new(Semaphore::new(EMAIL_KEPT_MAX_KIB as usize)),
         }
     }
 
@@ -43,6 +51,16 @@ impl DeliveryLimiter {
             .await
             .ok()?
             .ok()
+    }
+
+    /// Room for an email's `bytes` while it is handled, held until its
+    /// handling ends; none if others held it all for [`EMAIL_READ_WAIT`].
+    pub async fn email_keep(&self, bytes: usize) -> Option<OwnedSemaphorePermit> {
+        let kib = u32::try_from(bytes.div_ceil(1024))
+            .unwrap_or(u32::MAX)
+            .min(EMAIL_KEPT_MAX_KIB);
+        let room = self.email_kept.clone().acquire_many_owned(kib);
+        tokio::time::timeout(EMAIL_READ_WAIT, room).await.ok()?.ok()
     }
 
     /// Counts a delivery; refused with the seconds to wait.

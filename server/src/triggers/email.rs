@@ -21,8 +21,9 @@ pub const ATTACHMENTS_MAX_BYTES: usize = 10 * 1024 * 1024;
 pub const ATTACHMENTS_MAX: usize = 20;
 /// Most text an email brings (its fields together).
 pub const TEXT_MAX_BYTES: usize = 4 * 1024 * 1024;
-/// Longest attachment name kept (characters).
-const NAME_MAX_CHARS: usize = 100;
+/// Longest attachment name kept, in bytes (a file name holds 255, and a
+/// number may go before it).
+const NAME_MAX_BYTES: usize = 200;
 
 /// A new password for a trigger's URL: 32 random bytes, base64url (a
 /// URL's password as is).
@@ -221,18 +222,31 @@ pub fn header(raw: &str, name: &str) -> String {
 }
 
 /// A file name as the workspace may hold it: its last component, without
-/// control characters, at most [`NAME_MAX_CHARS`]; `fallback` if nothing
-/// is left.
+/// control characters, at most [`NAME_MAX_BYTES`] (whole characters);
+/// `fallback` if nothing is left. One of the names Claude Code reads as
+/// instructions where it finds them (`CLAUDE.md`) is kept under another:
+/// a stranger's attachment is not the project's word.
 fn file_name(name: &str, fallback: String) -> String {
     let last = name.rsplit(['/', '\\']).next().unwrap_or_default();
-    let clean: String = last
+    let mut clean = String::new();
+    for c in last
         .chars()
         .filter(|c| !c.is_control() && !is_hidden_format(*c))
-        .take(NAME_MAX_CHARS)
-        .collect();
+    {
+        if clean.len() + c.len_utf8() > NAME_MAX_BYTES {
+            break;
+        }
+        clean.push(c);
+    }
     let clean = clean.trim();
     match clean {
         "" | "." | ".." => fallback,
+        _ if ["claude.md", "claude.local.md"]
+            .iter()
+            .any(|read| clean.eq_ignore_ascii_case(read)) =>
+        {
+            format!("attached-{clean}")
+        }
         _ => clean.to_owned(),
     }
 }
@@ -351,6 +365,9 @@ mod tests {
                 file("a\u{7}b\u{202E}fdp.exe", true),
                 file("a", true),
                 file("a", true),
+                file(&"報".repeat(90), true),
+                file("Claude.MD", true),
+                file("claude.local.md", true),
             ],
             "d1",
         );
@@ -366,10 +383,15 @@ mod tests {
                 "big.bin",
                 "abfdp.exe",
                 "a",
-                "1-a"
+                "1-a",
+                // Whole characters within 200 bytes, room for a number.
+                &"報".repeat(66),
+                // Not read as the project's instructions.
+                "attached-Claude.MD",
+                "attached-claude.local.md",
             ]
         );
-        assert_eq!(stored.len(), 8, "all but the one not kept");
+        assert_eq!(stored.len(), 11, "all but the one not kept");
         assert!(listed[5].path.is_none());
         let folder = inbox("d1");
         assert!(stored

@@ -87,6 +87,18 @@ impl Form {
             .map_or("", |(_, v)| v.as_str())
     }
 
+    /// The bytes it keeps: its fields, and the files it stored.
+    pub fn kept_bytes(&self) -> usize {
+        let fields: usize = self.fields.iter().map(|(n, v)| n.len() + v.len()).sum();
+        let files: usize = self
+            .files
+            .iter()
+            .filter_map(|f| f.data.as_ref())
+            .map(Bytes::len)
+            .sum();
+        fields + files
+    }
+
     /// The fields as the prompt templates see them (`payload`): each name
     /// with its first value.
     pub fn payload(&self) -> serde_json::Value {

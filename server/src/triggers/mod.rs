@@ -41,6 +41,7 @@ use form::Encoding;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use std::net::IpAddr;
 use std::time::Duration;
+use tokio::sync::OwnedSemaphorePermit;
 
 /// Largest delivery.
 pub const DELIVERY_MAX_BYTES: usize = 1024 * 1024;
@@ -110,6 +111,8 @@ struct Opened {
     payload: serde_json::Value,
     said: Said,
     files: Vec<Upload>,
+    /// An email's room in what emails keep at once, until it is handled.
+    kept: Option<OwnedSemaphorePermit>,
 }
 
 /// A delivery as it arrived at `POST /hooks/{id}`.
@@ -587,6 +590,7 @@ impl Paddock {
                     payload,
                     said: Said::Nothing,
                     files: Vec::new(),
+                    kept: None,
                 })
             }
             TriggerKind::Twilio => {
@@ -615,6 +619,7 @@ impl Paddock {
                     payload: form.payload(),
                     said: Said::Sms(twilio::sms(&form)),
                     files: Vec::new(),
+                    kept: None,
                 })
             }
             TriggerKind::Mailgun | TriggerKind::Sendgrid => {
@@ -650,6 +655,11 @@ impl Paddock {
                         (verified, form, message)
                     }
                 };
+                let Some(kept) = self.deliveries.email_keep(form.kept_bytes()).await else {
+                    return Err(AppError::Unavailable(
+                        "Too many emails are being handled now: send this one again later.".into(),
+                    ));
+                };
                 let payload = form.payload();
                 let (attachments, files) = email::attachments(form.files, &verified.id);
                 Ok(Opened {
@@ -657,6 +667,7 @@ impl Paddock {
                     payload,
                     said: Said::Email(message.email(attachments)),
                     files,
+                    kept: Some(kept),
                 })
             }
             TriggerKind::Schedule => {
@@ -678,6 +689,7 @@ impl Paddock {
             payload,
             said,
             files,
+            kept: _kept,
         } = opened;
         let verified = &verified;
         let seen = &prompt::context(&payload, &verified.id, &said);

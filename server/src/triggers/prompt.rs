@@ -7,6 +7,7 @@ use super::Said;
 use app::domain::AppError;
 use app::triggers::{CONVERSATION_MAX_BYTES, PROMPT_MAX_BYTES};
 use minijinja::{Environment, UndefinedBehavior};
+use sha2::{Digest, Sha256};
 
 /// Instructions a template may run for one delivery.
 const FUEL: u64 = 100_000;
@@ -69,8 +70,9 @@ pub fn context(payload: &serde_json::Value, delivery: &str, said: &Said) -> serd
     seen
 }
 
-/// Fills `template` from a delivery's [`context`], cut at `max` bytes.
-fn render(template: &str, seen: &serde_json::Value, max: usize) -> Result<String, String> {
+/// Fills `template` from a delivery's [`context`], cut at `max` bytes;
+/// whether it was cut.
+fn render(template: &str, seen: &serde_json::Value, max: usize) -> Result<(String, bool), String> {
     let env = environment();
     let template = env.template_from_str(template).map_err(|e| e.to_string())?;
     let mut out = Capped {
@@ -83,14 +85,15 @@ fn render(template: &str, seen: &serde_json::Value, max: usize) -> Result<String
         return Err(e.to_string());
     }
     // Cut where it stopped, at a character's start.
-    Ok(String::from_utf8_lossy(&out.text)
+    let text = String::from_utf8_lossy(&out.text)
         .trim_end_matches('\u{fffd}')
-        .to_owned())
+        .to_owned();
+    Ok((text, out.full))
 }
 
 /// The prompt a delivery makes.
 pub fn prompt(template: &str, seen: &serde_json::Value) -> Result<String, String> {
-    let text = render(template, seen, PROMPT_MAX_BYTES)?;
+    let (text, _) = render(template, seen, PROMPT_MAX_BYTES)?;
     if text.trim().is_empty() {
         return Err("the prompt template made an empty prompt from this delivery".into());
     }
@@ -140,11 +143,26 @@ fn owners_command(template: &str) -> Option<&str> {
 }
 
 /// The conversation key a delivery makes (`None`: empty, a new session).
+/// One longer than [`CONVERSATION_MAX_BYTES`] is kept as its SHA-256, so
+/// that two keys alike in their first bytes stay two conversations.
 pub fn conversation(template: &str, seen: &serde_json::Value) -> Result<Option<String>, String> {
-    let key = render(template, seen, CONVERSATION_MAX_BYTES)?;
+    let (key, cut) = render(template, seen, KEY_RENDERED_MAX_BYTES)?;
+    if cut {
+        return Err(format!(
+            "the conversation key template made more than {} KiB of this delivery",
+            KEY_RENDERED_MAX_BYTES / 1024
+        ));
+    }
     let key = key.trim();
-    Ok((!key.is_empty()).then(|| key.to_owned()))
+    Ok(match key.len() {
+        0 => None,
+        1..=CONVERSATION_MAX_BYTES => Some(key.to_owned()),
+        _ => Some(format!("sha256:{}", hex::encode(Sha256::digest(key)))),
+    })
 }
+
+/// A conversation key rendered at most, before it is hashed.
+const KEY_RENDERED_MAX_BYTES: usize = 64 * 1024;
 
 #[cfg(test)]
 mod tests {
@@ -232,6 +250,19 @@ mod tests {
             conversation("{{ payload.missing.deeper }}", &seen).unwrap(),
             None
         );
+        // Long keys alike in their first 512 bytes stay two.
+        let long = |end: &str| {
+            let seen = context(
+                &json!({"k": format!("{}{end}", "x".repeat(600))}),
+                "d",
+                &Said::Nothing,
+            );
+            conversation("{{ payload.k }}", &seen).unwrap().unwrap()
+        };
+        assert_ne!(long("a"), long("b"));
+        assert!(long("a").starts_with("sha256:") && long("a").len() == 71);
+        let huge = context(&json!({"k": "x".repeat(70_000)}), "d", &Said::Nothing);
+        assert!(conversation("{{ payload.k }}", &huge).is_err());
         assert!(prompt("{{ payload.nothing }}", &seen).is_err());
         let long = prompt("{% for i in range(100000) %}é{% endfor %}", &seen);
         assert!(long.is_err(), "out of fuel");

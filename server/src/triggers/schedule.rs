@@ -243,6 +243,7 @@ impl Paddock {
             payload: serde_json::to_value(&said).unwrap_or_default(),
             said: Said::Schedule(said),
             files: Vec::new(),
+            kept: None,
         };
         let answer = self.accept(&trigger, opened, None).await?;
         if answer.status >= 300 {
