@@ -878,7 +878,22 @@ impl Paddock {
                 // this delivery goes with it, as a refused delivery leaves
                 // nothing behind.
                 Err(e) => {
-                    if matches!(reached, Reached::Started) {
+                    // (One an earlier handling of it made, and left with no
+                    // prompt, is this delivery's too.)
+                    let made_for_it = match reached {
+                        Reached::Started => true,
+                        Reached::Again => self
+                            .store
+                            .conversation_after(session, 0)
+                            .await
+                            .is_ok_and(|events| {
+                                !events
+                                    .iter()
+                                    .any(|e| matches!(e.kind, EventKind::UserMessage { .. }))
+                            }),
+                        Reached::Continued => false,
+                    };
+                    if made_for_it {
                         if let Err(left) = self.delete_session(&owner, session).await {
                             tracing::warn!(%session, "the session of a refused delivery was kept: {left}");
                         }

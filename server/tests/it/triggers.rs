@@ -1488,6 +1488,34 @@ async fn an_emails_attachments_go_into_the_agents_cloned_repository_or_leave_not
     assert_eq!(model.turns_used(), 1);
 }
 
+/// A delivery put off (503) after it made its session, then refused for
+/// good when sent again (422), leaves nothing behind: the session it made
+/// goes too, as a refused delivery's does.
+#[tokio::test]
+async fn a_delivery_put_off_then_refused_leaves_no_session() {
+    let (s, _model) = Setup::new(json!([]), &["--git-timeout-secs=2"]).await;
+    let git = GitServer::start(None).await;
+    let bare = git.repo("slow.git", &[("README.md", b"# App\n")]);
+    // Slower than the clone may be: a 503, to send again.
+    *git.delay.lock().unwrap() = std::time::Duration::from_secs(4);
+    let slow = s
+        .trigger_on(
+            json!({"permission_mode": "auto", "source": {"kind": "git", "url": format!("{}/slow.git", git.url)}}),
+            json!({"name": "slow", "kind": "sendgrid", "prompt": "{{ email.subject }}"}),
+        )
+        .await;
+    let url = slow.url(&s.served.url(""));
+    let (status, answer) = email_with_attachment(&s, &url, "<e1@example.org>").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{answer}");
+    assert_eq!(s.sessions().await.len(), 1);
+    // Gone by the time it comes again: refused for good.
+    std::fs::remove_dir_all(&bare).unwrap();
+    *git.delay.lock().unwrap() = std::time::Duration::ZERO;
+    let (status, answer) = email_with_attachment(&s, &url, "<e1@example.org>").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+    assert!(s.sessions().await.is_empty());
+}
+
 #[tokio::test]
 async fn an_owner_disabled_or_made_a_viewer_runs_nothing_more_from_their_triggers() {
     use app::accounts::Role;
