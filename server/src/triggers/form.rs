@@ -198,7 +198,7 @@ async fn multipart(body: Body, boundary: String, limits: &Limits) -> Result<Form
             return Err(too_many());
         }
         let field = part.name().unwrap_or_default().to_owned();
-        let Some(name) = part.file_name().map(str::to_owned) else {
+        let Some(name) = file_name(&part) else {
             let mut value = BytesMut::new();
             while let Some(chunk) = part.chunk().await.map_err(bad)? {
                 text += chunk.len();
@@ -240,6 +240,46 @@ async fn multipart(body: Body, boundary: String, limits: &Limits) -> Result<Form
         });
     }
     Ok(form)
+}
+
+/// A file part's name, `None` for a text field: what multer reads of its
+/// `Content-Disposition` (`filename="…"`), else its `filename*` (RFC 5987:
+/// `UTF-8''caf%C3%A9.pdf`), which multer passes over, else nothing (a name
+/// that is not UTF-8): still a file, whose bytes are no text field's.
+fn file_name(part: &multer::Field<'_>) -> Option<String> {
+    if let Some(name) = part.file_name() {
+        return Some(name.to_owned());
+    }
+    let disposition = part
+        .headers()
+        .get(axum::http::header::CONTENT_DISPOSITION)?;
+    let disposition = String::from_utf8_lossy(disposition.as_bytes());
+    let lower = disposition.to_ascii_lowercase();
+    if !lower.contains("filename") {
+        return None;
+    }
+    let extended = lower.find("filename*=").and_then(|at| {
+        let value = disposition[at + "filename*=".len()..].split(';').next()?;
+        let encoded = value.trim().trim_matches('"').splitn(3, '\'').nth(2)?;
+        percent_decoded(encoded)
+    });
+    Some(extended.unwrap_or_default())
+}
+
+/// `text` with its `%XX` escapes decoded, read as UTF-8 (lossily).
+fn percent_decoded(text: &str) -> Option<String> {
+    let mut bytes = Vec::with_capacity(text.len());
+    let mut rest = text.bytes();
+    while let Some(b) = rest.next() {
+        match b {
+            b'%' => {
+                let hex = [rest.next()?, rest.next()?];
+                bytes.push(u8::from_str_radix(std::str::from_utf8(&hex).ok()?, 16).ok()?);
+            }
+            b => bytes.push(b),
+        }
+    }
+    Some(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 #[cfg(test)]
@@ -303,6 +343,23 @@ mod tests {
             ],
             "kept within the bytes and the count; the rest counted"
         );
+        // Named as RFC 5987 says, which multer passes over, or with a name
+        // that is not UTF-8: files all the same, not text.
+        let body = b"--XyZ\r\nContent-Disposition: form-data; name=\"a1\"; \
+            filename*=UTF-8''caf%C3%A9.txt\r\n\r\n0123456789012345678901234567890123456789\
+            0123456789012345678901234567890123456789\r\n\
+            --XyZ\r\nContent-Disposition: form-data; name=\"a2\"; filename=\"\xff.txt\"\r\n\r\nb\r\n\
+            --XyZ--\r\n";
+        let named = read_from(Some("multipart/form-data; boundary=XyZ"), body)
+            .await
+            .unwrap();
+        let files: Vec<(&str, u64)> = named
+            .files
+            .iter()
+            .map(|f| (f.name.as_str(), f.size))
+            .collect();
+        assert_eq!(files, [("café.txt", 80), ("", 1)]);
+        assert!(named.fields.is_empty());
 
         let refused = |ct: Option<&'static str>, body: &'static [u8]| async move {
             read_from(ct, body).await.unwrap_err().status()
