@@ -84,7 +84,14 @@ fn vouched(form: &Form) -> bool {
         .split(',')
         .filter_map(|signature| signature.split_once(':'))
         .any(|(domain, result)| {
-            passed(result) && aligned(from, domain.trim().trim_start_matches('@'))
+            // Exactly: a signature's domain is the sender's to write (one
+            // failing with `d=x, @example.org : pass` says `… : pass : fail`).
+            let domain = domain.trim().trim_start_matches('@');
+            result.trim().eq_ignore_ascii_case("pass")
+                && domain
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+                && aligned(from, domain)
         });
     spf || dkim
 }
@@ -141,6 +148,10 @@ mod tests {
         assert!(!vouched(&[
             from,
             ("dkim", "{@evil.example : pass, @example.org : fail}")
+        ]));
+        assert!(!vouched(&[
+            from,
+            ("dkim", "{@x, @example.org : pass : fail}")
         ]));
         assert!(!vouched(&[
             from,
