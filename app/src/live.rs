@@ -93,7 +93,7 @@ pub fn subscribe(
 /// Through the browser's one connection, held by the shared worker.
 #[cfg(feature = "hydrate")]
 mod shared {
-    use super::{Link, Topic, RETRY};
+    use super::{backoff, Link, Topic};
     use leptos::prelude::*;
     use send_wrapper::SendWrapper;
     use std::cell::{Cell, RefCell};
@@ -107,8 +107,12 @@ mod shared {
     /// The worker's script; its version changes with what it speaks, so a
     /// browser never keeps an older worker for a newer page.
     const SCRIPT: &str = "/live-worker.js?v=3";
-    /// Set in this tab's `sessionStorage` once its worker failed to start.
+    /// Set in this tab's `sessionStorage` once its worker failed to start
+    /// (when, in ms since the epoch): it streams on its own for
+    /// [`FAILED_FOR`] then, and tries the worker again after (a script
+    /// that did not load once, the server restarting, loads the next time).
     const FAILED: &str = "paddock.live.worker-failed";
+    const FAILED_FOR: Duration = Duration::from_secs(600);
     /// How often a tab tells the worker it is still there.
     const PING: Duration = Duration::from_secs(20);
 
@@ -117,6 +121,10 @@ mod shared {
         names: &'static [&'static str],
         on_message: Rc<dyn Fn(&str, String)>,
         link: WriteSignal<Link>,
+        /// Times in a row the server ended it to be followed again, with
+        /// nothing between (a session it cannot read now): each waits
+        /// longer ([`backoff`]).
+        failures: Rc<Cell<u32>>,
     }
 
     /// This tab's port to the worker and what it follows through it.
@@ -142,10 +150,12 @@ mod shared {
         fn start() -> Option<Rc<Worker>> {
             let has = Reflect::has(&global(), &"SharedWorker".into()).unwrap_or(false);
             let session = web_sys::window()?.session_storage().ok().flatten();
+            let now = web_sys::js_sys::Date::now();
             let failed = session
                 .as_ref()
                 .and_then(|s| s.get_item(FAILED).ok().flatten())
-                .is_some();
+                .and_then(|at| at.parse::<f64>().ok())
+                .is_some_and(|at| now - at < FAILED_FOR.as_millis() as f64);
             if !has || failed {
                 return None;
             }
@@ -154,7 +164,7 @@ mod shared {
             // loads again once and follows on streams of its own.
             let on_error = Closure::once_into_js(move || {
                 if let Some(s) = session {
-                    let _ = s.set_item(FAILED, "1");
+                    let _ = s.set_item(FAILED, &now.to_string());
                 }
                 let _ = window().location().reload();
             });
@@ -284,10 +294,15 @@ mod shared {
                 self.send_subs();
                 return;
             }
-            let (link, on_message, names) = {
+            let (link, on_message, names, failures) = {
                 let subs = self.subs.borrow();
                 let Some(sub) = subs.get(&id) else { return };
-                (sub.link, sub.on_message.clone(), sub.names)
+                (
+                    sub.link,
+                    sub.on_message.clone(),
+                    sub.names,
+                    sub.failures.clone(),
+                )
             };
             match name.as_str() {
                 // Also sent when the worker moved to a new connection
@@ -312,6 +327,7 @@ mod shared {
                         _ => Link::Reconnecting,
                     });
                     if data == "retry" {
+                        failures.set(failures.get().saturating_add(1));
                         let weak = Rc::downgrade(self);
                         set_timeout(
                             move || {
@@ -319,11 +335,14 @@ mod shared {
                                     this.send_sub(id);
                                 }
                             },
-                            RETRY,
+                            backoff(failures.get()),
                         );
                     }
                 }
-                name if names.contains(&name) => on_message(name, data),
+                name if names.contains(&name) => {
+                    failures.set(0);
+                    on_message(name, data)
+                }
                 _ => {}
             }
         }
@@ -345,6 +364,7 @@ mod shared {
                 names,
                 on_message: Rc::new(on_message),
                 link,
+                failures: Rc::new(Cell::new(0)),
             },
         );
         worker.send_sub(id);
@@ -378,10 +398,17 @@ const RETRY: std::time::Duration = std::time::Duration::from_secs(2);
 #[cfg(feature = "hydrate")]
 const RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// How long to wait before following again what failed `failures` times
+/// in a row: twice as long each time, up to [`RETRY_MAX`].
+#[cfg(feature = "hydrate")]
+fn backoff(failures: u32) -> std::time::Duration {
+    (RETRY * 2u32.saturating_pow(failures.saturating_sub(1))).min(RETRY_MAX)
+}
+
 /// A stream of its own, where the browser has no `SharedWorker`.
 #[cfg(feature = "hydrate")]
 mod browser {
-    use super::{Link, Topic, RETRY, RETRY_MAX};
+    use super::{backoff, Link, Topic};
     use crate::domain::AppError;
     use leptos::prelude::*;
     use send_wrapper::SendWrapper;
@@ -403,8 +430,8 @@ mod browser {
         link: WriteSignal<Link>,
         current: Option<Connection>,
         closed: bool,
-        /// Tries in a row that failed: each waits twice the one before,
-        /// up to a minute.
+        /// Tries in a row that failed, with no event between: each waits
+        /// twice the one before, up to a minute.
         failures: u32,
     }
 
@@ -449,11 +476,15 @@ mod browser {
         let mut callbacks = Vec::new();
         for &name in s.names {
             let on_message = s.on_message.clone();
+            let heard = Rc::downgrade(state);
             let cb = Closure::<dyn FnMut(web_sys::Event)>::new(move |e: web_sys::Event| {
                 if let Some(data) = e
                     .dyn_ref::<MessageEvent>()
                     .and_then(|m| m.data().as_string())
                 {
+                    if let Some(state) = heard.upgrade() {
+                        state.borrow_mut().failures = 0;
+                    }
                     on_message(name, data);
                 }
             });
@@ -461,27 +492,22 @@ mod browser {
             callbacks.push(cb);
         }
         let link = s.link;
-        let opened = Rc::downgrade(state);
         let on_open = Closure::<dyn FnMut(web_sys::Event)>::new(move |_| {
             link.set(Link::Live);
-            if let Some(state) = opened.upgrade() {
-                state.borrow_mut().failures = 0;
-            }
         });
         source.set_onopen(Some(on_open.as_ref().unchecked_ref()));
         callbacks.push(on_open);
+        // The browser would try again every few seconds for ever (a stream
+        // the server ended as failed, where it cannot read the session
+        // now): this page does, waiting longer each time.
         let weak = Rc::downgrade(state);
         let on_error = Closure::<dyn FnMut(web_sys::Event)>::new(move |_| {
             let Some(state) = weak.upgrade() else { return };
             link.set(Link::Reconnecting);
-            let gave_up = state
-                .borrow()
-                .current
-                .as_ref()
-                .is_some_and(|c| c.source.ready_state() == EventSource::CLOSED);
-            if gave_up {
-                retry_unless_gone(&state);
+            if let Some(c) = state.borrow().current.as_ref() {
+                c.source.close();
             }
+            retry_unless_gone(&state);
         });
         source.set_onerror(Some(on_error.as_ref().unchecked_ref()));
         callbacks.push(on_error);
@@ -548,7 +574,7 @@ mod browser {
             s.failures = s.failures.saturating_add(1);
             s.failures
         };
-        let wait = (RETRY * 2u32.saturating_pow(failures - 1)).min(RETRY_MAX);
+        let wait = backoff(failures);
         let weak = Rc::downgrade(state);
         set_timeout(
             move || {
