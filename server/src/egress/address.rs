@@ -94,7 +94,8 @@ pub fn reachable(ip: IpAddr, own: &[IpAddr], networks: &[Network]) -> bool {
 
 /// Whether `ip` is an ordinary address on the internet: not loopback,
 /// private, link-local, shared (CGNAT), multicast, documentation,
-/// benchmarking, reserved or unspecified.
+/// benchmarking, reserved or unspecified, nor a cloud's own service on a
+/// public address ([`AZURE_WIRESERVER`]).
 pub fn is_public(ip: IpAddr) -> bool {
     match canonical(ip) {
         IpAddr::V4(v4) => is_public_v4(v4),
@@ -115,8 +116,14 @@ fn is_public_v4(ip: Ipv4Addr) -> bool {
         || (a == 100 && (64..128).contains(&b))
         || (a == 192 && b == 0 && c == 0)
         || (a == 198 && (b == 18 || b == 19))
-        || a >= 240)
+        || a >= 240
+        || ip == AZURE_WIRESERVER)
 }
+
+/// Azure's host service (it hands each machine its configuration, and
+/// answers only from within it): public in form, the host's own in fact,
+/// as the other clouds' metadata services in 169.254.0.0/16 are.
+const AZURE_WIRESERVER: Ipv4Addr = Ipv4Addr::new(168, 63, 129, 16);
 
 fn is_public_v6(ip: Ipv6Addr) -> bool {
     let first = ip.segments()[0];
@@ -146,6 +153,8 @@ mod tests {
             "172.16.5.4",
             "192.168.1.1",
             "169.254.169.254",
+            "168.63.129.16",
+            "::ffff:168.63.129.16",
             "100.64.0.1",
             "0.0.0.0",
             "255.255.255.255",
