@@ -19,9 +19,13 @@ pub enum LogFormat {
     Json,
 }
 
+/// Without `RUST_LOG`: info for Paddock's crates (the server, its binary,
+/// the app) and requests, warnings for the libraries.
+const DEFAULT_FILTER: &str = "warn,server=info,paddock=info,app=info,tower_http=info";
+
 pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,tower_http=info,sqlx=warn"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(MaskedStdout);

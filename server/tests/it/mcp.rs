@@ -235,3 +235,48 @@ async fn mcp_server_settings_are_checked() {
     }
     assert!(paddock.list_sessions(&operator).await.unwrap().is_empty());
 }
+
+/// A server whose answer is longer than a message may be (9 MB of text):
+/// the call fails at once, saying so, rather than waiting out the
+/// command's time limit for an answer that was dropped.
+#[tokio::test]
+async fn an_answer_over_the_message_limit_fails_the_call_at_once() {
+    let (model, url) = common::scripted(
+        &json!([
+            {"reply": [{"tool_use": {"name": "mcp__big__big", "input": {}}}]},
+            {"expect": {"tool_result_contains": "failed the call"}, "reply": "Too big."}
+        ]),
+        Some("sk-test"),
+    )
+    .await;
+    let (_home, paddock) = common::with_model(&url, &[]).await;
+    let big = server(
+        "big",
+        "/opt/mcp/bin/python",
+        &[
+            "-c",
+            "from mcp.server.mcpserver import MCPServer\n\
+             server = MCPServer('big')\n\
+             def big() -> str:\n    return 'x' * 9_000_000\n\
+             server.add_tool(big, name='big', description='Says a lot.')\n\
+             server.run()\n",
+        ],
+    );
+    let s = common::create(
+        &paddock,
+        NewSession {
+            name: "big".into(),
+            permission_mode: Some("auto".parse().unwrap()),
+            mcp_servers: vec![big],
+            ..Default::default()
+        },
+    )
+    .await;
+    paddock
+        .send_prompt(&Caller::local_operator(), s.id, "Say a lot.".into())
+        .await
+        .unwrap();
+    let events = common::wait_idle(&paddock, s.id).await;
+    assert_eq!(model.turns_left(), 0, "{events:#?}");
+    assert_eq!(common::errors(&events), Vec::<String>::new());
+}

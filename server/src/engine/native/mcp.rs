@@ -12,16 +12,27 @@ use crate::sandbox::{spawn_within, OutputStream, ProcessControl, Sandbox, SpawnR
 use crate::tools::ToolOutput;
 use app::domain::{McpServer, SessionId};
 use futures_util::StreamExt;
-use rmcp::model::{CallToolRequestParams, ContentBlock, PaginatedRequestParams};
-use rmcp::service::{RoleClient, RunningService, ServiceExt};
+use rmcp::model::{CallToolRequestParams, ContentBlock, JsonRpcMessage, PaginatedRequestParams};
+use rmcp::service::{RoleClient, RunningService, RxJsonRpcMessage, ServiceExt, TxJsonRpcMessage};
 use rmcp::transport::async_rw::AsyncRwTransport;
+use rmcp::transport::Transport;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 /// How long a server has to answer `initialize` and list its tools.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
-/// Longest message a server may send (rmcp's own default is 16 MiB).
-const LINE_MAX_BYTES: usize = 1024 * 1024;
+/// Longest message a server may send (rmcp's own default is 16 MiB): a
+/// result of a few images fits, cut for the model afterwards. Past it, the
+/// server's link ends, and what waits on it fails at once.
+const LINE_MAX_BYTES: usize = 8 * 1024 * 1024;
+/// Requests of a server's (`ping`, `roots/list`) answered at once: past
+/// them, one is let go unanswered, as a server that never reads its input
+/// would otherwise have one task and answer held here for each it sends.
+const SERVER_REQUESTS_AT_ONCE: usize = 16;
+/// A server's names and messages quoted in an error, at most (characters).
+const QUOTED_MAX_CHARS: usize = 200;
 /// Tools one server may offer, pages of its list read, and the size of a
 /// tool's description and input schema: what every model call carries.
 const TOOLS_MAX: usize = 128;
@@ -104,6 +115,84 @@ async fn list_tools(
     Ok(tools)
 }
 
+/// `text` as an error quotes it: at most [`QUOTED_MAX_CHARS`].
+fn quoted(text: &str) -> String {
+    match text.char_indices().nth(QUOTED_MAX_CHARS) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_owned(),
+    }
+}
+
+/// Counts `bytes` into the line under way (`line`: its bytes so far):
+/// `false` once a line is longer than [`LINE_MAX_BYTES`].
+fn within_line_limit(line: &mut usize, bytes: &[u8]) -> bool {
+    for piece in bytes.split_inclusive(|b| *b == b'\n') {
+        *line += piece.len();
+        if *line > LINE_MAX_BYTES + 1 {
+            return false;
+        }
+        if piece.ends_with(b"\n") {
+            *line = 0;
+        }
+    }
+    true
+}
+
+/// A server's link as the client reads it: its notifications (a log
+/// line, progress) are let go, as Paddock uses none and rmcp would log
+/// each whole; its requests are answered [`SERVER_REQUESTS_AT_ONCE`] at
+/// a time.
+struct Link<T> {
+    inner: T,
+    answering: Arc<AtomicUsize>,
+}
+
+impl<T: Transport<RoleClient>> Transport<RoleClient> for Link<T> {
+    type Error = T::Error;
+
+    fn send(
+        &mut self,
+        item: TxJsonRpcMessage<RoleClient>,
+    ) -> impl std::future::Future<Output = Result<(), Self::Error>> + Send + 'static {
+        // (The client's responses and errors answer the server's requests.)
+        let answer = matches!(item, JsonRpcMessage::Response(_) | JsonRpcMessage::Error(_));
+        let answering = self.answering.clone();
+        let sent = self.inner.send(item);
+        async move {
+            let sent = sent.await;
+            if answer {
+                answering.fetch_sub(1, Ordering::Relaxed);
+            }
+            sent
+        }
+    }
+
+    async fn receive(&mut self) -> Option<RxJsonRpcMessage<RoleClient>> {
+        loop {
+            let message = self.inner.receive().await?;
+            match message {
+                JsonRpcMessage::Notification(_) => continue,
+                JsonRpcMessage::Request(_) => {
+                    let taken =
+                        self.answering
+                            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                                (n < SERVER_REQUESTS_AT_ONCE).then_some(n + 1)
+                            });
+                    if taken.is_err() {
+                        continue;
+                    }
+                    return Some(message);
+                }
+                _ => return Some(message),
+            }
+        }
+    }
+
+    fn close(&mut self) -> impl std::future::Future<Output = Result<(), Self::Error>> + Send {
+        self.inner.close()
+    }
+}
+
 /// A tool call's content as text for the model.
 fn text_of(content: &[ContentBlock]) -> String {
     content
@@ -174,16 +263,26 @@ impl McpTools {
             return Err("the run was stopped".into());
         };
         // Its stdout is the protocol; what it says on stderr is its own.
-        let stdout = process.output.filter_map(|item| async move {
-            match item {
-                Ok((OutputStream::Stdout, bytes)) => Some(Ok(bytes)),
+        let mut line = 0;
+        let stdout = process.output.filter_map(move |item| {
+            std::future::ready(match item {
+                Ok((OutputStream::Stdout, bytes)) if within_line_limit(&mut line, &bytes) => {
+                    Some(Ok(bytes))
+                }
+                Ok((OutputStream::Stdout, _)) => Some(Err(std::io::Error::other(format!(
+                    "it sent a message over {} MiB",
+                    LINE_MAX_BYTES / 1024 / 1024
+                )))),
                 Ok((OutputStream::Stderr, _)) => None,
                 Err(e) => Some(Err(std::io::Error::other(e.to_string()))),
-            }
+            })
         });
         let reader = tokio_util::io::StreamReader::new(Box::pin(stdout));
-        let transport = AsyncRwTransport::new_client(reader, process.stdin)
-            .with_max_line_length(LINE_MAX_BYTES);
+        let transport = Link {
+            inner: AsyncRwTransport::new_client(reader, process.stdin)
+                .with_max_line_length(LINE_MAX_BYTES + 1),
+            answering: Arc::default(),
+        };
         let handshake = tokio::time::timeout(START_TIMEOUT, async {
             let client = ().serve(transport).await.map_err(|e| e.to_string())?;
             let listed = list_tools(&client).await?;
@@ -200,7 +299,10 @@ impl McpTools {
             Ok(Ok(done)) => done,
             Ok(Err(e)) => {
                 process.control.kill().await;
-                return Err(format!("it did not answer as an MCP server ({e})"));
+                return Err(format!(
+                    "it did not answer as an MCP server ({})",
+                    quoted(&e)
+                ));
             }
             Err(_) => {
                 process.control.kill().await;
@@ -216,7 +318,7 @@ impl McpTools {
         for tool in listed {
             let model_name = model_name(&server.name, &tool.name);
             if self.tools.iter().any(|t| t.model_name == model_name) {
-                left_out.push(format!("{} (its name is taken)", tool.name));
+                left_out.push(format!("{} (its name is taken)", quoted(&tool.name)));
                 continue;
             }
             let schema = serde_json::Value::Object((*tool.input_schema).clone());
@@ -231,17 +333,22 @@ impl McpTools {
             if !usable {
                 left_out.push(format!(
                     "{} (its input schema cannot be offered)",
-                    tool.name
+                    quoted(&tool.name)
                 ));
                 continue;
             }
             let description: String = tool
                 .description
-                .map(|d| d.chars().take(DESCRIPTION_MAX_CHARS).collect())
-                .unwrap_or_else(|| format!("{} of the MCP server {}", tool.name, server.name));
+                .map_or_else(
+                    || format!("{} of the MCP server {}", tool.name, server.name),
+                    |d| d.into_owned(),
+                )
+                .chars()
+                .take(DESCRIPTION_MAX_CHARS)
+                .collect();
             let bytes = model_name.len() + description.len() + schema_bytes;
             if self.definitions_bytes + bytes > DEFINITIONS_MAX_BYTES {
-                past_room.push(tool.name.into_owned());
+                past_room.push(quoted(&tool.name));
                 continue;
             }
             self.definitions_bytes += bytes;
@@ -292,7 +399,10 @@ impl McpTools {
                 is_error: result.is_error.unwrap_or(false),
                 truncated: false,
             },
-            Ok(Err(e)) => ToolOutput::error(format!("The MCP server failed the call: {e}")),
+            Ok(Err(e)) => ToolOutput::error(format!(
+                "The MCP server failed the call: {}",
+                quoted(&e.to_string())
+            )),
             Err(_) => ToolOutput::error(format!(
                 "The MCP server did not answer within {} s.",
                 limit.as_secs()
