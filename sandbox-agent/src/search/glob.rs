@@ -3,6 +3,7 @@
 use super::{at, base, join, start, Bounds, GlobMatches, GlobQuery, Names, SearchError, DEPTH_MAX};
 use crate::folder::{ConfinedFolder, FileKind};
 use std::collections::{BTreeSet, HashSet};
+use std::hash::{BuildHasher, RandomState};
 
 /// Characters of one pattern.
 pub const PATTERN_MAX_CHARS: usize = 4096;
@@ -28,12 +29,13 @@ pub fn glob(
         total: 0,
         max: query.max_results,
         expanded: HashSet::new(),
+        keys: RandomState::new(),
     };
     match start(folder, &base)? {
         None => {}
         Some(FileKind::Folder) => {
             for (segments, folders_only) in parsed {
-                globbed.expanded.clear();
+                globbed.forget_expanded();
                 if !segments.is_empty() {
                     globbed.expand(&base, &segments, folders_only, 0)?;
                 }
@@ -42,7 +44,7 @@ pub fn glob(
         Some(_) => return Err(SearchError::NotDirectory),
     }
     Ok(GlobMatches {
-        paths: globbed.kept.into_iter().collect(),
+        paths: std::mem::take(&mut globbed.kept).into_iter().collect(),
         total: globbed.total,
     })
 }
@@ -59,11 +61,31 @@ struct Globbed<'a> {
     /// The folders the pattern under way has matched from each of its
     /// parts (by how many were left): each once, so a pattern with many
     /// `**` (`**/*/**/*/**`) takes polynomial work, and a path it reaches
-    /// in more ways than one (`**/a/**`) counts once.
-    expanded: HashSet<(String, usize)>,
+    /// in more ways than one (`**/a/**`) counts once. Kept by the path's
+    /// hash under a key of this search's own, and each counted in what the
+    /// search holds ([`EXPANDED_COST_BYTES`]): a workspace of a million
+    /// folders with long paths would otherwise hold gigabytes.
+    expanded: HashSet<(u64, usize)>,
+    keys: RandomState,
+}
+
+/// What one folder matched from one part of a pattern costs, held.
+pub(super) const EXPANDED_COST_BYTES: usize = 32;
+
+impl Drop for Globbed<'_> {
+    fn drop(&mut self) {
+        self.forget_expanded();
+    }
 }
 
 impl<'a> Globbed<'a> {
+    /// Forgets the folders matched, before the next pattern.
+    fn forget_expanded(&mut self) {
+        self.bounds
+            .release(self.expanded.len() * EXPANDED_COST_BYTES);
+        self.expanded.clear();
+    }
+
     /// Whether `path`, which is `kind`, is a folder once a link is followed.
     fn is_folder(&self, path: &str, kind: FileKind) -> bool {
         match kind {
@@ -111,9 +133,12 @@ impl<'a> Globbed<'a> {
         let Some((first, rest)) = segments.split_first() else {
             return Ok(());
         };
-        if depth > DEPTH_MAX || !self.expanded.insert((dir.to_owned(), segments.len())) {
+        let key = (self.keys.hash_one(dir), segments.len());
+        if depth > DEPTH_MAX || self.expanded.contains(&key) {
             return Ok(());
         }
+        self.bounds.hold(EXPANDED_COST_BYTES)?;
+        self.expanded.insert(key);
         match first {
             Segment::Globstar if rest.is_empty() => {
                 // Everything below, and the folder itself unless it is

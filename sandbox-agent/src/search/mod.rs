@@ -143,7 +143,7 @@ struct Names<'b> {
 
 impl Drop for Names<'_> {
     fn drop(&mut self) {
-        self.bounds.held.set(self.bounds.held.get() - self.bytes);
+        self.bounds.release(self.bytes);
     }
 }
 
@@ -162,6 +162,17 @@ impl Bounds {
     fn names(&self, folder: &ConfinedFolder, dir: &str) -> Result<Names<'_>, SearchError> {
         let list = folder.names(at(dir)).unwrap_or_default();
         let bytes = list.iter().map(|(n, _)| n.len() + NAME_COST_BYTES).sum();
+        self.hold(bytes)?;
+        Ok(Names {
+            list,
+            bytes,
+            bounds: self,
+        })
+    }
+
+    /// Takes `bytes` more of what the search holds: refused past its most
+    /// ([`NAMES_HELD_MAX_BYTES`]). Given back with [`Bounds::release`].
+    fn hold(&self, bytes: usize) -> Result<(), SearchError> {
         let held = self.held.get() + bytes;
         if held > self.held_max {
             return Err(SearchError::Failed(
@@ -170,11 +181,11 @@ impl Bounds {
             ));
         }
         self.held.set(held);
-        Ok(Names {
-            list,
-            bytes,
-            bounds: self,
-        })
+        Ok(())
+    }
+
+    fn release(&self, bytes: usize) {
+        self.held.set(self.held.get() - bytes);
     }
 
     fn check(&self) -> Result<(), SearchError> {
@@ -306,12 +317,13 @@ pub(crate) mod tests {
     /// not.
     #[test]
     fn a_search_holds_a_bounded_number_of_names() {
-        let (_d, ws) = ws();
+        let (_d, nested) = ws();
         let mut dir = String::new();
         for _ in 0..4 {
             dir = join(&dir, "0");
             for n in 1..=20 {
-                ws.write(&join(&dir, &format!("file-{n:02}")), b"needle\n")
+                nested
+                    .write(&join(&dir, &format!("file-{n:02}")), b"needle\n")
                     .unwrap();
             }
         }
@@ -336,18 +348,40 @@ pub(crate) mod tests {
         };
         let crowded = |r: Result<(), SearchError>| matches!(r, Err(SearchError::Failed(m)) if m.contains("too many names"));
         let small = held_at_most(3 * one);
-        assert!(crowded(glob(&ws, &globbed, &small).map(drop)));
-        assert!(crowded(grep(&ws, &grepped, &small).map(drop)));
+        assert!(crowded(glob(&nested, &globbed, &small).map(drop)));
+        assert!(crowded(grep(&nested, &grepped, &small).map(drop)));
         let enough = held_at_most(6 * one);
-        assert_eq!(glob(&ws, &globbed, &enough).unwrap().total, 4);
+        assert_eq!(glob(&nested, &globbed, &enough).unwrap().total, 4);
         assert_eq!(
-            grep(&ws, &grepped, &enough).unwrap().lines.lines().count(),
+            grep(&nested, &grepped, &enough)
+                .unwrap()
+                .lines
+                .lines()
+                .count(),
             80
         );
         // What a search held is given back as it goes.
         assert_eq!(enough.held.get(), 0);
+        // The folders a glob went through count too: here, a folder's
+        // names fit, and the 300 folders it holds, each gone into, do not.
+        let (_d, wide) = ws();
+        for n in 0..300 {
+            wide.write(&join(&format!("d{n:03}"), "f"), b"").unwrap();
+        }
+        let every = GlobQuery {
+            patterns: vec!["**/*".into()],
+            dir: ".".into(),
+            max_results: 10,
+        };
+        let names = 300 * (4 + NAME_COST_BYTES);
+        assert!(crowded(
+            glob(&wide, &every, &held_at_most(names + 300)).map(drop)
+        ));
+        let roomy = held_at_most(2 * names + 301 * glob::EXPANDED_COST_BYTES);
+        assert_eq!(glob(&wide, &every, &roomy).unwrap().total, 600);
+        assert_eq!(roomy.held.get(), 0);
         assert_eq!(
-            grep(&ws, &grepped, &enough).unwrap().lines.lines().count(),
+            grep(&nested, &grepped, &enough).unwrap().lines.lines().count(),
             80
         );
     }
