@@ -381,7 +381,11 @@ pub(crate) mod tests {
         assert_eq!(glob(&wide, &every, &roomy).unwrap().total, 600);
         assert_eq!(roomy.held.get(), 0);
         assert_eq!(
-            grep(&nested, &grepped, &enough).unwrap().lines.lines().count(),
+            grep(&nested, &grepped, &enough)
+                .unwrap()
+                .lines
+                .lines()
+                .count(),
             80
         );
     }

@@ -195,10 +195,11 @@ where
             s => format!("nothing typed or shown for {s} s"),
         }),
     };
-    // A shell that exited took its session with it, and the agent ends
-    // one whose request goes (with the socket); one whose agent is gone is
-    // ended another way.
-    if matches!(ended, Ended::Lost(_)) {
+    // A shell that exited took its session with it. Any other is killed
+    // here: the agent ends one whose request goes, but a request whose
+    // keys wait for a shell that reads none (a paste into `sleep`) never
+    // goes, and the shell would run them after its terminal closed.
+    if !matches!(ended, Ended::Exited) {
         control.kill().await;
     }
     let why = match ended {

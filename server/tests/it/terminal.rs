@@ -260,6 +260,67 @@ async fn a_flood_waits_for_the_viewer_who_can_still_interrupt_it() {
     );
 }
 
+/// Keys pasted while the shell runs something that reads none wait in
+/// the buffers between; the terminal closed then (here, idle) ends the
+/// shell, which never runs them afterwards.
+#[tokio::test]
+async fn keys_waiting_when_a_terminal_closes_are_never_run() {
+    let (_home, paddock, served) = setup(&["--terminal-idle-secs=3"]).await;
+    let s = session(&paddock, "ask").await;
+    let mut term = connect(
+        &served.url,
+        &s.id.to_string(),
+        "rows=24&cols=80",
+        Some(&served.url),
+        &[],
+    )
+    .await
+    .unwrap();
+    type_in(&mut term, "sleep 600\r").await;
+    // A megabyte of lines, more than every buffer on the way holds.
+    let line = "echo pasted >> /tmp/pasted\r";
+    let chunk = line.repeat(16 * 1024 / line.len());
+    let (mut sink, mut shown) = term.split();
+    let paste = tokio::spawn(async move {
+        for _ in 0..64 {
+            if sink
+                .send(Message::Binary(chunk.clone().into_bytes().into()))
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+        sink
+    });
+    let closed = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(Ok(message)) = shown.next().await {
+            if let Message::Text(text) = message {
+                if text.contains("closed") {
+                    return text.to_string();
+                }
+            }
+        }
+        String::new()
+    })
+    .await
+    .expect("the terminal closes");
+    assert!(closed.contains("nothing typed or shown"), "{closed}");
+    paste.abort();
+    let container = format!("paddock-{}", s.id);
+    let sh = |script: &str| {
+        let out = std::process::Command::new("docker")
+            .args(["exec", &container, "sh", "-c", script])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // What it ran ends (were the shell left, it would read the keys now).
+    sh("pkill -f 'sleep 600'");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(sh("cat /tmp/pasted 2>/dev/null | wc -l").trim(), "0");
+}
+
 #[tokio::test]
 async fn terminals_close_when_idle_or_deleted_and_bad_requests_start_none() {
     let (_home, paddock, served) = setup(&["--terminal-idle-secs=3"]).await;
