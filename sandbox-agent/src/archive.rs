@@ -24,7 +24,7 @@ pub fn archive_gz(folder: ConfinedFolder, top: String) -> mpsc::Receiver<std::io
     tokio::task::spawn_blocking(move || {
         let out = ChannelWriter {
             tx: tx.clone(),
-            runtime,
+            runtime: runtime.clone(),
             buf: Vec::with_capacity(CHUNK),
         };
         let gz = flate2::write::GzEncoder::new(out, flate2::Compression::fast());
@@ -32,8 +32,10 @@ pub fn archive_gz(folder: ConfinedFolder, top: String) -> mpsc::Receiver<std::io
             .archive(&top, gz)
             .and_then(|gz| gz.finish())
             .and_then(|mut out| out.flush());
+        // Waited for as a chunk is: the reader that keeps the channel
+        // full still learns it (else the archive ends as if whole).
         if let Err(e) = made {
-            let _ = tx.try_send(Err(e));
+            let _ = runtime.block_on(tokio::time::timeout(STALL, tx.send(Err(e))));
         }
     });
     rx
