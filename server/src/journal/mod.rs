@@ -121,7 +121,7 @@ impl Journal {
             .await?
         {
             DeliveredPrompt::Queued(events) => {
-                for event in events {
+                for event in *events {
                     self.announce(event).await?;
                 }
                 Ok(true)

@@ -52,7 +52,7 @@ pub struct Delivered<'a> {
 #[derive(Debug)]
 pub enum DeliveredPrompt {
     /// The delivery's record and the prompt, as appended.
-    Queued([Event; 2]),
+    Queued(Box<[Event; 2]>),
     /// The session is gone: nothing was written.
     SessionGone,
     /// The claim no longer holds the delivery (taken over): nothing was

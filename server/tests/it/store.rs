@@ -1074,13 +1074,14 @@ async fn triggers_claim_each_delivery_once_and_keep_their_conversations() {
                 .unwrap(),
             DeliveredPrompt::SessionGone
         ));
-        let DeliveredPrompt::Queued([record, asked]) = store
+        let DeliveredPrompt::Queued(queued_now) = store
             .append_delivered_prompt(real, &delivered("c4"), &prompt)
             .await
             .unwrap()
         else {
             panic!("{db}: not queued");
         };
+        let [record, asked] = *queued_now;
         assert_eq!(
             (record.seq, &record.kind, asked.seq, &asked.kind),
             (1, &delivered("c4").record, 2, &prompt),

@@ -324,7 +324,7 @@ impl Triggers for SqlStore {
             return Ok(DeliveredPrompt::Taken);
         }
         tx.commit().await?;
-        Ok(DeliveredPrompt::Queued([record, prompt]))
+        Ok(DeliveredPrompt::Queued(Box::new([record, prompt])))
     }
 
     async fn finish_delivery(&self, d: &Delivery, claim: &str) -> Result<bool> {
