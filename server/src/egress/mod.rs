@@ -218,12 +218,18 @@ impl EgressProxy {
         Ok((mount, relay))
     }
 
-    /// For a deleted session: its socket closed, its connections cut, its
-    /// folder removed.
-    pub fn forget(&self, session: SessionId) -> std::io::Result<()> {
+    /// For a sandbox stopped: its socket closed (a descriptor of the
+    /// server's each), its connections cut; [`EgressProxy::open`] binds
+    /// it again for the next start.
+    pub fn close(&self, session: SessionId) {
         if let Some(egress) = lock(&self.listening).remove(&session) {
             egress.cancel.cancel();
         }
+    }
+
+    /// For a deleted session: closed, and its folder removed.
+    pub fn forget(&self, session: SessionId) -> std::io::Result<()> {
+        self.close(session);
         match std::fs::remove_dir_all(self.socket_dir(session)) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),

@@ -349,7 +349,10 @@ impl Runner {
             return false;
         }
         match self.sandbox.stop(session).await {
-            Ok(()) => true,
+            Ok(()) => {
+                self.egress.close(session);
+                true
+            }
             Err(e) => {
                 tracing::warn!(%session, "cannot stop an unused sandbox: {e}");
                 false

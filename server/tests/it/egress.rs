@@ -418,3 +418,30 @@ async fn bytes_that_moved_are_counted_when_the_far_end_breaks_off() {
     };
     assert!(*received >= 1_000_000 && *sent > 0, "{events:?}");
 }
+
+/// A sandbox stopped (idle) closes its session's socket, which would
+/// otherwise hold a descriptor of the server's for as long as the session
+/// lives; the next start binds it again.
+#[tokio::test]
+async fn a_stopped_sandboxs_socket_is_closed_and_bound_again_at_its_next_start() {
+    let port = origin().await;
+    let home = Home::new();
+    let p = paddock(&home, &["--egress-networks=127.0.0.0/8"]).await;
+    let s = session(&p, &[format!("localhost:{port}")]).await;
+    let fetch = format!("{VIA_PROXY} curl -sS http://localhost:{port}/hello");
+    assert!(run(&p, &s, &fetch).await.contains("hello from the host"));
+    let socket = home
+        .workspaces()
+        .join(format!("{}.egress", s.id))
+        .join("egress.sock");
+    assert!(tokio::net::UnixStream::connect(&socket).await.is_ok());
+    let stopped = p.runner.stop_idle_sandboxes(Duration::ZERO).await.unwrap();
+    assert_eq!(stopped, [s.id]);
+    assert!(
+        tokio::net::UnixStream::connect(&socket).await.is_err(),
+        "still listening"
+    );
+    p.runner.start_sandbox(&s).await.unwrap();
+    let again = run(&p, &s, &fetch).await;
+    assert!(again.contains("hello from the host"), "{again}");
+}
