@@ -430,9 +430,12 @@ mod browser {
         link: WriteSignal<Link>,
         current: Option<Connection>,
         closed: bool,
-        /// Tries in a row that failed, with no event between: each waits
-        /// twice the one before, up to a minute.
+        /// Tries in a row that failed, with no event between and none
+        /// open for [`STEADY`]: each waits twice the one before, up to a
+        /// minute.
         failures: u32,
+        /// When the stream under way opened (ms since the epoch).
+        opened_at: Option<f64>,
     }
 
     pub fn subscribe(
@@ -449,6 +452,7 @@ mod browser {
             current: None,
             closed: false,
             failures: 0,
+            opened_at: None,
         }));
         connect(&state);
         let state = SendWrapper::new(state);
@@ -492,8 +496,12 @@ mod browser {
             callbacks.push(cb);
         }
         let link = s.link;
+        let opened = Rc::downgrade(state);
         let on_open = Closure::<dyn FnMut(web_sys::Event)>::new(move |_| {
             link.set(Link::Live);
+            if let Some(state) = opened.upgrade() {
+                state.borrow_mut().opened_at = Some(web_sys::js_sys::Date::now());
+            }
         });
         source.set_onopen(Some(on_open.as_ref().unchecked_ref()));
         callbacks.push(on_open);
@@ -504,8 +512,19 @@ mod browser {
         let on_error = Closure::<dyn FnMut(web_sys::Event)>::new(move |_| {
             let Some(state) = weak.upgrade() else { return };
             link.set(Link::Reconnecting);
-            if let Some(c) = state.borrow().current.as_ref() {
-                c.source.close();
+            {
+                let mut s = state.borrow_mut();
+                if let Some(c) = s.current.as_ref() {
+                    c.source.close();
+                }
+                // A stream that held a while was no failure of its own.
+                let now = web_sys::js_sys::Date::now();
+                if s.opened_at
+                    .take()
+                    .is_some_and(|at| now - at >= STEADY.as_millis() as f64)
+                {
+                    s.failures = 0;
+                }
             }
             retry_unless_gone(&state);
         });
@@ -567,6 +586,9 @@ mod browser {
             }
         });
     }
+
+    /// How long a stream stays open to count as having worked.
+    const STEADY: std::time::Duration = std::time::Duration::from_secs(10);
 
     fn retry(state: &Rc<RefCell<State>>) {
         let failures = {

@@ -318,11 +318,6 @@ fn git(token: Option<&GitToken>) -> Command {
             "submodule.recurse=false",
             "-c",
             "advice.detachedHead=false",
-            // A server that trickles a pack holds no clone for ever.
-            "-c",
-            "http.lowSpeedLimit=1000",
-            "-c",
-            "http.lowSpeedTime=60",
         ])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -341,17 +336,25 @@ fn git(token: Option<&GitToken>) -> Command {
     cmd
 }
 
-/// A git command's process group, killed when this goes: the helpers a
-/// transfer runs (`git-remote-https`, `fetch-pack`, `index-pack`) do not
-/// end with git killed alone, and would go on writing a pack into the
-/// server's disk.
+/// A git command's process group, killed when it is cut short: the
+/// helpers a transfer runs (`git-remote-https`, `fetch-pack`,
+/// `index-pack`) do not end with git killed alone, and would go on writing
+/// a pack into the server's disk. Killed while git, its leader, is not yet
+/// reaped, so that the group's id is still its own; let go once git ended
+/// by itself (having waited for its helpers).
 struct Group(Option<Pid>);
+
+impl Group {
+    fn kill(&mut self) {
+        if let Some(group) = self.0.take() {
+            let _ = kill_process_group(group, Signal::KILL);
+        }
+    }
+}
 
 impl Drop for Group {
     fn drop(&mut self) {
-        if let Some(group) = self.0 {
-            let _ = kill_process_group(group, Signal::KILL);
-        }
+        self.kill();
     }
 }
 
@@ -364,8 +367,8 @@ async fn run(
     too_large: Option<(&Path, u64)>,
 ) -> Result<Vec<u8>, GitError> {
     let mut child = cmd.spawn().map_err(GitError::Spawn)?;
-    // (Dropped before `child`, however this ends.)
-    let _group = Group(child.id().and_then(|id| Pid::from_raw(id as i32)));
+    // (Dropped before `child`, which is not reaped before it is dropped.)
+    let mut group = Group(child.id().and_then(|id| Pid::from_raw(id as i32)));
     let (Some(mut stdout), Some(mut stderr)) = (child.stdout.take(), child.stderr.take()) else {
         return Err(GitError::Spawn(std::io::Error::other(
             "git's output is not piped",
@@ -390,8 +393,12 @@ async fn run(
     let deadline = tokio::time::Instant::now() + limit;
     let status = loop {
         tokio::select! {
-            status = child.wait() => break status.map_err(GitError::Spawn)?,
+            status = child.wait() => {
+                group.0 = None;
+                break status.map_err(GitError::Spawn)?;
+            }
             () = tokio::time::sleep_until(deadline) => {
+                group.kill();
                 let _ = child.kill().await;
                 return Err(GitError::TimedOut { step, limit });
             }
@@ -402,6 +409,7 @@ async fn run(
                         .await
                         .unwrap_or(0);
                     if size > max {
+                        group.kill();
                         let _ = child.kill().await;
                         return Err(GitError::TooLarge(max));
                     }

@@ -973,10 +973,8 @@ impl Runner {
     /// Whether a prompt was stored after the event `seq` (when the store
     /// cannot say, it was: a prompt is never left unrun).
     async fn prompted_since(&self, session: SessionId, seq: i64) -> bool {
-        match self.store.conversation_after(session, seq).await {
-            Ok(events) => events
-                .iter()
-                .any(|e| matches!(e.kind, EventKind::UserMessage { .. })),
+        match self.store.prompted_after(session, seq).await {
+            Ok(prompted) => prompted,
             Err(e) => {
                 tracing::warn!(%session, "cannot read the session's prompts: {e}");
                 true

@@ -249,6 +249,9 @@ pub trait Store:
     /// process polling a host makes by the thousand a day: what the
     /// engines and the runner read a conversation from.
     async fn conversation_after(&self, id: SessionId, after: i64) -> Result<Vec<Event>>;
+    /// Whether the session holds a prompt (a `user_message`) with
+    /// `seq > after`.
+    async fn prompted_after(&self, id: SessionId, after: i64) -> Result<bool>;
 
     /// Stores a proxy token's hash for `session`, valid until `expires_at`.
     async fn insert_proxy_token(

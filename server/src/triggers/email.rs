@@ -198,27 +198,33 @@ impl Message {
     }
 }
 
-/// Header `name` of a message's raw header block (folded lines joined),
-/// empty if it has none.
+/// The first header `name` of a message's raw header block (folded lines
+/// joined), empty if it has none.
 pub fn header(raw: &str, name: &str) -> String {
-    let mut found: Option<String> = None;
+    headers(raw, name).into_iter().next().unwrap_or_default()
+}
+
+/// Every header `name` of a message's raw header block, in order (folded
+/// lines joined).
+pub fn headers(raw: &str, name: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut current: Option<String> = None;
     for line in raw.lines() {
-        match (&mut found, line.starts_with([' ', '\t'])) {
-            (Some(value), true) => {
+        if line.starts_with([' ', '\t']) {
+            if let Some(value) = &mut current {
                 value.push(' ');
                 value.push_str(line.trim());
             }
-            (Some(_), false) => break,
-            (None, _) => {
-                if let Some((n, value)) = line.split_once(':') {
-                    if n.trim().eq_ignore_ascii_case(name) {
-                        found = Some(value.trim().to_owned());
-                    }
-                }
-            }
+            continue;
         }
+        found.extend(current.take());
+        current = line
+            .split_once(':')
+            .filter(|(n, _)| n.trim().eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.trim().to_owned());
     }
-    found.map(|v| v.trim().to_owned()).unwrap_or_default()
+    found.extend(current);
+    found.iter().map(|value| value.trim().to_owned()).collect()
 }
 
 /// A file name as the workspace may hold it: its last component, without

@@ -882,15 +882,9 @@ impl Paddock {
                     // prompt, is this delivery's too.)
                     let made_for_it = match reached {
                         Reached::Started => true,
-                        Reached::Again => self
-                            .store
-                            .conversation_after(session, 0)
-                            .await
-                            .is_ok_and(|events| {
-                                !events
-                                    .iter()
-                                    .any(|e| matches!(e.kind, EventKind::UserMessage { .. }))
-                            }),
+                        Reached::Again => {
+                            matches!(self.store.prompted_after(session, 0).await, Ok(false))
+                        }
                         Reached::Continued => false,
                     };
                     if made_for_it {

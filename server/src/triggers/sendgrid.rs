@@ -7,7 +7,7 @@
 //! is not answered 2xx) is told by the message's `Message-ID`, else by what
 //! the message says.
 
-use super::email::{aligned, header, passed, sender_aligned, Message};
+use super::email::{aligned, header, headers, passed, sender_aligned, Message};
 use super::form::Form;
 use super::Verified;
 use sha2::{Digest, Sha256};
@@ -64,10 +64,31 @@ pub fn message(form: &Form) -> Message {
     }
 }
 
+/// The domains the message's DKIM signatures name (`d=`), lower case:
+/// `None` if one names none, or one that is not a plain domain (SendGrid's
+/// `dkim` field quotes them as they are, and one holding `,` or `:` could
+/// make that field say anything).
+fn signers(raw: &str) -> Option<Vec<String>> {
+    headers(raw, "DKIM-Signature")
+        .iter()
+        .map(|signature| {
+            let domain = signature.split(';').find_map(|tag| {
+                let (name, value) = tag.split_once('=')?;
+                (name.trim() == "d").then(|| value.trim().to_ascii_lowercase())
+            })?;
+            let plain = !domain.is_empty()
+                && domain
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
+            plain.then_some(domain)
+        })
+        .collect()
+}
+
 /// Whether SendGrid's checks vouch for the `From` address: `SPF` passed
 /// for an envelope sender (`envelope`'s `from`) of its domain, or `dkim`
 /// (`{@example.org : pass, @esp.example : fail}`) has a signature of its
-/// domain that passed.
+/// domain that passed, which the message's own headers say it signed.
 fn vouched(form: &Form) -> bool {
     let from = form.get("from");
     let envelope: serde_json::Value =
@@ -76,6 +97,7 @@ fn vouched(form: &Form) -> bool {
         && envelope["from"]
             .as_str()
             .is_some_and(|sender| sender_aligned(from, sender));
+    let signed = signers(form.get("headers")).unwrap_or_default();
     let dkim = form
         .get("dkim")
         .trim()
@@ -84,13 +106,9 @@ fn vouched(form: &Form) -> bool {
         .split(',')
         .filter_map(|signature| signature.split_once(':'))
         .any(|(domain, result)| {
-            // Exactly: a signature's domain is the sender's to write (one
-            // failing with `d=x, @example.org : pass` says `… : pass : fail`).
             let domain = domain.trim().trim_start_matches('@');
             result.trim().eq_ignore_ascii_case("pass")
-                && domain
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+                && signed.iter().any(|s| s.eq_ignore_ascii_case(domain))
                 && aligned(from, domain)
         });
     spf || dkim
@@ -137,8 +155,16 @@ mod tests {
         let theirs = envelope("x@evil.example");
         let vouched = |fields: &[(&str, &str)]| message(&Form::of(fields)).verified;
         assert!(vouched(&[from, ("SPF", "pass"), ("envelope", &ours)]));
+        let signed = |domains: &[&str]| {
+            domains
+                .iter()
+                .map(|d| format!("DKIM-Signature: v=1; a=rsa-sha256;\n d={d}; s=s1; b=xyz\n"))
+                .collect::<String>()
+        };
+        let both = signed(&["esp.example", "example.org"]);
         assert!(vouched(&[
             from,
+            ("headers", &both),
             ("dkim", "{@esp.example : pass, @example.org : pass}")
         ]));
         // Anyone may write the From: checks of another domain, or failed
@@ -149,9 +175,23 @@ mod tests {
             from,
             ("dkim", "{@evil.example : pass, @example.org : fail}")
         ]));
+        // A signature whose domain a sender wrote to read as another's
+        // pass, either way round.
+        for (d, said) in [
+            ("x, @example.org : pass", "{@x, @example.org : pass : fail}"),
+            ("example.org : pass, @x", "{@example.org : pass, @x : fail}"),
+        ] {
+            let forged = signed(&[d]);
+            assert!(
+                !vouched(&[from, ("headers", &forged), ("dkim", said)]),
+                "{d}"
+            );
+        }
+        // A pass for a domain the message does not say it signed.
         assert!(!vouched(&[
             from,
-            ("dkim", "{@x, @example.org : pass : fail}")
+            ("headers", &signed(&["esp.example"])),
+            ("dkim", "{@example.org : pass}")
         ]));
         assert!(!vouched(&[
             from,

@@ -1036,14 +1036,15 @@ async fn a_cli_that_prints_a_line_without_end_is_stopped() {
 async fn what_a_cli_prints_is_recorded_within_bounds_and_its_ids_checked() {
     // Any process of the session can write into the CLI's output: here
     // the CLI itself says it began a conversation whose id is a flag, then
-    // prints a 3 MB text (a model's longest answer is a fraction of it).
+    // prints a 3 MB tool call id (a model's longest answer is a fraction
+    // of it).
     let fake = tempfile::tempdir().unwrap();
     let bin = fake.path().join("claude");
     std::fs::write(
         &bin,
         "#!/bin/sh\necho \"$*\" >> /tmp/cli-args\n\
          printf '%s\\n' '{\"type\":\"system\",\"subtype\":\"init\",\"session_id\":\"--settings=/tmp/x\"}'\n\
-         printf '%s' '{\"type\":\"assistant\",\"message\":{\"content\":[{\"type\":\"text\",\"text\":\"short\"},{\"type\":\"text\",\"text\":\"'\n\
+         printf '%s' '{\"type\":\"assistant\",\"message\":{\"content\":[{\"type\":\"text\",\"text\":\"short\"},{\"type\":\"tool_use\",\"name\":\"x\",\"input\":{},\"id\":\"'\n\
          head -c 3000000 /dev/zero | tr '\\0' a\n\
          printf '%s\\n' '\"}]}}'\nsleep 600\n",
     )

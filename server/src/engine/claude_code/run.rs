@@ -38,8 +38,8 @@ const HELD_WHILE_ASKING: usize = 1024 * 1024;
 /// run a fraction of the rest; but the CLI's output comes from the
 /// sandbox, where any process of the session can write into it.
 pub(super) const BLOCK_MAX_BYTES: usize = 2 * 1024 * 1024;
-pub(super) const RUN_EVENTS_MAX: usize = 20_000;
-pub(super) const RUN_RECORDED_MAX_BYTES: usize = 64 * 1024 * 1024;
+pub(super) const RUN_EVENTS_MAX: usize = 50_000;
+pub(super) const RUN_RECORDED_MAX_BYTES: usize = 256 * 1024 * 1024;
 
 /// How the CLI's run ended, as far as its messages told.
 #[derive(Default)]
@@ -382,8 +382,10 @@ impl Run<'_> {
     async fn record(&mut self, kind: EventKind) -> Result<(), RunError> {
         let bytes = match &kind {
             EventKind::AssistantText { text } | EventKind::Thinking { text } => text.len(),
-            EventKind::ToolCall { input, .. } => serde_json::to_vec(input).map_or(0, |v| v.len()),
-            EventKind::ToolResult { output, .. } => output.len(),
+            EventKind::ToolCall { id, name, input } => {
+                id.len() + name.len() + serde_json::to_vec(input).map_or(0, |v| v.len())
+            }
+            EventKind::ToolResult { id, output, .. } => id.len() + output.len(),
             _ => 0,
         };
         let (events, total) = (self.recorded.0 + 1, self.recorded.1 + bytes);

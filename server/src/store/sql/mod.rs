@@ -563,6 +563,18 @@ impl Store for SqlStore {
         .await?;
         rows.into_iter().map(Event::try_from).collect()
     }
+
+    async fn prompted_after(&self, id: SessionId, after: i64) -> Result<bool> {
+        let found: Option<i64> = sqlx::query_scalar(
+            "SELECT seq FROM events WHERE session_id = $1 AND seq > $2 AND kind = 'user_message' \
+             LIMIT 1",
+        )
+        .bind(id.to_string())
+        .bind(after)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(found.is_some())
+    }
 }
 
 /// Holds the master key's check value for the rest of `tx`, if it is still
