@@ -27,25 +27,12 @@ use app::domain::NewSession;
 use app::workspace_source::WorkspaceSource;
 use clap::Parser;
 use common::{ms, percentile};
-use git_server::GitServer;
+use git_server::{noise, GitServer};
 use paddock_model::{Scenario, ScriptedModel};
 use server::paddock::Paddock;
 use std::time::{Duration, Instant};
 
 const TOKEN: &str = "bench-git-token-0123456789";
-
-/// Incompressible bytes (xorshift), so a pack is as large as its files.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
 
 fn bare_clone(url: &str, into: &std::path::Path) -> Duration {
     use base64::Engine as _;

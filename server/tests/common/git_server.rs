@@ -65,6 +65,20 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Incompressible bytes (xorshift from `seed`), so a pack is as large as
+/// its files.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
 impl GitServer {
     /// Serves the repositories under a new folder; only requests with basic
     /// auth whose password is `token` are answered (401 otherwise), unless

@@ -1002,25 +1002,26 @@ async fn the_proxy_bounds_what_a_sandbox_holds_of_the_server() {
     );
 }
 
+/// A harness whose "CLI" is a shell script of the test's, run in the
+/// sandbox as the CLI is (what runs there is the sandbox's to write).
+async fn with_fake_cli(script: &str) -> (tempfile::TempDir, Harness) {
+    use std::os::unix::fs::PermissionsExt;
+    let fake = tempfile::tempdir().unwrap();
+    let bin = fake.path().join("claude");
+    std::fs::write(&bin, format!("#!/bin/sh\n{script}")).unwrap();
+    for path in [bin.as_path(), fake.path()] {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let flag = format!("--claude-code-bin={}", bin.display());
+    let h = harness(json!([]), "docker", &[&flag]).await;
+    (fake, h)
+}
+
 #[tokio::test]
 async fn a_cli_that_prints_a_line_without_end_is_stopped() {
     // What runs as the CLI in the sandbox is the sandbox's: here, a program
     // that prints 20 MB without a newline, then waits.
-    let fake = tempfile::tempdir().unwrap();
-    let bin = fake.path().join("claude");
-    std::fs::write(
-        &bin,
-        "#!/bin/sh\nhead -c 20000000 /dev/zero | tr '\\0' a\nsleep 600\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(&bin, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    std::fs::set_permissions(
-        fake.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
-    let flag = format!("--claude-code-bin={}", bin.display());
-    let h = harness(json!([]), "docker", &[&flag]).await;
+    let (_fake, h) = with_fake_cli("head -c 20000000 /dev/zero | tr '\\0' a\nsleep 600\n").await;
     let s = h.session("auto", None).await;
     let events = h.run(&s, "hello").await;
     assert_eq!(last_status(&events).0, SessionStatus::Error, "{events:#?}");
@@ -1038,25 +1039,14 @@ async fn what_a_cli_prints_is_recorded_within_bounds_and_its_ids_checked() {
     // the CLI itself says it began a conversation whose id is a flag, then
     // prints a 3 MB tool call id (a model's longest answer is a fraction
     // of it).
-    let fake = tempfile::tempdir().unwrap();
-    let bin = fake.path().join("claude");
-    std::fs::write(
-        &bin,
-        "#!/bin/sh\necho \"$*\" >> /tmp/cli-args\n\
+    let (_fake, h) = with_fake_cli(
+        "echo \"$*\" >> /tmp/cli-args\n\
          printf '%s\\n' '{\"type\":\"system\",\"subtype\":\"init\",\"session_id\":\"--settings=/tmp/x\"}'\n\
          printf '%s' '{\"type\":\"assistant\",\"message\":{\"content\":[{\"type\":\"text\",\"text\":\"short\"},{\"type\":\"tool_use\",\"name\":\"x\",\"input\":{},\"id\":\"'\n\
          head -c 3000000 /dev/zero | tr '\\0' a\n\
          printf '%s\\n' '\"}]}}'\nsleep 600\n",
     )
-    .unwrap();
-    std::fs::set_permissions(&bin, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    std::fs::set_permissions(
-        fake.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
-    let flag = format!("--claude-code-bin={}", bin.display());
-    let h = harness(json!([]), "docker", &[&flag]).await;
+    .await;
     let s = h.session("auto", None).await;
     let events = h.run(&s, "hello").await;
     assert_eq!(last_status(&events).0, SessionStatus::Error, "{events:#?}");

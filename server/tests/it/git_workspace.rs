@@ -7,7 +7,7 @@
 //! step that leaves the session usable.
 
 use crate::common;
-use crate::common::git_server::{git, GitServer};
+use crate::common::git_server::{git, noise, GitServer};
 use app::accounts::{Caller, CredentialId, CredentialKind, CredentialScope};
 use app::api::Backend;
 use app::changes::ChangeKind;
@@ -59,6 +59,17 @@ fn in_container(s: &Session, script: &str) -> String {
 }
 
 /// Runs a command in the session's container as its agent would.
+/// Runs `script` as the agent, then lists the session's changes: refused,
+/// naming `named`.
+async fn refused_after(paddock: &Paddock, s: &Session, script: &str, named: &str) {
+    as_agent(s, script);
+    let refused = paddock.changes(&Caller::local_operator(), s.id).await;
+    assert!(
+        matches!(&refused, Err(AppError::Invalid(m)) if m.contains(named)),
+        "{named}: {refused:?}"
+    );
+}
+
 fn as_agent(s: &Session, script: &str) -> String {
     as_user(s, "10001", script)
 }
@@ -323,47 +334,30 @@ async fn a_repository_is_cloned_edited_committed_and_pushed_without_its_token_in
     );
     assert!(tree.contains("\"na\\377me\""), "{tree}");
     assert!(!paddock.changes(&operator, s.id).await.unwrap().uncommitted);
-    as_agent(&s, "cd /workspace && mkdir -p d && mkfifo d/.gitignore");
-    let refused = paddock.changes(&operator, s.id).await;
-    assert!(
-        matches!(&refused, Err(AppError::Invalid(m)) if m.contains("d/.gitignore")),
-        "{refused:?}"
-    );
+    refused_after(
+        &paddock,
+        &s,
+        "cd /workspace && mkdir -p d && mkfifo d/.gitignore",
+        "d/.gitignore",
+    )
+    .await;
     assert_eq!(in_container(&s, "echo running").trim(), "running");
     // A pipe in a nested repository's .git, where git opens HEAD to tell
     // that it is one.
-    as_agent(
+    refused_after(
+        &paddock,
         &s,
         "cd /workspace && rm d/.gitignore && mkdir -p n/.git && mkfifo n/.git/HEAD",
-    );
-    let refused = paddock.changes(&operator, s.id).await;
-    assert!(
-        matches!(&refused, Err(AppError::Invalid(m)) if m.contains("n/.git/HEAD")),
-        "{refused:?}"
-    );
+        "n/.git/HEAD",
+    )
+    .await;
     assert_eq!(in_container(&s, "echo running").trim(), "running");
     // …and where a `.git` file says its repository is.
-    as_agent(
-        &s,
-        "cd /workspace && rm -r n && mkdir -p g x/objects x/refs && printf 'gitdir: ../x\\n' > g/.git && mkfifo x/HEAD",
-    );
-    let refused = paddock.changes(&operator, s.id).await;
-    assert!(
-        matches!(&refused, Err(AppError::Invalid(m)) if m.contains("x/HEAD")),
-        "{refused:?}"
-    );
+    refused_after(&paddock, &s, "cd /workspace && rm -r n && mkdir -p g x/objects x/refs && printf 'gitdir: ../x\\n' > g/.git && mkfifo x/HEAD", "x/HEAD").await;
     // A `commondir` that is a link to a pipe of another name, which git
     // would open, following it.
-    as_agent(
-        &s,
-        "cd /workspace && rm -r g x && mkdir -p c/.git && echo 'ref: refs/heads/main' > c/.git/HEAD \
-         && mkfifo p && ln -s ../../p c/.git/commondir",
-    );
-    let refused = paddock.changes(&operator, s.id).await;
-    assert!(
-        matches!(&refused, Err(AppError::Invalid(m)) if m.contains("c/.git/commondir")),
-        "{refused:?}"
-    );
+    refused_after(&paddock, &s, "cd /workspace && rm -r g x && mkdir -p c/.git && echo 'ref: refs/heads/main' > c/.git/HEAD \
+         && mkfifo p && ln -s ../../p c/.git/commondir", "c/.git/commondir").await;
     assert_eq!(in_container(&s, "echo running").trim(), "running");
     // A link of that name to a folder (as pnpm links a package), or to
     // nothing (an install cut short), is fine.
@@ -376,37 +370,31 @@ async fn a_repository_is_cloned_edited_committed_and_pushed_without_its_token_in
     // A `.git` file naming a repository in the agent's own `.git`, which
     // the walk passes over (as a submodule's does): what git reads there
     // is looked at too, a pipe, and a link to a file without end.
-    as_agent(
+    refused_after(
+        &paddock,
         &s,
         "cd /workspace && rm -r pkg deps gone && mkdir -p nest .git/x/objects .git/x/refs \
          && mkfifo .git/x/HEAD && printf 'gitdir: ../.git/x\\n' > nest/.git",
-    );
-    let refused = paddock.changes(&operator, s.id).await;
-    assert!(
-        matches!(&refused, Err(AppError::Invalid(m)) if m.contains(".git/x/HEAD")),
-        "{refused:?}"
-    );
-    as_agent(
+        ".git/x/HEAD",
+    )
+    .await;
+    refused_after(
+        &paddock,
         &s,
         "cd /workspace && rm .git/x/HEAD && echo 'ref: refs/heads/m' > .git/x/HEAD \
          && ln -s /dev/zero .git/x/commondir",
-    );
-    let refused = paddock.changes(&operator, s.id).await;
-    assert!(
-        matches!(&refused, Err(AppError::Invalid(m)) if m.contains(".git/x/commondir")),
-        "{refused:?}"
-    );
+        ".git/x/commondir",
+    )
+    .await;
     // …or one out of the workspace (the server's own files, as git on the
     // server would find them).
-    as_agent(
+    refused_after(
+        &paddock,
         &s,
         "cd /workspace && rm .git/x/commondir && printf 'gitdir: /proc/1/root/tmp\\n' > nest/.git",
-    );
-    let refused = paddock.changes(&operator, s.id).await;
-    assert!(
-        matches!(&refused, Err(AppError::Invalid(m)) if m.contains("nest/.git leads out")),
-        "{refused:?}"
-    );
+        "nest/.git leads out",
+    )
+    .await;
     // A submodule's repository as git lays it out is fine.
     as_agent(
         &s,
@@ -424,7 +412,10 @@ async fn a_repository_is_cloned_edited_committed_and_pushed_without_its_token_in
 async fn a_source_that_fails_says_why_at_its_step_and_the_session_stays_usable() {
     let server = GitServer::start(Some(TOKEN)).await;
     server.repo("private.git", &[("a.txt", b"a\n")]);
-    server.repo("big.git", &[("blob.bin", &noise(3_000_000))]);
+    server.repo(
+        "big.git",
+        &[("blob.bin", &noise(3_000_000, 0x9e37_79b9_7f4a_7c15))],
+    );
     let (_model, url) = common::scripted(&json!([]), Some("sk-test")).await;
     let (home, paddock) = common::with_model(&url, &["--source-max-mb=1"]).await;
     save_token(&paddock, TOKEN).await;
@@ -520,26 +511,13 @@ async fn a_source_that_fails_says_why_at_its_step_and_the_session_stays_usable()
     }
 }
 
-/// Bytes that do not compress (xorshift), so a pack is as large.
-fn noise(len: usize) -> Vec<u8> {
-    let mut x = 0x9e37_79b9_7f4a_7c15u64;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 /// A clone cut short by its time limit ends with every git process it
 /// ran: the helpers that fetch the pack went on, writing it into the
 /// server's disk, once git alone was killed.
 #[tokio::test]
 async fn a_clone_cut_short_leaves_no_git_behind() {
     let server = GitServer::start(None).await;
-    server.repo("slow.git", &[("blob.bin", &noise(1_000_000))]);
+    server.repo("slow.git", &[("blob.bin", &noise(1_000_000, 1))]);
     // 20 KB a second: the pack would take almost a minute; under git's
     // first protocol, a helper of git's fetches it.
     *server.trickle.lock().unwrap() = Some(2048);
