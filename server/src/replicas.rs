@@ -209,7 +209,15 @@ impl Follower {
                     delivered.remove(&session);
                     return;
                 }
-                let after = delivered.get(&session).copied().unwrap_or(seq - 1);
+                // A cursor far behind (the session ran here meanwhile, its
+                // events handed over directly) is not caught up a page a
+                // notice: from the one before, viewers read what they
+                // missed from the store themselves.
+                let after = delivered
+                    .get(&session)
+                    .copied()
+                    .filter(|&d| seq - d <= EVENTS_READ)
+                    .unwrap_or(seq - 1);
                 if seq > after {
                     self.deliver_events(session, after, delivered).await;
                 }

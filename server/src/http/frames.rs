@@ -11,6 +11,8 @@ use axum::response::IntoResponse;
 use futures_util::{Stream, StreamExt};
 use std::convert::Infallible;
 use std::future::Future;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+use tokio_util::task::AbortOnDropHandle;
 
 /// A live stream as the answer, until `end` completes: `keep_alive` while
 /// idle (every 15 s), and no buffering by proxies such as nginx.
@@ -19,11 +21,35 @@ pub fn respond(
     end: impl Future<Output = ()> + Send + 'static,
     keep_alive: KeepAlive,
 ) -> impl IntoResponse {
-    let stream = frames.map(Ok::<_, Infallible>).take_until(end);
+    let (ended, watching) = apart(end);
+    let stream = frames
+        .map(move |frame| {
+            let _ = &watching;
+            Ok::<_, Infallible>(frame)
+        })
+        .take_until(ended);
     (
         [(HeaderName::from_static("x-accel-buffering"), "no")],
         Sse::new(stream).keep_alive(keep_alive),
     )
+}
+
+/// `end` (a stream's check that its caller may still follow it) run on a
+/// task of its own: a stream is read only as fast as its client takes it,
+/// so one that stopped reading would have its check wait too, and on
+/// reading again get what it may no longer see before the check caught
+/// up. What completes once `end` has, and the guard that ends the task
+/// with the stream.
+pub fn apart(
+    end: impl Future<Output = ()> + Send + 'static,
+) -> (WaitForCancellationFutureOwned, AbortOnDropHandle<()>) {
+    let ended = CancellationToken::new();
+    let done = ended.clone();
+    let watching = AbortOnDropHandle::new(tokio::spawn(async move {
+        end.await;
+        done.cancel();
+    }));
+    (ended.cancelled_owned(), watching)
 }
 
 pub struct Frame {

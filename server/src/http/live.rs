@@ -116,24 +116,20 @@ async fn transcript(
             return stream::once(async move { closed(&topic, why) }).boxed();
         }
     };
-    // `Err(None)`: the caller may no longer watch it.
-    let revoked = stream::once(unwatchable).map(|()| Err(None));
-    let frames = tail.frames().map(|frame| frame.map_err(Some));
-    let merged = stream::select(frames, revoked).boxed();
-    stream::unfold(Some(merged), move |merged| {
+    // Cut once the caller may no longer watch it (checked apart, as the
+    // whole stream's end is), before anything more of it is sent.
+    let (revoked, watching) = frames::apart(unwatchable);
+    let frames = tail.frames().take_until(revoked).boxed();
+    stream::unfold(Some((frames, watching)), move |following| {
         let topic = topic.clone();
         async move {
-            let mut merged = merged?;
-            match merged.next().await? {
-                Ok(frame) => Some((line(&topic, frame), Some(merged))),
-                Err(ending) => {
-                    let why = match ending {
-                        None | Some(Ending::Deleted) => "gone",
-                        Some(Ending::Failed) => "retry",
-                    };
-                    Some((closed(&topic, why), None))
-                }
-            }
+            let (mut frames, watching) = following?;
+            let why = match frames.next().await {
+                Some(Ok(frame)) => return Some((line(&topic, frame), Some((frames, watching)))),
+                None | Some(Err(Ending::Deleted)) => "gone",
+                Some(Err(Ending::Failed)) => "retry",
+            };
+            Some((closed(&topic, why), None))
         }
     })
     .boxed()

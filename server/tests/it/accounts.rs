@@ -610,6 +610,35 @@ async fn unsharing_ends_an_open_stream_and_sharing_shows_at_once() {
     assert!(shares >= 2, "{audit:?}");
 }
 
+/// A stream whose reader stopped reading is cut all the same once its
+/// access ends: reading again, it gets nothing written since (its check
+/// ran meanwhile, not only once it was read again).
+#[tokio::test]
+async fn a_stream_left_unread_is_cut_when_its_access_ends() {
+    let t = team(&[]).await;
+    let owner = t.person("olga", Role::Member).await;
+    let other = t.person("max", Role::Member).await;
+    let s = t.create(&owner, json!({"name": "shared"})).await;
+    t.share(&owner, &s, &other, "watch").await;
+    let path = format!("/api/sessions/{}/events", s.id);
+    let events = open_stream(t.as_(&other, Method::GET, &path)).await;
+    // Some 20 MB, more than the buffers between hold, not read.
+    let big = "x".repeat(64 * 1024);
+    for _ in 0..320 {
+        let text = EventKind::AssistantText { text: big.clone() };
+        t.paddock.journal.record(s.id, text).await.unwrap();
+    }
+    t.share(&owner, &s, &other, "none").await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after = EventKind::AssistantText {
+        text: "written after the unshare".into(),
+    };
+    t.paddock.journal.record(s.id, after).await.unwrap();
+    let seen = ends_within(events, Duration::from_secs(60)).await;
+    assert!(seen.contains("xxxx"), "it was following");
+    assert!(!seen.contains("written after the unshare"));
+}
+
 #[tokio::test]
 async fn a_revoked_token_fails_at_once_and_ends_its_streams() {
     let t = team(&[]).await;
