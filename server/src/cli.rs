@@ -162,8 +162,10 @@ async fn health(config: &Config) -> anyhow::Result<()> {
         addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
     }
     let url = format!("http://{addr}/readyz");
+    // This server itself, never through an HTTP_PROXY set for the world.
     let response = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(5))
+        .no_proxy()
         .build()?
         .get(&url)
         .send()

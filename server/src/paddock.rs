@@ -151,6 +151,16 @@ impl Paddock {
         ] {
             *folder = std::path::absolute(&*folder)
                 .with_context(|| format!("the folder {:?}", folder.display()))?;
+            private_folder(folder)?;
+        }
+        // So are the binaries mounted into sandboxes (Docker reads a
+        // relative source as a volume's name).
+        for binary in [&mut config.claude_code_bin, &mut config.sandbox_agent_bin]
+            .into_iter()
+            .flatten()
+        {
+            *binary = std::path::absolute(&*binary)
+                .with_context(|| format!("the file {:?}", binary.display()))?;
         }
         let config = Arc::new(config);
         crate::metrics::install();
@@ -521,11 +531,37 @@ impl Paddock {
     }
 }
 
+/// Makes `folder` (a root of what Paddock keeps: workspaces, clones of
+/// private repositories, the CLI's transcripts) if it is not there, and
+/// keeps it to its owner: another account of the machine reads none of
+/// it (Docker's mounts and the sandboxes need no way through it).
+fn private_folder(folder: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let context = || format!("cannot create {}", folder.display());
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(folder)
+        .with_context(context)?;
+    let mode = std::fs::metadata(folder)
+        .with_context(context)?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(folder, std::fs::Permissions::from_mode(mode & 0o700))
+            .with_context(|| format!("cannot keep {} to its owner", folder.display()))?;
+        tracing::info!(
+            "{} is now its owner's only (it was {:o})",
+            folder.display(),
+            mode & 0o777
+        );
+    }
+    Ok(())
+}
+
 /// The sandbox backend the config asks for: Docker when a daemon answers,
 /// unless told otherwise; never local when any Docker setting is given.
 async fn connect_sandbox(config: &Config, instance: String) -> anyhow::Result<Arc<dyn Sandbox>> {
-    std::fs::create_dir_all(&config.workspace_root)
-        .with_context(|| format!("cannot create {}", config.workspace_root.display()))?;
     let workspace_root = std::fs::canonicalize(&config.workspace_root)?;
     let docker = || {
         DockerSandbox::connect(

@@ -108,7 +108,11 @@ impl MasterKey {
     /// Writes the key to a new file, readable by its owner only.
     pub fn write_new(&self, path: &Path) -> anyhow::Result<()> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)?;
+            std::os::unix::fs::DirBuilderExt::mode(
+                std::fs::DirBuilder::new().recursive(true),
+                0o700,
+            )
+            .create(dir)?;
         }
         let mut file = std::fs::OpenOptions::new()
             .write(true)

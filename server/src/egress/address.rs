@@ -27,6 +27,14 @@ impl FromStr for Network {
         if prefix > max {
             return Err(bad());
         }
+        // Every address: the host's loopback and the clouds' metadata
+        // services too, which no sandbox should reach.
+        if prefix == 0 {
+            return Err(format!(
+                "{s:?} opens every address, this host's own and its cloud's metadata service \
+                 among them: name the networks to open"
+            ));
+        }
         Ok(Self { addr, prefix })
     }
 }
@@ -220,8 +228,8 @@ mod tests {
         assert!(!lo.contains(ip("128.0.0.1")) && !lo.contains(ip("::1")));
         let one: Network = "10.1.2.3/32".parse().unwrap();
         assert!(one.contains(ip("10.1.2.3")) && !one.contains(ip("10.1.2.4")));
-        let all: Network = "0.0.0.0/0".parse().unwrap();
-        assert!(all.contains(ip("8.8.8.8")));
+        let wide: Network = "8.0.0.0/1".parse().unwrap();
+        assert!(wide.contains(ip("8.8.8.8")) && !wide.contains(ip("200.1.1.1")));
         let ula: Network = "fd00::/8".parse().unwrap();
         assert!(ula.contains(ip("fd12::1")) && !ula.contains(ip("fe80::1")));
         for bad in [
@@ -231,6 +239,8 @@ mod tests {
             "x/8",
             "10.0.0.0/-1",
             "",
+            "0.0.0.0/0",
+            "::/0",
         ] {
             assert!(bad.parse::<Network>().is_err(), "{bad}");
         }

@@ -15,6 +15,7 @@ use super::{workspace_dir, ConfinedFolder, Result, SandboxError};
 use app::domain::SessionId;
 use app::files::DiskUse;
 use rustix::fs as rfs;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -265,7 +266,14 @@ fn is_mount_point(dir: &Path) -> bool {
 /// folder belongs to `owner`: no blocks kept for root, nothing written
 /// ahead (the image reads as zeros already).
 fn make_image(image: &Path, mb: u64, owner: Option<u32>) -> std::io::Result<()> {
-    std::fs::File::create_new(image)?.set_len(mb * 1024 * 1024)?;
+    // Its owner's only: the image's blocks are the workspace's files,
+    // whatever their own modes say.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(image)?
+        .set_len(mb * 1024 * 1024)?;
     let (uid, gid) = match owner {
         Some(uid) => (uid, uid),
         None => (

@@ -1,7 +1,7 @@
 //! The HTTP surface against a real SQLite file: router tests without a
 //! socket, and a real server on port 0.
 
-use crate::common::Home;
+use crate::common::{self, Home};
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use http_body_util::BodyExt;
@@ -750,4 +750,24 @@ async fn a_refused_body_says_why_in_its_type() {
         assert_eq!(json["error"]["type"], kind, "{text}");
     }
     assert_eq!(session_count(&h).await, 0);
+}
+
+/// What Paddock keeps (workspaces, clones of private repositories, the
+/// CLI's homes) is its user's only: made so, or tightened at start where
+/// it was open to others.
+#[tokio::test]
+async fn what_paddock_keeps_is_its_users_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let home = Home::new();
+    std::fs::create_dir_all(home.workspaces()).unwrap();
+    std::fs::set_permissions(home.workspaces(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let _paddock = common::open(&home, "local", &[]).await;
+    for folder in [
+        home.workspaces(),
+        home.path().join("git"),
+        home.path().join("cc"),
+    ] {
+        let mode = std::fs::metadata(&folder).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700, "{}", folder.display());
+    }
 }

@@ -395,6 +395,10 @@ async fn docker_disk_limit_fills_only_the_session_and_is_an_ordinary_error() {
         mounted_at(&d.workspace()),
         "the workspace is a filesystem of its own"
     );
+    // Its blocks are the workspace's files, whatever their own modes say.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&image).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "the image is its owner's only");
     let empty = d.sandbox.disk_use(d.session).await.unwrap();
     let limit = empty.limit_bytes.expect("a limit");
     assert!((24 << 20..=32 << 20).contains(&limit), "{empty:?}");
