@@ -532,29 +532,38 @@ impl Paddock {
 }
 
 /// Makes `folder` (a root of what Paddock keeps: workspaces, clones of
-/// private repositories, the CLI's transcripts) if it is not there, and
-/// keeps it to its owner: another account of the machine reads none of
-/// it (Docker's mounts and the sandboxes need no way through it).
+/// private repositories, the CLI's transcripts) if it is not there, its
+/// user's only: another account of the machine reads none of it (Docker's
+/// mounts and the sandboxes need no way through it). One of its own that
+/// is open to others is tightened; one it does not own (a volume an
+/// operator shares on purpose) is left as it is, with a warning.
 fn private_folder(folder: &std::path::Path) -> anyhow::Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
     let context = || format!("cannot create {}", folder.display());
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(folder)
         .with_context(context)?;
-    let mode = std::fs::metadata(folder)
-        .with_context(context)?
-        .permissions()
-        .mode();
-    if mode & 0o077 != 0 {
-        std::fs::set_permissions(folder, std::fs::Permissions::from_mode(mode & 0o700))
-            .with_context(|| format!("cannot keep {} to its owner", folder.display()))?;
-        tracing::info!(
+    let meta = std::fs::metadata(folder).with_context(context)?;
+    let mode = meta.permissions().mode();
+    if mode & 0o077 == 0 {
+        return Ok(());
+    }
+    let ours = meta.uid() == rustix::process::geteuid().as_raw();
+    let tightened = ours
+        && std::fs::set_permissions(folder, std::fs::Permissions::from_mode(mode & 0o700)).is_ok();
+    match tightened {
+        true => tracing::info!(
             "{} is now its owner's only (it was {:o})",
             folder.display(),
             mode & 0o777
-        );
+        ),
+        false => tracing::warn!(
+            "{} is open to other accounts of this machine ({:o}): keep it to the server's user",
+            folder.display(),
+            mode & 0o777
+        ),
     }
     Ok(())
 }

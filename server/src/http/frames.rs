@@ -46,8 +46,9 @@ pub fn apart(
     let ended = CancellationToken::new();
     let done = ended.clone();
     let watching = AbortOnDropHandle::new(tokio::spawn(async move {
+        // Cut however the check ends, a panic of its included.
+        let _cut = done.drop_guard();
         end.await;
-        done.cancel();
     }));
     (ended.cancelled_owned(), watching)
 }

@@ -754,20 +754,24 @@ async fn a_refused_body_says_why_in_its_type() {
 
 /// What Paddock keeps (workspaces, clones of private repositories, the
 /// CLI's homes) is its user's only: made so, or tightened at start where
-/// it was open to others.
+/// it is its own and was open to others.
 #[tokio::test]
 async fn what_paddock_keeps_is_its_users_only() {
     use std::os::unix::fs::PermissionsExt;
     let home = Home::new();
     std::fs::create_dir_all(home.workspaces()).unwrap();
     std::fs::set_permissions(home.workspaces(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    // One another account owns (a volume shared on purpose) is left as it
+    // is, and the server starts.
+    let shared = home.path().join("cc");
+    std::fs::create_dir_all(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o775)).unwrap();
+    std::os::unix::fs::chown(&shared, Some(65534), Some(65534)).unwrap();
     let _paddock = common::open(&home, "local", &[]).await;
-    for folder in [
-        home.workspaces(),
-        home.path().join("git"),
-        home.path().join("cc"),
-    ] {
+    for folder in [home.workspaces(), home.path().join("git")] {
         let mode = std::fs::metadata(&folder).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o700, "{}", folder.display());
     }
+    let mode = std::fs::metadata(&shared).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o775);
 }
