@@ -550,20 +550,25 @@ fn private_folder(folder: &std::path::Path) -> anyhow::Result<()> {
     if mode & 0o077 == 0 {
         return Ok(());
     }
-    let ours = meta.uid() == rustix::process::geteuid().as_raw();
-    let tightened = ours
-        && std::fs::set_permissions(folder, std::fs::Permissions::from_mode(mode & 0o700)).is_ok();
-    match tightened {
-        true => tracing::info!(
+    let open = |why: &str| {
+        tracing::warn!(
+            "{} is open to other accounts of this machine ({:o}{why}): keep it to the server's \
+             user",
+            folder.display(),
+            mode & 0o777
+        )
+    };
+    if meta.uid() != rustix::process::geteuid().as_raw() {
+        open(", and not the server's to change");
+        return Ok(());
+    }
+    match std::fs::set_permissions(folder, std::fs::Permissions::from_mode(mode & 0o700)) {
+        Ok(()) => tracing::info!(
             "{} is now its owner's only (it was {:o})",
             folder.display(),
             mode & 0o777
         ),
-        false => tracing::warn!(
-            "{} is open to other accounts of this machine ({:o}): keep it to the server's user",
-            folder.display(),
-            mode & 0o777
-        ),
+        Err(e) => open(&format!(", and cannot be changed: {e}")),
     }
     Ok(())
 }
