@@ -19,6 +19,7 @@ mod pages;
 mod sessions_feed;
 mod shortcuts;
 pub mod skills;
+pub mod text;
 pub mod transcript;
 pub mod triggers;
 pub mod workspace_source;

@@ -153,8 +153,8 @@ pub fn cut_before(events: &[Event]) -> Option<usize> {
 fn clip(text: &str, max: usize) -> String {
     let line = text.lines().next().unwrap_or("");
     let more = line.len() < text.len();
-    match line.char_indices().nth(max) {
-        Some((i, _)) => format!("{}…", &line[..i]),
+    match crate::text::cut_chars(line, max) {
+        Some(cut) => format!("{cut}…"),
         None if more => format!("{line} …"),
         None => line.to_owned(),
     }

@@ -442,10 +442,10 @@ async fn run(
             .filter(|l| !l.is_empty() && !l.starts_with("hint:"))
             .collect::<Vec<_>>()
             .join("; ");
-        let message = match message.char_indices().nth(STDERR_MAX) {
-            Some((i, _)) => format!("{}…", &message[..i]),
-            None if message.is_empty() => format!("exit status {status}"),
-            None => message,
+        let message = if message.is_empty() {
+            format!("exit status {status}")
+        } else {
+            app::text::elided(&message, STDERR_MAX)
         };
         Err(GitError::Failed { step, message })
     }

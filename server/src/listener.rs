@@ -2,7 +2,10 @@
 //! leaves out: a connection has [`Limits::stall`] to send each request's
 //! head, from the moment it opens or goes idle (hyper's header timeout,
 //! which needs a timer `axum::serve` never sets, so a connection that sent
-//! nothing, or a byte now and then, was held for ever), and at most
+//! nothing, or a byte now and then, was held for ever), and as long to take
+//! something of what is written to it once the socket's buffers are full
+//! (an answer or a stream left unread, a client gone without a word: the
+//! connection is closed, and what it held let go), and at most
 //! [`Limits::connections`] are open at once where a limit is given. HTTP/1.1
 //! only (with upgrades, for WebSockets): HTTP/2 without TLS would open many
 //! requests on a connection, and no browser speaks it. Each request carries
@@ -18,8 +21,12 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::future::Future;
+use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{watch, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -29,7 +36,8 @@ use tower::ServiceExt;
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
     /// Longest a request's head may take to arrive, counted from when the
-    /// connection opens or its last answer ends.
+    /// connection opens or its last answer ends; and longest the client
+    /// may take nothing of what is written to it.
     pub stall: Duration,
     /// Connections open at once; more wait to be accepted.
     pub connections: Option<usize>,
@@ -76,7 +84,7 @@ pub async fn serve<L>(
             http.timer(TokioTimer::new())
                 .header_read_timeout(limits.stall);
             let connection = http
-                .serve_connection(TokioIo::new(io), service)
+                .serve_connection(TokioIo::new(WriteStall::new(io, limits.stall)), service)
                 .with_upgrades();
             let mut connection = std::pin::pin!(connection);
             let stop_asked = async move {
@@ -113,6 +121,99 @@ pub async fn serve<L>(
         );
         cut.cancel();
         connections.wait().await;
+    }
+}
+
+/// A connection's socket, which fails a write its client has taken
+/// nothing of for `stall` (the socket's buffers full all that time).
+struct WriteStall<T> {
+    io: T,
+    stall: Duration,
+    /// When the write waiting now fails, once one waits.
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    waiting: bool,
+}
+
+impl<T> WriteStall<T> {
+    fn new(io: T, stall: Duration) -> Self {
+        Self {
+            io,
+            stall,
+            deadline: None,
+            waiting: false,
+        }
+    }
+
+    /// `polled`, a write-side poll of the socket; an error in its place
+    /// when it has waited for `stall`.
+    fn watched<R>(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<io::Result<R>>,
+    ) -> Poll<io::Result<R>> {
+        if polled.is_ready() {
+            self.waiting = false;
+            return polled;
+        }
+        let at = tokio::time::Instant::now() + self.stall;
+        let deadline = self
+            .deadline
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
+        if !self.waiting {
+            self.waiting = true;
+            deadline.as_mut().reset(at);
+        }
+        match deadline.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the client took nothing of the answer for too long",
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for WriteStall<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for WriteStall<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.io).poll_write(cx, buf);
+        self.watched(cx, polled)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        self.watched(cx, polled)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let polled = Pin::new(&mut self.io).poll_flush(cx);
+        self.watched(cx, polled)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let polled = Pin::new(&mut self.io).poll_shutdown(cx);
+        self.watched(cx, polled)
     }
 }
 
@@ -162,5 +263,51 @@ mod tests {
         let mut rest = Vec::new();
         let read = tokio::time::timeout(DRAIN, client.read_to_end(&mut rest)).await;
         assert!(read.is_ok(), "the connection is still open");
+    }
+
+    #[tokio::test]
+    async fn an_answer_left_unread_is_given_up() {
+        // An endless answer, which says when it is let go.
+        let (dropped, let_go) = tokio::sync::oneshot::channel::<()>();
+        let dropped = Arc::new(std::sync::Mutex::new(Some(dropped)));
+        let app = Router::new().fallback(move || {
+            let on_drop = scopeguard(dropped.lock().unwrap().take());
+            let chunks = futures_util::stream::repeat_with(move || {
+                let _held = &on_drop;
+                Ok::<_, std::convert::Infallible>(axum::body::Bytes::from(vec![b'x'; 64 * 1024]))
+            });
+            async move { axum::body::Body::from_stream(chunks) }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let limits = Limits {
+            stall: Duration::from_secs(1),
+            connections: None,
+        };
+        tokio::spawn(serve(listener, app, limits, std::future::pending()));
+        let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        client
+            .write_all(b"GET /endless HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .unwrap();
+        // Nothing read: the socket's buffers fill, and then the answer
+        // waits on the client.
+        tokio::time::timeout(Duration::from_secs(60), let_go)
+            .await
+            .expect("the unread answer is still held")
+            .unwrap();
+    }
+
+    /// Sends on `signal` when dropped.
+    fn scopeguard(signal: Option<tokio::sync::oneshot::Sender<()>>) -> impl Send + Sync {
+        struct OnDrop(Option<tokio::sync::oneshot::Sender<()>>);
+        impl Drop for OnDrop {
+            fn drop(&mut self) {
+                if let Some(signal) = self.0.take() {
+                    let _ = signal.send(());
+                }
+            }
+        }
+        OnDrop(signal)
     }
 }

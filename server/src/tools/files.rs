@@ -251,10 +251,9 @@ fn binary_message(path: &str, len: usize) -> String {
 
 /// One line as `cat -n` prints it, cut when very long.
 fn numbered(n: usize, line: &str) -> String {
-    match line.char_indices().nth(LINE_MAX_CHARS) {
-        Some((cut, _)) => format!(
-            "{n:>6}\t{}… [line cut: {} characters in all]\n",
-            &line[..cut],
+    match app::text::cut_chars(line, LINE_MAX_CHARS) {
+        Some(cut) => format!(
+            "{n:>6}\t{cut}… [line cut: {} characters in all]\n",
             line.chars().count()
         ),
         None => format!("{n:>6}\t{line}\n"),

@@ -117,10 +117,7 @@ async fn list_tools(
 
 /// `text` as an error quotes it: at most [`QUOTED_MAX_CHARS`].
 fn quoted(text: &str) -> String {
-    match text.char_indices().nth(QUOTED_MAX_CHARS) {
-        Some((at, _)) => format!("{}…", &text[..at]),
-        None => text.to_owned(),
-    }
+    app::text::elided(text, QUOTED_MAX_CHARS)
 }
 
 /// Counts `bytes` into the line under way (`line`: its bytes so far):
