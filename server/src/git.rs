@@ -16,11 +16,12 @@
 //!
 //! Where git may go is checked before it goes ([`Reach`]): with sign-in on,
 //! a source's host must have only public addresses (or ones in the
-//! networks the operator names), which git is then held to, with no
+//! networks the operator names), none of them this host's own, which git
+//! is then held to, with no
 //! redirect followed: a URL cannot make the server fetch from its own
 //! network.
 
-use crate::egress::{is_public, Network};
+use crate::egress::{own_addresses, unreachable_why, Network};
 use base64::Engine as _;
 use rustix::process::{kill_process_group, Pid, Signal};
 use std::net::IpAddr;
@@ -180,10 +181,12 @@ impl Reach {
         }
     }
 
-    fn allows(&self, ip: IpAddr) -> bool {
+    /// Why `ip` may not be cloned from, if it may not: as the egress
+    /// proxy, never this host's own addresses but loopback where opened.
+    fn refusal(&self, ip: IpAddr, own: &[IpAddr]) -> Option<&'static str> {
         match self {
-            Reach::Anywhere => true,
-            Reach::Public(networks) => is_public(ip) || networks.iter().any(|n| n.contains(ip)),
+            Reach::Anywhere => None,
+            Reach::Public(networks) => unreachable_why(ip, own, networks),
         }
     }
 
@@ -230,10 +233,14 @@ impl Reach {
                 (Some(host), found.map(|a| a.ip()).collect::<Vec<_>>())
             }
         };
-        if let Some(ip) = addresses.iter().find(|ip| !self.allows(**ip)) {
+        let own = own_addresses();
+        if let Some((ip, why)) = addresses
+            .iter()
+            .find_map(|ip| Some((ip, self.refusal(*ip, &own)?)))
+        {
             return Err(GitError::Unreachable(format!(
-                "{host} is at {ip}, which is not a public address: this server clones only \
-                 from public ones, and from the networks PADDOCK_EGRESS_NETWORKS names"
+                "{host} is at {ip}, {why}: this server clones only from public addresses of \
+                 other hosts, and from the networks PADDOCK_EGRESS_NETWORKS names"
             )));
         }
         let mut options = vec!["-c".to_owned(), "http.followRedirects=false".to_owned()];

@@ -100,6 +100,22 @@ pub fn reachable(ip: IpAddr, own: &[IpAddr], networks: &[Network]) -> bool {
     !of_this_host && (is_public(ip) || networks.iter().any(|n| n.contains(ip)))
 }
 
+/// Why `ip` may not be connected to (by the proxy, a clone or a
+/// notification), if [`reachable`] says it may not.
+pub fn unreachable_why(ip: IpAddr, own: &[IpAddr], networks: &[Network]) -> Option<&'static str> {
+    if reachable(ip, own, networks) {
+        return None;
+    }
+    let opened = networks.iter().any(|n| n.contains(ip));
+    Some(
+        if own.contains(&canonical(ip)) && (opened || is_public(ip)) {
+            "an address of this server's own"
+        } else {
+            "a non-public address"
+        },
+    )
+}
+
 /// Whether `ip` is an ordinary address on the internet: not loopback,
 /// private, link-local, shared (CGNAT), multicast, documentation,
 /// benchmarking, reserved or unspecified, nor a cloud's own service on a

@@ -7,7 +7,7 @@
 //! refusal ([`Refusal`]) is an HTTP answer whose status line says why,
 //! which the agent's tool shows.
 
-use super::address::{canonical, is_public, own_addresses, reachable, Network};
+use super::address::{own_addresses, reachable, unreachable_why, Network};
 use super::metered::Metered;
 use super::refusal::Refusal;
 use super::request_body::{self, framing, Framing};
@@ -350,13 +350,7 @@ async fn connect(host: &str, port: u16, egress: &SessionEgress) -> Result<TcpStr
         .filter(|a| reachable(a.ip(), &own, networks))
         .collect();
     if let (true, Some(first)) = (reachable.is_empty(), addrs.first()) {
-        // Own, where that is why: an address it would reach otherwise.
-        let opened = networks.iter().any(|n| n.contains(first.ip()));
-        let what = if own.contains(&canonical(first.ip())) && (opened || is_public(first.ip())) {
-            "an address of this server's own"
-        } else {
-            "a non-public address"
-        };
+        let what = unreachable_why(first.ip(), &own, networks).unwrap_or_default();
         return Err(Refusal::new(
             403,
             format!(

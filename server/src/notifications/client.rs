@@ -2,9 +2,10 @@
 //! limit, and (unless private networks are allowed) only public addresses,
 //! checked on every address a name resolves to at the moment it is
 //! connected to, so a name cannot be turned towards this host's or its
-//! network's own services.
+//! network's own services: public addresses of this host's own (which
+//! reach its services past a firewall in front) are refused too.
 
-use crate::egress::is_public;
+use crate::egress::{own_addresses, reachable, unreachable_why};
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -16,19 +17,21 @@ pub const TRY_TIMEOUT: Duration = Duration::from_secs(15);
 /// up the sender's slot sooner.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Resolves names to public addresses only.
+/// Resolves names to public addresses of other hosts only.
 struct PublicOnly;
 
 impl Resolve for PublicOnly {
     fn resolve(&self, name: Name) -> Resolving {
         Box::pin(async move {
+            let own = own_addresses();
             let found: Vec<SocketAddr> = tokio::net::lookup_host((name.as_str(), 0))
                 .await?
-                .filter(|a| is_public(a.ip()))
+                .filter(|a| reachable(a.ip(), &own, &[]))
                 .collect();
             if found.is_empty() {
                 return Err(format!(
-                    "{} has no public address (notifications go only to public addresses)",
+                    "{} has no public address of another host (notifications go only to \
+                     public addresses, not this server's own)",
                     name.as_str()
                 )
                 .into());
@@ -76,8 +79,14 @@ pub fn refused_address(url: &str, private_allowed: bool) -> Option<String> {
         .trim_end_matches(']')
         .parse()
         .ok()?;
-    (!is_public(ip)).then(|| {
-        format!("{ip} is not a public address (notifications go only to public addresses)")
+    refused_ip(ip, &own_addresses())
+}
+
+/// Why `ip` may not be posted to, if it may not, for a host whose own
+/// addresses are `own`.
+fn refused_ip(ip: IpAddr, own: &[IpAddr]) -> Option<String> {
+    unreachable_why(ip, own, &[]).map(|why| {
+        format!("{ip} is {why} (notifications go only to public addresses of other hosts)")
     })
 }
 
@@ -101,6 +110,10 @@ mod tests {
             assert!(refused_address(bad, true).is_some(), "{bad}");
         }
         assert!(refused_address("https://hooks.example.com/x", false).is_none());
+        // Public, but this host's own: its services, past a firewall.
+        let own: IpAddr = "8.8.4.4".parse().unwrap();
+        assert!(refused_ip(own, &[own]).is_some_and(|why| why.contains("this server's own")));
+        assert!(refused_ip("8.8.8.8".parse().unwrap(), &[own]).is_none());
         // A name that resolves to loopback is refused as it resolves.
         let err = client(false)
             .unwrap()

@@ -61,7 +61,8 @@ const EVENTS_AT_ONCE: i64 = 100;
 const MESSAGES_PER_LOOK: usize = 20;
 /// How long a message is tried.
 const TRIED_FOR: chrono::Duration = chrono::Duration::days(1);
-/// Tries a message its receiver refuses as it is (a 4xx) is given: their
+/// Tries a message its receiver refuses as it is (a 4xx) or redirects (a
+/// 3xx) is given: their
 /// waits add up to 10 minutes at the least (21 as a rule), enough for a
 /// receiver being deployed or its token rotated.
 const REFUSED_TRIES: u32 = 9;
@@ -481,6 +482,16 @@ async fn send(http: &reqwest::Client, url: &str, secret: &str, id: &str, body: &
     match sent {
         Ok(mut answer) => {
             let status = answer.status().as_u16();
+            if answer.status().is_redirection() {
+                let to = answer
+                    .headers()
+                    .get(reqwest::header::LOCATION)
+                    .map(|to| String::from_utf8_lossy(to.as_bytes()).into_owned())
+                    .unwrap_or_default();
+                let said =
+                    format!("redirected to {to:?}; redirects are not followed: use that URL");
+                return Tried::Answered(status, storable(&said, ERROR_MAX_CHARS));
+            }
             let mut text = Vec::new();
             // (Within the client's time limit for the whole try.)
             while text.len() < ANSWER_MAX_BYTES {
@@ -525,10 +536,11 @@ fn settle(message: &mut Message, tried: Tried, now: DateTime<Utc>) -> bool {
     }
     let next = now + backoff(message.attempts);
     // A receiver that refuses this message as it is (a 4xx other than a
-    // timeout, a conflict or a rate limit) refuses it again: a few tries,
-    // not a day of them holding back every message after it.
+    // timeout, a conflict or a rate limit), or sends it elsewhere (a 3xx,
+    // as no redirect is followed), does so again: a few tries, not a day
+    // of them holding back every message after it.
     let refused_as_is =
-        code.is_some_and(|c| (400..500).contains(&c) && ![408, 409, 425, 429].contains(&c));
+        code.is_some_and(|c| (300..500).contains(&c) && ![408, 409, 425, 429].contains(&c));
     if next - message.tried_since > TRIED_FOR
         || (refused_as_is && message.attempts >= REFUSED_TRIES)
     {
@@ -572,6 +584,40 @@ mod tests {
         assert_eq!(lock(&under_way).by_maker.get(&ada.unwrap()), Some(&1));
         drop(back);
         assert!(lock(&under_way).by_maker.is_empty(), "forgotten at none");
+    }
+
+    #[tokio::test]
+    async fn a_redirect_says_where_it_leads_and_is_not_followed() {
+        let followed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let seen = followed.clone();
+        let app = axum::Router::new()
+            .route(
+                "/hook",
+                axum::routing::post(|| async {
+                    (
+                        axum::http::StatusCode::PERMANENT_REDIRECT,
+                        [("location", "/moved")],
+                    )
+                }),
+            )
+            .route(
+                "/moved",
+                axum::routing::post(move || async move {
+                    seen.store(true, std::sync::atomic::Ordering::SeqCst);
+                    axum::http::StatusCode::NO_CONTENT
+                }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let http = crate::notifications::client::client(true).unwrap();
+        let secret = standard_webhooks::new_secret();
+        let tried = send(&http, &url, &secret, "msg_1", "{}").await;
+        let Tried::Answered(308, said) = tried else {
+            panic!("not a 308")
+        };
+        assert!(said.contains("redirected to \"/moved\""), "{said}");
+        assert!(!followed.load(std::sync::atomic::Ordering::SeqCst));
     }
 
     #[test]
@@ -622,6 +668,7 @@ mod tests {
         for (code, tries) in [
             (413, REFUSED_TRIES),
             (400, REFUSED_TRIES),
+            (308, REFUSED_TRIES),
             (429, 40),
             (503, 40),
         ] {
