@@ -23,6 +23,10 @@ pub const MOUNT_POINT: &str = "/workspace";
 pub const READ_MAX_BYTES: u64 = 10 * 1024 * 1024;
 /// Entries of one folder listed at most.
 pub const FOLDER_ENTRIES_MAX: usize = 100_000;
+/// Bytes of a folder's listing at most, its entries' names and paths
+/// counted: long names in a deep folder make a listing large long before
+/// its entries are many.
+pub const LISTING_MAX_BYTES: usize = 16 * 1024 * 1024;
 
 /// Why a file operation was refused; the agent sends it as JSON.
 #[derive(Debug, thiserror::Error, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,8 +50,8 @@ pub enum FileError {
     #[error("{0:?} cannot be written: the workspace is full (its disk limit is reached)")]
     Full(String),
     #[error(
-        "{0:?} holds more than {FOLDER_ENTRIES_MAX} entries, too many to list: list a folder \
-         inside it, or use the shell"
+        "{0:?} holds too many entries to list (over {FOLDER_ENTRIES_MAX}, or over \
+         {LISTING_MAX_BYTES} bytes of names and paths): list a folder inside it, or use the shell"
     )]
     Crowded(String),
     #[error("{path:?}: {message}")]
@@ -293,6 +297,12 @@ impl ConfinedFolder {
             Errno::ACCESS | Errno::PERM => FileError::Denied(path.to_owned()),
             // A pipe with nobody reading it, opened for writing.
             Errno::NXIO => FileError::NotRegular(path.to_owned()),
+            // (Past the tries above.) A file with a lease a process of
+            // the sandbox holds, which a non-blocking open does not wait
+            // for.
+            Errno::AGAIN => FileError::Unreachable(format!(
+                "{path:?} is held by a process in the sandbox (a lease): try again when it lets go"
+            )),
             e => io_error(path, e),
         })
     }
@@ -1117,6 +1127,44 @@ mod tests {
             .unwrap()
             .is_symlink());
         assert_eq!(std::fs::read(&script).unwrap(), b"#!/bin/sh\necho two\n");
+    }
+
+    #[test]
+    fn a_file_a_sandbox_process_holds_a_lease_on_is_busy_not_an_error() {
+        use std::io::{BufRead, Write};
+        let (_dir, ws) = ws();
+        let leased = ws.root().join("leased.txt");
+        std::fs::write(&leased, b"mine").unwrap();
+        // A process that takes a write lease on it, and holds it until
+        // its input ends.
+        let mut holder = std::process::Command::new("python3")
+            .args([
+                "-c",
+                "import fcntl, os, signal, sys\n\
+                 signal.signal(signal.SIGIO, signal.SIG_IGN)\n\
+                 fd = os.open(sys.argv[1], os.O_RDONLY)\n\
+                 fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_WRLCK)\n\
+                 print('held', flush=True)\n\
+                 sys.stdin.read()",
+            ])
+            .arg(&leased)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut said = String::new();
+        std::io::BufReader::new(holder.stdout.take().unwrap())
+            .read_line(&mut said)
+            .unwrap();
+        assert_eq!(said, "held\n");
+        let busy = ws.read("leased.txt");
+        assert!(
+            matches!(&busy, Err(FileError::Unreachable(why)) if why.contains("lease")),
+            "{busy:?}"
+        );
+        holder.stdin.take().unwrap().write_all(b"").unwrap();
+        holder.wait().unwrap();
+        assert_eq!(ws.read("leased.txt").unwrap(), b"mine");
     }
 
     #[test]

@@ -10,7 +10,7 @@
 
 use crate::paddock::Paddock;
 use crate::sandbox::{
-    held_while_read, normalized, ByteStream, Download, FileError, FileKind, Stat,
+    held_while_read, normalized, ByteStream, Download, FileError, FileKind, Stat, LISTING_MAX_BYTES,
 };
 use crate::transfers::TransferSlot;
 use app::accounts::{Access, Caller};
@@ -77,6 +77,13 @@ impl Paddock {
             .list(&dir)
             .await
             .map_err(refused)?;
+        let listed: usize = entries
+            .iter()
+            .map(|e| dir.len() + 1 + 2 * e.name.len())
+            .sum();
+        if listed > LISTING_MAX_BYTES {
+            return Err(refused(FileError::Crowded(dir)));
+        }
         Ok(entries
             .into_iter()
             .map(|e| FileEntry {

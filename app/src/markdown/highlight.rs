@@ -198,17 +198,23 @@ fn comment_len(lang: &Lang, rest: &str) -> Option<usize> {
 /// A single quote starts a string only when it closes on the same line (so
 /// apostrophes in comments-less text stay plain), and in Rust only as a char
 /// literal (so lifetimes stay plain).
+/// Reads up to the next quote or the line's end only, so a line of many
+/// quotes is read once, not once for each.
 fn quote_closes(lang: &Lang, rest: &str) -> bool {
-    let line = rest[1..].split('\n').next().unwrap_or("");
+    let after = &rest[1..];
+    let inside = match after.find(['\'', '\n']) {
+        Some(at) if after[at..].starts_with('\'') => &after[..at],
+        _ => return false,
+    };
     if lang.char_literals {
-        let mut chars = line.chars();
+        let mut chars = inside.chars();
         return match chars.next() {
-            Some('\\') => line.contains('\''),
-            Some(_) => chars.next() == Some('\''),
+            Some('\\') => true,
+            Some(_) => chars.next().is_none(),
             None => false,
         };
     }
-    line.contains('\'')
+    true
 }
 
 /// Length of the string literal at the start of `rest`, quotes included;
@@ -253,6 +259,22 @@ mod tests {
         assert_eq!(
             hl("rust", "fn f<'a>(x: &'a str)"),
             "<span class=\"tok-kw\">fn</span> f&lt;&#39;a&gt;(x: &amp;&#39;a str)"
+        );
+    }
+
+    #[test]
+    fn a_single_quote_is_a_string_only_where_it_closes_on_its_line() {
+        assert_eq!(
+            hl("py", "it's\n'ok'"),
+            "it&#39;s\n<span class=\"tok-str\">&#39;ok&#39;</span>"
+        );
+        assert_eq!(
+            hl("rust", "'\\n' 'ab'"),
+            "<span class=\"tok-str\">&#39;\\n&#39;</span> &#39;ab&#39;"
+        );
+        assert_eq!(
+            hl("js", "'''"),
+            "<span class=\"tok-str\">&#39;&#39;</span>&#39;"
         );
     }
 

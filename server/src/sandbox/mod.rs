@@ -32,7 +32,7 @@ pub use host_workspace::HostWorkspace;
 pub use local::LocalSandbox;
 pub use mount_policy::MountPolicy;
 pub use output::{CappedOutput, CUT_SHORT_MARK, TRUNCATION_MARK, TRUNCATION_MARK_END};
-pub use paddock_sandbox_agent::folder::{ConfinedFolder, MOUNT_POINT};
+pub use paddock_sandbox_agent::folder::{ConfinedFolder, LISTING_MAX_BYTES, MOUNT_POINT};
 pub use paddock_sandbox_agent::watch::Changes;
 pub use paddock_sandbox_agent::TerminalSize;
 pub use read_ahead::held_while_read;

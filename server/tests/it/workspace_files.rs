@@ -518,6 +518,19 @@ async fn hostile_paths_names_and_bodies_change_nothing() {
         .status(t.as_(&me, Method::GET, &format!("{base}/files")))
         .await;
     assert_eq!(before, after);
+    // A deep folder of many long names, whose listing (each entry's path
+    // and name) would be over 16 MiB: refused, not built.
+    let deep = vec!["d".repeat(250); 15].join("/");
+    std::fs::create_dir_all(host.join(&deep)).unwrap();
+    for i in 0..4_000 {
+        std::fs::File::create(host.join(&deep).join(format!("{i:0>255}"))).unwrap();
+    }
+    let (status, text) = t
+        .status(t.as_(&me, Method::GET, &format!("{base}/files?path={deep}")))
+        .await;
+    let said = &text[..text.len().min(300)];
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{said}");
+    assert!(said.contains("too many entries"), "{said}");
 }
 
 /// A request sent by hand on a connection of its own, which takes little
