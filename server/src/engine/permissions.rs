@@ -149,6 +149,13 @@ impl Permissions {
         lock(&self.allowed).insert(session, tools);
     }
 
+    /// Forgets the tools allowed in `session` (its run ended; the next
+    /// reads them back), so that what sessions allowed is not kept for
+    /// every session the server ever ran.
+    pub fn forget_allowed(&self, session: SessionId) {
+        lock(&self.allowed).remove(&session);
+    }
+
     /// Asks the session's viewers whether a tool may run; waits for the
     /// answer or the timeout.
     pub async fn ask(

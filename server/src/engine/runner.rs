@@ -1051,6 +1051,7 @@ impl Runner {
                 (SessionStatus::Error, None)
             }
         };
+        self.permissions.forget_allowed(session);
         self.record_end(session, status, message, lost).await;
         started
     }

@@ -118,8 +118,13 @@ impl Anthropic {
             .map_err(|_| silent())?
         {
             let event = event.map_err(|e| LlmError::Transport(e.to_string()))?;
-            let data: Value = serde_json::from_str(&event.data)
-                .map_err(|e| LlmError::Protocol(format!("{} event: {e}", event.event)))?;
+            let data: Value = match serde_json::from_str(&event.data) {
+                Ok(data) => data,
+                // A `ping`, a gateway's keep-alive, a type added since:
+                // nothing is read of them, so they need not be JSON.
+                Err(_) if !Assembly::READ.contains(&event.event.as_str()) => continue,
+                Err(e) => return Err(LlmError::Protocol(format!("{} event: {e}", event.event))),
+            };
             let done = assembly.apply(&event.event, &data, on_delta);
             *used = assembly.usage;
             if done? {
@@ -251,7 +256,22 @@ fn text(v: &Value, name: &str) -> String {
         .to_owned()
 }
 
+/// Blocks an answer may open past the ones it has: its blocks come in
+/// order, and an index far ahead would have room made for it.
+const BLOCKS_AHEAD_MAX: usize = 64;
+
 impl Assembly {
+    /// The events [`Self::apply`] reads.
+    const READ: [&'static str; 7] = [
+        "message_start",
+        "content_block_start",
+        "content_block_delta",
+        "content_block_stop",
+        "message_delta",
+        "message_stop",
+        "error",
+    ];
+
     /// Applies one event; `true` once the message is complete.
     fn apply(
         &mut self,
@@ -272,6 +292,12 @@ impl Assembly {
             }
             "content_block_start" => {
                 let i = index(data)?;
+                if i >= self.blocks.len() + BLOCKS_AHEAD_MAX {
+                    return Err(LlmError::Protocol(format!(
+                        "block {i} opened after {} blocks",
+                        self.blocks.len()
+                    )));
+                }
                 let block = field(data, "content_block")?;
                 let b = match block.get("type").and_then(Value::as_str) {
                     Some("text") => Block::Text(text(block, "text")),
@@ -357,12 +383,16 @@ impl Assembly {
                 {
                     self.explanation = Some(explanation.to_owned());
                 }
-                // Usage here is cumulative: take it as it is.
+                // Usage here is cumulative: take it as it is. (A count of
+                // 0 says nothing new: a gateway may send it in the last
+                // usage for what the first one counted, as the credential
+                // proxy's meter reads it too.)
                 if let Some(u) = data.get("usage") {
-                    if let Some(n) = u.get("output_tokens").and_then(Value::as_u64) {
+                    let said = |name| u.get(name).and_then(Value::as_u64).filter(|n| *n > 0);
+                    if let Some(n) = said("output_tokens") {
                         self.usage.output_tokens = n;
                     }
-                    if let Some(n) = u.get("input_tokens").and_then(Value::as_u64) {
+                    if let Some(n) = said("input_tokens") {
                         self.usage.input_tokens = n;
                     }
                 }
@@ -504,6 +534,39 @@ mod tests {
             name: "write_file".into(),
             json: json.into(),
         }
+    }
+
+    #[test]
+    fn a_final_usage_of_zero_keeps_what_was_counted() {
+        let mut answer = Assembly::default();
+        let sink = &mut |_| {};
+        let start = serde_json::json!({"message": {"id": "msg_1", "usage": {"input_tokens": 1200, "output_tokens": 1}}});
+        answer.apply("message_start", &start, sink).unwrap();
+        let end = serde_json::json!({"delta": {"stop_reason": "end_turn"}, "usage": {"input_tokens": 0, "output_tokens": 40}});
+        answer.apply("message_delta", &end, sink).unwrap();
+        assert_eq!(
+            answer.usage,
+            Usage {
+                input_tokens: 1200,
+                output_tokens: 40
+            }
+        );
+    }
+
+    #[test]
+    fn a_block_far_past_the_others_is_refused() {
+        for index in [BLOCKS_AHEAD_MAX as u64, 1 << 40, u64::MAX] {
+            let mut answer = Assembly::default();
+            let block =
+                serde_json::json!({"index": index, "content_block": {"type": "text", "text": ""}});
+            let opened = answer.apply("content_block_start", &block, &mut |_| {});
+            assert!(matches!(opened, Err(LlmError::Protocol(_))), "{index}");
+        }
+        let mut answer = Assembly::default();
+        let block = serde_json::json!({"index": 3, "content_block": {"type": "text", "text": ""}});
+        assert!(answer
+            .apply("content_block_start", &block, &mut |_| {})
+            .is_ok());
     }
 
     #[test]

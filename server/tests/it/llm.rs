@@ -202,6 +202,41 @@ async fn protocol_mistakes_come_back_as_invalid_request() {
     );
 }
 
+/// A gateway's keep-alive that is not JSON, in an event Paddock reads
+/// nothing of, is passed over; the answer around it is whole.
+#[tokio::test]
+async fn an_event_read_for_nothing_need_not_be_json() {
+    const STREAM: &str = "event: message_start\n\
+        data: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"usage\":{\"input_tokens\":9,\"output_tokens\":1}}}\n\n\
+        event: keepalive\ndata: ok\n\n\
+        event: content_block_start\n\
+        data: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n\
+        event: content_block_delta\n\
+        data: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hi.\"}}\n\n\
+        event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n\
+        event: message_delta\n\
+        data: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":2}}\n\n\
+        event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
+    let app = axum::Router::new().route(
+        "/v1/messages",
+        axum::routing::post(|| async { ([("content-type", "text/event-stream")], STREAM) }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let client = Anthropic::new(AnthropicConfig {
+        base_url: url,
+        ..AnthropicConfig::default()
+    })
+    .unwrap();
+    let (result, _) = call(&client, &request("hi")).await;
+    let answer = result.unwrap();
+    assert_eq!(
+        answer.content,
+        vec![ContentBlock::Text { text: "Hi.".into() }]
+    );
+}
+
 /// A client of the scripted model playing `scenario`, with a timeout of
 /// 300 ms and no retries.
 async fn slow(scenario: serde_json::Value) -> Anthropic {

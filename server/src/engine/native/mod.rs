@@ -145,6 +145,9 @@ impl NativeEngine {
             events = load().await?;
         }
         let mut messages = history::rebuild(&events);
+        // Not held for the run (hours, waiting on decisions): the messages
+        // are what it goes on with.
+        drop(events);
         let project = Project::read(self.sandbox.workspace(session).as_ref()).await;
         let mut tool_defs = tools::definitions(s.permission_mode, !project.skills.is_empty());
         tool_defs.extend(mcp.definitions.iter().cloned());
