@@ -74,13 +74,22 @@ impl SessionStore for BrowserSessions {
     }
 
     /// Updates a session that still exists: one ended meanwhile (signed
-    /// out everywhere while a request of it ran) stays ended.
+    /// out everywhere while a request of it ran) stays ended. What an
+    /// update writes is when it was last seen (a new session is
+    /// [`Self::create`]d), so one that cannot be written (a full disk) is
+    /// said and let go: failing it would answer every request of the
+    /// browser with an empty 500, reads included, as it would be tried
+    /// again at each.
     async fn save(&self, record: &Record) -> Result<()> {
         let (json, user, expires) = encode(record)?;
-        self.0
+        let saved = self
+            .0
             .save_browser_session(&row_key(&record.id.to_string()), user, &json, expires)
-            .await
-            .map_err(backend)
+            .await;
+        if let Err(e) = saved {
+            tracing::warn!("cannot note when a browser session was last seen: {e}");
+        }
+        Ok(())
     }
 
     async fn load(&self, id: &Id) -> Result<Option<Record>> {

@@ -40,8 +40,14 @@ use std::sync::{Arc, Mutex};
 use tower_sessions::cookie::SameSite;
 use tower_sessions::{Expiry, Session, SessionManagerLayer};
 
-/// The browser session cookie's name.
+/// The browser session cookie's name…
 pub const SESSION_COOKIE: &str = "paddock_session";
+/// …and behind an https public URL, where the `__Host-` prefix has
+/// browsers take it only from this host itself, secure, for every path: a
+/// page on a sibling subdomain (or, on plain http, any other port of the
+/// same host) could otherwise plant its own session cookie beside it, and
+/// the browser would be signed in as someone else.
+pub const SECURE_SESSION_COOKIE: &str = "__Host-paddock_session";
 /// A browser session ends after this long without a request…
 pub const IDLE_TIMEOUT: chrono::Duration = chrono::Duration::days(7);
 /// …and this long after sign-in, whatever happens.
@@ -155,7 +161,10 @@ impl Auth {
     pub fn session_layer(&self, secure: bool) -> SessionManagerLayer<BrowserSessions> {
         let idle = time::Duration::seconds(IDLE_TIMEOUT.num_seconds());
         SessionManagerLayer::new(BrowserSessions(self.store.clone()))
-            .with_name(SESSION_COOKIE)
+            .with_name(match secure {
+                true => SECURE_SESSION_COOKIE,
+                false => SESSION_COOKIE,
+            })
             .with_http_only(true)
             .with_same_site(SameSite::Lax)
             .with_secure(secure)

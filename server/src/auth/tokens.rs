@@ -68,7 +68,11 @@ impl Auth {
             .last_used_at
             .is_none_or(|at| now - at > LAST_USED_REFRESH)
         {
-            self.store.touch_api_token(record.token.id, now).await?;
+            // Only a note: a request is not refused for it (a full disk
+            // would refuse every one, as each would try again).
+            if let Err(e) = self.store.touch_api_token(record.token.id, now).await {
+                tracing::warn!(token = %record.token.id, "cannot note when a token was last used: {e}");
+            }
         }
         Ok(Identity {
             caller: user.user.caller(),

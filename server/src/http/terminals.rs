@@ -86,6 +86,8 @@ async fn open(
     // and the transcript says it closed.
     Ok(upgrade
         .max_message_size(MESSAGE_MAX_BYTES)
+        // A frame is read whole before its message is measured.
+        .max_frame_size(MESSAGE_MAX_BYTES)
         .on_upgrade(move |socket| tasks.track_future(relay(socket, opened, idle, ends))))
 }
 

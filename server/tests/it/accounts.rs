@@ -1267,11 +1267,19 @@ async fn cookies_are_secure_behind_an_https_public_url() {
     plain.person("hal", Role::Member).await;
     let cookie = plain.sign_in_set_cookie("hal", PASSWORD).await.unwrap();
     assert!(!cookie.contains("Secure"), "{cookie}");
+    assert!(cookie.starts_with("paddock_session="), "{cookie}");
 
     let t = team(&["--public-url=https://paddock.example"]).await;
     t.person("ida", Role::Member).await;
     let cookie = t.sign_in_set_cookie("ida", PASSWORD).await.unwrap();
     assert!(cookie.contains("; Secure"), "{cookie}");
+    // Only this host's own, for every path: no neighbour can plant one.
+    assert!(cookie.starts_with("__Host-paddock_session="), "{cookie}");
+    assert!(
+        cookie.contains("Path=/") && !cookie.contains("Domain"),
+        "{cookie}"
+    );
+    assert!(t.signed_in(&cookie_pair(&cookie)).await);
     // Its own public origin may write, as a proxy in front sends it.
     let from_public = t
         .http
