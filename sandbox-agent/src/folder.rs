@@ -474,6 +474,16 @@ impl ConfinedFolder {
     }
 
     fn create_dirs(&self, path: &str, parent: &Path) -> Result<(), FileError> {
+        // Most often there already, looked up once: walking each of its
+        // steps from the top costs as the square of its depth, for every
+        // file of an upload into it.
+        let whole = parent.to_string_lossy();
+        if self
+            .open(&whole, OFlags::DIRECTORY | OFlags::RDONLY, Mode::empty())
+            .is_ok()
+        {
+            return Ok(());
+        }
         let mut prefix = PathBuf::new();
         for c in parent.components() {
             prefix.push(c);
@@ -778,6 +788,8 @@ fn open_folder(
 /// Names of a folder read at once while it is removed: the next are read
 /// once these are gone, so a folder of millions is never held whole.
 const DELETE_BATCH: usize = 4096;
+/// Names kept of a folder's batch while a folder in it is deleted.
+const KEPT_ABOVE: usize = 64;
 
 /// The first [`DELETE_BATCH`] names of folder `fd`, read from its start.
 fn some_names(fd: &OwnedFd) -> Result<Vec<std::ffi::OsString>, Errno> {
@@ -832,6 +844,10 @@ fn remove_tree(dir: &OwnedFd, name: &std::ffi::OsStr) -> Result<(), Errno> {
             gone(rfs::unlinkat(&*fd, &entry, rfs::AtFlags::empty()))?;
             continue;
         }
+        // Of the names of the folders above the one gone into, only a few
+        // are kept (the rest are read again): a batch at each of hundreds
+        // of levels would be hundreds of megabytes.
+        names.drain(..names.len().saturating_sub(KEPT_ABOVE));
         if levels.len() >= DELETE_DEPTH_MAX {
             return Err(Errno::LOOP);
         }
@@ -1233,6 +1249,13 @@ mod tests {
         for i in 0..DELETE_BATCH * 2 + 3 {
             std::fs::File::create(many.join(i.to_string())).unwrap();
             std::fs::File::create(many.join("inner").join(i.to_string())).unwrap();
+        }
+        // More folders than the names kept of a batch while one is gone
+        // into: the rest are read again.
+        for i in 0..KEPT_ABOVE * 3 {
+            let folder = many.join(format!("folder-{i}"));
+            std::fs::create_dir(&folder).unwrap();
+            std::fs::File::create(folder.join("f")).unwrap();
         }
         ws.delete("many").unwrap();
         assert!(!many.exists());

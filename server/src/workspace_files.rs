@@ -278,6 +278,14 @@ impl Paddock {
                 true => AppError::Conflict(e.to_string()),
                 false => AppError::Unavailable(e.to_string()),
             })?;
+        // A deletion holds off the session's starts while it removes what
+        // the session has: held here, the workspace is not made again
+        // after it (nobody's, and never removed), nor for a session
+        // deleted before.
+        let _no_deletion = self.runner.hold_starts(id).await;
+        if self.store.get_session(id).await?.is_none() {
+            return Err(AppError::NotFound(format!("Session {id}")));
+        }
         self.sandbox
             .create_workspace(id, self.config.limits_for(s.limits).disk_mb)
             .await
