@@ -4,7 +4,7 @@
 //! The one definition of these rules, used by the server's every door and by
 //! the dashboard to show only the buttons that will work.
 
-use crate::domain::{string_enum, AppError, SessionId, UserId};
+use crate::domain::{is_hidden_format, string_enum, AppError, SessionId, UserId};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -241,13 +241,17 @@ impl FromStr for Login {
 }
 
 /// A display name: trimmed, at most [`DISPLAY_NAME_MAX_CHARS`], no control
-/// characters; empty means "the login".
+/// characters nor hidden ones ([`is_hidden_format`], which would turn
+/// what the audit log or a transcript says around it); empty means "the
+/// login".
 pub fn display_name(name: &str, login: &Login) -> Result<String, AppError> {
     let name = name.trim();
-    if name.chars().count() > DISPLAY_NAME_MAX_CHARS || name.chars().any(char::is_control) {
+    if name.chars().count() > DISPLAY_NAME_MAX_CHARS
+        || name.chars().any(|c| c.is_control() || is_hidden_format(c))
+    {
         return Err(AppError::Invalid(format!(
             "A display name is at most {DISPLAY_NAME_MAX_CHARS} characters, without control \
-             characters."
+             characters or hidden ones that turn the text around them."
         )));
     }
     Ok(if name.is_empty() {
@@ -508,6 +512,16 @@ mod tests {
             role,
             address: None,
             by_token: false,
+        }
+    }
+
+    #[test]
+    fn a_display_name_shows_what_it_says() {
+        let login: Login = "ada".parse().unwrap();
+        assert_eq!(display_name("  ", &login).unwrap(), "ada");
+        assert_eq!(display_name(" Ada L. ", &login).unwrap(), "Ada L.");
+        for hostile in ["Ada\u{202E}nimda", "Ada\u{200B}", "Ada\nroot"] {
+            assert!(display_name(hostile, &login).is_err(), "{hostile:?}");
         }
     }
 

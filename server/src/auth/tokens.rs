@@ -92,7 +92,9 @@ impl Auth {
         let name = name.trim();
         if name.is_empty()
             || name.chars().count() > TOKEN_NAME_MAX_CHARS
-            || name.chars().any(char::is_control)
+            || name
+                .chars()
+                .any(|c| c.is_control() || app::domain::is_hidden_format(c))
         {
             return Err(AppError::Invalid(format!(
                 "A token's name is 1 to {TOKEN_NAME_MAX_CHARS} characters, such as \"CI\"."

@@ -590,23 +590,22 @@ mod tests {
     async fn a_redirect_says_where_it_leads_and_is_not_followed() {
         let followed = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let seen = followed.clone();
-        let app = axum::Router::new()
-            .route(
-                "/hook",
-                axum::routing::post(|| async {
-                    (
-                        axum::http::StatusCode::PERMANENT_REDIRECT,
-                        [("location", "/moved")],
-                    )
-                }),
-            )
-            .route(
-                "/moved",
-                axum::routing::post(move || async move {
+        // `/hook` sends the message on to `/moved`.
+        let app = axum::Router::new().fallback(move |uri: axum::http::Uri| {
+            let seen = seen.clone();
+            async move {
+                use axum::response::IntoResponse;
+                if uri.path() == "/moved" {
                     seen.store(true, std::sync::atomic::Ordering::SeqCst);
-                    axum::http::StatusCode::NO_CONTENT
-                }),
-            );
+                    return axum::http::StatusCode::NO_CONTENT.into_response();
+                }
+                (
+                    axum::http::StatusCode::PERMANENT_REDIRECT,
+                    [("location", "/moved")],
+                )
+                    .into_response()
+            }
+        });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/hook", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await });

@@ -1343,6 +1343,14 @@ async fn a_token_works_sessions_but_cannot_hand_out_access() {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
+    // A name that would turn what the audit log shows around it: refused.
+    let (status, body) = t
+        .status(
+            t.with_cookie(&admin.cookie, Method::POST, "/api/create_token")
+                .form(&[("name", "deploy\u{202E}nimda")]),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     // At most 100 in use: the next waits for one revoked.
     let caller = t.paddock.auth.user_by_login("root").await.unwrap().caller();
     for n in 2..100 {

@@ -217,10 +217,8 @@ async fn an_event_read_for_nothing_need_not_be_json() {
         event: message_delta\n\
         data: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":2}}\n\n\
         event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
-    let app = axum::Router::new().route(
-        "/v1/messages",
-        axum::routing::post(|| async { ([("content-type", "text/event-stream")], STREAM) }),
-    );
+    let app = axum::Router::new()
+        .fallback(|| async { ([("content-type", "text/event-stream")], STREAM) });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
