@@ -299,9 +299,10 @@ impl ConfinedFolder {
             Errno::NXIO => FileError::NotRegular(path.to_owned()),
             // (Past the tries above.) A file with a lease a process of
             // the sandbox holds, which a non-blocking open does not wait
-            // for.
+            // for, or one renamed as it was looked up, again and again.
             Errno::AGAIN => FileError::Unreachable(format!(
-                "{path:?} is held by a process in the sandbox (a lease): try again when it lets go"
+                "{path:?} is busy (a process in the sandbox holds a lease on it, or moves it): \
+                 try again"
             )),
             e => io_error(path, e),
         })
@@ -1175,7 +1176,7 @@ mod tests {
         assert_eq!(said, "held\n");
         let busy = ws.read("leased.txt");
         assert!(
-            matches!(&busy, Err(FileError::Unreachable(why)) if why.contains("lease")),
+            matches!(&busy, Err(FileError::Unreachable(why)) if why.contains("busy")),
             "{busy:?}"
         );
         holder.stdin.take().unwrap().write_all(b"").unwrap();

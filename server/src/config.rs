@@ -441,7 +441,7 @@ impl Config {
 
     /// The folders holding Paddock's own data: the database's, the master
     /// key's, the workspaces and the claude-code homes (never mountable).
-    fn own_data(&self) -> Vec<PathBuf> {
+    pub fn own_data(&self) -> Vec<PathBuf> {
         let database = self
             .sqlite_file()
             .and_then(|file| file.parent().map(Path::to_path_buf));

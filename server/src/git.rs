@@ -181,12 +181,15 @@ impl Reach {
         }
     }
 
-    /// Why `ip` may not be cloned from, if it may not: as the egress
-    /// proxy, never this host's own addresses but loopback where opened.
+    /// Why `ip` may not be cloned from, if it may not: a public address
+    /// of another host, or any in a network the operator opened (a forge
+    /// on this host's own internal address too, unlike the egress proxy's
+    /// sandboxes: git here goes only to a repository's URL).
     fn refusal(&self, ip: IpAddr, own: &[IpAddr]) -> Option<&'static str> {
         match self {
             Reach::Anywhere => None,
-            Reach::Public(networks) => unreachable_why(ip, own, networks),
+            Reach::Public(networks) if networks.iter().any(|n| n.contains(ip)) => None,
+            Reach::Public(_) => unreachable_why(ip, own, &[]),
         }
     }
 
@@ -1130,6 +1133,31 @@ pub fn repo_dir(git_root: &Path, session: app::domain::SessionId) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn this_hosts_own_addresses_are_cloned_from_only_in_an_opened_network() {
+        let ip = |text: &str| text.parse::<IpAddr>().unwrap();
+        // A public address on this host's own interface: its services.
+        let own = [ip("127.0.0.1"), ip("8.8.4.4"), ip("10.0.0.5")];
+        let closed = Reach::new(true, &[]);
+        assert_eq!(
+            closed.refusal(ip("8.8.4.4"), &own),
+            Some("an address of this server's own")
+        );
+        assert_eq!(closed.refusal(ip("8.8.8.8"), &own), None);
+        assert_eq!(
+            closed.refusal(ip("10.0.0.5"), &own),
+            Some("a non-public address")
+        );
+        // A forge on this host's internal address, its network opened.
+        let opened = Reach::new(true, &["10.0.0.0/24".parse().unwrap()]);
+        assert_eq!(opened.refusal(ip("10.0.0.5"), &own), None);
+        assert_eq!(
+            opened.refusal(ip("8.8.4.4"), &own),
+            Some("an address of this server's own")
+        );
+        assert_eq!(Reach::new(false, &[]).refusal(ip("8.8.4.4"), &own), None);
+    }
 
     #[tokio::test]
     async fn output_past_the_limit_ends_the_command_and_is_refused() {

@@ -587,21 +587,33 @@ async fn connect_sandbox(config: &Config, instance: String) -> anyhow::Result<Ar
             config.docker_remote,
         )
     };
-    let local = || LocalSandbox::new(workspace_root.clone());
+    let local = || -> anyhow::Result<LocalSandbox> {
+        let hidden = crate::sandbox::inside_system_folders(&config.own_data())
+            .map_err(anyhow::Error::msg)?;
+        Ok(LocalSandbox::new(workspace_root.clone()).hiding(hidden))
+    };
     let sandbox: Arc<dyn Sandbox> = match config.sandbox {
-        Some(SandboxChoice::Local) => Arc::new(local()),
+        Some(SandboxChoice::Local) => Arc::new(local()?),
         _ if config.docker_required() => Arc::new(docker().await.context(
             "Docker was asked for (PADDOCK_SANDBOX=docker, DOCKER_HOST, PADDOCK_DOCKER_RUNTIME or \
              PADDOCK_DOCKER_REMOTE), and Paddock does not fall back to local sandboxes then",
         )?),
         _ => match docker().await {
             Ok(d) => Arc::new(d),
+            // A local sandbox's commands run as the server's user: as
+            // root, with root's reach over this host (under bubblewrap,
+            // the owner of root's files in the system folders it binds).
+            Err(e) if rustix::process::geteuid().is_root() => anyhow::bail!(
+                "no Docker daemon answers ({e}), and this server runs as root, whose local \
+                 sandboxes would run agents' commands with root's reach over this host: start \
+                 Docker, or run Paddock as another user with PADDOCK_SANDBOX=local"
+            ),
             Err(e) => {
                 tracing::warn!(
                     "no Docker daemon answers ({e}): falling back to LOCAL sandboxes, which isolate \
                      far less than containers; set PADDOCK_SANDBOX=docker to require Docker"
                 );
-                Arc::new(local())
+                Arc::new(local()?)
             }
         },
     };

@@ -450,14 +450,18 @@ impl Vault {
         if self.environment.is_some() {
             return Ok(true);
         }
+        // Looked up by their ids: asked on every page, it does not read
+        // every credential of every person.
         let usable = [
             Some(CredentialId::model_key(CredentialScope::Server)),
             owner.map(|user| CredentialId::model_key(CredentialScope::User(user))),
         ];
-        let saved = self.store.list_credentials().await?;
-        Ok(saved
-            .iter()
-            .any(|c| usable.iter().flatten().any(|id| *id == c.id)))
+        for id in usable.iter().flatten() {
+            if self.store.credential(id).await?.is_some() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 }
 

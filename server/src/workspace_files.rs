@@ -34,6 +34,17 @@ fn refused(e: FileError) -> AppError {
     }
 }
 
+/// How long `text` is as a JSON string's content.
+fn json_len(text: &str) -> usize {
+    text.chars()
+        .map(|c| match c {
+            '"' | '\\' | '\n' | '\r' | '\t' | '\u{8}' | '\u{c}' => 2,
+            '\0'..='\u{1f}' => 6,
+            c => c.len_utf8(),
+        })
+        .sum()
+}
+
 /// A file of an upload: where it goes in the workspace, and its bytes.
 pub struct Upload {
     pub path: String,
@@ -77,9 +88,11 @@ impl Paddock {
             .list(&dir)
             .await
             .map_err(refused)?;
+        // As the answer writes them: a control character is six bytes.
+        let dir_len = json_len(&dir);
         let listed: usize = entries
             .iter()
-            .map(|e| dir.len() + 1 + 2 * e.name.len())
+            .map(|e| dir_len + 1 + 2 * json_len(&e.name))
             .sum();
         if listed > LISTING_MAX_BYTES {
             return Err(refused(FileError::Crowded(dir)));

@@ -216,3 +216,33 @@ async fn local_sandbox_scrubs_env_kills_trees_and_confines_files() {
     sandbox.destroy(session).await.unwrap();
     assert!(!workspace_dir(&root, session).exists());
 }
+
+/// A server run from a system folder bound into every sandbox (such as
+/// `/opt/paddock`) keeps its data there: hidden from the commands, which
+/// run as the server's own user.
+#[tokio::test]
+async fn the_servers_data_in_a_system_folder_is_hidden_from_commands() {
+    let data = std::path::PathBuf::from(format!(
+        "/opt/paddock-test-{}",
+        uuid::Uuid::now_v7().simple()
+    ));
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("master.key"), "not for agents").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let root = std::fs::canonicalize(dir.path())
+        .unwrap()
+        .join("workspaces");
+    let hidden = server::sandbox::inside_system_folders(std::slice::from_ref(&data)).unwrap();
+    let sandbox = LocalSandbox::new(root).hiding(hidden);
+    let session = uuid::Uuid::now_v7();
+    sandbox.start(session, Limits::default()).await.unwrap();
+    let read = run(
+        &sandbox,
+        session,
+        &format!("cat {}/master.key; ls /opt", data.display()),
+        10,
+    )
+    .await;
+    std::fs::remove_dir_all(&data).unwrap();
+    assert!(!read.output.contains("not for agents"), "{}", read.output);
+}

@@ -221,7 +221,9 @@ impl Runner {
 
     /// Holds off every start of the session's sandbox here while it is
     /// deleted (one under way ends first, so what it made is removed); a
-    /// start after finds the session gone and makes nothing.
+    /// start after finds the session gone and makes nothing. An upload
+    /// holds it too, while it makes the workspace and writes to it, so
+    /// that a deletion waits for it.
     pub async fn hold_starts(&self, session: SessionId) -> StartsHeld<'_> {
         StartsHeld {
             _held: self.start_gate(session).lock_owned().await,

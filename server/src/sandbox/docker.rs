@@ -694,8 +694,26 @@ impl DockerSandbox {
 /// The output of a started exec, as bollard streams it.
 type ExecOutput = Pin<Box<dyn futures_util::Stream<Item = Result<LogOutput, DockerError>> + Send>>;
 
-/// Runs a short helper command (no timeout wrapper) and returns stdout.
+/// Longest a helper command may take, and the most of its output kept: it
+/// runs as the sandbox's user, whose processes may stop it or write into
+/// its output for ever.
+const HELPER_TIMEOUT: Duration = Duration::from_secs(10);
+const HELPER_OUTPUT_MAX: usize = 64 * 1024;
+
+/// Runs a short helper command (no timeout wrapper) and returns stdout,
+/// within [`HELPER_TIMEOUT`] and [`HELPER_OUTPUT_MAX`].
 async fn run_helper(docker: &Docker, session: SessionId, cmd: &[&str]) -> Result<String> {
+    tokio::time::timeout(HELPER_TIMEOUT, helper_output(docker, session, cmd))
+        .await
+        .map_err(|_| {
+            SandboxError::Failed(format!(
+                "{cmd:?} did not end within {} s",
+                HELPER_TIMEOUT.as_secs()
+            ))
+        })?
+}
+
+async fn helper_output(docker: &Docker, session: SessionId, cmd: &[&str]) -> Result<String> {
     let exec = docker
         .create_exec(
             &DockerSandbox::container_name(session),
@@ -716,6 +734,11 @@ async fn run_helper(docker: &Docker, session: SessionId, cmd: &[&str]) -> Result
         while let Some(item) = output.next().await {
             if let LogOutput::StdOut { message } = item.map_err(failed)? {
                 out.push_str(&String::from_utf8_lossy(&message));
+                if out.len() > HELPER_OUTPUT_MAX {
+                    return Err(SandboxError::Failed(format!(
+                        "{cmd:?} said more than {HELPER_OUTPUT_MAX} bytes"
+                    )));
+                }
             }
         }
     }
@@ -1207,11 +1230,17 @@ impl Sandbox for DockerSandbox {
                                 .ok()
                                 .and_then(|s| s.trim().parse().ok());
                         }
+                        // (A process group id is a few digits.)
+                        None if first.len() + message.len() > 64 => break None,
                         None => first.extend_from_slice(&message),
                     }
                 }
                 Some(Ok(LogOutput::StdErr { message })) => {
-                    early.push((OutputStream::Stderr, message))
+                    // Before the wrapper's first line only the wrapper
+                    // runs: what more comes is let go.
+                    if early.len() < 64 {
+                        early.push((OutputStream::Stderr, message))
+                    }
                 }
                 Some(Ok(_)) => {}
             }

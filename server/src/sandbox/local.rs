@@ -43,6 +43,9 @@ pub struct LocalSandbox {
     /// Each session's read-only mounts, bound into every command it runs
     /// (nothing runs between commands, so they are kept here).
     mounts: Mutex<HashMap<SessionId, Vec<Mount>>>,
+    /// The server's data folders inside the system folders bound into
+    /// every sandbox ([`inside_system_folders`]), hidden there.
+    hidden: Vec<PathBuf>,
 }
 
 impl LocalSandbox {
@@ -63,7 +66,16 @@ impl LocalSandbox {
             workspaces: WorkspaceRoot::new(workspace_root, None),
             bwrap,
             mounts: Mutex::default(),
+            hidden: Vec::new(),
         }
+    }
+
+    /// Hides `folders` (the server's own data: [`inside_system_folders`])
+    /// from every command: under bubblewrap, a command runs as the server's
+    /// own user, which may read all it keeps.
+    pub fn hiding(mut self, folders: Vec<PathBuf>) -> Self {
+        self.hidden = folders;
+        self
     }
 
     /// The command that runs `request`, and, under bubblewrap, what to
@@ -92,6 +104,9 @@ impl LocalSandbox {
             Some(bwrap) => {
                 let mut c = Command::new(bwrap);
                 c.args(bwrap_system_args());
+                for folder in &self.hidden {
+                    c.arg("--tmpfs").arg(folder);
+                }
                 c.args(["--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]);
                 c.arg("--bind").arg(workspace).arg(MOUNT_POINT);
                 for m in mounts {
@@ -194,13 +209,43 @@ fn setenv_args(env: &[(String, String)]) -> Result<Vec<u8>> {
     Ok(args)
 }
 
+/// The system's folders, bound read-only (or linked) into every sandbox.
+const SYSTEM_FOLDERS: [&str; 8] = [
+    "/usr", "/etc", "/opt", "/bin", "/sbin", "/lib", "/lib32", "/lib64",
+];
+
+/// Of `own` (the folders the server keeps its data in), those inside a
+/// system folder bound into every sandbox (a server run from
+/// `/opt/paddock`), to be hidden there; an error naming one that is such a
+/// folder itself, which cannot be hidden.
+pub fn inside_system_folders(own: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
+    let mut inside = Vec::new();
+    for folder in own {
+        let folder = std::fs::canonicalize(folder)
+            .or_else(|_| std::path::absolute(folder))
+            .map_err(|e| format!("{}: {e}", folder.display()))?;
+        for system in SYSTEM_FOLDERS.map(Path::new) {
+            if folder == system {
+                return Err(format!(
+                    "{} holds Paddock's data and the system's {}, which local sandboxes \
+                     read: keep the data in a folder of its own",
+                    folder.display(),
+                    system.display()
+                ));
+            }
+            if folder.starts_with(system) {
+                inside.push(folder.clone());
+            }
+        }
+    }
+    Ok(inside)
+}
+
 /// An empty root with only the system's programs and settings, read-only:
 /// no home folders, no server data, no other sessions.
 fn bwrap_system_args() -> Vec<std::ffi::OsString> {
     let mut args: Vec<std::ffi::OsString> = Vec::new();
-    for dir in [
-        "/usr", "/etc", "/opt", "/bin", "/sbin", "/lib", "/lib32", "/lib64",
-    ] {
+    for dir in SYSTEM_FOLDERS {
         match std::fs::read_link(dir) {
             Ok(target) => args.extend(["--symlink".into(), target.into(), dir.into()]),
             Err(_) if Path::new(dir).is_dir() => {
@@ -431,5 +476,22 @@ impl Sandbox for LocalSandbox {
 
     fn workspace(&self, session: SessionId) -> Box<dyn Workspace + '_> {
         Box::new(HostWorkspace::new(self.folder(session)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_servers_data_inside_a_system_folder_is_hidden() {
+        let own = |list: &[&str]| list.iter().map(PathBuf::from).collect::<Vec<_>>();
+        assert_eq!(
+            inside_system_folders(&own(&["/opt/paddock-test-absent/data", "/srv/paddock"])),
+            Ok(own(&["/opt/paddock-test-absent/data"]))
+        );
+        // (Files right in `/` are not in a sandbox's root.)
+        assert_eq!(inside_system_folders(&own(&["/"])), Ok(Vec::new()));
+        assert!(inside_system_folders(&own(&["/etc"])).is_err());
     }
 }

@@ -722,47 +722,6 @@ async fn a_source_on_a_private_network_is_cloned_only_where_the_operator_allows(
     );
 }
 
-/// An address of the server's own host is never cloned from, even in a
-/// network the operator opened (an internal network often holds the host
-/// too): it reaches the host's own services, past a firewall in front.
-#[tokio::test]
-async fn a_source_on_the_servers_own_address_is_refused_even_in_an_opened_network() {
-    use server::egress::{own_addresses, Network};
-    use server::git::{CloneLimits, GitError, HostRepo, Reach};
-    // The host's own address on a network (Docker's bridge at least).
-    let own = own_addresses()
-        .into_iter()
-        .find(|ip| ip.is_ipv4() && !ip.is_loopback())
-        .expect("this host has an address besides loopback");
-    let opened: Network = format!("{own}/32").parse().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let repo = HostRepo {
-        git_dir: dir.path().join("git"),
-        work_tree: dir.path().join("work"),
-    };
-    std::fs::create_dir_all(&repo.work_tree).unwrap();
-    let limits = CloneLimits {
-        max_bytes: 16 << 20,
-        timeout: Duration::from_secs(60),
-        reach: Reach::new(true, &[opened]),
-    };
-    let refused = repo
-        .clone(
-            &format!("http://{own}:9/app.git"),
-            None,
-            "paddock/test",
-            None,
-            limits,
-        )
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(&refused, GitError::Unreachable(m) if m.contains("this server's own")),
-        "{refused}"
-    );
-    assert!(!dir.path().join("git").exists());
-}
-
 /// A session from `spec`, its workspace prepared by a first prompt run
 /// without an error.
 async fn prepared(paddock: &Paddock, spec: NewSession) -> Session {
