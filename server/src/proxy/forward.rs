@@ -30,24 +30,19 @@ const BODY_LIMIT: usize = 32 * 1024 * 1024;
 pub(super) const BODIES_KIB: usize = 512 * 1024;
 const SESSION_BODIES_KIB: usize = BODY_LIMIT / 1024;
 
-/// Request headers never passed upstream: the sandbox's credential, and what
-/// belongs to one hop of HTTP. `accept-encoding` too, so the answer comes
-/// uncompressed and its usage can be read as it passes. `content-length`
-/// goes on with the body, read whole and sent as it came.
-const DROP_REQUEST: &[&str] = &[
-    "x-api-key",
-    "authorization",
-    "host",
-    "accept-encoding",
-    "connection",
-    "keep-alive",
-    "proxy-authorization",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-];
+/// Whether a request header of the sandbox's is passed upstream: the
+/// Messages API's own (`anthropic-version`, `anthropic-beta`), the body's
+/// type, and what says which client asks (its SDK's `x-stainless-*`).
+/// Nothing else: not the sandbox's credential, nor what belongs to one hop
+/// of HTTP, nor `accept-encoding` (the answer comes uncompressed, for its
+/// usage to be read as it passes), nor any header a gateway in front of
+/// the API would take an order from (which upstream to send the real
+/// credential to). The body's length is the body's, read whole.
+fn passed_upstream(name: &str) -> bool {
+    matches!(name, "content-type" | "accept" | "user-agent" | "x-app")
+        || name.starts_with("anthropic-")
+        || name.starts_with("x-stainless-")
+}
 const DROP_RESPONSE: &[&str] = &[
     "content-length",
     "connection",
@@ -237,7 +232,7 @@ async fn relay(ctx: Ctx, uri: Uri, headers: HeaderMap, body: Body) -> Response {
     let asked = body.clone();
     let mut request = proxy.client.post(target).body(body);
     for (name, value) in &headers {
-        if !DROP_REQUEST.contains(&name.as_str()) {
+        if passed_upstream(name.as_str()) {
             request = request.header(name, value);
         }
     }
@@ -280,4 +275,36 @@ async fn relay(ctx: Ctx, uri: Uri, headers: HeaderMap, body: Body) -> Response {
     *response.status_mut() = status;
     *response.headers_mut() = response_headers;
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_apis_own_headers_go_upstream() {
+        for passed in [
+            "content-type",
+            "anthropic-version",
+            "anthropic-beta",
+            "x-stainless-lang",
+            "user-agent",
+        ] {
+            assert!(passed_upstream(passed), "{passed}");
+        }
+        for dropped in [
+            "x-api-key",
+            "authorization",
+            "host",
+            "accept-encoding",
+            "transfer-encoding",
+            "content-length",
+            // A gateway's orders: where it sends the real credential.
+            "x-portkey-custom-host",
+            "x-forwarded-host",
+            "cf-aig-authorization",
+        ] {
+            assert!(!passed_upstream(dropped), "{dropped}");
+        }
+    }
 }
