@@ -375,8 +375,9 @@ impl Vault {
         Ok(sealed)
     }
 
-    /// The saved value, opened.
-    async fn value(&self, id: &CredentialId) -> Result<Option<String>, StoreError> {
+    /// The saved value, opened: `Err` for one saved that does not open
+    /// with this server's master key (rotated since it started).
+    async fn saved(&self, id: &CredentialId) -> Result<Option<Result<String, ()>>, StoreError> {
         let Some(sealed) = self.store.credential(id).await? else {
             return Ok(None);
         };
@@ -385,24 +386,34 @@ impl Vault {
         if plain.is_none() {
             tracing::error!(credential = %id, "a saved credential does not open with the master key");
         }
-        Ok(plain)
+        Ok(Some(plain.ok_or(())))
+    }
+
+    /// The saved value, opened; none where it does not open.
+    async fn value(&self, id: &CredentialId) -> Result<Option<String>, StoreError> {
+        Ok(self.saved(id).await?.and_then(Result::ok))
     }
 
     /// The model credential for a session owned by `owner`: the owner's own
-    /// saved key, else the server's, else the environment's.
+    /// saved key, else the server's, else the environment's. One saved
+    /// that does not open is an error, not a reason to spend the next.
     pub async fn llm_credential(
         &self,
         owner: Option<UserId>,
     ) -> Result<Option<LlmCredential>, StoreError> {
-        if let Some(user) = owner {
-            let mine = CredentialId::model_key(CredentialScope::User(user));
-            if let Some(key) = self.value(&mine).await? {
-                return Ok(Some(LlmCredential::ApiKey(key)));
-            }
-        }
+        let mine = owner.map(|user| CredentialId::model_key(CredentialScope::User(user)));
         let server = CredentialId::model_key(CredentialScope::Server);
-        if let Some(key) = self.value(&server).await? {
-            return Ok(Some(LlmCredential::ApiKey(key)));
+        for id in mine.iter().chain([&server]) {
+            match self.saved(id).await? {
+                Some(Ok(key)) => return Ok(Some(LlmCredential::ApiKey(key))),
+                Some(Err(())) => {
+                    return Err(StoreError::Corrupt(format!(
+                        "the saved model key {id} does not open with this server's master key \
+                         (rotated since it started? restart it)"
+                    )))
+                }
+                None => {}
+            }
         }
         Ok(self.environment.clone())
     }
