@@ -5,6 +5,9 @@
 
 use crate::domain::{Delta, DeltaKind, Event, EventKind, Session};
 
+/// Bytes of a tool call's input shown while it streams (one line of it).
+const TOOL_INPUT_SHOWN: usize = 256;
+
 /// A block the model is still generating.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LiveBlock {
@@ -63,6 +66,10 @@ impl Live {
         }
         let key = (delta.seq_hint, delta.block);
         match self.blocks.iter_mut().find(|b| (b.after, b.block) == key) {
+            // A tool call's input shows as one line: past its first few
+            // hundred characters, nothing more is kept or drawn again (a
+            // file being written streams whole into it).
+            Some(b) if b.kind == DeltaKind::ToolInput && b.text.len() >= TOOL_INPUT_SHOWN => {}
             Some(b) => b.text.push_str(&delta.text),
             None => {
                 let at = self.blocks.partition_point(|b| (b.after, b.block) < key);
@@ -195,6 +202,24 @@ mod tests {
 
     fn text(seq: i64, text: &str) -> Event {
         event(seq, EventKind::AssistantText { text: text.into() })
+    }
+
+    #[test]
+    fn a_tool_inputs_stream_is_kept_only_as_far_as_it_shows() {
+        let mut live = Live::default();
+        let piece = |text: &str| Delta {
+            session_id: uuid::Uuid::nil(),
+            seq_hint: 3,
+            block: 0,
+            kind: DeltaKind::ToolInput,
+            text: text.into(),
+        };
+        for _ in 0..1000 {
+            live.stream(piece("{\"content\": \"é"));
+        }
+        let shown = &live.blocks[0].text;
+        assert!(shown.len() < TOOL_INPUT_SHOWN + 20, "{}", shown.len());
+        assert!(shown.starts_with("{\"content\": \"é{"));
     }
 
     #[test]
