@@ -789,8 +789,10 @@ fn open_folder(
 /// Names of a folder read at once while it is removed: the next are read
 /// once these are gone, so a folder of millions is never held whole.
 const DELETE_BATCH: usize = 4096;
-/// Names kept of a folder's batch while a folder in it is deleted.
+/// Names kept of a folder's batch while a folder in it is deleted, past
+/// the first levels, which keep theirs whole.
 const KEPT_ABOVE: usize = 64;
+const WHOLE_BATCHES_ABOVE: usize = 16;
 
 /// The first [`DELETE_BATCH`] names of folder `fd`, read from its start.
 fn some_names(fd: &OwnedFd) -> Result<Vec<std::ffi::OsString>, Errno> {
@@ -819,6 +821,7 @@ fn remove_tree(dir: &OwnedFd, name: &std::ffi::OsStr) -> Result<(), Errno> {
     let (fd, names) = open_folder(dir, name)?;
     let mut levels = vec![(fd, name.to_owned(), names)];
     loop {
+        let depth = levels.len();
         let Some((fd, _, names)) = levels.last_mut() else {
             return Ok(());
         };
@@ -845,10 +848,14 @@ fn remove_tree(dir: &OwnedFd, name: &std::ffi::OsStr) -> Result<(), Errno> {
             gone(rfs::unlinkat(&*fd, &entry, rfs::AtFlags::empty()))?;
             continue;
         }
-        // Of the names of the folders above the one gone into, only a few
-        // are kept (the rest are read again): a batch at each of hundreds
-        // of levels would be hundreds of megabytes.
-        names.drain(..names.len().saturating_sub(KEPT_ABOVE));
+        // Deep down, of the names of the folders above the one gone into,
+        // only a few are kept (the rest are read again): a batch at each of
+        // hundreds of levels would be hundreds of megabytes. (Not near the
+        // top, where a folder of many folders would be read again and
+        // again.)
+        if depth > WHOLE_BATCHES_ABOVE {
+            names.drain(..names.len().saturating_sub(KEPT_ABOVE));
+        }
         if levels.len() >= DELETE_DEPTH_MAX {
             return Err(Errno::LOOP);
         }
@@ -1251,11 +1258,13 @@ mod tests {
             std::fs::File::create(many.join(i.to_string())).unwrap();
             std::fs::File::create(many.join("inner").join(i.to_string())).unwrap();
         }
-        // More folders than the names kept of a batch while one is gone
-        // into: the rest are read again.
+        // Deep down, more folders than the names kept of a batch while one
+        // is gone into: the rest are read again.
+        let deep =
+            (0..WHOLE_BATCHES_ABOVE + 2).fold(many.clone(), |at, i| at.join(format!("d{i}")));
         for i in 0..KEPT_ABOVE * 3 {
-            let folder = many.join(format!("folder-{i}"));
-            std::fs::create_dir(&folder).unwrap();
+            let folder = deep.join(format!("folder-{i}"));
+            std::fs::create_dir_all(&folder).unwrap();
             std::fs::File::create(folder.join("f")).unwrap();
         }
         ws.delete("many").unwrap();

@@ -278,6 +278,16 @@ pub struct Config {
     pub lease_secs: u64,
 }
 
+/// The folder a file is in, as named: a file named without one is in the
+/// current folder.
+fn folder_of(parent: &Path) -> PathBuf {
+    if parent.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        parent.to_path_buf()
+    }
+}
+
 /// The Claude Code CLI version scripts/setup installs.
 pub const CLAUDE_CODE_VERSION: &str = include_str!("../claude-code/VERSION").trim_ascii();
 
@@ -441,23 +451,31 @@ impl Config {
 
     /// The folders holding Paddock's own data: the database's, the master
     /// key's, the workspaces and the claude-code homes (never mountable).
-    pub fn own_data(&self) -> Vec<PathBuf> {
+    fn own_data(&self) -> Vec<PathBuf> {
+        let key = self.master_key_file.parent().map(folder_of);
+        let mut own = self.data_folders();
+        own.splice(1..1, key);
+        own
+    }
+
+    /// Paddock's own data, as local sandboxes hide it: its folders but the
+    /// master key's (which may be a folder such as `/etc`), and that key's
+    /// file.
+    pub fn own_data_to_hide(&self) -> crate::sandbox::OwnData {
+        crate::sandbox::OwnData {
+            folders: self.data_folders(),
+            files: vec![self.master_key_file.clone()],
+        }
+    }
+
+    /// The database's folder, the workspaces', the claude-code homes' and
+    /// the private clones'.
+    fn data_folders(&self) -> Vec<PathBuf> {
         let database = self
             .sqlite_file()
-            .and_then(|file| file.parent().map(Path::to_path_buf));
-        let key = self.master_key_file.parent().map(Path::to_path_buf);
-        // A file named without a folder is in the current one.
-        let folder = |p: PathBuf| {
-            if p.as_os_str().is_empty() {
-                PathBuf::from(".")
-            } else {
-                p
-            }
-        };
-        [database, key]
+            .and_then(|file| file.parent().map(folder_of));
+        database
             .into_iter()
-            .flatten()
-            .map(folder)
             .chain([
                 self.workspace_root.clone(),
                 self.claude_code_root.clone(),

@@ -587,13 +587,9 @@ async fn connect_sandbox(config: &Config, instance: String) -> anyhow::Result<Ar
             config.docker_remote,
         )
     };
-    let local = || -> anyhow::Result<LocalSandbox> {
-        let hidden = crate::sandbox::inside_system_folders(&config.own_data())
-            .map_err(anyhow::Error::msg)?;
-        Ok(LocalSandbox::new(workspace_root.clone()).hiding(hidden))
-    };
+    let local = || LocalSandbox::new(workspace_root.clone()).hiding(config.own_data_to_hide());
     let sandbox: Arc<dyn Sandbox> = match config.sandbox {
-        Some(SandboxChoice::Local) => Arc::new(local()?),
+        Some(SandboxChoice::Local) => Arc::new(local()),
         _ if config.docker_required() => Arc::new(docker().await.context(
             "Docker was asked for (PADDOCK_SANDBOX=docker, DOCKER_HOST, PADDOCK_DOCKER_RUNTIME or \
              PADDOCK_DOCKER_REMOTE), and Paddock does not fall back to local sandboxes then",
@@ -613,7 +609,7 @@ async fn connect_sandbox(config: &Config, instance: String) -> anyhow::Result<Ar
                     "no Docker daemon answers ({e}): falling back to LOCAL sandboxes, which isolate \
                      far less than containers; set PADDOCK_SANDBOX=docker to require Docker"
                 );
-                Arc::new(local()?)
+                Arc::new(local())
             }
         },
     };

@@ -7,7 +7,9 @@
 mod common;
 
 use common::exec as run;
-use server::sandbox::{workspace_dir, FileError, Limits, LocalSandbox, Sandbox, SandboxSpec};
+use server::sandbox::{
+    workspace_dir, FileError, Limits, LocalSandbox, OwnData, Sandbox, SandboxSpec,
+};
 
 #[tokio::test]
 async fn local_sandbox_scrubs_env_kills_trees_and_confines_files() {
@@ -219,30 +221,47 @@ async fn local_sandbox_scrubs_env_kills_trees_and_confines_files() {
 
 /// A server run from a system folder bound into every sandbox (such as
 /// `/opt/paddock`) keeps its data there: hidden from the commands, which
-/// run as the server's own user.
+/// run as the server's own user: its folders, and its master key's file.
 #[tokio::test]
 async fn the_servers_data_in_a_system_folder_is_hidden_from_commands() {
     let data = std::path::PathBuf::from(format!(
         "/opt/paddock-test-{}",
         uuid::Uuid::now_v7().simple()
     ));
-    std::fs::create_dir_all(&data).unwrap();
-    std::fs::write(data.join("master.key"), "not for agents").unwrap();
+    if std::fs::create_dir_all(data.join("db")).is_err() {
+        eprintln!("skipped: {} cannot be made here (not root)", data.display());
+        return;
+    }
+    std::fs::write(data.join("db/paddock.db"), "every credential").unwrap();
+    std::fs::write(data.join("master.key"), "the master key").unwrap();
+    std::fs::write(data.join("README"), "the server's own notes").unwrap();
     let dir = tempfile::tempdir().unwrap();
     let root = std::fs::canonicalize(dir.path())
         .unwrap()
         .join("workspaces");
-    let hidden = server::sandbox::inside_system_folders(std::slice::from_ref(&data)).unwrap();
-    let sandbox = LocalSandbox::new(root).hiding(hidden);
+    let sandbox = LocalSandbox::new(root).hiding(OwnData {
+        folders: vec![data.join("db")],
+        files: vec![data.join("master.key")],
+    });
     let session = uuid::Uuid::now_v7();
     sandbox.start(session, Limits::default()).await.unwrap();
     let read = run(
         &sandbox,
         session,
-        &format!("cat {}/master.key; ls /opt", data.display()),
+        &format!("cd {}; cat db/paddock.db master.key README", data.display()),
         10,
     )
     .await;
     std::fs::remove_dir_all(&data).unwrap();
-    assert!(!read.output.contains("not for agents"), "{}", read.output);
+    assert!(
+        !read.output.contains("every credential") && !read.output.contains("the master key"),
+        "{}",
+        read.output
+    );
+    // What is not the server's data is there as it was.
+    assert!(
+        read.output.contains("the server's own notes"),
+        "{}",
+        read.output
+    );
 }

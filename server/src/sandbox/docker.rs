@@ -699,17 +699,27 @@ type ExecOutput = Pin<Box<dyn futures_util::Stream<Item = Result<LogOutput, Dock
 /// its output for ever.
 const HELPER_TIMEOUT: Duration = Duration::from_secs(10);
 const HELPER_OUTPUT_MAX: usize = 64 * 1024;
+/// Longest counting a remote workspace's disk use may take (many files on
+/// a cold network disk), in seconds; `du` is killed in the sandbox then.
+const DISK_COUNT_SECS: u64 = 60;
 
 /// Runs a short helper command (no timeout wrapper) and returns stdout,
 /// within [`HELPER_TIMEOUT`] and [`HELPER_OUTPUT_MAX`].
 async fn run_helper(docker: &Docker, session: SessionId, cmd: &[&str]) -> Result<String> {
-    tokio::time::timeout(HELPER_TIMEOUT, helper_output(docker, session, cmd))
+    run_helper_within(docker, session, cmd, HELPER_TIMEOUT).await
+}
+
+/// [`run_helper`], within `limit`.
+async fn run_helper_within(
+    docker: &Docker,
+    session: SessionId,
+    cmd: &[&str],
+    limit: Duration,
+) -> Result<String> {
+    tokio::time::timeout(limit, helper_output(docker, session, cmd))
         .await
         .map_err(|_| {
-            SandboxError::Failed(format!(
-                "{cmd:?} did not end within {} s",
-                HELPER_TIMEOUT.as_secs()
-            ))
+            SandboxError::Failed(format!("{cmd:?} did not end within {} s", limit.as_secs()))
         })?
 }
 
@@ -1431,7 +1441,19 @@ impl Sandbox for DockerSandbox {
         let counted = match self.files_agent(session).await {
             Ok(None) => String::new(),
             Ok(Some(_)) => {
-                run_helper(&self.docker, session, &["du", "-s", "-B1", MOUNT_POINT]).await?
+                let secs = DISK_COUNT_SECS.to_string();
+                let du = [
+                    "timeout",
+                    "-s",
+                    "KILL",
+                    &secs,
+                    "du",
+                    "-s",
+                    "-B1",
+                    MOUNT_POINT,
+                ];
+                let limit = Duration::from_secs(DISK_COUNT_SECS + 5);
+                run_helper_within(&self.docker, session, &du, limit).await?
             }
             Err(why) => return Err(SandboxError::Failed(why)),
         };

@@ -43,9 +43,17 @@ pub struct LocalSandbox {
     /// Each session's read-only mounts, bound into every command it runs
     /// (nothing runs between commands, so they are kept here).
     mounts: Mutex<HashMap<SessionId, Vec<Mount>>>,
-    /// The server's data folders inside the system folders bound into
-    /// every sandbox ([`inside_system_folders`]), hidden there.
-    hidden: Vec<PathBuf>,
+    /// The server's own data, hidden from every command where it lies
+    /// inside the system folders bound into it ([`LocalSandbox::hiding`]).
+    own: OwnData,
+}
+
+/// What the server keeps of its own: folders, and files apart (the master
+/// key's, which may lie in a folder such as `/etc`).
+#[derive(Clone, Debug, Default)]
+pub struct OwnData {
+    pub folders: Vec<PathBuf>,
+    pub files: Vec<PathBuf>,
 }
 
 impl LocalSandbox {
@@ -66,15 +74,17 @@ impl LocalSandbox {
             workspaces: WorkspaceRoot::new(workspace_root, None),
             bwrap,
             mounts: Mutex::default(),
-            hidden: Vec::new(),
+            own: OwnData::default(),
         }
     }
 
-    /// Hides `folders` (the server's own data: [`inside_system_folders`])
-    /// from every command: under bubblewrap, a command runs as the server's
-    /// own user, which may read all it keeps.
-    pub fn hiding(mut self, folders: Vec<PathBuf>) -> Self {
-        self.hidden = folders;
+    /// Hides `own` (the server's own data) from every command, where it
+    /// lies inside a system folder bound into it (a server run from
+    /// `/opt/paddock`): under bubblewrap, a command runs as the server's
+    /// own user, which may read all it keeps. Looked at again for each
+    /// command, as what is made later is there then.
+    pub fn hiding(mut self, own: OwnData) -> Self {
+        self.own = own;
         self
     }
 
@@ -104,8 +114,15 @@ impl LocalSandbox {
             Some(bwrap) => {
                 let mut c = Command::new(bwrap);
                 c.args(bwrap_system_args());
-                for folder in &self.hidden {
-                    c.arg("--tmpfs").arg(folder);
+                for folder in self.own.folders.iter().filter_map(|f| in_system_folder(f)) {
+                    if folder.is_dir() {
+                        c.arg("--tmpfs").arg(folder);
+                    }
+                }
+                for file in self.own.files.iter().filter_map(|f| in_system_folder(f)) {
+                    if file.is_file() {
+                        c.arg("--ro-bind").arg("/dev/null").arg(file);
+                    }
                 }
                 c.args(["--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]);
                 c.arg("--bind").arg(workspace).arg(MOUNT_POINT);
@@ -214,31 +231,14 @@ const SYSTEM_FOLDERS: [&str; 8] = [
     "/usr", "/etc", "/opt", "/bin", "/sbin", "/lib", "/lib32", "/lib64",
 ];
 
-/// Of `own` (the folders the server keeps its data in), those inside a
-/// system folder bound into every sandbox (a server run from
-/// `/opt/paddock`), to be hidden there; an error naming one that is such a
-/// folder itself, which cannot be hidden.
-pub fn inside_system_folders(own: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
-    let mut inside = Vec::new();
-    for folder in own {
-        let folder = std::fs::canonicalize(folder)
-            .or_else(|_| std::path::absolute(folder))
-            .map_err(|e| format!("{}: {e}", folder.display()))?;
-        for system in SYSTEM_FOLDERS.map(Path::new) {
-            if folder == system {
-                return Err(format!(
-                    "{} holds Paddock's data and the system's {}, which local sandboxes \
-                     read: keep the data in a folder of its own",
-                    folder.display(),
-                    system.display()
-                ));
-            }
-            if folder.starts_with(system) {
-                inside.push(folder.clone());
-            }
-        }
-    }
-    Ok(inside)
+/// Where `path` is, if it is inside (or is) a system folder bound into
+/// every sandbox; nothing for what is not there (yet).
+fn in_system_folder(path: &Path) -> Option<PathBuf> {
+    let path = std::fs::canonicalize(path).ok()?;
+    SYSTEM_FOLDERS
+        .iter()
+        .any(|system| path.starts_with(system))
+        .then_some(path)
 }
 
 /// An empty root with only the system's programs and settings, read-only:
@@ -485,13 +485,17 @@ mod tests {
 
     #[test]
     fn the_servers_data_inside_a_system_folder_is_hidden() {
-        let own = |list: &[&str]| list.iter().map(PathBuf::from).collect::<Vec<_>>();
         assert_eq!(
-            inside_system_folders(&own(&["/opt/paddock-test-absent/data", "/srv/paddock"])),
-            Ok(own(&["/opt/paddock-test-absent/data"]))
+            in_system_folder(Path::new("/etc/hostname")),
+            Some("/etc/hostname".into())
         );
+        assert_eq!(in_system_folder(Path::new("/opt")), Some("/opt".into()));
+        assert_eq!(
+            in_system_folder(Path::new("/opt/paddock-test-absent")),
+            None
+        );
+        assert_eq!(in_system_folder(Path::new("/tmp")), None);
         // (Files right in `/` are not in a sandbox's root.)
-        assert_eq!(inside_system_folders(&own(&["/"])), Ok(Vec::new()));
-        assert!(inside_system_folders(&own(&["/etc"])).is_err());
+        assert_eq!(in_system_folder(Path::new("/")), None);
     }
 }

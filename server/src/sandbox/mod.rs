@@ -29,7 +29,7 @@ mod workspace_root;
 
 pub use docker::DockerSandbox;
 pub use host_workspace::HostWorkspace;
-pub use local::{inside_system_folders, LocalSandbox};
+pub use local::{LocalSandbox, OwnData};
 pub use mount_policy::MountPolicy;
 pub use output::{CappedOutput, CUT_SHORT_MARK, TRUNCATION_MARK, TRUNCATION_MARK_END};
 pub use paddock_sandbox_agent::folder::{ConfinedFolder, LISTING_MAX_BYTES, MOUNT_POINT};
