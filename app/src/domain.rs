@@ -1100,8 +1100,19 @@ impl SessionSettings {
     }
 
     pub fn validate(self) -> Result<Self, AppError> {
+        self.validate_keeping(None)
+    }
+
+    /// [`Self::validate`], but a name kept as it was (`name_was`) is not
+    /// checked again: one saved before a rule it breaks does not stop its
+    /// session's budget or mode from being changed.
+    pub fn validate_keeping(self, name_was: Option<&str>) -> Result<Self, AppError> {
+        let name = match name_was {
+            Some(was) if was == self.name => self.name,
+            _ => check_name("session", &self.name)?,
+        };
         Ok(Self {
-            name: check_name("session", &self.name)?,
+            name,
             model: check_model(Some(&self.model))?,
             permission_mode: self.permission_mode,
             budget_usd: check_budget(self.budget_usd)?,
@@ -1416,6 +1427,23 @@ impl AppError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_name_kept_as_it_was_is_not_checked_again() {
+        let settings = |name: &str| SessionSettings {
+            name: name.into(),
+            model: "claude-sonnet-4-5".into(),
+            permission_mode: PermissionMode::Ask,
+            budget_usd: Some(1.0),
+        };
+        let old = "saved before\u{202E}the rule";
+        assert!(settings(old).validate().is_err());
+        assert!(settings(old).validate_keeping(Some(old)).is_ok());
+        assert!(settings(old).validate_keeping(Some("another")).is_err());
+        assert!(settings(" fine ")
+            .validate_keeping(Some("x"))
+            .is_ok_and(|s| s.name == "fine"));
+    }
 
     #[test]
     fn names_show_as_they_are() {

@@ -647,8 +647,8 @@ impl Backend for Paddock {
         id: SessionId,
         settings: SessionSettings,
     ) -> Result<Session, AppError> {
-        let settings = settings.validate()?;
         let before = self.session_for(caller, id, Access::Own).await?;
+        let settings = settings.validate_keeping(Some(&before.name))?;
         let session = self
             .store
             .change_settings(id, &settings)

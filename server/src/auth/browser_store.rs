@@ -7,7 +7,7 @@
 
 use super::{SignedIn, ACCOUNT_KEY};
 use crate::secret;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
 use tower_sessions::session::{Id, Record};
@@ -23,8 +23,14 @@ impl std::fmt::Debug for BrowserSessions {
     }
 }
 
-fn backend(e: impl std::fmt::Display) -> Error {
-    Error::Backend(e.to_string())
+/// Marks a store failure that may pass (busy, unreachable, a full disk):
+/// tower-sessions keeps only its text, and the page answers 503 for it,
+/// not 500.
+pub(super) const PASSING: &str = "passing: ";
+
+fn backend(e: StoreError) -> Error {
+    let passing = e.busy() || e.unreachable() || e.disk_full();
+    Error::Backend(format!("{}{e}", if passing { PASSING } else { "" }))
 }
 
 /// The key of the row of the browser session with cookie id `id`.

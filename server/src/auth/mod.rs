@@ -119,6 +119,15 @@ pub struct Auth {
 }
 
 fn internal(e: tower_sessions::session::Error) -> AppError {
+    use tower_sessions::{session::Error, session_store::Error as StoreError};
+    if let Error::Store(StoreError::Backend(said)) = &e {
+        if said.starts_with(browser_store::PASSING) {
+            tracing::warn!("browser session: {e}");
+            return AppError::Unavailable(
+                "The database does not answer; try again in a moment.".into(),
+            );
+        }
+    }
     tracing::error!("browser session: {e}");
     AppError::Internal
 }

@@ -132,8 +132,21 @@ impl StoreError {
     }
 }
 
+impl StoreError {
+    /// Whether a row it would write names one deleted meanwhile (a
+    /// session, a template), which a foreign key refused.
+    pub fn names_a_gone_row(&self) -> bool {
+        matches!(self, StoreError::Db(sqlx::Error::Database(d))
+            if matches!(d.kind(), sqlx::error::ErrorKind::ForeignKeyViolation))
+    }
+}
+
 impl From<StoreError> for AppError {
     fn from(e: StoreError) -> Self {
+        if e.names_a_gone_row() {
+            tracing::info!("store: {e}");
+            return AppError::NotFound("The session or agent it names (deleted meanwhile?)".into());
+        }
         if matches!(e, StoreError::KeyChanged) {
             return AppError::Unavailable(
                 "The master key was rotated since this Paddock started: restart it, then save \

@@ -323,7 +323,14 @@ impl Paddock {
         if !only_pausing {
             caller.may_create_sessions()?;
         }
-        let draft = checked(draft)?;
+        // Paused or resumed as it is: not checked again, so that one saved
+        // before a rule it breaks (a name) can still be paused.
+        let toggled = draft
+            == TriggerDraft {
+                paused: draft.paused,
+                ..before.draft.clone()
+            };
+        let draft = if toggled { draft } else { checked(draft)? };
         // Pausing or renaming one the agent now holds to less is allowed.
         if draft.permission_mode != before.draft.permission_mode {
             keeps_to(&t, draft.permission_mode).map_err(AppError::Invalid)?;

@@ -237,6 +237,24 @@ async fn unknown_sessions_change_nothing_and_hostile_strings_are_kept() {
             None
         );
         assert!(store.list_sessions(None).await.unwrap().is_empty());
+        // A row naming one deleted meanwhile (a share of a session deleted
+        // as it was shared) is a 404, not a 500.
+        let refused = store
+            .set_share(
+                unknown,
+                uuid::Uuid::now_v7(),
+                app::accounts::ShareLevel::Watch,
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                app::domain::AppError::from(refused),
+                app::domain::AppError::NotFound(_)
+            ),
+            "{}",
+            name_of(url)
+        );
 
         let name = "'); DROP TABLE sessions; -- <script>alert(1)</script> $1 ? e\u{301} 🦀";
         let s = store.create_session(&spec(name), None).await.unwrap();
