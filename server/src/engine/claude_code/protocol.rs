@@ -60,12 +60,15 @@ pub(super) enum System {
 #[derive(Debug, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub(super) enum StreamEvent {
+    /// A model call begins: one the CLI tries again after it was cut off
+    /// too, whose fragments start over.
+    MessageStart {},
     ContentBlockDelta {
         #[serde(default)]
         index: usize,
         delta: Delta,
     },
-    /// `message_start`, `content_block_start`, `message_delta`, …
+    /// `content_block_start`, `message_delta`, …
     #[serde(other)]
     Other,
 }
@@ -406,9 +409,17 @@ mod tests {
             }
         );
         assert_eq!(delta(r#"{"type":"signature_delta"}"#), Delta::Other);
-        let start = r#"{"type":"stream_event","event":{"type":"message_start","message":{}}}"#;
+        let start =
+            r#"{"type":"stream_event","event":{"type":"message_start","message":{"id":"m"}}}"#;
         assert!(matches!(
             parse(start),
+            Output::StreamEvent {
+                event: StreamEvent::MessageStart {}
+            }
+        ));
+        let stop = r#"{"type":"stream_event","event":{"type":"message_stop"}}"#;
+        assert!(matches!(
+            parse(stop),
             Output::StreamEvent {
                 event: StreamEvent::Other
             }

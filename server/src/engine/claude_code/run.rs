@@ -261,6 +261,12 @@ impl<'a> Run<'a> {
                     _ => None,
                 };
             }
+            // What was held back of a call cut off (a secret's beginning,
+            // kept until it is known not to be one) is not glued to the
+            // retry's first fragment.
+            Output::StreamEvent {
+                event: StreamEvent::MessageStart {},
+            } => engine.journal.restart_deltas(session),
             Output::StreamEvent {
                 event: StreamEvent::ContentBlockDelta { index, delta },
             } => {
