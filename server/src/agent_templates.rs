@@ -104,9 +104,23 @@ impl TemplateLibrary {
         &self,
         caller: &Caller,
         id: TemplateId,
-    ) -> Result<Vec<AgentTemplate>, AppError> {
+    ) -> Result<Vec<TemplateSummary>, AppError> {
         self.get(caller, id).await?;
         Ok(self.store.template_versions(id).await?)
+    }
+
+    /// One version kept, whole.
+    pub async fn version(
+        &self,
+        caller: &Caller,
+        id: TemplateId,
+        version: i64,
+    ) -> Result<AgentTemplate, AppError> {
+        self.get(caller, id).await?;
+        self.store
+            .get_template_version(id, version)
+            .await?
+            .ok_or_else(|| AppError::NotFound(format!("Version {version} of agent {id}")))
     }
 
     /// Refuses a caller who may not save this template (a new one: who may

@@ -1054,7 +1054,7 @@ impl Backend for Paddock {
         &self,
         caller: &Caller,
         id: TemplateId,
-    ) -> Result<Vec<AgentTemplate>, AppError> {
+    ) -> Result<Vec<TemplateSummary>, AppError> {
         self.templates.versions(caller, id).await
     }
 

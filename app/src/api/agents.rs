@@ -27,7 +27,7 @@ pub async fn get_template(id: String) -> Result<AgentTemplate, AppError> {
 }
 
 #[server(endpoint = "template_versions", output = UrlInJsonOut)]
-pub async fn template_versions(id: String) -> Result<Vec<AgentTemplate>, AppError> {
+pub async fn template_versions(id: String) -> Result<Vec<TemplateSummary>, AppError> {
     ssr::respond(
         async {
             ssr::backend()?

@@ -149,12 +149,12 @@ pub(crate) mod ssr {
             caller: &Caller,
             id: TemplateId,
         ) -> Result<AgentTemplate, AppError>;
-        /// Every version, newest first.
+        /// What the lists show of every version kept, newest first.
         async fn template_versions(
             &self,
             caller: &Caller,
             id: TemplateId,
-        ) -> Result<Vec<AgentTemplate>, AppError>;
+        ) -> Result<Vec<TemplateSummary>, AppError>;
         /// Saves a new template (`id: None`) or the next version of one;
         /// with a `base`, only if that is still its version
         /// ([`AppError::Stale`] if it was saved again since).

@@ -34,6 +34,7 @@ pub fn routes() -> Routes {
         .delete("/api/templates/{id}", delete)
         .post("/api/templates/{id}/duplicate", duplicate)
         .get("/api/templates/{id}/versions", versions)
+        .get("/api/templates/{id}/versions/{version}", version)
         .get("/api/templates/{id}/export", export)
         .post("/api/templates/{id}/skills", add_skill)
         .delete("/api/templates/{id}/skills/{name}", remove_skill)
@@ -246,8 +247,27 @@ async fn versions(
     State(paddock): State<Arc<Paddock>>,
     identity: Identity,
     TemplatePath(id): TemplatePath,
-) -> ApiResult<Json<Vec<AgentTemplate>>> {
+) -> ApiResult<Json<Vec<TemplateSummary>>> {
     Ok(Json(paddock.template_versions(&identity.caller, id).await?))
+}
+
+/// One version kept, whole (`ETag` its number, as the current one's).
+async fn version(
+    State(paddock): State<Arc<Paddock>>,
+    identity: Identity,
+    TemplatePath(id): TemplatePath,
+    path: Result<Path<(String, i64)>, PathRejection>,
+) -> ApiResult<Response> {
+    let Path((_, version)) = path.map_err(|_| AppError::NotFound("Version".into()))?;
+    let template = paddock
+        .templates
+        .version(&identity.caller, id, version)
+        .await?;
+    Ok((
+        [(header::ETAG, format!("\"{}\"", template.version))],
+        Json(template),
+    )
+        .into_response())
 }
 
 #[derive(Deserialize)]

@@ -31,8 +31,15 @@ pub trait Templates {
     ) -> Result<Option<AgentTemplate>>;
     /// The current version.
     async fn get_template(&self, id: TemplateId) -> Result<Option<AgentTemplate>>;
-    /// The versions kept, newest first.
-    async fn template_versions(&self, id: TemplateId) -> Result<Vec<AgentTemplate>>;
+    /// What the lists show of the versions kept, newest first (read
+    /// without their settings).
+    async fn template_versions(&self, id: TemplateId) -> Result<Vec<TemplateSummary>>;
+    /// One version kept, whole.
+    async fn get_template_version(
+        &self,
+        id: TemplateId,
+        version: i64,
+    ) -> Result<Option<AgentTemplate>>;
     /// What the lists show of the current versions of the owner's
     /// templates (`None`: everyone's), by name, read without their
     /// settings; one that cannot be read is logged and left out.

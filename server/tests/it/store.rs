@@ -830,9 +830,21 @@ async fn templates_keep_every_version() {
             .await
             .unwrap()
             .into_iter()
-            .map(|t| (t.version, t.draft.name))
+            .map(|t| (t.version, t.name))
             .collect();
         assert_eq!(versions, [(2, "Zed two".into()), (1, "zed".into())]);
+        // An older one, whole.
+        let first = store
+            .get_template_version(zed.id, 1)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((first.version, first.draft.name.as_str()), (1, "zed"));
+        assert!(store
+            .get_template_version(zed.id, 9)
+            .await
+            .unwrap()
+            .is_none());
         let names: Vec<_> = store
             .list_templates(None)
             .await

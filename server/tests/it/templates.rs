@@ -162,13 +162,32 @@ async fn templates_are_versioned_make_sessions_and_travel_as_files() {
         (again.model.as_str(), again.template.unwrap().version),
         ("claude-haiku-4-5", 2)
     );
-    let versions: Vec<AgentTemplate> = api
+    let versions: Vec<TemplateSummary> = api
         .ok(Method::GET, &format!("/api/templates/{id}/versions"), None)
         .await;
     assert_eq!(
         versions.iter().map(|v| v.version).collect::<Vec<_>>(),
         [3, 2, 1]
     );
+    // An older version, whole; one not kept, or not a number, is a 404.
+    let second: AgentTemplate = api
+        .ok(
+            Method::GET,
+            &format!("/api/templates/{id}/versions/2"),
+            None,
+        )
+        .await;
+    assert_eq!(second.version, 2);
+    for missing in ["9", "two", "-1"] {
+        let (status, text) = api
+            .send(
+                Method::GET,
+                &format!("/api/templates/{id}/versions/{missing}"),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{missing}: {text}");
+    }
     // The version that names an unsaved secret makes no session.
     let (status, text) = api
         .send(Method::POST, "/api/sessions", Some(json!({"template": id})))
@@ -303,7 +322,7 @@ async fn templates_are_versioned_make_sessions_and_travel_as_files() {
             )
             .await;
     }
-    let versions: Vec<AgentTemplate> = api
+    let versions: Vec<TemplateSummary> = api
         .ok(
             Method::GET,
             &format!("/api/templates/{}/versions", copy.id),
@@ -435,11 +454,12 @@ async fn a_save_from_an_older_version_is_refused() {
     // Without a version (`*`, or none), a save is the next version.
     let res = put("*", "Whatever is there").await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
-    let versions: Vec<AgentTemplate> = api.ok(Method::GET, &format!("{path}/versions"), None).await;
+    let versions: Vec<TemplateSummary> =
+        api.ok(Method::GET, &format!("{path}/versions"), None).await;
     assert_eq!(
         versions
             .iter()
-            .map(|v| (v.version, v.draft.name.as_str()))
+            .map(|v| (v.version, v.name.as_str()))
             .collect::<Vec<_>>(),
         [
             (4, "Whatever is there"),

@@ -7,6 +7,9 @@ use app::agents::{AgentTemplate, TemplateDraft, TemplateId, TemplateSummary};
 use app::domain::{Engine, UserId};
 use chrono::Utc;
 
+/// What the lists show of a template's version (`t`, `v`).
+const SUMMARY_COLUMNS: &str =
+    "t.id, v.version, v.name, v.description, v.engine, v.model, v.saved_at, v.saved_by";
 const TEMPLATE_COLUMNS: &str = "t.id, t.owner_id, t.created_at, v.version, v.name, \
      v.description, v.settings, v.triggers_require, v.saved_at, v.saved_by";
 
@@ -205,27 +208,34 @@ impl Templates for SqlStore {
         self.template_version(id, None).await
     }
 
-    async fn template_versions(&self, id: TemplateId) -> Result<Vec<AgentTemplate>> {
-        let rows: Vec<TemplateRow> = sqlx::query_as(&format!(
-            "SELECT {TEMPLATE_COLUMNS} FROM agent_templates t \
+    async fn template_versions(&self, id: TemplateId) -> Result<Vec<TemplateSummary>> {
+        let rows: Vec<SummaryRow> = sqlx::query_as(&format!(
+            "SELECT {SUMMARY_COLUMNS} FROM agent_templates t \
              JOIN agent_template_versions v ON v.template_id = t.id \
              WHERE t.id = $1 ORDER BY v.version DESC LIMIT {VERSIONS_KEPT}"
         ))
         .bind(id.to_string())
         .fetch_all(&self.pool)
         .await?;
-        rows.into_iter().map(AgentTemplate::try_from).collect()
+        rows.into_iter().map(TemplateSummary::try_from).collect()
+    }
+
+    async fn get_template_version(
+        &self,
+        id: TemplateId,
+        version: i64,
+    ) -> Result<Option<AgentTemplate>> {
+        self.template_version(id, Some(version)).await
     }
 
     async fn list_templates(&self, owner: Option<UserId>) -> Result<Vec<TemplateSummary>> {
         let owner = owner.map(|o| o.to_string());
-        let rows: Vec<SummaryRow> = sqlx::query_as(
-            "SELECT t.id, v.version, v.name, v.description, v.engine, v.model, v.saved_at, \
-             v.saved_by FROM agent_templates t \
+        let rows: Vec<SummaryRow> = sqlx::query_as(&format!(
+            "SELECT {SUMMARY_COLUMNS} FROM agent_templates t \
              JOIN agent_template_versions v ON v.template_id = t.id AND v.version = t.version \
              WHERE $1 IS NULL OR t.owner_id = $1 \
-             ORDER BY LOWER(v.name), t.created_at LIMIT 1000",
-        )
+             ORDER BY LOWER(v.name), t.created_at LIMIT 1000"
+        ))
         .bind(owner)
         .fetch_all(&self.pool)
         .await?;
