@@ -79,12 +79,19 @@ fn follow(feed: SessionsFeed) {
                 gone.with_value(|gone| fresh.retain(|s| !gone.contains(&s.id.to_string())));
                 sessions.with_untracked(|now| {
                     // What streamed in while the answer was on its way is
-                    // newer.
+                    // newer: by its activity, or, as new settings leave
+                    // that as it was, by having come since the read began.
+                    let since_read = |x: &Session| {
+                        streamed.with_value(|streamed| {
+                            streamed.get(&x.id).is_some_and(|at| *at >= read)
+                        })
+                    };
                     for s in &mut fresh {
-                        if let Some(newer) = now
-                            .iter()
-                            .find(|x| x.id == s.id && x.updated_at > s.updated_at)
-                        {
+                        if let Some(newer) = now.iter().find(|x| {
+                            x.id == s.id
+                                && (x.updated_at > s.updated_at
+                                    || (x.updated_at == s.updated_at && since_read(x)))
+                        }) {
                             *s = newer.clone();
                         }
                     }

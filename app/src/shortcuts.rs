@@ -121,9 +121,6 @@ pub fn Shortcuts(help: RwSignal<bool>) -> impl IntoView {
 }
 
 #[cfg(feature = "hydrate")]
-pub(crate) use browser::typing;
-
-#[cfg(feature = "hydrate")]
 mod browser {
     use super::NOTE_FOR;
     use crate::attention::{Attention, Why};
@@ -134,7 +131,7 @@ mod browser {
     use web_sys::{HtmlElement, KeyboardEvent};
 
     /// Whether a key pressed there is for the field, not a shortcut.
-    pub(crate) fn typing(e: &KeyboardEvent) -> bool {
+    fn typing(e: &KeyboardEvent) -> bool {
         e.target()
             .and_then(|t| t.dyn_into::<HtmlElement>().ok())
             .is_some_and(|el| {

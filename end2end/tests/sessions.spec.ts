@@ -161,6 +161,7 @@ test.describe('secrets', () => {
     expect(await page.content()).not.toContain(value);
 
     await gotoHydrated(page, `${paddock.url}/credentials`);
+    page.once('dialog', (d) => void d.accept());
     await secrets.getByTestId('delete-secret').click();
     await expect(secrets.getByTestId('secrets-none')).toBeVisible();
   });

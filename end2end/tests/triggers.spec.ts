@@ -107,8 +107,14 @@ test.describe('schedules', () => {
     await expect(item).toContainText('schedule · 0 2 * * * in Europe/Paris');
     await expect(item.getByTestId('next-run')).toHaveCount(3);
     await expect(item.getByTestId('trigger-url')).toHaveCount(0);
+    // Made, the form is put away as new: a second click makes no second one.
+    await expect(page.getByTestId('new-trigger')).not.toHaveAttribute('open', '');
+    await expect(page.getByTestId('trigger-kind')).toHaveValue('webhook');
     // A cron that is not one is refused, saying why.
+    await page.getByTestId('new-trigger').locator('summary').click();
     await page.getByLabel('Name').last().fill('broken');
+    await page.getByTestId('trigger-kind').selectOption('schedule');
+    await expect(page.getByTestId('trigger-timezone')).not.toHaveValue('');
     await page.getByTestId('trigger-cron').fill('61 * * * *');
     await page.getByTestId('add-trigger').click();
     await expect(page.getByRole('alert')).toContainText('is not a cron expression');

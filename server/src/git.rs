@@ -810,6 +810,26 @@ impl HostRepo {
         Some(String::from_utf8_lossy(&out).trim().to_owned()).filter(|b| !b.is_empty())
     }
 
+    /// Removes the locks a git killed mid-write left (at its time limit,
+    /// or with the request that ran it gone): the index's, `HEAD`'s and
+    /// its branch's. Only this session's one change at a time runs here
+    /// (see changes.rs), so any there now is stale.
+    fn clear_stale_locks(&self) {
+        let mut locks = vec![
+            self.git_dir.join("index.lock"),
+            self.git_dir.join("HEAD.lock"),
+        ];
+        let head = read_small(&self.git_dir.join("HEAD"));
+        if let Some(branch) = head.as_deref().and_then(|h| h.trim().strip_prefix("ref: ")) {
+            if branch.starts_with("refs/heads/") && !branch.contains("..") {
+                locks.push(self.git_dir.join(format!("{branch}.lock")));
+            }
+        }
+        for lock in locks {
+            let _ = std::fs::remove_file(lock);
+        }
+    }
+
     /// Commits every change of the work tree (less what is ignored, and
     /// nested repositories) to the working branch, by `author` (`Name
     /// <email>`, also the committer); the new commit, or `None` when
@@ -821,9 +841,7 @@ impl HostRepo {
         email: &str,
         limit: Duration,
     ) -> Result<Option<String>, GitError> {
-        // A git killed at its time limit leaves its lock; only this
-        // session's one change at a time runs here (see changes.rs).
-        let _ = std::fs::remove_file(self.git_dir.join("index.lock"));
+        self.clear_stale_locks();
         let untracked = self.untracked(limit).await?;
         let changed = self.changed_since("HEAD", limit).await?;
         if changed.is_empty() && untracked.is_empty() {
@@ -1012,11 +1030,72 @@ impl HostRepo {
         // A linked repository's own config is in the folder its
         // `commondir` names, from the repository.
         let common = repository.join("commondir");
-        if let Some(path) = read_small(&common) {
-            let Some(to) = within(root, &repository.join(path)) else {
-                return Err(self.unreadable(root, &common, "leads out of the workspace"));
+        let common = match read_small(&common) {
+            Some(path) => {
+                let Some(to) = within(root, &repository.join(path)) else {
+                    return Err(self.unreadable(root, &common, "leads out of the workspace"));
+                };
+                self.check_repository(root, &to, &["config"])?;
+                to
+            }
+            None => repository.clone(),
+        };
+        self.check_head_refs(root, &repository, &common)
+    }
+
+    /// What git reads to resolve a nested repository's `HEAD` (to compare
+    /// it with what the work tree had there): the branch it names and each
+    /// symbolic ref after it, loose in the repository or its common
+    /// folder, and `packed-refs`. A ref that is a link not naming another
+    /// ref is read through it, whole.
+    fn check_head_refs(
+        &self,
+        root: &Path,
+        repository: &Path,
+        common: &Path,
+    ) -> Result<(), GitError> {
+        let named = |path: &Path| {
+            read_small(path).and_then(|text| text.trim().strip_prefix("ref: ").map(str::to_owned))
+        };
+        let mut name = named(&repository.join("HEAD"));
+        // (git follows five at most.)
+        for _ in 0..5 {
+            let Some(refname) = name
+                .take()
+                .filter(|n| n.starts_with("refs/") && !n.contains(".."))
+            else {
+                break;
             };
-            self.check_repository(root, &to, &["config"])?;
+            for base in [repository, common] {
+                let path = base.join(&refname);
+                let Ok(meta) = path.symlink_metadata() else {
+                    continue;
+                };
+                if meta.file_type().is_symlink() {
+                    let link = std::fs::read_link(&path).unwrap_or_default();
+                    if let Some(next) = link.to_str().filter(|l| l.starts_with("refs/")) {
+                        name = Some(next.to_owned());
+                        break;
+                    }
+                }
+                self.check_repository(root, base, &[refname.as_str()])?;
+                name = named(&path);
+                break;
+            }
+        }
+        for base in [repository, common] {
+            let packed = base.join("packed-refs");
+            let Ok(meta) = packed.symlink_metadata() else {
+                continue;
+            };
+            // Read whole, as large as a repository's tags make it.
+            let regular = meta.is_file()
+                || meta.file_type().is_symlink()
+                    && within(root, &packed)
+                        .is_some_and(|to| to.metadata().is_ok_and(|m| m.is_file()));
+            if !regular {
+                return Err(self.unreadable(root, &packed, "is not a regular file"));
+            }
         }
         Ok(())
     }

@@ -255,9 +255,13 @@ impl WorkspaceSetup {
             base_commit: cloned.as_ref().map(|c| c.base_commit.clone()),
             branch: cloned.map(|c| c.branch),
         };
-        self.store
-            .set_workspace_prepared(session, &prepared)
-            .await?;
+        // Not noted (the database busy): undone, so that the next try
+        // finds the workspace as this one did, not full of files it
+        // refuses to clone over.
+        if let Err(e) = self.store.set_workspace_prepared(session, &prepared).await {
+            self.undo(&s, &folder).await;
+            return Err(e.into());
+        }
         if !said.is_empty() {
             let message = format!(
                 "Workspace ready in {:.1} s: {}.",

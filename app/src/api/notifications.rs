@@ -55,7 +55,8 @@ pub async fn create_notification(
     of: String,
     id: String,
     url: String,
-    events: Vec<String>,
+    // (None checked: a form sends no field at all.)
+    #[server(default)] events: Vec<String>,
 ) -> Result<EndpointSecret, AppError> {
     use crate::notifications::EndpointDraft;
     ssr::respond(

@@ -10,7 +10,7 @@ use crate::api::triggers::{
     list_triggers, CreateTrigger, DeleteTrigger, PauseTrigger, RotateTriggerSecret,
     DASHBOARD_OVERLAP_SECS,
 };
-use crate::domain::{AppError, PermissionMode};
+use crate::domain::PermissionMode;
 use crate::triggers::{
     trigger_path, Delivery, MissedRuns, Schedule, TriggerDraft, TriggerKind, TriggerRow,
     TriggerSecret, CONVERSATION_MAX_BYTES, CRON_MAX_CHARS, HANDLE_MAX_CHARS, NAME_MAX_CHARS,
@@ -89,6 +89,8 @@ pub(super) fn Triggers(template: String) -> impl IntoView {
     let keyed = move || kind.get().sender_keyed();
     let scheduled = move || kind.get() == TriggerKind::Schedule;
     let zone = RwSignal::new("UTC".to_owned());
+    // The prompt as typed; the sender's example while it is untouched.
+    let prompt = RwSignal::new(example_prompt(TriggerKind::Webhook).to_owned());
     Effect::new(move |_| {
         if let Some(browser) = browser_time_zone() {
             zone.set(browser);
@@ -132,16 +134,30 @@ pub(super) fn Triggers(template: String) -> impl IntoView {
             });
         }
     };
-    // The newest secret made or rotated here, shown until the page goes.
-    let secret = RwSignal::new(None::<Result<(&'static str, TriggerSecret), AppError>>);
+    // The newest secret made or rotated here, shown until the page goes
+    // (a later error is shown apart, not in its place).
+    let secret = RwSignal::new(None::<(&'static str, TriggerSecret)>);
+    let form = NodeRef::<leptos::html::Form>::new();
+    let adding = NodeRef::<leptos::html::Details>::new();
     Effect::new(move |_| {
-        if let Some(made) = create.value().get() {
-            secret.set(Some(made.map(|s| ("made", s))));
+        if let Some(Ok(made)) = create.value().get() {
+            secret.set(Some(("made", made)));
+            // Made: the form is put away as new, so that a second click
+            // does not make a second trigger.
+            if let Some(form) = form.get_untracked() {
+                form.reset();
+            }
+            if let Some(adding) = adding.get_untracked() {
+                let _ = adding.remove_attribute("open");
+            }
+            kind.set(TriggerKind::Webhook);
+            prompt.set(example_prompt(TriggerKind::Webhook).to_owned());
+            zone.set(zone.get_untracked());
         }
     });
     Effect::new(move |_| {
-        if let Some(rotated) = rotate.value().get() {
-            secret.set(Some(rotated.map(|s| ("rotated", s))));
+        if let Some(Ok(rotated)) = rotate.value().get() {
+            secret.set(Some(("rotated", rotated)));
         }
     });
     view! {
@@ -152,10 +168,9 @@ pub(super) fn Triggers(template: String) -> impl IntoView {
                     "Start this agent from elsewhere: each trigger has a URL and a secret, and a delivery signed with it (Standard Webhooks; GitHub's webhook, for issues and comments that mention a handle; email through Mailgun or SendGrid; text messages through Twilio) starts a session from this agent, as you, with its prompt made from the delivery. Deliveries with the same conversation key continue one session."
                 </p>
             </div>
-            {move || secret.get().map(|answer| match answer {
-                Ok((how, s)) => view! { <NewSecret how secret=s origin /> }.into_any(),
-                Err(e) => view! { <ErrorNote message=e.to_string() /> }.into_any(),
-            })}
+            {move || secret.get().map(|(how, s)| view! { <NewSecret how secret=s origin /> })}
+            {move || create.value().get().and_then(Result::err).map(|e| view! { <ErrorNote message=e.to_string() /> })}
+            {move || rotate.value().get().and_then(Result::err).map(|e| view! { <ErrorNote message=e.to_string() /> })}
             {move || pause.value().get().and_then(Result::err).map(|e| view! { <ErrorNote message=e.to_string() /> })}
             {move || delete.value().get().and_then(Result::err).map(|e| view! { <ErrorNote message=e.to_string() /> })}
             <Suspense>
@@ -179,15 +194,22 @@ pub(super) fn Triggers(template: String) -> impl IntoView {
                     }
                 })}
             </Suspense>
-            <details class="text-sm" data-testid="new-trigger" class:hidden=move || !yours()>
+            <details node_ref=adding class="text-sm" data-testid="new-trigger" class:hidden=move || !yours()>
                 <summary class="cursor-pointer font-medium">"Add a trigger"</summary>
-                <form action=CreateTrigger::PATH method="post" on:submit=submit class="mt-2 space-y-2">
+                <form node_ref=form action=CreateTrigger::PATH method="post" on:submit=submit class="mt-2 space-y-2">
                     <input type="hidden" name="template" value=template.clone() />
                     <label class="block text-sm font-medium">"Name"
                         <input name="name" required maxlength=NAME_MAX_CHARS placeholder="failed builds" class=INPUT />
                     </label>
                     <label class="block text-sm font-medium">"Sender"
-                        <select name="kind" class=INPUT on:change=move |ev| kind.set(event_target_value(&ev).parse().unwrap_or(TriggerKind::Webhook)) data-testid="trigger-kind">
+                        <select name="kind" class=INPUT on:change=move |ev| {
+                            let new = event_target_value(&ev).parse().unwrap_or(TriggerKind::Webhook);
+                            // The example follows the sender; what was typed stays.
+                            if prompt.get_untracked() == example_prompt(kind.get_untracked()) {
+                                prompt.set(example_prompt(new).to_owned());
+                            }
+                            kind.set(new);
+                        } data-testid="trigger-kind">
                             <option value=TriggerKind::Webhook.as_str() selected>"Standard Webhooks (any service that signs so)"</option>
                             <option value=TriggerKind::Github.as_str()>"GitHub: issues and comments that mention a handle"</option>
                             <option value=TriggerKind::Mailgun.as_str()>"Email through Mailgun (a route that forwards)"</option>
@@ -228,7 +250,7 @@ pub(super) fn Triggers(template: String) -> impl IntoView {
                     <label class="block text-sm font-medium">"Prompt"
                         <span class="block text-xs font-normal text-zinc-500">{move || format!("A template over the delivery, with conditions and loops: {}", fields_help(kind.get()))}</span>
                         <textarea name="prompt" required rows="5" maxlength=PROMPT_TEMPLATE_MAX_BYTES class=format!("font-mono text-xs {INPUT}")
-                            prop:value=move || example_prompt(kind.get())>{example_prompt(TriggerKind::Webhook)}</textarea>
+                            prop:value=move || prompt.get() on:input=move |ev| prompt.set(event_target_value(&ev))>{example_prompt(TriggerKind::Webhook)}</textarea>
                     </label>
                     <label class="block text-sm font-medium">"Conversation key (optional)"
                         <span class="block text-xs font-normal text-zinc-500">"Deliveries with the same key continue one session, e.g. {{ payload.branch }}; empty: a session each (GitHub: one per issue or pull request; email: one per thread; text messages: one per sender)."</span>

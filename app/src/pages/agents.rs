@@ -80,7 +80,7 @@ pub fn AgentsPage() -> impl IntoView {
                     <form on:submit=submit_import class="space-y-2">
                         <label for="import-file" class="text-sm font-medium">"A template file (JSON or TOML), pasted"</label>
                         <textarea id="import-file" name="file" rows="5" required spellcheck="false" class=format!("font-mono {INPUT}")></textarea>
-                        <button type="submit" class=SECONDARY data-testid="import-agent">"Import"</button>
+                        <button type="submit" class=SECONDARY data-testid="import-agent" disabled=move || import.pending().get()>"Import"</button>
                         {move || import.value().get().and_then(Result::err).map(|e| view! { <ErrorNote message=e.to_string() /> })}
                     </form>
                 </section>
@@ -216,7 +216,7 @@ pub fn AgentPage() -> impl IntoView {
                         <h1 class="min-w-0 flex-1 break-words text-xl font-semibold" data-testid="agent-title">{t.draft.name.clone()}</h1>
                         <span class="text-sm text-zinc-500" data-testid="agent-version">{format!("version {}", t.version)}</span>
                         <A href=format!("/?agent={id}") attr:class=PRIMARY attr:data-testid="start-from-agent">"Start a session"</A>
-                        <button type="button" class=SECONDARY data-testid="duplicate-agent" on:click=move |_| { duplicate.dispatch(DuplicateTemplate { id: dup_id.clone() }); }>"Duplicate"</button>
+                        <button type="button" class=SECONDARY data-testid="duplicate-agent" disabled=move || duplicate.pending().get() on:click=move |_| { duplicate.dispatch(DuplicateTemplate { id: dup_id.clone() }); }>"Duplicate"</button>
                         <a href=format!("/api/templates/{id}/export?format=toml") download class=SECONDARY data-testid="export-toml">"Export TOML"</a>
                         <a href=format!("/api/templates/{id}/export?format=json") download class=SECONDARY data-testid="export-json">"Export JSON"</a>
                         <button type="button" class=SECONDARY data-testid="delete-agent" on:click=move |_| {

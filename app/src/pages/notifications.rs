@@ -10,7 +10,9 @@ use crate::api::notifications::{
     list_notifications, CreateNotification, DeleteNotification, RedeliverNotification,
 };
 use crate::domain::AppError;
-use crate::notifications::{EndpointRow, Message, MessageState, NotifiedEvent, URL_MAX_CHARS};
+use crate::notifications::{
+    EndpointRow, EndpointSecret, Message, MessageState, NotifiedEvent, URL_MAX_CHARS,
+};
 use leptos::prelude::*;
 
 /// What each event is called on the page.
@@ -54,6 +56,23 @@ pub(super) fn Notifications(of: &'static str, id: String) -> impl IntoView {
     // The form works only hydrated: a secret is shown by the page, once.
     let hydrated = RwSignal::new(false);
     Effect::new(move |_| hydrated.set(true));
+    // The newest made here, its secret shown until the page goes (a later
+    // error is shown apart, not in its place); the form put away as new,
+    // so that a second click does not make a second one.
+    let made = RwSignal::new(None::<EndpointSecret>);
+    let form = NodeRef::<leptos::html::Form>::new();
+    let adding = NodeRef::<leptos::html::Details>::new();
+    Effect::new(move |_| {
+        if let Some(Ok(new)) = create.value().get() {
+            made.set(Some(new));
+            if let Some(form) = form.get_untracked() {
+                form.reset();
+            }
+            if let Some(adding) = adding.get_untracked() {
+                let _ = adding.remove_attribute("open");
+            }
+        }
+    });
     let submit = {
         let id = id.clone();
         move |ev: leptos::ev::SubmitEvent| {
@@ -83,15 +102,13 @@ pub(super) fn Notifications(of: &'static str, id: String) -> impl IntoView {
                     ": a JSON message to each URL, signed per Standard Webhooks with the endpoint's secret, with the session's link and its last text; tried again for a day while the endpoint fails."
                 </p>
             </div>
-            {move || create.value().get().map(|made| match made {
-                Ok(made) => view! {
-                    <div role="status" data-testid="notification-secret" class="space-y-2 rounded-lg border border-emerald-300 bg-emerald-50 p-4 text-sm dark:border-emerald-800 dark:bg-emerald-950">
-                        <p class="font-medium">"Notifications go to "{made.endpoint.draft.url.clone()}". Copy the secret to verify them now: it is not shown again."</p>
-                        <code data-testid="notification-secret-value" class="block select-all break-all rounded bg-white px-2 py-1 font-mono text-xs dark:bg-zinc-900">{made.secret}</code>
-                    </div>
-                }.into_any(),
-                Err(e) => view! { <ErrorNote message=e.to_string() /> }.into_any(),
+            {move || made.get().map(|made| view! {
+                <div role="status" data-testid="notification-secret" class="space-y-2 rounded-lg border border-emerald-300 bg-emerald-50 p-4 text-sm dark:border-emerald-800 dark:bg-emerald-950">
+                    <p class="font-medium">"Notifications go to "{made.endpoint.draft.url.clone()}". Copy the secret to verify them now: it is not shown again."</p>
+                    <code data-testid="notification-secret-value" class="block select-all break-all rounded bg-white px-2 py-1 font-mono text-xs dark:bg-zinc-900">{made.secret}</code>
+                </div>
             })}
+            {move || create.value().get().and_then(Result::err).map(|e| view! { <ErrorNote message=e.to_string() /> })}
             {move || delete.value().get().and_then(Result::err).map(|e| view! { <ErrorNote message=e.to_string() /> })}
             {move || redeliver.value().get().and_then(Result::err).map(|e| view! { <ErrorNote message=e.to_string() /> })}
             <Suspense>
@@ -111,9 +128,9 @@ pub(super) fn Notifications(of: &'static str, id: String) -> impl IntoView {
                     }
                 })}
             </Suspense>
-            <details class="text-sm" data-testid="new-notification" class:hidden=move || forbidden.get()>
+            <details node_ref=adding class="text-sm" data-testid="new-notification" class:hidden=move || forbidden.get()>
                 <summary class="cursor-pointer font-medium">"Add a notification"</summary>
-                <form on:submit=submit class="mt-2 space-y-2">
+                <form node_ref=form on:submit=submit class="mt-2 space-y-2">
                     <label class="block text-sm font-medium">"URL"
                         <input name="url" type="url" required maxlength=URL_MAX_CHARS placeholder="https://hooks.example.com/paddock" class=INPUT />
                     </label>

@@ -127,6 +127,17 @@ fn NewSessionForm(create: ServerAction<CreateSession>) -> impl IntoView {
     // `/?agent=<id>` (an agent's "Start a session") comes with it chosen.
     let query = leptos_router::hooks::use_query_map();
     let agent = RwSignal::new(query.with_untracked(|q| q.get("agent").unwrap_or_default()));
+    // One not among those offered (another person's, deleted, or the list
+    // unread) is not chosen: the settings below are, as the form sends.
+    Effect::new(move |_| {
+        if let Some(listed) = templates.get() {
+            let chosen = agent.get_untracked();
+            let offered = listed.is_ok_and(|l| l.iter().any(|t| t.id.to_string() == chosen));
+            if !chosen.is_empty() && !offered {
+                agent.set(String::new());
+            }
+        }
+    });
     // Without JavaScript the browser posts the form to the server function
     // itself. With it, the same fields go through the action, so the page can
     // open the new session; read straight from `FormData`, because Leptos'

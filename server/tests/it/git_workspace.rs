@@ -319,11 +319,20 @@ async fn a_repository_is_cloned_edited_committed_and_pushed_without_its_token_in
         "{tree}"
     );
     // A name that is not UTF-8 is committed as it is (its change was
-    // left out, or the commit refused as empty).
+    // left out, or the commit refused as empty)…
     as_agent(
         &s,
         "cd /workspace && printf 'x\\n' > \"$(printf 'na\\377me')\"",
     );
+    // …past the locks a commit cut off (its request gone) left behind.
+    let git_dir = home.path().join("git").join(s.id.to_string());
+    for lock in [
+        "index.lock".to_owned(),
+        "HEAD.lock".to_owned(),
+        format!("refs/heads/paddock/{}.lock", s.id),
+    ] {
+        std::fs::write(git_dir.join(lock), "").unwrap();
+    }
     let odd = paddock
         .commit_changes(&operator, s.id, "Odd name".into())
         .await
@@ -402,6 +411,24 @@ async fn a_repository_is_cloned_edited_committed_and_pushed_without_its_token_in
          && printf '[core]\\n\\tbare = false\\n' > .git/x/config",
     );
     assert!(paddock.changes(&operator, s.id).await.is_ok());
+    // A nested repository whose branch is a link to a file without end,
+    // or whose `packed-refs` is a pipe: git reads them to resolve its HEAD.
+    refused_after(
+        &paddock,
+        &s,
+        "cd /workspace && mkdir -p r/.git/refs/heads && echo 'ref: refs/heads/x' > r/.git/HEAD \
+         && ln -s /dev/zero r/.git/refs/heads/x",
+        "r/.git/refs/heads/x",
+    )
+    .await;
+    refused_after(
+        &paddock,
+        &s,
+        "cd /workspace && rm r/.git/refs/heads/x && mkfifo r/.git/packed-refs",
+        "r/.git/packed-refs",
+    )
+    .await;
+    as_agent(&s, "cd /workspace && rm -r r");
 
     // Deleting the session removes the server's repository too.
     paddock.delete_session(&operator, s.id).await.unwrap();

@@ -100,7 +100,11 @@ fn Credentials(caller: Caller) -> impl IntoView {
                                             type="button"
                                             data-testid="delete-credential"
                                             class=format!("ml-auto {SECONDARY}")
-                                            on:click=move |_| { delete.dispatch(DeleteCredential { scope: scope.into(), kind: c.id.kind.to_string(), name: None }); }
+                                            on:click=move |_| {
+                                                if removal_confirmed() {
+                                                    delete.dispatch(DeleteCredential { scope: scope.into(), kind: c.id.kind.to_string(), name: None });
+                                                }
+                                            }
                                         >"Remove"</button>
                                     </p>
                                 }.into_any(),
@@ -191,7 +195,11 @@ fn Named(
                                             type="button"
                                             data-testid=format!("delete-{slug}")
                                             class=format!("ml-auto {SECONDARY}")
-                                            on:click=move |_| { delete.dispatch(DeleteCredential { scope: scope.into(), kind: kind.to_string(), name: Some(name.clone()) }); }
+                                            on:click=move |_| {
+                                                if removal_confirmed() {
+                                                    delete.dispatch(DeleteCredential { scope: scope.into(), kind: kind.to_string(), name: Some(name.clone()) });
+                                                }
+                                            }
                                         >"Remove"</button>
                                     </li>
                                 }
@@ -215,4 +223,17 @@ fn Named(
             </form>
         </section>
     }
+}
+
+/// Whether the person confirms removing a saved credential (the sessions
+/// that use it fail without it; it cannot be shown again to be put back).
+fn removal_confirmed() -> bool {
+    leptos::web_sys::window()
+        .and_then(|w| {
+            w.confirm_with_message(
+                "Remove this credential? Sessions that use it fail until another is saved.",
+            )
+            .ok()
+        })
+        .unwrap_or(false)
 }

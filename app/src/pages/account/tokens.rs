@@ -4,7 +4,7 @@
 use super::super::form::{submitted, PageTitle, INPUT, PANEL, PRIMARY, SECONDARY};
 use super::super::{format_time, ErrorNote, When};
 use super::SignedIn;
-use crate::accounts::{ListedToken, TOKEN_NAME_MAX_CHARS};
+use crate::accounts::{ListedToken, NewApiToken, TOKEN_NAME_MAX_CHARS};
 use crate::api::accounts::{list_tokens, CreateToken, RevokeToken};
 use leptos::prelude::*;
 
@@ -26,6 +26,14 @@ fn Tokens() -> impl IntoView {
         move || (create.version().get(), revoke.version().get()),
         |_| list_tokens(),
     );
+    // The newest made here, its secret shown until the page goes (a later
+    // error is shown apart, not in its place).
+    let made = RwSignal::new(None::<NewApiToken>);
+    Effect::new(move |_| {
+        if let Some(Ok(new)) = create.value().get() {
+            made.set(Some(new));
+        }
+    });
     let submit = move |ev: leptos::ev::SubmitEvent| {
         let Some(field) = submitted(&ev) else { return };
         create.dispatch(CreateToken {
@@ -51,15 +59,13 @@ fn Tokens() -> impl IntoView {
             </div>
             <button type="submit" class=PRIMARY disabled=move || create.pending().get()>"Create token"</button>
         </form>
-        {move || create.value().get().map(|result| match result {
-            Ok(new) => view! {
-                <div role="status" class="rounded-lg border border-emerald-300 bg-emerald-50 p-4 text-sm dark:border-emerald-800 dark:bg-emerald-950">
-                    <p class="font-medium">"Token \"" {new.token.name.clone()} "\" created. Copy it now: it is not shown again."</p>
-                    <code data-testid="new-token" class="mt-2 block select-all break-all rounded bg-white px-2 py-1 font-mono text-xs dark:bg-zinc-900">{new.secret.clone()}</code>
-                </div>
-            }.into_any(),
-            Err(e) => view! { <ErrorNote message=e.to_string() /> }.into_any(),
+        {move || made.get().map(|new| view! {
+            <div role="status" class="rounded-lg border border-emerald-300 bg-emerald-50 p-4 text-sm dark:border-emerald-800 dark:bg-emerald-950">
+                <p class="font-medium">"Token \"" {new.token.name.clone()} "\" created. Copy it now: it is not shown again."</p>
+                <code data-testid="new-token" class="mt-2 block select-all break-all rounded bg-white px-2 py-1 font-mono text-xs dark:bg-zinc-900">{new.secret.clone()}</code>
+            </div>
         })}
+        {move || create.value().get().and_then(Result::err).map(|e| view! { <ErrorNote message=e.to_string() /> })}
         {move || revoke.value().get().and_then(Result::err).map(|e| view! { <ErrorNote message=e.to_string() /> })}
         <Suspense>
             {move || Suspend::new(async move {

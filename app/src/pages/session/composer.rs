@@ -50,19 +50,28 @@ pub(super) fn Composer(id: String, status: Memo<SessionStatus>) -> impl IntoView
     {
         use wasm_bindgen::JsCast;
         let handle = window_event_listener(leptos::ev::keydown, move |e| {
-            // Esc in another field (a reason to deny, a filter, a commit
-            // message) is that field's; in the prompt, or nowhere, it stops.
-            let in_prompt = e
+            // Esc in the composer (its prompt, its buttons) or on the page
+            // itself stops; in what has its own use for it (a menu, a
+            // dialog, another form or field: a reason to deny, a filter, a
+            // commit message) it is that one's.
+            let its_own = e
                 .target()
                 .and_then(|t| t.dyn_into::<web_sys::Element>().ok())
-                .is_some_and(|el| el.id() == "prompt");
-            let elsewhere = crate::shortcuts::typing(&e) && !in_prompt;
+                .is_some_and(|el| {
+                    let within = |selector| el.closest(selector).ok().flatten().is_some();
+                    !within("[data-testid=composer]")
+                        && within(
+                            "details, dialog, [role=dialog], form, input, select, textarea, \
+                             [contenteditable=true]",
+                        )
+                });
             // (An Esc that ends an input method's composing is the
-            // composing's.)
+            // composing's: Safari has ended it by then, and says 229.)
             if e.key() == "Escape"
                 && !e.is_composing()
+                && e.key_code() != 229
                 && !e.default_prevented()
-                && !elsewhere
+                && !its_own
                 && status.get_untracked().is_busy()
             {
                 stop_now.with_value(|f| f());
@@ -88,7 +97,9 @@ pub(super) fn Composer(id: String, status: Memo<SessionStatus>) -> impl IntoView
                 prop:value=move || text.get()
                 on:input=move |e| text.set(event_target_value(&e))
                 on:keydown=move |e| {
-                    if e.key() == "Enter" && !e.shift_key() && !e.is_composing() {
+                    // (Not the Enter that picks an input method's word:
+                    // Safari has ended the composing by then, and says 229.)
+                    if e.key() == "Enter" && !e.shift_key() && !e.is_composing() && e.key_code() != 229 {
                         e.prevent_default();
                         submit.with_value(|f| f());
                     }
