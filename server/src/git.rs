@@ -1045,45 +1045,40 @@ impl HostRepo {
 
     /// What git reads to resolve a nested repository's `HEAD` (to compare
     /// it with what the work tree had there): the branch it names and each
-    /// symbolic ref after it, loose in the repository or its common
-    /// folder, and `packed-refs`. A ref that is a link not naming another
-    /// ref is read through it, whole.
+    /// symbolic ref after it, in the repository and in its common folder
+    /// (where a linked one's branches are), and `packed-refs`. Each ref
+    /// there must be a small regular file (git reads one whole, through a
+    /// link not naming another ref).
     fn check_head_refs(
         &self,
         root: &Path,
         repository: &Path,
         common: &Path,
     ) -> Result<(), GitError> {
-        let named = |path: &Path| {
-            read_small(path).and_then(|text| text.trim().strip_prefix("ref: ").map(str::to_owned))
+        let bases: Vec<&Path> = if repository == common {
+            vec![repository]
+        } else {
+            vec![repository, common]
         };
-        let mut name = named(&repository.join("HEAD"));
+        let mut name = next_ref(&repository.join("HEAD"));
         // (git follows five at most.)
         for _ in 0..5 {
-            let Some(refname) = name
-                .take()
-                .filter(|n| n.starts_with("refs/") && !n.contains(".."))
-            else {
+            let Some(refname) = name.take().filter(|n| n.starts_with("refs/")) else {
                 break;
             };
-            for base in [repository, common] {
+            for base in &bases {
                 let path = base.join(&refname);
-                let Ok(meta) = path.symlink_metadata() else {
+                if path.symlink_metadata().is_err() {
                     continue;
-                };
-                if meta.file_type().is_symlink() {
-                    let link = std::fs::read_link(&path).unwrap_or_default();
-                    if let Some(next) = link.to_str().filter(|l| l.starts_with("refs/")) {
-                        name = Some(next.to_owned());
-                        break;
-                    }
+                }
+                if within(root, &path).is_none() {
+                    return Err(self.unreadable(root, &path, "leads out of the workspace"));
                 }
                 self.check_repository(root, base, &[refname.as_str()])?;
-                name = named(&path);
-                break;
+                name = name.or_else(|| next_ref(&path));
             }
         }
-        for base in [repository, common] {
+        for base in &bases {
             let packed = base.join("packed-refs");
             let Ok(meta) = packed.symlink_metadata() else {
                 continue;
@@ -1114,13 +1109,14 @@ impl HostRepo {
                 continue;
             };
             let kind = meta.file_type();
+            let small = |meta: &std::fs::Metadata| meta.len() <= GITFILE_MAX_BYTES as u64;
             let readable = if kind.is_file() {
-                name == "HEAD" || meta.len() <= GITFILE_MAX_BYTES as u64
+                small(&meta)
             } else if kind.is_symlink() {
-                // git reads `HEAD` through a link only for its first bytes.
+                // A `HEAD` that is a link is one to the branch it names.
                 within(root, &path).is_some_and(|to| {
                     to_folder_or_nothing(&to)
-                        || name == "HEAD" && to.metadata().is_ok_and(|m| m.is_file())
+                        || name == "HEAD" && to.metadata().is_ok_and(|m| m.is_file() && small(&m))
                 })
             } else {
                 kind.is_dir()
@@ -1192,6 +1188,22 @@ fn read_small(path: &Path) -> Option<String> {
         .read_to_string(&mut text)
         .ok()?;
     Some(text.trim_end_matches(['\n', '\r']).to_owned())
+}
+
+/// The ref a ref file names, as git reads it: a link's text when it is
+/// one to another ref, else the `ref:` line it holds.
+fn next_ref(path: &Path) -> Option<String> {
+    if let Ok(link) = std::fs::read_link(path) {
+        return link
+            .to_str()
+            .filter(|text| text.starts_with("refs/"))
+            .map(str::to_owned);
+    }
+    read_small(path).and_then(|text| {
+        text.trim()
+            .strip_prefix("ref:")
+            .map(|r| r.trim().to_owned())
+    })
 }
 
 /// Where `path` leads, links followed, if that is within `root` (a

@@ -257,9 +257,13 @@ impl WorkspaceSetup {
         };
         // Not noted (the database busy): undone, so that the next try
         // finds the workspace as this one did, not full of files it
-        // refuses to clone over.
+        // refuses to clone over; not when the note was kept after all (an
+        // answer lost on its way back).
         if let Err(e) = self.store.set_workspace_prepared(session, &prepared).await {
-            self.undo(&s, &folder).await;
+            let kept = matches!(self.store.get_session(session).await, Ok(Some(s)) if s.workspace.is_some());
+            if !kept {
+                self.undo(&s, &folder).await;
+            }
             return Err(e.into());
         }
         if !said.is_empty() {

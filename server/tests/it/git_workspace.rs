@@ -428,6 +428,32 @@ async fn a_repository_is_cloned_edited_committed_and_pushed_without_its_token_in
         "r/.git/packed-refs",
     )
     .await;
+    // The same as git reads it: `ref:` without its space, a HEAD that is a
+    // link to the branch, a branch naming another, one too large to read.
+    refused_after(
+        &paddock,
+        &s,
+        "cd /workspace && rm r/.git/packed-refs && echo 'ref:refs/heads/y' > r/.git/HEAD \
+         && ln -s /dev/zero r/.git/refs/heads/y",
+        "r/.git/refs/heads/y",
+    )
+    .await;
+    refused_after(
+        &paddock,
+        &s,
+        "cd /workspace && rm r/.git/HEAD && ln -s refs/heads/x r/.git/HEAD \
+         && echo 'ref: refs/heads/y' > r/.git/refs/heads/x",
+        "r/.git/refs/heads/y",
+    )
+    .await;
+    refused_after(
+        &paddock,
+        &s,
+        "cd /workspace && rm r/.git/HEAD r/.git/refs/heads/y \
+         && echo 'ref: refs/heads/x' > r/.git/HEAD && truncate -s 1M r/.git/HEAD",
+        "r/.git/HEAD",
+    )
+    .await;
     as_agent(&s, "cd /workspace && rm -r r");
 
     // Deleting the session removes the server's repository too.

@@ -50,20 +50,22 @@ pub(super) fn Composer(id: String, status: Memo<SessionStatus>) -> impl IntoView
     {
         use wasm_bindgen::JsCast;
         let handle = window_event_listener(leptos::ev::keydown, move |e| {
-            // Esc in the composer (its prompt, its buttons) or on the page
-            // itself stops; in what has its own use for it (a menu, a
-            // dialog, another form or field: a reason to deny, a filter, a
-            // commit message) it is that one's.
+            // Esc in the composer (its prompt, its buttons), on the page or
+            // in the transcript stops; in what has its own use for it (a
+            // menu, a dialog, another form or field: a reason to deny, a
+            // filter, a commit message) it is that one's.
             let its_own = e
                 .target()
                 .and_then(|t| t.dyn_into::<web_sys::Element>().ok())
                 .is_some_and(|el| {
                     let within = |selector| el.closest(selector).ok().flatten().is_some();
+                    let a_menu = within("details") && !within("[data-testid=transcript]");
                     !within("[data-testid=composer]")
-                        && within(
-                            "details, dialog, [role=dialog], form, input, select, textarea, \
-                             [contenteditable=true]",
-                        )
+                        && (a_menu
+                            || within(
+                                "dialog, [role=dialog], form, input, select, textarea, \
+                                 [contenteditable=true]",
+                            ))
                 });
             // (An Esc that ends an input method's composing is the
             // composing's: Safari has ended it by then, and says 229.)
