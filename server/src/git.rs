@@ -1060,12 +1060,22 @@ impl HostRepo {
         } else {
             vec![repository, common]
         };
-        let mut name = next_ref(&repository.join("HEAD"));
+        // HEAD names a branch; a ref after it may name any ref git can
+        // (`FETCH_HEAD`, `x`, `main-worktree/…`), never one climbing out.
+        let mut name = next_ref(&repository.join("HEAD")).filter(|n| n.starts_with("refs/"));
         // (git follows five at most.)
         for _ in 0..5 {
-            let Some(refname) = name.take().filter(|n| n.starts_with("refs/")) else {
+            let Some(refname) = name.take().filter(|n| {
+                !n.starts_with('/')
+                    && !n.contains('\0')
+                    && n.split('/').all(|c| !c.is_empty() && c != "..")
+            }) else {
                 break;
             };
+            let refname = refname
+                .strip_prefix("main-worktree/")
+                .unwrap_or(&refname)
+                .to_owned();
             for base in &bases {
                 let path = base.join(&refname);
                 if path.symlink_metadata().is_err() {

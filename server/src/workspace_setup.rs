@@ -260,8 +260,14 @@ impl WorkspaceSetup {
         // refuses to clone over; not when the note was kept after all (an
         // answer lost on its way back).
         if let Err(e) = self.store.set_workspace_prepared(session, &prepared).await {
-            let kept = matches!(self.store.get_session(session).await, Ok(Some(s)) if s.workspace.is_some());
-            if !kept {
+            // (Left when that cannot be told either: the next try says
+            // what is in the way.)
+            let unnoted = match self.store.get_session(session).await {
+                Ok(Some(now)) => now.workspace.is_none(),
+                Ok(None) => true,
+                Err(_) => false,
+            };
+            if unnoted {
                 self.undo(&s, &folder).await;
             }
             return Err(e.into());

@@ -454,6 +454,14 @@ async fn a_repository_is_cloned_edited_committed_and_pushed_without_its_token_in
         "r/.git/HEAD",
     )
     .await;
+    refused_after(
+        &paddock,
+        &s,
+        "cd /workspace && rm r/.git/HEAD && echo 'ref: refs/heads/x' > r/.git/HEAD \
+         && echo 'ref: FETCH_HEAD' > r/.git/refs/heads/x && ln -s /dev/zero r/.git/FETCH_HEAD",
+        "r/.git/FETCH_HEAD",
+    )
+    .await;
     as_agent(&s, "cd /workspace && rm -r r");
 
     // Deleting the session removes the server's repository too.
