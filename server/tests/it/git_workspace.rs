@@ -413,55 +413,42 @@ async fn a_repository_is_cloned_edited_committed_and_pushed_without_its_token_in
     assert!(paddock.changes(&operator, s.id).await.is_ok());
     // A nested repository whose branch is a link to a file without end,
     // or whose `packed-refs` is a pipe: git reads them to resolve its HEAD.
-    refused_after(
-        &paddock,
-        &s,
-        "cd /workspace && mkdir -p r/.git/refs/heads && echo 'ref: refs/heads/x' > r/.git/HEAD \
-         && ln -s /dev/zero r/.git/refs/heads/x",
-        "r/.git/refs/heads/x",
-    )
-    .await;
-    refused_after(
-        &paddock,
-        &s,
-        "cd /workspace && rm r/.git/refs/heads/x && mkfifo r/.git/packed-refs",
-        "r/.git/packed-refs",
-    )
-    .await;
     // The same as git reads it: `ref:` without its space, a HEAD that is a
-    // link to the branch, a branch naming another, one too large to read.
-    refused_after(
-        &paddock,
-        &s,
-        "cd /workspace && rm r/.git/packed-refs && echo 'ref:refs/heads/y' > r/.git/HEAD \
-         && ln -s /dev/zero r/.git/refs/heads/y",
-        "r/.git/refs/heads/y",
-    )
-    .await;
-    refused_after(
-        &paddock,
-        &s,
-        "cd /workspace && rm r/.git/HEAD && ln -s refs/heads/x r/.git/HEAD \
-         && echo 'ref: refs/heads/y' > r/.git/refs/heads/x",
-        "r/.git/refs/heads/y",
-    )
-    .await;
-    refused_after(
-        &paddock,
-        &s,
-        "cd /workspace && rm r/.git/HEAD r/.git/refs/heads/y \
-         && echo 'ref: refs/heads/x' > r/.git/HEAD && truncate -s 1M r/.git/HEAD",
-        "r/.git/HEAD",
-    )
-    .await;
-    refused_after(
-        &paddock,
-        &s,
-        "cd /workspace && rm r/.git/HEAD && echo 'ref: refs/heads/x' > r/.git/HEAD \
-         && echo 'ref: FETCH_HEAD' > r/.git/refs/heads/x && ln -s /dev/zero r/.git/FETCH_HEAD",
-        "r/.git/FETCH_HEAD",
-    )
-    .await;
+    // link to the branch, a branch naming another, one too large to read,
+    // a ref outside `refs/`. Each step leaves the next its repository.
+    for (script, named) in [
+        (
+            "mkdir -p r/.git/refs/heads && echo 'ref: refs/heads/x' > r/.git/HEAD \
+             && ln -s /dev/zero r/.git/refs/heads/x",
+            "r/.git/refs/heads/x",
+        ),
+        (
+            "rm r/.git/refs/heads/x && mkfifo r/.git/packed-refs",
+            "r/.git/packed-refs",
+        ),
+        (
+            "rm r/.git/packed-refs && echo 'ref:refs/heads/y' > r/.git/HEAD \
+             && ln -s /dev/zero r/.git/refs/heads/y",
+            "r/.git/refs/heads/y",
+        ),
+        (
+            "rm r/.git/HEAD && ln -s refs/heads/x r/.git/HEAD \
+             && echo 'ref: refs/heads/y' > r/.git/refs/heads/x",
+            "r/.git/refs/heads/y",
+        ),
+        (
+            "rm r/.git/HEAD r/.git/refs/heads/y \
+             && echo 'ref: refs/heads/x' > r/.git/HEAD && truncate -s 1M r/.git/HEAD",
+            "r/.git/HEAD",
+        ),
+        (
+            "rm r/.git/HEAD && echo 'ref: refs/heads/x' > r/.git/HEAD \
+             && echo 'ref: FETCH_HEAD' > r/.git/refs/heads/x && ln -s /dev/zero r/.git/FETCH_HEAD",
+            "r/.git/FETCH_HEAD",
+        ),
+    ] {
+        refused_after(&paddock, &s, &format!("cd /workspace && {script}"), named).await;
+    }
     as_agent(&s, "cd /workspace && rm -r r");
 
     // Deleting the session removes the server's repository too.
