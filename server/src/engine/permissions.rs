@@ -77,6 +77,31 @@ pub fn allowed_for_session(events: &[Event]) -> HashSet<String> {
     allowed
 }
 
+/// The tools allowed "for this session" ([`allowed_for_session`]), read
+/// by kind, a page at a time: the transcript itself may be long.
+pub async fn allowed_in(
+    store: &dyn Store,
+    session: SessionId,
+) -> Result<HashSet<String>, StoreError> {
+    const PAGE: i64 = 256;
+    let mut events = Vec::new();
+    for kind in ["permission_request", "permission_decision"] {
+        let mut before = i64::MAX;
+        loop {
+            let page = store.events_before(session, before, kind, PAGE).await?;
+            let full = page.len() as i64 == PAGE;
+            let Some(oldest) = page.last() else { break };
+            before = oldest.seq;
+            events.extend(page);
+            if !full {
+                break;
+            }
+        }
+    }
+    events.sort_by_key(|e| e.seq);
+    Ok(allowed_for_session(&events))
+}
+
 impl Permissions {
     /// The permission requests the transcript holds without a decision,
     /// in the order they were asked: those a replica may still be waiting

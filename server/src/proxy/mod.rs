@@ -162,10 +162,20 @@ impl CredentialProxy {
         let expires = chrono::Utc::now()
             .checked_add_signed(ttl)
             .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC);
-        self.store
+        if let Err(e) = self
+            .store
             .insert_proxy_token(&sha256, session, expires)
             .await
-            .map_err(AppError::from)?;
+        {
+            // Nothing is left listening for a run that cannot start, nor
+            // a folder of a session deleted meanwhile.
+            self.stop_listening(session);
+            if e.names_a_gone_row() {
+                let _ = std::fs::remove_dir_all(self.socket_dir(session));
+                let _ = std::fs::remove_dir(self.session_dir(session));
+            }
+            return Err(AppError::from(e).into());
+        }
         Ok(Lease { token, sha256 })
     }
 

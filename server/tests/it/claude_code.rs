@@ -305,12 +305,37 @@ async fn a_tool_allowed_for_the_session_stays_allowed_after_a_restart() {
     ] {
         h.paddock.journal.record(s.id, kind).await.unwrap();
     }
+    // And many decisions since, past a page of them.
+    for n in 0..300 {
+        let request_id = format!("later {n}");
+        for kind in [
+            EventKind::PermissionRequest {
+                request_id: request_id.clone(),
+                tool_use_id: format!("toolu_later_{n}"),
+                tool: "Write".into(),
+                input: json!({}),
+            },
+            EventKind::PermissionDecision {
+                request_id,
+                decision: Decision::Deny,
+                reason: None,
+                by: Some("ada".into()),
+            },
+        ] {
+            h.paddock.journal.record(s.id, kind).await.unwrap();
+        }
+    }
     let events = h.run(&s, "again").await;
     let asked = events
         .iter()
         .filter(|e| matches!(e.kind, EventKind::PermissionRequest { .. }))
         .count();
-    assert_eq!(asked, 1, "only the earlier request: {:?}", kinds(&events));
+    assert_eq!(
+        asked,
+        301,
+        "only the earlier requests: {:?}",
+        kinds(&events)
+    );
     assert_eq!(last_status(&events).0, SessionStatus::Idle);
     assert_eq!(
         std::fs::read_to_string(h.workspace(&s).join("again.txt")).unwrap(),
@@ -1071,6 +1096,37 @@ async fn what_a_cli_prints_is_recorded_within_bounds_and_its_ids_checked() {
     let args = h.sh(&s, "cat /tmp/cli-args");
     assert_eq!(args.lines().count(), 2, "{args}");
     assert!(!args.contains("--resume"), "{args}");
+}
+
+/// What the CLI prints as live fragments reaches the session's viewers
+/// within bounds: one far longer than a model's, or of a block far past a
+/// message's, is not passed on (any process of the sandbox can write into
+/// the CLI's output, and a viewer's channel holds what it has not read).
+#[tokio::test]
+async fn live_fragments_from_the_cli_are_bounded() {
+    let delta = |index: usize, text: &str| {
+        format!(
+            r#"{{"type":"stream_event","event":{{"type":"content_block_delta","index":{index},"delta":{{"type":"text_delta","text":"{text}"}}}}}}"#
+        )
+    };
+    let script = format!(
+        "printf '%s\\n' '{}' '{}' '{}' '{}'\n",
+        delta(0, "shown"),
+        delta(0, &"x".repeat(70_000)),
+        delta(300, "far"),
+        delta(1, "also shown"),
+    );
+    let (_fake, h) = with_fake_cli(&script).await;
+    let s = h.session("auto", None).await;
+    let mut live = h.paddock.hub.subscribe(s.id);
+    h.run(&s, "hello").await;
+    let mut shown = Vec::new();
+    while let Ok(message) = live.try_recv() {
+        if let server::hub::HubMessage::Delta(d) = message {
+            shown.push(d.text.clone());
+        }
+    }
+    assert_eq!(shown, ["shown", "also shown"]);
 }
 
 /// A run's proxy connections end with it: one still streaming an answer,

@@ -197,14 +197,15 @@ impl AgentEngine for ClaudeCodeEngine {
     async fn run(&self, s: Session, cancel: &CancellationToken) -> Result<(), RunError> {
         // The tools people allowed for this session, read back at each run:
         // one may have been allowed through another replica.
-        let all = self.store.conversation_after(s.id, 0).await?;
-        let allowed = super::permissions::allowed_for_session(&all);
+        let allowed = super::permissions::allowed_in(self.store.as_ref(), s.id).await?;
         self.permissions.set_allowed(s.id, allowed);
         let state: CliState = match self.store.engine_state(s.id).await? {
             Some(v) => serde_json::from_value(v).unwrap_or_default(),
             None => CliState::default(),
         };
-        let events: Vec<_> = all.into_iter().filter(|e| e.seq > state.sent_seq).collect();
+        // (The CLI keeps the conversation: only what it was not given yet
+        // is read.)
+        let events = self.store.conversation_after(s.id, state.sent_seq).await?;
         let started = events
             .iter()
             .rev()

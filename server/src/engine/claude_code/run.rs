@@ -29,6 +29,14 @@ const STDERR_CAP: usize = 8 * 1024;
 /// it is bounded.
 const LINE_MAX_BYTES: usize = 16 * 1024 * 1024;
 
+/// A live fragment passed to the session's viewers at most, and the
+/// blocks of a message one may name: a model's fragments are a few words
+/// of its first blocks. One past them (written into the CLI's output from
+/// the sandbox) is not shown live; its block is recorded whole, within
+/// the bounds below, when the CLI prints it.
+const DELTA_MAX_BYTES: usize = 64 * 1024;
+const DELTA_BLOCKS_MAX: usize = 256;
+
 /// Held of what the CLI writes while it waits for a permission decision.
 const HELD_WHILE_ASKING: usize = 1024 * 1024;
 
@@ -172,7 +180,10 @@ impl<'a> Run<'a> {
                         }
                     }
                 },
-                () = self.cancel.cancelled(), if !self.outcome.interrupted => {
+                // (Once the CLI gave its result, the prompt is done: a
+                // Stop then does not make it stopped.)
+                () = self.cancel.cancelled(),
+                    if !self.outcome.interrupted && self.outcome.result.is_none() => {
                     self.outcome.interrupted = true;
                     let id = format!("paddock_{}", uuid::Uuid::now_v7().simple());
                     let _ = send(&mut process, &Input::interrupt(&id), self.cancel).await;
@@ -240,7 +251,8 @@ impl<'a> Run<'a> {
                 error_status,
             }) => {
                 let error = error.as_deref().unwrap_or("error");
-                self.outcome.fatal = match error_status {
+                // A refusal already seen stays what the run ends with.
+                let fatal = match error_status {
                     Some(status @ (401 | 403)) => Some(format!(
                         "its model calls are refused ({status} {error}): the credential Paddock \
                          forwards (ANTHROPIC_API_KEY or ANTHROPIC_AUTH_TOKEN) is not accepted by \
@@ -260,6 +272,9 @@ impl<'a> Run<'a> {
                     ),
                     _ => None,
                 };
+                if self.outcome.fatal.is_none() {
+                    self.outcome.fatal = fatal;
+                }
             }
             // What was held back of a call cut off (a secret's beginning,
             // kept until it is known not to be one) is not glued to the
@@ -276,6 +291,9 @@ impl<'a> Run<'a> {
                     Delta::InputJson { partial_json } => (DeltaKind::ToolInput, partial_json),
                     Delta::Other => return Ok(()),
                 };
+                if text.len() > DELTA_MAX_BYTES || index >= DELTA_BLOCKS_MAX {
+                    return Ok(());
+                }
                 engine.journal.delta(LiveDelta {
                     session_id: session,
                     seq_hint: self.seq_hint,
