@@ -12,6 +12,10 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 /// Most parts (fields and files) a form may hold.
 const PARTS_MAX: usize = 1000;
 
+/// What a URL-encoded form's field names and separators may add to its
+/// text.
+const NAMES_ENCODED_MAX: usize = 64 * 1024;
+
 /// How a form is encoded.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Encoding {
@@ -135,7 +139,13 @@ pub async fn read(
         })?;
     match encoding {
         Encoding::UrlEncoded => {
-            let body = match Limited::new(body, limits.text).collect().await {
+            // Its text is counted decoded, as a multipart form's is: each
+            // byte of it is at most three encoded (`%E3`), and a sender
+            // repeats an email's text in several fields.
+            let encoded_max = (limits.text.saturating_mul(3))
+                .saturating_add(NAMES_ENCODED_MAX)
+                .min(usize::try_from(limits.body).unwrap_or(usize::MAX));
+            let body = match Limited::new(body, encoded_max).collect().await {
                 Ok(collected) => collected.to_bytes(),
                 Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
                     return Err(text_too_large(limits))
@@ -152,6 +162,9 @@ pub async fn read(
                 .collect();
             if fields.len() > PARTS_MAX {
                 return Err(too_many());
+            }
+            if fields.iter().map(|(_, v)| v.len()).sum::<usize>() > limits.text {
+                return Err(text_too_large(limits));
             }
             Ok(Form {
                 fields,
@@ -392,6 +405,23 @@ mod tests {
         );
         assert_eq!(
             refused(Some("multipart/form-data; boundary=XyZ"), huge).await,
+            413
+        );
+        // URL-encoded text counts as it is decoded: 64 bytes encoded as
+        // 192 are within the limit, 65 are not.
+        let encoded = |n: usize| -> &'static [u8] {
+            Box::leak(
+                format!("t={}", "%C3%A9".repeat(n / 2))
+                    .into_bytes()
+                    .into_boxed_slice(),
+            )
+        };
+        let within = read_from(Some("application/x-www-form-urlencoded"), encoded(64))
+            .await
+            .unwrap();
+        assert_eq!(within.get("t"), "é".repeat(32));
+        assert_eq!(
+            refused(Some("application/x-www-form-urlencoded"), encoded(66)).await,
             413
         );
         let many: &'static str = Box::leak("a=1&".repeat(PARTS_MAX + 1).into_boxed_str());

@@ -886,10 +886,11 @@ impl Paddock {
                 // nothing behind.
                 Err(e) => {
                     // (One an earlier handling of it made, and left with no
-                    // prompt, is this delivery's too.)
+                    // prompt, is this delivery's too; one a later delivery
+                    // of its conversation prompted meanwhile, while this one
+                    // waited for the workspace, is that delivery's.)
                     let made_for_it = match reached {
-                        Reached::Started => true,
-                        Reached::Again => {
+                        Reached::Started | Reached::Again => {
                             matches!(self.store.prompted_after(session, 0).await, Ok(false))
                         }
                         Reached::Continued => false,
