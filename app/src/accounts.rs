@@ -4,7 +4,7 @@
 //! The one definition of these rules, used by the server's every door and by
 //! the dashboard to show only the buttons that will work.
 
-use crate::domain::{is_hidden_format, string_enum, AppError, SessionId, UserId};
+use crate::domain::{check_name_within, string_enum, AppError, SessionId, UserId};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -241,24 +241,14 @@ impl FromStr for Login {
 }
 
 /// A display name: trimmed, at most [`DISPLAY_NAME_MAX_CHARS`], no control
-/// characters nor hidden ones ([`is_hidden_format`], which would turn
-/// what the audit log or a transcript says around it); empty means "the
+/// characters nor hidden ones (which would turn what the audit log or a
+/// transcript says around them: [`check_name_within`]); empty means "the
 /// login".
 pub fn display_name(name: &str, login: &Login) -> Result<String, AppError> {
-    let name = name.trim();
-    if name.chars().count() > DISPLAY_NAME_MAX_CHARS
-        || name.chars().any(|c| c.is_control() || is_hidden_format(c))
-    {
-        return Err(AppError::Invalid(format!(
-            "A display name is at most {DISPLAY_NAME_MAX_CHARS} characters, without control \
-             characters or hidden ones that turn the text around them."
-        )));
+    if name.trim().is_empty() {
+        return Ok(login.to_string());
     }
-    Ok(if name.is_empty() {
-        login.to_string()
-    } else {
-        name.to_owned()
-    })
+    check_name_within("person", name, DISPLAY_NAME_MAX_CHARS)
 }
 
 /// Checks a new password's length (its strength beyond that is the user's

@@ -783,13 +783,19 @@ pub const BUDGET_MAX_USD: f64 = 1_000_000.0;
 /// holds control characters or hidden ones ([`is_hidden_format`]); the
 /// name without surrounding spaces.
 pub fn check_name(what: &str, name: &str) -> Result<String, AppError> {
+    check_name_within(what, name, NAME_MAX_CHARS)
+}
+
+/// [`check_name`] for a name of at most `max_chars` (a token's, a
+/// trigger's, a person's).
+pub fn check_name_within(what: &str, name: &str, max_chars: usize) -> Result<String, AppError> {
     let name = name.trim();
     if name.is_empty() {
         return Err(AppError::Invalid(format!("Give the {what} a name.")));
     }
-    if name.chars().count() > NAME_MAX_CHARS {
+    if name.chars().count() > max_chars {
         return Err(AppError::Invalid(format!(
-            "The name is too long: at most {NAME_MAX_CHARS} characters."
+            "The name is too long: at most {max_chars} characters."
         )));
     }
     if name.chars().any(char::is_control) {

@@ -217,19 +217,7 @@ fn default_mode() -> PermissionMode {
 impl TriggerDraft {
     /// The draft, trimmed, or why it cannot be one.
     pub fn validate(mut self) -> Result<Self, AppError> {
-        self.name = self.name.trim().to_owned();
-        if self.name.is_empty()
-            || self.name.chars().count() > NAME_MAX_CHARS
-            || self
-                .name
-                .chars()
-                .any(|c| c.is_control() || crate::domain::is_hidden_format(c))
-        {
-            return Err(AppError::Invalid(format!(
-                "A trigger's name is 1 to {NAME_MAX_CHARS} characters, without control \
-                 characters or ones that are not shown."
-            )));
-        }
+        self.name = crate::domain::check_name_within("trigger", &self.name, NAME_MAX_CHARS)?;
         if self.prompt.trim().is_empty() || self.prompt.len() > PROMPT_TEMPLATE_MAX_BYTES {
             return Err(AppError::Invalid(format!(
                 "A trigger's prompt template is 1 byte to {} KiB.",

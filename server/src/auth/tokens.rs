@@ -89,17 +89,7 @@ impl Auth {
         address: Option<IpAddr>,
     ) -> Result<NewApiToken, AppError> {
         let user = signed_in_user(caller)?;
-        let name = name.trim();
-        if name.is_empty()
-            || name.chars().count() > TOKEN_NAME_MAX_CHARS
-            || name
-                .chars()
-                .any(|c| c.is_control() || app::domain::is_hidden_format(c))
-        {
-            return Err(AppError::Invalid(format!(
-                "A token's name is 1 to {TOKEN_NAME_MAX_CHARS} characters, such as \"CI\"."
-            )));
-        }
+        let name = app::domain::check_name_within("token", name, TOKEN_NAME_MAX_CHARS)?;
         let expires_at = match expires_in_days {
             None => None,
             Some(days) if (1..=MAX_EXPIRY_DAYS).contains(&days) => {
@@ -121,7 +111,7 @@ impl Auth {
         let secret = format!("{TOKEN_PREFIX}{}", secret::random_hex());
         let token = ApiToken {
             id: uuid::Uuid::now_v7(),
-            name: name.to_owned(),
+            name,
             created_at: Utc::now(),
             expires_at,
             last_used_at: None,

@@ -1351,6 +1351,7 @@ async fn a_token_works_sessions_but_cannot_hand_out_access() {
         )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body.contains("characters that are not shown"), "{body}");
     // At most 100 in use: the next waits for one revoked.
     let caller = t.paddock.auth.user_by_login("root").await.unwrap().caller();
     for n in 2..100 {
