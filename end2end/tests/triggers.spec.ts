@@ -53,6 +53,12 @@ test.describe('triggers', () => {
     const url = (await page.getByTestId('trigger-secret-url').textContent())!.trim();
     expect(url).toMatch(new RegExp(`^${paddock.url}/hooks/[0-9a-f-]{36}$`));
     await expect(page.getByTestId('trigger-name')).toHaveText('failed builds');
+    // A save of the agent draws it again; the secret, shown once, stays.
+    const edit = page.getByTestId('agent-edit-form');
+    await edit.getByLabel('Description').fill('Looks at failed builds.');
+    await edit.getByTestId('agent-edit-save').click();
+    await expect(page.getByTestId('agent-version')).toHaveText('version 2');
+    await expect(page.getByTestId('trigger-secret-value')).toHaveText(secret);
 
     const delivered = await deliver(url, secret, 'build-4711', { job: 'test', branch: 'main', log: 'assertion failed' });
     expect(delivered.status).toBe(202);

@@ -55,8 +55,13 @@ fn browser_time_zone() -> Option<String> {
     None
 }
 
+/// The newest trigger secret made or rotated on a page, shown until the
+/// page goes: the page keeps it, so that a save that draws the agent
+/// again (its settings, a skill) does not take it away uncopied.
+pub(super) type ShownSecret = RwSignal<Option<(&'static str, TriggerSecret)>>;
+
 #[component]
-pub(super) fn Triggers(template: String) -> impl IntoView {
+pub(super) fn Triggers(template: String, secret: ShownSecret) -> impl IntoView {
     let create = ServerAction::<CreateTrigger>::new();
     let pause = ServerAction::<PauseTrigger>::new();
     let rotate = ServerAction::<RotateTriggerSecret>::new();
@@ -134,9 +139,7 @@ pub(super) fn Triggers(template: String) -> impl IntoView {
             });
         }
     };
-    // The newest secret made or rotated here, shown until the page goes
-    // (a later error is shown apart, not in its place).
-    let secret = RwSignal::new(None::<(&'static str, TriggerSecret)>);
+    // (A later error is shown apart from the secret, not in its place.)
     let form = NodeRef::<leptos::html::Form>::new();
     let adding = NodeRef::<leptos::html::Details>::new();
     Effect::new(move |_| {

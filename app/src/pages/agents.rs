@@ -4,9 +4,9 @@
 //! its skills, its triggers ([`super::agent_triggers`]) and its
 //! notifications ([`super::notifications`]).
 
-use super::agent_triggers::Triggers;
+use super::agent_triggers::{ShownSecret, Triggers};
 use super::form::{submitted, PageTitle, INPUT, PANEL, PRIMARY, SECONDARY};
-use super::notifications::Notifications;
+use super::notifications::{Notifications, ShownEndpoint};
 use super::settings_form::{settings_of, SettingsFields};
 use super::{ErrorNote, Missing, When};
 use crate::agents::{AgentTemplate, TemplateDraft, TemplateSummary, DESCRIPTION_MAX_CHARS};
@@ -191,6 +191,18 @@ pub fn AgentPage() -> impl IntoView {
             _ => (id, saved),
         }
     });
+    // Secrets shown once, kept across a save's drawing of the agent, and
+    // forgotten for another agent.
+    let (trigger_secret, endpoint_secret): (ShownSecret, ShownEndpoint) =
+        (RwSignal::new(None), RwSignal::new(None));
+    Effect::new(move |was: Option<String>| {
+        let now = id();
+        if was.is_some_and(|was| was != now) {
+            trigger_secret.set(None);
+            endpoint_secret.set(None);
+        }
+        now
+    });
     let template = Resource::new(move || changed.get(), |(id, _)| get_template(id));
     let versions = Resource::new(move || changed.get(), |(id, _)| template_versions(id));
     Effect::new(open_when_done(duplicate.value()));
@@ -232,8 +244,8 @@ pub fn AgentPage() -> impl IntoView {
                                 <AgentForm save initial=t.draft.clone() id=Some(id.clone()) version=t.version />
                             </section>
                             <Skills id=id.clone() skills=t.draft.session.skills.clone() save=save_skill remove=remove_skill />
-                            <Triggers template=id.clone() />
-                            <Notifications of="template" id=id.clone() />
+                            <Triggers template=id.clone() secret=trigger_secret />
+                            <Notifications of="template" id=id.clone() made=endpoint_secret />
                         </div>
                         <section aria-labelledby="versions-heading">
                             <h2 id="versions-heading" class="mb-2 text-sm font-semibold uppercase tracking-wide text-zinc-500">"Versions"</h2>

@@ -24,11 +24,16 @@ fn label(event: NotifiedEvent) -> &'static str {
     }
 }
 
+/// The newest endpoint made on a page, its secret shown until the page
+/// goes: the page keeps it, so that drawing the endpoints again does not
+/// take it away uncopied.
+pub(super) type ShownEndpoint = RwSignal<Option<EndpointSecret>>;
+
 /// The endpoints `of` (`template` or `session`) the one `id` names. Only
 /// whoever may set them up (an agent's owner, who may operate a session)
 /// sees them; anyone else is told so, without the form.
 #[component]
-pub(super) fn Notifications(of: &'static str, id: String) -> impl IntoView {
+pub(super) fn Notifications(of: &'static str, id: String, made: ShownEndpoint) -> impl IntoView {
     let create = ServerAction::<CreateNotification>::new();
     let delete = ServerAction::<DeleteNotification>::new();
     let redeliver = ServerAction::<RedeliverNotification>::new();
@@ -56,10 +61,9 @@ pub(super) fn Notifications(of: &'static str, id: String) -> impl IntoView {
     // The form works only hydrated: a secret is shown by the page, once.
     let hydrated = RwSignal::new(false);
     Effect::new(move |_| hydrated.set(true));
-    // The newest made here, its secret shown until the page goes (a later
-    // error is shown apart, not in its place); the form put away as new,
-    // so that a second click does not make a second one.
-    let made = RwSignal::new(None::<EndpointSecret>);
+    // The newest made here is shown (a later error apart, not in its
+    // place); the form put away as new, so that a second click does not
+    // make a second one.
     let form = NodeRef::<leptos::html::Form>::new();
     let adding = NodeRef::<leptos::html::Details>::new();
     Effect::new(move |_| {

@@ -147,12 +147,12 @@ pub(super) fn Header(
             </details>
             {move || operates().then(|| {
                 // Read once opened: most page loads never look.
-                let opened = RwSignal::new(false);
+                let (opened, made) = (RwSignal::new(false), RwSignal::new(None));
                 let id = id_notes.clone();
                 view! {
                     <details class="rounded-lg border border-zinc-200 bg-white px-4 py-2 text-sm dark:border-zinc-800 dark:bg-zinc-900" data-testid="session-notifications">
                         <summary class="cursor-pointer font-medium" on:click=move |_| opened.set(true)>"Notifications"</summary>
-                        {move || opened.get().then(|| view! { <div class="mt-2"><Notifications of="session" id=id.clone() /></div> })}
+                        {move || opened.get().then(|| view! { <div class="mt-2"><Notifications of="session" id=id.clone() made /></div> })}
                     </details>
                 }
             })}
