@@ -9,12 +9,21 @@
 //! announced (invariant 1), so the bus never carries more than 8000 bytes
 //! of a notification and never holds a transcript's text.
 //!
+//! Each notification is sealed (XChaCha20-Poly1305, under a key derived
+//! from the master key, which replicas share): PostgreSQL lets any role
+//! that may connect to the database listen and notify on any channel, so
+//! another role on a shared cluster reads nothing of the live text and
+//! cannot stop, delete or decide anything through the bus; a notification
+//! that does not open is dropped.
+//!
 //! Notifications are not durable: one sent while a receiver reconnects is
 //! lost. A receiver therefore says when it reconnected ([`Received::Gap`]),
 //! and viewers repair from the store what they missed, the way a lagging
 //! viewer does. With SQLite there is no bus: one process serves alone.
 
+use crate::vault::Sealer;
 use app::domain::{Decision, Delta, SessionId, UserId};
+use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,6 +35,11 @@ use tokio::sync::mpsc;
 const CHANNEL: &str = "paddock";
 /// PostgreSQL refuses payloads of 8000 bytes or more.
 const PAYLOAD_MAX: usize = 7900;
+/// An envelope's JSON at most: sealed, then in base64, it fits
+/// [`PAYLOAD_MAX`].
+const ENVELOPE_MAX: usize = PAYLOAD_MAX / 4 * 3 - Sealer::OVERHEAD;
+/// What the bus's key is derived for.
+pub const PURPOSE: &str = "the bus between replicas";
 /// Notices waiting to be sent before new ones are dropped (viewers then
 /// repair from the store at the next event).
 const QUEUE: usize = 8192;
@@ -89,6 +103,7 @@ pub struct Bus {
     sender: String,
     /// Whether notices are being dropped (warned once per spell).
     dropping: Arc<AtomicBool>,
+    sealer: Sealer,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -97,11 +112,14 @@ pub enum BusError {
     Db(#[from] sqlx::Error),
     #[error("the notice is too large for the bus ({0} bytes)")]
     TooLarge(usize),
+    #[error("cannot seal the notice: {0}")]
+    Seal(String),
 }
 
 impl Bus {
-    /// Connects to the PostgreSQL at `url` as `replica`: returns the bus
-    /// and what the other replicas send (never this one's own notices).
+    /// Connects to the PostgreSQL at `url` as `replica`, sealing with
+    /// `sealer` (the master key's, for [`PURPOSE`]): returns the bus and
+    /// what the other replicas send (never this one's own notices).
     /// Hearing nothing for `quiet`, it asks its connection whether it still
     /// holds, and gives it a third of that to answer: one a NAT or a load
     /// balancer dropped without a word would otherwise be waited on for
@@ -109,6 +127,7 @@ impl Bus {
     pub async fn connect(
         url: &str,
         quiet: Duration,
+        sealer: Sealer,
     ) -> Result<(Self, mpsc::Receiver<Received>), BusError> {
         let pool = PgPoolOptions::new()
             .max_connections(2)
@@ -123,11 +142,13 @@ impl Bus {
             pool,
             sender: uuid::Uuid::now_v7().simple().to_string(),
             dropping: Arc::default(),
+            sealer: sealer.clone(),
         };
         tokio::spawn(bus.clone().send_queued(outbox));
         let link = Link {
             url: url.to_owned(),
             quiet,
+            sealer,
         };
         tokio::spawn(listen(link, listener, bus.sender.clone(), inbox));
         Ok((bus, received))
@@ -152,11 +173,11 @@ impl Bus {
     /// Sends one notice now and says whether the database took it
     /// (commands, whose sender answers a request).
     pub async fn send(&self, notice: Notice) -> Result<(), BusError> {
-        let payload = self.envelope(&[encode(&notice)]);
-        if payload.len() > PAYLOAD_MAX {
-            return Err(BusError::TooLarge(payload.len()));
+        let envelope = self.envelope(&[encode(&notice)]);
+        if envelope.len() > ENVELOPE_MAX {
+            return Err(BusError::TooLarge(envelope.len()));
         }
-        self.notify(&payload).await
+        self.notify(&envelope).await
     }
 
     /// An [`Envelope`] around notices already encoded.
@@ -168,7 +189,13 @@ impl Bus {
         )
     }
 
-    async fn notify(&self, payload: &str) -> Result<(), BusError> {
+    /// Sends an envelope, sealed.
+    async fn notify(&self, envelope: &str) -> Result<(), BusError> {
+        let sealed = self
+            .sealer
+            .seal(envelope.as_bytes())
+            .map_err(|e| BusError::Seal(e.to_string()))?;
+        let payload = base64::engine::general_purpose::STANDARD.encode(sealed);
         sqlx::query("SELECT pg_notify($1, $2)")
             .bind(CHANNEL)
             .bind(payload)
@@ -179,7 +206,7 @@ impl Bus {
 
     /// Sends queued notices in order, as many in one notification as fit.
     async fn send_queued(self, mut outbox: mpsc::Receiver<Notice>) {
-        let room = PAYLOAD_MAX.saturating_sub(self.envelope(&[]).len());
+        let room = ENVELOPE_MAX.saturating_sub(self.envelope(&[]).len());
         let mut next: Option<String> = None;
         loop {
             let first = match next.take() {
@@ -223,13 +250,23 @@ async fn listening(url: &str) -> Result<PgListener, sqlx::Error> {
     Ok(listener)
 }
 
-/// Where the bus listens, and how long it may hear nothing.
+/// Where the bus listens, how long it may hear nothing, and what opens
+/// what it hears.
 struct Link {
     url: String,
     quiet: Duration,
+    sealer: Sealer,
 }
 
 impl Link {
+    /// A notification's envelope (JSON), if it opens.
+    fn open(&self, payload: &str) -> Option<Vec<u8>> {
+        let sealed = base64::engine::general_purpose::STANDARD
+            .decode(payload)
+            .ok()?;
+        self.sealer.open(&sealed)
+    }
+
     /// How long a question to the connection, or a new one, may take.
     fn answer_within(&self) -> Duration {
         self.quiet / 3
@@ -255,6 +292,7 @@ async fn listen_again(link: &Link) -> PgListener {
 /// whenever the connection was lost, once it listens again (a new one
 /// where it stopped answering).
 async fn listen(link: Link, mut listener: PgListener, me: String, inbox: mpsc::Sender<Received>) {
+    let mut unopened = 0u64;
     loop {
         let heard = tokio::time::timeout(link.quiet, listener.try_recv()).await;
         let received = match heard {
@@ -268,7 +306,19 @@ async fn listen(link: Link, mut listener: PgListener, me: String, inbox: mpsc::S
                 vec![Received::Gap]
             }
             Ok(Ok(Some(notification))) => {
-                match serde_json::from_str::<Envelope>(notification.payload()) {
+                let Some(json) = link.open(notification.payload()) else {
+                    // (Said at the 1st, 2nd, 4th, 8th… of them.)
+                    unopened += 1;
+                    if unopened.is_power_of_two() {
+                        tracing::warn!(
+                            "{unopened} notices on the bus did not open with this server's master \
+                             key, and were dropped: a replica with another key, or another role \
+                             of the database notifying its channel"
+                        );
+                    }
+                    continue;
+                };
+                match serde_json::from_slice::<Envelope>(&json) {
                     Ok(envelope) if envelope.from == me => continue,
                     Ok(envelope) => envelope.notices.into_iter().map(Received::Notice).collect(),
                     Err(e) => {
@@ -299,6 +349,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+    use crate::vault::MasterKey;
 
     #[tokio::test]
     async fn notices_read_back_as_sent() {
@@ -325,9 +376,48 @@ mod tests {
                 .unwrap(),
             sender: "a\"b".into(),
             dropping: Arc::default(),
+            sealer: MasterKey::generate().sealer(PURPOSE),
         };
         let encoded: Vec<String> = notices.iter().map(encode).collect();
         let back: Envelope = serde_json::from_str(&bus.envelope(&encoded)).unwrap();
         assert_eq!((back.from.as_str(), back.notices), ("a\"b", notices));
+    }
+
+    /// What the bus carries opens with the key it was sealed with, for its
+    /// purpose, and with nothing else; a plain notification does not.
+    #[test]
+    fn only_what_this_installation_sealed_opens() {
+        let key = MasterKey::generate();
+        let link = |sealer| Link {
+            url: String::new(),
+            quiet: Duration::from_secs(1),
+            sealer,
+        };
+        let sealed = |sealer: &Sealer, text: &str| {
+            base64::engine::general_purpose::STANDARD.encode(sealer.seal(text.as_bytes()).unwrap())
+        };
+        let envelope = r#"{"from":"x","notices":[{"t":"handed_off"}]}"#;
+        let ours = link(key.sealer(PURPOSE));
+        let payload = sealed(&key.sealer(PURPOSE), envelope);
+        assert_eq!(ours.open(&payload).unwrap(), envelope.as_bytes());
+        assert!(payload.len() < envelope.len() * 4 / 3 + 64);
+        // Another key, another purpose of this key, plain JSON, a tampered
+        // byte: dropped.
+        for other in [
+            sealed(&MasterKey::generate().sealer(PURPOSE), envelope),
+            sealed(&key.sealer("another use"), envelope),
+            envelope.to_owned(),
+            format!(
+                "{}{}{}",
+                &payload[..40],
+                if &payload[40..41] == "A" { "B" } else { "A" },
+                &payload[41..]
+            ),
+        ] {
+            assert!(ours.open(&other).is_none(), "{other}");
+        }
+        // The largest envelope sent fits PostgreSQL's payload, sealed.
+        let largest = "x".repeat(ENVELOPE_MAX);
+        assert!(sealed(&key.sealer(PURPOSE), &largest).len() <= PAYLOAD_MAX);
     }
 }

@@ -94,14 +94,15 @@ pub struct Paddock {
 }
 
 /// Longest reason a permission decision may give, in bytes (it travels to
-/// the replica that asked, within one bus notification).
+/// the replica that asked, within one bus notification: without control
+/// characters but lines and tabs, it is at most twice as long in JSON).
 const DECISION_REASON_MAX_BYTES: usize = 1024;
 
 /// A command the bus did not carry to the other replicas.
 fn unreached(what: &str, e: BusError) -> AppError {
     match e {
         BusError::TooLarge(_) => AppError::Invalid(format!("{what} is too large to pass on.")),
-        BusError::Db(e) => {
+        e @ (BusError::Db(_) | BusError::Seal(_)) => {
             tracing::warn!("bus: {e}");
             AppError::Unavailable(format!(
                 "{what} did not reach the other Paddock processes; try again."
@@ -167,8 +168,8 @@ impl Paddock {
         let sign_in = config.sign_in_required()?;
         config.check_ceilings()?;
         let store = store::open(&config.database_url).await?;
-        let vault =
-            Arc::new(Vault::open(&MasterKey::load(&config)?, store.clone(), &config).await?);
+        let master_key = MasterKey::load(&config)?;
+        let vault = Arc::new(Vault::open(&master_key, store.clone(), &config).await?);
         let auth = Arc::new(Auth::new(store.clone(), hub.clone(), sign_in));
         let instance = store
             .meta_or_insert("instance_id", uuid::Uuid::now_v7().to_string())
@@ -176,7 +177,8 @@ impl Paddock {
         let sandbox = connect_sandbox(&config, instance).await?;
         let bus = match Database::of_url(&config.database_url) {
             Some(Database::Postgres) => {
-                let (bus, inbox) = Bus::connect(&config.database_url, config.lease() * 2)
+                let sealer = master_key.sealer(crate::bus::PURPOSE);
+                let (bus, inbox) = Bus::connect(&config.database_url, config.lease() * 2, sealer)
                     .await
                     .context("cannot listen for the other replicas")?;
                 hub.relay_to(bus.clone());
@@ -783,6 +785,14 @@ impl Backend for Paddock {
                 "The reason is too long: at most {} KiB.",
                 DECISION_REASON_MAX_BYTES / 1024
             )));
+        }
+        if reason
+            .as_ref()
+            .is_some_and(|r| r.chars().any(|c| c.is_control() && c != '\n' && c != '\t'))
+        {
+            return Err(AppError::Invalid(
+                "The reason cannot contain control characters (but new lines and tabs).".into(),
+            ));
         }
         let s = self.session_for(caller, id, Access::Operate).await?;
         self.auth.owner_may_run(&s).await?;

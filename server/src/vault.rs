@@ -128,6 +128,54 @@ impl MasterKey {
     fn cipher(&self) -> XChaCha20Poly1305 {
         XChaCha20Poly1305::new((&self.0).into())
     }
+
+    /// What seals the messages of one use of this key besides the store's
+    /// (`purpose`: the bus between replicas), under a key derived for it.
+    pub fn sealer(&self, purpose: &'static str) -> Sealer {
+        use sha2::{Digest, Sha256};
+        let key = Sha256::new()
+            .chain_update(b"paddock key for ")
+            .chain_update(purpose)
+            .chain_update(self.0)
+            .finalize();
+        Sealer {
+            cipher: XChaCha20Poly1305::new(&key),
+            aad: purpose.as_bytes(),
+        }
+    }
+}
+
+/// Seals and opens the messages of one use of the master key
+/// ([`MasterKey::sealer`]): what one use seals, no other opens, and the
+/// master key cannot be had from it.
+#[derive(Clone)]
+pub struct Sealer {
+    cipher: XChaCha20Poly1305,
+    aad: &'static [u8],
+}
+
+impl std::fmt::Debug for Sealer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Sealer(…)")
+    }
+}
+
+impl Sealer {
+    /// The nonce and the ciphertext, with its tag.
+    pub fn seal(&self, plaintext: &[u8]) -> anyhow::Result<Vec<u8>> {
+        let (nonce, ciphertext) = seal(&self.cipher, plaintext, self.aad)?;
+        Ok([nonce, ciphertext].concat())
+    }
+
+    /// What [`Self::seal`] sealed, or nothing for what it did not.
+    pub fn open(&self, sealed: &[u8]) -> Option<Vec<u8>> {
+        (sealed.len() > 24)
+            .then(|| open(&self.cipher, &sealed[..24], &sealed[24..], self.aad))
+            .flatten()
+    }
+
+    /// Bytes sealing adds to a message.
+    pub const OVERHEAD: usize = 24 + 16;
 }
 
 /// Seals `plaintext`: a fresh random nonce, and the ciphertext with its tag.

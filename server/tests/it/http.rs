@@ -386,6 +386,18 @@ async fn prompt_stop_and_decide_server_functions_refuse_bad_input() {
     )
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+    // A reason with control characters (each six bytes in the JSON that
+    // carries it to another replica): refused before anything is looked up.
+    let (status, said) = send(
+        &h,
+        form_post(
+            "/api/decide_permission",
+            format!("id={id}&request_id=perm_x&decision=deny&reason=no%01"),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{said}");
+    assert!(said.contains("control characters"), "{said}");
     // A body over the dashboard's limit, its length said up front: the
     // refusal in the words the page shows.
     let over = format!("id={id}&text={}", "x".repeat(6 << 20));

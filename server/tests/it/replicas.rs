@@ -639,7 +639,8 @@ impl SilentRelay {
 /// follows.
 #[tokio::test]
 async fn a_bus_whose_connection_goes_silent_listens_again() {
-    use server::bus::{Bus, Notice, Received};
+    use server::bus::{Bus, Notice, Received, PURPOSE};
+    use server::vault::MasterKey;
     /// What the bus hands on next, within `within` seconds.
     async fn hears(
         inbox: &mut tokio::sync::mpsc::Receiver<Received>,
@@ -653,13 +654,44 @@ async fn a_bus_whose_connection_goes_silent_listens_again() {
     let url = postgres::database().await;
     let relay = SilentRelay::start(&url);
     let quiet = Duration::from_secs(2);
-    let (_bus, mut inbox) = Bus::connect(&relay.url(&url), quiet).await.unwrap();
-    let (other, _) = Bus::connect(&url, quiet).await.unwrap();
+    let key = MasterKey::generate();
+    let (_bus, mut inbox) = Bus::connect(&relay.url(&url), quiet, key.sealer(PURPOSE))
+        .await
+        .unwrap();
+    let (other, _) = Bus::connect(&url, quiet, key.sealer(PURPOSE))
+        .await
+        .unwrap();
     other.send(Notice::Access { user: None }).await.unwrap();
     assert!(matches!(
         hears(&mut inbox, 5).await,
         Some(Received::Notice(Notice::Access { user: None }))
     ));
+    // What another installation's key seals, and a plain notification any
+    // role of the database may send on the channel, are not heard.
+    let (stranger, _) = Bus::connect(&url, quiet, MasterKey::generate().sealer(PURPOSE))
+        .await
+        .unwrap();
+    stranger.send(Notice::HandedOff).await.unwrap();
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    sqlx::query("SELECT pg_notify('paddock', $1)")
+        .bind(r#"{"from":"x","notices":[{"t":"handed_off"}]}"#)
+        .execute(&pool)
+        .await
+        .unwrap();
+    other
+        .send(Notice::Access {
+            user: Some(uuid::Uuid::nil()),
+        })
+        .await
+        .unwrap();
+    let heard = hears(&mut inbox, 5).await;
+    assert!(
+        matches!(
+            heard,
+            Some(Received::Notice(Notice::Access { user: Some(_) }))
+        ),
+        "{heard:?}"
+    );
     // The bus's connections go silent.
     relay.silence();
     other.send(Notice::Access { user: None }).await.unwrap();
