@@ -20,8 +20,9 @@ pub enum LogFormat {
 }
 
 /// Without `RUST_LOG`: info for Paddock's crates (the server, its binary,
-/// the app) and requests, warnings for the libraries.
-const DEFAULT_FILTER: &str = "warn,server=info,paddock=info,app=info,tower_http=info";
+/// the app) and requests, warnings for the libraries; errors only of the
+/// MCP client, whose warnings quote what a session's MCP server wrote.
+const DEFAULT_FILTER: &str = "warn,server=info,paddock=info,app=info,tower_http=info,rmcp=error";
 
 pub fn init(format: LogFormat) {
     let filter =

@@ -113,7 +113,7 @@ async fn the_native_loop_calls_a_real_mcp_server_under_the_permission_mode() {
     // Of the wide server's tools, those that fit in what a call may carry.
     assert!(
         errors.iter().any(
-            |e| e.contains("A tool of the MCP server wide is not offered")
+            |e| e.contains("Tools of the MCP server wide are not offered")
                 && e.contains("tool_63")
                 && e.contains("128 KiB")
         ),
@@ -277,6 +277,60 @@ async fn an_answer_over_the_message_limit_fails_the_call_at_once() {
         .await
         .unwrap();
     let events = common::wait_idle(&paddock, s.id).await;
+    assert_eq!(model.turns_left(), 0, "{events:#?}");
+    assert_eq!(common::errors(&events), Vec::<String>::new());
+}
+
+/// A server that asks the client what Paddock's does not take (here
+/// `sampling/createMessage`, with an id of 100 kB): refused at once by
+/// Paddock itself, and the call it made goes on (rmcp would refuse it too,
+/// but log the method and id the server wrote, as often as it asks).
+#[tokio::test]
+async fn a_servers_request_paddock_does_not_take_is_refused_quietly() {
+    let (model, url) = common::scripted(
+        &json!([
+            {"reply": [{"tool_use": {"name": "mcp__asks__ask", "input": {}}}]},
+            {"expect": {"tool_result_contains": "told: Paddock's MCP client takes no such request"},
+             "reply": "It was told."}
+        ]),
+        Some("sk-test"),
+    )
+    .await;
+    let (_home, paddock) = common::with_model(&url, &[]).await;
+    // A server of JSON-RPC lines as the protocol has them.
+    let asks = server(
+        "asks",
+        "/opt/mcp/bin/python",
+        &[
+            "-c",
+            "import json, sys\n\
+             def send(m):\n    sys.stdout.write(json.dumps(m) + '\\n'); sys.stdout.flush()\n\
+             while True:\n    \
+                 line = sys.stdin.readline()\n    \
+                 if not line:\n        break\n    \
+                 m = json.loads(line)\n    \
+                 method = m.get('method')\n    \
+                 if method == 'initialize':\n        \
+                     send({'jsonrpc': '2.0', 'id': m['id'], 'result': {'protocolVersion': m['params']['protocolVersion'], 'capabilities': {'tools': {}}, 'serverInfo': {'name': 'asks', 'version': '1'}}})\n    \
+                 elif method == 'tools/list':\n        \
+                     send({'jsonrpc': '2.0', 'id': m['id'], 'result': {'tools': [{'name': 'ask', 'inputSchema': {'type': 'object'}}]}})\n    \
+                 elif method == 'tools/call':\n        \
+                     send({'jsonrpc': '2.0', 'id': 'q' * 100000, 'method': 'sampling/createMessage', 'params': {}})\n        \
+                     answer = json.loads(sys.stdin.readline())\n        \
+                     send({'jsonrpc': '2.0', 'id': m['id'], 'result': {'content': [{'type': 'text', 'text': 'told: ' + answer['error']['message']}]}})\n",
+        ],
+    );
+    let s = common::create(
+        &paddock,
+        NewSession {
+            name: "asks".into(),
+            permission_mode: Some("auto".parse().unwrap()),
+            mcp_servers: vec![asks],
+            ..Default::default()
+        },
+    )
+    .await;
+    let events = common::run(&paddock, s.id, "Ask.").await;
     assert_eq!(model.turns_left(), 0, "{events:#?}");
     assert_eq!(common::errors(&events), Vec::<String>::new());
 }

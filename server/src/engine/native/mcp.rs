@@ -12,7 +12,10 @@ use crate::sandbox::{spawn_within, OutputStream, ProcessControl, Sandbox, SpawnR
 use crate::tools::ToolOutput;
 use app::domain::{McpServer, SessionId};
 use futures_util::StreamExt;
-use rmcp::model::{CallToolRequestParams, ContentBlock, JsonRpcMessage, PaginatedRequestParams};
+use rmcp::model::{
+    CallToolRequestParams, ContentBlock, ErrorCode, ErrorData, JsonRpcMessage,
+    PaginatedRequestParams, ServerRequest,
+};
 use rmcp::service::{RoleClient, RunningService, RxJsonRpcMessage, ServiceExt, TxJsonRpcMessage};
 use rmcp::transport::async_rw::AsyncRwTransport;
 use rmcp::transport::Transport;
@@ -31,6 +34,9 @@ const LINE_MAX_BYTES: usize = 8 * 1024 * 1024;
 /// them, one is let go unanswered, as a server that never reads its input
 /// would otherwise have one task and answer held here for each it sends.
 const SERVER_REQUESTS_AT_ONCE: usize = 16;
+/// Longest tool name taken from a server, in bytes (the model's name for
+/// it is cut at 128 characters; the server's own is kept whole to call it).
+const TOOL_NAME_MAX_BYTES: usize = 1024;
 /// A server's names and messages quoted in an error, at most (characters).
 const QUOTED_MAX_CHARS: usize = 200;
 /// Tools one server may offer, pages of its list read, and the size of a
@@ -91,10 +97,39 @@ fn model_name(server: &str, tool: &str) -> String {
         .collect()
 }
 
-/// A server's tools, page by page, within [`TOOLS_MAX`] and [`PAGES_MAX`].
-async fn list_tools(
-    client: &RunningService<RoleClient, ()>,
-) -> Result<Vec<rmcp::model::Tool>, String> {
+/// A tool as its server listed it, kept as far as it may be offered: its
+/// description cut, and its input schema only if the Messages API takes
+/// it (an object, nothing at the top that combines schemas, of a size a
+/// request can carry) with its size as JSON.
+struct Listed {
+    name: String,
+    description: Option<String>,
+    schema: Option<(serde_json::Value, usize)>,
+}
+
+impl Listed {
+    fn of(tool: rmcp::model::Tool) -> Self {
+        let schema = &*tool.input_schema;
+        let bytes = serde_json::to_vec(schema).map_or(usize::MAX, |json| json.len());
+        let usable = bytes <= SCHEMA_MAX_BYTES
+            && schema.get("type").is_some_and(|t| t == "object")
+            && ["oneOf", "anyOf", "allOf"]
+                .iter()
+                .all(|k| schema.get(*k).is_none());
+        Self {
+            name: tool.name.into_owned(),
+            description: tool
+                .description
+                .map(|d| d.chars().take(DESCRIPTION_MAX_CHARS).collect()),
+            schema: usable.then(|| (serde_json::Value::Object(schema.clone()), bytes)),
+        }
+    }
+}
+
+/// A server's tools, page by page, within [`TOOLS_MAX`] and [`PAGES_MAX`];
+/// each page is let go once its tools are kept as far as they may be
+/// offered ([`Listed`]), as a server's whole list may be large.
+async fn list_tools(client: &RunningService<RoleClient, ()>) -> Result<Vec<Listed>, String> {
     let mut tools = Vec::new();
     let mut cursor = None;
     for _ in 0..PAGES_MAX {
@@ -102,7 +137,7 @@ async fn list_tools(
             .list_tools(Some(PaginatedRequestParams::default().with_cursor(cursor)))
             .await
             .map_err(|e| e.to_string())?;
-        tools.extend(page.tools);
+        tools.extend(page.tools.into_iter().map(Listed::of));
         if tools.len() >= TOOLS_MAX {
             tools.truncate(TOOLS_MAX);
             break;
@@ -137,11 +172,16 @@ fn within_line_limit(line: &mut usize, bytes: &[u8]) -> bool {
 
 /// A server's link as the client reads it: its notifications (a log
 /// line, progress) are let go, as Paddock uses none and rmcp would log
-/// each whole; its requests are answered [`SERVER_REQUESTS_AT_ONCE`] at
-/// a time.
+/// each whole; of its requests, `ping` and `roots/list` once it answered
+/// `initialize` are rmcp's to answer, [`SERVER_REQUESTS_AT_ONCE`] at a
+/// time, and the rest refused here, one after the other (rmcp would refuse
+/// each too, but log it with the method and id the server wrote, and
+/// before `initialize` the whole message).
 struct Link<T> {
     inner: T,
     answering: Arc<AtomicUsize>,
+    /// Whether the server answered anything yet (`initialize` first).
+    answered: bool,
 }
 
 impl<T: Transport<RoleClient>> Transport<RoleClient> for Link<T> {
@@ -167,8 +207,25 @@ impl<T: Transport<RoleClient>> Transport<RoleClient> for Link<T> {
     async fn receive(&mut self) -> Option<RxJsonRpcMessage<RoleClient>> {
         loop {
             let message = self.inner.receive().await?;
-            match message {
+            match &message {
                 JsonRpcMessage::Notification(_) => continue,
+                JsonRpcMessage::Request(request)
+                    if !self.answered
+                        || !matches!(
+                            request.request,
+                            ServerRequest::PingRequest(_) | ServerRequest::ListRootsRequest(_)
+                        ) =>
+                {
+                    let refusal = ErrorData::new(
+                        ErrorCode::METHOD_NOT_FOUND,
+                        "Paddock's MCP client takes no such request",
+                        None,
+                    );
+                    let _ = self
+                        .inner
+                        .send(JsonRpcMessage::error(refusal, Some(request.id.clone())))
+                        .await;
+                }
                 JsonRpcMessage::Request(_) => {
                     let taken =
                         self.answering
@@ -180,7 +237,10 @@ impl<T: Transport<RoleClient>> Transport<RoleClient> for Link<T> {
                     }
                     return Some(message);
                 }
-                _ => return Some(message),
+                _ => {
+                    self.answered = true;
+                    return Some(message);
+                }
             }
         }
     }
@@ -223,9 +283,13 @@ impl McpTools {
                 .start_one(sandbox, session, server, env, cancel)
                 .await
             {
-                Ok(left_out) => failed.extend(left_out.into_iter().map(|why| {
-                    format!("A tool of the MCP server {} is not offered: {why}.", server.name)
-                })),
+                // (One message a server, however many it leaves out.)
+                Ok(left_out) if left_out.is_empty() => {}
+                Ok(left_out) => failed.push(format!(
+                    "Tools of the MCP server {} are not offered: {}.",
+                    server.name,
+                    left_out.join("; ")
+                )),
                 Err(why) => failed.push(format!(
                     "The MCP server {} did not start: {why}. Its tools are not offered in this run.",
                     server.name
@@ -279,6 +343,7 @@ impl McpTools {
             inner: AsyncRwTransport::new_client(reader, process.stdin)
                 .with_max_line_length(LINE_MAX_BYTES + 1),
             answering: Arc::default(),
+            answered: false,
         };
         let handshake = tokio::time::timeout(START_TIMEOUT, async {
             let client = ().serve(transport).await.map_err(|e| e.to_string())?;
@@ -313,36 +378,25 @@ impl McpTools {
         let mut left_out = Vec::new();
         let mut past_room = Vec::new();
         for tool in listed {
+            if tool.name.len() > TOOL_NAME_MAX_BYTES {
+                left_out.push(format!("{} (its name is too long)", quoted(&tool.name)));
+                continue;
+            }
             let model_name = model_name(&server.name, &tool.name);
             if self.tools.iter().any(|t| t.model_name == model_name) {
                 left_out.push(format!("{} (its name is taken)", quoted(&tool.name)));
                 continue;
             }
-            let schema = serde_json::Value::Object((*tool.input_schema).clone());
-            let schema_bytes = schema.to_string().len();
-            // What the Messages API takes: an object schema, nothing at the
-            // top that combines schemas, of a size a request can carry.
-            let usable = schema.get("type").is_some_and(|t| t == "object")
-                && ["oneOf", "anyOf", "allOf"]
-                    .iter()
-                    .all(|k| schema.get(*k).is_none())
-                && schema_bytes <= SCHEMA_MAX_BYTES;
-            if !usable {
+            let Some((schema, schema_bytes)) = tool.schema else {
                 left_out.push(format!(
                     "{} (its input schema cannot be offered)",
                     quoted(&tool.name)
                 ));
                 continue;
-            }
-            let description: String = tool
+            };
+            let description = tool
                 .description
-                .map_or_else(
-                    || format!("{} of the MCP server {}", tool.name, server.name),
-                    |d| d.into_owned(),
-                )
-                .chars()
-                .take(DESCRIPTION_MAX_CHARS)
-                .collect();
+                .unwrap_or_else(|| format!("{} of the MCP server {}", tool.name, server.name));
             let bytes = model_name.len() + description.len() + schema_bytes;
             if self.definitions_bytes + bytes > DEFINITIONS_MAX_BYTES {
                 past_room.push(quoted(&tool.name));
@@ -357,7 +411,7 @@ impl McpTools {
             self.tools.push(Tool {
                 model_name,
                 server: index,
-                name: tool.name.into_owned(),
+                name: tool.name,
             });
         }
         if !past_room.is_empty() {
