@@ -8,6 +8,9 @@
 "use strict";
 if (!window.paddockTerminal) {
   const PIECE = 16 * 1024;
+  // Rows and columns a terminal has at most (the server's bound): a box
+  // wider than that (a large screen zoomed out) shows this many.
+  const SIZE_MAX = 1000;
   let loading = null;
   const load = () => {
     if (!loading) {
@@ -58,10 +61,16 @@ if (!window.paddockTerminal) {
             fontFamily: "ui-monospace, SFMono-Regular, Menlo, Consolas, monospace",
             scrollback: 5000,
           });
-          const fit = new window.FitAddon.FitAddon();
-          term.loadAddon(fit);
+          const addon = new window.FitAddon.FitAddon();
+          term.loadAddon(addon);
+          const fit = () => {
+            addon.fit();
+            if (term.rows > SIZE_MAX || term.cols > SIZE_MAX) {
+              term.resize(Math.min(term.cols, SIZE_MAX), Math.min(term.rows, SIZE_MAX));
+            }
+          };
           term.open(element);
-          fit.fit();
+          fit();
           const url = new URL(
             `/api/sessions/${encodeURIComponent(id)}/terminal?rows=${term.rows}&cols=${term.cols}`,
             location.href,
@@ -102,7 +111,7 @@ if (!window.paddockTerminal) {
           term.onResize(resize);
           // Fitted again as the box changes; not while it is hidden.
           observer = new ResizeObserver(() => {
-            if (!ended && element.offsetParent !== null) fit.fit();
+            if (!ended && element.offsetParent !== null) fit();
           });
           observer.observe(element);
         },

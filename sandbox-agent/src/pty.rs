@@ -263,11 +263,14 @@ fn members_of(session: Pid) -> Vec<Pid> {
     entries
         .filter_map(|entry| {
             let pid: i32 = entry.ok()?.file_name().to_str()?.parse().ok()?;
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let stat = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
             // "pid (name) state ppid pgrp session …": the name may hold
-            // anything, so the fields are counted from its last ')'. The
-            // dead (zombies, not yet reaped) are past killing.
-            let mut fields = stat[stat.rfind(')')? + 1..].split_whitespace();
+            // anything (bytes that are not UTF-8 too: one cut mid-character,
+            // one a process set), so the fields are read from its last
+            // ')'. The dead (zombies, not yet reaped) are past killing.
+            let after_name = stat.iter().rposition(|b| *b == b')')? + 1;
+            let fields = std::str::from_utf8(&stat[after_name..]).ok()?;
+            let mut fields = fields.split_whitespace();
             let state = fields.next()?;
             let sid: i32 = fields.nth(2)?.parse().ok()?;
             (sid == session.as_raw_nonzero().get() && state != "Z")

@@ -5,12 +5,13 @@
 //! sandbox's agent ([`Sandbox::terminal`](crate::sandbox::Sandbox::terminal));
 //! the WebSocket that carries it is [`http::terminals`](crate::http::terminals).
 
-use crate::journal::Journal;
+use crate::journal::{persistently, Journal};
 use crate::paddock::Paddock;
 use crate::sandbox::{BackendKind, SandboxError, Terminal, TerminalSize};
 use crate::terminal_slots::Slot;
 use app::accounts::{Access, Caller};
 use app::domain::{AppError, EventKind, PermissionMode, Session, SessionId};
+use tokio_util::sync::CancellationToken;
 
 /// A terminal just opened, for the connection that carries it.
 pub struct OpenTerminal {
@@ -50,17 +51,23 @@ impl Drop for TerminalRecord {
         tracing::info!(%session, number, "terminal closed: {why}");
         if tokio::runtime::Handle::try_current().is_ok() {
             self.tasks.spawn(async move {
-                // A deleted session has no transcript left to tell.
-                let _ = journal
-                    .record(
-                        session,
-                        EventKind::Terminal {
-                            number,
-                            by,
-                            closed: Some(why),
-                        },
-                    )
-                    .await;
+                // Tried again for a while: a terminal the transcript has
+                // open keeps its sandbox up and counted. (A deleted
+                // session has no transcript left to tell.)
+                let closed = EventKind::Terminal {
+                    number,
+                    by,
+                    closed: Some(why),
+                };
+                let written = persistently(&CancellationToken::new(), || {
+                    journal.record(session, closed.clone())
+                })
+                .await;
+                if let Err(e) = written {
+                    if !matches!(e, AppError::NotFound(_)) {
+                        tracing::warn!(%session, number, "cannot record a terminal's closing: {e}");
+                    }
+                }
             });
         }
     }
@@ -121,26 +128,26 @@ impl Paddock {
                 SandboxError::Unsupported(why) => AppError::Unavailable(why.into()),
                 e => AppError::Unavailable(format!("The terminal could not open: {e}")),
             })?;
-        let by = caller.label();
-        self.journal
-            .record(
-                id,
-                EventKind::Terminal {
-                    number: slot.number,
-                    by: by.clone(),
-                    closed: None,
-                },
-            )
-            .await?;
-        tracing::info!(session = %id, number = slot.number, by = %caller.login, "terminal opened");
-        let record = TerminalRecord {
+        // Made before its opening is written: a viewer gone while it is
+        // written (the request dropped) still has its closing written.
+        let mut record = TerminalRecord {
             journal: self.journal.clone(),
             tasks: self.terminals.tasks().clone(),
             session: id,
             number: slot.number,
-            by,
+            by: caller.label(),
             why: None,
         };
+        let opened = EventKind::Terminal {
+            number: slot.number,
+            by: record.by.clone(),
+            closed: None,
+        };
+        if let Err(e) = self.journal.record(id, opened).await {
+            record.why = Some("its opening could not be recorded".into());
+            return Err(e);
+        }
+        tracing::info!(session = %id, number = slot.number, by = %caller.login, "terminal opened");
         Ok(OpenTerminal {
             terminal,
             slot,

@@ -23,7 +23,7 @@ use super::{AgentEngine, RunError, PROMPT_MAX_BYTES, QUEUED_PROMPTS_MAX};
 use crate::auth::Auth;
 use crate::config::{AuthSetting, Config};
 use crate::egress::EgressProxy;
-use crate::journal::Journal;
+use crate::journal::{persistently, Journal};
 use crate::sandbox::{Sandbox, SandboxError, SandboxSpec};
 use crate::store::triggers::Delivered;
 use crate::store::{Store, StoreError};
@@ -134,11 +134,6 @@ impl StartsHeld<'_> {
 /// their last writes done): before a replica shutting down gives their
 /// leases up all the same, or a barred owner's sandboxes are stopped.
 const RUN_END_WAIT: Duration = Duration::from_secs(5);
-
-/// A run's end that could not be recorded is tried again after these
-/// waits, doubling: 15.5 s in all.
-const END_RETRY_FIRST: Duration = Duration::from_millis(500);
-const END_RETRY_LAST: Duration = Duration::from_secs(8);
 
 fn not_found(session: SessionId) -> AppError {
     AppError::NotFound(format!("Session {session}"))
@@ -1069,25 +1064,12 @@ impl Runner {
         message: Option<String>,
         lost: &CancellationToken,
     ) {
-        let mut wait = END_RETRY_FIRST;
-        loop {
-            let Err(e) = self
-                .journal
-                .set_status(session, status, message.clone())
-                .await
-            else {
-                return;
-            };
-            if wait > END_RETRY_LAST || matches!(e, AppError::NotFound(_)) {
-                tracing::warn!(%session, "cannot record the end of a run: {e}");
-                return;
-            }
-            tracing::debug!(%session, "cannot record the end of a run yet: {e}");
-            tokio::select! {
-                () = tokio::time::sleep(wait) => {}
-                () = lost.cancelled() => return,
-            }
-            wait *= 2;
+        let recorded = persistently(lost, || {
+            self.journal.set_status(session, status, message.clone())
+        })
+        .await;
+        if let Err(e) = recorded {
+            tracing::warn!(%session, "cannot record the end of a run: {e}");
         }
     }
 

@@ -134,8 +134,20 @@ where
             match message {
                 Ok(Message::Binary(keys)) => {
                     activity.touch();
-                    if keyboard.write_all(&keys).await.is_err() {
-                        return None;
+                    // While the shell takes no keys (a long paste into a
+                    // busy one), nothing from the viewer is read: that
+                    // time is not the viewer's silence.
+                    let written = keyboard.write_all(&keys);
+                    tokio::pin!(written);
+                    let mut waiting = tokio::time::interval(PING_EVERY);
+                    loop {
+                        tokio::select! {
+                            done = &mut written => match done {
+                                Ok(()) => break,
+                                Err(_) => return None,
+                            },
+                            _ = waiting.tick() => heard.touch(),
+                        }
                     }
                 }
                 Ok(Message::Text(text)) => {

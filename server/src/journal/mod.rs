@@ -22,8 +22,44 @@ use crate::store::Store;
 use app::domain::{AppError, Delta, Event, EventKind, Session, SessionId, SessionStatus};
 use secret_mask::SecretMasks;
 use std::borrow::Cow;
+use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// The waits between tries of a write that must not be lost
+/// ([`persistently`]): doubling from the first, given up past the last.
+const RETRY_FIRST: Duration = Duration::from_millis(500);
+const RETRY_LAST: Duration = Duration::from_secs(8);
+
+/// Runs `write` until it is done, trying again for a while (a database
+/// failing over, or busy) when it fails: for what must not be lost, such
+/// as a run's end or a terminal's closing, which tell whether a session is
+/// in use. Not for a session gone (`NotFound`), nor once `lost` is
+/// cancelled: then its error.
+pub async fn persistently<T, F, Fut>(lost: &CancellationToken, mut write: F) -> Result<T, AppError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, AppError>>,
+{
+    let mut wait = RETRY_FIRST;
+    loop {
+        let e = match write().await {
+            Ok(done) => return Ok(done),
+            Err(e) => e,
+        };
+        if wait > RETRY_LAST || matches!(e, AppError::NotFound(_)) {
+            return Err(e);
+        }
+        tracing::debug!("a write to try again: {e}");
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = lost.cancelled() => return Err(e),
+        }
+        wait *= 2;
+    }
+}
 
 /// Stores, then publishes. Cheap to clone.
 #[derive(Clone)]

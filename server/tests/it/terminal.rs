@@ -177,11 +177,17 @@ async fn a_terminal_runs_a_login_shell_in_the_sandbox_and_ends_with_everything_i
     type_in(&mut term, "stty size\r").await;
     read_until(&mut term, "40 120").await;
     // A job that ignores hangups is ended all the same when the terminal
-    // closes.
+    // closes; so is one whose name the kernel cut mid-character (eight
+    // Cyrillic letters, 16 bytes, of which a process's name keeps 15).
     type_in(&mut term, "nohup sleep 4242 >/dev/null 2>&1 &\r").await;
+    type_in(
+        &mut term,
+        "n=/workspace/$(printf '\\320\\262%.0s' 1 2 3 4 5 6 7 8); cp /bin/sleep $n; nohup $n 4242 >/dev/null 2>&1 &\r",
+    )
+    .await;
     type_in(&mut term, "echo started-$((2+2))\r").await;
     read_until(&mut term, "started-4").await;
-    let sleeping = "for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline 2>/dev/null; echo; done | grep -c '^sleep 4242' || true";
+    let sleeping = "for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline 2>/dev/null; echo; done | grep -c ' 4242 $' || true";
     let count = |out: String| out.trim().parse::<u32>().unwrap();
     assert_eq!(
         count(
@@ -189,7 +195,7 @@ async fn a_terminal_runs_a_login_shell_in_the_sandbox_and_ends_with_everything_i
                 .await
                 .output
         ),
-        1
+        2
     );
     term.close(None).await.unwrap();
     let events = wait_for_events(&paddock, &s, 2).await;
