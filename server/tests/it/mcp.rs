@@ -9,7 +9,7 @@
 use crate::common::{self, Home};
 use app::accounts::Caller;
 use app::api::Backend;
-use app::domain::{Decision, Engine, EventKind, McpServer, NewSession};
+use app::domain::{Decision, Engine, EventKind, McpServer, NewSession, SessionStatus};
 use serde_json::json;
 
 fn server(name: &str, command: &str, args: &[&str]) -> McpServer {
@@ -333,4 +333,55 @@ async fn a_servers_request_paddock_does_not_take_is_refused_quietly() {
     let events = common::run(&paddock, s.id, "Ask.").await;
     assert_eq!(model.turns_left(), 0, "{events:#?}");
     assert_eq!(common::errors(&events), Vec::<String>::new());
+}
+
+/// A tool whose schema the model's API refuses (by rules of its own, past
+/// those Paddock checks): left out and said, the call made again without
+/// it, and the run goes on, rather than every call of the session refused.
+#[tokio::test]
+async fn a_tool_the_api_refuses_is_left_out_and_the_run_goes_on() {
+    let paddocks = server::tools::definitions("auto".parse().unwrap(), false).len();
+    let said = format!("tools.{paddocks}.custom.input_schema: JSON schema is invalid");
+    let (model, url) = common::scripted(
+        &json!([
+            {"error": {"status": 400, "message": said}},
+            {"reply": "Done without it."}
+        ]),
+        Some("sk-test"),
+    )
+    .await;
+    let (_home, paddock) = common::with_model(&url, &[]).await;
+    let s = common::create(
+        &paddock,
+        NewSession {
+            name: "refused".into(),
+            permission_mode: Some("auto".parse().unwrap()),
+            mcp_servers: vec![time_server()],
+            ..Default::default()
+        },
+    )
+    .await;
+    let events = common::run(&paddock, s.id, "What time is it?").await;
+    assert_eq!(model.turns_left(), 0, "{events:#?}");
+    let requests = model.requests();
+    let names = |request: &serde_json::Value| -> Vec<String> {
+        request["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let (first, second) = (names(&requests[0]), names(&requests[1]));
+    let refused = &first[paddocks];
+    assert!(refused.starts_with("mcp__time__"), "{first:?}");
+    assert!(!second.contains(refused), "{second:?}");
+    assert_eq!(second.len(), first.len() - 1);
+    assert_eq!(
+        common::errors(&events),
+        [format!(
+            "The MCP tool {refused} is not offered: the model's API refused it ({said})."
+        )]
+    );
+    assert_eq!(common::last_status(&events).0, SessionStatus::Idle);
 }

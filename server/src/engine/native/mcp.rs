@@ -150,6 +150,18 @@ async fn list_tools(client: &RunningService<RoleClient, ()>) -> Result<Vec<Liste
     Ok(tools)
 }
 
+/// The tool a refusal of the Messages API names, by its place among the
+/// request's tools (`tools.3.custom.input_schema: JSON schema is invalid…`):
+/// a schema past the few rules checked here, which the API alone knows.
+pub fn refused_tool(said: &str) -> Option<usize> {
+    let at = said.find("tools.")? + "tools.".len();
+    let digits = &said[at..];
+    let end = digits
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(digits.len());
+    digits[..end].parse().ok()
+}
+
 /// `text` as an error quotes it: at most [`QUOTED_MAX_CHARS`].
 fn quoted(text: &str) -> String {
     app::text::elided(text, QUOTED_MAX_CHARS)
@@ -467,6 +479,28 @@ impl McpTools {
         for server in self.servers {
             server.control.kill().await;
             let _ = tokio::time::timeout(Duration::from_secs(2), server.client.cancel()).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_names_the_tool_by_its_place() {
+        assert_eq!(
+            refused_tool("tools.12.custom.input_schema: JSON schema is invalid"),
+            Some(12)
+        );
+        assert_eq!(refused_tool("tools.3: unknown field"), Some(3));
+        for other in [
+            "prompt is too long",
+            "tools.x.custom",
+            "tools.",
+            "tools.99999999999999999999",
+        ] {
+            assert_eq!(refused_tool(other), None, "{other}");
         }
     }
 }

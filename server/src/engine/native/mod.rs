@@ -150,6 +150,7 @@ impl NativeEngine {
         drop(events);
         let project = Project::read(self.sandbox.workspace(session).as_ref()).await;
         let mut tool_defs = tools::definitions(s.permission_mode, !project.skills.is_empty());
+        let paddocks_tools = tool_defs.len();
         tool_defs.extend(mcp.definitions.iter().cloned());
         let system = [Some(s.system_prompt.clone()), project.system_prompt()]
             .into_iter()
@@ -243,6 +244,23 @@ impl NativeEngine {
                         let smaller = context::budget_after_refusal(said, budget);
                         if let Some(smaller) = smaller.filter(|_| !refitted) {
                             (budget, refitted) = (smaller, true);
+                            continue;
+                        }
+                        // An MCP server's tool the API refuses (its schema):
+                        // left out, said, and the call made again without it,
+                        // rather than every call of the session refused.
+                        let refused = mcp::refused_tool(said)
+                            .filter(|at| (paddocks_tools..tool_defs.len()).contains(at));
+                        if let Some(at) = refused {
+                            let tool = tool_defs.remove(at);
+                            let message = format!(
+                                "The MCP tool {} is not offered: the model's API refused it ({}).",
+                                tool.name,
+                                app::text::elided(said, 200)
+                            );
+                            self.journal
+                                .record(session, EventKind::Error { message })
+                                .await?;
                             continue;
                         }
                     }
