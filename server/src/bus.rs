@@ -14,7 +14,8 @@
 //! that may connect to the database listen and notify on any channel, so
 //! another role on a shared cluster reads nothing of the live text and
 //! cannot stop, delete or decide anything through the bus; a notification
-//! that does not open is dropped.
+//! that does not open is dropped, and so is one heard before or sent more
+//! than [`FRESH_WITHIN`] ago (a replay of one it listened to).
 //!
 //! Notifications are not durable: one sent while a receiver reconnects is
 //! lost. A receiver therefore says when it reconnected ([`Received::Gap`]),
@@ -40,6 +41,10 @@ const PAYLOAD_MAX: usize = 7900;
 const ENVELOPE_MAX: usize = PAYLOAD_MAX / 4 * 3 - Sealer::OVERHEAD;
 /// What the bus's key is derived for.
 pub const PURPOSE: &str = "the bus between replicas";
+/// How old a notification may be, by its sender's clock against the
+/// receiver's (replicas' clocks agree within it): an older one is dropped
+/// as a replay, and those heard within it are told apart by their nonce.
+const FRESH_WITHIN: Duration = Duration::from_secs(60);
 /// Notices waiting to be sent before new ones are dropped (viewers then
 /// repair from the store at the next event).
 const QUEUE: usize = 8192;
@@ -85,11 +90,42 @@ pub enum Received {
     Gap,
 }
 
-/// One notification: who sent it, and its notices in order.
+/// One notification: who sent it, when (milliseconds since 1970, by its
+/// clock), and its notices in order.
 #[derive(Deserialize)]
 struct Envelope {
     from: String,
+    at: i64,
     notices: Vec<Notice>,
+}
+
+/// The notifications heard within [`FRESH_WITHIN`], by their nonce.
+#[derive(Default)]
+struct Heard {
+    order: std::collections::VecDeque<(i64, String)>,
+    nonces: std::collections::HashSet<String>,
+}
+
+impl Heard {
+    /// Whether a notification sent `at` with `nonce` is heard for the
+    /// first time, and fresh, `now` (both in milliseconds since 1970).
+    fn first_time(&mut self, nonce: &str, at: i64, now: i64) -> bool {
+        let window = FRESH_WITHIN.as_millis() as i64;
+        while self
+            .order
+            .front()
+            .is_some_and(|(heard, _)| *heard < now - window)
+        {
+            if let Some((_, old)) = self.order.pop_front() {
+                self.nonces.remove(&old);
+            }
+        }
+        if at.abs_diff(now) > window as u64 || !self.nonces.insert(nonce.to_owned()) {
+            return false;
+        }
+        self.order.push_back((now, nonce.to_owned()));
+        true
+    }
 }
 
 /// Sends notices to the other replicas. Cheap to clone.
@@ -183,8 +219,9 @@ impl Bus {
     /// An [`Envelope`] around notices already encoded.
     fn envelope(&self, notices: &[String]) -> String {
         format!(
-            r#"{{"from":{},"notices":[{}]}}"#,
+            r#"{{"from":{},"at":{},"notices":[{}]}}"#,
             encode(&self.sender),
+            chrono::Utc::now().timestamp_millis(),
             notices.join(",")
         )
     }
@@ -292,7 +329,7 @@ async fn listen_again(link: &Link) -> PgListener {
 /// whenever the connection was lost, once it listens again (a new one
 /// where it stopped answering).
 async fn listen(link: Link, mut listener: PgListener, me: String, inbox: mpsc::Sender<Received>) {
-    let mut unopened = 0u64;
+    let (mut heard_before, mut dropped) = (Heard::default(), 0u64);
     loop {
         let heard = tokio::time::timeout(link.quiet, listener.try_recv()).await;
         let received = match heard {
@@ -306,23 +343,37 @@ async fn listen(link: Link, mut listener: PgListener, me: String, inbox: mpsc::S
                 vec![Received::Gap]
             }
             Ok(Ok(Some(notification))) => {
-                let Some(json) = link.open(notification.payload()) else {
-                    // (Said at the 1st, 2nd, 4th, 8th… of them.)
-                    unopened += 1;
-                    if unopened.is_power_of_two() {
-                        tracing::warn!(
-                            "{unopened} notices on the bus did not open with this server's master \
-                             key, and were dropped: a replica with another key, or another role \
-                             of the database notifying its channel"
-                        );
-                    }
-                    continue;
+                let payload = notification.payload();
+                let opened = link
+                    .open(payload)
+                    .map(|json| serde_json::from_slice::<Envelope>(&json));
+                let fresh = |envelope: &Envelope, heard: &mut Heard| {
+                    // (A sealed payload starts with its nonce, 32 characters
+                    // of base64.)
+                    let nonce = payload.get(..32).unwrap_or(payload);
+                    heard.first_time(nonce, envelope.at, chrono::Utc::now().timestamp_millis())
                 };
-                match serde_json::from_slice::<Envelope>(&json) {
-                    Ok(envelope) if envelope.from == me => continue,
-                    Ok(envelope) => envelope.notices.into_iter().map(Received::Notice).collect(),
-                    Err(e) => {
+                match opened {
+                    Some(Ok(envelope)) if envelope.from == me => continue,
+                    Some(Ok(envelope)) if fresh(&envelope, &mut heard_before) => {
+                        envelope.notices.into_iter().map(Received::Notice).collect()
+                    }
+                    Some(Err(e)) => {
                         tracing::warn!("an unreadable notice on the bus: {e}");
+                        continue;
+                    }
+                    _ => {
+                        // (Said at the 1st, 2nd, 4th, 8th… of them.)
+                        dropped += 1;
+                        if dropped.is_power_of_two() {
+                            tracing::warn!(
+                                "{dropped} notifications on the bus were dropped: sealed with \
+                                 another master key (a replica started with another), heard \
+                                 before, or sent over {} s ago (a replica's clock off, or another \
+                                 role of the database notifying its channel again)",
+                                FRESH_WITHIN.as_secs()
+                            );
+                        }
                         continue;
                     }
                 }
@@ -381,6 +432,25 @@ mod tests {
         let encoded: Vec<String> = notices.iter().map(encode).collect();
         let back: Envelope = serde_json::from_str(&bus.envelope(&encoded)).unwrap();
         assert_eq!((back.from.as_str(), back.notices), ("a\"b", notices));
+    }
+
+    /// A notification heard again, or sent long ago, is not heard.
+    #[test]
+    fn replays_and_old_notifications_are_not_heard() {
+        let mut heard = Heard::default();
+        let now = 1_000_000_000;
+        let window = FRESH_WITHIN.as_millis() as i64;
+        assert!(heard.first_time("a", now, now));
+        assert!(!heard.first_time("a", now, now + 1), "heard again");
+        assert!(heard.first_time("b", now - window + 1, now + 1));
+        assert!(!heard.first_time("c", now - window - 1, now), "too old");
+        assert!(
+            !heard.first_time("d", now + window + 1, now),
+            "from the future"
+        );
+        // Forgotten once past the window, where its age refuses it anyway.
+        assert!(!heard.first_time("a", now, now + window + 10));
+        assert!(heard.nonces.is_empty() && heard.order.is_empty());
     }
 
     /// What the bus carries opens with the key it was sealed with, for its

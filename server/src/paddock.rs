@@ -95,7 +95,7 @@ pub struct Paddock {
 
 /// Longest reason a permission decision may give, in bytes (it travels to
 /// the replica that asked, within one bus notification: without control
-/// characters but lines and tabs, it is at most twice as long in JSON).
+/// characters but line ends and tabs, it is at most twice as long in JSON).
 const DECISION_REASON_MAX_BYTES: usize = 1024;
 
 /// A command the bus did not carry to the other replicas.
@@ -786,12 +786,12 @@ impl Backend for Paddock {
                 DECISION_REASON_MAX_BYTES / 1024
             )));
         }
-        if reason
-            .as_ref()
-            .is_some_and(|r| r.chars().any(|c| c.is_control() && c != '\n' && c != '\t'))
-        {
+        if reason.as_ref().is_some_and(|r| {
+            r.chars()
+                .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+        }) {
             return Err(AppError::Invalid(
-                "The reason cannot contain control characters (but new lines and tabs).".into(),
+                "The reason cannot contain control characters (but line ends and tabs).".into(),
             ));
         }
         let s = self.session_for(caller, id, Access::Operate).await?;

@@ -78,28 +78,63 @@ pub fn allowed_for_session(events: &[Event]) -> HashSet<String> {
 }
 
 /// The tools allowed "for this session" ([`allowed_for_session`]), read
-/// by kind, a page at a time: the transcript itself may be long.
+/// by kind, a page at a time, each let go once looked at: the transcript
+/// itself may be long, and a request holds its tool's whole input.
 pub async fn allowed_in(
     store: &dyn Store,
     session: SessionId,
 ) -> Result<HashSet<String>, StoreError> {
-    const PAGE: i64 = 256;
-    let mut events = Vec::new();
-    for kind in ["permission_request", "permission_decision"] {
-        let mut before = i64::MAX;
-        loop {
-            let page = store.events_before(session, before, kind, PAGE).await?;
-            let full = page.len() as i64 == PAGE;
-            let Some(oldest) = page.last() else { break };
-            before = oldest.seq;
-            events.extend(page);
-            if !full {
-                break;
+    let mut decided = HashSet::new();
+    each_of_kind(store, session, "permission_decision", |kind| {
+        if let EventKind::PermissionDecision {
+            request_id,
+            decision: Decision::AllowSession,
+            ..
+        } = kind
+        {
+            decided.insert(request_id);
+        }
+    })
+    .await?;
+    let mut allowed = HashSet::new();
+    if !decided.is_empty() {
+        each_of_kind(store, session, "permission_request", |kind| {
+            if let EventKind::PermissionRequest {
+                request_id, tool, ..
+            } = kind
+            {
+                if decided.contains(&request_id) {
+                    allowed.insert(tool);
+                }
             }
+        })
+        .await?;
+    }
+    Ok(allowed)
+}
+
+/// Hands each of the session's events of `kind` to `each`, newest first,
+/// a page at a time.
+async fn each_of_kind(
+    store: &dyn Store,
+    session: SessionId,
+    kind: &str,
+    mut each: impl FnMut(EventKind),
+) -> Result<(), StoreError> {
+    const PAGE: i64 = 256;
+    let mut before = i64::MAX;
+    loop {
+        let page = store.events_before(session, before, kind, PAGE).await?;
+        let full = page.len() as i64 == PAGE;
+        let Some(oldest) = page.last() else {
+            return Ok(());
+        };
+        before = oldest.seq;
+        page.into_iter().for_each(|e| each(e.kind));
+        if !full {
+            return Ok(());
         }
     }
-    events.sort_by_key(|e| e.seq);
-    Ok(allowed_for_session(&events))
 }
 
 impl Permissions {

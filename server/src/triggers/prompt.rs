@@ -8,6 +8,9 @@ use app::domain::AppError;
 use app::triggers::{CONVERSATION_MAX_BYTES, PROMPT_MAX_BYTES};
 use minijinja::{Environment, UndefinedBehavior};
 use sha2::{Digest, Sha256};
+use std::ops::Range;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 /// Instructions a template may run for one delivery.
 const FUEL: u64 = 100_000;
@@ -30,17 +33,30 @@ pub fn check(what: &str, template: &str) -> Result<(), AppError> {
 }
 
 /// What a template writes, refused past `max` bytes: rendering stops
-/// there, however much more the template would make.
+/// there, however much more the template would make. It knows which of
+/// its bytes a field wrote (`{{ … }}`, what a delivery says, or may).
 struct Capped {
     text: Vec<u8>,
     max: usize,
     full: bool,
+    /// Set while the template writes a field's value (see [`render`]):
+    /// what reaches this then is the field's, and what a `set` block or a
+    /// macro captures meanwhile never reaches it.
+    writing_field: Arc<AtomicBool>,
+    fields: Vec<Range<usize>>,
 }
 
 impl std::io::Write for Capped {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
         let room = self.max - self.text.len();
+        let start = self.text.len();
         self.text.extend_from_slice(&bytes[..bytes.len().min(room)]);
+        if self.writing_field.load(Ordering::Relaxed) {
+            match self.fields.last_mut() {
+                Some(last) if last.end == start => last.end = self.text.len(),
+                _ => self.fields.push(start..self.text.len()),
+            }
+        }
         if bytes.len() > room {
             self.full = true;
             return Err(std::io::Error::other("the text is as long as it may be"));
@@ -70,32 +86,33 @@ pub fn context(payload: &serde_json::Value, delivery: &str, said: &Said) -> serd
     seen
 }
 
-/// Fills `template` from a delivery's [`context`], cut at `max` bytes;
-/// whether it was cut.
-fn render(template: &str, seen: &serde_json::Value, max: usize) -> Result<(String, bool), String> {
-    render_in(&environment(), template, seen, max)
+/// A template filled from a delivery.
+struct Rendered {
+    text: String,
+    /// Whether it was cut at its bound.
+    cut: bool,
+    /// Where in `text` its fields wrote: the rest is the owner's own text.
+    fields: Vec<Range<usize>>,
 }
 
-/// What the owner wrote of `template` as it renders for a delivery: its
-/// fields write nothing, its conditions and loops run as they do for the
-/// prompt.
-fn owners_text(template: &str, seen: &serde_json::Value) -> Result<String, String> {
+/// Fills `template` from a delivery's [`context`], cut at `max` bytes.
+fn render(template: &str, seen: &serde_json::Value, max: usize) -> Result<Rendered, String> {
+    let writing_field = Arc::new(AtomicBool::new(false));
     let mut env = environment();
-    env.set_formatter(|_, _, _| Ok(()));
-    Ok(render_in(&env, template, seen, PROMPT_MAX_BYTES)?.0)
-}
-
-fn render_in(
-    env: &Environment<'_>,
-    template: &str,
-    seen: &serde_json::Value,
-    max: usize,
-) -> Result<(String, bool), String> {
+    let writing = writing_field.clone();
+    env.set_formatter(move |out, state, value| {
+        writing.store(true, Ordering::Relaxed);
+        let written = minijinja::escape_formatter(out, state, value);
+        writing.store(false, Ordering::Relaxed);
+        written
+    });
     let template = env.template_from_str(template).map_err(|e| e.to_string())?;
     let mut out = Capped {
         text: Vec::new(),
         max,
         full: false,
+        writing_field,
+        fields: Vec::new(),
     };
     let rendered = template.render_captured_to(seen, &mut out);
     if let (Err(e), false) = (rendered, out.full) {
@@ -105,36 +122,44 @@ fn render_in(
     let text = String::from_utf8_lossy(&out.text)
         .trim_end_matches('\u{fffd}')
         .to_owned();
-    Ok((text, out.full))
+    Ok(Rendered {
+        text,
+        cut: out.full,
+        fields: out.fields,
+    })
 }
 
 /// The prompt a delivery makes.
 pub fn prompt(template: &str, seen: &serde_json::Value) -> Result<String, String> {
-    let (text, _) = render(template, seen, PROMPT_MAX_BYTES)?;
+    let Rendered { text, fields, .. } = render(template, seen, PROMPT_MAX_BYTES)?;
     if text.trim().is_empty() {
         return Err("the prompt template made an empty prompt from this delivery".into());
     }
     // A prompt starting with `/` is a command to the Claude Code CLI (a
     // skill, a repository's own command with the tools it allows): only
     // its owner's template may start one, never a delivery's text. The
-    // command is the owner's if what the owner wrote, under the same
-    // conditions, starts with that whole word (`/fix` is not
-    // `/fix-and-deploy`, nor a `/triage` behind a condition that is false).
+    // command is the owner's if no field wrote any of its whole word
+    // (`/fix` is not `/fix-and-deploy`; a `/triage` behind a condition that
+    // is false is not there to be the owner's).
     if let Some(word) = command_word(&text) {
-        if command_word(&owners_text(template, seen)?) != Some(word) {
+        if fields
+            .iter()
+            .any(|f| f.start < word.end && word.start < f.end)
+        {
             return Ok(format!("{NOT_A_COMMAND}{text}"));
         }
     }
     Ok(text)
 }
 
-/// The command a prompt starts with (its first word, if it starts with
-/// `/` past spaces and hidden characters).
-fn command_word(text: &str) -> Option<&str> {
+/// Where the command a prompt starts with is (its first word, if it
+/// starts with `/` past spaces and hidden characters).
+fn command_word(text: &str) -> Option<Range<usize>> {
     let shown =
         text.trim_start_matches(|c: char| c.is_whitespace() || app::domain::is_hidden_format(c));
+    let start = text.len() - shown.len();
     let word = shown.split(char::is_whitespace).next()?;
-    word.starts_with('/').then_some(word)
+    word.starts_with('/').then(|| start..start + word.len())
 }
 
 /// Put before a prompt whose `/` came from a delivery.
@@ -150,7 +175,7 @@ pub fn as_made(prompt: &str) -> &str {
 /// One longer than [`CONVERSATION_MAX_BYTES`] is kept as its SHA-256, so
 /// that two keys alike in their first bytes stay two conversations.
 pub fn conversation(template: &str, seen: &serde_json::Value) -> Result<Option<String>, String> {
-    let (key, cut) = render(template, seen, KEY_RENDERED_MAX_BYTES)?;
+    let Rendered { text: key, cut, .. } = render(template, seen, KEY_RENDERED_MAX_BYTES)?;
     if cut {
         return Err(format!(
             "the conversation key template made more than {} KiB of this delivery",
@@ -233,6 +258,31 @@ mod tests {
         };
         assert_eq!(sent(false), format!("{NOT_A_COMMAND}/triage all"));
         assert_eq!(sent(true), "/triage /triage all");
+        // Conditions on what a `set` block captured are followed: the
+        // owner's command where the owner wrote it, the delivery's not.
+        let bug = |kind: &str| {
+            let seen = context(
+                &json!({"kind": kind, "text": "/triage all"}),
+                "d1",
+                &Said::Nothing,
+            );
+            prompt(
+                "{% set kind %}{{ payload.kind }}{% endset %}\
+                 {% if kind == 'bug' %}/triage {% endif %}{{ payload.text }}",
+                &seen,
+            )
+            .unwrap()
+        };
+        assert_eq!(bug("bug"), "/triage /triage all");
+        assert_eq!(bug("idea"), format!("{NOT_A_COMMAND}/triage all"));
+        let captured = context(&json!({"text": "/triage x"}), "d1", &Said::Nothing);
+        assert!(prompt(
+            "{% set body %}{{ payload.text | trim }}{% endset %}\
+             {% if not body %}/triage {% endif %}{{ body }}",
+            &captured
+        )
+        .unwrap()
+        .starts_with(NOT_A_COMMAND));
         // A command word the delivery finishes is the delivery's.
         assert!(prompt("/{{ payload.text }}", &seen)
             .unwrap()

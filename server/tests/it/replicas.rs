@@ -661,20 +661,30 @@ async fn a_bus_whose_connection_goes_silent_listens_again() {
     let (other, _) = Bus::connect(&url, quiet, key.sealer(PURPOSE))
         .await
         .unwrap();
+    // (Another role of the database may listen to the channel too.)
+    let mut eavesdropper = sqlx::postgres::PgListener::connect(&url).await.unwrap();
+    eavesdropper.listen("paddock").await.unwrap();
     other.send(Notice::Access { user: None }).await.unwrap();
     assert!(matches!(
         hears(&mut inbox, 5).await,
         Some(Received::Notice(Notice::Access { user: None }))
     ));
-    // What another installation's key seals, and a plain notification any
-    // role of the database may send on the channel, are not heard.
+    let overheard = eavesdropper.recv().await.unwrap().payload().to_owned();
+    // What another installation's key seals, a plain notification any
+    // role of the database may send on the channel, and one of this
+    // installation's sent again by such a role, are not heard.
     let (stranger, _) = Bus::connect(&url, quiet, MasterKey::generate().sealer(PURPOSE))
         .await
         .unwrap();
     stranger.send(Notice::HandedOff).await.unwrap();
     let pool = sqlx::PgPool::connect(&url).await.unwrap();
     sqlx::query("SELECT pg_notify('paddock', $1)")
-        .bind(r#"{"from":"x","notices":[{"t":"handed_off"}]}"#)
+        .bind(r#"{"from":"x","at":0,"notices":[{"t":"handed_off"}]}"#)
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("SELECT pg_notify('paddock', $1)")
+        .bind(&overheard)
         .execute(&pool)
         .await
         .unwrap();

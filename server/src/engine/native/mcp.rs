@@ -103,6 +103,8 @@ fn model_name(server: &str, tool: &str) -> String {
 /// request can carry) with its size as JSON.
 struct Listed {
     name: String,
+    /// Its name is over [`TOOL_NAME_MAX_BYTES`] (`name` is its quote).
+    too_long: bool,
     description: Option<String>,
     schema: Option<(serde_json::Value, usize)>,
 }
@@ -116,8 +118,15 @@ impl Listed {
             && ["oneOf", "anyOf", "allOf"]
                 .iter()
                 .all(|k| schema.get(*k).is_none());
+        // (A name too long to be offered is kept as quoted, to say so.)
+        let too_long = tool.name.len() > TOOL_NAME_MAX_BYTES;
+        let name = match too_long {
+            true => quoted(&tool.name),
+            false => tool.name.into_owned(),
+        };
         Self {
-            name: tool.name.into_owned(),
+            name,
+            too_long,
             description: tool
                 .description
                 .map(|d| d.chars().take(DESCRIPTION_MAX_CHARS).collect()),
@@ -228,23 +237,27 @@ impl<T: Transport<RoleClient>> Transport<RoleClient> for Link<T> {
                             ServerRequest::PingRequest(_) | ServerRequest::ListRootsRequest(_)
                         ) =>
                 {
+                    // Sent on its own, within the same count as rmcp's
+                    // answers: reading never waits on the server's input.
+                    if !take_slot(&self.answering) {
+                        continue;
+                    }
                     let refusal = ErrorData::new(
                         ErrorCode::METHOD_NOT_FOUND,
                         "Paddock's MCP client takes no such request",
                         None,
                     );
-                    let _ = self
+                    let sent = self
                         .inner
-                        .send(JsonRpcMessage::error(refusal, Some(request.id.clone())))
-                        .await;
+                        .send(JsonRpcMessage::error(refusal, Some(request.id.clone())));
+                    let answering = self.answering.clone();
+                    tokio::spawn(async move {
+                        let _ = sent.await;
+                        answering.fetch_sub(1, Ordering::Relaxed);
+                    });
                 }
                 JsonRpcMessage::Request(_) => {
-                    let taken =
-                        self.answering
-                            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
-                                (n < SERVER_REQUESTS_AT_ONCE).then_some(n + 1)
-                            });
-                    if taken.is_err() {
+                    if !take_slot(&self.answering) {
                         continue;
                     }
                     return Some(message);
@@ -260,6 +273,16 @@ impl<T: Transport<RoleClient>> Transport<RoleClient> for Link<T> {
     fn close(&mut self) -> impl std::future::Future<Output = Result<(), Self::Error>> + Send {
         self.inner.close()
     }
+}
+
+/// Takes one of the [`SERVER_REQUESTS_AT_ONCE`] answers under way, if one
+/// is free.
+fn take_slot(answering: &AtomicUsize) -> bool {
+    answering
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+            (n < SERVER_REQUESTS_AT_ONCE).then_some(n + 1)
+        })
+        .is_ok()
 }
 
 /// A tool call's content as text for the model.
@@ -390,8 +413,8 @@ impl McpTools {
         let mut left_out = Vec::new();
         let mut past_room = Vec::new();
         for tool in listed {
-            if tool.name.len() > TOOL_NAME_MAX_BYTES {
-                left_out.push(format!("{} (its name is too long)", quoted(&tool.name)));
+            if tool.too_long {
+                left_out.push(format!("{} (its name is too long)", tool.name));
                 continue;
             }
             let model_name = model_name(&server.name, &tool.name);
