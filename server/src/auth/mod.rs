@@ -365,6 +365,9 @@ impl Auth {
         password_hash: &str,
     ) -> Result<(), AppError> {
         let now = Utc::now();
+        // Whoever this browser was signed in as before: their open streams
+        // check their caller at once (the cookie no longer signs them in).
+        let before = session.get::<SignedIn>(ACCOUNT_KEY).await.ok().flatten();
         session.cycle_id().await.map_err(internal)?;
         session
             .insert(
@@ -377,7 +380,11 @@ impl Auth {
                 },
             )
             .await
-            .map_err(internal)
+            .map_err(internal)?;
+        if let Some(before) = before {
+            self.hub.access_changed(before.user);
+        }
+        Ok(())
     }
 
     /// Creates the first admin through the setup link, and signs them in.

@@ -133,8 +133,11 @@ async fn holds(
         tracing::info!(%caller, session = %id, "stream ended: the session is read-only");
         return false;
     }
-    match (needed, paddock.auth.owner_may_run(&session).await) {
-        (Access::Operate, Err(AppError::Conflict(_))) => {
+    if needed != Access::Operate {
+        return true;
+    }
+    match paddock.auth.owner_may_run(&session).await {
+        Err(AppError::Conflict(_)) => {
             tracing::info!(%caller, session = %id, "stream ended: the owner may no longer run sessions");
             false
         }

@@ -1013,6 +1013,26 @@ async fn sign_in_is_rate_limited_and_never_tells_who_exists() {
     assert_eq!(signed_out(&audit), 1, "{audit:?}");
 }
 
+/// Signing in over a browser session that was someone else's ends that
+/// someone's open streams at once (its cookie signs nobody in any more),
+/// not at their next look at their caller.
+#[tokio::test]
+async fn signing_in_over_another_account_ends_its_streams() {
+    let t = team(&[]).await;
+    t.person("ann", Role::Member).await;
+    t.person("bob", Role::Member).await;
+    let cookie = t.sign_in("ann", PASSWORD).await.unwrap();
+    let updates = open_stream(t.with_cookie(&cookie, Method::GET, "/api/updates")).await;
+    let bob = t
+        .with_cookie(&cookie, Method::POST, "/auth/signin")
+        .form(&[("login", "bob"), ("password", PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bob.status(), StatusCode::SEE_OTHER);
+    ends_within(updates, Duration::from_secs(5)).await;
+}
+
 #[tokio::test]
 async fn expired_unknown_and_malformed_tokens_are_nobody() {
     let t = team(&[]).await;
