@@ -265,6 +265,12 @@ pub struct Config {
     #[arg(long, env = "PADDOCK_SANDBOXES_PER_PERSON", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub sandboxes_per_person: u32,
 
+    /// Live streams one person may hold open at once on this process: a
+    /// transcript's (each one a dashboard connection follows counts) or
+    /// the sessions list's. Past it, another is refused (429).
+    #[arg(long, env = "PADDOCK_STREAMS_PER_PERSON", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub streams_per_person: u32,
+
     /// This process's name among the replicas sharing a PostgreSQL
     /// database, stable across its restarts (a restarted replica takes its
     /// sessions back at once) [default: the host name and the port].
@@ -520,6 +526,10 @@ impl Config {
     }
 
     /// How many sandboxes one person's sessions may have running.
+    pub fn streams_per_person(&self) -> usize {
+        usize::try_from(self.streams_per_person).unwrap_or(usize::MAX)
+    }
+
     pub fn sandboxes_per_person(&self) -> usize {
         usize::try_from(self.sandboxes_per_person).unwrap_or(usize::MAX)
     }

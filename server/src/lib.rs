@@ -31,6 +31,7 @@ pub mod sandbox;
 pub mod secret;
 pub mod skill_archive;
 pub mod store;
+pub mod stream_budget;
 pub mod sync;
 pub mod telemetry;
 pub mod terminal_slots;

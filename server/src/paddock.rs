@@ -24,6 +24,7 @@ use crate::proxy::CredentialProxy;
 use crate::replicas::{self, Follower};
 use crate::sandbox::{BackendKind, DockerSandbox, LocalSandbox, Sandbox};
 use crate::store::{self, Database, Store};
+use crate::stream_budget::StreamBudget;
 use crate::terminal_slots::TerminalSlots;
 use crate::transfers::Transfers;
 use crate::trigger_limits::DeliveryLimiter;
@@ -81,6 +82,8 @@ pub struct Paddock {
     pub changes: Arc<ChangeReview>,
     /// Who has which session open.
     pub presence: Presence,
+    /// The live streams each person holds open.
+    pub streams: StreamBudget,
     /// The workspaces of sessions someone follows here, watched.
     pub workspace_watches: WorkspaceWatches,
     /// Workspace archives and uploads running now.
@@ -164,6 +167,7 @@ impl Paddock {
                 .with_context(|| format!("the file {:?}", binary.display()))?;
         }
         let config = Arc::new(config);
+        let streams = StreamBudget::new(config.streams_per_person());
         crate::metrics::install();
         let sign_in = config.sign_in_required()?;
         config.check_ceilings()?;
@@ -280,6 +284,7 @@ impl Paddock {
             changes,
             setup,
             presence: Presence::default(),
+            streams,
             workspace_watches,
             transfers: Transfers::default(),
             terminals,

@@ -129,6 +129,8 @@ pub enum Ending {
 /// One viewer's position in a transcript: the store until caught up, then
 /// the hub, back to the store whenever the hub skips a `seq`.
 pub struct Tail {
+    /// Counted among its caller's streams while it lasts.
+    _held: crate::stream_budget::Held,
     /// Counts this viewer as watching while the stream lasts.
     _watching: crate::presence::Watching,
     /// Keeps the session's workspace watched while the stream lasts.
@@ -177,8 +179,10 @@ impl Tail {
                 found.last_seq
             )));
         }
+        let held = paddock.streams.take(&identity.caller)?;
         tracing::debug!(%session, after, "viewer connected");
         Ok(Self {
+            _held: held,
             _watching: paddock.presence.watch(session, identity.caller.label()),
             _following: paddock.workspace_watches.follow(session),
             _viewer: crate::metrics::Viewer::open("events"),

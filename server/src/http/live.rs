@@ -12,7 +12,8 @@
 //! session id, the name and data those of the stream it comes from. A
 //! transcript that ends says so, `<id> closed <why>`, while the others go
 //! on: `gone` (deleted, never was, or no longer shared), `invalid` (no such
-//! event to resume after) or `retry` (the store failed; resume later); so
+//! event to resume after) or `retry` (the store failed, or the caller holds
+//! as many streams as they may; resume later); so
 //! does the list (`list closed retry`) when it cannot reload what the caller
 //! may see. While nothing else comes, `- ping -` every 15 s says the
 //! connection is alive (keep-alive comments never reach the page). Lost
@@ -110,7 +111,8 @@ async fn transcript(
         Err(e) => {
             let why = match e {
                 AppError::Invalid(_) => "invalid",
-                AppError::Unavailable(_) | AppError::Internal => "retry",
+                // (Past the caller's streams: once some end.)
+                AppError::Unavailable(_) | AppError::Internal | AppError::RateLimited(_) => "retry",
                 _ => "gone",
             };
             return stream::once(async move { closed(&topic, why) }).boxed();

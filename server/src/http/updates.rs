@@ -68,6 +68,8 @@ impl Audience {
 
 /// One caller's view of the sessions list as it changes.
 pub struct Listener {
+    /// Counted among its caller's streams while it lasts.
+    _held: crate::stream_budget::Held,
     /// Counted in the `paddock_viewers` metric while it lasts.
     _viewer: crate::metrics::Viewer,
     paddock: Arc<Paddock>,
@@ -89,6 +91,7 @@ impl Listener {
         let access = paddock.hub.subscribe_access();
         let audience = Audience::load(paddock, &identity.caller).await?;
         Ok(Self {
+            _held: paddock.streams.take(&identity.caller)?,
             _viewer: crate::metrics::Viewer::open("updates"),
             paddock: paddock.clone(),
             identity,

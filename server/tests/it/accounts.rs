@@ -571,6 +571,41 @@ async fn watchers_and_viewers_read_but_cannot_operate() {
     }
 }
 
+/// One person holds at most PADDOCK_STREAMS_PER_PERSON live streams at
+/// once (each transcript a dashboard connection follows counts): past it,
+/// another is refused, 429, or said to retry on the dashboard's
+/// connection; one that ends makes room; another person's are their own.
+#[tokio::test]
+async fn each_person_holds_a_bounded_number_of_streams() {
+    let t = team(&["--streams-per-person=2"]).await;
+    let ann = t.person("ann", Role::Member).await;
+    let bob = t.person("bob", Role::Member).await;
+    let s = t.create(&ann, json!({"name": "followed"})).await;
+    let events = format!("/api/sessions/{}/events", s.id);
+    let list = open_stream(t.as_(&ann, Method::GET, "/api/updates")).await;
+    let first = open_stream(t.as_(&ann, Method::GET, &events)).await;
+    let (status, said) = t.status(t.as_(&ann, Method::GET, &events)).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{said}");
+    assert!(said.contains("PADDOCK_STREAMS_PER_PERSON"), "{said}");
+    let mut live =
+        open_stream(t.as_(&ann, Method::GET, &format!("/api/live?sessions={}:0", s.id))).await;
+    says(&mut live, &format!("{} closed retry", s.id)).await;
+    let _theirs = open_stream(t.as_(&bob, Method::GET, "/api/updates")).await;
+    drop((first, live));
+    drop(list);
+    // (The server lets a stream go once it notices its client left.)
+    let mut again = None;
+    for _ in 0..50 {
+        let res = t.as_(&ann, Method::GET, &events).send().await.unwrap();
+        if res.status() == StatusCode::OK {
+            again = Some(res);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(again.is_some(), "no room made");
+}
+
 #[tokio::test]
 async fn unsharing_ends_an_open_stream_and_sharing_shows_at_once() {
     let t = team(&[]).await;
