@@ -42,9 +42,11 @@ const ENVELOPE_MAX: usize = PAYLOAD_MAX / 4 * 3 - Sealer::OVERHEAD;
 /// What the bus's key is derived for.
 pub const PURPOSE: &str = "the bus between replicas";
 /// How old a notification may be, by its sender's clock against the
-/// receiver's (replicas' clocks agree within it): an older one is dropped
-/// as a replay, and those heard within it are told apart by their nonce.
-const FRESH_WITHIN: Duration = Duration::from_secs(60);
+/// receiver's (replicas' clocks agree within it, and a receiver is not held
+/// up for longer): an older one is dropped as a replay (and its receiver
+/// told it may have missed something), and those heard within it are told
+/// apart by their nonce.
+const FRESH_WITHIN: Duration = Duration::from_secs(600);
 /// Notices waiting to be sent before new ones are dropped (viewers then
 /// repair from the store at the next event).
 const QUEUE: usize = 8192;
@@ -99,32 +101,47 @@ struct Envelope {
     notices: Vec<Notice>,
 }
 
-/// The notifications heard within [`FRESH_WITHIN`], by their nonce.
+/// The notifications heard lately, by their nonce, each kept until its
+/// age would refuse it anyway.
 #[derive(Default)]
 struct Heard {
+    /// Nonces with when they may be forgotten, in the order heard.
     order: std::collections::VecDeque<(i64, String)>,
     nonces: std::collections::HashSet<String>,
 }
 
+/// How a notification is taken.
+#[derive(Debug, PartialEq)]
+enum Heeded {
+    New,
+    /// Heard before: a replay.
+    Again,
+    /// Sent more than [`FRESH_WITHIN`] ago, or as far ahead.
+    Stale,
+}
+
 impl Heard {
-    /// Whether a notification sent `at` with `nonce` is heard for the
-    /// first time, and fresh, `now` (both in milliseconds since 1970).
-    fn first_time(&mut self, nonce: &str, at: i64, now: i64) -> bool {
+    /// How a notification sent `at` with `nonce` is taken `now` (both in
+    /// milliseconds since 1970).
+    fn heed(&mut self, nonce: &str, at: i64, now: i64) -> Heeded {
         let window = FRESH_WITHIN.as_millis() as i64;
-        while self
-            .order
-            .front()
-            .is_some_and(|(heard, _)| *heard < now - window)
-        {
+        // (Forgotten once neither clock would call it fresh: a sender's
+        // clock ahead of this one's keeps it longer.)
+        while self.order.front().is_some_and(|(until, _)| *until < now) {
             if let Some((_, old)) = self.order.pop_front() {
                 self.nonces.remove(&old);
             }
         }
-        if at.abs_diff(now) > window as u64 || !self.nonces.insert(nonce.to_owned()) {
-            return false;
+        if at.abs_diff(now) > window as u64 {
+            return Heeded::Stale;
         }
-        self.order.push_back((now, nonce.to_owned()));
-        true
+        if !self.nonces.insert(nonce.to_owned()) {
+            return Heeded::Again;
+        }
+        // Kept in the order heard, so pruned a little late at worst.
+        let until = at.max(now) + window;
+        self.order.push_back((until, nonce.to_owned()));
+        Heeded::New
     }
 }
 
@@ -330,6 +347,7 @@ async fn listen_again(link: &Link) -> PgListener {
 /// where it stopped answering).
 async fn listen(link: Link, mut listener: PgListener, me: String, inbox: mpsc::Sender<Received>) {
     let (mut heard_before, mut dropped) = (Heard::default(), 0u64);
+    let mut stale_said: Option<tokio::time::Instant> = None;
     loop {
         let heard = tokio::time::timeout(link.quiet, listener.try_recv()).await;
         let received = match heard {
@@ -347,18 +365,34 @@ async fn listen(link: Link, mut listener: PgListener, me: String, inbox: mpsc::S
                 let opened = link
                     .open(payload)
                     .map(|json| serde_json::from_slice::<Envelope>(&json));
-                let fresh = |envelope: &Envelope, heard: &mut Heard| {
-                    // (A sealed payload starts with its nonce, 32 characters
-                    // of base64.)
-                    let nonce = payload.get(..32).unwrap_or(payload);
-                    heard.first_time(nonce, envelope.at, chrono::Utc::now().timestamp_millis())
+                let heeded = match &opened {
+                    Some(Ok(envelope)) if envelope.from != me => {
+                        // (A sealed payload starts with its nonce, 32
+                        // characters of base64.)
+                        let nonce = payload.get(..32).unwrap_or(payload);
+                        let now = chrono::Utc::now().timestamp_millis();
+                        Some(heard_before.heed(nonce, envelope.at, now))
+                    }
+                    _ => None,
                 };
-                match opened {
-                    Some(Ok(envelope)) if envelope.from == me => continue,
-                    Some(Ok(envelope)) if fresh(&envelope, &mut heard_before) => {
+                match (opened, heeded) {
+                    (Some(Ok(_)), None) => continue,
+                    (Some(Ok(envelope)), Some(Heeded::New)) => {
                         envelope.notices.into_iter().map(Received::Notice).collect()
                     }
-                    Some(Err(e)) => {
+                    // Of this installation's, but held up past its time (this
+                    // process frozen, or behind; or one replayed long
+                    // after): what it said may be missing, as after a lost
+                    // connection (said at most once a second).
+                    (Some(Ok(_)), Some(Heeded::Stale)) => {
+                        let now = tokio::time::Instant::now();
+                        if stale_said.is_some_and(|at| now - at < Duration::from_secs(1)) {
+                            continue;
+                        }
+                        stale_said = Some(now);
+                        vec![Received::Gap]
+                    }
+                    (Some(Err(e)), _) => {
                         tracing::warn!("an unreadable notice on the bus: {e}");
                         continue;
                     }
@@ -368,10 +402,9 @@ async fn listen(link: Link, mut listener: PgListener, me: String, inbox: mpsc::S
                         if dropped.is_power_of_two() {
                             tracing::warn!(
                                 "{dropped} notifications on the bus were dropped: sealed with \
-                                 another master key (a replica started with another), heard \
-                                 before, or sent over {} s ago (a replica's clock off, or another \
-                                 role of the database notifying its channel again)",
-                                FRESH_WITHIN.as_secs()
+                                 another master key (a replica started with another), or heard \
+                                 before (another role of the database notifying its channel \
+                                 again)"
                             );
                         }
                         continue;
@@ -440,16 +473,24 @@ mod tests {
         let mut heard = Heard::default();
         let now = 1_000_000_000;
         let window = FRESH_WITHIN.as_millis() as i64;
-        assert!(heard.first_time("a", now, now));
-        assert!(!heard.first_time("a", now, now + 1), "heard again");
-        assert!(heard.first_time("b", now - window + 1, now + 1));
-        assert!(!heard.first_time("c", now - window - 1, now), "too old");
-        assert!(
-            !heard.first_time("d", now + window + 1, now),
-            "from the future"
+        assert_eq!(heard.heed("a", now, now), Heeded::New);
+        assert_eq!(heard.heed("a", now, now + 1), Heeded::Again);
+        assert_eq!(heard.heed("b", now - window + 1, now + 1), Heeded::New);
+        assert_eq!(heard.heed("c", now - window - 1, now), Heeded::Stale);
+        assert_eq!(heard.heed("d", now + window + 1, now), Heeded::Stale);
+        // From a sender whose clock is ahead: kept as long as that clock
+        // would call it fresh, past this one's window.
+        let ahead = 30_000;
+        assert_eq!(heard.heed("e", now + ahead, now), Heeded::New);
+        assert_eq!(
+            heard.heed("e", now + ahead, now + window + 1),
+            Heeded::Again
         );
         // Forgotten once past the window, where its age refuses it anyway.
-        assert!(!heard.first_time("a", now, now + window + 10));
+        assert_eq!(
+            heard.heed("a", now, now + window + ahead + 10),
+            Heeded::Stale
+        );
         assert!(heard.nonces.is_empty() && heard.order.is_empty());
     }
 

@@ -518,22 +518,23 @@ impl Config {
         std::time::Duration::from_secs(self.client_stall_secs)
     }
 
-    /// How long a session's lease lasts without a heartbeat.
     /// How long a sandbox may go unused before it is stopped; `None`:
     /// never.
     pub fn sandbox_idle(&self) -> Option<std::time::Duration> {
         (self.sandbox_idle_secs > 0).then(|| std::time::Duration::from_secs(self.sandbox_idle_secs))
     }
 
-    /// How many sandboxes one person's sessions may have running.
+    /// How many live streams one person may hold open at once.
     pub fn streams_per_person(&self) -> usize {
         usize::try_from(self.streams_per_person).unwrap_or(usize::MAX)
     }
 
+    /// How many sandboxes one person's sessions may have running.
     pub fn sandboxes_per_person(&self) -> usize {
         usize::try_from(self.sandboxes_per_person).unwrap_or(usize::MAX)
     }
 
+    /// How long a session's lease lasts without a heartbeat.
     pub fn lease(&self) -> std::time::Duration {
         std::time::Duration::from_secs(self.lease_secs)
     }

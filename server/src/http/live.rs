@@ -155,14 +155,19 @@ async fn live(
     let end = access_watch::stream_ends(paddock.clone(), identity.clone(), None);
     let mut streams: Vec<BoxStream<'static, String>> = Vec::with_capacity(sessions.len() + 1);
     if query.list {
-        let listener = Listener::open(&paddock, identity.clone()).await?;
-        // It ends when it cannot reload what the caller may see: ask again.
-        let frames = listener.frames().map(|frame| line("list", frame));
-        streams.push(
-            frames
-                .chain(stream::once(async { closed("list", "retry") }))
-                .boxed(),
-        );
+        // It ends when it cannot reload what the caller may see, and is
+        // not opened past the caller's streams: ask again.
+        let retry = stream::once(async { closed("list", "retry") });
+        match Listener::open(&paddock, identity.clone()).await {
+            Ok(listener) => {
+                let frames = listener.frames().map(|frame| line("list", frame));
+                streams.push(frames.chain(retry).boxed());
+            }
+            Err(e) if e.status() == axum::http::StatusCode::TOO_MANY_REQUESTS => {
+                streams.push(retry.boxed())
+            }
+            Err(e) => return Err(e),
+        }
     }
     let transcripts = sessions
         .into_iter()

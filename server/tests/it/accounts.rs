@@ -590,6 +590,9 @@ async fn each_person_holds_a_bounded_number_of_streams() {
     let mut live =
         open_stream(t.as_(&ann, Method::GET, &format!("/api/live?sessions={}:0", s.id))).await;
     says(&mut live, &format!("{} closed retry", s.id)).await;
+    let mut listed = open_stream(t.as_(&ann, Method::GET, "/api/live?list=true")).await;
+    says(&mut listed, "list closed retry").await;
+    drop(listed);
     let _theirs = open_stream(t.as_(&bob, Method::GET, "/api/updates")).await;
     drop((first, live));
     drop(list);

@@ -241,15 +241,6 @@ async fn mcp_server_settings_are_checked() {
 /// command's time limit for an answer that was dropped.
 #[tokio::test]
 async fn an_answer_over_the_message_limit_fails_the_call_at_once() {
-    let (model, url) = common::scripted(
-        &json!([
-            {"reply": [{"tool_use": {"name": "mcp__big__big", "input": {}}}]},
-            {"expect": {"tool_result_contains": "failed the call"}, "reply": "Too big."}
-        ]),
-        Some("sk-test"),
-    )
-    .await;
-    let (_home, paddock) = common::with_model(&url, &[]).await;
     let big = server(
         "big",
         "/opt/mcp/bin/python",
@@ -262,21 +253,32 @@ async fn an_answer_over_the_message_limit_fails_the_call_at_once() {
              server.run()\n",
         ],
     );
+    called_once(big, "mcp__big__big", "failed the call").await;
+}
+
+/// A native run in `auto` mode of one MCP server whose model calls `tool`
+/// once and is given a result that holds `result`; it ends without errors.
+async fn called_once(mcp: McpServer, tool: &str, result: &str) {
+    let (model, url) = common::scripted(
+        &json!([
+            {"reply": [{"tool_use": {"name": tool, "input": {}}}]},
+            {"expect": {"tool_result_contains": result}, "reply": "Done."}
+        ]),
+        Some("sk-test"),
+    )
+    .await;
+    let (_home, paddock) = common::with_model(&url, &[]).await;
     let s = common::create(
         &paddock,
         NewSession {
-            name: "big".into(),
+            name: "one call".into(),
             permission_mode: Some("auto".parse().unwrap()),
-            mcp_servers: vec![big],
+            mcp_servers: vec![mcp],
             ..Default::default()
         },
     )
     .await;
-    paddock
-        .send_prompt(&Caller::local_operator(), s.id, "Say a lot.".into())
-        .await
-        .unwrap();
-    let events = common::wait_idle(&paddock, s.id).await;
+    let events = common::run(&paddock, s.id, "Call it.").await;
     assert_eq!(model.turns_left(), 0, "{events:#?}");
     assert_eq!(common::errors(&events), Vec::<String>::new());
 }
@@ -287,16 +289,6 @@ async fn an_answer_over_the_message_limit_fails_the_call_at_once() {
 /// but log the method and id the server wrote, as often as it asks).
 #[tokio::test]
 async fn a_servers_request_paddock_does_not_take_is_refused_quietly() {
-    let (model, url) = common::scripted(
-        &json!([
-            {"reply": [{"tool_use": {"name": "mcp__asks__ask", "input": {}}}]},
-            {"expect": {"tool_result_contains": "told: Paddock's MCP client takes no such request"},
-             "reply": "It was told."}
-        ]),
-        Some("sk-test"),
-    )
-    .await;
-    let (_home, paddock) = common::with_model(&url, &[]).await;
     // A server of JSON-RPC lines as the protocol has them.
     let asks = server(
         "asks",
@@ -320,19 +312,12 @@ async fn a_servers_request_paddock_does_not_take_is_refused_quietly() {
                      send({'jsonrpc': '2.0', 'id': m['id'], 'result': {'content': [{'type': 'text', 'text': 'told: ' + answer['error']['message']}]}})\n",
         ],
     );
-    let s = common::create(
-        &paddock,
-        NewSession {
-            name: "asks".into(),
-            permission_mode: Some("auto".parse().unwrap()),
-            mcp_servers: vec![asks],
-            ..Default::default()
-        },
+    called_once(
+        asks,
+        "mcp__asks__ask",
+        "told: Paddock's MCP client takes no such request",
     )
     .await;
-    let events = common::run(&paddock, s.id, "Ask.").await;
-    assert_eq!(model.turns_left(), 0, "{events:#?}");
-    assert_eq!(common::errors(&events), Vec::<String>::new());
 }
 
 /// A tool whose schema the model's API refuses (by rules of its own, past
