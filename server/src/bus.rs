@@ -22,7 +22,7 @@
 //! and viewers repair from the store what they missed, the way a lagging
 //! viewer does. With SQLite there is no bus: one process serves alone.
 
-use crate::vault::Sealer;
+use crate::seal::Sealer;
 use app::domain::{Decision, Delta, SessionId, UserId};
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
@@ -433,7 +433,11 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-    use crate::vault::MasterKey;
+
+    /// A new random key.
+    fn any_key() -> [u8; 32] {
+        rand::random()
+    }
 
     #[tokio::test]
     async fn notices_read_back_as_sent() {
@@ -460,7 +464,7 @@ mod tests {
                 .unwrap(),
             sender: "a\"b".into(),
             dropping: Arc::default(),
-            sealer: MasterKey::generate().sealer(PURPOSE),
+            sealer: Sealer::new(any_key(), PURPOSE),
         };
         let encoded: Vec<String> = notices.iter().map(encode).collect();
         let back: Envelope = serde_json::from_str(&bus.envelope(&encoded)).unwrap();
@@ -498,7 +502,7 @@ mod tests {
     /// purpose, and with nothing else; a plain notification does not.
     #[test]
     fn only_what_this_installation_sealed_opens() {
-        let key = MasterKey::generate();
+        let key = any_key();
         let link = |sealer| Link {
             url: String::new(),
             quiet: Duration::from_secs(1),
@@ -508,15 +512,15 @@ mod tests {
             base64::engine::general_purpose::STANDARD.encode(sealer.seal(text.as_bytes()).unwrap())
         };
         let envelope = r#"{"from":"x","notices":[{"t":"handed_off"}]}"#;
-        let ours = link(key.sealer(PURPOSE));
-        let payload = sealed(&key.sealer(PURPOSE), envelope);
+        let ours = link(Sealer::new(key, PURPOSE));
+        let payload = sealed(&Sealer::new(key, PURPOSE), envelope);
         assert_eq!(ours.open(&payload).unwrap(), envelope.as_bytes());
         assert!(payload.len() < envelope.len() * 4 / 3 + 64);
         // Another key, another purpose of this key, plain JSON, a tampered
         // byte: dropped.
         for other in [
-            sealed(&MasterKey::generate().sealer(PURPOSE), envelope),
-            sealed(&key.sealer("another use"), envelope),
+            sealed(&Sealer::new(any_key(), PURPOSE), envelope),
+            sealed(&Sealer::new(key, "another use"), envelope),
             envelope.to_owned(),
             format!(
                 "{}{}{}",
@@ -529,6 +533,6 @@ mod tests {
         }
         // The largest envelope sent fits PostgreSQL's payload, sealed.
         let largest = "x".repeat(ENVELOPE_MAX);
-        assert!(sealed(&key.sealer(PURPOSE), &largest).len() <= PAYLOAD_MAX);
+        assert!(sealed(&Sealer::new(key, PURPOSE), &largest).len() <= PAYLOAD_MAX);
     }
 }

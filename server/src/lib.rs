@@ -28,6 +28,7 @@ pub mod proxy;
 pub mod replica_lock;
 pub mod replicas;
 pub mod sandbox;
+pub mod seal;
 pub mod secret;
 pub mod skill_archive;
 pub mod store;

@@ -19,6 +19,7 @@
 use crate::auth::Auth;
 use crate::config::Config;
 use crate::llm::LlmCredential;
+use crate::seal::{open, seal, Sealer};
 use crate::store::accounts::{Reseal, SealedCredential, MASTER_KEY_CHECK};
 use crate::store::{SealedSecret, Store, StoreError};
 use anyhow::Context;
@@ -29,8 +30,7 @@ use app::accounts::{
 use app::domain::{check_variable_name, AppError, UserId};
 use app::notifications::EndpointId;
 use app::triggers::TriggerId;
-use chacha20poly1305::aead::{Aead, Payload};
-use chacha20poly1305::{KeyInit, XChaCha20Poly1305, XNonce};
+use chacha20poly1305::{KeyInit, XChaCha20Poly1305};
 use chrono::Utc;
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -138,84 +138,8 @@ impl MasterKey {
             .chain_update(purpose)
             .chain_update(self.0)
             .finalize();
-        Sealer {
-            cipher: XChaCha20Poly1305::new(&key),
-            aad: purpose.as_bytes(),
-        }
+        Sealer::new(key.into(), purpose)
     }
-}
-
-/// Seals and opens the messages of one use of the master key
-/// ([`MasterKey::sealer`]): what one use seals, no other opens, and the
-/// master key cannot be had from it.
-#[derive(Clone)]
-pub struct Sealer {
-    cipher: XChaCha20Poly1305,
-    aad: &'static [u8],
-}
-
-impl std::fmt::Debug for Sealer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Sealer(…)")
-    }
-}
-
-impl Sealer {
-    /// The nonce and the ciphertext, with its tag.
-    pub fn seal(&self, plaintext: &[u8]) -> anyhow::Result<Vec<u8>> {
-        let (nonce, ciphertext) = seal(&self.cipher, plaintext, self.aad)?;
-        Ok([nonce, ciphertext].concat())
-    }
-
-    /// What [`Self::seal`] sealed, or nothing for what it did not.
-    pub fn open(&self, sealed: &[u8]) -> Option<Vec<u8>> {
-        (sealed.len() > 24)
-            .then(|| open(&self.cipher, &sealed[..24], &sealed[24..], self.aad))
-            .flatten()
-    }
-
-    /// Bytes sealing adds to a message.
-    pub const OVERHEAD: usize = 24 + 16;
-}
-
-/// Seals `plaintext`: a fresh random nonce, and the ciphertext with its tag.
-fn seal(
-    cipher: &XChaCha20Poly1305,
-    plaintext: &[u8],
-    aad: &[u8],
-) -> anyhow::Result<(Vec<u8>, Vec<u8>)> {
-    let nonce: [u8; 24] = rand::random();
-    let ciphertext = cipher
-        .encrypt(
-            XNonce::from_slice(&nonce),
-            Payload {
-                msg: plaintext,
-                aad,
-            },
-        )
-        .map_err(|_| anyhow::anyhow!("sealing failed"))?;
-    Ok((nonce.to_vec(), ciphertext))
-}
-
-fn open(
-    cipher: &XChaCha20Poly1305,
-    nonce: &[u8],
-    ciphertext: &[u8],
-    aad: &[u8],
-) -> Option<Vec<u8>> {
-    (nonce.len() == 24)
-        .then(|| {
-            cipher
-                .decrypt(
-                    XNonce::from_slice(nonce),
-                    Payload {
-                        msg: ciphertext,
-                        aad,
-                    },
-                )
-                .ok()
-        })
-        .flatten()
 }
 
 /// What a value is sealed with besides the key: where it belongs, so it

@@ -9,7 +9,8 @@
 use crate::common::{self, Home};
 use app::accounts::Caller;
 use app::api::Backend;
-use app::domain::{Decision, Engine, EventKind, McpServer, NewSession, SessionStatus};
+use app::domain::{Decision, Engine, Event, EventKind, McpServer, NewSession, SessionStatus};
+use paddock_model::ScriptedModel;
 use serde_json::json;
 
 fn server(name: &str, command: &str, args: &[&str]) -> McpServer {
@@ -259,28 +260,35 @@ async fn an_answer_over_the_message_limit_fails_the_call_at_once() {
 /// A native run in `auto` mode of one MCP server whose model calls `tool`
 /// once and is given a result that holds `result`; it ends without errors.
 async fn called_once(mcp: McpServer, tool: &str, result: &str) {
-    let (model, url) = common::scripted(
-        &json!([
+    let (model, events) = auto_run(
+        mcp,
+        json!([
             {"reply": [{"tool_use": {"name": tool, "input": {}}}]},
             {"expect": {"tool_result_contains": result}, "reply": "Done."}
         ]),
-        Some("sk-test"),
     )
     .await;
+    assert_eq!(model.turns_left(), 0, "{events:#?}");
+    assert_eq!(common::errors(&events), Vec::<String>::new());
+}
+
+/// A native run in `auto` mode of one MCP server, its model playing
+/// `scenario`: the model, and the run's events.
+async fn auto_run(mcp: McpServer, scenario: serde_json::Value) -> (ScriptedModel, Vec<Event>) {
+    let (model, url) = common::scripted(&scenario, Some("sk-test")).await;
     let (_home, paddock) = common::with_model(&url, &[]).await;
     let s = common::create(
         &paddock,
         NewSession {
-            name: "one call".into(),
+            name: "mcp run".into(),
             permission_mode: Some("auto".parse().unwrap()),
             mcp_servers: vec![mcp],
             ..Default::default()
         },
     )
     .await;
-    let events = common::run(&paddock, s.id, "Call it.").await;
-    assert_eq!(model.turns_left(), 0, "{events:#?}");
-    assert_eq!(common::errors(&events), Vec::<String>::new());
+    let events = common::run(&paddock, s.id, "Go on.").await;
+    (model, events)
 }
 
 /// A server that asks the client what Paddock's does not take (here
@@ -327,26 +335,14 @@ async fn a_servers_request_paddock_does_not_take_is_refused_quietly() {
 async fn a_tool_the_api_refuses_is_left_out_and_the_run_goes_on() {
     let paddocks = server::tools::definitions("auto".parse().unwrap(), false).len();
     let said = format!("tools.{paddocks}.custom.input_schema: JSON schema is invalid");
-    let (model, url) = common::scripted(
-        &json!([
+    let (model, events) = auto_run(
+        time_server(),
+        json!([
             {"error": {"status": 400, "message": said}},
             {"reply": "Done without it."}
         ]),
-        Some("sk-test"),
     )
     .await;
-    let (_home, paddock) = common::with_model(&url, &[]).await;
-    let s = common::create(
-        &paddock,
-        NewSession {
-            name: "refused".into(),
-            permission_mode: Some("auto".parse().unwrap()),
-            mcp_servers: vec![time_server()],
-            ..Default::default()
-        },
-    )
-    .await;
-    let events = common::run(&paddock, s.id, "What time is it?").await;
     assert_eq!(model.turns_left(), 0, "{events:#?}");
     let requests = model.requests();
     let names = |request: &serde_json::Value| -> Vec<String> {
