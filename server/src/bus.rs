@@ -15,7 +15,9 @@
 //! another role on a shared cluster reads nothing of the live text and
 //! cannot stop, delete or decide anything through the bus; a notification
 //! that does not open is dropped, and so is one heard before or sent more
-//! than [`FRESH_WITHIN`] ago (a replay of one it listened to).
+//! than [`FRESH_WITHIN`] ago (a replay of one it listened to; the first of
+//! those in a window is taken as a gap, as this process may have been held
+//! up).
 //!
 //! Notifications are not durable: one sent while a receiver reconnects is
 //! lost. A receiver therefore says when it reconnected ([`Received::Gap`]),
@@ -101,13 +103,16 @@ struct Envelope {
     notices: Vec<Notice>,
 }
 
+/// A notification's nonce as its payload begins: 32 characters of base64.
+type Nonce = [u8; 32];
+
 /// The notifications heard lately, by their nonce, each kept until its
 /// age would refuse it anyway.
 #[derive(Default)]
 struct Heard {
     /// Nonces with when they may be forgotten, in the order heard.
-    order: std::collections::VecDeque<(i64, String)>,
-    nonces: std::collections::HashSet<String>,
+    order: std::collections::VecDeque<(i64, Nonce)>,
+    nonces: std::collections::HashSet<Nonce>,
 }
 
 /// How a notification is taken.
@@ -123,7 +128,7 @@ enum Heeded {
 impl Heard {
     /// How a notification sent `at` with `nonce` is taken `now` (both in
     /// milliseconds since 1970).
-    fn heed(&mut self, nonce: &str, at: i64, now: i64) -> Heeded {
+    fn heed(&mut self, nonce: Nonce, at: i64, now: i64) -> Heeded {
         let window = FRESH_WITHIN.as_millis() as i64;
         // (Forgotten once neither clock would call it fresh: a sender's
         // clock ahead of this one's keeps it longer.)
@@ -135,12 +140,12 @@ impl Heard {
         if at.abs_diff(now) > window as u64 {
             return Heeded::Stale;
         }
-        if !self.nonces.insert(nonce.to_owned()) {
+        if !self.nonces.insert(nonce) {
             return Heeded::Again;
         }
         // Kept in the order heard, so pruned a little late at worst.
         let until = at.max(now) + window;
-        self.order.push_back((until, nonce.to_owned()));
+        self.order.push_back((until, nonce));
         Heeded::New
     }
 }
@@ -346,8 +351,8 @@ async fn listen_again(link: &Link) -> PgListener {
 /// whenever the connection was lost, once it listens again (a new one
 /// where it stopped answering).
 async fn listen(link: Link, mut listener: PgListener, me: String, inbox: mpsc::Sender<Received>) {
-    let (mut heard_before, mut dropped) = (Heard::default(), 0u64);
-    let mut stale_said: Option<tokio::time::Instant> = None;
+    let (mut heard_before, mut dropped, mut stale) = (Heard::default(), 0u64, 0u64);
+    let mut stale_gap: Option<tokio::time::Instant> = None;
     loop {
         let heard = tokio::time::timeout(link.quiet, listener.try_recv()).await;
         let received = match heard {
@@ -365,13 +370,11 @@ async fn listen(link: Link, mut listener: PgListener, me: String, inbox: mpsc::S
                 let opened = link
                     .open(payload)
                     .map(|json| serde_json::from_slice::<Envelope>(&json));
+                let now = chrono::Utc::now().timestamp_millis();
                 let heeded = match &opened {
                     Some(Ok(envelope)) if envelope.from != me => {
-                        // (A sealed payload starts with its nonce, 32
-                        // characters of base64.)
-                        let nonce = payload.get(..32).unwrap_or(payload);
-                        let now = chrono::Utc::now().timestamp_millis();
-                        Some(heard_before.heed(nonce, envelope.at, now))
+                        let nonce = payload.as_bytes().get(..32).and_then(|n| n.try_into().ok());
+                        Some(heard_before.heed(nonce.unwrap_or_default(), envelope.at, now))
                     }
                     _ => None,
                 };
@@ -380,16 +383,28 @@ async fn listen(link: Link, mut listener: PgListener, me: String, inbox: mpsc::S
                     (Some(Ok(envelope)), Some(Heeded::New)) => {
                         envelope.notices.into_iter().map(Received::Notice).collect()
                     }
-                    // Of this installation's, but held up past its time (this
-                    // process frozen, or behind; or one replayed long
-                    // after): what it said may be missing, as after a lost
-                    // connection (said at most once a second).
-                    (Some(Ok(_)), Some(Heeded::Stale)) => {
-                        let now = tokio::time::Instant::now();
-                        if stale_said.is_some_and(|at| now - at < Duration::from_secs(1)) {
+                    // Of this installation's, but out of its time: a replica's
+                    // clock off, this process held up, or one replayed long
+                    // after. What it said may be missing, as after a lost
+                    // connection: a gap, once a window at most (the repair
+                    // reads the store as it is now).
+                    (Some(Ok(envelope)), Some(Heeded::Stale)) => {
+                        stale += 1;
+                        if stale.is_power_of_two() {
+                            tracing::warn!(
+                                "{stale} notifications on the bus were out of their time, the \
+                                 last by {} s against this server's clock (over {} min: a \
+                                 replica's clock off, this process held up, or another role of \
+                                 the database sending one again), and were not acted on",
+                                (envelope.at - now) / 1000,
+                                FRESH_WITHIN.as_secs() / 60
+                            );
+                        }
+                        let at = tokio::time::Instant::now();
+                        if stale_gap.is_some_and(|gap| at - gap < FRESH_WITHIN) {
                             continue;
                         }
-                        stale_said = Some(now);
+                        stale_gap = Some(at);
                         vec![Received::Gap]
                     }
                     (Some(Err(e)), _) => {
@@ -471,28 +486,41 @@ mod tests {
         assert_eq!((back.from.as_str(), back.notices), ("a\"b", notices));
     }
 
+    fn nonce(c: u8) -> Nonce {
+        [c; 32]
+    }
+
     /// A notification heard again, or sent long ago, is not heard.
     #[test]
     fn replays_and_old_notifications_are_not_heard() {
         let mut heard = Heard::default();
         let now = 1_000_000_000;
         let window = FRESH_WITHIN.as_millis() as i64;
-        assert_eq!(heard.heed("a", now, now), Heeded::New);
-        assert_eq!(heard.heed("a", now, now + 1), Heeded::Again);
-        assert_eq!(heard.heed("b", now - window + 1, now + 1), Heeded::New);
-        assert_eq!(heard.heed("c", now - window - 1, now), Heeded::Stale);
-        assert_eq!(heard.heed("d", now + window + 1, now), Heeded::Stale);
+        assert_eq!(heard.heed(nonce(b'a'), now, now), Heeded::New);
+        assert_eq!(heard.heed(nonce(b'a'), now, now + 1), Heeded::Again);
+        assert_eq!(
+            heard.heed(nonce(b'b'), now - window + 1, now + 1),
+            Heeded::New
+        );
+        assert_eq!(
+            heard.heed(nonce(b'c'), now - window - 1, now),
+            Heeded::Stale
+        );
+        assert_eq!(
+            heard.heed(nonce(b'd'), now + window + 1, now),
+            Heeded::Stale
+        );
         // From a sender whose clock is ahead: kept as long as that clock
         // would call it fresh, past this one's window.
         let ahead = 30_000;
-        assert_eq!(heard.heed("e", now + ahead, now), Heeded::New);
+        assert_eq!(heard.heed(nonce(b'e'), now + ahead, now), Heeded::New);
         assert_eq!(
-            heard.heed("e", now + ahead, now + window + 1),
+            heard.heed(nonce(b'e'), now + ahead, now + window + 1),
             Heeded::Again
         );
         // Forgotten once past the window, where its age refuses it anyway.
         assert_eq!(
-            heard.heed("a", now, now + window + ahead + 10),
+            heard.heed(nonce(b'a'), now, now + window + ahead + 10),
             Heeded::Stale
         );
         assert!(heard.nonces.is_empty() && heard.order.is_empty());

@@ -578,6 +578,22 @@ impl Reseal for Rotation {
 mod tests {
     use super::*;
 
+    /// A use's sealer has a key of its own: what it seals opens neither
+    /// with another use's nor with the master key itself.
+    #[test]
+    fn each_use_of_the_key_seals_with_its_own() {
+        let key = MasterKey::generate();
+        let sealed = key.sealer("one use").seal(b"notice").unwrap();
+        assert_eq!(key.sealer("one use").open(&sealed).unwrap(), b"notice");
+        assert!(MasterKey::generate()
+            .sealer("one use")
+            .open(&sealed)
+            .is_none());
+        assert!(Sealer::new(key.0, "one use").open(&sealed).is_none());
+        let (nonce, ciphertext) = sealed.split_at(24);
+        assert!(open(&key.cipher(), nonce, ciphertext, b"one use").is_none());
+    }
+
     #[test]
     fn sealed_values_open_only_with_their_key_and_place() {
         let key = MasterKey::generate();

@@ -87,11 +87,13 @@ fn resync() -> Frame {
 
 impl Listener {
     pub async fn open(paddock: &Arc<Paddock>, identity: Identity) -> ApiResult<Self> {
+        // Counted first: one past the caller's streams costs no list read.
+        let held = paddock.streams.take(&identity.caller)?;
         let sessions = paddock.hub.subscribe_sessions();
         let access = paddock.hub.subscribe_access();
         let audience = Audience::load(paddock, &identity.caller).await?;
         Ok(Self {
-            _held: paddock.streams.take(&identity.caller)?,
+            _held: held,
             _viewer: crate::metrics::Viewer::open("updates"),
             paddock: paddock.clone(),
             identity,
