@@ -347,12 +347,24 @@ async fn listen_again(link: &Link) -> PgListener {
     }
 }
 
+/// A gap for notifications that were not acted on, once a
+/// [`FRESH_WITHIN`] at most (the repair reads the store as it is now).
+fn gap_once_a_window(last: &mut Option<tokio::time::Instant>) -> Option<Received> {
+    let now = tokio::time::Instant::now();
+    if last.is_some_and(|gap| now - gap < FRESH_WITHIN) {
+        return None;
+    }
+    *last = Some(now);
+    Some(Received::Gap)
+}
+
 /// Hands what other processes send to `inbox`, and a [`Received::Gap`]
 /// whenever the connection was lost, once it listens again (a new one
 /// where it stopped answering).
 async fn listen(link: Link, mut listener: PgListener, me: String, inbox: mpsc::Sender<Received>) {
-    let (mut heard_before, mut dropped, mut stale) = (Heard::default(), 0u64, 0u64);
-    let mut stale_gap: Option<tokio::time::Instant> = None;
+    let (mut heard_before, mut dropped, mut stale, mut unread) =
+        (Heard::default(), 0u64, 0u64, 0u64);
+    let mut last_gap: Option<tokio::time::Instant> = None;
     loop {
         let heard = tokio::time::timeout(link.quiet, listener.try_recv()).await;
         let received = match heard {
@@ -386,8 +398,7 @@ async fn listen(link: Link, mut listener: PgListener, me: String, inbox: mpsc::S
                     // Of this installation's, but out of its time: a replica's
                     // clock off, this process held up, or one replayed long
                     // after. What it said may be missing, as after a lost
-                    // connection: a gap, once a window at most (the repair
-                    // reads the store as it is now).
+                    // connection.
                     (Some(Ok(envelope)), Some(Heeded::Stale)) => {
                         stale += 1;
                         if stale.is_power_of_two() {
@@ -396,20 +407,22 @@ async fn listen(link: Link, mut listener: PgListener, me: String, inbox: mpsc::S
                                  last by {} s against this server's clock (over {} min: a \
                                  replica's clock off, this process held up, or another role of \
                                  the database sending one again), and were not acted on",
-                                (envelope.at - now) / 1000,
+                                envelope.at.saturating_sub(now) / 1000,
                                 FRESH_WITHIN.as_secs() / 60
                             );
                         }
-                        let at = tokio::time::Instant::now();
-                        if stale_gap.is_some_and(|gap| at - gap < FRESH_WITHIN) {
-                            continue;
-                        }
-                        stale_gap = Some(at);
-                        vec![Received::Gap]
+                        gap_once_a_window(&mut last_gap).into_iter().collect()
                     }
+                    // Sealed here but not read (a newer replica's notice,
+                    // during an upgrade): what it said may be missing too.
                     (Some(Err(e)), _) => {
-                        tracing::warn!("an unreadable notice on the bus: {e}");
-                        continue;
+                        unread += 1;
+                        if unread.is_power_of_two() {
+                            tracing::warn!(
+                                "{unread} notifications on the bus could not be read: {e}"
+                            );
+                        }
+                        gap_once_a_window(&mut last_gap).into_iter().collect()
                     }
                     _ => {
                         // (Said at the 1st, 2nd, 4th, 8th… of them.)

@@ -216,8 +216,8 @@ impl Follower {
                 let after = delivered
                     .get(&session)
                     .copied()
-                    .filter(|&d| seq - d <= EVENTS_READ)
-                    .unwrap_or(seq - 1);
+                    .filter(|&d| seq.saturating_sub(d) <= EVENTS_READ)
+                    .unwrap_or_else(|| seq.saturating_sub(1));
                 if seq > after {
                     self.deliver_events(session, after, delivered).await;
                 }

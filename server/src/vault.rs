@@ -589,6 +589,7 @@ mod tests {
             .sealer("one use")
             .open(&sealed)
             .is_none());
+        assert!(key.sealer("another use").open(&sealed).is_none());
         assert!(Sealer::new(key.0, "one use").open(&sealed).is_none());
         let (nonce, ciphertext) = sealed.split_at(24);
         assert!(open(&key.cipher(), nonce, ciphertext, b"one use").is_none());
