@@ -24,9 +24,12 @@
 //! and viewers repair from the store what they missed, the way a lagging
 //! viewer does. With SQLite there is no bus: one process serves alone.
 
+mod heard;
+
 use crate::seal::Sealer;
 use app::domain::{Decision, Delta, SessionId, UserId};
 use base64::Engine as _;
+use heard::{Heard, Heeded, FRESH_WITHIN};
 use serde::{Deserialize, Serialize};
 use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -43,12 +46,6 @@ const PAYLOAD_MAX: usize = 7900;
 const ENVELOPE_MAX: usize = PAYLOAD_MAX / 4 * 3 - Sealer::OVERHEAD;
 /// What the bus's key is derived for.
 pub const PURPOSE: &str = "the bus between replicas";
-/// How old a notification may be, by its sender's clock against the
-/// receiver's (replicas' clocks agree within it, and a receiver is not held
-/// up for longer): an older one is dropped as a replay (and its receiver
-/// told it may have missed something), and those heard within it are told
-/// apart by their nonce.
-const FRESH_WITHIN: Duration = Duration::from_secs(600);
 /// Notices waiting to be sent before new ones are dropped (viewers then
 /// repair from the store at the next event).
 const QUEUE: usize = 8192;
@@ -101,53 +98,6 @@ struct Envelope {
     from: String,
     at: i64,
     notices: Vec<Notice>,
-}
-
-/// A notification's nonce as its payload begins: 32 characters of base64.
-type Nonce = [u8; 32];
-
-/// The notifications heard lately, by their nonce, each kept until its
-/// age would refuse it anyway.
-#[derive(Default)]
-struct Heard {
-    /// Nonces with when they may be forgotten, in the order heard.
-    order: std::collections::VecDeque<(i64, Nonce)>,
-    nonces: std::collections::HashSet<Nonce>,
-}
-
-/// How a notification is taken.
-#[derive(Debug, PartialEq)]
-enum Heeded {
-    New,
-    /// Heard before: a replay.
-    Again,
-    /// Sent more than [`FRESH_WITHIN`] ago, or as far ahead.
-    Stale,
-}
-
-impl Heard {
-    /// How a notification sent `at` with `nonce` is taken `now` (both in
-    /// milliseconds since 1970).
-    fn heed(&mut self, nonce: Nonce, at: i64, now: i64) -> Heeded {
-        let window = FRESH_WITHIN.as_millis() as i64;
-        // (Forgotten once neither clock would call it fresh: a sender's
-        // clock ahead of this one's keeps it longer.)
-        while self.order.front().is_some_and(|(until, _)| *until < now) {
-            if let Some((_, old)) = self.order.pop_front() {
-                self.nonces.remove(&old);
-            }
-        }
-        if at.abs_diff(now) > window as u64 {
-            return Heeded::Stale;
-        }
-        if !self.nonces.insert(nonce) {
-            return Heeded::Again;
-        }
-        // Kept in the order heard, so pruned a little late at worst.
-        let until = at.max(now) + window;
-        self.order.push_back((until, nonce));
-        Heeded::New
-    }
 }
 
 /// Sends notices to the other replicas. Cheap to clone.
@@ -497,46 +447,6 @@ mod tests {
         let encoded: Vec<String> = notices.iter().map(encode).collect();
         let back: Envelope = serde_json::from_str(&bus.envelope(&encoded)).unwrap();
         assert_eq!((back.from.as_str(), back.notices), ("a\"b", notices));
-    }
-
-    fn nonce(c: u8) -> Nonce {
-        [c; 32]
-    }
-
-    /// A notification heard again, or sent long ago, is not heard.
-    #[test]
-    fn replays_and_old_notifications_are_not_heard() {
-        let mut heard = Heard::default();
-        let now = 1_000_000_000;
-        let window = FRESH_WITHIN.as_millis() as i64;
-        assert_eq!(heard.heed(nonce(b'a'), now, now), Heeded::New);
-        assert_eq!(heard.heed(nonce(b'a'), now, now + 1), Heeded::Again);
-        assert_eq!(
-            heard.heed(nonce(b'b'), now - window + 1, now + 1),
-            Heeded::New
-        );
-        assert_eq!(
-            heard.heed(nonce(b'c'), now - window - 1, now),
-            Heeded::Stale
-        );
-        assert_eq!(
-            heard.heed(nonce(b'd'), now + window + 1, now),
-            Heeded::Stale
-        );
-        // From a sender whose clock is ahead: kept as long as that clock
-        // would call it fresh, past this one's window.
-        let ahead = 30_000;
-        assert_eq!(heard.heed(nonce(b'e'), now + ahead, now), Heeded::New);
-        assert_eq!(
-            heard.heed(nonce(b'e'), now + ahead, now + window + 1),
-            Heeded::Again
-        );
-        // Forgotten once past the window, where its age refuses it anyway.
-        assert_eq!(
-            heard.heed(nonce(b'a'), now, now + window + ahead + 10),
-            Heeded::Stale
-        );
-        assert!(heard.nonces.is_empty() && heard.order.is_empty());
     }
 
     /// What the bus carries opens with the key it was sealed with, for its
