@@ -92,12 +92,31 @@ pub enum Received {
 }
 
 /// One notification: who sent it, when (milliseconds since 1970, by its
-/// clock), and its notices in order.
+/// clock), and its notices in order, each read on its own: one that a newer
+/// replica sends during an upgrade does not lose the others.
 #[derive(Deserialize)]
 struct Envelope {
     from: String,
     at: i64,
-    notices: Vec<Notice>,
+    notices: Vec<serde_json::Value>,
+}
+
+impl Envelope {
+    /// The notices this replica knows, in order, and why the first it does
+    /// not know was not read.
+    fn read(self) -> (Vec<Notice>, Option<serde_json::Error>) {
+        let mut unknown = None;
+        let known = self
+            .notices
+            .into_iter()
+            .filter_map(|notice| {
+                serde_json::from_value(notice)
+                    .map_err(|e| unknown = unknown.take().or(Some(e)))
+                    .ok()
+            })
+            .collect();
+        (known, unknown)
+    }
 }
 
 /// Sends notices to the other replicas. Cheap to clone.
@@ -308,6 +327,21 @@ fn gap_once_a_window(last: &mut Option<tokio::time::Instant>) -> Option<Received
     Some(Received::Gap)
 }
 
+/// Counts a notification sealed here but not read, or one of its notices
+/// (a newer replica's, during an upgrade), said at the 1st, 2nd, 4th… of
+/// them: what it said may be missing, so a gap, as after a lost connection.
+fn unread_notice(
+    unread: &mut u64,
+    why: &serde_json::Error,
+    last_gap: &mut Option<tokio::time::Instant>,
+) -> Option<Received> {
+    *unread += 1;
+    if unread.is_power_of_two() {
+        tracing::warn!("{unread} notices on the bus could not be read: {why}");
+    }
+    gap_once_a_window(last_gap)
+}
+
 /// Hands what other processes send to `inbox`, and a [`Received::Gap`]
 /// whenever the connection was lost, once it listens again (a new one
 /// where it stopped answering).
@@ -343,7 +377,13 @@ async fn listen(link: Link, mut listener: PgListener, me: String, inbox: mpsc::S
                 match (opened, heeded) {
                     (Some(Ok(_)), None) => continue,
                     (Some(Ok(envelope)), Some(Heeded::New)) => {
-                        envelope.notices.into_iter().map(Received::Notice).collect()
+                        let (known, unknown) = envelope.read();
+                        let mut received: Vec<_> =
+                            known.into_iter().map(Received::Notice).collect();
+                        if let Some(e) = unknown {
+                            received.extend(unread_notice(&mut unread, &e, &mut last_gap));
+                        }
+                        received
                     }
                     // Of this installation's, but out of its time: a replica's
                     // clock off, this process held up, or one replayed long
@@ -363,17 +403,9 @@ async fn listen(link: Link, mut listener: PgListener, me: String, inbox: mpsc::S
                         }
                         gap_once_a_window(&mut last_gap).into_iter().collect()
                     }
-                    // Sealed here but not read (a newer replica's notice,
-                    // during an upgrade): what it said may be missing too.
-                    (Some(Err(e)), _) => {
-                        unread += 1;
-                        if unread.is_power_of_two() {
-                            tracing::warn!(
-                                "{unread} notifications on the bus could not be read: {e}"
-                            );
-                        }
-                        gap_once_a_window(&mut last_gap).into_iter().collect()
-                    }
+                    (Some(Err(e)), _) => unread_notice(&mut unread, &e, &mut last_gap)
+                        .into_iter()
+                        .collect(),
                     _ => {
                         // (Said at the 1st, 2nd, 4th, 8th… of them.)
                         dropped += 1;
@@ -446,7 +478,21 @@ mod tests {
         };
         let encoded: Vec<String> = notices.iter().map(encode).collect();
         let back: Envelope = serde_json::from_str(&bus.envelope(&encoded)).unwrap();
-        assert_eq!((back.from.as_str(), back.notices), ("a\"b", notices));
+        assert_eq!(back.from, "a\"b");
+        assert_eq!(back.read().0, notices);
+    }
+
+    /// A notice this replica does not know (a newer one's) is left out, and
+    /// the ones around it are read.
+    #[test]
+    fn an_unknown_notice_leaves_the_others() {
+        let session = uuid::Uuid::now_v7();
+        let envelope = format!(
+            r#"{{"from":"x","at":1,"notices":[{{"t":"stop","session":"{session}"}},{{"t":"rewind","session":"{session}"}},{{"t":"handed_off"}}]}}"#
+        );
+        let (known, unknown) = serde_json::from_str::<Envelope>(&envelope).unwrap().read();
+        assert_eq!(known, [Notice::Stop { session }, Notice::HandedOff]);
+        assert!(unknown.unwrap().to_string().contains("rewind"));
     }
 
     /// What the bus carries opens with the key it was sealed with, for its
