@@ -40,7 +40,8 @@ const FORGET_AFTER: usize = 1024;
 
 /// Renews this replica's leases, and takes orphaned sessions over, each
 /// every third of `lease`, and removes the sandboxes of sessions that are
-/// gone every `lease`, for as long as the runner lives. Apart: taking
+/// gone, and closes the egress sockets of sandboxes that went down, every
+/// `lease`, for as long as the runner lives. Apart: taking
 /// many sessions over (each read whole) must not hold the renewals back
 /// until this replica's own leases lapse.
 pub fn spawn_heartbeat(runner: &Arc<Runner>, lease: Duration) {
@@ -52,6 +53,16 @@ pub fn spawn_heartbeat(runner: &Arc<Runner>, lease: Duration) {
     });
     every(runner, lease, |runner| async move {
         reap_sandboxes(&runner).await
+    });
+    every(runner, lease, |runner| async move {
+        match runner.close_egress_of_downed().await {
+            Ok(closed) if closed.is_empty() => {}
+            Ok(closed) => tracing::info!(
+                ?closed,
+                "closed the egress sockets of sandboxes that went down by themselves"
+            ),
+            Err(e) => tracing::warn!("cannot look for sandboxes that went down: {e}"),
+        }
     });
     if let Some(idle) = runner.sandbox_idle() {
         // Looked for four times an idle spell, at most every minute.

@@ -100,12 +100,22 @@ fn needing_you(
     list.into_iter().map(|(id, why, _)| (id, why)).collect()
 }
 
-/// The page's title with the count in front, as tabs show it.
+/// The page's title with the count in front, as tabs show it: every
+/// page's title goes through it. The server's is HTML-escaped, since
+/// leptos_meta writes it into `<title>` as it is given (a session named
+/// `</title><script>…` would run); the browser sets the title as text.
 pub fn title(count: usize, text: String) -> String {
-    match count {
+    let text = match count {
         0 => text,
         n => format!("({n}) {text}"),
-    }
+    };
+    #[cfg(feature = "ssr")]
+    let text = {
+        let mut escaped = String::with_capacity(text.len());
+        crate::markdown::escape(&text, &mut escaped);
+        escaped
+    };
+    text
 }
 
 /// The favicon (public/favicon.svg) with a red badge holding the count.

@@ -74,6 +74,8 @@ where
         return refuse(&mut client, named, refusal, egress).await;
     }
     let upstream = match connect(&target.host, target.port, egress).await {
+        // Closed meanwhile (stopped, deleted): nothing is sent on.
+        Ok(_) if egress.cancel.is_cancelled() => return,
         Ok(upstream) => upstream,
         Err(refusal) => return refuse(&mut client, named, refusal, egress).await,
     };
@@ -109,8 +111,9 @@ where
         }
     };
     tokio::select! {
-        () = relayed => {}
+        biased;
         () = egress.cancel.cancelled() => {}
+        () = relayed => {}
         // Nothing either way for this long: a connection held open
         // holds two of the server's descriptors.
         () = activity.idle_for(IDLE_LIMIT) => {}
@@ -251,7 +254,7 @@ fn parse(head: &[u8]) -> Result<Target, (Option<(String, u16)>, Refusal)> {
     };
     let (host, port) = split_authority(authority, Some(80)).map_err(|why| (None, why))?;
     let host = checked_host(&host, port)?;
-    let body = framing(request.headers).map_err(|why| (None, why))?;
+    let body = framing(request.headers).map_err(|why| (Some((host.clone(), port)), why))?;
     let mut forward = format!("{method} {path} HTTP/1.1\r\n").into_bytes();
     // The host asked for is the host named to the server, whatever the
     // client's own Host header said.
@@ -351,12 +354,12 @@ async fn connect(host: &str, port: u16, egress: &SessionEgress) -> Result<TcpStr
         .collect();
     if let (true, Some(first)) = (reachable.is_empty(), addrs.first()) {
         let what = unreachable_why(first.ip(), &own, networks).unwrap_or_default();
+        // The address only in the server's log: the sandbox learns no
+        // internal address of a name through its refusal.
+        tracing::info!(session = %egress.session, %host, address = %first.ip(), "egress: {what}");
         return Err(Refusal::new(
             403,
-            format!(
-                "the name resolves to {what} ({}), which is not reached",
-                first.ip()
-            ),
+            format!("the name resolves to {what}, which is not reached"),
         ));
     }
     for addr in reachable {
@@ -435,6 +438,16 @@ mod tests {
             let refused = target(head).unwrap_err().1;
             assert_eq!(refused.status, status, "{head:?}: {refused:?}");
         }
+        // A body framed wrong still names its host (for the transcript).
+        let (named, refused) = target(
+            "POST http://a.example/ HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\
+             Content-Length: 3\r\n\r\n",
+        )
+        .unwrap_err();
+        assert_eq!(
+            (named, refused.status),
+            (Some(("a.example".into(), 80)), 400)
+        );
         let (named, refused) = target("CONNECT 10.0.0.1:22 HTTP/1.1\r\n\r\n").unwrap_err();
         assert_eq!(named, Some(("10.0.0.1".into(), 22)));
         assert!(refused.reason.contains("IP address"), "{refused:?}");

@@ -227,6 +227,11 @@ impl EgressProxy {
         }
     }
 
+    /// The sessions whose socket is open here.
+    pub fn open_sessions(&self) -> Vec<SessionId> {
+        lock(&self.listening).keys().copied().collect()
+    }
+
     /// For a deleted session: closed, and its folder removed.
     pub fn forget(&self, session: SessionId) -> std::io::Result<()> {
         self.close(session);

@@ -24,7 +24,7 @@ use crate::auth::Auth;
 use crate::config::{AuthSetting, Config};
 use crate::egress::EgressProxy;
 use crate::journal::{persistently, Journal};
-use crate::sandbox::{Sandbox, SandboxError, SandboxSpec};
+use crate::sandbox::{Found, Sandbox, SandboxError, SandboxSpec};
 use crate::store::triggers::Delivered;
 use crate::store::{Store, StoreError};
 use crate::sync::lock;
@@ -606,6 +606,36 @@ impl Runner {
             }
         }
         Ok(reaped)
+    }
+
+    /// Closes the egress socket of each sandbox that is no longer up
+    /// without this server stopping it (its main process killed from
+    /// inside, the Docker daemon restarted, removed by hand), as
+    /// [`Self::stop_unused`] closes it: each holds a descriptor of the
+    /// server's until the session's next start. One under way or made since
+    /// it was listed is left alone. Returns the sessions.
+    pub async fn close_egress_of_downed(&self) -> anyhow::Result<Vec<SessionId>> {
+        let down = |found: &[Found], session| {
+            !found
+                .iter()
+                .any(|f| f.session == session && (f.running || f.paused))
+        };
+        let found = self.sandbox.list().await?;
+        let mut closed = Vec::new();
+        for session in self.egress.open_sessions() {
+            if !down(&found, session) {
+                continue;
+            }
+            let gate = self.start_gate(session);
+            let Ok(_no_start) = gate.try_lock() else {
+                continue;
+            };
+            if down(&self.sandbox.list().await?, session) {
+                self.egress.close(session);
+                closed.push(session);
+            }
+        }
+        Ok(closed)
     }
 
     /// After a start of the one process serving (no other replicas): the

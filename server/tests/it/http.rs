@@ -130,6 +130,12 @@ async fn home_page_renders_empty_state_then_created_session() {
     let (status, html) = send(&h, get(&format!("/sessions/{}", session.id))).await;
     assert_eq!(status, StatusCode::OK);
     assert!(html.contains("claude-haiku-4-5"));
+    // The page's title too (leptos_meta writes it as it is given).
+    assert!(
+        html.contains("<title>Fix &lt;b&gt;it&lt;/b&gt; · Paddock</title>"),
+        "title must be escaped: {html}"
+    );
+    assert!(!html.contains("<b>it</b>"));
 }
 
 #[tokio::test]
