@@ -133,6 +133,7 @@ fn Main(children: Children) -> impl IntoView {
 
 /// The HTML document around the app, rendered on the server only.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
+    allow_only_own_scripts();
     view! {
         <!DOCTYPE html>
         <html lang="en">
@@ -152,6 +153,24 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <App />
             </body>
         </html>
+    }
+}
+
+/// A page runs the site's own scripts and the inline ones it was rendered
+/// with (Leptos marks them with this answer's nonce), and compiles the
+/// site's WebAssembly: nothing else, so text that got into the page as
+/// HTML by a mistake cannot run. A policy of its own, beside the one the
+/// server gives every answer (both hold).
+fn allow_only_own_scripts() {
+    #[cfg(feature = "ssr")]
+    if let (Some(nonce), Some(options)) = (
+        leptos::nonce::use_nonce(),
+        use_context::<leptos_axum::ResponseOptions>(),
+    ) {
+        let policy = format!("script-src 'self' 'nonce-{nonce}' 'wasm-unsafe-eval'");
+        if let Ok(policy) = http::HeaderValue::from_str(&policy) {
+            options.append_header(http::header::CONTENT_SECURITY_POLICY, policy);
+        }
     }
 }
 

@@ -257,9 +257,16 @@ export const test = base.extend<{ sandbox: 'docker' | 'local'; scenario: Scenari
     removeDataDir(dir);
   },
   // The test's page is signed in as the admin, through the sign-in page.
+  // What it runs is the site's own: a script its policy refused (the
+  // server's Content-Security-Policy) fails the test.
   page: async ({ page, paddock, withAdmin }, use) => {
+    const refused: string[] = [];
+    page.on('console', (m) => {
+      if (m.type() === 'error' && m.text().includes('Content Security Policy')) refused.push(m.text());
+    });
     if (withAdmin) await signIn(page, paddock);
     await use(page);
+    expect(refused, 'scripts the page policy refused').toEqual([]);
   },
 });
 

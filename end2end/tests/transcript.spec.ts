@@ -206,7 +206,7 @@ test.describe('permissions', () => {
   });
 });
 
-const hostile = '<script>window.__pwned=1</script><img src=x onerror="window.__pwned=1"> [click](javascript:window.__pwned=1)';
+const hostile = '</title><script>window.__pwned=1</script><img src=x onerror="window.__pwned=1"> [click](javascript:window.__pwned=1)';
 
 test.describe('hostile strings', () => {
   test.use({
@@ -225,11 +225,13 @@ test.describe('hostile strings', () => {
     const transcript = page.getByTestId('transcript');
     await expect(transcript.locator('img, script, iframe, [onerror], [onmouseover]')).toHaveCount(0);
     await expect(transcript.locator('a[href^="javascript"]')).toHaveCount(0);
-    await expect(transcript.getByText('User says: <script>window.__pwned=1</script>')).toBeVisible();
+    await expect(transcript.getByText('User says: </title><script>window.__pwned=1</script>')).toBeVisible();
     await page.getByTestId('tool-output').locator('summary').click();
     await expect(page.getByTestId('tool-output')).toContainText('<img src=x onerror=window.__pwned=1>');
+    // Rendered by the server, the name is the page's title as text.
     await page.reload();
     await expect(page.locator('body[data-hydrated="true"]')).toBeAttached();
+    await expect(page).toHaveTitle(`${hostile} · Paddock`);
     await expect(page.getByTestId('transcript').locator('img, script, [onerror]')).toHaveCount(0);
     expect(await page.evaluate(() => (window as any).__pwned)).toBeUndefined();
   });

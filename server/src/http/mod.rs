@@ -157,13 +157,15 @@ pub fn router(state: AppState) -> Router {
 /// read (the site's own files say how they are kept).
 async fn hardened(mut response: Response) -> Response {
     let headers = response.headers_mut();
+    // Beside a page's own policy, which says what scripts it may run
+    // (`app::shell`): a browser holds to each.
+    headers.append(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("frame-ancestors 'none'; object-src 'none'; base-uri 'none'"),
+    );
     for (name, value) in [
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         (header::X_FRAME_OPTIONS, "DENY"),
-        (
-            header::CONTENT_SECURITY_POLICY,
-            "frame-ancestors 'none'; object-src 'none'; base-uri 'none'",
-        ),
         (header::REFERRER_POLICY, "same-origin"),
         (header::CACHE_CONTROL, "private, no-store"),
     ] {

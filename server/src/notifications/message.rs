@@ -59,7 +59,9 @@ pub fn body(
             "id": session.id,
             "name": session.name,
             "url": format!("{base_url}/sessions/{}", session.id),
-            "status": session.status,
+            // The event's (the session may have moved on by the time
+            // the message is made: a queued prompt running).
+            "status": status_at(event).unwrap_or(session.status),
             "cost_usd": session.cost_usd,
             "turns": session.turns,
             "template": session.template.as_ref().map(|t| &t.name),
@@ -94,6 +96,15 @@ pub fn body(
         "timestamp": event.at.to_rfc3339_opts(SecondsFormat::Micros, true),
         "data": data,
     })
+}
+
+/// The session's status as of `event`, where the event says it.
+fn status_at(event: &Event) -> Option<SessionStatus> {
+    match &event.kind {
+        EventKind::Status { status, .. } => Some(*status),
+        EventKind::PermissionRequest { .. } => Some(SessionStatus::AwaitingPermission),
+        _ => None,
+    }
 }
 
 /// The longest string a message carries (a run's text, an error, a value
@@ -175,6 +186,47 @@ mod tests {
             String::new(),
         ] {
             assert!(!could_be_message_id(&not_one), "{not_one:?}");
+        }
+    }
+
+    /// The status a message says is its event's, not the session's when
+    /// the message is made (a queued prompt may be running by then).
+    #[test]
+    fn the_status_is_the_events() {
+        let running: Session = serde_json::from_value(json!({
+            "id": uuid::Uuid::nil(), "name": "s", "engine": "native", "model": "m",
+            "system_prompt": "", "permission_mode": "ask", "status": "running",
+            "cost_usd": 0.5, "turns": 2, "input_tokens": 0, "output_tokens": 0,
+            "last_seq": 9, "limits": {}, "budget_usd": null, "owner": null,
+            "created_at": chrono::Utc::now(), "updated_at": chrono::Utc::now(),
+        }))
+        .unwrap();
+        for (kind, what, said) in [
+            (
+                EventKind::Status {
+                    status: SessionStatus::Interrupted,
+                    message: None,
+                },
+                NotifiedEvent::Error,
+                "interrupted",
+            ),
+            (
+                EventKind::Status {
+                    status: SessionStatus::Idle,
+                    message: None,
+                },
+                NotifiedEvent::Finished,
+                "idle",
+            ),
+        ] {
+            let event = Event {
+                session_id: running.id,
+                seq: 7,
+                at: chrono::Utc::now(),
+                kind,
+            };
+            let body = body(what, &event, &running, "http://x", None);
+            assert_eq!(body["data"]["session"]["status"], said);
         }
     }
 

@@ -95,11 +95,43 @@ async fn home_page_renders_empty_state_then_created_session() {
     let page = router(h.state.clone()).oneshot(get("/")).await.unwrap();
     let said = |name: &str| page.headers()[name].to_str().unwrap().to_owned();
     assert_eq!(said("x-frame-options"), "DENY");
-    assert!(said("content-security-policy").contains("frame-ancestors 'none'"));
     assert_eq!(said("x-content-type-options"), "nosniff");
     assert_eq!(said("referrer-policy"), "same-origin");
     // Kept by no cache on the way (nor the browser): a person's page.
     assert_eq!(said("cache-control"), "private, no-store");
+    let (parts, body) = page.into_parts();
+    let policies: Vec<&str> = parts
+        .headers
+        .get_all("content-security-policy")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    assert!(
+        policies
+            .iter()
+            .any(|p| p.contains("frame-ancestors 'none'")),
+        "{policies:?}"
+    );
+    // Scripts: the site's own, and the inline ones marked with this
+    // answer's nonce (every one the page has), nothing else.
+    let nonce = policies
+        .iter()
+        .find_map(|p| p.strip_prefix("script-src 'self' 'nonce-"))
+        .and_then(|rest| rest.split('\'').next())
+        .unwrap_or_else(|| panic!("no script policy: {policies:?}"));
+    assert!(nonce.len() >= 16, "{nonce}");
+    let body = body.collect().await.unwrap().to_bytes();
+    let html = String::from_utf8_lossy(&body);
+    let inline = html.matches("<script").count() - html.matches("<script src=").count();
+    assert!(inline > 0, "{html}");
+    assert_eq!(
+        html.matches(&format!("<script nonce=\"{nonce}\">")).count()
+            + html
+                .matches(&format!("<script type=\"module\" nonce=\"{nonce}\">"))
+                .count(),
+        inline,
+        "{html}"
+    );
     let listed = router(h.state.clone())
         .oneshot(get("/api/sessions"))
         .await

@@ -1821,6 +1821,20 @@ async fn notification_cursors_see_each_event_once_in_log_order() {
             .unwrap());
         store.release_endpoints("b").await.unwrap();
         assert!(store.hold_endpoint(id, "c", now, later).await.unwrap());
+        // A deleted session's messages go with it (their bodies hold its
+        // name, its text, the input of the tools it asked for).
+        let of_new = Message {
+            id: "m2".into(),
+            response_code: None,
+            ..still
+        };
+        store
+            .queue_message(&of_new, "{}", events[0].seq)
+            .await
+            .unwrap();
+        assert_eq!(store.messages(id).await.unwrap(), [of_new], "{db}");
+        assert!(store.delete_session(new.id).await.unwrap());
+        assert!(store.messages(id).await.unwrap().is_empty(), "{db}");
         // Gone with its template.
         assert!(store.delete_template(template.id).await.unwrap());
         assert!(store.get_endpoint(id).await.unwrap().is_none(), "{db}");

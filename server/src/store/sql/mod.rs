@@ -372,6 +372,12 @@ impl Store for SqlStore {
             .bind(id.to_string())
             .execute(&mut *tx)
             .await?;
+        // The notifications about it, kept by its template's endpoints:
+        // their bodies hold its name, its text, the input of its tools.
+        sqlx::query("DELETE FROM notification_messages WHERE session_id = $1")
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(done.rows_affected() > 0)
     }
