@@ -321,12 +321,13 @@ impl Auth {
         if let Err(e) = self.limiter.attempt(&claimed, address) {
             // Not audited: the limit is what keeps a flood of attempts from
             // filling the audit log.
-            tracing::warn!(login = %claimed, ?address, "sign-in refused: rate limited");
+            tracing::warn!(login = ?claimed, ?address, "sign-in refused: rate limited");
             return Err(e);
         }
-        let record = match claimed.parse::<Login>() {
-            Ok(login) => self.store.user_by_login(&login).await?,
-            Err(_) => None,
+        let login = claimed.parse::<Login>().ok();
+        let record = match &login {
+            Some(login) => self.store.user_by_login(login).await?,
+            None => None,
         };
         let hash = record.as_ref().map(|r| r.password_hash.clone());
         let matches = password::verify(password.to_owned(), hash).await?;
@@ -340,16 +341,21 @@ impl Auth {
                 let from =
                     address.map_or_else(String::new, |a| limiter::network_of(a, 48).to_string());
                 if self.refusals.told(&format!("sign-in from {from}")) {
-                    self.audit(&claimed, AuditAction::SignInFailed, "", "", address)
+                    // What was typed, quoted with its hidden characters
+                    // shown, unless it is a login.
+                    let actor = login.map_or_else(|| format!("{claimed:?}"), |l| l.to_string());
+                    self.audit(&actor, AuditAction::SignInFailed, "", "", address)
                         .await;
                 } else {
-                    tracing::warn!(login = %claimed, ?address, "sign-in failed");
+                    tracing::warn!(login = ?claimed, ?address, "sign-in failed");
                 }
                 return Err(AppError::Unauthenticated(WRONG_CREDENTIALS.into()));
             }
         };
-        self.start_browser_session(session, user.id, &hash).await?;
+        // Written first: a sign-in whose writes fail leaves the browser
+        // signed out, as it is told.
         self.store.set_last_sign_in(user.id, Utc::now()).await?;
+        self.start_browser_session(session, user.id, &hash).await?;
         let caller = user.caller();
         self.audit(&caller.label(), AuditAction::SignIn, "", "", address)
             .await;
@@ -449,9 +455,9 @@ impl Auth {
             .user_by_id(user.id)
             .await?
             .ok_or_else(session_expired)?;
+        self.store.set_last_sign_in(user.id, Utc::now()).await?;
         self.start_browser_session(session, user.id, &record.password_hash)
             .await?;
-        self.store.set_last_sign_in(user.id, Utc::now()).await?;
         Ok(user.caller())
     }
 

@@ -951,6 +951,30 @@ async fn cookie_writes_from_another_origin_are_refused() {
     assert_eq!(t.status(scripted).await.0, StatusCode::CREATED);
 }
 
+/// A failed sign-in is audited with what was typed quoted, its hidden
+/// characters shown (a line end, a right-to-left override), so that it
+/// reads as no other entry; a login as it is.
+#[tokio::test]
+async fn a_failed_sign_in_is_audited_as_typed_and_quoted() {
+    let t = team(&[]).await;
+    for login in ["x\u{202e}nimda\nsigned in", "nobody"] {
+        let refused = t
+            .request(Method::POST, "/auth/signin")
+            .form(&[("login", login), ("password", "wrong")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    }
+    let audit = t.paddock.store.audit_log(None, 50).await.unwrap();
+    let actors: Vec<&str> = audit
+        .iter()
+        .filter(|e| e.action.as_str() == "sign_in_failed")
+        .map(|e| e.actor.as_str())
+        .collect();
+    assert_eq!(actors, ["nobody", r#""x\u{202e}nimda\nsigned in""#]);
+}
+
 /// Behind a proxy the server trusts, each client behind it counts apart:
 /// one guessing from one address is held back, and the others sign in;
 /// the audit log names them. What a client writes in `X-Forwarded-For`
