@@ -34,6 +34,8 @@ pub const SKILLS_MAX_BYTES: usize = 1024 * 1024;
 const NAME_MAX_CHARS: usize = 64;
 const DESCRIPTION_MAX_CHARS: usize = 1024;
 const PATH_MAX_BYTES: usize = 512;
+/// The longest name of one folder or file of a path (the filesystem's).
+const PART_MAX_BYTES: usize = 255;
 
 /// One skill: its `SKILL.md` as written, and its other files.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -167,6 +169,11 @@ fn check_path(path: &str) -> Result<(), SkillError> {
         return Err(bad(
             "must not climb out of its folder (no empty, . or .. parts)",
         ));
+    }
+    if path.split('/').any(|seg| seg.len() > PART_MAX_BYTES) {
+        return Err(bad(&format!(
+            "has a folder or file name over {PART_MAX_BYTES} bytes"
+        )));
     }
     // Claude Code reads a `.claude` folder below the one it works in as
     // that folder's own settings and skills: a skill's files hold none.
@@ -483,6 +490,7 @@ mod tests {
             "",
             "x/.claude/skills/evil/SKILL.md",
             ".claude/settings.json",
+            &format!("scripts/{}.sh", "a".repeat(253)),
         ] {
             let mut s = ok.clone();
             s.files.push(SkillFile {

@@ -1,8 +1,9 @@
 //! A request body that must come whole in time: what reaches Paddock
 //! without signing in (the sign-in and setup forms, deliveries to
-//! triggers) could otherwise hold a connection for ever by sending a byte
-//! just within each stall ([`RequestBodyTimeoutLayer`] counts from the
-//! last frame).
+//! triggers), or holds one of few places while it comes (an upload to a
+//! workspace), could otherwise hold a connection, or the place, for ever
+//! by sending a byte just within each stall ([`RequestBodyTimeoutLayer`]
+//! counts from the last frame).
 //!
 //! [`RequestBodyTimeoutLayer`]: tower_http::timeout::RequestBodyTimeoutLayer
 

@@ -19,6 +19,7 @@
 //! rendered by the browser: a workspace file is the agent's, and may be
 //! hostile HTML.
 
+use super::body_deadline;
 use super::error::{ApiError, ApiResult};
 use super::extract::SessionPath;
 use super::routes::Routes;
@@ -31,8 +32,8 @@ use app::files::{join, name_of, percent_encode, FileEntry, UPLOAD_MAX_BYTES};
 use axum::body::Body;
 use axum::extract::multipart::{MultipartError, MultipartRejection};
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Path, Query, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Json;
 use serde::Deserialize;
@@ -262,10 +263,9 @@ async fn upload(
     State(paddock): State<Arc<Paddock>>,
     identity: Identity,
     SessionPath(id): SessionPath,
-    headers: HeaderMap,
-    form: Result<Multipart, MultipartRejection>,
+    request: Request,
 ) -> Response {
-    let browser = wants_html(&headers);
+    let browser = wants_html(request.headers());
     // A browser sees why on the page; 404s stay 404s (there is no page to
     // send it back to).
     let failed = |e: ApiError, dir: &str| {
@@ -279,6 +279,10 @@ async fn upload(
         Ok(slot) => slot,
         Err(e) => return failed(e.into(), ""),
     };
+    // Whole in time, as an anonymous body must be: one sent a byte at a
+    // time would hold its slot for ever (the stall counts from the last).
+    let request = body_deadline::within(request, paddock.config.client_stall());
+    let form = Multipart::from_request(request, &()).await;
     let mut dir = String::new();
     let files = match read_upload(form, &mut dir).await {
         Ok(files) => files,

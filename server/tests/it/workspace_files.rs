@@ -565,6 +565,48 @@ async fn rest_of(mut tcp: tokio::net::TcpStream) -> Vec<u8> {
     got
 }
 
+/// An upload sent a byte at a time, each within the stall, is ended all
+/// the same once it is not whole within the stall and the time what came
+/// takes at 64 KiB/s: it holds its slot no longer.
+#[tokio::test]
+async fn an_upload_sent_a_byte_at_a_time_is_ended() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let t = team(&["--client-stall-secs=3"]).await;
+    let me = t.person("sam", Role::Member).await;
+    let s = t.create(&me, json!({"name": "trickle"})).await;
+    std::fs::create_dir_all(server::sandbox::workspace_dir(
+        &t.paddock.config.workspace_root,
+        s.id,
+    ))
+    .unwrap();
+    let head = format!(
+        "POST /api/sessions/{}/files HTTP/1.1\r\nContent-Type: multipart/form-data; \
+         boundary={BOUNDARY}\r\nContent-Length: 100000",
+        s.id
+    );
+    let mut tcp = half_sent(&t, &me, &head, format!("--{BOUNDARY}\r\n").as_bytes()).await;
+    // A byte a second, for up to 20 s: the answer comes before.
+    let started = std::time::Instant::now();
+    let (mut answer, mut buf) = (Vec::new(), [0u8; 64]);
+    while answer.len() < 12 {
+        tokio::select! {
+            read = tcp.read(&mut buf) => match read.unwrap() {
+                0 => break,
+                n => answer.extend_from_slice(&buf[..n]),
+            },
+            () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {
+                assert!(started.elapsed() < std::time::Duration::from_secs(20), "still read");
+                let _ = tcp.write_all(b"x").await;
+            }
+        }
+    }
+    assert!(
+        answer.starts_with(b"HTTP/1.1 400"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+}
+
 #[tokio::test]
 async fn stalled_uploads_and_unread_archives_hold_no_slot() {
     let t = team(&["--client-stall-secs=3"]).await;
