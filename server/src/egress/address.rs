@@ -144,6 +144,15 @@ fn is_public_v4(ip: Ipv4Addr) -> bool {
         || ip == AZURE_WIRESERVER)
 }
 
+/// Whether `ip` is where clouds keep their machines' metadata services
+/// (link-local, and Azure's host service): nothing else is served there.
+pub fn is_cloud_metadata(ip: IpAddr) -> bool {
+    match canonical(ip) {
+        IpAddr::V4(v4) => v4.is_link_local() || v4 == AZURE_WIRESERVER,
+        IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) == 0xfe80,
+    }
+}
+
 /// Azure's host service (it hands each machine its configuration, and
 /// answers only from within it): public in form, the host's own in fact,
 /// as the other clouds' metadata services in 169.254.0.0/16 are.

@@ -22,7 +22,7 @@ mod metered;
 mod refusal;
 mod request_body;
 
-pub use address::{own_addresses, reachable, unreachable_why, Network};
+pub use address::{is_cloud_metadata, own_addresses, reachable, unreachable_why, Network};
 
 use crate::journal::Journal;
 use crate::sandbox::{Mount, ProxyRelay};
