@@ -64,6 +64,10 @@ pub enum StoreError {
     },
     #[error("stored row is invalid: {0}")]
     Corrupt(String),
+    /// A row written a moment ago was deleted before it was read back
+    /// (its trigger or template deleted meanwhile).
+    #[error("{0} was deleted meanwhile")]
+    Gone(String),
     #[error(
         "the database was migrated by a newer Paddock (its migration {0} is unknown to this \
          one): run that version or a newer one"
@@ -134,10 +138,12 @@ impl StoreError {
 
 impl StoreError {
     /// Whether a row it would write names one deleted meanwhile (a
-    /// session, a template), which a foreign key refused.
+    /// session, a template), which a foreign key refused, or the row it
+    /// wrote was deleted with it before it was read back.
     pub fn names_a_gone_row(&self) -> bool {
-        matches!(self, StoreError::Db(sqlx::Error::Database(d))
-            if matches!(d.kind(), sqlx::error::ErrorKind::ForeignKeyViolation))
+        matches!(self, StoreError::Gone(_))
+            || matches!(self, StoreError::Db(sqlx::Error::Database(d))
+                if matches!(d.kind(), sqlx::error::ErrorKind::ForeignKeyViolation))
     }
 }
 

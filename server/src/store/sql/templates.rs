@@ -171,7 +171,7 @@ impl Templates for SqlStore {
         tx.commit().await?;
         self.template_version(id, None)
             .await?
-            .ok_or_else(|| StoreError::Corrupt(format!("template {id} vanished")))
+            .ok_or_else(|| StoreError::Gone(format!("template {id}")))
     }
 
     async fn update_template(

@@ -141,7 +141,7 @@ impl Triggers for SqlStore {
         tx.commit().await?;
         self.trigger(id)
             .await?
-            .ok_or_else(|| StoreError::Corrupt(format!("trigger {id} vanished")))
+            .ok_or_else(|| StoreError::Gone(format!("trigger {id}")))
     }
 
     async fn get_trigger(&self, id: TriggerId) -> Result<Option<(Trigger, SealedTriggerSecrets)>> {
@@ -265,7 +265,7 @@ impl Triggers for SqlStore {
         .map(|r| (r.delivery, r.prompted));
         // Forgotten between the two (its trigger deleted): seen, and gone.
         let Some((row, prompted)) = row else {
-            return Err(StoreError::Corrupt(format!("delivery {id} vanished")));
+            return Err(StoreError::Gone(format!("delivery {id}")));
         };
         let seen = Delivery::try_from(row)?;
         Ok(match claimed.rows_affected() {
