@@ -607,6 +607,36 @@ async fn users_tokens_browser_sessions_and_shares() {
         assert!(store.remove_share(s.id, bob.id).await.unwrap());
         assert!(store.list_sessions(Some(bob.id)).await.unwrap().is_empty());
         assert_eq!(store.list_sessions(Some(ada.id)).await.unwrap().len(), 1);
+        // One's own and those shared, each once (one's own shared with
+        // oneself too), a session of no one's (the local operator's) among
+        // them; not the others'.
+        let bobs = store
+            .create_session(&spec("bob's"), Some(bob.id))
+            .await
+            .unwrap();
+        let nobodys = store.create_session(&spec("nobody's"), None).await.unwrap();
+        store
+            .create_session(&spec("ada's alone"), Some(ada.id))
+            .await
+            .unwrap();
+        for shared in [s.id, bobs.id, nobodys.id] {
+            store
+                .set_share(shared, bob.id, ShareLevel::Watch)
+                .await
+                .unwrap();
+        }
+        let mut listed: Vec<_> = store
+            .list_sessions(Some(bob.id))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|s| s.id)
+            .collect();
+        listed.sort();
+        let mut expected = vec![s.id, bobs.id, nobodys.id];
+        expected.sort();
+        assert_eq!(listed, expected);
+        assert_eq!(store.list_sessions(None).await.unwrap().len(), 4);
     }
 }
 

@@ -239,15 +239,28 @@ impl Store for SqlStore {
     }
 
     async fn list_sessions(&self, visible_to: Option<UserId>) -> Result<Vec<Session>> {
-        let user = visible_to.map(|u| u.to_string());
-        let rows: Vec<SessionRow> = sqlx::query_as(&format!(
-            "SELECT {SESSION_COLUMNS} FROM sessions WHERE $1 IS NULL OR owner_id = $1 \
-             OR id IN (SELECT session_id FROM session_shares WHERE user_id = $1) \
-             ORDER BY updated_at DESC, created_at DESC LIMIT 1000"
-        ))
-        .bind(user)
-        .fetch_all(&self.pool)
-        .await?;
+        const NEWEST: &str = "ORDER BY updated_at DESC, created_at DESC LIMIT 1000";
+        // A person's own and those shared with them, each found by its
+        // index (one query with "everyone's, or…" would read every
+        // session of the installation for each).
+        let rows: Vec<SessionRow> = match visible_to {
+            None => {
+                sqlx::query_as(&format!("SELECT {SESSION_COLUMNS} FROM sessions {NEWEST}"))
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+            Some(user) => {
+                sqlx::query_as(&format!(
+                    "SELECT {SESSION_COLUMNS} FROM sessions WHERE owner_id = $1 \
+                     UNION ALL SELECT {SESSION_COLUMNS} FROM sessions \
+                     WHERE id IN (SELECT session_id FROM session_shares WHERE user_id = $1) \
+                     AND (owner_id IS NULL OR owner_id <> $1) {NEWEST}"
+                ))
+                .bind(user.to_string())
+                .fetch_all(&self.pool)
+                .await?
+            }
+        };
         rows.into_iter().map(Session::try_from).collect()
     }
 
