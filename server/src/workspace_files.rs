@@ -4,9 +4,10 @@
 //! the session, uploading operate access (the checks of
 //! [`Paddock::session_for`]); every path goes through the session's
 //! [`Workspace`](crate::sandbox::Workspace), which confines it. Archives and
-//! uploads hold a thread or up to an upload's bytes while they run, so only
-//! a few run at once ([`Transfers`](crate::transfers::Transfers)); more
-//! are told to try again (503).
+//! uploads hold a thread or up to an upload's bytes while they run, and a
+//! listing or a file's view the whole of it, so only a few run at once
+//! ([`Transfers`](crate::transfers::Transfers)); more are told to try
+//! again (503).
 
 use crate::paddock::Paddock;
 use crate::sandbox::{
@@ -82,6 +83,7 @@ impl Paddock {
     ) -> Result<Vec<FileEntry>, AppError> {
         self.session_for(caller, id, Access::Watch).await?;
         let dir = clean(path)?;
+        let _slot = self.transfers.view(caller.user)?;
         let entries = self
             .sandbox
             .workspace(id)
@@ -137,6 +139,7 @@ impl Paddock {
                 content: FileContent::TooLarge,
             });
         }
+        let _slot = self.transfers.view(caller.user)?;
         let download = self
             .sandbox
             .workspace(id)
