@@ -32,6 +32,8 @@ pub struct TemplateRef {
     pub version: i64,
 }
 
+/// The most sessions a list holds: the newest by activity.
+pub const SESSIONS_LISTED_MAX: usize = 1000;
 /// Longest session name accepted, in characters.
 pub const NAME_MAX_CHARS: usize = 200;
 /// Longest model identifier accepted, in characters.

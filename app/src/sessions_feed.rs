@@ -48,6 +48,7 @@ pub fn use_feed() -> SessionsFeed {
 #[cfg(feature = "hydrate")]
 fn follow(feed: SessionsFeed) {
     use crate::api::list_sessions;
+    use crate::domain::SESSIONS_LISTED_MAX;
     use crate::live::{self, Link, Topic};
 
     let SessionsFeed {
@@ -57,9 +58,10 @@ fn follow(feed: SessionsFeed) {
         reloads,
     } = feed;
     let (link, set_link) = signal(Link::Connecting);
-    // Sessions deleted while this page runs: a list read before a deletion
-    // and answered after it does not bring one back.
-    let gone = StoredValue::new(std::collections::HashSet::<String>::new());
+    // Sessions deleted while this page runs, with the number of reads of
+    // the list begun by then: a list read before a deletion and answered
+    // after it does not bring one back.
+    let gone = StoredValue::new(std::collections::HashMap::<String, u64>::new());
     // Reads of the list begun so far, and the number of the last one whose
     // answer was taken: an answer to an earlier read, come later, is older.
     let reads = StoredValue::new((0u64, 0u64));
@@ -76,7 +78,7 @@ fn follow(feed: SessionsFeed) {
                     return;
                 }
                 reads.update_value(|(_, taken)| *taken = read);
-                gone.with_value(|gone| fresh.retain(|s| !gone.contains(&s.id.to_string())));
+                gone.with_value(|gone| fresh.retain(|s| !gone.contains_key(&s.id.to_string())));
                 sessions.with_untracked(|now| {
                     // What streamed in while the answer was on its way is
                     // newer: by its activity, or, as new settings leave
@@ -106,7 +108,13 @@ fn follow(feed: SessionsFeed) {
                     fresh.extend(missed);
                 });
                 sort(&mut fresh);
+                fresh.truncate(SESSIONS_LISTED_MAX);
                 sessions.set(fresh);
+                // What came before this read began is in its answer, or in
+                // none to come (each is newer): not kept for ever by a page
+                // left open.
+                streamed.update_value(|streamed| streamed.retain(|_, at| *at >= read));
+                gone.update_value(|gone| gone.retain(|_, at| *at >= read));
                 if loaded.get_untracked() {
                     reloads.update(|n| *n += 1);
                 }
@@ -139,7 +147,7 @@ fn follow(feed: SessionsFeed) {
             move |name, data| match name {
                 "session" => {
                     let deleted =
-                        |s: &Session| gone.with_value(|gone| gone.contains(&s.id.to_string()));
+                        |s: &Session| gone.with_value(|gone| gone.contains_key(&s.id.to_string()));
                     if let Some(s) = serde_json::from_str::<Session>(&data)
                         .ok()
                         .filter(|s| !deleted(s))
@@ -158,14 +166,18 @@ fn follow(feed: SessionsFeed) {
                                 None => l.push(s),
                             }
                             sort(l);
+                            // As the server lists them: a page left open
+                            // while sessions are made holds no more.
+                            l.truncate(SESSIONS_LISTED_MAX);
                             true
                         });
                     }
                 }
                 "deleted" => {
                     sessions.update(|l| l.retain(|s| s.id.to_string() != data));
+                    let begun = reads.with_value(|(begun, _)| *begun);
                     gone.update_value(|gone| {
-                        gone.insert(data);
+                        gone.insert(data, begun);
                     });
                 }
                 _ => reload(),

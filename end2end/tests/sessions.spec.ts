@@ -1,4 +1,4 @@
-import { test, expect, gotoHydrated, snapshot, sendPrompt, createSession, ADMIN } from './fixtures';
+import { test, expect, gotoHydrated, snapshot, sendPrompt, createSession, sessionsLoaded, ADMIN } from './fixtures';
 
 test('create a session through the form; it survives reload and restart', async ({ page, paddock }) => {
   await gotoHydrated(page, paddock.url);
@@ -214,4 +214,17 @@ test('a page whose first question of who is signed in failed still follows the l
   await createSession(paddock, 'Made by a script');
   await expect(page.getByTestId('session-list').getByText('Made by a script')).toBeVisible();
   expect(asked).toBeGreaterThan(1);
+});
+
+test('a list left open while many sessions are made holds the newest 1,000, as the server lists them', async ({ page, paddock }) => {
+  test.setTimeout(180_000);
+  await gotoHydrated(page, paddock.url);
+  await sessionsLoaded(page);
+  for (let made = 0; made < 1002; made += 50) {
+    await Promise.all(Array.from({ length: Math.min(50, 1002 - made) }, (_, i) => createSession(paddock, `made ${made + i}`)));
+  }
+  // Made after all the others: once it shows, they all came.
+  await createSession(paddock, 'the last');
+  await expect(page.getByTestId('session-list').getByText('the last', { exact: true })).toBeVisible({ timeout: 60_000 });
+  expect(await page.getByTestId('session-row').count()).toBe(1000);
 });

@@ -19,7 +19,7 @@ use super::{Result, Store, StoreError};
 use app::domain::UserId;
 use app::domain::{
     Event, EventKind, PreparedWorkspace, SandboxLimits, Session, SessionId, SessionSettings,
-    SessionSpec, SessionStatus,
+    SessionSpec, SessionStatus, SESSIONS_LISTED_MAX,
 };
 use app::skills::Skill;
 use chrono::{DateTime, SecondsFormat, SubsecRound, Utc};
@@ -239,13 +239,14 @@ impl Store for SqlStore {
     }
 
     async fn list_sessions(&self, visible_to: Option<UserId>) -> Result<Vec<Session>> {
-        const NEWEST: &str = "ORDER BY updated_at DESC, created_at DESC LIMIT 1000";
+        let newest =
+            format!("ORDER BY updated_at DESC, created_at DESC LIMIT {SESSIONS_LISTED_MAX}");
         // A person's own and those shared with them, each found by its
         // index (one query with "everyone's, or…" would read every
         // session of the installation for each).
         let rows: Vec<SessionRow> = match visible_to {
             None => {
-                sqlx::query_as(&format!("SELECT {SESSION_COLUMNS} FROM sessions {NEWEST}"))
+                sqlx::query_as(&format!("SELECT {SESSION_COLUMNS} FROM sessions {newest}"))
                     .fetch_all(&self.pool)
                     .await?
             }
@@ -254,7 +255,7 @@ impl Store for SqlStore {
                     "SELECT {SESSION_COLUMNS} FROM sessions WHERE owner_id = $1 \
                      UNION ALL SELECT {SESSION_COLUMNS} FROM sessions \
                      WHERE id IN (SELECT session_id FROM session_shares WHERE user_id = $1) \
-                     AND (owner_id IS NULL OR owner_id <> $1) {NEWEST}"
+                     AND (owner_id IS NULL OR owner_id <> $1) {newest}"
                 ))
                 .bind(user.to_string())
                 .fetch_all(&self.pool)
