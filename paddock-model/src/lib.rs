@@ -33,7 +33,8 @@
 //!     else `end_turn`.
 //!   - `usage`: `{"input_tokens"?, "output_tokens"?}`, each defaulting to a
 //!     rough count (characters / 4) of the request / the reply.
-//!   - `delay_ms`: pause between two SSE events (default 0).
+//!   - `delay_ms`: pause between two SSE events (default 0); a
+//!     non-streamed answer comes after all of them.
 //!   - `chunk`: characters per `text_delta` / `thinking_delta` /
 //!     `input_json_delta` (default 16, so tool inputs arrive in pieces).
 //!   - `stream_error`: `{"after"?: N, "type"?: "overloaded_error",
@@ -331,6 +332,10 @@ async fn messages(
             } else if let Some(e) = &reply.stream_error {
                 Err(ApiError::new(status_for(&e.kind), &e.kind, &e.message))
             } else {
+                // Made whole before it is sent: as long as its stream
+                // would have taken.
+                let events = resolved.events().len().saturating_sub(1) as u32;
+                tokio::time::sleep(Duration::from_millis(reply.delay_ms) * events).await;
                 let mut response = Json(resolved.message()).into_response();
                 response.headers_mut().insert("request-id", request_id());
                 Ok(response)

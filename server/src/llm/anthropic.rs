@@ -48,8 +48,11 @@ pub struct Anthropic {
 
 impl Anthropic {
     pub fn new(config: AnthropicConfig) -> Result<Self, LlmError> {
+        // No redirect followed: one to another host would carry the key
+        // there (only `Authorization` is taken off on the way).
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| LlmError::Transport(e.to_string()))?;
         Ok(Self { http, config })

@@ -29,6 +29,9 @@ const BODY_LIMIT: usize = 32 * 1024 * 1024;
 /// most, with sign-in on) cannot take all of it.
 pub(super) const BODIES_KIB: usize = 512 * 1024;
 const SESSION_BODIES_KIB: usize = BODY_LIMIT / 1024;
+/// The longest refusal of a request quoted back and logged: it quotes what
+/// the sandbox wrote.
+const REFUSAL_MAX_CHARS: usize = 500;
 
 /// Whether a request header of the sandbox's is passed upstream: the
 /// Messages API's own (`anthropic-version`, `anthropic-beta`), the body's
@@ -203,7 +206,7 @@ async fn relay(ctx: Ctx, uri: Uri, headers: HeaderMap, body: Body) -> Response {
         let all = proxy.bodies.clone().acquire_many_owned(kib).await;
         mine.ok().zip(all.ok())
     };
-    let Ok(Some(_room)) = tokio::time::timeout(proxy.stall, room).await else {
+    let Ok(Some((mut mine, mut all))) = tokio::time::timeout(proxy.stall, room).await else {
         return api_error(
             StatusCode::SERVICE_UNAVAILABLE,
             "overloaded_error",
@@ -224,12 +227,30 @@ async fn relay(ctx: Ctx, uri: Uri, headers: HeaderMap, body: Body) -> Response {
         );
     };
     let body = body.to_bytes();
+    // Read: the room it holds on until its answer begins is its own size
+    // (one sent without a length took the most a body may be).
+    let used = body.len().div_ceil(1024).max(1) as u32;
+    if used < kib {
+        let _given_back = (
+            mine.split((kib - used) as usize),
+            all.split((kib - used) as usize),
+        );
+    }
+    let _room = (mine, all);
     if let Some(refusal) = reaches_out(&body) {
-        tracing::warn!(%session, "LLM proxy: {refusal}");
+        // What it quotes is the sandbox's to write, as often as it likes:
+        // cut, and logged a few times a minute.
+        let refusal = app::text::elided(&refusal, REFUSAL_MAX_CHARS);
+        if proxy.refused.told(&session.to_string()) {
+            tracing::warn!(%session, "LLM proxy: {refusal}");
+        }
         return api_error(StatusCode::BAD_REQUEST, "invalid_request_error", &refusal);
     }
-    // (A handle on the same bytes: the meter reads the request's model.)
-    let asked = body.clone();
+    // Charged from here on: a call whose answer has not begun when it is
+    // dropped (the sandbox hung up, the run's connections were cut) was
+    // made upstream all the same, and a whole answer's is made whole
+    // there before it begins. The meter reads the request's model.
+    let meter = metered.then(|| Meter::new(proxy.journal.clone(), session, &body));
     let mut request = proxy.client.post(target).body(body);
     for (name, value) in &headers {
         if passed_upstream(name.as_str()) {
@@ -242,6 +263,9 @@ async fn relay(ctx: Ctx, uri: Uri, headers: HeaderMap, body: Body) -> Response {
     let upstream = match request.send().await {
         Ok(r) => r,
         Err(e) => {
+            if let Some(meter) = meter {
+                meter.void();
+            }
             tracing::warn!(%session, "LLM proxy: upstream unreachable: {e}");
             return api_error(
                 StatusCode::BAD_GATEWAY,
@@ -263,13 +287,20 @@ async fn relay(ctx: Ctx, uri: Uri, headers: HeaderMap, body: Body) -> Response {
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/json"));
     let bytes = upstream.bytes_stream();
-    let body = if metered && status.is_success() {
-        Body::from_stream(Metered {
-            inner: bytes,
-            meter: Meter::new(proxy.journal.clone(), session, json, &asked),
-        })
-    } else {
-        Body::from_stream(bytes)
+    let body = match meter {
+        Some(mut meter) if status.is_success() => {
+            meter.answered(json);
+            Body::from_stream(Metered {
+                inner: bytes,
+                meter,
+            })
+        }
+        // Refused upstream: nothing to charge.
+        Some(meter) => {
+            meter.void();
+            Body::from_stream(bytes)
+        }
+        None => Body::from_stream(bytes),
     };
     let mut response = Response::new(body);
     *response.status_mut() = status;

@@ -4,7 +4,7 @@
 
 use crate::journal::Journal;
 use crate::llm::{cost_usd, rough_tokens, CACHE_READ, CACHE_WRITE, CACHE_WRITE_HOUR};
-use app::domain::SessionId;
+use app::domain::{AppError, SessionId};
 use axum::body::Bytes;
 use futures_util::{Stream, StreamExt};
 use std::pin::Pin;
@@ -44,12 +44,17 @@ where
 /// characters the model wrote in what came (a sandbox that closed each
 /// answer before its end paid nothing for what it read); a JSON answer cut
 /// short, which says no input before its end and was made whole upstream,
-/// for its input the same of the request. A stream cut before it began is
-/// not charged: nothing of it came.
+/// for its input the same of the request, also when it was dropped before
+/// it began (it was made whole upstream all the same). A stream dropped
+/// before it began is not charged: nothing of it was made.
 pub(super) struct Meter {
     journal: Journal,
     session: SessionId,
+    /// Whether the answer is one JSON message (else SSE): as the request
+    /// asked, until the answer says.
     json: bool,
+    /// Whether there is nothing to charge (refused, or never sent).
+    void: bool,
     pending: Vec<u8>,
     /// The answer's model, else the request's.
     model: String,
@@ -121,21 +126,22 @@ const INPUT_DELTA_WRAPPING: usize = 94;
 const THINKING_DELTA_WRAPPING: usize = 86;
 
 impl Meter {
-    pub(super) fn new(journal: Journal, session: SessionId, json: bool, request: &[u8]) -> Self {
+    /// For `request`, before it is sent.
+    pub(super) fn new(journal: Journal, session: SessionId, request: &[u8]) -> Self {
         #[derive(serde::Deserialize)]
         struct Asked {
             model: Option<String>,
+            stream: Option<bool>,
         }
-        let model = serde_json::from_slice::<Asked>(request)
-            .ok()
-            .and_then(|a| a.model)
-            .unwrap_or_default();
+        let asked = serde_json::from_slice::<Asked>(request).ok();
+        let streams = asked.as_ref().and_then(|a| a.stream) == Some(true);
         Self {
             journal,
             session,
-            json,
+            json: !streams,
+            void: false,
+            model: asked.and_then(|a| a.model).unwrap_or_default(),
             pending: Vec::new(),
-            model,
             input: Input::default(),
             output_tokens: 0,
             request_bytes: request.len(),
@@ -143,6 +149,16 @@ impl Meter {
             told: false,
             in_delta: false,
         }
+    }
+
+    /// Its answer began: one JSON message, or SSE.
+    pub(super) fn answered(&mut self, json: bool) {
+        self.json = json;
+    }
+
+    /// Nothing to charge: the call was refused, or never reached upstream.
+    pub(super) fn void(mut self) {
+        self.void = true;
     }
 
     fn feed(&mut self, chunk: &[u8]) {
@@ -230,6 +246,9 @@ impl Meter {
 
 impl Drop for Meter {
     fn drop(&mut self) {
+        if self.void {
+            return;
+        }
         if self.json {
             let pending = std::mem::take(&mut self.pending);
             match serde_json::from_slice::<serde_json::Value>(&pending) {
@@ -259,12 +278,14 @@ impl Drop for Meter {
         };
         runtime.spawn(async move {
             let cost = cost_usd(&model, weighed, output);
-            // The session may have been deleted meanwhile: nothing to record.
-            if let Err(e) = journal
+            match journal
                 .record_usage(session, input as i64, output as i64, cost)
                 .await
             {
-                tracing::debug!(%session, "model call not metered: {e}");
+                Ok(_) => {}
+                // The session deleted meanwhile: nothing to record.
+                Err(AppError::NotFound(_)) => {}
+                Err(e) => tracing::warn!(%session, "a model call's cost was not recorded: {e}"),
             }
         });
     }

@@ -1162,3 +1162,45 @@ async fn a_runs_proxy_connections_end_with_it() {
     assert!(rest.contains("content_block_delta"), "{rest}");
     assert!(!rest.contains("message_stop"), "{rest}");
 }
+
+/// A call asked whole (not streamed) whose answer has not begun when its
+/// connection is cut (here the run's end; the sandbox hanging up alike) is
+/// charged for its input all the same: upstream made it whole, and a
+/// sandbox cutting each call short would otherwise pay nothing.
+#[tokio::test]
+async fn a_whole_answer_cut_before_it_began_is_charged() {
+    // Fifty events half a second apart: the answer begins after 25 s.
+    let scenario = json!([{"reply": "word ".repeat(200), "chunk": 20, "delay_ms": 500}]);
+    let h = harness(scenario, "local", &[]).await;
+    let s = h.session("auto", None).await;
+    let lease = h.paddock.proxy.open(s.id).await.unwrap();
+    let body = message_body(false);
+    let head = format!(
+        "POST /v1/messages HTTP/1.1\r\nhost: localhost\r\nx-api-key: {}\r\n\
+         content-type: application/json\r\nanthropic-version: 2023-06-01\r\n\
+         content-length: {}\r\n\r\n{body}",
+        lease.token,
+        body.len()
+    );
+    let held = stalled(&h.paddock, &s, &head).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    h.paddock.proxy.close(s.id, lease).await;
+    drop(held);
+    let mut charged = 0;
+    for _ in 0..50 {
+        charged = h
+            .paddock
+            .store
+            .get_session(s.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .input_tokens;
+        if charged > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A rough count of the request: a quarter of its bytes.
+    assert_eq!(charged, body.len().div_ceil(4) as i64);
+}
