@@ -37,6 +37,10 @@ pub enum Command {
     /// PORT) whether it is ready: `GET /readyz`, exit status 0 when it
     /// answers 200. A container's HEALTHCHECK runs it.
     Health,
+    /// Makes one delivery's prompt and conversation key, for the server
+    /// (see `triggers::template_process`): not for people.
+    #[command(hide = true)]
+    RenderTriggerTemplates,
 }
 
 /// The commands that work on the database.
@@ -181,6 +185,7 @@ async fn health(config: &Config) -> anyhow::Result<()> {
 pub async fn run(config: Config, command: Command) -> anyhow::Result<()> {
     match command {
         Command::Health => health(&config).await,
+        Command::RenderTriggerTemplates => crate::triggers::template_process::serve_one(),
         Command::Store(command) => on_store(config, command).await,
     }
 }

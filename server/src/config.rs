@@ -221,6 +221,13 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..=604_800))]
     pub claude_code_run_secs: u64,
 
+    /// The binary that makes a delivery's prompt in a process of its own
+    /// ([`crate::triggers::template_process`]): this one, unless another
+    /// is named (tests whose server runs in their own process name the
+    /// built `paddock`).
+    #[arg(long, env = "PADDOCK_TEMPLATE_RENDERER", hide = true)]
+    pub template_renderer: Option<PathBuf>,
+
     /// Folder of the server's own repository of each session with a git
     /// source (never mounted into a sandbox).
     #[arg(long, env = "PADDOCK_GIT_ROOT", default_value = "data/git")]
@@ -532,6 +539,14 @@ impl Config {
     /// How many sandboxes one person's sessions may have running.
     pub fn sandboxes_per_person(&self) -> usize {
         usize::try_from(self.sandboxes_per_person).unwrap_or(usize::MAX)
+    }
+
+    /// The binary that renders trigger templates: named, else this one.
+    pub fn template_renderer(&self) -> PathBuf {
+        self.template_renderer
+            .clone()
+            .or_else(|| std::env::current_exe().ok())
+            .unwrap_or_else(|| PathBuf::from("paddock"))
     }
 
     /// How long a session's lease lasts without a heartbeat.

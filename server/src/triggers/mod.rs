@@ -16,6 +16,7 @@ pub mod prompt;
 pub mod schedule;
 pub mod sendgrid;
 pub mod standard_webhooks;
+pub mod template_process;
 pub mod twilio;
 
 use crate::engine::QUEUED_PROMPTS_MAX;
@@ -796,22 +797,19 @@ impl Paddock {
                 .kind
                 .default_conversation()
                 .map(str::to_owned));
-            let (prompt, seen) = (trigger.draft.prompt.clone(), seen.clone());
-            // A template's work is bounded, but it is CPU's: not on the
-            // server's request threads.
-            tokio::task::spawn_blocking(move || {
-                let text = prompt::prompt(&prompt, &seen)
-                    .map_err(|e| format!("The prompt template failed: {e}"))?;
-                let key = match conversation {
-                    Some(template) => prompt::conversation(&template, &seen)
-                        .map_err(|e| format!("The conversation key template failed: {e}"))?,
-                    None => None,
-                };
-                Ok::<_, String>((text, key))
-            })
-            .await
-            .map_err(|e| Handled::Failed(AppError::Unavailable(e.to_string())))?
-            .map_err(Handled::Refused)?
+            let prompt = trigger.draft.prompt.clone();
+            let renderer = self.config.template_renderer();
+            template_process::render(&renderer, prompt, conversation, seen.clone())
+                .await
+                .map_err(|failed| match failed {
+                    template_process::Failed::Refused(why) => Handled::Refused(why),
+                    template_process::Failed::Unavailable(why) => {
+                        tracing::warn!("cannot render a trigger's templates: {why}");
+                        Handled::Failed(AppError::Unavailable(
+                            "The trigger's templates cannot be made now; try again.".into(),
+                        ))
+                    }
+                })?
         };
         if key
             .as_ref()

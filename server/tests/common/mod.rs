@@ -88,6 +88,9 @@ impl Home {
                 "--master-key-file={}",
                 self.path().join("master.key").display()
             ),
+            // Its server runs in this test's process: trigger templates
+            // are rendered by the built binary.
+            format!("--template-renderer={}", env!("CARGO_BIN_EXE_paddock")),
         ]);
         // Sign-in is off unless a test turns it on: most tests are about
         // something else, and the accounts tests say `--auth=on`.

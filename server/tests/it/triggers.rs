@@ -521,6 +521,31 @@ async fn bad_deliveries_are_refused_with_nothing_created() {
     assert!(body.to_string().contains("at most 20 triggers"), "{body}");
 }
 
+/// A template that asks for more memory than a delivery may have
+/// (minijinja's fuel counts instructions, not bytes) ends its own
+/// rendering process, not the server's: the delivery is refused, and the
+/// next is heard.
+#[tokio::test]
+async fn a_template_past_its_memory_is_refused_and_the_server_goes_on() {
+    let (s, model) = Setup::new(json!([{"reply": "Heard."}]), &[]).await;
+    // 1.6 GB in a variable, more held on the way.
+    let bomb = r#"{% set a = "x" * 100000000 %}{% set b = a ~ a %}{% set c = b ~ b %}{% set d = c ~ c %}{% set e = d ~ d %}{{ e|length }} {{ payload.task }}"#;
+    let made = s.trigger(json!({"name": "bomb", "prompt": bomb})).await;
+    let body = r#"{"task": "go"}"#;
+    let (status, answer) = s.signed(&made, made.key(), "msg_1", body).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+    assert!(answer.to_string().contains("MiB of memory"), "{answer}");
+    assert!(s.sessions().await.is_empty());
+    let fine = s
+        .trigger(json!({"name": "fine", "prompt": "{{ payload.task }}"}))
+        .await;
+    let (status, answer) = s.signed(&fine, fine.key(), "msg_2", body).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    let session = answer["session"].as_str().unwrap().parse().unwrap();
+    common::wait_idle(&s.paddock, session).await;
+    assert_eq!(model.turns_used(), 1);
+}
+
 #[tokio::test]
 async fn one_new_conversations_deliveries_at_once_share_one_session() {
     let turns: Vec<Value> = (0..6)
