@@ -5,7 +5,9 @@
 //! changes a session that exists. A template's file (export and import) is
 //! its [`TemplateDraft`]: it names secrets but never holds a value.
 
-use crate::domain::{check_name, AppError, Engine, NewSession, PermissionMode, UserId};
+use crate::domain::{
+    check_name, is_hidden_format, AppError, Engine, NewSession, PermissionMode, UserId,
+};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -45,10 +47,11 @@ impl TemplateDraft {
         if description.chars().count() > DESCRIPTION_MAX_CHARS
             || description
                 .chars()
-                .any(|c| c.is_control() && c != '\n' && c != '\t')
+                .any(|c| c.is_control() && c != '\n' && c != '\t' || is_hidden_format(c))
         {
             return Err(AppError::Invalid(format!(
-                "The description is at most {DESCRIPTION_MAX_CHARS} characters of text."
+                "The description is at most {DESCRIPTION_MAX_CHARS} characters of text, without \
+                 hidden characters (such as ones that turn text around)."
             )));
         }
         if self.session.template.is_some() {
@@ -175,6 +178,7 @@ mod tests {
                 NewSession::default(),
             ),
             draft("x", "bell\u{7}", NewSession::default()),
+            draft("x", "turned \u{202e}around", NewSession::default()),
             draft(
                 "x",
                 "",

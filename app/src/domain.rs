@@ -409,6 +409,12 @@ impl EnvVar {
         let mut vars = Vec::new();
         let mut lines = text.lines();
         while let Some(line) = lines.next() {
+            // One past the most is enough to refuse them: each start looks
+            // through the rest for its end, so reading on would take time
+            // of the square of the lines.
+            if vars.len() > ENV_MAX {
+                break;
+            }
             if line.trim().is_empty() {
                 continue;
             }
@@ -614,14 +620,23 @@ fn check_image(image: String) -> Result<String, AppError> {
         .chars()
         .next()
         .is_some_and(|c| c.is_ascii_alphanumeric());
+    // Each part of its path a name: not empty, and not `.` or `..`, which
+    // the Docker API's client would take as a step in the request's path.
+    let named_parts = image.split('/').all(|part| {
+        let name = part.split([':', '@']).next().unwrap_or_default();
+        !name.is_empty() && !name.starts_with('.')
+    });
     if !first_ok
+        || !named_parts
         || image.len() > IMAGE_MAX_CHARS
         || !image
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/' | ':' | '@'))
     {
         return Err(AppError::Invalid(format!(
-            "{image:?} is not an image name: letters, digits and . _ - / : @ (like              paddock-agent:1), at most {IMAGE_MAX_CHARS} characters."
+            "{image:?} is not an image name: letters, digits and . _ - / : @, each part of its \
+             path named (like registry.example.com/team/agent:1), at most {IMAGE_MAX_CHARS} \
+             characters."
         )));
     }
     Ok(image)
@@ -1598,6 +1613,17 @@ mod tests {
         }
     }
 
+    /// A form of very many lines that each start a value and never end it
+    /// is read no further than one past the most variables: each start
+    /// looks through the rest for its end.
+    #[test]
+    fn env_lines_past_the_most_are_not_read() {
+        let text = "A<<B\n".repeat(200_000);
+        let vars = EnvVar::from_lines(&text);
+        assert_eq!(vars.len(), ENV_MAX + 1);
+        assert!(vars.iter().all(|v| v.name == "A<<B"));
+    }
+
     #[test]
     fn validate_rejects_bad_models() {
         let mut n = new("ok");
@@ -1639,7 +1665,16 @@ mod tests {
         n.allowed_tools = vec!["Bash(git log, rm)".into()];
         assert!(matches!(n.clone().validate(), Err(AppError::Invalid(_))));
         n.allowed_tools = vec![" bash ".into(), "Bash(npm test:*)".into(), "bash".into()];
-        for bad in ["-rm", "a b", "x\ny", &"i".repeat(300)] {
+        for bad in [
+            "-rm",
+            "a b",
+            "x\ny",
+            &"i".repeat(300),
+            "a/..",
+            "a/../../containers/x",
+            "a//b",
+            "a/.hidden:1",
+        ] {
             n.image = Some(bad.into());
             assert!(
                 matches!(n.clone().validate(), Err(AppError::Invalid(_))),

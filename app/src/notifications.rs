@@ -4,7 +4,7 @@
 //! sent comes from the sessions' event logs, in order, one message at a
 //! time, retried for a day. The server's side: `server/src/notifications/`.
 
-use crate::domain::{string_enum, AppError, SessionId, TemplateId, UserId};
+use crate::domain::{is_hidden_format, string_enum, AppError, SessionId, TemplateId, UserId};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -70,7 +70,7 @@ impl EndpointDraft {
             || self
                 .url
                 .chars()
-                .any(|c| c.is_control() || c.is_whitespace())
+                .any(|c| c.is_control() || c.is_whitespace() || is_hidden_format(c))
         {
             return Err(AppError::Invalid(format!(
                 "A notification URL is an http:// or https:// URL of at most {URL_MAX_CHARS} \
@@ -185,6 +185,7 @@ mod tests {
             "hooks.example.com",
             "https://a b",
             "javascript:alert(1)",
+            "https://x.example/\u{202e}gpj",
         ] {
             let draft = EndpointDraft {
                 url: bad.into(),

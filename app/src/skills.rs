@@ -308,6 +308,14 @@ impl Skill {
                  characters): it is how the agent knows when to use it."
             )));
         }
+        // What the agent reads of it, and a person looks over: nothing
+        // hidden from the one in it for the other.
+        if description.chars().any(crate::domain::is_hidden_format) {
+            return Err(invalid(format!(
+                "The description of the skill {name} holds hidden characters (such as ones \
+                 that turn text around)."
+            )));
+        }
         if self.markdown.contains('\0') {
             return Err(invalid(format!("The SKILL.md of {name} holds a NUL byte.")));
         }
@@ -480,6 +488,7 @@ mod tests {
             assert!(validate(&[s]).is_err(), "{bad:?}");
         }
         assert!(validate(&[skill("---\nname: x\ndescription:\n---\n")]).is_err());
+        assert!(validate(&[skill("---\nname: x\ndescription: a\u{202e}b\n---\n")]).is_err());
         for path in [
             "../x",
             "/etc/passwd",

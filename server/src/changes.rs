@@ -23,6 +23,9 @@ use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+/// The longest a file's diff is searched for before a larger one is taken.
+const DIFF_TIME: Duration = Duration::from_secs(2);
+
 pub struct ChangeReview {
     setup: Arc<WorkspaceSetup>,
     sandbox: Arc<dyn Sandbox>,
@@ -317,17 +320,30 @@ impl ChangeReview {
         } else {
             None
         };
-        let unified = note.is_none().then(|| {
-            let (old, new) = (
-                String::from_utf8_lossy(&old).into_owned(),
-                String::from_utf8_lossy(&new).into_owned(),
-            );
-            similar::TextDiff::from_lines(&old, &new)
-                .unified_diff()
-                .context_radius(3)
-                .header(&format!("a/{path}"), &format!("b/{path}"))
-                .to_string()
-        });
+        // Off the server's request threads, and at most a few seconds: two
+        // large files unlike each other take the exact search long (it
+        // then gives a larger diff than the least, still a true one).
+        let unified = match note {
+            Some(_) => None,
+            None => {
+                let header = (format!("a/{path}"), format!("b/{path}"));
+                let diffed = tokio::task::spawn_blocking(move || {
+                    let (old, new) = (String::from_utf8_lossy(&old), String::from_utf8_lossy(&new));
+                    similar::TextDiff::configure()
+                        .timeout(DIFF_TIME)
+                        .diff_lines(&old, &new)
+                        .unified_diff()
+                        .context_radius(3)
+                        .header(&header.0, &header.1)
+                        .to_string()
+                });
+                Some(
+                    diffed
+                        .await
+                        .map_err(|e| AppError::Unavailable(e.to_string()))?,
+                )
+            }
+        };
         Ok(FileDiff {
             path,
             kind,

@@ -37,7 +37,7 @@ pub enum Command {
     /// PORT) whether it is ready: `GET /readyz`, exit status 0 when it
     /// answers 200. A container's HEALTHCHECK runs it.
     Health,
-    /// Makes one delivery's prompt and conversation key, for the server
+    /// Makes deliveries' prompts and conversation keys, for the server
     /// (see `triggers::template_process`): not for people.
     #[command(hide = true)]
     RenderTriggerTemplates,
@@ -185,7 +185,7 @@ async fn health(config: &Config) -> anyhow::Result<()> {
 pub async fn run(config: Config, command: Command) -> anyhow::Result<()> {
     match command {
         Command::Health => health(&config).await,
-        Command::RenderTriggerTemplates => crate::triggers::template_process::serve_one(),
+        Command::RenderTriggerTemplates => crate::triggers::template_process::serve(),
         Command::Store(command) => on_store(config, command).await,
     }
 }

@@ -41,6 +41,10 @@ const OUTPUT_MAX: usize = 64 * 1024 * 1024;
 /// Files and folders of a work tree looked through for what would block
 /// git, at most.
 const WALK_MAX_ENTRIES: usize = 4_000_000;
+/// The largest `.gitignore` or `.gitattributes` git on the host reads:
+/// git holds one whole, and its patterns, for as long as it walks below
+/// it (a sparse file of gigabytes takes no room on the workspace's disk).
+const PATTERNS_MAX_BYTES: u64 = 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GitError {
@@ -328,6 +332,13 @@ fn git(token: Option<&GitToken>) -> Command {
             "submodule.recurse=false",
             "-c",
             "advice.detachedHead=false",
+            // No maintenance after a command: it would detach itself, out
+            // of the command's time limit and its group's kill, and still
+            // run when the session's repository is removed.
+            "-c",
+            "gc.auto=0",
+            "-c",
+            "maintenance.auto=false",
         ])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -842,6 +853,12 @@ impl HostRepo {
         limit: Duration,
     ) -> Result<Option<String>, GitError> {
         self.clear_stale_locks();
+        // Staged from the last commit on: what a commit cut off after its
+        // staging left in the index (a file the agent removed since, which
+        // no change shows) is not taken along unseen.
+        let mut from_head = self.git(None);
+        from_head.args(["read-tree", "-m", "HEAD"]);
+        run("read-tree", from_head, limit, None).await?;
         let untracked = self.untracked(limit).await?;
         let changed = self.changed_since("HEAD", limit).await?;
         if changed.is_empty() && untracked.is_empty() {
@@ -970,6 +987,15 @@ impl HostRepo {
                     }
                     false
                 } else if name == ".gitignore" || name == ".gitattributes" {
+                    let large = kind.is_file()
+                        && entry.metadata().is_ok_and(|m| m.len() > PATTERNS_MAX_BYTES);
+                    if large {
+                        return Err(self.unreadable(
+                            &root,
+                            &entry.path(),
+                            &format!("is over {} MiB", PATTERNS_MAX_BYTES / 1024 / 1024),
+                        ));
+                    }
                     !kind.is_file() && !kind.is_symlink()
                 } else if name == "commondir" {
                     // A file, or a link to a folder (pnpm links packages by

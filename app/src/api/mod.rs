@@ -627,6 +627,8 @@ pub async fn create_session(
 ) -> Result<Session, AppError> {
     ssr::respond(
         async {
+            // Who asks, before any of what they sent is read.
+            let caller = ssr::caller()?;
             let template = template.filter(|t| !t.trim().is_empty());
             let new = match template {
                 Some(id) => crate::domain::NewSession {
@@ -643,7 +645,7 @@ pub async fn create_session(
                     ..settings.parse()?
                 },
             };
-            ssr::backend()?.create_session(&ssr::caller()?, new).await
+            ssr::backend()?.create_session(&caller, new).await
         }
         .await,
     )

@@ -58,6 +58,10 @@ pub const INSTANCE_LABEL: &str = "paddock.instance";
 /// spawned process (the Claude Code CLI) reads its input there.
 const EXEC_WRAPPER: &str = r#"{ echo "$BASHPID"; exec timeout -s KILL "$1" "${@:2}"; } <&0 & pid=$!
 exec 2>/dev/null; wait "$pid"; rc=$?; kill -KILL -- "-$pid"; exit "$rc""#;
+/// The longest the wrapper's first line (its group's id) is waited for:
+/// a process of the sandbox writing into the wrapper's output first would
+/// otherwise have it held until the command's end.
+const PID_LINE_MAX: usize = 64;
 
 /// A read of a workspace under way here: its session's read lock, and the
 /// pause asked for it, held until Docker has answered.
@@ -918,6 +922,12 @@ impl Sandbox for DockerSandbox {
             // 400: not a reference Docker reads ("invalid reference
             // format", an upper-case letter); 404: no such image here.
             Err(e) if matches!(status_of(&e), Some(400 | 404)) => Ok(None),
+            // An answer that is no image's (a name the client's path
+            // reached another route with): no such image.
+            Err(
+                bollard::errors::Error::JsonDataError { .. }
+                | bollard::errors::Error::JsonSerdeError { .. },
+            ) => Ok(None),
             Err(e) => Err(unavailable(e)),
         }
     }
@@ -1124,6 +1134,15 @@ impl Sandbox for DockerSandbox {
                                     drain.as_mut().reset(tokio::time::Instant::now() + DRAIN_AFTER_END);
                                 }
                             }
+                            // (A process group id is a few digits: past
+                            // that, something else writes there, which is
+                            // output, and the group is not known.)
+                            None if line.len() + bytes.len() > PID_LINE_MAX => {
+                                let mut held = std::mem::take(line);
+                                held.extend_from_slice(&bytes);
+                                pid_line = None;
+                                bytes = held.into();
+                            }
                             None => {
                                 line.extend_from_slice(&bytes);
                                 continue;
@@ -1240,8 +1259,7 @@ impl Sandbox for DockerSandbox {
                                 .ok()
                                 .and_then(|s| s.trim().parse().ok());
                         }
-                        // (A process group id is a few digits.)
-                        None if first.len() + message.len() > 64 => break None,
+                        None if first.len() + message.len() > PID_LINE_MAX => break None,
                         None => first.extend_from_slice(&message),
                     }
                 }

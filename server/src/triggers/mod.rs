@@ -798,8 +798,8 @@ impl Paddock {
                 .default_conversation()
                 .map(str::to_owned));
             let prompt = trigger.draft.prompt.clone();
-            let renderer = self.config.template_renderer();
-            template_process::render(&renderer, prompt, conversation, seen.clone())
+            self.template_renderers
+                .render(prompt, conversation, seen.clone())
                 .await
                 .map_err(|failed| match failed {
                     template_process::Failed::Refused(why) => Handled::Refused(why),

@@ -1,32 +1,41 @@
-//! A delivery's prompt and conversation key are made by a process of
-//! their own (this binary again, `paddock render-trigger-templates`), with
-//! a bound on its memory and its time: a template may ask for any amount
-//! of memory (`"x" * 100000000 ~ …` held in a variable, or a long chain of
-//! `~`), which minijinja's fuel, counting instructions, does not bound.
-//! In the server's own process one trigger's template could take all of
-//! its memory, and with it every session's runs; here it ends its own
-//! process, and its delivery is refused.
+//! A delivery's prompt and conversation key are made by processes of
+//! their own (this binary again, `paddock render-trigger-templates`), each
+//! with a bound on its memory, and on its time for each delivery: a
+//! template may ask for any amount of memory (`"x" * 100000000 ~ …` held in
+//! a variable, or a long chain of `~`), which minijinja's fuel, counting
+//! instructions, does not bound. In the server's own process one trigger's
+//! template could take all of its memory, and with it every session's runs;
+//! here it ends its own process, and its delivery is refused.
+//!
+//! A few such processes live on and take one delivery at a time each
+//! (starting one per delivery would cost more than the rendering): a
+//! message is its JSON's length (4 bytes, big-endian) and the JSON. One
+//! that ends, or takes too long, is let go (and killed), and the next
+//! delivery starts another.
 
 use super::prompt;
-use rustix::process::{setrlimit, Resource, Rlimit};
+use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
 use serde::{Deserialize, Serialize};
-use std::path::Path;
+use std::io::{Read, Write};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::Semaphore;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, ChildStdin, ChildStdout};
+use tokio::sync::Mutex;
 
 /// The memory a rendering process may take for its data (its heap and its
-/// threads' stacks), and the processor time it may use.
+/// threads' stacks), and the processor time one delivery may use of it.
 const DATA_MAX_BYTES: u64 = 1024 * 1024 * 1024;
 const CPU_MAX_SECS: u64 = 10;
-/// How long a rendering may take, all told, before its process is killed.
+/// How long one delivery's rendering may take, all told, before its
+/// process is killed.
 const RENDER_TIMEOUT: Duration = Duration::from_secs(15);
-/// The most of what a rendering process says that is read: a prompt and a
-/// key within their bounds, as JSON (each character at most six bytes).
-const ANSWER_MAX_BYTES: u64 = 1024 * 1024;
-/// Renderings at once in this server: each may hold its whole memory bound.
-static AT_ONCE: Semaphore = Semaphore::const_new(2);
+/// The most of a message that is read: what is asked (a delivery's whole
+/// context) one way, a prompt and a key within their bounds the other.
+const MESSAGE_MAX_BYTES: u32 = 64 * 1024 * 1024;
+/// Rendering processes: each may hold its whole memory bound.
+const PROCESSES: usize = 2;
 
 /// What a rendering process is asked: the templates and what they see.
 #[derive(Serialize, Deserialize)]
@@ -45,73 +54,147 @@ pub enum Failed {
     /// The templates, with this delivery: refused (a template error, or a
     /// template past its memory or time).
     Refused(String),
-    /// No process could be run or read: try again.
+    /// No process could be started or spoken to: try again.
     Unavailable(String),
 }
 
-/// The prompt and the conversation key `seen` makes with the templates,
-/// made by `renderer` (this server's binary) in a process of its own.
-pub async fn render(
-    renderer: &Path,
-    prompt: String,
-    conversation: Option<String>,
-    seen: serde_json::Value,
-) -> Result<(String, Option<String>), Failed> {
-    let unavailable = |e: std::io::Error| Failed::Unavailable(format!("{e}"));
-    let asked = serde_json::to_vec(&Asked {
-        prompt,
-        conversation,
-        seen,
-    })
-    .map_err(|e| Failed::Unavailable(e.to_string()))?;
-    let _turn = AT_ONCE
-        .acquire()
-        .await
-        .map_err(|e| Failed::Unavailable(e.to_string()))?;
-    let mut command = tokio::process::Command::new(renderer);
-    command
-        .arg("render-trigger-templates")
-        // Nothing of the server's environment (its keys), and no log
-        // on the answer's way.
-        .env_clear()
-        .env("RUST_LOG", "off")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true);
-    let mut child = command.spawn().map_err(unavailable)?;
-    let (Some(mut stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
-        return Err(Failed::Unavailable("no pipes to the renderer".into()));
-    };
-    let talk = async {
-        // Written while it is read: a process that dies first closes the
-        // pipe, which then fails to take the rest.
-        let write = async {
-            let _ = stdin.write_all(&asked).await;
-            drop(stdin);
-        };
-        let mut answer = Vec::new();
-        let mut stdout = stdout.take(ANSWER_MAX_BYTES);
-        let ((), read) = tokio::join!(write, stdout.read_to_end(&mut answer));
-        read.map(|_| answer)
-    };
-    let answer = match tokio::time::timeout(RENDER_TIMEOUT, talk).await {
-        Ok(answer) => answer.map_err(unavailable)?,
-        Err(_) => {
-            let _ = child.kill().await;
-            return Err(past_bounds());
+/// A rendering process, its pipes.
+struct Process {
+    _child: Child,
+    to: ChildStdin,
+    from: BufReader<ChildStdout>,
+}
+
+/// The rendering processes of this server.
+pub struct TemplateRenderers {
+    /// The binary they run: this server's.
+    renderer: PathBuf,
+    processes: Vec<Mutex<Option<Process>>>,
+}
+
+impl TemplateRenderers {
+    pub fn new(renderer: PathBuf) -> Self {
+        Self {
+            renderer,
+            processes: (0..PROCESSES).map(|_| Mutex::new(None)).collect(),
         }
+    }
+
+    /// The prompt and the conversation key `seen` makes with the templates.
+    pub async fn render(
+        &self,
+        prompt: String,
+        conversation: Option<String>,
+        seen: serde_json::Value,
+    ) -> Result<(String, Option<String>), Failed> {
+        let asked = serde_json::to_vec(&Asked {
+            prompt,
+            conversation,
+            seen,
+        })
+        .map_err(|e| Failed::Unavailable(e.to_string()))?;
+        // The first one free, else the first one's turn.
+        let mut held = None;
+        for slot in &self.processes {
+            if let Ok(free) = slot.try_lock() {
+                held = Some(free);
+                break;
+            }
+        }
+        let mut slot = match held {
+            Some(free) => free,
+            None => self.processes[0].lock().await,
+        };
+        // One that ended while it waited (the system's memory killer, say)
+        // takes nothing: another is started for this delivery, once.
+        for fresh in [false, true] {
+            if fresh || slot.is_none() {
+                *slot = Some(self.start().map_err(|e| {
+                    Failed::Unavailable(format!("cannot start a template renderer: {e}"))
+                })?);
+            }
+            let Some(process) = slot.as_mut() else {
+                continue;
+            };
+            let answered = tokio::time::timeout(RENDER_TIMEOUT, exchange(process, &asked)).await;
+            return match answered {
+                Ok(Ok(answer)) => match serde_json::from_slice::<Answer>(&answer) {
+                    Ok(answer) => answer.map_err(Failed::Refused),
+                    Err(e) => {
+                        *slot = None;
+                        Err(Failed::Unavailable(format!(
+                            "a template renderer's answer is not one: {e}"
+                        )))
+                    }
+                },
+                Ok(Err(Broke::Sending(_))) if !fresh => continue,
+                Ok(Err(Broke::Sending(e))) => {
+                    *slot = None;
+                    Err(Failed::Unavailable(format!(
+                        "a template renderer takes nothing: {e}"
+                    )))
+                }
+                // It ended (out of memory or time) or took too long with
+                // this delivery: let go, killed.
+                Ok(Err(Broke::Answering)) | Err(_) => {
+                    *slot = None;
+                    Err(past_bounds())
+                }
+            };
+        }
+        Err(Failed::Unavailable("no template renderer".into()))
+    }
+
+    fn start(&self) -> std::io::Result<Process> {
+        let mut child = tokio::process::Command::new(&self.renderer)
+            .arg("render-trigger-templates")
+            // Nothing of the server's environment (its keys), and no log
+            // on the answers' way.
+            .env_clear()
+            .env("RUST_LOG", "off")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()?;
+        let (Some(to), Some(from)) = (child.stdin.take(), child.stdout.take()) else {
+            return Err(std::io::Error::other("no pipes to the renderer"));
+        };
+        Ok(Process {
+            _child: child,
+            to,
+            from: BufReader::new(from),
+        })
+    }
+}
+
+/// How an exchange with a rendering process broke.
+enum Broke {
+    /// It took nothing: it had ended before.
+    Sending(std::io::Error),
+    /// It took the delivery, and gave no answer.
+    Answering,
+}
+
+/// Sends one message, and reads one back.
+async fn exchange(process: &mut Process, asked: &[u8]) -> Result<Vec<u8>, Broke> {
+    let send = async {
+        let len = u32::try_from(asked.len()).map_err(std::io::Error::other)?;
+        process.to.write_all(&len.to_be_bytes()).await?;
+        process.to.write_all(asked).await?;
+        process.to.flush().await
     };
-    let status = child.wait().await.map_err(unavailable)?;
-    if !status.success() {
-        return Err(past_bounds());
-    }
-    match serde_json::from_slice::<Answer>(&answer) {
-        Ok(answer) => answer.map_err(Failed::Refused),
-        Err(e) => Err(Failed::Unavailable(format!(
-            "the renderer's answer is not one: {e}"
-        ))),
-    }
+    send.await.map_err(Broke::Sending)?;
+    let answer = async {
+        let len = process.from.read_u32().await?;
+        if len > MESSAGE_MAX_BYTES {
+            return Err(std::io::Error::other("an answer too long"));
+        }
+        let mut answer = vec![0; len as usize];
+        process.from.read_exact(&mut answer).await?;
+        Ok(answer)
+    };
+    answer.await.map_err(|_| Broke::Answering)
 }
 
 /// A rendering process that ended without an answer: out of memory or
@@ -124,28 +207,56 @@ fn past_bounds() -> Failed {
     ))
 }
 
-/// The rendering process itself: bounds itself, then reads what it is
-/// asked on its standard input and answers on its standard output.
-pub fn serve_one() -> anyhow::Result<()> {
-    let bound = |most| Rlimit {
-        current: Some(most),
-        maximum: Some(most),
+/// The rendering process itself: bounds its memory, then answers what it
+/// is asked on its standard input, one delivery at a time, each within
+/// its processor time, until the input ends.
+pub fn serve() -> anyhow::Result<()> {
+    setrlimit(
+        Resource::Data,
+        Rlimit {
+            current: Some(DATA_MAX_BYTES),
+            maximum: Some(DATA_MAX_BYTES),
+        },
+    )?;
+    let (mut input, mut output) = (std::io::stdin().lock(), std::io::stdout().lock());
+    loop {
+        let mut len = [0; 4];
+        match input.read_exact(&mut len) {
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+            read => read?,
+        }
+        let len = u32::from_be_bytes(len);
+        anyhow::ensure!(len <= MESSAGE_MAX_BYTES, "a message too long");
+        let mut asked = vec![0; len as usize];
+        input.read_exact(&mut asked)?;
+        let asked: Asked = serde_json::from_slice(&asked)?;
+        // This delivery's processor time, from what the ones before used
+        // (past it, the system ends the process).
+        let used = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime).tv_sec;
+        let limit = getrlimit(Resource::Cpu);
+        setrlimit(
+            Resource::Cpu,
+            Rlimit {
+                current: Some(u64::try_from(used).unwrap_or_default() + CPU_MAX_SECS),
+                maximum: limit.maximum,
+            },
+        )?;
+        let answer = serde_json::to_vec(&answer(&asked))?;
+        let len = u32::try_from(answer.len())?;
+        output.write_all(&len.to_be_bytes())?;
+        output.write_all(&answer)?;
+        output.flush()?;
+    }
+}
+
+/// The prompt and the key, or why not.
+fn answer(asked: &Asked) -> Answer {
+    let text = prompt::prompt(&asked.prompt, &asked.seen)
+        .map_err(|e| format!("The prompt template failed: {e}"))?;
+    let key = match &asked.conversation {
+        Some(template) => prompt::conversation(template, &asked.seen)
+            .map_err(|e| format!("The conversation key template failed: {e}"))?,
+        None => None,
     };
-    setrlimit(Resource::Data, bound(DATA_MAX_BYTES))?;
-    setrlimit(Resource::Cpu, bound(CPU_MAX_SECS))?;
-    let mut asked = Vec::new();
-    std::io::Read::read_to_end(&mut std::io::stdin(), &mut asked)?;
-    let asked: Asked = serde_json::from_slice(&asked)?;
-    let answer: Answer = (|| {
-        let text = prompt::prompt(&asked.prompt, &asked.seen)
-            .map_err(|e| format!("The prompt template failed: {e}"))?;
-        let key = match &asked.conversation {
-            Some(template) => prompt::conversation(template, &asked.seen)
-                .map_err(|e| format!("The conversation key template failed: {e}"))?,
-            None => None,
-        };
-        Ok((text, key))
-    })();
-    serde_json::to_writer(std::io::stdout().lock(), &answer)?;
-    Ok(())
+    Ok((text, key))
 }

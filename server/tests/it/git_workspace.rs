@@ -343,6 +343,32 @@ async fn a_repository_is_cloned_edited_committed_and_pushed_without_its_token_in
     );
     assert!(tree.contains("\"na\\377me\""), "{tree}");
     assert!(!paddock.changes(&operator, s.id).await.unwrap().uncommitted);
+    // A commit cut off after its staging (its request gone) left a file
+    // staged, which the agent then removed: no change shows it, and the
+    // next commit does not take it along.
+    as_agent(&s, "cd /workspace && echo KEY=1 > staged.env");
+    let workspace = server::sandbox::workspace_dir(&paddock.config.workspace_root, s.id);
+    let staged = std::process::Command::new("git")
+        .args(["-c", "safe.directory=*"])
+        .arg(format!("--git-dir={}", git_dir.display()))
+        .arg(format!("--work-tree={}", workspace.display()))
+        .args(["update-index", "--add", "staged.env"])
+        .status()
+        .unwrap();
+    assert!(staged.success());
+    as_agent(
+        &s,
+        "cd /workspace && rm staged.env && echo later > later.txt",
+    );
+    let later = paddock
+        .commit_changes(&operator, s.id, "Later".into())
+        .await
+        .unwrap();
+    let tree = git(&git_dir, &["ls-tree", "-r", "--name-only", &later.commit]);
+    assert!(
+        tree.contains("later.txt") && !tree.contains("staged.env"),
+        "{tree}"
+    );
     refused_after(
         &paddock,
         &s,
@@ -351,6 +377,15 @@ async fn a_repository_is_cloned_edited_committed_and_pushed_without_its_token_in
     )
     .await;
     assert_eq!(in_container(&s, "echo running").trim(), "running");
+    // A sparse ignore file of gigabytes (no room taken on the workspace's
+    // disk), which git would read whole.
+    refused_after(
+        &paddock,
+        &s,
+        "cd /workspace && rm -r d && mkdir -p d && truncate -s 12G d/.gitignore",
+        "d/.gitignore is over 1 MiB",
+    )
+    .await;
     // A pipe in a nested repository's .git, where git opens HEAD to tell
     // that it is one.
     refused_after(
