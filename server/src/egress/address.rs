@@ -145,11 +145,17 @@ fn is_public_v4(ip: Ipv4Addr) -> bool {
 }
 
 /// Whether `ip` is where clouds keep their machines' metadata services
-/// (link-local, and Azure's host service): nothing else is served there.
+/// (link-local, Azure's host service, Alibaba's, and AWS's over IPv6):
+/// nothing else is served there.
 pub fn is_cloud_metadata(ip: IpAddr) -> bool {
     match canonical(ip) {
-        IpAddr::V4(v4) => v4.is_link_local() || v4 == AZURE_WIRESERVER,
-        IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) == 0xfe80,
+        IpAddr::V4(v4) => {
+            v4.is_link_local() || v4 == AZURE_WIRESERVER || v4 == Ipv4Addr::new(100, 100, 100, 200)
+        }
+        IpAddr::V6(v6) => {
+            (v6.segments()[0] & 0xffc0) == 0xfe80
+                || v6 == Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254)
+        }
     }
 }
 

@@ -118,6 +118,8 @@ mod tests {
             "http://[fe80::a9fe:a9fe]/x",
             "http://[::ffff:169.254.169.254]/x",
             "http://168.63.129.16/machine",
+            "http://100.100.100.200/latest",
+            "http://[fd00:ec2::254]/latest",
         ] {
             assert!(refused_address(url, false).is_some(), "{url}");
             assert!(refused_address(url, true).is_some(), "{url}");

@@ -14,6 +14,7 @@
 //! delivery starts another.
 
 use super::prompt;
+use crate::sync::lock;
 use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
 use serde::{Deserialize, Serialize};
 use std::io::{Read, Write};
@@ -22,7 +23,7 @@ use std::process::Stdio;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout};
-use tokio::sync::Mutex;
+use tokio::sync::Semaphore;
 
 /// The memory a rendering process may take for its data (its heap and its
 /// threads' stacks), and the processor time one delivery may use of it.
@@ -36,6 +37,9 @@ const RENDER_TIMEOUT: Duration = Duration::from_secs(15);
 const MESSAGE_MAX_BYTES: u32 = 64 * 1024 * 1024;
 /// Rendering processes: each may hold its whole memory bound.
 const PROCESSES: usize = 2;
+/// How long a delivery waits for a rendering process before it is put off
+/// (503): a sender sends it again later.
+const TURN_WAIT: Duration = Duration::from_secs(20);
 
 /// What a rendering process is asked: the templates and what they see.
 #[derive(Serialize, Deserialize)]
@@ -65,18 +69,24 @@ struct Process {
     from: BufReader<ChildStdout>,
 }
 
-/// The rendering processes of this server.
+/// The rendering processes of this server: a delivery takes one that
+/// waits (or starts one) for its exchange, and gives it back only once
+/// the exchange is whole: one cut off (its request gone, or past its time)
+/// is dropped, and so killed, never left with an answer unread.
 pub struct TemplateRenderers {
     /// The binary they run: this server's.
     renderer: PathBuf,
-    processes: Vec<Mutex<Option<Process>>>,
+    /// A turn each, [`PROCESSES`] at once.
+    turns: Semaphore,
+    waiting: std::sync::Mutex<Vec<Process>>,
 }
 
 impl TemplateRenderers {
     pub fn new(renderer: PathBuf) -> Self {
         Self {
             renderer,
-            processes: (0..PROCESSES).map(|_| Mutex::new(None)).collect(),
+            turns: Semaphore::new(PROCESSES),
+            waiting: std::sync::Mutex::new(Vec::new()),
         }
     }
 
@@ -93,53 +103,41 @@ impl TemplateRenderers {
             seen,
         })
         .map_err(|e| Failed::Unavailable(e.to_string()))?;
-        // The first one free, else the first one's turn.
-        let mut held = None;
-        for slot in &self.processes {
-            if let Ok(free) = slot.try_lock() {
-                held = Some(free);
-                break;
-            }
-        }
-        let mut slot = match held {
-            Some(free) => free,
-            None => self.processes[0].lock().await,
-        };
+        let busy =
+            || Failed::Unavailable("every template renderer is busy: try again shortly".into());
+        let _turn = tokio::time::timeout(TURN_WAIT, self.turns.acquire())
+            .await
+            .map_err(|_| busy())?
+            .map_err(|_| busy())?;
+        let kept = lock(&self.waiting).pop();
         // One that ended while it waited (the system's memory killer, say)
         // takes nothing: another is started for this delivery, once.
+        let mut process = kept;
         for fresh in [false, true] {
-            if fresh || slot.is_none() {
-                *slot = Some(self.start().map_err(|e| {
+            let mut taken = match process.take() {
+                Some(kept) if !fresh => kept,
+                _ => self.start().map_err(|e| {
                     Failed::Unavailable(format!("cannot start a template renderer: {e}"))
-                })?);
-            }
-            let Some(process) = slot.as_mut() else {
-                continue;
+                })?,
             };
-            let answered = tokio::time::timeout(RENDER_TIMEOUT, exchange(process, &asked)).await;
+            let answered = tokio::time::timeout(RENDER_TIMEOUT, exchange(&mut taken, &asked)).await;
             return match answered {
                 Ok(Ok(answer)) => match serde_json::from_slice::<Answer>(&answer) {
-                    Ok(answer) => answer.map_err(Failed::Refused),
-                    Err(e) => {
-                        *slot = None;
-                        Err(Failed::Unavailable(format!(
-                            "a template renderer's answer is not one: {e}"
-                        )))
+                    Ok(answer) => {
+                        lock(&self.waiting).push(taken);
+                        answer.map_err(Failed::Refused)
                     }
+                    Err(e) => Err(Failed::Unavailable(format!(
+                        "a template renderer's answer is not one: {e}"
+                    ))),
                 },
                 Ok(Err(Broke::Sending(_))) if !fresh => continue,
-                Ok(Err(Broke::Sending(e))) => {
-                    *slot = None;
-                    Err(Failed::Unavailable(format!(
-                        "a template renderer takes nothing: {e}"
-                    )))
-                }
+                Ok(Err(Broke::Sending(e))) => Err(Failed::Unavailable(format!(
+                    "a template renderer takes nothing: {e}"
+                ))),
                 // It ended (out of memory or time) or took too long with
-                // this delivery: let go, killed.
-                Ok(Err(Broke::Answering)) | Err(_) => {
-                    *slot = None;
-                    Err(past_bounds())
-                }
+                // this delivery: dropped, killed.
+                Ok(Err(Broke::Answering)) | Err(_) => Err(past_bounds()),
             };
         }
         Err(Failed::Unavailable("no template renderer".into()))
@@ -211,13 +209,15 @@ fn past_bounds() -> Failed {
 /// is asked on its standard input, one delivery at a time, each within
 /// its processor time, until the input ends.
 pub fn serve() -> anyhow::Result<()> {
-    setrlimit(
-        Resource::Data,
-        Rlimit {
-            current: Some(DATA_MAX_BYTES),
-            maximum: Some(DATA_MAX_BYTES),
-        },
-    )?;
+    let bound = |most| Rlimit {
+        current: Some(most),
+        maximum: Some(most),
+    };
+    setrlimit(Resource::Data, bound(DATA_MAX_BYTES))?;
+    // Ended for its bounds by design (an allocation refused aborts, past
+    // its processor time the system ends it): no core file of a gigabyte
+    // in the server's folder for each.
+    setrlimit(Resource::Core, bound(0))?;
     let (mut input, mut output) = (std::io::stdin().lock(), std::io::stdout().lock());
     loop {
         let mut len = [0; 4];

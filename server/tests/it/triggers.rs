@@ -546,6 +546,37 @@ async fn a_template_past_its_memory_is_refused_and_the_server_goes_on() {
     assert_eq!(model.turns_used(), 1);
 }
 
+/// A rendering cut off mid-way (its delivery's request gone) leaves no
+/// answer behind for the next delivery: its process is let go, and each
+/// delivery after gets its own prompt.
+#[tokio::test]
+async fn a_rendering_cut_off_leaves_nothing_for_the_next() {
+    let (s, _model) = Setup::new(json!([]), &[]).await;
+    let renderers = &s.paddock.template_renderers;
+    let slow = r#"{% set a = "x" * 90000000 %}{% set b = a ~ a %}{% set c = a ~ b %}{{ c|length }}"#;
+    for _ in 0..3 {
+        let cut = tokio::time::timeout(
+            std::time::Duration::from_millis(20),
+            renderers.render(slow.into(), None, json!({})),
+        )
+        .await;
+        assert!(cut.is_err(), "not cut off");
+    }
+    for n in 0..4 {
+        let made = renderers
+            .render(
+                "{{ payload.n }}".into(),
+                Some("{{ payload.n }}".into()),
+                json!({"payload": {"n": n}}),
+            )
+            .await;
+        let Ok((prompt, key)) = made else {
+            panic!("delivery {n} not rendered")
+        };
+        assert_eq!((prompt, key), (n.to_string(), Some(n.to_string())));
+    }
+}
+
 #[tokio::test]
 async fn one_new_conversations_deliveries_at_once_share_one_session() {
     let turns: Vec<Value> = (0..6)
