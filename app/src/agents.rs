@@ -5,9 +5,8 @@
 //! changes a session that exists. A template's file (export and import) is
 //! its [`TemplateDraft`]: it names secrets but never holds a value.
 
-use crate::domain::{
-    check_name, is_hidden_format, AppError, Engine, NewSession, PermissionMode, UserId,
-};
+use crate::domain::{check_name, AppError, Engine, NewSession, PermissionMode, UserId};
+use crate::text::is_hidden_format;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 

@@ -8,6 +8,7 @@ use std::str::FromStr;
 use uuid::Uuid;
 
 use crate::skills::{Skill, SkillError};
+use crate::text::is_hidden_format;
 use crate::workspace_source::WorkspaceSource;
 
 pub type SessionId = Uuid;
@@ -828,24 +829,6 @@ pub fn check_name_within(what: &str, name: &str, max_chars: usize) -> Result<Str
         ));
     }
     Ok(name.to_owned())
-}
-
-/// A character that changes how the text around it shows without showing
-/// itself: those that turn its direction (U+202E makes `exe.txt` of
-/// `txt.exe`), zero-width spaces and joiners of words, line and paragraph
-/// separators, the byte-order mark. (Not the zero-width (non-)joiners
-/// some scripts and emoji are written with.)
-pub fn is_hidden_format(c: char) -> bool {
-    matches!(
-        c,
-        '\u{061C}'
-            | '\u{200B}'
-            | '\u{200E}'
-            | '\u{200F}'
-            | '\u{2028}'..='\u{202E}'
-            | '\u{2060}'..='\u{2069}'
-            | '\u{FEFF}'
-    )
 }
 
 impl NewSession {

@@ -4,7 +4,8 @@
 //! sent comes from the sessions' event logs, in order, one message at a
 //! time, retried for a day. The server's side: `server/src/notifications/`.
 
-use crate::domain::{is_hidden_format, string_enum, AppError, SessionId, TemplateId, UserId};
+use crate::domain::{string_enum, AppError, SessionId, TemplateId, UserId};
+use crate::text::is_hidden_format;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::fmt;

@@ -310,7 +310,7 @@ impl Skill {
         }
         // What the agent reads of it, and a person looks over: nothing
         // hidden from the one in it for the other.
-        if description.chars().any(crate::domain::is_hidden_format) {
+        if description.chars().any(crate::text::is_hidden_format) {
             return Err(invalid(format!(
                 "The description of the skill {name} holds hidden characters (such as ones \
                  that turn text around)."

@@ -1,5 +1,5 @@
 //! Text as Paddock quotes it: cut to a number of characters, never inside
-//! one.
+//! one; and the characters it refuses for hiding themselves.
 
 /// The first `max` characters of `text`, when it has more.
 pub fn cut_chars(text: &str, max: usize) -> Option<&str> {
@@ -13,6 +13,24 @@ pub fn elided(text: &str, max: usize) -> String {
         Some(cut) => format!("{cut}…"),
         None => text.to_owned(),
     }
+}
+
+/// A character that changes how the text around it shows without showing
+/// itself: those that turn its direction (U+202E makes `exe.txt` of
+/// `txt.exe`), zero-width spaces and joiners of words, line and paragraph
+/// separators, the byte-order mark. (Not the zero-width (non-)joiners
+/// some scripts and emoji are written with.)
+pub fn is_hidden_format(c: char) -> bool {
+    matches!(
+        c,
+        '\u{061C}'
+            | '\u{200B}'
+            | '\u{200E}'
+            | '\u{200F}'
+            | '\u{2028}'..='\u{202E}'
+            | '\u{2060}'..='\u{2069}'
+            | '\u{FEFF}'
+    )
 }
 
 #[cfg(test)]

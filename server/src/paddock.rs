@@ -28,7 +28,6 @@ use crate::stream_budget::StreamBudget;
 use crate::terminal_slots::TerminalSlots;
 use crate::transfers::Transfers;
 use crate::trigger_limits::DeliveryLimiter;
-use crate::triggers::template_process::TemplateRenderers;
 use crate::vault::{MasterKey, Vault};
 use crate::workspace_setup::WorkspaceSetup;
 use crate::workspace_watch::WorkspaceWatches;
@@ -93,8 +92,6 @@ pub struct Paddock {
     pub terminals: TerminalSlots,
     /// Deliveries to triggers, counted per trigger.
     pub deliveries: Arc<DeliveryLimiter>,
-    /// The processes that make deliveries' prompts from their templates.
-    pub template_renderers: Arc<TemplateRenderers>,
     /// The other replicas, on PostgreSQL.
     pub bus: Option<Bus>,
 }
@@ -271,11 +268,9 @@ impl Paddock {
         ));
         let deliveries = Arc::new(DeliveryLimiter::new(config.trigger_deliveries_per_minute));
         let workspace_watches = WorkspaceWatches::new(sandbox.clone(), hub.clone());
-        let template_renderers = Arc::new(TemplateRenderers::new(config.template_renderer()));
         Ok(Self {
             config,
             deliveries,
-            template_renderers,
             store,
             sandbox,
             hub,

@@ -5,7 +5,7 @@
 
 use super::form::FormFile;
 use crate::workspace_files::Upload;
-use app::domain::is_hidden_format;
+use app::text::is_hidden_format;
 use app::triggers::URL_USER;
 use axum::http::HeaderMap;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};

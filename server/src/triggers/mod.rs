@@ -798,7 +798,7 @@ impl Paddock {
                 .default_conversation()
                 .map(str::to_owned));
             let prompt = trigger.draft.prompt.clone();
-            self.template_renderers
+            template_process::renderers(|| self.config.template_renderer())
                 .render(prompt, conversation, seen.clone())
                 .await
                 .map_err(|failed| match failed {
@@ -1033,7 +1033,7 @@ impl Paddock {
         // one in its own name too).
         let name: String = format!("{}: {}", trigger.draft.name, first_line.trim())
             .chars()
-            .filter(|c| !app::domain::is_hidden_format(*c))
+            .filter(|c| !app::text::is_hidden_format(*c))
             .map(|c| if c.is_control() { ' ' } else { c })
             .take(100)
             .collect();

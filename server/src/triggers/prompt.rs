@@ -156,7 +156,7 @@ pub fn prompt(template: &str, seen: &serde_json::Value) -> Result<String, String
 /// starts with `/` past spaces and hidden characters).
 fn command_word(text: &str) -> Option<Range<usize>> {
     let shown =
-        text.trim_start_matches(|c: char| c.is_whitespace() || app::domain::is_hidden_format(c));
+        text.trim_start_matches(|c: char| c.is_whitespace() || app::text::is_hidden_format(c));
     let start = text.len() - shown.len();
     let word = shown.split(char::is_whitespace).next()?;
     word.starts_with('/').then(|| start..start + word.len())

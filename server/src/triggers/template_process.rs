@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::OnceLock;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout};
@@ -81,8 +82,15 @@ pub struct TemplateRenderers {
     waiting: std::sync::Mutex<Vec<Process>>,
 }
 
+/// This process's renderers, running the binary `renderer` names (the
+/// first call's, for good): one set of processes whichever part asks.
+pub fn renderers(renderer: impl FnOnce() -> PathBuf) -> &'static TemplateRenderers {
+    static RENDERERS: OnceLock<TemplateRenderers> = OnceLock::new();
+    RENDERERS.get_or_init(|| TemplateRenderers::new(renderer()))
+}
+
 impl TemplateRenderers {
-    pub fn new(renderer: PathBuf) -> Self {
+    fn new(renderer: PathBuf) -> Self {
         Self {
             renderer,
             turns: Semaphore::new(PROCESSES),
