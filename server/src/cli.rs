@@ -38,7 +38,7 @@ pub enum Command {
     /// answers 200. A container's HEALTHCHECK runs it.
     Health,
     /// Makes deliveries' prompts and conversation keys, for the server
-    /// (see `triggers::template_process`): not for people.
+    /// (see `template_renderers`): not for people.
     #[command(hide = true)]
     RenderTriggerTemplates,
 }
@@ -185,7 +185,9 @@ async fn health(config: &Config) -> anyhow::Result<()> {
 pub async fn run(config: Config, command: Command) -> anyhow::Result<()> {
     match command {
         Command::Health => health(&config).await,
-        Command::RenderTriggerTemplates => crate::triggers::template_process::serve(),
+        Command::RenderTriggerTemplates => {
+            crate::template_renderers::serve(crate::triggers::prompt::prompt_and_key)
+        }
         Command::Store(command) => on_store(config, command).await,
     }
 }

@@ -222,7 +222,7 @@ pub struct Config {
     pub claude_code_run_secs: u64,
 
     /// The binary that makes a delivery's prompt in a process of its own
-    /// ([`crate::triggers::template_process`]): this one, unless another
+    /// ([`crate::template_renderers`]): this one, unless another
     /// is named (tests whose server runs in their own process name the
     /// built `paddock`).
     #[arg(long, env = "PADDOCK_TEMPLATE_RENDERER", hide = true)]

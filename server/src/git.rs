@@ -21,7 +21,7 @@
 //! redirect followed: a URL cannot make the server fetch from its own
 //! network.
 
-use crate::egress::{own_addresses, unreachable_why, Network};
+use crate::egress::{is_cloud_metadata, own_addresses, unreachable_why, Network};
 use base64::Engine as _;
 use rustix::process::{kill_process_group, Pid, Signal};
 use std::net::IpAddr;
@@ -192,6 +192,7 @@ impl Reach {
     fn refusal(&self, ip: IpAddr, own: &[IpAddr]) -> Option<&'static str> {
         match self {
             Reach::Anywhere => None,
+            Reach::Public(_) if is_cloud_metadata(ip) => Some("a cloud's metadata service"),
             Reach::Public(networks) if networks.iter().any(|n| n.contains(ip)) => None,
             Reach::Public(_) => unreachable_why(ip, own, &[]),
         }

@@ -35,6 +35,7 @@ pub mod store;
 pub mod stream_budget;
 pub mod sync;
 pub mod telemetry;
+pub mod template_renderers;
 pub mod terminal_slots;
 pub mod terminals;
 pub mod tools;

@@ -25,6 +25,7 @@ use crate::replicas::{self, Follower};
 use crate::sandbox::{BackendKind, DockerSandbox, LocalSandbox, Sandbox};
 use crate::store::{self, Database, Store};
 use crate::stream_budget::StreamBudget;
+use crate::template_renderers::TemplateRenderers;
 use crate::terminal_slots::TerminalSlots;
 use crate::transfers::Transfers;
 use crate::trigger_limits::DeliveryLimiter;
@@ -92,6 +93,8 @@ pub struct Paddock {
     pub terminals: TerminalSlots,
     /// Deliveries to triggers, counted per trigger.
     pub deliveries: Arc<DeliveryLimiter>,
+    /// The processes that make deliveries' prompts from their templates.
+    pub template_renderers: Arc<TemplateRenderers>,
     /// The other replicas, on PostgreSQL.
     pub bus: Option<Bus>,
 }
@@ -268,9 +271,11 @@ impl Paddock {
         ));
         let deliveries = Arc::new(DeliveryLimiter::new(config.trigger_deliveries_per_minute));
         let workspace_watches = WorkspaceWatches::new(sandbox.clone(), hub.clone());
+        let template_renderers = Arc::new(TemplateRenderers::new(config.template_renderer()));
         Ok(Self {
             config,
             deliveries,
+            template_renderers,
             store,
             sandbox,
             hub,

@@ -97,7 +97,11 @@ pub fn own_addresses() -> Vec<IpAddr> {
 pub fn reachable(ip: IpAddr, own: &[IpAddr], networks: &[Network]) -> bool {
     let ip = canonical(ip);
     let of_this_host = own.contains(&ip) && !ip.is_loopback();
-    !of_this_host && (is_public(ip) || networks.iter().any(|n| n.contains(ip)))
+    // A cloud's metadata service, also inside a network the operator
+    // opened (`fd00::/8` holds AWS's): it hands out the host's credentials.
+    !of_this_host
+        && !is_cloud_metadata(ip)
+        && (is_public(ip) || networks.iter().any(|n| n.contains(ip)))
 }
 
 /// Why `ip` may not be connected to (by the proxy, a clone or a
@@ -145,16 +149,22 @@ fn is_public_v4(ip: Ipv4Addr) -> bool {
 }
 
 /// Whether `ip` is where clouds keep their machines' metadata services
-/// (link-local, Azure's host service, Alibaba's, and AWS's over IPv6):
-/// nothing else is served there.
+/// and credentials (link-local; Azure's host service; Alibaba's, Oracle's;
+/// AWS's and GCP's over IPv6, and EKS's pod identity): nothing else is
+/// served there.
 pub fn is_cloud_metadata(ip: IpAddr) -> bool {
     match canonical(ip) {
         IpAddr::V4(v4) => {
-            v4.is_link_local() || v4 == AZURE_WIRESERVER || v4 == Ipv4Addr::new(100, 100, 100, 200)
+            v4.is_link_local()
+                || v4 == AZURE_WIRESERVER
+                || v4 == Ipv4Addr::new(100, 100, 100, 200)
+                || v4 == Ipv4Addr::new(192, 0, 0, 192)
         }
         IpAddr::V6(v6) => {
             (v6.segments()[0] & 0xffc0) == 0xfe80
                 || v6 == Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254)
+                || v6 == Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x23)
+                || v6 == Ipv6Addr::new(0xfd20, 0xce, 0, 0, 0, 0, 0, 0x254)
         }
     }
 }
@@ -250,6 +260,20 @@ mod tests {
         assert!(reachable(ip("127.0.0.1"), &own, &opened));
         assert!(!reachable(ip("127.0.0.1"), &own, &opened[..1]));
         assert!(!reachable(ip("10.9.9.9"), &own, &[]));
+        // A cloud's metadata service, inside a network opened too.
+        let wide: [Network; 2] = [
+            "fd00::/8".parse().unwrap(),
+            "100.64.0.0/10".parse().unwrap(),
+        ];
+        assert!(reachable(ip("fd00:ec2::1"), &own, &wide));
+        for metadata in [
+            "fd00:ec2::254",
+            "fd00:ec2::23",
+            "100.100.100.200",
+            "169.254.169.254",
+        ] {
+            assert!(!reachable(ip(metadata), &own, &wide), "{metadata}");
+        }
     }
 
     #[test]

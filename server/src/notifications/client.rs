@@ -120,6 +120,9 @@ mod tests {
             "http://168.63.129.16/machine",
             "http://100.100.100.200/latest",
             "http://[fd00:ec2::254]/latest",
+            "http://[fd00:ec2::23]/v1/credentials",
+            "http://[fd20:ce::254]/computeMetadata",
+            "http://192.0.0.192/latest",
         ] {
             assert!(refused_address(url, false).is_some(), "{url}");
             assert!(refused_address(url, true).is_some(), "{url}");

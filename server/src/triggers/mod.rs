@@ -16,12 +16,12 @@ pub mod prompt;
 pub mod schedule;
 pub mod sendgrid;
 pub mod standard_webhooks;
-pub mod template_process;
 pub mod twilio;
 
 use crate::engine::QUEUED_PROMPTS_MAX;
 use crate::paddock::Paddock;
 use crate::store::triggers::{Claim, ConversationClaim, Delivered};
+use crate::template_renderers::Failed;
 use crate::vault::SecretOf;
 use crate::workspace_files::Upload;
 use app::accounts::{AuditAction, Caller};
@@ -798,12 +798,12 @@ impl Paddock {
                 .default_conversation()
                 .map(str::to_owned));
             let prompt = trigger.draft.prompt.clone();
-            template_process::renderers(|| self.config.template_renderer())
+            self.template_renderers
                 .render(prompt, conversation, seen.clone())
                 .await
                 .map_err(|failed| match failed {
-                    template_process::Failed::Refused(why) => Handled::Refused(why),
-                    template_process::Failed::Unavailable(why) => {
+                    Failed::Refused(why) => Handled::Refused(why),
+                    Failed::Unavailable(why) => {
                         tracing::warn!("cannot render a trigger's templates: {why}");
                         Handled::Failed(AppError::Unavailable(
                             "The trigger's templates cannot be made now; try again.".into(),

@@ -190,6 +190,23 @@ pub fn conversation(template: &str, seen: &serde_json::Value) -> Result<Option<S
     })
 }
 
+/// The prompt and the conversation key a delivery makes, or why not (as a
+/// template renderer answers: see [`crate::template_renderers`]).
+pub fn prompt_and_key(
+    prompt_template: &str,
+    conversation_template: Option<&str>,
+    seen: &serde_json::Value,
+) -> crate::template_renderers::Answer {
+    let text =
+        prompt(prompt_template, seen).map_err(|e| format!("The prompt template failed: {e}"))?;
+    let key = match conversation_template {
+        Some(template) => conversation(template, seen)
+            .map_err(|e| format!("The conversation key template failed: {e}"))?,
+        None => None,
+    };
+    Ok((text, key))
+}
+
 /// A conversation key rendered at most, before it is hashed.
 const KEY_RENDERED_MAX_BYTES: usize = 64 * 1024;
 

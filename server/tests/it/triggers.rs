@@ -552,8 +552,7 @@ async fn a_template_past_its_memory_is_refused_and_the_server_goes_on() {
 #[tokio::test]
 async fn a_rendering_cut_off_leaves_nothing_for_the_next() {
     let (s, _model) = Setup::new(json!([]), &[]).await;
-    let renderers =
-        server::triggers::template_process::renderers(|| s.paddock.config.template_renderer());
+    let renderers = &s.paddock.template_renderers;
     let slow =
         r#"{% set a = "x" * 90000000 %}{% set b = a ~ a %}{% set c = a ~ b %}{{ c|length }}"#;
     for _ in 0..3 {

@@ -1,5 +1,5 @@
-//! A delivery's prompt and conversation key are made by processes of
-//! their own (this binary again, `paddock render-trigger-templates`), each
+//! A trigger delivery's prompt and conversation key are made by processes
+//! of their own (this binary again, `paddock render-trigger-templates`), each
 //! with a bound on its memory, and on its time for each delivery: a
 //! template may ask for any amount of memory (`"x" * 100000000 ~ …` held in
 //! a variable, or a long chain of `~`), which minijinja's fuel, counting
@@ -13,14 +13,12 @@
 //! that ends, or takes too long, is let go (and killed), and the next
 //! delivery starts another.
 
-use super::prompt;
 use crate::sync::lock;
 use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
 use serde::{Deserialize, Serialize};
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::OnceLock;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout};
@@ -52,7 +50,7 @@ struct Asked {
 
 /// What it answers: the prompt and the key, or why the templates make
 /// none from this delivery.
-type Answer = Result<(String, Option<String>), String>;
+pub type Answer = Result<(String, Option<String>), String>;
 
 /// Why a delivery's templates made nothing.
 pub enum Failed {
@@ -82,15 +80,10 @@ pub struct TemplateRenderers {
     waiting: std::sync::Mutex<Vec<Process>>,
 }
 
-/// This process's renderers, running the binary `renderer` names (the
-/// first call's, for good): one set of processes whichever part asks.
-pub fn renderers(renderer: impl FnOnce() -> PathBuf) -> &'static TemplateRenderers {
-    static RENDERERS: OnceLock<TemplateRenderers> = OnceLock::new();
-    RENDERERS.get_or_init(|| TemplateRenderers::new(renderer()))
-}
-
 impl TemplateRenderers {
-    fn new(renderer: PathBuf) -> Self {
+    /// Renderers running the binary `renderer` (this server's), started
+    /// as deliveries come.
+    pub fn new(renderer: PathBuf) -> Self {
         Self {
             renderer,
             turns: Semaphore::new(PROCESSES),
@@ -214,9 +207,12 @@ fn past_bounds() -> Failed {
 }
 
 /// The rendering process itself: bounds its memory, then answers what it
-/// is asked on its standard input, one delivery at a time, each within
+/// is asked on its standard input with `make` (the prompt template, the
+/// conversation key's, what they see), one delivery at a time, each within
 /// its processor time, until the input ends.
-pub fn serve() -> anyhow::Result<()> {
+pub fn serve(
+    make: impl Fn(&str, Option<&str>, &serde_json::Value) -> Answer,
+) -> anyhow::Result<()> {
     let bound = |most| Rlimit {
         current: Some(most),
         maximum: Some(most),
@@ -249,22 +245,14 @@ pub fn serve() -> anyhow::Result<()> {
                 maximum: limit.maximum,
             },
         )?;
-        let answer = serde_json::to_vec(&answer(&asked))?;
+        let answer = serde_json::to_vec(&make(
+            &asked.prompt,
+            asked.conversation.as_deref(),
+            &asked.seen,
+        ))?;
         let len = u32::try_from(answer.len())?;
         output.write_all(&len.to_be_bytes())?;
         output.write_all(&answer)?;
         output.flush()?;
     }
-}
-
-/// The prompt and the key, or why not.
-fn answer(asked: &Asked) -> Answer {
-    let text = prompt::prompt(&asked.prompt, &asked.seen)
-        .map_err(|e| format!("The prompt template failed: {e}"))?;
-    let key = match &asked.conversation {
-        Some(template) => prompt::conversation(template, &asked.seen)
-            .map_err(|e| format!("The conversation key template failed: {e}"))?,
-        None => None,
-    };
-    Ok((text, key))
 }
