@@ -188,7 +188,8 @@ impl Reach {
     /// Why `ip` may not be cloned from, if it may not: a public address
     /// of another host, or any in a network the operator opened (a forge
     /// on this host's own internal address too, unlike the egress proxy's
-    /// sandboxes: git here goes only to a repository's URL).
+    /// sandboxes: git here goes only to a repository's URL), but a cloud's
+    /// metadata service.
     fn refusal(&self, ip: IpAddr, own: &[IpAddr]) -> Option<&'static str> {
         match self {
             Reach::Anywhere => None,

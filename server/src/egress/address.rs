@@ -111,13 +111,13 @@ pub fn unreachable_why(ip: IpAddr, own: &[IpAddr], networks: &[Network]) -> Opti
         return None;
     }
     let opened = networks.iter().any(|n| n.contains(ip));
-    Some(
-        if own.contains(&canonical(ip)) && (opened || is_public(ip)) {
-            "an address of this server's own"
-        } else {
-            "a non-public address"
-        },
-    )
+    Some(if is_cloud_metadata(ip) {
+        "a cloud's metadata service"
+    } else if own.contains(&canonical(ip)) && (opened || is_public(ip)) {
+        "an address of this server's own"
+    } else {
+        "a non-public address"
+    })
 }
 
 /// Whether `ip` is an ordinary address on the internet: not loopback,
@@ -153,7 +153,18 @@ fn is_public_v4(ip: Ipv4Addr) -> bool {
 /// AWS's and GCP's over IPv6, and EKS's pod identity): nothing else is
 /// served there.
 pub fn is_cloud_metadata(ip: IpAddr) -> bool {
-    match canonical(ip) {
+    // An IPv4 address written in a NAT64 or 6to4 one is that one (a NAT64
+    // translator on this host would reach its own metadata service).
+    let ip = match canonical(ip) {
+        IpAddr::V6(v6) if v6.segments()[..6] == [0x64, 0xff9b, 0, 0, 0, 0] => {
+            IpAddr::V4(Ipv4Addr::from(u128::from(v6) as u32))
+        }
+        IpAddr::V6(v6) if v6.segments()[0] == 0x2002 => {
+            IpAddr::V4(Ipv4Addr::from((u128::from(v6) >> 80) as u32))
+        }
+        ip => ip,
+    };
+    match ip {
         IpAddr::V4(v4) => {
             v4.is_link_local()
                 || v4 == AZURE_WIRESERVER
@@ -273,7 +284,16 @@ mod tests {
             "169.254.169.254",
         ] {
             assert!(!reachable(ip(metadata), &own, &wide), "{metadata}");
+            assert_eq!(
+                unreachable_why(ip(metadata), &own, &wide),
+                Some("a cloud's metadata service")
+            );
         }
+        // Written in NAT64 and 6to4 form, too.
+        let nat64: [Network; 1] = ["64:ff9b::/96".parse().unwrap()];
+        assert!(reachable(ip("64:ff9b::808:808"), &own, &nat64));
+        assert!(!reachable(ip("64:ff9b::a9fe:a9fe"), &own, &nat64));
+        assert!(is_cloud_metadata(ip("2002:a9fe:a9fe::1")));
     }
 
     #[test]

@@ -91,11 +91,8 @@ pub fn refused_address(url: &str, private_allowed: bool) -> Option<String> {
 /// or with private networks allowed, a cloud's metadata service.
 fn refused_ip(ip: IpAddr, own: &[IpAddr], private_allowed: bool) -> Option<String> {
     if private_allowed {
-        return is_cloud_metadata(ip).then(|| {
-            format!(
-                "{ip} is where clouds keep their metadata services (link-local): never a receiver"
-            )
-        });
+        return is_cloud_metadata(ip)
+            .then(|| format!("{ip} is a cloud's metadata service: never a receiver"));
     }
     unreachable_why(ip, own, &[]).map(|why| {
         format!("{ip} is {why} (notifications go only to public addresses of other hosts)")
