@@ -591,6 +591,30 @@ async fn send(
     Ok((status, value))
 }
 
+/// A whole Messages request over HTTP/1.1, as bytes go on the socket.
+fn raw_message(token: &str, stream: bool) -> String {
+    let body = message_body(stream);
+    format!(
+        "POST /v1/messages HTTP/1.1\r\nhost: localhost\r\nx-api-key: {token}\r\n\
+         content-type: application/json\r\nanthropic-version: 2023-06-01\r\n\
+         content-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// What the session is charged once it is charged anything (the meter
+/// records as an answer ends, apart), as `count` reads it; 0 after 5 s.
+async fn first_charge(paddock: &Paddock, s: &Session, count: fn(&Session) -> i64) -> i64 {
+    for _ in 0..50 {
+        let now = paddock.store.get_session(s.id).await.unwrap().unwrap();
+        if count(&now) > 0 {
+            return count(&now);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    0
+}
+
 fn message_body(stream: bool) -> String {
     json!({
         "model": "claude-sonnet-4-5",
@@ -813,21 +837,7 @@ async fn an_answer_cut_before_its_usage_is_charged_for_what_streamed() {
     .unwrap();
     assert_eq!(status, 200, "{answer}");
     assert!(!answer.as_str().unwrap().contains("message_delta"));
-    let mut charged = 0;
-    for _ in 0..50 {
-        charged = h
-            .paddock
-            .store
-            .get_session(s.id)
-            .await
-            .unwrap()
-            .unwrap()
-            .output_tokens;
-        if charged > 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let charged = first_charge(&h.paddock, &s, |s| s.output_tokens).await;
     // Some ten chunks of 400 characters streamed: about a thousand tokens
     // (the events' wrapping not counted).
     assert!(
@@ -1140,14 +1150,7 @@ async fn a_runs_proxy_connections_end_with_it() {
     let h = harness(scenario, "local", &[]).await;
     let s = h.session("auto", None).await;
     let lease = h.paddock.proxy.open(s.id).await.unwrap();
-    let body = message_body(true);
-    let head = format!(
-        "POST /v1/messages HTTP/1.1\r\nhost: localhost\r\nx-api-key: {}\r\n\
-         content-type: application/json\r\nanthropic-version: 2023-06-01\r\n\
-         content-length: {}\r\n\r\n{body}",
-        lease.token,
-        body.len()
-    );
+    let head = raw_message(&lease.token, true);
     let mut held = stalled(&h.paddock, &s, &head).await;
     let mut status = [0u8; 12];
     held.read_exact(&mut status).await.unwrap();
@@ -1175,32 +1178,12 @@ async fn a_whole_answer_cut_before_it_began_is_charged() {
     let s = h.session("auto", None).await;
     let lease = h.paddock.proxy.open(s.id).await.unwrap();
     let body = message_body(false);
-    let head = format!(
-        "POST /v1/messages HTTP/1.1\r\nhost: localhost\r\nx-api-key: {}\r\n\
-         content-type: application/json\r\nanthropic-version: 2023-06-01\r\n\
-         content-length: {}\r\n\r\n{body}",
-        lease.token,
-        body.len()
-    );
+    let head = raw_message(&lease.token, false);
     let held = stalled(&h.paddock, &s, &head).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     h.paddock.proxy.close(s.id, lease).await;
     drop(held);
-    let mut charged = 0;
-    for _ in 0..50 {
-        charged = h
-            .paddock
-            .store
-            .get_session(s.id)
-            .await
-            .unwrap()
-            .unwrap()
-            .input_tokens;
-        if charged > 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let charged = first_charge(&h.paddock, &s, |s| s.input_tokens).await;
     // A rough count of the request: a quarter of its bytes.
     assert_eq!(charged, body.len().div_ceil(4) as i64);
 }
