@@ -32,7 +32,6 @@ pub const AGENT_DIR: &str = "/opt/paddock";
 pub const AGENT_NAME: &str = "sandbox-agent";
 /// Where the server's socket folder is mounted in a sandbox.
 pub const SOCKET_DIR: &str = "/run/paddock-agent";
-pub const SOCKET_NAME: &str = "agent.sock";
 /// Longest first line (the secret and the protocol) the server reads.
 pub const SECRET_LINE_MAX: usize = 128;
 /// The version of what is said here, after the secret on the first line:

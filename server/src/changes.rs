@@ -207,8 +207,8 @@ impl ChangeReview {
         lock(&self.busy).remove(&session);
     }
 
-    fn repo(&self, s: &Session) -> Result<HostRepo, AppError> {
-        self.setup.repo(s.id)
+    async fn repo(&self, s: &Session) -> Result<HostRepo, AppError> {
+        self.setup.repo(s.id).await
     }
 
     pub async fn list(&self, s: &Session) -> Result<Changes, AppError> {
@@ -238,7 +238,7 @@ impl ChangeReview {
         base: &str,
         branch: &str,
     ) -> Result<Changes, AppError> {
-        let repo = self.repo(s)?;
+        let repo = self.repo(s).await?;
         let fail = |e| refused(s, &self.journal, e);
         let head = repo.resolve("HEAD").await.map_err(fail)?;
         let untracked = repo.untracked(self.timeout).await.map_err(fail)?;
@@ -286,10 +286,10 @@ impl ChangeReview {
         let (_, base, _) = git_state(s)?;
         // As git names it (`./a`, `b/../a` and `/workspace/a` are `a`).
         let path = normalized(path).map_err(|e| AppError::Invalid(e.to_string()))?;
-        let repo = self.repo(s)?;
+        let repo = self.repo(s).await?;
         let fail = |e| refused(s, &self.journal, e);
         let old = repo.blob(base, &path, DIFF_MAX_BYTES).await.map_err(fail)?;
-        let folder = self.setup.host_folder(s.id)?;
+        let folder = self.setup.host_folder(s.id).await?;
         // What git would keep there now: a link's own text, nothing read
         // through a link; off the request threads.
         let read = {
@@ -370,7 +370,7 @@ impl ChangeReview {
         }
         let email = format!("{}@paddock.invalid", caller.login);
         let name = author_name(caller);
-        let repo = self.repo(s)?;
+        let repo = self.repo(s).await?;
         let commit = self
             .exclusive(s, true, async {
                 repo.commit_all(message, &name, &email, self.timeout)
@@ -401,7 +401,7 @@ impl ChangeReview {
     /// Pushes the working branch to the repository it was cloned from.
     pub async fn push(&self, s: &Session, caller: &Caller) -> Result<Committed, AppError> {
         let (url, base, branch) = git_state(s)?;
-        let repo = self.repo(s)?;
+        let repo = self.repo(s).await?;
         let fail = |e| refused(s, &self.journal, e);
         let head = self
             .exclusive(s, false, async {

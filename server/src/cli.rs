@@ -500,6 +500,12 @@ async fn finish_rotation(
 
 /// Parses the command line and runs what it asks for.
 pub async fn main() -> anyhow::Result<()> {
+    // No process of this host's user reads this one's memory or
+    // environment (the API key, the master key, a database URL's
+    // password) through /proc: a local sandbox's commands without
+    // bubblewrap are such processes.
+    rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
+        .context("cannot keep this process's memory from its user's other processes")?;
     let cli = Cli::parse();
     crate::telemetry::init(cli.config.log_format);
     match cli.command {

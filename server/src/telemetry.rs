@@ -25,14 +25,32 @@ pub enum LogFormat {
 const DEFAULT_FILTER: &str = "warn,server=info,paddock=info,app=info,tower_http=info,rmcp=error";
 
 pub fn init(format: LogFormat) {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
+    let (filter, refused) = filter(std::env::var("RUST_LOG").ok().as_deref());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(MaskedStdout);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().with_span_list(true).init(),
+    }
+    if let Some(why) = refused {
+        tracing::warn!("{why}: logging with the default filter");
+    }
+}
+
+/// The filter `RUST_LOG` says: the default where it is unset or empty
+/// (an empty filter would log nothing, not even errors), or where it is
+/// no filter, with why not.
+fn filter(rust_log: Option<&str>) -> (EnvFilter, Option<String>) {
+    match rust_log.map(str::trim).filter(|s| !s.is_empty()) {
+        None => (EnvFilter::new(DEFAULT_FILTER), None),
+        Some(said) => match EnvFilter::try_new(said) {
+            Ok(filter) => (filter, None),
+            Err(e) => (
+                EnvFilter::new(DEFAULT_FILTER),
+                Some(format!("RUST_LOG={said:?} is not a log filter ({e})")),
+            ),
+        },
     }
 }
 
@@ -67,5 +85,26 @@ impl Drop for MaskedLine {
         let line = String::from_utf8_lossy(&self.0);
         let line = SecretMasks::global().in_log(&line);
         let _ = std::io::stdout().lock().write_all(line.as_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unset_empty_or_unreadable_rust_log_keeps_the_default_filter() {
+        let default = EnvFilter::new(DEFAULT_FILTER).to_string();
+        let said = |rust_log| {
+            let (filter, refused) = filter(rust_log);
+            (filter.to_string(), refused)
+        };
+        for unset in [None, Some(""), Some("  ")] {
+            assert_eq!(said(unset), (default.clone(), None));
+        }
+        let (kept, refused) = said(Some("server=verbose"));
+        assert_eq!(kept, default);
+        assert!(refused.unwrap().contains("\"server=verbose\""));
+        assert_eq!(said(Some("hyper=warn")), ("hyper=warn".into(), None));
     }
 }

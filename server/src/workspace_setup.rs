@@ -142,8 +142,13 @@ impl WorkspaceSetup {
     /// The session's workspace as a folder of this host, which is where
     /// the server prepares it and host-side git reads it; refused for a
     /// sandbox on a remote Docker host.
-    pub fn host_folder(&self, session: SessionId) -> Result<ConfinedFolder, AppError> {
-        self.sandbox.host_folder(session).ok_or_else(|| {
+    pub async fn host_folder(&self, session: SessionId) -> Result<ConfinedFolder, AppError> {
+        let folder = self
+            .sandbox
+            .host_folder(session)
+            .await
+            .map_err(|e| AppError::Unavailable(e.to_string()))?;
+        folder.ok_or_else(|| {
             AppError::Invalid(
                 "This server's sandboxes are on a remote Docker host, where it cannot prepare \
                  or read a workspace: git and folder sources, Changes, instructions and skills \
@@ -154,10 +159,10 @@ impl WorkspaceSetup {
     }
 
     /// The session's server-side repository (a session with a git source).
-    pub fn repo(&self, session: SessionId) -> Result<HostRepo, AppError> {
+    pub async fn repo(&self, session: SessionId) -> Result<HostRepo, AppError> {
         Ok(HostRepo {
             git_dir: git::repo_dir(&self.config.git_root, session),
-            work_tree: self.host_folder(session)?.root().to_path_buf(),
+            work_tree: self.host_folder(session).await?.root().to_path_buf(),
         })
     }
 
@@ -228,7 +233,7 @@ impl WorkspaceSetup {
                 .map_err(|e| SetupError::passing(e.to_string()))?;
             return self.left_behind(session).await;
         }
-        let folder = self.host_folder(session)?;
+        let folder = self.host_folder(session).await?;
         let (mut said, cloned) = match self.source(&s, &folder).await {
             Ok(done) => done,
             Err(e) => {
@@ -341,7 +346,7 @@ impl WorkspaceSetup {
         }
         if cloned {
             // What Paddock wrote is not the agent's change.
-            self.repo(s.id)?.exclude(&written).map_err(|e| {
+            self.repo(s.id).await?.exclude(&written).map_err(|e| {
                 SetupError::passing(format!("cannot write git's exclude file: {e}"))
             })?;
         }
@@ -372,10 +377,11 @@ impl WorkspaceSetup {
                     std::path::PathBuf::from(&checked.host),
                     folder.root().to_path_buf(),
                 );
-                let max = self.clone_limits().max_bytes;
-                let copied = tokio::task::spawn_blocking(move || copy_tree(&from, &to, max))
-                    .await
-                    .map_err(|e| SetupError::passing(e.to_string()))??;
+                let (max, reader) = (self.clone_limits().max_bytes, folder.owner());
+                let copied =
+                    tokio::task::spawn_blocking(move || copy_tree(&from, &to, max, reader))
+                        .await
+                        .map_err(|e| SetupError::passing(e.to_string()))??;
                 Ok((vec![format!("copied {copied} files from {path}")], None))
             }
             WorkspaceSource::Git { url, rev, .. } => {
@@ -387,7 +393,8 @@ impl WorkspaceSetup {
                 }
                 let token = self.token(s).await?;
                 let cloned = self
-                    .repo(s.id)?
+                    .repo(s.id)
+                    .await?
                     .clone(
                         url,
                         rev.as_deref(),
@@ -572,32 +579,156 @@ fn write_skill(
 }
 
 /// Copies a host folder's folders and regular files (links and special
-/// files are left out) into `to`; how many files. Refuses more than `max`
-/// bytes.
-fn copy_tree(from: &Path, to: &Path, max: u64) -> Result<usize, SetupError> {
+/// files are left out) into the workspace folder `to`, which must be
+/// there (a workspace deleted meanwhile is not made again); how many
+/// files. Refuses more than `max` bytes. With a `reader` (the sandbox
+/// user), only what it may read is copied: what it would find in the same
+/// folder mounted, not what the server's own user may read.
+fn copy_tree(from: &Path, to: &Path, max: u64, reader: Option<u32>) -> Result<usize, SetupError> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
     let fail = |e: std::io::Error| SetupError::passing(format!("cannot copy the folder: {e}"));
+    let readable = |meta: &std::fs::Metadata| reader.is_none_or(|uid| may_read(meta, uid));
+    if !readable(&std::fs::metadata(from).map_err(fail)?) {
+        return Err(SetupError::lasting(
+            "the sandbox user may not read the folder, so it is not copied",
+        ));
+    }
     let mut stack = vec![std::path::PathBuf::new()];
     let (mut bytes, mut files) = (0u64, 0usize);
     while let Some(rel) = stack.pop() {
-        std::fs::create_dir_all(to.join(&rel)).map_err(fail)?;
+        if !rel.as_os_str().is_empty() {
+            std::fs::create_dir(to.join(&rel)).map_err(fail)?;
+        }
         for entry in std::fs::read_dir(from.join(&rel)).map_err(fail)? {
             let entry = entry.map_err(fail)?;
-            let kind = entry.file_type().map_err(fail)?;
+            // As the entry is, a link not followed.
+            let meta = entry.metadata().map_err(fail)?;
             let rel = rel.join(entry.file_name());
-            if kind.is_dir() {
+            if !readable(&meta) {
+                continue;
+            }
+            if meta.is_dir() {
                 stack.push(rel);
-            } else if kind.is_file() {
-                bytes += entry.metadata().map_err(fail)?.len();
+            } else if meta.is_file() {
+                bytes += meta.len();
                 if bytes > max {
                     return Err(SetupError::lasting(format!(
                         "the folder is larger than the limit of {} MiB",
                         max / (1024 * 1024)
                     )));
                 }
-                std::fs::copy(entry.path(), to.join(&rel)).map_err(fail)?;
+                // Not through a link that took the file's place since.
+                let mut source = std::fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+                    .open(entry.path())
+                    .map_err(fail)?;
+                let mut copy = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(meta.mode() & 0o777)
+                    .open(to.join(&rel))
+                    .map_err(fail)?;
+                std::io::copy(&mut std::io::Read::take(&mut source, meta.len()), &mut copy)
+                    .map_err(fail)?;
                 files += 1;
             }
         }
     }
     Ok(files)
+}
+
+/// Whether user `uid`, whose group has the same number and who has no
+/// other, may read a file, or list and enter a folder, of `meta` (its
+/// owner's, group's or others' mode bits, as the kernel chooses them).
+fn may_read(meta: &std::fs::Metadata, uid: u32) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let mode = meta.mode();
+    let bits = if meta.uid() == uid {
+        mode >> 6
+    } else if meta.gid() == uid {
+        mode >> 3
+    } else {
+        mode
+    } & 0o7;
+    let needed = if meta.is_dir() { 0o5 } else { 0o4 };
+    bits & needed == needed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::{chown, symlink, PermissionsExt};
+
+    fn mode(path: &Path, mode: u32) {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    /// A folder source gives the sandbox what it could read of the same
+    /// folder mounted, and no more: the server reads it as root.
+    #[test]
+    fn a_folder_is_copied_as_the_sandbox_user_would_read_it() {
+        const READER: u32 = 10001;
+        let from = tempfile::tempdir().unwrap();
+        let f = |p: &str| from.path().join(p);
+        mode(from.path(), 0o755);
+        std::fs::create_dir_all(f("src/deep")).unwrap();
+        std::fs::write(f("src/deep/main.rs"), "fn main() {}").unwrap();
+        std::fs::write(f("run.sh"), "#!/bin/sh").unwrap();
+        mode(&f("run.sh"), 0o755);
+        // Root's own, and closed to others: a file, and a folder.
+        std::fs::write(f(".env"), "KEY=secret").unwrap();
+        mode(&f(".env"), 0o600);
+        std::fs::create_dir(f("private")).unwrap();
+        std::fs::write(f("private/notes"), "n").unwrap();
+        mode(&f("private"), 0o700);
+        // The reader's own, and its group's.
+        std::fs::write(f("mine"), "m").unwrap();
+        mode(&f("mine"), 0o600);
+        chown(f("mine"), Some(READER), None).unwrap();
+        std::fs::write(f("ours"), "o").unwrap();
+        mode(&f("ours"), 0o640);
+        chown(f("ours"), Some(0), Some(READER)).unwrap();
+        // Closed to its owner, the reader, though others may read it.
+        std::fs::write(f("not-mine"), "x").unwrap();
+        mode(&f("not-mine"), 0o044);
+        chown(f("not-mine"), Some(READER), None).unwrap();
+        symlink("/etc/shadow", f("shadow")).unwrap();
+
+        let to = tempfile::tempdir().unwrap();
+        let copied = copy_tree(from.path(), to.path(), 1 << 20, Some(READER)).unwrap();
+        assert_eq!(copied, 4);
+        let t = |p: &str| to.path().join(p);
+        assert_eq!(
+            std::fs::read_to_string(t("src/deep/main.rs")).unwrap(),
+            "fn main() {}"
+        );
+        assert_eq!(std::fs::read_to_string(t("mine")).unwrap(), "m");
+        assert_eq!(std::fs::read_to_string(t("ours")).unwrap(), "o");
+        let executable = std::fs::metadata(t("run.sh")).unwrap().permissions().mode();
+        assert_eq!(executable & 0o777, 0o755);
+        for left in [".env", "private", "not-mine", "shadow"] {
+            assert!(std::fs::symlink_metadata(t(left)).is_err(), "{left}");
+        }
+        // Without a reader (a local sandbox: the server's own user), what
+        // the server may read.
+        let all = tempfile::tempdir().unwrap();
+        assert_eq!(
+            copy_tree(from.path(), all.path(), 1 << 20, None).unwrap(),
+            7
+        );
+
+        // A folder the reader may not list is not copied at all.
+        mode(from.path(), 0o700);
+        let closed = tempfile::tempdir().unwrap();
+        assert!(copy_tree(from.path(), closed.path(), 1 << 20, Some(READER)).is_err());
+        mode(from.path(), 0o755);
+        // More than the limit is refused.
+        let small = tempfile::tempdir().unwrap();
+        assert!(copy_tree(from.path(), small.path(), 8, Some(READER)).is_err());
+        // A workspace deleted meanwhile is not made again.
+        let gone = to.path().join("gone");
+        assert!(copy_tree(from.path(), &gone, 1 << 20, Some(READER)).is_err());
+        assert!(!gone.exists());
+    }
 }

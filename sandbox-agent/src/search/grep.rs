@@ -1,7 +1,9 @@
 //! [`grep`]: lines matching a regular expression, ripgrep's way, through a
 //! [`ConfinedFolder`].
 
-use super::{at, base, join, start, Bounds, GrepMatches, GrepQuery, Names, SearchError, DEPTH_MAX};
+use super::{
+    at, base, join, start, Bounds, GrepMatches, GrepQuery, Held, Names, SearchError, DEPTH_MAX,
+};
 use crate::folder::{ConfinedFolder, FileKind, MOUNT_POINT};
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
 use ignore::overrides::{Override, OverrideBuilder};
@@ -21,6 +23,10 @@ const BINARY_PROBE_BYTES: usize = 8 * 1024;
 const CHECK_EVERY_BYTES: u64 = 1024 * 1024;
 /// Bytes of an ignore file read (what is past them is left out).
 const IGNORE_FILE_MAX_BYTES: usize = 64 * 1024;
+/// What a byte of an ignore file costs held, once compiled: 64 KiB of
+/// rules took 8 to 13 MiB (globset 0.4.22, counted by allocator), and a
+/// grep holds the rules of every folder it is in, down to the deepest.
+const RULE_COST_BYTES: usize = 200;
 
 pub fn grep(
     folder: &ConfinedFolder,
@@ -65,6 +71,16 @@ fn mounted(path: &str) -> PathBuf {
     Path::new(MOUNT_POINT).join(path)
 }
 
+/// The rules of an ignore file of folder `dir`.
+fn compiled(dir: &str, rules: &[u8]) -> Option<Gitignore> {
+    let mut builder = GitignoreBuilder::new(mounted(dir));
+    for line in String::from_utf8_lossy(rules).lines() {
+        // A line it cannot use is left out, as git does.
+        let _ = builder.add_line(None, line);
+    }
+    builder.build().ok()
+}
+
 /// ripgrep's `--glob`, relative to the folder searched.
 fn file_filter(base: &str, glob: &str) -> Result<Override, SearchError> {
     let bad = |e: ignore::Error| SearchError::BadPattern(format!("the glob {glob:?}: {e}"));
@@ -89,24 +105,25 @@ struct Level<'b> {
     dir: String,
     /// Its names, last first.
     left: Names<'b>,
-    rules: Rules,
+    rules: Rules<'b>,
 }
 
-/// A folder's ignore files.
-struct Rules {
+/// A folder's ignore files, counted in the search's [`Bounds`] while held.
+struct Rules<'b> {
     ignore: Option<Gitignore>,
     gitignore: Option<Gitignore>,
+    _held: Held<'b>,
 }
 
 /// Whether the ignore files of the folders holding `full` (nearest first)
 /// ignore it (`Some(true)`), let it be (`Some(false)`: a `!` rule) or say
 /// nothing: ripgrep's order, any `.ignore` before any `.gitignore`.
-fn ignored<'r>(
-    rules: impl Iterator<Item = &'r Rules> + Clone,
+fn ignored<'r, 'b: 'r>(
+    rules: impl Iterator<Item = &'r Rules<'b>> + Clone,
     full: &Path,
     is_dir: bool,
 ) -> Option<bool> {
-    let said = |file: fn(&Rules) -> Option<&Gitignore>| {
+    let said = |file: for<'x> fn(&'x Rules<'b>) -> Option<&'x Gitignore>| {
         rules
             .clone()
             .filter_map(file)
@@ -118,17 +135,27 @@ fn ignored<'r>(
 }
 
 impl<'a> Grepped<'a> {
-    /// The rules of folder `dir`'s `.ignore` and `.gitignore`.
-    fn rules(&self, dir: &str, names: &[(String, FileKind)]) -> Rules {
-        Rules {
-            ignore: self.rules_of(dir, ".ignore", names),
-            gitignore: self.rules_of(dir, ".gitignore", names),
-        }
+    /// The rules of folder `dir`'s `.ignore` and `.gitignore`; refused
+    /// past what the search may hold.
+    fn rules(&self, dir: &str, names: &[(String, FileKind)]) -> Result<Rules<'a>, SearchError> {
+        let ignore = self.ignore_file(dir, ".ignore", names);
+        let gitignore = self.ignore_file(dir, ".gitignore", names);
+        let bytes = [&ignore, &gitignore]
+            .into_iter()
+            .flatten()
+            .map(Vec::len)
+            .sum::<usize>();
+        let held = self.bounds.held(bytes * RULE_COST_BYTES)?;
+        Ok(Rules {
+            ignore: ignore.and_then(|rules| compiled(dir, &rules)),
+            gitignore: gitignore.and_then(|rules| compiled(dir, &rules)),
+            _held: held,
+        })
     }
 
-    /// The rules of ignore file `file` in folder `dir`, if it has one: its
-    /// first [`IGNORE_FILE_MAX_BYTES`], cut after their last whole line.
-    fn rules_of(&self, dir: &str, file: &str, names: &[(String, FileKind)]) -> Option<Gitignore> {
+    /// Ignore file `file` of folder `dir`, if it has one: its first
+    /// [`IGNORE_FILE_MAX_BYTES`], cut after their last whole line.
+    fn ignore_file(&self, dir: &str, file: &str, names: &[(String, FileKind)]) -> Option<Vec<u8>> {
         names.iter().find(|(name, _)| name == file)?;
         let open = self.folder.open_file(&join(dir, file)).ok()?;
         let mut bytes = Vec::new();
@@ -140,30 +167,25 @@ impl<'a> Grepped<'a> {
             let whole = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
             bytes.truncate(whole);
         }
-        let mut builder = GitignoreBuilder::new(mounted(dir));
-        for line in String::from_utf8_lossy(&bytes).lines() {
-            // A line it cannot use is left out, as git does.
-            let _ = builder.add_line(None, line);
-        }
-        builder.build().ok()
+        Some(bytes)
     }
 
     /// The folders from the workspace down to above `base`, with their
     /// ignore rules: they apply below them.
-    fn ancestors(&self, base: &str) -> Vec<Rules> {
+    fn ancestors(&self, base: &str) -> Result<Vec<Rules<'a>>, SearchError> {
         let mut rules = Vec::new();
         let mut dir = String::new();
         for part in base.split('/').filter(|p| !p.is_empty()) {
             if let Ok(names) = self.folder.names(at(&dir)) {
-                rules.push(self.rules(&dir, &names));
+                rules.push(self.rules(&dir, &names)?);
             }
             dir = join(&dir, part);
         }
-        rules
+        Ok(rules)
     }
 
     fn walk(&mut self, base: &str, filter: Option<&Override>) -> Result<(), SearchError> {
-        let above = self.ancestors(base);
+        let above = self.ancestors(base)?;
         let mut levels: Vec<Level<'a>> = Vec::new();
         self.enter(&mut levels, base.to_owned())?;
         while let Some(level) = levels.last_mut() {
@@ -209,7 +231,7 @@ impl<'a> Grepped<'a> {
     fn enter(&self, levels: &mut Vec<Level<'a>>, dir: String) -> Result<(), SearchError> {
         self.bounds.check()?;
         let mut names = self.bounds.names(self.folder, &dir)?;
-        let rules = self.rules(&dir, &names.list);
+        let rules = self.rules(&dir, &names.list)?;
         names.list.reverse();
         levels.push(Level {
             dir,

@@ -123,8 +123,9 @@ pub struct Bounds {
     held_max: usize,
 }
 
-/// Bytes of names a search holds at once: those of every folder it is
-/// in, down to the deepest ([`DEPTH_MAX`]). A folder holds at most
+/// Bytes of names a search holds at once (and of the ignore rules a grep
+/// holds with them): those of every folder it is in, down to the deepest
+/// ([`DEPTH_MAX`]). A folder holds at most
 /// [`FOLDER_ENTRIES_MAX`](crate::folder::FOLDER_ENTRIES_MAX) names, but
 /// the sandbox can nest hundreds of such folders (names of hard links to
 /// one file cost it no disk), and a search of a workspace on the server's
@@ -137,11 +138,16 @@ const NAME_COST_BYTES: usize = 32;
 /// in the search's [`Bounds`] for as long as they are held.
 struct Names<'b> {
     list: Vec<(String, FileKind)>,
+    _held: Held<'b>,
+}
+
+/// Bytes counted in a search's [`Bounds`] for as long as this is kept.
+struct Held<'b> {
     bytes: usize,
     bounds: &'b Bounds,
 }
 
-impl Drop for Names<'_> {
+impl Drop for Held<'_> {
     fn drop(&mut self) {
         self.bounds.release(self.bytes);
     }
@@ -162,9 +168,16 @@ impl Bounds {
     fn names(&self, folder: &ConfinedFolder, dir: &str) -> Result<Names<'_>, SearchError> {
         let list = folder.names(at(dir)).unwrap_or_default();
         let bytes = list.iter().map(|(n, _)| n.len() + NAME_COST_BYTES).sum();
-        self.hold(bytes)?;
         Ok(Names {
             list,
+            _held: self.held(bytes)?,
+        })
+    }
+
+    /// [`Bounds::hold`], given back when what it returns is dropped.
+    fn held(&self, bytes: usize) -> Result<Held<'_>, SearchError> {
+        self.hold(bytes)?;
+        Ok(Held {
             bytes,
             bounds: self,
         })
@@ -176,7 +189,8 @@ impl Bounds {
         let held = self.held.get() + bytes;
         if held > self.held_max {
             return Err(SearchError::Failed(
-                "its folders hold too many names to search at once: search a folder inside it"
+                "its folders hold too many names (or ignore rules) to search at once: search a \
+                 folder inside it"
                     .into(),
             ));
         }
@@ -388,5 +402,49 @@ pub(crate) mod tests {
                 .count(),
             80
         );
+    }
+
+    /// A grep holds the ignore rules of every folder it is in, compiled,
+    /// which takes some 200 times their bytes: a few large ones nested are
+    /// searched, more are refused, not held.
+    #[test]
+    fn a_grep_holds_a_bounded_amount_of_ignore_rules() {
+        // 60 KiB of rules, none of which ignores `f`.
+        let rules: String = (0..8000).map(|n| format!("*.e{n}\n")).collect();
+        let nested = |levels| {
+            let (d, ws) = ws();
+            let mut dir = String::new();
+            for _ in 0..levels {
+                ws.write(&join(&dir, ".gitignore"), rules.as_bytes())
+                    .unwrap();
+                dir = join(&dir, "d");
+                ws.write(&join(&dir, "f"), b"needle\n").unwrap();
+            }
+            (d, ws)
+        };
+        let query = GrepQuery {
+            pattern: "needle".into(),
+            dir: ".".into(),
+            file_glob: None,
+            case_insensitive: false,
+            output_cap: 1 << 20,
+        };
+        let (_d, three) = nested(3);
+        let b = bounds();
+        assert_eq!(grep(&three, &query, &b).unwrap().lines.lines().count(), 3);
+        assert_eq!(b.held.get(), 0);
+        let (_d, six) = nested(6);
+        let refused = grep(&six, &query, &b);
+        assert!(
+            matches!(&refused, Err(SearchError::Failed(m)) if m.contains("ignore rules")),
+            "{refused:?}"
+        );
+        assert_eq!(b.held.get(), 0);
+        // Also those of the folders above where it starts.
+        let below = GrepQuery {
+            dir: "d/d/d/d/d".into(),
+            ..query
+        };
+        assert!(grep(&six, &below, &b).is_err());
     }
 }

@@ -318,13 +318,16 @@ impl Auth {
         address: Option<IpAddr>,
     ) -> Result<Caller, AppError> {
         let claimed: String = login.trim().chars().take(100).collect();
-        if let Err(e) = self.limiter.attempt(&claimed, address) {
+        let login = claimed.parse::<Login>().ok();
+        // Counted for the login as it is looked up: spaces the cut left at
+        // the end, which the lookup trims, make no login of their own.
+        let counted = login.as_ref().map_or(claimed.as_str(), Login::as_str);
+        if let Err(e) = self.limiter.attempt(counted, address) {
             // Not audited: the limit is what keeps a flood of attempts from
             // filling the audit log.
             tracing::warn!(login = ?claimed, ?address, "sign-in refused: rate limited");
             return Err(e);
         }
-        let login = claimed.parse::<Login>().ok();
         let record = match &login {
             Some(login) => self.store.user_by_login(login).await?,
             None => None,

@@ -439,11 +439,14 @@ impl Assembly {
                 cut_off,
             });
         }
-        // The block the answer's token limit stopped in: a tool call there
-        // is kept, to be answered, not run, whatever its input reads like
-        // so far.
+        // The block the answer's token limit stopped in (or the context
+        // window's, which newer models fill rather than refuse): a tool
+        // call there is kept, to be answered, not run, whatever its input
+        // reads like so far.
         let stopped_in = match self.stop_reason.as_deref() {
-            Some("max_tokens") => self.blocks.iter().flatten().count().checked_sub(1),
+            Some("max_tokens" | "model_context_window_exceeded") => {
+                self.blocks.iter().flatten().count().checked_sub(1)
+            }
             _ => None,
         };
         for (i, block) in self.blocks.into_iter().flatten().enumerate() {
@@ -574,13 +577,14 @@ mod tests {
 
     #[test]
     fn the_call_the_output_limit_stopped_in_is_cut_off_whatever_it_reads_like() {
-        for json in ["", "{}", r#"{"path": "a"}"#, r#"{"path": "a", "cont"#] {
-            let done = answer(
-                vec![call("t1", r#"{"path": "x"}"#), call("t2", json)],
-                "max_tokens",
-            )
-            .unwrap();
-            assert_eq!(done.cut_off.as_deref(), Some("t2"), "{json}");
+        let stops = ["max_tokens", "model_context_window_exceeded"];
+        for (json, stop) in ["", "{}", r#"{"path": "a"}"#, r#"{"path": "a", "cont"#]
+            .into_iter()
+            .flat_map(|json| stops.map(|stop| (json, stop)))
+        {
+            let done =
+                answer(vec![call("t1", r#"{"path": "x"}"#), call("t2", json)], stop).unwrap();
+            assert_eq!(done.cut_off.as_deref(), Some("t2"), "{json} {stop}");
             assert!(
                 matches!(&done.content[1], ContentBlock::ToolUse { input, .. } if input == &serde_json::json!({}))
             );

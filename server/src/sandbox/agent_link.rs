@@ -1,9 +1,11 @@
 //! The server's end of each Docker sandbox's agent
 //! ([`paddock_sandbox_agent`]), reached one of two ways:
-//! - On this server's Docker host: one Unix socket per session, in a host
-//!   folder (`<workspace root>/<session>.agent`) mounted read-only into the
-//!   sandbox, which the agent dials. Its first line must be the session's
-//!   secret (256 random bits, made here, handed to the agent on its stdin
+//! - On this server's Docker host: a Unix socket for each agent started,
+//!   in a host folder (`<workspace root>/<session>.agent`) mounted
+//!   read-only into the sandbox, which the agent dials. Each has a name of
+//!   its own: replicas sharing the workspace root may start a session's
+//!   agent at once, each dialled by its own. Its first line must be the
+//!   agent's secret (256 random bits, made here, handed to the agent on its stdin
 //!   when it is started): anything else, such as a process of the sandbox
 //!   trying its luck, is dropped unanswered.
 //! - On a remote Docker host: the streams of the `docker exec` that started
@@ -20,7 +22,7 @@ use app::domain::SessionId;
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 use hyper::client::conn::http2::SendRequest;
-use paddock_sandbox_agent::{PROTOCOL, SECRET_LINE_MAX, SOCKET_DIR, SOCKET_NAME, STDIO_HELLO};
+use paddock_sandbox_agent::{PROTOCOL, SECRET_LINE_MAX, SOCKET_DIR, STDIO_HELLO};
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::os::unix::fs::PermissionsExt;
@@ -97,11 +99,6 @@ impl AgentLinks {
         self.root.join(format!("{session}.agent"))
     }
 
-    /// Where the agent dials, inside the sandbox.
-    pub fn socket_in_sandbox() -> String {
-        format!("{SOCKET_DIR}/{SOCKET_NAME}")
-    }
-
     /// Makes the session's socket folder (before its container, which
     /// mounts it).
     pub fn prepare(&self, session: SessionId) -> std::io::Result<()> {
@@ -117,35 +114,35 @@ impl AgentLinks {
         arrival.map(|a| a.connection).filter(|c| !c.is_closed())
     }
 
-    /// Listens on the session's socket with a new secret, for one agent: the
-    /// secret, and a way to wait for the connection that says it (then the
-    /// socket is closed, so a secret taken later opens nothing).
-    pub fn listen(
-        &self,
-        session: SessionId,
-    ) -> std::io::Result<(String, watch::Receiver<Option<Arrival>>)> {
+    /// Listens on a new socket of the session with a new secret, for one
+    /// agent: [`Listening`]. Once the connection that says the secret is
+    /// made, or the listening stops, the socket is gone, so a secret taken
+    /// later opens nothing.
+    pub fn listen(&self, session: SessionId) -> std::io::Result<Listening> {
         self.forget(session);
         self.prepare(session)?;
-        let path = self.socket_dir(session).join(SOCKET_NAME);
-        match std::fs::remove_file(&path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-            _ => {}
-        }
+        let name = format!("agent-{}.sock", &random_hex()[..16]);
+        let path = self.socket_dir(session).join(&name);
         let listener = tokio::net::UnixListener::bind(&path)?;
+        let socket = SocketFile(path);
         // The sandbox user connects; the secret is the lock.
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666))?;
+        std::fs::set_permissions(&socket.0, std::fs::Permissions::from_mode(0o666))?;
         let secret = random_hex();
         let (connection, connected) = watch::channel(None);
         let cancel = CancellationToken::new();
         tokio::spawn(accept(
             session,
-            listener,
+            (listener, socket),
             secret.clone(),
             (connection.clone(), self.arrivals.clone()),
             cancel.clone(),
         ));
         lock(&self.links).insert(session, Link { connection, cancel });
-        Ok((secret, connected))
+        Ok(Listening {
+            socket_in_sandbox: format!("{SOCKET_DIR}/{name}"),
+            secret,
+            connected,
+        })
     }
 
     /// Takes the streams of an agent started with `--stdio` as the
@@ -196,18 +193,32 @@ impl AgentLinks {
     }
 }
 
+/// An agent to start: where it dials inside the sandbox, the secret it
+/// says, and a way to wait for its connection.
+pub struct Listening {
+    pub socket_in_sandbox: String,
+    pub secret: String,
+    pub connected: watch::Receiver<Option<Arrival>>,
+}
+
+/// A socket's file, removed when it is dropped: once its agent is
+/// connected, or no longer awaited.
+struct SocketFile(PathBuf);
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 async fn accept(
     session: SessionId,
-    listener: tokio::net::UnixListener,
+    (listener, socket): (tokio::net::UnixListener, SocketFile),
     secret: String,
     (connection, arrivals): (watch::Sender<Option<Arrival>>, broadcast::Sender<SessionId>),
     cancel: CancellationToken,
 ) {
     let expected = format!("{secret} {PROTOCOL}");
-    let path = listener
-        .local_addr()
-        .ok()
-        .and_then(|a| a.as_pathname().map(PathBuf::from));
     let stream = loop {
         let mut stream = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -232,10 +243,7 @@ async fn accept(
         }
     };
     // One agent: nobody dials in after it.
-    drop(listener);
-    if let Some(path) = path {
-        let _ = std::fs::remove_file(path);
-    }
+    drop((listener, socket));
     let peer = stream.peer_cred().ok().and_then(|c| c.pid());
     match handshake(stream, peer).await {
         Ok((arrival, driver)) => {

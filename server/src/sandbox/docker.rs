@@ -11,7 +11,7 @@
 //! host, see [`docker_remote`](super::docker_remote).
 
 use super::agent_call;
-use super::agent_link::{AgentConnection, AgentLinks};
+use super::agent_link::{AgentConnection, AgentLinks, Listening};
 use super::agent_workspace::{AgentFiles, AgentWorkspace, STREAMS_PER_SESSION};
 use super::docker_remote;
 use super::{
@@ -488,13 +488,17 @@ impl DockerSandbox {
                 .map_err(|e| passing(&e))?;
             return start().await.map_err(AgentStartError::passing);
         }
-        let (secret, mut connected) = self.agents.listen(session).map_err(|e| passing(&e))?;
+        let Listening {
+            socket_in_sandbox,
+            secret,
+            mut connected,
+        } = self.agents.listen(session).map_err(|e| passing(&e))?;
         let options = CreateExecOptions {
             attach_stdin: Some(true),
             cmd: Some(vec![
                 AGENT_PATH.to_owned(),
                 "--connect".to_owned(),
-                AgentLinks::socket_in_sandbox(),
+                socket_in_sandbox,
             ]),
             env: Some(exec_env(&[])),
             working_dir: Some(MOUNT_POINT.to_owned()),
@@ -1511,8 +1515,11 @@ impl Sandbox for DockerSandbox {
             .collect())
     }
 
-    fn host_folder(&self, session: SessionId) -> Option<ConfinedFolder> {
-        self.remote_agent.is_none().then(|| self.folder(session))
+    async fn host_folder(&self, session: SessionId) -> Result<Option<ConfinedFolder>> {
+        if self.remote_agent.is_some() {
+            return Ok(None);
+        }
+        self.workspaces.mounted(session).await.map(Some)
     }
 
     fn workspace(&self, session: SessionId) -> Box<dyn Workspace + '_> {

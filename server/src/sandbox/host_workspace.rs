@@ -6,6 +6,7 @@ use super::workspace::{
     ByteStream, Download, Entry, FileError, GlobMatches, GlobQuery, GrepMatches, GrepQuery,
     SearchError, SearchLimits, Stat, Workspace,
 };
+use super::DiskFolder;
 use futures_util::StreamExt;
 use paddock_sandbox_agent::archive::archive_gz;
 use paddock_sandbox_agent::folder::ConfinedFolder;
@@ -22,6 +23,16 @@ impl HostWorkspace {
         Self { folder }
     }
 
+    /// Mounts the workspace's filesystem again where it is not (the host
+    /// restarted; [`DiskFolder::mount_again`]): every operation reads and
+    /// writes the workspace's own files.
+    async fn mount_again(&self) -> Result<(), String> {
+        DiskFolder::new(self.folder.clone())
+            .mount_again_apart()
+            .await
+            .map_err(|e| format!("cannot mount the workspace: {e}"))
+    }
+
     /// Runs a folder operation off the async threads: they are blocking
     /// syscalls (reads of up to 10 MiB).
     async fn blocking<T: Send + 'static>(
@@ -29,6 +40,10 @@ impl HostWorkspace {
         path: &str,
         op: impl FnOnce(&ConfinedFolder, &str) -> Result<T, FileError> + Send + 'static,
     ) -> Result<T, FileError> {
+        self.mount_again().await.map_err(|message| FileError::Io {
+            path: path.to_owned(),
+            message,
+        })?;
         let (folder, owned) = (self.folder.clone(), path.to_owned());
         tokio::task::spawn_blocking(move || op(&folder, &owned))
             .await
@@ -71,6 +86,10 @@ impl Workspace for HostWorkspace {
     }
 
     async fn archive(&self, top: &str) -> Result<ByteStream, FileError> {
+        self.mount_again().await.map_err(|message| FileError::Io {
+            path: top.to_owned(),
+            message,
+        })?;
         let mut chunks = archive_gz(self.folder.clone(), top.to_owned());
         Ok(futures_util::stream::poll_fn(move |cx| chunks.poll_recv(cx)).boxed())
     }
@@ -84,6 +103,7 @@ impl Workspace for HostWorkspace {
         query: &GlobQuery,
         limits: SearchLimits<'_>,
     ) -> Result<GlobMatches, SearchError> {
+        self.mount_again().await.map_err(SearchError::Failed)?;
         let (folder, query) = (self.folder.clone(), query.clone());
         search::bounded(limits.timeout, limits.cancel.cancelled(), move |bounds| {
             search::glob(&folder, &query, bounds)
@@ -96,6 +116,7 @@ impl Workspace for HostWorkspace {
         query: &GrepQuery,
         limits: SearchLimits<'_>,
     ) -> Result<GrepMatches, SearchError> {
+        self.mount_again().await.map_err(SearchError::Failed)?;
         let (folder, query) = (self.folder.clone(), query.clone());
         search::bounded(limits.timeout, limits.cancel.cancelled(), move |bounds| {
             search::grep(&folder, &query, bounds)

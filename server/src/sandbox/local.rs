@@ -470,8 +470,8 @@ impl Sandbox for LocalSandbox {
             .collect())
     }
 
-    fn host_folder(&self, session: SessionId) -> Option<ConfinedFolder> {
-        Some(self.folder(session))
+    async fn host_folder(&self, session: SessionId) -> Result<Option<ConfinedFolder>> {
+        self.workspaces.mounted(session).await.map(Some)
     }
 
     fn workspace(&self, session: SessionId) -> Box<dyn Workspace + '_> {

@@ -470,8 +470,9 @@ pub trait Sandbox: Send + Sync + 'static {
     fn workspace(&self, session: SessionId) -> Box<dyn Workspace + '_>;
     /// The session's workspace as a folder on this host, where the backend
     /// keeps it here (not on a remote Docker host): where it is prepared (a
-    /// clone, a copy) and where host-side git reads it.
-    fn host_folder(&self, session: SessionId) -> Option<ConfinedFolder>;
+    /// clone, a copy) and where host-side git reads it. Its filesystem is
+    /// mounted ([`WorkspaceRoot::mounted`]).
+    async fn host_folder(&self, session: SessionId) -> Result<Option<ConfinedFolder>>;
 }
 
 /// Host folder of a session's workspace.

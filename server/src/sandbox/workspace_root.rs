@@ -72,6 +72,18 @@ impl WorkspaceRoot {
         ConfinedFolder::new(workspace_dir(&self.root, session), self.owner)
     }
 
+    /// The session's workspace folder, its filesystem mounted again first
+    /// where it is not ([`DiskFolder::mount_again`]): what the server reads
+    /// or writes there by path is the workspace's own.
+    pub async fn mounted(&self, session: SessionId) -> Result<ConfinedFolder> {
+        let folder = self.folder(session);
+        DiskFolder::new(folder.clone())
+            .mount_again_apart()
+            .await
+            .map_err(|e| SandboxError::Failed(format!("cannot mount the workspace: {e}")))?;
+        Ok(folder)
+    }
+
     /// Makes the session's workspace unless it exists: a filesystem of
     /// `disk_mb` MiB where the host allows it, else a plain folder. One made
     /// earlier is mounted again when it is not (after the host restarted).
@@ -133,11 +145,7 @@ impl DiskFolder {
         let (dir, image) = (self.folder.root(), self.image());
         let _one_process_at_a_time = lock_beside(dir)?;
         if image.exists() {
-            if !is_mount_point(dir) {
-                std::fs::create_dir_all(dir)?;
-                mount(&image, dir)?;
-            }
-            return Ok(());
+            return self.mount_unmounted();
         }
         let holds_files = std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some());
         match mb {
@@ -159,6 +167,39 @@ impl DiskFolder {
             }
             _ => self.folder.create(),
         }
+    }
+
+    /// Mounts the folder's filesystem where it has one that is not
+    /// mounted: the host restarted, and the pass mounting every workspace
+    /// again at the server's start has not reached this one yet. Until
+    /// then the folder is the empty one beneath: a listing of it shows no
+    /// files, a commit from it deletes them all, a file written there is
+    /// hidden once the filesystem is mounted over it.
+    pub fn mount_again(&self) -> std::io::Result<()> {
+        if !self.image().exists() || is_mount_point(self.folder.root()) {
+            return Ok(());
+        }
+        let _one_process_at_a_time = lock_beside(self.folder.root())?;
+        self.mount_unmounted()
+    }
+
+    /// [`Self::mount_again`] off the async threads.
+    pub async fn mount_again_apart(self) -> std::io::Result<()> {
+        tokio::task::spawn_blocking(move || self.mount_again())
+            .await
+            .map_err(std::io::Error::other)?
+    }
+
+    /// Mounts the image on the folder unless it is (or the image is gone:
+    /// the workspace was removed meanwhile); the caller holds
+    /// [`lock_beside`].
+    fn mount_unmounted(&self) -> std::io::Result<()> {
+        let (dir, image) = (self.folder.root(), self.image());
+        if !image.exists() || is_mount_point(dir) {
+            return Ok(());
+        }
+        std::fs::create_dir_all(dir)?;
+        mount(&image, dir)
     }
 
     /// Unmounts the filesystem and deletes its image and the folder; a
@@ -209,7 +250,7 @@ fn mount_all(root: &Path, owner: Option<u32>) {
             continue;
         }
         let disk = DiskFolder::new(ConfinedFolder::new(root.join(session), owner));
-        if let Err(e) = disk.create(None) {
+        if let Err(e) = disk.mount_again() {
             tracing::warn!(session, "cannot mount the workspace again: {e}");
         }
     }

@@ -343,13 +343,18 @@ async fn a_tool_allowed_for_the_session_stays_allowed_after_a_restart() {
     );
 }
 
-/// A read-only session on a repository whose own settings allow Bash and
-/// run a hook at start: the CLI offers the model no tool that changes
-/// anything and runs no hook (plan mode alone is only what the model is
-/// told; the hook ran before).
+/// A read-only session on a repository whose own settings allow Bash, run
+/// a hook at start and name a helper command for the API key: the CLI
+/// offers the model no tool that changes anything, runs no hook and no
+/// helper (plan mode alone is only what the model is told; the hook ran
+/// before, and the helper until the repository's settings were left
+/// unread), and still reads the repository's CLAUDE.md.
 #[tokio::test]
 async fn a_read_only_session_changes_nothing_whatever_the_repository_says() {
-    let scenario = json!([{"reply": "I cannot change anything here."}]);
+    let scenario = json!([{
+        "expect": {"contains": "the notes of the repository"},
+        "reply": "I cannot change anything here."
+    }]);
     let h = harness(scenario, "docker", &[]).await;
     let s = h.session("read-only", None).await;
     let settings = h.workspace(&s).join(".claude");
@@ -358,14 +363,21 @@ async fn a_read_only_session_changes_nothing_whatever_the_repository_says() {
         settings.join("settings.json"),
         json!({
             "permissions": {"allow": ["Bash"]},
-            "hooks": {"SessionStart": [{"hooks": [{"type": "command", "command": "touch /workspace/hooked"}]}]}
+            "hooks": {"SessionStart": [{"hooks": [{"type": "command", "command": "touch /workspace/hooked"}]}]},
+            "apiKeyHelper": "touch /workspace/helped; echo key"
         })
         .to_string(),
+    )
+    .unwrap();
+    std::fs::write(
+        h.workspace(&s).join("CLAUDE.md"),
+        "These are the notes of the repository.\n",
     )
     .unwrap();
     let events = h.run(&s, "Look around").await;
     assert_eq!(last_status(&events).0, SessionStatus::Idle, "{events:#?}");
     assert!(!h.workspace(&s).join("hooked").exists(), "a hook ran");
+    assert!(!h.workspace(&s).join("helped").exists(), "a helper ran");
     let tools: Vec<String> = h.model.requests()[0]["tools"]
         .as_array()
         .unwrap()

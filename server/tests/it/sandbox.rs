@@ -243,14 +243,16 @@ async fn docker_commands_run_through_the_agent_which_only_the_server_drives() {
         .await;
     let words: Vec<&str> = ps.output.split_whitespace().collect();
     assert_eq!(
-        words,
-        [
-            "agent",
-            "/opt/paddock/sandbox-agent",
-            "--connect",
-            "/run/paddock-agent/agent.sock"
-        ],
-        "runs as the sandbox user"
+        words[..3],
+        ["agent", "/opt/paddock/sandbox-agent", "--connect"],
+        "runs as the sandbox user: {words:?}"
+    );
+    // A socket of its own (replicas sharing the workspace root may start
+    // the session's agent at once, each for its own).
+    let socket = words[3];
+    assert!(
+        socket.starts_with("/run/paddock-agent/agent-") && socket.ends_with(".sock"),
+        "{socket}"
     );
     // Its secret is in no place the sandbox's processes can read: not its
     // arguments (above) nor its environment (it came on stdin), and its
@@ -272,19 +274,22 @@ async fn docker_commands_run_through_the_agent_which_only_the_server_drives() {
     assert_eq!(hidden.output, expected);
     // Once the agent is in, the server's socket is gone; a process of the
     // sandbox that dials it without the secret finds no way in.
+    assert_eq!(d.run("ls -A /run/paddock-agent", 10).await.output, "");
     let intruder = d
         .run(
-            r#"python3 - <<'PY'
+            &format!(
+                r#"python3 - <<'PY'
 import socket
 s = socket.socket(socket.AF_UNIX)
 try:
-    s.connect("/run/paddock-agent/agent.sock")
+    s.connect("{socket}")
     s.sendall(b"not the secret\n" + b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
     s.settimeout(5)
     print("answered" if s.recv(100) else "dropped")
 except (FileNotFoundError, ConnectionRefusedError, ConnectionResetError):
     print("dropped")
-PY"#,
+PY"#
+            ),
             15,
         )
         .await;
@@ -458,6 +463,25 @@ async fn docker_disk_limit_fills_only_the_session_and_is_an_ordinary_error() {
         .unwrap();
     assert!(out.status.success(), "{out:?}");
     assert!(!d.workspace().join("note").exists());
+    // Read before the sandbox starts again (the Files view, Changes): the
+    // filesystem's files, not the empty folder beneath it.
+    assert_eq!(files.read("note").await.unwrap(), b"back\n");
+    assert!(mounted_at(&d.workspace()));
+    let out = std::process::Command::new("umount")
+        .arg(d.workspace())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let folder = d.sandbox.host_folder(d.session).await.unwrap().unwrap();
+    assert!(
+        folder.root().join("note").exists(),
+        "host-side git's folder"
+    );
+    let out = std::process::Command::new("umount")
+        .arg(d.workspace())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
     d.sandbox.start(d.session, Limits::default()).await.unwrap();
     assert!(mounted_at(&d.workspace()));
     assert_eq!(d.run("cat note", 10).await.output, "back\n");

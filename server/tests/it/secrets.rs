@@ -243,3 +243,49 @@ async fn a_secret_reaches_the_commands_and_is_masked_everywhere_it_would_show() 
         "stored in plain text"
     );
 }
+
+/// No other process of the server's user reads the server's environment
+/// (its API key) or memory through /proc: a local sandbox's command
+/// without bubblewrap is such a process.
+#[test]
+fn the_servers_environment_is_closed_to_its_users_other_processes() {
+    use std::process::{Command, Stdio};
+    // As an unprivileged user (root reads any process's), one of the
+    // binary's commands that waits: the template renderer, on its input.
+    let as_nobody = |program: &str| {
+        let mut command = Command::new("setpriv");
+        command
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", program])
+            .stderr(Stdio::piped());
+        command
+    };
+    let mut server = as_nobody(env!("CARGO_BIN_EXE_paddock"))
+        .arg("render-trigger-templates")
+        .env("ANTHROPIC_API_KEY", KEY)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let environ = format!("/proc/{}/environ", server.id());
+    let began = std::time::Instant::now();
+    // Once the binary has started (before, the process is setpriv's, which
+    // changing its user made undumpable).
+    let binary = std::fs::canonicalize(env!("CARGO_BIN_EXE_paddock")).unwrap();
+    while std::fs::read_link(format!("/proc/{}/exe", server.id())).ok() != Some(binary.clone()) {
+        assert!(began.elapsed() < Duration::from_secs(10), "never started");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let read = loop {
+        let read = as_nobody("cat").arg(&environ).output().unwrap();
+        if !read.status.success() || began.elapsed() > Duration::from_secs(10) {
+            break read;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(!read.status.success(), "read: {read:?}");
+    assert!(!contains(&read.stdout, KEY));
+    let said = String::from_utf8_lossy(&read.stderr);
+    assert!(said.contains("Permission denied"), "{said}");
+}

@@ -3,7 +3,9 @@
 
 use super::{ClaudeCodeSettings, CliError, CliState};
 use crate::proxy::{CredentialProxy, Lease, SOCKET_DIR, SOCKET_NAME};
-use crate::sandbox::{ConfinedFolder, DiskFolder, Mount, SandboxError, SpawnRequest, SANDBOX_UID};
+use crate::sandbox::{
+    ConfinedFolder, DiskFolder, Mount, SandboxError, SpawnRequest, MOUNT_POINT, SANDBOX_UID,
+};
 
 use app::domain::{McpServer, PermissionMode, Session, SessionId};
 
@@ -138,6 +140,14 @@ pub(super) fn spawn_request(
             ("HOME".into(), HOME.into()),
         ]
         .into_iter()
+        // A read-only session's project memory, from the folder it adds
+        // (it loads no project settings: [`args`]).
+        .chain((s.permission_mode == PermissionMode::ReadOnly).then(|| {
+            (
+                "CLAUDE_CODE_ADDITIONAL_DIRECTORIES_CLAUDE_MD".to_owned(),
+                "1".to_owned(),
+            )
+        }))
         .chain(s.limits.command_timeout_secs.into_iter().flat_map(|secs| {
             // The CLI's Bash tool: its default and its longest time limit.
             let ms = (secs * 1000).to_string();
@@ -172,10 +182,6 @@ fn args(
         permission_mode(s.permission_mode),
         "--model",
         &s.model,
-        // The workspace's project instructions (CLAUDE.md) and skills
-        // (.claude/skills/), and no settings of the user's home.
-        "--setting-sources",
-        "project,local",
         "--max-turns",
     ]
     .map(str::to_owned)
@@ -195,11 +201,19 @@ fn args(
     // default, and `--resume` would find none).
     let mut flags = serde_json::json!({ "cleanupPeriodDays": KEEP_CONVERSATIONS_DAYS });
     if s.permission_mode == PermissionMode::ReadOnly {
-        // Nothing that changes anything, whatever the repository's settings
-        // allow, and none of its hooks (commands run without a tool call).
+        // None of the repository's settings: they name commands the CLI
+        // runs without a tool call (`apiKeyHelper`, `awsAuthRefresh`, …,
+        // with the variables of its `env`), and allow tools. Its project
+        // memory (CLAUDE.md) comes from the workspace added as a folder;
+        // its skills are not listed.
+        args.extend(["--setting-sources", "", "--add-dir", MOUNT_POINT].map(str::to_owned));
+        // Nothing that changes anything, and no hooks.
         flags["disableAllHooks"] = true.into();
         args.extend(["--disallowedTools".to_owned(), CHANGING_TOOLS.to_owned()]);
     } else {
+        // The workspace's project instructions (CLAUDE.md) and skills
+        // (.claude/skills/), and no settings of the user's home.
+        args.extend(["--setting-sources", "project,local"].map(str::to_owned));
         // What the session allows from the start, and what people allowed
         // for the rest of it since.
         let mut allowed: Vec<&str> = Vec::new();

@@ -350,6 +350,13 @@ impl<'a> Run<'a> {
                         tool_use_id,
                     },
             } => {
+                // A request is recorded as a tool call is (whatever wrote
+                // it: a process of the sandbox may write into the CLI's
+                // output), within the same bounds.
+                let asked_bytes = tool_name.len()
+                    + tool_use_id.len()
+                    + serde_json::to_vec(&input).map_or(0, |v| v.len());
+                self.count(asked_bytes)?;
                 let read_only = self.session.permission_mode == PermissionMode::ReadOnly;
                 let verdict = if read_only && !cli::reads_only(&tool_name) {
                     Ok((false, Some("this session is read-only".to_owned())))
@@ -412,6 +419,14 @@ impl Run<'_> {
             EventKind::ToolResult { id, output, .. } => id.len() + output.len(),
             _ => 0,
         };
+        self.count(bytes)?;
+        self.seq_hint = self.engine.journal.record(self.session.id, kind).await?.seq;
+        Ok(())
+    }
+
+    /// Counts a block of `bytes` in the run's bounds: past them, the error
+    /// that ends the run.
+    fn count(&mut self, bytes: usize) -> Result<(), RunError> {
         let (events, total) = (self.recorded.0 + 1, self.recorded.1 + bytes);
         if bytes > BLOCK_MAX_BYTES || events > RUN_EVENTS_MAX || total > RUN_RECORDED_MAX_BYTES {
             return Err(CliError::Flood {
@@ -422,7 +437,6 @@ impl Run<'_> {
             .into());
         }
         self.recorded = (events, total);
-        self.seq_hint = self.engine.journal.record(self.session.id, kind).await?.seq;
         Ok(())
     }
 

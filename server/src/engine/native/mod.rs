@@ -30,8 +30,8 @@ use tokio_util::sync::CancellationToken;
 
 /// The result of a call whose input the answer's token limit cut off: it
 /// is not run, and the model is told why, to make it again smaller.
-const CUT_OFF: &str = "Not run: your answer reached its output limit (max_tokens) while it \
-wrote this call's input, which was cut off. Make the call again with less in it: write a large \
+const CUT_OFF: &str = "Not run: your answer reached its limit (max_tokens, or the context \
+window) while it wrote this call's input, which was cut off. Make the call again with less in it: write a large \
 file in parts (write_file with the first part, then edit_file to add the rest).";
 
 /// Paddock's own agent loop.
