@@ -18,6 +18,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use chrono_tz::Tz;
 use croner::parser::{CronParser, Seconds};
 use croner::Cron;
+use futures_util::StreamExt;
 use serde::Serialize;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -27,6 +28,9 @@ pub const TICK: Duration = Duration::from_secs(1);
 /// A run this late counts as missed (no server was running when it was
 /// due).
 const LATE_AFTER_SECS: i64 = 60;
+/// Runs a server starts at once: one slow to start (its prompt's template
+/// takes its time) holds up no others.
+const RUNS_AT_ONCE: usize = 4;
 /// Next runs shown with a schedule.
 const SHOWN: usize = 3;
 
@@ -97,20 +101,31 @@ pub fn spawn(paddock: &Arc<Paddock>) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_pass: Option<(DateTime<Utc>, DateTime<Utc>)> = None;
         loop {
             tick.tick().await;
             let Some(paddock) = paddock.upgrade() else {
                 return;
             };
-            paddock.run_schedules(Utc::now()).await;
+            let now = Utc::now();
+            // Since the last pass began, if it ended just now (it was
+            // slow), this server was running all along.
+            let watched_since = match last_pass {
+                Some((began, ended)) if (now - ended).num_seconds() <= LATE_AFTER_SECS => began,
+                _ => now,
+            };
+            paddock.run_schedules(now, watched_since).await;
+            last_pass = Some((now, Utc::now()));
         }
     });
 }
 
 impl Paddock {
     /// Runs what is due at `now` of every schedule, each run by the one
-    /// server that takes it.
-    pub async fn run_schedules(&self, now: DateTime<Utc>) {
+    /// server that takes it, a few at once ([`RUNS_AT_ONCE`]). This server
+    /// has looked since `watched_since`: a run due since then is not one
+    /// missed while no server was running, however late it is taken.
+    pub async fn run_schedules(&self, now: DateTime<Utc>, watched_since: DateTime<Utc>) {
         let due = match self.store.due_schedules(now).await {
             Ok(due) => due,
             Err(e) => {
@@ -118,11 +133,14 @@ impl Paddock {
                 return;
             }
         };
-        for (trigger, at) in due {
-            if let Err(e) = self.run_schedule(trigger, at, now).await {
-                tracing::warn!(trigger = %trigger, "a scheduled run failed: {e}");
-            }
-        }
+        let watched_since = watched_since.min(now);
+        futures_util::stream::iter(due)
+            .for_each_concurrent(RUNS_AT_ONCE, |(trigger, at)| async move {
+                if let Err(e) = self.run_schedule(trigger, at, now, watched_since).await {
+                    tracing::warn!(trigger = %trigger, "a scheduled run failed: {e}");
+                }
+            })
+            .await;
     }
 
     /// When a schedule trigger runs next, from now, as `draft` says: after
@@ -160,12 +178,13 @@ impl Paddock {
 
     /// Runs a schedule due at `due` if this server is the one to move it
     /// on: for the latest time due at `now` (the ones missed before it are
-    /// let go).
+    /// let go), late if it was due well before `watched_since`.
     async fn run_schedule(
         &self,
         id: TriggerId,
         due: DateTime<Utc>,
         now: DateTime<Utc>,
+        watched_since: DateTime<Utc>,
     ) -> Result<(), AppError> {
         let trigger = self.store.get_trigger(id).await?.map(|(t, _)| t);
         let found = trigger.and_then(|t| match (t.draft.schedule.clone(), t.draft.paused) {
@@ -194,7 +213,7 @@ impl Paddock {
             "schedule-{}",
             latest.to_rfc3339_opts(SecondsFormat::Secs, true)
         );
-        let late = (now - latest).num_seconds() > LATE_AFTER_SECS;
+        let late = (watched_since - latest).num_seconds() > LATE_AFTER_SECS;
         let local = latest
             .with_timezone(&times.zone)
             .format("%Y-%m-%d %H:%M")

@@ -1688,6 +1688,12 @@ async fn an_owner_disabled_or_made_a_viewer_runs_nothing_more_from_their_trigger
     assert!(paused.draft.paused);
 }
 
+/// A look for the schedules due at `at` by a server that had not looked
+/// before (whatever was due long before is missed).
+async fn look(paddock: &Paddock, at: chrono::DateTime<Utc>) {
+    paddock.run_schedules(at, at).await;
+}
+
 /// The answered deliveries (runs) of a trigger, newest first.
 async fn runs(s: &Setup, trigger: app::triggers::TriggerId) -> Vec<app::triggers::Delivery> {
     s.get_json(&format!("/api/triggers/{trigger}/deliveries"))
@@ -1731,14 +1737,14 @@ async fn a_schedule_runs_at_its_time_on_one_replica_and_skips_what_it_must() {
     // A second replica on the same database.
     let other = common::open(&s.home, "local", &s.flags).await;
     let second = Duration::seconds(1);
-    s.paddock.run_schedules(next[0] - second).await;
+    look(&s.paddock, next[0] - second).await;
     assert!(s.sessions().await.is_empty(), "not before its time");
     // At its time, both replicas look at once: one runs it.
     tokio::join!(
-        s.paddock.run_schedules(next[0] + second),
-        other.run_schedules(next[0] + second)
+        look(&s.paddock, next[0] + second),
+        look(&other, next[0] + second)
     );
-    other.run_schedules(next[0] + second * 2).await;
+    look(&other, next[0] + second * 2).await;
     let sessions = s.sessions().await;
     assert_eq!(sessions.len(), 1, "run once");
     let session = sessions[0].id;
@@ -1761,7 +1767,7 @@ async fn a_schedule_runs_at_its_time_on_one_replica_and_skips_what_it_must() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     assert!(running, "the first run works");
-    s.paddock.run_schedules(next[1] + second).await;
+    look(&s.paddock, next[1] + second).await;
     // Either replica may be the one that runs it.
     common::wait_idle(&other, session).await;
     let events = common::wait_idle(&s.paddock, session).await;
@@ -1777,7 +1783,7 @@ async fn a_schedule_runs_at_its_time_on_one_replica_and_skips_what_it_must() {
     assert_eq!(log[1].status, 202);
 
     // Down for a day and more: a missed time is skipped.
-    s.paddock.run_schedules(next[2] + Duration::hours(3)).await;
+    look(&s.paddock, next[2] + Duration::hours(3)).await;
     assert_eq!(s.sessions().await.len(), 1);
     let log = runs(&s, made.trigger.id).await;
     assert!(
@@ -1802,8 +1808,8 @@ async fn a_schedule_runs_at_its_time_on_one_replica_and_skips_what_it_must() {
     // (The time skipped above is not run again: its run is answered.)
     let missed = changed.next_runs[2] + Duration::days(1);
     let down_until = missed + Duration::hours(5);
-    s.paddock.run_schedules(down_until).await;
-    other.run_schedules(down_until).await;
+    look(&s.paddock, down_until).await;
+    look(&other, down_until).await;
     let sessions = s.sessions().await;
     assert_eq!(sessions.len(), 2, "once for all it missed");
     let late = sessions.iter().find(|x| x.id != session).unwrap().id;
@@ -1867,9 +1873,7 @@ async fn a_schedule_runs_at_its_time_on_one_replica_and_skips_what_it_must() {
         .unwrap();
     let paused: app::triggers::Trigger = res.json().await.unwrap();
     assert!(paused.next_runs.is_empty());
-    s.paddock
-        .run_schedules(down_until + Duration::days(30))
-        .await;
+    look(&s.paddock, down_until + Duration::days(30)).await;
     assert_eq!(s.sessions().await.len(), 2);
 
     // Bad schedules are refused.
@@ -1888,6 +1892,34 @@ async fn a_schedule_runs_at_its_time_on_one_replica_and_skips_what_it_must() {
             .await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {answer}");
     }
+}
+
+/// A run that came due while this server worked through a slow pass of
+/// others is late by that only: it runs, not skipped as one missed while
+/// no server was running.
+#[tokio::test]
+async fn a_schedule_due_during_a_slow_pass_is_not_missed() {
+    use chrono::Duration;
+    let (s, model) = Setup::new(json!([{"reply": "Checked."}]), &[]).await;
+    let made = s
+        .trigger(json!({
+            "name": "often",
+            "kind": "schedule",
+            "prompt": "Run the checks.",
+            "schedule": {"cron": "*/5 * * * *", "timezone": "UTC"}
+        }))
+        .await;
+    let due = made.trigger.next_runs[0];
+    // Taken three minutes late, by a server looking since before it.
+    s.paddock
+        .run_schedules(due + Duration::minutes(3), due - Duration::seconds(1))
+        .await;
+    let sessions = s.sessions().await;
+    assert_eq!(sessions.len(), 1);
+    common::wait_idle(&s.paddock, sessions[0].id).await;
+    let log = runs(&s, made.trigger.id).await;
+    assert_eq!(log[0].status, 202, "{log:?}");
+    assert_eq!(model.turns_used(), 1);
 }
 
 #[tokio::test]
