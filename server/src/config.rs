@@ -151,7 +151,8 @@ pub struct Config {
     pub master_key_file: PathBuf,
 
     /// Messages API endpoint (a gateway, or the scripted model server).
-    #[arg(long, env = "ANTHROPIC_BASE_URL", default_value = crate::llm::DEFAULT_BASE_URL)]
+    #[arg(long, env = "ANTHROPIC_BASE_URL", default_value = crate::llm::DEFAULT_BASE_URL,
+          value_parser = model_endpoint)]
     pub anthropic_base_url: String,
 
     /// API key, sent as `x-api-key`, used when no key is saved in the
@@ -202,8 +203,9 @@ pub struct Config {
     /// The sandbox agent (a static binary, built by
     /// scripts/build-sandbox-agent) mounted read-only into Docker sandboxes,
     /// through which their commands run [default: where scripts/setup
-    /// installs it]. Where it is missing, commands go through `docker exec`.
-    #[arg(long, env = "PADDOCK_SANDBOX_AGENT_BIN")]
+    /// installs it]. Where it is missing, commands go through `docker exec`;
+    /// one named here must be a file.
+    #[arg(long, env = "PADDOCK_SANDBOX_AGENT_BIN", value_parser = existing_file)]
     pub sandbox_agent_bin: Option<PathBuf>,
 
     /// Folder holding each claude-code session's home (the CLI's transcripts,
@@ -642,6 +644,37 @@ fn sandbox_idle_secs(value: &str) -> Result<u64, String> {
     }
 }
 
+/// `ANTHROPIC_BASE_URL`: an http:// or https:// URL with a host (an empty
+/// or schemeless one would fail every call, after a start that said
+/// nothing).
+fn model_endpoint(value: &str) -> Result<String, String> {
+    let given = value.trim();
+    let url = reqwest::Url::parse(given).ok();
+    match url {
+        Some(url)
+            if matches!(url.scheme(), "http" | "https")
+                && url.host_str().is_some_and(|h| !h.is_empty()) =>
+        {
+            Ok(given.to_owned())
+        }
+        _ => Err(format!(
+            "{value:?} is not an http:// or https:// URL with a host, such as {}",
+            crate::llm::DEFAULT_BASE_URL
+        )),
+    }
+}
+
+/// A file named in the settings, which must be there (else a typo would go
+/// unnoticed, and the default taken).
+fn existing_file(value: &str) -> Result<PathBuf, String> {
+    let path = PathBuf::from(value);
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(format!("{value:?} is not a file"))
+    }
+}
+
 fn memory_mb(value: &str) -> Result<i64, String> {
     within(value, SandboxLimits::MEMORY_MB, " MiB")
 }
@@ -677,6 +710,29 @@ mod tests {
             port,
             ..Config::try_parse_from(["paddock"]).unwrap()
         }
+    }
+
+    #[test]
+    fn the_model_endpoint_is_an_http_url_with_a_host() {
+        for good in [
+            crate::llm::DEFAULT_BASE_URL,
+            "http://127.0.0.1:4000",
+            " https://gw.example/v1 ",
+        ] {
+            assert_eq!(model_endpoint(good).as_deref(), Ok(good.trim()), "{good}");
+        }
+        for bad in [
+            "",
+            " ",
+            "api.anthropic.com",
+            "ftp://h",
+            "http://",
+            "unix:/run/x.sock",
+        ] {
+            assert!(model_endpoint(bad).is_err(), "{bad:?}");
+        }
+        assert!(existing_file("/nowhere/sandbox-agent").is_err());
+        assert!(existing_file("/bin/sh").is_ok());
     }
 
     #[test]

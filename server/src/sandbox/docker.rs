@@ -915,7 +915,15 @@ impl Sandbox for DockerSandbox {
     }
 
     async fn check(&self) -> Result<()> {
-        self.docker.ping().await.map(|_| ()).map_err(unavailable)
+        self.docker.ping().await.map_err(unavailable)?;
+        match self.image_volumes(&self.image).await? {
+            Some(_) => Ok(()),
+            None => Err(SandboxError::Unavailable(format!(
+                "the sandboxes' image {} is not on the Docker host (scripts/build-image builds \
+                 it; PADDOCK_IMAGE names it)",
+                self.image
+            ))),
+        }
     }
 
     async fn image_volumes(&self, image: &str) -> Result<Option<Vec<String>>> {

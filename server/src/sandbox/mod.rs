@@ -391,7 +391,8 @@ pub fn volumes_refused(image: &str, volumes: &[String]) -> Option<String> {
 #[async_trait::async_trait]
 pub trait Sandbox: Send + Sync + 'static {
     fn info(&self) -> BackendInfo;
-    /// Readiness: the backend answers.
+    /// Readiness: the backend answers, and has what a session needs (the
+    /// Docker backend: its default image).
     async fn check(&self) -> Result<()>;
     /// The folders `image` declares as volumes, if the backend holds it
     /// (`None` for a name it has no image by, or takes for no image's

@@ -102,6 +102,21 @@ async fn docker_sandboxes_run_under_the_configured_runtime() {
         message.contains("no-such-runtime") && message.contains("runc"),
         "{message}"
     );
+
+    // Ready with its image, and not without it (every session would fail).
+    d.sandbox.check().await.unwrap();
+    let without_image = DockerSandbox::connect(
+        "paddock-no-such-image:1".into(),
+        uuid::Uuid::now_v7().to_string(),
+        d.root.clone(),
+        d.sandbox.info().runtime,
+        None,
+        None,
+    )
+    .await
+    .unwrap();
+    let unready = without_image.check().await.unwrap_err().to_string();
+    assert!(unready.contains("paddock-no-such-image:1"), "{unready}");
 }
 
 #[tokio::test]
