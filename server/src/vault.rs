@@ -361,9 +361,18 @@ impl Vault {
         Ok(Some(plain.ok_or(())))
     }
 
-    /// The saved value, opened; none where it does not open.
-    async fn value(&self, id: &CredentialId) -> Result<Option<String>, StoreError> {
-        Ok(self.saved(id).await?.and_then(Result::ok))
+    /// The saved value, opened; one that does not open is an error that
+    /// says so (saving it again would be refused too, until a restart).
+    async fn value(&self, id: &CredentialId) -> Result<Option<String>, AppError> {
+        match self.saved(id).await? {
+            Some(Ok(value)) => Ok(Some(value)),
+            Some(Err(())) => Err(AppError::Unavailable(format!(
+                "The saved {} {} does not open with this server's master key, which was \
+                 rotated since it started: restart Paddock.",
+                id.kind, id.name
+            ))),
+            None => Ok(None),
+        }
     }
 
     /// The model credential for a session owned by `owner`: the owner's own

@@ -643,6 +643,17 @@ async fn the_credentials_command_saves_lists_and_rotates_and_the_key_still_opens
         .unwrap();
     assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(res.text().await.unwrap().contains("restart it"));
+    // A secret saved before is there, and says why it cannot be used (not
+    // that it is gone, which saving it again would not mend).
+    let res = http
+        .post(format!("{}/api/sessions", server.url))
+        .json(&json!({"name": "later", "secrets": ["ROTATED_SECRET"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let said = res.text().await.unwrap();
+    assert!(said.contains("restart Paddock"), "{said}");
     drop(server);
 
     let (ok, said) = paddock_cli(dir, &["credentials", "delete", "anthropic_api_key"], "");
