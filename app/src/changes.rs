@@ -8,6 +8,9 @@ use serde::{Deserialize, Serialize};
 pub const COMMIT_MESSAGE_MAX_BYTES: usize = 16 * 1024;
 /// Largest file (either side) whose diff is shown.
 pub const DIFF_MAX_BYTES: usize = 1024 * 1024;
+/// Changed files listed at most, by path: a tree of generated files (a
+/// dependency folder not ignored) is said in a count, not sent whole.
+pub const CHANGED_FILES_LISTED_MAX: usize = 5_000;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -51,8 +54,12 @@ pub struct Changes {
     pub branch: String,
     /// The branch's newest commit: the start, until something is committed.
     pub head_commit: String,
-    /// Changed since the start, by path.
+    /// Changed since the start, by path: the first
+    /// [`CHANGED_FILES_LISTED_MAX`].
     pub files: Vec<ChangedFile>,
+    /// How many more changed, past those listed.
+    #[serde(default)]
+    pub more: usize,
     /// Whether some change is not committed yet.
     pub uncommitted: bool,
     /// Where to open a pull (merge) request for the branch, for GitHub,

@@ -69,65 +69,81 @@ fn follow(feed: SessionsFeed) {
     // then: a read begun before it may have missed it.
     let streamed =
         StoredValue::new(std::collections::HashMap::<crate::domain::SessionId, u64>::new());
+    // Reads that failed in a row: the last is tried again, later each time
+    // (the server was busy a moment), unless another began since.
+    let failures = RwSignal::new(0u32);
     let reload = move || {
         let read = reads.with_value(|(begun, _)| begun + 1);
         reads.update_value(|(begun, _)| *begun = read);
         leptos::task::spawn_local(async move {
-            if let Ok(mut fresh) = list_sessions().await {
-                if reads.with_value(|(_, taken)| *taken > read) {
-                    return;
+            let Ok(mut fresh) = list_sessions().await else {
+                if reads.with_value(|(begun, _)| *begun == read) {
+                    let wait = 2u64.pow(failures.get_untracked().min(5) + 1).min(60);
+                    set_timeout(
+                        move || failures.update(|n| *n += 1),
+                        std::time::Duration::from_secs(wait),
+                    );
                 }
-                reads.update_value(|(_, taken)| *taken = read);
-                gone.with_value(|gone| fresh.retain(|s| !gone.contains_key(&s.id.to_string())));
-                sessions.with_untracked(|now| {
-                    // What streamed in while the answer was on its way is
-                    // newer: by its activity, or, as new settings leave
-                    // that as it was, by having come since the read began.
-                    let since_read = |x: &Session| {
-                        streamed.with_value(|streamed| {
-                            streamed.get(&x.id).is_some_and(|at| *at >= read)
-                        })
-                    };
-                    for s in &mut fresh {
-                        if let Some(newer) = now.iter().find(|x| {
-                            x.id == s.id
-                                && (x.updated_at > s.updated_at
-                                    || (x.updated_at == s.updated_at && since_read(x)))
-                        }) {
-                            *s = newer.clone();
-                        }
+                return;
+            };
+            failures.set(0);
+            if reads.with_value(|(_, taken)| *taken > read) {
+                return;
+            }
+            reads.update_value(|(_, taken)| *taken = read);
+            gone.with_value(|gone| fresh.retain(|s| !gone.contains_key(&s.id.to_string())));
+            sessions.with_untracked(|now| {
+                // What streamed in while the answer was on its way is
+                // newer: by its activity, or, as new settings leave
+                // that as it was, by having come since the read began.
+                let since_read = |x: &Session| {
+                    streamed
+                        .with_value(|streamed| streamed.get(&x.id).is_some_and(|at| *at >= read))
+                };
+                for s in &mut fresh {
+                    if let Some(newer) = now.iter().find(|x| {
+                        x.id == s.id
+                            && (x.updated_at > s.updated_at
+                                || (x.updated_at == s.updated_at && since_read(x)))
+                    }) {
+                        *s = newer.clone();
                     }
-                    // And a session made after the read began is not in it.
-                    let missed: Vec<Session> = streamed.with_value(|streamed| {
-                        now.iter()
-                            .filter(|x| streamed.get(&x.id).is_some_and(|at| *at >= read))
-                            .filter(|x| !fresh.iter().any(|s| s.id == x.id))
-                            .cloned()
-                            .collect()
-                    });
-                    fresh.extend(missed);
+                }
+                // And a session made after the read began is not in it.
+                let missed: Vec<Session> = streamed.with_value(|streamed| {
+                    now.iter()
+                        .filter(|x| streamed.get(&x.id).is_some_and(|at| *at >= read))
+                        .filter(|x| !fresh.iter().any(|s| s.id == x.id))
+                        .cloned()
+                        .collect()
                 });
-                sort(&mut fresh);
-                fresh.truncate(SESSIONS_LISTED_MAX);
-                sessions.set(fresh);
-                // What came before this read began is in its answer, or in
-                // none to come (each is newer): not kept for ever by a page
-                // left open.
-                streamed.update_value(|streamed| streamed.retain(|_, at| *at >= read));
-                gone.update_value(|gone| gone.retain(|_, at| *at >= read));
-                if loaded.get_untracked() {
-                    reloads.update(|n| *n += 1);
-                }
-                loaded.set(true);
-                // End-to-end tests wait for it, as for `data-hydrated`.
-                if let Some(body) = document().body() {
-                    let _ = body.set_attribute("data-sessions", "loaded");
-                }
+                fresh.extend(missed);
+            });
+            sort(&mut fresh);
+            fresh.truncate(SESSIONS_LISTED_MAX);
+            sessions.set(fresh);
+            // What came before this read began is in its answer, or in
+            // none to come (each is newer): not kept for ever by a page
+            // left open.
+            streamed.update_value(|streamed| streamed.retain(|_, at| *at >= read));
+            gone.update_value(|gone| gone.retain(|_, at| *at >= read));
+            if loaded.get_untracked() {
+                reloads.update(|n| *n += 1);
+            }
+            loaded.set(true);
+            // End-to-end tests wait for it, as for `data-hydrated`.
+            if let Some(body) = document().body() {
+                let _ = body.set_attribute("data-sessions", "loaded");
             }
         })
     };
     Effect::new(move |_| {
         if link.get() == Link::Live {
+            reload();
+        }
+    });
+    Effect::new(move |_| {
+        if failures.get() > 0 {
             reload();
         }
     });

@@ -120,10 +120,18 @@ test.describe('sharing', () => {
     expect((await max.goto(`${paddock.url}/sessions/${id}`))!.status()).toBe(404);
 
     await page.getByTestId('people').locator('summary').click();
-    await page.getByLabel('Share with (login)').fill('max');
+    // A mistyped login is said, and kept to be mended; once shared, the
+    // form is empty again.
+    const login = page.getByLabel('Share with (login)');
+    await login.fill('mxa');
+    await page.getByRole('button', { name: 'Share', exact: true }).click();
+    await expect(page.getByTestId('people').getByRole('alert')).toBeVisible();
+    await expect(login).toHaveValue('mxa');
+    await login.fill('max');
     await page.getByLabel('They may').selectOption('watch');
     await page.getByRole('button', { name: 'Share', exact: true }).click();
     await expect(page.locator('[data-testid="share-row"][data-login="max"]')).toBeVisible();
+    await expect(login).toHaveValue('');
 
     await gotoHydrated(max, `${paddock.url}/sessions/${id}`);
     await expect(max.getByTestId('connection')).toHaveAttribute('data-state', 'live');

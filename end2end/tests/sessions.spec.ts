@@ -228,3 +228,34 @@ test('a list left open while many sessions are made holds the newest 1,000, as t
   await expect(page.getByTestId('session-list').getByText('the last', { exact: true })).toBeVisible({ timeout: 60_000 });
   expect(await page.getByTestId('session-row').count()).toBe(1000);
 });
+
+test('a page whose reads of the list failed reads it again, later', async ({ page, paddock }) => {
+  await createSession(paddock, 'Made before');
+  // The first reads fail (the server busy a moment): the page's read when
+  // it runs, the one when its stream is live, and one more.
+  let asked = 0;
+  await page.route('**/api/list_sessions', (route) => (asked++ < 3 ? route.fulfill({ status: 503, body: '' }) : route.continue()));
+  await gotoHydrated(page, paddock.url);
+  await expect(page.locator('body[data-sessions="loaded"]')).toBeAttached({ timeout: 20_000 });
+  expect(asked).toBeGreaterThan(3);
+  await createSession(paddock, 'Made after');
+  await expect(page.getByTestId('session-list').getByText('Made after')).toBeVisible();
+});
+
+test('a prompt whose send failed is given back, before what was typed since', async ({ page, paddock }) => {
+  const id = await createSession(paddock, 'flaky link');
+  let release = () => {};
+  const held = new Promise<void>((open) => { release = open; });
+  await page.route('**/api/send_prompt', async (route) => {
+    await held;
+    await route.fulfill({ status: 503, body: '' });
+  });
+  await gotoHydrated(page, `${paddock.url}/sessions/${id}`);
+  await sendPrompt(page, 'the first prompt');
+  await expect(page.getByLabel('Prompt')).toHaveValue('');
+  // Typed while it was on its way, and not sent.
+  await page.getByLabel('Prompt').fill('a second thought');
+  release();
+  await expect(page.getByLabel('Prompt')).toHaveValue('the first prompt\n\na second thought');
+  await expect(page.getByTestId('composer').getByRole('alert')).toBeVisible();
+});

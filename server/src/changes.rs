@@ -14,7 +14,7 @@ use crate::workspace_setup::WorkspaceSetup;
 use app::accounts::Caller;
 use app::changes::{
     pull_request_url, ChangeKind, ChangedFile, Changes, Committed, FileDiff,
-    COMMIT_MESSAGE_MAX_BYTES, DIFF_MAX_BYTES,
+    CHANGED_FILES_LISTED_MAX, COMMIT_MESSAGE_MAX_BYTES, DIFF_MAX_BYTES,
 };
 use app::domain::{AppError, EventKind, Session, SessionId};
 use app::workspace_source::WorkspaceSource;
@@ -269,6 +269,8 @@ impl ChangeReview {
             }))
             .collect();
         files.sort_by(|a, b| a.path.cmp(&b.path));
+        let more = files.len().saturating_sub(CHANGED_FILES_LISTED_MAX);
+        files.truncate(CHANGED_FILES_LISTED_MAX);
         let target = repo.target_branch().await;
         Ok(Changes {
             remote: url.to_owned(),
@@ -276,6 +278,7 @@ impl ChangeReview {
             branch: branch.to_owned(),
             head_commit: head,
             files,
+            more,
             uncommitted,
             pull_request_url: pull_request_url(url, branch, target.as_deref()),
         })

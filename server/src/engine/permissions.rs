@@ -281,6 +281,31 @@ impl Permissions {
             .await
     }
 
+    /// Closes a request stored before a restart that its resumed run does
+    /// not ask again (the session's mode or its tools changed since):
+    /// decided `expired`, saying why, and no longer listened for.
+    pub async fn withdraw(
+        &self,
+        session: SessionId,
+        request_id: &str,
+        why: &str,
+    ) -> Result<(), RunError> {
+        lock(&self.recovered).remove(request_id);
+        lock(&self.pending).remove(request_id);
+        self.journal
+            .record(
+                session,
+                EventKind::PermissionDecision {
+                    request_id: request_id.to_owned(),
+                    decision: Decision::Expired,
+                    reason: Some(why.to_owned()),
+                    by: None,
+                },
+            )
+            .await?;
+        Ok(())
+    }
+
     /// Answers a pending permission request; a request is decided once.
     pub fn decide(
         &self,

@@ -960,3 +960,26 @@ async fn a_link_where_skills_go_tells_nothing_of_the_host() {
     }
     assert_eq!(said[0], said[1]);
 }
+
+/// A tree of many generated files (a dependency folder not ignored): the
+/// first ones by path are listed, the rest counted.
+#[tokio::test]
+async fn many_changed_files_are_listed_up_to_a_bound_and_counted() {
+    let server = GitServer::start(None).await;
+    server.repo("small.git", &[("a.txt", b"a\n")]);
+    let (_model, url) = common::scripted(&json!([{"reply": "Hi."}]), Some("sk-test")).await;
+    let (_home, paddock) = common::with_model(&url, &[]).await;
+    let s = prepared(&paddock, source(format!("{}/small.git", server.url), None)).await;
+    as_agent(
+        &s,
+        "cd /workspace && mkdir deps && cd deps && seq -f 'f%05g' 5010 | xargs touch",
+    );
+    let changes = paddock
+        .changes(&Caller::local_operator(), s.id)
+        .await
+        .unwrap();
+    assert_eq!(changes.files.len(), app::changes::CHANGED_FILES_LISTED_MAX);
+    assert_eq!(changes.more, 10);
+    assert_eq!(changes.files[0].path, "deps/f00001");
+    assert_eq!(changes.files.last().unwrap().path, "deps/f05000");
+}

@@ -392,6 +392,61 @@ async fn a_pending_permission_request_survives_a_restart() {
     finish(server, &session, &dir).await;
 }
 
+/// A request asked before a restart that its resumed run does not ask
+/// again (the session was set to auto meanwhile): the tool runs, and the
+/// request is closed as expired, not left open for ever.
+#[tokio::test]
+async fn a_request_no_longer_asked_after_a_restart_is_closed() {
+    let (model, url) = scripted(serde_json::json!([
+        {"reply": [{"tool_use": {"name": "bash", "input": {"command": "echo yes > ran.txt"}}}]},
+        {"expect": {"tool_result_contains": ""}, "reply": "Ran after the restart."}
+    ]))
+    .await;
+    let env = model_env(&url);
+    let (dir, server, session) = served(
+        &env,
+        serde_json::json!({"name": "changed", "permission_mode": "ask"}),
+    )
+    .await;
+    let id = session.id.to_string();
+    prompt(&server, &session, "run it").await;
+    wait_status(&server, &session, SessionStatus::AwaitingPermission).await;
+    let res = reqwest::Client::new()
+        .put(format!("{}/api/sessions/{id}/settings", server.url))
+        .json(&serde_json::json!({
+            "name": "changed",
+            "model": session.model,
+            "permission_mode": "auto",
+            "budget_usd": null
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+    let server = crash_and_restart(server, &dir, &env);
+    wait_status(&server, &session, SessionStatus::Idle).await;
+    assert!(dir.join("workspaces").join(&id).join("ran.txt").exists());
+    let events = call::<EventPage>(&server, "session_events", &[("id", &id), ("after", "0")])
+        .await
+        .events;
+    let asked: Vec<&String> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::PermissionRequest { request_id, .. } => Some(request_id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(asked.len(), 1, "{events:#?}");
+    assert!(
+        events.iter().any(|e| matches!(&e.kind,
+            EventKind::PermissionDecision { request_id, decision: app::domain::Decision::Expired, .. }
+                if request_id == asked[0])),
+        "{events:#?}"
+    );
+    assert_eq!(model.turns_left(), 0);
+    finish(server, &session, &dir).await;
+}
+
 #[tokio::test]
 async fn a_run_resumed_after_a_restart_is_not_run_again_for_its_merged_prompts() {
     let (model, url) = scripted(serde_json::json!([

@@ -112,7 +112,7 @@ fn Summary(
                 <p><a href=href target="_blank" rel="noopener noreferrer" class="font-medium underline" data-testid="pull-request">"Open a pull request for the branch"</a></p>
             })}
         </div>
-        <FileList id files=changes.files.clone() />
+        <FileList id files=changes.files.clone() more=changes.more />
         {move || (access.get() >= Access::Operate).then(|| view! {
             <div class="grid gap-3 sm:grid-cols-2">
                 <form action=CommitChanges::PATH method="post" on:submit=on_commit class=format!("space-y-2 {PANEL}") data-testid="commit-form">
@@ -139,7 +139,7 @@ fn Summary(
 }
 
 #[component]
-fn FileList(id: SessionId, files: Vec<ChangedFile>) -> impl IntoView {
+fn FileList(id: SessionId, files: Vec<ChangedFile>, more: usize) -> impl IntoView {
     if files.is_empty() {
         return view! {
             <p data-testid="changes-empty" class="rounded-lg border border-dashed border-zinc-300 p-4 text-center text-sm text-zinc-500 dark:border-zinc-700 dark:text-zinc-400">
@@ -164,6 +164,11 @@ fn FileList(id: SessionId, files: Vec<ChangedFile>) -> impl IntoView {
                     </li>
                 }
             }).collect_view()}
+            {(more > 0).then(|| view! {
+                <li class="px-4 py-2 text-xs text-zinc-500 dark:text-zinc-400" data-testid="changes-more">
+                    {format!("and {more} more, not listed here")}
+                </li>
+            })}
         </ul>
     }
     .into_any()

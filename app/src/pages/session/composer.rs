@@ -2,7 +2,7 @@
 //! Stop.
 
 use super::super::ErrorNote;
-use crate::api::{SendPrompt, StopSession};
+use crate::api::{send_prompt, StopSession};
 use crate::domain::SessionStatus;
 use leptos::prelude::*;
 
@@ -11,10 +11,13 @@ use leptos::prelude::*;
 #[component]
 pub(super) fn Composer(id: String, status: Memo<SessionStatus>) -> impl IntoView {
     let text = RwSignal::new(String::new());
-    let send = ServerAction::<SendPrompt>::new();
+    // Why the last send failed, until the next.
+    let failed = RwSignal::new(None::<String>);
     let stop = ServerAction::<StopSession>::new();
     let busy = move || status.get().is_busy();
-    let last_sent = StoredValue::new(String::new());
+    // Each send on its own: one that fails gives its text back, before
+    // what was typed since, whatever became of the sends around it, so
+    // nothing typed is lost.
     let submit = {
         let id = id.clone();
         move || {
@@ -22,12 +25,20 @@ pub(super) fn Composer(id: String, status: Memo<SessionStatus>) -> impl IntoView
             if prompt.trim().is_empty() {
                 return;
             }
-            last_sent.set_value(prompt.clone());
-            send.dispatch(SendPrompt {
-                id: id.clone(),
-                text: prompt,
-            });
             text.set(String::new());
+            failed.set(None);
+            let id = id.clone();
+            leptos::task::spawn_local(async move {
+                if let Err(e) = send_prompt(id, prompt.clone()).await {
+                    text.update(|now| {
+                        *now = match now.trim().is_empty() {
+                            true => prompt,
+                            false => format!("{prompt}\n\n{now}"),
+                        }
+                    });
+                    failed.set(Some(e.to_string()));
+                }
+            });
         }
     };
     let submit = StoredValue::new(submit);
@@ -38,14 +49,6 @@ pub(super) fn Composer(id: String, status: Memo<SessionStatus>) -> impl IntoView
         }
     };
     let stop_now = StoredValue::new(stop_now);
-    // A failed send gives the text back, so nothing typed is lost.
-    Effect::new(move |_| {
-        if let Some(Err(_)) = send.value().get() {
-            if text.get_untracked().is_empty() {
-                text.set(last_sent.get_value());
-            }
-        }
-    });
     #[cfg(feature = "hydrate")]
     {
         use wasm_bindgen::JsCast;
@@ -130,7 +133,7 @@ pub(super) fn Composer(id: String, status: Memo<SessionStatus>) -> impl IntoView
                     {move || if busy() { "Working…" } else { "" }}
                 </span>
             </div>
-            {move || send.value().get().and_then(Result::err).map(|e| view! { <ErrorNote message=e.to_string() /> })}
+            {move || failed.get().map(|message| view! { <ErrorNote message /> })}
             {move || stop.value().get().and_then(Result::err).map(|e| view! { <ErrorNote message=e.to_string() /> })}
         </form>
     }

@@ -100,8 +100,12 @@ impl Html {
 /// go of the runs before the newest [`EVENTS_PAGE`] events ("Show earlier
 /// events" brings them back), so a tab open all day on a busy session
 /// stays as small and quick as a fresh one. A page read further up does
-/// so only while it is out of sight (its reader left it there).
+/// so only while it is out of sight (its reader left it there, or looks at
+/// another pane), or once it holds [`EVENTS_HELD_READING`].
 const EVENTS_HELD: usize = 2 * EVENTS_PAGE as usize;
+/// The most a page read further up holds: a reader who scrolled up, then
+/// worked in the terminal beside it all day, does not hold the day.
+const EVENTS_HELD_READING: usize = 8 * EVENTS_PAGE as usize;
 
 /// How many of the oldest events a page lets go of, if any
 /// ([`EVENTS_HELD`]): at the end of a run; in one run longer than all that,
@@ -212,7 +216,10 @@ fn SessionScreen(data: SessionView) -> impl IntoView {
         events.update(|list| {
             list.extend(fresh);
             // Read further up in sight, it keeps what is read.
-            let reading = !following.get_untracked() && in_sight();
+            let reading = !following.get_untracked()
+                && in_sight()
+                && !away.get_untracked()
+                && list.len() <= EVENTS_HELD_READING;
             if let Some(cut) = let_go(list).filter(|_| !reading) {
                 list.drain(..cut);
                 first = list.first().map(|e| e.seq);

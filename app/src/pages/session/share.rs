@@ -17,10 +17,19 @@ const WATCHERS_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 pub(super) fn People(id: String, people: RwSignal<SessionPeople>) -> impl IntoView {
     let share = ServerAction::<ShareSession>::new();
     let owns = people.with_untracked(|p| p.access == Access::Own);
+    // The form is emptied once what it sent is done (a mistyped login
+    // stays, to be mended), not by a row's own change.
+    let form = NodeRef::<leptos::html::Form>::new();
+    let from_form = StoredValue::new(false);
     // A share changes the list; so does the passing of time for watchers.
     Effect::new(move |_| {
         if let Some(Ok(shares)) = share.value().get() {
             people.update(|p| p.shares = shares);
+            if from_form.get_value() {
+                if let Some(form) = form.get_untracked() {
+                    form.reset();
+                }
+            }
         }
     });
     // Read again at once when what the viewer may see changed (the page
@@ -84,14 +93,15 @@ pub(super) fn People(id: String, people: RwSignal<SessionPeople>) -> impl IntoVi
     let id = StoredValue::new(id);
     let submit = move |ev: leptos::ev::SubmitEvent| {
         let Some(field) = submitted(&ev) else { return };
+        from_form.set_value(true);
         share.dispatch(ShareSession {
             id: id.get_value(),
             login: field("login").unwrap_or_default(),
             level: field("level").unwrap_or_default(),
         });
-        event_target::<leptos::web_sys::HtmlFormElement>(&ev).reset();
     };
     let set_level = move |login: String, level: &str| {
+        from_form.set_value(false);
         share.dispatch(ShareSession {
             id: id.get_value(),
             login,
@@ -140,7 +150,7 @@ pub(super) fn People(id: String, people: RwSignal<SessionPeople>) -> impl IntoVi
                     {move || people.with(|p| p.shares.clone()).into_iter().map(row).collect_view()}
                 </ul>
                 {owns.then(|| view! {
-                    <form on:submit=submit class="flex flex-wrap items-end gap-2" data-testid="share-form">
+                    <form node_ref=form on:submit=submit class="flex flex-wrap items-end gap-2" data-testid="share-form">
                         <div class="min-w-40 flex-1">
                             <label for="share-login" class="text-xs font-medium">"Share with (login)"</label>
                             <input id="share-login" name="login" required maxlength=LOGIN_MAX_CHARS autocomplete="off" autocapitalize="none" class=INPUT />

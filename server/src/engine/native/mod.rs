@@ -401,6 +401,17 @@ impl NativeEngine {
         } else {
             tools::access(name)
         };
+        let asks = access.and_then(|a| needs_approval(mode, a)) == Some(true);
+        if let (Some((request_id, _)), false) = (&call.request, asks) {
+            self.permissions
+                .withdraw(
+                    session,
+                    request_id,
+                    "The session does not ask for it any more (its permission mode or its \
+                     tools changed while the server restarted).",
+                )
+                .await?;
+        }
         let Some(access) = access else {
             return Ok((format!("Unknown tool {name:?}."), true, false));
         };
