@@ -944,6 +944,8 @@ impl Runner {
                 let resuming = std::mem::take(&mut resumed);
                 let next = if resuming {
                     Ok(true)
+                } else if !self.still_leased(session, &lost).await {
+                    break;
                 } else {
                     self.store.take_prompt(session).await
                 };
@@ -1094,12 +1096,34 @@ impl Runner {
         message: Option<String>,
         lost: &CancellationToken,
     ) {
+        if !self.still_leased(session, lost).await {
+            return;
+        }
         let recorded = persistently(lost, || {
             self.journal.set_status(session, status, message.clone())
         })
         .await;
         if let Err(e) = recorded {
             tracing::warn!(%session, "cannot record the end of a run: {e}");
+        }
+    }
+
+    /// Whether this replica still holds the session's lease, renewed for
+    /// another term; else `lost` is cancelled. Asked before a prompt is
+    /// taken and a run's end recorded: a replica paused past its lease (a
+    /// frozen machine) would learn only at its next heartbeat that another
+    /// took the session over meanwhile, and write over that one's run, or
+    /// take its prompts. (A database that does not answer is no news: the
+    /// heartbeat ends the run once the lease has lapsed.)
+    async fn still_leased(&self, session: SessionId, lost: &CancellationToken) -> bool {
+        let until = chrono::Utc::now() + self.config.lease();
+        match self.store.renew_lease(session, &self.replica, until).await {
+            Ok(false) => {
+                tracing::warn!(%session, "the session's lease is not this replica's: its run here ends");
+                lost.cancel();
+                false
+            }
+            Ok(true) | Err(_) => !lost.is_cancelled(),
         }
     }
 

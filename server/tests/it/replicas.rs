@@ -715,3 +715,87 @@ async fn a_bus_whose_connection_goes_silent_listens_again() {
         "{heard:?}"
     );
 }
+
+/// A replica paused past its lease (a frozen machine), whose session
+/// another replica took over meanwhile: the end of the run it was in
+/// writes nothing over the other's, and it takes none of the prompts
+/// queued there.
+#[tokio::test]
+async fn a_replica_that_lost_its_lease_while_paused_writes_and_takes_nothing() {
+    use app::accounts::Caller;
+    use app::api::Backend;
+    use app::domain::NewSession;
+    use server::store::Leases;
+    let (model, url) = crate::common::scripted(
+        &json!([
+            {"reply": "The first, slowly.", "chunk": 2, "delay_ms": 150},
+            {"reply": "The second."}
+        ]),
+        None,
+    )
+    .await;
+    let home = crate::common::Home::new();
+    let mut flags = crate::common::model_flags(&url, "sk-test");
+    // No heartbeat within the test: only the run's own looks find out.
+    flags.extend(["--replica=here".to_owned(), "--lease-secs=3600".to_owned()]);
+    let paddock = crate::common::open(&home, "local", &flags).await;
+    let me = Caller::local_operator();
+    let s = crate::common::create(
+        &paddock,
+        NewSession {
+            name: "paused".into(),
+            permission_mode: Some("auto".parse().unwrap()),
+            ..Default::default()
+        },
+    )
+    .await;
+    paddock
+        .send_prompt(&me, s.id, "first".into())
+        .await
+        .unwrap();
+    let status = || async {
+        paddock
+            .store
+            .get_session(s.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status
+    };
+    let began = Instant::now();
+    while status().await != SessionStatus::Running {
+        assert!(began.elapsed() < Duration::from_secs(20), "never ran");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    paddock
+        .send_prompt(&me, s.id, "second".into())
+        .await
+        .unwrap();
+    // Meanwhile, another replica took the session over.
+    paddock.store.release_lease(s.id, "here").await.unwrap();
+    let now = chrono::Utc::now();
+    let later = now + chrono::Duration::hours(1);
+    assert!(paddock
+        .store
+        .acquire_lease(s.id, "elsewhere", now, later)
+        .await
+        .unwrap());
+    // The first run's answer is in; then nothing more from here.
+    let answered = || async {
+        paddock
+            .store
+            .events_after(s.id, 0, 1000)
+            .await
+            .unwrap()
+            .iter()
+            .any(|e| matches!(&e.kind, EventKind::AssistantText { text } if text == "The first, slowly."))
+    };
+    while !answered().await {
+        assert!(began.elapsed() < Duration::from_secs(20), "never answered");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(model.turns_used(), 1);
+    assert_eq!(paddock.store.queued_prompts(s.id).await.unwrap(), 1);
+    assert_eq!(status().await, SessionStatus::Running, "the other's run");
+}
