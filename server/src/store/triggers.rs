@@ -23,6 +23,10 @@ pub struct SealedTriggerSecrets {
 
 /// Deliveries kept in the log, in days.
 pub const DELIVERIES_KEPT_DAYS: i64 = 30;
+/// Deliveries whose ids begin so are kept for good, not
+/// [`DELIVERIES_KEPT_DAYS`]: those of a sender that signs no time
+/// (Twilio), whose id alone refuses a request replayed any later.
+pub const KEPT_FOR_GOOD: &str = "twilio-";
 
 /// When a trigger's schedule runs next, written with the trigger.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -8,6 +8,7 @@
 
 use super::form::Form;
 use super::Verified;
+use crate::store::triggers::KEPT_FOR_GOOD;
 use axum::http::HeaderMap;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -79,7 +80,7 @@ pub fn verify(
             mac.update(&text);
             if mac.verify_slice(&signature).is_ok() {
                 return Ok(Verified {
-                    id: format!("twilio-{sid}"),
+                    id: format!("{KEPT_FOR_GOOD}{sid}"),
                     how: "Twilio: HMAC-SHA1 of the URL and the form under the Auth Token \
                           (X-Twilio-Signature)"
                         .into(),

@@ -1081,6 +1081,35 @@ async fn triggers_claim_each_delivery_once_and_keep_their_conversations() {
             panic!("{db}: claimed twice");
         };
         assert_eq!((seen.status, seen.session), (202, Some(session)));
+        // The log keeps 30 days, but the id of a sender that signs no time
+        // (Twilio) for good: it alone refuses a request replayed later.
+        let raw = sqlx::AnyPool::connect(url).await.unwrap();
+        for old in ["old-1", "twilio-SM00000000000000000000000000000001"] {
+            store
+                .claim_delivery(id, old, "c-old", long_ago)
+                .await
+                .unwrap();
+            let answered = Delivery {
+                id: old.into(),
+                ..done.clone()
+            };
+            assert!(store.finish_delivery(&answered, "c-old").await.unwrap());
+            let aged = (Utc::now() - chrono::Duration::days(40))
+                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+            sqlx::query("UPDATE trigger_deliveries SET received_at = $1 WHERE delivery_id = $2")
+                .bind(aged)
+                .bind(old)
+                .execute(&raw)
+                .await
+                .unwrap();
+        }
+        store.finish_delivery(&done, "c1").await.unwrap();
+        assert!(store.delivery(id, "old-1").await.unwrap().is_none(), "{db}");
+        let kept = store
+            .delivery(id, "twilio-SM00000000000000000000000000000001")
+            .await
+            .unwrap();
+        assert_eq!(kept.map(|d| d.status), Some(202), "{db}");
         // One given up is handled again at once, with the session it made
         // and whether it queued its prompt; one being handled since before
         // `abandoned_before` is taken over.
@@ -1184,7 +1213,8 @@ async fn triggers_claim_each_delivery_once_and_keep_their_conversations() {
                 .unwrap(),
             DeliveredPrompt::Taken
         ));
-        assert_eq!(store.deliveries(id).await.unwrap().len(), 1, "{db}");
+        // (d1, and the Twilio message kept for good.)
+        assert_eq!(store.deliveries(id).await.unwrap().len(), 2, "{db}");
         // A handling that renews its claim is not taken for abandoned by
         // one that began after it did, however long it takes.
         let began = Utc::now();

@@ -4,7 +4,7 @@ use super::leases::queue_prompt_in;
 use super::{append_in, hold_key_check, timestamp, SqlStore, StoredTime};
 use crate::store::triggers::{
     Claim, ConversationClaim, Delivered, DeliveredPrompt, NextRun, SealedTriggerSecrets, Triggers,
-    DELIVERIES_KEPT_DAYS, DELIVERIES_LISTED,
+    DELIVERIES_KEPT_DAYS, DELIVERIES_LISTED, KEPT_FOR_GOOD,
 };
 use crate::store::{Result, SealedSecret, StoreError};
 use app::domain::{EventKind, SessionId, TemplateId};
@@ -343,11 +343,15 @@ impl Triggers for SqlStore {
         let kept_from = Utc::now() - chrono::Duration::days(DELIVERIES_KEPT_DAYS);
         // Also those left unfinished (busy, failed, a crash): one still
         // being made renews its time.
-        sqlx::query("DELETE FROM trigger_deliveries WHERE trigger_id = $1 AND received_at < $2")
-            .bind(d.trigger.to_string())
-            .bind(timestamp(kept_from))
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "DELETE FROM trigger_deliveries \
+             WHERE trigger_id = $1 AND received_at < $2 AND delivery_id NOT LIKE $3",
+        )
+        .bind(d.trigger.to_string())
+        .bind(timestamp(kept_from))
+        .bind(format!("{KEPT_FOR_GOOD}%"))
+        .execute(&self.pool)
+        .await?;
         Ok(done.rows_affected() > 0)
     }
 
