@@ -376,9 +376,14 @@ impl ChangeReview {
         let repo = self.repo(s).await?;
         let commit = self
             .exclusive(s, true, async {
-                repo.commit_all(message, &name, &email, self.timeout)
-                    .await
-                    .map_err(|e| refused(s, &self.journal, e))
+                repo.commit_all(
+                    message,
+                    (&name, &email),
+                    self.timeout,
+                    self.setup.repository_max_bytes(),
+                )
+                .await
+                .map_err(|e| refused(s, &self.journal, e))
             })
             .await?
             .ok_or_else(|| AppError::Conflict("Nothing changed since the last commit.".into()))?;

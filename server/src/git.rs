@@ -62,6 +62,14 @@ pub enum GitError {
     NoRevision(String),
     #[error("git cannot be run: {0}")]
     Spawn(std::io::Error),
+    /// A commit would make the session's repository, on the server's disk
+    /// and outside the workspace's limit, larger than it may be.
+    #[error(
+        "the changes to commit ({} MiB) and the repository ({} MiB) would be more than the {} MiB \
+         a session's repository may hold: leave generated files out (.gitignore)",
+        .adding / (1024 * 1024), .held / (1024 * 1024), .max / (1024 * 1024)
+    )]
+    CommitTooLarge { adding: u64, held: u64, max: u64 },
     /// The source's host is on a network git may not reach from here.
     #[error("{0}")]
     Unreachable(String),
@@ -75,6 +83,7 @@ impl GitError {
     pub fn lasts(&self) -> bool {
         match self {
             GitError::TooLarge(_)
+            | GitError::CommitTooLarge { .. }
             | GitError::SaidTooMuch { .. }
             | GitError::NoRevision(_)
             | GitError::Unreachable(_) => true,
@@ -846,13 +855,14 @@ impl HostRepo {
     /// Commits every change of the work tree (less what is ignored, and
     /// nested repositories) to the working branch, by `author` (`Name
     /// <email>`, also the committer); the new commit, or `None` when
-    /// nothing changed since the last one.
+    /// nothing changed since the last one. Refused when the files it adds
+    /// and the repository together are more than `max_bytes`.
     pub async fn commit_all(
         &self,
         message: &str,
-        name: &str,
-        email: &str,
+        (name, email): (&str, &str),
         limit: Duration,
+        max_bytes: u64,
     ) -> Result<Option<String>, GitError> {
         self.clear_stale_locks();
         // Staged from the last commit on: what a commit cut off after its
@@ -873,6 +883,18 @@ impl HostRepo {
             .map(|(_, p)| p)
             .chain(untracked)
             .partition(|p| self.keepable(p));
+        // Each commit writes what it adds into the repository on the
+        // server's disk (and nothing prunes it): a file the agent makes
+        // again and again, committed each time, would fill it.
+        let adding: u64 = add.iter().map(|p| self.size_in_work_tree(p)).sum();
+        let held = folder_size(&self.git_dir);
+        if adding.saturating_add(held) > max_bytes {
+            return Err(GitError::CommitTooLarge {
+                adding,
+                held,
+                max: max_bytes,
+            });
+        }
         // Removals first; an addition may replace a folder by a file.
         for (paths, how) in [(remove, "--force-remove"), (add, "--add --replace")] {
             if paths.is_empty() {
@@ -914,6 +936,15 @@ impl HostRepo {
         let _ = std::fs::remove_file(&message_file);
         done?;
         self.resolve("HEAD").await.map(Some)
+    }
+
+    /// The size of the work tree's `path` as it is (a link's own).
+    fn size_in_work_tree(&self, path: &[u8]) -> u64 {
+        use std::os::unix::ffi::OsStrExt;
+        self.work_tree
+            .join(std::ffi::OsStr::from_bytes(path))
+            .symlink_metadata()
+            .map_or(0, |m| m.len())
     }
 
     /// Whether the work tree's `path` is a regular file or a link that no

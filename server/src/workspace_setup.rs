@@ -166,6 +166,13 @@ impl WorkspaceSetup {
         })
     }
 
+    /// The most a session's server-side repository may hold with what a
+    /// commit adds: twice what its clone may be
+    /// (`PADDOCK_SOURCE_MAX_MB`).
+    pub fn repository_max_bytes(&self) -> u64 {
+        self.clone_limits().max_bytes.saturating_mul(2)
+    }
+
     fn clone_limits(&self) -> CloneLimits {
         CloneLimits {
             max_bytes: self.config.source_max_mb.saturating_mul(1024 * 1024),

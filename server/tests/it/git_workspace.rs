@@ -983,3 +983,38 @@ async fn many_changed_files_are_listed_up_to_a_bound_and_counted() {
     assert_eq!(changes.files[0].path, "deps/f00001");
     assert_eq!(changes.files.last().unwrap().path, "deps/f05000");
 }
+
+/// What commits write lands in the session's repository on the server's
+/// disk, outside the workspace's limit: a commit that would make it hold
+/// more than twice the source limit is refused, saying why, and commits
+/// nothing; a small one goes in.
+#[tokio::test]
+async fn a_commit_that_would_make_the_repository_too_large_is_refused() {
+    let server = GitServer::start(None).await;
+    server.repo("small.git", &[("a.txt", b"a\n")]);
+    let (_model, url) = common::scripted(&json!([{"reply": "Hi."}]), Some("sk-test")).await;
+    let (_home, paddock) = common::with_model(&url, &["--source-max-mb=1"]).await;
+    let operator = Caller::local_operator();
+    let s = prepared(&paddock, source(format!("{}/small.git", server.url), None)).await;
+    as_agent(
+        &s,
+        "cd /workspace && head -c 3000000 /dev/urandom > build.bin",
+    );
+    let refused = paddock
+        .commit_changes(&operator, s.id, "The build".into())
+        .await;
+    assert!(
+        matches!(&refused, Err(AppError::Invalid(m)) if m.contains(".gitignore")),
+        "{refused:?}"
+    );
+    let changes = paddock.changes(&operator, s.id).await.unwrap();
+    assert_eq!(
+        changes.head_commit, changes.base_commit,
+        "nothing committed"
+    );
+    as_agent(&s, "cd /workspace && rm build.bin && echo small > note.txt");
+    paddock
+        .commit_changes(&operator, s.id, "A note".into())
+        .await
+        .unwrap();
+}
