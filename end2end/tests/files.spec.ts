@@ -70,10 +70,15 @@ test.describe('the agent\'s files', () => {
 test('files are uploaded by choosing them and by dropping them on the form', async ({ page, paddock }) => {
   const id = await openNewSession(page, paddock, { name: 'uploads' });
   await page.getByTestId('tab-files').click();
+  // Sent by the page, which stays as it is (its terminals open, a prompt
+  // being typed): not posted and loaded again.
+  await expect(page.locator('body[data-hydrated="true"]')).toBeAttached();
+  await page.evaluate(() => { (window as any).keptFromBefore = true; });
   await page.getByTestId('upload-input').setInputFiles({ name: 'notes.md', mimeType: 'text/markdown', buffer: Buffer.from('# Notes\n') });
   await page.getByRole('button', { name: 'Upload', exact: true }).click();
   await expect(page.getByTestId('file-list').getByRole('link', { name: 'notes.md', exact: true })).toBeVisible();
   expect(readFileSync(join(paddock.workspaces, id, 'notes.md'), 'utf8')).toBe('# Notes\n');
+  expect(await page.evaluate(() => (window as any).keptFromBefore)).toBe(true);
 
   // Into a folder, by drag and drop.
   await page.getByTestId('upload-input').setInputFiles({ name: 'seed.txt', mimeType: 'text/plain', buffer: Buffer.from('seed') });
@@ -90,9 +95,8 @@ test('files are uploaded by choosing them and by dropping them on the form', asy
   await expect(page.getByTestId('file-list').getByRole('link', { name: 'dropped.txt', exact: true })).toBeVisible();
   expect(readFileSync(join(paddock.workspaces, id, 'dropped.txt'), 'utf8')).toBe('dropped bytes');
 
-  // Deleted once asked again: kept on "Keep", gone on "Delete" (on the
-  // page the dropped files' post loaded, once it is live).
-  await expect(page.locator('body[data-hydrated="true"]')).toBeAttached();
+  // Deleted once asked again: kept on "Keep", gone on "Delete".
+  expect(await page.evaluate(() => (window as any).keptFromBefore)).toBe(true);
   const seed = page.getByTestId('file-entry').filter({ hasText: 'seed.txt' });
   await seed.getByRole('button', { name: 'Delete seed.txt' }).click();
   await expect(seed.getByTestId('confirm-delete')).toContainText('Delete seed.txt?');

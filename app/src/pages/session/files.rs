@@ -55,9 +55,11 @@ pub(super) fn FilesView(
     });
     let upload_error = move || query.read().get("error").map(|code| upload_refused(&code));
     let delete = ServerAction::<DeleteFile>::new();
+    // Uploads done from this page.
+    let uploads = RwSignal::new(0u32);
     // Listed again as files change in it, when the agent starts or ends a
     // turn (a sandbox without the agent says no changes), and after a
-    // deletion.
+    // deletion or an upload.
     let entries = Resource::new(
         move || {
             (
@@ -65,12 +67,13 @@ pub(super) fn FilesView(
                 status.get(),
                 delete.version().get(),
                 folder_changes.get(),
+                uploads.get(),
             )
         },
         move |(d, ..)| list_files(id.to_string(), d),
     );
     let disk = Resource::new(
-        move || (status.get(), delete.version().get()),
+        move || (status.get(), delete.version().get(), uploads.get()),
         move |_| workspace_disk(id.to_string()),
     );
     let shown = Resource::new(
@@ -110,7 +113,7 @@ pub(super) fn FilesView(
                     })
                 }}
             </Transition>
-            {move || (access.get() >= Access::Operate).then(|| view! { <Upload id dir /> })}
+            {move || (access.get() >= Access::Operate).then(|| view! { <Upload id dir uploads /> })}
             <Transition>
                 {move || Suspend::new(async move {
                     match shown.await {
@@ -347,12 +350,15 @@ fn Shown(id: SessionId, view: FileView) -> impl IntoView {
 }
 
 /// Files into the folder shown: chosen, or dropped on the form (which
-/// then posts itself).
+/// then sends itself). Sent by the page (`uploads` counts those done), so
+/// that it stays as it is: its terminals open, a prompt being typed; a
+/// page not running yet posts the form, and is sent back to the Files view.
 #[component]
-fn Upload(id: SessionId, dir: Memo<String>) -> impl IntoView {
+fn Upload(id: SessionId, dir: Memo<String>, uploads: RwSignal<u32>) -> impl IntoView {
     let form = NodeRef::<leptos::html::Form>::new();
     let input = NodeRef::<leptos::html::Input>::new();
     let dragging = RwSignal::new(false);
+    let failed = RwSignal::new(None::<&'static str>);
     let on_drop = move |ev: leptos::ev::DragEvent| {
         ev.prevent_default();
         dragging.set(false);
@@ -364,11 +370,32 @@ fn Upload(id: SessionId, dir: Memo<String>) -> impl IntoView {
         ) {
             if files.length() > 0 {
                 input.set_files(Some(&files));
-                let _ = form.submit();
+                let _ = form.request_submit();
             }
         }
         #[cfg(not(feature = "hydrate"))]
         let _ = (form, input);
+    };
+    let on_submit = move |ev: leptos::ev::SubmitEvent| {
+        #[cfg(feature = "hydrate")]
+        {
+            ev.prevent_default();
+            let Some(form) = form.get_untracked() else {
+                return;
+            };
+            failed.set(None);
+            leptos::task::spawn_local(async move {
+                match send_upload(id, &form).await {
+                    Ok(()) => {
+                        form.reset();
+                        uploads.update(|n| *n += 1);
+                    }
+                    Err(kind) => failed.set(Some(upload_refused(&kind))),
+                }
+            });
+        }
+        #[cfg(not(feature = "hydrate"))]
+        let _ = (ev, uploads, failed);
     };
     view! {
         <form
@@ -376,6 +403,7 @@ fn Upload(id: SessionId, dir: Memo<String>) -> impl IntoView {
             method="post"
             enctype="multipart/form-data"
             action=folder_url(id)
+            on:submit=on_submit
             data-testid="upload-form"
             on:dragover=move |ev: leptos::ev::DragEvent| { ev.prevent_default(); dragging.set(true); }
             on:dragleave=move |_| dragging.set(false)
@@ -390,6 +418,37 @@ fn Upload(id: SessionId, dir: Memo<String>) -> impl IntoView {
             <input node_ref=input id="upload-input" data-testid="upload-input" type="file" name="file" multiple required class="text-sm" />
             <button type="submit" class=PRIMARY>"Upload"</button>
             <span class="text-xs text-zinc-500 dark:text-zinc-400">"or drop files here"</span>
+            {move || failed.get().map(|m| view! { <ErrorNote message=m.to_owned() /> })}
         </form>
     }
+}
+
+/// Sends the upload form's files: `Err` with the type of the error that
+/// refused them (as [`upload_refused`] words it).
+#[cfg(feature = "hydrate")]
+async fn send_upload(id: SessionId, form: &leptos::web_sys::HtmlFormElement) -> Result<(), String> {
+    use wasm_bindgen::JsCast;
+    let unsent = String::new;
+    let data = leptos::web_sys::FormData::new_with_form(form).map_err(|_| unsent())?;
+    let init = web_sys::RequestInit::new();
+    init.set_method("POST");
+    init.set_body(&data);
+    let answered = wasm_bindgen_futures::JsFuture::from(
+        window().fetch_with_str_and_init(&folder_url(id), &init),
+    )
+    .await
+    .map_err(|_| unsent())?;
+    let response: web_sys::Response = answered.dyn_into().map_err(|_| unsent())?;
+    if response.ok() {
+        return Ok(());
+    }
+    let text = match response.text() {
+        Ok(text) => wasm_bindgen_futures::JsFuture::from(text).await.ok(),
+        Err(_) => None,
+    };
+    let kind = text
+        .and_then(|t| t.as_string())
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|body| body["error"]["type"].as_str().map(str::to_owned));
+    Err(kind.unwrap_or_default())
 }
