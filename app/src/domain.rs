@@ -1246,12 +1246,16 @@ pub enum EventKind {
         reason: Option<String>,
     },
     /// A terminal someone (`by`) opened in the sandbox, numbered in the
-    /// session; or, with `closed` saying why, its end.
+    /// session by the server (`replica`) it was opened on; or, with
+    /// `closed` saying why, its end.
     Terminal {
         number: u32,
         by: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         closed: Option<String>,
+        /// Absent in transcripts from before replicas numbered their own.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        replica: Option<String>,
     },
     /// A delivery to one of the template's triggers that started or
     /// continued this session: the sender's id for it, and how it was

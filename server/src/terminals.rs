@@ -31,6 +31,8 @@ pub struct TerminalRecord {
     tasks: tokio_util::task::TaskTracker,
     session: SessionId,
     number: u32,
+    /// The replica that numbered it (each counts its own).
+    replica: String,
     /// Who opened it, as the transcript names them.
     pub by: String,
     pub why: Option<String>,
@@ -42,11 +44,12 @@ impl Drop for TerminalRecord {
             .why
             .take()
             .unwrap_or_else(|| "the viewer left before it opened".to_owned());
-        let (journal, session, number, by) = (
+        let (journal, session, number, by, replica) = (
             self.journal.clone(),
             self.session,
             self.number,
             self.by.clone(),
+            self.replica.clone(),
         );
         tracing::info!(%session, number, "terminal closed: {why}");
         if tokio::runtime::Handle::try_current().is_ok() {
@@ -58,6 +61,7 @@ impl Drop for TerminalRecord {
                     number,
                     by,
                     closed: Some(why),
+                    replica: Some(replica),
                 };
                 let written = persistently(&CancellationToken::new(), || {
                     journal.record(session, closed.clone())
@@ -135,6 +139,7 @@ impl Paddock {
             tasks: self.terminals.tasks().clone(),
             session: id,
             number: slot.number,
+            replica: self.config.replica_name(),
             by: caller.label(),
             why: None,
         };
@@ -142,6 +147,7 @@ impl Paddock {
             number: slot.number,
             by: record.by.clone(),
             closed: None,
+            replica: Some(record.replica.clone()),
         };
         if let Err(e) = self.journal.record(id, opened).await {
             record.why = Some("its opening could not be recorded".into());

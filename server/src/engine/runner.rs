@@ -647,11 +647,12 @@ impl Runner {
         let mut closed = Vec::new();
         for found in self.sandbox.list().await? {
             let session = found.session;
-            for (number, by) in open_terminals(&*self.store, session).await? {
+            for (replica, number, by) in open_terminals(&*self.store, session).await? {
                 let end = EventKind::Terminal {
                     number,
                     by,
                     closed: Some("Paddock restarted".into()),
+                    replica,
                 };
                 self.journal.record(session, end).await?;
                 closed.push(session);
@@ -1207,8 +1208,9 @@ impl Runner {
     }
 }
 
-/// Terminal events of a session read back to tell whether one is open.
-const TERMINAL_EVENTS_READ: i64 = 64;
+/// Terminal events of a session read back to tell whether one is open:
+/// many terminals opened and closed since one still open do not hide it.
+const TERMINAL_EVENTS_READ: i64 = 1024;
 
 /// Whether the session's transcript has a terminal opened and not yet
 /// closed, among its newest terminal events.
@@ -1217,12 +1219,12 @@ async fn terminal_open(store: &dyn Store, session: SessionId) -> Result<bool, St
 }
 
 /// The terminals the session's transcript says are open (opened and not
-/// yet closed, among its newest terminal events): each one's number and
-/// who opened it.
+/// yet closed, among its newest terminal events): each one's replica (each
+/// numbers its own), number and who opened it.
 async fn open_terminals(
     store: &dyn Store,
     session: SessionId,
-) -> Result<Vec<(u32, String)>, StoreError> {
+) -> Result<Vec<(Option<String>, u32, String)>, StoreError> {
     let newest_first = store
         .events_before(session, i64::MAX, "terminal", TERMINAL_EVENTS_READ)
         .await?;
@@ -1233,12 +1235,14 @@ async fn open_terminals(
             number,
             by,
             closed: why,
+            replica,
         } = event.kind
         {
+            let key = (replica.clone(), number);
             if why.is_some() {
-                closed.insert(number);
-            } else if closed.insert(number) {
-                open.push((number, by));
+                closed.insert(key);
+            } else if closed.insert(key) {
+                open.push((replica, number, by));
             }
         }
     }

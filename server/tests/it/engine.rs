@@ -1067,18 +1067,32 @@ async fn an_unused_sandbox_is_stopped_and_the_next_prompt_starts_it_with_its_fil
     assert_eq!(output.as_deref(), Some("kept\n"), "{events:?}");
     assert!(container_running(&s));
 
-    // A terminal open (its transcript says so) keeps it running.
-    let terminal = |closed: Option<&str>| EventKind::Terminal {
+    // A terminal open (its transcript says so) keeps it running, also
+    // once another replica (numbering its own) opened and closed one of
+    // the same number.
+    let terminal = |replica: &str, closed: Option<&str>| EventKind::Terminal {
         number: 1,
         by: "Ada".into(),
         closed: closed.map(str::to_owned),
+        replica: Some(replica.to_owned()),
     };
     let store = &h.paddock.store;
-    store.append_event(s.id, &terminal(None)).await.unwrap();
+    store
+        .append_event(s.id, &terminal("a", None))
+        .await
+        .unwrap();
+    store
+        .append_event(s.id, &terminal("b", None))
+        .await
+        .unwrap();
+    store
+        .append_event(s.id, &terminal("b", Some("the shell exited (code 0)")))
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert!(container_running(&s), "stopped under an open terminal");
     store
-        .append_event(s.id, &terminal(Some("the shell exited (code 0)")))
+        .append_event(s.id, &terminal("a", Some("the shell exited (code 0)")))
         .await
         .unwrap();
     wait_container(&s, false).await;
@@ -1136,6 +1150,7 @@ async fn a_persons_sandboxes_past_the_cap_stop_the_longest_unused_or_are_refused
                 number: 1,
                 by: "ann".into(),
                 closed: None,
+                replica: None,
             },
         )
         .await

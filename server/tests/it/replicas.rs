@@ -725,7 +725,6 @@ async fn a_replica_that_lost_its_lease_while_paused_writes_and_takes_nothing() {
     use app::accounts::Caller;
     use app::api::Backend;
     use app::domain::NewSession;
-    use server::store::Leases;
     let (model, url) = crate::common::scripted(
         &json!([
             {"reply": "The first, slowly.", "chunk": 2, "delay_ms": 150},

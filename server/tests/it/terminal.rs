@@ -115,7 +115,9 @@ async fn terminal_events(paddock: &Paddock, s: &Session) -> Vec<(u32, String, Op
         .await
         .into_iter()
         .filter_map(|e| match e.kind {
-            EventKind::Terminal { number, by, closed } => Some((number, by, closed)),
+            EventKind::Terminal {
+                number, by, closed, ..
+            } => Some((number, by, closed)),
             _ => None,
         })
         .collect()
@@ -474,6 +476,7 @@ async fn terminals_end_on_record_at_shutdown_and_after_a_crash() {
                 number: 2,
                 by: "crashed".into(),
                 closed: None,
+                replica: Some("a replica of before".into()),
             },
         )
         .await

@@ -95,7 +95,9 @@ pub(super) fn EventView(
             }
             .into_any()
         }
-        EventKind::Terminal { number, by, closed } => view! {
+        EventKind::Terminal {
+            number, by, closed, ..
+        } => view! {
             <p data-testid="terminal-event" class="font-mono text-xs text-zinc-500 dark:text-zinc-400">
                 {match closed {
                     None => format!("Terminal {number} opened by {by}"),
