@@ -38,6 +38,10 @@ const SHOWN: usize = 3;
 pub struct Times {
     cron: Cron,
     zone: Tz,
+    /// Its hours are named (not `*` nor a step of it): as cron does, such
+    /// a time runs once on the night the clocks go back, not again in the
+    /// hour lived twice.
+    named_hours: bool,
 }
 
 impl Times {
@@ -55,23 +59,57 @@ impl Times {
                 schedule.timezone
             )
         })?;
-        Ok(Self { cron, zone })
+        let hours = match schedule.cron.trim() {
+            "@hourly" => "*",
+            alias if alias.starts_with('@') => "0",
+            fields => fields.split_whitespace().nth(1).unwrap_or("*"),
+        };
+        Ok(Self {
+            cron,
+            zone,
+            named_hours: !hours.contains('*'),
+        })
     }
 
     /// The first time after `t`, if any is left.
-    pub fn next_after(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        self.cron
-            .find_next_occurrence(&t.with_timezone(&self.zone), false)
-            .ok()
-            .map(|at| at.with_timezone(&Utc))
+    pub fn next_after(&self, mut t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        loop {
+            let at = self
+                .cron
+                .find_next_occurrence(&t.with_timezone(&self.zone), false)
+                .ok()?
+                .with_timezone(&Utc);
+            if !self.lived_again(at) {
+                return Some(at);
+            }
+            t = at;
+        }
     }
 
     /// The last time at or before `t`.
-    fn latest_at(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        self.cron
-            .find_previous_occurrence(&t.with_timezone(&self.zone), true)
-            .ok()
-            .map(|at| at.with_timezone(&Utc))
+    fn latest_at(&self, mut t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let mut inclusive = true;
+        loop {
+            let at = self
+                .cron
+                .find_previous_occurrence(&t.with_timezone(&self.zone), inclusive)
+                .ok()?
+                .with_timezone(&Utc);
+            if !self.lived_again(at) {
+                return Some(at);
+            }
+            (t, inclusive) = (at, false);
+        }
+    }
+
+    /// Whether `at` is a time of named hours in the hour lived a second
+    /// time as the clocks go back (its wall-clock time came an hour ago).
+    fn lived_again(&self, at: DateTime<Utc>) -> bool {
+        use chrono::{LocalResult, TimeZone};
+        let wall = at.with_timezone(&self.zone).naive_local();
+        self.named_hours
+            && matches!(self.zone.from_local_datetime(&wall),
+                LocalResult::Ambiguous(first, _) if first.with_timezone(&Utc) != at)
     }
 
     /// The next [`SHOWN`] times after `t`.
@@ -370,5 +408,44 @@ mod tests {
         ] {
             assert!(times(cron, zone).is_err(), "{cron} {zone}");
         }
+    }
+
+    /// The night the clocks go back, 1:30 comes twice in New York: a time
+    /// of named hours runs once (the first), as cron runs it, whether it
+    /// names one hour or several; one of every hour runs each hour lived.
+    #[test]
+    fn a_time_of_named_hours_runs_once_when_the_clocks_go_back() {
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        let first_three = |cron: &str, from: &str| {
+            let t = times(cron, "America/New_York").unwrap();
+            std::iter::successors(t.next_after(at(from)), |x| t.next_after(*x))
+                .take(3)
+                .collect::<Vec<_>>()
+        };
+        let back = "2026-11-01T03:00:00Z";
+        for cron in ["30 1,13 * * *", "30 1-2 * * *", "30 1 * * *"] {
+            let runs = first_three(cron, back);
+            assert_eq!(runs[0], at("2026-11-01T05:30:00Z"), "{cron}");
+            assert!(
+                !runs.contains(&at("2026-11-01T06:30:00Z")),
+                "{cron}: {runs:?}"
+            );
+        }
+        assert_eq!(
+            first_three("30 * * * *", back),
+            [
+                at("2026-11-01T03:30:00Z"),
+                at("2026-11-01T04:30:00Z"),
+                at("2026-11-01T05:30:00Z")
+            ]
+        );
+        assert!(first_three("*/30 * * * *", "2026-11-01T05:50:00Z")
+            .contains(&at("2026-11-01T06:30:00Z")));
+        // The latest time due, seen from the hour lived again: the first.
+        let named = times("30 1,13 * * *", "America/New_York").unwrap();
+        assert_eq!(
+            named.latest_at(at("2026-11-01T06:45:00Z")),
+            Some(at("2026-11-01T05:30:00Z"))
+        );
     }
 }
