@@ -384,11 +384,17 @@ impl WorkspaceSetup {
                     std::path::PathBuf::from(&checked.host),
                     folder.root().to_path_buf(),
                 );
-                let (max, reader) = (self.clone_limits().max_bytes, folder.owner());
-                let copied =
-                    tokio::task::spawn_blocking(move || copy_tree(&from, &to, max, reader))
-                        .await
-                        .map_err(|e| SetupError::passing(e.to_string()))??;
+                let limits = self.clone_limits();
+                let (max, limit, reader) = (limits.max_bytes, limits.timeout, folder.owner());
+                let copying = tokio::task::spawn_blocking(move || {
+                    copy_tree(&from, &to, (max, limit), reader)
+                });
+                // Not waited for past its time (a folder on a network
+                // filesystem that hangs): what it copied is undone.
+                let copied = tokio::time::timeout(limits.timeout + Duration::from_secs(1), copying)
+                    .await
+                    .map_err(|_| copy_too_long(limits.timeout))?
+                    .map_err(|e| SetupError::passing(e.to_string()))??;
                 Ok((vec![format!("copied {copied} files from {path}")], None))
             }
             WorkspaceSource::Git { url, rev, .. } => {
@@ -588,10 +594,17 @@ fn write_skill(
 /// Copies a host folder's folders and regular files (links and special
 /// files are left out) into the workspace folder `to`, which must be
 /// there (a workspace deleted meanwhile is not made again); how many
-/// files. Refuses more than `max` bytes. With a `reader` (the sandbox
-/// user), only what it may read is copied: what it would find in the same
-/// folder mounted, not what the server's own user may read.
-fn copy_tree(from: &Path, to: &Path, max: u64, reader: Option<u32>) -> Result<usize, SetupError> {
+/// files. Refuses more than `max` bytes, or to go on past `limit`. With a
+/// `reader` (the sandbox user), only what it may read is copied: what it
+/// would find in the same folder mounted, not what the server's own user
+/// may read.
+fn copy_tree(
+    from: &Path,
+    to: &Path,
+    (max, limit): (u64, Duration),
+    reader: Option<u32>,
+) -> Result<usize, SetupError> {
+    let until = Instant::now() + limit;
     use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
     let fail = |e: std::io::Error| SetupError::passing(format!("cannot copy the folder: {e}"));
     let readable = |meta: &std::fs::Metadata| reader.is_none_or(|uid| may_read(meta, uid));
@@ -607,6 +620,9 @@ fn copy_tree(from: &Path, to: &Path, max: u64, reader: Option<u32>) -> Result<us
             std::fs::create_dir(to.join(&rel)).map_err(fail)?;
         }
         for entry in std::fs::read_dir(from.join(&rel)).map_err(fail)? {
+            if Instant::now() > until {
+                return Err(copy_too_long(limit));
+            }
             let entry = entry.map_err(fail)?;
             // As the entry is, a link not followed.
             let meta = entry.metadata().map_err(fail)?;
@@ -645,6 +661,15 @@ fn copy_tree(from: &Path, to: &Path, max: u64, reader: Option<u32>) -> Result<us
     Ok(files)
 }
 
+/// Why a copy that outlasted `limit` was given up.
+fn copy_too_long(limit: Duration) -> SetupError {
+    SetupError::lasting(format!(
+        "the folder took longer than {} s to copy, as long as a source may take \
+         (PADDOCK_GIT_TIMEOUT_SECS)",
+        limit.as_secs()
+    ))
+}
+
 /// Whether user `uid`, whose group has the same number and who has no
 /// other, may read a file, or list and enter a folder, of `meta` (its
 /// owner's, group's or others' mode bits, as the kernel chooses them).
@@ -676,6 +701,7 @@ mod tests {
     #[test]
     fn a_folder_is_copied_as_the_sandbox_user_would_read_it() {
         const READER: u32 = 10001;
+        const MINUTE: Duration = Duration::from_secs(60);
         let from = tempfile::tempdir().unwrap();
         let f = |p: &str| from.path().join(p);
         mode(from.path(), 0o755);
@@ -703,7 +729,7 @@ mod tests {
         symlink("/etc/shadow", f("shadow")).unwrap();
 
         let to = tempfile::tempdir().unwrap();
-        let copied = copy_tree(from.path(), to.path(), 1 << 20, Some(READER)).unwrap();
+        let copied = copy_tree(from.path(), to.path(), (1 << 20, MINUTE), Some(READER)).unwrap();
         assert_eq!(copied, 4);
         let t = |p: &str| to.path().join(p);
         assert_eq!(
@@ -721,21 +747,25 @@ mod tests {
         // the server may read.
         let all = tempfile::tempdir().unwrap();
         assert_eq!(
-            copy_tree(from.path(), all.path(), 1 << 20, None).unwrap(),
+            copy_tree(from.path(), all.path(), (1 << 20, MINUTE), None).unwrap(),
             7
         );
 
         // A folder the reader may not list is not copied at all.
         mode(from.path(), 0o700);
         let closed = tempfile::tempdir().unwrap();
-        assert!(copy_tree(from.path(), closed.path(), 1 << 20, Some(READER)).is_err());
+        assert!(copy_tree(from.path(), closed.path(), (1 << 20, MINUTE), Some(READER)).is_err());
         mode(from.path(), 0o755);
         // More than the limit is refused.
         let small = tempfile::tempdir().unwrap();
-        assert!(copy_tree(from.path(), small.path(), 8, Some(READER)).is_err());
+        assert!(copy_tree(from.path(), small.path(), (8, MINUTE), Some(READER)).is_err());
+        // Past its time, it stops.
+        let late = tempfile::tempdir().unwrap();
+        let stopped = copy_tree(from.path(), late.path(), (1 << 20, Duration::ZERO), None);
+        assert!(matches!(stopped, Err(e) if e.to_string().contains("longer than")));
         // A workspace deleted meanwhile is not made again.
         let gone = to.path().join("gone");
-        assert!(copy_tree(from.path(), &gone, 1 << 20, Some(READER)).is_err());
+        assert!(copy_tree(from.path(), &gone, (1 << 20, MINUTE), Some(READER)).is_err());
         assert!(!gone.exists());
     }
 }
