@@ -157,6 +157,14 @@ pub struct HostRepo {
     pub work_tree: PathBuf,
 }
 
+/// [`folder_size`] off the async threads.
+async fn size_of(path: &Path) -> u64 {
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || folder_size(&path))
+        .await
+        .unwrap_or(0)
+}
+
 /// Size of a folder's files, following no links.
 fn folder_size(path: &Path) -> u64 {
     let mut total = 0;
@@ -436,11 +444,7 @@ async fn run(
             }
             () = tokio::time::sleep(Duration::from_millis(200)), if too_large.is_some() => {
                 if let Some((path, max)) = too_large {
-                    let path = path.to_path_buf();
-                    let size = tokio::task::spawn_blocking(move || folder_size(&path))
-                        .await
-                        .unwrap_or(0);
-                    if size > max {
+                    if size_of(path).await > max {
                         group.kill();
                         let _ = child.kill().await;
                         return Err(GitError::TooLarge(max));
@@ -456,11 +460,7 @@ async fn run(
     }
     // A transfer quicker than the watch is measured once it is done.
     if let Some((path, max)) = too_large.filter(|_| status.success()) {
-        let path = path.to_path_buf();
-        let size = tokio::task::spawn_blocking(move || folder_size(&path))
-            .await
-            .unwrap_or(0);
-        if size > max {
+        if size_of(path).await > max {
             return Err(GitError::TooLarge(max));
         }
     }
@@ -884,16 +884,24 @@ impl HostRepo {
             .chain(untracked)
             .partition(|p| self.keepable(p));
         // Each commit writes what it adds into the repository on the
-        // server's disk (and nothing prunes it): a file the agent makes
-        // again and again, committed each time, would fill it.
-        let adding: u64 = add.iter().map(|p| self.size_in_work_tree(p)).sum();
-        let held = folder_size(&self.git_dir);
-        if adding.saturating_add(held) > max_bytes {
-            return Err(GitError::CommitTooLarge {
-                adding,
-                held,
-                max: max_bytes,
-            });
+        // server's disk: a file the agent makes again and again, committed
+        // each time, would fill it. Past the most, the repository is
+        // packed first (its objects are loose files until then); a commit
+        // that adds nothing (it removes) is never refused.
+        let adding = self.sizes_in_work_tree(&add).await;
+        let mut held = size_of(&self.git_dir).await;
+        if adding > 0 && adding.saturating_add(held) > max_bytes {
+            let mut pack = self.git(None);
+            pack.args(["gc", "--quiet", "--prune=now"]);
+            run("gc", pack, limit, None).await?;
+            held = size_of(&self.git_dir).await;
+            if adding.saturating_add(held) > max_bytes {
+                return Err(GitError::CommitTooLarge {
+                    adding,
+                    held,
+                    max: max_bytes,
+                });
+            }
         }
         // Removals first; an addition may replace a folder by a file.
         for (paths, how) in [(remove, "--force-remove"), (add, "--add --replace")] {
@@ -938,13 +946,21 @@ impl HostRepo {
         self.resolve("HEAD").await.map(Some)
     }
 
-    /// The size of the work tree's `path` as it is (a link's own).
-    fn size_in_work_tree(&self, path: &[u8]) -> u64 {
+    /// The sizes of the work tree's `paths` as they are (a link's own),
+    /// added up off the async threads.
+    async fn sizes_in_work_tree(&self, paths: &[GitPath]) -> u64 {
         use std::os::unix::ffi::OsStrExt;
-        self.work_tree
-            .join(std::ffi::OsStr::from_bytes(path))
-            .symlink_metadata()
-            .map_or(0, |m| m.len())
+        let at: Vec<PathBuf> = paths
+            .iter()
+            .map(|p| self.work_tree.join(std::ffi::OsStr::from_bytes(p)))
+            .collect();
+        tokio::task::spawn_blocking(move || {
+            at.iter()
+                .map(|p| p.symlink_metadata().map_or(0, |m| m.len()))
+                .sum()
+        })
+        .await
+        .unwrap_or(0)
     }
 
     /// Whether the work tree's `path` is a regular file or a link that no

@@ -143,11 +143,13 @@ impl WorkspaceSetup {
     /// the server prepares it and host-side git reads it; refused for a
     /// sandbox on a remote Docker host.
     pub async fn host_folder(&self, session: SessionId) -> Result<ConfinedFolder, AppError> {
-        let folder = self
-            .sandbox
-            .host_folder(session)
-            .await
-            .map_err(|e| AppError::Unavailable(e.to_string()))?;
+        let folder = self.sandbox.host_folder(session).await.map_err(|e| {
+            // Its words name this host's paths: in the log only.
+            tracing::warn!(%session, "{e}");
+            AppError::Unavailable(
+                "The workspace cannot be mounted: the server's log says why.".into(),
+            )
+        })?;
         folder.ok_or_else(|| {
             AppError::Invalid(
                 "This server's sandboxes are on a remote Docker host, where it cannot prepare \
@@ -604,8 +606,10 @@ fn copy_tree(
     (max, limit): (u64, Duration),
     reader: Option<u32>,
 ) -> Result<usize, SetupError> {
+    use std::io::{Read, Write};
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
     let until = Instant::now() + limit;
-    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let late = || Instant::now() > until;
     let fail = |e: std::io::Error| SetupError::passing(format!("cannot copy the folder: {e}"));
     let readable = |meta: &std::fs::Metadata| reader.is_none_or(|uid| may_read(meta, uid));
     if !readable(&std::fs::metadata(from).map_err(fail)?) {
@@ -620,7 +624,7 @@ fn copy_tree(
             std::fs::create_dir(to.join(&rel)).map_err(fail)?;
         }
         for entry in std::fs::read_dir(from.join(&rel)).map_err(fail)? {
-            if Instant::now() > until {
+            if late() {
                 return Err(copy_too_long(limit));
             }
             let entry = entry.map_err(fail)?;
@@ -640,20 +644,38 @@ fn copy_tree(
                         max / (1024 * 1024)
                     )));
                 }
-                // Not through a link that took the file's place since.
-                let mut source = std::fs::OpenOptions::new()
+                // Not through a link, nor a pipe, that took the file's place
+                // since (opening a pipe would wait for a writer).
+                let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK;
+                let source = std::fs::OpenOptions::new()
                     .read(true)
-                    .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+                    .custom_flags(flags.bits() as i32)
                     .open(entry.path())
                     .map_err(fail)?;
+                if !source.metadata().map_err(fail)?.is_file() {
+                    continue;
+                }
                 let mut copy = std::fs::OpenOptions::new()
                     .write(true)
                     .create_new(true)
-                    .mode(meta.mode() & 0o777)
+                    .mode(0o600)
                     .open(to.join(&rel))
                     .map_err(fail)?;
-                std::io::copy(&mut std::io::Read::take(&mut source, meta.len()), &mut copy)
+                // Its mode as it is (not as the umask would leave it).
+                copy.set_permissions(std::fs::Permissions::from_mode(meta.mode() & 0o777))
                     .map_err(fail)?;
+                // A part at a time, within the time it has.
+                let (mut source, mut part) = (source.take(meta.len()), vec![0; 1 << 20]);
+                loop {
+                    let read = source.read(&mut part).map_err(fail)?;
+                    if read == 0 {
+                        break;
+                    }
+                    copy.write_all(&part[..read]).map_err(fail)?;
+                    if late() {
+                        return Err(copy_too_long(limit));
+                    }
+                }
                 files += 1;
             }
         }
@@ -700,6 +722,10 @@ mod tests {
     /// folder mounted, and no more: the server reads it as root.
     #[test]
     fn a_folder_is_copied_as_the_sandbox_user_would_read_it() {
+        if !rustix::process::geteuid().is_root() {
+            eprintln!("skipped: files are given to another user only as root");
+            return;
+        }
         const READER: u32 = 10001;
         const MINUTE: Duration = Duration::from_secs(60);
         let from = tempfile::tempdir().unwrap();
@@ -709,6 +735,8 @@ mod tests {
         std::fs::write(f("src/deep/main.rs"), "fn main() {}").unwrap();
         std::fs::write(f("run.sh"), "#!/bin/sh").unwrap();
         mode(&f("run.sh"), 0o755);
+        std::fs::write(f("shared"), "s").unwrap();
+        mode(&f("shared"), 0o666);
         // Root's own, and closed to others: a file, and a folder.
         std::fs::write(f(".env"), "KEY=secret").unwrap();
         mode(&f(".env"), 0o600);
@@ -730,7 +758,7 @@ mod tests {
 
         let to = tempfile::tempdir().unwrap();
         let copied = copy_tree(from.path(), to.path(), (1 << 20, MINUTE), Some(READER)).unwrap();
-        assert_eq!(copied, 4);
+        assert_eq!(copied, 5);
         let t = |p: &str| to.path().join(p);
         assert_eq!(
             std::fs::read_to_string(t("src/deep/main.rs")).unwrap(),
@@ -738,8 +766,11 @@ mod tests {
         );
         assert_eq!(std::fs::read_to_string(t("mine")).unwrap(), "m");
         assert_eq!(std::fs::read_to_string(t("ours")).unwrap(), "o");
-        let executable = std::fs::metadata(t("run.sh")).unwrap().permissions().mode();
-        assert_eq!(executable & 0o777, 0o755);
+        // Modes as they are, not as the umask leaves them.
+        for (copy, kept) in [("run.sh", 0o755), ("shared", 0o666)] {
+            let mode = std::fs::metadata(t(copy)).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, kept, "{copy}");
+        }
         for left in [".env", "private", "not-mine", "shadow"] {
             assert!(std::fs::symlink_metadata(t(left)).is_err(), "{left}");
         }
@@ -748,7 +779,7 @@ mod tests {
         let all = tempfile::tempdir().unwrap();
         assert_eq!(
             copy_tree(from.path(), all.path(), (1 << 20, MINUTE), None).unwrap(),
-            7
+            8
         );
 
         // A folder the reader may not list is not copied at all.

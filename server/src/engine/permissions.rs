@@ -282,28 +282,36 @@ impl Permissions {
     }
 
     /// Closes a request stored before a restart that its resumed run does
-    /// not ask again (the session's mode or its tools changed since):
-    /// decided `expired`, saying why, and no longer listened for.
+    /// not ask again (the session's mode or its tools changed since), no
+    /// longer listened for: with the decision someone made since the
+    /// restart (its verdict, which stands), else decided `expired`, saying
+    /// why (`None`).
     pub async fn withdraw(
         &self,
         session: SessionId,
         request_id: &str,
+        tool: &str,
         why: &str,
-    ) -> Result<(), RunError> {
-        lock(&self.recovered).remove(request_id);
+    ) -> Result<Option<Verdict>, RunError> {
+        let made = lock(&self.recovered)
+            .remove(request_id)
+            .and_then(|mut answer| answer.try_recv().ok());
         lock(&self.pending).remove(request_id);
-        self.journal
-            .record(
+        let expired = Ruling {
+            decision: Decision::Expired,
+            reason: Some(why.to_owned()),
+            by: None,
+        };
+        let decided = made.is_some();
+        let verdict = self
+            .settle(
                 session,
-                EventKind::PermissionDecision {
-                    request_id: request_id.to_owned(),
-                    decision: Decision::Expired,
-                    reason: Some(why.to_owned()),
-                    by: None,
-                },
+                request_id.to_owned(),
+                tool,
+                made.unwrap_or(expired),
             )
             .await?;
-        Ok(())
+        Ok(decided.then_some(verdict))
     }
 
     /// Answers a pending permission request; a request is decided once.
@@ -377,11 +385,7 @@ impl Permissions {
             () = cancel.cancelled() => None,
         };
         lock(&self.pending).remove(&request_id);
-        let Ruling {
-            decision,
-            reason,
-            by,
-        } = match answer {
+        let ruling = match answer {
             None => return Err(RunError::Stopped),
             Some(Ok(Ok(answer))) => answer,
             Some(_) => Ruling {
@@ -390,6 +394,26 @@ impl Permissions {
                 by: None,
             },
         };
+        let verdict = self.settle(session, request_id, tool, ruling).await?;
+        self.journal
+            .set_status(session, SessionStatus::Running, None)
+            .await?;
+        Ok(verdict)
+    }
+
+    /// Records how a request was decided (a tool allowed for the session
+    /// is allowed from now on): whether the tool may run, and why not.
+    async fn settle(
+        &self,
+        session: SessionId,
+        request_id: String,
+        tool: &str,
+        Ruling {
+            decision,
+            reason,
+            by,
+        }: Ruling,
+    ) -> Result<Verdict, RunError> {
         if decision == Decision::AllowSession {
             lock(&self.allowed)
                 .entry(session)
@@ -406,9 +430,6 @@ impl Permissions {
                     by,
                 },
             )
-            .await?;
-        self.journal
-            .set_status(session, SessionStatus::Running, None)
             .await?;
         Ok((
             matches!(decision, Decision::Allow | Decision::AllowSession),

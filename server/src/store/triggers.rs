@@ -6,7 +6,7 @@
 
 use super::{Result, SealedSecret};
 use app::domain::{Event, EventKind, SessionId, TemplateId};
-use app::triggers::{Delivery, Trigger, TriggerDraft, TriggerId};
+use app::triggers::{Delivery, Trigger, TriggerDraft, TriggerId, TriggerKind};
 use chrono::{DateTime, Utc};
 
 /// Deliveries listed at most, newest first.
@@ -21,12 +21,16 @@ pub struct SealedTriggerSecrets {
     pub previous: Option<String>,
 }
 
-/// Deliveries kept in the log, in days.
+/// Deliveries kept in the log, in days: the deliveries of a sender that
+/// signs no time (Twilio) are kept for good, as their ids alone refuse a
+/// request replayed any later ([`forget_deliveries_before`]).
 pub const DELIVERIES_KEPT_DAYS: i64 = 30;
-/// Deliveries whose ids begin so are kept for good, not
-/// [`DELIVERIES_KEPT_DAYS`]: those of a sender that signs no time
-/// (Twilio), whose id alone refuses a request replayed any later.
-pub const KEPT_FOR_GOOD: &str = "twilio-";
+
+/// Before when a trigger of `kind` forgets the deliveries it answered:
+/// never, for a sender that signs no time.
+pub fn forget_deliveries_before(kind: TriggerKind) -> Option<DateTime<Utc>> {
+    (kind != TriggerKind::Twilio).then(|| Utc::now() - chrono::Duration::days(DELIVERIES_KEPT_DAYS))
+}
 
 /// When a trigger's schedule runs next, written with the trigger.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -153,9 +157,14 @@ pub trait Triggers {
         prompt: &EventKind,
     ) -> Result<DeliveredPrompt>;
     /// Records how a delivery `claim` holds was answered (`false` when it
-    /// no longer holds it), and forgets answered deliveries older than
-    /// [`DELIVERIES_KEPT_DAYS`].
-    async fn finish_delivery(&self, delivery: &Delivery, claim: &str) -> Result<bool>;
+    /// no longer holds it), and forgets the trigger's deliveries received
+    /// before `forget_before` ([`forget_deliveries_before`]).
+    async fn finish_delivery(
+        &self,
+        delivery: &Delivery,
+        claim: &str,
+        forget_before: Option<DateTime<Utc>>,
+    ) -> Result<bool>;
     /// Keeps a claimed delivery's handling alive: its claim is as new as
     /// now (its `received_at`), so that a long handling is not taken for
     /// abandoned. `false` when `claim` no longer holds it.
@@ -209,4 +218,23 @@ pub trait Triggers {
     /// The session of the trigger's newest delivery that has one (being
     /// handled or answered).
     async fn last_session(&self, trigger: TriggerId) -> Result<Option<SessionId>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sender_that_signs_no_time_has_its_deliveries_kept_for_good() {
+        assert_eq!(forget_deliveries_before(TriggerKind::Twilio), None);
+        let month_ago = Utc::now() - chrono::Duration::days(DELIVERIES_KEPT_DAYS);
+        for kind in [
+            TriggerKind::Webhook,
+            TriggerKind::Github,
+            TriggerKind::Schedule,
+        ] {
+            let before = forget_deliveries_before(kind).unwrap();
+            assert!((before - month_ago).num_seconds().abs() < 5, "{kind:?}");
+        }
+    }
 }

@@ -20,7 +20,7 @@ pub mod twilio;
 
 use crate::engine::QUEUED_PROMPTS_MAX;
 use crate::paddock::Paddock;
-use crate::store::triggers::{Claim, ConversationClaim, Delivered};
+use crate::store::triggers::{forget_deliveries_before, Claim, ConversationClaim, Delivered};
 use crate::template_renderers::Failed;
 use crate::vault::SecretOf;
 use crate::workspace_files::Upload;
@@ -769,7 +769,12 @@ impl Paddock {
             outcome,
             session,
         };
-        if !self.store.finish_delivery(&delivery, &claim).await? {
+        let forget_before = forget_deliveries_before(trigger.draft.kind);
+        if !self
+            .store
+            .finish_delivery(&delivery, &claim, forget_before)
+            .await?
+        {
             // Taken over meanwhile: the one that holds it now answers it.
             return Ok(Answer::busy("A delivery with this id"));
         }

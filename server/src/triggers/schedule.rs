@@ -11,7 +11,7 @@
 
 use super::{Opened, Said, Verified};
 use crate::paddock::Paddock;
-use crate::store::triggers::{Claim, NextRun};
+use crate::store::triggers::{forget_deliveries_before, Claim, NextRun};
 use app::domain::{AppError, SessionId, SessionStatus};
 use app::triggers::{Delivery, MissedRuns, Schedule, Trigger, TriggerDraft, TriggerId};
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -359,7 +359,10 @@ impl Paddock {
                 outcome: why,
                 session: None,
             };
-            self.store.finish_delivery(&skipped, &claim).await?;
+            let forget_before = forget_deliveries_before(trigger.draft.kind);
+            self.store
+                .finish_delivery(&skipped, &claim, forget_before)
+                .await?;
         }
         Ok(())
     }

@@ -8,7 +8,6 @@
 
 use super::form::Form;
 use super::Verified;
-use crate::store::triggers::KEPT_FOR_GOOD;
 use axum::http::HeaderMap;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -80,7 +79,7 @@ pub fn verify(
             mac.update(&text);
             if mac.verify_slice(&signature).is_ok() {
                 return Ok(Verified {
-                    id: format!("{KEPT_FOR_GOOD}{sid}"),
+                    id: format!("twilio-{sid}"),
                     how: "Twilio: HMAC-SHA1 of the URL and the form under the Auth Token \
                           (X-Twilio-Signature)"
                         .into(),

@@ -1017,4 +1017,25 @@ async fn a_commit_that_would_make_the_repository_too_large_is_refused() {
         .commit_changes(&operator, s.id, "A note".into())
         .await
         .unwrap();
+    // Near the most: what would pass it is refused, and a commit that only
+    // removes never is.
+    as_agent(
+        &s,
+        "cd /workspace && head -c 1500000 /dev/urandom > half.bin",
+    );
+    paddock
+        .commit_changes(&operator, s.id, "Half".into())
+        .await
+        .unwrap();
+    as_agent(
+        &s,
+        "cd /workspace && head -c 700000 /dev/urandom > more.bin",
+    );
+    let refused = paddock.commit_changes(&operator, s.id, "More".into()).await;
+    assert!(matches!(&refused, Err(AppError::Invalid(_))), "{refused:?}");
+    as_agent(&s, "cd /workspace && rm half.bin more.bin");
+    paddock
+        .commit_changes(&operator, s.id, "Less".into())
+        .await
+        .unwrap();
 }

@@ -1070,9 +1070,9 @@ async fn triggers_claim_each_delivery_once_and_keep_their_conversations() {
             session: Some(session),
         };
         // Only the claim's holder finishes it.
-        assert!(!store.finish_delivery(&done, "c2").await.unwrap());
+        assert!(!store.finish_delivery(&done, "c2", None).await.unwrap());
         assert_eq!(store.delivery(id, "d1").await.unwrap().unwrap().status, 0);
-        assert!(store.finish_delivery(&done, "c1").await.unwrap());
+        assert!(store.finish_delivery(&done, "c1", None).await.unwrap());
         let Claim::Seen(seen) = store
             .claim_delivery(id, "d1", "c3", long_ago)
             .await
@@ -1081,35 +1081,33 @@ async fn triggers_claim_each_delivery_once_and_keep_their_conversations() {
             panic!("{db}: claimed twice");
         };
         assert_eq!((seen.status, seen.session), (202, Some(session)));
-        // The log keeps 30 days, but the id of a sender that signs no time
-        // (Twilio) for good: it alone refuses a request replayed later.
+        // Deliveries received before the time given are forgotten; with
+        // none (a sender that signs no time: Twilio), each is kept.
         let raw = sqlx::AnyPool::connect(url).await.unwrap();
-        for old in ["old-1", "twilio-SM00000000000000000000000000000001"] {
-            store
-                .claim_delivery(id, old, "c-old", long_ago)
-                .await
-                .unwrap();
-            let answered = Delivery {
-                id: old.into(),
-                ..done.clone()
-            };
-            assert!(store.finish_delivery(&answered, "c-old").await.unwrap());
-            let aged = (Utc::now() - chrono::Duration::days(40))
-                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-            sqlx::query("UPDATE trigger_deliveries SET received_at = $1 WHERE delivery_id = $2")
-                .bind(aged)
-                .bind(old)
-                .execute(&raw)
-                .await
-                .unwrap();
-        }
-        store.finish_delivery(&done, "c1").await.unwrap();
-        assert!(store.delivery(id, "old-1").await.unwrap().is_none(), "{db}");
-        let kept = store
-            .delivery(id, "twilio-SM00000000000000000000000000000001")
+        store
+            .claim_delivery(id, "old-1", "c-old", long_ago)
             .await
             .unwrap();
-        assert_eq!(kept.map(|d| d.status), Some(202), "{db}");
+        let answered = Delivery {
+            id: "old-1".into(),
+            ..done.clone()
+        };
+        assert!(store
+            .finish_delivery(&answered, "c-old", None)
+            .await
+            .unwrap());
+        let aged = (Utc::now() - chrono::Duration::days(40))
+            .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        sqlx::query("UPDATE trigger_deliveries SET received_at = $1 WHERE delivery_id = 'old-1'")
+            .bind(aged)
+            .execute(&raw)
+            .await
+            .unwrap();
+        store.finish_delivery(&done, "c1", None).await.unwrap();
+        assert!(store.delivery(id, "old-1").await.unwrap().is_some(), "{db}");
+        let month_ago = Some(Utc::now() - chrono::Duration::days(30));
+        store.finish_delivery(&done, "c1", month_ago).await.unwrap();
+        assert!(store.delivery(id, "old-1").await.unwrap().is_none(), "{db}");
         // One given up is handled again at once, with the session it made
         // and whether it queued its prompt; one being handled since before
         // `abandoned_before` is taken over.
@@ -1179,7 +1177,7 @@ async fn triggers_claim_each_delivery_once_and_keep_their_conversations() {
         assert_eq!(queued(real).await, (2, 1), "{db}");
         store.abandon_delivery(id, "d2", "c4").await.unwrap();
         // A finish forgets only old answered ones, not one given up.
-        store.finish_delivery(&done, "c1").await.unwrap();
+        store.finish_delivery(&done, "c1", None).await.unwrap();
         assert_eq!(
             store
                 .claim_delivery(id, "d2", "c5", long_ago)
@@ -1213,8 +1211,7 @@ async fn triggers_claim_each_delivery_once_and_keep_their_conversations() {
                 .unwrap(),
             DeliveredPrompt::Taken
         ));
-        // (d1, and the Twilio message kept for good.)
-        assert_eq!(store.deliveries(id).await.unwrap().len(), 2, "{db}");
+        assert_eq!(store.deliveries(id).await.unwrap().len(), 1, "{db}");
         // A handling that renews its claim is not taken for abandoned by
         // one that began after it did, however long it takes.
         let began = Utc::now();

@@ -403,14 +403,20 @@ impl NativeEngine {
         };
         let asks = access.and_then(|a| needs_approval(mode, a)) == Some(true);
         if let (Some((request_id, _)), false) = (&call.request, asks) {
-            self.permissions
+            let decided = self
+                .permissions
                 .withdraw(
                     session,
                     request_id,
+                    name,
                     "The session does not ask for it any more (its permission mode or its \
                      tools changed while the server restarted).",
                 )
                 .await?;
+            // Denied by someone meanwhile: it stays denied.
+            if let Some((false, reason)) = decided {
+                return Ok((denial(name, reason), true, false));
+            }
         }
         let Some(access) = access else {
             return Ok((format!("Unknown tool {name:?}."), true, false));

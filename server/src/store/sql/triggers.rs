@@ -4,7 +4,7 @@ use super::leases::queue_prompt_in;
 use super::{append_in, hold_key_check, timestamp, SqlStore, StoredTime};
 use crate::store::triggers::{
     Claim, ConversationClaim, Delivered, DeliveredPrompt, NextRun, SealedTriggerSecrets, Triggers,
-    DELIVERIES_KEPT_DAYS, DELIVERIES_LISTED, KEPT_FOR_GOOD,
+    DELIVERIES_LISTED,
 };
 use crate::store::{Result, SealedSecret, StoreError};
 use app::domain::{EventKind, SessionId, TemplateId};
@@ -327,7 +327,12 @@ impl Triggers for SqlStore {
         Ok(DeliveredPrompt::Queued(Box::new([record, prompt])))
     }
 
-    async fn finish_delivery(&self, d: &Delivery, claim: &str) -> Result<bool> {
+    async fn finish_delivery(
+        &self,
+        d: &Delivery,
+        claim: &str,
+        forget_before: Option<DateTime<Utc>>,
+    ) -> Result<bool> {
         let done = sqlx::query(
             "UPDATE trigger_deliveries SET status = $1, outcome = $2, session_id = $3 \
              WHERE trigger_id = $4 AND delivery_id = $5 AND claim = $6 AND status = 0",
@@ -340,18 +345,17 @@ impl Triggers for SqlStore {
         .bind(claim)
         .execute(&self.pool)
         .await?;
-        let kept_from = Utc::now() - chrono::Duration::days(DELIVERIES_KEPT_DAYS);
         // Also those left unfinished (busy, failed, a crash): one still
         // being made renews its time.
-        sqlx::query(
-            "DELETE FROM trigger_deliveries \
-             WHERE trigger_id = $1 AND received_at < $2 AND delivery_id NOT LIKE $3",
-        )
-        .bind(d.trigger.to_string())
-        .bind(timestamp(kept_from))
-        .bind(format!("{KEPT_FOR_GOOD}%"))
-        .execute(&self.pool)
-        .await?;
+        if let Some(before) = forget_before {
+            sqlx::query(
+                "DELETE FROM trigger_deliveries WHERE trigger_id = $1 AND received_at < $2",
+            )
+            .bind(d.trigger.to_string())
+            .bind(timestamp(before))
+            .execute(&self.pool)
+            .await?;
+        }
         Ok(done.rows_affected() > 0)
     }
 
