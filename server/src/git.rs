@@ -885,16 +885,20 @@ impl HostRepo {
             .partition(|p| self.keepable(p));
         // Each commit writes what it adds into the repository on the
         // server's disk: a file the agent makes again and again, committed
-        // each time, would fill it. Past the most, the repository is
-        // packed first (its objects are loose files until then); a commit
-        // that adds nothing (it removes) is never refused.
+        // each time, would fill it. Past the most, its loose objects are
+        // packed first (what a failed packing leaves is only measured); a
+        // commit that adds nothing (it removes) is never refused.
         let adding = self.sizes_in_work_tree(&add).await;
         let mut held = size_of(&self.git_dir).await;
         if adding > 0 && adding.saturating_add(held) > max_bytes {
-            let mut pack = self.git(None);
-            pack.args(["gc", "--quiet", "--prune=now"]);
-            run("gc", pack, limit, None).await?;
-            held = size_of(&self.git_dir).await;
+            if adding <= max_bytes {
+                let mut pack = self.git(None);
+                pack.args(["repack", "-d", "-q"]);
+                if let Err(e) = run("repack", pack, limit, None).await {
+                    tracing::warn!("cannot pack a session's repository: {e}");
+                }
+                held = size_of(&self.git_dir).await;
+            }
             if adding.saturating_add(held) > max_bytes {
                 return Err(GitError::CommitTooLarge {
                     adding,

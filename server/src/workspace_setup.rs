@@ -619,6 +619,7 @@ fn copy_tree(
     }
     let mut stack = vec![std::path::PathBuf::new()];
     let (mut bytes, mut files) = (0u64, 0usize);
+    let mut part = vec![0; 1 << 20];
     while let Some(rel) = stack.pop() {
         if !rel.as_os_str().is_empty() {
             std::fs::create_dir(to.join(&rel)).map_err(fail)?;
@@ -665,7 +666,7 @@ fn copy_tree(
                 copy.set_permissions(std::fs::Permissions::from_mode(meta.mode() & 0o777))
                     .map_err(fail)?;
                 // A part at a time, within the time it has.
-                let (mut source, mut part) = (source.take(meta.len()), vec![0; 1 << 20]);
+                let mut source = source.take(meta.len());
                 loop {
                     let read = source.read(&mut part).map_err(fail)?;
                     if read == 0 {

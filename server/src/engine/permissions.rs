@@ -293,9 +293,14 @@ impl Permissions {
         tool: &str,
         why: &str,
     ) -> Result<Option<Verdict>, RunError> {
+        // Closed first: a decision sent after this fails, one sent before
+        // is taken.
         let made = lock(&self.recovered)
             .remove(request_id)
-            .and_then(|mut answer| answer.try_recv().ok());
+            .and_then(|mut answer| {
+                answer.close();
+                answer.try_recv().ok()
+            });
         lock(&self.pending).remove(request_id);
         let expired = Ruling {
             decision: Decision::Expired,

@@ -289,7 +289,6 @@ async fn docker_commands_run_through_the_agent_which_only_the_server_drives() {
     assert_eq!(hidden.output, expected);
     // Once the agent is in, the server's socket is gone; a process of the
     // sandbox that dials it without the secret finds no way in.
-    assert_eq!(d.run("ls -A /run/paddock-agent", 10).await.output, "");
     let intruder = d
         .run(
             &format!(
